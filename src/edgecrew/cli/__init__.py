@@ -1,0 +1,340 @@
+"""The `edgecrew` command line: thin commands that parse, call a service and render."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from edgecrew.errors import EdgecrewError, SpecError
+
+app = typer.Typer(name="edgecrew", help="Durable teams of LLM agents on small local models.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+teams_app = typer.Typer(help="List and show teams.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(teams_app, name="teams")
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project dir (default: current dir).")]
+
+
+def _runtime(project: Path | None = None) -> Any:
+    from edgecrew.engine.runtime import bootstrap
+    from edgecrew.settings import get_settings, reset_settings
+
+    if project is not None:
+        os.environ["EDGECREW_PROJECT"] = str(project)
+        reset_settings()
+    return bootstrap(get_settings())
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run a command body; edgecrew's own errors become a clear message and exit code."""
+    try:
+        return fn()
+    except SpecError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except EdgecrewError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
+def _arun(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return _guard(lambda: asyncio.run(coro_fn()))
+
+
+# -- run / resume / cancel ------------------------------------------------------------------------
+
+@app.command()
+def run(
+    team: Annotated[str, typer.Argument(help="Team name (see `edgecrew teams list`) or a team YAML file.")],
+    task: Annotated[str, typer.Argument(help="What the team should do.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the result, as JSON.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Run a team on a task, showing progress live, and print its output."""
+    from edgecrew.cli.render import LiveRenderer
+    from edgecrew.engine.service import RunService
+
+    async def body() -> int:
+        svc = RunService(_runtime(project))
+        recovered = await svc.recover()
+        if recovered and not as_json:
+            console.print(f"[yellow]Resuming {len(recovered)} interrupted run(s) in this process:[/] "
+                          + ", ".join(recovered))
+        run_id, handle = await svc.start(team, task)
+        if as_json:
+            final = await svc.follow(run_id)
+        else:
+            console.print(f"run [bold]{run_id}[/]  (edgecrew runs show {run_id})")
+            with LiveRenderer(console) as live:
+                final = await svc.follow(run_id, live)
+        await _settle(handle)
+        for other in recovered:
+            if not as_json:
+                console.print(f"[dim]waiting for resumed run {other}…[/]")
+            await svc.follow(other)
+        _print_result(final, svc, as_json)
+        return 0 if final.status.value == "succeeded" else 1
+
+    raise typer.Exit(_arun(body))
+
+
+async def _settle(handle: Any) -> None:
+    """Let the workflow record its completion before the process exits."""
+    try:
+        await asyncio.wait_for(handle.get_result(), timeout=30)
+    except Exception:  # cancelled or failed workflows raise here; the store already says why
+        return
+
+
+def _print_result(run: Any, svc: Any, as_json: bool) -> None:
+    steps = svc.rt.store.steps(run.id)
+    usage = {
+        "prompt_tokens": sum(s.prompt_tokens for s in steps),
+        "completion_tokens": sum(s.completion_tokens for s in steps),
+        "model_calls": sum(s.model_calls for s in steps),
+        "tool_calls": sum(s.tool_calls for s in steps),
+    }
+    if as_json:
+        print(json.dumps({"run_id": run.id, "team": run.team, "status": run.status.value, "output": run.output,
+                          "error": run.error, "usage": usage, "workspace": run.workspace}, ensure_ascii=False))
+        return
+    console.rule("output")
+    output = run.output
+    if isinstance(output, dict) and set(output) == {"text"}:
+        console.print(escape(output["text"]))
+    else:
+        console.print_json(json.dumps(output, ensure_ascii=False))
+    colour = "green" if run.status.value == "succeeded" else "red"
+    console.print(f"[{colour}]{run.status.value}[/] · {usage['model_calls']} model calls · "
+                  f"{usage['tool_calls']} tool calls · {usage['prompt_tokens']}+{usage['completion_tokens']} tokens")
+    if run.error:
+        console.print(f"[red]{escape(run.error)}[/]")
+
+
+@app.command()
+def resume(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+           project: ProjectOpt = None) -> None:
+    """Resume an interrupted run from its last finished step."""
+    from edgecrew.cli.render import LiveRenderer
+    from edgecrew.engine.service import RunService
+
+    async def body() -> int:
+        svc = RunService(_runtime(project))
+        run, what = await svc.resume(run_id)
+        console.print(f"run [bold]{run.id}[/]: {what}")
+        events = svc.rt.store.events(run.id)
+        last = events[-1].id if events else 0
+        with LiveRenderer(console) as live:
+            final = await svc.follow(run.id, live, after_id=last)
+        _print_result(final, svc, False)
+        return 0 if final.status.value == "succeeded" else 1
+
+    raise typer.Exit(_arun(body))
+
+
+@app.command()
+def cancel(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")]) -> None:
+    """Cancel a run; it stops at its next step, even when another process runs it."""
+    from edgecrew.engine.service import RunService
+
+    run = _guard(lambda: RunService(_runtime()).cancel(run_id))
+    console.print(f"run [bold]{run.id}[/] {run.status.value}")
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+@runs_app.command("list")
+def runs_list(
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List recent runs."""
+    runs = _guard(lambda: _runtime().store.list_runs(limit=limit, status=status))
+    if as_json:
+        print(json.dumps([{"id": r.id, "team": r.team, "status": r.status.value, "task": r.task,
+                           "created_at": r.created_at} for r in runs]))
+        return
+    if not runs:
+        console.print("no runs yet — try: edgecrew run plan-write-review \"Write a haiku about edge AI\"")
+        return
+    table = Table("run", "team", "status", "created", "task")
+    for r in runs:
+        table.add_row(r.id, r.team, _status(r.status.value), _when(r.created_at), escape(r.task[:60]))
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a run: status, output and each agent step with its tokens."""
+    rt = _guard(_runtime)
+    run = _guard(lambda: rt.store.get_run(run_id))
+    steps = rt.store.steps(run.id)
+    if as_json:
+        print(json.dumps({"id": run.id, "team": run.team, "task": run.task, "status": run.status.value,
+                          "output": run.output, "error": run.error,
+                          "steps": [{"key": s.key, "agent": s.agent, "outcome": s.outcome, "output": s.output,
+                                     "model_calls": s.model_calls, "tool_calls": s.tool_calls,
+                                     "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens}
+                                    for s in steps]}, ensure_ascii=False))
+        return
+    console.print(f"run [bold]{run.id}[/] · team {run.team} · {_status(run.status.value)} · {_when(run.created_at)}")
+    console.print(f"task: {escape(run.task)}")
+    if run.workspace:
+        console.print(f"workspace: {run.workspace}")
+    table = Table("step", "agent", "outcome", "calls", "tokens", "output")
+    for s in steps:
+        table.add_row(s.key, s.agent, s.outcome or s.status, f"{s.model_calls}m/{s.tool_calls}t",
+                      f"{s.prompt_tokens}+{s.completion_tokens}", escape(json.dumps(s.output)[:70]) if s.output else "")
+    console.print(table)
+    if run.error:
+        console.print(f"[red]error:[/] {escape(run.error)}")
+    if run.output is not None:
+        console.print_json(json.dumps(run.output, ensure_ascii=False))
+
+
+@runs_app.command("events")
+def runs_events(
+    run_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Print a run's events (the same stream the API and UI read)."""
+    from edgecrew.cli.render import event_line
+    from edgecrew.engine.service import RunService
+
+    rt = _guard(_runtime)
+    run = _guard(lambda: rt.store.get_run(run_id))
+
+    def show(e: Any) -> None:
+        if as_json:
+            print(json.dumps({"id": e.id, "type": e.type, "agent": e.agent, "step": e.step_key, "data": e.data,
+                              "at": e.created_at}, ensure_ascii=False), flush=True)
+        else:
+            console.print(f"[dim]{e.id:>5}[/] " + (event_line(e) or e.type))
+
+    if follow:
+        _arun(lambda: RunService(rt).follow(run.id, show))
+    else:
+        for e in rt.store.events(run.id):
+            show(e)
+
+
+# -- teams / validate / init / doctor -------------------------------------------------------------
+
+@teams_app.command("list")
+def teams_list(project: ProjectOpt = None) -> None:
+    """List the teams this project can run (built-in and project teams)."""
+    rt = _guard(lambda: _runtime(project))
+    table = Table("team", "source", "agents", "status")
+    for name, source in sorted(rt.project.teams.items()):
+        try:
+            spec = rt.project.load_team(name, rt.catalog())
+            agents, state = ", ".join(spec.agents), "[green]valid[/]"
+        except SpecError as exc:
+            agents, state = "", f"[red]{len(exc.issues)} problem(s)[/]"
+        table.add_row(name, "built-in" if source.builtin else str(source.file), agents, state)
+    console.print(table)
+
+
+@teams_app.command("show")
+def teams_show(team: str, project: ProjectOpt = None) -> None:
+    """Print a team's YAML."""
+    rt = _guard(lambda: _runtime(project))
+    source = _guard(lambda: rt.project.team_source(team))
+    console.print(f"[dim]{source.file}[/]")
+    console.print(escape(source.file.read_text()))
+
+
+@app.command()
+def validate(path: Annotated[Path, typer.Argument(help="A team YAML file or a project directory.")] = Path(".")
+             ) -> None:
+    """Check team specs and report every problem with file, line and fix."""
+    from edgecrew.specs.project import load_project
+
+    def body() -> int:
+        target = path.resolve()
+        if not target.exists():
+            err.print(f"[red]error:[/] {path} does not exist")
+            return 2
+        rt = _runtime(target if target.is_dir() else target.parent)
+        sources = [str(target)] if target.is_file() else [
+            n for n, s in load_project(target).teams.items() if not s.builtin]
+        if not sources:
+            console.print(f"no teams in {target} (looked at edgecrew.yaml and teams/*.yaml)")
+            return 0
+        problems = 0
+        for source in sources:
+            try:
+                spec = rt.project.load_team(source, rt.catalog())
+                console.print(f"[green]✓[/] {spec.name} ({spec.source}): {len(spec.agents)} agents, "
+                              f"{len(spec.graph.edges)} edges")
+            except SpecError as exc:
+                problems += len(exc.issues)
+                for issue in exc.issues:
+                    err.print(f"[red]✗[/] {escape(str(issue))}")
+        return 2 if problems else 0
+
+    raise typer.Exit(_guard(body))
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path(".")) -> None:
+    """Create a project with an example team you can run and edit."""
+    from edgecrew.cli.scaffold import create_project
+
+    created = _guard(lambda: create_project(directory))
+    for file in created:
+        console.print(f"[green]created[/] {file}")
+    console.print(f"\nnext: cd {directory} && edgecrew validate && edgecrew run example \"Summarize why edge AI matters\"")
+
+
+@app.command()
+def doctor() -> None:
+    """Check this machine: Python, CPU, RAM, model files, data dir; say what is missing and how to fix it."""
+    from edgecrew.cli.doctor import run_checks
+
+    ok = True
+    table = Table("check", "status", "detail")
+    for check in run_checks():
+        ok = ok and (check.ok or not check.required)
+        mark = "[green]ok[/]" if check.ok else ("[red]missing[/]" if check.required else "[yellow]warn[/]")
+        detail = check.detail + (f"\n[yellow]fix:[/] {escape(check.fix)}" if not check.ok and check.fix else "")
+        table.add_row(check.name, mark, detail)
+    console.print(table)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _status(value: str) -> str:
+    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(value, "cyan")
+    return f"[{colour}]{value}[/]"
+
+
+def _when(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def main() -> None:
+    app(prog_name="edgecrew")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

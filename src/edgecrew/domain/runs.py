@@ -1,0 +1,61 @@
+"""Run and step states, agent-turn outcomes, and the event vocabulary.
+
+A run moves ``queued → running → (waiting_approval ↔ running) → succeeded | failed | cancelled``;
+terminal states never change again. Every state change is also an event row.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING_APPROVAL = "waiting_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+_ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),
+    RunStatus.RUNNING: frozenset(
+        {RunStatus.WAITING_APPROVAL, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+    ),
+    RunStatus.WAITING_APPROVAL: frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED}),
+}
+
+
+def can_transition(current: RunStatus, new: RunStatus) -> bool:
+    """Whether a run in ``current`` may move to ``new`` (same state is allowed: replay re-applies it)."""
+    return current == new or new in _ALLOWED.get(current, frozenset())
+
+
+class Outcome(StrEnum):
+    """How one agent turn ended."""
+
+    FINAL = "final"  # returned its output (valid against its schema when it has one)
+    MAX_STEPS = "max_steps"  # ran out of its step budget
+    LOOP_DETECTED = "loop_detected"  # asked for the same tool call three times
+    TIMEOUT = "timeout"  # ran past its wall-clock limit
+    INVALID_OUTPUT = "invalid_output"  # kept returning output that fails its schema
+    ERROR = "error"  # the model backend failed
+
+
+class EventType(StrEnum):
+    RUN_STARTED = "run_started"
+    RUN_RESUMED = "run_resumed"
+    STEP_STARTED = "step_started"
+    MODEL_CALLED = "model_called"
+    TOOL_CALLED = "tool_called"
+    ROUTE_TAKEN = "route_taken"
+    STEP_FINISHED = "step_finished"
+    RUN_FINISHED = "run_finished"
+    RUN_CANCELLED = "run_cancelled"

@@ -1,0 +1,82 @@
+"""Agents, teams and their graph as frozen domain objects.
+
+A graph node is an agent; ``end`` is the terminal node. An edge with several targets fans out (the
+targets run in parallel); an edge with several sources is a join (its target runs once all sources
+have finished). Every cycle must contain an edge with ``max_loops``, so every run terminates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgecrew.domain.conditions import Condition
+
+END = "end"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Budgets of one agent turn."""
+
+    max_steps: int = 6  # model calls per turn (each tool round-trip costs one)
+    max_tokens: int = 512  # completion tokens per model call
+    timeout_s: float = 300.0  # wall-clock seconds per turn
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One agent: who it is, which model it uses, what it may call and what it must return."""
+
+    name: str
+    system: str
+    model: str = "local"
+    role: str = ""
+    tools: tuple[str, ...] = ()
+    output_schema: Mapping[str, Any] | None = None
+    limits: Limits = Limits()
+    plan_first: bool = True
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A transition between agents, taken when ``when`` holds on the source's output."""
+
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    when: Condition | None = None
+    max_loops: int | None = None
+    index: int = 0  # position in the spec: routing tries edges in this order
+
+    @property
+    def is_join(self) -> bool:
+        return len(self.sources) > 1
+
+    def label(self) -> str:
+        src = self.sources[0] if len(self.sources) == 1 else "[" + ", ".join(self.sources) + "]"
+        dst = self.targets[0] if len(self.targets) == 1 else "[" + ", ".join(self.targets) + "]"
+        cond = f" when {self.when.source}" if self.when else ""
+        return f"{src} -> {dst}{cond}"
+
+
+@dataclass(frozen=True)
+class Graph:
+    start: str
+    edges: tuple[Edge, ...]
+
+    def outgoing(self, node: str) -> tuple[Edge, ...]:
+        return tuple(e for e in self.edges if node in e.sources)
+
+
+@dataclass(frozen=True)
+class TeamSpec:
+    """A team: its agents, its graph and where it was loaded from."""
+
+    name: str
+    agents: Mapping[str, AgentSpec]
+    graph: Graph
+    description: str = ""
+    max_visits: int = 50  # safety net on total agent turns per run
+    source: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the validated document, snapshotted per run

@@ -1,0 +1,185 @@
+"""One agent turn: model call, the tool calls it asks for, results fed back, until a final output.
+
+The loop is written against :class:`TurnIO`, so the same code runs durably (each call a DBOS step)
+and in plain tests. It ends with an :class:`Outcome`: ``final`` (output valid against the agent's
+schema when it has one), ``max_steps``, ``loop_detected`` (the same tool call with the same
+arguments a third time), ``timeout``, ``invalid_output`` or ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import jsonschema
+
+from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition
+from edgecrew.domain.runs import Outcome
+from edgecrew.domain.specs import AgentSpec
+
+LOOP_LIMIT = 3  # identical tool calls allowed before the loop guard stops the turn
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A recorded model call: a response, or an error (kind: timeout | error)."""
+
+    response: ModelResponse | None = None
+    error: str | None = None
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a tool call returned to the agent."""
+
+    content: str
+    is_error: bool = False
+
+
+class TurnIO(Protocol):
+    async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult: ...
+
+    async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float) -> Observation: ...
+
+    def tool_definitions(self, agent: AgentSpec) -> Sequence[ToolDefinition]: ...
+
+    def canonical_tool(self, name: str) -> str: ...
+
+    def checkpoint(self, name: str) -> None: ...
+
+
+@dataclass
+class TurnResult:
+    outcome: Outcome
+    output: dict[str, Any]
+    error: str | None = None
+    messages: list[Message] = field(default_factory=list)
+    model_calls: int = 0
+    tool_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value, "output": self.output, "error": self.error,
+            "messages": [m.to_dict() for m in self.messages], "model_calls": self.model_calls,
+            "tool_calls": self.tool_calls, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TurnResult:
+        return cls(
+            outcome=Outcome(data["outcome"]), output=data["output"], error=data.get("error"),
+            messages=[Message.from_dict(m) for m in data.get("messages", [])],
+            model_calls=data.get("model_calls", 0), tool_calls=data.get("tool_calls", 0),
+            prompt_tokens=data.get("prompt_tokens", 0), completion_tokens=data.get("completion_tokens", 0),
+        )
+
+
+PLAN_FIRST = (
+    "Work plan-first: before acting, decide the few steps you will take, then follow them. "
+    "Use a tool only when it is needed, and never repeat a call that already gave you its result."
+)
+
+
+def system_prompt(agent: AgentSpec) -> str:
+    parts = [agent.system.strip()]
+    if agent.role:
+        parts.insert(0, f"Your role: {agent.role}.")
+    if agent.plan_first:
+        parts.append(PLAN_FIRST)
+    if agent.output_schema is not None:
+        parts.append("Answer with a JSON object that matches this schema: " + json.dumps(agent.output_schema))
+    return "\n\n".join(parts)
+
+
+async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]) -> TurnResult:
+    """Run one agent turn; ``key`` names the turn, and every call key is derived from it."""
+    messages: list[Message] = [Message("system", system_prompt(agent)), Message("user", context)]
+    result = TurnResult(outcome=Outcome.MAX_STEPS, output={}, messages=messages)
+    tools = tuple(io.tool_definitions(agent))
+    seen: Counter[tuple[str, str]] = Counter()
+    started = time.monotonic()
+    last_text = ""
+    for step in range(agent.limits.max_steps):
+        remaining = agent.limits.timeout_s - (time.monotonic() - started)
+        if remaining <= 0:
+            return _end(result, Outcome.TIMEOUT, f"turn ran past {agent.limits.timeout_s:g}s")
+        request = ModelRequest(
+            messages=tuple(messages), tools=tools, output_schema=agent.output_schema,
+            max_tokens=agent.limits.max_tokens, metadata={**metadata, "step": f"{key}.m{step}"},
+        )
+        io.checkpoint("before_model_call")
+        call = await io.call_model(f"{key}.m{step}", agent, request, remaining)
+        io.checkpoint("after_model_call")
+        result.model_calls += 1
+        if call.response is None:
+            if call.kind == "timeout":
+                return _end(result, Outcome.TIMEOUT, call.error)
+            if call.kind == "invalid":
+                # Malformed output is the model's mistake: tell it and let it try again.
+                messages.append(Message("user", f"Your last reply was not usable: {call.error}. Try again."))
+                continue
+            return _end(result, Outcome.ERROR, call.error)
+        reply = call.response.message
+        result.prompt_tokens += call.response.usage.prompt_tokens
+        result.completion_tokens += call.response.usage.completion_tokens
+        messages.append(reply)
+        if reply.tool_calls:
+            for j, tool_call in enumerate(reply.tool_calls):
+                signature = (io.canonical_tool(tool_call.name), json.dumps(tool_call.arguments, sort_keys=True))
+                seen[signature] += 1
+                if seen[signature] >= LOOP_LIMIT:
+                    return _end(result, Outcome.LOOP_DETECTED,
+                                f"'{tool_call.name}' called {LOOP_LIMIT} times with the same arguments")
+                remaining = agent.limits.timeout_s - (time.monotonic() - started)
+                observation = await io.call_tool(f"{key}.m{step}.t{j}", agent, tool_call, max(remaining, 0.001))
+                result.tool_calls += 1
+                messages.append(Message("tool", observation.content, tool_call_id=tool_call.id, name=tool_call.name))
+            continue
+        last_text = reply.content
+        output, problem = parse_output(agent, reply.content)
+        if problem is None:
+            result.output = output
+            return _end(result, Outcome.FINAL, None)
+        messages.append(Message("user", f"Your answer does not match the required schema: {problem}. "
+                                        "Reply again with only the corrected JSON object."))
+        result.outcome = Outcome.INVALID_OUTPUT
+    outcome = result.outcome if result.outcome == Outcome.INVALID_OUTPUT else Outcome.MAX_STEPS
+    result.output = {"text": last_text} if agent.output_schema is None else {}
+    return _end(result, outcome, f"no final output within {agent.limits.max_steps} model calls")
+
+
+def parse_output(agent: AgentSpec, text: str) -> tuple[dict[str, Any], str | None]:
+    """The agent's final output as a dict, or the reason it is not acceptable."""
+    if agent.output_schema is None:
+        return {"text": text}, None
+    try:
+        data = json.loads(_strip_fences(text))
+    except json.JSONDecodeError as exc:
+        return {}, f"not JSON ({exc.msg})"
+    errors = sorted(jsonschema.Draft202012Validator(dict(agent.output_schema)).iter_errors(data), key=str)
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path)
+        return {}, errors[0].message + (f" at {where}" if where else "")
+    return data, None
+
+
+def _strip_fences(text: str) -> str:
+    text = text.strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = text.rsplit("```", 1)[0]
+    return text
+
+
+def _end(result: TurnResult, outcome: Outcome, error: str | None) -> TurnResult:
+    result.outcome = outcome
+    result.error = error
+    return result

@@ -1,0 +1,284 @@
+"""The team run as a DBOS workflow: model and tool calls are DBOS steps, routing replays from them.
+
+A killed process leaves its workflows PENDING under its executor id (host:pid:start-time). When
+edgecrew starts again it resumes the PENDING workflows of executors that are no longer alive on
+this host, so a run continues from its last finished step and no finished call runs twice. Event
+rows are written inside the step that they describe, keyed by run and step, so a step that DBOS
+re-executes rewrites its events instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psutil
+from dbos import DBOS, DBOSConfig
+
+from edgecrew import __version__
+from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition
+from edgecrew.domain.runs import EventType, RunStatus
+from edgecrew.domain.specs import AgentSpec, Edge
+from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
+from edgecrew.engine.failpoints import failpoint
+from edgecrew.engine.graph import Visit, run_graph
+from edgecrew.engine.runtime import Runtime, get_runtime
+from edgecrew.errors import EdgecrewError, InvalidOutputError, ToolError
+from edgecrew.specs.loader import team_from_raw
+from edgecrew.tools.base import ToolContext
+
+MAX_OBSERVATION_CHARS = 4000
+
+
+# -- DBOS lifecycle --------------------------------------------------------------------------------
+
+_launched_url: str | None = None
+
+
+def executor_id() -> str:
+    proc = psutil.Process()
+    return f"{socket.gethostname()}:{proc.pid}:{int(proc.create_time())}"
+
+
+def _executor_alive(executor: str | None) -> bool:
+    """Whether the process behind an executor id still runs (unknown hosts count as alive)."""
+    if not executor or executor == "local":
+        return False
+    host, _, rest = executor.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine's executor: its own restart recovers it
+    try:
+        proc = psutil.Process(int(pid_text))
+        return int(proc.create_time()) == int(started)
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def launch(runtime: Runtime) -> None:
+    """Start DBOS for this process (once per system database)."""
+    global _launched_url
+    url = runtime.settings.system_database_url
+    if _launched_url == url:
+        return
+    if _launched_url is not None:
+        DBOS.destroy(destroy_registry=False)
+    config: DBOSConfig = {
+        "name": "edgecrew",
+        "system_database_url": url,
+        "executor_id": executor_id(),
+        "application_version": __version__,
+        "log_level": os.environ.get("EDGECREW_DBOS_LOG_LEVEL", "WARNING"),
+        "notification_listener_polling_interval_sec": 0.1,
+    }
+    DBOS(config=config)
+    DBOS.launch()
+    _launched_url = url
+
+
+def shutdown() -> None:
+    global _launched_url
+    if _launched_url is not None:
+        DBOS.destroy(destroy_registry=False)
+        _launched_url = None
+
+
+async def recover_orphans(runtime: Runtime) -> list[str]:
+    """Resume PENDING workflows of dead executors, and start runs whose workflow never began."""
+    resumed: list[str] = []
+    own = executor_id()
+    pending = await DBOS.list_workflows_async(status="PENDING", load_input=False, load_output=False)
+    for wf in pending:
+        if wf.executor_id != own and not _executor_alive(wf.executor_id):
+            await DBOS.resume_workflow_async(wf.workflow_id)
+            if wf.parent_workflow_id is None:
+                resumed.append(wf.workflow_id)
+    for run in runtime.store.runs_with_status([RunStatus.QUEUED, RunStatus.RUNNING]):
+        if run.id not in resumed and await workflow_status(run.id) is None:
+            await start_workflow(run.id)
+            resumed.append(run.id)
+    for run_id in resumed:
+        n = len([e for e in runtime.store.events(run_id) if e.type == EventType.RUN_RESUMED])
+        runtime.store.emit(run_id, f"resumed.{n}", EventType.RUN_RESUMED, {"executor": own})
+    return resumed
+
+
+async def start_workflow(run_id: str) -> Any:
+    from dbos import SetWorkflowID
+
+    with SetWorkflowID(run_id):
+        return await DBOS.start_workflow_async(team_run, run_id)
+
+
+async def workflow_status(run_id: str) -> Any:
+    """DBOS's view of a run's workflow (None when it never started)."""
+    found = await DBOS.list_workflows_async(workflow_ids=[run_id], load_input=False, load_output=False)
+    return found[0] if found else None
+
+
+# -- workflows -------------------------------------------------------------------------------------
+
+@DBOS.workflow(name="edgecrew.team_run")
+async def team_run(run_id: str) -> dict[str, Any]:
+    rt = get_runtime()
+    run = rt.store.get_run(run_id)
+    team = team_from_raw(run.spec, source=f"run {run_id}")
+    if run.status.terminal:
+        return {"status": run.status.value}
+    rt.store.set_status(run_id, RunStatus.RUNNING)
+    rt.store.emit(run_id, "run_started", EventType.RUN_STARTED,
+                  {"team": team.name, "task": run.task, "agents": list(team.agents)})
+    runner = DurableTurnRunner(rt, run_id, team.name)
+    result = await run_graph(team, run.task, runner)
+    status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
+    rt.store.set_status(run_id, status, output=result.output, error=result.error)
+    final = rt.store.get_run(run_id).status  # a cancel that won the race stays cancelled
+    rt.store.emit(run_id, "run_finished", EventType.RUN_FINISHED,
+                  {"status": final.value, "output": result.output, "error": result.error, "visits": result.visits})
+    return {"status": final.value, "output": result.output, "error": result.error}
+
+
+@DBOS.workflow(name="edgecrew.agent_turn")
+async def agent_turn(run_id: str, visit_key: str, agent_name: str, context: str) -> dict[str, Any]:
+    """One agent turn as a child workflow: used for parallel branches (each with its own step order)."""
+    rt = get_runtime()
+    team = team_from_raw(rt.store.get_run(run_id).spec)
+    return (await _turn(rt, run_id, team.name, team.agents[agent_name], visit_key, context)).to_dict()
+
+
+async def _turn(rt: Runtime, run_id: str, team: str, agent: AgentSpec, key: str, context: str) -> TurnResult:
+    store = rt.store
+    visit = int(key[1:4])
+    store.upsert_step(run_id, key, agent=agent.name, visit=visit, status="running")
+    store.emit(run_id, f"{key}.started", EventType.STEP_STARTED,
+               {"visit": visit, "model": agent.model, "role": agent.role}, step_key=key, agent=agent.name)
+    io = DurableIO(rt, run_id)
+    result = await run_turn(agent, context, io, key, {"run": run_id, "team": team, "agent": agent.name})
+    store.put_messages(run_id, key, enumerate(result.messages))
+    store.upsert_step(run_id, key, agent=agent.name, visit=visit, status="finished", outcome=result.outcome.value,
+                      output=result.output, error=result.error, model_calls=result.model_calls,
+                      tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
+                      completion_tokens=result.completion_tokens, finished_at=time.time())
+    store.emit(run_id, f"{key}.finished", EventType.STEP_FINISHED,
+               {"outcome": result.outcome.value, "output": result.output, "error": result.error,
+                "model_calls": result.model_calls, "tool_calls": result.tool_calls,
+                "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
+               step_key=key, agent=agent.name)
+    return result
+
+
+class DurableTurnRunner:
+    """Runs visits inline (one) or as child workflows (several, in parallel)."""
+
+    def __init__(self, rt: Runtime, run_id: str, team: str) -> None:
+        self.rt, self.run_id, self.team = rt, run_id, team
+        self.spec = team_from_raw(rt.store.get_run(run_id).spec)
+
+    async def run_turns(self, visits: Sequence[tuple[Visit, str]]) -> list[TurnResult]:
+        if len(visits) == 1:
+            visit, context = visits[0]
+            return [await _turn(self.rt, self.run_id, self.team, self.spec.agents[visit.agent], visit.key, context)]
+        # Children are started in a fixed order, so their ids replay identically.
+        handles = [
+            await DBOS.start_workflow_async(agent_turn, self.run_id, visit.key, visit.agent, context)
+            for visit, context in visits
+        ]
+        return [TurnResult.from_dict(await h.get_result()) for h in handles]
+
+    def route_taken(self, visit: Visit, edge: Edge | None, targets: Sequence[str]) -> None:
+        self.rt.store.emit(self.run_id, f"{visit.key}.route", EventType.ROUTE_TAKEN,
+                           {"from": visit.agent, "to": list(targets), "edge": edge.label() if edge else None},
+                           step_key=visit.key, agent=visit.agent)
+
+
+class DurableIO:
+    """TurnIO whose calls are DBOS steps."""
+
+    def __init__(self, rt: Runtime, run_id: str) -> None:
+        self.rt, self.run_id = rt, run_id
+
+    async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult:
+        data = await model_call_step(self.run_id, key, agent.name, agent.model, request, timeout_s)
+        response = ModelResponse.from_dict(data["response"]) if data.get("response") else None
+        return CallResult(response=response, error=data.get("error"), kind=data.get("kind", ""))
+
+    async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float) -> Observation:
+        data = await tool_call_step(self.run_id, key, agent.name, list(agent.tools), call, timeout_s)
+        return Observation(content=data["content"], is_error=data["is_error"])
+
+    def tool_definitions(self, agent: AgentSpec) -> list[ToolDefinition]:
+        return [self.rt.tools.get(name).definition() for name in agent.tools]
+
+    def canonical_tool(self, name: str) -> str:
+        return self.rt.tools.canonical(name)
+
+    def checkpoint(self, name: str) -> None:
+        failpoint(name)
+
+
+# -- steps -----------------------------------------------------------------------------------------
+
+@DBOS.step(name="edgecrew.model_call")
+async def model_call_step(run_id: str, key: str, agent: str, alias: str, request: ModelRequest,
+                          timeout_s: float) -> dict[str, Any]:
+    rt = get_runtime()
+    data: dict[str, Any]
+    try:
+        model = rt.models.get(alias)
+        response = await asyncio.wait_for(model.request(request), timeout=timeout_s)
+        data = {"response": response.to_dict()}
+        usage = response.usage
+        event = {
+            "alias": alias, "model": response.model, "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
+            "latency_s": round(response.latency_s, 4), "ttft_s": response.time_to_first_token_s,
+            "tokens_per_s": round(response.tokens_per_second, 2),
+            "tool_calls": [c.name for c in response.message.tool_calls],
+            "content": response.message.content[:500],
+        }
+    except TimeoutError:
+        data = {"error": f"model '{alias}' did not answer within {timeout_s:.0f}s", "kind": "timeout"}
+        event = {"alias": alias, "error": data["error"]}
+    except InvalidOutputError as exc:
+        data = {"error": str(exc), "kind": "invalid"}
+        event = {"alias": alias, "error": data["error"]}
+    except EdgecrewError as exc:
+        data = {"error": str(exc), "kind": "error"}
+        event = {"alias": alias, "error": data["error"]}
+    rt.store.emit(run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=key.split(".m")[0], agent=agent)
+    return data
+
+
+@DBOS.step(name="edgecrew.tool_call")
+async def tool_call_step(run_id: str, key: str, agent: str, allowed: list[str], call: ToolCall,
+                         timeout_s: float) -> dict[str, Any]:
+    rt = get_runtime()
+    started = time.perf_counter()
+    canonical = rt.tools.canonical(call.name)
+    try:
+        if canonical not in allowed:
+            raise ToolError(f"tool '{call.name}' is not allowed for agent '{agent}'; allowed: "
+                            f"{', '.join(allowed) or 'none'}")
+        spec = rt.tools.get(canonical)
+        ctx = ToolContext(run_id=run_id, agent=agent, workspace=rt.workspace(run_id))
+        result = await asyncio.wait_for(spec.call(call.arguments, ctx), timeout=max(timeout_s, 0.001))
+        content = result if isinstance(result, str) else json.dumps(result, default=str)
+        is_error = False
+    except TimeoutError:
+        content, is_error = f"error: tool '{call.name}' ran past the agent's time limit", True
+    except EdgecrewError as exc:
+        content, is_error = f"error: {exc}", True
+    except Exception as exc:  # a tool's own bug must not crash the run: the model sees it
+        content, is_error = f"error: tool '{call.name}' failed: {type(exc).__name__}: {exc}", True
+    if len(content) > MAX_OBSERVATION_CHARS:
+        content = content[:MAX_OBSERVATION_CHARS] + f" [... {len(content) - MAX_OBSERVATION_CHARS} more chars]"
+    rt.store.emit(run_id, f"{key}.tool", EventType.TOOL_CALLED,
+                  {"tool": canonical, "arguments": call.arguments, "is_error": is_error, "result": content[:500],
+                   "duration_s": round(time.perf_counter() - started, 4)},
+                  step_key=key.split(".m")[0], agent=agent)
+    return {"content": content, "is_error": is_error}

@@ -1,0 +1,128 @@
+"""Walking a team's graph: which agents run next, from the outputs already recorded.
+
+Routing is a pure function of the graph, the recorded outputs and the loop counters, so a replayed
+run takes exactly the same path. A frontier of several agents (fan-out) runs in parallel; a join
+edge schedules its target once every source has arrived. Edges are tried in spec order and the
+first that matches wins; a bounded edge that has used up its ``max_loops`` no longer matches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edgecrew.domain.runs import Outcome
+from edgecrew.domain.specs import END, Edge, TeamSpec
+from edgecrew.engine.agent import TurnResult
+
+MAX_CONTEXT_CHARS = 1500  # per earlier output shown to the next agent; small models have small windows
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One turn of one agent in a run; ``key`` names it in steps, events and durable step ids."""
+
+    agent: str
+    index: int
+
+    @property
+    def key(self) -> str:
+        return f"v{self.index:03d}.{self.agent}"
+
+
+class TurnRunner(Protocol):
+    async def run_turns(self, visits: Sequence[tuple[Visit, str]]) -> list[TurnResult]:
+        """Run the visits (in parallel when several) and return their results in order."""
+        ...
+
+    def route_taken(self, visit: Visit, edge: Edge | None, targets: Sequence[str]) -> None: ...
+
+
+@dataclass
+class GraphResult:
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    visits: int = 0
+
+
+class NoRouteError(Exception):
+    pass
+
+
+def route(team: TeamSpec, agent: str, output: dict[str, Any], loops: Counter[int]) -> tuple[Edge | None, list[str]]:
+    """The edge taken from ``agent`` and its targets; a node without outgoing edges ends the run."""
+    edges = team.graph.outgoing(agent)
+    if not edges:
+        return None, [END]
+    for edge in edges:
+        if edge.when is not None and not edge.when.evaluate(output):
+            continue
+        if edge.max_loops is not None:
+            if loops[edge.index] >= edge.max_loops:
+                continue
+            loops[edge.index] += 1
+        return edge, list(edge.targets)
+    raise NoRouteError(
+        f"no edge from '{agent}' matched its output {json.dumps(output)[:200]}; "
+        "add an edge without 'when' as the default"
+    )
+
+
+def context_for(task: str, board: dict[str, tuple[str, dict[str, Any]]]) -> str:
+    """The user message an agent sees: the task, then the latest output of each agent so far."""
+    parts = [f"Task: {task}"]
+    for agent, (role, output) in board.items():
+        text = output["text"] if set(output) == {"text"} else json.dumps(output, ensure_ascii=False)
+        if len(text) > MAX_CONTEXT_CHARS:
+            text = text[:MAX_CONTEXT_CHARS] + " [...]"
+        label = f"{agent} ({role})" if role else agent
+        parts.append(f"Output of {label}:\n{text}")
+    return "\n\n".join(parts)
+
+
+async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResult:
+    frontier = [team.graph.start]
+    board: dict[str, tuple[str, dict[str, Any]]] = {}
+    loops: Counter[int] = Counter()
+    arrivals: dict[int, set[str]] = {}
+    finals: dict[str, dict[str, Any]] = {}
+    visits = 0
+    while frontier:
+        if visits + len(frontier) > team.max_visits:
+            return GraphResult(False, error=f"run exceeded the team's max_visits ({team.max_visits})", visits=visits)
+        batch = [Visit(agent, visits + i) for i, agent in enumerate(frontier)]
+        visits += len(batch)
+        contexts = [context_for(task, board) for _ in batch]
+        results = await runner.run_turns(list(zip(batch, contexts, strict=True)))
+        upcoming: list[str] = []
+        for visit, result in zip(batch, results, strict=True):
+            if result.outcome != Outcome.FINAL:
+                return GraphResult(
+                    False, output=result.output, visits=visits,
+                    error=f"agent '{visit.agent}' ({visit.key}) ended with {result.outcome.value}: {result.error}",
+                )
+            board.pop(visit.agent, None)  # re-insert so the board is ordered by recency
+            board[visit.agent] = (team.agents[visit.agent].role, result.output)
+            try:
+                edge, targets = route(team, visit.agent, result.output, loops)
+            except NoRouteError as exc:
+                return GraphResult(False, output=result.output, error=str(exc), visits=visits)
+            runner.route_taken(visit, edge, targets)
+            for target in targets:
+                if target == END:
+                    finals[visit.agent] = result.output
+                elif edge is not None and edge.is_join:
+                    arrived = arrivals.setdefault(edge.index, set())
+                    arrived.add(visit.agent)
+                    if arrived >= set(edge.sources):
+                        arrived.clear()
+                        upcoming.append(target)
+                else:
+                    upcoming.append(target)
+        frontier = list(dict.fromkeys(upcoming))
+    output: Any = next(iter(finals.values())) if len(finals) == 1 else finals
+    return GraphResult(True, output=output, visits=visits)

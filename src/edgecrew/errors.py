@@ -1,0 +1,72 @@
+"""The one exception tree of edgecrew.
+
+::
+
+    EdgecrewError
+    ├── UserError            the user wrote a bad spec, setting or argument: say what and where
+    │   ├── SpecError        an invalid agent/team/project YAML; carries every SpecIssue at once
+    │   └── NotFoundError    a team, run or model alias that does not exist
+    └── RunError             something failed while running a team
+        ├── ModelError       a model backend failed
+        │   └── InvalidOutputError  the model's reply is malformed (the agent may retry)
+        └── ToolError        a tool failed (its message goes back to the model as an observation)
+
+Exceptions carry data and never log by themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EdgecrewError(Exception):
+    """Base of every error edgecrew raises on purpose."""
+
+
+class UserError(EdgecrewError):
+    """Bad input from the user: a spec, a setting, a CLI argument."""
+
+
+class NotFoundError(UserError):
+    """A named thing (team, run, model alias, tool) does not exist."""
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a spec file: where it is, what is wrong, and what to change."""
+
+    file: str
+    line: int | None
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        text = f"{where}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class SpecError(UserError):
+    """An invalid spec; ``issues`` lists every problem found, not just the first."""
+
+    def __init__(self, issues: list[SpecIssue]) -> None:
+        self.issues = list(issues)
+        lines = "\n".join(f"  - {issue}" for issue in self.issues)
+        noun = "problem" if len(self.issues) == 1 else "problems"
+        super().__init__(f"{len(self.issues)} {noun} in spec:\n{lines}")
+
+
+class RunError(EdgecrewError):
+    """A failure while running a team."""
+
+
+class ModelError(RunError):
+    """A model backend failed or its output could not be used."""
+
+
+class InvalidOutputError(ModelError):
+    """The model answered, but its reply cannot be parsed (malformed JSON, no usable shape)."""
+
+
+class ToolError(RunError):
+    """A tool failed; the agent loop turns this into an observation for the model."""

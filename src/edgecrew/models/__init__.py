@@ -1,0 +1,1 @@
+"""Model port (ChatModel) and its adapters: scripted (tests), llama.cpp (embedded)."""

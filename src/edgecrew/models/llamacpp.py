@@ -1,0 +1,376 @@
+"""llama.cpp adapter: GGUF models in-process through llama-cpp-python.
+
+Structured output and tool calls are both JSON constrained by a grammar built from a JSON Schema, so
+even a 135M model can only emit a well-formed answer: with tools, the model must produce either
+``{"tool": <one of the allowed names>, "arguments": {...}}`` or ``{"final": ...}``. The grammar cannot
+enforce every keyword (``minimum``, ``uniqueItems``...) and generation can stop at ``max_tokens``
+mid-object, so every constrained reply is also parsed and validated: a reply that does not satisfy
+its schema raises :class:`ModelError` and is never returned as if it were an answer.
+
+We drive ``Llama.generate`` ourselves instead of ``create_chat_completion`` because the latter
+silently falls back to "any JSON" when a schema cannot be turned into a grammar, reports no usage
+while streaming, and cannot be stopped once started. The Llama object is not thread-safe, so calls
+are serialized by a lock and run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from edgecrew.domain.messages import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    StreamDelta,
+    ToolCall,
+    ToolDefinition,
+    Usage,
+)
+from edgecrew.errors import ModelError, UserError
+
+# The sampling defaults of llama-cpp-python's chat completions, which SmolLM2 was tuned against.
+_TOP_K, _TOP_P, _MIN_P, _REPEAT_PENALTY = 40, 0.95, 0.05, 1.1
+_SHOWN = 200  # characters of a bad reply quoted in an error message
+
+OnText = Callable[[str], None]
+
+
+class LlamaCppModel:
+    """A GGUF model run in-process by llama.cpp, loaded lazily on first use and then kept."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        name: str = "local",
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        seed: int = 42,
+    ) -> None:
+        self.name = name
+        self.path = Path(path)
+        self.n_ctx = n_ctx
+        # llama-cpp-python's default is half the cores, which halves speed on small edge boards.
+        self.n_threads = n_threads or _usable_cpus()
+        self.seed = seed
+        self._llm: Any = None
+        self._formatter: Any = None
+        self._vocab: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    def close(self) -> None:
+        """Free the model's memory; a later call loads it again."""
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+            self._llm = self._formatter = self._vocab = None
+
+    async def request(self, req: ModelRequest) -> ModelResponse:
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._generate, req, None, cancel)
+        finally:
+            # If the caller was cancelled the thread runs on: tell it to stop at the next token.
+            cancel.set()
+
+    async def stream(self, req: ModelRequest) -> AsyncIterator[StreamDelta]:
+        """Yield text as it is generated, then the full response.
+
+        Plain and structured replies stream token by token. A reply to a request with tools is only
+        known to be a tool call or a final answer once complete, so its content comes as one delta.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def on_text(text: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, text)
+
+        emit = None if req.tools else on_text
+        worker = asyncio.ensure_future(asyncio.to_thread(self._generate, req, emit, cancel))
+        # Scheduled after every on_text callback of the thread, so the end marker comes last.
+        worker.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (text := await queue.get()) is not None:
+                yield StreamDelta(text=text)
+            response = await worker
+            if req.tools and response.message.content:
+                yield StreamDelta(text=response.message.content)
+            yield StreamDelta(response=response)
+        finally:
+            cancel.set()
+            if not worker.done():
+                worker.add_done_callback(_consume_result)
+
+    # -- blocking part, run in a worker thread -------------------------------------------------------
+
+    def _load(self) -> Any:
+        if self._llm is not None:
+            return self._llm
+        try:
+            import llama_cpp
+            from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
+        except ImportError:
+            raise UserError("llama-cpp-python is not installed; run `pip install 'edgecrew[local]'`") from None
+        if not self.path.is_file():
+            raise UserError(f"model '{self.name}': GGUF file {self.path} does not exist")
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(self.path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                seed=self.seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelError(f"model '{self.name}': llama.cpp could not load {self.path}: {exc}") from exc
+        eos, bos = llm.token_eos(), llm.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            # Templates come from the GGUF; ChatML is what most small instruct models without one expect.
+            template=llm.metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE,
+            eos_token=llm.detokenize([eos], special=True).decode() if eos >= 0 else "",
+            bos_token=llm.detokenize([bos], special=True).decode() if bos >= 0 else "",
+        )
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._llm = llm
+        return llm
+
+    def _generate(self, req: ModelRequest, on_text: OnText | None, cancel: threading.Event) -> ModelResponse:
+        schema = response_schema(req)
+        with self._lock:
+            if cancel.is_set():
+                raise ModelError(f"model '{self.name}': call cancelled before it started")
+            llm = self._load()
+            grammar = grammar_for(json.dumps(schema)) if schema is not None else None
+            prompt = self._prompt_tokens(req)
+            room = self.n_ctx - len(prompt)
+            if room <= 0:
+                raise ModelError(
+                    f"model '{self.name}': the prompt has {len(prompt)} tokens but the context holds "
+                    f"{self.n_ctx}; shorten the conversation or raise n_ctx"
+                )
+            max_tokens = min(req.max_tokens, room)
+            cached = min(_common_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt), len(prompt) - 1)
+            started = time.perf_counter()
+            first: float | None = None
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            parts: list[str] = []
+            produced = 0
+            llm.set_seed(self.seed)
+            try:
+                for token in llm.generate(
+                    prompt,
+                    temp=req.temperature,
+                    top_k=_TOP_K,
+                    top_p=_TOP_P,
+                    min_p=_MIN_P,
+                    repeat_penalty=_REPEAT_PENALTY,
+                    grammar=grammar,
+                ):
+                    if self._is_end(token):
+                        break
+                    produced += 1
+                    piece = decoder.decode(llm.detokenize([token]))
+                    if piece:
+                        first = time.perf_counter() - started if first is None else first
+                        parts.append(piece)
+                        if on_text is not None:
+                            on_text(piece)
+                    if produced >= max_tokens or cancel.is_set():
+                        break
+            except (RuntimeError, ValueError) as exc:
+                raise ModelError(f"model '{self.name}': llama.cpp failed while generating: {exc}") from exc
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                parts.append(tail)
+                if on_text is not None:
+                    on_text(tail)
+            latency = time.perf_counter() - started
+        text = "".join(parts)
+        usage = Usage(prompt_tokens=len(prompt), completion_tokens=produced, cached_tokens=max(cached, 0))
+        return ModelResponse(
+            message=parse_reply(text, req, truncated=produced >= max_tokens),
+            usage=usage,
+            model=self.name,
+            latency_s=latency,
+            time_to_first_token_s=first,
+        )
+
+    def _prompt_tokens(self, req: ModelRequest) -> list[int]:
+        chat = [_to_chat(m) for m in _with_tool_instructions(req)]
+        try:
+            rendered = self._formatter(messages=chat)
+        except Exception as exc:  # jinja2 errors, raise_exception() in templates
+            raise ModelError(f"model '{self.name}': its chat template rejected the messages: {exc}") from exc
+        # The template writes the BOS token itself when the model wants one.
+        tokens: list[int] = self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+        return tokens
+
+    def _is_end(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+
+# -- request → schema → grammar, and reply → message ------------------------------------------------
+
+
+def response_schema(req: ModelRequest) -> dict[str, Any] | None:
+    """The JSON Schema the reply must satisfy: the output schema, or the tool-call envelope."""
+    if not req.tools:
+        return dict(req.output_schema) if req.output_schema is not None else None
+    options: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "properties": {"tool": {"const": t.name}, "arguments": _arguments_schema(t)},
+            "required": ["tool", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in req.tools
+    ]
+    final = dict(req.output_schema) if req.output_schema is not None else {"type": "string"}
+    options.append(
+        {"type": "object", "properties": {"final": final}, "required": ["final"], "additionalProperties": False}
+    )
+    return {"anyOf": options}
+
+
+@lru_cache(maxsize=64)
+def grammar_for(schema_json: str) -> Any:
+    """The llama.cpp grammar for a JSON Schema (given as JSON text, so it can be cached)."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    except Exception as exc:  # the converter signals unsupported schemas with assert and bare Exception
+        raise UserError(
+            f"this JSON Schema cannot be turned into a llama.cpp grammar ({exc or type(exc).__name__}); "
+            "use type/properties/required/items/enum/const/anyOf/minItems/maxItems/maxLength/pattern: "
+            f"{schema_json[:_SHOWN]}"
+        ) from None
+
+
+def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False) -> Message:
+    """Turn the raw completion into a message: text, structured JSON text, or a tool call.
+
+    Raises ModelError when a constrained reply does not parse or does not satisfy its schema.
+    """
+    if not req.tools and req.output_schema is None:
+        return Message(role="assistant", content=text)
+    data = _load_json(text, req.max_tokens if truncated else None)
+    if not req.tools:
+        _check(data, req.output_schema or {}, "the output schema", text)
+        return Message(role="assistant", content=text)
+    if isinstance(data, dict) and "tool" in data:
+        tool = next((t for t in req.tools if t.name == data["tool"]), None)
+        if tool is None:
+            raise ModelError(f"model called unknown tool {data['tool']!r}: {text[:_SHOWN]!r}")
+        arguments = data.get("arguments")
+        if not isinstance(arguments, dict):
+            raise ModelError(f"model called tool '{tool.name}' without an arguments object: {text[:_SHOWN]!r}")
+        _check(arguments, _arguments_schema(tool), f"the arguments of tool '{tool.name}'", text)
+        # Deterministic ids keep a recorded conversation byte-identical when it is replayed.
+        call = ToolCall(id=f"call_{len(req.messages)}_0", name=tool.name, arguments=dict(arguments))
+        return Message(role="assistant", tool_calls=(call,))
+    if isinstance(data, dict) and "final" in data:
+        final = data["final"]
+        if req.output_schema is not None:
+            _check(final, req.output_schema, "the output schema", text)
+            return Message(role="assistant", content=json.dumps(final))
+        return Message(role="assistant", content=final if isinstance(final, str) else json.dumps(final))
+    raise ModelError(f"model reply is neither a tool call nor a final answer: {text[:_SHOWN]!r}")
+
+
+def _load_json(text: str, cut_at: int | None) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if cut_at is not None:
+            raise ModelError(
+                f"model reply was cut off at max_tokens={cut_at} before its JSON was complete; raise "
+                f"max_tokens or ask for a shorter answer (add maxItems/maxLength to the schema): "
+                f"{text[:_SHOWN]!r}"
+            ) from None
+        raise ModelError(f"model returned malformed JSON ({exc.msg} at {exc.pos}): {text[:_SHOWN]!r}") from None
+
+
+def _check(data: Any, schema: dict[str, Any], what: str, text: str) -> None:
+    from jsonschema import exceptions, validators
+
+    validator_class = validators.validator_for(schema)
+    try:
+        validator_class.check_schema(schema)
+    except exceptions.SchemaError as exc:
+        raise UserError(f"{what} is not a valid JSON Schema: {exc.message}") from None
+    error = exceptions.best_match(validator_class(schema).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        raise ModelError(f"model reply does not satisfy {what} at {where}: {error.message}; reply: {text[:_SHOWN]!r}")
+
+
+def _arguments_schema(tool: ToolDefinition) -> dict[str, Any]:
+    return tool.parameters or {"type": "object"}
+
+
+def _with_tool_instructions(req: ModelRequest) -> list[Message]:
+    if not req.tools:
+        return list(req.messages)
+    lines = [
+        "You can call tools. Reply with JSON only: either",
+        '{"tool": "<name>", "arguments": {...}} to call one tool, or {"final": <answer>} when done.',
+        "Tools:",
+    ]
+    lines += [f"- {t.name}: {t.description} Arguments schema: {json.dumps(t.parameters)}" for t in req.tools]
+    instructions = "\n".join(lines)
+    messages = list(req.messages)
+    if messages and messages[0].role == "system":
+        messages[0] = Message(role="system", content=messages[0].content + "\n\n" + instructions)
+    else:
+        messages.insert(0, Message(role="system", content=instructions))
+    return messages
+
+
+def _to_chat(message: Message) -> dict[str, str]:
+    # Small models' chat templates rarely know tool roles: calls and results travel as plain text.
+    if message.tool_calls:
+        calls = [json.dumps({"tool": c.name, "arguments": c.arguments}) for c in message.tool_calls]
+        return {"role": "assistant", "content": "\n".join(calls)}
+    if message.role == "tool":
+        return {"role": "user", "content": f"Result of tool {message.name}: {message.content}"}
+    return {"role": message.role, "content": message.content}
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _consume_result(task: asyncio.Future[Any]) -> None:
+    # The stream was abandoned: retrieve the outcome so asyncio does not log it as never retrieved.
+    if not task.cancelled():
+        task.exception()

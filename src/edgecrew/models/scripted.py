@@ -1,0 +1,134 @@
+"""ScriptedModel: deterministic replies for tests and benchmarks, recording every call.
+
+Replies come from a list (shared, or one list per agent), or from a function of the request. A reply
+is a string (final text), ``{"json": {...}}`` (structured output), ``{"tool": name, "args": {...}}``
+(one tool call), ``{"tool_calls": [...]}``, or ``{"text": ...}``; any reply may add ``delay`` seconds.
+With ``record_path`` every call is also appended to a JSON-lines file, so a test can count calls made
+by another process (the crash tests kill ``edgecrew run`` and count through this file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, StreamDelta, ToolCall, Usage
+from edgecrew.errors import ModelError
+from edgecrew.models.base import stream_by_request
+
+Reply = str | Mapping[str, Any]
+ReplyFunction = Callable[[ModelRequest, int], Reply]
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    index: int
+    agent: str
+    step: str
+    request: ModelRequest
+
+
+class ScriptedModel:
+    """A model that answers from a script; ``calls`` holds every request it received."""
+
+    def __init__(
+        self,
+        replies: Sequence[Reply] | Mapping[str, Sequence[Reply]] | ReplyFunction,
+        *,
+        name: str = "scripted",
+        delay: float = 0.0,
+        record_path: str | Path | None = None,
+        cycle: bool = False,
+    ) -> None:
+        self.name = name
+        self._replies = replies
+        self._delay = delay
+        self._record_path = Path(record_path) if record_path else None
+        self._cycle = cycle
+        self._lock = threading.Lock()
+        self._per_agent: dict[str, int] = {}
+        self.calls: list[RecordedCall] = []
+
+    def _next_reply(self, req: ModelRequest, index: int) -> Reply:
+        agent = req.metadata.get("agent", "")
+        if callable(self._replies):
+            return self._replies(req, index)
+        if isinstance(self._replies, Mapping):
+            script: Sequence[Reply] | None = self._replies.get(agent) or self._replies.get("*")
+            if script is None:
+                raise ModelError(f"scripted model '{self.name}' has no replies for agent '{agent}'")
+            position = self._per_agent.get(agent, 0)
+            self._per_agent[agent] = position + 1
+        else:
+            script, position = self._replies, index
+        if not script:
+            raise ModelError(f"scripted model '{self.name}' has an empty script")
+        if position >= len(script):
+            if not self._cycle:
+                raise ModelError(
+                    f"scripted model '{self.name}' ran out of replies (call {position + 1} for agent '{agent}')"
+                )
+            position %= len(script)
+        return script[position]
+
+    def _record(self, req: ModelRequest, index: int, phase: str) -> None:
+        if self._record_path is None:
+            return
+        line = json.dumps({"index": index, "phase": phase, "agent": req.metadata.get("agent", ""),
+                           "step": req.metadata.get("step", ""), "run": req.metadata.get("run", ""),
+                           "pid": os.getpid()})
+        with open(self._record_path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    async def request(self, req: ModelRequest) -> ModelResponse:
+        started = time.perf_counter()
+        with self._lock:
+            index = len(self.calls)
+            self.calls.append(RecordedCall(index, req.metadata.get("agent", ""), req.metadata.get("step", ""), req))
+            reply = self._next_reply(req, index)
+        self._record(req, index, "start")
+        delay = float(reply.get("delay", self._delay)) if isinstance(reply, Mapping) else self._delay
+        if delay > 0:
+            await asyncio.sleep(delay)
+        message = _to_message(reply, index)
+        self._record(req, index, "end")
+        completion = max(1, len((message.content or json.dumps([c.arguments for c in message.tool_calls])).split()))
+        prompt = sum(len(m.content.split()) for m in req.messages)
+        return ModelResponse(
+            message=message,
+            usage=Usage(prompt_tokens=prompt, completion_tokens=completion),
+            model=self.name,
+            latency_s=time.perf_counter() - started,
+            time_to_first_token_s=time.perf_counter() - started,
+        )
+
+    def stream(self, req: ModelRequest) -> AsyncIterator[StreamDelta]:
+        return stream_by_request(self, req)
+
+
+def _to_message(reply: Reply, index: int) -> Message:
+    if isinstance(reply, str):
+        return Message(role="assistant", content=reply)
+    if "json" in reply:
+        return Message(role="assistant", content=json.dumps(reply["json"]))
+    if "tool" in reply:
+        call = ToolCall(id=f"call_{index}_0", name=str(reply["tool"]), arguments=dict(reply.get("args") or {}))
+        return Message(role="assistant", content=str(reply.get("text", "")), tool_calls=(call,))
+    if "tool_calls" in reply:
+        calls = tuple(
+            ToolCall(id=f"call_{index}_{i}", name=str(c["name"]), arguments=dict(c.get("args") or c.get("arguments") or {}))
+            for i, c in enumerate(reply["tool_calls"])
+        )
+        return Message(role="assistant", content=str(reply.get("text", "")), tool_calls=calls)
+    if "text" in reply:
+        return Message(role="assistant", content=str(reply["text"]))
+    raise ModelError(f"scripted reply {index + 1} has none of text/json/tool/tool_calls: {dict(reply)!r}")

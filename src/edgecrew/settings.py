@@ -1,0 +1,57 @@
+"""The one settings object; the environment is read only here.
+
+Every setting has the ``EDGECREW_`` prefix (``EDGECREW_HOME``, ``EDGECREW_DATABASE_URL``...).
+The data dir holds the SQLite store, the DBOS system database and run workspaces.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process-wide settings, read once from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGECREW_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".edgecrew")
+    # Store URL. Default: SQLite file in the data dir. A postgresql:// URL puts both the store and
+    # the DBOS system database (schema "dbos") on that server.
+    database_url: str | None = None
+    # Project directory holding edgecrew.yaml and teams/*.yaml (default: the current directory).
+    project: Path | None = None
+    # Comma-separated failpoints for crash tests, e.g. "before_model_call:2": the process writes
+    # <home>/failpoint.hit and blocks at the 2nd time it reaches that point, so a test can SIGKILL it.
+    failpoints: str = ""
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'edgecrew.db'}"
+
+    @property
+    def system_database_url(self) -> str:
+        if self.database_url and self.database_url.startswith("postgres"):
+            return self.database_url
+        return f"sqlite:///{self.home / 'dbos.sqlite'}"
+
+    @property
+    def project_dir(self) -> Path:
+        return (self.project or Path.cwd()).resolve()
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.home / "workspaces"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

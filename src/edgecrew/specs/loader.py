@@ -1,0 +1,501 @@
+"""Team specs: shape checks (pydantic) then meaning checks (graph, tools, models, schemas).
+
+Every problem is collected and reported at once, each with file, line and what to change. Shape
+errors come from pydantic with their location path, which :func:`line_of` maps back to a YAML line.
+Validation is strict: YAML already has types, so ``max_steps: "5"`` is a mistake, not a number.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgecrew.domain.conditions import ConditionSyntaxError, compile_condition
+from edgecrew.domain.specs import END, AgentSpec, Edge, Graph, Limits, TeamSpec
+from edgecrew.errors import SpecError, SpecIssue
+from edgecrew.specs.yamlsrc import line_of, parse_yaml, read_yaml, to_plain
+
+__all__ = ["Catalog", "build_team", "load_team", "load_team_text", "parse_yaml", "team_from_raw"]
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+Loc = tuple[Any, ...]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class LimitsDoc(_Strict):
+    max_steps: int = Field(default=6, ge=1, le=100)
+    max_tokens: int = Field(default=512, ge=1, le=32768)
+    timeout_s: float = Field(default=300.0, gt=0)
+
+
+class AgentDoc(_Strict):
+    system: str = Field(min_length=1)
+    role: str = ""
+    model: str = "local"
+    tools: list[str] = []
+    output_schema: dict[str, Any] | None = None
+    limits: LimitsDoc = LimitsDoc()
+    plan_first: bool = True
+
+
+class EdgeDoc(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    source: str | list[str] = Field(alias="from")
+    to: str | list[str]
+    when: str | None = None
+    max_loops: int | None = Field(default=None, ge=1, le=100)
+
+
+class GraphDoc(_Strict):
+    start: str
+    edges: list[EdgeDoc] = []
+
+
+class TeamLimitsDoc(_Strict):
+    max_visits: int = Field(default=50, ge=1, le=10000)
+
+
+class TeamDoc(_Strict):
+    name: str
+    description: str = ""
+    agents: dict[str, AgentDoc] = Field(min_length=1)
+    graph: GraphDoc
+    limits: TeamLimitsDoc = TeamLimitsDoc()
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What a spec may refer to; ``None`` skips that check (e.g. when validating a lone file)."""
+
+    tools: frozenset[str] | None = None
+    models: frozenset[str] | None = None
+    normalize_tool: Callable[[str], str] | None = None  # name -> registered name (case, aliases)
+
+
+@dataclass
+class _Issues:
+    """Collects problems with their line, found from their path in the document."""
+
+    doc: Any
+    file: str
+    prefix: Loc
+    items: list[SpecIssue] = field(default_factory=list)
+
+    def add(self, loc: Loc, message: str, hint: str = "") -> None:
+        self.items.append(SpecIssue(self.file, line_of(self.doc, (*self.prefix, *loc)), message, hint))
+
+    def error(self) -> SpecError:
+        return SpecError(sorted(self.items, key=lambda i: i.line or 0))
+
+
+def load_team(path: Path, catalog: Catalog | None = None) -> TeamSpec:
+    return build_team(read_yaml(path), str(path), catalog, loc_prefix=())
+
+
+def load_team_text(text: str, file: str = "<text>", catalog: Catalog | None = None) -> TeamSpec:
+    return build_team(parse_yaml(text, file), file, catalog, loc_prefix=())
+
+
+def build_team(doc: Any, file: str, catalog: Catalog | None, loc_prefix: Loc) -> TeamSpec:
+    """Validate one team document (``doc`` is the whole file; the team sits at ``loc_prefix``)."""
+    node = doc
+    for key in loc_prefix:
+        node = node[key]
+    issues = _Issues(doc, file, loc_prefix)
+    if not isinstance(node, Mapping):
+        what = "the file is empty" if node is None else "a team must be a mapping"
+        issues.add(
+            (),
+            f"{what}: expected a team with name, agents and graph",
+            "write 'name:', 'agents:' and 'graph:' at the top level",
+        )
+        raise issues.error()
+    try:
+        team = TeamDoc.model_validate(to_plain(node))
+    except ValidationError as exc:
+        for loc, message, hint in _shape_issues(exc):
+            issues.add(loc, message, hint)
+        raise issues.error() from None
+    _check_team(team, catalog or Catalog(), issues)
+    if issues.items:
+        raise issues.error()
+    return _to_domain(team, file, catalog)
+
+
+def team_from_raw(raw: Mapping[str, Any], source: str = "<snapshot>") -> TeamSpec:
+    """Rebuild a team from the snapshot stored with a run (already validated when the run started)."""
+    return _to_domain(TeamDoc.model_validate(raw), source, None)
+
+
+# --- shape errors ------------------------------------------------------------------------------------
+
+_EXPECTED = {  # pydantic error type -> (what was expected, how to write it)
+    "string_type": ("text", "put the value in quotes"),
+    "int_type": ("a whole number", "write a number like 3, without quotes"),
+    "float_type": ("a number", "write a number like 2.5, without quotes"),
+    "bool_type": ("true or false", "write true or false, without quotes"),
+    "list_type": ("a list", "write a list like [a, b], or one '- item' per line"),
+    "dict_type": ("a mapping", "write 'key: value' lines indented under it"),
+    "model_type": ("a mapping", "write 'key: value' lines indented under it"),
+}
+# Names people often reach for, mapped to ours; used when difflib finds nothing close.
+_SYNONYMS = {
+    "prompt": "system",
+    "system_prompt": "system",
+    "instructions": "system",
+    "schema": "output_schema",
+    "output": "output_schema",
+    "condition": "when",
+    "if": "when",
+    "source": "from",
+    "target": "to",
+    "loops": "max_loops",
+    "entry": "start",
+    "nodes": "agents",
+    "timeout": "timeout_s",
+}
+_EITHER = ("from", "to")  # fields typed "agent name or list of agent names"
+
+
+def _shape_issues(exc: ValidationError) -> list[tuple[Loc, str, str]]:
+    out: list[tuple[Loc, str, str]] = []
+    unions: dict[Loc, list[Loc]] = {}  # from/to field -> locs of its errors below the union branch
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        branch = next(
+            (i for i in range(1, len(loc)) if loc[i - 1] in _EITHER and loc[i] in {"str", "list[str]"}), None
+        )
+        if branch is not None:
+            unions.setdefault(loc[:branch], []).append(loc[:branch] + loc[branch + 1 :])
+            continue
+        out.append((loc, _shape_message(err, loc), _shape_hint(err, loc)))
+    for loc, branches in unions.items():
+        items = [b for b in branches if len(b) > len(loc)]  # the user wrote a list: report its bad items
+        for item in items:
+            out.append((item, f"{_where(item)}: expected an agent name (text)", "put the value in quotes"))
+        if not items:
+            out.append(
+                (
+                    loc,
+                    f"{_where(loc)}: expected an agent name or a list of agent names",
+                    f"write {loc[-1]}: writer, or {loc[-1]}: [writer, critic]",
+                )
+            )
+    return out
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _where(loc: Loc) -> str:
+    return ".".join(str(k) for k in loc) or "team"
+
+
+def _shape_message(err: Mapping[str, Any], loc: Loc) -> str:
+    if err["type"] == "extra_forbidden":
+        return f"unknown field '{loc[-1]}' in {_where(loc[:-1])}"
+    if err["type"] == "missing":
+        return f"missing required field '{loc[-1]}' in {_where(loc[:-1])}"
+    if loc == ("agents",) and err["type"] == "too_short":
+        return "the team has no agents"
+    if err["type"] in _EXPECTED:
+        value = err["input"]
+        got = "nothing" if value is None else f"{type(value).__name__} {_short(repr(value))}"
+        return f"{_where(loc)}: expected {_EXPECTED[err['type']][0]}, got {got}"
+    return f"{_where(loc)}: {err['msg']}"
+
+
+def _shape_hint(err: Mapping[str, Any], loc: Loc) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden" and loc:
+        fields = _fields_for(loc[:-1])
+        wrong = str(loc[-1])
+        close = difflib.get_close_matches(wrong, fields, n=1) or [
+            f for f in (_SYNONYMS.get(wrong),) if f in fields
+        ]
+        if close:
+            return f"did you mean '{close[0]}'?"
+        return "allowed fields: " + ", ".join(sorted(fields)) if fields else "remove it"
+    if kind == "missing":
+        return f"add '{loc[-1]}: ...' under {_where(loc[:-1])}" if len(loc) > 1 else f"add '{loc[-1]}: ...'"
+    if loc == ("agents",) and kind == "too_short":
+        return "declare at least one agent under 'agents:'"
+    if kind in _EXPECTED:
+        return _EXPECTED[kind][1]
+    return f"change '{loc[-1]}'" if loc else ""
+
+
+def _fields_for(loc: Loc) -> list[str]:
+    """Field names allowed at ``loc`` (a path of keys and indexes from the team root)."""
+    model: type[BaseModel] = TeamDoc
+    i = 0
+    while i < len(loc):
+        key = loc[i]
+        if (model, key) in ((TeamDoc, "agents"), (GraphDoc, "edges")):
+            model = AgentDoc if key == "agents" else EdgeDoc
+            i += 2  # skip the agent's name or the edge's index
+            continue
+        info = model.model_fields.get(key) if isinstance(key, str) else None
+        annotation = info.annotation if info else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+        i += 1
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+# --- meaning checks ----------------------------------------------------------------------------------
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _suggest(name: str, choices: Mapping[str, Any], *extra: str) -> str:
+    close = difflib.get_close_matches(name, [*choices, *extra], n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "known: " + ", ".join([*choices, *(f"'{e}'" for e in extra)])
+
+
+def _check_team(team: TeamDoc, catalog: Catalog, issues: _Issues) -> None:
+    if not _NAME.match(team.name):
+        issues.add(
+            ("name",),
+            f"team name '{team.name}' is not a valid name",
+            "start with a letter; use letters, digits, '-' or '_' (at most 64)",
+        )
+    for name, agent in team.agents.items():
+        _check_agent(name, agent, catalog, issues)
+    if team.graph.start not in team.agents:
+        issues.add(
+            ("graph", "start"),
+            f"start node '{team.graph.start}' is not an agent of this team",
+            _suggest(team.graph.start, team.agents),
+        )
+    for i, edge in enumerate(team.graph.edges):
+        _check_edge(i, edge, team.agents, issues)
+    _check_reachable(team, issues)
+    _check_cycles(team, issues)
+
+
+def _check_agent(name: str, agent: AgentDoc, catalog: Catalog, issues: _Issues) -> None:
+    loc: Loc = ("agents", name)
+    if not _NAME.match(name) or name == END:
+        issues.add(
+            loc,
+            f"agent name '{name}' is not allowed",
+            "start with a letter; use letters, digits, '-' or '_'; 'end' is reserved",
+        )
+    if catalog.models is not None and agent.model not in catalog.models:
+        models = dict.fromkeys(sorted(catalog.models))
+        issues.add(
+            (*loc, "model"),
+            f"agent '{name}' uses unknown model '{agent.model}'",
+            _suggest(agent.model, models),
+        )
+    for i, tool in enumerate(agent.tools):
+        canonical = catalog.normalize_tool(tool) if catalog.normalize_tool else tool
+        if catalog.tools is not None and canonical not in catalog.tools:
+            close = difflib.get_close_matches(tool, sorted(catalog.tools), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "see `edgecrew tools list`"
+            issues.add((*loc, "tools", i), f"agent '{name}' allows unknown tool '{tool}'", hint)
+    if agent.output_schema is not None:
+        _check_schema(agent.output_schema, (*loc, "output_schema"), name, issues)
+
+
+def _check_schema(schema: Mapping[str, Any], loc: Loc, agent: str, issues: _Issues) -> None:
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        path = "/".join(str(p) for p in exc.path)
+        issues.add(
+            (*loc, *exc.path),
+            f"agent '{agent}' output_schema is not a valid JSON Schema: {exc.message}"
+            + (f" (at {path})" if path else ""),
+            "see https://json-schema.org/understanding-json-schema",
+        )
+        return
+    if schema.get("type") != "object":
+        issues.add(
+            loc,
+            f"agent '{agent}' output_schema must describe an object (got type: {schema.get('type')})",
+            "set 'type: object' and list the fields under 'properties'",
+        )
+
+
+def _check_edge(i: int, edge: EdgeDoc, agents: Mapping[str, AgentDoc], issues: _Issues) -> None:
+    loc: Loc = ("graph", "edges", i)
+    sources, targets = _as_list(edge.source), _as_list(edge.to)
+    for s in sources:
+        if s == END:
+            issues.add(
+                (*loc, "from"),
+                f"edge {i + 1} leaves '{END}', the terminal node",
+                f"nothing runs after '{END}': start the edge from an agent",
+            )
+        elif s not in agents:
+            issues.add((*loc, "from"), f"edge {i + 1} comes from unknown agent '{s}'", _suggest(s, agents))
+    for t in targets:
+        if t != END and t not in agents:
+            issues.add((*loc, "to"), f"edge {i + 1} goes to unknown agent '{t}'", _suggest(t, agents, END))
+    if not sources or not targets:
+        issues.add(loc, f"edge {i + 1} needs at least one 'from' and one 'to'", "name an agent in both")
+    if len(sources) > 1 and len(targets) > 1:
+        issues.add(
+            loc,
+            f"edge {i + 1} is both a join and a fan-out",
+            "split it: a join edge into one agent, then a fan-out edge from that agent",
+        )
+    if edge.when is None:
+        return
+    try:
+        cond = compile_condition(edge.when)
+    except ConditionSyntaxError as exc:
+        issues.add(
+            (*loc, "when"),
+            f"edge {i + 1}: {exc}",
+            "write a comparison of output fields, e.g. verdict == 'revise' or len(steps) > 2",
+        )
+        return
+    for s in sources:
+        fields = _output_fields(agents.get(s))
+        unknown = sorted(n for n in cond.names if fields is not None and n not in fields)
+        if not unknown or fields is None:
+            continue
+        have = ", ".join(sorted(fields))
+        hint = (
+            f"agent '{s}' has no output_schema, so its output is only {{text}}; add an output_schema"
+            if agents[s].output_schema is None
+            else f"'{s}' outputs: {have}; fix the name or add the field"
+        )
+        issues.add(
+            (*loc, "when"),
+            f"edge {i + 1}: condition {edge.when!r} reads {', '.join(unknown)}, "
+            f"which agent '{s}' does not output",
+            hint,
+        )
+
+
+def _output_fields(agent: AgentDoc | None) -> set[str] | None:
+    """Fields a condition may read from this agent's output; None means 'unknown, allow any'."""
+    if agent is None:
+        return None
+    if agent.output_schema is None:
+        return {"text"}  # what the agent loop returns for free-text agents
+    props = agent.output_schema.get("properties")
+    return set(props) if isinstance(props, Mapping) else None
+
+
+def _pairs(team: TeamDoc) -> list[tuple[str, str, int, bool]]:
+    """(source, target, edge index, bounded) for every source x target pair."""
+    return [
+        (s, t, i, edge.max_loops is not None)
+        for i, edge in enumerate(team.graph.edges)
+        for s in _as_list(edge.source)
+        for t in _as_list(edge.to)
+    ]
+
+
+def _check_reachable(team: TeamDoc, issues: _Issues) -> None:
+    if team.graph.start not in team.agents:
+        return
+    adjacent: dict[str, set[str]] = {}
+    for s, t, _, _ in _pairs(team):
+        adjacent.setdefault(s, set()).add(t)
+    seen, todo = {team.graph.start}, [team.graph.start]
+    while todo:
+        for nxt in adjacent.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    for name in team.agents:
+        if name not in seen:
+            issues.add(
+                ("agents", name),
+                f"agent '{name}' is unreachable from start '{team.graph.start}'",
+                f"add an edge to '{name}' or remove it",
+            )
+
+
+def _check_cycles(team: TeamDoc, issues: _Issues) -> None:
+    """Every cycle must pass through an edge with max_loops: the unbounded edges must form no cycle."""
+    adjacent: dict[str, list[tuple[str, int]]] = {}
+    for s, t, i, bounded in _pairs(team):
+        if not bounded and t != END:
+            adjacent.setdefault(s, []).append((t, i))
+    reported: set[frozenset[str]] = set()
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt, i in adjacent.get(node, ()):
+            if state.get(nxt) == 1:  # a back edge closes a cycle
+                cycle = path[path.index(nxt) :]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    issues.add(
+                        ("graph", "edges", i),
+                        f"cycle without a bound: {' -> '.join([*cycle, nxt])}",
+                        "add max_loops: N to one edge of this cycle",
+                    )
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for name in dict.fromkeys([team.graph.start, *team.agents, *adjacent]):
+        if name not in state:
+            visit(name)
+
+
+def _to_domain(team: TeamDoc, file: str, catalog: Catalog | None) -> TeamSpec:
+    normalize = catalog.normalize_tool if catalog and catalog.normalize_tool else None
+    agents = {
+        name: AgentSpec(
+            name=name,
+            system=a.system,
+            model=a.model,
+            role=a.role,
+            tools=tuple(normalize(t) if normalize else t for t in a.tools),
+            output_schema=a.output_schema,
+            limits=Limits(a.limits.max_steps, a.limits.max_tokens, a.limits.timeout_s),
+            plan_first=a.plan_first,
+        )
+        for name, a in team.agents.items()
+    }
+    edges = tuple(
+        Edge(
+            sources=tuple(_as_list(e.source)),
+            targets=tuple(_as_list(e.to)),
+            when=compile_condition(e.when) if e.when is not None else None,
+            max_loops=e.max_loops,
+            index=i,
+        )
+        for i, e in enumerate(team.graph.edges)
+    )
+    raw = team.model_dump(mode="json", by_alias=True)
+    for name, agent in agents.items():  # the snapshot holds registered tool names, as the run uses them
+        raw["agents"][name]["tools"] = list(agent.tools)
+    return TeamSpec(
+        name=team.name,
+        agents=agents,
+        graph=Graph(start=team.graph.start, edges=edges),
+        description=team.description,
+        max_visits=team.limits.max_visits,
+        source=file,
+        raw=raw,
+    )

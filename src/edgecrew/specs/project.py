@@ -1,0 +1,160 @@
+"""A project: ``edgecrew.yaml`` (models, plugins, inline teams), ``teams/*.yaml`` and built-in teams.
+
+Teams are discovered cheaply (by name) and validated when used, so one broken file does not hide the
+others from ``edgecrew teams list``. Project teams override built-in teams of the same name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgecrew.domain.specs import TeamSpec
+from edgecrew.errors import NotFoundError, SpecError, SpecIssue, UserError
+from edgecrew.models.registry import ModelDef
+from edgecrew.specs.loader import Catalog, build_team
+from edgecrew.specs.yamlsrc import line_of, read_yaml, to_plain
+
+CONFIG_FILE = "edgecrew.yaml"
+
+
+class ModelDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["llamacpp", "scripted"]
+    path: str | None = None
+    package: str | None = None
+    n_ctx: int = Field(4096, ge=256)
+    threads: int | None = Field(None, ge=1)
+    seed: int = 42
+    replies: list[Any] | None = None
+    replies_by_agent: dict[str, list[Any]] | None = None
+    delay: float = Field(0.0, ge=0)
+    record: str | None = None
+    cycle: bool = False
+
+
+class ProjectDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = ""
+    models: dict[str, ModelDoc] = {}
+    plugins: list[str] = []
+    teams: list[dict[str, Any]] = []
+
+
+@dataclass(frozen=True)
+class TeamSource:
+    name: str
+    file: Path
+    loc: tuple[Any, ...]  # where the team sits in its file: () for a whole file
+    builtin: bool = False
+
+
+@dataclass
+class Project:
+    """What a project directory declares."""
+
+    dir: Path
+    config_file: Path | None
+    models: dict[str, ModelDef] = field(default_factory=dict)
+    plugins: tuple[str, ...] = ()
+    teams: dict[str, TeamSource] = field(default_factory=dict)
+
+    def team_source(self, name_or_path: str) -> TeamSource:
+        path = Path(name_or_path)
+        if name_or_path.endswith((".yaml", ".yml")) and path.exists():
+            return TeamSource(_team_name(read_yaml(path), path), path.resolve(), ())
+        if name_or_path not in self.teams:
+            known = ", ".join(sorted(self.teams)) or "none"
+            raise NotFoundError(f"no team '{name_or_path}' (known: {known}); see `edgecrew teams list`")
+        return self.teams[name_or_path]
+
+    def load_team(self, name_or_path: str, catalog: Catalog | None = None) -> TeamSpec:
+        source = self.team_source(name_or_path)
+        return build_team(read_yaml(source.file), str(source.file), catalog, source.loc)
+
+    def import_plugins(self) -> None:
+        """Import plugin modules (``tools.py`` files or dotted module names) so their tools register."""
+        for plugin in self.plugins:
+            candidate = self.dir / plugin
+            if plugin.endswith(".py"):
+                if not candidate.exists():
+                    raise UserError(f"{self.config_file}: plugin file '{plugin}' does not exist in {self.dir}")
+                module_name = f"edgecrew_plugin_{candidate.stem}_{abs(hash(str(candidate))) % 10**8}"
+                if module_name in sys.modules:
+                    continue
+                spec = importlib.util.spec_from_file_location(module_name, candidate)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(plugin)
+
+
+def builtin_team_files() -> Iterable[Path]:
+    folder = resources.files("edgecrew") / "teams"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith((".yaml", ".yml")):
+            yield Path(str(entry))
+
+
+def _team_name(doc: Any, file: Path) -> str:
+    if isinstance(doc, dict) and isinstance(doc.get("name"), str):
+        return str(doc["name"])
+    return file.stem
+
+
+def load_project(directory: Path) -> Project:
+    """Read a project directory; a missing edgecrew.yaml is fine (built-in teams and models)."""
+    directory = directory.resolve()
+    project = Project(dir=directory, config_file=None)
+    for file in builtin_team_files():
+        name = file.stem
+        project.teams[name] = TeamSource(name, file, (), builtin=True)
+
+    config = directory / CONFIG_FILE
+    if config.exists():
+        project.config_file = config
+        doc = read_yaml(config) or {}
+        try:
+            parsed = ProjectDoc.model_validate(to_plain(doc))
+        except ValidationError as exc:
+            raise SpecError([
+                SpecIssue(str(config), line_of(doc, tuple(e["loc"])),
+                          f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}")
+                for e in exc.errors()
+            ]) from None
+        project.plugins = tuple(parsed.plugins)
+        project.models = {
+            alias: ModelDef(alias, m.backend, m.model_dump(exclude_none=True), base_dir=directory)
+            for alias, m in parsed.models.items()
+        }
+        issues = [
+            SpecIssue(str(config), line_of(doc, ("models", alias)),
+                      f"model '{alias}' (llamacpp) needs 'path' or 'package'")
+            for alias, m in parsed.models.items()
+            if m.backend == "llamacpp" and not (m.path or m.package)
+        ]
+        if issues:
+            raise SpecError(issues)
+        for i, team in enumerate(parsed.teams):
+            name = str(team.get("name") or f"team-{i + 1}")
+            project.teams[name] = TeamSource(name, config, ("teams", i))
+
+    teams_dir = directory / "teams"
+    if teams_dir.is_dir():
+        for file in sorted([*teams_dir.glob("*.yaml"), *teams_dir.glob("*.yml")]):
+            try:
+                name = _team_name(read_yaml(file), file)
+            except SpecError:
+                name = file.stem  # reported in full when the team is validated
+            project.teams[name] = TeamSource(name, file, ())
+    return project

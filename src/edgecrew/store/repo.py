@@ -1,0 +1,250 @@
+"""RunStore: the one place that reads and writes runs, steps, messages and events.
+
+Synchronous SQLAlchemy Core on purpose: every statement is a short SQLite/Postgres write of a few
+rows, DBOS itself drives its system database synchronously, and an async driver would add a thread
+hop per statement on the hot path of every step. Writes that a replayed step may repeat (events,
+step rows, messages) are upserts keyed by run and step, so replay rewrites instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from edgecrew.domain.messages import Message
+from edgecrew.domain.runs import RunStatus, can_transition
+from edgecrew.errors import NotFoundError, UserError
+from edgecrew.store import tables as t
+from edgecrew.store.migrations import HEAD
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    team: str
+    task: str
+    status: RunStatus
+    spec: dict[str, Any]
+    output: Any
+    error: str | None
+    workspace: str | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    run_id: str
+    key: str
+    agent: str
+    visit: int
+    status: str
+    outcome: str | None
+    output: Any
+    error: str | None
+    model_calls: int
+    tool_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    started_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    run_id: str
+    key: str
+    type: str
+    step_key: str | None
+    agent: str | None
+    data: dict[str, Any]
+    created_at: float
+
+
+def _engine_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class RunStore:
+    """Runs, steps, messages and events."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    # -- schema -----------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (cheap when already there)."""
+        with self.engine.connect() as conn:
+            try:
+                current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            except sa.exc.DBAPIError:
+                conn.rollback()
+                current = None
+        if current == HEAD:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    # -- runs -------------------------------------------------------------------------------------
+    def create_run(self, run_id: str, team: str, task: str, spec: Mapping[str, Any], workspace: str) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(t.runs.insert().values(
+                id=run_id, team=team, task=task, status=RunStatus.QUEUED.value, spec=dict(spec),
+                workspace=workspace, created_at=now, updated_at=now,
+            ))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).mappings().first()
+            if row is None:
+                # Accept a unique prefix, like git does for commits.
+                rows = conn.execute(
+                    sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%")).limit(2)
+                ).mappings().all()
+                if len(rows) == 1:
+                    row = rows[0]
+                elif len(rows) > 1:
+                    raise UserError(f"run id prefix '{run_id}' is ambiguous; give more characters")
+        if row is None:
+            raise NotFoundError(f"no run '{run_id}'; see `edgecrew runs list`")
+        return _run(row)
+
+    def list_runs(self, *, limit: int = 20, status: str | None = None, team: str | None = None) -> list[RunRecord]:
+        query = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
+        if status:
+            query = query.where(t.runs.c.status == status)
+        if team:
+            query = query.where(t.runs.c.team == team)
+        with self.engine.connect() as conn:
+            return [_run(r) for r in conn.execute(query).mappings()]
+
+    def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[RunRecord]:
+        query = sa.select(t.runs).where(t.runs.c.status.in_([s.value for s in statuses]))
+        with self.engine.connect() as conn:
+            return [_run(r) for r in conn.execute(query).mappings()]
+
+    def set_status(self, run_id: str, status: RunStatus, *, output: Any = None, error: str | None = None) -> bool:
+        """Move a run to ``status`` if the state machine allows it; False when it does not."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            current = conn.execute(sa.select(t.runs.c.status).where(t.runs.c.id == run_id)).scalar()
+            if current is None:
+                raise NotFoundError(f"no run '{run_id}'")
+            if not can_transition(RunStatus(current), status):
+                return False
+            values: dict[str, Any] = {"status": status.value, "updated_at": now}
+            if output is not None:
+                values["output"] = output
+            if error is not None:
+                values["error"] = error
+            if status.terminal:
+                values["finished_at"] = now
+            conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
+            return True
+
+    # -- steps and messages ----------------------------------------------------------------------
+    def upsert_step(self, run_id: str, key: str, **values: Any) -> None:
+        row = {"run_id": run_id, "key": key, **values}
+        row.setdefault("started_at", time.time())
+        with self.engine.begin() as conn:
+            conn.execute(self._upsert(t.steps, row, ("run_id", "key"), exclude_on_update=("started_at",)))
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        query = sa.select(t.steps).where(t.steps.c.run_id == run_id).order_by(t.steps.c.started_at)
+        with self.engine.connect() as conn:
+            return [StepRecord(**dict(r)) for r in conn.execute(query).mappings()]
+
+    def put_messages(self, run_id: str, step_key: str, messages: Iterable[tuple[int, Message]]) -> None:
+        now = time.time()
+        rows = [
+            {"run_id": run_id, "step_key": step_key, "seq": seq, "role": m.role, "content": m.content,
+             "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls] or None,
+             "tool_call_id": m.tool_call_id, "name": m.name, "created_at": now}
+            for seq, m in messages
+        ]
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            for row in rows:
+                conn.execute(self._upsert(t.messages, row, ("run_id", "step_key", "seq")))
+
+    def messages(self, run_id: str, step_key: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.messages).where(t.messages.c.run_id == run_id)
+        if step_key is not None:
+            query = query.where(t.messages.c.step_key == step_key)
+        query = query.order_by(t.messages.c.created_at, t.messages.c.seq)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    # -- events -----------------------------------------------------------------------------------
+    def emit(self, run_id: str, key: str, type_: str, data: Mapping[str, Any], *,
+             step_key: str | None = None, agent: str | None = None) -> None:
+        """Write one event, idempotently: the same (run, key) overwrites instead of duplicating."""
+        row = {"run_id": run_id, "key": key, "type": type_, "step_key": step_key, "agent": agent,
+               "data": dict(data), "created_at": time.time()}
+        with self.engine.begin() as conn:
+            conn.execute(self._upsert(t.events, row, ("run_id", "key"), exclude_on_update=("created_at",)))
+
+    def events(self, run_id: str | None = None, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+        query = sa.select(t.events).where(t.events.c.id > after_id).order_by(t.events.c.id).limit(limit)
+        if run_id is not None:
+            query = query.where(t.events.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [EventRecord(**dict(r)) for r in conn.execute(query).mappings()]
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _upsert(self, table: sa.Table, row: Mapping[str, Any], keys: tuple[str, ...],
+                exclude_on_update: tuple[str, ...] = ()) -> Any:
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(table).values(**row)
+        update = {k: stmt.excluded[k] for k in row if k not in keys and k not in exclude_on_update}
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_=update) if update else \
+            stmt.on_conflict_do_nothing(index_elements=list(keys))
+
+
+def _run(row: Mapping[str, Any]) -> RunRecord:
+    data = dict(row)
+    data["status"] = RunStatus(data["status"])
+    return RunRecord(**data)
+
+
+def open_store(url: str) -> RunStore:
+    """Open (and migrate) the store at ``url``; a SQLite file's folder is created when missing."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(_engine_url(url), pool_pre_ping=not url.startswith("sqlite"))
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    store = RunStore(engine)
+    store.migrate()
+    return store

@@ -1,0 +1,86 @@
+"""SQLAlchemy table definitions. Every schema change is a new Alembic migration, never an edit."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("team", String(128), nullable=False),
+    Column("task", Text, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("spec", JSON, nullable=False),  # the validated team, snapshotted: replay never rereads files
+    Column("output", JSON),
+    Column("error", Text),
+    Column("workspace", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Index("ix_runs_status", "status"),
+    Index("ix_runs_created_at", "created_at"),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(160), primary_key=True),
+    Column("agent", String(128), nullable=False),
+    Column("visit", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("outcome", String(32)),
+    Column("output", JSON),
+    Column("error", Text),
+    Column("model_calls", Integer, nullable=False, default=0),
+    Column("tool_calls", Integer, nullable=False, default=0),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("step_key", String(160), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("tool_calls", JSON),
+    Column("tool_call_id", String(64)),
+    Column("name", String(128)),
+    Column("created_at", Float, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    # Idempotency key, unique per run: a replayed step rewrites its events instead of duplicating them.
+    Column("key", String(200), nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("step_key", String(160)),
+    Column("agent", String(128)),
+    Column("data", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("run_id", "key", name="uq_events_run_key"),
+    Index("ix_events_run_id_id", "run_id", "id"),
+)

@@ -1,0 +1,1 @@
+"""Tools port: ToolSpec, the @tool decorator, the registry and built-in tools."""

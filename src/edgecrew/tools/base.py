@@ -1,0 +1,201 @@
+"""ToolSpec, the ``@tool`` decorator and the registry that every tool call resolves through.
+
+Schemas are derived from type hints with pydantic. Names are looked up normalized (case, and
+``-``/``_``/``.`` treated alike) and through declared aliases, because small models misspell them.
+Built-in tools register through the same ``@tool`` decorator that plugins use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, get_type_hints, overload
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, create_model
+
+from edgecrew.domain.messages import ToolDefinition
+from edgecrew.errors import NotFoundError, ToolError, UserError
+
+Risk = Literal["safe", "risky", "forbidden"]
+ToolFunction = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool may know about the call it serves."""
+
+    run_id: str
+    agent: str
+    workspace: Any  # pathlib.Path of the run's workspace
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A callable tool with JSON Schemas for its input and output."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    fn: Callable[..., Awaitable[Any]]
+    output_schema: dict[str, Any] | None = None
+    timeout_s: float = 30.0
+    aliases: tuple[str, ...] = ()
+    risk: Risk = "safe"
+    wants_context: bool = False
+    _arg_model: type[BaseModel] | None = field(default=None, compare=False, repr=False)
+
+    def definition(self) -> ToolDefinition:
+        return ToolDefinition(name=self.name, description=self.description, parameters=self.input_schema)
+
+    def validate_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Return the arguments coerced by the schema, or raise ToolError naming what is wrong."""
+        if self._arg_model is not None:
+            from pydantic import ValidationError
+
+            try:
+                return self._arg_model.model_validate(arguments).model_dump()
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
+                )
+                raise ToolError(f"invalid arguments for {self.name}: {problems}") from None
+        errors = sorted(jsonschema.Draft202012Validator(self.input_schema).iter_errors(arguments), key=str)
+        if errors:
+            raise ToolError(f"invalid arguments for {self.name}: " + "; ".join(e.message for e in errors))
+        return arguments
+
+    async def call(self, arguments: dict[str, Any], context: ToolContext) -> Any:
+        args = self.validate_arguments(arguments)
+        if self.wants_context:
+            args = {**args, "ctx": context}
+        try:
+            result = await asyncio.wait_for(self.fn(**args), timeout=self.timeout_s)
+        except TimeoutError:
+            raise ToolError(f"{self.name} timed out after {self.timeout_s:g}s") from None
+        if self.output_schema is not None:
+            errors = list(jsonschema.Draft202012Validator(self.output_schema).iter_errors(result))
+            if errors:
+                raise ToolError(f"{self.name} returned invalid output: {errors[0].message}")
+        return result
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.\s]+", ".", name.strip().lower())
+
+
+F = TypeVar("F", bound=ToolFunction)
+
+
+@overload
+def tool(fn: F, /) -> F: ...
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, timeout_s: float = 30.0,
+    aliases: Iterable[str] = (), risk: Risk = "safe", registry: ToolRegistry | None = None,
+) -> Callable[[F], F]: ...
+
+
+def tool(
+    fn: F | None = None, /, *, name: str | None = None, description: str | None = None,
+    timeout_s: float = 30.0, aliases: Iterable[str] = (), risk: Risk = "safe",
+    registry: ToolRegistry | None = None,
+) -> F | Callable[[F], F]:
+    """Register a function as a tool; its schema comes from its type hints and docstring."""
+
+    def register(func: F) -> F:
+        spec = spec_from_function(func, name=name, description=description, timeout_s=timeout_s,
+                                  aliases=tuple(aliases), risk=risk)
+        (registry or default_registry()).register(spec)
+        return func
+
+    return register(fn) if fn is not None else register
+
+
+def spec_from_function(func: ToolFunction, *, name: str | None = None, description: str | None = None,
+                       timeout_s: float = 30.0, aliases: tuple[str, ...] = (), risk: Risk = "safe") -> ToolSpec:
+    hints = get_type_hints(func)
+    params = inspect.signature(func).parameters
+    fields: dict[str, Any] = {}
+    wants_context = False
+    for pname, param in params.items():
+        if pname == "ctx":
+            wants_context = True
+            continue
+        annotation = hints.get(pname, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (annotation, default)
+    model = create_model(f"{func.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields)
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+
+    if inspect.iscoroutinefunction(func):
+        afn = func
+    else:
+        async def afn(**kwargs: Any) -> Any:
+            return await asyncio.to_thread(func, **kwargs)
+
+    doc = inspect.getdoc(func) or ""
+    return ToolSpec(
+        name=name or func.__name__,
+        description=description or doc.split("\n\n")[0].replace("\n", " ") or (name or func.__name__),
+        input_schema=schema,
+        fn=afn,
+        timeout_s=timeout_s,
+        aliases=aliases,
+        risk=risk,
+        wants_context=wants_context,
+        _arg_model=model,
+    )
+
+
+class ToolRegistry:
+    """Tools by normalized name and alias."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, ToolSpec] = {}
+        self._index: dict[str, str] = {}
+
+    def register(self, spec: ToolSpec) -> None:
+        for key in (spec.name, *spec.aliases):
+            owner = self._index.get(normalize(key))
+            if owner is not None and owner != spec.name:
+                raise UserError(f"tool name '{key}' of '{spec.name}' is already used by tool '{owner}'")
+        self._specs[spec.name] = spec
+        for key in (spec.name, *spec.aliases):
+            self._index[normalize(key)] = spec.name
+
+    def canonical(self, name: str) -> str:
+        """The registered name for ``name`` (normalized, aliases resolved); the input if unknown."""
+        return self._index.get(normalize(name), name)
+
+    def get(self, name: str) -> ToolSpec:
+        canonical = self._index.get(normalize(name))
+        if canonical is None:
+            raise NotFoundError(f"unknown tool '{name}'")
+        return self._specs[canonical]
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._specs)
+
+    def specs(self) -> list[ToolSpec]:
+        return [self._specs[n] for n in sorted(self._specs)]
+
+
+_DEFAULT: ToolRegistry | None = None
+
+
+def default_registry() -> ToolRegistry:
+    """The process-wide registry; built-in tools are registered on first use."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = ToolRegistry()
+        from edgecrew.tools.builtins import register_builtins
+
+        register_builtins(_DEFAULT)
+    return _DEFAULT

@@ -1,0 +1,33 @@
+"""Running teams in-process on ScriptedModel for engine tests."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from edgecrew.engine import durable
+from edgecrew.engine.runtime import Runtime, bootstrap
+from edgecrew.engine.service import RunService
+from edgecrew.models.scripted import ScriptedModel
+from edgecrew.specs.loader import load_team_text
+from edgecrew.store.repo import RunRecord
+
+
+async def run_team(yaml_text: str, model: ScriptedModel, task: str = "do it",
+                   tools: Any = None) -> tuple[RunRecord, Runtime]:
+    """Run a team (given as YAML, agents using model alias 'fake') to the end."""
+    rt = bootstrap(tools=tools)
+    rt.models.register("fake", model)
+    spec_file = rt.settings.project_dir / "teams" / "t.yaml"
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(textwrap.dedent(yaml_text))
+    load_team_text(textwrap.dedent(yaml_text), str(spec_file), rt.catalog())  # fail early on a bad spec
+    svc = RunService(rt)
+    run_id, handle = await svc.start(str(spec_file), task)
+    run = await svc.follow(run_id, timeout_s=60)
+    await handle.get_result()
+    return run, rt
+
+
+def teardown() -> None:
+    durable.shutdown()

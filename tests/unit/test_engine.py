@@ -1,0 +1,232 @@
+"""The engine on ScriptedModel: routing, fan-out/join, loop bounds, budgets and the loop guard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from edgecrew.models.scripted import ScriptedModel
+from edgecrew.tools.base import ToolRegistry, spec_from_function
+from edgecrew.tools.builtins import register_builtins
+from tests.unit.engine_helpers import run_team, teardown
+
+
+@pytest.fixture(autouse=True)
+def _dbos() -> Iterator[None]:
+    yield
+    teardown()
+
+
+CHAIN = """
+name: chain
+agents:
+  a: {model: fake, system: first}
+  b: {model: fake, system: second}
+  c: {model: fake, system: third}
+graph:
+  start: a
+  edges:
+    - {from: a, to: b}
+    - {from: b, to: c}
+    - {from: c, to: end}
+"""
+
+
+async def test_chain_runs_every_agent_in_order_and_records_events() -> None:
+    model = ScriptedModel({"a": ["A"], "b": ["B"], "c": ["C"]})
+    run, rt = await run_team(CHAIN, model, task="say letters")
+    assert run.status == "succeeded"
+    assert run.output == {"text": "C"}
+    assert [c.agent for c in model.calls] == ["a", "b", "c"]
+    # b sees the task and a's output
+    b_prompt = model.calls[1].request.messages[-1].content
+    assert "Task: say letters" in b_prompt and "A" in b_prompt
+    types = [e.type for e in rt.store.events(run.id)]
+    assert types[0] == "run_started" and types[-1] == "run_finished"
+    assert types.count("step_started") == 3 and types.count("model_called") == 3
+    steps = rt.store.steps(run.id)
+    assert [(s.agent, s.outcome) for s in steps] == [("a", "final"), ("b", "final"), ("c", "final")]
+
+
+REVIEW = """
+name: review
+agents:
+  writer: {model: fake, system: write}
+  critic:
+    model: fake
+    system: judge
+    output_schema:
+      type: object
+      properties: {verdict: {enum: [approve, revise]}, notes: {type: string}}
+      required: [verdict]
+graph:
+  start: writer
+  edges:
+    - {from: writer, to: critic}
+    - {from: critic, to: writer, when: "verdict == 'revise'", max_loops: 2}
+    - {from: critic, to: end}
+"""
+
+
+async def test_conditional_edge_loops_until_approved() -> None:
+    model = ScriptedModel({
+        "writer": ["draft 1", "draft 2"],
+        "critic": [{"json": {"verdict": "revise", "notes": "x"}}, {"json": {"verdict": "approve"}}],
+    })
+    run, _ = await run_team(REVIEW, model)
+    assert run.status == "succeeded"
+    assert [c.agent for c in model.calls] == ["writer", "critic", "writer", "critic"]
+    assert run.output == {"verdict": "approve"}
+
+
+async def test_loop_bound_stops_a_critic_that_never_approves() -> None:
+    model = ScriptedModel({"writer": ["draft"], "critic": [{"json": {"verdict": "revise"}}]}, cycle=True)
+    run, rt = await run_team(REVIEW, model)
+    assert run.status == "succeeded"
+    # 1 first draft + 2 bounded revisions, each judged once
+    assert [c.agent for c in model.calls].count("writer") == 3
+    assert [c.agent for c in model.calls].count("critic") == 3
+    routes = [e.data["to"] for e in rt.store.events(run.id) if e.type == "route_taken" and e.agent == "critic"]
+    assert routes == [["writer"], ["writer"], ["end"]]
+
+
+FAN = """
+name: fan
+agents:
+  plan: {model: fake, system: plan}
+  left: {model: fake, system: left}
+  right: {model: fake, system: right}
+  merge: {model: fake, system: merge}
+graph:
+  start: plan
+  edges:
+    - {from: plan, to: [left, right]}
+    - {from: [left, right], to: merge}
+    - {from: merge, to: end}
+"""
+
+
+async def test_fan_out_runs_branches_and_join_waits_for_both() -> None:
+    model = ScriptedModel({"plan": ["P"], "left": [{"text": "L", "delay": 0.2}], "right": ["R"], "merge": ["M"]})
+    run, rt = await run_team(FAN, model)
+    assert run.status == "succeeded"
+    agents = [c.agent for c in model.calls]
+    assert agents[0] == "plan" and sorted(agents[1:3]) == ["left", "right"] and agents[3] == "merge"
+    assert model.calls[3].request.messages[-1].content.count("Output of") == 3  # plan, left, right
+    assert len(rt.store.steps(run.id)) == 4
+    assert run.output == {"text": "M"}
+
+
+async def test_unmatched_condition_fails_with_a_clear_error() -> None:
+    spec = REVIEW.replace("    - {from: critic, to: end}\n", "    - {from: critic, to: end, when: \"verdict == 'approve'\"}\n")
+    model = ScriptedModel({"writer": ["d"], "critic": [{"json": {"verdict": "revise"}}]}, cycle=True)
+    run, _ = await run_team(spec, model)
+    assert run.status == "failed"
+    assert "no edge from 'critic' matched" in (run.error or "")
+
+
+TOOLED = """
+name: tooled
+agents:
+  worker:
+    model: fake
+    system: use tools
+    tools: [echo]
+    limits: {max_steps: 5}
+graph:
+  start: worker
+  edges: [{from: worker, to: end}]
+"""
+
+
+def _registry(calls: list[str]) -> ToolRegistry:
+    registry = ToolRegistry()
+    register_builtins(registry)
+
+    def echo(text: str) -> str:
+        """Echo text back."""
+        calls.append(text)
+        return f"echo:{text}"
+
+    registry.register(spec_from_function(echo))
+    return registry
+
+
+async def test_tool_results_are_fed_back_to_the_model() -> None:
+    calls: list[str] = []
+    model = ScriptedModel([{"tool": "echo", "args": {"text": "hi"}}, "done"])
+    run, rt = await run_team(TOOLED, model, tools=_registry(calls))
+    assert run.status == "succeeded" and calls == ["hi"]
+    tool_msg = model.calls[1].request.messages[-1]
+    assert tool_msg.role == "tool" and tool_msg.content == "echo:hi"
+    events = [e for e in rt.store.events(run.id) if e.type == "tool_called"]
+    assert events[0].data["tool"] == "echo" and events[0].data["is_error"] is False
+
+
+async def test_repeated_identical_tool_call_ends_with_loop_detected() -> None:
+    calls: list[str] = []
+    model = ScriptedModel([{"tool": "echo", "args": {"text": "same"}}], cycle=True)
+    run, rt = await run_team(TOOLED, model, tools=_registry(calls))
+    assert run.status == "failed"
+    assert calls == ["same", "same"]  # the third identical call is never executed
+    step = rt.store.steps(run.id)[0]
+    assert step.outcome == "loop_detected"
+    assert "loop_detected" in (run.error or "")
+
+
+async def test_step_budget_ends_the_turn_with_max_steps() -> None:
+    calls: list[str] = []
+    replies = [{"tool": "echo", "args": {"text": str(i)}} for i in range(10)]
+    model = ScriptedModel(replies)
+    run, rt = await run_team(TOOLED, model, tools=_registry(calls))
+    assert run.status == "failed"
+    assert len(model.calls) == 5 and rt.store.steps(run.id)[0].outcome == "max_steps"
+
+
+async def test_bad_tool_arguments_and_unknown_tools_become_observations() -> None:
+    calls: list[str] = []
+    model = ScriptedModel([
+        {"tool": "echo", "args": {"wrong": 1}},
+        {"tool": "files.write", "args": {"path": "x", "content": "y"}},  # not on the allow-list
+        {"tool": "ECHO", "args": {"text": "ok"}},  # normalized name
+        "finished",
+    ])
+    run, _ = await run_team(TOOLED, model, tools=_registry(calls))
+    assert run.status == "succeeded"
+    observations = [c.request.messages[-1].content for c in model.calls[1:]]
+    assert "invalid arguments for echo" in observations[0] and "text" in observations[0]
+    assert "not allowed for agent 'worker'" in observations[1]
+    assert observations[2] == "echo:ok"
+
+
+STRUCTURED = """
+name: structured
+agents:
+  judge:
+    model: fake
+    system: judge
+    output_schema:
+      type: object
+      properties: {score: {type: integer, minimum: 0, maximum: 10}}
+      required: [score]
+    limits: {max_steps: 3}
+graph:
+  start: judge
+  edges: [{from: judge, to: end}]
+"""
+
+
+async def test_invalid_structured_output_is_retried_with_the_schema_error() -> None:
+    model = ScriptedModel(["not json", {"json": {"score": 99}}, {"json": {"score": 7}}])
+    run, _ = await run_team(STRUCTURED, model)
+    assert run.status == "succeeded" and run.output == {"score": 7}
+    assert "not JSON" in model.calls[1].request.messages[-1].content
+    assert "99 is greater than the maximum of 10" in model.calls[2].request.messages[-1].content
+
+
+async def test_output_never_valid_fails_with_invalid_output() -> None:
+    model = ScriptedModel([{"json": {"score": "high"}}], cycle=True)
+    run, rt = await run_team(STRUCTURED, model)
+    assert run.status == "failed"
+    assert rt.store.steps(run.id)[0].outcome == "invalid_output"

@@ -24,6 +24,7 @@ from edgecrew.domain.conditions import MAX_LENGTH, ConditionSyntaxError, compile
         ("'bug' in notes", {"notes": "all good"}, False),
         ("'bug' in notes", {}, False),
         ("'bug' not in notes", {}, True),
+        ("not ('bug' in notes)", {}, True),  # a missing field contains nothing
         ("'bug' not in notes", {"notes": "a bug"}, False),
         ("len(steps) > 2", {"steps": ["a", "b", "c"]}, True),
         ("len(steps) > 2", {"steps": ["a"]}, False),

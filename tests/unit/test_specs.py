@@ -12,8 +12,11 @@ from edgecrew.errors import SpecError, SpecIssue
 from edgecrew.specs.loader import Catalog, build_team, load_team, team_from_raw
 from edgecrew.specs.yamlsrc import parse_yaml
 
-CATALOG = Catalog(tools=frozenset({"files.read", "files.write"}), models=frozenset({"local", "gemma"}),
-                  normalize_tool=str.lower)
+CATALOG = Catalog(
+    tools=frozenset({"files.read", "files.write"}),
+    models=frozenset({"local", "gemma"}),
+    normalize_tool=str.lower,
+)
 
 VALID = """\
 name: research-team
@@ -87,7 +90,11 @@ def test_valid_team_loads_into_domain_objects(tmp_path: Path) -> None:
     spec = load_team(path, CATALOG)
 
     assert (spec.name, spec.description, spec.max_visits, spec.source) == (
-        "research-team", "Plan, research in parallel, merge, review.", 20, str(path))
+        "research-team",
+        "Plan, research in parallel, merge, review.",
+        20,
+        str(path),
+    )
     assert list(spec.agents) == ["planner", "web", "docs", "merger", "critic"]
     planner, web, docs, merger = (spec.agents[n] for n in ("planner", "web", "docs", "merger"))
     assert planner.name == "planner" and planner.role == "planner" and planner.model == "local"
@@ -144,8 +151,10 @@ def test_without_a_catalog_tools_and_models_are_not_checked(tmp_path: Path) -> N
 
 
 def test_yaml_scalar_forms_become_plain_values(tmp_path: Path) -> None:
-    text = VALID.replace("plan_first: false", "plan_first: &off false").replace(
-        "    model: gemma\n", "    model: gemma\n    plan_first: *off\n    limits: {max_tokens: 0x100}\n")
+    text = VALID.replace("plan_first: false", "plan_first: *off").replace(
+        "    model: gemma\n",
+        "    model: gemma\n    plan_first: &off false\n    limits: {max_tokens: 0x100}\n",
+    )
     spec = load_team(write(tmp_path, text), CATALOG)
     assert spec.agents["web"].plan_first is False and spec.agents["merger"].plan_first is False
     assert spec.agents["web"].limits.max_tokens == 256
@@ -153,11 +162,14 @@ def test_yaml_scalar_forms_become_plain_values(tmp_path: Path) -> None:
 
 
 def test_inline_team_reports_lines_of_the_enclosing_file() -> None:
-    text = "name: project\nteams:\n  - name: inline\n    agents:\n      a: {system: hi}\n    graph: {start: b}\n"
+    text = (
+        "name: project\nteams:\n  - name: inline\n    agents:\n      a: {system: hi}\n    graph: {start: b}\n"
+    )
     with pytest.raises(SpecError) as info:
         build_team(parse_yaml(text, "edgecrew.yaml"), "edgecrew.yaml", None, ("teams", 0))
     assert [(i.file, i.line) for i in info.value.issues] == [("edgecrew.yaml", 6)]
-    assert info.value.issues[0].hint == "did you mean 'a'?" or "a" in info.value.issues[0].hint
+    assert info.value.issues[0].message == "start node 'b' is not an agent of this team"
+    assert info.value.issues[0].hint == "known: a"
 
 
 # --- one error at a time -----------------------------------------------------------------------------
@@ -190,81 +202,240 @@ def test_mini_is_valid(tmp_path: Path) -> None:
     ("old", "new", "line", "message", "hint"),
     [
         # YAML syntax
-        ("{from: writer, to: critic}", "{from: writer, to: critic", 15, "YAML syntax error", "closing brackets"),
+        (
+            "{from: writer, to: critic}",
+            "{from: writer, to: critic",
+            15,
+            "YAML syntax error",
+            "closing brackets",
+        ),
         ("    system: Judge.", "   system: Judge.", 7, "YAML syntax error", "indentation"),
         ("  critic:\n", "  writer:\n", 5, "duplicate key", "remove or rename the duplicate key"),
         # unknown fields
         ("    system: Write.", "    sytem: Write.", 4, "unknown field 'sytem' in agents.writer", None),
-        ("    - {from: critic, to: end}", "    - {from: critic, to: end, if: done}", 16,
-         "unknown field 'if' in graph.edges.2", "did you mean 'when'?"),
-        ("graph:\n  start", "graph:\n  strat: x\n  start", 12, "unknown field 'strat' in graph",
-         "did you mean 'start'?"),
-        ("name: mini\n", "name: mini\nlimits: {max_visit: 3}\n", 2, "unknown field 'max_visit' in limits",
-         "did you mean 'max_visits'?"),
-        ("    system: Judge.\n", "    system: Judge.\n    limits: {max_step: 3}\n", 7,
-         "unknown field 'max_step' in agents.critic.limits", "did you mean 'max_steps'?"),
-        ("    system: Write.", "    system: Write.\n    colour: red", 5, "unknown field 'colour' in agents.writer",
-         "allowed fields: limits, model, output_schema, plan_first, role, system, tools"),
+        (
+            "    - {from: critic, to: end}",
+            "    - {from: critic, to: end, if: done}",
+            16,
+            "unknown field 'if' in graph.edges.2",
+            "did you mean 'when'?",
+        ),
+        (
+            "graph:\n  start",
+            "graph:\n  strat: x\n  start",
+            12,
+            "unknown field 'strat' in graph",
+            "did you mean 'start'?",
+        ),
+        (
+            "name: mini\n",
+            "name: mini\nlimits: {max_visit: 3}\n",
+            2,
+            "unknown field 'max_visit' in limits",
+            "did you mean 'max_visits'?",
+        ),
+        (
+            "    system: Judge.\n",
+            "    system: Judge.\n    limits: {max_step: 3}\n",
+            7,
+            "unknown field 'max_step' in agents.critic.limits",
+            "did you mean 'max_steps'?",
+        ),
+        (
+            "    system: Write.",
+            "    system: Write.\n    colour: red",
+            5,
+            "unknown field 'colour' in agents.writer",
+            "allowed fields: limits, model, output_schema, plan_first, role, system, tools",
+        ),
         # wrong types
-        ("    system: Write.", "    system: Write.\n    limits: {max_steps: '5'}", 5,
-         "agents.writer.limits.max_steps: expected a whole number, got str '5'", "without quotes"),
-        ("    system: Write.", "    system: Write.\n    plan_first: 'no'", 5,
-         "agents.writer.plan_first: expected true or false, got str 'no'", "write true or false"),
-        ("    system: Write.", "    system: Write.\n    tools: files.read", 5,
-         "agents.writer.tools: expected a list, got str 'files.read'", "write a list like [a, b]"),
-        ("    system: Write.", "    system: 42", 4, "agents.writer.system: expected text, got int 42",
-         "put the value in quotes"),
-        ("{from: writer, to: critic}", "{from: 7, to: critic}", 14,
-         "graph.edges.0.from: expected an agent name or a list of agent names", "from: [writer, critic]"),
-        ("{from: writer, to: critic}", "{from: writer, to: [critic, 3]}", 14,
-         "graph.edges.0.to.1: expected an agent name (text)", "put the value in quotes"),
-        ("    system: Write.", "    system: Write.\n    limits: {max_steps: 0}", 5,
-         "agents.writer.limits.max_steps: Input should be greater than or equal to 1", "change 'max_steps'"),
-        ("max_loops: 2", "max_loops: 0", 15, "graph.edges.1.max_loops: Input should be greater than or equal to 1",
-         "change 'max_loops'"),
-        ("    system: Write.\n", "", 3, "missing required field 'system' in agents.writer",
-         "add 'system: ...' under agents.writer"),
+        (
+            "    system: Write.",
+            "    system: Write.\n    limits: {max_steps: '5'}",
+            5,
+            "agents.writer.limits.max_steps: expected a whole number, got str '5'",
+            "without quotes",
+        ),
+        (
+            "    system: Write.",
+            "    system: Write.\n    plan_first: 'no'",
+            5,
+            "agents.writer.plan_first: expected true or false, got str 'no'",
+            "write true or false",
+        ),
+        (
+            "    system: Write.",
+            "    system: Write.\n    tools: files.read",
+            5,
+            "agents.writer.tools: expected a list, got str 'files.read'",
+            "write a list like [a, b]",
+        ),
+        (
+            "    system: Write.",
+            "    system: 42",
+            4,
+            "agents.writer.system: expected text, got int 42",
+            "put the value in quotes",
+        ),
+        (
+            "{from: writer, to: critic}",
+            "{from: 7, to: critic}",
+            14,
+            "graph.edges.0.from: expected an agent name or a list of agent names",
+            "from: [writer, critic]",
+        ),
+        (
+            "{from: writer, to: critic}",
+            "{from: writer, to: [critic, 3]}",
+            14,
+            "graph.edges.0.to.1: expected an agent name (text)",
+            "put the value in quotes",
+        ),
+        (
+            "    system: Write.",
+            "    system: Write.\n    limits: {max_steps: 0}",
+            5,
+            "agents.writer.limits.max_steps: Input should be greater than or equal to 1",
+            "change 'max_steps'",
+        ),
+        (
+            "max_loops: 2",
+            "max_loops: 0",
+            15,
+            "graph.edges.1.max_loops: Input should be greater than or equal to 1",
+            "change 'max_loops'",
+        ),
+        (
+            "    system: Write.\n",
+            "    role: writer\n",
+            3,
+            "missing required field 'system' in agents.writer",
+            "add 'system: ...' under agents.writer",
+        ),
         # references to things that do not exist
-        ("start: writer", "start: writr", 12, "start node 'writr' is not an agent of this team",
-         "did you mean 'writer'?"),
-        ("{from: writer, to: critic}", "{from: writer, to: critik}", 14, "edge 1 goes to unknown agent 'critik'",
-         "did you mean 'critic'?"),
-        ("{from: critic, to: end}", "{from: critic, to: ennd}", 16, "edge 3 goes to unknown agent 'ennd'",
-         "did you mean 'end'?"),
-        ("    system: Write.", "    system: Write.\n    tools: [files.raed]", 5,
-         "agent 'writer' allows unknown tool 'files.raed'", "did you mean 'files.read'?"),
-        ("    system: Write.", "    system: Write.\n    model: gemmma", 5, "agent 'writer' uses unknown model 'gemmma'",
-         "did you mean 'gemma'?"),
-        ("    system: Write.", "    system: Write.\n    model: gpt-9", 5, "agent 'writer' uses unknown model 'gpt-9'",
-         "known: gemma, local"),
+        (
+            "start: writer",
+            "start: writr",
+            12,
+            "start node 'writr' is not an agent of this team",
+            "did you mean 'writer'?",
+        ),
+        (
+            "{from: writer, to: critic}",
+            "{from: writer, to: critik}",
+            14,
+            "edge 1 goes to unknown agent 'critik'",
+            "did you mean 'critic'?",
+        ),
+        (
+            "{from: critic, to: end}",
+            "{from: critic, to: ennd}",
+            16,
+            "edge 3 goes to unknown agent 'ennd'",
+            "did you mean 'end'?",
+        ),
+        (
+            "    system: Write.",
+            "    system: Write.\n    tools: [files.raed]",
+            5,
+            "agent 'writer' allows unknown tool 'files.raed'",
+            "did you mean 'files.read'?",
+        ),
+        (
+            "    system: Write.",
+            "    system: Write.\n    model: gemmma",
+            5,
+            "agent 'writer' uses unknown model 'gemmma'",
+            "did you mean 'gemma'?",
+        ),
+        (
+            "    system: Write.",
+            "    system: Write.\n    model: gpt-9",
+            5,
+            "agent 'writer' uses unknown model 'gpt-9'",
+            "known: gemma, local",
+        ),
         # output schemas
-        ("verdict: {enum: [approve, revise]}", "verdict: {type: strng}", 10,
-         "output_schema is not a valid JSON Schema", "json-schema.org"),
-        ("      type: object\n", "      type: array\n", 7, "agent 'critic' output_schema must describe an object",
-         "set 'type: object'"),
+        (
+            "verdict: {enum: [approve, revise]}",
+            "verdict: {type: strng}",
+            10,
+            "output_schema is not a valid JSON Schema",
+            "json-schema.org",
+        ),
+        (
+            "      type: object\n",
+            "      type: array\n",
+            7,
+            "agent 'critic' output_schema must describe an object",
+            "set 'type: object'",
+        ),
         # conditions
-        ("when: \"verdict == 'revise'\"", "when: \"verdict = 'revise'\"", 15, "edge 2: cannot parse condition",
-         "verdict == 'revise'"),
-        ("when: \"verdict == 'revise'\"", "when: \"__import__('os').system('ls')\"", 15,
-         "edge 2: only len() may be called in a condition", "e.g. verdict == 'revise'"),
-        ("when: \"verdict == 'revise'\"", "when: \"verdikt == 'revise'\"", 15,
-         "edge 2: condition \"verdikt == 'revise'\" reads verdikt, which agent 'critic' does not output",
-         "'critic' outputs: verdict"),
-        ("{from: writer, to: critic}", "{from: writer, to: critic, when: \"score > 1\"}", 14,
-         "reads score, which agent 'writer' does not output", "agent 'writer' has no output_schema"),
+        (
+            "when: \"verdict == 'revise'\"",
+            "when: \"verdict = 'revise'\"",
+            15,
+            "edge 2: cannot parse condition",
+            "verdict == 'revise'",
+        ),
+        (
+            "when: \"verdict == 'revise'\"",
+            "when: \"__import__('os').system('ls')\"",
+            15,
+            "edge 2: only len() may be called in a condition",
+            "e.g. verdict == 'revise'",
+        ),
+        (
+            "when: \"verdict == 'revise'\"",
+            "when: \"verdikt == 'revise'\"",
+            15,
+            "edge 2: condition \"verdikt == 'revise'\" reads verdikt, which agent 'critic' does not output",
+            "'critic' outputs: verdict",
+        ),
+        (
+            "{from: writer, to: critic}",
+            '{from: writer, to: critic, when: "score > 1"}',
+            14,
+            "reads score, which agent 'writer' does not output",
+            "agent 'writer' has no output_schema",
+        ),
         # graph shape
-        ("    - {from: critic, to: end}\n", "    - {from: critic, to: end}\n  "
-         "  - {from: [writer, critic], to: [critic, end]}\n", 17, "edge 4 is both a join and a fan-out",
-         "split it"),
-        ("    - {from: critic, to: end}\n", "    - {from: critic, to: end}\n    - {from: end, to: writer}\n", 17,
-         "edge 4 leaves 'end', the terminal node", "start the edge from an agent"),
-        ("    - {from: writer, to: critic}\n", "    - {from: writer, to: critic}\n    - {from: writer, to: []}\n",
-         15, "edge 2 needs at least one 'from' and one 'to'", "name an agent in both"),
-        ("    - {from: writer, to: critic}\n", "", 5, "agent 'critic' is unreachable from start 'writer'",
-         "add an edge to 'critic'"),
+        (
+            "    - {from: critic, to: end}\n",
+            "    - {from: critic, to: end}\n    - {from: [writer, critic], to: [critic, end]}\n",
+            17,
+            "edge 4 is both a join and a fan-out",
+            "split it",
+        ),
+        (
+            "    - {from: critic, to: end}\n",
+            "    - {from: critic, to: end}\n    - {from: end, to: writer}\n",
+            17,
+            "edge 4 leaves 'end', the terminal node",
+            "start the edge from an agent",
+        ),
+        (
+            "    - {from: writer, to: critic}\n",
+            "    - {from: writer, to: critic}\n    - {from: writer, to: []}\n",
+            15,
+            "edge 2 needs at least one 'from' and one 'to'",
+            "name an agent in both",
+        ),
+        (
+            "    - {from: writer, to: critic}\n",
+            "",
+            5,
+            "agent 'critic' is unreachable from start 'writer'",
+            "add an edge to 'critic'",
+        ),
         (", max_loops: 2}", "}", 15, "cycle without a bound: writer -> critic -> writer", "add max_loops"),
-        ("{from: critic, to: end}", "{from: critic, to: critic}", 16, "cycle without a bound: critic -> critic",
-         "add max_loops"),
+        (
+            "{from: critic, to: end}",
+            "{from: critic, to: critic}",
+            16,
+            "cycle without a bound: critic -> critic",
+            "add max_loops",
+        ),
         # names
         ("name: mini", "name: my team", 1, "team name 'my team' is not a valid name", "letters, digits"),
         ("  critic:\n", "  end:\n", 5, "agent name 'end' is not allowed", "'end' is reserved"),
@@ -295,21 +466,30 @@ def test_unknown_field_hint_follows_the_agent_not_a_field_of_the_same_name(tmp_p
     # An agent called "limits" must not make the loader look for LimitsDoc fields.
     text = MINI.replace("critic", "limits").replace("    system: Judge.", "    system: Judge.\n    tool: [x]")
     issue = only(tmp_path, text, None)
-    assert (issue.line, issue.message, issue.hint) == (7, "unknown field 'tool' in agents.limits", "did you mean 'tools'?")
+    assert (issue.line, issue.message, issue.hint) == (
+        7,
+        "unknown field 'tool' in agents.limits",
+        "did you mean 'tools'?",
+    )
 
 
 def test_synonyms_suggest_our_field_name(tmp_path: Path) -> None:
     issues = problems(tmp_path, MINI.replace("    system: Write.", "    prompt: Write."))
-    assert ("unknown field 'prompt' in agents.writer", "did you mean 'system'?") in [(i.message, i.hint) for i in issues]
+    assert ("unknown field 'prompt' in agents.writer", "did you mean 'system'?") in [
+        (i.message, i.hint) for i in issues
+    ]
 
 
 def test_invalid_schema_points_at_the_bad_keyword(tmp_path: Path) -> None:
-    text = MINI.replace("        verdict: {enum: [approve, revise]}", "        verdict:\n          type: strng")
+    text = MINI.replace(
+        "        verdict: {enum: [approve, revise]}", "        verdict:\n          type: strng"
+    )
     issue = only(tmp_path, text)
     assert issue.line == 11
     assert issue.message == (
-        "agent 'critic' output_schema is not a valid JSON Schema: 'strng' is not valid under any of the given "
-        "schemas (at properties/verdict/type)")
+        "agent 'critic' output_schema is not a valid JSON Schema: "
+        "'strng' is not valid under any of the given schemas (at properties/verdict/type)"
+    )
 
 
 @pytest.mark.parametrize(

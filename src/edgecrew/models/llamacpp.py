@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -59,8 +58,9 @@ class LlamaCppModel:
         self.name = name
         self.path = Path(path)
         self.n_ctx = n_ctx
-        # llama-cpp-python's default is half the cores, which halves speed on small edge boards.
-        self.n_threads = n_threads or _usable_cpus()
+        # None keeps llama.cpp's default (half the cores): its threads spin while they wait, so using
+        # every core of a small shared board makes latency collapse when anything else runs.
+        self.n_threads = n_threads
         self.seed = seed
         self._llm: Any = None
         self._formatter: Any = None
@@ -124,7 +124,9 @@ class LlamaCppModel:
             import llama_cpp
             from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
         except ImportError:
-            raise UserError("llama-cpp-python is not installed; run `pip install 'edgecrew[local]'`") from None
+            raise UserError(
+                "llama-cpp-python is not installed; run `pip install 'edgecrew[local]'`"
+            ) from None
         if not self.path.is_file():
             raise UserError(f"model '{self.name}': GGUF file {self.path} does not exist")
         try:
@@ -132,7 +134,6 @@ class LlamaCppModel:
                 model_path=str(self.path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
-                n_threads_batch=self.n_threads,
                 seed=self.seed,
                 verbose=False,
             )
@@ -244,7 +245,12 @@ def response_schema(req: ModelRequest) -> dict[str, Any] | None:
     ]
     final = dict(req.output_schema) if req.output_schema is not None else {"type": "string"}
     options.append(
-        {"type": "object", "properties": {"final": final}, "required": ["final"], "additionalProperties": False}
+        {
+            "type": "object",
+            "properties": {"final": final},
+            "required": ["final"],
+            "additionalProperties": False,
+        }
     )
     return {"anyOf": options}
 
@@ -281,7 +287,9 @@ def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False) -> Mes
             raise ModelError(f"model called unknown tool {data['tool']!r}: {text[:_SHOWN]!r}")
         arguments = data.get("arguments")
         if not isinstance(arguments, dict):
-            raise ModelError(f"model called tool '{tool.name}' without an arguments object: {text[:_SHOWN]!r}")
+            raise ModelError(
+                f"model called tool '{tool.name}' without an arguments object: {text[:_SHOWN]!r}"
+            )
         _check(arguments, _arguments_schema(tool), f"the arguments of tool '{tool.name}'", text)
         # Deterministic ids keep a recorded conversation byte-identical when it is replayed.
         call = ToolCall(id=f"call_{len(req.messages)}_0", name=tool.name, arguments=dict(arguments))
@@ -305,7 +313,9 @@ def _load_json(text: str, cut_at: int | None) -> Any:
                 f"max_tokens or ask for a shorter answer (add maxItems/maxLength to the schema): "
                 f"{text[:_SHOWN]!r}"
             ) from None
-        raise ModelError(f"model returned malformed JSON ({exc.msg} at {exc.pos}): {text[:_SHOWN]!r}") from None
+        raise ModelError(
+            f"model returned malformed JSON ({exc.msg} at {exc.pos}): {text[:_SHOWN]!r}"
+        ) from None
 
 
 def _check(data: Any, schema: dict[str, Any], what: str, text: str) -> None:
@@ -319,7 +329,9 @@ def _check(data: Any, schema: dict[str, Any], what: str, text: str) -> None:
     error = exceptions.best_match(validator_class(schema).iter_errors(data))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        raise ModelError(f"model reply does not satisfy {what} at {where}: {error.message}; reply: {text[:_SHOWN]!r}")
+        raise ModelError(
+            f"model reply does not satisfy {what} at {where}: {error.message}; reply: {text[:_SHOWN]!r}"
+        )
 
 
 def _arguments_schema(tool: ToolDefinition) -> dict[str, Any]:
@@ -329,12 +341,17 @@ def _arguments_schema(tool: ToolDefinition) -> dict[str, Any]:
 def _with_tool_instructions(req: ModelRequest) -> list[Message]:
     if not req.tools:
         return list(req.messages)
-    lines = [
-        "You can call tools. Reply with JSON only: either",
-        '{"tool": "<name>", "arguments": {...}} to call one tool, or {"final": <answer>} when done.',
-        "Tools:",
+    # The grammar enforces the full schemas; the prompt only needs names, purposes and argument names,
+    # and a short prompt is both faster and easier for a small model to follow.
+    lines = ["You have these tools:"]
+    lines += [
+        f"- {t.name}: {t.description} Arguments: {json.dumps(_arguments_schema(t).get('properties', {}))}"
+        for t in req.tools
     ]
-    lines += [f"- {t.name}: {t.description} Arguments schema: {json.dumps(t.parameters)}" for t in req.tools]
+    lines += [
+        'To use a tool, reply with JSON: {"tool": "<tool name>", "arguments": {<arguments>}}.',
+        'If no tool is needed, reply with JSON: {"final": <your answer>}.',
+    ]
     instructions = "\n".join(lines)
     messages = list(req.messages)
     if messages and messages[0].role == "system":
@@ -361,13 +378,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _consume_result(task: asyncio.Future[Any]) -> None:

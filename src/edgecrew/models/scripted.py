@@ -53,8 +53,30 @@ class ScriptedModel:
         self._record_path = Path(record_path) if record_path else None
         self._cycle = cycle
         self._lock = threading.Lock()
-        self._per_agent: dict[str, int] = {}
+        self._seen: dict[str, list[str]] = {}  # script name -> distinct call keys, in first-seen order
+        self._loaded = False
         self.calls: list[RecordedCall] = []
+
+    def _position(self, script: str, req: ModelRequest, index: int) -> int:
+        """The Nth distinct call of a script gets the Nth reply; a retried call (same step) the same one.
+
+        Keys already in the record file count too, so a run resumed in another process continues
+        the script where the killed process left it instead of starting over.
+        """
+        if not self._loaded and self._record_path is not None and self._record_path.exists():
+            for line in self._record_path.read_text(encoding="utf-8").splitlines():
+                entry = json.loads(line)
+                if entry["phase"] == "start" and entry["step"]:
+                    name = entry["agent"] if isinstance(self._replies, Mapping) else ""
+                    keys = self._seen.setdefault(name, [])
+                    if entry["step"] not in keys:
+                        keys.append(entry["step"])
+        self._loaded = True
+        key = req.metadata.get("step") or f"#call{index}"
+        keys = self._seen.setdefault(script, [])
+        if key not in keys:
+            keys.append(key)
+        return keys.index(key)
 
     def _next_reply(self, req: ModelRequest, index: int) -> Reply:
         agent = req.metadata.get("agent", "")
@@ -64,10 +86,9 @@ class ScriptedModel:
             script: Sequence[Reply] | None = self._replies.get(agent) or self._replies.get("*")
             if script is None:
                 raise ModelError(f"scripted model '{self.name}' has no replies for agent '{agent}'")
-            position = self._per_agent.get(agent, 0)
-            self._per_agent[agent] = position + 1
+            position = self._position(agent, req, index)
         else:
-            script, position = self._replies, index
+            script, position = self._replies, self._position("", req, index)
         if not script:
             raise ModelError(f"scripted model '{self.name}' has an empty script")
         if position >= len(script):

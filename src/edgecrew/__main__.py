@@ -1,0 +1,5 @@
+"""`python -m edgecrew` runs the CLI."""
+
+from edgecrew.cli import main
+
+main()

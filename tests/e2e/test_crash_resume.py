@@ -74,14 +74,23 @@ def crash_env(project_dir: Path, edgecrew_home: Path) -> dict[str, str]:
     write(project_dir / "tools.py", TOOLS)
     write(project_dir / "teams" / "crashy.yaml", TEAM)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(EDGECREW_HOME=str(edgecrew_home), EDGECREW_PROJECT=str(project_dir),
-               CRASH_TOOL_LOG=str(project_dir / "tools.jsonl"), PYTHONUNBUFFERED="1")
+    env.update(
+        EDGECREW_HOME=str(edgecrew_home),
+        EDGECREW_PROJECT=str(project_dir),
+        CRASH_TOOL_LOG=str(project_dir / "tools.jsonl"),
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 def _edgecrew(env: dict[str, str], *args: str, failpoints: str = "") -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "edgecrew", *args], env={**env, "EDGECREW_FAILPOINTS": failpoints},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgecrew", *args],
+        env={**env, "EDGECREW_FAILPOINTS": failpoints},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
@@ -109,14 +118,20 @@ def _run_id(home: Path) -> str:
     return str(rows[0][0])
 
 
-def _kill_then_resume(crash_env: dict[str, str], home: Path, project: Path, *, failpoints: str = "",
-                      when: str = "") -> tuple[str, list[dict[str, object]], int, str]:
+def _kill_then_resume(
+    crash_env: dict[str, str], home: Path, project: Path, *, failpoints: str = "", when: str = ""
+) -> tuple[str, list[dict[str, object]], int, str]:
     proc = _edgecrew(crash_env, "run", "crashy", "test durability", failpoints=failpoints)
     calls_file = project / "calls.jsonl"
     tools_file = project / "tools.jsonl"
     if when == "during_model_call":  # b's final answer takes 1.5 s: kill while it is in flight
-        _wait_for(lambda: any(c["agent"] == "b" and c["phase"] == "start" and c["index"] == 2
-                              for c in _lines(calls_file)), proc, "b's second model call")
+        _wait_for(
+            lambda: any(
+                c["agent"] == "b" and c["phase"] == "start" and c["index"] == 2 for c in _lines(calls_file)
+            ),
+            proc,
+            "b's second model call",
+        )
     elif when == "during_tool_call":
         _wait_for(lambda: any(t["phase"] == "start" for t in _lines(tools_file)), proc, "the tool call")
     else:
@@ -146,10 +161,12 @@ def _assert_finished(home: Path, run_id: str) -> None:
 
     with sqlite3.connect(home / "edgecrew.db") as db:
         status, output = db.execute("SELECT status, output FROM runs WHERE id = ?", (run_id,)).fetchone()
-        finished = db.execute("SELECT COUNT(*) FROM events WHERE run_id = ? AND type = 'step_finished'",
-                              (run_id,)).fetchone()[0]
-        step_outcomes = db.execute("SELECT agent, outcome FROM steps WHERE run_id = ? ORDER BY key",
-                                   (run_id,)).fetchall()
+        finished = db.execute(
+            "SELECT COUNT(*) FROM events WHERE run_id = ? AND type = 'step_finished'", (run_id,)
+        ).fetchone()[0]
+        step_outcomes = db.execute(
+            "SELECT agent, outcome FROM steps WHERE run_id = ? ORDER BY key", (run_id,)
+        ).fetchall()
     assert status == "succeeded"
     assert json.loads(output) == {"verdict": "approve"}
     assert finished == 3
@@ -157,8 +174,9 @@ def _assert_finished(home: Path, run_id: str) -> None:
 
 
 @pytest.mark.parametrize("failpoints", ["before_model_call:1", "before_model_call:3", "after_model_call:2"])
-def test_kill_at_step_boundaries_then_resume_repeats_nothing(crash_env: dict[str, str], edgecrew_home: Path,
-                                                             project_dir: Path, failpoints: str) -> None:
+def test_kill_at_step_boundaries_then_resume_repeats_nothing(
+    crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path, failpoints: str
+) -> None:
     run_id, calls, killed, _ = _kill_then_resume(crash_env, edgecrew_home, project_dir, failpoints=failpoints)
     _assert_finished(edgecrew_home, run_id)
     starts = [c for c in calls if c["phase"] == "start"]
@@ -169,9 +187,12 @@ def test_kill_at_step_boundaries_then_resume_repeats_nothing(crash_env: dict[str
     _check_no_finished_call_repeated(calls, killed)
 
 
-def test_kill_during_model_call_repeats_only_that_call(crash_env: dict[str, str], edgecrew_home: Path,
-                                                       project_dir: Path) -> None:
-    run_id, calls, killed, _ = _kill_then_resume(crash_env, edgecrew_home, project_dir, when="during_model_call")
+def test_kill_during_model_call_repeats_only_that_call(
+    crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
+) -> None:
+    run_id, calls, _killed, _ = _kill_then_resume(
+        crash_env, edgecrew_home, project_dir, when="during_model_call"
+    )
     _assert_finished(edgecrew_home, run_id)
     starts = [c for c in calls if c["phase"] == "start"]
     steps = [c["step"] for c in starts]
@@ -182,19 +203,25 @@ def test_kill_during_model_call_repeats_only_that_call(crash_env: dict[str, str]
     assert len(tool_starts) == 1  # the finished tool call was not repeated
 
 
-def test_kill_during_tool_call_repeats_only_that_tool(crash_env: dict[str, str], edgecrew_home: Path,
-                                                      project_dir: Path) -> None:
-    run_id, calls, killed, _ = _kill_then_resume(crash_env, edgecrew_home, project_dir, when="during_tool_call")
+def test_kill_during_tool_call_repeats_only_that_tool(
+    crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
+) -> None:
+    run_id, calls, killed, _ = _kill_then_resume(
+        crash_env, edgecrew_home, project_dir, when="during_tool_call"
+    )
     _assert_finished(edgecrew_home, run_id)
     starts = [c for c in calls if c["phase"] == "start"]
     assert len(starts) == EXPECTED_MODEL_CALLS  # no model call repeated
     tools = _lines(project_dir / "tools.jsonl")
     assert [t["phase"] for t in tools if t["pid"] == killed] == ["start"]
-    assert len([t for t in tools if t["phase"] == "start"]) == 2  # the interrupted tool ran once more, to its end
+    assert (
+        len([t for t in tools if t["phase"] == "start"]) == 2
+    )  # the interrupted tool ran once more, to its end
 
 
-def test_interrupted_run_resumes_automatically_when_edgecrew_starts(crash_env: dict[str, str], edgecrew_home: Path,
-                                                                    project_dir: Path) -> None:
+def test_interrupted_run_resumes_automatically_when_edgecrew_starts(
+    crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
+) -> None:
     proc = _edgecrew(crash_env, "run", "crashy", "first", failpoints="after_model_call:1")
     _wait_for(lambda: (edgecrew_home / "failpoint.hit").exists(), proc, "failpoint")
     proc.send_signal(signal.SIGKILL)
@@ -202,12 +229,15 @@ def test_interrupted_run_resumes_automatically_when_edgecrew_starts(crash_env: d
     first = _run_id(edgecrew_home)
     (edgecrew_home / "failpoint.hit").unlink()
     # A later, unrelated `edgecrew run` picks the orphan up and finishes it too.
-    write(project_dir / "teams" / "solo.yaml", """
+    write(
+        project_dir / "teams" / "solo.yaml",
+        """
         name: solo
         agents:
           a: {model: fake, system: x, output_schema: {type: object, properties: {topic: {type: string}}}}
         graph: {start: a, edges: [{from: a, to: end}]}
-    """)
+    """,
+    )
     second = _edgecrew(crash_env, "run", "solo", "second")
     out, _ = second.communicate(timeout=120)
     assert second.returncode == 0, out

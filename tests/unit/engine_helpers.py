@@ -13,8 +13,9 @@ from edgecrew.specs.loader import load_team_text
 from edgecrew.store.repo import RunRecord
 
 
-async def run_team(yaml_text: str, model: ScriptedModel, task: str = "do it",
-                   tools: Any = None) -> tuple[RunRecord, Runtime]:
+async def run_team(
+    yaml_text: str, model: ScriptedModel, task: str = "do it", tools: Any = None
+) -> tuple[RunRecord, Runtime]:
     """Run a team (given as YAML, agents using model alias 'fake') to the end."""
     rt = bootstrap(tools=tools)
     rt.models.register("fake", model)

@@ -70,10 +70,12 @@ graph:
 
 
 async def test_conditional_edge_loops_until_approved() -> None:
-    model = ScriptedModel({
-        "writer": ["draft 1", "draft 2"],
-        "critic": [{"json": {"verdict": "revise", "notes": "x"}}, {"json": {"verdict": "approve"}}],
-    })
+    model = ScriptedModel(
+        {
+            "writer": ["draft 1", "draft 2"],
+            "critic": [{"json": {"verdict": "revise", "notes": "x"}}, {"json": {"verdict": "approve"}}],
+        }
+    )
     run, _ = await run_team(REVIEW, model)
     assert run.status == "succeeded"
     assert [c.agent for c in model.calls] == ["writer", "critic", "writer", "critic"]
@@ -87,7 +89,9 @@ async def test_loop_bound_stops_a_critic_that_never_approves() -> None:
     # 1 first draft + 2 bounded revisions, each judged once
     assert [c.agent for c in model.calls].count("writer") == 3
     assert [c.agent for c in model.calls].count("critic") == 3
-    routes = [e.data["to"] for e in rt.store.events(run.id) if e.type == "route_taken" and e.agent == "critic"]
+    routes = [
+        e.data["to"] for e in rt.store.events(run.id) if e.type == "route_taken" and e.agent == "critic"
+    ]
     assert routes == [["writer"], ["writer"], ["end"]]
 
 
@@ -108,7 +112,9 @@ graph:
 
 
 async def test_fan_out_runs_branches_and_join_waits_for_both() -> None:
-    model = ScriptedModel({"plan": ["P"], "left": [{"text": "L", "delay": 0.2}], "right": ["R"], "merge": ["M"]})
+    model = ScriptedModel(
+        {"plan": ["P"], "left": [{"text": "L", "delay": 0.2}], "right": ["R"], "merge": ["M"]}
+    )
     run, rt = await run_team(FAN, model)
     assert run.status == "succeeded"
     agents = [c.agent for c in model.calls]
@@ -119,7 +125,9 @@ async def test_fan_out_runs_branches_and_join_waits_for_both() -> None:
 
 
 async def test_unmatched_condition_fails_with_a_clear_error() -> None:
-    spec = REVIEW.replace("    - {from: critic, to: end}\n", "    - {from: critic, to: end, when: \"verdict == 'approve'\"}\n")
+    spec = REVIEW.replace(
+        "    - {from: critic, to: end}\n", "    - {from: critic, to: end, when: \"verdict == 'approve'\"}\n"
+    )
     model = ScriptedModel({"writer": ["d"], "critic": [{"json": {"verdict": "revise"}}]}, cycle=True)
     run, _ = await run_team(spec, model)
     assert run.status == "failed"
@@ -186,12 +194,14 @@ async def test_step_budget_ends_the_turn_with_max_steps() -> None:
 
 async def test_bad_tool_arguments_and_unknown_tools_become_observations() -> None:
     calls: list[str] = []
-    model = ScriptedModel([
-        {"tool": "echo", "args": {"wrong": 1}},
-        {"tool": "files.write", "args": {"path": "x", "content": "y"}},  # not on the allow-list
-        {"tool": "ECHO", "args": {"text": "ok"}},  # normalized name
-        "finished",
-    ])
+    model = ScriptedModel(
+        [
+            {"tool": "echo", "args": {"wrong": 1}},
+            {"tool": "files.write", "args": {"path": "x", "content": "y"}},  # not on the allow-list
+            {"tool": "ECHO", "args": {"text": "ok"}},  # normalized name
+            "finished",
+        ]
+    )
     run, _ = await run_team(TOOLED, model, tools=_registry(calls))
     assert run.status == "succeeded"
     observations = [c.request.messages[-1].content for c in model.calls[1:]]

@@ -17,8 +17,13 @@ from rich.table import Table
 
 from edgecrew.errors import EdgecrewError, SpecError
 
-app = typer.Typer(name="edgecrew", help="Durable teams of LLM agents on small local models.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    name="edgecrew",
+    help="Durable teams of LLM agents on small local models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 teams_app = typer.Typer(help="List and show teams.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
@@ -28,7 +33,9 @@ console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 T = TypeVar("T")
 
-ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project dir (default: current dir).")]
+ProjectOpt = Annotated[
+    Path | None, typer.Option("--project", "-p", help="Project dir (default: current dir).")
+]
 
 
 def _runtime(project: Path | None = None) -> Any:
@@ -59,6 +66,7 @@ def _arun(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 # -- run / resume / cancel ------------------------------------------------------------------------
 
+
 @app.command()
 def run(
     team: Annotated[str, typer.Argument(help="Team name (see `edgecrew teams list`) or a team YAML file.")],
@@ -74,8 +82,10 @@ def run(
         svc = RunService(_runtime(project))
         recovered = await svc.recover()
         if recovered and not as_json:
-            console.print(f"[yellow]Resuming {len(recovered)} interrupted run(s) in this process:[/] "
-                          + ", ".join(recovered))
+            console.print(
+                f"[yellow]Resuming {len(recovered)} interrupted run(s) in this process:[/] "
+                + ", ".join(recovered)
+            )
         run_id, handle = await svc.start(team, task)
         if as_json:
             final = await svc.follow(run_id)
@@ -111,8 +121,20 @@ def _print_result(run: Any, svc: Any, as_json: bool) -> None:
         "tool_calls": sum(s.tool_calls for s in steps),
     }
     if as_json:
-        print(json.dumps({"run_id": run.id, "team": run.team, "status": run.status.value, "output": run.output,
-                          "error": run.error, "usage": usage, "workspace": run.workspace}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "run_id": run.id,
+                    "team": run.team,
+                    "status": run.status.value,
+                    "output": run.output,
+                    "error": run.error,
+                    "usage": usage,
+                    "workspace": run.workspace,
+                },
+                ensure_ascii=False,
+            )
+        )
         return
     console.rule("output")
     output = run.output
@@ -121,15 +143,18 @@ def _print_result(run: Any, svc: Any, as_json: bool) -> None:
     else:
         console.print_json(json.dumps(output, ensure_ascii=False))
     colour = "green" if run.status.value == "succeeded" else "red"
-    console.print(f"[{colour}]{run.status.value}[/] · {usage['model_calls']} model calls · "
-                  f"{usage['tool_calls']} tool calls · {usage['prompt_tokens']}+{usage['completion_tokens']} tokens")
+    console.print(
+        f"[{colour}]{run.status.value}[/] · {usage['model_calls']} model calls · "
+        f"{usage['tool_calls']} tool calls · {usage['prompt_tokens']}+{usage['completion_tokens']} tokens"
+    )
     if run.error:
         console.print(f"[red]{escape(run.error)}[/]")
 
 
 @app.command()
-def resume(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
-           project: ProjectOpt = None) -> None:
+def resume(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")], project: ProjectOpt = None
+) -> None:
     """Resume an interrupted run from its last finished step."""
     from edgecrew.cli.render import LiveRenderer
     from edgecrew.engine.service import RunService
@@ -159,6 +184,7 @@ def cancel(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefi
 
 # -- runs -----------------------------------------------------------------------------------------
 
+
 @runs_app.command("list")
 def runs_list(
     limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
@@ -168,11 +194,23 @@ def runs_list(
     """List recent runs."""
     runs = _guard(lambda: _runtime().store.list_runs(limit=limit, status=status))
     if as_json:
-        print(json.dumps([{"id": r.id, "team": r.team, "status": r.status.value, "task": r.task,
-                           "created_at": r.created_at} for r in runs]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "team": r.team,
+                        "status": r.status.value,
+                        "task": r.task,
+                        "created_at": r.created_at,
+                    }
+                    for r in runs
+                ]
+            )
+        )
         return
     if not runs:
-        console.print("no runs yet — try: edgecrew run plan-write-review \"Write a haiku about edge AI\"")
+        console.print('no runs yet — try: edgecrew run plan-write-review "Write a haiku about edge AI"')
         return
     table = Table("run", "team", "status", "created", "task")
     for r in runs:
@@ -187,21 +225,49 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
     run = _guard(lambda: rt.store.get_run(run_id))
     steps = rt.store.steps(run.id)
     if as_json:
-        print(json.dumps({"id": run.id, "team": run.team, "task": run.task, "status": run.status.value,
-                          "output": run.output, "error": run.error,
-                          "steps": [{"key": s.key, "agent": s.agent, "outcome": s.outcome, "output": s.output,
-                                     "model_calls": s.model_calls, "tool_calls": s.tool_calls,
-                                     "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens}
-                                    for s in steps]}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "id": run.id,
+                    "team": run.team,
+                    "task": run.task,
+                    "status": run.status.value,
+                    "output": run.output,
+                    "error": run.error,
+                    "steps": [
+                        {
+                            "key": s.key,
+                            "agent": s.agent,
+                            "outcome": s.outcome,
+                            "output": s.output,
+                            "model_calls": s.model_calls,
+                            "tool_calls": s.tool_calls,
+                            "prompt_tokens": s.prompt_tokens,
+                            "completion_tokens": s.completion_tokens,
+                        }
+                        for s in steps
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
         return
-    console.print(f"run [bold]{run.id}[/] · team {run.team} · {_status(run.status.value)} · {_when(run.created_at)}")
+    console.print(
+        f"run [bold]{run.id}[/] · team {run.team} · {_status(run.status.value)} · {_when(run.created_at)}"
+    )
     console.print(f"task: {escape(run.task)}")
     if run.workspace:
         console.print(f"workspace: {run.workspace}")
     table = Table("step", "agent", "outcome", "calls", "tokens", "output")
     for s in steps:
-        table.add_row(s.key, s.agent, s.outcome or s.status, f"{s.model_calls}m/{s.tool_calls}t",
-                      f"{s.prompt_tokens}+{s.completion_tokens}", escape(json.dumps(s.output)[:70]) if s.output else "")
+        table.add_row(
+            s.key,
+            s.agent,
+            s.outcome or s.status,
+            f"{s.model_calls}m/{s.tool_calls}t",
+            f"{s.prompt_tokens}+{s.completion_tokens}",
+            escape(json.dumps(s.output)[:70]) if s.output else "",
+        )
     console.print(table)
     if run.error:
         console.print(f"[red]error:[/] {escape(run.error)}")
@@ -224,8 +290,20 @@ def runs_events(
 
     def show(e: Any) -> None:
         if as_json:
-            print(json.dumps({"id": e.id, "type": e.type, "agent": e.agent, "step": e.step_key, "data": e.data,
-                              "at": e.created_at}, ensure_ascii=False), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "id": e.id,
+                        "type": e.type,
+                        "agent": e.agent,
+                        "step": e.step_key,
+                        "data": e.data,
+                        "at": e.created_at,
+                    },
+                    ensure_ascii=False,
+                ),
+                flush=True,
+            )
         else:
             console.print(f"[dim]{e.id:>5}[/] " + (event_line(e) or e.type))
 
@@ -237,6 +315,7 @@ def runs_events(
 
 
 # -- teams / validate / init / doctor -------------------------------------------------------------
+
 
 @teams_app.command("list")
 def teams_list(project: ProjectOpt = None) -> None:
@@ -263,8 +342,9 @@ def teams_show(team: str, project: ProjectOpt = None) -> None:
 
 
 @app.command()
-def validate(path: Annotated[Path, typer.Argument(help="A team YAML file or a project directory.")] = Path(".")
-             ) -> None:
+def validate(
+    path: Annotated[Path, typer.Argument(help="A team YAML file or a project directory.")] = Path("."),
+) -> None:
     """Check team specs and report every problem with file, line and fix."""
     from edgecrew.specs.project import load_project
 
@@ -274,8 +354,11 @@ def validate(path: Annotated[Path, typer.Argument(help="A team YAML file or a pr
             err.print(f"[red]error:[/] {path} does not exist")
             return 2
         rt = _runtime(target if target.is_dir() else target.parent)
-        sources = [str(target)] if target.is_file() else [
-            n for n, s in load_project(target).teams.items() if not s.builtin]
+        sources = (
+            [str(target)]
+            if target.is_file()
+            else [n for n, s in load_project(target).teams.items() if not s.builtin]
+        )
         if not sources:
             console.print(f"no teams in {target} (looked at edgecrew.yaml and teams/*.yaml)")
             return 0
@@ -283,8 +366,10 @@ def validate(path: Annotated[Path, typer.Argument(help="A team YAML file or a pr
         for source in sources:
             try:
                 spec = rt.project.load_team(source, rt.catalog())
-                console.print(f"[green]✓[/] {spec.name} ({spec.source}): {len(spec.agents)} agents, "
-                              f"{len(spec.graph.edges)} edges")
+                console.print(
+                    f"[green]✓[/] {spec.name} ({spec.source}): {len(spec.agents)} agents, "
+                    f"{len(spec.graph.edges)} edges"
+                )
             except SpecError as exc:
                 problems += len(exc.issues)
                 for issue in exc.issues:
@@ -302,7 +387,9 @@ def init(directory: Annotated[Path, typer.Argument(help="Where to create the pro
     created = _guard(lambda: create_project(directory))
     for file in created:
         console.print(f"[green]created[/] {file}")
-    console.print(f"\nnext: cd {directory} && edgecrew validate && edgecrew run example \"Summarize why edge AI matters\"")
+    console.print(
+        f'\nnext: cd {directory} && edgecrew validate && edgecrew run example "Summarize why edge AI matters"'
+    )
 
 
 @app.command()
@@ -315,7 +402,9 @@ def doctor() -> None:
     for check in run_checks():
         ok = ok and (check.ok or not check.required)
         mark = "[green]ok[/]" if check.ok else ("[red]missing[/]" if check.required else "[yellow]warn[/]")
-        detail = check.detail + (f"\n[yellow]fix:[/] {escape(check.fix)}" if not check.ok and check.fix else "")
+        detail = check.detail + (
+            f"\n[yellow]fix:[/] {escape(check.fix)}" if not check.ok and check.fix else ""
+        )
         table.add_row(check.name, mark, detail)
     console.print(table)
     raise typer.Exit(0 if ok else 1)

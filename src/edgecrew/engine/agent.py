@@ -42,9 +42,13 @@ class Observation:
 
 
 class TurnIO(Protocol):
-    async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult: ...
+    async def call_model(
+        self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float
+    ) -> CallResult: ...
 
-    async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float) -> Observation: ...
+    async def call_tool(
+        self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float
+    ) -> Observation: ...
 
     def tool_definitions(self, agent: AgentSpec) -> Sequence[ToolDefinition]: ...
 
@@ -66,19 +70,27 @@ class TurnResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "outcome": self.outcome.value, "output": self.output, "error": self.error,
-            "messages": [m.to_dict() for m in self.messages], "model_calls": self.model_calls,
-            "tool_calls": self.tool_calls, "prompt_tokens": self.prompt_tokens,
+            "outcome": self.outcome.value,
+            "output": self.output,
+            "error": self.error,
+            "messages": [m.to_dict() for m in self.messages],
+            "model_calls": self.model_calls,
+            "tool_calls": self.tool_calls,
+            "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TurnResult:
         return cls(
-            outcome=Outcome(data["outcome"]), output=data["output"], error=data.get("error"),
+            outcome=Outcome(data["outcome"]),
+            output=data["output"],
+            error=data.get("error"),
             messages=[Message.from_dict(m) for m in data.get("messages", [])],
-            model_calls=data.get("model_calls", 0), tool_calls=data.get("tool_calls", 0),
-            prompt_tokens=data.get("prompt_tokens", 0), completion_tokens=data.get("completion_tokens", 0),
+            model_calls=data.get("model_calls", 0),
+            tool_calls=data.get("tool_calls", 0),
+            prompt_tokens=data.get("prompt_tokens", 0),
+            completion_tokens=data.get("completion_tokens", 0),
         )
 
 
@@ -99,7 +111,9 @@ def system_prompt(agent: AgentSpec) -> str:
     return "\n\n".join(parts)
 
 
-async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]) -> TurnResult:
+async def run_turn(
+    agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]
+) -> TurnResult:
     """Run one agent turn; ``key`` names the turn, and every call key is derived from it."""
     messages: list[Message] = [Message("system", system_prompt(agent)), Message("user", context)]
     result = TurnResult(outcome=Outcome.MAX_STEPS, output={}, messages=messages)
@@ -112,8 +126,11 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
         if remaining <= 0:
             return _end(result, Outcome.TIMEOUT, f"turn ran past {agent.limits.timeout_s:g}s")
         request = ModelRequest(
-            messages=tuple(messages), tools=tools, output_schema=agent.output_schema,
-            max_tokens=agent.limits.max_tokens, metadata={**metadata, "step": f"{key}.m{step}"},
+            messages=tuple(messages),
+            tools=tools,
+            output_schema=agent.output_schema,
+            max_tokens=agent.limits.max_tokens,
+            metadata={**metadata, "step": f"{key}.m{step}"},
         )
         io.checkpoint("before_model_call")
         call = await io.call_model(f"{key}.m{step}", agent, request, remaining)
@@ -133,23 +150,38 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
         messages.append(reply)
         if reply.tool_calls:
             for j, tool_call in enumerate(reply.tool_calls):
-                signature = (io.canonical_tool(tool_call.name), json.dumps(tool_call.arguments, sort_keys=True))
+                signature = (
+                    io.canonical_tool(tool_call.name),
+                    json.dumps(tool_call.arguments, sort_keys=True),
+                )
                 seen[signature] += 1
                 if seen[signature] >= LOOP_LIMIT:
-                    return _end(result, Outcome.LOOP_DETECTED,
-                                f"'{tool_call.name}' called {LOOP_LIMIT} times with the same arguments")
+                    return _end(
+                        result,
+                        Outcome.LOOP_DETECTED,
+                        f"'{tool_call.name}' called {LOOP_LIMIT} times with the same arguments",
+                    )
                 remaining = agent.limits.timeout_s - (time.monotonic() - started)
-                observation = await io.call_tool(f"{key}.m{step}.t{j}", agent, tool_call, max(remaining, 0.001))
+                observation = await io.call_tool(
+                    f"{key}.m{step}.t{j}", agent, tool_call, max(remaining, 0.001)
+                )
                 result.tool_calls += 1
-                messages.append(Message("tool", observation.content, tool_call_id=tool_call.id, name=tool_call.name))
+                messages.append(
+                    Message("tool", observation.content, tool_call_id=tool_call.id, name=tool_call.name)
+                )
             continue
         last_text = reply.content
         output, problem = parse_output(agent, reply.content)
         if problem is None:
             result.output = output
             return _end(result, Outcome.FINAL, None)
-        messages.append(Message("user", f"Your answer does not match the required schema: {problem}. "
-                                        "Reply again with only the corrected JSON object."))
+        messages.append(
+            Message(
+                "user",
+                f"Your answer does not match the required schema: {problem}. "
+                "Reply again with only the corrected JSON object.",
+            )
+        )
         result.outcome = Outcome.INVALID_OUTPUT
     outcome = result.outcome if result.outcome == Outcome.INVALID_OUTPUT else Outcome.MAX_STEPS
     result.output = {"text": last_text} if agent.output_schema is None else {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import time
@@ -86,6 +87,9 @@ def shutdown() -> None:
     if _launched_url is not None:
         DBOS.destroy(destroy_registry=False)
         _launched_url = None
+        # DBOS binds its console handler to the stderr of the moment; drop it so a later launch in
+        # this process (tests, an embedding app) binds the stderr current then.
+        logging.getLogger("dbos").handlers.clear()
 
 
 async def recover_orphans(runtime: Runtime) -> list[str]:
@@ -123,6 +127,7 @@ async def workflow_status(run_id: str) -> Any:
 
 # -- workflows -------------------------------------------------------------------------------------
 
+
 @DBOS.workflow(name="edgecrew.team_run")
 async def team_run(run_id: str) -> dict[str, Any]:
     rt = get_runtime()
@@ -131,15 +136,23 @@ async def team_run(run_id: str) -> dict[str, Any]:
     if run.status.terminal:
         return {"status": run.status.value}
     rt.store.set_status(run_id, RunStatus.RUNNING)
-    rt.store.emit(run_id, "run_started", EventType.RUN_STARTED,
-                  {"team": team.name, "task": run.task, "agents": list(team.agents)})
+    rt.store.emit(
+        run_id,
+        "run_started",
+        EventType.RUN_STARTED,
+        {"team": team.name, "task": run.task, "agents": list(team.agents)},
+    )
     runner = DurableTurnRunner(rt, run_id, team.name)
     result = await run_graph(team, run.task, runner)
     status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
     rt.store.set_status(run_id, status, output=result.output, error=result.error)
     final = rt.store.get_run(run_id).status  # a cancel that won the race stays cancelled
-    rt.store.emit(run_id, "run_finished", EventType.RUN_FINISHED,
-                  {"status": final.value, "output": result.output, "error": result.error, "visits": result.visits})
+    rt.store.emit(
+        run_id,
+        "run_finished",
+        EventType.RUN_FINISHED,
+        {"status": final.value, "output": result.output, "error": result.error, "visits": result.visits},
+    )
     return {"status": final.value, "output": result.output, "error": result.error}
 
 
@@ -155,20 +168,48 @@ async def _turn(rt: Runtime, run_id: str, team: str, agent: AgentSpec, key: str,
     store = rt.store
     visit = int(key[1:4])
     store.upsert_step(run_id, key, agent=agent.name, visit=visit, status="running")
-    store.emit(run_id, f"{key}.started", EventType.STEP_STARTED,
-               {"visit": visit, "model": agent.model, "role": agent.role}, step_key=key, agent=agent.name)
+    store.emit(
+        run_id,
+        f"{key}.started",
+        EventType.STEP_STARTED,
+        {"visit": visit, "model": agent.model, "role": agent.role},
+        step_key=key,
+        agent=agent.name,
+    )
     io = DurableIO(rt, run_id)
     result = await run_turn(agent, context, io, key, {"run": run_id, "team": team, "agent": agent.name})
     store.put_messages(run_id, key, enumerate(result.messages))
-    store.upsert_step(run_id, key, agent=agent.name, visit=visit, status="finished", outcome=result.outcome.value,
-                      output=result.output, error=result.error, model_calls=result.model_calls,
-                      tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
-                      completion_tokens=result.completion_tokens, finished_at=time.time())
-    store.emit(run_id, f"{key}.finished", EventType.STEP_FINISHED,
-               {"outcome": result.outcome.value, "output": result.output, "error": result.error,
-                "model_calls": result.model_calls, "tool_calls": result.tool_calls,
-                "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
-               step_key=key, agent=agent.name)
+    store.upsert_step(
+        run_id,
+        key,
+        agent=agent.name,
+        visit=visit,
+        status="finished",
+        outcome=result.outcome.value,
+        output=result.output,
+        error=result.error,
+        model_calls=result.model_calls,
+        tool_calls=result.tool_calls,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        finished_at=time.time(),
+    )
+    store.emit(
+        run_id,
+        f"{key}.finished",
+        EventType.STEP_FINISHED,
+        {
+            "outcome": result.outcome.value,
+            "output": result.output,
+            "error": result.error,
+            "model_calls": result.model_calls,
+            "tool_calls": result.tool_calls,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+        },
+        step_key=key,
+        agent=agent.name,
+    )
     return result
 
 
@@ -182,7 +223,11 @@ class DurableTurnRunner:
     async def run_turns(self, visits: Sequence[tuple[Visit, str]]) -> list[TurnResult]:
         if len(visits) == 1:
             visit, context = visits[0]
-            return [await _turn(self.rt, self.run_id, self.team, self.spec.agents[visit.agent], visit.key, context)]
+            return [
+                await _turn(
+                    self.rt, self.run_id, self.team, self.spec.agents[visit.agent], visit.key, context
+                )
+            ]
         # Children are started in a fixed order, so their ids replay identically.
         handles = [
             await DBOS.start_workflow_async(agent_turn, self.run_id, visit.key, visit.agent, context)
@@ -191,9 +236,14 @@ class DurableTurnRunner:
         return [TurnResult.from_dict(await h.get_result()) for h in handles]
 
     def route_taken(self, visit: Visit, edge: Edge | None, targets: Sequence[str]) -> None:
-        self.rt.store.emit(self.run_id, f"{visit.key}.route", EventType.ROUTE_TAKEN,
-                           {"from": visit.agent, "to": list(targets), "edge": edge.label() if edge else None},
-                           step_key=visit.key, agent=visit.agent)
+        self.rt.store.emit(
+            self.run_id,
+            f"{visit.key}.route",
+            EventType.ROUTE_TAKEN,
+            {"from": visit.agent, "to": list(targets), "edge": edge.label() if edge else None},
+            step_key=visit.key,
+            agent=visit.agent,
+        )
 
 
 class DurableIO:
@@ -202,7 +252,9 @@ class DurableIO:
     def __init__(self, rt: Runtime, run_id: str) -> None:
         self.rt, self.run_id = rt, run_id
 
-    async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult:
+    async def call_model(
+        self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float
+    ) -> CallResult:
         data = await model_call_step(self.run_id, key, agent.name, agent.model, request, timeout_s)
         response = ModelResponse.from_dict(data["response"]) if data.get("response") else None
         return CallResult(response=response, error=data.get("error"), kind=data.get("kind", ""))
@@ -223,9 +275,11 @@ class DurableIO:
 
 # -- steps -----------------------------------------------------------------------------------------
 
+
 @DBOS.step(name="edgecrew.model_call")
-async def model_call_step(run_id: str, key: str, agent: str, alias: str, request: ModelRequest,
-                          timeout_s: float) -> dict[str, Any]:
+async def model_call_step(
+    run_id: str, key: str, agent: str, alias: str, request: ModelRequest, timeout_s: float
+) -> dict[str, Any]:
     rt = get_runtime()
     data: dict[str, Any]
     try:
@@ -234,9 +288,13 @@ async def model_call_step(run_id: str, key: str, agent: str, alias: str, request
         data = {"response": response.to_dict()}
         usage = response.usage
         event = {
-            "alias": alias, "model": response.model, "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens, "cached_tokens": usage.cached_tokens,
-            "latency_s": round(response.latency_s, 4), "ttft_s": response.time_to_first_token_s,
+            "alias": alias,
+            "model": response.model,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "latency_s": round(response.latency_s, 4),
+            "ttft_s": response.time_to_first_token_s,
             "tokens_per_s": round(response.tokens_per_second, 2),
             "tool_calls": [c.name for c in response.message.tool_calls],
             "content": response.message.content[:500],
@@ -250,20 +308,25 @@ async def model_call_step(run_id: str, key: str, agent: str, alias: str, request
     except EdgecrewError as exc:
         data = {"error": str(exc), "kind": "error"}
         event = {"alias": alias, "error": data["error"]}
-    rt.store.emit(run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=key.split(".m")[0], agent=agent)
+    rt.store.emit(
+        run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=key.split(".m")[0], agent=agent
+    )
     return data
 
 
 @DBOS.step(name="edgecrew.tool_call")
-async def tool_call_step(run_id: str, key: str, agent: str, allowed: list[str], call: ToolCall,
-                         timeout_s: float) -> dict[str, Any]:
+async def tool_call_step(
+    run_id: str, key: str, agent: str, allowed: list[str], call: ToolCall, timeout_s: float
+) -> dict[str, Any]:
     rt = get_runtime()
     started = time.perf_counter()
     canonical = rt.tools.canonical(call.name)
     try:
         if canonical not in allowed:
-            raise ToolError(f"tool '{call.name}' is not allowed for agent '{agent}'; allowed: "
-                            f"{', '.join(allowed) or 'none'}")
+            raise ToolError(
+                f"tool '{call.name}' is not allowed for agent '{agent}'; allowed: "
+                f"{', '.join(allowed) or 'none'}"
+            )
         spec = rt.tools.get(canonical)
         ctx = ToolContext(run_id=run_id, agent=agent, workspace=rt.workspace(run_id))
         result = await asyncio.wait_for(spec.call(call.arguments, ctx), timeout=max(timeout_s, 0.001))
@@ -276,9 +339,21 @@ async def tool_call_step(run_id: str, key: str, agent: str, allowed: list[str], 
     except Exception as exc:  # a tool's own bug must not crash the run: the model sees it
         content, is_error = f"error: tool '{call.name}' failed: {type(exc).__name__}: {exc}", True
     if len(content) > MAX_OBSERVATION_CHARS:
-        content = content[:MAX_OBSERVATION_CHARS] + f" [... {len(content) - MAX_OBSERVATION_CHARS} more chars]"
-    rt.store.emit(run_id, f"{key}.tool", EventType.TOOL_CALLED,
-                  {"tool": canonical, "arguments": call.arguments, "is_error": is_error, "result": content[:500],
-                   "duration_s": round(time.perf_counter() - started, 4)},
-                  step_key=key.split(".m")[0], agent=agent)
+        content = (
+            content[:MAX_OBSERVATION_CHARS] + f" [... {len(content) - MAX_OBSERVATION_CHARS} more chars]"
+        )
+    rt.store.emit(
+        run_id,
+        f"{key}.tool",
+        EventType.TOOL_CALLED,
+        {
+            "tool": canonical,
+            "arguments": call.arguments,
+            "is_error": is_error,
+            "result": content[:500],
+            "duration_s": round(time.perf_counter() - started, 4),
+        },
+        step_key=key.split(".m")[0],
+        agent=agent,
+    )
     return {"content": content, "is_error": is_error}

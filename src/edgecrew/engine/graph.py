@@ -53,7 +53,9 @@ class NoRouteError(Exception):
     pass
 
 
-def route(team: TeamSpec, agent: str, output: dict[str, Any], loops: Counter[int]) -> tuple[Edge | None, list[str]]:
+def route(
+    team: TeamSpec, agent: str, output: dict[str, Any], loops: Counter[int]
+) -> tuple[Edge | None, list[str]]:
     """The edge taken from ``agent`` and its targets; a node without outgoing edges ends the run."""
     edges = team.graph.outgoing(agent)
     if not edges:
@@ -93,7 +95,9 @@ async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResul
     visits = 0
     while frontier:
         if visits + len(frontier) > team.max_visits:
-            return GraphResult(False, error=f"run exceeded the team's max_visits ({team.max_visits})", visits=visits)
+            return GraphResult(
+                False, error=f"run exceeded the team's max_visits ({team.max_visits})", visits=visits
+            )
         batch = [Visit(agent, visits + i) for i, agent in enumerate(frontier)]
         visits += len(batch)
         contexts = [context_for(task, board) for _ in batch]
@@ -102,7 +106,9 @@ async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResul
         for visit, result in zip(batch, results, strict=True):
             if result.outcome != Outcome.FINAL:
                 return GraphResult(
-                    False, output=result.output, visits=visits,
+                    False,
+                    output=result.output,
+                    visits=visits,
                     error=f"agent '{visit.agent}' ({visit.key}) ended with {result.outcome.value}: {result.error}",
                 )
             board.pop(visit.agent, None)  # re-insert so the board is ordered by recency
@@ -124,5 +130,7 @@ async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResul
                 else:
                     upcoming.append(target)
         frontier = list(dict.fromkeys(upcoming))
+    if team.output is not None and team.output in board:
+        return GraphResult(True, output=board[team.output][1], visits=visits)
     output: Any = next(iter(finals.values())) if len(finals) == 1 else finals
     return GraphResult(True, output=output, visits=visits)

@@ -35,7 +35,7 @@ class RunService:
         from edgecrew.engine import durable
 
         if not task.strip():
-            raise UserError("the task is empty; say what the team should do, e.g. edgecrew run TEAM \"...\"")
+            raise UserError('the task is empty; say what the team should do, e.g. edgecrew run TEAM "..."')
         spec = self.load_team(team)
         run_id = new_run_id()
         workspace = self.rt.workspace(run_id)
@@ -92,8 +92,15 @@ class RunService:
             client.destroy()
         return self.rt.store.get_run(run.id)
 
-    async def follow(self, run_id: str, on_event: EventCallback | None = None, *, after_id: int = 0,
-                     poll_s: float = 0.1, timeout_s: float | None = None) -> RunRecord:
+    async def follow(
+        self,
+        run_id: str,
+        on_event: EventCallback | None = None,
+        *,
+        after_id: int = 0,
+        poll_s: float = 0.1,
+        timeout_s: float | None = None,
+    ) -> RunRecord:
         """Stream a run's events from the store until it ends; returns the finished run."""
         last = after_id
         waited = 0.0

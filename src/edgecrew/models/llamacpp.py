@@ -124,9 +124,7 @@ class LlamaCppModel:
             import llama_cpp
             from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
         except ImportError:
-            raise UserError(
-                "llama-cpp-python is not installed; run `pip install 'edgecrew[local]'`"
-            ) from None
+            raise UserError("llama-cpp-python is not installed; run `pip install 'edgecrew[local]'`") from None
         if not self.path.is_file():
             raise UserError(f"model '{self.name}': GGUF file {self.path} does not exist")
         try:
@@ -156,7 +154,10 @@ class LlamaCppModel:
             if cancel.is_set():
                 raise ModelError(f"model '{self.name}': call cancelled before it started")
             llm = self._load()
-            grammar = grammar_for(json.dumps(schema)) if schema is not None else None
+            grammar = None
+            if schema is not None:
+                _validator(json.dumps(schema), "the output schema or a tool's parameters")  # fail before generating
+                grammar = grammar_for(json.dumps(schema))
             prompt = self._prompt_tokens(req)
             room = self.n_ctx - len(prompt)
             if room <= 0:
@@ -258,16 +259,23 @@ def response_schema(req: ModelRequest) -> dict[str, Any] | None:
 @lru_cache(maxsize=64)
 def grammar_for(schema_json: str) -> Any:
     """The llama.cpp grammar for a JSON Schema (given as JSON text, so it can be cached)."""
-    from llama_cpp.llama_grammar import LlamaGrammar
+    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
     try:
-        return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+        gbnf = json_schema_to_gbnf(schema_json)
     except Exception as exc:  # the converter signals unsupported schemas with assert and bare Exception
         raise UserError(
             f"this JSON Schema cannot be turned into a llama.cpp grammar ({exc or type(exc).__name__}); "
             "use type/properties/required/items/enum/const/anyOf/minItems/maxItems/maxLength/pattern: "
             f"{schema_json[:_SHOWN]}"
         ) from None
+    return LlamaGrammar.from_string(gbnf.replace(_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR), verbose=False)
+
+
+# llama-cpp-python's converter lets string characters be raw control characters (a newline inside a
+# string), which no JSON parser accepts; llama.cpp's own converter excludes them, and so do we.
+_LOOSE_JSON_CHAR = r'[^"\\] | "\\" ('
+_STRICT_JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" ('
 
 
 def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False) -> Message:
@@ -287,9 +295,7 @@ def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False) -> Mes
             raise ModelError(f"model called unknown tool {data['tool']!r}: {text[:_SHOWN]!r}")
         arguments = data.get("arguments")
         if not isinstance(arguments, dict):
-            raise ModelError(
-                f"model called tool '{tool.name}' without an arguments object: {text[:_SHOWN]!r}"
-            )
+            raise ModelError(f"model called tool '{tool.name}' without an arguments object: {text[:_SHOWN]!r}")
         _check(arguments, _arguments_schema(tool), f"the arguments of tool '{tool.name}'", text)
         # Deterministic ids keep a recorded conversation byte-identical when it is replayed.
         call = ToolCall(id=f"call_{len(req.messages)}_0", name=tool.name, arguments=dict(arguments))
@@ -313,25 +319,29 @@ def _load_json(text: str, cut_at: int | None) -> Any:
                 f"max_tokens or ask for a shorter answer (add maxItems/maxLength to the schema): "
                 f"{text[:_SHOWN]!r}"
             ) from None
-        raise ModelError(
-            f"model returned malformed JSON ({exc.msg} at {exc.pos}): {text[:_SHOWN]!r}"
-        ) from None
+        raise ModelError(f"model returned malformed JSON ({exc.msg} at {exc.pos}): {text[:_SHOWN]!r}") from None
 
 
 def _check(data: Any, schema: dict[str, Any], what: str, text: str) -> None:
+    from jsonschema import exceptions
+
+    error = exceptions.best_match(_validator(json.dumps(schema), what).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        raise ModelError(f"model reply does not satisfy {what} at {where}: {error.message}; reply: {text[:_SHOWN]!r}")
+
+
+@lru_cache(maxsize=64)
+def _validator(schema_json: str, what: str) -> Any:
     from jsonschema import exceptions, validators
 
+    schema = json.loads(schema_json)
     validator_class = validators.validator_for(schema)
     try:
         validator_class.check_schema(schema)
     except exceptions.SchemaError as exc:
         raise UserError(f"{what} is not a valid JSON Schema: {exc.message}") from None
-    error = exceptions.best_match(validator_class(schema).iter_errors(data))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        raise ModelError(
-            f"model reply does not satisfy {what} at {where}: {error.message}; reply: {text[:_SHOWN]!r}"
-        )
+    return validator_class(schema)
 
 
 def _arguments_schema(tool: ToolDefinition) -> dict[str, Any]:

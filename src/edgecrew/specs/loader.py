@@ -71,6 +71,7 @@ class TeamDoc(_Strict):
     agents: dict[str, AgentDoc] = Field(min_length=1)
     graph: GraphDoc
     limits: TeamLimitsDoc = TeamLimitsDoc()
+    output: str | None = None  # whose latest output is the run's answer (default: the agent that ends)
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,12 @@ def _check_team(team: TeamDoc, catalog: Catalog, issues: _Issues) -> None:
             f"start node '{team.graph.start}' is not an agent of this team",
             _suggest(team.graph.start, team.agents),
         )
+    if team.output is not None and team.output not in team.agents:
+        issues.add(
+            ("output",),
+            f"output agent '{team.output}' is not an agent of this team",
+            _suggest(team.output, team.agents),
+        )
     for i, edge in enumerate(team.graph.edges):
         _check_edge(i, edge, team.agents, issues)
     _check_reachable(team, issues)
@@ -496,6 +503,7 @@ def _to_domain(team: TeamDoc, file: str, catalog: Catalog | None) -> TeamSpec:
         graph=Graph(start=team.graph.start, edges=edges),
         description=team.description,
         max_visits=team.limits.max_visits,
+        output=team.output,
         source=file,
         raw=raw,
     )

@@ -86,7 +86,9 @@ class Project:
             candidate = self.dir / plugin
             if plugin.endswith(".py"):
                 if not candidate.exists():
-                    raise UserError(f"{self.config_file}: plugin file '{plugin}' does not exist in {self.dir}")
+                    raise UserError(
+                        f"{self.config_file}: plugin file '{plugin}' does not exist in {self.dir}"
+                    )
                 module_name = f"edgecrew_plugin_{candidate.stem}_{abs(hash(str(candidate))) % 10**8}"
                 if module_name in sys.modules:
                     continue
@@ -127,19 +129,27 @@ def load_project(directory: Path) -> Project:
         try:
             parsed = ProjectDoc.model_validate(to_plain(doc))
         except ValidationError as exc:
-            raise SpecError([
-                SpecIssue(str(config), line_of(doc, tuple(e["loc"])),
-                          f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}")
-                for e in exc.errors()
-            ]) from None
+            raise SpecError(
+                [
+                    SpecIssue(
+                        str(config),
+                        line_of(doc, tuple(e["loc"])),
+                        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}",
+                    )
+                    for e in exc.errors()
+                ]
+            ) from None
         project.plugins = tuple(parsed.plugins)
         project.models = {
             alias: ModelDef(alias, m.backend, m.model_dump(exclude_none=True), base_dir=directory)
             for alias, m in parsed.models.items()
         }
         issues = [
-            SpecIssue(str(config), line_of(doc, ("models", alias)),
-                      f"model '{alias}' (llamacpp) needs 'path' or 'package'")
+            SpecIssue(
+                str(config),
+                line_of(doc, ("models", alias)),
+                f"model '{alias}' (llamacpp) needs 'path' or 'package'",
+            )
             for alias, m in parsed.models.items()
             if m.backend == "llamacpp" and not (m.path or m.package)
         ]

@@ -115,19 +115,29 @@ class RunStore:
     def create_run(self, run_id: str, team: str, task: str, spec: Mapping[str, Any], workspace: str) -> None:
         now = time.time()
         with self.engine.begin() as conn:
-            conn.execute(t.runs.insert().values(
-                id=run_id, team=team, task=task, status=RunStatus.QUEUED.value, spec=dict(spec),
-                workspace=workspace, created_at=now, updated_at=now,
-            ))
+            conn.execute(
+                t.runs.insert().values(
+                    id=run_id,
+                    team=team,
+                    task=task,
+                    status=RunStatus.QUEUED.value,
+                    spec=dict(spec),
+                    workspace=workspace,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
 
     def get_run(self, run_id: str) -> RunRecord:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).mappings().first()
             if row is None:
                 # Accept a unique prefix, like git does for commits.
-                rows = conn.execute(
-                    sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%")).limit(2)
-                ).mappings().all()
+                rows = (
+                    conn.execute(sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%")).limit(2))
+                    .mappings()
+                    .all()
+                )
                 if len(rows) == 1:
                     row = rows[0]
                 elif len(rows) > 1:
@@ -136,7 +146,9 @@ class RunStore:
             raise NotFoundError(f"no run '{run_id}'; see `edgecrew runs list`")
         return _run(row)
 
-    def list_runs(self, *, limit: int = 20, status: str | None = None, team: str | None = None) -> list[RunRecord]:
+    def list_runs(
+        self, *, limit: int = 20, status: str | None = None, team: str | None = None
+    ) -> list[RunRecord]:
         query = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
         if status:
             query = query.where(t.runs.c.status == status)
@@ -150,7 +162,9 @@ class RunStore:
         with self.engine.connect() as conn:
             return [_run(r) for r in conn.execute(query).mappings()]
 
-    def set_status(self, run_id: str, status: RunStatus, *, output: Any = None, error: str | None = None) -> bool:
+    def set_status(
+        self, run_id: str, status: RunStatus, *, output: Any = None, error: str | None = None
+    ) -> bool:
         """Move a run to ``status`` if the state machine allows it; False when it does not."""
         now = time.time()
         with self.engine.begin() as conn:
@@ -184,9 +198,18 @@ class RunStore:
     def put_messages(self, run_id: str, step_key: str, messages: Iterable[tuple[int, Message]]) -> None:
         now = time.time()
         rows = [
-            {"run_id": run_id, "step_key": step_key, "seq": seq, "role": m.role, "content": m.content,
-             "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls] or None,
-             "tool_call_id": m.tool_call_id, "name": m.name, "created_at": now}
+            {
+                "run_id": run_id,
+                "step_key": step_key,
+                "seq": seq,
+                "role": m.role,
+                "content": m.content,
+                "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls]
+                or None,
+                "tool_call_id": m.tool_call_id,
+                "name": m.name,
+                "created_at": now,
+            }
             for seq, m in messages
         ]
         if not rows:
@@ -204,11 +227,26 @@ class RunStore:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     # -- events -----------------------------------------------------------------------------------
-    def emit(self, run_id: str, key: str, type_: str, data: Mapping[str, Any], *,
-             step_key: str | None = None, agent: str | None = None) -> None:
+    def emit(
+        self,
+        run_id: str,
+        key: str,
+        type_: str,
+        data: Mapping[str, Any],
+        *,
+        step_key: str | None = None,
+        agent: str | None = None,
+    ) -> None:
         """Write one event, idempotently: the same (run, key) overwrites instead of duplicating."""
-        row = {"run_id": run_id, "key": key, "type": type_, "step_key": step_key, "agent": agent,
-               "data": dict(data), "created_at": time.time()}
+        row = {
+            "run_id": run_id,
+            "key": key,
+            "type": type_,
+            "step_key": step_key,
+            "agent": agent,
+            "data": dict(data),
+            "created_at": time.time(),
+        }
         with self.engine.begin() as conn:
             conn.execute(self._upsert(t.events, row, ("run_id", "key"), exclude_on_update=("created_at",)))
 
@@ -220,16 +258,24 @@ class RunStore:
             return [EventRecord(**dict(r)) for r in conn.execute(query).mappings()]
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _upsert(self, table: sa.Table, row: Mapping[str, Any], keys: tuple[str, ...],
-                exclude_on_update: tuple[str, ...] = ()) -> Any:
+    def _upsert(
+        self,
+        table: sa.Table,
+        row: Mapping[str, Any],
+        keys: tuple[str, ...],
+        exclude_on_update: tuple[str, ...] = (),
+    ) -> Any:
         if self._dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
         stmt = insert(table).values(**row)
         update = {k: stmt.excluded[k] for k in row if k not in keys and k not in exclude_on_update}
-        return stmt.on_conflict_do_update(index_elements=list(keys), set_=update) if update else \
-            stmt.on_conflict_do_nothing(index_elements=list(keys))
+        return (
+            stmt.on_conflict_do_update(index_elements=list(keys), set_=update)
+            if update
+            else stmt.on_conflict_do_nothing(index_elements=list(keys))
+        )
 
 
 def _run(row: Mapping[str, Any]) -> RunRecord:

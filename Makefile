@@ -9,7 +9,7 @@ export CMAKE_ARGS ?= -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 DEMO_TASK ?= Write a short note on why running LLM agents locally on edge devices matters.
 
-.PHONY: demo test install install-dev lint bench clean
+.PHONY: demo test install install-dev system-deps lint bench clean
 
 $(BIN)/python:
 	@echo "==> creating $(VENV)"
@@ -39,7 +39,16 @@ demo: install
 	@echo "==> running the built-in team plan-write-review on the embedded model"
 	@$(BIN)/edgecrew run plan-write-review "$(DEMO_TASK)"
 
-test: install-dev
+# Debian packages the tests need: a PostgreSQL server (the Postgres tests start a throwaway cluster).
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+	  echo "==> installing Debian package postgresql (for the Postgres tests)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null \
+	    || { echo "could not install postgresql; install it with apt-get and rerun"; exit 1; }; \
+	fi
+
+test: install-dev system-deps
 	@echo "==> ruff"
 	@$(BIN)/ruff check src tests bench
 	@echo "==> pytest"

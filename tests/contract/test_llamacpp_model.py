@@ -185,7 +185,11 @@ async def test_grammar_enforces_max_items_and_max_length(smollm2: LlamaCppModel)
 
 @pytest.mark.real_model
 async def test_truncated_structured_reply_raises_model_error(smollm2: LlamaCppModel) -> None:
-    schema = {"type": "object", "properties": {"fruits": {"type": "array", "items": {"type": "string"}}}}
+    schema = {
+        "type": "object",
+        "properties": {"fruits": {"type": "array", "items": {"type": "string"}, "minItems": 3}},
+        "required": ["fruits"],
+    }
     with pytest.raises(ModelError, match=r"cut off at max_tokens=6"):
         await smollm2.request(request("List twenty fruits.", output_schema=schema, max_tokens=6))
 

@@ -1,0 +1,69 @@
+"""A throwaway PostgreSQL server on 127.0.0.1 for tests that claim Postgres support.
+
+Uses the Debian `postgresql` package's binaries (installed by `make test`); runs as the `postgres`
+user when the tests run as root, since the server refuses to run as root.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def available() -> bool:
+    return _bin("initdb") is not None and _bin("pg_ctl") is not None
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Start a fresh cluster; yields a postgresql:// URL to an empty database."""
+    initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
+    assert initdb and pg_ctl, "PostgreSQL server binaries are missing: run `make test` (it installs postgresql)"
+    root = Path(tempfile.mkdtemp(prefix="edgecrew-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    as_postgres = os.geteuid() == 0
+    if as_postgres:
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+    prefix = ["runuser", "-u", "postgres", "--"] if as_postgres else []
+    port = _free_port()
+    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "edgecrew", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                    f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        url = f"postgresql://edgecrew@127.0.0.1:{port}/postgres"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -89,9 +89,7 @@ async def test_loop_bound_stops_a_critic_that_never_approves() -> None:
     # 1 first draft + 2 bounded revisions, each judged once
     assert [c.agent for c in model.calls].count("writer") == 3
     assert [c.agent for c in model.calls].count("critic") == 3
-    routes = [
-        e.data["to"] for e in rt.store.events(run.id) if e.type == "route_taken" and e.agent == "critic"
-    ]
+    routes = [e.data["to"] for e in rt.store.events(run.id) if e.type == "route_taken" and e.agent == "critic"]
     assert routes == [["writer"], ["writer"], ["end"]]
 
 
@@ -112,9 +110,7 @@ graph:
 
 
 async def test_fan_out_runs_branches_and_join_waits_for_both() -> None:
-    model = ScriptedModel(
-        {"plan": ["P"], "left": [{"text": "L", "delay": 0.2}], "right": ["R"], "merge": ["M"]}
-    )
+    model = ScriptedModel({"plan": ["P"], "left": [{"text": "L", "delay": 0.2}], "right": ["R"], "merge": ["M"]})
     run, rt = await run_team(FAN, model)
     assert run.status == "succeeded"
     agents = [c.agent for c in model.calls]

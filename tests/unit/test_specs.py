@@ -162,9 +162,7 @@ def test_yaml_scalar_forms_become_plain_values(tmp_path: Path) -> None:
 
 
 def test_inline_team_reports_lines_of_the_enclosing_file() -> None:
-    text = (
-        "name: project\nteams:\n  - name: inline\n    agents:\n      a: {system: hi}\n    graph: {start: b}\n"
-    )
+    text = "name: project\nteams:\n  - name: inline\n    agents:\n      a: {system: hi}\n    graph: {start: b}\n"
     with pytest.raises(SpecError) as info:
         build_team(parse_yaml(text, "edgecrew.yaml"), "edgecrew.yaml", None, ("teams", 0))
     assert [(i.file, i.line) for i in info.value.issues] == [("edgecrew.yaml", 6)]
@@ -481,9 +479,7 @@ def test_synonyms_suggest_our_field_name(tmp_path: Path) -> None:
 
 
 def test_invalid_schema_points_at_the_bad_keyword(tmp_path: Path) -> None:
-    text = MINI.replace(
-        "        verdict: {enum: [approve, revise]}", "        verdict:\n          type: strng"
-    )
+    text = MINI.replace("        verdict: {enum: [approve, revise]}", "        verdict:\n          type: strng")
     issue = only(tmp_path, text)
     assert issue.line == 11
     assert issue.message == (

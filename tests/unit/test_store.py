@@ -1,0 +1,78 @@
+"""The store: migrations, idempotent event and step writes, the run state machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+import edgecrew.store.repo as repo_module
+from edgecrew.domain.runs import RunStatus, can_transition
+from edgecrew.errors import NotFoundError, UserError
+from edgecrew.store import open_store
+from edgecrew.store.migrations import HEAD
+
+
+def test_head_constant_matches_the_newest_migration_script() -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(repo_module.__file__).parent / "migrations"))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD
+
+
+def test_open_store_migrates_a_new_sqlite_file_in_wal_mode(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'sub' / 'e.db'}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == HEAD
+    open_store(f"sqlite:///{tmp_path / 'sub' / 'e.db'}")  # reopening is a no-op
+
+
+def test_events_are_idempotent_per_run_and_key(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    store.create_run("r1", "team", "task", {}, str(tmp_path))
+    store.emit("r1", "v000.a.m0.model", "model_called", {"tokens": 1}, step_key="v000.a", agent="a")
+    store.emit("r1", "v000.a.m0.model", "model_called", {"tokens": 2}, step_key="v000.a", agent="a")
+    store.emit("r1", "v000.a.finished", "step_finished", {})
+    events = store.events("r1")
+    assert [(e.key, e.data) for e in events] == [("v000.a.m0.model", {"tokens": 2}), ("v000.a.finished", {})]
+    assert store.events("r1", after_id=events[0].id)[0].key == "v000.a.finished"
+
+
+def test_step_upsert_keeps_start_time_and_updates_the_rest(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    store.create_run("r1", "team", "task", {}, str(tmp_path))
+    store.upsert_step("r1", "v000.a", agent="a", visit=0, status="running", started_at=1.0)
+    store.upsert_step("r1", "v000.a", agent="a", visit=0, status="finished", outcome="final", started_at=5.0)
+    [step] = store.steps("r1")
+    assert (step.status, step.outcome, step.started_at) == ("finished", "final", 1.0)
+
+
+def test_terminal_runs_never_change_status(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    store.create_run("r1", "team", "task", {}, str(tmp_path))
+    assert store.set_status("r1", RunStatus.RUNNING)
+    assert store.set_status("r1", RunStatus.CANCELLED, error="by user")
+    assert not store.set_status("r1", RunStatus.SUCCEEDED, output={"x": 1})
+    run = store.get_run("r1")
+    assert run.status == RunStatus.CANCELLED and run.output is None and run.finished_at is not None
+
+
+def test_state_machine() -> None:
+    assert can_transition(RunStatus.QUEUED, RunStatus.RUNNING)
+    assert can_transition(RunStatus.RUNNING, RunStatus.WAITING_APPROVAL)
+    assert can_transition(RunStatus.RUNNING, RunStatus.RUNNING)
+    assert not can_transition(RunStatus.SUCCEEDED, RunStatus.RUNNING)
+    assert not can_transition(RunStatus.QUEUED, RunStatus.SUCCEEDED)
+
+
+def test_run_lookup_by_unique_prefix(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    store.create_run("rabc1", "t", "x", {}, "")
+    store.create_run("rabc2", "t", "x", {}, "")
+    assert store.get_run("rabc1").id == "rabc1"
+    with pytest.raises(UserError, match="ambiguous"):
+        store.get_run("rabc")
+    with pytest.raises(NotFoundError, match="edgecrew runs list"):
+        store.get_run("zzz")

@@ -1,0 +1,81 @@
+"""ToolSpec, @tool, name normalization and the files tools' workspace confinement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgecrew.errors import NotFoundError, ToolError, UserError
+from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function, tool
+from edgecrew.tools.builtins import register_builtins
+
+
+def test_tool_decorator_derives_schema_from_type_hints() -> None:
+    registry = ToolRegistry()
+
+    @tool(registry=registry, aliases=("wc",))
+    def word_count(text: str, minimum: int = 0) -> int:
+        """Count words.
+
+        More detail that is not part of the description."""
+        return len(text.split())
+
+    spec = registry.get("Word-Count")
+    assert spec.name == "word_count" and spec.description == "Count words."
+    assert spec.input_schema["properties"] == {"text": {"type": "string"}, "minimum": {"type": "integer", "default": 0}}
+    assert spec.input_schema["required"] == ["text"]
+    assert registry.get("WC") is spec
+    assert registry.canonical("word.count") == "word_count"
+    with pytest.raises(NotFoundError):
+        registry.get("nope")
+
+
+async def test_arguments_are_validated_before_the_call(tmp_path: Path) -> None:
+    def add(a: int, b: int) -> int:
+        """Add."""
+        return a + b
+
+    spec = spec_from_function(add)
+    ctx = ToolContext("r", "agent", tmp_path)
+    assert await spec.call({"a": 1, "b": 2}, ctx) == 3
+    with pytest.raises(ToolError, match="invalid arguments for add: b: Field required"):
+        await spec.call({"a": 1}, ctx)
+    with pytest.raises(ToolError, match="c: Extra inputs are not permitted"):
+        await spec.call({"a": 1, "b": 2, "c": 3}, ctx)
+
+
+def test_duplicate_names_are_refused() -> None:
+    registry = ToolRegistry()
+    register_builtins(registry)
+
+    def files_read(path: str) -> str:
+        """Shadow."""
+        return path
+
+    with pytest.raises(UserError, match="already used"):
+        registry.register(spec_from_function(files_read, name="FILES_READ"))
+
+
+@pytest.mark.parametrize("path", ["../outside.txt", "/etc/passwd", "sub/../../x", "link/secret"])
+async def test_files_tools_refuse_paths_outside_the_workspace(tmp_path: Path, path: str) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (tmp_path / "secret").mkdir()
+    (workspace / "link").symlink_to(tmp_path / "secret")
+    registry = ToolRegistry()
+    register_builtins(registry)
+    ctx = ToolContext("r", "a", workspace)
+    with pytest.raises(ToolError, match="outside the workspace"):
+        await registry.get("files.write").call({"path": path, "content": "x"}, ctx)
+    with pytest.raises(ToolError, match="outside the workspace"):
+        await registry.get("files.read").call({"path": path}, ctx)
+
+
+async def test_files_round_trip_inside_the_workspace(tmp_path: Path) -> None:
+    registry = ToolRegistry()
+    register_builtins(registry)
+    ctx = ToolContext("r", "a", tmp_path)
+    await registry.get("files.write").call({"path": "notes/a.md", "content": "hello"}, ctx)
+    assert await registry.get("files.read").call({"path": "notes/a.md"}, ctx) == "hello"
+    assert await registry.get("files.list").call({}, ctx) == ["notes/a.md"]

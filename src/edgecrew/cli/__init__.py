@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -33,9 +32,7 @@ console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 T = TypeVar("T")
 
-ProjectOpt = Annotated[
-    Path | None, typer.Option("--project", "-p", help="Project dir (default: current dir).")
-]
+ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project dir (default: current dir).")]
 
 
 def _runtime(project: Path | None = None) -> Any:
@@ -83,8 +80,7 @@ def run(
         recovered = await svc.recover()
         if recovered and not as_json:
             console.print(
-                f"[yellow]Resuming {len(recovered)} interrupted run(s) in this process:[/] "
-                + ", ".join(recovered)
+                f"[yellow]Resuming {len(recovered)} interrupted run(s) in this process:[/] " + ", ".join(recovered)
             )
         run_id, handle = await svc.start(team, task)
         if as_json:
@@ -252,9 +248,7 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
             )
         )
         return
-    console.print(
-        f"run [bold]{run.id}[/] · team {run.team} · {_status(run.status.value)} · {_when(run.created_at)}"
-    )
+    console.print(f"run [bold]{run.id}[/] · team {run.team} · {_status(run.status.value)} · {_when(run.created_at)}")
     console.print(f"task: {escape(run.task)}")
     if run.workspace:
         console.print(f"workspace: {run.workspace}")
@@ -355,9 +349,7 @@ def validate(
             return 2
         rt = _runtime(target if target.is_dir() else target.parent)
         sources = (
-            [str(target)]
-            if target.is_file()
-            else [n for n, s in load_project(target).teams.items() if not s.builtin]
+            [str(target)] if target.is_file() else [n for n, s in load_project(target).teams.items() if not s.builtin]
         )
         if not sources:
             console.print(f"no teams in {target} (looked at edgecrew.yaml and teams/*.yaml)")
@@ -367,8 +359,7 @@ def validate(
             try:
                 spec = rt.project.load_team(source, rt.catalog())
                 console.print(
-                    f"[green]✓[/] {spec.name} ({spec.source}): {len(spec.agents)} agents, "
-                    f"{len(spec.graph.edges)} edges"
+                    f"[green]✓[/] {spec.name} ({spec.source}): {len(spec.agents)} agents, {len(spec.graph.edges)} edges"
                 )
             except SpecError as exc:
                 problems += len(exc.issues)
@@ -402,9 +393,7 @@ def doctor() -> None:
     for check in run_checks():
         ok = ok and (check.ok or not check.required)
         mark = "[green]ok[/]" if check.ok else ("[red]missing[/]" if check.required else "[yellow]warn[/]")
-        detail = check.detail + (
-            f"\n[yellow]fix:[/] {escape(check.fix)}" if not check.ok and check.fix else ""
-        )
+        detail = check.detail + (f"\n[yellow]fix:[/] {escape(check.fix)}" if not check.ok and check.fix else "")
         table.add_row(check.name, mark, detail)
     console.print(table)
     raise typer.Exit(0 if ok else 1)
@@ -426,4 +415,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

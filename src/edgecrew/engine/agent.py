@@ -42,13 +42,9 @@ class Observation:
 
 
 class TurnIO(Protocol):
-    async def call_model(
-        self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float
-    ) -> CallResult: ...
+    async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult: ...
 
-    async def call_tool(
-        self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float
-    ) -> Observation: ...
+    async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float) -> Observation: ...
 
     def tool_definitions(self, agent: AgentSpec) -> Sequence[ToolDefinition]: ...
 
@@ -111,9 +107,7 @@ def system_prompt(agent: AgentSpec) -> str:
     return "\n\n".join(parts)
 
 
-async def run_turn(
-    agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]
-) -> TurnResult:
+async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]) -> TurnResult:
     """Run one agent turn; ``key`` names the turn, and every call key is derived from it."""
     messages: list[Message] = [Message("system", system_prompt(agent)), Message("user", context)]
     result = TurnResult(outcome=Outcome.MAX_STEPS, output={}, messages=messages)
@@ -128,7 +122,7 @@ async def run_turn(
         request = ModelRequest(
             messages=tuple(messages),
             tools=tools,
-            output_schema=agent.output_schema,
+            output_schema=dict(agent.output_schema) if agent.output_schema is not None else None,
             max_tokens=agent.limits.max_tokens,
             metadata={**metadata, "step": f"{key}.m{step}"},
         )
@@ -162,13 +156,9 @@ async def run_turn(
                         f"'{tool_call.name}' called {LOOP_LIMIT} times with the same arguments",
                     )
                 remaining = agent.limits.timeout_s - (time.monotonic() - started)
-                observation = await io.call_tool(
-                    f"{key}.m{step}.t{j}", agent, tool_call, max(remaining, 0.001)
-                )
+                observation = await io.call_tool(f"{key}.m{step}.t{j}", agent, tool_call, max(remaining, 0.001))
                 result.tool_calls += 1
-                messages.append(
-                    Message("tool", observation.content, tool_call_id=tool_call.id, name=tool_call.name)
-                )
+                messages.append(Message("tool", observation.content, tool_call_id=tool_call.id, name=tool_call.name))
             continue
         last_text = reply.content
         output, problem = parse_output(agent, reply.content)

@@ -64,7 +64,7 @@ class LlamaCppModel:
         self.seed = seed
         self._llm: Any = None
         self._formatter: Any = None
-        self._vocab: Any = None
+        self._is_end: Callable[[int], bool] = lambda token: True
         self._lock = threading.Lock()
 
     @property
@@ -76,7 +76,7 @@ class LlamaCppModel:
         with self._lock:
             if self._llm is not None:
                 self._llm.close()
-            self._llm = self._formatter = self._vocab = None
+            self._llm = self._formatter = None
 
     async def request(self, req: ModelRequest) -> ModelResponse:
         cancel = threading.Event()
@@ -144,7 +144,8 @@ class LlamaCppModel:
             eos_token=llm.detokenize([eos], special=True).decode() if eos >= 0 else "",
             bos_token=llm.detokenize([bos], special=True).decode() if bos >= 0 else "",
         )
-        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._is_end = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
         self._llm = llm
         return llm
 
@@ -221,11 +222,6 @@ class LlamaCppModel:
         # The template writes the BOS token itself when the model wants one.
         tokens: list[int] = self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
         return tokens
-
-    def _is_end(self, token: int) -> bool:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
 
 # -- request → schema → grammar, and reply → message ------------------------------------------------

@@ -102,9 +102,16 @@ class ScriptedModel:
     def _record(self, req: ModelRequest, index: int, phase: str) -> None:
         if self._record_path is None:
             return
-        line = json.dumps({"index": index, "phase": phase, "agent": req.metadata.get("agent", ""),
-                           "step": req.metadata.get("step", ""), "run": req.metadata.get("run", ""),
-                           "pid": os.getpid()})
+        line = json.dumps(
+            {
+                "index": index,
+                "phase": phase,
+                "agent": req.metadata.get("agent", ""),
+                "step": req.metadata.get("step", ""),
+                "run": req.metadata.get("run", ""),
+                "pid": os.getpid(),
+            }
+        )
         with open(self._record_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
@@ -146,7 +153,9 @@ def _to_message(reply: Reply, index: int) -> Message:
         return Message(role="assistant", content=str(reply.get("text", "")), tool_calls=(call,))
     if "tool_calls" in reply:
         calls = tuple(
-            ToolCall(id=f"call_{index}_{i}", name=str(c["name"]), arguments=dict(c.get("args") or c.get("arguments") or {}))
+            ToolCall(
+                id=f"call_{index}_{i}", name=str(c["name"]), arguments=dict(c.get("args") or c.get("arguments") or {})
+            )
             for i, c in enumerate(reply["tool_calls"])
         )
         return Message(role="assistant", content=str(reply.get("text", "")), tool_calls=calls)

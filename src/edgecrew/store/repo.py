@@ -133,11 +133,7 @@ class RunStore:
             row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).mappings().first()
             if row is None:
                 # Accept a unique prefix, like git does for commits.
-                rows = (
-                    conn.execute(sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%")).limit(2))
-                    .mappings()
-                    .all()
-                )
+                rows = conn.execute(sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%")).limit(2)).mappings().all()
                 if len(rows) == 1:
                     row = rows[0]
                 elif len(rows) > 1:
@@ -146,9 +142,7 @@ class RunStore:
             raise NotFoundError(f"no run '{run_id}'; see `edgecrew runs list`")
         return _run(row)
 
-    def list_runs(
-        self, *, limit: int = 20, status: str | None = None, team: str | None = None
-    ) -> list[RunRecord]:
+    def list_runs(self, *, limit: int = 20, status: str | None = None, team: str | None = None) -> list[RunRecord]:
         query = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
         if status:
             query = query.where(t.runs.c.status == status)
@@ -162,9 +156,7 @@ class RunStore:
         with self.engine.connect() as conn:
             return [_run(r) for r in conn.execute(query).mappings()]
 
-    def set_status(
-        self, run_id: str, status: RunStatus, *, output: Any = None, error: str | None = None
-    ) -> bool:
+    def set_status(self, run_id: str, status: RunStatus, *, output: Any = None, error: str | None = None) -> bool:
         """Move a run to ``status`` if the state machine allows it; False when it does not."""
         now = time.time()
         with self.engine.begin() as conn:
@@ -204,8 +196,7 @@ class RunStore:
                 "seq": seq,
                 "role": m.role,
                 "content": m.content,
-                "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls]
-                or None,
+                "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls] or None,
                 "tool_call_id": m.tool_call_id,
                 "name": m.name,
                 "created_at": now,
@@ -265,10 +256,9 @@ class RunStore:
         keys: tuple[str, ...],
         exclude_on_update: tuple[str, ...] = (),
     ) -> Any:
-        if self._dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert: Any = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
         stmt = insert(table).values(**row)
         update = {k: stmt.excluded[k] for k in row if k not in keys and k not in exclude_on_update}
         return (
@@ -278,7 +268,7 @@ class RunStore:
         )
 
 
-def _run(row: Mapping[str, Any]) -> RunRecord:
+def _run(row: Any) -> RunRecord:
     data = dict(row)
     data["status"] = RunStatus(data["status"])
     return RunRecord(**data)

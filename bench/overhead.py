@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -105,10 +104,9 @@ def fake_model(messages: list[dict[str, str]]) -> dict[str, str]:
     return {"role": "assistant", "content": REPLY}
 
 
-def node(name: str, system: str) -> Callable[[ChainState], dict[str, Any]]:
+def node(name: str, system: str) -> Any:  # a LangGraph node (its _Node protocol wants the name "state")
     def call(state: ChainState) -> dict[str, Any]:
-        prompt = [{"role": "system", "content": system}, {"role": "user", "content": state["task"]},
-                  *state["messages"]]
+        prompt = [{"role": "system", "content": system}, {"role": "user", "content": state["task"]}, *state["messages"]]
         reply = fake_model(prompt)
         return {"messages": [{**reply, "name": name}]}
 
@@ -155,9 +153,13 @@ class LangGraphBench:
 
 def summary(seconds: list[float]) -> dict[str, float]:
     ms = [s * 1000 for s in seconds]
-    return {"mean_ms": statistics.fmean(ms), "p50_ms": statistics.median(ms),
-            "p90_ms": statistics.quantiles(ms, n=10)[-1] if len(ms) > 1 else ms[0],
-            "min_ms": min(ms)}
+    stats = {
+        "mean_ms": statistics.fmean(ms),
+        "p50_ms": statistics.median(ms),
+        "p90_ms": statistics.quantiles(ms, n=10)[-1] if len(ms) > 1 else ms[0],
+        "min_ms": min(ms),
+    }
+    return {k: round(v, 3) for k, v in stats.items()}
 
 
 async def measure(lengths: list[int], runs: int, warmup: int, root: Path) -> list[dict[str, Any]]:
@@ -176,32 +178,58 @@ async def measure(lengths: list[int], runs: int, warmup: int, root: Path) -> lis
                 ec_times.append(await ec.run(team_file))
                 lg_times.append(lg.run(graph, n))
             e, g = summary(ec_times), summary(lg_times)
-            rows.append({
-                "nodes": n, "runs": runs, "edgecrew": e, "langgraph": g,
-                "ratio_mean": e["mean_ms"] / g["mean_ms"], "ratio_p50": e["p50_ms"] / g["p50_ms"],
-                "edgecrew_ms_per_node_p50": e["p50_ms"] / n, "langgraph_ms_per_node_p50": g["p50_ms"] / n,
-            })
+            rows.append(
+                {
+                    "nodes": n,
+                    "runs": runs,
+                    "edgecrew": e,
+                    "langgraph": g,
+                    "ratio_mean": round(e["mean_ms"] / g["mean_ms"], 3),
+                    "ratio_p50": round(e["p50_ms"] / g["p50_ms"], 3),
+                }
+            )
     finally:
         ec.close()
         lg.close()
     return rows
 
 
+def per_node(rows: list[dict[str, Any]]) -> dict[str, float | None] | None:
+    """Cost of one more node (p50), from the shortest and the longest chain: the fixed cost drops out."""
+    if len(rows) < 2 or rows[0]["nodes"] == rows[-1]["nodes"]:
+        return None
+    short, long = rows[0], rows[-1]
+    extra = long["nodes"] - short["nodes"]
+    e = (long["edgecrew"]["p50_ms"] - short["edgecrew"]["p50_ms"]) / extra
+    g = (long["langgraph"]["p50_ms"] - short["langgraph"]["p50_ms"]) / extra
+    return {"edgecrew_ms": round(e, 3), "langgraph_ms": round(g, 3), "ratio": round(e / g, 3) if g > 0 else None}
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'nodes':>5}  {'edgecrew ms/run':>15}  {'p50':>7}  {'LangGraph ms/run':>16}  {'p50':>7}  "
-            f"{'ratio':>6}  {'ratio p50':>9}  {'edgecrew ms/node':>16}")
+    head = (
+        f"{'nodes':>5}  {'edgecrew ms/run':>15}  {'p50':>7}  {'LangGraph ms/run':>16}  {'p50':>7}  "
+        f"{'ratio':>6}  {'ratio p50':>9}"
+    )
     out = [head, "-" * len(head)]
     for r in rows:
         e, g = r["edgecrew"], r["langgraph"]
-        out.append(f"{r['nodes']:>5}  {e['mean_ms']:>15.2f}  {e['p50_ms']:>7.2f}  {g['mean_ms']:>16.2f}  "
-                   f"{g['p50_ms']:>7.2f}  {r['ratio_mean']:>5.2f}x  {r['ratio_p50']:>8.2f}x  "
-                   f"{r['edgecrew_ms_per_node_p50']:>16.2f}")
+        out.append(
+            f"{r['nodes']:>5}  {e['mean_ms']:>15.2f}  {e['p50_ms']:>7.2f}  {g['mean_ms']:>16.2f}  "
+            f"{g['p50_ms']:>7.2f}  {r['ratio_mean']:>5.2f}x  {r['ratio_p50']:>8.2f}x"
+        )
+    marginal = per_node(rows)
+    if marginal is not None:
+        out.append(
+            f"one more node (p50, {rows[0]['nodes']} -> {rows[-1]['nodes']}): edgecrew "
+            f"{marginal['edgecrew_ms']:.2f} ms, LangGraph {marginal['langgraph_ms']:.2f} ms"
+            + (f" ({marginal['ratio']:.2f}x)" if marginal["ratio"] is not None else "")
+        )
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=40, help="timed runs per chain length and engine (40)")
+    parser.add_argument("--runs", type=int, default=50, help="timed runs per chain length and engine (50)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (5)")
     parser.add_argument("--lengths", default="3,10", help="chain lengths, comma-separated (3,10)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -217,17 +245,26 @@ def main(argv: list[str] | None = None) -> int:
         rows = asyncio.run(measure(lengths, args.runs, args.warmup, Path(tmp)))
         wall = time.perf_counter() - started
     meta = {
-        "benchmark": "overhead", "anchor": "langgraph+SqliteSaver(durability=sync)",
-        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-        "edgecrew": version("edgecrew"), "langgraph": version("langgraph"), "dbos": version("dbos"),
-        "runs": args.runs, "warmup": args.warmup, "wall_s": round(wall, 1),
+        "benchmark": "overhead",
+        "anchor": "langgraph+SqliteSaver(durability=sync)",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "edgecrew": version("edgecrew"),
+        "langgraph": version("langgraph"),
+        "dbos": version("dbos"),
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "wall_s": round(wall, 1),
     }
     if args.json:
-        print(json.dumps({**meta, "results": rows}, indent=2))
+        print(json.dumps({**meta, "results": rows, "per_node": per_node(rows)}, indent=2))
     else:
-        print(f"edgecrew {meta['edgecrew']} (DBOS {meta['dbos']}) vs LangGraph {meta['langgraph']} + SqliteSaver, "
-              f"zero-latency model, {args.runs} runs after {args.warmup} warm-up, Python {meta['python']}, "
-              f"{meta['cpus']} CPUs")
+        print(
+            f"edgecrew {meta['edgecrew']} (DBOS {meta['dbos']}) vs LangGraph {meta['langgraph']} + SqliteSaver, "
+            f"zero-latency model, {args.runs} runs after {args.warmup} warm-up, Python {meta['python']}, "
+            f"{meta['cpus']} CPUs"
+        )
         print(table(rows))
         print(f"ratio = edgecrew / LangGraph (lower is better for edgecrew); wall {wall:.1f}s")
     return 0

@@ -47,11 +47,27 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(sock, "postgres")
     prefix = ["runuser", "-u", "postgres", "--"] if as_postgres else []
     port = _free_port()
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "edgecrew", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                    f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, initdb, "-D", str(data), "-U", "edgecrew", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *prefix,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         url = f"postgresql://edgecrew@127.0.0.1:{port}/postgres"
         deadline = time.monotonic() + 20

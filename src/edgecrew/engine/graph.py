@@ -53,9 +53,7 @@ class NoRouteError(Exception):
     pass
 
 
-def route(
-    team: TeamSpec, agent: str, output: dict[str, Any], loops: Counter[int]
-) -> tuple[Edge | None, list[str]]:
+def route(team: TeamSpec, agent: str, output: dict[str, Any], loops: Counter[int]) -> tuple[Edge | None, list[str]]:
     """The edge taken from ``agent`` and its targets; a node without outgoing edges ends the run."""
     edges = team.graph.outgoing(agent)
     if not edges:
@@ -95,9 +93,7 @@ async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResul
     visits = 0
     while frontier:
         if visits + len(frontier) > team.max_visits:
-            return GraphResult(
-                False, error=f"run exceeded the team's max_visits ({team.max_visits})", visits=visits
-            )
+            return GraphResult(False, error=f"run exceeded the team's max_visits ({team.max_visits})", visits=visits)
         batch = [Visit(agent, visits + i) for i, agent in enumerate(frontier)]
         visits += len(batch)
         contexts = [context_for(task, board) for _ in batch]

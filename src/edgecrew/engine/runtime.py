@@ -27,9 +27,7 @@ class Runtime:
     tools: ToolRegistry
 
     def catalog(self) -> Catalog:
-        return Catalog(
-            tools=self.tools.names(), models=self.models.aliases(), normalize_tool=self.tools.canonical
-        )
+        return Catalog(tools=self.tools.names(), models=self.models.aliases(), normalize_tool=self.tools.canonical)
 
     def load_team(self, name_or_path: str) -> TeamSpec:
         return self.project.load_team(name_or_path, self.catalog())

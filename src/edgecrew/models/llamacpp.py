@@ -34,7 +34,7 @@ from edgecrew.domain.messages import (
     ToolDefinition,
     Usage,
 )
-from edgecrew.errors import ModelError, UserError
+from edgecrew.errors import InvalidOutputError, ModelError, UserError
 
 # The sampling defaults of llama-cpp-python's chat completions, which SmolLM2 was tuned against.
 _TOP_K, _TOP_P, _MIN_P, _REPEAT_PENALTY = 40, 0.95, 0.05, 1.1
@@ -277,7 +277,8 @@ _STRICT_JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" ('
 def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False) -> Message:
     """Turn the raw completion into a message: text, structured JSON text, or a tool call.
 
-    Raises ModelError when a constrained reply does not parse or does not satisfy its schema.
+    Raises InvalidOutputError (a ModelError the agent loop answers with a retry) when a constrained
+    reply does not parse or does not satisfy its schema.
     """
     if not req.tools and req.output_schema is None:
         return Message(role="assistant", content=text)
@@ -288,10 +289,10 @@ def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False) -> Mes
     if isinstance(data, dict) and "tool" in data:
         tool = next((t for t in req.tools if t.name == data["tool"]), None)
         if tool is None:
-            raise ModelError(f"model called unknown tool {data['tool']!r}: {text[:_SHOWN]!r}")
+            raise InvalidOutputError(f"model called unknown tool {data['tool']!r}: {text[:_SHOWN]!r}")
         arguments = data.get("arguments")
         if not isinstance(arguments, dict):
-            raise ModelError(f"model called tool '{tool.name}' without an arguments object: {text[:_SHOWN]!r}")
+            raise InvalidOutputError(f"model called tool '{tool.name}' without an arguments object: {text[:_SHOWN]!r}")
         _check(arguments, _arguments_schema(tool), f"the arguments of tool '{tool.name}'", text)
         # Deterministic ids keep a recorded conversation byte-identical when it is replayed.
         call = ToolCall(id=f"call_{len(req.messages)}_0", name=tool.name, arguments=dict(arguments))
@@ -302,7 +303,7 @@ def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False) -> Mes
             _check(final, req.output_schema, "the output schema", text)
             return Message(role="assistant", content=json.dumps(final))
         return Message(role="assistant", content=final if isinstance(final, str) else json.dumps(final))
-    raise ModelError(f"model reply is neither a tool call nor a final answer: {text[:_SHOWN]!r}")
+    raise InvalidOutputError(f"model reply is neither a tool call nor a final answer: {text[:_SHOWN]!r}")
 
 
 def _load_json(text: str, cut_at: int | None) -> Any:
@@ -310,12 +311,12 @@ def _load_json(text: str, cut_at: int | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         if cut_at is not None:
-            raise ModelError(
+            raise InvalidOutputError(
                 f"model reply was cut off at max_tokens={cut_at} before its JSON was complete; raise "
                 f"max_tokens or ask for a shorter answer (add maxItems/maxLength to the schema): "
                 f"{text[:_SHOWN]!r}"
             ) from None
-        raise ModelError(f"model returned malformed JSON ({exc.msg} at {exc.pos}): {text[:_SHOWN]!r}") from None
+        raise InvalidOutputError(f"model returned malformed JSON ({exc.msg} at {exc.pos}): {text[:_SHOWN]!r}") from None
 
 
 def _check(data: Any, schema: dict[str, Any], what: str, text: str) -> None:
@@ -324,7 +325,9 @@ def _check(data: Any, schema: dict[str, Any], what: str, text: str) -> None:
     error = exceptions.best_match(_validator(json.dumps(schema), what).iter_errors(data))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        raise ModelError(f"model reply does not satisfy {what} at {where}: {error.message}; reply: {text[:_SHOWN]!r}")
+        raise InvalidOutputError(
+            f"model reply does not satisfy {what} at {where}: {error.message}; reply: {text[:_SHOWN]!r}"
+        )
 
 
 @lru_cache(maxsize=64)

@@ -80,5 +80,10 @@ def build_model(definition: ModelDef) -> ChatModel:
     from edgecrew.models.resources import packaged_gguf
 
     path = definition.base_dir / opts["path"] if opts.get("path") else packaged_gguf(opts["package"])
-    return LlamaCppModel(path, name=definition.alias, n_ctx=int(opts.get("n_ctx", 4096)),
-                         n_threads=opts.get("threads"), seed=int(opts.get("seed", 42)))
+    return LlamaCppModel(
+        path,
+        name=definition.alias,
+        n_ctx=int(opts.get("n_ctx", 4096)),
+        n_threads=opts.get("threads"),
+        seed=int(opts.get("seed", 42)),
+    )

@@ -173,9 +173,7 @@ def _shape_issues(exc: ValidationError) -> list[tuple[Loc, str, str]]:
     unions: dict[Loc, list[Loc]] = {}  # from/to field -> locs of its errors below the union branch
     for err in exc.errors():
         loc = tuple(err["loc"])
-        branch = next(
-            (i for i in range(1, len(loc)) if loc[i - 1] in _EITHER and loc[i] in {"str", "list[str]"}), None
-        )
+        branch = next((i for i in range(1, len(loc)) if loc[i - 1] in _EITHER and loc[i] in {"str", "list[str]"}), None)
         if branch is not None:
             unions.setdefault(loc[:branch], []).append(loc[:branch] + loc[branch + 1 :])
             continue
@@ -222,9 +220,7 @@ def _shape_hint(err: Mapping[str, Any], loc: Loc) -> str:
     if kind == "extra_forbidden" and loc:
         fields = _fields_for(loc[:-1])
         wrong = str(loc[-1])
-        close = difflib.get_close_matches(wrong, fields, n=1) or [
-            f for f in (_SYNONYMS.get(wrong),) if f in fields
-        ]
+        close = difflib.get_close_matches(wrong, fields, n=1) or [f for f in (_SYNONYMS.get(wrong),) if f in fields]
         if close:
             return f"did you mean '{close[0]}'?"
         return "allowed fields: " + ", ".join(sorted(fields)) if fields else "remove it"
@@ -389,8 +385,7 @@ def _check_edge(i: int, edge: EdgeDoc, agents: Mapping[str, AgentDoc], issues: _
         )
         issues.add(
             (*loc, "when"),
-            f"edge {i + 1}: condition {edge.when!r} reads {', '.join(unknown)}, "
-            f"which agent '{s}' does not output",
+            f"edge {i + 1}: condition {edge.when!r} reads {', '.join(unknown)}, which agent '{s}' does not output",
             hint,
         )
 

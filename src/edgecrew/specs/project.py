@@ -86,9 +86,7 @@ class Project:
             candidate = self.dir / plugin
             if plugin.endswith(".py"):
                 if not candidate.exists():
-                    raise UserError(
-                        f"{self.config_file}: plugin file '{plugin}' does not exist in {self.dir}"
-                    )
+                    raise UserError(f"{self.config_file}: plugin file '{plugin}' does not exist in {self.dir}")
                 module_name = f"edgecrew_plugin_{candidate.stem}_{abs(hash(str(candidate))) % 10**8}"
                 if module_name in sys.modules:
                     continue

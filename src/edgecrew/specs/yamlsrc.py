@@ -47,9 +47,7 @@ def read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise SpecError(
-            [SpecIssue(str(path), None, f"cannot read file: {reason}", "check the path")]
-        ) from None
+        raise SpecError([SpecIssue(str(path), None, f"cannot read file: {reason}", "check the path")]) from None
     return parse_yaml(text, str(path))
 
 

@@ -8,7 +8,8 @@ file-backed ``SqliteSaver`` and ``durability="sync"`` (each node's checkpoint wr
 next node starts, the same promise edgecrew makes). edgecrew's time runs from ``RunService.start``
 to the workflow's result; LangGraph's is one ``graph.invoke``.
 
-The two sides alternate run by run, so drift on a shared machine hits both alike.
+Runs go round-robin (each chain length, edgecrew then LangGraph), after warm-up runs of every
+configuration, so drift on a shared machine hits every figure alike.
 
     .venv/bin/python bench/overhead.py [--runs N] [--warmup N] [--lengths 3,10] [--json]
 """
@@ -167,17 +168,18 @@ async def measure(lengths: list[int], runs: int, warmup: int, root: Path) -> lis
     lg = LangGraphBench(root)
     rows: list[dict[str, Any]] = []
     try:
-        for n in lengths:
-            team_file, graph = ec.team_file(n), lg.graph(n)
-            for _ in range(warmup):
+        configs = [(n, ec.team_file(n), lg.graph(n)) for n in lengths]
+        for _ in range(warmup):  # every config, before any timing: DBOS is busy just after launch
+            for n, team_file, graph in configs:
                 await ec.run(team_file)
                 lg.run(graph, n)
-            ec_times: list[float] = []
-            lg_times: list[float] = []
-            for _ in range(runs):
-                ec_times.append(await ec.run(team_file))
-                lg_times.append(lg.run(graph, n))
-            e, g = summary(ec_times), summary(lg_times)
+        times: dict[int, tuple[list[float], list[float]]] = {n: ([], []) for n in lengths}
+        for _ in range(runs):  # round-robin over configs and engines, so drift hits all alike
+            for n, team_file, graph in configs:
+                times[n][0].append(await ec.run(team_file))
+                times[n][1].append(lg.run(graph, n))
+        for n in lengths:
+            e, g = summary(times[n][0]), summary(times[n][1])
             rows.append(
                 {
                     "nodes": n,
@@ -230,7 +232,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50, help="timed runs per chain length and engine (50)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (5)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed rounds first (10)")
     parser.add_argument("--lengths", default="3,10", help="chain lengths, comma-separated (3,10)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)

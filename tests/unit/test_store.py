@@ -76,3 +76,17 @@ def test_run_lookup_by_unique_prefix(tmp_path: Path) -> None:
         store.get_run("rabc")
     with pytest.raises(NotFoundError, match="edgecrew runs list"):
         store.get_run("zzz")
+
+
+async def test_dbos_system_database_is_in_wal_mode(edgecrew_home: Path) -> None:
+    import sqlite3
+
+    from edgecrew.engine import durable
+    from edgecrew.engine.runtime import bootstrap
+
+    durable.launch(bootstrap())
+    try:
+        with sqlite3.connect(edgecrew_home / "dbos.sqlite") as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        durable.shutdown()

@@ -58,7 +58,14 @@ def _guard(fn: Callable[[], T]) -> T:
 
 
 def _arun(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return _guard(lambda: asyncio.run(coro_fn()))
+    try:
+        return _guard(lambda: asyncio.run(coro_fn()))
+    except KeyboardInterrupt:
+        err.print(
+            "[yellow]interrupted.[/] Unfinished runs are kept: the next `edgecrew run` resumes them, "
+            "or run `edgecrew resume RUN` (see `edgecrew runs list`)."
+        )
+        raise typer.Exit(130) from None
 
 
 # -- run / resume / cancel ------------------------------------------------------------------------

@@ -97,14 +97,30 @@ PLAN_FIRST = (
 
 
 def system_prompt(agent: AgentSpec) -> str:
+    """The agent's system prompt: its own text, plan-first for tool users, the shape of its answer."""
     parts = [agent.system.strip()]
-    if agent.role:
-        parts.insert(0, f"Your role: {agent.role}.")
-    if agent.plan_first:
+    if agent.plan_first and agent.tools:
         parts.append(PLAN_FIRST)
     if agent.output_schema is not None:
-        parts.append("Answer with a JSON object that matches this schema: " + json.dumps(agent.output_schema))
+        # A compact shape reads better than a full JSON Schema for small models; decoding is
+        # constrained to the schema anyway when the backend supports it.
+        parts.append("Answer only with JSON shaped like: " + schema_shape(agent.output_schema))
     return "\n\n".join(parts)
+
+
+def schema_shape(schema: Any) -> str:
+    """A one-line sketch of a JSON Schema: {"verdict": "approve" | "revise", "notes": string}."""
+    if not isinstance(schema, dict):
+        return "value"
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        fields = ", ".join(f'"{k}": {schema_shape(v)}' for k, v in (schema.get("properties") or {}).items())
+        return "{" + fields + "}"
+    if kind == "array":
+        return "[" + schema_shape(schema.get("items", {})) + ", ...]"
+    return str(kind) if isinstance(kind, str) else "value"
 
 
 async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]) -> TurnResult:

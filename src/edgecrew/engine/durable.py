@@ -10,6 +10,7 @@ re-executes rewrites its events instead of duplicating them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -69,6 +70,8 @@ def launch(runtime: Runtime) -> None:
         return
     if _launched_url is not None:
         DBOS.destroy(destroy_registry=False)
+    if url.startswith("sqlite:///"):
+        _use_wal(url.removeprefix("sqlite:///"))
     config: DBOSConfig = {
         "name": "edgecrew",
         "system_database_url": url,
@@ -80,6 +83,14 @@ def launch(runtime: Runtime) -> None:
     DBOS(config=config)
     DBOS.launch()
     _launched_url = url
+
+
+def _use_wal(path: str) -> None:
+    """Put DBOS's SQLite file in WAL mode (persistent in the file) so readers never block the writer."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
 
 
 def shutdown() -> None:

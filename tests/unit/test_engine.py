@@ -43,7 +43,7 @@ async def test_chain_runs_every_agent_in_order_and_records_events() -> None:
     b_prompt = model.calls[1].request.messages[-1].content
     assert "Task: say letters" in b_prompt and "A" in b_prompt
     types = [e.type for e in rt.store.events(run.id)]
-    assert types[0] == "run_started" and types[-1] == "run_finished"
+    assert types[:2] == ["run_created", "run_started"] and types[-1] == "run_finished"
     assert types.count("step_started") == 3 and types.count("model_called") == 3
     steps = rt.store.steps(run.id)
     assert [(s.agent, s.outcome) for s in steps] == [("a", "final"), ("b", "final"), ("c", "final")]

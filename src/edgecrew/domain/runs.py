@@ -50,6 +50,7 @@ class Outcome(StrEnum):
 
 
 class EventType(StrEnum):
+    RUN_CREATED = "run_created"
     RUN_STARTED = "run_started"
     RUN_RESUMED = "run_resumed"
     STEP_STARTED = "step_started"

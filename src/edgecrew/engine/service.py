@@ -41,6 +41,7 @@ class RunService:
         workspace = self.rt.workspace(run_id)
         workspace.mkdir(parents=True, exist_ok=True)
         self.rt.store.create_run(run_id, spec.name, task, spec.raw, str(workspace))
+        self.rt.store.emit(run_id, "run_created", EventType.RUN_CREATED, {"team": spec.name, "task": task})
         durable.launch(self.rt)
         handle = await durable.start_workflow(run_id)
         return run_id, handle

@@ -25,7 +25,7 @@ from dbos import DBOS, DBOSConfig
 from edgecrew import __version__
 from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition
 from edgecrew.domain.runs import EventType, RunStatus
-from edgecrew.domain.specs import AgentSpec, Edge
+from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
 from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
 from edgecrew.engine.failpoints import failpoint
 from edgecrew.engine.graph import Visit, run_graph
@@ -153,7 +153,7 @@ async def team_run(run_id: str) -> dict[str, Any]:
         EventType.RUN_STARTED,
         {"team": team.name, "task": run.task, "agents": list(team.agents)},
     )
-    runner = DurableTurnRunner(rt, run_id, team.name)
+    runner = DurableTurnRunner(rt, run_id, team)
     result = await run_graph(team, run.task, runner)
     status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
     rt.store.set_status(run_id, status, output=result.output, error=result.error)
@@ -178,58 +178,42 @@ async def agent_turn(run_id: str, visit_key: str, agent_name: str, context: str)
 async def _turn(rt: Runtime, run_id: str, team: str, agent: AgentSpec, key: str, context: str) -> TurnResult:
     store = rt.store
     visit = int(key[1:4])
-    store.upsert_step(run_id, key, agent=agent.name, visit=visit, status="running")
-    store.emit(
-        run_id,
-        f"{key}.started",
-        EventType.STEP_STARTED,
-        {"visit": visit, "model": agent.model, "role": agent.role},
-        step_key=key,
-        agent=agent.name,
-    )
+    with store.transaction():
+        store.upsert_step(run_id, key, agent=agent.name, visit=visit, status="running")
+        store.emit(
+            run_id,
+            f"{key}.started",
+            EventType.STEP_STARTED,
+            {"visit": visit, "model": agent.model, "role": agent.role},
+            step_key=key,
+            agent=agent.name,
+        )
     io = DurableIO(rt, run_id)
     result = await run_turn(agent, context, io, key, {"run": run_id, "team": team, "agent": agent.name})
-    store.put_messages(run_id, key, enumerate(result.messages))
-    store.upsert_step(
-        run_id,
-        key,
-        agent=agent.name,
-        visit=visit,
-        status="finished",
-        outcome=result.outcome.value,
-        output=result.output,
-        error=result.error,
-        model_calls=result.model_calls,
-        tool_calls=result.tool_calls,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        finished_at=time.time(),
-    )
-    store.emit(
-        run_id,
-        f"{key}.finished",
-        EventType.STEP_FINISHED,
-        {
-            "outcome": result.outcome.value,
-            "output": result.output,
-            "error": result.error,
-            "model_calls": result.model_calls,
-            "tool_calls": result.tool_calls,
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-        },
-        step_key=key,
-        agent=agent.name,
-    )
+    summary = {
+        "outcome": result.outcome.value,
+        "output": result.output,
+        "error": result.error,
+        "model_calls": result.model_calls,
+        "tool_calls": result.tool_calls,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+    }
+    with store.transaction():
+        store.put_messages(run_id, key, enumerate(result.messages))
+        store.upsert_step(
+            run_id, key, agent=agent.name, visit=visit, status="finished", finished_at=time.time(), **summary
+        )
+        store.emit(run_id, f"{key}.finished", EventType.STEP_FINISHED, summary, step_key=key, agent=agent.name)
     return result
 
 
 class DurableTurnRunner:
     """Runs visits inline (one) or as child workflows (several, in parallel)."""
 
-    def __init__(self, rt: Runtime, run_id: str, team: str) -> None:
-        self.rt, self.run_id, self.team = rt, run_id, team
-        self.spec = team_from_raw(rt.store.get_run(run_id).spec)
+    def __init__(self, rt: Runtime, run_id: str, spec: TeamSpec) -> None:
+        self.rt, self.run_id, self.spec = rt, run_id, spec
+        self.team = spec.name
 
     async def run_turns(self, visits: Sequence[tuple[Visit, str]]) -> list[TurnResult]:
         if len(visits) == 1:

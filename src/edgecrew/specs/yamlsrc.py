@@ -42,13 +42,25 @@ def parse_yaml(text: str, file: str) -> Any:
         raise SpecError([SpecIssue(file, None, f"cannot read YAML: {exc}", "fix the YAML syntax")]) from None
 
 
+_parsed: dict[tuple[str, int, int], Any] = {}
+
+
 def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; the parsed document is cached by path, size and mtime (treat it as read-only)."""
     try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if key in _parsed:
+            return _parsed[key]
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise SpecError([SpecIssue(str(path), None, f"cannot read file: {reason}", "check the path")]) from None
-    return parse_yaml(text, str(path))
+    doc = parse_yaml(text, str(path))
+    if len(_parsed) >= 128:
+        _parsed.pop(next(iter(_parsed)))
+    _parsed[key] = doc
+    return doc
 
 
 def line_of(doc: Any, loc: Sequence[Any]) -> int | None:

@@ -9,19 +9,24 @@ step rows, messages) are upserts keyed by run and step, so replay rewrites inste
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from edgecrew.domain.messages import Message
 from edgecrew.domain.runs import RunStatus, can_transition
 from edgecrew.errors import NotFoundError, UserError
 from edgecrew.store import tables as t
 from edgecrew.store.migrations import HEAD
+
+# The connection of the transaction open in this context (see RunStore.transaction).
+_current_conn: ContextVar[Connection | None] = ContextVar("edgecrew_store_conn", default=None)
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class RunStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
+        self._statements: dict[tuple[Any, ...], Any] = {}
 
     # -- schema -----------------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -180,8 +186,7 @@ class RunStore:
     def upsert_step(self, run_id: str, key: str, **values: Any) -> None:
         row = {"run_id": run_id, "key": key, **values}
         row.setdefault("started_at", time.time())
-        with self.engine.begin() as conn:
-            conn.execute(self._upsert(t.steps, row, ("run_id", "key"), exclude_on_update=("started_at",)))
+        self._upsert(t.steps, [row], ("run_id", "key"), exclude_on_update=("started_at",))
 
     def steps(self, run_id: str) -> list[StepRecord]:
         query = sa.select(t.steps).where(t.steps.c.run_id == run_id).order_by(t.steps.c.started_at)
@@ -204,11 +209,8 @@ class RunStore:
             }
             for seq, m in messages
         ]
-        if not rows:
-            return
-        with self.engine.begin() as conn:
-            for row in rows:
-                conn.execute(self._upsert(t.messages, row, ("run_id", "step_key", "seq")))
+        if rows:
+            self._upsert(t.messages, rows, ("run_id", "step_key", "seq"))
 
     def messages(self, run_id: str, step_key: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(t.messages).where(t.messages.c.run_id == run_id)
@@ -239,8 +241,7 @@ class RunStore:
             "data": dict(data),
             "created_at": time.time(),
         }
-        with self.engine.begin() as conn:
-            conn.execute(self._upsert(t.events, row, ("run_id", "key"), exclude_on_update=("created_at",)))
+        self._upsert(t.events, [row], ("run_id", "key"), exclude_on_update=("created_at",))
 
     def events(self, run_id: str | None = None, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
         query = sa.select(t.events).where(t.events.c.id > after_id).order_by(t.events.c.id).limit(limit)
@@ -250,23 +251,46 @@ class RunStore:
             return [EventRecord(**dict(r)) for r in conn.execute(query).mappings()]
 
     # -- helpers ----------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Group the writes made inside into one transaction (one commit, one disk flush)."""
+        current = _current_conn.get()
+        if current is not None:
+            yield current
+            return
+        with self.engine.begin() as conn:
+            token = _current_conn.set(conn)
+            try:
+                yield conn
+            finally:
+                _current_conn.reset(token)
+
     def _upsert(
         self,
         table: sa.Table,
-        row: Mapping[str, Any],
+        rows: list[dict[str, Any]],
         keys: tuple[str, ...],
         exclude_on_update: tuple[str, ...] = (),
-    ) -> Any:
-        from sqlalchemy.dialects import postgresql, sqlite
+    ) -> None:
+        columns = tuple(rows[0])
+        cache_key = (table.name, columns, keys, exclude_on_update)
+        stmt = self._statements.get(cache_key)
+        if stmt is None:
+            # Built once per shape and executed with bound parameters: building an upsert costs
+            # far more than running it on SQLite.
+            from sqlalchemy.dialects import postgresql, sqlite
 
-        insert: Any = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        stmt = insert(table).values(**row)
-        update = {k: stmt.excluded[k] for k in row if k not in keys and k not in exclude_on_update}
-        return (
-            stmt.on_conflict_do_update(index_elements=list(keys), set_=update)
-            if update
-            else stmt.on_conflict_do_nothing(index_elements=list(keys))
-        )
+            insert: Any = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+            base = insert(table)
+            update = {k: base.excluded[k] for k in columns if k not in keys and k not in exclude_on_update}
+            stmt = (
+                base.on_conflict_do_update(index_elements=list(keys), set_=update)
+                if update
+                else base.on_conflict_do_nothing(index_elements=list(keys))
+            )
+            self._statements[cache_key] = stmt
+        with self.transaction() as conn:
+            conn.execute(stmt, rows)
 
 
 def _run(row: Any) -> RunRecord:

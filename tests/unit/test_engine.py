@@ -236,3 +236,34 @@ async def test_output_never_valid_fails_with_invalid_output() -> None:
     run, rt = await run_team(STRUCTURED, model)
     assert run.status == "failed"
     assert rt.store.steps(run.id)[0].outcome == "invalid_output"
+
+
+SLOW = """
+name: slow
+agents:
+  sleeper:
+    model: fake
+    system: answer
+    limits: {timeout_s: 0.3}
+graph:
+  start: sleeper
+  edges: [{from: sleeper, to: end}]
+"""
+
+
+async def test_turn_timeout_ends_with_timeout_outcome() -> None:
+    model = ScriptedModel([{"text": "late", "delay": 5}])
+    run, rt = await run_team(SLOW, model)
+    assert run.status == "failed"
+    step = rt.store.steps(run.id)[0]
+    assert step.outcome == "timeout" and "did not answer within" in (step.error or "")
+
+
+async def test_function_backed_script_sees_each_request() -> None:
+    def reply(request, index):  # type: ignore[no-untyped-def]
+        return f"{request.metadata['agent']} call {index}"
+
+    model = ScriptedModel(reply)
+    run, _ = await run_team(CHAIN, model)
+    assert run.output == {"text": "c call 2"}
+    assert [c.step for c in model.calls] == ["v000.a.m0", "v001.b.m0", "v002.c.m0"]

@@ -8,7 +8,12 @@
     │   └── NotFoundError    a team, run or model alias that does not exist
     └── RunError             something failed while running a team
         ├── ModelError       a model backend failed
-        │   └── InvalidOutputError  the model's reply is malformed (the agent may retry)
+        │   ├── InvalidOutputError      the model's reply is malformed (the agent may retry)
+        │   ├── ModelAuthError          the provider refused the credentials (not retried)
+        │   ├── ModelRateLimitError     the provider asked us to slow down (retried with backoff)
+        │   ├── ContextOverflowError    the prompt does not fit the model's context (falls back)
+        │   ├── ModelTimeoutError       the model did not answer in time (retried, then falls back)
+        │   └── ModelUnavailableError   the backend is down or unreachable (retried, then falls back)
         └── ToolError        a tool failed (its message goes back to the model as an observation)
 
 Exceptions carry data and never log by themselves.
@@ -66,6 +71,33 @@ class ModelError(RunError):
 
 class InvalidOutputError(ModelError):
     """The model answered, but its reply cannot be parsed (malformed JSON, no usable shape)."""
+
+
+class ModelAuthError(ModelError):
+    """The provider rejected the API key or credentials."""
+
+
+class ModelRateLimitError(ModelError):
+    """The provider rate-limited the call; ``retry_after`` seconds when it said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ContextOverflowError(ModelError):
+    """The prompt is longer than the model's context window."""
+
+
+class ModelTimeoutError(ModelError):
+    """The model did not answer within its time limit."""
+
+
+class ModelUnavailableError(ModelError):
+    """The backend is unreachable, overloaded or failing on its side (5xx)."""
+
+
+TRANSIENT_MODEL_ERRORS: tuple[type[ModelError], ...] = (ModelRateLimitError, ModelTimeoutError, ModelUnavailableError)
 
 
 class ToolError(RunError):

@@ -29,8 +29,9 @@ from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
 from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
 from edgecrew.engine.failpoints import failpoint
 from edgecrew.engine.graph import Visit, run_graph
+from edgecrew.engine.routing import RoutedCall, call_with_fallback
 from edgecrew.engine.runtime import Runtime, get_runtime
-from edgecrew.errors import EdgecrewError, InvalidOutputError, ToolError
+from edgecrew.errors import EdgecrewError, ToolError
 from edgecrew.specs.loader import team_from_raw
 from edgecrew.tools.base import ToolContext
 
@@ -267,17 +268,25 @@ class DurableIO:
 
 @DBOS.step(name="edgecrew.model_call")
 async def model_call_step(
-    run_id: str, key: str, agent: str, alias: str, request: ModelRequest, timeout_s: float
+    run_id: str, key: str, agent: str, ref: str, request: ModelRequest, timeout_s: float
 ) -> dict[str, Any]:
+    """One model call: route ``ref`` to a model (falling back along its chain), record the result."""
     rt = get_runtime()
-    data: dict[str, Any]
+    step_key = key.split(".m")[0]
+    counter = iter(range(1000))
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        rt.store.emit(run_id, f"{key}.{kind}.{next(counter)}", kind, data, step_key=step_key, agent=agent)
+
     try:
-        model = rt.models.get(alias)
-        response = await asyncio.wait_for(model.request(request), timeout=timeout_s)
-        data = {"response": response.to_dict()}
-        usage = response.usage
-        event = {
-            "alias": alias,
+        routed = await call_with_fallback(rt.models, rt.model_source, ref, request, timeout_s, on_event)
+    except EdgecrewError as exc:  # an unknown alias or tag in a snapshotted spec
+        routed = RoutedCall(error=str(exc), kind="error")
+    event: dict[str, Any] = {"alias": routed.alias or ref, "requested": ref}
+    if routed.response is not None:
+        response, usage = routed.response, routed.response.usage
+        data: dict[str, Any] = {"response": response.to_dict(), "alias": routed.alias}
+        event |= {
             "model": response.model,
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
@@ -288,16 +297,12 @@ async def model_call_step(
             "tool_calls": [c.name for c in response.message.tool_calls],
             "content": response.message.content[:500],
         }
-    except TimeoutError:
-        data = {"error": f"model '{alias}' did not answer within {timeout_s:.0f}s", "kind": "timeout"}
-        event = {"alias": alias, "error": data["error"]}
-    except InvalidOutputError as exc:
-        data = {"error": str(exc), "kind": "invalid"}
-        event = {"alias": alias, "error": data["error"]}
-    except EdgecrewError as exc:
-        data = {"error": str(exc), "kind": "error"}
-        event = {"alias": alias, "error": data["error"]}
-    rt.store.emit(run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=key.split(".m")[0], agent=agent)
+    else:
+        data = {"error": routed.error, "kind": routed.kind, "alias": routed.alias}
+        event["error"] = routed.error
+    if routed.attempts:
+        event["fallbacks"] = routed.attempts
+    rt.store.emit(run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=step_key, agent=agent)
     return data
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.models.registry import ModelRegistry
@@ -26,8 +27,15 @@ class Runtime:
     models: ModelRegistry
     tools: ToolRegistry
 
+    @property
+    def model_source(self) -> Any:
+        """Where model calls get their model: the registry now; the memory-aware pool once wired."""
+        from edgecrew.engine.routing import RegistrySource
+
+        return RegistrySource(self.models)
+
     def catalog(self) -> Catalog:
-        return Catalog(tools=self.tools.names(), models=self.models.aliases(), normalize_tool=self.tools.canonical)
+        return Catalog(tools=self.tools.names(), models=self.models.references(), normalize_tool=self.tools.canonical)
 
     def load_team(self, name_or_path: str) -> TeamSpec:
         return self.project.load_team(name_or_path, self.catalog())
@@ -51,7 +59,7 @@ def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = 
         settings=settings,
         store=open_store(settings.store_url),
         project=project,
-        models=ModelRegistry(project.models),
+        models=ModelRegistry(project.models, data_dir=settings.home),
         tools=registry,
     )
     return _CURRENT

@@ -2,7 +2,9 @@
 
 Replies come from a list (shared, or one list per agent), or from a function of the request. A reply
 is a string (final text), ``{"json": {...}}`` (structured output), ``{"tool": name, "args": {...}}``
-(one tool call), ``{"tool_calls": [...]}``, or ``{"text": ...}``; any reply may add ``delay`` seconds.
+(one tool call), ``{"tool_calls": [...]}``, ``{"text": ...}``, or ``{"error": "unavailable"}`` (raises
+that model error: unavailable, timeout, context_overflow, auth, rate_limit, invalid or error); any
+reply may add ``delay`` seconds.
 With ``record_path`` every call is also appended to a JSON-lines file, so a test can count calls made
 by another process (the crash tests kill ``edgecrew run`` and count through this file).
 """
@@ -20,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, StreamDelta, ToolCall, Usage
-from edgecrew.errors import ModelError
+from edgecrew.errors import (
+    ContextOverflowError,
+    InvalidOutputError,
+    ModelAuthError,
+    ModelError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+)
 from edgecrew.models.base import stream_by_request
 
 Reply = str | Mapping[str, Any]
@@ -143,9 +153,27 @@ class ScriptedModel:
         return stream_by_request(self, req)
 
 
+_ERRORS: dict[str, type[ModelError]] = {
+    "unavailable": ModelUnavailableError,
+    "timeout": ModelTimeoutError,
+    "context_overflow": ContextOverflowError,
+    "auth": ModelAuthError,
+    "rate_limit": ModelRateLimitError,
+    "invalid": InvalidOutputError,
+    "error": ModelError,
+}
+
+
 def _to_message(reply: Reply, index: int) -> Message:
     if isinstance(reply, str):
         return Message(role="assistant", content=reply)
+    if "error" in reply:
+        kind = str(reply["error"])
+        if kind not in _ERRORS:
+            raise ModelError(
+                f"scripted reply {index + 1}: unknown error kind '{kind}'; use one of {', '.join(_ERRORS)}"
+            )
+        raise _ERRORS[kind](str(reply.get("message", f"scripted {kind} error")))
     if "json" in reply:
         return Message(role="assistant", content=json.dumps(reply["json"]))
     if "tool" in reply:

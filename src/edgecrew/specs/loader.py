@@ -38,10 +38,14 @@ class LimitsDoc(_Strict):
     timeout_s: float = Field(default=300.0, gt=0)
 
 
+class TagRefDoc(_Strict):
+    tag: str = Field(min_length=1)
+
+
 class AgentDoc(_Strict):
     system: str = Field(min_length=1)
     role: str = ""
-    model: str = "local"
+    model: str | TagRefDoc = "local"  # an alias, or {tag: coding} for any model with that tag
     tools: list[str] = []
     output_schema: dict[str, Any] | None = None
     limits: LimitsDoc = LimitsDoc()
@@ -301,13 +305,16 @@ def _check_agent(name: str, agent: AgentDoc, catalog: Catalog, issues: _Issues) 
             f"agent name '{name}' is not allowed",
             "start with a letter; use letters, digits, '-' or '_'; 'end' is reserved",
         )
-    if catalog.models is not None and agent.model not in catalog.models:
-        models = dict.fromkeys(sorted(catalog.models))
-        issues.add(
-            (*loc, "model"),
-            f"agent '{name}' uses unknown model '{agent.model}'",
-            _suggest(agent.model, models),
-        )
+    ref = model_ref(agent.model)
+    if catalog.models is not None and ref not in catalog.models:
+        known = sorted(catalog.models)
+        if isinstance(agent.model, TagRefDoc):
+            tags = [m[len("tag:") :] for m in known if m.startswith("tag:")]
+            hint = "tags in use: " + (", ".join(tags) or "none") + "; add `tags: [...]` to a model"
+            issues.add((*loc, "model"), f"agent '{name}' asks for tag '{agent.model.tag}', which no model has", hint)
+        else:
+            models = dict.fromkeys(m for m in known if not m.startswith("tag:"))
+            issues.add((*loc, "model"), f"agent '{name}' uses unknown model '{agent.model}'", _suggest(ref, models))
     for i, tool in enumerate(agent.tools):
         canonical = catalog.normalize_tool(tool) if catalog.normalize_tool else tool
         if catalog.tools is not None and canonical not in catalog.tools:
@@ -316,6 +323,11 @@ def _check_agent(name: str, agent: AgentDoc, catalog: Catalog, issues: _Issues) 
             issues.add((*loc, "tools", i), f"agent '{name}' allows unknown tool '{tool}'", hint)
     if agent.output_schema is not None:
         _check_schema(agent.output_schema, (*loc, "output_schema"), name, issues)
+
+
+def model_ref(model: str | TagRefDoc) -> str:
+    """The domain form of an agent's model: the alias, or ``tag:<tag>``."""
+    return f"tag:{model.tag}" if isinstance(model, TagRefDoc) else model
 
 
 def _check_schema(schema: Mapping[str, Any], loc: Loc, agent: str, issues: _Issues) -> None:
@@ -470,7 +482,7 @@ def _to_domain(team: TeamDoc, file: str, catalog: Catalog | None) -> TeamSpec:
         name: AgentSpec(
             name=name,
             system=a.system,
-            model=a.model,
+            model=model_ref(a.model),
             role=a.role,
             tools=tuple(normalize(t) if normalize else t for t in a.tools),
             output_schema=a.output_schema,

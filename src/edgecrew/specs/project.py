@@ -13,32 +13,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.errors import NotFoundError, SpecError, SpecIssue, UserError
 from edgecrew.models.registry import ModelDef
 from edgecrew.specs.loader import Catalog, build_team
+from edgecrew.specs.models import ModelDoc, build_models
 from edgecrew.specs.yamlsrc import line_of, read_yaml, to_plain
 
 CONFIG_FILE = "edgecrew.yaml"
-
-
-class ModelDoc(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    backend: Literal["llamacpp", "scripted"]
-    path: str | None = None
-    package: str | None = None
-    n_ctx: int = Field(4096, ge=256)
-    threads: int | None = Field(None, ge=1)
-    seed: int = 42
-    replies: list[Any] | None = None
-    replies_by_agent: dict[str, list[Any]] | None = None
-    delay: float = Field(0.0, ge=0)
-    record: str | None = None
-    cycle: bool = False
 
 
 class ProjectDoc(BaseModel):
@@ -138,19 +124,7 @@ def load_project(directory: Path) -> Project:
                 ]
             ) from None
         project.plugins = tuple(parsed.plugins)
-        project.models = {
-            alias: ModelDef(alias, m.backend, m.model_dump(exclude_none=True), base_dir=directory)
-            for alias, m in parsed.models.items()
-        }
-        issues = [
-            SpecIssue(
-                str(config),
-                line_of(doc, ("models", alias)),
-                f"model '{alias}' (llamacpp) needs 'path' or 'package'",
-            )
-            for alias, m in parsed.models.items()
-            if m.backend == "llamacpp" and not (m.path or m.package)
-        ]
+        project.models, issues = build_models(parsed.models, doc, str(config), directory)
         if issues:
             raise SpecError(issues)
         for i, team in enumerate(parsed.teams):

@@ -1,0 +1,116 @@
+"""Choosing the model for a call and falling back along its chain when a model fails.
+
+An agent's model reference is an alias or ``tag:<tag>``; :meth:`ModelRegistry.candidates` expands it
+into the aliases to try. A candidate that lacks a capability the request needs (tools, JSON schema)
+is skipped; one that fails with a model error, a timeout or a context overflow hands over to the
+next. A malformed reply is not a reason to switch models: it goes back to the agent, which retries.
+Every skip and fallback is reported through ``on_event`` so it lands in the run's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from edgecrew.domain.messages import ModelRequest, ModelResponse
+from edgecrew.errors import EdgecrewError, InvalidOutputError
+from edgecrew.models.base import ChatModel
+from edgecrew.models.registry import ModelRegistry
+
+
+class ModelSource(Protocol):
+    """Where routing gets a ready model for an alias (the registry, or the memory-aware pool)."""
+
+    def use(self, alias: str) -> Any:  # an async context manager yielding a ChatModel
+        ...
+
+
+@dataclass
+class RoutedCall:
+    alias: str | None = None
+    response: ModelResponse | None = None
+    error: str | None = None
+    kind: str = ""  # "" | "timeout" | "invalid" | "error"
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def needs(request: ModelRequest) -> set[str]:
+    wanted = set()
+    if request.tools:
+        wanted.add("tools")
+    if request.output_schema is not None:
+        wanted.add("json_schema")
+    return wanted
+
+
+async def call_with_fallback(
+    registry: ModelRegistry,
+    source: ModelSource,
+    ref: str,
+    request: ModelRequest,
+    timeout_s: float,
+    on_event: Callable[[str, dict[str, Any]], None],
+) -> RoutedCall:
+    result = RoutedCall()
+    deadline = time.monotonic() + timeout_s
+    candidates = registry.candidates(ref)
+    wanted = needs(request)
+    for i, alias in enumerate(candidates):
+        definition = registry.definition(alias)
+        missing = wanted - set(definition.capabilities) if definition.backend != "instance" else set()
+        if missing:
+            on_event("model_skipped", {"alias": alias, "reason": f"lacks {', '.join(sorted(missing))}"})
+            continue
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        if i > 0 or ref != alias:
+            on_event("model_chosen", {"requested": ref, "alias": alias, "attempt": len(result.attempts) + 1})
+        try:
+            async with source.use(alias) as model:
+                result.response = await asyncio.wait_for(_request(model, request), timeout=remaining)
+            result.alias = alias
+            return result
+        except InvalidOutputError as exc:
+            result.alias, result.error, result.kind = alias, str(exc), "invalid"
+            return result
+        except TimeoutError:
+            reason, kind = f"model '{alias}' did not answer within {remaining:.0f}s", "timeout"
+        except EdgecrewError as exc:
+            reason, kind = str(exc), "error"
+        result.attempts.append({"alias": alias, "error": reason})
+        result.error, result.kind = reason, kind
+        following = [c for c in candidates[i + 1 :]]
+        if following:
+            on_event("model_fallback", {"from": alias, "to": following[0], "error": reason})
+    if result.error is None:
+        result.error, result.kind = f"no model for '{ref}' can serve this call ({', '.join(sorted(wanted))})", "error"
+    return result
+
+
+async def _request(model: ChatModel, request: ModelRequest) -> ModelResponse:
+    return await model.request(request)
+
+
+class RegistrySource:
+    """A ModelSource without a pool: every alias is built once and kept."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    def use(self, alias: str) -> Any:
+        return _Ready(self.registry.get(alias))
+
+
+class _Ready:
+    def __init__(self, model: ChatModel) -> None:
+        self.model = model
+
+    async def __aenter__(self) -> ChatModel:
+        return self.model
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

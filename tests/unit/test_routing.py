@@ -1,0 +1,128 @@
+"""Model routing: tags, fallback chains, capability checks, and the events they leave."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgecrew.engine import durable
+from edgecrew.engine.runtime import bootstrap
+from edgecrew.errors import NotFoundError, SpecError
+from edgecrew.models.registry import ModelDef, ModelRegistry
+from edgecrew.specs.project import load_project
+from tests.conftest import write
+from tests.unit.engine_helpers import run_team
+
+
+@pytest.fixture(autouse=True)
+def _dbos() -> Iterator[None]:
+    yield
+    durable.shutdown()
+
+
+def test_candidates_expand_tags_and_fallbacks_without_cycles() -> None:
+    registry = ModelRegistry(
+        {
+            "a": ModelDef("a", "scripted", tags=("coding",), fallbacks=("b",)),
+            "b": ModelDef("b", "scripted", fallbacks=("a", "local")),
+            "c": ModelDef("c", "scripted", tags=("coding",)),
+        }
+    )
+    assert registry.candidates("a") == ["a", "b", "local"]
+    assert registry.candidates("tag:coding") == ["a", "b", "local", "c"]
+    assert "tag:coding" in registry.references() and "local-gemma" in registry.references()
+    with pytest.raises(NotFoundError, match="no model has tag 'math'"):
+        registry.candidates("tag:math")
+
+
+def test_models_section_errors_name_file_and_line(project_dir: Path) -> None:
+    config = write(
+        project_dir / "edgecrew.yaml",
+        """\
+        models:
+          remote:
+            backend: litellm
+          mine:
+            backend: llamacpp
+            path: m.gguf
+            fallbacks: [nosuch]
+            memory: lots
+    """,
+    )
+    with pytest.raises(SpecError) as info:
+        load_project(project_dir)
+    text = str(info.value)
+    assert f"{config}:2: model 'remote' (litellm) needs 'model'" in text
+    assert f"{config}:7: model 'mine' falls back to unknown model 'nosuch'" in text
+    assert f"{config}:8: cannot read size 'lots'" in text
+
+
+FALLBACK_PROJECT = """
+models:
+  textonly: {backend: scripted, replies: ["x"], capabilities: [], tags: [custom]}
+  primary: {backend: scripted, replies: [{error: unavailable, message: "server down"}], cycle: true,
+            fallbacks: [backup], tags: [custom]}
+  backup: {backend: scripted, replies: ["from backup"], cycle: true}
+"""
+
+TEAM = """
+name: t
+agents:
+  a: {model: primary, system: x}
+graph: {start: a, edges: [{from: a, to: end}]}
+"""
+
+
+async def test_failing_model_falls_back_and_events_say_so(project_dir: Path) -> None:
+    write(project_dir / "edgecrew.yaml", FALLBACK_PROJECT)
+    rt = bootstrap()
+    run, rt = await run_team(TEAM, rt.models.get("backup"))  # type: ignore[arg-type]
+    assert run.status == "succeeded" and run.output == {"text": "from backup"}
+    events = rt.store.events(run.id)
+    fallback = next(e for e in events if e.type == "model_fallback")
+    assert fallback.data == {"from": "primary", "to": "backup", "error": "server down"}
+    called = next(e for e in events if e.type == "model_called")
+    assert called.data["alias"] == "backup" and called.data["requested"] == "primary"
+    assert called.data["fallbacks"] == [{"alias": "primary", "error": "server down"}]
+
+
+async def test_tag_routing_skips_models_without_a_needed_capability(project_dir: Path) -> None:
+    write(project_dir / "edgecrew.yaml", FALLBACK_PROJECT)
+    team = """
+    name: t
+    agents:
+      a:
+        model: {tag: custom}
+        system: x
+        output_schema: {type: object, properties: {v: {type: string}}}
+    graph: {start: a, edges: [{from: a, to: end}]}
+    """
+    rt = bootstrap()
+    run, rt = await run_team(team, rt.models.get("backup"))  # type: ignore[arg-type]
+    events = rt.store.events(run.id)
+    skipped = [e.data for e in events if e.type == "model_skipped"]
+    calls = [e for e in events if e.type == "model_called"]
+    assert skipped == [{"alias": "textonly", "reason": "lacks json_schema"}] * len(calls)
+    assert [e.data["from"] for e in events if e.type == "model_fallback"] == ["primary"] * len(calls)
+    assert run.status == "failed"  # backup answers text, which is not the JSON the schema asks for
+    assert "invalid_output" in (run.error or "")
+
+
+async def test_every_candidate_failing_fails_the_turn_with_each_reason(project_dir: Path) -> None:
+    write(
+        project_dir / "edgecrew.yaml",
+        """
+        models:
+          flaky: {backend: scripted, replies: [{error: context_overflow, message: too long}], cycle: true,
+                  fallbacks: [worse]}
+          worse: {backend: scripted, replies: [{error: timeout, message: slow}], cycle: true}
+    """,
+    )
+    team = TEAM.replace("model: primary", "model: flaky")
+    rt = bootstrap()
+    run, rt = await run_team(team, rt.models.get("worse"))  # type: ignore[arg-type]
+    assert run.status == "failed" and "slow" in (run.error or "")
+    called = next(e for e in rt.store.events(run.id) if e.type == "model_called")
+    assert [a["alias"] for a in called.data["fallbacks"]] == ["flaky", "worse"]

@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     # Comma-separated failpoints for crash tests, e.g. "before_model_call:2": the process writes
     # <home>/failpoint.hit and blocks at the 2nd time it reaches that point, so a test can SIGKILL it.
     failpoints: str = ""
+    # Memory the model pool may fill with resident models, e.g. "2GiB" (default: what is available
+    # now, less a safety margin).
+    model_memory: str | None = None
+
+    @property
+    def model_memory_bytes(self) -> int | None:
+        from edgecrew.specs.models import parse_size
+
+        return parse_size(self.model_memory)
 
     @property
     def store_url(self) -> str:

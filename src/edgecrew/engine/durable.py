@@ -14,12 +14,10 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import psutil
 from dbos import DBOS, DBOSConfig
 
 from edgecrew import __version__
@@ -27,6 +25,7 @@ from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, Tool
 from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
 from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
+from edgecrew.engine.executors import executor_alive, executor_id
 from edgecrew.engine.failpoints import failpoint
 from edgecrew.engine.graph import Visit, run_graph
 from edgecrew.engine.routing import RoutedCall, call_with_fallback
@@ -41,26 +40,6 @@ MAX_OBSERVATION_CHARS = 4000
 # -- DBOS lifecycle --------------------------------------------------------------------------------
 
 _launched_url: str | None = None
-
-
-def executor_id() -> str:
-    proc = psutil.Process()
-    return f"{socket.gethostname()}:{proc.pid}:{int(proc.create_time())}"
-
-
-def _executor_alive(executor: str | None) -> bool:
-    """Whether the process behind an executor id still runs (unknown hosts count as alive)."""
-    if not executor or executor == "local":
-        return False
-    host, _, rest = executor.partition(":")
-    pid_text, _, started = rest.partition(":")
-    if host != socket.gethostname():
-        return True  # another machine's executor: its own restart recovers it
-    try:
-        proc = psutil.Process(int(pid_text))
-        return int(proc.create_time()) == int(started)
-    except (psutil.NoSuchProcess, ValueError):
-        return False
 
 
 def launch(runtime: Runtime) -> None:
@@ -110,7 +89,7 @@ async def recover_orphans(runtime: Runtime) -> list[str]:
     own = executor_id()
     pending = await DBOS.list_workflows_async(status="PENDING", load_input=False, load_output=False)
     for wf in pending:
-        if wf.executor_id != own and not _executor_alive(wf.executor_id):
+        if wf.executor_id != own and not executor_alive(wf.executor_id):
             await DBOS.resume_workflow_async(wf.workflow_id)
             if wf.parent_workflow_id is None:
                 resumed.append(wf.workflow_id)
@@ -227,6 +206,15 @@ class DurableTurnRunner:
         ]
         return [TurnResult.from_dict(await h.get_result()) for h in handles]
 
+    def preload(self, agents: Sequence[str]) -> None:
+        for agent in agents:
+            try:
+                alias = self.rt.models.candidates(self.spec.agents[agent].model)[0]
+            except EdgecrewError:
+                continue
+            # Only into free room: a preload never evicts a model to guess at the future.
+            self.rt.pool.preload(alias, evict=False)
+
     def route_taken(self, visit: Visit, edge: Edge | None, targets: Sequence[str]) -> None:
         self.rt.store.emit(
             self.run_id,
@@ -303,6 +291,7 @@ async def model_call_step(
     if routed.attempts:
         event["fallbacks"] = routed.attempts
     rt.store.emit(run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=step_key, agent=agent)
+    rt.publish_pool_state()
     return data
 
 

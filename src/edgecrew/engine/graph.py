@@ -40,6 +40,10 @@ class TurnRunner(Protocol):
 
     def route_taken(self, visit: Visit, edge: Edge | None, targets: Sequence[str]) -> None: ...
 
+    def preload(self, agents: Sequence[str]) -> None:
+        """A hint: these agents may run next (their models can load while the current ones work)."""
+        ...
+
 
 @dataclass
 class GraphResult:
@@ -72,6 +76,12 @@ def route(team: TeamSpec, agent: str, output: dict[str, Any], loops: Counter[int
     )
 
 
+def successors(team: TeamSpec, agents: Sequence[str]) -> list[str]:
+    """Every agent an edge from ``agents`` may lead to, in edge order."""
+    found = [t for a in agents for e in team.graph.outgoing(a) for t in e.targets if t != END]
+    return list(dict.fromkeys(found))
+
+
 def context_for(task: str, board: dict[str, tuple[str, dict[str, Any]]]) -> str:
     """The user message an agent sees: the task, then the latest output of each agent so far."""
     parts = [f"Task: {task}"]
@@ -97,6 +107,7 @@ async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResul
         batch = [Visit(agent, visits + i) for i, agent in enumerate(frontier)]
         visits += len(batch)
         contexts = [context_for(task, board) for _ in batch]
+        runner.preload(successors(team, frontier))
         results = await runner.run_turns(list(zip(batch, contexts, strict=True)))
         upcoming: list[str] = []
         for visit, result in zip(batch, results, strict=True):

@@ -70,8 +70,8 @@ async def call_with_fallback(
         if i > 0 or ref != alias:
             on_event("model_chosen", {"requested": ref, "alias": alias, "attempt": len(result.attempts) + 1})
         try:
-            async with source.use(alias) as model:
-                result.response = await asyncio.wait_for(_request(model, request), timeout=remaining)
+            # The time limit covers waiting for a slot and loading the model, not only generation.
+            result.response = await asyncio.wait_for(_attempt(source, alias, request), timeout=remaining)
             result.alias = alias
             return result
         except InvalidOutputError as exc:
@@ -91,8 +91,10 @@ async def call_with_fallback(
     return result
 
 
-async def _request(model: ChatModel, request: ModelRequest) -> ModelResponse:
-    return await model.request(request)
+async def _attempt(source: ModelSource, alias: str, request: ModelRequest) -> ModelResponse:
+    async with source.use(alias) as model:
+        response: ModelResponse = await model.request(request)
+        return response
 
 
 class RegistrySource:

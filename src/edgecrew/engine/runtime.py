@@ -6,11 +6,16 @@ in a closure). Only this module wires adapters together.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgecrew.domain.specs import TeamSpec
+from edgecrew.engine.executors import executor_id
+from edgecrew.models.base import ChatModel
+from edgecrew.models.pool import ModelPool, PoolModelSpec
 from edgecrew.models.registry import ModelRegistry
 from edgecrew.settings import Settings, get_settings
 from edgecrew.specs.loader import Catalog
@@ -27,12 +32,29 @@ class Runtime:
     models: ModelRegistry
     tools: ToolRegistry
 
-    @property
-    def model_source(self) -> Any:
-        """Where model calls get their model: the registry now; the memory-aware pool once wired."""
-        from edgecrew.engine.routing import RegistrySource
+    _pool: ModelPool | None = None
 
-        return RegistrySource(self.models)
+    @property
+    def pool(self) -> ModelPool:
+        """The process's model pool, created on first use (model calls get their model here)."""
+        if self._pool is None:
+            self._pool = build_pool(self.models, self.settings.model_memory_bytes)
+        return self._pool
+
+    @property
+    def model_source(self) -> ModelPool:
+        return self.pool
+
+    def publish_pool_state(self) -> None:
+        """Write the pool's state where `edgecrew models status` (another process) can read it."""
+        if self._pool is None:
+            return
+        folder = self.settings.home / "pool"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{executor_id().replace(':', '_')}.json"
+        partial = target.with_suffix(".tmp")
+        partial.write_text(json.dumps({"executor": executor_id(), "at": time.time(), **self._pool.state().to_dict()}))
+        partial.replace(target)
 
     def catalog(self) -> Catalog:
         return Catalog(tools=self.tools.names(), models=self.models.references(), normalize_tool=self.tools.canonical)
@@ -42,6 +64,28 @@ class Runtime:
 
     def workspace(self, run_id: str) -> Path:
         return self.settings.workspaces_dir / run_id
+
+
+def build_pool(registry: ModelRegistry, budget_bytes: int | None) -> ModelPool:
+    """One pool over the registry: fresh model instances, loaded in a worker thread."""
+
+    async def load(alias: str) -> ChatModel:
+        instance = registry.instance(alias)
+        if instance is not None:  # registered in-process (tests, embedding apps): nothing to load
+            return instance
+        model = registry.build(registry.definition(alias))
+        loader = getattr(model, "load", None)
+        if loader is not None:
+            await asyncio.to_thread(loader)
+        return model
+
+    def spec(alias: str) -> PoolModelSpec:
+        if registry.instance(alias) is not None:
+            return PoolModelSpec(alias, memory_bytes=0, slots=64)
+        d = registry.definition(alias)
+        return PoolModelSpec(alias, memory_bytes=d.memory_bytes, slots=d.slots, pinned=d.pinned)
+
+    return ModelPool(load, specs=spec, budget_bytes=budget_bytes)
 
 
 _CURRENT: Runtime | None = None

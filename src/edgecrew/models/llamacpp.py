@@ -71,6 +71,11 @@ class LlamaCppModel:
     def loaded(self) -> bool:
         return self._llm is not None
 
+    def load(self) -> None:
+        """Load the GGUF now (blocking; the model pool calls it in a worker thread)."""
+        with self._lock:
+            self._load()
+
     def close(self) -> None:
         """Free the model's memory; a later call loads it again."""
         with self._lock:

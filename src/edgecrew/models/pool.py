@@ -23,10 +23,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from edgecrew.errors import UserError
 from edgecrew.models.base import ChatModel
+from edgecrew.models.probe import GpuInfo, MiB, PsutilProbe, SystemProbe, default_budgets
 
 __all__ = [
     "CanRun",
@@ -41,10 +42,7 @@ __all__ = [
     "default_budgets",
 ]
 
-MiB = 1024 * 1024
 DEFAULT_FAIRNESS = 4  # times a waiting request may be passed over before it goes next
-MIN_MARGIN_BYTES = 256 * MiB  # left to the OS and the rest of the process by the default budget
-MARGIN_FRACTION = 0.10  # ...or this share of the total, whichever is larger
 
 Loader = Callable[[str], Awaitable[ChatModel]]
 Unloader = Callable[[str, ChatModel], Awaitable[None] | None]
@@ -67,81 +65,6 @@ class PoolModelSpec:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise UserError(f"model '{self.alias}': {name} must not be negative, got {value}")
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    index: int
-    name: str
-    total_bytes: int
-    used_bytes: int
-    free_bytes: int
-
-
-class SystemProbe(Protocol):
-    """What the pool reads from the machine; tests pass a fake."""
-
-    def total_memory(self) -> int: ...
-    def available_memory(self) -> int: ...
-    def process_memory(self) -> int: ...
-    def free_cpu(self) -> float: ...
-    def gpus(self) -> list[GpuInfo]: ...
-
-
-class PsutilProbe:
-    """RAM and CPU through psutil; GPUs through NVML when ``pynvml`` is installed and finds one."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self._process = psutil.Process()
-        self._nvml: Any = None
-        self._nvml_missing = False
-        psutil.cpu_percent(interval=None)  # primes the counter: the next call measures since now
-
-    def total_memory(self) -> int:
-        return int(self._psutil.virtual_memory().total)
-
-    def available_memory(self) -> int:
-        return int(self._psutil.virtual_memory().available)
-
-    def process_memory(self) -> int:
-        return int(self._process.memory_info().rss)
-
-    def free_cpu(self) -> float:
-        cores = self._psutil.cpu_count() or 1
-        return max(0.0, cores * (1.0 - self._psutil.cpu_percent(interval=None) / 100.0))
-
-    def gpus(self) -> list[GpuInfo]:
-        if self._nvml_missing:
-            return []
-        try:
-            if self._nvml is None:
-                import pynvml
-
-                pynvml.nvmlInit()
-                self._nvml = pynvml
-            nvml = self._nvml
-            found = []
-            for index in range(nvml.nvmlDeviceGetCount()):
-                handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                mem = nvml.nvmlDeviceGetMemoryInfo(handle)
-                name = nvml.nvmlDeviceGetName(handle)
-                name = name.decode() if isinstance(name, bytes) else str(name)
-                found.append(GpuInfo(index, name, int(mem.total), int(mem.used), int(mem.free)))
-            return found
-        except Exception:  # no pynvml, no driver, no GPU: the pool simply has no GPU budget
-            self._nvml_missing = True
-            return []
-
-
-def default_budgets(probe: SystemProbe) -> tuple[int, int]:
-    """(RAM, GPU) budgets: what is available now, less a safety margin for everything else."""
-    ram = probe.available_memory() - max(MIN_MARGIN_BYTES, int(probe.total_memory() * MARGIN_FRACTION))
-    gpus = probe.gpus()
-    gpu = sum(g.free_bytes - max(MIN_MARGIN_BYTES, int(g.total_bytes * MARGIN_FRACTION)) for g in gpus)
-    return max(0, ram), max(0, gpu)
 
 
 @dataclass(frozen=True)
@@ -303,14 +226,18 @@ class ModelPool:
     async def use(self, alias: str, *, priority: int = 0) -> AsyncIterator[ChatModel]:
         """Hold one slot of ``alias`` (loading it first if needed) for the body of the block."""
         ticket = await self._acquire(alias, priority)
-        model = ticket.entry.model
-        assert model is not None  # a granted slot is on a loaded model
+        entry = ticket.entry
         try:
+            if ticket.load:
+                await self._load(ticket)  # on failure the reservation is already gone
+            model = entry.model
+            assert model is not None  # a held slot is on a loaded model
             yield model
         finally:
-            with self._lock:
-                deliveries = self._release(ticket.entry)
-            self._deliver(deliveries)
+            if entry.model is not None:
+                with self._lock:
+                    deliveries = self._release(entry)
+                self._deliver(deliveries)
 
     def preload(self, alias: str, *, evict: bool = True) -> asyncio.Task[None] | None:
         """Start loading ``alias`` in the background when that can happen now without keeping anyone waiting.
@@ -402,6 +329,8 @@ class ModelPool:
             idle = [(a, e) for a, e in self._entries.items() if e.active == 0 and e.model is not None]
             for alias, _ in idle:
                 del self._entries[alias]
+            deliveries = self._dispatch()
+        self._deliver(deliveries)
         await self._unload_all([(a, e.model) for a, e in idle if e.model is not None])
 
     # -- acquiring ---------------------------------------------------------------------------------
@@ -415,13 +344,10 @@ class ModelPool:
             waiter.queued = waiter.ticket is None
         self._deliver(deliveries)
         try:
-            ticket = await waiter.future
+            return await waiter.future
         except BaseException:
             await self._abandon(waiter)
             raise
-        if ticket.load:
-            await self._load(ticket)
-        return ticket
 
     async def _abandon(self, waiter: _Waiter) -> None:
         """The waiter was cancelled: leave the queue, or give back what was granted meanwhile."""
@@ -440,24 +366,27 @@ class ModelPool:
             await self._unload_all(list(ticket.evicted))
 
     async def _load(self, ticket: _Ticket) -> None:
+        """Unload what was evicted for it, then load the model; on any failure give the room back."""
         alias, entry = ticket.entry.spec.alias, ticket.entry
-        await self._unload_all(list(ticket.evicted))
-        before = self._footprint_now() if entry.measuring else (0, 0)
         try:
+            await self._unload_all(list(ticket.evicted))
+            before = self._footprint_now() if entry.measuring else (0, 0)
             model = await self._loader(alias)
+            after = self._footprint_now() if entry.measuring else (0, 0)
         except BaseException:
             with self._lock:
                 self._load_failures += 1
                 deliveries = self._drop_reservation(entry)
             self._deliver(deliveries)
             raise
-        after = self._footprint_now() if entry.measuring else (0, 0)
         with self._lock:
             if entry.measuring:
-                memory = max(0, after[0] - before[0]) if entry.spec.memory_bytes is None else entry.memory_bytes
-                gpu = max(0, after[1] - before[1]) if entry.spec.gpu_bytes is None else entry.gpu_bytes
-                entry.memory_bytes, entry.gpu_bytes, entry.measuring = memory, gpu, False
-                self._measured[alias] = (memory, gpu)
+                if entry.spec.memory_bytes is None:
+                    entry.memory_bytes = max(0, after[0] - before[0])
+                if entry.spec.gpu_bytes is None:
+                    entry.gpu_bytes = max(0, after[1] - before[1])
+                entry.measuring = False
+                self._measured[alias] = (entry.memory_bytes, entry.gpu_bytes)
             entry.model = model
             entry.last_used = self._clock()
             self._loads += 1
@@ -500,9 +429,9 @@ class ModelPool:
         return sum(e.memory_bytes for e in self._entries.values()), sum(e.gpu_bytes for e in self._entries.values())
 
     def _order_key(self, w: _Waiter) -> tuple[bool, int, bool, int]:
-        starved = w.overtaken >= self.fairness
-        needs_load = self.resident_first and w.alias not in self._entries
-        return (not starved, -w.priority, needs_load, w.seq)
+        if w.overtaken >= self.fairness:  # passed over enough: oldest such waiter first, before anyone else
+            return (False, 0, False, w.seq)
+        return (True, -w.priority, self.resident_first and w.alias not in self._entries, w.seq)
 
     def _dispatch(self) -> list[_Delivery]:
         """Grant what can be granted, best-placed waiter first; returns the futures to resolve."""

@@ -136,6 +136,11 @@ class ModelRegistry:
         with self._lock:
             self._instances[alias] = model
 
+    def instance(self, alias: str) -> ChatModel | None:
+        """The model registered in-process under ``alias``, if any."""
+        with self._lock:
+            return self._instances.get(alias)
+
     def get(self, alias: str) -> ChatModel:
         with self._lock:
             model = self._instances.get(alias)

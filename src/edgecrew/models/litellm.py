@@ -1,0 +1,537 @@
+"""LiteLLM adapter: every provider that is not embedded (Ollama, OpenAI, Anthropic, vLLM, Triton, any
+OpenAI-compatible server) behind one ChatModel.
+
+The decision that shapes it: failure behaviour is ours, not LiteLLM's. LiteLLM's and the provider
+SDK's own retries are switched off (``num_retries=0``, ``max_retries=0``); each provider error is
+mapped onto edgecrew's tree, and only :data:`TRANSIENT_MODEL_ERRORS` are retried, with exponential
+backoff and jitter, honouring the provider's Retry-After, at most ``max_retries`` times. So a call fails
+the same way whichever provider is behind it, and tests can count the requests a server received.
+
+LiteLLM is imported on first use (it takes seconds), with its bundled model cost map so that importing
+it never reaches for the network. Replies are checked like the embedded model's: tool arguments must be
+JSON objects valid against the tool's schema and structured output must satisfy ``output_schema``, or
+the call raises :class:`InvalidOutputError`. The API key is held privately and scrubbed from every
+error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, StreamDelta, ToolCall, Usage
+from edgecrew.errors import (
+    TRANSIENT_MODEL_ERRORS,
+    ContextOverflowError,
+    InvalidOutputError,
+    ModelAuthError,
+    ModelError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+    UserError,
+)
+
+_SHOWN = 300  # characters of a provider message or a bad reply quoted in an error message
+_MAX_BACKOFF_S = 8.0  # one backoff wait never exceeds this...
+_MAX_RETRY_AFTER_S = 30.0  # ...and a Retry-After longer than this is handed to the caller instead
+# Keys of ``extra`` that would take over what the adapter owns (the request, retries, credentials).
+_RESERVED = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "tools",
+        "response_format",
+        "max_tokens",
+        "temperature",
+        "timeout",
+        "num_retries",
+        "max_retries",
+        "api_key",
+        "api_base",
+        "base_url",
+    }
+)
+
+
+class LiteLLMModel:
+    """A model reached through LiteLLM: ``model`` is a LiteLLM id such as ``"ollama/llama3"``."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        name: str | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        label = name or model or "?"
+        if not model or not model.strip():
+            raise UserError(f"model '{label}' (litellm) needs 'model', the provider's model id")
+        if timeout_s <= 0:
+            raise UserError(f"model '{label}': timeout_s must be positive, got {timeout_s}")
+        if max_retries < 0:
+            raise UserError(f"model '{label}': max_retries must be 0 or more, got {max_retries}")
+        clash = sorted(set(extra or {}) & _RESERVED)
+        if clash:
+            raise UserError(
+                f"model '{label}': extra may not set {', '.join(clash)}; the adapter sets them from the "
+                "request and the model's own settings"
+            )
+        self.name = label
+        self.model = model.strip()
+        self.api_base = api_base
+        self.timeout_s = float(timeout_s)
+        self.max_retries = int(max_retries)
+        self.backoff_s = float(backoff_s)
+        self.extra: dict[str, Any] = dict(extra or {})
+        self.__api_key = api_key or None
+        # Flipped once a provider rejects response_format json_schema; later calls ask for json_object.
+        self._json_schema_ok = True
+
+    def __repr__(self) -> str:  # never shows the key
+        base = f", api_base={self.api_base!r}" if self.api_base else ""
+        return f"LiteLLMModel({self.model!r}, name={self.name!r}{base})"
+
+    # -- the port ------------------------------------------------------------------------------------
+
+    async def request(self, req: ModelRequest) -> ModelResponse:
+        litellm = await _litellm()
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self._request_once(litellm, req)
+            except TRANSIENT_MODEL_ERRORS as exc:
+                await self._backoff_or_raise(exc, attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def stream(self, req: ModelRequest) -> AsyncIterator[StreamDelta]:
+        """Yield text as it arrives, then the full response.
+
+        A failure before the first delta is retried like a request; once text has been handed out, a
+        failure is raised as it is (the caller has already seen part of the reply).
+        """
+        litellm = await _litellm()
+        for attempt in range(self.max_retries + 1):
+            started = False
+            try:
+                async with contextlib.aclosing(self._stream_once(litellm, req)) as deltas:
+                    async for delta in deltas:
+                        started = True
+                        yield delta
+                return
+            except TRANSIENT_MODEL_ERRORS as exc:
+                if started:
+                    raise
+                await self._backoff_or_raise(exc, attempt)
+
+    # -- one attempt ---------------------------------------------------------------------------------
+
+    async def _request_once(self, litellm: Any, req: ModelRequest) -> ModelResponse:
+        started = time.perf_counter()
+        raw = await self._call(litellm, req, stream=False)
+        latency = time.perf_counter() - started
+        choice = raw.choices[0] if raw.choices else None
+        if choice is None:
+            raise InvalidOutputError(f"{self._who()}: the provider returned no choices")
+        message = choice.message
+        reply = _Reply(text=message.content or "", finish_reason=choice.finish_reason)
+        for index, call in enumerate(message.tool_calls or ()):
+            fn = call.function
+            reply.add_call(index, call.id, fn.name, fn.arguments)
+        return ModelResponse(
+            message=self._message(reply, req),
+            usage=_usage(getattr(raw, "usage", None)),
+            model=self.name,
+            latency_s=latency,
+        )
+
+    async def _stream_once(self, litellm: Any, req: ModelRequest) -> AsyncGenerator[StreamDelta, None]:
+        started = time.perf_counter()
+        chunks = await self._call(litellm, req, stream=True)
+        reply = _Reply()
+        usage: Any = None
+        first: float | None = None
+        iterator = chunks.__aiter__()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.timeout_s):
+                        chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise self._timed_out("between two streamed chunks") from None
+                except Exception as exc:
+                    raise self._map(exc) from None
+                usage = getattr(chunk, "usage", None) or usage
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                delta = choice.delta
+                reply.finish_reason = choice.finish_reason or reply.finish_reason
+                for call in getattr(delta, "tool_calls", None) or ():
+                    fn = call.function
+                    reply.add_call(call.index or 0, call.id, fn.name if fn else None, fn.arguments if fn else None)
+                text = delta.content or ""
+                if text:
+                    first = time.perf_counter() - started if first is None else first
+                    reply.text += text
+                    yield StreamDelta(text=text)
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+        latency = time.perf_counter() - started
+        yield StreamDelta(
+            response=ModelResponse(
+                message=self._message(reply, req),
+                usage=_usage(usage),
+                model=self.name,
+                latency_s=latency,
+                time_to_first_token_s=first,
+            )
+        )
+
+    async def _call(self, litellm: Any, req: ModelRequest, *, stream: bool) -> Any:
+        """One LiteLLM call, mapped to edgecrew errors; a json_schema rejection is retried as json_object."""
+        while True:
+            json_schema = self._json_schema_ok
+            kwargs = self._kwargs(req, stream=stream, json_schema=json_schema)
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    return await litellm.acompletion(**kwargs)
+            except TimeoutError:
+                raise self._timed_out("for the reply to start") from None
+            except Exception as exc:
+                if req.output_schema is not None and json_schema and _rejects_json_schema(exc):
+                    self._json_schema_ok = False
+                    continue
+                raise self._map(exc) from None
+
+    def _kwargs(self, req: ModelRequest, *, stream: bool, json_schema: bool) -> dict[str, Any]:
+        messages = [_to_openai(m) for m in req.messages]
+        kwargs: dict[str, Any] = {
+            **self.extra,
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "timeout": self.timeout_s,
+            "num_retries": 0,  # our retries, not LiteLLM's...
+            "max_retries": 0,  # ...nor the provider SDK's
+            "stream": stream,
+        }
+        if stream:
+            kwargs["stream_options"] = {"include_usage": True}
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.__api_key:
+            kwargs["api_key"] = self.__api_key
+        if req.tools:
+            kwargs["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters or {"type": "object", "properties": {}},
+                    },
+                }
+                for t in req.tools
+            ]
+        schema = req.output_schema
+        if schema is not None:
+            _validator(json.dumps(schema))  # a bad schema is the user's mistake, not the provider's
+            if json_schema:
+                kwargs["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "output", "schema": schema, "strict": False},
+                }
+            else:
+                # "schema" is how llama.cpp-style servers take a schema with json_object; others ignore it.
+                kwargs["response_format"] = {"type": "json_object", "schema": schema}
+                hint = f"Reply with JSON only, satisfying this JSON Schema: {json.dumps(schema)}"
+                if messages and messages[0]["role"] == "system":
+                    messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{hint}"}
+                else:
+                    messages.insert(0, {"role": "system", "content": hint})
+        return kwargs
+
+    # -- replies ---------------------------------------------------------------------------------------
+
+    def _message(self, reply: _Reply, req: ModelRequest) -> Message:
+        truncated = reply.finish_reason == "length"
+        if reply.calls:
+            tools = {t.name: t for t in req.tools}
+            calls = []
+            for position, (index, partial) in enumerate(sorted(reply.calls.items())):
+                tool = tools.get(partial.name)
+                if tool is None:
+                    raise InvalidOutputError(f"{self._who()}: the model called unknown tool {partial.name!r}")
+                arguments = self._arguments(partial, truncated, req)
+                _check(
+                    arguments,
+                    tool.parameters or {"type": "object"},
+                    f"{self._who()}: its arguments for tool '{tool.name}' do not satisfy the tool's schema",
+                )
+                # Deterministic ids where the provider gives none keep recorded conversations replayable.
+                call_id = partial.id or f"call_{len(req.messages)}_{index if index >= 0 else position}"
+                calls.append(ToolCall(id=call_id, name=tool.name, arguments=arguments))
+            return Message(role="assistant", content=reply.text, tool_calls=tuple(calls))
+        if req.output_schema is not None:
+            try:
+                data = json.loads(reply.text)
+            except json.JSONDecodeError as exc:
+                cut = f"was cut off at max_tokens={req.max_tokens}" if truncated else f"is not JSON ({exc.msg})"
+                raise InvalidOutputError(
+                    f"{self._who()}: the structured reply {cut}: {reply.text[:_SHOWN]!r}"
+                ) from None
+            _check(data, req.output_schema, f"{self._who()}: its reply does not satisfy the output schema", reply.text)
+        return Message(role="assistant", content=reply.text)
+
+    def _arguments(self, partial: _PartialCall, truncated: bool, req: ModelRequest) -> dict[str, Any]:
+        text = partial.arguments.strip() or "{}"
+        try:
+            arguments = json.loads(text)
+        except json.JSONDecodeError as exc:
+            why = f"cut off at max_tokens={req.max_tokens}" if truncated else f"malformed JSON ({exc.msg})"
+            raise InvalidOutputError(
+                f"{self._who()}: the arguments of its call to '{partial.name}' are {why}: {text[:_SHOWN]!r}"
+            ) from None
+        if not isinstance(arguments, dict):
+            raise InvalidOutputError(
+                f"{self._who()}: the arguments of its call to '{partial.name}' are not a JSON object: {text[:_SHOWN]!r}"
+            )
+        return arguments
+
+    # -- failures --------------------------------------------------------------------------------------
+
+    def _who(self) -> str:
+        return f"model '{self.name}'" if self.name == self.model else f"model '{self.name}' ({self.model})"
+
+    def _timed_out(self, waiting: str) -> ModelTimeoutError:
+        return ModelTimeoutError(f"{self._who()}: no answer within {self.timeout_s:g}s {waiting}")
+
+    def _map(self, exc: Exception) -> ModelError:
+        return map_error(exc, who=self._who(), secret=self.__api_key)
+
+    async def _backoff_or_raise(self, exc: ModelError, attempt: int) -> None:
+        retry_after = exc.retry_after if isinstance(exc, ModelRateLimitError) else None
+        if attempt >= self.max_retries or (retry_after is not None and retry_after > _MAX_RETRY_AFTER_S):
+            if attempt > 0:
+                exc.args = (f"{exc.args[0] if exc.args else exc} (gave up after {attempt + 1} attempts)",)
+            raise exc
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            ceiling = min(_MAX_BACKOFF_S, self.backoff_s * 2**attempt)
+            delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # "equal jitter": spread, never near zero
+        await asyncio.sleep(delay)
+
+
+# -- error mapping -------------------------------------------------------------------------------------
+
+
+def map_error(exc: Exception, *, who: str, secret: str | None = None) -> ModelError:
+    """The edgecrew error for a LiteLLM (or provider SDK) exception, its message free of ``secret``."""
+    litellm = _import_litellm()
+
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    detail = _detail(exc, secret)
+    code = f"HTTP {status}: " if status else ""
+    if isinstance(exc, litellm.ContextWindowExceededError) or (status in (400, 413, 422) and _CONTEXT.search(detail)):
+        return ContextOverflowError(
+            f"{who}: the prompt does not fit the model's context ({code}{detail}); shorten the conversation "
+            "or use a model with a longer context"
+        )
+    if isinstance(exc, litellm.Timeout) or status == 408:
+        return ModelTimeoutError(f"{who}: the provider timed out ({code}{detail})")
+    if isinstance(exc, litellm.RateLimitError) or status == 429:
+        after = _retry_after(exc)
+        wait = f"; it asked to retry after {after:g}s" if after is not None else ""
+        return ModelRateLimitError(f"{who}: rate-limited by the provider ({code}{detail}){wait}", retry_after=after)
+    if isinstance(exc, litellm.AuthenticationError | litellm.PermissionDeniedError) or status in (401, 403):
+        return ModelAuthError(
+            f"{who}: the provider rejected the credentials ({code}{detail}); check the API key "
+            "(api_key_env) and that it may use this model"
+        )
+    if isinstance(
+        exc,
+        litellm.ServiceUnavailableError
+        | litellm.InternalServerError
+        | litellm.BadGatewayError
+        | litellm.APIConnectionError,
+    ) or (status is not None and status >= 500):
+        return ModelUnavailableError(f"{who}: the provider is unavailable or failing ({code}{detail})")
+    if isinstance(exc, litellm.NotFoundError) or status == 404:
+        return ModelError(
+            f"{who}: the provider does not know this model or endpoint ({code}{detail}); check 'model' and 'api_base'"
+        )
+    if isinstance(exc, litellm.BadRequestError | litellm.UnprocessableEntityError) or status is not None:
+        return ModelError(f"{who}: the provider refused the request ({code}{detail})")
+    return ModelError(f"{who}: the call failed ({type(exc).__name__}: {detail})")
+
+
+_CONTEXT = re.compile(r"context (length|window|size)|maximum context|too many tokens|prompt is too long", re.I)
+_PREFIXES = re.compile(r"^(litellm\.\w+:\s*|\w+Error:\s*|\w+Exception\s*-\s*)+")
+
+
+def _detail(exc: BaseException, secret: str | None) -> str:
+    text = getattr(exc, "message", None)
+    text = text if isinstance(text, str) and text else str(exc)
+    text = _PREFIXES.sub("", text.strip()) or type(exc).__name__
+    if secret:
+        text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds the provider asked us to wait (retry-after-ms or Retry-After), when it said so."""
+    for source in (getattr(exc, "headers", None), getattr(getattr(exc, "response", None), "headers", None)):
+        if not source:
+            continue
+        headers = {str(k).lower(): str(v) for k, v in dict(source).items()}
+        try:
+            if "retry-after-ms" in headers:
+                return max(float(headers["retry-after-ms"]) / 1000, 0.0)
+            if "retry-after" in headers:
+                value = headers["retry-after"].strip()
+                try:
+                    return max(float(value), 0.0)
+                except ValueError:
+                    when = email.utils.parsedate_to_datetime(value)
+                    return max(when.timestamp() - time.time(), 0.0)
+        except (TypeError, ValueError, OverflowError):
+            continue
+    return None
+
+
+def _rejects_json_schema(exc: BaseException) -> bool:
+    """Whether a failure is the provider refusing ``response_format={"type": "json_schema"}``."""
+    status = getattr(exc, "status_code", None)
+    if status in (401, 403, 404, 408, 429) or "RateLimit" in type(exc).__name__:
+        return False
+    text = str(getattr(exc, "message", None) or exc).lower()
+    return "json_schema" in text or "response_format" in text or "response format" in text
+
+
+# -- plumbing ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _PartialCall:
+    id: str | None = None
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class _Reply:
+    """A reply as it is put together: whole, or from streamed deltas."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    calls: dict[int, _PartialCall] = field(default_factory=dict)
+
+    def add_call(self, index: int, call_id: str | None, name: str | None, arguments: str | None) -> None:
+        call = self.calls.setdefault(index, _PartialCall())
+        call.id = call.id or call_id or None
+        call.name = call.name or name or ""  # sent once, or repeated whole: never in pieces
+        if isinstance(arguments, str):
+            call.arguments += arguments
+        elif arguments is not None:  # some providers hand back a parsed object
+            call.arguments += json.dumps(arguments)
+
+
+def _to_openai(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+            for c in message.tool_calls
+        ]
+    if message.role == "tool":
+        if message.tool_call_id:
+            out["tool_call_id"] = message.tool_call_id
+        if message.name:
+            out["name"] = message.name
+    return out
+
+
+def _usage(raw: Any) -> Usage:
+    if raw is None:
+        return Usage()
+    details = getattr(raw, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    return Usage(
+        prompt_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
+        cached_tokens=int(cached or 0),
+    )
+
+
+def _check(data: Any, schema: Mapping[str, Any], failure: str, text: str | None = None) -> None:
+    from jsonschema import exceptions
+
+    error = exceptions.best_match(_validator(json.dumps(schema)).iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        shown = text if text is not None else json.dumps(data)
+        raise InvalidOutputError(f"{failure} at {where}: {error.message}; reply: {shown[:_SHOWN]!r}")
+
+
+@lru_cache(maxsize=64)
+def _validator(schema_json: str) -> Any:
+    from jsonschema import exceptions, validators
+
+    schema = json.loads(schema_json)
+    validator_class = validators.validator_for(schema)
+    try:
+        validator_class.check_schema(schema)
+    except exceptions.SchemaError as exc:
+        raise UserError(f"not a valid JSON Schema ({exc.message}): {schema_json[:_SHOWN]}") from None
+    return validator_class(schema)
+
+
+_import_lock = threading.Lock()
+_module: Any = None
+
+
+async def _litellm() -> Any:
+    """The litellm module, imported once, off the event loop (the first import takes seconds)."""
+    return _module if _module is not None else await asyncio.to_thread(_import_litellm)
+
+
+def _import_litellm() -> Any:
+    global _module
+    with _import_lock:
+        if _module is None:
+            # The bundled cost map: otherwise LiteLLM fetches one from the internet on import, which
+            # stalls offline machines. A user's explicit setting wins.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            try:
+                import litellm
+            except ImportError:
+                raise UserError("LiteLLM is not installed; run `pip install 'edgecrew[litellm]'`") from None
+            litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner with every error
+            _module = litellm
+        return _module

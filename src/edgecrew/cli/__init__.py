@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgecrew.errors import EdgecrewError, SpecError
+from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
+from edgecrew.cli.models import models_app
+from edgecrew.errors import SpecError
 
 app = typer.Typer(
     name="edgecrew",
@@ -27,46 +26,7 @@ runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 teams_app = typer.Typer(help="List and show teams.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(teams_app, name="teams")
-
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-T = TypeVar("T")
-
-ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project dir (default: current dir).")]
-
-
-def _runtime(project: Path | None = None) -> Any:
-    from edgecrew.engine.runtime import bootstrap
-    from edgecrew.settings import get_settings, reset_settings
-
-    if project is not None:
-        os.environ["EDGECREW_PROJECT"] = str(project)
-        reset_settings()
-    return bootstrap(get_settings())
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run a command body; edgecrew's own errors become a clear message and exit code."""
-    try:
-        return fn()
-    except SpecError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from None
-    except EdgecrewError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-
-
-def _arun(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    try:
-        return _guard(lambda: asyncio.run(coro_fn()))
-    except KeyboardInterrupt:
-        err.print(
-            "[yellow]interrupted.[/] Unfinished runs are kept: the next `edgecrew run` resumes them, "
-            "or run `edgecrew resume RUN` (see `edgecrew runs list`)."
-        )
-        raise typer.Exit(130) from None
-
+app.add_typer(models_app, name="models")
 
 # -- run / resume / cancel ------------------------------------------------------------------------
 
@@ -83,7 +43,7 @@ def run(
     from edgecrew.engine.service import RunService
 
     async def body() -> int:
-        svc = RunService(_runtime(project))
+        svc = RunService(runtime(project))
         recovered = await svc.recover()
         if recovered and not as_json:
             console.print(
@@ -104,7 +64,7 @@ def run(
         _print_result(final, svc, as_json)
         return 0 if final.status.value == "succeeded" else 1
 
-    raise typer.Exit(_arun(body))
+    raise typer.Exit(arun(body))
 
 
 async def _settle(handle: Any) -> None:
@@ -163,7 +123,7 @@ def resume(
     from edgecrew.engine.service import RunService
 
     async def body() -> int:
-        svc = RunService(_runtime(project))
+        svc = RunService(runtime(project))
         run, what = await svc.resume(run_id)
         console.print(f"run [bold]{run.id}[/]: {what}")
         events = svc.rt.store.events(run.id)
@@ -173,7 +133,7 @@ def resume(
         _print_result(final, svc, False)
         return 0 if final.status.value == "succeeded" else 1
 
-    raise typer.Exit(_arun(body))
+    raise typer.Exit(arun(body))
 
 
 @app.command()
@@ -181,7 +141,7 @@ def cancel(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefi
     """Cancel a run; it stops at its next step, even when another process runs it."""
     from edgecrew.engine.service import RunService
 
-    run = _guard(lambda: RunService(_runtime()).cancel(run_id))
+    run = guard(lambda: RunService(runtime()).cancel(run_id))
     console.print(f"run [bold]{run.id}[/] {run.status.value}")
 
 
@@ -195,7 +155,7 @@ def runs_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List recent runs."""
-    runs = _guard(lambda: _runtime().store.list_runs(limit=limit, status=status))
+    runs = guard(lambda: runtime().store.list_runs(limit=limit, status=status))
     if as_json:
         print(
             json.dumps(
@@ -224,8 +184,8 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a run: status, output and each agent step with its tokens."""
-    rt = _guard(_runtime)
-    run = _guard(lambda: rt.store.get_run(run_id))
+    rt = guard(runtime)
+    run = guard(lambda: rt.store.get_run(run_id))
     steps = rt.store.steps(run.id)
     if as_json:
         print(
@@ -286,8 +246,8 @@ def runs_events(
     from edgecrew.cli.render import event_line
     from edgecrew.engine.service import RunService
 
-    rt = _guard(_runtime)
-    run = _guard(lambda: rt.store.get_run(run_id))
+    rt = guard(runtime)
+    run = guard(lambda: rt.store.get_run(run_id))
 
     def show(e: Any) -> None:
         if as_json:
@@ -309,7 +269,7 @@ def runs_events(
             console.print(f"[dim]{e.id:>5}[/] " + (event_line(e) or e.type))
 
     if follow:
-        _arun(lambda: RunService(rt).follow(run.id, show))
+        arun(lambda: RunService(rt).follow(run.id, show))
     else:
         for e in rt.store.events(run.id):
             show(e)
@@ -321,7 +281,7 @@ def runs_events(
 @teams_app.command("list")
 def teams_list(project: ProjectOpt = None) -> None:
     """List the teams this project can run (built-in and project teams)."""
-    rt = _guard(lambda: _runtime(project))
+    rt = guard(lambda: runtime(project))
     table = Table("team", "source", "agents", "status")
     for name, source in sorted(rt.project.teams.items()):
         try:
@@ -336,8 +296,8 @@ def teams_list(project: ProjectOpt = None) -> None:
 @teams_app.command("show")
 def teams_show(team: str, project: ProjectOpt = None) -> None:
     """Print a team's YAML."""
-    rt = _guard(lambda: _runtime(project))
-    source = _guard(lambda: rt.project.team_source(team))
+    rt = guard(lambda: runtime(project))
+    source = guard(lambda: rt.project.team_source(team))
     console.print(f"[dim]{source.file}[/]")
     console.print(escape(source.file.read_text()))
 
@@ -354,7 +314,7 @@ def validate(
         if not target.exists():
             err.print(f"[red]error:[/] {path} does not exist")
             return 2
-        rt = _runtime(target if target.is_dir() else target.parent)
+        rt = runtime(target if target.is_dir() else target.parent)
         sources = (
             [str(target)] if target.is_file() else [n for n, s in load_project(target).teams.items() if not s.builtin]
         )
@@ -374,7 +334,7 @@ def validate(
                     err.print(f"[red]✗[/] {escape(str(issue))}")
         return 2 if problems else 0
 
-    raise typer.Exit(_guard(body))
+    raise typer.Exit(guard(body))
 
 
 @app.command()
@@ -382,7 +342,7 @@ def init(directory: Annotated[Path, typer.Argument(help="Where to create the pro
     """Create a project with an example team you can run and edit."""
     from edgecrew.cli.scaffold import create_project
 
-    created = _guard(lambda: create_project(directory))
+    created = guard(lambda: create_project(directory))
     for file in created:
         console.print(f"[green]created[/] {file}")
     console.print(

@@ -1,0 +1,54 @@
+"""What every CLI command shares: the consoles, the runtime, and turning errors into exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from edgecrew.errors import EdgecrewError, SpecError
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project dir (default: current dir).")]
+
+
+def runtime(project: Path | None = None) -> Any:
+    from edgecrew.engine.runtime import bootstrap
+    from edgecrew.settings import get_settings, reset_settings
+
+    if project is not None:
+        os.environ["EDGECREW_PROJECT"] = str(project)
+        reset_settings()
+    return bootstrap(get_settings())
+
+
+def guard(fn: Callable[[], T]) -> T:
+    """Run a command body; edgecrew's own errors become a clear message and exit code."""
+    try:
+        return fn()
+    except SpecError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except EdgecrewError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
+def arun(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return guard(lambda: asyncio.run(coro_fn()))
+    except KeyboardInterrupt:
+        err.print(
+            "[yellow]interrupted.[/] Unfinished runs are kept: the next `edgecrew run` resumes them, "
+            "or run `edgecrew resume RUN` (see `edgecrew runs list`)."
+        )
+        raise typer.Exit(130) from None

@@ -230,6 +230,35 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
             escape(json.dumps(s.output)[:70]) if s.output else "",
         )
     console.print(table)
+    calls = [e for e in rt.store.events(run.id) if e.type == "model_called" and "error" not in e.data]
+    if calls:
+        usage = Table(
+            "call",
+            "model",
+            "backend",
+            "prompt",
+            "cached",
+            "completion",
+            "ttft s",
+            "latency s",
+            "tok/s",
+            title="model calls",
+        )
+        for e in calls:
+            d = e.data
+            ttft = f"{d['ttft_s']:.2f}" if d.get("ttft_s") is not None else ""
+            usage.add_row(
+                e.key.removesuffix(".model"),
+                d.get("alias", ""),
+                d.get("backend", ""),
+                str(d.get("prompt_tokens", 0)),
+                str(d.get("cached_tokens", 0)),
+                str(d.get("completion_tokens", 0)),
+                ttft,
+                f"{d.get('latency_s', 0):.2f}",
+                f"{d.get('tokens_per_s', 0):.1f}",
+            )
+        console.print(usage)
     if run.error:
         console.print(f"[red]error:[/] {escape(run.error)}")
     if run.output is not None:

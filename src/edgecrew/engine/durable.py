@@ -275,6 +275,7 @@ async def model_call_step(
         response, usage = routed.response, routed.response.usage
         data: dict[str, Any] = {"response": response.to_dict(), "alias": routed.alias}
         event |= {
+            "backend": rt.models.definition(routed.alias).backend if routed.alias else "",
             "model": response.model,
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,

@@ -301,7 +301,7 @@ class LiteLLMModel:
             except json.JSONDecodeError as exc:
                 cut = f"was cut off at max_tokens={req.max_tokens}" if truncated else f"is not JSON ({exc.msg})"
                 raise InvalidOutputError(
-                    f"{self._who()}: the structured reply {cut}: {reply.text[:_SHOWN]!r}"
+                    f"{self._who()}: its structured reply {cut}: {reply.text[:_SHOWN]!r}"
                 ) from None
             _check(data, req.output_schema, f"{self._who()}: its reply does not satisfy the output schema", reply.text)
         return Message(role="assistant", content=reply.text)
@@ -352,6 +352,9 @@ class LiteLLMModel:
 def map_error(exc: Exception, *, who: str, secret: str | None = None) -> ModelError:
     """The edgecrew error for a LiteLLM (or provider SDK) exception, its message free of ``secret``."""
     litellm = _import_litellm()
+    original = getattr(exc, "original_exception", None)
+    if isinstance(exc, litellm.MidStreamFallbackError) and isinstance(original, Exception):
+        return map_error(original, who=who, secret=secret)  # a stream broke: what broke it?
 
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
@@ -362,7 +365,7 @@ def map_error(exc: Exception, *, who: str, secret: str | None = None) -> ModelEr
             f"{who}: the prompt does not fit the model's context ({code}{detail}); shorten the conversation "
             "or use a model with a longer context"
         )
-    if isinstance(exc, litellm.Timeout) or status == 408:
+    if isinstance(exc, litellm.Timeout) or status == 408 or _timed_out_underneath(exc):
         return ModelTimeoutError(f"{who}: the provider timed out ({code}{detail})")
     if isinstance(exc, litellm.RateLimitError) or status == 429:
         after = _retry_after(exc)
@@ -394,6 +397,17 @@ _CONTEXT = re.compile(r"context (length|window|size)|maximum context|too many to
 _PREFIXES = re.compile(r"^(litellm\.\w+:\s*|\w+Error:\s*|\w+Exception\s*-\s*)+")
 
 
+def _timed_out_underneath(exc: BaseException) -> bool:
+    """Whether a connection error was a timeout (httpx, aiohttp and asyncio name theirs so)."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 6:
+        if isinstance(cause, TimeoutError) or any("Timeout" in c.__name__ for c in type(cause).__mro__):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
+
+
 def _detail(exc: BaseException, secret: str | None) -> str:
     text = getattr(exc, "message", None)
     text = text if isinstance(text, str) and text else str(exc)
@@ -406,7 +420,12 @@ def _detail(exc: BaseException, secret: str | None) -> str:
 
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds the provider asked us to wait (retry-after-ms or Retry-After), when it said so."""
-    for source in (getattr(exc, "headers", None), getattr(getattr(exc, "response", None), "headers", None)):
+    sources = (
+        getattr(exc, "litellm_response_headers", None),  # where LiteLLM keeps the provider's headers
+        getattr(exc, "headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    )
+    for source in sources:
         if not source:
             continue
         headers = {str(k).lower(): str(v) for k, v in dict(source).items()}

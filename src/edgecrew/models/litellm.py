@@ -4,8 +4,9 @@ OpenAI-compatible server) behind one ChatModel.
 The decision that shapes it: failure behaviour is ours, not LiteLLM's. LiteLLM's and the provider
 SDK's own retries are switched off (``num_retries=0``, ``max_retries=0``); each provider error is
 mapped onto edgecrew's tree, and only :data:`TRANSIENT_MODEL_ERRORS` are retried, with exponential
-backoff and jitter, honouring the provider's Retry-After, at most ``max_retries`` times. So a call fails
-the same way whichever provider is behind it, and tests can count the requests a server received.
+backoff and jitter, honouring the provider's Retry-After, at most ``max_retries`` times (a Retry-After
+too long to wait inside one call is left to the caller: the error carries it). So a call fails the same
+way whichever provider is behind it, and tests can count the requests a server received.
 
 LiteLLM is imported on first use (it takes seconds), with its bundled model cost map so that importing
 it never reaches for the network. Replies are checked like the embedded model's: tool arguments must be
@@ -25,7 +26,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -68,7 +69,11 @@ _RESERVED = frozenset(
 
 
 class LiteLLMModel:
-    """A model reached through LiteLLM: ``model`` is a LiteLLM id such as ``"ollama/llama3"``."""
+    """A model reached through LiteLLM: ``model`` is a LiteLLM id such as ``"ollama/llama3"``.
+
+    ``timeout_s`` bounds each attempt (and, when streaming, each wait for the next chunk); ``extra`` is
+    passed to ``litellm.acompletion`` as is (``tool_choice``, ``top_p``, ``drop_params``...).
+    """
 
     def __init__(
         self,
@@ -177,7 +182,7 @@ class LiteLLMModel:
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    raise self._timed_out("between two streamed chunks") from None
+                    raise self._timed_out("waiting for the next streamed chunk") from None
                 except Exception as exc:
                     raise self._map(exc) from None
                 usage = getattr(chunk, "usage", None) or usage
@@ -218,7 +223,7 @@ class LiteLLMModel:
                 async with asyncio.timeout(self.timeout_s):
                     return await litellm.acompletion(**kwargs)
             except TimeoutError:
-                raise self._timed_out("for the reply to start") from None
+                raise self._timed_out("waiting for the reply") from None
             except Exception as exc:
                 if req.output_schema is not None and json_schema and _rejects_json_schema(exc):
                     self._json_schema_ok = False
@@ -281,10 +286,10 @@ class LiteLLMModel:
         if reply.calls:
             tools = {t.name: t for t in req.tools}
             calls = []
-            for position, (index, partial) in enumerate(sorted(reply.calls.items())):
+            for position, (_, partial) in enumerate(sorted(reply.calls.items())):
                 tool = tools.get(partial.name)
                 if tool is None:
-                    raise InvalidOutputError(f"{self._who()}: the model called unknown tool {partial.name!r}")
+                    raise InvalidOutputError(f"{self._who()}: it called unknown tool {partial.name!r}")
                 arguments = self._arguments(partial, truncated, req)
                 _check(
                     arguments,
@@ -292,7 +297,7 @@ class LiteLLMModel:
                     f"{self._who()}: its arguments for tool '{tool.name}' do not satisfy the tool's schema",
                 )
                 # Deterministic ids where the provider gives none keep recorded conversations replayable.
-                call_id = partial.id or f"call_{len(req.messages)}_{index if index >= 0 else position}"
+                call_id = partial.id or f"call_{len(req.messages)}_{position}"
                 calls.append(ToolCall(id=call_id, name=tool.name, arguments=arguments))
             return Message(role="assistant", content=reply.text, tool_calls=tuple(calls))
         if req.output_schema is not None:
@@ -351,44 +356,42 @@ class LiteLLMModel:
 
 def map_error(exc: Exception, *, who: str, secret: str | None = None) -> ModelError:
     """The edgecrew error for a LiteLLM (or provider SDK) exception, its message free of ``secret``."""
-    litellm = _import_litellm()
+    errors = _import_litellm().exceptions
     original = getattr(exc, "original_exception", None)
-    if isinstance(exc, litellm.MidStreamFallbackError) and isinstance(original, Exception):
+    if isinstance(exc, errors.MidStreamFallbackError) and isinstance(original, Exception):
         return map_error(original, who=who, secret=secret)  # a stream broke: what broke it?
 
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     detail = _detail(exc, secret)
     code = f"HTTP {status}: " if status else ""
-    if isinstance(exc, litellm.ContextWindowExceededError) or (status in (400, 413, 422) and _CONTEXT.search(detail)):
+    if isinstance(exc, errors.ContextWindowExceededError) or (status in (400, 413, 422) and _CONTEXT.search(detail)):
         return ContextOverflowError(
             f"{who}: the prompt does not fit the model's context ({code}{detail}); shorten the conversation "
             "or use a model with a longer context"
         )
-    if isinstance(exc, litellm.Timeout) or status == 408 or _timed_out_underneath(exc):
+    if isinstance(exc, errors.Timeout) or status == 408 or _timed_out_underneath(exc):
         return ModelTimeoutError(f"{who}: the provider timed out ({code}{detail})")
-    if isinstance(exc, litellm.RateLimitError) or status == 429:
+    if isinstance(exc, errors.RateLimitError) or status == 429:
         after = _retry_after(exc)
         wait = f"; it asked to retry after {after:g}s" if after is not None else ""
         return ModelRateLimitError(f"{who}: rate-limited by the provider ({code}{detail}){wait}", retry_after=after)
-    if isinstance(exc, litellm.AuthenticationError | litellm.PermissionDeniedError) or status in (401, 403):
+    if isinstance(exc, errors.AuthenticationError | errors.PermissionDeniedError) or status in (401, 403):
         return ModelAuthError(
             f"{who}: the provider rejected the credentials ({code}{detail}); check the API key "
             "(api_key_env) and that it may use this model"
         )
-    if isinstance(
-        exc,
-        litellm.ServiceUnavailableError
-        | litellm.InternalServerError
-        | litellm.BadGatewayError
-        | litellm.APIConnectionError,
-    ) or (status is not None and status >= 500):
+    if isinstance(exc, errors.APIConnectionError) or _connection_failed_underneath(exc):  # no HTTP answer at all
+        return ModelUnavailableError(f"{who}: the connection to the provider failed ({detail})")
+    if isinstance(exc, errors.ServiceUnavailableError | errors.InternalServerError | errors.BadGatewayError) or (
+        status is not None and status >= 500
+    ):
         return ModelUnavailableError(f"{who}: the provider is unavailable or failing ({code}{detail})")
-    if isinstance(exc, litellm.NotFoundError) or status == 404:
+    if isinstance(exc, errors.NotFoundError) or status == 404:
         return ModelError(
             f"{who}: the provider does not know this model or endpoint ({code}{detail}); check 'model' and 'api_base'"
         )
-    if isinstance(exc, litellm.BadRequestError | litellm.UnprocessableEntityError) or status is not None:
+    if isinstance(exc, errors.BadRequestError | errors.UnprocessableEntityError) or status is not None:
         return ModelError(f"{who}: the provider refused the request ({code}{detail})")
     return ModelError(f"{who}: the call failed ({type(exc).__name__}: {detail})")
 
@@ -398,14 +401,24 @@ _PREFIXES = re.compile(r"^(litellm\.\w+:\s*|\w+Error:\s*|\w+Exception\s*-\s*)+")
 
 
 def _timed_out_underneath(exc: BaseException) -> bool:
-    """Whether a connection error was a timeout (httpx, aiohttp and asyncio name theirs so)."""
-    seen = 0
+    """Whether the failure was a timeout somewhere down the chain (httpx, aiohttp, asyncio name theirs so)."""
+    return any(isinstance(e, TimeoutError) or _named(e, "Timeout") for e in _chain(exc))
+
+
+def _connection_failed_underneath(exc: BaseException) -> bool:
+    """Whether no HTTP answer came at all (LiteLLM reports a refused connection as a 500)."""
+    return any(isinstance(e, ConnectionError) or _named(e, "ConnectionError", "ConnectError") for e in _chain(exc))
+
+
+def _chain(exc: BaseException, depth: int = 8) -> Iterator[BaseException]:
     cause: BaseException | None = exc
-    while cause is not None and seen < 6:
-        if isinstance(cause, TimeoutError) or any("Timeout" in c.__name__ for c in type(cause).__mro__):
-            return True
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    return False
+    while cause is not None and depth > 0:
+        yield cause
+        cause, depth = cause.__cause__ or cause.__context__, depth - 1
+
+
+def _named(exc: BaseException, *parts: str) -> bool:
+    return any(part in cls.__name__ for cls in type(exc).__mro__ for part in parts)
 
 
 def _detail(exc: BaseException, secret: str | None) -> str:

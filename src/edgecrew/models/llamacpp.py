@@ -20,6 +20,7 @@ import codecs
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
 from pathlib import Path
@@ -54,8 +55,16 @@ class LlamaCppModel:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         seed: int = 42,
+        prefix_cache: bool = True,
+        cache_bytes: int = 256 * 2**20,
     ) -> None:
         self.name = name
+        # KV prefix reuse: the live context keeps the last prompt's KV state (a call that extends it
+        # only evaluates the new tokens), and up to ``cache_bytes`` of saved states let a call resume
+        # from another conversation's prefix (agents that share a team preamble and tool list).
+        self.prefix_cache = prefix_cache
+        self.cache_bytes = cache_bytes
+        self._states: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self.path = Path(path)
         self.n_ctx = n_ctx
         # None keeps llama.cpp's default (half the cores): its threads spin while they wait, so using
@@ -82,6 +91,7 @@ class LlamaCppModel:
             if self._llm is not None:
                 self._llm.close()
             self._llm = self._formatter = None
+            self._states.clear()
 
     async def request(self, req: ModelRequest) -> ModelResponse:
         cancel = threading.Event()
@@ -172,7 +182,7 @@ class LlamaCppModel:
                     f"{self.n_ctx}; shorten the conversation or raise n_ctx"
                 )
             max_tokens = min(req.max_tokens, room)
-            cached = min(_common_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt), len(prompt) - 1)
+            cached = self._reuse_prefix(llm, prompt)
             started = time.perf_counter()
             first: float | None = None
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -208,6 +218,7 @@ class LlamaCppModel:
                 if on_text is not None:
                     on_text(tail)
             latency = time.perf_counter() - started
+            self._save_state(llm)
         text = "".join(parts)
         usage = Usage(prompt_tokens=len(prompt), completion_tokens=produced, cached_tokens=max(cached, 0))
         return ModelResponse(
@@ -217,6 +228,37 @@ class LlamaCppModel:
             latency_s=latency,
             time_to_first_token_s=first,
         )
+
+    def _reuse_prefix(self, llm: Any, prompt: list[int]) -> int:
+        """Position the context on the longest known prefix of ``prompt``; returns its length."""
+        if not self.prefix_cache:
+            llm.reset()  # evaluate the whole prompt again (what reuse is measured against)
+            return 0
+        live = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt)
+        best_key, best = None, live
+        for key in self._states:
+            shared = _common_prefix(list(key), prompt)
+            if shared > best:
+                best_key, best = key, shared
+        if best_key is not None and best - live >= 16:  # loading a state costs a copy: worth it for 16+
+            self._states.move_to_end(best_key)
+            llm.load_state(self._states[best_key])
+            live = best
+        # llama.cpp re-evaluates at least the last prompt token to get fresh logits.
+        return max(0, min(live, len(prompt) - 1))
+
+    def _save_state(self, llm: Any) -> None:
+        if not self.prefix_cache or self.cache_bytes <= 0 or llm.n_tokens == 0:
+            return
+        key = tuple(llm.input_ids[: llm.n_tokens].tolist())
+        if any(k[: len(key)] == key for k in self._states):
+            return  # a saved state already covers this sequence
+        state = llm.save_state()
+        for k in [k for k in self._states if key[: len(k)] == k]:
+            del self._states[k]  # the new state extends these
+        self._states[key] = state
+        while self._states and sum(st.llama_state_size for st in self._states.values()) > self.cache_bytes:
+            self._states.popitem(last=False)
 
     def _prompt_tokens(self, req: ModelRequest) -> list[int]:
         chat = [_to_chat(m) for m in _with_tool_instructions(req)]

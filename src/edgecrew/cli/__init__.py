@@ -44,11 +44,9 @@ def run(
 
     async def body() -> int:
         svc = RunService(runtime(project))
-        recovered = await svc.recover()
-        if recovered and not as_json:
-            console.print(
-                f"[yellow]Resuming {len(recovered)} interrupted run(s) in this process:[/] " + ", ".join(recovered)
-            )
+        recovery = await svc.recover()
+        if not as_json:
+            _report_recovery(recovery)
         run_id, handle = await svc.start(team, task)
         if as_json:
             final = await svc.follow(run_id)
@@ -57,14 +55,32 @@ def run(
             with LiveRenderer(console) as live:
                 final = await svc.follow(run_id, live)
         await _settle(handle)
-        for other in recovered:
-            if not as_json:
-                console.print(f"[dim]waiting for resumed run {other}…[/]")
-            await svc.follow(other)
+        await _wait_for_adopted(svc, recovery.adopted, quiet=as_json)
         _print_result(final, svc, as_json)
         return 0 if final.status.value == "succeeded" else 1
 
     raise typer.Exit(arun(body))
+
+
+def _report_recovery(recovery: Any) -> None:
+    if recovery.adopted:
+        console.print(
+            f"[yellow]Resuming {len(recovery.adopted)} interrupted run(s) in this process:[/] "
+            + ", ".join(recovery.adopted)
+        )
+    for run in recovery.elsewhere:
+        console.print(
+            f"[yellow]Run {run.id} of project {run.project} was interrupted;[/] resume it there: "
+            f"edgecrew resume {run.id} -p {run.project}"
+        )
+
+
+async def _wait_for_adopted(svc: Any, adopted: list[str], *, quiet: bool) -> None:
+    """Runs this process adopted at start-up finish here too (leaving would interrupt them again)."""
+    for other in adopted:
+        if not quiet:
+            console.print(f"[dim]waiting for resumed run {other} (Ctrl-C leaves it for later)…[/]")
+        await svc.follow(other)
 
 
 async def _settle(handle: Any) -> None:
@@ -123,17 +139,33 @@ def resume(
     from edgecrew.engine.service import RunService
 
     async def body() -> int:
-        svc = RunService(runtime(project))
-        run, what = await svc.resume(run_id)
+        rt = runtime(project)
+        if project is None:  # resume where the run was started: it needs that project's models and tools
+            recorded = rt.store.get_run(run_id).project
+            if recorded and Path(recorded) != rt.project.dir and Path(recorded).is_dir():
+                rt = runtime(Path(recorded))
+        svc = RunService(rt)
+        run, what, recovery = await svc.resume(run_id)
         console.print(f"run [bold]{run.id}[/]: {what}")
         events = svc.rt.store.events(run.id)
         last = events[-1].id if events else 0
         with LiveRenderer(console) as live:
             final = await svc.follow(run.id, live, after_id=last)
+        await _wait_for_adopted(svc, [r for r in recovery.adopted if r != run.id], quiet=False)
+        await _settle_run(run.id)
         _print_result(final, svc, False)
         return 0 if final.status.value == "succeeded" else 1
 
     raise typer.Exit(arun(body))
+
+
+async def _settle_run(run_id: str) -> None:
+    from dbos import DBOS
+
+    try:
+        await _settle(await DBOS.retrieve_workflow_async(run_id))
+    except Exception:  # not run by this process: nothing to wait for
+        return
 
 
 @app.command()

@@ -15,7 +15,7 @@ from rich.markup import escape
 from edgecrew.errors import EdgecrewError, SpecError
 
 console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # errors stay whole lines (paths, file:line)
 T = TypeVar("T")
 
 ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project dir (default: current dir).")]

@@ -16,9 +16,11 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from dbos import DBOS, DBOSConfig
+from dbos._error import DBOSException
 
 from edgecrew import __version__
 from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition
@@ -27,11 +29,12 @@ from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
 from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
 from edgecrew.engine.executors import executor_alive, executor_id
 from edgecrew.engine.failpoints import failpoint
-from edgecrew.engine.graph import Visit, run_graph
+from edgecrew.engine.graph import GraphResult, Visit, run_graph
 from edgecrew.engine.routing import RoutedCall, call_with_fallback
 from edgecrew.engine.runtime import Runtime, get_runtime
 from edgecrew.errors import EdgecrewError, ToolError
 from edgecrew.specs.loader import team_from_raw
+from edgecrew.store.repo import RunRecord
 from edgecrew.tools.base import ToolContext
 
 MAX_OBSERVATION_CHARS = 4000
@@ -83,24 +86,55 @@ def shutdown() -> None:
         logging.getLogger("dbos").handlers.clear()
 
 
-async def recover_orphans(runtime: Runtime) -> list[str]:
-    """Resume PENDING workflows of dead executors, and start runs whose workflow never began."""
-    resumed: list[str] = []
-    own = executor_id()
+@dataclass
+class Recovery:
+    """What start-up recovery did: runs adopted by this process, and orphans of other projects."""
+
+    adopted: list[str] = field(default_factory=list)
+    elsewhere: list[RunRecord] = field(default_factory=list)
+
+
+async def recover_orphans(runtime: Runtime) -> Recovery:
+    """Resume this project's runs whose process died: PENDING workflows of dead executors, and runs
+    recorded by a dead process before their workflow began. Runs of other projects are left alone
+    (they need that project's models and plugins) and reported instead."""
+    recovery = Recovery()
+    own, here = executor_id(), str(runtime.project.dir)
+    unfinished = {
+        r.id: r
+        for r in runtime.store.runs_with_status([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_APPROVAL])
+    }
+
+    def owner(workflow_id: str) -> RunRecord | None:
+        # Child workflows (parallel branches) carry their run's id as a prefix.
+        return unfinished.get(workflow_id) or next(
+            (r for rid, r in unfinished.items() if workflow_id.startswith(rid + "-")), None
+        )
+
     pending = await DBOS.list_workflows_async(status="PENDING", load_input=False, load_output=False)
+    started = {wf.workflow_id for wf in pending}
     for wf in pending:
-        if wf.executor_id != own and not executor_alive(wf.executor_id):
-            await DBOS.resume_workflow_async(wf.workflow_id)
-            if wf.parent_workflow_id is None:
-                resumed.append(wf.workflow_id)
-    for run in runtime.store.runs_with_status([RunStatus.QUEUED, RunStatus.RUNNING]):
-        if run.id not in resumed and await workflow_status(run.id) is None:
+        run = owner(wf.workflow_id)
+        if run is None or wf.executor_id == own or executor_alive(wf.executor_id):
+            continue
+        if run.project not in (None, here):
+            if run not in recovery.elsewhere:
+                recovery.elsewhere.append(run)
+            continue
+        await DBOS.resume_workflow_async(wf.workflow_id)
+        if wf.workflow_id == run.id:
+            recovery.adopted.append(run.id)
+    for run in unfinished.values():
+        if run.id in recovery.adopted or run.id in started or executor_alive(run.executor):
+            continue
+        if run.project not in (None, here):
+            continue
+        if await workflow_status(run.id) is None:  # recorded, but its process died before starting it
             await start_workflow(run.id)
-            resumed.append(run.id)
-    for run_id in resumed:
-        n = len([e for e in runtime.store.events(run_id) if e.type == EventType.RUN_RESUMED])
-        runtime.store.emit(run_id, f"resumed.{n}", EventType.RUN_RESUMED, {"executor": own})
-    return resumed
+            recovery.adopted.append(run.id)
+    for run_id in recovery.adopted:
+        runtime.store.emit(run_id, f"resumed.{own}", EventType.RUN_RESUMED, {"executor": own})
+    return recovery
 
 
 async def start_workflow(run_id: str) -> Any:
@@ -134,7 +168,14 @@ async def team_run(run_id: str) -> dict[str, Any]:
         {"team": team.name, "task": run.task, "agents": list(team.agents)},
     )
     runner = DurableTurnRunner(rt, run_id, team)
-    result = await run_graph(team, run.task, runner)
+    try:
+        result = await run_graph(team, run.task, runner)
+    except DBOSException as exc:
+        if "cancel" in type(exc).__name__.lower():
+            raise  # the run was cancelled: its status and event are already written
+        result = GraphResult(False, error=f"internal error: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug or a broken plugin must end the run, not leave it hanging
+        result = GraphResult(False, error=f"internal error: {type(exc).__name__}: {exc}")
     status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
     rt.store.set_status(run_id, status, output=result.output, error=result.error)
     final = rt.store.get_run(run_id).status  # a cancel that won the race stays cancelled
@@ -157,7 +198,7 @@ async def agent_turn(run_id: str, visit_key: str, agent_name: str, context: str)
 
 async def _turn(rt: Runtime, run_id: str, team: str, agent: AgentSpec, key: str, context: str) -> TurnResult:
     store = rt.store
-    visit = int(key[1:4])
+    visit = int(key[1 : key.index(".")])
     with store.transaction():
         store.upsert_step(run_id, key, agent=agent.name, visit=visit, status="running")
         store.emit(
@@ -270,6 +311,8 @@ async def model_call_step(
         routed = await call_with_fallback(rt.models, rt.model_source, ref, request, timeout_s, on_event)
     except EdgecrewError as exc:  # an unknown alias or tag in a snapshotted spec
         routed = RoutedCall(error=str(exc), kind="error")
+    except Exception as exc:  # a backend's own bug fails this call, recorded, instead of the process
+        routed = RoutedCall(error=f"model '{ref}' failed: {type(exc).__name__}: {exc}", kind="error")
     event: dict[str, Any] = {"alias": routed.alias or ref, "requested": ref}
     if routed.response is not None:
         response, usage = routed.response, routed.response.usage

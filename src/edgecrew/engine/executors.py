@@ -26,6 +26,8 @@ def executor_alive(executor: str | None) -> bool:
     if host != socket.gethostname():
         return True  # another machine's executor: its own restart recovers its runs
     try:
-        return int(psutil.Process(int(pid_text)).create_time()) == int(started)
+        proc = psutil.Process(int(pid_text))
+        # A killed process stays a zombie until reaped (forever in a container without init).
+        return int(proc.create_time()) == int(started) and proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, ValueError):
         return False

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import UserError
 from edgecrew.store.repo import EventRecord, RunRecord
+
+if TYPE_CHECKING:
+    from edgecrew.engine.durable import Recovery
 
 EventCallback = Callable[[EventRecord], None]
 _END_EVENTS = {EventType.RUN_FINISHED.value, EventType.RUN_CANCELLED.value}
@@ -33,6 +37,7 @@ class RunService:
     async def start(self, team: str, task: str) -> tuple[str, Any]:
         """Validate the team, record the run and start its workflow; returns (run id, handle)."""
         from edgecrew.engine import durable
+        from edgecrew.engine.executors import executor_id
 
         if not task.strip():
             raise UserError('the task is empty; say what the team should do, e.g. edgecrew run TEAM "..."')
@@ -40,58 +45,89 @@ class RunService:
         run_id = new_run_id()
         workspace = self.rt.workspace(run_id)
         workspace.mkdir(parents=True, exist_ok=True)
-        self.rt.store.create_run(run_id, spec.name, task, spec.raw, str(workspace))
-        self.rt.store.emit(run_id, "run_created", EventType.RUN_CREATED, {"team": spec.name, "task": task})
         durable.launch(self.rt)
+        self.rt.store.create_run(
+            run_id,
+            spec.name,
+            task,
+            spec.raw,
+            str(workspace),
+            project=str(self.rt.project.dir),
+            executor=executor_id(),
+        )
+        self.rt.store.emit(run_id, "run_created", EventType.RUN_CREATED, {"team": spec.name, "task": task})
         handle = await durable.start_workflow(run_id)
         return run_id, handle
 
-    async def recover(self) -> list[str]:
-        """Launch the durable engine and resume runs left behind by dead processes."""
+    async def recover(self) -> Recovery:
+        """Launch the durable engine and resume this project's runs left behind by dead processes."""
         from edgecrew.engine import durable
 
         durable.launch(self.rt)
         return await durable.recover_orphans(self.rt)
 
-    async def resume(self, run_id: str) -> tuple[RunRecord, str]:
-        """Resume an interrupted run; returns the run and what happened (resumed / already running)."""
+    async def resume(self, run_id: str) -> tuple[RunRecord, str, Recovery]:
+        """Resume an interrupted run; returns the run, what happened, and what else was recovered."""
         from dbos import DBOS
 
         from edgecrew.engine import durable
+        from edgecrew.engine.executors import executor_alive
 
         run = self.rt.store.get_run(run_id)
         if run.status.terminal:
             raise UserError(f"run {run.id} already {run.status.value}; only unfinished runs can be resumed")
-        recovered = await self.recover()
-        if run.id in recovered:
-            return run, "resumed"
+        if run.project and Path(run.project) != self.rt.project.dir:
+            raise UserError(
+                f"run {run.id} belongs to project {run.project}; resume it there "
+                f"(`edgecrew resume {run.id} -p {run.project}`)"
+            )
+        recovery = await self.recover()
+        if run.id in recovery.adopted:
+            return run, "resumed", recovery
         status = await durable.workflow_status(run.id)
         if status is None:
             await durable.start_workflow(run.id)
-            return run, "resumed"
-        if status.status in ("PENDING", "ENQUEUED"):
-            return run, f"already running (executor {status.executor_id})"
+            return run, "resumed", recovery
+        if status.status in ("PENDING", "ENQUEUED") and executor_alive(status.executor_id):
+            return run, f"already running in process {status.executor_id}; following it", recovery
+        if status.status in ("ERROR", "SUCCESS", "CANCELLED"):
+            reason = f"its workflow ended ({status.status.lower()}) without finishing the run"
+            self.rt.store.set_status(run.id, RunStatus.FAILED, error=reason)
+            self.rt.store.emit(run.id, "run_finished", EventType.RUN_FINISHED, {"status": "failed", "error": reason})
+            raise UserError(f"run {run.id} cannot be resumed: {reason}")
         await DBOS.resume_workflow_async(run.id)
-        return run, "resumed"
+        return run, "resumed", recovery
 
     def cancel(self, run_id: str) -> RunRecord:
         """Cancel a run (it stops at its next step); works whether or not its process is alive."""
         from dbos import DBOSClient
+        from dbos._error import DBOSNonExistentWorkflowError
 
         run = self.rt.store.get_run(run_id)
         if run.status.terminal:
             raise UserError(f"run {run.id} already {run.status.value}; nothing to cancel")
         self.rt.store.set_status(run.id, RunStatus.CANCELLED, error="cancelled by user")
+        self.rt.store.close_open_steps(run.id, "cancelled")
         self.rt.store.emit(run.id, "run_cancelled", EventType.RUN_CANCELLED, {"reason": "cancelled by user"})
         client = DBOSClient(system_database_url=self.rt.settings.system_database_url)
         try:
             client.cancel_workflow(run.id)
-        except Exception as exc:  # no workflow yet: the store status alone keeps it from starting
-            if "not found" not in str(exc).lower() and "nonexistent" not in type(exc).__name__.lower():
-                raise
+        except DBOSNonExistentWorkflowError:
+            pass  # no workflow yet: the store's status alone keeps it from starting
         finally:
             client.destroy()
         return self.rt.store.get_run(run.id)
+
+    def workflow_state(self, run_id: str) -> tuple[str | None, str | None]:
+        """(DBOS status, executor id) of a run's workflow, read without launching DBOS."""
+        from dbos import DBOSClient
+
+        client = DBOSClient(system_database_url=self.rt.settings.system_database_url)
+        try:
+            found = client.list_workflows(workflow_ids=[run_id], load_input=False, load_output=False)
+        finally:
+            client.destroy()
+        return (found[0].status, found[0].executor_id) if found else (None, None)
 
     async def follow(
         self,
@@ -101,12 +137,21 @@ class RunService:
         after_id: int = 0,
         poll_s: float = 0.1,
         timeout_s: float | None = None,
+        stop_when_orphaned: bool = False,
     ) -> RunRecord:
-        """Stream a run's events from the store until it ends; returns the finished run."""
+        """Stream a run's events from the store until it ends; returns the run as it is then.
+
+        Every couple of seconds it also asks DBOS about the run's workflow: a workflow that ended
+        without finishing the run marks it failed, and (with ``stop_when_orphaned``) a workflow
+        whose process died stops the wait instead of waiting forever.
+        """
+        from edgecrew.engine.executors import executor_alive
+
         last = after_id
         waited = 0.0
         grace = 0
         seen_end = False
+        next_check = 2.0
         while True:
             # Read the status first: an end event written after this read is picked up next round.
             run = self.rt.store.get_run(run_id)
@@ -119,6 +164,21 @@ class RunService:
                 if seen_end or grace >= 20:
                     return run
                 grace += 1
+            elif waited >= next_check:
+                next_check = waited + 2.0
+                status, executor = await asyncio.to_thread(self.workflow_state, run_id)
+                if status in ("ERROR", "SUCCESS", "CANCELLED"):
+                    await asyncio.sleep(0.5)  # let a finishing workflow write its last rows first
+                    if not self.rt.store.get_run(run_id).status.terminal:
+                        reason = f"its workflow ended ({status.lower()}) without finishing the run"
+                        self.rt.store.set_status(run_id, RunStatus.FAILED, error=reason)
+                        self.rt.store.emit(
+                            run_id, "run_finished", EventType.RUN_FINISHED, {"status": "failed", "error": reason}
+                        )
+                elif (
+                    stop_when_orphaned and status in ("PENDING", None) and not executor_alive(executor or run.executor)
+                ):
+                    return run
             await asyncio.sleep(poll_s)
             waited += poll_s
             if timeout_s is not None and waited >= timeout_s:

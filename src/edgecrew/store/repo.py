@@ -42,6 +42,8 @@ class RunRecord:
     created_at: float
     updated_at: float
     finished_at: float | None
+    project: str | None = None
+    executor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,17 @@ class RunStore:
             command.upgrade(cfg, "head")
 
     # -- runs -------------------------------------------------------------------------------------
-    def create_run(self, run_id: str, team: str, task: str, spec: Mapping[str, Any], workspace: str) -> None:
+    def create_run(
+        self,
+        run_id: str,
+        team: str,
+        task: str,
+        spec: Mapping[str, Any],
+        workspace: str,
+        *,
+        project: str | None = None,
+        executor: str | None = None,
+    ) -> None:
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(
@@ -130,6 +142,8 @@ class RunStore:
                     status=RunStatus.QUEUED.value,
                     spec=dict(spec),
                     workspace=workspace,
+                    project=project,
+                    executor=executor,
                     created_at=now,
                     updated_at=now,
                 )
@@ -187,6 +201,15 @@ class RunStore:
         row = {"run_id": run_id, "key": key, **values}
         row.setdefault("started_at", time.time())
         self._upsert(t.steps, [row], ("run_id", "key"), exclude_on_update=("started_at",))
+
+    def close_open_steps(self, run_id: str, status: str) -> None:
+        """Mark steps still 'running' (their run was cancelled or died) with ``status``."""
+        with self.transaction() as conn:
+            conn.execute(
+                t.steps.update()
+                .where(t.steps.c.run_id == run_id, t.steps.c.status == "running")
+                .values(status=status, finished_at=time.time())
+            )
 
     def steps(self, run_id: str) -> list[StepRecord]:
         query = sa.select(t.steps).where(t.steps.c.run_id == run_id).order_by(t.steps.c.started_at)

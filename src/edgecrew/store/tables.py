@@ -29,6 +29,8 @@ runs = Table(
     Column("output", JSON),
     Column("error", Text),
     Column("workspace", Text),
+    Column("project", Text),  # the project dir whose models and plugins the run needs
+    Column("executor", String(200)),  # the process that created the run (host:pid:start)
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float),

@@ -235,3 +235,41 @@ def test_interrupted_run_resumes_automatically_when_edgecrew_starts(
     assert second.returncode == 0, out
     assert f"Resuming 1 interrupted run(s) in this process: {first}" in out
     _assert_finished(edgecrew_home, first)
+
+
+def test_orphans_of_another_project_are_reported_not_adopted(
+    crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path, tmp_path: Path
+) -> None:
+    proc = _edgecrew(crash_env, "run", "crashy", "first", failpoints="after_model_call:1")
+    _wait_for(lambda: (edgecrew_home / "failpoint.hit").exists(), proc, "failpoint")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    first = _run_id(edgecrew_home)
+    other = tmp_path / "other-project"
+    write(other / "edgecrew.yaml", "models:\n  quick: {backend: scripted, replies: [done], cycle: true}\n")
+    write(
+        other / "teams" / "solo.yaml",
+        """
+        name: solo
+        agents: {a: {model: quick, system: x}}
+        graph: {start: a, edges: [{from: a, to: end}]}
+    """,
+    )
+    env_other = {**crash_env, "EDGECREW_PROJECT": str(other)}
+    ran = subprocess.run(
+        [sys.executable, "-m", "edgecrew", "run", "solo", "x"],
+        env=env_other,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    text = " ".join(ran.stdout.split())
+    assert f"Run {first} of project {project_dir} was interrupted" in text
+    assert "Resuming" not in text  # the other project has neither its model nor its tool
+    # `resume` from the other project finds the run's own project and finishes it there.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "edgecrew", "resume", first], env=env_other, capture_output=True, text=True, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _assert_finished(edgecrew_home, first)

@@ -267,3 +267,13 @@ async def test_function_backed_script_sees_each_request() -> None:
     run, _ = await run_team(CHAIN, model)
     assert run.output == {"text": "c call 2"}
     assert [c.step for c in model.calls] == ["v000.a.m0", "v001.b.m0", "v002.c.m0"]
+
+
+async def test_a_model_bug_fails_the_run_with_the_error_instead_of_hanging() -> None:
+    def broken(request, index):  # type: ignore[no-untyped-def]
+        raise ValueError("backend exploded")
+
+    run, rt = await run_team(CHAIN, ScriptedModel(broken))
+    assert run.status == "failed"
+    assert "ValueError: backend exploded" in (run.error or "")
+    assert [e.type for e in rt.store.events(run.id)][-1] == "run_finished"

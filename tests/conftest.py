@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,4 +37,3 @@ def write(path: Path, text: str) -> Path:
 
 
 REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("EDGECREW_DBOS_LOG_LEVEL", "WARNING")

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # Comma-separated failpoints for crash tests, e.g. "before_model_call:2": the process writes
     # <home>/failpoint.hit and blocks at the 2nd time it reaches that point, so a test can SIGKILL it.
     failpoints: str = ""
+    # DBOS's own log level (its messages duplicate the run's events; raise it to debug DBOS itself).
+    dbos_log_level: str = "CRITICAL"
     # Memory the model pool may fill with resident models, e.g. "2GiB" (default: what is available
     # now, less a safety margin).
     model_memory: str | None = None

@@ -277,3 +277,30 @@ async def test_a_model_bug_fails_the_run_with_the_error_instead_of_hanging() -> 
     assert run.status == "failed"
     assert "ValueError: backend exploded" in (run.error or "")
     assert [e.type for e in rt.store.events(run.id)][-1] == "run_finished"
+
+
+JOIN_NEVER = """
+name: joinnever
+agents:
+  plan:
+    model: fake
+    system: plan
+    output_schema: {type: object, properties: {go: {type: string}}, required: [go]}
+  left: {model: fake, system: l}
+  right: {model: fake, system: r}
+  merge: {model: fake, system: m}
+graph:
+  start: plan
+  edges:
+    - {from: plan, to: left, when: "go == 'left'"}
+    - {from: plan, to: right}
+    - {from: [left, right], to: merge}
+    - {from: merge, to: end}
+"""
+
+
+async def test_a_join_that_can_never_complete_fails_the_run() -> None:
+    model = ScriptedModel({"plan": [{"json": {"go": "left"}}], "left": ["L"], "right": ["R"], "merge": ["M"]})
+    run, _ = await run_team(JOIN_NEVER, model)
+    assert run.status == "failed"
+    assert "join into 'merge' never completed: still waiting for right" in (run.error or "")

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
 from edgecrew.cli.models import models_app
+from edgecrew.domain.runs import RunStatus
 from edgecrew.errors import SpecError
 
 app = typer.Typer(
@@ -183,11 +184,14 @@ def cancel(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefi
 @runs_app.command("list")
 def runs_list(
     limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List recent runs."""
-    runs = guard(lambda: runtime().store.list_runs(limit=limit, status=status))
+    if limit < 1:
+        err.print("[red]error:[/] --limit must be at least 1")
+        raise typer.Exit(2)
+    runs = guard(lambda: runtime().store.list_runs(limit=limit, status=status.value if status else None))
     if as_json:
         print(
             json.dumps(
@@ -207,7 +211,8 @@ def runs_list(
     if not runs:
         console.print('no runs yet — try: edgecrew run plan-write-review "Write a haiku about edge AI"')
         return
-    table = Table("run", "team", "status", "created", "task")
+    table = Table("team", "status", "created", "task")
+    table.columns.insert(0, Column("run", no_wrap=True, min_width=16))
     for r in runs:
         table.add_row(r.id, r.team, _status(r.status.value), _when(r.created_at), escape(r.task[:60]))
     console.print(table)
@@ -368,34 +373,49 @@ def validate(
     path: Annotated[Path, typer.Argument(help="A team YAML file or a project directory.")] = Path("."),
 ) -> None:
     """Check team specs and report every problem with file, line and fix."""
-    from edgecrew.specs.project import load_project
 
     def body() -> int:
+        from edgecrew.engine.runtime import load_catalog
+        from edgecrew.settings import get_settings
+        from edgecrew.specs.loader import Catalog
+
         target = path.resolve()
         if not target.exists():
             err.print(f"[red]error:[/] {path} does not exist")
             return 2
-        rt = runtime(target if target.is_dir() else target.parent)
-        sources = (
-            [str(target)] if target.is_file() else [n for n, s in load_project(target).teams.items() if not s.builtin]
-        )
+        project_dir = target if target.is_dir() else _project_of(target)
+        settings = get_settings().model_copy(update={"project": project_dir})
+        project, models, tools = load_catalog(settings)
+        catalog = Catalog(tools=tools.names(), models=models.references(), normalize_tool=tools.canonical)
+        if target.is_file():
+            sources = [project.team_source(str(target))]
+        else:
+            sources = [s for s in project.sources if not s.builtin]
         if not sources:
             console.print(f"no teams in {target} (looked at edgecrew.yaml and teams/*.yaml)")
             return 0
-        problems = 0
+        problems = [] if target.is_file() else list(project.duplicates)
         for source in sources:
             try:
-                spec = rt.project.load_team(source, rt.catalog())
+                spec = project.load_source(source, catalog)
                 console.print(
                     f"[green]✓[/] {spec.name} ({spec.source}): {len(spec.agents)} agents, {len(spec.graph.edges)} edges"
                 )
             except SpecError as exc:
-                problems += len(exc.issues)
-                for issue in exc.issues:
-                    err.print(f"[red]✗[/] {escape(str(issue))}")
+                problems += exc.issues
+        for issue in problems:
+            err.print(f"[red]✗[/] {escape(str(issue))}")
         return 2 if problems else 0
 
     raise typer.Exit(guard(body))
+
+
+def _project_of(file: Path) -> Path:
+    """The project a team file belongs to: the nearest folder above it holding edgecrew.yaml."""
+    for folder in file.parents:
+        if (folder / "edgecrew.yaml").exists():
+            return folder
+    return file.parent.parent if file.parent.name == "teams" else file.parent
 
 
 @app.command()

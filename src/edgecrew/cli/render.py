@@ -43,9 +43,10 @@ def event_line(event: EventRecord) -> str | None:
                 f"{escape(_short(d.get('result', ''), 80))}"
             )
         case "step_finished":
-            colour = "green" if d.get("outcome") == "final" else "red"
-            detail = _short(d.get("output")) if d.get("outcome") == "final" else d.get("error")
-            return f"[{colour}]✓[/] {agent} {d.get('outcome')}: {escape(str(detail))}"
+            ok = d.get("outcome") == "final"
+            detail = _short(d.get("output")) if ok else d.get("error")
+            mark = "[green]✓[/]" if ok else "[red]✗[/]"
+            return f"{mark} {agent} {d.get('outcome')}: {escape(str(detail))}"
         case "route_taken":
             return f"  [dim]→ {escape(d.get('from', ''))} → {', '.join(d.get('to', []))}[/]"
         case "run_finished":
@@ -55,6 +56,11 @@ def event_line(event: EventRecord) -> str | None:
             )
         case "run_cancelled":
             return "[yellow]■ run cancelled[/]"
+        case "model_fallback":
+            failed = f"model {escape(str(d.get('from')))} failed ({escape(str(d.get('error')))})"
+            return f"  [yellow]↪ {failed}; trying {d.get('to')}[/]"
+        case "model_skipped":
+            return f"  [dim]model {escape(str(d.get('alias')))} skipped: {escape(str(d.get('reason')))}[/]"
     return None
 
 

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,7 +59,9 @@ def launch(runtime: Runtime) -> None:
         "system_database_url": url,
         "executor_id": executor_id(),
         "application_version": __version__,
-        "log_level": os.environ.get("EDGECREW_DBOS_LOG_LEVEL", "WARNING"),
+        # DBOS logs cancellations and interrupted tasks with tracebacks and whole requests; the
+        # run's own events say what happened, so only DBOS's real failures are printed.
+        "log_level": runtime.settings.dbos_log_level,
         "notification_listener_polling_interval_sec": 0.1,
     }
     DBOS(config=config)

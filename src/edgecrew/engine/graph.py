@@ -137,6 +137,16 @@ async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResul
                 else:
                     upcoming.append(target)
         frontier = list(dict.fromkeys(upcoming))
+    waiting = {e.index: a for e in team.graph.edges if (a := arrivals.get(e.index))}
+    if waiting:
+        edge = next(e for e in team.graph.edges if e.index in waiting)
+        missing = sorted(set(edge.sources) - waiting[edge.index])
+        return GraphResult(
+            False,
+            error=f"join into '{edge.targets[0]}' never completed: still waiting for {', '.join(missing)} "
+            "(a condition routed it elsewhere)",
+            visits=visits,
+        )
     if team.output is not None and team.output in board:
         return GraphResult(True, output=board[team.output][1], visits=visits)
     output: Any = next(iter(finals.values())) if len(finals) == 1 else finals

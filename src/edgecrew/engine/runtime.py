@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.executors import executor_id
+from edgecrew.errors import UserError
 from edgecrew.models.base import ChatModel
 from edgecrew.models.pool import ModelPool, PoolModelSpec
 from edgecrew.models.registry import ModelRegistry
@@ -92,21 +93,28 @@ _CURRENT: Runtime | None = None
 
 
 def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = None) -> Runtime:
-    """Build this process's runtime (idempotent for the same settings) and make it current."""
+    """Build this process's runtime and make it current."""
     global _CURRENT
     settings = settings or get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    project, models, registry = load_catalog(settings, tools)
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings.store_url)
+    except OSError as exc:
+        raise UserError(
+            f"the data dir {settings.home} is not usable ({exc.strerror or exc}); "
+            "set EDGECREW_HOME to a writable directory"
+        ) from None
+    _CURRENT = Runtime(settings=settings, store=store, project=project, models=models, tools=registry)
+    return _CURRENT
+
+
+def load_catalog(settings: Settings, tools: ToolRegistry | None = None) -> tuple[Project, ModelRegistry, ToolRegistry]:
+    """The project with its models and tools (plugins imported); no store needed (`validate` uses it)."""
     project = load_project(settings.project_dir)
     registry = tools or default_registry()
     project.import_plugins()
-    _CURRENT = Runtime(
-        settings=settings,
-        store=open_store(settings.store_url),
-        project=project,
-        models=ModelRegistry(project.models, data_dir=settings.home),
-        tools=registry,
-    )
-    return _CURRENT
+    return project, ModelRegistry(project.models, data_dir=settings.home), registry
 
 
 def get_runtime() -> Runtime:

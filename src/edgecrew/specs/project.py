@@ -52,6 +52,27 @@ class Project:
     models: dict[str, ModelDef] = field(default_factory=dict)
     plugins: tuple[str, ...] = ()
     teams: dict[str, TeamSource] = field(default_factory=dict)
+    sources: list[TeamSource] = field(default_factory=list)  # every project team, duplicates included
+    duplicates: list[SpecIssue] = field(default_factory=list)
+
+    def add(self, source: TeamSource) -> None:
+        """Register a project team; a second project team with the same name is a spec problem."""
+        self.sources.append(source)
+        earlier = self.teams.get(source.name)
+        if earlier is not None and not earlier.builtin:
+            self.duplicates.append(
+                SpecIssue(
+                    str(source.file),
+                    None,
+                    f"team name '{source.name}' is also used by {earlier.file}",
+                    "give each team its own name",
+                )
+            )
+            return
+        self.teams[source.name] = source
+
+    def load_source(self, source: TeamSource, catalog: Catalog | None = None) -> TeamSpec:
+        return build_team(read_yaml(source.file), str(source.file), catalog, source.loc)
 
     def team_source(self, name_or_path: str) -> TeamSource:
         path = Path(name_or_path)
@@ -63,26 +84,55 @@ class Project:
         return self.teams[name_or_path]
 
     def load_team(self, name_or_path: str, catalog: Catalog | None = None) -> TeamSpec:
-        source = self.team_source(name_or_path)
-        return build_team(read_yaml(source.file), str(source.file), catalog, source.loc)
+        return self.load_source(self.team_source(name_or_path), catalog)
 
     def import_plugins(self) -> None:
-        """Import plugin modules (``tools.py`` files or dotted module names) so their tools register."""
+        """Import plugin modules (``tools.py`` files or dotted module names) so their tools register.
+
+        A plugin that is missing, does not parse or fails while importing is reported as a UserError
+        naming the file and line, never as a traceback.
+        """
         for plugin in self.plugins:
             candidate = self.dir / plugin
-            if plugin.endswith(".py"):
-                if not candidate.exists():
-                    raise UserError(f"{self.config_file}: plugin file '{plugin}' does not exist in {self.dir}")
-                module_name = f"edgecrew_plugin_{candidate.stem}_{abs(hash(str(candidate))) % 10**8}"
-                if module_name in sys.modules:
-                    continue
-                spec = importlib.util.spec_from_file_location(module_name, candidate)
-                assert spec is not None and spec.loader is not None
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[module_name] = module
-                spec.loader.exec_module(module)
-            else:
-                importlib.import_module(plugin)
+            try:
+                if plugin.endswith(".py"):
+                    if not candidate.exists():
+                        raise UserError(f"{self.config_file}: plugin file '{plugin}' does not exist in {self.dir}")
+                    module_name = f"edgecrew_plugin_{candidate.stem}_{abs(hash(str(candidate))) % 10**8}"
+                    if module_name in sys.modules:
+                        continue
+                    spec = importlib.util.spec_from_file_location(module_name, candidate)
+                    assert spec is not None and spec.loader is not None
+                    module = importlib.util.module_from_spec(spec)
+                    sys.modules[module_name] = module
+                    try:
+                        spec.loader.exec_module(module)
+                    except BaseException:
+                        del sys.modules[module_name]
+                        raise
+                else:
+                    importlib.import_module(plugin)
+            except UserError:
+                raise
+            except SyntaxError as exc:
+                raise UserError(f"{exc.filename}:{exc.lineno}: plugin '{plugin}' does not parse: {exc.msg}") from None
+            except ModuleNotFoundError as exc:
+                raise UserError(
+                    f"{self.config_file}: plugin module '{plugin}' cannot be imported: {exc}; "
+                    "list a .py file of the project or an installed module"
+                ) from None
+            except Exception as exc:
+                where = _failing_line(exc, candidate)
+                raise UserError(
+                    f"{where}: plugin '{plugin}' failed while importing: {type(exc).__name__}: {exc}"
+                ) from None
+
+
+def _failing_line(exc: BaseException, file: Path) -> str:
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == file]
+    return f"{file}:{frames[-1].lineno}" if frames else str(file)
 
 
 def builtin_team_files() -> Iterable[Path]:
@@ -129,7 +179,7 @@ def load_project(directory: Path) -> Project:
             raise SpecError(issues)
         for i, team in enumerate(parsed.teams):
             name = str(team.get("name") or f"team-{i + 1}")
-            project.teams[name] = TeamSource(name, config, ("teams", i))
+            project.add(TeamSource(name, config, ("teams", i)))
 
     teams_dir = directory / "teams"
     if teams_dir.is_dir():
@@ -138,5 +188,5 @@ def load_project(directory: Path) -> Project:
                 name = _team_name(read_yaml(file), file)
             except SpecError:
                 name = file.stem  # reported in full when the team is validated
-            project.teams[name] = TeamSource(name, file, ())
+            project.add(TeamSource(name, file, ()))
     return project

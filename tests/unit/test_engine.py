@@ -304,3 +304,12 @@ async def test_a_join_that_can_never_complete_fails_the_run() -> None:
     run, _ = await run_team(JOIN_NEVER, model)
     assert run.status == "failed"
     assert "join into 'merge' never completed: still waiting for right" in (run.error or "")
+
+
+async def test_team_preamble_opens_every_agent_system_prompt() -> None:
+    spec = CHAIN.replace("name: chain\n", "name: chain\npreamble: Shared team context.\n")
+    model = ScriptedModel({"a": ["A"], "b": ["B"], "c": ["C"]})
+    await run_team(spec, model)
+    systems = [c.request.messages[0].content for c in model.calls]
+    assert all(s.startswith("Shared team context.\n\n") for s in systems)
+    assert systems[0].endswith("first") and systems[2].endswith("third")

@@ -37,6 +37,7 @@ class AgentSpec:
     output_schema: Mapping[str, Any] | None = None
     limits: Limits = Limits()
     plan_first: bool = True
+    preamble: str = ""  # the team's shared preamble, placed first in the system prompt
 
 
 @dataclass(frozen=True)

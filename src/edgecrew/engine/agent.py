@@ -98,7 +98,7 @@ PLAN_FIRST = (
 
 def system_prompt(agent: AgentSpec) -> str:
     """The agent's system prompt: its own text, plan-first for tool users, the shape of its answer."""
-    parts = [agent.system.strip()]
+    parts = [p for p in (agent.preamble.strip(), agent.system.strip()) if p]
     if agent.plan_first and agent.tools:
         parts.append(PLAN_FIRST)
     if agent.output_schema is not None:

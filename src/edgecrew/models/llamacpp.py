@@ -57,8 +57,12 @@ class LlamaCppModel:
         seed: int = 42,
         prefix_cache: bool = True,
         cache_bytes: int = 256 * 2**20,
+        constrain: bool = True,
     ) -> None:
         self.name = name
+        # constrain=False drops the grammar (replies are still validated): the baseline that shows
+        # what constrained decoding buys a small model.
+        self.constrain = constrain
         # KV prefix reuse: the live context keeps the last prompt's KV state (a call that extends it
         # only evaluates the new tokens), and up to ``cache_bytes`` of saved states let a call resume
         # from another conversation's prefix (agents that share a team preamble and tool list).
@@ -173,7 +177,7 @@ class LlamaCppModel:
             grammar = None
             if schema is not None:
                 _validator(json.dumps(schema), "the output schema or a tool's parameters")  # fail before generating
-                grammar = grammar_for(json.dumps(schema))
+                grammar = grammar_for(json.dumps(schema)) if self.constrain else None
             prompt = self._prompt_tokens(req)
             room = self.n_ctx - len(prompt)
             if room <= 0:
@@ -411,7 +415,9 @@ def _with_tool_instructions(req: ModelRequest) -> list[Message]:
     instructions = "\n".join(lines)
     messages = list(req.messages)
     if messages and messages[0].role == "system":
-        messages[0] = Message(role="system", content=messages[0].content + "\n\n" + instructions)
+        # Tools first: agents that share tools (and a team preamble) then share a prompt prefix, whose
+        # KV state the prefix cache computes once.
+        messages[0] = Message(role="system", content=instructions + "\n\n" + messages[0].content)
     else:
         messages.insert(0, Message(role="system", content=instructions))
     return messages

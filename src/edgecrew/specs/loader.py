@@ -76,6 +76,7 @@ class TeamDoc(_Strict):
     graph: GraphDoc
     limits: TeamLimitsDoc = TeamLimitsDoc()
     output: str | None = None  # whose latest output is the run's answer (default: the agent that ends)
+    preamble: str = ""  # shared text at the start of every agent's system prompt (its KV state is reused)
 
 
 @dataclass(frozen=True)
@@ -488,6 +489,7 @@ def _to_domain(team: TeamDoc, file: str, catalog: Catalog | None) -> TeamSpec:
             output_schema=a.output_schema,
             limits=Limits(a.limits.max_steps, a.limits.max_tokens, a.limits.timeout_s),
             plan_first=a.plan_first,
+            preamble=team.preamble,
         )
         for name, a in team.agents.items()
     }

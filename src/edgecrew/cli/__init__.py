@@ -25,9 +25,11 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 teams_app = typer.Typer(help="List and show teams.", no_args_is_help=True)
+tools_app = typer.Typer(help="Tools agents may be allowed to call.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(teams_app, name="teams")
 app.add_typer(models_app, name="models")
+app.add_typer(tools_app, name="tools")
 
 # -- run / resume / cancel ------------------------------------------------------------------------
 
@@ -359,6 +361,40 @@ def teams_list(project: ProjectOpt = None) -> None:
     console.print(table)
 
 
+@tools_app.command("list")
+def tools_list(project: ProjectOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the tools of this project (built-in and plugins) with their arguments."""
+    from edgecrew.engine.runtime import load_catalog
+    from edgecrew.settings import get_settings
+
+    settings = get_settings() if project is None else get_settings().model_copy(update={"project": project})
+    _, _, tools = guard(lambda: load_catalog(settings))
+    specs = tools.specs()
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": t.name,
+                        "description": t.description,
+                        "input_schema": t.input_schema,
+                        "risk": t.risk,
+                        "aliases": list(t.aliases),
+                    }
+                    for t in specs
+                ]
+            )
+        )
+        return
+    table = Table("tool", "arguments", "description")
+    for t in specs:
+        props = t.input_schema.get("properties", {})
+        required = set(t.input_schema.get("required", []))
+        args = ", ".join(f"{n}{'' if n in required else '?'}: {p.get('type', 'any')}" for n, p in props.items())
+        table.add_row(t.name, args, t.description)
+    console.print(table)
+
+
 @teams_app.command("show")
 def teams_show(team: str, project: ProjectOpt = None) -> None:
     """Print a team's YAML."""
@@ -370,7 +406,9 @@ def teams_show(team: str, project: ProjectOpt = None) -> None:
 
 @app.command()
 def validate(
-    path: Annotated[Path, typer.Argument(help="A team YAML file or a project directory.")] = Path("."),
+    path: Annotated[
+        Path | None, typer.Argument(help="A team YAML file or a project directory (default: the project).")
+    ] = None,
 ) -> None:
     """Check team specs and report every problem with file, line and fix."""
 
@@ -379,7 +417,7 @@ def validate(
         from edgecrew.settings import get_settings
         from edgecrew.specs.loader import Catalog
 
-        target = path.resolve()
+        target = (path or get_settings().project_dir).resolve()
         if not target.exists():
             err.print(f"[red]error:[/] {path} does not exist")
             return 2

@@ -104,7 +104,8 @@ async def test_tag_routing_skips_models_without_a_needed_capability(project_dir:
     events = rt.store.events(run.id)
     skipped = [e.data for e in events if e.type == "model_skipped"]
     calls = [e for e in events if e.type == "model_called"]
-    assert skipped == [{"alias": "textonly", "reason": "lacks json_schema"}] * len(calls)
+    # First call: textonly (declared first) is skipped; later calls try the resident primary first.
+    assert skipped == [{"alias": "textonly", "reason": "lacks json_schema"}]
     assert [e.data["from"] for e in events if e.type == "model_fallback"] == ["primary"] * len(calls)
     assert run.status == "failed"  # backup answers text, which is not the JSON the schema asks for
     assert "invalid_output" in (run.error or "")
@@ -126,3 +127,14 @@ async def test_every_candidate_failing_fails_the_turn_with_each_reason(project_d
     assert run.status == "failed" and "slow" in (run.error or "")
     called = next(e for e in rt.store.events(run.id) if e.type == "model_called")
     assert [a["alias"] for a in called.data["fallbacks"]] == ["flaky", "worse"]
+
+
+def test_tag_prefers_resident_models_then_declaration_order() -> None:
+    registry = ModelRegistry(
+        {
+            "a": ModelDef("a", "scripted", tags=("coding",)),
+            "b": ModelDef("b", "scripted", tags=("coding",)),
+        }
+    )
+    assert registry.candidates("tag:coding") == ["a", "b"]
+    assert registry.candidates("tag:coding", frozenset({"b"})) == ["b", "a"]

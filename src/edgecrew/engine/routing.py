@@ -56,7 +56,8 @@ async def call_with_fallback(
 ) -> RoutedCall:
     result = RoutedCall()
     deadline = time.monotonic() + timeout_s
-    candidates = registry.candidates(ref)
+    resident: frozenset[str] = getattr(source, "resident_aliases", frozenset)()
+    candidates = registry.candidates(ref, resident)
     wanted = needs(request)
     for i, alias in enumerate(candidates):
         definition = registry.definition(alias)

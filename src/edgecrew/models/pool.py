@@ -279,6 +279,10 @@ class ModelPool:
         reason = "; ".join(problems) or "fits"
         return CanRun(not problems, reason, free, free_cpu, free_gpu)
 
+    def resident_aliases(self) -> frozenset[str]:
+        """Aliases whose model is loaded now (routing prefers them among models sharing a tag)."""
+        return frozenset(m.alias for m in self.state().resident if not m.loading)
+
     def state(self) -> PoolState:
         gpus = self._probe.gpus()
         with self._lock:

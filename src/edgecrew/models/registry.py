@@ -106,12 +106,14 @@ class ModelRegistry:
             raise NotFoundError(f"unknown model alias '{alias}'; known: {', '.join(sorted(self.aliases()))}")
         return self._defs[alias]
 
-    def candidates(self, ref: str) -> list[str]:
+    def candidates(self, ref: str, resident: frozenset[str] = frozenset()) -> list[str]:
         """Aliases to try for an agent's model reference, in order: the alias (or every alias with the
-        tag), each followed by its fallbacks; duplicates and cycles are dropped."""
+        tag, those already ``resident`` first), each followed by its fallbacks; duplicates and cycles
+        are dropped."""
         if ref.startswith(TAG_PREFIX):
             tag = ref[len(TAG_PREFIX) :]
             first = [d.alias for d in self._defs.values() if tag in d.tags]
+            first.sort(key=lambda alias: alias not in resident)  # stable: declaration order otherwise
             if not first:
                 raise NotFoundError(f"no model has tag '{tag}'; tags: {', '.join(sorted(self.tags())) or 'none'}")
         else:

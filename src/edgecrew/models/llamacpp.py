@@ -146,6 +146,7 @@ class LlamaCppModel:
             raise UserError("llama-cpp-python is not installed; run `pip install 'edgecrew[local]'`") from None
         if not self.path.is_file():
             raise UserError(f"model '{self.name}': GGUF file {self.path} does not exist")
+        _silence_llama_logs(llama_cpp)
         try:
             llm = llama_cpp.Llama(
                 model_path=str(self.path),
@@ -431,6 +432,19 @@ def _to_chat(message: Message) -> dict[str, str]:
     if message.role == "tool":
         return {"role": "user", "content": f"Result of tool {message.name}: {message.content}"}
     return {"role": message.role, "content": message.content}
+
+
+_LOG_CALLBACK: Any = None
+
+
+def _silence_llama_logs(llama_cpp: Any) -> None:
+    """llama.cpp writes notes (cache layouts, warnings) straight to stderr; errors reach us as exceptions."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is None:
+        import ctypes
+
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -244,7 +244,7 @@ def test_mini_is_valid(tmp_path: Path) -> None:
             "    system: Write.\n    colour: red",
             5,
             "unknown field 'colour' in agents.writer",
-            "allowed fields: limits, model, output_schema, plan_first, role, system, tools",
+            "allowed fields: files, limits, model, output_schema, plan_first, role, system, tools",
         ),
         # wrong types
         (

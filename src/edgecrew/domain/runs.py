@@ -47,6 +47,7 @@ class Outcome(StrEnum):
     TIMEOUT = "timeout"  # ran past its wall-clock limit
     INVALID_OUTPUT = "invalid_output"  # kept returning output that fails its schema
     ERROR = "error"  # the model backend failed
+    TOOL_ERRORS = "tool_errors"  # too many failed tool calls in one turn
 
 
 class EventType(StrEnum):
@@ -56,6 +57,8 @@ class EventType(StrEnum):
     STEP_STARTED = "step_started"
     MODEL_CALLED = "model_called"
     TOOL_CALLED = "tool_called"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_DECIDED = "approval_decided"
     ROUTE_TAKEN = "route_taken"
     STEP_FINISHED = "step_finished"
     RUN_FINISHED = "run_finished"

@@ -23,6 +23,7 @@ class Limits:
     max_steps: int = 6  # model calls per turn (each tool round-trip costs one)
     max_tokens: int = 512  # completion tokens per model call
     timeout_s: float = 300.0  # wall-clock seconds per turn
+    max_tool_errors: int = 3  # failed tool calls per turn before it ends with tool_errors
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class AgentSpec:
     limits: Limits = Limits()
     plan_first: bool = True
     preamble: str = ""  # the team's shared preamble, placed first in the system prompt
+    file_read: tuple[str, ...] = ("**",)  # workspace path globs the agent's file tools may read
+    file_write: tuple[str, ...] = ("**",)  # ...and write
+    approval: str = "always"  # the team's approval policy for risky tools: always | once | never
 
 
 @dataclass(frozen=True)

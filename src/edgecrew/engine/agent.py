@@ -44,7 +44,9 @@ class Observation:
 class TurnIO(Protocol):
     async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult: ...
 
-    async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float) -> Observation: ...
+    async def call_tool(
+        self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float, reason: str
+    ) -> Observation: ...
 
     def tool_definitions(self, agent: AgentSpec) -> Sequence[ToolDefinition]: ...
 
@@ -129,6 +131,7 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
     result = TurnResult(outcome=Outcome.MAX_STEPS, output={}, messages=messages)
     tools = tuple(io.tool_definitions(agent))
     seen: Counter[tuple[str, str]] = Counter()
+    tool_errors = 0
     started = time.monotonic()
     last_text = ""
     for step in range(agent.limits.max_steps):
@@ -172,9 +175,17 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
                         f"'{tool_call.name}' called {LOOP_LIMIT} times with the same arguments",
                     )
                 remaining = agent.limits.timeout_s - (time.monotonic() - started)
-                observation = await io.call_tool(f"{key}.m{step}.t{j}", agent, tool_call, max(remaining, 0.001))
+                observation = await io.call_tool(
+                    f"{key}.m{step}.t{j}", agent, tool_call, max(remaining, 0.001), reply.content
+                )
                 result.tool_calls += 1
                 messages.append(Message("tool", observation.content, tool_call_id=tool_call.id, name=tool_call.name))
+                if observation.is_error:
+                    tool_errors += 1
+                    if tool_errors >= agent.limits.max_tool_errors:
+                        return _end(
+                            result, Outcome.TOOL_ERRORS, f"{tool_errors} failed tool calls; last: {observation.content}"
+                        )
             continue
         last_text = reply.content
         output, problem = parse_output(agent, reply.content)

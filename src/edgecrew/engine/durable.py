@@ -26,6 +26,7 @@ from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, Tool
 from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
 from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
+from edgecrew.engine.approvals import await_decision
 from edgecrew.engine.executors import executor_alive, executor_id
 from edgecrew.engine.failpoints import failpoint
 from edgecrew.engine.graph import GraphResult, Visit, run_graph
@@ -35,6 +36,7 @@ from edgecrew.errors import EdgecrewError, ToolError
 from edgecrew.specs.loader import team_from_raw
 from edgecrew.store.repo import RunRecord
 from edgecrew.tools.base import ToolContext
+from edgecrew.tools.permissions import FilePolicy, needs_approval, refusal
 
 MAX_OBSERVATION_CHARS = 4000
 
@@ -197,7 +199,15 @@ async def agent_turn(run_id: str, visit_key: str, agent_name: str, context: str)
     return (await _turn(rt, run_id, team.name, team.agents[agent_name], visit_key, context)).to_dict()
 
 
-async def _turn(rt: Runtime, run_id: str, team: str, agent: AgentSpec, key: str, context: str) -> TurnResult:
+async def _turn(
+    rt: Runtime,
+    run_id: str,
+    team: str,
+    agent: AgentSpec,
+    key: str,
+    context: str,
+    approved_tools: set[str] | None = None,
+) -> TurnResult:
     store = rt.store
     visit = int(key[1 : key.index(".")])
     with store.transaction():
@@ -210,7 +220,7 @@ async def _turn(rt: Runtime, run_id: str, team: str, agent: AgentSpec, key: str,
             step_key=key,
             agent=agent.name,
         )
-    io = DurableIO(rt, run_id)
+    io = DurableIO(rt, run_id, approved_tools)
     result = await run_turn(agent, context, io, key, {"run": run_id, "team": team, "agent": agent.name})
     summary = {
         "outcome": result.outcome.value,
@@ -236,11 +246,22 @@ class DurableTurnRunner:
     def __init__(self, rt: Runtime, run_id: str, spec: TeamSpec) -> None:
         self.rt, self.run_id, self.spec = rt, run_id, spec
         self.team = spec.name
+        self.approved_tools: set[str] = set()
 
     async def run_turns(self, visits: Sequence[tuple[Visit, str]]) -> list[TurnResult]:
         if len(visits) == 1:
             visit, context = visits[0]
-            return [await _turn(self.rt, self.run_id, self.team, self.spec.agents[visit.agent], visit.key, context)]
+            return [
+                await _turn(
+                    self.rt,
+                    self.run_id,
+                    self.team,
+                    self.spec.agents[visit.agent],
+                    visit.key,
+                    context,
+                    self.approved_tools,
+                )
+            ]
         # Children are started in a fixed order, so their ids replay identically.
         handles = [
             await DBOS.start_workflow_async(agent_turn, self.run_id, visit.key, visit.agent, context)
@@ -271,20 +292,37 @@ class DurableTurnRunner:
 class DurableIO:
     """TurnIO whose calls are DBOS steps."""
 
-    def __init__(self, rt: Runtime, run_id: str) -> None:
+    def __init__(self, rt: Runtime, run_id: str, approved_tools: set[str] | None = None) -> None:
         self.rt, self.run_id = rt, run_id
+        # Tools a person approved in this run (the "once" policy); rebuilt identically on replay.
+        self.approved_tools = approved_tools if approved_tools is not None else set()
 
     async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult:
         data = await model_call_step(self.run_id, key, agent.name, agent.model, request, timeout_s)
         response = ModelResponse.from_dict(data["response"]) if data.get("response") else None
         return CallResult(response=response, error=data.get("error"), kind=data.get("kind", ""))
 
-    async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float) -> Observation:
-        data = await tool_call_step(self.run_id, key, agent.name, list(agent.tools), call, timeout_s)
+    async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float, reason: str) -> Observation:
+        """Check permissions, wait for approval when the tool is risky, then run it as a step."""
+        spec = self.rt.tools.find(call.name)
+        refused = refusal(agent.name, agent.tools, spec, call.name)
+        if refused is None and spec is not None and needs_approval(spec, agent.approval, self.approved_tools):
+            decision = await await_decision(
+                self.rt, self.run_id, key, agent.name, spec.name, call.arguments, reason or "(no reason given)"
+            )
+            if not decision.approved:
+                note = f": {decision.note}" if decision.note else ""
+                return Observation(f"error: a person denied this call to '{spec.name}'{note}", is_error=True)
+            self.approved_tools.add(spec.name)
+            call = ToolCall(call.id, call.name, decision.arguments)
+        data = await tool_call_step(
+            self.run_id, key, agent.name, list(agent.tools), call, timeout_s, agent.file_read, agent.file_write
+        )
         return Observation(content=data["content"], is_error=data["is_error"])
 
     def tool_definitions(self, agent: AgentSpec) -> list[ToolDefinition]:
-        return [self.rt.tools.get(name).definition() for name in agent.tools]
+        # A tool missing here (a plugin gone since the run started) is refused when called.
+        return [spec.definition() for name in agent.tools if (spec := self.rt.tools.find(name)) is not None]
 
     def canonical_tool(self, name: str) -> str:
         return self.rt.tools.canonical(name)
@@ -342,18 +380,26 @@ async def model_call_step(
 
 @DBOS.step(name="edgecrew.tool_call")
 async def tool_call_step(
-    run_id: str, key: str, agent: str, allowed: list[str], call: ToolCall, timeout_s: float
+    run_id: str,
+    key: str,
+    agent: str,
+    allowed: list[str],
+    call: ToolCall,
+    timeout_s: float,
+    file_read: tuple[str, ...] = ("**",),
+    file_write: tuple[str, ...] = ("**",),
 ) -> dict[str, Any]:
     rt = get_runtime()
     started = time.perf_counter()
     canonical = rt.tools.canonical(call.name)
     try:
-        if canonical not in allowed:
-            raise ToolError(
-                f"tool '{call.name}' is not allowed for agent '{agent}'; allowed: {', '.join(allowed) or 'none'}"
-            )
-        spec = rt.tools.get(canonical)
-        ctx = ToolContext(run_id=run_id, agent=agent, workspace=rt.workspace(run_id))
+        spec = rt.tools.find(call.name)
+        refused = refusal(agent, allowed, spec, call.name)
+        if refused is not None or spec is None:
+            raise ToolError(refused or f"there is no tool '{call.name}'")
+        ctx = ToolContext(
+            run_id=run_id, agent=agent, workspace=rt.workspace(run_id), files=FilePolicy(file_read, file_write)
+        )
         result = await asyncio.wait_for(spec.call(call.arguments, ctx), timeout=max(timeout_s, 0.001))
         content = result if isinstance(result, str) else json.dumps(result, default=str)
         is_error = False

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -36,6 +36,12 @@ class LimitsDoc(_Strict):
     max_steps: int = Field(default=6, ge=1, le=100)
     max_tokens: int = Field(default=512, ge=1, le=32768)
     timeout_s: float = Field(default=300.0, gt=0)
+    max_tool_errors: int = Field(default=3, ge=1, le=100)
+
+
+class FilesDoc(_Strict):
+    read: list[str] = ["**"]  # globs relative to the run workspace ('*' also crosses folders)
+    write: list[str] = ["**"]
 
 
 class TagRefDoc(_Strict):
@@ -50,6 +56,7 @@ class AgentDoc(_Strict):
     output_schema: dict[str, Any] | None = None
     limits: LimitsDoc = LimitsDoc()
     plan_first: bool = True
+    files: FilesDoc = FilesDoc()
 
 
 class EdgeDoc(_Strict):
@@ -77,6 +84,7 @@ class TeamDoc(_Strict):
     limits: TeamLimitsDoc = TeamLimitsDoc()
     output: str | None = None  # whose latest output is the run's answer (default: the agent that ends)
     preamble: str = ""  # shared text at the start of every agent's system prompt (its KV state is reused)
+    approval: Literal["always", "once", "never"] = "always"  # for risky tools: ask each call, once per tool, never
 
 
 @dataclass(frozen=True)
@@ -487,9 +495,12 @@ def _to_domain(team: TeamDoc, file: str, catalog: Catalog | None) -> TeamSpec:
             role=a.role,
             tools=tuple(normalize(t) if normalize else t for t in a.tools),
             output_schema=a.output_schema,
-            limits=Limits(a.limits.max_steps, a.limits.max_tokens, a.limits.timeout_s),
+            limits=Limits(a.limits.max_steps, a.limits.max_tokens, a.limits.timeout_s, a.limits.max_tool_errors),
             plan_first=a.plan_first,
             preamble=team.preamble,
+            file_read=tuple(a.files.read),
+            file_write=tuple(a.files.write),
+            approval=team.approval,
         )
         for name, a in team.agents.items()
     }

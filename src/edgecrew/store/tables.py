@@ -86,3 +86,22 @@ events = Table(
     UniqueConstraint("run_id", "key", name="uq_events_run_key"),
     Index("ix_events_run_id_id", "run_id", "id"),
 )
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("call_key", String(200), nullable=False),  # the tool call awaiting the decision
+    Column("workflow_id", String(200), nullable=False),  # the workflow waiting for it (a branch has its own)
+    Column("agent", String(128), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("arguments", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | approved | denied
+    Column("decision_note", Text),
+    Column("created_at", Float, nullable=False),
+    Column("decided_at", Float),
+    UniqueConstraint("run_id", "call_key", name="uq_approvals_run_call"),
+    Index("ix_approvals_status", "status"),
+)

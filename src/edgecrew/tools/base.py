@@ -31,6 +31,7 @@ class ToolContext:
     run_id: str
     agent: str
     workspace: Any  # pathlib.Path of the run's workspace
+    files: Any = None  # the agent's FilePolicy (None: everything inside the workspace)
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,10 @@ class ToolRegistry:
     def canonical(self, name: str) -> str:
         """The registered name for ``name`` (normalized, aliases resolved); the input if unknown."""
         return self._index.get(normalize(name), name)
+
+    def find(self, name: str) -> ToolSpec | None:
+        canonical = self._index.get(normalize(name))
+        return self._specs[canonical] if canonical is not None else None
 
     def get(self, name: str) -> ToolSpec:
         canonical = self._index.get(normalize(name))

@@ -14,11 +14,13 @@ from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
 MAX_READ_BYTES = 64_000
 
 
-def _inside(ctx: ToolContext, path: str) -> Path:
+def _inside(ctx: ToolContext, path: str, mode: str = "read") -> Path:
     root = Path(ctx.workspace).resolve()
     target = (root / path).resolve()
     if target != root and root not in target.parents:
         raise ToolError(f"path '{path}' is outside the workspace; use a relative path like 'notes.md'")
+    if ctx.files is not None:
+        ctx.files.check(str(target.relative_to(root)), mode, f"agent '{ctx.agent}'")
     return target
 
 
@@ -32,7 +34,7 @@ def files_read(path: str, ctx: ToolContext) -> str:
 
 def files_write(path: str, content: str, ctx: ToolContext) -> str:
     """Write a text file in the workspace (creating folders), replacing what was there."""
-    target = _inside(ctx, path)
+    target = _inside(ctx, path, "write")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(content, encoding="utf-8")
     return f"wrote {len(content.encode())} bytes to {path}"
@@ -42,7 +44,8 @@ def files_list(ctx: ToolContext, path: str = ".") -> list[str]:
     """List files under a workspace folder (relative paths)."""
     root = _inside(ctx, path)
     base = Path(ctx.workspace).resolve()
-    return sorted(str(p.relative_to(base)) for p in root.rglob("*") if p.is_file())[:500]
+    found = (str(p.relative_to(base)) for p in root.rglob("*") if p.is_file())
+    return sorted(f for f in found if ctx.files is None or ctx.files.allows(f, "read"))[:500]
 
 
 def register(registry: ToolRegistry) -> None:

@@ -1,0 +1,119 @@
+"""The approval gate: a risky tool call waits, durably, for a person to approve, deny or edit it.
+
+Inside the workflow the call records a pending approval, moves the run to ``waiting_approval`` and
+waits on a DBOS message (``recv``), which survives restarts: a resumed run waits again, or finds
+the decision already delivered. Deciding is a conditional update in the store (only a pending
+approval changes) followed by a DBOS ``send`` with the approval id as idempotency key, so however
+many times, or from however many places, a call is approved, it runs exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgecrew.domain.runs import EventType, RunStatus
+from edgecrew.engine.runtime import Runtime
+from edgecrew.errors import ToolError, UserError
+from edgecrew.store.approvals import ApprovalRecord, ApprovalStore
+
+WAIT_CHUNK_S = 3600.0  # recv waits this long per round; a decision may take days
+
+
+def topic(approval_id: str) -> str:
+    return f"approval:{approval_id}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    approved: bool
+    arguments: dict[str, Any]
+    note: str | None = None
+
+
+async def await_decision(
+    rt: Runtime, run_id: str, call_key: str, agent: str, tool: str, arguments: dict[str, Any], reason: str
+) -> Decision:
+    """Record the request and wait for its decision (called from workflow code only)."""
+    from dbos import DBOS
+
+    approvals = ApprovalStore(rt.store)
+    record = approvals.request(run_id, call_key, str(DBOS.workflow_id), agent, tool, arguments, reason)
+    rt.store.set_status(run_id, RunStatus.WAITING_APPROVAL)
+    rt.store.emit(
+        run_id,
+        f"{call_key}.approval",
+        EventType.APPROVAL_REQUESTED,
+        {"approval": record.id, "tool": tool, "arguments": arguments, "reason": reason},
+        step_key=call_key.split(".m")[0],
+        agent=agent,
+    )
+    message = None
+    while message is None:
+        message = await DBOS.recv_async(topic(record.id), timeout_seconds=WAIT_CHUNK_S)
+    decision = Decision(approved=message["approved"], arguments=message["arguments"], note=message.get("note"))
+    rt.store.set_status(run_id, RunStatus.RUNNING)
+    rt.store.emit(
+        run_id,
+        f"{call_key}.decision",
+        EventType.APPROVAL_DECIDED,
+        {"approval": record.id, "approved": decision.approved, "arguments": decision.arguments, "note": decision.note},
+        step_key=call_key.split(".m")[0],
+        agent=agent,
+    )
+    return decision
+
+
+class ApprovalService:
+    """List, approve, deny and edit pending approvals (the CLI, API and UI all call this)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.approvals = ApprovalStore(rt.store)
+
+    def list(self, status: str | None = "pending", run_id: str | None = None) -> list[ApprovalRecord]:
+        return self.approvals.list(status, run_id)
+
+    def edit(self, approval_id: str, arguments: dict[str, Any]) -> ApprovalRecord:
+        """Change a pending call's arguments; they are validated against the tool's schema first."""
+        record = self.approvals.get(approval_id)
+        try:
+            checked = self.rt.tools.get(record.tool).validate_arguments(arguments)
+        except ToolError as exc:
+            raise UserError(str(exc)) from None
+        return self.approvals.edit(approval_id, checked)
+
+    def approve(self, approval_id: str, note: str | None = None) -> ApprovalRecord:
+        return self._decide(approval_id, "approved", note)
+
+    def deny(self, approval_id: str, note: str | None = None) -> ApprovalRecord:
+        return self._decide(approval_id, "denied", note)
+
+    def _decide(self, approval_id: str, status: str, note: str | None) -> ApprovalRecord:
+        record = self.approvals.get(approval_id)
+        run = self.rt.store.get_run(record.run_id)
+        if run.status.terminal:
+            raise UserError(f"run {run.id} already {run.status.value}; its approvals no longer matter")
+        try:
+            record = self.approvals.decide(approval_id, status, note)
+        except UserError:
+            current = self.approvals.get(approval_id)
+            if current.status != status:
+                raise
+            record = current  # the same decision again: deliver it again (idempotent) in case it was lost
+        self._deliver(record)
+        return record
+
+    def _deliver(self, record: ApprovalRecord) -> None:
+        from dbos import DBOSClient
+
+        client = DBOSClient(system_database_url=self.rt.settings.system_database_url)
+        try:
+            client.send(
+                record.workflow_id,
+                {"approved": record.status == "approved", "arguments": record.arguments, "note": record.decision_note},
+                topic(record.id),
+                idempotency_key=f"decision:{record.id}",
+            )
+        finally:
+            client.destroy()

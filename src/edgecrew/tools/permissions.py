@@ -1,0 +1,52 @@
+"""Who may call what: the one place every tool call is checked, MCP tools included.
+
+Tools are denied unless the agent's allow-list names them; ``forbidden`` tools are refused always;
+``risky`` tools wait for a person unless the team's approval policy says ``never`` (or ``once`` and
+this tool was already approved in the run). File tools also check the agent's read/write globs,
+relative to the run workspace (fnmatch-style: ``drafts/*`` covers everything under drafts/).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from edgecrew.errors import ToolError
+from edgecrew.tools.base import ToolSpec
+
+
+@dataclass(frozen=True)
+class FilePolicy:
+    read: tuple[str, ...] = ("**",)
+    write: tuple[str, ...] = ("**",)
+
+    def check(self, relative_path: str, mode: str, agent: str = "this agent") -> None:
+        globs = self.write if mode == "write" else self.read
+        path = relative_path.lstrip("./") or "."
+        if not any(g in ("**", "*") or fnmatch.fnmatchcase(path, g) for g in globs):
+            raise ToolError(f"{agent} may not {mode} '{relative_path}'; allowed to {mode}: {', '.join(globs)}")
+
+    def allows(self, relative_path: str, mode: str) -> bool:
+        try:
+            self.check(relative_path, mode)
+        except ToolError:
+            return False
+        return True
+
+
+def refusal(agent: str, allowed: Sequence[str], spec: ToolSpec | None, requested: str) -> str | None:
+    """Why this call may not run at all (None when it may)."""
+    if spec is None:
+        return f"there is no tool '{requested}'; allowed: {', '.join(allowed) or 'none'}"
+    if spec.name not in allowed:
+        return f"tool '{requested}' is not allowed for agent '{agent}'; allowed: {', '.join(allowed) or 'none'}"
+    if spec.risk == "forbidden":
+        return f"tool '{spec.name}' is forbidden"
+    return None
+
+
+def needs_approval(spec: ToolSpec, policy: str, approved_tools: Collection[str]) -> bool:
+    if spec.risk != "risky" or policy == "never":
+        return False
+    return not (policy == "once" and spec.name in approved_tools)

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
+from edgecrew.cli.approvals import approvals_app
 from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
 from edgecrew.cli.models import models_app
 from edgecrew.domain.runs import RunStatus
@@ -30,6 +31,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(teams_app, name="teams")
 app.add_typer(models_app, name="models")
 app.add_typer(tools_app, name="tools")
+app.add_typer(approvals_app, name="approvals")
 
 # -- run / resume / cancel ------------------------------------------------------------------------
 

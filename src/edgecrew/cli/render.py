@@ -59,6 +59,14 @@ def event_line(event: EventRecord) -> str | None:
         case "model_fallback":
             failed = f"model {escape(str(d.get('from')))} failed ({escape(str(d.get('error')))})"
             return f"  [yellow]↪ {failed}; trying {d.get('to')}[/]"
+        case "approval_requested":
+            return (
+                f"  [bold yellow]⏸ {escape(str(d.get('tool')))} {escape(_short(d.get('arguments'), 60))} waits for "
+                f"approval[/] — edgecrew approvals approve {d.get('approval')} (or deny / edit)"
+            )
+        case "approval_decided":
+            verdict = "[green]approved[/]" if d.get("approved") else "[red]denied[/]"
+            return f"  {verdict} {escape(_short(d.get('arguments'), 60))}"
         case "model_skipped":
             return f"  [dim]model {escape(str(d.get('alias')))} skipped: {escape(str(d.get('reason')))}[/]"
     return None
@@ -93,3 +101,5 @@ class LiveRenderer:
             )
         elif event.type == "tool_called":
             self.status.update(f"[cyan]{event.agent}[/] ran {d.get('tool')}")
+        elif event.type == "approval_requested":
+            self.status.update(f"[yellow]waiting for approval {d.get('approval')}[/]")

@@ -102,23 +102,53 @@ class RunStore:
 
     # -- schema -----------------------------------------------------------------------------------
     def migrate(self) -> None:
-        """Bring the schema to the newest migration (cheap when already there)."""
-        with self.engine.connect() as conn:
-            try:
-                current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-            except sa.exc.DBAPIError:
-                conn.rollback()
-                current = None
-        if current == HEAD:
+        """Bring the schema to the newest migration (cheap when already there).
+
+        Processes starting together on a new data dir take turns: a file lock for SQLite, an
+        advisory lock for Postgres; whoever comes second finds the schema already current.
+        """
+        if self._version() == HEAD:
             return
         from alembic import command
         from alembic.config import Config
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self.engine.begin() as conn:
+        with self._migration_lock(), self.engine.begin() as conn:
+            if self._dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7420118)"))
+            if self._version(conn) == HEAD:
+                return
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def _version(self, conn: Connection | None = None) -> str | None:
+        if conn is not None:
+            with conn.begin_nested():
+                try:
+                    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+                except sa.exc.DBAPIError:
+                    return None
+        with self.engine.connect() as own:
+            try:
+                return own.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            except sa.exc.DBAPIError:
+                return None
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        database = self.engine.url.database
+        if self._dialect != "sqlite" or not database:
+            yield
+            return
+        import fcntl
+
+        with open(f"{database}.migrate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- runs -------------------------------------------------------------------------------------
     def create_run(

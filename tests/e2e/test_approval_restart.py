@@ -1,0 +1,106 @@
+"""A run waiting for approval survives a SIGKILL: resume waits again, a CLI approval from another
+process lets it finish, and the approved call runs exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import write
+
+PROJECT = """
+models:
+  fake:
+    backend: scripted
+    record: calls.jsonl   # lets the resumed process continue the script where the killed one stopped
+    replies: [{tool: deploy, args: {target: prod}, text: "the fix must ship"}, "shipped"]
+plugins: [tools.py]
+"""
+
+TOOLS = """
+import os
+from pathlib import Path
+from edgecrew import tool
+
+@tool(risk="risky")
+def deploy(target: str) -> str:
+    \"\"\"Deploy to a target.\"\"\"
+    with Path(os.environ["DEPLOY_LOG"]).open("a") as fh:
+        fh.write(target + "\\n")
+    return "deployed " + target
+"""
+
+TEAM = """
+name: ship
+agents:
+  op: {model: fake, system: ship it, tools: [deploy]}
+graph: {start: op, edges: [{from: op, to: end}]}
+"""
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgecrew", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def wait_pending(env: dict[str, str]) -> dict[str, object]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done = cli(env, "approvals", "list", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        listed = json.loads(done.stdout)
+        if listed:
+            return dict(listed[0])
+        time.sleep(0.2)
+    raise AssertionError("no pending approval appeared")
+
+
+def test_waiting_run_survives_kill_and_finishes_after_cli_approval(project_dir: Path, edgecrew_home: Path) -> None:
+    write(project_dir / "edgecrew.yaml", PROJECT)
+    write(project_dir / "tools.py", TOOLS)
+    write(project_dir / "teams" / "ship.yaml", TEAM)
+    log = project_dir / "deploys.log"
+    env = {
+        **os.environ,
+        "EDGECREW_HOME": str(edgecrew_home),
+        "EDGECREW_PROJECT": str(project_dir),
+        "DEPLOY_LOG": str(log),
+    }
+    first = subprocess.Popen(
+        [sys.executable, "-m", "edgecrew", "run", "ship", "ship the fix"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    pending = wait_pending(env)
+    assert pending["tool"] == "deploy" and pending["reason"] == "the fix must ship"
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+
+    run_id = str(pending["run_id"])
+    assert json.loads(cli(env, "runs", "list", "--json").stdout)[0]["status"] == "waiting_approval"
+    resumed = subprocess.Popen(
+        [sys.executable, "-m", "edgecrew", "resume", run_id],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(2)  # resume is now waiting for the decision again
+    assert resumed.poll() is None and not log.exists()
+    approved = cli(env, "approvals", "approve", str(pending["id"]))
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    again = cli(env, "approvals", "approve", str(pending["id"]))  # a second approval changes nothing
+    assert again.returncode == 0 or "already succeeded" in again.stderr, again.stdout + again.stderr
+    out, _ = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, out
+    assert log.read_text() == "prod\n"  # ran exactly once
+    shown = json.loads(cli(env, "runs", "show", run_id, "--json").stdout)
+    assert shown["status"] == "succeeded" and shown["output"] == {"text": "shipped"}

@@ -1,0 +1,203 @@
+"""Permissions and the approval gate on the engine, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgecrew.engine import durable
+from edgecrew.engine.approvals import ApprovalService
+from edgecrew.engine.runtime import bootstrap
+from edgecrew.engine.service import RunService
+from edgecrew.errors import UserError
+from edgecrew.models.scripted import ScriptedModel
+from edgecrew.tools.base import ToolRegistry, spec_from_function
+from edgecrew.tools.builtins import register_builtins
+from tests.conftest import write
+from tests.unit.engine_helpers import run_team
+
+
+@pytest.fixture(autouse=True)
+def _dbos() -> Iterator[None]:
+    yield
+    durable.shutdown()
+
+
+def registry_with(calls: list[str]) -> ToolRegistry:
+    registry = ToolRegistry()
+    register_builtins(registry)
+
+    def deploy(target: str) -> str:
+        """Deploy to a target."""
+        calls.append(target)
+        return f"deployed {target}"
+
+    def wipe(path: str) -> str:
+        """Delete everything."""
+        calls.append("wipe")
+        return "wiped"
+
+    registry.register(spec_from_function(deploy, risk="risky"))
+    registry.register(spec_from_function(wipe, risk="forbidden"))
+    return registry
+
+
+TEAM = """
+name: ops
+{policy}
+agents:
+  op:
+    model: fake
+    system: operate
+    tools: [deploy, wipe, files.write]
+    files: {{read: ["**"], write: ["drafts/*"]}}
+    limits: {{max_steps: 6, max_tool_errors: 5}}
+graph: {{start: op, edges: [{{from: op, to: end}}]}}
+"""
+
+
+async def start(project: Path, policy: str, replies: list[object], calls: list[str]):  # type: ignore[no-untyped-def]
+    spec = project / "teams" / "ops.yaml"
+    write(spec, TEAM.format(policy=policy))
+    rt = bootstrap(tools=registry_with(calls))
+    model = ScriptedModel(replies)
+    rt.models.register("fake", model)
+    svc = RunService(rt)
+    run_id, handle = await svc.start(str(spec), "ship it")
+    return rt, svc, run_id, handle, model
+
+
+async def wait_for_pending(svc: ApprovalService, count: int = 1) -> list:  # type: ignore[type-arg]
+    for _ in range(200):
+        pending = svc.list()
+        if len(pending) >= count:
+            return pending
+        await asyncio.sleep(0.05)
+    raise AssertionError("no approval became pending")
+
+
+async def test_risky_call_waits_then_runs_once_after_approval(project_dir: Path) -> None:
+    calls: list[str] = []
+    replies = [{"tool": "deploy", "args": {"target": "prod"}, "text": "prod needs the fix"}, "done"]
+    rt, _, run_id, handle, _ = await start(project_dir, "", replies, calls)
+    approvals = ApprovalService(rt)
+    [pending] = await wait_for_pending(approvals)
+    assert (pending.tool, pending.arguments, pending.agent) == ("deploy", {"target": "prod"}, "op")
+    assert pending.reason == "prod needs the fix"
+    assert rt.store.get_run(run_id).status == "waiting_approval" and calls == []
+    approvals.approve(pending.id, note="go")
+    await handle.get_result()
+    assert rt.store.get_run(run_id).status == "succeeded"
+    assert calls == ["prod"]
+    types = [e.type for e in rt.store.events(run_id)]
+    assert types.index("approval_requested") < types.index("approval_decided") < types.index("tool_called")
+    with pytest.raises(UserError, match="already succeeded"):
+        approvals.approve(pending.id)
+
+
+async def test_concurrent_double_approval_runs_the_call_exactly_once(project_dir: Path) -> None:
+    calls: list[str] = []
+    replies = [{"tool": "deploy", "args": {"target": "prod"}}, "done"]
+    rt, _, run_id, handle, _ = await start(project_dir, "", replies, calls)
+    [pending] = await wait_for_pending(ApprovalService(rt))
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def approve() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(ApprovalService(rt).approve(pending.id).status)
+        except UserError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=approve) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    await handle.get_result()
+    assert outcomes == ["approved"] * 4  # each approver sees the call approved...
+    assert calls == ["prod"]  # ...and it ran exactly once
+    assert len([e for e in rt.store.events(run_id) if e.type == "tool_called"]) == 1
+
+
+async def test_denied_call_is_an_observation_for_the_agent(project_dir: Path) -> None:
+    calls: list[str] = []
+    replies = [{"tool": "deploy", "args": {"target": "prod"}}, "gave up"]
+    rt, _, run_id, handle, model = await start(project_dir, "", replies, calls)
+    approvals = ApprovalService(rt)
+    [pending] = await wait_for_pending(approvals)
+    approvals.deny(pending.id, "not on a Friday")
+    await handle.get_result()
+    assert calls == [] and rt.store.get_run(run_id).status == "succeeded"
+    observation = model.calls[1].request.messages[-1].content
+    assert "denied" in observation and "not on a Friday" in observation
+
+
+async def test_edit_changes_arguments_after_validating_them(project_dir: Path) -> None:
+    calls: list[str] = []
+    replies = [{"tool": "deploy", "args": {"target": "prod"}}, "done"]
+    rt, _, _, handle, _ = await start(project_dir, "", replies, calls)
+    approvals = ApprovalService(rt)
+    [pending] = await wait_for_pending(approvals)
+    with pytest.raises(UserError, match="invalid arguments for deploy"):
+        approvals.edit(pending.id, {"target": 5, "extra": True})
+    approvals.edit(pending.id, {"target": "staging"})
+    approvals.approve(pending.id)
+    await handle.get_result()
+    assert calls == ["staging"]
+
+
+async def test_once_policy_asks_once_per_tool_and_never_policy_not_at_all(project_dir: Path) -> None:
+    calls: list[str] = []
+    replies = [{"tool": "deploy", "args": {"target": "a"}}, {"tool": "deploy", "args": {"target": "b"}}, "done"]
+    rt, _, _, handle, _ = await start(project_dir, "approval: once", replies, calls)
+    approvals = ApprovalService(rt)
+    [pending] = await wait_for_pending(approvals)
+    approvals.approve(pending.id)
+    await handle.get_result()
+    assert calls == ["a", "b"] and len(approvals.list(None)) == 1
+    durable.shutdown()
+
+    calls2: list[str] = []
+    rt, _, run_id, handle, _ = await start(project_dir, "approval: never", replies, calls2)
+    await handle.get_result()
+    assert calls2 == ["a", "b"] and ApprovalService(rt).list(None, run_id) == []
+
+
+async def test_forbidden_tools_and_file_policy_are_refused_as_observations(project_dir: Path) -> None:
+    calls: list[str] = []
+    replies = [
+        {"tool": "wipe", "args": {"path": "/"}},
+        {"tool": "files.write", "args": {"path": "secrets/x.md", "content": "no"}},
+        {"tool": "files.write", "args": {"path": "drafts/x.md", "content": "ok"}},
+        "done",
+    ]
+    rt, _, run_id, handle, model = await start(project_dir, "", replies, calls)
+    await handle.get_result()
+    observations = [c.request.messages[-1].content for c in model.calls[1:]]
+    assert "tool 'wipe' is forbidden" in observations[0]
+    assert "may not write 'secrets/x.md'; allowed to write: drafts/*" in observations[1]
+    assert observations[2].startswith("wrote")
+    workspace = Path(rt.store.get_run(run_id).workspace or "")
+    assert (workspace / "drafts" / "x.md").read_text() == "ok" and not (workspace / "secrets").exists()
+    assert calls == []
+
+
+async def test_too_many_failed_tool_calls_end_the_turn() -> None:
+    registry = ToolRegistry()
+    register_builtins(registry)
+    team = """
+    name: clumsy
+    agents:
+      a: {model: fake, system: x, tools: [files.read], limits: {max_tool_errors: 2}}
+    graph: {start: a, edges: [{from: a, to: end}]}
+    """
+    model = ScriptedModel([{"tool": "files.read", "args": {"path": f"missing{i}.txt"}} for i in range(5)])
+    run, rt = await run_team(team, model, tools=registry)
+    assert run.status == "failed" and rt.store.steps(run.id)[0].outcome == "tool_errors"
+    assert len(model.calls) == 2

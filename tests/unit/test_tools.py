@@ -79,3 +79,28 @@ async def test_files_round_trip_inside_the_workspace(tmp_path: Path) -> None:
     await registry.get("files.write").call({"path": "notes/a.md", "content": "hello"}, ctx)
     assert await registry.get("files.read").call({"path": "notes/a.md"}, ctx) == "hello"
     assert await registry.get("files.list").call({}, ctx) == ["notes/a.md"]
+
+
+async def test_scheduler_can_run_asks_the_pool_and_the_machine(tmp_path: Path) -> None:
+    from edgecrew.models.pool import ModelPool, PoolModelSpec
+
+    registry = ToolRegistry()
+    register_builtins(registry)
+    tool_spec = registry.get("scheduler.can_run")
+    plain = ToolContext("r", "a", tmp_path)
+    small = await tool_spec.call({"memory_mb": 1, "cpu_cores": 0}, plain)
+    assert small["fits"] is True and small["free_memory_mb"] > 1
+    huge = await tool_spec.call({"memory_mb": 10**9}, plain)
+    assert huge["fits"] is False and "needs" in huge["reason"]
+
+    async def load(alias: str) -> object:
+        return object()
+
+    pool = ModelPool(load, specs=lambda a: PoolModelSpec(a, memory_bytes=60 * 2**20), budget_bytes=100 * 2**20)  # type: ignore[arg-type]
+    async with pool.use("m"):
+        held = await tool_spec.call(
+            {"memory_mb": 50, "cpu_cores": 0}, ToolContext("r", "a", tmp_path, services={"pool": pool})
+        )
+    assert held["fits"] is False and "held by models" in held["reason"]
+    with pytest.raises(ToolError, match="must not be negative"):
+        await tool_spec.call({"memory_mb": -1}, plain)

@@ -398,7 +398,11 @@ async def tool_call_step(
         if refused is not None or spec is None:
             raise ToolError(refused or f"there is no tool '{call.name}'")
         ctx = ToolContext(
-            run_id=run_id, agent=agent, workspace=rt.workspace(run_id), files=FilePolicy(file_read, file_write)
+            run_id=run_id,
+            agent=agent,
+            workspace=rt.workspace(run_id),
+            files=FilePolicy(file_read, file_write),
+            services={"pool": rt.pool},
         )
         result = await asyncio.wait_for(spec.call(call.arguments, ctx), timeout=max(timeout_s, 0.001))
         content = result if isinstance(result, str) else json.dumps(result, default=str)

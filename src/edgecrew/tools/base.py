@@ -32,6 +32,7 @@ class ToolContext:
     agent: str
     workspace: Any  # pathlib.Path of the run's workspace
     files: Any = None  # the agent's FilePolicy (None: everything inside the workspace)
+    services: Any = None  # what the runtime lends tools, by name (e.g. "pool": the model pool)
 
 
 @dataclass(frozen=True)

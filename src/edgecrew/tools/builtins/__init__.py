@@ -6,6 +6,7 @@ from edgecrew.tools.base import ToolRegistry
 
 
 def register_builtins(registry: ToolRegistry) -> None:
-    from edgecrew.tools.builtins import files
+    from edgecrew.tools.builtins import files, scheduler
 
     files.register(registry)
+    scheduler.register(registry)

@@ -39,13 +39,19 @@ demo: install
 	@echo "==> running the built-in team plan-write-review on the embedded model"
 	@$(BIN)/edgecrew run plan-write-review "$(DEMO_TASK)"
 
-# Debian packages the tests need: a PostgreSQL server (the Postgres tests start a throwaway cluster).
+# Debian packages the tests need: PostgreSQL (throwaway clusters), Prometheus (the PromQL tools),
+# git (the git tools) and bubblewrap (the sandbox's namespace tier). Only what is missing is installed.
 system-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
-	  echo "==> installing Debian package postgresql (for the Postgres tests)"; \
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v git >/dev/null || missing="$$missing git"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing Debian packages:$$missing (for the tests)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null \
-	    || { echo "could not install postgresql; install it with apt-get and rerun"; exit 1; }; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	    || { echo "could not install$$missing; install with apt-get and rerun"; exit 1; }; \
 	fi
 
 test: install-dev system-deps

@@ -36,7 +36,7 @@ async def test_snapshot_reports_real_values(registry: ToolRegistry, tmp_path: Pa
     burner.start()  # make this process the busiest one, so it shows up in top_cpu
     try:
         # ToolSpec.call checks the result against the declared output schema.
-        snap = await spec.call({"top": 3}, ToolContext("run", "agent", tmp_path))
+        snap = await spec.call({"top": 10}, ToolContext("run", "agent", tmp_path))
     finally:
         stop.set()
         burner.join()
@@ -57,7 +57,7 @@ async def test_snapshot_reports_real_values(registry: ToolRegistry, tmp_path: Pa
     for disk in snap["disks"]:
         assert disk["used_bytes"] + disk["free_bytes"] <= disk["total_bytes"] and 0 <= disk["percent"] <= 100
 
-    assert 1 <= len(snap["top_cpu"]) <= 3 and 1 <= len(snap["top_memory"]) <= 3
+    assert 1 <= len(snap["top_cpu"]) <= 10 and 1 <= len(snap["top_memory"]) <= 10
     cpus = [p["cpu_percent"] for p in snap["top_cpu"]]
     assert cpus == sorted(cpus, reverse=True)
     assert os.getpid() in {p["pid"] for p in snap["top_cpu"]}, snap["top_cpu"]

@@ -138,7 +138,7 @@ def spec_from_function(
     aliases: tuple[str, ...] = (),
     risk: Risk = "safe",
 ) -> ToolSpec:
-    hints = get_type_hints(func)
+    hints = get_type_hints(func, include_extras=True)  # keep Annotated[..., Field(...)] limits
     params = inspect.signature(func).parameters
     fields: dict[str, Any] = {}
     wants_context = False

@@ -208,7 +208,9 @@ def prometheus_tools(url: str = DEFAULT_URL, *, timeout_s: float = 10.0) -> list
     specs = []
     for fn, name in ((prometheus_query, "prometheus.query"), (prometheus_query_range, "prometheus.query_range")):
         spec = spec_from_function(fn, name=name, risk="safe", timeout_s=timeout_s + 5)
-        specs.append(dataclasses.replace(spec, description=f"{spec.description} (Prometheus at {client.url})"))
+        specs.append(
+            dataclasses.replace(spec, description=f"{spec.description.rstrip('.')} (Prometheus at {client.url}).")
+        )
     return specs
 
 

@@ -13,6 +13,7 @@ from rich.table import Column, Table
 
 from edgecrew.cli.approvals import approvals_app
 from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
+from edgecrew.cli.mcp import mcp_app
 from edgecrew.cli.models import models_app
 from edgecrew.domain.runs import RunStatus
 from edgecrew.errors import SpecError
@@ -32,6 +33,7 @@ app.add_typer(teams_app, name="teams")
 app.add_typer(models_app, name="models")
 app.add_typer(tools_app, name="tools")
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(mcp_app, name="mcp")
 
 # -- run / resume / cancel ------------------------------------------------------------------------
 
@@ -48,7 +50,7 @@ def run(
     from edgecrew.engine.service import RunService
 
     async def body() -> int:
-        svc = RunService(runtime(project))
+        svc = RunService(runtime(project, mcp=True))
         recovery = await svc.recover()
         if not as_json:
             _report_recovery(recovery)
@@ -148,7 +150,9 @@ def resume(
         if project is None:  # resume where the run was started: it needs that project's models and tools
             recorded = rt.store.get_run(run_id).project
             if recorded and Path(recorded) != rt.project.dir and Path(recorded).is_dir():
-                rt = runtime(Path(recorded))
+                rt = runtime(Path(recorded), mcp=True)
+            else:
+                rt = runtime(project, mcp=True)
         svc = RunService(rt)
         run, what, recovery = await svc.resume(run_id)
         console.print(f"run [bold]{run.id}[/]: {what}")
@@ -370,7 +374,7 @@ def tools_list(project: ProjectOpt = None, as_json: Annotated[bool, typer.Option
     from edgecrew.settings import get_settings
 
     settings = get_settings() if project is None else get_settings().model_copy(update={"project": project})
-    _, _, tools = guard(lambda: load_catalog(settings))
+    _, _, tools = guard(lambda: load_catalog(settings, mcp=True))
     specs = tools.specs()
     if as_json:
         print(
@@ -425,7 +429,7 @@ def validate(
             return 2
         project_dir = target if target.is_dir() else _project_of(target)
         settings = get_settings().model_copy(update={"project": project_dir})
-        project, models, tools = load_catalog(settings)
+        project, models, tools = load_catalog(settings, mcp=True)
         catalog = Catalog(tools=tools.names(), models=models.references(), normalize_tool=tools.canonical)
         if target.is_file():
             sources = [project.team_source(str(target))]

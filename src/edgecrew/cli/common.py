@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -21,14 +20,16 @@ T = TypeVar("T")
 ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project dir (default: current dir).")]
 
 
-def runtime(project: Path | None = None) -> Any:
+def runtime(project: Path | None = None, *, mcp: bool = False) -> Any:
+    """The runtime for a command; ``mcp`` also connects the project's MCP servers (commands that run
+    tools or list them need them; the rest should not pay for starting servers)."""
     from edgecrew.engine.runtime import bootstrap
-    from edgecrew.settings import get_settings, reset_settings
+    from edgecrew.settings import get_settings
 
+    settings = get_settings()
     if project is not None:
-        os.environ["EDGECREW_PROJECT"] = str(project)
-        reset_settings()
-    return bootstrap(get_settings())
+        settings = settings.model_copy(update={"project": project})
+    return bootstrap(settings, mcp=mcp)
 
 
 def guard(fn: Callable[[], T]) -> T:

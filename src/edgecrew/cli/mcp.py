@@ -21,6 +21,9 @@ def serve(
         Path | None,
         typer.Option(help="Folder the served tools work in (default: a new one under $EDGECREW_HOME/workspaces)."),
     ] = None,
+    allow_risky: Annotated[
+        bool, typer.Option("--allow-risky", help="Also serve risky tools (MCP clients call them without approval).")
+    ] = False,
     project: ProjectOpt = None,
 ) -> None:
     """Serve the project's tools, and each team as a tool team.<name>, to MCP clients.
@@ -35,7 +38,9 @@ def serve(
         raise typer.Exit(2)
 
     async def body() -> int:
-        app = EdgecrewMcp(runtime(project), workspace=workspace.resolve() if workspace else None)
+        app = EdgecrewMcp(
+            runtime(project, mcp=True), workspace=workspace.resolve() if workspace else None, allow_risky=allow_risky
+        )
         if http:
             err.print(f"edgecrew MCP server on http://{host}:{port}/mcp · tools work in {app.workspace}")
             await serve_http(app, host=host, port=port)

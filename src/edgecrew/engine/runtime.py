@@ -92,11 +92,11 @@ def build_pool(registry: ModelRegistry, budget_bytes: int | None) -> ModelPool:
 _CURRENT: Runtime | None = None
 
 
-def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = None) -> Runtime:
-    """Build this process's runtime and make it current."""
+def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = None, mcp: bool = False) -> Runtime:
+    """Build this process's runtime and make it current (``mcp``: connect the project's MCP servers)."""
     global _CURRENT
     settings = settings or get_settings()
-    project, models, registry = load_catalog(settings, tools)
+    project, models, registry = load_catalog(settings, tools, mcp=mcp)
     try:
         settings.home.mkdir(parents=True, exist_ok=True)
         store = open_store(settings.store_url)
@@ -109,11 +109,18 @@ def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = 
     return _CURRENT
 
 
-def load_catalog(settings: Settings, tools: ToolRegistry | None = None) -> tuple[Project, ModelRegistry, ToolRegistry]:
-    """The project with its models and tools (plugins imported); no store needed (`validate` uses it)."""
+def load_catalog(
+    settings: Settings, tools: ToolRegistry | None = None, *, mcp: bool = False
+) -> tuple[Project, ModelRegistry, ToolRegistry]:
+    """The project with its models and tools (plugins imported, MCP servers connected when ``mcp``);
+    no store needed (`validate` uses it)."""
     project = load_project(settings.project_dir)
     registry = tools or default_registry()
     project.import_plugins()
+    if mcp and project.mcp_servers:
+        from edgecrew.tools.mcp import register_mcp_tools
+
+        register_mcp_tools(registry, project.mcp_servers, base_dir=project.dir, log_dir=settings.home / "logs")
     return project, ModelRegistry(project.models, data_dir=settings.home), registry
 
 

@@ -23,6 +23,7 @@ from edgecrew.models.registry import ModelDef
 from edgecrew.specs.loader import Catalog, build_team
 from edgecrew.specs.models import ModelDoc, build_models
 from edgecrew.specs.yamlsrc import line_of, read_yaml, to_plain
+from edgecrew.tools.mcp import McpServerConfig, McpServers
 
 CONFIG_FILE = "edgecrew.yaml"
 
@@ -33,6 +34,7 @@ class ProjectDoc(BaseModel):
     models: dict[str, ModelDoc] = {}
     plugins: list[str] = []
     teams: list[dict[str, Any]] = []
+    mcp_servers: McpServers = {}
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Project:
     config_file: Path | None
     models: dict[str, ModelDef] = field(default_factory=dict)
     plugins: tuple[str, ...] = ()
+    mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
     teams: dict[str, TeamSource] = field(default_factory=dict)
     sources: list[TeamSource] = field(default_factory=list)  # every project team, duplicates included
     duplicates: list[SpecIssue] = field(default_factory=list)
@@ -174,6 +177,7 @@ def load_project(directory: Path) -> Project:
                 ]
             ) from None
         project.plugins = tuple(parsed.plugins)
+        project.mcp_servers = dict(parsed.mcp_servers)
         project.models, issues = build_models(parsed.models, doc, str(config), directory)
         if issues:
             raise SpecError(issues)

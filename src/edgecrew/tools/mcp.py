@@ -16,15 +16,16 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import re
 import shlex
 import threading
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgecrew.errors import ToolError, UserError
 from edgecrew.tools.base import Risk, ToolRegistry, ToolSpec
@@ -38,6 +39,7 @@ T = TypeVar("T")
 __all__ = [
     "McpConnections",
     "McpServerConfig",
+    "McpServers",
     "close_mcp",
     "load_mcp_tools",
     "mcp_connections",
@@ -105,6 +107,19 @@ class McpServerConfig(BaseModel):
         return self.url if self.url is not None else "command: " + shlex.join(self.argv())
 
 
+def _server_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ValueError(
+            f"server name '{name}' may only use letters, digits, '-' and '_' (it prefixes its tools: '{name}.tool')"
+        )
+    return name
+
+
+ServerName = Annotated[str, AfterValidator(_server_name)]
+McpServers: TypeAlias = dict[ServerName, McpServerConfig]
+"""The ``mcp_servers:`` section of edgecrew.yaml: names (letters, digits, ``-``, ``_``) to servers."""
+
+
 # -- connections -----------------------------------------------------------------------------------
 
 
@@ -139,6 +154,7 @@ class McpConnections:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._sessions: dict[str, _Session] = {}  # touched only on the background loop
+        self._opening: dict[str, asyncio.Lock] = {}  # one opener per server at a time (on the loop)
         self._atexit = False
 
     # -- the background loop --
@@ -180,6 +196,10 @@ class McpConnections:
         """Call ``tool`` on ``server``; returns its result as text or JSON, raises ToolError on failure."""
         return await self._on_loop(self._call(server, tool, arguments, timeout_s))
 
+    def owns_current_thread(self) -> bool:
+        """Whether the caller runs on the background loop's thread (where blocking would deadlock)."""
+        return self._thread is not None and threading.current_thread() is self._thread
+
     def servers(self) -> list[str]:
         """Names of the servers with an open session."""
         return sorted(name for name, s in list(self._sessions.items()) if s.alive)
@@ -200,10 +220,17 @@ class McpConnections:
             thread.join(timeout_s)
         if not thread.is_alive():
             loop.close()
+        self._sessions, self._opening = {}, {}  # their tasks and locks belonged to that loop
 
     # -- on the background loop --
 
     async def _open(self, name: str, config: McpServerConfig, cwd: Path | None, log_file: Path | None) -> list[Tool]:
+        async with self._opening.setdefault(name, asyncio.Lock()):
+            return await self._open_now(name, config, cwd, log_file)
+
+    async def _open_now(
+        self, name: str, config: McpServerConfig, cwd: Path | None, log_file: Path | None
+    ) -> list[Tool]:
         existing = self._sessions.get(name)
         if existing is not None:
             if existing.alive and existing.config == config and existing.cwd == cwd:
@@ -456,8 +483,10 @@ async def load_mcp_tools(
     stdio server's stderr as ``mcp-<server>.log``. A server that cannot be started, reached or listed
     raises UserError naming it.
     """
-    conns = connections or mcp_connections()
+    if not servers:
+        return []
     _require_sdk()
+    conns = connections or mcp_connections()
     names = list(servers)
     listed = await asyncio.gather(
         *(conns.connect(n, servers[n], base_dir=base_dir, log_dir=log_dir) for n in names), return_exceptions=True
@@ -499,6 +528,8 @@ def register_mcp_tools(
     if not servers:
         return []
     conns = connections or mcp_connections()
+    if conns.owns_current_thread():
+        raise RuntimeError("register_mcp_tools() blocks; on the MCP loop itself, await load_mcp_tools() instead")
     future = conns.submit(load_mcp_tools(servers, base_dir=base_dir, log_dir=log_dir, connections=conns))
     specs = future.result()
     for spec in specs:

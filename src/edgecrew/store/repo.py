@@ -124,11 +124,11 @@ class RunStore:
 
     def _version(self, conn: Connection | None = None) -> str | None:
         if conn is not None:
-            with conn.begin_nested():
-                try:
+            try:
+                with conn.begin_nested():  # a savepoint: a missing table must not abort the migration
                     return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-                except sa.exc.DBAPIError:
-                    return None
+            except sa.exc.DBAPIError:
+                return None
         with self.engine.connect() as own:
             try:
                 return own.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()

@@ -201,3 +201,38 @@ async def test_too_many_failed_tool_calls_end_the_turn() -> None:
     run, rt = await run_team(team, model, tools=registry)
     assert run.status == "failed" and rt.store.steps(run.id)[0].outcome == "tool_errors"
     assert len(model.calls) == 2
+
+
+async def test_python_run_executes_in_the_sandbox_and_shell_run_needs_approval(project_dir: Path) -> None:
+    registry = ToolRegistry()
+    register_builtins(registry)
+    team = """
+    name: coder
+    agents:
+      dev: {model: fake, system: code, tools: [python.run, shell.run, files.read]}
+    graph: {start: dev, edges: [{from: dev, to: end}]}
+    """
+    model = ScriptedModel(
+        [
+            {"tool": "python.run", "args": {"code": "open('out.txt','w').write('42'); print(6*7)"}},
+            {"tool": "python.run", "args": {"code": "import socket; socket.create_connection(('127.0.0.1', 9), 2)"}},
+            {"tool": "shell.run", "args": {"command": "echo hi"}},
+            "done",
+        ]
+    )
+    spec = project_dir / "teams" / "coder.yaml"
+    write(spec, team)
+    rt = bootstrap(tools=registry)
+    rt.models.register("fake", model)
+    run_id, handle = await RunService(rt).start(str(spec), "compute")
+    approvals = ApprovalService(rt)
+    [pending] = await wait_for_pending(approvals)
+    assert pending.tool == "shell.run"
+    approvals.deny(pending.id, "no shell")
+    await handle.get_result()
+    first = model.calls[1].request.messages[-1].content
+    assert '"stdout": "42\\n"' in first and '"exit_code": 0' in first
+    assert "out.txt" in first
+    assert '"exit_code": 0' not in model.calls[2].request.messages[-1].content  # no network in the sandbox
+    assert "denied" in model.calls[3].request.messages[-1].content
+    assert rt.store.get_run(run_id).status == "succeeded"

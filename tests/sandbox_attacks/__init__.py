@@ -1,0 +1,1 @@
+"""Attack programs for the sandbox tests (tests/unit/test_sandbox.py)."""

@@ -1,0 +1,243 @@
+"""The sandbox runs code in a confined child: normal execution, then a corpus of attacks.
+
+Every attack runs in the best tier this machine offers; a subset also runs in each fallback tier (and
+the network attacks under a seccomp-only and a Landlock-TCP-only variant). Each attack asserts a
+concrete containment condition (a file not created, a secret not printed, a listener with no
+connection, a count under its limit, no process left) and that it ended within its limit plus 1 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edgecrew.errors import ToolError
+from edgecrew.tools.sandbox import (
+    SandboxLimits,
+    SandboxTier,
+    available_tiers,
+    fresh_workdir,
+    run_sandboxed,
+    sandbox_tier,
+)
+from tests.sandbox_attacks.corpus import ATTACKS, NAME, Attack, Ctx, contained_in
+
+MiB = 1024 * 1024
+TIERS = available_tiers()
+BEST = TIERS[0]
+
+
+# ---------------------------------------------------------------- normal execution
+
+
+async def test_python_stdout_exit_code_and_stdin(tmp_path: Path) -> None:
+    code = "import sys\nname = input()\nprint('hello', name)\nprint('oops', file=sys.stderr)\nsys.exit(3)"
+    result = await run_sandboxed("python", code, workdir=tmp_path / "w", stdin="crew\n")
+    assert result.stdout == "hello crew\n"
+    assert result.stderr == "oops\n"
+    assert result.exit_code == 3
+    assert (result.timed_out, result.killed_reason, result.truncated) == (False, None, False)
+    assert result.tier == BEST.name
+
+
+async def test_shell_runs_in_the_workdir(tmp_path: Path) -> None:
+    workdir = tmp_path / "w"
+    code = "pwd; echo $HOME; read x; echo got $x > marker; exit 4"
+    result = await run_sandboxed("shell", code, workdir=workdir, stdin="7")
+    cwd, home = result.stdout.splitlines()
+    # the path the code sees is the work dir's, or (root without bwrap, private parents) a bind of it
+    assert cwd == home and (cwd == str(workdir) or BEST.name != "bwrap")
+    assert (workdir / "marker").read_text() == "got 7\n" and result.files_produced == ["marker"]
+    assert result.exit_code == 4
+
+
+@pytest.mark.parametrize("tier", TIERS, ids=[t.name for t in TIERS])
+async def test_files_produced_lists_new_and_modified_files_only(tmp_path: Path, tier: SandboxTier) -> None:
+    workdir = tmp_path / "w"
+    (workdir / "keep").mkdir(parents=True)
+    (workdir / "keep" / "same.txt").write_text("same")
+    (workdir / "edit.txt").write_text("old")
+    (workdir / "gone.txt").write_text("bye")
+    code = (
+        "import os\nos.makedirs('out/deep')\nopen('out/deep/new.txt', 'w').write('new')\n"
+        "open('edit.txt', 'a').write('er')\nos.remove('gone.txt')\nos.symlink('edit.txt', 'link')"
+    )
+    result = await run_sandboxed("python", code, workdir=workdir, tier=tier)
+    assert result.exit_code == 0, result.stderr
+    assert result.files_produced == ["edit.txt", "link", "out/deep/new.txt"]
+    assert (workdir / "edit.txt").read_text() == "older"
+    uid = os.geteuid()
+    assert all(p.lstat().st_uid == uid for p in [workdir, *workdir.rglob("*")])  # ownership given back
+
+
+@pytest.mark.parametrize("tier", TIERS, ids=[t.name for t in TIERS])
+async def test_python_imports_modules_from_the_workdir_and_stdlib_only(tmp_path: Path, tier: SandboxTier) -> None:
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    (workdir / "helper.py").write_text("ANSWER = 42\n")
+    code = "import json, helper\nprint(json.dumps(helper.ANSWER))\nimport psutil"
+    result = await run_sandboxed("python", code, workdir=workdir, tier=tier)
+    assert result.stdout == "42\n"
+    assert "No module named 'psutil'" in result.stderr  # edgecrew's site-packages stay invisible
+
+
+async def test_output_is_capped_with_a_note(tmp_path: Path) -> None:
+    code = "print('a' * 5000)\nprint('b' * 5000)"
+    result = await run_sandboxed("python", code, workdir=tmp_path / "w", limits=SandboxLimits(output_bytes=1000))
+    assert result.truncated
+    assert result.stdout.startswith("a" * 1000)
+    assert "output truncated, 9002 more bytes not shown" in result.stdout
+    assert result.exit_code == 0 and result.killed_reason is None
+
+
+async def test_timeout_keeps_partial_output(tmp_path: Path) -> None:
+    code = "import time\nprint('started')\ntime.sleep(60)"
+    started = time.monotonic()
+    result = await run_sandboxed("python", code, workdir=tmp_path / "w", limits=SandboxLimits(wall_s=1))
+    assert time.monotonic() - started < 2
+    assert result.stdout == "started\n"
+    assert result.timed_out and result.killed_reason == "wall" and result.exit_code == -signal.SIGKILL
+
+
+async def test_large_unread_stdin_does_not_hang(tmp_path: Path) -> None:
+    result = await run_sandboxed("shell", "echo ok", workdir=tmp_path / "w", stdin="x" * (4 * MiB))
+    assert result.stdout == "ok\n" and result.exit_code == 0
+
+
+async def test_invalid_utf8_output_is_replaced(tmp_path: Path) -> None:
+    result = await run_sandboxed("shell", r"printf 'a\377b'", workdir=tmp_path / "w")
+    assert result.stdout == "a\ufffdb"
+
+
+def test_tiers_are_reported() -> None:
+    tier = sandbox_tier()
+    assert tier == BEST and tier.isolation and tier.detail
+    assert TIERS[-1].name == "rlimits" and TIERS[-1].weak and "WEAK" in TIERS[-1].detail
+    assert {"rlimits", "scrubbed-env", "subreaper"} <= set(tier.isolation)
+
+
+async def test_unknown_tier_is_a_tool_error(tmp_path: Path) -> None:
+    with pytest.raises(ToolError, match="not available"):
+        await run_sandboxed("shell", "true", workdir=tmp_path, tier="nope")  # type: ignore[arg-type]
+
+
+def test_fresh_workdir_is_new_each_time(tmp_path: Path) -> None:
+    first, second = fresh_workdir(tmp_path / "root"), fresh_workdir(tmp_path / "root")
+    assert first != second and first.is_dir() and second.parent == tmp_path / "root"
+
+
+# ---------------------------------------------------------------- attacks (tests/sandbox_attacks/corpus.py)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ctx]:
+    token = secrets.token_hex(5)
+    secret = tmp_path / "secret" / "key.txt"
+    secret.parent.mkdir()
+    secret.write_text(f"TOPSECRET-{token}")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "link").symlink_to(outside)
+    canary = f"CANARY-{token}"
+    monkeypatch.setenv("EDGECREW_TEST_API_KEY", canary)
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(8)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    abstract = socket.socket(socket.AF_UNIX)
+    abstract.bind(f"\0edgecrew-test-{token}")
+    abstract.listen(8)
+    for sock in (tcp, udp, abstract):
+        sock.setblocking(False)
+    sentinel = subprocess.Popen(["sleep", "120"])
+    host_tmp = Path(f"/tmp/edgecrew-pwned-{token}")
+    try:
+        yield Ctx(
+            workdir, secret, secret.read_text(), outside, host_tmp, canary, f"ec{token}", tcp, udp, abstract, sentinel
+        )
+    finally:
+        sentinel.kill()
+        sentinel.wait()
+        for sock in (tcp, udp, abstract):
+            sock.close()
+        host_tmp.unlink(missing_ok=True)
+
+
+def _variants() -> list[tuple[str, SandboxTier, Attack]]:
+    cases: list[tuple[str, SandboxTier, Attack]] = [(BEST.name, BEST, a) for a in ATTACKS]
+    for tier in TIERS[1:]:
+        cases += [(tier.name, tier, a) for a in ATTACKS if a.fallback]
+    landlock = next((t for t in TIERS if t.name == "landlock"), None)
+    if landlock is not None:
+        base = [x for x in landlock.isolation if x not in ("netns", "netns-userns", "landlock-net")]
+        seccomp = SandboxTier("landlock", "seccomp net", [*base, "seccomp-net"])
+        tcp_only = SandboxTier("landlock", "landlock tcp", [*base, "landlock-net"])
+        cases += [("seccomp", seccomp, a) for a in ATTACKS if a.needs in ("net", "tcp")]
+        cases += [("landlock-tcp", tcp_only, a) for a in ATTACKS if a.needs == "tcp"]
+    return cases
+
+
+CASES = _variants()
+
+
+@pytest.mark.parametrize("tier", TIERS, ids=[t.name for t in TIERS])
+async def test_cancelling_the_call_kills_everything(tier: SandboxTier, ctx: Ctx) -> None:
+    code = ctx.render(NAME + "import os, time\nif os.fork() == 0:\n    os.setsid()\ntime.sleep(60)")
+    rundirs = set(Path(tempfile.gettempdir()).glob("edgecrew-sandbox-*"))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(run_sandboxed("python", code, workdir=ctx.workdir, tier=tier), timeout=0.5)
+    assert time.monotonic() - started < 1.5
+    assert survivors(ctx.name) == []
+    assert set(Path(tempfile.gettempdir()).glob("edgecrew-sandbox-*")) <= rundirs  # cleaned up
+
+
+def survivors(name: str) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == name]
+
+
+@pytest.mark.parametrize(("label", "tier", "attack"), CASES, ids=[f"{label}-{a.id}" for label, _, a in CASES])
+async def test_attack_is_contained(label: str, tier: SandboxTier, attack: Attack, ctx: Ctx) -> None:
+    if label == "seccomp" and not _kernel_has("seccomp"):
+        pytest.skip("seccomp filters are not available on this machine")
+    if label == "landlock-tcp" and not _kernel_has("landlock_net"):
+        pytest.skip("Landlock ABI < 4 here: no TCP rules")
+    if not contained_in(tier, attack):
+        pytest.skip(f"tier {tier.name} ({', '.join(tier.isolation)}) does not contain '{attack.needs}' attacks")
+    started = time.monotonic()
+    result = await run_sandboxed(
+        attack.kind, ctx.render(attack.code), workdir=ctx.workdir, limits=attack.limits, tier=tier
+    )
+    elapsed = time.monotonic() - started
+    # The wall clock bounds every attack; CPU attacks check killed_reason == "cpu" (their CPU limit, not the
+    # wall clock, stopped them): CPU seconds against elapsed seconds depends on how loaded the machine is.
+    limit = attack.limits.wall_s
+    assert elapsed < limit + 1.0, f"took {elapsed:.2f}s, limit {limit}s: {result}"
+    assert result.tier == tier.name
+    assert attack.check(result, ctx) is not False, f"not contained: {result}"
+    assert ctx.sentinel.poll() is None
+    deadline = time.monotonic() + 0.5
+    while survivors(ctx.name) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert survivors(ctx.name) == [], "a process the code started outlived the sandbox"
+
+
+def _kernel_has(what: str) -> bool:
+    from edgecrew.tools import sandbox
+
+    kernel = sandbox._kernel()
+    return bool(kernel["seccomp"]) if what == "seccomp" else int(kernel["landlock_abi"]) >= 4

@@ -23,7 +23,7 @@ that positioning (restoring a saved KV state, measured by timing the adapter's `
 what a caller waits for. The time spent saving states after each call, and the memory the saved
 states hold, are reported too.
 
-    .venv/bin/python bench/prefix_reuse.py [--rounds 1] [--turns 3] [--max-steps 1] [--max-tokens 48]
+    .venv/bin/python bench/prefix_reuse.py [--rounds 1] [--turns 3] [--max-steps 1] [--max-tokens 128]
                                            [--threads 1] [--json]
 """
 
@@ -111,48 +111,49 @@ class Recorder:
     def __init__(self, inner: Any) -> None:
         self.inner, self.name = inner, inner.name
         self.calls: list[dict[str, Any]] = []
-        self._restore: list[float] = []
-        self._save: list[float] = []
+        self._work: dict[str, Any] = {}
         # Time the adapter's positioning of the context (state restore) and its state saving.
         reuse, save = inner._reuse_prefix, inner._save_state
 
         def timed_reuse(llm: Any, prompt: list[int]) -> int:
             started = time.perf_counter()
-            try:
-                return int(reuse(llm, prompt))
-            finally:
-                self._restore.append(time.perf_counter() - started)
+            cached = int(reuse(llm, prompt))
+            self._work.update(restore_s=time.perf_counter() - started, prompt_tokens=len(prompt), cached_tokens=cached)
+            return cached
 
         def timed_save(llm: Any) -> None:
             started = time.perf_counter()
-            try:
-                save(llm)
-            finally:
-                self._save.append(time.perf_counter() - started)
+            save(llm)
+            self._work["save_s"] = time.perf_counter() - started
 
         inner._reuse_prefix, inner._save_state = timed_reuse, timed_save
 
     async def request(self, req: Any) -> Any:
+        from edgecrew.errors import InvalidOutputError
+
+        self._work = {"restore_s": 0.0, "save_s": 0.0, "prompt_tokens": 0, "cached_tokens": 0}
         started = time.perf_counter()
-        response = await self.inner.request(req)
-        wall = time.perf_counter() - started
-        restore = self._restore.pop() if self._restore else 0.0
-        save = self._save.pop() if self._save else 0.0
-        ttft = response.time_to_first_token_s
-        self.calls.append(
-            {
-                "agent": req.metadata.get("agent", ""),
-                "step": req.metadata.get("step", ""),
-                "prompt_tokens": response.usage.prompt_tokens,
-                "cached_tokens": response.usage.cached_tokens,
-                "completion_tokens": response.usage.completion_tokens,
-                "wall_s": wall,
-                "restore_s": restore,
-                "save_s": save,
-                "ttft_s": None if ttft is None else restore + ttft,
-                "reply": response.message.content or [c.name for c in response.message.tool_calls],
-            }
-        )
+        response, error = None, None
+        try:
+            response = await self.inner.request(req)
+        except InvalidOutputError as exc:  # generated, then rejected (cut off at max_tokens...): recorded too
+            error = str(exc)
+            raise
+        finally:
+            ttft = response.time_to_first_token_s if response is not None else None
+            self.calls.append(
+                {
+                    "agent": req.metadata.get("agent", ""),
+                    "step": req.metadata.get("step", ""),
+                    **self._work,
+                    "completion_tokens": response.usage.completion_tokens if response is not None else None,
+                    "wall_s": time.perf_counter() - started,
+                    "ttft_s": None if ttft is None else self._work["restore_s"] + ttft,
+                    "reply": error[:120]
+                    if response is None
+                    else response.message.content or [c.name for c in response.message.tool_calls],
+                }
+            )
         return response
 
     def stream(self, req: Any) -> Any:
@@ -296,8 +297,8 @@ def analyse(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "prompt_tokens_per_run": tokens(off[0], False),
         "evaluated_tokens_per_run": {"reuse": tokens(on[0], True), "no_reuse": tokens(off[0], True)},
         "completion_tokens_per_run": {
-            "reuse": sum(c["completion_tokens"] for c in on[0]["calls"]),
-            "no_reuse": sum(c["completion_tokens"] for c in off[0]["calls"]),
+            "reuse": sum(c["completion_tokens"] or 0 for c in on[0]["calls"]),
+            "no_reuse": sum(c["completion_tokens"] or 0 for c in off[0]["calls"]),
         },
         "e2e_s": {"reuse": round(e2e_on, 2), "no_reuse": round(e2e_off, 2)},
         "speedup": round(e2e_off / e2e_on, 2),
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="pairs of runs (reuse off + on), alternating (1)")
     parser.add_argument("--turns", type=int, default=3, help="turns per agent: times round the loop (3)")
     parser.add_argument("--max-steps", type=int, default=1, help="model calls per agent turn (1)")
-    parser.add_argument("--max-tokens", type=int, default=48, help="max_tokens per model call (48)")
+    parser.add_argument("--max-tokens", type=int, default=128, help="max_tokens per model call (128)")
     parser.add_argument("--threads", type=int, default=1, help="n_threads (1)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)

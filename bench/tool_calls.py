@@ -12,7 +12,9 @@ names one of the offered tools, and its arguments satisfy that tool's schema (ch
 jsonschema, independently of the adapter). A ``{"final": ...}`` answer is not a tool call, so it is
 not a valid one; an ``InvalidOutputError`` (malformed JSON, cut off at max_tokens, unknown tool, bad
 arguments) is invalid. How often the chosen tool is the intended one is reported too (informational:
-it measures the model, not the decoding).
+it measures the model, not the decoding), and so is what the agent loop would end up with: a
+constrained reply that raised ``InvalidOutputError`` is retried once with the error fed back, as
+``run_turn`` does, and counted if the retry is valid (informational; the target is on the first reply).
 
 Prompts alternate between the two models (constrained, then unconstrained, then the next prompt), so
 drift on a shared machine hits both alike. Both keep their prefix cache on (the default): the tool
@@ -32,6 +34,7 @@ import platform
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 SYSTEM = "You are a helpful assistant. Use a tool when the request needs one."
@@ -279,6 +282,20 @@ def judge(response: Any, error: str | None) -> tuple[str, str | None]:
     return "valid", call.name
 
 
+async def retried(model: Any, req: Any, error: str) -> str:
+    """The verdict after the one retry the agent loop makes on an unusable reply (the same message it sends)."""
+    from edgecrew.domain.messages import Message
+    from edgecrew.errors import InvalidOutputError
+
+    again = replace(
+        req, messages=(*req.messages, Message("user", f"Your last reply was not usable: {error}. Try again."))
+    )
+    try:
+        return judge(await model.request(again), None)[0]
+    except InvalidOutputError as exc:
+        return judge(None, str(exc))[0]
+
+
 async def measure(prompts: list[tuple[str, str]], max_tokens: int, threads: int) -> dict[str, Any]:
     from edgecrew.domain.messages import Message, ModelRequest
     from edgecrew.errors import InvalidOutputError
@@ -307,12 +324,16 @@ async def measure(prompts: list[tuple[str, str]], max_tokens: int, threads: int)
                 except InvalidOutputError as exc:
                     error = str(exc)
                 verdict, chosen = judge(response, error)
+                retry = None
+                if error is not None and kind == "constrained":
+                    retry = await retried(model, req, error)
                 results[kind].append(
                     {
                         "intended": intended,
                         "prompt": prompt,
                         "verdict": verdict,
                         "chosen": chosen,
+                        "retry_verdict": retry,
                         "s": time.perf_counter() - started,
                         "completion_tokens": response.usage.completion_tokens if response else None,
                         "reply": (
@@ -344,6 +365,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "intended_tool": chose,
         "intended_rate": round(chose / n, 4),
         "valid_and_intended_rate": round(right / n, 4),
+        # What the agent loop ends up with: an unusable reply is retried once with the error.
+        "valid_after_retry": verdicts["valid"] + sum(1 for r in rows if r.get("retry_verdict") == "valid"),
         "s_per_prompt": round(sum(r["s"] for r in rows) / n, 3),
     }
 
@@ -399,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * s['intended_rate']:>12.1f}%  {s['s_per_prompt']:>8.2f}  {verdicts}"
         )
     c, u = stats["constrained"]["valid_rate"], stats["unconstrained"]["valid_rate"]
+    print(
+        f"constrained, counting the agent loop's retry of an unusable reply: "
+        f"{stats['constrained']['valid_after_retry']} / {stats['constrained']['prompts']} valid"
+    )
     print(
         f"constrained {100 * c:.1f}% valid (target >= 99.5%) vs unconstrained {100 * u:.1f}%; "
         f"intended tool = chosen tool is the one the prompt asks for (informational); wall {wall:.1f}s"

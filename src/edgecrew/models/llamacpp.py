@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,8 @@ class LlamaCppModel:
                 model_path=str(self.path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
+                # Prompt evaluation would otherwise use every core, whatever n_threads says.
+                n_threads_batch=self.n_threads,
                 seed=self.seed,
                 verbose=False,
             )
@@ -178,7 +181,10 @@ class LlamaCppModel:
             grammar = None
             if schema is not None:
                 _validator(json.dumps(schema), "the output schema or a tool's parameters")  # fail before generating
-                grammar = grammar_for(json.dumps(schema)) if self.constrain else None
+                # Strings without a length cap get one in the grammar (not in validation): a small model
+                # that never closes a string would otherwise run to max_tokens and return broken JSON.
+                capped = _cap_strings(schema, max(24, 3 * req.max_tokens))
+                grammar = grammar_for(json.dumps(capped)) if self.constrain else None
             prompt = self._prompt_tokens(req)
             room = self.n_ctx - len(prompt)
             if room <= 0:
@@ -187,8 +193,8 @@ class LlamaCppModel:
                     f"{self.n_ctx}; shorten the conversation or raise n_ctx"
                 )
             max_tokens = min(req.max_tokens, room)
+            started = time.perf_counter()  # restoring a saved prefix counts towards time to first token
             cached = self._reuse_prefix(llm, prompt)
-            started = time.perf_counter()
             first: float | None = None
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             parts: list[str] = []
@@ -247,7 +253,7 @@ class LlamaCppModel:
                 best_key, best = key, shared
         if best_key is not None and best - live >= 16:  # loading a state costs a copy: worth it for 16+
             self._states.move_to_end(best_key)
-            llm.load_state(self._states[best_key])
+            _restore(llm, self._states[best_key])
             live = best
         # llama.cpp re-evaluates at least the last prompt token to get fresh logits.
         return max(0, min(live, len(prompt) - 1))
@@ -258,11 +264,11 @@ class LlamaCppModel:
         key = tuple(llm.input_ids[: llm.n_tokens].tolist())
         if any(k[: len(key)] == key for k in self._states):
             return  # a saved state already covers this sequence
-        state = llm.save_state()
+        state = _snapshot(llm)
         for k in [k for k in self._states if key[: len(k)] == k]:
             del self._states[k]  # the new state extends these
         self._states[key] = state
-        while self._states and sum(st.llama_state_size for st in self._states.values()) > self.cache_bytes:
+        while self._states and sum(len(st.data) for st in self._states.values()) > self.cache_bytes:
             self._states.popitem(last=False)
 
     def _prompt_tokens(self, req: ModelRequest) -> list[int]:
@@ -432,6 +438,54 @@ def _to_chat(message: Message) -> dict[str, str]:
     if message.role == "tool":
         return {"role": "user", "content": f"Result of tool {message.name}: {message.content}"}
     return {"role": message.role, "content": message.content}
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """A KV snapshot: the token ids it covers and llama.cpp's state bytes (no Python-side logits)."""
+
+    ids: Any
+    data: bytes
+
+
+def _snapshot(llm: Any) -> _Saved:
+    import ctypes
+
+    import llama_cpp
+
+    size = llama_cpp.llama_state_get_size(llm._ctx.ctx)
+    buffer = (ctypes.c_uint8 * int(size))()
+    written = int(llama_cpp.llama_state_get_data(llm._ctx.ctx, buffer, size))
+    return _Saved(ids=llm.input_ids[: llm.n_tokens].copy(), data=ctypes.string_at(buffer, written))
+
+
+def _restore(llm: Any, saved: _Saved) -> None:
+    import ctypes
+
+    import llama_cpp
+
+    size = len(saved.data)
+    buffer = (ctypes.c_uint8 * size).from_buffer_copy(saved.data)
+    if llama_cpp.llama_state_set_data(llm._ctx.ctx, buffer, size) != size:
+        raise ModelError("llama.cpp could not restore a saved prompt state")
+    n = len(saved.ids)
+    llm.input_ids[:n] = saved.ids
+    llm.n_tokens = n
+
+
+def _cap_strings(schema: Any, limit: int) -> Any:
+    """A copy of ``schema`` whose free-form strings have ``maxLength`` (at most ``limit``)."""
+    if isinstance(schema, list):
+        return [_cap_strings(s, limit) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    capped = {
+        k: _cap_strings(v, limit) if k not in ("enum", "const", "default", "examples") else v for k, v in schema.items()
+    }
+    free = not any(k in schema for k in ("enum", "const", "pattern", "format"))
+    if schema.get("type") == "string" and free:
+        capped["maxLength"] = min(int(schema.get("maxLength", limit)), limit)
+    return capped
 
 
 _LOG_CALLBACK: Any = None

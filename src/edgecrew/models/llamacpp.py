@@ -183,7 +183,7 @@ class LlamaCppModel:
                 _validator(json.dumps(schema), "the output schema or a tool's parameters")  # fail before generating
                 # Strings without a length cap get one in the grammar (not in validation): a small model
                 # that never closes a string would otherwise run to max_tokens and return broken JSON.
-                capped = _cap_strings(schema, max(24, 3 * req.max_tokens))
+                capped = _grammar_schema(schema, req.max_tokens)
                 grammar = grammar_for(json.dumps(capped)) if self.constrain else None
             prompt = self._prompt_tokens(req)
             room = self.n_ctx - len(prompt)
@@ -471,6 +471,19 @@ def _restore(llm: Any, saved: _Saved) -> None:
     n = len(saved.ids)
     llm.input_ids[:n] = saved.ids
     llm.n_tokens = n
+
+
+def _grammar_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+    """The schema the grammar enforces: tool arguments' free strings capped near the token budget
+    (a runaway argument is the classic small-model failure), answers' strings more loosely."""
+    answer_cap, argument_cap = max(24, 3 * max_tokens), max(24, max_tokens)
+    if "anyOf" not in schema:
+        return dict(_cap_strings(schema, answer_cap))
+    options = [
+        _cap_strings(option, argument_cap if "tool" in option.get("properties", {}) else answer_cap)
+        for option in schema["anyOf"]
+    ]
+    return {**schema, "anyOf": options}
 
 
 def _cap_strings(schema: Any, limit: int) -> Any:

@@ -223,10 +223,8 @@ async def run_team(reuse: bool, turns: int, max_tokens: int, max_steps: int, thr
         states = list(model._states.values())
         memory = {
             "saved_states": len(states),
-            "counted_mib": round(sum(st.llama_state_size for st in states) / 2**20, 1),  # what cache_bytes bounds
-            "held_mib": round(
-                sum(st.llama_state_size + st.scores.nbytes + st.input_ids.nbytes for st in states) / 2**20, 1
-            ),
+            "counted_mib": round(sum(len(st.data) for st in states) / 2**20, 1),  # what cache_bytes bounds
+            "held_mib": round(sum(len(st.data) + st.ids.nbytes for st in states) / 2**20, 1),
         }
         prompts = []
         for agent in team.agents.values():

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from edgecrew.domain.messages import ModelRequest, ModelResponse
 from edgecrew.errors import EdgecrewError, InvalidOutputError
-from edgecrew.models.base import ChatModel
 from edgecrew.models.registry import ModelRegistry
 
 
@@ -96,24 +95,3 @@ async def _attempt(source: ModelSource, alias: str, request: ModelRequest) -> Mo
     async with source.use(alias) as model:
         response: ModelResponse = await model.request(request)
         return response
-
-
-class RegistrySource:
-    """A ModelSource without a pool: every alias is built once and kept."""
-
-    def __init__(self, registry: ModelRegistry) -> None:
-        self.registry = registry
-
-    def use(self, alias: str) -> Any:
-        return _Ready(self.registry.get(alias))
-
-
-class _Ready:
-    def __init__(self, model: ChatModel) -> None:
-        self.model = model
-
-    async def __aenter__(self) -> ChatModel:
-        return self.model
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None

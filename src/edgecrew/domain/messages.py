@@ -80,6 +80,8 @@ class ModelRequest:
     output_schema: dict[str, Any] | None = None
     max_tokens: int = 512
     temperature: float = 0.0
+    # "auto": the model may call a tool or answer; "required": it must call one of ``tools``.
+    tool_choice: Literal["auto", "required"] = "auto"
     # Free-form labels (agent, run id, step key) that models may record but must not act on.
     metadata: dict[str, str] = field(default_factory=dict)
 

@@ -261,6 +261,8 @@ class LiteLLMModel:
                 }
                 for t in req.tools
             ]
+            if req.tool_choice == "required":
+                kwargs.setdefault("tool_choice", "required")
         schema = req.output_schema
         if schema is not None:
             _validator(json.dumps(schema))  # a bad schema is the user's mistake, not the provider's

@@ -298,6 +298,8 @@ def response_schema(req: ModelRequest) -> dict[str, Any] | None:
         }
         for t in req.tools
     ]
+    if req.tool_choice == "required":
+        return {"anyOf": options}
     final = dict(req.output_schema) if req.output_schema is not None else {"type": "string"}
     options.append(
         {

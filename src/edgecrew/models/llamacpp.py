@@ -229,7 +229,6 @@ class LlamaCppModel:
                 if on_text is not None:
                     on_text(tail)
             latency = time.perf_counter() - started
-            self._save_state(llm)
         text = "".join(parts)
         usage = Usage(prompt_tokens=len(prompt), completion_tokens=produced, cached_tokens=max(cached, 0))
         return ModelResponse(
@@ -246,6 +245,10 @@ class LlamaCppModel:
             llm.reset()  # evaluate the whole prompt again (what reuse is measured against)
             return 0
         live = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt)
+        if llm.n_tokens - live >= 16:
+            # The new prompt leaves the live conversation: keep its state, another call may resume it.
+            # (Saving only on divergence spares the copy while one conversation just grows.)
+            self._save_state(llm)
         best_key, best = None, live
         for key in self._states:
             shared = _common_prefix(list(key), prompt)

@@ -110,7 +110,8 @@ def _processes(top: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], fl
         except psutil.Error:  # exited or not ours to read
             continue
     by_cpu = sorted(rows, key=lambda r: (r["cpu_percent"], r["rss_bytes"]), reverse=True)[:top]
-    by_mem = sorted(rows, key=lambda r: r["rss_bytes"], reverse=True)[:top]
+    # Kernel threads and zombies hold no memory of their own: they are not "top memory" processes.
+    by_mem = sorted((r for r in rows if r["rss_bytes"] > 0), key=lambda r: r["rss_bytes"], reverse=True)[:top]
     return by_cpu, by_mem, system_percent
 
 

@@ -419,9 +419,8 @@ def validate(
     """Check team specs and report every problem with file, line and fix."""
 
     def body() -> int:
-        from edgecrew.engine.runtime import load_catalog
+        from edgecrew.engine.runtime import catalog_of, load_catalog
         from edgecrew.settings import get_settings
-        from edgecrew.specs.loader import Catalog
 
         target = (path or get_settings().project_dir).resolve()
         if not target.exists():
@@ -430,7 +429,7 @@ def validate(
         project_dir = target if target.is_dir() else _project_of(target)
         settings = get_settings().model_copy(update={"project": project_dir})
         project, models, tools = load_catalog(settings, mcp=True)
-        catalog = Catalog(tools=tools.names(), models=models.references(), normalize_tool=tools.canonical)
+        catalog = catalog_of(models, tools)
         if target.is_file():
             sources = [project.team_source(str(target))]
         else:

@@ -347,7 +347,7 @@ async def model_call_step(
         rt.store.emit(run_id, f"{key}.{kind}.{next(counter)}", kind, data, step_key=step_key, agent=agent)
 
     try:
-        routed = await call_with_fallback(rt.models, rt.model_source, ref, request, timeout_s, on_event)
+        routed = await call_with_fallback(rt.models, rt.pool, ref, request, timeout_s, on_event)
     except EdgecrewError as exc:  # an unknown alias or tag in a snapshotted spec
         routed = RoutedCall(error=str(exc), kind="error")
     except Exception as exc:  # a backend's own bug fails this call, recorded, instead of the process

@@ -42,10 +42,6 @@ class Runtime:
             self._pool = build_pool(self.models, self.settings.model_memory_bytes)
         return self._pool
 
-    @property
-    def model_source(self) -> ModelPool:
-        return self.pool
-
     def publish_pool_state(self) -> None:
         """Write the pool's state where `edgecrew models status` (another process) can read it."""
         if self._pool is None:
@@ -58,13 +54,18 @@ class Runtime:
         partial.replace(target)
 
     def catalog(self) -> Catalog:
-        return Catalog(tools=self.tools.names(), models=self.models.references(), normalize_tool=self.tools.canonical)
+        return catalog_of(self.models, self.tools)
 
     def load_team(self, name_or_path: str) -> TeamSpec:
         return self.project.load_team(name_or_path, self.catalog())
 
     def workspace(self, run_id: str) -> Path:
         return self.settings.workspaces_dir / run_id
+
+
+def catalog_of(models: ModelRegistry, tools: ToolRegistry) -> Catalog:
+    """What specs may refer to: these models (aliases and tags) and tools (normalized names)."""
+    return Catalog(tools=tools.names(), models=models.references(), normalize_tool=tools.canonical)
 
 
 def build_pool(registry: ModelRegistry, budget_bytes: int | None) -> ModelPool:

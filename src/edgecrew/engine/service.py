@@ -30,6 +30,7 @@ class RunService:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._dbos_client: Any = None
 
     def load_team(self, team: str) -> TeamSpec:
         return self.rt.load_team(team)
@@ -100,7 +101,6 @@ class RunService:
 
     def cancel(self, run_id: str) -> RunRecord:
         """Cancel a run (it stops at its next step); works whether or not its process is alive."""
-        from dbos import DBOSClient
         from dbos._error import DBOSNonExistentWorkflowError
 
         run = self.rt.store.get_run(run_id)
@@ -109,25 +109,31 @@ class RunService:
         self.rt.store.set_status(run.id, RunStatus.CANCELLED, error="cancelled by user")
         self.rt.store.close_open_steps(run.id, "cancelled")
         self.rt.store.emit(run.id, "run_cancelled", EventType.RUN_CANCELLED, {"reason": "cancelled by user"})
-        client = DBOSClient(system_database_url=self.rt.settings.system_database_url)
         try:
-            client.cancel_workflow(run.id)
+            self._client().cancel_workflow(run.id)
         except DBOSNonExistentWorkflowError:
             pass  # no workflow yet: the store's status alone keeps it from starting
         finally:
-            client.destroy()
+            self.close()
         return self.rt.store.get_run(run.id)
 
     def workflow_state(self, run_id: str) -> tuple[str | None, str | None]:
         """(DBOS status, executor id) of a run's workflow, read without launching DBOS."""
-        from dbos import DBOSClient
-
-        client = DBOSClient(system_database_url=self.rt.settings.system_database_url)
-        try:
-            found = client.list_workflows(workflow_ids=[run_id], load_input=False, load_output=False)
-        finally:
-            client.destroy()
+        found = self._client().list_workflows(workflow_ids=[run_id], load_input=False, load_output=False)
         return (found[0].status, found[0].executor_id) if found else (None, None)
+
+    def _client(self) -> Any:
+        """One DBOS client per service (opening one costs an engine and a connection pool)."""
+        if self._dbos_client is None:
+            from dbos import DBOSClient
+
+            self._dbos_client = DBOSClient(system_database_url=self.rt.settings.system_database_url)
+        return self._dbos_client
+
+    def close(self) -> None:
+        if self._dbos_client is not None:
+            self._dbos_client.destroy()
+            self._dbos_client = None
 
     async def follow(
         self,
@@ -145,6 +151,20 @@ class RunService:
         without finishing the run marks it failed, and (with ``stop_when_orphaned``) a workflow
         whose process died stops the wait instead of waiting forever.
         """
+        try:
+            return await self._follow(run_id, on_event, after_id, poll_s, timeout_s, stop_when_orphaned)
+        finally:
+            self.close()
+
+    async def _follow(
+        self,
+        run_id: str,
+        on_event: EventCallback | None,
+        after_id: int,
+        poll_s: float,
+        timeout_s: float | None,
+        stop_when_orphaned: bool,
+    ) -> RunRecord:
         from edgecrew.engine.executors import executor_alive
 
         last = after_id

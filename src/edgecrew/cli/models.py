@@ -13,12 +13,13 @@ import typer
 from rich.table import Table
 
 from edgecrew.cli.common import ProjectOpt, console, guard, runtime
+from edgecrew.models.probe import mib
 
 models_app = typer.Typer(help="Model aliases, residency and speed.", no_args_is_help=True)
 
 
 def _mib(n: int | None) -> str:
-    return "measured at load" if n is None else f"{n / 2**20:.0f} MiB"
+    return "measured at load" if n is None else mib(n)
 
 
 @models_app.command("list")
@@ -73,8 +74,8 @@ def models_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
         return
     for state in states:
         console.print(
-            f"[bold]{state['executor']}[/] · memory {state['used_bytes'] / 2**20:.0f} of "
-            f"{state['budget_bytes'] / 2**20:.0f} MiB · queue {state['queue_depth']} · "
+            f"[bold]{state['executor']}[/] · memory {mib(state['used_bytes'])} of "
+            f"{mib(state['budget_bytes'])} · queue {state['queue_depth']} · "
             f"loads {state['loads']} · evictions {state['evictions']} · waits {state['waits']}"
         )
         table = Table("alias", "memory", "active/slots", "pinned", "idle s", "loads")

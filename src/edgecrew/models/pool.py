@@ -27,7 +27,7 @@ from typing import Any
 
 from edgecrew.errors import UserError
 from edgecrew.models.base import ChatModel
-from edgecrew.models.probe import GpuInfo, MiB, PsutilProbe, SystemProbe, default_budgets
+from edgecrew.models.probe import GpuInfo, PsutilProbe, SystemProbe, default_budgets, mib
 
 __all__ = [
     "CanRun",
@@ -174,10 +174,6 @@ def _settle(future: asyncio.Future[_Ticket], result: _Ticket | BaseException) ->
         future.set_result(result)
 
 
-def _mib(n: int) -> str:
-    return f"{n / MiB:.0f} MiB"
-
-
 class ModelPool:
     """Loads models on demand and shares them out within a memory budget; safe across event loops."""
 
@@ -269,11 +265,11 @@ class ModelPool:
         problems = []
         if memory_bytes > free:
             problems.append(
-                f"needs {_mib(memory_bytes)} of memory, {_mib(free)} free "
-                f"(pool budget {_mib(self.budget_bytes)}, {_mib(used)} held by models)"
+                f"needs {mib(memory_bytes)} of memory, {mib(free)} free "
+                f"(pool budget {mib(self.budget_bytes)}, {mib(used)} held by models)"
             )
         if gpu_bytes > free_gpu:
-            problems.append(f"needs {_mib(gpu_bytes)} of GPU memory, {_mib(free_gpu)} free")
+            problems.append(f"needs {mib(gpu_bytes)} of GPU memory, {mib(free_gpu)} free")
         if cpu_cores > free_cpu:
             problems.append(f"needs {cpu_cores:g} CPU cores, {free_cpu:.1f} free")
         reason = "; ".join(problems) or "fits"
@@ -499,10 +495,10 @@ class ModelPool:
         ):
             if need <= budget - held:
                 continue
-            text = f"model '{alias}' needs {_mib(need)} of {what} but the pool budget is {_mib(budget)}"
+            text = f"model '{alias}' needs {mib(need)} of {what} but the pool budget is {mib(budget)}"
             if held and need <= budget:
                 names = ", ".join(sorted(e.spec.alias for e in pinned))
-                text += f" and pinned models ({names}) hold {_mib(held)}; unpin one of them"
+                text += f" and pinned models ({names}) hold {mib(held)}; unpin one of them"
             elif what == "GPU memory" and budget == 0:
                 text += " (no GPU found); run it on the CPU or on a machine with a GPU"
             else:

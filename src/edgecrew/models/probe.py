@@ -6,6 +6,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 MiB = 1024 * 1024
+
+
+def mib(n: int) -> str:
+    """A byte count for people: '352 MiB'."""
+    return f"{n / MiB:.0f} MiB"
+
+
 MIN_MARGIN_BYTES = 256 * MiB  # left to the OS and the rest of the process by the default budget
 MARGIN_FRACTION = 0.10  # ...or this share of the total, whichever is larger
 

@@ -5,7 +5,8 @@
     EdgecrewError
     ├── UserError            the user wrote a bad spec, setting or argument: say what and where
     │   ├── SpecError        an invalid agent/team/project YAML; carries every SpecIssue at once
-    │   └── NotFoundError    a team, run or model alias that does not exist
+    │   ├── NotFoundError    a team, run or model alias that does not exist
+    │   └── ConflictError    the thing is in a state that forbids this (a finished run, a decided approval)
     └── RunError             something failed while running a team
         ├── ModelError       a model backend failed
         │   ├── InvalidOutputError      the model's reply is malformed (the agent may retry)
@@ -34,6 +35,10 @@ class UserError(EdgecrewError):
 
 class NotFoundError(UserError):
     """A named thing (team, run, model alias, tool) does not exist."""
+
+
+class ConflictError(UserError):
+    """The action does not fit the current state: cancelling a finished run, deciding twice."""
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,31 @@ class Settings(BaseSettings):
     # now, less a safety margin).
     model_memory: str | None = None
 
+    # -- server (`edgecrew serve`) --
+    host: str = "127.0.0.1"
+    port: int = 8765
+    # Requests from 127.0.0.1/::1 without a key get every scope. Off unless asked for: any local
+    # process (a browser tab included) could otherwise drive the agents.
+    allow_keyless_localhost: bool = False
+    # Origins a browser may call the API from (comma-separated), e.g. "http://localhost:3000".
+    cors_origins: str = ""
+    max_body_bytes: int = 8 * 1024 * 1024
+    # Requests per minute per API key (per client address without a key); bursts up to the same.
+    rate_limit_per_minute: int = 600
+    # OTLP/HTTP endpoint for traces, e.g. "http://127.0.0.1:4318" (the standard
+    # OTEL_EXPORTER_OTLP_ENDPOINT is read too); tracing is off when neither is set.
+    otlp_endpoint: str | None = None
+    log_level: str = "INFO"
+
     @property
     def model_memory_bytes(self) -> int | None:
         from edgecrew.specs.models import parse_size
 
         return parse_size(self.model_memory)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def store_url(self) -> str:

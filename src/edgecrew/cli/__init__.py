@@ -15,6 +15,7 @@ from edgecrew.cli.approvals import approvals_app
 from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
 from edgecrew.cli.mcp import mcp_app
 from edgecrew.cli.models import models_app
+from edgecrew.cli.server import keys_app, serve
 from edgecrew.domain.runs import RunStatus
 from edgecrew.errors import SpecError
 
@@ -34,6 +35,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(tools_app, name="tools")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(keys_app, name="keys")
+app.command()(serve)
 
 # -- run / resume / cancel ------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -28,7 +27,7 @@ def models_list(project: ProjectOpt = None, as_json: Annotated[bool, typer.Optio
     rt = guard(lambda: runtime(project))
     defs = rt.models.definitions()
     if as_json:
-        print(json.dumps([_as_dict(d) for d in defs]))
+        print(json.dumps([d.to_dict() for d in defs]))
         return
     table = Table("alias", "backend", "source", "tags", "fallbacks", "memory")
     for d in defs:
@@ -43,26 +42,17 @@ def models_show(alias: str, project: ProjectOpt = None) -> None:
     """Show everything about one alias."""
     rt = guard(lambda: runtime(project))
     d = guard(lambda: rt.models.definition(alias))
-    console.print_json(json.dumps(_as_dict(d)))
+    console.print_json(json.dumps(d.to_dict()))
     console.print(f"tries, in order: {' → '.join(guard(lambda: rt.models.candidates(alias)))}")
 
 
 @models_app.command("status")
 def models_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """What the model pools of running edgecrew processes hold: resident models, memory, queue."""
-    from edgecrew.engine.executors import executor_alive
+    from edgecrew.engine.runtime import published_pool_states
 
     rt = guard(runtime)
-    states = []
-    for file in sorted((rt.settings.home / "pool").glob("*.json")):
-        try:
-            state = json.loads(file.read_text())
-        except (OSError, ValueError):
-            continue
-        if executor_alive(state.get("executor")):
-            states.append(state)
-        else:
-            file.unlink(missing_ok=True)  # the process is gone, and so are its resident models
+    states = published_pool_states(rt.settings.home)
     if as_json:
         print(json.dumps(states))
         return
@@ -134,10 +124,3 @@ def models_bench(
     for key, value in figures.items():
         table.add_row(key, _mib(value) if key == "memory_bytes" else str(value))
     console.print(table)
-
-
-def _as_dict(d: Any) -> dict[str, Any]:
-    data = {k: v for k, v in d.__dict__.items() if k not in ("options", "base_dir")}
-    data["capabilities"] = sorted(d.capabilities)
-    data["base_dir"] = str(Path(d.base_dir))
-    return data

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.engine.runtime import Runtime
-from edgecrew.errors import ToolError, UserError
+from edgecrew.errors import ConflictError, ToolError, UserError
 from edgecrew.store.approvals import ApprovalRecord, ApprovalStore
 
 WAIT_CHUNK_S = 3600.0  # recv waits this long per round; a decision may take days
@@ -93,10 +93,10 @@ class ApprovalService:
         record = self.approvals.get(approval_id)
         run = self.rt.store.get_run(record.run_id)
         if run.status.terminal:
-            raise UserError(f"run {run.id} already {run.status.value}; its approvals no longer matter")
+            raise ConflictError(f"run {run.id} already {run.status.value}; its approvals no longer matter")
         try:
             record = self.approvals.decide(approval_id, status, note)
-        except UserError:
+        except ConflictError:
             current = self.approvals.get(approval_id)
             if current.status != status:
                 raise

@@ -22,6 +22,7 @@ from dbos import DBOS, DBOSConfig
 from dbos._error import DBOSException
 
 from edgecrew import __version__
+from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition
 from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
@@ -160,6 +161,7 @@ async def workflow_status(run_id: str) -> Any:
 async def team_run(run_id: str) -> dict[str, Any]:
     rt = get_runtime()
     run = rt.store.get_run(run_id)
+    current_request_id.set(run.request_id)  # also after a restart: this run's rows keep its correlation id
     team = team_from_raw(run.spec, source=f"run {run_id}")
     if run.status.terminal:
         return {"status": run.status.value}
@@ -195,7 +197,9 @@ async def team_run(run_id: str) -> dict[str, Any]:
 async def agent_turn(run_id: str, visit_key: str, agent_name: str, context: str) -> dict[str, Any]:
     """One agent turn as a child workflow: used for parallel branches (each with its own step order)."""
     rt = get_runtime()
-    team = team_from_raw(rt.store.get_run(run_id).spec)
+    run = rt.store.get_run(run_id)
+    current_request_id.set(run.request_id)
+    team = team_from_raw(run.spec)
     return (await _turn(rt, run_id, team.name, team.agents[agent_name], visit_key, context)).to_dict()
 
 

@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.executors import executor_id
@@ -53,6 +54,12 @@ class Runtime:
         partial.write_text(json.dumps({"executor": executor_id(), "at": time.time(), **self._pool.state().to_dict()}))
         partial.replace(target)
 
+    async def close_pool(self) -> None:
+        """Unload the pool's models (a server shutting down; nothing happens when none was used)."""
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+
     def catalog(self) -> Catalog:
         return catalog_of(self.models, self.tools)
 
@@ -61,6 +68,23 @@ class Runtime:
 
     def workspace(self, run_id: str) -> Path:
         return self.settings.workspaces_dir / run_id
+
+
+def published_pool_states(home: Path) -> list[dict[str, Any]]:
+    """The pool states that live edgecrew processes published (files of dead ones are removed)."""
+    from edgecrew.engine.executors import executor_alive
+
+    states = []
+    for file in sorted((home / "pool").glob("*.json")):
+        try:
+            state = json.loads(file.read_text())
+        except (OSError, ValueError):
+            continue
+        if executor_alive(state.get("executor")):
+            states.append(state)
+        else:
+            file.unlink(missing_ok=True)  # the process is gone, and so are its resident models
+    return states
 
 
 def catalog_of(models: ModelRegistry, tools: ToolRegistry) -> Catalog:

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
-from edgecrew.errors import UserError
+from edgecrew.errors import ConflictError, UserError
 from edgecrew.store.repo import EventRecord, RunRecord
 
 if TYPE_CHECKING:
@@ -19,6 +21,14 @@ if TYPE_CHECKING:
 
 EventCallback = Callable[[EventRecord], None]
 _END_EVENTS = {EventType.RUN_FINISHED.value, EventType.RUN_CANCELLED.value}
+
+
+class DuplicateRunError(Exception):
+    """A run was already started under this idempotency key (not an error for the caller: a replay)."""
+
+    def __init__(self, run: RunRecord) -> None:
+        super().__init__(f"run {run.id} was already started with this idempotency key")
+        self.run = run
 
 
 def new_run_id() -> str:
@@ -35,27 +45,45 @@ class RunService:
     def load_team(self, team: str) -> TeamSpec:
         return self.rt.load_team(team)
 
-    async def start(self, team: str, task: str) -> tuple[str, Any]:
-        """Validate the team, record the run and start its workflow; returns (run id, handle)."""
+    async def start(
+        self, team: str, task: str, *, request_id: str | None = None, idempotency_key: str | None = None
+    ) -> tuple[str, Any]:
+        """Validate the team, record the run and start its workflow; returns (run id, handle).
+
+        ``request_id`` is recorded on the run and its events; a run recorded under ``idempotency_key``
+        is created once: starting it again raises ``DuplicateRunError`` carrying the existing run.
+        """
         from edgecrew.engine import durable
         from edgecrew.engine.executors import executor_id
 
         if not task.strip():
             raise UserError('the task is empty; say what the team should do, e.g. edgecrew run TEAM "..."')
         spec = self.load_team(team)
+        if idempotency_key is not None:
+            existing = self.rt.store.run_by_idempotency_key(idempotency_key)
+            if existing is not None:
+                raise DuplicateRunError(existing)
         run_id = new_run_id()
         workspace = self.rt.workspace(run_id)
         workspace.mkdir(parents=True, exist_ok=True)
         durable.launch(self.rt)
-        self.rt.store.create_run(
-            run_id,
-            spec.name,
-            task,
-            spec.raw,
-            str(workspace),
-            project=str(self.rt.project.dir),
-            executor=executor_id(),
-        )
+        try:
+            self.rt.store.create_run(
+                run_id,
+                spec.name,
+                task,
+                spec.raw,
+                str(workspace),
+                project=str(self.rt.project.dir),
+                executor=executor_id(),
+                request_id=request_id,
+                idempotency_key=idempotency_key,
+            )
+        except sa.exc.IntegrityError:  # a concurrent request with the same key won the race
+            existing = self.rt.store.run_by_idempotency_key(idempotency_key or "")
+            if existing is None:
+                raise
+            raise DuplicateRunError(existing) from None
         self.rt.store.emit(run_id, "run_created", EventType.RUN_CREATED, {"team": spec.name, "task": task})
         handle = await durable.start_workflow(run_id)
         return run_id, handle
@@ -76,7 +104,7 @@ class RunService:
 
         run = self.rt.store.get_run(run_id)
         if run.status.terminal:
-            raise UserError(f"run {run.id} already {run.status.value}; only unfinished runs can be resumed")
+            raise ConflictError(f"run {run.id} already {run.status.value}; only unfinished runs can be resumed")
         if run.project and Path(run.project) != self.rt.project.dir:
             raise UserError(
                 f"run {run.id} belongs to project {run.project}; resume it there "
@@ -95,7 +123,7 @@ class RunService:
             reason = f"its workflow ended ({status.status.lower()}) without finishing the run"
             self.rt.store.set_status(run.id, RunStatus.FAILED, error=reason)
             self.rt.store.emit(run.id, "run_finished", EventType.RUN_FINISHED, {"status": "failed", "error": reason})
-            raise UserError(f"run {run.id} cannot be resumed: {reason}")
+            raise ConflictError(f"run {run.id} cannot be resumed: {reason}")
         await DBOS.resume_workflow_async(run.id)
         return run, "resumed", recovery
 
@@ -105,7 +133,7 @@ class RunService:
 
         run = self.rt.store.get_run(run_id)
         if run.status.terminal:
-            raise UserError(f"run {run.id} already {run.status.value}; nothing to cancel")
+            raise ConflictError(f"run {run.id} already {run.status.value}; nothing to cancel")
         self.rt.store.set_status(run.id, RunStatus.CANCELLED, error="cancelled by user")
         self.rt.store.close_open_steps(run.id, "cancelled")
         self.rt.store.emit(run.id, "run_cancelled", EventType.RUN_CANCELLED, {"reason": "cancelled by user"})

@@ -47,6 +47,14 @@ class ModelDef:
     base_dir: Path = Path(".")
     source: str = "built-in"
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything a user may see (backend options such as scripted replies stay out)."""
+        data = {k: v for k, v in self.__dict__.items() if k not in ("options", "base_dir")}
+        data["capabilities"] = sorted(self.capabilities)
+        data["tags"], data["fallbacks"] = list(self.tags), list(self.fallbacks)
+        data["base_dir"] = str(self.base_dir)
+        return data
+
     def describe(self) -> str:
         if self.backend == "llamacpp":
             return self.path or f"package {self.package}"

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from edgecrew.errors import NotFoundError, UserError
+from edgecrew.errors import ConflictError, NotFoundError
 from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore
 
@@ -94,13 +94,13 @@ class ApprovalStore:
                 .values(arguments=arguments)
             ).rowcount
         if not changed:
-            raise UserError(
+            raise ConflictError(
                 f"approval {approval_id} is {self.get(approval_id).status}; only pending ones can be edited"
             )
         return self.get(approval_id)
 
     def decide(self, approval_id: str, status: str, note: str | None = None) -> ApprovalRecord:
-        """Approve or deny; raises UserError when someone already decided."""
+        """Approve or deny; raises ConflictError when someone already decided."""
         with self.store.transaction() as conn:
             changed = conn.execute(
                 t.approvals.update()
@@ -109,7 +109,7 @@ class ApprovalStore:
             ).rowcount
         record = self.get(approval_id)
         if not changed:
-            raise UserError(f"approval {approval_id} was already {record.status}")
+            raise ConflictError(f"approval {approval_id} was already {record.status}")
         return record
 
     def _find(self, run_id: str, call_key: str) -> ApprovalRecord | None:

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.messages import Message
 from edgecrew.domain.runs import RunStatus, can_transition
 from edgecrew.errors import NotFoundError, UserError
@@ -44,6 +45,8 @@ class RunRecord:
     finished_at: float | None
     project: str | None = None
     executor: str | None = None
+    request_id: str | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class EventRecord:
     agent: str | None
     data: dict[str, Any]
     created_at: float
+    request_id: str | None = None
 
 
 def _engine_url(url: str) -> str:
@@ -161,6 +165,8 @@ class RunStore:
         *,
         project: str | None = None,
         executor: str | None = None,
+        request_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
         now = time.time()
         with self.engine.begin() as conn:
@@ -174,6 +180,8 @@ class RunStore:
                     workspace=workspace,
                     project=project,
                     executor=executor,
+                    request_id=request_id,
+                    idempotency_key=idempotency_key,
                     created_at=now,
                     updated_at=now,
                 )
@@ -193,14 +201,30 @@ class RunStore:
             raise NotFoundError(f"no run '{run_id}'; see `edgecrew runs list`")
         return _run(row)
 
-    def list_runs(self, *, limit: int = 20, status: str | None = None, team: str | None = None) -> list[RunRecord]:
-        query = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
+    def list_runs(
+        self, *, limit: int = 20, offset: int = 0, status: str | None = None, team: str | None = None
+    ) -> list[RunRecord]:
+        query = sa.select(t.runs).order_by(t.runs.c.created_at.desc(), t.runs.c.id).limit(limit).offset(offset)
         if status:
             query = query.where(t.runs.c.status == status)
         if team:
             query = query.where(t.runs.c.team == team)
         with self.engine.connect() as conn:
             return [_run(r) for r in conn.execute(query).mappings()]
+
+    def count_runs(self, *, status: str | None = None, team: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(t.runs)
+        if status:
+            query = query.where(t.runs.c.status == status)
+        if team:
+            query = query.where(t.runs.c.team == team)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def run_by_idempotency_key(self, key: str) -> RunRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.runs).where(t.runs.c.idempotency_key == key)).mappings().first()
+        return _run(row) if row is not None else None
 
     def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[RunRecord]:
         query = sa.select(t.runs).where(t.runs.c.status.in_([s.value for s in statuses]))
@@ -293,6 +317,7 @@ class RunStore:
             "agent": agent,
             "data": dict(data),
             "created_at": time.time(),
+            "request_id": current_request_id.get(),
         }
         self._upsert(t.events, [row], ("run_id", "key"), exclude_on_update=("created_at",))
 

@@ -31,6 +31,8 @@ runs = Table(
     Column("workspace", Text),
     Column("project", Text),  # the project dir whose models and plugins the run needs
     Column("executor", String(200)),  # the process that created the run (host:pid:start)
+    Column("request_id", String(128)),  # X-Request-ID of the API request that started it
+    Column("idempotency_key", String(256), unique=True),  # Idempotency-Key of that request
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float),
@@ -83,6 +85,7 @@ events = Table(
     Column("agent", String(128)),
     Column("data", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("request_id", String(128)),  # the run's correlation id
     UniqueConstraint("run_id", "key", name="uq_events_run_key"),
     Index("ix_events_run_id_id", "run_id", "id"),
 )
@@ -104,4 +107,17 @@ approvals = Table(
     Column("decided_at", Float),
     UniqueConstraint("run_id", "call_key", name="uq_approvals_run_call"),
     Index("ix_approvals_status", "status"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("prefix", String(32), nullable=False),  # shown in lists, enough to tell keys apart
+    Column("hash", String(64), nullable=False, unique=True),  # SHA-256 of the secret; the secret is never stored
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
 )

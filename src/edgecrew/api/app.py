@@ -1,0 +1,91 @@
+"""The FastAPI app: one process serving the API while running the engine and the model pool.
+
+``create_app`` wires the runtime (built at start-up, or given by an embedding program or a test),
+the durable engine (launched at start-up; runs orphaned by dead processes of this project are
+adopted), auth, problem details, middleware and routers. On shutdown the engine stops without
+finishing its runs: they stay PENDING under this process's executor id, and the next server (or
+``edgecrew resume``) adopts them from their last finished step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from edgecrew import __version__
+from edgecrew.api import problems
+from edgecrew.api.auth import Authenticator
+from edgecrew.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from edgecrew.api.routers import approvals, health, models, runs, teams
+from edgecrew.engine.runtime import Runtime
+from edgecrew.settings import Settings, get_settings
+from edgecrew.store.keys import ApiKeyStore
+
+log = logging.getLogger("edgecrew.api")
+
+DESCRIPTION = """\
+The edgecrew server: start and watch team runs, decide approvals, read models and metrics.
+
+Authenticate with an API key (`edgecrew keys create NAME --scopes read,runs`) sent as
+`Authorization: Bearer <key>` or `X-API-Key: <key>`. Errors are RFC 9457 problem details.
+"""
+
+
+def create_app(
+    settings: Settings | None = None, *, runtime: Runtime | None = None, start_engine: bool = True
+) -> FastAPI:
+    """The app; ``runtime`` defaults to one bootstrapped from ``settings`` at start-up."""
+    settings = settings or (runtime.settings if runtime is not None else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from edgecrew.engine import durable
+        from edgecrew.engine.approvals import ApprovalService
+        from edgecrew.engine.runtime import bootstrap
+
+        rt = runtime or bootstrap(settings, mcp=True)
+        app.state.rt = rt
+        app.state.approvals = ApprovalService(rt)
+        app.state.auth = Authenticator(
+            ApiKeyStore(rt.store),
+            keyless_localhost=settings.allow_keyless_localhost,
+            per_minute=settings.rate_limit_per_minute,
+        )
+        app.state.engine_ready = False
+        if start_engine:
+            durable.launch(rt)
+            recovery = await durable.recover_orphans(rt)
+            if recovery.adopted:
+                log.info("resuming %d interrupted run(s): %s", len(recovery.adopted), ", ".join(recovery.adopted))
+            app.state.engine_ready = True
+        try:
+            yield
+        finally:
+            if start_engine:
+                durable.shutdown()  # unfinished runs stay PENDING and resumable
+            await rt.close_pool()
+
+    app = FastAPI(
+        title="edgecrew",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for router in (health.router, teams.router, runs.router, approvals.router, models.router):
+        app.include_router(router)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "Location"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer, even a 413, carries the id
+    return app

@@ -1,0 +1,139 @@
+"""API-key authentication, per-route scopes and a per-key rate limit.
+
+A key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Each route depends on
+``require(scope)``; a key with ``admin`` has every scope. Without a key a request is refused (401)
+unless ``EDGECREW_ALLOW_KEYLESS_LOCALHOST`` is set and it comes from 127.0.0.1 or ::1. The rate
+limit is a token bucket per key (per client address for keyless requests) and answers 429 with
+``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from edgecrew.store.keys import SCOPES, ApiKey, ApiKeyStore
+
+bearer = HTTPBearer(auto_error=False, description="An edgecrew API key (`edgecrew keys create`).")
+key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same key in a header of its own.")
+LOCALHOST = frozenset({"127.0.0.1", "::1", "localhost"})
+TOUCH_EVERY_S = 60.0  # last_used_at is written at most this often per key (a write per request is costly)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an API key, or a keyless local caller when that is enabled."""
+
+    key_id: str | None
+    name: str
+    scopes: tuple[str, ...]
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+class RateLimiter:
+    """Token buckets: ``per_minute`` requests a minute, bursts up to the same number."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, who: str) -> float:
+        """Take one token; returns 0 when allowed, else the seconds until one is free."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(who, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[who] = (tokens - 1, now)
+                return 0.0
+            self._buckets[who] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+class Authenticator:
+    """Resolves a request's key to a Principal, enforcing revocation and the rate limit."""
+
+    def __init__(self, keys: ApiKeyStore, *, keyless_localhost: bool, per_minute: int) -> None:
+        self.keys = keys
+        self.keyless_localhost = keyless_localhost
+        self.limiter = RateLimiter(per_minute)
+        self._touched: dict[str, float] = {}
+
+    def identify(self, request: Request, secret: str | None) -> Principal:
+        client = request.client.host if request.client else ""
+        if not secret:
+            if self.keyless_localhost and client in LOCALHOST:
+                principal = Principal(None, "localhost", SCOPES)
+                self._limit(f"addr:{client}")
+                return principal
+            raise _unauthorized("an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+        key = self.keys.authenticate(secret)
+        if key is None:
+            raise _unauthorized("the API key is not valid")
+        if not key.active:
+            raise _unauthorized(f"the API key {key.prefix}… was revoked")
+        self._limit(f"key:{key.id}")
+        self._touch(key)
+        return Principal(key.id, key.name, key.scopes)
+
+    def _limit(self, who: str) -> None:
+        wait = self.limiter.hit(who)
+        if wait > 0:
+            raise HTTPException(
+                429,
+                f"rate limit of {int(self.limiter.capacity)} requests a minute reached; retry in {math.ceil(wait)} s",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+
+    def _touch(self, key: ApiKey) -> None:
+        now = time.monotonic()
+        if now - self._touched.get(key.id, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
+            self._touched[key.id] = now
+            self.keys.touch(key.id)
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": 'Bearer realm="edgecrew"'})
+
+
+def secret_of(request: Request) -> str | None:
+    """The key a request carries, from either header (the UI's session cookie is checked elsewhere)."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits callers holding ``scope`` (401 without a valid key, 403 without the scope)."""
+
+    async def dependency(
+        request: Request,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+        _header: Annotated[str | None, Security(key_header)],
+    ) -> Principal:
+        auth: Authenticator = request.app.state.auth
+
+        principal = await asyncio.to_thread(auth.identify, request, secret_of(request))
+        if not principal.allows(scope):
+            raise HTTPException(403, f"this API key lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})")
+        request.state.principal = principal
+        return principal
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency

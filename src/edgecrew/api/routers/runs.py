@@ -1,0 +1,235 @@
+"""Runs: start (idempotent with ``Idempotency-Key``), list, get, cancel, resume, and their events
+as JSON or as a resumable Server-Sent Events stream (``Last-Event-ID``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from edgecrew.api.deps import Read, RunsDep, RuntimeDep, StartRuns
+from edgecrew.api.problems import PROBLEM_RESPONSES, problem
+from edgecrew.context import request_id as current_request_id
+from edgecrew.domain.runs import RunStatus
+from edgecrew.engine.service import DuplicateRunError
+from edgecrew.store.repo import EventRecord, RunRecord, StepRecord
+
+router = APIRouter(prefix="/runs", tags=["runs"], responses=PROBLEM_RESPONSES)
+END_EVENTS = frozenset({"run_finished", "run_cancelled"})
+POLL_S = 0.25
+
+
+class StartRun(BaseModel):
+    team: str = Field(min_length=1, max_length=200, description="A team name (see GET /teams).")
+    task: str = Field(min_length=1, max_length=20000, description="What the team should do.")
+
+
+class RunOut(BaseModel):
+    id: str
+    team: str
+    task: str
+    status: RunStatus
+    output: Any = None
+    error: str | None = None
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunOut:
+        return cls(
+            id=run.id,
+            team=run.team,
+            task=run.task,
+            status=run.status,
+            output=run.output,
+            error=run.error,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            finished_at=run.finished_at,
+            request_id=run.request_id,
+        )
+
+
+class StepOut(BaseModel):
+    key: str
+    agent: str
+    visit: int
+    status: str
+    outcome: str | None
+    output: Any = None
+    error: str | None
+    model_calls: int
+    tool_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    started_at: float
+    finished_at: float | None
+
+    @classmethod
+    def of(cls, step: StepRecord) -> StepOut:
+        return cls(**{k: v for k, v in step.__dict__.items() if k != "run_id"})
+
+
+class RunDetail(RunOut):
+    steps: list[StepOut]
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null on the last one.")
+
+
+class EventOut(BaseModel):
+    id: int
+    run_id: str
+    type: str
+    step_key: str | None
+    agent: str | None
+    data: dict[str, Any]
+    created_at: float
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, e: EventRecord) -> EventOut:
+        return cls(
+            id=e.id,
+            run_id=e.run_id,
+            type=e.type,
+            step_key=e.step_key,
+            agent=e.agent,
+            data=e.data,
+            created_at=e.created_at,
+            request_id=e.request_id,
+        )
+
+
+@router.post("", status_code=201, response_model=RunOut, responses={200: {"model": RunOut}})
+async def start_run(
+    body: StartRun,
+    runs: RunsDep,
+    _: StartRuns,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=256,
+            description="Start the run at most once: a retry with the same key returns the first run (200).",
+        ),
+    ] = None,
+) -> Any:
+    """Start a team run. The answer comes at once; follow the run with GET /runs/{id}/events."""
+    try:
+        run_id, _handle = await runs.start(
+            body.team, body.task, request_id=current_request_id.get(), idempotency_key=idempotency_key
+        )
+    except DuplicateRunError as dup:
+        if (dup.run.team, dup.run.task) != (body.team, body.task):
+            return problem(
+                422,
+                f"Idempotency-Key was first used for run {dup.run.id} with another team or task; use a new key",
+                title="Idempotency key reused",
+            )
+        return JSONResponse(RunOut.of(dup.run).model_dump(mode="json"), status_code=200)
+    run = await asyncio.to_thread(runs.rt.store.get_run, run_id)
+    return JSONResponse(
+        RunOut.of(run).model_dump(mode="json"), status_code=201, headers={"Location": f"/runs/{run_id}"}
+    )
+
+
+@router.get("", response_model=RunPage)
+def list_runs(
+    rt: RuntimeDep,
+    _: Read,
+    status: RunStatus | None = None,
+    team: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> RunPage:
+    """Runs, newest first, optionally by status and team."""
+    state = status.value if status else None
+    items = rt.store.list_runs(limit=limit, offset=offset, status=state, team=team)
+    total = rt.store.count_runs(status=state, team=team)
+    more = offset + len(items) < total
+    return RunPage(
+        items=[RunOut.of(r) for r in items],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=offset + len(items) if more else None,
+    )
+
+
+@router.get("/{run_id}", response_model=RunDetail)
+def get_run(run_id: str, rt: RuntimeDep, _: Read) -> RunDetail:
+    """A run with its agent steps (a unique id prefix is enough)."""
+    run = rt.store.get_run(run_id)
+    return RunDetail(**RunOut.of(run).model_dump(), steps=[StepOut.of(s) for s in rt.store.steps(run.id)])
+
+
+@router.post("/{run_id}/cancel", response_model=RunOut)
+async def cancel_run(run_id: str, runs: RunsDep, _: StartRuns) -> RunOut:
+    """Stop a run at its next step (409 when it already ended)."""
+    return RunOut.of(await asyncio.to_thread(runs.cancel, run_id))
+
+
+@router.post("/{run_id}/resume", response_model=RunOut)
+async def resume_run(run_id: str, runs: RunsDep, _: StartRuns) -> RunOut:
+    """Continue an interrupted run from its last finished step in this server (409 when it ended)."""
+    run, _how, _recovery = await runs.resume(run_id)
+    return RunOut.of(await asyncio.to_thread(runs.rt.store.get_run, run.id))
+
+
+@router.get(
+    "/{run_id}/events",
+    response_model=list[EventOut],
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+)
+async def run_events(
+    run_id: str,
+    request: Request,
+    rt: RuntimeDep,
+    _: Read,
+    after: Annotated[int, Query(ge=0, description="Only events with a larger id.")] = 0,
+    last_event_id: Annotated[
+        str | None, Header(description="SSE resume point (sent by EventSource on reconnect).")
+    ] = None,
+) -> Response:
+    """The run's events. With ``Accept: text/event-stream`` a live stream that ends with the run
+    (each event's ``id`` is its resume point); otherwise the events so far as JSON."""
+    run = await asyncio.to_thread(rt.store.get_run, run_id)
+    if last_event_id is not None and last_event_id.strip().isdigit():
+        after = max(after, int(last_event_id.strip()))
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        events = await asyncio.to_thread(rt.store.events, run.id, after_id=after)
+        return JSONResponse([EventOut.of(e).model_dump(mode="json") for e in events])
+    return EventSourceResponse(_stream(rt, run.id, after), ping=15, send_timeout=30)
+
+
+async def _stream(rt: Any, run_id: str, after: int) -> AsyncIterator[ServerSentEvent]:
+    last = after
+    grace = 0
+    while True:
+        run = await asyncio.to_thread(rt.store.get_run, run_id)  # status first: see RunService.follow
+        events = await asyncio.to_thread(rt.store.events, run_id, after_id=last)
+        for event in events:
+            last = event.id
+            yield ServerSentEvent(
+                data=json.dumps(EventOut.of(event).model_dump(mode="json")), event=event.type, id=str(event.id)
+            )
+            if event.type in END_EVENTS:
+                return
+        if run.status.terminal and not events:
+            grace += 1
+            if grace > 8:  # the end event follows the status by a moment; after that nothing more comes
+                return
+        await asyncio.sleep(POLL_S)

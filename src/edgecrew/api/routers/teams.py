@@ -1,0 +1,173 @@
+"""Teams and agents: list, get, and validate a posted team spec (every problem, with line numbers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from edgecrew.api.deps import Read, RuntimeDep
+from edgecrew.api.problems import PROBLEM_RESPONSES
+from edgecrew.domain.specs import AgentSpec, TeamSpec
+from edgecrew.engine.runtime import Runtime
+from edgecrew.errors import SpecError, SpecIssue
+from edgecrew.specs.loader import load_team_text
+
+router = APIRouter(tags=["teams"], responses=PROBLEM_RESPONSES)
+
+
+class IssueOut(BaseModel):
+    file: str
+    line: int | None
+    message: str
+    hint: str = ""
+
+    @classmethod
+    def of(cls, i: SpecIssue) -> IssueOut:
+        return cls(file=i.file, line=i.line, message=i.message, hint=i.hint)
+
+
+class AgentOut(BaseModel):
+    team: str
+    name: str
+    role: str
+    model: str
+    tools: list[str]
+    system: str
+    output_schema: dict[str, Any] | None
+    limits: dict[str, Any]
+
+    @classmethod
+    def of(cls, team: str, a: AgentSpec) -> AgentOut:
+        return cls(
+            team=team,
+            name=a.name,
+            role=a.role,
+            model=a.model,
+            tools=list(a.tools),
+            system=a.system,
+            output_schema=dict(a.output_schema) if a.output_schema is not None else None,
+            limits=dict(a.limits.__dict__),
+        )
+
+
+class EdgeOut(BaseModel):
+    sources: list[str]
+    targets: list[str]
+    when: str | None
+    max_loops: int | None
+
+
+class TeamSummary(BaseModel):
+    name: str
+    builtin: bool
+    file: str
+    valid: bool
+    agents: list[str]
+    issues: list[IssueOut]
+
+
+class TeamOut(BaseModel):
+    name: str
+    description: str
+    builtin: bool
+    file: str
+    output: str | None
+    agents: list[AgentOut]
+    start: str
+    edges: list[EdgeOut]
+    spec: dict[str, Any] = Field(description="The validated document, as a run snapshots it.")
+
+
+class ValidateIn(BaseModel):
+    yaml: str = Field(max_length=1_000_000, description="A team spec in YAML.")
+
+
+class ValidateOut(BaseModel):
+    valid: bool
+    team: str | None = None
+    issues: list[IssueOut]
+
+
+def _team_out(rt: Runtime, name: str, spec: TeamSpec) -> TeamOut:
+    source = rt.project.team_source(name)
+    return TeamOut(
+        name=spec.name,
+        description=spec.description,
+        builtin=source.builtin,
+        file=str(source.file),
+        output=spec.output,
+        agents=[AgentOut.of(spec.name, a) for a in spec.agents.values()],
+        start=spec.graph.start,
+        edges=[
+            EdgeOut(
+                sources=list(e.sources),
+                targets=list(e.targets),
+                when=e.when.source if e.when else None,
+                max_loops=e.max_loops,
+            )
+            for e in spec.graph.edges
+        ],
+        spec=dict(spec.raw),
+    )
+
+
+@router.get("/teams", response_model=list[TeamSummary])
+def list_teams(rt: RuntimeDep, _: Read) -> list[TeamSummary]:
+    """Every team this server can run (built-in and the project's), with its validity."""
+    catalog = rt.catalog()
+    out = []
+    for name, source in sorted(rt.project.teams.items()):
+        try:
+            spec = rt.project.load_source(source, catalog)
+            agents, issues = list(spec.agents), []
+        except SpecError as exc:
+            agents, issues = [], [IssueOut.of(i) for i in exc.issues]
+        out.append(
+            TeamSummary(
+                name=name, builtin=source.builtin, file=str(source.file), valid=not issues, agents=agents, issues=issues
+            )
+        )
+    return out
+
+
+@router.get("/teams/{name}", response_model=TeamOut)
+def get_team(name: str, rt: RuntimeDep, _: Read) -> TeamOut:
+    """A team's agents and graph (422 with every issue when its spec is invalid)."""
+    rt.project.team_source(name)  # 404 for an unknown name before anything is read
+    return _team_out(rt, name, rt.load_team(name))
+
+
+@router.post("/teams/validate", response_model=ValidateOut)
+def validate_team(body: ValidateIn, rt: RuntimeDep, _: Read) -> ValidateOut:
+    """Check a team spec against this server's models and tools without saving it."""
+    try:
+        spec = load_team_text(body.yaml, "<posted>", rt.catalog())
+    except SpecError as exc:
+        return ValidateOut(valid=False, issues=[IssueOut.of(i) for i in exc.issues])
+    return ValidateOut(valid=True, team=spec.name, issues=[])
+
+
+@router.get("/agents", response_model=list[AgentOut], tags=["teams"])
+def list_agents(rt: RuntimeDep, _: Read) -> list[AgentOut]:
+    """Every agent of every valid team."""
+    catalog = rt.catalog()
+    out: list[AgentOut] = []
+    for _name, source in sorted(rt.project.teams.items()):
+        try:
+            spec = rt.project.load_source(source, catalog)
+        except SpecError:
+            continue
+        out += [AgentOut.of(spec.name, a) for a in spec.agents.values()]
+    return out
+
+
+@router.get("/agents/{team}/{agent}", response_model=AgentOut, tags=["teams"])
+def get_agent(team: str, agent: str, rt: RuntimeDep, _: Read) -> AgentOut:
+    from edgecrew.errors import NotFoundError
+
+    spec = rt.load_team(team)
+    if agent not in spec.agents:
+        raise NotFoundError(f"team '{team}' has no agent '{agent}' (it has: {', '.join(spec.agents)})")
+    return AgentOut.of(spec.name, spec.agents[agent])

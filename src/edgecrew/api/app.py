@@ -20,7 +20,7 @@ from edgecrew import __version__
 from edgecrew.api import problems
 from edgecrew.api.auth import Authenticator
 from edgecrew.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from edgecrew.api.routers import approvals, health, models, runs, teams
+from edgecrew.api.routers import approvals, health, models, openai_compat, runs, teams
 from edgecrew.engine.runtime import Runtime
 from edgecrew.settings import Settings, get_settings
 from edgecrew.store.keys import ApiKeyStore
@@ -78,6 +78,7 @@ def create_app(
     problems.install(app)
     for router in (health.router, teams.router, runs.router, approvals.router, models.router):
         app.include_router(router)
+    app.include_router(openai_compat.router)  # /v1: OpenAI clients talk to teams
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

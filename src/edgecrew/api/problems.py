@@ -60,9 +60,26 @@ def problem(
     )
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    "4XX": {"model": Problem, "description": "Problem details (RFC 9457)", "content": {PROBLEM_JSON: {}}},
+_WHEN = {
+    400: "The request is well formed but cannot be done as asked (the detail says why).",
+    401: "No API key, or one that is unknown or revoked (see WWW-Authenticate).",
+    403: "The API key lacks the scope this operation needs.",
+    404: "What the path names does not exist.",
+    409: "The resource is not in a state that allows this (a finished run, a decided approval).",
+    413: "The request body is larger than the server's limit.",
+    422: "A parameter or the body is invalid: `errors` names each field and why.",
+    429: "The key's rate limit is reached; retry after Retry-After seconds.",
+    500: "An unexpected failure; `request_id` finds it in the server's log.",
 }
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "How to authenticate: `Bearer`.", "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "Seconds until a request is let in again.", "schema": {"type": "integer"}}},
+}
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": when, "content": {PROBLEM_JSON: {}}, "headers": _HEADERS.get(status, {})}
+    for status, when in _WHEN.items()
+}
+"""The problems any authenticated operation may answer, for a router's ``responses``."""
 
 
 def install(app: FastAPI) -> None:
@@ -72,7 +89,12 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         phrase = HTTPStatus(exc.status_code).phrase
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
-        return problem(exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # the router names only the first route matching the path
+            allowed = allowed_methods(app, request.url.path)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
+        return problem(exc.status_code, detail, instance=request.url.path, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -99,3 +121,39 @@ def install(app: FastAPI) -> None:
         return problem(
             500, "an unexpected error; the server log has the details under this request id", instance=request.url.path
         )
+
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return problems_as_problem_json(plain_openapi())
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods of the resource at ``path``, for the Allow header of a 405.
+
+    The router names only the first route whose path matches; this looks at them all and keeps
+    the most specific ones (fewest parameters), so /teams/validate is the validate operation, not
+    a team called "validate".
+    """
+    from fastapi.routing import iter_route_contexts
+
+    by_params: dict[int, set[str]] = {}
+    for route in iter_route_contexts(app.routes):
+        regex = getattr(route, "path_regex", None)
+        if route.methods and regex is not None and route.path and regex.match(path):
+            by_params.setdefault(route.path.count("{"), set()).update(route.methods)
+    return sorted(by_params[min(by_params)]) if by_params else []
+
+
+def problems_as_problem_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """Move each error response's schema from application/json (where FastAPI puts a response
+    model) to application/problem+json, the type these answers really have. Idempotent."""
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[0] in "45" and PROBLEM_JSON in content and "application/json" in content:
+                    content[PROBLEM_JSON] = content.pop("application/json")
+    return doc

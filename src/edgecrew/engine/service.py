@@ -35,6 +35,11 @@ def new_run_id() -> str:
     return "r" + uuid.uuid4().hex[:15]
 
 
+def _check_task(task: str) -> None:
+    if not task.strip():
+        raise UserError('the task is empty; say what the team should do, e.g. edgecrew run TEAM "..."')
+
+
 class RunService:
     """Start, follow, resume and cancel team runs."""
 
@@ -53,12 +58,20 @@ class RunService:
         ``request_id`` is recorded on the run and its events; a run recorded under ``idempotency_key``
         is created once: starting it again raises ``DuplicateRunError`` carrying the existing run.
         """
+        _check_task(task)
+        return await self.start_spec(self.load_team(team), task, request_id=request_id, idempotency_key=idempotency_key)
+
+    async def start_spec(
+        self, spec: TeamSpec, task: str, *, request_id: str | None = None, idempotency_key: str | None = None
+    ) -> tuple[str, Any]:
+        """Like :meth:`start`, for a team already built (a one-agent team made from an agent, say).
+
+        The run snapshots ``spec.raw``, so the spec must be one the loader produced or validated.
+        """
         from edgecrew.engine import durable
         from edgecrew.engine.executors import executor_id
 
-        if not task.strip():
-            raise UserError('the task is empty; say what the team should do, e.g. edgecrew run TEAM "..."')
-        spec = self.load_team(team)
+        _check_task(task)
         if idempotency_key is not None:
             existing = self.rt.store.run_by_idempotency_key(idempotency_key)
             if existing is not None:
@@ -202,8 +215,9 @@ class RunService:
         next_check = 2.0
         while True:
             # Read the status first: an end event written after this read is picked up next round.
-            run = self.rt.store.get_run(run_id)
-            for event in self.rt.store.events(run_id, after_id=last):
+            # The reads run in a thread: in the server many follows share one event loop.
+            run = await asyncio.to_thread(self.rt.store.get_run, run_id)
+            for event in await asyncio.to_thread(self.rt.store.events, run_id, after_id=last):
                 last = event.id
                 seen_end = seen_end or event.type in _END_EVENTS
                 if on_event is not None:

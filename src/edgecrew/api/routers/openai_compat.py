@@ -1,0 +1,311 @@
+"""An OpenAI-compatible face: ``GET /v1/models`` and ``POST /v1/chat/completions`` over team runs.
+
+Any OpenAI client can talk to a team (model ``echo``) or to one agent of it (``echo/solo``); each
+completion is a real durable run, listed under /runs with its events (the completion's id is
+``chatcmpl-<run id>``). Errors stay RFC 9457 problems, with an OpenAI-style ``error`` member
+added so OpenAI clients show a useful message. Streaming sends the role at once, SSE comments while
+the run works, then the answer in pieces once the run has ended: the answer is the run's output,
+not a model's token stream. A client that disconnects does not stop the run: it goes on, and its
+answer stays readable under /runs/{id}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from edgecrew.api.deps import RunsDep, StartRuns
+from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, problem
+from edgecrew.context import request_id as current_request_id
+from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, IdempotencyKeyReused, pieces
+
+KEEPALIVE_S = 10  # an SSE comment this often while the run works, so proxies keep the stream open
+SEP = "\n"  # lines end as OpenAI's own streams end them (some clients split on a blank line only)
+
+# OpenAI-style error types by status (the names llama.cpp's server uses), and codes where one fits.
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+_ERROR_CODES = {
+    401: "invalid_api_key",
+    403: "insufficient_scope",
+    404: "model_not_found",
+    409: "conflict",
+    413: "request_too_large",
+    422: "invalid_request",
+    429: "rate_limit_exceeded",
+    502: "run_failed",
+}
+
+
+def openai_error(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"message": message, "type": kind, "param": None, "code": code or _ERROR_CODES.get(status)}
+
+
+def with_openai_error(response: Response, code: str | None = None, **extra: Any) -> Response:
+    """The same problem response, with ``error: {message, type, param, code}`` and ``extra`` members added."""
+    if response.media_type != PROBLEM_JSON and response.headers.get("content-type") != PROBLEM_JSON:
+        return response
+    body = json.loads(bytes(response.body)) | extra
+    body["error"] = openai_error(response.status_code, body.get("detail") or body.get("title", ""), code) | extra
+    headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
+    return JSONResponse(body, status_code=response.status_code, headers=headers, media_type=PROBLEM_JSON)
+
+
+class OpenAIErrorRoute(APIRoute):
+    """A route whose failures (auth, validation, unknown model...) go through the app's problem
+    handlers as usual and then gain the OpenAI ``error`` member."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except Exception as exc:
+                handler = next(
+                    (h for k in type(exc).__mro__ if (h := request.app.exception_handlers.get(k)) is not None), None
+                )
+                if handler is None:
+                    raise
+                return with_openai_error(await handler(request, exc))
+
+        return route
+
+
+router = APIRouter(prefix="/v1", tags=["openai"], responses=PROBLEM_RESPONSES, route_class=OpenAIErrorRoute)
+
+
+# -- request and response shapes -------------------------------------------------------------------
+
+
+class Message(BaseModel):
+    """A chat message; content is text, or a list of text parts (joined with newlines)."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str = Field(max_length=1_000_000)
+    name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        texts = []
+        for i, part in enumerate(value):
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            if kind != "text":
+                raise ValueError(f"content part {i} is {kind!r}; only text parts are supported")
+            if not isinstance(part.get("text"), str):
+                raise ValueError(f"content part {i} needs a 'text' string")
+            texts.append(part["text"])
+        return "\n".join(texts)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """The OpenAI chat request; sampling settings (temperature, max_tokens...) are accepted and
+    ignored, since each agent's model settings come from its team spec."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=200, description="A team name, or team/agent (see GET /v1/models).")
+    messages: list[Message] = Field(min_length=1, max_length=1000)
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    n: int | None = None
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise ValueError("edgecrew answers with one choice: n must be 1 or left out")
+        return value
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
+        if value:
+            raise ValueError("tools are not supported here: agents use the tools their team spec allows them")
+        return value
+
+    @model_validator(mode="after")
+    def _ends_with_user(self) -> ChatRequest:
+        if self.messages[-1].role != "user":
+            raise ValueError(
+                f"the last message must come from the user (it is the task the team works on), "
+                f"not from the {self.messages[-1].role}"
+            )
+        return self
+
+    def conversation(self) -> list[ChatMessage]:
+        return [ChatMessage(m.role, m.content) for m in self.messages]
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "edgecrew"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: Literal["stop"] = "stop"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, answer: ChatAnswer) -> Usage:
+        total = answer.prompt_tokens + answer.completion_tokens
+        return cls(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, total_tokens=total)
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    system_fingerprint: None = None
+
+
+# -- routes ----------------------------------------------------------------------------------------
+
+
+def get_chat(runs: RunsDep) -> ChatService:
+    return ChatService(runs)
+
+
+ChatDep = Annotated[ChatService, Depends(get_chat)]
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(chat: ChatDep, _: StartRuns) -> ModelList:
+    """Every valid team (``id`` = its name) and each of its agents (``id`` = ``team/agent``)."""
+    found = await asyncio.to_thread(chat.models)
+    return ModelList(data=[ModelOut(id=m.id, created=m.created) for m in found])
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+)
+async def chat_completions(
+    body: ChatRequest,
+    chat: ChatDep,
+    _: StartRuns,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=256, description="Start the run at most once: a retry with the same key answers from it."),
+    ] = None,
+) -> Response:
+    """Run the team (or agent) named by ``model`` on the conversation and answer with its output.
+
+    The run goes on if the client goes away; a failed run answers 502 with its error and run id.
+    """
+    try:
+        started = await chat.start(
+            body.model, body.conversation(), request_id=current_request_id.get(), idempotency_key=idempotency_key
+        )
+    except IdempotencyKeyReused as exc:
+        return with_openai_error(problem(422, str(exc), title="Idempotency key reused"), run_id=exc.run_id)
+    completion_id = f"chatcmpl-{started.run_id}"
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        chunks = _chunks(chat, started.run_id, completion_id, started.created, body.model, include_usage)
+        return EventSourceResponse(
+            chunks, ping=KEEPALIVE_S, send_timeout=30, headers={"X-Run-ID": started.run_id}, sep=SEP
+        )
+    answer = await chat.answer(started.run_id)
+    if not answer.ok:
+        return _run_failed(answer)
+    completion = ChatCompletion(
+        id=completion_id,
+        created=started.created,
+        model=body.model,
+        choices=[Choice(message=AssistantMessage(content=answer.text))],
+        usage=Usage.of(answer),
+    )
+    return JSONResponse(completion.model_dump(mode="json"), headers={"X-Run-ID": started.run_id})
+
+
+def _run_failed(answer: ChatAnswer) -> Response:
+    # Not retried by OpenAI clients: a retry would start another run, and the failure is recorded.
+    response = problem(
+        502,
+        answer.error,
+        title="The run failed",
+        instance=f"/runs/{answer.run.id}",
+        headers={"x-should-retry": "false", "X-Run-ID": answer.run.id},
+    )
+    return with_openai_error(response, run_id=answer.run.id)
+
+
+async def _chunks(
+    chat: ChatService, run_id: str, completion_id: str, created: int, model: str, include_usage: bool
+) -> AsyncIterator[ServerSentEvent]:
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> ServerSentEvent:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        data: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+        }
+        if include_usage:
+            data["usage"] = None
+        return ServerSentEvent(data=json.dumps(data, ensure_ascii=False), sep=SEP)
+
+    yield chunk({"role": "assistant", "content": ""})
+    yield ServerSentEvent(comment=f"run {run_id} started; follow it at /runs/{run_id}/events", sep=SEP)
+    answer = await chat.answer(run_id)
+    if not answer.ok:
+        error = openai_error(502, answer.error) | {"run_id": run_id}
+        yield ServerSentEvent(data=json.dumps({"error": error}, ensure_ascii=False), sep=SEP)
+        return
+    for piece in pieces(answer.text):
+        yield chunk({"content": piece})
+    yield chunk({}, "stop")
+    if include_usage:
+        usage = Usage.of(answer).model_dump()
+        final = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+        yield ServerSentEvent(data=json.dumps(final | {"choices": [], "usage": usage}), sep=SEP)
+    yield ServerSentEvent(data="[DONE]", sep=SEP)

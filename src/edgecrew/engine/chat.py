@@ -1,0 +1,203 @@
+"""Chat on top of team runs: a model id names a team (``echo``) or one of its agents (``echo/solo``).
+
+A chat request becomes one ordinary durable run, so it is recorded, resumable and visible like any
+other: the task is the conversation's last user message, with the earlier messages in front as a
+transcript. An agent is run as a one-agent team built from its team's snapshot (same model, tools,
+limits, preamble and approval policy), named ``team/agent`` so its runs are easy to find.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.specs import END, TeamSpec
+from edgecrew.engine.service import DuplicateRunError, RunService
+from edgecrew.errors import NotFoundError, SpecError, UserError
+from edgecrew.specs.loader import team_from_raw
+from edgecrew.store.repo import RunRecord, StepRecord
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of a conversation: a known role and its text."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatModel:
+    """What a chat client may name as its model: a team, or one agent of a team."""
+
+    id: str
+    created: int  # when its spec file last changed (Unix seconds)
+
+
+@dataclass(frozen=True)
+class ChatStart:
+    """A chat's run, started now or found again by its idempotency key."""
+
+    run_id: str
+    model: str
+    created: int
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    """How a chat's run ended: the assistant's text, or why there is none, and the tokens it used."""
+
+    run: RunRecord
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status == RunStatus.SUCCEEDED
+
+    @property
+    def error(self) -> str:
+        if self.run.status == RunStatus.CANCELLED:
+            return f"run {self.run.id} was cancelled" + (f": {self.run.error}" if self.run.error else "")
+        return f"run {self.run.id} {self.run.status.value}: {self.run.error or 'no error was recorded'}"
+
+
+class IdempotencyKeyReused(UserError):
+    """An idempotency key sent again with another model or conversation."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"Idempotency-Key was first used for run {run_id} with another model or conversation; use a new key"
+        )
+        self.run_id = run_id
+
+
+class ChatService:
+    """Lists chat models, starts a chat's run and waits for its answer."""
+
+    def __init__(self, runs: RunService) -> None:
+        self.runs = runs
+        self.rt = runs.rt
+
+    def models(self) -> list[ChatModel]:
+        """Every valid team, then each of its agents as ``team/agent``; invalid teams are left out."""
+        catalog = self.rt.catalog()
+        out: list[ChatModel] = []
+        for name, source in sorted(self.rt.project.teams.items()):
+            try:
+                spec = self.rt.project.load_source(source, catalog)
+            except SpecError:
+                continue
+            try:
+                created = int(source.file.stat().st_mtime)
+            except OSError:
+                created = 0
+            out.append(ChatModel(name, created))
+            out += [ChatModel(f"{name}/{agent}", created) for agent in spec.agents]
+        return out
+
+    def team_for(self, model: str) -> TeamSpec:
+        """The team a model id names (404 for an unknown team or agent, 422 for an invalid spec)."""
+        team, slash, agent = model.partition("/")
+        if team not in self.rt.project.teams:  # by name only: a model id is never a path to a file
+            known = ", ".join(sorted(self.rt.project.teams)) or "none"
+            raise NotFoundError(
+                f"no model '{model}': models are team names or team/agent (teams: {known}); see GET /v1/models"
+            )
+        spec = self.rt.project.load_source(self.rt.project.teams[team], self.rt.catalog())
+        if not slash:
+            return spec
+        if agent not in spec.agents:
+            raise NotFoundError(
+                f"no model '{model}': team '{team}' has no agent '{agent}' (it has: {', '.join(spec.agents)})"
+            )
+        return single_agent_team(spec, agent)
+
+    async def start(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        *,
+        request_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ChatStart:
+        """Start the run that answers ``messages``; a repeated idempotency key finds the first run."""
+        spec = await asyncio.to_thread(self.team_for, model)
+        task = compose_task(messages)
+        try:
+            run_id, _handle = await self.runs.start_spec(
+                spec, task, request_id=request_id, idempotency_key=idempotency_key
+            )
+        except DuplicateRunError as dup:
+            if (dup.run.team, dup.run.task) != (spec.name, task):
+                raise IdempotencyKeyReused(dup.run.id) from None
+            return ChatStart(dup.run.id, model, int(dup.run.created_at))
+        run = await asyncio.to_thread(self.rt.store.get_run, run_id)
+        return ChatStart(run_id, model, int(run.created_at))
+
+    async def answer(self, run_id: str) -> ChatAnswer:
+        """Wait for the run to end (through approvals, if it asks for any) and read its answer."""
+        run = await self.runs.follow(run_id)
+        steps = await asyncio.to_thread(self.rt.store.steps, run_id)
+        prompt, completion = usage_of(steps)
+        return ChatAnswer(run, answer_text(run.output) if run.status == RunStatus.SUCCEEDED else "", prompt, completion)
+
+
+def single_agent_team(spec: TeamSpec, agent: str) -> TeamSpec:
+    """A team of ``agent`` alone (start → end), keeping its team's preamble, approval policy and limits."""
+    raw = dict(spec.raw)
+    doc = {
+        **raw,
+        "name": f"{spec.name}/{agent}",
+        "description": f"agent '{agent}' of team '{spec.name}' on its own",
+        "agents": {agent: raw["agents"][agent]},
+        "graph": {"start": agent, "edges": [{"from": agent, "to": END}]},
+        "output": None,
+    }
+    return team_from_raw(doc, source=f"{spec.source} (agent {agent})")
+
+
+def compose_task(messages: Sequence[ChatMessage]) -> str:
+    """A transcript of the earlier messages (when there are any), then the last user message.
+
+    One ``role: text`` line per message and a plain closing instruction: of the framings tried on
+    SmolLM2-135M, this one is answered instead of repeated back.
+    """
+    if not messages or messages[-1].role != "user":
+        raise UserError("the last message must come from the user: it is the task the team works on")
+    *earlier, last = messages
+    if not earlier:
+        return last.content
+    transcript = "\n".join(f"{m.role}: {m.content}" for m in earlier)
+    return f"Conversation so far:\n{transcript}\n\nReply to the user's latest message: {last.content}"
+
+
+def answer_text(output: Any) -> str:
+    """A run's output as the assistant's text: a lone ``text`` field as it is, anything else as JSON."""
+    if isinstance(output, dict) and set(output) == {"text"} and isinstance(output["text"], str):
+        return output["text"]
+    if isinstance(output, str):
+        return output
+    return json.dumps(output, ensure_ascii=False)
+
+
+def usage_of(steps: Sequence[StepRecord]) -> tuple[int, int]:
+    """(prompt tokens, completion tokens) summed over a run's agent steps."""
+    return sum(s.prompt_tokens for s in steps), sum(s.completion_tokens for s in steps)
+
+
+def pieces(text: str, size: int = 48) -> Iterator[str]:
+    """The answer cut at word ends into pieces of about ``size`` characters (a stream's deltas)."""
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            space = text.rfind(" ", start + 1, end + 1)
+            end = space + 1 if space > start else end
+        yield text[start:end]
+        start = end

@@ -3,6 +3,8 @@ server on 127.0.0.1, over the scripted-model teams of conftest (and one test on 
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
 from edgecrew.api.app import create_app
 from edgecrew.domain.specs import TeamSpec
@@ -22,7 +26,6 @@ from edgecrew.errors import UserError
 from edgecrew.settings import reset_settings
 from edgecrew.specs.loader import load_team_text
 from edgecrew.store.keys import SCOPES, ApiKeyStore
-from tests.api.live import serve_in_thread
 from tests.conftest import write
 
 # Two more scripted models: one whose provider refuses every call (the run fails at once, no
@@ -58,6 +61,35 @@ agents:
       required: [verdict, score]
 graph: {start: first, edges: [{from: first, to: grader}, {from: grader, to: end}]}
 """
+
+
+@dataclass
+class Served:
+    app: FastAPI
+    url: str
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: FastAPI) -> Iterator[Served]:
+    """``app`` under uvicorn on a background thread, on a socket bound here first (no port race)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive(), "uvicorn stopped during start-up (see the log above)"
+            assert time.monotonic() < deadline, f"uvicorn did not start on {url} within 60 s"
+            time.sleep(0.05)
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        yield Served(app, url)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=35)
+        sock.close()
 
 
 @dataclass

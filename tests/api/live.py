@@ -26,8 +26,36 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from edgecrew.settings import Settings
+from tests.api import conftest as fixtures
+from tests.conftest import write
+
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
+
+
+def write_project(project: Path) -> Path:
+    """The project of tests/api/conftest.py (teams ``echo`` and ``ship`` on scripted models) in ``project``."""
+    write(project / "edgecrew.yaml", fixtures.PROJECT)
+    write(project / "tools.py", fixtures.TOOLS)
+    write(project / "teams" / "echo.yaml", fixtures.ECHO)
+    write(project / "teams" / "ship.yaml", fixtures.SHIP)
+    return project
+
+
+def server_settings(root: Path, **overrides: Any) -> Settings:
+    """Settings for a server over ``root``/project with its home in ``root``/home, whatever the
+    environment says (module-scoped servers outlive the per-test EDGECREW_HOME)."""
+    values: dict[str, Any] = {
+        "home": root / "home",
+        "project": root / "project",
+        "rate_limit_per_minute": 1_000_000,
+        "allow_keyless_localhost": False,
+        "cors_origins": "",
+        "failpoints": "",
+        "database_url": None,
+    }
+    return Settings(**(values | overrides))
 
 
 def free_port() -> int:
@@ -71,7 +99,13 @@ def serve_in_thread(app: FastAPI, *, graceful_s: int = 5) -> Iterator[ThreadServ
     sock.bind((HOST, 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, host=HOST, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=graceful_s
+        app,
+        host=HOST,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=graceful_s,
+        proxy_headers=False,  # as `edgecrew serve` runs it: the peer address is the client
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True)

@@ -27,11 +27,9 @@ from schemathesis.core.failures import FailureGroup
 
 from edgecrew.api.app import create_app
 from edgecrew.api.problems import PROBLEM_JSON
-from edgecrew.settings import Settings
 from edgecrew.store.keys import ApiKeyStore
 from tests.api import conftest as fixtures
-from tests.api.live import ThreadServer, serve_in_thread
-from tests.conftest import write
+from tests.api.live import ThreadServer, serve_in_thread, server_settings, write_project
 
 MAX_EXAMPLES = 12
 schema = schemathesis.openapi.from_dict(create_app(start_engine=False).openapi())
@@ -58,15 +56,8 @@ KNOWN: dict[str, str] = {
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ThreadServer, str]]:
     """One server for the module and an admin key; a finished run and a pending approval in its store."""
     root = tmp_path_factory.mktemp("schema")
-    project = root / "project"
-    write(project / "edgecrew.yaml", fixtures.PROJECT)
-    write(project / "tools.py", fixtures.TOOLS)
-    write(project / "teams" / "echo.yaml", fixtures.ECHO)
-    write(project / "teams" / "ship.yaml", fixtures.SHIP)
-    config = Settings(
-        home=root / "home", project=project, rate_limit_per_minute=1_000_000, failpoints="", database_url=None
-    )
-    with serve_in_thread(create_app(config)) as server:
+    write_project(root / "project")
+    with serve_in_thread(create_app(server_settings(root))) as server:
         key = ApiKeyStore(server.app.state.rt.store).create("schemathesis", ("admin",))[1]
         _seed(server.url, key)
         yield server, key

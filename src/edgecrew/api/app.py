@@ -79,7 +79,8 @@ def create_app(
     for router in (health.router, teams.router, runs.router, approvals.router, models.router):
         app.include_router(router)
     app.include_router(openai_compat.router)  # /v1: OpenAI clients talk to teams
-    if settings.cors_origin_list:
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list:  # outside the body limit: a browser can read its 413 too
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
@@ -87,6 +88,5 @@ def create_app(
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After", "Location"],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer, even a 413, carries the id
     return app

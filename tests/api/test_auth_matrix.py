@@ -1,0 +1,241 @@
+"""The auth matrix on every route of the app, and the ways a key may (or may not) be presented.
+
+Every operation of the app's OpenAPI document, except the open ones (``PUBLIC``), must appear in
+``ROUTE_SCOPES`` with the scope it needs: a route added without an entry fails here, so each new
+route declares its scope. For each: no key, a malformed key, an unknown key (as Bearer and as
+X-API-Key) and a revoked key get 401 with WWW-Authenticate and a problem; each key lacking the
+scope gets 403; a key with exactly that scope, and an admin key, get past authentication. Routes
+outside the document (docs, the UI's pages) must be listed in ``OUTSIDE_API``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+
+from edgecrew.api.app import create_app
+from edgecrew.api.problems import PROBLEM_JSON
+from edgecrew.store.keys import SCOPES, ApiKeyStore
+from tests.api.live import serve_in_thread, server_settings, write_project
+
+ROUTE_SCOPES: dict[str, str] = {
+    "GET /teams": "read",
+    "GET /teams/{name}": "read",
+    "POST /teams/validate": "read",
+    "GET /agents": "read",
+    "GET /agents/{team}/{agent}": "read",
+    "POST /runs": "runs",
+    "GET /runs": "read",
+    "GET /runs/{run_id}": "read",
+    "POST /runs/{run_id}/cancel": "runs",
+    "POST /runs/{run_id}/resume": "runs",
+    "GET /runs/{run_id}/events": "read",
+    "GET /approvals": "read",
+    "GET /approvals/{approval_id}": "read",
+    "POST /approvals/{approval_id}/approve": "approve",
+    "POST /approvals/{approval_id}/deny": "approve",
+    "POST /approvals/{approval_id}/edit": "approve",
+    "GET /models": "read",
+    "GET /models/pool": "read",
+    "GET /models/{alias}": "read",
+    "POST /tasks": "runs",
+    "GET /tasks": "read",
+    "GET /tasks/{task_id}": "read",
+    "PATCH /tasks/{task_id}": "runs",
+    "POST /tasks/{task_id}/code": "runs",
+    "GET /tasks/{task_id}/code": "read",
+    "GET /tasks/{task_id}/code/{version}": "read",
+    "GET /tasks/{task_id}/code/{version}/file": "read",
+    "DELETE /tasks/{task_id}/code/{version}": "runs",
+    "POST /tasks/{task_id}/results": "runs",
+    "GET /tasks/{task_id}/results": "read",
+    "GET /tasks/{task_id}/results/latest": "read",
+    "POST /tasks/{task_id}/messages": "runs",
+    "GET /tasks/{task_id}/messages": "read",
+    "POST /tasks/{task_id}/feedback": "runs",
+    "GET /tasks/{task_id}/feedback": "read",
+    "GET /tasks/{task_id}/logs": "read",
+    "GET /tasks/{task_id}/logs/{filename}": "read",
+    "GET /stats": "read",
+    "GET /metrics": "read",
+    "GET /v1/models": "runs",
+    "POST /v1/chat/completions": "runs",
+}
+PUBLIC = {"GET /health", "GET /ready"}
+# Routes that are not part of the API document: FastAPI's docs, and the UI's pages (session
+# cookies, tested with the UI). A pattern per family; anything else outside the document fails.
+OUTSIDE_API = re.compile(r"^(/openapi\.json|/docs(/oauth2-redirect)?|/redoc|/|/ui(/.*)?)$")
+
+DOCUMENT = create_app(start_engine=False).openapi()
+OPERATIONS = sorted(f"{m.upper()} {p}" for p, item in DOCUMENT["paths"].items() for m in item)
+PROTECTED = [op for op in OPERATIONS if op not in PUBLIC]
+
+
+@pytest.fixture(scope="module")
+def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """One app for the module, with a key per scope, an unknown and a revoked key."""
+    root = tmp_path_factory.mktemp("auth")
+    write_project(root / "project")
+    with TestClient(create_app(server_settings(root)), raise_server_exceptions=False) as client:
+        store = ApiKeyStore(client.app.state.rt.store)  # type: ignore[attr-defined]
+        keys = {scope: store.create(f"matrix-{scope}", (scope,))[1] for scope in SCOPES}
+        revoked, keys["revoked"] = store.create("matrix-revoked", ("admin",))
+        store.revoke(revoked.id)
+        yield client, keys
+
+
+def _url(op: str) -> tuple[str, str]:
+    """Method and a concrete path: integer parameters get 1, the others a name nothing has."""
+    method, path = op.split(" ", 1)
+    params = DOCUMENT["paths"][path][method.lower()].get("parameters", [])
+    types = {p["name"]: p.get("schema", {}).get("type") for p in params if p["in"] == "path"}
+    concrete = re.sub(r"\{(\w+)\}", lambda m: "1" if types.get(m.group(1)) == "integer" else "nothing-here", path)
+    return method, concrete
+
+
+def _call(client: TestClient, op: str, headers: dict[str, str]) -> httpx.Response:
+    method, path = _url(op)
+    body: dict[str, Any] = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
+    return client.request(method, path, headers=headers, **body)
+
+
+def _assert_problem(response: httpx.Response, status: int, op: str, label: str) -> dict[str, Any]:
+    assert response.status_code == status, f"{op} with {label}: {response.status_code} {response.text[:300]}"
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), f"{op} with {label}"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["title"] and body.get("detail"), body
+    return body
+
+
+def test_every_route_declares_its_scope() -> None:
+    undeclared = [op for op in PROTECTED if op not in ROUTE_SCOPES]
+    assert not undeclared, f"add these routes to ROUTE_SCOPES with the scope they need: {undeclared}"
+    stale = sorted(set(ROUTE_SCOPES) - set(PROTECTED))
+    assert not stale, f"ROUTE_SCOPES names routes the app no longer has: {stale}"
+    assert set(ROUTE_SCOPES.values()) <= set(SCOPES)
+
+
+def test_every_route_outside_the_document_is_known() -> None:
+    documented = {path for path in DOCUMENT["paths"]}
+    app = create_app(start_engine=False)
+    stray = [
+        route.path
+        for route in iter_route_contexts(app.routes)
+        if route.path and route.path not in documented and not OUTSIDE_API.match(route.path)
+    ]
+    assert not stray, f"routes missing from the OpenAPI document (declare them or list them in OUTSIDE_API): {stray}"
+
+
+@pytest.mark.parametrize("op", PROTECTED)
+def test_route_refuses_without_a_valid_key(op: str, app_client: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = app_client
+    attempts = {
+        "no key": {},
+        "an empty bearer": {"Authorization": "Bearer "},
+        "a malformed key": {"Authorization": "Bearer not a key"},
+        "another scheme": {"Authorization": f"Basic {keys['admin']}"},
+        "an unknown key": {"Authorization": "Bearer ec_" + "A" * 43},
+        "an unknown X-API-Key": {"X-API-Key": "ec_" + "B" * 43},
+        "a revoked key": {"Authorization": f"Bearer {keys['revoked']}"},
+        "a revoked X-API-Key": {"X-API-Key": keys["revoked"]},
+    }
+    for label, headers in attempts.items():
+        response = _call(client, op, headers)
+        body = _assert_problem(response, 401, op, label)
+        assert response.headers["www-authenticate"].startswith("Bearer"), f"{op} with {label}"
+        assert keys["revoked"] not in response.text and keys["admin"] not in response.text  # no secret echoed
+        if "revoked" in label:
+            assert "revoked" in body["detail"]
+
+
+@pytest.mark.parametrize("op", PROTECTED)
+def test_route_needs_its_scope(op: str, app_client: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = app_client
+    needed = ROUTE_SCOPES.get(op)
+    assert needed, f"{op} is not in ROUTE_SCOPES"
+    for scope in SCOPES:
+        for header in ({"Authorization": f"Bearer {keys[scope]}"}, {"X-API-Key": keys[scope]}):
+            response = _call(client, op, header)
+            if scope in (needed, "admin"):
+                assert response.status_code not in (401, 403), f"{op} with a '{scope}' key: {response.text[:300]}"
+            else:
+                body = _assert_problem(response, 403, op, f"a '{scope}' key")
+                assert needed in body["detail"]
+
+
+@pytest.mark.parametrize("op", sorted(PUBLIC))
+def test_public_routes_need_no_key(op: str, app_client: tuple[TestClient, dict[str, str]]) -> None:
+    client, _keys = app_client
+    method, path = _url(op)
+    assert client.request(method, path).status_code == 200
+    assert not DOCUMENT["paths"][path][method.lower()].get("security")
+
+
+def test_protected_routes_show_their_security_in_the_document() -> None:
+    for op in PROTECTED:
+        method, path = op.split(" ", 1)
+        security = DOCUMENT["paths"][path][method.lower()].get("security")
+        assert security == [{"HTTPBearer": []}, {"APIKeyHeader": []}], op
+
+
+def test_x_api_key_and_bearer_are_the_same_key(app_client: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = app_client
+    by_bearer = client.get("/runs", headers={"Authorization": f"bearer {keys['read']}"})  # the scheme is case-blind
+    by_header = client.get("/runs", headers={"X-API-Key": keys["read"]})
+    assert by_bearer.status_code == by_header.status_code == 200
+    assert by_bearer.json() == by_header.json()
+
+
+# -- keyless access from this machine ------------------------------------------------------------
+
+
+def _no_key_status(url: str) -> int:
+    return httpx.get(f"{url}/runs", timeout=30).status_code
+
+
+def test_keyless_localhost_only_when_enabled(tmp_path: Path) -> None:
+    write_project(tmp_path / "project")
+    with serve_in_thread(create_app(server_settings(tmp_path))) as server:
+        assert _no_key_status(server.url) == 401  # off by default, even from 127.0.0.1
+    with serve_in_thread(create_app(server_settings(tmp_path, allow_keyless_localhost=True))) as server:
+        assert _no_key_status(server.url) == 200
+        # every scope: a run can be started, and a bad key is still refused, not ignored
+        started = httpx.post(f"{server.url}/runs", json={"team": "echo", "task": "hi"}, timeout=30)
+        assert started.status_code == 201, started.text
+        bad = httpx.get(f"{server.url}/runs", headers={"Authorization": "Bearer nope"}, timeout=30)
+        assert bad.status_code == 401
+
+
+def test_keyless_is_refused_to_other_addresses(tmp_path: Path) -> None:
+    """The test client's peer is "testclient", not a loopback address: enabled or not, no key, no entry."""
+    write_project(tmp_path / "project")
+    with TestClient(create_app(server_settings(tmp_path, allow_keyless_localhost=True))) as client:
+        response = client.get("/runs")
+        assert response.status_code == 401 and "WWW-Authenticate" in response.headers
+        spoofed = client.get("/runs", headers={"X-Forwarded-For": "127.0.0.1", "X-Real-IP": "127.0.0.1"})
+        assert spoofed.status_code == 401
+
+
+# -- rate limit ---------------------------------------------------------------------------------
+
+
+def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
+    write_project(tmp_path / "project")
+    with TestClient(create_app(server_settings(tmp_path, rate_limit_per_minute=3))) as client:
+        store = ApiKeyStore(client.app.state.rt.store)  # type: ignore[attr-defined]
+        first, other = store.create("a", ("read",))[1], store.create("b", ("read",))[1]
+        statuses = [client.get("/teams", headers={"X-API-Key": first}).status_code for _ in range(3)]
+        assert statuses == [200, 200, 200]
+        limited = client.get("/teams", headers={"X-API-Key": first})
+        body = _assert_problem(limited, 429, "GET /teams", "a fourth request")
+        assert int(limited.headers["retry-after"]) >= 1
+        assert "rate limit" in body["detail"]
+        assert client.get("/teams", headers={"X-API-Key": other}).status_code == 200  # per key
+        assert client.get("/health").status_code == 200  # the open routes are not limited

@@ -20,7 +20,7 @@ from edgecrew import __version__
 from edgecrew.api import problems
 from edgecrew.api.auth import Authenticator
 from edgecrew.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from edgecrew.api.routers import approvals, health, models, openai_compat, runs, teams
+from edgecrew.api.routers import approvals, health, models, openai_compat, runs, tasks, teams
 from edgecrew.engine.runtime import Runtime
 from edgecrew.settings import Settings, get_settings
 from edgecrew.store.keys import ApiKeyStore
@@ -76,7 +76,7 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
-    for router in (health.router, teams.router, runs.router, approvals.router, models.router):
+    for router in (health.router, teams.router, runs.router, approvals.router, models.router, tasks.router):
         app.include_router(router)
     app.include_router(openai_compat.router)  # /v1: OpenAI clients talk to teams
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -121,3 +121,76 @@ api_keys = Table(
     Column("revoked_at", Float),
     Column("last_used_at", Float),
 )
+
+# -- the task workspace (the orchestrator seed): tasks and what agents post about them -------------
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("team", String(200)),  # the team meant to work on it, when one is named
+    Column("status", String(16), nullable=False),  # open | in_progress | done | failed | cancelled
+    Column("code_seq", Integer, nullable=False, default=0),  # the last code version handed out (never reused)
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_tasks_status", "status"),
+    Index("ix_tasks_created_at", "created_at"),
+)
+
+task_code = Table(
+    "task_code",
+    metadata,
+    Column("task_id", String(32), ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("filename", String(255), nullable=False),  # sanitized; the file is <home>/tasks/<task>/code/<version>/
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("language", String(32)),
+    Column("media_type", String(100), nullable=False),
+    Column("author", String(128)),
+    Column("created_at", Float, nullable=False),
+)
+
+task_results = Table(
+    "task_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(32), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer),  # the code version it measured (kept when that version is deleted)
+    Column("accuracy", Float),
+    Column("loss", Float),
+    Column("runtime_s", Float),
+    Column("metrics", JSON, nullable=False),  # any other numbers, by name
+    Column("log_file", String(255)),  # under <home>/tasks/<task>/logs/
+    Column("author", String(128)),
+    Column("created_at", Float, nullable=False),
+    Index("ix_task_results_task_id", "task_id", "id"),
+)
+
+task_messages = Table(
+    "task_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(32), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("sender", String(128), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_task_messages_task_id", "task_id", "id"),
+)
+
+task_feedback = Table(
+    "task_feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(32), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer),
+    Column("author", String(128), nullable=False),
+    Column("verdict", String(16), nullable=False),  # accepted | needs_changes | rejected
+    Column("score", Float),
+    Column("notes", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_task_feedback_task_id", "task_id", "id"),
+)

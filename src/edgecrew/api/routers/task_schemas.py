@@ -1,0 +1,225 @@
+"""Request and response bodies of the task workspace (see ``routers/tasks``).
+
+Numbers posted as metrics must be finite (JSON parsers here accept ``NaN``; an average over it
+would be NaN forever), and every free-text field has a bound, so a bad request fails on its field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edgecrew.store.taskfiles import LogFile
+from edgecrew.store.tasks import CodeRecord, FeedbackRecord, MessageRecord, ResultRecord, TaskRecord
+
+TaskStatus = Literal["open", "in_progress", "done", "failed", "cancelled"]
+Verdict = Literal["accepted", "needs_changes", "rejected"]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Version = Annotated[int, Field(ge=1, le=2**31 - 1, description="A code version number of this task.")]
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+MetricName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")]
+
+
+class TaskIn(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=20_000)
+    team: str | None = Field(default=None, min_length=1, max_length=200, description="A team (GET /teams).")
+
+
+def _patch_schema(schema: dict[str, Any]) -> None:
+    """Document what the validator enforces: some field is sent, and only ``team`` may be null."""
+    schema["minProperties"] = 1
+    for name in ("title", "description", "status"):
+        prop = schema["properties"][name]
+        kinds = [k for k in prop.pop("anyOf", []) if k.get("type") != "null"]
+        prop.pop("default", None)
+        if kinds:
+            prop.update(kinds[0])
+
+
+class TaskPatch(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_patch_schema)
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=20_000)
+    team: str | None = Field(default=None, min_length=1, max_length=200, description="null clears it.")
+    status: TaskStatus | None = None
+
+    @model_validator(mode="after")
+    def _some_valid_change(self) -> TaskPatch:
+        sent = self.model_dump(exclude_unset=True)
+        nulls = [k for k, v in sent.items() if v is None and k != "team"]
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null; leave a field out to keep it")
+        if not sent:
+            raise ValueError("send at least one of title, description, team, status")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent (a ``null`` team clears the team)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class TaskOut(BaseModel):
+    id: str
+    title: str
+    description: str
+    team: str | None
+    status: TaskStatus
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, r: TaskRecord) -> TaskOut:
+        return cls(**r.__dict__)
+
+
+class TaskPage(BaseModel):
+    items: list[TaskOut]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null on the last one.")
+
+
+class CodeTextIn(BaseModel):
+    filename: str = Field(min_length=1, max_length=255, description="Sanitized to one safe file name.")
+    content: str = Field(min_length=1, description="The code itself (stored as UTF-8).")
+    author: Name | None = Field(default=None, description="Defaults to the API key's name.")
+
+
+CODE_UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "additionalProperties": False,
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "filename": {"type": "string", "maxLength": 255, "description": "Overrides the part's name."},
+                    "author": {"type": "string", "minLength": 1, "maxLength": 128},
+                },
+            }
+        },
+        "application/json": {"schema": CodeTextIn.model_json_schema()},
+    },
+}
+
+
+class CodeOut(BaseModel):
+    task_id: str
+    version: int
+    filename: str
+    size: int
+    sha256: str
+    language: str | None = Field(description="Guessed from the extension; null when unknown.")
+    media_type: str
+    author: str | None
+    created_at: float
+    download: str = Field(description="Where the raw file is.")
+
+    @classmethod
+    def of(cls, r: CodeRecord) -> CodeOut:
+        return cls(**r.__dict__, download=f"/tasks/{r.task_id}/code/{r.version}/file")
+
+
+class ResultIn(BaseModel):
+    version: Version | None = None
+    accuracy: Finite | None = None
+    loss: Finite | None = None
+    runtime_s: Finite | None = Field(default=None, ge=0)
+    metrics: dict[MetricName, Finite] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Other numbers, by name.",
+        json_schema_extra={"additionalProperties": False},  # only names matching the pattern
+    )
+    logs: str | None = Field(default=None, description="Raw logs; stored as a log file of the task.")
+    author: Name | None = None
+
+
+class ResultOut(BaseModel):
+    id: int
+    task_id: str
+    version: int | None
+    accuracy: float | None
+    loss: float | None
+    runtime_s: float | None
+    metrics: dict[str, float]
+    log_file: str | None = Field(description="Under GET /tasks/{task_id}/logs/{log_file}.")
+    author: str | None
+    created_at: float
+
+    @classmethod
+    def of(cls, r: ResultRecord) -> ResultOut:
+        return cls(**r.__dict__)
+
+
+class MessageIn(BaseModel):
+    sender: Name = Field(description="Who speaks: an agent or a person.")
+    role: str = Field(default="agent", pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="e.g. generator, coder.")
+    content: str = Field(min_length=1, max_length=100_000)
+
+
+class MessageOut(BaseModel):
+    id: int
+    task_id: str
+    sender: str
+    role: str
+    content: str
+    created_at: float
+
+    @classmethod
+    def of(cls, r: MessageRecord) -> MessageOut:
+        return cls(**r.__dict__)
+
+
+class FeedbackIn(BaseModel):
+    verdict: Verdict
+    version: Version | None = None
+    score: Finite | None = None
+    notes: str = Field(default="", max_length=20_000)
+    author: Name | None = Field(default=None, description="Defaults to the API key's name.")
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    task_id: str
+    version: int | None
+    author: str
+    verdict: Verdict
+    score: float | None
+    notes: str
+    created_at: float
+
+    @classmethod
+    def of(cls, r: FeedbackRecord) -> FeedbackOut:
+        return cls(**r.__dict__)
+
+
+class LogFileOut(BaseModel):
+    filename: str
+    size: int
+    modified: float
+    preview: str = Field(description="The first lines (up to 50).")
+    truncated: bool = Field(description="The file goes on after the preview.")
+    download: str
+
+    @classmethod
+    def of(cls, task_id: str, f: LogFile) -> LogFileOut:
+        return cls(**f.__dict__, download=f"/tasks/{task_id}/logs/{f.filename}")
+
+
+class StatsOut(BaseModel):
+    tasks: int
+    tasks_by_status: dict[str, int]
+    code_versions: int
+    results: int
+    messages: int
+    feedback: int
+    avg_accuracy: float | None = Field(description="Over results that report one; null when none do.")
+    avg_runtime_s: float | None
+    runs_by_status: dict[str, int]

@@ -287,19 +287,6 @@ class TaskStore:
         with self.store.engine.connect() as conn:
             return [ResultRecord(**dict(r)) for r in conn.execute(query).mappings()]
 
-    def result(self, task_id: str, result_id: int) -> ResultRecord:
-        self.get(task_id)
-        c = t.task_results.c
-        with self.store.engine.connect() as conn:
-            row = (
-                conn.execute(sa.select(t.task_results).where(c.task_id == task_id, c.id == result_id))
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise NotFoundError(f"task {task_id} has no result {result_id}; GET /tasks/{task_id}/results lists them")
-        return ResultRecord(**dict(row))
-
     def latest_result(self, task_id: str) -> ResultRecord:
         self.get(task_id)
         query = (

@@ -208,7 +208,7 @@ def add_result(task_id: TaskId, body: ResultIn, tasks: Tasks, principal: StartRu
         logs=body.logs,
         author=body.author or principal.name,
     )
-    return _created(ResultOut.of(record), f"/tasks/{task_id}/results/{record.id}")
+    return _created(ResultOut.of(record), None)
 
 
 @router.get("/tasks/{task_id}/results", response_model=list[ResultOut])
@@ -223,13 +223,6 @@ def list_results(
 def latest_result(task_id: TaskId, tasks: Tasks, _: Read) -> ResultOut:
     """The most recent result (404 when there is none yet)."""
     return ResultOut.of(tasks.latest_result(task_id))
-
-
-@router.get("/tasks/{task_id}/results/{result_id}", response_model=ResultOut)
-def get_result(
-    task_id: TaskId, result_id: Annotated[int, Path(ge=1, le=2**63 - 1)], tasks: Tasks, _: Read
-) -> ResultOut:
-    return ResultOut.of(tasks.result(task_id, result_id))
 
 
 @router.post("/tasks/{task_id}/messages", status_code=201, response_model=MessageOut)

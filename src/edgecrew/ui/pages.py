@@ -1,0 +1,541 @@
+"""The mission-control pages: sign-in, home, runs (live), approvals, teams, models, metrics.
+
+Handlers stay thin: they read through the same services as the API and render a template. State
+changes are plain HTML form posts (they work without JavaScript) answered with a redirect; the run
+page's live parts come from one SSE stream of rendered fragments that htmx swaps in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from edgecrew.api.auth import LOCALHOST, Principal
+from edgecrew.context import request_id as current_request_id
+from edgecrew.engine.approvals import ApprovalService
+from edgecrew.engine.runtime import Runtime
+from edgecrew.engine.service import RunService
+from edgecrew.errors import ConflictError, EdgecrewError, NotFoundError, SpecError, UserError
+from edgecrew.specs.loader import load_team_text, team_from_raw
+from edgecrew.store.keys import ApiKeyStore
+from edgecrew.store.tasks import TASK_STATUSES, TaskStore
+from edgecrew.ui import views
+from edgecrew.ui.session import COOKIE, LOGIN_COOKIE, MAX_AGE_S, Session, SessionStore, tokens_match
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.filters["pretty"] = views.pretty_json
+templates.env.globals["graph_svg"] = views.graph_svg
+router = APIRouter(include_in_schema=False)
+END_EVENTS = frozenset({"run_finished", "run_cancelled"})
+
+
+class SignInRequired(Exception):
+    """No live session: the page answers with a redirect to the sign-in form."""
+
+
+class Forbidden(Exception):
+    def __init__(self, scope: str) -> None:
+        super().__init__(scope)
+        self.scope = scope
+
+
+def _rt(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.rt
+    return rt
+
+
+def viewer(request: Request) -> Session:
+    """The signed-in session (or a keyless local one when the server allows that)."""
+    sessions: SessionStore = request.app.state.sessions
+    session = sessions.get(request.cookies.get(COOKIE))
+    if session is not None:
+        return session
+    client = request.client.host if request.client else ""
+    if request.app.state.auth.keyless_localhost and client in LOCALHOST:
+        return Session("", "", None, "localhost", ("admin",), float("inf"))
+    raise SignInRequired
+
+
+Viewer = Annotated[Session, Depends(viewer)]
+
+
+async def checked(request: Request, session: Viewer) -> Session:
+    """A session whose state-changing request carries its CSRF token (form field or header)."""
+    if session.key_id is None and not session.id:
+        return session  # keyless localhost: no cookie, so no cross-site request can ride on one
+    form = await request.form()
+    given = request.headers.get("x-csrf-token") or str(form.get("csrf") or "")
+    if not tokens_match(session.csrf, given):
+        raise Forbidden("csrf")
+    return session
+
+
+Checked = Annotated[Session, Depends(checked)]
+
+
+def need(session: Session, scope: str) -> None:
+    if not session.allows(scope):
+        raise Forbidden(scope)
+
+
+def page(
+    request: Request, template: str, session: Session | None, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    context |= {"session": session, "path": request.url.path}
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def back(url: str, notice: str = "") -> RedirectResponse:
+    return RedirectResponse(url + (f"?notice={quote(notice)}" if notice else ""), status_code=303)
+
+
+# -- sign-in ----------------------------------------------------------------------------------------
+
+
+@router.get("/ui/login")
+def login_form(request: Request, next: str = "/", error: str = "") -> HTMLResponse:
+    import secrets
+
+    token = secrets.token_urlsafe(24)
+    response = page(request, "login.html", None, next=_safe_next(next), error=error, login_token=token)
+    response.set_cookie(LOGIN_COOKIE, token, max_age=600, httponly=True, samesite="strict", path="/ui/login")
+    return response
+
+
+@router.post("/ui/login")
+async def login(
+    request: Request,
+    key: Annotated[str, Form(max_length=200)] = "",
+    login_token: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=500)] = "/",
+) -> Response:
+    if not tokens_match(request.cookies.get(LOGIN_COOKIE), login_token):
+        return back("/ui/login", "the sign-in form expired; try again")
+    try:
+        principal: Principal = await asyncio.to_thread(request.app.state.auth.identify, request, key.strip())
+    except Exception:  # a wrong, revoked or rate-limited key: the same answer, without details
+        return RedirectResponse(f"/ui/login?error=1&next={quote(_safe_next(next))}", status_code=303)
+    session = request.app.state.sessions.open(principal)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        COOKIE,
+        session.id,
+        max_age=MAX_AGE_S,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    response.delete_cookie(LOGIN_COOKIE, path="/ui/login")
+    return response
+
+
+@router.post("/ui/logout")
+async def logout(request: Request, session: Checked) -> Response:
+    request.app.state.sessions.close(session.id)
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+def _safe_next(target: str) -> str:
+    """Only paths on this server (no //host or scheme): a sign-in link cannot send you elsewhere."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+
+# -- home and runs ----------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request, session: Viewer) -> HTMLResponse:
+    rt = _rt(request)
+    active = [r for r in rt.store.list_runs(limit=200) if not r.status.terminal]
+    recent = rt.store.list_runs(limit=10)
+    pending = ApprovalService(rt).list("pending")
+    pool = rt.pool.state()
+    alerts = _alerts(rt, pool)
+    return page(request, "home.html", session, active=active, recent=recent, pending=pending, pool=pool, alerts=alerts)
+
+
+def _alerts(rt: Runtime, pool: Any) -> list[str]:
+    import psutil
+
+    alerts = []
+    mem = psutil.virtual_memory()
+    if mem.percent >= 90:
+        alerts.append(f"memory is {mem.percent:.0f}% used: models may be evicted or fail to load")
+    if pool.queue_depth:
+        alerts.append(f"{pool.queue_depth} model call(s) are waiting for a model slot")
+    if pool.load_failures:
+        alerts.append(f"{pool.load_failures} model load(s) failed since the server started")
+    failed = rt.store.count_runs(status="failed")
+    if failed:
+        alerts.append(f"{failed} run(s) failed; see the runs list")
+    return alerts
+
+
+@router.get("/ui/runs")
+def runs_page(
+    request: Request,
+    session: Viewer,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> HTMLResponse:
+    rt = _rt(request)
+    runs = rt.store.list_runs(limit=50, offset=offset, status=status or None)
+    total = rt.store.count_runs(status=status or None)
+    return page(request, "runs.html", session, runs=runs, total=total, offset=offset, status=status or "")
+
+
+@router.get("/ui/runs/{run_id}")
+def run_page(request: Request, run_id: str, session: Viewer, notice: str = "") -> HTMLResponse:
+    rt = _rt(request)
+    run = rt.store.get_run(run_id)
+    events = rt.store.events(run.id, limit=5000)
+    spec = team_from_raw(run.spec)
+    state = views.graph_state(events)
+    approvals = {a.id: a for a in ApprovalService(rt).list(None, run.id)}
+    return page(
+        request,
+        "run.html",
+        session,
+        run=run,
+        spec=spec,
+        state=state,
+        events=events,
+        steps=rt.store.steps(run.id),
+        approvals=approvals,
+        last_id=events[-1].id if events else 0,
+        notice=notice,
+    )
+
+
+@router.get("/ui/runs/{run_id}/stream")
+async def run_stream(request: Request, run_id: str, session: Viewer, after: int = 0) -> EventSourceResponse:
+    rt = _rt(request)
+    run = await asyncio.to_thread(rt.store.get_run, run_id)
+    last = request.headers.get("last-event-id", "")
+    start = max(after, int(last)) if last.isdigit() else after
+    return EventSourceResponse(_fragments(request, rt, run.id, start, session), ping=15)
+
+
+async def _fragments(
+    request: Request, rt: Runtime, run_id: str, after: int, session: Session
+) -> AsyncIterator[ServerSentEvent]:
+    spec = team_from_raw((await asyncio.to_thread(rt.store.get_run, run_id)).spec)
+    last, grace = after, 0
+    while True:
+        run = await asyncio.to_thread(rt.store.get_run, run_id)
+        events = await asyncio.to_thread(rt.store.events, run_id, after_id=last)
+        if events:
+            approvals = {a.id: a for a in ApprovalService(rt).list(None, run_id)}
+            for e in events:
+                last = e.id
+                item = templates.get_template("_event.html").render(e=e, approvals=approvals, session=session, run=run)
+                yield ServerSentEvent(data=item.replace("\n", " "), event="timeline", id=str(e.id))
+            everything = await asyncio.to_thread(rt.store.events, run_id, limit=5000)
+            graph = views.graph_svg(spec, views.graph_state(everything))
+            yield ServerSentEvent(data=str(graph), event="graph", id=str(last))
+            fresh = await asyncio.to_thread(rt.store.get_run, run_id)  # the status may have moved meanwhile
+            status = templates.get_template("_status.html").render(run=fresh)
+            yield ServerSentEvent(data=status.replace("\n", " "), event="status", id=str(last))
+            if any(e.type in END_EVENTS for e in events):
+                yield ServerSentEvent(data="done", event="done", id=str(last))
+                return
+        elif run.status.terminal:
+            grace += 1
+            if grace > 8:
+                yield ServerSentEvent(data="done", event="done", id=str(last))
+                return
+        await asyncio.sleep(0.25)
+
+
+@router.post("/ui/runs/{run_id}/cancel")
+async def cancel_run(request: Request, run_id: str, session: Checked) -> Response:
+    need(session, "runs")
+    run = await asyncio.to_thread(RunService(_rt(request)).cancel, run_id)
+    return back(f"/ui/runs/{run.id}", "cancelled")
+
+
+@router.post("/ui/runs/{run_id}/resume")
+async def resume_run(request: Request, run_id: str, session: Checked) -> Response:
+    need(session, "runs")
+    run, how, _ = await RunService(_rt(request)).resume(run_id)
+    return back(f"/ui/runs/{run.id}", how)
+
+
+# -- approvals --------------------------------------------------------------------------------------
+
+
+@router.get("/ui/approvals")
+def approvals_page(request: Request, session: Viewer, notice: str = "", show: str = "pending") -> HTMLResponse:
+    svc = ApprovalService(_rt(request))
+    records = svc.list(None if show == "all" else "pending")
+    return page(request, "approvals.html", session, approvals=records, notice=notice, show=show)
+
+
+@router.post("/ui/approvals/{approval_id}/{action}")
+async def decide(
+    request: Request,
+    approval_id: str,
+    action: str,
+    session: Checked,
+    note: Annotated[str, Form(max_length=2000)] = "",
+    arguments: Annotated[str, Form(max_length=200_000)] = "",
+    back_to: Annotated[str, Form(max_length=500)] = "/ui/approvals",
+) -> Response:
+    need(session, "approve")
+    svc = ApprovalService(_rt(request))
+    target = _safe_next(back_to)
+    if action == "edit":
+        try:
+            parsed = json.loads(arguments)
+        except ValueError as exc:
+            return back(target, f"arguments are not valid JSON: {exc}")
+        if not isinstance(parsed, dict):
+            return back(target, "arguments must be a JSON object")
+        try:
+            await asyncio.to_thread(svc.edit, approval_id, parsed)
+        except EdgecrewError as exc:
+            return back(target, str(exc))
+        return back(target, "arguments changed; approve to run the call")
+    if action not in ("approve", "deny"):
+        raise NotFoundError(f"no action '{action}' (approve, deny or edit)")
+    fn = svc.approve if action == "approve" else svc.deny
+    try:
+        record = await asyncio.to_thread(fn, approval_id, note or None)
+    except EdgecrewError as exc:
+        return back(target, str(exc))
+    return back(target, f"{record.tool} {record.status}")
+
+
+# -- teams ------------------------------------------------------------------------------------------
+
+
+@router.get("/ui/teams")
+def teams_page(request: Request, session: Viewer) -> HTMLResponse:
+    rt = _rt(request)
+    catalog = rt.catalog()
+    teams = []
+    for name, source in sorted(rt.project.teams.items()):
+        try:
+            spec = rt.project.load_source(source, catalog)
+            teams.append({"name": name, "source": source, "spec": spec, "issues": []})
+        except SpecError as exc:
+            teams.append({"name": name, "source": source, "spec": None, "issues": exc.issues})
+    return page(request, "teams.html", session, teams=teams)
+
+
+@router.get("/ui/teams/{name}")
+def team_page(request: Request, name: str, session: Viewer, notice: str = "") -> HTMLResponse:
+    rt = _rt(request)
+    source = rt.project.team_source(name)
+    text = source.file.read_text(encoding="utf-8")
+    spec, issues = None, []
+    try:
+        spec = rt.project.load_source(source, rt.catalog())
+    except SpecError as exc:
+        issues = exc.issues
+    return page(
+        request, "team.html", session, name=name, source=source, text=text, spec=spec, issues=issues, notice=notice
+    )
+
+
+@router.post("/ui/teams/{name}/validate")
+async def validate_team(
+    request: Request, name: str, session: Checked, yaml: Annotated[str, Form(max_length=1_000_000)] = ""
+) -> HTMLResponse:
+    """Check an edited spec (not saved) and show its problems in place, by line."""
+    rt = _rt(request)
+    source = rt.project.team_source(name)
+    issues = []
+    spec = None
+    try:
+        spec = load_team_text(yaml, str(source.file), rt.catalog())
+    except SpecError as exc:
+        issues = exc.issues
+    lines = yaml.splitlines()
+    marked = {i.line for i in issues if i.line}
+    return page(request, "_validation.html", session, issues=issues, spec=spec, lines=lines, marked=marked)
+
+
+@router.post("/ui/teams/{name}/run")
+async def start_run(
+    request: Request, name: str, session: Checked, task: Annotated[str, Form(max_length=20000)] = ""
+) -> Response:
+    need(session, "runs")
+    try:
+        run_id, _ = await RunService(_rt(request)).start(name, task, request_id=current_request_id.get())
+    except EdgecrewError as exc:
+        return back(f"/ui/teams/{name}", str(exc))
+    return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
+
+
+# -- tasks ------------------------------------------------------------------------------------------
+
+
+def _tasks(request: Request) -> TaskStore:
+    rt = _rt(request)
+    return TaskStore(rt.store, rt.settings.home / "tasks")
+
+
+@router.get("/ui/tasks")
+def tasks_page(
+    request: Request, session: Viewer, status: Annotated[str | None, Query(max_length=32)] = None
+) -> HTMLResponse:
+    store = _tasks(request)
+    tasks = store.list_tasks(status=status or None, limit=200)
+    return page(request, "tasks.html", session, tasks=tasks, status=status or "", statuses=TASK_STATUSES)
+
+
+@router.get("/ui/tasks/{task_id}")
+def task_page(request: Request, task_id: str, session: Viewer) -> HTMLResponse:
+    store = _tasks(request)
+    task = store.get(task_id)
+    results = store.results(task_id)
+    charts = {}
+    for metric in ("accuracy", "loss", "runtime_s"):
+        points = [(f"v{r.version}" if r.version else f"#{r.id}", getattr(r, metric)) for r in results]
+        charts[metric] = views.line_chart([(k, float(v)) for k, v in points if v is not None], title=metric)
+    return page(
+        request,
+        "task.html",
+        session,
+        task=task,
+        versions=store.code_versions(task_id),
+        results=results,
+        charts=charts,
+        feedback=store.feedback(task_id),
+        messages=store.messages(task_id),
+        logs=store.log_files(task_id),
+    )
+
+
+@router.get("/ui/tasks/{task_id}/code/{version}")
+def code_page(request: Request, task_id: str, version: int, session: Viewer) -> HTMLResponse:
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import TextLexer, get_lexer_for_filename
+    from pygments.util import ClassNotFound
+
+    store = _tasks(request)
+    record = store.code_version(task_id, version)
+    text = store.code_bytes(record).decode("utf-8", errors="replace")
+    try:
+        lexer = get_lexer_for_filename(record.filename, stripnl=False)
+    except ClassNotFound:
+        lexer = TextLexer(stripnl=False)
+    formatter = HtmlFormatter(cssclass="highlight", linenos="table", wrapcode=True)
+    return page(
+        request,
+        "code.html",
+        session,
+        task=store.get(task_id),
+        record=record,
+        code=text,
+        highlighted=Markup(highlight(text, lexer, formatter)),
+        styles=Markup(formatter.get_style_defs(".highlight")),
+        versions=store.code_versions(task_id),
+    )
+
+
+@router.get("/ui/tasks/{task_id}/code/{version}/raw")
+def code_raw(request: Request, task_id: str, version: int, session: Viewer) -> Response:
+    store = _tasks(request)
+    record = store.code_version(task_id, version)
+    return Response(
+        store.code_bytes(record),
+        media_type=record.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{record.filename}"'},
+    )
+
+
+# -- models and metrics -----------------------------------------------------------------------------
+
+
+@router.get("/ui/models")
+def models_page(request: Request, session: Viewer) -> HTMLResponse:
+    from edgecrew.engine.runtime import published_pool_states
+
+    rt = _rt(request)
+    pool = rt.pool.state()
+    resident = {m.alias: m for m in pool.resident}
+    others = [s for s in published_pool_states(rt.settings.home) if s.get("executor") != _executor()]
+    return page(
+        request, "models.html", session, models=rt.models.definitions(), pool=pool, resident=resident, others=others
+    )
+
+
+def _executor() -> str:
+    from edgecrew.engine.executors import executor_id
+
+    return executor_id()
+
+
+@router.get("/ui/metrics")
+def metrics_page(request: Request, session: Viewer) -> HTMLResponse:
+    rt = _rt(request)
+    calls = rt.store.events_of_type("model_called", limit=5000)
+    stats = views.model_stats(calls)
+    runs = rt.store.list_runs(limit=5000)
+    days = views.outcomes_by_day(runs)
+    return page(request, "metrics.html", session, stats=stats, days=days, charts=views, total_calls=len(calls))
+
+
+# -- wiring -----------------------------------------------------------------------------------------
+
+
+def mount(app: FastAPI) -> None:
+    """Add the pages, the static files and the sign-in redirect to the app."""
+    app.include_router(router)
+    app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="ui-static")
+
+    api_user_error = app.exception_handlers.get(UserError)
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> Response:
+        """On a page, a missing run or a finished one is an HTML page; the API keeps problem details."""
+        if not _is_page(request) and api_user_error is not None:
+            answer = api_user_error(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(exc, ConflictError) else 400
+        title = {404: "Not found", 409: "Not possible now"}.get(status, "Bad request")
+        return page(request, "error.html", None, status_code=status, title=title, detail=str(exc))
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in(request: Request, _exc: SignInRequired) -> Response:
+        target = f"/ui/login?next={quote(request.url.path)}"
+        if request.headers.get("hx-request"):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        detail = (
+            "this form expired or came from another site; reload the page and try again"
+            if exc.scope == "csrf"
+            else f"your API key lacks the '{exc.scope}' scope for this action"
+        )
+        return page(request, "error.html", None, status_code=403, title="Not allowed", detail=detail)
+
+
+def _is_page(request: Request) -> bool:
+    return request.url.path == "/" or request.url.path.startswith("/ui/")
+
+
+def setup(app: FastAPI, keys: ApiKeyStore) -> None:
+    """Per-app state the pages need (called from the app's start-up)."""
+    app.state.sessions = SessionStore(keys)

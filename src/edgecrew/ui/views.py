@@ -1,0 +1,223 @@
+"""What the pages show, computed in Python: the team graph as SVG, small SVG charts, and summaries.
+
+Drawing on the server keeps the page free of chart and graph libraries (nothing to vendor, nothing
+to break offline) and lets the live stream swap in a freshly drawn graph as the run moves.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup
+
+from edgecrew.domain.specs import TeamSpec
+from edgecrew.store.repo import EventRecord
+
+NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 132, 40, 56, 22, 12
+
+
+@dataclass(frozen=True)
+class GraphState:
+    """Where a run is: agents that ran, the one running now, and whether the run ended."""
+
+    visited: frozenset[str] = frozenset()
+    current: str | None = None
+    ended: str | None = None  # the run's final status
+
+
+def graph_state(events: Iterable[EventRecord]) -> GraphState:
+    visited: set[str] = set()
+    running: dict[str, str] = {}
+    ended = None
+    for e in events:
+        if e.type == "step_started" and e.agent:
+            visited.add(e.agent)
+            running[e.step_key or e.agent] = e.agent
+        elif e.type == "step_finished":
+            running.pop(e.step_key or "", None)
+        elif e.type in ("run_finished", "run_cancelled"):
+            ended = str(e.data.get("status", "cancelled"))
+    current = None if ended else (list(running.values())[-1] if running else None)
+    return GraphState(frozenset(visited), current, ended)
+
+
+def _layers(spec: TeamSpec) -> list[list[str]]:
+    depth: dict[str, int] = {spec.graph.start: 0}
+    frontier = [spec.graph.start]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for edge in spec.graph.outgoing(node):
+                for target in edge.targets:
+                    if target not in depth:
+                        depth[target] = depth[node] + 1
+                        nxt.append(target)
+        frontier = nxt
+    for name in spec.agents:  # unreachable agents (a valid spec has none) still get drawn
+        depth.setdefault(name, max(depth.values(), default=0) + 1)
+    if "end" in depth:
+        depth["end"] = max(depth.values()) + (0 if list(depth.values()).count(depth["end"]) == 1 else 1)
+    layers: dict[int, list[str]] = defaultdict(list)
+    for name, d in depth.items():
+        layers[d].append(name)
+    return [layers[d] for d in sorted(layers)]
+
+
+def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
+    """The team graph, left to right; the running agent and the visited ones are highlighted."""
+    layers = _layers(spec)
+    pos: dict[str, tuple[float, float]] = {}
+    tallest = max(len(layer) for layer in layers)
+    height = PAD * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y
+    for i, layer in enumerate(layers):
+        offset = (height - (len(layer) * NODE_H + (len(layer) - 1) * GAP_Y)) / 2
+        for j, name in enumerate(layer):
+            pos[name] = (PAD + i * (NODE_W + GAP_X), offset + j * (NODE_H + GAP_Y))
+    width = PAD * 2 + len(layers) * NODE_W + (len(layers) - 1) * GAP_X
+    parts = [
+        f'<svg class="graph" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="team graph of {html.escape(spec.name)}">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="arrowhead"/></marker></defs>',
+    ]
+    for edge in spec.graph.edges:
+        for s in edge.sources:
+            for t in edge.targets:
+                if s not in pos or t not in pos:
+                    continue
+                (x1, y1), (x2, y2) = pos[s], pos[t]
+                back = x2 <= x1
+                label = html.escape(edge.when.source if edge.when else "")
+                if back:  # a loop back: an arc below the nodes
+                    sx, sy, tx, ty = x1 + NODE_W / 2, y1 + NODE_H, x2 + NODE_W / 2, y2 + NODE_H
+                    d = f"M{sx},{sy} C{sx},{sy + 40} {tx},{ty + 40} {tx},{ty}"
+                else:
+                    sx, sy, tx, ty = x1 + NODE_W, y1 + NODE_H / 2, x2, y2 + NODE_H / 2
+                    mid = (sx + tx) / 2
+                    d = f"M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}"
+                cls = "edge back" if back else "edge"
+                parts.append(f'<path class="{cls}" d="{d}" marker-end="url(#arrow)"><title>{label}</title></path>')
+    for name, (x, y) in pos.items():
+        classes = ["node"]
+        if name == "end":
+            classes.append("end")
+            if state.ended:
+                classes.append(f"ended-{state.ended}")
+        if name in state.visited:
+            classes.append("visited")
+        if name == state.current:
+            classes.append("current")
+        role = spec.agents[name].role if name in spec.agents else ""
+        parts.append(
+            f'<g class="{" ".join(classes)}" data-node="{html.escape(name)}">'
+            f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8"/>'
+            f'<text x="{x + NODE_W / 2}" y="{y + NODE_H / 2 + 5}" text-anchor="middle">{html.escape(name)}</text>'
+            f"<title>{html.escape(name)}{' · ' + html.escape(role) if role else ''}</title></g>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def bar_chart(rows: Sequence[tuple[str, float]], *, unit: str = "", title: str = "") -> Markup:
+    """Horizontal bars, one per (label, value); an empty list draws an empty-state note."""
+    if not rows:
+        return Markup('<p class="empty">No data yet.</p>')
+    top = max(v for _, v in rows) or 1.0
+    row_h, label_w, bar_w = 24, 190, 300
+    height = len(rows) * row_h + 8
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {label_w + bar_w + 90} {height}" role="img" '
+        f'aria-label="{html.escape(title)}">'
+    ]
+    for i, (label, value) in enumerate(rows):
+        y = 4 + i * row_h
+        w = max(1.0, bar_w * value / top)
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{html.escape(label)}</text>'
+            f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" rx="3"/>'
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 15}">{_num(value)}{html.escape(unit)}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def line_chart(points: Sequence[tuple[str, float]], *, unit: str = "", title: str = "") -> Markup:
+    """A line over labelled points in order (e.g. a metric over code versions)."""
+    if not points:
+        return Markup('<p class="empty">No data yet.</p>')
+    w, h, pad = 480, 180, 34
+    values = [v for _, v in points]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    step = (w - 2 * pad) / max(1, len(points) - 1)
+    coords = [(pad + i * step, h - pad - (v - lo) / span * (h - 2 * pad)) for i, v in enumerate(values)]
+    path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(coords))
+    parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{html.escape(title)}">']
+    parts.append(f'<line class="axis" x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}"/>')
+    parts.append(f'<path class="line" d="{path}"/>')
+    for (label, value), (x, y) in zip(points, coords, strict=True):
+        parts.append(
+            f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="4"><title>{html.escape(label)}: '
+            f"{_num(value)}{html.escape(unit)}</title></circle>"
+            f'<text x="{x:.1f}" y="{h - pad + 16}" text-anchor="middle">{html.escape(label)}</text>'
+            f'<text x="{x:.1f}" y="{y - 8:.1f}" text-anchor="middle">{_num(value)}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _num(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def model_stats(events: Iterable[EventRecord]) -> dict[str, list[tuple[str, float]]]:
+    """Mean latency, time to first token and tokens per agent and per model, from model_called events."""
+    lat: dict[str, list[float]] = defaultdict(list)
+    ttft: dict[str, list[float]] = defaultdict(list)
+    tokens_agent: dict[str, float] = defaultdict(float)
+    tokens_model: dict[str, float] = defaultdict(float)
+    lat_agent: dict[str, list[float]] = defaultdict(list)
+    for e in events:
+        d = e.data
+        if "latency_s" not in d:
+            continue
+        alias = str(d.get("alias", "?"))
+        lat[alias].append(float(d["latency_s"]))
+        lat_agent[e.agent or "?"].append(float(d["latency_s"]))
+        if d.get("ttft_s") is not None:
+            ttft[alias].append(float(d["ttft_s"]))
+        n = float(d.get("prompt_tokens", 0)) + float(d.get("completion_tokens", 0))
+        tokens_agent[e.agent or "?"] += n
+        tokens_model[alias] += n
+
+    def mean(groups: Mapping[str, list[float]]) -> list[tuple[str, float]]:
+        return sorted(((k, sum(v) / len(v)) for k, v in groups.items() if v), key=lambda kv: -kv[1])
+
+    return {
+        "latency_by_model": mean(lat),
+        "ttft_by_model": mean(ttft),
+        "latency_by_agent": mean(lat_agent),
+        "tokens_by_agent": sorted(tokens_agent.items(), key=lambda kv: -kv[1]),
+        "tokens_by_model": sorted(tokens_model.items(), key=lambda kv: -kv[1]),
+    }
+
+
+def outcomes_by_day(runs: Iterable[Any], days: int = 14) -> list[tuple[str, dict[str, int]]]:
+    """Runs per day by final status, oldest day first (days without runs included)."""
+    today = int(time.time() // 86400)
+    counts: dict[int, dict[str, int]] = {d: defaultdict(int) for d in range(today - days + 1, today + 1)}
+    for run in runs:
+        day = int(run.created_at // 86400)
+        if day in counts:
+            counts[day][run.status.value] += 1
+    return [(time.strftime("%m-%d", time.gmtime(d * 86400)), dict(c)) for d, c in sorted(counts.items())]
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

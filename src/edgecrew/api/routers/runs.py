@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -23,6 +24,7 @@ from edgecrew.store.repo import EventRecord, RunRecord, StepRecord
 router = APIRouter(prefix="/runs", tags=["runs"], responses=PROBLEM_RESPONSES)
 END_EVENTS = frozenset({"run_finished", "run_cancelled"})
 POLL_S = 0.25
+STOP_GRACE_S = 1.0  # a stream gets this long to end by itself on shutdown (uvicorn allows 5 s in all)
 
 
 class StartRun(BaseModel):
@@ -212,13 +214,22 @@ async def run_events(
     if "text/event-stream" not in request.headers.get("accept", ""):
         events = await asyncio.to_thread(rt.store.events, run.id, after_id=after)
         return JSONResponse([EventOut.of(e).model_dump(mode="json") for e in events])
-    return EventSourceResponse(_stream(rt, run.id, after), ping=15, send_timeout=30)
+    stopping = anyio.Event()  # set by sse-starlette when the server shuts down
+    return EventSourceResponse(
+        _stream(rt, run.id, after, stopping),
+        ping=15,
+        send_timeout=30,
+        shutdown_event=stopping,
+        shutdown_grace_period=STOP_GRACE_S,
+    )
 
 
-async def _stream(rt: Any, run_id: str, after: int) -> AsyncIterator[ServerSentEvent]:
+async def _stream(rt: Any, run_id: str, after: int, stopping: anyio.Event) -> AsyncIterator[ServerSentEvent]:
+    """The run's events from ``after`` on, until its end event, or until the server stops: then the
+    stream ends cleanly (not cut mid-response) and the client resumes elsewhere with Last-Event-ID."""
     last = after
     grace = 0
-    while True:
+    while not stopping.is_set():
         run = await asyncio.to_thread(rt.store.get_run, run_id)  # status first: see RunService.follow
         events = await asyncio.to_thread(rt.store.events, run_id, after_id=last)
         for event in events:
@@ -232,4 +243,6 @@ async def _stream(rt: Any, run_id: str, after: int) -> AsyncIterator[ServerSentE
             grace += 1
             if grace > 8:  # the end event follows the status by a moment; after that nothing more comes
                 return
-        await asyncio.sleep(POLL_S)
+        with anyio.move_on_after(POLL_S):
+            await stopping.wait()
+    yield ServerSentEvent(comment="the server is stopping; reconnect with Last-Event-ID to go on")

@@ -1,0 +1,188 @@
+"""Mission control without a browser: sign-in, sessions, CSRF, scopes, and every page's empty and error states."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from edgecrew.store.keys import ApiKeyStore
+from edgecrew.ui.pages import _safe_next
+from edgecrew.ui.session import COOKIE
+
+PAGES = ["/", "/ui/runs", "/ui/approvals", "/ui/teams", "/ui/teams/echo", "/ui/tasks", "/ui/models", "/ui/metrics"]
+
+
+def sign_in(client: TestClient, key: str, next_: str = "/") -> str:
+    """Sign in through the form; returns the session's CSRF token."""
+    form = client.get("/ui/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    assert token, form.text
+    r = client.post(
+        "/ui/login", data={"key": key, "login_token": token.group(1), "next": next_}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == next_, r.text
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie, cookie
+    assert key not in cookie
+    page = client.get("/")
+    csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
+    assert csrf, page.text
+    return csrf.group(1)
+
+
+def test_pages_need_sign_in_and_redirect_back(client: TestClient) -> None:
+    for path in PAGES:
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith("/ui/login?next=")
+    htmx = client.get("/ui/runs", headers={"HX-Request": "true"}, follow_redirects=False)
+    assert htmx.status_code == 401 and htmx.headers["HX-Redirect"].startswith("/ui/login")
+
+
+def test_every_page_renders_its_empty_state(client: TestClient, keys: dict[str, str]) -> None:
+    sign_in(client, keys["read"])
+    expected = {
+        "/": "Nothing is waiting for you",
+        "/ui/runs": "No runs yet",
+        "/ui/approvals": "Nothing is waiting for you",
+        "/ui/tasks": "No tasks yet",
+        "/ui/metrics": "No data yet",
+    }
+    for path in PAGES:
+        r = client.get(path)
+        assert r.status_code == 200, (path, r.text[-500:])
+        assert "<nav" in r.text
+        if path in expected:
+            assert expected[path] in r.text, path
+
+
+def test_unknown_things_are_html_error_pages_not_json(client: TestClient, keys: dict[str, str]) -> None:
+    sign_in(client, keys["read"])
+    for path in ["/ui/runs/rnope", "/ui/teams/nope", "/ui/tasks/tnope", "/ui/tasks/tnope/code/1"]:
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert r.headers["content-type"].startswith("text/html")
+        assert "Not found" in r.text
+    api = client.get("/runs/rnope", headers={"Authorization": f"Bearer {keys['read']}"})
+    assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_wrong_key_is_refused_without_detail(client: TestClient) -> None:
+    form = client.get("/ui/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    r = client.post("/ui/login", data={"key": "ec_wrong", "login_token": token, "next": "/"}, follow_redirects=False)
+    assert r.status_code == 303 and "error=1" in r.headers["location"]
+    assert COOKIE not in r.headers.get("set-cookie", "")
+    assert "That key was not accepted" in client.get(r.headers["location"]).text
+
+
+def test_sign_in_form_without_its_token_is_refused(client: TestClient, keys: dict[str, str]) -> None:
+    r = client.post("/ui/login", data={"key": keys["admin"], "login_token": "forged"}, follow_redirects=False)
+    assert r.status_code == 303 and COOKIE not in r.headers.get("set-cookie", "")
+
+
+def test_forms_need_the_csrf_token(client: TestClient, keys: dict[str, str]) -> None:
+    csrf = sign_in(client, keys["admin"])
+    missing = client.post("/ui/teams/echo/run", data={"task": "hi"}, follow_redirects=False)
+    assert missing.status_code == 403 and "expired or came from another site" in missing.text
+    wrong = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": "x" * 32}, follow_redirects=False)
+    assert wrong.status_code == 403
+    assert client.app.state.rt.store.count_runs() == 0  # type: ignore[attr-defined]
+    ok = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": csrf}, follow_redirects=False)
+    assert ok.status_code == 303 and ok.headers["location"].startswith("/ui/runs/r")
+    header = client.post("/ui/teams/echo/run", data={"task": "again"}, headers={"X-CSRF-Token": csrf})
+    assert header.status_code == 200  # followed the redirect to the new run's page
+
+
+def test_actions_need_their_scope(client: TestClient, keys: dict[str, str]) -> None:
+    csrf = sign_in(client, keys["read"])
+    r = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 403 and "lacks the 'runs' scope" in html.unescape(r.text)
+    r = client.post("/ui/approvals/anything/approve", data={"csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 403 and "lacks the 'approve' scope" in html.unescape(r.text)
+
+
+def test_revoking_the_key_ends_its_sessions(client: TestClient, keys: dict[str, str]) -> None:
+    sign_in(client, keys["read"])
+    assert client.get("/ui/runs", follow_redirects=False).status_code == 200
+    store = ApiKeyStore(client.app.state.rt.store)  # type: ignore[attr-defined]
+    key = store.authenticate(keys["read"])
+    assert key is not None
+    store.revoke(key.id)
+    assert client.get("/ui/runs", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_forgets_the_session(client: TestClient, keys: dict[str, str]) -> None:
+    csrf = sign_in(client, keys["read"])
+    r = client.post("/ui/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_run_page_approve_and_edit_through_forms(client: TestClient, keys: dict[str, str]) -> None:
+    csrf = sign_in(client, keys["admin"])
+    r = client.post("/ui/teams/ship/run", data={"task": "ship", "csrf": csrf}, follow_redirects=False)
+    run_url = r.headers["location"]
+    pending = []
+    for _ in range(100):
+        pending = client.app.state.approvals.list("pending")  # type: ignore[attr-defined]
+        if pending:
+            break
+        time.sleep(0.05)
+    assert pending, "no approval was requested"
+    approval = pending[0]
+    page = client.get(run_url).text
+    assert "wants to call" in page and f"/ui/approvals/{approval.id}/approve" in page
+    bad = client.post(f"/ui/approvals/{approval.id}/edit", data={"csrf": csrf, "arguments": "{not json"})
+    assert "arguments are not valid JSON" in bad.text
+    wrong = client.post(f"/ui/approvals/{approval.id}/edit", data={"csrf": csrf, "arguments": '{"target": 5}'})
+    assert "invalid arguments for deploy" in html.unescape(wrong.text)
+    edited = client.post(f"/ui/approvals/{approval.id}/edit", data={"csrf": csrf, "arguments": '{"target": "staging"}'})
+    assert "arguments changed" in edited.text
+    done = client.post(
+        f"/ui/approvals/{approval.id}/approve", data={"csrf": csrf, "back_to": run_url}, follow_redirects=False
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith(run_url)
+    for _ in range(100):
+        if "status-succeeded" in client.get(run_url).text:
+            break
+        time.sleep(0.05)
+    final = client.get(run_url).text
+    assert "status-succeeded" in final and "deployed staging" in final
+
+
+def test_live_stream_sends_rendered_fragments_and_closes(client: TestClient, keys: dict[str, str]) -> None:
+    sign_in(client, keys["runs"])
+    started = client.post("/runs", json={"team": "echo", "task": "hi"}, headers={"X-API-Key": keys["runs"]})
+    run_id = started.json()["id"]
+    with client.stream("GET", f"/ui/runs/{run_id}/stream") as stream:
+        body = "".join(stream.iter_text())
+    assert "event: timeline" in body and "event: graph" in body and "event: status" in body
+    assert body.rstrip().endswith("data: done")
+    assert "<svg" in body and "ev-run_finished" in body
+
+
+@pytest.mark.parametrize(
+    ("target", "safe"),
+    [("/ui/runs", "/ui/runs"), ("//evil.example", "/"), ("https://evil.example", "/"), ("/\\evil", "/")],
+)
+def test_sign_in_never_redirects_off_site(target: str, safe: str) -> None:
+    assert _safe_next(target) == safe
+
+
+def test_keyless_localhost_when_enabled(server_project: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgecrew.api.app import create_app
+    from edgecrew.settings import reset_settings
+    from tests.api.live import serve_in_thread
+
+    monkeypatch.setenv("EDGECREW_ALLOW_KEYLESS_LOCALHOST", "1")
+    reset_settings()
+    import httpx
+
+    with serve_in_thread(create_app()) as server:
+        r = httpx.get(server.url + "/ui/teams")
+        assert r.status_code == 200 and "localhost" in r.text

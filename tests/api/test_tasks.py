@@ -194,6 +194,11 @@ def test_a_failed_upload_leaves_earlier_versions_intact_and_uses_no_number(
     assert "filename" in problem_of(upload(client, rw, tid, CODE, "..."), 400)["detail"]
     empty_text = client.post(f"/tasks/{tid}/code", json={"filename": "a.py", "content": ""}, headers=rw)
     assert problem_of(empty_text, 422)["errors"][0]["loc"] == ["body", "content"]
+    for bad in ("dir/:", "..."):  # nothing would be left of the name
+        as_json = client.post(f"/tasks/{tid}/code", json={"filename": bad, "content": "x"}, headers=rw)
+        as_form = client.post(f"/tasks/{tid}/code", files={"file": ("a.py", b"x")}, data={"filename": bad}, headers=rw)
+        for resp in (as_json, as_form):
+            assert problem_of(resp, 422)["errors"][0]["loc"] == ["body", "filename"]
     no_name = client.post(f"/tasks/{tid}/code", json={"content": "x = 1"}, headers=rw)
     assert problem_of(no_name, 422)["errors"][0]["loc"] == ["body", "filename"]
     not_json = client.post(

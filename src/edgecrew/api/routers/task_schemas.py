@@ -19,6 +19,8 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 Version = Annotated[int, Field(ge=1, le=2**31 - 1, description="A code version number of this task.")]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 MetricName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")]
+# A file name whose last component holds a letter or digit: what is left once sanitized is not empty.
+FILENAME_PATTERN = r"^(.*[/\\])?[^/\\]*[A-Za-z0-9][^/\\]*$"
 
 
 class TaskIn(BaseModel):
@@ -84,7 +86,9 @@ class TaskPage(BaseModel):
 
 
 class CodeTextIn(BaseModel):
-    filename: str = Field(min_length=1, max_length=255, description="Sanitized to one safe file name.")
+    filename: str = Field(
+        min_length=1, max_length=255, pattern=FILENAME_PATTERN, description="Sanitized to one safe file name."
+    )
     content: str = Field(min_length=1, description="The code itself (stored as UTF-8).")
     author: Name | None = Field(default=None, description="Defaults to the API key's name.")
 
@@ -99,7 +103,12 @@ CODE_UPLOAD_BODY: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "file": {"type": "string", "format": "binary"},
-                    "filename": {"type": "string", "maxLength": 255, "description": "Overrides the part's name."},
+                    "filename": {
+                        "type": "string",
+                        "maxLength": 255,
+                        "pattern": FILENAME_PATTERN,
+                        "description": "Overrides the part's name.",
+                    },
                     "author": {"type": "string", "minLength": 1, "maxLength": 128},
                 },
             }

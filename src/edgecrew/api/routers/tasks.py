@@ -9,6 +9,7 @@ writes the ``runs`` scope; what is posted without an author is signed with the A
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -21,6 +22,7 @@ from edgecrew.api.deps import Read, RuntimeDep, StartRuns
 from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem
 from edgecrew.api.routers.task_schemas import (
     CODE_UPLOAD_BODY,
+    FILENAME_PATTERN,
     CodeOut,
     CodeTextIn,
     FeedbackIn,
@@ -141,6 +143,8 @@ async def upload_code(task_id: TaskId, request: Request, tasks: Tasks, principal
                 raise _invalid("file", "a file part named 'file' is required")
             data = await upload.read()
             filename = _form_text(form.get("filename"), "filename", 255) or upload.filename or ""
+            if form.get("filename") and not re.match(FILENAME_PATTERN, filename):
+                raise _invalid("filename", "must hold a letter or digit after its last slash")
             author = _form_text(form.get("author"), "author", 128)
         if not filename:
             raise _invalid("filename", "the file part has no name; send a 'filename' field")

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.deps import RunsDep, StartRuns
-from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, problem
+from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, problem
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, IdempotencyKeyReused, pieces
 
@@ -128,21 +128,23 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1, max_length=1000)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    n: int | None = None
-    tools: list[Any] | None = None
-    functions: list[Any] | None = None
+    # Declared with the only values they may take, so the schema says what the server accepts;
+    # the validators run first to say why in words.
+    n: int | None = Field(default=None, ge=1, le=1, description="One choice only.")
+    tools: list[Any] | None = Field(default=None, max_length=0, description="Not supported: agents have their own.")
+    functions: list[Any] | None = Field(default=None, max_length=0, description="Not supported (see tools).")
 
-    @field_validator("n")
+    @field_validator("n", mode="before")
     @classmethod
-    def _one_choice(cls, value: int | None) -> int | None:
-        if value not in (None, 1):
+    def _one_choice(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value != 1:
             raise ValueError("edgecrew answers with one choice: n must be 1 or left out")
         return value
 
-    @field_validator("tools", "functions")
+    @field_validator("tools", "functions", mode="before")
     @classmethod
-    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
-        if value:
+    def _no_tools(cls, value: Any) -> Any:
+        if isinstance(value, list) and value:
             raise ValueError("tools are not supported here: agents use the tools their team spec allows them")
         return value
 
@@ -225,7 +227,14 @@ async def list_models(chat: ChatDep, _: StartRuns) -> ModelList:
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        502: {
+            "model": Problem,
+            "description": "The run failed or was cancelled: the detail has its error, `run_id` names it.",
+            "content": {PROBLEM_JSON: {}},
+        },
+    },
 )
 async def chat_completions(
     body: ChatRequest,

@@ -64,7 +64,12 @@ class Runtime:
         return catalog_of(self.models, self.tools)
 
     def load_team(self, name_or_path: str) -> TeamSpec:
+        """A team by name or YAML path (the CLI's way; network callers use ``load_named_team``)."""
         return self.project.load_team(name_or_path, self.catalog())
+
+    def load_named_team(self, name: str) -> TeamSpec:
+        """A team by name only (never a path)."""
+        return self.project.load_source(self.project.named_source(name), self.catalog())
 
     def workspace(self, run_id: str) -> Path:
         return self.settings.workspaces_dir / run_id

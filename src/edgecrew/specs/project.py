@@ -81,10 +81,15 @@ class Project:
         path = Path(name_or_path)
         if name_or_path.endswith((".yaml", ".yml")) and path.exists():
             return TeamSource(_team_name(read_yaml(path), path), path.resolve(), ())
-        if name_or_path not in self.teams:
+        return self.named_source(name_or_path)
+
+    def named_source(self, name: str) -> TeamSource:
+        """A team of this project (or built in) by name only: callers over the network use this, so
+        that a team name can never make the server read a YAML file of its choosing."""
+        if name not in self.teams:
             known = ", ".join(sorted(self.teams)) or "none"
-            raise NotFoundError(f"no team '{name_or_path}' (known: {known}); see `edgecrew teams list`")
-        return self.teams[name_or_path]
+            raise NotFoundError(f"no team '{name}' (known: {known}); see `edgecrew teams list`")
+        return self.teams[name]
 
     def load_team(self, name_or_path: str, catalog: Catalog | None = None) -> TeamSpec:
         return self.load_source(self.team_source(name_or_path), catalog)

@@ -342,7 +342,7 @@ def teams_page(request: Request, session: Viewer) -> HTMLResponse:
 @router.get("/ui/teams/{name}")
 def team_page(request: Request, name: str, session: Viewer, notice: str = "") -> HTMLResponse:
     rt = _rt(request)
-    source = rt.project.team_source(name)
+    source = rt.project.named_source(name)
     text = source.file.read_text(encoding="utf-8")
     spec, issues = None, []
     try:
@@ -360,7 +360,7 @@ async def validate_team(
 ) -> HTMLResponse:
     """Check an edited spec (not saved) and show its problems in place, by line."""
     rt = _rt(request)
-    source = rt.project.team_source(name)
+    source = rt.project.named_source(name)
     issues = []
     spec = None
     try:
@@ -378,7 +378,9 @@ async def start_run(
 ) -> Response:
     need(session, "runs")
     try:
-        run_id, _ = await RunService(_rt(request)).start(name, task, request_id=current_request_id.get())
+        rt = _rt(request)
+        spec = await asyncio.to_thread(rt.load_named_team, name)
+        run_id, _ = await RunService(rt).start_spec(spec, task, request_id=current_request_id.get())
     except EdgecrewError as exc:
         return back(f"/ui/teams/{name}", str(exc))
     return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)

@@ -131,8 +131,9 @@ async def start_run(
 ) -> Any:
     """Start a team run. The answer comes at once; follow the run with GET /runs/{id}/events."""
     try:
-        run_id, _handle = await runs.start(
-            body.team, body.task, request_id=current_request_id.get(), idempotency_key=idempotency_key
+        spec = await asyncio.to_thread(runs.rt.load_named_team, body.team)  # a name, never a path
+        run_id, _handle = await runs.start_spec(
+            spec, body.task, request_id=current_request_id.get(), idempotency_key=idempotency_key
         )
     except DuplicateRunError as dup:
         if (dup.run.team, dup.run.task) != (body.team, body.task):

@@ -91,7 +91,7 @@ class ValidateOut(BaseModel):
 
 
 def _team_out(rt: Runtime, name: str, spec: TeamSpec) -> TeamOut:
-    source = rt.project.team_source(name)
+    source = rt.project.named_source(name)
     return TeamOut(
         name=spec.name,
         description=spec.description,
@@ -135,8 +135,7 @@ def list_teams(rt: RuntimeDep, _: Read) -> list[TeamSummary]:
 @router.get("/teams/{name}", response_model=TeamOut)
 def get_team(name: str, rt: RuntimeDep, _: Read) -> TeamOut:
     """A team's agents and graph (422 with every issue when its spec is invalid)."""
-    rt.project.team_source(name)  # 404 for an unknown name before anything is read
-    return _team_out(rt, name, rt.load_team(name))
+    return _team_out(rt, name, rt.load_named_team(name))
 
 
 @router.post("/teams/validate", response_model=ValidateOut)
@@ -167,7 +166,7 @@ def list_agents(rt: RuntimeDep, _: Read) -> list[AgentOut]:
 def get_agent(team: str, agent: str, rt: RuntimeDep, _: Read) -> AgentOut:
     from edgecrew.errors import NotFoundError
 
-    spec = rt.load_team(team)
+    spec = rt.load_named_team(team)
     if agent not in spec.agents:
         raise NotFoundError(f"team '{team}' has no agent '{agent}' (it has: {', '.join(spec.agents)})")
     return AgentOut.of(spec.name, spec.agents[agent])

@@ -29,6 +29,51 @@ def test_open_store_migrates_a_new_sqlite_file_in_wal_mode(tmp_path: Path) -> No
     open_store(f"sqlite:///{tmp_path / 'sub' / 'e.db'}")  # reopening is a no-op
 
 
+def test_upgrading_an_older_store_keeps_every_row(tmp_path: Path) -> None:
+    """Data written under the first release's schema survives every later migration (a table rebuild
+    on SQLite must not cascade-delete child rows)."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    sa.event.listen(engine, "connect", repo_module._sqlite_pragmas)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(repo_module.__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO runs (id, team, task, status, spec, created_at, updated_at) "
+            "VALUES ('r1', 't', 'x', 'running', '{}', 1, 1)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO steps (run_id, key, agent, visit, status, model_calls, tool_calls, prompt_tokens, "
+            "completion_tokens, started_at) VALUES ('r1', 'v000.a', 'a', 0, 'running', 0, 0, 0, 0, 1)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO messages (run_id, step_key, seq, role, content, created_at) "
+            "VALUES ('r1', 'v000.a', 0, 'user', 'hi', 1)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO events (run_id, key, type, data, created_at) VALUES ('r1', 'k', 'run_created', '{}', 1)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO approvals (id, run_id, call_key, workflow_id, agent, tool, arguments, reason, status, "
+            "created_at) VALUES ('a1', 'r1', 'c', 'r1', 'a', 'deploy', '{}', 'why', 'pending', 1)"
+        )
+    store = repo_module.RunStore(engine)
+    store.migrate()
+    with engine.connect() as conn:
+        counts = {
+            table: conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+            for table in ("runs", "steps", "messages", "events", "approvals")
+        }
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert counts == dict.fromkeys(counts, 1)
+    assert store.get_run("r1").request_id is None and store.events("r1")[0].key == "k"
+
+
 def test_events_are_idempotent_per_run_and_key(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
     store.create_run("r1", "team", "task", {}, str(tmp_path))

@@ -32,12 +32,13 @@ runs = Table(
     Column("project", Text),  # the project dir whose models and plugins the run needs
     Column("executor", String(200)),  # the process that created the run (host:pid:start)
     Column("request_id", String(128)),  # X-Request-ID of the API request that started it
-    Column("idempotency_key", String(256), unique=True),  # Idempotency-Key of that request
+    Column("idempotency_key", String(256)),  # Idempotency-Key of that request (unique index below)
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float),
     Index("ix_runs_status", "status"),
     Index("ix_runs_created_at", "created_at"),
+    Index("uq_runs_idempotency_key", "idempotency_key", unique=True),
 )
 
 steps = Table(

@@ -26,19 +26,19 @@ def upgrade() -> None:
         sa.Column("last_used_at", sa.Float),
         sa.UniqueConstraint("hash", name="uq_api_keys_hash"),
     )
-    with op.batch_alter_table("runs") as batch:
-        batch.add_column(sa.Column("request_id", sa.String(128)))
-        batch.add_column(sa.Column("idempotency_key", sa.String(256)))
-        batch.create_unique_constraint("uq_runs_idempotency_key", ["idempotency_key"])
-    with op.batch_alter_table("events") as batch:
-        batch.add_column(sa.Column("request_id", sa.String(128)))
+    # Plain ADD COLUMN and a unique index: no table rebuild (a rebuild of `runs` on SQLite would
+    # cascade-delete its steps and events while foreign keys are on).
+    op.add_column("runs", sa.Column("request_id", sa.String(128)))
+    op.add_column("runs", sa.Column("idempotency_key", sa.String(256)))
+    op.create_index("uq_runs_idempotency_key", "runs", ["idempotency_key"], unique=True)
+    op.add_column("events", sa.Column("request_id", sa.String(128)))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("events") as batch:
         batch.drop_column("request_id")
+    op.drop_index("uq_runs_idempotency_key", "runs")
     with op.batch_alter_table("runs") as batch:
-        batch.drop_constraint("uq_runs_idempotency_key", type_="unique")
         batch.drop_column("idempotency_key")
         batch.drop_column("request_id")
     op.drop_table("api_keys")

@@ -153,6 +153,12 @@ def test_route_refuses_without_a_valid_key(op: str, app_client: tuple[TestClient
         assert keys["revoked"] not in response.text and keys["admin"] not in response.text  # no secret echoed
         if "revoked" in label:
             assert "revoked" in body["detail"]
+    if op.split(" ")[0] in ("POST", "PUT", "PATCH"):
+        # a body that does not parse is checked before the route's dependencies run: the key still comes first
+        method, path = _url(op)
+        garbled = {"Content-Type": "application/json"}
+        response = client.request(method, path, content=b'{"not": json', headers=garbled)
+        _assert_problem(response, 401, op, "no key and a garbled body")
 
 
 @pytest.mark.parametrize("op", PROTECTED)
@@ -168,6 +174,11 @@ def test_route_needs_its_scope(op: str, app_client: tuple[TestClient, dict[str, 
             else:
                 body = _assert_problem(response, 403, op, f"a '{scope}' key")
                 assert needed in body["detail"]
+                if op.split(" ")[0] in ("POST", "PUT", "PATCH"):
+                    method, path = _url(op)
+                    garbled = {**header, "Content-Type": "application/json"}
+                    response = client.request(method, path, content=b"{", headers=garbled)
+                    _assert_problem(response, 403, op, f"a '{scope}' key and a garbled body")
 
 
 @pytest.mark.parametrize("op", sorted(PUBLIC))

@@ -152,6 +152,23 @@ def test_request_id_is_recorded_on_the_run_and_its_events(live: tuple[ThreadServ
         assert {e["request_id"] for e in events} == {"corr-42"}, [(e["type"], e["request_id"]) for e in events]
 
 
+def test_an_unexpected_error_is_a_bare_500_with_the_request_id(tmp_path: Path) -> None:
+    write_project(tmp_path / "project")
+    app = create_app(server_settings(tmp_path))
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("internal detail: /etc/secret-path")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom", headers={"X-Request-ID": "trace-500"})
+    assert response.status_code == 500 and response.headers["content-type"].startswith(PROBLEM_JSON)
+    assert response.headers["x-request-id"] == "trace-500"
+    body = response.json()
+    assert body["request_id"] == "trace-500" and body["status"] == 500
+    assert "secret-path" not in response.text and "RuntimeError" not in response.text
+
+
 # -- Idempotency-Key ---------------------------------------------------------------------------------
 
 

@@ -119,6 +119,16 @@ def secret_of(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+async def authorize(request: Request, scope: str) -> Principal:
+    """The caller of ``request`` if it holds ``scope``; 401 without a valid key, 403 without the scope."""
+    auth: Authenticator = request.app.state.auth
+    principal = await asyncio.to_thread(auth.identify, request, secret_of(request))
+    if not principal.allows(scope):
+        raise HTTPException(403, f"this API key lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})")
+    request.state.principal = principal
+    return principal
+
+
 def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits callers holding ``scope`` (401 without a valid key, 403 without the scope)."""
 
@@ -127,13 +137,25 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
         _header: Annotated[str | None, Security(key_header)],
     ) -> Principal:
-        auth: Authenticator = request.app.state.auth
-
-        principal = await asyncio.to_thread(auth.identify, request, secret_of(request))
-        if not principal.allows(scope):
-            raise HTTPException(403, f"this API key lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})")
-        request.state.principal = principal
-        return principal
+        return await authorize(request, scope)
 
     dependency.__name__ = f"require_{scope}"
+    _SCOPE_OF[dependency] = scope
     return dependency
+
+
+_SCOPE_OF: dict[Callable[..., Awaitable[Principal]], str] = {}
+
+
+def required_scope(route: object) -> str | None:
+    """The scope a route's dependencies require (None for an open route or one that is not FastAPI's)."""
+    stack = [getattr(route, "dependant", None)]
+    while stack:
+        dependant = stack.pop()
+        if dependant is None:
+            continue
+        call = getattr(dependant, "call", None)
+        if call in _SCOPE_OF:
+            return _SCOPE_OF[call]
+        stack.extend(dependant.dependencies)
+    return None

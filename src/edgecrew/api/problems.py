@@ -45,6 +45,7 @@ def problem(
     title: str | None = None,
     instance: str | None = None,
     headers: dict[str, str] | None = None,
+    request_id: str | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body = Problem(
@@ -52,7 +53,7 @@ def problem(
         status=status,
         detail=detail,
         instance=instance,
-        request_id=current_request_id.get(),
+        request_id=request_id or current_request_id.get(),
         **extra,
     )
     return JSONResponse(
@@ -98,6 +99,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        refused = await _authorize_first(request)
+        if refused is not None:
+            return await http_error(request, refused)
         errors = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
@@ -117,9 +121,20 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        # This handler runs outside every middleware (Starlette's ServerErrorMiddleware): the
+        # request id comes from the request's state, and the header is set here.
+        rid = current_request_id.get() or getattr(request.state, "request_id", None)
+        token = current_request_id.set(rid)
+        try:
+            log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        finally:
+            current_request_id.reset(token)
         return problem(
-            500, "an unexpected error; the server log has the details under this request id", instance=request.url.path
+            500,
+            "an unexpected error; the server log has the details under this request id",
+            instance=request.url.path,
+            request_id=rid,
+            headers={"X-Request-ID": rid} if rid else None,
         )
 
     plain_openapi = app.openapi
@@ -128,6 +143,24 @@ def install(app: FastAPI) -> None:
         return problems_as_problem_json(plain_openapi())
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _authorize_first(request: Request) -> StarletteHTTPException | None:
+    """FastAPI parses a JSON or form body before it runs the route's dependencies, so a body that
+    does not parse is refused before the key is checked. A caller without a valid key (or the
+    scope) hears about that first, not about the body: the 401/403 it would have had, if any."""
+    from edgecrew.api.auth import authorize, required_scope
+
+    if getattr(request.state, "principal", None) is not None:
+        return None
+    scope = required_scope(request.scope.get("route"))
+    if scope is None:
+        return None
+    try:
+        await authorize(request, scope)
+    except StarletteHTTPException as refused:
+        return refused
+    return None
 
 
 def allowed_methods(app: FastAPI, path: str) -> list[str]:

@@ -31,7 +31,7 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
-class ChatModel:
+class ChatTarget:
     """What a chat client may name as its model: a team, or one agent of a team."""
 
     id: str
@@ -84,10 +84,10 @@ class ChatService:
         self.runs = runs
         self.rt = runs.rt
 
-    def models(self) -> list[ChatModel]:
+    def models(self) -> list[ChatTarget]:
         """Every valid team, then each of its agents as ``team/agent``; invalid teams are left out."""
         catalog = self.rt.catalog()
-        out: list[ChatModel] = []
+        out: list[ChatTarget] = []
         for name, source in sorted(self.rt.project.teams.items()):
             try:
                 spec = self.rt.project.load_source(source, catalog)
@@ -97,8 +97,8 @@ class ChatService:
                 created = int(source.file.stat().st_mtime)
             except OSError:
                 created = 0
-            out.append(ChatModel(name, created))
-            out += [ChatModel(f"{name}/{agent}", created) for agent in spec.agents]
+            out.append(ChatTarget(name, created))
+            out += [ChatTarget(f"{name}/{agent}", created) for agent in spec.agents]
         return out
 
     def team_for(self, model: str) -> TeamSpec:

@@ -169,6 +169,20 @@ def test_an_unexpected_error_is_a_bare_500_with_the_request_id(tmp_path: Path) -
     assert "secret-path" not in response.text and "RuntimeError" not in response.text
 
 
+def test_a_single_valued_query_parameter_given_twice_is_refused(live: tuple[ThreadServer, str]) -> None:
+    server, key = live
+    with httpx.Client(base_url=server.url, headers=auth(key), timeout=30) as http:
+        response = http.get("/approvals", params=[("run", "a"), ("run", "b"), ("status", "all")])
+        assert response.status_code == 422 and response.headers["content-type"].startswith(PROBLEM_JSON)
+        assert response.json()["errors"] == [
+            {"loc": ["query", "run"], "msg": "given 2 times; it takes one value", "type": "repeated"}
+        ]
+        assert http.get("/runs", params=[("limit", "5"), ("offset", "0")]).status_code == 200
+        assert http.get("/runs", params={"limit": "5", "status": "succeeded"}).status_code == 200
+        refused = httpx.get(f"{server.url}/runs", params=[("limit", "1"), ("limit", "2")], timeout=30)
+        assert refused.status_code == 401  # the key is still checked first
+
+
 # -- Idempotency-Key ---------------------------------------------------------------------------------
 
 

@@ -2,10 +2,11 @@
 content type, body, headers), problem details on every error, and authentication enforced.
 
 The operations come from the app's own OpenAPI document, so routers added later are tested with
-no change here. The app runs under a real uvicorn on a free port (one server for the module, with
-a finished run and a run waiting for approval to give the list endpoints something to return):
-schemathesis's in-process ASGI transport would start the app's lifespan on its own event loop and
-keep it until the interpreter exits, and the durable engine is process-wide.
+no change here. The app runs as the real `edgecrew serve` process on a free port (one for the
+module, with a finished run and a run waiting for approval so the list endpoints return things).
+Not in this process: schemathesis's ASGI transport would start the app's lifespan on its own event
+loop and keep it until the interpreter exits, and a server thread here would touch the global
+``random`` state while Hypothesis draws (which it reports as a strategy misusing ``random``).
 
 The only thing left out is the live form of ``GET /runs/{run_id}/events`` (``Accept:
 text/event-stream``): it is a stream that stays open until the run ends, not a document a schema
@@ -27,9 +28,8 @@ from schemathesis.core.failures import FailureGroup
 
 from edgecrew.api.app import create_app
 from edgecrew.api.problems import PROBLEM_JSON
-from edgecrew.store.keys import ApiKeyStore
 from tests.api import conftest as fixtures
-from tests.api.live import ThreadServer, serve_in_thread, server_settings, write_project
+from tests.api.live import ServerProcess, cli_env, create_key, write_project
 
 MAX_EXAMPLES = 12
 schema = schemathesis.openapi.from_dict(create_app(start_engine=False).openapi())
@@ -53,14 +53,18 @@ KNOWN: dict[str, str] = {
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ThreadServer, str]]:
-    """One server for the module and an admin key; a finished run and a pending approval in its store."""
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The server's URL and an admin key; a finished run and a pending approval in its store."""
     root = tmp_path_factory.mktemp("schema")
-    write_project(root / "project")
-    with serve_in_thread(create_app(server_settings(root))) as server:
-        key = ApiKeyStore(server.app.state.rt.store).create("schemathesis", ("admin",))[1]
+    project = write_project(root / "project")
+    env = cli_env(project, root / "home", EDGECREW_RATE_LIMIT_PER_MINUTE="1000000")
+    key = create_key(env, "schemathesis", "admin")
+    server = ServerProcess(project, env).start()
+    try:
         _seed(server.url, key)
-        yield server, key
+        yield server.url, key
+    finally:
+        server.stop()
 
 
 def _seed(url: str, key: str) -> None:
@@ -87,11 +91,11 @@ def _problem_on_error(ctx: schemathesis.CheckContext, response: schemathesis.Res
     assert body["status"] == response.status_code and body["title"], body
 
 
-def _send(case: schemathesis.Case, server: ThreadServer, key: str) -> Any:
+def _send(case: schemathesis.Case, url: str, key: str) -> Any:
     if case.operation.path == "/runs/{run_id}/events":
         case.headers = {**(case.headers or {}), "Accept": "application/json"}  # the JSON form (module docstring)
     return case.call_and_validate(
-        base_url=server.url, headers=fixtures.auth(key), additional_checks=[_problem_on_error], timeout=30
+        base_url=url, headers=fixtures.auth(key), additional_checks=[_problem_on_error], timeout=30
     )
 
 
@@ -103,10 +107,10 @@ def _send(case: schemathesis.Case, server: ThreadServer, key: str) -> Any:
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_operation_conforms(case: schemathesis.Case, live: tuple[ThreadServer, str]) -> None:
-    server, key = live
+def test_operation_conforms(case: schemathesis.Case, live: tuple[str, str]) -> None:
+    url, key = live
     try:
-        _send(case, server, key)
+        _send(case, url, key)
     except FailureGroup as found:
         known = KNOWN.get(f"{case.method.upper()} {case.operation.path}")
         if known:
@@ -114,9 +118,9 @@ def test_operation_conforms(case: schemathesis.Case, live: tuple[ThreadServer, s
         raise
 
 
-def test_served_document_is_the_tested_one(live: tuple[ThreadServer, str]) -> None:
-    server, _key = live
-    served = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
+def test_served_document_is_the_tested_one(live: tuple[str, str]) -> None:
+    url, _key = live
+    served = httpx.get(f"{url}/openapi.json", timeout=30).json()
     assert set(served["paths"]) == set(schema.raw_schema["paths"])
 
 

@@ -13,12 +13,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from edgecrew import __version__
 from edgecrew.api import problems
 from edgecrew.api.auth import Authenticator
+from edgecrew.api.deps import single_query_values
 from edgecrew.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from edgecrew.api.routers import approvals, health, models, openai_compat, runs, tasks, teams
 from edgecrew.engine.runtime import Runtime
@@ -74,6 +75,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(single_query_values)],
     )
     problems.install(app)
     for router in (health.router, teams.router, runs.router, approvals.router, models.router, tasks.router):

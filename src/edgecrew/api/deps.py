@@ -1,10 +1,14 @@
-"""What handlers get from the app: the runtime and the services built on it, and the scope guards."""
+"""What handlers get from the app: the runtime and the services built on it, the scope guards,
+and the one check every route shares (a single-valued query parameter is given once)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import types
+from collections.abc import Sequence
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 
 from edgecrew.api.auth import Principal, require
 from edgecrew.engine.approvals import ApprovalService
@@ -33,3 +37,40 @@ Read = Annotated[Principal, Depends(require("read"))]
 StartRuns = Annotated[Principal, Depends(require("runs"))]
 Approve = Annotated[Principal, Depends(require("approve"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+async def single_query_values(request: Request) -> None:
+    """Refuse a query parameter that takes one value but came several times (``?run=a&run=b``):
+    FastAPI would keep the last one silently, so the caller would not learn the others were dropped."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    counts = {name: len(request.query_params.getlist(name)) for name in _single_valued_query(dependant)}
+    repeated = {name: n for name, n in counts.items() if n > 1}
+    if repeated:
+        raise RequestValidationError(
+            [
+                {"loc": ("query", name), "msg": f"given {n} times; it takes one value", "type": "repeated"}
+                for name, n in sorted(repeated.items())
+            ]
+        )
+
+
+def _single_valued_query(dependant: Any) -> set[str]:
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names |= {f.alias for f in current.query_params if not _takes_many(f.field_info.annotation)}
+        stack.extend(current.dependencies)
+    return names
+
+
+def _takes_many(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _takes_many(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return any(_takes_many(a) for a in get_args(annotation))
+    kinds = (list, tuple, set, frozenset, Sequence)
+    return origin in kinds or annotation in kinds

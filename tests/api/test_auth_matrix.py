@@ -250,3 +250,15 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
         assert "rate limit" in body["detail"]
         assert client.get("/teams", headers={"X-API-Key": other}).status_code == 200  # per key
         assert client.get("/health").status_code == 200  # the open routes are not limited
+
+
+def test_guessing_keys_is_rate_limited_by_address(tmp_path: Path) -> None:
+    write_project(tmp_path / "project")
+    with TestClient(create_app(server_settings(tmp_path, rate_limit_per_minute=3))) as client:
+        good = ApiKeyStore(client.app.state.rt.store).create("good", ("read",))[1]  # type: ignore[attr-defined]
+        guesses = [client.get("/teams", headers={"X-API-Key": f"ec_guess{i}"}).status_code for i in range(3)]
+        assert guesses == [401, 401, 401]
+        limited = client.get("/teams", headers={"X-API-Key": "ec_guess3"})
+        _assert_problem(limited, 429, "GET /teams", "a fourth wrong key")
+        assert int(limited.headers["retry-after"]) >= 1
+        assert client.get("/teams", headers={"X-API-Key": good}).status_code == 200  # a real key has its own budget

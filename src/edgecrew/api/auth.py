@@ -3,8 +3,8 @@
 A key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Each route depends on
 ``require(scope)``; a key with ``admin`` has every scope. Without a key a request is refused (401)
 unless ``EDGECREW_ALLOW_KEYLESS_LOCALHOST`` is set and it comes from 127.0.0.1 or ::1. The rate
-limit is a token bucket per key (per client address for keyless requests) and answers 429 with
-``Retry-After``.
+limit is a token bucket per key (per client address for keyless requests and for requests with a
+key that is unknown or revoked) and answers 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -82,10 +82,9 @@ class Authenticator:
                 return principal
             raise _unauthorized("an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
         key = self.keys.authenticate(secret)
-        if key is None:
-            raise _unauthorized("the API key is not valid")
-        if not key.active:
-            raise _unauthorized(f"the API key {key.prefix}… was revoked")
+        if key is None or not key.active:
+            self._limit(f"addr:{client}")  # guessing keys spends the caller's address's budget
+            raise _unauthorized("the API key is not valid" if key is None else f"the API key {key.prefix}… was revoked")
         self._limit(f"key:{key.id}")
         self._touch(key)
         return Principal(key.id, key.name, key.scopes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,13 +48,32 @@ class Settings(BaseSettings):
     # OTLP/HTTP endpoint for traces, e.g. "http://127.0.0.1:4318" (the standard
     # OTEL_EXPORTER_OTLP_ENDPOINT is read too); tracing is off when neither is set.
     otlp_endpoint: str | None = None
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
     log_level: str = "INFO"
+    # Server logs: "json" (one JSON object a line), "console" (coloured, for a terminal) or "off"
+    # (leave logging as the embedding program set it up).
+    log_format: Literal["json", "console", "off"] = "json"
 
     @property
     def model_memory_bytes(self) -> int | None:
         from edgecrew.specs.models import parse_size
 
         return parse_size(self.model_memory)
+
+    @property
+    def traces_endpoint(self) -> str | None:
+        """The OTLP/HTTP URL that spans go to (None: tracing is off)."""
+        # Ours first, then OpenTelemetry's own: the traces URL as given, else the base + /v1/traces.
+        base = self.otlp_endpoint
+        if not base and self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        base = base or self.otel_exporter_otlp_endpoint
+        if not base:
+            return None
+        return base if base.rstrip("/").endswith("/v1/traces") else base.rstrip("/") + "/v1/traces"
 
     @property
     def cors_origin_list(self) -> list[str]:

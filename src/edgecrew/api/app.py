@@ -25,6 +25,7 @@ from edgecrew.api.routers import approvals, health, models, openai_compat, runs,
 from edgecrew.engine.runtime import Runtime
 from edgecrew.settings import Settings, get_settings
 from edgecrew.store.keys import ApiKeyStore
+from edgecrew.telemetry.server import ServerTelemetry, instrument
 
 log = logging.getLogger("edgecrew.api")
 
@@ -48,7 +49,14 @@ def create_app(
         from edgecrew.engine.approvals import ApprovalService
         from edgecrew.engine.runtime import bootstrap
 
-        rt = runtime or bootstrap(settings, mcp=True)
+        telemetry = ServerTelemetry(app, settings)
+        telemetry.start()  # first, so that start-up's own log lines are JSON too
+        try:
+            rt = runtime or bootstrap(settings, mcp=True)
+        except BaseException:
+            telemetry.close()
+            raise
+        telemetry.attach(rt)
         app.state.rt = rt
         app.state.approvals = ApprovalService(rt)
         app.state.auth = Authenticator(
@@ -69,6 +77,7 @@ def create_app(
             if start_engine:
                 durable.shutdown()  # unfinished runs stay PENDING and resumable
             await rt.close_pool()
+            telemetry.close()
 
     app = FastAPI(
         title="edgecrew",
@@ -90,5 +99,6 @@ def create_app(
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After", "Location"],
         )
+    instrument(app)  # access log and request metrics (a 413 included), GET /metrics
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer, even a 413, carries the id
     return app

@@ -34,8 +34,10 @@ from edgecrew.engine.graph import GraphResult, Visit, run_graph
 from edgecrew.engine.routing import RoutedCall, call_with_fallback
 from edgecrew.engine.runtime import Runtime, get_runtime
 from edgecrew.errors import EdgecrewError, ToolError
+from edgecrew.models.registry import ModelDef
 from edgecrew.specs.loader import team_from_raw
 from edgecrew.store.repo import RunRecord
+from edgecrew.telemetry import tracing
 from edgecrew.tools.base import ToolContext
 from edgecrew.tools.permissions import FilePolicy, needs_approval, refusal
 
@@ -173,23 +175,25 @@ async def team_run(run_id: str) -> dict[str, Any]:
         {"team": team.name, "task": run.task, "agents": list(team.agents)},
     )
     runner = DurableTurnRunner(rt, run_id, team)
-    try:
-        result = await run_graph(team, run.task, runner)
-    except DBOSException as exc:
-        if "cancel" in type(exc).__name__.lower():
-            raise  # the run was cancelled: its status and event are already written
-        result = GraphResult(False, error=f"internal error: {type(exc).__name__}: {exc}")
-    except Exception as exc:  # a bug or a broken plugin must end the run, not leave it hanging
-        result = GraphResult(False, error=f"internal error: {type(exc).__name__}: {exc}")
-    status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
-    rt.store.set_status(run_id, status, output=result.output, error=result.error)
-    final = rt.store.get_run(run_id).status  # a cancel that won the race stays cancelled
-    rt.store.emit(
-        run_id,
-        "run_finished",
-        EventType.RUN_FINISHED,
-        {"status": final.value, "output": result.output, "error": result.error, "visits": result.visits},
-    )
+    with tracing.workflow_span(run_id, team.name) as span:
+        try:
+            result = await run_graph(team, run.task, runner)
+        except DBOSException as exc:
+            if "cancel" in type(exc).__name__.lower():
+                raise  # the run was cancelled: its status and event are already written
+            result = GraphResult(False, error=f"internal error: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug or a broken plugin must end the run, not leave it hanging
+            result = GraphResult(False, error=f"internal error: {type(exc).__name__}: {exc}")
+        status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
+        rt.store.set_status(run_id, status, output=result.output, error=result.error)
+        final = rt.store.get_run(run_id).status  # a cancel that won the race stays cancelled
+        rt.store.emit(
+            run_id,
+            "run_finished",
+            EventType.RUN_FINISHED,
+            {"status": final.value, "output": result.output, "error": result.error, "visits": result.visits},
+        )
+        tracing.record_run(span, final.value, ok=final == RunStatus.SUCCEEDED)
     return {"status": final.value, "output": result.output, "error": result.error}
 
 
@@ -225,7 +229,9 @@ async def _turn(
             agent=agent.name,
         )
     io = DurableIO(rt, run_id, approved_tools)
-    result = await run_turn(agent, context, io, key, {"run": run_id, "team": team, "agent": agent.name})
+    with tracing.agent_span(run_id, team, agent.name, agent.model, key) as span:
+        result = await run_turn(agent, context, io, key, {"run": run_id, "team": team, "agent": agent.name})
+        tracing.record_turn(span, result.outcome.value, result.prompt_tokens, result.completion_tokens)
     summary = {
         "outcome": result.outcome.value,
         "output": result.output,
@@ -350,16 +356,41 @@ async def model_call_step(
     def on_event(kind: str, data: dict[str, Any]) -> None:
         rt.store.emit(run_id, f"{key}.{kind}.{next(counter)}", kind, data, step_key=step_key, agent=agent)
 
+    chat = tracing.chat_span(
+        run_id, agent, ref, step_key, max_tokens=request.max_tokens, temperature=request.temperature
+    )
+    with chat as span:
+        try:
+            routed = await call_with_fallback(rt.models, rt.pool, ref, request, timeout_s, on_event)
+        except EdgecrewError as exc:  # an unknown alias or tag in a snapshotted spec
+            routed = RoutedCall(error=str(exc), kind="error")
+        except Exception as exc:  # a backend's own bug fails this call, recorded, instead of the process
+            routed = RoutedCall(error=f"model '{ref}' failed: {type(exc).__name__}: {exc}", kind="error")
+        event = _model_event(rt, ref, routed)
+        model = _definition(rt, routed.alias)
+        tracing.record_chat(span, event, model.backend if model else "", model.model if model else None)
+    data: dict[str, Any] = (
+        {"response": routed.response.to_dict(), "alias": routed.alias}
+        if routed.response is not None
+        else {"error": routed.error, "kind": routed.kind, "alias": routed.alias}
+    )
+    rt.store.emit(run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=step_key, agent=agent)
+    rt.publish_pool_state()
+    return data
+
+
+def _definition(rt: Runtime, alias: str | None) -> ModelDef | None:
     try:
-        routed = await call_with_fallback(rt.models, rt.pool, ref, request, timeout_s, on_event)
-    except EdgecrewError as exc:  # an unknown alias or tag in a snapshotted spec
-        routed = RoutedCall(error=str(exc), kind="error")
-    except Exception as exc:  # a backend's own bug fails this call, recorded, instead of the process
-        routed = RoutedCall(error=f"model '{ref}' failed: {type(exc).__name__}: {exc}", kind="error")
+        return rt.models.definition(alias) if alias else None
+    except EdgecrewError:
+        return None
+
+
+def _model_event(rt: Runtime, ref: str, routed: RoutedCall) -> dict[str, Any]:
+    """The ``model_called`` event of one call: what was asked, what answered, usage and timing."""
     event: dict[str, Any] = {"alias": routed.alias or ref, "requested": ref}
     if routed.response is not None:
         response, usage = routed.response, routed.response.usage
-        data: dict[str, Any] = {"response": response.to_dict(), "alias": routed.alias}
         event |= {
             "backend": rt.models.definition(routed.alias).backend if routed.alias else "",
             "model": response.model,
@@ -373,13 +404,10 @@ async def model_call_step(
             "content": response.message.content[:500],
         }
     else:
-        data = {"error": routed.error, "kind": routed.kind, "alias": routed.alias}
         event["error"] = routed.error
     if routed.attempts:
         event["fallbacks"] = routed.attempts
-    rt.store.emit(run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=step_key, agent=agent)
-    rt.publish_pool_state()
-    return data
+    return event
 
 
 @DBOS.step(name="edgecrew.tool_call")
@@ -396,27 +424,30 @@ async def tool_call_step(
     rt = get_runtime()
     started = time.perf_counter()
     canonical = rt.tools.canonical(call.name)
-    try:
-        spec = rt.tools.find(call.name)
-        refused = refusal(agent, allowed, spec, call.name)
-        if refused is not None or spec is None:
-            raise ToolError(refused or f"there is no tool '{call.name}'")
-        ctx = ToolContext(
-            run_id=run_id,
-            agent=agent,
-            workspace=rt.workspace(run_id),
-            files=FilePolicy(file_read, file_write),
-            services={"pool": rt.pool},
-        )
-        result = await asyncio.wait_for(spec.call(call.arguments, ctx), timeout=max(timeout_s, 0.001))
-        content = result if isinstance(result, str) else json.dumps(result, default=str)
-        is_error = False
-    except TimeoutError:
-        content, is_error = f"error: tool '{call.name}' ran past the agent's time limit", True
-    except EdgecrewError as exc:
-        content, is_error = f"error: {exc}", True
-    except Exception as exc:  # a tool's own bug must not crash the run: the model sees it
-        content, is_error = f"error: tool '{call.name}' failed: {type(exc).__name__}: {exc}", True
+    step_key = key.split(".m")[0]
+    with tracing.tool_span(run_id, agent, canonical, call.id, step_key) as span:
+        try:
+            spec = rt.tools.find(call.name)
+            refused = refusal(agent, allowed, spec, call.name)
+            if refused is not None or spec is None:
+                raise ToolError(refused or f"there is no tool '{call.name}'")
+            ctx = ToolContext(
+                run_id=run_id,
+                agent=agent,
+                workspace=rt.workspace(run_id),
+                files=FilePolicy(file_read, file_write),
+                services={"pool": rt.pool},
+            )
+            result = await asyncio.wait_for(spec.call(call.arguments, ctx), timeout=max(timeout_s, 0.001))
+            content = result if isinstance(result, str) else json.dumps(result, default=str)
+            is_error = False
+        except TimeoutError:
+            content, is_error = f"error: tool '{call.name}' ran past the agent's time limit", True
+        except EdgecrewError as exc:
+            content, is_error = f"error: {exc}", True
+        except Exception as exc:  # a tool's own bug must not crash the run: the model sees it
+            content, is_error = f"error: tool '{call.name}' failed: {type(exc).__name__}: {exc}", True
+        tracing.record_tool(span, is_error)
     if len(content) > MAX_OBSERVATION_CHARS:
         content = content[:MAX_OBSERVATION_CHARS] + f" [... {len(content) - MAX_OBSERVATION_CHARS} more chars]"
     rt.store.emit(
@@ -430,7 +461,7 @@ async def tool_call_step(
             "result": content[:500],
             "duration_s": round(time.perf_counter() - started, 4),
         },
-        step_key=key.split(".m")[0],
+        step_key=step_key,
         agent=agent,
     )
     return {"content": content, "is_error": is_error}

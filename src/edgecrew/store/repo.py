@@ -4,12 +4,14 @@ Synchronous SQLAlchemy Core on purpose: every statement is a short SQLite/Postgr
 rows, DBOS itself drives its system database synchronously, and an async driver would add a thread
 hop per statement on the hot path of every step. Writes that a replayed step may repeat (events,
 step rows, messages) are upserts keyed by run and step, so replay rewrites instead of duplicating.
+Listeners (``subscribe``) see every event as it is written, told whether it is new or a rewrite.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from edgecrew.store.migrations import HEAD
 
 # The connection of the transaction open in this context (see RunStore.transaction).
 _current_conn: ContextVar[Connection | None] = ContextVar("edgecrew_store_conn", default=None)
+log = logging.getLogger("edgecrew.store")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,10 @@ class EventRecord:
     request_id: str | None = None
 
 
+EventListener = Callable[[EventRecord, bool], None]
+"""Called with each event written and whether it is new (False: a replayed step rewrote it)."""
+
+
 def _engine_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -103,6 +110,7 @@ class RunStore:
         self.engine = engine
         self._dialect = engine.dialect.name
         self._statements: dict[tuple[Any, ...], Any] = {}
+        self._listeners: list[EventListener] = []
 
     # -- schema -----------------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -319,7 +327,43 @@ class RunStore:
             "created_at": time.time(),
             "request_id": current_request_id.get(),
         }
-        self._upsert(t.events, [row], ("run_id", "key"), exclude_on_update=("created_at",))
+        if not self._listeners:
+            self._upsert(t.events, [row], ("run_id", "key"), exclude_on_update=("created_at",))
+            return
+        with self.transaction() as conn:
+            stored = conn.execute(self._event_upsert_returning(), row).one()
+        # The upsert keeps the first created_at: an older one means this (run, key) was written before.
+        record = EventRecord(**{**row, "id": stored.id, "created_at": stored.created_at})
+        new = stored.created_at == row["created_at"]
+        for listener in list(self._listeners):
+            try:
+                listener(record, new)
+            except Exception:  # an observer's bug must never fail the run that emitted the event
+                log.exception("event listener %r failed on %s", listener, type_)
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` for every event written through this store; returns the unsubscribe."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _event_upsert_returning(self) -> Any:
+        stmt = self._statements.get(("events", "returning"))
+        if stmt is None:
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            insert: Any = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+            base = insert(t.events)
+            update = {c: base.excluded[c] for c in ("type", "step_key", "agent", "data", "request_id")}
+            stmt = base.on_conflict_do_update(index_elements=["run_id", "key"], set_=update).returning(
+                t.events.c.id, t.events.c.created_at
+            )
+            self._statements[("events", "returning")] = stmt
+        return stmt
 
     def events(self, run_id: str | None = None, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
         query = sa.select(t.events).where(t.events.c.id > after_id).order_by(t.events.c.id).limit(limit)

@@ -26,6 +26,7 @@ from edgecrew.engine.runtime import Runtime
 from edgecrew.settings import Settings, get_settings
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.telemetry.server import ServerTelemetry, instrument
+from edgecrew.ui import pages
 
 log = logging.getLogger("edgecrew.api")
 
@@ -65,6 +66,7 @@ def create_app(
             per_minute=settings.rate_limit_per_minute,
         )
         app.state.engine_ready = False
+        pages.setup(app, ApiKeyStore(rt.store))
         if start_engine:
             durable.launch(rt)
             recovery = await durable.recover_orphans(rt)
@@ -87,6 +89,7 @@ def create_app(
         dependencies=[Depends(single_query_values)],
     )
     problems.install(app)
+    pages.mount(app)  # mission control at / (pages, static files, sign-in)
     for router in (health.router, teams.router, runs.router, approvals.router, models.router, tasks.router):
         app.include_router(router)
     app.include_router(openai_compat.router)  # /v1: OpenAI clients talk to teams

@@ -126,13 +126,24 @@ class RunStore:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self._migration_lock(), self.engine.begin() as conn:
-            if self._dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7420118)"))
-            if self._version(conn) == HEAD:
-                return
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        with self._migration_lock(), self.engine.connect() as conn:
+            if self._dialect == "sqlite":
+                # A migration that rebuilds a table (SQLite's way to alter one) drops the old table;
+                # with foreign keys on, that would cascade-delete the rows of every child table.
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()  # end the autobegun transaction: the pragma only acts outside one
+            try:
+                with conn.begin():
+                    if self._dialect == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7420118)"))
+                    if self._version(conn) == HEAD:
+                        return
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+            finally:
+                if self._dialect == "sqlite":
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    conn.commit()
 
     def _version(self, conn: Connection | None = None) -> str | None:
         if conn is not None:
@@ -371,6 +382,12 @@ class RunStore:
             query = query.where(t.events.c.run_id == run_id)
         with self.engine.connect() as conn:
             return [EventRecord(**dict(r)) for r in conn.execute(query).mappings()]
+
+    def events_of_type(self, type_: str, *, limit: int = 1000) -> list[EventRecord]:
+        """The newest ``limit`` events of one type across runs, oldest first."""
+        query = sa.select(t.events).where(t.events.c.type == type_).order_by(t.events.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [EventRecord(**dict(r)) for r in reversed(conn.execute(query).mappings().all())]
 
     # -- helpers ----------------------------------------------------------------------------------
     @contextmanager

@@ -42,7 +42,6 @@ KNOWN: dict[str, str] = {
     "POST /v1/chat/completions": (
         "refuses with 422 a conversation whose last message is not the user's, which the schema allows"
     ),
-    "GET /metrics": "declares none of the problems it answers (401, 403, 429...)",
 }
 
 

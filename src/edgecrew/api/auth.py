@@ -122,9 +122,9 @@ async def authorize(request: Request, scope: str) -> Principal:
     """The caller of ``request`` if it holds ``scope``; 401 without a valid key, 403 without the scope."""
     auth: Authenticator = request.app.state.auth
     principal = await asyncio.to_thread(auth.identify, request, secret_of(request))
+    request.state.principal = principal  # before the scope check: the access log names the key of a 403 too
     if not principal.allows(scope):
         raise HTTPException(403, f"this API key lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})")
-    request.state.principal = principal
     return principal
 
 

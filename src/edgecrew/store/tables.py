@@ -22,7 +22,7 @@ runs = Table(
     "runs",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("team", String(128), nullable=False),
+    Column("team", String(160), nullable=False),  # a team, or "team/agent" for a chat with one agent
     Column("task", Text, nullable=False),
     Column("status", String(32), nullable=False),
     Column("spec", JSON, nullable=False),  # the validated team, snapshotted: replay never rereads files

@@ -131,6 +131,10 @@ async def start_run(
 ) -> Any:
     """Start a team run. The answer comes at once; follow the run with GET /runs/{id}/events."""
     try:
+        if idempotency_key is not None:  # a retry answers with its run even if the team changed since
+            earlier = await asyncio.to_thread(runs.rt.store.run_by_idempotency_key, idempotency_key)
+            if earlier is not None:
+                raise DuplicateRunError(earlier)
         spec = await asyncio.to_thread(runs.rt.load_named_team, body.team)  # a name, never a path
         run_id, _handle = await runs.start_spec(
             spec, body.task, request_id=current_request_id.get(), idempotency_key=idempotency_key
@@ -203,6 +207,9 @@ async def run_events(
     rt: RuntimeDep,
     _: Read,
     after: Annotated[int, Query(ge=0, description="Only events with a larger id.")] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=5000, description="JSON form: at most this many; ask again with after=<last id>.")
+    ] = 1000,
     last_event_id: Annotated[
         str | None, Header(description="SSE resume point (sent by EventSource on reconnect).")
     ] = None,
@@ -213,7 +220,7 @@ async def run_events(
     if last_event_id is not None and last_event_id.strip().isdigit():
         after = max(after, int(last_event_id.strip()))
     if "text/event-stream" not in request.headers.get("accept", ""):
-        events = await asyncio.to_thread(rt.store.events, run.id, after_id=after)
+        events = await asyncio.to_thread(rt.store.events, run.id, after_id=after, limit=limit)
         return JSONResponse([EventOut.of(e).model_dump(mode="json") for e in events])
     stopping = anyio.Event()  # set by sse-starlette when the server shuts down
     return EventSourceResponse(

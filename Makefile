@@ -38,9 +38,11 @@ demo: install
 	@$(BIN)/edgecrew doctor
 	@echo "==> running the built-in team plan-write-review on the embedded model"
 	@$(BIN)/edgecrew run plan-write-review "$(DEMO_TASK)"
+	@echo "==> next: $(BIN)/edgecrew keys create me --scopes admin, then $(BIN)/edgecrew serve and open http://127.0.0.1:8765/"
 
 # Debian packages the tests need: PostgreSQL (throwaway clusters), Prometheus (the PromQL tools),
-# git (the git tools) and bubblewrap (the sandbox's namespace tier). Only what is missing is installed.
+# git (the git tools), bubblewrap (the sandbox's namespace tier) and chromium (the UI's browser test).
+# Only what is missing is installed.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \

@@ -15,6 +15,7 @@ import httpx
 
 from tests.api.live import ServerProcess, SseEvent, cli_env, create_key, iter_sse
 from tests.conftest import write
+from tests.e2e.test_approval_restart import TEAM, TOOLS
 
 PROJECT = """
 models:
@@ -25,25 +26,6 @@ models:
 plugins: [tools.py]
 """
 
-TOOLS = """
-import os
-from pathlib import Path
-from edgecrew import tool
-
-@tool(risk="risky")
-def deploy(target: str) -> str:
-    \"\"\"Deploy to a target.\"\"\"
-    with Path(os.environ["DEPLOY_LOG"]).open("a") as fh:
-        fh.write(target + "\\n")
-    return "deployed " + target
-"""
-
-TEAM = """
-name: ship
-agents:
-  op: {model: fake, system: ship it, tools: [deploy]}
-graph: {start: op, edges: [{from: op, to: end}]}
-"""
 
 SSE = {"Accept": "text/event-stream"}
 TIMEOUT = httpx.Timeout(60.0)

@@ -21,6 +21,7 @@ from edgecrew.api.app import create_app
 from edgecrew.settings import reset_settings
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.store.tasks import TaskStore
+from tests.api.conftest import TOOLS
 from tests.api.live import serve_in_thread
 from tests.conftest import write
 
@@ -39,14 +40,6 @@ models:
 plugins: [tools.py]
 """
 
-TOOLS = """
-from edgecrew import tool
-
-@tool(risk="risky")
-def deploy(target: str) -> str:
-    \"\"\"Deploy to a target.\"\"\"
-    return "deployed " + target
-"""
 
 RELEASE = """
 name: release

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import email.utils
 import json
+import logging
 import os
 import random
 import re
@@ -567,5 +568,11 @@ def _import_litellm() -> Any:
             except ImportError:
                 raise UserError("LiteLLM is not installed; run `pip install 'edgecrew[litellm]'`") from None
             litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner with every error
+            # LiteLLM gives its loggers plain-text handlers of their own; drop them so that its lines
+            # go through the process's logging setup (JSON and redaction under `edgecrew serve`).
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+                lg = logging.getLogger(name)
+                lg.handlers.clear()
+                lg.propagate = True
             _module = litellm
         return _module

@@ -54,6 +54,9 @@ class SessionStore:
             expires_at=time.time() + MAX_AGE_S,
         )
         with self._lock:
+            now = time.time()
+            for sid in [sid for sid, old in self._sessions.items() if old.expires_at < now]:
+                del self._sessions[sid]  # expired sessions go when new ones come: memory stays bounded
             self._sessions[session.id] = session
         return session
 

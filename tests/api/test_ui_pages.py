@@ -156,7 +156,7 @@ def test_run_page_approve_and_edit_through_forms(client: TestClient, keys: dict[
 
 
 def test_live_stream_sends_rendered_fragments_and_closes(client: TestClient, keys: dict[str, str]) -> None:
-    sign_in(client, keys["runs"])
+    sign_in(client, keys["read"])
     started = client.post("/runs", json={"team": "echo", "task": "hi"}, headers={"X-API-Key": keys["runs"]})
     run_id = started.json()["id"]
     with client.stream("GET", f"/ui/runs/{run_id}/stream") as stream:

@@ -25,6 +25,7 @@ from edgecrew.store.keys import SCOPES, ApiKey, ApiKeyStore
 bearer = HTTPBearer(auto_error=False, description="An edgecrew API key (`edgecrew keys create`).")
 key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same key in a header of its own.")
 LOCALHOST = frozenset({"127.0.0.1", "::1", "localhost"})
+MAX_BUCKETS = 10_000  # rate-limit buckets kept before idle ones are dropped
 TOUCH_EVERY_S = 60.0  # last_used_at is written at most this often per key (a write per request is costly)
 
 
@@ -55,6 +56,9 @@ class RateLimiter:
             return 0.0
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > MAX_BUCKETS:  # forget callers whose bucket has filled up again
+                idle = (self.capacity - 1) / self.rate
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < idle}
             tokens, last = self._buckets.get(who, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
             if tokens >= 1:
@@ -76,7 +80,7 @@ class Authenticator:
     def identify(self, request: Request, secret: str | None) -> Principal:
         client = request.client.host if request.client else ""
         if not secret:
-            if self.keyless_localhost and client in LOCALHOST:
+            if self.keyless_localhost and local_and_same_site(request):
                 principal = Principal(None, "localhost", SCOPES)
                 self._limit(f"addr:{client}")
                 return principal
@@ -103,6 +107,30 @@ class Authenticator:
         if now - self._touched.get(key.id, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
             self._touched[key.id] = now
             self.keys.touch(key.id)
+
+
+def local_and_same_site(request: Request) -> bool:
+    """A keyless request counts as local only when it comes from this machine, names this machine
+    in ``Host`` (a DNS-rebinding page names its own domain) and, from a browser, comes from a page
+    of this server (``Origin`` / ``Sec-Fetch-Site``): any website a local browser visits could
+    otherwise drive the server."""
+    client = request.client.host if request.client else ""
+    if client not in LOCALHOST:
+        return False
+    if _hostname(request.headers.get("host", "")) not in LOCALHOST:
+        return False
+    origin = request.headers.get("origin")
+    if origin is not None and _hostname(origin.split("://", 1)[-1]) not in LOCALHOST:
+        return False
+    return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+
+
+def _hostname(host: str) -> str:
+    """``127.0.0.1:8765`` → ``127.0.0.1``; ``[::1]:8765`` → ``::1``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _unauthorized(detail: str) -> HTTPException:

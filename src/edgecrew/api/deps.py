@@ -3,6 +3,7 @@ and the one check every route shares (a single-valued query parameter is given o
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Sequence
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -14,6 +15,16 @@ from edgecrew.api.auth import Principal, require
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService
+
+MAX_ID = 2**62  # ids and offsets past this are not ours (SQLite integers stop at 2**63 - 1)
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
+
+
+def resume_point(after: int, last_event_id: str | None) -> int:
+    """Where an event stream resumes: after ``after``, or after ``Last-Event-ID`` when that is later
+    (an id that is not one of ours is ignored, as the SSE spec has servers do)."""
+    given = (last_event_id or "").strip()
+    return max(after, int(given)) if _EVENT_ID.fullmatch(given) else after
 
 
 def get_runtime(request: Request) -> Runtime:

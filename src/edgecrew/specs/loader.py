@@ -135,7 +135,7 @@ def build_team(doc: Any, file: str, catalog: Catalog | None, loc_prefix: Loc) ->
         )
         raise issues.error()
     try:
-        team = TeamDoc.model_validate(to_plain(node))
+        team = TeamDoc.model_validate(to_plain(node, file))
     except ValidationError as exc:
         for loc, message, hint in _shape_issues(exc):
             issues.add(loc, message, hint)

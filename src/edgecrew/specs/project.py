@@ -169,7 +169,7 @@ def load_project(directory: Path) -> Project:
         project.config_file = config
         doc = read_yaml(config) or {}
         try:
-            parsed = ProjectDoc.model_validate(to_plain(doc))
+            parsed = ProjectDoc.model_validate(to_plain(doc, str(config)))
         except ValidationError as exc:
             raise SpecError(
                 [

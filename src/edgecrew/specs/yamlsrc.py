@@ -84,19 +84,43 @@ def _own_line(node: Any) -> int | None:
     return lc.line + 1 if lc is not None and lc.line is not None else None
 
 
-def to_plain(node: Any) -> Any:
-    """Round-trip YAML nodes → plain dicts, lists and scalars (what the domain and JSON want)."""
-    if isinstance(node, dict):
-        return {str(k): to_plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [to_plain(v) for v in node]
-    if isinstance(node, TaggedScalar):  # an explicit tag (!foo x) means nothing to us: keep the text
-        return str(node.value)
-    if isinstance(node, ScalarBoolean):  # an anchored boolean is an int subclass in ruamel
-        return bool(node)
-    if isinstance(node, bool):
+MAX_NODES = 100_000  # a spec is a few hundred nodes; aliases of aliases (a "YAML bomb") are not
+
+
+def to_plain(node: Any, file: str = "<yaml>") -> Any:
+    """Round-trip YAML nodes → plain dicts, lists and scalars (what the domain and JSON want).
+
+    Aliases are expanded, so a document whose aliases nest into a huge tree is refused once the
+    copy passes ``MAX_NODES`` instead of taking the process's time and memory.
+    """
+    budget = [MAX_NODES]
+
+    def plain(node: Any) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise SpecError(
+                [
+                    SpecIssue(
+                        file,
+                        None,
+                        f"the document expands to more than {MAX_NODES} values (aliases of aliases?)",
+                        "write the spec out without nested YAML aliases",
+                    )
+                ]
+            )
+        if isinstance(node, dict):
+            return {str(k): plain(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [plain(v) for v in node]
+        if isinstance(node, TaggedScalar):  # an explicit tag (!foo x) means nothing to us: keep the text
+            return str(node.value)
+        if isinstance(node, ScalarBoolean):  # an anchored boolean is an int subclass in ruamel
+            return bool(node)
+        if isinstance(node, bool):
+            return node
+        for kind in (str, int, float):
+            if isinstance(node, kind):
+                return kind(node)
         return node
-    for kind in (str, int, float):
-        if isinstance(node, kind):
-            return kind(node)
-    return node
+
+    return plain(node)

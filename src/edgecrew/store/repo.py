@@ -211,7 +211,9 @@ class RunStore:
             row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).mappings().first()
             if row is None:
                 # Accept a unique prefix, like git does for commits.
-                rows = conn.execute(sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%")).limit(2)).mappings().all()
+                pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                query = sa.select(t.runs).where(t.runs.c.id.like(pattern, escape="\\")).limit(2)
+                rows = conn.execute(query).mappings().all() if run_id else []
                 if len(rows) == 1:
                     row = rows[0]
                 elif len(rows) > 1:

@@ -24,6 +24,7 @@ from edgecrew.telemetry.metrics import ServerMetrics
 
 access_log = logging.getLogger("edgecrew.access")
 UNMATCHED = "(unmatched)"  # the route label of requests no route matched (404s of unknown paths)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 router = APIRouter(tags=["health"], responses=PROBLEM_RESPONSES)
 
@@ -70,6 +71,7 @@ class TelemetryMiddleware:
 def _record(scope: Scope, status: int, seconds: float) -> None:
     route = getattr(scope.get("route"), "path", None) or UNMATCHED
     method = str(scope.get("method", ""))
+    method = method if method in KNOWN_METHODS else "other"  # a label per invented method would never end
     app: Any = scope.get("app")
     server_metrics: ServerMetrics | None = getattr(getattr(app, "state", None), "metrics", None)
     if server_metrics is not None:

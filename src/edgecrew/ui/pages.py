@@ -16,13 +16,16 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from edgecrew.api.auth import LOCALHOST, Principal
+from edgecrew.api.auth import Principal, local_and_same_site
+from edgecrew.api.deps import MAX_ID, resume_point
+from edgecrew.api.routers.tasks import VersionNo
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.runtime import Runtime
@@ -62,9 +65,9 @@ def viewer(request: Request) -> Session:
     sessions: SessionStore = request.app.state.sessions
     session = sessions.get(request.cookies.get(COOKIE))
     if session is not None:
+        need(session, "read")  # every page shows what the API's `read` scope guards
         return session
-    client = request.client.host if request.client else ""
-    if request.app.state.auth.keyless_localhost and client in LOCALHOST:
+    if request.app.state.auth.keyless_localhost and local_and_same_site(request):
         return Session("", "", None, "localhost", ("admin",), float("inf"))
     raise SignInRequired
 
@@ -75,7 +78,7 @@ Viewer = Annotated[Session, Depends(viewer)]
 async def checked(request: Request, session: Viewer) -> Session:
     """A session whose state-changing request carries its CSRF token (form field or header)."""
     if session.key_id is None and not session.id:
-        return session  # keyless localhost: no cookie, so no cross-site request can ride on one
+        return session  # keyless localhost: `viewer` let it in only from this server's own pages
     form = await request.form()
     given = request.headers.get("x-csrf-token") or str(form.get("csrf") or "")
     if not tokens_match(session.csrf, given):
@@ -106,11 +109,11 @@ def back(url: str, notice: str = "") -> RedirectResponse:
 
 
 @router.get("/ui/login")
-def login_form(request: Request, next: str = "/", error: str = "") -> HTMLResponse:
+def login_form(request: Request, next: str = "/", error: str = "", notice: str = "") -> HTMLResponse:
     import secrets
 
     token = secrets.token_urlsafe(24)
-    response = page(request, "login.html", None, next=_safe_next(next), error=error, login_token=token)
+    response = page(request, "login.html", None, next=_safe_next(next), error=error, login_token=token, notice=notice)
     response.set_cookie(LOGIN_COOKIE, token, max_age=600, httponly=True, samesite="strict", path="/ui/login")
     return response
 
@@ -128,6 +131,8 @@ async def login(
         principal: Principal = await asyncio.to_thread(request.app.state.auth.identify, request, key.strip())
     except Exception:  # a wrong, revoked or rate-limited key: the same answer, without details
         return RedirectResponse(f"/ui/login?error=1&next={quote(_safe_next(next))}", status_code=303)
+    if not principal.allows("read"):
+        return back("/ui/login", "that key lacks the 'read' scope the pages need; create one with --scopes read,...")
     session = request.app.state.sessions.open(principal)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
@@ -192,7 +197,7 @@ def runs_page(
     request: Request,
     session: Viewer,
     status: Annotated[str | None, Query(max_length=32)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> HTMLResponse:
     rt = _rt(request)
     runs = rt.store.list_runs(limit=50, offset=offset, status=status or None)
@@ -224,11 +229,12 @@ def run_page(request: Request, run_id: str, session: Viewer, notice: str = "") -
 
 
 @router.get("/ui/runs/{run_id}/stream")
-async def run_stream(request: Request, run_id: str, session: Viewer, after: int = 0) -> EventSourceResponse:
+async def run_stream(
+    request: Request, run_id: str, session: Viewer, after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
+) -> EventSourceResponse:
     rt = _rt(request)
     run = await asyncio.to_thread(rt.store.get_run, run_id)
-    last = request.headers.get("last-event-id", "")
-    start = max(after, int(last)) if last.isdigit() else after
+    start = resume_point(after, request.headers.get("last-event-id"))
     return EventSourceResponse(_fragments(request, rt, run.id, start, session), ping=15)
 
 
@@ -364,7 +370,7 @@ async def validate_team(
     issues = []
     spec = None
     try:
-        spec = load_team_text(yaml, str(source.file), rt.catalog())
+        spec = await asyncio.to_thread(load_team_text, yaml, str(source.file), rt.catalog())
     except SpecError as exc:
         issues = exc.issues
     lines = yaml.splitlines()
@@ -427,7 +433,7 @@ def task_page(request: Request, task_id: str, session: Viewer) -> HTMLResponse:
 
 
 @router.get("/ui/tasks/{task_id}/code/{version}")
-def code_page(request: Request, task_id: str, version: int, session: Viewer) -> HTMLResponse:
+def code_page(request: Request, task_id: str, version: VersionNo, session: Viewer) -> HTMLResponse:
     from pygments import highlight
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import TextLexer, get_lexer_for_filename
@@ -455,13 +461,16 @@ def code_page(request: Request, task_id: str, version: int, session: Viewer) -> 
 
 
 @router.get("/ui/tasks/{task_id}/code/{version}/raw")
-def code_raw(request: Request, task_id: str, version: int, session: Viewer) -> Response:
+def code_raw(request: Request, task_id: str, version: VersionNo, session: Viewer) -> Response:
     store = _tasks(request)
     record = store.code_version(task_id, version)
     return Response(
         store.code_bytes(record),
         media_type=record.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{record.filename}"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{record.filename}"',
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 
@@ -516,6 +525,17 @@ def mount(app: FastAPI) -> None:
         status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(exc, ConflictError) else 400
         title = {404: "Not found", 409: "Not possible now"}.get(status, "Bad request")
         return page(request, "error.html", None, status_code=status, title=title, detail=str(exc))
+
+    api_invalid = app.exception_handlers.get(RequestValidationError)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        """A bad query or path value on a page is an HTML page naming it; the API keeps problems."""
+        if not _is_page(request) and api_invalid is not None:
+            answer = api_invalid(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())
+        return page(request, "error.html", None, status_code=400, title="Bad request", detail=where)
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, _exc: SignInRequired) -> Response:

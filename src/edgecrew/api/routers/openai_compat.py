@@ -238,6 +238,7 @@ async def list_models(chat: ChatDep, _: StartRuns) -> ModelList:
 )
 async def chat_completions(
     body: ChatRequest,
+    request: Request,
     chat: ChatDep,
     _: StartRuns,
     idempotency_key: Annotated[
@@ -247,7 +248,9 @@ async def chat_completions(
 ) -> Response:
     """Run the team (or agent) named by ``model`` on the conversation and answer with its output.
 
-    The run goes on if the client goes away; a failed run answers 502 with its error and run id.
+    The run goes on if the client goes away (the handler stops waiting for it); a failed run answers
+    502 with its error and run id. Clients that retry on timeout (the openai client does, twice)
+    should send an ``Idempotency-Key`` for slow teams, or each retry starts another run.
     """
     try:
         started = await chat.start(
@@ -262,7 +265,9 @@ async def chat_completions(
         return EventSourceResponse(
             chunks, ping=KEEPALIVE_S, send_timeout=30, headers={"X-Run-ID": started.run_id}, sep=SEP
         )
-    answer = await chat.answer(started.run_id)
+    answer = await _unless_gone(request, chat.answer(started.run_id))
+    if answer is None:  # nobody is listening any more; the run is recorded and goes on
+        return Response(status_code=499, headers={"X-Run-ID": started.run_id})
     if not answer.ok:
         return _run_failed(answer)
     completion = ChatCompletion(
@@ -273,6 +278,20 @@ async def chat_completions(
         usage=Usage.of(answer),
     )
     return JSONResponse(completion.model_dump(mode="json"), headers={"X-Run-ID": started.run_id})
+
+
+async def _unless_gone(request: Request, waiting: Coroutine[Any, Any, ChatAnswer]) -> ChatAnswer | None:
+    """``waiting``'s result, or None once the client has disconnected (checked every second)."""
+    task = asyncio.ensure_future(waiting)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=1.0)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                return None
+    finally:
+        task.cancel()
 
 
 def _run_failed(answer: ChatAnswer) -> Response:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from edgecrew.api.deps import Read, RunsDep, RuntimeDep, StartRuns
+from edgecrew.api.deps import MAX_ID, Read, RunsDep, RuntimeDep, StartRuns, resume_point
 from edgecrew.api.problems import PROBLEM_RESPONSES, problem
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.runs import RunStatus
@@ -206,7 +206,7 @@ async def run_events(
     request: Request,
     rt: RuntimeDep,
     _: Read,
-    after: Annotated[int, Query(ge=0, description="Only events with a larger id.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="Only events with a larger id.")] = 0,
     limit: Annotated[
         int, Query(ge=1, le=5000, description="JSON form: at most this many; ask again with after=<last id>.")
     ] = 1000,
@@ -217,8 +217,7 @@ async def run_events(
     """The run's events. With ``Accept: text/event-stream`` a live stream that ends with the run
     (each event's ``id`` is its resume point); otherwise the events so far as JSON."""
     run = await asyncio.to_thread(rt.store.get_run, run_id)
-    if last_event_id is not None and last_event_id.strip().isdigit():
-        after = max(after, int(last_event_id.strip()))
+    after = resume_point(after, last_event_id)
     if "text/event-stream" not in request.headers.get("accept", ""):
         events = await asyncio.to_thread(rt.store.events, run.id, after_id=after, limit=limit)
         return JSONResponse([EventOut.of(e).model_dump(mode="json") for e in events])

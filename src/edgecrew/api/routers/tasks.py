@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from edgecrew.api.deps import Read, RuntimeDep, StartRuns
+from edgecrew.api.deps import MAX_ID, Read, RuntimeDep, StartRuns
 from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem
 from edgecrew.api.routers.task_schemas import (
     CODE_UPLOAD_BODY,
@@ -241,7 +241,7 @@ def list_messages(
     task_id: TaskId,
     tasks: Tasks,
     _: Read,
-    after: Annotated[int, Query(ge=0, description="Only messages with a larger id (for polling).")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="Only messages with a larger id (for polling).")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> list[MessageOut]:
     """The timeline, oldest first."""
@@ -268,7 +268,7 @@ def list_feedback(
     tasks: Tasks,
     _: Read,
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    after: Annotated[int, Query(ge=0, description="Only feedback with a larger id (for polling).")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="Only feedback with a larger id (for polling).")] = 0,
 ) -> list[FeedbackOut]:
     """Feedback, oldest first; a coder polls it with ``after``."""
     return [FeedbackOut.of(f) for f in tasks.feedback(task_id, version=version, after=after)]

@@ -259,6 +259,22 @@ async def test_turn_timeout_ends_with_timeout_outcome() -> None:
     assert step.outcome == "timeout" and "did not answer within" in (step.error or "")
 
 
+async def test_the_last_step_offers_no_tools_so_a_tool_happy_model_answers() -> None:
+    """A model that calls a tool whenever it is offered one still ends its turn with an answer."""
+    calls: list[str] = []
+
+    def reply(request, index):  # type: ignore[no-untyped-def]
+        return {"tool": "echo", "args": {"text": str(index)}} if request.tools else "summary of what I found"
+
+    model = ScriptedModel(reply)
+    run, _ = await run_team(TOOLED, model, tools=_registry(calls))
+    assert run.status == "succeeded" and run.output == {"text": "summary of what I found"}
+    assert len(calls) == 4 and len(model.calls) == 5  # max_steps 5: four tool rounds, then the answer
+    last = model.calls[-1].request
+    assert last.tools == () and "last step" in last.messages[-1].content
+    assert all(c.request.tools for c in model.calls[:-1])
+
+
 async def test_function_backed_script_sees_each_request() -> None:
     def reply(request, index):  # type: ignore[no-untyped-def]
         return f"{request.metadata['agent']} call {index}"

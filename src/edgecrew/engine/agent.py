@@ -125,6 +125,9 @@ def schema_shape(schema: Any) -> str:
     return str(kind) if isinstance(kind, str) else "value"
 
 
+FINAL_NUDGE = "This is your last step: no more tool calls. Answer now with what you have found."
+
+
 async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]) -> TurnResult:
     """Run one agent turn; ``key`` names the turn, and every call key is derived from it."""
     messages: list[Message] = [Message("system", system_prompt(agent)), Message("user", context)]
@@ -138,9 +141,14 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
         remaining = agent.limits.timeout_s - (time.monotonic() - started)
         if remaining <= 0:
             return _end(result, Outcome.TIMEOUT, f"turn ran past {agent.limits.timeout_s:g}s")
+        last_call = step == agent.limits.max_steps - 1
+        if last_call and tools and step > 0:
+            # Small models keep calling tools: the last call offers none, so the turn ends with an
+            # answer built from what the tools returned instead of running out of steps.
+            messages.append(Message("user", FINAL_NUDGE))
         request = ModelRequest(
             messages=tuple(messages),
-            tools=tools,
+            tools=() if last_call and step > 0 else tools,
             output_schema=dict(agent.output_schema) if agent.output_schema is not None else None,
             max_tokens=agent.limits.max_tokens,
             metadata={**metadata, "step": f"{key}.m{step}"},

@@ -11,9 +11,11 @@ What drives the model is edgecrew's own agent loop (``edgecrew.engine.agent.run_
 requests are exactly those it builds: ``system_prompt``, tool definitions, tool results fed back),
 with the team loaded from YAML by edgecrew's loader and each agent's user message built by the
 engine's ``context_for``, but without the durable workflow around it: SmolLM2-135M given twelve
-tools answers every call with a tool call and never with ``{"final": ...}``, so each turn ends at
-``max_steps``, which fails a real team run at its first agent. Here the next agent runs regardless
-(the turn's outcome is counted), so the workload is the full 4 x 3 turns. The engine's own cost
+tools answers every call with a tool call and never with ``{"final": ...}``; with the default
+``--max-steps 1`` its one call offers the tools (the agent loop drops them only on the last of
+several calls), so each turn ends at ``max_steps``, which would fail a real team run at its first
+agent. Here the next agent runs regardless (the turn's outcome is counted), so the workload is the
+full 4 x 3 turns. The engine's own cost
 per run is measured by bench/overhead.py.
 
 Figures: end-to-end seconds per run (target: reuse >= 3x faster) and time to first token of the

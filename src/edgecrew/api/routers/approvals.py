@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field
 
 from edgecrew.api.deps import ApprovalsDep, Approve, Read
 from edgecrew.api.problems import PROBLEM_RESPONSES
-from edgecrew.store.approvals import ApprovalRecord
+from edgecrew.api.shapes import Out
 
 router = APIRouter(prefix="/approvals", tags=["approvals"], responses=PROBLEM_RESPONSES)
 
 
-class ApprovalOut(BaseModel):
+class ApprovalOut(Out):
     id: str
     run_id: str
     agent: str
@@ -26,21 +26,6 @@ class ApprovalOut(BaseModel):
     decision_note: str | None
     created_at: float
     decided_at: float | None
-
-    @classmethod
-    def of(cls, r: ApprovalRecord) -> ApprovalOut:
-        return cls(
-            id=r.id,
-            run_id=r.run_id,
-            agent=r.agent,
-            tool=r.tool,
-            arguments=r.arguments,
-            reason=r.reason,
-            status=r.status,  # type: ignore[arg-type]
-            decision_note=r.decision_note,
-            created_at=r.created_at,
-            decided_at=r.decided_at,
-        )
 
 
 class DecisionIn(BaseModel):

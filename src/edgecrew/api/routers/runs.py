@@ -16,10 +16,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.deps import MAX_ID, Read, RunsDep, RuntimeDep, StartRuns, resume_point
 from edgecrew.api.problems import PROBLEM_RESPONSES, problem
+from edgecrew.api.shapes import Limit, Offset, Out, Page
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.runs import RunStatus
 from edgecrew.engine.service import DuplicateRunError
-from edgecrew.store.repo import EventRecord, RunRecord, StepRecord
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=PROBLEM_RESPONSES)
 END_EVENTS = frozenset({"run_finished", "run_cancelled"})
@@ -32,7 +32,7 @@ class StartRun(BaseModel):
     task: str = Field(min_length=1, max_length=20000, description="What the team should do.")
 
 
-class RunOut(BaseModel):
+class RunOut(Out):
     id: str
     team: str
     task: str
@@ -44,23 +44,8 @@ class RunOut(BaseModel):
     finished_at: float | None = None
     request_id: str | None = None
 
-    @classmethod
-    def of(cls, run: RunRecord) -> RunOut:
-        return cls(
-            id=run.id,
-            team=run.team,
-            task=run.task,
-            status=run.status,
-            output=run.output,
-            error=run.error,
-            created_at=run.created_at,
-            updated_at=run.updated_at,
-            finished_at=run.finished_at,
-            request_id=run.request_id,
-        )
 
-
-class StepOut(BaseModel):
+class StepOut(Out):
     key: str
     agent: str
     visit: int
@@ -75,24 +60,16 @@ class StepOut(BaseModel):
     started_at: float
     finished_at: float | None
 
-    @classmethod
-    def of(cls, step: StepRecord) -> StepOut:
-        return cls(**{k: v for k, v in step.__dict__.items() if k != "run_id"})
-
 
 class RunDetail(RunOut):
     steps: list[StepOut]
 
 
-class RunPage(BaseModel):
-    items: list[RunOut]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None = Field(description="Offset of the next page; null on the last one.")
+class RunPage(Page[RunOut]):
+    """Runs, newest first."""
 
 
-class EventOut(BaseModel):
+class EventOut(Out):
     id: int
     run_id: str
     type: str
@@ -101,19 +78,6 @@ class EventOut(BaseModel):
     data: dict[str, Any]
     created_at: float
     request_id: str | None = None
-
-    @classmethod
-    def of(cls, e: EventRecord) -> EventOut:
-        return cls(
-            id=e.id,
-            run_id=e.run_id,
-            type=e.type,
-            step_key=e.step_key,
-            agent=e.agent,
-            data=e.data,
-            created_at=e.created_at,
-            request_id=e.request_id,
-        )
 
 
 @router.post("", status_code=201, response_model=RunOut, responses={200: {"model": RunOut}})
@@ -159,21 +123,13 @@ def list_runs(
     _: Read,
     status: RunStatus | None = None,
     team: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> RunPage:
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[RunOut]:
     """Runs, newest first, optionally by status and team."""
     state = status.value if status else None
-    items = rt.store.list_runs(limit=limit, offset=offset, status=state, team=team)
-    total = rt.store.count_runs(status=state, team=team)
-    more = offset + len(items) < total
-    return RunPage(
-        items=[RunOut.of(r) for r in items],
-        total=total,
-        limit=limit,
-        offset=offset,
-        next_offset=offset + len(items) if more else None,
-    )
+    items = [RunOut.of(r) for r in rt.store.list_runs(limit=limit, offset=offset, status=state, team=team)]
+    return RunPage.of(items, rt.store.count_runs(status=state, team=team), limit, offset)
 
 
 @router.get("/{run_id}", response_model=RunDetail)

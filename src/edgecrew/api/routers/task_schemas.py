@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edgecrew.api.shapes import Out, Page
 from edgecrew.store.taskfiles import LogFile
-from edgecrew.store.tasks import CodeRecord, FeedbackRecord, MessageRecord, ResultRecord, TaskRecord
+from edgecrew.store.tasks import CodeRecord
 
 TaskStatus = Literal["open", "in_progress", "done", "failed", "cancelled"]
 Verdict = Literal["accepted", "needs_changes", "rejected"]
@@ -63,7 +64,7 @@ class TaskPatch(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
-class TaskOut(BaseModel):
+class TaskOut(Out):
     id: str
     title: str
     description: str
@@ -72,17 +73,9 @@ class TaskOut(BaseModel):
     created_at: float
     updated_at: float
 
-    @classmethod
-    def of(cls, r: TaskRecord) -> TaskOut:
-        return cls(**r.__dict__)
 
-
-class TaskPage(BaseModel):
-    items: list[TaskOut]
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None = Field(description="Offset of the next page; null on the last one.")
+class TaskPage(Page[TaskOut]):
+    """Tasks, newest first."""
 
 
 class CodeTextIn(BaseModel):
@@ -150,7 +143,7 @@ class ResultIn(BaseModel):
     author: Name | None = None
 
 
-class ResultOut(BaseModel):
+class ResultOut(Out):
     id: int
     task_id: str
     version: int | None
@@ -162,10 +155,6 @@ class ResultOut(BaseModel):
     author: str | None
     created_at: float
 
-    @classmethod
-    def of(cls, r: ResultRecord) -> ResultOut:
-        return cls(**r.__dict__)
-
 
 class MessageIn(BaseModel):
     sender: Name = Field(description="Who speaks: an agent or a person.")
@@ -173,17 +162,13 @@ class MessageIn(BaseModel):
     content: str = Field(min_length=1, max_length=100_000)
 
 
-class MessageOut(BaseModel):
+class MessageOut(Out):
     id: int
     task_id: str
     sender: str
     role: str
     content: str
     created_at: float
-
-    @classmethod
-    def of(cls, r: MessageRecord) -> MessageOut:
-        return cls(**r.__dict__)
 
 
 class FeedbackIn(BaseModel):
@@ -194,7 +179,7 @@ class FeedbackIn(BaseModel):
     author: Name | None = Field(default=None, description="Defaults to the API key's name.")
 
 
-class FeedbackOut(BaseModel):
+class FeedbackOut(Out):
     id: int
     task_id: str
     version: int | None
@@ -203,10 +188,6 @@ class FeedbackOut(BaseModel):
     score: float | None
     notes: str
     created_at: float
-
-    @classmethod
-    def of(cls, r: FeedbackRecord) -> FeedbackOut:
-        return cls(**r.__dict__)
 
 
 class LogFileOut(BaseModel):

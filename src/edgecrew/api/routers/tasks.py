@@ -39,6 +39,7 @@ from edgecrew.api.routers.task_schemas import (
     TaskPatch,
     TaskStatus,
 )
+from edgecrew.api.shapes import Limit, Offset, Page
 from edgecrew.errors import NotFoundError
 from edgecrew.store.tasks import TaskStore
 
@@ -89,20 +90,12 @@ def list_tasks(
     _: Read,
     status: TaskStatus | None = None,
     team: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> TaskPage:
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[TaskOut]:
     """Tasks, newest first, optionally by status and team."""
-    items = tasks.list_tasks(status=status, team=team, limit=limit, offset=offset)
-    total = tasks.count_tasks(status=status, team=team)
-    more = offset + len(items) < total
-    return TaskPage(
-        items=[TaskOut.of(t) for t in items],
-        total=total,
-        limit=limit,
-        offset=offset,
-        next_offset=offset + len(items) if more else None,
-    )
+    items = [TaskOut.of(t) for t in tasks.list_tasks(status=status, team=team, limit=limit, offset=offset)]
+    return TaskPage.of(items, tasks.count_tasks(status=status, team=team), limit, offset)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut)

@@ -83,6 +83,11 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 """The problems any authenticated operation may answer, for a router's ``responses``."""
 
 
+def status_of(exc: UserError) -> int:
+    """The HTTP status of a user error: 404 for a missing thing, 409 for a wrong state, else 400."""
+    return 404 if isinstance(exc, NotFoundError) else 409 if isinstance(exc, ConflictError) else 400
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every failure into problem details."""
 
@@ -116,8 +121,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(exc, ConflictError) else 400
-        return problem(status, str(exc), instance=request.url.path)
+        return problem(status_of(exc), str(exc), instance=request.url.path)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import sqlalchemy as sa
 
 from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import ConflictError, UserError
-from edgecrew.store.repo import EventRecord, RunRecord
+from edgecrew.store.repo import EventRecord, RunRecord, RunStore
 
 if TYPE_CHECKING:
     from edgecrew.engine.durable import Recovery
@@ -29,6 +30,33 @@ class DuplicateRunError(Exception):
     def __init__(self, run: RunRecord) -> None:
         super().__init__(f"run {run.id} was already started with this idempotency key")
         self.run = run
+
+
+async def watch_events(
+    store: RunStore, run_id: str, after: int = 0, *, stop: anyio.Event | None = None, poll_s: float = 0.25
+) -> AsyncIterator[list[EventRecord]]:
+    """Batches of a run's new events (ids above ``after``), read off the store as they land, up to
+    and including its end event; also ends a moment after the run is found ended (its end event
+    follows the status), or when ``stop`` is set. Live streams (API and UI) read runs through this."""
+    last, grace = after, 0
+    while stop is None or not stop.is_set():
+        run = await asyncio.to_thread(store.get_run, run_id)  # status first: see RunService.follow
+        events = await asyncio.to_thread(store.events, run_id, after_id=last)
+        if events:
+            end = next((i for i, e in enumerate(events) if e.type in _END_EVENTS), None)
+            last = events[-1].id
+            yield events if end is None else events[: end + 1]
+            if end is not None:
+                return
+        elif run.status.terminal:
+            grace += 1
+            if grace > 8:
+                return
+        if stop is None:
+            await asyncio.sleep(poll_s)
+        else:
+            with anyio.move_on_after(poll_s):
+                await stop.wait()
 
 
 def new_run_id() -> str:

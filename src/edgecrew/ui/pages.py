@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -25,12 +25,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.auth import Principal, local_and_same_site
 from edgecrew.api.deps import MAX_ID, resume_point
+from edgecrew.api.problems import status_of
 from edgecrew.api.routers.tasks import VersionNo
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.runtime import Runtime
-from edgecrew.engine.service import RunService
-from edgecrew.errors import ConflictError, EdgecrewError, NotFoundError, SpecError, UserError
+from edgecrew.engine.service import RunService, watch_events
+from edgecrew.errors import EdgecrewError, NotFoundError, SpecError, UserError
 from edgecrew.specs.loader import load_team_text, team_from_raw
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.store.tasks import TASK_STATUSES, TaskStore
@@ -42,7 +43,6 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["pretty"] = views.pretty_json
 templates.env.globals["graph_svg"] = views.graph_svg
 router = APIRouter(include_in_schema=False)
-END_EVENTS = frozenset({"run_finished", "run_cancelled"})
 
 
 class SignInRequired(Exception):
@@ -235,38 +235,28 @@ async def run_stream(
     rt = _rt(request)
     run = await asyncio.to_thread(rt.store.get_run, run_id)
     start = resume_point(after, request.headers.get("last-event-id"))
-    return EventSourceResponse(_fragments(request, rt, run.id, start, session), ping=15)
+    return EventSourceResponse(_fragments(rt, run.id, start, session), ping=15)
 
 
-async def _fragments(
-    request: Request, rt: Runtime, run_id: str, after: int, session: Session
-) -> AsyncIterator[ServerSentEvent]:
+async def _fragments(rt: Runtime, run_id: str, after: int, session: Session) -> AsyncIterator[ServerSentEvent]:
+    """Rendered timeline items for each new event, then the graph and the status as they are now;
+    ``done`` at the end (the page closes the stream and reloads once)."""
     spec = team_from_raw((await asyncio.to_thread(rt.store.get_run, run_id)).spec)
-    last, grace = after, 0
-    while True:
+    seen = [e for e in await asyncio.to_thread(rt.store.events, run_id, limit=5000) if e.id <= after]
+    last = after
+    async for batch in watch_events(rt.store, run_id, after):
         run = await asyncio.to_thread(rt.store.get_run, run_id)
-        events = await asyncio.to_thread(rt.store.events, run_id, after_id=last)
-        if events:
-            approvals = {a.id: a for a in ApprovalService(rt).list(None, run_id)}
-            for e in events:
-                last = e.id
-                item = templates.get_template("_event.html").render(e=e, approvals=approvals, session=session, run=run)
-                yield ServerSentEvent(data=item.replace("\n", " "), event="timeline", id=str(e.id))
-            everything = await asyncio.to_thread(rt.store.events, run_id, limit=5000)
-            graph = views.graph_svg(spec, views.graph_state(everything))
-            yield ServerSentEvent(data=str(graph), event="graph", id=str(last))
-            fresh = await asyncio.to_thread(rt.store.get_run, run_id)  # the status may have moved meanwhile
-            status = templates.get_template("_status.html").render(run=fresh)
-            yield ServerSentEvent(data=status.replace("\n", " "), event="status", id=str(last))
-            if any(e.type in END_EVENTS for e in events):
-                yield ServerSentEvent(data="done", event="done", id=str(last))
-                return
-        elif run.status.terminal:
-            grace += 1
-            if grace > 8:
-                yield ServerSentEvent(data="done", event="done", id=str(last))
-                return
-        await asyncio.sleep(0.25)
+        approvals = {a.id: a for a in await asyncio.to_thread(ApprovalService(rt).list, None, run_id)}
+        for e in batch:
+            item = templates.get_template("_event.html").render(e=e, approvals=approvals, session=session, run=run)
+            yield ServerSentEvent(data=item.replace("\n", " "), event="timeline", id=str(e.id))
+        seen += batch
+        last = batch[-1].id
+        graph = views.graph_svg(spec, views.graph_state(seen))
+        yield ServerSentEvent(data=str(graph), event="graph", id=str(last))
+        status = templates.get_template("_status.html").render(run=run)
+        yield ServerSentEvent(data=status.replace("\n", " "), event="status", id=str(last))
+    yield ServerSentEvent(data="done", event="done", id=str(last))
 
 
 @router.post("/ui/runs/{run_id}/cancel")
@@ -514,28 +504,17 @@ def mount(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="ui-static")
 
-    api_user_error = app.exception_handlers.get(UserError)
+    def user_error(exc: Exception) -> tuple[int, str, str]:
+        status = status_of(exc) if isinstance(exc, UserError) else 400
+        return status, {404: "Not found", 409: "Not possible now"}.get(status, "Bad request"), str(exc)
 
-    @app.exception_handler(UserError)
-    async def user_error(request: Request, exc: UserError) -> Response:
-        """On a page, a missing run or a finished one is an HTML page; the API keeps problem details."""
-        if not _is_page(request) and api_user_error is not None:
-            answer = api_user_error(request, exc)
-            return await answer if inspect.isawaitable(answer) else answer
-        status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(exc, ConflictError) else 400
-        title = {404: "Not found", 409: "Not possible now"}.get(status, "Bad request")
-        return page(request, "error.html", None, status_code=status, title=title, detail=str(exc))
+    def invalid(exc: Exception) -> tuple[int, str, str]:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors)
+        return 400, "Bad request", where
 
-    api_invalid = app.exception_handlers.get(RequestValidationError)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        """A bad query or path value on a page is an HTML page naming it; the API keeps problems."""
-        if not _is_page(request) and api_invalid is not None:
-            answer = api_invalid(request, exc)
-            return await answer if inspect.isawaitable(answer) else answer
-        where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())
-        return page(request, "error.html", None, status_code=400, title="Bad request", detail=where)
+    _html_on_pages(app, UserError, user_error)  # a missing run on a page is a page, not JSON
+    _html_on_pages(app, RequestValidationError, invalid)  # so is a bad number in its URL
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, _exc: SignInRequired) -> Response:
@@ -552,6 +531,20 @@ def mount(app: FastAPI) -> None:
             else f"your API key lacks the '{exc.scope}' scope for this action"
         )
         return page(request, "error.html", None, status_code=403, title="Not allowed", detail=detail)
+
+
+def _html_on_pages(app: FastAPI, kind: type[Exception], describe: Callable[[Exception], tuple[int, str, str]]) -> None:
+    """Answer ``kind`` with an HTML error page on pages, and with the API's own handler elsewhere."""
+    api = app.exception_handlers.get(kind)
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if not _is_page(request) and api is not None:
+            answer = api(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        status, title, detail = describe(exc)
+        return page(request, "error.html", None, status_code=status, title=title, detail=detail)
+
+    app.add_exception_handler(kind, handler)
 
 
 def _is_page(request: Request) -> bool:

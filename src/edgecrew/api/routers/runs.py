@@ -19,10 +19,9 @@ from edgecrew.api.problems import PROBLEM_RESPONSES, problem
 from edgecrew.api.shapes import Limit, Offset, Out, Page
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.runs import RunStatus
-from edgecrew.engine.service import DuplicateRunError
+from edgecrew.engine.service import DuplicateRunError, watch_events
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=PROBLEM_RESPONSES)
-END_EVENTS = frozenset({"run_finished", "run_cancelled"})
 POLL_S = 0.25
 STOP_GRACE_S = 1.0  # a stream gets this long to end by itself on shutdown (uvicorn allows 5 s in all)
 
@@ -190,22 +189,10 @@ async def run_events(
 async def _stream(rt: Any, run_id: str, after: int, stopping: anyio.Event) -> AsyncIterator[ServerSentEvent]:
     """The run's events from ``after`` on, until its end event, or until the server stops: then the
     stream ends cleanly (not cut mid-response) and the client resumes elsewhere with Last-Event-ID."""
-    last = after
-    grace = 0
-    while not stopping.is_set():
-        run = await asyncio.to_thread(rt.store.get_run, run_id)  # status first: see RunService.follow
-        events = await asyncio.to_thread(rt.store.events, run_id, after_id=last)
-        for event in events:
-            last = event.id
+    async for batch in watch_events(rt.store, run_id, after, stop=stopping, poll_s=POLL_S):
+        for event in batch:
             yield ServerSentEvent(
                 data=json.dumps(EventOut.of(event).model_dump(mode="json")), event=event.type, id=str(event.id)
             )
-            if event.type in END_EVENTS:
-                return
-        if run.status.terminal and not events:
-            grace += 1
-            if grace > 8:  # the end event follows the status by a moment; after that nothing more comes
-                return
-        with anyio.move_on_after(POLL_S):
-            await stopping.wait()
-    yield ServerSentEvent(comment="the server is stopping; reconnect with Last-Event-ID to go on")
+    if stopping.is_set():
+        yield ServerSentEvent(comment="the server is stopping; reconnect with Last-Event-ID to go on")

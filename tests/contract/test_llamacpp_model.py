@@ -184,6 +184,35 @@ async def test_grammar_enforces_max_items_and_max_length(smollm2: LlamaCppModel)
 
 
 @pytest.mark.real_model
+async def test_checking_the_chosen_token_first_gives_the_same_replies(smollm2: LlamaCppModel) -> None:
+    """The grammar applied on rejection only picks the same greedy tokens as the grammar on every token."""
+    full = LlamaCppModel(smollm2.path, name="full", n_ctx=2048, n_threads=smollm2.n_threads, lazy_grammar=False)
+    steps = {
+        "type": "object",
+        "properties": {"steps": {"type": "array", "items": {"type": "string", "maxLength": 60}, "maxItems": 3}},
+        "required": ["steps"],
+    }
+    requests = [
+        request("Plan a picnic in three steps.", output_schema=steps, max_tokens=96),
+        request("Rate this answer from 1 to 5: 'Paris is in France.'", output_schema=SCORE_SCHEMA, max_tokens=24),
+        request("What is 12 + 30?", tools=(ADD,), max_tokens=48),
+    ]
+    rejected = tokens = 0
+    try:
+        for req in requests:
+            lazy_reply, full_reply = await smollm2.request(req), await full.request(req)
+            assert lazy_reply.message == full_reply.message
+            assert lazy_reply.usage.completion_tokens == full_reply.usage.completion_tokens
+            rejected += smollm2._llm._sampler.rejected  # the sampler of the call just made
+            tokens += lazy_reply.usage.completion_tokens
+            assert full._llm._sampler.__class__.__name__ == "LlamaSampler"
+    finally:
+        full.close()
+    # Both paths ran: some tokens the model picked passed the check, others were refused and sampled again.
+    assert 0 < rejected < tokens
+
+
+@pytest.mark.real_model
 async def test_truncated_structured_reply_raises_model_error(smollm2: LlamaCppModel) -> None:
     schema = {
         "type": "object",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import ctypes
 import json
 import threading
 import time
@@ -59,11 +60,16 @@ class LlamaCppModel:
         prefix_cache: bool = True,
         cache_bytes: int = 256 * 2**20,
         constrain: bool = True,
+        lazy_grammar: bool = True,
     ) -> None:
         self.name = name
         # constrain=False drops the grammar (replies are still validated): the baseline that shows
         # what constrained decoding buys a small model.
         self.constrain = constrain
+        # lazy_grammar: check the grammar against the token the model picks, and filter the whole
+        # vocabulary only when it rejects that token (see _GrammarOnRejection); False filters the
+        # whole vocabulary for every token, as llama-cpp-python does.
+        self.lazy_grammar = lazy_grammar
         # KV prefix reuse: the live context keeps the last prompt's KV state (a call that extends it
         # only evaluates the new tokens), and up to ``cache_bytes`` of saved states let a call resume
         # from another conversation's prefix (agents that share a team preamble and tool list).
@@ -149,7 +155,7 @@ class LlamaCppModel:
             raise UserError(f"model '{self.name}': GGUF file {self.path} does not exist")
         _silence_llama_logs(llama_cpp)
         try:
-            llm = llama_cpp.Llama(
+            llm = (_lazy_grammar_llama(llama_cpp) if self.lazy_grammar else llama_cpp.Llama)(
                 model_path=str(self.path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
@@ -443,6 +449,89 @@ def _to_chat(message: Message) -> dict[str, str]:
     if message.role == "tool":
         return {"role": "user", "content": f"Result of tool {message.name}: {message.content}"}
     return {"role": message.role, "content": message.content}
+
+
+# -- constrained sampling: the grammar checks the chosen token first -------------------------------
+
+
+class _GrammarOnRejection:
+    """A sampler that applies the grammar only when the token sampled without it breaks the grammar.
+
+    llama-cpp-python puts the grammar in the sampler chain, where it filters every candidate in the
+    vocabulary for every generated token: a pass over 49k tokens for SmolLM2 and 262k for Gemma 3,
+    which costs more than the model's forward pass. llama.cpp's own sampler (``common_sampler``)
+    samples without the grammar first, checks that one token against it, and only when the grammar
+    rejects it samples again with the grammar over the whole vocabulary. With greedy decoding the
+    result is the same token either way (the most likely token, if allowed, is also the most likely
+    allowed one); most tokens a model picks under a JSON grammar are allowed, so most steps skip the
+    filter. ``free`` and ``full`` are the same chain (repetition penalties first) without and with
+    the grammar; both learn every generated token.
+    """
+
+    def __init__(self, llama_cpp: Any, free: Any, full: Any, window: int) -> None:
+        self._c = llama_cpp
+        self.free, self.full, self._window = free, full, window
+        self._grammar = self._find(full, b"grammar")
+        if self._grammar is None:
+            raise ModelError("llama.cpp's sampler chain has no grammar sampler; cannot constrain output")
+        self._penalties = self._find(free, b"penalties")
+        self._history: list[int] = []
+        self.rejected = 0  # tokens the grammar refused, sampled again over the whole vocabulary
+        self._one = llama_cpp.llama_token_data()
+        self._candidates = llama_cpp.llama_token_data_array()
+        self._candidates_ref = ctypes.byref(self._candidates)
+
+    def _find(self, chain: Any, name: bytes) -> Any:
+        for i in range(self._c.llama_sampler_chain_n(chain.sampler)):
+            sampler = self._c.llama_sampler_chain_get(chain.sampler, i)
+            if self._c.llama_sampler_name(sampler) == name:
+                return sampler
+        return None
+
+    def allowed(self, token: int) -> bool:
+        """Whether the grammar, in its current state, accepts ``token`` next."""
+        self._one.id, self._one.logit, self._one.p = token, 0.0, 0.0
+        candidates = self._candidates  # samplers may move its data pointer: set every field again
+        candidates.data, candidates.size = ctypes.pointer(self._one), 1
+        candidates.selected, candidates.sorted = -1, False
+        self._c.llama_sampler_apply(self._grammar, self._candidates_ref)
+        return bool(self._one.logit != float("-inf"))
+
+    def sample(self, ctx: Any, idx: int = -1) -> int:
+        token = int(self.free.sample(ctx, idx))  # also tells the free chain's samplers the token
+        if self.allowed(token):
+            self.full.accept(token)
+        else:
+            self.rejected += 1
+            token = int(self.full.sample(ctx, idx))  # grammar over the whole vocabulary; accepts
+            if self._penalties is not None:
+                # The free chain's penalties learnt the rejected token: give them the true history.
+                self._c.llama_sampler_reset(self._penalties)
+                for earlier in self._history[-self._window :]:
+                    self._c.llama_sampler_accept(self._penalties, earlier)
+                self._c.llama_sampler_accept(self._penalties, token)
+        self._history.append(token)
+        return token
+
+    def close(self) -> None:
+        self.free.close()
+        self.full.close()
+
+
+@lru_cache(maxsize=1)
+def _lazy_grammar_llama(llama_cpp: Any) -> Any:
+    """``llama_cpp.Llama`` whose sampler applies a grammar only on rejection (``_GrammarOnRejection``)."""
+
+    class Llama(llama_cpp.Llama):  # type: ignore[misc]
+        def _init_sampler(self, *args: Any, grammar: Any = None, **kwargs: Any) -> Any:
+            if grammar is None:
+                return super()._init_sampler(*args, **kwargs)
+            free = super()._init_sampler(*args, **kwargs)
+            full = super()._init_sampler(*args, grammar=grammar, **kwargs)
+            # The penalty sampler looks back over the last ``last_n_tokens_size`` tokens.
+            return _GrammarOnRejection(llama_cpp, free, full, self.last_n_tokens_size)
+
+    return Llama
 
 
 @dataclass(frozen=True)

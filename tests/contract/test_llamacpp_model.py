@@ -203,7 +203,9 @@ async def test_checking_the_chosen_token_first_gives_the_same_replies(smollm2: L
             lazy_reply, full_reply = await smollm2.request(req), await full.request(req)
             assert lazy_reply.message == full_reply.message
             assert lazy_reply.usage.completion_tokens == full_reply.usage.completion_tokens
-            rejected += smollm2._llm._sampler.rejected  # the sampler of the call just made
+            sampler = smollm2._llm._sampler  # the sampler of the call just made
+            assert sampler._penalties is not None  # found, so its history is corrected after a refusal
+            rejected += sampler.rejected
             tokens += lazy_reply.usage.completion_tokens
             assert full._llm._sampler.__class__.__name__ == "LlamaSampler"
     finally:

@@ -602,8 +602,6 @@ def _silence_llama_logs(llama_cpp: Any) -> None:
     """llama.cpp writes notes (cache layouts, warnings) straight to stderr; errors reach us as exceptions."""
     global _LOG_CALLBACK
     if _LOG_CALLBACK is None:
-        import ctypes
-
         _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 

@@ -210,11 +210,12 @@ async def measure(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     both, biggest = sum(footprints.values()), max(footprints.values())
     one = min(int(biggest * 1.25), (biggest + both) // 2)  # fits either model alone, never both
     budgets = {"resident": int(both * 1.5), "reload": one}
+    n = args.calls + 1  # the first request warms the models up
     workloads = {
-        "question": [request(i, args.max_tokens) for i in range(args.calls + 1)],
-        "team": team_requests(args.calls + 1, args.max_tokens),
+        "question": lambda: [request(i, args.max_tokens) for i in range(n)],
+        "team": lambda: team_requests(n, args.max_tokens),
     }
-    part1 = {name: await alternating(registry, budgets, workloads[name]) for name in args.workloads}
+    part1 = {name: await alternating(registry, budgets, workloads[name]()) for name in args.workloads}
     part2 = {}
     for rounds in range(args.rounds):  # alternate which policy goes first
         for mode in ("resident_first", "fifo") if rounds % 2 == 0 else ("fifo", "resident_first"):

@@ -21,7 +21,7 @@ import ctypes
 import json
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -470,12 +470,12 @@ class _GrammarOnRejection:
 
     def __init__(self, llama_cpp: Any, free: Any, full: Any, window: int) -> None:
         self._c = llama_cpp
-        self.free, self.full, self._window = free, full, window
+        self.free, self.full = free, full
         self._grammar = self._find(full, b"grammar")
         if self._grammar is None:
             raise ModelError("llama.cpp's sampler chain has no grammar sampler; cannot constrain output")
         self._penalties = self._find(free, b"penalties")
-        self._history: list[int] = []
+        self._history: deque[int] = deque(maxlen=window)  # what the penalty sampler looks back over
         self.rejected = 0  # tokens the grammar refused, sampled again over the whole vocabulary
         self._one = llama_cpp.llama_token_data()
         self._candidates = llama_cpp.llama_token_data_array()
@@ -507,7 +507,7 @@ class _GrammarOnRejection:
             if self._penalties is not None:
                 # The free chain's penalties learnt the rejected token: give them the true history.
                 self._c.llama_sampler_reset(self._penalties)
-                for earlier in self._history[-self._window :]:
+                for earlier in self._history:
                     self._c.llama_sampler_accept(self._penalties, earlier)
                 self._c.llama_sampler_accept(self._penalties, token)
         self._history.append(token)

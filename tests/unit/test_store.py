@@ -123,6 +123,24 @@ def test_run_lookup_by_unique_prefix(tmp_path: Path) -> None:
         store.get_run("zzz")
 
 
+def test_approval_lookup_and_decisions_by_unique_prefix(tmp_path: Path) -> None:
+    from edgecrew.store.approvals import ApprovalStore
+
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    store.create_run("r1", "t", "x", {}, "")
+    approvals = ApprovalStore(store)
+    made = [approvals.request("r1", f"k{i}", "wf", "op", "deploy", {"n": i}, "why") for i in range(3)]
+    first = made[0].id
+    assert approvals.get(first[:6]).id == first
+    with pytest.raises(UserError, match="approval id prefix 'a' is ambiguous"):
+        approvals.get("a")  # every approval id starts with "a"
+    assert approvals.edit(first[:6], {"n": 99}).arguments == {"n": 99}
+    decided = approvals.decide(first[:6], "approved", "ok")
+    assert (decided.id, decided.status) == (first, "approved")
+    with pytest.raises(NotFoundError, match="edgecrew approvals list"):
+        approvals.get("azzzz")
+
+
 async def test_dbos_system_database_is_in_wal_mode(edgecrew_home: Path) -> None:
     import sqlite3
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from edgecrew.errors import ConflictError, NotFoundError
+from edgecrew.errors import ConflictError
 from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore
 
@@ -71,11 +71,10 @@ class ApprovalStore:
         return found
 
     def get(self, approval_id: str) -> ApprovalRecord:
-        with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(t.approvals).where(t.approvals.c.id == approval_id)).mappings().first()
-        if row is None:
-            raise NotFoundError(f"no approval '{approval_id}'; see `edgecrew approvals list`")
-        return ApprovalRecord(**dict(row))
+        """The approval with this id, or the only one whose id starts with it."""
+        return ApprovalRecord(
+            **dict(self.store.row_by_id(t.approvals, approval_id, "approval", "edgecrew approvals list"))
+        )
 
     def list(self, status: str | None = "pending", run_id: str | None = None) -> list[ApprovalRecord]:
         query = sa.select(t.approvals).order_by(t.approvals.c.created_at)
@@ -87,6 +86,7 @@ class ApprovalStore:
             return [ApprovalRecord(**dict(r)) for r in conn.execute(query).mappings()]
 
     def edit(self, approval_id: str, arguments: dict[str, Any]) -> ApprovalRecord:
+        approval_id = self.get(approval_id).id
         with self.store.transaction() as conn:
             changed = conn.execute(
                 t.approvals.update()
@@ -101,6 +101,7 @@ class ApprovalStore:
 
     def decide(self, approval_id: str, status: str, note: str | None = None) -> ApprovalRecord:
         """Approve or deny; raises ConflictError when someone already decided."""
+        approval_id = self.get(approval_id).id
         with self.store.transaction() as conn:
             changed = conn.execute(
                 t.approvals.update()

@@ -207,20 +207,23 @@ class RunStore:
             )
 
     def get_run(self, run_id: str) -> RunRecord:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).mappings().first()
-            if row is None:
-                # Accept a unique prefix, like git does for commits.
-                pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                query = sa.select(t.runs).where(t.runs.c.id.like(pattern, escape="\\")).limit(2)
-                rows = conn.execute(query).mappings().all() if run_id else []
-                if len(rows) == 1:
-                    row = rows[0]
-                elif len(rows) > 1:
-                    raise UserError(f"run id prefix '{run_id}' is ambiguous; give more characters")
-        if row is None:
-            raise NotFoundError(f"no run '{run_id}'; see `edgecrew runs list`")
+        row = self.row_by_id(t.runs, run_id, "run", "edgecrew runs list")
         return _run(row)
+
+    def row_by_id(self, table: sa.Table, given: str, what: str, see: str) -> sa.RowMapping:
+        """The row whose id is ``given`` or, like git's commits, starts with it when only one does."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(table).where(table.c.id == given)).mappings().first()
+            if row is None and given:
+                pattern = given.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                query = sa.select(table).where(table.c.id.like(pattern, escape="\\")).limit(2)
+                rows = conn.execute(query).mappings().all()
+                if len(rows) > 1:
+                    raise UserError(f"{what} id prefix '{given}' is ambiguous; give more characters")
+                row = rows[0] if rows else None
+        if row is None:
+            raise NotFoundError(f"no {what} '{given}'; see `{see}`")
+        return row
 
     def list_runs(
         self, *, limit: int = 20, offset: int = 0, status: str | None = None, team: str | None = None

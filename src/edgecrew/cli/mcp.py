@@ -9,6 +9,9 @@ import typer
 
 from edgecrew.cli.common import ProjectOpt, arun, err, runtime
 
+# One above `edgecrew serve`'s 8765, so both can run side by side with their defaults.
+MCP_HTTP_PORT = 8766
+
 mcp_app = typer.Typer(help="Model Context Protocol: serve this project's tools and teams.", no_args_is_help=True)
 
 
@@ -16,7 +19,9 @@ mcp_app = typer.Typer(help="Model Context Protocol: serve this project's tools a
 def serve(
     http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP instead of stdio.")] = False,
     host: Annotated[str, typer.Option(help="Address to listen on with --http.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on with --http.")] = 8765,
+    port: Annotated[
+        int, typer.Option(help=f"Port to listen on with --http (default {MCP_HTTP_PORT}).")
+    ] = MCP_HTTP_PORT,
     workspace: Annotated[
         Path | None,
         typer.Option(help="Folder the served tools work in (default: a new one under $EDGECREW_HOME/workspaces)."),

@@ -227,7 +227,7 @@ async def serve_stdio(app: EdgecrewMcp) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-async def serve_http(app: EdgecrewMcp, *, host: str = "127.0.0.1", port: int = 8765, path: str = "/mcp") -> None:
+async def serve_http(app: EdgecrewMcp, *, host: str = "127.0.0.1", port: int = 8766, path: str = "/mcp") -> None:
     """Serve streamable HTTP on ``host:port`` at ``path`` until interrupted."""
     import uvicorn
 

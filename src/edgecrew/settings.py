@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edgecrew.domain.sizes import parse_size
 
 
 class Settings(BaseSettings):
@@ -33,6 +35,13 @@ class Settings(BaseSettings):
     # Memory the model pool may fill with resident models, e.g. "2GiB" (default: what is available
     # now, less a safety margin).
     model_memory: str | None = None
+
+    # -- sandbox (python.run, shell.run): per execution --
+    sandbox_cpu_s: int = Field(default=10, ge=1)  # CPU seconds
+    sandbox_wall_s: float = Field(default=20.0, gt=0)  # wall-clock seconds
+    sandbox_memory: str = "512MiB"  # address space per process
+    sandbox_disk: str = "256MiB"  # new bytes in the work dir and private /tmp together
+    sandbox_processes: int = Field(default=64, ge=1)
 
     # -- server (`edgecrew serve`) --
     host: str = "127.0.0.1"
@@ -57,10 +66,22 @@ class Settings(BaseSettings):
     # (leave logging as the embedding program set it up).
     log_format: Literal["json", "console", "off"] = "json"
 
+    @field_validator("sandbox_memory", "sandbox_disk")
+    @classmethod
+    def _a_size(cls, value: str) -> str:
+        parse_size(value)  # ValueError says how to write it
+        return value
+
+    @property
+    def sandbox_memory_bytes(self) -> int:
+        return parse_size(self.sandbox_memory) or 0
+
+    @property
+    def sandbox_disk_bytes(self) -> int:
+        return parse_size(self.sandbox_disk) or 0
+
     @property
     def model_memory_bytes(self) -> int | None:
-        from edgecrew.specs.models import parse_size
-
         return parse_size(self.model_memory)
 
     @property

@@ -110,6 +110,36 @@ async def test_timeout_keeps_partial_output(tmp_path: Path) -> None:
     assert result.timed_out and result.killed_reason == "wall" and result.exit_code == -signal.SIGKILL
 
 
+async def test_the_code_tools_take_their_limits_from_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgecrew.settings import reset_settings
+    from edgecrew.tools.base import ToolContext, ToolRegistry
+    from edgecrew.tools.builtins import code as code_tools
+
+    monkeypatch.setenv("EDGECREW_SANDBOX_WALL_S", "1")
+    monkeypatch.setenv("EDGECREW_SANDBOX_MEMORY", "256MiB")
+    reset_settings()
+    assert code_tools.sandbox_limits().memory_bytes == 256 * MiB
+    registry = ToolRegistry()
+    code_tools.register(registry)
+    spec = registry.find("python.run")
+    assert spec is not None and spec.timeout_s == 1 + code_tools.SANDBOX_MARGIN_S
+    ctx = ToolContext(run_id="r", agent="a", workspace=tmp_path)
+    result = await code_tools.python_run("import time\nprint('started')\ntime.sleep(30)", ctx)
+    assert result["timed_out"] and result["killed"] == "wall" and result["stdout"] == "started\n"
+
+
+def test_a_sandbox_size_setting_that_cannot_be_read_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from edgecrew.settings import Settings
+
+    monkeypatch.setenv("EDGECREW_SANDBOX_DISK", "lots")
+    with pytest.raises(ValidationError, match="cannot read size 'lots'; write e.g. 900MiB"):
+        Settings()
+
+
 async def test_large_unread_stdin_does_not_hang(tmp_path: Path) -> None:
     result = await run_sandboxed("shell", "echo ok", workdir=tmp_path / "w", stdin="x" * (4 * MiB))
     assert result.stdout == "ok\n" and result.exit_code == 0

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgecrew.domain.sizes import parse_size
 from edgecrew.errors import SpecIssue
 from edgecrew.models.registry import BUILTIN_MODELS, DEFAULT_CAPABILITIES, ModelDef
 from edgecrew.specs.yamlsrc import line_of
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
-_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30}
 
 
 class ModelDoc(BaseModel):
@@ -46,15 +43,6 @@ class ModelDoc(BaseModel):
     delay: float = Field(0.0, ge=0)
     record: str | None = None
     cycle: bool = False
-
-
-def parse_size(value: str | int | None) -> int | None:
-    if value is None or isinstance(value, int):
-        return value
-    match = _SIZE.match(value)
-    if match is None:
-        raise ValueError(f"cannot read size {value!r}; write e.g. 900MiB or 1.5GB")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower() if match.group(2) else None])
 
 
 def build_models(

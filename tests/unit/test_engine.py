@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Iterator, Sequence
 
 import pytest
 
+from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition
+from edgecrew.domain.specs import AgentSpec, Limits
+from edgecrew.engine.agent import CallResult, Observation, run_turn
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.tools.base import ToolRegistry, spec_from_function
 from edgecrew.tools.builtins import register_builtins
@@ -257,6 +261,73 @@ async def test_turn_timeout_ends_with_timeout_outcome() -> None:
     assert run.status == "failed"
     step = rt.store.steps(run.id)[0]
     assert step.outcome == "timeout" and "did not answer within" in (step.error or "")
+
+
+NAPPER = """
+name: napper
+agents:
+  worker: {model: fake, system: work, tools: [nap], limits: {timeout_s: 1}}
+graph: {start: worker, edges: [{from: worker, to: end}]}
+"""
+
+
+async def test_tool_time_counts_toward_the_turn_timeout() -> None:
+    registry = ToolRegistry()
+
+    async def nap(seconds: float) -> str:
+        """Rest a while."""
+        await asyncio.sleep(seconds)
+        return "rested"
+
+    registry.register(spec_from_function(nap))
+    replies = [{"tool": "nap", "args": {"seconds": 0.6}}, {"tool": "nap", "args": {"seconds": 0.7}}, "done"]
+    model = ScriptedModel(replies)
+    run, rt = await run_team(NAPPER, model, tools=registry)
+    assert run.status == "failed" and len(model.calls) == 2
+    step = rt.store.steps(run.id)[0]
+    assert step.outcome == "timeout" and step.error == "turn ran past 1s"
+    second = [e for e in rt.store.events(run.id) if e.type == "tool_called"][1]
+    assert "ran past the agent's time limit" in second.data["result"]  # cut at the time the agent had left
+
+
+class WaitingIO:
+    """A TurnIO whose tool calls wait ``wait_s`` for a person, then answer; it records model timeouts."""
+
+    def __init__(self, wait_s: float, replies: list[Message]) -> None:
+        self.wait_s, self.replies = wait_s, iter(replies)
+        self.model_timeouts: list[float] = []
+        self.tool_timeouts: list[float] = []
+
+    async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult:
+        self.model_timeouts.append(timeout_s)
+        return CallResult(response=ModelResponse(next(self.replies)))
+
+    async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float, reason: str) -> Observation:
+        self.tool_timeouts.append(timeout_s)
+        await asyncio.sleep(self.wait_s)
+        return Observation("deployed", waited_s=self.wait_s)
+
+    def tool_definitions(self, agent: AgentSpec) -> Sequence[ToolDefinition]:
+        return [ToolDefinition("deploy", "Deploy.", {"type": "object"})]
+
+    def canonical_tool(self, name: str) -> str:
+        return name
+
+    def checkpoint(self, name: str) -> None:
+        pass
+
+
+async def test_time_waiting_for_a_person_is_left_out_of_the_turn_clock() -> None:
+    agent = AgentSpec("op", "operate", tools=("deploy",), limits=Limits(timeout_s=0.5))
+    replies = [
+        Message("assistant", tool_calls=(ToolCall("c1", "deploy", {"to": "a"}),)),
+        Message("assistant", tool_calls=(ToolCall("c2", "deploy", {"to": "b"}),)),
+        Message("assistant", "done"),
+    ]
+    io = WaitingIO(0.4, replies)  # two waits: together longer than the agent's limit
+    result = await run_turn(agent, "ship it", io, "v000.op", {})
+    assert (result.outcome.value, result.error, result.tool_calls) == ("final", None, 2)
+    assert all(0.4 < t <= 0.5 for t in io.model_timeouts + io.tool_timeouts), (io.model_timeouts, io.tool_timeouts)
 
 
 async def test_the_last_step_offers_no_tools_so_a_tool_happy_model_answers() -> None:

@@ -4,6 +4,9 @@ The loop is written against :class:`TurnIO`, so the same code runs durably (each
 and in plain tests. It ends with an :class:`Outcome`: ``final`` (output valid against the agent's
 schema when it has one), ``max_steps``, ``loop_detected`` (the same tool call with the same
 arguments a third time), ``timeout``, ``invalid_output`` or ``error``.
+
+``timeout_s`` bounds the agent's own work only: a tool call that waits for a person's approval
+reports how long it waited (:attr:`Observation.waited_s`), and the turn's clock leaves that out.
 """
 
 from __future__ import annotations
@@ -39,6 +42,22 @@ class Observation:
 
     content: str
     is_error: bool = False
+    waited_s: float = 0.0  # time spent waiting for a person's decision: not the agent's time
+
+
+class TurnClock:
+    """The agent's own time in a turn: wall time since it began, less the time spent waiting for people."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.started = time.monotonic()
+        self.excluded_s = 0.0
+
+    def exclude(self, seconds: float) -> None:
+        self.excluded_s += max(seconds, 0.0)
+
+    def remaining(self) -> float:
+        return self.limit_s - (time.monotonic() - self.started - self.excluded_s)
 
 
 class TurnIO(Protocol):
@@ -135,10 +154,10 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
     tools = tuple(io.tool_definitions(agent))
     seen: Counter[tuple[str, str]] = Counter()
     tool_errors = 0
-    started = time.monotonic()
+    clock = TurnClock(agent.limits.timeout_s)
     last_text = ""
     for step in range(agent.limits.max_steps):
-        remaining = agent.limits.timeout_s - (time.monotonic() - started)
+        remaining = clock.remaining()
         if remaining <= 0:
             return _end(result, Outcome.TIMEOUT, f"turn ran past {agent.limits.timeout_s:g}s")
         last_call = step == agent.limits.max_steps - 1
@@ -182,10 +201,10 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
                         Outcome.LOOP_DETECTED,
                         f"'{tool_call.name}' called {LOOP_LIMIT} times with the same arguments",
                     )
-                remaining = agent.limits.timeout_s - (time.monotonic() - started)
                 observation = await io.call_tool(
-                    f"{key}.m{step}.t{j}", agent, tool_call, max(remaining, 0.001), reply.content
+                    f"{key}.m{step}.t{j}", agent, tool_call, max(clock.remaining(), 0.001), reply.content
                 )
+                clock.exclude(observation.waited_s)
                 result.tool_calls += 1
                 messages.append(Message("tool", observation.content, tool_call_id=tool_call.id, name=tool_call.name))
                 if observation.is_error:

@@ -313,22 +313,32 @@ class DurableIO:
         return CallResult(response=response, error=data.get("error"), kind=data.get("kind", ""))
 
     async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float, reason: str) -> Observation:
-        """Check permissions, wait for approval when the tool is risky, then run it as a step."""
+        """Check permissions, wait for approval when the tool is risky, then run it as a step.
+
+        ``timeout_s`` is the agent's own time left when it asked, and bounds the tool however long
+        the person took. The wait is timed here, live, not recorded: a replay after a restart finds
+        the decision at once and reports a wait of about nothing, just as its replayed steps take
+        about nothing on the turn's clock, so no recorded time is left out twice.
+        """
         spec = self.rt.tools.find(call.name)
         refused = refusal(agent.name, agent.tools, spec, call.name)
+        waited_s = 0.0
         if refused is None and spec is not None and needs_approval(spec, agent.approval, self.approved_tools):
+            asked = time.monotonic()
             decision = await await_decision(
                 self.rt, self.run_id, key, agent.name, spec.name, call.arguments, reason or "(no reason given)"
             )
+            waited_s = time.monotonic() - asked
             if not decision.approved:
                 note = f": {decision.note}" if decision.note else ""
-                return Observation(f"error: a person denied this call to '{spec.name}'{note}", is_error=True)
+                denied = f"error: a person denied this call to '{spec.name}'{note}"
+                return Observation(denied, is_error=True, waited_s=waited_s)
             self.approved_tools.add(spec.name)
             call = ToolCall(call.id, call.name, decision.arguments)
         data = await tool_call_step(
             self.run_id, key, agent.name, list(agent.tools), call, timeout_s, agent.file_read, agent.file_write
         )
-        return Observation(content=data["content"], is_error=data["is_error"])
+        return Observation(content=data["content"], is_error=data["is_error"], waited_s=waited_s)
 
     def tool_definitions(self, agent: AgentSpec) -> list[ToolDefinition]:
         # A tool missing here (a plugin gone since the run started) is refused when called.

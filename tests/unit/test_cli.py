@@ -139,6 +139,75 @@ def test_validate_reports_every_problem_with_file_and_line(project_dir: Path) ->
     assert "unreachable" in out
 
 
+def test_validate_reports_shape_and_meaning_problems_together(project_dir: Path) -> None:
+    bad = write(
+        project_dir / "bad.yaml",
+        """\
+        name: bad
+        agents:
+          a:
+            model: fake
+            system: x
+            limts: {max_steps: 3}
+            tools: [files.wrte]
+          b: {model: nosuch, system: y}
+        graph:
+          start: a
+          edges:
+            - {from: a, to: b}
+            - {from: b, to: c}
+    """,
+    )
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert f"{bad}:6: unknown field 'limts' in agents.a" in out and "did you mean 'limits'?" in out
+    assert f"{bad}:7: agent 'a' allows unknown tool 'files.wrte'" in out
+    assert f"{bad}:8: agent 'b' uses unknown model 'nosuch'" in out
+    assert f"{bad}:13: edge 2 goes to unknown agent 'c'" in out
+    assert out.index(f"{bad}:6:") < out.index(f"{bad}:7:") < out.index(f"{bad}:8:") < out.index(f"{bad}:13:")
+
+
+def test_validate_reports_no_follow_on_problems(project_dir: Path) -> None:
+    bad = write(
+        project_dir / "bad.yaml",
+        """\
+        name: bad
+        agents:
+          a: {model: fake, system: x, tools: [files.wrte]}
+          b: {model: fake, system: y}
+        graph:
+          start: a
+          edge:
+            - {from: a, to: b}
+    """,
+    )
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert f"{bad}:7: unknown field 'edge' in graph" in out and "did you mean 'edges'?" in out
+    assert f"{bad}:3: agent 'a' allows unknown tool 'files.wrte'" in out
+    assert "unreachable" not in out  # the misspelt edges are not trusted, so the graph is not checked
+
+
+def test_validate_reports_every_problem_of_the_project_file(project_dir: Path) -> None:
+    config = write(
+        project_dir / "edgecrew.yaml",
+        PROJECT
+        + """
+  remote: {backend: litellm}
+  broken: {backend: scripted, replys: [hi]}
+plugns: [tools.py]
+""",
+    )
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert "3 problems" in out
+    assert f"{config}:10: model 'remote' (litellm) needs 'model'" in out
+    assert f"{config}:11: models.broken.replys" in out and f"{config}:12: plugns" in out
+
+
 def test_validate_project_dir_accepts_good_teams(project_dir: Path) -> None:
     result = runner.invoke(app, ["validate", str(project_dir)])
     assert result.exit_code == 0, result.output

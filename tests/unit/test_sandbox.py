@@ -136,7 +136,7 @@ def test_a_sandbox_size_setting_that_cannot_be_read_is_refused(monkeypatch: pyte
     from edgecrew.settings import Settings
 
     monkeypatch.setenv("EDGECREW_SANDBOX_DISK", "lots")
-    with pytest.raises(ValidationError, match="cannot read size 'lots'; write e.g. 900MiB"):
+    with pytest.raises(ValidationError, match=r"cannot read size 'lots'; write e\.g\. 900MiB"):
         Settings()
 
 

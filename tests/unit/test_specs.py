@@ -536,9 +536,17 @@ graph:
 
 
 def test_every_shape_error_is_reported_at_once(tmp_path: Path) -> None:
-    # Shape errors stop before meaning checks (which need a well-formed team), so only max_stepz here.
+    # max_stepz makes the writer's limits untrusted, which no meaning check reads: they all still run.
     issues = problems(tmp_path, BROKEN)
-    assert [(i.line, i.message) for i in issues] == [(7, "unknown field 'max_stepz' in agents.writer.limits")]
+    assert [(i.line, i.message) for i in issues] == [
+        (5, "agent 'writer' uses unknown model 'lokal'"),
+        (6, "agent 'writer' allows unknown tool 'files.reed'"),
+        (7, "unknown field 'max_stepz' in agents.writer.limits"),
+        (11, "agent 'orphan' is unreachable from start 'writer'"),
+        (17, "edge 2: condition \"verdikt == 'revise'\" reads verdikt, which agent 'critic' does not output"),
+        (17, "cycle without a bound: writer -> critic -> writer"),
+        (18, "edge 3 goes to unknown agent 'edn'"),
+    ]
 
 
 def test_every_meaning_error_is_reported_at_once(tmp_path: Path) -> None:
@@ -558,3 +566,131 @@ def test_every_meaning_error_is_reported_at_once(tmp_path: Path) -> None:
     text = str(info.value)
     assert text.startswith("6 problems in spec:")
     assert f"{path}:5: agent 'writer' uses unknown model 'lokal' (did you mean 'local'?)" in text
+
+
+# --- shape and meaning errors together ---------------------------------------------------------------
+
+TANGLED = """\
+name: tangled
+agents:
+  writer:
+    system: Write.
+    limts: {max_steps: 3}
+    tools: [files.raed]
+  critic:
+    system: Judge.
+    model: gpt-9
+graph:
+  start: writer
+  edges:
+    - {from: writer, to: critic}
+    - {from: critic, to: reviewer}
+"""
+
+
+def test_an_unknown_field_does_not_hide_the_meaning_errors(tmp_path: Path) -> None:
+    issues = problems(tmp_path, TANGLED)
+    assert [(i.line, i.message, i.hint) for i in issues] == [
+        (5, "unknown field 'limts' in agents.writer", "did you mean 'limits'?"),
+        (6, "agent 'writer' allows unknown tool 'files.raed'", "did you mean 'files.read'?"),
+        (9, "agent 'critic' uses unknown model 'gpt-9'", "known: gemma, local"),
+        (14, "edge 2 goes to unknown agent 'reviewer'", "known: writer, critic, 'end'"),
+    ]
+
+
+def test_a_wrong_typed_leaf_and_a_meaning_error_are_reported_together(tmp_path: Path) -> None:
+    text = MINI.replace("    system: Write.", "    system: Write.\n    plan_first: 'no'\n    model: gemmma")
+    issues = problems(tmp_path, text)
+    assert [(i.line, i.message) for i in issues] == [
+        (5, "agents.writer.plan_first: expected true or false, got str 'no'"),
+        (6, "agent 'writer' uses unknown model 'gemmma'"),
+    ]
+
+
+def test_inline_team_with_shape_and_meaning_errors_keeps_the_enclosing_lines() -> None:
+    text = "teams:\n  - name: inline\n    agents:\n      a: {system: hi, colour: red}\n    graph: {start: b}\n"
+    with pytest.raises(SpecError) as info:
+        build_team(parse_yaml(text, "edgecrew.yaml"), "edgecrew.yaml", None, ("teams", 0))
+    assert [(i.line, i.message) for i in info.value.issues] == [
+        (4, "unknown field 'colour' in agents.a"),
+        (5, "start node 'b' is not an agent of this team"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "shape", "absent"),
+    [
+        # a misspelt graph field: dropping it would leave no edges, so every agent would look unreachable
+        ("  edges:", "  edge:", "unknown field 'edge' in graph", "unreachable"),
+        ("{from: writer, to: critic}", "{from: writer, too: critic}", "missing required field 'to'", "unreachable"),
+        ("{from: writer, to: critic}", "{from: 7, to: critic}", "graph.edges.0.from", "unreachable"),
+        ("  start: writer", "  start: [writer]", "graph.start: expected text", "unreachable"),
+        # a broken bound must not turn into "cycle without a bound"
+        ("max_loops: 2", "max_loop: 2", "unknown field 'max_loop'", "cycle"),
+        ("max_loops: 2", "max_loops: 0", "greater than or equal to 1", "cycle"),
+        # a broken output_schema must not make the conditions that read it look wrong
+        ("    output_schema:", "    schema:", "unknown field 'schema' in agents.critic", "does not output"),
+        ("    output_schema:", "    output_schema: [x]\n    old_schema:", "expected a mapping, got list", "output"),
+        # a broken agent still exists: edges to it are not "unknown", it is not "unreachable"
+        (
+            "  critic:\n    system: Judge.\n",
+            "  critic: Judge.\n  old:\n    system: Judge.\n",
+            "agents.critic",
+            "critic'",
+        ),
+        # a team whose agents are not a mapping: no meaning check can be trusted
+        ("agents:\n", "agents: []\nold_agents:\n", "agents: expected a mapping", "unknown tool"),
+    ],
+)
+def test_shape_errors_bring_no_follow_on_errors(tmp_path: Path, old: str, new: str, shape: str, absent: str) -> None:
+    text = MINI.replace("    system: Write.", "    system: Write.\n    tools: [files.raed]", 1)
+    assert old in text
+    messages = [i.message for i in problems(tmp_path, text.replace(old, new, 1))]
+    assert any(shape in m for m in messages), messages
+    assert not any(absent in m for m in messages if shape not in m), messages
+    if absent != "unknown tool":  # the meaning checks still ran on the parts that can be trusted
+        assert "agent 'writer' allows unknown tool 'files.raed'" in messages
+
+
+def test_a_broken_model_field_mutes_only_the_model_check(tmp_path: Path) -> None:
+    catalog = Catalog(tools=CATALOG.tools, models=frozenset({"gemma"}))  # the default 'local' is unknown here
+    text = MINI.replace("    system: Write.", "    system: Write.\n    modle: gemma\n    tools: [files.raed]")
+    assert [(i.line, i.message) for i in problems(tmp_path, text, catalog)] == [
+        (5, "unknown field 'modle' in agents.writer"),
+        (6, "agent 'writer' allows unknown tool 'files.raed'"),
+        (7, "agent 'critic' uses unknown model 'local'"),  # critic really has no model: a true error
+    ]
+
+
+def test_project_file_reports_shape_and_model_errors_together(project_dir: Path) -> None:
+    from edgecrew.specs.project import load_project
+
+    config = project_dir / "edgecrew.yaml"
+    config.write_text(
+        """\
+models:
+  remote:
+    backend: litellm
+  mine:
+    backend: llamacpp
+    pth: m.gguf
+  spare:
+    backend: scripted
+    fallbacks: [mine, nosuch]
+mcp_servers:
+  srv: {url: "http://127.0.0.1:1/mcp", timeot_s: 3}
+plugns: [tools.py]
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError) as info:
+        load_project(project_dir)
+    found = [(i.line, i.message) for i in info.value.issues]
+    assert [line for line, _ in found] == [2, 6, 9, 11, 12], found
+    text = str(info.value)
+    assert f"{config}:2: model 'remote' (litellm) needs 'model'" in text
+    assert f"{config}:6: models.mine.pth" in text
+    assert f"{config}:9: model 'spare' falls back to unknown model 'nosuch'" in text
+    assert "mcp_servers.srv.timeot_s" in text and "plugns" in text
+    # 'mine' is broken, not missing: no "needs 'path'" and no "unknown model 'mine'"
+    assert not any("needs 'path'" in m or "unknown model 'mine'" in m for _, m in found), found

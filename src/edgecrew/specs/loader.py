@@ -3,6 +3,8 @@
 Every problem is collected and reported at once, each with file, line and what to change. Shape
 errors come from pydantic with their location path, which :func:`line_of` maps back to a YAML line.
 Validation is strict: YAML already has types, so ``max_steps: "5"`` is a mistake, not a number.
+After shape errors the meaning checks still run, on a copy repaired by :data:`_TEAM_REPAIRS` (see
+:mod:`edgecrew.specs.repair`): a part that cannot be trusted is muted, never guessed at.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgecrew.domain.conditions import ConditionSyntaxError, compile_condition
 from edgecrew.domain.specs import END, AgentSpec, Edge, Graph, Limits, TeamSpec
 from edgecrew.errors import SpecError, SpecIssue
+from edgecrew.specs.repair import ANY, DROP, Loc, Rule, repair
 from edgecrew.specs.yamlsrc import line_of, parse_yaml, read_yaml, to_plain
 
 __all__ = ["Catalog", "build_team", "load_team", "load_team_text", "parse_yaml", "team_from_raw"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-Loc = tuple[Any, ...]
 
 
 class _Strict(BaseModel):
@@ -104,9 +106,14 @@ class _Issues:
     file: str
     prefix: Loc
     items: list[SpecIssue] = field(default_factory=list)
+    muted: frozenset[Loc] = frozenset()  # parts a shape error made untrusted: no meaning issue under them
 
     def add(self, loc: Loc, message: str, hint: str = "") -> None:
-        self.items.append(SpecIssue(self.file, line_of(self.doc, (*self.prefix, *loc)), message, hint))
+        if self.trusts(loc):
+            self.items.append(SpecIssue(self.file, line_of(self.doc, (*self.prefix, *loc)), message, hint))
+
+    def trusts(self, loc: Loc) -> bool:
+        return not any(loc[: len(part)] == part for part in self.muted)
 
     def error(self) -> SpecError:
         return SpecError(sorted(self.items, key=lambda i: i.line or 0))
@@ -134,14 +141,11 @@ def build_team(doc: Any, file: str, catalog: Catalog | None, loc_prefix: Loc) ->
             "write 'name:', 'agents:' and 'graph:' at the top level",
         )
         raise issues.error()
-    try:
-        team = TeamDoc.model_validate(to_plain(node, file))
-    except ValidationError as exc:
-        for loc, message, hint in _shape_issues(exc):
-            issues.add(loc, message, hint)
-        raise issues.error() from None
+    team = _shape(to_plain(node, file), issues)
+    if team is None:
+        raise issues.error()
     _check_team(team, catalog or Catalog(), issues)
-    if issues.items:
+    if issues.items:  # always so after shape errors: a repaired team never becomes a TeamSpec
         raise issues.error()
     return _to_domain(team, file, catalog)
 
@@ -152,6 +156,46 @@ def team_from_raw(raw: Mapping[str, Any], source: str = "<snapshot>") -> TeamSpe
 
 
 # --- shape errors ------------------------------------------------------------------------------------
+
+
+def _shape(plain: Any, issues: _Issues) -> TeamDoc | None:
+    """The team; after shape errors (added to ``issues``), the repaired team whose unmuted parts the
+    meaning checks may trust, or None when nothing can be trusted."""
+    try:
+        return TeamDoc.model_validate(plain)
+    except ValidationError as exc:
+        for loc, message, hint in _shape_issues(exc):
+            issues.add(loc, message, hint)
+        repaired = repair(plain, exc, TeamDoc, _TEAM_REPAIRS, _suspect)
+        if repaired is None:
+            return None
+        team, issues.muted = repaired
+        return team
+
+
+_ANY_OUTPUT = {"type": "object"}  # a valid schema whose outputs a condition may read any field of
+# What the meaning checks may assume in place of a broken (or misspelt) field. No rule for 'agents':
+# without them nothing can be checked. A broken edge mutes the whole graph (an edge cannot be left out
+# without making agents look unreachable), but not the agents' own checks.
+_TEAM_REPAIRS = (
+    Rule(("name",), "team", mute=True),
+    *(Rule((key,), DROP) for key in ("description", "limits", "output", "preamble", "approval")),
+    Rule(("agents", ANY), {"system": "-", "output_schema": _ANY_OUTPUT}, mute=True),
+    Rule(("agents", ANY, "system"), "-"),
+    Rule(("agents", ANY, "model"), DROP, mute=True),
+    Rule(("agents", ANY, "output_schema"), _ANY_OUTPUT),
+    *(Rule(("agents", ANY, key), DROP) for key in ("role", "tools", "limits", "plan_first", "files")),
+    Rule(("graph",), {"start": "", "edges": []}, mute=True),
+    Rule(("graph", "edges", ANY, "when"), DROP),
+    Rule(("graph", "edges", ANY, "max_loops"), 1),  # bounded, as the author meant: no false "cycle"
+)
+
+
+def _suspect(loc: Loc) -> Loc | None:
+    """The field an unknown key may be a misspelling of (``edge`` for ``edges``), if any."""
+    close = _resembles(loc)
+    return (*loc[:-1], close) if close else None
+
 
 _EXPECTED = {  # pydantic error type -> (what was expected, how to write it)
     "string_type": ("text", "put the value in quotes"),
@@ -231,11 +275,10 @@ def _shape_message(err: Mapping[str, Any], loc: Loc) -> str:
 def _shape_hint(err: Mapping[str, Any], loc: Loc) -> str:
     kind = err["type"]
     if kind == "extra_forbidden" and loc:
-        fields = _fields_for(loc[:-1])
-        wrong = str(loc[-1])
-        close = difflib.get_close_matches(wrong, fields, n=1) or [f for f in (_SYNONYMS.get(wrong),) if f in fields]
+        close = _resembles(loc)
         if close:
-            return f"did you mean '{close[0]}'?"
+            return f"did you mean '{close}'?"
+        fields = _fields_for(loc[:-1])
         return "allowed fields: " + ", ".join(sorted(fields)) if fields else "remove it"
     if kind == "missing":
         return f"add '{loc[-1]}: ...' under {_where(loc[:-1])}" if len(loc) > 1 else f"add '{loc[-1]}: ...'"
@@ -244,6 +287,14 @@ def _shape_hint(err: Mapping[str, Any], loc: Loc) -> str:
     if kind in _EXPECTED:
         return _EXPECTED[kind][1]
     return f"change '{loc[-1]}'" if loc else ""
+
+
+def _resembles(loc: Loc) -> str | None:
+    """The allowed field closest to the unknown key at ``loc`` (by spelling, then by synonym)."""
+    fields = _fields_for(loc[:-1])
+    wrong = str(loc[-1])
+    close = difflib.get_close_matches(wrong, fields, n=1) or [f for f in (_SYNONYMS.get(wrong),) if f in fields]
+    return close[0] if close else None
 
 
 def _fields_for(loc: Loc) -> list[str]:
@@ -288,17 +339,19 @@ def _check_team(team: TeamDoc, catalog: Catalog, issues: _Issues) -> None:
         )
     for name, agent in team.agents.items():
         _check_agent(name, agent, catalog, issues)
-    if team.graph.start not in team.agents:
-        issues.add(
-            ("graph", "start"),
-            f"start node '{team.graph.start}' is not an agent of this team",
-            _suggest(team.graph.start, team.agents),
-        )
     if team.output is not None and team.output not in team.agents:
         issues.add(
             ("output",),
             f"output agent '{team.output}' is not an agent of this team",
             _suggest(team.output, team.agents),
+        )
+    if not issues.trusts(("graph",)):
+        return  # its checks would report what a shape error already explains (e.g. "unreachable")
+    if team.graph.start not in team.agents:
+        issues.add(
+            ("graph", "start"),
+            f"start node '{team.graph.start}' is not an agent of this team",
+            _suggest(team.graph.start, team.agents),
         )
     for i, edge in enumerate(team.graph.edges):
         _check_edge(i, edge, team.agents, issues)

@@ -2,6 +2,8 @@
 
 Teams are discovered cheaply (by name) and validated when used, so one broken file does not hide the
 others from ``edgecrew teams list``. Project teams override built-in teams of the same name.
+Problems in ``edgecrew.yaml`` are reported at once: after shape errors the models are still checked,
+each broken model replaced by a placeholder that is known (for fallbacks) but not checked itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from edgecrew.errors import NotFoundError, SpecError, SpecIssue, UserError
 from edgecrew.models.registry import ModelDef
 from edgecrew.specs.loader import Catalog, build_team
 from edgecrew.specs.models import ModelDoc, build_models
+from edgecrew.specs.repair import ANY, DROP, Rule, repair
 from edgecrew.specs.yamlsrc import line_of, read_yaml, to_plain
 from edgecrew.tools.mcp import McpServerConfig, McpServers
 
@@ -156,6 +159,39 @@ def _team_name(doc: Any, file: Path) -> str:
     return file.stem
 
 
+# In place of a broken section or entry of edgecrew.yaml (an unknown key in it may be a misspelling of
+# any field): drop it; a broken model becomes a placeholder that build_models finds nothing wrong with,
+# so it is not checked itself and the fallbacks that name it stay valid.
+_CONFIG_REPAIRS = (
+    Rule((ANY,), DROP),
+    Rule(("models", ANY), {"backend": "scripted"}),
+    Rule(("mcp_servers", ANY), DROP),
+)
+
+
+def _read_config(config: Path, directory: Path) -> tuple[ProjectDoc, dict[str, ModelDef]]:
+    """edgecrew.yaml's sections and models; every problem in it, of shape or meaning, raised at once."""
+    doc = read_yaml(config) or {}
+    plain = to_plain(doc, str(config))
+    issues: list[SpecIssue] = []
+    try:
+        parsed = ProjectDoc.model_validate(plain)
+    except ValidationError as exc:
+        issues = [
+            SpecIssue(str(config), line_of(doc, tuple(e["loc"])), f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}")
+            for e in exc.errors()
+        ]
+        repaired = repair(plain, exc, ProjectDoc, _CONFIG_REPAIRS, suspect=lambda loc: loc)
+        if repaired is None:
+            raise SpecError(issues) from None
+        parsed = repaired[0]
+    models, model_issues = build_models(parsed.models, doc, str(config), directory)
+    issues += model_issues
+    if issues:
+        raise SpecError(sorted(issues, key=lambda i: i.line or 0))
+    return parsed, models
+
+
 def load_project(directory: Path) -> Project:
     """Read a project directory; a missing edgecrew.yaml is fine (built-in teams and models)."""
     directory = directory.resolve()
@@ -167,25 +203,9 @@ def load_project(directory: Path) -> Project:
     config = directory / CONFIG_FILE
     if config.exists():
         project.config_file = config
-        doc = read_yaml(config) or {}
-        try:
-            parsed = ProjectDoc.model_validate(to_plain(doc, str(config)))
-        except ValidationError as exc:
-            raise SpecError(
-                [
-                    SpecIssue(
-                        str(config),
-                        line_of(doc, tuple(e["loc"])),
-                        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}",
-                    )
-                    for e in exc.errors()
-                ]
-            ) from None
+        parsed, project.models = _read_config(config, directory)
         project.plugins = tuple(parsed.plugins)
         project.mcp_servers = dict(parsed.mcp_servers)
-        project.models, issues = build_models(parsed.models, doc, str(config), directory)
-        if issues:
-            raise SpecError(issues)
         for i, team in enumerate(parsed.teams):
             name = str(team.get("name") or f"team-{i + 1}")
             project.add(TeamSource(name, config, ("teams", i)))

@@ -411,7 +411,7 @@ async def test_structured_output_is_requested_as_json_schema_and_validated(canne
     assert response.message.content == good
     with pytest.raises(InvalidOutputError, match=r"does not satisfy the output schema at verdict: 'maybe' is not one"):
         await model.request(ask("The sky is green?", output_schema=VERDICT))
-    with pytest.raises(InvalidOutputError, match=r"its structured reply is not JSON"):
+    with pytest.raises(InvalidOutputError, match=r"its structured reply is malformed JSON"):
         await model.request(ask("The sky is green?", output_schema=VERDICT))
     sent = canned.received(base)
     assert len(sent) == 3, "invalid output is the agent's to retry, not the adapter's"

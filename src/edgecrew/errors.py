@@ -7,6 +7,7 @@
     │   ├── SpecError        an invalid agent/team/project YAML; carries every SpecIssue at once
     │   ├── NotFoundError    a team, run or model alias that does not exist
     │   └── ConflictError    the thing is in a state that forbids this (a finished run, a decided approval)
+    │       └── IdempotencyKeyReused   an idempotency key sent again for another team or task
     └── RunError             something failed while running a team
         ├── ModelError       a model backend failed
         │   ├── InvalidOutputError      the model's reply is malformed (the agent may retry)
@@ -15,7 +16,8 @@
         │   ├── ContextOverflowError    the prompt does not fit the model's context (falls back)
         │   ├── ModelTimeoutError       the model did not answer in time (retried, then falls back)
         │   └── ModelUnavailableError   the backend is down or unreachable (retried, then falls back)
-        └── ToolError        a tool failed (its message goes back to the model as an observation)
+        ├── ToolError        a tool failed (its message goes back to the model as an observation)
+        └── NoRouteError     no edge of the team's graph fits an agent's output (engine.graph)
 
 Exceptions carry data and never log by themselves.
 """
@@ -39,6 +41,14 @@ class NotFoundError(UserError):
 
 class ConflictError(UserError):
     """The action does not fit the current state: cancelling a finished run, deciding twice."""
+
+
+class IdempotencyKeyReused(ConflictError):
+    """An idempotency key that already started a run, sent again with another team or task."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"Idempotency-Key was first used for run {run_id} with another team or task; use a new key")
+        self.run_id = run_id
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from edgecrew.specs.project import load_project
 from edgecrew.tools.base import ToolContext, ToolSpec
 from edgecrew.tools.mcp import close_mcp, load_mcp_tools
 from tests.conftest import write
+from tests.teams import TRIO
 
 pytest.importorskip("mcp")
 
@@ -60,29 +61,6 @@ if __name__ == "__main__":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
     else:
         server.run()
-"""
-
-TEAM = """
-name: trio
-agents:
-  planner:
-    model: fake
-    system: plan
-    output_schema: {type: object, properties: {steps: {type: array, items: {type: string}}}, required: [steps]}
-  writer: {model: fake, system: write}
-  critic:
-    model: fake
-    system: judge
-    output_schema:
-      type: object
-      properties: {verdict: {enum: [approve, revise]}, notes: {type: string}}
-      required: [verdict]
-graph:
-  start: planner
-  edges:
-    - {from: planner, to: writer}
-    - {from: writer, to: critic}
-    - {from: critic, to: end}
 """
 
 CTX = ToolContext(run_id="test", agent="test", workspace=Path("."))
@@ -248,7 +226,7 @@ async def test_edgecrew_mcp_serve_exposes_tools_and_teams(
               critic: [{json: {verdict: approve, notes: fine}}]
         """,
     )
-    write(project_dir / "teams" / "trio.yaml", TEAM)
+    write(project_dir / "teams" / "trio.yaml", TRIO)
     env = {"EDGECREW_HOME": str(edgecrew_home)} | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "edgecrew", "mcp", "serve", "-p", str(project_dir)], env=env

@@ -24,6 +24,7 @@ from edgecrew.store.tasks import TaskStore
 from tests.api.conftest import TOOLS
 from tests.api.live import serve_in_thread
 from tests.conftest import write
+from tests.teams import CRITIC, PLANNER
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
@@ -41,21 +42,12 @@ plugins: [tools.py]
 """
 
 
-RELEASE = """
-name: release
-agents:
-  planner:
-    model: fake
-    system: plan the release
-    output_schema: {type: object, properties: {steps: {type: array, items: {type: string}}}, required: [steps]}
-  op: {model: fake, system: ship it, tools: [deploy]}
-  critic:
-    model: fake
-    system: judge
-    output_schema:
-      type: object
-      properties: {verdict: {enum: [approve, revise]}, notes: {type: string}}
-      required: [verdict]
+RELEASE = (
+    "name: release\nagents:\n"
+    + PLANNER
+    + "  op: {model: fake, system: ship it, tools: [deploy]}\n"
+    + CRITIC
+    + """\
 graph:
   start: planner
   edges:
@@ -63,6 +55,7 @@ graph:
     - {from: op, to: critic}
     - {from: critic, to: end}
 """
+)
 
 # Screenshots go to $EDGECREW_UI_SCREENSHOTS when set (CI keeps them), else to the test's tmp dir.
 SCREENSHOTS = Path(os.environ["EDGECREW_UI_SCREENSHOTS"]) if os.environ.get("EDGECREW_UI_SCREENSHOTS") else None

@@ -1,18 +1,21 @@
-"""The engine on ScriptedModel: routing, fan-out/join, loop bounds, budgets and the loop guard."""
+"""The engine on DBOS with ScriptedModel: routing, fan-out/join, loop bounds, budgets, the loop guard, and
+the steps and events each leaves in the store (the same logic without DBOS: test_engine_logic.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
-from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition
+from edgecrew.domain.messages import ToolCall
 from edgecrew.domain.specs import AgentSpec, Limits
-from edgecrew.engine.agent import CallResult, Observation, run_turn
+from edgecrew.engine.agent import run_turn
+from edgecrew.engine.fakes import FakeTurnIO
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.tools.base import ToolRegistry, spec_from_function
 from edgecrew.tools.builtins import register_builtins
+from tests.teams import CHAIN, FAN, JOIN_NEVER, REVIEW
 from tests.unit.engine_helpers import run_team, teardown
 
 
@@ -20,21 +23,6 @@ from tests.unit.engine_helpers import run_team, teardown
 def _dbos() -> Iterator[None]:
     yield
     teardown()
-
-
-CHAIN = """
-name: chain
-agents:
-  a: {model: fake, system: first}
-  b: {model: fake, system: second}
-  c: {model: fake, system: third}
-graph:
-  start: a
-  edges:
-    - {from: a, to: b}
-    - {from: b, to: c}
-    - {from: c, to: end}
-"""
 
 
 async def test_chain_runs_every_agent_in_order_and_records_events() -> None:
@@ -51,26 +39,6 @@ async def test_chain_runs_every_agent_in_order_and_records_events() -> None:
     assert types.count("step_started") == 3 and types.count("model_called") == 3
     steps = rt.store.steps(run.id)
     assert [(s.agent, s.outcome) for s in steps] == [("a", "final"), ("b", "final"), ("c", "final")]
-
-
-REVIEW = """
-name: review
-agents:
-  writer: {model: fake, system: write}
-  critic:
-    model: fake
-    system: judge
-    output_schema:
-      type: object
-      properties: {verdict: {enum: [approve, revise]}, notes: {type: string}}
-      required: [verdict]
-graph:
-  start: writer
-  edges:
-    - {from: writer, to: critic}
-    - {from: critic, to: writer, when: "verdict == 'revise'", max_loops: 2}
-    - {from: critic, to: end}
-"""
 
 
 async def test_conditional_edge_loops_until_approved() -> None:
@@ -95,22 +63,6 @@ async def test_loop_bound_stops_a_critic_that_never_approves() -> None:
     assert [c.agent for c in model.calls].count("critic") == 3
     routes = [e.data["to"] for e in rt.store.events(run.id) if e.type == "route_taken" and e.agent == "critic"]
     assert routes == [["writer"], ["writer"], ["end"]]
-
-
-FAN = """
-name: fan
-agents:
-  plan: {model: fake, system: plan}
-  left: {model: fake, system: left}
-  right: {model: fake, system: right}
-  merge: {model: fake, system: merge}
-graph:
-  start: plan
-  edges:
-    - {from: plan, to: [left, right]}
-    - {from: [left, right], to: merge}
-    - {from: merge, to: end}
-"""
 
 
 async def test_fan_out_runs_branches_and_join_waits_for_both() -> None:
@@ -290,44 +242,23 @@ async def test_tool_time_counts_toward_the_turn_timeout() -> None:
     assert "ran past the agent's time limit" in second.data["result"]  # cut at the time the agent had left
 
 
-class WaitingIO:
-    """A TurnIO whose tool calls wait ``wait_s`` for a person, then answer; it records model timeouts."""
-
-    def __init__(self, wait_s: float, replies: list[Message]) -> None:
-        self.wait_s, self.replies = wait_s, iter(replies)
-        self.model_timeouts: list[float] = []
-        self.tool_timeouts: list[float] = []
-
-    async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult:
-        self.model_timeouts.append(timeout_s)
-        return CallResult(response=ModelResponse(next(self.replies)))
-
-    async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float, reason: str) -> Observation:
-        self.tool_timeouts.append(timeout_s)
-        await asyncio.sleep(self.wait_s)
-        return Observation("deployed", waited_s=self.wait_s)
-
-    def tool_definitions(self, agent: AgentSpec) -> Sequence[ToolDefinition]:
-        return [ToolDefinition("deploy", "Deploy.", {"type": "object"})]
-
-    def canonical_tool(self, name: str) -> str:
-        return name
-
-    def checkpoint(self, name: str) -> None:
-        pass
-
-
 async def test_time_waiting_for_a_person_is_left_out_of_the_turn_clock() -> None:
+    async def slow_person(agent: AgentSpec, call: ToolCall) -> bool:
+        await asyncio.sleep(0.4)
+        return True
+
     agent = AgentSpec("op", "operate", tools=("deploy",), limits=Limits(timeout_s=0.5))
-    replies = [
-        Message("assistant", tool_calls=(ToolCall("c1", "deploy", {"to": "a"}),)),
-        Message("assistant", tool_calls=(ToolCall("c2", "deploy", {"to": "b"}),)),
-        Message("assistant", "done"),
-    ]
-    io = WaitingIO(0.4, replies)  # two waits: together longer than the agent's limit
-    result = await run_turn(agent, "ship it", io, "v000.op", {})
+    replies = [{"tool": "deploy", "args": {"to": "a"}}, {"tool": "deploy", "args": {"to": "b"}}, "done"]
+    io = FakeTurnIO(replies, [spec_from_function(deploy, risk="risky")], approve=slow_person)
+    result = await run_turn(agent, "ship it", io, "v000.op", {})  # two waits: together longer than the limit
     assert (result.outcome.value, result.error, result.tool_calls) == ("final", None, 2)
-    assert all(0.4 < t <= 0.5 for t in io.model_timeouts + io.tool_timeouts), (io.model_timeouts, io.tool_timeouts)
+    timeouts = [c.timeout_s for c in io.model_calls] + [c.timeout_s for c in io.tool_calls]
+    assert all(0.4 < t <= 0.5 for t in timeouts), timeouts
+
+
+def deploy(to: str) -> str:
+    """Deploy."""
+    return "deployed"
 
 
 async def test_the_last_step_offers_no_tools_so_a_tool_happy_model_answers() -> None:
@@ -364,26 +295,6 @@ async def test_a_model_bug_fails_the_run_with_the_error_instead_of_hanging() -> 
     assert run.status == "failed"
     assert "ValueError: backend exploded" in (run.error or "")
     assert [e.type for e in rt.store.events(run.id)][-1] == "run_finished"
-
-
-JOIN_NEVER = """
-name: joinnever
-agents:
-  plan:
-    model: fake
-    system: plan
-    output_schema: {type: object, properties: {go: {type: string}}, required: [go]}
-  left: {model: fake, system: l}
-  right: {model: fake, system: r}
-  merge: {model: fake, system: m}
-graph:
-  start: plan
-  edges:
-    - {from: plan, to: left, when: "go == 'left'"}
-    - {from: plan, to: right}
-    - {from: [left, right], to: merge}
-    - {from: merge, to: end}
-"""
 
 
 async def test_a_join_that_can_never_complete_fails_the_run() -> None:

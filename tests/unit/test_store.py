@@ -141,6 +141,7 @@ def test_approval_lookup_and_decisions_by_unique_prefix(tmp_path: Path) -> None:
         approvals.get("azzzz")
 
 
+@pytest.mark.integration
 async def test_dbos_system_database_is_in_wal_mode(edgecrew_home: Path) -> None:
     import sqlite3
 

@@ -1,9 +1,10 @@
 """One agent turn: model call, the tool calls it asks for, results fed back, until a final output.
 
 The loop is written against :class:`TurnIO`, so the same code runs durably (each call a DBOS step)
-and in plain tests. It ends with an :class:`Outcome`: ``final`` (output valid against the agent's
-schema when it has one), ``max_steps``, ``loop_detected`` (the same tool call with the same
-arguments a third time), ``timeout``, ``invalid_output`` or ``error``.
+and on the in-memory fakes of :mod:`edgecrew.engine.fakes` in the fast tests. It ends with an
+:class:`Outcome`: ``final`` (output valid against the agent's schema when it has one),
+``max_steps``, ``loop_detected`` (the same tool call with the same arguments a third time),
+``tool_errors``, ``timeout``, ``invalid_output`` or ``error``.
 
 ``timeout_s`` bounds the agent's own work only: a tool call that waits for a person's approval
 reports how long it waited (:attr:`Observation.waited_s`), and the turn's clock leaves that out.

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from edgecrew.domain.runs import Outcome
 from edgecrew.domain.specs import END, Edge, TeamSpec
 from edgecrew.engine.agent import TurnResult
+from edgecrew.errors import RunError
 
 MAX_CONTEXT_CHARS = 1500  # per earlier output shown to the next agent; small models have small windows
 
@@ -53,8 +54,8 @@ class GraphResult:
     visits: int = 0
 
 
-class NoRouteError(Exception):
-    pass
+class NoRouteError(RunError):
+    """No edge leaves the agent for its output (the team's graph has a gap): the run fails."""
 
 
 def route(team: TeamSpec, agent: str, output: dict[str, Any], loops: Counter[int]) -> tuple[Edge | None, list[str]]:

@@ -2,7 +2,8 @@
 
 Schemas are derived from type hints with pydantic. Names are looked up normalized (case, and
 ``-``/``_``/``.`` treated alike) and through declared aliases, because small models misspell them.
-Built-in tools register through the same ``@tool`` decorator that plugins use.
+Plugins declare tools with the ``@tool`` decorator; the built-ins build the same :class:`ToolSpec`
+with :func:`spec_from_function` and register it in the registry the runtime passes them.
 """
 
 from __future__ import annotations
@@ -70,13 +71,19 @@ class ToolSpec:
             raise ToolError(f"invalid arguments for {self.name}: " + "; ".join(e.message for e in errors))
         return arguments
 
-    async def call(self, arguments: dict[str, Any], context: ToolContext) -> Any:
+    async def call(self, arguments: dict[str, Any], context: ToolContext, budget_s: float | None = None) -> Any:
+        """Validate the arguments and run the tool within its own timeout, or within ``budget_s``
+        (what is left of the calling agent's time) when that is shorter: the one place tool time is bounded."""
         args = self.validate_arguments(arguments)
         if self.wants_context:
             args = {**args, "ctx": context}
+        agent_bound = budget_s is not None and budget_s < self.timeout_s
+        limit = max(budget_s, 0.001) if budget_s is not None and agent_bound else self.timeout_s
         try:
-            result = await asyncio.wait_for(self.fn(**args), timeout=self.timeout_s)
+            result = await asyncio.wait_for(self.fn(**args), timeout=limit)
         except TimeoutError:
+            if agent_bound:
+                raise ToolError(f"tool '{self.name}' ran past the agent's time limit") from None
             raise ToolError(f"{self.name} timed out after {self.timeout_s:g}s") from None
         if self.output_schema is not None:
             errors = list(jsonschema.Draft202012Validator(self.output_schema).iter_errors(result))

@@ -197,7 +197,7 @@ def test_idempotency_key_starts_a_run_once(live: tuple[ThreadServer, str]) -> No
         assert again.json()["id"] == first.json()["id"]
 
         other = http.post("/runs", json={"team": "echo", "task": "something else"}, headers={"Idempotency-Key": "k-1"})
-        assert other.status_code == 422 and other.headers["content-type"].startswith(PROBLEM_JSON)
+        assert other.status_code == 409 and other.headers["content-type"].startswith(PROBLEM_JSON)
         assert first.json()["id"] in other.json()["detail"]
 
         fresh = http.post("/runs", json=body, headers={"Idempotency-Key": "k-2"})

@@ -76,9 +76,15 @@ _HEADERS = {
     401: {"WWW-Authenticate": {"description": "How to authenticate: `Bearer`.", "schema": {"type": "string"}}},
     429: {"Retry-After": {"description": "Seconds until a request is let in again.", "schema": {"type": "integer"}}},
 }
+
+
+def problem_response(status: int, when: str) -> dict[str, Any]:
+    """A declared problem answer: ``when`` says in which case it comes (for a route's ``responses``)."""
+    return {"model": Problem, "description": when, "content": {PROBLEM_JSON: {}}, "headers": _HEADERS.get(status, {})}
+
+
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "description": when, "content": {PROBLEM_JSON: {}}, "headers": _HEADERS.get(status, {})}
-    for status, when in _WHEN.items()
+    status: problem_response(status, when) for status, when in _WHEN.items()
 }
 """The problems any authenticated operation may answer, for a router's ``responses``."""
 

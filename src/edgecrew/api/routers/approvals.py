@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from edgecrew.api.deps import ApprovalsDep, Approve, Read
-from edgecrew.api.problems import PROBLEM_RESPONSES
+from edgecrew.api.problems import PROBLEM_RESPONSES, problem_response
 from edgecrew.api.shapes import Out
 
 router = APIRouter(prefix="/approvals", tags=["approvals"], responses=PROBLEM_RESPONSES)
@@ -64,7 +64,11 @@ async def deny(approval_id: str, svc: ApprovalsDep, _: Approve, body: DecisionIn
     return ApprovalOut.of(await asyncio.to_thread(svc.deny, approval_id, body.note if body else None))
 
 
-@router.post("/{approval_id}/edit", response_model=ApprovalOut)
+@router.post(
+    "/{approval_id}/edit",
+    response_model=ApprovalOut,
+    responses={400: problem_response(400, "The arguments do not fit the tool's own schema (the detail says where).")},
+)
 async def edit(approval_id: str, body: EditIn, svc: ApprovalsDep, _: Approve) -> ApprovalOut:
     """Change a pending call's arguments (validated against the tool's schema); approve it afterwards."""
     return ApprovalOut.of(await asyncio.to_thread(svc.edit, approval_id, body.arguments))

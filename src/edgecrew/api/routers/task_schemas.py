@@ -2,13 +2,17 @@
 
 Numbers posted as metrics must be finite (JSON parsers here accept ``NaN``; an average over it
 would be NaN forever), and every free-text field has a bound, so a bad request fails on its field.
+Numbers are JSON numbers: the document says ``number`` and ``integer``, so ``true`` or ``"0.5"`` is
+refused, not quietly turned into a number as pydantic would by default (``2.0`` is still an integer,
+as JSON Schema has it).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from edgecrew.api.shapes import Out, Page
 from edgecrew.store.taskfiles import LogFile
@@ -16,12 +20,28 @@ from edgecrew.store.tasks import CodeRecord
 
 TaskStatus = Literal["open", "in_progress", "done", "failed", "cancelled"]
 Verdict = Literal["accepted", "needs_changes", "rejected"]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-Version = Annotated[int, Field(ge=1, le=2**31 - 1, description="A code version number of this task.")]
+
+
+def _no_text_or_bool(value: Any) -> Any:
+    if isinstance(value, str | bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]  # strict float still takes an int
+Version = Annotated[
+    int,
+    Field(ge=1, le=2**31 - 1, description="A code version number of this task."),
+    BeforeValidator(_no_text_or_bool),  # strict int would refuse 2.0, which JSON Schema calls an integer
+]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 MetricName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")]
 # A file name whose last component holds a letter or digit: what is left once sanitized is not empty.
 FILENAME_PATTERN = r"^(.*[/\\])?[^/\\]*[A-Za-z0-9][^/\\]*$"
+# A log file's name as the task store serves it (store.taskfiles: one safe component of at most 200
+# characters, no ".."), written without look-ahead so that every JSON Schema tool can use it.
+LOG_FILENAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
+LOG_FILENAME_MAX = 200
 
 
 class TaskIn(BaseModel):
@@ -95,7 +115,7 @@ CODE_UPLOAD_BODY: dict[str, Any] = {
                 "required": ["file"],
                 "additionalProperties": False,
                 "properties": {
-                    "file": {"type": "string", "format": "binary"},
+                    "file": {"type": "string", "format": "binary", "minLength": 1, "description": "Not empty."},
                     "filename": {
                         "type": "string",
                         "maxLength": 255,

@@ -19,10 +19,12 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from edgecrew.api.deps import MAX_ID, Read, RuntimeDep, StartRuns
-from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem
+from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, problem_response
 from edgecrew.api.routers.task_schemas import (
     CODE_UPLOAD_BODY,
     FILENAME_PATTERN,
+    LOG_FILENAME_MAX,
+    LOG_FILENAME_PATTERN,
     CodeOut,
     CodeTextIn,
     FeedbackIn,
@@ -53,6 +55,16 @@ def get_task_store(rt: RuntimeDep) -> TaskStore:
 Tasks = Annotated[TaskStore, Depends(get_task_store)]
 TaskId = Annotated[str, Path(min_length=1, max_length=64)]
 VersionNo = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# The task store refuses any other name with 400 (a traversal attempt reads as "not a plain file
+# name", not as a malformed request), so the document states its rule instead of FastAPI checking it.
+LogName = Annotated[
+    str,
+    Path(
+        description="A name from GET /tasks/{task_id}/logs: letters, digits, '.', '_', '-' (no '..').",
+        json_schema_extra={"minLength": 1, "maxLength": LOG_FILENAME_MAX, "pattern": LOG_FILENAME_PATTERN},
+    ),
+]
+UPLOAD_FIELDS = frozenset({"file", "filename", "author"})  # what CODE_UPLOAD_BODY declares, and nothing else
 DOWNLOAD: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The raw file, as an attachment.",
@@ -134,10 +146,14 @@ async def upload_code(task_id: TaskId, request: Request, tasks: Tasks, principal
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise _invalid("file", "a file part named 'file' is required")
+            unknown = sorted(set(form.keys()) - UPLOAD_FIELDS)
+            if unknown:
+                raise _invalid(unknown[0], "unknown field; send only file, filename and author")
             data = await upload.read()
-            filename = _form_text(form.get("filename"), "filename", 255) or upload.filename or ""
-            if form.get("filename") and not re.match(FILENAME_PATTERN, filename):
+            named = _form_text(form.get("filename"), "filename", 255)
+            if named is not None and not re.match(FILENAME_PATTERN, named):
                 raise _invalid("filename", "must hold a letter or digit after its last slash")
+            filename = named or upload.filename or ""
             author = _form_text(form.get("author"), "author", 128)
         if not filename:
             raise _invalid("filename", "the file part has no name; send a 'filename' field")
@@ -274,10 +290,12 @@ def list_logs(task_id: TaskId, tasks: Tasks, _: Read) -> list[LogFileOut]:
     return [LogFileOut.of(task_id, f) for f in tasks.log_files(task_id)]
 
 
-@router.get("/tasks/{task_id}/logs/{filename}", response_class=FileResponse, responses=DOWNLOAD)
-def download_log(
-    task_id: TaskId, filename: Annotated[str, Path(min_length=1, max_length=255)], tasks: Tasks, _: Read
-) -> FileResponse:
+@router.get(
+    "/tasks/{task_id}/logs/{filename}",
+    response_class=FileResponse,
+    responses={**DOWNLOAD, 400: problem_response(400, "The name is not a plain file name (see its pattern).")},
+)
+def download_log(task_id: TaskId, filename: LogName, tasks: Tasks, _: Read) -> FileResponse:
     """A log file as an attachment (a name with folders or ``..`` is refused)."""
     path = tasks.log_path(task_id, filename)
     return FileResponse(
@@ -298,8 +316,9 @@ def _invalid(field: str, message: str) -> RequestValidationError:
 
 
 def _form_text(value: object, field: str, max_length: int) -> str | None:
+    """A text field of the form as the document declares it: absent, or 1 to ``max_length`` characters."""
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > max_length:
-        raise _invalid(field, f"must be text of at most {max_length} characters")
-    return value or None
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length:
+        raise _invalid(field, f"must be text of 1 to {max_length} characters (leave the field out instead)")
+    return value

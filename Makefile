@@ -71,6 +71,8 @@ system-deps:
 test: install-dev system-deps
 	@echo "==> ruff"
 	@$(BIN)/ruff check src tests bench
+	@echo "==> import-linter (layers point down)"
+	@$(BIN)/lint-imports
 	@echo "==> pytest"
 	@$(BIN)/pytest -q
 

@@ -76,8 +76,10 @@ class EdgecrewBench:
     async def run(self, team_file: str) -> float:
         """One run to its end; returns its seconds and checks that it succeeded."""
         started = time.perf_counter()
-        run_id, handle = await self.svc.start(team_file, TASK)
-        result = await handle.get_result()
+        from edgecrew.engine.service import TeamFile
+
+        begun = await self.svc.start(TeamFile(Path(team_file)), TASK)
+        run_id, result = begun.run.id, await begun.handle.get_result()
         elapsed = time.perf_counter() - started
         self.model.calls.clear()  # the fake records every request; keep memory flat
         status = self.rt.store.get_run(run_id).status.value

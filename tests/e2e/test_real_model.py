@@ -13,7 +13,7 @@ import pytest
 from edgecrew.cli.scaffold import create_project
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import bootstrap
-from edgecrew.engine.service import RunService
+from edgecrew.engine.service import RunService, TeamName
 
 pytest.importorskip("llama_cpp", reason="the embedded model needs the [local] extra (make test installs it)")
 pytestmark = pytest.mark.real_model
@@ -29,8 +29,9 @@ async def test_builtin_team_runs_on_smollm2_with_schema_valid_outputs() -> None:
     rt = bootstrap()
     svc = RunService(rt)
     team = rt.load_team("plan-write-review")
-    run_id, handle = await svc.start("plan-write-review", "Explain in two sentences why offline AI helps privacy.")
-    await handle.get_result()
+    started = await svc.start(TeamName("plan-write-review"), "Explain in two sentences why offline AI helps privacy.")
+    run_id = started.run.id
+    await started.handle.get_result()
     run = rt.store.get_run(run_id)
     assert run.status == "succeeded", run.error
     steps = rt.store.steps(run_id)
@@ -52,8 +53,9 @@ async def test_tool_using_agent_on_smollm2_makes_well_formed_calls(project_dir: 
     create_project(project_dir)
     rt = bootstrap()
     svc = RunService(rt)
-    run_id, handle = await svc.start("example", "Summarize why edge AI matters.")
-    await handle.get_result()
+    started = await svc.start(TeamName("example"), "Summarize why edge AI matters.")
+    run_id = started.run.id
+    await started.handle.get_result()
     run = rt.store.get_run(run_id)
     tool_events = [e for e in rt.store.events(run_id) if e.type == "tool_called"]
     for event in tool_events:  # the grammar only lets the model call an allowed tool with valid arguments

@@ -1,4 +1,4 @@
-"""Running teams in-process on ScriptedModel for engine tests."""
+"""Running teams in-process on DBOS and ScriptedModel for the engine's integration tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime, bootstrap
-from edgecrew.engine.service import RunService
+from edgecrew.engine.service import RunService, TeamFile
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.specs.loader import load_team_text
 from edgecrew.store.repo import RunRecord
@@ -24,9 +24,9 @@ async def run_team(
     spec_file.write_text(textwrap.dedent(yaml_text))
     load_team_text(textwrap.dedent(yaml_text), str(spec_file), rt.catalog())  # fail early on a bad spec
     svc = RunService(rt)
-    run_id, handle = await svc.start(str(spec_file), task)
-    run = await svc.follow(run_id, timeout_s=60)
-    await handle.get_result()
+    started = await svc.start(TeamFile(spec_file), task)
+    run = await svc.follow(started.run.id, timeout_s=60)
+    await started.handle.get_result()
     return run, rt
 
 

@@ -12,7 +12,7 @@ import pytest
 from edgecrew.engine import durable
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.runtime import bootstrap
-from edgecrew.engine.service import RunService
+from edgecrew.engine.service import RunService, TeamFile
 from edgecrew.errors import UserError
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.tools.base import ToolRegistry, spec_from_function
@@ -76,8 +76,8 @@ async def start(  # type: ignore[no-untyped-def]
     model = ScriptedModel(replies)
     rt.models.register("fake", model)
     svc = RunService(rt)
-    run_id, handle = await svc.start(str(spec), "ship it")
-    return rt, svc, run_id, handle, model
+    started = await svc.start(TeamFile(spec), "ship it")
+    return rt, svc, started.run.id, started.handle, model
 
 
 async def wait_for_pending(svc: ApprovalService, count: int = 1) -> list:  # type: ignore[type-arg]
@@ -193,21 +193,24 @@ async def test_edit_changes_arguments_after_validating_them(project_dir: Path) -
     assert calls == ["staging"]
 
 
-async def test_once_policy_asks_once_per_tool_and_never_policy_not_at_all(project_dir: Path) -> None:
+TWO_DEPLOYS = [{"tool": "deploy", "args": {"target": "a"}}, {"tool": "deploy", "args": {"target": "b"}}, "done"]
+
+
+async def test_once_policy_asks_once_per_tool(project_dir: Path) -> None:
     calls: list[str] = []
-    replies = [{"tool": "deploy", "args": {"target": "a"}}, {"tool": "deploy", "args": {"target": "b"}}, "done"]
-    rt, _, _, handle, _ = await start(project_dir, "approval: once", replies, calls)
+    rt, _, _, handle, _ = await start(project_dir, "approval: once", TWO_DEPLOYS, calls)
     approvals = ApprovalService(rt)
     [pending] = await wait_for_pending(approvals)
     approvals.approve(pending.id)
     await handle.get_result()
     assert calls == ["a", "b"] and len(approvals.list(None)) == 1
-    durable.shutdown()
 
-    calls2: list[str] = []
-    rt, _, run_id, handle, _ = await start(project_dir, "approval: never", replies, calls2)
+
+async def test_never_policy_does_not_ask_at_all(project_dir: Path) -> None:
+    calls: list[str] = []
+    rt, _, run_id, handle, _ = await start(project_dir, "approval: never", TWO_DEPLOYS, calls)
     await handle.get_result()
-    assert calls2 == ["a", "b"] and ApprovalService(rt).list(None, run_id) == []
+    assert calls == ["a", "b"] and ApprovalService(rt).list(None, run_id) == []
 
 
 async def test_forbidden_tools_and_file_policy_are_refused_as_observations(project_dir: Path) -> None:
@@ -265,7 +268,8 @@ async def test_python_run_executes_in_the_sandbox_and_shell_run_needs_approval(p
     write(spec, team)
     rt = bootstrap(tools=registry)
     rt.models.register("fake", model)
-    run_id, handle = await RunService(rt).start(str(spec), "compute")
+    started = await RunService(rt).start(TeamFile(spec), "compute")
+    run_id, handle = started.run.id, started.handle
     approvals = ApprovalService(rt)
     [pending] = await wait_for_pending(approvals)
     assert pending.tool == "shell.run"

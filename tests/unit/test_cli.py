@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from edgecrew.cli import app
 from edgecrew.engine import durable
 from tests.conftest import write
+from tests.teams import TRIO
 
 runner = CliRunner()
 
@@ -25,29 +26,7 @@ models:
       critic: [{json: {verdict: approve, notes: fine}}]
 """
 
-TEAM = """
-name: trio
-agents:
-  planner:
-    model: fake
-    system: plan
-    output_schema: {type: object, properties: {steps: {type: array, items: {type: string}}}, required: [steps]}
-  writer: {model: fake, system: write}
-  critic:
-    model: fake
-    system: judge
-    output_schema:
-      type: object
-      properties: {verdict: {enum: [approve, revise]}, notes: {type: string}}
-      required: [verdict]
-graph:
-  start: planner
-  edges:
-    - {from: planner, to: writer}
-    - {from: writer, to: critic}
-    - {from: critic, to: writer, when: "verdict == 'revise'", max_loops: 2}
-    - {from: critic, to: end}
-"""
+TEAM = TRIO
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,24 +50,26 @@ def run(
 ) -> None:
     """Run a team on a task, showing progress live, and print its output."""
     from edgecrew.cli.render import LiveRenderer
-    from edgecrew.engine.service import RunService
+    from edgecrew.engine.service import RunService, TeamFile, TeamName
+
+    is_file = team.endswith((".yaml", ".yml")) and Path(team).exists()
+    ref = TeamFile(Path(team)) if is_file else TeamName(team)
 
     async def body() -> int:
         svc = RunService(runtime(project, mcp=True))
         recovery = await svc.recover()
         if not as_json:
             _report_recovery(recovery)
-        run_id, handle = await svc.start(team, task)
+        started = await svc.start(ref, task)
         if as_json:
-            final = await svc.follow(run_id)
+            done = await svc.finish(started)
         else:
-            console.print(f"run [bold]{run_id}[/]  (edgecrew runs show {run_id})")
+            console.print(f"run [bold]{started.run.id}[/]  (edgecrew runs show {started.run.id})")
             with LiveRenderer(console) as live:
-                final = await svc.follow(run_id, live)
-        await _settle(handle)
+                done = await svc.finish(started, live)
         await _wait_for_adopted(svc, recovery.adopted, quiet=as_json)
-        _print_result(final, svc, as_json)
-        return 0 if final.status.value == "succeeded" else 1
+        _print_result(done, as_json)
+        return 0 if done.ok else 1
 
     raise typer.Exit(arun(body))
 
@@ -93,22 +95,8 @@ async def _wait_for_adopted(svc: Any, adopted: list[str], *, quiet: bool) -> Non
         await svc.follow(other)
 
 
-async def _settle(handle: Any) -> None:
-    """Let the workflow record its completion before the process exits."""
-    try:
-        await asyncio.wait_for(handle.get_result(), timeout=30)
-    except Exception:  # cancelled or failed workflows raise here; the store already says why
-        return
-
-
-def _print_result(run: Any, svc: Any, as_json: bool) -> None:
-    steps = svc.rt.store.steps(run.id)
-    usage = {
-        "prompt_tokens": sum(s.prompt_tokens for s in steps),
-        "completion_tokens": sum(s.completion_tokens for s in steps),
-        "model_calls": sum(s.model_calls for s in steps),
-        "tool_calls": sum(s.tool_calls for s in steps),
-    }
+def _print_result(done: Any, as_json: bool) -> None:
+    run, usage = done.run, done.usage
     if as_json:
         print(
             json.dumps(
@@ -118,7 +106,7 @@ def _print_result(run: Any, svc: Any, as_json: bool) -> None:
                     "status": run.status.value,
                     "output": run.output,
                     "error": run.error,
-                    "usage": usage,
+                    "usage": dataclasses.asdict(usage),
                     "workspace": run.workspace,
                 },
                 ensure_ascii=False,
@@ -131,10 +119,10 @@ def _print_result(run: Any, svc: Any, as_json: bool) -> None:
         console.print(escape(output["text"]))
     else:
         console.print_json(json.dumps(output, ensure_ascii=False))
-    colour = "green" if run.status.value == "succeeded" else "red"
+    colour = "green" if done.ok else "red"
     console.print(
-        f"[{colour}]{run.status.value}[/] · {usage['model_calls']} model calls · "
-        f"{usage['tool_calls']} tool calls · {usage['prompt_tokens']}+{usage['completion_tokens']} tokens"
+        f"[{colour}]{run.status.value}[/] · {usage.model_calls} model calls · "
+        f"{usage.tool_calls} tool calls · {usage.prompt_tokens}+{usage.completion_tokens} tokens"
     )
     if run.error:
         console.print(f"[red]{escape(run.error)}[/]")
@@ -146,12 +134,12 @@ def resume(
 ) -> None:
     """Resume an interrupted run from its last finished step."""
     from edgecrew.cli.render import LiveRenderer
-    from edgecrew.engine.service import RunService
+    from edgecrew.engine.service import RunService, Started
 
     async def body() -> int:
         rt = runtime(project)
         if project is None:  # resume where the run was started: it needs that project's models and tools
-            recorded = rt.store.get_run(run_id).project
+            recorded = RunService(rt).get(run_id).project
             if recorded and Path(recorded) != rt.project.dir and Path(recorded).is_dir():
                 rt = runtime(Path(recorded), mcp=True)
             else:
@@ -159,25 +147,24 @@ def resume(
         svc = RunService(rt)
         run, what, recovery = await svc.resume(run_id)
         console.print(f"run [bold]{run.id}[/]: {what}")
-        events = svc.rt.store.events(run.id)
-        last = events[-1].id if events else 0
+        started = Started(run, False, await _handle_here(run.id))
         with LiveRenderer(console) as live:
-            final = await svc.follow(run.id, live, after_id=last)
+            done = await svc.finish(started, live, after_id=svc.last_event_id(run.id))
         await _wait_for_adopted(svc, [r for r in recovery.adopted if r != run.id], quiet=False)
-        await _settle_run(run.id)
-        _print_result(final, svc, False)
-        return 0 if final.status.value == "succeeded" else 1
+        _print_result(done, False)
+        return 0 if done.ok else 1
 
     raise typer.Exit(arun(body))
 
 
-async def _settle_run(run_id: str) -> None:
+async def _handle_here(run_id: str) -> Any:
+    """The workflow's handle when this process runs it (None otherwise: nothing to wait for)."""
     from dbos import DBOS
 
     try:
-        await _settle(await DBOS.retrieve_workflow_async(run_id))
-    except Exception:  # not run by this process: nothing to wait for
-        return
+        return await DBOS.retrieve_workflow_async(run_id)
+    except Exception:  # not run by this process
+        return None
 
 
 @app.command()
@@ -202,7 +189,9 @@ def runs_list(
     if limit < 1:
         err.print("[red]error:[/] --limit must be at least 1")
         raise typer.Exit(2)
-    runs = guard(lambda: runtime().store.list_runs(limit=limit, status=status.value if status else None))
+    from edgecrew.engine.service import RunService
+
+    runs = guard(lambda: RunService(runtime()).list_runs(limit=limit, status=status.value if status else None))
     if as_json:
         print(
             json.dumps(
@@ -232,9 +221,11 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a run: status, output and each agent step with its tokens."""
-    rt = guard(runtime)
-    run = guard(lambda: rt.store.get_run(run_id))
-    steps = rt.store.steps(run.id)
+    from edgecrew.engine.service import RunService
+
+    svc = RunService(guard(runtime))
+    run = guard(lambda: svc.get(run_id))
+    steps = svc.steps(run.id)
     if as_json:
         print(
             json.dumps(
@@ -278,7 +269,7 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
             escape(json.dumps(s.output)[:70]) if s.output else "",
         )
     console.print(table)
-    calls = [e for e in rt.store.events(run.id) if e.type == "model_called" and "error" not in e.data]
+    calls = [e for e in svc.event_page(run.id) if e.type == "model_called" and "error" not in e.data]
     if calls:
         usage = Table(
             "call",
@@ -323,8 +314,8 @@ def runs_events(
     from edgecrew.cli.render import event_line
     from edgecrew.engine.service import RunService
 
-    rt = guard(runtime)
-    run = guard(lambda: rt.store.get_run(run_id))
+    svc = RunService(guard(runtime))
+    run = guard(lambda: svc.get(run_id))
 
     def show(e: Any) -> None:
         if as_json:
@@ -346,9 +337,9 @@ def runs_events(
             console.print(f"[dim]{e.id:>5}[/] " + (event_line(e) or e.type))
 
     if follow:
-        arun(lambda: RunService(rt).follow(run.id, show))
+        arun(lambda: svc.follow(run.id, show))
     else:
-        for e in rt.store.events(run.id):
+        for e in svc.event_page(run.id):
             show(e)
 
 

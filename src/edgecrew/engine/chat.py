@@ -16,10 +16,10 @@ from typing import Any
 
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import END, TeamSpec
-from edgecrew.engine.service import DuplicateRunError, RunService
+from edgecrew.engine.service import RunService
 from edgecrew.errors import NotFoundError, SpecError, UserError
 from edgecrew.specs.loader import team_from_raw
-from edgecrew.store.repo import RunRecord, StepRecord
+from edgecrew.store.repo import RunRecord
 
 
 @dataclass(frozen=True)
@@ -65,16 +65,6 @@ class ChatAnswer:
         if self.run.status == RunStatus.CANCELLED:
             return f"run {self.run.id} was cancelled" + (f": {self.run.error}" if self.run.error else "")
         return f"run {self.run.id} {self.run.status.value}: {self.run.error or 'no error was recorded'}"
-
-
-class IdempotencyKeyReused(UserError):
-    """An idempotency key sent again with another model or conversation."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(
-            f"Idempotency-Key was first used for run {run_id} with another model or conversation; use a new key"
-        )
-        self.run_id = run_id
 
 
 class ChatService:
@@ -128,24 +118,17 @@ class ChatService:
     ) -> ChatStart:
         """Start the run that answers ``messages``; a repeated idempotency key finds the first run."""
         spec = await asyncio.to_thread(self.team_for, model)
-        task = compose_task(messages)
-        try:
-            run_id, _handle = await self.runs.start_spec(
-                spec, task, request_id=request_id, idempotency_key=idempotency_key
-            )
-        except DuplicateRunError as dup:
-            if (dup.run.team, dup.run.task) != (spec.name, task):
-                raise IdempotencyKeyReused(dup.run.id) from None
-            return ChatStart(dup.run.id, model, int(dup.run.created_at))
-        run = await asyncio.to_thread(self.rt.store.get_run, run_id)
-        return ChatStart(run_id, model, int(run.created_at))
+        started = await self.runs.start(
+            spec, compose_task(messages), request_id=request_id, idempotency_key=idempotency_key
+        )
+        return ChatStart(started.run.id, model, int(started.run.created_at))
 
     async def answer(self, run_id: str) -> ChatAnswer:
         """Wait for the run to end (through approvals, if it asks for any) and read its answer."""
-        run = await self.runs.follow(run_id)
-        steps = await asyncio.to_thread(self.rt.store.steps, run_id)
-        prompt, completion = usage_of(steps)
-        return ChatAnswer(run, answer_text(run.output) if run.status == RunStatus.SUCCEEDED else "", prompt, completion)
+        await self.runs.follow(run_id)
+        done = await self.runs.summary(run_id)
+        text = answer_text(done.run.output) if done.ok else ""
+        return ChatAnswer(done.run, text, done.usage.prompt_tokens, done.usage.completion_tokens)
 
 
 def single_agent_team(spec: TeamSpec, agent: str) -> TeamSpec:
@@ -184,11 +167,6 @@ def answer_text(output: Any) -> str:
     if isinstance(output, str):
         return output
     return json.dumps(output, ensure_ascii=False)
-
-
-def usage_of(steps: Sequence[StepRecord]) -> tuple[int, int]:
-    """(prompt tokens, completion tokens) summed over a run's agent steps."""
-    return sum(s.prompt_tokens for s in steps), sum(s.completion_tokens for s in steps)
 
 
 def pieces(text: str, size: int = 48) -> Iterator[str]:

@@ -9,9 +9,7 @@ re-executes rewrites its events instead of duplicating them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -33,16 +31,14 @@ from edgecrew.engine.failpoints import failpoint
 from edgecrew.engine.graph import GraphResult, Visit, run_graph
 from edgecrew.engine.routing import RoutedCall, call_with_fallback
 from edgecrew.engine.runtime import Runtime, get_runtime
-from edgecrew.errors import EdgecrewError, ToolError
+from edgecrew.engine.toolcall import execute_tool
+from edgecrew.errors import EdgecrewError
 from edgecrew.models.registry import ModelDef
 from edgecrew.specs.loader import team_from_raw
 from edgecrew.store.repo import RunRecord
 from edgecrew.telemetry import tracing
 from edgecrew.tools.base import ToolContext
 from edgecrew.tools.permissions import FilePolicy, needs_approval, refusal
-
-MAX_OBSERVATION_CHARS = 4000
-
 
 # -- DBOS lifecycle --------------------------------------------------------------------------------
 
@@ -72,6 +68,11 @@ def launch(runtime: Runtime) -> None:
     DBOS(config=config)
     DBOS.launch()
     _launched_url = url
+
+
+def launched(runtime: Runtime) -> bool:
+    """Whether DBOS runs in this process on this runtime's system database."""
+    return _launched_url == runtime.settings.system_database_url
 
 
 def _use_wal(path: str) -> None:
@@ -435,31 +436,16 @@ async def tool_call_step(
     started = time.perf_counter()
     canonical = rt.tools.canonical(call.name)
     step_key = key.split(".m")[0]
+    ctx = ToolContext(
+        run_id=run_id,
+        agent=agent,
+        workspace=rt.workspace(run_id),
+        files=FilePolicy(file_read, file_write),
+        services={"pool": rt.pool},
+    )
     with tracing.tool_span(run_id, agent, canonical, call.id, step_key) as span:
-        try:
-            spec = rt.tools.find(call.name)
-            refused = refusal(agent, allowed, spec, call.name)
-            if refused is not None or spec is None:
-                raise ToolError(refused or f"there is no tool '{call.name}'")
-            ctx = ToolContext(
-                run_id=run_id,
-                agent=agent,
-                workspace=rt.workspace(run_id),
-                files=FilePolicy(file_read, file_write),
-                services={"pool": rt.pool},
-            )
-            result = await asyncio.wait_for(spec.call(call.arguments, ctx), timeout=max(timeout_s, 0.001))
-            content = result if isinstance(result, str) else json.dumps(result, default=str)
-            is_error = False
-        except TimeoutError:
-            content, is_error = f"error: tool '{call.name}' ran past the agent's time limit", True
-        except EdgecrewError as exc:
-            content, is_error = f"error: {exc}", True
-        except Exception as exc:  # a tool's own bug must not crash the run: the model sees it
-            content, is_error = f"error: tool '{call.name}' failed: {type(exc).__name__}: {exc}", True
+        content, is_error = await execute_tool(rt.tools, call, allowed, ctx, timeout_s)
         tracing.record_tool(span, is_error)
-    if len(content) > MAX_OBSERVATION_CHARS:
-        content = content[:MAX_OBSERVATION_CHARS] + f" [... {len(content) - MAX_OBSERVATION_CHARS} more chars]"
     rt.store.emit(
         run_id,
         f"{key}.tool",

@@ -1,10 +1,21 @@
-"""Run use cases shared by every entry point (CLI now, API and UI later): start, follow, resume, cancel."""
+"""The runs use case: the one way every entry point starts, follows, ends, cancels, resumes and reads runs.
+
+CLI, API, UI, ``/v1``, MCP (and routines, jobs, A2A to come) all go through :class:`RunService`, so
+there is one idempotency rule (decided in :meth:`RunService.start`), one event stream
+(:meth:`RunService.events`, which also notices a workflow that died without finishing its run) and
+one "run to the end" (:meth:`RunService.run`). The one design decision: a team is named by a type
+that says where it may come from: :class:`TeamName` (a project or built-in team: what network callers
+may name), :class:`TeamFile` (a YAML file: the CLI only), or a :class:`TeamSpec` already built (a
+chat's one-agent team).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,49 +25,73 @@ import sqlalchemy as sa
 from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
-from edgecrew.errors import ConflictError, UserError
-from edgecrew.store.repo import EventRecord, RunRecord, RunStore
+from edgecrew.errors import ConflictError, IdempotencyKeyReused, UserError
+from edgecrew.store.repo import EventRecord, RunRecord, StepRecord
 
 if TYPE_CHECKING:
     from edgecrew.engine.durable import Recovery
 
 EventCallback = Callable[[EventRecord], None]
 _END_EVENTS = {EventType.RUN_FINISHED.value, EventType.RUN_CANCELLED.value}
+_WORKFLOW_CHECK_S = 2.0  # how often a stream asks DBOS whether a live run's workflow still exists
+_END_GRACE_S = 2.0  # a run found ended gets this long for its end event to land
 
 
-class DuplicateRunError(Exception):
-    """A run was already started under this idempotency key (not an error for the caller: a replay)."""
+@dataclass(frozen=True)
+class TeamName:
+    """A team of the project or a built-in one, by name: never a path, whoever sends it."""
 
-    def __init__(self, run: RunRecord) -> None:
-        super().__init__(f"run {run.id} was already started with this idempotency key")
-        self.run = run
+    name: str
 
 
-async def watch_events(
-    store: RunStore, run_id: str, after: int = 0, *, stop: anyio.Event | None = None, poll_s: float = 0.25
-) -> AsyncIterator[list[EventRecord]]:
-    """Batches of a run's new events (ids above ``after``), read off the store as they land, up to
-    and including its end event; also ends a moment after the run is found ended (its end event
-    follows the status), or when ``stop`` is set. Live streams (API and UI) read runs through this."""
-    last, grace = after, 0
-    while stop is None or not stop.is_set():
-        run = await asyncio.to_thread(store.get_run, run_id)  # status first: see RunService.follow
-        events = await asyncio.to_thread(store.events, run_id, after_id=last)
-        if events:
-            end = next((i for i, e in enumerate(events) if e.type in _END_EVENTS), None)
-            last = events[-1].id
-            yield events if end is None else events[: end + 1]
-            if end is not None:
-                return
-        elif run.status.terminal:
-            grace += 1
-            if grace > 8:
-                return
-        if stop is None:
-            await asyncio.sleep(poll_s)
-        else:
-            with anyio.move_on_after(poll_s):
-                await stop.wait()
+@dataclass(frozen=True)
+class TeamFile:
+    """A team YAML file on disk; only the CLI names teams this way."""
+
+    path: Path
+
+
+TeamRef = TeamName | TeamFile | TeamSpec
+
+
+@dataclass(frozen=True)
+class Started:
+    """A run that :meth:`RunService.start` began, or found again under its idempotency key."""
+
+    run: RunRecord
+    created: bool  # False: a retry with the same key; ``run`` is the first one
+    handle: Any = None  # the workflow's handle when this process started it
+
+
+@dataclass(frozen=True)
+class RunUsage:
+    """What a run used, summed over its agent steps."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_calls: int = 0
+    tool_calls: int = 0
+
+    @classmethod
+    def of(cls, steps: Sequence[StepRecord]) -> RunUsage:
+        return cls(
+            sum(s.prompt_tokens for s in steps),
+            sum(s.completion_tokens for s in steps),
+            sum(s.model_calls for s in steps),
+            sum(s.tool_calls for s in steps),
+        )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run as it ended, with its usage."""
+
+    run: RunRecord
+    usage: RunUsage
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status == RunStatus.SUCCEEDED
 
 
 def new_run_id() -> str:
@@ -69,41 +104,47 @@ def _check_task(task: str) -> None:
 
 
 class RunService:
-    """Start, follow, resume and cancel team runs."""
+    """Start, follow, run to the end, resume, cancel and read team runs."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._dbos_client: Any = None
 
-    def load_team(self, team: str) -> TeamSpec:
-        return self.rt.load_team(team)
+    # -- start ---------------------------------------------------------------------------------------
+
+    def load_team(self, team: TeamRef) -> TeamSpec:
+        """The validated team a reference names (SpecError / NotFoundError say why not)."""
+        if isinstance(team, TeamSpec):
+            return team
+        if isinstance(team, TeamFile):
+            return self.rt.load_team(str(team.path))
+        return self.rt.load_named_team(team.name)
 
     async def start(
-        self, team: str, task: str, *, request_id: str | None = None, idempotency_key: str | None = None
-    ) -> tuple[str, Any]:
-        """Validate the team, record the run and start its workflow; returns (run id, handle).
+        self, team: TeamRef, task: str, *, request_id: str | None = None, idempotency_key: str | None = None
+    ) -> Started:
+        """Validate the team, record the run and start its workflow.
 
-        ``request_id`` is recorded on the run and its events; a run recorded under ``idempotency_key``
-        is created once: starting it again raises ``DuplicateRunError`` carrying the existing run.
-        """
-        _check_task(task)
-        return await self.start_spec(self.load_team(team), task, request_id=request_id, idempotency_key=idempotency_key)
-
-    async def start_spec(
-        self, spec: TeamSpec, task: str, *, request_id: str | None = None, idempotency_key: str | None = None
-    ) -> tuple[str, Any]:
-        """Like :meth:`start`, for a team already built (a one-agent team made from an agent, say).
-
-        The run snapshots ``spec.raw``, so the spec must be one the loader produced or validated.
+        A run recorded under ``idempotency_key`` is created once: the same key with the same team and
+        task finds it again (``created`` False, before the team is even loaded); with another team or
+        task it raises :class:`IdempotencyKeyReused`. ``request_id`` is recorded on the run and its events.
+        The run snapshots the spec's ``raw``, so a TeamSpec must come from the loader.
         """
         from edgecrew.engine import durable
         from edgecrew.engine.executors import executor_id
 
         _check_task(task)
+        # Synchronous on purpose: these are short reads (team files are cached by mtime), and a thread
+        # hop here would fail in a loop whose executor DBOS shut down (a relaunch in the same loop).
+        if idempotency_key is not None and not isinstance(team, TeamFile):
+            earlier = self.rt.store.run_by_idempotency_key(idempotency_key)
+            if earlier is not None:
+                return _retry(earlier, _name_of(team), task)
+        spec = self.load_team(team)
         if idempotency_key is not None:
-            existing = self.rt.store.run_by_idempotency_key(idempotency_key)
-            if existing is not None:
-                raise DuplicateRunError(existing)
+            earlier = self.rt.store.run_by_idempotency_key(idempotency_key)
+            if earlier is not None:
+                return _retry(earlier, spec.name, task)
         run_id = new_run_id()
         workspace = self.rt.workspace(run_id)
         workspace.mkdir(parents=True, exist_ok=True)
@@ -121,13 +162,127 @@ class RunService:
                 idempotency_key=idempotency_key,
             )
         except sa.exc.IntegrityError:  # a concurrent request with the same key won the race
-            existing = self.rt.store.run_by_idempotency_key(idempotency_key or "")
-            if existing is None:
+            earlier = self.rt.store.run_by_idempotency_key(idempotency_key or "")
+            if earlier is None:
                 raise
-            raise DuplicateRunError(existing) from None
+            return _retry(earlier, spec.name, task)
         self.rt.store.emit(run_id, "run_created", EventType.RUN_CREATED, {"team": spec.name, "task": task})
         handle = await durable.start_workflow(run_id)
-        return run_id, handle
+        return Started(self.rt.store.get_run(run_id), True, handle)
+
+    async def run(
+        self, team: TeamRef, task: str, on_event: EventCallback | None = None, *, request_id: str | None = None
+    ) -> RunSummary:
+        """Start a run and follow it to its end: its final state, output and usage."""
+        return await self.finish(await self.start(team, task, request_id=request_id), on_event)
+
+    async def finish(self, started: Started, on_event: EventCallback | None = None, *, after_id: int = 0) -> RunSummary:
+        """Follow a started run to its end, let its workflow record completion, and sum its usage."""
+        final = await self.follow(started.run.id, on_event, after_id=after_id)
+        await settle(started.handle)
+        return await self.summary(final.id)
+
+    async def summary(self, run_id: str) -> RunSummary:
+        """A run as it is now, with its usage."""
+        run = await asyncio.to_thread(self.rt.store.get_run, run_id)
+        return RunSummary(run, RunUsage.of(await asyncio.to_thread(self.rt.store.steps, run.id)))
+
+    # -- follow --------------------------------------------------------------------------------------
+
+    async def events(
+        self,
+        run_id: str,
+        after: int = 0,
+        *,
+        stop: anyio.Event | None = None,
+        poll_s: float = 0.25,
+        stop_when_orphaned: bool = False,
+    ) -> AsyncIterator[list[EventRecord]]:
+        """Batches of a run's new events (ids above ``after``) as they land, up to and including its end.
+
+        Every reader of a live run (SSE, UI, CLI, ``/v1``, MCP) reads it through this stream. Every
+        couple of seconds it also asks DBOS about the run's workflow: one that ended without
+        finishing the run marks the run failed (so the stream ends); with ``stop_when_orphaned`` a
+        workflow whose process died ends the stream instead of waiting for someone to resume it.
+        It also ends when ``stop`` is set.
+        """
+        last, waited, next_check, ended_at = after, 0.0, _WORKFLOW_CHECK_S, None
+        try:
+            while stop is None or not stop.is_set():
+                # Status first: an end event written after this read is picked up next round.
+                run = await asyncio.to_thread(self.rt.store.get_run, run_id)
+                events = await asyncio.to_thread(self.rt.store.events, run_id, after_id=last)
+                if events:
+                    end = next((i for i, e in enumerate(events) if e.type in _END_EVENTS), None)
+                    last = events[-1].id
+                    yield events if end is None else events[: end + 1]
+                    if end is not None:
+                        return
+                if run.status.terminal:
+                    ended_at = waited if ended_at is None else ended_at
+                    if waited - ended_at >= _END_GRACE_S:
+                        return
+                elif waited >= next_check:
+                    next_check = waited + _WORKFLOW_CHECK_S
+                    if await self._workflow_gone(run, stop_when_orphaned):
+                        return
+                await _pause(poll_s, stop)
+                waited += poll_s
+        finally:
+            self.close()
+
+    async def follow(
+        self,
+        run_id: str,
+        on_event: EventCallback | None = None,
+        *,
+        after_id: int = 0,
+        poll_s: float = 0.1,
+        stop_when_orphaned: bool = False,
+        timeout_s: float | None = None,
+    ) -> RunRecord:
+        """Read the run's events until it ends (see :meth:`events`), or for at most ``timeout_s``;
+        returns the run as it is then."""
+        with anyio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
+            async for batch in self.events(run_id, after_id, poll_s=poll_s, stop_when_orphaned=stop_when_orphaned):
+                for event in batch:
+                    if on_event is not None:
+                        on_event(event)
+        return await asyncio.to_thread(self.rt.store.get_run, run_id)
+
+    async def _workflow_gone(self, run: RunRecord, stop_when_orphaned: bool) -> bool:
+        """Mark a run whose workflow ended without finishing it failed; True when waiting is pointless."""
+        from edgecrew.engine.executors import executor_alive
+
+        status, executor = await self._workflow_state(run.id)
+        if status in ("ERROR", "SUCCESS", "CANCELLED"):
+            await asyncio.sleep(0.5)  # let a finishing workflow write its last rows first
+            if not (await asyncio.to_thread(self.rt.store.get_run, run.id)).status.terminal:
+                reason = f"its workflow ended ({status.lower()}) without finishing the run"
+                await asyncio.to_thread(self._fail, run.id, reason)
+            return False  # the end event follows: the stream reads it next round
+        return stop_when_orphaned and status in ("PENDING", None) and not executor_alive(executor or run.executor)
+
+    def _fail(self, run_id: str, reason: str) -> None:
+        self.rt.store.set_status(run_id, RunStatus.FAILED, error=reason)
+        self.rt.store.emit(run_id, "run_finished", EventType.RUN_FINISHED, {"status": "failed", "error": reason})
+
+    async def _workflow_state(self, run_id: str) -> tuple[str | None, str | None]:
+        """(DBOS status, executor id) of a run's workflow: from this process's DBOS when it runs
+        here (the server), else through a client, without launching DBOS."""
+        from edgecrew.engine import durable
+
+        if durable.launched(self.rt):
+            found = await durable.workflow_status(run_id)
+            return (found.status, found.executor_id) if found is not None else (None, None)
+        return await asyncio.to_thread(self.workflow_state, run_id)
+
+    def workflow_state(self, run_id: str) -> tuple[str | None, str | None]:
+        """(DBOS status, executor id) of a run's workflow, read through a DBOS client."""
+        found = self._client().list_workflows(workflow_ids=[run_id], load_input=False, load_output=False)
+        return (found[0].status, found[0].executor_id) if found else (None, None)
+
+    # -- resume and cancel ---------------------------------------------------------------------------
 
     async def recover(self) -> Recovery:
         """Launch the durable engine and resume this project's runs left behind by dead processes."""
@@ -162,8 +317,7 @@ class RunService:
             return run, f"already running in process {status.executor_id}; following it", recovery
         if status.status in ("ERROR", "SUCCESS", "CANCELLED"):
             reason = f"its workflow ended ({status.status.lower()}) without finishing the run"
-            self.rt.store.set_status(run.id, RunStatus.FAILED, error=reason)
-            self.rt.store.emit(run.id, "run_finished", EventType.RUN_FINISHED, {"status": "failed", "error": reason})
+            self._fail(run.id, reason)
             raise ConflictError(f"run {run.id} cannot be resumed: {reason}")
         await DBOS.resume_workflow_async(run.id)
         return run, "resumed", recovery
@@ -186,10 +340,36 @@ class RunService:
             self.close()
         return self.rt.store.get_run(run.id)
 
-    def workflow_state(self, run_id: str) -> tuple[str | None, str | None]:
-        """(DBOS status, executor id) of a run's workflow, read without launching DBOS."""
-        found = self._client().list_workflows(workflow_ids=[run_id], load_input=False, load_output=False)
-        return (found[0].status, found[0].executor_id) if found else (None, None)
+    # -- reads ---------------------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> RunRecord:
+        """A run by id or unique id prefix."""
+        return self.rt.store.get_run(run_id)
+
+    def list_runs(
+        self, *, limit: int = 20, offset: int = 0, status: str | None = None, team: str | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first."""
+        return self.rt.store.list_runs(limit=limit, offset=offset, status=status, team=team)
+
+    def count_runs(self, *, status: str | None = None, team: str | None = None) -> int:
+        return self.rt.store.count_runs(status=status, team=team)
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        return self.rt.store.steps(run_id)
+
+    def event_page(self, run_id: str, after: int = 0, limit: int = 1000) -> list[EventRecord]:
+        """The run's events so far (ids above ``after``), oldest first."""
+        return self.rt.store.events(run_id, after_id=after, limit=limit)
+
+    def events_of_type(self, kind: str, limit: int) -> list[EventRecord]:
+        """The newest events of one type across runs (the metrics page)."""
+        return self.rt.store.events_of_type(kind, limit=limit)
+
+    def last_event_id(self, run_id: str) -> int:
+        return self.rt.store.last_event_id(run_id)
+
+    # -- DBOS client -----------------------------------------------------------------------------------
 
     def _client(self) -> Any:
         """One DBOS client per service (opening one costs an engine and a connection pool)."""
@@ -204,72 +384,28 @@ class RunService:
             self._dbos_client.destroy()
             self._dbos_client = None
 
-    async def follow(
-        self,
-        run_id: str,
-        on_event: EventCallback | None = None,
-        *,
-        after_id: int = 0,
-        poll_s: float = 0.1,
-        timeout_s: float | None = None,
-        stop_when_orphaned: bool = False,
-    ) -> RunRecord:
-        """Stream a run's events from the store until it ends; returns the run as it is then.
 
-        Every couple of seconds it also asks DBOS about the run's workflow: a workflow that ended
-        without finishing the run marks it failed, and (with ``stop_when_orphaned``) a workflow
-        whose process died stops the wait instead of waiting forever.
-        """
-        try:
-            return await self._follow(run_id, on_event, after_id, poll_s, timeout_s, stop_when_orphaned)
-        finally:
-            self.close()
+def _name_of(team: TeamName | TeamSpec) -> str:
+    return team.name
 
-    async def _follow(
-        self,
-        run_id: str,
-        on_event: EventCallback | None,
-        after_id: int,
-        poll_s: float,
-        timeout_s: float | None,
-        stop_when_orphaned: bool,
-    ) -> RunRecord:
-        from edgecrew.engine.executors import executor_alive
 
-        last = after_id
-        waited = 0.0
-        grace = 0
-        seen_end = False
-        next_check = 2.0
-        while True:
-            # Read the status first: an end event written after this read is picked up next round.
-            # The reads run in a thread: in the server many follows share one event loop.
-            run = await asyncio.to_thread(self.rt.store.get_run, run_id)
-            for event in await asyncio.to_thread(self.rt.store.events, run_id, after_id=last):
-                last = event.id
-                seen_end = seen_end or event.type in _END_EVENTS
-                if on_event is not None:
-                    on_event(event)
-            if run.status.terminal:
-                if seen_end or grace >= 20:
-                    return run
-                grace += 1
-            elif waited >= next_check:
-                next_check = waited + 2.0
-                status, executor = await asyncio.to_thread(self.workflow_state, run_id)
-                if status in ("ERROR", "SUCCESS", "CANCELLED"):
-                    await asyncio.sleep(0.5)  # let a finishing workflow write its last rows first
-                    if not self.rt.store.get_run(run_id).status.terminal:
-                        reason = f"its workflow ended ({status.lower()}) without finishing the run"
-                        self.rt.store.set_status(run_id, RunStatus.FAILED, error=reason)
-                        self.rt.store.emit(
-                            run_id, "run_finished", EventType.RUN_FINISHED, {"status": "failed", "error": reason}
-                        )
-                elif (
-                    stop_when_orphaned and status in ("PENDING", None) and not executor_alive(executor or run.executor)
-                ):
-                    return run
-            await asyncio.sleep(poll_s)
-            waited += poll_s
-            if timeout_s is not None and waited >= timeout_s:
-                return run
+def _retry(earlier: RunRecord, team: str, task: str) -> Started:
+    if (earlier.team, earlier.task) != (team, task):
+        raise IdempotencyKeyReused(earlier.id)
+    return Started(earlier, False)
+
+
+async def settle(handle: Any) -> None:
+    """Let a workflow this process started record its completion (before the process may exit)."""
+    if handle is None:
+        return
+    with contextlib.suppress(Exception):  # cancelled or failed workflows raise here; the store says why
+        await asyncio.wait_for(handle.get_result(), timeout=30)
+
+
+async def _pause(seconds: float, stop: anyio.Event | None) -> None:
+    if stop is None:
+        await asyncio.sleep(seconds)
+    else:
+        with anyio.move_on_after(seconds):
+            await stop.wait()

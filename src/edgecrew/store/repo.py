@@ -388,6 +388,12 @@ class RunStore:
         with self.engine.connect() as conn:
             return [EventRecord(**dict(r)) for r in conn.execute(query).mappings()]
 
+    def last_event_id(self, run_id: str) -> int:
+        """The id of the run's newest event (0 when it has none)."""
+        query = sa.select(sa.func.max(t.events.c.id)).where(t.events.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
     def events_of_type(self, type_: str, *, limit: int = 1000) -> list[EventRecord]:
         """The newest ``limit`` events of one type across runs, oldest first."""
         query = sa.select(t.events).where(t.events.c.type == type_).order_by(t.events.c.id.desc()).limit(limit)

@@ -11,8 +11,6 @@ Tools called over MCP have no run of their own, so they all act in one workspace
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -146,17 +144,13 @@ class EdgecrewMcp:
 
     async def run_team(self, team: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """Start a run of ``team`` on the task and wait for it to end."""
-        from edgecrew.engine.service import RunService
+        from edgecrew.engine.service import RunService, TeamName
 
         task = arguments.get("task")
         if not isinstance(task, str) or set(arguments) - {"task"}:
             raise ToolError(f"team.{team} takes one argument, task (a string): what the team should do")
-        svc = RunService(self.rt)
-        run_id, handle = await svc.start(team, task)
-        final = await svc.follow(run_id)
-        # Let the workflow record its end before answering; a failed one raises, and the run says why.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(handle.get_result(), timeout=30)
+        done = await RunService(self.rt).run(TeamName(team), task)
+        final = done.run
         return {
             "run_id": final.id,
             "team": final.team,

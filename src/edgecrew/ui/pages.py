@@ -30,7 +30,7 @@ from edgecrew.api.routers.tasks import VersionNo
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.runtime import Runtime
-from edgecrew.engine.service import RunService, watch_events
+from edgecrew.engine.service import RunService, TeamName
 from edgecrew.errors import EdgecrewError, NotFoundError, SpecError, UserError
 from edgecrew.specs.loader import load_team_text, team_from_raw
 from edgecrew.store.keys import ApiKeyStore
@@ -167,8 +167,9 @@ def _safe_next(target: str) -> str:
 @router.get("/")
 def home(request: Request, session: Viewer) -> HTMLResponse:
     rt = _rt(request)
-    active = [r for r in rt.store.list_runs(limit=200) if not r.status.terminal]
-    recent = rt.store.list_runs(limit=10)
+    runs = RunService(rt)
+    active = [r for r in runs.list_runs(limit=200) if not r.status.terminal]
+    recent = runs.list_runs(limit=10)
     pending = ApprovalService(rt).list("pending")
     pool = rt.pool.state()
     alerts = _alerts(rt, pool)
@@ -186,7 +187,7 @@ def _alerts(rt: Runtime, pool: Any) -> list[str]:
         alerts.append(f"{pool.queue_depth} model call(s) are waiting for a model slot")
     if pool.load_failures:
         alerts.append(f"{pool.load_failures} model load(s) failed since the server started")
-    failed = rt.store.count_runs(status="failed")
+    failed = RunService(rt).count_runs(status="failed")
     if failed:
         alerts.append(f"{failed} run(s) failed; see the runs list")
     return alerts
@@ -199,17 +200,18 @@ def runs_page(
     status: Annotated[str | None, Query(max_length=32)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> HTMLResponse:
-    rt = _rt(request)
-    runs = rt.store.list_runs(limit=50, offset=offset, status=status or None)
-    total = rt.store.count_runs(status=status or None)
+    svc = RunService(_rt(request))
+    runs = svc.list_runs(limit=50, offset=offset, status=status or None)
+    total = svc.count_runs(status=status or None)
     return page(request, "runs.html", session, runs=runs, total=total, offset=offset, status=status or "")
 
 
 @router.get("/ui/runs/{run_id}")
 def run_page(request: Request, run_id: str, session: Viewer, notice: str = "") -> HTMLResponse:
     rt = _rt(request)
-    run = rt.store.get_run(run_id)
-    events = rt.store.events(run.id, limit=5000)
+    svc = RunService(rt)
+    run = svc.get(run_id)
+    events = svc.event_page(run.id, limit=5000)
     spec = team_from_raw(run.spec)
     state = views.graph_state(events)
     approvals = {a.id: a for a in ApprovalService(rt).list(None, run.id)}
@@ -221,7 +223,7 @@ def run_page(request: Request, run_id: str, session: Viewer, notice: str = "") -
         spec=spec,
         state=state,
         events=events,
-        steps=rt.store.steps(run.id),
+        steps=svc.steps(run.id),
         approvals=approvals,
         last_id=events[-1].id if events else 0,
         notice=notice,
@@ -233,7 +235,7 @@ async def run_stream(
     request: Request, run_id: str, session: Viewer, after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
 ) -> EventSourceResponse:
     rt = _rt(request)
-    run = await asyncio.to_thread(rt.store.get_run, run_id)
+    run = await asyncio.to_thread(RunService(rt).get, run_id)
     start = resume_point(after, request.headers.get("last-event-id"))
     return EventSourceResponse(_fragments(rt, run.id, start, session), ping=15)
 
@@ -241,11 +243,12 @@ async def run_stream(
 async def _fragments(rt: Runtime, run_id: str, after: int, session: Session) -> AsyncIterator[ServerSentEvent]:
     """Rendered timeline items for each new event, then the graph and the status as they are now;
     ``done`` at the end (the page closes the stream and reloads once)."""
-    spec = team_from_raw((await asyncio.to_thread(rt.store.get_run, run_id)).spec)
-    seen = [e for e in await asyncio.to_thread(rt.store.events, run_id, limit=5000) if e.id <= after]
+    svc = RunService(rt)
+    spec = team_from_raw((await asyncio.to_thread(svc.get, run_id)).spec)
+    seen = [e for e in await asyncio.to_thread(svc.event_page, run_id, 0, 5000) if e.id <= after]
     last = after
-    async for batch in watch_events(rt.store, run_id, after):
-        run = await asyncio.to_thread(rt.store.get_run, run_id)
+    async for batch in svc.events(run_id, after):
+        run = await asyncio.to_thread(svc.get, run_id)
         approvals = {a.id: a for a in await asyncio.to_thread(ApprovalService(rt).list, None, run_id)}
         for e in batch:
             item = templates.get_template("_event.html").render(e=e, approvals=approvals, session=session, run=run)
@@ -374,12 +377,10 @@ async def start_run(
 ) -> Response:
     need(session, "runs")
     try:
-        rt = _rt(request)
-        spec = await asyncio.to_thread(rt.load_named_team, name)
-        run_id, _ = await RunService(rt).start_spec(spec, task, request_id=current_request_id.get())
+        started = await RunService(_rt(request)).start(TeamName(name), task, request_id=current_request_id.get())
     except EdgecrewError as exc:
         return back(f"/ui/teams/{name}", str(exc))
-    return RedirectResponse(f"/ui/runs/{run_id}", status_code=303)
+    return RedirectResponse(f"/ui/runs/{started.run.id}", status_code=303)
 
 
 # -- tasks ------------------------------------------------------------------------------------------
@@ -489,9 +490,9 @@ def _executor() -> str:
 @router.get("/ui/metrics")
 def metrics_page(request: Request, session: Viewer) -> HTMLResponse:
     rt = _rt(request)
-    calls = rt.store.events_of_type("model_called", limit=5000)
+    calls = RunService(rt).events_of_type("model_called", limit=5000)
     stats = views.model_stats(calls)
-    runs = rt.store.list_runs(limit=5000)
+    runs = RunService(rt).list_runs(limit=5000)
     days = views.outcomes_by_day(runs)
     return page(request, "metrics.html", session, stats=stats, days=days, charts=views, total_calls=len(calls))
 

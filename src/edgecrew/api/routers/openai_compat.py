@@ -25,7 +25,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from edgecrew.api.deps import RunsDep, StartRuns
 from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, problem
 from edgecrew.context import request_id as current_request_id
-from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, IdempotencyKeyReused, pieces
+from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, pieces
+from edgecrew.errors import IdempotencyKeyReused
 
 KEEPALIVE_S = 10  # an SSE comment this often while the run works, so proxies keep the stream open
 SEP = "\n"  # lines end as OpenAI's own streams end them (some clients split on a blank line only)

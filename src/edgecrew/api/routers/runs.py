@@ -14,12 +14,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from edgecrew.api.deps import MAX_ID, Read, RunsDep, RuntimeDep, StartRuns, resume_point
-from edgecrew.api.problems import PROBLEM_RESPONSES, problem
+from edgecrew.api.deps import MAX_ID, Read, RunsDep, StartRuns, resume_point
+from edgecrew.api.problems import PROBLEM_RESPONSES, problem, problem_response
 from edgecrew.api.shapes import Limit, Offset, Out, Page
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.runs import RunStatus
-from edgecrew.engine.service import DuplicateRunError, watch_events
+from edgecrew.engine.service import RunService, TeamName
+from edgecrew.errors import IdempotencyKeyReused
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=PROBLEM_RESPONSES)
 POLL_S = 0.25
@@ -79,7 +80,15 @@ class EventOut(Out):
     request_id: str | None = None
 
 
-@router.post("", status_code=201, response_model=RunOut, responses={200: {"model": RunOut}})
+@router.post(
+    "",
+    status_code=201,
+    response_model=RunOut,
+    responses={
+        200: {"model": RunOut, "description": "A retry: the run this Idempotency-Key started before."},
+        409: problem_response(409, "The Idempotency-Key already started a run with another team or task."),
+    },
+)
 async def start_run(
     body: StartRun,
     runs: RunsDep,
@@ -94,31 +103,22 @@ async def start_run(
 ) -> Any:
     """Start a team run. The answer comes at once; follow the run with GET /runs/{id}/events."""
     try:
-        if idempotency_key is not None:  # a retry answers with its run even if the team changed since
-            earlier = await asyncio.to_thread(runs.rt.store.run_by_idempotency_key, idempotency_key)
-            if earlier is not None:
-                raise DuplicateRunError(earlier)
-        spec = await asyncio.to_thread(runs.rt.load_named_team, body.team)  # a name, never a path
-        run_id, _handle = await runs.start_spec(
-            spec, body.task, request_id=current_request_id.get(), idempotency_key=idempotency_key
+        # A name, never a path; a retry with the same key answers with its run before the team is loaded.
+        started = await runs.start(
+            TeamName(body.team), body.task, request_id=current_request_id.get(), idempotency_key=idempotency_key
         )
-    except DuplicateRunError as dup:
-        if (dup.run.team, dup.run.task) != (body.team, body.task):
-            return problem(
-                422,
-                f"Idempotency-Key was first used for run {dup.run.id} with another team or task; use a new key",
-                title="Idempotency key reused",
-            )
-        return JSONResponse(RunOut.of(dup.run).model_dump(mode="json"), status_code=200)
-    run = await asyncio.to_thread(runs.rt.store.get_run, run_id)
-    return JSONResponse(
-        RunOut.of(run).model_dump(mode="json"), status_code=201, headers={"Location": f"/runs/{run_id}"}
-    )
+    except IdempotencyKeyReused as exc:
+        # 409, not 422: the body is valid; it conflicts with what the key already stands for.
+        return problem(409, str(exc), title="Idempotency key reused", instance="/runs")
+    out = RunOut.of(started.run).model_dump(mode="json")
+    if not started.created:
+        return JSONResponse(out, status_code=200)
+    return JSONResponse(out, status_code=201, headers={"Location": f"/runs/{started.run.id}"})
 
 
 @router.get("", response_model=RunPage)
 def list_runs(
-    rt: RuntimeDep,
+    runs: RunsDep,
     _: Read,
     status: RunStatus | None = None,
     team: Annotated[str | None, Query(max_length=200)] = None,
@@ -127,15 +127,15 @@ def list_runs(
 ) -> Page[RunOut]:
     """Runs, newest first, optionally by status and team."""
     state = status.value if status else None
-    items = [RunOut.of(r) for r in rt.store.list_runs(limit=limit, offset=offset, status=state, team=team)]
-    return RunPage.of(items, rt.store.count_runs(status=state, team=team), limit, offset)
+    items = [RunOut.of(r) for r in runs.list_runs(limit=limit, offset=offset, status=state, team=team)]
+    return RunPage.of(items, runs.count_runs(status=state, team=team), limit, offset)
 
 
 @router.get("/{run_id}", response_model=RunDetail)
-def get_run(run_id: str, rt: RuntimeDep, _: Read) -> RunDetail:
+def get_run(run_id: str, runs: RunsDep, _: Read) -> RunDetail:
     """A run with its agent steps (a unique id prefix is enough)."""
-    run = rt.store.get_run(run_id)
-    return RunDetail(**RunOut.of(run).model_dump(), steps=[StepOut.of(s) for s in rt.store.steps(run.id)])
+    run = runs.get(run_id)
+    return RunDetail(**RunOut.of(run).model_dump(), steps=[StepOut.of(s) for s in runs.steps(run.id)])
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut)
@@ -148,7 +148,7 @@ async def cancel_run(run_id: str, runs: RunsDep, _: StartRuns) -> RunOut:
 async def resume_run(run_id: str, runs: RunsDep, _: StartRuns) -> RunOut:
     """Continue an interrupted run from its last finished step in this server (409 when it ended)."""
     run, _how, _recovery = await runs.resume(run_id)
-    return RunOut.of(await asyncio.to_thread(runs.rt.store.get_run, run.id))
+    return RunOut.of(await asyncio.to_thread(runs.get, run.id))
 
 
 @router.get(
@@ -159,7 +159,7 @@ async def resume_run(run_id: str, runs: RunsDep, _: StartRuns) -> RunOut:
 async def run_events(
     run_id: str,
     request: Request,
-    rt: RuntimeDep,
+    runs: RunsDep,
     _: Read,
     after: Annotated[int, Query(ge=0, le=MAX_ID, description="Only events with a larger id.")] = 0,
     limit: Annotated[
@@ -171,14 +171,14 @@ async def run_events(
 ) -> Response:
     """The run's events. With ``Accept: text/event-stream`` a live stream that ends with the run
     (each event's ``id`` is its resume point); otherwise the events so far as JSON."""
-    run = await asyncio.to_thread(rt.store.get_run, run_id)
+    run = await asyncio.to_thread(runs.get, run_id)
     after = resume_point(after, last_event_id)
     if "text/event-stream" not in request.headers.get("accept", ""):
-        events = await asyncio.to_thread(rt.store.events, run.id, after_id=after, limit=limit)
+        events = await asyncio.to_thread(runs.event_page, run.id, after, limit)
         return JSONResponse([EventOut.of(e).model_dump(mode="json") for e in events])
     stopping = anyio.Event()  # set by sse-starlette when the server shuts down
     return EventSourceResponse(
-        _stream(rt, run.id, after, stopping),
+        _stream(runs, run.id, after, stopping),
         ping=15,
         send_timeout=30,
         shutdown_event=stopping,
@@ -186,10 +186,10 @@ async def run_events(
     )
 
 
-async def _stream(rt: Any, run_id: str, after: int, stopping: anyio.Event) -> AsyncIterator[ServerSentEvent]:
+async def _stream(runs: RunService, run_id: str, after: int, stopping: anyio.Event) -> AsyncIterator[ServerSentEvent]:
     """The run's events from ``after`` on, until its end event, or until the server stops: then the
     stream ends cleanly (not cut mid-response) and the client resumes elsewhere with Last-Event-ID."""
-    async for batch in watch_events(rt.store, run_id, after, stop=stopping, poll_s=POLL_S):
+    async for batch in runs.events(run_id, after, stop=stopping, poll_s=POLL_S):
         for event in batch:
             yield ServerSentEvent(
                 data=json.dumps(EventOut.of(event).model_dump(mode="json")), event=event.type, id=str(event.id)

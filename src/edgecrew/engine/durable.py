@@ -441,7 +441,7 @@ async def tool_call_step(
         agent=agent,
         workspace=rt.workspace(run_id),
         files=FilePolicy(file_read, file_write),
-        services={"pool": rt.pool},
+        pool=rt.pool,
     )
     with tracing.tool_span(run_id, agent, canonical, call.id, step_key) as span:
         content, is_error = await execute_tool(rt.tools, call, allowed, ctx, timeout_s)

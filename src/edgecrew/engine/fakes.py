@@ -12,6 +12,7 @@ durable engine would have done; tests read it from their plain lists.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -123,6 +124,8 @@ class FakeTurnIO:
                 return Observation(f"error: a person denied this call to '{spec.name}'", True, waited_s)
             self.approved_tools.add(spec.name)
         files = FilePolicy(agent.file_read, agent.file_write)
+        if self.workspace is None:  # a folder of its own, made only when a tool is actually called
+            self.workspace = Path(tempfile.mkdtemp(prefix="edgecrew-fake-"))
         context = ToolContext(run_id="fake", agent=agent.name, workspace=self.workspace, files=files)
         content, is_error = await execute_tool(self.tools, call, agent.tools, context, timeout_s)
         return Observation(content, is_error, waited_s)

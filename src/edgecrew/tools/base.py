@@ -13,7 +13,8 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, get_type_hints, overload
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints, overload
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, create_model
@@ -21,19 +22,23 @@ from pydantic import BaseModel, ConfigDict, create_model
 from edgecrew.domain.messages import ToolDefinition
 from edgecrew.errors import NotFoundError, ToolError, UserError
 
+if TYPE_CHECKING:
+    from edgecrew.models.pool import ModelPool
+    from edgecrew.tools.permissions import FilePolicy
+
 Risk = Literal["safe", "risky", "forbidden"]
 ToolFunction = Callable[..., Any]
 
 
 @dataclass(frozen=True)
 class ToolContext:
-    """What a tool may know about the call it serves."""
+    """What a tool may know about the call it serves, and what the runtime lends it (typed fields)."""
 
     run_id: str
     agent: str
-    workspace: Any  # pathlib.Path of the run's workspace
-    files: Any = None  # the agent's FilePolicy (None: everything inside the workspace)
-    services: Any = None  # what the runtime lends tools, by name (e.g. "pool": the model pool)
+    workspace: Path  # the run's workspace
+    files: FilePolicy | None = None  # the agent's file policy (None: everything inside the workspace)
+    pool: ModelPool | None = None  # this process's model pool (None: no models here)
 
 
 @dataclass(frozen=True)

@@ -137,9 +137,7 @@ class EdgecrewMcp:
 
     async def call_tool(self, spec: ToolSpec, arguments: dict[str, Any]) -> Any:
         self.workspace.mkdir(parents=True, exist_ok=True)
-        ctx = ToolContext(
-            run_id=self.session_id, agent="mcp", workspace=self.workspace, services={"pool": self.rt.pool}
-        )
+        ctx = ToolContext(run_id=self.session_id, agent="mcp", workspace=self.workspace, pool=self.rt.pool)
         return await spec.call(arguments, ctx)
 
     async def run_team(self, team: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ def can_run(ctx: ToolContext, memory_mb: float, cpu_cores: float = 1.0, gpu_memo
     """Whether a job needing this much memory (MB), CPU cores and GPU memory can start now, and why not."""
     if memory_mb < 0 or cpu_cores < 0 or gpu_memory_mb < 0:
         raise ToolError("memory_mb, cpu_cores and gpu_memory_mb must not be negative")
-    pool = (ctx.services or {}).get("pool")
+    pool = ctx.pool
     if pool is None:
         from edgecrew.models.pool import ModelPool
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from edgecrew.api.app import create_app
+from edgecrew.app import create_app
 from edgecrew.settings import reset_settings
 from edgecrew.store.keys import SCOPES, ApiKeyStore
 from tests.conftest import write

@@ -20,8 +20,8 @@ import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
-from edgecrew.api.app import create_app
 from edgecrew.api.problems import PROBLEM_JSON
+from edgecrew.app import create_app
 from edgecrew.store.keys import SCOPES, ApiKeyStore
 from tests.api.live import serve_in_thread, server_settings, write_project
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from edgecrew.api.app import create_app
+from edgecrew.app import create_app
 from edgecrew.settings import reset_settings
 from tests.api.conftest import auth
 from tests.api.live import serve_in_thread

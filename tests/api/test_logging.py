@@ -20,7 +20,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from edgecrew.api.app import create_app
+from edgecrew.app import create_app
 from edgecrew.settings import reset_settings
 from edgecrew.store.keys import SCOPES, ApiKeyStore
 from edgecrew.telemetry.logging import REDACTED, Redactor, configure_logging

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from edgecrew.api.app import create_app
+from edgecrew.app import create_app
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine import durable
 from edgecrew.engine.chat import ChatMessage, answer_text, compose_task, pieces, single_agent_team

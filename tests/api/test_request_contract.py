@@ -16,8 +16,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from edgecrew.api.app import create_app
 from edgecrew.api.problems import PROBLEM_JSON
+from edgecrew.app import create_app
 from edgecrew.store.keys import ApiKeyStore
 from tests.api.conftest import auth
 from tests.api.live import ThreadServer, serve_in_thread, server_settings, write_project

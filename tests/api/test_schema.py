@@ -42,8 +42,8 @@ from schemathesis.engine.recorder import ScenarioRecorder
 from schemathesis.engine.run import PhaseName
 from schemathesis.openapi.checks import RejectedPositiveData
 
-from edgecrew.api.app import create_app
 from edgecrew.api.problems import PROBLEM_JSON
+from edgecrew.app import create_app
 from tests.api import conftest as fixtures
 from tests.api.live import ServerProcess, cli_env, create_key, write_project
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edgecrew.api.app import create_app
+from edgecrew.app import create_app
 from edgecrew.store.keys import ApiKeyStore
 from tests.api.conftest import auth
 from tests.api.live import SseEvent, ThreadServer, iter_sse, serve_in_thread, server_settings, write_project

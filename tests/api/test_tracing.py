@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from edgecrew.api.app import create_app
+from edgecrew.app import create_app
 from edgecrew.settings import Settings, reset_settings
 from edgecrew.store.keys import SCOPES, ApiKeyStore
 from edgecrew.telemetry import tracing

@@ -175,7 +175,7 @@ def test_sign_in_never_redirects_off_site(target: str, safe: str) -> None:
 
 
 def test_keyless_localhost_when_enabled(server_project: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgecrew.api.app import create_app
+    from edgecrew.app import create_app
     from edgecrew.settings import reset_settings
     from tests.api.live import serve_in_thread
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecrew.api.app import create_app
+from edgecrew.app import create_app
 from edgecrew.settings import reset_settings
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.store.tasks import TaskStore

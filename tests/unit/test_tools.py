@@ -98,9 +98,7 @@ async def test_scheduler_can_run_asks_the_pool_and_the_machine(tmp_path: Path) -
 
     pool = ModelPool(load, specs=lambda a: PoolModelSpec(a, memory_bytes=60 * 2**20), budget_bytes=100 * 2**20)  # type: ignore[arg-type]
     async with pool.use("m"):
-        held = await tool_spec.call(
-            {"memory_mb": 50, "cpu_cores": 0}, ToolContext("r", "a", tmp_path, pool=pool)
-        )
+        held = await tool_spec.call({"memory_mb": 50, "cpu_cores": 0}, ToolContext("r", "a", tmp_path, pool=pool))
     assert held["fits"] is False and "held by models" in held["reason"]
     with pytest.raises(ToolError, match="must not be negative"):
         await tool_spec.call({"memory_mb": -1}, plain)

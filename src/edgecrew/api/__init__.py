@@ -1,5 +1,4 @@
-"""The HTTP server: REST + SSE, the OpenAI-compatible gateway, auth, problem details (see app.py)."""
+"""The HTTP API: REST + SSE, the OpenAI-compatible gateway, auth, problem details, telemetry wiring.
 
-from edgecrew.api.app import create_app
-
-__all__ = ["create_app"]
+The app that serves it together with mission control is composed in :mod:`edgecrew.app`.
+"""

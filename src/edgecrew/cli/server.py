@@ -24,7 +24,7 @@ def serve(
     """Serve the REST API, live events, /v1 (OpenAI-compatible) and /metrics; runs execute in this process."""
     import uvicorn
 
-    from edgecrew.api.app import create_app
+    from edgecrew.app import create_app
     from edgecrew.settings import get_settings
 
     update: dict[str, object] = {}

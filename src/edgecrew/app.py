@@ -1,4 +1,4 @@
-"""The FastAPI app: one process serving the API while running the engine and the model pool.
+"""The server app: the API and mission control in one process that also runs the engine and the model pool.
 
 ``create_app`` wires the runtime (built at start-up, or given by an embedding program or a test),
 the durable engine (launched at start-up; runs orphaned by dead processes of this project are
@@ -22,10 +22,10 @@ from edgecrew.api.auth import Authenticator
 from edgecrew.api.deps import single_query_values
 from edgecrew.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from edgecrew.api.routers import approvals, health, models, openai_compat, runs, tasks, teams
+from edgecrew.api.telemetry import ServerTelemetry, instrument
 from edgecrew.engine.runtime import Runtime
 from edgecrew.settings import Settings, get_settings
 from edgecrew.store.keys import ApiKeyStore
-from edgecrew.telemetry.server import ServerTelemetry, instrument
 from edgecrew.ui import pages
 
 log = logging.getLogger("edgecrew.api")

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from edgecrew.api.observability import TelemetryMiddleware, router
 from edgecrew.telemetry import tracing
-from edgecrew.telemetry.http import TelemetryMiddleware, router
 from edgecrew.telemetry.logging import LogSetup, Redactor, configure_logging
 from edgecrew.telemetry.metrics import ServerMetrics
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import inspect
 
 from edgecrew.cli.mcp import serve as mcp_serve
+from edgecrew.mcp_server import serve_http
 from edgecrew.settings import Settings
-from edgecrew.tools.mcp_server import serve_http
 
 
 def test_the_two_servers_default_to_different_ports() -> None:

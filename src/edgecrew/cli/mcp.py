@@ -36,7 +36,7 @@ def serve(
     With stdio (the default) an MCP client starts this command itself, e.g. command
     `edgecrew mcp serve -p /path/to/project`. Team tools run the team to its end and return its output.
     """
-    from edgecrew.tools.mcp_server import EdgecrewMcp, serve_http, serve_stdio
+    from edgecrew.mcp_server import EdgecrewMcp, serve_http, serve_stdio
 
     if not 0 < port < 65536:
         err.print(f"[red]error:[/] --port {port} is not a port number (1-65535)")

@@ -1,7 +1,9 @@
-"""The composition root: settings, store, project, model and tool registries of this process.
+"""The runtime of one process: settings, store, project, model registry and pool, tool registry.
 
-Durable steps find their collaborators here (DBOS replays a step by name, so it cannot carry them
-in a closure). Only this module wires adapters together.
+``bootstrap`` builds it (the CLI, the server app and tests call it) and keeps it as the process's
+current runtime, because durable steps find their collaborators through ``get_runtime()``: DBOS
+replays a step by name, so a step cannot carry them in a closure. The entry points wire what is
+theirs on top (the server app adds telemetry, auth and routers).
 """
 
 from __future__ import annotations

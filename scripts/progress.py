@@ -31,7 +31,7 @@ def condense(lines: Iterable[str], log: TextIO) -> None:
                 print(f"    building llama.cpp: {done}/{total} compile steps", flush=True)
         elif text.startswith(("Collecting ", "Successfully installed", "ERROR", "error:")):
             print("    " + text[:160], flush=True)
-        elif text.startswith("Building wheel for"):
+        elif text.startswith("Building wheel for") and text.endswith("started"):
             note = " (llama.cpp takes 3-5 minutes on 2 cores; cached afterwards)"
             print("    " + text.split(" (")[0] + note, flush=True)
 

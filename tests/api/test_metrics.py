@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from edgecrew.domain.runs import EventType
+from edgecrew.domain.events import RunFinished, RunStarted, StepFinished
+from edgecrew.domain.runs import Outcome, RunStatus
 from edgecrew.store.repo import open_store
 from edgecrew.telemetry.metrics import ServerMetrics
 from tests import pg
@@ -175,10 +176,10 @@ def test_a_rewritten_event_is_not_counted_twice(store_url: str, tmp_path: Path) 
     seen: list[bool] = []
     store.subscribe(lambda _event, new: seen.append(new))
     store.subscribe(metrics.observe)
-    step = {"outcome": "final", "model_calls": 1}
+    step = StepFinished(outcome=Outcome.FINAL, model_calls=1)
     for _ in range(2):
-        store.emit("r1", "v0.solo.finished", EventType.STEP_FINISHED, step, step_key="v0.solo", agent="solo")
-        store.emit("r1", "run_finished", EventType.RUN_FINISHED, {"status": "succeeded"})
+        store.emit("r1", "v0.solo.finished", step, step_key="v0.solo", agent="solo")
+        store.emit("r1", "run_finished", RunFinished(status=RunStatus.SUCCEEDED))
     assert seen == [True, True, False, False]
     assert len(store.events("r1")) == 2
     text = metrics.registry.get_sample_value("edgecrew_agent_steps_total", {"agent": "solo", "outcome": "final"})
@@ -197,7 +198,7 @@ def test_a_failing_listener_does_not_fail_the_write(tmp_path: Path) -> None:
         raise RuntimeError("observer bug")
 
     unsubscribe = store.subscribe(broken)
-    store.emit("r1", "run_started", EventType.RUN_STARTED, {"team": "echo"})
+    store.emit("r1", "run_started", RunStarted(team="echo"))
     unsubscribe()
-    store.emit("r1", "run_finished", EventType.RUN_FINISHED, {"status": "succeeded"})
+    store.emit("r1", "run_finished", RunFinished(status=RunStatus.SUCCEEDED))
     assert [e.type for e in store.events("r1")] == ["run_started", "run_finished"]

@@ -9,7 +9,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 import edgecrew.store.repo as repo_module
-from edgecrew.domain.runs import RunStatus, can_transition
+from edgecrew.domain.events import ModelCalled, StepFinished
+from edgecrew.domain.runs import Outcome, RunStatus, can_transition
 from edgecrew.errors import NotFoundError, UserError
 from edgecrew.store import open_store
 from edgecrew.store.migrations import HEAD
@@ -77,11 +78,14 @@ def test_upgrading_an_older_store_keeps_every_row(tmp_path: Path) -> None:
 def test_events_are_idempotent_per_run_and_key(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
     store.create_run("r1", "team", "task", {}, str(tmp_path))
-    store.emit("r1", "v000.a.m0.model", "model_called", {"tokens": 1}, step_key="v000.a", agent="a")
-    store.emit("r1", "v000.a.m0.model", "model_called", {"tokens": 2}, step_key="v000.a", agent="a")
-    store.emit("r1", "v000.a.finished", "step_finished", {})
+    store.emit("r1", "v000.a.m0.model", ModelCalled(prompt_tokens=1), step_key="v000.a", agent="a")
+    store.emit("r1", "v000.a.m0.model", ModelCalled(prompt_tokens=2), step_key="v000.a", agent="a")
+    store.emit("r1", "v000.a.finished", StepFinished(outcome=Outcome.FINAL))
     events = store.events("r1")
-    assert [(e.key, e.data) for e in events] == [("v000.a.m0.model", {"tokens": 2}), ("v000.a.finished", {})]
+    assert [(e.key, e.data) for e in events] == [
+        ("v000.a.m0.model", {"prompt_tokens": 2}),
+        ("v000.a.finished", {"outcome": "final"}),
+    ]
     assert store.events("r1", after_id=events[0].id)[0].key == "v000.a.finished"
 
 

@@ -221,6 +221,7 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a run: status, output and each agent step with its tokens."""
+    from edgecrew.domain.events import ModelCalled
     from edgecrew.engine.service import RunService
 
     svc = RunService(guard(runtime))
@@ -269,7 +270,7 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
             escape(json.dumps(s.output)[:70]) if s.output else "",
         )
     console.print(table)
-    calls = [e for e in svc.event_page(run.id) if e.type == "model_called" and "error" not in e.data]
+    calls = [(e.key, p) for e in svc.event_page(run.id) if isinstance(p := e.payload, ModelCalled) and p.ok]
     if calls:
         usage = Table(
             "call",
@@ -283,19 +284,17 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
             "tok/s",
             title="model calls",
         )
-        for e in calls:
-            d = e.data
-            ttft = f"{d['ttft_s']:.2f}" if d.get("ttft_s") is not None else ""
+        for key, call in calls:
             usage.add_row(
-                e.key.removesuffix(".model"),
-                d.get("alias", ""),
-                d.get("backend", ""),
-                str(d.get("prompt_tokens", 0)),
-                str(d.get("cached_tokens", 0)),
-                str(d.get("completion_tokens", 0)),
-                ttft,
-                f"{d.get('latency_s', 0):.2f}",
-                f"{d.get('tokens_per_s', 0):.1f}",
+                key.removesuffix(".model"),
+                call.alias,
+                call.backend,
+                str(call.prompt_tokens),
+                str(call.cached_tokens),
+                str(call.completion_tokens),
+                f"{call.ttft_s:.2f}" if call.ttft_s is not None else "",
+                f"{call.latency_s or 0:.2f}",
+                f"{call.tokens_per_s:.1f}",
             )
         console.print(usage)
     if run.error:

@@ -8,6 +8,22 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from edgecrew.domain.events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    ModelCalled,
+    ModelFallback,
+    ModelSkipped,
+    RouteTaken,
+    RunCancelled,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    ToolCalled,
+)
+from edgecrew.domain.runs import Outcome, RunStatus
 from edgecrew.store.repo import EventRecord
 
 
@@ -19,56 +35,53 @@ def _short(value: Any, limit: int = 120) -> str:
 
 def event_line(event: EventRecord) -> str | None:
     """One rich-markup line describing an event, or None for events not worth a line."""
-    d = event.data
     agent = f"[bold cyan]{escape(event.agent)}[/]" if event.agent else ""
-    match event.type:
-        case "run_started":
-            return f"[bold]▶ run started[/] team [bold]{escape(d.get('team', ''))}[/]"
-        case "run_resumed":
+    match p := event.payload:
+        case RunStarted():
+            return f"[bold]▶ run started[/] team [bold]{escape(p.team)}[/]"
+        case RunResumed():
             return "[yellow]↻ run resumed[/] from its last finished step"
-        case "step_started":
-            return f"● {agent} started [dim]({event.step_key}, model {escape(str(d.get('model')))})[/]"
-        case "model_called":
-            if "error" in d:
-                return f"  [red]✗ model {escape(str(d.get('alias')))}: {escape(d['error'])}[/]"
-            calls = f" → tool {', '.join(d['tool_calls'])}" if d.get("tool_calls") else ""
+        case StepStarted():
+            return f"● {agent} started [dim]({event.step_key}, model {escape(p.model)})[/]"
+        case ModelCalled() if not p.ok:
+            return f"  [red]✗ model {escape(p.alias)}: {escape(str(p.error))}[/]"
+        case ModelCalled():
+            calls = f" → tool {', '.join(p.tool_calls)}" if p.tool_calls else ""
             return (
-                f"  [dim]model {escape(str(d.get('alias')))}: {d.get('prompt_tokens')}→{d.get('completion_tokens')} "
-                f"tokens in {d.get('latency_s', 0):.2f}s ({d.get('tokens_per_s', 0):.1f} tok/s){calls}[/]"
+                f"  [dim]model {escape(p.alias)}: {p.prompt_tokens}→{p.completion_tokens} "
+                f"tokens in {p.latency_s or 0:.2f}s ({p.tokens_per_s:.1f} tok/s){calls}[/]"
             )
-        case "tool_called":
-            mark = "[red]✗[/]" if d.get("is_error") else "[green]✓[/]"
+        case ToolCalled():
+            mark = "[red]✗[/]" if p.is_error else "[green]✓[/]"
             return (
-                f"  {mark} tool [bold]{escape(d.get('tool', ''))}[/] {escape(_short(d.get('arguments'), 60))} → "
-                f"{escape(_short(d.get('result', ''), 80))}"
+                f"  {mark} tool [bold]{escape(p.tool)}[/] {escape(_short(p.arguments, 60))} → "
+                f"{escape(_short(p.result, 80))}"
             )
-        case "step_finished":
-            ok = d.get("outcome") == "final"
-            detail = _short(d.get("output")) if ok else d.get("error")
+        case StepFinished():
+            ok = p.outcome == Outcome.FINAL
+            detail = _short(p.output) if ok else p.error
             mark = "[green]✓[/]" if ok else "[red]✗[/]"
-            return f"{mark} {agent} {d.get('outcome')}: {escape(str(detail))}"
-        case "route_taken":
-            return f"  [dim]→ {escape(d.get('from', ''))} → {', '.join(d.get('to', []))}[/]"
-        case "run_finished":
-            colour = "green" if d.get("status") == "succeeded" else "red"
-            return f"[bold {colour}]■ run {d.get('status')}[/]" + (
-                f": {escape(str(d['error']))}" if d.get("error") else ""
-            )
-        case "run_cancelled":
+            return f"{mark} {agent} {p.outcome.value}: {escape(str(detail))}"
+        case RouteTaken():
+            return f"  [dim]→ {escape(p.from_)} → {', '.join(p.to)}[/]"
+        case RunFinished():
+            colour = "green" if p.status == RunStatus.SUCCEEDED else "red"
+            return f"[bold {colour}]■ run {p.status.value}[/]" + (f": {escape(p.error)}" if p.error else "")
+        case RunCancelled():
             return "[yellow]■ run cancelled[/]"
-        case "model_fallback":
-            failed = f"model {escape(str(d.get('from')))} failed ({escape(str(d.get('error')))})"
-            return f"  [yellow]↪ {failed}; trying {d.get('to')}[/]"
-        case "approval_requested":
+        case ModelFallback():
+            failed = f"model {escape(p.from_)} failed ({escape(p.error)})"
+            return f"  [yellow]↪ {failed}; trying {p.to}[/]"
+        case ApprovalRequested():
             return (
-                f"  [bold yellow]⏸ {escape(str(d.get('tool')))} {escape(_short(d.get('arguments'), 60))} waits for "
-                f"approval[/] — edgecrew approvals approve {d.get('approval')} (or deny / edit)"
+                f"  [bold yellow]⏸ {escape(p.tool)} {escape(_short(p.arguments, 60))} waits for "
+                f"approval[/] — edgecrew approvals approve {p.approval} (or deny / edit)"
             )
-        case "approval_decided":
-            verdict = "[green]approved[/]" if d.get("approved") else "[red]denied[/]"
-            return f"  {verdict} {escape(_short(d.get('arguments'), 60))}"
-        case "model_skipped":
-            return f"  [dim]model {escape(str(d.get('alias')))} skipped: {escape(str(d.get('reason')))}[/]"
+        case ApprovalDecided():
+            verdict = "[green]approved[/]" if p.approved else "[red]denied[/]"
+            return f"  {verdict} {escape(_short(p.arguments, 60))}"
+        case ModelSkipped():
+            return f"  [dim]model {escape(p.alias)} skipped: {escape(p.reason)}[/]"
     return None
 
 
@@ -91,15 +104,13 @@ class LiveRenderer:
         line = event_line(event)
         if line:
             self.console.print(line, highlight=False)
-        d = event.data
-        if event.type == "step_started":
-            self.status.update(f"[cyan]{event.agent}[/] thinking… ({event.step_key})")
-        elif event.type == "model_called" and "error" not in d:
-            self.tokens += int(d.get("completion_tokens") or 0)
-            self.status.update(
-                f"[cyan]{event.agent}[/] {d.get('tokens_per_s', 0):.1f} tok/s · {self.tokens} tokens so far"
-            )
-        elif event.type == "tool_called":
-            self.status.update(f"[cyan]{event.agent}[/] ran {d.get('tool')}")
-        elif event.type == "approval_requested":
-            self.status.update(f"[yellow]waiting for approval {d.get('approval')}[/]")
+        match p := event.payload:
+            case StepStarted():
+                self.status.update(f"[cyan]{event.agent}[/] thinking… ({event.step_key})")
+            case ModelCalled() if p.ok:
+                self.tokens += p.completion_tokens
+                self.status.update(f"[cyan]{event.agent}[/] {p.tokens_per_s:.1f} tok/s · {self.tokens} tokens so far")
+            case ToolCalled():
+                self.status.update(f"[cyan]{event.agent}[/] ran {p.tool}")
+            case ApprovalRequested():
+                self.status.update(f"[yellow]waiting for approval {p.approval}[/]")

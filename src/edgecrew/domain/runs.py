@@ -51,6 +51,8 @@ class Outcome(StrEnum):
 
 
 class EventType(StrEnum):
+    """The kinds of run events; each has its typed payload in :mod:`edgecrew.domain.events`."""
+
     RUN_CREATED = "run_created"
     RUN_STARTED = "run_started"
     RUN_RESUMED = "run_resumed"
@@ -63,3 +65,7 @@ class EventType(StrEnum):
     STEP_FINISHED = "step_finished"
     RUN_FINISHED = "run_finished"
     RUN_CANCELLED = "run_cancelled"
+    # reported by model routing while it picks the model for one call
+    MODEL_SKIPPED = "model_skipped"
+    MODEL_CHOSEN = "model_chosen"
+    MODEL_FALLBACK = "model_fallback"

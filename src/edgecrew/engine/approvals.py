@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgecrew.domain.runs import EventType, RunStatus
+from edgecrew.domain.events import ApprovalDecided, ApprovalRequested
+from edgecrew.domain.runs import RunStatus
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import ConflictError, ToolError, UserError
 from edgecrew.store.approvals import ApprovalRecord, ApprovalStore
@@ -43,8 +44,7 @@ async def await_decision(
     rt.store.emit(
         run_id,
         f"{call_key}.approval",
-        EventType.APPROVAL_REQUESTED,
-        {"approval": record.id, "tool": tool, "arguments": arguments, "reason": reason},
+        ApprovalRequested(approval=record.id, tool=tool, arguments=arguments, reason=reason),
         step_key=call_key.split(".m")[0],
         agent=agent,
     )
@@ -56,8 +56,9 @@ async def await_decision(
     rt.store.emit(
         run_id,
         f"{call_key}.decision",
-        EventType.APPROVAL_DECIDED,
-        {"approval": record.id, "approved": decision.approved, "arguments": decision.arguments, "note": decision.note},
+        ApprovalDecided(
+            approval=record.id, approved=decision.approved, arguments=decision.arguments, note=decision.note
+        ),
         step_key=call_key.split(".m")[0],
         agent=agent,
     )

@@ -21,8 +21,19 @@ from dbos._error import DBOSException
 
 from edgecrew import __version__
 from edgecrew.context import request_id as current_request_id
+from edgecrew.domain.events import (
+    ModelCalled,
+    RouteTaken,
+    RoutingEvent,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    ToolCalled,
+)
 from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition
-from edgecrew.domain.runs import EventType, RunStatus
+from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
 from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
 from edgecrew.engine.approvals import await_decision
@@ -140,7 +151,7 @@ async def recover_orphans(runtime: Runtime) -> Recovery:
             await start_workflow(run.id)
             recovery.adopted.append(run.id)
     for run_id in recovery.adopted:
-        runtime.store.emit(run_id, f"resumed.{own}", EventType.RUN_RESUMED, {"executor": own})
+        runtime.store.emit(run_id, f"resumed.{own}", RunResumed(executor=own))
     return recovery
 
 
@@ -169,12 +180,7 @@ async def team_run(run_id: str) -> dict[str, Any]:
     if run.status.terminal:
         return {"status": run.status.value}
     rt.store.set_status(run_id, RunStatus.RUNNING)
-    rt.store.emit(
-        run_id,
-        "run_started",
-        EventType.RUN_STARTED,
-        {"team": team.name, "task": run.task, "agents": list(team.agents)},
-    )
+    rt.store.emit(run_id, "run_started", RunStarted(team=team.name, task=run.task, agents=tuple(team.agents)))
     runner = DurableTurnRunner(rt, run_id, team)
     with tracing.workflow_span(run_id, team.name) as span:
         try:
@@ -188,12 +194,8 @@ async def team_run(run_id: str) -> dict[str, Any]:
         status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
         rt.store.set_status(run_id, status, output=result.output, error=result.error)
         final = rt.store.get_run(run_id).status  # a cancel that won the race stays cancelled
-        rt.store.emit(
-            run_id,
-            "run_finished",
-            EventType.RUN_FINISHED,
-            {"status": final.value, "output": result.output, "error": result.error, "visits": result.visits},
-        )
+        finished = RunFinished(status=final, output=result.output, error=result.error, visits=result.visits)
+        rt.store.emit(run_id, "run_finished", finished)
         tracing.record_run(span, final.value, ok=final == RunStatus.SUCCEEDED)
     return {"status": final.value, "output": result.output, "error": result.error}
 
@@ -224,8 +226,7 @@ async def _turn(
         store.emit(
             run_id,
             f"{key}.started",
-            EventType.STEP_STARTED,
-            {"visit": visit, "model": agent.model, "role": agent.role},
+            StepStarted(visit=visit, model=agent.model, role=agent.role),
             step_key=key,
             agent=agent.name,
         )
@@ -233,21 +234,22 @@ async def _turn(
     with tracing.agent_span(run_id, team, agent.name, agent.model, key) as span:
         result = await run_turn(agent, context, io, key, {"run": run_id, "team": team, "agent": agent.name})
         tracing.record_turn(span, result.outcome.value, result.prompt_tokens, result.completion_tokens)
-    summary = {
-        "outcome": result.outcome.value,
-        "output": result.output,
-        "error": result.error,
-        "model_calls": result.model_calls,
-        "tool_calls": result.tool_calls,
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-    }
+    finished = StepFinished(
+        outcome=result.outcome,
+        output=result.output,
+        error=result.error,
+        model_calls=result.model_calls,
+        tool_calls=result.tool_calls,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+    )
     with store.transaction():
         store.put_messages(run_id, key, enumerate(result.messages))
+        summary = finished.to_data()  # the step row holds the same summary as its event
         store.upsert_step(
             run_id, key, agent=agent.name, visit=visit, status="finished", finished_at=time.time(), **summary
         )
-        store.emit(run_id, f"{key}.finished", EventType.STEP_FINISHED, summary, step_key=key, agent=agent.name)
+        store.emit(run_id, f"{key}.finished", finished, step_key=key, agent=agent.name)
     return result
 
 
@@ -293,8 +295,7 @@ class DurableTurnRunner:
         self.rt.store.emit(
             self.run_id,
             f"{visit.key}.route",
-            EventType.ROUTE_TAKEN,
-            {"from": visit.agent, "to": list(targets), "edge": edge.label() if edge else None},
+            RouteTaken(from_=visit.agent, to=tuple(targets), edge=edge.label() if edge else None),
             step_key=visit.key,
             agent=visit.agent,
         )
@@ -364,8 +365,8 @@ async def model_call_step(
     step_key = key.split(".m")[0]
     counter = iter(range(1000))
 
-    def on_event(kind: str, data: dict[str, Any]) -> None:
-        rt.store.emit(run_id, f"{key}.{kind}.{next(counter)}", kind, data, step_key=step_key, agent=agent)
+    def on_event(event: RoutingEvent) -> None:
+        rt.store.emit(run_id, f"{key}.{event.kind.value}.{next(counter)}", event, step_key=step_key, agent=agent)
 
     chat = tracing.chat_span(
         run_id, agent, ref, step_key, max_tokens=request.max_tokens, temperature=request.temperature
@@ -379,13 +380,13 @@ async def model_call_step(
             routed = RoutedCall(error=f"model '{ref}' failed: {type(exc).__name__}: {exc}", kind="error")
         event = _model_event(rt, ref, routed)
         model = _definition(rt, routed.alias)
-        tracing.record_chat(span, event, model.backend if model else "", model.model if model else None)
+        tracing.record_chat(span, event.to_data(), model.backend if model else "", model.model if model else None)
     data: dict[str, Any] = (
         {"response": routed.response.to_dict(), "alias": routed.alias}
         if routed.response is not None
         else {"error": routed.error, "kind": routed.kind, "alias": routed.alias}
     )
-    rt.store.emit(run_id, f"{key}.model", EventType.MODEL_CALLED, event, step_key=step_key, agent=agent)
+    rt.store.emit(run_id, f"{key}.model", event, step_key=step_key, agent=agent)
     rt.publish_pool_state()
     return data
 
@@ -397,28 +398,30 @@ def _definition(rt: Runtime, alias: str | None) -> ModelDef | None:
         return None
 
 
-def _model_event(rt: Runtime, ref: str, routed: RoutedCall) -> dict[str, Any]:
+def _model_event(rt: Runtime, ref: str, routed: RoutedCall) -> ModelCalled:
     """The ``model_called`` event of one call: what was asked, what answered, usage and timing."""
-    event: dict[str, Any] = {"alias": routed.alias or ref, "requested": ref}
-    if routed.response is not None:
-        response, usage = routed.response, routed.response.usage
-        event |= {
-            "backend": rt.models.definition(routed.alias).backend if routed.alias else "",
-            "model": response.model,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "cached_tokens": usage.cached_tokens,
-            "latency_s": round(response.latency_s, 4),
-            "ttft_s": response.time_to_first_token_s,
-            "tokens_per_s": round(response.tokens_per_second, 2),
-            "tool_calls": [c.name for c in response.message.tool_calls],
-            "content": response.message.content[:500],
-        }
+    alias = routed.alias or ref
+    if routed.response is None:
+        event = ModelCalled(alias=alias, requested=ref, error=routed.error)
     else:
-        event["error"] = routed.error
-    if routed.attempts:
-        event["fallbacks"] = routed.attempts
-    return event
+        response, usage = routed.response, routed.response.usage
+        event = ModelCalled(
+            alias=alias,
+            requested=ref,
+            backend=rt.models.definition(routed.alias).backend if routed.alias else "",
+            model=response.model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            latency_s=round(response.latency_s, 4),
+            ttft_s=response.time_to_first_token_s,
+            tokens_per_s=round(response.tokens_per_second, 2),
+            tool_calls=tuple(c.name for c in response.message.tool_calls),
+            content=response.message.content[:500],
+        )
+    if not routed.attempts:
+        return event  # no fallbacks: the stored event has no "fallbacks" key
+    return event.model_copy(update={"fallbacks": tuple(routed.attempts)})
 
 
 @DBOS.step(name="edgecrew.tool_call")
@@ -449,14 +452,13 @@ async def tool_call_step(
     rt.store.emit(
         run_id,
         f"{key}.tool",
-        EventType.TOOL_CALLED,
-        {
-            "tool": canonical,
-            "arguments": call.arguments,
-            "is_error": is_error,
-            "result": content[:500],
-            "duration_s": round(time.perf_counter() - started, 4),
-        },
+        ToolCalled(
+            tool=canonical,
+            arguments=call.arguments,
+            is_error=is_error,
+            result=content[:500],
+            duration_s=round(time.perf_counter() - started, 4),
+        ),
         step_key=step_key,
         agent=agent,
     )

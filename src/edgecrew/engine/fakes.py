@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from edgecrew.domain.events import RoutingEvent
 from edgecrew.domain.messages import ModelRequest, ToolCall, ToolDefinition
 from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
 from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
@@ -78,7 +78,7 @@ class FakeTurnIO:
         self.model_calls: list[ModelCallRecord] = []
         self.tool_calls: list[ToolCallRecord] = []
         self.approvals: list[tuple[str, str, bool]] = []  # (agent, tool, approved)
-        self.events: list[tuple[str, dict[str, Any]]] = []  # routing's model_skipped / model_fallback / ...
+        self.events: list[RoutingEvent] = []  # routing's model_skipped / model_fallback / ...
         self.checkpoints: list[str] = []
         self.approved_tools: set[str] = set()  # the "once" policy, as DurableIO keeps it
 
@@ -95,9 +95,7 @@ class FakeTurnIO:
         if not agent.model.startswith(TAG_PREFIX) and agent.model not in self.models.aliases():
             self.models.register(agent.model, self.model)
         try:
-            routed = await call_with_fallback(
-                self.models, self, agent.model, request, timeout_s, lambda kind, data: self.events.append((kind, data))
-            )
+            routed = await call_with_fallback(self.models, self, agent.model, request, timeout_s, self.events.append)
         except EdgecrewError as exc:  # an unknown tag
             routed = RoutedCall(error=str(exc), kind="error")
         except Exception as exc:  # a model's own bug fails this call, as in the durable step

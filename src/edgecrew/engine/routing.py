@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edgecrew.domain.events import FallbackAttempt, ModelChosen, ModelFallback, ModelSkipped, RoutingEvent
 from edgecrew.domain.messages import ModelRequest, ModelResponse
 from edgecrew.errors import EdgecrewError, InvalidOutputError
 from edgecrew.models.registry import ModelRegistry
@@ -33,7 +34,7 @@ class RoutedCall:
     response: ModelResponse | None = None
     error: str | None = None
     kind: str = ""  # "" | "timeout" | "invalid" | "error"
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[FallbackAttempt] = field(default_factory=list)
 
 
 def needs(request: ModelRequest) -> set[str]:
@@ -51,7 +52,7 @@ async def call_with_fallback(
     ref: str,
     request: ModelRequest,
     timeout_s: float,
-    on_event: Callable[[str, dict[str, Any]], None],
+    on_event: Callable[[RoutingEvent], None],
 ) -> RoutedCall:
     result = RoutedCall()
     deadline = time.monotonic() + timeout_s
@@ -62,13 +63,13 @@ async def call_with_fallback(
         definition = registry.definition(alias)
         missing = wanted - set(definition.capabilities) if definition.backend != "instance" else set()
         if missing:
-            on_event("model_skipped", {"alias": alias, "reason": f"lacks {', '.join(sorted(missing))}"})
+            on_event(ModelSkipped(alias=alias, reason=f"lacks {', '.join(sorted(missing))}"))
             continue
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         if i > 0 or ref != alias:
-            on_event("model_chosen", {"requested": ref, "alias": alias, "attempt": len(result.attempts) + 1})
+            on_event(ModelChosen(requested=ref, alias=alias, attempt=len(result.attempts) + 1))
         try:
             # The time limit covers waiting for a slot and loading the model, not only generation.
             result.response = await asyncio.wait_for(_attempt(source, alias, request), timeout=remaining)
@@ -81,11 +82,11 @@ async def call_with_fallback(
             reason, kind = f"model '{alias}' did not answer within {remaining:.0f}s", "timeout"
         except EdgecrewError as exc:
             reason, kind = str(exc), "error"
-        result.attempts.append({"alias": alias, "error": reason})
+        result.attempts.append(FallbackAttempt(alias=alias, error=reason))
         result.error, result.kind = reason, kind
         following = [c for c in candidates[i + 1 :]]
         if following:
-            on_event("model_fallback", {"from": alias, "to": following[0], "error": reason})
+            on_event(ModelFallback(from_=alias, to=following[0], error=reason))
     if result.error is None:
         result.error, result.kind = f"no model for '{ref}' can serve this call ({', '.join(sorted(wanted))})", "error"
     return result

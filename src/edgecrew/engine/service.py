@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import sqlalchemy as sa
 
+from edgecrew.domain.events import RunCancelled, RunCreated, RunFinished
 from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
@@ -166,7 +167,7 @@ class RunService:
             if earlier is None:
                 raise
             return _retry(earlier, spec.name, task)
-        self.rt.store.emit(run_id, "run_created", EventType.RUN_CREATED, {"team": spec.name, "task": task})
+        self.rt.store.emit(run_id, "run_created", RunCreated(team=spec.name, task=task))
         handle = await durable.start_workflow(run_id)
         return Started(self.rt.store.get_run(run_id), True, handle)
 
@@ -265,7 +266,7 @@ class RunService:
 
     def _fail(self, run_id: str, reason: str) -> None:
         self.rt.store.set_status(run_id, RunStatus.FAILED, error=reason)
-        self.rt.store.emit(run_id, "run_finished", EventType.RUN_FINISHED, {"status": "failed", "error": reason})
+        self.rt.store.emit(run_id, "run_finished", RunFinished(status=RunStatus.FAILED, error=reason))
 
     async def _workflow_state(self, run_id: str) -> tuple[str | None, str | None]:
         """(DBOS status, executor id) of a run's workflow: from this process's DBOS when it runs
@@ -331,7 +332,7 @@ class RunService:
             raise ConflictError(f"run {run.id} already {run.status.value}; nothing to cancel")
         self.rt.store.set_status(run.id, RunStatus.CANCELLED, error="cancelled by user")
         self.rt.store.close_open_steps(run.id, "cancelled")
-        self.rt.store.emit(run.id, "run_cancelled", EventType.RUN_CANCELLED, {"reason": "cancelled by user"})
+        self.rt.store.emit(run.id, "run_cancelled", RunCancelled(reason="cancelled by user"))
         try:
             self._client().cancel_workflow(run.id)
         except DBOSNonExistentWorkflowError:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from edgecrew.context import request_id as current_request_id
+from edgecrew.domain.events import Event, Payload, parse_event
 from edgecrew.domain.messages import Message
 from edgecrew.domain.runs import RunStatus, can_transition
 from edgecrew.errors import NotFoundError, UserError
@@ -81,6 +83,11 @@ class EventRecord:
     data: dict[str, Any]
     created_at: float
     request_id: str | None = None
+
+    @cached_property
+    def payload(self) -> Payload:
+        """The typed event (parsed once): read its attributes, never ``data``'s keys."""
+        return parse_event(self.type, self.data)
 
 
 EventListener = Callable[[EventRecord, bool], None]
@@ -326,8 +333,7 @@ class RunStore:
         self,
         run_id: str,
         key: str,
-        type_: str,
-        data: Mapping[str, Any],
+        event: Event,
         *,
         step_key: str | None = None,
         agent: str | None = None,
@@ -336,10 +342,10 @@ class RunStore:
         row = {
             "run_id": run_id,
             "key": key,
-            "type": type_,
+            "type": event.kind.value,
             "step_key": step_key,
             "agent": agent,
-            "data": dict(data),
+            "data": event.to_data(),
             "created_at": time.time(),
             "request_id": current_request_id.get(),
         }
@@ -355,7 +361,7 @@ class RunStore:
             try:
                 listener(record, new)
             except Exception:  # an observer's bug must never fail the run that emitted the event
-                log.exception("event listener %r failed on %s", listener, type_)
+                log.exception("event listener %r failed on %s", listener, event.kind.value)
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` for every event written through this store; returns the unsubscribe."""

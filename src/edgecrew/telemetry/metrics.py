@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from edgecrew.domain.runs import EventType, RunStatus
+from edgecrew.domain.events import ModelCalled, RunCancelled, RunFinished, RunStarted, StepFinished, ToolCalled
+from edgecrew.domain.runs import RunStatus
 from edgecrew.store.repo import EventRecord
 
 if TYPE_CHECKING:
@@ -99,14 +100,6 @@ class ServerMetrics:
         self._unsubscribe: Callable[[], None] | None = None
         self._collectors: list[Collector] = []
         self._finished: OrderedDict[str, None] = OrderedDict()
-        self._handlers: dict[str, Callable[[EventRecord], None]] = {
-            EventType.RUN_STARTED: self._run_started,
-            EventType.RUN_FINISHED: self._run_ended,
-            EventType.RUN_CANCELLED: self._run_ended,
-            EventType.STEP_FINISHED: self._step_finished,
-            EventType.MODEL_CALLED: self._model_called,
-            EventType.TOOL_CALLED: self._tool_called,
-        }
 
     # -- wiring ----------------------------------------------------------------------------------------
     def bind(self, rt: Runtime) -> None:
@@ -132,50 +125,50 @@ class ServerMetrics:
         """A RunStore listener: count ``event`` unless it is a replayed step's rewrite."""
         if not new:
             return
-        handler = self._handlers.get(event.type)
-        if handler is not None:
-            handler(event)
+        match p := event.payload:
+            case RunStarted():
+                self.runs_started.labels(team=p.team or self._team(event.run_id)).inc()
+            case RunFinished():
+                self._run_ended(event.run_id, p.status)
+            case RunCancelled():
+                self._run_ended(event.run_id, RunStatus.CANCELLED)
+            case StepFinished():
+                self.agent_steps.labels(agent=event.agent or "unknown", outcome=p.outcome.value).inc()
+            case ModelCalled():
+                self._model_called(p)
+            case ToolCalled():
+                self._tool_called(p)
 
-    def _run_started(self, event: EventRecord) -> None:
-        self.runs_started.labels(team=str(event.data.get("team") or self._team(event.run_id))).inc()
-
-    def _run_ended(self, event: EventRecord) -> None:
-        if event.run_id in self._finished:  # a cancel and the workflow may both report the end
+    def _run_ended(self, run_id: str, status: RunStatus) -> None:
+        if run_id in self._finished:  # a cancel and the workflow may both report the end
             return
-        self._finished[event.run_id] = None
+        self._finished[run_id] = None
         if len(self._finished) > _REMEMBERED_RUNS:
             self._finished.popitem(last=False)
-        status = RunStatus.CANCELLED.value if event.type == EventType.RUN_CANCELLED else event.data.get("status")
-        self.runs_finished.labels(team=self._team(event.run_id), status=str(status or "unknown")).inc()
+        self.runs_finished.labels(team=self._team(run_id), status=status.value).inc()
 
-    def _step_finished(self, event: EventRecord) -> None:
-        self.agent_steps.labels(agent=event.agent or "unknown", outcome=str(event.data.get("outcome"))).inc()
-
-    def _model_called(self, event: EventRecord) -> None:
-        data = event.data
-        alias = str(data.get("alias") or "unknown")
-        backend = str(data.get("backend") or self._backend(alias))
-        failed = "error" in data
-        self.model_calls.labels(alias=alias, backend=backend, outcome="error" if failed else "ok").inc()
-        if failed:
+    def _model_called(self, call: ModelCalled) -> None:
+        alias = call.alias or "unknown"
+        backend = call.backend or self._backend(alias)
+        self.model_calls.labels(alias=alias, backend=backend, outcome="ok" if call.ok else "error").inc()
+        if not call.ok:
             return
-        if isinstance(data.get("latency_s"), int | float):
-            self.model_duration.labels(alias=alias, backend=backend).observe(data["latency_s"])
-        if isinstance(data.get("ttft_s"), int | float):
-            self.model_ttft.labels(alias=alias, backend=backend).observe(data["ttft_s"])
-        for kind in ("prompt", "cached", "completion"):
-            count = data.get(f"{kind}_tokens")
-            if isinstance(count, int) and count > 0:
+        if call.latency_s is not None:
+            self.model_duration.labels(alias=alias, backend=backend).observe(call.latency_s)
+        if call.ttft_s is not None:
+            self.model_ttft.labels(alias=alias, backend=backend).observe(call.ttft_s)
+        tokens = {"prompt": call.prompt_tokens, "cached": call.cached_tokens, "completion": call.completion_tokens}
+        for kind, count in tokens.items():
+            if count > 0:
                 self.model_tokens.labels(alias=alias, kind=kind).inc(count)
 
-    def _tool_called(self, event: EventRecord) -> None:
-        data = event.data
-        tool = str(data.get("tool") or "")
+    def _tool_called(self, call: ToolCalled) -> None:
+        tool = call.tool
         if self._rt is None or self._rt.tools.find(tool) is None:
             tool = "unknown"  # a name a model made up must not mint a label value
-        self.tool_calls.labels(tool=tool, outcome="error" if data.get("is_error") else "ok").inc()
-        if isinstance(data.get("duration_s"), int | float):
-            self.tool_duration.labels(tool=tool).observe(data["duration_s"])
+        self.tool_calls.labels(tool=tool, outcome="error" if call.is_error else "ok").inc()
+        if call.duration_s is not None:
+            self.tool_duration.labels(tool=tool).observe(call.duration_s)
 
     def _team(self, run_id: str) -> str:
         try:

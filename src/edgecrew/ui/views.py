@@ -16,6 +16,8 @@ from typing import Any
 
 from markupsafe import Markup
 
+from edgecrew.domain.events import ModelCalled, RunCancelled, RunFinished, StepFinished, StepStarted
+from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.store.repo import EventRecord
 
@@ -36,13 +38,16 @@ def graph_state(events: Iterable[EventRecord]) -> GraphState:
     running: dict[str, str] = {}
     ended = None
     for e in events:
-        if e.type == "step_started" and e.agent:
-            visited.add(e.agent)
-            running[e.step_key or e.agent] = e.agent
-        elif e.type == "step_finished":
-            running.pop(e.step_key or "", None)
-        elif e.type in ("run_finished", "run_cancelled"):
-            ended = str(e.data.get("status", "cancelled"))
+        match p := e.payload:
+            case StepStarted() if e.agent:
+                visited.add(e.agent)
+                running[e.step_key or e.agent] = e.agent
+            case StepFinished():
+                running.pop(e.step_key or "", None)
+            case RunFinished():
+                ended = p.status.value
+            case RunCancelled():
+                ended = RunStatus.CANCELLED.value
     current = None if ended else (list(running.values())[-1] if running else None)
     return GraphState(frozenset(visited), current, ended)
 
@@ -184,15 +189,15 @@ def model_stats(events: Iterable[EventRecord]) -> dict[str, list[tuple[str, floa
     tokens_model: dict[str, float] = defaultdict(float)
     lat_agent: dict[str, list[float]] = defaultdict(list)
     for e in events:
-        d = e.data
-        if "latency_s" not in d:
+        call = e.payload
+        if not isinstance(call, ModelCalled) or call.latency_s is None:
             continue
-        alias = str(d.get("alias", "?"))
-        lat[alias].append(float(d["latency_s"]))
-        lat_agent[e.agent or "?"].append(float(d["latency_s"]))
-        if d.get("ttft_s") is not None:
-            ttft[alias].append(float(d["ttft_s"]))
-        n = float(d.get("prompt_tokens", 0)) + float(d.get("completion_tokens", 0))
+        alias = call.alias or "?"
+        lat[alias].append(call.latency_s)
+        lat_agent[e.agent or "?"].append(call.latency_s)
+        if call.ttft_s is not None:
+            ttft[alias].append(call.ttft_s)
+        n = float(call.prompt_tokens + call.completion_tokens)
         tokens_agent[e.agent or "?"] += n
         tokens_model[alias] += n
 

@@ -168,3 +168,14 @@ def test_whole_numbers_still_count_as_numbers(client: TestClient, rw: dict[str, 
     ok = client.post(f"/tasks/{task_id}/results", json=body, headers=rw)
     assert ok.status_code == 201, ok.text
     assert (ok.json()["version"], ok.json()["accuracy"], ok.json()["metrics"]) == (1, 1.0, {"f1": 0.0})
+
+
+def test_a_task_of_only_whitespace_is_refused_by_the_document_too(client: TestClient, rw: dict[str, str]) -> None:
+    """The schema says what the run use case says: a task needs something besides whitespace."""
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["StartRun"]["properties"]["task"]
+    assert schema["pattern"] == r"\S"
+    jsonschema.validate("do it", schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(" \t", schema)
+    refused = client.post("/runs", json={"team": "echo", "task": " \t"}, headers=rw)
+    assert refused.status_code == 422, refused.text

@@ -29,7 +29,12 @@ STOP_GRACE_S = 1.0  # a stream gets this long to end by itself on shutdown (uvic
 
 class StartRun(BaseModel):
     team: str = Field(min_length=1, max_length=200, description="A team name (see GET /teams).")
-    task: str = Field(min_length=1, max_length=20000, description="What the team should do.")
+    task: str = Field(
+        min_length=1,
+        max_length=20000,
+        pattern=r"\S",  # not only whitespace: the run use case refuses an empty task
+        description="What the team should do (not only whitespace).",
+    )
 
 
 class RunOut(Out):

@@ -56,7 +56,7 @@ class EdgecrewBench:
         os.environ.setdefault("EDGECREW_DBOS_LOG_LEVEL", "ERROR")
         (root / "project" / "teams").mkdir(parents=True, exist_ok=True)
 
-        from edgecrew.engine.runtime import bootstrap
+        from edgecrew.bootstrap import bootstrap
         from edgecrew.engine.service import RunService
         from edgecrew.models.scripted import ScriptedModel
         from edgecrew.settings import reset_settings

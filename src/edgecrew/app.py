@@ -46,9 +46,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from edgecrew.bootstrap import bootstrap
         from edgecrew.engine import durable
         from edgecrew.engine.approvals import ApprovalService
-        from edgecrew.engine.runtime import bootstrap
 
         telemetry = ServerTelemetry(app, settings)
         telemetry.start()  # first, so that start-up's own log lines are JSON too

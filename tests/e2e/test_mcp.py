@@ -212,7 +212,7 @@ async def test_edgecrew_mcp_serve_exposes_tools_and_teams(
     from mcp import Client, MCPError, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    from edgecrew.engine.runtime import bootstrap
+    from edgecrew.bootstrap import bootstrap
 
     write(
         project_dir / "edgecrew.yaml",

@@ -10,9 +10,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from edgecrew.bootstrap import bootstrap
 from edgecrew.cli.scaffold import create_project
 from edgecrew.engine import durable
-from edgecrew.engine.runtime import bootstrap
 from edgecrew.engine.service import RunService, TeamName
 
 pytest.importorskip("llama_cpp", reason="the embedded model needs the [local] extra (make test installs it)")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from edgecrew.bootstrap import bootstrap
 from edgecrew.engine import durable
-from edgecrew.engine.runtime import Runtime, bootstrap
+from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, TeamFile
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.specs.loader import load_team_text

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from edgecrew.bootstrap import bootstrap
 from edgecrew.engine import durable
 from edgecrew.engine.approvals import ApprovalService
-from edgecrew.engine.runtime import bootstrap
 from edgecrew.engine.service import RunService, TeamFile
 from edgecrew.errors import UserError
 from edgecrew.models.scripted import ScriptedModel

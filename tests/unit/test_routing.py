@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from edgecrew.bootstrap import bootstrap
 from edgecrew.engine import durable
-from edgecrew.engine.runtime import bootstrap
 from edgecrew.errors import NotFoundError, SpecError
 from edgecrew.models.registry import ModelDef, ModelRegistry
 from edgecrew.specs.project import load_project

@@ -149,8 +149,8 @@ def test_approval_lookup_and_decisions_by_unique_prefix(tmp_path: Path) -> None:
 async def test_dbos_system_database_is_in_wal_mode(edgecrew_home: Path) -> None:
     import sqlite3
 
+    from edgecrew.bootstrap import bootstrap
     from edgecrew.engine import durable
-    from edgecrew.engine.runtime import bootstrap
 
     durable.launch(bootstrap())
     try:

@@ -363,7 +363,7 @@ def teams_list(project: ProjectOpt = None) -> None:
 @tools_app.command("list")
 def tools_list(project: ProjectOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the tools of this project (built-in and plugins) with their arguments."""
-    from edgecrew.engine.runtime import load_catalog
+    from edgecrew.bootstrap import load_catalog
     from edgecrew.settings import get_settings
 
     settings = get_settings() if project is None else get_settings().model_copy(update={"project": project})
@@ -412,7 +412,8 @@ def validate(
     """Check team specs and report every problem with file, line and fix."""
 
     def body() -> int:
-        from edgecrew.engine.runtime import catalog_of, load_catalog
+        from edgecrew.bootstrap import load_catalog
+        from edgecrew.engine.runtime import catalog_of
         from edgecrew.settings import get_settings
 
         target = (path or get_settings().project_dir).resolve()

@@ -23,7 +23,7 @@ ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Projec
 def runtime(project: Path | None = None, *, mcp: bool = False) -> Any:
     """The runtime for a command; ``mcp`` also connects the project's MCP servers (commands that run
     tools or list them need them; the rest should not pay for starting servers)."""
-    from edgecrew.engine.runtime import bootstrap
+    from edgecrew.bootstrap import bootstrap
     from edgecrew.settings import get_settings
 
     settings = get_settings()

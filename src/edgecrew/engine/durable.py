@@ -41,7 +41,7 @@ from edgecrew.engine.executors import executor_alive, executor_id
 from edgecrew.engine.failpoints import failpoint
 from edgecrew.engine.graph import GraphResult, Visit, run_graph
 from edgecrew.engine.routing import RoutedCall, call_with_fallback
-from edgecrew.engine.runtime import Runtime, get_runtime
+from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.toolcall import execute_tool
 from edgecrew.errors import EdgecrewError
 from edgecrew.models.registry import ModelDef
@@ -54,11 +54,13 @@ from edgecrew.tools.permissions import FilePolicy, needs_approval, refusal
 # -- DBOS lifecycle --------------------------------------------------------------------------------
 
 _launched_url: str | None = None
+_runtime: Runtime | None = None  # the runtime the steps of this process serve: DBOS's own state, set at launch
 
 
 def launch(runtime: Runtime) -> None:
-    """Start DBOS for this process (once per system database)."""
-    global _launched_url
+    """Start DBOS for this process (once per system database) and serve ``runtime``'s steps."""
+    global _launched_url, _runtime
+    _runtime = runtime
     url = runtime.settings.system_database_url
     if _launched_url == url:
         return
@@ -79,6 +81,13 @@ def launch(runtime: Runtime) -> None:
     DBOS(config=config)
     DBOS.launch()
     _launched_url = url
+
+
+def current_runtime() -> Runtime:
+    """The runtime this process's workflows and steps use (the one DBOS was last launched with)."""
+    if _runtime is None:
+        raise RuntimeError("the durable engine was not launched in this process; call durable.launch(runtime)")
+    return _runtime
 
 
 def launched(runtime: Runtime) -> bool:
@@ -173,7 +182,7 @@ async def workflow_status(run_id: str) -> Any:
 
 @DBOS.workflow(name="edgecrew.team_run")
 async def team_run(run_id: str) -> dict[str, Any]:
-    rt = get_runtime()
+    rt = current_runtime()
     run = rt.store.get_run(run_id)
     current_request_id.set(run.request_id)  # also after a restart: this run's rows keep its correlation id
     team = team_from_raw(run.spec, source=f"run {run_id}")
@@ -203,7 +212,7 @@ async def team_run(run_id: str) -> dict[str, Any]:
 @DBOS.workflow(name="edgecrew.agent_turn")
 async def agent_turn(run_id: str, visit_key: str, agent_name: str, context: str) -> dict[str, Any]:
     """One agent turn as a child workflow: used for parallel branches (each with its own step order)."""
-    rt = get_runtime()
+    rt = current_runtime()
     run = rt.store.get_run(run_id)
     current_request_id.set(run.request_id)
     team = team_from_raw(run.spec)
@@ -361,7 +370,7 @@ async def model_call_step(
     run_id: str, key: str, agent: str, ref: str, request: ModelRequest, timeout_s: float
 ) -> dict[str, Any]:
     """One model call: route ``ref`` to a model (falling back along its chain), record the result."""
-    rt = get_runtime()
+    rt = current_runtime()
     step_key = key.split(".m")[0]
     counter = iter(range(1000))
 
@@ -435,7 +444,7 @@ async def tool_call_step(
     file_read: tuple[str, ...] = ("**",),
     file_write: tuple[str, ...] = ("**",),
 ) -> dict[str, Any]:
-    rt = get_runtime()
+    rt = current_runtime()
     started = time.perf_counter()
     canonical = rt.tools.canonical(call.name)
     step_key = key.split(".m")[0]

@@ -1,8 +1,8 @@
 """The runtime of one process: settings, store, project, model registry and pool, tool registry.
 
-``bootstrap`` builds it (the CLI, the server app and tests call it) and keeps it as the process's
-current runtime, because durable steps find their collaborators through ``get_runtime()``: DBOS
-replays a step by name, so a step cannot carry them in a closure. The entry points wire what is
+The composition root that builds it is :func:`edgecrew.bootstrap.bootstrap`, above the engine;
+durable steps reach the runtime DBOS was launched with through ``durable.current_runtime()`` (DBOS
+replays a step by name, so a step cannot carry it in a closure). The entry points wire what is
 theirs on top (the server app adds telemetry, auth and routers).
 """
 
@@ -17,15 +17,14 @@ from typing import Any
 
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.executors import executor_id
-from edgecrew.errors import UserError
 from edgecrew.models.base import ChatModel
 from edgecrew.models.pool import ModelPool, PoolModelSpec
 from edgecrew.models.registry import ModelRegistry
-from edgecrew.settings import Settings, get_settings
+from edgecrew.settings import Settings
 from edgecrew.specs.loader import Catalog
-from edgecrew.specs.project import Project, load_project
-from edgecrew.store.repo import RunStore, open_store
-from edgecrew.tools.base import ToolRegistry, default_registry
+from edgecrew.specs.project import Project
+from edgecrew.store.repo import RunStore
+from edgecrew.tools.base import ToolRegistry
 
 
 @dataclass
@@ -119,44 +118,3 @@ def build_pool(registry: ModelRegistry, budget_bytes: int | None) -> ModelPool:
         return PoolModelSpec(alias, memory_bytes=d.memory_bytes, slots=d.slots, pinned=d.pinned)
 
     return ModelPool(load, specs=spec, budget_bytes=budget_bytes)
-
-
-_CURRENT: Runtime | None = None
-
-
-def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = None, mcp: bool = False) -> Runtime:
-    """Build this process's runtime and make it current (``mcp``: connect the project's MCP servers)."""
-    global _CURRENT
-    settings = settings or get_settings()
-    project, models, registry = load_catalog(settings, tools, mcp=mcp)
-    try:
-        settings.home.mkdir(parents=True, exist_ok=True)
-        store = open_store(settings.store_url)
-    except OSError as exc:
-        raise UserError(
-            f"the data dir {settings.home} is not usable ({exc.strerror or exc}); "
-            "set EDGECREW_HOME to a writable directory"
-        ) from None
-    _CURRENT = Runtime(settings=settings, store=store, project=project, models=models, tools=registry)
-    return _CURRENT
-
-
-def load_catalog(
-    settings: Settings, tools: ToolRegistry | None = None, *, mcp: bool = False
-) -> tuple[Project, ModelRegistry, ToolRegistry]:
-    """The project with its models and tools (plugins imported, MCP servers connected when ``mcp``);
-    no store needed (`validate` uses it)."""
-    project = load_project(settings.project_dir)
-    registry = tools or default_registry()
-    project.import_plugins()
-    if mcp and project.mcp_servers:
-        from edgecrew.tools.mcp import register_mcp_tools
-
-        register_mcp_tools(registry, project.mcp_servers, base_dir=project.dir, log_dir=settings.home / "logs")
-    return project, ModelRegistry(project.models, data_dir=settings.home), registry
-
-
-def get_runtime() -> Runtime:
-    if _CURRENT is None:
-        return bootstrap()
-    return _CURRENT

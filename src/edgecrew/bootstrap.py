@@ -1,0 +1,49 @@
+"""The composition root: builds a process's :class:`~edgecrew.engine.runtime.Runtime` from settings.
+
+Entry points (CLI, server app, MCP server, tests, embedding programs) call :func:`bootstrap`; it
+wires the adapters: the project with its plugins and MCP servers, the model registry, the tool
+registry and the store. It sits above the engine and keeps no module state: the durable engine
+learns which runtime its steps serve when it is launched with it.
+"""
+
+from __future__ import annotations
+
+from edgecrew.engine.runtime import Runtime
+from edgecrew.errors import UserError
+from edgecrew.models.registry import ModelRegistry
+from edgecrew.settings import Settings, get_settings
+from edgecrew.specs.project import Project, load_project
+from edgecrew.store.repo import open_store
+from edgecrew.tools.base import ToolRegistry, default_registry
+
+__all__ = ["bootstrap", "load_catalog"]
+
+
+def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = None, mcp: bool = False) -> Runtime:
+    """Build a runtime (``mcp``: connect the project's MCP servers)."""
+    settings = settings or get_settings()
+    project, models, registry = load_catalog(settings, tools, mcp=mcp)
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings.store_url)
+    except OSError as exc:
+        raise UserError(
+            f"the data dir {settings.home} is not usable ({exc.strerror or exc}); "
+            "set EDGECREW_HOME to a writable directory"
+        ) from None
+    return Runtime(settings=settings, store=store, project=project, models=models, tools=registry)
+
+
+def load_catalog(
+    settings: Settings, tools: ToolRegistry | None = None, *, mcp: bool = False
+) -> tuple[Project, ModelRegistry, ToolRegistry]:
+    """The project with its models and tools (plugins imported, MCP servers connected when ``mcp``);
+    no store needed (`validate` uses it)."""
+    project = load_project(settings.project_dir)
+    registry = tools or default_registry()
+    project.import_plugins()
+    if mcp and project.mcp_servers:
+        from edgecrew.tools.mcp import register_mcp_tools
+
+        register_mcp_tools(registry, project.mcp_servers, base_dir=project.dir, log_dir=settings.home / "logs")
+    return project, ModelRegistry(project.models, data_dir=settings.home), registry

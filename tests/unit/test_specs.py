@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, Limits
 from edgecrew.errors import SpecError, SpecIssue
-from edgecrew.specs.loader import Catalog, build_team, load_team, team_from_raw
+from edgecrew.specs.loader import Catalog, build_team, load_team
 from edgecrew.specs.yamlsrc import parse_yaml
 
 CATALOG = Catalog(
@@ -127,9 +128,9 @@ def test_valid_team_loads_into_domain_objects(tmp_path: Path) -> None:
 
 def test_raw_snapshot_round_trips_through_json(tmp_path: Path) -> None:
     spec = load_team(write(tmp_path, VALID), CATALOG)
-    assert team_from_raw(spec.raw, source=spec.source) == spec
+    assert team_from_snapshot(spec.raw, source=spec.source) == spec
     snapshot = json.loads(json.dumps(spec.raw))  # runs store the snapshot as JSON
-    rebuilt = team_from_raw(snapshot)
+    rebuilt = team_from_snapshot(snapshot)
     assert rebuilt.source == "<snapshot>"
     assert rebuilt.agents == spec.agents and rebuilt.graph == spec.graph
     assert snapshot["agents"]["web"]["tools"] == ["files.read"]  # the registered name, not "Files.Read"
@@ -694,3 +695,17 @@ plugns: [tools.py]
     assert "mcp_servers.srv.timeot_s" in text and "plugns" in text
     # 'mine' is broken, not missing: no "needs 'path'" and no "unknown model 'mine'"
     assert not any("needs 'path'" in m or "unknown model 'mine'" in m for _, m in found), found
+
+
+def test_a_snapshot_from_an_older_version_reads_with_the_domain_defaults() -> None:
+    """Runs keep their snapshot; fields added later (approval, preamble, files, limits) take defaults."""
+    old = {
+        "name": "old",
+        "agents": {"a": {"system": "x", "model": {"tag": "coding"}, "tools": ["files.read"]}},
+        "graph": {"start": "a", "edges": [{"from": "a", "to": "end"}]},
+    }
+    team = team_from_snapshot(old)
+    agent = team.agents["a"]
+    assert agent.model == "tag:coding" and agent.tools == ("files.read",)
+    assert (agent.approval, agent.preamble, agent.file_write, agent.limits.max_steps) == ("always", "", ("**",), 6)
+    assert team.max_visits == 50 and team.graph.edges[0].targets == ("end",)

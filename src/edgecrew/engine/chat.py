@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
 from edgecrew.engine.service import RunService
 from edgecrew.errors import NotFoundError, SpecError, UserError
-from edgecrew.specs.loader import team_from_raw
 from edgecrew.store.repo import RunRecord
 
 
@@ -142,7 +142,7 @@ def single_agent_team(spec: TeamSpec, agent: str) -> TeamSpec:
         "graph": {"start": agent, "edges": [{"from": agent, "to": END}]},
         "output": None,
     }
-    return team_from_raw(doc, source=f"{spec.source} (agent {agent})")
+    return team_from_snapshot(doc, source=f"{spec.source} (agent {agent})")
 
 
 def compose_task(messages: Sequence[ChatMessage]) -> str:

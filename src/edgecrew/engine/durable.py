@@ -34,6 +34,7 @@ from edgecrew.domain.events import (
 )
 from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition
 from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
 from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
 from edgecrew.engine.approvals import await_decision
@@ -45,7 +46,6 @@ from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.toolcall import execute_tool
 from edgecrew.errors import EdgecrewError
 from edgecrew.models.registry import ModelDef
-from edgecrew.specs.loader import team_from_raw
 from edgecrew.store.repo import RunRecord
 from edgecrew.telemetry import tracing
 from edgecrew.tools.base import ToolContext
@@ -185,7 +185,7 @@ async def team_run(run_id: str) -> dict[str, Any]:
     rt = current_runtime()
     run = rt.store.get_run(run_id)
     current_request_id.set(run.request_id)  # also after a restart: this run's rows keep its correlation id
-    team = team_from_raw(run.spec, source=f"run {run_id}")
+    team = team_from_snapshot(run.spec, source=f"run {run_id}")
     if run.status.terminal:
         return {"status": run.status.value}
     rt.store.set_status(run_id, RunStatus.RUNNING)
@@ -215,7 +215,7 @@ async def agent_turn(run_id: str, visit_key: str, agent_name: str, context: str)
     rt = current_runtime()
     run = rt.store.get_run(run_id)
     current_request_id.set(run.request_id)
-    team = team_from_raw(run.spec)
+    team = team_from_snapshot(run.spec)
     return (await _turn(rt, run_id, team.name, team.agents[agent_name], visit_key, context)).to_dict()
 
 

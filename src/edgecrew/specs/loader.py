@@ -20,12 +20,13 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgecrew.domain.conditions import ConditionSyntaxError, compile_condition
-from edgecrew.domain.specs import END, AgentSpec, Edge, Graph, Limits, TeamSpec
+from edgecrew.domain.snapshot import team_from_snapshot
+from edgecrew.domain.specs import END, TeamSpec
 from edgecrew.errors import SpecError, SpecIssue
 from edgecrew.specs.repair import ANY, DROP, Loc, Rule, repair
 from edgecrew.specs.yamlsrc import line_of, parse_yaml, read_yaml, to_plain
 
-__all__ = ["Catalog", "build_team", "load_team", "load_team_text", "parse_yaml", "team_from_raw"]
+__all__ = ["Catalog", "build_team", "load_team", "load_team_text", "parse_yaml"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
@@ -148,11 +149,6 @@ def build_team(doc: Any, file: str, catalog: Catalog | None, loc_prefix: Loc) ->
     if issues.items:  # always so after shape errors: a repaired team never becomes a TeamSpec
         raise issues.error()
     return _to_domain(team, file, catalog)
-
-
-def team_from_raw(raw: Mapping[str, Any], source: str = "<snapshot>") -> TeamSpec:
-    """Rebuild a team from the snapshot stored with a run (already validated when the run started)."""
-    return _to_domain(TeamDoc.model_validate(raw), source, None)
 
 
 # --- shape errors ------------------------------------------------------------------------------------
@@ -539,44 +535,11 @@ def _check_cycles(team: TeamDoc, issues: _Issues) -> None:
 
 
 def _to_domain(team: TeamDoc, file: str, catalog: Catalog | None) -> TeamSpec:
+    """The validated document as a snapshot (tool names as registered, as the run uses them), then the
+    domain's one snapshot → TeamSpec mapping."""
     normalize = catalog.normalize_tool if catalog and catalog.normalize_tool else None
-    agents = {
-        name: AgentSpec(
-            name=name,
-            system=a.system,
-            model=model_ref(a.model),
-            role=a.role,
-            tools=tuple(normalize(t) if normalize else t for t in a.tools),
-            output_schema=a.output_schema,
-            limits=Limits(a.limits.max_steps, a.limits.max_tokens, a.limits.timeout_s, a.limits.max_tool_errors),
-            plan_first=a.plan_first,
-            preamble=team.preamble,
-            file_read=tuple(a.files.read),
-            file_write=tuple(a.files.write),
-            approval=team.approval,
-        )
-        for name, a in team.agents.items()
-    }
-    edges = tuple(
-        Edge(
-            sources=tuple(_as_list(e.source)),
-            targets=tuple(_as_list(e.to)),
-            when=compile_condition(e.when) if e.when is not None else None,
-            max_loops=e.max_loops,
-            index=i,
-        )
-        for i, e in enumerate(team.graph.edges)
-    )
     raw = team.model_dump(mode="json", by_alias=True)
-    for name, agent in agents.items():  # the snapshot holds registered tool names, as the run uses them
-        raw["agents"][name]["tools"] = list(agent.tools)
-    return TeamSpec(
-        name=team.name,
-        agents=agents,
-        graph=Graph(start=team.graph.start, edges=edges),
-        description=team.description,
-        max_visits=team.limits.max_visits,
-        output=team.output,
-        source=file,
-        raw=raw,
-    )
+    if normalize is not None:
+        for agent in raw["agents"].values():
+            agent["tools"] = [normalize(t) for t in agent["tools"]]
+    return team_from_snapshot(raw, source=file)

@@ -28,11 +28,12 @@ from edgecrew.api.deps import MAX_ID, resume_point
 from edgecrew.api.problems import status_of
 from edgecrew.api.routers.tasks import VersionNo
 from edgecrew.context import request_id as current_request_id
+from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, TeamName
 from edgecrew.errors import EdgecrewError, NotFoundError, SpecError, UserError
-from edgecrew.specs.loader import load_team_text, team_from_raw
+from edgecrew.specs.loader import load_team_text
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.store.tasks import TASK_STATUSES, TaskStore
 from edgecrew.ui import views
@@ -212,7 +213,7 @@ def run_page(request: Request, run_id: str, session: Viewer, notice: str = "") -
     svc = RunService(rt)
     run = svc.get(run_id)
     events = svc.event_page(run.id, limit=5000)
-    spec = team_from_raw(run.spec)
+    spec = team_from_snapshot(run.spec)
     state = views.graph_state(events)
     approvals = {a.id: a for a in ApprovalService(rt).list(None, run.id)}
     return page(
@@ -244,7 +245,7 @@ async def _fragments(rt: Runtime, run_id: str, after: int, session: Session) -> 
     """Rendered timeline items for each new event, then the graph and the status as they are now;
     ``done`` at the end (the page closes the stream and reloads once)."""
     svc = RunService(rt)
-    spec = team_from_raw((await asyncio.to_thread(svc.get, run_id)).spec)
+    spec = team_from_snapshot((await asyncio.to_thread(svc.get, run_id)).spec)
     seen = [e for e in await asyncio.to_thread(svc.event_page, run_id, 0, 5000) if e.id <= after]
     last = after
     async for batch in svc.events(run_id, after):

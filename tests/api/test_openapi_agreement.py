@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edgecrew.api.problems import PROBLEM_JSON
+from edgecrew.engine.service import TASK_PATTERN
 from tests.api.conftest import auth
 
 
@@ -170,12 +171,16 @@ def test_whole_numbers_still_count_as_numbers(client: TestClient, rw: dict[str, 
     assert (ok.json()["version"], ok.json()["accuracy"], ok.json()["metrics"]) == (1, 1.0, {"f1": 0.0})
 
 
-def test_a_task_of_only_whitespace_is_refused_by_the_document_too(client: TestClient, rw: dict[str, str]) -> None:
-    """The schema says what the run use case says: a task needs something besides whitespace."""
+@pytest.mark.parametrize("task", [" \t", "\u001d", "\u0085", "\ufeff", "\u3000\n"])
+def test_a_task_without_a_visible_character_is_refused_by_the_document_too(
+    client: TestClient, rw: dict[str, str], task: str
+) -> None:
+    """The schema says what the run use case says (whitespace differs between Python, Unicode and
+    ECMAScript regexes, so the pattern names control characters too)."""
     schema = client.get("/openapi.json").json()["components"]["schemas"]["StartRun"]["properties"]["task"]
-    assert schema["pattern"] == r"\S"
+    assert schema["pattern"] == TASK_PATTERN
     jsonschema.validate("do it", schema)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(" \t", schema)
-    refused = client.post("/runs", json={"team": "echo", "task": " \t"}, headers=rw)
+        jsonschema.validate(task, schema)
+    refused = client.post("/runs", json={"team": "echo", "task": task}, headers=rw)
     assert refused.status_code == 422, refused.text

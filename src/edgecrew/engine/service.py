@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -99,8 +100,13 @@ def new_run_id() -> str:
     return "r" + uuid.uuid4().hex[:15]
 
 
+# A task needs one visible character: neither whitespace (in Python's, Unicode's or ECMAScript's
+# sense, which differ) nor a control character. The API's schema carries the same pattern.
+TASK_PATTERN = r"[^\s\x00-\x1f\x7f-\x9f\ufeff]"
+
+
 def _check_task(task: str) -> None:
-    if not task.strip():
+    if re.search(TASK_PATTERN, task) is None:
         raise UserError('the task is empty; say what the team should do, e.g. edgecrew run TEAM "..."')
 
 

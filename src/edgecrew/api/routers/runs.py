@@ -19,7 +19,7 @@ from edgecrew.api.problems import PROBLEM_RESPONSES, problem, problem_response
 from edgecrew.api.shapes import Limit, Offset, Out, Page
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.runs import RunStatus
-from edgecrew.engine.service import RunService, TeamName
+from edgecrew.engine.service import TASK_PATTERN, RunService, TeamName
 from edgecrew.errors import IdempotencyKeyReused
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=PROBLEM_RESPONSES)
@@ -32,8 +32,8 @@ class StartRun(BaseModel):
     task: str = Field(
         min_length=1,
         max_length=20000,
-        pattern=r"\S",  # not only whitespace: the run use case refuses an empty task
-        description="What the team should do (not only whitespace).",
+        pattern=TASK_PATTERN,  # a visible character: the run use case refuses the same tasks
+        description="What the team should do (not only whitespace or control characters).",
     )
 
 

@@ -146,7 +146,7 @@ class RunService:
         if idempotency_key is not None and not isinstance(team, TeamFile):
             earlier = self.rt.store.run_by_idempotency_key(idempotency_key)
             if earlier is not None:
-                return _retry(earlier, _name_of(team), task)
+                return _retry(earlier, team.name, task)
         spec = self.load_team(team)
         if idempotency_key is not None:
             earlier = self.rt.store.run_by_idempotency_key(idempotency_key)
@@ -390,10 +390,6 @@ class RunService:
         if self._dbos_client is not None:
             self._dbos_client.destroy()
             self._dbos_client = None
-
-
-def _name_of(team: TeamName | TeamSpec) -> str:
-    return team.name
 
 
 def _retry(earlier: RunRecord, team: str, task: str) -> Started:

@@ -11,8 +11,7 @@ from edgecrew.errors import EdgecrewError, RunError, SpecError, UserError
 from edgecrew.models.base import ChatModel
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.tools.base import ToolSpec, tool
-
-__version__ = "0.1.0"
+from edgecrew.version import __version__
 
 __all__ = [
     "AgentSpec",

@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from edgecrew import __version__
 from edgecrew.api import problems
 from edgecrew.api.auth import Authenticator
 from edgecrew.api.deps import single_query_values
@@ -25,8 +24,8 @@ from edgecrew.api.routers import approvals, health, models, openai_compat, runs,
 from edgecrew.api.telemetry import ServerTelemetry, instrument
 from edgecrew.engine.runtime import Runtime
 from edgecrew.settings import Settings, get_settings
-from edgecrew.store.keys import ApiKeyStore
 from edgecrew.ui import pages
+from edgecrew.version import __version__
 
 log = logging.getLogger("edgecrew.api")
 
@@ -61,12 +60,12 @@ def create_app(
         app.state.rt = rt
         app.state.approvals = ApprovalService(rt)
         app.state.auth = Authenticator(
-            ApiKeyStore(rt.store),
+            rt.keys,
             keyless_localhost=settings.allow_keyless_localhost,
             per_minute=settings.rate_limit_per_minute,
         )
         app.state.engine_ready = False
-        pages.setup(app, ApiKeyStore(rt.store))
+        pages.setup(app, rt.keys)
         if start_engine:
             durable.launch(rt)
             recovery = await durable.recover_orphans(rt)

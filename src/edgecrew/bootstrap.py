@@ -14,7 +14,8 @@ from edgecrew.models.registry import ModelRegistry
 from edgecrew.settings import Settings, get_settings
 from edgecrew.specs.project import Project, load_project
 from edgecrew.store.repo import open_store
-from edgecrew.tools.base import ToolRegistry, default_registry
+from edgecrew.tools.base import ToolRegistry, declared_tools
+from edgecrew.tools.builtins import builtin_registry
 
 __all__ = ["bootstrap", "load_catalog"]
 
@@ -40,8 +41,11 @@ def load_catalog(
     """The project with its models and tools (plugins imported, MCP servers connected when ``mcp``);
     no store needed (`validate` uses it)."""
     project = load_project(settings.project_dir)
-    registry = tools or default_registry()
+    registry = tools or builtin_registry()
     project.import_plugins()
+    if tools is None:  # a registry handed in is used as it is
+        for spec in declared_tools():
+            registry.register(spec)
     if mcp and project.mcp_servers:
         from edgecrew.tools.mcp import register_mcp_tools
 

@@ -186,7 +186,7 @@ def build_server(app: EdgecrewMcp) -> Server[Any]:
     from mcp.server import Server
     from mcp.types import ListToolsResult
 
-    from edgecrew import __version__
+    from edgecrew.version import __version__
 
     async def on_list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
         return ListToolsResult(tools=await app.list_tools())

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from edgecrew.api.metrics import ServerMetrics
 from edgecrew.domain.events import RunFinished, RunStarted, StepFinished
 from edgecrew.domain.runs import Outcome, RunStatus
 from edgecrew.store.repo import open_store
-from edgecrew.telemetry.metrics import ServerMetrics
 from tests import pg
 from tests.api.conftest import auth
 from tests.api.telemetry_project import extend_project, run_to_end

@@ -19,8 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgecrew.api.deps import Read
+from edgecrew.api.metrics import ServerMetrics
 from edgecrew.api.problems import PROBLEM_RESPONSES
-from edgecrew.telemetry.metrics import ServerMetrics
 
 access_log = logging.getLogger("edgecrew.access")
 UNMATCHED = "(unmatched)"  # the route label of requests no route matched (404s of unknown paths)

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from edgecrew.api.metrics import ServerMetrics
 from edgecrew.api.observability import TelemetryMiddleware, router
 from edgecrew.telemetry import tracing
 from edgecrew.telemetry.logging import LogSetup, Redactor, configure_logging
-from edgecrew.telemetry.metrics import ServerMetrics
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

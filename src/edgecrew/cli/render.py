@@ -11,6 +11,7 @@ from rich.markup import escape
 from edgecrew.domain.events import (
     ApprovalDecided,
     ApprovalRequested,
+    EventRecord,
     ModelCalled,
     ModelFallback,
     ModelSkipped,
@@ -24,7 +25,6 @@ from edgecrew.domain.events import (
     ToolCalled,
 )
 from edgecrew.domain.runs import Outcome, RunStatus
-from edgecrew.store.repo import EventRecord
 
 
 def _short(value: Any, limit: int = 120) -> str:

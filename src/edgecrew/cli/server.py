@@ -57,9 +57,9 @@ def keys_create(
     scopes: Annotated[str, typer.Option(help="Comma-separated: read, runs, approve, admin.")] = "read",
 ) -> None:
     """Create a key; it is printed once and never stored (only its SHA-256 is)."""
-    from edgecrew.store.keys import ApiKeyStore, parse_scopes
+    from edgecrew.store.keys import parse_scopes
 
-    store = ApiKeyStore(guard(runtime).store)
+    store = guard(runtime).keys
     key, secret = guard(lambda: store.create(name, parse_scopes(scopes)))
     console.print(f"created key [bold]{key.id}[/] ({key.name}) with scopes {', '.join(key.scopes)}")
     console.print("store it now; it is not shown again:")
@@ -69,9 +69,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List keys: id, name, display prefix, scopes, last use (never the secret)."""
-    from edgecrew.store.keys import ApiKeyStore
-
-    keys = ApiKeyStore(guard(runtime).store).list()
+    keys = guard(runtime).keys.list()
     if as_json:
         print(json.dumps([k.__dict__ for k in keys]))
         return
@@ -95,9 +93,7 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key: Annotated[str, typer.Argument(help="Key id or display prefix.")]) -> None:
     """Revoke a key; requests carrying it are refused from now on."""
-    from edgecrew.store.keys import ApiKeyStore
-
-    store = ApiKeyStore(guard(runtime).store)
+    store = guard(runtime).keys
     revoked = guard(lambda: store.revoke(key))
     console.print(f"revoked {revoked.id} ({revoked.name})")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
@@ -218,3 +219,23 @@ def parse_event(kind: str, data: Mapping[str, Any]) -> Payload:
         return model.model_validate(data)
     except ValidationError as exc:
         return UnknownEvent(kind, dict(data), problem=str(exc))
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One stored event row of a run; ``payload`` is its typed :class:`Event`."""
+
+    id: int
+    run_id: str
+    key: str
+    type: str
+    step_key: str | None
+    agent: str | None
+    data: dict[str, Any]
+    created_at: float
+    request_id: str | None = None
+
+    @cached_property
+    def payload(self) -> Payload:
+        """The typed event (parsed once): read its attributes, never ``data``'s keys."""
+        return parse_event(self.type, self.data)

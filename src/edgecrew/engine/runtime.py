@@ -1,5 +1,8 @@
 """The runtime of one process: settings, store, project, model registry and pool, tool registry.
 
+Entry points reach the store only through it: runs through :class:`~edgecrew.engine.service.RunService`,
+approvals through :class:`~edgecrew.engine.approvals.ApprovalService`, tasks through ``tasks``, API keys
+through ``keys`` (``tests/unit/test_layers.py`` checks that no entry point reads ``.store``).
 The composition root that builds it is :func:`edgecrew.bootstrap.bootstrap`, above the engine;
 durable steps reach the runtime DBOS was launched with through ``durable.current_runtime()`` (DBOS
 replays a step by name, so a step cannot carry it in a closure). The entry points wire what is
@@ -12,6 +15,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,9 @@ from edgecrew.models.registry import ModelRegistry
 from edgecrew.settings import Settings
 from edgecrew.specs.loader import Catalog
 from edgecrew.specs.project import Project
+from edgecrew.store.keys import ApiKeyStore
 from edgecrew.store.repo import RunStore
+from edgecrew.store.tasks import TaskStore
 from edgecrew.tools.base import ToolRegistry
 
 
@@ -36,6 +42,16 @@ class Runtime:
     tools: ToolRegistry
 
     _pool: ModelPool | None = None
+
+    @cached_property
+    def tasks(self) -> TaskStore:
+        """The task workspace: tasks, code versions, results, feedback, messages and logs."""
+        return TaskStore(self.store, self.settings.home / "tasks")
+
+    @cached_property
+    def keys(self) -> ApiKeyStore:
+        """The API keys (only their hashes are stored)."""
+        return ApiKeyStore(self.store)
 
     @property
     def pool(self) -> ModelPool:

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import sqlalchemy as sa
 
-from edgecrew.domain.events import RunCancelled, RunCreated, RunFinished
+from edgecrew.domain.events import EventRecord, RunCancelled, RunCreated, RunFinished
 from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import ConflictError, IdempotencyKeyReused, UserError
-from edgecrew.store.repo import EventRecord, RunRecord, StepRecord
+from edgecrew.store.repo import EventListener, RunRecord, StepRecord
 
 if TYPE_CHECKING:
     from edgecrew.engine.durable import Recovery
@@ -375,6 +375,11 @@ class RunService:
 
     def last_event_id(self, run_id: str) -> int:
         return self.rt.store.last_event_id(run_id)
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` with every event this process writes (and whether it is new); returns the
+        unsubscribe (the server's metrics count runs this way)."""
+        return self.rt.store.subscribe(listener)
 
     # -- DBOS client -----------------------------------------------------------------------------------
 

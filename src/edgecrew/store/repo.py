@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from edgecrew.context import request_id as current_request_id
-from edgecrew.domain.events import Event, Payload, parse_event
+from edgecrew.domain.events import Event, EventRecord
 from edgecrew.domain.messages import Message
 from edgecrew.domain.runs import RunStatus, can_transition
 from edgecrew.errors import NotFoundError, UserError
@@ -70,24 +69,6 @@ class StepRecord:
     completion_tokens: int
     started_at: float
     finished_at: float | None
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    id: int
-    run_id: str
-    key: str
-    type: str
-    step_key: str | None
-    agent: str | None
-    data: dict[str, Any]
-    created_at: float
-    request_id: str | None = None
-
-    @cached_property
-    def payload(self) -> Payload:
-        """The typed event (parsed once): read its attributes, never ``data``'s keys."""
-        return parse_event(self.type, self.data)
 
 
 EventListener = Callable[[EventRecord, bool], None]

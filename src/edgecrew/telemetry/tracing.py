@@ -20,8 +20,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from edgecrew import __version__
 from edgecrew.context import request_id as current_request_id
+from edgecrew.version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

@@ -2,8 +2,11 @@
 
 Schemas are derived from type hints with pydantic. Names are looked up normalized (case, and
 ``-``/``_``/``.`` treated alike) and through declared aliases, because small models misspell them.
-Plugins declare tools with the ``@tool`` decorator; the built-ins build the same :class:`ToolSpec`
-with :func:`spec_from_function` and register it in the registry the runtime passes them.
+Plugins declare tools with the ``@tool`` decorator (kept in :func:`declared_tools` until a runtime
+registers them); the built-ins build the same :class:`ToolSpec` with :func:`spec_from_function` and
+register it in the registry the runtime passes them (``edgecrew.tools.builtins.builtin_registry``).
+Each runtime has its own registry, so a project's settings (a Prometheus URL, MCP servers) never leak
+into another runtime of the same process.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from edgecrew.errors import NotFoundError, ToolError, UserError
 
 if TYPE_CHECKING:
     from edgecrew.models.pool import ModelPool
-    from edgecrew.tools.permissions import FilePolicy
+    from edgecrew.tools.filepolicy import FilePolicy
 
 Risk = Literal["safe", "risky", "forbidden"]
 ToolFunction = Callable[..., Any]
@@ -135,7 +138,7 @@ def tool(
         spec = spec_from_function(
             func, name=name, description=description, timeout_s=timeout_s, aliases=tuple(aliases), risk=risk
         )
-        (registry or default_registry()).register(spec)
+        (registry or _DECLARED).register(spec)
         return func
 
     return register(fn) if fn is not None else register
@@ -225,15 +228,9 @@ class ToolRegistry:
         return [self._specs[n] for n in sorted(self._specs)]
 
 
-_DEFAULT: ToolRegistry | None = None
+_DECLARED = ToolRegistry()  # tools that `@tool` declared with no registry named (plugins), checked for clashes
 
 
-def default_registry() -> ToolRegistry:
-    """The process-wide registry; built-in tools are registered on first use."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = ToolRegistry()
-        from edgecrew.tools.builtins import register_builtins
-
-        register_builtins(_DEFAULT)
-    return _DEFAULT
+def declared_tools() -> list[ToolSpec]:
+    """The tools plugins declared with ``@tool`` (no registry named); every runtime registers them."""
+    return _DECLARED.specs()

@@ -8,31 +8,12 @@ relative to the run workspace (fnmatch-style: ``drafts/*`` covers everything und
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 
-from edgecrew.errors import ToolError
 from edgecrew.tools.base import ToolSpec
+from edgecrew.tools.filepolicy import FilePolicy
 
-
-@dataclass(frozen=True)
-class FilePolicy:
-    read: tuple[str, ...] = ("**",)
-    write: tuple[str, ...] = ("**",)
-
-    def check(self, relative_path: str, mode: str, agent: str = "this agent") -> None:
-        globs = self.write if mode == "write" else self.read
-        path = relative_path.lstrip("./") or "."
-        if not any(g in ("**", "*") or fnmatch.fnmatchcase(path, g) for g in globs):
-            raise ToolError(f"{agent} may not {mode} '{relative_path}'; allowed to {mode}: {', '.join(globs)}")
-
-    def allows(self, relative_path: str, mode: str) -> bool:
-        try:
-            self.check(relative_path, mode)
-        except ToolError:
-            return False
-        return True
+__all__ = ["FilePolicy", "needs_approval", "refusal"]
 
 
 def refusal(agent: str, allowed: Sequence[str], spec: ToolSpec | None, requested: str) -> str | None:

@@ -30,12 +30,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from edgecrew.errors import ToolError
-from edgecrew.tools.sandbox_host import LAUNCHER, SAFE_PATH, Execution, read_status, usage
+from edgecrew.tools.sandbox_host import (
+    LAUNCHER,
+    SAFE_PATH,
+    Execution,
+    SandboxLimits,
+    SandboxTier,
+    TierName,
+    read_status,
+    usage,
+)
 
 __all__ = [
     "SandboxLimits",
@@ -47,34 +56,7 @@ __all__ = [
     "sandbox_tier",
 ]
 
-TierName = Literal["bwrap", "landlock", "rlimits"]
-KiB, MiB = 1024, 1024 * 1024
 FLOOD_FACTOR = 16  # output past output_bytes is drained and dropped, up to this many times the cap, then killed
-
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Per-execution limits; memory, file size and open files are per process."""
-
-    cpu_s: int = 10
-    wall_s: float = 20.0
-    memory_bytes: int = 512 * MiB
-    processes: int = 64
-    file_bytes: int = 16 * MiB
-    open_files: int = 256
-    output_bytes: int = 64 * KiB  # kept per stream
-    disk_bytes: int = 256 * MiB  # new bytes in the work dir and the private /tmp together
-    new_files: int = 10_000  # new entries in the work dir and the private /tmp together
-
-
-@dataclass(frozen=True)
-class SandboxTier:
-    """A tier of isolation: its name, a sentence for ``edgecrew doctor``, and the layers it applies."""
-
-    name: TierName
-    detail: str
-    isolation: list[str] = field(default_factory=list)
-    weak: bool = False
 
 
 @dataclass(frozen=True)

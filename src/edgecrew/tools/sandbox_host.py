@@ -16,14 +16,13 @@ import shutil
 import stat
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 from edgecrew.errors import ToolError
 
-if TYPE_CHECKING:
-    from edgecrew.tools.sandbox import SandboxLimits, SandboxTier
-
+TierName = Literal["bwrap", "landlock", "rlimits"]
 KiB, MiB = 1024, 1024 * 1024
 LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -42,6 +41,31 @@ DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 RUN_UID_BASE, RUN_UID_SPAN = 1_900_000_000, 50_000_000
 MOUNTED_RUNDIR = "/run/edgecrew"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-execution limits; memory, file size and open files are per process."""
+
+    cpu_s: int = 10
+    wall_s: float = 20.0
+    memory_bytes: int = 512 * MiB
+    processes: int = 64
+    file_bytes: int = 16 * MiB
+    open_files: int = 256
+    output_bytes: int = 64 * KiB  # kept per stream
+    disk_bytes: int = 256 * MiB  # new bytes in the work dir and the private /tmp together
+    new_files: int = 10_000  # new entries in the work dir and the private /tmp together
+
+
+@dataclass(frozen=True)
+class SandboxTier:
+    """A tier of isolation: its name, a sentence for ``edgecrew doctor``, and the layers it applies."""
+
+    name: TierName
+    detail: str
+    isolation: list[str] = field(default_factory=list)
+    weak: bool = False
 
 
 def _python_for(euid: int) -> str | None:

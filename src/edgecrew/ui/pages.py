@@ -389,7 +389,7 @@ async def start_run(
 
 def _tasks(request: Request) -> TaskStore:
     rt = _rt(request)
-    return TaskStore(rt.store, rt.settings.home / "tasks")
+    return rt.tasks
 
 
 @router.get("/ui/tasks")

@@ -16,10 +16,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from edgecrew.domain.events import ModelCalled, RunCancelled, RunFinished, StepFinished, StepStarted
+from edgecrew.domain.events import EventRecord, ModelCalled, RunCancelled, RunFinished, StepFinished, StepStarted
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import TeamSpec
-from edgecrew.store.repo import EventRecord
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 132, 40, 56, 22, 12
 

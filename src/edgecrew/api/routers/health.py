@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from edgecrew import __version__
+from edgecrew.engine.service import RunService
+from edgecrew.version import __version__
 
 router = APIRouter(tags=["health"])
 
@@ -35,7 +36,7 @@ async def ready(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
     rt = request.app.state.rt
     try:
-        await asyncio.to_thread(rt.store.count_runs)
+        await asyncio.to_thread(RunService(rt).count_runs)
         checks["store"] = "ok"
     except Exception as exc:  # any store failure means not ready; the type is enough to say why
         checks["store"] = f"failing: {type(exc).__name__}"

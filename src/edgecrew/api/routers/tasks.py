@@ -49,7 +49,7 @@ router = APIRouter(tags=["tasks"], responses=PROBLEM_RESPONSES)
 
 
 def get_task_store(rt: RuntimeDep) -> TaskStore:
-    return TaskStore(rt.store, rt.settings.home / "tasks")
+    return rt.tasks
 
 
 Tasks = Annotated[TaskStore, Depends(get_task_store)]

@@ -14,3 +14,10 @@ def register_builtins(registry: ToolRegistry) -> None:
     prometheus.register(registry)  # http://127.0.0.1:9090 until a project's `prometheus: {url}` re-registers
     scheduler.register(registry)
     system.register(registry)
+
+
+def builtin_registry() -> ToolRegistry:
+    """A fresh registry holding the built-in tools (each runtime gets its own)."""
+    registry = ToolRegistry()
+    register_builtins(registry)
+    return registry

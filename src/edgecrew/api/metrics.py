@@ -1,4 +1,4 @@
-"""Prometheus metrics of one server: counters fed by the run store's events, pool gauges read at scrape.
+"""Prometheus metrics of the server: counters fed by the run store's events, pool gauges read at scrape.
 
 The engine never calls into this module. The server subscribes to its RunStore, whose events
 (``run_started``, ``step_finished``, ``model_called``, ``tool_called``, ``run_finished``...) carry
@@ -21,9 +21,17 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from edgecrew.domain.events import ModelCalled, RunCancelled, RunFinished, RunStarted, StepFinished, ToolCalled
+from edgecrew.domain.events import (
+    EventRecord,
+    ModelCalled,
+    RunCancelled,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    ToolCalled,
+)
 from edgecrew.domain.runs import RunStatus
-from edgecrew.store.repo import EventRecord
+from edgecrew.engine.service import RunService
 
 if TYPE_CHECKING:
     from edgecrew.engine.runtime import Runtime
@@ -106,7 +114,7 @@ class ServerMetrics:
         """Count ``rt``'s store events and expose its model pool and unfinished runs."""
         self.unbind()
         self._rt = rt
-        self._unsubscribe = rt.store.subscribe(self.observe)
+        self._unsubscribe = RunService(rt).subscribe(self.observe)
         self._collectors = [PoolCollector(rt), UnfinishedRunsCollector(rt)]
         for collector in self._collectors:
             self.registry.register(collector)
@@ -172,7 +180,7 @@ class ServerMetrics:
 
     def _team(self, run_id: str) -> str:
         try:
-            return self._rt.store.get_run(run_id).team if self._rt is not None else "unknown"
+            return RunService(self._rt).get(run_id).team if self._rt is not None else "unknown"
         except Exception:  # a metric must never fail the event that triggered it
             return "unknown"
 
@@ -240,7 +248,7 @@ class UnfinishedRunsCollector(Collector):
         family = GaugeMetricFamily("edgecrew_runs_unfinished", "Runs not yet ended, by status.", labels=["status"])
         try:
             for status in UNFINISHED:
-                family.add_metric([status.value], self.rt.store.count_runs(status=status.value))
+                family.add_metric([status.value], RunService(self.rt).count_runs(status=status.value))
         except Exception:
             log.exception("could not count unfinished runs for /metrics")
             return []

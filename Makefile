@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
-DEMO_TASK ?= Write a short note on why running LLM agents locally on edge devices matters.
+DEMO_TASK ?= How much memory and disk is free here, and does a 2 GB job fit now?
 
 .PHONY: demo test install install-dev llama system-deps lint bench clean
 
@@ -47,8 +47,8 @@ install-dev: llama
 demo: install
 	@echo "==> edgecrew doctor"
 	@$(BIN)/edgecrew doctor
-	@echo "==> running the built-in team plan-write-review on the embedded model"
-	@$(BIN)/edgecrew run plan-write-review "$(DEMO_TASK)"
+	@echo "==> running the built-in team machine-check on the embedded model"
+	@$(BIN)/edgecrew run machine-check "$(DEMO_TASK)"
 	@echo "==> next: $(BIN)/edgecrew keys create me --scopes admin, then $(BIN)/edgecrew serve and open http://127.0.0.1:8765/"
 
 # Debian packages the tests need: PostgreSQL (throwaway clusters), Prometheus (the PromQL tools),

@@ -71,3 +71,29 @@ async def test_tool_using_agent_on_smollm2_makes_well_formed_calls(project_dir: 
     if run.status == "failed":  # a 135M model may loop; the engine must say so, not hang or crash
         assert run.error and any(o in run.error for o in ("loop_detected", "max_steps", "invalid_output"))
     json.dumps(run.output)
+
+
+async def test_the_demo_team_answers_with_this_machines_real_figures_on_smollm2() -> None:
+    import psutil
+
+    from edgecrew.domain.templating import render_value
+
+    rt = bootstrap()
+    svc = RunService(rt)
+    started = await svc.start(TeamName("machine-check"), "How much memory is free, and does a 2 GB job fit now?")
+    await started.handle.get_result()
+    run = rt.store.get_run(started.run.id)
+    assert run.status == "succeeded", run.error
+    steps = {s.agent: s for s in rt.store.steps(run.id)}  # each agent's latest step
+    scheduler, text = steps["fits"].output, run.output["text"]
+    total = render_value("{{ n | human_bytes }}", {"n": psutil.virtual_memory().total})
+    assert f"free of {total}." in text
+    assert ("fits now" if scheduler["fits"] else "does not fit now") in text
+    assert f"{scheduler['free_memory_mb']} MiB free for jobs" in text
+    advisor = steps["advisor"]
+    assert advisor.completion_tokens > 0 and set(advisor.output) == {"fits", "action"}
+    # the critic approved only a judgement that agrees with the scheduler; otherwise it is set aside
+    if steps["critic"].output["verdict"] == "approve":
+        assert advisor.output["fits"] == scheduler["fits"] and f"Recommended: {advisor.output['action']}." in text
+    else:
+        assert "set aside" in text

@@ -30,6 +30,7 @@ from edgecrew.domain.events import (
     StepFinished,
     StepStarted,
     ToolCalled,
+    ToolsSelected,
     UnknownEvent,
     parse_event,
 )
@@ -89,6 +90,10 @@ EMITTED: list[tuple[Event, dict[str, Any]]] = [
         {"approval": "ap1", "approved": True, "arguments": {"cmd": "ls"}, "note": None},
     ),
     (RouteTaken(from_="a", to=("b",), edge=None), {"from": "a", "to": ["b"], "edge": None}),
+    (
+        ToolsSelected(tools=("get_weather",), scores=(2.5,), allowed=12),
+        {"tools": ["get_weather"], "scores": [2.5], "allowed": 12},
+    ),
     (
         StepFinished(
             outcome=Outcome.FINAL,

@@ -245,7 +245,8 @@ def test_mini_is_valid(tmp_path: Path) -> None:
             "    system: Write.\n    colour: red",
             5,
             "unknown field 'colour' in agents.writer",
-            "allowed fields: files, limits, model, output_schema, plan_first, role, system, tools",
+            "allowed fields: arguments, examples, files, input, limits, model, output_schema, plan_first, role, "
+            "system, template, tool, tools, tools_per_step",
         ),
         # wrong types
         (
@@ -463,11 +464,11 @@ def test_misspelled_field_reports_both_the_typo_and_the_missing_field(tmp_path: 
 
 def test_unknown_field_hint_follows_the_agent_not_a_field_of_the_same_name(tmp_path: Path) -> None:
     # An agent called "limits" must not make the loader look for LimitsDoc fields.
-    text = MINI.replace("critic", "limits").replace("    system: Judge.", "    system: Judge.\n    tool: [x]")
+    text = MINI.replace("critic", "limits").replace("    system: Judge.", "    system: Judge.\n    tooles: [x]")
     issue = only(tmp_path, text, None)
     assert (issue.line, issue.message, issue.hint) == (
         7,
-        "unknown field 'tool' in agents.limits",
+        "unknown field 'tooles' in agents.limits",
         "did you mean 'tools'?",
     )
 

@@ -23,6 +23,7 @@ from edgecrew.domain.events import (
     StepFinished,
     StepStarted,
     ToolCalled,
+    ToolsSelected,
 )
 from edgecrew.domain.runs import Outcome, RunStatus
 
@@ -41,8 +42,15 @@ def event_line(event: EventRecord) -> str | None:
             return f"[bold]▶ run started[/] team [bold]{escape(p.team)}[/]"
         case RunResumed():
             return "[yellow]↻ run resumed[/] from its last finished step"
+        case StepStarted() if p.agent_kind == "tool":
+            return f"● {agent} started [dim]({event.step_key}, calls {escape(p.tool)}, no model)[/]"
+        case StepStarted() if p.agent_kind == "template":
+            return f"● {agent} started [dim]({event.step_key}, renders its template, no model)[/]"
         case StepStarted():
             return f"● {agent} started [dim]({event.step_key}, model {escape(p.model)})[/]"
+        case ToolsSelected():
+            offered = ", ".join(escape(t) for t in p.tools)
+            return f"  [dim]offered {len(p.tools)} of {p.allowed} tools: {offered}[/]"
         case ModelCalled() if not p.ok:
             return f"  [red]✗ model {escape(p.alias)}: {escape(str(p.error))}[/]"
         case ModelCalled():
@@ -106,7 +114,8 @@ class LiveRenderer:
             self.console.print(line, highlight=False)
         match p := event.payload:
             case StepStarted():
-                self.status.update(f"[cyan]{event.agent}[/] thinking… ({event.step_key})")
+                doing = "thinking…" if p.agent_kind == "model" else "working…"
+                self.status.update(f"[cyan]{event.agent}[/] {doing} ({event.step_key})")
             case ModelCalled() if p.ok:
                 self.tokens += p.completion_tokens
                 self.status.update(f"[cyan]{event.agent}[/] {p.tokens_per_s:.1f} tok/s · {self.tokens} tokens so far")

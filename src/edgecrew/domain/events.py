@@ -57,8 +57,10 @@ class RunResumed(Event):
 class StepStarted(Event):
     kind = EventType.STEP_STARTED
     visit: int = 0
-    model: str = ""
+    model: str = ""  # a model agent's model; empty for tool and template agents
     role: str = ""
+    agent_kind: str = "model"  # model | tool | template
+    tool: str = ""  # a tool agent's tool
 
 
 class FallbackAttempt(BaseModel):
@@ -125,6 +127,15 @@ class RouteTaken(Event):
     edge: str | None = None
 
 
+class ToolsSelected(Event):
+    """The tools one model call was offered, when the agent's ``tools_per_step`` narrowed them."""
+
+    kind = EventType.TOOLS_SELECTED
+    tools: tuple[str, ...] = ()  # offered, most relevant first
+    scores: tuple[float, ...] = ()  # their BM25 scores against the step's input
+    allowed: int = 0  # how many tools the agent may call in all
+
+
 class StepFinished(Event):
     kind = EventType.STEP_FINISHED
     outcome: Outcome
@@ -188,6 +199,7 @@ EVENT_MODELS: tuple[type[Event], ...] = (
     ApprovalRequested,
     ApprovalDecided,
     RouteTaken,
+    ToolsSelected,
     StepFinished,
     RunFinished,
     RunCancelled,

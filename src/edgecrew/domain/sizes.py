@@ -16,3 +16,12 @@ def parse_size(value: str | int | None) -> int | None:
     if match is None:
         raise ValueError(f"cannot read size {value!r}; write e.g. 900MiB or 1.5GB")
     return int(float(match.group(1)) * _UNITS[match.group(2).lower() if match.group(2) else None])
+
+
+_MENTION = re.compile(r"(\d+(?:\.\d+)?)\s*(kb|kib|mb|mib|gb|gib)\b", re.IGNORECASE)
+
+
+def find_size(text: str) -> int | None:
+    """Bytes of the first size written with a unit in ``text`` ("does a 2 GB job fit?" -> 2000000000)."""
+    match = _MENTION.search(text)
+    return None if match is None else int(float(match.group(1)) * _UNITS[match.group(2).lower()])

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from edgecrew.domain.conditions import compile_condition
-from edgecrew.domain.specs import AgentSpec, Edge, Graph, Limits, TeamSpec
+from edgecrew.domain.specs import AgentKind, AgentSpec, Edge, Example, Graph, Limits, TeamSpec
 
 __all__ = ["team_from_snapshot"]
 
@@ -51,12 +51,14 @@ def _agent(name: str, doc: Mapping[str, Any], preamble: str, approval: str) -> A
     model = doc.get("model", "local")
     limits = doc.get("limits") or {}
     files = doc.get("files") or {}
+    tool = doc.get("tool") or ""
+    kind: AgentKind = "tool" if tool else "template" if doc.get("template") is not None else "model"
     return AgentSpec(
         name=name,
-        system=doc["system"],
+        system=doc.get("system") or "",
         model=f"tag:{model['tag']}" if isinstance(model, Mapping) else model,
         role=doc.get("role", ""),
-        tools=tuple(doc.get("tools", ())),
+        tools=(tool,) if tool else tuple(doc.get("tools", ())),
         output_schema=doc.get("output_schema"),
         limits=Limits(**{k: limits[k] for k in _LIMITS if k in limits}),
         plan_first=doc.get("plan_first", True),
@@ -64,6 +66,13 @@ def _agent(name: str, doc: Mapping[str, Any], preamble: str, approval: str) -> A
         file_read=tuple(files.get("read", ("**",))),
         file_write=tuple(files.get("write", ("**",))),
         approval=approval,
+        kind=kind,
+        tool=tool,
+        arguments=doc.get("arguments") or {},
+        template=doc.get("template") or "",
+        input=doc.get("input") or "",
+        examples=tuple(Example(e["input"], e["output"]) for e in doc.get("examples") or ()),
+        tools_per_step=doc.get("tools_per_step") or 0,
     )
 
 

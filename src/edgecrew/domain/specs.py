@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from edgecrew.domain.conditions import Condition
 
@@ -26,9 +26,24 @@ class Limits:
     max_tool_errors: int = 3  # failed tool calls per turn before it ends with tool_errors
 
 
+AgentKind = Literal["model", "tool", "template"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A solved example for an agent's prompt: what it is given, and the answer it should give."""
+
+    input: str
+    output: str | Mapping[str, Any]  # text, or an object valid against the agent's output_schema
+
+
 @dataclass(frozen=True)
 class AgentSpec:
-    """One agent: who it is, which model it uses, what it may call and what it must return."""
+    """One agent: who it is, which model it uses, what it may call and what it must return.
+
+    ``kind`` is ``model`` (a model turn, with tools), ``tool`` (one call of ``tool`` with ``arguments``
+    rendered from the task and earlier outputs, no model) or ``template`` (``template`` rendered, no model).
+    """
 
     name: str
     system: str
@@ -42,6 +57,13 @@ class AgentSpec:
     file_read: tuple[str, ...] = ("**",)  # workspace path globs the agent's file tools may read
     file_write: tuple[str, ...] = ("**",)  # ...and write
     approval: str = "always"  # the team's approval policy for risky tools: always | once | never
+    kind: AgentKind = "model"
+    tool: str = ""  # a tool agent's tool (also its only allowed tool)
+    arguments: Mapping[str, Any] = field(default_factory=dict)  # a tool agent's arguments, as templates
+    template: str = ""  # a template agent's template
+    input: str = ""  # a model agent's user message as a template ("": the task and every earlier output)
+    examples: tuple[Example, ...] = ()  # solved examples, placed after the system prompt
+    tools_per_step: int = 0  # offer the model only this many tools, the most relevant to its input (0: all)
 
 
 @dataclass(frozen=True)

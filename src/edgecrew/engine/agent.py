@@ -15,15 +15,17 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jsonschema
 
+from edgecrew.domain.events import ToolsSelected
 from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition
 from edgecrew.domain.runs import Outcome
 from edgecrew.domain.specs import AgentSpec
+from edgecrew.tools.retrieval import rank_tools
 
 LOOP_LIMIT = 3  # identical tool calls allowed before the loop guard stops the turn
 
@@ -73,6 +75,23 @@ class TurnIO(Protocol):
     def canonical_tool(self, name: str) -> str: ...
 
     def checkpoint(self, name: str) -> None: ...
+
+    def tools_selected(self, key: str, agent: AgentSpec, selected: ToolsSelected) -> None:
+        """Record which tools one model call was offered (the agent's ``tools_per_step``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    """What one visit is given: the text a model agent reads, and the facts templates read."""
+
+    context: str
+    task: str = ""
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # each agent's latest output so far
+
+    def scope(self) -> dict[str, Any]:
+        """The names a tool agent's arguments and a template agent's template may read."""
+        return {"task": self.task, "outputs": self.outputs}
 
 
 @dataclass
@@ -145,14 +164,46 @@ def schema_shape(schema: Any) -> str:
     return str(kind) if isinstance(kind, str) else "value"
 
 
+def example_messages(agent: AgentSpec) -> list[Message]:
+    """The agent's solved examples as earlier turns, right after its system prompt: the same for every
+    turn of the agent, so they stay in the prompt prefix whose KV state is reused."""
+    turns: list[Message] = []
+    for example in agent.examples:
+        answer = example.output if isinstance(example.output, str) else json.dumps(example.output)
+        turns += [Message("user", example.input), Message("assistant", answer)]
+    return turns
+
+
+def offered_tools(
+    agent: AgentSpec, allowed: tuple[ToolDefinition, ...], context: str, last: Message, io: TurnIO, key: str
+) -> tuple[ToolDefinition, ...]:
+    """The tools one model call is offered: all the agent may call, or with ``tools_per_step`` the
+    most relevant to what the agent has read (its input, and a tool's result when one just came)."""
+    k = agent.tools_per_step
+    if not k or len(allowed) <= k:
+        return allowed
+    query = context + ("\n" + last.content if last.role == "tool" else "")
+    ranked = rank_tools(query, allowed, k)
+    io.tools_selected(
+        key,
+        agent,
+        ToolsSelected(
+            tools=tuple(r.item.name for r in ranked),
+            scores=tuple(round(r.score, 3) for r in ranked),
+            allowed=len(allowed),
+        ),
+    )
+    return tuple(r.item for r in ranked)
+
+
 FINAL_NUDGE = "This is your last step: no more tool calls. Answer now with what you have found."
 
 
 async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]) -> TurnResult:
     """Run one agent turn; ``key`` names the turn, and every call key is derived from it."""
-    messages: list[Message] = [Message("system", system_prompt(agent)), Message("user", context)]
+    messages = [Message("system", system_prompt(agent)), *example_messages(agent), Message("user", context)]
     result = TurnResult(outcome=Outcome.MAX_STEPS, output={}, messages=messages)
-    tools = tuple(io.tool_definitions(agent))
+    allowed = tuple(io.tool_definitions(agent))
     seen: Counter[tuple[str, str]] = Counter()
     tool_errors = 0
     clock = TurnClock(agent.limits.timeout_s)
@@ -161,14 +212,16 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
         remaining = clock.remaining()
         if remaining <= 0:
             return _end(result, Outcome.TIMEOUT, f"turn ran past {agent.limits.timeout_s:g}s")
-        last_call = step == agent.limits.max_steps - 1
-        if last_call and tools and step > 0:
+        tools: tuple[ToolDefinition, ...] = ()
+        if allowed and step > 0 and step == agent.limits.max_steps - 1:
             # Small models keep calling tools: the last call offers none, so the turn ends with an
             # answer built from what the tools returned instead of running out of steps.
             messages.append(Message("user", FINAL_NUDGE))
+        elif allowed:
+            tools = offered_tools(agent, allowed, context, messages[-1], io, f"{key}.m{step}")
         request = ModelRequest(
             messages=tuple(messages),
-            tools=() if last_call and step > 0 else tools,
+            tools=tools,
             output_schema=dict(agent.output_schema) if agent.output_schema is not None else None,
             max_tokens=agent.limits.max_tokens,
             metadata={**metadata, "step": f"{key}.m{step}"},

@@ -19,7 +19,6 @@ from typing import Any
 from dbos import DBOS, DBOSConfig
 from dbos._error import DBOSException
 
-from edgecrew import __version__
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.events import (
     ModelCalled,
@@ -31,15 +30,17 @@ from edgecrew.domain.events import (
     StepFinished,
     StepStarted,
     ToolCalled,
+    ToolsSelected,
 )
 from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
-from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
+from edgecrew.engine.agent import CallResult, Observation, TurnInput, TurnResult
 from edgecrew.engine.approvals import await_decision
 from edgecrew.engine.executors import executor_alive, executor_id
 from edgecrew.engine.failpoints import failpoint
+from edgecrew.engine.fixed import run_agent
 from edgecrew.engine.graph import GraphResult, Visit, run_graph
 from edgecrew.engine.routing import RoutedCall, call_with_fallback
 from edgecrew.engine.runtime import Runtime
@@ -50,6 +51,7 @@ from edgecrew.store.repo import RunRecord
 from edgecrew.telemetry import tracing
 from edgecrew.tools.base import ToolContext
 from edgecrew.tools.permissions import FilePolicy, needs_approval, refusal
+from edgecrew.version import __version__
 
 # -- DBOS lifecycle --------------------------------------------------------------------------------
 
@@ -210,13 +212,15 @@ async def team_run(run_id: str) -> dict[str, Any]:
 
 
 @DBOS.workflow(name="edgecrew.agent_turn")
-async def agent_turn(run_id: str, visit_key: str, agent_name: str, context: str) -> dict[str, Any]:
-    """One agent turn as a child workflow: used for parallel branches (each with its own step order)."""
+async def agent_turn(run_id: str, visit_key: str, agent_name: str, turn: TurnInput | str) -> dict[str, Any]:
+    """One agent turn as a child workflow: used for parallel branches (each with its own step order).
+    (``turn`` is a plain context string in workflows recorded before tool and template agents.)"""
     rt = current_runtime()
     run = rt.store.get_run(run_id)
     current_request_id.set(run.request_id)
     team = team_from_snapshot(run.spec)
-    return (await _turn(rt, run_id, team.name, team.agents[agent_name], visit_key, context)).to_dict()
+    given = TurnInput(turn, run.task) if isinstance(turn, str) else turn
+    return (await _turn(rt, run_id, team.name, team.agents[agent_name], visit_key, given)).to_dict()
 
 
 async def _turn(
@@ -225,7 +229,7 @@ async def _turn(
     team: str,
     agent: AgentSpec,
     key: str,
-    context: str,
+    turn: TurnInput,
     approved_tools: set[str] | None = None,
 ) -> TurnResult:
     store = rt.store
@@ -235,13 +239,13 @@ async def _turn(
         store.emit(
             run_id,
             f"{key}.started",
-            StepStarted(visit=visit, model=agent.model, role=agent.role),
+            _step_started(agent, visit),
             step_key=key,
             agent=agent.name,
         )
     io = DurableIO(rt, run_id, approved_tools)
     with tracing.agent_span(run_id, team, agent.name, agent.model, key) as span:
-        result = await run_turn(agent, context, io, key, {"run": run_id, "team": team, "agent": agent.name})
+        result = await run_agent(agent, turn, io, key, {"run": run_id, "team": team, "agent": agent.name})
         tracing.record_turn(span, result.outcome.value, result.prompt_tokens, result.completion_tokens)
     finished = StepFinished(
         outcome=result.outcome,
@@ -262,6 +266,12 @@ async def _turn(
     return result
 
 
+def _step_started(agent: AgentSpec, visit: int) -> StepStarted:
+    if agent.kind == "model":  # stored as before tool and template agents existed
+        return StepStarted(visit=visit, model=agent.model, role=agent.role)
+    return StepStarted(visit=visit, role=agent.role, agent_kind=agent.kind, tool=agent.tool)
+
+
 class DurableTurnRunner:
     """Runs visits inline (one) or as child workflows (several, in parallel)."""
 
@@ -270,9 +280,9 @@ class DurableTurnRunner:
         self.team = spec.name
         self.approved_tools: set[str] = set()
 
-    async def run_turns(self, visits: Sequence[tuple[Visit, str]]) -> list[TurnResult]:
+    async def run_turns(self, visits: Sequence[tuple[Visit, TurnInput]]) -> list[TurnResult]:
         if len(visits) == 1:
-            visit, context = visits[0]
+            visit, turn = visits[0]
             return [
                 await _turn(
                     self.rt,
@@ -280,14 +290,14 @@ class DurableTurnRunner:
                     self.team,
                     self.spec.agents[visit.agent],
                     visit.key,
-                    context,
+                    turn,
                     self.approved_tools,
                 )
             ]
         # Children are started in a fixed order, so their ids replay identically.
         handles = [
-            await DBOS.start_workflow_async(agent_turn, self.run_id, visit.key, visit.agent, context)
-            for visit, context in visits
+            await DBOS.start_workflow_async(agent_turn, self.run_id, visit.key, visit.agent, turn)
+            for visit, turn in visits
         ]
         return [TurnResult.from_dict(await h.get_result()) for h in handles]
 
@@ -360,6 +370,10 @@ class DurableIO:
 
     def checkpoint(self, name: str) -> None:
         failpoint(name)
+
+    def tools_selected(self, key: str, agent: AgentSpec, selected: ToolsSelected) -> None:
+        # Retrieval is a pure function of the recorded messages: a replay writes the same row again.
+        self.rt.store.emit(self.run_id, f"{key}.tools", selected, step_key=key.split(".m")[0], agent=agent.name)
 
 
 # -- steps -----------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 :class:`FakeTurnIO` is a :class:`~edgecrew.engine.agent.TurnIO`: a model (a ScriptedModel built from
 a list of replies, or any ChatModel) answers, plain functions are the tools. :class:`FakeTurnRunner`
-is a :class:`~edgecrew.engine.graph.TurnRunner` that runs each visit as a plain ``run_turn`` on one
+is a :class:`~edgecrew.engine.graph.TurnRunner` that runs each visit as a plain ``run_agent`` on one
 FakeTurnIO (several at once, like the durable fan-out). The one design decision: the fakes reuse the
 real model routing (:func:`call_with_fallback`), permission checks and tool execution, and replace
 only what DBOS adds (recorded steps, events, approvals by people), so what they record is what the
@@ -19,10 +19,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecrew.domain.events import RoutingEvent
+from edgecrew.domain.events import RoutingEvent, ToolsSelected
 from edgecrew.domain.messages import ModelRequest, ToolCall, ToolDefinition
 from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
-from edgecrew.engine.agent import CallResult, Observation, TurnResult, run_turn
+from edgecrew.engine.agent import CallResult, Observation, TurnInput, TurnResult
+from edgecrew.engine.fixed import run_agent
 from edgecrew.engine.graph import GraphResult, Visit, run_graph
 from edgecrew.engine.routing import RoutedCall, call_with_fallback
 from edgecrew.engine.toolcall import execute_tool
@@ -81,6 +82,7 @@ class FakeTurnIO:
         self.events: list[RoutingEvent] = []  # routing's model_skipped / model_fallback / ...
         self.checkpoints: list[str] = []
         self.approved_tools: set[str] = set()  # the "once" policy, as DurableIO keeps it
+        self.selections: list[tuple[str, ToolsSelected]] = []  # tool retrieval's choices, by model call key
 
     @property
     def requests(self) -> list[ModelRequest]:
@@ -137,14 +139,21 @@ class FakeTurnIO:
     def checkpoint(self, name: str) -> None:
         self.checkpoints.append(name)
 
+    def tools_selected(self, key: str, agent: AgentSpec, selected: ToolsSelected) -> None:
+        self.selections.append((key, selected))
+
 
 @dataclass(frozen=True)
 class TurnRecord:
     """One visit's turn: the context it started from and how it ended."""
 
     visit: Visit
-    context: str
+    turn: TurnInput
     result: TurnResult
+
+    @property
+    def context(self) -> str:
+        return self.turn.context
 
 
 @dataclass(frozen=True)
@@ -180,15 +189,15 @@ class FakeTurnRunner:
         """The user message the visit ``key`` (e.g. ``v001.b``) started from."""
         return next(t.context for t in self.turns if t.visit.key == key)
 
-    async def run_turns(self, visits: Sequence[tuple[Visit, str]]) -> list[TurnResult]:
+    async def run_turns(self, visits: Sequence[tuple[Visit, TurnInput]]) -> list[TurnResult]:
         self.batches.append([visit.key for visit, _ in visits])
-        return list(await asyncio.gather(*(self._turn(visit, context) for visit, context in visits)))
+        return list(await asyncio.gather(*(self._turn(visit, turn) for visit, turn in visits)))
 
-    async def _turn(self, visit: Visit, context: str) -> TurnResult:
+    async def _turn(self, visit: Visit, turn: TurnInput) -> TurnResult:
         agent = self.team.agents[visit.agent]
         metadata = {"run": self.run_id, "team": self.team.name, "agent": agent.name}
-        result = await run_turn(agent, context, self.io, visit.key, metadata)
-        self.turns.append(TurnRecord(visit, context, result))
+        result = await run_agent(agent, turn, self.io, visit.key, metadata)
+        self.turns.append(TurnRecord(visit, turn, result))
         return result
 
     def route_taken(self, visit: Visit, edge: Edge | None, targets: Sequence[str]) -> None:

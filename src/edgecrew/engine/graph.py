@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from edgecrew.domain.runs import Outcome
 from edgecrew.domain.specs import END, Edge, TeamSpec
-from edgecrew.engine.agent import TurnResult
+from edgecrew.engine.agent import TurnInput, TurnResult
 from edgecrew.errors import RunError
 
 MAX_CONTEXT_CHARS = 1500  # per earlier output shown to the next agent; small models have small windows
@@ -35,7 +35,7 @@ class Visit:
 
 
 class TurnRunner(Protocol):
-    async def run_turns(self, visits: Sequence[tuple[Visit, str]]) -> list[TurnResult]:
+    async def run_turns(self, visits: Sequence[tuple[Visit, TurnInput]]) -> list[TurnResult]:
         """Run the visits (in parallel when several) and return their results in order."""
         ...
 
@@ -107,9 +107,10 @@ async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResul
             return GraphResult(False, error=f"run exceeded the team's max_visits ({team.max_visits})", visits=visits)
         batch = [Visit(agent, visits + i) for i, agent in enumerate(frontier)]
         visits += len(batch)
-        contexts = [context_for(task, board) for _ in batch]
+        outputs = {agent: output for agent, (_, output) in board.items()}
+        turn = TurnInput(context_for(task, board), task, outputs)
         runner.preload(successors(team, frontier))
-        results = await runner.run_turns(list(zip(batch, contexts, strict=True)))
+        results = await runner.run_turns([(visit, turn) for visit in batch])
         upcoming: list[str] = []
         for visit, result in zip(batch, results, strict=True):
             if result.outcome != Outcome.FINAL:

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 from edgecrew.domain.conditions import ConditionSyntaxError, compile_condition
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
+from edgecrew.domain.templating import NAMES, Reference, TemplateProblem, value_references
 from edgecrew.errors import SpecError, SpecIssue
 from edgecrew.specs.repair import ANY, DROP, Loc, Rule, repair
 from edgecrew.specs.yamlsrc import line_of, parse_yaml, read_yaml, to_plain
@@ -51,8 +53,16 @@ class TagRefDoc(_Strict):
     tag: str = Field(min_length=1)
 
 
+class ExampleDoc(_Strict):
+    input: str = Field(min_length=1)  # what the agent is given (its user message)
+    output: str | dict[str, Any]  # its answer: text, or an object valid against its output_schema
+
+
 class AgentDoc(_Strict):
-    system: str = Field(min_length=1)
+    """One agent. Its kind follows from its fields: ``tool:`` makes a tool agent, ``template:`` a
+    template agent, anything else is a model agent (which needs ``system``)."""
+
+    system: str | None = Field(default=None, min_length=1)
     role: str = ""
     model: str | TagRefDoc = "local"  # an alias, or {tag: coding} for any model with that tag
     tools: list[str] = []
@@ -60,6 +70,41 @@ class AgentDoc(_Strict):
     limits: LimitsDoc = LimitsDoc()
     plan_first: bool = True
     files: FilesDoc = FilesDoc()
+    input: str | None = Field(default=None, min_length=1)  # the user message, as a template (default: task and outputs)
+    examples: list[ExampleDoc] = []
+    tools_per_step: int | None = Field(default=None, ge=1, le=64)
+    tool: str | None = Field(default=None, min_length=1)  # a tool agent: the one tool it calls, no model
+    arguments: dict[str, Any] = {}  # ...and its arguments; strings are templates over task and outputs
+    template: str | None = Field(default=None, min_length=1)  # a template agent: its answer, rendered
+
+    @property
+    def kind(self) -> str:
+        return "tool" if self.tool is not None else "template" if self.template is not None else "model"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _system_for_a_model(cls, data: Any, handler: ModelWrapValidatorHandler[AgentDoc]) -> AgentDoc:
+        """A model agent needs ``system``: reported as that field missing, beside the agent's other errors."""
+        needs_system = isinstance(data, Mapping) and not any(k in data for k in ("system", "tool", "template"))
+        try:
+            agent = handler(data)
+        except ValidationError as exc:
+            if not needs_system:
+                raise
+            errors = [_init_details(e) for e in exc.errors()]
+        else:
+            if not needs_system:
+                return agent
+            errors = []
+        missing: InitErrorDetails = {"type": "missing", "loc": ("system",), "input": data}
+        raise ValidationError.from_exception_data(cls.__name__, [missing, *errors])
+
+
+def _init_details(error: ErrorDetails) -> InitErrorDetails:
+    details: InitErrorDetails = {"type": error["type"], "loc": error["loc"], "input": error["input"]}
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
 
 
 class EdgeDoc(_Strict):
@@ -180,7 +225,23 @@ _TEAM_REPAIRS = (
     Rule(("agents", ANY, "system"), "-"),
     Rule(("agents", ANY, "model"), DROP, mute=True),
     Rule(("agents", ANY, "output_schema"), _ANY_OUTPUT),
-    *(Rule(("agents", ANY, key), DROP) for key in ("role", "tools", "limits", "plan_first", "files")),
+    *(
+        Rule(("agents", ANY, key), DROP)
+        for key in (
+            "role",
+            "tools",
+            "limits",
+            "plan_first",
+            "files",
+            "input",
+            "examples",
+            "tools_per_step",
+            "arguments",
+        )
+    ),
+    # A broken tool or template keeps the agent's kind (dropped, it would read as a model agent).
+    Rule(("agents", ANY, "tool"), "-", mute=True),
+    Rule(("agents", ANY, "template"), "-", mute=True),
     Rule(("graph",), {"start": "", "edges": []}, mute=True),
     Rule(("graph", "edges", ANY, "when"), DROP),
     Rule(("graph", "edges", ANY, "max_loops"), 1),  # bounded, as the author meant: no false "cycle"
@@ -335,6 +396,7 @@ def _check_team(team: TeamDoc, catalog: Catalog, issues: _Issues) -> None:
         )
     for name, agent in team.agents.items():
         _check_agent(name, agent, catalog, issues)
+    _check_templates(team, issues)
     if team.output is not None and team.output not in team.agents:
         issues.add(
             ("output",),
@@ -363,24 +425,156 @@ def _check_agent(name: str, agent: AgentDoc, catalog: Catalog, issues: _Issues) 
             f"agent name '{name}' is not allowed",
             "start with a letter; use letters, digits, '-' or '_'; 'end' is reserved",
         )
-    ref = model_ref(agent.model)
-    if catalog.models is not None and ref not in catalog.models:
-        known = sorted(catalog.models)
-        if isinstance(agent.model, TagRefDoc):
-            tags = [m[len("tag:") :] for m in known if m.startswith("tag:")]
-            hint = "tags in use: " + (", ".join(tags) or "none") + "; add `tags: [...]` to a model"
-            issues.add((*loc, "model"), f"agent '{name}' asks for tag '{agent.model.tag}', which no model has", hint)
-        else:
-            models = dict.fromkeys(m for m in known if not m.startswith("tag:"))
-            issues.add((*loc, "model"), f"agent '{name}' uses unknown model '{agent.model}'", _suggest(ref, models))
+    _check_kind(name, agent, issues)
+    if agent.kind == "model":
+        _check_model(name, agent, catalog, issues)
     for i, tool in enumerate(agent.tools):
-        canonical = catalog.normalize_tool(tool) if catalog.normalize_tool else tool
-        if catalog.tools is not None and canonical not in catalog.tools:
-            close = difflib.get_close_matches(tool, sorted(catalog.tools), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "see `edgecrew tools list`"
-            issues.add((*loc, "tools", i), f"agent '{name}' allows unknown tool '{tool}'", hint)
+        _check_tool(name, tool, (*loc, "tools", i), catalog, issues)
+    if agent.tool is not None:
+        _check_tool(name, agent.tool, (*loc, "tool"), catalog, issues)
     if agent.output_schema is not None:
         _check_schema(agent.output_schema, (*loc, "output_schema"), name, issues)
+    for i, example in enumerate(agent.examples):
+        _check_example(name, agent, i, example, issues)
+
+
+# Fields that only one kind of agent reads, and the fields each kind does not read.
+_ONLY_MODEL = ("system", "model", "tools", "plan_first", "input", "examples", "tools_per_step")
+_KIND_FIELDS = {"tool": ("tool", "arguments"), "template": ("template",)}
+
+
+def _check_kind(name: str, agent: AgentDoc, issues: _Issues) -> None:
+    """A field of another kind of agent is a mistake (it would be ignored): say which kind reads it."""
+    loc: Loc = ("agents", name)
+    written = agent.model_fields_set
+    if not (issues.trusts((*loc, "tool")) and issues.trusts((*loc, "template"))):
+        return  # a broken 'tool' or 'template' leaves the agent's kind unknown
+    if agent.tool is not None and agent.template is not None:
+        issues.add(
+            (*loc, "template"),
+            f"agent '{name}' has both 'tool' and 'template'",
+            "a tool agent calls one tool, a template agent renders text: split it into two agents",
+        )
+        return
+    if agent.kind == "model":
+        for kind, fields in _KIND_FIELDS.items():
+            for key in sorted(set(fields) & written):
+                issues.add(
+                    (*loc, key),
+                    f"agent '{name}' has '{key}', which only a {kind} agent reads",
+                    f"add '{fields[0]}:' to make it a {kind} agent, or remove '{key}'",
+                )
+        return
+    stray = [key for key in _ONLY_MODEL if key in written]
+    stray += [key for kind, fields in _KIND_FIELDS.items() if kind != agent.kind for key in fields if key in written]
+    if "limits" in written and set(agent.limits.model_fields_set) - {"timeout_s"}:
+        stray.append("limits")
+    for key in stray:
+        issues.add(
+            (*loc, key),
+            f"agent '{name}' is a {agent.kind} agent and uses no model: '{key}' does not apply",
+            "remove it" + (" (only limits.timeout_s applies)" if key == "limits" else ""),
+        )
+
+
+def _check_model(name: str, agent: AgentDoc, catalog: Catalog, issues: _Issues) -> None:
+    ref = model_ref(agent.model)
+    if catalog.models is None or ref in catalog.models:
+        return
+    loc: Loc = ("agents", name, "model")
+    known = sorted(catalog.models)
+    if isinstance(agent.model, TagRefDoc):
+        tags = [m[len("tag:") :] for m in known if m.startswith("tag:")]
+        hint = "tags in use: " + (", ".join(tags) or "none") + "; add `tags: [...]` to a model"
+        issues.add(loc, f"agent '{name}' asks for tag '{agent.model.tag}', which no model has", hint)
+    else:
+        models = dict.fromkeys(m for m in known if not m.startswith("tag:"))
+        issues.add(loc, f"agent '{name}' uses unknown model '{agent.model}'", _suggest(ref, models))
+
+
+def _check_tool(name: str, tool: str, loc: Loc, catalog: Catalog, issues: _Issues) -> None:
+    canonical = catalog.normalize_tool(tool) if catalog.normalize_tool else tool
+    if catalog.tools is not None and canonical not in catalog.tools:
+        close = difflib.get_close_matches(tool, sorted(catalog.tools), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "see `edgecrew tools list`"
+        verb = "calls" if loc[-1] == "tool" else "allows"
+        issues.add(loc, f"agent '{name}' {verb} unknown tool '{tool}'", hint)
+
+
+def _check_example(name: str, agent: AgentDoc, i: int, example: ExampleDoc, issues: _Issues) -> None:
+    loc: Loc = ("agents", name, "examples", i, "output")
+    if agent.output_schema is None:
+        if not isinstance(example.output, str):
+            issues.add(
+                loc,
+                f"agent '{name}' example {i + 1}: the output is an object, but the agent has no output_schema",
+                "write the answer as text, or give the agent an output_schema",
+            )
+        return
+    if not isinstance(example.output, dict):
+        issues.add(
+            loc,
+            f"agent '{name}' example {i + 1}: the output must be an object matching the agent's output_schema",
+            "write it as a mapping, e.g. output: {verdict: approve, notes: ...}",
+        )
+        return
+    try:
+        validator = jsonschema.Draft202012Validator(agent.output_schema)
+        errors = sorted(validator.iter_errors(example.output), key=str)
+    except jsonschema.SchemaError:
+        return  # the schema's own problem is reported at output_schema
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path)
+        issues.add(
+            (*loc, *errors[0].absolute_path),
+            f"agent '{name}' example {i + 1} does not match its output_schema: {errors[0].message}"
+            + (f" (at {where})" if where else ""),
+            "fix the example so that it is an answer the agent may give",
+        )
+
+
+def _check_templates(team: TeamDoc, issues: _Issues) -> None:
+    """Tool agents' arguments and template agents' templates: they parse, and read only ``task`` and
+    the outputs of this team's agents (and fields those agents output)."""
+    for name, agent in team.agents.items():
+        sources: list[tuple[Loc, Any]] = [
+            (("agents", name, key), text)
+            for key, text in (("template", agent.template), ("input", agent.input))
+            if text
+        ]
+        sources += [(("agents", name, "arguments", key), value) for key, value in agent.arguments.items()]
+        for loc, value in sources:
+            try:
+                names, refs = value_references(value)
+            except TemplateProblem as exc:
+                issues.add(loc, f"agent '{name}': {exc}", "see https://jinja.palletsprojects.com/templates/")
+                continue
+            for unknown in sorted(names - NAMES):
+                issues.add(loc, f"agent '{name}' reads '{unknown}', which a template cannot see", _TEMPLATE_HINT)
+            for ref in refs:
+                if ref.field is None or ref.agent in team.agents:  # an unknown agent is reported once
+                    _check_reference(name, loc, ref, team.agents, issues)
+
+
+_TEMPLATE_HINT = "a template reads task and outputs.<agent>, e.g. {{ outputs.planner.steps }}"
+
+
+def _check_reference(name: str, loc: Loc, ref: Reference, agents: Mapping[str, AgentDoc], issues: _Issues) -> None:
+    if ref.agent not in agents:
+        issues.add(
+            loc,
+            f"agent '{name}' reads outputs.{ref.agent}, but there is no agent '{ref.agent}'",
+            _suggest(ref.agent, agents),
+        )
+        return
+    fields = _output_fields(agents[ref.agent])
+    if ref.field is not None and fields is not None and ref.field not in fields:
+        have = ", ".join(sorted(fields))
+        issues.add(
+            loc,
+            f"agent '{name}' reads outputs.{ref.agent}.{ref.field}, which agent '{ref.agent}' does not output",
+            f"'{ref.agent}' outputs: {have}",
+        )
 
 
 def model_ref(model: str | TagRefDoc) -> str:
@@ -465,7 +659,8 @@ def _output_fields(agent: AgentDoc | None) -> set[str] | None:
     if agent is None:
         return None
     if agent.output_schema is None:
-        return {"text"}  # what the agent loop returns for free-text agents
+        # What the agent loop returns for free-text agents; a tool's output is whatever it returns.
+        return None if agent.kind == "tool" else {"text"}
     props = agent.output_schema.get("properties")
     return set(props) if isinstance(props, Mapping) else None
 
@@ -542,4 +737,6 @@ def _to_domain(team: TeamDoc, file: str, catalog: Catalog | None) -> TeamSpec:
     if normalize is not None:
         for agent in raw["agents"].values():
             agent["tools"] = [normalize(t) for t in agent["tools"]]
+            if agent.get("tool"):
+                agent["tool"] = normalize(agent["tool"])
     return team_from_snapshot(raw, source=file)

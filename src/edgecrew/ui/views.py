@@ -117,12 +117,16 @@ def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
             classes.append("visited")
         if name == state.current:
             classes.append("current")
-        role = spec.agents[name].role if name in spec.agents else ""
+        agent = spec.agents.get(name)
+        about = [agent.role] if agent is not None and agent.role else []
+        if agent is not None and agent.kind != "model":
+            classes.append(f"kind-{agent.kind}")  # drawn dashed: no model runs there
+            about.append(f"tool {agent.tool}, no model" if agent.kind == "tool" else "template, no model")
         parts.append(
             f'<g class="{" ".join(classes)}" data-node="{html.escape(name)}">'
             f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8"/>'
             f'<text x="{x + NODE_W / 2}" y="{y + NODE_H / 2 + 5}" text-anchor="middle">{html.escape(name)}</text>'
-            f"<title>{html.escape(name)}{' · ' + html.escape(role) if role else ''}</title></g>"
+            f"<title>{html.escape(' · '.join([name, *about]))}</title></g>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))

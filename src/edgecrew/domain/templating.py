@@ -1,0 +1,174 @@
+"""Templates over a run's facts: the task and the latest output of each agent, rendered in Jinja2's sandbox.
+
+``tool`` agents build their arguments with these templates and ``template`` agents render their
+answer with one. A template sees two names: ``task`` (the run's task) and ``outputs`` (each agent's
+latest output, e.g. ``outputs.facts.memory.available_bytes``). The one design decision: rendering
+is a pure function of recorded outputs, sandboxed, with every undefined name an error, so a replayed
+run renders exactly what it rendered the first time and a typo fails loudly instead of printing
+nothing. An argument that is one ``{{ expression }}`` and nothing else keeps the expression's type
+(a number stays a number); any other text renders to a string. Besides Jinja2's own filters there are
+``human_bytes`` (``15032385536`` -> ``14.0 GiB``) and ``size_mib`` (the first size a text mentions).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from edgecrew.domain.sizes import find_size
+
+__all__ = [
+    "NAMES",
+    "Reference",
+    "TemplateProblem",
+    "references",
+    "render_arguments",
+    "render_text",
+    "render_value",
+    "value_references",
+]
+
+NAMES = frozenset({"task", "outputs"})  # what a template may read
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_ENV.filters["human_bytes"] = lambda n: _human_bytes(n)
+_ENV.filters["size_mib"] = lambda text, default=None: _size_mib(text, default)
+_WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
+
+
+class TemplateProblem(ValueError):
+    """A template that does not parse, or that failed while rendering (an undefined name, say)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line  # 1-based line inside the template, when known
+
+
+@dataclass(frozen=True)
+class Reference:
+    """``outputs.<agent>[.<field>]`` read by a template (``field`` is None when not read by name)."""
+
+    agent: str
+    field: str | None
+
+
+def _human_bytes(value: Any) -> str:
+    """``15032385536`` -> ``14.0 GiB`` (a filter, for answers people read)."""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _size_mib(text: Any, default: Any) -> Any:
+    """The first size written with a unit in ``text``, in MiB (``"a 2 GB job" | size_mib(1024)`` -> 1907);
+    ``default`` when there is none."""
+    found = find_size(str(text))
+    return default if found is None else round(found / 2**20)
+
+
+def _parse(source: str) -> nodes.Template:
+    try:
+        return _ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
+
+
+def references(source: str) -> tuple[set[str], list[Reference]]:
+    """The top-level names a template reads beyond its own variables, and the agent outputs it reads.
+
+    Raises :class:`TemplateProblem` when it does not parse.
+    """
+    tree = _parse(source)
+
+    names = set(meta.find_undeclared_variables(tree))
+    found: list[Reference] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, (nodes.Getattr, nodes.Getitem))  # what find_all was asked for
+        target = node.node
+        if isinstance(target, nodes.Name) and target.name == "outputs":
+            agent = _key(node)
+            if agent is not None:
+                found.append(Reference(agent, None))
+        elif isinstance(target, (nodes.Getattr, nodes.Getitem)):
+            inner = target.node
+            agent = _key(target)
+            if isinstance(inner, nodes.Name) and inner.name == "outputs" and agent is not None:
+                found.append(Reference(agent, _key(node)))
+    return names, list(dict.fromkeys(found))
+
+
+def _key(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def render_text(source: str, scope: Mapping[str, Any]) -> str:
+    """``source`` rendered over ``scope`` (``task``, ``outputs``)."""
+    try:
+        return _ENV.from_string(source).render(**scope)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
+    except (UndefinedError, SecurityError) as exc:
+        raise TemplateProblem(str(exc)) from None
+    except Exception as exc:  # a filter given the wrong kind of value, a division by zero...
+        raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
+
+
+def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
+    """One argument: strings rendered (a lone ``{{ expr }}`` keeps its type), lists and mappings walked."""
+    if isinstance(value, str):
+        whole = _WHOLE.match(value)
+        if whole is not None and "{{" not in whole.group("expr") and "}}" not in whole.group("expr"):
+            try:
+                result = _ENV.compile_expression(whole.group("expr"), undefined_to_none=False)(**scope)
+            except TemplateSyntaxError as exc:
+                raise TemplateProblem(f"template syntax error: {exc.message}") from None
+            except (UndefinedError, SecurityError) as exc:
+                raise TemplateProblem(str(exc)) from None
+            except Exception as exc:
+                raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
+            if isinstance(result, StrictUndefined):
+                raise TemplateProblem(f"{whole.group('expr').strip()} is undefined")
+            return result
+        return render_text(value, scope)
+    if isinstance(value, Mapping):
+        return {k: render_value(v, scope) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, scope) for v in value]
+    return value
+
+
+def render_arguments(arguments: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool agent's arguments rendered over ``scope``; a problem names the argument."""
+    rendered: dict[str, Any] = {}
+    for name, value in arguments.items():
+        try:
+            rendered[name] = render_value(value, scope)
+        except TemplateProblem as exc:
+            raise TemplateProblem(f"argument '{name}': {exc}") from None
+    return rendered
+
+
+def value_references(value: Any) -> tuple[set[str], list[Reference]]:
+    """:func:`references` of every string inside an argument value."""
+    names: set[str] = set()
+    found: list[Reference] = []
+    if isinstance(value, str):
+        return references(value)
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else ()
+    for item in items:
+        more_names, more = value_references(item)
+        names |= more_names
+        found += more
+    return names, found

@@ -1,0 +1,244 @@
+"""Tool and template agents (no model): their spec checks, and their turns on the engine's fakes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from edgecrew.domain.runs import Outcome
+from edgecrew.domain.templating import TemplateProblem, render_arguments, render_text
+from edgecrew.engine.fakes import FakeTurnIO, FakeTurnRunner
+from edgecrew.errors import SpecError
+from edgecrew.specs.loader import Catalog, load_team_text
+from edgecrew.tools.base import spec_from_function
+
+
+def free_memory(unit: str = "bytes") -> dict[str, Any]:
+    """Free memory of the machine."""
+    return {"available_bytes": 2 * 1024**3, "unit": unit}
+
+
+def can_run(memory_bytes: int) -> dict[str, Any]:
+    """Whether a job of this size fits now."""
+    return {"fits": memory_bytes <= 2 * 1024**3, "asked": memory_bytes}
+
+
+def broken() -> str:
+    """Always fails."""
+    raise RuntimeError("disk on fire")
+
+
+TOOLS = [spec_from_function(f) for f in (free_memory, can_run, broken)]
+CATALOG = Catalog(tools=frozenset(t.name for t in TOOLS), models=frozenset({"fake"}))
+
+FACTS = """\
+name: facts
+agents:
+  memory:
+    tool: free_memory
+  fits:
+    tool: can_run
+    arguments: {memory_bytes: "{{ outputs.memory.available_bytes // 2 }}"}
+  answer:
+    template: |
+      {{ task }}: {{ outputs.memory.available_bytes | human_bytes }} free; a job of
+      {{ outputs.fits.asked | human_bytes }} {{ "fits" if outputs.fits.fits else "does not fit" }}.
+graph:
+  start: memory
+  edges:
+    - {from: memory, to: fits}
+    - {from: fits, to: answer}
+"""
+
+
+async def test_tool_and_template_agents_carry_exact_facts_to_the_answer_without_a_model() -> None:
+    io = FakeTurnIO([], TOOLS)  # no model replies at all: a model call would fail the run
+    runner = FakeTurnRunner(load_team_text(FACTS, catalog=CATALOG), io)
+    result = await runner.run("memory check")
+    assert result.ok, result.error
+    assert result.output == {"text": "memory check: 2.0 GiB free; a job of\n1.0 GiB fits."}
+    assert io.model_calls == []
+    # the argument that is one expression kept its type (an int, not the text "1073741824")
+    assert [(c.call.name, c.call.arguments) for c in io.tool_calls] == [
+        ("free_memory", {}),
+        ("can_run", {"memory_bytes": 1024**3}),
+    ]
+    fits = next(t for t in runner.turns if t.visit.agent == "fits").result
+    assert fits.output == {"fits": True, "asked": 1024**3} and fits.tool_calls == 1
+    assert [m.role for m in fits.messages] == ["assistant", "tool"]
+
+
+async def test_a_failing_tool_ends_the_run_with_the_tools_error() -> None:
+    team = load_team_text(
+        "name: t\nagents:\n  x: {tool: broken}\ngraph: {start: x, edges: [{from: x, to: end}]}\n", catalog=CATALOG
+    )
+    result = await FakeTurnRunner(team, FakeTurnIO([], TOOLS)).run("go")
+    assert not result.ok
+    assert "tool_errors" in (result.error or "") and "disk on fire" in (result.error or "")
+
+
+async def test_a_template_that_reads_a_missing_field_fails_at_run_time_naming_it() -> None:
+    team = load_team_text(
+        "name: t\nagents:\n  m: {tool: free_memory}\n  a: {template: '{{ outputs.m.nothing_here }}'}\n"
+        "graph: {start: m, edges: [{from: m, to: a}]}\n",
+        catalog=CATALOG,
+    )
+    runner = FakeTurnRunner(team, FakeTurnIO([], TOOLS))
+    result = await runner.run("go")
+    assert not result.ok and "nothing_here" in (result.error or "")
+    assert runner.turns[-1].result.outcome == Outcome.ERROR
+
+
+async def test_a_template_agent_with_an_output_schema_gives_a_checked_object() -> None:
+    team = load_team_text(
+        "name: t\nagents:\n  m: {tool: free_memory}\n"
+        "  v:\n    template: '{\"fits\": {{ (outputs.m.available_bytes > 10**9) | tojson }}}'\n"
+        "    output_schema: {type: object, properties: {fits: {type: boolean}}, required: [fits]}\n"
+        "graph: {start: m, edges: [{from: m, to: v}, {from: v, to: end}]}\n",
+        catalog=CATALOG,
+    )
+    result = await FakeTurnRunner(team, FakeTurnIO([], TOOLS)).run("go")
+    assert result.ok and result.output == {"fits": True}
+
+
+async def test_a_model_agent_reads_what_a_tool_agent_found() -> None:
+    team = load_team_text(
+        "name: t\nagents:\n  m: {tool: free_memory}\n  say: {model: fake, system: summarize}\n"
+        "graph: {start: m, edges: [{from: m, to: say}]}\n",
+        catalog=CATALOG,
+    )
+    runner = FakeTurnRunner(team, FakeTurnIO(["plenty"], TOOLS))
+    result = await runner.run("how much memory?")
+    assert result.ok and result.output == {"text": "plenty"}
+    assert '"available_bytes": 2147483648' in runner.context("v001.say")
+
+
+# -- spec checks -----------------------------------------------------------------------------------
+
+
+def problems(yaml_text: str) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        load_team_text(yaml_text, "team.yaml", CATALOG)
+    return [f"{i.line}: {i.message}" for i in caught.value.issues]
+
+
+def test_tool_and_template_agents_are_checked_with_their_lines() -> None:
+    found = problems(
+        "name: t\n"  # 1
+        "agents:\n"  # 2
+        "  m:\n"  # 3
+        "    tool: free_memry\n"  # 4
+        "    system: not read\n"  # 5
+        "  a:\n"  # 6
+        "    template: '{{ outputs.nobody.x }} {{ secrets }}'\n"  # 7
+        "  b:\n"  # 8
+        "    template: '{% if %}'\n"  # 9
+        "  c:\n"  # 10
+        "    system: talk\n"  # 11
+        "    model: fake\n"  # 12
+        "    arguments: {x: 1}\n"  # 13
+        "graph: {start: m, edges: [{from: m, to: a}, {from: a, to: b}, {from: b, to: c}]}\n"
+    )
+    assert found == [
+        "4: agent 'm' calls unknown tool 'free_memry'",
+        "5: agent 'm' is a tool agent and uses no model: 'system' does not apply",
+        "7: agent 'a' reads 'secrets', which a template cannot see",
+        "7: agent 'a' reads outputs.nobody, but there is no agent 'nobody'",
+        "9: agent 'b': template syntax error: Expected an expression, got 'end of statement block'",
+        "13: agent 'c' has 'arguments', which only a tool agent reads",
+    ]
+
+
+def test_a_template_reading_a_field_its_agent_does_not_output_is_reported() -> None:
+    found = problems(
+        "name: t\nagents:\n"
+        "  p:\n    model: fake\n    system: plan\n"
+        "    output_schema: {type: object, properties: {steps: {type: array}}}\n"
+        "  a:\n    template: '{{ outputs.p.stpes }}'\n"
+        "graph: {start: p, edges: [{from: p, to: a}]}\n"
+    )
+    assert found == ["8: agent 'a' reads outputs.p.stpes, which agent 'p' does not output"]
+
+
+def test_an_agent_with_neither_system_nor_tool_nor_template_says_what_it_needs() -> None:
+    found = problems("name: t\nagents:\n  a: {model: fake}\ngraph: {start: a}\n")
+    assert found == ["3: missing required field 'system' in agents.a"]
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+
+def test_rendering_is_sandboxed_and_strict() -> None:
+    scope = {"task": "t", "outputs": {"a": {"n": 3}}}
+    assert render_arguments({"n": "{{ outputs.a.n + 1 }}", "s": "n={{ outputs.a.n }}", "k": [True]}, scope) == {
+        "n": 4,
+        "s": "n=3",
+        "k": [True],
+    }
+    with pytest.raises(TemplateProblem, match="argument 'n'"):
+        render_arguments({"n": "{{ outputs.b.n }}"}, scope)
+    with pytest.raises(TemplateProblem, match="unsafe"):
+        render_text("{{ task.__class__.__mro__ }}", scope)
+
+
+# -- few-shot examples and tool retrieval (model agents) ---------------------------------------------
+
+JUDGE = """\
+name: t
+agents:
+  critic:
+    model: fake
+    system: judge
+    output_schema: {type: object, properties: {verdict: {enum: [approve, revise]}}, required: [verdict]}
+    examples:
+      - {input: "Task: add 2 and 2\\n\\nOutput of writer:\\n5", output: {verdict: revise}}
+      - {input: "Task: add 2 and 2\\n\\nOutput of writer:\\n4", output: {verdict: approve}}
+graph: {start: critic}
+"""
+
+
+async def test_examples_are_earlier_turns_right_after_the_system_prompt() -> None:
+    io = FakeTurnIO([{"json": {"verdict": "approve"}}])
+    result = await FakeTurnRunner(load_team_text(JUDGE, catalog=CATALOG), io).run("judge this")
+    assert result.ok
+    sent = io.requests[0].messages
+    assert [m.role for m in sent] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert sent[2].content == '{"verdict": "revise"}' and sent[-1].content == "Task: judge this"
+
+
+def test_an_example_that_its_agent_could_not_give_is_reported_at_its_line() -> None:
+    found = problems(JUDGE.replace("output: {verdict: approve}", "output: {verdict: maybe}"))
+    assert found == [
+        "9: agent 'critic' example 2 does not match its output_schema: 'maybe' is not one of "
+        "['approve', 'revise'] (at verdict)"
+    ]
+
+
+def weather(city: str) -> str:
+    """Current weather and forecast for a city."""
+    return f"sunny in {city}"
+
+
+def send_email(to: str, subject: str) -> str:
+    """Send an email message to a recipient."""
+    return "sent"
+
+
+def stock_price(symbol: str) -> str:
+    """Latest stock price for a ticker symbol."""
+    return "42"
+
+
+async def test_tools_per_step_offers_the_most_relevant_tools_and_records_the_choice() -> None:
+    team = load_team_text(
+        "name: t\nagents:\n  a:\n    model: fake\n    system: help\n    tools: [send_email, stock_price, weather]\n"
+        "    tools_per_step: 1\ngraph: {start: a}\n"
+    )
+    io = FakeTurnIO([{"tool": "weather", "args": {"city": "Oslo"}}, "it is sunny"], [weather, send_email, stock_price])
+    result = await FakeTurnRunner(team, io).run("what is the weather forecast in Oslo?")
+    assert result.ok
+    assert [t.name for t in io.requests[0].tools] == ["weather"]
+    key, selected = io.selections[0]
+    assert key == "v000.a.m0" and selected.tools == ("weather",) and selected.allowed == 3
+    assert selected.scores[0] > 0

@@ -311,3 +311,37 @@ async def test_team_preamble_opens_every_agent_system_prompt() -> None:
     systems = [c.request.messages[0].content for c in model.calls]
     assert all(s.startswith("Shared team context.\n\n") for s in systems)
     assert systems[0].endswith("first") and systems[2].endswith("third")
+
+
+async def test_tool_and_template_agents_run_durably_with_their_steps_and_events() -> None:
+    def measure(unit: str) -> dict[str, object]:
+        """Measure something."""
+        return {"value": 42, "unit": unit}
+
+    registry = ToolRegistry()
+    registry.register(spec_from_function(measure))
+    team = """
+    name: t
+    agents:
+      m: {tool: measure, arguments: {unit: "{{ task }}"}}
+      fan: {tool: measure, arguments: {unit: cm}}
+      say: {model: fake, system: say it, input: "Value: {{ outputs.m.value }}"}
+      answer: {template: "{{ outputs.m.value }} {{ outputs.m.unit }}, {{ outputs.fan.unit }}: {{ outputs.say.text }}"}
+    graph:
+      start: m
+      edges:
+        - {from: m, to: [fan, say]}
+        - {from: [fan, say], to: answer}
+    """
+    model = ScriptedModel(["forty-two"])
+    run, rt = await run_team(team, model, task="mm", tools=registry)
+    assert run.status == "succeeded", run.error
+    assert run.output == {"text": "42 mm, cm: forty-two"}
+    assert model.calls[0].request.messages[-1].content == "Value: 42"  # the input template, not the board
+    started = {e.agent: e.payload for e in rt.store.events(run.id) if e.type == "step_started"}
+    assert (started["m"].agent_kind, started["m"].tool, started["m"].model) == ("tool", "measure", "")
+    assert started["answer"].agent_kind == "template" and started["say"].model == "fake"
+    tools = [e.data["arguments"] for e in rt.store.events(run.id) if e.type == "tool_called"]
+    assert sorted(tools, key=str) == [{"unit": "cm"}, {"unit": "mm"}]
+    steps = {s.agent: s for s in rt.store.steps(run.id)}
+    assert steps["m"].tool_calls == 1 and steps["m"].model_calls == 0 and steps["answer"].outcome == "final"

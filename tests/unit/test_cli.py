@@ -275,3 +275,11 @@ def test_tools_and_models_commands_list_what_exists() -> None:
 def test_runs_list_validates_status() -> None:
     result = runner.invoke(app, ["runs", "list", "--status", "bogus"])
     assert result.exit_code == 2 and "bogus" in result.output
+
+
+def test_validate_takes_a_teams_name(project_dir: Path) -> None:
+    result = runner.invoke(app, ["validate", "machine-check"])
+    assert result.exit_code == 0, result.output
+    assert "✓ machine-check" in result.output and "5 agents" in result.output
+    missing = runner.invoke(app, ["validate", "no-such-team"])
+    assert missing.exit_code == 2 and "neither a file, a directory nor a team" in missing.output

@@ -406,7 +406,8 @@ def teams_show(team: str, project: ProjectOpt = None) -> None:
 @app.command()
 def validate(
     path: Annotated[
-        Path | None, typer.Argument(help="A team YAML file or a project directory (default: the project).")
+        Path | None,
+        typer.Argument(help="A team YAML file, a project directory or a team's name (default: the project)."),
     ] = None,
 ) -> None:
     """Check team specs and report every problem with file, line and fix."""
@@ -417,21 +418,27 @@ def validate(
         from edgecrew.settings import get_settings
 
         target = (path or get_settings().project_dir).resolve()
-        if not target.exists():
+        named = path is not None and not target.exists() and path.name == str(path)  # a team's name?
+        if not target.exists() and not named:
             err.print(f"[red]error:[/] {path} does not exist")
             return 2
-        project_dir = target if target.is_dir() else _project_of(target)
+        project_dir = get_settings().project_dir if named else target if target.is_dir() else _project_of(target)
         settings = get_settings().model_copy(update={"project": project_dir})
         project, models, tools = load_catalog(settings, mcp=True)
         catalog = catalog_of(models, tools)
-        if target.is_file():
+        if named:
+            if str(path) not in project.teams:
+                err.print(f"[red]error:[/] {path} is neither a file, a directory nor a team of this project")
+                return 2
+            sources = [project.named_source(str(path))]
+        elif target.is_file():
             sources = [project.team_source(str(target))]
         else:
             sources = [s for s in project.sources if not s.builtin]
         if not sources:
             console.print(f"no teams in {target} (looked at edgecrew.yaml and teams/*.yaml)")
             return 0
-        problems = [] if target.is_file() else list(project.duplicates)
+        problems = [] if named or target.is_file() else list(project.duplicates)
         for source in sources:
             try:
                 spec = project.load_source(source, catalog)

@@ -14,6 +14,7 @@ from edgecrew.models.registry import ModelRegistry
 from edgecrew.settings import Settings, get_settings
 from edgecrew.specs.project import Project, load_project
 from edgecrew.store.repo import open_store
+from edgecrew.tasks import register_task_tools
 from edgecrew.tools.base import ToolRegistry, declared_tools
 from edgecrew.tools.builtins import builtin_registry
 
@@ -32,7 +33,9 @@ def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = 
             f"the data dir {settings.home} is not usable ({exc.strerror or exc}); "
             "set EDGECREW_HOME to a writable directory"
         ) from None
-    return Runtime(settings=settings, store=store, project=project, models=models, tools=registry)
+    runtime = Runtime(settings=settings, store=store, project=project, models=models, tools=registry)
+    register_task_tools(registry, runtime.tasks, runtime.executions)  # bound to this runtime's workspace
+    return runtime
 
 
 def load_catalog(
@@ -42,6 +45,7 @@ def load_catalog(
     no store needed (`validate` uses it)."""
     project = load_project(settings.project_dir)
     registry = tools or builtin_registry()
+    register_task_tools(registry)  # listed now; bootstrap binds them to the runtime's task workspace
     project.import_plugins()
     if tools is None:  # a registry handed in is used as it is
         for spec in declared_tools():

@@ -1,7 +1,8 @@
 """The runtime of one process: settings, store, project, model registry and pool, tool registry.
 
 Entry points reach the store only through it: runs through :class:`~edgecrew.engine.service.RunService`,
-approvals through :class:`~edgecrew.engine.approvals.ApprovalService`, tasks through ``tasks``, API keys
+approvals through :class:`~edgecrew.engine.approvals.ApprovalService`, tasks through ``tasks`` (and their
+code's executions through ``executions``), API keys
 through ``keys`` (``tests/unit/test_layers.py`` checks that no entry point reads ``.store``).
 The composition root that builds it is :func:`edgecrew.bootstrap.bootstrap`, above the engine;
 durable steps reach the runtime DBOS was launched with through ``durable.current_runtime()`` (DBOS
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecrew.domain.specs import TeamSpec
-from edgecrew.engine.executors import executor_id
+from edgecrew.engine.executors import executor_alive, executor_id
 from edgecrew.models.base import ChatModel
 from edgecrew.models.pool import ModelPool, PoolModelSpec
 from edgecrew.models.registry import ModelRegistry
@@ -30,6 +31,7 @@ from edgecrew.specs.project import Project
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.store.repo import RunStore
 from edgecrew.store.tasks import TaskStore
+from edgecrew.tasks.executions import ExecutionService
 from edgecrew.tools.base import ToolRegistry
 
 
@@ -47,6 +49,11 @@ class Runtime:
     def tasks(self) -> TaskStore:
         """The task workspace: tasks, code versions, results, feedback, messages and logs."""
         return TaskStore(self.store, self.settings.home / "tasks")
+
+    @cached_property
+    def executions(self) -> ExecutionService:
+        """Executions of task code versions in the sandbox (per runtime: it holds the running ones)."""
+        return ExecutionService(self.tasks, executor=executor_id(), executor_alive=executor_alive)
 
     @cached_property
     def keys(self) -> ApiKeyStore:

@@ -136,6 +136,12 @@ tasks = Table(
     Column("code_seq", Integer, nullable=False, default=0),  # the last code version handed out (never reused)
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # Acceptance checks ({io: [{input, expected}], test: "python source"}) and sandbox limits
+    # ({cpu_s, wall_s, memory_mb, processes}); NULL when the task names none (edgecrew.tasks.checks).
+    Column("checks", JSON(none_as_null=True)),
+    Column("limits", JSON(none_as_null=True)),
+    Column("created_by", String(200)),  # "agent@run" of the tool call that created it; NULL for people
+    Column("best_version", Integer),  # named when the task is finished
     Index("ix_tasks_status", "status"),
     Index("ix_tasks_created_at", "created_at"),
 )
@@ -194,4 +200,29 @@ task_feedback = Table(
     Column("notes", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_task_feedback_task_id", "task_id", "id"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(32), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # queued | running | succeeded | failed | killed | interrupted
+    Column("reason", Text),  # why it failed, was killed or interrupted
+    Column("exit_code", Integer),
+    Column("run_id", String(64)),  # the run and agent that asked for it, when an agent did
+    Column("agent", String(128)),
+    Column("executor", String(200)),  # the process running it (host:pid:start): recovery finds orphans by it
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("stdout_log", String(255)),  # under <home>/tasks/<task>/logs/
+    Column("stderr_log", String(255)),
+    Column("metrics", JSON(none_as_null=True)),
+    Column("checks_passed", Integer),
+    Column("checks_total", Integer),
+    Column("result_id", Integer, ForeignKey("task_results.id", ondelete="SET NULL")),
+    Index("ix_executions_task_id", "task_id", "id"),
+    Index("ix_executions_status", "status"),
 )

@@ -1,6 +1,10 @@
 """The task workspace in the store: tasks, and the code versions, results, messages and feedback
 that agents post about them (a generator → coder → runner → evaluator loop).
 
+Executions (a version run in the sandbox with the task's checks and limits, by
+``edgecrew.tasks.executions``) are rows here too; the checks and limits are kept as the JSON that
+``edgecrew.tasks.checks`` validates, so the store stays below the capability that reads them.
+
 Rows live in the run store's database; file contents (code versions, raw logs) live on disk under
 ``<home>/tasks/<task_id>/`` (see ``taskfiles``), the rows holding their names and SHA-256. A code
 version's number comes from a counter on its task, bumped in the same transaction that records
@@ -28,6 +32,25 @@ from edgecrew.store.taskfiles import LogFile, TaskFiles, language_of, media_type
 
 TASK_STATUSES = ("open", "in_progress", "done", "failed", "cancelled")
 VERDICTS = ("accepted", "needs_changes", "rejected")
+EXECUTION_STATUSES = ("queued", "running", "succeeded", "failed", "killed", "interrupted")
+UNFINISHED = ("queued", "running")
+_TASK_FIELDS = frozenset({"title", "description", "team", "status", "checks", "limits", "best_version"})
+_EXECUTION_FIELDS = frozenset(
+    {
+        "status",
+        "reason",
+        "exit_code",
+        "executor",
+        "started_at",
+        "finished_at",
+        "stdout_log",
+        "stderr_log",
+        "metrics",
+        "checks_passed",
+        "checks_total",
+        "result_id",
+    }
+)
 R = TypeVar("R")
 
 
@@ -40,6 +63,38 @@ class TaskRecord:
     status: str
     created_at: float
     updated_at: float
+    checks: dict[str, Any] | None = None  # {io: [{input, expected}], test: source}; see edgecrew.tasks.checks
+    limits: dict[str, Any] | None = None  # {cpu_s, wall_s, memory_mb, processes}
+    created_by: str | None = None  # "agent@run" when an agent created it
+    best_version: int | None = None  # named when it was finished
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One run of a code version in the sandbox, with the task's checks."""
+
+    id: int
+    task_id: str
+    version: int
+    status: str  # queued | running | succeeded | failed | killed | interrupted
+    reason: str | None
+    exit_code: int | None
+    run_id: str | None
+    agent: str | None
+    executor: str | None  # the process that runs (or ran) it, host:pid:start
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    stdout_log: str | None
+    stderr_log: str | None
+    metrics: dict[str, float] | None
+    checks_passed: int | None
+    checks_total: int | None
+    result_id: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in UNFINISHED
 
 
 @dataclass(frozen=True)
@@ -115,7 +170,17 @@ class TaskStore:
         self.files = TaskFiles(root)
 
     # -- tasks ------------------------------------------------------------------------------------
-    def create(self, title: str, description: str, team: str | None = None) -> TaskRecord:
+    def create(
+        self,
+        title: str,
+        description: str,
+        team: str | None = None,
+        *,
+        checks: Mapping[str, Any] | None = None,
+        limits: Mapping[str, Any] | None = None,
+        created_by: str | None = None,
+    ) -> TaskRecord:
+        """A new open task; ``checks`` and ``limits`` as ``edgecrew.tasks.checks`` validated them."""
         now = time.time()
         row = {
             "id": "t" + uuid.uuid4().hex[:15],
@@ -126,6 +191,9 @@ class TaskStore:
             "code_seq": 0,
             "created_at": now,
             "updated_at": now,
+            "checks": None if checks is None else dict(checks),
+            "limits": None if limits is None else dict(limits),
+            "created_by": created_by,
         }
         with self.store.transaction() as conn:
             conn.execute(t.tasks.insert().values(**row))
@@ -153,12 +221,15 @@ class TaskStore:
             return int(conn.execute(query).scalar_one())
 
     def update(self, task_id: str, **values: Any) -> TaskRecord:
-        """Change a task's title, description, team or status."""
-        unknown = set(values) - {"title", "description", "team", "status"}
+        """Change a task's title, description, team, status, checks, limits or best version
+        (checks and limits as ``edgecrew.tasks.checks`` validated them; None removes them)."""
+        unknown = set(values) - _TASK_FIELDS
         if unknown:
             raise UserError(f"tasks have no field(s) {', '.join(sorted(unknown))} to update")
         if "status" in values and values["status"] not in TASK_STATUSES:
             raise UserError(f"status {values['status']!r} is not one of {', '.join(TASK_STATUSES)}")
+        if values.get("best_version") is not None:
+            self._check_version(task_id, int(values["best_version"]))
         with self.store.transaction() as conn:
             changed = conn.execute(
                 t.tasks.update().where(t.tasks.c.id == task_id).values(**values, updated_at=time.time())
@@ -356,6 +427,75 @@ class TaskStore:
             query = query.where(c.version == version)
         with self.store.engine.connect() as conn:
             return [FeedbackRecord(**dict(r)) for r in conn.execute(query).mappings()]
+
+    # -- executions -------------------------------------------------------------------------------
+    def create_execution(
+        self,
+        task_id: str,
+        version: int,
+        *,
+        run_id: str | None = None,
+        agent: str | None = None,
+        executor: str | None = None,
+    ) -> ExecutionRecord:
+        """A queued execution of an existing version; its log files are named after its id."""
+        self._check_version(task_id, version)
+        with self.store.transaction() as conn:
+            execution_id = _insert(
+                conn,
+                t.executions.insert().values(
+                    task_id=task_id,
+                    version=version,
+                    status="queued",
+                    run_id=run_id,
+                    agent=agent,
+                    executor=executor,
+                    created_at=time.time(),
+                ),
+            )
+            conn.execute(
+                t.executions.update()
+                .where(t.executions.c.id == execution_id)
+                .values(stdout_log=f"exec-{execution_id}.stdout.log", stderr_log=f"exec-{execution_id}.stderr.log")
+            )
+        return self.execution(execution_id)
+
+    def update_execution(self, execution_id: int, *, only_from: tuple[str, ...] = (), **values: Any) -> bool:
+        """Change an execution's fields; with ``only_from``, only while its status is one of those
+        (so a cancel or a recovery that got there first is not overwritten). True when it changed."""
+        unknown = set(values) - _EXECUTION_FIELDS
+        if unknown:
+            raise UserError(f"executions have no field(s) {', '.join(sorted(unknown))} to update")
+        if "status" in values and values["status"] not in EXECUTION_STATUSES:
+            raise UserError(f"status {values['status']!r} is not one of {', '.join(EXECUTION_STATUSES)}")
+        query = t.executions.update().where(t.executions.c.id == execution_id)
+        if only_from:
+            query = query.where(t.executions.c.status.in_(only_from))
+        with self.store.transaction() as conn:
+            return bool(conn.execute(query.values(**values)).rowcount)
+
+    def execution(self, execution_id: int) -> ExecutionRecord:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(t.executions).where(t.executions.c.id == execution_id)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no execution {execution_id}; list the task's executions to find its ids")
+        return ExecutionRecord(**dict(row))
+
+    def executions(self, task_id: str, *, version: int | None = None) -> list[ExecutionRecord]:
+        """A task's executions, oldest first (only those of ``version`` when given)."""
+        self.get(task_id)
+        c = t.executions.c
+        query = sa.select(t.executions).where(c.task_id == task_id).order_by(c.id)
+        if version is not None:
+            query = query.where(c.version == version)
+        with self.store.engine.connect() as conn:
+            return [ExecutionRecord(**dict(r)) for r in conn.execute(query).mappings()]
+
+    def unfinished_executions(self) -> list[ExecutionRecord]:
+        """Every execution still queued or running, of any task (what recovery looks at)."""
+        query = sa.select(t.executions).where(t.executions.c.status.in_(UNFINISHED)).order_by(t.executions.c.id)
+        with self.store.engine.connect() as conn:
+            return [ExecutionRecord(**dict(r)) for r in conn.execute(query).mappings()]
 
     # -- logs and stats ---------------------------------------------------------------------------
     def log_files(self, task_id: str) -> list[LogFile]:

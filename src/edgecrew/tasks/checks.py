@@ -1,0 +1,199 @@
+"""A task's acceptance checks and sandbox limits: what they may hold, and how output is judged.
+
+The store keeps both as plain JSON on the task row; this module is the one place that says what
+that JSON may be, so every writer (the agents' tools, the API, the CLI) validates the same way and
+reports every problem at once. Checks are an input/expected-output table (``io``: each input is
+fed to the program on stdin, its stdout compared after trailing whitespace is stripped, a last
+line of metrics aside) and/or a
+Python ``test`` (stdlib only: plain asserts or unittest) run after the program in the same work
+dir, where the version's file is under its own name and as ``solution.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from edgecrew.errors import UserError
+from edgecrew.tools.sandbox import SandboxLimits
+
+MiB = 1024 * 1024
+MAX_IO_CASES = 100
+MAX_TEXT_CHARS = 100_000  # one input or expected output
+MAX_TEST_CHARS = 200_000
+# Upper bounds of what a task may ask for: a task is data an agent may write.
+LIMIT_BOUNDS: dict[str, tuple[type, float]] = {
+    "cpu_s": (int, 3600),
+    "wall_s": (float, 3600),
+    "memory_mb": (int, 64 * 1024),
+    "processes": (int, 1024),
+}
+# Metric names that have a column of their own on a task result.
+RESULT_COLUMNS = {"accuracy": "accuracy", "loss": "loss", "runtime": "runtime_s", "runtime_s": "runtime_s"}
+
+
+@dataclass(frozen=True)
+class IoCase:
+    """One row of the input/expected-output table."""
+
+    input: str
+    expected: str
+
+
+@dataclass(frozen=True)
+class TaskChecks:
+    """What a version must pass: the io table and an optional Python test."""
+
+    io: tuple[IoCase, ...] = ()
+    test: str | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.io) + (1 if self.test else 0)
+
+    def to_json(self) -> dict[str, Any] | None:
+        """The JSON kept on the task (None when there are no checks)."""
+        if not self.total:
+            return None
+        data: dict[str, Any] = {"io": [{"input": c.input, "expected": c.expected} for c in self.io]}
+        if self.test:
+            data["test"] = self.test
+        return data
+
+
+@dataclass(frozen=True)
+class TaskLimits:
+    """The sandbox limits a task names; the others stay at the process's defaults."""
+
+    cpu_s: int | None = None
+    wall_s: float | None = None
+    memory_mb: int | None = None
+    processes: int | None = None
+
+    def apply(self, base: SandboxLimits) -> SandboxLimits:
+        return replace(
+            base,
+            cpu_s=self.cpu_s if self.cpu_s is not None else base.cpu_s,
+            wall_s=self.wall_s if self.wall_s is not None else base.wall_s,
+            memory_bytes=self.memory_mb * MiB if self.memory_mb is not None else base.memory_bytes,
+            processes=self.processes if self.processes is not None else base.processes,
+        )
+
+    def to_json(self) -> dict[str, Any] | None:
+        data = {k: v for k, v in vars(self).items() if v is not None}
+        return data or None
+
+
+def parse_checks(data: Any) -> TaskChecks:
+    """Checks from JSON (None or {} means none); a UserError lists every problem."""
+    if data is None:
+        return TaskChecks()
+    if not isinstance(data, Mapping):
+        raise UserError("checks: expected an object like {io: [{input, expected}], test: '<python source>'}")
+    problems = [f"checks: unknown field {k!r} (use io, test)" for k in data if k not in ("io", "test")]
+    io_data = data.get("io") or []
+    cases: list[IoCase] = []
+    if not isinstance(io_data, list):
+        problems.append("checks.io: expected a list of {input, expected} objects")
+        io_data = []
+    if len(io_data) > MAX_IO_CASES:
+        problems.append(f"checks.io: {len(io_data)} cases; at most {MAX_IO_CASES}")
+    for i, case in enumerate(io_data[:MAX_IO_CASES], 1):
+        where = f"checks.io[{i}]"
+        if not isinstance(case, Mapping):
+            problems.append(f"{where}: expected an object {{input, expected}}")
+            continue
+        extra = sorted(set(case) - {"input", "expected"})
+        if extra:
+            problems.append(f"{where}: unknown field(s) {', '.join(extra)} (use input, expected)")
+        values = [case.get("input", ""), case.get("expected")]
+        if "expected" not in case:
+            problems.append(f"{where}: 'expected' is missing")
+        for name, value in zip(("input", "expected"), values, strict=True):
+            if value is not None and not isinstance(value, str):
+                problems.append(f"{where}.{name}: expected text, got {type(value).__name__}")
+            elif isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+                problems.append(f"{where}.{name}: {len(value)} characters; at most {MAX_TEXT_CHARS}")
+        if isinstance(values[0], str) and isinstance(values[1], str):
+            cases.append(IoCase(values[0], values[1]))
+    test = data.get("test")
+    if test is not None and not isinstance(test, str):
+        problems.append(f"checks.test: expected Python source text, got {type(test).__name__}")
+        test = None
+    elif isinstance(test, str) and len(test) > MAX_TEST_CHARS:
+        problems.append(f"checks.test: {len(test)} characters; at most {MAX_TEST_CHARS}")
+    if problems:
+        raise UserError("; ".join(problems))
+    return TaskChecks(tuple(cases), test if test and test.strip() else None)
+
+
+def parse_limits(data: Any) -> TaskLimits:
+    """Limits from JSON (None or {} means the defaults); a UserError lists every problem."""
+    if data is None:
+        return TaskLimits()
+    if not isinstance(data, Mapping):
+        raise UserError("limits: expected an object like {cpu_s: 10, wall_s: 20, memory_mb: 512, processes: 64}")
+    problems, values = [], {}
+    for key, value in data.items():
+        if key not in LIMIT_BOUNDS:
+            problems.append(f"limits: unknown field {key!r} (use {', '.join(LIMIT_BOUNDS)})")
+            continue
+        kind, most = LIMIT_BOUNDS[key]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and value != int(value)):
+            problems.append(f"limits.{key}: expected {'a whole number' if kind is int else 'a number'}, got {value!r}")
+        elif not 0 < value <= most:
+            problems.append(f"limits.{key}: {value!r} is out of range; use more than 0 and at most {most:g}")
+        else:
+            values[key] = kind(value)
+    if problems:
+        raise UserError("; ".join(problems))
+    return TaskLimits(**values)
+
+
+def normalize_output(text: str) -> str:
+    """Output as compared: trailing whitespace dropped from every line and from the end."""
+    return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
+
+
+def output_matches(stdout: str, expected: str) -> bool:
+    """Whether the program printed ``expected``; a last line of metrics (a JSON object) that the
+    expected output does not have is not part of the answer."""
+    got, want = normalize_output(stdout), normalize_output(expected)
+    if got == want:
+        return True
+    head, _, last = got.rpartition("\n")
+    return _json_object(last) is not None and head.rstrip() == want
+
+
+def read_metrics(stdout: str) -> dict[str, float]:
+    """The numbers of the program's last stdout line when it is a JSON object (others are ignored)."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    data = _json_object(lines[-1]) if lines else None
+    if data is None:
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in data.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    if not line.lstrip().startswith("{"):
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` as a quoted, one-line, bounded string for a failure reason."""
+    shown = repr(text[:limit])
+    return shown + ("…" if len(text) > limit else "")

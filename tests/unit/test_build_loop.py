@@ -1,0 +1,77 @@
+"""The built-in team build-loop on the engine's fakes, with the real task tools, store and sandbox: the
+loop goes round twice (the first version fails its checks, the second passes) and the task ends done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import edgecrew
+from edgecrew.engine.executors import executor_alive, executor_id
+from edgecrew.engine.fakes import FakeTurnIO, FakeTurnRunner
+from edgecrew.specs.loader import load_team
+from edgecrew.store.repo import open_store
+from edgecrew.store.tasks import TaskStore
+from edgecrew.tasks import ExecutionService, register_task_tools
+from edgecrew.tools.builtins import builtin_registry
+from edgecrew.tools.sandbox import SandboxLimits
+
+TEAM = Path(edgecrew.__file__).parent / "teams" / "build-loop.yaml"
+GENERATED = {
+    "title": "Add two numbers",
+    "spec": "Read two integers from stdin and print their sum.",
+    "io": [{"input": "2 3", "expected": "5"}, {"input": "10 -4", "expected": "6"}],
+}
+WRONG = "import sys\na, b = map(int, sys.stdin.read().split())\nprint(a - b)\n"
+RIGHT = "import sys\na, b = map(int, sys.stdin.read().split())\nprint(a + b)\n"
+
+
+def workspace(tmp_path: Path) -> tuple[TaskStore, FakeTurnIO, dict[str, list[object]]]:
+    tasks = TaskStore(open_store(f"sqlite:///{tmp_path / 'store.db'}"), tmp_path / "tasks")
+    executions = ExecutionService(
+        tasks, executor=executor_id(), executor_alive=executor_alive, limits=SandboxLimits(wall_s=10, cpu_s=5)
+    )
+    registry = builtin_registry()
+    register_task_tools(registry, tasks, executions)
+    replies: dict[str, list[object]] = {
+        "generator": [{"json": GENERATED}],
+        "coder": [{"json": {"code": WRONG}}, {"json": {"code": RIGHT}}],
+        "evaluator": [{"json": {"notes": "it subtracts; add the numbers instead"}}],
+    }
+    return tasks, FakeTurnIO(replies, registry), replies  # type: ignore[arg-type]
+
+
+async def test_the_loop_goes_round_twice_and_ends_with_the_task_done(tmp_path: Path) -> None:
+    tasks, io, _ = workspace(tmp_path)
+    runner = FakeTurnRunner(load_team(TEAM), io)
+    result = await runner.run("a program that adds two numbers")
+    assert result.ok, result.error
+    assert runner.path == [
+        "generator", "create", "coder", "save", "runner", "evaluator", "feedback",
+        "coder", "save", "runner", "feedback", "finish",
+    ]  # fmt: skip
+    task = tasks.get(result.output["task_id"])
+    assert (task.status, task.best_version, task.title) == ("done", 2, "Add two numbers")
+    assert [v.version for v in tasks.code_versions(task.id)] == [1, 2]
+    assert [r.version for r in tasks.results(task.id)] == [1, 2]
+    assert [(f.version, f.verdict) for f in tasks.feedback(task.id)] == [(1, "needs_changes"), (2, "accepted")]
+    first = tasks.feedback(task.id)[0].notes
+    assert "expected '5'" in first and "add the numbers instead" in first
+    assert [e.status for e in tasks.executions(task.id)] == ["failed", "succeeded"]
+    # the coder's second turn read what failed and its own last version
+    second = [r for r in io.model_calls if r.agent == "coder"][1].request.messages[-1].content
+    assert "print(a - b)" in second and "add the numbers instead" in second
+    # the writes name the agent and the run that made them
+    assert tasks.code_versions(task.id)[0].author == "save@fake"
+
+
+async def test_a_coder_that_never_gets_it_right_ends_the_task_failed_after_the_bound(tmp_path: Path) -> None:
+    tasks, io, replies = workspace(tmp_path)
+    replies["coder"] = [{"json": {"code": WRONG}}] * 3
+    replies["evaluator"] = [{"json": {"notes": "still wrong"}}] * 3
+    runner = FakeTurnRunner(load_team(TEAM), io)
+    result = await runner.run("a program that adds two numbers")
+    assert result.ok, result.error
+    assert runner.path.count("runner") == 3  # the first try and two more (max_loops: 2)
+    task = tasks.get(result.output["task_id"])
+    assert task.status == "failed" and task.best_version in (1, 2, 3)
+    assert [f.verdict for f in tasks.feedback(task.id)] == ["needs_changes"] * 3

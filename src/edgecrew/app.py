@@ -9,7 +9,6 @@ finishing its runs: they stay PENDING under this process's executor id, and the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,13 +67,11 @@ def create_app(
         app.state.engine_ready = False
         pages.setup(app, rt.keys)
         if start_engine:
-            # Executions left running by a dead process are marked interrupted before runs resume.
-            interrupted = await asyncio.to_thread(rt.executions.recover)
-            if interrupted:
-                ids = ", ".join(str(e.id) for e in interrupted)
-                log.info("marked %d interrupted execution(s): %s", len(interrupted), ids)
             durable.launch(rt)
             recovery = await durable.recover_orphans(rt)
+            if recovery.interrupted_executions:
+                ids = ", ".join(str(i) for i in recovery.interrupted_executions)
+                log.info("task executions interrupted by a dead process (rerun them): %s", ids)
             if recovery.adopted:
                 log.info("resuming %d interrupted run(s): %s", len(recovery.adopted), ", ".join(recovery.adopted))
             app.state.engine_ready = True

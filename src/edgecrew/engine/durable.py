@@ -9,6 +9,7 @@ re-executes rewrites its events instead of duplicating them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -121,6 +122,7 @@ class Recovery:
 
     adopted: list[str] = field(default_factory=list)
     elsewhere: list[RunRecord] = field(default_factory=list)
+    interrupted_executions: list[int] = field(default_factory=list)
 
 
 async def recover_orphans(runtime: Runtime) -> Recovery:
@@ -128,6 +130,9 @@ async def recover_orphans(runtime: Runtime) -> Recovery:
     recorded by a dead process before their workflow began. Runs of other projects are left alone
     (they need that project's models and plugins) and reported instead."""
     recovery = Recovery()
+    # Task executions left running by a dead process: interrupted (rerunnable), before runs resume
+    # and start new ones.
+    recovery.interrupted_executions = [e.id for e in await asyncio.to_thread(runtime.executions.recover)]
     own, here = executor_id(), str(runtime.project.dir)
     unfinished = {
         r.id: r

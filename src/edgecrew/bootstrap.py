@@ -11,6 +11,7 @@ from __future__ import annotations
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import UserError
 from edgecrew.models.registry import ModelRegistry
+from edgecrew.platform import PlatformConfig, register_platform_tools
 from edgecrew.settings import Settings, get_settings
 from edgecrew.specs.project import Project, load_project
 from edgecrew.store.repo import open_store
@@ -46,6 +47,10 @@ def load_catalog(
     project = load_project(settings.project_dir)
     registry = tools or builtin_registry()
     register_task_tools(registry)  # listed now; bootstrap binds them to the runtime's task workspace
+    platform = PlatformConfig(
+        k8s_context=settings.k8s_context, rules=settings.platform_rules, guidelines=settings.platform_guidelines
+    )
+    register_platform_tools(registry, platform)
     project.import_plugins()
     if tools is None:  # a registry handed in is used as it is
         for spec in declared_tools():

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     sandbox_disk: str = "256MiB"  # new bytes in the work dir and private /tmp together
     sandbox_processes: int = Field(default=64, ge=1)
 
+    # -- platform tools (edgecrew.platform) --
+    # The kubectl context k8s.apply deploys to; unset: `kubectl apply --dry-run=client` only.
+    k8s_context: str | None = None
+    # A rules file whose sections replace the shipped rules.yaml's (a workspace's platform.yaml wins over it).
+    platform_rules: Path | None = None
+    # A folder of *.md guidelines for docs.search (default: the shipped ones).
+    platform_guidelines: Path | None = None
+
     # -- server (`edgecrew serve`) --
     host: str = "127.0.0.1"
     port: int = 8765

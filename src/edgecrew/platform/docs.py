@@ -1,0 +1,225 @@
+"""docs.search and docs.generate: BM25 over the platform's guidelines, and a project's README written
+from its own files.
+
+Guidelines are markdown files; each ``##`` section is one searchable passage, so an answer points at
+"Deploying to Kubernetes › Images" rather than at a whole file. Ranking is the deterministic BM25 of
+:mod:`edgecrew.tools.retrieval` (no embedding model to load). ``docs.generate`` uses no model either:
+it reads pyproject.toml, the modules' docstrings (with :mod:`ast`, never importing the project), the
+tests, the pipelines, the manifests and the branch policy, in sorted order, so the same files always
+give the same page.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecrew.errors import ToolError
+from edgecrew.platform.project import POLICY_FILE, project_facts
+from edgecrew.platform.workspace import Workspace, read_pyproject
+from edgecrew.tools.retrieval import rank
+
+__all__ = ["Section", "generate_docs", "search_guidelines", "sections"]
+
+SHOWN_CHARS = 1500
+
+
+@dataclass(frozen=True)
+class Section:
+    """One ``##`` section of a guideline file (the text before the first one is the intro)."""
+
+    file: str
+    document: str
+    title: str
+    text: str
+
+
+def sections(folder: Path) -> list[Section]:
+    if not folder.is_dir():
+        raise ToolError(
+            f"the guidelines folder {folder} does not exist; set EDGECREW_PLATFORM_GUIDELINES to a folder of *.md"
+        )
+    found: list[Section] = []
+    for path in sorted(folder.rglob("*.md")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        heading = re.search(r"^# (.+)$", text, re.MULTILINE)
+        document = heading.group(1).strip() if heading else path.stem
+        for i, part in enumerate(re.split(r"^## ", text, flags=re.MULTILINE)):
+            title, _, body = part.partition("\n") if i else ("", "", part)
+            body = re.sub(r"^# .+$", "", body, count=1, flags=re.MULTILINE).strip()
+            if body:
+                found.append(Section(path.relative_to(folder).as_posix(), document, title.strip() or document, body))
+    return found
+
+
+def search_guidelines(folder: Path, query: str, k: int) -> dict[str, Any]:
+    """The ``k`` guideline sections that best match ``query``, best first (none when no word matches)."""
+    passages = sections(folder)
+    ranked = [
+        r for r in rank(query, passages, k, lambda s: f"{s.document} {s.title} {s.title} {s.text}") if r.score > 0
+    ]
+    results = [
+        {
+            "file": r.item.file,
+            "document": r.item.document,
+            "section": r.item.title,
+            "score": round(r.score, 3),
+            "text": r.item.text[:SHOWN_CHARS],
+        }
+        for r in ranked
+    ]
+    out: dict[str, Any] = {"query": query, "results": results}
+    if not results:
+        files = sorted({s.file for s in passages})
+        out["note"] = f"no guideline matches these words; the guidelines are {', '.join(files)}"
+    return out
+
+
+def _first_paragraph(doc: str | None) -> str:
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
+def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    names = [
+        a.arg for a in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs) if a.arg not in ("self", "cls")
+    ]
+    return f"{node.name}({', '.join(names)})"
+
+
+def _module_lines(project: Path, file: Path, root: Path) -> list[str]:
+    try:
+        tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+    except (SyntaxError, UnicodeDecodeError) as exc:
+        return [f"### `{file.relative_to(project).as_posix()}`", "", f"Does not parse: {exc}.", ""]
+    dotted = ".".join(file.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+    lines = [f"### `{dotted}`", ""]
+    if summary := _first_paragraph(ast.get_docstring(tree)):
+        lines += [summary, ""]
+    public = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.name.startswith("_"):
+            public.append(
+                f"- `{_signature(node)}`" + (f": {s}" if (s := _first_paragraph(ast.get_docstring(node))) else "")
+            )
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            public.append(
+                f"- class `{node.name}`" + (f": {s}" if (s := _first_paragraph(ast.get_docstring(node))) else "")
+            )
+    return lines + public + ([""] if public else [])
+
+
+def _yaml_docs(path: Path) -> list[dict[str, Any]]:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return [d for d in YAML().load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)]
+    except (YAMLError, UnicodeDecodeError):
+        return []
+
+
+def _overview(project: Path) -> list[str]:
+    facts = project_facts(project)
+    meta = read_pyproject(project).get("project", {})
+    scripts = meta.get("scripts", {})
+    table = [
+        ("Version", str(meta.get("version", "unversioned"))),
+        ("Type", facts.kind or "not recorded"),
+        ("Python", str(meta.get("requires-python", "any"))),
+        ("Dependencies", ", ".join(f"`{d}`" for d in meta.get("dependencies", [])) or "none"),
+        ("Commands", ", ".join(f"`{k}` → `{v}`" for k, v in sorted(scripts.items())) or "none"),
+    ]
+    intro = [facts.description, ""] if facts.description else []
+    return [f"# {facts.name}", "", *intro, "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in table), ""]
+
+
+def _modules(project: Path) -> list[str]:
+    src = project / "src"
+    modules = sorted(p for p in src.rglob("*.py") if "__pycache__" not in p.parts) if src.is_dir() else []
+    return ["## Modules", "", *(line for m in modules for line in _module_lines(project, m, src))] if modules else []
+
+
+def _tests(project: Path) -> list[str]:
+    tests = sorted((project / "tests").rglob("test_*.py")) if (project / "tests").is_dir() else []
+    if not tests:
+        return []
+    count = sum(len(re.findall(r"^(?:async )?def test_", t.read_text(encoding="utf-8"), re.MULTILINE)) for t in tests)
+    listed = ", ".join(f"`{t.relative_to(project).as_posix()}`" for t in tests)
+    return ["## Tests", "", f"{count} tests in {len(tests)} file(s): {listed}. Run them with `pytest`.", ""]
+
+
+def _pipelines(project: Path) -> list[str]:
+    gitlab = project / ".gitlab-ci.yml"
+    paths = sorted((project / ".github" / "workflows").glob("*.y*ml")) + ([gitlab] if gitlab.is_file() else [])
+    lines = []
+    for path in paths:
+        doc = next(iter(_yaml_docs(path)), {})
+        if path == gitlab:
+            provider, jobs = "GitLab CI", [k for k, v in doc.items() if isinstance(v, dict) and "script" in v]
+        else:
+            provider, jobs = "GitHub Actions", list(doc.get("jobs") or {})
+        lines.append(f"- `{path.relative_to(project).as_posix()}` ({provider}): jobs {', '.join(jobs) or 'none'}")
+    return ["## Continuous integration", "", *lines, ""] if lines else []
+
+
+def _deployment(project: Path) -> list[str]:
+    deploy = project / "deploy"
+    paths = sorted(p for p in deploy.rglob("*.y*ml") if p.is_file()) if deploy.is_dir() else []
+    lines = []
+    for path in paths:
+        for doc in _yaml_docs(path):
+            meta = doc.get("metadata") or {}
+            where = f" in namespace `{meta['namespace']}`" if meta.get("namespace") else ""
+            rel = path.relative_to(project).as_posix()
+            lines.append(f"- `{rel}`: {doc.get('kind', '?')} `{meta.get('name', '?')}`{where}")
+    if not lines:
+        return []
+    return [
+        "## Deployment",
+        "",
+        *lines,
+        "",
+        "Validate with `k8s.validate`; `k8s.apply` deploys once a person approves.",
+        "",
+    ]
+
+
+def _branch_protection(project: Path) -> list[str]:
+    path = project / POLICY_FILE
+    doc = next(iter(_yaml_docs(path)), {}) if path.is_file() else {}
+    lines = []
+    for branch, rule in sorted((doc.get("branches") or {}).items()):
+        reviews = (rule.get("required_pull_request_reviews") or {}).get("required_approving_review_count", 0)
+        checks = (rule.get("required_status_checks") or {}).get("contexts", [])
+        force = "allowed" if rule.get("allow_force_pushes") else "not allowed"
+        lines.append(
+            f"- `{branch}`: {reviews} approving review(s), required checks {', '.join(checks) or 'none'}, "
+            f"force pushes {force}"
+        )
+    return ["## Branch protection", "", *lines, ""] if lines else []
+
+
+SECTIONS = (
+    ("overview", _overview),
+    ("modules", _modules),
+    ("tests", _tests),
+    ("ci", _pipelines),
+    ("deployment", _deployment),
+    ("branch protection", _branch_protection),
+)
+
+
+def generate_docs(ws: Workspace, project: Path) -> dict[str, Any]:
+    """Write ``docs/README.md`` for ``project`` from its files; the path and the sections written."""
+    lines: list[str] = []
+    written = []
+    for name, build in SECTIONS:
+        part = build(project)
+        lines += part
+        written += [name] if part else []
+    lines.append("_Generated by docs.generate from the project's files; run it again after they change._")
+    path = ws.write_text(project / "docs" / "README.md", "\n".join(lines) + "\n")
+    return {"path": path, "sections": written}

@@ -1,0 +1,124 @@
+"""repo.create: a local git repository from a template, with the branch-protection policy as a file.
+
+Git runs as a subprocess with a scrubbed environment (no system or global config, hooks off, no
+signing, no pager), so a commit works the same on a bare CI box and on a laptop with its own git
+setup; the author is set through the environment. The policy is written in the shape of GitHub's
+branch-protection API (``PUT /repos/{owner}/{repo}/branches/{branch}/protection``), so publishing the
+repository can apply it as it is; the local repository records it, it cannot enforce it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from edgecrew.errors import ToolError
+from edgecrew.platform.project import POLICY_FILE, PROJECT_FILE
+from edgecrew.platform.rules import BranchProtection, Rules, check_name, package_name
+from edgecrew.platform.templates import apply_template
+from edgecrew.platform.workspace import Workspace
+
+__all__ = ["create_repo", "policy", "policy_yaml"]
+
+GIT_TIMEOUT_S = 30.0
+IDENTITY = ("edgecrew", "edgecrew@localhost")
+
+
+def _git(root: Path, *args: str) -> str:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LC_ALL": "C",
+        "HOME": "/nonexistent",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CEILING_DIRECTORIES": str(root.parent),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": IDENTITY[0],
+        "GIT_AUTHOR_EMAIL": IDENTITY[1],
+        "GIT_COMMITTER_NAME": IDENTITY[0],
+        "GIT_COMMITTER_EMAIL": IDENTITY[1],
+    }
+    forced = ("core.hooksPath=/dev/null", "commit.gpgsign=false", "core.pager=cat", "core.fsmonitor=false")
+    command = ["git", *(x for opt in forced for x in ("-c", opt)), *args]
+    try:
+        proc = subprocess.run(
+            command, cwd=root, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=GIT_TIMEOUT_S
+        )
+    except FileNotFoundError:
+        raise ToolError("git is not installed on this machine (Debian package `git`)") from None
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"git {args[0]} timed out after {GIT_TIMEOUT_S:g}s") from None
+    if proc.returncode != 0:
+        raise ToolError(f"git {args[0]} failed: {(proc.stderr or proc.stdout).strip()[:500]}")
+    return proc.stdout
+
+
+def policy(name: str, rules: BranchProtection) -> dict[str, Any]:
+    """The branch-protection policy of a new repository, in the shape of GitHub's API."""
+    return {
+        "repository": name,
+        "branches": {
+            rules.branch: {
+                "required_pull_request_reviews": {
+                    "required_approving_review_count": rules.required_reviews,
+                    "dismiss_stale_reviews": rules.dismiss_stale_reviews,
+                    "require_code_owner_reviews": rules.require_code_owner_reviews,
+                },
+                "required_status_checks": {"strict": True, "contexts": list(rules.required_checks)},
+                "enforce_admins": True,
+                "required_linear_history": rules.require_linear_history,
+                "allow_force_pushes": rules.allow_force_push,
+                "allow_deletions": rules.allow_deletion,
+            }
+        },
+    }
+
+
+def policy_yaml(name: str, rules: BranchProtection) -> str:
+    from edgecrew.platform.yamlio import dump_yaml
+
+    header = (
+        f"# Branch protection for {name}, written by repo.create from the platform's rules.\n"
+        "# The shape of GitHub's branch-protection API: publishing the repository applies it.\n"
+    )
+    return header + dump_yaml(policy(name, rules))
+
+
+def create_repo(
+    ws: Workspace, rules: Rules, name: str, kind: str, template: str | None, description: str
+) -> dict[str, Any]:
+    """Render the kind's template into ``<workspace>/<name>``, add the policy and project files, and
+    commit everything on the protected branch."""
+    from edgecrew.platform.yamlio import dump_yaml
+
+    problems = check_name(rules, name, kind)
+    if problems:
+        raise ToolError("; ".join(f"{p['rule']}: {p['message']}" for p in problems))
+    template = template or rules.kinds[kind].template
+    dest = ws.directory(name, None)  # every file written is checked
+    data = {"project_name": name, **({"description": description} if description.strip() else {})}
+    files = apply_template(ws, template, dest, data)
+    branch = rules.branch_protection.branch
+    files.append(ws.write_text(dest / POLICY_FILE, policy_yaml(name, rules.branch_protection)))
+    project = {"name": name, "kind": kind, "template": template, "package": package_name(name)}
+    files.append(
+        ws.write_text(
+            dest / PROJECT_FILE,
+            "# Written by repo.create; ci.write, k8s.manifests and docs.generate read it.\n" + dump_yaml(project),
+        )
+    )
+    _git(dest, "init", "-q", "-b", branch)
+    _git(dest, "add", "-A")
+    _git(dest, "commit", "-q", "--no-verify", "-m", f"Create {name} ({kind}) from the {template} template")
+    commit = _git(dest, "rev-parse", "--short", "HEAD").strip()
+    return {
+        "path": ws.rel(dest),
+        "kind": kind,
+        "template": template,
+        "branch": branch,
+        "commit": commit,
+        "policy": f"{ws.rel(dest)}/{POLICY_FILE}",
+        "files": sorted(files),
+    }

@@ -20,7 +20,7 @@ from edgecrew.api import problems
 from edgecrew.api.auth import Authenticator
 from edgecrew.api.deps import single_query_values
 from edgecrew.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from edgecrew.api.routers import approvals, health, models, openai_compat, runs, tasks, teams
+from edgecrew.api.routers import approvals, feedback, health, models, openai_compat, runs, tasks, teams
 from edgecrew.api.telemetry import ServerTelemetry, instrument
 from edgecrew.engine.runtime import Runtime
 from edgecrew.settings import Settings, get_settings
@@ -92,7 +92,15 @@ def create_app(
     )
     problems.install(app)
     pages.mount(app)  # mission control at / (pages, static files, sign-in)
-    for router in (health.router, teams.router, runs.router, approvals.router, models.router, tasks.router):
+    for router in (
+        health.router,
+        teams.router,
+        runs.router,
+        feedback.router,
+        approvals.router,
+        models.router,
+        tasks.router,
+    ):
         app.include_router(router)
     app.include_router(openai_compat.router)  # /v1: OpenAI clients talk to teams
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -35,6 +35,9 @@ ROUTE_SCOPES: dict[str, str] = {
     "GET /runs": "read",
     "GET /runs/{run_id}": "read",
     "POST /runs/{run_id}/cancel": "runs",
+    "POST /runs/{run_id}/feedback": "runs",
+    "GET /runs/{run_id}/feedback": "read",
+    "GET /feedback/export": "read",
     "POST /runs/{run_id}/resume": "runs",
     "GET /runs/{run_id}/events": "read",
     "GET /approvals": "read",
@@ -63,10 +66,17 @@ ROUTE_SCOPES: dict[str, str] = {
     "GET /tasks/{task_id}/feedback": "read",
     "GET /tasks/{task_id}/logs": "read",
     "GET /tasks/{task_id}/logs/{filename}": "read",
+    "POST /tasks/{task_id}/versions/{version}/executions": "runs",
+    "GET /tasks/{task_id}/executions": "read",
+    "GET /executions/{execution_id}": "read",
+    "GET /executions/{execution_id}/logs": "read",
+    "GET /executions/{execution_id}/events": "read",
+    "POST /executions/{execution_id}/cancel": "runs",
     "GET /stats": "read",
     "GET /metrics": "read",
     "GET /v1/models": "runs",
     "POST /v1/chat/completions": "runs",
+    "POST /v1/feedback": "runs",
 }
 PUBLIC = {"GET /health", "GET /ready"}
 # Routes that are not part of the API document: FastAPI's docs, and the UI's pages (session

@@ -17,6 +17,7 @@ from edgecrew.domain.events import (
     Event,
     EventRecord,
     FallbackAttempt,
+    FeedbackGiven,
     ModelCalled,
     ModelChosen,
     ModelFallback,
@@ -90,6 +91,10 @@ EMITTED: list[tuple[Event, dict[str, Any]]] = [
         {"approval": "ap1", "approved": True, "arguments": {"cmd": "ls"}, "note": None},
     ),
     (RouteTaken(from_="a", to=("b",), edge=None), {"from": "a", "to": ["b"], "edge": None}),
+    (
+        FeedbackGiven(feedback=3, rating=-1, comment="vague", corrected=True, author="me", via="cli"),
+        {"feedback": 3, "rating": -1, "comment": "vague", "corrected": True, "author": "me", "via": "cli"},
+    ),
     (
         ToolsSelected(tools=("get_weather",), scores=(2.5,), allowed=12),
         {"tools": ["get_weather"], "scores": [2.5], "allowed": 12},

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from edgecrew.domain.events import (
     EventRecord,
+    FeedbackGiven,
     ModelCalled,
     RunCancelled,
     RunFinished,
@@ -58,6 +59,12 @@ class ServerMetrics:
         )
         self.agent_steps = Counter(
             "edgecrew_agent_steps", "Agent turns that ended, by outcome.", ["agent", "outcome"], registry=r
+        )
+        self.feedback = Counter(
+            "edgecrew_feedback",
+            "Ratings people gave runs' answers, by team and rating.",
+            ["team", "rating"],
+            registry=r,
         )
         self.tool_calls = Counter(
             "edgecrew_tool_calls", "Tool calls, by tool and outcome (ok or error).", ["tool", "outcome"], registry=r
@@ -146,6 +153,9 @@ class ServerMetrics:
                 self._model_called(p)
             case ToolCalled():
                 self._tool_called(p)
+            case FeedbackGiven():
+                rating = "up" if p.rating > 0 else "down"
+                self.feedback.labels(team=self._team(event.run_id), rating=rating).inc()
 
     def _run_ended(self, run_id: str, status: RunStatus) -> None:
         if run_id in self._finished:  # a cancel and the workflow may both report the end

@@ -13,9 +13,12 @@ from rich.table import Column, Table
 
 from edgecrew.cli.approvals import approvals_app
 from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
+from edgecrew.cli.feedback import feedback_app
+from edgecrew.cli.feedback import rate as rate_run
 from edgecrew.cli.mcp import mcp_app
 from edgecrew.cli.models import models_app
 from edgecrew.cli.server import keys_app, serve
+from edgecrew.cli.tasks import tasks_app
 from edgecrew.domain.runs import RunStatus
 from edgecrew.errors import SpecError
 
@@ -36,6 +39,9 @@ app.add_typer(tools_app, name="tools")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(keys_app, name="keys")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(feedback_app, name="feedback")
+runs_app.command("rate")(rate_run)
 app.command()(serve)
 
 # -- run / resume / cancel ------------------------------------------------------------------------

@@ -136,6 +136,18 @@ class ToolsSelected(Event):
     allowed: int = 0  # how many tools the agent may call in all
 
 
+class FeedbackGiven(Event):
+    """A person rated the run's answer (the row, with the comment and any correction, is in run_feedback)."""
+
+    kind = EventType.FEEDBACK_GIVEN
+    feedback: int = 0  # the row's id
+    rating: int = 0  # +1 up, -1 down
+    comment: str = ""
+    corrected: bool = False  # they gave the answer they wanted
+    author: str = ""
+    via: str = ""  # cli | api | ui | v1
+
+
 class StepFinished(Event):
     kind = EventType.STEP_FINISHED
     outcome: Outcome
@@ -200,6 +212,7 @@ EVENT_MODELS: tuple[type[Event], ...] = (
     ApprovalDecided,
     RouteTaken,
     ToolsSelected,
+    FeedbackGiven,
     StepFinished,
     RunFinished,
     RunCancelled,

@@ -66,6 +66,7 @@ class EventType(StrEnum):
     RUN_FINISHED = "run_finished"
     RUN_CANCELLED = "run_cancelled"
     TOOLS_SELECTED = "tools_selected"  # tool retrieval offered the model only these tools at one step
+    FEEDBACK_GIVEN = "feedback_given"  # a person rated the run's answer
     # reported by model routing while it picks the model for one call
     MODEL_SKIPPED = "model_skipped"
     MODEL_CHOSEN = "model_chosen"

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import ConflictError, IdempotencyKeyReused, UserError
+from edgecrew.store.feedback import FeedbackRecord, FeedbackStore
 from edgecrew.store.repo import EventListener, RunRecord, StepRecord
 
 if TYPE_CHECKING:
@@ -376,6 +378,55 @@ class RunService:
     def last_event_id(self, run_id: str) -> int:
         return self.rt.store.last_event_id(run_id)
 
+    # -- feedback ------------------------------------------------------------------------------------
+
+    def rate(
+        self,
+        run_id: str,
+        rating: int,
+        *,
+        comment: str = "",
+        correction: str | None = None,
+        author: str,
+        via: str,
+    ) -> FeedbackRecord:
+        """A person's rating of a run's answer (+1 up, -1 down), with a comment and the answer they wanted."""
+        run = self.get(run_id)
+        if not run.status.terminal:
+            raise ConflictError(f"run {run.id} is {run.status.value}; rate its answer once it has ended")
+        return FeedbackStore(self.rt.store).add(
+            run.id, rating, comment=comment, correction=correction, author=author, via=via
+        )
+
+    def feedback(self, run_id: str) -> list[FeedbackRecord]:
+        return FeedbackStore(self.rt.store).of_run(self.get(run_id).id)
+
+    def feedback_export(self, *, team: str | None = None, rating: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every rating as a JSON-ready row, oldest first: the run's team, task and answer, the rating, and
+        ``messages`` (the task, then the corrected answer or the run's) ready for fine-tuning or few-shot."""
+        runs: dict[str, RunRecord] = {}
+        for item in FeedbackStore(self.rt.store).all():
+            run = runs.get(item.run_id) or runs.setdefault(item.run_id, self.rt.store.get_run(item.run_id))
+            if (team is not None and run.team != team) or (rating is not None and item.rating != rating):
+                continue
+            answer = _answer_text(run.output)
+            yield {
+                "run_id": run.id,
+                "team": run.team,
+                "task": run.task,
+                "answer": answer,
+                "rating": item.rating,
+                "comment": item.comment,
+                "correction": item.correction,
+                "author": item.author,
+                "via": item.via,
+                "created_at": item.created_at,
+                "messages": [
+                    {"role": "user", "content": run.task},
+                    {"role": "assistant", "content": item.correction or answer},
+                ],
+            }
+
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` with every event this process writes (and whether it is new); returns the
         unsubscribe (the server's metrics count runs this way)."""
@@ -395,6 +446,13 @@ class RunService:
         if self._dbos_client is not None:
             self._dbos_client.destroy()
             self._dbos_client = None
+
+
+def _answer_text(output: Any) -> str:
+    """A run's answer as text: a free-text agent's text, any other output as JSON."""
+    if isinstance(output, dict) and set(output) == {"text"}:
+        return str(output["text"])
+    return "" if output is None else json.dumps(output, ensure_ascii=False)
 
 
 def _retry(earlier: RunRecord, team: str, task: str) -> Started:

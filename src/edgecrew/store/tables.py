@@ -226,3 +226,19 @@ executions = Table(
     Index("ix_executions_task_id", "task_id", "id"),
     Index("ix_executions_status", "status"),
 )
+
+# -- feedback on runs: ratings of answers, comments, corrections ----------------------------------
+
+run_feedback = Table(
+    "run_feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("rating", Integer, nullable=False),  # +1 up, -1 down
+    Column("comment", Text, nullable=False),
+    Column("correction", Text),  # the answer the person wanted, when they gave one
+    Column("author", String(200), nullable=False),
+    Column("via", String(16), nullable=False),  # cli | api | ui | v1
+    Column("created_at", Float, nullable=False),
+    Index("ix_run_feedback_run_id", "run_id", "id"),
+)

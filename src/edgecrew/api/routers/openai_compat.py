@@ -24,6 +24,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.deps import RunsDep, StartRuns
 from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, problem
+from edgecrew.api.routers.feedback import FeedbackOut, Rate, rate
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, pieces
 from edgecrew.errors import IdempotencyKeyReused
@@ -338,3 +339,20 @@ async def _chunks(
         final = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
         yield ServerSentEvent(data=json.dumps(final | {"choices": [], "usage": usage}), sep=SEP)
     yield ServerSentEvent(data="[DONE]", sep=SEP)
+
+
+# -- feedback on an answer -------------------------------------------------------------------------
+
+
+class ChatFeedback(Rate):
+    """A rating of a chat completion's answer: ``id`` is the completion's id (``chatcmpl-<run id>``)."""
+
+    id: str = Field(min_length=1, max_length=200, pattern=r"^(chatcmpl-)?r[0-9a-f]{1,64}$")
+
+
+@router.post("/feedback", status_code=201, response_model=FeedbackOut)
+async def chat_feedback(body: ChatFeedback, runs: RunsDep, who: StartRuns) -> FeedbackOut:
+    """Rate a completion's answer (up or down, a comment, the answer you wanted): the same feedback as
+    POST /runs/{id}/feedback, for clients that only know the OpenAI-style completion id."""
+    rating = Rate(rating=body.rating, comment=body.comment, correction=body.correction)
+    return await asyncio.to_thread(rate, runs, body.id.removeprefix("chatcmpl-"), rating, who, "v1")

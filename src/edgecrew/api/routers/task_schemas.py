@@ -4,19 +4,22 @@ Numbers posted as metrics must be finite (JSON parsers here accept ``NaN``; an a
 would be NaN forever), and every free-text field has a bound, so a bad request fails on its field.
 Numbers are JSON numbers: the document says ``number`` and ``integer``, so ``true`` or ``"0.5"`` is
 refused, not quietly turned into a number as pydantic would by default (``2.0`` is still an integer,
-as JSON Schema has it).
+as JSON Schema has it). A task's checks and limits are stated here with the bounds that
+``edgecrew.tasks.checks`` enforces, so what the document allows is what the server takes.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from edgecrew.api.shapes import Out, Page
 from edgecrew.store.taskfiles import LogFile
 from edgecrew.store.tasks import CodeRecord
+from edgecrew.tasks.checks import LIMIT_BOUNDS, MAX_IO_CASES, MAX_TEST_CHARS, MAX_TEXT_CHARS
 
 TaskStatus = Literal["open", "in_progress", "done", "failed", "cancelled"]
 Verdict = Literal["accepted", "needs_changes", "rejected"]
@@ -42,16 +45,70 @@ FILENAME_PATTERN = r"^(.*[/\\])?[^/\\]*[A-Za-z0-9][^/\\]*$"
 # characters, no ".."), written without look-ahead so that every JSON Schema tool can use it.
 LOG_FILENAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
 LOG_FILENAME_MAX = 200
+TaskId = Annotated[str, Path(min_length=1, max_length=64)]
+VersionNo = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+class IoCase(BaseModel):
+    """One row of the input/expected-output table: ``input`` goes to stdin, stdout must be ``expected``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(default="", max_length=MAX_TEXT_CHARS, description="Fed to the program on stdin.")
+    expected: str = Field(
+        max_length=MAX_TEXT_CHARS,
+        description="Its stdout, compared without trailing whitespace (a last line of JSON metrics aside).",
+    )
+
+
+class TaskChecksBody(BaseModel):
+    """A task's acceptance checks: an input/expected-output table and/or a stdlib Python test."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    io: list[IoCase] = Field(default_factory=list, max_length=MAX_IO_CASES)
+    test: str | None = Field(
+        default=None,
+        max_length=MAX_TEST_CHARS,
+        description="Python source run after the program in its work dir (the version is importable as "
+        "`solution`); plain asserts or unittest.",
+    )
+
+
+def _bound(key: str) -> float:
+    return LIMIT_BOUNDS[key][1]
+
+
+class TaskLimitsBody(BaseModel):
+    """Sandbox limits of the task's executions; those left out keep the server's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu_s: Annotated[int, Field(gt=0, le=_bound("cpu_s")), BeforeValidator(_no_text_or_bool)] | None = Field(
+        default=None, description="CPU seconds per process."
+    )
+    wall_s: Annotated[float, Field(gt=0, le=_bound("wall_s"), allow_inf_nan=False, strict=True)] | None = Field(
+        default=None, description="Wall-clock seconds per process."
+    )
+    memory_mb: Annotated[int, Field(gt=0, le=_bound("memory_mb")), BeforeValidator(_no_text_or_bool)] | None = Field(
+        default=None, description="Address space per process, in MiB."
+    )
+    processes: Annotated[int, Field(gt=0, le=_bound("processes")), BeforeValidator(_no_text_or_bool)] | None = None
 
 
 class TaskIn(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=20_000)
     team: str | None = Field(default=None, min_length=1, max_length=200, description="A team (GET /teams).")
+    checks: TaskChecksBody | None = Field(default=None, description="What a code version must pass when it runs.")
+    limits: TaskLimitsBody | None = None
+
+
+NULLABLE = ("team", "checks", "limits", "best_version")  # a null clears these
 
 
 def _patch_schema(schema: dict[str, Any]) -> None:
-    """Document what the validator enforces: some field is sent, and only ``team`` may be null."""
+    """Document what the validator enforces: some field is sent, and only some may be null."""
     schema["minProperties"] = 1
     for name in ("title", "description", "status"):
         prop = schema["properties"][name]
@@ -68,20 +125,23 @@ class TaskPatch(BaseModel):
     description: str | None = Field(default=None, max_length=20_000)
     team: str | None = Field(default=None, min_length=1, max_length=200, description="null clears it.")
     status: TaskStatus | None = None
+    checks: TaskChecksBody | None = Field(default=None, description="Replaces the checks; null removes them.")
+    limits: TaskLimitsBody | None = Field(default=None, description="Replaces the limits; null removes them.")
+    best_version: Version | None = Field(default=None, description="The version to keep; null clears it.")
 
     @model_validator(mode="after")
     def _some_valid_change(self) -> TaskPatch:
         sent = self.model_dump(exclude_unset=True)
-        nulls = [k for k, v in sent.items() if v is None and k != "team"]
+        nulls = [k for k, v in sent.items() if v is None and k not in NULLABLE]
         if nulls:
             raise ValueError(f"{', '.join(nulls)} cannot be null; leave a field out to keep it")
         if not sent:
-            raise ValueError("send at least one of title, description, team, status")
+            raise ValueError("send at least one of title, description, team, status, checks, limits, best_version")
         return self
 
     def changes(self) -> dict[str, Any]:
-        """The fields sent (a ``null`` team clears the team)."""
-        return self.model_dump(exclude_unset=True)
+        """The fields sent (a ``null`` team, checks, limits or best version clears it)."""
+        return {k: getattr(self, k) for k in self.model_fields_set}
 
 
 class TaskOut(Out):
@@ -92,6 +152,10 @@ class TaskOut(Out):
     status: TaskStatus
     created_at: float
     updated_at: float
+    checks: TaskChecksBody | None = Field(description="What a version must pass when it runs; null: none.")
+    limits: TaskLimitsBody | None = Field(description="Sandbox limits of its executions; null: the defaults.")
+    created_by: str | None = Field(description="Who created it (an API key's name, or agent@run).")
+    best_version: int | None = Field(description="The version named best when the task was finished.")
 
 
 class TaskPage(Page[TaskOut]):

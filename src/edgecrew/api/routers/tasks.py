@@ -1,5 +1,6 @@
-"""The task workspace: tasks, their code versions (uploaded, listed, downloaded, deleted), results
-with raw logs, a message timeline, evaluator feedback, log files, and ``/stats``.
+"""The task workspace: tasks (with their acceptance checks and sandbox limits), their code versions
+(uploaded, listed, downloaded, deleted, run: see ``routers/executions``), results with raw logs, a
+message timeline, evaluator feedback, log files, and ``/stats``.
 
 One upload route takes either a multipart file or JSON text, told apart by ``Content-Type``, so a
 coder agent posts code the way its HTTP client finds easiest. Reads need the ``read`` scope,
@@ -20,6 +21,7 @@ from starlette.datastructures import UploadFile
 
 from edgecrew.api.deps import MAX_ID, Read, RuntimeDep, StartRuns
 from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, problem_response
+from edgecrew.api.routers import executions
 from edgecrew.api.routers.task_schemas import (
     CODE_UPLOAD_BODY,
     FILENAME_PATTERN,
@@ -35,15 +37,20 @@ from edgecrew.api.routers.task_schemas import (
     ResultIn,
     ResultOut,
     StatsOut,
+    TaskChecksBody,
+    TaskId,
     TaskIn,
+    TaskLimitsBody,
     TaskOut,
     TaskPage,
     TaskPatch,
     TaskStatus,
+    VersionNo,
 )
 from edgecrew.api.shapes import Limit, Offset, Page
-from edgecrew.errors import NotFoundError
+from edgecrew.errors import NotFoundError, UserError
 from edgecrew.store.tasks import TaskStore
+from edgecrew.tasks.checks import parse_checks, parse_limits
 
 router = APIRouter(tags=["tasks"], responses=PROBLEM_RESPONSES)
 
@@ -53,8 +60,6 @@ def get_task_store(rt: RuntimeDep) -> TaskStore:
 
 
 Tasks = Annotated[TaskStore, Depends(get_task_store)]
-TaskId = Annotated[str, Path(min_length=1, max_length=64)]
-VersionNo = Annotated[int, Path(ge=1, le=2**31 - 1)]
 # The task store refuses any other name with 400 (a traversal attempt reads as "not a plain file
 # name", not as a malformed request), so the document states its rule instead of FastAPI checking it.
 LogName = Annotated[
@@ -87,12 +92,36 @@ def _check_team(rt: RuntimeDep, team: str | None) -> None:
         raise NotFoundError(f"team: there is no team named {team!r}; GET /teams lists them")
 
 
+def _checks(body: TaskChecksBody | None) -> dict[str, Any] | None:
+    """The checks as the task keeps them, validated where every writer validates them (a 422 on ``checks``)."""
+    if body is None:
+        return None
+    try:
+        return parse_checks(body.model_dump(exclude_none=True)).to_json()
+    except UserError as exc:
+        raise _invalid("checks", str(exc)) from None
+
+
+def _limits(body: TaskLimitsBody | None) -> dict[str, Any] | None:
+    if body is None:
+        return None
+    try:
+        return parse_limits(body.model_dump(exclude_none=True)).to_json()
+    except UserError as exc:
+        raise _invalid("limits", str(exc)) from None
+
+
 # -- tasks ----------------------------------------------------------------------------------------
 @router.post("/tasks", status_code=201, response_model=TaskOut)
-def create_task(body: TaskIn, tasks: Tasks, rt: RuntimeDep, _: StartRuns) -> JSONResponse:
-    """Create a task (status ``open``)."""
+def create_task(body: TaskIn, tasks: Tasks, rt: RuntimeDep, principal: StartRuns) -> JSONResponse:
+    """Create a task (status ``open``), with the checks its code versions must pass and the sandbox
+    limits they run under (both optional)."""
     _check_team(rt, body.team)
-    task = TaskOut.of(tasks.create(body.title, body.description, body.team))
+    checks, limits = _checks(body.checks), _limits(body.limits)
+    record = tasks.create(
+        body.title, body.description, body.team, checks=checks, limits=limits, created_by=principal.name
+    )
+    task = TaskOut.of(record)
     return _created(task, f"/tasks/{task.id}")
 
 
@@ -117,9 +146,14 @@ def get_task(task_id: TaskId, tasks: Tasks, _: Read) -> TaskOut:
 
 @router.patch("/tasks/{task_id}", response_model=TaskOut)
 def update_task(task_id: TaskId, body: TaskPatch, tasks: Tasks, rt: RuntimeDep, _: StartRuns) -> TaskOut:
-    """Change a task's status (open, in_progress, done, failed, cancelled), title, description or team."""
+    """Change a task's status (open, in_progress, done, failed, cancelled), title, description, team,
+    checks, limits or best version (null clears the last four)."""
     changes = body.changes()
     _check_team(rt, changes.get("team"))
+    if "checks" in changes:
+        changes["checks"] = _checks(changes["checks"])
+    if "limits" in changes:
+        changes["limits"] = _limits(changes["limits"])
     return TaskOut.of(tasks.update(task_id, **changes))
 
 
@@ -322,3 +356,6 @@ def _form_text(value: object, field: str, max_length: int) -> str | None:
     if not isinstance(value, str) or not 1 <= len(value) <= max_length:
         raise _invalid(field, f"must be text of 1 to {max_length} characters (leave the field out instead)")
     return value
+
+
+router.include_router(executions.router)  # running code versions: one router, one tag, one set of problems

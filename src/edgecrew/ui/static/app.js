@@ -36,6 +36,14 @@
   document.addEventListener("DOMContentLoaded", function () { formatTimes(); copyButtons(); });
   document.addEventListener("htmx:afterSwap", function (e) { formatTimes(e.target); copyButtons(e.target); });
   document.addEventListener("htmx:sseMessage", function () { formatTimes(); });
+  // A live log keeps its newest lines in view (an execution's stdout and stderr).
+  function tailLogs(root) {
+    (root || document).querySelectorAll("pre.log").forEach(function (el) { el.scrollTop = el.scrollHeight; });
+  }
+  document.addEventListener("DOMContentLoaded", function () { tailLogs(); });
+  document.addEventListener("htmx:sseMessage", function (e) {
+    if (e.target && e.target.matches && e.target.matches("pre.log")) { tailLogs(e.target.parentNode); }
+  });
   // The run ended: reload once so the result, the steps table and the buttons show the final state.
   document.addEventListener("htmx:sseClose", function (e) {
     if (e.detail && e.detail.type === "message") { window.location.reload(); }

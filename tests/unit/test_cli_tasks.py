@@ -1,0 +1,152 @@
+"""`edgecrew tasks ...` through typer's test runner: a task created with checks from a YAML file, its
+versions run in the sandbox in the CLI's own process (success, failure with the reason, progress
+and the outcome), listed, their logs printed; clear errors for unknown tasks, versions and files."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecrew.cli import app
+from edgecrew.cli.common import runtime
+from tests.conftest import write
+
+runner = CliRunner()
+
+CHECKS = """
+io:
+  - {input: "1 2", expected: "3"}
+  - input: |
+      10 -4
+    expected: "6"
+"""
+ADD = "import sys, json\na, b = map(int, sys.stdin.read().split())\nprint(a + b)\nprint(json.dumps({'accuracy': 1}))\n"
+WRONG = "import sys\nprint('thinking', file=sys.stderr)\nprint(42)\n"
+
+
+def invoke(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def create_task(tmp_path: Path, *extra: str) -> str:
+    checks = write(tmp_path / "checks.yaml", CHECKS)
+    made = invoke("tasks", "create", "--title", "add", "--spec", "add two numbers", "--checks", str(checks), *extra)
+    assert made.exit_code == 0, made.output
+    return made.output.split()[1]
+
+
+def add_version(task_id: str, code: str) -> int:
+    version: int = runtime().tasks.add_code(task_id, "add.py", code.encode()).version
+    return version
+
+
+def test_a_task_with_checks_runs_its_versions_here(tmp_path: Path) -> None:
+    task_id = create_task(tmp_path, "--limit", "wall_s=10", "--limit", "memory_mb=256")
+    shown = json.loads(invoke("tasks", "show", task_id, "--json").output)
+    assert shown["checks"]["io"] == [{"input": "1 2", "expected": "3"}, {"input": "10 -4\n", "expected": "6"}]
+    assert shown["limits"] == {"wall_s": 10, "memory_mb": 256} and shown["created_by"].startswith("cli:")
+    add_version(task_id, ADD)
+    add_version(task_id, WRONG)
+
+    passed = invoke("tasks", "run", task_id, "1")
+    assert passed.exit_code == 0, passed.output
+    assert "io check 1 (input '1 2')" in passed.output and "io check 2" in passed.output  # progress
+    assert "succeeded · checks 2/2 · exit 0" in passed.output and "accuracy=1" in passed.output
+
+    failed = invoke("tasks", "run", task_id, "2", "--follow")
+    assert failed.exit_code == 1, failed.output
+    assert "42" in failed.output and "thinking" in failed.output  # --follow prints the program's output
+    assert "failed · checks 0/2" in failed.output
+    assert "2 problems; first: io check 1 failed (input '1 2'): expected '3', got '42'" in failed.output
+
+    as_json = invoke("tasks", "run", task_id, "1", "--json")
+    record = json.loads(as_json.output)
+    assert as_json.exit_code == 0 and (record["status"], record["checks_passed"], record["version"]) == (
+        "succeeded",
+        2,
+        1,
+    )
+    listed = invoke("tasks", "executions", task_id, "--json")
+    assert [(e["version"], e["status"]) for e in json.loads(listed.output)] == [
+        (1, "succeeded"),
+        (2, "failed"),
+        (1, "succeeded"),
+    ]
+    assert "failed" in invoke("tasks", "executions", task_id).output
+    logs = invoke("tasks", "logs", str(record["id"]))
+    assert logs.exit_code == 0 and logs.output.startswith("[edgecrew] io check 1") and "\n3\n" in logs.output
+    failed_id = json.loads(listed.output)[1]["id"]
+    assert "thinking" in invoke("tasks", "logs", str(failed_id), "--stderr").output
+
+    table = invoke("tasks", "list")
+    assert task_id in table.output and "add" in table.output
+    summary = invoke("tasks", "show", task_id)
+    assert "2 input/output case(s)" in summary.output and "wall_s=10" in summary.output and "v2" in summary.output
+
+
+def test_a_test_file_and_no_checks(tmp_path: Path) -> None:
+    test = write(tmp_path / "test_add.py", "from solution import add\nassert add(2, 2) == 4, 'add(2, 2)'\n")
+    made = invoke("tasks", "create", "--title", "adder", "--test", str(test), "--json")
+    task_id = json.loads(made.output)["id"]
+    add_version(task_id, "def add(a, b):\n    return a - b\n")
+    failed = invoke("tasks", "run", task_id, "1")
+    assert failed.exit_code == 1 and "test check failed: exited with code 1: AssertionError: add(2, 2)" in failed.output
+
+    plain = json.loads(invoke("tasks", "create", "--title", "plain", "--json").output)["id"]
+    add_version(plain, "print('{\"loss\": 0.5}')\n")
+    ran = invoke("tasks", "run", plain, "1")
+    assert ran.exit_code == 0 and "succeeded" in ran.output and "loss=0.5" in ran.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tasks", "run", "tnope", "1"], "no task 'tnope'; `edgecrew tasks list` shows them"),
+        (["tasks", "show", "tnope"], "no task 'tnope'"),
+        (["tasks", "executions", "tnope"], "no task 'tnope'"),
+        (["tasks", "logs", "999"], "no execution 999"),
+        (["tasks", "cancel", "999"], "no execution 999"),
+        (["tasks", "create", "--title", "t", "--checks", "missing.yaml"], "missing.yaml: cannot read it"),
+        (["tasks", "create", "--title", "t", "--limit", "wall_s"], "write NAME=NUMBER"),
+        (["tasks", "create", "--title", "t", "--limit", "disk=5"], "limits: unknown field 'disk'"),
+        (["tasks", "create", "--title", "t", "--team", "nope"], "no team 'nope'"),
+    ],
+)
+def test_unknown_things_are_clear_errors(args: list[str], message: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 1, result.output
+    assert message in " ".join(result.output.split()), result.output
+
+
+def test_an_unknown_version_and_bad_checks_say_what_exists(tmp_path: Path) -> None:
+    task_id = create_task(tmp_path)
+    none_yet = invoke("tasks", "run", task_id, "1")
+    assert none_yet.exit_code == 1 and f"task {task_id} has no code version 1; its versions: none yet" in " ".join(
+        none_yet.output.split()
+    )
+    add_version(task_id, ADD)
+    assert "its versions: 1" in invoke("tasks", "run", task_id, "3").output
+    bad = write(tmp_path / "bad.yaml", "io:\n  - {input: '1'}\n  - {expected: 2}\n")
+    refused = invoke("tasks", "create", "--title", "t", "--checks", str(bad))
+    text = " ".join(refused.output.split())
+    assert refused.exit_code == 1 and f"{bad}: checks.io[1]: 'expected' is missing" in text
+    assert "checks.io[2].expected: expected text, got int" in text
+    broken = write(tmp_path / "broken.yaml", "io: [\n")
+    assert invoke("tasks", "create", "--title", "t", "--checks", str(broken)).exit_code == 2  # YAML error, file:line
+
+
+def test_cancel_ends_an_execution_whose_process_is_gone(tmp_path: Path) -> None:
+    task_id = create_task(tmp_path)
+    add_version(task_id, ADD)
+    tasks = runtime().tasks
+    stale = tasks.create_execution(task_id, 1, executor=f"{socket.gethostname()}:999999:1")
+    tasks.update_execution(stale.id, status="running")
+    cancelled = invoke("tasks", "cancel", str(stale.id))
+    assert cancelled.exit_code == 0 and "killed" in cancelled.output, cancelled.output
+    again = invoke("tasks", "cancel", str(stale.id))
+    assert again.exit_code == 1 and "already ended (killed)" in again.output

@@ -186,3 +186,28 @@ def test_keyless_localhost_when_enabled(server_project: object, monkeypatch: pyt
     with serve_in_thread(create_app()) as server:
         r = httpx.get(server.url + "/ui/teams")
         assert r.status_code == 200 and "localhost" in r.text
+
+
+def test_a_finished_run_takes_feedback_and_a_running_one_offers_no_resume(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    from tests.api.telemetry_project import run_to_end
+
+    run = run_to_end(client, keys, "echo", "what is the answer?")
+    csrf = sign_in(client, keys["admin"])
+    page = client.get(f"/ui/runs/{run['id']}")
+    assert "Good answer" in page.text and ">Resume<" not in page.text and ">Cancel<" not in page.text
+    r = client.post(
+        f"/ui/runs/{run['id']}/feedback",
+        data={"rating": "down", "comment": "too short", "correction": "42", "csrf": csrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    page = client.get(f"/ui/runs/{run['id']}")
+    assert "too short" in page.text and "gave a corrected answer" in page.text
+    listed = client.get(f"/runs/{run['id']}/feedback", headers={"Authorization": f"Bearer {keys['read']}"}).json()
+    assert [(f["rating"], f["via"], f["correction"], f["author"]) for f in listed] == [
+        ("down", "ui", "42", "test-admin")
+    ]
+    bad = client.post(f"/ui/runs/{run['id']}/feedback", data={"rating": "meh", "csrf": csrf}, follow_redirects=False)
+    assert bad.status_code in (400, 422)

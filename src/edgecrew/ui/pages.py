@@ -31,6 +31,7 @@ from edgecrew.api.routers.task_schemas import VersionNo
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.engine.approvals import ApprovalService
+from edgecrew.engine.executors import executor_alive
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, TeamName
 from edgecrew.errors import EdgecrewError, NotFoundError, SpecError, UserError
@@ -230,6 +231,9 @@ def run_page(request: Request, run_id: str, session: Viewer, notice: str = "") -
         approvals=approvals,
         last_id=events[-1].id if events else 0,
         notice=notice,
+        # Resume only what no live process is running (a running run would only be followed).
+        interrupted=not run.status.terminal and not executor_alive(run.executor),
+        feedback=svc.feedback(run.id),
     )
 
 
@@ -270,6 +274,21 @@ async def cancel_run(request: Request, run_id: str, session: Checked) -> Respons
     need(session, "runs")
     run = await asyncio.to_thread(RunService(_rt(request)).cancel, run_id)
     return back(f"/ui/runs/{run.id}", "cancelled")
+
+
+@router.post("/ui/runs/{run_id}/feedback")
+async def rate_run(request: Request, run_id: str, session: Checked) -> Response:
+    need(session, "runs")
+    form = await request.form()
+    rating = {"up": 1, "down": -1}.get(str(form.get("rating") or ""))
+    if rating is None:
+        raise UserError("rate the answer up or down")
+    comment, correction = str(form.get("comment") or ""), str(form.get("correction") or "") or None
+    svc = RunService(_rt(request))
+    await asyncio.to_thread(
+        svc.rate, run_id, rating, comment=comment, correction=correction, author=session.name, via="ui"
+    )
+    return back(f"/ui/runs/{svc.get(run_id).id}", "thanks for the feedback")
 
 
 @router.post("/ui/runs/{run_id}/resume")

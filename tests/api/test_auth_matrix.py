@@ -37,6 +37,7 @@ ROUTE_SCOPES: dict[str, str] = {
     "POST /runs/{run_id}/cancel": "runs",
     "POST /runs/{run_id}/feedback": "runs",
     "GET /runs/{run_id}/feedback": "read",
+    "GET /runs/{run_id}/checklist": "read",
     "GET /feedback/export": "read",
     "POST /runs/{run_id}/resume": "runs",
     "GET /runs/{run_id}/events": "read",

@@ -63,3 +63,16 @@ def test_bad_feedback_is_refused_with_reasons(client: TestClient, keys: dict[str
     assert reader.status_code == 403
     cli_bad = CliRunner().invoke(cli, ["runs", "rate", run["id"], "sideways"])
     assert cli_bad.exit_code != 0 and "up or down" in cli_bad.output
+
+
+def test_a_runs_checklist_is_readable_from_the_api_and_the_cli(client: TestClient, keys: dict[str, str]) -> None:
+    run = run_to_end(client, keys, "echo", "say something")
+    found = client.get(f"/runs/{run['id']}/checklist", headers=auth(keys["read"]))
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["meta"]["status"] == "succeeded" and [(i["text"], i["state"]) for i in body["items"]] == [
+        ("solo", "done")
+    ]
+    assert body["markdown"].startswith("# say something\n") and "- [x] solo" in body["markdown"]
+    shown = CliRunner().invoke(cli, ["runs", "checklist", run["id"]])
+    assert shown.exit_code == 0 and "- [x] solo" in shown.output

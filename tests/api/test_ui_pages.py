@@ -211,3 +211,15 @@ def test_a_finished_run_takes_feedback_and_a_running_one_offers_no_resume(
     ]
     bad = client.post(f"/ui/runs/{run['id']}/feedback", data={"rating": "meh", "csrf": csrf}, follow_redirects=False)
     assert bad.status_code in (400, 422)
+
+
+def test_the_checklist_is_sent_live_on_the_runs_stream(client: TestClient, keys: dict[str, str]) -> None:
+    from tests.api.telemetry_project import run_to_end
+
+    run = run_to_end(client, keys, "echo", "say something")
+    sign_in(client, keys["read"])
+    page = client.get(f"/ui/runs/{run['id']}")
+    assert 'id="checklist"' in page.text and "☑" in page.text
+    with client.stream("GET", f"/ui/runs/{run['id']}/stream?after=0") as stream:
+        text = "".join(stream.iter_text())
+    assert "event: checklist" in text and "solo" in text.split("event: checklist", 1)[1]

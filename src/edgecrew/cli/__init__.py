@@ -309,6 +309,21 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
         console.print_json(json.dumps(run.output, ensure_ascii=False))
 
 
+@runs_app.command("checklist")
+def runs_checklist(
+    run: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The run's checklist as markdown: its agents' work with states, open questions and notes."""
+    from edgecrew.engine.service import RunService
+
+    found = guard(lambda: RunService(runtime()).checklist(run))
+    if as_json:
+        print(json.dumps(dataclasses.asdict(found)))
+        return
+    print(found.to_markdown(), end="")
+
+
 @runs_app.command("events")
 def runs_events(
     run_id: str,

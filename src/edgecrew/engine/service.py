@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import sqlalchemy as sa
 
+from edgecrew.domain.checklist import Checklist, checklist
 from edgecrew.domain.events import EventRecord, RunCancelled, RunCreated, RunFinished
 from edgecrew.domain.runs import EventType, RunStatus
+from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import ConflictError, IdempotencyKeyReused, UserError
@@ -377,6 +379,11 @@ class RunService:
 
     def last_event_id(self, run_id: str) -> int:
         return self.rt.store.last_event_id(run_id)
+
+    def checklist(self, run_id: str) -> Checklist:
+        """The run's checklist (its agents' work with states, open questions, notes), from its events."""
+        run = self.get(run_id)
+        return checklist(team_from_snapshot(run.spec), run.task, self.event_page(run.id, limit=100_000))
 
     # -- feedback ------------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from edgecrew.api.problems import status_of
 from edgecrew.api.routers.executions import ExecutionId, LogStream, follow, offsets_of, read_from
 from edgecrew.api.routers.task_schemas import VersionNo
 from edgecrew.context import request_id as current_request_id
+from edgecrew.domain.checklist import checklist
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.executors import executor_alive
@@ -233,6 +234,7 @@ def run_page(request: Request, run_id: str, session: Viewer, notice: str = "") -
         notice=notice,
         # Resume only what no live process is running (a running run would only be followed).
         interrupted=not run.status.terminal and not executor_alive(run.executor),
+        checklist=checklist(spec, run.task, events),
         feedback=svc.feedback(run.id),
     )
 
@@ -264,6 +266,8 @@ async def _fragments(rt: Runtime, run_id: str, after: int, session: Session) -> 
         last = batch[-1].id
         graph = views.graph_svg(spec, views.graph_state(seen))
         yield ServerSentEvent(data=str(graph), event="graph", id=str(last))
+        todo = templates.get_template("_checklist.html").render(checklist=checklist(spec, run.task, seen))
+        yield ServerSentEvent(data=todo.replace("\n", " "), event="checklist", id=str(last))
         status = templates.get_template("_status.html").render(run=run)
         yield ServerSentEvent(data=status.replace("\n", " "), event="status", id=str(last))
     yield ServerSentEvent(data="done", event="done", id=str(last))

@@ -4,9 +4,10 @@ as JSON or as a resumable Server-Sent Events stream (``Last-Event-ID``)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -141,6 +142,31 @@ def get_run(run_id: str, runs: RunsDep, _: Read) -> RunDetail:
     """A run with its agent steps (a unique id prefix is enough)."""
     run = runs.get(run_id)
     return RunDetail(**RunOut.of(run).model_dump(), steps=[StepOut.of(s) for s in runs.steps(run.id)])
+
+
+class ChecklistItemOut(BaseModel):
+    text: str
+    state: Literal["pending", "running", "done", "failed", "skipped"]
+    detail: str
+    children: list[ChecklistItemOut]
+
+
+class ChecklistOut(BaseModel):
+    """A run's checklist: its agents' work with states, open questions (pending approvals) and notes."""
+
+    title: str
+    meta: dict[str, str]
+    items: list[ChecklistItemOut]
+    questions: list[str]
+    notes: list[str]
+    markdown: str
+
+
+@router.get("/{run_id}/checklist", response_model=ChecklistOut)
+def run_checklist(run_id: str, runs: RunsDep, _: Read) -> ChecklistOut:
+    """The run's checklist, derived from its events (follow GET /runs/{id}/events to see it change)."""
+    found = runs.checklist(run_id)
+    return ChecklistOut.model_validate({**dataclasses.asdict(found), "markdown": found.to_markdown()})
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut)

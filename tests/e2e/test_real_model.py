@@ -4,8 +4,10 @@ their schemas, tool calls must be well formed, and the accounting must be real."
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -114,3 +116,42 @@ async def test_the_build_loop_runs_to_its_bound_on_smollm2_and_every_version_was
     assert sorted(executed) == versions  # every version the coder wrote ran in the sandbox, once
     assert all(e.status in ("succeeded", "failed") for e in rt.tasks.executions(task.id))
     assert len(rt.tasks.feedback(task.id)) == len(versions)
+
+
+async def test_platform_copilot_on_smollm2_builds_a_valid_repository_and_waits_for_approval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import subprocess
+
+    from edgecrew.engine.approvals import ApprovalService
+
+    bin_dir = tmp_path / "bin"  # a kubectl stand-in that records what it was asked to do
+    bin_dir.mkdir()
+    record = tmp_path / "kubectl.log"
+    (bin_dir / "kubectl").write_text(f'#!/bin/sh\necho "$@" >> {record}\necho applied\n')
+    (bin_dir / "kubectl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    rt = bootstrap()
+    svc = RunService(rt)
+    request = "create a Python service called payments-api with CI and a staging deployment"
+    started = await svc.start(TeamName("platform-copilot"), request)
+    approvals = ApprovalService(rt)
+    pending: list[Any] = []
+    for _ in range(600):  # the planner runs on the real model, then the tools until the deployment
+        pending = approvals.list("pending", started.run.id)
+        if pending or rt.store.get_run(started.run.id).status.terminal:
+            break
+        await asyncio.sleep(0.5)
+    assert [a.tool for a in pending] == ["k8s.apply"], rt.store.get_run(started.run.id).error
+    assert not record.exists()  # nothing applied before a person said so
+    approvals.approve(pending[0].id)
+    await started.handle.get_result()
+    run = rt.store.get_run(started.run.id)
+    assert run.status == "succeeded", run.error
+    assert "--dry-run=client" in record.read_text()
+    repo = rt.workspace(run.id) / "payments-api"  # the exact name, from the request's words
+    assert subprocess.run(["git", "-C", str(repo), "log", "--oneline"], capture_output=True).returncode == 0
+    steps = {s.agent: s.output for s in rt.store.steps(run.id)}
+    assert steps["check_pipeline"]["valid"] and steps["check_manifests"]["valid"]
+    assert "- [ ]" not in run.output["text"]

@@ -242,3 +242,9 @@ async def test_tools_per_step_offers_the_most_relevant_tools_and_records_the_cho
     key, selected = io.selections[0]
     assert key == "v000.a.m0" and selected.tools == ("weather",) and selected.allowed == 3
     assert selected.scores[0] > 0
+
+
+def test_the_regex_filter_takes_exact_words_from_the_task() -> None:
+    scope = {"task": "create a service called payments-api with CI", "outputs": {}}
+    assert render_text("{{ task | regex('called ([a-z-]+)') }}", scope) == "payments-api"
+    assert render_text("{{ task | regex('named ([a-z-]+)') or 'fallback' }}", scope) == "fallback"

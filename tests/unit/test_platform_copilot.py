@@ -76,7 +76,7 @@ async def test_without_staging_no_manifests_are_written_and_a_bad_name_stops_at_
     assert not (tmp_path / "ws" / "payments-api" / "deploy").exists()
     refused = FakeTurnRunner(load_team(TEAM), team_io(tmp_path / "b", None, {**PLAN, "name": "admin"}))
     result = await refused.run("create a service called admin")
-    assert result.ok and refused.path == ["planner", "check_name", "answer"]
+    assert result.ok and refused.path == ["planner", "plan", "check_name", "answer"]
     assert "The name was refused" in result.output["text"]
 
 

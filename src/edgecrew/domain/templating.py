@@ -7,7 +7,8 @@ is a pure function of recorded outputs, sandboxed, with every undefined name an 
 run renders exactly what it rendered the first time and a typo fails loudly instead of printing
 nothing. An argument that is one ``{{ expression }}`` and nothing else keeps the expression's type
 (a number stays a number); any other text renders to a string. Besides Jinja2's own filters there are
-``human_bytes`` (``15032385536`` -> ``14.0 GiB``) and ``size_mib`` (the first size a text mentions).
+``human_bytes`` (``15032385536`` -> ``14.0 GiB``), ``size_mib`` (the first size a text mentions) and
+``regex(pattern, group=1)`` (a group of the first match, "" when none).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ NAMES = frozenset({"task", "outputs"})  # what a template may read
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 _ENV.filters["human_bytes"] = lambda n: _human_bytes(n)
 _ENV.filters["size_mib"] = lambda text, default=None: _size_mib(text, default)
+_ENV.filters["regex"] = lambda text, pattern, group=1: _regex(text, pattern, group)
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
@@ -72,6 +74,13 @@ def _size_mib(text: Any, default: Any) -> Any:
     ``default`` when there is none."""
     found = find_size(str(text))
     return default if found is None else round(found / 2**20)
+
+
+def _regex(text: Any, pattern: str, group: int | str) -> str:
+    """The ``group`` of the first match of ``pattern`` in ``text`` ("" when none): exact words of a task
+    (a project's name, a ticket number) reach a tool without passing through a model."""
+    match = re.search(pattern, str(text))
+    return (match.group(group) or "") if match is not None else ""
 
 
 def _parse(source: str) -> nodes.Template:

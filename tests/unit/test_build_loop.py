@@ -75,3 +75,16 @@ async def test_a_coder_that_never_gets_it_right_ends_the_task_failed_after_the_b
     task = tasks.get(result.output["task_id"])
     assert task.status == "failed" and task.best_version in (1, 2, 3)
     assert [f.verdict for f in tasks.feedback(task.id)] == ["needs_changes"] * 3
+
+
+async def test_the_scoreboard_counts_the_teams_tasks(tmp_path: Path) -> None:
+    tasks, io, _ = workspace(tmp_path)
+    store = tasks.store
+    store.create_run("fake", "build-loop", "add", {"name": "build-loop"}, str(tmp_path / "ws"))  # the fakes run id
+    team = load_team(TEAM)
+    runner = FakeTurnRunner(team, io)
+    result = await runner.run("a program that adds two numbers")
+    assert result.ok, result.error
+    [score] = tasks.stats().teams
+    assert (score.team, score.tasks, score.done, score.failed, score.versions_per_done) == ("build-loop", 1, 1, 0, 2.0)
+    assert score.seconds_per_task is not None and score.seconds_per_task >= 0

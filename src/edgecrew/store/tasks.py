@@ -147,6 +147,19 @@ class FeedbackRecord:
 
 
 @dataclass(frozen=True)
+class TeamScore:
+    """How a team does on the tasks it worked: how many it finished, how many versions an accepted
+    one took, and how long a finished one took (created to done or failed)."""
+
+    team: str
+    tasks: int
+    done: int
+    failed: int
+    versions_per_done: float | None
+    seconds_per_task: float | None
+
+
+@dataclass(frozen=True)
 class WorkspaceStats:
     tasks_by_status: dict[str, int]
     code_versions: int
@@ -156,6 +169,7 @@ class WorkspaceStats:
     avg_accuracy: float | None
     avg_runtime_s: float | None
     runs_by_status: dict[str, int] = field(default_factory=dict)
+    teams: list[TeamScore] = field(default_factory=list)
 
     @property
     def tasks(self) -> int:
@@ -525,7 +539,38 @@ class TaskStore:
                 avg_accuracy=None if avg_accuracy is None else float(avg_accuracy),
                 avg_runtime_s=None if avg_runtime is None else float(avg_runtime),
                 runs_by_status=by_status(t.runs),
+                teams=self._scores(conn),
             )
+
+    @staticmethod
+    def _scores(conn: Connection) -> list[TeamScore]:
+        """Per team (tasks without one are left out): counts, versions per done task, time per finished task."""
+        k = t.tasks.c
+        finished = k.status.in_(("done", "failed"))
+        rows = conn.execute(
+            sa.select(
+                k.team,
+                sa.func.count(),
+                sa.func.sum(sa.case((k.status == "done", 1), else_=0)),
+                sa.func.sum(sa.case((k.status == "failed", 1), else_=0)),
+                sa.func.avg(sa.case((k.status == "done", k.code_seq))),
+                sa.func.avg(sa.case((finished, k.updated_at - k.created_at))),
+            )
+            .where(k.team.is_not(None))
+            .group_by(k.team)
+            .order_by(k.team)
+        )
+        return [
+            TeamScore(
+                team=str(team),
+                tasks=int(n),
+                done=int(done or 0),
+                failed=int(failed or 0),
+                versions_per_done=None if per is None else round(float(per), 2),
+                seconds_per_task=None if secs is None else round(float(secs), 1),
+            )
+            for team, n, done, failed, per, secs in rows
+        ]
 
     # -- helpers ----------------------------------------------------------------------------------
     @staticmethod

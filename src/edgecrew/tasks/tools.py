@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgecrew.errors import ToolError, UserError
+from edgecrew.errors import NotFoundError, ToolError, UserError
 from edgecrew.store.tasks import ExecutionRecord, TaskRecord, TaskStore
 from edgecrew.tasks.checks import parse_checks
 from edgecrew.tasks.executions import ExecutionService, author_of
@@ -107,6 +107,12 @@ class _TaskTools:
             raise ToolError("the task workspace is not open in this process (the tools are only listed here)")
         return self._executions
 
+    def _team_of(self, run_id: str | None) -> str | None:
+        try:
+            return self.tasks.store.get_run(run_id).team if run_id else None
+        except NotFoundError:  # a call outside a run (tests, a tool called by hand)
+            return None
+
     def create(
         self,
         title: Annotated[str, Field(min_length=1, max_length=200)],
@@ -122,7 +128,8 @@ class _TaskTools:
         """Create a task with its spec and acceptance checks; returns its task_id."""
         with _as_tool_errors():
             checks = parse_checks({"io": [dict(c) for c in io or []], "test": test})
-            task = self.tasks.create(title, spec, checks=checks.to_json(), created_by=_author(ctx))
+            team = self._team_of(ctx.run_id)  # the scoreboard counts tasks per team
+            task = self.tasks.create(title, spec, team, checks=checks.to_json(), created_by=_author(ctx))
         return {"task_id": task.id, "title": task.title, "checks": checks.total}
 
     def add_version(

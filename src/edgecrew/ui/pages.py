@@ -423,7 +423,8 @@ def tasks_page(
 ) -> HTMLResponse:
     store = _tasks(request)
     tasks = store.list_tasks(status=status or None, limit=200)
-    return page(request, "tasks.html", session, tasks=tasks, status=status or "", statuses=TASK_STATUSES)
+    scores = store.stats().teams
+    return page(request, "tasks.html", session, tasks=tasks, status=status or "", statuses=TASK_STATUSES, scores=scores)
 
 
 @router.get("/ui/tasks/{task_id}")

@@ -287,6 +287,15 @@ class LogFileOut(BaseModel):
         return cls(**f.__dict__, download=f"/tasks/{task_id}/logs/{f.filename}")
 
 
+class TeamScoreOut(BaseModel):
+    team: str
+    tasks: int
+    done: int
+    failed: int
+    versions_per_done: float | None = Field(description="Code versions an accepted (done) task took, on average.")
+    seconds_per_task: float | None = Field(description="Created to done or failed, on average.")
+
+
 class StatsOut(BaseModel):
     tasks: int
     tasks_by_status: dict[str, int]
@@ -297,3 +306,4 @@ class StatsOut(BaseModel):
     avg_accuracy: float | None = Field(description="Over results that report one; null when none do.")
     avg_runtime_s: float | None
     runs_by_status: dict[str, int]
+    teams: list[TeamScoreOut] = Field(description="The scoreboard: per team that worked tasks.")

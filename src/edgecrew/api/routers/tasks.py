@@ -45,6 +45,7 @@ from edgecrew.api.routers.task_schemas import (
     TaskPage,
     TaskPatch,
     TaskStatus,
+    TeamScoreOut,
     VersionNo,
 )
 from edgecrew.api.shapes import Limit, Offset, Page
@@ -340,9 +341,11 @@ def download_log(task_id: TaskId, filename: LogName, tasks: Tasks, _: Read) -> F
 @router.get("/stats", response_model=StatsOut)
 def stats(tasks: Tasks, _: Read) -> StatsOut:
     """Counts across the workspace (tasks by status, versions, results, messages, feedback), average
-    accuracy and runtime over results, and runs by status."""
+    accuracy and runtime over results, runs by status, and a scoreboard per team (tasks done and failed,
+    versions per accepted task, time per finished task)."""
     s = tasks.stats()
-    return StatsOut(tasks=s.tasks, **s.__dict__)
+    teams = [TeamScoreOut(**score.__dict__) for score in s.teams]
+    return StatsOut(tasks=s.tasks, **{**s.__dict__, "teams": teams})
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:

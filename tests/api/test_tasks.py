@@ -354,7 +354,7 @@ def test_stats_counts_and_averages(client: TestClient, rw: dict[str, str], ro: d
     assert empty["tasks"] == 0 and empty["avg_accuracy"] is None and empty["avg_runtime_s"] is None
     assert empty["tasks_by_status"] == {"open": 0, "in_progress": 0, "done": 0, "failed": 0, "cancelled": 0}
 
-    a, b, c = (new_task(client, rw)["id"] for _ in range(3))
+    a, b, c = (new_task(client, rw, team="echo" if i else None)["id"] for i in range(3))
     client.patch(f"/tasks/{b}", json={"status": "done"}, headers=rw)
     client.patch(f"/tasks/{c}", json={"status": "cancelled"}, headers=rw)
     upload(client, rw, a)
@@ -379,4 +379,14 @@ def test_stats_counts_and_averages(client: TestClient, rw: dict[str, str], ro: d
         "avg_accuracy": pytest.approx(0.75),
         "avg_runtime_s": pytest.approx(4.0),
         "runs_by_status": {"queued": 1},
+        "teams": [  # the scoreboard: b (done with one version) and c (cancelled) were echo's; a had no team
+            {
+                "team": "echo",
+                "tasks": 2,
+                "done": 1,
+                "failed": 0,
+                "versions_per_done": 1.0,
+                "seconds_per_task": pytest.approx(0.0, abs=30),
+            }
+        ],
     }

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from edgecrew.api import problems
+from edgecrew.api.a2a import mount_a2a
 from edgecrew.api.auth import Authenticator
 from edgecrew.api.deps import single_query_values
 from edgecrew.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -103,6 +104,7 @@ def create_app(
     ):
         app.include_router(router)
     app.include_router(openai_compat.router)  # /v1: OpenAI clients talk to teams
+    mount_a2a(app)  # /a2a/{team}/: every team as an A2A agent
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origin_list:  # outside the body limit: a browser can read its 413 too
         app.add_middleware(

@@ -82,7 +82,7 @@ ROUTE_SCOPES: dict[str, str] = {
 PUBLIC = {"GET /health", "GET /ready"}
 # Routes that are not part of the API document: FastAPI's docs, and the UI's pages (session
 # cookies, tested with the UI). A pattern per family; anything else outside the document fails.
-OUTSIDE_API = re.compile(r"^(/openapi\.json|/docs(/oauth2-redirect)?|/redoc|/|/ui(/.*)?)$")
+OUTSIDE_API = re.compile(r"^(/openapi\.json|/docs(/oauth2-redirect)?|/redoc|/|/ui(/.*)?|/a2a(/.*)?)$")
 
 DOCUMENT = create_app(start_engine=False).openapi()
 OPERATIONS = sorted(f"{m.upper()} {p}" for p, item in DOCUMENT["paths"].items() for m in item)

@@ -6,8 +6,9 @@ from edgecrew.tools.base import ToolRegistry
 
 
 def register_builtins(registry: ToolRegistry) -> None:
-    from edgecrew.tools.builtins import code, files, git, prometheus, scheduler, system
+    from edgecrew.tools.builtins import a2a, code, files, git, prometheus, scheduler, system
 
+    a2a.register(registry)  # a2a.send: ask a remote A2A agent (risky; tokens from EDGECREW_A2A_TOKENS)
     code.register(registry)
     files.register(registry)
     git.register(registry)

@@ -9,8 +9,6 @@ repository can apply it as it is; the local repository records it, it cannot enf
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,40 +17,15 @@ from edgecrew.platform.project import POLICY_FILE, PROJECT_FILE
 from edgecrew.platform.rules import BranchProtection, Rules, check_name, package_name
 from edgecrew.platform.templates import apply_template
 from edgecrew.platform.workspace import Workspace
+from edgecrew.tools.builtins.git import run_git
 
 __all__ = ["create_repo", "policy", "policy_yaml"]
 
-GIT_TIMEOUT_S = 30.0
 IDENTITY = ("edgecrew", "edgecrew@localhost")
 
 
 def _git(root: Path, *args: str) -> str:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LC_ALL": "C",
-        "HOME": "/nonexistent",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CEILING_DIRECTORIES": str(root.parent),
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_AUTHOR_NAME": IDENTITY[0],
-        "GIT_AUTHOR_EMAIL": IDENTITY[1],
-        "GIT_COMMITTER_NAME": IDENTITY[0],
-        "GIT_COMMITTER_EMAIL": IDENTITY[1],
-    }
-    forced = ("core.hooksPath=/dev/null", "commit.gpgsign=false", "core.pager=cat", "core.fsmonitor=false")
-    command = ["git", *(x for opt in forced for x in ("-c", opt)), *args]
-    try:
-        proc = subprocess.run(
-            command, cwd=root, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=GIT_TIMEOUT_S
-        )
-    except FileNotFoundError:
-        raise ToolError("git is not installed on this machine (Debian package `git`)") from None
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"git {args[0]} timed out after {GIT_TIMEOUT_S:g}s") from None
-    if proc.returncode != 0:
-        raise ToolError(f"git {args[0]} failed: {(proc.stderr or proc.stdout).strip()[:500]}")
-    return proc.stdout
+    return run_git(root, *args, identity=IDENTITY).stdout
 
 
 def policy(name: str, rules: BranchProtection) -> dict[str, Any]:

@@ -61,6 +61,14 @@ def _spec(ctx: ToolContext, root: Path, paths: list[str] | None) -> list[str]:
 
 
 def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run_git(root, *args, check=check)
+
+
+def run_git(
+    root: Path, *args: str, check: bool = True, identity: tuple[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """git in ``root`` with no user or system config, hooks, pager, prompts or network; ``identity``
+    (name, email) makes the commits' author and committer (the platform tools' repositories use it)."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LC_ALL": "C",
@@ -71,6 +79,9 @@ def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
         "GIT_LITERAL_PATHSPECS": "1",
         "GIT_TERMINAL_PROMPT": "0",
     }
+    if identity is not None:
+        for who in ("AUTHOR", "COMMITTER"):
+            env[f"GIT_{who}_NAME"], env[f"GIT_{who}_EMAIL"] = identity
     forced = (
         "core.hooksPath=/dev/null",
         "core.fsmonitor=false",

@@ -20,7 +20,7 @@ def test_cancel_from_another_process_stops_the_run(project_dir: Path, edgecrew_h
           slow:
             backend: scripted
             record: calls.jsonl
-            delay: 1.0
+            delay: 3.0   # long enough that two CLI starts (list, cancel) fit inside the run on a busy box
             replies: ["one", "two", "three"]
     """,
     )

@@ -223,3 +223,12 @@ def test_the_checklist_is_sent_live_on_the_runs_stream(client: TestClient, keys:
     with client.stream("GET", f"/ui/runs/{run['id']}/stream?after=0") as stream:
         text = "".join(stream.iter_text())
     assert "event: checklist" in text and "solo" in text.split("event: checklist", 1)[1]
+
+
+def test_an_empty_filter_says_what_it_filtered(client: TestClient, keys: dict[str, str]) -> None:
+    from tests.api.telemetry_project import run_to_end
+
+    run_to_end(client, keys, "echo")
+    sign_in(client, keys["read"])
+    page = client.get("/ui/runs?status=failed")
+    assert "No failed runs." in page.text and "No runs yet." not in page.text and 'href="/ui/runs"' in page.text

@@ -18,6 +18,9 @@ arguments) is invalid. How often the chosen tool is the intended one is reported
 it measures the model, not the decoding), and so is what the agent loop would end up with: a
 constrained reply that raised ``InvalidOutputError`` is retried once with the error fed back, as
 ``run_turn`` does, and counted if the retry is valid (informational; the target is on the first reply).
+The replies holding ``<`` or ``>`` are counted too, in tool-call argument values, in final answers and
+in the raw text of unusable replies: no prompt asks for either, so one there is a placeholder of the
+prompt's instructions copied as a value.
 
 Prompts alternate between the two models (constrained, then unconstrained, then the next prompt), so
 drift on a shared machine hits both alike. Both keep their prefix cache on (the default): the tool
@@ -290,6 +293,48 @@ def judge(response: Any, error: str | None) -> tuple[str, str | None]:
     return "valid", call.name
 
 
+def angle_brackets(response: Any, raw: str) -> tuple[bool, bool, bool]:
+    """Whether '<' or '>' is in (a tool call's argument values, a final answer, an unusable reply's text).
+
+    None of the prompts asks for either character, so one there is a copied template placeholder
+    such as ``"<tool name>"`` or ``"<your answer>"``. An unusable reply (cut off, malformed) has no
+    message: its raw text is searched (the envelope's JSON has no '<' of its own).
+    """
+    if response is None:
+        return False, False, "<" in raw or ">" in raw
+    message = response.message
+    values = [v for c in message.tool_calls for v in _strings(c.arguments)]
+    return any("<" in v or ">" in v for v in values), "<" in message.content or ">" in message.content, False
+
+
+def record_raw_replies() -> dict[str, str]:
+    """The raw text of each model's last reply by its name, caught on its way to the reply parser.
+
+    An unusable reply raises before it becomes a message; this is the only way to read what it said.
+    """
+    from edgecrew.models import llamacpp
+
+    last: dict[str, str] = {}
+    parse = llamacpp.parse_reply
+
+    def recording(text: str, req: Any, *, truncated: bool = False, who: str = "model") -> Any:
+        last[who] = text
+        return parse(text, req, truncated=truncated, who=who)
+
+    llamacpp.parse_reply = recording  # the adapter calls it through its module's global
+    return last
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
 async def retried(model: Any, req: Any, error: str) -> str:
     """The verdict after the one retry the agent loop makes on an unusable reply (the same message it sends)."""
     from edgecrew.domain.messages import Message
@@ -319,6 +364,7 @@ async def measure(prompts: list[tuple[str, str]], max_tokens: int, threads: int,
     }
     for model in models.values():
         model.load()
+    raw = record_raw_replies()
     tools = tool_definitions()
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in models}
     try:
@@ -334,9 +380,11 @@ async def measure(prompts: list[tuple[str, str]], max_tokens: int, threads: int,
                 try:
                     response = await model.request(call)
                 except InvalidOutputError as exc:
-                    error = str(exc)
+                    # Without the mode's name, so equal failures of two modes compare equal below.
+                    error = str(exc).replace(f"model '{kind}'", "the model")
                 elapsed = time.perf_counter() - started  # the first reply only, not the retry below
                 verdict, chosen = judge(response, error)
+                angle_args, angle_final, angle_unusable = angle_brackets(response, raw.get(f"model '{kind}'", ""))
                 retry = None
                 if error is not None and kind not in ("unconstrained", "full_grammar"):
                     retry = await retried(model, call, error)
@@ -347,6 +395,9 @@ async def measure(prompts: list[tuple[str, str]], max_tokens: int, threads: int,
                         "verdict": verdict,
                         "chosen": chosen,
                         "retry_verdict": retry,
+                        "angle_in_arguments": angle_args,
+                        "angle_in_final": angle_final,
+                        "angle_in_unusable": angle_unusable,
                         "s": elapsed,
                         "completion_tokens": response.usage.completion_tokens if response else None,
                         "reply": (
@@ -380,6 +431,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "valid_and_intended_rate": round(right / n, 4),
         # What the agent loop ends up with: an unusable reply is retried once with the error.
         "valid_after_retry": verdicts["valid"] + sum(1 for r in rows if r.get("retry_verdict") == "valid"),
+        # Replies holding '<' or '>' (a copied placeholder): in tool-call argument values, in final answers.
+        "angle_in_arguments": sum(1 for r in rows if r["angle_in_arguments"]),
+        "angle_in_final": sum(1 for r in rows if r["angle_in_final"]),
+        "angle_in_unusable": sum(1 for r in rows if r["angle_in_unusable"]),
         "s_per_prompt": round(sum(r["s"] for r in rows) / n, 3),
     }
 
@@ -429,14 +484,18 @@ def main(argv: list[str] | None = None) -> int:
         f"edgecrew {meta['edgecrew']} tool calls, {meta['model']}, {len(prompts)} prompts over {len(TOOLS)} tools, "
         f"max_tokens {args.max_tokens}, {args.threads} thread(s), Python {meta['python']}"
     )
-    head = f"{'mode':>13}  {'valid calls':>13}  {'rate':>7}  {'intended tool':>13}  {'s/prompt':>8}  verdicts"
+    head = (
+        f"{'mode':>13}  {'valid calls':>13}  {'rate':>7}  {'intended tool':>13}  {'<> args':>7}  {'<> final':>8}  "
+        f"{'<> unusable':>11}  {'s/prompt':>8}  verdicts"
+    )
     print(head)
     print("-" * len(head))
     for kind, s in stats.items():
         verdicts = ", ".join(f"{k} {v}" for k, v in sorted(s["verdicts"].items()))
         print(
             f"{kind:>13}  {s['valid']:>6} / {s['prompts']:<4}  {100 * s['valid_rate']:>6.1f}%  "
-            f"{100 * s['intended_rate']:>12.1f}%  {s['s_per_prompt']:>8.2f}  {verdicts}"
+            f"{100 * s['intended_rate']:>12.1f}%  {s['angle_in_arguments']:>7}  {s['angle_in_final']:>8}  "
+            f"{s['angle_in_unusable']:>11}  {s['s_per_prompt']:>8.2f}  {verdicts}"
         )
     c, u = stats["constrained"]["valid_rate"], stats["unconstrained"]["valid_rate"]
     print(

@@ -71,6 +71,21 @@ class ToolDefinition:
     parameters: dict[str, Any]
 
 
+class ModelDefault(float):
+    """The temperature of a request that leaves it to the model (:data:`MODEL_DEFAULT`).
+
+    A float, so whatever reads ``temperature`` as a number (a provider's API, telemetry) reads 0.0,
+    greedy, as before it existed; a model with defaults of its own (the embedded llama.cpp model's
+    per-model sampling) tells it from an explicit 0.0 through :attr:`ModelRequest.requested_temperature`.
+    """
+
+    def __repr__(self) -> str:
+        return "MODEL_DEFAULT"
+
+
+MODEL_DEFAULT = ModelDefault(0.0)
+
+
 @dataclass(frozen=True)
 class ModelRequest:
     """Everything a model needs for one call."""
@@ -79,11 +94,18 @@ class ModelRequest:
     tools: tuple[ToolDefinition, ...] = ()
     output_schema: dict[str, Any] | None = None
     max_tokens: int = 512
-    temperature: float = 0.0
+    # Set, the reply is sampled at this temperature whatever the model's settings say; left out, the
+    # model decides (its alias's settings, then its own recommended value; 0.0 where it has none).
+    temperature: float = MODEL_DEFAULT
     # "auto": the model may call a tool or answer; "required": it must call one of ``tools``.
     tool_choice: Literal["auto", "required"] = "auto"
     # Free-form labels (agent, run id, step key) that models may record but must not act on.
     metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def requested_temperature(self) -> float | None:
+        """The temperature this request sets, or None where it leaves the choice to the model."""
+        return None if isinstance(self.temperature, ModelDefault) else self.temperature
 
 
 @dataclass(frozen=True)

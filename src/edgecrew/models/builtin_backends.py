@@ -9,17 +9,39 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgecrew.errors import UserError
 from edgecrew.models.backends import BackendConfig, BuildContext, ConfigProblem, ModelBackend
 from edgecrew.models.base import ChatModel
 
+StopString = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class SamplingConfig(BaseModel):
+    """``sampling:`` of a llama.cpp alias: each key left out keeps what the model's family recommends.
+
+    A request that sets its own temperature overrides both temperatures here.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = Field(default=None, ge=0, le=2)  # plain-text replies; 0 is greedy
+    json_temperature: float | None = Field(default=None, ge=0, le=2)  # tool calls and structured output
+    top_k: int | None = Field(default=None, ge=0)  # 0: no top-k cut
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    repeat_penalty: float | None = Field(default=None, gt=0, le=2)  # 1: none
+
 
 class LlamaCppConfig(BackendConfig):
-    """A GGUF file run in-process: a path, or an installed distribution that ships one."""
+    """A GGUF file run in-process: a path, or an installed distribution that ships one.
+
+    ``sampling``, ``stop`` and ``system_prompt`` override the defaults of the model's family, which
+    is read from the GGUF (SmolLM2, Gemma 3; see ``edgecrew.models.llamacpp_state``).
+    """
 
     path: str | None = None  # relative to the project directory
     package: str | None = None  # installed distribution holding the GGUF (or its chunk packages)
@@ -27,6 +49,11 @@ class LlamaCppConfig(BackendConfig):
     n_ctx: int = Field(4096, ge=256)
     threads: int | None = Field(None, ge=1)
     seed: int = 42
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    # Replace the family's stop list; the GGUF's end-of-generation tokens always end a reply.
+    stop: list[StopString] | None = Field(None, max_length=16)
+    # "system": the chat template's system role; "user": the system prompt opens the first user turn.
+    system_prompt: Literal["system", "user"] | None = None
 
     def describe(self) -> str:
         return self.path or f"package {self.package}"
@@ -52,6 +79,7 @@ def gguf_path(context: BuildContext, config: LlamaCppConfig) -> Path:
 
 def _build_llamacpp(context: BuildContext, config: LlamaCppConfig) -> ChatModel:
     from edgecrew.models.llamacpp import LlamaCppModel
+    from edgecrew.models.llamacpp_state import SamplingOverride
 
     return LlamaCppModel(
         gguf_path(context, config),
@@ -59,6 +87,9 @@ def _build_llamacpp(context: BuildContext, config: LlamaCppConfig) -> ChatModel:
         n_ctx=config.n_ctx,
         n_threads=config.threads,
         seed=config.seed,
+        sampling=SamplingOverride(**config.sampling.model_dump()),
+        stop=config.stop,
+        system_prompt=config.system_prompt,
     )
 
 

@@ -6,6 +6,10 @@ while streaming, and cannot be stopped once started. The one design decision: th
 thread-safe, so this adapter owns it alone; calls are serialized by a lock and run in a worker
 thread, and the helpers it calls (the grammar and replies in :mod:`~edgecrew.models.llamacpp_grammar`,
 the sampler and KV state in :mod:`~edgecrew.models.llamacpp_state`) hold no model of their own.
+
+Each reply is sampled as its request says, else as its alias's settings say, else as the model's
+family recommends (:func:`~edgecrew.models.llamacpp_state.sampling_for`; the family is read from the
+GGUF's metadata when it loads), and the family decides how the chat template gets the system prompt.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +29,35 @@ from edgecrew.domain.messages import ModelRequest, ModelResponse, StreamDelta, U
 from edgecrew.errors import ModelError, UserError
 from edgecrew.models.llamabuild import ensure_safe_build
 from edgecrew.models.llamacpp_grammar import (
+    TextStops,
     grammar_for,
     grammar_schema,
     parse_reply,
     response_schema,
     to_chat,
+    with_system_in_user_turn,
     with_tool_instructions,
 )
-from edgecrew.models.llamacpp_state import PrefixCache, Saved, common_prefix, lazy_grammar_llama
+from edgecrew.models.llamacpp_state import (
+    GENERIC,
+    ModelDefaults,
+    PrefixCache,
+    Sampling,
+    SamplingOverride,
+    Saved,
+    SystemPrompt,
+    common_prefix,
+    defaults_for,
+    lazy_grammar_llama,
+    sampling_for,
+)
 from edgecrew.models.replies import validator
 
-__all__ = ["LlamaCppModel", "grammar_for", "parse_reply", "response_schema"]
+__all__ = ["LlamaCppModel", "SamplingOverride", "grammar_for", "parse_reply", "response_schema"]
 
-# The sampling defaults of llama-cpp-python's chat completions, which SmolLM2 was tuned against.
-_TOP_K, _TOP_P, _MIN_P, _REPEAT_PENALTY = 40, 0.95, 0.05, 1.1
+# bench/inference.py samples its anchor with these: the sampling of a GGUF of no known family.
+_GENERIC = GENERIC.sampling
+_TOP_K, _TOP_P, _MIN_P, _REPEAT_PENALTY = _GENERIC.top_k, _GENERIC.top_p, _GENERIC.min_p, _GENERIC.repeat_penalty
 _common_prefix = common_prefix  # bench/prefix_reuse.py imports it from here
 
 OnText = Callable[[str], None]
@@ -59,8 +78,15 @@ class LlamaCppModel:
         cache_bytes: int = 256 * 2**20,
         constrain: bool = True,
         lazy_grammar: bool = True,
+        sampling: SamplingOverride | None = None,
+        stop: Sequence[str] | None = None,
+        system_prompt: SystemPrompt | None = None,
     ) -> None:
         self.name = name
+        # The alias's own settings; what they leave out comes from the model's family once it loads.
+        self.sampling = sampling or SamplingOverride()
+        self.stop = tuple(stop) if stop is not None else None
+        self.system_prompt = system_prompt
         # constrain=False drops the grammar (replies are still validated): the baseline that shows
         # what constrained decoding buys a small model.
         self.constrain = constrain
@@ -78,7 +104,9 @@ class LlamaCppModel:
         self.seed = seed
         self._llm: Any = None
         self._formatter: Any = None
+        self._defaults: ModelDefaults | None = None
         self._is_end: Callable[[int], bool] = lambda token: True
+        self._text_stops: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
     @property
@@ -98,6 +126,18 @@ class LlamaCppModel:
     def loaded(self) -> bool:
         return self._llm is not None
 
+    @property
+    def defaults(self) -> ModelDefaults | None:
+        """The recommended settings of the loaded model's family (None until it loads)."""
+        return self._defaults
+
+    def sampling_of(self, req: ModelRequest) -> Sampling:
+        """How the reply to ``req`` is sampled (the model must be loaded: its family decides the rest)."""
+        if self._defaults is None:
+            raise ModelError(f"model '{self.name}' is not loaded; its family's defaults are not known yet")
+        constrained = response_schema(req) is not None
+        return sampling_for(self._defaults, self.sampling, req.requested_temperature, constrained=constrained)
+
     def load(self) -> None:
         """Load the GGUF now (blocking; the model pool calls it in a worker thread)."""
         with self._lock:
@@ -108,7 +148,7 @@ class LlamaCppModel:
         with self._lock:
             if self._llm is not None:
                 self._llm.close()
-            self._llm = self._formatter = None
+            self._llm = self._formatter = self._defaults = None
             self._prefixes.clear()
 
     async def request(self, req: ModelRequest) -> ModelResponse:
@@ -174,15 +214,18 @@ class LlamaCppModel:
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"model '{self.name}': llama.cpp could not load {self.path}: {exc}") from exc
+        defaults = defaults_for(llm.metadata)
         eos, bos = llm.token_eos(), llm.token_bos()
         self._formatter = Jinja2ChatFormatter(
-            # Templates come from the GGUF; ChatML is what most small instruct models without one expect.
-            template=llm.metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE,
+            # The GGUF's template, else its family's; ChatML is what most small instruct models expect.
+            template=llm.metadata.get("tokenizer.chat_template") or defaults.chat_template or CHATML_CHAT_TEMPLATE,
             eos_token=llm.detokenize([eos], special=True).decode() if eos >= 0 else "",
             bos_token=llm.detokenize([bos], special=True).decode() if bos >= 0 else "",
         )
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        self._is_end = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+        stop_tokens, self._text_stops = _split_stops(llm, defaults.stop if self.stop is None else self.stop)
+        self._is_end = lambda token: token in stop_tokens or bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+        self._defaults = defaults
         self._llm = llm
         return llm
 
@@ -207,21 +250,36 @@ class LlamaCppModel:
                     f"{self.n_ctx}; shorten the conversation or raise n_ctx"
                 )
             max_tokens = min(req.max_tokens, room)
+            sampling = self.sampling_of(req)
+            # Text stops only end plain replies: cutting a constrained one would leave broken JSON.
+            stops = TextStops(self._text_stops if schema is None else ())
             started = time.perf_counter()  # restoring a saved prefix counts towards time to first token
             cached = self._reuse_prefix(llm, prompt)
             first: float | None = None
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             parts: list[str] = []
             produced = 0
-            llm.set_seed(self.seed)
+
+            def emit(text: str) -> None:
+                if text:
+                    parts.append(text)
+                    if on_text is not None:
+                        on_text(text)
+
+            llm.set_seed(self.seed)  # the same request samples the same reply...
             try:
+                if cached < len(prompt) - 1:
+                    # ...since the last prompt token is always evaluated alone, as when the prompt comes
+                    # again and the cache holds the rest: its logits do not depend on what was cached.
+                    llm.n_tokens = cached
+                    llm.eval(prompt[cached:-1])
                 for token in llm.generate(
                     prompt,
-                    temp=req.temperature,
-                    top_k=_TOP_K,
-                    top_p=_TOP_P,
-                    min_p=_MIN_P,
-                    repeat_penalty=_REPEAT_PENALTY,
+                    temp=sampling.temperature,
+                    top_k=sampling.top_k,
+                    top_p=sampling.top_p,
+                    min_p=sampling.min_p,
+                    repeat_penalty=sampling.repeat_penalty,
                     grammar=grammar,
                 ):
                     if self._is_end(token):
@@ -230,18 +288,13 @@ class LlamaCppModel:
                     piece = decoder.decode(llm.detokenize([token]))
                     if piece:
                         first = time.perf_counter() - started if first is None else first
-                        parts.append(piece)
-                        if on_text is not None:
-                            on_text(piece)
-                    if produced >= max_tokens or cancel.is_set():
+                        emit(stops.feed(piece))
+                    if stops.stopped or produced >= max_tokens or cancel.is_set():
                         break
             except (RuntimeError, ValueError) as exc:
                 raise ModelError(f"model '{self.name}': llama.cpp failed while generating: {exc}") from exc
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                parts.append(tail)
-                if on_text is not None:
-                    on_text(tail)
+            if not stops.stopped:
+                emit(stops.feed(decoder.decode(b"", final=True)) + stops.flush())
             latency = time.perf_counter() - started
         text = "".join(parts)
         usage = Usage(prompt_tokens=len(prompt), completion_tokens=produced, cached_tokens=max(cached, 0))
@@ -262,6 +315,9 @@ class LlamaCppModel:
 
     def _prompt_tokens(self, req: ModelRequest) -> list[int]:
         chat = [to_chat(m) for m in with_tool_instructions(req)]
+        placement = self.system_prompt or (self._defaults.system_prompt if self._defaults else "system")
+        if placement == "user":
+            chat = with_system_in_user_turn(chat)
         try:
             rendered = self._formatter(messages=chat)
         except Exception as exc:  # jinja2 errors, raise_exception() in templates
@@ -269,6 +325,19 @@ class LlamaCppModel:
         # The template writes the BOS token itself when the model wants one.
         tokens: list[int] = self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
         return tokens
+
+
+def _split_stops(llm: Any, stops: Sequence[str]) -> tuple[frozenset[int], tuple[str, ...]]:
+    """(token ids, texts): a stop that is one special token (``<start_of_turn>``) is matched by id, since
+    special tokens are detokenized to nothing; any other is matched in the reply's text."""
+    tokens, texts = set(), []
+    for stop in stops:
+        special = llm.tokenize(stop.encode("utf-8"), add_bos=False, special=True)
+        if len(special) == 1 and special != llm.tokenize(stop.encode("utf-8"), add_bos=False, special=False):
+            tokens.add(int(special[0]))
+        else:
+            texts.append(stop)
+    return frozenset(tokens), tuple(texts)
 
 
 _LOG_CALLBACK: Any = None

@@ -1,5 +1,6 @@
 """What the embedded model is asked and how its answer is read: request → JSON Schema → grammar,
-tool instructions in the prompt, and reply → message.
+tool instructions in the prompt, the turns of a chat template without a system role (Gemma 3's),
+stop strings, and reply → message.
 
 Structured output and tool calls are both JSON constrained by a grammar built from a JSON Schema, so
 even a 135M model can only emit a well-formed answer: with tools, the model must produce either
@@ -101,9 +102,13 @@ def with_tool_instructions(req: ModelRequest) -> list[Message]:
         f"- {t.name}: {t.description} Arguments: {json.dumps(arguments_schema(t).get('properties', {}))}"
         for t in req.tools
     ]
+    # The envelope's shape with bare names where the values go: a quoted placeholder ("<tool name>",
+    # "<your answer>") is a string a small model copies as a value; a bare name is not JSON, so the
+    # grammar makes it write a real value. Worked examples were copied too, and plain words without
+    # the shape made SmolLM2 answer instead of calling (bench/tool_calls.py, README's models section).
     lines += [
-        'To use a tool, reply with JSON: {"tool": "<tool name>", "arguments": {<arguments>}}.',
-        'If no tool is needed, reply with JSON: {"final": <your answer>}.',
+        'To use a tool, reply with JSON: {"tool": tool_name, "arguments": {argument_name: value}}.',
+        'If no tool is needed, reply with JSON: {"final": answer}.',
     ]
     instructions = "\n".join(lines)
     messages = list(req.messages)
@@ -116,6 +121,43 @@ def with_tool_instructions(req: ModelRequest) -> list[Message]:
     return messages
 
 
+def with_system_in_user_turn(chat: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``chat`` for a template without a system role that wants user and model turns to alternate.
+
+    The system prompt opens the first user turn (what Gemma 3's own template does), and turns of one
+    role in a row are joined into one (a tool result followed by the agent loop's nudge, say).
+    """
+    system = "\n\n".join(m["content"] for m in chat if m["role"] == "system")
+    turns: list[dict[str, str]] = []
+    for message in (m for m in chat if m["role"] != "system"):
+        if turns and turns[-1]["role"] == message["role"]:
+            turns[-1] = {**turns[-1], "content": turns[-1]["content"] + "\n\n" + message["content"]}
+        else:
+            turns.append(dict(message))
+    if system:
+        if turns and turns[0]["role"] == "user":
+            turns[0] = {**turns[0], "content": system + "\n\n" + turns[0]["content"]}
+        else:
+            turns.insert(0, {"role": "user", "content": system})
+    return turns
+
+
+# Gemma 3's chat template (the GGUF we ship carries none, and ChatML's markers mean nothing to Gemma):
+# user and model turns, a system message opening the first user turn as Gemma's own template does.
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim "
+    "+ '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+
 def to_chat(message: Message) -> dict[str, str]:
     # Small models' chat templates rarely know tool roles: calls and results travel as plain text.
     if message.tool_calls:
@@ -124,6 +166,36 @@ def to_chat(message: Message) -> dict[str, str]:
     if message.role == "tool":
         return {"role": "user", "content": f"Result of tool {message.name}: {message.content}"}
     return {"role": message.role, "content": message.content}
+
+
+class TextStops:
+    """Ends a streamed reply at the first of its stop strings, which it leaves out.
+
+    Text that may be the start of a stop string is held back until the next piece says whether it is.
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = tuple(s for s in stops if s)
+        self.stopped = False
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """The text of ``piece`` (and of what was held back) that can be shown now."""
+        if not self.stops:
+            return piece
+        text = self._held + piece
+        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped, self._held = True, ""
+            return text[:cut]
+        keep = max((n for s in self.stops for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
+        self._held = text[len(text) - keep :]
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        """What is still held back once the reply ended without a stop string."""
+        held, self._held = self._held, ""
+        return held
 
 
 def grammar_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:

@@ -1,23 +1,131 @@
-"""llama.cpp state below the adapter: the constrained sampler, and KV snapshots reused across calls.
+"""llama.cpp state below the adapter: sampling settings, the constrained sampler, and KV snapshots.
 
-Two concerns of the embedded model that live inside llama-cpp-python's objects rather than in a chat
-request: how a token is sampled under a grammar (:class:`GrammarOnRejection`, llama.cpp's own
-"check the chosen token first" strategy) and which prompt prefix's KV state the context holds
-(:class:`PrefixCache`). The one design decision: both work on the ``Llama`` object the adapter
-already holds and locks; nothing here owns a model or a thread, so the adapter stays the only place
-that orders calls.
+Concerns of the embedded model that live inside llama-cpp-python's objects rather than in a chat
+request: with which parameters a reply is sampled (:func:`sampling_for`: the request, then the
+alias's settings, then the model family's recommended :class:`ModelDefaults`), how a token is
+sampled under a grammar (:class:`GrammarOnRejection`, llama.cpp's own "check the chosen token
+first" strategy) and which prompt prefix's KV state the context holds (:class:`PrefixCache`). The
+one design decision: all of it works on the ``Llama`` object the adapter already holds and locks;
+nothing here owns a model or a thread, so the adapter stays the only place that orders calls.
 """
 
 from __future__ import annotations
 
 import ctypes
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from edgecrew.errors import ModelError
+from edgecrew.models.llamacpp_grammar import GEMMA3_CHAT_TEMPLATE
+
+# -- sampling: the request, then the alias's settings, then the model's recommended defaults --------
+
+SystemPrompt = Literal["system", "user"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampling parameters of one reply (temperature 0: greedy; the penalty applies either way)."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repeat_penalty: float
+
+
+@dataclass(frozen=True)
+class SamplingOverride:
+    """An alias's sampling settings (``sampling:`` in edgecrew.yaml); each one left None keeps the model's.
+
+    ``temperature`` is for plain-text replies, ``json_temperature`` for grammar-constrained ones (tool
+    calls and structured output); the other parameters apply to both.
+    """
+
+    temperature: float | None = None
+    json_temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """How a family of models is run unless its alias or a request says otherwise."""
+
+    family: str
+    sampling: Sampling  # plain-text replies: what the model card recommends
+    # Grammar-constrained replies: greedy for both built-ins, measured better than their sampled
+    # defaults on bench/tool_calls.py (see the README's models section).
+    json_temperature: float
+    # "user": the template has no system role; the system prompt opens the first user turn, and turns
+    # of one role in a row are joined, since such templates expect user and model to alternate.
+    system_prompt: SystemPrompt
+    # Ends a reply besides the GGUF's end-of-generation tokens (<|im_end|>, <end_of_turn>...).
+    stop: tuple[str, ...]
+    chat_template: str | None = None  # used when the GGUF carries none (else ChatML)
+
+
+# llama-cpp-python's chat-completion sampling (temperature aside): what every model ran with before
+# families had defaults of their own, and what a GGUF of no known family still runs with.
+_TOP_K, _TOP_P, _MIN_P, _REPEAT_PENALTY = 40, 0.95, 0.05, 1.1
+
+GENERIC = ModelDefaults(
+    family="generic",
+    sampling=Sampling(temperature=0.0, top_k=_TOP_K, top_p=_TOP_P, min_p=_MIN_P, repeat_penalty=_REPEAT_PENALTY),
+    json_temperature=0.0,
+    system_prompt="system",
+    stop=(),
+)
+# SmolLM2-Instruct's model card samples with temperature 0.2, top_p 0.9 and says nothing of the rest.
+SMOLLM2 = replace(
+    GENERIC,
+    family="smollm2",
+    sampling=replace(GENERIC.sampling, temperature=0.2, top_p=0.9),
+    stop=("<|im_start|>",),  # a new ChatML turn: <|im_end|> was skipped
+)
+# Gemma 3's generation_config: top_k 64, top_p 0.95 at temperature 1.0, no min_p, no repetition penalty.
+GEMMA3 = ModelDefaults(
+    family="gemma3",
+    sampling=Sampling(temperature=1.0, top_k=64, top_p=0.95, min_p=0.0, repeat_penalty=1.0),
+    json_temperature=0.0,
+    system_prompt="user",
+    stop=("<start_of_turn>",),
+    chat_template=GEMMA3_CHAT_TEMPLATE,
+)
+
+
+def defaults_for(metadata: Mapping[str, str]) -> ModelDefaults:
+    """The defaults of the model family a GGUF belongs to, read from its metadata (GENERIC if unknown)."""
+    if metadata.get("general.architecture", "").startswith("gemma3"):
+        return GEMMA3
+    names = " ".join(metadata.get(key, "") for key in ("general.basename", "general.name")).lower()
+    if "smollm2" in names:
+        return SMOLLM2
+    return GENERIC
+
+
+def sampling_for(
+    defaults: ModelDefaults, override: SamplingOverride, requested: float | None, *, constrained: bool
+) -> Sampling:
+    """The sampling of one reply: what the request sets, else the alias's settings, else the model's.
+
+    ``requested`` is the request's own temperature (None: left to the model); ``constrained`` says
+    the reply is held to a grammar (tool calls, structured output), which takes ``json_temperature``.
+    """
+    own = {f.name: getattr(override, f.name) for f in fields(Sampling) if getattr(override, f.name) is not None}
+    sampling = replace(defaults.sampling, **own)
+    if requested is not None:
+        return replace(sampling, temperature=requested)
+    if constrained:
+        chosen = override.json_temperature
+        return replace(sampling, temperature=defaults.json_temperature if chosen is None else chosen)
+    return sampling
+
 
 # -- constrained sampling: the grammar checks the chosen token first -------------------------------
 

@@ -168,7 +168,14 @@ async def test_usage_counts_template_tokens_and_the_prompt_cache(smollm2: LlamaC
 
 @pytest.mark.real_model
 async def test_greedy_decoding_is_repeatable(smollm2: LlamaCppModel) -> None:
-    req = request("Write one sentence about tea.", max_tokens=24)
+    req = request("Write one sentence about tea.", max_tokens=24, temperature=0.0)  # asked for: greedy
+    first, second = await smollm2.request(req), await smollm2.request(req)
+    assert first.message == second.message
+
+
+@pytest.mark.real_model
+async def test_seeded_sampling_at_the_models_own_temperature_is_repeatable(smollm2: LlamaCppModel) -> None:
+    req = request("Write one sentence about tea.", max_tokens=24)  # SmolLM2's default: 0.2, seeded per call
     first, second = await smollm2.request(req), await smollm2.request(req)
     assert first.message == second.message
 

@@ -107,7 +107,9 @@ class Edgecrew:
     def request(self, prompt: str, n: int) -> Any:
         from edgecrew.domain.messages import Message, ModelRequest
 
-        return ModelRequest(messages=(Message("system", SYSTEM), Message("user", prompt)), max_tokens=n)
+        return ModelRequest(
+            messages=(Message("system", SYSTEM), Message("user", prompt)), max_tokens=n, temperature=0.0
+        )  # greedy, as the raw baseline
 
     def prompt_tokens(self, prompt: str) -> list[int]:
         return self.model._prompt_tokens(self.request(prompt, 1))  # the exact tokens the adapter will feed

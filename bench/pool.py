@@ -99,7 +99,9 @@ def request(i: int, max_tokens: int) -> Any:
     """Workload ``question``: a one-line question, no system prompt, no tools."""
     from edgecrew.domain.messages import Message, ModelRequest
 
-    return ModelRequest(messages=(Message("user", QUESTIONS[i % len(QUESTIONS)]),), max_tokens=max_tokens)
+    return ModelRequest(
+        messages=(Message("user", QUESTIONS[i % len(QUESTIONS)]),), max_tokens=max_tokens, temperature=0.0
+    )
 
 
 def team_requests(calls: int, max_tokens: int) -> list[Any]:

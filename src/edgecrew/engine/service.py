@@ -413,7 +413,9 @@ class RunService:
         ``messages`` (the task, then the corrected answer or the run's) ready for fine-tuning or few-shot."""
         runs: dict[str, RunRecord] = {}
         for item in FeedbackStore(self.rt.store).all():
-            run = runs.get(item.run_id) or runs.setdefault(item.run_id, self.rt.store.get_run(item.run_id))
+            if item.run_id not in runs:  # each run read once, however many ratings it has
+                runs[item.run_id] = self.rt.store.get_run(item.run_id)
+            run = runs[item.run_id]
             if (team is not None and run.team != team) or (rating is not None and item.rating != rating):
                 continue
             answer = _answer_text(run.output)

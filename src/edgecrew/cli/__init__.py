@@ -464,7 +464,8 @@ def validate(
             try:
                 spec = project.load_source(source, catalog)
                 console.print(
-                    f"[green]✓[/] {spec.name} ({spec.source}): {len(spec.agents)} agents, {len(spec.graph.edges)} edges"
+                    f"[green]✓[/] {spec.name} ({spec.source}): {len(spec.agents)} agents, {len(spec.graph.edges)} edges",
+                    soft_wrap=True,  # a path is one line however narrow the terminal
                 )
             except SpecError as exc:
                 problems += exc.issues

@@ -21,11 +21,24 @@ from edgecrew.api.a2a import mount_a2a
 from edgecrew.api.auth import Authenticator
 from edgecrew.api.deps import single_query_values
 from edgecrew.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from edgecrew.api.routers import approvals, feedback, health, models, openai_compat, runs, tasks, teams
+from edgecrew.api.routers import (
+    alerts,
+    approvals,
+    feedback,
+    health,
+    jobs,
+    models,
+    openai_compat,
+    routines,
+    runs,
+    tasks,
+    teams,
+)
 from edgecrew.api.telemetry import ServerTelemetry, instrument
 from edgecrew.engine.runtime import Runtime
+from edgecrew.ops import Ops
 from edgecrew.settings import Settings, get_settings
-from edgecrew.ui import pages
+from edgecrew.ui import alerts_pages, jobs_pages, pages, routines_pages
 from edgecrew.version import __version__
 
 log = logging.getLogger("edgecrew.api")
@@ -66,6 +79,7 @@ def create_app(
             per_minute=settings.rate_limit_per_minute,
         )
         app.state.engine_ready = False
+        app.state.ops = ops = Ops(rt)
         pages.setup(app, rt.keys)
         if start_engine:
             durable.launch(rt)
@@ -75,10 +89,12 @@ def create_app(
                 log.info("task executions interrupted by a dead process (rerun them): %s", ids)
             if recovery.adopted:
                 log.info("resuming %d interrupted run(s): %s", len(recovery.adopted), ", ".join(recovery.adopted))
+            await ops.start()  # routines, the metric sampler, alerts, job admission
             app.state.engine_ready = True
         try:
             yield
         finally:
+            await ops.stop()
             if start_engine:
                 durable.shutdown()  # unfinished runs stay PENDING and resumable
             await rt.close_pool()
@@ -93,6 +109,8 @@ def create_app(
     )
     problems.install(app)
     pages.mount(app)  # mission control at / (pages, static files, sign-in)
+    for extra in (routines_pages, alerts_pages, jobs_pages):  # pages of their own modules, on pages' helpers
+        app.include_router(extra.router)
     for router in (
         health.router,
         teams.router,
@@ -101,6 +119,9 @@ def create_app(
         approvals.router,
         models.router,
         tasks.router,
+        routines.router,
+        alerts.router,
+        jobs.router,
     ):
         app.include_router(router)
     app.include_router(openai_compat.router)  # /v1: OpenAI clients talk to teams

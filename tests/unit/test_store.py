@@ -73,6 +73,7 @@ def test_upgrading_an_older_store_keeps_every_row(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     assert counts == dict.fromkeys(counts, 1)
     assert store.get_run("r1").request_id is None and store.events("r1")[0].key == "k"
+    assert store.get_run("r1").trigger is None  # 0009: a run started by a person has no trigger
 
 
 def test_events_are_idempotent_per_run_and_key(tmp_path: Path) -> None:

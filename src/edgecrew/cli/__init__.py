@@ -11,12 +11,15 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
+from edgecrew.cli.alerts import alerts_app
 from edgecrew.cli.approvals import approvals_app
 from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
 from edgecrew.cli.feedback import feedback_app
 from edgecrew.cli.feedback import rate as rate_run
+from edgecrew.cli.jobs import jobs_app
 from edgecrew.cli.mcp import mcp_app
 from edgecrew.cli.models import models_app
+from edgecrew.cli.routines import routines_app
 from edgecrew.cli.server import keys_app, serve
 from edgecrew.cli.tasks import tasks_app
 from edgecrew.domain.runs import RunStatus
@@ -41,6 +44,9 @@ app.add_typer(mcp_app, name="mcp")
 app.add_typer(keys_app, name="keys")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(routines_app, name="routines")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(jobs_app, name="jobs")
 runs_app.command("rate")(rate_run)
 app.command()(serve)
 
@@ -464,7 +470,8 @@ def validate(
             try:
                 spec = project.load_source(source, catalog)
                 console.print(
-                    f"[green]✓[/] {spec.name} ({spec.source}): {len(spec.agents)} agents, {len(spec.graph.edges)} edges",
+                    f"[green]✓[/] {spec.name} ({spec.source}): "
+                    f"{len(spec.agents)} agents, {len(spec.graph.edges)} edges",
                     soft_wrap=True,  # a path is one line however narrow the terminal
                 )
             except SpecError as exc:

@@ -132,13 +132,20 @@ class RunService:
         return self.rt.load_named_team(team.name)
 
     async def start(
-        self, team: TeamRef, task: str, *, request_id: str | None = None, idempotency_key: str | None = None
+        self,
+        team: TeamRef,
+        task: str,
+        *,
+        request_id: str | None = None,
+        idempotency_key: str | None = None,
+        trigger: dict[str, Any] | None = None,
     ) -> Started:
         """Validate the team, record the run and start its workflow.
 
         A run recorded under ``idempotency_key`` is created once: the same key with the same team and
         task finds it again (``created`` False, before the team is even loaded); with another team or
-        task it raises :class:`IdempotencyKeyReused`. ``request_id`` is recorded on the run and its events.
+        task it raises :class:`IdempotencyKeyReused`. ``request_id`` is recorded on the run and its events;
+        ``trigger`` says what started it when no person did (a routine's firing, a job).
         The run snapshots the spec's ``raw``, so a TeamSpec must come from the loader.
         """
         from edgecrew.engine import durable
@@ -171,6 +178,7 @@ class RunService:
                 executor=executor_id(),
                 request_id=request_id,
                 idempotency_key=idempotency_key,
+                trigger=trigger,
             )
         except sa.exc.IntegrityError:  # a concurrent request with the same key won the race
             earlier = self.rt.store.run_by_idempotency_key(idempotency_key or "")

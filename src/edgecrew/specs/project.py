@@ -15,16 +15,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.errors import NotFoundError, SpecError, SpecIssue, UserError
 from edgecrew.models.registry import ModelDef
+from edgecrew.specs.alerts import AlertDoc
+from edgecrew.specs.jobs import PolicyDoc
 from edgecrew.specs.loader import Catalog, build_team
 from edgecrew.specs.models import ModelDoc, build_models
 from edgecrew.specs.repair import ANY, DROP, Rule, repair
+from edgecrew.specs.routines import ROUTINE_NAME, RoutineDoc
 from edgecrew.specs.yamlsrc import line_of, read_yaml, to_plain
 from edgecrew.tools.mcp import McpServerConfig, McpServers
 
@@ -38,6 +41,9 @@ class ProjectDoc(BaseModel):
     plugins: list[str] = []
     teams: list[dict[str, Any]] = []
     mcp_servers: McpServers = {}
+    routines: dict[Annotated[str, StringConstraints(pattern=ROUTINE_NAME)], RoutineDoc] = {}
+    policies: dict[Annotated[str, StringConstraints(pattern=ROUTINE_NAME)], PolicyDoc] = {}
+    alerts: dict[Annotated[str, StringConstraints(pattern=ROUTINE_NAME)], AlertDoc] = {}
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,9 @@ class Project:
     teams: dict[str, TeamSource] = field(default_factory=dict)
     sources: list[TeamSource] = field(default_factory=list)  # every project team, duplicates included
     duplicates: list[SpecIssue] = field(default_factory=list)
+    routines: dict[str, RoutineDoc] = field(default_factory=dict)  # edgecrew.yaml's routines:, by name
+    policies: dict[str, PolicyDoc] = field(default_factory=dict)  # policies: (when jobs may start)
+    alerts: dict[str, AlertDoc] = field(default_factory=dict)  # alerts: (usage alert rules)
 
     def add(self, source: TeamSource) -> None:
         """Register a project team; a second project team with the same name is a spec problem."""
@@ -166,6 +175,9 @@ _CONFIG_REPAIRS = (
     Rule((ANY,), DROP),
     Rule(("models", ANY), {"backend": "scripted"}),
     Rule(("mcp_servers", ANY), DROP),
+    Rule(("routines", ANY), DROP),
+    Rule(("policies", ANY), DROP),
+    Rule(("alerts", ANY), DROP),
 )
 
 
@@ -206,6 +218,9 @@ def load_project(directory: Path) -> Project:
         parsed, project.models = _read_config(config, directory)
         project.plugins = tuple(parsed.plugins)
         project.mcp_servers = dict(parsed.mcp_servers)
+        project.routines = dict(parsed.routines)
+        project.policies = dict(parsed.policies)
+        project.alerts = dict(parsed.alerts)
         for i, team in enumerate(parsed.teams):
             name = str(team.get("name") or f"team-{i + 1}")
             project.add(TeamSource(name, config, ("teams", i)))

@@ -51,6 +51,7 @@ class RunRecord:
     executor: str | None = None
     request_id: str | None = None
     idempotency_key: str | None = None
+    trigger: dict[str, Any] | None = None  # {"kind": "routine", "routine": ..., "firing": ...} or a job's
 
 
 @dataclass(frozen=True)
@@ -174,11 +175,13 @@ class RunStore:
         executor: str | None = None,
         request_id: str | None = None,
         idempotency_key: str | None = None,
+        trigger: Mapping[str, Any] | None = None,
     ) -> None:
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(
                 t.runs.insert().values(
+                    trigger=dict(trigger) if trigger is not None else None,
                     id=run_id,
                     team=team,
                     task=task,

@@ -33,6 +33,7 @@ runs = Table(
     Column("executor", String(200)),  # the process that created the run (host:pid:start)
     Column("request_id", String(128)),  # X-Request-ID of the API request that started it
     Column("idempotency_key", String(256)),  # Idempotency-Key of that request (unique index below)
+    Column("trigger", JSON),  # what started it when no person did: {"kind": "routine"|"job", ...} (0009)
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float),
@@ -242,3 +243,9 @@ run_feedback = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_run_feedback_run_id", "run_id", "id"),
 )
+
+
+# -- metric samples and alerts (migration 0010) ------------------------------------------------------
+
+
+# -- jobs, policies and their versions (migration 0011) -----------------------------------------------

@@ -49,6 +49,8 @@ class RunOut(Out):
     updated_at: float
     finished_at: float | None = None
     request_id: str | None = None
+    # What started the run when no person did, e.g. {"kind": "routine", "routine": "nightly", "firing": "..."}
+    trigger: dict[str, Any] | None = None
 
 
 class StepOut(Out):

@@ -1,0 +1,7 @@
+"""Stub router: /routines. TO BE FILLED."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["routines"])

@@ -1,0 +1,74 @@
+"""EdgePilot's operations side: routines, the metrics sampler, alerts, jobs under policies.
+
+It sits above the engine (routines and jobs start team runs through :class:`RunService`) and below the
+composition root's users: the server, the CLI and the UI reach each part through one :class:`Ops`
+built from the runtime, never through the store. ``Ops.start()`` (the server, a worker) begins the
+background parts; short-lived CLI processes use the services without starting them.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from edgecrew.engine.runtime import Runtime
+
+if TYPE_CHECKING:
+    from edgecrew.ops.alerts import AlertService
+    from edgecrew.ops.jobs import JobService
+    from edgecrew.ops.routines import RoutineService
+    from edgecrew.ops.sampler import MetricSampler
+
+__all__ = ["Ops"]
+
+
+class Ops:
+    """The operations services of one runtime."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._started = False
+
+    @cached_property
+    def routines(self) -> RoutineService:
+        from edgecrew.ops.routines import RoutineService
+
+        return RoutineService(self.rt)
+
+    @cached_property
+    def sampler(self) -> MetricSampler:
+        from edgecrew.ops.sampler import MetricSampler
+
+        return MetricSampler(self.rt)
+
+    @cached_property
+    def alerts(self) -> AlertService:
+        from edgecrew.ops.alerts import AlertService
+
+        return AlertService(self.rt)
+
+    @cached_property
+    def jobs(self) -> JobService:
+        from edgecrew.ops.jobs import JobService
+
+        return JobService(self.rt)
+
+    async def start(self) -> None:
+        """Begin the background parts (after the durable engine is launched): the sampler, the
+        routines' schedules, alert evaluation and job admission."""
+        if self._started:
+            return
+        self._started = True
+        await self.routines.start()
+        await self.sampler.start()
+        await self.alerts.start()
+        await self.jobs.start()
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.jobs.stop()
+        await self.alerts.stop()
+        await self.sampler.stop()
+        await self.routines.stop()

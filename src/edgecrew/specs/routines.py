@@ -1,0 +1,55 @@
+"""The ``routines:`` section of ``edgecrew.yaml``: a team and a task run on a cron schedule.
+
+Each entry is checked here (cron expression, time zone) so a mistake is reported with its file:line
+like any other spec problem; whether the team exists is checked when the routines are synced.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ROUTINE_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
+class RoutineDoc(BaseModel):
+    """One routine: ``cron`` has five fields (minute hour day month weekday), or six with seconds first."""
+
+    model_config = ConfigDict(extra="forbid")
+    team: str = Field(min_length=1)
+    task: str = Field(min_length=1)
+    cron: str
+    timezone: str = "UTC"
+    enabled: bool = True
+    # A firing missed while no edgecrew process was up: run it once at start ("once") or not ("skip").
+    catch_up: Literal["once", "skip"] = "once"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) not in (5, 6) or not croniter.is_valid(value, second_at_beginning=len(fields) == 6):
+            raise ValueError(
+                f"'{value}' is not a cron expression; write five fields (minute hour day month weekday), "
+                "e.g. '0 8 * * 1-5' for 08:00 on weekdays"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone '{value}'; use an IANA name such as 'Europe/Berlin' or 'UTC'"
+            ) from None
+        return value
+
+    @property
+    def seconds_cron(self) -> str:
+        """The expression with a seconds field first (how DBOS reads cron)."""
+        return self.cron if len(self.cron.split()) == 6 else f"0 {self.cron}"

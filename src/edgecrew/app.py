@@ -79,7 +79,7 @@ def create_app(
             per_minute=settings.rate_limit_per_minute,
         )
         app.state.engine_ready = False
-        app.state.ops = ops = Ops(rt)
+        app.state.ops = ops = Ops.of(rt)
         pages.setup(app, rt.keys)
         if start_engine:
             durable.launch(rt)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import UserError
 from edgecrew.models.registry import ModelRegistry
+from edgecrew.ops.tools import register_ops_tools
 from edgecrew.platform import PlatformConfig, register_platform_tools
 from edgecrew.settings import Settings, get_settings
 from edgecrew.specs.project import Project, load_project
@@ -36,6 +37,7 @@ def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = 
         ) from None
     runtime = Runtime(settings=settings, store=store, project=project, models=models, tools=registry)
     register_task_tools(registry, runtime.tasks, runtime.executions)  # bound to this runtime's workspace
+    register_ops_tools(registry, runtime)  # bound to this runtime's sampler and jobs
     return runtime
 
 
@@ -47,6 +49,7 @@ def load_catalog(
     project = load_project(settings.project_dir)
     registry = tools or builtin_registry()
     register_task_tools(registry)  # listed now; bootstrap binds them to the runtime's task workspace
+    register_ops_tools(registry)
     platform = PlatformConfig(
         k8s_context=settings.k8s_context, rules=settings.platform_rules, guidelines=settings.platform_guidelines
     )

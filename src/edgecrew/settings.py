@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     # A folder of *.md guidelines for docs.search (default: the shipped ones).
     platform_guidelines: Path | None = None
 
+    # -- routines (edgecrew.ops.routines) --
+
+    # -- metric sampler and alerts (edgecrew.ops.sampler, edgecrew.ops.alerts) --
+
+    # -- jobs and policies (edgecrew.ops.jobs) --
+
     # -- server (`edgecrew serve`) --
     host: str = "127.0.0.1"
     port: int = 8765

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,8 @@ class Runtime:
     tools: ToolRegistry
 
     _pool: ModelPool | None = None
+    # Services of the layers above the engine that must be one per runtime (``Ops.of(rt)`` keeps itself here).
+    services: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def tasks(self) -> TaskStore:

@@ -23,11 +23,20 @@ __all__ = ["Ops"]
 
 
 class Ops:
-    """The operations services of one runtime."""
+    """The operations services of one runtime: get them with ``Ops.of(rt)`` (one per runtime, so the
+    server, the tools and the pages share the same sampler, job admission and schedules)."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._started = False
+
+    @classmethod
+    def of(cls, rt: Runtime) -> Ops:
+        found = rt.services.get("ops")
+        if found is None:
+            found = rt.services["ops"] = cls(rt)
+        assert isinstance(found, Ops)
+        return found
 
     @cached_property
     def routines(self) -> RoutineService:

@@ -82,7 +82,7 @@ def create_app(
         app.state.ops = ops = Ops.of(rt)
         pages.setup(app, rt.keys)
         if start_engine:
-            durable.launch(rt)
+            durable.launch(rt, queues=ops.queues())
             recovery = await durable.recover_orphans(rt)
             if recovery.interrupted_executions:
                 ids = ", ".join(str(i) for i in recovery.interrupted_executions)

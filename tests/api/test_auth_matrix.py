@@ -26,6 +26,12 @@ from edgecrew.store.keys import SCOPES, ApiKeyStore
 from tests.api.live import serve_in_thread, server_settings, write_project
 
 ROUTE_SCOPES: dict[str, str] = {
+    "GET /routines": "read",
+    "GET /routines/{name}": "read",
+    "GET /routines/{name}/runs": "read",
+    "POST /routines/{name}/pause": "runs",
+    "POST /routines/{name}/resume": "runs",
+    "POST /routines/{name}/trigger": "runs",
     "GET /teams": "read",
     "GET /teams/{name}": "read",
     "POST /teams/validate": "read",

@@ -13,7 +13,17 @@ from edgecrew.store.keys import ApiKeyStore
 from edgecrew.ui.pages import _safe_next
 from edgecrew.ui.session import COOKIE
 
-PAGES = ["/", "/ui/runs", "/ui/approvals", "/ui/teams", "/ui/teams/echo", "/ui/tasks", "/ui/models", "/ui/metrics"]
+PAGES = [
+    "/",
+    "/ui/runs",
+    "/ui/approvals",
+    "/ui/teams",
+    "/ui/teams/echo",
+    "/ui/tasks",
+    "/ui/routines",
+    "/ui/models",
+    "/ui/metrics",
+]
 
 
 def sign_in(client: TestClient, key: str, next_: str = "/") -> str:
@@ -50,6 +60,7 @@ def test_every_page_renders_its_empty_state(client: TestClient, keys: dict[str, 
         "/ui/runs": "No runs yet",
         "/ui/approvals": "Nothing is waiting for you",
         "/ui/tasks": "No tasks yet",
+        "/ui/routines": "No routines",
         "/ui/metrics": "No data yet",
     }
     for path in PAGES:

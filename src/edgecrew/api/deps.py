@@ -15,6 +15,7 @@ from edgecrew.api.auth import Principal, require
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService
+from edgecrew.ops import Ops
 
 MAX_ID = 2**62  # ids and offsets past this are not ours (SQLite integers stop at 2**63 - 1)
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
@@ -36,6 +37,11 @@ def get_runs(request: Request) -> RunService:
     return RunService(get_runtime(request))
 
 
+def get_ops(request: Request) -> Ops:
+    """The runtime's operations services (routines, sampler, alerts, jobs)."""
+    return Ops.of(get_runtime(request))
+
+
 def get_approvals(request: Request) -> ApprovalService:
     svc: ApprovalService = request.app.state.approvals
     return svc
@@ -44,6 +50,7 @@ def get_approvals(request: Request) -> ApprovalService:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RunsDep = Annotated[RunService, Depends(get_runs)]
 ApprovalsDep = Annotated[ApprovalService, Depends(get_approvals)]
+OpsDep = Annotated[Ops, Depends(get_ops)]
 Read = Annotated[Principal, Depends(require("read"))]
 StartRuns = Annotated[Principal, Depends(require("runs"))]
 Approve = Annotated[Principal, Depends(require("approve"))]

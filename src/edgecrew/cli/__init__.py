@@ -19,6 +19,9 @@ from edgecrew.cli.feedback import rate as rate_run
 from edgecrew.cli.jobs import jobs_app
 from edgecrew.cli.mcp import mcp_app
 from edgecrew.cli.models import models_app
+from edgecrew.cli.render import print_result as _print_result
+from edgecrew.cli.render import status_markup as _status
+from edgecrew.cli.render import when as _when
 from edgecrew.cli.routines import routines_app
 from edgecrew.cli.server import keys_app, serve
 from edgecrew.cli.tasks import tasks_app
@@ -105,39 +108,6 @@ async def _wait_for_adopted(svc: Any, adopted: list[str], *, quiet: bool) -> Non
         if not quiet:
             console.print(f"[dim]waiting for resumed run {other} (Ctrl-C leaves it for later)…[/]")
         await svc.follow(other)
-
-
-def _print_result(done: Any, as_json: bool) -> None:
-    run, usage = done.run, done.usage
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "run_id": run.id,
-                    "team": run.team,
-                    "status": run.status.value,
-                    "output": run.output,
-                    "error": run.error,
-                    "usage": dataclasses.asdict(usage),
-                    "workspace": run.workspace,
-                },
-                ensure_ascii=False,
-            )
-        )
-        return
-    console.rule("output")
-    output = run.output
-    if isinstance(output, dict) and set(output) == {"text"}:
-        console.print(escape(output["text"]))
-    else:
-        console.print_json(json.dumps(output, ensure_ascii=False))
-    colour = "green" if done.ok else "red"
-    console.print(
-        f"[{colour}]{run.status.value}[/] · {usage.model_calls} model calls · "
-        f"{usage.tool_calls} tool calls · {usage.prompt_tokens}+{usage.completion_tokens} tokens"
-    )
-    if run.error:
-        console.print(f"[red]{escape(run.error)}[/]")
 
 
 @app.command()
@@ -462,10 +432,10 @@ def validate(
             sources = [project.team_source(str(target))]
         else:
             sources = [s for s in project.sources if not s.builtin]
-        if not sources:
+        problems = [] if named or target.is_file() else list(project.duplicates)
+        if not sources and not problems:
             console.print(f"no teams in {target} (looked at edgecrew.yaml and teams/*.yaml)")
             return 0
-        problems = [] if named or target.is_file() else list(project.duplicates)
         for source in sources:
             try:
                 spec = project.load_source(source, catalog)
@@ -518,17 +488,6 @@ def doctor() -> None:
         table.add_row(check.name, mark, detail)
     console.print(table)
     raise typer.Exit(0 if ok else 1)
-
-
-def _status(value: str) -> str:
-    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(value, "cyan")
-    return f"[{colour}]{value}[/]"
-
-
-def _when(ts: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -123,3 +124,49 @@ class LiveRenderer:
                 self.status.update(f"[cyan]{event.agent}[/] ran {p.tool}")
             case ApprovalRequested():
                 self.status.update(f"[yellow]waiting for approval {p.approval}[/]")
+
+
+def status_markup(value: str) -> str:
+    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(value, "cyan")
+    return f"[{colour}]{value}[/]"
+
+
+def when(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_result(done: Any, as_json: bool, console: Console | None = None) -> None:
+    """A finished run: its output and usage (or one JSON object with ``as_json``)."""
+    console = console or Console(highlight=False)
+    run, usage = done.run, done.usage
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "run_id": run.id,
+                    "team": run.team,
+                    "status": run.status.value,
+                    "output": run.output,
+                    "error": run.error,
+                    "usage": dataclasses.asdict(usage),
+                    "workspace": run.workspace,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    console.rule("output")
+    output = run.output
+    if isinstance(output, dict) and set(output) == {"text"}:
+        console.print(escape(output["text"]))
+    else:
+        console.print_json(json.dumps(output, ensure_ascii=False))
+    colour = "green" if done.ok else "red"
+    console.print(
+        f"[{colour}]{run.status.value}[/] · {usage.model_calls} model calls · "
+        f"{usage.tool_calls} tool calls · {usage.prompt_tokens}+{usage.completion_tokens} tokens"
+    )
+    if run.error:
+        console.print(f"[red]{escape(run.error)}[/]")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from edgecrew.cli.common import ProjectOpt, console, err, guard, runtime
+from edgecrew.cli.render import when as _when
 
 keys_app = typer.Typer(help="API keys for `edgecrew serve`.", no_args_is_help=True)
 
@@ -96,9 +97,3 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="Key id or display prefi
     store = guard(runtime).keys
     revoked = guard(lambda: store.revoke(key))
     console.print(f"revoked {revoked.id} ({revoked.name})")
-
-
-def _when(ts: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")

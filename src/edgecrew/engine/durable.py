@@ -60,8 +60,14 @@ _launched_url: str | None = None
 _runtime: Runtime | None = None  # the runtime the steps of this process serve: DBOS's own state, set at launch
 
 
-def launch(runtime: Runtime) -> None:
-    """Start DBOS for this process (once per system database) and serve ``runtime``'s steps."""
+def launch(runtime: Runtime, *, queues: Sequence[str] = ()) -> None:
+    """Start DBOS for this process (once per system database) and serve ``runtime``'s steps.
+
+    ``queues``: the DBOS queues whose workflows this process runs (a server: its project's routine
+    firings and jobs). Every other process (``edgecrew run``, a CLI command) runs none, so a queued
+    firing never lands in a short-lived process or in a server of another project sharing the data dir.
+    The first launch in a process decides.
+    """
     global _launched_url, _runtime
     _runtime = runtime
     url = runtime.settings.system_database_url
@@ -82,6 +88,7 @@ def launch(runtime: Runtime) -> None:
         "notification_listener_polling_interval_sec": 0.1,
     }
     DBOS(config=config)
+    DBOS.listen_queues(list(queues))
     DBOS.launch()
     _launched_url = url
 
@@ -169,6 +176,24 @@ async def recover_orphans(runtime: Runtime) -> Recovery:
     for run_id in recovery.adopted:
         runtime.store.emit(run_id, f"resumed.{own}", RunResumed(executor=own))
     return recovery
+
+
+async def resume_dead(workflow_name: str, owned: Any = None) -> list[str]:
+    """Resume the PENDING workflows named ``workflow_name`` whose process died (routine firings, jobs:
+    DBOS recovers only its own executor's, and edgecrew's executor ids change with each process).
+    ``owned(workflow) -> bool`` picks the ones of this project."""
+    pending = await DBOS.list_workflows_async(
+        status="PENDING", name=workflow_name, load_input=owned is not None, load_output=False
+    )
+    resumed = []
+    for wf in pending:
+        if wf.executor_id == executor_id() or executor_alive(wf.executor_id):
+            continue
+        if owned is not None and not owned(wf):
+            continue
+        await DBOS.resume_workflow_async(wf.workflow_id)
+        resumed.append(wf.workflow_id)
+    return resumed
 
 
 async def start_workflow(run_id: str) -> Any:

@@ -149,6 +149,26 @@ class RunService:
         The run snapshots the spec's ``raw``, so a TeamSpec must come from the loader.
         """
         from edgecrew.engine import durable
+
+        started = self.record(team, task, request_id=request_id, idempotency_key=idempotency_key, trigger=trigger)
+        if not started.created:
+            return started
+        handle = await durable.start_workflow(started.run.id)
+        return Started(self.rt.store.get_run(started.run.id), True, handle)
+
+    def record(
+        self,
+        team: TeamRef,
+        task: str,
+        *,
+        request_id: str | None = None,
+        idempotency_key: str | None = None,
+        trigger: dict[str, Any] | None = None,
+    ) -> Started:
+        """The first half of :meth:`start`: validate and record the run (queued), without starting its
+        workflow. A workflow that starts runs (a routine's firing) records the run, then starts the
+        run's workflow as its child, so a replay finds both again instead of making a second run."""
+        from edgecrew.engine import durable
         from edgecrew.engine.executors import executor_id
 
         _check_task(task)
@@ -186,8 +206,7 @@ class RunService:
                 raise
             return _retry(earlier, spec.name, task)
         self.rt.store.emit(run_id, "run_created", RunCreated(team=spec.name, task=task))
-        handle = await durable.start_workflow(run_id)
-        return Started(self.rt.store.get_run(run_id), True, handle)
+        return Started(self.rt.store.get_run(run_id), True)
 
     async def run(
         self, team: TeamRef, task: str, on_event: EventCallback | None = None, *, request_id: str | None = None

@@ -4,10 +4,16 @@ It sits above the engine (routines and jobs start team runs through :class:`RunS
 composition root's users: the server, the CLI and the UI reach each part through one :class:`Ops`
 built from the runtime, never through the store. ``Ops.start()`` (the server, a worker) begins the
 background parts; short-lived CLI processes use the services without starting them.
+
+DBOS queues are per project (``Ops.of(rt).queue("jobs")``, ``queue("routines")``): the server launches
+the durable engine listening to exactly ``queues()``, so no other process (``edgecrew run``, a server
+of another project sharing the data dir) ever dequeues this project's routine firings or jobs.
+Register a queue after launch with ``DBOS.register_queue(Ops.of(rt).queue("jobs"), ...)``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -37,6 +43,20 @@ class Ops:
             found = rt.services["ops"] = cls(rt)
         assert isinstance(found, Ops)
         return found
+
+    @cached_property
+    def project_key(self) -> str:
+        """A short stable name of this runtime's project: several projects may share one data dir (and
+        so one DBOS system database), and each serves only its own routines and jobs."""
+        return hashlib.sha256(str(self.rt.project.dir).encode()).hexdigest()[:10]
+
+    def queue(self, part: str) -> str:
+        """The DBOS queue of one part of this project ("routines", "jobs")."""
+        return f"edgecrew.{part}.{self.project_key}"
+
+    def queues(self) -> list[str]:
+        """The queues a server of this project runs (``durable.launch(rt, queues=...)``)."""
+        return [self.queue("routines"), self.queue("jobs")]
 
     @cached_property
     def routines(self) -> RoutineService:

@@ -1,16 +1,284 @@
-"""Stub: routines (written next)."""
+"""Routines: a team and a task run on a cron schedule, as DBOS scheduled workflows.
+
+``routines:`` in ``edgecrew.yaml`` declares them; :meth:`RoutineService.start` (the server, after the
+durable engine is launched) makes each one a DBOS schedule named ``routine.<project>.<name>`` on this
+project's routine queue. DBOS fires a schedule in every process that has it, under one workflow id
+per firing (``sched-<schedule>-<time>``), so however many servers are up a firing is one workflow,
+run by one of them; the firing records the run under the idempotency key ``routine:<name>:<time>``
+(a replay finds it again) and starts the run's workflow as its child. The run's ``trigger`` says
+which routine and firing started it.
+
+Pausing is the schedule's state in DBOS (so every process sees it); ``enabled:`` in the YAML is the
+declared state, applied when it changes, so a pause survives restarts until the YAML says otherwise.
+A firing missed while no server was up runs once at the next start (``catch_up: once``, through
+DBOS's backfill of that one firing) or not at all (``catch_up: skip``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from dbos import DBOS
+
+from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
+from edgecrew.engine.service import RunService, Started, TeamName
+from edgecrew.errors import EdgecrewError, NotFoundError
+from edgecrew.specs.routines import RoutineDoc
+from edgecrew.store.repo import RunRecord
+
+log = logging.getLogger("edgecrew.routines")
+
+__all__ = ["RoutineService", "RoutineState", "routine_firing"]
+
+
+@dataclass(frozen=True)
+class RoutineState:
+    """A routine as declared, with its schedule's live state and its firings."""
+
+    name: str
+    doc: RoutineDoc
+    status: str  # active | paused | not scheduled (no server has synced it yet) | invalid
+    next_firing: datetime | None
+    last_firing: datetime | None
+    last_run: RunRecord | None
+    problem: str | None = None  # why it is not scheduled (e.g. its team does not exist)
+
+
+def firing_key(name: str, at: datetime) -> str:
+    """The idempotency key of one firing's run."""
+    return f"routine:{name}:{at.astimezone(UTC).isoformat()}"
 
 
 class RoutineService:
+    """List, sync, pause, resume and trigger this project's routines."""
+
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
+    # -- names ------------------------------------------------------------------------------------------
+
+    @property
+    def _ops_key(self) -> str:
+        from edgecrew.ops import Ops
+
+        return Ops.of(self.rt).project_key
+
+    @property
+    def queue(self) -> str:
+        from edgecrew.ops import Ops
+
+        return Ops.of(self.rt).queue("routines")
+
+    def schedule_name(self, name: str) -> str:
+        return f"routine.{self._ops_key}.{name}"
+
+    def doc(self, name: str) -> RoutineDoc:
+        found = self.rt.project.routines.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.rt.project.routines)) or "none"
+            raise NotFoundError(f"no routine '{name}' (known: {known}); routines are declared in edgecrew.yaml")
+        return found
+
+    # -- server life ------------------------------------------------------------------------------------
+
     async def start(self) -> None:
-        return None
+        """Register the queue and sync the schedules (the durable engine must be launched)."""
+        if not durable.launched(self.rt):
+            return
+        await asyncio.to_thread(self.sync)
+        prefix = f"sched-routine.{self._ops_key}."
+        resumed = await durable.resume_dead("edgecrew.routine_firing", lambda wf: wf.workflow_id.startswith(prefix))
+        if resumed:
+            log.info("resumed %d routine firing(s) left by a dead process", len(resumed))
 
     async def stop(self) -> None:
         return None
+
+    def sync(self, now: datetime | None = None) -> dict[str, str]:
+        """Make DBOS's schedules match ``routines:``; returns what happened to each routine."""
+        now = now or datetime.now(UTC)
+        DBOS.register_queue(self.queue)  # a schedule must name a declared queue (declaring again is a no-op)
+        prefix = f"routine.{self._ops_key}."
+        existing: dict[str, dict[str, Any]] = {
+            s["schedule_name"]: dict(s) for s in DBOS.list_schedules(schedule_name_prefix=prefix)
+        }
+        outcome: dict[str, str] = {}
+        for name, doc in self.rt.project.routines.items():
+            sched_name = self.schedule_name(name)
+            try:
+                self.rt.project.named_source(doc.team)
+            except NotFoundError as exc:
+                log.error("routine '%s' is not scheduled: %s", name, exc)
+                outcome[name] = f"invalid: {exc}"
+                if sched_name in existing:
+                    DBOS.delete_schedule(sched_name)
+                continue
+            context = {"routine": name, "team": doc.team, "task": doc.task, "enabled": doc.enabled}
+            found = existing.get(sched_name)
+            if found is not None and _same(found, doc, context):
+                outcome[name] = "unchanged"
+            else:
+                paused = not doc.enabled
+                if found is not None:
+                    if found["context"] and found["context"].get("enabled") == doc.enabled:
+                        paused = found["status"] != "ACTIVE"  # the declared state did not change: keep a pause
+                    DBOS.delete_schedule(sched_name)
+                try:
+                    DBOS.create_schedule(
+                        schedule_name=sched_name,
+                        workflow_fn=routine_firing,
+                        schedule=doc.seconds_cron,
+                        context=context,
+                        cron_timezone=doc.timezone,
+                        queue_name=self.queue,
+                    )
+                except Exception as exc:  # another process created it a moment ago
+                    if DBOS.get_schedule(sched_name) is None:
+                        raise
+                    log.debug("schedule %s created elsewhere: %s", sched_name, exc)
+                if paused:
+                    DBOS.pause_schedule(sched_name)
+                outcome[name] = "created" if found is None else "updated"
+            if doc.catch_up == "once" and found is not None:
+                self._catch_up(name, doc, found, now)
+        for sched_name in existing:
+            if sched_name.removeprefix(prefix) not in self.rt.project.routines:
+                DBOS.delete_schedule(sched_name)
+                outcome[sched_name.removeprefix(prefix)] = "removed"
+        return outcome
+
+    def _catch_up(self, name: str, doc: RoutineDoc, schedule: dict[str, Any], now: datetime) -> None:
+        """Enqueue the latest firing that passed while no process fired it (once, not every missed one)."""
+        if schedule["status"] != "ACTIVE":
+            return
+        last = schedule.get("last_fired_at")
+        if last is None:
+            return  # never fired: nothing was missed since this routine began
+        latest = previous_firing(doc, now)
+        if latest is None or latest <= datetime.fromisoformat(last):
+            return
+        log.info("routine '%s' missed its firing at %s while no server was up: running it now", name, latest)
+        DBOS.backfill_schedule(self.schedule_name(name), latest - timedelta(seconds=1), latest + timedelta(seconds=1))
+
+    # -- reads ------------------------------------------------------------------------------------------
+
+    def states(self, now: datetime | None = None) -> list[RoutineState]:
+        return [self.state(name, now) for name in sorted(self.rt.project.routines)]
+
+    def state(self, name: str, now: datetime | None = None) -> RoutineState:
+        doc = self.doc(name)
+        now = now or datetime.now(UTC)
+        schedule = self._schedule(name)
+        problem = None
+        try:
+            self.rt.project.named_source(doc.team)
+        except NotFoundError as exc:
+            problem = str(exc)
+        if problem is not None:
+            status = "invalid"
+        elif schedule is None:
+            status = "not scheduled"
+        else:
+            status = "active" if schedule["status"] == "ACTIVE" else "paused"
+        last_run = self.rt.store.latest_run_by_key_prefix(f"routine:{name}:")
+        last_fired = schedule.get("last_fired_at") if schedule else None
+        last_firing = datetime.fromisoformat(last_fired) if last_fired else None
+        if last_run is not None and last_run.trigger:
+            run_firing = datetime.fromisoformat(str(last_run.trigger.get("firing")))
+            last_firing = max(last_firing, run_firing) if last_firing else run_firing
+        upcoming = next_firing(doc, now) if status in ("active", "not scheduled") else None
+        return RoutineState(name, doc, status, upcoming, last_firing, last_run, problem)
+
+    def runs(self, name: str, limit: int = 20) -> list[RunRecord]:
+        """The routine's latest runs, newest first."""
+        self.doc(name)
+        return self.rt.store.runs_by_key_prefix(f"routine:{name}:", limit)
+
+    def _schedule(self, name: str) -> dict[str, Any] | None:
+        if not durable.launched(self.rt):
+            durable.launch(self.rt)  # reads DBOS's schedules; this process runs no queue
+        found: dict[str, Any] | None = DBOS.get_schedule(self.schedule_name(name))  # type: ignore[assignment]
+        return found
+
+    # -- changes ----------------------------------------------------------------------------------------
+
+    def pause(self, name: str) -> RoutineState:
+        self._scheduled(name)
+        DBOS.pause_schedule(self.schedule_name(name))
+        return self.state(name)
+
+    def resume(self, name: str) -> RoutineState:
+        self._scheduled(name)
+        DBOS.resume_schedule(self.schedule_name(name))
+        return self.state(name)
+
+    def _scheduled(self, name: str) -> None:
+        doc = self.doc(name)
+        if self._schedule(name) is None:  # no server has scheduled it yet: do it now
+            self.sync()
+            if self._schedule(name) is None:
+                state = self.state(name)
+                raise EdgecrewError(f"routine '{name}' cannot be scheduled: {state.problem or doc.team}")
+
+    async def trigger(self, name: str, *, request_id: str | None = None) -> Started:
+        """Run the routine now (a manual firing), through the one run use case."""
+        doc = self.doc(name)
+        at = datetime.now(UTC)
+        return await RunService(self.rt).start(
+            TeamName(doc.team),
+            doc.task,
+            request_id=request_id,
+            idempotency_key=firing_key(name, at) + ":manual",
+            trigger={"kind": "routine", "routine": name, "firing": at.isoformat(), "manual": True},
+        )
+
+
+def next_firing(doc: RoutineDoc, now: datetime) -> datetime:
+    zone = ZoneInfo(doc.timezone)
+    found: datetime = croniter(doc.seconds_cron, now.astimezone(zone), second_at_beginning=True).get_next(datetime)
+    return found
+
+
+def previous_firing(doc: RoutineDoc, now: datetime) -> datetime | None:
+    zone = ZoneInfo(doc.timezone)
+    found: datetime = croniter(doc.seconds_cron, now.astimezone(zone), second_at_beginning=True).get_prev(datetime)
+    return found
+
+
+def _same(schedule: dict[str, Any], doc: RoutineDoc, context: dict[str, Any]) -> bool:
+    return bool(
+        schedule["schedule"] == doc.seconds_cron
+        and (schedule.get("cron_timezone") or "UTC") == doc.timezone
+        and schedule["context"] == context
+    )
+
+
+# -- the workflow DBOS fires ---------------------------------------------------------------------------
+
+
+@DBOS.step(name="edgecrew.routine_record")
+async def _record_firing(name: str, team: str, task: str, at: datetime) -> str:
+    rt = durable.current_runtime()
+    started = RunService(rt).record(
+        TeamName(team),
+        task,
+        idempotency_key=firing_key(name, at),
+        trigger={"kind": "routine", "routine": name, "firing": at.astimezone(UTC).isoformat()},
+    )
+    return started.run.id
+
+
+@DBOS.workflow(name="edgecrew.routine_firing")
+async def routine_firing(scheduled_at: datetime, context: dict[str, Any]) -> None:
+    """One firing of a routine: record its run (once, by key) and start the run's workflow."""
+    at = scheduled_at.astimezone(UTC)
+    run_id = await _record_firing(context["routine"], context["team"], context["task"], at)
+    await durable.start_workflow(run_id)
+    log.info("routine '%s' fired for %s: run %s", context["routine"], at, run_id)

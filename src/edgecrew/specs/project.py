@@ -65,6 +65,7 @@ class Project:
     mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
     teams: dict[str, TeamSource] = field(default_factory=dict)
     sources: list[TeamSource] = field(default_factory=list)  # every project team, duplicates included
+    # Problems across files, reported by `edgecrew validate`: duplicate team names, routines naming no team.
     duplicates: list[SpecIssue] = field(default_factory=list)
     routines: dict[str, RoutineDoc] = field(default_factory=dict)  # edgecrew.yaml's routines:, by name
     policies: dict[str, PolicyDoc] = field(default_factory=dict)  # policies: (when jobs may start)
@@ -233,4 +234,16 @@ def load_project(directory: Path) -> Project:
             except SpecError:
                 name = file.stem  # reported in full when the team is validated
             project.add(TeamSource(name, file, ()))
+    if project.config_file is not None and project.routines:
+        raw = read_yaml(project.config_file)
+        for name, routine in project.routines.items():
+            if routine.team not in project.teams:
+                project.duplicates.append(
+                    SpecIssue(
+                        str(project.config_file),
+                        line_of(raw, ("routines", name, "team")),
+                        f"routines.{name}.team: no team '{routine.team}'",
+                        f"name one of: {', '.join(sorted(project.teams))}",
+                    )
+                )
     return project

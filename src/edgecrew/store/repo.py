@@ -241,6 +241,21 @@ class RunStore:
             row = conn.execute(sa.select(t.runs).where(t.runs.c.idempotency_key == key)).mappings().first()
         return _run(row) if row is not None else None
 
+    def runs_by_key_prefix(self, prefix: str, limit: int = 20) -> list[RunRecord]:
+        """Runs whose idempotency key starts with ``prefix`` (a routine's firings), newest first."""
+        query = (
+            sa.select(t.runs)
+            .where(t.runs.c.idempotency_key.startswith(prefix, autoescape=True))
+            .order_by(t.runs.c.created_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_run(r) for r in conn.execute(query).mappings()]
+
+    def latest_run_by_key_prefix(self, prefix: str) -> RunRecord | None:
+        found = self.runs_by_key_prefix(prefix, 1)
+        return found[0] if found else None
+
     def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[RunRecord]:
         query = sa.select(t.runs).where(t.runs.c.status.in_([s.value for s in statuses]))
         with self.engine.connect() as conn:

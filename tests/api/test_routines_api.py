@@ -1,0 +1,84 @@
+"""The routines API: list with state and firings, pause and resume, run now, and clear 404s."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import PROJECT, auth
+from tests.conftest import write
+
+ROUTINES = """
+routines:
+  nightly:
+    team: echo
+    task: what is the answer?
+    cron: "30 2 * * *"
+    timezone: Europe/Berlin
+"""
+
+
+@pytest.fixture
+def with_routines(server_project: Path) -> Path:
+    """The server project with a routine (asked for before ``client``, so the app reads it)."""
+    return write(server_project / "edgecrew.yaml", PROJECT + ROUTINES)
+
+
+def test_routines_are_listed_paused_resumed_and_run_now(
+    with_routines: Path, client: TestClient, keys: dict[str, str]
+) -> None:
+    listed = client.get("/routines", headers=auth(keys["read"])).json()
+    assert [(r["name"], r["team"], r["timezone"], r["status"]) for r in listed] == [
+        ("nightly", "echo", "Europe/Berlin", "active")  # the server scheduled it at start-up
+    ]
+    assert listed[0]["next_firing"] is not None and listed[0]["last_run"] is None
+
+    paused = client.post("/routines/nightly/pause", headers=auth(keys["runs"]))
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["status"] == "paused" and paused.json()["next_firing"] is None
+    assert client.post("/routines/nightly/resume", headers=auth(keys["runs"])).json()["status"] == "active"
+
+    started = client.post("/routines/nightly/trigger", headers=auth(keys["runs"]))
+    assert started.status_code == 201, started.text
+    run = started.json()
+    assert started.headers["location"] == f"/runs/{run['id']}"
+    assert run["trigger"]["routine"] == "nightly" and run["trigger"]["manual"] is True
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if client.get(f"/runs/{run['id']}", headers=auth(keys["read"])).json()["status"] == "succeeded":
+            break
+        time.sleep(0.1)
+    runs = client.get("/routines/nightly/runs", headers=auth(keys["read"])).json()
+    assert [(r["id"], r["status"]) for r in runs] == [(run["id"], "succeeded")]
+    assert client.get("/routines/nightly", headers=auth(keys["read"])).json()["last_run"]["id"] == run["id"]
+
+
+def test_an_unknown_routine_is_a_404_naming_the_known_ones(client: TestClient, keys: dict[str, str]) -> None:
+    answer = client.post("/routines/nope/trigger", headers=auth(keys["runs"]))
+    assert answer.status_code == 404
+    assert "no routine 'nope' (known: none)" in answer.json()["detail"]
+    assert client.get("/routines/Bad%20Name", headers=auth(keys["read"])).status_code == 422
+
+
+def test_the_routines_page_shows_state_and_runs_a_routine_now(
+    with_routines: Path, client: TestClient, keys: dict[str, str]
+) -> None:
+    from edgecrew.store.keys import ApiKeyStore
+    from tests.api.test_ui_pages import sign_in
+
+    operator = ApiKeyStore(client.app.state.rt.store).create("operator", ("read", "runs"))[1]  # type: ignore[attr-defined]
+    csrf = sign_in(client, operator)
+    page = client.get("/ui/routines")
+    assert page.status_code == 200
+    assert "nightly" in page.text and "30 2 * * *" in page.text and "Europe/Berlin" in page.text
+    assert 'action="/ui/routines/nightly/pause"' in page.text and "Run now" in page.text
+    paused = client.post("/ui/routines/nightly/pause", data={"csrf": csrf}, follow_redirects=False)
+    assert paused.status_code == 303 and "paused" in paused.headers["location"]
+    assert 'action="/ui/routines/nightly/resume"' in client.get("/ui/routines").text
+    ran = client.post("/ui/routines/nightly/trigger", data={"csrf": csrf}, follow_redirects=False)
+    assert ran.status_code == 303 and ran.headers["location"].startswith("/ui/runs/r")
+    refused = client.post("/ui/routines/nightly/trigger", data={"csrf": "wrong"}, follow_redirects=False)
+    assert refused.status_code == 403

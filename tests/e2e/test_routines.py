@@ -1,0 +1,224 @@
+"""Routines on the real durable engine: schedules synced from edgecrew.yaml, pause and resume, a run
+now, a missed firing caught up once, and one run per firing with three servers up."""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from dbos import DBOS
+
+from edgecrew.bootstrap import bootstrap
+from edgecrew.engine import durable
+from edgecrew.engine.runtime import Runtime
+from edgecrew.engine.service import RunService
+from edgecrew.ops import Ops
+from edgecrew.ops.routines import previous_firing
+from tests.api.live import ServerProcess
+from tests.conftest import write
+
+PROJECT = """
+models:
+  fake:
+    backend: scripted
+    replies: ["the answer is 42"]
+routines:
+  daily:
+    team: echo
+    task: say the answer
+    cron: "0 3 * * *"
+  off:
+    team: echo
+    task: stay quiet
+    cron: "0 4 * * *"
+    enabled: false
+  broken:
+    team: nosuchteam
+    task: x
+    cron: "0 5 * * *"
+"""
+ECHO = """
+name: echo
+agents:
+  solo: {model: fake, system: answer briefly}
+graph: {start: solo, edges: [{from: solo, to: end}]}
+"""
+
+
+def _project(project: Path, text: str = PROJECT) -> None:
+    write(project / "edgecrew.yaml", text)
+    write(project / "teams" / "echo.yaml", ECHO)
+
+
+@pytest.fixture
+async def rt(project_dir: Path) -> AsyncIterator[Runtime]:
+    _project(project_dir)
+    runtime = bootstrap()
+    ops = Ops.of(runtime)
+    durable.launch(runtime, queues=ops.queues())
+    await ops.routines.start()
+    yield runtime
+    durable.shutdown()
+
+
+async def test_routines_become_schedules_with_their_declared_state(rt: Runtime) -> None:
+    routines = Ops.of(rt).routines
+    states = {s.name: s for s in routines.states()}
+    assert states["daily"].status == "active" and states["daily"].next_firing is not None
+    assert states["off"].status == "paused" and states["off"].next_firing is None
+    assert states["broken"].status == "invalid" and "no team 'nosuchteam'" in (states["broken"].problem or "")
+    outcome = routines.sync()  # a second server starting: nothing to change
+    assert outcome["daily"] == outcome["off"] == "unchanged"
+    assert outcome["broken"].startswith("invalid: no team 'nosuchteam'")
+
+
+async def test_a_pause_outlives_a_restart_until_the_yaml_changes_the_declared_state(rt: Runtime) -> None:
+    routines = Ops.of(rt).routines
+    assert routines.pause("daily").status == "paused"
+    routines.sync()  # a server starting again
+    assert routines.state("daily").status == "paused"
+    assert routines.resume("off").status == "active"
+    routines.sync()
+    assert routines.state("off").status == "active"
+    # The YAML now declares `daily` off and `off` on: declared changes win.
+    _project(rt.project.dir, PROJECT.replace("    enabled: false\n", "").replace(
+        'cron: "0 3 * * *"', 'cron: "0 3 * * *"\n    enabled: false'
+    ))
+    fresh = bootstrap(rt.settings)
+    outcome = Ops.of(fresh).routines.sync()
+    assert outcome["daily"] == "updated" and outcome["off"] == "updated"
+    assert Ops.of(fresh).routines.state("daily").status == "paused"
+    assert Ops.of(fresh).routines.state("off").status == "active"
+
+
+async def test_trigger_runs_the_routine_now_and_records_its_trigger(rt: Runtime) -> None:
+    routines = Ops.of(rt).routines
+    started = await routines.trigger("daily")
+    done = await RunService(rt).finish(started)
+    assert done.ok and done.run.task == "say the answer"
+    assert done.run.trigger is not None and done.run.trigger["routine"] == "daily" and done.run.trigger["manual"]
+    assert [r.id for r in routines.runs("daily")] == [done.run.id]
+    state = routines.state("daily")
+    assert state.last_run is not None and state.last_run.id == done.run.id and state.last_firing is not None
+
+
+async def test_unknown_routines_are_named_with_the_known_ones(rt: Runtime) -> None:
+    from edgecrew.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match=r"no routine 'nope' \(known: broken, daily, off\)"):
+        Ops.of(rt).routines.pause("nope")
+
+
+async def test_a_firing_missed_while_no_server_was_up_runs_once(rt: Runtime) -> None:
+    from dbos._dbos import _get_dbos_instance
+
+    routines = Ops.of(rt).routines
+    name = routines.schedule_name("daily")
+    now = datetime.now(UTC)
+    missed = previous_firing(rt.project.routines["daily"], now)
+    # The last firing any process saw was two days before the one missed.
+    _get_dbos_instance()._sys_db.update_last_fired_at(name, (missed - timedelta(days=2)).isoformat())
+    routines.sync(now)
+    routines.sync(now)  # a second server starting: the same firing, so no second run
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = routines.runs("daily")
+        if runs and runs[0].status.terminal:
+            break
+        await __import__("asyncio").sleep(0.2)
+    runs = routines.runs("daily")
+    assert len(runs) == 1, runs
+    assert runs[0].trigger == {"kind": "routine", "routine": "daily", "firing": missed.astimezone(UTC).isoformat()}
+    assert runs[0].status.value == "succeeded"
+
+
+async def test_catch_up_skip_leaves_a_missed_firing_alone(rt: Runtime) -> None:
+    from dbos._dbos import _get_dbos_instance
+
+    _project(rt.project.dir, PROJECT.replace('cron: "0 3 * * *"', 'cron: "0 3 * * *"\n    catch_up: skip'))
+    fresh = bootstrap(rt.settings)
+    routines = Ops.of(fresh).routines
+    routines.sync()
+    now = datetime.now(UTC)
+    missed = previous_firing(fresh.project.routines["daily"], now)
+    _get_dbos_instance()._sys_db.update_last_fired_at(
+        routines.schedule_name("daily"), (missed - timedelta(days=2)).isoformat()
+    )
+    routines.sync(now)
+    firings = await DBOS.list_workflows_async(name="edgecrew.routine_firing")
+    assert firings == [] and routines.runs("daily") == []
+
+
+def test_each_firing_runs_once_with_three_servers_up(project_dir: Path, edgecrew_home: Path) -> None:
+    import os
+
+    _project(
+        project_dir,
+        """
+        models:
+          fake:
+            backend: scripted
+            replies: ["tick"]
+        routines:
+          tick:
+            team: echo
+            task: tick
+            cron: "*/3 * * * * *"
+        """,
+    )
+    env = {
+        **os.environ,
+        "EDGECREW_HOME": str(edgecrew_home),
+        "EDGECREW_LOG_FORMAT": "json",
+        "EDGECREW_ALLOW_KEYLESS_LOCALHOST": "true",
+    }
+    servers = [ServerProcess(project_dir, env).start() for _ in range(3)]
+    try:
+        url = servers[0].url
+        deadline = time.monotonic() + 90
+        runs: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            runs = httpx.get(f"{url}/routines/tick/runs", timeout=10).json()
+            if sum(1 for r in runs if r["status"] == "succeeded") >= 4:
+                break
+            time.sleep(1)
+    finally:
+        for s in servers:
+            s.stop()
+    firings = collections.Counter(str(r["trigger"]["firing"]) for r in runs)  # type: ignore[index]
+    assert len(firings) >= 4, runs
+    assert set(firings.values()) == {1}, firings  # one run per firing
+    fired_by = {s.port for s in servers if "routine 'tick' fired" in s.output()}
+    assert fired_by, "no server logged a firing"
+
+
+def test_the_cli_lists_pauses_and_triggers_routines(project_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+
+    _project(project_dir)
+    runner = CliRunner()
+    try:
+        listed = runner.invoke(app, ["routines", "list"], env={"COLUMNS": "200"})
+        assert listed.exit_code == 0, listed.output
+        assert "daily" in listed.output and "0 3 * * * (UTC)" in listed.output
+        assert "broken: no team 'nosuchteam'" in listed.output
+        assert "fires once `edgecrew serve` is up" in listed.output  # no server has scheduled it yet
+        paused = runner.invoke(app, ["routines", "pause", "daily"])
+        assert paused.exit_code == 0 and "routine daily: paused" in paused.output, paused.output
+        assert "paused" in runner.invoke(app, ["routines", "list"], env={"COLUMNS": "200"}).output
+        ran = runner.invoke(app, ["routines", "trigger", "daily"])
+        assert ran.exit_code == 0, ran.output
+        assert "the answer is 42" in ran.output and "succeeded" in ran.output
+        history = runner.invoke(app, ["routines", "runs", "daily"], env={"COLUMNS": "200"})
+        assert "(manual)" in history.output and "succeeded" in history.output
+        unknown = runner.invoke(app, ["routines", "pause", "nope"])
+        assert unknown.exit_code == 1 and "no routine 'nope'" in unknown.output
+    finally:
+        durable.shutdown()

@@ -1,0 +1,111 @@
+"""Routines as declared: the spec's checks (with file:line) and the firing times it implies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from edgecrew.errors import SpecError
+from edgecrew.ops.routines import firing_key, next_firing, previous_firing
+from edgecrew.specs.project import load_project
+from edgecrew.specs.routines import RoutineDoc
+from tests.conftest import write
+
+
+def test_routines_are_read_from_edgecrew_yaml(project_dir: Path) -> None:
+    write(
+        project_dir / "edgecrew.yaml",
+        """
+        routines:
+          morning:
+            team: machine-check
+            task: How is this machine doing?
+            cron: "0 8 * * 1-5"
+            timezone: Europe/Berlin
+            enabled: false
+        """,
+    )
+    doc = load_project(project_dir).routines["morning"]
+    assert (doc.team, doc.cron, doc.timezone, doc.enabled, doc.catch_up) == (
+        "machine-check",
+        "0 8 * * 1-5",
+        "Europe/Berlin",
+        False,
+        "once",
+    )
+    assert doc.seconds_cron == "0 0 8 * * 1-5"  # DBOS reads cron with seconds first
+
+
+def test_every_mistake_in_a_routine_is_named_with_its_line(project_dir: Path) -> None:
+    write(
+        project_dir / "edgecrew.yaml",
+        """
+        routines:
+          nightly:
+            team: machine-check
+            task: check
+            cron: "0 25 * * *"
+            timezone: Mars/Olympus
+            catch_up: always
+          Bad Name:
+            team: x
+            task: y
+            cron: "* * * * *"
+          quiet:
+            team: x
+            cron: "* * * * *"
+            tsk: typo
+        """,
+    )
+    with pytest.raises(SpecError) as caught:
+        load_project(project_dir)
+    text = str(caught.value)
+    config = project_dir / "edgecrew.yaml"
+    assert f"{config}:6: routines.nightly.cron" in text and "five fields" in text
+    assert f"{config}:7: routines.nightly.timezone" in text and "Mars/Olympus" in text
+    assert f"{config}:8: routines.nightly.catch_up" in text
+    assert "routines.Bad Name" in text
+    assert "routines.quiet.task" in text and "routines.quiet.tsk" in text
+
+
+def test_next_and_previous_firings_follow_the_time_zone() -> None:
+    doc = RoutineDoc(team="t", task="x", cron="0 8 * * *", timezone="Europe/Berlin")
+    now = datetime(2026, 12, 6, 6, 30, tzinfo=UTC)  # 07:30 in Berlin (UTC+1 in winter)
+    assert next_firing(doc, now) == datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
+    assert previous_firing(doc, now) == datetime(2026, 12, 5, 7, 0, tzinfo=UTC)
+    summer = datetime(2026, 7, 1, 5, 30, tzinfo=UTC)  # 07:30 in Berlin (UTC+2)
+    assert next_firing(doc, summer) == datetime(2026, 7, 1, 6, 0, tzinfo=UTC)
+
+
+def test_a_six_field_cron_counts_seconds() -> None:
+    doc = RoutineDoc(team="t", task="x", cron="*/10 * * * * *")
+    assert doc.seconds_cron == "*/10 * * * * *"
+    assert next_firing(doc, datetime(2026, 1, 1, 0, 0, 3, tzinfo=UTC)) == datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
+
+
+def test_a_firing_has_one_key_whatever_zone_names_its_time() -> None:
+    berlin = datetime.fromisoformat("2026-12-06T08:00:00+01:00")
+    assert firing_key("morning", berlin) == firing_key("morning", datetime(2026, 12, 6, 7, 0, tzinfo=UTC))
+
+
+def test_validate_names_a_routine_whose_team_does_not_exist(project_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+
+    write(
+        project_dir / "edgecrew.yaml",
+        """
+        routines:
+          nightly:
+            team: nosuch
+            task: check
+            cron: "0 2 * * *"
+        """,
+    )
+    result = CliRunner().invoke(app, ["validate"])
+    assert result.exit_code == 2
+    assert f"{project_dir / 'edgecrew.yaml'}:4: routines.nightly.team: no team 'nosuch'" in result.output
+    assert "machine-check" in result.output  # the known teams are listed

@@ -40,6 +40,7 @@ _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_tr
 _ENV.filters["human_bytes"] = lambda n: _human_bytes(n)
 _ENV.filters["size_mib"] = lambda text, default=None: _size_mib(text, default)
 _ENV.filters["regex"] = lambda text, pattern, group=1: _regex(text, pattern, group)
+_ENV.filters["figures"] = lambda text: figures(str(text))
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
@@ -74,6 +75,15 @@ def _size_mib(text: Any, default: Any) -> Any:
     ``default`` when there is none."""
     found = find_size(str(text))
     return default if found is None else round(found / 2**20)
+
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
+
+
+def figures(text: str) -> list[str]:
+    """The numbers written in ``text`` ("4", "12.5"; a decimal comma becomes a point): a template can
+    check that every figure of a model's answer is one of the facts' (``answer | figures``)."""
+    return [m.group(0).replace(",", ".") for m in _NUMBER.finditer(text)]
 
 
 def _regex(text: Any, pattern: str, group: int | str) -> str:

@@ -1,10 +1,10 @@
-"""The ops tools (metrics history, jobs), listed unbound by ``load_catalog`` and bound to a runtime by
+"""The ops tools (metrics history, jobs, EdgePilot's plan executor), listed unbound by ``load_catalog`` and bound to a runtime by
 ``bootstrap``: each part registers its own from its module."""
 
 from __future__ import annotations
 
 from edgecrew.engine.runtime import Runtime
-from edgecrew.ops import job_tools, metric_tools
+from edgecrew.ops import job_tools, metric_tools, pilot
 from edgecrew.tools.base import ToolRegistry
 
 
@@ -12,3 +12,4 @@ def register_ops_tools(registry: ToolRegistry, rt: Runtime | None = None) -> Non
     """Register (or with ``rt``, re-register bound to that runtime) the metrics and jobs tools."""
     metric_tools.register(registry, rt)
     job_tools.register(registry, rt)
+    pilot.register(registry, rt)

@@ -1,0 +1,159 @@
+"""EdgePilot's backend step: a typed plan in, facts out (the tool ``pilot.execute``).
+
+The planner (a model, constrained to :data:`PLAN_SCHEMA`) says *what* to look at; this tool does the
+looking, through the same tools an agent could call (``scheduler.can_run``, ``scheduler.suggest_window``,
+``metrics.summary``, ``metrics.top``), so every figure comes from the machine. Sizes the question itself
+states ("a 4 GB job") win over the planner's numbers: a 135M model picks the right action far more
+often than it copies a number right. Each fact carries its tool's one-line ``summary`` as its
+statement; ``figures`` lists every number the facts contain, so a later check can reject an answer
+that states a figure the facts do not. ``run_task`` is never executed here: it comes back as a
+proposal for a ``jobs.submit`` step, which goes through the approval gate.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgecrew.domain.sizes import find_size
+from edgecrew.domain.templating import figures
+from edgecrew.engine.runtime import Runtime
+from edgecrew.errors import ToolError
+from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
+
+Action = Literal["report", "can_run", "suggest_window", "top_usage", "run_task"]
+Window = Literal["15m", "1h", "6h", "24h"]
+MiB = 2**20
+
+# The planner's output: the same shape the tool takes (kept small: a 135M model fills it).
+PLAN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "steps": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 3,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "action": {"enum": ["report", "can_run", "suggest_window", "top_usage", "run_task"]},
+                    "memory_mb": {"type": "number", "minimum": 0},
+                    "window": {"enum": ["15m", "1h", "6h", "24h"]},
+                    "resource": {"enum": ["memory", "cpu"]},
+                },
+                "required": ["action"],
+            },
+        }
+    },
+    "required": ["steps"],
+}
+
+
+class PlanStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Action
+    memory_mb: Annotated[float, Field(ge=0)] | None = None
+    window: Window | None = None
+    resource: Literal["memory", "cpu"] | None = None
+    command: str | None = None  # run_task: what to run (a proposal; never run here)
+
+
+class _Pilot:
+    def __init__(self, rt: Runtime | None) -> None:
+        self.rt = rt
+
+    async def execute(
+        self, ctx: ToolContext, steps: Annotated[list[PlanStep], Field(min_length=1, max_length=5)], question: str = ""
+    ) -> dict[str, Any]:
+        """Carry out a plan's steps against this machine's live figures and return the facts."""
+        if self.rt is None:
+            raise ToolError("pilot.execute is not bound to a runtime here")
+        asked = find_size(question)
+        facts: list[dict[str, Any]] = []
+        proposal: dict[str, Any] | None = None
+        for given in steps:
+            step = given if isinstance(given, PlanStep) else PlanStep.model_validate(given)
+            memory_mb = round(asked / MiB) if asked is not None else step.memory_mb
+            if step.action == "run_task":
+                proposal = {
+                    "command": step.command or _quoted(question),
+                    "memory_mb": memory_mb or 0,
+                    "note": "submitting a job needs approval (jobs.submit)",
+                }
+                facts.append({"action": "run_task", "tool": None, "result": proposal, "statement": proposal["note"]})
+                continue
+            tool, arguments = _call_for(step, memory_mb)
+            result = await self._call(ctx, tool, arguments)
+            statement = _statement(step.action, arguments, result)
+            facts.append({"action": step.action, "tool": tool, "result": result, "statement": statement})
+        statements = [f["statement"] for f in facts if f["statement"]]
+        summary = " ".join(statements) or "no facts were gathered"
+        return {"summary": summary, "facts": facts, "figures": sorted(set(figures(str(facts)))), "run_task": proposal}
+
+    async def _call(self, ctx: ToolContext, tool: str, arguments: dict[str, Any]) -> Any:
+        assert self.rt is not None
+        spec = self.rt.tools.find(tool)
+        if spec is None:
+            return {"summary": f"{tool} is not available on this installation", "error": True}
+        try:
+            return await spec.call(arguments, ctx)
+        except ToolError as exc:
+            return {"summary": f"{tool} failed: {exc}", "error": True}
+
+
+def _quoted(question: str) -> str:
+    """A command written in backticks in the question ("Start `./backup.sh`"), else ""."""
+    match = re.search(r"`([^`]+)`", question)
+    return match.group(1) if match else ""
+
+
+def _statement(action: str, arguments: dict[str, Any], result: Any) -> str:
+    """One exact sentence per fact, for people and for the summarizer (a 135M model)."""
+    if not isinstance(result, dict):
+        return ""
+    if action == "can_run" and "fits" in result:
+        verdict = "fits now" if result["fits"] else "does not fit now"
+        reason = "" if result["fits"] else f": {result.get('reason')}"
+        return (
+            f"A job needing {arguments['memory_mb']:g} MiB {verdict}{reason} "
+            f"({result.get('free_memory_mb')} MiB of memory and {result.get('free_cpu_cores')} CPU cores free)."
+        )
+    summary = str(result.get("summary") or "")
+    if action == "suggest_window":
+        shown = [
+            f"{_clock(w.get('start'))} to {_clock(w.get('end'))}"
+            + (f" (about {w['expected_free_memory_mb']} MiB free)" if "expected_free_memory_mb" in w else "")
+            for w in (result.get("windows") or [])[:2]
+            if isinstance(w, dict)
+        ]
+        if shown:
+            summary = f"{summary.rstrip('.')}. Windows: {'; '.join(shown)}."
+    return summary
+
+
+def _clock(value: Any) -> str:
+    """An ISO time as local "YYYY-MM-DD HH:MM" (what a person reads in an answer)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value)).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return str(value)
+
+
+def _call_for(step: PlanStep, memory_mb: float | None) -> tuple[str, dict[str, Any]]:
+    window = step.window or "1h"
+    if step.action == "can_run":
+        return "scheduler.can_run", {"memory_mb": memory_mb if memory_mb is not None else 2048}
+    if step.action == "suggest_window":
+        return "scheduler.suggest_window", {"memory_mb": memory_mb if memory_mb is not None else 2048}
+    if step.action == "top_usage":
+        return "metrics.top", {"resource": step.resource or "memory", "window": window}
+    return "metrics.summary", {"window": window}
+
+
+def register(registry: ToolRegistry, rt: Runtime | None = None) -> None:
+    pilot = _Pilot(rt)
+    registry.register(spec_from_function(pilot.execute, name="pilot.execute", timeout_s=60, risk="safe"))

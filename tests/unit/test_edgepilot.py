@@ -1,0 +1,126 @@
+"""The EdgePilot team on the engine's fakes with the real tools of a bootstrapped runtime: the planner's
+choice becomes a typed plan, the facts come from the machine, every recommended figure is checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import edgecrew
+from edgecrew.bootstrap import bootstrap
+from edgecrew.engine.fakes import FakeTurnIO, FakeTurnRunner
+from edgecrew.specs.loader import load_team
+from edgecrew.tools.base import ToolContext
+
+TEAM = Path(edgecrew.__file__).parent / "teams" / "edgepilot.yaml"
+FITS = "Can I run a 4 GB job now? If not, when?"
+
+
+def kind(value: str) -> dict[str, Any]:
+    return {"json": {"kind": value}}
+
+
+def advice(*actions: str) -> dict[str, Any]:
+    return {"json": {"actions": list(actions), "confidence": "high"}}
+
+
+async def run_with(task: str, *replies: dict[str, Any]) -> tuple[Any, FakeTurnRunner]:
+    answers = iter(replies)
+    rt = bootstrap()
+    io = FakeTurnIO(lambda request, call: next(answers), rt.tools)
+    runner = FakeTurnRunner(load_team(TEAM, catalog=rt.catalog()), io)
+    return await runner.run(task), runner
+
+
+def output(runner: FakeTurnRunner, agent: str) -> Any:
+    return [t.result.output for t in runner.turns if t.visit.agent == agent][-1]
+
+
+async def test_a_job_question_is_answered_with_the_schedulers_figures() -> None:
+    result, runner = await run_with(FITS, kind("whether a job fits now and when"), advice("submit it now"))
+    assert result.ok, result.error
+    assert runner.path == ["planner", "plan", "executor", "summarizer", "check", "answer"]
+    # 4 GB read from the question (never sampled), asked of the scheduler twice: now, and when
+    assert output(runner, "plan")["steps"] == [
+        {"action": "can_run", "memory_mb": 3815},
+        {"action": "suggest_window", "memory_mb": 3815},
+    ]
+    facts = output(runner, "executor")["facts"]
+    can_run = facts[0]["result"]
+    text = result.output["text"]
+    verdict = "fits now" if can_run["fits"] else "does not fit now"
+    assert f"A job needing 3815 MiB {verdict}" in text
+    assert f"({can_run['free_memory_mb']} MiB of memory" in text
+    assert facts[1]["tool"] == "scheduler.suggest_window" and facts[1]["statement"] in text
+    assert "Recommended:\n- submit it now\nConfidence: high." in text
+    # the planner read the question after its solved examples; the summarizer read only the facts
+    planner_sent = runner.io.requests[0].messages
+    assert planner_sent[-1].content == f"Question: {FITS}"
+    assert runner.io.requests[1].messages[-1].content.startswith(f"Question: {FITS}\n\nFacts: A job needing")
+
+
+@pytest.mark.parametrize(
+    ("task", "choice", "steps"),
+    [
+        (
+            "What used the most memory in the last hour?",
+            "what used the most memory",
+            [{"action": "top_usage", "resource": "memory", "window": "1h"}],
+        ),
+        (
+            "Which process used the most CPU today?",
+            "what used the most cpu",
+            [{"action": "top_usage", "resource": "cpu", "window": "24h"}],
+        ),
+        ("How busy is the machine right now?", "how busy the machine is", [{"action": "report", "window": "15m"}]),
+        (
+            "Start `./backup.sh` (needs 1 GB)",
+            "start a job",
+            [{"action": "can_run", "memory_mb": 954}, {"action": "run_task", "memory_mb": 954}],
+        ),
+    ],
+)
+async def test_each_kind_of_question_gets_its_typed_plan(task: str, choice: str, steps: list[dict[str, Any]]) -> None:
+    result, runner = await run_with(task, kind(choice), advice("keep an eye on it"))
+    assert result.ok, result.error
+    assert output(runner, "plan")["steps"] == steps
+    facts = output(runner, "executor")["facts"]
+    assert [f["action"] for f in facts] == [s["action"] for s in steps]
+    assert all(f["statement"] for f in facts)
+    if choice == "start a job":
+        proposal = output(runner, "executor")["run_task"]
+        assert proposal["command"] == "./backup.sh" and "needs approval" in result.output["text"]
+
+
+async def test_a_recommendation_with_a_figure_the_facts_lack_is_sent_back_then_set_aside() -> None:
+    invented = advice("free 123456 MiB first")
+    result, runner = await run_with(FITS, kind("whether a job fits now and when"), invented, invented)
+    assert result.ok, result.error
+    assert runner.path == ["planner", "plan", "executor", "summarizer", "check", "summarizer", "check", "answer"]
+    check = output(runner, "check")
+    assert check["verdict"] == "revise" and "123456" in check["notes"]
+    assert "Check: These figures are not in the facts: 123456" in runner.io.requests[2].messages[-1].content
+    text = result.output["text"]
+    assert "123456" not in text.split("(The recommendations")[0] and "set aside" in text
+
+
+async def test_the_plan_executor_takes_sizes_from_the_question_and_never_runs_a_task(tmp_path: Path) -> None:
+    rt = bootstrap()
+    spec = rt.tools.find("pilot.execute")
+    assert spec is not None
+    ctx = ToolContext(run_id="r1", agent="executor", workspace=tmp_path)
+    out = await spec.call(
+        {
+            "steps": [{"action": "can_run", "memory_mb": 99}, {"action": "run_task", "command": "rm -rf /"}],
+            "question": "is there room for 512 MiB?",
+        },
+        ctx,
+    )
+    assert out["facts"][0]["result"]["fits"] in (True, False)
+    assert out["facts"][0]["statement"].startswith("A job needing 512 MiB")  # the question's size won
+    assert out["run_task"] == {"command": "rm -rf /", "memory_mb": 512, "note": out["run_task"]["note"]}
+    assert "512" in out["figures"]
+    with pytest.raises(Exception, match="action"):
+        await spec.call({"steps": [{"action": "reboot"}]}, ctx)

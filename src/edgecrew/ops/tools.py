@@ -1,5 +1,5 @@
-"""The ops tools (metrics history, jobs, EdgePilot's plan executor), listed unbound by ``load_catalog`` and bound to a runtime by
-``bootstrap``: each part registers its own from its module."""
+"""The ops tools (metrics history, jobs, EdgePilot's plan executor), listed unbound by ``load_catalog``
+and bound to a runtime by ``bootstrap``: each part registers its own from its module."""
 
 from __future__ import annotations
 

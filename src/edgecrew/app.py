@@ -38,7 +38,7 @@ from edgecrew.api.telemetry import ServerTelemetry, instrument
 from edgecrew.engine.runtime import Runtime
 from edgecrew.ops import Ops
 from edgecrew.settings import Settings, get_settings
-from edgecrew.ui import alerts_pages, jobs_pages, pages, routines_pages
+from edgecrew.ui import alerts_pages, jobs_pages, pages, pilot_pages, routines_pages
 from edgecrew.version import __version__
 
 log = logging.getLogger("edgecrew.api")
@@ -109,7 +109,7 @@ def create_app(
     )
     problems.install(app)
     pages.mount(app)  # mission control at / (pages, static files, sign-in)
-    for extra in (routines_pages, alerts_pages, jobs_pages):  # pages of their own modules, on pages' helpers
+    for extra in (routines_pages, alerts_pages, jobs_pages, pilot_pages):  # pages of their own modules, on pages' helpers
         app.include_router(extra.router)
     for router in (
         health.router,

@@ -82,3 +82,32 @@ def test_the_routines_page_shows_state_and_runs_a_routine_now(
     assert ran.status_code == 303 and ran.headers["location"].startswith("/ui/runs/r")
     refused = client.post("/ui/routines/nightly/trigger", data={"csrf": "wrong"}, follow_redirects=False)
     assert refused.status_code == 403
+
+
+def test_the_pilot_page_asks_edgepilot_and_shows_plan_facts_and_answer(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    from edgecrew.models.scripted import ScriptedModel
+    from edgecrew.store.keys import ApiKeyStore
+    from tests.api.test_ui_pages import sign_in
+
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    replies = [
+        {"json": {"kind": "how busy the machine is"}},
+        {"json": {"actions": ["keep watching"], "confidence": "high"}},
+    ]
+    rt.models.register("local-gemma", ScriptedModel(replies))
+    operator = ApiKeyStore(rt.store).create("operator", ("read", "runs"))[1]
+    csrf = sign_in(client, operator)
+    assert "No questions yet" in client.get("/ui/pilot").text
+    asked = client.post("/ui/pilot", data={"csrf": csrf, "question": "How busy is this box?"}, follow_redirects=False)
+    assert asked.status_code == 303 and asked.headers["location"].startswith("/ui/pilot/r"), asked.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        shown = client.get(asked.headers["location"]).text
+        if "working…" not in shown:
+            break
+        time.sleep(0.2)
+    assert "how busy the machine is" in shown and "<code>report</code>" in shown
+    assert "metrics.summary" in shown and "keep watching" in shown and "Confidence: high." in shown
+    assert "How busy is this box?" in client.get("/ui/pilot").text  # listed among recent questions

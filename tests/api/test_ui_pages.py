@@ -21,6 +21,7 @@ PAGES = [
     "/ui/teams/echo",
     "/ui/tasks",
     "/ui/routines",
+    "/ui/pilot",
     "/ui/models",
     "/ui/metrics",
 ]
@@ -61,6 +62,7 @@ def test_every_page_renders_its_empty_state(client: TestClient, keys: dict[str, 
         "/ui/approvals": "Nothing is waiting for you",
         "/ui/tasks": "No tasks yet",
         "/ui/routines": "No routines",
+        "/ui/pilot": "No questions yet",
         "/ui/metrics": "No data yet",
     }
     for path in PAGES:

@@ -51,13 +51,14 @@ demo: install
 	@$(BIN)/edgecrew run machine-check "$(DEMO_TASK)"
 	@echo "==> next: $(BIN)/edgecrew keys create me --scopes admin, then $(BIN)/edgecrew serve and open http://127.0.0.1:8765/"
 
-# Debian packages the tests need: PostgreSQL (throwaway clusters), Prometheus (the PromQL tools),
+# Debian packages the tests need: PostgreSQL (throwaway clusters), Prometheus and node_exporter (the PromQL tools),
 # git (the git tools), bubblewrap (the sandbox's namespace tier) and chromium (the UI's browser test).
 # Only what is missing is installed.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-node-exporter >/dev/null || missing="$$missing prometheus-node-exporter"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \

@@ -109,7 +109,8 @@ def create_app(
     )
     problems.install(app)
     pages.mount(app)  # mission control at / (pages, static files, sign-in)
-    for extra in (routines_pages, alerts_pages, jobs_pages, pilot_pages):  # pages of their own modules, on pages' helpers
+    # Pages of their own modules, built on pages' helpers.
+    for extra in (routines_pages, alerts_pages, jobs_pages, pilot_pages):
         app.include_router(extra.router)
     for router in (
         health.router,

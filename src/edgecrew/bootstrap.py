@@ -18,7 +18,7 @@ from edgecrew.specs.project import Project, load_project
 from edgecrew.store.repo import open_store
 from edgecrew.tasks import register_task_tools
 from edgecrew.tools.base import ToolRegistry, declared_tools
-from edgecrew.tools.builtins import builtin_registry
+from edgecrew.tools.builtins import builtin_registry, prometheus
 
 __all__ = ["bootstrap", "load_catalog"]
 
@@ -48,6 +48,8 @@ def load_catalog(
     no store needed (`validate` uses it)."""
     project = load_project(settings.project_dir)
     registry = tools or builtin_registry()
+    if tools is None and settings.prometheus_url:  # prometheus.query asks the server the metrics tools use
+        prometheus.register(registry, settings.prometheus_url)
     register_task_tools(registry)  # listed now; bootstrap binds them to the runtime's task workspace
     register_ops_tools(registry)
     platform = PlatformConfig(

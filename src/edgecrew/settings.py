@@ -54,8 +54,41 @@ class Settings(BaseSettings):
     # -- routines (edgecrew.ops.routines) --
 
     # -- metric sampler and alerts (edgecrew.ops.sampler, edgecrew.ops.alerts) --
+    # Seconds between two samples of this machine by the server (0: it samples nothing).
+    sample_interval_s: float = Field(default=15.0, ge=0)
+    # How long samples are kept, in days (older ones are deleted as new ones come).
+    sample_retention_days: float = Field(default=7.0, gt=0)
+    # Processes recorded per sample: this many by memory and this many by CPU.
+    sample_top_processes: int = Field(default=5, ge=0, le=50)
+    # Seconds between two evaluations of the `alerts:` rules by the server (0: it evaluates none).
+    alert_interval_s: float = Field(default=30.0, ge=0)
+    # Where each firing and resolution is POSTed as JSON (a rule's own `webhook` gets it too).
+    alert_webhook_url: str | None = None
+    # Tries per webhook (a connection error, a 5xx or a 429 is retried), and the first wait between them
+    # (doubled after each try).
+    alert_webhook_attempts: int = Field(default=4, ge=1, le=10)
+    alert_webhook_backoff_s: float = Field(default=0.5, ge=0)
+    # A Prometheus server (e.g. http://127.0.0.1:9090) that the metrics tools and `promql:` alert rules
+    # query, with node_exporter and cAdvisor metric names; unset: the built-in sampler answers.
+    prometheus_url: str | None = None
+
+    @field_validator("prometheus_url", "alert_webhook_url")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
 
     # -- jobs and policies (edgecrew.ops.jobs) --
+    # How often a waiting job asks its policies again while a threshold (load, memory, ...) says no
+    # (a closed time window is waited out to its opening).
+    jobs_check_s: float = Field(default=2.0, gt=0)
+    # How often a server looks for newly submitted jobs on its job queue.
+    jobs_queue_poll_s: float = Field(default=0.5, gt=0)
+    # Let command jobs run as plain child processes; off: they must ask for the sandbox (`sandbox: true`).
+    jobs_plain_commands: bool = True
+    # Wall-clock limit of a sandboxed job that declares no duration (one that does gets twice its duration).
+    jobs_sandbox_wall_s: float = Field(default=3600.0, gt=0)
 
     # -- server (`edgecrew serve`) --
     host: str = "127.0.0.1"

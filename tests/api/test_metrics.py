@@ -202,3 +202,36 @@ def test_a_failing_listener_does_not_fail_the_write(tmp_path: Path) -> None:
     unsubscribe()
     store.emit("r1", "run_finished", RunFinished(status=RunStatus.SUCCEEDED))
     assert [e.type for e in store.events("r1")] == ["run_started", "run_finished"]
+
+
+@pytest.fixture
+def alert_project(server_project: Path) -> Path:
+    """The project with two alert rules, one that cannot hold (asked for before ``client``)."""
+    config = server_project / "edgecrew.yaml"
+    config.write_text(
+        config.read_text()
+        + """
+alerts:
+  always:
+    metric: memory_available_bytes
+    above: 0
+    severity: critical
+  never:
+    metric: cpu_percent
+    above: 1000
+"""
+    )
+    return server_project
+
+
+def test_metrics_show_which_alert_rules_fire(alert_project: Path, client: TestClient, keys: dict[str, str]) -> None:
+    import asyncio
+
+    from edgecrew.ops import Ops
+
+    ops = Ops.of(client.app.state.rt)  # type: ignore[attr-defined]
+    ops.sampler.sample_now()
+    asyncio.run(ops.alerts.evaluate_now())
+    families = scrape(client, keys["read"])
+    assert value(families, "edgecrew_alert_firing", "edgecrew_alert_firing", rule="always", severity="critical") == 1
+    assert value(families, "edgecrew_alert_firing", "edgecrew_alert_firing", rule="never", severity="warning") == 0

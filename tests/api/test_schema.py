@@ -128,7 +128,10 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("schema")
     project = write_project(root / "project")
-    env = cli_env(project, root / "home", EDGECREW_RATE_LIMIT_PER_MINUTE="1000000")
+    # No plain-process jobs: the fuzzer holds an admin key and must not run commands as the server's user.
+    env = cli_env(
+        project, root / "home", EDGECREW_RATE_LIMIT_PER_MINUTE="1000000", EDGECREW_JOBS_PLAIN_COMMANDS="false"
+    )
     key = create_key(env, "schemathesis", "admin")
     server = ServerProcess(project, env).start()
     try:

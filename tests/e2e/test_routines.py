@@ -86,9 +86,12 @@ async def test_a_pause_outlives_a_restart_until_the_yaml_changes_the_declared_st
     routines.sync()
     assert routines.state("off").status == "active"
     # The YAML now declares `daily` off and `off` on: declared changes win.
-    _project(rt.project.dir, PROJECT.replace("    enabled: false\n", "").replace(
-        'cron: "0 3 * * *"', 'cron: "0 3 * * *"\n    enabled: false'
-    ))
+    _project(
+        rt.project.dir,
+        PROJECT.replace("    enabled: false\n", "").replace(
+            'cron: "0 3 * * *"', 'cron: "0 3 * * *"\n    enabled: false'
+        ),
+    )
     fresh = bootstrap(rt.settings)
     outcome = Ops.of(fresh).routines.sync()
     assert outcome["daily"] == "updated" and outcome["off"] == "updated"

@@ -91,7 +91,9 @@ async def test_each_kind_of_question_gets_its_typed_plan(task: str, choice: str,
     assert all(f["statement"] for f in facts)
     if choice == "start a job":
         proposal = output(runner, "executor")["run_task"]
-        assert proposal["command"] == "./backup.sh" and "needs approval" in result.output["text"]
+        assert proposal["command"] == "./backup.sh" and proposal["argv"] == ["./backup.sh"]
+        assert "submit" in runner.path, runner.path  # jobs.submit: risky, so behind the approval gate
+        assert "Submitted job j" in result.output["text"]
 
 
 async def test_a_recommendation_with_a_figure_the_facts_lack_is_sent_back_then_set_aside() -> None:
@@ -120,7 +122,12 @@ async def test_the_plan_executor_takes_sizes_from_the_question_and_never_runs_a_
     )
     assert out["facts"][0]["result"]["fits"] in (True, False)
     assert out["facts"][0]["statement"].startswith("A job needing 512 MiB")  # the question's size won
-    assert out["run_task"] == {"command": "rm -rf /", "memory_mb": 512, "note": out["run_task"]["note"]}
+    assert out["run_task"] == {
+        "command": "rm -rf /",
+        "argv": ["rm", "-rf", "/"],
+        "memory_mb": 512,
+        "note": "submitting a job needs approval (jobs.submit)",
+    }
     assert "512" in out["figures"]
     with pytest.raises(Exception, match="action"):
         await spec.call({"steps": [{"action": "reboot"}]}, ctx)

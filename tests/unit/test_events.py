@@ -214,3 +214,18 @@ def test_readers_never_pick_event_data_apart_by_key(reader: str) -> None:
     source = (SRC / reader).read_text()
     guesses = re.findall(r"\.data(?:\[|\.get\()|\bd\.get\(|\bd\[", source)
     assert not guesses, f"{reader} reads event data by key ({guesses}); read the typed `event.payload` instead"
+
+
+def test_the_performance_view_counts_failed_model_calls_per_agent() -> None:
+    from edgecrew.domain.events import EventRecord, ModelCalled
+    from edgecrew.ui.views import model_stats
+
+    def call(agent: str, error: str | None = None) -> EventRecord:
+        payload = ModelCalled(alias="local", latency_s=None if error else 1.0, error=error)
+        data = payload.model_dump()
+        return EventRecord(id=1, run_id="r", key="k", type="model_called", data=data, created_at=0, agent=agent,
+                           step_key="v000." + agent)  # fmt: skip
+
+    stats = model_stats([call("planner"), call("planner", "timed out"), call("summarizer"), call("summarizer")])
+    assert stats["error_rate_by_agent"] == [("planner", 50.0), ("summarizer", 0.0)]
+    assert stats["latency_by_agent"] == [("planner", 1.0), ("summarizer", 1.0)]

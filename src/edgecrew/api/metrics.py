@@ -33,6 +33,7 @@ from edgecrew.domain.events import (
 )
 from edgecrew.domain.runs import RunStatus
 from edgecrew.engine.service import RunService
+from edgecrew.ops import Ops
 
 if TYPE_CHECKING:
     from edgecrew.engine.runtime import Runtime
@@ -122,7 +123,7 @@ class ServerMetrics:
         self.unbind()
         self._rt = rt
         self._unsubscribe = RunService(rt).subscribe(self.observe)
-        self._collectors = [PoolCollector(rt), UnfinishedRunsCollector(rt)]
+        self._collectors = [PoolCollector(rt), UnfinishedRunsCollector(rt), FiringAlertsCollector(rt)]
         for collector in self._collectors:
             self.registry.register(collector)
 
@@ -243,6 +244,28 @@ class PoolCollector(Collector):
             _counter("edgecrew_pool_load_failures", "Model loads that failed.", state.load_failures),
             _counter("edgecrew_pool_evictions", "Models unloaded to make room for another.", state.evictions),
         ]
+
+
+class FiringAlertsCollector(Collector):
+    """The alert rules, 1 while firing and 0 otherwise, by rule and severity (read at scrape)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "edgecrew_alert_firing", "Alert rules firing now (1) or not (0).", labels=["rule", "severity"]
+        )
+        try:
+            for state in Ops.of(self.rt).alerts.states():
+                family.add_metric([state.name, state.rule.severity], 1.0 if state.state == "firing" else 0.0)
+        except Exception:
+            log.exception("could not read the alert states for /metrics")
+            return []
+        return [family]
 
 
 class UnfinishedRunsCollector(Collector):

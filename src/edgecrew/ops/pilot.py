@@ -77,10 +77,14 @@ class _Pilot:
             step = given if isinstance(given, PlanStep) else PlanStep.model_validate(given)
             memory_mb = round(asked / MiB) if asked is not None else step.memory_mb
             if step.action == "run_task":
+                command = step.command or _quoted(question)
                 proposal = {
-                    "command": step.command or _quoted(question),
+                    "command": command,
+                    "argv": _argv(command),
                     "memory_mb": memory_mb or 0,
-                    "note": "submitting a job needs approval (jobs.submit)",
+                    "note": "submitting a job needs approval (jobs.submit)"
+                    if command
+                    else "no command to submit: write it in backticks, e.g. `./backup.sh`",
                 }
                 facts.append({"action": "run_task", "tool": None, "result": proposal, "statement": proposal["note"]})
                 continue
@@ -107,6 +111,15 @@ def _quoted(question: str) -> str:
     """A command written in backticks in the question ("Start `./backup.sh`"), else ""."""
     match = re.search(r"`([^`]+)`", question)
     return match.group(1) if match else ""
+
+
+def _argv(command: str) -> list[str]:
+    import shlex
+
+    try:
+        return shlex.split(command)
+    except ValueError:  # an unclosed quote: no command a person meant
+        return []
 
 
 def _statement(action: str, arguments: dict[str, Any], result: Any) -> str:

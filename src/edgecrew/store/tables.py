@@ -247,5 +247,134 @@ run_feedback = Table(
 
 # -- metric samples and alerts (migration 0010) ------------------------------------------------------
 
+# One row per sample time per host metric (edgecrew.ops.sampler): a series query is one index range.
+metric_samples = Table(
+    "metric_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False),  # several machines may share one Postgres
+    Column("at", Float, nullable=False),
+    Column("name", String(64), nullable=False),  # cpu_percent, memory_available_bytes, ...
+    Column("value", Float, nullable=False),
+    Index("ix_metric_samples_series", "name", "host", "at"),
+    Index("ix_metric_samples_at", "at"),
+)
+
+# The busiest processes of each sample, and the process trees asked to be tracked ("job:12").
+process_samples = Table(
+    "process_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),  # process | tracked
+    Column("label", String(255), nullable=False),  # the process name, or the tracked label
+    Column("pid", Integer, nullable=False),  # a tracked tree's root
+    Column("rss_bytes", Float, nullable=False),  # a tracked tree: all its processes (Float: no 2 GiB cap)
+    Column("cpu_percent", Float, nullable=False),
+    Column("processes", Integer, nullable=False),  # 1, or how many a tracked tree had
+    Index("ix_process_samples_host_at", "host", "at"),
+    Index("ix_process_samples_at", "at"),
+)
+
+# Where each alert rule stands; ``version`` makes every transition a compare-and-set, so of two
+# processes evaluating one rule only one announces a firing.
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("scope", String(255), primary_key=True),  # the host for sampler rules, "" for shared ones
+    Column("state", String(16), nullable=False),  # ok | pending | firing | resolved
+    Column("value", Float),  # the last value seen (NULL: no data)
+    Column("since", Float, nullable=False),  # when it entered this state
+    Column("updated_at", Float, nullable=False),
+    Column("error", Text),  # why the last evaluation had no value (Prometheus unreachable...)
+    Column("version", Integer, nullable=False),
+)
+
+# Each firing and resolution, with the value that caused it and how its webhooks went.
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("scope", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),  # firing | resolved
+    Column("severity", String(16), nullable=False),
+    Column("value", Float),
+    Column("threshold", Float, nullable=False),
+    Column("comparison", String(8), nullable=False),  # above | below
+    Column("source", Text, nullable=False),  # metric:..., promql:..., model_calls:...
+    Column("description", Text, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("delivery", JSON(none_as_null=True)),  # {url: "delivered (HTTP 200) on attempt 2" or "failed: ..."}
+    Index("ix_alert_events_at", "at"),
+    Index("ix_alert_events_rule", "rule", "at"),
+)
+
 
 # -- jobs, policies and their versions (migration 0011) -----------------------------------------------
+
+# A job: a command (argv, plain or sandboxed) or a team run, its declared needs and its life. Its
+# admission is the DBOS workflow ``workflow_id``; ``executor`` and ``pid`` name the process running it.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # command | team
+    Column("argv", JSON),  # the command's argv (kind command)
+    Column("sandbox", Integer, nullable=False, default=0),  # 1: runs in the sandbox
+    Column("team", String(160)),  # kind team
+    Column("task", Text),
+    Column("needs", JSON, nullable=False),  # {cpu_cores, memory_bytes, gpu_memory_bytes, duration_s}
+    Column("priority", Integer, nullable=False),  # 0..100, higher first
+    Column("deadline", Float),  # must have started by then (epoch seconds)
+    Column("tags", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # queued waiting running succeeded failed cancelled interrupted
+    Column("reason", Text),  # why it waits, failed or ended as it did
+    Column("waiting_on", JSON),  # [{policy, reason, retry_at}] of the last check that said no
+    Column("submitted_by", String(200)),
+    Column("workflow_id", String(64)),
+    Column("executor", String(200)),  # the process that started it (host:pid:start)
+    Column("pid", Integer),
+    Column("pid_started", Float),  # the job process's create time (a recycled pid is not it)
+    Column("run_id", String(64)),  # the team run (kind team)
+    Column("exit_code", Integer),
+    Column("usage", JSON),  # {peak_rss_bytes, cpu_s, wall_s}
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("allowed_at", Float),  # when the policies first said yes
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Index("ix_jobs_state", "state", "priority"),
+    Index("ix_jobs_created_at", "created_at"),
+)
+
+# What happened to a job, in order: submitted, waiting (when the reason changes), started, finished...
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", JSON),
+    Column("at", Float, nullable=False),
+    Index("ix_job_events_job_id", "job_id", "id"),
+)
+
+# Every version of every policy: from edgecrew.yaml (source "yaml", recorded when its content changes;
+# doc NULL: removed from the file) or applied (an optimizer's change). The newest version is in force.
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("policy", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("doc", JSON(none_as_null=True)),
+    Column("digest", String(64)),
+    Column("source", String(200), nullable=False),  # yaml | who applied it
+    Column("reason", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("policy", "version", name="uq_policy_versions_policy_version"),
+)

@@ -1,7 +1,140 @@
-"""Stub: mission-control pages for jobs. TO BE FILLED."""
+"""Mission control's jobs pages: the list with a submit form and the policies in force (/ui/jobs), and
+one job (/ui/jobs/{id}): its state, why it waits (which policy says no, and why), its measured usage
+and what happened to it. Submitting and cancelling are plain form posts answered with a redirect; a
+plain (unsandboxed) command needs the admin scope, as in the API."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import json
+import shlex
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from edgecrew.errors import EdgecrewError
+from edgecrew.ops import Ops
+from edgecrew.ops.jobs import JobNeeds, JobService
+from edgecrew.store.jobs import JOB_STATES
+from edgecrew.ui.pages import Viewer, back, checked, need, page
+from edgecrew.ui.session import Session
+
+__all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
+MiB = 2**20
+Checked = Annotated[Session, Depends(checked)]  # a signed-in session whose form carries its CSRF token
+
+
+def _jobs(request: Request) -> JobService:
+    return Ops.of(request.app.state.rt).jobs
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "–"
+
+
+def _usage(usage: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not usage:
+        return []
+    shown = []
+    if usage.get("peak_rss_bytes") is not None:
+        shown.append(("peak RSS", f"{usage['peak_rss_bytes'] / MiB:.1f} MiB"))
+    if usage.get("cpu_s") is not None:
+        shown.append(("CPU time", f"{usage['cpu_s']:.2f} s"))
+    if usage.get("wall_s") is not None:
+        shown.append(("wall time", f"{usage['wall_s']:.2f} s"))
+    if usage.get("exit_code") is not None:
+        shown.append(("exit code", str(usage["exit_code"])))
+    for key in ("model_calls", "prompt_tokens", "completion_tokens"):
+        if usage.get(key):
+            shown.append((key.replace("_", " "), str(usage[key])))
+    return shown
+
+
+@router.get("/ui/jobs")
+async def jobs_page(
+    request: Request,
+    session: Viewer,
+    state: Annotated[str | None, Query(max_length=16)] = None,
+    notice: str = "",
+) -> HTMLResponse:
+    jobs = _jobs(request)
+
+    def read() -> tuple[list[Any], dict[str, Any]]:
+        return jobs.list_jobs(state=state or None, limit=200), jobs.effective_policies()
+
+    listed, policies = await asyncio.to_thread(read)
+    teams = sorted(request.app.state.rt.project.teams)
+    return page(request, "jobs.html", session, jobs=listed, policies=policies, states=JOB_STATES,
+                state=state or "", teams=teams, when=_when, notice=notice, dumps=json.dumps)  # fmt: skip
+
+
+@router.post("/ui/jobs")
+async def submit_job(
+    request: Request,
+    session: Checked,
+    kind: Annotated[str, Form(max_length=16)] = "command",
+    command: Annotated[str, Form(max_length=20_000)] = "",
+    team: Annotated[str, Form(max_length=200)] = "",
+    task: Annotated[str, Form(max_length=20_000)] = "",
+    name: Annotated[str, Form(max_length=200)] = "",
+    sandbox: Annotated[str, Form(max_length=8)] = "",
+    memory_mb: Annotated[float, Form(ge=0)] = 0,
+    cpu_cores: Annotated[float, Form(ge=0)] = 0,
+    priority: Annotated[int, Form(ge=0, le=100)] = 50,
+    deadline_min: Annotated[float, Form(ge=0)] = 0,
+    tags: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    need(session, "runs")
+    boxed = bool(sandbox)
+    try:
+        argv = shlex.split(command) if kind == "command" else None
+    except ValueError as exc:
+        return back("/ui/jobs", f"command: {exc}")
+    if argv is not None and not boxed and not session.allows("admin"):
+        return back(
+            "/ui/jobs", "a plain command runs as the server's own user: it needs the admin scope (tick sandbox)"
+        )
+    try:
+        job = await _jobs(request).submit(
+            argv=argv,
+            team=team or None if kind == "team" else None,
+            task=task or None if kind == "team" else None,
+            name=name or None,
+            sandbox=boxed and argv is not None,
+            needs=JobNeeds(cpu_cores=cpu_cores, memory_bytes=int(memory_mb * MiB)),
+            priority=priority,
+            deadline=time.time() + deadline_min * 60 if deadline_min else None,
+            tags=[t for t in tags.replace(",", " ").split() if t],
+            submitted_by=f"ui:{session.name}",
+        )
+    except EdgecrewError as exc:
+        return back("/ui/jobs", str(exc))
+    return RedirectResponse(f"/ui/jobs/{job.id}", status_code=303)
+
+
+@router.get("/ui/jobs/{job_id}")
+async def job_page(request: Request, job_id: str, session: Viewer, notice: str = "") -> HTMLResponse:
+    jobs = _jobs(request)
+
+    def read() -> tuple[Any, list[Any]]:
+        return jobs.get(job_id), jobs.events(job_id)
+
+    job, events = await asyncio.to_thread(read)
+    logs = jobs.job_dir(job.id) if job.kind == "command" and job.started_at else None
+    return page(request, "job.html", session, job=job, events=events, usage=_usage(job.usage), when=_when,
+                logs=logs, notice=notice, dumps=json.dumps)  # fmt: skip
+
+
+@router.post("/ui/jobs/{job_id}/cancel")
+async def cancel_job(request: Request, job_id: str, session: Checked) -> Response:
+    need(session, "runs")
+    try:
+        job = await asyncio.to_thread(_jobs(request).cancel, job_id, f"ui:{session.name}")
+    except EdgecrewError as exc:
+        return back(f"/ui/jobs/{job_id}", str(exc))
+    return back(f"/ui/jobs/{job.id}", f"job {job.state}")

@@ -185,7 +185,10 @@ def _num(value: float) -> str:
 
 
 def model_stats(events: Iterable[EventRecord]) -> dict[str, list[tuple[str, float]]]:
-    """Mean latency, time to first token and tokens per agent and per model, from model_called events."""
+    """Mean latency, time to first token and tokens per agent and per model, and the share of each
+    agent's model calls that failed, from model_called events."""
+    calls_agent: dict[str, int] = defaultdict(int)
+    errors_agent: dict[str, int] = defaultdict(int)
     lat: dict[str, list[float]] = defaultdict(list)
     ttft: dict[str, list[float]] = defaultdict(list)
     tokens_agent: dict[str, float] = defaultdict(float)
@@ -193,7 +196,12 @@ def model_stats(events: Iterable[EventRecord]) -> dict[str, list[tuple[str, floa
     lat_agent: dict[str, list[float]] = defaultdict(list)
     for e in events:
         call = e.payload
-        if not isinstance(call, ModelCalled) or call.latency_s is None:
+        if not isinstance(call, ModelCalled):
+            continue
+        calls_agent[e.agent or "?"] += 1
+        if not call.ok:
+            errors_agent[e.agent or "?"] += 1
+        if call.latency_s is None:
             continue
         alias = call.alias or "?"
         lat[alias].append(call.latency_s)
@@ -213,6 +221,9 @@ def model_stats(events: Iterable[EventRecord]) -> dict[str, list[tuple[str, floa
         "latency_by_agent": mean(lat_agent),
         "tokens_by_agent": sorted(tokens_agent.items(), key=lambda kv: -kv[1]),
         "tokens_by_model": sorted(tokens_model.items(), key=lambda kv: -kv[1]),
+        "error_rate_by_agent": sorted(
+            ((a, 100.0 * errors_agent[a] / n) for a, n in calls_agent.items()), key=lambda kv: -kv[1]
+        ),
     }
 
 

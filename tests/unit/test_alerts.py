@@ -1,0 +1,405 @@
+"""Alert rules: their spec (every mistake with file:line), the state machine, compare-and-set in the
+store, evaluation of sampler, model-call and PromQL rules, webhooks with retries against a real local
+HTTP server, and the `edgecrew alerts` commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecrew.bootstrap import bootstrap
+from edgecrew.cli import app as cli
+from edgecrew.domain.events import ModelCalled
+from edgecrew.engine.runtime import Runtime
+from edgecrew.errors import NotFoundError, SpecError
+from edgecrew.ops import Ops
+from edgecrew.ops.alerts import AlertService, next_state, shown
+from edgecrew.specs.alerts import AlertDoc, parse_duration
+from edgecrew.specs.project import load_project
+from edgecrew.store.alerts import AlertStore
+from edgecrew.store.samples import Sample
+from tests.conftest import write
+from tests.webhook import webhook_receiver
+
+GiB = 2**30
+runner = CliRunner()
+
+
+def _runtime(project_dir: Path, rules: str, **settings: object) -> Runtime:
+    write(project_dir / "edgecrew.yaml", "alerts:\n" + rules)
+    rt = bootstrap()
+    rt.settings = rt.settings.model_copy(update={"alert_webhook_backoff_s": 0.01, **settings})
+    return rt
+
+
+def _sample(rt: Runtime, at: float, **metrics: float) -> None:
+    sampler = Ops.of(rt).sampler
+    sampler.samples.write(Sample(sampler.host, at, metrics, []))
+
+
+# -- the spec --------------------------------------------------------------------------------------
+
+
+def test_every_bad_rule_is_reported_with_its_line(project_dir: Path) -> None:
+    config = write(
+        project_dir / "edgecrew.yaml",
+        """\
+        alerts:
+          low-memory:
+            metric: memory_free
+            below: 2GiB
+          slow:
+            metric: load1
+            above: 4
+            for: 2 minutes
+          mixed:
+            metric: cpu_percent
+            promql: up == 0
+            above: 90
+          no-threshold:
+            metric: cpu_percent
+          loud:
+            metric: cpu_percent
+            above: 90
+            severity: page
+            webhook: ftp://example.com/hook
+          Bad_Name:
+            metric: cpu_percent
+            above: lots
+        """,
+    )
+    with pytest.raises(SpecError) as info:
+        load_project(project_dir)
+    found = {(i.line, i.message.split(":")[0]) for i in info.value.issues}
+    assert found >= {
+        (3, "alerts.low-memory.metric"),
+        (8, "alerts.slow.for"),
+        (9, "alerts.mixed"),
+        (13, "alerts.no-threshold"),
+        (18, "alerts.loud.severity"),
+        (19, "alerts.loud.webhook"),
+        (22, "alerts.Bad_Name.above"),
+    }, found
+    text = str(info.value)
+    assert f"{config}:3: alerts.low-memory.metric: Value error, unknown sampler metric 'memory_free'; known: " in text
+    assert "cannot read duration '2 minutes'; write e.g. 0s, 30s, 2m or 1h30m" in text
+    assert "exactly one of metric, promql or model_calls (given: metric and promql)" in text
+    assert "needs exactly one of 'above' or 'below'" in text
+    assert "webhook 'ftp://example.com/hook' is not an http:// or https:// URL" in text
+    assert "cannot read threshold 'lots'" in text
+    assert "alerts.Bad_Name" in text  # the name itself breaks the naming rule
+
+
+def test_model_rules_are_checked_too(project_dir: Path) -> None:
+    write(
+        project_dir / "edgecrew.yaml",
+        """\
+        alerts:
+          a:
+            model_calls: p99_latency
+            above: 2
+          b:
+            model_calls: latency_p95_s
+            window: 0s
+            above: 2
+          c:
+            metric: cpu_percent
+            window: 5m
+            above: 2
+        """,
+    )
+    with pytest.raises(SpecError) as info:
+        load_project(project_dir)
+    text = str(info.value)
+    assert ":3: alerts.a.model_calls: Value error, unknown model_calls figure 'p99_latency'; use one of " in text
+    assert ":7: alerts.b.window: Value error, duration '0s' must be more than zero" in text
+    assert ":9: alerts.c: Value error, 'model' and 'window' belong to model_calls rules only" in text
+
+
+def test_a_good_rule_reads_sizes_durations_and_defaults(project_dir: Path) -> None:
+    write(
+        project_dir / "edgecrew.yaml",
+        """\
+        alerts:
+          low-memory:
+            metric: memory_available_bytes
+            below: 2GiB
+            for: 1h30m
+            description: less than 2 GiB left
+          slow-model:
+            model_calls: ttft_p95_s
+            model: local
+            window: 10m
+            above: 1.5
+            severity: critical
+        """,
+    )
+    rules = load_project(project_dir).alerts
+    low, slow = rules["low-memory"], rules["slow-model"]
+    assert (low.kind, low.comparison, low.threshold, low.for_s, low.severity) == (
+        "metric",
+        "below",
+        2 * GiB,
+        5400.0,
+        "warning",
+    )
+    assert low.source == "metric:memory_available_bytes" and low.breached(GiB) and not low.breached(3 * GiB)
+    assert (slow.kind, slow.window, slow.min_calls, slow.threshold, slow.for_s) == ("model_calls", 600.0, 5, 1.5, 0.0)
+    assert slow.source == "model_calls:ttft_p95_s of local over 600s"
+    assert AlertDoc.model_validate({"promql": "up == 0", "above": "0.5"}).threshold == 0.5
+    assert parse_duration(90) == 90.0 and parse_duration("0s") == 0.0
+    with pytest.raises(ValueError, match="must be zero or more"):
+        parse_duration(-1)
+
+
+# -- the state machine -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "breached", "for_s", "now", "expected"),
+    [
+        ("ok", False, 0, 100, ("ok", 10, None)),
+        ("ok", True, 0, 100, ("firing", 100, "firing")),
+        ("ok", True, 60, 100, ("pending", 100, None)),
+        ("resolved", True, 60, 100, ("pending", 100, None)),
+        ("resolved", False, 60, 100, ("resolved", 10, None)),
+        ("pending", True, 60, 69, ("pending", 10, None)),
+        ("pending", True, 60, 70, ("firing", 70, "firing")),
+        ("pending", False, 60, 70, ("ok", 70, None)),
+        ("firing", True, 60, 100, ("firing", 10, None)),
+        ("firing", False, 60, 100, ("resolved", 100, "resolved")),
+    ],
+)
+def test_state_transitions(state: str, breached: bool, for_s: float, now: float, expected: tuple[object, ...]) -> None:
+    assert next_state(state, 10, breached, now, for_s) == expected
+
+
+def test_a_transition_is_a_compare_and_set(project_dir: Path) -> None:
+    """Two processes that saw the same state both decide the rule fires: only the first records it."""
+    store = AlertStore(bootstrap().store)
+    seen = store.state("hot", "box", now=1)
+    assert (seen.state, seen.version) == ("ok", 0)
+    event = {"kind": "firing", "severity": "critical", "threshold": 1, "comparison": "above", "source": "s"}
+    event |= {"description": ""}
+    first = store.compare_and_set(seen, state="firing", since=2, value=5, error=None, now=2, event=event)
+    second = store.compare_and_set(seen, state="firing", since=2, value=5, error=None, now=2, event=event)
+    assert first[0] and first[1] is not None and second == (False, None)
+    assert [(e.rule, e.kind, e.value) for e in store.history()] == [("hot", "firing", 5.0)]
+    assert store.state("hot", "box").version == 1 and store.count() == 1
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+
+async def test_a_sampler_rule_goes_pending_firing_resolved(project_dir: Path) -> None:
+    rt = _runtime(
+        project_dir,
+        """\
+          busy:
+            metric: cpu_percent
+            above: 90
+            for: 2m
+            severity: critical
+            description: the CPU is saturated
+        """,
+    )
+    alerts = Ops.of(rt).alerts
+    assert [(s.name, s.state, s.value) for s in alerts.states()] == [("busy", "ok", None)]
+    t0 = time.time()
+    _sample(rt, t0, cpu_percent=95)
+    [s] = await alerts.evaluate_now(now=t0)
+    assert (s.state, s.value, s.since, s.scope) == ("pending", 95, t0, Ops.of(rt).sampler.host)
+    _sample(rt, t0 + 60, cpu_percent=97)
+    [s] = await alerts.evaluate_now(now=t0 + 60)
+    assert (s.state, s.since) == ("pending", t0)
+    _sample(rt, t0 + 120, cpu_percent=99)
+    [s] = await alerts.evaluate_now(now=t0 + 120)
+    assert (s.state, s.since, s.value) == ("firing", t0 + 120, 99)
+    assert [s.name for s in alerts.firing()] == ["busy"]
+    _sample(rt, t0 + 150, cpu_percent=10)
+    [s] = await alerts.evaluate_now(now=t0 + 150)
+    assert (s.state, s.value) == ("resolved", 10)
+    history = alerts.history()
+    assert [(e.kind, e.value, e.severity, e.description) for e in history] == [
+        ("resolved", 10, "critical", "the CPU is saturated"),
+        ("firing", 99, "critical", "the CPU is saturated"),
+    ]
+    assert history[0].delivery is None  # no webhook configured
+    # No fresh sample (the sampler stopped): no data, which resolves nothing further and says why.
+    [s] = await alerts.evaluate_now(now=t0 + 3600)
+    assert s.state == "resolved" and s.value is None and s.error and "no sample of cpu_percent" in s.error
+
+
+async def test_two_processes_announce_one_firing(project_dir: Path) -> None:
+    rt = _runtime(project_dir, "  hot:\n    metric: load1\n    above: 1\n")
+    _sample(rt, time.time(), load1=5)
+    first, second = AlertService(rt), AlertService(rt)  # as two edgecrew processes would
+    now = time.time()
+    await asyncio.gather(first.evaluate_now(now=now), second.evaluate_now(now=now), first.evaluate_now(now=now))
+    assert [e.kind for e in first.history()] == ["firing"]
+
+
+async def test_model_call_rules_read_the_run_events(project_dir: Path) -> None:
+    rt = _runtime(
+        project_dir,
+        """\
+          slow:
+            model_calls: latency_p95_s
+            above: 2
+            min_calls: 3
+          late-first-token:
+            model_calls: ttft_p95_s
+            model: local
+            above: 0.5
+            min_calls: 3
+          failing:
+            model_calls: error_percent
+            above: 20
+            min_calls: 3
+        """,
+    )
+    alerts = Ops.of(rt).alerts
+    rt.store.create_run("r1", "t", "x", {}, "/tmp")
+    by_name = {s.name: s for s in await alerts.evaluate_now()}
+    assert all(s.value is None and "fewer than min_calls=3" in (s.error or "") for s in by_name.values())
+    calls = [
+        ModelCalled(alias="local", latency_s=1.0, ttft_s=0.1),
+        ModelCalled(alias="local", latency_s=1.0, ttft_s=0.9),
+        ModelCalled(alias="local", latency_s=5.0, ttft_s=1.0),
+        ModelCalled(alias="remote", latency_s=1.0, ttft_s=3.0),
+        ModelCalled(alias="remote", error="boom"),
+    ]
+    for i, call in enumerate(calls):
+        rt.store.emit("r1", f"call-{i}", call)
+    by_name = {s.name: s for s in await alerts.evaluate_now()}
+    assert by_name["failing"].value == pytest.approx(20.0) and by_name["failing"].state == "ok"  # not above 20
+    assert by_name["slow"].state == "firing" and by_name["slow"].value == pytest.approx(4.4)
+    assert by_name["late-first-token"].state == "firing"  # 'remote' calls are not counted
+    assert by_name["late-first-token"].value == pytest.approx(0.99)
+
+
+async def test_a_promql_rule_without_prometheus_has_no_data(project_dir: Path) -> None:
+    rt = _runtime(project_dir, "  down:\n    promql: up == 0\n    above: 0\n")
+    [s] = await Ops.of(rt).alerts.evaluate_now()
+    assert (s.state, s.value, s.scope) == ("ok", None, "")
+    assert s.error == "no Prometheus URL: set EDGECREW_PROMETHEUS_URL for promql rules"
+    rt.settings = rt.settings.model_copy(update={"prometheus_url": "http://127.0.0.1:9"})
+    [s] = await Ops.of(rt).alerts.evaluate_now()
+    assert s.state == "ok" and s.error and s.error.startswith("Prometheus is unreachable at http://127.0.0.1:9")
+
+
+async def test_the_webhook_is_retried_until_it_answers(project_dir: Path) -> None:
+    with webhook_receiver(fail_first=1) as hook, webhook_receiver() as shared:
+        rt = _runtime(
+            project_dir,
+            f"  hot:\n    metric: load1\n    above: 1\n    severity: info\n    webhook: {hook.url}\n",
+            alert_webhook_url=shared.url,
+        )
+        alerts = Ops.of(rt).alerts
+        t0 = time.time()
+        _sample(rt, t0, load1=3)
+        await alerts.evaluate_now(now=t0)
+        assert [a["status"] for a in hook.attempts] == [500, 200]  # the first try failed, the second arrived
+        [payload] = hook.delivered
+        assert payload == shared.delivered[0]
+        assert {k: payload[k] for k in ("rule", "status", "severity", "value", "threshold", "comparison")} == {
+            "rule": "hot",
+            "status": "firing",
+            "severity": "info",
+            "value": 3.0,
+            "threshold": 1.0,
+            "comparison": "above",
+        }
+        assert payload["source"] == "metric:load1" and payload["host"] == Ops.of(rt).sampler.host
+        assert payload["text"] == "[info] alert hot firing: metric:load1 is 3 (above 1)"
+        [event] = alerts.history()
+        assert event.delivery == {
+            shared.url: "delivered (HTTP 200) on attempt 1",
+            hook.url: "delivered (HTTP 200) on attempt 2",
+        }
+        _sample(rt, t0 + 1, load1=0.5)
+        await alerts.evaluate_now(now=t0 + 1)
+        assert [p["status"] for p in hook.delivered] == ["firing", "resolved"]
+
+
+async def test_a_webhook_that_keeps_failing_is_recorded_as_failed(project_dir: Path) -> None:
+    with webhook_receiver(fail_first=100) as broken, webhook_receiver(status_after=404) as missing:
+        rt = _runtime(project_dir, f"  hot:\n    metric: load1\n    above: 1\n    webhook: {missing.url}\n")
+        rt.settings = rt.settings.model_copy(update={"alert_webhook_url": broken.url, "alert_webhook_attempts": 3})
+        _sample(rt, time.time(), load1=3)
+        await Ops.of(rt).alerts.evaluate_now()
+        assert len(broken.attempts) == 3 and len(missing.attempts) == 1  # a 404 is not retried
+        [event] = Ops.of(rt).alerts.history()
+        assert event.delivery == {broken.url: "failed: HTTP 500", missing.url: "failed: HTTP 404"}
+
+
+def test_values_are_shown_as_people_read_them() -> None:
+    assert shown(None) == "no data"
+    assert shown(2.5 * GiB, "metric:memory_available_bytes") == "2.50 GiB"
+    assert shown(300 * 2**20, "promql:sum(node_memory_MemAvailable_bytes)") == "300.00 MiB"
+    assert shown(95.25, "metric:cpu_percent") == "95.25" and shown(12_345_678) == "12,345,678"
+
+
+def test_unknown_rules_are_not_found(project_dir: Path) -> None:
+    rt = _runtime(project_dir, "  hot:\n    metric: load1\n    above: 1\n")
+    with pytest.raises(NotFoundError, match=r"no alert rule 'cold' \(rules: hot\)"):
+        Ops.of(rt).alerts.rule("cold")
+
+
+async def test_the_loop_evaluates_until_stopped(project_dir: Path) -> None:
+    rt = _runtime(project_dir, "  hot:\n    metric: load1\n    above: -1\n", alert_interval_s=0.05)
+    _sample(rt, time.time(), load1=1)
+    alerts = AlertService(rt)
+    await alerts.start()
+    try:
+        for _ in range(200):
+            if alerts.history():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await alerts.stop()
+    assert [e.kind for e in alerts.history()] == ["firing"]
+    await alerts.stop()
+
+
+# -- the commands ----------------------------------------------------------------------------------
+
+
+def test_the_commands_list_check_and_show_history(project_dir: Path) -> None:
+    write(
+        project_dir / "edgecrew.yaml",
+        """\
+        alerts:
+          roomy:
+            metric: memory_available_bytes
+            above: 1
+            description: there is memory
+          never:
+            metric: load1
+            above: 1000000
+        """,
+    )
+    listed = runner.invoke(cli, ["alerts", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "roomy" in listed.output and "never" in listed.output and "ok" in listed.output
+    checked = runner.invoke(cli, ["alerts", "check", "--json"])
+    assert checked.exit_code == 0, checked.output
+    states = {s["name"]: s for s in json.loads(checked.output)}
+    assert states["roomy"]["state"] == "firing" and states["roomy"]["value"] > 1
+    assert states["never"]["state"] == "ok" and states["roomy"]["host"]
+    history = runner.invoke(cli, ["alerts", "history", "--json"])
+    assert [(e["rule"], e["kind"]) for e in json.loads(history.output)] == [("roomy", "firing")]
+    table = runner.invoke(cli, ["alerts", "history", "--rule", "roomy"])
+    assert table.exit_code == 0 and "roomy" in table.output and "firing" in table.output
+    unknown = runner.invoke(cli, ["alerts", "history", "--rule", "nosuch"])
+    assert unknown.exit_code == 1 and "no alert rule 'nosuch' (rules: never, roomy)" in unknown.output
+
+
+def test_list_without_rules_shows_an_example() -> None:
+    result = runner.invoke(cli, ["alerts", "list"])
+    assert result.exit_code == 0 and "metric: memory_available_bytes" in result.output

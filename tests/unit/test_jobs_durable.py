@@ -1,0 +1,144 @@
+"""Jobs on the durable engine in this process (DBOS on a temp SQLite home): a team job runs its team on
+the scripted model through the run use case, a running command is cancelled, a sandboxed command
+runs, and a job submitted while no server ran is admitted once one starts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edgecrew.bootstrap import bootstrap
+from edgecrew.engine import durable
+from edgecrew.engine.service import RunService
+from edgecrew.ops import Ops
+from edgecrew.ops.jobs import JobService
+from edgecrew.store.jobs import JobRecord
+from tests.conftest import write
+
+PROJECT = """\
+models:
+  fake:
+    backend: scripted
+    replies: [{text: "the report is done"}]
+teams:
+  - name: solo
+    agents:
+      a: {model: fake, system: write the report}
+    graph: {start: a, edges: [{from: a, to: end}]}
+policies:
+  always:
+    max_concurrent: 4
+"""
+
+
+@pytest.fixture
+async def served(project_dir: Path) -> AsyncIterator[JobService]:
+    """A runtime serving its job queue, as `edgecrew serve` does."""
+    write(project_dir / "edgecrew.yaml", PROJECT)
+    rt = bootstrap()
+    ops = Ops.of(rt)
+    durable.launch(rt, queues=ops.queues())
+    await ops.jobs.start()
+    try:
+        yield ops.jobs
+    finally:
+        await ops.jobs.stop()
+        durable.shutdown()
+
+
+async def _ended(jobs: JobService, job_id: str, timeout: float = 60) -> JobRecord:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = jobs.get(job_id)
+        if job.finished:
+            return job
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not end: {jobs.get(job_id)}")
+
+
+async def test_a_team_job_runs_its_team_once_through_the_run_use_case(served: JobService) -> None:
+    job = await served.submit(team="solo", task="write the report", tags=["reports"])
+    done = await _ended(served, job.id)
+    assert done.state == "succeeded", done.reason
+    assert done.run_id is not None and done.usage is not None and done.usage["model_calls"] == 1
+    run = RunService(served.rt).get(done.run_id)
+    assert run.trigger == {"kind": "job", "job": job.id}
+    assert run.idempotency_key == f"job:{job.id}" and run.output == {"text": "the report is done"}
+    assert [e.kind for e in served.events(job.id)] == ["submitted", "allowed", "started", "finished"]
+
+
+async def test_a_running_command_is_cancelled_with_its_process_tree(served: JobService, project_dir: Path) -> None:
+    marker = project_dir / "started"
+    job = await served.submit(argv=["sh", "-c", f"touch {marker}; sleep 60 & wait"])
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    running = served.get(job.id)
+    assert running.state == "running" and running.pid is not None
+    tree = [running.pid, *(c.pid for c in psutil.Process(running.pid).children(recursive=True))]
+    assert served.cancel(job.id, by="alice").state == "cancelling"
+    done = await _ended(served, job.id)
+    assert done.state == "cancelled" and done.reason == "cancel requested by alice"
+    assert done.usage is not None and done.usage["wall_s"] < 60
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in tree)
+
+
+async def test_a_command_reports_its_exit_and_usage_and_a_sandboxed_one_runs(served: JobService) -> None:
+    plain = await served.submit(
+        argv=["python3", "-c", "x = bytearray(64 * 2**20); import time; time.sleep(1); exit(3)"]
+    )
+    boxed = await served.submit(argv=["sh", "-c", "echo inside; exit 0"], sandbox=True)
+    failed, ok = await _ended(served, plain.id), await _ended(served, boxed.id)
+    assert failed.state == "failed" and failed.reason == "exited with code 3" and failed.exit_code == 3
+    assert failed.usage is not None and failed.usage["peak_rss_bytes"] >= 64 * 2**20 and failed.usage["wall_s"] >= 1
+    assert ok.state == "succeeded", ok.reason
+    assert (served.job_dir(ok.id) / "stdout.log").read_text() == "inside\n"
+
+
+async def test_a_job_submitted_while_no_server_ran_is_admitted_when_one_starts(project_dir: Path) -> None:
+    write(project_dir / "edgecrew.yaml", PROJECT)
+    offline = Ops.of(bootstrap()).jobs
+    job = await offline.submit(argv=["true"])
+    offline.close()
+    rt = bootstrap()
+    ops = Ops.of(rt)
+    durable.launch(rt, queues=ops.queues())
+    await ops.jobs.start()
+    try:
+        assert (await _ended(ops.jobs, job.id)).state == "succeeded"
+    finally:
+        await ops.jobs.stop()
+        durable.shutdown()
+
+
+async def test_a_long_wait_runs_in_rounds_and_starts_when_a_threshold_flips(
+    served: JobService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbos import DBOS
+
+    from edgecrew.ops import jobs as jobs_module
+    from edgecrew.specs.jobs import MachineFacts
+
+    monkeypatch.setattr(jobs_module, "CHECKS_PER_ROUND", 3)
+    served.rt.settings = served.rt.settings.model_copy(update={"jobs_check_s": 0.05})
+    busy = MachineFacts(load1=64.0, cpu_count=1, available_memory_bytes=2**34, memory_percent=10.0)
+    calm = MachineFacts(load1=0.0, cpu_count=1, available_memory_bytes=2**34, memory_percent=10.0)
+    served.apply_policy("always", {"max_load_per_core": 1.0}, "a threshold to flip", "test")
+    served.facts = lambda: busy
+    job = await served.submit(argv=["true"])
+    deadline = time.monotonic() + 30
+    while len(await DBOS.list_workflows_async(name=jobs_module.WAIT_WORKFLOW)) < 3:
+        assert time.monotonic() < deadline and served.get(job.id).state in ("queued", "waiting")
+        await asyncio.sleep(0.05)
+    waiting = served.get(job.id)
+    assert waiting.state == "waiting" and waiting.reason == "always: load per core is 64.00, above its limit 1"
+    served.facts = lambda: calm
+    done = await _ended(served, job.id)
+    assert done.state == "succeeded" and done.allowed_at is not None
+    kinds = [e.kind for e in served.events(job.id)]
+    assert kinds == ["submitted", "waiting", "allowed", "started", "finished"]  # one waiting event, not one per check

@@ -9,6 +9,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from edgecrew.domain.runs import RunStatus
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.ui.pages import _safe_next
 from edgecrew.ui.session import COOKIE
@@ -21,6 +22,8 @@ PAGES = [
     "/ui/teams/echo",
     "/ui/tasks",
     "/ui/routines",
+    "/ui/jobs",
+    "/ui/alerts",
     "/ui/pilot",
     "/ui/models",
     "/ui/metrics",
@@ -62,6 +65,8 @@ def test_every_page_renders_its_empty_state(client: TestClient, keys: dict[str, 
         "/ui/approvals": "Nothing is waiting for you",
         "/ui/tasks": "No tasks yet",
         "/ui/routines": "No routines",
+        "/ui/jobs": "No jobs yet",
+        "/ui/alerts": "No alert rules",
         "/ui/pilot": "No questions yet",
         "/ui/metrics": "No data yet",
     }
@@ -244,4 +249,31 @@ def test_an_empty_filter_says_what_it_filtered(client: TestClient, keys: dict[st
     run_to_end(client, keys, "echo")
     sign_in(client, keys["read"])
     page = client.get("/ui/runs?status=failed")
-    assert "No failed runs." in page.text and "No runs yet." not in page.text and 'href="/ui/runs"' in page.text
+    assert (
+        "No failed runs match these filters." in page.text
+        and "No runs yet." not in page.text
+        and 'href="/ui/runs"' in page.text
+    )
+
+
+def test_runs_are_filtered_by_status_team_and_text_with_the_filters_in_the_url(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    from edgecrew.engine.service import RunService
+
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    sign_in(client, keys["read"])
+    svc = RunService(rt)
+    for i, task in enumerate(("find the answer", "count the sheep")):
+        run_id = f"rfilter{i}"
+        rt.store.create_run(run_id, "echo", task, {}, "/tmp", project=None)
+        rt.store.set_status(run_id, RunStatus.RUNNING)
+        rt.store.set_status(run_id, RunStatus.SUCCEEDED, output={"text": f"done: {task.upper()}"})
+    page = client.get("/ui/runs?q=SHEEP&team=echo&status=succeeded")
+    assert page.status_code == 200
+    assert "count the sheep" in page.text and "find the answer" not in page.text
+    assert 'value="SHEEP"' in page.text and '<option value="echo" selected>' in page.text  # the URL's filters shown
+    assert "1 run(s) match" in page.text
+    none = client.get("/ui/runs?status=failed")
+    assert "No failed runs match these filters" in none.text and 'href="/ui/runs"' in none.text
+    assert len(svc.list_runs(text="done: find")) == 1  # the output is searched too

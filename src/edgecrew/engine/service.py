@@ -385,13 +385,23 @@ class RunService:
         return self.rt.store.get_run(run_id)
 
     def list_runs(
-        self, *, limit: int = 20, offset: int = 0, status: str | None = None, team: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        status: str | None = None,
+        team: str | None = None,
+        text: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first."""
-        return self.rt.store.list_runs(limit=limit, offset=offset, status=status, team=team)
+        """Runs, newest first (``text``: whose task or output contains it)."""
+        return self.rt.store.list_runs(limit=limit, offset=offset, status=status, team=team, text=text)
 
-    def count_runs(self, *, status: str | None = None, team: str | None = None) -> int:
-        return self.rt.store.count_runs(status=status, team=team)
+    def count_runs(self, *, status: str | None = None, team: str | None = None, text: str | None = None) -> int:
+        return self.rt.store.count_runs(status=status, team=team, text=text)
+
+    def usage_by_run(self, run_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(prompt, completion) tokens per run, for a page of runs."""
+        return self.rt.store.usage_by_run(run_ids)
 
     def steps(self, run_id: str) -> list[StepRecord]:
         return self.rt.store.steps(run_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -217,24 +217,35 @@ class RunStore:
         return row
 
     def list_runs(
-        self, *, limit: int = 20, offset: int = 0, status: str | None = None, team: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        status: str | None = None,
+        team: str | None = None,
+        text: str | None = None,
     ) -> list[RunRecord]:
+        """Runs, newest first; ``text``: only those whose task or output contains it (any case)."""
         query = sa.select(t.runs).order_by(t.runs.c.created_at.desc(), t.runs.c.id).limit(limit).offset(offset)
-        if status:
-            query = query.where(t.runs.c.status == status)
-        if team:
-            query = query.where(t.runs.c.team == team)
         with self.engine.connect() as conn:
-            return [_run(r) for r in conn.execute(query).mappings()]
+            return [_run(r) for r in conn.execute(_filtered(query, status, team, text)).mappings()]
 
-    def count_runs(self, *, status: str | None = None, team: str | None = None) -> int:
+    def count_runs(self, *, status: str | None = None, team: str | None = None, text: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(t.runs)
-        if status:
-            query = query.where(t.runs.c.status == status)
-        if team:
-            query = query.where(t.runs.c.team == team)
         with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar() or 0)
+            return int(conn.execute(_filtered(query, status, team, text)).scalar() or 0)
+
+    def usage_by_run(self, run_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(prompt, completion) tokens of each run, summed over its steps, for a page of runs."""
+        if not run_ids:
+            return {}
+        query = (
+            sa.select(t.steps.c.run_id, sa.func.sum(t.steps.c.prompt_tokens), sa.func.sum(t.steps.c.completion_tokens))
+            .where(t.steps.c.run_id.in_(list(run_ids)))
+            .group_by(t.steps.c.run_id)
+        )
+        with self.engine.connect() as conn:
+            return {row[0]: (int(row[1] or 0), int(row[2] or 0)) for row in conn.execute(query)}
 
     def run_by_idempotency_key(self, key: str) -> RunRecord | None:
         with self.engine.connect() as conn:
@@ -446,6 +457,22 @@ class RunStore:
             self._statements[cache_key] = stmt
         with self.transaction() as conn:
             conn.execute(stmt, rows)
+
+
+def _filtered(query: Any, status: str | None, team: str | None, text: str | None) -> Any:
+    if status:
+        query = query.where(t.runs.c.status == status)
+    if team:
+        query = query.where(t.runs.c.team == team)
+    if text:
+        needle = text.lower()
+        query = query.where(
+            sa.or_(
+                sa.func.lower(t.runs.c.task).contains(needle, autoescape=True),
+                sa.func.lower(sa.cast(t.runs.c.output, sa.Text)).contains(needle, autoescape=True),
+            )
+        )
+    return query
 
 
 def _run(row: Any) -> RunRecord:

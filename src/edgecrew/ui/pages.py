@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -195,6 +195,11 @@ def _alerts(rt: Runtime, pool: Any) -> list[str]:
     failed = RunService(rt).count_runs(status="failed")
     if failed:
         alerts.append(f"{failed} run(s) failed; see the runs list")
+    from edgecrew.ops import Ops
+
+    for firing in Ops.of(rt).alerts.firing():
+        what = firing.rule.description or firing.rule.source
+        alerts.append(f"alert {firing.name} is firing ({firing.rule.severity}): {what}; see /ui/alerts")
     return alerts
 
 
@@ -203,12 +208,32 @@ def runs_page(
     request: Request,
     session: Viewer,
     status: Annotated[str | None, Query(max_length=32)] = None,
+    team: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> HTMLResponse:
-    svc = RunService(_rt(request))
-    runs = svc.list_runs(limit=50, offset=offset, status=status or None)
-    total = svc.count_runs(status=status or None)
-    return page(request, "runs.html", session, runs=runs, total=total, offset=offset, status=status or "")
+    """Runs, filtered by status, team and text (task or output), every filter in the URL."""
+    rt = _rt(request)
+    svc = RunService(rt)
+    status, team, q = status or None, team or None, (q or "").strip() or None
+    runs = svc.list_runs(limit=50, offset=offset, status=status, team=team, text=q)
+    total = svc.count_runs(status=status, team=team, text=q)
+    filters = {k: v for k, v in (("status", status), ("team", team), ("q", q)) if v}
+    return page(
+        request,
+        "runs.html",
+        session,
+        runs=runs,
+        usage=svc.usage_by_run([r.id for r in runs]),
+        total=total,
+        offset=offset,
+        status=status or "",
+        team=team or "",
+        q=q or "",
+        teams=sorted(rt.project.teams),
+        query=urlencode(filters),
+        filtered=bool(filters),
+    )
 
 
 @router.get("/ui/runs/{run_id}")

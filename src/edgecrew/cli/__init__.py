@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
+from edgecrew.cli.agents import agents_app
 from edgecrew.cli.alerts import alerts_app
 from edgecrew.cli.approvals import approvals_app
 from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
@@ -47,6 +48,7 @@ app.add_typer(mcp_app, name="mcp")
 app.add_typer(keys_app, name="keys")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(agents_app, name="agents")
 app.add_typer(routines_app, name="routines")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(jobs_app, name="jobs")
@@ -422,7 +424,7 @@ def validate(
         project_dir = get_settings().project_dir if named else target if target.is_dir() else _project_of(target)
         settings = get_settings().model_copy(update={"project": project_dir})
         project, models, tools = load_catalog(settings, mcp=True)
-        catalog = catalog_of(models, tools)
+        catalog = catalog_of(models, tools, project.agent_docs())
         if named:
             if str(path) not in project.teams:
                 err.print(f"[red]error:[/] {path} is neither a file, a directory nor a team of this project")
@@ -433,7 +435,14 @@ def validate(
         else:
             sources = [s for s in project.sources if not s.builtin]
         problems = [] if named or target.is_file() else list(project.duplicates)
-        if not sources and not problems:
+        library = [] if named or target.is_file() else [a for a in project.agents.values() if not a.builtin]
+        for agent in library:
+            try:
+                project.load_agent(agent.name, catalog)
+                console.print(f"[green]✓[/] agent {agent.name} ({agent.file})", soft_wrap=True)
+            except SpecError as exc:
+                problems += exc.issues
+        if not sources and not problems and not library:
             console.print(f"no teams in {target} (looked at edgecrew.yaml and teams/*.yaml)")
             return 0
         for source in sources:

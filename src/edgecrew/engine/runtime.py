@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.executors import executor_alive, executor_id
+from edgecrew.errors import SpecError
 from edgecrew.models.base import ChatModel
 from edgecrew.models.pool import ModelPool, PoolModelSpec
 from edgecrew.models.registry import ModelRegistry
@@ -87,7 +89,7 @@ class Runtime:
             self._pool = None
 
     def catalog(self) -> Catalog:
-        return catalog_of(self.models, self.tools)
+        return catalog_of(self.models, self.tools, self.project.agent_docs())
 
     def load_team(self, name_or_path: str) -> TeamSpec:
         """A team by name or YAML path (the CLI's way; network callers use ``load_named_team``)."""
@@ -118,9 +120,11 @@ def published_pool_states(home: Path) -> list[dict[str, Any]]:
     return states
 
 
-def catalog_of(models: ModelRegistry, tools: ToolRegistry) -> Catalog:
-    """What specs may refer to: these models (aliases and tags) and tools (normalized names)."""
-    return Catalog(tools=tools.names(), models=models.references(), normalize_tool=tools.canonical)
+def catalog_of(
+    models: ModelRegistry, tools: ToolRegistry, agents: Mapping[str, Mapping[str, Any] | SpecError] | None = None
+) -> Catalog:
+    """What specs may refer to: these models (aliases and tags), tools (normalized names) and library agents."""
+    return Catalog(tools=tools.names(), models=models.references(), normalize_tool=tools.canonical, agents=agents)
 
 
 def build_pool(registry: ModelRegistry, budget_bytes: int | None) -> ModelPool:

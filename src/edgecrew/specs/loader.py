@@ -9,6 +9,7 @@ After shape errors the meaning checks still run, on a copy repaired by :data:`_T
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ from edgecrew.errors import SpecError, SpecIssue
 from edgecrew.specs.repair import ANY, DROP, Loc, Rule, repair
 from edgecrew.specs.yamlsrc import line_of, parse_yaml, read_yaml, to_plain
 
-__all__ = ["Catalog", "build_team", "load_team", "load_team_text", "parse_yaml"]
+__all__ = ["Catalog", "build_agent", "build_team", "load_team", "load_team_text", "parse_yaml"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
@@ -142,6 +143,9 @@ class Catalog:
     tools: frozenset[str] | None = None
     models: frozenset[str] | None = None
     normalize_tool: Callable[[str], str] | None = None  # name -> registered name (case, aliases)
+    # The agent library: name -> the agent's fields, for team agents that say `use: NAME`; a library
+    # agent whose own file is broken maps to a SpecError instead (reported there, named here).
+    agents: Mapping[str, Mapping[str, Any] | SpecError] | None = None
 
 
 @dataclass
@@ -187,13 +191,97 @@ def build_team(doc: Any, file: str, catalog: Catalog | None, loc_prefix: Loc) ->
             "write 'name:', 'agents:' and 'graph:' at the top level",
         )
         raise issues.error()
-    team = _shape(to_plain(node, file), issues)
+    plain, borrowed = _resolve_uses(to_plain(node, file), catalog or Catalog(), issues)
+    team = _shape(plain, issues)
     if team is None:
         raise issues.error()
+    issues.muted |= borrowed  # an agent whose library entry is unknown: only that is said of it
     _check_team(team, catalog or Catalog(), issues)
     if issues.items:  # always so after shape errors: a repaired team never becomes a TeamSpec
         raise issues.error()
     return _to_domain(team, file, catalog)
+
+
+# --- the agent library --------------------------------------------------------------------------------
+
+MERGED_FIELDS = ("limits", "files")  # a team's override of these keeps the library's other keys
+
+
+def _resolve_uses(plain: Any, catalog: Catalog, issues: _Issues) -> tuple[Any, frozenset[Loc]]:
+    """Team agents that say ``use: NAME`` become the library agent NAME with the team's fields on top
+    (``limits`` and ``files`` merged key by key). Returns the team and the agents whose NAME is unknown."""
+    agents = plain.get("agents") if isinstance(plain, dict) else None
+    if not isinstance(agents, dict):
+        return plain, frozenset()
+    library = catalog.agents or {}
+    unknown: set[Loc] = set()
+    for name, entry in list(agents.items()):
+        if not isinstance(entry, dict) or "use" not in entry:
+            continue
+        ref, overrides = entry["use"], {k: v for k, v in entry.items() if k != "use"}
+        if not isinstance(ref, str) or ref not in library:
+            known = ", ".join(sorted(library)) or "none"
+            issues.add(
+                ("agents", name, "use"),
+                f"agent '{name}' uses '{ref}', which is not in the agent library",
+                _suggest(str(ref), library) or f"library agents: {known} (see `edgecrew agents list`)",
+            )
+            agents[name] = {"system": "-", **overrides}
+            unknown.add(("agents", name))
+            continue
+        found = library[ref]
+        if isinstance(found, SpecError):
+            first = found.issues[0] if found.issues else None
+            issues.add(
+                ("agents", name, "use"),
+                f"agent '{name}' uses '{ref}', whose own file has {len(found.issues)} problem(s)"
+                + (f", first: {first}" if first else ""),
+                "fix the library agent (edgecrew validate lists its problems)",
+            )
+            agents[name] = {"system": "-", **overrides}
+            unknown.add(("agents", name))
+            continue
+        merged = copy.deepcopy(dict(found))
+        for key, value in overrides.items():
+            if key in MERGED_FIELDS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        agents[name] = merged
+    return plain, frozenset(unknown)
+
+
+@dataclass
+class _AgentFileIssues(_Issues):
+    """Issues of one library agent's file: the team checks speak of ``agents.<name>.<field>``, the file
+    holds the fields at its top level."""
+
+    def add(self, loc: Loc, message: str, hint: str = "") -> None:
+        super().add(loc[2:] if loc[:1] == ("agents",) else loc, message, hint)
+
+
+def build_agent(doc: Any, file: str, catalog: Catalog | None = None) -> tuple[str, AgentDoc]:
+    """Validate one library agent: a file of ``agents/`` holding ``name`` and an agent's fields."""
+    issues = _AgentFileIssues(doc, file, ())
+    if not isinstance(doc, Mapping):
+        issues.add((), "an agent must be a mapping: name, then its fields (system, model, tools...)")
+        raise issues.error()
+    plain = dict(to_plain(doc, file))
+    name = plain.pop("name", None)
+    if not isinstance(name, str) or not _NAME.match(name) or name == END:
+        hint = "start with a letter; use letters, digits, '-' or '_'"
+        issues.add(("name",), f"agent name {name!r} is not allowed", hint)
+        raise issues.error()
+    try:
+        agent = AgentDoc.model_validate(plain)
+    except ValidationError as exc:
+        for loc, message, hint in _shape_issues(exc):
+            issues.add(("agents", name, *loc), message, hint)
+        raise issues.error() from None
+    _check_agent(name, agent, catalog or Catalog(), issues)
+    if issues.items:
+        raise issues.error()
+    return name, agent
 
 
 # --- shape errors ------------------------------------------------------------------------------------

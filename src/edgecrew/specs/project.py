@@ -24,7 +24,7 @@ from edgecrew.errors import NotFoundError, SpecError, SpecIssue, UserError
 from edgecrew.models.registry import ModelDef
 from edgecrew.specs.alerts import AlertDoc
 from edgecrew.specs.jobs import PolicyDoc
-from edgecrew.specs.loader import Catalog, build_team
+from edgecrew.specs.loader import AgentDoc, Catalog, build_agent, build_team
 from edgecrew.specs.models import ModelDoc, build_models
 from edgecrew.specs.repair import ANY, DROP, Rule, repair
 from edgecrew.specs.routines import ROUTINE_NAME, RoutineDoc
@@ -44,6 +44,15 @@ class ProjectDoc(BaseModel):
     routines: dict[Annotated[str, StringConstraints(pattern=ROUTINE_NAME)], RoutineDoc] = {}
     policies: dict[Annotated[str, StringConstraints(pattern=ROUTINE_NAME)], PolicyDoc] = {}
     alerts: dict[Annotated[str, StringConstraints(pattern=ROUTINE_NAME)], AlertDoc] = {}
+
+
+@dataclass(frozen=True)
+class AgentSource:
+    """A library agent: one file of the project's ``agents/`` (or a built-in one)."""
+
+    name: str
+    file: Path
+    builtin: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class Project:
     sources: list[TeamSource] = field(default_factory=list)  # every project team, duplicates included
     # Problems across files, reported by `edgecrew validate`: duplicate team names, routines naming no team.
     duplicates: list[SpecIssue] = field(default_factory=list)
+    agents: dict[str, AgentSource] = field(default_factory=dict)  # the agent library (agents/*.yaml, built-in)
     routines: dict[str, RoutineDoc] = field(default_factory=dict)  # edgecrew.yaml's routines:, by name
     policies: dict[str, PolicyDoc] = field(default_factory=dict)  # policies: (when jobs may start)
     alerts: dict[str, AlertDoc] = field(default_factory=dict)  # alerts: (usage alert rules)
@@ -86,6 +96,28 @@ class Project:
             )
             return
         self.teams[source.name] = source
+
+    def agent_docs(self) -> dict[str, dict[str, Any] | SpecError]:
+        """The agent library's fields by name (what a team's ``use: NAME`` reads), or the SpecError of a
+        file whose shape is broken (a team names it; ``edgecrew validate`` reports it in full)."""
+        docs: dict[str, dict[str, Any] | SpecError] = {}
+        for name, source in self.agents.items():
+            try:
+                build_agent(read_yaml(source.file), str(source.file))  # its shape; meaning: with the team
+                doc = to_plain(read_yaml(source.file), str(source.file))
+            except SpecError as exc:
+                docs[name] = exc
+                continue
+            docs[name] = {k: v for k, v in doc.items() if k != "name"}
+        return docs
+
+    def load_agent(self, name: str, catalog: Catalog | None = None) -> AgentDoc:
+        """A library agent, validated (SpecError with file:line when it is not valid)."""
+        if name not in self.agents:
+            known = ", ".join(sorted(self.agents)) or "none"
+            raise NotFoundError(f"no library agent '{name}' (known: {known}); see `edgecrew agents list`")
+        source = self.agents[name]
+        return build_agent(read_yaml(source.file), str(source.file), catalog)[1]
 
     def load_source(self, source: TeamSource, catalog: Catalog | None = None) -> TeamSpec:
         return build_team(read_yaml(source.file), str(source.file), catalog, source.loc)
@@ -157,10 +189,33 @@ def _failing_line(exc: BaseException, file: Path) -> str:
 
 
 def builtin_team_files() -> Iterable[Path]:
-    folder = resources.files("edgecrew") / "teams"
+    return _builtin_files("teams")
+
+
+def _builtin_files(folder_name: str) -> Iterable[Path]:
+    folder = resources.files("edgecrew") / folder_name
+    if not folder.is_dir():
+        return
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith((".yaml", ".yml")):
             yield Path(str(entry))
+
+
+def _library(directory: Path) -> dict[str, AgentSource]:
+    """Built-in library agents, then the project's ``agents/*.yaml`` (a project agent wins by name)."""
+    found: dict[str, AgentSource] = {}
+    for file in _builtin_files("agents"):
+        name = _team_name(read_yaml(file), file)
+        found[name] = AgentSource(name, file, builtin=True)
+    folder = directory / "agents"
+    if folder.is_dir():
+        for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            try:
+                name = _team_name(read_yaml(file), file)
+            except SpecError:
+                name = file.stem  # reported in full when the agent is validated
+            found[name] = AgentSource(name, file)
+    return found
 
 
 def _team_name(doc: Any, file: Path) -> str:
@@ -226,6 +281,7 @@ def load_project(directory: Path) -> Project:
             name = str(team.get("name") or f"team-{i + 1}")
             project.add(TeamSource(name, config, ("teams", i)))
 
+    project.agents = _library(directory)
     teams_dir = directory / "teams"
     if teams_dir.is_dir():
         for file in sorted([*teams_dir.glob("*.yaml"), *teams_dir.glob("*.yml")]):

@@ -1,0 +1,100 @@
+"""The agent library: agents defined once in agents/*.yaml, used by name in teams with per-team
+overrides, validated with file:line, listed and shown by the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecrew.bootstrap import bootstrap
+from edgecrew.cli import app
+from edgecrew.errors import SpecError
+from tests.conftest import write
+
+CRITIC = """
+name: critic
+role: critic
+model: local
+system: You check an answer and say approve or revise.
+limits: {max_steps: 2, max_tokens: 64}
+output_schema:
+  type: object
+  properties: {verdict: {enum: [approve, revise]}}
+  required: [verdict]
+"""
+
+TEAM = """
+name: reviewed
+agents:
+  writer: {system: write it}
+  critic: {use: critic}
+  strict:
+    use: critic
+    system: You are strict. Say revise unless it is perfect.
+    limits: {max_tokens: 32}
+graph:
+  start: writer
+  edges:
+    - {from: writer, to: critic}
+    - {from: critic, to: strict}
+    - {from: strict, to: end}
+"""
+
+
+def _project(project: Path, team: str = TEAM, critic: str = CRITIC) -> None:
+    write(project / "agents" / "critic.yaml", critic)
+    write(project / "teams" / "reviewed.yaml", team)
+
+
+def test_a_team_uses_a_library_agent_by_name_with_its_own_overrides(project_dir: Path) -> None:
+    _project(project_dir)
+    spec = bootstrap().load_named_team("reviewed")
+    critic, strict = spec.agents["critic"], spec.agents["strict"]
+    assert critic.role == "critic" and critic.system.endswith("say approve or revise.")
+    assert critic.output_schema is not None and critic.limits.max_tokens == 64
+    assert strict.system.startswith("You are strict.") and strict.output_schema == critic.output_schema
+    assert (strict.limits.max_tokens, strict.limits.max_steps) == (32, 2)  # limits merged key by key
+    # the run's snapshot holds the resolved agents: replaying it never needs the library again
+    assert "use" not in spec.raw["agents"]["critic"] and spec.raw["agents"]["strict"]["role"] == "critic"
+
+
+def test_an_unknown_library_agent_is_named_with_its_line_and_the_known_ones(project_dir: Path) -> None:
+    _project(project_dir, TEAM.replace("critic: {use: critic}", "critic: {use: critc}"))
+    with pytest.raises(SpecError) as caught:
+        bootstrap().load_named_team("reviewed")
+    text = str(caught.value)
+    assert f"{project_dir / 'teams' / 'reviewed.yaml'}:5: agent 'critic' uses 'critc'" in text
+    assert "did you mean 'critic'" in text
+    assert len(caught.value.issues) == 1  # nothing else is said of an agent whose definition is unknown
+
+
+def test_a_broken_library_agent_is_reported_in_its_own_file(project_dir: Path) -> None:
+    _project(project_dir, critic=CRITIC.replace("max_steps: 2", "max_stpes: 2"))
+    result = CliRunner().invoke(app, ["validate"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    agent_file = project_dir / "agents" / "critic.yaml"
+    team_file = project_dir / "teams" / "reviewed.yaml"
+    assert f"{agent_file}:6: " in result.output and "max_stpes" in result.output
+    # the teams that use it name it once each, at their `use:`, instead of repeating its problems
+    assert f"{team_file}:5: agent 'critic' uses 'critic', whose own file has 1 problem(s)" in result.output
+    assert f"{team_file}:7: agent 'strict' uses 'critic'" in result.output
+    assert result.output.count("max_stpes") == 3  # the file's own report, and the first problem in each use
+    _project(project_dir, critic=CRITIC.replace("model: local", "model: nope"))
+    result = CliRunner().invoke(app, ["validate"], env={"COLUMNS": "300"})
+    assert f"{agent_file}:4: " in result.output and "'nope'" in result.output
+
+
+def test_agents_list_and_show(project_dir: Path) -> None:
+    _project(project_dir)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["agents", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert "critic" in listed.output and "valid" in listed.output
+    shown = runner.invoke(app, ["agents", "show", "critic"])
+    assert shown.exit_code == 0 and '"verdict"' in shown.output and "{use: critic}" in shown.output
+    missing = runner.invoke(app, ["agents", "show", "nobody"])
+    assert missing.exit_code == 1 and "no library agent 'nobody' (known: critic" in missing.output
+    valid = runner.invoke(app, ["validate"], env={"COLUMNS": "200"})
+    assert valid.exit_code == 0 and "✓ agent critic" in valid.output and "✓ reviewed" in valid.output

@@ -95,6 +95,15 @@ def test_agents_list_and_show(project_dir: Path) -> None:
     shown = runner.invoke(app, ["agents", "show", "critic"])
     assert shown.exit_code == 0 and '"verdict"' in shown.output and "{use: critic}" in shown.output
     missing = runner.invoke(app, ["agents", "show", "nobody"])
-    assert missing.exit_code == 1 and "no library agent 'nobody' (known: critic" in missing.output
+    assert missing.exit_code == 1 and "no library agent 'nobody' (known: archivist, builder, critic" in missing.output
     valid = runner.invoke(app, ["validate"], env={"COLUMNS": "200"})
     assert valid.exit_code == 0 and "✓ agent critic" in valid.output and "✓ reviewed" in valid.output
+
+
+def test_the_built_in_library_holds_the_crews_eight_roles_and_each_is_valid(project_dir: Path) -> None:
+    rt = bootstrap()
+    roles = {"strategist", "builder", "planner", "critic", "synthesizer", "archivist", "execution-builder", "watcher"}
+    assert roles <= set(rt.project.agents)
+    for name in roles:
+        agent = rt.project.load_agent(name, rt.catalog())
+        assert agent.system and agent.role.startswith("The ")

@@ -80,13 +80,16 @@ def test_every_page_renders_its_empty_state(client: TestClient, keys: dict[str, 
 
 def test_unknown_things_are_html_error_pages_not_json(client: TestClient, keys: dict[str, str]) -> None:
     sign_in(client, keys["read"])
-    for path in ["/ui/runs/rnope", "/ui/teams/nope", "/ui/tasks/tnope", "/ui/tasks/tnope/code/1"]:
+    for path in ["/ui/runs/rnope", "/ui/teams/nope", "/ui/tasks/tnope", "/ui/tasks/tnope/code/1", "/ui/nothing/here"]:
         r = client.get(path)
         assert r.status_code == 404, path
         assert r.headers["content-type"].startswith("text/html")
         assert "Not found" in r.text
+        assert '<nav aria-label="main">' in r.text, path  # inside the site's frame, with a way back
     api = client.get("/runs/rnope", headers={"Authorization": f"Bearer {keys['read']}"})
     assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
+    unknown = client.get("/nothing/here", headers={"Authorization": f"Bearer {keys['read']}"})
+    assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("application/problem+json")
 
 
 def test_a_wrong_key_is_refused_without_detail(client: TestClient) -> None:

@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgecrew.api.auth import Principal, local_and_same_site
 from edgecrew.api.deps import MAX_ID, resume_point
@@ -657,8 +658,15 @@ def mount(app: FastAPI) -> None:
         where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors)
         return 400, "Bad request", where
 
+    def http_error(exc: Exception) -> tuple[int, str, str]:
+        status = getattr(exc, "status_code", 500)
+        if status == 404:
+            return 404, "Not found", "There is no page at this address."
+        return status, {405: "Not possible here"}.get(status, "Error"), str(getattr(exc, "detail", "") or "")
+
     _html_on_pages(app, UserError, user_error)  # a missing run on a page is a page, not JSON
     _html_on_pages(app, RequestValidationError, invalid)  # so is a bad number in its URL
+    _html_on_pages(app, StarletteHTTPException, http_error)  # and an address that names no page
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, _exc: SignInRequired) -> Response:
@@ -686,7 +694,10 @@ def _html_on_pages(app: FastAPI, kind: type[Exception], describe: Callable[[Exce
             answer = api(request, exc)
             return await answer if inspect.isawaitable(answer) else answer
         status, title, detail = describe(exc)
-        return page(request, "error.html", None, status_code=status, title=title, detail=detail)
+        # Inside the site's frame (its navigation) when the visitor is signed in.
+        sessions: SessionStore | None = getattr(request.app.state, "sessions", None)
+        session = sessions.get(request.cookies.get(COOKIE)) if sessions is not None else None
+        return page(request, "error.html", session, status_code=status, title=title, detail=detail)
 
     app.add_exception_handler(kind, handler)
 

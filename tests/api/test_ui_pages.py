@@ -280,3 +280,17 @@ def test_runs_are_filtered_by_status_team_and_text_with_the_filters_in_the_url(
     none = client.get("/ui/runs?status=failed")
     assert "No failed runs match these filters" in none.text and 'href="/ui/runs"' in none.text
     assert len(svc.list_runs(text="done: find")) == 1  # the output is searched too
+
+
+def test_a_finished_run_offers_to_run_again_with_its_task(client: TestClient, keys: dict[str, str]) -> None:
+    from edgecrew.store.keys import ApiKeyStore
+    from tests.api.telemetry_project import run_to_end
+
+    run_id = run_to_end(client, keys, "echo")["id"]
+    operator = ApiKeyStore(client.app.state.rt.store).create("operator", ("read", "runs"))[1]  # type: ignore[attr-defined]
+    csrf = sign_in(client, operator)
+    page = client.get(f"/ui/runs/{run_id}").text
+    assert "Run again" in page and 'action="/ui/teams/echo/run"' in page
+    again = client.post("/ui/teams/echo/run", data={"csrf": csrf, "task": "once more"}, follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"].startswith("/ui/runs/r")
+    assert "A tool marked risky" in client.get("/ui/approvals").text

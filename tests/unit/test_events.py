@@ -229,3 +229,34 @@ def test_the_performance_view_counts_failed_model_calls_per_agent() -> None:
     stats = model_stats([call("planner"), call("planner", "timed out"), call("summarizer"), call("summarizer")])
     assert stats["error_rate_by_agent"] == [("planner", 50.0), ("summarizer", 0.0)]
     assert stats["latency_by_agent"] == [("planner", 1.0), ("summarizer", 1.0)]
+
+
+def test_a_loop_edge_and_its_label_lie_inside_the_graphs_picture() -> None:
+    import re
+
+    from edgecrew.specs.loader import load_team_text
+    from edgecrew.ui.views import graph_svg
+
+    spec = load_team_text(
+        """
+name: loop
+agents:
+  writer: {system: write}
+  critic: {system: check, output_schema: {type: object, properties: {verdict: {enum: [approve, revise]}}}}
+graph:
+  start: writer
+  edges:
+    - {from: writer, to: critic}
+    - {from: critic, to: writer, when: "verdict == 'revise'", max_loops: 2}
+    - {from: critic, to: end}
+"""
+    )
+    svg = str(graph_svg(spec))
+    height = float(re.search(r'viewBox="0 0 [\d.]+ ([\d.]+)"', svg).group(1))  # type: ignore[union-attr]
+    back = re.search(r'class="edge back" d="M([\d.]+),([\d.]+) C[\d.]+,([\d.]+)', svg)
+    assert back is not None
+    start, control = float(back.group(2)), float(back.group(3))
+    assert start + (control - start) * 0.75 < height  # the arc's lowest point is inside the box
+    label = re.search(r'class="edge-label" x="[\d.]+" y="([\d.]+)"[^>]*>([^<]*)<', svg)
+    assert label is not None and float(label.group(1)) <= height
+    assert label.group(2) == "verdict == &#x27;revise&#x27; · at most 2×"

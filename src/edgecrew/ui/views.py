@@ -73,6 +73,9 @@ def _layers(spec: TeamSpec) -> list[list[str]]:
     return [layers[d] for d in sorted(layers)]
 
 
+LOOP_DEPTH, LOOP_STEP, LOOP_LABEL = 40, 24, 22  # a loop arc's depth, the next one's extra, its label's room
+
+
 def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
     """The team graph, left to right; the running agent and the visited ones are highlighted."""
     layers = _layers(spec)
@@ -84,6 +87,18 @@ def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
         for j, name in enumerate(layer):
             pos[name] = (PAD + i * (NODE_W + GAP_X), offset + j * (NODE_H + GAP_Y))
     width = PAD * 2 + len(layers) * NODE_W + (len(layers) - 1) * GAP_X
+    loops = [
+        (s, t, edge)
+        for edge in spec.graph.edges
+        for s in edge.sources
+        for t in edge.targets
+        if s in pos and t in pos and pos[t][0] <= pos[s][0]
+    ]
+    # Loops are arcs below the nodes, each a little deeper than the last, with their condition as a
+    # label: the picture grows to hold them (a cubic's lowest point lies 3/4 of the way to its controls).
+    depth = {id(edge): LOOP_DEPTH + k * LOOP_STEP for k, (_, _, edge) in enumerate(loops)}
+    if loops:
+        height += max(depth.values()) * 0.75 + LOOP_LABEL
     parts = [
         f'<svg class="graph" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="team graph of {html.escape(spec.name)}">',
@@ -98,9 +113,18 @@ def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
                 (x1, y1), (x2, y2) = pos[s], pos[t]
                 back = x2 <= x1
                 label = html.escape(edge.when.source if edge.when else "")
-                if back:  # a loop back: an arc below the nodes
+                if back:  # a loop back: an arc below the nodes, labelled with its condition and budget
                     sx, sy, tx, ty = x1 + NODE_W / 2, y1 + NODE_H, x2 + NODE_W / 2, y2 + NODE_H
-                    d = f"M{sx},{sy} C{sx},{sy + 40} {tx},{ty + 40} {tx},{ty}"
+                    down = depth.get(id(edge), LOOP_DEPTH)
+                    d = f"M{sx},{sy} C{sx},{sy + down} {tx},{ty + down} {tx},{ty}"
+                    text = " · ".join(
+                        part for part in (label, f"at most {edge.max_loops}×" if edge.max_loops else "") if part
+                    )
+                    if text:
+                        parts.append(
+                            f'<text class="edge-label" x="{(sx + tx) / 2}" y="{max(sy, ty) + down * 0.75 + 14}" '
+                            f'text-anchor="middle">{text}</text>'
+                        )
                 else:
                     sx, sy, tx, ty = x1 + NODE_W, y1 + NODE_H / 2, x2, y2 + NODE_H / 2
                     mid = (sx + tx) / 2

@@ -44,6 +44,15 @@
   document.addEventListener("htmx:sseMessage", function (e) {
     if (e.target && e.target.matches && e.target.matches("pre.log")) { tailLogs(e.target.parentNode); }
   });
+  // A live run's clock ticks (seconds since it started), so a busy run never looks frozen.
+  function tick() {
+    document.querySelectorAll(".clock.live[data-since]").forEach(function (el) {
+      var since = parseFloat(el.getAttribute("data-since"));
+      if (!isNaN(since)) { el.textContent = Math.max(0, Date.now() / 1000 - since).toFixed(0) + " s"; }
+    });
+  }
+  setInterval(tick, 1000);
+  document.addEventListener("DOMContentLoaded", tick);
   // The run ended: reload once so the result, the steps table and the buttons show the final state.
   document.addEventListener("htmx:sseClose", function (e) {
     if (e.detail && e.detail.type === "message") { window.location.reload(); }

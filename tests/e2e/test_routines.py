@@ -3,6 +3,7 @@ now, a missed firing caught up once, and one run per firing with three servers u
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from collections.abc import AsyncIterator
@@ -72,7 +73,7 @@ async def test_routines_become_schedules_with_their_declared_state(rt: Runtime) 
     assert states["daily"].status == "active" and states["daily"].next_firing is not None
     assert states["off"].status == "paused" and states["off"].next_firing is None
     assert states["broken"].status == "invalid" and "no team 'nosuchteam'" in (states["broken"].problem or "")
-    outcome = routines.sync()  # a second server starting: nothing to change
+    outcome = await asyncio.to_thread(routines.sync)  # a second server starting: nothing to change
     assert outcome["daily"] == outcome["off"] == "unchanged"
     assert outcome["broken"].startswith("invalid: no team 'nosuchteam'")
 
@@ -80,10 +81,10 @@ async def test_routines_become_schedules_with_their_declared_state(rt: Runtime) 
 async def test_a_pause_outlives_a_restart_until_the_yaml_changes_the_declared_state(rt: Runtime) -> None:
     routines = Ops.of(rt).routines
     assert routines.pause("daily").status == "paused"
-    routines.sync()  # a server starting again
+    await asyncio.to_thread(routines.sync)  # a server starting again
     assert routines.state("daily").status == "paused"
     assert routines.resume("off").status == "active"
-    routines.sync()
+    await asyncio.to_thread(routines.sync)
     assert routines.state("off").status == "active"
     # The YAML now declares `daily` off and `off` on: declared changes win.
     _project(
@@ -93,7 +94,7 @@ async def test_a_pause_outlives_a_restart_until_the_yaml_changes_the_declared_st
         ),
     )
     fresh = bootstrap(rt.settings)
-    outcome = Ops.of(fresh).routines.sync()
+    outcome = await asyncio.to_thread(Ops.of(fresh).routines.sync)
     assert outcome["daily"] == "updated" and outcome["off"] == "updated"
     assert Ops.of(fresh).routines.state("daily").status == "paused"
     assert Ops.of(fresh).routines.state("off").status == "active"
@@ -126,14 +127,14 @@ async def test_a_firing_missed_while_no_server_was_up_runs_once(rt: Runtime) -> 
     missed = previous_firing(rt.project.routines["daily"], now)
     # The last firing any process saw was two days before the one missed.
     _get_dbos_instance()._sys_db.update_last_fired_at(name, (missed - timedelta(days=2)).isoformat())
-    routines.sync(now)
-    routines.sync(now)  # a second server starting: the same firing, so no second run
+    await asyncio.to_thread(routines.sync, now)
+    await asyncio.to_thread(routines.sync, now)  # a second server starting: the same firing, so no second run
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = routines.runs("daily")
         if runs and runs[0].status.terminal:
             break
-        await __import__("asyncio").sleep(0.2)
+        await asyncio.sleep(0.2)
     runs = routines.runs("daily")
     assert len(runs) == 1, runs
     assert runs[0].trigger == {"kind": "routine", "routine": "daily", "firing": missed.astimezone(UTC).isoformat()}
@@ -146,13 +147,13 @@ async def test_catch_up_skip_leaves_a_missed_firing_alone(rt: Runtime) -> None:
     _project(rt.project.dir, PROJECT.replace('cron: "0 3 * * *"', 'cron: "0 3 * * *"\n    catch_up: skip'))
     fresh = bootstrap(rt.settings)
     routines = Ops.of(fresh).routines
-    routines.sync()
+    await asyncio.to_thread(routines.sync)
     now = datetime.now(UTC)
     missed = previous_firing(fresh.project.routines["daily"], now)
     _get_dbos_instance()._sys_db.update_last_fired_at(
         routines.schedule_name("daily"), (missed - timedelta(days=2)).isoformat()
     )
-    routines.sync(now)
+    await asyncio.to_thread(routines.sync, now)
     firings = await DBOS.list_workflows_async(name="edgecrew.routine_firing")
     assert firings == [] and routines.runs("daily") == []
 

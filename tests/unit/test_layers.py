@@ -9,7 +9,7 @@ from pathlib import Path
 import edgecrew
 
 SRC = Path(edgecrew.__file__).parent
-ENTRY_POINTS = ("cli", "api", "ui", "app.py", "mcp_server.py")
+ENTRY_POINTS = ("cli", "api", "ui", "tui", "app.py", "mcp_server.py")
 
 
 def store_reads(source: str) -> list[int]:

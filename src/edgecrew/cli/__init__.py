@@ -26,6 +26,7 @@ from edgecrew.cli.render import when as _when
 from edgecrew.cli.routines import routines_app
 from edgecrew.cli.server import keys_app, serve
 from edgecrew.cli.tasks import tasks_app
+from edgecrew.cli.tui import tui
 from edgecrew.domain.runs import RunStatus
 from edgecrew.errors import SpecError
 
@@ -54,6 +55,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(jobs_app, name="jobs")
 runs_app.command("rate")(rate_run)
 app.command()(serve)
+app.command()(tui)
 
 # -- run / resume / cancel ------------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
     # label: the picture grows to hold them (a cubic's lowest point lies 3/4 of the way to its controls).
     depth = {id(edge): LOOP_DEPTH + k * LOOP_STEP for k, (_, _, edge) in enumerate(loops)}
     if loops:
-        height += max(depth.values()) * 0.75 + LOOP_LABEL
+        height += round(max(depth.values()) * 0.75) + LOOP_LABEL
     parts = [
         f'<svg class="graph" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="team graph of {html.escape(spec.name)}">',

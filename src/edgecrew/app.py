@@ -29,6 +29,7 @@ from edgecrew.api.routers import (
     jobs,
     models,
     openai_compat,
+    projects,
     routines,
     runs,
     tasks,
@@ -38,7 +39,7 @@ from edgecrew.api.telemetry import ServerTelemetry, instrument
 from edgecrew.engine.runtime import Runtime
 from edgecrew.ops import Ops
 from edgecrew.settings import Settings, get_settings
-from edgecrew.ui import alerts_pages, jobs_pages, pages, pilot_pages, routines_pages
+from edgecrew.ui import alerts_pages, jobs_pages, pages, pilot_pages, projects_pages, routines_pages
 from edgecrew.version import __version__
 
 log = logging.getLogger("edgecrew.api")
@@ -110,7 +111,7 @@ def create_app(
     problems.install(app)
     pages.mount(app)  # mission control at / (pages, static files, sign-in)
     # Pages of their own modules, built on pages' helpers.
-    for extra in (routines_pages, alerts_pages, jobs_pages, pilot_pages):
+    for extra in (routines_pages, alerts_pages, jobs_pages, pilot_pages, projects_pages):
         app.include_router(extra.router)
     for router in (
         health.router,
@@ -123,6 +124,7 @@ def create_app(
         routines.router,
         alerts.router,
         jobs.router,
+        projects.router,
     ):
         app.include_router(router)
     app.include_router(openai_compat.router)  # /v1: OpenAI clients talk to teams

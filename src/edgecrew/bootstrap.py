@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import UserError
+from edgecrew.memory import MemoryService, register_memory_tools
 from edgecrew.models.registry import ModelRegistry
 from edgecrew.ops.tools import register_ops_tools
 from edgecrew.platform import PlatformConfig, register_platform_tools
+from edgecrew.projects import ProjectService, register_project_tools
 from edgecrew.settings import Settings, get_settings
 from edgecrew.specs.project import Project, load_project
 from edgecrew.store.repo import open_store
@@ -38,6 +40,10 @@ def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = 
     runtime = Runtime(settings=settings, store=store, project=project, models=models, tools=registry)
     register_task_tools(registry, runtime.tasks, runtime.executions)  # bound to this runtime's workspace
     register_ops_tools(registry, runtime)  # bound to this runtime's sampler and jobs
+    register_project_tools(registry, ProjectService.of(runtime))  # bound to this runtime's projects
+    memory = MemoryService.of(runtime)
+    memory.project_of = lambda run_id: p.id if (p := ProjectService.of(runtime).project_of_run(run_id)) else None
+    register_memory_tools(registry, memory)  # this runtime's memory; the model loads on first use
     return runtime
 
 
@@ -52,6 +58,8 @@ def load_catalog(
         prometheus.register(registry, settings.prometheus_url)
     register_task_tools(registry)  # listed now; bootstrap binds them to the runtime's task workspace
     register_ops_tools(registry)
+    register_memory_tools(registry)  # listed now; bootstrap binds them to the runtime's memory
+    register_project_tools(registry)
     platform = PlatformConfig(
         k8s_context=settings.k8s_context, rules=settings.platform_rules, guidelines=settings.platform_guidelines
     )

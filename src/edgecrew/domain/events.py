@@ -136,6 +136,19 @@ class ToolsSelected(Event):
     allowed: int = 0  # how many tools the agent may call in all
 
 
+class MemoryRecalled(Event):
+    """Automatic recall put the memories closest to an agent's input into its system prompt."""
+
+    kind = EventType.MEMORY_RECALLED
+    query: str = ""
+    scopes: tuple[str, ...] = ()
+    ids: tuple[int, ...] = ()
+    scores: tuple[float, ...] = ()
+    backend: str = ""  # how the index searched (sqlite-vec, pgvector, exact)
+    note: str | None = None
+    error: str | None = None  # recall failed: the turn went on without memories
+
+
 class FeedbackGiven(Event):
     """A person rated the run's answer (the row, with the comment and any correction, is in run_feedback)."""
 
@@ -212,6 +225,7 @@ EVENT_MODELS: tuple[type[Event], ...] = (
     ApprovalDecided,
     RouteTaken,
     ToolsSelected,
+    MemoryRecalled,
     FeedbackGiven,
     StepFinished,
     RunFinished,

@@ -67,6 +67,7 @@ class EventType(StrEnum):
     RUN_CANCELLED = "run_cancelled"
     TOOLS_SELECTED = "tools_selected"  # tool retrieval offered the model only these tools at one step
     FEEDBACK_GIVEN = "feedback_given"  # a person rated the run's answer
+    MEMORY_RECALLED = "memory_recalled"  # automatic recall put memories in an agent's prompt
     # reported by model routing while it picks the model for one call
     MODEL_SKIPPED = "model_skipped"
     MODEL_CHOSEN = "model_chosen"

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from edgecrew.domain.conditions import compile_condition
-from edgecrew.domain.specs import AgentKind, AgentSpec, Edge, Example, Graph, Limits, TeamSpec
+from edgecrew.domain.specs import AgentKind, AgentSpec, Edge, Example, Graph, Limits, MemoryRecallSpec, TeamSpec
 
 __all__ = ["team_from_snapshot"]
 
@@ -73,6 +73,10 @@ def _agent(name: str, doc: Mapping[str, Any], preamble: str, approval: str) -> A
         input=doc.get("input") or "",
         examples=tuple(Example(e["input"], e["output"]) for e in doc.get("examples") or ()),
         tools_per_step=doc.get("tools_per_step") or 0,
+        memory=MemoryRecallSpec(
+            recall=(doc.get("memory") or {}).get("recall", 0),
+            scopes=tuple((doc.get("memory") or {}).get("scopes", MemoryRecallSpec.scopes)),
+        ),
     )
 
 

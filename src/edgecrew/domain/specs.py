@@ -38,6 +38,15 @@ class Example:
 
 
 @dataclass(frozen=True)
+class MemoryRecallSpec:
+    """Automatic recall: the ``recall`` memories closest to the agent's input, from these scopes, go into
+    its system prompt (0: off)."""
+
+    recall: int = 0
+    scopes: tuple[str, ...] = ("project", "team", "agent")
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """One agent: who it is, which model it uses, what it may call and what it must return.
 
@@ -64,6 +73,7 @@ class AgentSpec:
     input: str = ""  # a model agent's user message as a template ("": the task and every earlier output)
     examples: tuple[Example, ...] = ()  # solved examples, placed after the system prompt
     tools_per_step: int = 0  # offer the model only this many tools, the most relevant to its input (0: all)
+    memory: MemoryRecallSpec = MemoryRecallSpec()  # long-term memories recalled into the system prompt
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,11 @@ class TurnIO(Protocol):
         """Record which tools one model call was offered (the agent's ``tools_per_step``)."""
         ...
 
+    async def recall_memory(self, key: str, agent: AgentSpec, query: str) -> str | None:
+        """The agent's long-term memories closest to ``query`` as a block for its prompt (None: none),
+        recorded so a replay reads the same (the agent's ``memory.recall``)."""
+        ...
+
 
 @dataclass(frozen=True)
 class TurnInput:
@@ -201,6 +206,11 @@ FINAL_NUDGE = "This is your last step: no more tool calls. Answer now with what 
 
 async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]) -> TurnResult:
     """Run one agent turn; ``key`` names the turn, and every call key is derived from it."""
+    if agent.memory.recall > 0:
+        # Recalled memories open the user message: the system prompt and examples stay a shared prefix.
+        block = await io.recall_memory(f"{key}.mem", agent, context)
+        if block:
+            context = f"{block}\n\n{context}"
     messages = [Message("system", system_prompt(agent)), *example_messages(agent), Message("user", context)]
     result = TurnResult(outcome=Outcome.MAX_STEPS, output={}, messages=messages)
     allowed = tuple(io.tool_definitions(agent))

@@ -48,6 +48,7 @@ from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.toolcall import execute_tool
 from edgecrew.errors import EdgecrewError
 from edgecrew.models.registry import ModelDef
+from edgecrew.projects import ProjectService
 from edgecrew.store.repo import RunRecord
 from edgecrew.telemetry import tracing
 from edgecrew.tools.base import ToolContext
@@ -405,8 +406,28 @@ class DurableIO:
         # Retrieval is a pure function of the recorded messages: a replay writes the same row again.
         self.rt.store.emit(self.run_id, f"{key}.tools", selected, step_key=key.split(".m")[0], agent=agent.name)
 
+    async def recall_memory(self, key: str, agent: AgentSpec, query: str) -> str | None:
+        block: str | None = await memory_recall_step(
+            self.run_id, key, agent.name, list(agent.memory.scopes), agent.memory.recall, query
+        )
+        return block
+
 
 # -- steps -----------------------------------------------------------------------------------------
+
+
+@DBOS.step(name="edgecrew.memory_recall")
+async def memory_recall_step(run_id: str, key: str, agent: str, scopes: list[str], k: int, query: str) -> str | None:
+    """Automatic recall for one visit, recorded so a resumed run gives the agent the same prompt."""
+    from edgecrew.memory import SCOPES, MemoryService, ScopeRef, prompt_recall
+
+    rt = current_runtime()
+    memory = MemoryService.of(rt)
+    ids = await asyncio.to_thread(memory.scope_ids, run_id, agent)
+    refs = [ScopeRef(scope, i) for scope in SCOPES if scope in scopes and (i := ids.get(scope))]
+    recalled = await asyncio.to_thread(prompt_recall, memory, query, refs, k)
+    rt.store.emit(run_id, key, recalled.event, step_key=key.rsplit(".", 1)[0], agent=agent)
+    return recalled.block
 
 
 @DBOS.step(name="edgecrew.model_call")
@@ -498,6 +519,7 @@ async def tool_call_step(
         workspace=rt.workspace(run_id),
         files=FilePolicy(file_read, file_write),
         pool=rt.pool,
+        mounts=ProjectService.of(rt).mounts(run_id),  # a project's run sees its files at project/
     )
     with tracing.tool_span(run_id, agent, canonical, call.id, step_key) as span:
         content, is_error = await execute_tool(rt.tools, call, allowed, ctx, timeout_s)

@@ -70,6 +70,7 @@ class FakeTurnIO:
         *,
         approve: Approver | None = None,
         workspace: Path | None = None,
+        memory_block: str | None = None,
     ) -> None:
         self.model: ChatModel = model if isinstance(model, ChatModel) else ScriptedModel(model)
         self.tools = tools if isinstance(tools, ToolRegistry) else _registry(tools)
@@ -83,6 +84,8 @@ class FakeTurnIO:
         self.checkpoints: list[str] = []
         self.approved_tools: set[str] = set()  # the "once" policy, as DurableIO keeps it
         self.selections: list[tuple[str, ToolsSelected]] = []  # tool retrieval's choices, by model call key
+        self.memory_block = memory_block  # what automatic recall gives an agent with memory.recall
+        self.recalls: list[tuple[str, str]] = []  # (key, query) of each recall
 
     @property
     def requests(self) -> list[ModelRequest]:
@@ -141,6 +144,10 @@ class FakeTurnIO:
 
     def tools_selected(self, key: str, agent: AgentSpec, selected: ToolsSelected) -> None:
         self.selections.append((key, selected))
+
+    async def recall_memory(self, key: str, agent: AgentSpec, query: str) -> str | None:
+        self.recalls.append((key, query))
+        return self.memory_block
 
 
 @dataclass(frozen=True)

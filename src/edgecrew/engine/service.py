@@ -31,6 +31,7 @@ from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import ConflictError, IdempotencyKeyReused, UserError
+from edgecrew.projects import ProjectService
 from edgecrew.store.feedback import FeedbackRecord, FeedbackStore
 from edgecrew.store.repo import EventListener, RunRecord, StepRecord
 
@@ -139,18 +140,22 @@ class RunService:
         request_id: str | None = None,
         idempotency_key: str | None = None,
         trigger: dict[str, Any] | None = None,
+        project: str | None = None,
     ) -> Started:
         """Validate the team, record the run and start its workflow.
 
         A run recorded under ``idempotency_key`` is created once: the same key with the same team and
         task finds it again (``created`` False, before the team is even loaded); with another team or
         task it raises :class:`IdempotencyKeyReused`. ``request_id`` is recorded on the run and its events;
-        ``trigger`` says what started it when no person did (a routine's firing, a job).
+        ``trigger`` says what started it when no person did (a routine's firing, a job); ``project`` (a
+        project's name or id) is the project the run works in: its files at ``project/``, its memory.
         The run snapshots the spec's ``raw``, so a TeamSpec must come from the loader.
         """
         from edgecrew.engine import durable
 
-        started = self.record(team, task, request_id=request_id, idempotency_key=idempotency_key, trigger=trigger)
+        started = self.record(
+            team, task, request_id=request_id, idempotency_key=idempotency_key, trigger=trigger, project=project
+        )
         if not started.created:
             return started
         handle = await durable.start_workflow(started.run.id)
@@ -164,6 +169,7 @@ class RunService:
         request_id: str | None = None,
         idempotency_key: str | None = None,
         trigger: dict[str, Any] | None = None,
+        project: str | None = None,
     ) -> Started:
         """The first half of :meth:`start`: validate and record the run (queued), without starting its
         workflow. A workflow that starts runs (a routine's firing) records the run, then starts the
@@ -179,6 +185,8 @@ class RunService:
             if earlier is not None:
                 return _retry(earlier, team.name, task)
         spec = self.load_team(team)
+        # A project (name or id) the run works in: checked before anything is written (NotFoundError).
+        works_in = ProjectService.of(self.rt).get(project) if project else None
         if idempotency_key is not None:
             earlier = self.rt.store.run_by_idempotency_key(idempotency_key)
             if earlier is not None:
@@ -205,6 +213,8 @@ class RunService:
             if earlier is None:
                 raise
             return _retry(earlier, spec.name, task)
+        if works_in is not None:  # its files at workspace/project, its id on the run (project_runs)
+            ProjectService.of(self.rt).attach_run(run_id, works_in.id, workspace)
         self.rt.store.emit(run_id, "run_created", RunCreated(team=spec.name, task=task))
         return Started(self.rt.store.get_run(run_id), True)
 

@@ -59,6 +59,11 @@ class ExampleDoc(_Strict):
     output: str | dict[str, Any]  # its answer: text, or an object valid against its output_schema
 
 
+class MemoryDoc(_Strict):
+    recall: int = Field(default=0, ge=0, le=20)  # memories put in the system prompt (0: off)
+    scopes: list[Literal["project", "team", "agent"]] = ["project", "team", "agent"]
+
+
 class AgentDoc(_Strict):
     """One agent. Its kind follows from its fields: ``tool:`` makes a tool agent, ``template:`` a
     template agent, anything else is a model agent (which needs ``system``)."""
@@ -77,6 +82,7 @@ class AgentDoc(_Strict):
     tool: str | None = Field(default=None, min_length=1)  # a tool agent: the one tool it calls, no model
     arguments: dict[str, Any] = {}  # ...and its arguments; strings are templates over task and outputs
     template: str | None = Field(default=None, min_length=1)  # a template agent: its answer, rendered
+    memory: MemoryDoc = MemoryDoc()  # long-term memories recalled into the prompt
 
     @property
     def kind(self) -> str:
@@ -325,6 +331,7 @@ _TEAM_REPAIRS = (
             "examples",
             "tools_per_step",
             "arguments",
+            "memory",
         )
     ),
     # A broken tool or template keeps the agent's kind (dropped, it would read as a model agent).
@@ -527,7 +534,7 @@ def _check_agent(name: str, agent: AgentDoc, catalog: Catalog, issues: _Issues) 
 
 
 # Fields that only one kind of agent reads, and the fields each kind does not read.
-_ONLY_MODEL = ("system", "model", "tools", "plan_first", "input", "examples", "tools_per_step")
+_ONLY_MODEL = ("system", "model", "tools", "plan_first", "input", "examples", "tools_per_step", "memory")
 _KIND_FIELDS = {"tool": ("tool", "arguments"), "template": ("template",)}
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -377,4 +378,144 @@ policy_versions = Table(
     Column("reason", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("policy", "version", name="uq_policy_versions_policy_version"),
+)
+
+
+# -- projects, members, artifacts, knowledge graphs (migration 0013) ------------------------------------
+
+# A project: a manager agent, members, artifacts, a case file and a files folder under the data dir
+# (<home>/projects/<id>/files) that every run of the project sees at project/.
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text, nullable=False),
+    Column("manager", String(200)),  # the manager agent: "team/agent" or a library agent's name
+    Column("created_by", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# A member of a project: a person (kind human) or an agent (kind ai: "team/agent" or a library agent).
+project_members = Table(
+    "project_members",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(8), nullable=False),  # human | ai
+    Column("name", String(200), nullable=False),
+    Column("behaviour", String(16), nullable=False),  # autonomous | semi | reactive | scheduled
+    Column("role", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_project_members_project_name"),
+)
+
+# Every version of a project's case file (markdown); the newest is the case file.
+case_file_versions = Table(
+    "case_file_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("project_id", "version", name="uq_case_file_versions_project_version"),
+)
+
+# An artifact of a project (cognitive | intellectual | info), its owner, lock and published version.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("locked_by", String(200)),
+    Column("locked_at", Float),
+    Column("published_version", Integer),
+    Column("published_by", String(200)),
+    Column("published_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_artifacts_project_name"),
+)
+
+artifact_versions = Table(
+    "artifact_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("artifact_id", String(32), ForeignKey("artifacts.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("artifact_id", "version", name="uq_artifact_versions_artifact_version"),
+)
+
+# Knowledge graphs: nodes and typed edges (facts), each in one scope: a project (scope_id: its id), an
+# agent ("team/agent" or a library name) or the workspace (scope_id ""). ``key`` is the name folded
+# (trimmed, lower case), so "Alice" and "alice " are one node.
+kg_nodes = Table(
+    "kg_nodes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(16), nullable=False),
+    Column("scope_id", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(64)),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("scope", "scope_id", "key", name="uq_kg_nodes_scope_key"),
+)
+
+kg_edges = Table(
+    "kg_edges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", Integer, ForeignKey("kg_nodes.id", ondelete="CASCADE"), nullable=False),
+    Column("relation", String(100), nullable=False),
+    Column("target_id", Integer, ForeignKey("kg_nodes.id", ondelete="CASCADE"), nullable=False),
+    Column("added_by", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("source_id", "relation", "target_id", name="uq_kg_edges_fact"),
+    Index("ix_kg_edges_target", "target_id"),
+)
+
+# The project a run works in (one at most): its workspace's project/ is that project's files folder.
+project_runs = Table(
+    "project_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_project_runs_project", "project_id"),
+)
+
+
+# -- long-term memory (migration 0012) --
+
+# What agents remember across runs (edgecrew.memory): the text, who wrote it, the scope that may
+# recall it, and its embedding (float32 bytes, L2-normalized) under the model that made it. The
+# vector index (sqlite-vec's vec0 table, or a pgvector table) is derived from these rows and rebuilt
+# from them when missing, so this table is the one source of truth.
+memories = Table(
+    "memories",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(16), nullable=False),  # agent | team | project
+    Column("scope_id", String(200), nullable=False),  # the agent's, team's or project's name
+    Column("text", Text, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("agent", String(128)),  # who remembered it (NULL: a person or a program)
+    Column("run_id", String(64)),  # the run it was remembered in (kept when the run is deleted)
+    Column("model", String(64), nullable=False),  # the embedding model: vectors of two models never mix
+    Column("dim", Integer, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_memories_scope", "scope", "scope_id", "model"),
 )

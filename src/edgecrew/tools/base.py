@@ -42,6 +42,9 @@ class ToolContext:
     workspace: Path  # the run's workspace
     files: FilePolicy | None = None  # the agent's file policy (None: everything inside the workspace)
     pool: ModelPool | None = None  # this process's model pool (None: no models here)
+    # Folders outside the workspace that a run sees at a top-level name: a project's files at project/
+    # (edgecrew.projects). File tools resolve such paths under the folder and check policies on "project/...".
+    mounts: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ one needs the ``admin`` scope (and the server's ``jobs_plain_commands`` setting)
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -21,6 +21,9 @@ from edgecrew.context import request_id as current_request_id
 from edgecrew.ops import Ops
 from edgecrew.ops.jobs import JobNeeds, JobService
 from edgecrew.store.jobs import JOB_STATES, JobEvent, JobRecord, PolicyVersion
+
+JobState = Literal["queued", "waiting", "running", "cancelling", "succeeded", "failed", "cancelled", "interrupted"]
+assert set(get_args(JobState)) == set(JOB_STATES)  # the schema names the store's states
 
 router = APIRouter(tags=["jobs"], responses=PROBLEM_RESPONSES)
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="A job id (POST /jobs returns it).")]
@@ -152,7 +155,7 @@ async def submit_job(body: JobIn, rt: RuntimeDep, principal: StartRuns, request:
 async def list_jobs(
     rt: RuntimeDep,
     _: Read,
-    state: Annotated[str | None, Query(max_length=16, description=f"One of {', '.join(JOB_STATES)}.")] = None,
+    state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[JobOut]:

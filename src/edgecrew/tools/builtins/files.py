@@ -6,7 +6,8 @@ Per-agent path policies arrive with the permissions work; this module is the one
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 
 from edgecrew.errors import ToolError
 from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
@@ -14,13 +15,30 @@ from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
 MAX_READ_BYTES = 64_000
 
 
-def _inside(ctx: ToolContext, path: str, mode: str = "read") -> Path:
+def _resolve(ctx: ToolContext, path: str) -> tuple[Path, Path, str]:
+    """The folder ``path`` lives in (the workspace, or a mount such as a project's files at
+    ``project/``), the path resolved, and the mount's name ("" for the workspace)."""
+    parts = Path(os.path.normpath(path or ".")).parts
+    for name, folder in ctx.mounts:
+        if parts[:1] == (name,):
+            base = Path(folder).resolve()
+            return base, base.joinpath(*parts[1:]).resolve(), name
     root = Path(ctx.workspace).resolve()
-    target = (root / path).resolve()
-    if target != root and root not in target.parents:
+    return root, (root / path).resolve(), ""
+
+
+def _shown(base: Path, target: Path, mount: str) -> str:
+    """A path as the agent and its file policy see it: relative to the workspace."""
+    relative = target.relative_to(base)
+    return str(PurePosixPath(mount, relative)) if mount else str(relative)
+
+
+def _inside(ctx: ToolContext, path: str, mode: str = "read") -> Path:
+    base, target, mount = _resolve(ctx, path)
+    if target != base and base not in target.parents:
         raise ToolError(f"path '{path}' is outside the workspace; use a relative path like 'notes.md'")
     if ctx.files is not None:
-        ctx.files.check(str(target.relative_to(root)), mode, f"agent '{ctx.agent}'")
+        ctx.files.check(_shown(base, target, mount), mode, f"agent '{ctx.agent}'")
     return target
 
 
@@ -43,9 +61,13 @@ def files_write(path: str, content: str, ctx: ToolContext) -> str:
 def files_list(ctx: ToolContext, path: str = ".") -> list[str]:
     """List files under a workspace folder (relative paths)."""
     root = _inside(ctx, path)
-    base = Path(ctx.workspace).resolve()
-    found = (str(p.relative_to(base)) for p in root.rglob("*") if p.is_file())
-    return sorted(f for f in found if ctx.files is None or ctx.files.allows(f, "read"))[:500]
+    base, _, mount = _resolve(ctx, path)
+    found = [_shown(base, p, mount) for p in root.rglob("*") if p.is_file()]
+    if not mount and root == base:  # the whole workspace: the mounted folders' files too
+        for name, folder in ctx.mounts:
+            under = Path(folder).resolve()
+            found += [_shown(under, p, name) for p in under.rglob("*") if p.is_file()]
+    return sorted(f for f in set(found) if ctx.files is None or ctx.files.allows(f, "read"))[:500]
 
 
 def register(registry: ToolRegistry) -> None:

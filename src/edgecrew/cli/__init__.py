@@ -67,6 +67,10 @@ def run(
     team: Annotated[str, typer.Argument(help="Team name (see `edgecrew teams list`) or a team YAML file.")],
     task: Annotated[str, typer.Argument(help="What the team should do.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print only the result, as JSON.")] = False,
+    works_in: Annotated[
+        str | None,
+        typer.Option("--in", help="A project (see `edgecrew projects list`) whose files and memory the run uses."),
+    ] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Run a team on a task, showing progress live, and print its output."""
@@ -81,7 +85,7 @@ def run(
         recovery = await svc.recover()
         if not as_json:
             _report_recovery(recovery)
-        started = await svc.start(ref, task)
+        started = await svc.start(ref, task, project=works_in)
         if as_json:
             done = await svc.finish(started)
         else:

@@ -219,10 +219,16 @@ class RunService:
         return Started(self.rt.store.get_run(run_id), True)
 
     async def run(
-        self, team: TeamRef, task: str, on_event: EventCallback | None = None, *, request_id: str | None = None
+        self,
+        team: TeamRef,
+        task: str,
+        on_event: EventCallback | None = None,
+        *,
+        request_id: str | None = None,
+        project: str | None = None,
     ) -> RunSummary:
         """Start a run and follow it to its end: its final state, output and usage."""
-        return await self.finish(await self.start(team, task, request_id=request_id), on_event)
+        return await self.finish(await self.start(team, task, request_id=request_id, project=project), on_event)
 
     async def finish(self, started: Started, on_event: EventCallback | None = None, *, after_id: int = 0) -> RunSummary:
         """Follow a started run to its end, let its workflow record completion, and sum its usage."""

@@ -30,6 +30,7 @@ from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, Started, TeamName
 from edgecrew.errors import EdgecrewError, NotFoundError
+from edgecrew.projects import ProjectService
 from edgecrew.specs.routines import RoutineDoc
 from edgecrew.store.repo import RunRecord
 
@@ -120,7 +121,13 @@ class RoutineService:
                 if sched_name in existing:
                     DBOS.delete_schedule(sched_name)
                 continue
-            context = {"routine": name, "team": doc.team, "task": doc.task, "enabled": doc.enabled}
+            context = {
+                "routine": name,
+                "team": doc.team,
+                "task": doc.task,
+                "enabled": doc.enabled,
+                "project": doc.project,
+            }
             found = existing.get(sched_name)
             if found is not None and _same(found, doc, context):
                 outcome[name] = "unchanged"
@@ -179,6 +186,8 @@ class RoutineService:
         problem = None
         try:
             self.rt.project.named_source(doc.team)
+            if doc.project:
+                ProjectService.of(self.rt).get(doc.project)
         except NotFoundError as exc:
             problem = str(exc)
         if problem is not None:
@@ -237,6 +246,7 @@ class RoutineService:
             request_id=request_id,
             idempotency_key=firing_key(name, at) + ":manual",
             trigger={"kind": "routine", "routine": name, "firing": at.isoformat(), "manual": True},
+            project=doc.project,
         )
 
 
@@ -264,13 +274,14 @@ def _same(schedule: dict[str, Any], doc: RoutineDoc, context: dict[str, Any]) ->
 
 
 @DBOS.step(name="edgecrew.routine_record")
-async def _record_firing(name: str, team: str, task: str, at: datetime) -> str:
+async def _record_firing(name: str, team: str, task: str, at: datetime, project: str | None = None) -> str:
     rt = durable.current_runtime()
     started = RunService(rt).record(
         TeamName(team),
         task,
         idempotency_key=firing_key(name, at),
         trigger={"kind": "routine", "routine": name, "firing": at.astimezone(UTC).isoformat()},
+        project=project,
     )
     return started.run.id
 
@@ -279,6 +290,6 @@ async def _record_firing(name: str, team: str, task: str, at: datetime) -> str:
 async def routine_firing(scheduled_at: datetime, context: dict[str, Any]) -> None:
     """One firing of a routine: record its run (once, by key) and start the run's workflow."""
     at = scheduled_at.astimezone(UTC)
-    run_id = await _record_firing(context["routine"], context["team"], context["task"], at)
+    run_id = await _record_firing(context["routine"], context["team"], context["task"], at, context.get("project"))
     await durable.start_workflow(run_id)
     log.info("routine '%s' fired for %s: run %s", context["routine"], at, run_id)

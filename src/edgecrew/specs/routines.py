@@ -26,6 +26,8 @@ class RoutineDoc(BaseModel):
     enabled: bool = True
     # A firing missed while no edgecrew process was up: run it once at start ("once") or not ("skip").
     catch_up: Literal["once", "skip"] = "once"
+    # The project the runs work in (its files at project/, its memory); see `edgecrew projects create`.
+    project: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("cron")
     @classmethod

@@ -36,6 +36,12 @@ class StartRun(BaseModel):
         pattern=TASK_PATTERN,  # a visible character: the run use case refuses the same tasks
         description="What the team should do (not only whitespace or control characters).",
     )
+    project: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="A project (name or id) whose files and memory the run uses.",
+    )
 
 
 class RunOut(Out):
@@ -113,7 +119,11 @@ async def start_run(
     try:
         # A name, never a path; a retry with the same key answers with its run before the team is loaded.
         started = await runs.start(
-            TeamName(body.team), body.task, request_id=current_request_id.get(), idempotency_key=idempotency_key
+            TeamName(body.team),
+            body.task,
+            request_id=current_request_id.get(),
+            idempotency_key=idempotency_key,
+            project=body.project,
         )
     except IdempotencyKeyReused as exc:
         # 409, not 422: the body is valid; it conflicts with what the key already stands for.

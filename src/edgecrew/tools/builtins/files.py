@@ -42,10 +42,12 @@ def _inside(ctx: ToolContext, path: str, mode: str = "read") -> Path:
     return target
 
 
-def files_read(path: str, ctx: ToolContext) -> str:
-    """Read a text file from the workspace."""
+def files_read(path: str, ctx: ToolContext, missing_ok: bool = False) -> str:
+    """Read a text file from the workspace (``missing_ok``: a missing file reads as empty text)."""
     target = _inside(ctx, path)
     if not target.is_file():
+        if missing_ok and not target.exists():
+            return ""
         raise ToolError(f"no such file '{path}' in the workspace")
     return target.read_bytes()[:MAX_READ_BYTES].decode("utf-8", errors="replace")
 

@@ -11,17 +11,16 @@ a one-line ``summary``, which small models read first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from edgecrew.errors import ToolError, UserError
+from edgecrew.errors import ToolError
 from edgecrew.memory.service import SCOPES, MemoryService, Recall, Scope, ScopeRef
-from edgecrew.tools.base import Risk, ToolContext, ToolRegistry, spec_from_function
+from edgecrew.tools.base import Risk, ToolContext, ToolRegistry, as_tool_errors, spec_from_function
 
 __all__ = ["MEMORY_TOOLS", "register_memory_tools"]
 
@@ -66,14 +65,6 @@ ProjectArg = Annotated[
 Tags = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16, description="Labels, e.g. okr.")]
 
 
-@contextmanager
-def _as_tool_errors() -> Iterator[None]:
-    try:
-        yield
-    except ToolError:
-        raise
-    except UserError as exc:
-        raise ToolError(str(exc)) from None
 
 
 def register_memory_tools(registry: ToolRegistry, service: MemoryService | None = None) -> None:
@@ -137,7 +128,7 @@ class _MemoryTools:
     ) -> dict[str, Any]:
         """Remember a fact or note for later runs (yours or your team's or project's); returns its id."""
         ref = self._scope(scope, ctx, project)
-        with _as_tool_errors():
+        with as_tool_errors():
             memory_id = self.service.remember(text, ref.scope, ref.id, agent=ctx.agent, run=ctx.run_id, tags=tags)
         summary = f"remembered memory {memory_id} in {ref}"
         return RememberOut(summary=summary, id=memory_id, scope=ref.scope, scope_id=ref.id).model_dump()
@@ -154,7 +145,7 @@ class _MemoryTools:
     ) -> dict[str, Any]:
         """Recall the memories closest in meaning to a query, from earlier runs of your project, team and you."""
         refs = self._scopes(scopes, ctx, project)
-        with _as_tool_errors():
+        with as_tool_errors():
             found = self.service.recall(query, refs, k)
         return _recall_out(found).model_dump()
 
@@ -171,7 +162,7 @@ class _MemoryTools:
             raise ToolError("name the memory's id, or a scope (and tags) whose memories to forget")
         visible = self._scopes(None, ctx, project)
         targets = visible if scope is None else [self._scope(scope, ctx, project)]
-        with _as_tool_errors():
+        with as_tool_errors():
             ids = self.service.forget(id, scopes=targets, tags=tags if id is None else ())
         where = f" of {targets[0]}" if id is None else ""
         summary = f"forgot {len(ids)} memor{'y' if len(ids) == 1 else 'ies'}{where}"

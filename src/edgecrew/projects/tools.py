@@ -10,18 +10,17 @@ artifact, an unknown node) come back as ToolError, so the model reads what to do
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from edgecrew.errors import ToolError, UserError
+from edgecrew.errors import ToolError
 from edgecrew.projects.graph import MAX_DEPTH
 from edgecrew.projects.records import Fact, Project
 from edgecrew.projects.service import ProjectService
-from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
+from edgecrew.tools.base import ToolContext, ToolRegistry, as_tool_errors, spec_from_function
 
 __all__ = ["PROJECT_TOOLS", "register_project_tools"]
 
@@ -143,14 +142,6 @@ def register_project_tools(registry: ToolRegistry, service: ProjectService | Non
         registry.register(replace(spec, aliases=aliases, output_schema=out.model_json_schema()))
 
 
-@contextmanager
-def _as_tool_errors() -> Iterator[None]:
-    try:
-        yield
-    except ToolError:
-        raise
-    except UserError as exc:
-        raise ToolError(str(exc)) from None
 
 
 def _fact(f: Fact) -> dict[str, Any]:
@@ -198,7 +189,7 @@ class _ProjectTools:
         scope_id: ScopeId = None,
     ) -> dict[str, Any]:
         """Record a fact in a knowledge graph: subject --relation--> object (nodes are made as needed)."""
-        with _as_tool_errors():
+        with as_tool_errors():
             kind, ident, graph = self._scope(ctx, scope, scope_id)
             by = self.service.agent_of_run(ctx.run_id, ctx.agent)
             fact, new = self.service.graph.add_fact(kind, ident, subject, relation, object, added_by=by)
@@ -216,7 +207,7 @@ class _ProjectTools:
         direction: Literal["both", "out", "in"] = "both",
     ) -> dict[str, Any]:
         """The nodes within `depth` hops of a node in a knowledge graph, nearest first, with the facts linking them."""
-        with _as_tool_errors():
+        with as_tool_errors():
             kind, ident, graph = self._scope(ctx, scope, scope_id)
             start, near, facts = self.service.graph.neighbours(
                 kind, ident, node, depth=depth, direction=direction, relation=relation
@@ -242,7 +233,7 @@ class _ProjectTools:
         directed: Annotated[bool, Field(description="Follow edges only along their arrows.")] = False,
     ) -> dict[str, Any]:
         """A shortest chain of facts joining two nodes of a knowledge graph."""
-        with _as_tool_errors():
+        with as_tool_errors():
             kind, ident, graph = self._scope(ctx, scope, scope_id)
             steps = self.service.graph.path(kind, ident, source, target, directed=directed)
         if steps is None:
@@ -264,7 +255,7 @@ class _ProjectTools:
         project: ProjectArg = None,
     ) -> dict[str, Any]:
         """Read an artifact of the project (its newest version, or the one named)."""
-        with _as_tool_errors():
+        with as_tool_errors():
             p = self._project(ctx, project)
             artifact = self.service.artifact(p.id, name)
             found = self.service.artifact_version(p.id, artifact.id, version)
@@ -292,7 +283,7 @@ class _ProjectTools:
     ) -> dict[str, Any]:
         """Write a new version of an artifact of the project (created if new); a locked artifact refuses."""
         by = self.service.agent_of_run(ctx.run_id, ctx.agent) if self._service is not None else ctx.agent
-        with _as_tool_errors():
+        with as_tool_errors():
             p = self._project(ctx, project)
             created = not any(a.name == " ".join(name.split()) or a.id == name for a in self.service.artifacts(p.id))
             if created:
@@ -318,7 +309,7 @@ class _ProjectTools:
         project: ProjectArg = None,
     ) -> dict[str, Any]:
         """List the artifacts of the project: name, kind, owner, newest version, lock and published version."""
-        with _as_tool_errors():
+        with as_tool_errors():
             p = self._project(ctx, project)
             found = self.service.artifacts(p.id, kind=kind)
         names = ", ".join(f"{a.name} v{a.latest}" + (" (locked)" if a.locked else "") for a in found[:10])
@@ -333,7 +324,7 @@ class _ProjectTools:
         project: ProjectArg = None,
     ) -> dict[str, Any]:
         """Read the project's case file (markdown), or append a paragraph to it (a new version)."""
-        with _as_tool_errors():
+        with as_tool_errors():
             p = self._project(ctx, project)
             if action == "append":
                 if not text or not text.strip():

@@ -18,11 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgecrew.domain.sizes import parse_size
+from edgecrew.specs.routines import known_zone
 
 __all__ = [
     "DAYS",
@@ -124,13 +125,7 @@ class PolicyDoc(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone '{value}'; use an IANA name such as 'Europe/Berlin' or 'UTC'"
-            ) from None
-        return value
+        return known_zone(value)
 
     @field_validator("min_free_memory")
     @classmethod

@@ -15,6 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 ROUTINE_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 
+def known_zone(value: str) -> str:
+    """An IANA time zone name, or a ValueError that says how to write one (routines and policies)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{value}'; use an IANA name such as 'Europe/Berlin' or 'UTC'") from None
+    return value
+
+
 class RoutineDoc(BaseModel):
     """One routine: ``cron`` has five fields (minute hour day month weekday), or six with seconds first."""
 
@@ -43,13 +52,7 @@ class RoutineDoc(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone '{value}'; use an IANA name such as 'Europe/Berlin' or 'UTC'"
-            ) from None
-        return value
+        return known_zone(value)
 
     @property
     def seconds_cron(self) -> str:

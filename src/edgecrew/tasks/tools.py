@@ -10,8 +10,7 @@ version, a bad verdict) come back as ToolError, so the model reads what to fix.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -21,7 +20,7 @@ from edgecrew.errors import NotFoundError, ToolError, UserError
 from edgecrew.store.tasks import ExecutionRecord, TaskRecord, TaskStore
 from edgecrew.tasks.checks import parse_checks
 from edgecrew.tasks.executions import ExecutionService, author_of
-from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
+from edgecrew.tools.base import ToolContext, ToolRegistry, as_tool_errors, spec_from_function
 
 __all__ = ["TASK_TOOLS", "register_task_tools"]
 
@@ -53,14 +52,6 @@ TaskId = Annotated[str, Field(min_length=1, max_length=64, description="The task
 Version = Annotated[int, Field(ge=1, description="A code version number of the task (tasks.add_version returns it).")]
 
 
-@contextmanager
-def _as_tool_errors() -> Iterator[None]:
-    try:
-        yield
-    except ToolError:
-        raise
-    except UserError as exc:
-        raise ToolError(str(exc)) from None
 
 
 def _author(ctx: ToolContext) -> str:
@@ -126,7 +117,7 @@ class _TaskTools:
         ] = None,
     ) -> dict[str, Any]:
         """Create a task with its spec and acceptance checks; returns its task_id."""
-        with _as_tool_errors():
+        with as_tool_errors():
             checks = parse_checks({"io": [dict(c) for c in io or []], "test": test})
             team = self._team_of(ctx.run_id)  # the scoreboard counts tasks per team
             task = self.tasks.create(title, spec, team, checks=checks.to_json(), created_by=_author(ctx))
@@ -141,7 +132,7 @@ class _TaskTools:
     ) -> dict[str, Any]:
         """Add a new code version of a task (the next number); returns the version."""
         task = self._task(task_id)
-        with _as_tool_errors():
+        with as_tool_errors():
             record = self.tasks.add_code(task_id, filename, code.encode("utf-8"), author=_author(ctx))
             if task.status == "open":
                 self.tasks.update(task_id, status="in_progress")
@@ -153,14 +144,14 @@ class _TaskTools:
         # "safe": the code runs in the sandbox (no network, a private work dir, CPU, memory and
         # process limits), never in edgecrew's process, so running it risks nothing the policy guards.
         await asyncio.to_thread(self._check_version, task_id, version)
-        with _as_tool_errors():
+        with as_tool_errors():
             record = await self.executions.run(task_id, version, run_id=ctx.run_id, agent=ctx.agent)
         return await asyncio.to_thread(_execution_summary, record, self.executions)
 
     def latest(self, task_id: TaskId) -> dict[str, Any]:
         """The task's spec and checks, its latest code version, and that version's latest result and feedback."""
         task = self._task(task_id)
-        with _as_tool_errors():
+        with as_tool_errors():
             return _latest(self.tasks, task)
 
     def post_feedback(
@@ -173,7 +164,7 @@ class _TaskTools:
     ) -> dict[str, Any]:
         """Post a verdict on a code version, with notes for the coder."""
         self._check_version(task_id, version)
-        with _as_tool_errors():
+        with as_tool_errors():
             record = self.tasks.add_feedback(
                 task_id, author=_author(ctx), verdict=verdict, notes=notes, version=version
             )
@@ -184,7 +175,7 @@ class _TaskTools:
     ) -> dict[str, Any]:
         """Post a message on the task's timeline."""
         self._task(task_id)
-        with _as_tool_errors():
+        with as_tool_errors():
             record = self.tasks.add_message(task_id, _author(ctx), "agent", content)
         return {"message_id": record.id, "task_id": task_id}
 
@@ -192,7 +183,7 @@ class _TaskTools:
         """Mark the task done or failed and name its best version (the latest accepted, else the one
         that passed the most checks)."""
         self._task(task_id)
-        with _as_tool_errors():
+        with as_tool_errors():
             best, why = _best_version(self.tasks, task_id)
             self.tasks.update(task_id, status=status, best_version=best)
             named = f"best version {best} ({why})" if best is not None else why

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints, overload
@@ -237,3 +238,16 @@ _DECLARED = ToolRegistry()  # tools that `@tool` declared with no registry named
 def declared_tools() -> list[ToolSpec]:
     """The tools plugins declared with ``@tool`` (no registry named); every runtime registers them."""
     return _DECLARED.specs()
+
+
+@contextmanager
+def as_tool_errors() -> Iterator[None]:
+    """A service's UserError inside a tool becomes the ToolError the calling agent reads."""
+    from edgecrew.errors import ToolError, UserError
+
+    try:
+        yield
+    except ToolError:
+        raise
+    except UserError as exc:
+        raise ToolError(str(exc)) from None

@@ -65,8 +65,6 @@ ProjectArg = Annotated[
 Tags = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16, description="Labels, e.g. okr.")]
 
 
-
-
 def register_memory_tools(registry: ToolRegistry, service: MemoryService | None = None) -> None:
     """Register the memory tools bound to ``service``; unbound (None) they are only listed (validation and
     `edgecrew tools list` need their names) and a call says so. Registering again replaces them."""

@@ -142,8 +142,6 @@ def register_project_tools(registry: ToolRegistry, service: ProjectService | Non
         registry.register(replace(spec, aliases=aliases, output_schema=out.model_json_schema()))
 
 
-
-
 def _fact(f: Fact) -> dict[str, Any]:
     return {"subject": f.subject, "relation": f.relation, "object": f.object}
 

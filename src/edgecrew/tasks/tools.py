@@ -52,8 +52,6 @@ TaskId = Annotated[str, Field(min_length=1, max_length=64, description="The task
 Version = Annotated[int, Field(ge=1, description="A code version number of the task (tasks.add_version returns it).")]
 
 
-
-
 def _author(ctx: ToolContext) -> str:
     return author_of(ctx.agent, ctx.run_id) or "agent"
 

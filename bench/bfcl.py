@@ -30,9 +30,10 @@ Three settings per model, interleaved item by item so drift on a shared machine 
   measured sample, so no measured item is ever its own example. ``--shots 0`` leaves the examples out
   (retrieval alone), ``--min-score -1`` the cut (every top-k function offered).
 
-edgecrew's reply format has one tool call per reply (``{"tool": ..., "arguments": ...}``, in the
-grammar and in ``parse_reply``), so the ``parallel`` and ``parallel_multiple`` items, which need
-several calls in one reply, cannot be right today: they are run and scored as they are.
+A reply holds one call (``{"tool": ..., "arguments": ...}``) or several (``{"tool_calls": [...]}``),
+both in the grammar and in ``parse_reply``; every call of the reply goes to the checker, so the
+``parallel`` and ``parallel_multiple`` items, which need several calls in one reply, are judged as
+BFCL judges any model. Solved examples of those categories show the several-calls envelope.
 
 Dependencies: ``bfcl-eval`` pins the SDKs of every provider on its board (torch, transformers,
 anthropic, cohere, google-genai, qwen-agent...), so it is installed with ``pip install --no-deps
@@ -309,8 +310,7 @@ def print_table(model: str, file: str, stats: dict[str, dict[str, dict[str, Any]
         for s in settings:
             c = stats[category].get(s)
             cells.append(f"{c['accuracy']:5.1f}% ({c['right']:>3}/{c['n']:<3}) {c['s_per_item']:4.1f}s" if c else "")
-        note = "  (one call per reply: cannot be right)" if category.startswith("parallel") else ""
-        print(f"{category:>18}" + "".join(f"  {c:>22}" for c in cells) + note)
+        print(f"{category:>18}" + "".join(f"  {c:>22}" for c in cells))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 
 from edgecrew.domain.messages import Message, ModelRequest, ToolCall, ToolDefinition
 from edgecrew.errors import ModelError, UserError
-from edgecrew.models.llamacpp import LlamaCppModel, grammar_for, parse_reply
+from edgecrew.models.llamacpp import LlamaCppModel, SamplingOverride, grammar_for, parse_reply
 from edgecrew.models.resources import SMOLLM2_DISTRIBUTION, packaged_gguf
 
 ADD = ToolDefinition(
@@ -196,7 +196,13 @@ async def test_grammar_enforces_max_items_and_max_length(smollm2: LlamaCppModel)
 @pytest.mark.real_model
 async def test_checking_the_chosen_token_first_gives_the_same_replies(smollm2: LlamaCppModel) -> None:
     """The grammar applied on rejection only picks the same greedy tokens as the grammar on every token."""
-    full = LlamaCppModel(smollm2.path, name="full", n_ctx=2048, n_threads=smollm2.n_threads, lazy_grammar=False)
+    # With a repeat penalty (constrained replies have none unless an alias sets one), so that a refused
+    # token's correction of the penalty history is checked too.
+    penalty = SamplingOverride(repeat_penalty=1.1)
+    lazy = LlamaCppModel(smollm2.path, name="lazy", n_ctx=2048, n_threads=smollm2.n_threads, sampling=penalty)
+    full = LlamaCppModel(
+        smollm2.path, name="full", n_ctx=2048, n_threads=smollm2.n_threads, lazy_grammar=False, sampling=penalty
+    )
     steps = {
         "type": "object",
         "properties": {"steps": {"type": "array", "items": {"type": "string", "maxLength": 60}, "maxItems": 3}},
@@ -210,15 +216,16 @@ async def test_checking_the_chosen_token_first_gives_the_same_replies(smollm2: L
     rejected = tokens = 0
     try:
         for req in requests:
-            lazy_reply, full_reply = await smollm2.request(req), await full.request(req)
+            lazy_reply, full_reply = await lazy.request(req), await full.request(req)
             assert lazy_reply.message == full_reply.message
             assert lazy_reply.usage.completion_tokens == full_reply.usage.completion_tokens
-            sampler = smollm2._llm._sampler  # the sampler of the call just made
+            sampler = lazy._llm._sampler  # the sampler of the call just made
             assert sampler._penalties is not None  # found, so its history is corrected after a refusal
             rejected += sampler.rejected
             tokens += lazy_reply.usage.completion_tokens
             assert full._llm._sampler.__class__.__name__ == "LlamaSampler"
     finally:
+        lazy.close()
         full.close()
     # Both paths ran: some tokens the model picked passed the check, others were refused and sampled again.
     assert 0 < rejected < tokens
@@ -264,6 +271,81 @@ async def test_tool_calls_are_valid_for_each_tool(smollm2: LlamaCppModel, questi
         Draft202012Validator(by_name[call.name].parameters).validate(call.arguments)
 
 
+WEATHER = ToolDefinition(
+    "get_weather",
+    "Get the current weather for a city.",
+    {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"]},
+)
+
+
+@pytest.mark.real_model
+async def test_a_request_for_two_things_gets_two_well_formed_calls_in_one_reply(smollm2: LlamaCppModel) -> None:
+    # SmolLM2-135M writes the several-calls envelope once it has seen it: one solved turn, as an agent's
+    # `examples:` give it (left alone it answers a two-part request with the first call only).
+    solved = Message(
+        "assistant",
+        tool_calls=(
+            ToolCall("e0", "get_weather", {"city": "Berlin"}),
+            ToolCall("e1", "get_weather", {"city": "Madrid"}),
+        ),
+    )
+    history = (user("What is the weather in Berlin and in Madrid?"), solved)
+    req = ModelRequest(
+        messages=(*history, user("What is the weather in Paris and in London?")), tools=(WEATHER, ADD), max_tokens=96
+    )
+    response = await smollm2.request(req)
+    calls = response.message.tool_calls
+    assert [(c.name, c.arguments) for c in calls] == [
+        ("get_weather", {"city": "Paris"}),
+        ("get_weather", {"city": "London"}),
+    ]
+    assert [c.id for c in calls] == ["call_3_0", "call_3_1"]
+
+
+@pytest.mark.real_model
+def test_constrained_replies_have_no_repeat_penalty_unless_the_alias_sets_one(smollm2: LlamaCppModel) -> None:
+    smollm2.load()
+    assert smollm2.sampling_of(request("Say hi.")).repeat_penalty == 1.1  # SmolLM2's plain-text default
+    assert smollm2.sampling_of(request("2 + 3?", tools=(ADD,))).repeat_penalty == 1.0
+    assert smollm2.sampling_of(request("Rate it.", output_schema=SCORE_SCHEMA)).repeat_penalty == 1.0
+    tuned = LlamaCppModel(
+        smollm2.path, name="tuned", n_threads=smollm2.n_threads, sampling=SamplingOverride(repeat_penalty=1.3)
+    )
+    try:
+        tuned.load()
+        assert tuned.sampling_of(request("2 + 3?", tools=(ADD,))).repeat_penalty == 1.3
+    finally:
+        tuned.close()
+
+
+FOREST = ToolDefinition(
+    "train_forest",
+    "Train a random forest model.",
+    {
+        "type": "object",
+        "properties": {"n_trees": {"type": "integer"}, "depth": {"type": "integer"}},
+        "required": ["n_trees", "depth"],
+    },
+)
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize(
+    ("question", "arguments"),
+    [
+        ("Train a random forest with 100 trees and a depth of 5.", {"n_trees": 100, "depth": 5}),
+        ("Train a random forest model with 200 trees, depth 10.", {"n_trees": 200, "depth": 10}),
+        ("Build a forest of 1000 trees with depth 3.", {"n_trees": 1000, "depth": 3}),
+    ],
+)
+async def test_a_call_copies_numbers_with_repeated_digits_whole(
+    smollm2: LlamaCppModel, question: str, arguments: dict[str, int]
+) -> None:
+    # Under SmolLM2's repeat penalty (1.1) each of these lost a zero (100 trees -> 10).
+    response = await smollm2.request(request(question, tools=(FOREST,), tool_choice="required", max_tokens=48))
+    assert [(c.name, c.arguments) for c in response.message.tool_calls] == [("train_forest", arguments)]
+
+
 @pytest.mark.real_model
 async def test_abandoned_stream_stops_generating(smollm2: LlamaCppModel) -> None:
     stream = smollm2.stream(request("Tell me a long story about a dragon.", max_tokens=256))
@@ -303,4 +385,5 @@ def test_tool_choice_required_leaves_no_final_branch_in_the_grammar() -> None:
     required = response_schema(ModelRequest(messages=(Message("user", "x"),), tools=(tool,), tool_choice="required"))
     assert auto is not None and required is not None
     assert any("final" in o["properties"] for o in auto["anyOf"])
-    assert [o["properties"]["tool"] for o in required["anyOf"]] == [{"const": "add"}]
+    assert not any("final" in o["properties"] for o in required["anyOf"])
+    assert [list(o["properties"]) for o in required["anyOf"]] == [["tool", "arguments"], ["tool_calls"]]

@@ -10,6 +10,8 @@ the sampler and KV state in :mod:`~edgecrew.models.llamacpp_state`) hold no mode
 Each reply is sampled as its request says, else as its alias's settings say, else as the model's
 family recommends (:func:`~edgecrew.models.llamacpp_state.sampling_for`; the family is read from the
 GGUF's metadata when it loads), and the family decides how the chat template gets the system prompt.
+A constrained reply (a tool call, structured output) has no repeat penalty unless its alias sets one:
+it copies values from the prompt, which a penalty on recent tokens garbles.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +139,13 @@ class LlamaCppModel:
         if self._defaults is None:
             raise ModelError(f"model '{self.name}' is not loaded; its family's defaults are not known yet")
         constrained = response_schema(req) is not None
-        return sampling_for(self._defaults, self.sampling, req.requested_temperature, constrained=constrained)
+        sampling = sampling_for(self._defaults, self.sampling, req.requested_temperature, constrained=constrained)
+        if constrained and self.sampling.repeat_penalty is None:
+            # A tool call copies values from the request, and llama.cpp's repeat penalty looks back 64
+            # tokens, the prompt's included: SmolLM2 wrote $20,000 as 2000 and 100 trees as 10 under
+            # the family's 1.1 (bench/bfcl.py, README). An alias that sets repeat_penalty keeps it.
+            sampling = replace(sampling, repeat_penalty=1.0)
+        return sampling
 
     def load(self) -> None:
         """Load the GGUF now (blocking; the model pool calls it in a worker thread)."""

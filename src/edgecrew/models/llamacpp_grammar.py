@@ -3,11 +3,13 @@ tool instructions in the prompt, the turns of a chat template without a system r
 stop strings, and reply → message.
 
 Structured output and tool calls are both JSON constrained by a grammar built from a JSON Schema, so
-even a 135M model can only emit a well-formed answer: with tools, the model must produce either
-``{"tool": <one of the allowed names>, "arguments": {...}}`` or ``{"final": ...}``. The one design
-decision: the grammar is a help, never the check. It cannot enforce every keyword (``minimum``,
-``uniqueItems``...) and generation can stop at ``max_tokens`` mid-object, so every constrained reply
-is parsed and validated by the reply validator all adapters share (:mod:`edgecrew.models.replies`):
+even a 135M model can only emit a well-formed answer: with tools, the model must produce one call
+``{"tool": <one of the allowed names>, "arguments": {...}}``, several calls in one reply
+``{"tool_calls": [{"tool": ..., "arguments": {...}}, ...]}`` (run in order), or ``{"final": ...}``
+(not offered with ``tool_choice="required"``). The one design decision: the grammar is a help,
+never the check. It cannot enforce every keyword (``minimum``, ``uniqueItems``...) and generation
+can stop at ``max_tokens`` mid-object, so every constrained reply is parsed and validated by the
+reply validator all adapters share (:mod:`edgecrew.models.replies`):
 a reply that does not satisfy its schema raises :class:`InvalidOutputError`, never passes as an answer.
 """
 
@@ -21,12 +23,16 @@ from edgecrew.domain.messages import Message, ModelRequest
 from edgecrew.errors import InvalidOutputError, UserError
 from edgecrew.models.replies import SHOWN, ProposedCall, arguments_schema, check_output, load_json, reply_message
 
+# Calls one reply may hold: a parallel request rarely needs more, and the bound stops a small model
+# that repeats a call from running to max_tokens inside the list.
+MAX_CALLS_PER_REPLY = 8
+
 
 def response_schema(req: ModelRequest) -> dict[str, Any] | None:
     """The JSON Schema the reply must satisfy: the output schema, or the tool-call envelope."""
     if not req.tools:
         return dict(req.output_schema) if req.output_schema is not None else None
-    options: list[dict[str, Any]] = [
+    calls: list[dict[str, Any]] = [
         {
             "type": "object",
             "properties": {"tool": {"const": t.name}, "arguments": arguments_schema(t)},
@@ -35,6 +41,20 @@ def response_schema(req: ModelRequest) -> dict[str, Any] | None:
         }
         for t in req.tools
     ]
+    several = {
+        "type": "object",
+        "properties": {
+            "tool_calls": {
+                "type": "array",
+                "items": calls[0] if len(calls) == 1 else {"anyOf": calls},
+                "minItems": 1,
+                "maxItems": MAX_CALLS_PER_REPLY,
+            }
+        },
+        "required": ["tool_calls"],
+        "additionalProperties": False,
+    }
+    options = [*calls, several]
     if req.tool_choice == "required":
         return {"anyOf": options}
     final = dict(req.output_schema) if req.output_schema is not None else {"type": "string"}
@@ -81,8 +101,12 @@ def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False, who: s
         return reply_message(req, text=text, truncated=truncated, who=who)
     data = load_json(text, req.max_tokens if truncated else None, who=who)
     if isinstance(data, dict) and "tool" in data:
-        call = ProposedCall(name=str(data["tool"]), arguments=data.get("arguments"), json_text=False)
-        return reply_message(req, calls=(call,), who=who)
+        return reply_message(req, calls=(proposed(data, who=who),), who=who)
+    if isinstance(data, dict) and "tool_calls" in data:
+        listed = data["tool_calls"]
+        if not isinstance(listed, list) or not listed:
+            raise InvalidOutputError(f"{who}: its tool_calls are not a non-empty list of calls: {text[:SHOWN]!r}")
+        return reply_message(req, calls=[proposed(call, who=who) for call in listed], who=who)
     if isinstance(data, dict) and "final" in data:
         final = data["final"]
         if req.output_schema is not None:
@@ -90,6 +114,15 @@ def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False, who: s
             return Message(role="assistant", content=json.dumps(final))
         return Message(role="assistant", content=final if isinstance(final, str) else json.dumps(final))
     raise InvalidOutputError(f"{who}: its reply is neither a tool call nor a final answer: {text[:SHOWN]!r}")
+
+
+def proposed(call: Any, *, who: str) -> ProposedCall:
+    """One call of a reply (``{"tool": name, "arguments": {...}}``; ``name`` is read for ``tool`` too,
+    the word most models know from provider APIs, for replies written without the grammar)."""
+    name = call.get("tool", call.get("name")) if isinstance(call, dict) else None
+    if not isinstance(name, str):
+        raise InvalidOutputError(f"{who}: a call of its reply names no tool: {json.dumps(call)[:SHOWN]!r}")
+    return ProposedCall(name=name, arguments=call.get("arguments"), json_text=False)
 
 
 def with_tool_instructions(req: ModelRequest) -> list[Message]:
@@ -108,6 +141,7 @@ def with_tool_instructions(req: ModelRequest) -> list[Message]:
     # the shape made SmolLM2 answer instead of calling (bench/tool_calls.py, README's models section).
     lines += [
         'To use a tool, reply with JSON: {"tool": tool_name, "arguments": {argument_name: value}}.',
+        'To use several tools, or one tool several times, reply with JSON: {"tool_calls": [call, call]}.',
         'If no tool is needed, reply with JSON: {"final": answer}.',
     ]
     instructions = "\n".join(lines)
@@ -161,8 +195,10 @@ GEMMA3_CHAT_TEMPLATE = (
 def to_chat(message: Message) -> dict[str, str]:
     # Small models' chat templates rarely know tool roles: calls and results travel as plain text.
     if message.tool_calls:
-        calls = [json.dumps({"tool": c.name, "arguments": c.arguments}) for c in message.tool_calls]
-        return {"role": "assistant", "content": "\n".join(calls)}
+        # In the envelope the grammar holds the model to, so earlier turns show it what to write.
+        calls = [{"tool": c.name, "arguments": c.arguments} for c in message.tool_calls]
+        envelope = calls[0] if len(calls) == 1 else {"tool_calls": calls}
+        return {"role": "assistant", "content": json.dumps(envelope)}
     if message.role == "tool":
         return {"role": "user", "content": f"Result of tool {message.name}: {message.content}"}
     return {"role": message.role, "content": message.content}
@@ -205,7 +241,7 @@ def grammar_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
     if "anyOf" not in schema:
         return dict(_cap_strings(schema, answer_cap))
     options = [
-        _cap_strings(option, argument_cap if "tool" in option.get("properties", {}) else answer_cap)
+        _cap_strings(option, argument_cap if {"tool", "tool_calls"} & set(option.get("properties", {})) else answer_cap)
         for option in schema["anyOf"]
     ]
     return {**schema, "anyOf": options}

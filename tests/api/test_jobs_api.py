@@ -97,11 +97,13 @@ def test_a_waiting_job_says_which_policy_holds_it_and_is_cancelled(live: Live) -
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
-        ({}, 400, "a job is a command or a team run"),
+        ({}, 422, "argv"),  # neither a command nor a team run: the schema says what each needs
+        ({"argv": ["true"], "team": "echo", "task": "x"}, 422, "team"),  # both
         ({"team": "nope", "task": "x"}, 404, "no team 'nope'"),
-        ({"team": "echo"}, 400, "task: a team job needs a task"),
-        ({"argv": ["true"], "tags": ["Not OK"]}, 400, "tag 'Not OK'"),
-        ({"argv": ["true"], "deadline": 1}, 400, "deadline: 1970-01-01T00:00:01+00:00 has already passed"),
+        ({"team": "echo"}, 422, "task"),
+        ({"argv": ["true"], "tags": ["Not OK"]}, 422, "tags"),
+        ({"argv": [" "]}, 422, "argv"),
+        ({"argv": ["true"], "deadline": 1}, 409, "deadline: it has already passed"),
         ({"argv": ["true"], "priority": 101}, 422, "priority"),
         ({"argv": []}, 422, "argv"),
     ],

@@ -262,8 +262,10 @@ class JobService:
             raise UserError("needs: cpu cores, memory and GPU memory must not be negative")
         if needs.duration_s is not None and needs.duration_s <= 0:
             raise UserError("needs: the expected duration must be positive")
-        default = team if argv is None else Path(argv[0]).name
-        name = (name or str(default)).strip()
+        if name is None:  # from the team or the command, made printable (a command may hold anything)
+            default = str(team) if argv is None else Path(argv[0]).name
+            name = re.sub(r"[\x00-\x1f\x7f]", "", default).strip()[:200] or "job"
+        name = name.strip()
         if not name or len(name) > 200 or re.search(r"[\x00-\x1f\x7f]", name):
             raise UserError("name: give 1 to 200 printable characters")
         return {

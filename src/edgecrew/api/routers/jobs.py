@@ -8,16 +8,19 @@ one needs the ``admin`` scope (and the server's ``jobs_plain_commands`` setting)
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgecrew.api.deps import Read, RuntimeDep, StartRuns
 from edgecrew.api.problems import PROBLEM_RESPONSES, problem
 from edgecrew.api.shapes import Limit, Offset, Out, Page
 from edgecrew.context import request_id as current_request_id
+from edgecrew.engine.service import TASK_PATTERN
+from edgecrew.errors import ConflictError
 from edgecrew.ops import Ops
 from edgecrew.ops.jobs import JobNeeds, JobService
 from edgecrew.store.jobs import JOB_STATES, JobEvent, JobRecord, PolicyVersion
@@ -38,20 +41,39 @@ class NeedsIn(BaseModel):
     duration_min: float | None = Field(default=None, gt=0, le=525_600, description="How long it should run.")
 
 
-class JobIn(BaseModel):
-    """A command (``argv``) or a team run (``team`` and ``task``)."""
+_ARG = r"^[^\x00]*\S[^\x00]*$"  # no NUL byte, something visible (the command may not be blank)
+_TAG = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_NAME = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 
-    argv: list[Annotated[str, Field(max_length=10_000)]] | None = Field(
-        default=None, min_length=1, max_length=1000, description="The command and its arguments."
-    )
-    sandbox: bool = Field(default=True, description="Run the command in the sandbox (false needs the admin scope).")
-    team: str | None = Field(default=None, min_length=1, max_length=200)
-    task: str | None = Field(default=None, min_length=1, max_length=20_000)
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+class _JobCommon(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=_NAME)
     needs: NeedsIn = NeedsIn()
     priority: int = Field(default=50, ge=0, le=100, description="0 lowest, 100 highest.")
-    deadline: float | None = Field(default=None, description="Epoch seconds by which it must have started.")
-    tags: list[Annotated[str, Field(max_length=64)]] = Field(default=[], max_length=32)
+    deadline: float | None = Field(
+        default=None, ge=0, description="Epoch seconds by which it must have started (a past one is a 409)."
+    )
+    tags: list[Annotated[str, Field(pattern=_TAG)]] = Field(default=[], max_length=32)
+
+
+class CommandJobIn(_JobCommon):
+    """A command: its argv, run in the sandbox unless ``sandbox`` is false (which needs the admin scope)."""
+
+    argv: list[Annotated[str, Field(max_length=10_000, pattern=_ARG)]] = Field(
+        min_length=1, max_length=1000, description="The command and its arguments."
+    )
+    sandbox: bool = Field(default=True, description="Run the command in the sandbox (false needs the admin scope).")
+
+
+class TeamJobIn(_JobCommon):
+    """A team run: the team (GET /teams) and what it should do."""
+
+    team: str = Field(min_length=1, max_length=200)
+    task: str = Field(min_length=1, max_length=20_000, pattern=TASK_PATTERN)
+
+
+JobIn = CommandJobIn | TeamJobIn
 
 
 class JobEventOut(Out):
@@ -120,19 +142,23 @@ def _detail(job: JobRecord, events: list[JobEvent]) -> JobDetail:
 @router.post("/jobs", status_code=201, response_model=JobOut)
 async def submit_job(body: JobIn, rt: RuntimeDep, principal: StartRuns, request: Request) -> JSONResponse:
     """Submit a job; it starts when every policy covering it (and the machine's free room) allows."""
-    if body.argv is not None and not body.sandbox and not principal.allows("admin"):
+    command = body if isinstance(body, CommandJobIn) else None
+    if command is not None and not command.sandbox and not principal.allows("admin"):
         return problem(
             403,
             "a plain command runs as the server's own user, so it needs the admin scope; "
             'send "sandbox": true to run it in the sandbox',
         )
     needs = body.needs
+    if body.deadline is not None and body.deadline <= time.time():
+        raise ConflictError("deadline: it has already passed; give a time in the future")
+    team = body if isinstance(body, TeamJobIn) else None
     job = await _jobs(rt).submit(
-        argv=body.argv,
-        team=body.team,
-        task=body.task,
+        argv=command.argv if command else None,
+        team=team.team if team else None,
+        task=team.task if team else None,
         name=body.name,
-        sandbox=body.sandbox if body.argv is not None else False,
+        sandbox=command.sandbox if command else False,
         needs=JobNeeds(
             cpu_cores=needs.cpu_cores,
             memory_bytes=int(needs.memory_mb * MiB),

@@ -143,6 +143,12 @@ def _detail(job: JobRecord, events: list[JobEvent]) -> JobDetail:
 async def submit_job(body: JobIn, rt: RuntimeDep, principal: StartRuns, request: Request) -> JSONResponse:
     """Submit a job; it starts when every policy covering it (and the machine's free room) allows."""
     command = body if isinstance(body, CommandJobIn) else None
+    if command is not None and not command.sandbox and not rt.settings.jobs_plain_commands:
+        return problem(
+            403,
+            "plain commands are off on this server (EDGECREW_JOBS_PLAIN_COMMANDS=false); "
+            'send "sandbox": true to run it in the sandbox',
+        )
     if command is not None and not command.sandbox and not principal.allows("admin"):
         return problem(
             403,

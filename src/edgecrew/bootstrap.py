@@ -42,7 +42,7 @@ def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = 
     register_ops_tools(registry, runtime)  # bound to this runtime's sampler and jobs
     register_project_tools(registry, ProjectService.of(runtime))  # bound to this runtime's projects
     memory = MemoryService.of(runtime)
-    memory.project_of = lambda run_id: p.id if (p := ProjectService.of(runtime).project_of_run(run_id)) else None
+    memory.project_of = ProjectService.of(runtime).project_id_of_run
     register_memory_tools(registry, memory)  # this runtime's memory; the model loads on first use
     return runtime
 

@@ -105,6 +105,9 @@ class ProjectService:
         self._store = store
         self.home = Path(home)
         self.graph = KnowledgeGraph(self.engine)
+        # run id -> its project's id: a run's project is recorded before its workflow starts and never
+        # changes, so every tool call of a project's run (its mounts, its memory scope) reads it once.
+        self._run_project: dict[str, str] = {}
 
     @classmethod
     def of(cls, rt: HasStore) -> ProjectService:
@@ -201,6 +204,7 @@ class ProjectService:
             conn.execute(t.projects.delete().where(t.projects.c.id == project.id))
         self.graph.delete_scope("project", project.id)
         shutil.rmtree(project_dir(self.home, project.id), ignore_errors=True)
+        self._run_project = {run: p for run, p in self._run_project.items() if p != project.id}
         return project
 
     # -- members ---------------------------------------------------------------------------------------
@@ -525,11 +529,20 @@ class ProjectService:
         return team if "/" in team else f"{team}/{agent}"
 
     def project_of_run(self, run_id: str) -> Project | None:
-        with self.engine.connect() as conn:
-            found = conn.execute(
-                sa.select(t.project_runs.c.project_id).where(t.project_runs.c.run_id == run_id)
-            ).scalar()
+        found = self.project_id_of_run(run_id)
         return self.get(found) if found else None
+
+    def project_id_of_run(self, run_id: str) -> str | None:
+        """The id of the project a run works in (None: none), read once per run."""
+        found = self._run_project.get(run_id)
+        if found is None:
+            with self.engine.connect() as conn:
+                found = conn.execute(
+                    sa.select(t.project_runs.c.project_id).where(t.project_runs.c.run_id == run_id)
+                ).scalar()
+            if found:
+                self._run_project[run_id] = found
+        return found or None
 
     def runs(self, ref: str, *, limit: int = 50) -> list[str]:
         """The ids of the project's runs, newest first."""
@@ -542,8 +555,8 @@ class ProjectService:
     def mounts(self, run_id: str) -> tuple[tuple[str, Path], ...]:
         """What a run's file tools see outside its workspace: ``(("project", files folder),)`` for a
         run of a project, ``()`` otherwise (``ToolContext.mounts``)."""
-        project = self.project_of_run(run_id)
-        return ((MOUNT, project_files(self.home, project.id)),) if project is not None else ()
+        project_id = self.project_id_of_run(run_id)
+        return ((MOUNT, project_files(self.home, project_id)),) if project_id is not None else ()
 
 
 def _project_row(conn: Connection, ref: str) -> Any:

@@ -1,0 +1,206 @@
+"""Mission control's task pages: tasks with the teams' scoreboard, a task (versions, results charted
+over versions, verdicts, messages, executions), a code version, and a live execution with its logs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup, escape
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from edgecrew.api.deps import MAX_ID
+from edgecrew.api.routers.executions import ExecutionId, LogStream, follow, offsets_of, read_from
+from edgecrew.api.routers.task_schemas import VersionNo
+from edgecrew.engine.runtime import Runtime
+from edgecrew.errors import EdgecrewError, UserError
+from edgecrew.store.tasks import TASK_STATUSES, TaskStore
+from edgecrew.tasks.checks import TaskChecks, parse_checks
+from edgecrew.ui import views
+from edgecrew.ui.pages import Checked, Viewer, back, need, page, templates
+
+router = APIRouter(include_in_schema=False)
+
+
+def _rt(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.rt
+    return rt
+
+
+# -- tasks ------------------------------------------------------------------------------------------
+
+
+def _tasks(request: Request) -> TaskStore:
+    rt = _rt(request)
+    return rt.tasks
+
+
+@router.get("/ui/tasks")
+def tasks_page(
+    request: Request, session: Viewer, status: Annotated[str | None, Query(max_length=32)] = None
+) -> HTMLResponse:
+    store = _tasks(request)
+    tasks = store.list_tasks(status=status or None, limit=200)
+    scores = store.stats().teams
+    return page(request, "tasks.html", session, tasks=tasks, status=status or "", statuses=TASK_STATUSES, scores=scores)
+
+
+@router.get("/ui/tasks/{task_id}")
+def task_page(request: Request, task_id: str, session: Viewer, notice: str = "") -> HTMLResponse:
+    store = _tasks(request)
+    task = store.get(task_id)
+    checks: TaskChecks | None
+    try:
+        checks = parse_checks(task.checks)
+    except UserError:
+        checks = None  # shown raw: the page still renders a task whose stored checks are invalid
+    results = store.results(task_id)
+    charts = {}
+    for metric in ("accuracy", "loss", "runtime_s"):
+        points = [(f"v{r.version}" if r.version else f"#{r.id}", getattr(r, metric)) for r in results]
+        charts[metric] = views.line_chart([(k, float(v)) for k, v in points if v is not None], title=metric)
+    return page(
+        request,
+        "task.html",
+        session,
+        task=task,
+        versions=store.code_versions(task_id),
+        results=results,
+        charts=charts,
+        feedback=store.feedback(task_id),
+        messages=store.messages(task_id),
+        logs=store.log_files(task_id),
+        checks=checks,
+        executions=list(reversed(_rt(request).executions.list(task_id)))[:50],  # the latest
+        notice=notice,
+    )
+
+
+@router.get("/ui/tasks/{task_id}/code/{version}")
+def code_page(request: Request, task_id: str, version: VersionNo, session: Viewer) -> HTMLResponse:
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import TextLexer, get_lexer_for_filename
+    from pygments.util import ClassNotFound
+
+    store = _tasks(request)
+    record = store.code_version(task_id, version)
+    text = store.code_bytes(record).decode("utf-8", errors="replace")
+    try:
+        lexer = get_lexer_for_filename(record.filename, stripnl=False)
+    except ClassNotFound:
+        lexer = TextLexer(stripnl=False)
+    formatter = HtmlFormatter(cssclass="highlight", linenos="table", wrapcode=True)
+    return page(
+        request,
+        "code.html",
+        session,
+        task=store.get(task_id),
+        record=record,
+        code=text,
+        highlighted=Markup(highlight(text, lexer, formatter)),
+        styles=Markup(formatter.get_style_defs(".highlight")),
+        versions=store.code_versions(task_id),
+    )
+
+
+@router.get("/ui/tasks/{task_id}/code/{version}/raw")
+def code_raw(request: Request, task_id: str, version: VersionNo, session: Viewer) -> Response:
+    store = _tasks(request)
+    record = store.code_version(task_id, version)
+    return Response(
+        store.code_bytes(record),
+        media_type=record.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{record.filename}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.post("/ui/tasks/{task_id}/code/{version}/run")
+async def run_version(request: Request, task_id: str, version: VersionNo, session: Checked) -> Response:
+    """Start an execution of the version and go to its page (it runs in this server's background)."""
+    need(session, "runs")
+    try:
+        record = await _rt(request).executions.start(task_id, version, agent=session.name)
+    except EdgecrewError as exc:
+        return back(f"/ui/tasks/{quote(task_id)}", str(exc))
+    return RedirectResponse(f"/ui/executions/{record.id}", status_code=303)
+
+
+LOG_SHOWN = 256 * 1024  # bytes of a log a page shows (its end); the raw link has it all
+
+
+def _log_view(path: Path) -> dict[str, Any]:
+    data, size = read_from(path)
+    return {"text": data[-LOG_SHOWN:].decode("utf-8", errors="replace"), "size": size, "clipped": size > LOG_SHOWN}
+
+
+@router.get("/ui/executions/{execution_id}")
+def execution_page(request: Request, execution_id: ExecutionId, session: Viewer, notice: str = "") -> HTMLResponse:
+    rt = _rt(request)
+    record = rt.executions.get(execution_id)
+    stdout, stderr = rt.executions.log_paths(record.id)
+    return page(
+        request,
+        "execution.html",
+        session,
+        execution=record,
+        task=rt.tasks.get(record.task_id),
+        stdout=_log_view(stdout),
+        stderr=_log_view(stderr),
+        notice=notice,
+    )
+
+
+@router.get("/ui/executions/{execution_id}/stream")
+async def execution_stream(
+    request: Request,
+    execution_id: ExecutionId,
+    session: Viewer,
+    stdout: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    stderr: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> EventSourceResponse:
+    rt = _rt(request)
+    record = await asyncio.to_thread(rt.executions.get, execution_id)
+    resumed = request.headers.get("last-event-id")
+    start = offsets_of(resumed) if resumed else (stdout, stderr)
+    return EventSourceResponse(_execution_fragments(rt, record.id, start), ping=15)
+
+
+async def _execution_fragments(
+    rt: Runtime, execution_id: int, start: tuple[int, int]
+) -> AsyncIterator[ServerSentEvent]:
+    """Log text as it is appended (escaped, for the page's two <pre>), the status badge when it
+    changes, ``done`` at the end (the page closes the stream and reloads once)."""
+    async for update in follow(rt.executions, execution_id, start):
+        if update.kind == "log":
+            text = update.text.replace("\r\n", "\n").replace("\r", "\n")
+            yield ServerSentEvent(data=str(escape(text)), event=update.stream, id=update.id)
+        else:
+            badge = templates.get_template("_execution_status.html").render(execution=update.record)
+            yield ServerSentEvent(data=badge.replace("\n", " "), event="status", id=update.id)
+    yield ServerSentEvent(data="done", event="done")
+
+
+@router.post("/ui/executions/{execution_id}/cancel")
+async def cancel_execution(request: Request, execution_id: ExecutionId, session: Checked) -> Response:
+    need(session, "runs")
+    try:
+        await _rt(request).executions.cancel(execution_id)
+    except EdgecrewError as exc:
+        return back(f"/ui/executions/{execution_id}", str(exc))
+    return back(f"/ui/executions/{execution_id}", "cancelled")
+
+
+@router.get("/ui/executions/{execution_id}/log/{stream}")
+def execution_log(request: Request, execution_id: ExecutionId, stream: LogStream, session: Viewer) -> Response:
+    stdout, stderr = _rt(request).executions.log_paths(execution_id)
+    data, _size = read_from(stdout if stream == "stdout" else stderr)
+    return Response(data, media_type="text/plain; charset=utf-8", headers={"X-Content-Type-Options": "nosniff"})

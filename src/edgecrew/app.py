@@ -39,7 +39,16 @@ from edgecrew.api.telemetry import ServerTelemetry, instrument
 from edgecrew.engine.runtime import Runtime
 from edgecrew.ops import Ops
 from edgecrew.settings import Settings, get_settings
-from edgecrew.ui import alerts_pages, jobs_pages, pages, pilot_pages, projects_pages, routines_pages, tasks_pages
+from edgecrew.ui import (
+    alerts_pages,
+    jobs_pages,
+    pages,
+    pilot_pages,
+    projects_pages,
+    routines_pages,
+    runs_pages,
+    tasks_pages,
+)
 from edgecrew.version import __version__
 
 log = logging.getLogger("edgecrew.api")
@@ -111,7 +120,7 @@ def create_app(
     problems.install(app)
     pages.mount(app)  # mission control at / (pages, static files, sign-in)
     # Pages of their own modules, built on pages' helpers.
-    for extra in (tasks_pages, routines_pages, alerts_pages, jobs_pages, pilot_pages, projects_pages):
+    for extra in (runs_pages, tasks_pages, routines_pages, alerts_pages, jobs_pages, pilot_pages, projects_pages):
         app.include_router(extra.router)
     for router in (
         health.router,

@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,7 +33,7 @@ from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.executors import executor_alive
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, TeamName
-from edgecrew.errors import EdgecrewError, NotFoundError, SpecError, UserError
+from edgecrew.errors import EdgecrewError, ForbiddenError, NotFoundError, SignInRequiredError, SpecError, UserError
 from edgecrew.specs.loader import load_team_text
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.ui import views
@@ -46,11 +46,11 @@ templates.env.globals["graph_svg"] = views.graph_svg
 router = APIRouter(include_in_schema=False)
 
 
-class SignInRequired(Exception):
+class SignInRequired(SignInRequiredError):
     """No live session: the page answers with a redirect to the sign-in form."""
 
 
-class Forbidden(Exception):
+class Forbidden(ForbiddenError):
     def __init__(self, scope: str) -> None:
         super().__init__(scope)
         self.scope = scope
@@ -197,39 +197,6 @@ def _alerts(rt: Runtime, pool: Any) -> list[str]:
         what = firing.rule.description or firing.rule.source
         alerts.append(f"alert {firing.name} is firing ({firing.rule.severity}): {what}; see /ui/alerts")
     return alerts
-
-
-@router.get("/ui/runs")
-def runs_page(
-    request: Request,
-    session: Viewer,
-    status: Annotated[str | None, Query(max_length=32)] = None,
-    team: Annotated[str | None, Query(max_length=200)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> HTMLResponse:
-    """Runs, filtered by status, team and text (task or output), every filter in the URL."""
-    rt = _rt(request)
-    svc = RunService(rt)
-    status, team, q = status or None, team or None, (q or "").strip() or None
-    runs = svc.list_runs(limit=50, offset=offset, status=status, team=team, text=q)
-    total = svc.count_runs(status=status, team=team, text=q)
-    filters = {k: v for k, v in (("status", status), ("team", team), ("q", q)) if v}
-    return page(
-        request,
-        "runs.html",
-        session,
-        runs=runs,
-        usage=svc.usage_by_run([r.id for r in runs]),
-        total=total,
-        offset=offset,
-        status=status or "",
-        team=team or "",
-        q=q or "",
-        teams=sorted(rt.project.teams),
-        query=urlencode(filters),
-        filtered=bool(filters),
-    )
 
 
 @router.get("/ui/runs/{run_id}")

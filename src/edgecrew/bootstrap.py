@@ -44,6 +44,8 @@ def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = 
     memory = MemoryService.of(runtime)
     memory.project_of = ProjectService.of(runtime).project_id_of_run
     register_memory_tools(registry, memory)  # this runtime's memory; the model loads on first use
+    # docs.search ranks the guidelines with the same model (BM25 when it cannot load)
+    register_platform_tools(registry, _platform_config(settings), embedder=memory.embedder)
     return runtime
 
 
@@ -60,10 +62,7 @@ def load_catalog(
     register_ops_tools(registry)
     register_memory_tools(registry)  # listed now; bootstrap binds them to the runtime's memory
     register_project_tools(registry)
-    platform = PlatformConfig(
-        k8s_context=settings.k8s_context, rules=settings.platform_rules, guidelines=settings.platform_guidelines
-    )
-    register_platform_tools(registry, platform)
+    register_platform_tools(registry, _platform_config(settings))
     project.import_plugins()
     if tools is None:  # a registry handed in is used as it is
         for spec in declared_tools():
@@ -73,3 +72,9 @@ def load_catalog(
 
         register_mcp_tools(registry, project.mcp_servers, base_dir=project.dir, log_dir=settings.home / "logs")
     return project, ModelRegistry(project.models, data_dir=settings.home), registry
+
+
+def _platform_config(settings: Settings) -> PlatformConfig:
+    return PlatformConfig(
+        k8s_context=settings.k8s_context, rules=settings.platform_rules, guidelines=settings.platform_guidelines
+    )

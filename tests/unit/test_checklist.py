@@ -1,5 +1,6 @@
-"""A run's checklist, derived from its events: states follow the steps, a plan becomes sub-tasks,
-pending approvals are open questions, and unreached agents end as skipped."""
+"""A run's checklist, derived from its events: states follow the steps, a plan becomes sub-tasks that
+follow the agents and tools they name (or the run, when they name none), a ReAct agent's tool calls are
+sub-items of its task, pending approvals are open questions, and unreached agents end as skipped."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from edgecrew.domain.events import (
     RunStarted,
     StepFinished,
     StepStarted,
+    ToolCalled,
 )
 from edgecrew.domain.runs import Outcome, RunStatus
 from edgecrew.specs.loader import load_team_text
@@ -48,7 +50,8 @@ def test_states_follow_the_steps_and_the_plan_becomes_sub_tasks() -> None:
     assert [c.text for c in now.items[0].children] == ["outline", "draft"]
     assert now.questions == ["approve writer's call to `files.write`? (save the draft)"]
     markdown = now.to_markdown()
-    assert markdown.startswith("# write a note\n") and "- [x] planner\n  - [ ] outline" in markdown
+    # the steps name no agent or tool: in progress while later agents work, done only if the run succeeds
+    assert markdown.startswith("# write a note\n") and "- [x] planner\n  - [~] outline" in markdown
     assert "- [~] writer" in markdown and "## Open questions" in markdown
 
     events += [
@@ -63,4 +66,73 @@ def test_states_follow_the_steps_and_the_plan_becomes_sub_tasks() -> None:
         ("critic", "skipped"),
     ]
     assert ended.questions == [] and ended.meta["status"] == "failed"
+    assert [c.state for c in ended.items[0].children] == ["pending", "pending"]  # never claimed done
     assert "denied: writer's tool call" in ended.notes and any("writer failed" in n for n in ended.notes)
+
+
+ONE = "graph: {{start: {0}, edges: [{{from: {0}, to: end}}]}}\n"
+
+
+def states(items: list[Any]) -> list[tuple[str, str]]:
+    return [(c.text, c.state) for c in items]
+
+
+def test_plan_steps_that_name_an_agent_or_a_tool_follow_it_as_the_run_goes() -> None:
+    plan = ["writer drafts the note", "save it with files.write", "polish the wording"]
+    events = [
+        record(1, RunStarted(team="pwr", task="t", agents=("planner", "writer", "critic"))),
+        record(2, StepStarted(visit=0), "planner"),
+        record(3, StepFinished(outcome=Outcome.FINAL, output={"steps": plan}), "planner"),
+    ]
+    steps = checklist(TEAM, "t", events).items[0].children
+    assert states(steps) == [(plan[0], "pending"), (plan[1], "pending"), (plan[2], "pending")]
+
+    events.append(record(4, StepStarted(visit=1), "writer"))
+    steps = checklist(TEAM, "t", events).items[0].children
+    assert states(steps) == [(plan[0], "running"), (plan[1], "running"), (plan[2], "running")]
+
+    events.append(record(5, ToolCalled(tool="files.write", arguments={"path": "n.md"}), "writer"))
+    steps = checklist(TEAM, "t", events).items[0].children
+    assert states(steps) == [(plan[0], "running"), (plan[1], "done"), (plan[2], "running")]
+
+    events.append(record(6, StepFinished(outcome=Outcome.FINAL, output={"text": "draft"}), "writer"))
+    steps = checklist(TEAM, "t", events).items[0].children
+    assert states(steps) == [(plan[0], "done"), (plan[1], "done"), (plan[2], "running")]
+
+    events.append(record(7, RunFinished(status=RunStatus.SUCCEEDED)))
+    steps = checklist(TEAM, "t", events).items[0].children
+    assert [s.state for s in steps] == ["done", "done", "done"]
+
+
+def test_a_react_agents_tool_calls_are_sub_items_of_its_task() -> None:
+    solo = load_team_text(
+        "name: solo\nagents:\n  op: {model: fake, system: operate, tools: [files.write, files.read]}\n"
+        + ONE.format("op")
+    )
+    events = [
+        record(1, RunStarted(team="solo", task="t", agents=("op",))),
+        record(2, StepStarted(visit=0), "op"),
+    ]
+    assert checklist(solo, "t", events).items[0].children == []
+    events.append(record(3, ToolCalled(tool="files.write", arguments={"path": "a"}), "op"))
+    now = checklist(solo, "t", events)
+    assert now.items[0].state == "running" and states(now.items[0].children) == [("`files.write`", "done")]
+    events.append(record(4, ToolCalled(tool="files.read", is_error=True, result="no such file: b\nmore"), "op"))
+    now = checklist(solo, "t", events)
+    assert states(now.items[0].children) == [("`files.write`", "done"), ("`files.read`", "failed")]
+    assert now.items[0].children[1].detail == "no such file: b"
+    assert "  - [!] `files.read`: no such file: b" in now.to_markdown()
+
+
+def test_a_tool_agents_own_call_is_its_task_not_a_sub_item() -> None:
+    team = load_team_text(
+        "name: t\nagents:\n  w: {tool: files.write, arguments: {path: a.md, content: hi}}\n" + ONE.format("w")
+    )
+    events = [
+        record(1, RunStarted(team="t", task="t", agents=("w",))),
+        record(2, StepStarted(visit=0, agent_kind="tool", tool="files.write"), "w"),
+        record(3, ToolCalled(tool="files.write", arguments={"path": "a.md"}), "w"),
+        record(4, StepFinished(outcome=Outcome.FINAL, output={"path": "a.md"}), "w"),
+    ]
+    done = checklist(team, "t", events)
+    assert [(i.text, i.state, i.children) for i in done.items] == [("w", "done", [])]

@@ -3,17 +3,24 @@ git, a kubectl stand-in on PATH, and a person who approves (or not) the deployme
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import edgecrew
+from edgecrew.bootstrap import bootstrap
 from edgecrew.domain.messages import ToolCall
 from edgecrew.domain.specs import AgentSpec
+from edgecrew.engine import durable
+from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.fakes import FakeTurnIO, FakeTurnRunner
+from edgecrew.engine.service import RunService, TeamName
+from edgecrew.models.scripted import ScriptedModel
 from edgecrew.platform import register_platform_tools
 from edgecrew.specs.loader import load_team
 from edgecrew.tools.builtins import builtin_registry
@@ -58,6 +65,29 @@ async def test_the_request_ends_with_a_valid_repository_and_nothing_applied_befo
     assert runner.path[-3:] == ["deploy", "docs", "answer"]
     assert [r.agent for r in io.model_calls] == ["planner"]  # the model only planned
 
+    # The same request as a durable run through the runs use case: its checklist ends with every task done.
+    fake_kubectl.unlink()
+    rt = bootstrap()
+    rt.models.register("local", ScriptedModel({"planner": [{"json": PLAN}]}))
+    svc = RunService(rt)
+    started = await svc.start(TeamName("platform-copilot"), REQUEST)
+    approvals = ApprovalService(rt)
+    for _ in range(600):
+        pending = approvals.list("pending", started.run.id)
+        if pending or rt.store.get_run(started.run.id).status.terminal:
+            break
+        await asyncio.sleep(0.05)
+    assert [a.tool for a in pending] == ["k8s.apply"] and not fake_kubectl.exists()
+    waiting = svc.checklist(started.run.id)
+    assert waiting.questions and waiting.meta["status"] == "running"
+    approvals.approve(pending[0].id)
+    await started.handle.get_result()
+    assert rt.store.get_run(started.run.id).status == "succeeded"
+    done = svc.checklist(started.run.id)
+    assert done.meta["status"] == "succeeded" and not done.questions
+    assert [(i.text, i.state) for i in done.items if i.state != "done"] == []  # the path covers every agent
+    assert "- [ ]" not in done.to_markdown() and "- [x] repo (creates the repository)" in done.to_markdown()
+
 
 async def test_a_denied_deployment_applies_nothing(tmp_path: Path, fake_kubectl: Path) -> None:  # noqa: F811
     async def deny(agent: AgentSpec, call: ToolCall) -> bool:
@@ -78,6 +108,12 @@ async def test_without_staging_no_manifests_are_written_and_a_bad_name_stops_at_
     result = await refused.run("create a service called admin")
     assert result.ok and refused.path == ["planner", "plan", "check_name", "answer"]
     assert "The name was refused" in result.output["text"]
+
+
+@pytest.fixture(autouse=True)
+def _dbos() -> Iterator[None]:
+    yield
+    durable.shutdown()
 
 
 @pytest.fixture(autouse=True)

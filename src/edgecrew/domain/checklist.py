@@ -3,13 +3,23 @@ notes), the artifact people read to see where a run stands.
 
 The one design decision: the checklist is derived from the run's events and its team, never kept by
 hand, so it is right after a restart, the same in the API, the CLI and the UI, and updates live with
-the event stream. Its tasks are the team's agents in graph order; a plan an agent produced (an output
-with ``steps``) becomes sub-tasks; pending approvals are its open questions, failures and routes its notes.
+the event stream. Its tasks are the team's agents in graph order; pending approvals are its open
+questions, failures and denials its notes.
+
+Sub-tasks change only on a signal the events carry, never on a guess:
+
+- a tool call of a model agent (a ReAct agent) is a sub-task of that agent, done or failed as the call
+  ended, so a one-agent run's checklist moves with each call;
+- a plan an agent produced (an output with ``steps``) becomes sub-tasks. A step that names a later
+  agent (``writer``) or a tool (``repo.create``) follows that agent's state, or that tool's calls made
+  after the plan. A step that names neither has no honest per-step signal: it is "running" while
+  later agents work, done only when the run succeeds, and back to open when the run ends otherwise.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,6 +32,7 @@ from edgecrew.domain.events import (
     RunStarted,
     StepFinished,
     StepStarted,
+    ToolCalled,
 )
 from edgecrew.domain.runs import Outcome
 from edgecrew.domain.specs import END, TeamSpec
@@ -54,7 +65,7 @@ class Checklist:
         lines += ["", "## Tasks", ""]
         for item in self.items:
             lines.append(f"- {_BOX[item.state]} {item.text}" + (f": {item.detail}" if item.detail else ""))
-            lines += [f"  - {_BOX[c.state]} {c.text}" for c in item.children]
+            lines += [f"  - {_BOX[c.state]} {c.text}" + (f": {c.detail}" if c.detail else "") for c in item.children]
         if self.questions:
             lines += ["", "## Open questions", "", *(f"- {q}" for q in self.questions)]
         if self.notes:
@@ -72,26 +83,46 @@ def _order(team: TeamSpec) -> list[str]:
     return seen + [a for a in team.agents if a not in seen]
 
 
+@dataclass
+class _Plan:
+    """A plan's steps and the position in the event stream after which its signals count."""
+
+    agent: str
+    steps: list[ChecklistItem]
+    after: int  # index of the StepFinished that made it
+
+
 def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Checklist:
     """The checklist of a run of ``team`` on ``task`` after ``events`` (in order)."""
     items = {name: ChecklistItem(_label(team, name)) for name in _order(team)}
+    calls: dict[str, list[ChecklistItem]] = {name: [] for name in items}  # model agents' tool calls
+    plans: dict[str, _Plan] = {}
+    tool_log: list[tuple[int, str, bool]] = []  # (position, tool, failed) of every tool call
+    started: list[tuple[int, str]] = []  # (position, agent) of every step that started
     questions: dict[str, str] = {}
     notes: list[str] = []
     meta = {"team": team.name, "status": "queued"}
-    for e in events:
+    for i, e in enumerate(events):
         match p := e.payload:
             case RunStarted():
                 meta["status"] = "running"
                 meta["started"] = dt.datetime.fromtimestamp(e.created_at).strftime("%Y-%m-%d %H:%M:%S")
             case StepStarted() if e.agent in items:
                 items[e.agent].state = "running"
+                started.append((i, e.agent))
+            case ToolCalled() if e.agent is not None:
+                tool_log.append((i, p.tool, p.is_error))
+                agent = team.agents.get(e.agent)
+                if e.agent in calls and agent is not None and not agent.tool:  # a tool agent's call is its task
+                    detail = _first_line(p.result) if p.is_error else ""
+                    calls[e.agent].append(ChecklistItem(f"`{p.tool}`", "failed" if p.is_error else "done", detail))
             case StepFinished() if e.agent in items:
                 item = items[e.agent]
                 item.state = "done" if p.outcome == Outcome.FINAL else "failed"
                 item.detail = "" if p.outcome == Outcome.FINAL else f"{p.outcome.value}: {p.error or ''}".strip(": ")
                 steps = p.output.get("steps") if isinstance(p.output, dict) else None
                 if isinstance(steps, list) and item.state == "done":
-                    item.children = [ChecklistItem(str(s), "pending") for s in steps]
+                    plans[e.agent] = _Plan(e.agent, [ChecklistItem(str(s), "pending") for s in steps], i)
                 if item.state == "failed":
                     notes.append(f"{e.agent} failed ({item.detail})")
             case ApprovalRequested():
@@ -103,14 +134,53 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
                 meta["status"] = p.status.value
                 if p.error and not any(p.error in n for n in notes):
                     notes.append(p.error)
-    if meta["status"] in ("succeeded", "failed", "cancelled"):
+    ended = meta["status"] in ("succeeded", "failed", "cancelled")
+    if ended:
         for item in items.values():
             if item.state == "pending":
                 item.state = "skipped"  # the run ended without reaching it
-            if meta["status"] == "succeeded":
-                for child in item.children:
-                    child.state = "done"
+    for name, plan in plans.items():
+        later = any(i > plan.after and a != name for i, a in started)
+        for step in plan.steps:
+            step.state = _step_state(step.text, plan, items, tool_log, later, meta["status"], ended)
+    for name, item in items.items():
+        item.children = (plans[name].steps if name in plans else []) + calls[name]
     return Checklist(task, meta, list(items.values()), list(questions.values()), notes)
+
+
+def _step_state(
+    text: str,
+    plan: _Plan,
+    items: dict[str, ChecklistItem],
+    tool_log: list[tuple[int, str, bool]],
+    later: bool,
+    status: str,
+    ended: bool,
+) -> State:
+    """A plan step's state from the one signal it names: a later agent, a tool called after the plan,
+    or (naming neither) whether later agents are working and how the run ended."""
+    words = text.lower()
+    for name, item in items.items():
+        if name != plan.agent and _names(words, name):
+            return item.state
+    for _, tool, failed in reversed([t for t in tool_log if t[0] > plan.after]):
+        if _names(words, tool):
+            return "failed" if failed else "done"
+    if status == "succeeded":
+        return "done"
+    if ended or not later:
+        return "pending"
+    return "running"
+
+
+def _names(text: str, name: str) -> bool:
+    """Whether ``text`` (lowercased) names ``name`` as a whole word (``repo`` is not in ``repo.create``)."""
+    return re.search(rf"(?<![\w.-]){re.escape(name.lower())}(?![\w-]|\.\w)", text) is not None
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().split("\n", 1)[0]
+    return line[:117] + "..." if len(line) > 120 else line
 
 
 def _label(team: TeamSpec, name: str) -> str:

@@ -1,28 +1,36 @@
-"""docs.search and docs.generate: BM25 over the platform's guidelines, and a project's README written
-from its own files.
+"""docs.search and docs.generate: the platform's guidelines searched by meaning (BM25 when no
+embedding model is available), and a project's README written from its own files.
 
 Guidelines are markdown files; each ``##`` section is one searchable passage, so an answer points at
-"Deploying to Kubernetes › Images" rather than at a whole file. Ranking is the deterministic BM25 of
-:mod:`edgecrew.tools.retrieval` (no embedding model to load). ``docs.generate`` uses no model either:
-it reads pyproject.toml, the modules' docstrings (with :mod:`ast`, never importing the project), the
-tests, the pipelines, the manifests and the branch policy, in sorted order, so the same files always
-give the same page.
+"Deploying to Kubernetes › Images" rather than at a whole file. With an embedder (the runtime's memory
+model, handed in by the composition root: this package may not import :mod:`edgecrew.memory`), the
+sections are ranked by cosine similarity to the query, so "which version label for the container" finds
+"Images"; the sections' vectors are cached per file (path, mtime, size), so only a changed file is
+embedded again. Without one, or when the model cannot load, ranking is the deterministic BM25 of
+:mod:`edgecrew.tools.retrieval`; the answer's ``method`` says which ranked it. ``docs.generate`` uses
+no model: it reads pyproject.toml, the modules' docstrings (with :mod:`ast`, never importing the
+project), the tests, the pipelines, the manifests and the branch policy, in sorted order, so the same
+files always give the same page.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from edgecrew.errors import ToolError
 from edgecrew.platform.project import POLICY_FILE, project_facts
 from edgecrew.platform.workspace import Workspace, read_pyproject
 from edgecrew.tools.retrieval import rank
 
-__all__ = ["Section", "generate_docs", "search_guidelines", "sections"]
+__all__ = ["GuidelineIndex", "PassageEmbedder", "Section", "generate_docs", "search_guidelines", "sections"]
 
 SHOWN_CHARS = 1500
 
@@ -55,27 +63,103 @@ def sections(folder: Path) -> list[Section]:
     return found
 
 
+def _shown(section: Section, score: float) -> dict[str, Any]:
+    return {
+        "file": section.file,
+        "document": section.document,
+        "section": section.title,
+        "score": round(score, 3),
+        "text": section.text[:SHOWN_CHARS],
+    }
+
+
 def search_guidelines(folder: Path, query: str, k: int) -> dict[str, Any]:
-    """The ``k`` guideline sections that best match ``query``, best first (none when no word matches)."""
+    """The ``k`` guideline sections that best match ``query`` by BM25, best first (none when no word matches)."""
     passages = sections(folder)
     ranked = [
         r for r in rank(query, passages, k, lambda s: f"{s.document} {s.title} {s.title} {s.text}") if r.score > 0
     ]
-    results = [
-        {
-            "file": r.item.file,
-            "document": r.item.document,
-            "section": r.item.title,
-            "score": round(r.score, 3),
-            "text": r.item.text[:SHOWN_CHARS],
-        }
-        for r in ranked
-    ]
-    out: dict[str, Any] = {"query": query, "results": results}
-    if not results:
+    out: dict[str, Any] = {"query": query, "method": "bm25", "results": [_shown(r.item, r.score) for r in ranked]}
+    if not ranked:
         files = sorted({s.file for s in passages})
         out["note"] = f"no guideline matches these words; the guidelines are {', '.join(files)}"
     return out
+
+
+class PassageEmbedder(Protocol):
+    """What docs.search needs of an embedder (edgecrew.memory's ``Embedder`` has this shape)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+FileKey = tuple[str, str, int, int]  # model, resolved path, mtime in ns, size
+
+
+class GuidelineIndex:
+    """Searches guidelines by embedding similarity, BM25 when there is no embedder or it fails to load.
+
+    One per registration (so per runtime); the vectors of each file's sections are kept in memory under
+    (model, path, mtime, size), so a search embeds only files that are new or changed since the last one.
+    """
+
+    def __init__(self, embedder: PassageEmbedder | None = None) -> None:
+        self.embedder = embedder
+        self.unavailable: str | None = None  # why the embedder could not be used (then BM25 from now on)
+        self.embedded = 0  # passages embedded so far: a search served from the cache adds none
+        self._vectors: dict[FileKey, np.ndarray] = {}
+        self._lock = threading.Lock()  # tools run in worker threads; the cache is filled once per file
+
+    def search(self, folder: Path, query: str, k: int) -> dict[str, Any]:
+        """The ``k`` sections closest in meaning to ``query`` (``method`` says how they were ranked)."""
+        if self.embedder is None:
+            return search_guidelines(folder, query, k)
+        if self.unavailable is None:
+            passages = sections(folder)
+            try:
+                with self._lock:
+                    vectors = self._passage_vectors(self.embedder, folder, passages)
+                q = np.asarray(self.embedder.embed_query(query.strip()), dtype=np.float32).reshape(-1)
+            except Exception as exc:  # any failure of an optional model (not installed, no load) means BM25
+                self.unavailable = f"{type(exc).__name__}: {exc}"
+            else:
+                scores = vectors @ q if len(passages) else np.zeros(0, dtype=np.float32)
+                best = np.argsort(-scores, kind="stable")[:k]
+                return {
+                    "query": query,
+                    "method": "embeddings",
+                    "embedder": self.embedder.model_id,
+                    "results": [_shown(passages[i], float(scores[i])) for i in best],
+                }
+        out = search_guidelines(folder, query, k)
+        out["note"] = " ".join(
+            filter(None, [out.get("note"), f"ranked by BM25: the embedding model is unavailable ({self.unavailable})"])
+        )
+        return out
+
+    def _passage_vectors(self, embedder: PassageEmbedder, folder: Path, passages: list[Section]) -> np.ndarray:
+        by_file: dict[str, list[Section]] = {}
+        for s in passages:
+            by_file.setdefault(s.file, []).append(s)
+        parts = []
+        for file, group in by_file.items():
+            path = (folder / file).resolve()
+            stat = path.stat()
+            key = (embedder.model_id, str(path), stat.st_mtime_ns, stat.st_size)
+            if key not in self._vectors:
+                texts = [f"{s.document} › {s.title}\n{s.text}" for s in group]
+                vectors = np.asarray(embedder.embed_passages(texts), dtype=np.float32).reshape(len(texts), -1)
+                self.embedded += len(texts)
+                # a changed file's old vectors go, so the cache holds one version of each file
+                for old in [o for o in self._vectors if o[:2] == key[:2]]:
+                    del self._vectors[old]
+                self._vectors[key] = vectors
+            parts.append(self._vectors[key])
+        return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
 
 
 def _first_paragraph(doc: str | None) -> str:

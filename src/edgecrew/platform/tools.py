@@ -20,7 +20,7 @@ from pydantic import Field
 from edgecrew.errors import ToolError
 from edgecrew.platform.ci import Provider, validate_pipelines, write_pipeline
 from edgecrew.platform.config import PlatformConfig
-from edgecrew.platform.docs import generate_docs, search_guidelines
+from edgecrew.platform.docs import GuidelineIndex, PassageEmbedder, generate_docs
 from edgecrew.platform.k8s import MANIFEST_DIR, apply_manifests, validate_manifests, write_manifests
 from edgecrew.platform.repos import create_repo
 from edgecrew.platform.rules import Rules, check_name, load_rules, package_name
@@ -66,8 +66,9 @@ Path_ = Annotated[
 class _PlatformTools:
     """The tools' functions, bound to one config (their docstrings are the tools' descriptions)."""
 
-    def __init__(self, config: PlatformConfig) -> None:
+    def __init__(self, config: PlatformConfig, embedder: PassageEmbedder | None = None) -> None:
         self.config = config
+        self.guidelines = GuidelineIndex(embedder)
 
     def _rules(self, ws: Workspace) -> Rules:
         return load_rules(ws.root, self.config.rules)
@@ -179,7 +180,7 @@ class _PlatformTools:
         k: Annotated[int, Field(ge=1, le=10, description="How many sections to return.")] = 3,
     ) -> dict[str, Any]:
         """Search the platform's guidelines (naming, CI, deployments, observability) for the best sections."""
-        return search_guidelines(self.config.guidelines_dir, query, k)
+        return self.guidelines.search(self.config.guidelines_dir, query, k)
 
     def docs_generate(self, project: Project, ctx: ToolContext) -> dict[str, Any]:
         """Write docs/README.md for a project from its files: metadata, modules, tests, CI, deployment."""
@@ -194,10 +195,13 @@ class _PlatformTools:
         return manifests if target.is_dir() and manifests.is_dir() else target
 
 
-def register_platform_tools(registry: ToolRegistry, config: PlatformConfig | None = None) -> None:
-    """Register the platform tools bound to ``config`` (from the environment when None); registering
-    again replaces them."""
-    tools = _PlatformTools(config or PlatformConfig.from_env())
+def register_platform_tools(
+    registry: ToolRegistry, config: PlatformConfig | None = None, *, embedder: PassageEmbedder | None = None
+) -> None:
+    """Register the platform tools bound to ``config`` (from the environment when None); ``embedder``
+    (the runtime's memory model) lets docs.search rank by meaning, BM25 without one. Registering again
+    replaces them."""
+    tools = _PlatformTools(config or PlatformConfig.from_env(), embedder)
     specs: list[tuple[str, Any, float, Risk]] = [
         ("platform.validate_name", tools.validate_name, 30.0, "safe"),
         ("templates.list", tools.templates_list, 30.0, "safe"),

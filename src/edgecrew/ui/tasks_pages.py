@@ -1,10 +1,16 @@
 """Mission control's task pages: tasks with the teams' scoreboard, a task (versions, results charted
-over versions, verdicts, messages, executions), a code version, and a live execution with its logs."""
+over versions, verdicts, messages, executions) that follows the runs working on it, a code version,
+and a live execution with its logs.
+
+The live task page polls the store rather than the run's events: the writers (task tools in a
+`edgecrew run` process, executions, the REST API) share nothing but the database."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import hashlib
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -19,10 +25,21 @@ from edgecrew.api.routers.executions import ExecutionId, LogStream, follow, offs
 from edgecrew.api.routers.task_schemas import VersionNo
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import EdgecrewError, UserError
-from edgecrew.store.tasks import TASK_STATUSES, TaskStore
+from edgecrew.store.taskfiles import LogFile
+from edgecrew.store.tasks import (
+    TASK_STATUSES,
+    CodeRecord,
+    ExecutionRecord,
+    FeedbackRecord,
+    MessageRecord,
+    ResultRecord,
+    TaskRecord,
+    TaskStore,
+)
 from edgecrew.tasks.checks import TaskChecks, parse_checks
 from edgecrew.ui import views
 from edgecrew.ui.pages import Checked, Viewer, back, need, page, templates
+from edgecrew.ui.session import Session
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,35 +67,129 @@ def tasks_page(
     return page(request, "tasks.html", session, tasks=tasks, status=status or "", statuses=TASK_STATUSES, scores=scores)
 
 
+@dataclass(frozen=True)
+class _TaskView:
+    """What a task's page shows that runs and executions change, read at one moment."""
+
+    task: TaskRecord
+    versions: list[CodeRecord]
+    results: list[ResultRecord]
+    feedback: list[FeedbackRecord]
+    messages: list[MessageRecord]
+    logs: list[LogFile]
+    executions: list[ExecutionRecord]  # oldest first
+
+    @property
+    def settled(self) -> bool:
+        """Nothing works on the task any more: it is finished and none of its executions runs."""
+        return self.task.status in SETTLED and all(e.finished for e in self.executions)
+
+    def fingerprints(self) -> dict[str, Hashable]:
+        """Per live section, what its fragment depends on (a section is re-sent when this changes)."""
+        task = self.task
+        return {
+            "status": (task.status, task.best_version),
+            "versions": tuple((v.version, v.sha256, v.author) for v in self.versions),
+            "executions": tuple((e.id, e.status, e.checks_passed, e.reason) for e in self.executions),
+            "results": tuple(r.id for r in self.results),
+            "feedback": tuple(f.id for f in self.feedback),
+            "messages": tuple(m.id for m in self.messages),
+            "logs": tuple((f.filename, f.size) for f in self.logs),
+        }
+
+    def context(self) -> dict[str, Any]:
+        """The templates' variables for the live sections."""
+        charts = {}
+        for metric in ("accuracy", "loss", "runtime_s"):
+            points = [(f"v{r.version}" if r.version else f"#{r.id}", getattr(r, metric)) for r in self.results]
+            charts[metric] = views.line_chart([(k, float(v)) for k, v in points if v is not None], title=metric)
+        return {
+            "task": self.task,
+            "versions": self.versions,
+            "results": self.results,
+            "charts": charts,
+            "feedback": self.feedback,
+            "messages": self.messages,
+            "logs": self.logs,
+            "executions": list(reversed(self.executions))[:50],  # the latest
+        }
+
+
+SETTLED = ("done", "failed", "cancelled")
+LIVE_SECTIONS = ("status", "versions", "executions", "results", "feedback", "messages", "logs")
+LIVE_POLL_S = 1.0
+
+
+def _read_task(rt: Runtime, task_id: str) -> _TaskView:
+    store = rt.tasks
+    return _TaskView(
+        task=store.get(task_id),
+        versions=store.code_versions(task_id),
+        results=store.results(task_id),
+        feedback=store.feedback(task_id),
+        messages=store.messages(task_id),
+        logs=store.log_files(task_id),
+        executions=rt.executions.list(task_id),
+    )
+
+
+def _digest(fingerprints: dict[str, Hashable]) -> str:
+    return hashlib.blake2b(repr(fingerprints).encode(), digest_size=8).hexdigest()
+
+
 @router.get("/ui/tasks/{task_id}")
 def task_page(request: Request, task_id: str, session: Viewer, notice: str = "") -> HTMLResponse:
-    store = _tasks(request)
-    task = store.get(task_id)
+    view = _read_task(_rt(request), task_id)
     checks: TaskChecks | None
     try:
-        checks = parse_checks(task.checks)
+        checks = parse_checks(view.task.checks)
     except UserError:
         checks = None  # shown raw: the page still renders a task whose stored checks are invalid
-    results = store.results(task_id)
-    charts = {}
-    for metric in ("accuracy", "loss", "runtime_s"):
-        points = [(f"v{r.version}" if r.version else f"#{r.id}", getattr(r, metric)) for r in results]
-        charts[metric] = views.line_chart([(k, float(v)) for k, v in points if v is not None], title=metric)
     return page(
         request,
         "task.html",
         session,
-        task=task,
-        versions=store.code_versions(task_id),
-        results=results,
-        charts=charts,
-        feedback=store.feedback(task_id),
-        messages=store.messages(task_id),
-        logs=store.log_files(task_id),
+        **view.context(),
         checks=checks,
-        executions=list(reversed(_rt(request).executions.list(task_id)))[:50],  # the latest
+        live=not view.settled,
+        digest=_digest(view.fingerprints()),
         notice=notice,
     )
+
+
+@router.get("/ui/tasks/{task_id}/stream")
+async def task_stream(
+    request: Request, task_id: str, session: Viewer, seen: Annotated[str, Query(max_length=32)] = ""
+) -> EventSourceResponse:
+    """The task's sections, re-rendered as a run or an execution changes them (``seen``: the digest
+    of what the page shows, so an unchanged page gets nothing at first)."""
+    rt = _rt(request)
+    await asyncio.to_thread(rt.tasks.get, task_id)  # an unknown task is a 404, not an empty stream
+    since = request.headers.get("last-event-id") or seen
+    return EventSourceResponse(_task_fragments(rt, task_id, since, session), ping=15)
+
+
+async def _task_fragments(rt: Runtime, task_id: str, since: str, session: Session) -> AsyncIterator[ServerSentEvent]:
+    """Polls the task's rows (a run may work on it from another process: the store is the one
+    truth), sends each section whose fingerprint changed, and ``done`` once the task is settled."""
+    shown: dict[str, Hashable] | None = None
+    while True:
+        view = await asyncio.to_thread(_read_task, rt, task_id)
+        keys = view.fingerprints()
+        digest = _digest(keys)
+        if shown is None and digest == since:
+            shown = keys  # the page already shows this state
+        changed = [name for name in LIVE_SECTIONS if shown is None or shown[name] != keys[name]]
+        if changed:
+            context = view.context() | {"session": session}
+            for name in changed:
+                html = templates.get_template(f"_task_{name}.html").render(**context)
+                yield ServerSentEvent(data=html, event=name, id=digest)
+        shown = keys
+        if view.settled:
+            yield ServerSentEvent(data="done", event="done", id=digest)
+            return
+        await asyncio.sleep(LIVE_POLL_S)
 
 
 @router.get("/ui/tasks/{task_id}/code/{version}")

@@ -8,6 +8,9 @@
     │   ├── NotFoundError    a team, run or model alias that does not exist
     │   └── ConflictError    the thing is in a state that forbids this (a finished run, a decided approval)
     │       └── IdempotencyKeyReused   an idempotency key sent again for another team or task
+    ├── AccessError          the caller may not do this (the pages answer with sign-in or a 403 page)
+    │   ├── SignInRequiredError   nobody is signed in
+    │   └── ForbiddenError        the caller lacks the scope (or the form's CSRF token) this needs
     └── RunError             something failed while running a team
         ├── ModelError       a model backend failed
         │   ├── InvalidOutputError      the model's reply is malformed (the agent may retry)
@@ -49,6 +52,18 @@ class IdempotencyKeyReused(ConflictError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"Idempotency-Key was first used for run {run_id} with another team or task; use a new key")
         self.run_id = run_id
+
+
+class AccessError(EdgecrewError):
+    """The caller may not do this: nobody is signed in, or the caller lacks a right."""
+
+
+class SignInRequiredError(AccessError):
+    """No live session or credentials: sign in first."""
+
+
+class ForbiddenError(AccessError):
+    """The caller is known but lacks the scope (or the CSRF token) this action needs."""
 
 
 @dataclass(frozen=True)

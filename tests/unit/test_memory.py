@@ -208,20 +208,29 @@ def test_upgrading_to_0012_keeps_every_row_and_adds_memories(tmp_path: Path) -> 
 
 
 def test_one_service_per_runtime_configured_by_settings(tmp_path: Path) -> None:
+    from collections.abc import Callable
     from dataclasses import dataclass, field
-    from typing import Any
+    from typing import Any, Self, TypeVar
 
     from edgecrew.settings import Settings
+
+    T = TypeVar("T")
 
     @dataclass
     class Rt:
         store: RunStore
         settings: Settings
-        services: dict[str, Any] = field(default_factory=dict)
+        made: dict[type[Any], Any] = field(default_factory=dict)
+
+        def extension(self, cls: type[T], make: Callable[[Self], T]) -> T:
+            if cls not in self.made:
+                self.made[cls] = make(self)
+            found: T = self.made[cls]
+            return found
 
     rt = Rt(_store(tmp_path), Settings())
     svc = MemoryService.of(rt)
-    assert MemoryService.of(rt) is svc and rt.services["memory"] is svc
+    assert MemoryService.of(rt) is svc and rt.made == {MemoryService: svc}
     assert svc.config.embedder == "e5-small" and svc.embedder.model_id == "e5-small-q4"
     with pytest.raises(UserError, match="unknown memory embedder 'bert'"):
         MemoryService.open(rt.store, memory_pkg.MemoryConfig(embedder="bert"))

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgecrew.errors import UserError
+
 MAX_LENGTH = 500  # conditions are one-liners; the cap also bounds parser and checker recursion
 
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
@@ -32,7 +34,7 @@ _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
 _ALLOWED = (ast.Compare, ast.BoolOp, ast.UnaryOp, ast.Constant, ast.List, ast.Tuple)
 
 
-class ConditionSyntaxError(ValueError):
+class ConditionSyntaxError(UserError, ValueError):
     """The expression is not valid condition syntax."""
 
 

@@ -23,6 +23,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from edgecrew.domain.sizes import find_size
+from edgecrew.errors import UserError
 
 __all__ = [
     "NAMES",
@@ -44,7 +45,7 @@ _ENV.filters["figures"] = lambda text: figures(str(text))
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
-class TemplateProblem(ValueError):
+class TemplateProblem(UserError, ValueError):
     """A template that does not parse, or that failed while rendering (an undefined name, say)."""
 
     def __init__(self, message: str, line: int | None = None) -> None:

@@ -4,6 +4,8 @@ Entry points reach the store only through it: runs through :class:`~edgecrew.eng
 approvals through :class:`~edgecrew.engine.approvals.ApprovalService`, tasks through ``tasks`` (and their
 code's executions through ``executions``), API keys
 through ``keys`` (``tests/unit/test_layers.py`` checks that no entry point reads ``.store``).
+Services of other layers that must be one per runtime (projects, memory, ops) are its extensions:
+``rt.extension(ProjectService, make)`` is keyed and typed by the class, never a dict read by name.
 The composition root that builds it is :func:`edgecrew.bootstrap.bootstrap`, above the engine;
 durable steps reach the runtime DBOS was launched with through ``durable.current_runtime()`` (DBOS
 replays a step by name, so a step cannot carry it in a closure). The entry points wire what is
@@ -15,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.executors import executor_alive, executor_id
@@ -36,9 +38,13 @@ from edgecrew.store.tasks import TaskStore
 from edgecrew.tasks.executions import ExecutionService
 from edgecrew.tools.base import ToolRegistry
 
+T = TypeVar("T")
+
 
 @dataclass
 class Runtime:
+    """What one process runs with: settings, store, project, models and tools, and the services built on them."""
+
     settings: Settings
     store: RunStore
     project: Project
@@ -46,8 +52,17 @@ class Runtime:
     tools: ToolRegistry
 
     _pool: ModelPool | None = None
-    # Services of the layers above the engine that must be one per runtime (``Ops.of(rt)`` keeps itself here).
-    services: dict[str, Any] = field(default_factory=dict)
+    _extensions: dict[type[Any], Any] = field(default_factory=dict, repr=False)
+
+    def extension(self, cls: type[T], make: Callable[[Runtime], T]) -> T:
+        """The runtime's one ``cls``, made by ``make(self)`` on first use: a service of another layer that
+        must be one per runtime (one model loaded, one sampler), e.g. ``ProjectService.of(rt)``."""
+        found = self._extensions.get(cls)
+        if found is None:
+            found = self._extensions[cls] = make(self)
+        if not isinstance(found, cls):
+            raise TypeError(f"the runtime's {cls.__name__} extension is a {type(found).__name__}")
+        return found
 
     @cached_property
     def tasks(self) -> TaskStore:

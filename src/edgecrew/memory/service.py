@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, get_args
+from typing import Literal, Protocol, Self, TypeVar, get_args
 
 from edgecrew.errors import NotFoundError, UserError
 from edgecrew.memory.embedder import Embedder, make_embedder
@@ -25,6 +25,7 @@ __all__ = ["SCOPES", "MemoryConfig", "MemoryHit", "MemoryService", "Recall", "Sc
 Scope = Literal["agent", "team", "project"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 MAX_TEXT = 4_000  # a memory is a fact or a note, not a document
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,7 @@ class HasStore(Protocol):
     def store(self) -> RunStore: ...
     @property
     def settings(self) -> Settings: ...
-    @property
-    def services(self) -> dict[str, Any]: ...
+    def extension(self, cls: type[T], make: Callable[[Self], T]) -> T: ...
 
 
 @dataclass
@@ -124,11 +124,8 @@ class MemoryService:
 
     @classmethod
     def of(cls, rt: HasStore) -> MemoryService:
-        """The runtime's service (one per runtime, kept in ``rt.services``: one model loaded, one index)."""
-        found = rt.services.get("memory")
-        if not isinstance(found, MemoryService):
-            found = rt.services["memory"] = cls.open(rt.store, MemoryConfig.from_settings(rt.settings))
-        return found
+        """The runtime's service (one per runtime, its extension: one model loaded, one index)."""
+        return rt.extension(cls, lambda rt: cls.open(rt.store, MemoryConfig.from_settings(rt.settings)))
 
     # -- use cases --------------------------------------------------------------------------------
     def remember(

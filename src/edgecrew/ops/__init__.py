@@ -38,11 +38,7 @@ class Ops:
 
     @classmethod
     def of(cls, rt: Runtime) -> Ops:
-        found = rt.services.get("ops")
-        if found is None:
-            found = rt.services["ops"] = cls(rt)
-        assert isinstance(found, Ops)
-        return found
+        return rt.extension(cls, cls)
 
     @cached_property
     def project_key(self) -> str:

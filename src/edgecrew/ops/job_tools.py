@@ -277,7 +277,9 @@ def _candidates(now: datetime, policies: dict[str, PolicyDoc], within_hours: flo
 
 def _history(jobs: JobService, now: datetime, notes: list[str]) -> dict[int, tuple[float, float]]:
     """Per hour of day (UTC): (free memory, load) at that hour over the last days, the worse half."""
-    sampler = getattr(jobs.rt.services.get("ops"), "sampler", None)
+    from edgecrew.ops import Ops
+
+    sampler = getattr(Ops.of(jobs.rt), "sampler", None)
     if sampler is None or not hasattr(sampler, "series"):
         notes.append("no metric sampler in this process: judged by the policies and the room free now")
         return {}

@@ -607,7 +607,7 @@ class JobService:
         self._finish(job.id, *_outcome(code), code, usage)
 
     def _sampler(self) -> Any:
-        sampler = getattr(self.rt.services.get("ops"), "sampler", None)
+        sampler = getattr(self._ops, "sampler", None)
         return sampler if hasattr(sampler, "track") else None
 
     async def _watch(self, job_id: str, proc: subprocess.Popen[bytes]) -> tuple[int, dict[str, Any]]:
@@ -707,11 +707,11 @@ class JobService:
         return started.run.id
 
     async def follow_run(self, job_id: str, run_id: str) -> str:
-        """Wait for a team job's run to end; the job ends as its run did, with the run's usage."""
+        """Follow a team job's run to its end through the runs use case (which also ends a run whose
+        workflow died without finishing it); the job ends as its run did, with the run's usage."""
         service = RunService(self.rt)
-        while not (run := await asyncio.to_thread(self.rt.store.get_run, run_id)).status.terminal:
-            await asyncio.sleep(0.5)
-        summary = await service.summary(run_id)
+        summary = await service.summary((await service.follow(run_id)).id)
+        run = summary.run
         state = {RunStatus.SUCCEEDED: "succeeded", RunStatus.CANCELLED: "cancelled"}.get(run.status, "failed")
         reason = f"run {run_id} {run.status.value}" + (f": {run.error}" if run.error else "")
         usage = {

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -58,8 +58,7 @@ class HasStore(Protocol):
     def store(self) -> RunStore: ...
     @property
     def settings(self) -> Settings: ...
-    @property
-    def services(self) -> dict[str, Any]: ...
+    def extension(self, cls: type[T], make: Callable[[Self], T]) -> T: ...
 
 
 def check_agent_ref(ref: str, what: str) -> str:
@@ -111,11 +110,8 @@ class ProjectService:
 
     @classmethod
     def of(cls, rt: HasStore) -> ProjectService:
-        """The runtime's service (one per runtime, kept in ``rt.services``)."""
-        found = rt.services.get("projects")
-        if not isinstance(found, ProjectService):
-            found = rt.services["projects"] = cls(rt.store, rt.settings.home)
-        return found
+        """The runtime's service (one per runtime: its extension)."""
+        return rt.extension(cls, lambda rt: cls(rt.store, rt.settings.home))
 
     # -- projects --------------------------------------------------------------------------------------
     def create(

@@ -47,6 +47,7 @@ from edgecrew.ui import (
     projects_pages,
     routines_pages,
     runs_pages,
+    task_form,
     tasks_pages,
 )
 from edgecrew.version import __version__
@@ -120,7 +121,8 @@ def create_app(
     problems.install(app)
     pages.mount(app)  # mission control at / (pages, static files, sign-in)
     # Pages of their own modules, built on pages' helpers.
-    for extra in (runs_pages, tasks_pages, routines_pages, alerts_pages, jobs_pages, pilot_pages, projects_pages):
+    pages_of_their_own = (runs_pages, task_form, tasks_pages, routines_pages, alerts_pages, jobs_pages, pilot_pages)
+    for extra in (*pages_of_their_own, projects_pages):
         app.include_router(extra.router)
     for router in (
         health.router,

@@ -166,6 +166,7 @@ class StepFinished(Event):
     outcome: Outcome
     output: Any = None
     error: str | None = None
+    copied_from: str = ""  # a run started from a later step copied this output from that run
     model_calls: int = 0
     tool_calls: int = 0
     prompt_tokens: int = 0

@@ -34,7 +34,7 @@ from edgecrew.domain.events import (
     ToolsSelected,
 )
 from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition
-from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.runs import Outcome, RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
 from edgecrew.engine.agent import CallResult, Observation, TurnInput, TurnResult
@@ -43,6 +43,7 @@ from edgecrew.engine.executors import executor_alive, executor_id
 from edgecrew.engine.failpoints import failpoint
 from edgecrew.engine.fixed import run_agent
 from edgecrew.engine.graph import GraphResult, Visit, run_graph
+from edgecrew.engine.live import LiveText
 from edgecrew.engine.routing import RoutedCall, call_with_fallback
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.toolcall import execute_tool
@@ -224,6 +225,9 @@ async def team_run(run_id: str) -> dict[str, Any]:
     rt.store.set_status(run_id, RunStatus.RUNNING)
     rt.store.emit(run_id, "run_started", RunStarted(team=team.name, task=run.task, agents=tuple(team.agents)))
     runner = DurableTurnRunner(rt, run_id, team)
+    if run.trigger and run.trigger.get("kind") == "from_step":  # run on from a step of another run
+        runner.seed = dict(run.trigger.get("seed") or {})
+        runner.seeded_from = str(run.trigger.get("run") or "")
     with tracing.workflow_span(run_id, team.name) as span:
         try:
             result = await run_graph(team, run.task, runner)
@@ -310,8 +314,15 @@ class DurableTurnRunner:
         self.rt, self.run_id, self.spec = rt, run_id, spec
         self.team = spec.name
         self.approved_tools: set[str] = set()
+        self.seed: dict[str, Any] = {}  # visit key -> the output copied from an earlier run
+        self.seeded_from = ""
 
     async def run_turns(self, visits: Sequence[tuple[Visit, TurnInput]]) -> list[TurnResult]:
+        if self.seed and any(visit.key in self.seed for visit, _ in visits):
+            copied = {v.key: self._copy(v) for v, _ in visits if v.key in self.seed}
+            rest = [(v, t) for v, t in visits if v.key not in copied]
+            ran = iter(await self.run_turns(rest) if rest else [])
+            return [copied[v.key] if v.key in copied else next(ran) for v, _ in visits]
         if len(visits) == 1:
             visit, turn = visits[0]
             return [
@@ -331,6 +342,27 @@ class DurableTurnRunner:
             for visit, turn in visits
         ]
         return [TurnResult.from_dict(await h.get_result()) for h in handles]
+
+    def _copy(self, visit: Visit) -> TurnResult:
+        """A visit whose output an earlier run recorded: written as a finished step, its agent not run."""
+        store, key, agent = self.rt.store, visit.key, self.spec.agents[visit.agent]
+        result = TurnResult(Outcome.FINAL, self.seed[key])
+        finished = StepFinished(outcome=Outcome.FINAL, output=result.output, copied_from=self.seeded_from)
+        with store.transaction():
+            store.upsert_step(self.run_id, key, agent=agent.name, visit=visit.index, status="running")
+            store.emit(self.run_id, f"{key}.started", _step_started(agent, visit.index), step_key=key, agent=agent.name)
+            store.upsert_step(
+                self.run_id,
+                key,
+                agent=agent.name,
+                visit=visit.index,
+                status="finished",
+                finished_at=time.time(),
+                outcome=Outcome.FINAL.value,
+                output=result.output,
+            )
+            store.emit(self.run_id, f"{key}.finished", finished, step_key=key, agent=agent.name)
+        return result
 
     def preload(self, agents: Sequence[str]) -> None:
         for agent in agents:
@@ -442,25 +474,30 @@ async def model_call_step(
     def on_event(event: RoutingEvent) -> None:
         rt.store.emit(run_id, f"{key}.{event.kind.value}.{next(counter)}", event, step_key=step_key, agent=agent)
 
-    chat = tracing.chat_span(
-        run_id, agent, ref, step_key, max_tokens=request.max_tokens, temperature=request.temperature
-    )
-    with chat as span:
-        try:
-            routed = await call_with_fallback(rt.models, rt.pool, ref, request, timeout_s, on_event)
-        except EdgecrewError as exc:  # an unknown alias or tag in a snapshotted spec
-            routed = RoutedCall(error=str(exc), kind="error")
-        except Exception as exc:  # a backend's own bug fails this call, recorded, instead of the process
-            routed = RoutedCall(error=f"model '{ref}' failed: {type(exc).__name__}: {exc}", kind="error")
-        event = _model_event(rt, ref, routed)
-        model = _definition(rt, routed.alias)
-        tracing.record_chat(span, event.to_data(), model.backend if model else "", model.model if model else None)
-    data: dict[str, Any] = (
-        {"response": routed.response.to_dict(), "alias": routed.alias}
-        if routed.response is not None
-        else {"error": routed.error, "kind": routed.kind, "alias": routed.alias}
-    )
-    rt.store.emit(run_id, f"{key}.model", event, step_key=step_key, agent=agent)
+    live = LiveText.of(rt)  # the reply streams there as it is written: the run page shows it
+    on_text = live.begin(run_id, key, step_key, agent, ref)
+    try:
+        chat = tracing.chat_span(
+            run_id, agent, ref, step_key, max_tokens=request.max_tokens, temperature=request.temperature
+        )
+        with chat as span:
+            try:
+                routed = await call_with_fallback(rt.models, rt.pool, ref, request, timeout_s, on_event, on_text)
+            except EdgecrewError as exc:  # an unknown alias or tag in a snapshotted spec
+                routed = RoutedCall(error=str(exc), kind="error")
+            except Exception as exc:  # a backend's own bug fails this call, recorded, instead of the process
+                routed = RoutedCall(error=f"model '{ref}' failed: {type(exc).__name__}: {exc}", kind="error")
+            event = _model_event(rt, ref, routed)
+            model = _definition(rt, routed.alias)
+            tracing.record_chat(span, event.to_data(), model.backend if model else "", model.model if model else None)
+        data: dict[str, Any] = (
+            {"response": routed.response.to_dict(), "alias": routed.alias}
+            if routed.response is not None
+            else {"error": routed.error, "kind": routed.kind, "alias": routed.alias}
+        )
+        rt.store.emit(run_id, f"{key}.model", event, step_key=step_key, agent=agent)
+    finally:
+        live.end(run_id, key)  # after the recorded event, so a watcher never sees the text vanish first
     rt.publish_pool_state()
     return data
 

@@ -10,6 +10,7 @@ Every skip and fallback is reported through ``on_event`` so it lands in the run'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 
 from edgecrew.domain.events import FallbackAttempt, ModelChosen, ModelFallback, ModelSkipped, RoutingEvent
 from edgecrew.domain.messages import ModelRequest, ModelResponse
-from edgecrew.errors import EdgecrewError, InvalidOutputError
+from edgecrew.errors import EdgecrewError, InvalidOutputError, ModelError
 from edgecrew.models.registry import ModelRegistry
 
 
@@ -53,6 +54,7 @@ async def call_with_fallback(
     request: ModelRequest,
     timeout_s: float,
     on_event: Callable[[RoutingEvent], None],
+    on_text: Callable[[str], None] | None = None,
 ) -> RoutedCall:
     result = RoutedCall()
     deadline = time.monotonic() + timeout_s
@@ -72,7 +74,7 @@ async def call_with_fallback(
             on_event(ModelChosen(requested=ref, alias=alias, attempt=len(result.attempts) + 1))
         try:
             # The time limit covers waiting for a slot and loading the model, not only generation.
-            result.response = await asyncio.wait_for(_attempt(source, alias, request), timeout=remaining)
+            result.response = await asyncio.wait_for(_attempt(source, alias, request, on_text), timeout=remaining)
             result.alias = alias
             return result
         except InvalidOutputError as exc:
@@ -92,7 +94,21 @@ async def call_with_fallback(
     return result
 
 
-async def _attempt(source: ModelSource, alias: str, request: ModelRequest) -> ModelResponse:
+async def _attempt(
+    source: ModelSource, alias: str, request: ModelRequest, on_text: Callable[[str], None] | None
+) -> ModelResponse:
+    """One model's answer; with ``on_text``, streamed, each piece of text handed over as it comes."""
     async with source.use(alias) as model:
-        response: ModelResponse = await model.request(request)
-        return response
+        if on_text is None:
+            response: ModelResponse = await model.request(request)
+            return response
+        final: ModelResponse | None = None
+        async with contextlib.aclosing(model.stream(request)) as deltas:
+            async for delta in deltas:
+                if delta.text:
+                    on_text(delta.text)
+                if delta.response is not None:
+                    final = delta.response
+        if final is None:
+            raise ModelError(f"model '{alias}' ended its stream without a response")
+        return final

@@ -1,6 +1,6 @@
 """The runs use case: the one way every entry point starts, follows, ends, cancels, resumes and reads runs.
 
-CLI, API, UI, ``/v1``, MCP (and routines, jobs, A2A to come) all go through :class:`RunService`, so
+CLI, TUI, API, UI, ``/v1``, MCP, A2A, routines and jobs all go through :class:`RunService`, so
 there is one idempotency rule (decided in :meth:`RunService.start`), one event stream
 (:meth:`RunService.events`, which also notices a workflow that died without finishing its run) and
 one "run to the end" (:meth:`RunService.run`). The one design decision: a team is named by a type
@@ -19,18 +19,18 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import anyio
 import sqlalchemy as sa
 
 from edgecrew.domain.checklist import Checklist, checklist
 from edgecrew.domain.events import EventRecord, RunCancelled, RunCreated, RunFinished
-from edgecrew.domain.runs import EventType, RunStatus
+from edgecrew.domain.runs import EventType, Outcome, RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
-from edgecrew.errors import ConflictError, IdempotencyKeyReused, UserError
+from edgecrew.errors import ConflictError, IdempotencyKeyReused, NotFoundError, UserError
 from edgecrew.projects import ProjectService
 from edgecrew.store.feedback import FeedbackRecord, FeedbackStore
 from edgecrew.store.repo import EventListener, RunRecord, StepRecord
@@ -59,6 +59,27 @@ class TeamFile:
 
 
 TeamRef = TeamName | TeamFile | TeamSpec
+
+
+class StartOptions(TypedDict, total=False):
+    """What :meth:`RunService.start` passes on to :meth:`RunService.record` (see there)."""
+
+    request_id: str | None
+    idempotency_key: str | None
+    trigger: dict[str, Any] | None
+    project: str | None
+
+
+class RunFilter(TypedDict, total=False):
+    """Which runs :meth:`RunService.list_runs` and :meth:`RunService.count_runs` read."""
+
+    status: str | None
+    team: str | None
+    text: str | None  # whose task, output or events' data contains it (any case)
+    agent: str | None  # that have a step of this agent
+    model: str | None  # that called this model alias
+    since: float | None  # created at or after (epoch seconds)
+    until: float | None  # created before (epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -132,30 +153,12 @@ class RunService:
             return self.rt.load_team(str(team.path))
         return self.rt.load_named_team(team.name)
 
-    async def start(
-        self,
-        team: TeamRef,
-        task: str,
-        *,
-        request_id: str | None = None,
-        idempotency_key: str | None = None,
-        trigger: dict[str, Any] | None = None,
-        project: str | None = None,
-    ) -> Started:
-        """Validate the team, record the run and start its workflow.
-
-        A run recorded under ``idempotency_key`` is created once: the same key with the same team and
-        task finds it again (``created`` False, before the team is even loaded); with another team or
-        task it raises :class:`IdempotencyKeyReused`. ``request_id`` is recorded on the run and its events;
-        ``trigger`` says what started it when no person did (a routine's firing, a job); ``project`` (a
-        project's name or id) is the project the run works in: its files at ``project/``, its memory.
-        The run snapshots the spec's ``raw``, so a TeamSpec must come from the loader.
-        """
+    async def start(self, team: TeamRef, task: str, **options: Unpack[StartOptions]) -> Started:
+        """Validate the team, record the run (:meth:`record`, which takes the same ``options``) and start
+        its workflow."""
         from edgecrew.engine import durable
 
-        started = self.record(
-            team, task, request_id=request_id, idempotency_key=idempotency_key, trigger=trigger, project=project
-        )
+        started = self.record(team, task, **options)
         if not started.created:
             return started
         handle = await durable.start_workflow(started.run.id)
@@ -173,7 +176,15 @@ class RunService:
     ) -> Started:
         """The first half of :meth:`start`: validate and record the run (queued), without starting its
         workflow. A workflow that starts runs (a routine's firing) records the run, then starts the
-        run's workflow as its child, so a replay finds both again instead of making a second run."""
+        run's workflow as its child, so a replay finds both again instead of making a second run.
+
+        A run recorded under ``idempotency_key`` is created once: the same key with the same team and
+        task finds it again (``created`` False, before the team is even loaded); with another team or
+        task it raises :class:`IdempotencyKeyReused`. ``request_id`` is recorded on the run and its events;
+        ``trigger`` says what started it when no person did (a routine's firing, a job); ``project`` (a
+        project's name or id) is the project the run works in: its files at ``project/``, its memory.
+        The run snapshots the spec's ``raw``, so a TeamSpec must come from the loader.
+        """
         from edgecrew.engine import durable
         from edgecrew.engine.executors import executor_id
 
@@ -376,6 +387,22 @@ class RunService:
         await DBOS.resume_workflow_async(run.id)
         return run, "resumed", recovery
 
+    async def start_from_step(
+        self, run_id: str, step_key: str, task: str | None = None, *, request_id: str | None = None
+    ) -> Started:
+        """A new run of ``run_id``'s team as it ran then, that copies the outputs of the visits before
+        ``step_key`` (their agents do not run again) and runs on from that step. Routing is a function
+        of the outputs, so the copied visits take the same path; ``task`` may differ from the first."""
+        source = self.get(run_id)
+        steps = {s.key: s for s in self.steps(source.id)}
+        chosen = steps.get(step_key)
+        if chosen is None:
+            raise NotFoundError(f"run {source.id} has no step '{step_key}'")
+        seed = {s.key: s.output for s in steps.values() if s.visit < chosen.visit and s.outcome == Outcome.FINAL}
+        spec = team_from_snapshot(source.spec, source=f"run {source.id}")
+        trigger = {"kind": "from_step", "run": source.id, "step": step_key, "seed": seed}
+        return await self.start(spec, task if task is not None else source.task, request_id=request_id, trigger=trigger)
+
     def cancel(self, run_id: str) -> RunRecord:
         """Cancel a run (it stops at its next step); works whether or not its process is alive."""
         from dbos._error import DBOSNonExistentWorkflowError
@@ -400,20 +427,16 @@ class RunService:
         """A run by id or unique id prefix."""
         return self.rt.store.get_run(run_id)
 
-    def list_runs(
-        self,
-        *,
-        limit: int = 20,
-        offset: int = 0,
-        status: str | None = None,
-        team: str | None = None,
-        text: str | None = None,
-    ) -> list[RunRecord]:
-        """Runs, newest first (``text``: whose task or output contains it)."""
-        return self.rt.store.list_runs(limit=limit, offset=offset, status=status, team=team, text=text)
+    def list_runs(self, *, limit: int = 20, offset: int = 0, **where: Unpack[RunFilter]) -> list[RunRecord]:
+        """Runs, newest first, filtered as :class:`RunFilter` says."""
+        return self.rt.store.list_runs(limit=limit, offset=offset, **where)
 
-    def count_runs(self, *, status: str | None = None, team: str | None = None, text: str | None = None) -> int:
-        return self.rt.store.count_runs(status=status, team=team, text=text)
+    def count_runs(self, **where: Unpack[RunFilter]) -> int:
+        return self.rt.store.count_runs(**where)
+
+    def run_filter_choices(self) -> tuple[list[str], list[str]]:
+        """The agents and model aliases seen in recent runs: what the runs list offers to filter by."""
+        return self.rt.store.run_filter_choices()
 
     def usage_by_run(self, run_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         """(prompt, completion) tokens per run, for a page of runs."""
@@ -421,6 +444,10 @@ class RunService:
 
     def steps(self, run_id: str) -> list[StepRecord]:
         return self.rt.store.steps(run_id)
+
+    def messages(self, run_id: str, step_key: str) -> list[dict[str, Any]]:
+        """One step's conversation as recorded when it ended (system prompt, input, replies, tool results)."""
+        return self.rt.store.messages(run_id, step_key)
 
     def event_page(self, run_id: str, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         """The run's events so far (ids above ``after``), oldest first."""

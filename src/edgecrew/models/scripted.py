@@ -31,7 +31,6 @@ from edgecrew.errors import (
     ModelTimeoutError,
     ModelUnavailableError,
 )
-from edgecrew.models.base import stream_by_request
 
 Reply = str | Mapping[str, Any]
 ReplyFunction = Callable[[ModelRequest, int], Reply]
@@ -127,16 +126,17 @@ class ScriptedModel:
             fh.flush()
             os.fsync(fh.fileno())
 
-    async def request(self, req: ModelRequest) -> ModelResponse:
-        started = time.perf_counter()
+    def _take(self, req: ModelRequest) -> tuple[int, Reply, float]:
+        """Record the call and pick its reply and delay."""
         with self._lock:
             index = len(self.calls)
             self.calls.append(RecordedCall(index, req.metadata.get("agent", ""), req.metadata.get("step", ""), req))
             reply = self._next_reply(req, index)
         self._record(req, index, "start")
         delay = float(reply.get("delay", self._delay)) if isinstance(reply, Mapping) else self._delay
-        if delay > 0:
-            await asyncio.sleep(delay)
+        return index, reply, delay
+
+    def _respond(self, req: ModelRequest, index: int, reply: Reply, started: float) -> ModelResponse:
         message = _to_message(reply, index)
         self._record(req, index, "end")
         completion = max(1, len((message.content or json.dumps([c.arguments for c in message.tool_calls])).split()))
@@ -149,8 +149,36 @@ class ScriptedModel:
             time_to_first_token_s=time.perf_counter() - started,
         )
 
-    def stream(self, req: ModelRequest) -> AsyncIterator[StreamDelta]:
-        return stream_by_request(self, req)
+    async def request(self, req: ModelRequest) -> ModelResponse:
+        started = time.perf_counter()
+        index, reply, delay = self._take(req)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return self._respond(req, index, reply, started)
+
+    async def stream(self, req: ModelRequest) -> AsyncIterator[StreamDelta]:
+        """Like a request, but a text or JSON reply with a ``delay`` comes word by word across it, as
+        a real model's would (a tool call or an error comes whole, at the end)."""
+        started = time.perf_counter()
+        index, reply, delay = self._take(req)
+        try:
+            text = "" if req.tools else (_to_message(reply, index).content or "")
+        except ModelError:
+            text = ""
+        words = text.split(" ")
+        if delay > 0 and len(words) > 1:
+            for i, word in enumerate(words):
+                await asyncio.sleep(delay / len(words))
+                yield StreamDelta(text=word if i == 0 else " " + word)
+        else:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if text:
+                yield StreamDelta(text=text)
+        response = self._respond(req, index, reply, started)
+        if req.tools and response.message.content:
+            yield StreamDelta(text=response.message.content)
+        yield StreamDelta(response=response)
 
 
 _ERRORS: dict[str, type[ModelError]] = {

@@ -224,16 +224,49 @@ class RunStore:
         status: str | None = None,
         team: str | None = None,
         text: str | None = None,
+        agent: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first; ``text``: only those whose task or output contains it (any case)."""
+        """Runs, newest first, filtered as :func:`_filtered` says."""
         query = sa.select(t.runs).order_by(t.runs.c.created_at.desc(), t.runs.c.id).limit(limit).offset(offset)
+        where = _filtered(query, status, team, text, agent=agent, model=model, since=since, until=until)
         with self.engine.connect() as conn:
-            return [_run(r) for r in conn.execute(_filtered(query, status, team, text)).mappings()]
+            return [_run(r) for r in conn.execute(where).mappings()]
 
-    def count_runs(self, *, status: str | None = None, team: str | None = None, text: str | None = None) -> int:
+    def count_runs(
+        self,
+        *,
+        status: str | None = None,
+        team: str | None = None,
+        text: str | None = None,
+        agent: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
         query = sa.select(sa.func.count()).select_from(t.runs)
+        where = _filtered(query, status, team, text, agent=agent, model=model, since=since, until=until)
         with self.engine.connect() as conn:
-            return int(conn.execute(_filtered(query, status, team, text)).scalar() or 0)
+            return int(conn.execute(where).scalar() or 0)
+
+    def run_filter_choices(self, limit: int = 100) -> tuple[list[str], list[str]]:
+        """The agents and model aliases seen in recent runs (the runs list's filter options), sorted.
+
+        Cheap by design: agents of the newest 500 runs' steps, aliases of the newest 2000 model calls."""
+        recent = sa.select(t.runs.c.id).order_by(t.runs.c.created_at.desc()).limit(500).scalar_subquery()
+        agents = sa.select(t.steps.c.agent).where(t.steps.c.run_id.in_(recent)).distinct().limit(limit)
+        calls = (
+            sa.select(t.events.c.data["alias"].as_string().label("alias"))
+            .where(t.events.c.type == "model_called")
+            .order_by(t.events.c.id.desc())
+            .limit(2000)
+            .subquery()
+        )
+        aliases = sa.select(calls.c.alias).where(calls.c.alias.is_not(None)).distinct().limit(limit)
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(agents).scalars()), sorted(a for a in conn.execute(aliases).scalars() if a)
 
     def usage_by_run(self, run_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         """(prompt, completion) tokens of each run, summed over its steps, for a page of runs."""
@@ -459,17 +492,45 @@ class RunStore:
             conn.execute(stmt, rows)
 
 
-def _filtered(query: Any, status: str | None, team: str | None, text: str | None) -> Any:
+def _filtered(
+    query: Any,
+    status: str | None,
+    team: str | None,
+    text: str | None,
+    *,
+    agent: str | None = None,
+    model: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> Any:
+    """``query`` over runs narrowed to: ``status``; ``team``; ``text`` in the task, the output or any
+    event's data (tool results, model replies, errors; any case); a step of ``agent``; a call routed to
+    the model alias ``model``; created at or after ``since`` and before ``until`` (epoch seconds).
+
+    JSON is searched as its text (CAST ... AS TEXT) and read with the JSON type's own operators, so the
+    same statement runs on SQLite and Postgres."""
+    runs, events = t.runs.c, t.events.c
     if status:
-        query = query.where(t.runs.c.status == status)
+        query = query.where(runs.status == status)
     if team:
-        query = query.where(t.runs.c.team == team)
+        query = query.where(runs.team == team)
+    if since is not None:
+        query = query.where(runs.created_at >= since)
+    if until is not None:
+        query = query.where(runs.created_at < until)
+    if agent:
+        query = query.where(sa.exists().where(t.steps.c.run_id == runs.id, t.steps.c.agent == agent))
+    if model:
+        routed = events.data["alias"].as_string() == model
+        query = query.where(sa.exists().where(events.run_id == runs.id, events.type == "model_called", routed))
     if text:
         needle = text.lower()
+        in_events = sa.func.lower(sa.cast(events.data, sa.Text)).contains(needle, autoescape=True)
         query = query.where(
             sa.or_(
-                sa.func.lower(t.runs.c.task).contains(needle, autoescape=True),
-                sa.func.lower(sa.cast(t.runs.c.output, sa.Text)).contains(needle, autoescape=True),
+                sa.func.lower(runs.task).contains(needle, autoescape=True),
+                sa.func.lower(sa.cast(runs.output, sa.Text)).contains(needle, autoescape=True),
+                sa.exists().where(events.run_id == runs.id, in_events),
             )
         )
     return query

@@ -1,4 +1,7 @@
-"""The mission-control pages: sign-in, home, runs (live), approvals, teams, models, metrics.
+"""Mission control's core pages: sign-in, home, a run (live), approvals, teams, models, metrics.
+
+The other pages (the runs list, tasks and executions, routines, alerts, jobs, projects, the pilot) live in
+the ``ui/*_pages.py`` modules, built on the helpers here (``page``, ``viewer``, ``need``).
 
 Handlers stay thin: they read through the same services as the API and render a template. State
 changes are plain HTML form posts (they work without JavaScript) answered with a redirect; the run
@@ -10,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -28,21 +33,28 @@ from edgecrew.api.deps import MAX_ID, resume_point
 from edgecrew.api.problems import status_of
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.checklist import checklist
+from edgecrew.domain.events import EventRecord, StepStarted
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.executors import executor_alive
+from edgecrew.engine.live import LiveText
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, TeamName
 from edgecrew.errors import EdgecrewError, ForbiddenError, NotFoundError, SignInRequiredError, SpecError, UserError
 from edgecrew.specs.loader import load_team_text
 from edgecrew.store.keys import ApiKeyStore
-from edgecrew.ui import views
+from edgecrew.store.repo import RunRecord
+from edgecrew.ui import trace, views
+from edgecrew.ui.filters import domid, numbered, utc
 from edgecrew.ui.session import COOKIE, LOGIN_COOKIE, MAX_AGE_S, Session, SessionStore, tokens_match
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["pretty"] = views.pretty_json
 templates.env.globals["graph_svg"] = views.graph_svg
+templates.env.filters["domid"] = domid
+templates.env.filters["utc"] = utc
+templates.env.tests["numbered"] = numbered
 router = APIRouter(include_in_schema=False)
 
 
@@ -199,32 +211,118 @@ def _alerts(rt: Runtime, pool: Any) -> list[str]:
     return alerts
 
 
+OPEN_ALL_EVENTS = 60  # a run with at most this many events shows every step unfolded
+
+
+def _run_view(rt: Runtime, run: RunRecord, events: list[EventRecord], now: float) -> dict[str, Any]:
+    """What the run page and its live fragments show, all derived from the run's events."""
+    built = trace.build(events, created_at=run.created_at)
+    return {
+        "trace": built,
+        "t0": built.start,
+        "now": now,
+        "sm": trace.summary(built, now),
+        "wf_rows": trace.rows(built, now),
+        "wf_ticks": trace.ticks(built, now),
+        "open_all": len(events) <= OPEN_ALL_EVENTS,
+    }
+
+
+def _busy(built: trace.Trace, now: float) -> str:
+    running = [s for s in built.steps if s.state == "running"]
+    if not running:
+        return "between steps…" if built.end is None else ""
+    s = running[-1]
+    if s.open_wait is not None:
+        return f"{s.agent} waits for a person to approve a tool call (see Approvals)"
+    what = f"runs tool {s.tool}" if s.agent_kind == "tool" else "is working"
+    return f"{s.agent} {what} ({s.duration(now):.0f} s so far)"
+
+
 @router.get("/ui/runs/{run_id}")
-def run_page(request: Request, run_id: str, session: Viewer, notice: str = "") -> HTMLResponse:
+def run_page(
+    request: Request,
+    run_id: str,
+    session: Viewer,
+    notice: str = "",
+    step: Annotated[str | None, Query(max_length=160)] = None,
+) -> HTMLResponse:
     rt = _rt(request)
     svc = RunService(rt)
     run = svc.get(run_id)
     events = svc.event_page(run.id, limit=5000)
     spec = team_from_snapshot(run.spec)
-    state = views.graph_state(events)
-    approvals = {a.id: a for a in ApprovalService(rt).list(None, run.id)}
+    now = time.time()
+    view = _run_view(rt, run, events, now)
+    built: trace.Trace = view["trace"]
+    # The inspector opens on the step asked for, else the running one, else the last.
+    chosen = built.step(step) if step else None
+    if chosen is None and built.steps:
+        chosen = next((s for s in reversed(built.steps) if s.state == "running"), built.steps[-1])
     return page(
         request,
         "run.html",
         session,
         run=run,
         spec=spec,
-        state=state,
-        events=events,
-        steps=svc.steps(run.id),
-        approvals=approvals,
+        state=views.graph_state(events),
+        timeline=trace.timeline(events, built),
+        approvals={a.id: a for a in ApprovalService(rt).list(None, run.id)},
         last_id=events[-1].id if events else 0,
         notice=notice,
         # Resume only what no live process is running (a running run would only be followed).
         interrupted=not run.status.terminal and not executor_alive(run.executor),
         checklist=checklist(spec, run.task, events),
         feedback=svc.feedback(run.id),
+        writings=LiveText.of(rt).of_run(run.id),
+        busy=_busy(built, now),
+        st=chosen,
+        selected=chosen.key if chosen else None,
+        messages=svc.messages(run.id, chosen.key) if chosen else [],
+        **view,
     )
+
+
+@router.get("/ui/runs/{run_id}/steps/{step_key}")
+def step_inspector(
+    request: Request, run_id: str, step_key: Annotated[str, PathParam(max_length=160)], session: Viewer
+) -> Response:
+    """One step in the inspector (a fragment for htmx; the whole page with ``?step=`` otherwise)."""
+    rt = _rt(request)
+    svc = RunService(rt)
+    run = svc.get(run_id)
+    if not request.headers.get("hx-request"):
+        return RedirectResponse(f"/ui/runs/{run.id}?step={quote(step_key)}#inspector", status_code=303)
+    events = svc.event_page(run.id, limit=5000)
+    built = trace.build(events, created_at=run.created_at)
+    st = built.step(step_key)
+    if st is None:
+        raise NotFoundError(f"run {run.id} has no step '{step_key}'")
+    return page(
+        request,
+        "_inspector.html",
+        session,
+        run=run,
+        st=st,
+        t0=built.start,
+        now=time.time(),
+        messages=svc.messages(run.id, st.key),
+    )
+
+
+@router.post("/ui/runs/{run_id}/steps/{step_key}/rerun")
+async def run_from_step(
+    request: Request,
+    run_id: str,
+    step_key: Annotated[str, PathParam(max_length=160)],
+    session: Checked,
+    task: Annotated[str, Form(max_length=20000)],
+) -> Response:
+    """A new run that copies the outputs before ``step_key`` and runs on from there."""
+    need(session, "runs")
+    svc = RunService(_rt(request))
+    started = await svc.start_from_step(run_id, step_key, task, request_id=current_request_id.get())
+    return RedirectResponse(f"/ui/runs/{started.run.id}", status_code=303)
 
 
 @router.get("/ui/runs/{run_id}/stream")
@@ -237,28 +335,110 @@ async def run_stream(
     return EventSourceResponse(_fragments(rt, run.id, start, session), ping=15)
 
 
+LIVE_POLL_S = 0.25  # how often the stream looks at the text being written
+REDRAW_S = 2.0  # how often a running run's summary and waterfall are redrawn without new events
+
+
 async def _fragments(rt: Runtime, run_id: str, after: int, session: Session) -> AsyncIterator[ServerSentEvent]:
-    """Rendered timeline items for each new event, then the graph and the status as they are now;
-    ``done`` at the end (the page closes the stream and reloads once)."""
+    """The run page's live parts: each new event into the timeline (a new step as a new group, the
+    others into their step's group), then the graph, checklist, summary, waterfall and status as they
+    are now; the text models are writing as it grows; ``done`` at the end (the page reloads once)."""
     svc = RunService(rt)
-    spec = team_from_snapshot((await asyncio.to_thread(svc.get, run_id)).spec)
+    run = await asyncio.to_thread(svc.get, run_id)
+    spec = team_from_snapshot(run.spec)
     seen = [e for e in await asyncio.to_thread(svc.event_page, run_id, 0, 5000) if e.id <= after]
-    last = after
-    async for batch in svc.events(run_id, after):
-        run = await asyncio.to_thread(svc.get, run_id)
-        approvals = {a.id: a for a in await asyncio.to_thread(ApprovalService(rt).list, None, run_id)}
-        for e in batch:
-            item = templates.get_template("_event.html").render(e=e, approvals=approvals, session=session, run=run)
-            yield ServerSentEvent(data=item.replace("\n", " "), event="timeline", id=str(e.id))
-        seen += batch
-        last = batch[-1].id
-        graph = views.graph_svg(spec, views.graph_state(seen))
-        yield ServerSentEvent(data=str(graph), event="graph", id=str(last))
-        todo = templates.get_template("_checklist.html").render(checklist=checklist(spec, run.task, seen))
-        yield ServerSentEvent(data=todo.replace("\n", " "), event="checklist", id=str(last))
-        status = templates.get_template("_status.html").render(run=run)
-        yield ServerSentEvent(data=status.replace("\n", " "), event="status", id=str(last))
+    groups = {e.step_key for e in seen if e.step_key and isinstance(e.payload, StepStarted)}
+    live = LiveText.of(rt)
+    batches: asyncio.Queue[list[EventRecord] | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for batch in svc.events(run_id, after):
+                await batches.put(batch)
+        finally:
+            await batches.put(None)
+
+    pumping = asyncio.create_task(pump())
+    last, drawn = after, time.monotonic()
+    shown: tuple[tuple[str, int], ...] = ()
+
+    def sse(event: str, html: str) -> ServerSentEvent:
+        return ServerSentEvent(data=html.replace("\n", " "), event=event, id=str(last))
+
+    def render(name: str, **context: Any) -> str:
+        return templates.get_template(name).render(**context)
+
+    try:
+        while True:
+            try:
+                batch = await asyncio.wait_for(batches.get(), timeout=LIVE_POLL_S)
+            except TimeoutError:
+                batch = []
+            if batch is None:
+                break
+            now = time.time()
+            if batch:
+                run = await asyncio.to_thread(svc.get, run_id)
+                approvals = {a.id: a for a in await asyncio.to_thread(ApprovalService(rt).list, None, run_id)}
+                seen += batch
+                last = batch[-1].id
+                view = _run_view(rt, run, seen, now)
+                context = {"approvals": approvals, "session": session, "run": run, **view}
+                yield sse("timeline", _timeline_fragment(batch, view["trace"], groups, context))
+                yield sse("graph", str(views.graph_svg(spec, views.graph_state(seen))))
+                yield sse("checklist", render("_checklist.html", checklist=checklist(spec, run.task, seen)))
+                yield sse("status", render("_status.html", run=run))
+            if batch or time.monotonic() - drawn >= REDRAW_S:
+                drawn = time.monotonic()
+                view = _run_view(rt, run, seen, now)
+                yield sse("summary", render("_summary.html", **view))
+                yield sse("waterfall", render("_waterfall.html", run=run, selected=None, **view))
+            writings = live.of_run(run_id)
+            signature = tuple((w.call_key, w.version) for w in writings)
+            if signature != shown or batch:
+                shown = signature
+                busy = _busy(trace.build(seen, created_at=run.created_at), now)
+                yield sse("live", render("_live.html", writings=writings, busy=busy))
+    finally:
+        pumping.cancel()
     yield ServerSentEvent(data="done", event="done", id=str(last))
+
+
+def _timeline_fragment(batch: list[EventRecord], built: trace.Trace, groups: set[str], context: dict[str, Any]) -> str:
+    """New events for the timeline. A step first seen in this batch is a new group at the end of the
+    list, drawn with all its events; events of a group already on the page go into it out of band,
+    and that group's head line is redrawn (out-of-band targets must exist before this swap)."""
+    item = templates.get_template("_event.html")
+    head = templates.get_template("_step_head.html")
+    fresh: dict[str, list[EventRecord]] = {}
+    main: list[str | EventRecord] = []  # a new group's key, or a run-level event, in order
+    oob: list[str] = []
+    touched: list[str] = []
+    for e in batch:
+        st = built.step(e.step_key) if e.step_key else None
+        if st is None:
+            main.append(e)
+        elif st.key in fresh:
+            fresh[st.key].append(e)
+        elif st.key not in groups:
+            groups.add(st.key)
+            fresh[st.key] = [e]
+            main.append(st.key)
+        else:
+            oob.append(f'<ol hx-swap-oob="beforeend:#tle-{domid(st.key)}">{item.render(e=e, **context)}</ol>')
+            if st.key not in touched:
+                touched.append(st.key)
+    parts = [
+        templates.get_template("_step_group.html").render(st=built.step(entry), group=fresh[entry], **context)
+        if isinstance(entry, str)
+        else item.render(e=entry, **context)
+        for entry in main
+    ]
+    for key in touched:
+        oob.append(
+            f'<summary hx-swap-oob="innerHTML:#tlh-{domid(key)}">{head.render(st=built.step(key), **context)}</summary>'
+        )
+    return "".join(oob + parts)
 
 
 @router.post("/ui/runs/{run_id}/cancel")

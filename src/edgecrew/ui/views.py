@@ -11,7 +11,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from markupsafe import Markup
@@ -19,20 +19,24 @@ from markupsafe import Markup
 from edgecrew.domain.events import EventRecord, ModelCalled, RunCancelled, RunFinished, StepFinished, StepStarted
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import TeamSpec
+from edgecrew.ui import trace
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 132, 40, 56, 22, 12
 
 
 @dataclass(frozen=True)
 class GraphState:
-    """Where a run is: agents that ran, the one running now, and whether the run ended."""
+    """Where a run is: agents that ran, the one running now, whether the run ended, and each agent's
+    state (running, done, failed, cancelled; unreached once the run ended without it)."""
 
     visited: frozenset[str] = frozenset()
     current: str | None = None
     ended: str | None = None  # the run's final status
+    states: Mapping[str, str] = field(default_factory=dict)
 
 
 def graph_state(events: Iterable[EventRecord]) -> GraphState:
+    events = list(events)
     visited: set[str] = set()
     running: dict[str, str] = {}
     ended = None
@@ -48,7 +52,8 @@ def graph_state(events: Iterable[EventRecord]) -> GraphState:
             case RunCancelled():
                 ended = RunStatus.CANCELLED.value
     current = None if ended else (list(running.values())[-1] if running else None)
-    return GraphState(frozenset(visited), current, ended)
+    states = {s.agent: s.state for s in trace.build(events).steps}
+    return GraphState(frozenset(visited), current, ended, states)
 
 
 def _layers(spec: TeamSpec) -> list[list[str]]:
@@ -135,10 +140,17 @@ def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
         classes = ["node"]
         if name == "end":
             classes.append("end")
-            if state.ended:
+            if state.ended == RunStatus.SUCCEEDED.value:
                 classes.append(f"ended-{state.ended}")
-        if name in state.visited:
+            elif state.ended:
+                classes.append("unreached")  # the run ended elsewhere: its status says how
+        node_state = state.states.get(name)
+        if name in state.visited and node_state in (None, "done"):
             classes.append("visited")
+        if node_state in ("failed", "cancelled"):
+            classes.append(f"state-{node_state}")
+        if name != "end" and state.ended and name not in state.visited:
+            classes.append("unreached")
         if name == state.current:
             classes.append("current")
         agent = spec.agents.get(name)
@@ -264,3 +276,58 @@ def outcomes_by_day(runs: Iterable[Any], days: int = 14) -> list[tuple[str, dict
 
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+OUTCOMES = ("succeeded", "failed", "cancelled", "other")  # stacked bottom to top
+OUTCOME_LABELS = {"other": "not finished"}  # queued, running or waiting for an approval
+
+
+def stacked_bars(days: Sequence[tuple[str, Mapping[str, int]]], *, title: str = "run outcomes per day") -> Markup:
+    """Runs per day as bars stacked by outcome, with a legend of totals; a note with a way to start
+    one when no day has a run. ``days`` is what :func:`outcomes_by_day` returns."""
+    rows = []
+    for day, counts in days:
+        known = {k: counts.get(k, 0) for k in OUTCOMES[:-1]}
+        rows.append((day, known | {"other": sum(counts.values()) - sum(known.values())}))
+    totals = {k: sum(c[k] for _, c in rows) for k in OUTCOMES}
+    if not any(totals.values()):
+        return Markup(
+            f'<p class="empty">No runs in the last {len(rows)} days.</p>'
+            '<p><a class="button" href="/ui/teams">Start a run</a></p>'
+        )
+    # Sized for a phone (drawn about 1:1 at 390 px) so the day labels stay readable when it scales.
+    left, slot, top_pad, plot_h, bottom = 30, 24, 10, 140, 34
+    width, height = left + slot * len(rows) + 6, top_pad + plot_h + bottom
+    peak = max(sum(c.values()) for _, c in rows)
+    scale = plot_h / peak
+    said = ", ".join(f"{totals[k]} {OUTCOME_LABELS.get(k, k)}" for k in OUTCOMES if totals[k])
+    parts = [
+        f'<svg class="chart stacked" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{html.escape(title)}, {len(rows)} days: {said}">'
+    ]
+    base = top_pad + plot_h
+    for tick in sorted({0, peak // 2, peak}):
+        y = base - tick * scale
+        parts.append(
+            f'<line class="axis grid" x1="{left}" y1="{y:.1f}" x2="{width - 4}" y2="{y:.1f}"/>'
+            f'<text x="{left - 5}" y="{y + 4:.1f}" text-anchor="end">{tick}</text>'
+        )
+    for i, (day, counts) in enumerate(rows):
+        x, y = left + i * slot + 4, float(base)
+        for kind in OUTCOMES:
+            if counts[kind]:
+                h = counts[kind] * scale
+                y -= h
+                parts.append(
+                    f'<rect class="seg-{kind}" x="{x}" y="{y:.1f}" width="{slot - 8}" height="{h:.1f}">'
+                    f"<title>{html.escape(day)}: {counts[kind]} {OUTCOME_LABELS.get(kind, kind)}</title></rect>"
+                )
+        if i % 2 == (len(rows) - 1) % 2:  # every other day, always the last (today)
+            cx = x + (slot - 8) / 2
+            parts.append(f'<text class="day" x="{cx}" y="{base + 16}" text-anchor="middle">{html.escape(day)}</text>')
+    parts.append("</svg>")
+    legend = "".join(
+        f'<li><span class="swatch seg-{k}" aria-hidden="true"></span>{OUTCOME_LABELS.get(k, k)} <b>{totals[k]}</b></li>'
+        for k in OUTCOMES
+    )
+    return Markup(f'<figure class="stacked">{"".join(parts)}<ul class="legend">{legend}</ul></figure>')

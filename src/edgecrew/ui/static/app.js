@@ -44,6 +44,37 @@
   document.addEventListener("htmx:sseMessage", function (e) {
     if (e.target && e.target.matches && e.target.matches("pre.log")) { tailLogs(e.target.parentNode); }
   });
+  // Tables that scroll sideways say so (app.css draws the hint and the edge shadows).
+  function scrollHints(root) {
+    (root || document).querySelectorAll(".scroll").forEach(function (el) {
+      el.classList.toggle("overflows", el.scrollWidth > el.clientWidth + 1);
+      el.classList.toggle("at-end", el.scrollLeft + el.clientWidth >= el.scrollWidth - 1);
+      if (!el.dataset.hinted) {
+        el.dataset.hinted = "1";
+        el.addEventListener("scroll", function () {
+          el.classList.toggle("at-end", el.scrollLeft + el.clientWidth >= el.scrollWidth - 1);
+        }, { passive: true });
+      }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { scrollHints(); });
+  document.addEventListener("htmx:afterSwap", function () { scrollHints(); });
+  window.addEventListener("resize", function () { scrollHints(); });
+  // The menu: a browser that cannot show a closed <details>' content as a bar opens it on wide
+  // screens; on a phone, Escape or a tap outside closes it.
+  document.addEventListener("DOMContentLoaded", function () {
+    var menu = document.getElementById("menu");
+    if (!menu) return;
+    var wide = window.matchMedia("(min-width: 721px)");
+    var bar = !(window.CSS && CSS.supports && CSS.supports("selector(::details-content)"));
+    if (bar && wide.matches) { menu.open = true; }
+    document.addEventListener("click", function (e) {
+      if (menu.open && !wide.matches && !menu.contains(e.target)) { menu.open = false; }
+    });
+    document.addEventListener("keydown", function (e) {
+      if (e.key === "Escape" && menu.open && !wide.matches) { menu.open = false; menu.querySelector("summary").focus(); }
+    });
+  });
   // A live run's clock ticks (seconds since it started), so a busy run never looks frozen.
   function tick() {
     document.querySelectorAll(".clock.live[data-since]").forEach(function (el) {

@@ -1,0 +1,98 @@
+"""The "New task" form without a browser: it creates a task and goes to its page, or shows every
+problem with what was typed kept; it needs the runs scope and the form's CSRF token."""
+
+from __future__ import annotations
+
+import html
+
+from fastapi.testclient import TestClient
+
+from edgecrew.store.keys import ApiKeyStore
+from tests.api.test_ui_pages import sign_in
+
+
+def operator(client: TestClient) -> str:
+    """A key that may read and start work (what POST /tasks asks for), without admin."""
+    return ApiKeyStore(client.app.state.rt.store).create("operator", ("read", "runs"))[1]  # type: ignore[attr-defined]
+
+
+def test_the_form_creates_a_task_and_goes_to_its_page(client: TestClient) -> None:
+    csrf = sign_in(client, operator(client))
+    form = client.get("/ui/tasks/new?team=echo")
+    assert form.status_code == 200
+    assert 'action="/ui/tasks"' in form.text and '<option value="echo" selected>' in form.text
+    assert "New task" in client.get("/ui/tasks").text  # the list offers the form
+    checks = "io:\n  - {input: '2 3', expected: '5'}\ntest: |\n  assert 1 + 1 == 2\n"
+    r = client.post(
+        "/ui/tasks",
+        data={
+            "csrf": csrf,
+            "title": "Add two numbers",
+            "description": "Print the sum.",
+            "checks": checks,
+            "team": "echo",
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    location = r.headers["location"]
+    assert location.startswith("/ui/tasks/t") and "notice=task%20created" in location
+    task_id = location.split("?")[0].rsplit("/", 1)[1]
+    task = client.app.state.rt.tasks.get(task_id)  # type: ignore[attr-defined]
+    assert (task.title, task.description, task.team, task.created_by) == (
+        "Add two numbers",
+        "Print the sum.",
+        "echo",
+        "operator",
+    )
+    assert task.checks == {"io": [{"input": "2 3", "expected": "5"}], "test": "assert 1 + 1 == 2\n"}
+    page = client.get(location)
+    assert page.status_code == 200 and "Add two numbers" in page.text
+
+
+def test_json_checks_and_no_team_are_fine(client: TestClient) -> None:
+    csrf = sign_in(client, operator(client))
+    r = client.post(
+        "/ui/tasks",
+        data={"csrf": csrf, "title": "JSON", "checks": '{"io": [{"input": "a", "expected": "a"}]}'},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    task_id = r.headers["location"].split("?")[0].rsplit("/", 1)[1]
+    task = client.app.state.rt.tasks.get(task_id)  # type: ignore[attr-defined]
+    assert task.team is None and task.checks == {"io": [{"input": "a", "expected": "a"}]}
+
+
+def test_bad_input_reshows_the_form_with_every_problem_and_the_typed_values(client: TestClient) -> None:
+    csrf = sign_in(client, operator(client))
+    typed = {"title": "Reverse <it>", "description": "Print it reversed.", "checks": "io: [{input: abc}]\nspeed: 3"}
+    r = client.post("/ui/tasks", data={"csrf": csrf, **typed, "team": "nope"})
+    assert r.status_code == 400
+    text = html.unescape(r.text)
+    assert "The task was not created" in text
+    assert "'expected' is missing" in text and "unknown field 'speed'" in text
+    assert "no team named 'nope'" in text
+    assert 'value="Reverse &lt;it&gt;"' in r.text  # kept, and escaped
+    assert "Print it reversed.</textarea>" in r.text and "io: [{input: abc}]\nspeed: 3</textarea>" in text
+    assert "<nav" in r.text  # inside the site's frame
+    assert client.app.state.rt.tasks.list_tasks() == []  # type: ignore[attr-defined]
+
+
+def test_yaml_syntax_errors_and_a_blank_title_are_reported(client: TestClient) -> None:
+    csrf = sign_in(client, operator(client))
+    r = client.post("/ui/tasks", data={"csrf": csrf, "title": "  ", "checks": "io: [unclosed"})
+    assert r.status_code == 400
+    text = html.unescape(r.text)
+    assert "title: give the task a short title" in text
+    assert "acceptance checks: line 1: YAML syntax error" in text
+
+
+def test_the_form_needs_the_runs_scope_and_the_csrf_token(client: TestClient, keys: dict[str, str]) -> None:
+    csrf = sign_in(client, keys["read"])
+    assert 'href="/ui/tasks/new"' not in client.get("/ui/tasks").text  # not offered to a read-only key
+    refused = client.post("/ui/tasks", data={"csrf": csrf, "title": "x"})
+    assert refused.status_code == 403 and "runs" in refused.text
+    csrf = sign_in(client, operator(client))
+    forged = client.post("/ui/tasks", data={"csrf": "not-the-token", "title": "x"})
+    assert forged.status_code == 403
+    assert client.app.state.rt.tasks.list_tasks() == []  # type: ignore[attr-defined]

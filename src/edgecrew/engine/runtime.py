@@ -41,6 +41,9 @@ from edgecrew.tools.base import ToolRegistry
 T = TypeVar("T")
 
 
+POOL_STATE_REFRESH_S = 1.0  # how stale the published pool state may get while nothing changes
+
+
 @dataclass
 class Runtime:
     """What one process runs with: settings, store, project, models and tools, and the services built on them."""
@@ -53,6 +56,7 @@ class Runtime:
 
     _pool: ModelPool | None = None
     _extensions: dict[type[Any], Any] = field(default_factory=dict, repr=False)
+    _published: tuple[dict[str, Any] | None, float] = field(default=(None, 0.0), repr=False)
 
     def extension(self, cls: type[T], make: Callable[[Runtime], T]) -> T:
         """The runtime's one ``cls``, made by ``make(self)`` on first use: a service of another layer that
@@ -87,15 +91,29 @@ class Runtime:
         return self._pool
 
     def publish_pool_state(self) -> None:
-        """Write the pool's state where `edgecrew models status` (another process) can read it."""
+        """Write the pool's state where `edgecrew models status` (another process) can read it: when it
+        changed, or a second after the last write (its ``at`` says how fresh it is); a model call
+        that changes nothing costs no file write."""
         if self._pool is None:
+            return
+        state = self._pool.state().to_dict()
+        now = time.monotonic()
+        # What changes the picture: not the clock (last use, idle seconds) nor the counters every call
+        # moves (grants, waits); those are at most a second stale.
+        shape = {
+            **{k: v for k, v in state.items() if k not in ("resident", "waiting", "grants", "waits", "wait_s_total")},
+            "resident": [{k: v for k, v in m.items() if k not in ("last_used", "idle_s")} for m in state["resident"]],
+            "waiting": [w.get("alias") for w in state.get("waiting", ())],
+        }
+        if shape == self._published[0] and now - self._published[1] < POOL_STATE_REFRESH_S:
             return
         folder = self.settings.home / "pool"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{executor_id().replace(':', '_')}.json"
         partial = target.with_suffix(".tmp")
-        partial.write_text(json.dumps({"executor": executor_id(), "at": time.time(), **self._pool.state().to_dict()}))
+        partial.write_text(json.dumps({"executor": executor_id(), "at": time.time(), **state}))
         partial.replace(target)
+        self._published = (shape, now)
 
     async def close_pool(self) -> None:
         """Unload the pool's models (a server shutting down; nothing happens when none was used)."""

@@ -80,6 +80,10 @@ class Project:
     routines: dict[str, RoutineDoc] = field(default_factory=dict)  # edgecrew.yaml's routines:, by name
     policies: dict[str, PolicyDoc] = field(default_factory=dict)  # policies: (when jobs may start)
     alerts: dict[str, AlertDoc] = field(default_factory=dict)  # alerts: (usage alert rules)
+    # agent_docs() as last built, with the (path, mtime, size) of every file it read
+    _agent_docs: tuple[tuple[Any, ...], dict[str, dict[str, Any] | SpecError]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def add(self, source: TeamSource) -> None:
         """Register a project team; a second project team with the same name is a spec problem."""
@@ -99,7 +103,11 @@ class Project:
 
     def agent_docs(self) -> dict[str, dict[str, Any] | SpecError]:
         """The agent library's fields by name (what a team's ``use: NAME`` reads), or the SpecError of a
-        file whose shape is broken (a team names it; ``edgecrew validate`` reports it in full)."""
+        file whose shape is broken (a team names it; ``edgecrew validate`` reports it in full). Built
+        again only when a library file changed (every run's team load reads it)."""
+        key = tuple((name, *_stamp(source.file)) for name, source in sorted(self.agents.items()))
+        if self._agent_docs is not None and self._agent_docs[0] == key:
+            return self._agent_docs[1]
         docs: dict[str, dict[str, Any] | SpecError] = {}
         for name, source in self.agents.items():
             try:
@@ -109,6 +117,7 @@ class Project:
                 docs[name] = exc
                 continue
             docs[name] = {k: v for k, v in doc.items() if k != "name"}
+        self._agent_docs = (key, docs)
         return docs
 
     def load_agent(self, name: str, catalog: Catalog | None = None) -> AgentDoc:
@@ -303,3 +312,12 @@ def load_project(directory: Path) -> Project:
                     )
                 )
     return project
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    """A file's identity for a cache: its path, modification time and size (zeros when it is gone)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path), 0, 0)
+    return (str(path), stat.st_mtime_ns, stat.st_size)

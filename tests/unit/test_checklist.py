@@ -12,6 +12,7 @@ from edgecrew.domain.events import (
     ApprovalRequested,
     Event,
     EventRecord,
+    RunCancelled,
     RunFinished,
     RunStarted,
     StepFinished,
@@ -136,3 +137,19 @@ def test_a_tool_agents_own_call_is_its_task_not_a_sub_item() -> None:
     ]
     done = checklist(team, "t", events)
     assert [(i.text, i.state, i.children) for i in done.items] == [("w", "done", [])]
+
+
+def test_a_cancelled_run_stops_the_running_task_and_skips_the_rest() -> None:
+    events = [
+        record(1, RunStarted(team="pwr", task="t", agents=("planner", "writer", "critic"))),
+        record(2, StepStarted(visit=0), "planner"),
+        record(3, RunCancelled(reason="cancelled by user")),
+    ]
+    done = checklist(TEAM, "write a note", events)
+    assert [(i.text, i.state) for i in done.items] == [
+        ("planner", "failed"),
+        ("writer", "skipped"),
+        ("critic", "skipped"),
+    ]
+    assert done.meta["status"] == "cancelled" and done.items[0].detail == "stopped: the run cancelled"
+    assert "cancelled: cancelled by user" in done.notes

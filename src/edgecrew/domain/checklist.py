@@ -28,6 +28,7 @@ from edgecrew.domain.events import (
     ApprovalDecided,
     ApprovalRequested,
     EventRecord,
+    RunCancelled,
     RunFinished,
     RunStarted,
     StepFinished,
@@ -134,11 +135,16 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
                 meta["status"] = p.status.value
                 if p.error and not any(p.error in n for n in notes):
                     notes.append(p.error)
+            case RunCancelled():
+                meta["status"] = "cancelled"
+                notes.append(f"cancelled: {p.reason}" if p.reason else "cancelled")
     ended = meta["status"] in ("succeeded", "failed", "cancelled")
     if ended:
         for item in items.values():
             if item.state == "pending":
                 item.state = "skipped"  # the run ended without reaching it
+            elif item.state == "running":  # the run ended around it (cancelled, or failed elsewhere)
+                item.state, item.detail = "failed", item.detail or f"stopped: the run {meta['status']}"
     for name, plan in plans.items():
         later = any(i > plan.after and a != name for i, a in started)
         for step in plan.steps:

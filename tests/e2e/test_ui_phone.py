@@ -181,6 +181,9 @@ def test_every_page_fits_a_phone_with_finger_sized_targets(browser: Any, site: d
         "/ui/alerts",
         "/ui/projects",
         "/ui/pilot",
+        "/ui/chat",
+        "/ui/cluster",
+        "/ui/incidents",
         f"/ui/runs/{site['finished']}",
         f"/ui/runs/{site['run']}",
     ]
@@ -206,7 +209,7 @@ def test_the_menu_folds_the_navigation_on_a_phone(browser: Any, site: dict[str, 
     assert not page.locator("nav a", has_text="Approvals").is_visible()
     page.click("details.menu > summary")
     links = page.locator("nav[aria-label=main] a")
-    assert links.count() == 12
+    assert links.count() == 15
     for i in range(links.count()):
         link = links.nth(i)
         assert link.is_visible(), link.inner_text()

@@ -14,9 +14,12 @@ from rich.table import Column, Table
 from edgecrew.cli.agents import agents_app
 from edgecrew.cli.alerts import alerts_app
 from edgecrew.cli.approvals import approvals_app
+from edgecrew.cli.chat import chat_app
+from edgecrew.cli.cluster import cluster_app, worker
 from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
 from edgecrew.cli.feedback import feedback_app
 from edgecrew.cli.feedback import rate as rate_run
+from edgecrew.cli.incidents import incidents_app
 from edgecrew.cli.jobs import jobs_app
 from edgecrew.cli.mcp import mcp_app
 from edgecrew.cli.models import models_app
@@ -55,9 +58,13 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(routines_app, name="routines")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(chat_app, name="chat")
 runs_app.command("rate")(rate_run)
 app.command()(serve)
 app.command()(tui)
+app.command()(worker)
 
 # -- run / resume / cancel ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,10 +198,26 @@ async def resume_dead(workflow_name: str, owned: Any = None) -> list[str]:
     return resumed
 
 
+# -- cluster seams (edgecrew.cluster fills them; without it a run and its calls stay in this process) --
+
+RUNS_QUEUE = "edgecrew.cluster.runs"  # team runs waiting for a cluster worker (settings.cluster_enabled)
+# (runtime, run id, call key, agent, request, time limit) -> what model_call_step returns
+ModelRoute = Callable[[Runtime, str, str, AgentSpec, ModelRequest, float], Awaitable[dict[str, Any]]]
+_model_route: ModelRoute | None = None
+
+
+def route_model_calls(route: ModelRoute | None) -> None:
+    """Send this process's model calls through ``route`` (a cluster worker: to a worker serving the model)."""
+    global _model_route
+    _model_route = route
+
+
 async def start_workflow(run_id: str) -> Any:
     from dbos import SetWorkflowID
 
     with SetWorkflowID(run_id):
+        if _runtime is not None and _runtime.settings.cluster_enabled:  # a cluster worker dequeues it
+            return await DBOS.enqueue_workflow_async(RUNS_QUEUE, team_run, run_id)
         return await DBOS.start_workflow_async(team_run, run_id)
 
 
@@ -392,7 +408,10 @@ class DurableIO:
         self.approved_tools = approved_tools if approved_tools is not None else set()
 
     async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult:
-        data = await model_call_step(self.run_id, key, agent.name, agent.model, request, timeout_s)
+        if _model_route is not None:
+            data = await _model_route(self.rt, self.run_id, key, agent, request, timeout_s)
+        else:
+            data = await model_call_step(self.run_id, key, agent.name, agent.model, request, timeout_s)
         response = ModelResponse.from_dict(data["response"]) if data.get("response") else None
         return CallResult(response=response, error=data.get("error"), kind=data.get("kind", ""))
 

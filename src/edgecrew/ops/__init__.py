@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from edgecrew.ops.jobs import JobService
     from edgecrew.ops.routines import RoutineService
     from edgecrew.ops.sampler import MetricSampler
+    from edgecrew.ops.supervisor import Supervisor
 
 __all__ = ["Ops"]
 
@@ -78,6 +79,12 @@ class Ops:
 
         return JobService(self.rt)
 
+    @cached_property
+    def supervisor(self) -> Supervisor:
+        from edgecrew.ops.supervisor import Supervisor
+
+        return Supervisor(self.rt)
+
     async def start(self) -> None:
         """Begin the background parts (after the durable engine is launched): the sampler, the
         routines' schedules, alert evaluation and job admission."""
@@ -88,11 +95,13 @@ class Ops:
         await self.sampler.start()
         await self.alerts.start()
         await self.jobs.start()
+        await self.supervisor.start()
 
     async def stop(self) -> None:
         if not self._started:
             return
         self._started = False
+        await self.supervisor.stop()
         await self.jobs.stop()
         await self.alerts.stop()
         await self.sampler.stop()

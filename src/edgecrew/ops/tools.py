@@ -4,7 +4,7 @@ and bound to a runtime by ``bootstrap``: each part registers its own from its mo
 from __future__ import annotations
 
 from edgecrew.engine.runtime import Runtime
-from edgecrew.ops import job_tools, metric_tools, optimizer, pilot
+from edgecrew.ops import job_tools, metric_tools, optimizer, pilot, supervisor
 from edgecrew.tools.base import ToolRegistry
 
 
@@ -14,3 +14,4 @@ def register_ops_tools(registry: ToolRegistry, rt: Runtime | None = None) -> Non
     job_tools.register(registry, rt)
     pilot.register(registry, rt)
     optimizer.register(registry, rt)
+    supervisor.register_tools(registry, rt)

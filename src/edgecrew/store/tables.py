@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -518,4 +519,114 @@ memories = Table(
     Column("embedding", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_memories_scope", "scope", "scope_id", "model"),
+)
+
+
+# -- cluster workers (migration 0015) --
+
+# One row per `edgecrew worker` process sharing this Postgres (edgecrew.cluster): its DBOS executor id,
+# what it advertises (model aliases, their tags, its model memory), its heartbeat and its state. A
+# worker whose heartbeat is older than the lease is declared dead by a live one, which asks DBOS to
+# recover that executor's workflows.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),  # the DBOS executor id (host:pid:start-time)
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("aliases", JSON, nullable=False),  # model aliases it serves
+    Column("tags", JSON, nullable=False),  # the tags of those aliases
+    Column("memory_bytes", BigInteger),  # its model memory budget (NULL: not limited)
+    Column("concurrency", Integer, nullable=False),  # team runs it runs at once
+    Column("running", Integer, nullable=False),  # workflows it runs now (at its last heartbeat)
+    Column("state", String(16), nullable=False),  # alive | dead | stopped
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("dead_at", Float),
+    Column("declared_by", String(200)),  # the worker that declared it dead and recovered its workflows
+    Column("recovered", Integer, nullable=False),  # how many of its workflows were recovered elsewhere
+    Index("ix_workers_state", "state"),
+)
+
+
+# -- chat sessions and their turns (migration 0014) ---------------------------------------------------
+
+# A conversation with a team (edgecrew.engine.sessions): each message is answered by a run of the team,
+# whose task carries the recent turns. ``project`` is the project its runs work in (name or id), if any.
+chat_sessions = Table(
+    "chat_sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("team", String(160), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("project", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_chat_sessions_updated_at", "updated_at"),
+)
+
+# The turns of a session, in order. A user turn takes an even ``seq`` (2k) and its answer the odd one
+# after it (2k+1), so an answer stored late (its run finished while nobody waited) still falls in place,
+# and storing it twice is a no-op (the primary key). ``run_id``: the run that answers (both turns).
+chat_turns = Table(
+    "chat_turns",
+    metadata,
+    Column("session_id", String(32), ForeignKey("chat_sessions.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("role", String(16), nullable=False),  # user | assistant
+    Column("content", Text, nullable=False),
+    Column("run_id", String(64)),
+    Column("created_at", Float, nullable=False),
+    Index("ix_chat_turns_run", "run_id"),
+)
+
+
+# -- supervisor incidents (migration 0016) ------------------------------------------------------------
+
+# One failure the supervisor saw (edgecrew.ops.supervisor): a failed job, run or sandbox execution, a
+# model that would not load, a tool failing too often, a worker gone silent. ``subject_type`` +
+# ``subject`` is unique, so however many processes watch, a failure is one incident; ``fingerprint``
+# (kind, subject type, normalized error) finds the earlier incidents of the same failure.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    # oom | job_failed | run_failed | model | execution | tool_errors | worker_lost
+    Column("kind", String(32), nullable=False),
+    Column("subject_type", String(32), nullable=False),  # job | run | execution | model | tool | worker
+    Column("subject", String(200), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("diagnosis", JSON, nullable=False),  # events, last log lines, resource figures
+    Column("state", String(16), nullable=False),  # open | healing | healed | escalated | failed
+    Column("action", String(32)),  # the action decided (retry, ..., escalate)
+    Column("action_params", JSON),
+    Column("decided_by", String(16)),  # rule | model | duplicate
+    Column("reason", Text),  # why that action (or why it escalated)
+    Column("attempts", Integer, nullable=False),  # healing attempts so far
+    Column("follow_up", String(200)),  # what the action started: job:<id> or run:<id>
+    Column("approval_id", String(64)),  # a risky action's approval (its run is approval_run)
+    Column("approval_run", String(64)),
+    Column("regression_path", Text),  # the regression case written when it could not heal
+    Column("workflow_id", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("resolved_at", Float),
+    UniqueConstraint("subject_type", "subject", name="uq_incidents_subject"),
+    Index("ix_incidents_fingerprint", "fingerprint"),
+    Index("ix_incidents_state", "state"),
+    Index("ix_incidents_created_at", "created_at"),
+)
+
+# What happened to an incident, in order (detected, decided, applied, approval, healed, escalated...).
+incident_events = Table(
+    "incident_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", JSON),
+    Column("at", Float, nullable=False),
+    Index("ix_incident_events_incident", "incident_id", "id"),
 )

@@ -26,7 +26,8 @@ from edgecrew.api.deps import RunsDep, StartRuns
 from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, problem
 from edgecrew.api.routers.feedback import FeedbackOut, Rate, rate
 from edgecrew.context import request_id as current_request_id
-from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, pieces
+from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, ChatStart, pieces
+from edgecrew.engine.sessions import ChatSessions
 from edgecrew.errors import IdempotencyKeyReused
 
 KEEPALIVE_S = 10  # an SSE comment this often while the run works, so proxies keep the stream open
@@ -247,6 +248,15 @@ async def chat_completions(
         str | None,
         Header(max_length=256, description="Start the run at most once: a retry with the same key answers from it."),
     ] = None,
+    x_edgecrew_session: Annotated[
+        str | None,
+        Header(
+            max_length=32,
+            pattern=r"^s[0-9a-f]{1,31}$",
+            description="A chat session (POST /sessions): the last message is its next turn, its recent turns "
+            "the context.",
+        ),
+    ] = None,
 ) -> Response:
     """Run the team (or agent) named by ``model`` on the conversation and answer with its output.
 
@@ -255,9 +265,16 @@ async def chat_completions(
     should send an ``Idempotency-Key`` for slow teams, or each retry starts another run.
     """
     try:
-        started = await chat.start(
-            body.model, body.conversation(), request_id=current_request_id.get(), idempotency_key=idempotency_key
-        )
+        if x_edgecrew_session is not None:  # the turn is stored in the session; its turns are the context
+            pending = await ChatSessions(chat.runs).begin_v1(
+                x_edgecrew_session, body.model, body.conversation(),
+                request_id=current_request_id.get(), idempotency_key=idempotency_key,
+            )  # fmt: skip
+            started = ChatStart(pending.run_id, body.model, int(pending.started.run.created_at))
+        else:
+            started = await chat.start(
+                body.model, body.conversation(), request_id=current_request_id.get(), idempotency_key=idempotency_key
+            )
     except IdempotencyKeyReused as exc:
         return with_openai_error(problem(422, str(exc), title="Idempotency key reused"), run_id=exc.run_id)
     completion_id = f"chatcmpl-{started.run_id}"
@@ -272,6 +289,8 @@ async def chat_completions(
         return Response(status_code=499, headers={"X-Run-ID": started.run_id})
     if not answer.ok:
         return _run_failed(answer)
+    if x_edgecrew_session is not None:  # the answer as the session's turn now (a later read would store it too)
+        await asyncio.to_thread(ChatSessions(chat.runs).settle, x_edgecrew_session)
     completion = ChatCompletion(
         id=completion_id,
         created=started.created,

@@ -1,0 +1,127 @@
+"""The workers table: a worker's advertisement and heartbeat, and the one atomic "declare dead".
+
+Declaring is a conditional UPDATE (``state = 'alive' AND heartbeat_at < now - lease``): when every
+live worker's supervisor tries at once, the row lock lets exactly one of them win, and only the
+winner asks DBOS to recover the dead worker's workflows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from edgecrew.cluster.lease import WorkerInfo
+from edgecrew.store import tables as t
+
+__all__ = ["WorkerTable"]
+
+_held = t.workers.c.state.in_(("alive", "stopping"))  # a lease someone must end (and recover)
+
+
+class WorkerTable:
+    """Read and write the workers table of one store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def register(self, info: WorkerInfo) -> None:
+        row = {
+            "id": info.id,
+            "host": info.host,
+            "pid": info.pid,
+            "aliases": list(info.aliases),
+            "tags": list(info.tags),
+            "memory_bytes": info.memory_bytes,
+            "concurrency": info.concurrency,
+            "running": 0,
+            "state": "alive",
+            "started_at": info.started_at,
+            "heartbeat_at": info.heartbeat_at,
+            "dead_at": None,
+            "declared_by": None,
+            "recovered": 0,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(t.workers).where(t.workers.c.id == info.id))
+            conn.execute(sa.insert(t.workers).values(**row))
+
+    def heartbeat(self, worker_id: str, now: float, running: int) -> str | None:
+        """Renew a live worker's lease; returns its state (``dead``: another worker declared it dead,
+        so its workflows already run elsewhere; None: its row is gone)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(t.workers)
+                .where(t.workers.c.id == worker_id, t.workers.c.state == "alive")
+                .values(heartbeat_at=now, running=running)
+            )
+            state: str | None = conn.execute(
+                sa.select(t.workers.c.state).where(t.workers.c.id == worker_id)
+            ).scalar_one_or_none()
+        return state
+
+    def stopped(self, worker_id: str) -> None:
+        """A worker that shut down cleanly: its lease ends now, so the next live worker recovers its unfinished
+        workflows (they stay PENDING) and marks it stopped."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(t.workers).where(t.workers.c.id == worker_id).values(state="stopping", heartbeat_at=0.0)
+            )
+
+    def declare_dead(self, now: float, lease_s: float, by: str) -> list[str]:
+        """Mark every live-marked worker whose lease ran out dead (a stopping one stopped); returns the ones
+        this call won."""
+        cutoff = now - lease_s
+        won: list[str] = []
+        with self.engine.begin() as conn:
+            stale = conn.execute(sa.select(t.workers.c.id).where(_held, t.workers.c.heartbeat_at < cutoff)).scalars()
+            for worker_id in list(stale):
+                hit = conn.execute(
+                    sa.update(t.workers)
+                    .where(
+                        t.workers.c.id == worker_id,
+                        _held,
+                        t.workers.c.heartbeat_at < cutoff,
+                    )
+                    .values(
+                        state=sa.case((t.workers.c.state == "stopping", "stopped"), else_="dead"),
+                        dead_at=now,
+                        declared_by=by,
+                    )
+                )
+                if hit.rowcount:
+                    won.append(worker_id)
+        return won
+
+    def recovered(self, worker_id: str, count: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(t.workers).where(t.workers.c.id == worker_id).values(recovered=count))
+
+    def all(self) -> list[WorkerInfo]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.workers).order_by(t.workers.c.started_at)).mappings().all()
+        return [_info(r) for r in rows]
+
+    def forget(self, worker_ids: Sequence[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(t.workers).where(t.workers.c.id.in_(list(worker_ids))))
+
+
+def _info(row: sa.RowMapping) -> WorkerInfo:
+    return WorkerInfo(
+        id=row["id"],
+        host=row["host"],
+        pid=row["pid"],
+        aliases=tuple(row["aliases"] or ()),
+        tags=tuple(row["tags"] or ()),
+        heartbeat_at=row["heartbeat_at"],
+        started_at=row["started_at"],
+        state=row["state"],
+        memory_bytes=row["memory_bytes"],
+        concurrency=row["concurrency"],
+        running=row["running"],
+        dead_at=row["dead_at"],
+        declared_by=row["declared_by"],
+        recovered=row["recovered"],
+    )

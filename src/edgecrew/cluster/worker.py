@@ -1,0 +1,158 @@
+"""`edgecrew worker`: one process of the cluster, running queued team runs and model calls.
+
+A worker launches DBOS on the shared Postgres under its own executor id, listening to the team-run
+queue and to one queue per model alias it serves; DBOS's queues hand out the work (within each
+queue's per-worker concurrency), so edgecrew has no scheduler of its own. Every heartbeat the worker
+renews its lease in the workers table and supervises the others: a worker whose lease ran out is
+declared dead (by exactly one live worker, see :mod:`edgecrew.cluster.table`), which then asks DBOS
+to recover that executor's workflows; recovery puts them back on their queues, so a live worker takes
+each one and replays it from its recorded steps. A worker that finds itself declared dead (it was
+frozen past its lease) exits at once: its workflows already run elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from dbos import DBOS
+
+from edgecrew.cluster.calls import CallRouter, model_queue
+from edgecrew.cluster.lease import WorkerInfo
+from edgecrew.cluster.table import WorkerTable
+from edgecrew.domain.events import RunResumed
+from edgecrew.engine import durable
+from edgecrew.engine.executors import executor_id
+from edgecrew.engine.runtime import Runtime
+from edgecrew.errors import NotFoundError, UserError
+
+log = logging.getLogger("edgecrew.cluster")
+
+__all__ = ["ClusterWorker", "served_aliases"]
+
+
+def served_aliases(rt: Runtime) -> tuple[str, ...]:
+    """The aliases this worker advertises: ``worker_models`` (checked against the registry), else all."""
+    wanted = [a.strip() for a in rt.settings.worker_models.split(",") if a.strip()]
+    known = rt.models.aliases()
+    unknown = [a for a in wanted if a not in known]
+    if unknown:
+        raise UserError(
+            f"EDGECREW_WORKER_MODELS names unknown model(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return tuple(wanted) if wanted else tuple(sorted(known))
+
+
+class ClusterWorker:
+    """One worker: start it, let it run until stopped."""
+
+    def __init__(self, rt: Runtime, *, exit_when_declared_dead: bool = True) -> None:
+        if not rt.settings.cluster_enabled:
+            raise UserError(
+                "edgecrew worker needs the cluster on a shared Postgres: set EDGECREW_CLUSTER=1 and "
+                "EDGECREW_DATABASE_URL=postgresql://..."
+            )
+        self.rt = rt
+        self.id = executor_id()
+        self.table = WorkerTable(rt.store.engine)
+        self.aliases = served_aliases(rt)
+        self.exit_when_declared_dead = exit_when_declared_dead
+        self._task: asyncio.Task[None] | None = None
+
+    def info(self, now: float) -> WorkerInfo:
+        tags = sorted({tag for a in self.aliases for tag in self._tags(a)})
+        return WorkerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            aliases=self.aliases,
+            tags=tuple(tags),
+            heartbeat_at=now,
+            started_at=now,
+            memory_bytes=self.rt.settings.model_memory_bytes,
+            concurrency=self.rt.settings.worker_runs,
+        )
+
+    def _tags(self, alias: str) -> tuple[str, ...]:
+        try:
+            return self.rt.models.definition(alias).tags
+        except NotFoundError:
+            return ()
+
+    async def start(self) -> None:
+        settings = self.rt.settings
+        durable.route_model_calls(CallRouter(self.rt, self.aliases))
+        queues = [durable.RUNS_QUEUE, *(model_queue(a) for a in self.aliases)]
+        durable.launch(self.rt, queues=queues)
+        poll = settings.cluster_queue_poll_s
+        await DBOS.register_queue_async(
+            durable.RUNS_QUEUE, worker_concurrency=settings.worker_runs, polling_interval_sec=poll
+        )
+        for alias in self.aliases:
+            await DBOS.register_queue_async(
+                model_queue(alias), worker_concurrency=settings.worker_calls, polling_interval_sec=poll
+            )
+        await asyncio.to_thread(self.table.register, self.info(time.time()))
+        log.info("worker %s serving %s", self.id, ", ".join(self.aliases))
+        self._task = asyncio.create_task(self._beat(), name="edgecrew-cluster-heartbeat")
+
+    async def _beat(self) -> None:
+        while True:
+            try:
+                await self.tick(time.time())
+            except Exception:  # a database hiccup must not stop the heartbeat for good
+                log.exception("cluster heartbeat failed")
+            await asyncio.sleep(self.rt.settings.cluster_heartbeat_s)
+
+    async def tick(self, now: float) -> list[str]:
+        """Renew this worker's lease, declare the workers whose lease ran out dead and recover their
+        workflows here (DBOS re-enqueues them for any live worker); returns the workers declared."""
+        running = await DBOS.list_workflows_async(
+            status="PENDING", executor_id=self.id, load_input=False, load_output=False
+        )
+        state = await asyncio.to_thread(self.table.heartbeat, self.id, now, len(running))
+        if state is None:  # its row was removed (an operator forgot it): advertise again
+            await asyncio.to_thread(self.table.register, self.info(now))
+        elif state == "dead" and self.exit_when_declared_dead:
+            log.error("worker %s was declared dead by another worker (its lease ran out); exiting", self.id)
+            os._exit(75)  # its workflows run elsewhere now: going on would run their calls twice
+        declared = await asyncio.to_thread(self.table.declare_dead, now, self.rt.settings.cluster_lease_s, self.id)
+        for dead in declared:
+            handles = await asyncio.to_thread(_recover, dead)
+            await asyncio.to_thread(self.table.recovered, dead, len(handles))
+            for handle in handles:
+                self._resumed(handle.workflow_id, dead)
+            log.warning(
+                "worker %s is dead (no heartbeat for %.0fs): %d workflow(s) recovered",
+                dead,
+                self.rt.settings.cluster_lease_s,
+                len(handles),
+            )
+        return declared
+
+    def _resumed(self, workflow_id: str, dead: str) -> None:
+        try:
+            self.rt.store.get_run(workflow_id)
+        except NotFoundError:
+            return  # a child workflow (a branch, a remote call): its run's own workflow says it
+        self.rt.store.emit(workflow_id, f"resumed.{dead}", RunResumed(executor=f"recovered from {dead}"))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        # Its unfinished workflows stay PENDING: marked silent, the next live worker recovers them.
+        await asyncio.to_thread(self.table.stopped, self.id)
+        durable.route_model_calls(None)
+        durable.shutdown()
+
+
+def _recover(dead: str) -> list[Any]:
+    # DBOS's own recovery for another executor (what its admin endpoint /dbos-workflow-recovery calls):
+    # each PENDING workflow of that executor goes back on its queue, ENQUEUED, for a live worker.
+    handles: list[Any] = DBOS._recover_pending_workflows([dead])
+    return handles

@@ -1,0 +1,535 @@
+"""The supervisor's judgement, with no I/O: what counts as an incident, its fingerprint, the rule table
+that heals the known cases, the schema a model's answer must fit, and the regression case of a
+failure that could not be healed.
+
+The one design decision: every function here takes the records and the clock it judges, so detection
+and the rules are tested with fed-in rows in milliseconds, and the supervisor (``ops/supervisor.py``)
+only reads rows, calls these and acts. Rules come first and the model second: a known case (a job
+that ran out of memory, a model that timed out) heals the same way every time, whatever a small
+model would have said; the model is asked only about failures no rule knows, and its answer is
+checked against :data:`ACTION_SCHEMA` (a bad answer escalates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "ACTIONS",
+    "ACTION_SCHEMA",
+    "RISKY",
+    "SAFE",
+    "ActionChoice",
+    "Decision",
+    "Finding",
+    "RegressionCase",
+    "RuleLimits",
+    "classify_job",
+    "execution_findings",
+    "fingerprint",
+    "job_findings",
+    "load_regression",
+    "model_findings",
+    "normalize_error",
+    "parse_choice",
+    "regression_case",
+    "rule_for",
+    "run_findings",
+    "tool_findings",
+    "worker_findings",
+]
+
+ACTIONS = (
+    "retry",
+    "retry_with_more_memory",
+    "restart_worker",
+    "change_model",
+    "change_memory_budget",
+    "fallback_model",
+    "cancel",
+    "escalate",
+)
+SAFE = frozenset({"retry", "retry_with_more_memory", "fallback_model"})
+RISKY = frozenset({"restart_worker", "change_model", "change_memory_budget", "cancel"})
+OOM_MARKERS = ("memoryerror", "cannot allocate memory", "out of memory", "std::bad_alloc", "oom-kill", "oom killer")
+TRANSIENT_MARKERS = (
+    "did not answer within",
+    "timed out",
+    "timeout",
+    "connection refused",
+    "connection reset",
+    "temporarily unavailable",
+    "http 503",
+    "http 502",
+    "http 429",
+    "rate limit",
+)
+LOG_LINES = 20
+
+
+class ActionChoice(BaseModel):
+    """What the model must answer: one action, why, and its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal[
+        "retry",
+        "retry_with_more_memory",
+        "restart_worker",
+        "change_model",
+        "change_memory_budget",
+        "fallback_model",
+        "cancel",
+        "escalate",
+    ]
+    reason: str = Field(min_length=1, max_length=2000)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+ACTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "action": {"enum": list(ACTIONS)},
+        "reason": {"type": "string"},
+        "params": {
+            "type": "object",
+            "properties": {
+                "memory_mb": {"type": "integer"},
+                "model": {"type": "string"},
+                "worker": {"type": "string"},
+            },
+        },
+    },
+    "required": ["action", "reason", "params"],
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failure a watcher saw: what failed, how, and what the diagnosis holds."""
+
+    kind: str  # oom | job_failed | run_failed | model | execution | tool_errors | worker_lost
+    subject_type: str  # job | run | execution | model | tool | worker
+    subject: str
+    title: str
+    error: str
+    diagnosis: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.kind, self.subject_type, self.error)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The action to take on an incident, who chose it and why."""
+
+    action: str
+    reason: str
+    params: dict[str, Any] = field(default_factory=dict)
+    decided_by: str = "rule"  # rule | model | duplicate
+
+    @property
+    def risky(self) -> bool:
+        return self.action in RISKY
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "reason": self.reason, "params": self.params, "decided_by": self.decided_by}
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Decision:
+        return cls(str(data["action"]), str(data["reason"]), dict(data.get("params") or {}), str(data["decided_by"]))
+
+
+@dataclass(frozen=True)
+class RuleLimits:
+    """The rule table's knobs (from settings)."""
+
+    memory_factor: float = 2.0
+    memory_cap_bytes: int = 8 * 2**30
+    max_attempts: int = 2
+    default_memory_bytes: int = 512 * 2**20  # a sandboxed job that declared none runs under this
+
+
+# -- fingerprints ------------------------------------------------------------------------------------
+
+
+def normalize_error(error: str) -> str:
+    """The error as a class of failures: its last meaningful line, lower-case, with ids, numbers, paths
+    and quoted values replaced, so two runs of the same failure share a fingerprint."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    text = (lines[-1] if lines else "").lower()
+    text = re.sub(r"(/[\w.@-]+)+", "<path>", text)
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "<value>", text)
+    text = re.sub(r"\b[0-9a-f]{8,}\b", "<id>", text)
+    text = re.sub(r"\b[a-z]?\d+(\.\d+)?\b", "<n>", text)
+    return re.sub(r"\s+", " ", text)[:300]
+
+
+def fingerprint(kind: str, subject_type: str, error: str) -> str:
+    return hashlib.sha256(f"{kind}|{subject_type}|{normalize_error(error)}".encode()).hexdigest()[:32]
+
+
+def _tail(text: str, lines: int = LOG_LINES) -> list[str]:
+    return [line[:500] for line in text.splitlines()[-lines:]]
+
+
+# -- detection ---------------------------------------------------------------------------------------
+
+
+def classify_job(reason: str, stderr: str, peak_rss: int | None, limit: int | None) -> str:
+    """``oom`` when the job ran out of memory (an allocation failed under its limit, or it was killed
+    with its resident set at the limit), else ``job_failed``."""
+    text = f"{reason}\n{stderr[-4000:]}".lower()
+    if any(marker in text for marker in OOM_MARKERS):
+        return "oom"
+    if "sigkill" in text and peak_rss and limit and peak_rss >= 0.9 * limit:
+        return "oom"
+    return "job_failed"
+
+
+def job_findings(jobs: Iterable[Any], logs: Mapping[str, tuple[str, str]], default_limit: int) -> list[Finding]:
+    """Failed jobs (``JobRecord``s) as findings; ``logs`` maps a job id to its (stdout, stderr). Jobs the
+    supervisor submitted itself (a retry) are its incidents' follow-ups, not new incidents."""
+    out = []
+    for job in jobs:
+        if job.state != "failed" or (job.submitted_by or "").startswith("supervisor:"):
+            continue
+        stdout, stderr = logs.get(job.id, ("", ""))
+        usage = job.usage or {}
+        declared = int((job.needs or {}).get("memory_bytes") or 0)
+        limit = declared or (default_limit if job.sandbox else 0)
+        kind = classify_job(job.reason or "", stderr, usage.get("peak_rss_bytes"), limit or None)
+        last = [line for line in stderr.splitlines() if line.strip()]
+        error = (job.reason or "failed") + (f": {last[-1].strip()}" if last else "")
+        title = ("ran out of memory: " if kind == "oom" else "failed: ") + f"job {job.id} ({job.name})"
+        diagnosis = {
+            "job": {
+                "id": job.id,
+                "name": job.name,
+                "kind": job.kind,
+                "command": job.argv,
+                "team": job.team,
+                "task": job.task,
+                "sandbox": job.sandbox,
+                "needs": job.needs,
+                "tags": job.tags,
+                "priority": job.priority,
+                "exit_code": job.exit_code,
+                "reason": job.reason,
+                "run_id": job.run_id,
+            },
+            "resources": {
+                "memory_limit_bytes": limit or None,
+                "peak_rss_bytes": usage.get("peak_rss_bytes"),
+                "cpu_s": usage.get("cpu_s"),
+                "wall_s": usage.get("wall_s"),
+            },
+            "stdout_tail": _tail(stdout),
+            "stderr_tail": _tail(stderr),
+        }
+        out.append(Finding(kind, "job", job.id, title, error, diagnosis))
+    return out
+
+
+def run_findings(runs: Iterable[Mapping[str, Any]], events: Mapping[str, list[dict[str, Any]]]) -> list[Finding]:
+    """Failed runs as findings (a job's run is the job's incident; a supervisor's own runs are skipped)."""
+    out = []
+    for run in runs:
+        trigger = run.get("trigger") or {}
+        if trigger.get("kind") in ("job", "supervisor") or str(run["team"]).startswith("supervisor"):
+            continue
+        error = str(run.get("error") or "failed without an error message")
+        seen = events.get(str(run["id"]), [])
+        failing = next((e for e in reversed(seen) if e["type"] == "step_finished" and e["data"].get("error")), None)
+        models = [e["data"] for e in seen if e["type"] == "model_called"]
+        diagnosis = {
+            "run": {"id": run["id"], "team": run["team"], "task": run["task"], "project": run.get("project")},
+            "failing_step": (failing or {}).get("step_key"),
+            "failing_agent": (failing or {}).get("agent"),
+            "models": sorted({str(m.get("alias") or m.get("requested")) for m in models if m}),
+            "model_errors": [m.get("error") for m in models if m.get("error")][-5:],
+            "events": [{"type": e["type"], "step": e.get("step_key"), "data": _short(e["data"])} for e in seen[-12:]],
+        }
+        out.append(
+            Finding("run_failed", "run", str(run["id"]), f"run {run['id']} of {run['team']} failed", error, diagnosis)
+        )
+    return out
+
+
+def execution_findings(executions: Iterable[Mapping[str, Any]]) -> list[Finding]:
+    out = []
+    for ex in executions:
+        reason = str(ex.get("reason") or ex["status"])
+        diagnosis = {
+            "execution": {k: ex.get(k) for k in ("id", "task_id", "version", "status", "exit_code", "run_id", "agent")},
+            "logs": {"stdout": ex.get("stdout_log"), "stderr": ex.get("stderr_log")},
+        }
+        title = f"execution {ex['id']} of task {ex['task_id']} v{ex['version']} {ex['status']}"
+        out.append(Finding("execution", "execution", str(ex["id"]), title, reason, diagnosis))
+    return out
+
+
+def model_findings(calls: Iterable[Mapping[str, Any]], bucket_s: float) -> list[Finding]:
+    """Model calls no model could answer, one finding per alias per time bucket (a model that will not
+    load fails every call: that is one incident, not one per call)."""
+    grouped: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
+    for call in calls:
+        data = call["data"]
+        if not data.get("error"):
+            continue
+        alias = str(data.get("alias") or data.get("requested") or "?")
+        grouped[(alias, int(call["created_at"] // bucket_s))].append(call)
+    out = []
+    for (alias, bucket), failed in sorted(grouped.items()):
+        errors = [str(c["data"]["error"]) for c in failed]
+        diagnosis = {
+            "model": alias,
+            "failed_calls": len(failed),
+            "runs": sorted({str(c["run_id"]) for c in failed})[:10],
+            "errors": errors[-5:],
+            "fallbacks": [c["data"].get("fallbacks") for c in failed][-3:],
+        }
+        title = f"model {alias} failed {len(failed)} call(s)"
+        out.append(Finding("model", "model", f"{alias}@{bucket}", title, errors[-1], diagnosis))
+    return out
+
+
+def tool_findings(
+    calls: Iterable[Mapping[str, Any]], now: float, window_s: float, threshold: float, min_calls: int
+) -> list[Finding]:
+    """Tools whose share of failed calls over the window is at or above ``threshold`` (with at least
+    ``min_calls`` calls), one finding per tool per window."""
+    by_tool: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for call in calls:
+        if call["created_at"] >= now - window_s:
+            by_tool[str(call["data"].get("tool") or "?")].append(call)
+    out = []
+    for tool, seen in sorted(by_tool.items()):
+        failed = [c for c in seen if c["data"].get("is_error")]
+        if len(seen) < min_calls or len(failed) / len(seen) < threshold:
+            continue
+        rate = len(failed) / len(seen)
+        diagnosis = {
+            "tool": tool,
+            "calls": len(seen),
+            "failed": len(failed),
+            "error_rate": round(rate, 3),
+            "window_s": window_s,
+            "threshold": threshold,
+            "errors": [str(c["data"].get("result", ""))[:300] for c in failed[-5:]],
+            "runs": sorted({str(c["run_id"]) for c in failed})[:10],
+        }
+        error = str(failed[-1]["data"].get("result", "")) if failed else ""
+        subject = f"{tool}@{int(now // window_s)}"
+        out.append(
+            Finding(
+                "tool_errors", "tool", subject, f"tool {tool} failed {rate:.0%} of {len(seen)} calls", error, diagnosis
+            )
+        )
+    return out
+
+
+def worker_findings(workers: Iterable[Mapping[str, Any]], now: float, lease_s: float) -> list[Finding]:
+    """Workers declared dead, or silent past the lease (their heartbeat lost)."""
+    out = []
+    for worker in workers:
+        silent = now - float(worker.get("heartbeat_at") or 0)
+        if worker.get("state") == "stopped" or (worker.get("state") != "dead" and silent < lease_s):
+            continue
+        error = f"worker {worker['id']} lost its heartbeat ({silent:.0f}s silent, lease {lease_s:g}s)"
+        diagnosis = {"worker": {k: v for k, v in worker.items()}, "silent_s": round(silent, 1)}
+        subject = f"{worker['id']}@{int(float(worker.get('heartbeat_at') or 0))}"
+        out.append(
+            Finding("worker_lost", "worker", subject[:200], f"worker {worker.get('host')} lost", error, diagnosis)
+        )
+    return out
+
+
+def _short(data: Any) -> Any:
+    text = json.dumps(data, default=str)
+    return data if len(text) <= 600 else text[:600] + "…"
+
+
+# -- the rule table ----------------------------------------------------------------------------------
+
+
+def rule_for(kind: str, diagnosis: Mapping[str, Any], attempts: int, limits: RuleLimits) -> Decision | None:
+    """The known cases' action (None: no rule knows this failure; ask the model)."""
+    if kind == "oom":
+        resources = diagnosis.get("resources") or {}
+        current = int(resources.get("memory_limit_bytes") or limits.default_memory_bytes)
+        if attempts >= limits.max_attempts:
+            return Decision("escalate", f"it ran out of memory after {attempts} retries with more memory")
+        wanted = _round_mib(current * limits.memory_factor)
+        if current >= limits.memory_cap_bytes:
+            cap = limits.memory_cap_bytes // 2**20
+            return Decision(
+                "escalate", f"it ran out of memory at {current // 2**20} MiB, the supervisor's cap ({cap} MiB)"
+            )
+        wanted = min(wanted, limits.memory_cap_bytes)
+        why = f"it ran out of memory under {current // 2**20} MiB; retry with {wanted // 2**20} MiB"
+        return Decision("retry_with_more_memory", why, {"memory_bytes": wanted})
+    if kind == "run_failed":
+        errors = " ".join(str(e) for e in diagnosis.get("model_errors") or [])
+        if attempts == 0 and any(marker in errors.lower() for marker in TRANSIENT_MARKERS):
+            return Decision("retry", "its model failed with a transient error (a timeout or an unreachable server)")
+    if kind == "model" and attempts == 0:
+        text = " ".join(str(e) for e in diagnosis.get("errors") or []).lower()
+        if any(marker in text for marker in TRANSIENT_MARKERS):
+            return Decision("escalate", "the model failed with transient errors; routing falls back along its chain")
+    return None
+
+
+def _round_mib(value: float) -> int:
+    return int(-(-value // 2**20)) * 2**20
+
+
+def parse_choice(text: str) -> ActionChoice:
+    """The model's answer, checked against the schema (raises ValueError saying what is wrong)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    try:
+        return ActionChoice.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors())
+        raise ValueError(problems) from None
+
+
+# -- regression cases --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegressionCase:
+    """A failure the supervisor could not heal, as a reproduction a person (or a test) can run."""
+
+    incident: str
+    kind: str
+    title: str
+    error: str
+    reproduce: dict[str, Any]
+    expected: dict[str, Any]
+    diagnosis: dict[str, Any]
+    path: Path | None = None
+
+    def command(self) -> list[str]:
+        """The edgecrew command line that reproduces it."""
+        what = self.reproduce
+        if what.get("kind") == "job" and what.get("command"):
+            argv = ["edgecrew", "jobs", "submit"]
+            if what.get("sandbox"):
+                argv.append("--sandbox")
+            memory = (what.get("needs") or {}).get("memory_bytes")
+            if memory:
+                argv += ["--memory", f"{int(memory) // 2**20}MiB"]
+            return [*argv, "--", *[str(a) for a in what["command"]]]
+        if what.get("team") and what.get("task"):
+            return ["edgecrew", "run", str(what["team"]), str(what["task"])]
+        raise ValueError(f"regression case {self.incident} names no runnable reproduction (reproduce: {what})")
+
+
+def regression_case(incident: Any, decision_reason: str) -> RegressionCase:
+    """The case of an incident (an ``IncidentRecord``) that could not be healed."""
+    d = incident.diagnosis
+    reproduce: dict[str, Any] = {"kind": incident.subject_type}
+    if "job" in d:
+        job = d["job"]
+        if job.get("kind") == "team":
+            reproduce.update(kind="run", team=job.get("team"), task=job.get("task"))
+        else:
+            reproduce.update(
+                command=job.get("command"),
+                sandbox=bool(job.get("sandbox")),
+                needs=job.get("needs"),
+                tags=job.get("tags"),
+            )
+    elif "run" in d:
+        run = d["run"]
+        reproduce.update(
+            team=run.get("team"),
+            task=run.get("task"),
+            models=d.get("models"),
+            failing_step=d.get("failing_step"),
+            failing_agent=d.get("failing_agent"),
+        )
+    elif "execution" in d:
+        reproduce.update(execution=d["execution"])
+    else:
+        reproduce.update({k: v for k, v in d.items() if k in ("model", "tool", "worker")})
+    return RegressionCase(
+        incident=incident.id,
+        kind=incident.kind,
+        title=incident.title,
+        error=incident.error,
+        reproduce=reproduce,
+        expected={"state": "succeeded", "note": f"not healed by the supervisor: {decision_reason}"},
+        diagnosis=d,
+    )
+
+
+def write_regression(case: RegressionCase, folder: Path, at: float) -> Path:
+    """Write the case as ``<folder>/<date>-<kind>-<incident>.yaml`` (the same path on a replay)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    day = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+    path = folder / f"{day}-{case.kind}-{case.incident}.yaml"
+    doc = {
+        "incident": case.incident,
+        "kind": case.kind,
+        "title": case.title,
+        "error": case.error,
+        "reproduce": case.reproduce,
+        "command": case.command() if _runnable(case) else None,
+        "expected": case.expected,
+        "diagnosis": case.diagnosis,
+    }
+    partial = path.with_suffix(".tmp")
+    partial.write_text(
+        "# A failure edgecrew's supervisor could not heal. `command` reproduces it; a fix makes it end as `expected`.\n"
+        + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110),
+        encoding="utf-8",
+    )
+    partial.replace(path)
+    return path
+
+
+def _runnable(case: RegressionCase) -> bool:
+    try:
+        case.command()
+    except ValueError:
+        return False
+    return True
+
+
+def load_regression(path: Path) -> RegressionCase:
+    """Read a regression case (raises ValueError naming the file when it is not one)."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read it as YAML: {exc}") from None
+    missing = [
+        k for k in ("incident", "kind", "error", "reproduce", "expected") if not isinstance(doc, dict) or k not in doc
+    ]
+    if missing:
+        raise ValueError(f"{path}: not a regression case (missing {', '.join(missing)})")
+    return RegressionCase(
+        incident=str(doc["incident"]),
+        kind=str(doc["kind"]),
+        title=str(doc.get("title") or ""),
+        error=str(doc["error"]),
+        reproduce=dict(doc["reproduce"]),
+        expected=dict(doc["expected"]),
+        diagnosis=dict(doc.get("diagnosis") or {}),
+        path=path,
+    )

@@ -1,0 +1,747 @@
+"""The supervisor: watches jobs, runs, model calls, sandbox executions, tool error rates and (when the
+cluster's table exists) workers; records each failure as an incident with its diagnosis, decides an
+action (the rule table first, a model constrained to a schema for novel failures), applies safe
+actions itself and risky ones through the approval gate, and writes a regression case for what it
+could not heal.
+
+The one design decision: detection is a periodic loop (idempotent: an incident is keyed by what
+failed), while everything that *acts* is one DBOS workflow per incident. Its steps decide, apply,
+wait for the follow-up and escalate, so a server killed mid-incident resumes where it was, never
+submits a retry twice and never asks the model twice. A risky action is a run of the built-in team
+``supervisor-action``, whose one tool agent calls the risky tool ``supervisor.apply``: the engine's
+approval gate holds it, so it waits in the Approvals inbox like any risky tool call, and runs once.
+Watchers and action handlers are registries (``register_watcher``, ``register_action``), so the
+cluster adds a worker watcher or a restart without this module knowing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dbos import DBOS
+
+from edgecrew.domain.messages import Message, ModelRequest
+from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.sizes import parse_size
+from edgecrew.engine import durable
+from edgecrew.engine.runtime import Runtime
+from edgecrew.errors import EdgecrewError, ToolError
+from edgecrew.ops.incidents import (
+    ACTION_SCHEMA,
+    Decision,
+    Finding,
+    RuleLimits,
+    classify_job,
+    execution_findings,
+    job_findings,
+    model_findings,
+    parse_choice,
+    regression_case,
+    rule_for,
+    run_findings,
+    tool_findings,
+    worker_findings,
+    write_regression,
+)
+from edgecrew.ops.periodic import Periodic
+from edgecrew.store.incidents import IncidentEvent, IncidentRecord, IncidentStore
+
+if TYPE_CHECKING:
+    from edgecrew.ops import Ops
+    from edgecrew.tools.base import ToolRegistry
+
+__all__ = ["WORKFLOW", "Supervisor", "register_action", "register_watcher"]
+
+log = logging.getLogger("edgecrew.supervisor")
+WORKFLOW = "edgecrew.incident"
+ACTION_TEAM = "supervisor-action"
+FOLLOW_POLL_S = 0.5
+MODEL_BUCKET_S = 600.0
+SYSTEM = (
+    "You are the supervisor of an edge AI runtime. A failure is described below. Choose ONE action: "
+    "retry (run it again as it was), retry_with_more_memory (params.memory_mb), restart_worker "
+    "(params.worker), change_model or fallback_model (params.model), change_memory_budget "
+    "(params.memory_mb), cancel, or escalate (a person must look: choose it when unsure). "
+    'Answer JSON only: {"action": ..., "reason": "one sentence", "params": {...}}.'
+)
+
+Watcher = Callable[["Supervisor", float, float], list[Finding]]
+# (supervisor, incident, params) -> the follow-up to wait for ("job:<id>", "run:<id>") or None when done
+ActionHandler = Callable[["Supervisor", IncidentRecord, dict[str, Any]], Awaitable[str | None]]
+_WATCHERS: dict[str, Watcher] = {}
+_ACTIONS: dict[str, ActionHandler] = {}
+
+
+def register_watcher(name: str, watcher: Watcher) -> None:
+    """Add (or replace) a watcher: ``watcher(supervisor, since, now)`` returns the failures it sees."""
+    _WATCHERS[name] = watcher
+
+
+def register_action(action: str, handler: ActionHandler) -> None:
+    """Add (or replace) how a risky action is applied (e.g. the cluster's ``restart_worker``)."""
+    _ACTIONS[action] = handler
+
+
+@dataclass(frozen=True)
+class Followed:
+    """How a follow-up ended: healed, or not (and whether the rules may try again)."""
+
+    ok: bool
+    reason: str
+    again: bool = False
+
+
+class Supervisor:
+    """Incidents: detection (a loop in the server), their workflows, and what the entry points read."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.store = IncidentStore(rt.store)
+        self.clock: Callable[[], float] = time.time  # tests feed their own
+        self._loop = Periodic("edgecrew-supervisor", self.scan, "the supervisor's scan failed")
+
+    @property
+    def _ops(self) -> Ops:
+        from edgecrew.ops import Ops
+
+        return Ops.of(self.rt)
+
+    def workflow_id(self, incident_id: str) -> str:
+        return f"incident.{self._ops.project_key}.{incident_id}"
+
+    @property
+    def limits(self) -> RuleLimits:
+        s = self.rt.settings
+        return RuleLimits(
+            memory_factor=s.supervisor_memory_factor,
+            memory_cap_bytes=parse_size(s.supervisor_memory_cap) or 8 * 2**30,
+            max_attempts=s.supervisor_max_attempts,
+            default_memory_bytes=parse_size(s.sandbox_memory) or 512 * 2**20,
+        )
+
+    def regressions_dir(self) -> Path:
+        folder = Path(self.rt.settings.supervisor_regressions_dir)
+        return folder if folder.is_absolute() else self.rt.project.dir / folder
+
+    # -- what the entry points read ---------------------------------------------------------------------
+
+    def list_incidents(
+        self, *, state: str | None = None, kind: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[IncidentRecord]:
+        return self.store.list_incidents(states=[state] if state else None, kind=kind, limit=limit, offset=offset)
+
+    def count(self, *, state: str | None = None, kind: str | None = None) -> int:
+        return self.store.count(states=[state] if state else None, kind=kind)
+
+    def get(self, incident_id: str) -> IncidentRecord:
+        return self.store.get(incident_id)
+
+    def events(self, incident_id: str) -> list[IncidentEvent]:
+        return self.store.events(self.store.get(incident_id).id)
+
+    # -- server life ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume incident workflows a dead process left, then scan every ``supervisor_interval_s``."""
+        if not durable.launched(self.rt) or self.rt.settings.supervisor_interval_s <= 0:
+            return
+        prefix = self.workflow_id("")
+        await durable.resume_dead(WORKFLOW, lambda wf: wf.workflow_id.startswith(prefix))
+        for incident in await asyncio.to_thread(self.store.list_incidents, states=["open", "healing"], limit=1000):
+            if await durable.workflow_status(self.workflow_id(incident.id)) is None:
+                await self._start_workflow(incident.id)
+        self._loop.start(self.rt.settings.supervisor_interval_s)
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+    # -- detection --------------------------------------------------------------------------------------
+
+    async def scan(self, now: float | None = None) -> list[IncidentRecord]:
+        """Run every watcher once; record the new failures as incidents and start their workflows."""
+        now = self.clock() if now is None else now
+        since = now - self.rt.settings.supervisor_lookback_s
+        found = await asyncio.to_thread(self.detect, since, now)
+        made = []
+        for finding in found:
+            incident = await asyncio.to_thread(self.record, finding)
+            if incident is not None:
+                made.append(incident)
+                if durable.launched(self.rt):
+                    await self._start_workflow(incident.id)
+        return made
+
+    def detect(self, since: float, now: float) -> list[Finding]:
+        """What every watcher sees, less the failures already recorded."""
+        findings: list[Finding] = []
+        for name, watcher in {**BUILTIN_WATCHERS, **_WATCHERS}.items():
+            try:
+                findings += watcher(self, since, now)
+            except Exception:  # one broken watcher must not blind the others
+                log.exception("supervisor watcher %s failed", name)
+        fresh = []
+        by_type: dict[str, list[Finding]] = {}
+        for f in findings:
+            by_type.setdefault(f.subject_type, []).append(f)
+        for subject_type, group in by_type.items():
+            known = self.store.known_subjects(subject_type, [f.subject for f in group])
+            fresh += [f for f in group if f.subject not in known]
+        return fresh
+
+    def record(self, finding: Finding) -> IncidentRecord | None:
+        """Record one finding as an incident (None: another process recorded it first)."""
+        incident_id = "i" + hashlib.sha256(f"{finding.subject_type}:{finding.subject}".encode()).hexdigest()[:15]
+        created = self.store.create(
+            incident_id,
+            kind=finding.kind,
+            subject_type=finding.subject_type,
+            subject=finding.subject,
+            fingerprint=finding.fingerprint,
+            title=finding.title[:500],
+            error=finding.error[:4000],
+            diagnosis=finding.diagnosis,
+            workflow_id=self.workflow_id(incident_id),
+        )
+        if not created:
+            return None
+        log.warning(
+            "incident %s: %s (%s)",
+            incident_id,
+            finding.title,
+            finding.error[:200],
+            extra={"incident": incident_id, "kind": finding.kind},
+        )
+        return self.store.get(incident_id)
+
+    async def _start_workflow(self, incident_id: str) -> None:
+        from dbos import SetWorkflowID
+
+        with SetWorkflowID(self.workflow_id(incident_id)):
+            await DBOS.start_workflow_async(incident_workflow, incident_id)
+
+    def _job_logs(self, job_id: str) -> tuple[str, str]:
+        folder = self._ops.jobs.job_dir(job_id)
+        out = []
+        for name in ("stdout.log", "stderr.log"):
+            path = folder / name
+            try:
+                with path.open("rb") as fh:
+                    fh.seek(max(0, path.stat().st_size - 16_384))
+                    out.append(fh.read().decode("utf-8", errors="replace"))
+            except OSError:
+                out.append("")
+        return out[0], out[1]
+
+    # -- deciding ---------------------------------------------------------------------------------------
+
+    async def decide(self, incident_id: str) -> Decision:
+        """The rule table's action; for a failure no rule knows, an earlier escalation of the same
+        failure, else the model's (checked against the schema; a bad answer escalates)."""
+        incident = await asyncio.to_thread(self.store.get, incident_id)
+        decision = rule_for(incident.kind, incident.diagnosis, incident.attempts, self.limits)
+        if decision is None and incident.attempts > 0:
+            decision = Decision("escalate", incident.reason or "its healing action did not heal it")
+        if decision is None:
+            earlier = [i for i in self.store.same_failure(incident.fingerprint, incident.id) if i.state == "escalated"]
+            if earlier:
+                decision = Decision(
+                    "escalate",
+                    f"the same failure as incident {earlier[0].id}, escalated before",
+                    {"duplicate_of": earlier[0].id},
+                    "duplicate",
+                )
+        if decision is None:
+            decision = self._checked(incident, await self.ask_model(incident))
+        await asyncio.to_thread(
+            self.store.update,
+            incident_id,
+            "decided",
+            decision.to_json(),
+            action=decision.action,
+            action_params=decision.params,
+            decided_by=decision.decided_by,
+            reason=decision.reason,
+        )
+        return decision
+
+    async def ask_model(self, incident: IncidentRecord) -> Decision:
+        from edgecrew.engine.routing import call_with_fallback
+
+        alias = self.rt.settings.supervisor_model
+        facts = {
+            "kind": incident.kind,
+            "what": incident.title,
+            "error": incident.error,
+            "diagnosis": incident.diagnosis,
+        }
+        text = json.dumps(facts, default=str)[:6000]
+        request = ModelRequest(
+            messages=(Message("system", SYSTEM), Message("user", text)),
+            output_schema=ACTION_SCHEMA,
+            max_tokens=256,
+            temperature=0.0,
+            metadata={"agent": "supervisor", "step": f"incident.{incident.id}", "run": incident.id},
+        )
+        try:
+            routed = await call_with_fallback(
+                self.rt.models,
+                self.rt.pool,
+                alias,
+                request,
+                self.rt.settings.supervisor_model_timeout_s,
+                lambda _e: None,
+            )
+        except EdgecrewError as exc:
+            return Decision("escalate", f"no model could decide (model '{alias}': {exc})", {}, "model")
+        if routed.response is None:
+            return Decision("escalate", f"no model could decide (model '{alias}': {routed.error})", {}, "model")
+        answer = routed.response.message.content
+        try:
+            choice = parse_choice(answer)
+        except ValueError as exc:
+            return Decision(
+                "escalate",
+                f"the model's answer did not fit the schema ({exc}): {answer[:300]!r}",
+                {"answer": answer[:1000]},
+                "model",
+            )
+        return Decision(choice.action, choice.reason, choice.params, "model")
+
+    def _checked(self, incident: IncidentRecord, decision: Decision) -> Decision:
+        """A model's action, escalated when it cannot apply to this incident or passes the limits."""
+        action, params = decision.action, dict(decision.params)
+        if action in ("retry", "retry_with_more_memory", "fallback_model") and incident.subject_type not in (
+            "job",
+            "run",
+        ):
+            return replace(
+                decision,
+                action="escalate",
+                reason=f"the model chose {action}, which a {incident.subject_type} does not allow ({decision.reason})",
+            )
+        if action == "retry_with_more_memory":
+            if incident.subject_type != "job":
+                return replace(
+                    decision, action="escalate", reason=f"the model chose more memory for a {incident.subject_type}"
+                )
+            asked = int(params.get("memory_mb") or 0) * 2**20
+            current = int(
+                (incident.diagnosis.get("resources") or {}).get("memory_limit_bytes")
+                or self.limits.default_memory_bytes
+            )
+            wanted = asked or int(current * self.limits.memory_factor)
+            if wanted > self.limits.memory_cap_bytes:
+                return replace(
+                    decision,
+                    action="change_memory_budget",
+                    params={"memory_bytes": wanted},
+                    reason=f"{decision.reason} (past the supervisor's memory cap: needs approval)",
+                )
+            return replace(decision, params={"memory_bytes": max(wanted, current + 2**20)})
+        if action == "change_memory_budget" and params.get("memory_mb"):
+            return replace(decision, params={"memory_bytes": int(params["memory_mb"]) * 2**20})
+        return decision
+
+    # -- applying ---------------------------------------------------------------------------------------
+
+    async def apply(self, incident_id: str, decision: Decision) -> str | None:
+        """Apply a safe action (or, from ``supervisor.apply``, an approved risky one): the follow-up to
+        wait for, or None when the action is done. Raises ToolError when it cannot be applied."""
+        incident = await asyncio.to_thread(self.store.get, incident_id)
+        attempt = incident.attempts + 1
+        params = dict(decision.params)
+        if decision.action in (
+            "retry",
+            "retry_with_more_memory",
+            "fallback_model",
+            "change_memory_budget",
+        ) and incident.subject_type in ("job", "run"):
+            follow_up: str | None = await self._rerun(incident, attempt, params.get("memory_bytes"))
+        elif decision.action in _ACTIONS:
+            follow_up = await _ACTIONS[decision.action](self, incident, params)
+        elif decision.action == "cancel":
+            follow_up = await asyncio.to_thread(self._cancel_subject, incident)
+        else:
+            raise ToolError(f"incident {incident.id}: no way to {decision.action} a {incident.subject_type} here")
+        await asyncio.to_thread(
+            self.store.update,
+            incident_id,
+            "applied",
+            {"action": decision.action, "params": params, "follow_up": follow_up},
+            only_from=("open", "healing"),
+            state="healing",
+            attempts=attempt,
+            follow_up=follow_up,
+        )
+        return follow_up
+
+    async def _rerun(self, incident: IncidentRecord, attempt: int, memory_bytes: Any) -> str:
+        """Run the failed job (or run) again, once per attempt: a replayed step finds its earlier retry."""
+        tag = f"supervisor:{incident.id}#{attempt}"
+        if incident.subject_type == "run" or incident.diagnosis.get("job", {}).get("kind") == "team":
+            from edgecrew.engine.service import RunService, TeamName
+
+            run = incident.diagnosis.get("run") or {}
+            team = run.get("team") or incident.diagnosis["job"]["team"]
+            task = run.get("task") or incident.diagnosis["job"]["task"]
+            started = await RunService(self.rt).start(
+                TeamName(str(team)),
+                str(task),
+                idempotency_key=f"incident:{tag}",
+                trigger={"kind": "supervisor", "incident": incident.id},
+            )
+            return f"run:{started.run.id}"
+        jobs = self._ops.jobs
+        for earlier in await asyncio.to_thread(jobs.store.list_jobs, limit=500):
+            if earlier.submitted_by == tag:
+                return f"job:{earlier.id}"
+        from edgecrew.ops.jobs import JobNeeds
+
+        job = jobs.store.get(incident.subject)
+        needs = JobNeeds.of(job.needs)
+        if memory_bytes:
+            needs = replace(needs, memory_bytes=int(memory_bytes))
+        retry = await jobs.submit(
+            argv=job.argv,
+            name=job.name,
+            sandbox=job.sandbox,
+            needs=needs,
+            priority=job.priority,
+            tags=job.tags,
+            submitted_by=tag,
+        )
+        return f"job:{retry.id}"
+
+    def _cancel_subject(self, incident: IncidentRecord) -> str | None:
+        if incident.subject_type == "job":
+            self._ops.jobs.cancel(incident.subject, by=f"supervisor:{incident.id}")
+        elif incident.subject_type == "run":
+            from edgecrew.engine.service import RunService
+
+            RunService(self.rt).cancel(incident.subject)
+        else:
+            raise ToolError(f"incident {incident.id}: a {incident.subject_type} cannot be cancelled")
+        return None
+
+    async def follow(self, incident_id: str) -> Followed:
+        """Wait for the incident's follow-up to end and judge it."""
+        incident = await asyncio.to_thread(self.store.get, incident_id)
+        if not incident.follow_up:
+            return Followed(True, f"{incident.action} applied")
+        what, _, ident = incident.follow_up.partition(":")
+        if what == "run":
+            from edgecrew.engine.service import RunService
+
+            run = await RunService(self.rt).follow(ident)
+            if run.status == RunStatus.SUCCEEDED:
+                return Followed(True, f"its retry, run {ident}, succeeded")
+            return Followed(False, f"its retry, run {ident}, {run.status.value}: {run.error or ''}".strip(": "))
+        jobs = self._ops.jobs
+        while not (job := await asyncio.to_thread(jobs.store.get, ident)).finished:
+            await asyncio.sleep(FOLLOW_POLL_S)
+        if job.state == "succeeded":
+            return Followed(True, f"its retry, job {ident}, succeeded")
+        _, stderr = await asyncio.to_thread(self._job_logs, ident)
+        limit = int(job.needs.get("memory_bytes") or 0) or self.limits.default_memory_bytes
+        peak = (job.usage or {}).get("peak_rss_bytes")
+        kind = classify_job(job.reason or "", stderr, peak, limit)
+        reason = f"its retry, job {ident}, {job.state}: {job.reason}"
+        if kind == "oom" and incident.kind == "oom":  # the rules may try again with more
+            diagnosis = dict(incident.diagnosis)
+            diagnosis["resources"] = {
+                **diagnosis.get("resources", {}),
+                "memory_limit_bytes": limit,
+                "peak_rss_bytes": peak,
+            }
+            diagnosis["retries"] = [
+                *diagnosis.get("retries", []),
+                {"job": ident, "memory_limit_bytes": limit, "reason": job.reason},
+            ]
+            await asyncio.to_thread(
+                self.store.update, incident_id, "retry_failed", {"job": ident}, diagnosis=diagnosis, reason=reason
+            )
+            return Followed(False, reason, again=True)
+        await asyncio.to_thread(
+            self.store.update, incident_id, "retry_failed", {"job": ident, "stderr": stderr[-500:]}, reason=reason
+        )
+        return Followed(False, reason)
+
+    # -- ending -----------------------------------------------------------------------------------------
+
+    def healed(self, incident_id: str, reason: str) -> None:
+        self.store.update(
+            incident_id, "healed", {"reason": reason}, only_from=("open", "healing"), state="healed", reason=reason
+        )
+        log.info("incident %s healed: %s", incident_id, reason, extra={"incident": incident_id})
+
+    async def escalate(self, incident_id: str, reason: str) -> str | None:
+        """Leave the incident to a person: its regression case written (an earlier one of the same
+        failure reused), the state escalated, a warning logged and the alert webhook told."""
+        incident = await asyncio.to_thread(self.store.get, incident_id)
+        if incident.ended:
+            return incident.regression_path
+        duplicate = (incident.action_params or {}).get("duplicate_of")
+        path: str | None = None
+        if duplicate:
+            path = (await asyncio.to_thread(self.store.get, str(duplicate))).regression_path
+        if path is None:
+            case = regression_case(incident, reason)
+            path = str(await asyncio.to_thread(write_regression, case, self.regressions_dir(), incident.created_at))
+        await asyncio.to_thread(
+            self.store.update,
+            incident_id,
+            "escalated",
+            {"reason": reason, "regression": path},
+            only_from=("open", "healing"),
+            state="escalated",
+            reason=reason,
+            regression_path=path,
+        )
+        log.warning(
+            "incident %s escalated: %s (regression case %s)", incident_id, reason, path, extra={"incident": incident_id}
+        )
+        await self._announce(incident, reason, path)
+        return path
+
+    async def _announce(self, incident: IncidentRecord, reason: str, path: str | None) -> None:
+        url = self.rt.settings.alert_webhook_url
+        if not url:
+            return
+        payload = {
+            "text": f"[incident] {incident.title}: escalated ({reason})",
+            "incident": incident.id,
+            "kind": incident.kind,
+            "status": "escalated",
+            "error": incident.error,
+            "regression_case": path,
+        }
+        try:
+            delivery = await self._ops.alerts._post(url, payload)
+        except Exception as exc:  # a webhook must never fail the incident
+            delivery = f"failed: {exc}"
+        await asyncio.to_thread(self.store.note, incident.id, "announced", {"url": url, "delivery": delivery})
+
+    # -- risky actions: a run of supervisor-action, held by the approval gate --------------------------
+
+    def approval_run(self, incident_id: str) -> str:
+        """Record the run that asks a person to approve the incident's risky action (once per attempt)."""
+        from edgecrew.engine.service import RunService, TeamName
+
+        incident = self.store.get(incident_id)
+        task = (
+            f"Apply {incident.action} to incident {incident.id} ({incident.title[:120]}): "
+            f"{(incident.reason or '')[:300]}"
+        )
+        started = RunService(self.rt).record(
+            TeamName(ACTION_TEAM),
+            task,
+            idempotency_key=f"incident:{incident.id}:approve#{incident.attempts + 1}",
+            trigger={"kind": "supervisor", "incident": incident.id},
+        )
+        self.store.update(incident_id, "approval_requested", {"run": started.run.id}, approval_run=started.run.id)
+        return started.run.id
+
+    async def follow_approval(self, incident_id: str, run_id: str) -> Followed:
+        from edgecrew.engine.approvals import ApprovalService
+        from edgecrew.engine.service import RunService
+
+        service = RunService(self.rt)
+        while True:  # note the approval id as soon as the gate records it
+            approvals = await asyncio.to_thread(ApprovalService(self.rt).list, None, run_id)
+            if approvals:
+                await asyncio.to_thread(self.store.update, incident_id, None, approval_id=approvals[0].id)
+                break
+            if (await asyncio.to_thread(service.get, run_id)).status.terminal:
+                break
+            await asyncio.sleep(FOLLOW_POLL_S)
+        run = await service.follow(run_id)
+        if run.status == RunStatus.SUCCEEDED:
+            return Followed(True, f"approved and applied (run {run_id})")
+        return Followed(False, f"the risky action was not applied (run {run_id} {run.status.value}: {run.error or ''})")
+
+
+def _supervisor() -> Supervisor:
+    from edgecrew.ops import Ops
+
+    return Ops.of(durable.current_runtime()).supervisor
+
+
+# -- the built-in watchers ---------------------------------------------------------------------------
+
+
+def _watch_jobs(sup: Supervisor, since: float, now: float) -> list[Finding]:
+    jobs = [j for j in sup.store.failed_jobs(since) if not (j.submitted_by or "").startswith("supervisor:")]
+    known = sup.store.known_subjects("job", [j.id for j in jobs])
+    jobs = [j for j in jobs if j.id not in known]
+    logs = {j.id: sup._job_logs(j.id) for j in jobs}
+    return job_findings(jobs, logs, sup.limits.default_memory_bytes)
+
+
+def _watch_runs(sup: Supervisor, since: float, now: float) -> list[Finding]:
+    runs = sup.store.failed_runs(since)
+    known = sup.store.known_subjects("run", [str(r["id"]) for r in runs])
+    runs = [r for r in runs if r["id"] not in known]
+    events = {
+        str(r["id"]): [
+            {"type": e.type, "step_key": e.step_key, "agent": e.agent, "data": e.data}
+            for e in sup.rt.store.events(str(r["id"]), limit=500)
+        ]
+        for r in runs
+    }
+    return run_findings(runs, events)
+
+
+def _watch_executions(sup: Supervisor, since: float, now: float) -> list[Finding]:
+    return execution_findings(sup.store.failed_executions(since))
+
+
+def _watch_models(sup: Supervisor, since: float, now: float) -> list[Finding]:
+    window = max(since, now - MODEL_BUCKET_S * 2)
+    calls = sup.store.run_events(["model_called"], window)
+    return model_findings(calls, MODEL_BUCKET_S)
+
+
+def _watch_tools(sup: Supervisor, since: float, now: float) -> list[Finding]:
+    s = sup.rt.settings
+    calls = sup.store.run_events(["tool_called"], now - s.supervisor_tool_window_s)
+    return tool_findings(
+        calls, now, s.supervisor_tool_window_s, s.supervisor_tool_error_rate, s.supervisor_tool_min_calls
+    )
+
+
+def _watch_workers(sup: Supervisor, since: float, now: float) -> list[Finding]:
+    workers = sup.store.workers()
+    if workers is None:  # no cluster table: nothing to watch
+        return []
+    lease = float(getattr(sup.rt.settings, "cluster_lease_s", 10.0))
+    return worker_findings(workers, now, lease)
+
+
+BUILTIN_WATCHERS: dict[str, Watcher] = {
+    "jobs": _watch_jobs,
+    "runs": _watch_runs,
+    "executions": _watch_executions,
+    "models": _watch_models,
+    "tools": _watch_tools,
+    "workers": _watch_workers,
+}
+
+
+# -- the incident workflow ---------------------------------------------------------------------------
+
+
+@DBOS.step(name="edgecrew.incident_decide")
+async def _decide_step(incident_id: str) -> dict[str, Any]:
+    return (await _supervisor().decide(incident_id)).to_json()
+
+
+@DBOS.step(name="edgecrew.incident_apply")
+async def _apply_step(incident_id: str, decision: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return {"follow_up": await _supervisor().apply(incident_id, Decision.of(decision))}
+    except EdgecrewError as exc:
+        return {"error": f"{decision['action']} could not be applied: {exc}"}
+
+
+@DBOS.step(name="edgecrew.incident_follow")
+async def _follow_step(incident_id: str) -> dict[str, Any]:
+    done = await _supervisor().follow(incident_id)
+    return {"ok": done.ok, "reason": done.reason, "again": done.again}
+
+
+@DBOS.step(name="edgecrew.incident_approval_run")
+async def _approval_run_step(incident_id: str) -> dict[str, Any]:
+    try:
+        return {"run": await asyncio.to_thread(_supervisor().approval_run, incident_id)}
+    except EdgecrewError as exc:
+        return {"error": f"the approval could not be asked: {exc}"}
+
+
+@DBOS.step(name="edgecrew.incident_follow_approval")
+async def _follow_approval_step(incident_id: str, run_id: str) -> dict[str, Any]:
+    done = await _supervisor().follow_approval(incident_id, run_id)
+    return {"ok": done.ok, "reason": done.reason}
+
+
+@DBOS.step(name="edgecrew.incident_healed")
+async def _healed_step(incident_id: str, reason: str) -> None:
+    await asyncio.to_thread(_supervisor().healed, incident_id, reason)
+
+
+@DBOS.step(name="edgecrew.incident_escalate")
+async def _escalate_step(incident_id: str, reason: str) -> str | None:
+    return await _supervisor().escalate(incident_id, reason)
+
+
+@DBOS.workflow(name=WORKFLOW)
+async def incident_workflow(incident_id: str) -> str:
+    """Heal one incident: decide, apply (a risky action through the approval gate), wait for the
+    follow-up; decide again while the rules allow another attempt; escalate what is not healed."""
+    while True:
+        decision = await _decide_step(incident_id)
+        if decision["action"] == "escalate":
+            await _escalate_step(incident_id, decision["reason"])
+            return "escalated"
+        if Decision.of(decision).risky:
+            asked = await _approval_run_step(incident_id)
+            if "error" in asked:
+                await _escalate_step(incident_id, asked["error"])
+                return "escalated"
+            await durable.start_workflow(asked["run"])
+            approved = await _follow_approval_step(incident_id, asked["run"])
+            if not approved["ok"]:
+                await _escalate_step(incident_id, approved["reason"])
+                return "escalated"
+        else:
+            applied = await _apply_step(incident_id, decision)
+            if "error" in applied:
+                await _escalate_step(incident_id, applied["error"])
+                return "escalated"
+        followed = await _follow_step(incident_id)
+        if followed["ok"]:
+            await _healed_step(incident_id, followed["reason"])
+            return "healed"
+        if not followed["again"]:
+            await _escalate_step(incident_id, followed["reason"])
+            return "escalated"
+
+
+# -- the risky tool ------------------------------------------------------------------------------------
+
+
+def register_tools(registry: ToolRegistry, rt: Runtime | None = None) -> None:
+    """Register ``supervisor.apply`` (risky: the approval gate holds it), bound to ``rt``."""
+    from edgecrew.tools.base import spec_from_function
+
+    async def apply(request: str) -> dict[str, Any]:
+        """Apply the action a supervisor incident decided (named in the request: "... incident i<id> ...")."""
+        if rt is None:
+            raise ToolError("the supervisor is not open in this process (the tool is only listed here)")
+        from edgecrew.ops import Ops
+
+        found = re.search(r"\bincident (i[0-9a-f]{6,31})\b", request)
+        if found is None:
+            raise ToolError("name the incident: 'incident i<id>'")
+        sup = Ops.of(rt).supervisor
+        incident = await asyncio.to_thread(sup.get, found.group(1))
+        if incident.action is None or incident.ended:
+            raise ToolError(f"incident {incident.id} is {incident.state} with no action to apply")
+        decision = Decision(
+            incident.action, incident.reason or "", dict(incident.action_params or {}), incident.decided_by or "rule"
+        )
+        follow_up = await sup.apply(incident.id, decision)
+        return {
+            "summary": f"{incident.action} applied to {incident.subject_type} {incident.subject}",
+            "follow_up": follow_up,
+        }
+
+    registry.register(spec_from_function(apply, name="supervisor.apply", timeout_s=120.0, risk="risky"))

@@ -1,0 +1,145 @@
+"""/sessions over the app in process: create a session with a team, say two things, read the turns
+back (the second run's task carries the first exchange), stream a reply as Server-Sent Events, and the
+problems a client can cause (an unknown team or session, a message while one is being answered)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from edgecrew.api.routers import openai_compat
+from edgecrew.api.routers import sessions as sessions_router
+from edgecrew.app import create_app
+from edgecrew.settings import reset_settings
+from edgecrew.store.keys import ApiKeyStore
+from tests.api.conftest import auth
+from tests.conftest import write
+
+SLOW = """
+name: slow
+agents:
+  solo: {model: sleepy, system: answer slowly}
+graph: {start: solo, edges: [{from: solo, to: end}]}
+"""
+SLOW_MODEL = """
+  sleepy:
+    backend: scripted
+    replies: [{text: "after a while", delay: 3}]
+"""
+
+
+@pytest.fixture
+def http(server_project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    monkeypatch.setenv("EDGECREW_RATE_LIMIT_PER_MINUTE", "100000")
+    monkeypatch.setenv("EDGECREW_MEMORY_EMBEDDER", "hashing")
+    config = server_project / "edgecrew.yaml"
+    config.write_text(config.read_text().replace("models:\n", "models:" + SLOW_MODEL, 1))
+    write(server_project / "teams" / "slow.yaml", SLOW)
+    reset_settings()
+    app = create_app()
+    if not any(getattr(r, "path", "") == "/sessions" for r in app.routes):  # until app.py wires it
+        app.include_router(sessions_router.router)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        store = ApiKeyStore(client.app.state.rt.store)  # type: ignore[attr-defined]
+        yield client, auth(store.create("chat", ("runs", "read"))[1])
+
+
+def test_a_session_remembers_its_earlier_turns(http: tuple[TestClient, dict[str, str]]) -> None:
+    client, headers = http
+    made = client.post("/sessions", json={"team": "echo"}, headers=headers)
+    assert made.status_code == 201, made.text
+    session = made.json()
+    assert made.headers["location"] == f"/sessions/{session['id']}" and session["title"] == ""
+    first = client.post(f"/sessions/{session['id']}/messages", json={"content": "My dog is Rex."}, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "answered" and first.json()["answer"]["content"] == "the answer is 42"
+    second = client.post(f"/sessions/{session['id']}/messages", json={"content": "Name my dog."}, headers=headers)
+    assert second.status_code == 200 and second.headers["x-run-id"] == second.json()["run_id"]
+    run = client.get(f"/runs/{second.json()['run_id']}", headers=headers).json()
+    assert "user: My dog is Rex.\nassistant: the answer is 42" in run["task"]
+    assert run["trigger"] == {"kind": "chat", "session": session["id"], "turn": 2}
+    detail = client.get(f"/sessions/{session['id']}", headers=headers).json()
+    assert detail["title"] == "My dog is Rex."
+    assert [(t["seq"], t["role"]) for t in detail["turns"]] == [
+        (0, "user"),
+        (1, "assistant"),
+        (2, "user"),
+        (3, "assistant"),
+    ]
+    listed = client.get("/sessions", params={"team": "echo"}, headers=headers).json()
+    assert listed["total"] == 1 and listed["items"][0]["id"] == session["id"]
+
+
+def test_a_reply_streams_as_server_sent_events(http: tuple[TestClient, dict[str, str]]) -> None:
+    client, headers = http
+    session = client.post("/sessions", json={"team": "echo", "title": "sse"}, headers=headers).json()
+    events: list[tuple[str, str]] = []
+    with client.stream(
+        "POST",
+        f"/sessions/{session['id']}/messages",
+        params={"stream": "true"},
+        json={"content": "hi"},
+        headers=headers,
+    ) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((kind, line.split(":", 1)[1].strip()))
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "turn" and kinds[-2:] == ["answer", "done"]
+    answer = json.loads(events[-2][1])
+    assert answer["status"] == "answered" and answer["answer"]["content"] == "the answer is 42"
+
+
+def test_problems_a_client_can_cause(http: tuple[TestClient, dict[str, str]]) -> None:
+    client, headers = http
+    assert client.post("/sessions", json={"team": "nope"}, headers=headers).status_code == 404
+    assert client.get("/sessions/s0123", headers=headers).status_code == 404
+    assert client.post("/sessions/s0123/messages", json={"content": "hi"}, headers=headers).status_code == 404
+    assert client.get("/sessions/not-an-id", headers=headers).status_code == 422
+    session = client.post("/sessions", json={"team": "slow"}, headers=headers).json()
+    url = f"/sessions/{session['id']}/messages"
+    pending = client.post(url, params={"wait": 0}, json={"content": "take your time"}, headers=headers)
+    assert pending.status_code == 202 and pending.json()["status"] == "pending", pending.text
+    busy = client.post(url, params={"wait": 0}, json={"content": "something else"}, headers=headers)
+    assert busy.status_code == 409 and "still answering" in busy.json()["detail"]
+    again = client.post(url, json={"content": "take your time"}, headers=headers)  # a retry: the same run
+    assert again.status_code == 200 and again.json()["run_id"] == pending.json()["run_id"]
+    assert again.json()["answer"]["content"] == "after a while"
+    blank = client.post(url, json={"content": "   "}, headers=headers)
+    assert blank.status_code == 422
+
+
+V1_BOUND = "x_edgecrew_session" in inspect.signature(openai_compat.chat_completions).parameters
+
+
+@pytest.mark.skipif(not V1_BOUND, reason="the X-Edgecrew-Session patch of api/routers/openai_compat.py is not applied")
+def test_a_v1_completion_bound_to_a_session_is_its_next_turn(http: tuple[TestClient, dict[str, str]]) -> None:
+    client, headers = http
+    session = client.post("/sessions", json={"team": "echo"}, headers=headers).json()
+    bound = {**headers, "X-Edgecrew-Session": session["id"]}
+    first = {"model": "echo", "messages": [{"role": "user", "content": "The code word is plum."}]}
+    assert client.post("/v1/chat/completions", json=first, headers=bound).status_code == 200
+    # Only the last message counts: the session's stored turns are the context, not the client's copy.
+    second = {
+        "model": "echo/solo",
+        "messages": [{"role": "user", "content": "ignored"}, {"role": "user", "content": "What is the code word?"}],
+    }
+    answered = client.post("/v1/chat/completions", json=second, headers=bound)
+    assert answered.status_code == 200, answered.text
+    run = client.get(f"/runs/{answered.headers['x-run-id']}", headers=headers).json()
+    assert "user: The code word is plum." in run["task"] and "ignored" not in run["task"]
+    turns = client.get(f"/sessions/{session['id']}", headers=headers).json()["turns"]
+    assert [t["content"] for t in turns] == [
+        "The code word is plum.", "the answer is 42", "What is the code word?", "the answer is 42"
+    ]  # fmt: skip
+    other = client.post("/v1/chat/completions", json={**first, "model": "ship"}, headers=bound)
+    assert other.status_code == 409 and "talks to team 'echo'" in other.json()["detail"]

@@ -1,0 +1,46 @@
+"""The built-in twin on the real embedded model (SmolLM2-135M through llama.cpp): two turns of a chat
+session, each a run that succeeds with a non-empty answer; the second run's task carries the first
+exchange (short-term memory) and its agent recalled the first exchange from long-term memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from edgecrew.bootstrap import bootstrap
+from edgecrew.engine import durable
+from edgecrew.engine.service import RunService
+from edgecrew.engine.sessions import ChatSessions
+from tests.unit.test_chat_sessions import exact_memory_search, head_at_sessions
+
+pytest.importorskip("llama_cpp", reason="the embedded model needs the [local] extra (make test installs it)")
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(autouse=True)
+def _shutdown(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    head_at_sessions(monkeypatch)
+    exact_memory_search(monkeypatch)
+    monkeypatch.setenv("EDGECREW_MEMORY_EMBEDDER", "hashing")  # the e5 model has its own real tests
+    yield
+    durable.shutdown()
+
+
+async def test_the_twin_chats_on_smollm2_and_remembers_the_first_turn() -> None:
+    rt = bootstrap()
+    chats = ChatSessions(RunService(rt))
+    session = chats.create("twin")
+    first = await chats.say(session.id, "Hello! My name is Ada and I live in Lisbon.")
+    assert first.status == "answered", first.error
+    assert first.answer is not None and first.answer.content.strip()
+    second = await chats.say(session.id, "Where do I live?")
+    assert second.status == "answered", second.error
+    assert second.answer is not None and second.answer.content.strip()
+    assert "user: Hello! My name is Ada and I live in Lisbon." in second.run.task
+    steps = [s.agent for s in rt.store.steps(second.run.id)]
+    assert steps == ["route", "twin"]
+    recalled = [e for e in rt.store.events(second.run.id) if e.type == "memory_recalled"]
+    assert recalled and first.memory_id in recalled[0].data["ids"]
+    calls = [e for e in rt.store.events(second.run.id) if e.type == "model_called"]
+    assert calls and all(e.data["alias"] == "local" for e in calls)

@@ -1,0 +1,82 @@
+"""`edgecrew chat`: talk to a team through the real command (typer's runner) on a scripted model, carry
+on the session later with --session, list and show sessions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from edgecrew.cli import app as edgecrew_app
+from edgecrew.cli.chat import chat_app
+from edgecrew.engine import durable
+from edgecrew.settings import reset_settings
+from tests.conftest import write
+
+PROJECT = """
+models:
+  pal-model:
+    backend: scripted
+    replies: ["noted"]
+"""
+PAL = """
+name: pal
+agents:
+  buddy: {model: pal-model, system: chat, memory: {recall: 2}}
+graph: {start: buddy, edges: [{from: buddy, to: end}]}
+"""
+
+
+@pytest.fixture
+def cli(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Typer]:
+    monkeypatch.setenv("EDGECREW_MEMORY_EMBEDDER", "hashing")
+    write(project_dir / "edgecrew.yaml", PROJECT)
+    write(project_dir / "teams" / "pal.yaml", PAL)
+    reset_settings()
+    registered = any(getattr(g, "name", None) == "chat" for g in edgecrew_app.registered_groups)
+    if registered:
+        yield edgecrew_app
+    else:  # until cli/__init__.py registers the group
+        app = typer.Typer()
+        app.add_typer(chat_app, name="chat")
+        yield app
+    durable.shutdown()
+
+
+def test_a_chat_goes_on_in_a_later_command_with_its_turns_as_context(cli: typer.Typer) -> None:
+    runner = CliRunner()
+    first = runner.invoke(cli, ["chat", "pal", "-m", "The key is under the mat."])
+    assert first.exit_code == 0, first.output
+    assert "pal: noted" in first.output
+    session = re.search(r"session (s[0-9a-f]+)", first.output)
+    assert session is not None
+    later = runner.invoke(cli, ["chat", "--session", session.group(1), "-m", "Where is the key?"])
+    assert later.exit_code == 0, later.output
+    assert "you: The key is under the mat." in later.output  # the recent turns, shown again
+    assert later.output.count("pal: noted") == 2  # the earlier answer, then this one
+    from edgecrew.bootstrap import bootstrap
+
+    task = bootstrap().store.list_runs(limit=1)[0].task
+    assert "user: The key is under the mat.\nassistant: noted" in task and task.endswith("Where is the key?")
+    listed = runner.invoke(cli, ["chat", "sessions"])
+    assert listed.exit_code == 0 and session.group(1) in listed.output and "The key is under" in listed.output
+    shown = runner.invoke(cli, ["chat", "show", session.group(1)])
+    assert shown.exit_code == 0
+    assert [line.split(":")[0] for line in shown.output.splitlines()[1:]] == ["you", "pal", "you", "pal"]
+
+
+def test_the_interactive_loop_reads_lines_until_quit(cli: typer.Typer) -> None:
+    result = CliRunner().invoke(cli, ["chat", "pal"], input="hello\n/new\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert "pal: noted" in result.output and "new session s" in result.output
+
+
+def test_chat_problems_exit_non_zero(cli: typer.Typer) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["chat", "no-such-team", "-m", "hi"]).exit_code == 1
+    assert runner.invoke(cli, ["chat", "--session", "s0000", "-m", "hi"]).exit_code == 1
+    assert runner.invoke(cli, ["chat", "start"]).exit_code == 2

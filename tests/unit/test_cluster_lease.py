@@ -1,0 +1,69 @@
+"""The cluster's lease rule with a fed-in clock: who is alive, who is declared dead, who serves what,
+where a model call goes; and the atomic "declare dead" on a real (SQLite) workers table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from edgecrew.cluster.calls import plan
+from edgecrew.cluster.lease import WorkerInfo, alive, expired, serving
+from edgecrew.cluster.table import WorkerTable
+from edgecrew.store import tables as t
+
+LEASE = 10.0
+
+
+def _w(
+    wid: str, beat: float, aliases: tuple[str, ...] = ("fast",), state: str = "alive", running: int = 0
+) -> WorkerInfo:
+    return WorkerInfo(wid, "h", 1, aliases, (), heartbeat_at=beat, started_at=0.0, state=state, running=running)
+
+
+def test_a_worker_is_alive_until_its_lease_runs_out() -> None:
+    w = _w("a", beat=100.0)
+    assert w.is_alive(110.0, LEASE)  # exactly the lease: still alive
+    assert not w.is_alive(110.01, LEASE)
+    assert expired([w], 110.0, LEASE) == [] and expired([w], 110.5, LEASE) == [w]
+
+
+def test_dead_and_stopping_workers() -> None:
+    dead, stopping = _w("d", 109.0, state="dead"), _w("s", 0.0, state="stopping")
+    assert alive([dead, stopping], 110.0, LEASE) == []
+    assert expired([dead, stopping], 110.0, LEASE) == [stopping]  # a clean stop is recovered too, once
+    assert dead.to_dict(110.0, LEASE)["state"] == "dead"
+    assert _w("x", 50.0).to_dict(110.0, LEASE)["state"] == "silent"
+
+
+def test_serving_lists_live_workers_of_an_alias_least_loaded_first() -> None:
+    busy, idle, gone = _w("a", 100, ("coder",), running=1), _w("b", 100, ("coder",)), _w("c", 10, ("coder",))
+    assert serving([busy, idle, gone, _w("d", 100)], "coder", 105.0, LEASE) == [idle, busy]
+
+
+def test_plan_runs_locally_remotely_or_falls_back_along_the_chain() -> None:
+    expert = _w("e", 100, ("coder", "fast"))
+    chain = ["coder", "fast", "local"]
+    assert plan(chain, {"fast"}, [expert], 105.0, LEASE) == ("remote", "coder", [])
+    assert plan(chain, {"coder", "fast"}, [expert], 105.0, LEASE) == ("local", "coder", [])
+    # The expert's lease ran out: the call falls back to the next alias this worker serves.
+    assert plan(chain, {"fast"}, [expert], 200.0, LEASE) == ("local", "fast", ["coder"])
+    assert plan(["coder"], set(), [], 105.0, LEASE) == ("local", None, ["coder"])
+
+
+def test_declaring_dead_is_won_once(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    t.workers.create(engine)
+    table = WorkerTable(engine)
+    for wid, beat in (("a", 100.0), ("b", 100.0)):
+        table.register(_w(wid, beat))
+    assert table.heartbeat("a", 115.0, running=2) == "alive"
+    assert table.declare_dead(111.0, LEASE, by="a") == ["b"]
+    assert table.declare_dead(111.0, LEASE, by="c") == []  # another supervisor finds it already declared
+    rows = {w.id: w for w in table.all()}
+    assert rows["b"].state == "dead" and rows["b"].declared_by == "a" and rows["a"].running == 2
+    assert table.heartbeat("b", 112.0, running=0) == "dead"  # a frozen worker learns it was declared dead
+    table.stopped("a")
+    assert table.declare_dead(116.0, LEASE, by="c") == ["a"]
+    assert {w.id: w.state for w in table.all()} == {"a": "stopped", "b": "dead"}
+    engine.dispose()

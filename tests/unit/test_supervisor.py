@@ -1,0 +1,375 @@
+"""The supervisor without DBOS: detection and the rule table on fed-in records and a fed-in clock, the
+model's answer checked against the schema, the store's one-incident-per-subject, regression cases that
+parse and name their reproduction, and the API, CLI and page reading incidents."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from edgecrew.bootstrap import bootstrap
+from edgecrew.engine.runtime import Runtime
+from edgecrew.ops import Ops
+from edgecrew.ops.incidents import (
+    Decision,
+    Finding,
+    RuleLimits,
+    classify_job,
+    fingerprint,
+    job_findings,
+    load_regression,
+    model_findings,
+    parse_choice,
+    regression_case,
+    rule_for,
+    run_findings,
+    tool_findings,
+    worker_findings,
+    write_regression,
+)
+from edgecrew.ops.supervisor import Supervisor, register_watcher
+from tests.conftest import write
+
+MiB = 2**20
+NOW = 1_750_000_000.0
+
+
+def _job(**values: Any) -> SimpleNamespace:
+    base = {
+        "id": "j1",
+        "name": "hog",
+        "kind": "command",
+        "argv": ["python3", "-c", "x"],
+        "team": None,
+        "task": None,
+        "sandbox": True,
+        "needs": {"memory_bytes": 200 * MiB},
+        "tags": [],
+        "priority": 50,
+        "state": "failed",
+        "reason": "exited with code 1",
+        "exit_code": 1,
+        "run_id": None,
+        "submitted_by": None,
+        "usage": {"peak_rss_bytes": 190 * MiB, "cpu_s": 0.3, "wall_s": 0.5},
+    }
+    return SimpleNamespace(**{**base, **values})
+
+
+# -- detection on fed-in records ---------------------------------------------------------------------
+
+
+def test_a_job_that_ran_out_of_memory_is_an_oom_incident_with_its_figures() -> None:
+    stderr = 'Traceback (most recent call last):\n  File "<string>", line 1\nMemoryError\n'
+    [found] = job_findings([_job()], {"j1": ("", stderr)}, default_limit=512 * MiB)
+    assert found.kind == "oom" and found.subject == "j1" and found.subject_type == "job"
+    assert found.diagnosis["resources"]["memory_limit_bytes"] == 200 * MiB
+    assert found.diagnosis["resources"]["peak_rss_bytes"] == 190 * MiB
+    assert found.diagnosis["stderr_tail"][-1] == "MemoryError"
+    assert found.error == "exited with code 1: MemoryError"
+
+
+def test_a_job_killed_at_its_memory_limit_is_oom_and_a_plain_failure_is_not() -> None:
+    assert classify_job("killed by SIGKILL", "", 199 * MiB, 200 * MiB) == "oom"
+    assert classify_job("killed by SIGKILL", "", 20 * MiB, 200 * MiB) == "job_failed"
+    assert classify_job("exited with code 3", "flux capacitor misaligned", None, None) == "job_failed"
+
+
+def test_jobs_the_supervisor_submitted_and_jobs_that_did_not_fail_are_not_incidents() -> None:
+    jobs = [_job(id="j2", submitted_by="supervisor:iabc#1"), _job(id="j3", state="succeeded")]
+    assert job_findings(jobs, {}, 512 * MiB) == []
+
+
+def test_a_sandboxed_job_without_a_declared_limit_has_the_sandbox_default() -> None:
+    [found] = job_findings([_job(needs={})], {"j1": ("", "MemoryError")}, default_limit=256 * MiB)
+    assert found.diagnosis["resources"]["memory_limit_bytes"] == 256 * MiB
+
+
+def test_a_failed_run_names_its_failing_step_and_model_errors_and_a_jobs_run_is_skipped() -> None:
+    runs = [
+        {"id": "r1", "team": "crew", "task": "t", "error": "agent writer failed", "trigger": None},
+        {"id": "r2", "team": "crew", "task": "t", "error": "x", "trigger": {"kind": "job", "job": "j1"}},
+    ]
+    events = {
+        "r1": [
+            {
+                "type": "model_called",
+                "step_key": "writer.1",
+                "agent": "writer",
+                "data": {"alias": "local", "error": "model 'local' did not answer within 30s"},
+            },
+            {"type": "step_finished", "step_key": "writer.1", "agent": "writer", "data": {"error": "no answer"}},
+        ]
+    }
+    [found] = run_findings(runs, events)
+    assert found.kind == "run_failed" and found.subject == "r1"
+    assert found.diagnosis["failing_step"] == "writer.1" and found.diagnosis["models"] == ["local"]
+    assert rule_for(found.kind, found.diagnosis, 0, RuleLimits()) == Decision(
+        "retry", "its model failed with a transient error (a timeout or an unreachable server)"
+    )
+
+
+def test_model_failures_are_one_incident_per_model_per_window() -> None:
+    calls = [
+        {
+            "run_id": f"r{i}",
+            "created_at": NOW + i,
+            "data": {"alias": "big", "error": "could not load model big: out of memory"},
+        }
+        for i in range(3)
+    ] + [{"run_id": "r9", "created_at": NOW, "data": {"alias": "small"}}]
+    [found] = model_findings(calls, bucket_s=600)
+    assert found.kind == "model" and found.subject.startswith("big@") and found.diagnosis["failed_calls"] == 3
+
+
+def test_a_tool_failing_past_the_threshold_over_the_window_is_an_incident() -> None:
+    def call(tool: str, ok: bool, ago: float) -> dict[str, Any]:
+        return {
+            "run_id": "r1",
+            "created_at": NOW - ago,
+            "data": {"tool": tool, "is_error": not ok, "result": "HTTP 500"},
+        }
+
+    calls = [call("http.get", False, 10) for _ in range(4)] + [call("http.get", True, 10)]
+    calls += [call("files.read", False, 10), call("files.read", True, 10)]  # too few calls
+    calls += [call("old.tool", False, 5000) for _ in range(9)]  # outside the window
+    [found] = tool_findings(calls, NOW, window_s=600, threshold=0.5, min_calls=5)
+    assert found.kind == "tool_errors" and found.diagnosis["error_rate"] == 0.8
+    assert tool_findings(calls, NOW, window_s=600, threshold=0.9, min_calls=5) == []
+
+
+def test_a_worker_silent_past_its_lease_is_lost() -> None:
+    workers = [
+        {"id": "h1:1:1", "host": "h1", "state": "alive", "heartbeat_at": NOW - 30},
+        {"id": "h2:1:1", "host": "h2", "state": "alive", "heartbeat_at": NOW - 1},
+        {"id": "h3:1:1", "host": "h3", "state": "stopped", "heartbeat_at": NOW - 999},
+    ]
+    [found] = worker_findings(workers, NOW, lease_s=10)
+    assert found.kind == "worker_lost" and found.subject.startswith("h1:1:1@")
+
+
+def test_the_fingerprint_ignores_ids_numbers_and_paths() -> None:
+    a = fingerprint("job_failed", "job", "exited with code 3: error at /tmp/x1/run.py line 12 id 0a1b2c3d4e")
+    b = fingerprint("job_failed", "job", "exited with code 7: error at /srv/y/run.py line 99 id ffeeddccbb")
+    assert a == b
+    assert a != fingerprint("job_failed", "job", "exited with code 3: disk full")
+
+
+# -- the rule table ----------------------------------------------------------------------------------
+
+
+def test_oom_doubles_the_memory_up_to_the_cap_and_then_escalates() -> None:
+    limits = RuleLimits(memory_factor=2.0, memory_cap_bytes=1024 * MiB, max_attempts=3)
+    first = rule_for("oom", {"resources": {"memory_limit_bytes": 200 * MiB}}, 0, limits)
+    assert (
+        first is not None and first.action == "retry_with_more_memory" and first.params == {"memory_bytes": 400 * MiB}
+    )
+    capped = rule_for("oom", {"resources": {"memory_limit_bytes": 700 * MiB}}, 1, limits)
+    assert capped is not None and capped.params == {"memory_bytes": 1024 * MiB}
+    at_cap = rule_for("oom", {"resources": {"memory_limit_bytes": 1024 * MiB}}, 2, limits)
+    assert at_cap is not None and at_cap.action == "escalate" and "cap" in at_cap.reason
+    spent = rule_for("oom", {"resources": {"memory_limit_bytes": 200 * MiB}}, 3, limits)
+    assert spent is not None and spent.action == "escalate"
+
+
+def test_no_rule_knows_a_strange_exit() -> None:
+    assert rule_for("job_failed", {"job": {}}, 0, RuleLimits()) is None
+
+
+def test_the_models_answer_must_fit_the_schema() -> None:
+    choice = parse_choice('{"action": "retry", "reason": "flaky", "params": {}}')
+    assert choice.action == "retry"
+    for bad, says in (
+        ("not json", "not JSON"),
+        ('{"action": "reboot", "reason": "x", "params": {}}', "action"),
+        ('{"action": "retry", "params": {}}', "reason"),
+    ):
+        with pytest.raises(ValueError, match=says):
+            parse_choice(bad)
+
+
+# -- the service, on a real store --------------------------------------------------------------------
+
+
+@pytest.fixture
+def rt(project_dir: Path, edgecrew_home: Path) -> Runtime:
+    write(
+        project_dir / "edgecrew.yaml",
+        """\
+        models:
+          local:
+            backend: scripted
+            replies:
+              - json: {action: cancel, reason: "stop it", params: {}}
+              - text: "I think you should retry"
+        """,
+    )
+    return bootstrap()
+
+
+def _finding(subject: str = "j1", kind: str = "job_failed") -> Finding:
+    return Finding(
+        kind,
+        "job",
+        subject,
+        f"failed: job {subject}",
+        "exited with code 3: flux",
+        {"job": {"id": subject, "kind": "command", "command": ["sh", "-c", "exit 3"], "sandbox": False, "needs": {}}},
+    )
+
+
+def test_a_failure_is_one_incident_however_often_it_is_seen(rt: Runtime) -> None:
+    sup = Ops.of(rt).supervisor
+    first = sup.record(_finding())
+    assert first is not None and first.state == "open" and first.id.startswith("i")
+    assert sup.record(_finding()) is None
+    assert [i.id for i in sup.list_incidents()] == [first.id] and sup.count(state="open") == 1
+    assert [e.kind for e in sup.events(first.id[:6])] == ["detected"]
+
+
+def test_pluggable_watchers_feed_detection_and_a_broken_one_does_not_blind_the_others(rt: Runtime) -> None:
+    sup = Ops.of(rt).supervisor
+    register_watcher("test-fed", lambda _sup, since, now: [_finding("j-fed")] if now == NOW else [])
+    register_watcher("test-broken", lambda _sup, since, now: 1 / 0)  # type: ignore[arg-type,return-value]
+    try:
+        found = sup.detect(NOW - 3600, NOW)
+        assert [f.subject for f in found] == ["j-fed"]
+        sup.record(found[0])
+        assert sup.detect(NOW - 3600, NOW) == []  # already an incident
+    finally:
+        from edgecrew.ops import supervisor as module
+
+        module._WATCHERS.pop("test-fed", None)
+        module._WATCHERS.pop("test-broken", None)
+
+
+async def test_the_model_decides_a_novel_failure_and_a_bad_answer_escalates(rt: Runtime) -> None:
+    sup = Ops.of(rt).supervisor
+    first = sup.record(_finding("j1"))
+    second = sup.record(_finding("j2"))
+    assert first is not None and second is not None
+    decision = await sup.decide(first.id)
+    assert (decision.action, decision.decided_by, decision.risky) == ("cancel", "model", True)
+    assert sup.get(first.id).action == "cancel"
+    bad = await sup.decide(second.id)
+    assert bad.action == "escalate" and "did not fit the schema" in bad.reason
+
+
+async def test_an_escalated_failure_writes_a_regression_case_and_its_twin_reuses_it(
+    rt: Runtime, project_dir: Path
+) -> None:
+    sup = Ops.of(rt).supervisor
+    first = sup.record(_finding("j1"))
+    assert first is not None
+    path = await sup.escalate(first.id, "nobody knows")
+    assert path is not None and Path(path).parent == project_dir / "regressions"
+    assert sup.get(first.id).state == "escalated"
+    twin = sup.record(_finding("j2"))
+    assert twin is not None
+    decision = await sup.decide(twin.id)  # same fingerprint: no model call, the earlier case
+    assert decision.decided_by == "duplicate" and decision.params == {"duplicate_of": first.id}
+    assert await sup.escalate(twin.id, decision.reason) == path
+
+
+def test_a_regression_case_parses_and_names_its_reproduction(tmp_path: Path) -> None:
+    incident = SimpleNamespace(
+        id="iabc",
+        kind="oom",
+        subject_type="job",
+        title="ran out of memory: job j1",
+        error="MemoryError",
+        diagnosis={
+            "job": {
+                "kind": "command",
+                "command": ["python3", "-c", "x"],
+                "sandbox": True,
+                "needs": {"memory_bytes": 1024 * MiB},
+                "tags": [],
+            }
+        },
+    )
+    path = write_regression(regression_case(incident, "memory cap reached"), tmp_path / "regressions", NOW)
+    assert path.name == "2025-06-15-oom-iabc.yaml"
+    case = load_regression(path)
+    assert case.command() == [
+        "edgecrew",
+        "jobs",
+        "submit",
+        "--sandbox",
+        "--memory",
+        "1024MiB",
+        "--",
+        "python3",
+        "-c",
+        "x",
+    ]
+    assert case.expected["state"] == "succeeded" and "memory cap reached" in case.expected["note"]
+    run = SimpleNamespace(
+        id="ir",
+        kind="run_failed",
+        subject_type="run",
+        title="t",
+        error="e",
+        diagnosis={"run": {"team": "crew", "task": "write a haiku"}, "failing_step": "writer.1"},
+    )
+    assert regression_case(run, "x").command() == ["edgecrew", "run", "crew", "write a haiku"]
+    (tmp_path / "junk.yaml").write_text("just: text\n")
+    with pytest.raises(ValueError, match="not a regression case"):
+        load_regression(tmp_path / "junk.yaml")
+
+
+# -- entry points ------------------------------------------------------------------------------------
+
+
+def test_the_api_lists_and_shows_incidents(rt: Runtime) -> None:
+    from edgecrew.api.routers import incidents
+
+    sup = Ops.of(rt).supervisor
+    made = sup.record(_finding())
+    assert made is not None
+    app = FastAPI()
+    app.state.rt, app.state.ops = rt, Ops.of(rt)
+    app.include_router(incidents.router)
+    from edgecrew.api.auth import _SCOPE_OF
+
+    for dependency in _SCOPE_OF:  # signed in: the auth matrix checks the scope on the real app
+        app.dependency_overrides[dependency] = lambda: None
+    client = TestClient(app)
+    listed = client.get("/incidents", params={"state": "open"})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["total"] == 1 and listed.json()["items"][0]["id"] == made.id
+    shown = client.get(f"/incidents/{made.id}").json()
+    assert shown["diagnosis"]["job"]["command"] == ["sh", "-c", "exit 3"] and shown["events"][0]["kind"] == "detected"
+    assert client.get("/incidents", params={"state": "bogus"}).status_code == 422
+
+
+def test_the_cli_lists_and_shows_incidents(rt: Runtime) -> None:
+    import typer
+
+    from edgecrew.cli.incidents import incidents_app
+
+    made = Ops.of(rt).supervisor.record(_finding())
+    assert made is not None
+    app = typer.Typer()
+    app.add_typer(incidents_app, name="incidents")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["incidents", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.output)[0]["id"] == made.id
+    shown = runner.invoke(app, ["incidents", "show", made.id[:8]])
+    assert shown.exit_code == 0 and "flux" in shown.output and "detected" in shown.output
+    assert runner.invoke(app, ["incidents", "list", "--state", "nope"]).exit_code == 1
+    assert runner.invoke(app, ["incidents", "show", "izzzz"]).exit_code == 1
+
+
+def test_the_supervisor_is_one_per_runtime(rt: Runtime) -> None:
+    assert isinstance(Ops.of(rt).supervisor, Supervisor) and Ops.of(rt).supervisor is Ops.of(rt).supervisor
+    assert time.time() > NOW

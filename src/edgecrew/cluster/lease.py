@@ -52,7 +52,7 @@ class WorkerInfo:
             "heartbeat_age_s": round(now - self.heartbeat_at, 2),
             "dead_at": self.dead_at,
             "declared_by": self.declared_by,
-            "recovered": self.recovered,
+            "recovered": self.recovered if self.recovered >= 0 else None,  # None: recovery under way
         }
 
 

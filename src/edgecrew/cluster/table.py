@@ -2,7 +2,8 @@
 
 Declaring is a conditional UPDATE (``state = 'alive' AND heartbeat_at < now - lease``): when every
 live worker's supervisor tries at once, the row lock lets exactly one of them win, and only the
-winner asks DBOS to recover the dead worker's workflows.
+winner asks DBOS to recover the dead worker's workflows. Until it has, the row's ``recovered`` is
+``RECOVERING`` (negative), so the supervisor tells "recovered none" from "recovery never finished".
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from sqlalchemy.engine import Engine
 from edgecrew.cluster.lease import WorkerInfo
 from edgecrew.store import tables as t
 
-__all__ = ["WorkerTable"]
+__all__ = ["RECOVERING", "WorkerTable"]
+
+RECOVERING = -1  # ``recovered`` of a worker declared dead whose workflows are being recovered
 
 _held = t.workers.c.state.in_(("alive", "stopping"))  # a lease someone must end (and recover)
 
@@ -88,6 +91,7 @@ class WorkerTable:
                         state=sa.case((t.workers.c.state == "stopping", "stopped"), else_="dead"),
                         dead_at=now,
                         declared_by=by,
+                        recovered=RECOVERING,
                     )
                 )
                 if hit.rowcount:

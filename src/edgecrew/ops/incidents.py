@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 __all__ = [
     "ACTIONS",
     "ACTION_SCHEMA",
+    "AWAIT_RECOVERY",
     "RISKY",
     "SAFE",
     "ActionChoice",
@@ -35,6 +36,7 @@ __all__ = [
     "Finding",
     "RegressionCase",
     "RuleLimits",
+    "WorkerOutcome",
     "classify_job",
     "execution_findings",
     "fingerprint",
@@ -48,6 +50,7 @@ __all__ = [
     "run_findings",
     "tool_findings",
     "worker_findings",
+    "worker_recovery",
 ]
 
 ACTIONS = (
@@ -60,7 +63,9 @@ ACTIONS = (
     "cancel",
     "escalate",
 )
-SAFE = frozenset({"retry", "retry_with_more_memory", "fallback_model"})
+# The rules' own action for a lost worker (the model never chooses it): wait for the cluster's failover.
+AWAIT_RECOVERY = "await_recovery"
+SAFE = frozenset({"retry", "retry_with_more_memory", "fallback_model", AWAIT_RECOVERY})
 RISKY = frozenset({"restart_worker", "change_model", "change_memory_budget", "cancel"})
 OOM_MARKERS = ("memoryerror", "cannot allocate memory", "out of memory", "std::bad_alloc", "oom-kill", "oom killer")
 TRANSIENT_MARKERS = (
@@ -340,20 +345,125 @@ def tool_findings(
     return out
 
 
-def worker_findings(workers: Iterable[Mapping[str, Any]], now: float, lease_s: float) -> list[Finding]:
-    """Workers declared dead, or silent past the lease (their heartbeat lost)."""
+def worker_findings(
+    workers: Iterable[Mapping[str, Any]], now: float, lease_s: float, since: float = 0.0
+) -> list[Finding]:
+    """Workers declared dead, or silent past the lease (their heartbeat lost), since ``since``; a worker
+    that stopped cleanly is not lost. The diagnosis holds its last heartbeat, the models it served, who
+    declared it dead and how many of its workflows were recovered (when known yet), and the live workers."""
+    rows = list(workers)
+    live = [w for w in rows if w.get("state") == "alive" and now - float(w.get("heartbeat_at") or 0) <= lease_s]
     out = []
-    for worker in workers:
-        silent = now - float(worker.get("heartbeat_at") or 0)
-        if worker.get("state") == "stopped" or (worker.get("state") != "dead" and silent < lease_s):
+    for worker in rows:
+        beat = float(worker.get("heartbeat_at") or 0)
+        silent = now - beat
+        lost_at = float(worker.get("dead_at") or 0) or beat
+        if worker.get("state") in ("stopped", "stopping") or (worker.get("state") != "dead" and silent <= lease_s):
             continue
-        error = f"worker {worker['id']} lost its heartbeat ({silent:.0f}s silent, lease {lease_s:g}s)"
-        diagnosis = {"worker": {k: v for k, v in worker.items()}, "silent_s": round(silent, 1)}
-        subject = f"{worker['id']}@{int(float(worker.get('heartbeat_at') or 0))}"
+        if lost_at < since:
+            continue
+        declared = worker.get("state") == "dead"
+        how = f"declared dead by worker {worker.get('declared_by')}" if declared else "not declared dead yet"
+        error = f"worker {worker['id']} lost its heartbeat ({silent:.0f}s silent, lease {lease_s:g}s; {how})"
+        diagnosis = {
+            "worker": _worker_facts(worker),
+            "last_heartbeat_at": beat,
+            "silent_s": round(silent, 1),
+            "lease_s": lease_s,
+            "models": list(worker.get("aliases") or []),
+            "tags": list(worker.get("tags") or []),
+            "recovery": _recovery_facts(worker),
+            "live_workers": [_worker_facts(w) for w in live if w["id"] != worker["id"]],
+            "unserved_models": sorted(
+                set(worker.get("aliases") or []) - {a for w in live for a in (w.get("aliases") or [])}
+            ),
+        }
+        subject = f"{worker['id']}@{int(beat)}"
         out.append(
             Finding("worker_lost", "worker", subject[:200], f"worker {worker.get('host')} lost", error, diagnosis)
         )
     return out
+
+
+@dataclass(frozen=True)
+class WorkerOutcome:
+    """How a lost worker's failover ended: its workflows recovered on live workers (healed) or not."""
+
+    healed: bool
+    reason: str
+    recovery: dict[str, Any]
+
+
+def worker_recovery(
+    worker_id: str, workers: Iterable[Mapping[str, Any]], now: float, lease_s: float, grace_s: float
+) -> WorkerOutcome | None:
+    """Judge a lost worker's failover from the workers table at ``now`` (None: not over yet, look again).
+
+    Live workers declare a silent one dead on their next heartbeat and ask DBOS to recover its
+    workflows (its row's ``recovered`` is negative while that runs). Healed: it was recovered (or it
+    stopped cleanly, or it heartbeats again) and a live worker is left to run what was recovered.
+    Escalated: ``grace_s`` after its lease ran out nobody recovered it, its recovery never finished,
+    or no live worker is left. edgecrew cannot restart a process on another machine, so the reason
+    says what a person must restart."""
+    rows = {str(w["id"]): w for w in workers}
+    worker = rows.get(worker_id)
+    live = sorted(
+        i for i, w in rows.items() if w.get("state") == "alive" and now - float(w.get("heartbeat_at") or 0) <= lease_s
+    )
+    if worker is None:
+        why = f"worker {worker_id}'s row was removed: nobody can tell whether its workflows were recovered"
+        return WorkerOutcome(False, why, {"live_workers": live})
+    recovery = {**_recovery_facts(worker), "live_workers": live}
+    state = str(worker.get("state"))
+    beat = float(worker.get("heartbeat_at") or 0)
+    restart = (
+        f"restart `edgecrew worker` on {worker.get('host')} (it was pid {worker.get('pid')}, serving "
+        f"{', '.join(worker.get('aliases') or []) or 'no models'}) or start another worker; edgecrew cannot "
+        "restart a process on another machine (no restart_worker handler)"
+    )
+    if worker_id in live:
+        return WorkerOutcome(True, f"worker {worker_id} heartbeats again: a pause, not a loss", recovery)
+    done = state in ("dead", "stopped") and int(worker.get("recovered") or 0) >= 0
+    if done:
+        count, by = int(worker.get("recovered") or 0), worker.get("declared_by")
+        if count and not live:
+            why = f"worker {by} recovered its {count} workflow(s), but no live worker is left to run them"
+            return WorkerOutcome(False, f"{why}; {restart}", recovery)
+        what = f"its {count} workflow(s) were recovered by worker {by}" if count else "it held no unfinished workflow"
+        where = f" and run on live workers ({', '.join(live)})" if count else ""
+        return WorkerOutcome(True, f"{what}{where}", recovery)
+    waited = now - (float(worker.get("dead_at") or 0) or beat + lease_s)
+    if state == "dead":  # declared, recovery under way
+        if waited <= grace_s:
+            return None
+        why = (
+            f"worker {worker.get('declared_by')} declared it dead {waited:.0f}s ago but never finished "
+            "recovering its workflows (did it die too?)"
+        )
+        return WorkerOutcome(False, f"{why}; {restart}", recovery)
+    if waited <= grace_s:
+        return None  # a live worker declares it on its next heartbeat (one may start meanwhile)
+    why = (
+        "no live worker is left to recover its workflows"
+        if not live
+        else f"no live worker recovered it in {grace_s:g}s"
+    )
+    return WorkerOutcome(False, f"{why}; {restart}", recovery)
+
+
+def _worker_facts(worker: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("id", "host", "pid", "aliases", "tags", "memory_bytes", "concurrency", "running", "state", "started_at")
+    return {k: worker.get(k) for k in keys}
+
+
+def _recovery_facts(worker: Mapping[str, Any]) -> dict[str, Any]:
+    recovered = worker.get("recovered")
+    return {
+        "state": worker.get("state"),
+        "dead_at": worker.get("dead_at"),
+        "declared_by": worker.get("declared_by"),
+        "recovered": recovered if recovered is None or int(recovered) >= 0 else None,  # negative: under way
+    }
 
 
 def _short(data: Any) -> Any:
@@ -380,6 +490,14 @@ def rule_for(kind: str, diagnosis: Mapping[str, Any], attempts: int, limits: Rul
         wanted = min(wanted, limits.memory_cap_bytes)
         why = f"it ran out of memory under {current // 2**20} MiB; retry with {wanted // 2**20} MiB"
         return Decision("retry_with_more_memory", why, {"memory_bytes": wanted})
+    if kind == "worker_lost":
+        if attempts:
+            return None  # its failover was judged: the workflow escalates with that reason
+        return Decision(
+            AWAIT_RECOVERY,
+            "live workers declare a lost worker dead and DBOS recovers its workflows on them: wait for that",
+            {"worker": str((diagnosis.get("worker") or {}).get("id") or "")},
+        )
     if kind == "run_failed":
         errors = " ".join(str(e) for e in diagnosis.get("model_errors") or [])
         if attempts == 0 and any(marker in errors.lower() for marker in TRANSIENT_MARKERS):

@@ -11,7 +11,10 @@ submits a retry twice and never asks the model twice. A risky action is a run of
 ``supervisor-action``, whose one tool agent calls the risky tool ``supervisor.apply``: the engine's
 approval gate holds it, so it waits in the Approvals inbox like any risky tool call, and runs once.
 Watchers and action handlers are registries (``register_watcher``, ``register_action``), so the
-cluster adds a worker watcher or a restart without this module knowing it.
+cluster adds a worker watcher or a restart without this module knowing it. A lost cluster worker is
+healed by the cluster itself (live workers recover its workflows through DBOS): its incident waits
+for that failover and is escalated when none happened. No ``restart_worker`` handler is registered:
+edgecrew cannot restart a process on another machine, so that action escalates and says so.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.sizes import parse_size
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
-from edgecrew.errors import EdgecrewError, ToolError
+from edgecrew.errors import EdgecrewError, NotFoundError, ToolError
 from edgecrew.ops.incidents import (
     ACTION_SCHEMA,
+    AWAIT_RECOVERY,
     Decision,
     Finding,
     RuleLimits,
@@ -50,6 +54,7 @@ from edgecrew.ops.incidents import (
     run_findings,
     tool_findings,
     worker_findings,
+    worker_recovery,
     write_regression,
 )
 from edgecrew.ops.periodic import Periodic
@@ -260,7 +265,7 @@ class Supervisor:
                     "duplicate",
                 )
         if decision is None:
-            decision = self._checked(incident, await self.ask_model(incident))
+            decision = await asyncio.to_thread(self._checked, incident, await self.ask_model(incident))
         await asyncio.to_thread(
             self.store.update,
             incident_id,
@@ -348,8 +353,41 @@ class Supervisor:
                 )
             return replace(decision, params={"memory_bytes": max(wanted, current + 2**20)})
         if action == "change_memory_budget" and params.get("memory_mb"):
-            return replace(decision, params={"memory_bytes": int(params["memory_mb"]) * 2**20})
+            decision = replace(decision, params={"memory_bytes": int(params["memory_mb"]) * 2**20})
+        why_not = self._cannot_apply(incident, decision.action)
+        if why_not:  # escalate now rather than ask a person to approve what cannot be applied
+            return replace(decision, action="escalate", reason=f"the model chose {decision.action}, but {why_not}")
         return decision
+
+    def _cannot_apply(self, incident: IncidentRecord, action: str) -> str | None:
+        """Why ``action`` cannot be applied to this incident here (None: it can)."""
+        if action == "escalate" or action in _ACTIONS:
+            return None
+        if action in ("retry", "retry_with_more_memory", "fallback_model", "change_memory_budget"):
+            ok = incident.subject_type in ("job", "run")
+            return None if ok else f"a {incident.subject_type} cannot be run again ({incident.subject})"
+        if action == "cancel":
+            if incident.subject_type not in ("job", "run"):
+                return f"a {incident.subject_type} cannot be cancelled"
+            ended = self._ended(incident)
+            return f"{incident.subject_type} {incident.subject} already {ended}: nothing to cancel" if ended else None
+        if action == "restart_worker":
+            return (
+                "edgecrew cannot restart a worker process (it may run on another machine; no restart_worker "
+                "handler is registered): a person must restart it"
+            )
+        return f"no {action} handler is registered for a {incident.subject_type}"
+
+    def _ended(self, incident: IncidentRecord) -> str | None:
+        """The state a job or run subject ended in (None: still going, or not found)."""
+        try:
+            if incident.subject_type == "job":
+                job = self._ops.jobs.store.get(incident.subject)
+                return job.state if job.finished else None
+            run = self.rt.store.get_run(incident.subject)
+        except NotFoundError:
+            return None
+        return run.status.value if run.status.terminal else None
 
     # -- applying ---------------------------------------------------------------------------------------
 
@@ -368,6 +406,8 @@ class Supervisor:
             follow_up: str | None = await self._rerun(incident, attempt, params.get("memory_bytes"))
         elif decision.action in _ACTIONS:
             follow_up = await _ACTIONS[decision.action](self, incident, params)
+        elif decision.action == AWAIT_RECOVERY and incident.subject_type == "worker":
+            follow_up = f"worker:{params.get('worker') or incident.diagnosis['worker']['id']}"
         elif decision.action == "cancel":
             follow_up = await asyncio.to_thread(self._cancel_subject, incident)
         else:
@@ -438,6 +478,8 @@ class Supervisor:
         if not incident.follow_up:
             return Followed(True, f"{incident.action} applied")
         what, _, ident = incident.follow_up.partition(":")
+        if what == "worker":
+            return await self._follow_worker(incident, ident)
         if what == "run":
             from edgecrew.engine.service import RunService
 
@@ -474,6 +516,22 @@ class Supervisor:
             self.store.update, incident_id, "retry_failed", {"job": ident, "stderr": stderr[-500:]}, reason=reason
         )
         return Followed(False, reason)
+
+    async def _follow_worker(self, incident: IncidentRecord, worker_id: str) -> Followed:
+        """Wait for a lost worker's failover (live workers recover its workflows) and judge it; the
+        outcome (who recovered how many, the live workers) joins the incident's diagnosis."""
+        s = self.rt.settings
+        grace = max(s.cluster_lease_s, 3 * s.cluster_heartbeat_s)
+        while True:
+            rows = await asyncio.to_thread(self.store.workers) or []
+            outcome = worker_recovery(worker_id, rows, self.clock(), s.cluster_lease_s, grace)
+            if outcome is not None:
+                break
+            await asyncio.sleep(FOLLOW_POLL_S)
+        detail = {"healed": outcome.healed, **outcome.recovery}
+        diagnosis = {**incident.diagnosis, "recovery": outcome.recovery}
+        await asyncio.to_thread(self.store.update, incident.id, "failover", detail, diagnosis=diagnosis)
+        return Followed(outcome.healed, outcome.reason)
 
     # -- ending -----------------------------------------------------------------------------------------
 
@@ -566,7 +624,17 @@ class Supervisor:
         run = await service.follow(run_id)
         if run.status == RunStatus.SUCCEEDED:
             return Followed(True, f"approved and applied (run {run_id})")
-        return Followed(False, f"the risky action was not applied (run {run_id} {run.status.value}: {run.error or ''})")
+        incident = await asyncio.to_thread(self.store.get, incident_id)
+        decided = [
+            a for a in await asyncio.to_thread(ApprovalService(self.rt).list, None, run_id) if a.status != "pending"
+        ]
+        if decided and decided[0].status == "denied":
+            note = f": {decided[0].decision_note}" if decided[0].decision_note else ""
+            return Followed(False, f"a person denied {incident.action} (approval {decided[0].id}){note}")
+        return Followed(
+            False,
+            f"{incident.action} was not applied (run {run_id} {run.status.value}: {run.error or ''})".rstrip(": "),
+        )
 
 
 def _supervisor() -> Supervisor:
@@ -622,8 +690,7 @@ def _watch_workers(sup: Supervisor, since: float, now: float) -> list[Finding]:
     workers = sup.store.workers()
     if workers is None:  # no cluster table: nothing to watch
         return []
-    lease = float(getattr(sup.rt.settings, "cluster_lease_s", 10.0))
-    return worker_findings(workers, now, lease)
+    return worker_findings(workers, now, sup.rt.settings.cluster_lease_s, since)
 
 
 BUILTIN_WATCHERS: dict[str, Watcher] = {

@@ -241,5 +241,5 @@ class IncidentStore:
         """The cluster's workers table (None when this database has none: no cluster)."""
         if "workers" not in sa.inspect(self.engine).get_table_names():
             return None
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(sa.text("SELECT * FROM workers")).mappings()]
+        with self.engine.connect() as conn:  # through the table, so its JSON columns are decoded
+            return [dict(r) for r in conn.execute(sa.select(t.workers)).mappings()]

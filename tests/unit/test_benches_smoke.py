@@ -1,0 +1,55 @@
+"""Smoke tests of the engine benchmarks (issue 19): each one's ``--quick --json`` run ends well and says
+what it measured. Figures are never asserted (speed targets live in bench/README.md); these only keep
+the scripts from rotting. Each starts DBOS in child processes, so they are slow-marked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def _quick(script: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), "--quick", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_concurrency_quick_runs_both_engines_without_failures() -> None:
+    got = _quick("concurrency.py")
+    assert [r["concurrent"] for r in got["results"]] == [1, 5]
+    for row in got["results"]:
+        for engine in ("edgecrew", "langgraph"):
+            assert row[engine]["failed"] == 0
+            assert row[engine]["steps"] == 3 * row[engine]["runs"]
+        assert row["ratio"]["runs_per_s"] > 0
+
+
+def test_footprint_quick_reads_the_cli_the_server_and_the_anchors() -> None:
+    got = _quick("footprint.py")["results"]
+    assert got["edgecrew_cli_scripted_peak_mib"] > got["bare_python_mib"] > 0
+    assert got["serve"]["idle"]["VmRSS"] > 0 and got["fastapi_idle"]["stages"]["idle"]["VmRSS"] > 0
+    assert got["langgraph_plain"]["peak_mib"] > 0
+
+
+@pytest.mark.real_model
+def test_startup_quick_reaches_the_first_token_and_ready() -> None:
+    got = _quick("startup.py")["results"]
+    assert 0 < got["run"]["run_created"] < got["run"]["first token"] < got["run"]["exit"]
+    assert got["serve"]["/ready"] >= got["serve"]["/health"] > 0
+    assert "durable.launch (DBOS)" in got["split"]

@@ -1,23 +1,26 @@
 """/sessions over the app in process: create a session with a team, say two things, read the turns
 back (the second run's task carries the first exchange), stream a reply as Server-Sent Events, and the
-problems a client can cause (an unknown team or session, a message while one is being answered)."""
+problems a client can cause (an unknown team or session, a message while one is being answered).
+Then ``/v1/chat/completions`` bound to a session by ``X-Edgecrew-Session``: in process, and from the
+OpenAI python client against a real server on 127.0.0.1 (plain and streamed)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import openai
 import pytest
 from fastapi.testclient import TestClient
 
-from edgecrew.api.routers import openai_compat
-from edgecrew.api.routers import sessions as sessions_router
 from edgecrew.app import create_app
+from edgecrew.engine import durable
 from edgecrew.settings import reset_settings
 from edgecrew.store.keys import ApiKeyStore
 from tests.api.conftest import auth
+from tests.api.live import serve_in_thread
 from tests.conftest import write
 
 SLOW = """
@@ -41,10 +44,7 @@ def http(server_project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
     config.write_text(config.read_text().replace("models:\n", "models:" + SLOW_MODEL, 1))
     write(server_project / "teams" / "slow.yaml", SLOW)
     reset_settings()
-    app = create_app()
-    if not any(getattr(r, "path", "") == "/sessions" for r in app.routes):  # until app.py wires it
-        app.include_router(sessions_router.router)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
         store = ApiKeyStore(client.app.state.rt.store)  # type: ignore[attr-defined]
         yield client, auth(store.create("chat", ("runs", "read"))[1])
 
@@ -118,10 +118,6 @@ def test_problems_a_client_can_cause(http: tuple[TestClient, dict[str, str]]) ->
     assert blank.status_code == 422
 
 
-V1_BOUND = "x_edgecrew_session" in inspect.signature(openai_compat.chat_completions).parameters
-
-
-@pytest.mark.skipif(not V1_BOUND, reason="the X-Edgecrew-Session patch of api/routers/openai_compat.py is not applied")
 def test_a_v1_completion_bound_to_a_session_is_its_next_turn(http: tuple[TestClient, dict[str, str]]) -> None:
     client, headers = http
     session = client.post("/sessions", json={"team": "echo"}, headers=headers).json()
@@ -143,3 +139,65 @@ def test_a_v1_completion_bound_to_a_session_is_its_next_turn(http: tuple[TestCli
     ]  # fmt: skip
     other = client.post("/v1/chat/completions", json={**first, "model": "ship"}, headers=bound)
     assert other.status_code == 409 and "talks to team 'echo'" in other.json()["detail"]
+
+
+def test_the_openai_client_talks_in_a_session_on_a_real_server(
+    server_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGECREW_RATE_LIMIT_PER_MINUTE", "100000")
+    monkeypatch.setenv("EDGECREW_MEMORY_EMBEDDER", "hashing")
+    reset_settings()
+    try:
+        with serve_in_thread(create_app()) as server:
+            key = ApiKeyStore(server.app.state.rt.store).create("openai-chat", ("runs", "read"))[1]
+            api = httpx.Client(base_url=server.url, headers=auth(key), timeout=60)
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=120)
+            with api, client:
+                session = api.post("/sessions", json={"team": "echo"}).json()["id"]
+                bound = {"X-Edgecrew-Session": session}
+                first = client.chat.completions.with_raw_response.create(
+                    model="echo",
+                    messages=[{"role": "user", "content": "The code word is plum."}],
+                    extra_headers=bound,
+                )
+                completion = first.parse()
+                run_id = first.headers["x-run-id"]
+                assert completion.id == f"chatcmpl-{run_id}"
+                assert completion.choices[0].message.content == "the answer is 42"
+                turns = api.get(f"/sessions/{session}").json()["turns"]
+                assert [(t["role"], t["content"], t["run_id"]) for t in turns] == [
+                    ("user", "The code word is plum.", run_id), ("assistant", "the answer is 42", run_id)
+                ]  # fmt: skip
+
+                # Streamed: the chunks carry the answer, and the turn is the session's next one, with the
+                # first exchange as its run's context (not the client's copy of the conversation).
+                chunks = client.chat.completions.create(
+                    model="echo/solo",
+                    messages=[{"role": "user", "content": "What is the code word?"}],
+                    stream=True,
+                    extra_headers=bound,
+                )
+                streamed = [c for c in chunks]
+                assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == "the answer is 42"
+                second_run = streamed[0].id.removeprefix("chatcmpl-")
+                detail = api.get(f"/sessions/{session}").json()
+                assert [t["content"] for t in detail["turns"]] == [
+                    "The code word is plum.", "the answer is 42", "What is the code word?", "the answer is 42"
+                ]  # fmt: skip
+                assert detail["turns"][3]["run_id"] == second_run and detail["title"] == "The code word is plum."
+                task = api.get(f"/runs/{second_run}").json()["task"]
+                assert "user: The code word is plum.\nassistant: the answer is 42" in task
+
+                # A session of another team, or no such session, is refused as the OpenAI client expects.
+                with pytest.raises(openai.ConflictError, match="talks to team 'echo'"):
+                    client.chat.completions.create(
+                        model="ship", messages=[{"role": "user", "content": "hi"}], extra_headers=bound
+                    )
+                with pytest.raises(openai.NotFoundError):
+                    client.chat.completions.create(
+                        model="echo",
+                        messages=[{"role": "user", "content": "hi"}],
+                        extra_headers={"X-Edgecrew-Session": "s0123"},
+                    )
+    finally:
+        durable.shutdown()

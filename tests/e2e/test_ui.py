@@ -163,7 +163,7 @@ def test_mission_control_end_to_end(live: tuple[str, str, str], browser_page: ob
 
     # Edit a team spec into an invalid one: the problem shows in place with its line marked.
     page.goto(f"{url}/ui/teams/release")  # type: ignore[attr-defined]
-    page.click("#spec > summary")  # the YAML editor is folded  # type: ignore[attr-defined]
+    page.click("#spec > summary")  # type: ignore[attr-defined]  # the YAML editor is folded
     text = page.input_value("#yaml")  # type: ignore[attr-defined]
     page.fill("#yaml", text.replace("op: {model: fake", "op: {model: missing-model"))  # type: ignore[attr-defined]
     page.click("text=Validate")  # type: ignore[attr-defined]

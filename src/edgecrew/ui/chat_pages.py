@@ -4,7 +4,8 @@ sends a message and whose reply streams in as the model writes it.
 Sending is a plain form post (it works without JavaScript): it stores the message, starts the run that
 answers it and redirects to the session's page. While that run works the page reads one SSE stream of
 the text being written (:class:`~edgecrew.engine.live.LiveText`, through :meth:`ChatSessions.watch`),
-which ends with ``done``; the page then reloads once and shows the stored turn.
+which ends with ``done``; the page then reloads once and shows the stored turn. A run that waits for an
+approval is not streamed (the page says where to give it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.context import request_id as current_request_id
+from edgecrew.domain.runs import RunStatus
 from edgecrew.engine.service import RunService
 from edgecrew.engine.sessions import MAX_MESSAGE, ChatSessions, Replied, Writing
 from edgecrew.errors import EdgecrewError
@@ -61,13 +63,17 @@ async def chat_session(request: Request, session_id: SessionId, session: Viewer,
     answered = {t.seq - 1 for t in turns if t.role == "assistant"}
     waiting = next((t for t in reversed(turns) if t.role == "user" and t.seq not in answered and t.run_id), None)
     run = await asyncio.to_thread(RunService(chats.rt).get, waiting.run_id) if waiting and waiting.run_id else None
+    # A run that waits for an approval is not streamed: its stream would end at once (nothing is being
+    # written) and the page, reloading when a stream ends, would reload itself without end.
+    approval = run is not None and run.status == RunStatus.WAITING_APPROVAL
     return page(
         request,
         "chat_session.html",
         session,
         chat=chat,
         turns=turns,
-        waiting=waiting if run is not None and not run.status.terminal else None,
+        waiting=waiting if run is not None and not run.status.terminal and not approval else None,
+        approval=waiting if approval else None,
         failed=waiting if run is not None and run.status.terminal else None,
         failed_run=run,
         max_message=MAX_MESSAGE,
@@ -83,8 +89,9 @@ async def say(
     content: Annotated[str, Form(max_length=MAX_MESSAGE)] = "",
 ) -> Response:
     need(session, "runs")
+    text = content.replace("\r\n", "\n").replace("\r", "\n")  # a form sends its lines with CRLF; the API, LF
     try:
-        await _chats(request).begin(session_id, content, request_id=current_request_id.get())
+        await _chats(request).begin(session_id, text, request_id=current_request_id.get())
     except EdgecrewError as exc:
         return back(f"/ui/chat/{session_id}", str(exc))
     return RedirectResponse(f"/ui/chat/{session_id}", status_code=303)

@@ -149,6 +149,32 @@ def test_grammar_strings_cannot_hold_raw_control_characters() -> None:
     assert r"\x00-\x1F" in grammar._grammar
 
 
+# -- threads when an alias sets none (decided from machine facts, fed in here) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("affinity", "cpu_max", "host", "usable", "threads"),
+    [
+        (2, None, 2, 2, 1),  # the 2-core VM: one thread, as llama-cpp-python chose
+        (1, None, 1, 1, 1),  # never zero
+        (8, "max 100000", 8, 8, 4),  # no cgroup quota
+        (2, None, 64, 2, 1),  # taskset / cpuset: the affinity mask counts, not the host's 64 cores
+        (64, "200000 100000", 64, 2, 1),  # docker --cpus=2 on a 64-core host
+        (64, "150000 100000", 64, 2, 1),  # a fractional quota rounds up
+        (4, "800000 100000", 64, 4, 2),  # a quota above the mask does not raise it
+        (None, None, 16, 16, 8),  # no affinity on this platform: the host's count
+        (None, None, None, 1, 1),  # nothing known
+    ],
+)
+def test_default_threads_are_half_the_cpus_the_process_may_use(
+    affinity: int | None, cpu_max: str | None, host: int | None, usable: int, threads: int
+) -> None:
+    from edgecrew.models.llamacpp import default_threads, usable_cpus
+
+    assert usable_cpus(affinity, cpu_max, host) == usable
+    assert default_threads(usable) == threads
+
+
 # -- the real model -----------------------------------------------------------------------------------
 
 
@@ -167,6 +193,20 @@ async def test_usage_counts_template_tokens_and_the_prompt_cache(smollm2: LlamaC
 
 
 @pytest.mark.real_model
+async def test_unset_threads_pin_generation_and_prompt_evaluation_alike(smollm2: LlamaCppModel) -> None:
+    from edgecrew.models.llamacpp import default_threads, machine_cpus
+
+    model = LlamaCppModel(smollm2.path, name="default-threads", n_ctx=256)
+    try:
+        model.load()
+        expected = default_threads(machine_cpus())
+        # llama-cpp-python alone would give prompt evaluation every core of the host.
+        assert (model._llm.n_threads, model._llm.n_threads_batch) == (expected, expected)
+    finally:
+        model.close()
+
+
+@pytest.mark.real_model
 async def test_greedy_decoding_is_repeatable(smollm2: LlamaCppModel) -> None:
     req = request("Write one sentence about tea.", max_tokens=24, temperature=0.0)  # asked for: greedy
     first, second = await smollm2.request(req), await smollm2.request(req)
@@ -178,6 +218,37 @@ async def test_seeded_sampling_at_the_models_own_temperature_is_repeatable(smoll
     req = request("Write one sentence about tea.", max_tokens=24)  # SmolLM2's default: 0.2, seeded per call
     first, second = await smollm2.request(req), await smollm2.request(req)
     assert first.message == second.message
+
+
+@pytest.mark.real_model
+async def test_a_refused_greedy_token_is_replaced_from_the_top_logits_as_the_full_grammar_would(
+    smollm2: LlamaCppModel,
+) -> None:
+    """Constrained replies as they run by default (greedy, no penalty): a token the grammar refuses is
+    replaced by checking the top logits one by one; the replies are those of the grammar on every token."""
+    lazy = LlamaCppModel(smollm2.path, name="lazy", n_ctx=2048, n_threads=smollm2.n_threads)
+    full = LlamaCppModel(smollm2.path, name="full", n_ctx=2048, n_threads=smollm2.n_threads, lazy_grammar=False)
+    steps = {
+        "type": "object",
+        "properties": {"steps": {"type": "array", "items": {"type": "string", "maxLength": 60}, "maxItems": 3}},
+        "required": ["steps"],
+    }
+    requests = [
+        request("Plan a picnic in three steps.", output_schema=steps, max_tokens=96),
+        request("Rate this answer from 1 to 5: 'Paris is in France.'", output_schema=SCORE_SCHEMA, max_tokens=24),
+        request("What is 12 + 30?", tools=(ADD,), max_tokens=48),
+    ]
+    shortlisted = 0
+    try:
+        for req in requests:
+            lazy_reply, full_reply = await lazy.request(req), await full.request(req)
+            assert lazy_reply.message == full_reply.message
+            assert lazy_reply.usage.completion_tokens == full_reply.usage.completion_tokens
+            shortlisted += lazy._llm._sampler.shortlisted
+    finally:
+        lazy.close()
+        full.close()
+    assert shortlisted > 0  # the path was taken
 
 
 @pytest.mark.real_model

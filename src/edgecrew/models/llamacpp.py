@@ -20,6 +20,8 @@ import asyncio
 import codecs
 import ctypes
 import json
+import math
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -101,8 +103,9 @@ class LlamaCppModel:
         self._prefixes = PrefixCache(enabled=prefix_cache, cache_bytes=cache_bytes)
         self.path = Path(path)
         self.n_ctx = n_ctx
-        # None keeps llama.cpp's default (half the cores): its threads spin while they wait, so using
-        # every core of a small shared board makes latency collapse when anything else runs.
+        # None: half the CPUs this process may use (see default_threads), for generation and prompt
+        # evaluation alike: llama.cpp's threads spin while they wait, so using every core of a small
+        # shared board makes latency collapse when anything else runs.
         self.n_threads = n_threads
         self.seed = seed
         self._llm: Any = None
@@ -211,13 +214,14 @@ class LlamaCppModel:
             raise UserError(f"model '{self.name}': GGUF file {self.path} does not exist")
         ensure_safe_build(llama_cpp)  # a foreign or AMX build would kill the process, not raise
         _silence_llama_logs(llama_cpp)
+        threads = self.n_threads or default_threads(machine_cpus())
         try:
             llm = (lazy_grammar_llama(llama_cpp) if self.lazy_grammar else llama_cpp.Llama)(
                 model_path=str(self.path),
                 n_ctx=self.n_ctx,
-                n_threads=self.n_threads,
+                n_threads=threads,
                 # Prompt evaluation would otherwise use every core, whatever n_threads says.
-                n_threads_batch=self.n_threads,
+                n_threads_batch=threads,
                 seed=self.seed,
                 verbose=False,
             )
@@ -347,6 +351,37 @@ def _split_stops(llm: Any, stops: Sequence[str]) -> tuple[frozenset[int], tuple[
         else:
             texts.append(stop)
     return frozenset(tokens), tuple(texts)
+
+
+def default_threads(cpus: int) -> int:
+    """llama.cpp threads when an alias sets none: half the CPUs the process may use, at least one.
+
+    Half, as llama-cpp-python chooses, but of the CPUs this process may run on rather than of the host's:
+    in a container or under ``taskset`` the host may have 64 cores and the process 2. Prompt evaluation
+    gets the same count (llama-cpp-python would give it every core of the host). bench/team_speed.py
+    measures a team's calls against raw llama-cpp-python at each thread count (bench/README.md).
+    """
+    return max(1, cpus // 2)
+
+
+def usable_cpus(affinity: int | None, cpu_max: str | None, host: int | None) -> int:
+    """The CPUs a process may use: its affinity mask (else the host's count), capped by a cgroup v2 CPU
+    quota (``cpu.max``: "200000 100000" is 2 CPUs, "max 100000" none). :func:`machine_cpus` reads the facts."""
+    cpus = affinity or host or 1
+    quota, _, period = (cpu_max or "").partition(" ")
+    if quota.isdigit() and period.strip().isdigit() and int(period) > 0:
+        cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    return max(1, cpus)
+
+
+def machine_cpus() -> int:
+    """:func:`usable_cpus` of this process (``os.sched_getaffinity``, ``/sys/fs/cgroup/cpu.max``, ``os.cpu_count``)."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    try:
+        cpu_max: str | None = Path("/sys/fs/cgroup/cpu.max").read_text().strip()
+    except OSError:
+        cpu_max = None
+    return usable_cpus(affinity, cpu_max, os.cpu_count())
 
 
 _LOG_CALLBACK: Any = None

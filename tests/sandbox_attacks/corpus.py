@@ -129,6 +129,17 @@ def timed_out(r: SandboxResult, c: Ctx) -> None:
     assert r.timed_out and r.killed_reason == "wall" and r.exit_code == -signal.SIGKILL, r
 
 
+def fork_bomb_stopped(r: SandboxResult, c: Ctx) -> None:
+    """A fork bomb is contained either way: killed at the wall-clock limit, or its script ended early
+    because the sandbox's process limit refused its forks (on a busy machine the bomb reaches the limit
+    before the script's last command can start)."""
+    if r.timed_out:
+        timed_out(r, c)
+        return
+    refused = "Cannot fork" in r.stderr or "Resource temporarily unavailable" in r.stderr
+    assert refused and r.exit_code != 0, r
+
+
 def finished(r: SandboxResult, c: Ctx) -> None:
     assert not r.timed_out and r.duration_s < 2.0, r
 
@@ -263,7 +274,7 @@ ATTACKS = [
         "fork-bomb-shell",
         "shell",
         "cp /bin/bash ./@NAME@\n./@NAME@ -c ':(){ :|:& };:'\nsleep 30",
-        timed_out,
+        fork_bomb_stopped,
         limits=WALL,
     ),
     Attack(

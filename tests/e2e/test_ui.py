@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +23,10 @@ from edgecrew.store.tasks import TaskStore
 from tests.api.conftest import TOOLS
 from tests.api.live import serve_in_thread
 from tests.conftest import write
+from tests.e2e.browser import chromium_page, needs_chromium
 from tests.teams import CRITIC, PLANNER
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
-sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = needs_chromium
 
 PROJECT = """
 models:
@@ -84,14 +82,8 @@ def live(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[s
 
 @pytest.fixture
 def browser_page(tmp_path: Path) -> Iterator[object]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
+    with chromium_page() as page:
         yield page
-        context.close()
-        browser.close()
 
 
 def shot(page: object, folder: Path, name: str) -> Path:

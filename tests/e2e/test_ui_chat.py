@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +26,10 @@ from edgecrew.store.keys import ApiKeyStore
 from tests.api.conftest import SHIP, TOOLS
 from tests.api.live import serve_in_thread
 from tests.conftest import write
+from tests.e2e.browser import chromium_page, needs_chromium
 from tests.e2e.test_ui_phone import PHONE, misfits
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
-sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = needs_chromium
 SCREENSHOTS = Path(os.environ["EDGECREW_UI_SCREENSHOTS"]) if os.environ.get("EDGECREW_UI_SCREENSHOTS") else None
 
 REPLY = "Rex is a good dog who likes long walks in the park and naps in the sun all afternoon"
@@ -72,14 +70,8 @@ def site(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
 
 @pytest.fixture
 def page(site: dict[str, str]) -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        tab = context.new_page()
-        tab.set_default_timeout(20_000)
+    with chromium_page() as tab:
         yield tab
-        context.close()
-        browser.close()
 
 
 def _sign_in(page: Any, site: dict[str, str], path: str) -> None:

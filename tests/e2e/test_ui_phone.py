@@ -9,7 +9,6 @@ folds the navigation on a phone and opens to show it; on a wide screen the navig
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +24,10 @@ from edgecrew.store.tasks import TaskStore
 from tests.api.conftest import TOOLS
 from tests.api.live import serve_in_thread
 from tests.conftest import write
+from tests.e2e.browser import chromium, needs_chromium
 from tests.e2e.test_ui import CODE, RELEASE
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
-sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = needs_chromium
 
 PROJECT = """
 models:
@@ -126,10 +124,8 @@ def _wait(api: httpx.Client, run_id: str, done: Any) -> None:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as running:
+        yield running
 
 
 def signed_in(browser: Any, site: dict[str, str], viewport: dict[str, int]) -> Any:

@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,11 +25,11 @@ from edgecrew.settings import reset_settings
 from edgecrew.store.keys import ApiKeyStore
 from tests.api.live import serve_in_thread
 from tests.conftest import write
-from tests.e2e.test_ui import CHROMIUM, SCREENSHOTS, shot
+from tests.e2e.browser import chromium_page, needs_chromium
+from tests.e2e.test_ui import SCREENSHOTS, shot
 from tests.teams import TRIO
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
-sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = needs_chromium
 
 LONG = " ".join(f"word{i}" for i in range(60))
 
@@ -73,30 +74,24 @@ def live(project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[object]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        tab = context.new_page()
-        tab.set_default_timeout(20_000)
+def page(tmp_path: Path) -> Iterator[Any]:
+    with chromium_page(1440, 900) as tab:
         yield tab
-        context.close()
-        browser.close()
 
 
-def sign_in(page: object, url: str, key: str) -> None:
-    page.goto(url + "/ui/login")  # type: ignore[attr-defined]
-    page.fill("#key", key)  # type: ignore[attr-defined]
-    page.click("button[type=submit]")  # type: ignore[attr-defined]
-    page.wait_for_url(re.compile(r".*/$|.*/ui/.*"))  # type: ignore[attr-defined]
+def sign_in(page: Any, url: str, key: str) -> None:
+    page.goto(url + "/ui/login")
+    page.fill("#key", key)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/$|.*/ui/.*"))
 
 
-def start(page: object, url: str, team: str, task: str) -> str:
-    page.goto(f"{url}/ui/teams/{team}")  # type: ignore[attr-defined]
-    page.fill("#task", task)  # type: ignore[attr-defined]
-    page.click("form[action$='/run'] button")  # type: ignore[attr-defined]
-    page.wait_for_url(re.compile(r".*/ui/runs/r[0-9a-f]+$"))  # type: ignore[attr-defined]
-    return str(page.url).rsplit("/", 1)[1]  # type: ignore[attr-defined]
+def start(page: Any, url: str, team: str, task: str) -> str:
+    page.goto(f"{url}/ui/teams/{team}")
+    page.fill("#task", task)
+    page.click("form[action$='/run'] button")
+    page.wait_for_url(re.compile(r".*/ui/runs/r[0-9a-f]+$"))
+    return str(page.url).rsplit("/", 1)[1]
 
 
 def calls_by_agent(record: Path) -> dict[str, int]:
@@ -108,34 +103,34 @@ def calls_by_agent(record: Path) -> dict[str, int]:
     return counts
 
 
-def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: object, tmp_path: Path) -> None:
+def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tmp_path: Path) -> None:
     url, key, record = live
     out = SCREENSHOTS if SCREENSHOTS else tmp_path / "screenshots"
     errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # type: ignore[attr-defined]
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     sign_in(page, url, key)
     run_id = start(page, url, "trio", "Write a short note")
 
     # The writer's reply streams in: the text on the page grows between two looks, with a busy marker.
-    live_text = page.locator("#live-text .live-text")  # type: ignore[attr-defined]
-    page.wait_for_function(  # type: ignore[attr-defined]
+    live_text = page.locator("#live-text .live-text")
+    page.wait_for_function(
         "() => { const el = document.querySelector('#live-text .live-text'); return el && el.textContent.length > 20 }"
     )
     first = live_text.inner_text()
     shot(page, out, "run-live-1440-a")
-    page.wait_for_timeout(1500)  # type: ignore[attr-defined]
+    page.wait_for_timeout(1500)
     second = live_text.inner_text()
     shot(page, out, "run-live-1440-b")
     assert len(second) > len(first) and second.startswith(first[:20]), (first, second)
-    assert page.locator("#live .spinner").count() >= 1  # type: ignore[attr-defined]
+    assert page.locator("#live .spinner").count() >= 1
     # A running run: Cancel, no Resume; the graph's running node is marked.
-    assert page.locator("form[action$='/resume']").count() == 0  # type: ignore[attr-defined]
-    assert page.locator("form[action$='/cancel'] button").count() == 1  # type: ignore[attr-defined]
-    page.wait_for_selector("#graph g.node.current[data-node='writer']")  # type: ignore[attr-defined]
+    assert page.locator("form[action$='/resume']").count() == 0
+    assert page.locator("form[action$='/cancel'] button").count() == 1
+    page.wait_for_selector("#graph g.node.current[data-node='writer']")
 
     # The run ends (the page reloads once); the loop edge and its label lie inside the SVG.
-    page.wait_for_selector("#run-status.status-succeeded", timeout=40_000)  # type: ignore[attr-defined]
-    outside = page.evaluate(  # type: ignore[attr-defined]
+    page.wait_for_selector("#run-status.status-succeeded", timeout=40_000)
+    outside = page.evaluate(
         """() => {
           const svg = document.querySelector('#graph svg.graph');
           const [, , w, h] = svg.getAttribute('viewBox').split(' ').map(Number);
@@ -149,77 +144,77 @@ def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: object,
         }"""
     )
     assert outside == [], outside
-    assert "verdict == 'revise'" in page.inner_text("#graph")  # type: ignore[attr-defined]
-    assert "at most 2×" in page.inner_text("#graph")  # type: ignore[attr-defined]
+    assert "verdict == 'revise'" in page.inner_text("#graph")
+    assert "at most 2×" in page.inner_text("#graph")
 
     # The summary and the waterfall: a row per step and per call; a row opens its step in the inspector.
-    summary = page.inner_text("#summary")  # type: ignore[attr-defined]
+    summary = page.inner_text("#summary")
     assert "model calls" in summary and "fake" in summary
-    assert page.locator(".wf-row.kind-step").count() == 5  # type: ignore[attr-defined]
-    assert page.locator(".wf-row.kind-model").count() == 5  # type: ignore[attr-defined]
-    page.locator(".wf-row.kind-step[data-step='v000.planner']").click()  # type: ignore[attr-defined]
-    page.wait_for_selector("#inspector .inspector[data-step='v000.planner']")  # type: ignore[attr-defined]
-    inspector = page.inner_text("#inspector")  # type: ignore[attr-defined]
+    assert page.locator(".wf-row.kind-step").count() == 5
+    assert page.locator(".wf-row.kind-model").count() == 5
+    page.locator(".wf-row.kind-step[data-step='v000.planner']").click()
+    page.wait_for_selector("#inspector .inspector[data-step='v000.planner']")
+    inspector = page.inner_text("#inspector")
     assert "Prompt and conversation" in inspector and "plan" in inspector and "draft it" in inspector
     assert "Model calls" in inspector
     shot(page, out, "run-finished-1440")
 
     # The timeline folds each visit: five step groups, no output shown twice in a row.
-    assert page.locator("#timeline > li.step-group").count() == 5  # type: ignore[attr-defined]
-    assert page.locator("#timeline details.raw").count() == 5  # raw replies are folded  # type: ignore[attr-defined]
+    assert page.locator("#timeline > li.step-group").count() == 5
+    assert page.locator("#timeline details.raw").count() == 5  # raw replies are folded
 
     # Run from here: from the critic's first visit, the planner and writer outputs are copied.
     before = calls_by_agent(record)
-    page.goto(f"{url}/ui/runs/{run_id}?step=v002.critic")  # type: ignore[attr-defined]
-    page.click("#inspector details.from-here summary")  # type: ignore[attr-defined]
-    page.click("#inspector details.from-here button")  # type: ignore[attr-defined]
-    page.wait_for_url(re.compile(r".*/ui/runs/r[0-9a-f]+$"))  # type: ignore[attr-defined]
-    again = str(page.url).rsplit("/", 1)[1]  # type: ignore[attr-defined]
+    page.goto(f"{url}/ui/runs/{run_id}?step=v002.critic")
+    page.click("#inspector details.from-here summary")
+    page.click("#inspector details.from-here button")
+    page.wait_for_url(re.compile(r".*/ui/runs/r[0-9a-f]+$"))
+    again = str(page.url).rsplit("/", 1)[1]
     assert again != run_id
-    page.wait_for_selector("#run-status.status-succeeded, #run-status.status-failed", timeout=40_000)  # type: ignore[attr-defined]
-    assert f"Runs on from v002.critic of {run_id}" in page.inner_text("main")  # type: ignore[attr-defined]
-    assert page.locator("text=the agent did not run again").count() == 2  # type: ignore[attr-defined]
+    page.wait_for_selector("#run-status.status-succeeded, #run-status.status-failed", timeout=40_000)
+    assert f"Runs on from v002.critic of {run_id}" in page.inner_text("main")
+    assert page.locator("text=the agent did not run again").count() == 2
     after = calls_by_agent(record)
     assert after.get("planner") == before.get("planner")  # copied, not asked again
     assert after.get("critic", 0) > before.get("critic", 0)  # the critic ran in the new run
 
     # Phone width: the finished run page fits the screen, the trace stacks under the graph.
-    page.set_viewport_size({"width": 390, "height": 844})  # type: ignore[attr-defined]
-    page.goto(f"{url}/ui/runs/{run_id}")  # type: ignore[attr-defined]
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")  # type: ignore[attr-defined]
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{url}/ui/runs/{run_id}")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the run page is {overflow}px wider than a phone screen"
     shot(page, out, "run-finished-390")
     assert not errors, errors
 
 
 def test_cancel_asks_first_and_a_cancelled_run_looks_cancelled(
-    live: tuple[str, str, Path], page: object, tmp_path: Path
+    live: tuple[str, str, Path], page: Any, tmp_path: Path
 ) -> None:
     url, key, _record = live
     out = SCREENSHOTS if SCREENSHOTS else tmp_path / "screenshots"
     sign_in(page, url, key)
     run_id = start(page, url, "slow", "Take your time")
-    page.wait_for_selector("#graph g.node.current[data-node='first']")  # type: ignore[attr-defined]
-    page.set_viewport_size({"width": 390, "height": 844})  # type: ignore[attr-defined]
+    page.wait_for_selector("#graph g.node.current[data-node='first']")
+    page.set_viewport_size({"width": 390, "height": 844})
     shot(page, out, "run-live-390")
-    page.set_viewport_size({"width": 1440, "height": 900})  # type: ignore[attr-defined]
+    page.set_viewport_size({"width": 1440, "height": 900})
 
     # Dismissing the confirmation keeps the run going.
-    page.once("dialog", lambda d: d.dismiss())  # type: ignore[attr-defined]
-    page.click("form[action$='/cancel'] button")  # type: ignore[attr-defined]
-    page.wait_for_timeout(300)  # type: ignore[attr-defined]
-    assert page.locator("#run-status.status-running").count() == 1  # type: ignore[attr-defined]
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("form[action$='/cancel'] button")
+    page.wait_for_timeout(300)
+    assert page.locator("#run-status.status-running").count() == 1
 
-    page.once("dialog", lambda d: d.accept())  # type: ignore[attr-defined]
-    page.click("form[action$='/cancel'] button")  # type: ignore[attr-defined]
-    page.wait_for_selector("#run-status.status-cancelled", timeout=30_000)  # type: ignore[attr-defined]
-    page.goto(f"{url}/ui/runs/{run_id}")  # type: ignore[attr-defined]
-    assert page.locator("section.cancelled h2").inner_text() == "Cancelled"  # type: ignore[attr-defined]
-    assert page.locator("section .err").count() == 0  # no red error card for a cancel  # type: ignore[attr-defined]
+    page.once("dialog", lambda d: d.accept())
+    page.click("form[action$='/cancel'] button")
+    page.wait_for_selector("#run-status.status-cancelled", timeout=30_000)
+    page.goto(f"{url}/ui/runs/{run_id}")
+    assert page.locator("section.cancelled h2").inner_text() == "Cancelled"
+    assert page.locator("section .err").count() == 0  # no red error card for a cancel
     # The graph: the agent that was running is cancelled, the one after it and the end were not reached.
-    page.wait_for_selector("#graph g.node.state-cancelled[data-node='first']")  # type: ignore[attr-defined]
-    page.wait_for_selector("#graph g.node.unreached[data-node='second']")  # type: ignore[attr-defined]
-    page.wait_for_selector("#graph g.node.end.unreached")  # type: ignore[attr-defined]
-    assert page.locator("#graph g.node.visited[data-node='first']").count() == 0  # type: ignore[attr-defined]
-    assert page.locator("form[action$='/resume']").count() == 0  # type: ignore[attr-defined]
+    page.wait_for_selector("#graph g.node.state-cancelled[data-node='first']")
+    page.wait_for_selector("#graph g.node.unreached[data-node='second']")
+    page.wait_for_selector("#graph g.node.end.unreached")
+    assert page.locator("#graph g.node.visited[data-node='first']").count() == 0
+    assert page.locator("form[action$='/resume']").count() == 0
     shot(page, out, "run-cancelled-1440")

@@ -8,7 +8,6 @@ on scripted models, started over the API.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,9 @@ from edgecrew.settings import reset_settings
 from edgecrew.store.keys import ApiKeyStore
 from tests.api.live import serve_in_thread
 from tests.conftest import write
+from tests.e2e.browser import chromium_page, needs_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
-sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = needs_chromium
 
 PROJECT = """
 models:
@@ -86,14 +84,8 @@ def live(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[s
 
 @pytest.fixture
 def browser_page() -> Iterator[object]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
+    with chromium_page() as page:
         yield page
-        context.close()
-        browser.close()
 
 
 def listed(page: object) -> list[str]:

@@ -172,7 +172,7 @@ async def test_routing_streams_text_as_it_comes_and_returns_the_same_response() 
     registry = ModelRegistry()
     registry.register("fake", model)
     pieces: list[str] = []
-    request = ModelRequest(messages=[Message(role="user", content="go")])
+    request = ModelRequest(messages=(Message(role="user", content="go"),))
     routed = await call_with_fallback(registry, Source(model), "fake", request, 10, lambda _e: None, pieces.append)
     assert pieces == ["one", " two", " three", " four"]
     assert routed.response is not None and routed.response.message.content == "one two three four"

@@ -111,9 +111,11 @@ async def test_a_run_started_here_streams_its_timeline_and_shows_in_the_runs_lis
         text = log_text(log)
         assert "run started team echo" in text and "solo started" in text and "the answer is 42" in text
         steps = screen.query_one("#steps", DataTable)
-        await until(pilot, lambda: steps.row_count == 1, "the run's step")
+        # The steps table and the summary redraw on their own tick, a moment after the timeline's end.
+        await until(pilot, lambda: steps.row_count == 1 and cells(steps)[0][2] == "final", "the run's final step")
         assert cells(steps)[0][1:3] == ["solo", "final"]
-        assert "succeeded" in str(screen.query_one("#summary", Static).content)
+        summary = screen.query_one("#summary", Static)
+        await until(pilot, lambda: "succeeded" in str(summary.content), "the summary's final status")
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
         table = app.screen.query_one("#runs", DataTable)

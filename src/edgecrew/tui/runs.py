@@ -18,6 +18,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, Select, Static
 
@@ -216,7 +217,10 @@ class RunScreen(Screen[None]):
         line = self.services.event_line(event) or f"[dim]{escape(event.type)}[/]"
         text = Text.from_markup(f"[dim]{event.id:>5}[/] {line}")
         self.lines.append(text.plain)
-        self.query_one("#timeline", RichLog).write(text)
+        try:
+            self.query_one("#timeline", RichLog).write(text)
+        except NoMatches:  # the screen is closing
+            return
 
     async def show_run(self) -> None:
         run = await attempt(self, lambda: self.services.runs.get(self.run_id))
@@ -232,8 +236,12 @@ class RunScreen(Screen[None]):
             summary += f"\n[red]error: {escape(run.error)}[/]"
         elif run.output is not None:
             summary += f"\noutput: {short(run.output, 200)}"
-        self.query_one("#summary", Static).update(summary)
-        table: DataTable[Text] = self.query_one("#steps", DataTable)
+        try:
+            shown = self.query_one("#summary", Static)
+            table: DataTable[Text] = self.query_one("#steps", DataTable)
+        except NoMatches:  # the screen is closing: its widgets go before its follow worker stops
+            return
+        shown.update(summary)
         table.clear()
         for s in steps:
             table.add_row(

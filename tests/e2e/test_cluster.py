@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from tests import pg
 from tests.conftest import write
+from tests.teams import CHAIN as TEAM_CHAIN
 
 pytestmark = pytest.mark.skipif(not pg.available(), reason="needs the Debian postgresql server binaries")
 
@@ -45,19 +46,7 @@ models:
       x: [{text: "expert answer", delay: 0.3}]
 """
 
-CHAIN = """
-name: chain
-agents:
-  a: {model: fast, system: first}
-  b: {model: fast, system: second}
-  c: {model: fast, system: third}
-graph:
-  start: a
-  edges:
-    - {from: a, to: b}
-    - {from: b, to: c}
-    - {from: c, to: end}
-"""
+CHAIN = TEAM_CHAIN.replace("model: fake", "model: fast")  # tests/teams.py's chain on this file's model
 
 EXPERT = """
 name: expert

@@ -359,6 +359,9 @@ async def _run(ex: Execution, stdin: str | None, stopper: _Stopper) -> SandboxRe
         if not waiter.done():
             _kill_group(proc.pid)
             waiter.cancel()
+        # A pipe still open (readers cut short above) keeps the transport open past this run; closed later by the
+        # garbage collector, after its event loop has ended, it raises "Event loop is closed". Close it here.
+        proc._transport.close()  # type: ignore[attr-defined]  # asyncio.subprocess.Process has no public close
     report: dict[str, Any] = {}
     with contextlib.suppress(ValueError):
         report = json.loads(read_status(ex.r) or b"{}")

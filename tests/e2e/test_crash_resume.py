@@ -211,6 +211,34 @@ def test_kill_during_tool_call_repeats_only_that_tool(
     assert len([t for t in tools if t["phase"] == "start"]) == 2  # the interrupted tool ran once more, to its end
 
 
+def test_kill_inside_the_combined_write_of_a_call_repeats_only_that_call(
+    crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
+) -> None:
+    """Killed inside the one transaction that records a call's output with its event (before its commit):
+    neither is stored, so the resumed run makes that call once more, and writes its event once."""
+    run_id, calls, killed, _ = _kill_then_resume(
+        crash_env, edgecrew_home, project_dir, failpoints="call_recorded:2"
+    )  # the 2nd recorded call: b's first model call (a's was the 1st)
+    _assert_finished(edgecrew_home, run_id)
+    starts = [c for c in calls if c["phase"] == "start"]
+    steps = [str(c["step"]) for c in starts]
+    assert len(starts) == EXPECTED_MODEL_CALLS + 1, starts
+    repeated = [s for s in set(steps) if steps.count(s) > 1]
+    assert repeated == [steps[1]] and starts[1]["agent"] == "b" and steps[1].endswith(".m0"), starts
+    assert [c["step"] for c in calls if c["pid"] == killed and c["phase"] == "end"] == steps[:2]  # it had ended
+    import sqlite3
+
+    with sqlite3.connect(edgecrew_home / "edgecrew.db") as db:
+        model_events = db.execute(
+            "SELECT key FROM events WHERE run_id = ? AND type = 'model_called' ORDER BY id", (run_id,)
+        ).fetchall()
+        journal = db.execute("SELECT key, kind FROM calls WHERE run_id = ? ORDER BY recorded_at", (run_id,)).fetchall()
+    assert len(model_events) == EXPECTED_MODEL_CALLS == len({k for (k,) in model_events})  # none written twice
+    assert [kind for _, kind in journal] == ["model", "model", "tool", "model", "model"]
+    tool_starts = [t for t in _lines(project_dir / "tools.jsonl") if t["phase"] == "start"]
+    assert len(tool_starts) == 1  # the tool call came after the kill: run once
+
+
 def test_interrupted_run_resumes_automatically_when_edgecrew_starts(
     crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
 ) -> None:

@@ -24,8 +24,12 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.parametrize(
+    ("failpoint", "model_calls"),
+    [("after_model_call:2", 4), ("call_recorded:2", 5)],  # the second: inside the call's record, before its commit
+)
 def test_run_killed_on_postgres_resumes_without_repeating_calls(
-    pg_url: str, project_dir: Path, edgecrew_home: Path
+    pg_url: str, project_dir: Path, edgecrew_home: Path, failpoint: str, model_calls: int
 ) -> None:
     write(project_dir / "edgecrew.yaml", PROJECT)
     write(project_dir / "tools.py", TOOLS)
@@ -39,7 +43,7 @@ def test_run_killed_on_postgres_resumes_without_repeating_calls(
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgecrew", "run", "crashy", "on postgres"],
-        env={**env, "EDGECREW_FAILPOINTS": "after_model_call:2"},
+        env={**env, "EDGECREW_FAILPOINTS": failpoint},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -50,7 +54,7 @@ def test_run_killed_on_postgres_resumes_without_repeating_calls(
 
     engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
-        run_id = conn.execute(sa.text("SELECT id FROM runs")).scalar_one()
+        run_id = conn.execute(sa.text("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1")).scalar_one()
         status = conn.execute(
             sa.text("SELECT status FROM dbos.workflow_status WHERE workflow_uuid = :i"), {"i": run_id}
         ).scalar_one()
@@ -69,7 +73,7 @@ def test_run_killed_on_postgres_resumes_without_repeating_calls(
     engine.dispose()
     assert status == "succeeded" and output == {"verdict": "approve"} and finished == 3
     starts = [c for c in _lines(project_dir / "calls.jsonl") if c["phase"] == "start"]
-    assert len(starts) == 4 and len({c["step"] for c in starts}) == 4
+    assert len(starts) == model_calls and len({c["step"] for c in starts}) == 4  # only an unrecorded call again
 
     shown = subprocess.run(
         [sys.executable, "-m", "edgecrew", "runs", "show", run_id, "--json"],

@@ -1,10 +1,16 @@
-"""The team run as a DBOS workflow: model and tool calls are DBOS steps, routing replays from them.
+"""The team run as a DBOS workflow whose model, tool and memory calls are recorded, so routing replays from them.
+
+Each finished call's output goes into the store's call journal (the ``calls`` table) in the same
+transaction as the call's event: one commit per call, in the file that holds the run's other rows.
+A replayed workflow reads a call there before making it. In a cluster (whose workers route model
+calls through DBOS queues) and in runs recorded before the journal, calls are DBOS steps instead;
+a run keeps the way it started with.
 
 A killed process leaves its workflows PENDING under its executor id (host:pid:start-time). When
 edgecrew starts again it resumes the PENDING workflows of executors that are no longer alive on
 this host, so a run continues from its last finished step and no finished call runs twice. Event
-rows are written inside the step that they describe, keyed by run and step, so a step that DBOS
-re-executes rewrites its events instead of duplicating them.
+rows are keyed by run and step, so a step that is executed again rewrites its events instead of
+duplicating them.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbos import DBOS, DBOSConfig
-from dbos._error import DBOSException
+from dbos._error import DBOSException, DBOSWorkflowCancelledError
 
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.events import (
@@ -238,15 +244,19 @@ async def team_run(run_id: str) -> dict[str, Any]:
     team = team_from_snapshot(run.spec, source=f"run {run_id}")
     if run.status.terminal:
         return {"status": run.status.value}
+    steps = await _calls_as_steps(rt, run_id, run_id, resumed=run.status != RunStatus.QUEUED)
     rt.store.set_status(run_id, RunStatus.RUNNING)
     rt.store.emit(run_id, "run_started", RunStarted(team=team.name, task=run.task, agents=tuple(team.agents)))
-    runner = DurableTurnRunner(rt, run_id, team)
+    runner = DurableTurnRunner(rt, run_id, team, steps=steps)
     if run.trigger and run.trigger.get("kind") == "from_step":  # run on from a step of another run
         runner.seed = dict(run.trigger.get("seed") or {})
         runner.seeded_from = str(run.trigger.get("run") or "")
     with tracing.workflow_span(run_id, team.name) as span:
         try:
-            result = await run_graph(team, run.task, runner)
+            try:
+                result = await run_graph(team, run.task, runner)
+            finally:
+                runner.write_pending()
         except DBOSException as exc:
             if "cancel" in type(exc).__name__.lower():
                 raise  # the run was cancelled: its status and event are already written
@@ -271,7 +281,31 @@ async def agent_turn(run_id: str, visit_key: str, agent_name: str, turn: TurnInp
     current_request_id.set(run.request_id)
     team = team_from_snapshot(run.spec)
     given = TurnInput(turn, run.task) if isinstance(turn, str) else turn
-    return (await _turn(rt, run_id, team.name, team.agents[agent_name], visit_key, given)).to_dict()
+    steps = await _calls_as_steps(rt, run_id, DBOS.workflow_id or "", resumed=True)
+    return (await _turn(rt, run_id, team.name, team.agents[agent_name], visit_key, given, steps=steps)).to_dict()
+
+
+_STEP_CALLS = frozenset(
+    {"edgecrew.model_call", "edgecrew.tool_call", "edgecrew.memory_recall", "edgecrew.cluster.route"}
+)
+
+
+async def _calls_as_steps(rt: Runtime, run_id: str, workflow_id: str, *, resumed: bool) -> bool:
+    """Whether this workflow's calls are DBOS steps rather than entries in the call journal: in a
+    cluster worker (its model calls are routed through DBOS), and in a resumed workflow that recorded
+    its calls as steps (before the journal, or on a cluster worker). A new run decides at once."""
+    if resumed:
+        from dbos._dbos import _get_dbos_instance
+
+        # The system database read directly: DBOS.list_workflow_steps inside a workflow is itself a
+        # recorded step, which would shift the ids of the workflow's later steps on replay.
+        sys_db = _get_dbos_instance()._sys_db
+        recorded = await asyncio.to_thread(sys_db.list_workflow_steps, workflow_id, load_output=False)
+        if any(step["function_name"] in _STEP_CALLS for step in recorded):
+            return True
+        if rt.store.call_count(run_id):
+            return False
+    return _model_route is not None
 
 
 async def _turn(
@@ -282,10 +316,19 @@ async def _turn(
     key: str,
     turn: TurnInput,
     approved_tools: set[str] | None = None,
+    *,
+    steps: bool = False,
+    before: Callable[[], None] | None = None,
+    defer: Callable[[Callable[[], None]], None] | None = None,
 ) -> TurnResult:
+    """One visit of an agent: its step row and events around the agent's turn. ``before`` writes rows
+    that go into the same transaction as the step's start (the previous step's end); ``defer`` takes
+    the writes of this step's end to do the same (without it they are written at once)."""
     store = rt.store
     visit = int(key[1 : key.index(".")])
-    with store.transaction():
+    with store.transaction(flush=False):  # a replay writes them again (so do all rows of a turn)
+        if before is not None:
+            before()
         store.upsert_step(run_id, key, agent=agent.name, visit=visit, status="running")
         store.emit(
             run_id,
@@ -294,7 +337,7 @@ async def _turn(
             step_key=key,
             agent=agent.name,
         )
-    io = DurableIO(rt, run_id, approved_tools)
+    io = DurableIO(rt, run_id, approved_tools, steps=steps)
     with tracing.agent_span(run_id, team, agent.name, agent.model, key) as span:
         result = await run_agent(agent, turn, io, key, {"run": run_id, "team": team, "agent": agent.name})
         tracing.record_turn(span, result.outcome.value, result.prompt_tokens, result.completion_tokens)
@@ -307,13 +350,19 @@ async def _turn(
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
     )
-    with store.transaction():
+    ended = time.time()
+
+    def write_end() -> None:
         store.put_messages(run_id, key, enumerate(result.messages))
         summary = finished.to_data()  # the step row holds the same summary as its event
-        store.upsert_step(
-            run_id, key, agent=agent.name, visit=visit, status="finished", finished_at=time.time(), **summary
-        )
+        store.upsert_step(run_id, key, agent=agent.name, visit=visit, status="finished", finished_at=ended, **summary)
         store.emit(run_id, f"{key}.finished", finished, step_key=key, agent=agent.name)
+
+    if defer is not None:
+        defer(write_end)
+    else:
+        with store.transaction(flush=False):
+            write_end()
     return result
 
 
@@ -326,14 +375,21 @@ def _step_started(agent: AgentSpec, visit: int) -> StepStarted:
 class DurableTurnRunner:
     """Runs visits inline (one) or as child workflows (several, in parallel)."""
 
-    def __init__(self, rt: Runtime, run_id: str, spec: TeamSpec) -> None:
+    def __init__(self, rt: Runtime, run_id: str, spec: TeamSpec, *, steps: bool = False) -> None:
         self.rt, self.run_id, self.spec = rt, run_id, spec
+        self.steps = steps  # calls as DBOS steps (see _calls_as_steps), else in the call journal
         self.team = spec.name
         self.approved_tools: set[str] = set()
         self.seed: dict[str, Any] = {}  # visit key -> the output copied from an earlier run
         self.seeded_from = ""
+        # Writes of the run's last step end and the routes it took, not made yet: they go into the
+        # transaction of the next step's start (or the run's end). A step ends and the next starts with
+        # nothing but routing between them, so a watcher sees no difference; a replay writes them again.
+        self._pending: list[Callable[[], None]] = []
 
     async def run_turns(self, visits: Sequence[tuple[Visit, TurnInput]]) -> list[TurnResult]:
+        if len(visits) != 1 or (self.seed and visits[0][0].key in self.seed):
+            self.write_pending()  # a lone visit writes them with its start, below
         if self.seed and any(visit.key in self.seed for visit, _ in visits):
             copied = {v.key: self._copy(v) for v, _ in visits if v.key in self.seed}
             rest = [(v, t) for v, t in visits if v.key not in copied]
@@ -350,6 +406,9 @@ class DurableTurnRunner:
                     visit.key,
                     turn,
                     self.approved_tools,
+                    steps=self.steps,
+                    before=self._write_pending_here,
+                    defer=self._pending.append,
                 )
             ]
         # Children are started in a fixed order, so their ids replay identically.
@@ -390,28 +449,50 @@ class DurableTurnRunner:
             self.rt.pool.preload(alias, evict=False)
 
     def route_taken(self, visit: Visit, edge: Edge | None, targets: Sequence[str]) -> None:
-        self.rt.store.emit(
-            self.run_id,
-            f"{visit.key}.route",
-            RouteTaken(from_=visit.agent, to=tuple(targets), edge=edge.label() if edge else None),
-            step_key=visit.key,
-            agent=visit.agent,
+        """Written with the next step's start or the run's end (see ``_pending``): routing is a pure
+        function of the recorded calls, so a replay takes the same route again."""
+        route = RouteTaken(from_=visit.agent, to=tuple(targets), edge=edge.label() if edge else None)
+        run_id, store = self.run_id, self.rt.store
+        self._pending.append(
+            lambda: store.emit(run_id, f"{visit.key}.route", route, step_key=visit.key, agent=visit.agent)
         )
+
+    def write_pending(self) -> None:
+        if self._pending:
+            with self.rt.store.transaction(flush=False):
+                self._write_pending_here()
+
+    def _write_pending_here(self) -> None:
+        """Make the pending writes in the transaction open now."""
+        writes, self._pending[:] = list(self._pending), []
+        for write in writes:
+            write()
 
 
 class DurableIO:
-    """TurnIO whose calls are DBOS steps."""
+    """TurnIO whose calls are recorded: in the call journal, or as DBOS steps (``steps``)."""
 
-    def __init__(self, rt: Runtime, run_id: str, approved_tools: set[str] | None = None) -> None:
-        self.rt, self.run_id = rt, run_id
+    def __init__(
+        self, rt: Runtime, run_id: str, approved_tools: set[str] | None = None, *, steps: bool = False
+    ) -> None:
+        self.rt, self.run_id, self.steps = rt, run_id, steps
         # Tools a person approved in this run (the "once" policy); rebuilt identically on replay.
         self.approved_tools = approved_tools if approved_tools is not None else set()
 
     async def call_model(self, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float) -> CallResult:
-        if _model_route is not None:
+        if _model_route is not None and self.steps:
             data = await _model_route(self.rt, self.run_id, key, agent, request, timeout_s)
-        else:
+        elif self.steps:
             data = await model_call_step(self.run_id, key, agent.name, agent.model, request, timeout_s)
+        else:
+            rt, run_id = self.rt, self.run_id
+            data = await _journaled(
+                rt,
+                run_id,
+                key,
+                "model",
+                lambda record: _model_call(rt, run_id, key, agent.name, agent.model, request, timeout_s, record),
+            )
         response = ModelResponse.from_dict(data["response"]) if data.get("response") else None
         return CallResult(response=response, error=data.get("error"), kind=data.get("kind", ""))
 
@@ -438,9 +519,12 @@ class DurableIO:
                 return Observation(denied, is_error=True, waited_s=waited_s)
             self.approved_tools.add(spec.name)
             call = ToolCall(call.id, call.name, decision.arguments)
-        data = await tool_call_step(
-            self.run_id, key, agent.name, list(agent.tools), call, timeout_s, agent.file_read, agent.file_write
-        )
+        args = (self.run_id, key, agent.name, list(agent.tools), call, timeout_s, agent.file_read, agent.file_write)
+        if self.steps:
+            data = await tool_call_step(*args)
+        else:
+            rt = self.rt
+            data = await _journaled(rt, self.run_id, key, "tool", lambda record: _tool_call(rt, record, *args))
         return Observation(content=data["content"], is_error=data["is_error"], waited_s=waited_s)
 
     def tool_definitions(self, agent: AgentSpec) -> list[ToolDefinition]:
@@ -458,35 +542,92 @@ class DurableIO:
         self.rt.store.emit(self.run_id, f"{key}.tools", selected, step_key=key.split(".m")[0], agent=agent.name)
 
     async def recall_memory(self, key: str, agent: AgentSpec, query: str) -> str | None:
-        block: str | None = await memory_recall_step(
-            self.run_id, key, agent.name, list(agent.memory.scopes), agent.memory.recall, query
+        args = (self.run_id, key, agent.name, list(agent.memory.scopes), agent.memory.recall, query)
+        if self.steps:
+            block: str | None = await memory_recall_step(*args)
+            return block
+        rt = self.rt
+        recalled: str | None = await _journaled(
+            rt, self.run_id, key, "memory", lambda record: _memory_recall(rt, record, *args)
         )
-        return block
+        return recalled
 
 
-# -- steps -----------------------------------------------------------------------------------------
+# -- calls -----------------------------------------------------------------------------------------
+#
+# A call's body makes the call and hands its output, with a function writing the call's event rows,
+# to ``record``: in the call journal both go into one transaction; as a DBOS step the event rows are
+# written and DBOS records the output when the step returns.
+
+Record = Callable[[Any, Callable[[], None]], None]
 
 
-@DBOS.step(name="edgecrew.memory_recall")
-async def memory_recall_step(run_id: str, key: str, agent: str, scopes: list[str], k: int, query: str) -> str | None:
+def _events_only(output: Any, write_events: Callable[[], None]) -> None:
+    """``record`` inside a DBOS step: the events here, the output by DBOS when the step returns."""
+    write_events()
+
+
+async def _journaled(rt: Runtime, run_id: str, key: str, kind: str, body: Callable[[Record], Awaitable[Any]]) -> Any:
+    """The output of call ``key`` of the run: read from the call journal when it finished before (a
+    resumed run), else made by ``body`` and recorded with its events in one transaction."""
+    status, recorded = rt.store.recorded_call(run_id, key)
+    if recorded is not None:
+        return recorded[0]
+    if status == RunStatus.CANCELLED and DBOS.workflow_id == run_id:
+        # A cancelled run stops at its next call, as DBOS stops one at its next step. (A parallel
+        # branch's child workflow finishes its turn: DBOS does not cancel children either.)
+        raise DBOSWorkflowCancelledError(f"Workflow {run_id} is cancelled: it stops before call {key}")
+
+    def record(output: Any, write_events: Callable[[], None]) -> None:
+        with rt.store.transaction():
+            write_events()
+            failpoint("call_recorded")  # crash tests: killed here, neither the output nor its event is stored
+            rt.store.record_call(run_id, key, kind, output)
+
+    return await body(record)
+
+
+async def _memory_recall(
+    rt: Runtime, record: Record, run_id: str, key: str, agent: str, scopes: list[str], k: int, query: str
+) -> str | None:
     """Automatic recall for one visit, recorded so a resumed run gives the agent the same prompt."""
     from edgecrew.memory import SCOPES, MemoryService, ScopeRef, prompt_recall
 
-    rt = current_runtime()
     memory = MemoryService.of(rt)
     ids = await asyncio.to_thread(memory.scope_ids, run_id, agent)
     refs = [ScopeRef(scope, i) for scope in SCOPES if scope in scopes and (i := ids.get(scope))]
     recalled = await asyncio.to_thread(prompt_recall, memory, query, refs, k)
-    rt.store.emit(run_id, key, recalled.event, step_key=key.rsplit(".", 1)[0], agent=agent)
+    record(
+        recalled.block,
+        lambda: rt.store.emit(run_id, key, recalled.event, step_key=key.rsplit(".", 1)[0], agent=agent),
+    )
     return recalled.block
+
+
+@DBOS.step(name="edgecrew.memory_recall")
+async def memory_recall_step(run_id: str, key: str, agent: str, scopes: list[str], k: int, query: str) -> str | None:
+    return await _memory_recall(current_runtime(), _events_only, run_id, key, agent, scopes, k, query)
 
 
 @DBOS.step(name="edgecrew.model_call")
 async def model_call_step(
     run_id: str, key: str, agent: str, ref: str, request: ModelRequest, timeout_s: float
 ) -> dict[str, Any]:
+    """One model call as a DBOS step (a cluster's calls, and runs recorded before the call journal)."""
+    return await _model_call(current_runtime(), run_id, key, agent, ref, request, timeout_s, _events_only)
+
+
+async def _model_call(
+    rt: Runtime,
+    run_id: str,
+    key: str,
+    agent: str,
+    ref: str,
+    request: ModelRequest,
+    timeout_s: float,
+    record: Record,
+) -> dict[str, Any]:
     """One model call: route ``ref`` to a model (falling back along its chain), record the result."""
-    rt = current_runtime()
     step_key = key.split(".m")[0]
     counter = iter(range(1000))
 
@@ -514,7 +655,7 @@ async def model_call_step(
             if routed.response is not None
             else {"error": routed.error, "kind": routed.kind, "alias": routed.alias}
         )
-        rt.store.emit(run_id, f"{key}.model", event, step_key=step_key, agent=agent)
+        record(data, lambda: rt.store.emit(run_id, f"{key}.model", event, step_key=step_key, agent=agent))
     finally:
         live.end(run_id, key)  # after the recorded event, so a watcher never sees the text vanish first
     rt.publish_pool_state()
@@ -566,6 +707,22 @@ async def tool_call_step(
     file_write: tuple[str, ...] = ("**",),
 ) -> dict[str, Any]:
     rt = current_runtime()
+    return await _tool_call(rt, _events_only, run_id, key, agent, allowed, call, timeout_s, file_read, file_write)
+
+
+async def _tool_call(
+    rt: Runtime,
+    record: Record,
+    run_id: str,
+    key: str,
+    agent: str,
+    allowed: list[str],
+    call: ToolCall,
+    timeout_s: float,
+    file_read: tuple[str, ...],
+    file_write: tuple[str, ...],
+) -> dict[str, Any]:
+    """One tool call under the agent's permissions and file policy; its result and a ``tool_called`` event."""
     started = time.perf_counter()
     canonical = rt.tools.canonical(call.name)
     step_key = key.split(".m")[0]
@@ -580,17 +737,13 @@ async def tool_call_step(
     with tracing.tool_span(run_id, agent, canonical, call.id, step_key) as span:
         content, is_error = await execute_tool(rt.tools, call, allowed, ctx, timeout_s)
         tracing.record_tool(span, is_error)
-    rt.store.emit(
-        run_id,
-        f"{key}.tool",
-        ToolCalled(
-            tool=canonical,
-            arguments=call.arguments,
-            is_error=is_error,
-            result=content[:500],
-            duration_s=round(time.perf_counter() - started, 4),
-        ),
-        step_key=step_key,
-        agent=agent,
+    event = ToolCalled(
+        tool=canonical,
+        arguments=call.arguments,
+        is_error=is_error,
+        result=content[:500],
+        duration_s=round(time.perf_counter() - started, 4),
     )
-    return {"content": content, "is_error": is_error}
+    data = {"content": content, "is_error": is_error}
+    record(data, lambda: rt.store.emit(run_id, f"{key}.tool", event, step_key=step_key, agent=agent))
+    return data

@@ -56,7 +56,7 @@ class Runtime:
 
     _pool: ModelPool | None = None
     _extensions: dict[type[Any], Any] = field(default_factory=dict, repr=False)
-    _published: tuple[dict[str, Any] | None, float] = field(default=(None, 0.0), repr=False)
+    _published: tuple[tuple[Any, ...] | None, float] = field(default=(None, 0.0), repr=False)
 
     def extension(self, cls: type[T], make: Callable[[Runtime], T]) -> T:
         """The runtime's one ``cls``, made by ``make(self)`` on first use: a service of another layer that
@@ -96,17 +96,13 @@ class Runtime:
         that changes nothing costs no file write."""
         if self._pool is None:
             return
-        state = self._pool.state().to_dict()
         now = time.monotonic()
         # What changes the picture: not the clock (last use, idle seconds) nor the counters every call
         # moves (grants, waits); those are at most a second stale.
-        shape = {
-            **{k: v for k, v in state.items() if k not in ("resident", "waiting", "grants", "waits", "wait_s_total")},
-            "resident": [{k: v for k, v in m.items() if k not in ("last_used", "idle_s")} for m in state["resident"]],
-            "waiting": [w.get("alias") for w in state.get("waiting", ())],
-        }
+        shape = self._pool.fingerprint()
         if shape == self._published[0] and now - self._published[1] < POOL_STATE_REFRESH_S:
             return
+        state = self._pool.state().to_dict()
         folder = self.settings.home / "pool"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{executor_id().replace(':', '_')}.json"

@@ -279,6 +279,19 @@ class ModelPool:
         """Aliases whose model is loaded now (routing prefers them among models sharing a tag)."""
         return frozenset(m.alias for m in self.state().resident if not m.loading)
 
+    def fingerprint(self) -> tuple[Any, ...]:
+        """What a reader of ``state()`` would see change, cheaply: the models (loading or not, busy slots,
+        footprint), the queue, loads, evictions and failures; not the clocks or the per-call counters."""
+        with self._lock:
+            return (
+                tuple(
+                    (a, e.active, e.model is None, e.memory_bytes, e.gpu_bytes)
+                    for a, e in sorted(self._entries.items())
+                ),
+                tuple(w.alias for w in self._queue),
+                (self._loads, self._evictions, self._load_failures, self._unload_failures),
+            )
+
     def state(self) -> PoolState:
         gpus = self._probe.gpus()
         with self._lock:

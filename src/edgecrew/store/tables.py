@@ -77,6 +77,18 @@ messages = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# The call journal (0017): a finished model, tool or memory call's output, by run and call key. Read
+# before each call, so a resumed run replays it; written with the call's event in one transaction.
+calls = Table(
+    "calls",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("kind", String(16), nullable=False),  # model | tool | memory
+    Column("output", JSON),
+    Column("recorded_at", Float, nullable=False),
+)
+
 events = Table(
     "events",
     metadata,

@@ -1,0 +1,135 @@
+"""The call journal: a team run's model, tool and memory calls recorded in the store (one transaction with
+each call's event), read back instead of calling again; DBOS steps in a cluster and for runs recorded that
+way; the store's unflushed transactions and the SQLite driver path of its writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from edgecrew.domain.messages import ModelRequest
+from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.specs import AgentSpec
+from edgecrew.engine import durable
+from edgecrew.engine.runtime import Runtime
+from edgecrew.models.scripted import ScriptedModel
+from edgecrew.store import tables as t
+from edgecrew.store.repo import open_store
+from tests.teams import CHAIN, FAN
+from tests.unit.engine_helpers import run_team, teardown
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _dbos() -> Iterator[None]:
+    yield
+    durable.route_model_calls(None)
+    teardown()
+
+
+def _operations(workflow_id: str) -> list[str]:
+    from dbos._dbos import _get_dbos_instance
+
+    steps = _get_dbos_instance()._sys_db.list_workflow_steps(workflow_id, load_output=False)
+    return [s["function_name"] for s in steps]
+
+
+async def test_a_run_records_each_call_with_its_event_and_no_dbos_step() -> None:
+    model = ScriptedModel({"a": ["A"], "b": ["B"], "c": ["C"]})
+    run, rt = await run_team(CHAIN, model)
+    assert run.status == "succeeded"
+    with rt.store.engine.connect() as conn:
+        journal = conn.execute(sa.select(t.calls).where(t.calls.c.run_id == run.id)).mappings().all()
+    assert [(row["key"], row["kind"]) for row in journal] == [
+        ("v000.a.m0", "model"),
+        ("v001.b.m0", "model"),
+        ("v002.c.m0", "model"),
+    ]
+    assert journal[1]["output"]["response"]["message"]["content"] == "B"
+    events = {e.key for e in rt.store.events(run.id) if e.type == "model_called"}
+    assert events == {f"{row['key']}.model" for row in journal}
+    assert not [name for name in _operations(run.id) if name.startswith("edgecrew.")]  # no per-call DBOS steps
+    # The routes and the step ends, written with the next step's start or the run's end, are all there.
+    types = [e.type for e in rt.store.events(run.id)]
+    assert types.count("route_taken") == 3 and types.count("step_finished") == 3
+    assert types.index("route_taken") < types.index("step_started", types.index("step_started") + 1)
+    assert [s.status for s in rt.store.steps(run.id)] == ["finished"] * 3
+
+
+async def test_a_recorded_call_is_read_back_instead_of_called_again() -> None:
+    model = ScriptedModel({"a": ["A"], "b": ["B"], "c": ["C"]})
+    run, rt = await run_team(CHAIN, model)
+    calls_before = len(model.calls)
+    recorded = await durable._journaled(rt, run.id, "v001.b.m0", "model", _never_called)
+    assert recorded["response"]["message"]["content"] == "B" and len(model.calls) == calls_before
+    status, missing = rt.store.recorded_call(run.id, "v009.z.m0")
+    assert (status, missing) == (RunStatus.SUCCEEDED, None)
+    rt.store.record_call(run.id, "v001.b.m0", "model", {"other": True})  # the first record of a key stands
+    assert rt.store.recorded_call(run.id, "v001.b.m0")[1] == (recorded,)
+
+
+async def _never_called(record: Any) -> Any:
+    raise AssertionError("a recorded call was made again")
+
+
+async def test_parallel_branches_record_their_calls_in_the_journal_too() -> None:
+    model = ScriptedModel({"plan": ["P"], "left": ["L"], "right": ["R"], "merge": ["M"]})
+    run, rt = await run_team(FAN, model)
+    assert run.status == "succeeded"
+    with rt.store.engine.connect() as conn:
+        keys = conn.execute(sa.select(t.calls.c.key).where(t.calls.c.run_id == run.id)).scalars().all()
+    assert sorted(keys) == ["v000.plan.m0", "v001.left.m0", "v002.right.m0", "v003.merge.m0"]
+
+
+async def test_a_cluster_worker_records_calls_as_dbos_steps_and_a_resumed_run_keeps_its_way() -> None:
+    async def route(
+        rt: Runtime, run_id: str, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float
+    ) -> dict[str, Any]:
+        return await durable.model_call_step(run_id, key, agent.name, agent.model, request, timeout_s)
+
+    durable.route_model_calls(route)  # what a cluster worker does
+    model = ScriptedModel({"a": ["A"], "b": ["B"], "c": ["C"]})
+    run, rt = await run_team(CHAIN, model)
+    assert run.status == "succeeded"
+    assert _operations(run.id).count("edgecrew.model_call") == 3 and rt.store.call_count(run.id) == 0
+    durable.route_model_calls(None)
+    # Resumed in a process without the cluster, the run goes on with DBOS steps (its replay finds them).
+    assert await durable._calls_as_steps(rt, run.id, run.id, resumed=True)
+    # A journal run stays a journal run wherever it resumes; a new run decides by the process.
+    journal_run, _ = await run_team(CHAIN, ScriptedModel({"a": ["A"], "b": ["B"], "c": ["C"]}))
+    durable.route_model_calls(route)
+    assert not await durable._calls_as_steps(rt, journal_run.id, journal_run.id, resumed=True)
+    assert await durable._calls_as_steps(rt, journal_run.id, journal_run.id, resumed=False)
+
+
+def test_unflushed_transactions_commit_with_synchronous_normal(tmp_path: Any) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    with store.transaction() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: a recorded call, a run's status
+    with store.transaction(flush=False) as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: rows a replay writes again
+        with store.transaction() as inner:  # inside another: part of it
+            assert inner is conn
+
+
+def test_the_sqlite_driver_path_writes_what_sqlalchemy_would(tmp_path: Any) -> None:
+    """Rows written through the driver read back as SQLAlchemy's own writes do: JSON (None too), column
+    defaults on insert, an update that keeps the excluded columns."""
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.create_run("r1", "team", "task", {}, str(tmp_path))
+    store.upsert_step("r1", "v0.a", agent="a", visit=0, status="running", started_at=5.0)
+    with store.engine.connect() as conn:
+        raw = conn.exec_driver_sql("SELECT output, model_calls, started_at FROM steps").one()
+    assert tuple(raw) == (None, 0, 5.0)  # no output given: NULL; the default 0 filled in
+    store.upsert_step("r1", "v0.a", agent="a", visit=0, status="finished", output=None, started_at=9.0)
+    store.upsert_step("r1", "v0.b", agent="b", visit=1, status="finished", output={"text": "ünï"}, model_calls=2)
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT key, output, status, started_at, model_calls FROM steps ORDER BY key").all()
+    assert tuple(rows[0]) == ("v0.a", "null", "finished", 5.0, 0)  # None as JSON null, as SQLAlchemy
+    assert json.loads(rows[1][1]) == {"text": "ünï"} and rows[1][4] == 2
+    assert [s.output for s in store.steps("r1")] == [None, {"text": "ünï"}]

@@ -2,16 +2,17 @@
 
 Both sides run the same chains (agent1 -> agent2 -> ... -> end) in this one process, on SQLite
 files in the same temporary folder, with a model that answers at once, so what is measured is
-the orchestration and persistence cost alone. edgecrew runs the team as a DBOS workflow (a DBOS
-step per model call, plus its run/step/message/event rows); the anchor is LangGraph with a
-file-backed ``SqliteSaver`` and ``durability="sync"`` (each node's checkpoint written before the
-next node starts, the same promise edgecrew makes). edgecrew's time runs from ``RunService.start``
-to the workflow's result; LangGraph's is one ``graph.invoke``.
+the orchestration and persistence cost alone. edgecrew runs the team as a DBOS workflow (each model
+call recorded in the store's call journal with its event, plus its run/step/message/event rows); the
+anchor is LangGraph with a file-backed ``SqliteSaver`` and ``durability="sync"`` (each node's
+checkpoint written before the next node starts, the same promise edgecrew makes). Both sides commit
+with SQLite's ``synchronous=FULL`` (``--synchronous normal``: both with NORMAL). edgecrew's time runs
+from ``RunService.start`` to the workflow's result; LangGraph's is one ``graph.invoke``.
 
 Runs go round-robin (each chain length, edgecrew then LangGraph), after warm-up runs of every
 configuration, so drift on a shared machine hits every figure alike.
 
-    .venv/bin/python bench/overhead.py [--runs N] [--warmup N] [--lengths 3,10] [--json]
+    .venv/bin/python bench/overhead.py [--runs N] [--warmup N] [--lengths 3,10] [--synchronous full|normal] [--json]
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def chain_yaml(n: int) -> str:
 class EdgecrewBench:
     """edgecrew in this process, its home and project in ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, synchronous: str = "full") -> None:
         os.environ["EDGECREW_HOME"] = str(root / "home")
+        os.environ["EDGECREW_STORE_SYNCHRONOUS"] = synchronous
         os.environ["EDGECREW_PROJECT"] = str(root / "project")
         os.environ.setdefault("EDGECREW_DBOS_LOG_LEVEL", "ERROR")
         (root / "project" / "teams").mkdir(parents=True, exist_ok=True)
@@ -119,12 +121,13 @@ def node(name: str, system: str) -> Any:  # a LangGraph node (its _Node protocol
 class LangGraphBench:
     """LangGraph chains checkpointed by ``SqliteSaver`` to a file in ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, synchronous: str = "full") -> None:
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         self.conn = sqlite3.connect(root / "langgraph.sqlite", check_same_thread=False)
         self.saver = SqliteSaver(self.conn)
-        self.saver.setup()
+        self.saver.setup()  # WAL; SQLite's default synchronous is FULL
+        self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
 
     def graph(self, n: int) -> Any:
         from langgraph.graph import END, START, StateGraph
@@ -165,9 +168,11 @@ def summary(seconds: list[float]) -> dict[str, float]:
     return {k: round(v, 3) for k, v in stats.items()}
 
 
-async def measure(lengths: list[int], runs: int, warmup: int, root: Path) -> list[dict[str, Any]]:
-    ec = EdgecrewBench(root)
-    lg = LangGraphBench(root)
+async def measure(
+    lengths: list[int], runs: int, warmup: int, root: Path, synchronous: str = "full"
+) -> list[dict[str, Any]]:
+    ec = EdgecrewBench(root, synchronous)
+    lg = LangGraphBench(root, synchronous)
     rows: list[dict[str, Any]] = []
     try:
         configs = [(n, ec.team_file(n), lg.graph(n)) for n in lengths]
@@ -236,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=50, help="timed runs per chain length and engine (50)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed rounds first (10)")
     parser.add_argument("--lengths", default="3,10", help="chain lengths, comma-separated (3,10)")
+    parser.add_argument(
+        "--synchronous", choices=("full", "normal"), default="full", help="SQLite commits, both sides (full)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
@@ -246,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="edgecrew-bench-") as tmp:
         started = time.perf_counter()
-        rows = asyncio.run(measure(lengths, args.runs, args.warmup, Path(tmp)))
+        rows = asyncio.run(measure(lengths, args.runs, args.warmup, Path(tmp), args.synchronous))
         wall = time.perf_counter() - started
     meta = {
         "benchmark": "overhead",
@@ -259,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "dbos": version("dbos"),
         "runs": args.runs,
         "warmup": args.warmup,
+        "synchronous": args.synchronous,
         "wall_s": round(wall, 1),
     }
     if args.json:
@@ -267,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"edgecrew {meta['edgecrew']} (DBOS {meta['dbos']}) vs LangGraph {meta['langgraph']} + SqliteSaver, "
             f"zero-latency model, {args.runs} runs after {args.warmup} warm-up, Python {meta['python']}, "
-            f"{meta['cpus']} CPUs"
+            f"{meta['cpus']} CPUs, synchronous={args.synchronous.upper()}"
         )
         print(table(rows))
         print(f"ratio = edgecrew / LangGraph (lower is better for edgecrew); wall {wall:.1f}s")

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     # Comma-separated failpoints for crash tests, e.g. "before_model_call:2": the process writes
     # <home>/failpoint.hit and blocks at the 2nd time it reaches that point, so a test can SIGKILL it.
     failpoints: str = ""
+    # How a SQLite store commits what must survive a power cut (a run's recorded calls, its status):
+    # "full" waits for the disk on each such commit; "normal" does not (a kill -9 still loses nothing;
+    # a power cut may lose the last commits, and a resumed run then makes those calls again).
+    store_synchronous: Literal["full", "normal"] = "full"
     # DBOS's own log level (its messages duplicate the run's events; raise it to debug DBOS itself).
     dbos_log_level: str = "CRITICAL"
     # Memory the model pool may fill with resident models, e.g. "2GiB" (default: what is available

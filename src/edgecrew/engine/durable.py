@@ -245,29 +245,33 @@ async def team_run(run_id: str) -> dict[str, Any]:
     if run.status.terminal:
         return {"status": run.status.value}
     steps = await _calls_as_steps(rt, run_id, run_id, resumed=run.status != RunStatus.QUEUED)
-    rt.store.set_status(run_id, RunStatus.RUNNING)
-    rt.store.emit(run_id, "run_started", RunStarted(team=team.name, task=run.task, agents=tuple(team.agents)))
+    with rt.store.transaction(flush=False):  # a replay writes them again
+        rt.store.set_status(run_id, RunStatus.RUNNING)
+        rt.store.emit(run_id, "run_started", RunStarted(team=team.name, task=run.task, agents=tuple(team.agents)))
     runner = DurableTurnRunner(rt, run_id, team, steps=steps)
     if run.trigger and run.trigger.get("kind") == "from_step":  # run on from a step of another run
         runner.seed = dict(run.trigger.get("seed") or {})
         runner.seeded_from = str(run.trigger.get("run") or "")
     with tracing.workflow_span(run_id, team.name) as span:
         try:
-            try:
-                result = await run_graph(team, run.task, runner)
-            finally:
-                runner.write_pending()
+            result = await run_graph(team, run.task, runner)
         except DBOSException as exc:
             if "cancel" in type(exc).__name__.lower():
+                runner.write_pending()
                 raise  # the run was cancelled: its status and event are already written
             result = GraphResult(False, error=f"internal error: {type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug or a broken plugin must end the run, not leave it hanging
             result = GraphResult(False, error=f"internal error: {type(exc).__name__}: {exc}")
+        except BaseException:  # DBOS's own cancellation (a BaseException): the last step's end is still written
+            runner.write_pending()
+            raise
         status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
-        rt.store.set_status(run_id, status, output=result.output, error=result.error)
-        final = rt.store.get_run(run_id).status  # a cancel that won the race stays cancelled
-        finished = RunFinished(status=final, output=result.output, error=result.error, visits=result.visits)
-        rt.store.emit(run_id, "run_finished", finished)
+        with rt.store.transaction():  # the last step's end, the run's status and its last event: one commit
+            runner.write_pending()
+            moved = rt.store.set_status(run_id, status, output=result.output, error=result.error)
+            final = status if moved else rt.store.get_run(run_id).status  # a cancel that won the race stays
+            finished = RunFinished(status=final, output=result.output, error=result.error, visits=result.visits)
+            rt.store.emit(run_id, "run_finished", finished)
         tracing.record_run(span, final.value, ok=final == RunStatus.SUCCEEDED)
     return {"status": final.value, "output": result.output, "error": result.error}
 

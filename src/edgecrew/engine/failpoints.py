@@ -7,6 +7,7 @@ exact point. With the setting empty (always, outside tests) a failpoint costs on
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,11 @@ _lock = threading.Lock()
 
 
 def _armed() -> dict[str, int]:
-    spec = get_settings().failpoints
+    return _parse(get_settings().failpoints)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse(spec: str) -> dict[str, int]:
     armed: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, _, nth = item.partition(":")

@@ -162,7 +162,7 @@ class RunService:
         if not started.created:
             return started
         handle = await durable.start_workflow(started.run.id)
-        return Started(self.rt.store.get_run(started.run.id), True, handle)
+        return Started(started.run, True, handle)
 
     def record(
         self,
@@ -207,18 +207,20 @@ class RunService:
         workspace.mkdir(parents=True, exist_ok=True)
         durable.launch(self.rt)
         try:
-            self.rt.store.create_run(
-                run_id,
-                spec.name,
-                task,
-                spec.raw,
-                str(workspace),
-                project=str(self.rt.project.dir),
-                executor=executor_id(),
-                request_id=request_id,
-                idempotency_key=idempotency_key,
-                trigger=trigger,
-            )
+            with self.rt.store.transaction():  # the run and its first event: one commit
+                run = self.rt.store.create_run(
+                    run_id,
+                    spec.name,
+                    task,
+                    spec.raw,
+                    str(workspace),
+                    project=str(self.rt.project.dir),
+                    executor=executor_id(),
+                    request_id=request_id,
+                    idempotency_key=idempotency_key,
+                    trigger=trigger,
+                )
+                self.rt.store.emit(run_id, "run_created", RunCreated(team=spec.name, task=task))
         except sa.exc.IntegrityError:  # a concurrent request with the same key won the race
             earlier = self.rt.store.run_by_idempotency_key(idempotency_key or "")
             if earlier is None:
@@ -226,8 +228,7 @@ class RunService:
             return _retry(earlier, spec.name, task)
         if works_in is not None:  # its files at workspace/project, its id on the run (project_runs)
             ProjectService.of(self.rt).attach_run(run_id, works_in.id, workspace)
-        self.rt.store.emit(run_id, "run_created", RunCreated(team=spec.name, task=task))
-        return Started(self.rt.store.get_run(run_id), True)
+        return Started(run, True)
 
     async def run(
         self,

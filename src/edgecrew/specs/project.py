@@ -84,6 +84,9 @@ class Project:
     _agent_docs: tuple[tuple[Any, ...], dict[str, dict[str, Any] | SpecError]] | None = field(
         default=None, repr=False, compare=False
     )
+    # Teams as last built, by file, place and catalog; each with the parsed document and agent library
+    # it was built from (read_yaml's and agent_docs' cached objects: the same objects while unchanged).
+    _built: dict[tuple[Any, ...], tuple[Any, Any, TeamSpec]] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, source: TeamSource) -> None:
         """Register a project team; a second project team with the same name is a spec problem."""
@@ -129,7 +132,19 @@ class Project:
         return build_agent(read_yaml(source.file), str(source.file), catalog)[1]
 
     def load_source(self, source: TeamSource, catalog: Catalog | None = None) -> TeamSpec:
-        return build_team(read_yaml(source.file), str(source.file), catalog, source.loc)
+        """The team at ``source``, validated against ``catalog``; built again only when its file, the
+        agent library or what the catalog names changed (every run starts with this)."""
+        doc = read_yaml(source.file)
+        agents = catalog.agents if catalog is not None else None
+        key = (str(source.file), source.loc, _catalog_key(catalog))
+        hit = self._built.get(key)
+        if hit is not None and hit[0] is doc and hit[1] is agents:
+            return hit[2]
+        team = build_team(doc, str(source.file), catalog, source.loc)
+        if len(self._built) >= 64:
+            self._built.pop(next(iter(self._built)))
+        self._built[key] = (doc, agents, team)
+        return team
 
     def team_source(self, name_or_path: str) -> TeamSource:
         path = Path(name_or_path)
@@ -225,6 +240,14 @@ def _library(directory: Path) -> dict[str, AgentSource]:
                 name = file.stem  # reported in full when the agent is validated
             found[name] = AgentSource(name, file)
     return found
+
+
+def _catalog_key(catalog: Catalog | None) -> tuple[Any, ...] | None:
+    """What a team's validation depends on in ``catalog``, but the agent library (compared by identity)."""
+    if catalog is None:
+        return None
+    normalize = catalog.normalize_tool
+    return (catalog.tools, catalog.models, id(getattr(normalize, "__self__", normalize)))
 
 
 def _team_name(doc: Any, file: Path) -> str:

@@ -28,6 +28,7 @@ from edgecrew.domain.events import Event, EventRecord
 from edgecrew.domain.messages import Message
 from edgecrew.domain.runs import RunStatus, can_transition
 from edgecrew.errors import NotFoundError, UserError
+from edgecrew.settings import get_settings
 from edgecrew.store import tables as t
 from edgecrew.store.migrations import HEAD
 
@@ -87,8 +88,8 @@ def _engine_url(url: str) -> str:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    # FULL, not NORMAL: an event row must survive a power cut whenever the DBOS step it describes does.
-    cur.execute("PRAGMA synchronous=FULL")
+    # FULL by default, not NORMAL: a recorded call (and its event) survives a power cut once recorded.
+    cur.execute("PRAGMA synchronous=" + ("NORMAL" if get_settings().store_synchronous == "normal" else "FULL"))
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
@@ -187,28 +188,39 @@ class RunStore:
         request_id: str | None = None,
         idempotency_key: str | None = None,
         trigger: Mapping[str, Any] | None = None,
-    ) -> None:
+    ) -> RunRecord:
+        """Record a new run (queued); returns it as written."""
         now = time.time()
-        with self.engine.begin() as conn:
-            conn.execute(
-                t.runs.insert().values(
-                    trigger=dict(trigger) if trigger is not None else None,
-                    id=run_id,
-                    team=team,
-                    task=task,
-                    status=RunStatus.QUEUED.value,
-                    spec=dict(spec),
-                    workspace=workspace,
-                    project=project,
-                    executor=executor,
-                    request_id=request_id,
-                    idempotency_key=idempotency_key,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+        row = {
+            "id": run_id,
+            "team": team,
+            "task": task,
+            "status": RunStatus.QUEUED.value,
+            "spec": dict(spec),
+            "output": None,
+            "error": None,
+            "workspace": workspace,
+            "project": project,
+            "executor": executor,
+            "request_id": request_id,
+            "idempotency_key": idempotency_key,
+            "trigger": dict(trigger) if trigger is not None else None,
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": None,
+        }
+        written = {k: v for k, v in row.items() if k not in ("output", "error", "finished_at")}  # NULL until set
+        with self.transaction() as conn:
+            conn.execute(t.runs.insert(), written)  # one statement shape: compiled once
+        return _run(row)
 
     def get_run(self, run_id: str) -> RunRecord:
+        if self._dialect == "sqlite":  # by its whole id (each step of a run reads it): the driver's own cursor
+            current = _current_conn.get()
+            with contextlib.nullcontext(current) if current is not None else self.engine.connect() as conn:
+                found = _driver(conn).execute(_RUN_BY_ID_SQLITE, (run_id,)).fetchone()
+            if found is not None:
+                return _run(_row_of(t.runs, found))
         row = self.row_by_id(t.runs, run_id, "run", "edgecrew runs list")
         return _run(row)
 
@@ -319,8 +331,13 @@ class RunStore:
     def set_status(self, run_id: str, status: RunStatus, *, output: Any = None, error: str | None = None) -> bool:
         """Move a run to ``status`` if the state machine allows it; False when it does not."""
         now = time.time()
-        with self.engine.begin() as conn:
-            current = conn.execute(sa.select(t.runs.c.status).where(t.runs.c.id == run_id)).scalar()
+        with self.transaction() as conn:
+            sqlite = self._dialect == "sqlite"
+            if sqlite:
+                found = _driver(conn).execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+                current = found[0] if found else None
+            else:
+                current = conn.execute(sa.select(t.runs.c.status).where(t.runs.c.id == run_id)).scalar()
             if current is None:
                 raise NotFoundError(f"no run '{run_id}'")
             if not can_transition(RunStatus(current), status):
@@ -332,7 +349,12 @@ class RunStore:
                 values["error"] = error
             if status.terminal:
                 values["finished_at"] = now
-            conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
+            if sqlite:
+                assignments = ", ".join(f"{_quote(k)} = ?" for k in values)
+                params = [json.dumps(v) if k == "output" else v for k, v in values.items()]
+                _driver(conn).execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*params, run_id))
+            else:
+                conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
             return True
 
     # -- steps and messages ----------------------------------------------------------------------
@@ -577,14 +599,25 @@ class RunStore:
             _driver(conn).executemany(upsert.sql, [upsert.params(row) for row in rows])
 
 
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_RUN_BY_ID_SQLITE = f"SELECT {', '.join(_quote(c.name) for c in t.runs.columns)} FROM runs WHERE id = ?"
+
+
+def _row_of(table: sa.Table, values: Sequence[Any]) -> dict[str, Any]:
+    """A row read through the driver, as SQLAlchemy would give it: JSON columns decoded."""
+    return {
+        c.name: (None if v is None else json.loads(v)) if isinstance(c.type, sa.JSON) else v
+        for c, v in zip(table.columns, values, strict=True)
+    }
+
+
 _RECORDED_CALL_SQLITE = (
     'SELECT r.status, c."key", c.output FROM runs AS r LEFT OUTER JOIN calls AS c ON c.run_id = r.id AND c."key" = ? '
     "WHERE r.id = ?"
 )
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _driver(conn: Connection) -> Any:

@@ -15,11 +15,12 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgecrew.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where used: a run without memory never loads it
 
 __all__ = ["E5Embedder", "Embedder", "HashingEmbedder", "make_embedder"]
 
@@ -66,6 +67,8 @@ class E5Embedder:
         return self._model
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
@@ -73,6 +76,8 @@ class E5Embedder:
         return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
 
     def embed_query(self, text: str) -> np.ndarray:
+        import numpy as np
+
         with self._lock:
             out = self._loaded().query(text)
         return np.asarray(out, dtype=np.float32).reshape(self.dim)
@@ -91,6 +96,8 @@ class HashingEmbedder:
         self.model_id = f"hashing-{dim}"
 
     def _one(self, text: str) -> np.ndarray:
+        import numpy as np
+
         v = np.zeros(self.dim, dtype=np.float32)
         for word in _WORD.findall(text.lower()):
             h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
@@ -102,6 +109,8 @@ class HashingEmbedder:
         return v / norm
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         return np.stack([self._one(t) for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:

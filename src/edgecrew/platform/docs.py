@@ -21,14 +21,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgecrew.errors import ToolError
 from edgecrew.platform.project import POLICY_FILE, project_facts
 from edgecrew.platform.workspace import Workspace, read_pyproject
 from edgecrew.tools.retrieval import rank
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where used: a run that never searches docs never loads it
 
 __all__ = ["GuidelineIndex", "PassageEmbedder", "Section", "generate_docs", "search_guidelines", "sections"]
 
@@ -116,6 +117,8 @@ class GuidelineIndex:
 
     def search(self, folder: Path, query: str, k: int) -> dict[str, Any]:
         """The ``k`` sections closest in meaning to ``query`` (``method`` says how they were ranked)."""
+        import numpy as np
+
         if self.embedder is None:
             return search_guidelines(folder, query, k)
         if self.unavailable is None:
@@ -142,6 +145,8 @@ class GuidelineIndex:
         return out
 
     def _passage_vectors(self, embedder: PassageEmbedder, folder: Path, passages: list[Section]) -> np.ndarray:
+        import numpy as np
+
         by_file: dict[str, list[Section]] = {}
         for s in passages:
             by_file.setdefault(s.file, []).append(s)

@@ -23,15 +23,17 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from edgecrew.errors import NotFoundError
 from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where used: a run without memory never loads it
 
 __all__ = ["MemoryRecord", "MemoryStore", "NewMemory", "ScoredMemory", "SearchResult", "scope_key"]
 
@@ -228,6 +230,8 @@ class MemoryStore:
         return tuple(ScoredMemory(rows[i], score) for i, score in nearest if i in rows)
 
     def _checked(self, vector: np.ndarray) -> np.ndarray:
+        import numpy as np
+
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         if v.shape[0] != self.dim:
             raise ValueError(f"a {v.shape[0]}-dimensional vector given to a {self.dim}-dimensional memory store")
@@ -255,6 +259,8 @@ def _record(row: Any) -> MemoryRecord:
 
 
 def _exact_search(conn: Connection, q: np.ndarray, keys: Sequence[str], k: int, model: str) -> list[tuple[int, float]]:
+    import numpy as np
+
     scopes = [key.split(":", 1) for key in keys]
     query = sa.select(m.c.id, m.c.embedding).where(
         m.c.model == model, sa.or_(*[(m.c.scope == s) & (m.c.scope_id == i) for s, i in scopes])
@@ -302,6 +308,8 @@ class _Exact(_Index):
 
 
 def _missing(conn: Connection, model: str, indexed: str) -> list[tuple[int, str, np.ndarray]]:
+    import numpy as np
+
     rows = conn.execute(
         sa.text(
             f"SELECT id, scope, scope_id, embedding FROM memories WHERE model = :model AND id NOT IN (SELECT {indexed})"
@@ -342,6 +350,8 @@ class _SqliteVec(_Index):
         return index
 
     def insert(self, conn: Connection, entries: Sequence[tuple[int, str, np.ndarray]]) -> None:
+        import numpy as np
+
         if entries:
             conn.exec_driver_sql(
                 f"INSERT INTO {self.table}(rowid, embedding, scope_key) VALUES (?, ?, ?)",
@@ -451,4 +461,6 @@ class _PgVector(_Index):
 
 
 def _pg_vector(v: np.ndarray) -> str:
+    import numpy as np
+
     return "[" + ",".join(f"{x:.7g}" for x in np.asarray(v, dtype=np.float32)) + "]"

@@ -10,6 +10,7 @@ Listeners (``subscribe``) see every event as it is written, told whether it is n
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -736,15 +737,26 @@ def sqlite_module() -> Any | None:
     return sqlean.dbapi2
 
 
+@functools.cache
+def _vec_extension() -> str | None:
+    """Where sqlite-vec's loadable extension is, found without importing the package (its ``__init__``
+    imports numpy, ~100 ms that a run without memory would pay on its first connection)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sqlite_vec")
+    if spec is None or spec.origin is None:
+        return None
+    return str(Path(spec.origin).parent / "vec0")
+
+
 def _load_vec(dbapi_conn: Any, _record: Any) -> None:
     """Load sqlite-vec on each connection of a store opened with sqlean (memory's vector index)."""
-    try:
-        import sqlite_vec
-    except ImportError:
+    extension = _vec_extension()
+    if extension is None:
         return
     try:
         dbapi_conn.enable_load_extension(True)
-        sqlite_vec.load(dbapi_conn)
+        dbapi_conn.load_extension(extension)
         dbapi_conn.enable_load_extension(False)
     except Exception as exc:  # an extension that cannot load: memory searches exactly instead
         log.warning("sqlite-vec could not be loaded into the store's SQLite: %s", exc)

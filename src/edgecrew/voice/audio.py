@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from edgecrew.voice.errors import UnsupportedAudio
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where used: a server that never hears audio never loads it
+    import numpy.typing as npt
+
+    Samples = npt.NDArray[np.float64]
 
 PCM, FLOAT, EXTENSIBLE = 1, 3, 0xFFFE
 MAX_CHANNELS = 16
@@ -32,8 +36,6 @@ _OTHER_FORMATS = (  # magic bytes at offset 0 (or 4 for MP4), for the error mess
     (b"FORM", "AIFF"),
 )
 SUPPORTED = "WAV (PCM 8/16/24/32-bit or 32/64-bit float, any rate, any channels)"
-
-Samples = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def _format(body: bytes, filename: str) -> tuple[int, int, int, int]:
 
 
 def _samples(payload: bytes, tag: int, bits: int, filename: str) -> Samples:
+    import numpy as np
+
     width = bits // 8
     payload = payload[: len(payload) - len(payload) % width]
     if tag == FLOAT:
@@ -122,6 +126,8 @@ def _samples(payload: bytes, tag: int, bits: int, filename: str) -> Samples:
 def resample(audio: Audio, rate: int) -> Audio:
     """``audio`` at ``rate`` Hz, by linear interpolation after a band limit when going down (an FFT
     low-pass at the new Nyquist frequency keeps the recogniser from hearing aliases)."""
+    import numpy as np
+
     if audio.rate == rate or len(audio.samples) == 0:
         return Audio(audio.samples, rate)
     samples = audio.samples
@@ -137,6 +143,8 @@ def resample(audio: Audio, rate: int) -> Audio:
 
 def pcm16(audio: Audio) -> bytes:
     """Little-endian signed 16-bit mono samples."""
+    import numpy as np
+
     return bytes(np.clip(np.round(audio.samples * 32767.0), -32768, 32767).astype("<i2").tobytes())
 
 
@@ -149,3 +157,10 @@ def wav(audio: Audio) -> bytes:
         len(body),
     )
     return header + body
+
+
+def silence(rate: int = 16000) -> Audio:
+    """No samples at all (what a text with no words says)."""
+    import numpy as np
+
+    return Audio(np.zeros(0), rate)

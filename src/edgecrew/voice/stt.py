@@ -11,8 +11,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from edgecrew.voice.audio import Audio, decode, pcm16, resample
 from edgecrew.voice.errors import UnsupportedAudio, VoiceEngineMissing
 
@@ -83,6 +81,8 @@ def recognise(audio: Audio) -> Transcript:
     A faint, seeded noise is added first: stretches of digital silence (exact zeros, as synthesised
     speech has) give the feature extractor a log of zero and throw off its normalisation, which on
     espeak-ng's speech halves the words recognised. The same input always gives the same text."""
+    import numpy as np
+
     noise = np.random.default_rng(DITHER_SEED).normal(0.0, DITHER, len(audio.samples))
     raw = pcm16(Audio(audio.samples + noise, audio.rate))
     with _lock:

@@ -14,9 +14,7 @@ import subprocess
 import threading
 from typing import Literal
 
-import numpy as np
-
-from edgecrew.voice.audio import Audio, decode, pcm16, resample, wav
+from edgecrew.voice.audio import Audio, decode, pcm16, resample, silence, wav
 from edgecrew.voice.errors import UnsupportedAudio, VoiceEngineMissing
 
 MAX_CHARS = 4096  # OpenAI's limit for one request
@@ -73,7 +71,7 @@ def synthesize(text: str, voice: str = "alloy", speed: float = 1.0) -> Audio:
     if binary is None:
         raise VoiceEngineMissing("espeak-ng (speech synthesis)", INSTALL)
     if not text.strip():
-        return Audio(np.zeros(0), NATIVE_RATE)  # espeak-ng writes nothing at all for no words
+        return silence(NATIVE_RATE)  # espeak-ng writes nothing at all for no words
     wpm = min(MAX_WPM, max(MIN_WPM, round(BASE_WPM * speed)))
     command = [binary, "-v", VOICES[voice], "-s", str(wpm), "-b", "1", "--stdout", "--stdin"]
     try:
@@ -91,5 +89,5 @@ def synthesize(text: str, voice: str = "alloy", speed: float = 1.0) -> Audio:
         why = done.stderr.decode("utf-8", "replace").strip()[:300] or f"exit status {done.returncode}"
         raise RuntimeError(f"espeak-ng failed with voice {VOICES[voice]!r}: {why}")
     if not done.stdout:  # nothing it could say (punctuation only, say): silence, not an error
-        return Audio(np.zeros(0), NATIVE_RATE)
+        return silence(NATIVE_RATE)
     return decode(done.stdout, "espeak-ng output")

@@ -133,3 +133,34 @@ def test_the_sqlite_driver_path_writes_what_sqlalchemy_would(tmp_path: Any) -> N
     assert tuple(rows[0]) == ("v0.a", "null", "finished", 5.0, 0)  # None as JSON null, as SQLAlchemy
     assert json.loads(rows[1][1]) == {"text": "ünï"} and rows[1][4] == 2
     assert [s.output for s in store.steps("r1")] == [None, {"text": "ünï"}]
+
+
+async def test_a_run_cancelled_in_the_store_alone_stops_before_its_next_call_and_ends_cancelled() -> None:
+    """The canceller died between writing the store and telling DBOS: the run still stops at its next
+    call, and its workflow ends cancelled instead of waiting for an outcome nobody records."""
+    import asyncio
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.engine.service import RunService, TeamFile
+
+    rt = bootstrap()
+    model = ScriptedModel({"a": [{"text": "A", "delay": 0.5}], "b": ["B"], "c": ["C"]})
+    rt.models.register("fake", model)
+    team = rt.settings.project_dir / "teams" / "t.yaml"
+    team.parent.mkdir(parents=True, exist_ok=True)
+    team.write_text(CHAIN)
+    started = await RunService(rt).start(TeamFile(team), "go")
+    run_id = started.run.id
+    for _ in range(200):  # a's call is in flight
+        if model.calls:
+            break
+        await asyncio.sleep(0.01)
+    assert rt.store.set_status(run_id, RunStatus.CANCELLED, error="cancelled by user")
+    for _ in range(500):
+        workflow = await durable.workflow_status(run_id)
+        if workflow is not None and workflow.status == "CANCELLED":
+            break
+        await asyncio.sleep(0.02)
+    assert workflow is not None and workflow.status == "CANCELLED"
+    assert [c.agent for c in model.calls] == ["a"]  # b's call never started
+    assert rt.store.get_run(run_id).status == RunStatus.CANCELLED

@@ -579,7 +579,12 @@ async def _journaled(rt: Runtime, run_id: str, key: str, kind: str, body: Callab
         return recorded[0]
     if status == RunStatus.CANCELLED and DBOS.workflow_id == run_id:
         # A cancelled run stops at its next call, as DBOS stops one at its next step. (A parallel
-        # branch's child workflow finishes its turn: DBOS does not cancel children either.)
+        # branch's child workflow finishes its turn: DBOS does not cancel children either.) The store
+        # says so first (RunService.cancel), then DBOS: a canceller that died between the two would
+        # leave this workflow waiting for an outcome DBOS never records, so it is cancelled here too.
+        from dbos._dbos import _get_dbos_instance
+
+        await asyncio.to_thread(_get_dbos_instance()._sys_db.cancel_workflows, [run_id])
         raise DBOSWorkflowCancelledError(f"Workflow {run_id} is cancelled: it stops before call {key}")
 
     def record(output: Any, write_events: Callable[[], None]) -> None:

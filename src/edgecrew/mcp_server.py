@@ -82,7 +82,7 @@ class EdgecrewMcp:
                 name=spec.name,
                 description=spec.description,
                 input_schema=spec.input_schema,
-                output_schema=spec.output_schema if _is_object_schema(spec.output_schema) else None,
+                output_schema=spec.result_schema if _is_object_schema(spec.result_schema) else None,
                 annotations=ToolAnnotations(destructive_hint=spec.risk == "risky"),
             )
             for spec in self.tools()

@@ -363,7 +363,7 @@ async def test_the_job_tools_are_declared_and_answer_with_a_summary_first(jobs: 
     submit, status = registry.get("jobs.submit"), registry.get("jobs.status")
     assert (submit.risk, status.risk, registry.get("scheduler.suggest_window").risk) == ("risky", "safe", "safe")
     for spec in (submit, status, registry.get("scheduler.suggest_window")):
-        assert spec.output_schema is not None and next(iter(spec.output_schema["properties"])) == "summary"
+        assert spec.result_schema is not None and next(iter(spec.result_schema["properties"])) == "summary"
     ctx = ToolContext(run_id="r1", agent="planner", workspace=jobs.rt.settings.home)
     out = await submit.call({"argv": ["echo", "hi"], "memory_mb": 64, "tags": ["batch"]}, ctx)
     job = jobs.get(out["job_id"])

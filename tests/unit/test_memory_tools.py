@@ -101,7 +101,7 @@ async def test_schemas_and_unbound_tools() -> None:
     for name in MEMORY_TOOLS:
         spec = registry.get(name)
         assert spec.wants_context and "ctx" not in spec.input_schema["properties"]
-        assert spec.output_schema is not None and next(iter(spec.output_schema["properties"])) == "summary"
+        assert spec.result_schema is not None and next(iter(spec.result_schema["properties"])) == "summary"
     assert registry.get("memory.recall").input_schema["required"] == ["query"]
     with pytest.raises(ToolError, match="memory is not open in this process"):
         await _call(registry, "memory.recall", {"query": "x"}, "r", "a")

@@ -48,7 +48,7 @@ def test_unbound_tools_are_listed_and_say_so_when_called(tmp_path: Path) -> None
     assert registry.names() == frozenset(PROJECT_TOOLS)
     assert registry.canonical("kg.neighbors") == "kg.neighbours"
     path = registry.get("kg.path")
-    assert {"from", "to"} <= set(path.input_schema["properties"]) and path.output_schema is not None
+    assert {"from", "to"} <= set(path.input_schema["properties"]) and path.result_schema is not None
     assert path.input_schema["required"] == ["from", "to"]
 
 

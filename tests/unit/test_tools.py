@@ -102,3 +102,26 @@ async def test_scheduler_can_run_asks_the_pool_and_the_machine(tmp_path: Path) -
     assert held["fits"] is False and "held by models" in held["reason"]
     with pytest.raises(ToolError, match="must not be negative"):
         await tool_spec.call({"memory_mb": -1}, plain)
+
+
+def test_a_function_tools_schema_is_built_on_first_use_and_rewrites_apply_then() -> None:
+    """Registering a tool reads no type hints (every command registers ~90 built-ins it mostly never offers);
+    its schema and argument model are built when first asked for, rewrites included."""
+    from edgecrew.tools.base import ToolParameters, spec_from_function
+
+    def later(count: NotDefinedYet) -> str:  # type: ignore[name-defined]  # noqa: F821
+        """Resolved only when the schema is built."""
+        return str(count)
+
+    spec = spec_from_function(later)  # no NameError: nothing read yet
+    with pytest.raises(NameError):
+        _ = spec.input_schema
+
+    def add(a: int, b: int = 2) -> int:
+        """Add."""
+        return a + b
+
+    params = ToolParameters(function=add).rewritten(lambda s: {**s, "description": "two numbers"})
+    assert params.schema["description"] == "two numbers" and params.schema["required"] == ["a"]
+    assert params.model is not None and params.model.model_validate({"a": "3"}).model_dump() == {"a": 3, "b": 2}
+    assert ToolParameters({"type": "object"}).rewritten(lambda s: {**s, "x": 1}).schema == {"type": "object", "x": 1}

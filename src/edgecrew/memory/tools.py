@@ -76,7 +76,7 @@ def register_memory_tools(registry: ToolRegistry, service: MemoryService | None 
     ]
     for name, fn, risk, out in specs:
         spec = spec_from_function(fn, name=name, timeout_s=60.0, risk=risk)
-        registry.register(replace(spec, output_schema=out.model_json_schema()))
+        registry.register(replace(spec, output_model=out))
 
 
 class _MemoryTools:

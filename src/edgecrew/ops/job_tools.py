@@ -88,7 +88,7 @@ def register(registry: ToolRegistry, rt: Runtime | None = None) -> None:
         (tools.status, "jobs.status", "safe", StatusOut, 15.0),
     ):
         spec = spec_from_function(fn, name=name, timeout_s=timeout_s, risk=risk)  # type: ignore[arg-type]
-        registry.register(replace(spec, output_schema=out.model_json_schema()))
+        registry.register(replace(spec, output_model=out))
 
 
 class _JobTools:

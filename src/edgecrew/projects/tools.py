@@ -139,7 +139,7 @@ def register_project_tools(registry: ToolRegistry, service: ProjectService | Non
     for name, fn, out in specs:
         spec = spec_from_function(fn, name=name, timeout_s=30.0, risk="safe")  # the store only, no outside effect
         aliases = ("kg.neighbors",) if name == "kg.neighbours" else ()
-        registry.register(replace(spec, aliases=aliases, output_schema=out.model_json_schema()))
+        registry.register(replace(spec, aliases=aliases, output_model=out))
 
 
 def _fact(f: Fact) -> dict[str, Any]:

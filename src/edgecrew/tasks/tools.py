@@ -75,7 +75,7 @@ def register_task_tools(
     for name, fn, timeout_s in specs:
         # All "safe": they read and write the task workspace only, and run_version runs code sandboxed.
         spec = spec_from_function(fn, name=name, timeout_s=timeout_s, risk="safe")
-        registry.register(replace(spec, input_schema=_inlined(spec.input_schema)))
+        registry.register(replace(spec, parameters=spec.parameters.rewritten(_inlined)))
 
 
 class _TaskTools:

@@ -12,11 +12,12 @@ into another runtime of the same process.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints, overload
 
@@ -48,31 +49,109 @@ class ToolContext:
     mounts: tuple[tuple[str, Path], ...] = ()
 
 
+class ToolParameters:
+    """A tool's arguments: a JSON Schema given as it is (an MCP server's tools), or read from a function's
+    signature and type hints, with a pydantic model that validates and coerces them. A function's model
+    and schema are built on first use: building them for the ~90 built-in tools took ~150 ms of every
+    command's start, for tools most runs never offer. ``then`` rewrites the schema once built."""
+
+    def __init__(
+        self,
+        schema: dict[str, Any] | None = None,
+        *,
+        function: ToolFunction | None = None,
+        then: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        if (schema is None) == (function is None):
+            raise ValueError("ToolParameters takes a schema or a function")
+        self._schema, self._function, self._then = schema, function, then
+        self._model: type[BaseModel] | None = None
+
+    def rewritten(self, then: Callable[[dict[str, Any]], dict[str, Any]]) -> ToolParameters:
+        """The same parameters, their schema passed through ``then`` (also on first use)."""
+        if self._function is None:
+            assert self._schema is not None
+            return ToolParameters(then(self._schema))
+        first = self._then
+        return ToolParameters(function=self._function, then=then if first is None else lambda s: then(first(s)))
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        if self._schema is None:
+            self._build()
+        assert self._schema is not None
+        return self._schema
+
+    @property
+    def model(self) -> type[BaseModel] | None:
+        """The pydantic model of a function's arguments (None for a given schema)."""
+        if self._function is not None and self._model is None:
+            self._build()
+        return self._model
+
+    def _build(self) -> None:
+        assert self._function is not None
+        hints = get_type_hints(self._function, include_extras=True)  # keep Annotated[..., Field(...)] limits
+        fields: dict[str, Any] = {}
+        for pname, param in inspect.signature(self._function).parameters.items():
+            if pname == "ctx":
+                continue
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[pname] = (hints.get(pname, Any), default)
+        model = create_model(f"{self._function.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields)
+        schema = model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        self._model, self._schema = model, (self._then(schema) if self._then is not None else schema)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ToolParameters) and self.schema == other.schema
+
+    __hash__ = None  # type: ignore[assignment]  # as the dict it stands for
+
+    def __repr__(self) -> str:
+        return f"ToolParameters({self._schema!r})" if self._function is None else f"ToolParameters({self._function!r})"
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     """A callable tool with JSON Schemas for its input and output."""
 
     name: str
     description: str
-    input_schema: dict[str, Any]
+    parameters: ToolParameters
     fn: Callable[..., Awaitable[Any]]
     output_schema: dict[str, Any] | None = None
     timeout_s: float = 30.0
     aliases: tuple[str, ...] = ()
     risk: Risk = "safe"
     wants_context: bool = False
-    _arg_model: type[BaseModel] | None = field(default=None, compare=False, repr=False)
+    # The result's pydantic model, its JSON Schema built on first use (instead of ``output_schema``).
+    output_model: type[BaseModel] | None = None
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return self.parameters.schema
+
+    @property
+    def result_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema results are checked against: ``output_schema``, or ``output_model``'s."""
+        if self.output_schema is None and self.output_model is not None:
+            return _model_schema(self.output_model)
+        return self.output_schema
 
     def definition(self) -> ToolDefinition:
         return ToolDefinition(name=self.name, description=self.description, parameters=self.input_schema)
 
     def validate_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Return the arguments coerced by the schema, or raise ToolError naming what is wrong."""
-        if self._arg_model is not None:
+        model = self.parameters.model
+        if model is not None:
             from pydantic import ValidationError
 
             try:
-                return self._arg_model.model_validate(arguments).model_dump()
+                return model.model_validate(arguments).model_dump()
             except ValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
@@ -97,11 +176,17 @@ class ToolSpec:
             if agent_bound:
                 raise ToolError(f"tool '{self.name}' ran past the agent's time limit") from None
             raise ToolError(f"{self.name} timed out after {self.timeout_s:g}s") from None
-        if self.output_schema is not None:
-            errors = list(jsonschema.Draft202012Validator(self.output_schema).iter_errors(result))
+        checked = self.result_schema
+        if checked is not None:
+            errors = list(jsonschema.Draft202012Validator(checked).iter_errors(result))
             if errors:
                 raise ToolError(f"{self.name} returned invalid output: {errors[0].message}")
         return result
+
+
+@functools.cache
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
 
 
 def normalize(name: str) -> str:
@@ -157,23 +242,7 @@ def spec_from_function(
     aliases: tuple[str, ...] = (),
     risk: Risk = "safe",
 ) -> ToolSpec:
-    hints = get_type_hints(func, include_extras=True)  # keep Annotated[..., Field(...)] limits
-    params = inspect.signature(func).parameters
-    fields: dict[str, Any] = {}
-    wants_context = False
-    for pname, param in params.items():
-        if pname == "ctx":
-            wants_context = True
-            continue
-        annotation = hints.get(pname, Any)
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[pname] = (annotation, default)
-    model = create_model(f"{func.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields)
-    schema = model.model_json_schema()
-    schema.pop("title", None)
-    for prop in schema.get("properties", {}).values():
-        prop.pop("title", None)
-
+    wants_context = "ctx" in inspect.signature(func).parameters
     if inspect.iscoroutinefunction(func):
         afn = func
     else:
@@ -185,13 +254,12 @@ def spec_from_function(
     return ToolSpec(
         name=name or func.__name__,
         description=description or doc.split("\n\n")[0].replace("\n", " ") or (name or func.__name__),
-        input_schema=schema,
+        parameters=ToolParameters(function=func),
         fn=afn,
         timeout_s=timeout_s,
         aliases=aliases,
         risk=risk,
         wants_context=wants_context,
-        _arg_model=model,
     )
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO, TypeAlias, Ty
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgecrew.errors import ToolError, UserError
-from edgecrew.tools.base import Risk, ToolRegistry, ToolSpec
+from edgecrew.tools.base import Risk, ToolParameters, ToolRegistry, ToolSpec
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -461,7 +461,7 @@ def tool_spec(server: str, config: McpServerConfig, tool: Tool, connections: Mcp
     return ToolSpec(
         name=f"{server}.{tool.name}",
         description=tool.description or tool.title or f"{tool.name} (from MCP server '{server}')",
-        input_schema=schema,
+        parameters=ToolParameters(schema),
         # The SDK already checks structured results against the tool's output schema.
         fn=McpToolCall(connections, server, tool.name, config.timeout_s),
         timeout_s=config.timeout_s,

@@ -125,7 +125,7 @@ class EdgecrewWorker:
         from edgecrew.engine import durable
 
         durable.shutdown()
-        self.rt.store.engine.dispose()
+        self.rt.store.close()
 
 
 CURRENT_THREAD: contextvars.ContextVar[str] = contextvars.ContextVar("thread")

@@ -93,7 +93,7 @@ class EdgecrewBench:
         from edgecrew.engine import durable
 
         durable.shutdown()
-        self.rt.store.engine.dispose()
+        self.rt.store.close()
 
 
 # -- LangGraph (the anchor) ------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def child_split(t0: float) -> dict[str, Any]:
     lap("open_store (engine + migration check)")
     store.migrate()
     lap("migration check alone (at head)")
-    store.engine.dispose()
+    store.close()
     rt = bootstrap(settings, mcp=True)
     lap("bootstrap (all of it, again)")
     from edgecrew.ops import Ops
@@ -195,7 +195,7 @@ def cli_run(env: dict[str, str], cwd: Path) -> dict[str, float]:
         run = store.list_runs(limit=1)[0]
         events = store.events(run.id)
     finally:
-        store.engine.dispose()
+        store.close()
     first: dict[str, Any] = {}
     for e in events:
         first.setdefault(e.type, e)

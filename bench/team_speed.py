@@ -223,7 +223,7 @@ class Team:
         from edgecrew.engine import durable
 
         durable.shutdown()
-        self.rt.store.engine.dispose()
+        self.rt.store.close()
 
 
 # -- the anchor ------------------------------------------------------------------------------------

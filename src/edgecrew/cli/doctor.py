@@ -114,7 +114,7 @@ def _store(url: str) -> Check:
     try:
         store = open_store(url)
         count = len(store.list_runs(limit=1000))
-        store.engine.dispose()
+        store.close()
         return Check("store", True, f"{url.split('@')[-1]} ({count} runs)")
     except Exception as exc:
         return Check("store", False, f"{type(exc).__name__}: {exc}", "check EDGECREW_DATABASE_URL")

@@ -114,6 +114,12 @@ class RunStore:
         self._statements: dict[tuple[Any, ...], Any] = {}
         self._listeners: list[EventListener] = []
 
+    def close(self) -> None:
+        """Close the store's connections (both pools on SQLite)."""
+        self.engine.dispose()
+        if self._unflushed is not self.engine:
+            self._unflushed.dispose()
+
     # -- schema -----------------------------------------------------------------------------------
     def migrate(self) -> None:
         """Bring the schema to the newest migration (cheap when already there).

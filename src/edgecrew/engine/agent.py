@@ -1,8 +1,9 @@
 """One agent turn: model call, the tool calls it asks for, results fed back, until a final output.
 
-The loop is written against :class:`TurnIO`, so the same code runs durably (each call a DBOS step)
-and on the in-memory fakes of :mod:`edgecrew.engine.fakes` in the fast tests. It ends with an
-:class:`Outcome`: ``final`` (output valid against the agent's schema when it has one),
+The loop is written against :class:`TurnIO`, so the same code runs durably (each call recorded: in the
+call journal, or as a DBOS step in a cluster) and on the in-memory fakes of :mod:`edgecrew.engine.fakes`
+in the fast tests. It ends with an :class:`Outcome`: ``final`` (output valid against the agent's schema
+when it has one),
 ``max_steps``, ``loop_detected`` (the same tool call with the same arguments a third time),
 ``tool_errors``, ``timeout``, ``invalid_output`` or ``error``.
 

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgecrew.domain.sizes import parse_size
+from edgecrew.errors import UserError
 
 
 class Settings(BaseSettings):
@@ -212,7 +213,17 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a value that does not fit raises a UserError naming the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"EDGECREW_{str(e['loc'][0]).upper() if e['loc'] else '?'}={e.get('input')!r}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise UserError(f"invalid setting: {problems}") from None
 
 
 def reset_settings() -> None:

@@ -164,3 +164,45 @@ async def test_a_run_cancelled_in_the_store_alone_stops_before_its_next_call_and
     assert workflow is not None and workflow.status == "CANCELLED"
     assert [c.agent for c in model.calls] == ["a"]  # b's call never started
     assert rt.store.get_run(run_id).status == RunStatus.CANCELLED
+
+
+def test_store_synchronous_normal_makes_every_commit_unflushed(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EDGECREW_STORE_SYNCHRONOUS=normal (slow disks): a recorded call's commit no longer waits for the disk."""
+    from edgecrew.settings import reset_settings
+
+    monkeypatch.setenv("EDGECREW_STORE_SYNCHRONOUS", "normal")
+    reset_settings()
+    try:
+        store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+        with store.transaction() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        store.close()
+    finally:
+        monkeypatch.delenv("EDGECREW_STORE_SYNCHRONOUS")
+        reset_settings()
+    monkeypatch.setenv("EDGECREW_STORE_SYNCHRONOUS", "sometimes")
+    reset_settings()
+    try:
+        from edgecrew.errors import UserError
+        from edgecrew.settings import get_settings
+
+        with pytest.raises(
+            UserError, match=r"EDGECREW_STORE_SYNCHRONOUS='sometimes': Input should be 'full' or 'normal'"
+        ):
+            get_settings()
+    finally:
+        monkeypatch.delenv("EDGECREW_STORE_SYNCHRONOUS")
+        reset_settings()
+
+
+def test_a_bad_setting_is_a_clear_error_on_the_command_line(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EDGECREW_HOME": str(tmp_path), "EDGECREW_STORE_SYNCHRONOUS": "sometimes"}
+    done = subprocess.run(
+        [sys.executable, "-m", "edgecrew", "runs", "list"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "invalid setting: EDGECREW_STORE_SYNCHRONOUS='sometimes'" in done.stderr

@@ -32,7 +32,7 @@ from edgecrew.cli.server import keys_app, serve
 from edgecrew.cli.tasks import tasks_app
 from edgecrew.cli.tui import tui
 from edgecrew.domain.runs import RunStatus
-from edgecrew.errors import SpecError
+from edgecrew.errors import EdgecrewError, SpecError
 
 app = typer.Typer(
     name="edgecrew",
@@ -515,7 +515,11 @@ def doctor() -> None:
 
 
 def main() -> None:
-    app(prog_name="edgecrew")
+    try:
+        app(prog_name="edgecrew")
+    except EdgecrewError as exc:  # raised before a command's own guard (a bad setting, say): no traceback
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise SystemExit(2 if isinstance(exc, SpecError) else 1) from None
 
 
 if __name__ == "__main__":

@@ -96,6 +96,50 @@ async def test_a_test_check_runs_after_the_program_and_reports_the_failed_assert
     assert (await service.run(task_id, 1)).reason == "test check failed: exited with code 1: AssertionError: 1 + 1"
 
 
+async def test_pytest_style_test_functions_are_called_and_each_failure_is_named(
+    tasks: TaskStore, service: ExecutionService
+) -> None:
+    test = "from solution import add\n\ndef test_add():\n    assert add(2, 2) == 5\n"
+    task_id = version(tasks, "def add(a, b):\n    return a + b\n", checks={"test": test})
+    record = await service.run(task_id, 1)
+    assert record.status == "failed" and (record.checks_passed, record.checks_total) == (0, 1)
+    assert record.reason == (
+        "test check failed: exited with code 1: 1 of 1 tests failed; first: test_add: AssertionError "
+        "(assert add(2, 2) == 5)"
+    )
+    passing = """\
+        from solution import add
+        import unittest
+
+        def helper():  # not a test: never called
+            raise RuntimeError("called")
+
+        def test_add():
+            assert add(2, 2) == 4
+
+        class TestMore:
+            def test_zero(self):
+                assert add(0, 0) == 0
+
+        class Unit(unittest.TestCase):
+            def test_one(self):
+                self.assertEqual(add(1, 0), 1)
+    """
+    tasks.update(task_id, checks=parse_checks({"test": textwrap.dedent(passing)}).to_json())
+    record = await service.run(task_id, 1)
+    assert (record.status, record.checks_passed, record.checks_total) == ("succeeded", 1, 1)
+    _, err = service.log_paths(record.id)
+    log = err.read_text()
+    assert "test_add ... ok" in log and "TestMore.test_zero ... ok" in log and "Ran 3 tests" in log
+    fixtures = "def test_ok():\n    pass\n\ndef test_tmp(tmp_path):\n    pass\n\nasync def test_later():\n    pass\n"
+    tasks.update(task_id, checks=parse_checks({"test": fixtures}).to_json())
+    record = await service.run(task_id, 1)
+    assert record.status == "failed" and record.reason is not None
+    assert record.reason.endswith(
+        "2 of 3 tests failed; first: test_tmp: TypeError: test_tmp takes tmp_path: there are no pytest fixtures here"
+    )
+
+
 async def test_metrics_come_from_the_last_json_line(tasks: TaskStore, service: ExecutionService) -> None:
     code = """\
         import json

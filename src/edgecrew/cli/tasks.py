@@ -141,7 +141,10 @@ def tasks_create(
         Path | None,
         typer.Option(help="YAML file: {io: [{input, expected}], test: '<python>'} (or {checks: ..., limits: ...})."),
     ] = None,
-    test: Annotated[Path | None, typer.Option(help="A Python test file (stdlib asserts or unittest).")] = None,
+    test: Annotated[
+        Path | None,
+        typer.Option(help="A Python test file: asserts, unittest, or pytest-style test_ functions (no fixtures)."),
+    ] = None,
     limit: Annotated[
         list[str] | None, typer.Option(help="A sandbox limit, e.g. --limit wall_s=5 (cpu_s, memory_mb, processes).")
     ] = None,

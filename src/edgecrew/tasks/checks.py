@@ -5,7 +5,8 @@ that JSON may be, so every writer (the agents' tools, the API, the CLI) validate
 reports every problem at once. Checks are an input/expected-output table (``io``: each input is
 fed to the program on stdin, its stdout compared after trailing whitespace is stripped, a last
 line of metrics aside) and/or a
-Python ``test`` (stdlib only: plain asserts or unittest) run after the program in the same work
+Python ``test`` (stdlib only: plain asserts, unittest, or pytest-style ``test*`` functions and
+``Test*`` classes without fixtures, each run and reported) run after the program in the same work
 dir, where the version's file is under its own name and as ``solution.py``.
 """
 

@@ -52,10 +52,12 @@ with open({name!r}, "rb") as _source:
     _code = compile(_source.read(), {name!r}, "exec")
 exec(_code, {{"__name__": "__main__", "__file__": {name!r}, "__builtins__": __builtins__}})
 """
-# The test runs as __main__ (so its own unittest.main() works); TestCases it only defines are run
-# here, and a failure ends with one line that names the first failed test and its error.
+# The test runs as __main__ (so its own unittest.main() works); the unittest TestCases it only defines
+# are run here, and so are its pytest-style tests (test* functions, test* methods of a plain Test*
+# class: no fixtures, pytest is not there), each reported as its own test; a failure ends with one line
+# that names the first failed test and its error (a bare assert's with its source line).
 TEST = """\
-import sys, types, unittest
+import inspect, sys, types, unittest
 sys.argv = [{test!r}]
 sys.path.insert(0, "")
 _module = types.ModuleType("__main__")
@@ -63,13 +65,48 @@ _module.__file__, _module.SOLUTION_FILE = {test!r}, {name!r}
 sys.modules["__main__"] = _module
 with open({test!r}, "rb") as _source:
     exec(compile(_source.read(), {test!r}, "exec"), _module.__dict__)
+__unittest = True  # unittest leaves this launcher's frames out of a failure's traceback
+
+
+class _Plain(unittest.TestCase):
+    def __init__(self, name, make):
+        super().__init__("_call")
+        self._name, self._make = name, make
+
+    def _call(self):
+        test = self._make()
+        params = inspect.signature(test).parameters.values()
+        needs = [p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if needs:
+            raise TypeError(f"{{self._name}} takes {{', '.join(needs)}}: there are no pytest fixtures here")
+        if inspect.iscoroutinefunction(test):
+            raise TypeError(f"{{self._name}} is async: write a plain def (asyncio.run inside it)")
+        test()
+
+    def id(self):
+        return self._name
+
+    __str__ = id
+
+
 _suite = unittest.defaultTestLoader.loadTestsFromModule(_module)
+for _key, _value in list(vars(_module).items()):
+    if getattr(_value, "__module__", None) != "__main__":
+        continue  # imported, not the test's own
+    if _key.startswith("test") and inspect.isfunction(_value):
+        _suite.addTest(_Plain(_key, lambda f=_value: f))
+    elif _key.startswith("Test") and inspect.isclass(_value) and not issubclass(_value, unittest.TestCase):
+        for _method in sorted(m for m in dir(_value) if m.startswith("test") and callable(getattr(_value, m))):
+            _suite.addTest(_Plain(f"{{_key}}.{{_method}}", lambda c=_value, m=_method: getattr(c(), m)))
 if _suite.countTestCases():
     _result = unittest.TextTestRunner(stream=sys.stderr, verbosity=2).run(_suite)
     _bad = _result.failures + _result.errors
     if _bad:
         _case, _trace = _bad[0]
-        _last = [line for line in _trace.strip().splitlines() if line.strip()][-1]
+        _lines = [line.strip() for line in _trace.splitlines() if line.strip().strip("^~")]
+        _last = _lines[-1]
+        if _last == "AssertionError" and len(_lines) > 1:
+            _last += f" ({{_lines[-2]}})"
         _count = f"{{len(_bad)}} of {{_result.testsRun}} tests failed"
         sys.stderr.write(f"edgecrew: {{_count}}; first: {{_case.id()}}: {{_last}}\\n")
     sys.exit(0 if _result.wasSuccessful() else 1)

@@ -111,7 +111,11 @@ class _TaskTools:
             list[IoCaseArg] | None, Field(description="Acceptance checks: stdin input and the exact expected stdout.")
         ] = None,
         test: Annotated[
-            str | None, Field(description="Optional Python test (asserts or unittest); `import solution` loads it.")
+            str | None,
+            Field(
+                description="Optional Python test: asserts, unittest or pytest-style test_ functions (no fixtures); "
+                "`import solution` loads it."
+            ),
         ] = None,
     ) -> dict[str, Any]:
         """Create a task with its spec and acceptance checks; returns its task_id."""

@@ -71,7 +71,7 @@ class TaskChecksBody(BaseModel):
         default=None,
         max_length=MAX_TEST_CHARS,
         description="Python source run after the program in its work dir (the version is importable as "
-        "`solution`); plain asserts or unittest.",
+        "`solution`); plain asserts, unittest, or pytest-style test_ functions without fixtures.",
     )
 
 

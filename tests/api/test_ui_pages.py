@@ -88,8 +88,13 @@ def test_unknown_things_are_html_error_pages_not_json(client: TestClient, keys: 
         assert r.headers["content-type"].startswith("text/html")
         assert "Not found" in r.text
         assert '<nav aria-label="main">' in r.text, path  # inside the site's frame, with a way back
+    # A missing run is worded for the site, not for the CLI (whose message names `edgecrew runs list`).
+    for path in ["/ui/runs/rnope", "/ui/compare?a=rnope&b=rnope", "/ui/pilot/rnope"]:
+        page = html.unescape(client.get(path).text)
+        assert "There is no run 'rnope'" in page and "runs list" in page and "edgecrew runs" not in page, path
     api = client.get("/runs/rnope", headers={"Authorization": f"Bearer {keys['read']}"})
     assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
+    assert "edgecrew runs list" in api.text  # the API and the CLI keep the store's hint
     unknown = client.get("/nothing/here", headers={"Authorization": f"Bearer {keys['read']}"})
     assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("application/problem+json")
 
@@ -187,6 +192,27 @@ def test_live_stream_sends_rendered_fragments_and_closes(client: TestClient, key
     assert "event: timeline" in body and "event: graph" in body and "event: status" in body
     assert body.rstrip().endswith("data: done")
     assert "<svg" in body and "ev-run_finished" in body
+
+
+def test_the_live_status_keeps_its_clock(client: TestClient, keys: dict[str, str]) -> None:
+    """The status fragment a live run's stream swaps in shows the clock's seconds (it showed " s" until
+    the page's script ticked again)."""
+    sign_in(client, keys["read"])
+    started = client.post("/runs", json={"team": "ship", "task": "ship"}, headers={"X-API-Key": keys["runs"]})
+    run_id = started.json()["id"]
+    for _ in range(100):
+        if client.app.state.approvals.list("pending"):  # type: ignore[attr-defined]
+            break
+        time.sleep(0.05)
+    status = ""
+    with client.stream("GET", f"/ui/runs/{run_id}/stream?after=0") as stream:
+        lines = stream.iter_lines()
+        for line in lines:
+            if line == "event: status":
+                status = next(lines)
+                break
+    assert "status-waiting_approval" in status, status
+    assert re.search(r'class="clock live"[^>]*>\d+ s</span>', status), status
 
 
 @pytest.mark.parametrize(

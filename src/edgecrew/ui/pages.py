@@ -239,6 +239,16 @@ def _busy(built: trace.Trace, now: float) -> str:
     return f"{s.agent} {what} ({s.duration(now):.0f} s so far)"
 
 
+def find_run(svc: RunService, run_id: str) -> RunRecord:
+    """The run, or a not-found page worded for the site (the store's message sends you to the CLI)."""
+    try:
+        return svc.get(run_id)
+    except NotFoundError:
+        raise NotFoundError(
+            f"There is no run '{run_id}'. Check the address, or find the run in the runs list."
+        ) from None
+
+
 @router.get("/ui/runs/{run_id}")
 def run_page(
     request: Request,
@@ -249,7 +259,7 @@ def run_page(
 ) -> HTMLResponse:
     rt = _rt(request)
     svc = RunService(rt)
-    run = svc.get(run_id)
+    run = find_run(svc, run_id)
     events = svc.event_page(run.id, limit=5000)
     spec = team_from_snapshot(run.spec)
     now = time.time()
@@ -290,7 +300,7 @@ def step_inspector(
     """One step in the inspector (a fragment for htmx; the whole page with ``?step=`` otherwise)."""
     rt = _rt(request)
     svc = RunService(rt)
-    run = svc.get(run_id)
+    run = find_run(svc, run_id)
     if not request.headers.get("hx-request"):
         return RedirectResponse(f"/ui/runs/{run.id}?step={quote(step_key)}#inspector", status_code=303)
     events = svc.event_page(run.id, limit=5000)
@@ -330,7 +340,7 @@ async def run_stream(
     request: Request, run_id: str, session: Viewer, after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
 ) -> EventSourceResponse:
     rt = _rt(request)
-    run = await asyncio.to_thread(RunService(rt).get, run_id)
+    run = await asyncio.to_thread(find_run, RunService(rt), run_id)
     start = resume_point(after, request.headers.get("last-event-id"))
     return EventSourceResponse(_fragments(rt, run.id, start, session), ping=15)
 
@@ -387,7 +397,7 @@ async def _fragments(rt: Runtime, run_id: str, after: int, session: Session) -> 
                 yield sse("timeline", _timeline_fragment(batch, view["trace"], groups, context))
                 yield sse("graph", str(views.graph_svg(spec, views.graph_state(seen))))
                 yield sse("checklist", render("_checklist.html", checklist=checklist(spec, run.task, seen)))
-                yield sse("status", render("_status.html", run=run))
+                yield sse("status", render("_status.html", run=run, now=now))  # the clock keeps its time
             if batch or time.monotonic() - drawn >= REDRAW_S:
                 drawn = time.monotonic()
                 view = _run_view(rt, run, seen, now)

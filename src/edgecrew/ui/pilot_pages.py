@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.service import RunService, TeamName
 from edgecrew.errors import EdgecrewError
-from edgecrew.ui.pages import Checked, Viewer, back, need, page
+from edgecrew.ui.pages import Checked, Viewer, back, find_run, need, page
 
 router = APIRouter(include_in_schema=False)
 TEAM = "edgepilot"
@@ -48,7 +48,7 @@ async def ask(request: Request, session: Checked, question: Annotated[str, Form(
 @router.get("/ui/pilot/{run_id}")
 def pilot_run(request: Request, run_id: str, session: Viewer) -> HTMLResponse:
     svc = RunService(request.app.state.rt)
-    run = svc.get(run_id)
+    run = find_run(svc, run_id)
     latest = {s.agent: s for s in svc.steps(run.id)}  # each agent's latest step
     out = {agent: step.output for agent, step in latest.items()}
     return page(

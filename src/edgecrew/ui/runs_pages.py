@@ -20,7 +20,7 @@ from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService
 from edgecrew.errors import UserError
 from edgecrew.store.repo import RunRecord, StepRecord
-from edgecrew.ui.pages import Viewer, page
+from edgecrew.ui.pages import Viewer, find_run, page
 
 router = APIRouter(include_in_schema=False)
 
@@ -185,7 +185,7 @@ def align(a: list[StepRecord], b: list[StepRecord]) -> list[StepPair]:
 
 
 def _side(svc: RunService, run_id: str) -> Side:
-    run = svc.get(run_id)  # NotFoundError (a 404 page) for an unknown id
+    run = find_run(svc, run_id)  # a 404 page for an unknown id
     calls = [e for e in svc.event_page(run.id, limit=10_000) if e.type == "model_called"]
     models = sorted({str(e.data.get("alias")) for e in calls if e.data.get("alias")})
     return Side(run, svc.steps(run.id), models)

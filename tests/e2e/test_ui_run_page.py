@@ -103,6 +103,17 @@ def calls_by_agent(record: Path) -> dict[str, int]:
     return counts
 
 
+def assert_axis_over_bars(page: Any) -> None:
+    """The waterfall's time axis spans the same x-range as the bars' track (within 2 px)."""
+    axis, bars = page.evaluate(
+        """() => ['.wf-axis .wf-track', '.wf-row .wf-track'].map(sel => {
+          const r = document.querySelector(sel).getBoundingClientRect();
+          return [r.left, r.right];
+        })"""
+    )
+    assert abs(axis[0] - bars[0]) <= 2 and abs(axis[1] - bars[1]) <= 2, (axis, bars)
+
+
 def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tmp_path: Path) -> None:
     url, key, record = live
     out = SCREENSHOTS if SCREENSHOTS else tmp_path / "screenshots"
@@ -148,6 +159,7 @@ def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tm
     assert "at most 2×" in page.inner_text("#graph")
 
     # The summary and the waterfall: a row per step and per call; a row opens its step in the inspector.
+    assert_axis_over_bars(page)
     summary = page.inner_text("#summary")
     assert "model calls" in summary and "fake" in summary
     assert page.locator(".wf-row.kind-step").count() == 5
@@ -183,6 +195,7 @@ def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tm
     page.goto(f"{url}/ui/runs/{run_id}")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the run page is {overflow}px wider than a phone screen"
+    assert_axis_over_bars(page)
     shot(page, out, "run-finished-390")
     assert not errors, errors
 

@@ -208,6 +208,24 @@ def test_the_live_stream_carries_status_and_log_growth_and_ends_with_the_final_s
     assert [e.event for e in read_stream(client, ro, execution["id"], last=events[-1].id)] == ["end"]
 
 
+def test_the_output_is_in_the_log_while_the_program_runs(
+    client: TestClient, rw: dict[str, str], ro: dict[str, str]
+) -> None:
+    slow = "import time\nprint('first line', flush=True)\ntime.sleep(1.5)\nprint('second line')\n"
+    task_id = task_with(client, rw, slow)
+    execution = start(client, rw, task_id, 1)
+    deadline, seen = time.monotonic() + 20, ""
+    while "first line" not in seen and time.monotonic() < deadline:
+        log = client.get(f"/executions/{execution['id']}/logs", headers=ro)
+        seen, status = log.text, log.headers["x-execution-status"]
+        time.sleep(0.05)
+    assert "first line" in seen and "second line" not in seen and status == "running", (status, seen)
+    events = read_stream(client, ro, execution["id"])
+    assert events[-1].event == "end" and events[-1].json()["status"] == "succeeded"
+    texts = [e.json()["text"] for e in events if e.event == "log" and e.json()["stream"] == "stdout"]
+    assert any("first line" in t and "second line" not in t for t in texts), texts  # not in one piece at the end
+
+
 # -- mission control --------------------------------------------------------------------------------
 
 

@@ -150,3 +150,23 @@ def test_cancel_ends_an_execution_whose_process_is_gone(tmp_path: Path) -> None:
     assert cancelled.exit_code == 0 and "killed" in cancelled.output, cancelled.output
     again = invoke("tasks", "cancel", str(stale.id))
     assert again.exit_code == 1 and "already ended (killed)" in again.output
+
+
+def test_follow_prints_the_running_process_output_as_it_comes_and_each_edgecrew_line_once() -> None:
+    from edgecrew.cli.tasks import _Interleaved
+
+    lines = _Interleaved()
+    for stream in ("stdout", "stderr"):
+        lines.add(stream, "[edgecrew] io check 1\n")
+    lines.add("stdout", "first\nhal")
+    assert lines.ready() == [("edgecrew", "[edgecrew] io check 1"), ("stdout", "first")]  # the program still runs
+    lines.add("stdout", "f\n[edgecrew] exit 0\n[edgecrew] io check 2\nnext\n")
+    lines.add("stderr", "warn\n")
+    # stdout's next check waits until stderr reaches the same edgecrew line
+    assert lines.ready() == [("stdout", "half"), ("stderr", "warn")]
+    lines.add("stderr", "[edgecrew] exit 0\n[edgecrew] io check 2\n")
+    assert lines.ready() == [
+        ("edgecrew", "[edgecrew] exit 0"),
+        ("edgecrew", "[edgecrew] io check 2"),
+        ("stdout", "next"),
+    ]

@@ -101,6 +101,30 @@ async def test_output_is_capped_with_a_note(tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.killed_reason is None
 
 
+async def test_the_output_listener_hears_the_output_as_it_is_printed_and_only_what_is_kept(tmp_path: Path) -> None:
+    heard: list[tuple[str, bytes, float]] = []
+    code = "import sys, time\nprint('first', flush=True)\nprint('oops', file=sys.stderr, flush=True)\n"
+    code += "time.sleep(1)\nprint('x' * 5000)\n"
+    result = await run_sandboxed(
+        "python",
+        code,
+        workdir=tmp_path / "w",
+        limits=SandboxLimits(output_bytes=1000),
+        on_output=lambda stream, data: heard.append((stream, data, time.monotonic())),
+    )
+    ended = time.monotonic()
+    stdout = b"".join(data for stream, data, _ in heard if stream == "stdout")
+    assert stdout == b"first\n" + b"x" * 994 and result.stdout.startswith(stdout.decode())  # the kept bytes only
+    assert b"".join(data for stream, data, _ in heard if stream == "stderr") == b"oops\n"
+    assert ended - heard[0][2] > 0.8  # heard while the code still ran
+
+    def broken(stream: str, data: bytes) -> None:
+        raise OSError("disk full")
+
+    big = await run_sandboxed("python", "print('y' * 300000)", workdir=tmp_path / "w2", on_output=broken)
+    assert (big.exit_code, big.killed_reason, big.stdout[:3]) == (0, None, "yyy")  # the pipe was still drained
+
+
 async def test_timeout_keeps_partial_output(tmp_path: Path) -> None:
     code = "import time\nprint('started')\ntime.sleep(60)"
     started = time.monotonic()

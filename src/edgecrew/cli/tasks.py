@@ -277,8 +277,8 @@ MARK = "[edgecrew] "  # the service writes each of its lines to both logs at onc
 
 class _Interleaved:
     """The two logs' lines in the order they were written: edgecrew's own lines (a check starts, a
-    process exits) are in both files at the same points, so each stream is printed up to its next
-    such line, stdout first, then that line once."""
+    process exits) are in both files at the same points, so each stream's lines up to its next such
+    line (the process running now) are printed as they come, and that line once both streams reach it."""
 
     def __init__(self) -> None:
         self.partial = {"stdout": "", "stderr": ""}
@@ -291,14 +291,15 @@ class _Interleaved:
 
     def ready(self, *, final: bool = False) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
-        while all(any(line.startswith(MARK) for line in self.lines[s]) for s in ("stdout", "stderr")):
-            mark = ""
-            for stream in ("stdout", "stderr"):
-                at = next(i for i, line in enumerate(self.lines[stream]) if line.startswith(MARK))
-                out += [(stream, line) for line in self.lines[stream][:at]]
-                mark = self.lines[stream][at]
-                del self.lines[stream][: at + 1]
-            out.append(("edgecrew", mark))
+        while True:
+            for stream, lines in self.lines.items():
+                at = next((i for i, line in enumerate(lines) if line.startswith(MARK)), len(lines))
+                out += [(stream, line) for line in lines[:at]]
+                del lines[:at]
+            if not all(self.lines.values()):  # a stream has not reached its next edgecrew line yet
+                break
+            out.append(("edgecrew", self.lines["stdout"].pop(0)))
+            self.lines["stderr"].pop(0)
         if final:
             for stream in ("stdout", "stderr"):
                 rest = self.lines[stream] + ([self.partial[stream]] if self.partial[stream] else [])

@@ -7,13 +7,14 @@ so after a crash ``recover()`` finds the rows whose process is gone and marks th
 call) may stop waiting without stopping it. Each program run (one per io case; one plain run when
 the task has no checks; none when it has only a test, which runs the program itself) and the test
 check are separate sandboxed processes in one fresh work dir; their output is appended to the
-execution's two log files as each finishes, so a reader tailing them sees the progress.
+execution's two log files as they print it, so a reader tailing them sees the progress.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import codecs
 import shutil
 import time
 import weakref
@@ -42,6 +43,7 @@ __all__ = ["ExecutionService", "author_of"]
 P = ParamSpec("P")
 R = TypeVar("R")
 TEST_FILE = "edgecrew_check_test.py"
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 # The program runs as itself: under its own file name, as __main__, with the work dir importable
 # (python -I leaves the script's folder off sys.path, and the launcher is the script here).
 PROGRAM = """\
@@ -333,7 +335,9 @@ class ExecutionService:
         for label, stdin, expected in cases:
             shown = f" (input {clip(stdin)})" if stdin is not None else ""
             await logs.header(f"{label}{shown}")
-            last = await run_sandboxed("python", program, workdir=workdir, limits=limits, stdin=stdin, tier=self.tier)
+            last = await run_sandboxed(
+                "python", program, workdir=workdir, limits=limits, stdin=stdin, tier=self.tier, on_output=logs.live
+            )
             await logs.output(last)
             outcome.runtime_s += last.duration_s
             problem = _problem(last, limits)
@@ -348,8 +352,9 @@ class ExecutionService:
             outcome.metrics = read_metrics(last.stdout)
         if checks.test:
             await logs.header("test check")
+            launcher = TEST.format(test=TEST_FILE, name=name)
             result = await run_sandboxed(
-                "python", TEST.format(test=TEST_FILE, name=name), workdir=workdir, limits=limits, tier=self.tier
+                "python", launcher, workdir=workdir, limits=limits, tier=self.tier, on_output=logs.live
             )
             await logs.output(result)
             if last is None:  # the test alone ran the program
@@ -418,24 +423,48 @@ class ExecutionService:
 
 
 class _Logs:
-    """The execution's stdout and stderr log files, appended to after each sandboxed process."""
+    """The execution's stdout and stderr log files: edgecrew's line before each sandboxed process, the
+    program's output as it prints it (what the sandbox keeps of it, so bounded as the result is), and a
+    line on how the process ended."""
 
     def __init__(self, folder: Path, stdout: str, stderr: str) -> None:
-        self.stdout, self.stderr = folder / stdout, folder / stderr
+        self.paths = {"stdout": folder / stdout, "stderr": folder / stderr}
+        self._start()
+
+    def _start(self) -> None:
+        self._decoders = {stream: _UTF8("replace") for stream in self.paths}  # a read may end inside a character
+        self._chars = dict.fromkeys(self.paths, 0)  # characters of this process's output written so far
+        self._ends = dict.fromkeys(self.paths, "\n")
 
     async def header(self, what: str) -> None:
+        self._start()
         line = f"[edgecrew] {what}\n"
-        await _off(self._append, line, line)
+        await _off(self._append, dict.fromkeys(self.paths, line))
+
+    def live(self, stream: str, data: bytes) -> None:
+        """The sandbox's output listener. It runs on the event loop (the sandbox calls it there, in
+        order): a small append, no fsync, so readers of the files see the output as it comes."""
+        text = self._decoders[stream].decode(data)
+        if text:
+            self._append({stream: text})
+            self._chars[stream] += len(text)
+            self._ends[stream] = text[-1]
 
     async def output(self, result: SandboxResult) -> None:
+        """What the live output did not carry (a character cut at the end, the note on output past the
+        limit; all of it if the listener stopped), then how the process ended."""
         killed = f", killed: {result.killed_reason}" if result.killed_reason else ""
         tail = f"[edgecrew] exit {result.exit_code} in {result.duration_s:.3f}s{killed} (sandbox: {result.tier})\n"
-        await _off(self._append, _ended(result.stdout) + tail, _ended(result.stderr) + tail)
+        texts = {}
+        for stream, final in (("stdout", result.stdout), ("stderr", result.stderr)):
+            rest = final[self._chars[stream] :]
+            texts[stream] = rest + ("" if (rest[-1:] or self._ends[stream]) == "\n" else "\n") + tail
+        await _off(self._append, texts)
 
-    def _append(self, out: str, err: str) -> None:
-        self.stdout.parent.mkdir(parents=True, exist_ok=True)
-        for path, text in ((self.stdout, out), (self.stderr, err)):
-            with path.open("a", encoding="utf-8") as log:
+    def _append(self, texts: dict[str, str]) -> None:
+        self.paths["stdout"].parent.mkdir(parents=True, exist_ok=True)
+        for stream, text in texts.items():
+            with self.paths[stream].open("a", encoding="utf-8") as log:
                 log.write(text)
 
 
@@ -480,10 +509,6 @@ def _last_error_line(stderr: str, prefer: str | None) -> str:
             if line.startswith(prefer):
                 return line.removeprefix(prefer)
     return lines[-1] if lines else ""
-
-
-def _ended(text: str) -> str:
-    return text if not text or text.endswith("\n") else text + "\n"
 
 
 def _settings_limits() -> SandboxLimits:

@@ -47,6 +47,7 @@ from edgecrew.tools.sandbox_host import (
 )
 
 __all__ = [
+    "OutputListener",
     "SandboxLimits",
     "SandboxResult",
     "SandboxTier",
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 FLOOD_FACTOR = 16  # output past output_bytes is drained and dropped, up to this many times the cap, then killed
+# Told each piece of output as it is read ("stdout" or "stderr", the bytes), on the event loop: only the bytes
+# that are kept (the first output_bytes of a stream), so a listener sees no more than the result holds.
+OutputListener = Callable[[Literal["stdout", "stderr"], bytes], None]
 
 
 @dataclass(frozen=True)
@@ -195,18 +199,32 @@ def _resolve(tier: SandboxTier | TierName | None) -> SandboxTier:
 
 
 class _Capture:
-    """One output stream: the first ``cap`` bytes kept, the rest counted; survives cancellation."""
+    """One output stream: the first ``cap`` bytes kept (and told to the listener), the rest counted;
+    survives cancellation."""
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, name: Literal["stdout", "stderr"], listener: OutputListener | None) -> None:
         self.cap, self.kept, self.total = cap, bytearray(), 0
+        self.name, self.listener = name, listener
 
     async def pump(self, stream: asyncio.StreamReader | None, flood: Callable[[str], None]) -> None:
         while stream is not None and (chunk := await stream.read(65536)):
             self.total += len(chunk)
             if len(self.kept) < self.cap:
-                self.kept += chunk[: self.cap - len(self.kept)]
+                kept = chunk[: self.cap - len(self.kept)]
+                self.kept += kept
+                self._tell(kept)
             if self.total > self.cap * FLOOD_FACTOR:
                 flood("output")
+
+    def _tell(self, data: bytes) -> None:
+        if self.listener is None:
+            return
+        try:
+            self.listener(self.name, data)
+        except Exception:
+            # A listener that fails is not told again: the pipe must go on being drained (a full one
+            # would block the code until the wall clock), and the result still holds the output.
+            self.listener = None
 
     def text(self) -> str:
         text = self.kept.decode("utf-8", errors="replace")
@@ -283,8 +301,10 @@ async def run_sandboxed(
     limits: SandboxLimits = SandboxLimits(),
     stdin: str | None = None,
     tier: SandboxTier | TierName | None = None,
+    on_output: OutputListener | None = None,
 ) -> SandboxResult:
-    """Run ``code`` with ``python -I -S`` or ``/bin/sh`` in ``workdir`` under the best (or the named) tier."""
+    """Run ``code`` with ``python -I -S`` or ``/bin/sh`` in ``workdir`` under the best (or the named) tier;
+    ``on_output`` is told the output as the code prints it (see ``OutputListener``)."""
     if kind not in ("python", "shell"):
         raise ToolError(f"unknown sandbox kind {kind!r}: use 'python' or 'shell'")
     chosen = await asyncio.to_thread(_resolve, tier)
@@ -293,7 +313,7 @@ async def run_sandboxed(
     ex = Execution(chosen, kind, code, workdir, limits, _landlock_abi() if "landlock-fs" in chosen.isolation else 0)
     await asyncio.to_thread(ex.__enter__)
     stopper = _Stopper()
-    run = asyncio.ensure_future(_run(ex, stdin, stopper))
+    run = asyncio.ensure_future(_run(ex, stdin, stopper, on_output))
     try:
         return await asyncio.shield(run)
     except asyncio.CancelledError:
@@ -319,7 +339,9 @@ class _Stopper:
         self.event.set()
 
 
-async def _run(ex: Execution, stdin: str | None, stopper: _Stopper) -> SandboxResult:
+async def _run(
+    ex: Execution, stdin: str | None, stopper: _Stopper, listener: OutputListener | None = None
+) -> SandboxResult:
     limits, reasons, request_stop = ex.limits, stopper.reasons, stopper.request
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
@@ -334,7 +356,8 @@ async def _run(ex: Execution, stdin: str | None, stopper: _Stopper) -> SandboxRe
     )
     os.close(ex.w)
     ex.w = -1
-    out, err = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
+    out = _Capture(limits.output_bytes, "stdout", listener)
+    err = _Capture(limits.output_bytes, "stderr", listener)
     readers = [
         asyncio.create_task(out.pump(proc.stdout, request_stop)),
         asyncio.create_task(err.pump(proc.stderr, request_stop)),

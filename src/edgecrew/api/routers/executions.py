@@ -2,7 +2,7 @@
 them, read one's status, metrics and logs, follow it live over Server-Sent Events, cancel it.
 
 The one design decision: following an execution polls its row and its two log files (the service
-appends to them as each sandboxed process ends), so it works alike for an execution of this
+appends the program's output to them as it prints it), so it works alike for an execution of this
 server and for one another process runs (``edgecrew tasks run``); a live event's id is the two
 files' byte offsets, so a client that reconnects with ``Last-Event-ID`` gets only what it has not
 seen. ``follow`` yields typed updates that the API sends as JSON and mission control as HTML.

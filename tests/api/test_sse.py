@@ -145,3 +145,31 @@ def test_stream_of_an_unknown_run_is_a_problem(live: tuple[ThreadServer, httpx.C
     response = http.get("/runs/nothing-here/events", headers=SSE)
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_run_whose_workflow_ended_without_finishing_it_is_failed_and_its_stream_ends(
+    live: tuple[ThreadServer, httpx.Client],
+) -> None:
+    """The stream behind SSE and the UI asks DBOS about a live run's workflow: one that ended while the
+    store still says running (a process that died between the two) fails the run, so a watcher is not
+    left polling a run nobody will finish."""
+    import sqlalchemy as sa
+
+    from edgecrew.store import tables as t
+
+    server, http = live
+    run_id = _start(http, "echo")
+    finished = _read_all(http, run_id)
+    assert finished[-1].json()["data"]["status"] == "succeeded"
+    store = server.app.state.rt.store
+    with store.engine.begin() as conn:  # the store as a process that died before the run's end left it
+        conn.execute(sa.delete(t.events).where(t.events.c.run_id == run_id, t.events.c.type == "run_finished"))
+        conn.execute(sa.update(t.runs).where(t.runs.c.id == run_id).values(status="running", output=None))
+    assert http.get(f"/runs/{run_id}").json()["status"] == "running"
+
+    rest = _read_all(http, run_id, {"Last-Event-ID": str(finished[-2].id)})
+    assert [e.event for e in rest] == ["run_finished"]
+    end = rest[0].json()["data"]
+    assert end["status"] == "failed"
+    assert "its workflow ended (success) without finishing the run" in end["error"]
+    assert http.get(f"/runs/{run_id}").json()["status"] == "failed"

@@ -658,7 +658,7 @@ async def _model_call(
                 routed = RoutedCall(error=f"model '{ref}' failed: {type(exc).__name__}: {exc}", kind="error")
             event = _model_event(rt, ref, routed)
             model = _definition(rt, routed.alias)
-            tracing.record_chat(span, event.to_data(), model.backend if model else "", model.model if model else None)
+            tracing.record_chat(span, event, model.backend if model else "", model.model if model else None)
         data: dict[str, Any] = (
             {"response": routed.response.to_dict(), "alias": routed.alias}
             if routed.response is not None

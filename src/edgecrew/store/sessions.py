@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from edgecrew.errors import NotFoundError
+from edgecrew.errors import ConflictError, NotFoundError
 from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore
 
@@ -132,7 +132,7 @@ class ChatStore:
             except sa.exc.IntegrityError:
                 continue
             return record
-        raise RuntimeError(f"could not store a turn in chat session {session_id}: too many concurrent writers")
+        raise ConflictError(f"could not store a turn in chat session {session_id}: too many writers at once")
 
     def add_answer(self, question: ChatTurnRecord, content: str, run_id: str) -> tuple[ChatTurnRecord, bool]:
         """Store the answer to ``question`` (at its ``seq`` + 1); returns it and whether it is new."""

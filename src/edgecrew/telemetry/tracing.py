@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, Tracer
 
+    from edgecrew.domain.events import ModelCalled
     from edgecrew.settings import Settings
 
 TRACER_NAME = "edgecrew"
@@ -217,35 +218,34 @@ def record_turn(current: Span | None, outcome: str, input_tokens: int, output_to
         _failed(current, outcome)
 
 
-def record_chat(current: Span | None, event: Mapping[str, Any], backend: str, model_id: str | None) -> None:
-    """Fill a chat span from the ``model_called`` event data of its call."""
+def record_chat(current: Span | None, event: ModelCalled, backend: str, model_id: str | None) -> None:
+    """Fill a chat span from the ``model_called`` event of its call."""
     if current is None:
         return
-    alias = str(event.get("alias") or "")
-    if alias:
-        current.update_name(f"chat {alias}")
-        current.set_attribute("gen_ai.request.model", alias)
-    if event.get("requested") and event.get("requested") != alias:
-        current.set_attribute("edgecrew.model.requested", str(event["requested"]))
+    if event.alias:
+        current.update_name(f"chat {event.alias}")
+        current.set_attribute("gen_ai.request.model", event.alias)
+    if event.requested and event.requested != event.alias:
+        current.set_attribute("edgecrew.model.requested", event.requested)
     if backend:
         provider = provider_name(backend, model_id)
         current.set_attribute("gen_ai.provider.name", provider)
         current.set_attribute("gen_ai.system", provider)  # the name older backends read
         current.set_attribute("edgecrew.model.backend", backend)
-    if event.get("fallbacks"):
-        current.set_attribute("edgecrew.model.fallbacks", len(event["fallbacks"]))
-    if "error" in event:
+    if event.fallbacks:
+        current.set_attribute("edgecrew.model.fallbacks", len(event.fallbacks))
+    if not event.ok:
         _failed(current, "model_error")
         return
-    if event.get("model"):
-        current.set_attribute("gen_ai.response.model", str(event["model"]))
-    current.set_attribute("gen_ai.usage.input_tokens", int(event.get("prompt_tokens") or 0))
-    current.set_attribute("gen_ai.usage.output_tokens", int(event.get("completion_tokens") or 0))
-    if event.get("cached_tokens"):
-        current.set_attribute("gen_ai.usage.cache_read.input_tokens", int(event["cached_tokens"]))
-    if event.get("ttft_s") is not None:
-        current.set_attribute("gen_ai.response.time_to_first_chunk", float(event["ttft_s"]))
-    finish = "tool_calls" if event.get("tool_calls") else "stop"
+    if event.model:
+        current.set_attribute("gen_ai.response.model", event.model)
+    current.set_attribute("gen_ai.usage.input_tokens", event.prompt_tokens)
+    current.set_attribute("gen_ai.usage.output_tokens", event.completion_tokens)
+    if event.cached_tokens:
+        current.set_attribute("gen_ai.usage.cache_read.input_tokens", event.cached_tokens)
+    if event.ttft_s is not None:
+        current.set_attribute("gen_ai.response.time_to_first_chunk", event.ttft_s)
+    finish = "tool_calls" if event.tool_calls else "stop"
     current.set_attribute("gen_ai.response.finish_reasons", [finish])
 
 

@@ -9,10 +9,14 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.events import EventRecord, RouteTaken, StepFinished, StepStarted
+from edgecrew.domain.runs import Outcome, RunStatus
+from edgecrew.specs.loader import load_team_text
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.ui.pages import _safe_next
 from edgecrew.ui.session import COOKIE
+from edgecrew.ui.views import graph_state, graph_svg
+from tests.teams import TRIO
 
 PAGES = [
     "/",
@@ -213,6 +217,33 @@ def test_the_live_status_keeps_its_clock(client: TestClient, keys: dict[str, str
                 break
     assert "status-waiting_approval" in status, status
     assert re.search(r'class="clock live"[^>]*>\d+ s</span>', status), status
+
+
+def test_a_loop_edge_shows_the_loops_left() -> None:
+    """Its label counts the loops left in a run (the route_taken events over it), its maximum on the team page."""
+    spec = load_team_text(TRIO, "trio.yaml")
+    (back,) = [e for e in spec.graph.edges if e.max_loops]
+    revise = RouteTaken(from_="critic", to=("writer",), edge=back.label())
+    events: list[EventRecord] = []
+
+    def visit(index: int, agent: str, *route: RouteTaken) -> None:
+        key = f"v{index:03d}.{agent}"
+        for event in (StepStarted(visit=index), StepFinished(outcome=Outcome.FINAL), *route):
+            n = len(events) + 1
+            events.append(EventRecord(n, "r1", f"k{n}", event.kind.value, key, agent, event.to_data(), float(n)))
+
+    def label() -> str:
+        return html.unescape(str(graph_svg(spec, graph_state(events))))
+
+    assert "verdict == 'revise' · at most 2×" in html.unescape(str(graph_svg(spec)))  # the team page: no run
+    assert "verdict == 'revise' · 2 of 2 left" in label()  # a run that has not looped yet
+    visit(0, "planner")
+    visit(1, "writer")
+    visit(2, "critic", revise)
+    assert "1 of 2 left" in label()
+    visit(3, "writer")
+    visit(4, "critic", revise)
+    assert "0 of 2 left" in label() and "taken 2 of at most 2 times so far" in label()
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,8 @@ def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tm
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     sign_in(page, url, key)
+    page.goto(f"{url}/ui/teams/trio")
+    assert "verdict == 'revise' · at most 2×" in page.text_content("svg.graph")  # no run: the loop's maximum
     run_id = start(page, url, "trio", "Write a short note")
 
     # The writer's reply streams in: the text on the page grows between two looks, with a busy marker.
@@ -156,7 +158,7 @@ def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tm
     )
     assert outside == [], outside
     assert "verdict == 'revise'" in page.inner_text("#graph")
-    assert "at most 2×" in page.inner_text("#graph")
+    assert "1 of 2 left" in page.inner_text("#graph")  # the critic sent the writer back once
 
     # The summary and the waterfall: a row per step and per call; a row opens its step in the inspector.
     assert_axis_over_bars(page)

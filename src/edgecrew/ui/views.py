@@ -16,9 +16,17 @@ from typing import Any
 
 from markupsafe import Markup
 
-from edgecrew.domain.events import EventRecord, ModelCalled, RunCancelled, RunFinished, StepFinished, StepStarted
+from edgecrew.domain.events import (
+    EventRecord,
+    ModelCalled,
+    RouteTaken,
+    RunCancelled,
+    RunFinished,
+    StepFinished,
+    StepStarted,
+)
 from edgecrew.domain.runs import RunStatus
-from edgecrew.domain.specs import TeamSpec
+from edgecrew.domain.specs import Edge, TeamSpec
 from edgecrew.ui import trace
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 132, 40, 56, 22, 12
@@ -26,22 +34,27 @@ NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 132, 40, 56, 22, 12
 
 @dataclass(frozen=True)
 class GraphState:
-    """Where a run is: agents that ran, the one running now, whether the run ended, and each agent's
-    state (running, done, failed, cancelled; unreached once the run ended without it)."""
+    """Where a run is: agents that ran, the one running now, whether the run ended, each agent's
+    state (running, done, failed, cancelled; unreached once the run ended without it), and how often
+    each edge was taken (None where no run exists: the team page)."""
 
     visited: frozenset[str] = frozenset()
     current: str | None = None
     ended: str | None = None  # the run's final status
     states: Mapping[str, str] = field(default_factory=dict)
+    taken: Mapping[str, int] | None = None  # by the edge's label, as route_taken events name it
 
 
 def graph_state(events: Iterable[EventRecord]) -> GraphState:
     events = list(events)
     visited: set[str] = set()
     running: dict[str, str] = {}
+    routed: dict[str, set[str]] = defaultdict(set)  # edge label -> the visits that took it
     ended = None
     for e in events:
         match p := e.payload:
+            case RouteTaken() if p.edge:
+                routed[p.edge].add(e.step_key or e.key)
             case StepStarted() if e.agent:
                 visited.add(e.agent)
                 running[e.step_key or e.agent] = e.agent
@@ -53,7 +66,20 @@ def graph_state(events: Iterable[EventRecord]) -> GraphState:
                 ended = RunStatus.CANCELLED.value
     current = None if ended else (list(running.values())[-1] if running else None)
     states = {s.agent: s.state for s in trace.build(events).steps}
-    return GraphState(frozenset(visited), current, ended, states)
+    taken = {label: len(visits) for label, visits in routed.items()}
+    return GraphState(frozenset(visited), current, ended, states, taken)
+
+
+def loop_budget(edge: Edge, state: GraphState) -> tuple[str, str]:
+    """A bounded edge's label and tooltip: its remaining loops in a run (counted as the engine counts
+    them: each time the edge is taken), its maximum where no run exists; ("", "") when unbounded."""
+    if not edge.max_loops:
+        return "", ""
+    if state.taken is None:
+        return f"at most {edge.max_loops}×", f"taken at most {edge.max_loops} times in a run"
+    used = state.taken.get(edge.label(), 0)
+    left = max(0, edge.max_loops - used)
+    return f"{left} of {edge.max_loops} left", f"taken {used} of at most {edge.max_loops} times so far"
 
 
 def _layers(spec: TeamSpec) -> list[list[str]]:
@@ -118,13 +144,13 @@ def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
                 (x1, y1), (x2, y2) = pos[s], pos[t]
                 back = x2 <= x1
                 label = html.escape(edge.when.source if edge.when else "")
+                budget, budget_tip = loop_budget(edge, state)
+                tip = " · ".join(part for part in (label, budget_tip) if part)
                 if back:  # a loop back: an arc below the nodes, labelled with its condition and budget
                     sx, sy, tx, ty = x1 + NODE_W / 2, y1 + NODE_H, x2 + NODE_W / 2, y2 + NODE_H
                     down = depth.get(id(edge), LOOP_DEPTH)
                     d = f"M{sx},{sy} C{sx},{sy + down} {tx},{ty + down} {tx},{ty}"
-                    text = " · ".join(
-                        part for part in (label, f"at most {edge.max_loops}×" if edge.max_loops else "") if part
-                    )
+                    text = " · ".join(part for part in (label, budget) if part)
                     if text:
                         parts.append(
                             f'<text class="edge-label" x="{(sx + tx) / 2}" y="{max(sy, ty) + down * 0.75 + 14}" '
@@ -135,7 +161,7 @@ def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
                     mid = (sx + tx) / 2
                     d = f"M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}"
                 cls = "edge back" if back else "edge"
-                parts.append(f'<path class="{cls}" d="{d}" marker-end="url(#arrow)"><title>{label}</title></path>')
+                parts.append(f'<path class="{cls}" d="{d}" marker-end="url(#arrow)"><title>{tip}</title></path>')
     for name, (x, y) in pos.items():
         classes = ["node"]
         if name == "end":

@@ -193,6 +193,21 @@ def test_validate_project_dir_accepts_good_teams(project_dir: Path) -> None:
     assert "trio" in result.output and "3 agents" in result.output
 
 
+def test_validate_a_folder_of_team_files_checks_each(tmp_path: Path) -> None:
+    """A folder that is not a project (no edgecrew.yaml, no teams/): its YAML files are the teams."""
+    import edgecrew
+
+    builtin = Path(edgecrew.__file__).parent / "teams"
+    result = runner.invoke(app, ["validate", str(builtin)])
+    assert result.exit_code == 0, result.output
+    assert "plan-write-review" in result.output and "build-loop" in result.output
+    write(tmp_path / "loose" / "good.yaml", TEAM)
+    write(tmp_path / "loose" / "bad.yaml", TEAM.replace("to: critic", "to: nobody"))
+    result = runner.invoke(app, ["validate", str(tmp_path / "loose")])
+    assert result.exit_code == 2, result.output
+    assert "bad.yaml" in result.output and "nobody" in result.output
+
+
 def test_init_creates_a_valid_project_and_refuses_to_overwrite(tmp_path: Path) -> None:
     target = tmp_path / "newproj"
     result = runner.invoke(app, ["init", str(target)])

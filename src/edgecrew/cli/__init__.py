@@ -447,8 +447,10 @@ def validate(
             sources = [project.named_source(str(path))]
         elif target.is_file():
             sources = [project.team_source(str(target))]
-        else:
-            sources = [s for s in project.sources if not s.builtin]
+        else:  # the project's teams; else a folder of team files (src/edgecrew/teams, say)
+            sources = [s for s in project.sources if not s.builtin] or [
+                project.team_source(str(file)) for file in sorted(target.glob("*.y*ml"))
+            ]
         problems = [] if named or target.is_file() else list(project.duplicates)
         library = [] if named or target.is_file() else [a for a in project.agents.values() if not a.builtin]
         for agent in library:
@@ -458,7 +460,7 @@ def validate(
             except SpecError as exc:
                 problems += exc.issues
         if not sources and not problems and not library:
-            console.print(f"no teams in {target} (looked at edgecrew.yaml and teams/*.yaml)")
+            console.print(f"no teams in {target} (looked at edgecrew.yaml, teams/*.yaml and *.yaml)")
             return 0
         for source in sources:
             try:

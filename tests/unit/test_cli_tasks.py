@@ -170,3 +170,32 @@ def test_follow_prints_the_running_process_output_as_it_comes_and_each_edgecrew_
         ("edgecrew", "[edgecrew] io check 2"),
         ("stdout", "next"),
     ]
+
+
+def test_add_version_adds_a_file_as_the_next_version_and_it_runs(tmp_path: Path) -> None:
+    task_id = create_task(tmp_path)
+    code = write(tmp_path / "adder.py", ADD)
+    added = invoke("tasks", "add-version", task_id, str(code))
+    assert added.exit_code == 0, added.output
+    assert f"task {task_id}: version 1 added (adder.py, {len(ADD)} bytes)" in added.output
+    assert f"edgecrew tasks run {task_id} 1" in added.output
+    wrong = write(tmp_path / "wrong.txt", WRONG)
+    second = json.loads(invoke("tasks", "add-version", task_id, str(wrong), "--filename", "add.py", "--json").output)
+    assert (second["version"], second["filename"], second["language"]) == (2, "add.py", "python")
+    assert second["author"].startswith("cli:")
+    stored = runtime().tasks
+    assert stored.get(task_id).status == "in_progress"  # work has begun, as when an agent adds one
+    assert stored.code_bytes(stored.code_version(task_id, 2)) == WRONG.encode()
+    assert invoke("tasks", "run", task_id, "1").exit_code == 0
+    assert invoke("tasks", "run", task_id, "2").exit_code == 1
+
+    empty = write(tmp_path / "empty.py", "")
+    for args, message in [
+        ([task_id, str(tmp_path / "missing.py")], "missing.py: cannot read it (No such file or directory)"),
+        ([task_id, str(empty)], "the uploaded file is empty"),
+        (["tnope", str(code)], "no task 'tnope'"),
+        ([task_id, str(code), "--filename", "../.."], "has no usable characters"),
+    ]:
+        refused = invoke("tasks", "add-version", *args)
+        assert refused.exit_code == 1 and message in " ".join(refused.output.split()), refused.output
+    assert [v.version for v in stored.code_versions(task_id)] == [1, 2]

@@ -1,4 +1,4 @@
-"""`edgecrew tasks list|show|create|run|executions|logs|cancel`: the task workspace from a terminal.
+"""`edgecrew tasks list|show|create|add-version|run|executions|logs|cancel`: the task workspace from a terminal.
 
 The one design decision: `tasks run` executes the version in this process (``rt.executions``, the
 same service the server runs them with, the row naming this process), so it needs no server; it
@@ -23,7 +23,7 @@ from edgecrew.errors import NotFoundError, UserError
 
 if TYPE_CHECKING:
     from edgecrew.engine.runtime import Runtime
-    from edgecrew.store.tasks import ExecutionRecord, TaskRecord
+    from edgecrew.store.tasks import CodeRecord, ExecutionRecord, TaskRecord
 
 tasks_app = typer.Typer(help="Tasks, their code versions and executions in the sandbox.", no_args_is_help=True)
 STATUS_COLOURS = {
@@ -52,7 +52,8 @@ def _check_version(rt: Runtime, task_id: str, version: int) -> None:
     _task(rt, task_id)
     versions = [v.version for v in rt.tasks.code_versions(task_id)]
     if version not in versions:
-        have = ", ".join(str(v) for v in versions) if versions else "none yet (upload one with POST /tasks/{id}/code)"
+        none = f"none yet (add one: edgecrew tasks add-version {task_id} FILE)"
+        have = ", ".join(str(v) for v in versions) if versions else none
         raise UserError(f"task {task_id} has no code version {version}; its versions: {have}")
 
 
@@ -179,6 +180,44 @@ def tasks_create(
         print(json.dumps(record.__dict__, ensure_ascii=False))
         return
     console.print(f"task [bold]{record.id}[/] created: {escape(record.title)}")
+
+
+@tasks_app.command("add-version")
+def tasks_add_version(
+    task: Annotated[str, typer.Argument(help="Task id (see `edgecrew tasks list`).")],
+    file: Annotated[Path, typer.Argument(help="The code file; a .py file is what `edgecrew tasks run` can run.")],
+    filename: Annotated[
+        str | None, typer.Option(help="Store it under this name (default: the file's own name).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Add a code version from a file: the task's next version number, as POST /tasks/{id}/code adds it.
+
+    An open task moves to in_progress, as when an agent adds one."""
+    from edgecrew.tasks.versions import add_version
+
+    rt = _rt()
+
+    def add() -> CodeRecord:
+        _task(rt, task)
+        try:
+            if file.stat().st_size > rt.settings.max_body_bytes:
+                limit = rt.settings.max_body_bytes // (1024 * 1024)
+                raise UserError(f"{file}: larger than the {limit} MiB an upload may be (EDGECREW_MAX_BODY_BYTES)")
+            data = file.read_bytes()
+        except OSError as exc:
+            raise UserError(f"{file}: cannot read it ({exc.strerror})") from None
+        return add_version(rt.tasks, task, filename or file.name, data, f"cli:{getpass.getuser()}")
+
+    record = guard(add)
+    if as_json:
+        print(json.dumps(record.__dict__, ensure_ascii=False))
+        return
+    console.print(
+        f"task {record.task_id}: version [bold]{record.version}[/] added ({escape(record.filename)}, "
+        f"{record.size} bytes) — run it: edgecrew tasks run {record.task_id} {record.version}",
+        soft_wrap=True,  # the command stays on one line, to copy
+    )
 
 
 def _read_text(path: Path) -> str:

@@ -9,6 +9,7 @@ executor id and liveness check (``ExecutionService(tasks, executor=..., executor
 from edgecrew.tasks.checks import IoCase, TaskChecks, TaskLimits, parse_checks, parse_limits
 from edgecrew.tasks.executions import ExecutionService, author_of
 from edgecrew.tasks.tools import TASK_TOOLS, register_task_tools
+from edgecrew.tasks.versions import add_version
 
 __all__ = [
     "TASK_TOOLS",
@@ -16,6 +17,7 @@ __all__ = [
     "IoCase",
     "TaskChecks",
     "TaskLimits",
+    "add_version",
     "author_of",
     "parse_checks",
     "parse_limits",

@@ -20,6 +20,7 @@ from edgecrew.errors import NotFoundError, ToolError, UserError
 from edgecrew.store.tasks import ExecutionRecord, TaskRecord, TaskStore
 from edgecrew.tasks.checks import parse_checks
 from edgecrew.tasks.executions import ExecutionService, author_of
+from edgecrew.tasks.versions import add_version
 from edgecrew.tools.base import ToolContext, ToolRegistry, as_tool_errors, spec_from_function
 
 __all__ = ["TASK_TOOLS", "register_task_tools"]
@@ -133,11 +134,9 @@ class _TaskTools:
         ctx: ToolContext,
     ) -> dict[str, Any]:
         """Add a new code version of a task (the next number); returns the version."""
-        task = self._task(task_id)
+        self._task(task_id)
         with as_tool_errors():
-            record = self.tasks.add_code(task_id, filename, code.encode("utf-8"), author=_author(ctx))
-            if task.status == "open":
-                self.tasks.update(task_id, status="in_progress")
+            record = add_version(self.tasks, task_id, filename, code.encode("utf-8"), _author(ctx))
         return {"task_id": task_id, "version": record.version, "filename": record.filename, "size": record.size}
 
     async def run_version(self, task_id: TaskId, version: Version, ctx: ToolContext) -> dict[str, Any]:

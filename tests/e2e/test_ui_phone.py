@@ -246,6 +246,18 @@ def test_a_wide_table_shows_that_it_scrolls(browser: Any, site: dict[str, str]) 
     assert shadows.count("gradient") == 4
 
 
+def test_the_run_graph_shows_that_it_scrolls(browser: Any, site: dict[str, str]) -> None:
+    """A phone draws the team graph at full size (readable labels), so it scrolls, and says so."""
+    page = signed_in(browser, site, PHONE)
+    page.goto(f"{site['url']}/ui/runs/{site['run']}")
+    graph = page.locator("#graph")
+    assert graph.evaluate("el => el.scrollWidth > el.clientWidth"), "the graph fits a phone: nothing to check"
+    page.wait_for_function("() => document.querySelector('#graph').classList.contains('overflows')")
+    assert "scroll sideways" in graph.evaluate("el => getComputedStyle(el, '::before').content")
+    graph.evaluate("el => { el.scrollLeft = el.scrollWidth; el.dispatchEvent(new Event('scroll')); }")
+    assert "scroll back" in graph.evaluate("el => getComputedStyle(el, '::before').content")
+
+
 def test_metrics_chart_run_outcomes_per_day(browser: Any, site: dict[str, str]) -> None:
     page = signed_in(browser, site, PHONE)
     page.goto(site["url"] + "/ui/metrics")

@@ -88,6 +88,17 @@ def test_a_task_with_checks_runs_its_versions_here(tmp_path: Path) -> None:
     summary = invoke("tasks", "show", task_id)
     assert "2 input/output case(s)" in summary.output and "wall_s=10" in summary.output and "v2" in summary.output
 
+    notes = "print the sum of the two numbers, not 42"
+    runtime().tasks.add_feedback(task_id, author="evaluator@r1", verdict="needs_changes", notes=notes, version=2)
+    summary = invoke("tasks", "show", task_id)
+    assert summary.exit_code == 0, summary.output
+    text = " ".join(summary.output.split())
+    assert "results (latest 10)" in text and "checks_passed=2" in text and "verdicts (latest 10)" in text
+    assert "needs_changes" in text and "evaluator@r1" in text and "print the sum" in text
+    shown = json.loads(invoke("tasks", "show", task_id, "--json").output)
+    assert [(r["version"], r["accuracy"]) for r in shown["results"]] == [(1, 1), (2, None), (1, 1)]
+    assert [(f["version"], f["verdict"], f["notes"]) for f in shown["feedback"]] == [(2, "needs_changes", notes)]
+
 
 def test_a_test_file_and_no_checks(tmp_path: Path) -> None:
     test = write(tmp_path / "test_add.py", "from solution import add\nassert add(2, 2) == 4, 'add(2, 2)'\n")

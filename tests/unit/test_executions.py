@@ -292,9 +292,13 @@ async def test_the_task_tools_drive_the_loop_to_the_best_version(
         ctx = ToolContext(run_id="run1", agent=agent, workspace=tmp_path)
         return await registry.get(name).call(arguments, ctx)
 
-    created = await call("tasks.create", "generator", title="add", spec="Print a+b.", io=ADD_CHECKS["io"])
+    limits = {"wall_s": 5, "memory_mb": 256}
+    created = await call(
+        "tasks.create", "generator", title="add", spec="Print a+b.", io=ADD_CHECKS["io"], limits=limits
+    )
     task_id = created["task_id"]
     assert created["checks"] == 2 and tasks.get(task_id).created_by == "generator@run1"
+    assert created["limits"] == tasks.get(task_id).limits == limits
     first = await call("tasks.add_version", "coder", task_id=task_id, filename="add.py", code=ADD.replace("+", "-"))
     assert first["version"] == 1 and tasks.get(task_id).status == "in_progress"
     ran = await call("tasks.run_version", "runner", task_id=task_id, version=1)
@@ -331,6 +335,10 @@ async def test_the_task_tools_drive_the_loop_to_the_best_version(
         await call("tasks.run_version", "runner", task_id=task_id, version=9)
     with pytest.raises(ToolError, match="verdict"):
         await call("tasks.post_feedback", "evaluator", task_id=task_id, version=1, verdict="great")
+    with pytest.raises(ToolError, match="wall_s"):
+        await call("tasks.create", "generator", title="t", spec="s", limits={"wall_s": 0})
+    with pytest.raises(ToolError, match="disk_mb"):
+        await call("tasks.create", "generator", title="t", spec="s", limits={"disk_mb": 5})
 
 
 async def test_finish_without_an_accepted_version_names_the_one_with_most_checks_passed(

@@ -191,6 +191,20 @@ async def test_model_bigger_than_the_budget_fails_clearly() -> None:
     assert backend.loaded == [] and pool.state().queue_depth == 0
 
 
+async def test_a_bigger_budget_serves_the_waiter_it_makes_room_for() -> None:
+    pool, backend = make_pool([spec("a"), spec("b")], 150)
+    holder = Holder(pool, "a")
+    await holder.entered.wait()
+    waiter = asyncio.create_task(touch(pool, "b"))
+    await until(lambda: pool.state().queue_depth == 1)
+    assert pool.resize(250 * MiB) == 150 * MiB  # the supervisor's change_memory_budget
+    await waiter  # served beside the busy model: nothing evicted
+    assert backend.loaded == ["a", "b"] and backend.unloaded == [] and pool.state().budget_bytes == 250 * MiB
+    await holder.release()
+    with pytest.raises(UserError, match="0 or more"):
+        pool.resize(-1)
+
+
 async def test_model_that_cannot_fit_beside_pinned_models_names_them() -> None:
     pool, _ = make_pool([spec("a", pinned=True), spec("b")], 150)
     await touch(pool, "a")

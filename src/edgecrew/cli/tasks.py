@@ -23,7 +23,7 @@ from edgecrew.errors import NotFoundError, UserError
 
 if TYPE_CHECKING:
     from edgecrew.engine.runtime import Runtime
-    from edgecrew.store.tasks import CodeRecord, ExecutionRecord, TaskRecord
+    from edgecrew.store.tasks import CodeRecord, ExecutionRecord, FeedbackRecord, ResultRecord, TaskRecord
 
 tasks_app = typer.Typer(help="Tasks, their code versions and executions in the sandbox.", no_args_is_help=True)
 STATUS_COLOURS = {
@@ -33,7 +33,11 @@ STATUS_COLOURS = {
     "killed": "yellow",
     "interrupted": "yellow",
     "cancelled": "yellow",
+    "accepted": "green",
+    "needs_changes": "yellow",
+    "rejected": "red",
 }
+NOTES_SHOWN = 2000  # characters of a verdict's notes in `tasks show` (--json has them all)
 
 
 def _rt(project: Path | None = None) -> Runtime:
@@ -98,15 +102,19 @@ def tasks_list(
 
 @tasks_app.command("show")
 def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show a task: its spec, checks, limits, code versions and executions."""
+    """Show a task: its spec, checks, limits, code versions, executions, results and verdicts (with
+    the evaluator's notes)."""
     rt = _rt()
     record = guard(lambda: _task(rt, task))
     versions, executions = rt.tasks.code_versions(record.id), rt.executions.list(record.id)
+    results, verdicts = rt.tasks.results(record.id), rt.tasks.feedback(record.id)
     if as_json:
         data = {
             **record.__dict__,
             "versions": [v.__dict__ for v in versions],
             "executions": [e.__dict__ for e in executions],
+            "results": [r.__dict__ for r in results],
+            "feedback": [f.__dict__ for f in verdicts],
         }
         print(json.dumps(data, ensure_ascii=False))
         return
@@ -132,6 +140,33 @@ def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         console.print("no code versions yet")
     if executions:
         console.print(_executions_table(executions[-10:], title="executions (latest 10)"))
+    if results:
+        console.print(_results_table(results[-10:]))
+    if verdicts:
+        console.print(_verdicts_table(verdicts[-10:]))
+
+
+def _results_table(results: list[ResultRecord]) -> Table:
+    table = Table("result", "version", "accuracy", "loss", "runtime", "metrics", "author", title="results (latest 10)")
+    for r in results:
+        numbers = [f"{n:g}" if n is not None else "" for n in (r.accuracy, r.loss, r.runtime_s)]
+        version = f"v{r.version}" if r.version is not None else ""
+        table.add_row(str(r.id), version, *numbers, _numbers(r.metrics), escape(r.author or ""))
+    return table
+
+
+def _verdicts_table(verdicts: list[FeedbackRecord]) -> Table:
+    table = Table("version", "verdict", "score", "author", Column("notes", ratio=1), title="verdicts (latest 10)")
+    for f in verdicts:
+        notes = f.notes[:NOTES_SHOWN] + ("… (--json has all)" if len(f.notes) > NOTES_SHOWN else "")
+        version = f"v{f.version}" if f.version is not None else ""
+        score = f"{f.score:g}" if f.score is not None else ""
+        table.add_row(version, _status(f.verdict), score, escape(f.author), escape(notes))
+    return table
+
+
+def _numbers(metrics: dict[str, float] | None) -> str:
+    return " ".join(f"{k}={v:g}" for k, v in (metrics or {}).items())
 
 
 @tasks_app.command("create")
@@ -356,7 +391,7 @@ def _print_outcome(record: ExecutionRecord) -> None:
     if record.started_at and record.finished_at:
         parts.append(f"{record.finished_at - record.started_at:.2f} s")
     if record.metrics:
-        parts.append(" ".join(f"{k}={v:g}" for k, v in record.metrics.items()))
+        parts.append(_numbers(record.metrics))
     console.print(" · ".join(parts))
     if record.reason:
         console.print(f"[{STATUS_COLOURS.get(record.status, 'red')}]{escape(record.reason)}[/]")

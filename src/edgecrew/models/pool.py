@@ -275,6 +275,17 @@ class ModelPool:
         reason = "; ".join(problems) or "fits"
         return CanRun(not problems, reason, free, free_cpu, free_gpu)
 
+    def resize(self, budget_bytes: int) -> int:
+        """Set the memory budget (the supervisor's ``change_memory_budget``) and return the one before;
+        waiters that fit now are served. A smaller budget evicts idle models as room is next needed."""
+        if budget_bytes < 0:
+            raise UserError(f"a pool budget must be 0 or more, got {budget_bytes}")
+        with self._lock:
+            before, self.budget_bytes = self.budget_bytes, budget_bytes
+            deliveries = self._dispatch()
+        self._deliver(deliveries)
+        return before
+
     def resident_aliases(self) -> frozenset[str]:
         """Aliases whose model is loaded now (routing prefers them among models sharing a tag)."""
         return frozenset(m.alias for m in self.state().resident if not m.loading)

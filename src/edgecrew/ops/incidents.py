@@ -39,6 +39,7 @@ __all__ = [
     "WorkerOutcome",
     "classify_job",
     "execution_findings",
+    "failed_models",
     "fingerprint",
     "job_findings",
     "load_regression",
@@ -264,12 +265,21 @@ def run_findings(runs: Iterable[Mapping[str, Any]], events: Mapping[str, list[di
             "failing_agent": (failing or {}).get("agent"),
             "models": sorted({str(m.get("alias") or m.get("requested")) for m in models if m}),
             "model_errors": [m.get("error") for m in models if m.get("error")][-5:],
+            "failed_models": failed_models(models),
             "events": [{"type": e["type"], "step": e.get("step_key"), "data": _short(e["data"])} for e in seen[-12:]],
         }
         out.append(
             Finding("run_failed", "run", str(run["id"]), f"run {run['id']} of {run['team']} failed", error, diagnosis)
         )
     return out
+
+
+def failed_models(calls: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The aliases that failed a call of the run: those a call fell back from, and those that answered
+    with an error."""
+    failed = {str(a.get("alias")) for c in calls for a in c.get("fallbacks") or () if a.get("alias")}
+    failed |= {str(c.get("alias") or c.get("requested")) for c in calls if c.get("error")}
+    return sorted(failed - {"", "None"})
 
 
 def execution_findings(executions: Iterable[Mapping[str, Any]]) -> list[Finding]:

@@ -15,6 +15,10 @@ cluster adds a worker watcher or a restart without this module knowing it. A los
 healed by the cluster itself (live workers recover its workflows through DBOS): its incident waits
 for that failover and is escalated when none happened. No ``restart_worker`` handler is registered:
 edgecrew cannot restart a process on another machine, so that action escalates and says so.
+A model or memory action reruns the failed team as a new run with the change (:mod:`edgecrew.ops.remedies`:
+the failing agent's model swapped in the recorded snapshot, or the model pool's budget raised), and a
+rerun is only recorded by its step: the workflow starts it as its child, since a DBOS step cannot
+start a workflow.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from edgecrew.ops.incidents import (
     write_regression,
 )
 from edgecrew.ops.periodic import Periodic
+from edgecrew.ops.reruns import Reruns, changes_team
 from edgecrew.store.incidents import IncidentEvent, IncidentRecord, IncidentStore
 
 if TYPE_CHECKING:
@@ -111,6 +116,7 @@ class Supervisor:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.store = IncidentStore(rt.store)
+        self.reruns = Reruns(rt, self.store)
         self.clock: Callable[[], float] = time.time  # tests feed their own
         self._loop = Periodic("edgecrew-supervisor", self.scan, "the supervisor's scan failed")
 
@@ -354,16 +360,18 @@ class Supervisor:
             return replace(decision, params={"memory_bytes": max(wanted, current + 2**20)})
         if action == "change_memory_budget" and params.get("memory_mb"):
             decision = replace(decision, params={"memory_bytes": int(params["memory_mb"]) * 2**20})
-        why_not = self._cannot_apply(incident, decision.action)
+        why_not = self._cannot_apply(incident, decision.action, decision.params)
         if why_not:  # escalate now rather than ask a person to approve what cannot be applied
             return replace(decision, action="escalate", reason=f"the model chose {decision.action}, but {why_not}")
         return decision
 
-    def _cannot_apply(self, incident: IncidentRecord, action: str) -> str | None:
+    def _cannot_apply(self, incident: IncidentRecord, action: str, params: dict[str, Any] | None = None) -> str | None:
         """Why ``action`` cannot be applied to this incident here (None: it can)."""
         if action == "escalate" or action in _ACTIONS:
             return None
-        if action in ("retry", "retry_with_more_memory", "fallback_model", "change_memory_budget"):
+        if changes_team(incident, action):
+            return self.reruns.why_not(incident, action, params or {})
+        if action in ("retry", "retry_with_more_memory", "change_memory_budget"):
             ok = incident.subject_type in ("job", "run")
             return None if ok else f"a {incident.subject_type} cannot be run again ({incident.subject})"
         if action == "cancel":
@@ -393,19 +401,20 @@ class Supervisor:
 
     async def apply(self, incident_id: str, decision: Decision) -> str | None:
         """Apply a safe action (or, from ``supervisor.apply``, an approved risky one): the follow-up to
-        wait for, or None when the action is done. Raises ToolError when it cannot be applied."""
+        wait for, or None when the action is done. A follow-up run is recorded, not started: the
+        incident's workflow starts it. Raises ToolError when the action cannot be applied."""
         incident = await asyncio.to_thread(self.store.get, incident_id)
         attempt = incident.attempts + 1
         params = dict(decision.params)
-        if decision.action in (
-            "retry",
-            "retry_with_more_memory",
-            "fallback_model",
-            "change_memory_budget",
-        ) and incident.subject_type in ("job", "run"):
-            follow_up: str | None = await self._rerun(incident, attempt, params.get("memory_bytes"))
-        elif decision.action in _ACTIONS:
+        follow_up: str | None
+        if decision.action in _ACTIONS:
             follow_up = await _ACTIONS[decision.action](self, incident, params)
+        elif changes_team(incident, decision.action):
+            follow_up = await asyncio.to_thread(self.reruns.changed, incident, attempt, decision.action, params)
+        elif decision.action in ("retry", "retry_with_more_memory", "change_memory_budget") and (
+            incident.subject_type in ("job", "run")
+        ):
+            follow_up = await self.reruns.again(incident, attempt, params.get("memory_bytes"))
         elif decision.action == AWAIT_RECOVERY and incident.subject_type == "worker":
             follow_up = f"worker:{params.get('worker') or incident.diagnosis['worker']['id']}"
         elif decision.action == "cancel":
@@ -423,43 +432,6 @@ class Supervisor:
             follow_up=follow_up,
         )
         return follow_up
-
-    async def _rerun(self, incident: IncidentRecord, attempt: int, memory_bytes: Any) -> str:
-        """Run the failed job (or run) again, once per attempt: a replayed step finds its earlier retry."""
-        tag = f"supervisor:{incident.id}#{attempt}"
-        if incident.subject_type == "run" or incident.diagnosis.get("job", {}).get("kind") == "team":
-            from edgecrew.engine.service import RunService, TeamName
-
-            run = incident.diagnosis.get("run") or {}
-            team = run.get("team") or incident.diagnosis["job"]["team"]
-            task = run.get("task") or incident.diagnosis["job"]["task"]
-            started = await RunService(self.rt).start(
-                TeamName(str(team)),
-                str(task),
-                idempotency_key=f"incident:{tag}",
-                trigger={"kind": "supervisor", "incident": incident.id},
-            )
-            return f"run:{started.run.id}"
-        jobs = self._ops.jobs
-        for earlier in await asyncio.to_thread(jobs.store.list_jobs, limit=500):
-            if earlier.submitted_by == tag:
-                return f"job:{earlier.id}"
-        from edgecrew.ops.jobs import JobNeeds
-
-        job = jobs.store.get(incident.subject)
-        needs = JobNeeds.of(job.needs)
-        if memory_bytes:
-            needs = replace(needs, memory_bytes=int(memory_bytes))
-        retry = await jobs.submit(
-            argv=job.argv,
-            name=job.name,
-            sandbox=job.sandbox,
-            needs=needs,
-            priority=job.priority,
-            tags=job.tags,
-            submitted_by=tag,
-        )
-        return f"job:{retry.id}"
 
     def _cancel_subject(self, incident: IncidentRecord) -> str | None:
         if incident.subject_type == "job":
@@ -739,6 +711,18 @@ async def _follow_approval_step(incident_id: str, run_id: str) -> dict[str, Any]
     return {"ok": done.ok, "reason": done.reason}
 
 
+@DBOS.step(name="edgecrew.incident_follow_up")
+async def _follow_up_step(incident_id: str) -> str | None:
+    return (await asyncio.to_thread(_supervisor().get, incident_id)).follow_up
+
+
+async def _start_follow_up(follow_up: str | None) -> None:
+    """Start the run an action recorded, as this workflow's child (a step cannot start a workflow;
+    a replay finds the child it started)."""
+    if follow_up and follow_up.startswith("run:"):
+        await durable.start_workflow(follow_up.removeprefix("run:"))
+
+
 @DBOS.step(name="edgecrew.incident_healed")
 async def _healed_step(incident_id: str, reason: str) -> None:
     await asyncio.to_thread(_supervisor().healed, incident_id, reason)
@@ -768,11 +752,13 @@ async def incident_workflow(incident_id: str) -> str:
             if not approved["ok"]:
                 await _escalate_step(incident_id, approved["reason"])
                 return "escalated"
+            await _start_follow_up(await _follow_up_step(incident_id))
         else:
             applied = await _apply_step(incident_id, decision)
             if "error" in applied:
                 await _escalate_step(incident_id, applied["error"])
                 return "escalated"
+            await _start_follow_up(applied["follow_up"])
         followed = await _follow_step(incident_id)
         if followed["ok"]:
             await _healed_step(incident_id, followed["reason"])

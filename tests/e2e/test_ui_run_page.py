@@ -114,6 +114,15 @@ def assert_axis_over_bars(page: Any) -> None:
     assert abs(axis[0] - bars[0]) <= 2 and abs(axis[1] - bars[1]) <= 2, (axis, bars)
 
 
+def assert_folds_show_their_marker(page: Any) -> None:
+    """Folded sections (a visit in the timeline, a raw reply, Run again) show ▸ or ▾, at every width."""
+    markers = page.evaluate(
+        """() => [...document.querySelectorAll('#timeline summary, details.rerun > summary')]
+          .map(el => getComputedStyle(el, '::before').content)"""
+    )
+    assert markers and all(m in ('"▸"', '"▾"') for m in markers), markers
+
+
 def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tmp_path: Path) -> None:
     url, key, record = live
     out = SCREENSHOTS if SCREENSHOTS else tmp_path / "screenshots"
@@ -168,6 +177,8 @@ def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tm
     assert page.locator(".wf-row.kind-model").count() == 5
     page.locator(".wf-row.kind-step[data-step='v000.planner']").click()
     page.wait_for_selector("#inspector .inspector[data-step='v000.planner']")
+    selected = page.locator(".wf-row.selected")  # the highlight follows the click
+    assert selected.count() == 1 and selected.get_attribute("data-step") == "v000.planner"
     inspector = page.inner_text("#inspector")
     assert "Prompt and conversation" in inspector and "plan" in inspector and "draft it" in inspector
     assert "Model calls" in inspector
@@ -176,6 +187,8 @@ def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tm
     # The timeline folds each visit: five step groups, no output shown twice in a row.
     assert page.locator("#timeline > li.step-group").count() == 5
     assert page.locator("#timeline details.raw").count() == 5  # raw replies are folded
+    assert "visit 2" in page.inner_text("#tlh-v003-writer")  # the writer's second visit, not the run's 4th step
+    assert_folds_show_their_marker(page)
 
     # Run from here: from the critic's first visit, the planner and writer outputs are copied.
     before = calls_by_agent(record)
@@ -198,6 +211,7 @@ def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tm
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the run page is {overflow}px wider than a phone screen"
     assert_axis_over_bars(page)
+    assert_folds_show_their_marker(page)
     shot(page, out, "run-finished-390")
     assert not errors, errors
 
@@ -232,4 +246,5 @@ def test_cancel_asks_first_and_a_cancelled_run_looks_cancelled(
     page.wait_for_selector("#graph g.node.end.unreached")
     assert page.locator("#graph g.node.visited[data-node='first']").count() == 0
     assert page.locator("form[action$='/resume']").count() == 0
+    assert page.locator("#feedback button").count() == 0  # no answer to rate
     shot(page, out, "run-cancelled-1440")

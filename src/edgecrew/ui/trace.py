@@ -52,7 +52,7 @@ class StepTrace:
 
     key: str
     agent: str
-    visit: int = 0
+    visit: int = 1  # this agent's own visit: 1 for its first (the step key numbers every visit of the run)
     agent_kind: str = "model"
     model: str = ""
     tool: str = ""
@@ -158,10 +158,11 @@ def build(events: Iterable[EventRecord], *, created_at: float | None = None) -> 
         step = steps.get(e.step_key) if e.step_key else None
         match p:
             case StepStarted() if e.step_key:
+                agent = e.agent or ""
                 steps[e.step_key] = StepTrace(
                     e.step_key,
-                    e.agent or "",
-                    p.visit,
+                    agent,
+                    1 + sum(1 for s in steps.values() if s.agent == agent),
                     p.agent_kind,
                     p.model,
                     p.tool,

@@ -84,6 +84,24 @@
   }
   setInterval(tick, 1000);
   document.addEventListener("DOMContentLoaded", tick);
+  // The waterfall marks the step the inspector shows: at once on a click, and again after each redraw
+  // (the live stream redraws the waterfall without knowing which step is open).
+  function markSelected(key) {
+    if (key === undefined) {
+      var shown = document.querySelector("#inspector .inspector[data-step]");
+      if (!shown) return;
+      key = shown.getAttribute("data-step");
+    }
+    document.querySelectorAll(".wf-row.kind-step").forEach(function (row) {
+      row.classList.toggle("selected", row.getAttribute("data-step") === key);
+    });
+  }
+  document.addEventListener("click", function (e) {
+    var row = e.target.closest ? e.target.closest(".wf-row[data-step]") : null;
+    if (row) { markSelected(row.getAttribute("data-step")); }
+  });
+  document.addEventListener("htmx:afterSwap", function () { markSelected(); });
+  document.addEventListener("htmx:sseMessage", function () { markSelected(); });
   // The run ended: reload once so the result, the steps table and the buttons show the final state.
   document.addEventListener("htmx:sseClose", function (e) {
     if (e.detail && e.detail.type === "message") { window.location.reload(); }

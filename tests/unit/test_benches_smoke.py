@@ -1,6 +1,7 @@
-"""Smoke tests of the engine benchmarks (issue 19): each one's ``--quick --json`` run ends well and says
-what it measured. Figures are never asserted (speed targets live in bench/README.md); these only keep
-the scripts from rotting. Each starts DBOS in child processes, so they are slow-marked."""
+"""Smoke tests of the benchmarks (the engine's of issue 19, executions of issue 15): each one's ``--quick
+--json`` run ends well and says what it measured. Figures are never asserted (speed targets live in
+bench/README.md); these only keep the scripts from rotting. Each starts DBOS or sandboxes in child
+processes, so they are slow-marked."""
 
 from __future__ import annotations
 
@@ -53,3 +54,13 @@ def test_startup_quick_reaches_the_first_token_and_ready() -> None:
     assert 0 < got["run"]["run_created"] < got["run"]["first token"] < got["run"]["exit"]
     assert got["serve"]["/ready"] >= got["serve"]["/health"] > 0
     assert "durable.launch (DBOS)" in got["split"]
+
+
+def test_executions_quick_runs_versions_in_the_sandbox_and_the_anchor() -> None:
+    got = _quick("executions.py")
+    assert got["rounds"] == 2 and got["tier"] in ("bwrap", "landlock", "rlimits")
+    assert got["startup"]["sandboxed_ms"] > 0 and got["startup"]["plain_ms"] > 0
+    assert set(got["executions"]) == {
+        f"{name}_per_min{kind}" for name in ("edgecrew", "plain") for kind in ("", "_parallel")
+    }
+    assert all(rate > 0 for rate in got["executions"].values())

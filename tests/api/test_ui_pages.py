@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import html
 import re
+import socket
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from edgecrew.domain.events import EventRecord, RouteTaken, StepFinished, StepStarted
 from edgecrew.domain.runs import Outcome, RunStatus
+from edgecrew.engine.service import RunService
 from edgecrew.specs.loader import load_team_text
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.ui.pages import _safe_next
 from edgecrew.ui.session import COOKIE
 from edgecrew.ui.views import graph_state, graph_svg
+from tests.conftest import write
 from tests.teams import TRIO
 
 PAGES = [
@@ -353,3 +357,55 @@ def test_a_finished_run_offers_to_run_again_with_its_task(client: TestClient, ke
     again = client.post("/ui/teams/echo/run", data={"csrf": csrf, "task": "once more"}, follow_redirects=False)
     assert again.status_code == 303 and again.headers["location"].startswith("/ui/runs/r")
     assert "A tool marked risky" in client.get("/ui/approvals").text
+
+
+def test_an_interrupted_run_offers_resume_and_resume_finishes_it(client: TestClient, keys: dict[str, str]) -> None:
+    """A run left unfinished by a process that is gone (a crash, a restart) offers Resume beside Cancel."""
+    from tests.api.telemetry_project import run_to_end
+
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    spec = RunService(rt).get(run_to_end(client, keys, "echo")["id"]).spec
+    gone = f"{socket.gethostname()}:999999999:0"  # no such process on this host
+    rt.store.create_run("rcrashed", "echo", "what is the answer?", spec, "/tmp", executor=gone)
+    rt.store.set_status("rcrashed", RunStatus.RUNNING)
+    csrf = sign_in(client, keys["admin"])
+    page = client.get("/ui/runs/rcrashed").text
+    assert ">Resume<" in page and ">Cancel<" in page
+    resumed = client.post("/ui/runs/rcrashed/resume", data={"csrf": csrf}, follow_redirects=False)
+    assert resumed.status_code == 303 and "notice=resumed" in resumed.headers["location"], resumed.text
+    for _ in range(200):
+        if RunService(rt).get("rcrashed").status.terminal:
+            break
+        time.sleep(0.05)
+    assert RunService(rt).get("rcrashed").status == RunStatus.SUCCEEDED
+    assert ">Resume<" not in client.get("/ui/runs/rcrashed").text
+
+
+@pytest.fixture
+def strict_team(server_project: Path) -> None:
+    """A team whose agent wants JSON from a model that answers in prose: its step fails."""
+    write(
+        server_project / "teams" / "strict.yaml",
+        """
+        name: strict
+        agents:
+          judge:
+            model: fake
+            system: judge
+            output_schema: {type: object, properties: {verdict: {type: string}}, required: [verdict]}
+        graph: {start: judge, edges: [{from: judge, to: end}]}
+        """,
+    )
+
+
+def test_a_failed_step_is_drawn_failed_in_the_graph(
+    strict_team: None, client: TestClient, keys: dict[str, str]
+) -> None:
+    from tests.api.telemetry_project import run_to_end
+
+    run = run_to_end(client, keys, "strict")
+    assert run["status"] == "failed", run
+    sign_in(client, keys["read"])
+    page = client.get(f"/ui/runs/{run['id']}").text
+    assert 'class="node state-failed" data-node="judge"' in page
+    assert 'class="node end unreached"' in page  # not drawn as the run's end

@@ -325,20 +325,41 @@ async def test_k8s_manifests_refuse_a_cli_project(ws: Workspace) -> None:
         await ws("k8s.manifests", project="nope", image=IMAGE)
 
 
-@pytest.fixture
-def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A kubectl on PATH that writes its arguments, one per line, to the file it returns."""
+def kubectl_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, apply: str) -> Path:
+    """A kubectl on PATH: ``config current-context`` answers 'kind-staging'; any other call writes its
+    arguments, one per line, to the file returned and then runs the shell text ``apply``."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     record = tmp_path / "kubectl-args"
     script = bin_dir / "kubectl"
     script.write_text(
-        f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\necho "deployment.apps/payments-api configured"\n',
+        '#!/bin/sh\nif [ "$1" = config ]; then echo kind-staging; exit 0; fi\n'
+        f'printf "%s\\n" "$@" > {record}\n{apply}\n',
         encoding="utf-8",
     )
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return record
+
+
+@pytest.fixture
+def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A kubectl on PATH, with a current context, whose apply succeeds; it records apply's arguments."""
+    return kubectl_stand_in(tmp_path, monkeypatch, 'echo "deployment.apps/payments-api configured"')
+
+
+# What the real kubectl (v1.32) prints when the current context's server does not answer.
+REFUSED = (
+    'echo \'error: error validating "ns.yaml": error validating data: failed to download openapi: Get '
+    '"https://127.0.0.1:1/openapi/v2?timeout=32s": dial tcp 127.0.0.1:1: connect: connection refused; if you '
+    "choose to ignore these errors, turn validation off with --validate=false' >&2; exit 1"
+)
+
+
+@pytest.fixture
+def unreachable_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A kubectl on PATH with a current context whose cluster refuses the connection."""
+    return kubectl_stand_in(tmp_path, monkeypatch, REFUSED)
 
 
 async def test_k8s_apply_runs_a_client_dry_run_without_a_context(ws: Workspace, fake_kubectl: Path) -> None:
@@ -397,10 +418,48 @@ async def test_k8s_apply_without_kubectl_says_so(
         await ws("k8s.apply", path="app")
 
 
+async def test_with_no_reachable_cluster_the_manifests_are_validated_offline_and_not_applied(
+    ws: Workspace, unreachable_kubectl: Path
+) -> None:
+    ws.write("app/deploy/k8s/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: app}\n")
+    result = await ws("k8s.apply", path="app")
+    assert unreachable_kubectl.read_text().splitlines()[-1] == "--dry-run=client"  # it did try
+    assert result["mode"] == "offline" and result["applied"] is False
+    assert result["note"] == (
+        "validated offline, not applied: no cluster reachable "
+        "(context 'kind-staging': dial tcp 127.0.0.1:1: connect: connection refused)"
+    )
+    assert result["resources"] == ["app/deploy/k8s/ns.yaml: Namespace/app"]
+
+
+async def test_a_cluster_that_answers_no_or_a_configured_context_out_of_reach_is_still_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ws").mkdir()
+    staging = Workspace(tmp_path / "ws", PlatformConfig(k8s_context="staging"))
+    staging.write("app/deploy/k8s/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: app}\n")
+    kubectl_stand_in(tmp_path, monkeypatch, REFUSED)
+    with pytest.raises(ToolError, match=r"kubectl apply failed \(exit 1\).*connection refused.*context is 'staging'"):
+        await staging("k8s.apply", path="app")  # a person asked for this cluster: not reaching it is a failure
+    plain = Workspace(tmp_path / "ws")
+    kubectl_stand_in(tmp_path, monkeypatch, "echo 'Error from server (Forbidden): namespaces is forbidden' >&2; exit 1")
+    with pytest.raises(ToolError, match=r"Forbidden.*dry run against the current context 'kind-staging'"):
+        await plain("k8s.apply", path="app")
+    # kubectl can print "unable to recognize" and exit 0: that is not a success either
+    kubectl_stand_in(tmp_path, monkeypatch, "echo 'error: unable to recognize \"ns.yaml\": no matches' >&2; exit 0")
+    with pytest.raises(ToolError, match="unable to recognize"):
+        await plain("k8s.apply", path="app")
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-async def test_a_dry_run_with_no_reachable_cluster_says_what_it_needs(
+async def test_the_real_kubectl_with_no_context_or_no_reachable_cluster_applies_nothing(
     ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ws.write("app/deploy/k8s/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: app}\n")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))  # a fresh machine: no kubeconfig at all
+    result = await ws("k8s.apply", path="app")
+    assert result["mode"] == "offline" and not result["applied"]
+    assert "no kubeconfig context" in result["reason"] and "current-context is not set" in result["reason"]
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: nowhere\n"
@@ -410,9 +469,9 @@ async def test_a_dry_run_with_no_reachable_cluster_says_what_it_needs(
         encoding="utf-8",
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    ws.write("app/deploy/k8s/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: app}\n")
-    with pytest.raises(ToolError, match=r"kubectl apply failed .*needs a reachable cluster"):
-        await ws("k8s.apply", path="app")
+    result = await ws("k8s.apply", path="app")
+    assert result["mode"] == "offline" and not result["applied"]
+    assert result["reason"].startswith("context 'nowhere': dial tcp 127.0.0.1:1") and "refused" in result["reason"]
 
 
 # -- docs ------------------------------------------------------------------------------------------

@@ -5,7 +5,11 @@ Validation uses kubernetes-validate's bundled JSON schemas in strict mode (an un
 error, as ``kubectl apply`` with server-side validation would report it) for the Kubernetes version
 the platform's rules name. ``k8s.apply`` is the one tool here that acts outside the workspace, so it
 is ``risky``; it validates before it runs kubectl, and with no context configured it only asks for a
-client-side dry run (which still reads the API server's resource types through the current kubeconfig).
+client-side dry run. That dry run still reads the API server's resource types through the current
+kubeconfig, so on a machine with no kubeconfig context, or whose cluster kubectl cannot reach (its own
+"connection refused", "no such host", timeout), the tool answers ``mode: offline``: validated offline,
+not applied, and why. It never reports a run of kubectl that did not reach a cluster as applied; with a
+context configured, an unreachable cluster stays an error, since a person asked for that cluster.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = ["MANIFEST_DIR", "apply_manifests", "validate_manifests", "write_manif
 
 MANIFEST_DIR = "deploy/k8s"
 KUBECTL_TIMEOUT_S = 90.0
+CONTEXT_TIMEOUT_S = 15.0  # kubectl config current-context reads only the kubeconfig
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 RUN_AS = 65532  # the templates' Dockerfiles run as this uid
 
@@ -194,7 +199,9 @@ def validate_manifests(ws: Workspace, target: Path, version: str) -> dict[str, A
 def apply_manifests(
     ws: Workspace, target: Path, namespace: str | None, context: str | None, kubectl: str, version: str
 ) -> dict[str, Any]:
-    """``kubectl apply -f`` the manifests against ``context``, or ``--dry-run=client`` without one."""
+    """``kubectl apply -f`` the manifests against ``context``, or ``--dry-run=client`` without one; with
+    no context and no cluster kubectl can reach, the result says the manifests were validated offline and
+    not applied (``mode: offline``)."""
     program = shutil.which(kubectl)
     if program is None:
         raise ToolError(
@@ -212,30 +219,81 @@ def apply_manifests(
     args += ["--recursive"] if target.is_dir() else []
     args += ["--namespace", namespace] if namespace else []
     args += ["--context", context] if context else ["--dry-run=client"]
+    command = " ".join(["kubectl", *args])
+    result: dict[str, Any] = {"context": context, "command": command, "resources": checked["resources"]}
+    current = None
+    if context is None:
+        found = _kubectl(ws, program, ["config", "current-context"], CONTEXT_TIMEOUT_S)
+        if found is None or found.returncode != 0 or not found.stdout.strip():
+            said = _first_line((found.stderr or found.stdout) if found else "") or "no answer"
+            return result | _offline(f"no kubeconfig context: kubectl config current-context said '{said}'")
+        current = found.stdout.strip().splitlines()[0]
+    proc = _kubectl(ws, program, args, KUBECTL_TIMEOUT_S)
+    if proc is None:
+        if context is None:
+            return result | _offline(f"kubectl got no answer from context '{current}' in {KUBECTL_TIMEOUT_S:g}s")
+        raise ToolError(f"kubectl apply did not finish in {KUBECTL_TIMEOUT_S:g}s; is the cluster reachable?")
+    # kubectl may print "unable to recognize" (it could not map a kind to the API) and still exit 0
+    if proc.returncode != 0 or "unable to recognize" in proc.stderr:
+        detail = (proc.stderr or proc.stdout).strip()
+        unreachable = _UNREACHABLE.search(detail)
+        if context is None and unreachable is not None:
+            return result | _offline(f"context '{current}': {_reason(detail, unreachable)}")
+        hint = (
+            f"; the context is '{context}': check it with kubectl config get-contexts"
+            if context
+            else f"; it was a client dry run against the current context '{current}' (the manifests already "
+            "passed k8s.validate offline)"
+        )
+        raise ToolError(f"kubectl apply failed (exit {proc.returncode}): {detail[-1500:]}{hint}")
+    return result | {
+        "mode": "applied" if context else "dry-run",
+        "applied": context is not None,
+        "output": proc.stdout.strip()[-4000:],
+    }
+
+
+# kubectl's own words when it cannot reach the API server (as opposed to a server that answered "no")
+_UNREACHABLE = re.compile(
+    r"connection refused|no such host|i/o timeout|no route to host|network is unreachable|"
+    r"tls handshake timeout|context deadline exceeded|unable to connect to the server",
+    re.IGNORECASE,
+)
+_DIAL = re.compile(r"(?:dial tcp|Unable to connect to the server)[^;\"\n]*", re.IGNORECASE)
+
+
+def _kubectl(ws: Workspace, program: str, args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str] | None:
+    """kubectl's completed process, or None when it did not finish in ``timeout_s``."""
     try:
-        proc = subprocess.run(
+        return subprocess.run(
             [program, *args],
             cwd=ws.root,
             capture_output=True,
             text=True,
-            timeout=KUBECTL_TIMEOUT_S,
+            timeout=timeout_s,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        raise ToolError(f"kubectl apply did not finish in {KUBECTL_TIMEOUT_S:g}s; is the cluster reachable?") from None
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip()[-1500:]
-        hint = (
-            f"; the context is '{context}': check it with kubectl config get-contexts"
-            if context
-            else "; a client dry run still asks the current kubeconfig's cluster which resource types exist, so it "
-            "needs a reachable cluster (the manifests already passed k8s.validate offline)"
-        )
-        raise ToolError(f"kubectl apply failed (exit {proc.returncode}): {detail}{hint}")
+        return None
+
+
+def _offline(reason: str) -> dict[str, Any]:
+    """The result of an apply that could not reach a cluster: nothing applied, and why."""
     return {
-        "mode": "applied" if context else "dry-run",
-        "context": context,
-        "command": " ".join(["kubectl", *args]),
-        "output": proc.stdout.strip()[-4000:],
-        "resources": checked["resources"],
+        "mode": "offline",
+        "applied": False,
+        "reason": reason,
+        "note": f"validated offline, not applied: no cluster reachable ({reason})",
+        "output": "",
     }
+
+
+def _reason(detail: str, unreachable: re.Match[str]) -> str:
+    """The part of kubectl's error that says why it could not connect ("dial tcp ...: connection refused")."""
+    dial = _DIAL.search(detail)
+    return _first_line(dial.group(0) if dial else unreachable.group(0))
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().split("\n", 1)[0].strip()
+    return line[:197] + "..." if len(line) > 200 else line

@@ -168,7 +168,7 @@ class _PlatformTools:
             str | None, Field(max_length=63, description="Namespace for resources without one.")
         ] = None,
     ) -> dict[str, Any]:
-        """Apply Kubernetes manifests with kubectl (a client dry run when no cluster context is configured)."""
+        """Apply Kubernetes manifests with kubectl (a dry run with no context; offline if no cluster answers)."""
         ws = Workspace.of(ctx)
         target = self._target(ws, path)
         version = self._rules(ws).kubernetes.version

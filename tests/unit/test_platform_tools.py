@@ -220,6 +220,33 @@ async def test_repo_create_makes_a_repository_with_a_commit_on_main_and_the_poli
         await ws("repo.create", name="platform", kind="cli")
 
 
+async def test_repo_commit_commits_what_the_tools_wrote_in_the_projects_own_repository(ws: Workspace) -> None:
+    await ws("repo.create", name="payments-api", kind="python-service")
+    repo = ws.root / "payments-api"
+    git(ws.root, "init", "-q")  # the workspace's own repository stays untouched
+    await ws("ci.write", project="payments-api")
+    await ws("docs.generate", project="payments-api")
+    result = await ws("repo.commit", project="payments-api", message="Add the pipeline and the docs")
+    assert result["committed"] and result["clean"] and result["branch"] == "main"
+    assert sorted(f["path"] for f in result["files"]) == [".github/workflows/ci.yml", "docs/README.md"]
+    assert (
+        git(repo, "log", "--format=%h %an %s", "-n1").strip()
+        == f"{result['commit']} edgecrew Add the pipeline and the docs"
+    )
+    assert git(repo, "status", "--porcelain") == "" and "payments-api" in git(ws.root, "status", "--porcelain")
+    again = await ws("repo.commit", project="payments-api", message="Nothing new")
+    assert not again["committed"] and again["commit"] == result["commit"] and again["files"] == []
+
+    with pytest.raises(ToolError, match=r"'payments-api/docs' is not a git repository yet; repo\.create makes"):
+        await ws("repo.commit", project="payments-api/docs", message="x")
+    git(repo, "config", "core.sshCommand", "touch /tmp/pwned")  # an agent may write .git/config
+    with pytest.raises(ToolError, match=r"refusing: \.git/config sets core\.sshcommand"):
+        await ws("repo.commit", project="payments-api", message="x")
+    ws.files = FilePolicy(read=("other/*",), write=("other/*",))
+    with pytest.raises(ToolError, match="payments-api"):
+        await ws("repo.commit", project="payments-api", message="x")
+
+
 # -- ci.write / ci.validate ------------------------------------------------------------------------
 
 

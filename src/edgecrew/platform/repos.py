@@ -5,6 +5,10 @@ signing, no pager), so a commit works the same on a bare CI box and on a laptop 
 setup; the author is set through the environment. The policy is written in the shape of GitHub's
 branch-protection API (``PUT /repos/{owner}/{repo}/branches/{branch}/protection``), so publishing the
 repository can apply it as it is; the local repository records it, it cannot enforce it.
+
+repo.commit commits what the other tools wrote into a project (pipeline, manifests, docs) in the
+project's own repository, so a run leaves it clean; it checks that repository as git.commit checks the
+workspace's (a plain .git, no config that can run programs) and runs git through the same runner.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from edgecrew.platform.project import POLICY_FILE, PROJECT_FILE
 from edgecrew.platform.rules import BranchProtection, Rules, check_name, package_name
 from edgecrew.platform.templates import apply_template
 from edgecrew.platform.workspace import Workspace
-from edgecrew.tools.builtins.git import run_git
+from edgecrew.tools.builtins.git import check_repo, run_git
 
-__all__ = ["create_repo", "policy", "policy_yaml"]
+__all__ = ["commit_repo", "create_repo", "policy", "policy_yaml"]
 
 IDENTITY = ("edgecrew", "edgecrew@localhost")
 
@@ -94,4 +98,29 @@ def create_repo(
         "commit": commit,
         "policy": f"{ws.rel(dest)}/{POLICY_FILE}",
         "files": sorted(files),
+    }
+
+
+def commit_repo(ws: Workspace, project: Path, message: str) -> dict[str, Any]:
+    """Commit every change in the project's repository (made by repo.create) with ``message``;
+    {path, committed, commit, branch, message, files: [{status, path}], clean}."""
+    rel = ws.rel(project)
+    if not message.strip():
+        raise ToolError("the commit message is empty; say in a line what changed")
+    root = check_repo(project, f"'{rel}'", "repo.create makes a project's repository")
+    _git(root, "add", "-A")
+    staged = run_git(root, "diff", "--cached", "--quiet", check=False).returncode != 0
+    files: list[dict[str, str]] = []
+    if staged:
+        _git(root, "commit", "-q", "--no-verify", "-m", message.strip())
+        changed = _git(root, "diff-tree", "--root", "--no-commit-id", "-r", "--name-status", "HEAD").splitlines()
+        files = [{"status": s, "path": p} for s, _, p in (line.partition("\t") for line in changed)]
+    return {
+        "path": rel,
+        "committed": staged,
+        "commit": _git(root, "rev-parse", "--short", "HEAD").strip(),
+        "branch": _git(root, "symbolic-ref", "--short", "-q", "HEAD").strip(),
+        "message": message.strip().splitlines()[0],
+        "files": files[:100],
+        "clean": not _git(root, "status", "--porcelain").strip(),
     }

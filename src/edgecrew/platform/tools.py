@@ -5,9 +5,10 @@ They are methods of one object bound to a :class:`PlatformConfig` (registered by
 :func:`register_platform_tools`, no module state); each reads the platform rules afresh, so a
 ``platform.yaml`` an agent adds to the workspace counts from its next call. Every tool but
 ``k8s.apply`` is ``safe``: it reads and writes inside the workspace (``repo.create`` makes a local
-repository there, as ``git.init`` does). ``k8s.apply`` acts on a cluster, so it is ``risky`` and waits
-for a person's approval. Arguments are plain strings, numbers and enums (no ``$ref``), because the
-embedded model's grammar inlines each tool's schema.
+repository there, as ``git.init`` does; ``repo.commit`` commits in it, as ``git.commit`` does).
+``k8s.apply`` acts on a cluster, so it is ``risky`` and waits for a person's approval. Arguments are
+plain strings, numbers and enums (no ``$ref``), because the embedded model's grammar inlines each
+tool's schema.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from edgecrew.platform.ci import Provider, validate_pipelines, write_pipeline
 from edgecrew.platform.config import PlatformConfig
 from edgecrew.platform.docs import GuidelineIndex, PassageEmbedder, generate_docs
 from edgecrew.platform.k8s import MANIFEST_DIR, apply_manifests, validate_manifests, write_manifests
-from edgecrew.platform.repos import create_repo
+from edgecrew.platform.repos import commit_repo, create_repo
 from edgecrew.platform.rules import Rules, check_name, load_rules, package_name
 from edgecrew.platform.templates import apply_template, available, describe
 from edgecrew.platform.workspace import Workspace
@@ -35,6 +36,7 @@ PLATFORM_TOOLS = (
     "templates.list",
     "templates.apply",
     "repo.create",
+    "repo.commit",
     "ci.write",
     "ci.validate",
     "k8s.manifests",
@@ -119,6 +121,16 @@ class _PlatformTools:
         """Create a git repository for a new project from its template, with branch protection and a first commit."""
         ws = Workspace.of(ctx)
         return create_repo(ws, self._rules(ws), name, kind, template, description)
+
+    def repo_commit(
+        self,
+        project: Project,
+        message: Annotated[str, Field(min_length=1, max_length=300, description="What changed, in one line.")],
+        ctx: ToolContext,
+    ) -> dict[str, Any]:
+        """Commit every change in a project's own repository (made by repo.create), e.g. its pipeline and docs."""
+        ws = Workspace.of(ctx)
+        return commit_repo(ws, ws.project(project), message)
 
     def ci_write(self, project: Project, ctx: ToolContext, provider: Provider = "github") -> dict[str, Any]:
         """Write a CI pipeline (lint, test, build) for a project: GitHub Actions or GitLab CI."""
@@ -207,6 +219,7 @@ def register_platform_tools(
         ("templates.list", tools.templates_list, 30.0, "safe"),
         ("templates.apply", tools.templates_apply, 60.0, "safe"),
         ("repo.create", tools.repo_create, 90.0, "safe"),
+        ("repo.commit", tools.repo_commit, 60.0, "safe"),
         ("ci.write", tools.ci_write, 30.0, "safe"),
         ("ci.validate", tools.ci_validate, 90.0, "safe"),
         ("k8s.manifests", tools.k8s_manifests, 30.0, "safe"),

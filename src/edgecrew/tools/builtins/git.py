@@ -115,14 +115,20 @@ def run_git(
 
 def _repo(ctx: ToolContext) -> Path:
     """The workspace root, once it is checked to hold a repository that is safe to run git in."""
-    root = _root(ctx)
+    return check_repo(_root(ctx), "the workspace", "call git.init first")
+
+
+def check_repo(root: Path, where: str, make_one: str) -> Path:
+    """``root``, once it is checked to hold a repository that is safe to run git in: a plain ``.git``
+    directory with its own objects and only allow-listed config keys. ``where`` names it in errors
+    ("the workspace"); ``make_one`` says how to create one when there is none."""
     dotgit = root / ".git"
     if dotgit.is_symlink() or (dotgit.exists() and not dotgit.is_dir()):
-        raise ToolError("refusing: the workspace's .git is not a plain directory (it may point outside)")
+        raise ToolError(f"refusing: {where}'s .git is not a plain directory (it may point outside)")
     if not dotgit.is_dir():
-        raise ToolError("the workspace is not a git repository yet; call git.init first")
+        raise ToolError(f"{where} is not a git repository yet; {make_one}")
     if (dotgit / "commondir").exists() or (dotgit / "objects" / "info" / "alternates").exists():
-        raise ToolError("refusing: the workspace's repository borrows objects from outside the workspace")
+        raise ToolError(f"refusing: {where}'s repository borrows objects from outside it")
     keys = _git(root, "config", "--local", "--name-only", "--list", check=False).stdout.splitlines()
     unsafe = [key for key in keys if not _SAFE_KEYS.fullmatch(key)]
     if unsafe:

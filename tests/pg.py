@@ -83,3 +83,20 @@ def postgres_server() -> Iterator[str]:
     finally:
         subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def database(server_url: str, name: str) -> Iterator[str]:
+    """A new empty database ``name`` on the server at ``server_url`` (a URL of :func:`postgres_server`),
+    dropped at the end: tests that share one server each get a store and a DBOS system database of their own."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(server_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

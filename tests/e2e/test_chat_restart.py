@@ -1,4 +1,5 @@
-"""Acceptance: a chat session survives a server restart and remembers the earlier turns.
+"""Acceptance: a chat session survives a server restart and remembers the earlier turns, on SQLite (a
+temp home) and on a real Postgres (a fresh database on a throwaway server).
 
 The real `edgecrew serve` process over HTTP only: a session with a team on a scripted model, two turns,
 a kill -9 of the server, a new server on the same home, and a third turn that needs the first turn's
@@ -14,6 +15,9 @@ import pytest
 
 from tests.api.live import ServerProcess, cli_env, create_key
 from tests.conftest import write
+from tests.e2e.databases import database, pg_server, rows, url_of
+
+__all__ = ["database", "pg_server"]  # fixtures
 
 PROJECT = """
 models:
@@ -38,10 +42,12 @@ def _say(http: httpx.Client, session: str, text: str) -> dict[str, str]:
     return body
 
 
-def test_a_chat_session_survives_a_server_restart(project_dir: Path, edgecrew_home: Path) -> None:
+def test_a_chat_session_survives_a_server_restart(
+    project_dir: Path, edgecrew_home: Path, database: dict[str, str]
+) -> None:
     write(project_dir / "edgecrew.yaml", PROJECT)
     write(project_dir / "teams" / "pal.yaml", PAL)
-    env = cli_env(project_dir, edgecrew_home, EDGECREW_MEMORY_EMBEDDER="hashing")
+    env = cli_env(project_dir, edgecrew_home, EDGECREW_MEMORY_EMBEDDER="hashing", **database)
     headers = {"Authorization": f"Bearer {create_key(env, 'chat', 'admin')}"}
 
     server = ServerProcess(project_dir, env).start()
@@ -75,5 +81,9 @@ def test_a_chat_session_survives_a_server_restart(project_dir: Path, edgecrew_ho
             ]
             listed = http.get("/sessions").json()
             assert listed["items"][0]["id"] == session and listed["items"][0]["title"] == "restart"
+        stored = rows(
+            url_of(env, edgecrew_home), "SELECT COUNT(*) AS n FROM chat_turns WHERE session_id = :s", s=session
+        )
+        assert stored == [{"n": 6}]  # in the database the parameter named (Postgres: not a file in the home)
     finally:
         again.stop()

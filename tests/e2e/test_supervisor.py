@@ -1,4 +1,5 @@
-"""The supervisor on a real `edgecrew serve` (a temp SQLite home), with no person in the loop.
+"""The supervisor on a real `edgecrew serve`, with no person in the loop, on SQLite (a temp home) and on
+a real Postgres (a fresh database on a throwaway server).
 
 1. Healing: a sandboxed job allocates 300 MB under a 200 MiB limit and dies of MemoryError; the
    supervisor records an ``oom`` incident (peak and limit in its diagnosis), its rule retries the job
@@ -10,8 +11,6 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +24,9 @@ import pytest
 from edgecrew.ops.incidents import load_regression
 from tests.api.live import ServerProcess, cli_env, create_key
 from tests.conftest import write
+from tests.e2e.databases import as_json, database, pg_server, rows, url_of
+
+__all__ = ["database", "pg_server"]  # fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -52,17 +54,8 @@ def _cli(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def _rows(home: Path, query: str, *args: Any) -> list[dict[str, Any]]:
-    with sqlite3.connect(home / "edgecrew.db") as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute(query, args).fetchall()]
-
-
-def _incidents(home: Path) -> list[dict[str, Any]]:
-    try:
-        return _rows(home, "SELECT * FROM incidents ORDER BY created_at")
-    except sqlite3.OperationalError:  # not migrated yet
-        return []
+def _incidents(url: str) -> list[dict[str, Any]]:
+    return rows(url, "SELECT * FROM incidents ORDER BY created_at")
 
 
 def _wait(predicate: Callable[[], bool], what: str, server: ServerProcess, timeout: float = 120) -> None:
@@ -76,38 +69,39 @@ def _wait(predicate: Callable[[], bool], what: str, server: ServerProcess, timeo
     pytest.fail(f"timed out waiting for {what}\n{server.output()[-4000:]}")
 
 
-def test_the_supervisor_heals_an_out_of_memory_job_by_itself(project_dir: Path, edgecrew_home: Path) -> None:
+def test_the_supervisor_heals_an_out_of_memory_job_by_itself(
+    project_dir: Path, edgecrew_home: Path, database: dict[str, str]
+) -> None:
     write(project_dir / "edgecrew.yaml", PROJECT)
-    env = cli_env(project_dir, edgecrew_home, **FAST)
+    env = cli_env(project_dir, edgecrew_home, **FAST, **database)
+    url = url_of(env, edgecrew_home)
     server = ServerProcess(project_dir, env).start()
     try:
         hog = "b = bytearray(300 * 2**20); print('held', len(b))"
         _cli(env, "jobs", "submit", "--name", "hog", "--sandbox", "--memory", "200MiB", "--", "python3", "-c", hog)
 
         def settled() -> bool:
-            found = _incidents(edgecrew_home)
+            found = _incidents(url)
             return bool(found) and found[0]["state"] in ("healed", "escalated", "failed")
 
         _wait(settled, "the incident to be healed", server)
-        [incident] = _incidents(edgecrew_home)
+        [incident] = _incidents(url)
         assert incident["kind"] == "oom" and incident["subject_type"] == "job", incident
         assert incident["state"] == "healed", incident
         assert incident["action"] == "retry_with_more_memory" and incident["decided_by"] == "rule"
-        assert json.loads(incident["action_params"])["memory_bytes"] == 400 * 2**20
-        diagnosis = json.loads(incident["diagnosis"])
+        assert as_json(incident["action_params"])["memory_bytes"] == 400 * 2**20
+        diagnosis = as_json(incident["diagnosis"])
         assert diagnosis["resources"]["memory_limit_bytes"] == 200 * 2**20
         assert any("MemoryError" in line for line in diagnosis["stderr_tail"])
-        jobs = _rows(edgecrew_home, "SELECT * FROM jobs ORDER BY created_at")
+        jobs = rows(url, "SELECT * FROM jobs ORDER BY created_at")
         assert [j["state"] for j in jobs] == ["failed", "succeeded"]
         retry = jobs[1]
         assert incident["follow_up"] == f"job:{retry['id']}"
         assert retry["submitted_by"] == f"supervisor:{incident['id']}#1"
-        assert json.loads(retry["needs"])["memory_bytes"] == 400 * 2**20
+        assert as_json(retry["needs"])["memory_bytes"] == 400 * 2**20
         kinds = [
             e["kind"]
-            for e in _rows(
-                edgecrew_home, "SELECT kind FROM incident_events WHERE incident_id = ? ORDER BY id", incident["id"]
-            )
+            for e in rows(url, "SELECT kind FROM incident_events WHERE incident_id = :i ORDER BY id", i=incident["id"])
         ]
         assert kinds == ["detected", "decided", "applied", "healed"]
         assert incident["regression_path"] is None
@@ -121,27 +115,28 @@ def test_the_supervisor_heals_an_out_of_memory_job_by_itself(project_dir: Path, 
 
 
 def test_the_supervisor_escalates_a_novel_failure_with_a_regression_case(
-    project_dir: Path, edgecrew_home: Path
+    project_dir: Path, edgecrew_home: Path, database: dict[str, str]
 ) -> None:
     write(project_dir / "edgecrew.yaml", PROJECT)
-    env = cli_env(project_dir, edgecrew_home, **FAST)
+    env = cli_env(project_dir, edgecrew_home, **FAST, **database)
+    url = url_of(env, edgecrew_home)
     server = ServerProcess(project_dir, env).start()
     try:
         script = "echo 'flux capacitor misaligned at 88 mph' >&2; exit 3"
         _cli(env, "jobs", "submit", "--name", "odd", "--", "sh", "-c", script)
 
         def settled() -> bool:
-            found = _incidents(edgecrew_home)
+            found = _incidents(url)
             return bool(found) and found[0]["state"] in ("healed", "escalated", "failed")
 
         _wait(settled, "the incident to be escalated", server)
     finally:
         server.stop()
-    [incident] = _incidents(edgecrew_home)
+    [incident] = _incidents(url)
     assert incident["kind"] == "job_failed" and incident["state"] == "escalated", incident
     assert incident["decided_by"] == "model" and incident["action"] == "escalate"
     assert "flux capacitor" in incident["error"]
-    assert [j["state"] for j in _rows(edgecrew_home, "SELECT state FROM jobs")] == ["failed"]  # nothing retried
+    assert [j["state"] for j in rows(url, "SELECT state FROM jobs")] == ["failed"]  # nothing retried
     path = Path(incident["regression_path"])
     assert path.parent == project_dir / "regressions" and path.name.endswith(f"-job_failed-{incident['id']}.yaml")
     case = load_regression(path)

@@ -153,3 +153,37 @@ def test_a_cancelled_run_stops_the_running_task_and_skips_the_rest() -> None:
     ]
     assert done.meta["status"] == "cancelled" and done.items[0].detail == "stopped: the run cancelled"
     assert "cancelled: cancelled by user" in done.notes
+
+
+BRANCHES = load_team_text(
+    "name: br\nagents:\n"
+    + "".join(f"  {a}: {{tool: files.write, arguments: {{path: a.md, content: hi}}}}\n" for a in "cdefg")
+    + "  answer: {template: done}\n"
+    + "graph:\n  start: c\n  edges:\n"
+    + "    - {from: c, to: d, when: 'ok == True'}\n    - {from: c, to: answer}\n"  # a fall-through to the end
+    + "    - {from: d, to: e, when: 'ok == True'}\n    - {from: d, to: f, when: 'ok == False'}\n"
+    + "    - {from: e, to: g}\n    - {from: f, to: g}\n    - {from: g, to: answer}\n    - {from: answer, to: end}\n"
+)
+
+
+def test_tasks_follow_the_graph_and_a_failure_is_told_once() -> None:
+    events = [
+        record(1, RunStarted(team="br", task="t", agents=(*"cdefg", "answer"))),
+        record(2, StepFinished(outcome=Outcome.FINAL, output={"ok": True}), "c"),
+        record(3, StepFinished(outcome=Outcome.FINAL, output={"note": "validated offline, not applied\nmore"}), "d"),
+        record(4, StepFinished(outcome=Outcome.TOOL_ERRORS, error="'k8s.apply' failed: connection refused\nmore"), "e"),
+        record(
+            5,
+            RunFinished(
+                status=RunStatus.FAILED,
+                error="agent 'e' (e#0) ended with tool_errors: 'k8s.apply' failed: connection refused\nmore",
+            ),
+        ),
+    ]
+    done = checklist(BRANCHES, "t", events)
+    # each agent before those it leads to, branches as the edges list them, the fall-through target last
+    assert [i.text for i in done.items] == ["c", "d", "e", "f", "g", "answer"]
+    assert done.items[1].detail == "validated offline, not applied"  # a finished step's own note
+    assert done.items[2].detail == "tool_errors: 'k8s.apply' failed: connection refused"
+    assert done.notes == ["e failed"]  # not the run's error again, which repeats the step's
+    assert done.to_markdown().count("connection refused") == 1

@@ -4,7 +4,9 @@ notes), the artifact people read to see where a run stands.
 The one design decision: the checklist is derived from the run's events and its team, never kept by
 hand, so it is right after a restart, the same in the API, the CLI and the UI, and updates live with
 the event stream. Its tasks are the team's agents in graph order; pending approvals are its open
-questions, failures and denials its notes.
+questions, failures and denials its notes. A failed task's detail is its error's first line, told once
+(not again as a note or as the run's error); a finished task's detail is its output's ``note``, when it
+has one (k8s.apply's "validated offline, not applied: ...").
 
 Sub-tasks change only on a signal the events carry, never on a guess:
 
@@ -75,13 +77,30 @@ class Checklist:
 
 
 def _order(team: TeamSpec) -> list[str]:
-    """The team's agents breadth-first from the start, then any left over."""
-    seen, frontier = [team.graph.start], [team.graph.start]
-    while frontier:
-        nxt = [t for node in frontier for e in team.graph.outgoing(node) for t in e.targets]
-        frontier = [t for t in dict.fromkeys(nxt) if t != END and t not in seen]
-        seen += frontier
-    return seen + [a for a in team.agents if a not in seen]
+    """The team's agents in graph order, then any left over: each agent before every agent it leads to
+    (a depth-first reverse postorder, so a loop's way back does not count), siblings as the edges list
+    them. Breadth-first would list a fall-through target (``check_name -> answer``) before the branch
+    that reaches it later (``repo -> ... -> answer``)."""
+    done: list[str] = []
+    seen = {team.graph.start}
+    stack = [(team.graph.start, iter(_children(team, team.graph.start)))]
+    while stack:  # iterative: a long chain of agents must not hit the recursion limit
+        node, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            done.append(node)
+            stack.pop()
+        elif child not in seen:
+            seen.add(child)
+            stack.append((child, iter(_children(team, child))))
+    order = done[::-1]
+    return order + [a for a in team.agents if a not in order]
+
+
+def _children(team: TeamSpec, node: str) -> list[str]:
+    """``node``'s targets, last first: the reversed postorder then lists them as the edges do."""
+    targets = [t for e in team.graph.outgoing(node) for t in e.targets if t != END]
+    return list(dict.fromkeys(targets))[::-1]
 
 
 @dataclass
@@ -102,6 +121,7 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
     started: list[tuple[int, str]] = []  # (position, agent) of every step that started
     questions: dict[str, str] = {}
     notes: list[str] = []
+    failures: list[str] = []  # the errors of the steps that failed
     meta = {"team": team.name, "status": "queued"}
     for i, e in enumerate(events):
         match p := e.payload:
@@ -120,12 +140,16 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
             case StepFinished() if e.agent in items:
                 item = items[e.agent]
                 item.state = "done" if p.outcome == Outcome.FINAL else "failed"
-                item.detail = "" if p.outcome == Outcome.FINAL else f"{p.outcome.value}: {p.error or ''}".strip(": ")
-                steps = p.output.get("steps") if isinstance(p.output, dict) else None
+                output = p.output if isinstance(p.output, dict) else {}
+                note = output.get("note") if item.state == "done" else None  # a finished step's own caveat
+                item.detail = _first_line(note) if isinstance(note, str) else ""
+                steps = output.get("steps")
                 if isinstance(steps, list) and item.state == "done":
                     plans[e.agent] = _Plan(e.agent, [ChecklistItem(str(s), "pending") for s in steps], i)
                 if item.state == "failed":
-                    notes.append(f"{e.agent} failed ({item.detail})")
+                    item.detail = _first_line(f"{p.outcome.value}: {p.error or ''}".strip(": "))
+                    notes.append(f"{e.agent} failed")  # why is the item's detail: said once
+                    failures.append(p.error or "")
             case ApprovalRequested():
                 questions[p.approval] = f"approve {e.agent}'s call to `{p.tool}`? ({p.reason})"
             case ApprovalDecided():
@@ -133,8 +157,9 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
                 notes.append(f"{'approved' if p.approved else 'denied'}: {e.agent}'s tool call")
             case RunFinished():
                 meta["status"] = p.status.value
-                if p.error and not any(p.error in n for n in notes):
-                    notes.append(p.error)
+                # the run's error usually repeats a failed step's ("agent 'x' (k) ended with ...: <error>")
+                if p.error and not any(f and f in p.error for f in failures) and not any(p.error in n for n in notes):
+                    notes.append(_first_line(p.error))
             case RunCancelled():
                 meta["status"] = "cancelled"
                 notes.append(f"cancelled: {p.reason}" if p.reason else "cancelled")

@@ -126,10 +126,12 @@ async def test_platform_copilot_on_smollm2_builds_a_valid_repository_and_waits_f
 
     from edgecrew.engine.approvals import ApprovalService
 
-    bin_dir = tmp_path / "bin"  # a kubectl stand-in that records what it was asked to do
+    bin_dir = tmp_path / "bin"  # a kubectl stand-in with a reachable cluster that records what it was asked
     bin_dir.mkdir()
     record = tmp_path / "kubectl.log"
-    (bin_dir / "kubectl").write_text(f'#!/bin/sh\necho "$@" >> {record}\necho applied\n')
+    (bin_dir / "kubectl").write_text(
+        f'#!/bin/sh\n[ "$1" = config ] && echo kind-staging && exit 0\necho "$@" >> {record}\necho applied\n'
+    )
     (bin_dir / "kubectl").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     rt = bootstrap()
@@ -151,7 +153,43 @@ async def test_platform_copilot_on_smollm2_builds_a_valid_repository_and_waits_f
     assert run.status == "succeeded", run.error
     assert "--dry-run=client" in record.read_text()
     repo = rt.workspace(run.id) / "payments-api"  # the exact name, from the request's words
-    assert subprocess.run(["git", "-C", str(repo), "log", "--oneline"], capture_output=True).returncode == 0
+    git = ["git", "-C", str(repo)]
+    assert len(subprocess.run([*git, "log", "--oneline"], capture_output=True, text=True).stdout.splitlines()) == 2
+    assert subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout == ""
     steps = {s.agent: s.output for s in rt.store.steps(run.id)}
     assert steps["check_pipeline"]["valid"] and steps["check_manifests"]["valid"]
+    assert steps["plan"] == {
+        "name": "payments-api",
+        "kind": "python-service",
+        "ci": "github",
+        "staging": True,
+        "guessed": [],
+    }
     assert "- [ ]" not in run.output["text"]
+
+
+@pytest.mark.parametrize(
+    ("request_", "kind", "ci"),
+    [
+        ("create a FastAPI app called inventory-api with GitLab CI, no deployment", "fastapi-app", "gitlab"),
+        ("a command-line tool called log-grep with GitLab CI and no staging", "cli", "gitlab"),
+        ("a Python service called ledger-api with CI on GitHub, without a deployment", "python-service", "github"),
+    ],
+)
+async def test_platform_copilot_on_smollm2_builds_the_kind_and_ci_the_request_names(
+    request_: str, kind: str, ci: str
+) -> None:
+    import subprocess
+
+    rt = bootstrap()
+    started = await RunService(rt).start(TeamName("platform-copilot"), request_)
+    await started.handle.get_result()
+    run = rt.store.get_run(started.run.id)
+    assert run.status == "succeeded", run.error
+    steps = {s.agent: s.output for s in rt.store.steps(run.id)}
+    assert (steps["plan"]["kind"], steps["plan"]["ci"], steps["plan"]["staging"]) == (kind, ci, False)
+    assert steps["repo"]["template"] == kind and steps["check_pipeline"]["valid"] and "deploy" not in steps
+    repo = rt.workspace(run.id) / steps["plan"]["name"]
+    assert (
+        subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True).stdout == ""
+    )

@@ -1,10 +1,14 @@
 """The built-in team platform-copilot on the engine's fakes with the real platform tools, validators and
-git, a kubectl stand-in on PATH, and a person who approves (or not) the deployment."""
+git, a kubectl on PATH (a stand-in, or the real one with no reachable cluster), and a person who
+approves (or not) the deployment. The planner is scripted, sometimes wrong on purpose: the request's
+own words settle the plan."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +20,7 @@ import edgecrew
 from edgecrew.bootstrap import bootstrap
 from edgecrew.domain.messages import ToolCall
 from edgecrew.domain.specs import AgentSpec
+from edgecrew.domain.templating import render_text
 from edgecrew.engine import durable
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.fakes import FakeTurnIO, FakeTurnRunner
@@ -24,11 +29,15 @@ from edgecrew.models.scripted import ScriptedModel
 from edgecrew.platform import register_platform_tools
 from edgecrew.specs.loader import load_team
 from edgecrew.tools.builtins import builtin_registry
-from tests.unit.test_platform_tools import fake_kubectl  # noqa: F401  (a fixture)
+from tests.unit.test_platform_tools import fake_kubectl, unreachable_kubectl  # noqa: F401  (fixtures)
 
 TEAM = Path(edgecrew.__file__).parent / "teams" / "platform-copilot.yaml"
 REQUEST = "create a Python service called payments-api with CI and a staging deployment"
 PLAN = {"name": "payments-api", "kind": "python-service", "ci": "github", "staging": True}
+
+
+async def approve_all(agent: AgentSpec, call: ToolCall) -> bool:
+    return True
 
 
 def team_io(tmp_path: Path, approve: Any, plan: dict[str, Any] = PLAN) -> FakeTurnIO:
@@ -37,7 +46,7 @@ def team_io(tmp_path: Path, approve: Any, plan: dict[str, Any] = PLAN) -> FakeTu
     return FakeTurnIO({"planner": [{"json": plan}]}, registry, approve=approve, workspace=tmp_path / "ws")
 
 
-async def test_the_request_ends_with_a_valid_repository_and_nothing_applied_before_approval(
+async def test_the_request_ends_with_a_valid_committed_repository_and_nothing_applied_before_approval(
     tmp_path: Path,
     fake_kubectl: Path,  # noqa: F811
 ) -> None:
@@ -54,19 +63,64 @@ async def test_the_request_ends_with_a_valid_repository_and_nothing_applied_befo
     assert asked == [("k8s.apply", False)]  # one approval, asked before anything was applied
     assert "--dry-run=client" in fake_kubectl.read_text().splitlines()
     repo = tmp_path / "ws" / "payments-api"
-    log = subprocess.run(["git", "-C", str(repo), "log", "--format=%s", "main"], capture_output=True, text=True)
-    assert log.returncode == 0 and log.stdout.strip()
+    assert git(repo, "log", "--format=%s", "main").splitlines() == [
+        "Add the github pipeline, the staging manifests and the docs",
+        "Create payments-api (python-service) from the python-service template",
+    ]
+    assert git(repo, "status", "--porcelain") == ""  # the pipeline, manifests and docs are committed
     assert (repo / ".platform" / "branch-protection.yaml").exists()
     outputs = {t.visit.agent: t.result.output for t in runner.turns}
     assert outputs["check_pipeline"]["valid"] and outputs["check_manifests"]["valid"]
+    assert outputs["plan"]["guessed"] == []  # every field was in the request's words
     assert (repo / "docs" / "README.md").exists()
     answer = result.output["text"]
     assert answer.startswith("# payments-api (python-service)") and "- [ ]" not in answer
-    assert runner.path[-3:] == ["deploy", "docs", "answer"]
+    assert "- [x] Client dry run for namespace payments-api-staging, nothing applied" in answer
+    assert "the repository is clean" in answer
+    assert runner.path[-4:] == ["deploy", "docs", "commit", "answer"]
     assert [r.agent for r in io.model_calls] == ["planner"]  # the model only planned
 
-    # The same request as a durable run through the runs use case: its checklist ends with every task done.
-    fake_kubectl.unlink()
+
+async def test_with_no_reachable_cluster_the_run_validates_offline_and_finishes(
+    tmp_path: Path,
+    unreachable_kubectl: Path,  # noqa: F811
+) -> None:
+    runner = FakeTurnRunner(load_team(TEAM), team_io(tmp_path, approve_all))
+    result = await runner.run(REQUEST)
+    assert result.ok, result.error
+    assert runner.path[-4:] == ["deploy", "docs", "commit", "answer"]
+    deploy = {t.visit.agent: t.result.output for t in runner.turns}["deploy"]
+    assert deploy["mode"] == "offline" and deploy["applied"] is False
+    answer = result.output["text"]
+    assert (
+        "- [ ] Not applied to namespace payments-api-staging: validated offline, not applied: no cluster "
+        "reachable (context 'kind-staging': dial tcp 127.0.0.1:1: connect: connection refused)"
+    ) in answer
+    assert answer.count("- [ ]") == 1 and "the repository is clean" in answer
+
+
+@pytest.fixture
+def no_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The machine most people run edgecrew on: the real kubectl when it is installed, with a kubeconfig
+    whose cluster does not answer; otherwise a stand-in that prints what kubectl prints then."""
+    if shutil.which("kubectl") is None:
+        from tests.unit.test_platform_tools import REFUSED, kubectl_stand_in
+
+        kubectl_stand_in(tmp_path, monkeypatch, REFUSED)
+        return "a kubectl stand-in"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: kind-staging\n"
+        "clusters: [{name: nowhere, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: nobody, user: {token: none}}]\n"
+        "contexts: [{name: kind-staging, context: {cluster: nowhere, user: nobody}}]\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    return "the real kubectl"
+
+
+async def test_a_durable_run_with_no_reachable_cluster_ends_with_its_checklist_done(no_cluster: str) -> None:
     rt = bootstrap()
     rt.models.register("local", ScriptedModel({"planner": [{"json": PLAN}]}))
     svc = RunService(rt)
@@ -77,16 +131,79 @@ async def test_the_request_ends_with_a_valid_repository_and_nothing_applied_befo
         if pending or rt.store.get_run(started.run.id).status.terminal:
             break
         await asyncio.sleep(0.05)
-    assert [a.tool for a in pending] == ["k8s.apply"] and not fake_kubectl.exists()
+    assert [a.tool for a in pending] == ["k8s.apply"]
     waiting = svc.checklist(started.run.id)
     assert waiting.questions and waiting.meta["status"] == "running"
     approvals.approve(pending[0].id)
     await started.handle.get_result()
-    assert rt.store.get_run(started.run.id).status == "succeeded"
+    run = rt.store.get_run(started.run.id)
+    assert run.status == "succeeded", (no_cluster, run.error)
+    deploy = {s.agent: s.output for s in rt.store.steps(run.id)}["deploy"]
+    assert deploy["mode"] == "offline" and "connection refused" in deploy["reason"], no_cluster
+    assert git(rt.workspace(run.id) / "payments-api", "status", "--porcelain") == ""
     done = svc.checklist(started.run.id)
     assert done.meta["status"] == "succeeded" and not done.questions
     assert [(i.text, i.state) for i in done.items if i.state != "done"] == []  # the path covers every agent
-    assert "- [ ]" not in done.to_markdown() and "- [x] repo (creates the repository)" in done.to_markdown()
+    assert [i.text.split(" (")[0] for i in done.items] == [  # in the order they ran
+        *("planner", "plan", "check_name", "repo", "pipeline", "check_pipeline", "after_ci"),
+        *("manifests", "check_manifests", "deploy", "docs", "commit", "answer"),
+    ]
+    markdown = done.to_markdown()
+    assert "- [ ]" not in markdown and "- [x] repo (creates the repository)" in markdown
+    assert "- [x] deploy (deploys to staging, after approval): validated offline, not applied" in markdown
+
+
+WRONG = {"name": "pays-api", "kind": "python-service", "ci": "gitlab", "staging": True}  # a small model's slip
+
+
+@pytest.mark.parametrize(
+    ("request_", "plan"),
+    [
+        (REQUEST, ("payments-api", "python-service", "github", True, [])),
+        (
+            "create a FastAPI app called inventory-api with GitLab CI",
+            ("inventory-api", "fastapi-app", "gitlab", True, ["staging"]),
+        ),
+        (
+            "FastAPI app called quotes-api with CI, deployed to staging",
+            ("quotes-api", "fastapi-app", "github", True, []),
+        ),
+        (
+            "a command-line tool called log-grep with GitLab CI and no deployment",
+            ("log-grep", "cli", "gitlab", False, []),
+        ),
+        ("CLI tool named disk-report with CI", ("disk-report", "cli", "github", True, ["staging"])),
+        ("python service, shipping-svc, with CI, no staging", ("pays-api", "python-service", "github", False, [])),
+        (
+            "a Python service called ledger-api with CI on GitLab, without a deployment",
+            ("ledger-api", "python-service", "gitlab", False, []),
+        ),
+        ("a worker called deploy-bot with CI, do not deploy it", ("deploy-bot", "python-service", "github", False, [])),
+        ("a Python service called deploy-bot with CI", ("deploy-bot", "python-service", "github", True, ["staging"])),
+        ("something called notes-web, on Kubernetes", ("notes-web", "python-service", "github", True, ["kind"])),
+    ],
+)
+def test_the_plan_reads_kind_ci_and_staging_from_the_requests_words(request_: str, plan: tuple[Any, ...]) -> None:
+    """The planner here is wrong on every field; the words win wherever they say something, its reading
+    fills the rest (and `guessed` says which), and CI is GitHub unless the request says GitLab."""
+    template = load_team(TEAM).agents["plan"].template
+    assert template is not None
+    out = json.loads(render_text(template, {"task": request_, "outputs": {"planner": WRONG}}))
+    assert (out["name"], out["kind"], out["ci"], out["staging"], out["guessed"]) == plan
+
+
+async def test_a_fastapi_app_on_gitlab_without_staging_is_built_as_the_request_says(tmp_path: Path) -> None:
+    runner = FakeTurnRunner(load_team(TEAM), team_io(tmp_path, None, {**WRONG, "staging": False}))
+    result = await runner.run("create a FastAPI app called inventory-api with GitLab CI")
+    assert result.ok, result.error
+    repo = tmp_path / "ws" / "inventory-api"
+    outputs = {t.visit.agent: t.result.output for t in runner.turns}
+    assert (
+        outputs["repo"]["template"] == "fastapi-app" and outputs["pipeline"]["path"] == "inventory-api/.gitlab-ci.yml"
+    )
+    assert outputs["check_pipeline"]["valid"] and "deploy" not in runner.path
+    assert git(repo, "status", "--porcelain") == "" and len(git(repo, "log", "--oneline").splitlines()) == 2
+    assert "Read by the model, not said in the request: staging" in result.output["text"]
 
 
 async def test_a_denied_deployment_applies_nothing(tmp_path: Path, fake_kubectl: Path) -> None:  # noqa: F811
@@ -108,6 +225,10 @@ async def test_without_staging_no_manifests_are_written_and_a_bad_name_stops_at_
     result = await refused.run("create a service called admin")
     assert result.ok and refused.path == ["planner", "plan", "check_name", "answer"]
     assert "The name was refused" in result.output["text"]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture(autouse=True)

@@ -41,7 +41,12 @@ from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore, open_store
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "edgecrew"
-READERS = ("cli/render.py", "cli/__init__.py", "ui/views.py", "api/metrics.py")
+# Every module that reads stored events for people: the CLI, the TUI, the UI, metrics and traces.
+READERS = sorted(
+    str(path.relative_to(SRC))
+    for pattern in ("cli/*.py", "tui/*.py", "ui/*.py", "telemetry/*.py", "api/metrics.py")
+    for path in SRC.glob(pattern)
+)
 
 # Each kind as its emitter builds it, with the JSON object it must store (the shape clients read).
 EMITTED: list[tuple[Event, dict[str, Any]]] = [

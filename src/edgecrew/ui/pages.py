@@ -1,7 +1,8 @@
 """Mission control's core pages: sign-in, home, a run (live), approvals, teams, models, metrics.
 
-The other pages (the runs list, tasks and executions, routines, alerts, jobs, projects, the pilot) live in
-the ``ui/*_pages.py`` modules, built on the helpers here (``page``, ``viewer``, ``need``).
+The other pages (the runs list and compare, tasks and executions, chat, the cluster, incidents, routines,
+alerts, jobs, projects, the pilot) live in the ``ui/*_pages.py`` modules, built on the helpers here
+(``page``, ``viewer``, ``need``).
 
 Handlers stay thin: they read through the same services as the API and render a template. State
 changes are plain HTML form posts (they work without JavaScript) answered with a redirect; the run

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from edgecrew.domain.events import ModelCalled
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService
 from edgecrew.errors import UserError
@@ -186,8 +187,8 @@ def align(a: list[StepRecord], b: list[StepRecord]) -> list[StepPair]:
 
 def _side(svc: RunService, run_id: str) -> Side:
     run = find_run(svc, run_id)  # a 404 page for an unknown id
-    calls = [e for e in svc.event_page(run.id, limit=10_000) if e.type == "model_called"]
-    models = sorted({str(e.data.get("alias")) for e in calls if e.data.get("alias")})
+    calls = [e.payload for e in svc.event_page(run.id, limit=10_000) if e.type == "model_called"]
+    models = sorted({c.alias for c in calls if isinstance(c, ModelCalled) and c.alias})
     return Side(run, svc.steps(run.id), models)
 
 

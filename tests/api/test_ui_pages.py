@@ -100,6 +100,8 @@ def test_unknown_things_are_html_error_pages_not_json(client: TestClient, keys: 
     for path in ["/ui/runs/rnope", "/ui/compare?a=rnope&b=rnope", "/ui/pilot/rnope"]:
         page = html.unescape(client.get(path).text)
         assert "There is no run 'rnope'" in page and "runs list" in page and "edgecrew runs" not in page, path
+    page = html.unescape(client.get("/ui/teams/nope").text)
+    assert "There is no team 'nope'" in page and "Teams page" in page and "edgecrew teams" not in page
     api = client.get("/runs/rnope", headers={"Authorization": f"Bearer {keys['read']}"})
     assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
     assert "edgecrew runs list" in api.text  # the API and the CLI keep the store's hint

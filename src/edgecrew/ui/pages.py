@@ -43,6 +43,7 @@ from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, TeamName
 from edgecrew.errors import EdgecrewError, ForbiddenError, NotFoundError, SignInRequiredError, SpecError, UserError
 from edgecrew.specs.loader import load_team_text
+from edgecrew.specs.project import TeamSource
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.store.repo import RunRecord
 from edgecrew.ui import trace, views
@@ -543,10 +544,18 @@ def teams_page(request: Request, session: Viewer) -> HTMLResponse:
     return page(request, "teams.html", session, teams=teams)
 
 
+def find_team(rt: Runtime, name: str) -> TeamSource:
+    """The team's source, or a not-found page worded for the site (the project's message names the CLI)."""
+    try:
+        return rt.project.named_source(name)
+    except NotFoundError:
+        raise NotFoundError(f"There is no team '{name}'. The Teams page lists this project's teams.") from None
+
+
 @router.get("/ui/teams/{name}")
 def team_page(request: Request, name: str, session: Viewer, notice: str = "") -> HTMLResponse:
     rt = _rt(request)
-    source = rt.project.named_source(name)
+    source = find_team(rt, name)
     text = source.file.read_text(encoding="utf-8")
     spec, issues = None, []
     try:
@@ -564,7 +573,7 @@ async def validate_team(
 ) -> HTMLResponse:
     """Check an edited spec (not saved) and show its problems in place, by line."""
     rt = _rt(request)
-    source = rt.project.named_source(name)
+    source = find_team(rt, name)
     issues = []
     spec = None
     try:

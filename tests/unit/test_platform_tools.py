@@ -74,6 +74,19 @@ def test_every_tool_is_registered_with_an_inline_schema_and_its_risk() -> None:
         assert 20 < len(spec.description) < 120, spec.name
 
 
+def test_a_missing_library_names_the_command_that_installs_the_extra_here() -> None:
+    from edgecrew.platform.config import require
+
+    checkout = Path(__file__).resolve().parents[2]  # the tests run from a checkout: an editable install
+    with pytest.raises(ToolError) as error:
+        require("no_such_module_here", "kubernetes-validate", "k8s.validate")
+    assert str(error.value) == (
+        "k8s.validate needs kubernetes-validate, which is not installed; install edgecrew's platform extra "
+        "(copier, check-jsonschema, kubernetes-validate) with: "
+        f"{sys.executable} -m pip install -e '{checkout}[platform]'"
+    )
+
+
 # -- platform.validate_name ------------------------------------------------------------------------
 
 

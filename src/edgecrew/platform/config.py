@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ __all__ = [
     "DEFAULT_RULES",
     "TEMPLATES_DIR",
     "PlatformConfig",
+    "install_command",
     "require",
 ]
 
@@ -61,10 +64,21 @@ class PlatformConfig:
         return self.guidelines or DEFAULT_GUIDELINES
 
 
+def install_command() -> str:
+    """The command that installs the platform extra into the Python running edgecrew: an editable
+    install of the checkout edgecrew runs from (as ``make install`` sets it up; installing
+    'edgecrew[platform]' there would replace the checkout), else the package from the index."""
+    pip = f"{shlex.quote(sys.executable)} -m pip install"
+    checkout = DATA_DIR.parents[2]  # <checkout>/src/edgecrew/platform
+    if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "edgecrew").is_dir():
+        return f"{pip} -e {shlex.quote(f'{checkout}[platform]')}"
+    return f"{pip} 'edgecrew[platform]'"
+
+
 def require(module: str, distribution: str, tool: str) -> None:
     """A ToolError that says how to install ``distribution`` when ``module`` cannot be imported."""
     if importlib.util.find_spec(module) is None:
         raise ToolError(
-            f"{tool} needs {distribution}, which is not installed; install edgecrew's platform extra: "
-            "pip install 'edgecrew[platform]'"
+            f"{tool} needs {distribution}, which is not installed; install edgecrew's platform extra "
+            f"(copier, check-jsonschema, kubernetes-validate) with: {install_command()}"
         )

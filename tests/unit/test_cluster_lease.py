@@ -67,3 +67,23 @@ def test_declaring_dead_is_won_once(tmp_path: Path) -> None:
     assert table.declare_dead(116.0, LEASE, by="c") == ["a"]
     assert {w.id: w.state for w in table.all()} == {"a": "stopped", "b": "dead"}
     engine.dispose()
+
+
+def test_a_run_queued_with_no_live_worker_is_told_so(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import ClusterService
+    from edgecrew.settings import Settings
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    t.workers.create(engine)
+    on = Settings(cluster=True, database_url="postgresql://db-host/edgecrew", cluster_lease_s=LEASE)
+    service = ClusterService(SimpleNamespace(settings=on, store=SimpleNamespace(engine=engine)))  # type: ignore[arg-type]
+    warning = service.no_worker_warning(now=100.0)
+    assert warning is not None and warning.startswith("no live cluster worker: the run waits on queue")
+    WorkerTable(engine).register(_w("a", 95.0))
+    assert service.no_worker_warning(now=100.0) is None
+    assert service.no_worker_warning(now=95.0 + LEASE + 1) is not None  # its lease ran out
+    off = ClusterService(SimpleNamespace(settings=Settings(), store=SimpleNamespace(engine=engine)))  # type: ignore[arg-type]
+    assert off.no_worker_warning(now=200.0) is None
+    engine.dispose()

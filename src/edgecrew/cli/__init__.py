@@ -93,6 +93,7 @@ def run(
         if not as_json:
             _report_recovery(recovery)
         started = await svc.start(ref, task, project=works_in)
+        _warn_when_no_worker(svc.rt)
         if as_json:
             done = await svc.finish(started)
         else:
@@ -104,6 +105,17 @@ def run(
         return 0 if done.ok else 1
 
     raise typer.Exit(arun(body))
+
+
+def _warn_when_no_worker(rt: Any) -> None:
+    """On a cluster, a run waits on the queue for a worker: say so on stderr when none is alive."""
+    if not rt.settings.cluster_enabled:
+        return
+    from edgecrew.cluster import ClusterService
+
+    warning = ClusterService.of(rt).no_worker_warning()
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _report_recovery(recovery: Any) -> None:

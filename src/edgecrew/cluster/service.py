@@ -75,6 +75,20 @@ class ClusterService:
             queues=self.queue_depths(),
         )
 
+    def no_worker_warning(self, now: float | None = None) -> str | None:
+        """What to tell whoever just queued a run when no live worker would take it (None: one would,
+        or the cluster is off): the run is not lost, it waits on the queue for a worker."""
+        settings = self.rt.settings
+        if not settings.cluster_enabled:
+            return None
+        now = time.time() if now is None else now
+        if alive(self.table.all(), now, settings.cluster_lease_s):
+            return None
+        return (
+            f"no live cluster worker: the run waits on queue {durable.RUNS_QUEUE} until an `edgecrew worker` "
+            "starts on this database (see `edgecrew cluster status`)"
+        )
+
     def _tags(self, alias: str) -> tuple[str, ...]:
         try:
             return self.rt.models.definition(alias).tags

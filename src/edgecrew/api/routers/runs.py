@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ from edgecrew.engine.service import TASK_PATTERN, RunService, TeamName
 from edgecrew.errors import IdempotencyKeyReused
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=PROBLEM_RESPONSES)
+log = logging.getLogger("edgecrew.cluster")
 POLL_S = 0.25
 STOP_GRACE_S = 1.0  # a stream gets this long to end by itself on shutdown (uvicorn allows 5 s in all)
 
@@ -115,7 +117,8 @@ async def start_run(
         ),
     ] = None,
 ) -> Any:
-    """Start a team run. The answer comes at once; follow the run with GET /runs/{id}/events."""
+    """Start a team run. The answer comes at once; follow the run with GET /runs/{id}/events. On a
+    cluster with no live worker, the header X-Edgecrew-Warning says the run waits for one."""
     try:
         # A name, never a path; a retry with the same key answers with its run before the team is loaded.
         started = await runs.start(
@@ -131,7 +134,23 @@ async def start_run(
     out = RunOut.of(started.run).model_dump(mode="json")
     if not started.created:
         return JSONResponse(out, status_code=200)
-    return JSONResponse(out, status_code=201, headers={"Location": f"/runs/{started.run.id}"})
+    headers = {"Location": f"/runs/{started.run.id}"}
+    if runs.rt.settings.cluster_enabled and (warning := await asyncio.to_thread(_no_worker, runs, started.run.id)):
+        headers[WARNING_HEADER] = warning
+    return JSONResponse(out, status_code=201, headers=headers)
+
+
+WARNING_HEADER = "X-Edgecrew-Warning"
+
+
+def _no_worker(runs: RunService, run_id: str) -> str | None:
+    """On a cluster with no live worker: say so (the run waits on the queue), in the answer and the log."""
+    from edgecrew.cluster import ClusterService
+
+    warning = ClusterService.of(runs.rt).no_worker_warning()
+    if warning:
+        log.warning("run %s: %s", run_id, warning, extra={"run": run_id})
+    return warning
 
 
 @router.get("", response_model=RunPage)

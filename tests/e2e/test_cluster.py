@@ -1,6 +1,9 @@
-"""Three real `edgecrew worker` processes on a real Postgres: a kill -9 of the worker running a team run
-hands the run to another worker within the lease (+30 s) without repeating a finished model call, and
-a step whose model only one worker serves runs on that worker. Calls are counted across processes
+"""Real `edgecrew worker` processes on a real Postgres: a kill -9 of the worker running a team run hands
+the run to another worker within the lease (+30 s) without repeating a finished model call; a step
+whose model only one worker serves runs on that worker, also when another worker runs the team; and
+`edgecrew serve` in front of two workers: a run over the API (queued before any worker, with a
+warning) finishes on a worker, GET /cluster lists them, a chat message is answered, and a kill -9 of
+a worker is a worker_lost incident that serve's supervisor heals. Calls are counted across processes
 through the scripted model's record file (each line carries the pid that made the call)."""
 
 from __future__ import annotations
@@ -14,13 +17,18 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from tests import pg
+from tests.api.live import ServerProcess, create_key
+from tests.api.test_checklist_live import sign_in
 from tests.conftest import write
 from tests.teams import CHAIN as TEAM_CHAIN
+from tests.workers import start_worker, stop_workers
 
 pytestmark = pytest.mark.skipif(not pg.available(), reason="needs the Debian postgresql server binaries")
 
@@ -37,6 +45,7 @@ models:
       b: [{text: "B done", delay: 4}]
       c: [{text: "C done", delay: 0.3}]
       x: [{text: "fallback answer", delay: 0.1}]
+      buddy: [{text: "noted", delay: 0.1}]
   coder:
     backend: scripted
     record: calls.jsonl
@@ -47,6 +56,13 @@ models:
 """
 
 CHAIN = TEAM_CHAIN.replace("model: fake", "model: fast")  # tests/teams.py's chain on this file's model
+
+PAL = """
+name: pal
+agents:
+  buddy: {model: fast, system: chat with the user}
+graph: {start: buddy, edges: [{from: buddy, to: end}]}
+"""
 
 EXPERT = """
 name: expert
@@ -70,6 +86,7 @@ def cluster_env(pg_url: str, project_dir: Path, edgecrew_home: Path) -> Iterator
     write(project_dir / "edgecrew.yaml", PROJECT)
     write(project_dir / "teams" / "chain.yaml", CHAIN)
     write(project_dir / "teams" / "expert.yaml", EXPERT)
+    write(project_dir / "teams" / "pal.yaml", PAL)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(
         EDGECREW_HOME=str(edgecrew_home),
@@ -90,12 +107,6 @@ def cluster_env(pg_url: str, project_dir: Path, edgecrew_home: Path) -> Iterator
 
 def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-
-
-def _worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edgecrew", "worker", *args], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-    )
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
@@ -132,6 +143,24 @@ def _run_state(url: str, run_id: str) -> tuple[str, object]:
     return str(row[0]), row[1]
 
 
+def _runs_elsewhere(url: str, expert_pid: int) -> tuple[int, int]:
+    """(team runs that a worker other than the expert ran, model calls sent to another worker's queue)."""
+    engine = _engine(url)
+    with engine.connect() as conn:
+        elsewhere = conn.execute(
+            sa.text(
+                "SELECT COUNT(*) FROM dbos.workflow_status s JOIN workers w ON w.id = s.executor_id "
+                "WHERE s.name = 'edgecrew.team_run' AND w.pid <> :p"
+            ),
+            {"p": expert_pid},
+        ).scalar_one()
+        remote = conn.execute(
+            sa.text("SELECT COUNT(*) FROM dbos.workflow_status WHERE name = 'edgecrew.cluster.model_call'")
+        ).scalar_one()
+    engine.dispose()
+    return int(elsewhere), int(remote)
+
+
 def _submit(env: dict[str, str], team: str, task: str) -> str:
     """Start a run from a short-lived process (it enqueues, a worker runs it) and return its id."""
     code = (
@@ -156,7 +185,7 @@ def test_kill_9_of_the_worker_running_a_run_resumes_it_elsewhere(
     cluster_env: dict[str, str], project_dir: Path, tmp_path: Path, pg_url: str
 ) -> None:
     logs = tmp_path / "workers.log"
-    workers = [_worker(cluster_env, logs) for _ in range(3)]
+    workers = [start_worker(cluster_env, logs) for _ in range(3)]
     try:
         _wait(lambda: _live_workers(pg_url) == 3, "three live workers", 90, logs)
         run_id = _submit(cluster_env, "chain", "survive a kill")
@@ -204,46 +233,33 @@ def test_kill_9_of_the_worker_running_a_run_resumes_it_elsewhere(
         assert states == {"alive": 2, "dead": 1}
         assert any(q["queue"] == "edgecrew.cluster.runs" for q in status["queues"])
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop_workers(workers)
 
 
 def test_a_tag_only_one_worker_serves_runs_there_and_falls_back_when_it_dies(
     cluster_env: dict[str, str], project_dir: Path, tmp_path: Path, pg_url: str
 ) -> None:
     logs = tmp_path / "workers.log"
-    plain = [_worker(cluster_env, logs, "--models", "fast") for _ in range(2)]
-    expert = _worker(cluster_env, logs, "--models", "fast,coder")
+    plain = [start_worker(cluster_env, logs, "--models", "fast") for _ in range(2)]
+    expert = start_worker(cluster_env, logs, "--models", "fast,coder")
     workers = [*plain, expert]
     try:
         _wait(lambda: _live_workers(pg_url) == 3, "three live workers", 90, logs)
         calls = project_dir / "calls.jsonl"
-        for i in range(3):  # several runs: the runs land on any worker, the expert call on one
+        # Runs land on any worker; the expert call always on the expert. Runs go on until a plain
+        # worker has run one (each lands there with odds of about 2 in 3), so routing is what put
+        # that run's call on the expert: a plain worker calling it itself would show its own pid.
+        for i in range(12):
             run_id = _submit(cluster_env, "expert", f"write code {i}")
             _wait(lambda r=run_id: _run_state(pg_url, r)[0] == "succeeded", "the expert run", 60, logs)
             assert _run_state(pg_url, run_id)[1] == {"text": "expert answer"}
+            elsewhere, remote = _runs_elsewhere(pg_url, expert.pid)
+            if elsewhere >= 1 and i >= 2:
+                break
+        assert elsewhere >= 1, "no plain worker took a run in 12 tries: routing was never put to the test"
         x_calls = [c for c in _lines(calls) if c["agent"] == "x"]
         assert x_calls and {c["pid"] for c in x_calls} == {expert.pid}
-        engine = _engine(pg_url)
-        with engine.connect() as conn:  # a run that a plain worker ran sent its call to the expert's queue
-            elsewhere = conn.execute(
-                sa.text(
-                    "SELECT COUNT(*) FROM dbos.workflow_status s JOIN workers w ON w.id = s.executor_id "
-                    "WHERE s.name = 'edgecrew.team_run' AND w.pid <> :p"
-                ),
-                {"p": expert.pid},
-            ).scalar_one()
-            remote = conn.execute(
-                sa.text("SELECT COUNT(*) FROM dbos.workflow_status WHERE name = 'edgecrew.cluster.model_call'")
-            ).scalar_one()
-        engine.dispose()
-        assert remote == elsewhere
+        assert remote == elsewhere  # each run a plain worker ran sent its call to the expert's queue
 
         expert.send_signal(signal.SIGKILL)
         expert.wait(timeout=10)
@@ -253,11 +269,67 @@ def test_a_tag_only_one_worker_serves_runs_there_and_falls_back_when_it_dies(
         late = [c for c in _lines(calls) if c["run"] == run_id]
         assert late and {c["pid"] for c in late} <= {w.pid for w in plain}
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop_workers(workers)
+
+
+def _alive(status: dict[str, Any], n: int) -> dict[str, Any] | None:
+    return status if sum(w["state"] == "alive" for w in status["workers"]) == n else None
+
+
+def test_serve_with_two_workers_runs_chats_and_heals_a_loststart_worker(
+    cluster_env: dict[str, str], project_dir: Path, tmp_path: Path
+) -> None:
+    env = {
+        **cluster_env,
+        "EDGECREW_SUPERVISOR_INTERVAL_S": "0.5",
+        "EDGECREW_MEMORY_EMBEDDER": "hashing",
+        "EDGECREW_SAMPLE_INTERVAL_S": "0",
+    }
+    logs = tmp_path / "workers.log"
+    key = create_key(env, "admin", "admin")
+    headers = {"Authorization": f"Bearer {key}"}
+    server = ServerProcess(project_dir, env).start()
+    workers: list[subprocess.Popen[bytes]] = []
+    calls = project_dir / "calls.jsonl"
+    try:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
+            # No worker yet: the run is queued, and the answer says it waits for one.
+            queued = http.post("/runs", json={"team": "chain", "task": "through the API"})
+            assert queued.status_code == 201, queued.text
+            assert queued.headers["X-Edgecrew-Warning"].startswith("no live cluster worker: the run waits on queue")
+            run_id = queued.json()["id"]
+
+            workers = [start_worker(env, logs) for _ in range(2)]
+            status = _wait(lambda: _alive(http.get("/cluster").json(), 2), "GET /cluster: two live workers", 90, logs)
+            assert status["enabled"] and {w["pid"] for w in status["workers"]} == {w.pid for w in workers}
+            _wait(lambda: http.get(f"/runs/{run_id}").json()["status"] == "succeeded", "the run", 60, logs)
+            pids = {w.pid for w in workers}
+            ran_on = {c["pid"] for c in _lines(calls) if c["run"] == run_id}
+            assert ran_on and ran_on <= pids  # on the workers, not in serve
+            sign_in(http, key)
+            page = http.get("/ui/cluster")
+            assert page.status_code == 200 and all(str(w["id"]) in page.text for w in status["workers"])
+
+            session = http.post("/sessions", json={"team": "pal"}).json()["id"]
+            said = http.post(f"/sessions/{session}/messages", json={"content": "hello"})
+            assert said.status_code == 200, said.text
+            assert (said.json()["status"], said.json()["answer"]["content"]) == ("answered", "noted")
+            assert {c["pid"] for c in _lines(calls) if c["agent"] == "buddy"} <= pids
+
+            victim = workers[0]
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=10)
+
+            def settled() -> dict[str, Any] | None:
+                found = http.get("/incidents", params={"kind": "worker_lost"}).json()["items"]
+                return found[0] if found and found[0]["state"] in ("healed", "escalated") else None
+
+            incident = _wait(settled, "serve's supervisor to settle the lost worker", LEASE_S + 30, logs)
+            victim_id = next(w["id"] for w in status["workers"] if w["pid"] == victim.pid)
+            assert incident["state"] == "healed" and incident["action"] == "await_recovery", incident
+            assert incident["subject"].startswith(f"{victim_id}@")
+            now = {w["pid"]: w["state"] for w in http.get("/cluster").json()["workers"]}
+            assert now == {victim.pid: "dead", workers[1].pid: "alive"}
+    finally:
+        stop_workers(workers)
+        server.stop()

@@ -3,8 +3,11 @@ time from a worker's kill -9 to its run resuming on another worker.
 
 The model is scripted with a fixed simulated latency (``--latency``, 50 ms), so throughput measures how
 DBOS's queues spread runs over workers (each worker runs ``--per-worker`` runs at once); the anchor is
-one worker, and the figure is the ratio to it. Needs the Debian postgresql server binaries (tests/pg.py).
-Run: .venv/bin/python bench/cluster.py [--runs 24] [--latency 0.05] [--per-worker 2] [--json]
+one worker, and the figure is the ratio to it. Each figure is the median of ``--repeats`` rounds (the
+workers of a size stay up across its rounds; each failover round has fresh workers), every round's
+value printed too. Needs the Debian postgresql server binaries (tests/pg.py).
+Run: .venv/bin/python bench/cluster.py [--runs 24] [--latency 0.05] [--per-worker 2] [--repeats 3]
+[--json] [--quick]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +29,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests import pg  # noqa: E402
+from tests.workers import start_worker, stop_workers  # noqa: E402
 
 TEAM = """
 name: chain
@@ -98,23 +103,7 @@ def scalar(db: sa.Engine, query: str, **params: object) -> object:
 
 
 def start_workers(env: dict[str, str], n: int, log: Path) -> list[subprocess.Popen[bytes]]:
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", "edgecrew", "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-        )
-        for _ in range(n)
-    ]
-
-
-def stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    for w in workers:
-        try:
-            w.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            w.kill()
+    return [start_worker(env, log) for _ in range(n)]
 
 
 def reset(db: sa.Engine) -> None:
@@ -124,31 +113,36 @@ def reset(db: sa.Engine) -> None:
         conn.execute(sa.text("DELETE FROM dbos.workflow_status"))
 
 
-def throughput(env: dict[str, str], db: sa.Engine, n: int, runs: int, log: Path) -> float:
+def succeeded(db: sa.Engine) -> int:
+    return int(scalar(db, "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") or 0)
+
+
+def throughput(env: dict[str, str], db: sa.Engine, n: int, runs: int, repeats: int, log: Path) -> list[float]:
+    """Runs per minute with ``n`` workers, one figure per round of ``runs`` runs."""
     workers = start_workers(env, n, log)
+    figures = []
     try:
         wait(lambda: scalar(db, "SELECT COUNT(*) FROM workers WHERE state = 'alive'") == n, 90, f"{n} workers")
-        before = int(scalar(db, "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") or 0)
-        since = time.time()
-        done = subprocess.run(
-            [sys.executable, "-c", SUBMIT, str(runs), "chain"], env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        wait(
-            lambda: int(scalar(db, "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'") or 0) - before >= runs,
-            600,
-            "the runs",
-        )
-        # From the first run recorded to the last one finished: the submitter's start-up is not counted.
-        first = float(scalar(db, "SELECT MIN(created_at) FROM runs WHERE created_at >= :s", s=since) or 0)
-        last = float(scalar(db, "SELECT MAX(finished_at) FROM runs WHERE created_at >= :s", s=since) or 0)
-        return runs / ((last - first) / 60)
+        for _ in range(repeats):
+            before = succeeded(db)
+            since = time.time()
+            done = subprocess.run(
+                [sys.executable, "-c", SUBMIT, str(runs), "chain"], env=env, capture_output=True, text=True
+            )
+            assert done.returncode == 0, done.stderr
+            wait(lambda b=before: succeeded(db) - b >= runs, 600, "the runs")
+            # From the first run recorded to the last one finished: the submitter's start-up is not counted.
+            first = float(scalar(db, "SELECT MIN(created_at) FROM runs WHERE created_at >= :s", s=since) or 0)
+            last = float(scalar(db, "SELECT MAX(finished_at) FROM runs WHERE created_at >= :s", s=since) or 0)
+            figures.append(runs / ((last - first) / 60))
+        return figures
     finally:
-        stop(workers)
+        stop_workers(workers)
         reset(db)
 
 
-def failover(env: dict[str, str], db: sa.Engine, proj: Path, log: Path, lease: float) -> dict[str, float]:
+def failover(env: dict[str, str], db: sa.Engine, proj: Path, log: Path, lease: float) -> float:
+    """Seconds from the kill -9 of the worker running a slow run to that run's next call on the other."""
     workers = start_workers(env, 2, log)
     calls = proj / "calls.jsonl"
     try:
@@ -176,9 +170,9 @@ def failover(env: dict[str, str], db: sa.Engine, proj: Path, log: Path, lease: f
 
         resumed_at = wait(resumed_call, lease + 60, "the run resuming elsewhere")
         wait(lambda: scalar(db, "SELECT status FROM runs WHERE id = :i", i=run_id) == "succeeded", 60, "the run")
-        return {"kill_to_resume_s": round(resumed_at - killed, 2), "lease_s": lease}
+        return float(resumed_at - killed)
     finally:
-        stop(workers)
+        stop_workers(workers)
         reset(db)
 
 
@@ -188,10 +182,14 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--per-worker", type=int, default=2)
     parser.add_argument("--lease", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per figure; the figure is their median")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="4 runs, one round, a 0.5 s slow run (smoke test)")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.repeats = 4, 1
     root = Path(tempfile.mkdtemp(prefix="edgecrew-bench-cluster-"))
-    proj = project(root, args.latency, slow=1.0)
+    proj = project(root, args.latency, slow=0.5 if args.quick else 1.0)
     log = root / "workers.log"
     with pg.postgres_server() as url:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGECREW_")}
@@ -208,23 +206,30 @@ def main() -> None:
         # One submit first, so the store's and DBOS's tables exist before the timed rounds.
         subprocess.run([sys.executable, "-c", SUBMIT, "0", "chain"], env=env, check=True, capture_output=True)
         db = engine(url)
-        per_minute = {n: throughput(env, db, n, args.runs, log) for n in (1, 2, 3)}
-        recovery = failover(env, db, proj, log, args.lease)
+        samples = {n: throughput(env, db, n, args.runs, args.repeats, log) for n in (1, 2, 3)}
+        failovers = [failover(env, db, proj, log, args.lease) for _ in range(args.repeats)]
         db.dispose()
+    per_minute = {n: statistics.median(v) for n, v in samples.items()}
     result = {
         "latency_s": args.latency,
         "runs": args.runs,
         "per_worker": args.per_worker,
+        "repeats": args.repeats,
         "runs_per_minute": {str(n): round(v, 1) for n, v in per_minute.items()},
         "ratio_to_1": {str(n): round(v / per_minute[1], 2) for n, v in per_minute.items()},
-        **recovery,
+        "runs_per_minute_rounds": {str(n): [round(x, 1) for x in v] for n, v in samples.items()},
+        "kill_to_resume_s": round(statistics.median(failovers), 2),
+        "kill_to_resume_rounds": [round(x, 2) for x in failovers],
+        "lease_s": args.lease,
     }
     if args.json:
         print(json.dumps(result))
         return
     for n, v in per_minute.items():
-        print(f"{n} worker(s): {v:7.1f} runs/min  ({v / per_minute[1]:.2f}x one worker)")
-    print(f"kill -9 to resume elsewhere: {recovery['kill_to_resume_s']} s (lease {args.lease} s)")
+        rounds = ", ".join(f"{x:.1f}" for x in samples[n])
+        print(f"{n} worker(s): {v:7.1f} runs/min median  ({v / per_minute[1]:.2f}x one worker; rounds {rounds})")
+    rounds = ", ".join(f"{x:.2f}" for x in failovers)
+    print(f"kill -9 to resume elsewhere: {result['kill_to_resume_s']} s median (lease {args.lease} s; rounds {rounds})")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests import pg
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -64,3 +66,12 @@ def test_executions_quick_runs_versions_in_the_sandbox_and_the_anchor() -> None:
         f"{name}_per_min{kind}" for name in ("edgecrew", "plain") for kind in ("", "_parallel")
     }
     assert all(rate > 0 for rate in got["executions"].values())
+
+
+@pytest.mark.skipif(not pg.available(), reason="needs the Debian postgresql server binaries")
+def test_cluster_quick_measures_runs_per_minute_and_the_failover() -> None:
+    got = _quick("cluster.py")
+    assert got["repeats"] == 1 and got["ratio_to_1"]["1"] == 1.0
+    for n in ("1", "2", "3"):
+        assert got["runs_per_minute"][n] > 0 and len(got["runs_per_minute_rounds"][n]) == 1
+    assert got["kill_to_resume_s"] > 0 and got["kill_to_resume_rounds"] == [got["kill_to_resume_s"]]

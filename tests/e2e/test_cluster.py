@@ -276,7 +276,7 @@ def _alive(status: dict[str, Any], n: int) -> dict[str, Any] | None:
     return status if sum(w["state"] == "alive" for w in status["workers"]) == n else None
 
 
-def test_serve_with_two_workers_runs_chats_and_heals_a_loststart_worker(
+def test_serve_with_two_workers_runs_chats_and_heals_a_lost_worker(
     cluster_env: dict[str, str], project_dir: Path, tmp_path: Path
 ) -> None:
     env = {
@@ -298,6 +298,15 @@ def test_serve_with_two_workers_runs_chats_and_heals_a_loststart_worker(
             assert queued.status_code == 201, queued.text
             assert queued.headers["X-Edgecrew-Warning"].startswith("no live cluster worker: the run waits on queue")
             run_id = queued.json()["id"]
+            cli = subprocess.Popen(
+                [sys.executable, "-m", "edgecrew", "run", "chain", "from the CLI", "--json"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            # Its run recorded (and so its warning printed) before any worker starts.
+            _wait(lambda: http.get("/runs", params={"team": "chain"}).json()["total"] == 2, "the CLI's run", 60)
 
             workers = [start_worker(env, logs) for _ in range(2)]
             status = _wait(lambda: _alive(http.get("/cluster").json(), 2), "GET /cluster: two live workers", 90, logs)
@@ -307,6 +316,9 @@ def test_serve_with_two_workers_runs_chats_and_heals_a_loststart_worker(
             ran_on = {c["pid"] for c in _lines(calls) if c["run"] == run_id}
             assert ran_on and ran_on <= pids  # on the workers, not in serve
             sign_in(http, key)
+            out, err = cli.communicate(timeout=90)  # `edgecrew run` said so too, then followed the run to its end
+            assert cli.returncode == 0 and json.loads(out)["status"] == "succeeded", out + err
+            assert "warning: no live cluster worker: the run waits on queue" in err, err
             page = http.get("/ui/cluster")
             assert page.status_code == 200 and all(str(w["id"]) in page.text for w in status["workers"])
 

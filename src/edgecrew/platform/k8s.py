@@ -226,7 +226,7 @@ def apply_manifests(
         found = _kubectl(ws, program, ["config", "current-context"], CONTEXT_TIMEOUT_S)
         if found is None or found.returncode != 0 or not found.stdout.strip():
             said = _first_line((found.stderr or found.stdout) if found else "") or "no answer"
-            return result | _offline(f"no kubeconfig context: kubectl config current-context said '{said}'")
+            return result | _offline(f"no kubeconfig context: {said}")  # kubectl config current-context's words
         current = found.stdout.strip().splitlines()[0]
     proc = _kubectl(ws, program, args, KUBECTL_TIMEOUT_S)
     if proc is None:

@@ -41,10 +41,10 @@ from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore, open_store
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "edgecrew"
-# Every module that reads stored events for people: the CLI, the TUI, the UI, metrics and traces.
+# Every module that reads stored events: the CLI, the TUI, the UI, metrics, traces and the supervisor.
 READERS = sorted(
     str(path.relative_to(SRC))
-    for pattern in ("cli/*.py", "tui/*.py", "ui/*.py", "telemetry/*.py", "api/metrics.py")
+    for pattern in ("cli/*.py", "tui/*.py", "ui/*.py", "telemetry/*.py", "ops/*.py", "api/metrics.py")
     for path in SRC.glob(pattern)
 )
 

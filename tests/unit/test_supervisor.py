@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from edgecrew.bootstrap import bootstrap
+from edgecrew.domain.events import EventRecord
 from edgecrew.engine.runtime import Runtime
 from edgecrew.ops import Ops
 from edgecrew.ops.incidents import (
@@ -93,6 +94,16 @@ def test_a_sandboxed_job_without_a_declared_limit_has_the_sandbox_default() -> N
     assert found.diagnosis["resources"]["memory_limit_bytes"] == 256 * MiB
 
 
+def _event(
+    kind: str, data: dict[str, Any], agent: str = "writer", *, run_id: str = "r1", at: float = NOW
+) -> EventRecord:
+    """A stored event row as the store gives it (the readers take its typed payload)."""
+    return EventRecord(
+        id=1, run_id=run_id, key=f"v001.{agent}.{kind}", type=kind, step_key=f"v001.{agent}", agent=agent,
+        data=data, created_at=at,
+    )  # fmt: skip
+
+
 def test_a_failed_run_names_its_failing_step_and_model_errors_and_a_jobs_run_is_skipped() -> None:
     runs = [
         {"id": "r1", "team": "crew", "task": "t", "error": "agent writer failed", "trigger": None},
@@ -100,43 +111,29 @@ def test_a_failed_run_names_its_failing_step_and_model_errors_and_a_jobs_run_is_
     ]
     events = {
         "r1": [
-            {
-                "type": "model_called",
-                "step_key": "writer.1",
-                "agent": "writer",
-                "data": {"alias": "local", "error": "model 'local' did not answer within 30s"},
-            },
-            {"type": "step_finished", "step_key": "writer.1", "agent": "writer", "data": {"error": "no answer"}},
+            _event("model_called", {"alias": "local", "error": "model 'local' did not answer within 30s"}, "writer"),
+            _event("step_finished", {"outcome": "error", "error": "no answer"}, "writer"),
         ]
     }
     [found] = run_findings(runs, events)
     assert found.kind == "run_failed" and found.subject == "r1"
-    assert found.diagnosis["failing_step"] == "writer.1" and found.diagnosis["models"] == ["local"]
+    assert found.diagnosis["failing_step"] == "v001.writer" and found.diagnosis["models"] == ["local"]
     assert rule_for(found.kind, found.diagnosis, 0, RuleLimits()) == Decision(
         "retry", "its model failed with a transient error (a timeout or an unreachable server)"
     )
 
 
 def test_model_failures_are_one_incident_per_model_per_window() -> None:
-    calls = [
-        {
-            "run_id": f"r{i}",
-            "created_at": NOW + i,
-            "data": {"alias": "big", "error": "could not load model big: out of memory"},
-        }
-        for i in range(3)
-    ] + [{"run_id": "r9", "created_at": NOW, "data": {"alias": "small"}}]
+    failed = {"alias": "big", "error": "could not load model big: out of memory"}
+    calls = [_event("model_called", failed, run_id=f"r{i}", at=NOW + i) for i in range(3)]
+    calls += [_event("model_called", {"alias": "small"}, run_id="r9")]
     [found] = model_findings(calls, bucket_s=600)
     assert found.kind == "model" and found.subject.startswith("big@") and found.diagnosis["failed_calls"] == 3
 
 
 def test_a_tool_failing_past_the_threshold_over_the_window_is_an_incident() -> None:
-    def call(tool: str, ok: bool, ago: float) -> dict[str, Any]:
-        return {
-            "run_id": "r1",
-            "created_at": NOW - ago,
-            "data": {"tool": tool, "is_error": not ok, "result": "HTTP 500"},
-        }
+    def call(tool: str, ok: bool, ago: float) -> EventRecord:
+        return _event("tool_called", {"tool": tool, "is_error": not ok, "result": "HTTP 500"}, at=NOW - ago)
 
     calls = [call("http.get", False, 10) for _ in range(4)] + [call("http.get", True, 10)]
     calls += [call("files.read", False, 10), call("files.read", True, 10)]  # too few calls

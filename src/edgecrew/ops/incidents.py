@@ -25,6 +25,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgecrew.domain.events import EventRecord, ModelCalled, StepFinished, ToolCalled
+
 __all__ = [
     "ACTIONS",
     "ACTION_SCHEMA",
@@ -248,7 +250,7 @@ def job_findings(jobs: Iterable[Any], logs: Mapping[str, tuple[str, str]], defau
     return out
 
 
-def run_findings(runs: Iterable[Mapping[str, Any]], events: Mapping[str, list[dict[str, Any]]]) -> list[Finding]:
+def run_findings(runs: Iterable[Mapping[str, Any]], events: Mapping[str, list[EventRecord]]) -> list[Finding]:
     """Failed runs as findings (a job's run is the job's incident; a supervisor's own runs are skipped)."""
     out = []
     for run in runs:
@@ -257,16 +259,16 @@ def run_findings(runs: Iterable[Mapping[str, Any]], events: Mapping[str, list[di
             continue
         error = str(run.get("error") or "failed without an error message")
         seen = events.get(str(run["id"]), [])
-        failing = next((e for e in reversed(seen) if e["type"] == "step_finished" and e["data"].get("error")), None)
-        models = [e["data"] for e in seen if e["type"] == "model_called"]
+        failing = next((e for e in reversed(seen) if isinstance(e.payload, StepFinished) and e.payload.error), None)
+        models = [e.payload for e in seen if isinstance(e.payload, ModelCalled)]
         diagnosis = {
             "run": {"id": run["id"], "team": run["team"], "task": run["task"], "project": run.get("project")},
-            "failing_step": (failing or {}).get("step_key"),
-            "failing_agent": (failing or {}).get("agent"),
-            "models": sorted({str(m.get("alias") or m.get("requested")) for m in models if m}),
-            "model_errors": [m.get("error") for m in models if m.get("error")][-5:],
+            "failing_step": failing.step_key if failing else None,
+            "failing_agent": failing.agent if failing else None,
+            "models": sorted({m.alias or m.requested for m in models} - {""}),
+            "model_errors": [m.error for m in models if m.error][-5:],
             "failed_models": failed_models(models),
-            "events": [{"type": e["type"], "step": e.get("step_key"), "data": _short(e["data"])} for e in seen[-12:]],
+            "events": [{"type": e.type, "step": e.step_key, "data": _short(e.data)} for e in seen[-12:]],
         }
         out.append(
             Finding("run_failed", "run", str(run["id"]), f"run {run['id']} of {run['team']} failed", error, diagnosis)
@@ -274,12 +276,12 @@ def run_findings(runs: Iterable[Mapping[str, Any]], events: Mapping[str, list[di
     return out
 
 
-def failed_models(calls: Iterable[Mapping[str, Any]]) -> list[str]:
+def failed_models(calls: Iterable[ModelCalled]) -> list[str]:
     """The aliases that failed a call of the run: those a call fell back from, and those that answered
     with an error."""
-    failed = {str(a.get("alias")) for c in calls for a in c.get("fallbacks") or () if a.get("alias")}
-    failed |= {str(c.get("alias") or c.get("requested")) for c in calls if c.get("error")}
-    return sorted(failed - {"", "None"})
+    failed = {attempt.alias for call in calls for attempt in call.fallbacks}
+    failed |= {call.alias or call.requested for call in calls if call.error}
+    return sorted(failed - {""})
 
 
 def execution_findings(executions: Iterable[Mapping[str, Any]]) -> list[Finding]:
@@ -295,25 +297,24 @@ def execution_findings(executions: Iterable[Mapping[str, Any]]) -> list[Finding]
     return out
 
 
-def model_findings(calls: Iterable[Mapping[str, Any]], bucket_s: float) -> list[Finding]:
+def model_findings(calls: Iterable[EventRecord], bucket_s: float) -> list[Finding]:
     """Model calls no model could answer, one finding per alias per time bucket (a model that will not
     load fails every call: that is one incident, not one per call)."""
-    grouped: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
+    grouped: dict[tuple[str, int], list[tuple[EventRecord, ModelCalled]]] = defaultdict(list)
     for call in calls:
-        data = call["data"]
-        if not data.get("error"):
-            continue
-        alias = str(data.get("alias") or data.get("requested") or "?")
-        grouped[(alias, int(call["created_at"] // bucket_s))].append(call)
+        event = call.payload
+        if isinstance(event, ModelCalled) and event.error:
+            alias = event.alias or event.requested or "?"
+            grouped[(alias, int(call.created_at // bucket_s))].append((call, event))
     out = []
     for (alias, bucket), failed in sorted(grouped.items()):
-        errors = [str(c["data"]["error"]) for c in failed]
+        errors = [str(event.error) for _, event in failed]
         diagnosis = {
             "model": alias,
             "failed_calls": len(failed),
-            "runs": sorted({str(c["run_id"]) for c in failed})[:10],
+            "runs": sorted({call.run_id for call, _ in failed})[:10],
             "errors": errors[-5:],
-            "fallbacks": [c["data"].get("fallbacks") for c in failed][-3:],
+            "fallbacks": [[a.model_dump() for a in event.fallbacks] for _, event in failed][-3:],
         }
         title = f"model {alias} failed {len(failed)} call(s)"
         out.append(Finding("model", "model", f"{alias}@{bucket}", title, errors[-1], diagnosis))
@@ -321,17 +322,18 @@ def model_findings(calls: Iterable[Mapping[str, Any]], bucket_s: float) -> list[
 
 
 def tool_findings(
-    calls: Iterable[Mapping[str, Any]], now: float, window_s: float, threshold: float, min_calls: int
+    calls: Iterable[EventRecord], now: float, window_s: float, threshold: float, min_calls: int
 ) -> list[Finding]:
     """Tools whose share of failed calls over the window is at or above ``threshold`` (with at least
     ``min_calls`` calls), one finding per tool per window."""
-    by_tool: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    by_tool: dict[str, list[tuple[EventRecord, ToolCalled]]] = defaultdict(list)
     for call in calls:
-        if call["created_at"] >= now - window_s:
-            by_tool[str(call["data"].get("tool") or "?")].append(call)
+        event = call.payload
+        if isinstance(event, ToolCalled) and call.created_at >= now - window_s:
+            by_tool[event.tool or "?"].append((call, event))
     out = []
     for tool, seen in sorted(by_tool.items()):
-        failed = [c for c in seen if c["data"].get("is_error")]
+        failed = [(call, event) for call, event in seen if event.is_error]
         if len(seen) < min_calls or len(failed) / len(seen) < threshold:
             continue
         rate = len(failed) / len(seen)
@@ -342,10 +344,10 @@ def tool_findings(
             "error_rate": round(rate, 3),
             "window_s": window_s,
             "threshold": threshold,
-            "errors": [str(c["data"].get("result", ""))[:300] for c in failed[-5:]],
-            "runs": sorted({str(c["run_id"]) for c in failed})[:10],
+            "errors": [event.result[:300] for _, event in failed[-5:]],
+            "runs": sorted({call.run_id for call, _ in failed})[:10],
         }
-        error = str(failed[-1]["data"].get("result", "")) if failed else ""
+        error = failed[-1][1].result if failed else ""
         subject = f"{tool}@{int(now // window_s)}"
         out.append(
             Finding(
@@ -570,10 +572,10 @@ class RegressionCase:
 
 def regression_case(incident: Any, decision_reason: str) -> RegressionCase:
     """The case of an incident (an ``IncidentRecord``) that could not be healed."""
-    d = incident.diagnosis
+    diagnosis = incident.diagnosis
     reproduce: dict[str, Any] = {"kind": incident.subject_type}
-    if "job" in d:
-        job = d["job"]
+    if "job" in diagnosis:
+        job = diagnosis["job"]
         if job.get("kind") == "team":
             reproduce.update(kind="run", team=job.get("team"), task=job.get("task"))
         else:
@@ -583,19 +585,19 @@ def regression_case(incident: Any, decision_reason: str) -> RegressionCase:
                 needs=job.get("needs"),
                 tags=job.get("tags"),
             )
-    elif "run" in d:
-        run = d["run"]
+    elif "run" in diagnosis:
+        run = diagnosis["run"]
         reproduce.update(
             team=run.get("team"),
             task=run.get("task"),
-            models=d.get("models"),
-            failing_step=d.get("failing_step"),
-            failing_agent=d.get("failing_agent"),
+            models=diagnosis.get("models"),
+            failing_step=diagnosis.get("failing_step"),
+            failing_agent=diagnosis.get("failing_agent"),
         )
-    elif "execution" in d:
-        reproduce.update(execution=d["execution"])
+    elif "execution" in diagnosis:
+        reproduce.update(execution=diagnosis["execution"])
     else:
-        reproduce.update({k: v for k, v in d.items() if k in ("model", "tool", "worker")})
+        reproduce.update({k: v for k, v in diagnosis.items() if k in ("model", "tool", "worker")})
     return RegressionCase(
         incident=incident.id,
         kind=incident.kind,
@@ -603,7 +605,7 @@ def regression_case(incident: Any, decision_reason: str) -> RegressionCase:
         error=incident.error,
         reproduce=reproduce,
         expected={"state": "succeeded", "note": f"not healed by the supervisor: {decision_reason}"},
-        diagnosis=d,
+        diagnosis=diagnosis,
     )
 
 

@@ -15,6 +15,7 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from edgecrew.domain.events import ModelCalled
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import EdgecrewError, ToolError
@@ -145,7 +146,7 @@ class Reruns:
         if run_id is not None:
             failing = next((s.agent for s in reversed(self.rt.store.steps(run_id)) if s.error), None)
             events = self.rt.store.events(run_id, limit=5000)
-            failed = failed_models([e.data for e in events if e.type == "model_called"])
+            failed = failed_models([e.payload for e in events if isinstance(e.payload, ModelCalled)])
         models = self.rt.models
         change = model_change(
             snapshot,

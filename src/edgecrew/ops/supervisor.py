@@ -630,13 +630,7 @@ def _watch_runs(sup: Supervisor, since: float, now: float) -> list[Finding]:
     runs = sup.store.failed_runs(since)
     known = sup.store.known_subjects("run", [str(r["id"]) for r in runs])
     runs = [r for r in runs if r["id"] not in known]
-    events = {
-        str(r["id"]): [
-            {"type": e.type, "step_key": e.step_key, "agent": e.agent, "data": e.data}
-            for e in sup.rt.store.events(str(r["id"]), limit=500)
-        ]
-        for r in runs
-    }
+    events = {str(r["id"]): sup.rt.store.events(str(r["id"]), limit=500) for r in runs}
     return run_findings(runs, events)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from edgecrew.domain.events import EventRecord
 from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore
 
@@ -226,16 +227,17 @@ class IncidentStore:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
-    def run_events(self, types: Sequence[str], since: float, limit: int = 5000) -> list[dict[str, Any]]:
+    def run_events(self, types: Sequence[str], since: float, limit: int = 5000) -> list[EventRecord]:
+        """Events of every run, of these types, since ``since`` (oldest first)."""
         c = t.events.c
         query = (
-            sa.select(c.run_id, c.key, c.type, c.step_key, c.agent, c.data, c.created_at)
+            sa.select(c.id, c.run_id, c.key, c.type, c.step_key, c.agent, c.data, c.created_at)
             .where(c.type.in_(list(types)), c.created_at >= since)
             .order_by(c.id)
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            return [EventRecord(**r) for r in conn.execute(query).mappings()]
 
     def workers(self) -> list[dict[str, Any]] | None:
         """The cluster's workers table (None when this database has none: no cluster)."""

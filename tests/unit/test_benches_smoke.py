@@ -1,7 +1,7 @@
 """Smoke tests of the benchmarks (the engine's of issue 19, executions of issue 15): each one's ``--quick
 --json`` run ends well and says what it measured. Figures are never asserted (speed targets live in
 bench/README.md); these only keep the scripts from rotting. Each starts DBOS or sandboxes in child
-processes, so they are slow-marked."""
+processes, so they are slow-marked, and integration-marked: the fast tier starts no DBOS at all."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests import pg
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _quick(script: str) -> dict[str, Any]:

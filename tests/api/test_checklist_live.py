@@ -18,6 +18,7 @@ from edgecrew.store.keys import ApiKeyStore
 from tests.api.conftest import auth
 from tests.api.live import ThreadServer, iter_sse, serve_in_thread, server_settings
 from tests.conftest import write
+from tests.teams import PLANNER
 
 # The planner's first step names the tool the worker calls (it is done once the call is); the second
 # names neither an agent nor a tool, so it is in progress until the run succeeds.
@@ -39,16 +40,14 @@ def note(text: str) -> str:
     """Save a short note."""
     return "saved: " + text
 '''
-TEAM = """
-name: plan-work
-agents:
-  planner:
-    model: fake
-    system: plan
-    output_schema: {type: object, properties: {steps: {type: array, items: {type: string}}}, required: [steps]}
+TEAM = (
+    "name: plan-work\nagents:\n"
+    + PLANNER
+    + """\
   op: {model: fake, system: do the plan, tools: [note]}
 graph: {start: planner, edges: [{from: planner, to: op}, {from: op, to: end}]}
 """
+)
 ITEM = re.compile(r'<li class="cl-(\w+)"><span class="box"[^>]*>[^<]*</span> ([^<]+)')
 
 

@@ -201,11 +201,24 @@ def test_validate_a_folder_of_team_files_checks_each(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(builtin)])
     assert result.exit_code == 0, result.output
     assert "plan-write-review" in result.output and "build-loop" in result.output
-    write(tmp_path / "loose" / "good.yaml", TEAM)
-    write(tmp_path / "loose" / "bad.yaml", TEAM.replace("to: critic", "to: nobody"))
+    loose = TEAM.replace("model: fake", "model: local")  # no project here: the built-in models
+    write(tmp_path / "loose" / "good.yaml", loose)
+    write(tmp_path / "loose" / "bad.yaml", loose.replace("to: critic", "to: nobody"))
+    write(tmp_path / "loose" / "broken.yaml", "name: [unclosed\n")
+    write(tmp_path / "loose" / ".gitlab-ci.yml", "stages: [test]\n")  # a dotfile is not a team
     result = runner.invoke(app, ["validate", str(tmp_path / "loose")])
     assert result.exit_code == 2, result.output
-    assert "bad.yaml" in result.output and "nobody" in result.output
+    assert "✓ trio" in result.output  # every file is checked: one that cannot be read stops none of the rest
+    assert "bad.yaml" in result.output and "nobody" in result.output and "broken.yaml" in result.output
+    assert ".gitlab-ci" not in result.output
+
+
+def test_validate_a_project_without_teams_of_its_own_checks_no_other_yaml(tmp_path: Path) -> None:
+    write(tmp_path / "bare" / "edgecrew.yaml", PROJECT)
+    write(tmp_path / "bare" / "docker-compose.yml", "services: {}\n")
+    result = runner.invoke(app, ["validate", str(tmp_path / "bare")])
+    assert result.exit_code == 0, result.output
+    assert "no teams in" in result.output and "docker-compose" not in result.output
 
 
 def test_init_creates_a_valid_project_and_refuses_to_overwrite(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -33,6 +33,9 @@ from edgecrew.cli.tasks import tasks_app
 from edgecrew.cli.tui import tui
 from edgecrew.domain.runs import RunStatus
 from edgecrew.errors import EdgecrewError, SpecError
+
+if TYPE_CHECKING:
+    from edgecrew.specs.project import TeamSource
 
 app = typer.Typer(
     name="edgecrew",
@@ -452,17 +455,18 @@ def validate(
         settings = get_settings().model_copy(update={"project": project_dir})
         project, models, tools = load_catalog(settings, mcp=True)
         catalog = catalog_of(models, tools, project.agent_docs())
+        sources: list[TeamSource | Path]  # a file is read in the loop below, with the other problems
         if named:
             if str(path) not in project.teams:
                 err.print(f"[red]error:[/] {path} is neither a file, a directory nor a team of this project")
                 return 2
             sources = [project.named_source(str(path))]
         elif target.is_file():
-            sources = [project.team_source(str(target))]
-        else:  # the project's teams; else a folder of team files (src/edgecrew/teams, say)
-            sources = [s for s in project.sources if not s.builtin] or [
-                project.team_source(str(file)) for file in sorted(target.glob("*.y*ml"))
-            ]
+            sources = [target]
+        elif project.config_file is None and not (target / "teams").is_dir():  # not a project: a folder of teams
+            sources = [f for f in sorted(target.glob("*.y*ml")) if not f.name.startswith(".")]
+        else:
+            sources = [s for s in project.sources if not s.builtin]
         problems = [] if named or target.is_file() else list(project.duplicates)
         library = [] if named or target.is_file() else [a for a in project.agents.values() if not a.builtin]
         for agent in library:
@@ -476,7 +480,9 @@ def validate(
             return 0
         for source in sources:
             try:
-                spec = project.load_source(source, catalog)
+                spec = project.load_source(
+                    project.team_source(str(source)) if isinstance(source, Path) else source, catalog
+                )
                 console.print(
                     f"[green]✓[/] {spec.name} ({spec.source}): "
                     f"{len(spec.agents)} agents, {len(spec.graph.edges)} edges",

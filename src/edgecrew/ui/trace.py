@@ -8,6 +8,7 @@ ends and carries its latency, so its bar starts ``latency_s`` earlier; a tool ca
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -152,6 +153,7 @@ def build(events: Iterable[EventRecord], *, created_at: float | None = None) -> 
     end: float | None = None
     status = ""
     pending: dict[str, EventRecord] = {}  # approval id -> its request
+    visits: Counter[str] = Counter()  # an agent's own visits so far
     for e in events:
         start = e.created_at if start is None else min(start, e.created_at)
         p = e.payload
@@ -159,10 +161,11 @@ def build(events: Iterable[EventRecord], *, created_at: float | None = None) -> 
         match p:
             case StepStarted() if e.step_key:
                 agent = e.agent or ""
+                visits[agent] += e.step_key not in steps  # a step's start written again counts once
                 steps[e.step_key] = StepTrace(
                     e.step_key,
                     agent,
-                    1 + sum(1 for s in steps.values() if s.agent == agent),
+                    visits[agent],
                     p.agent_kind,
                     p.model,
                     p.tool,

@@ -173,7 +173,11 @@ WRONG = {"name": "pays-api", "kind": "python-service", "ci": "gitlab", "staging"
             ("log-grep", "cli", "gitlab", False, []),
         ),
         ("CLI tool named disk-report with CI", ("disk-report", "cli", "github", True, ["staging"])),
-        ("python service, shipping-svc, with CI, no staging", ("pays-api", "python-service", "github", False, [])),
+        # no "called": the name is the model's, and `guessed` says so
+        (
+            "python service, shipping-svc, with CI, no staging",
+            ("pays-api", "python-service", "github", False, ["name"]),
+        ),
         (
             "a Python service called ledger-api with CI on GitLab, without a deployment",
             ("ledger-api", "python-service", "gitlab", False, []),
@@ -181,6 +185,20 @@ WRONG = {"name": "pays-api", "kind": "python-service", "ci": "gitlab", "staging"
         ("a worker called deploy-bot with CI, do not deploy it", ("deploy-bot", "python-service", "github", False, [])),
         ("a Python service called deploy-bot with CI", ("deploy-bot", "python-service", "github", True, ["staging"])),
         ("something called notes-web, on Kubernetes", ("notes-web", "python-service", "github", True, ["kind"])),
+        # a negation counts only next to the word it negates: these two ask for staging
+        (
+            "a python service called pay-api without tests and deploy it to staging",
+            ("pay-api", "python-service", "github", True, []),
+        ),
+        ("a cli called x with no docs and a staging deploy", ("pays-api", "cli", "github", True, ["name"])),
+        (
+            "a Python service called pay-api without a staging deployment",
+            ("pay-api", "python-service", "github", False, []),
+        ),
+        ("a CLI called log-cat with CI, without any deploy", ("log-cat", "cli", "github", False, [])),
+        ("a CLI called log-cat with CI; don't deploy it", ("log-cat", "cli", "github", False, [])),
+        ("a CLI called log-cat, we will not deploy it yet", ("log-cat", "cli", "github", False, [])),
+        ("a service called mail-bot, no need to deploy", ("mail-bot", "python-service", "github", False, [])),
     ],
 )
 def test_the_plan_reads_kind_ci_and_staging_from_the_requests_words(request_: str, plan: tuple[Any, ...]) -> None:
@@ -204,6 +222,16 @@ async def test_a_fastapi_app_on_gitlab_without_staging_is_built_as_the_request_s
     assert outputs["check_pipeline"]["valid"] and "deploy" not in runner.path
     assert git(repo, "status", "--porcelain") == "" and len(git(repo, "log", "--oneline").splitlines()) == 2
     assert "Read by the model, not said in the request: staging" in result.output["text"]
+
+
+async def test_a_name_the_request_does_not_give_is_flagged_as_the_models(tmp_path: Path) -> None:
+    runner = FakeTurnRunner(load_team(TEAM), team_io(tmp_path, None, {**WRONG, "name": "orders-web"}))
+    result = await runner.run("a FastAPI app with GitLab CI, no staging")
+    assert result.ok, result.error
+    assert {t.visit.agent: t.result.output for t in runner.turns}["plan"]["guessed"] == ["name"]
+    answer = result.output["text"]
+    assert answer.startswith("# orders-web (fastapi-app)")
+    assert answer.endswith("Read by the model, not said in the request: name")
 
 
 async def test_a_denied_deployment_applies_nothing(tmp_path: Path, fake_kubectl: Path) -> None:  # noqa: F811

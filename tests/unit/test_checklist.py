@@ -187,3 +187,19 @@ def test_tasks_follow_the_graph_and_a_failure_is_told_once() -> None:
     assert done.items[2].detail == "tool_errors: 'k8s.apply' failed: connection refused"
     assert done.notes == ["e failed"]  # not the run's error again, which repeats the step's
     assert done.to_markdown().count("connection refused") == 1
+
+
+def test_only_a_tool_agents_note_becomes_its_detail() -> None:
+    """A model or template agent's output follows its own schema: a ``note`` field there is data."""
+    events = [
+        record(1, RunStarted(team="br", task="t", agents=(*"cdefg", "answer"))),
+        record(2, StepFinished(outcome=Outcome.FINAL, output={"ok": True, "note": "applied offline"}), "c"),
+        record(3, StepFinished(outcome=Outcome.FINAL, output={"text": "done", "note": "a template's field"}), "answer"),
+    ]
+    done = checklist(BRANCHES, "t", events)
+    assert [(i.text, i.detail) for i in done.items if i.state == "done"] == [("c", "applied offline"), ("answer", "")]
+    written = [
+        record(1, RunStarted(team="pwr", task="t", agents=("planner", "writer", "critic"))),
+        record(2, StepFinished(outcome=Outcome.FINAL, output={"title": "Bees", "note": "keep it short"}), "writer"),
+    ]
+    assert [i.detail for i in checklist(TEAM, "t", written).items] == ["", "", ""]

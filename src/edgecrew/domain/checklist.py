@@ -5,8 +5,9 @@ The one design decision: the checklist is derived from the run's events and its 
 hand, so it is right after a restart, the same in the API, the CLI and the UI, and updates live with
 the event stream. Its tasks are the team's agents in graph order; pending approvals are its open
 questions, failures and denials its notes. A failed task's detail is its error's first line, told once
-(not again as a note or as the run's error); a finished task's detail is its output's ``note``, when it
-has one (k8s.apply's "validated offline, not applied: ...").
+(not again as a note or as the run's error); a finished tool agent's detail is its tool result's
+``note``, when it has one (k8s.apply's "validated offline, not applied: ..."). A model or template
+agent's output is its own schema's, so a ``note`` field there is data, not a caveat.
 
 Sub-tasks change only on a signal the events carry, never on a guess:
 
@@ -141,7 +142,9 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
                 item = items[e.agent]
                 item.state = "done" if p.outcome == Outcome.FINAL else "failed"
                 output = p.output if isinstance(p.output, dict) else {}
-                note = output.get("note") if item.state == "done" else None  # a finished step's own caveat
+                agent = team.agents.get(e.agent)
+                tool_agent = agent is not None and bool(agent.tool)
+                note = output.get("note") if item.state == "done" and tool_agent else None  # a tool's caveat
                 item.detail = _first_line(note) if isinstance(note, str) else ""
                 steps = output.get("steps")
                 if isinstance(steps, list) and item.state == "done":

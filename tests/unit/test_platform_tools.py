@@ -243,7 +243,7 @@ async def test_repo_commit_commits_what_the_tools_wrote_in_the_projects_own_repo
     with pytest.raises(ToolError, match=r"refusing: \.git/config sets core\.sshcommand"):
         await ws("repo.commit", project="payments-api", message="x")
     ws.files = FilePolicy(read=("other/*",), write=("other/*",))
-    with pytest.raises(ToolError, match="payments-api"):
+    with pytest.raises(ToolError, match=r"^agent 'copilot' may not read 'payments-api'; allowed to read: other/\*$"):
         await ws("repo.commit", project="payments-api", message="x")
 
 
@@ -478,6 +478,74 @@ async def test_a_cluster_that_answers_no_or_a_configured_context_out_of_reach_is
         await plain("k8s.apply", path="app")
 
 
+def kubectl_saying(said: str, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A namespace manifest in ``app`` and a kubectl whose apply prints ``said`` to stderr and fails."""
+    ws.write("app/deploy/k8s/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: app}\n")
+    kubectl_stand_in(tmp_path, monkeypatch, f"echo '{said}' >&2; exit 1")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [  # kubectl's words when the current context's cluster is out of reach: a dial error or a timeout
+        "Unable to connect to the server: dial tcp 10.0.0.1:6443: i/o timeout",
+        "Unable to connect to the server: dial tcp: lookup staging.example.com on 127.0.0.53:53: no such host",
+        "Unable to connect to the server: dial tcp 10.0.0.1:6443: connect: no route to host",
+        "Unable to connect to the server: net/http: TLS handshake timeout",
+        "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?",
+    ],
+)
+async def test_a_dial_error_or_a_timeout_is_a_cluster_out_of_reach(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, said: str
+) -> None:
+    kubectl_saying(said, ws, tmp_path, monkeypatch)
+    result = await ws("k8s.apply", path="app")
+    assert result["mode"] == "offline" and not result["applied"]
+    assert result["reason"] == "context 'kind-staging': " + said.split(" - did you")[0]  # kubectl's words
+
+
+@pytest.mark.parametrize(
+    ("said", "hint"),
+    [  # a configured context that is broken: a person must fix it, so it is no "no cluster reachable"
+        (
+            "Unable to connect to the server: getting credentials: exec: executable gke-gcloud-auth-plugin not found",
+            "credential plugin",
+        ),
+        (  # the plugin could not reach its login server: still the credentials, not the cluster
+            "Unable to connect to the server: getting credentials: exec: executable kubelogin failed with exit "
+            "code 1: dial tcp: lookup login.microsoftonline.com: no such host",
+            "credential plugin",
+        ),
+        (
+            "Unable to connect to the server: tls: failed to verify certificate: x509: certificate signed by "
+            "unknown authority",
+            "certificate check",
+        ),
+        (
+            "Unable to connect to the server: x509: certificate is valid for 10.0.0.1, not 10.0.0.2",
+            "certificate check",
+        ),
+    ],
+)
+async def test_a_credential_plugin_or_certificate_failure_stays_an_error_with_kubectls_words(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, said: str, hint: str
+) -> None:
+    kubectl_saying(said, ws, tmp_path, monkeypatch)
+    with pytest.raises(ToolError) as raised:
+        await ws("k8s.apply", path="app")
+    assert str(raised.value) == (
+        f"kubectl apply failed (exit 1): {said}; the current context 'kind-staging' is configured but its {hint} "
+        "failed: fix its user or cluster in the kubeconfig (kubectl config view --minify), or switch context"
+    )
+
+
+async def test_unable_to_connect_with_no_dial_error_or_timeout_after_it_is_an_error(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubectl_saying("Unable to connect to the server: EOF", ws, tmp_path, monkeypatch)
+    with pytest.raises(ToolError, match=r"^kubectl apply failed \(exit 1\): Unable to connect to the server: EOF; it"):
+        await ws("k8s.apply", path="app")
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 async def test_the_real_kubectl_with_no_context_or_no_reachable_cluster_applies_nothing(
     ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -502,6 +570,14 @@ async def test_the_real_kubectl_with_no_context_or_no_reachable_cluster_applies_
     result = await ws("k8s.apply", path="app")
     assert result["mode"] == "offline" and not result["applied"]
     assert result["reason"].startswith("context 'nowhere': dial tcp 127.0.0.1:1") and "refused" in result["reason"]
+    kubeconfig.write_text(  # a credential plugin that is not installed: the context is broken, not offline
+        kubeconfig.read_text(encoding="utf-8").replace(
+            "{token: none}", "{exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: no-such-plugin}}"
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(ToolError, match=r"(?s)executable no-such-plugin not found.*'nowhere' is configured but its"):
+        await ws("k8s.apply", path="app")
 
 
 # -- docs ------------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ is ``risky``; it validates before it runs kubectl, and with no context configure
 client-side dry run. That dry run still reads the API server's resource types through the current
 kubeconfig, so on a machine with no kubeconfig context, or whose cluster kubectl cannot reach (its own
 "connection refused", "no such host", timeout), the tool answers ``mode: offline``: validated offline,
-not applied, and why. It never reports a run of kubectl that did not reach a cluster as applied; with a
-context configured, an unreachable cluster stays an error, since a person asked for that cluster.
+not applied, and why. kubectl's "Unable to connect to the server" alone is not such a reason: it also
+opens a credential plugin's or a certificate's failure, a configured context that is broken, which
+stays an error with kubectl's words. It never reports a run of kubectl that did not reach a cluster as
+applied; with a context configured, an unreachable cluster stays an error, since a person asked for it.
 """
 
 from __future__ import annotations
@@ -236,15 +238,23 @@ def apply_manifests(
     # kubectl may print "unable to recognize" (it could not map a kind to the API) and still exit 0
     if proc.returncode != 0 or "unable to recognize" in proc.stderr:
         detail = (proc.stderr or proc.stdout).strip()
-        unreachable = _UNREACHABLE.search(detail)
+        misconfigured = _MISCONFIGURED.search(detail)
+        unreachable = None if misconfigured else _UNREACHABLE.search(detail)
         if context is None and unreachable is not None:
             return result | _offline(f"context '{current}': {_reason(detail, unreachable)}")
-        hint = (
-            f"; the context is '{context}': check it with kubectl config get-contexts"
-            if context
-            else f"; it was a client dry run against the current context '{current}' (the manifests already "
-            "passed k8s.validate offline)"
-        )
+        if context:
+            hint = f"; the context is '{context}': check it with kubectl config get-contexts"
+        elif misconfigured:
+            what = "certificate check" if misconfigured.group(0).lower() == "x509" else "credential plugin"
+            hint = (
+                f"; the current context '{current}' is configured but its {what} failed: fix its user or "
+                "cluster in the kubeconfig (kubectl config view --minify), or switch context"
+            )
+        else:
+            hint = (
+                f"; it was a client dry run against the current context '{current}' (the manifests already "
+                "passed k8s.validate offline)"
+            )
         raise ToolError(f"kubectl apply failed (exit {proc.returncode}): {detail[-1500:]}{hint}")
     return result | {
         "mode": "applied" if context else "dry-run",
@@ -253,12 +263,16 @@ def apply_manifests(
     }
 
 
-# kubectl's own words when it cannot reach the API server (as opposed to a server that answered "no")
+# kubectl's own words when it cannot reach the API server: a dial error or a timeout (as opposed to a
+# server that answered "no"). "Unable to connect to the server" counts only with one of these after it.
 _UNREACHABLE = re.compile(
     r"connection refused|no such host|i/o timeout|no route to host|network is unreachable|"
-    r"tls handshake timeout|context deadline exceeded|unable to connect to the server",
+    r"tls handshake timeout|context deadline exceeded|the connection to the server \S+ was refused",
     re.IGNORECASE,
 )
+# ...and its words when the context is broken rather than out of reach: a credential plugin that failed
+# (even one that could not reach its own login server) or a certificate the client refused.
+_MISCONFIGURED = re.compile(r"getting credentials|exec plugin|x509", re.IGNORECASE)
 _DIAL = re.compile(r"(?:dial tcp|Unable to connect to the server)[^;\"\n]*", re.IGNORECASE)
 
 

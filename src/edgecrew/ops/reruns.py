@@ -2,25 +2,35 @@
 team run with a change (another model for the failing agent, a bigger model pool; the change itself is
 chosen in :mod:`edgecrew.ops.remedies`).
 
-The one design decision: a rerun is keyed by its incident and attempt (a job's ``submitted_by``, a
-run's idempotency key), so a replayed step finds the rerun it made instead of making another; and a
-run is only recorded here, never started: the incident's workflow starts it as its child, since a
-DBOS step cannot start a workflow.
+The one design decision: a team is always rerun one way, from the snapshot its failed run recorded (never
+the team's YAML as it is now), in the project that run worked in, keyed by its incident and the
+decision's attempt (a job's ``submitted_by``, a run's idempotency key), so a replayed step finds the
+rerun it made instead of making another; and a run is only recorded here, never started: the
+incident's workflow starts it as its child, since a DBOS step cannot start a workflow. A change is
+planned once, when the action is decided (:meth:`Reruns.plan`), and applied as planned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from edgecrew.domain.events import ModelCalled
+from edgecrew.domain.events import ModelCalled, StepFinished
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.engine.runtime import Runtime
-from edgecrew.errors import EdgecrewError, ToolError
+from edgecrew.errors import ToolError
 from edgecrew.ops.incidents import failed_models
-from edgecrew.ops.remedies import BudgetChange, ModelChange, Unfit, budget_change, model_change
+from edgecrew.ops.remedies import (
+    BudgetChange,
+    ModelChange,
+    Unfit,
+    budget_as_planned,
+    budget_change,
+    model_change,
+    model_change_as_planned,
+)
 from edgecrew.store.incidents import IncidentRecord, IncidentStore
 
 if TYPE_CHECKING:
@@ -40,6 +50,20 @@ def changes_team(incident: IncidentRecord, action: str) -> bool:
     return action == "change_memory_budget" and (incident.subject_type == "run" or team_job)
 
 
+def _reruns_team(incident: IncidentRecord) -> bool:
+    return incident.subject_type == "run" or (incident.diagnosis.get("job") or {}).get("kind") == "team"
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """The failed team as it ran: its recorded snapshot, task, run and the project that run worked in."""
+
+    snapshot: dict[str, Any]
+    task: str
+    run_id: str | None
+    project: str | None
+
+
 class Reruns:
     """The supervisor's reruns of one runtime's failed jobs and runs."""
 
@@ -53,23 +77,18 @@ class Reruns:
 
         return Ops.of(self.rt).jobs
 
+    def key(self, incident: IncidentRecord, attempt: int) -> str:
+        """The rerun's key: the incident and the attempt its decision makes (``Supervisor.apply`` returns
+        the follow-up it made when a decision is applied again, so the attempt is the same on a replay)."""
+        return f"supervisor:{incident.id}#{attempt}"
+
     async def again(self, incident: IncidentRecord, attempt: int, memory_bytes: Any) -> str:
         """Run the failed job (or run) again as it was, a job with ``memory_bytes`` when given."""
-        tag = f"supervisor:{incident.id}#{attempt}"
-        if incident.subject_type == "run" or incident.diagnosis.get("job", {}).get("kind") == "team":
-            from edgecrew.engine.service import RunService, TeamName
-
-            run = incident.diagnosis.get("run") or {}
-            team = run.get("team") or incident.diagnosis["job"]["team"]
-            task = run.get("task") or incident.diagnosis["job"]["task"]
-            started = await asyncio.to_thread(
-                RunService(self.rt).record,
-                TeamName(str(team)),
-                str(task),
-                idempotency_key=f"incident:{tag}",
-                trigger={"kind": "supervisor", "incident": incident.id},
-            )
-            return f"run:{started.run.id}"
+        tag = self.key(incident, attempt)
+        if _reruns_team(incident):
+            subject = await asyncio.to_thread(self._subject_team, incident)
+            trigger = {"kind": "supervisor", "incident": incident.id}
+            return await asyncio.to_thread(self._record, incident, attempt, subject, subject.snapshot, trigger)
         jobs = self._jobs
         for earlier in await asyncio.to_thread(jobs.store.list_jobs, limit=500):
             if earlier.submitted_by == tag:
@@ -91,28 +110,28 @@ class Reruns:
         )
         return f"job:{retry.id}"
 
-    def why_not(self, incident: IncidentRecord, action: str, params: dict[str, Any]) -> str | None:
-        """Why the change ``action`` cannot apply to the incident (None: it can)."""
-        try:
-            self.plan(incident, action, params)
-        except (Unfit, EdgecrewError) as exc:
-            return str(exc)
-        return None
+    def plan(self, incident: IncidentRecord, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The change ``action`` makes, planned now to be stored with the decision, shown to whoever
+        approves it and applied as it is by :meth:`changed` (raises Unfit, or EdgecrewError, saying why
+        it cannot apply)."""
+        return self._change(incident, self._subject_team(incident), action, params).plan()
 
     def changed(self, incident: IncidentRecord, attempt: int, action: str, params: dict[str, Any]) -> str:
-        """Apply the change and record the team's next run, whose trigger names the incident and the
-        change. Raises ToolError saying why when the change cannot apply."""
-        from edgecrew.engine.service import RunService
-
-        key = f"incident:supervisor:{incident.id}#{attempt}"
-        earlier = self.rt.store.run_by_idempotency_key(key)
-        if earlier is not None:  # a replayed step: the change is made and its run recorded
-            return f"run:{earlier.id}"
+        """Apply the change planned with the decision (``params["plan"]``), checked again, and record
+        the team's next run, whose trigger names the incident and the change. Raises ToolError saying
+        why when the change cannot apply (any more)."""
+        key = self.key(incident, attempt)
+        replayed = self.rt.store.run_by_idempotency_key(f"incident:{key}") is not None
         try:
-            snapshot, task, change = self.plan(incident, action, params)
+            subject = self._subject_team(incident)
+            change = self._as_planned(incident, subject, action, params, replayed=replayed)
         except Unfit as exc:
             raise ToolError(f"incident {incident.id}: {exc}") from None
-        if isinstance(change, BudgetChange):
+        trigger = {"kind": "supervisor", "incident": incident.id, "action": action, "change": change.describe()}
+        snapshot = change.snapshot if isinstance(change, ModelChange) else subject.snapshot
+        # Recorded before the budget changes: a run that cannot be recorded leaves the pool as it was.
+        follow_up = self._record(incident, attempt, subject, snapshot, trigger)
+        if isinstance(change, BudgetChange) and self.rt.pool.budget_bytes != change.after:
             self.rt.pool.resize(change.after)
             log.warning(
                 "incident %s: %s (until this process restarts; EDGECREW_MODEL_MEMORY keeps it)",
@@ -120,36 +139,81 @@ class Reruns:
                 change.describe(),
                 extra={"incident": incident.id},
             )
+        if not replayed:
+            self.store.note(
+                incident.id, "changed", {"change": change.describe(), "run": follow_up.removeprefix("run:")}
+            )
+        return follow_up
+
+    def restore(self, incident: IncidentRecord) -> str | None:
+        """Put the model pool's budget back after a ``change_memory_budget`` whose rerun did not succeed
+        (unless something else changed it since): what was done, or None."""
+        planned = ((incident.action_params or {}).get("plan") or {}).get("budget")
+        if incident.action != "change_memory_budget" or not planned:
+            return None
+        before, after = (int(n) for n in planned)
+        if self.rt.pool.budget_bytes != after:
+            return None
+        self.rt.pool.resize(before)
+        restored = BudgetChange(after, before).describe()
+        self.store.note(incident.id, "restored", {"change": restored})
+        log.warning(
+            "incident %s: %s (its rerun did not succeed)", incident.id, restored, extra={"incident": incident.id}
+        )
+        return restored
+
+    def _record(
+        self,
+        incident: IncidentRecord,
+        attempt: int,
+        subject: _Subject,
+        snapshot: dict[str, Any],
+        trigger: dict[str, Any],
+    ) -> str:
+        """Record the team's rerun (queued: the incident's workflow starts it): ``run:<id>``."""
+        from edgecrew.engine.service import RunService
+
         started = RunService(self.rt).record(
             team_from_snapshot(snapshot, source=f"incident {incident.id}"),
-            task,
-            idempotency_key=key,
-            trigger={"kind": "supervisor", "incident": incident.id, "action": action, "change": change.describe()},
+            subject.task,
+            idempotency_key=f"incident:{self.key(incident, attempt)}",
+            trigger=trigger,
+            project=subject.project,
         )
-        self.store.note(incident.id, "changed", {"change": change.describe(), "run": started.run.id})
         return f"run:{started.run.id}"
 
-    def plan(
-        self, incident: IncidentRecord, action: str, params: dict[str, Any]
-    ) -> tuple[dict[str, Any], str, ModelChange | BudgetChange]:
-        """The snapshot and task to run again and what changes (raises Unfit saying why it cannot)."""
-        snapshot, task, run_id = self._subject_team(incident)
-        if action == "change_memory_budget":
-            from edgecrew.models.probe import PsutilProbe
+    def _as_planned(
+        self, incident: IncidentRecord, subject: _Subject, action: str, params: dict[str, Any], *, replayed: bool
+    ) -> ModelChange | BudgetChange:
+        """The change stored with the decision, checked again; planned now for a decision stored
+        without one (made before plans were stored)."""
+        plan = params.get("plan")
+        if not plan:
+            return self._change(incident, subject, action, params)
+        if "budget" in plan:
+            before, after = (int(n) for n in plan["budget"])
+            planned = BudgetChange(before, after)
+            if replayed:  # the run is recorded and the pool may be resized already: only finish it
+                return planned
+            return budget_as_planned(planned, self.rt.pool.budget_bytes, **self._machine())
+        return model_change_as_planned(subject.snapshot, plan.get("swap") or {}, aliases=self.rt.models.aliases())
 
+    def _machine(self) -> dict[str, Any]:
+        from edgecrew.models.probe import PsutilProbe
+
+        return {"machine": PsutilProbe().total_memory(), "remote": self.rt.settings.cluster_enabled}
+
+    def _change(
+        self, incident: IncidentRecord, subject: _Subject, action: str, params: dict[str, Any]
+    ) -> ModelChange | BudgetChange:
+        """What ``action`` changes in the failed team (raises Unfit saying why it cannot)."""
+        if action == "change_memory_budget":
             wanted = int(params.get("memory_bytes") or 0) or None
-            machine = PsutilProbe().total_memory()
-            remote = self.rt.settings.cluster_enabled
-            return snapshot, task, budget_change(self.rt.pool.budget_bytes, wanted, machine=machine, remote=remote)
-        failing: str | None = None
-        failed: list[str] = []
-        if run_id is not None:
-            failing = next((s.agent for s in reversed(self.rt.store.steps(run_id)) if s.error), None)
-            events = self.rt.store.events(run_id, limit=5000)
-            failed = failed_models([e.payload for e in events if isinstance(e.payload, ModelCalled)])
+            return budget_change(self.rt.pool.budget_bytes, wanted, **self._machine())
+        failing, failed = self._failure(incident, subject.run_id)
         models = self.rt.models
-        change = model_change(
-            snapshot,
+        return model_change(
+            subject.snapshot,
             action,
             str(params.get("model") or "") or None,
             failing_agent=failing,
@@ -157,19 +221,37 @@ class Reruns:
             aliases=models.aliases(),
             candidates=models.candidates,
         )
-        return change.snapshot, task, change
 
-    def _subject_team(self, incident: IncidentRecord) -> tuple[dict[str, Any], str, str | None]:
-        """The failed team's recorded snapshot, its task and its run (a team job that never started a
-        run: its team as it is now, and no run)."""
+    def _failure(self, incident: IncidentRecord, run_id: str | None) -> tuple[str | None, list[str]]:
+        """The failing agent and the models that failed: the diagnosis' (a run's incident), else read
+        from the team job's run."""
+        diagnosis = incident.diagnosis
+        if "failing_agent" in diagnosis:
+            return diagnosis.get("failing_agent"), list(diagnosis.get("failed_models") or [])
+        if run_id is None:
+            return None, []
+        events = self.rt.store.events(run_id, limit=5000)
+        failing = next(
+            (e.agent for e in reversed(events) if isinstance(e.payload, StepFinished) and e.payload.error),
+            None,
+        )
+        return failing, failed_models([e.payload for e in events if isinstance(e.payload, ModelCalled)])
+
+    def _subject_team(self, incident: IncidentRecord) -> _Subject:
+        """The failed team's recorded snapshot, its task, its run and that run's project (a team job that
+        never started a run: its team as it is now, and no run)."""
+        run_id: str | None = None
         if incident.subject_type == "run":
-            run = self.rt.store.get_run(incident.subject)
-            return run.spec, run.task, run.id
-        job = incident.diagnosis.get("job") or {}
-        if incident.subject_type != "job" or job.get("kind") != "team":
-            what = "a command" if incident.subject_type == "job" else f"a {incident.subject_type}"
-            raise Unfit(f"{incident.subject_type} {incident.subject} is {what}, not a team run: it has no model")
-        if job.get("run_id"):
-            run = self.rt.store.get_run(str(job["run_id"]))
-            return run.spec, run.task, run.id
-        return dict(self.rt.load_named_team(str(job["team"])).raw), str(job["task"]), None
+            run_id = incident.subject
+        else:
+            job = incident.diagnosis.get("job") or {}
+            if incident.subject_type != "job" or job.get("kind") != "team":
+                what = "a command" if incident.subject_type == "job" else f"a {incident.subject_type}"
+                raise Unfit(f"{incident.subject_type} {incident.subject} is {what}, not a team run: it has no model")
+            if not job.get("run_id"):
+                return _Subject(dict(self.rt.load_named_team(str(job["team"])).raw), str(job["task"]), None, None)
+            run_id = str(job["run_id"])
+        from edgecrew.projects import ProjectService
+
+        run = self.rt.store.get_run(run_id)
+        return _Subject(run.spec, run.task, run.id, ProjectService.of(self.rt).project_id_of_run(run.id))

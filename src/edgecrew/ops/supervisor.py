@@ -42,6 +42,7 @@ from edgecrew.domain.sizes import parse_size
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import EdgecrewError, NotFoundError, ToolError
+from edgecrew.models.probe import mib
 from edgecrew.ops.incidents import (
     ACTION_SCHEMA,
     AWAIT_RECOVERY,
@@ -62,6 +63,7 @@ from edgecrew.ops.incidents import (
     write_regression,
 )
 from edgecrew.ops.periodic import Periodic
+from edgecrew.ops.remedies import Unfit
 from edgecrew.ops.reruns import Reruns, changes_team
 from edgecrew.store.incidents import IncidentEvent, IncidentRecord, IncidentStore
 
@@ -360,17 +362,24 @@ class Supervisor:
             return replace(decision, params={"memory_bytes": max(wanted, current + 2**20)})
         if action == "change_memory_budget" and params.get("memory_mb"):
             decision = replace(decision, params={"memory_bytes": int(params["memory_mb"]) * 2**20})
-        why_not = self._cannot_apply(incident, decision.action, decision.params)
+        if changes_team(incident, decision.action) and decision.action not in _ACTIONS:
+            try:  # planned once, here: the approval shows this plan and the apply step applies it
+                plan = self.reruns.plan(incident, decision.action, decision.params)
+            except (Unfit, EdgecrewError) as exc:
+                why_not: str | None = str(exc)
+            else:
+                return replace(decision, params={**decision.params, "plan": plan})
+        else:
+            why_not = self._cannot_apply(incident, decision.action)
         if why_not:  # escalate now rather than ask a person to approve what cannot be applied
             return replace(decision, action="escalate", reason=f"the model chose {decision.action}, but {why_not}")
         return decision
 
-    def _cannot_apply(self, incident: IncidentRecord, action: str, params: dict[str, Any] | None = None) -> str | None:
-        """Why ``action`` cannot be applied to this incident here (None: it can)."""
+    def _cannot_apply(self, incident: IncidentRecord, action: str) -> str | None:
+        """Why ``action`` (one that does not change the team) cannot be applied to this incident here
+        (None: it can)."""
         if action == "escalate" or action in _ACTIONS:
             return None
-        if changes_team(incident, action):
-            return self.reruns.why_not(incident, action, params or {})
         if action in ("retry", "retry_with_more_memory", "change_memory_budget"):
             ok = incident.subject_type in ("job", "run")
             return None if ok else f"a {incident.subject_type} cannot be run again ({incident.subject})"
@@ -404,7 +413,9 @@ class Supervisor:
         wait for, or None when the action is done. A follow-up run is recorded, not started: the
         incident's workflow starts it. Raises ToolError when the action cannot be applied."""
         incident = await asyncio.to_thread(self.store.get, incident_id)
-        attempt = incident.attempts + 1
+        if await asyncio.to_thread(self._applied, incident_id):  # a replayed step (or tool call)
+            return incident.follow_up
+        attempt = incident.attempts + 1  # raised only with the "applied" event: the same on a replay
         params = dict(decision.params)
         follow_up: str | None
         if decision.action in _ACTIONS:
@@ -433,6 +444,11 @@ class Supervisor:
         )
         return follow_up
 
+    def _applied(self, incident_id: str) -> bool:
+        """Whether the incident's last decision was applied already."""
+        kinds = [e.kind for e in self.store.events(incident_id) if e.kind in ("decided", "applied")]
+        return bool(kinds) and kinds[-1] == "applied"
+
     def _cancel_subject(self, incident: IncidentRecord) -> str | None:
         if incident.subject_type == "job":
             self._ops.jobs.cancel(incident.subject, by=f"supervisor:{incident.id}")
@@ -458,7 +474,9 @@ class Supervisor:
             run = await RunService(self.rt).follow(ident)
             if run.status == RunStatus.SUCCEEDED:
                 return Followed(True, f"its retry, run {ident}, succeeded")
-            return Followed(False, f"its retry, run {ident}, {run.status.value}: {run.error or ''}".strip(": "))
+            reason = f"its retry, run {ident}, {run.status.value}: {run.error or ''}".strip(": ")
+            restored = await asyncio.to_thread(self.reruns.restore, incident)
+            return Followed(False, f"{reason} ({restored})" if restored else reason)
         jobs = self._ops.jobs
         while not (job := await asyncio.to_thread(jobs.store.get, ident)).finished:
             await asyncio.sleep(FOLLOW_POLL_S)
@@ -571,6 +589,11 @@ class Supervisor:
             f"Apply {incident.action} to incident {incident.id} ({incident.title[:120]}): "
             f"{(incident.reason or '')[:300]}"
         )
+        params = incident.action_params or {}
+        if plan := params.get("plan"):  # what will change, as planned when it was decided
+            task += f"\nChange: {plan['change']}"
+        elif params.get("memory_bytes"):
+            task += f"\nChange: run it again with {mib(int(params['memory_bytes']))} of memory"
         started = RunService(self.rt).record(
             TeamName(ACTION_TEAM),
             task,

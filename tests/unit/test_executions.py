@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
 
+import psutil
 import pytest
 
 from edgecrew.errors import ConflictError, ToolError, UserError
@@ -17,8 +18,9 @@ from edgecrew.store.repo import open_store
 from edgecrew.store.tasks import TaskStore
 from edgecrew.tasks import ExecutionService, parse_checks, parse_limits, register_task_tools
 from edgecrew.tasks.checks import read_metrics
+from edgecrew.tasks.executions import FLUSH_S, _Logs
 from edgecrew.tools.base import ToolContext, ToolRegistry
-from edgecrew.tools.sandbox import SandboxLimits, sandbox_tier
+from edgecrew.tools.sandbox import SandboxLimits, SandboxResult, sandbox_tier
 
 ME = f"{socket.gethostname()}:1:1"  # this process, as the service is told
 DEAD = f"{socket.gethostname()}:999999:1"  # a process that is gone
@@ -206,6 +208,57 @@ async def test_the_sandbox_limits_of_the_task_apply_and_are_named(tasks: TaskSto
     assert record.reason == "the program: killed by the sandbox: wall (ran past its 1s wall-clock limit)"
 
 
+def open_under(folder: Path) -> list[str]:
+    """The files under ``folder`` that this process holds open."""
+    return [f.path for f in psutil.Process().open_files() if Path(f.path).is_relative_to(folder)]
+
+
+def ended(stdout: str, stderr: str = "") -> SandboxResult:
+    return SandboxResult(stdout, stderr, 0, 0.5, False, None, False, [], "process")
+
+
+async def test_the_live_log_gathers_output_and_writes_it_within_a_tenth_of_a_second(tmp_path: Path) -> None:
+    logs = _Logs(tmp_path / "logs", "out.log", "err.log")
+    out, err = tmp_path / "logs" / "out.log", tmp_path / "logs" / "err.log"
+    await logs.header("io check 1")
+    for i in range(2000):  # a program printing short flushed lines: told line by line, on the loop
+        logs.live("stdout", f"{i}\n".encode())
+    assert out.read_text() == "[edgecrew] io check 1\n"  # gathered, not one write per line
+    await asyncio.sleep(FLUSH_S * 3)
+    lines = "".join(f"{i}\n" for i in range(2000))
+    assert out.read_text() == "[edgecrew] io check 1\n" + lines  # while the process still runs
+    assert sorted(open_under(tmp_path)) == sorted([str(out), str(err)])  # kept open for the process's life
+    await logs.output(ended(lines))
+    assert out.read_text() == "[edgecrew] io check 1\n" + lines + "[edgecrew] exit 0 in 0.500s (sandbox: process)\n"
+    assert err.read_text() == "[edgecrew] io check 1\n[edgecrew] exit 0 in 0.500s (sandbox: process)\n"
+    assert open_under(tmp_path) == []
+
+
+async def test_output_writes_once_what_the_live_log_missed_when_the_listener_stopped(tmp_path: Path) -> None:
+    """The sandbox stops telling a listener that raised; ``output()`` writes the rest from the result,
+    sliced at the characters already written (a character split across reads counts once)."""
+    logs = _Logs(tmp_path, "out.log", "err.log")
+    full = "first\nsecond é\nthird"
+    note = "\n[edgecrew: output truncated, 10 more bytes not shown]\n"
+    await logs.header("the program")
+    data = full.encode()
+    logs.live("stdout", data[:14])  # up to the first byte of "é", which the decoder holds back
+    await asyncio.sleep(FLUSH_S * 3)
+    assert (tmp_path / "out.log").read_text() == "[edgecrew] the program\nfirst\nsecond "
+    logs.live("stderr", b"warn")  # gathered, not yet written when the listener stops
+    await logs.output(ended(full + note, "warn"))
+    out = (tmp_path / "out.log").read_text()
+    assert out == f"[edgecrew] the program\n{full}{note}[edgecrew] exit 0 in 0.500s (sandbox: process)\n"
+    err = (tmp_path / "err.log").read_text()
+    assert err == "[edgecrew] the program\nwarn\n[edgecrew] exit 0 in 0.500s (sandbox: process)\n"  # ends a line
+
+    await logs.header("test check")  # the next process appends after it, counting from 0 again
+    logs.live("stdout", b"ok\n")
+    logs.close()  # cancelled before its output: what was gathered is written, the files are closed
+    assert (tmp_path / "out.log").read_text() == out + "[edgecrew] test check\nok\n"
+    assert open_under(tmp_path) == []
+
+
 async def test_cancel_kills_a_running_execution(tasks: TaskStore, service: ExecutionService) -> None:
     task_id = version(tasks, "import time\nprint('started', flush=True)\ntime.sleep(30)\n", limits={"wall_s": 30})
     record = await service.start(task_id, 1)
@@ -221,6 +274,8 @@ async def test_cancel_kills_a_running_execution(tasks: TaskStore, service: Execu
     assert cancelled.finished_at is not None and cancelled.result_id is None
     with pytest.raises(ConflictError, match="already ended"):
         await service.cancel(record.id)
+    log = tasks.files.logs_dir(task_id) / str(cancelled.stdout_log)
+    assert log.read_text() == "[edgecrew] the program\nstarted\n" and open_under(tasks.files.root) == []
 
 
 async def test_cancel_ends_a_queued_execution_before_it_starts(tasks: TaskStore) -> None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import codecs
+import contextlib
 import shutil
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TextIO, TypeVar
 
 from edgecrew.errors import ConflictError, UserError
 from edgecrew.store.tasks import UNFINISHED, ExecutionRecord, TaskStore
@@ -44,6 +45,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 TEST_FILE = "edgecrew_check_test.py"
 _UTF8 = codecs.getincrementaldecoder("utf-8")
+# The live log is written at most this often, or once this much output is gathered: a reader sees a
+# line within a tenth of a second, and a program printing many short lines costs a write per tenth.
+FLUSH_S, FLUSH_CHARS = 0.1, 64 * 1024
 # The program runs as itself: under its own file name, as __main__, with the work dir importable
 # (python -I leaves the script's folder off sys.path, and the launcher is the script here).
 PROGRAM = """\
@@ -319,6 +323,7 @@ class ExecutionService:
             await _off(_place_files, workdir, code.filename, data, checks)
             return await self._run_checks(code.filename, checks, limits, workdir, logs)
         finally:
+            logs.close()  # a cancel or an error between a header and its output leaves them open
             await _off(shutil.rmtree, work_root, True)
 
     async def _run_checks(
@@ -425,47 +430,134 @@ class ExecutionService:
 class _Logs:
     """The execution's stdout and stderr log files: edgecrew's line before each sandboxed process, the
     program's output as it prints it (what the sandbox keeps of it, so bounded as the result is), and a
-    line on how the process ended."""
+    line on how the process ended.
+
+    The two files stay open from a process's ``header()`` to its ``output()`` (``close()`` on a cancel or
+    an error). The output the sandbox tells ``live()`` on the event loop is gathered and written at most
+    every ``FLUSH_S`` or ``FLUSH_CHARS``: one small append to an open file, not a mkdir, open and close
+    per chunk, which a program printing short flushed lines would make thousands of times a second."""
 
     def __init__(self, folder: Path, stdout: str, stderr: str) -> None:
         self.paths = {"stdout": folder / stdout, "stderr": folder / stderr}
+        self._files: dict[str, TextIO] = {}
+        self._timer: asyncio.TimerHandle | None = None
         self._start()
 
     def _start(self) -> None:
         self._decoders = {stream: _UTF8("replace") for stream in self.paths}  # a read may end inside a character
         self._chars = dict.fromkeys(self.paths, 0)  # characters of this process's output written so far
         self._ends = dict.fromkeys(self.paths, "\n")
+        self._pending: dict[str, list[str]] = {stream: [] for stream in self.paths}
+        self._pending_chars = 0
 
     async def header(self, what: str) -> None:
+        self.close()
         self._start()
-        line = f"[edgecrew] {what}\n"
-        await _off(self._append, dict.fromkeys(self.paths, line))
+        self._files = await self._opened(dict.fromkeys(self.paths, f"[edgecrew] {what}\n"))
 
     def live(self, stream: str, data: bytes) -> None:
-        """The sandbox's output listener. It runs on the event loop (the sandbox calls it there, in
-        order): a small append, no fsync, so readers of the files see the output as it comes."""
+        """The sandbox's output listener, on the event loop: the text is written soon, by ``_flush``."""
         text = self._decoders[stream].decode(data)
-        if text:
-            self._append({stream: text})
-            self._chars[stream] += len(text)
-            self._ends[stream] = text[-1]
+        if not text or not self._files:
+            return
+        self._pending[stream].append(text)
+        self._pending_chars += len(text)
+        if self._pending_chars >= FLUSH_CHARS:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_S, self._flush)
+
+    def _flush(self) -> None:
+        """The gathered output into the open files, one write each, on the loop (the page cache takes
+        it; nothing waits on the disk). If that fails the live output stops, and ``output()`` writes
+        what it missed, as when the sandbox stops telling a listener that raised."""
+        self._cancel_timer()
+        self._pending_chars = 0
+        try:
+            for stream, parts in self._pending.items():
+                text = "".join(parts)
+                parts.clear()
+                if text:
+                    self._files[stream].write(text)
+                    self._files[stream].flush()
+                    self._chars[stream] += len(text)
+                    self._ends[stream] = text[-1]
+        except OSError:
+            self._shut()
 
     async def output(self, result: SandboxResult) -> None:
-        """What the live output did not carry (a character cut at the end, the note on output past the
-        limit; all of it if the listener stopped), then how the process ended."""
+        """What the live output did not write (a character cut at the end, the note on output past the
+        limit, what was still gathered; all of it if the listener stopped), then how the process ended;
+        the files are closed."""
+        self._cancel_timer()  # what was gathered is in ``result`` too, past ``_chars``
         killed = f", killed: {result.killed_reason}" if result.killed_reason else ""
         tail = f"[edgecrew] exit {result.exit_code} in {result.duration_s:.3f}s{killed} (sandbox: {result.tier})\n"
         texts = {}
         for stream, final in (("stdout", result.stdout), ("stderr", result.stderr)):
             rest = final[self._chars[stream] :]
             texts[stream] = rest + ("" if (rest[-1:] or self._ends[stream]) == "\n" else "\n") + tail
-        await _off(self._append, texts)
+        files, self._files = self._files, {}
+        await _off(_write_and_close, files or await self._opened({}), texts)  # reopened if the live path failed
 
-    def _append(self, texts: dict[str, str]) -> None:
+    def close(self) -> None:
+        """Write what was gathered and close the files: after a cancel or an error (a no-op once
+        ``output()`` has closed them)."""
+        if self._files:
+            self._flush()
+        self._shut()
+
+    def _shut(self) -> None:
+        self._cancel_timer()
+        files, self._files = self._files, {}
+        _close_all(files)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _opened(self, first: dict[str, str]) -> dict[str, TextIO]:
+        """The two files, opened off the loop for appending, ``first`` written; if the caller is
+        cancelled meanwhile, they are closed once open rather than left to the garbage collector."""
+        opening = asyncio.ensure_future(_off(self._open, first))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)
+            raise
+
+    def _open(self, first: dict[str, str]) -> dict[str, TextIO]:
         self.paths["stdout"].parent.mkdir(parents=True, exist_ok=True)
+        files: dict[str, TextIO] = {}
+        try:
+            for stream, path in self.paths.items():
+                files[stream] = path.open("a", encoding="utf-8")
+            for stream, line in first.items():
+                files[stream].write(line)
+                files[stream].flush()
+        except BaseException:
+            _close_all(files)
+            raise
+        return files
+
+
+def _write_and_close(files: dict[str, TextIO], texts: dict[str, str]) -> None:
+    try:
         for stream, text in texts.items():
-            with self.paths[stream].open("a", encoding="utf-8") as log:
-                log.write(text)
+            files[stream].write(text)
+    finally:
+        _close_all(files)
+
+
+def _close_all(files: dict[str, TextIO]) -> None:
+    for log in files.values():
+        with contextlib.suppress(OSError):
+            log.close()
+
+
+def _close_opened(opening: asyncio.Future[dict[str, TextIO]]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        _close_all(opening.result())
 
 
 def _place_files(workdir: Path, name: str, data: bytes, checks: TaskChecks) -> None:

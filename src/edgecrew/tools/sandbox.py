@@ -59,7 +59,8 @@ __all__ = [
 
 FLOOD_FACTOR = 16  # output past output_bytes is drained and dropped, up to this many times the cap, then killed
 # Told each piece of output as it is read ("stdout" or "stderr", the bytes), on the event loop: only the bytes
-# that are kept (the first output_bytes of a stream), so a listener sees no more than the result holds.
+# that are kept (the first output_bytes of a stream), so a listener sees no more than the result holds. It runs
+# between two reads of the pipe, so it must not block: no file I/O per call (gather, and write now and then).
 OutputListener = Callable[[Literal["stdout", "stderr"], bytes], None]
 
 

@@ -394,6 +394,10 @@ async def test_the_task_tools_drive_the_loop_to_the_best_version(
         await call("tasks.create", "generator", title="t", spec="s", limits={"wall_s": 0})
     with pytest.raises(ToolError, match="disk_mb"):
         await call("tasks.create", "generator", title="t", spec="s", limits={"disk_mb": 5})
+    for bad in ({"cpu_s": True}, {"memory_mb": "64"}, {"wall_s": float("inf")}, {"wall_s": float("nan")}):
+        with pytest.raises(ToolError, match=next(iter(bad))):  # the API's guards: one model for both
+            await call("tasks.create", "generator", title="t", spec="s", limits=bad)
+    assert schema["properties"]["limits"]["anyOf"][0]["properties"]["cpu_s"]["anyOf"][0]["exclusiveMinimum"] == 0
 
 
 async def test_finish_without_an_accepted_version_names_the_one_with_most_checks_passed(

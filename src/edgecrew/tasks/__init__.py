@@ -6,7 +6,7 @@ sits above the store and the tools and imports nothing from the engine, which le
 executor id and liveness check (``ExecutionService(tasks, executor=..., executor_alive=...)``).
 """
 
-from edgecrew.tasks.checks import IoCase, TaskChecks, TaskLimits, parse_checks, parse_limits
+from edgecrew.tasks.checks import IoCase, TaskChecks, TaskLimits, TaskLimitsJson, parse_checks, parse_limits
 from edgecrew.tasks.executions import ExecutionService, author_of
 from edgecrew.tasks.tools import TASK_TOOLS, register_task_tools
 from edgecrew.tasks.versions import add_version
@@ -17,6 +17,7 @@ __all__ = [
     "IoCase",
     "TaskChecks",
     "TaskLimits",
+    "TaskLimitsJson",
     "add_version",
     "author_of",
     "parse_checks",

@@ -2,7 +2,8 @@
 
 The store keeps both as plain JSON on the task row; this module is the one place that says what
 that JSON may be, so every writer (the agents' tools, the API, the CLI) validates the same way and
-reports every problem at once. Checks are an input/expected-output table (``io``: each input is
+reports every problem at once (the limits' shape is also one pydantic model, ``TaskLimitsJson``, that
+the API's bodies and the tools' arguments share). Checks are an input/expected-output table (``io``: each input is
 fed to the program on stdin, its stdout compared after trailing whitespace is stripped, a last
 line of metrics aside) and/or a
 Python ``test`` (stdlib only: plain asserts, unittest, or pytest-style ``test*`` functions and
@@ -16,7 +17,10 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from edgecrew.errors import UserError
 from edgecrew.tools.sandbox import SandboxLimits
@@ -63,6 +67,46 @@ class TaskChecks:
         if self.test:
             data["test"] = self.test
         return data
+
+
+def _no_text_or_bool(value: Any) -> Any:
+    if isinstance(value, str | bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+# An integer as JSON has it: ``true`` and ``"5"`` are refused (pydantic would take them), ``2.0`` is
+# taken, as JSON Schema calls it an integer (a strict int would refuse it). It goes after the bounds in
+# ``Annotated[int, Field(...), JSON_INT]``, or the schema loses them.
+JSON_INT = BeforeValidator(_no_text_or_bool)
+
+
+def _most(key: str) -> float:
+    return LIMIT_BOUNDS[key][1]
+
+
+class TaskLimitsJson(BaseModel):
+    """A task's sandbox limits as the API and the agents' tools take them, each optional (the defaults
+    otherwise): numbers within the bounds; true, text, infinity and NaN are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu_s: Annotated[int, Field(gt=0, le=_most("cpu_s")), JSON_INT] | None = Field(
+        None, description="CPU seconds per process."
+    )
+    wall_s: Annotated[float, Field(gt=0, le=_most("wall_s"), allow_inf_nan=False, strict=True)] | None = Field(
+        None, description="Wall-clock seconds per process."
+    )
+    memory_mb: Annotated[int, Field(gt=0, le=_most("memory_mb")), JSON_INT] | None = Field(
+        None, description="Address space per process, in MiB."
+    )
+    processes: Annotated[int, Field(gt=0, le=_most("processes")), JSON_INT] | None = Field(
+        None, description="Processes at once."
+    )
+
+    def parsed(self) -> TaskLimits:
+        """The limits as the task keeps them, checked as every writer checks them (a UserError)."""
+        return parse_limits(self.model_dump(exclude_none=True))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgecrew.errors import NotFoundError, ToolError, UserError
 from edgecrew.store.tasks import ExecutionRecord, TaskRecord, TaskStore
-from edgecrew.tasks.checks import LIMIT_BOUNDS, parse_checks, parse_limits
+from edgecrew.tasks.checks import TaskLimitsJson, parse_checks, parse_limits
 from edgecrew.tasks.executions import ExecutionService, author_of
 from edgecrew.tasks.versions import add_version
 from edgecrew.tools.base import ToolContext, ToolRegistry, as_tool_errors, spec_from_function
@@ -47,17 +47,6 @@ class IoCaseArg(BaseModel):
 
     input: str = Field(description="What the program reads on stdin.")
     expected: str = Field(description="What it must print (trailing whitespace is ignored).")
-
-
-class LimitsArg(BaseModel):
-    """The sandbox limits a task's versions run under, as a tool argument (each optional)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cpu_s: int | None = Field(None, gt=0, le=LIMIT_BOUNDS["cpu_s"][1], description="CPU seconds per process.")
-    wall_s: float | None = Field(None, gt=0, le=LIMIT_BOUNDS["wall_s"][1], description="Wall-clock seconds.")
-    memory_mb: int | None = Field(None, gt=0, le=LIMIT_BOUNDS["memory_mb"][1], description="Memory per process.")
-    processes: int | None = Field(None, gt=0, le=LIMIT_BOUNDS["processes"][1], description="Processes at once.")
 
 
 TaskId = Annotated[str, Field(min_length=1, max_length=64, description="The task's id (tasks.create returns it).")]
@@ -130,13 +119,13 @@ class _TaskTools:
             ),
         ] = None,
         limits: Annotated[
-            LimitsArg | None, Field(description="Sandbox limits for its versions (the defaults otherwise).")
+            TaskLimitsJson | None, Field(description="Sandbox limits for its versions (the defaults otherwise).")
         ] = None,
     ) -> dict[str, Any]:
         """Create a task with its spec, acceptance checks and sandbox limits; returns its task_id."""
         with as_tool_errors():
             checks = parse_checks({"io": [dict(c) for c in io or []], "test": test})
-            valid_limits = parse_limits(dict(limits) if limits else None).to_json()
+            valid_limits = parse_limits(dict(limits) if limits else None).to_json()  # a dict by now: the call dumps it
             team = self._team_of(ctx.run_id)  # the scoreboard counts tasks per team
             task = self.tasks.create(
                 title, spec, team, checks=checks.to_json(), limits=valid_limits, created_by=_author(ctx)

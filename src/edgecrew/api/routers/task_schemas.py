@@ -13,29 +13,22 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgecrew.api.shapes import Out, Page
 from edgecrew.store.taskfiles import LogFile
 from edgecrew.store.tasks import CodeRecord
-from edgecrew.tasks.checks import LIMIT_BOUNDS, MAX_IO_CASES, MAX_TEST_CHARS, MAX_TEXT_CHARS
+from edgecrew.tasks.checks import JSON_INT, MAX_IO_CASES, MAX_TEST_CHARS, MAX_TEXT_CHARS, TaskLimitsJson
 
 TaskStatus = Literal["open", "in_progress", "done", "failed", "cancelled"]
 Verdict = Literal["accepted", "needs_changes", "rejected"]
-
-
-def _no_text_or_bool(value: Any) -> Any:
-    if isinstance(value, str | bool):
-        raise PydanticCustomError("int_type", "Input should be a valid integer")
-    return value
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]  # strict float still takes an int
 Version = Annotated[
     int,
     Field(ge=1, le=2**31 - 1, description="A code version number of this task."),
-    BeforeValidator(_no_text_or_bool),  # strict int would refuse 2.0, which JSON Schema calls an integer
+    JSON_INT,  # not true or "2"; 2.0 is an integer, as JSON Schema has it
 ]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 MetricName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")]
@@ -75,33 +68,12 @@ class TaskChecksBody(BaseModel):
     )
 
 
-def _bound(key: str) -> float:
-    return LIMIT_BOUNDS[key][1]
-
-
-class TaskLimitsBody(BaseModel):
-    """Sandbox limits of the task's executions; those left out keep the server's defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cpu_s: Annotated[int, Field(gt=0, le=_bound("cpu_s")), BeforeValidator(_no_text_or_bool)] | None = Field(
-        default=None, description="CPU seconds per process."
-    )
-    wall_s: Annotated[float, Field(gt=0, le=_bound("wall_s"), allow_inf_nan=False, strict=True)] | None = Field(
-        default=None, description="Wall-clock seconds per process."
-    )
-    memory_mb: Annotated[int, Field(gt=0, le=_bound("memory_mb")), BeforeValidator(_no_text_or_bool)] | None = Field(
-        default=None, description="Address space per process, in MiB."
-    )
-    processes: Annotated[int, Field(gt=0, le=_bound("processes")), BeforeValidator(_no_text_or_bool)] | None = None
-
-
 class TaskIn(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=20_000)
     team: str | None = Field(default=None, min_length=1, max_length=200, description="A team (GET /teams).")
     checks: TaskChecksBody | None = Field(default=None, description="What a code version must pass when it runs.")
-    limits: TaskLimitsBody | None = None
+    limits: TaskLimitsJson | None = None
 
 
 NULLABLE = ("team", "checks", "limits", "best_version")  # a null clears these
@@ -126,7 +98,7 @@ class TaskPatch(BaseModel):
     team: str | None = Field(default=None, min_length=1, max_length=200, description="null clears it.")
     status: TaskStatus | None = None
     checks: TaskChecksBody | None = Field(default=None, description="Replaces the checks; null removes them.")
-    limits: TaskLimitsBody | None = Field(default=None, description="Replaces the limits; null removes them.")
+    limits: TaskLimitsJson | None = Field(default=None, description="Replaces the limits; null removes them.")
     best_version: Version | None = Field(default=None, description="The version to keep; null clears it.")
 
     @model_validator(mode="after")
@@ -153,7 +125,7 @@ class TaskOut(Out):
     created_at: float
     updated_at: float
     checks: TaskChecksBody | None = Field(description="What a version must pass when it runs; null: none.")
-    limits: TaskLimitsBody | None = Field(description="Sandbox limits of its executions; null: the defaults.")
+    limits: TaskLimitsJson | None = Field(description="Sandbox limits of its executions; null: the defaults.")
     created_by: str | None = Field(description="Who created it (an API key's name, or agent@run).")
     best_version: int | None = Field(description="The version named best when the task was finished.")
 

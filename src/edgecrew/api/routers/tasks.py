@@ -40,7 +40,6 @@ from edgecrew.api.routers.task_schemas import (
     TaskChecksBody,
     TaskId,
     TaskIn,
-    TaskLimitsBody,
     TaskOut,
     TaskPage,
     TaskPatch,
@@ -51,7 +50,7 @@ from edgecrew.api.routers.task_schemas import (
 from edgecrew.api.shapes import Limit, Offset, Page
 from edgecrew.errors import NotFoundError, UserError
 from edgecrew.store.tasks import TaskStore
-from edgecrew.tasks.checks import parse_checks, parse_limits
+from edgecrew.tasks.checks import TaskLimitsJson, parse_checks
 
 router = APIRouter(tags=["tasks"], responses=PROBLEM_RESPONSES)
 
@@ -103,11 +102,11 @@ def _checks(body: TaskChecksBody | None) -> dict[str, Any] | None:
         raise _invalid("checks", str(exc)) from None
 
 
-def _limits(body: TaskLimitsBody | None) -> dict[str, Any] | None:
+def _limits(body: TaskLimitsJson | None) -> dict[str, Any] | None:
     if body is None:
         return None
     try:
-        return parse_limits(body.model_dump(exclude_none=True)).to_json()
+        return body.parsed().to_json()
     except UserError as exc:
         raise _invalid("limits", str(exc)) from None
 

@@ -183,6 +183,22 @@ def test_uploads_by_multipart_and_text_sanitize_names_and_keep_bytes(
     assert [v["version"] for v in client.get(f"/tasks/{tid}/code", headers=ro).json()] == [1, 2, 3, 4]
 
 
+def test_an_upload_moves_an_open_task_to_in_progress_as_the_cli_and_the_tool_do(
+    client: TestClient, rw: dict[str, str], ro: dict[str, str]
+) -> None:
+    def status() -> str:
+        return str(client.get(f"/tasks/{tid}", headers=ro).json()["status"])
+
+    tid = new_task(client, rw)["id"]
+    problem_of(upload(client, rw, tid, b""), 400)
+    assert status() == "open"  # a refused upload changes nothing
+    assert upload(client, rw, tid).status_code == 201
+    assert status() == "in_progress"
+    client.patch(f"/tasks/{tid}", json={"status": "done"}, headers=rw)
+    as_json = client.post(f"/tasks/{tid}/code", json={"filename": "b.py", "content": "x = 2\n"}, headers=rw)
+    assert as_json.status_code == 201 and status() == "done"  # only an open task moves
+
+
 def test_a_failed_upload_leaves_earlier_versions_intact_and_uses_no_number(
     client: TestClient, rw: dict[str, str], ro: dict[str, str], edgecrew_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,7 +387,7 @@ def test_stats_counts_and_averages(client: TestClient, rw: dict[str, str], ro: d
     stats = client.get("/stats", headers=ro).json()
     assert stats == {
         "tasks": 3,
-        "tasks_by_status": {"open": 1, "in_progress": 0, "done": 1, "failed": 0, "cancelled": 1},
+        "tasks_by_status": {"open": 0, "in_progress": 1, "done": 1, "failed": 0, "cancelled": 1},  # a has code
         "code_versions": 2,
         "results": 3,
         "messages": 1,

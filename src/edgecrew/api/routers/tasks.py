@@ -51,6 +51,7 @@ from edgecrew.api.shapes import Limit, Offset, Page
 from edgecrew.errors import NotFoundError, UserError
 from edgecrew.store.tasks import TaskStore
 from edgecrew.tasks.checks import TaskLimitsJson, parse_checks
+from edgecrew.tasks.versions import add_version
 
 router = APIRouter(tags=["tasks"], responses=PROBLEM_RESPONSES)
 
@@ -173,7 +174,8 @@ def update_task(task_id: TaskId, body: TaskPatch, tasks: Tasks, rt: RuntimeDep, 
 )
 async def upload_code(task_id: TaskId, request: Request, tasks: Tasks, principal: StartRuns) -> JSONResponse:
     """Upload the next code version: ``multipart/form-data`` with a ``file`` part (and optional
-    ``filename``, ``author`` fields), or JSON ``{filename, content, author}``. Versions count 1, 2, 3…"""
+    ``filename``, ``author`` fields), or JSON ``{filename, content, author}``. Versions count 1, 2, 3…;
+    adding one moves an ``open`` task to ``in_progress``, as the CLI and the agents' tool do."""
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind == "multipart/form-data":
         async with request.form(max_files=1, max_fields=16) as form:
@@ -203,7 +205,7 @@ async def upload_code(task_id: TaskId, request: Request, tasks: Tasks, principal
         raise HTTPException(
             415, "send the code as multipart/form-data (a 'file' part) or as application/json {filename, content}"
         )
-    record = await asyncio.to_thread(tasks.add_code, task_id, filename, data, author or principal.name)
+    record = await asyncio.to_thread(add_version, tasks, task_id, filename, data, author or principal.name)
     return _created(CodeOut.of(record), f"/tasks/{record.task_id}/code/{record.version}")
 
 

@@ -95,8 +95,11 @@ def run(
         recovery = await svc.recover()
         if not as_json:
             _report_recovery(recovery)
+        # Asked before the run is queued: a worker that starts meanwhile would take it, not make it wait.
+        warning = _no_worker_warning(svc.rt)
         started = await svc.start(ref, task, project=works_in)
-        _warn_when_no_worker(svc.rt)
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
         if as_json:
             done = await svc.finish(started)
         else:
@@ -110,15 +113,13 @@ def run(
     raise typer.Exit(arun(body))
 
 
-def _warn_when_no_worker(rt: Any) -> None:
-    """On a cluster, a run waits on the queue for a worker: say so on stderr when none is alive."""
+def _no_worker_warning(rt: Any) -> str | None:
+    """On a cluster, a run waits on the queue for a worker: what to say on stderr when none is alive."""
     if not rt.settings.cluster_enabled:
-        return
+        return None
     from edgecrew.cluster import ClusterService
 
-    warning = ClusterService.of(rt).no_worker_warning()
-    if warning:
-        typer.echo(f"warning: {warning}", err=True)
+    return ClusterService.of(rt).no_worker_warning()
 
 
 def _report_recovery(recovery: Any) -> None:

@@ -28,8 +28,8 @@ models:
   fake:
     backend: scripted
     replies_by_agent:
-      planner: [{{json: {{steps: {PLAN}}}, delay: 1.0}}]
-      op: [{{tool: note, args: {{text: the sky is blue}}, delay: 1.0}}, {{text: "saved it", delay: 1.5}}]
+      planner: [{{json: {{steps: {PLAN}}}, delay: 3.0}}]
+      op: [{{tool: note, args: {{text: the sky is blue}}, delay: 1.0}}, {{text: "saved it", delay: 3.0}}]
 plugins: [tools.py]
 """
 TOOLS = '''

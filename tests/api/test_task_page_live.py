@@ -29,8 +29,8 @@ GENERATED = {
 }
 WRONG = "import sys\na, b = map(int, sys.stdin.read().split())\nprint(a - b)\n"
 RIGHT = "import sys\na, b = map(int, sys.stdin.read().split())\nprint(a + b)\n"
-FIRST_CODER_DELAY_S = 1.0  # the live test's page is read before v1 exists
-SECOND_CODER_DELAY_S = 3.0  # and the first verdict arrives while the coder "thinks" about v2
+FIRST_CODER_DELAY_S = 3.0  # the live test's page is read before v1 exists
+SECOND_CODER_DELAY_S = 4.0  # and the first verdict arrives while the coder "thinks" about v2
 
 
 def loop_project(first_delay: float = 0.0, second_delay: float = 0.0) -> str:

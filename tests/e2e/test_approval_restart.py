@@ -50,7 +50,7 @@ def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.Comp
 
 
 def wait_pending(env: dict[str, str]) -> dict[str, object]:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # each look starts the CLI: seconds apiece on a loaded box
     while time.monotonic() < deadline:
         done = cli(env, "approvals", "list", "--json")
         assert done.returncode == 0, done.stdout + done.stderr

@@ -20,7 +20,7 @@ def test_cancel_from_another_process_stops_the_run(project_dir: Path, edgecrew_h
           slow:
             backend: scripted
             record: calls.jsonl
-            delay: 3.0   # long enough that two CLI starts (list, cancel) fit inside the run on a busy box
+            delay: 6.0   # long enough that two CLI starts (list, cancel) fit inside the run on a busy box
             replies: ["one", "two", "three"]
     """,
     )
@@ -46,7 +46,7 @@ def test_cancel_from_another_process_stops_the_run(project_dir: Path, edgecrew_h
         text=True,
     )
     calls = project_dir / "calls.jsonl"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     while not (calls.exists() and calls.read_text().count('"start"') >= 1):
         assert time.monotonic() < deadline and proc.poll() is None, "run did not start"
         time.sleep(0.05)
@@ -56,15 +56,16 @@ def test_cancel_from_another_process_stops_the_run(project_dir: Path, edgecrew_h
         capture_output=True,
         text=True,
         check=True,
+        timeout=120,
     )
     run_id = json.loads(listed.stdout)[0]["id"]
     cancel = subprocess.run(
-        [sys.executable, "-m", "edgecrew", "cancel", run_id], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "edgecrew", "cancel", run_id], env=env, capture_output=True, text=True, timeout=120
     )
     assert cancel.returncode == 0, cancel.stdout + cancel.stderr
     assert "cancelled" in cancel.stdout
     started_before_cancel_returned = calls.read_text().count('"start"')
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1, out
     result = json.loads(out.strip().splitlines()[-1])
     assert result["status"] == "cancelled"

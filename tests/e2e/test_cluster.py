@@ -32,7 +32,7 @@ from tests.workers import start_worker, stop_workers
 
 pytestmark = pytest.mark.skipif(not pg.available(), reason="needs the Debian postgresql server binaries")
 
-LEASE_S = 3.0
+LEASE_S = 6.0  # a worker starved a few seconds on a loaded 2-core box must not be declared dead
 
 PROJECT = """
 models:

@@ -97,7 +97,7 @@ def _lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _wait_for(predicate, proc: subprocess.Popen[str], what: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(predicate, proc: subprocess.Popen[str], what: str, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

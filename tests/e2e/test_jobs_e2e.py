@@ -127,7 +127,13 @@ def test_a_running_job_whose_server_dies_is_interrupted_and_never_started_again(
     try:
         script = f"echo start >> {log}; sleep 15; echo end >> {log}"  # outlives the restart
         _cli(env, "jobs", "submit", "--", "sh", "-c", script)
-        _wait(lambda: log.exists() and "start" in log.read_text(), "the command to start", first)
+        # Its pid is stored a commit after the command starts: killed before that, the next server
+        # could not know the command still runs.
+        _wait(
+            lambda: log.exists() and "start" in log.read_text() and _job(edgecrew_home)["pid"] is not None,
+            "the command to start",
+            first,
+        )
         assert _job(edgecrew_home)["state"] == "running"
     finally:
         _kill(first)

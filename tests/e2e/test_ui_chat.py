@@ -39,7 +39,7 @@ PROJECT = f"""
 models:
   chatty:
     backend: scripted
-    replies: [{{text: "{REPLY}", delay: 4}}]
+    replies: [{{text: "{REPLY}", delay: 6}}]
   gated:
     backend: scripted
     replies: [{{tool: deploy, args: {{target: prod}}, text: "the fix must ship"}}, "shipped"]

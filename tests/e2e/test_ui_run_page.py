@@ -40,7 +40,7 @@ models:
     record: {{record}}
     replies_by_agent:
       planner: [{{json: {{steps: [draft it, check it]}}, delay: 0.3}}]
-      writer: [{{text: "{LONG}", delay: 6.0}}, {{text: "the second draft", delay: 0.3}}]
+      writer: [{{text: "{LONG}", delay: 9.0}}, {{text: "the second draft", delay: 0.3}}]
       critic: [{{json: {{verdict: revise, notes: too long}}, delay: 0.3}}, {{json: {{verdict: approve}}, delay: 0.3}}]
 """
 
@@ -61,7 +61,7 @@ graph:
 def live(project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, Path]]:
     record = tmp_path / "calls.jsonl"
     project = PROJECT.replace("{record}", str(record))
-    project = project.replace("replies_by_agent:\n", "replies_by_agent:\n      first: [{text: done, delay: 8.0}]\n")
+    project = project.replace("replies_by_agent:\n", "replies_by_agent:\n      first: [{text: done, delay: 12.0}]\n")
     write(project_dir / "edgecrew.yaml", project)
     write(project_dir / "teams" / "trio.yaml", TRIO)
     write(project_dir / "teams" / "slow.yaml", SLOW)

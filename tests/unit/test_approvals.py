@@ -112,11 +112,11 @@ async def test_waiting_for_a_person_does_not_count_toward_the_agent_time_limit(p
     calls: list[str] = []
     # The reply after the tool takes half the agent's limit: its model call must be given the time
     # the agent has left of its own, not what is left after the person's wait.
-    replies = [{"tool": "deploy", "args": {"target": "prod"}}, {"text": "done", "delay": 0.5}]
-    rt, _, run_id, handle, model = await start(project_dir, "", replies, calls, timeout_s=1)
+    replies = [{"tool": "deploy", "args": {"target": "prod"}}, {"text": "done", "delay": 1.0}]
+    rt, _, run_id, handle, model = await start(project_dir, "", replies, calls, timeout_s=2)
     approvals = ApprovalService(rt)
     [pending] = await wait_for_pending(approvals)
-    await asyncio.sleep(3)  # the person takes three times the agent's whole time limit
+    await asyncio.sleep(4)  # the person takes twice the agent's whole time limit
     approvals.approve(pending.id)
     await handle.get_result()
     run = rt.store.get_run(run_id)

@@ -340,14 +340,14 @@ async def test_approval_policies_ask_every_call_once_per_tool_or_never() -> None
 
 async def test_time_waiting_for_a_person_is_left_out_of_the_turn_clock() -> None:
     async def slow_person(agent: AgentSpec, call: ToolCall) -> bool:
-        await asyncio.sleep(0.08)
+        await asyncio.sleep(0.25)
         return True
 
     # two waits, together longer than the agent's whole limit
-    result, io = await turn(deployer(timeout_s=0.15), ships("a", "b"), [RISKY], approve=slow_person)
+    result, io = await turn(deployer(timeout_s=0.45), ships("a", "b"), [RISKY], approve=slow_person)
     assert (result.outcome, result.error, result.tool_calls) == (Outcome.FINAL, None, 2)
-    assert all(c.observation.waited_s >= 0.08 for c in io.tool_calls)
-    assert io.model_calls[-1].timeout_s > 0.05  # what the agent has left of its own time, waits left out
+    assert all(c.observation.waited_s >= 0.25 for c in io.tool_calls)
+    assert io.model_calls[-1].timeout_s > 0.15  # what the agent has left of its own time, waits left out
 
 
 def test_fake_tools_accept_functions_and_specs() -> None:

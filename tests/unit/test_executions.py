@@ -262,11 +262,18 @@ async def test_output_writes_once_what_the_live_log_missed_when_the_listener_sto
 async def test_cancel_kills_a_running_execution(tasks: TaskStore, service: ExecutionService) -> None:
     task_id = version(tasks, "import time\nprint('started', flush=True)\ntime.sleep(30)\n", limits={"wall_s": 30})
     record = await service.start(task_id, 1)
-    for _ in range(100):
-        if service.get(record.id).status == "running":
-            break
+    # Inside the sandbox once its first line is in the live log (the row says running earlier: the
+    # launcher and the program still have to start, seconds on a loaded machine).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        current = service.get(record.id)
+        if current.stdout_log:
+            live = tasks.files.logs_dir(task_id) / str(current.stdout_log)
+            if live.exists() and "started\n" in live.read_text():
+                break
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)  # inside the sandbox by now
+    else:
+        pytest.fail(f"the program never printed its first line: {service.get(record.id)}")
     started = time.monotonic()
     cancelled = await service.cancel(record.id)
     assert time.monotonic() - started < 10

@@ -76,7 +76,8 @@ async def test_a_running_command_is_cancelled_with_its_process_tree(served: JobS
     marker = project_dir / "started"
     job = await served.submit(argv=["sh", "-c", f"touch {marker}; sleep 60 & wait"])
     deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline:
+    # The command starts before its pid is stored (one commit later): wait for both.
+    while not (marker.exists() and served.get(job.id).pid is not None) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     running = served.get(job.id)
     assert running.state == "running" and running.pid is not None

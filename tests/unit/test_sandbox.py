@@ -128,8 +128,9 @@ async def test_the_output_listener_hears_the_output_as_it_is_printed_and_only_wh
 async def test_timeout_keeps_partial_output(tmp_path: Path) -> None:
     code = "import time\nprint('started')\ntime.sleep(60)"
     started = time.monotonic()
-    result = await run_sandboxed("python", code, workdir=tmp_path / "w", limits=SandboxLimits(wall_s=1))
-    assert time.monotonic() - started < 2
+    # 3 s: the launcher and the program start (two interpreters) well inside it on a loaded machine.
+    result = await run_sandboxed("python", code, workdir=tmp_path / "w", limits=SandboxLimits(wall_s=3))
+    assert time.monotonic() - started < 30  # killed at its limit, long before the program's own end
     assert result.stdout == "started\n"
     assert result.timed_out and result.killed_reason == "wall" and result.exit_code == -signal.SIGKILL
 
@@ -141,14 +142,14 @@ async def test_the_code_tools_take_their_limits_from_the_settings(
     from edgecrew.tools.base import ToolContext, ToolRegistry
     from edgecrew.tools.builtins import code as code_tools
 
-    monkeypatch.setenv("EDGECREW_SANDBOX_WALL_S", "1")
+    monkeypatch.setenv("EDGECREW_SANDBOX_WALL_S", "3")  # room for two interpreters to start under load
     monkeypatch.setenv("EDGECREW_SANDBOX_MEMORY", "256MiB")
     reset_settings()
     assert code_tools.sandbox_limits().memory_bytes == 256 * MiB
     registry = ToolRegistry()
     code_tools.register(registry)
     spec = registry.find("python.run")
-    assert spec is not None and spec.timeout_s == 1 + code_tools.SANDBOX_MARGIN_S
+    assert spec is not None and spec.timeout_s == 3 + code_tools.SANDBOX_MARGIN_S
     ctx = ToolContext(run_id="r", agent="a", workspace=tmp_path)
     result = await code_tools.python_run("import time\nprint('started')\ntime.sleep(30)", ctx)
     assert result["timed_out"] and result["killed"] == "wall" and result["stdout"] == "started\n"
@@ -255,7 +256,7 @@ async def test_cancelling_the_call_kills_everything(tier: SandboxTier, ctx: Ctx)
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(run_sandboxed("python", code, workdir=ctx.workdir, tier=tier), timeout=0.5)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 20  # the cancel's clean-up, not the program's 60 s
     assert survivors(ctx.name) == []
     assert set(Path(tempfile.gettempdir()).glob("edgecrew-sandbox-*")) <= rundirs  # cleaned up
 

@@ -434,3 +434,28 @@ def test_the_cli_says_what_is_wrong_with_a_job(jobs: JobService, args: list[str]
 
     result = CliRunner().invoke(app, ["jobs", "submit", *args])
     assert result.exit_code == 1 and says in " ".join(result.output.split()), result.output
+
+
+def test_a_command_whose_pid_was_never_recorded_is_found_by_its_job_id() -> None:
+    """A server killed between starting a command and recording its pid: the next one finds the command
+    by the EDGECREW_JOB_ID it was given (the leader of its own group), and nothing for another job."""
+    import os
+    import subprocess
+    import types
+
+    from edgecrew.ops.jobs import _alive, _command_of
+
+    env = {**os.environ, "EDGECREW_JOB_ID": "jorphan"}
+    proc = subprocess.Popen(["sh", "-c", "sleep 30 & wait"], env=env, start_new_session=True)
+    try:
+        lost = types.SimpleNamespace(id="jorphan", pid=None, pid_started=None, argv=["sh"])
+        deadline = time.monotonic() + 30
+        while (found := _command_of(lost))[0] is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # its environment is readable once it has started
+        pid, started = found
+        assert pid == proc.pid and started is not None and _alive(pid, started)
+        assert _command_of(types.SimpleNamespace(id="jother", pid=None, pid_started=None, argv=["sh"])) == (None, None)
+        assert _command_of(types.SimpleNamespace(id="jorphan", pid=None, pid_started=None, argv=None)) == (None, None)
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()

@@ -321,8 +321,9 @@ class JobService:
             with contextlib.suppress(ConflictError, NotFoundError):
                 RunService(self.rt).cancel(job.run_id)
         if job.state == "cancelling" and job.executor and not executor_alive(job.executor):
-            if job.pid is not None and _alive(job.pid, job.pid_started):
-                _signal_group(job.pid, signal.SIGKILL)  # nobody watches it any more
+            pid, started = _command_of(job)
+            if pid is not None and _alive(pid, started):
+                _signal_group(pid, signal.SIGKILL)  # nobody watches it any more
             self.store.transition(job_id, RUNNING, "cancelled", {"by": who}, state="cancelled",
                                   reason=f"cancelled by {who}", finished_at=now)  # fmt: skip
         return self.store.get(job_id)
@@ -545,12 +546,13 @@ class JobService:
     async def _interrupted(self, job: JobRecord) -> None:
         """A job whose launch a dead process recorded: never started again. A command that outlived
         that process is waited for (and stopped when cancelled), then the job ends interrupted."""
-        outlived = job.pid is not None and _alive(job.pid, job.pid_started)
-        if outlived and job.pid is not None:
-            self.store.note(job.id, "adopted", {"pid": job.pid, "executor": executor_id()})
-            while _alive(job.pid, job.pid_started):
+        pid, started = _command_of(job)
+        outlived = pid is not None and _alive(pid, started)
+        if outlived and pid is not None:
+            self.store.note(job.id, "adopted", {"pid": pid, "executor": executor_id()})
+            while _alive(pid, started):
                 if self.store.get(job.id).state == "cancelling":
-                    _signal_group(job.pid, signal.SIGKILL)
+                    _signal_group(pid, signal.SIGKILL)
                 await asyncio.sleep(0.5)
         why = (
             "its edgecrew process died while it ran; the command went on to its end (exit code unknown)"
@@ -743,6 +745,19 @@ def _outcome(code: int) -> tuple[str, str]:
         with contextlib.suppress(ValueError):
             return "failed", f"killed by {signal.Signals(-code).name}"
     return "failed", f"exited with code {code}"
+
+
+def _command_of(job: JobRecord) -> tuple[int | None, float | None]:
+    """The pid (and start time) of a job's command: as recorded, or, when its process died between
+    starting the command and recording its pid, found by the ``EDGECREW_JOB_ID`` it was given (the
+    leader of its own process group)."""
+    if job.pid is not None or not job.argv:
+        return job.pid, job.pid_started
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.environ().get("EDGECREW_JOB_ID") == job.id and os.getpgid(proc.pid) == proc.pid:
+                return proc.pid, proc.create_time()
+    return None, None
 
 
 def _alive(pid: int, started: float | None) -> bool:

@@ -216,6 +216,10 @@ class McpConnections:
         if loop.is_running():
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._close_all(), loop).result(timeout_s)
+            # Whatever the close left running (a server that would not stop in time) is cancelled on
+            # its loop, so no subprocess transport outlives the loop for the garbage collector to find.
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(_cancel_the_rest(), loop).result(5.0)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout_s)
         if not thread.is_alive():
@@ -568,3 +572,12 @@ def close_mcp() -> None:
     """Close the process's MCP sessions now (they reopen when tools are loaded again)."""
     if _CONNECTIONS is not None:
         _CONNECTIONS.close()
+
+
+async def _cancel_the_rest() -> None:
+    """Cancel every other task of the running loop and wait for them to end."""
+    current = asyncio.current_task()
+    rest = [task for task in asyncio.all_tasks() if task is not current]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)

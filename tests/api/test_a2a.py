@@ -38,7 +38,8 @@ from a2a.utils.proto_utils import warn_on_missing_required_fields
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from edgecrew.api.a2a import answer_parts, message_text, mount_a2a
+from edgecrew.api.a2a import mount_a2a
+from edgecrew.api.a2a_agents import answer_parts, message_text
 from edgecrew.app import create_app
 from edgecrew.engine import durable
 from edgecrew.errors import ToolError

@@ -21,9 +21,28 @@ print(",".join(sorted(m for m in ("numpy", "edgecrew.voice.stt", "edgecrew.app",
 """
 
 
-def test_a_run_imports_no_numpy_voice_or_server(tmp_path: Path) -> None:
+def imported(probe: str, tmp_path: Path) -> str:
+    """What a fresh interpreter running ``probe`` printed (the modules it found imported)."""
     env = {"EDGECREW_HOME": str(tmp_path / "home"), "EDGECREW_PROJECT": str(tmp_path), "PATH": "/usr/bin:/bin"}
     env.update({k: v for k, v in os.environ.items() if k == "PYTHONPATH"})
-    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "", f"imported on the run path: {done.stdout.strip()}"
+    return done.stdout.strip()
+
+
+def test_a_run_imports_no_numpy_voice_or_server(tmp_path: Path) -> None:
+    found = imported(PROBE, tmp_path)
+    assert found == "", f"imported on the run path: {found}"
+
+
+SERVE_PROBE = """
+import sys
+from edgecrew.app import create_app
+create_app()
+print(",".join(sorted(m for m in ("a2a", "edgecrew.api.a2a_agents", "numpy") if m in sys.modules)))
+"""
+
+
+def test_a_server_imports_the_a2a_sdk_only_when_called_over_a2a(tmp_path: Path) -> None:
+    found = imported(SERVE_PROBE, tmp_path)
+    assert found == "", f"imported by `edgecrew serve` at start: {found}"

@@ -213,6 +213,15 @@ def test_the_run_page_is_a_live_trace(live: tuple[str, str, Path], page: Any, tm
     assert_axis_over_bars(page)
     assert_folds_show_their_marker(page)
     shot(page, out, "run-finished-390")
+    # Tapping a step in the waterfall brings the inspector (below the trace on a phone) into view:
+    # its top in the upper half of the screen, not a strip at the bottom.
+    page.locator(".wf-row.kind-step[data-step='v002.critic']").click()
+    page.wait_for_selector("#inspector .inspector[data-step='v002.critic']")
+    page.wait_for_function(
+        "() => { const r = document.querySelector('#inspector').getBoundingClientRect();"
+        " return r.top >= 0 && r.top < window.innerHeight / 2 }",
+        timeout=5_000,
+    )
     assert not errors, errors
 
 

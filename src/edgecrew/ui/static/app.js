@@ -96,11 +96,22 @@
       row.classList.toggle("selected", row.getAttribute("data-step") === key);
     });
   }
+  // A step opened from the waterfall is shown where the eye is: on a phone the inspector sits below
+  // the trace, out of sight, so it is scrolled into view once its content has arrived.
+  var openedFromWaterfall = false;
   document.addEventListener("click", function (e) {
     var row = e.target.closest ? e.target.closest(".wf-row[data-step]") : null;
-    if (row) { markSelected(row.getAttribute("data-step")); }
+    if (row) { markSelected(row.getAttribute("data-step")); openedFromWaterfall = true; }
   });
-  document.addEventListener("htmx:afterSwap", function () { markSelected(); });
+  document.addEventListener("htmx:afterSwap", function (e) {
+    markSelected();
+    var target = e.detail && e.detail.target;
+    if (openedFromWaterfall && target && target.id === "inspector") {
+      openedFromWaterfall = false;
+      var box = target.getBoundingClientRect();
+      if (box.top < 0 || box.top > window.innerHeight / 2) { target.scrollIntoView({ block: "start" }); }
+    }
+  });
   document.addEventListener("htmx:sseMessage", function () { markSelected(); });
   // The run ended: reload once so the result, the steps table and the buttons show the final state.
   document.addEventListener("htmx:sseClose", function (e) {

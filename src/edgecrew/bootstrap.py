@@ -8,6 +8,8 @@ learns which runtime its steps serve when it is launched with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import UserError
 from edgecrew.memory import MemoryService, register_memory_tools
@@ -46,7 +48,18 @@ def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = 
     register_memory_tools(registry, memory)  # this runtime's memory; the model loads on first use
     # docs.search ranks the guidelines with the same model (BM25 when it cannot load)
     register_platform_tools(registry, _platform_config(settings), embedder=memory.embedder)
+    if settings.cluster_enabled:  # runs wait on the cluster's queue: say so when no worker would take them
+        runtime.queue_check = _no_worker_check(runtime)
     return runtime
+
+
+def _no_worker_check(runtime: Runtime) -> Callable[[], str | None]:
+    def check() -> str | None:
+        from edgecrew.cluster import ClusterService
+
+        return ClusterService.of(runtime).no_worker_warning()
+
+    return check
 
 
 def load_catalog(

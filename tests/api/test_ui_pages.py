@@ -411,3 +411,33 @@ def test_a_failed_step_is_drawn_failed_in_the_graph(
     page = client.get(f"/ui/runs/{run['id']}").text
     assert 'class="node state-failed" data-node="judge"' in page
     assert 'class="node end unreached"' in page  # not drawn as the run's end
+
+
+def test_a_run_that_would_wait_says_so_on_every_way_in(client: TestClient, keys: dict[str, str]) -> None:
+    """The runs use case asks the runtime's queue check (a cluster with no live worker) before it queues
+    a run, and each way in shows the answer: the UI's run page, the API's header; a retry with the same
+    key is the first run again, with nothing to say."""
+    from tests.api.conftest import auth
+
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    asked: list[str] = []
+    said = "no live cluster worker: the run waits on queue edgecrew_runs until an `edgecrew worker` starts"
+
+    def no_worker() -> str:
+        asked.append("asked")
+        return said
+
+    rt.queue_check = no_worker
+    csrf = sign_in(client, keys["admin"])
+    form = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": csrf}, follow_redirects=False)
+    assert form.status_code == 303 and "notice=" in form.headers["location"]
+    assert "no live cluster worker" in client.get(form.headers["location"]).text
+    headers = {**auth(keys["runs"]), "Idempotency-Key": "k-wait"}
+    first = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=headers)
+    assert first.status_code == 201 and first.headers["X-Edgecrew-Warning"] == said
+    again = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=headers)
+    assert again.status_code == 200 and "X-Edgecrew-Warning" not in again.headers
+    rt.queue_check = None  # a machine off any cluster: nothing asked, nothing said
+    plain = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=auth(keys["runs"]))
+    assert plain.status_code == 201 and "X-Edgecrew-Warning" not in plain.headers
+    assert len(asked) == 3  # the UI's run and the API's first two (a retry is asked too, before its key is read)

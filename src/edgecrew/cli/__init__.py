@@ -95,11 +95,9 @@ def run(
         recovery = await svc.recover()
         if not as_json:
             _report_recovery(recovery)
-        # Asked before the run is queued: a worker that starts meanwhile would take it, not make it wait.
-        warning = _no_worker_warning(svc.rt)
         started = await svc.start(ref, task, project=works_in)
-        if warning:
-            typer.echo(f"warning: {warning}", err=True)
+        if started.warning:  # e.g. no live worker on the cluster's queue: the run waits for one
+            typer.echo(f"warning: {started.warning}", err=True)
         if as_json:
             done = await svc.finish(started)
         else:
@@ -111,15 +109,6 @@ def run(
         return 0 if done.ok else 1
 
     raise typer.Exit(arun(body))
-
-
-def _no_worker_warning(rt: Any) -> str | None:
-    """On a cluster, a run waits on the queue for a worker: what to say on stderr when none is alive."""
-    if not rt.settings.cluster_enabled:
-        return None
-    from edgecrew.cluster import ClusterService
-
-    return ClusterService.of(rt).no_worker_warning()
 
 
 def _report_recovery(recovery: Any) -> None:

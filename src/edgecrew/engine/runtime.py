@@ -54,6 +54,9 @@ class Runtime:
     models: ModelRegistry
     tools: ToolRegistry
 
+    # What to tell whoever starts a run that would wait on a queue no live process serves (None: it
+    # would not); the composition root sets it when runs go through a cluster's queue.
+    queue_check: Callable[[], str | None] | None = None
     _pool: ModelPool | None = None
     _extensions: dict[type[Any], Any] = field(default_factory=dict, repr=False)
     _published: tuple[tuple[Any, ...] | None, float] = field(default=(None, 0.0), repr=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -34,6 +35,8 @@ from edgecrew.errors import ConflictError, IdempotencyKeyReused, NotFoundError, 
 from edgecrew.projects import ProjectService
 from edgecrew.store.feedback import FeedbackRecord, FeedbackStore
 from edgecrew.store.repo import EventListener, RunRecord, StepRecord
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from edgecrew.engine.durable import Recovery
@@ -89,6 +92,7 @@ class Started:
     run: RunRecord
     created: bool  # False: a retry with the same key; ``run`` is the first one
     handle: Any = None  # the workflow's handle when this process started it
+    warning: str | None = None  # why the run may wait (no live worker on a cluster's queue), for the person
 
 
 @dataclass(frozen=True)
@@ -158,11 +162,16 @@ class RunService:
         its workflow."""
         from edgecrew.engine import durable
 
+        # Asked before the run is queued: a worker that starts meanwhile would take it, not keep it waiting.
+        check = self.rt.queue_check
+        warning = check() if check is not None else None  # a short read, synchronous as in record()
         started = self.record(team, task, **options)
         if not started.created:
             return started
         handle = await durable.start_workflow(started.run.id)
-        return Started(started.run, True, handle)
+        if warning:
+            log.warning("run %s: %s", started.run.id, warning, extra={"run": started.run.id})
+        return Started(started.run, True, handle, warning)
 
     def record(
         self,

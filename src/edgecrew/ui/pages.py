@@ -334,7 +334,7 @@ async def run_from_step(
     need(session, "runs")
     svc = RunService(_rt(request))
     started = await svc.start_from_step(run_id, step_key, task, request_id=current_request_id.get())
-    return RedirectResponse(f"/ui/runs/{started.run.id}", status_code=303)
+    return back(f"/ui/runs/{started.run.id}", started.warning or "")
 
 
 @router.get("/ui/runs/{run_id}/stream")
@@ -594,7 +594,7 @@ async def start_run(
         started = await RunService(_rt(request)).start(TeamName(name), task, request_id=current_request_id.get())
     except EdgecrewError as exc:
         return back(f"/ui/teams/{name}", str(exc))
-    return RedirectResponse(f"/ui/runs/{started.run.id}", status_code=303)
+    return back(f"/ui/runs/{started.run.id}", started.warning or "")  # e.g. no live worker: it waits for one
 
 
 # -- models and metrics -----------------------------------------------------------------------------

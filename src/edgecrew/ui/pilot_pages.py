@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.service import RunService, TeamName
@@ -42,11 +42,11 @@ async def ask(request: Request, session: Checked, question: Annotated[str, Form(
         )
     except EdgecrewError as exc:
         return back("/ui/pilot", str(exc))
-    return RedirectResponse(f"/ui/pilot/{started.run.id}", status_code=303)
+    return back(f"/ui/pilot/{started.run.id}", started.warning or "")
 
 
 @router.get("/ui/pilot/{run_id}")
-def pilot_run(request: Request, run_id: str, session: Viewer) -> HTMLResponse:
+def pilot_run(request: Request, run_id: str, session: Viewer, notice: str = "") -> HTMLResponse:
     svc = RunService(request.app.state.rt)
     run = find_run(svc, run_id)
     latest = {s.agent: s for s in svc.steps(run.id)}  # each agent's latest step
@@ -63,4 +63,5 @@ def pilot_run(request: Request, run_id: str, session: Viewer) -> HTMLResponse:
         answer=(run.output or {}).get("text") if isinstance(run.output, dict) else None,
         recent=[],
         examples=EXAMPLES,
+        notice=notice,
     )

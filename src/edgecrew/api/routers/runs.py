@@ -135,22 +135,12 @@ async def start_run(
     if not started.created:
         return JSONResponse(out, status_code=200)
     headers = {"Location": f"/runs/{started.run.id}"}
-    if runs.rt.settings.cluster_enabled and (warning := await asyncio.to_thread(_no_worker, runs, started.run.id)):
-        headers[WARNING_HEADER] = warning
+    if started.warning:  # e.g. no live worker on the cluster's queue: the run waits for one
+        headers[WARNING_HEADER] = started.warning
     return JSONResponse(out, status_code=201, headers=headers)
 
 
 WARNING_HEADER = "X-Edgecrew-Warning"
-
-
-def _no_worker(runs: RunService, run_id: str) -> str | None:
-    """On a cluster with no live worker: say so (the run waits on the queue), in the answer and the log."""
-    from edgecrew.cluster import ClusterService
-
-    warning = ClusterService.of(runs.rt).no_worker_warning()
-    if warning:
-        log.warning("run %s: %s", run_id, warning, extra={"run": run_id})
-    return warning
 
 
 @router.get("", response_model=RunPage)

@@ -159,6 +159,11 @@ def test_compare_shows_both_runs_and_marks_the_steps_that_differ(seeded: TestCli
     marked = {key: cls for cls, key in re.findall(r'<tr class="(differs|same)" data-step="([^"]+)"', page.text)}
     assert marked == {"v1.planner": "differs", "v2.writer": "differs"}  # another plan; only B wrote
     assert "only B" in text and "missing" in text
+    # what changed in the planner's output, line by line: A planned to go, B planned nothing
+    spans = re.findall(r"<span class=\"(add|del)\">([^<]*)</span>", page.text)
+    changed = [(kind, html.unescape(line)) for kind, line in spans]
+    assert ("del", '-  "plan": [') in changed and ("del", '-    "go"') in changed
+    assert ("add", '+  "plan": []') in changed
 
     same = client.get("/ui/compare?a=rplan&b=rplan")
     assert '<tr class="same" data-step="v1.planner"' in same.text and "the same" in same.text
@@ -196,3 +201,24 @@ def test_the_filters_run_on_postgres(tmp_path: Path) -> None:
             assert store.run_filter_choices() == (["planner", "writer"], ["fake", "other"])
         finally:
             store.engine.dispose()
+
+
+def test_a_step_diff_reads_replies_as_text_and_stops_at_its_limit() -> None:
+    from types import SimpleNamespace
+
+    from edgecrew.ui.runs_pages import MAX_DIFF_LINES, StepPair
+
+    def pair(a: object, b: object) -> StepPair:
+        return StepPair("v1.w", SimpleNamespace(output=a), SimpleNamespace(output=b))  # type: ignore[arg-type]
+
+    reply = pair({"text": "one\ntwo\nthree"}, {"text": "one\n2\nthree"})
+    assert reply.diff == [
+        ("hunk", "@@ -1,3 +1,3 @@"),
+        ("ctx", " one"),
+        ("del", "-two"),
+        ("add", "+2"),
+        ("ctx", " three"),
+    ]
+    assert pair({"text": "same"}, {"text": "same"}).diff == []
+    long = pair("\n".join(f"a{i}" for i in range(400)), "\n".join(f"b{i}" for i in range(400))).diff
+    assert len(long) == MAX_DIFF_LINES + 1 and long[-1] == ("hunk", f"… {801 - MAX_DIFF_LINES} more lines")

@@ -8,6 +8,9 @@ by step and runs of different teams still compare, a step only one of them took 
 
 from __future__ import annotations
 
+import difflib
+import itertools
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
@@ -166,6 +169,36 @@ class StepPair:
         if self.a is None or self.b is None:
             return True
         return self.a.outcome != self.b.outcome or not self.same_output
+
+    @property
+    def diff(self) -> list[tuple[str, str]]:
+        """Where two different outputs differ, line by line (a unified diff with two lines of context),
+        each line with its kind: ``del`` (only in A), ``add`` (only in B), ``ctx`` or ``hunk``; at most
+        MAX_DIFF_LINES lines, the last one then saying how many more there are."""
+        if self.a is None or self.b is None or self.same_output:
+            return []
+        lines = list(
+            difflib.unified_diff(
+                output_text(self.a.output).splitlines(), output_text(self.b.output).splitlines(), n=2, lineterm=""
+            )
+        )[2:]  # without the ---/+++ header
+        shown = [({"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "ctx"), line) for line in lines]
+        if len(shown) > MAX_DIFF_LINES:
+            more = len(shown) - MAX_DIFF_LINES
+            shown = [*itertools.islice(shown, MAX_DIFF_LINES), ("hunk", f"… {more} more lines")]
+        return shown
+
+
+MAX_DIFF_LINES = 200
+
+
+def output_text(output: Any) -> str:
+    """A step's output as the text to diff: a reply's text as it is, anything else as indented JSON."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, dict) and list(output) == ["text"] and isinstance(output["text"], str):
+        return output["text"]
+    return json.dumps(output, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def step_duration(step: StepRecord | None) -> float | None:

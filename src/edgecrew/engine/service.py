@@ -159,7 +159,8 @@ class RunService:
 
     async def start(self, team: TeamRef, task: str, **options: Unpack[StartOptions]) -> Started:
         """Validate the team, record the run (:meth:`record`, which takes the same ``options``) and start
-        its workflow."""
+        its workflow. A new run's ``warning`` says why it may wait (the runtime's ``queue_check``: a
+        cluster queue no live worker serves), for whichever way in started it to show."""
         from edgecrew.engine import durable
 
         # Asked before the run is queued: a worker that starts meanwhile would take it, not keep it waiting.

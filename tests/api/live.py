@@ -132,9 +132,14 @@ class ServerProcess:
 
     project: Path
     env: dict[str, str]
-    port: int = field(default_factory=free_port)
+    port: int = 0  # 0: a free one, picked here (and picked again once if another process takes it first)
     proc: subprocess.Popen[str] | None = None
     log: Path | None = None
+    picked: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.port:
+            self.port, self.picked = free_port(), True
 
     @property
     def url(self) -> str:
@@ -155,6 +160,10 @@ class ServerProcess:
             wait_healthy(self.url, alive=lambda: self.proc is not None and self.proc.poll() is None)
         except (RuntimeError, TimeoutError) as exc:
             self.kill()
+            if self.picked and "address already in use" in self.output().lower():
+                # The port was free when picked; something else bound it before the server did.
+                self.port, self.log, self.picked = free_port(), None, False
+                return self.start()
             raise RuntimeError(f"{exc}\n--- server output ---\n{self.output()}") from None
         return self
 

@@ -46,7 +46,7 @@ HUMAN = {
 ROUND_TRIP = {
     "hello world": 2,  # "hello world"
     "the quick brown fox jumps over the lazy dog": 5,  # "a quick brown fox jumped over the lazy dog"
-    "please open the pod bay doors": 2,  # "please open up on the dorms"
+    "please open the pod bay doors": 1,  # "he's opened up on the dorms"
     "good morning how are you today": 3,  # "what morning so are you today"
 }
 
@@ -179,6 +179,18 @@ def test_human_speech_survives_resampling_and_stereo() -> None:
     stereo = np.repeat(np.round(audio.samples * 32767).astype("<i2"), 2).tobytes()
     heard = voice.transcribe(_riff(1, 2, 44_100, 16, stereo)).text
     assert _overlap(HUMAN[name], heard) >= 5, heard
+
+
+@needs_espeak
+@needs_sphinx
+def test_an_utterance_is_heard_the_same_whatever_came_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recogniser's normalisation adapts to what it hears; each utterance starts from the same state,
+    so the first request after start-up and a later one give the same text."""
+    monkeypatch.setattr(stt, "_decoder", None)  # as after start-up
+    pod_bay, fox = tts.speak("please open the pod bay doors"), tts.speak("the quick brown fox jumps over the lazy dog")
+    first = voice.transcribe(pod_bay).words
+    voice.transcribe(fox)
+    assert voice.transcribe(pod_bay).words == first and first
 
 
 # -- over HTTP ----------------------------------------------------------------------------------------

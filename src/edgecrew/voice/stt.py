@@ -80,13 +80,17 @@ def recognise(audio: Audio) -> Transcript:
 
     A faint, seeded noise is added first: stretches of digital silence (exact zeros, as synthesised
     speech has) give the feature extractor a log of zero and throw off its normalisation, which on
-    espeak-ng's speech halves the words recognised. The same input always gives the same text."""
+    espeak-ng's speech halves the words recognised. The same input always gives the same text, whatever
+    was recognised before it."""
     import numpy as np
 
     noise = np.random.default_rng(DITHER_SEED).normal(0.0, DITHER, len(audio.samples))
     raw = pcm16(Audio(audio.samples + noise, audio.rate))
     with _lock:
         decoder = _get_decoder()
+        # The feature extractor adapts its normalisation and noise estimates to what it heard; reset, so
+        # an utterance is heard the same whatever came before it (the first after start-up included).
+        decoder.reinit_feat()
         decoder.start_utt()
         decoder.process_raw(raw, full_utt=True)
         decoder.end_utt()

@@ -124,6 +124,8 @@ def serve_in_thread(app: FastAPI, *, graceful_s: int = 5) -> Iterator[ThreadServ
         server.should_exit = True
         thread.join(timeout=graceful_s + 30)
         sock.close()
+        if thread.is_alive():  # it would shut its engine down and restore logging during later tests
+            raise RuntimeError(f"uvicorn on {url} did not stop within {graceful_s + 30:.0f} s")
 
 
 @dataclass

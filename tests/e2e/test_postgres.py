@@ -54,7 +54,10 @@ def test_run_killed_on_postgres_resumes_without_repeating_calls(
 
     engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
-        run_id = conn.execute(sa.text("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1")).scalar_one()
+        # The killed run, unfinished; the module's database keeps the other case's finished one.
+        run_id = conn.execute(
+            sa.text("SELECT id FROM runs WHERE status NOT IN ('succeeded', 'failed', 'cancelled')")
+        ).scalar_one()
         status = conn.execute(
             sa.text("SELECT status FROM dbos.workflow_status WHERE workflow_uuid = :i"), {"i": run_id}
         ).scalar_one()

@@ -24,6 +24,7 @@ import pytest
 
 from edgecrew.bootstrap import bootstrap
 from edgecrew.ops import Ops
+from edgecrew.ops.jobs import MAX_SLEEP_S
 from edgecrew.settings import Settings
 from tests.api.live import ServerProcess, cli_env
 from tests.conftest import write
@@ -103,7 +104,10 @@ def test_a_waiting_job_survives_kill_9_and_runs_once_when_its_window_opens(
                       "open it soon", "test")  # fmt: skip
     second = ServerProcess(project_dir, env).start()
     try:
-        _wait(lambda: _job(edgecrew_home)["state"] in ("succeeded", "failed"), "the job to end", second)
+        # The first server's last check put the job to sleep for up to MAX_SLEEP_S, recorded: the second
+        # server's replay sleeps to the same moment before it checks the moved window again.
+        _wait(lambda: _job(edgecrew_home)["state"] in ("succeeded", "failed"), "the job to end", second,
+              timeout=MAX_SLEEP_S + 60)  # fmt: skip
     finally:
         second.stop()
     job = _job(edgecrew_home)

@@ -238,6 +238,16 @@ def test_round_trip_through_both_endpoints(sentence: str, server: tuple[str, str
 
 @needs_espeak
 @needs_sphinx
+def test_an_empty_wav_is_silence_and_the_next_request_is_heard(server: tuple[str, str]) -> None:
+    url, key = server
+    empty = _transcribe(url, key, _riff(1, 1, 16_000, 16, b""))
+    assert empty.status_code == 200 and empty.json()["text"] == "", empty.text
+    heard = _transcribe(url, key, _speech(url, key, "hello world").content)
+    assert heard.status_code == 200 and heard.json()["text"] == "hello world", heard.text
+
+
+@needs_espeak
+@needs_sphinx
 def test_transcription_formats(server: tuple[str, str]) -> None:
     url, key = server
     audio = _speech(url, key, "hello world").content

@@ -84,6 +84,8 @@ def recognise(audio: Audio) -> Transcript:
     was recognised before it."""
     import numpy as np
 
+    if not len(audio.samples):  # nothing said (the decoder cannot take an empty buffer)
+        return Transcript(text="", duration_s=0.0)
     noise = np.random.default_rng(DITHER_SEED).normal(0.0, DITHER, len(audio.samples))
     raw = pcm16(Audio(audio.samples + noise, audio.rate))
     with _lock:
@@ -92,8 +94,10 @@ def recognise(audio: Audio) -> Transcript:
         # an utterance is heard the same whatever came before it (the first after start-up included).
         decoder.reinit_feat()
         decoder.start_utt()
-        decoder.process_raw(raw, full_utt=True)
-        decoder.end_utt()
+        try:
+            decoder.process_raw(raw, full_utt=True)
+        finally:  # a decoder left inside an utterance refuses every later one
+            decoder.end_utt()
         hyp = decoder.hyp()
         segments = list(decoder.seg()) if hyp is not None else []
     words = [

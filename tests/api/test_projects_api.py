@@ -90,6 +90,8 @@ def test_artifacts_versions_lock_unlock_publish(api: dict[str, Any]) -> None:
     published = c.post(f"/projects/{pid}/artifacts/okr/publish", json={"version": 1}, headers=w).json()
     assert published["published_version"] == 1 and published["published_by"] == "test-runs"
     assert c.post(f"/projects/{pid}/artifacts/okr/publish", json={"version": 9}, headers=w).status_code == 404
+    huge = c.post(f"/projects/{pid}/artifacts/okr/publish", json={"version": 10**23}, headers=w)
+    assert huge.status_code == 422 and "version" in huge.text, huge.text  # not a 500 from the database
     listed = c.get(f"/projects/{pid}/artifacts", params={"kind": "cognitive"}, headers=r).json()
     assert [a["name"] for a in listed] == ["okr"]
     assert c.delete(f"/projects/{pid}/artifacts/{aid}", headers=w).status_code == 204

@@ -51,6 +51,17 @@ def test_project_errors_say_what_to_change(service: ProjectService) -> None:
         service.get("nope")
 
 
+def test_a_name_never_hides_another_projects_id(service: ProjectService) -> None:
+    """Projects are found by id or name: a name shaped like an id is refused, on create and on rename."""
+    victim = service.create("victim")
+    with pytest.raises(UserError, match="shape of a project id"):
+        service.create(victim.id)
+    with pytest.raises(UserError, match="shape of a project id"):
+        service.update("victim", name="p0123456789a")
+    assert service.get(victim.id).name == "victim"
+    assert service.create("p0123-not-an-id").name == "p0123-not-an-id"  # only the exact shape is taken
+
+
 def test_members_are_humans_or_agents_with_a_behaviour(service: ProjectService) -> None:
     p = service.create("Launch")
     service.add_member(p.id, "human", "Ana", role="owner")

@@ -78,10 +78,15 @@ def _text(value: str, what: str, *, limit: int = MAX_TEXT) -> str:
     return value
 
 
+PROJECT_ID = re.compile(r"p[0-9a-f]{11}")  # "p" and 11 hex digits (ProjectService.create)
+
+
 def _name(value: str, what: str) -> str:
     clean = " ".join(value.split())
     if not clean or len(clean) > 200:
         raise UserError(f"{what} {value[:120]!r}: give 1 to 200 characters (not only spaces)")
+    if PROJECT_ID.fullmatch(clean):  # a project is found by id or name: the two must not be confused
+        raise UserError(f"{what} {clean!r} has the shape of a project id ('p' and 11 hex digits); pick another name")
     return clean
 
 
@@ -558,9 +563,8 @@ class ProjectService:
 def _project_row(conn: Connection, ref: str) -> Any:
     p = t.projects
     given = ref.strip()
-    return (
-        conn.execute(sa.select(p).where((p.c.id == given) | (p.c.name == " ".join(given.split())))).mappings().first()
-    )
+    query = sa.select(p).where((p.c.id == given) | (p.c.name == " ".join(given.split())))
+    return conn.execute(query.order_by((p.c.id == given).desc())).mappings().first()  # the id first
 
 
 def _artifact(conn: Connection, row: Any) -> Artifact:

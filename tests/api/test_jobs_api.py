@@ -104,6 +104,7 @@ def test_a_waiting_job_says_which_policy_holds_it_and_is_cancelled(live: Live) -
         ({"argv": ["true"], "tags": ["Not OK"]}, 422, "tags"),
         ({"argv": [" "]}, 422, "argv"),
         ({"argv": ["true"], "deadline": 1}, 409, "deadline: it has already passed"),
+        ({"argv": ["true"], "deadline": 1e308}, 422, "deadline"),  # past any date a page can show
         ({"argv": ["true"], "priority": 101}, 422, "priority"),
         ({"argv": []}, 422, "argv"),
     ],

@@ -109,6 +109,25 @@ def test_unknown_things_are_html_error_pages_not_json(client: TestClient, keys: 
     assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("application/problem+json")
 
 
+def test_a_bug_behind_a_page_is_an_html_page_with_its_request_id(
+    client: TestClient, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sign_in(client, keys["read"])
+    store = type(client.app.state.rt.store)  # type: ignore[attr-defined]
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(store, "list_runs", broken)
+    r = client.get("/ui/runs")
+    assert r.status_code == 500 and r.headers["content-type"].startswith("text/html"), r.text
+    rid = r.headers["X-Request-ID"]
+    assert "Something went wrong" in r.text and rid in r.text and '<nav aria-label="main">' in r.text
+    assert any(rec.exc_info and "a bug" in str(rec.exc_info[1]) for rec in caplog.records)  # logged, with its cause
+    api = client.get("/runs", headers={"Authorization": f"Bearer {keys['read']}"})
+    assert api.status_code == 500 and api.headers["content-type"].startswith("application/problem+json")
+
+
 def test_a_wrong_key_is_refused_without_detail(client: TestClient) -> None:
     form = client.get("/ui/login")
     token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]

@@ -251,6 +251,8 @@ def test_the_machine_room_is_a_refusal(jobs: JobService) -> None:
         ({"team": "solo", "task": "t", "sandbox": True}, "sandbox: only command jobs"),
         ({"argv": ["x"], "priority": 101}, "priority: 101 is out of range"),
         ({"argv": ["x"], "deadline": 1.0}, "deadline: 1970-01-01T00:00:01+00:00 has already passed"),
+        ({"argv": ["x"], "deadline": 1e308}, "deadline: 1e+308 is not a time before the year 9999"),
+        ({"argv": ["x"], "deadline": float("nan")}, "deadline: nan is not a time before the year 9999"),
         ({"argv": ["x"], "tags": ["Bad Tag"]}, "tag 'Bad Tag'"),
         ({"argv": ["x"], "needs": JobNeeds(memory_bytes=-1)}, "must not be negative"),
     ],

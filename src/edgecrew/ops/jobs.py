@@ -61,6 +61,7 @@ WORKFLOW = "edgecrew.job"
 WAIT_WORKFLOW = "edgecrew.job_wait"
 CHECKS_PER_ROUND = 200
 TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+LAST_DEADLINE = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last moment a datetime shows
 MAX_SLEEP_S = 60.0  # a closed window is re-checked at least this often (an applied policy may open it)
 WATCH_S = 0.2  # how often a running command is sampled and its cancel flag read
 KILL_GRACE_S = 5.0
@@ -253,6 +254,8 @@ class JobService:
                 raise UserError("sandbox: only command jobs run in the sandbox (a team run runs in the engine)")
         if not 0 <= priority <= 100:
             raise UserError(f"priority: {priority} is out of range; use 0 (lowest) to 100 (highest), default 50")
+        if deadline is not None and not deadline < LAST_DEADLINE:  # NaN too; datetimes stop at year 9999
+            raise UserError(f"deadline: {deadline!r} is not a time before the year 9999 (epoch seconds)")
         if deadline is not None and deadline <= time.time():
             raise UserError(f"deadline: {_iso(deadline)} has already passed; give a time in the future")
         for tag in tags:

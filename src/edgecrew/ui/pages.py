@@ -652,9 +652,13 @@ def mount(app: FastAPI) -> None:
             return 404, "Not found", "There is no page at this address."
         return status, {405: "Not possible here"}.get(status, "Error"), str(getattr(exc, "detail", "") or "")
 
+    def internal(exc: Exception) -> tuple[int, str, str]:
+        return 500, "Something went wrong", "an unexpected error; the server log has the details"
+
     _html_on_pages(app, UserError, user_error)  # a missing run on a page is a page, not JSON
     _html_on_pages(app, RequestValidationError, invalid)  # so is a bad number in its URL
     _html_on_pages(app, StarletteHTTPException, http_error)  # and an address that names no page
+    _html_on_pages(app, Exception, internal, always_api=True)  # and a bug (the API's handler logs it)
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, _exc: SignInRequired) -> Response:
@@ -673,19 +677,35 @@ def mount(app: FastAPI) -> None:
         return page(request, "error.html", None, status_code=403, title="Not allowed", detail=detail)
 
 
-def _html_on_pages(app: FastAPI, kind: type[Exception], describe: Callable[[Exception], tuple[int, str, str]]) -> None:
-    """Answer ``kind`` with an HTML error page on pages, and with the API's own handler elsewhere."""
+def _html_on_pages(
+    app: FastAPI,
+    kind: type[Exception],
+    describe: Callable[[Exception], tuple[int, str, str]],
+    *,
+    always_api: bool = False,
+) -> None:
+    """Answer ``kind`` with an HTML error page on pages, and with the API's own handler elsewhere
+    (``always_api``: on pages too, for what it does besides answering, its answer replaced)."""
     api = app.exception_handlers.get(kind)
 
     async def handler(request: Request, exc: Exception) -> Response:
-        if not _is_page(request) and api is not None:
-            answer = api(request, exc)
-            return await answer if inspect.isawaitable(answer) else answer
+        answer: Response | None = None
+        if (always_api or not _is_page(request)) and api is not None:
+            made = api(request, exc)
+            answer = await made if inspect.isawaitable(made) else made
+        if answer is not None and not _is_page(request):
+            return answer
         status, title, detail = describe(exc)
+        request_id = answer.headers.get("X-Request-ID") if answer is not None else None
+        if request_id:
+            detail += f" under request id {request_id}"
         # Inside the site's frame (its navigation) when the visitor is signed in.
         sessions: SessionStore | None = getattr(request.app.state, "sessions", None)
         session = sessions.get(request.cookies.get(COOKIE)) if sessions is not None else None
-        return page(request, "error.html", session, status_code=status, title=title, detail=detail)
+        shown = page(request, "error.html", session, status_code=status, title=title, detail=detail)
+        if request_id:  # outside the middleware that sets it on every other answer
+            shown.headers["X-Request-ID"] = request_id
+        return shown
 
     app.add_exception_handler(kind, handler)
 

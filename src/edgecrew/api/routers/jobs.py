@@ -22,7 +22,7 @@ from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.service import TASK_PATTERN
 from edgecrew.errors import ConflictError
 from edgecrew.ops import Ops
-from edgecrew.ops.jobs import JobNeeds, JobService
+from edgecrew.ops.jobs import LAST_DEADLINE, JobNeeds, JobService
 from edgecrew.store.jobs import JOB_STATES, JobEvent, JobRecord, PolicyVersion
 
 JobState = Literal["queued", "waiting", "running", "cancelling", "succeeded", "failed", "cancelled", "interrupted"]
@@ -52,7 +52,10 @@ class _JobCommon(BaseModel):
     needs: NeedsIn = NeedsIn()
     priority: int = Field(default=50, ge=0, le=100, description="0 lowest, 100 highest.")
     deadline: float | None = Field(
-        default=None, ge=0, description="Epoch seconds by which it must have started (a past one is a 409)."
+        default=None,
+        ge=0,
+        lt=LAST_DEADLINE,
+        description="Epoch seconds by which it must have started (a past one is a 409).",
     )
     tags: list[Annotated[str, Field(pattern=_TAG)]] = Field(default=[], max_length=32)
 

@@ -129,8 +129,14 @@ def test_task_lifecycle_with_code_results_messages_and_feedback(
     assert got.status_code == 200 and got.text == logs
     assert got.headers["content-disposition"].startswith("attachment")
 
-    # deleting a version removes its row and file; its number is not reused
+    # deleting a version removes its row and file; its number is not reused; the task no longer names it best
+    assert client.patch(f"/tasks/{tid}", json={"best_version": 1}, headers=rw).json()["best_version"] == 1
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    busy = tasks.create_execution(tid, 1)  # queued: the version is not deleted under it
+    assert "being executed" in problem_of(client.delete(f"/tasks/{tid}/code/1", headers=rw), 409)["detail"]
+    tasks.update_execution(busy.id, status="killed")
     assert client.delete(f"/tasks/{tid}/code/1", headers=rw).status_code == 204
+    assert client.get(f"/tasks/{tid}", headers=ro).json()["best_version"] is None
     assert not (edgecrew_home / "tasks" / tid / "code" / "1").exists()
     problem_of(client.get(f"/tasks/{tid}/code/1", headers=ro), 404)
     problem_of(client.get(f"/tasks/{tid}/code/1/file", headers=ro), 404)
@@ -181,6 +187,12 @@ def test_uploads_by_multipart_and_text_sanitize_names_and_keep_bytes(
     assert unicode["size"] == len(text.encode()) and unicode["sha256"] == hashlib.sha256(text.encode()).hexdigest()
     assert client.get(unicode["download"], headers=ro).content == text.encode()
     assert [v["version"] for v in client.get(f"/tasks/{tid}/code", headers=ro).json()] == [1, 2, 3, 4]
+
+    # names keep what they can: a leading underscore, plain letters for accented ones, the extension
+    kept = {"__init__.py": "__init__.py", "über.py": "uber.py", "日本.py": "file.py", "-x.py": "x.py"}
+    for given, stored in kept.items():
+        made = client.post(f"/tasks/{tid}/code", json={"filename": given, "content": "x = 1\n"}, headers=rw).json()
+        assert (made["filename"], made["language"]) == (stored, "python"), given
 
 
 def test_an_upload_moves_an_open_task_to_in_progress_as_the_cli_and_the_tool_do(

@@ -14,6 +14,7 @@ import mimetypes
 import os
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from edgecrew.errors import NotFoundError, UserError
 
 PREVIEW_LINES = 50
 PREVIEW_MAX_CHARS = 16_000
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 # Text types a browser would run or render are served as plain text instead.
 _ACTIVE_TYPES = frozenset({"text/html", "text/xml", "application/xml", "image/svg+xml", "application/xhtml+xml"})
@@ -73,13 +74,25 @@ class LogFile:
 
 
 def sanitize_filename(name: str) -> str:
-    """One safe path component from an uploaded name (``../../x.py`` → ``x.py``); UserError when
-    nothing usable is left."""
+    """One safe path component from an uploaded name (``../../x.py`` → ``x.py``): letters without their
+    accents (``über.py`` → ``uber.py``), other characters as ``_``, a leading ``_`` kept (``__init__.py``)
+    but not a leading ``.`` or ``-``, the extension kept when nothing of the name is (``日本.py`` →
+    ``file.py``); UserError when nothing usable is left."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = _UNSAFE_CHARS.sub("_", base).lstrip("._-")[:200]
+    stem, ext = os.path.splitext(base)
+    stem = _UNSAFE_CHARS.sub("_", _ascii(stem)).lstrip(".-")
+    ext = _UNSAFE_CHARS.sub("", _ascii(ext))
+    if not stem.strip("_"):
+        stem = "file" if len(ext) > 1 else ""
+    cleaned = (stem + ext if len(ext) > 1 else stem)[:200]
     if not cleaned or not _SAFE_NAME.match(cleaned):
         raise UserError(f"filename {name[:80]!r} has no usable characters; use letters, digits, '.', '_' or '-'")
     return cleaned
+
+
+def _ascii(text: str) -> str:
+    """``text`` with accented letters as their plain ones and other non-ASCII characters dropped."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
 
 
 def language_of(filename: str) -> str | None:

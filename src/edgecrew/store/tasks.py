@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from edgecrew.errors import NotFoundError, UserError
+from edgecrew.errors import ConflictError, NotFoundError, UserError
 from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore
 from edgecrew.store.taskfiles import LogFile, TaskFiles, language_of, media_type_of, sanitize_filename
@@ -313,10 +313,25 @@ class TaskStore:
             ) from None
 
     def delete_code(self, task_id: str, version: int) -> CodeRecord:
-        """Remove a version's row, then its file (its number is not handed out again)."""
+        """Remove a version's row, then its file (its number is not handed out again); the task no longer
+        names it its best. Refused while an execution of it is queued or running."""
         record = self.code_version(task_id, version)
+        ex = t.executions.c
         with self.store.transaction() as conn:
+            busy = conn.execute(
+                sa.select(ex.id).where(ex.task_id == task_id, ex.version == version, ex.status.in_(UNFINISHED))
+            ).first()
+            if busy is not None:
+                raise ConflictError(
+                    f"version {version} of task {task_id} is being executed (execution {busy[0]}); "
+                    "cancel it or wait for it to end, then delete the version"
+                )
             conn.execute(t.task_code.delete().where(t.task_code.c.task_id == task_id, t.task_code.c.version == version))
+            conn.execute(
+                t.tasks.update()
+                .where(t.tasks.c.id == task_id, t.tasks.c.best_version == version)
+                .values(best_version=None, updated_at=time.time())
+            )
         self.files.remove_code(task_id, version, record.filename)
         return record
 

@@ -235,3 +235,18 @@ def test_unknown_team_or_session_is_not_found() -> None:
         chat.create("no-such-team")
     with pytest.raises(NotFoundError):
         asyncio.run(chat.begin("s0000", "hi"))
+
+
+async def test_a_message_whose_run_cannot_start_is_not_kept() -> None:
+    """The session's project was deleted: each message is refused, and none is left as a turn."""
+    from edgecrew.projects import ProjectService
+
+    rt = _runtime()
+    chat = _chat(rt)
+    projects = ProjectService.of(rt)
+    session = chat.create("twin", project=projects.create("gone").id)
+    projects.delete("gone")
+    for text in ("first", "second"):
+        with pytest.raises(NotFoundError, match="no project"):
+            await chat.say(session.id, text)
+    assert chat.turns(session.id) == []

@@ -27,7 +27,7 @@ from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.chat import ChatMessage, ChatService, answer_text, compose_task
 from edgecrew.engine.live import LiveText
 from edgecrew.engine.service import RunService, Started, TeamName, settle
-from edgecrew.errors import ConflictError, NotFoundError, UserError
+from edgecrew.errors import ConflictError, EdgecrewError, NotFoundError, UserError
 from edgecrew.projects import ProjectService
 from edgecrew.store.repo import RunRecord
 from edgecrew.store.sessions import ChatSessionRecord, ChatStore, ChatTurnRecord
@@ -208,17 +208,22 @@ class ChatSessions:
             again = await asyncio.to_thread(self._by_key, session, idempotency_key)
             if again is not None:
                 return again
-        question, key = await asyncio.to_thread(self._question, session, text)
+        question, key, added = await asyncio.to_thread(self._question, session, text)
         key = idempotency_key or key
         context = await asyncio.to_thread(self.store.turns, session.id, before=question.seq)
-        started = await self.runs.start(
-            team or TeamName(session.team),
-            self.task(context, text),
-            request_id=request_id,
-            idempotency_key=key,
-            trigger={"kind": "chat", "session": session.id, "turn": question.seq},
-            project=session.project,
-        )
+        try:
+            started = await self.runs.start(
+                team or TeamName(session.team),
+                self.task(context, text),
+                request_id=request_id,
+                idempotency_key=key,
+                trigger={"kind": "chat", "session": session.id, "turn": question.seq},
+                project=session.project,
+            )
+        except EdgecrewError:  # refused (its team or project is gone, say): the message is not kept
+            if added:
+                await asyncio.to_thread(self.store.remove_question, question)
+            raise
         await asyncio.to_thread(self.store.set_run, session.id, question.seq, started.run.id)
         title = " ".join(text.split())[:TITLE_CHARS] if not session.title else None
         await asyncio.to_thread(self.store.update, session.id, title=title)
@@ -230,8 +235,9 @@ class ChatSessions:
         messages = [ChatMessage(t.role, _clip(t.content, TURN_CHARS)) for t in shown]
         return compose_task([*messages, ChatMessage("user", text)])
 
-    def _question(self, session: ChatSessionRecord, text: str) -> tuple[ChatTurnRecord, str]:
-        """The user turn for ``text`` (the unanswered last one when it says the same) and its run's key."""
+    def _question(self, session: ChatSessionRecord, text: str) -> tuple[ChatTurnRecord, str, bool]:
+        """The user turn for ``text`` (the unanswered last one when it says the same), its run's key and
+        whether the turn is new."""
         turns = self.store.turns(session.id)
         last = turns[-1] if turns else None
         if last is not None and last.role == "user":
@@ -243,10 +249,10 @@ class ChatSessions:
                 )
             if last.content == text:  # a retry: the same turn, its run found again or started anew
                 if run is None or not run.status.terminal:
-                    return last, f"chat-{session.id}-{last.seq}"
-                return last, f"chat-{session.id}-{last.seq}-after-{run.id}"
+                    return last, f"chat-{session.id}-{last.seq}", False
+                return last, f"chat-{session.id}-{last.seq}-after-{run.id}", False
         question = self.store.add_question(session.id, text)
-        return question, f"chat-{session.id}-{question.seq}"
+        return question, f"chat-{session.id}-{question.seq}", True
 
     def _by_key(self, session: ChatSessionRecord, key: str) -> Pending | None:
         run = self.rt.store.run_by_idempotency_key(key)

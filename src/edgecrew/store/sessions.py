@@ -134,6 +134,16 @@ class ChatStore:
             return record
         raise ConflictError(f"could not store a turn in chat session {session_id}: too many writers at once")
 
+    def remove_question(self, question: ChatTurnRecord) -> None:
+        """Take back a user turn no run answers (its run could not start), so it is not context later."""
+        c = t.chat_turns.c
+        with self.store.transaction() as conn:
+            conn.execute(
+                t.chat_turns.delete().where(
+                    c.session_id == question.session_id, c.seq == question.seq, c.role == "user", c.run_id.is_(None)
+                )
+            )
+
     def add_answer(self, question: ChatTurnRecord, content: str, run_id: str) -> tuple[ChatTurnRecord, bool]:
         """Store the answer to ``question`` (at its ``seq`` + 1); returns it and whether it is new."""
         record = ChatTurnRecord(question.session_id, question.seq + 1, "assistant", content, run_id, time.time())

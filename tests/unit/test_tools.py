@@ -45,6 +45,23 @@ async def test_arguments_are_validated_before_the_call(tmp_path: Path) -> None:
         await spec.call({"a": 1, "b": 2, "c": 3}, ctx)
 
 
+def test_nan_and_infinity_are_refused_where_they_are() -> None:
+    """JSON has neither (a stored NaN comes back null): refused wherever they sit, schema or not."""
+
+    def put(value: object, nested: dict[str, list[float]]) -> None:
+        """Put."""
+
+    spec = spec_from_function(put)
+    with pytest.raises(ToolError, match="invalid arguments for put: value: must be a finite number"):
+        spec.validate_arguments({"value": float("nan"), "nested": {}})
+    with pytest.raises(ToolError, match=r"nested\.xs\.1: must be a finite number"):
+        spec.validate_arguments({"value": 1, "nested": {"xs": [1.0, float("inf")]}})
+    assert spec.validate_arguments({"value": 1e308, "nested": {"xs": [-1.5]}}) == {
+        "value": 1e308,
+        "nested": {"xs": [-1.5]},
+    }
+
+
 def test_duplicate_names_are_refused() -> None:
     registry = ToolRegistry()
     register_builtins(registry)

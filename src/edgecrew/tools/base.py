@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -146,6 +147,9 @@ class ToolSpec:
 
     def validate_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Return the arguments coerced by the schema, or raise ToolError naming what is wrong."""
+        odd = _non_finite(arguments)
+        if odd is not None:  # JSON has no NaN or infinity: stored, they would come back as null
+            raise ToolError(f"invalid arguments for {self.name}: {odd or 'arguments'}: must be a finite number")
         model = self.parameters.model
         if model is not None:
             from pydantic import ValidationError
@@ -319,3 +323,15 @@ def as_tool_errors() -> Iterator[None]:
         raise
     except UserError as exc:
         raise ToolError(str(exc)) from None
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """Where in ``value`` a NaN or infinite number is (dotted, "" for the whole), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in children:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None

@@ -201,3 +201,21 @@ def test_the_openai_client_talks_in_a_session_on_a_real_server(
                     )
     finally:
         durable.shutdown()
+
+
+def test_the_chat_pages_stream_is_refused_for_a_run_of_no_message_of_its_session(
+    http: tuple[TestClient, dict[str, str]],
+) -> None:
+    """A stream of a run the session never started would wait forever: it is a 404 before it opens."""
+    from tests.api.test_ui_pages import sign_in
+
+    client, headers = http
+    session = client.post("/sessions", json={"team": "echo"}, headers=headers).json()["id"]
+    said = client.post(f"/sessions/{session}/messages", json={"content": "hi"}, headers=headers).json()
+    other = client.post("/runs", json={"team": "echo", "task": "not a chat"}, headers=headers).json()["id"]
+    sign_in(client, headers["Authorization"].removeprefix("Bearer "))
+    for run in ("rzzz", other):
+        refused = client.get(f"/ui/chat/{session}/stream", params={"run": run})
+        assert refused.status_code == 404 and "answers no message" in refused.text, run
+    with client.stream("GET", f"/ui/chat/{session}/stream", params={"run": said["run_id"]}) as ok:
+        assert ok.status_code == 200 and "event: done" in "".join(ok.iter_text())

@@ -303,6 +303,14 @@ class ChatSessions:
         async for update in watching:
             yield update
 
+    def question_of(self, session_id: str, run_id: str) -> tuple[ChatSessionRecord, ChatTurnRecord]:
+        """The session and its message that ``run_id`` answers (NotFoundError: none, or no such session)."""
+        session = self.store.get(session_id)
+        question = self.store.turn_of_run(session.id, run_id)
+        if question is None:
+            raise NotFoundError(f"run {run_id} answers no message of chat session {session.id}")
+        return session, question
+
     async def watch(
         self,
         session_id: str,
@@ -315,10 +323,7 @@ class ChatSessions:
         """The text a run of the session's is writing, as it grows, then :class:`Replied`. Live text
         exists only in the process that runs the model call (see :class:`LiveText`); elsewhere the
         stream is just the reply. ``handle``: the run's workflow, when this process started it."""
-        session = await asyncio.to_thread(self.store.get, session_id)
-        question = await asyncio.to_thread(self.store.turn_of_run, session.id, run_id)
-        if question is None:
-            raise NotFoundError(f"run {run_id} answers no message of chat session {session.id}")
+        session, question = await asyncio.to_thread(self.question_of, session_id, run_id)
         live = LiveText.of(self.rt)
         following = asyncio.ensure_future(self._follow(run_id, timeout_s=timeout_s))
         sent: dict[str, int] = {}

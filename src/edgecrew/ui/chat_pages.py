@@ -105,7 +105,7 @@ async def chat_stream(
     run: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> EventSourceResponse:
     chats = _chats(request)
-    await asyncio.to_thread(chats.get, session_id)  # 404 before the stream opens
+    await asyncio.to_thread(chats.question_of, session_id, run)  # 404 before the stream opens
     return EventSourceResponse(_live(chats, session_id, run), ping=15)
 
 

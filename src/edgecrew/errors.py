@@ -42,6 +42,10 @@ class NotFoundError(UserError):
     """A named thing (team, run, model alias, tool) does not exist."""
 
 
+class ModelNotFound(NotFoundError):
+    """A model id (on ``/v1``: a team, or team/agent) names nothing."""
+
+
 class ConflictError(UserError):
     """The action does not fit the current state: cancelling a finished run, deciding twice."""
 

@@ -139,6 +139,8 @@ def test_a_v1_completion_bound_to_a_session_is_its_next_turn(http: tuple[TestCli
     ]  # fmt: skip
     other = client.post("/v1/chat/completions", json={**first, "model": "ship"}, headers=bound)
     assert other.status_code == 409 and "talks to team 'echo'" in other.json()["detail"]
+    lost = client.post("/v1/chat/completions", json=first, headers={**headers, "X-Edgecrew-Session": "sdeadbeef"})
+    assert lost.status_code == 404 and lost.json()["error"]["code"] == "not_found", lost.text  # not the model's
 
 
 def test_the_openai_client_talks_in_a_session_on_a_real_server(

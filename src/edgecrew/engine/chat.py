@@ -18,7 +18,7 @@ from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
 from edgecrew.engine.service import RunService
-from edgecrew.errors import NotFoundError, SpecError, UserError
+from edgecrew.errors import ModelNotFound, SpecError, UserError
 from edgecrew.store.repo import RunRecord
 
 
@@ -96,14 +96,14 @@ class ChatService:
         team, slash, agent = model.partition("/")
         if team not in self.rt.project.teams:  # by name only: a model id is never a path to a file
             known = ", ".join(sorted(self.rt.project.teams)) or "none"
-            raise NotFoundError(
+            raise ModelNotFound(
                 f"no model '{model}': models are team names or team/agent (teams: {known}); see GET /v1/models"
             )
         spec = self.rt.project.load_source(self.rt.project.teams[team], self.rt.catalog())
         if not slash:
             return spec
         if agent not in spec.agents:
-            raise NotFoundError(
+            raise ModelNotFound(
                 f"no model '{model}': team '{team}' has no agent '{agent}' (it has: {', '.join(spec.agents)})"
             )
         return single_agent_team(spec, agent)

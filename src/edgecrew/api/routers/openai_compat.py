@@ -28,7 +28,7 @@ from edgecrew.api.routers.feedback import FeedbackOut, Rate, rate
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, ChatStart, pieces
 from edgecrew.engine.sessions import ChatSessions
-from edgecrew.errors import IdempotencyKeyReused
+from edgecrew.errors import IdempotencyKeyReused, ModelNotFound
 
 KEEPALIVE_S = 10  # an SSE comment this often while the run works, so proxies keep the stream open
 SEP = "\n"  # lines end as OpenAI's own streams end them (some clients split on a blank line only)
@@ -43,7 +43,7 @@ _ERROR_TYPES = {
 _ERROR_CODES = {
     401: "invalid_api_key",
     403: "insufficient_scope",
-    404: "model_not_found",
+    404: "not_found",  # model_not_found when it is the model (ModelNotFound)
     409: "conflict",
     413: "request_too_large",
     422: "invalid_request",
@@ -83,7 +83,8 @@ class OpenAIErrorRoute(APIRoute):
                 )
                 if handler is None:
                     raise
-                return with_openai_error(await handler(request, exc))
+                code = "model_not_found" if isinstance(exc, ModelNotFound) else None
+                return with_openai_error(await handler(request, exc), code)
 
         return route
 

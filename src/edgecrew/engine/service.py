@@ -137,7 +137,7 @@ TASK_PATTERN = r"[^\s\x00-\x1f\x7f-\x9f\ufeff]"
 
 def _check_task(task: str) -> None:
     if re.search(TASK_PATTERN, task) is None:
-        raise UserError('the task is empty; say what the team should do, e.g. edgecrew run TEAM "..."')
+        raise UserError("the task is empty; say what the team should do (e.g. 'summarise the README')")
 
 
 class RunService:

@@ -150,6 +150,32 @@ def test_tool_and_template_agents_are_checked_with_their_lines() -> None:
     ]
 
 
+def test_a_tool_agents_arguments_are_checked_by_name_against_the_tool() -> None:
+    """Values may be templates, so only names: one the tool does not take, a required one left out."""
+    by_name = {t.name: t for t in TOOLS}
+    catalog = Catalog(tools=CATALOG.tools, models=CATALOG.models, tool_schema=lambda n: by_name[n].input_schema)
+    with pytest.raises(SpecError) as caught:
+        load_team_text(
+            "name: t\n"  # 1
+            "agents:\n"  # 2
+            "  fits:\n"  # 3
+            "    tool: can_run\n"  # 4
+            "    arguments: {memory_byte: 5}\n"  # 5
+            "  mem:\n"  # 6
+            "    tool: free_memory\n"  # 7
+            "    arguments: {unit: '{{ task }}'}\n"  # 8
+            "graph: {start: fits, edges: [{from: fits, to: mem}, {from: mem, to: end}]}\n",
+            "team.yaml",
+            catalog,
+        )
+    assert [(i.line, i.message, i.hint) for i in caught.value.issues] == [
+        (4, "agent 'fits' calls 'can_run' without its required argument(s): memory_bytes",
+         "add them under 'arguments:' (a string may be a template, e.g. '{{ task }}')"),
+        (5, "agent 'fits' gives 'can_run' an argument it does not take: 'memory_byte'", "did you mean 'memory_bytes'?"),
+    ]  # fmt: skip
+    assert load_team_text(FACTS, "facts.yaml", catalog).name == "facts"  # templates are names' values only
+
+
 def test_a_template_reading_a_field_its_agent_does_not_output_is_reported() -> None:
     found = problems(
         "name: t\nagents:\n"

@@ -156,7 +156,13 @@ def catalog_of(
     models: ModelRegistry, tools: ToolRegistry, agents: Mapping[str, Mapping[str, Any] | SpecError] | None = None
 ) -> Catalog:
     """What specs may refer to: these models (aliases and tags), tools (normalized names) and library agents."""
-    return Catalog(tools=tools.names(), models=models.references(), normalize_tool=tools.canonical, agents=agents)
+    return Catalog(
+        tools=tools.names(),
+        models=models.references(),
+        normalize_tool=tools.canonical,
+        agents=agents,
+        tool_schema=lambda name: tools.get(name).input_schema,
+    )
 
 
 def build_pool(registry: ModelRegistry, budget_bytes: int | None) -> ModelPool:

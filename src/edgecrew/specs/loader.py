@@ -152,6 +152,7 @@ class Catalog:
     # The agent library: name -> the agent's fields, for team agents that say `use: NAME`; a library
     # agent whose own file is broken maps to a SpecError instead (reported there, named here).
     agents: Mapping[str, Mapping[str, Any] | SpecError] | None = None
+    tool_schema: Callable[[str], Mapping[str, Any]] | None = None  # registered name -> its arguments' JSON Schema
 
 
 @dataclass
@@ -527,6 +528,7 @@ def _check_agent(name: str, agent: AgentDoc, catalog: Catalog, issues: _Issues) 
         _check_tool(name, tool, (*loc, "tools", i), catalog, issues)
     if agent.tool is not None:
         _check_tool(name, agent.tool, (*loc, "tool"), catalog, issues)
+        _check_arguments(name, agent.tool, agent.arguments, loc, catalog, issues)
     if agent.output_schema is not None:
         _check_schema(agent.output_schema, (*loc, "output_schema"), name, issues)
     for i, example in enumerate(agent.examples):
@@ -594,6 +596,34 @@ def _check_tool(name: str, tool: str, loc: Loc, catalog: Catalog, issues: _Issue
         hint = f"did you mean '{close[0]}'?" if close else "see `edgecrew tools list`"
         verb = "calls" if loc[-1] == "tool" else "allows"
         issues.add(loc, f"agent '{name}' {verb} unknown tool '{tool}'", hint)
+
+
+def _check_arguments(
+    name: str, tool: str, arguments: Mapping[str, Any], loc: Loc, catalog: Catalog, issues: _Issues
+) -> None:
+    """A tool agent's arguments by name against the tool's schema (their values may be templates, so
+    only the names): one the tool does not take, and the required ones left out."""
+    canonical = catalog.normalize_tool(tool) if catalog.normalize_tool else tool
+    if catalog.tool_schema is None or catalog.tools is None or canonical not in catalog.tools:
+        return  # an unknown tool is reported as such
+    schema = catalog.tool_schema(canonical)
+    takes = sorted(schema.get("properties") or {})
+    if schema.get("additionalProperties") is False:
+        for key in arguments:
+            if key not in takes:
+                close = difflib.get_close_matches(key, takes, n=1)
+                issues.add(
+                    (*loc, "arguments", key),
+                    f"agent '{name}' gives '{canonical}' an argument it does not take: '{key}'",
+                    f"did you mean '{close[0]}'?" if close else f"it takes: {', '.join(takes) or 'no arguments'}",
+                )
+    missing = [key for key in schema.get("required") or () if key not in arguments]
+    if missing:
+        issues.add(
+            (*loc, "tool"),
+            f"agent '{name}' calls '{canonical}' without its required argument(s): {', '.join(missing)}",
+            "add them under 'arguments:' (a string may be a template, e.g. '{{ task }}')",
+        )
 
 
 def _check_example(name: str, agent: AgentDoc, i: int, example: ExampleDoc, issues: _Issues) -> None:

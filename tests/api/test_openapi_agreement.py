@@ -96,6 +96,9 @@ def test_a_reused_idempotency_key_is_a_declared_conflict(client: TestClient, rw:
     other = client.post("/runs", json={"team": "echo", "task": "another"}, headers=key)
     body = _problem(other, 409)
     assert first.json()["id"] in body["detail"] and "Idempotency-Key" in body["detail"]
+    chat = {"model": "echo", "messages": [{"role": "user", "content": "yet another"}]}
+    v1 = _problem(client.post("/v1/chat/completions", json=chat, headers=key), 409)  # the same key, the same answer
+    assert v1["error"]["code"] == "conflict" and v1["run_id"] == first.json()["id"]
 
 
 def test_a_run_body_may_carry_properties_the_document_does_not_name(client: TestClient, rw: dict[str, str]) -> None:

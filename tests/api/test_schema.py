@@ -110,10 +110,8 @@ PROBLEM_STATUSES = ("400", "401", "403", "404", "409", "413", "422", "429")
 # operation is still tested, and only a failure turns into xfail (delete the entry once it passes).
 # In the stateful test a failure of a known operation is set aside and the scenario goes on.
 KNOWN: dict[str, str] = {
-    "POST /v1/chat/completions": (
-        "refuses with 422 a conversation whose last message is not the user's, which the schema allows; "
-        "answers a reused Idempotency-Key with 422 where POST /runs answers the declared 409"
-    ),
+    "POST /v1/chat/completions": "refuses with 422 a conversation whose last message is not the user's, "
+    "which the schema allows",
 }
 # Refusals of schema-valid requests, known by a phrase of their answer and reported like KNOWN: a
 # failure that is only such a refusal is set aside too, whatever the operation.

@@ -277,7 +277,9 @@ async def chat_completions(
                 body.model, body.conversation(), request_id=current_request_id.get(), idempotency_key=idempotency_key
             )
     except IdempotencyKeyReused as exc:
-        return with_openai_error(problem(422, str(exc), title="Idempotency key reused"), run_id=exc.run_id)
+        # 409 as on POST /runs (the key is shared): the body is valid, it conflicts with the key's run.
+        reused = problem(409, str(exc), title="Idempotency key reused", instance="/v1/chat/completions")
+        return with_openai_error(reused, run_id=exc.run_id)
     completion_id = f"chatcmpl-{started.run_id}"
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage

@@ -185,7 +185,7 @@ def cancel(run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefi
 
 @runs_app.command("list")
 def runs_list(
-    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many runs, newest first.")] = 20,
     status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:

@@ -52,7 +52,10 @@ def export(
         if rating is not None and rating not in RATINGS:
             raise UserError(f"--rating is up or down, not {rating!r}")
         rows = RunService(runtime()).feedback_export(team=team, rating=RATINGS[rating] if rating else None)
-        out = output.open("w", encoding="utf-8") if output else sys.stdout
+        try:
+            out = output.open("w", encoding="utf-8") if output else sys.stdout
+        except OSError as exc:
+            raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
         count = 0
         try:
             for row in rows:

@@ -9,6 +9,7 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from edgecrew.cli.common import ProjectOpt, console, guard, runtime
@@ -32,7 +33,12 @@ def models_list(project: ProjectOpt = None, as_json: Annotated[bool, typer.Optio
     table = Table("alias", "backend", "source", "tags", "fallbacks", "memory")
     for d in defs:
         table.add_row(
-            d.alias, d.backend, d.describe(), ", ".join(d.tags), " → ".join(d.fallbacks), _mib(d.memory_bytes)
+            escape(d.alias),
+            d.backend,
+            escape(d.describe()),
+            escape(", ".join(d.tags)),
+            escape(" → ".join(d.fallbacks)),
+            _mib(d.memory_bytes),
         )
     console.print(table)
 
@@ -43,7 +49,7 @@ def models_show(alias: str, project: ProjectOpt = None) -> None:
     rt = guard(lambda: runtime(project))
     d = guard(lambda: rt.models.definition(alias))
     console.print_json(json.dumps(d.to_dict()))
-    console.print(f"tries, in order: {' → '.join(guard(lambda: rt.models.candidates(alias)))}")
+    console.print(f"tries, in order: {escape(' → '.join(guard(lambda: rt.models.candidates(alias))))}")
 
 
 @models_app.command("status")
@@ -84,8 +90,8 @@ def models_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
 @models_app.command("bench")
 def models_bench(
     alias: Annotated[str, typer.Argument(help="Model alias to measure.")] = "local",
-    runs: Annotated[int, typer.Option(help="Timed calls.")] = 5,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per call.")] = 64,
+    runs: Annotated[int, typer.Option(help="Timed calls.", min=1, max=1000)] = 5,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per call.", min=1, max=100_000)] = 64,
     project: ProjectOpt = None,
 ) -> None:
     """Measure load time, time to first token and tokens/s of one model on this machine."""
@@ -118,9 +124,9 @@ def models_bench(
             "completion_tokens_mean": round(statistics.mean(r.usage.completion_tokens for r in results), 1),
         }
 
-    with console.status(f"measuring {alias}…"):
+    with console.status(f"measuring {escape(alias)}…"):
         figures = guard(lambda: asyncio.run(body()))
     table = Table("figure", "value")
     for key, value in figures.items():
-        table.add_row(key, _mib(value) if key == "memory_bytes" else str(value))
+        table.add_row(key, _mib(value) if key == "memory_bytes" else escape(str(value)))
     console.print(table)

@@ -113,7 +113,11 @@ def trigger(
 
 
 @routines_app.command()
-def runs(name: NameArg, limit: int = 20, project: ProjectOpt = None) -> None:
+def runs(
+    name: NameArg,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many firings, newest first.")] = 20,
+    project: ProjectOpt = None,
+) -> None:
     """The routine's latest runs (scheduled and manual firings), newest first."""
     from edgecrew.cli.render import when
 

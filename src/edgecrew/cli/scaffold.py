@@ -57,10 +57,20 @@ graph:
 
 def create_project(directory: Path) -> list[Path]:
     files = {directory / "edgecrew.yaml": CONFIG, directory / "teams" / "example.yaml": TEAM}
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{directory} is a file, not a directory; name a new or an empty directory")
     existing = [str(f) for f in files if f.exists()]
     if existing:
-        raise UserError(f"{', '.join(existing)} already exist; choose an empty directory or remove them")
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        verb = "already exists" if len(existing) == 1 else "already exist"
+        raise UserError(f"{', '.join(existing)} {verb}; choose an empty directory or remove them")
+    written: list[Path] = []
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    except OSError as exc:
+        for path in written:  # nothing half-made: the next try starts from the same empty directory
+            path.unlink(missing_ok=True)
+        raise UserError(f"cannot write the project in {directory}: {exc.strerror or exc} ({exc.filename})") from None
     return list(files)

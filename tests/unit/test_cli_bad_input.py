@@ -1,0 +1,82 @@
+"""The CLI given odd but plausible input: a clear error (exit 1 or 2), never a traceback, nothing half-done."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecrew.cli import app
+from edgecrew.engine import durable
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _engine(project_dir: Path) -> Iterator[None]:
+    yield
+    durable.shutdown()
+
+
+def test_a_key_named_with_brackets_is_shown_and_listed_as_written() -> None:
+    made = runner.invoke(app, ["keys", "create", "[/]k"])
+    assert made.exit_code == 0, made.output
+    assert "([/]k)" in made.output and made.output.strip().splitlines()[-1].startswith("ec_")  # the secret
+    listed = runner.invoke(app, ["keys", "list"])
+    assert listed.exit_code == 0 and "[/]k" in listed.output, listed.output
+    key_id = made.output.split("created key ")[1].split()[0]
+    revoked = runner.invoke(app, ["keys", "revoke", key_id])
+    assert revoked.exit_code == 0 and "([/]k)" in revoked.output, revoked.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs", "list", "--limit", "99999999999999999999"],
+        ["runs", "list", "--limit", "0"],
+        ["routines", "runs", "r1", "--limit", "-5"],
+        ["models", "bench", "--runs", "0"],
+        ["serve", "--port", "99999"],
+    ],
+)
+def test_numbers_out_of_range_are_refused_naming_the_option(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "Invalid value for" in result.output, result.output
+
+
+def test_serve_on_a_port_in_use_says_so_before_starting_anything() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert f"cannot listen on 127.0.0.1:{port}: another program is using it" in result.output
+    assert "serving on" not in result.output
+
+
+def test_feedback_export_to_a_path_it_cannot_write_says_why(tmp_path: Path) -> None:
+    for target, why in [(tmp_path / "no" / "such" / "f.jsonl", "No such file"), (tmp_path, "Is a directory")]:
+        result = runner.invoke(app, ["feedback", "export", "-o", str(target)])
+        assert result.exit_code == 1 and f"cannot write {target}" in result.output and why in result.output
+
+
+def test_init_on_a_file_or_where_it_cannot_write_leaves_nothing_half_made(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = runner.invoke(app, ["init", str(afile)])
+    assert result.exit_code == 1 and "is a file, not a directory" in result.output, result.output
+    target = tmp_path / "p"
+    (target / "teams").mkdir(parents=True)
+    (target / "teams" / "example.yaml").mkdir()  # in the way of the second file
+    result = runner.invoke(app, ["init", str(target)])
+    assert result.exit_code == 1 and "already exists" in result.output, result.output
+    (target / "teams" / "example.yaml").rmdir()
+    (target / "teams").rmdir()
+    (target / "teams").write_text("not a folder")  # the second file cannot be written, after the first
+    result = runner.invoke(app, ["init", str(target)])
+    assert result.exit_code == 1 and "cannot write the project" in result.output, result.output
+    assert not (target / "edgecrew.yaml").exists()  # taken back: `init` again starts clean

@@ -301,3 +301,60 @@ def test_orphans_of_another_project_are_reported_not_adopted(
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     _assert_finished(edgecrew_home, first)
+
+
+GATED_TOOLS = TOOLS + '''
+@tool(risk="risky")
+def deploy(target: str) -> str:
+    """Deploy (needs a person's approval)."""
+    return "deployed " + target
+'''
+
+GATED = """
+name: gated
+agents:
+  d: {tool: deploy, arguments: {target: prod}}
+graph: {start: d, edges: [{from: d, to: end}]}
+"""
+
+
+def test_a_run_answers_at_once_though_the_run_it_adopted_waits_for_an_approval(
+    crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
+) -> None:
+    """An adopted run that waits for a person is left for later: the new run's JSON comes when it ends."""
+    write(project_dir / "tools.py", GATED_TOOLS)
+    write(project_dir / "teams" / "gated.yaml", GATED)
+    gated = _edgecrew(crash_env, "run", "gated", "ship it")
+    _wait_for(lambda: _status(edgecrew_home) == "waiting_approval", gated, "the approval")
+    gated.send_signal(signal.SIGKILL)
+    gated.wait(timeout=10)
+    write(
+        project_dir / "teams" / "solo.yaml",
+        """
+        name: solo
+        agents:
+          a: {model: fake, system: x, output_schema: {type: object, properties: {topic: {type: string}}}}
+        graph: {start: a, edges: [{from: a, to: end}]}
+    """,
+    )
+    second = _edgecrew(crash_env, "run", "solo", "second", "--json")
+    try:
+        out, _ = second.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        second.kill()
+        pytest.fail(f"`edgecrew run --json` still waits: {second.communicate()[0]}")
+    assert second.returncode == 0, out
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "succeeded"
+
+
+def _status(home: Path) -> str | None:
+    import sqlite3
+
+    if not (home / "edgecrew.db").exists():
+        return None
+    try:
+        with sqlite3.connect(home / "edgecrew.db") as db:
+            row = db.execute("SELECT status FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
+    except sqlite3.OperationalError:  # not migrated yet
+        return None
+    return row[0] if row else None

@@ -104,8 +104,8 @@ def run(
             console.print(f"run [bold]{started.run.id}[/]  (edgecrew runs show {started.run.id})")
             with LiveRenderer(console) as live:
                 done = await svc.finish(started, live)
-        await _wait_for_adopted(svc, recovery.adopted, quiet=as_json)
         _print_result(done, as_json)
+        await _wait_for_adopted(svc, recovery.adopted, quiet=as_json)
         return 0 if done.ok else 1
 
     raise typer.Exit(arun(body))
@@ -125,11 +125,25 @@ def _report_recovery(recovery: Any) -> None:
 
 
 async def _wait_for_adopted(svc: Any, adopted: list[str], *, quiet: bool) -> None:
-    """Runs this process adopted at start-up finish here too (leaving would interrupt them again)."""
+    """Runs this process adopted at start-up go on here (leaving would interrupt them again) until they
+    end or wait for a person: an approval may take days, and the next process to start takes them up."""
+    import asyncio
+
+    from edgecrew.domain.runs import RunStatus
+
     for other in adopted:
-        if not quiet:
-            console.print(f"[dim]waiting for resumed run {other} (Ctrl-C leaves it for later)…[/]")
-        await svc.follow(other)
+        announced = False
+        while not (
+            (run := await asyncio.to_thread(svc.get, other)).status.terminal or run.status == RunStatus.WAITING_APPROVAL
+        ):
+            if not (quiet or announced):
+                console.print(f"[dim]waiting for resumed run {other} (Ctrl-C leaves it for later)…[/]")
+                announced = True
+            await svc.follow(other, timeout_s=1.0)
+        if run.status == RunStatus.WAITING_APPROVAL and not quiet:
+            console.print(
+                f"[dim]resumed run {other} waits for an approval (edgecrew approvals list); left for later[/]"
+            )
 
 
 @app.command()
@@ -154,8 +168,8 @@ def resume(
         started = Started(run, False, await _handle_here(run.id))
         with LiveRenderer(console) as live:
             done = await svc.finish(started, live, after_id=svc.last_event_id(run.id))
-        await _wait_for_adopted(svc, [r for r in recovery.adopted if r != run.id], quiet=False)
         _print_result(done, False)
+        await _wait_for_adopted(svc, [r for r in recovery.adopted if r != run.id], quiet=False)
         return 0 if done.ok else 1
 
     raise typer.Exit(arun(body))

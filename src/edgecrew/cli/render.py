@@ -154,7 +154,8 @@ def print_result(done: Any, as_json: bool, console: Console | None = None) -> No
                     "workspace": run.workspace,
                 },
                 ensure_ascii=False,
-            )
+            ),
+            flush=True,  # a script reading it need not wait for the process to end
         )
         return
     console.rule("output")

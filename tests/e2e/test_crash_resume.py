@@ -303,12 +303,15 @@ def test_orphans_of_another_project_are_reported_not_adopted(
     _assert_finished(edgecrew_home, first)
 
 
-GATED_TOOLS = TOOLS + '''
+GATED_TOOLS = (
+    TOOLS
+    + '''
 @tool(risk="risky")
 def deploy(target: str) -> str:
     """Deploy (needs a person's approval)."""
     return "deployed " + target
 '''
+)
 
 GATED = """
 name: gated

@@ -57,6 +57,10 @@ def test_every_mistake_in_a_routine_is_named_with_its_line(project_dir: Path) ->
             team: x
             cron: "* * * * *"
             tsk: typo
+          never:
+            team: x
+            task: y
+            cron: "0 8 31 2 *"
         """,
     )
     with pytest.raises(SpecError) as caught:
@@ -68,6 +72,7 @@ def test_every_mistake_in_a_routine_is_named_with_its_line(project_dir: Path) ->
     assert f"{config}:8: routines.nightly.catch_up" in text
     assert "routines.Bad Name" in text
     assert "routines.quiet.task" in text and "routines.quiet.tsk" in text
+    assert f"{config}:20: routines.never.cron" in text and "'0 8 31 2 *' never fires" in text  # 31 February
 
 
 def test_next_and_previous_firings_follow_the_time_zone() -> None:

@@ -6,10 +6,11 @@ like any other spec problem; whether the team exists is checked when the routine
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ROUTINE_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -47,6 +48,11 @@ class RoutineDoc(BaseModel):
                 f"'{value}' is not a cron expression; write five fields (minute hour day month weekday), "
                 "e.g. '0 8 * * 1-5' for 08:00 on weekdays"
             )
+        seconds = value if len(fields) == 6 else f"0 {value}"
+        try:  # a date that never comes (31 February) is valid syntax: the scheduler would fail on it
+            croniter(seconds, datetime(2000, 1, 1, tzinfo=UTC), second_at_beginning=True).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"'{value}' never fires: no date matches its day and month fields") from None
         return value
 
     @field_validator("timezone")

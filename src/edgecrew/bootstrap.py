@@ -8,7 +8,10 @@ learns which runtime its steps serve when it is launched with it.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+
+import sqlalchemy as sa
 
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import UserError
@@ -19,7 +22,7 @@ from edgecrew.platform import PlatformConfig, register_platform_tools
 from edgecrew.projects import ProjectService, register_project_tools
 from edgecrew.settings import Settings, get_settings
 from edgecrew.specs.project import Project, load_project
-from edgecrew.store.repo import open_store
+from edgecrew.store.repo import database_problem, open_store
 from edgecrew.tasks import register_task_tools
 from edgecrew.tools.base import ToolRegistry, declared_tools
 from edgecrew.tools.builtins import builtin_registry, prometheus
@@ -39,6 +42,8 @@ def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = 
             f"the data dir {settings.home} is not usable ({exc.strerror or exc}); "
             "set EDGECREW_HOME to a writable directory"
         ) from None
+    except (sa.exc.SQLAlchemyError, sqlite3.DatabaseError) as exc:  # read-only, damaged, unreachable
+        raise UserError(database_problem("the store", settings.store_url, exc)) from None
     runtime = Runtime(settings=settings, store=store, project=project, models=models, tools=registry)
     register_task_tools(registry, runtime.tasks, runtime.executions)  # bound to this runtime's workspace
     register_ops_tools(registry, runtime)  # bound to this runtime's sampler and jobs

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.home() / ".edgecrew")
     # Store URL. Default: SQLite file in the data dir. A postgresql:// URL puts both the store and
     # the DBOS system database (schema "dbos") on that server.
-    database_url: str | None = None
+    database_url: str | None = Field(default=None, pattern=r"^(sqlite|postgres(ql)?)(\+\w+)?://")
     # Project directory holding edgecrew.yaml and teams/*.yaml (default: the current directory).
     project: Path | None = None
     # Comma-separated failpoints for crash tests, e.g. "before_model_call:2": the process writes

@@ -80,3 +80,32 @@ def test_init_on_a_file_or_where_it_cannot_write_leaves_nothing_half_made(tmp_pa
     result = runner.invoke(app, ["init", str(target)])
     assert result.exit_code == 1 and "cannot write the project" in result.output, result.output
     assert not (target / "edgecrew.yaml").exists()  # taken back: `init` again starts clean
+
+
+def test_a_damaged_or_unreachable_database_is_named_not_a_traceback(
+    edgecrew_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgecrew.settings import reset_settings
+
+    edgecrew_home.mkdir(parents=True, exist_ok=True)
+    (edgecrew_home / "edgecrew.db").write_text("garbage")
+    result = runner.invoke(app, ["runs", "list"])
+    assert result.exit_code == 1, result.output
+    assert "cannot use the store at sqlite:///" in result.output and "file is not a database" in result.output
+    monkeypatch.setenv("EDGECREW_DATABASE_URL", "postgresql://nobody:secret@127.0.0.1:1/x")
+    reset_settings()
+    result = runner.invoke(app, ["runs", "list"])
+    assert result.exit_code == 1 and "cannot use the store at postgresql://nobody:***@127.0.0.1:1/x" in result.output
+    assert "secret" not in result.output and "edgecrew doctor" in result.output
+    monkeypatch.setenv("EDGECREW_DATABASE_URL", "mysql://x")
+    reset_settings()
+    result = runner.invoke(app, ["runs", "list"])
+    assert result.exit_code != 0 and "EDGECREW_DATABASE_URL" in result.output, result.output
+
+
+def test_a_damaged_durable_engine_database_is_named(edgecrew_home: Path) -> None:
+    assert runner.invoke(app, ["runs", "list"]).exit_code == 0  # the store made
+    (edgecrew_home / "dbos.sqlite").write_text("garbage")
+    result = runner.invoke(app, ["run", "plan-write-review", "x"])
+    assert result.exit_code == 1, result.output
+    assert "cannot use the durable engine's database at sqlite:///" in result.output

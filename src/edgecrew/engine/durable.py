@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig
 from dbos._error import DBOSException, DBOSWorkflowCancelledError
 
@@ -53,10 +55,10 @@ from edgecrew.engine.live import LiveText
 from edgecrew.engine.routing import RoutedCall, call_with_fallback
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.toolcall import execute_tool
-from edgecrew.errors import EdgecrewError
+from edgecrew.errors import EdgecrewError, UserError
 from edgecrew.models.registry import ModelDef
 from edgecrew.projects import ProjectService
-from edgecrew.store.repo import RunRecord
+from edgecrew.store.repo import RunRecord, database_problem
 from edgecrew.telemetry import tracing
 from edgecrew.tools.base import ToolContext
 from edgecrew.tools.permissions import FilePolicy, needs_approval, refusal
@@ -83,8 +85,11 @@ def launch(runtime: Runtime, *, queues: Sequence[str] = ()) -> None:
         return
     if _launched_url is not None:
         DBOS.destroy(destroy_registry=False)
-    if url.startswith("sqlite:///"):
-        _use_wal(url.removeprefix("sqlite:///"))
+    try:
+        if url.startswith("sqlite:///"):
+            _use_wal(url.removeprefix("sqlite:///"))
+    except sqlite3.DatabaseError as exc:  # read-only, damaged, not a database
+        raise UserError(database_problem("the durable engine's database", url, exc)) from None
     config: DBOSConfig = {
         "name": "edgecrew",
         "system_database_url": url,
@@ -97,7 +102,11 @@ def launch(runtime: Runtime, *, queues: Sequence[str] = ()) -> None:
     }
     DBOS(config=config)
     DBOS.listen_queues(list(queues))
-    DBOS.launch()
+    try:
+        DBOS.launch()
+    except (sa.exc.SQLAlchemyError, sqlite3.DatabaseError) as exc:  # unreachable, refused, damaged
+        DBOS.destroy(destroy_registry=False)
+        raise UserError(database_problem("the durable engine's database", url, exc)) from None
     _launched_url = url
 
 
@@ -115,8 +124,6 @@ def launched(runtime: Runtime) -> bool:
 
 def _use_wal(path: str) -> None:
     """Put DBOS's SQLite file in WAL mode (persistent in the file) so readers never block the writer."""
-    import sqlite3
-
     with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
         db.execute("PRAGMA journal_mode=WAL")
 

@@ -768,6 +768,21 @@ def _load_vec(dbapi_conn: Any, _record: Any) -> None:
         log.warning("sqlite-vec could not be loaded into the store's SQLite: %s", exc)
 
 
+def database_problem(what: str, url: str, exc: BaseException) -> str:
+    """Why ``what`` (the store, the durable engine's database) at ``url`` cannot be used, for a person:
+    the URL without its password, the driver's own reason, and where to look."""
+    try:
+        where = sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        where = url.split("@")[-1]
+    reason = getattr(exc, "orig", None) or exc
+    first = (str(reason).strip().splitlines() or [type(reason).__name__])[0]
+    return (
+        f"cannot use {what} at {where}: {first}; check EDGECREW_HOME and EDGECREW_DATABASE_URL "
+        "(`edgecrew doctor` checks both)"
+    )
+
+
 def open_store(url: str) -> RunStore:
     """Open (and migrate) the store at ``url``; a SQLite file's folder is created when missing."""
     if url.startswith("sqlite:///"):

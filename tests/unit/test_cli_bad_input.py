@@ -109,3 +109,21 @@ def test_a_damaged_durable_engine_database_is_named(edgecrew_home: Path) -> None
     result = runner.invoke(app, ["run", "plan-write-review", "x"])
     assert result.exit_code == 1, result.output
     assert "cannot use the durable engine's database at sqlite:///" in result.output
+
+
+def test_text_that_is_not_utf8_is_refused_naming_where(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from edgecrew.cli import main
+
+    monkeypatch.setattr("sys.argv", ["edgecrew", "run", "trio", "bad\udcffbyte"])  # how Python keeps such bytes
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2 and "argument 3 (bad\\xffbyte) is not valid UTF-8" in capsys.readouterr().err
+    assert runner.invoke(app, ["projects", "create", "main"]).exit_code == 0
+    piped = runner.invoke(app, ["projects", "case-file", "main", "--append", "-"], input=b"\xff\xfe")
+    assert piped.exit_code == 1 and "stdin is not UTF-8 text" in piped.output, piped.output
+    latin = tmp_path / "plan.txt"
+    latin.write_bytes(b"caf\xe9")
+    written = runner.invoke(app, ["projects", "artifacts", "write", "main", "plan", "--file", str(latin)])
+    assert written.exit_code == 1 and "plan.txt: cannot read it (it is not UTF-8 text)" in written.output

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -539,6 +541,13 @@ def doctor() -> None:
 
 
 def main() -> None:
+    for i, arg in enumerate(sys.argv[1:], 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the terminal's encoding could not read (kept as surrogates)
+            shown = repr(os.fsencode(arg))[2:-1]
+            err.print(f"[red]error:[/] argument {i} ({escape(shown)}) is not valid UTF-8 text; check its encoding")
+            raise SystemExit(2) from None
     try:
         app(prog_name="edgecrew")
     except EdgecrewError as exc:  # raised before a command's own guard (a bad setting, say): no traceback

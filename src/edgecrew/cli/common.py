@@ -32,6 +32,29 @@ def runtime(project: Path | None = None, *, mcp: bool = False) -> Any:
     return bootstrap(settings, mcp=mcp)
 
 
+def read_text(path: Path) -> str:
+    """A file's UTF-8 text; UserError naming the file and why it cannot be read."""
+    from edgecrew.errors import UserError
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise UserError(f"{path}: cannot read it ({reason})") from None
+
+
+def read_stdin() -> str:
+    """What was piped in, as UTF-8 text; UserError when it is not."""
+    import sys
+
+    from edgecrew.errors import UserError
+
+    try:
+        return sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError("what came on stdin is not UTF-8 text; check its encoding") from None
+
+
 def guard(fn: Callable[[], T]) -> T:
     """Run a command body; edgecrew's own errors become a clear message and exit code."""
     try:

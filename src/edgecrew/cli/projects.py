@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from edgecrew.cli.common import console, guard, runtime
+from edgecrew.cli.common import console, guard, read_stdin, read_text, runtime
 from edgecrew.errors import UserError
 from edgecrew.projects import BEHAVIOURS, ProjectService
 from edgecrew.projects.records import when
@@ -160,7 +159,7 @@ def projects_case_file(
     """Show a project's case file, or append to it (a new version)."""
     svc = _svc()
     if append is not None:
-        text = sys.stdin.read() if append == "-" else append
+        text = guard(read_stdin) if append == "-" else append
         cf = guard(lambda: svc.append_case_file(project, text, author=_by(by)))
         console.print(f"case file is now version {cf.version}")
         return
@@ -231,7 +230,7 @@ def artifacts_write(
     """Write a new version of an artifact (created when new); refused while it is locked."""
     if (text is None) == (file is None):
         guard(lambda: _refuse("give the content with --text or --file (one of them)"))
-    content = text if text is not None else (file.read_text(encoding="utf-8") if file else "")
+    content = text if text is not None else (guard(lambda: read_text(file)) if file else "")
     svc = _svc()
 
     def write() -> tuple[str, int]:

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from edgecrew.cli.common import ProjectOpt, console, err, guard, runtime
+from edgecrew.cli.common import ProjectOpt, console, err, guard, read_text, runtime
 from edgecrew.errors import NotFoundError, UserError
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def tasks_create(
     def create() -> TaskRecord:
         check_data, limit_data = _read_checks(checks) if checks else (None, None)
         if test is not None:
-            check_data = {**(check_data or {}), "test": _read_text(test)}
+            check_data = {**(check_data or {}), "test": read_text(test)}
         if limit:
             limit_data = {**(limit_data or {}), **_parse_limit_options(limit)}
         if team is not None and team not in rt.project.teams:
@@ -255,19 +255,11 @@ def tasks_add_version(
     )
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise UserError(f"{path}: cannot read it ({reason})") from None
-
-
 def _read_checks(path: Path) -> tuple[Any, Any]:
     """The checks (and limits) a YAML file holds: the checks themselves, or {checks, limits}."""
     from edgecrew.specs.yamlsrc import parse_yaml, to_plain
 
-    data = to_plain(parse_yaml(_read_text(path), str(path)))
+    data = to_plain(parse_yaml(read_text(path), str(path)))
     if isinstance(data, dict) and data and set(data) <= {"checks", "limits"}:
         return data.get("checks"), data.get("limits")
     return data, None

@@ -127,3 +127,16 @@ def test_text_that_is_not_utf8_is_refused_naming_where(
     latin.write_bytes(b"caf\xe9")
     written = runner.invoke(app, ["projects", "artifacts", "write", "main", "plan", "--file", str(latin)])
     assert written.exit_code == 1 and "plan.txt: cannot read it (it is not UTF-8 text)" in written.output
+
+
+def test_a_project_directory_that_is_not_there_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in -p is not an empty project (whose built-in teams would answer 'no team')."""
+    from edgecrew.settings import reset_settings
+
+    missing = tmp_path / "typo"
+    result = runner.invoke(app, ["run", "trio", "x", "-p", str(missing)])
+    assert result.exit_code == 1 and f"the project directory {missing} does not exist" in result.output
+    monkeypatch.setenv("EDGECREW_PROJECT", str(missing))
+    reset_settings()
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 2 and f"{missing} does not exist" in result.output and "None" not in result.output

@@ -455,7 +455,7 @@ def validate(
         target = (path or get_settings().project_dir).resolve()
         named = path is not None and not target.exists() and path.name == str(path)  # a team's name?
         if not target.exists() and not named:
-            err.print(f"[red]error:[/] {path} does not exist")
+            err.print(f"[red]error:[/] {escape(str(target))} does not exist")
             return 2
         project_dir = get_settings().project_dir if named else target if target.is_dir() else _project_of(target)
         settings = get_settings().model_copy(update={"project": project_dir})

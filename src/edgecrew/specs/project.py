@@ -295,6 +295,9 @@ def _read_config(config: Path, directory: Path) -> tuple[ProjectDoc, dict[str, M
 def load_project(directory: Path) -> Project:
     """Read a project directory; a missing edgecrew.yaml is fine (built-in teams and models)."""
     directory = directory.resolve()
+    if not directory.is_dir():  # a typo in -p or EDGECREW_PROJECT would otherwise be an empty project
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise UserError(f"the project directory {directory} {what}; check -p or EDGECREW_PROJECT")
     project = Project(dir=directory, config_file=None)
     for file in builtin_team_files():
         name = file.stem

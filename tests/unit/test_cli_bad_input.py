@@ -140,3 +140,10 @@ def test_a_project_directory_that_is_not_there_is_named(tmp_path: Path, monkeypa
     reset_settings()
     result = runner.invoke(app, ["validate"])
     assert result.exit_code == 2 and f"{missing} does not exist" in result.output and "None" not in result.output
+
+
+def test_chat_with_nothing_to_say_makes_no_session() -> None:
+    result = runner.invoke(app, ["chat", "twin", "-m", "   "])
+    assert result.exit_code == 2 and "--message is empty" in result.output, result.output
+    listed = runner.invoke(app, ["chat", "sessions"])
+    assert listed.exit_code == 0 and "no chat sessions yet" in listed.output, listed.output

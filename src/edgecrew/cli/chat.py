@@ -66,6 +66,9 @@ def start(
     if team is None and session is None:
         err.print("[red]error:[/] name a team (edgecrew chat twin) or a session (edgecrew chat --session ID)")
         raise typer.Exit(2)
+    if message is not None and not any(m.strip() for m in message):  # nothing to say: no session is made
+        err.print("[red]error:[/] --message is empty; say something")
+        raise typer.Exit(2)
 
     async def body() -> int:
         chats = _sessions(project, mcp=True)

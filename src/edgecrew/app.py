@@ -107,6 +107,9 @@ def create_app(
                 log.info("task executions interrupted by a dead process (rerun them): %s", ids)
             if recovery.adopted:
                 log.info("resuming %d interrupted run(s): %s", len(recovery.adopted), ", ".join(recovery.adopted))
+            for run_id, missing in recovery.blocked:
+                log.warning("run %s was interrupted and cannot go on here: this project no longer has %s; "
+                            "restore it and resume the run", run_id, missing)  # fmt: skip
             await ops.start()  # routines, the metric sampler, alerts, job admission
             app.state.engine_ready = True
         try:

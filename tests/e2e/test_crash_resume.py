@@ -361,3 +361,28 @@ def _status(home: Path) -> str | None:
     except sqlite3.OperationalError:  # not migrated yet
         return None
     return row[0] if row else None
+
+
+def test_a_run_whose_model_was_renamed_waits_to_be_resumed_until_it_is_back(
+    crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
+) -> None:
+    """Resuming without a model the run needs would fail it for good at that step: refused, the run kept."""
+    proc = _edgecrew(crash_env, "run", "crashy", "first", failpoints="after_model_call:1")
+    _wait_for(lambda: (edgecrew_home / "failpoint.hit").exists(), proc, "failpoint")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    run_id = _run_id(edgecrew_home)
+    (edgecrew_home / "failpoint.hit").unlink()
+    write(project_dir / "edgecrew.yaml", PROJECT.replace("  fake:", "  renamed:"))
+    refused = subprocess.run(
+        [sys.executable, "-m", "edgecrew", "resume", run_id], env=crash_env, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "no longer has model 'fake' (agent a)" in refused.stderr + refused.stdout
+    assert _status(edgecrew_home) == "running"  # not failed: still resumable
+    write(project_dir / "edgecrew.yaml", PROJECT)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "edgecrew", "resume", run_id], env=crash_env, capture_output=True, text=True, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _assert_finished(edgecrew_home, run_id)

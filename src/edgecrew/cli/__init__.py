@@ -119,6 +119,11 @@ def _report_recovery(recovery: Any) -> None:
             f"[yellow]Resuming {len(recovery.adopted)} interrupted run(s) in this process:[/] "
             + ", ".join(recovery.adopted)
         )
+    for run_id, missing in recovery.blocked:
+        console.print(
+            f"[yellow]Run {run_id} was interrupted and cannot go on here:[/] this project no longer has "
+            f"{escape(missing)}; restore it and `edgecrew resume {run_id}`"
+        )
     for run in recovery.elsewhere:
         console.print(
             f"[yellow]Run {run.id} of project {run.project} was interrupted;[/] resume it there: "

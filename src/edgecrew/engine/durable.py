@@ -145,6 +145,28 @@ class Recovery:
     adopted: list[str] = field(default_factory=list)
     elsewhere: list[RunRecord] = field(default_factory=list)
     interrupted_executions: list[int] = field(default_factory=list)
+    # (run id, why): runs of this project that cannot go on here until what they need is back
+    blocked: list[tuple[str, str]] = field(default_factory=list)
+
+
+def missing_parts(runtime: Runtime, run: RunRecord) -> str | None:
+    """What ``run``'s team (as it was snapshotted) needs and this runtime lacks, e.g. a model alias
+    renamed in edgecrew.yaml since; None when nothing is missing. Resuming without it would fail the
+    run for good at that step, where restoring it first lets the run go on."""
+    if not run.spec:
+        return None
+    spec = team_from_snapshot(run.spec, source=f"run {run.id}")
+    missing: list[str] = []
+    for agent in spec.agents.values():
+        needs = [("tool", name) for name in (*agent.tools, *((agent.tool,) if agent.tool else ()))]
+        if agent.kind == "model":
+            needs.append(("model", agent.model))
+        for kind, name in needs:
+            try:
+                runtime.models.candidates(name) if kind == "model" else runtime.tools.get(name)
+            except EdgecrewError:
+                missing.append(f"{kind} '{name}' (agent {agent.name})")
+    return ", ".join(dict.fromkeys(missing)) or None
 
 
 async def recover_orphans(runtime: Runtime) -> Recovery:
@@ -177,13 +199,17 @@ async def recover_orphans(runtime: Runtime) -> Recovery:
             if run not in recovery.elsewhere:
                 recovery.elsewhere.append(run)
             continue
+        if (missing := missing_parts(runtime, run)) is not None:
+            if run.id not in dict(recovery.blocked):
+                recovery.blocked.append((run.id, missing))
+            continue
         await DBOS.resume_workflow_async(wf.workflow_id)
         if wf.workflow_id == run.id:
             recovery.adopted.append(run.id)
     for run in unfinished.values():
         if run.id in recovery.adopted or run.id in started or executor_alive(run.executor):
             continue
-        if run.project not in (None, here):
+        if run.project not in (None, here) or run.id in dict(recovery.blocked):
             continue
         if await workflow_status(run.id) is None:  # recorded, but its process died before starting it
             await start_workflow(run.id)

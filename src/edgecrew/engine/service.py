@@ -382,6 +382,12 @@ class RunService:
                 f"run {run.id} belongs to project {run.project}; resume it there "
                 f"(`edgecrew resume {run.id} -p {run.project}`)"
             )
+        missing = durable.missing_parts(self.rt, run)
+        if missing is not None:  # refused before anything runs: the run stays interrupted, resumable
+            raise UserError(
+                f"run {run.id} cannot go on here: this project no longer has {missing}; "
+                "restore it (edgecrew.yaml, plugins) and resume again"
+            )
         recovery = await self.recover()
         if run.id in recovery.adopted:
             return run, "resumed", recovery

@@ -48,6 +48,13 @@ class EdgecrewTUI(App[None]):
         self.engine_ready = True
         if recovery.adopted:
             self.notify(f"resuming {len(recovery.adopted)} interrupted run(s) here: {', '.join(recovery.adopted)}")
+        for run_id, missing in recovery.blocked:
+            self.notify(
+                f"run {run_id} was interrupted and cannot go on here: this project no longer has {missing}; "
+                f"restore it and resume it",
+                severity="warning",
+                markup=False,
+            )
         for run in recovery.elsewhere:
             self.notify(
                 f"run {run.id} of project {run.project} was interrupted; resume it there: "

@@ -279,9 +279,12 @@ def test_the_same_idempotency_key_answers_from_the_first_run(live: Live) -> None
     again = live.client.chat.completions.create(**ask)
     assert again.id == first.id and again.choices[0].message.content == first.choices[0].message.content
     assert len(live.runs(team="echo")) == 1
-    with pytest.raises(openai.UnprocessableEntityError) as caught:
-        live.client.chat.completions.create(**{**ask, "messages": [{"role": "user", "content": "other"}]})
+    with pytest.raises(openai.ConflictError) as caught:  # 409, as POST /runs answers the same key
+        live.client.with_options(max_retries=2).chat.completions.create(
+            **{**ask, "messages": [{"role": "user", "content": "other"}]}
+        )
     assert "Idempotency-Key" in caught.value.message and first.id.removeprefix("chatcmpl-") in caught.value.message
+    assert caught.value.response.headers["x-should-retry"] == "false"  # the client asked once, not three times
 
 
 # -- failures -----------------------------------------------------------------------------------------

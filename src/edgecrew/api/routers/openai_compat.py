@@ -278,7 +278,13 @@ async def chat_completions(
             )
     except IdempotencyKeyReused as exc:
         # 409 as on POST /runs (the key is shared): the body is valid, it conflicts with the key's run.
-        reused = problem(409, str(exc), title="Idempotency key reused", instance="/v1/chat/completions")
+        reused = problem(
+            409,
+            str(exc),
+            title="Idempotency key reused",
+            instance="/v1/chat/completions",
+            headers={"x-should-retry": "false"},  # OpenAI's clients retry a 409 unless told not to
+        )
         return with_openai_error(reused, run_id=exc.run_id)
     completion_id = f"chatcmpl-{started.run_id}"
     if body.stream:

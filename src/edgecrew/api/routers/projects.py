@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgecrew.api.deps import MAX_ID, Read, RuntimeDep, StartRuns
+from edgecrew.api.deps import Read, RuntimeDep, StartRuns
 from edgecrew.api.problems import PROBLEM_RESPONSES
 from edgecrew.api.shapes import Limit, Offset, Out, Page
 from edgecrew.projects import MAX_DEPTH, Artifact, Fact, Node, Project, ProjectService
@@ -163,7 +163,7 @@ class UnlockIn(BaseModel):
 
 
 class PublishIn(BaseModel):
-    version: int | None = Field(default=None, ge=1, le=MAX_ID, description="Default: the newest.")
+    version: int | None = Field(default=None, ge=1, le=2**31, description="Default: the newest.")
 
 
 class FactIn(BaseModel):

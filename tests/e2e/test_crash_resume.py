@@ -93,6 +93,22 @@ def _edgecrew(env: dict[str, str], *args: str, failpoints: str = "") -> subproce
     )
 
 
+SOLO = """
+name: solo
+agents:
+  a: {model: fake, system: x, output_schema: {type: object, properties: {topic: {type: string}}}}
+graph: {start: a, edges: [{from: a, to: end}]}
+"""
+
+
+def _killed_after_first_call(env: dict[str, str], home: Path) -> None:
+    """`edgecrew run crashy first`, killed with SIGKILL right after its first model call."""
+    proc = _edgecrew(env, "run", "crashy", "first", failpoints="after_model_call:1")
+    _wait_for(lambda: (home / "failpoint.hit").exists(), proc, "failpoint")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
 def _lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -242,22 +258,11 @@ def test_kill_inside_the_combined_write_of_a_call_repeats_only_that_call(
 def test_interrupted_run_resumes_automatically_when_edgecrew_starts(
     crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
 ) -> None:
-    proc = _edgecrew(crash_env, "run", "crashy", "first", failpoints="after_model_call:1")
-    _wait_for(lambda: (edgecrew_home / "failpoint.hit").exists(), proc, "failpoint")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    _killed_after_first_call(crash_env, edgecrew_home)
     first = _run_id(edgecrew_home)
     (edgecrew_home / "failpoint.hit").unlink()
     # A later, unrelated `edgecrew run` picks the orphan up and finishes it too.
-    write(
-        project_dir / "teams" / "solo.yaml",
-        """
-        name: solo
-        agents:
-          a: {model: fake, system: x, output_schema: {type: object, properties: {topic: {type: string}}}}
-        graph: {start: a, edges: [{from: a, to: end}]}
-    """,
-    )
+    write(project_dir / "teams" / "solo.yaml", SOLO)
     second = _edgecrew(crash_env, "run", "solo", "second")
     out, _ = second.communicate(timeout=120)
     assert second.returncode == 0, out
@@ -268,10 +273,7 @@ def test_interrupted_run_resumes_automatically_when_edgecrew_starts(
 def test_orphans_of_another_project_are_reported_not_adopted(
     crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path, tmp_path: Path
 ) -> None:
-    proc = _edgecrew(crash_env, "run", "crashy", "first", failpoints="after_model_call:1")
-    _wait_for(lambda: (edgecrew_home / "failpoint.hit").exists(), proc, "failpoint")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    _killed_after_first_call(crash_env, edgecrew_home)
     first = _run_id(edgecrew_home)
     other = tmp_path / "other-project"
     write(other / "edgecrew.yaml", "models:\n  quick: {backend: scripted, replies: [done], cycle: true}\n")
@@ -331,15 +333,7 @@ def test_a_run_answers_at_once_though_the_run_it_adopted_waits_for_an_approval(
     _wait_for(lambda: _status(edgecrew_home) == "waiting_approval", gated, "the approval")
     gated.send_signal(signal.SIGKILL)
     gated.wait(timeout=10)
-    write(
-        project_dir / "teams" / "solo.yaml",
-        """
-        name: solo
-        agents:
-          a: {model: fake, system: x, output_schema: {type: object, properties: {topic: {type: string}}}}
-        graph: {start: a, edges: [{from: a, to: end}]}
-    """,
-    )
+    write(project_dir / "teams" / "solo.yaml", SOLO)
     second = _edgecrew(crash_env, "run", "solo", "second", "--json")
     try:
         out, _ = second.communicate(timeout=120)
@@ -367,10 +361,7 @@ def test_a_run_whose_model_was_renamed_waits_to_be_resumed_until_it_is_back(
     crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
 ) -> None:
     """Resuming without a model the run needs would fail it for good at that step: refused, the run kept."""
-    proc = _edgecrew(crash_env, "run", "crashy", "first", failpoints="after_model_call:1")
-    _wait_for(lambda: (edgecrew_home / "failpoint.hit").exists(), proc, "failpoint")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    _killed_after_first_call(crash_env, edgecrew_home)
     run_id = _run_id(edgecrew_home)
     (edgecrew_home / "failpoint.hit").unlink()
     write(project_dir / "edgecrew.yaml", PROJECT.replace("  fake:", "  renamed:"))

@@ -101,12 +101,15 @@ graph: {start: a, edges: [{from: a, to: end}]}
 """
 
 
-def _killed_after_first_call(env: dict[str, str], home: Path) -> None:
-    """`edgecrew run crashy first`, killed with SIGKILL right after its first model call."""
+def _killed_after_first_call(env: dict[str, str], home: Path) -> str:
+    """`edgecrew run crashy first`, killed with SIGKILL right after its first model call; its run's id
+    (the failpoint's marker removed, so a later process is not taken for the killed one)."""
     proc = _edgecrew(env, "run", "crashy", "first", failpoints="after_model_call:1")
     _wait_for(lambda: (home / "failpoint.hit").exists(), proc, "failpoint")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
+    (home / "failpoint.hit").unlink()
+    return _run_id(home)
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
@@ -258,9 +261,7 @@ def test_kill_inside_the_combined_write_of_a_call_repeats_only_that_call(
 def test_interrupted_run_resumes_automatically_when_edgecrew_starts(
     crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
 ) -> None:
-    _killed_after_first_call(crash_env, edgecrew_home)
-    first = _run_id(edgecrew_home)
-    (edgecrew_home / "failpoint.hit").unlink()
+    first = _killed_after_first_call(crash_env, edgecrew_home)
     # A later, unrelated `edgecrew run` picks the orphan up and finishes it too.
     write(project_dir / "teams" / "solo.yaml", SOLO)
     second = _edgecrew(crash_env, "run", "solo", "second")
@@ -273,8 +274,7 @@ def test_interrupted_run_resumes_automatically_when_edgecrew_starts(
 def test_orphans_of_another_project_are_reported_not_adopted(
     crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path, tmp_path: Path
 ) -> None:
-    _killed_after_first_call(crash_env, edgecrew_home)
-    first = _run_id(edgecrew_home)
+    first = _killed_after_first_call(crash_env, edgecrew_home)
     other = tmp_path / "other-project"
     write(other / "edgecrew.yaml", "models:\n  quick: {backend: scripted, replies: [done], cycle: true}\n")
     write(
@@ -361,9 +361,7 @@ def test_a_run_whose_model_was_renamed_waits_to_be_resumed_until_it_is_back(
     crash_env: dict[str, str], edgecrew_home: Path, project_dir: Path
 ) -> None:
     """Resuming without a model the run needs would fail it for good at that step: refused, the run kept."""
-    _killed_after_first_call(crash_env, edgecrew_home)
-    run_id = _run_id(edgecrew_home)
-    (edgecrew_home / "failpoint.hit").unlink()
+    run_id = _killed_after_first_call(crash_env, edgecrew_home)
     write(project_dir / "edgecrew.yaml", PROJECT.replace("  fake:", "  renamed:"))
     refused = subprocess.run(
         [sys.executable, "-m", "edgecrew", "resume", run_id], env=crash_env, capture_output=True, text=True, timeout=120

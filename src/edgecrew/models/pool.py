@@ -288,7 +288,8 @@ class ModelPool:
 
     def resident_aliases(self) -> frozenset[str]:
         """Aliases whose model is loaded now (routing prefers them among models sharing a tag)."""
-        return frozenset(m.alias for m in self.state().resident if not m.loading)
+        with self._lock:  # asked before every model call: no snapshot of the whole pool
+            return frozenset(alias for alias, e in self._entries.items() if e.model is not None)
 
     def fingerprint(self) -> tuple[Any, ...]:
         """What a reader of ``state()`` would see change, cheaply: the models (loading or not, busy slots,

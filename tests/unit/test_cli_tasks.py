@@ -210,3 +210,25 @@ def test_add_version_adds_a_file_as_the_next_version_and_it_runs(tmp_path: Path)
         refused = invoke("tasks", "add-version", *args)
         assert refused.exit_code == 1 and message in " ".join(refused.output.split()), refused.output
     assert [v.version for v in stored.code_versions(task_id)] == [1, 2]
+
+
+def test_a_programs_terminal_codes_are_shown_not_obeyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version that prints escape codes (retitle the terminal, clear the screen) cannot drive the
+    user's terminal through `tasks run --follow`; `tasks logs` keeps the log byte for byte in a pipe."""
+    task_id = create_task(tmp_path)
+    hostile = "import sys\nprint('\\x1b]0;pwned\\x07\\x1b[2Jhi\\x9b', file=sys.stderr)\n" + ADD
+    version = add_version(task_id, hostile)
+    followed = invoke("tasks", "run", task_id, str(version), "--follow")
+    assert followed.exit_code == 0, followed.output
+    assert "\x1b" not in followed.output and "\x07" not in followed.output and "\x9b" not in followed.output
+    assert "␛]0;pwned␇␛[2Jhi\ufffd" in followed.output
+    execution = json.loads(invoke("tasks", "executions", task_id, "--json").output)[-1]["id"]
+    piped = invoke("tasks", "logs", str(execution), "--stderr")
+    assert "\x1b]0;pwned\x07\x1b[2Jhi" in piped.output  # a pipe or a file gets the log as written
+
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    from edgecrew.cli.common import shown, terminal_text
+
+    assert shown("a\x1b[2Jb\r\nc\rd\te") == "a␛[2Jb\nc␍d\te" == terminal_text("a\x1b[2Jb\r\nc\rd\te")

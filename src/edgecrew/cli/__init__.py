@@ -18,7 +18,7 @@ from edgecrew.cli.alerts import alerts_app
 from edgecrew.cli.approvals import approvals_app
 from edgecrew.cli.chat import chat_app
 from edgecrew.cli.cluster import cluster_app, worker
-from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
+from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime, shown
 from edgecrew.cli.feedback import feedback_app
 from edgecrew.cli.feedback import rate as rate_run
 from edgecrew.cli.incidents import incidents_app
@@ -340,7 +340,7 @@ def runs_checklist(
     if as_json:
         print(json.dumps(dataclasses.asdict(found)))
         return
-    print(found.to_markdown(), end="")
+    print(shown(found.to_markdown()), end="")
 
 
 @runs_app.command("events")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -13,8 +14,35 @@ from rich.markup import escape
 
 from edgecrew.errors import EdgecrewError, SpecError
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # errors stay whole lines (paths, file:line)
+# Control characters shown as symbols: text from programs, models and other people (a task's output, a
+# reply, a case file) must not move the cursor, clear the screen or retitle the user's terminal. Tab
+# and newline stay (CRLF as a newline); C0 codes and DEL become their Unicode control pictures (ESC
+# is "␛"), C1 codes "\ufffd".
+_CONTROLS = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)} | {0x7F: 0x2421}
+_CONTROLS |= dict.fromkeys(range(0x80, 0xA0), 0xFFFD)
+
+
+def terminal_text(text: str) -> str:
+    """``text`` safe to write to a terminal: its control characters made visible (see ``_CONTROLS``)."""
+    return text.replace("\r\n", "\n").translate(_CONTROLS)  # a CRLF file's line ends are plain ends
+
+
+def shown(text: str) -> str:
+    """Text printed as it is (a file's content, a log): kept byte for byte when stdout is a pipe or a
+    file, made safe (``terminal_text``) when it is a terminal."""
+    return terminal_text(text) if sys.stdout.isatty() else text
+
+
+class SafeConsole(Console):
+    """A rich Console that makes the control characters of every string it renders visible: strings
+    reach the terminal through ``render_str`` (``print``'s arguments, table cells, panels)."""
+
+    def render_str(self, text: str, *args: Any, **kwargs: Any) -> Any:
+        return super().render_str(terminal_text(text), *args, **kwargs)
+
+
+console = SafeConsole(highlight=False)
+err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)  # errors stay whole lines (paths, file:line)
 T = TypeVar("T")
 
 ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project dir (default: current dir).")]

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from edgecrew.cli.common import console, guard, read_stdin, read_text, runtime
+from edgecrew.cli.common import console, guard, read_stdin, read_text, runtime, shown
 from edgecrew.errors import UserError
 from edgecrew.projects import BEHAVIOURS, ProjectService
 from edgecrew.projects.records import when
@@ -165,7 +165,7 @@ def projects_case_file(
         return
     cf = guard(lambda: svc.case_file(project, version))
     console.print(f"[dim]version {cf.version} by {escape(cf.author)}, {when(cf.created_at)}[/]")
-    print(cf.content)
+    print(shown(cf.content))
 
 
 # -- artifacts ------------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def artifacts_show(
     a = guard(lambda: svc.artifact(project, artifact))
     v = guard(lambda: svc.artifact_version(project, a.id, version))
     console.print(f"[dim]{escape(a.name)} v{v.version} ({a.kind}) by {escape(v.author)} · {escape(a.lock_note())}[/]")
-    print(v.content)
+    print(shown(v.content))
 
 
 @artifacts_app.command("versions")

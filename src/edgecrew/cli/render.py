@@ -139,7 +139,8 @@ def when(ts: float) -> str:
 
 def print_result(done: Any, as_json: bool, console: Console | None = None) -> None:
     """A finished run: its output and usage (or one JSON object with ``as_json``)."""
-    console = console or Console(highlight=False)
+    if console is None:
+        from edgecrew.cli.common import console
     run, usage = done.run, done.usage
     if as_json:
         print(

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from edgecrew.cli.common import ProjectOpt, console, err, guard, read_text, runtime
+from edgecrew.cli.common import ProjectOpt, console, err, guard, read_text, runtime, shown
 from edgecrew.errors import NotFoundError, UserError
 
 if TYPE_CHECKING:
@@ -431,7 +431,7 @@ def tasks_logs(
         status = rt.executions.get(execution).status
         err.print(f"execution {execution} has no {'stderr' if stderr else 'stdout'} log yet ({status})")
         return
-    typer.echo(text, nl=False)
+    print(shown(text), end="")  # not typer.echo: it strips some escape codes from a pipe, not all
 
 
 @tasks_app.command("cancel")

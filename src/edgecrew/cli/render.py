@@ -139,8 +139,9 @@ def when(ts: float) -> str:
 
 def print_result(done: Any, as_json: bool, console: Console | None = None) -> None:
     """A finished run: its output and usage (or one JSON object with ``as_json``)."""
-    if console is None:
-        from edgecrew.cli.common import console
+    from edgecrew.cli.common import console as common_console
+
+    console = console or common_console
     run, usage = done.run, done.usage
     if as_json:
         print(

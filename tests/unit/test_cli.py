@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -311,3 +312,24 @@ def test_validate_takes_a_teams_name(project_dir: Path) -> None:
     assert "✓ machine-check" in result.output and "5 agents" in result.output
     missing = runner.invoke(app, ["validate", "no-such-team"])
     assert missing.exit_code == 2 and "neither a file, a directory nor a team" in missing.output
+
+
+def test_following_a_run_no_live_process_runs_stops_and_says_how_to_go_on() -> None:
+    """`runs events --follow` of a run whose process died (never resumed) would wait forever: it prints
+    what there is, then says the run has no live process and how to resume it, exit 1."""
+    from edgecrew.cli.common import runtime
+    from edgecrew.engine.service import RunService, TeamName
+
+    rt = runtime()
+    run_id = RunService(rt).record(TeamName("trio"), "left behind").run.id
+    gone = f"{socket.gethostname()}:999999999:1"  # a process of this machine that has ended since
+    with rt.store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE runs SET executor = ? WHERE id = ?", (gone, run_id))
+    followed = runner.invoke(app, ["runs", "events", run_id, "--follow"])
+    assert followed.exit_code == 1, followed.output
+    assert f"run {run_id} is queued but no live edgecrew process runs it" in followed.output
+    assert f"edgecrew resume {run_id}" in followed.output
+
+    done = json.loads(runner.invoke(app, ["run", "trio", "x", "--json"]).output.strip().splitlines()[-1])
+    finished = runner.invoke(app, ["runs", "events", done["run_id"], "--follow"])
+    assert finished.exit_code == 0 and "no live edgecrew process" not in finished.output

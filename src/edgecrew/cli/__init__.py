@@ -376,7 +376,15 @@ def runs_events(
             console.print(f"[dim]{e.id:>5}[/] " + (event_line(e) or e.type))
 
     if follow:
-        arun(lambda: svc.follow(run.id, show))
+        # A run no live process runs would never end: stop following it and say how to go on.
+        last = arun(lambda: svc.follow(run.id, show, stop_when_orphaned=True))
+        if not last.status.terminal:
+            err.print(
+                f"[yellow]run {last.id} is {last.status.value} but no live edgecrew process runs it[/] (the one that"
+                f" did has stopped): `edgecrew resume {last.id}` goes on with it here, or start `edgecrew serve`,"
+                " which takes such runs over"
+            )
+            raise typer.Exit(1)
     else:
         for e in svc.event_page(run.id):
             show(e)

@@ -233,8 +233,8 @@ def test_cancel_a_waiting_job_and_cancel_twice(jobs: JobService) -> None:
 
 
 def test_the_machine_room_is_a_refusal(jobs: JobService) -> None:
-    job = _create(jobs, needs=JobNeeds(memory_bytes=64 * GiB))
-    jobs.room = lambda needs: "needs 65536 MiB of memory, 4000 MiB free" if needs.memory_bytes else None
+    job = _create(jobs, needs=JobNeeds(memory_bytes=GiB // 2))  # fits the machine, not its free memory now
+    jobs.room = lambda needs: "needs 512 MiB of memory, 400 MiB free" if needs.memory_bytes else None
     jobs.check(job)
     assert jobs.get(job).waiting_on[0]["policy"] == "machine"  # type: ignore[index]
 
@@ -255,6 +255,12 @@ def test_the_machine_room_is_a_refusal(jobs: JobService) -> None:
         ({"argv": ["x"], "deadline": float("nan")}, "deadline: nan is not a time before the year 9999"),
         ({"argv": ["x"], "tags": ["Bad Tag"]}, "tag 'Bad Tag'"),
         ({"argv": ["x"], "needs": JobNeeds(memory_bytes=-1)}, "must not be negative"),
+        # needs no machine of this size meets: it would wait for ever
+        (
+            {"argv": ["x"], "needs": JobNeeds(memory_bytes=9999 * 2**40)},
+            "9999.0 TiB of memory is more than this machine",
+        ),
+        ({"argv": ["x"], "needs": JobNeeds(cpu_cores=100_000)}, "100000 CPU cores is more than this machine has"),
     ],
 )
 async def test_submit_refuses_bad_input_saying_where_and_why(
@@ -391,13 +397,13 @@ def test_the_cli_submits_lists_shows_cancels_and_reads_policies(jobs: JobService
     from edgecrew.cli import app
 
     runner = CliRunner()
-    made = runner.invoke(app, ["jobs", "submit", "--memory", "1GiB", "--cpus", "2", "--duration", "30m",
+    made = runner.invoke(app, ["jobs", "submit", "--memory", "1g", "--cpus", "1", "--duration", "30m",
                                "--deadline", "+2h", "--tag", "batch", "--priority", "70", "--json",
                                "--", "python", "train.py", "--epochs", "3"])  # fmt: skip
     assert made.exit_code == 0, made.output
     job = json.loads(made.output)
     assert job["argv"] == ["python", "train.py", "--epochs", "3"] and job["name"] == "python"
-    assert job["needs"] == {"cpu_cores": 2.0, "memory_bytes": 2**30, "gpu_memory_bytes": 0, "duration_s": 1800.0}
+    assert job["needs"] == {"cpu_cores": 1.0, "memory_bytes": 2**30, "gpu_memory_bytes": 0, "duration_s": 1800.0}
     assert job["priority"] == 70 and job["tags"] == ["batch"] and job["deadline"] > time.time() + 7000
     team = runner.invoke(app, ["jobs", "submit", "--team", "solo", "--task", "write it"])
     assert team.exit_code == 0 and "submitted job" in team.output

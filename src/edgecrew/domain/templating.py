@@ -22,7 +22,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, n
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from edgecrew.domain.sizes import find_size
+from edgecrew.domain.sizes import find_size, human_size
 from edgecrew.errors import UserError
 
 __all__ = [
@@ -63,12 +63,7 @@ class Reference:
 
 def _human_bytes(value: Any) -> str:
     """``15032385536`` -> ``14.0 GiB`` (a filter, for answers people read)."""
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+    return human_size(float(value))
 
 
 def _size_mib(text: Any, default: Any) -> Any:

@@ -41,7 +41,7 @@ from dbos import DBOS
 from pydantic import ValidationError
 
 from edgecrew.domain.runs import RunStatus
-from edgecrew.domain.sizes import parse_size
+from edgecrew.domain.sizes import human_size, parse_size
 from edgecrew.engine import durable
 from edgecrew.engine.executors import executor_alive, executor_id
 from edgecrew.engine.runtime import Runtime
@@ -263,6 +263,17 @@ class JobService:
                 raise UserError(f"tag '{tag[:80]}': use lower-case letters, digits, '.', '_' or '-' (at most 64)")
         if min(needs.cpu_cores, needs.memory_bytes, needs.gpu_memory_bytes) < 0:
             raise UserError("needs: cpu cores, memory and GPU memory must not be negative")
+        memory, cpus = psutil.virtual_memory().total, psutil.cpu_count() or 1
+        if needs.memory_bytes > memory:  # a job that can never fit would wait for ever
+            raise UserError(
+                f"needs: {human_size(needs.memory_bytes)} of memory is more than this machine has"
+                f" ({human_size(memory)}); the job could never start here"
+            )
+        if needs.cpu_cores > cpus:
+            raise UserError(
+                f"needs: {needs.cpu_cores:g} CPU cores is more than this machine has ({cpus});"
+                " the job could never start here"
+            )
         if needs.duration_s is not None and needs.duration_s <= 0:
             raise UserError("needs: the expected duration must be positive")
         if name is None:  # from the team or the command, made printable (a command may hold anything)

@@ -116,6 +116,10 @@ KNOWN: dict[str, str] = {
 # Refusals of schema-valid requests, known by a phrase of their answer and reported like KNOWN: a
 # failure that is only such a refusal is set aside too, whatever the operation.
 KNOWN_REFUSALS: dict[str, str] = {
+    "is more than this machine has": (
+        "a job needing more memory or CPU cores than the machine has could never start and is refused; "
+        "the schema's bounds cannot know the machine's size"
+    ),
     "is ambiguous; give more characters": (
         "an id prefix that names several runs or approvals (e.g. 'R': the LIKE is case-insensitive) is a "
         "400; store.repo.row_by_id raises a plain UserError where a ConflictError would be the declared 409"

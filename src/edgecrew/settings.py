@@ -20,7 +20,8 @@ from edgecrew.errors import UserError
 class Settings(BaseSettings):
     """Process-wide settings, read once from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="EDGECREW_", extra="ignore")
+    # An empty variable counts as unset (EDGECREW_HOME="" is the default home, not the current directory).
+    model_config = SettingsConfigDict(env_prefix="EDGECREW_", extra="ignore", env_ignore_empty=True)
 
     home: Path = Field(default_factory=lambda: Path.home() / ".edgecrew")
     # Store URL. Default: SQLite file in the data dir. A postgresql:// URL puts both the store and

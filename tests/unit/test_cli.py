@@ -220,6 +220,9 @@ def test_validate_a_project_without_teams_of_its_own_checks_no_other_yaml(tmp_pa
     result = runner.invoke(app, ["validate", str(tmp_path / "bare")])
     assert result.exit_code == 0, result.output
     assert "no teams in" in result.output and "docker-compose" not in result.output
+    (tmp_path / "empty").mkdir()  # not a project and no team files: a wrong path is not a pass
+    empty = runner.invoke(app, ["validate", str(tmp_path / "empty")])
+    assert empty.exit_code == 1 and "nothing to check in" in empty.output, empty.output
 
 
 def test_init_creates_a_valid_project_and_refuses_to_overwrite(tmp_path: Path) -> None:

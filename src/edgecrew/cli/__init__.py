@@ -495,6 +495,12 @@ def validate(
             except SpecError as exc:
                 problems += exc.issues
         if not sources and not problems and not library:
+            if project.config_file is None:  # nothing here is edgecrew's: a wrong path, not a valid project
+                err.print(
+                    f"[red]error:[/] nothing to check in {escape(str(target))}: no edgecrew.yaml, teams/*.yaml"
+                    " or *.yaml there; give a project directory, a team file or a team's name"
+                )
+                return 1
             console.print(f"no teams in {target} (looked at edgecrew.yaml, teams/*.yaml and *.yaml)")
             return 0
         for source in sources:

@@ -289,6 +289,10 @@ def test_duplicate_team_names_are_reported(project_dir: Path) -> None:
     write(project_dir / "teams" / "copy.yaml", TEAM)
     result = runner.invoke(app, ["validate", str(project_dir)])
     assert result.exit_code == 2 and "team name 'trio' is also used by" in " ".join(result.output.split())
+    ran = runner.invoke(app, ["run", "trio", "x"])  # not one of the two picked silently
+    assert ran.exit_code == 2 and "team name 'trio' is also used by" in " ".join(ran.output.split()), ran.output
+    by_file = runner.invoke(app, ["run", str(project_dir / "teams" / "copy.yaml"), "x", "--json"])
+    assert by_file.exit_code == 0, by_file.output  # a file says which one
 
 
 def test_tools_and_models_commands_list_what_exists() -> None:

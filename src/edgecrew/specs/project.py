@@ -87,20 +87,22 @@ class Project:
     # Teams as last built, by file, place and catalog; each with the parsed document and agent library
     # it was built from (read_yaml's and agent_docs' cached objects: the same objects while unchanged).
     _built: dict[tuple[Any, ...], tuple[Any, Any, TeamSpec]] = field(default_factory=dict, repr=False, compare=False)
+    # Team names two project files both use, with the problem of each second file (``duplicates``' own)
+    _clashes: dict[str, list[SpecIssue]] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, source: TeamSource) -> None:
         """Register a project team; a second project team with the same name is a spec problem."""
         self.sources.append(source)
         earlier = self.teams.get(source.name)
         if earlier is not None and not earlier.builtin:
-            self.duplicates.append(
-                SpecIssue(
-                    str(source.file),
-                    None,
-                    f"team name '{source.name}' is also used by {earlier.file}",
-                    "give each team its own name",
-                )
+            issue = SpecIssue(
+                str(source.file),
+                None,
+                f"team name '{source.name}' is also used by {earlier.file}",
+                "give each team its own name",
             )
+            self.duplicates.append(issue)
+            self._clashes.setdefault(source.name, []).append(issue)
             return
         self.teams[source.name] = source
 
@@ -158,6 +160,8 @@ class Project:
         if name not in self.teams:
             known = ", ".join(sorted(self.teams)) or "none"
             raise NotFoundError(f"no team '{name}' (known: {known}); see `edgecrew teams list`")
+        if name in self._clashes:  # which of the files was meant is not for edgecrew to guess
+            raise SpecError(self._clashes[name])
         return self.teams[name]
 
     def load_team(self, name_or_path: str, catalog: Catalog | None = None) -> TeamSpec:

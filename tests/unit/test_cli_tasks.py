@@ -232,3 +232,17 @@ def test_a_programs_terminal_codes_are_shown_not_obeyed(tmp_path: Path, monkeypa
     from edgecrew.cli.common import shown, terminal_text
 
     assert shown("a\x1b[2Jb\r\nc\rd\te") == "a␛[2Jb\nc␍d\te" == terminal_text("a\x1b[2Jb\r\nc\rd\te")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--title", "x" * 201], "title: give 1 to 200 characters (this one has 201)"),
+        (["--title", "   "], "title: give 1 to 200 characters (this one has 0)"),
+        (["--title", "t", "--spec", "s" * 20_001], "description: at most 20000 characters"),
+    ],
+)
+def test_a_tasks_title_and_description_have_the_apis_bounds_here_too(args: list[str], says: str) -> None:
+    made = invoke("tasks", "create", *args)
+    assert made.exit_code == 1 and says in " ".join(made.output.split()), made.output
+    assert runtime().tasks.count_tasks() == 0  # nothing stored

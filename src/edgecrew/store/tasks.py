@@ -195,6 +195,7 @@ class TaskStore:
         created_by: str | None = None,
     ) -> TaskRecord:
         """A new open task; ``checks`` and ``limits`` as ``edgecrew.tasks.checks`` validated them."""
+        _check_text(title=title, description=description)
         now = time.time()
         row = {
             "id": "t" + uuid.uuid4().hex[:15],
@@ -240,6 +241,7 @@ class TaskStore:
         unknown = set(values) - _TASK_FIELDS
         if unknown:
             raise UserError(f"tasks have no field(s) {', '.join(sorted(unknown))} to update")
+        _check_text(**{k: v for k, v in values.items() if k in ("title", "description")})
         if "status" in values and values["status"] not in TASK_STATUSES:
             raise UserError(f"status {values['status']!r} is not one of {', '.join(TASK_STATUSES)}")
         if values.get("best_version") is not None:
@@ -626,3 +628,14 @@ def _insert(conn: Connection, stmt: Any) -> int:
     if key is None:  # every workspace table but tasks has an autoincrement id
         raise RuntimeError("the insert returned no primary key")
     return int(key[0])
+
+
+TITLE_MAX, DESCRIPTION_MAX = 200, 20_000  # the API's TaskIn says the same
+
+
+def _check_text(*, title: str | None = None, description: str | None = None) -> None:
+    """A task's title and description within bounds, whichever way in wrote them (CLI, API, an agent)."""
+    if title is not None and not 0 < len(title.strip()) <= TITLE_MAX:
+        raise UserError(f"title: give 1 to {TITLE_MAX} characters (this one has {len(title.strip())})")
+    if description is not None and len(description) > DESCRIPTION_MAX:
+        raise UserError(f"description: at most {DESCRIPTION_MAX} characters (this one has {len(description)})")

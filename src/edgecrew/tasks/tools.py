@@ -105,7 +105,7 @@ class _TaskTools:
 
     def create(
         self,
-        title: Annotated[str, Field(min_length=1, max_length=200)],
+        title: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")],
         spec: Annotated[str, Field(max_length=20_000, description="What the code must do: inputs, outputs, rules.")],
         ctx: ToolContext,
         io: Annotated[

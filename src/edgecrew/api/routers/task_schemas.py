@@ -69,7 +69,7 @@ class TaskChecksBody(BaseModel):
 
 
 class TaskIn(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=200, pattern=r"\S", description="Not blank.")
     description: str = Field(default="", max_length=20_000)
     team: str | None = Field(default=None, min_length=1, max_length=200, description="A team (GET /teams).")
     checks: TaskChecksBody | None = Field(default=None, description="What a code version must pass when it runs.")
@@ -93,7 +93,7 @@ def _patch_schema(schema: dict[str, Any]) -> None:
 class TaskPatch(BaseModel):
     model_config = ConfigDict(json_schema_extra=_patch_schema)
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
+    title: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"\S", description="Not blank.")
     description: str | None = Field(default=None, max_length=20_000)
     team: str | None = Field(default=None, min_length=1, max_length=200, description="null clears it.")
     status: TaskStatus | None = None

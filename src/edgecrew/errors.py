@@ -27,7 +27,9 @@ Exceptions carry data and never log by themselves.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class EdgecrewError(Exception):
@@ -136,3 +138,20 @@ TRANSIENT_MODEL_ERRORS: tuple[type[ModelError], ...] = (ModelRateLimitError, Mod
 
 class ToolError(RunError):
     """A tool failed; the agent loop turns this into an observation for the model."""
+
+
+def validation_message(error: Mapping[str, Any]) -> str:
+    """One pydantic error's message as people read it: "unknown field" for a field the model does not
+    take, and a validator's own words without pydantic's "Value error, " in front."""
+    message = str(error.get("msg", ""))
+    if error.get("type") == "extra_forbidden" and message == "Extra inputs are not permitted":
+        return "unknown field"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+def validation_problem(error: Mapping[str, Any], whole: str = "") -> str:
+    """``where: what`` of one pydantic error (``whole`` names the place when the error is the model's own)."""
+    where = ".".join(str(p) for p in error.get("loc", ())) or whole
+    return f"{where}: {validation_message(error)}" if where else validation_message(error)

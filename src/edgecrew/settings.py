@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgecrew.domain.sizes import parse_size
-from edgecrew.errors import UserError
+from edgecrew.errors import UserError, validation_message
 
 
 class Settings(BaseSettings):
@@ -221,7 +221,7 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"EDGECREW_{str(e['loc'][0]).upper() if e['loc'] else '?'}={e.get('input')!r}: {e['msg']}"
+            f"EDGECREW_{str(e['loc'][0]).upper() if e['loc'] else '?'}={e.get('input')!r}: {validation_message(e)}"
             for e in exc.errors()
         )
         raise UserError(f"invalid setting: {problems}") from None

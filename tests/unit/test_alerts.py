@@ -86,7 +86,7 @@ def test_every_bad_rule_is_reported_with_its_line(project_dir: Path) -> None:
         (22, "alerts.Bad_Name.above"),
     }, found
     text = str(info.value)
-    assert f"{config}:3: alerts.low-memory.metric: Value error, unknown sampler metric 'memory_free'; known: " in text
+    assert f"{config}:3: alerts.low-memory.metric: unknown sampler metric 'memory_free'; known: " in text
     assert "cannot read duration '2 minutes'; write e.g. 0s, 30s, 2m or 1h30m" in text
     assert "exactly one of metric, promql or model_calls (given: metric and promql)" in text
     assert "needs exactly one of 'above' or 'below'" in text
@@ -116,9 +116,9 @@ def test_model_rules_are_checked_too(project_dir: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_project(project_dir)
     text = str(info.value)
-    assert ":3: alerts.a.model_calls: Value error, unknown model_calls figure 'p99_latency'; use one of " in text
-    assert ":7: alerts.b.window: Value error, duration '0s' must be more than zero" in text
-    assert ":9: alerts.c: Value error, 'model' and 'window' belong to model_calls rules only" in text
+    assert ":3: alerts.a.model_calls: unknown model_calls figure 'p99_latency'; use one of " in text
+    assert ":7: alerts.b.window: duration '0s' must be more than zero" in text
+    assert ":9: alerts.c: 'model' and 'window' belong to model_calls rules only" in text
 
 
 def test_a_good_rule_reads_sizes_durations_and_defaults(project_dir: Path) -> None:

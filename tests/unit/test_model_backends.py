@@ -103,7 +103,7 @@ def test_field_errors_name_file_line_and_which_backend_a_field_belongs_to(projec
             "",
         ),
         (8, "models.shout.volume: Input should be a valid integer, unable to parse string as an integer", ""),
-        (9, "models.shout.prefx: Extra inputs are not permitted", ""),
+        (9, "models.shout.prefx: unknown field", ""),
         (10, "model 'quiet' (echo) is too loud", "volume: 1"),
     ], found
     assert f"{config}:5: models.remote.n_ctx" in str(info.value)

@@ -184,7 +184,7 @@ def test_a_malformed_override_is_reported_at_its_file_and_line(project_dir: Path
     assert found == [
         (6, "models.tuned.sampling.temperature: Input should be a valid number, unable to parse string as a number"),
         (7, "models.tuned.sampling.top_p: Input should be less than or equal to 1"),
-        (8, "models.tuned.sampling.topk: Extra inputs are not permitted"),
+        (8, "models.tuned.sampling.topk: unknown field"),
         (9, "models.tuned.stop.0: String should have at least 1 character"),
         (10, "models.tuned.system_prompt: Input should be 'system' or 'user'"),
     ], found

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgecrew.domain.events import EventRecord, ModelCalled, StepFinished, ToolCalled
+from edgecrew.errors import validation_problem
 
 __all__ = [
     "ACTIONS",
@@ -534,7 +535,7 @@ def parse_choice(text: str) -> ActionChoice:
     try:
         return ActionChoice.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(validation_problem(e, "answer") for e in exc.errors())
         raise ValueError(problems) from None
 
 

@@ -46,7 +46,7 @@ from edgecrew.engine import durable
 from edgecrew.engine.executors import executor_alive, executor_id
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import TASK_PATTERN, RunService, TeamName
-from edgecrew.errors import ConflictError, EdgecrewError, NotFoundError, UserError
+from edgecrew.errors import ConflictError, EdgecrewError, NotFoundError, UserError, validation_problem
 from edgecrew.specs.jobs import JobFacts, MachineFacts, PolicyDoc, Refusal, covering, evaluate, policy_digest
 from edgecrew.specs.routines import ROUTINE_NAME
 from edgecrew.store.jobs import JOB_STATES, JobEvent, JobRecord, JobStore, PolicyVersion
@@ -405,7 +405,7 @@ class JobService:
         try:
             parsed = PolicyDoc.model_validate(doc)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(validation_problem(e, "policy") for e in exc.errors())
             raise UserError(f"policy '{name}' is not valid: {problems}") from None
         if not self._synced:
             self.sync_policies()

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edgecrew.errors import ToolError
+from edgecrew.errors import ToolError, validation_problem
 from edgecrew.platform.config import DEFAULT_RULES, WORKSPACE_RULES
 
 __all__ = ["BranchProtection", "Rules", "check_name", "load_rules", "package_name"]
@@ -114,7 +114,7 @@ def load_rules(workspace: Path | None = None, configured: Path | None = None) ->
     try:
         return Rules.model_validate({**data, "sources": sources})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(validation_problem(e) for e in exc.errors())
         raise ToolError(
             f"the platform rules ({', '.join(sources[1:]) or sources[0]}) are invalid: {problems}"
         ) from None

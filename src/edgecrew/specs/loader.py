@@ -25,7 +25,7 @@ from edgecrew.domain.conditions import ConditionSyntaxError, compile_condition
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
 from edgecrew.domain.templating import NAMES, Reference, TemplateProblem, value_references
-from edgecrew.errors import SpecError, SpecIssue
+from edgecrew.errors import SpecError, SpecIssue, validation_message
 from edgecrew.specs.repair import ANY, DROP, Loc, Rule, repair
 from edgecrew.specs.yamlsrc import line_of, parse_yaml, read_yaml, to_plain
 
@@ -422,7 +422,7 @@ def _shape_message(err: Mapping[str, Any], loc: Loc) -> str:
         value = err["input"]
         got = "nothing" if value is None else f"{type(value).__name__} {_short(repr(value))}"
         return f"{_where(loc)}: expected {_EXPECTED[err['type']][0]}, got {got}"
-    return f"{_where(loc)}: {err['msg']}"
+    return f"{_where(loc)}: {validation_message(err)}"
 
 
 def _shape_hint(err: Mapping[str, Any], loc: Loc) -> str:

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from edgecrew.domain.specs import TeamSpec
-from edgecrew.errors import NotFoundError, SpecError, SpecIssue, UserError
+from edgecrew.errors import NotFoundError, SpecError, SpecIssue, UserError, validation_problem
 from edgecrew.models.registry import ModelDef
 from edgecrew.specs.alerts import AlertDoc
 from edgecrew.specs.jobs import PolicyDoc
@@ -281,10 +281,7 @@ def _read_config(config: Path, directory: Path) -> tuple[ProjectDoc, dict[str, M
     try:
         parsed = ProjectDoc.model_validate(plain)
     except ValidationError as exc:
-        issues = [
-            SpecIssue(str(config), line_of(doc, tuple(e["loc"])), f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}")
-            for e in exc.errors()
-        ]
+        issues = [SpecIssue(str(config), line_of(doc, tuple(e["loc"])), validation_problem(e)) for e in exc.errors()]
         repaired = repair(plain, exc, ProjectDoc, _CONFIG_REPAIRS, suspect=lambda loc: loc)
         if repaired is None:
             raise SpecError(issues) from None

@@ -26,7 +26,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, create_model
 
 from edgecrew.domain.messages import ToolDefinition
-from edgecrew.errors import NotFoundError, ToolError, UserError
+from edgecrew.errors import NotFoundError, ToolError, UserError, validation_problem
 
 if TYPE_CHECKING:
     from edgecrew.models.pool import ModelPool
@@ -157,9 +157,7 @@ class ToolSpec:
             try:
                 return model.model_validate(arguments).model_dump()
             except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
-                )
+                problems = "; ".join(validation_problem(e, "arguments") for e in exc.errors())
                 raise ToolError(f"invalid arguments for {self.name}: {problems}") from None
         errors = sorted(jsonschema.Draft202012Validator(self.input_schema).iter_errors(arguments), key=str)
         if errors:

@@ -285,6 +285,23 @@ def test_validate_a_team_file_uses_its_project_models(project_dir: Path, monkeyp
     assert result.exit_code == 0, result.output  # `fake` is defined in the project's edgecrew.yaml
 
 
+def test_run_a_team_file_uses_its_own_project_as_validate_does(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run FILE` from another folder (no -p, no EDGECREW_PROJECT) takes the project the file is in:
+    its models (`fake`), as `validate FILE` does; before, the current folder's (no `fake` there)."""
+    from edgecrew.settings import reset_settings
+
+    monkeypatch.chdir(project_dir.parent)
+    monkeypatch.delenv("EDGECREW_PROJECT")
+    reset_settings()
+    file = str(project_dir / "teams" / "trio.yaml")
+    assert runner.invoke(app, ["validate", file]).exit_code == 0
+    ran = runner.invoke(app, ["run", file, "x", "--json"])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.output.strip().splitlines()[-1])["status"] == "succeeded"
+
+
 def test_duplicate_team_names_are_reported(project_dir: Path) -> None:
     write(project_dir / "teams" / "copy.yaml", TEAM)
     result = runner.invoke(app, ["validate", str(project_dir)])

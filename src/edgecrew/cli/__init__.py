@@ -88,9 +88,12 @@ def run(
     """Run a team on a task, showing progress live, and print its output."""
     from edgecrew.cli.render import LiveRenderer
     from edgecrew.engine.service import RunService, TeamFile, TeamName
+    from edgecrew.settings import get_settings
 
     is_file = team.endswith((".yaml", ".yml")) and Path(team).exists()
     ref = TeamFile(Path(team)) if is_file else TeamName(team)
+    if is_file and project is None and guard(get_settings).project is None:
+        project = _project_above(Path(team).resolve())  # the file's own project, as `validate FILE` reads it
 
     async def body() -> int:
         svc = RunService(runtime(project, mcp=True))
@@ -524,10 +527,15 @@ def validate(
 
 def _project_of(file: Path) -> Path:
     """The project a team file belongs to: the nearest folder above it holding edgecrew.yaml."""
-    for folder in file.parents:
-        if (folder / "edgecrew.yaml").exists():
-            return folder
+    found = _project_above(file)
+    if found is not None:
+        return found
     return file.parent.parent if file.parent.name == "teams" else file.parent
+
+
+def _project_above(file: Path) -> Path | None:
+    """The nearest folder above ``file`` holding an edgecrew.yaml (None: the file is in no project)."""
+    return next((folder for folder in file.parents if (folder / "edgecrew.yaml").exists()), None)
 
 
 @app.command()

@@ -84,6 +84,14 @@ def test_a_broken_library_agent_is_reported_in_its_own_file(project_dir: Path) -
     _project(project_dir, critic=CRITIC.replace("model: local", "model: nope"))
     result = CliRunner().invoke(app, ["validate"], env={"COLUMNS": "300"})
     assert f"{agent_file}:4: " in result.output and "'nope'" in result.output
+    # the file's own fields are an agent's, not a team's
+    _project(project_dir, critic=CRITIC.replace("system:", "sytem:").replace("role: critic", "role: critic\nbogus: 1"))
+    result = CliRunner().invoke(app, ["validate"], env={"COLUMNS": "300"})
+    text = " ".join(result.output.split())
+    assert "missing required field 'system' in agent 'critic'" in text, text
+    assert "unknown field 'sytem' in agent 'critic' (did you mean 'system'?)" in text
+    assert "unknown field 'bogus' in agent 'critic' (allowed fields: arguments, examples," in text
+    assert " in team" not in text.split("reviewed.yaml")[0]
 
 
 def test_agents_list_and_show(project_dir: Path) -> None:

@@ -282,8 +282,9 @@ def build_agent(doc: Any, file: str, catalog: Catalog | None = None) -> tuple[st
     try:
         agent = AgentDoc.model_validate(plain)
     except ValidationError as exc:
-        for loc, message, hint in _shape_issues(exc):
-            issues.add(("agents", name, *loc), message, hint)
+        place, own = f"agents.{name}", f"agent '{name}'"  # the file holds one agent, not a team's agents:
+        for loc, message, hint in _shape_issues(exc, ("agents", name)):
+            issues.add(loc, message.replace(place, own), hint.replace(place, own))
         raise issues.error() from None
     _check_agent(name, agent, catalog or Catalog(), issues)
     if issues.items:
@@ -378,11 +379,13 @@ _SYNONYMS = {
 _EITHER = ("from", "to")  # fields typed "agent name or list of agent names"
 
 
-def _shape_issues(exc: ValidationError) -> list[tuple[Loc, str, str]]:
+def _shape_issues(exc: ValidationError, prefix: Loc = ()) -> list[tuple[Loc, str, str]]:
+    """Where, what and the fix of each shape error; ``prefix`` puts a part's errors where they are in a
+    team (a library agent's fields are ``agents.NAME.*``), so messages and hints name its own fields."""
     out: list[tuple[Loc, str, str]] = []
     unions: dict[Loc, list[Loc]] = {}  # from/to field -> locs of its errors below the union branch
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        loc = (*prefix, *err["loc"])
         branch = next((i for i in range(1, len(loc)) if loc[i - 1] in _EITHER and loc[i] in {"str", "list[str]"}), None)
         if branch is not None:
             unions.setdefault(loc[:branch], []).append(loc[:branch] + loc[branch + 1 :])

@@ -451,6 +451,10 @@ def test_a_run_that_would_wait_says_so_on_every_way_in(client: TestClient, keys:
     form = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": csrf}, follow_redirects=False)
     assert form.status_code == 303 and "notice=" in form.headers["location"]
     assert "no live cluster worker" in client.get(form.headers["location"]).text
+    # a notice is this server's word: the same text in a link someone else wrote is not shown
+    forged = form.headers["location"].split("&ns=")[0]
+    assert "no live cluster worker" not in client.get(forged).text
+    assert "sign in again at" not in client.get("/ui/teams/echo?notice=Your+key+expired%2C+sign+in+again+at+x").text
     headers = {**auth(keys["runs"]), "Idempotency-Key": "k-wait"}
     first = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=headers)
     assert first.status_code == 201 and first.headers["X-Edgecrew-Warning"] == said

@@ -12,8 +12,11 @@ page's live parts come from one SSE stream of rendered fragments that htmx swaps
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import inspect
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -113,11 +116,26 @@ def page(
     request: Request, template: str, session: Session | None, *, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
     context |= {"session": session, "path": request.url.path}
+    if context.get("notice") and context["notice"] == request.query_params.get("notice"):
+        # A notice from the address is shown only when this server wrote it (``back``): a link's author
+        # cannot make mission control say what they like ("your key expired, sign in at ...").
+        if not hmac.compare_digest(_notice_mac(context["notice"]), request.query_params.get("ns", "")):
+            context["notice"] = ""
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
+_NOTICE_KEY = secrets.token_bytes(32)  # this process's: a notice outlives no restart, which is fine
+
+
+def _notice_mac(notice: str) -> str:
+    return hmac.new(_NOTICE_KEY, notice.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def back(url: str, notice: str = "") -> RedirectResponse:
-    return RedirectResponse(url + (f"?notice={quote(notice)}" if notice else ""), status_code=303)
+    """A redirect after a form (303), with a notice the next page shows (signed: see ``page``)."""
+    if notice:
+        url += ("&" if "?" in url else "?") + f"notice={quote(notice)}&ns={_notice_mac(notice)}"
+    return RedirectResponse(url, status_code=303)
 
 
 # -- sign-in ----------------------------------------------------------------------------------------
@@ -125,7 +143,6 @@ def back(url: str, notice: str = "") -> RedirectResponse:
 
 @router.get("/ui/login")
 def login_form(request: Request, next: str = "/", error: str = "", notice: str = "") -> HTMLResponse:
-    import secrets
 
     token = secrets.token_urlsafe(24)
     response = page(request, "login.html", None, next=_safe_next(next), error=error, login_token=token, notice=notice)

@@ -116,11 +116,11 @@ def page(
     request: Request, template: str, session: Session | None, *, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
     context |= {"session": session, "path": request.url.path}
-    if context.get("notice") and context["notice"] == request.query_params.get("notice"):
-        # A notice from the address is shown only when this server wrote it (``back``): a link's author
-        # cannot make mission control say what they like ("your key expired, sign in at ...").
-        if not hmac.compare_digest(_notice_mac(context["notice"]), request.query_params.get("ns", "")):
-            context["notice"] = ""
+    # A notice from the address is shown only when this server wrote it (``back``): a link's author
+    # cannot make mission control say what they like ("your key expired, sign in at ...").
+    query = request.query_params
+    if context.get("notice") and context["notice"] == query.get("notice") and not _signed(context["notice"], query):
+        context["notice"] = ""
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
@@ -129,6 +129,10 @@ _NOTICE_KEY = secrets.token_bytes(32)  # this process's: a notice outlives no re
 
 def _notice_mac(notice: str) -> str:
     return hmac.new(_NOTICE_KEY, notice.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _signed(notice: str, query: Any) -> bool:
+    return hmac.compare_digest(_notice_mac(notice), str(query.get("ns", "")))
 
 
 def back(url: str, notice: str = "") -> RedirectResponse:

@@ -455,6 +455,7 @@ def test_a_run_that_would_wait_says_so_on_every_way_in(client: TestClient, keys:
     forged = form.headers["location"].split("&ns=")[0]
     assert "no live cluster worker" not in client.get(forged).text
     assert "sign in again at" not in client.get("/ui/teams/echo?notice=Your+key+expired%2C+sign+in+again+at+x").text
+    assert client.get("/ui/teams/echo?notice=x&ns=%C3%A9").status_code == 200  # any signature text is only wrong
     headers = {**auth(keys["runs"]), "Idempotency-Key": "k-wait"}
     first = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=headers)
     assert first.status_code == 201 and first.headers["X-Edgecrew-Warning"] == said

@@ -148,6 +148,8 @@ def test_forms_need_the_csrf_token(client: TestClient, keys: dict[str, str]) -> 
     assert missing.status_code == 403 and "expired or came from another site" in missing.text
     wrong = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": "x" * 32}, follow_redirects=False)
     assert wrong.status_code == 403
+    accented = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": "é" * 32}, follow_redirects=False)
+    assert accented.status_code == 403  # any text is only wrong (it was a 500)
     assert client.app.state.rt.store.count_runs() == 0  # type: ignore[attr-defined]
     ok = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": csrf}, follow_redirects=False)
     assert ok.status_code == 303 and ok.headers["location"].startswith("/ui/runs/r")

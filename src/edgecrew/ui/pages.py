@@ -132,7 +132,7 @@ def _notice_mac(notice: str) -> str:
 
 
 def _signed(notice: str, query: Any) -> bool:
-    return hmac.compare_digest(_notice_mac(notice).encode(), str(query.get("ns", "")).encode())  # any text
+    return tokens_match(_notice_mac(notice), query.get("ns"))
 
 
 def back(url: str, notice: str = "") -> RedirectResponse:

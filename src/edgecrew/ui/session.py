@@ -87,4 +87,6 @@ class SessionStore:
 
 
 def tokens_match(expected: str | None, given: str | None) -> bool:
-    return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
+    """Whether a token sent equals the one expected, in constant time; any text sent is only wrong
+    (compared as bytes: ``compare_digest`` refuses non-ASCII strings)."""
+    return bool(expected) and bool(given) and hmac.compare_digest(str(expected).encode(), str(given).encode())

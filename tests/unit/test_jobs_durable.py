@@ -143,3 +143,46 @@ async def test_a_long_wait_runs_in_rounds_and_starts_when_a_threshold_flips(
     assert done.state == "succeeded" and done.allowed_at is not None
     kinds = [e.kind for e in served.events(job.id)]
     assert kinds == ["submitted", "waiting", "allowed", "started", "finished"]  # one waiting event, not one per check
+
+
+async def test_a_waiting_job_is_woken_by_a_policy_change_not_its_next_timed_check(served: JobService) -> None:
+    """A job held by a policy waits (a durable wait of up to a minute between checks); applying a policy
+    that lets it go wakes it at once, through a message to its waiting round."""
+    from edgecrew.specs.jobs import MachineFacts
+
+    served.rt.settings = served.rt.settings.model_copy(update={"jobs_check_s": 3600.0})  # the timed check: 60 s
+    busy = MachineFacts(load1=64.0, cpu_count=1, available_memory_bytes=2**34, memory_percent=10.0)
+    served.facts = lambda: busy
+    served.apply_policy("always", {"max_load_per_core": 1.0}, "hold jobs while the box is busy", "test")
+    job = await served.submit(argv=["true"])
+    deadline = time.monotonic() + 30
+    while served.get(job.id).state != "waiting":
+        assert time.monotonic() < deadline, served.get(job.id)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # in its durable wait now
+    asked = time.monotonic()
+    served.apply_policy("always", {"max_load_per_core": 100.0}, "let it through", "test")
+    done = await _ended(served, job.id, timeout=40)  # well before the 60 s timed check
+    assert done.state == "succeeded", done.reason
+    assert time.monotonic() - asked < 40
+
+
+async def test_an_admission_recorded_by_version_1_still_runs(served: JobService) -> None:
+    """Jobs enqueued before the waits could be woken keep the workflow names their steps were recorded
+    under; those workflows are still there and admit them."""
+    from edgecrew.ops import jobs as jobs_module
+
+    job = await served.submit(argv=["true"])
+    done = await _ended(served, job.id)
+    assert done.state == "succeeded"
+    row = served.store.get(job.id)
+    old = served.store.create(
+        "jold", workflow_id=served.workflow_id("jold"), submitted_by="test",
+        **served._validated(["true"], None, None, None, False, jobs_module.JobNeeds(), 50, None, ()),
+    )  # fmt: skip
+    assert row.workflow_id != old.workflow_id
+    served._dbos().enqueue(
+        {"queue_name": served.queue, "workflow_name": jobs_module.WORKFLOW_V1, "workflow_id": old.workflow_id},
+        old.id,
+    )
+    assert (await _ended(served, old.id)).state == "succeeded"

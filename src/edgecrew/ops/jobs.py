@@ -29,7 +29,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,12 +57,17 @@ if TYPE_CHECKING:
 __all__ = ["WORKFLOW", "EffectivePolicy", "JobNeeds", "JobService", "job_workflow", "machine_facts"]
 
 log = logging.getLogger("edgecrew.jobs")
-WORKFLOW = "edgecrew.job"
-WAIT_WORKFLOW = "edgecrew.job_wait"
+# Admission workflows. Version 2 waits with DBOS.recv (woken at once by a policy change or a job's
+# end, see ``wake_waiting``) where version 1 slept; version 1 stays for admissions recorded with it
+# (a replay must find the steps it recorded), new jobs get version 2.
+WORKFLOW = "edgecrew.job.2"
+WAIT_WORKFLOW = "edgecrew.job_wait.2"
+WORKFLOW_V1, WAIT_WORKFLOW_V1 = "edgecrew.job", "edgecrew.job_wait"
+WAKE_TOPIC = "edgecrew.job.wake"
 CHECKS_PER_ROUND = 200
 TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LAST_DEADLINE = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last moment a datetime shows
-MAX_SLEEP_S = 60.0  # a closed window is re-checked at least this often (an applied policy may open it)
+MAX_SLEEP_S = 60.0  # a waiting job is re-checked at least this often (besides being woken)
 WATCH_S = 0.2  # how often a running command is sampled and its cancel flag read
 KILL_GRACE_S = 5.0
 WAITING = ("queued", "waiting")
@@ -161,7 +166,12 @@ class JobService:
         await asyncio.to_thread(self.sync_policies)
         prefix = self.workflow_id("")
         resumed = []
-        for name in (WAIT_WORKFLOW, WORKFLOW):  # a waiting round is a child: its parent awaits it
+        for name in (
+            WAIT_WORKFLOW_V1,
+            WORKFLOW_V1,
+            WAIT_WORKFLOW,
+            WORKFLOW,
+        ):  # a round is a child: its parent awaits it
             resumed += await durable.resume_dead(name, lambda wf: wf.workflow_id.startswith(prefix))
         if resumed:
             log.info("resumed %d job admission workflow(s) left by a dead process", len(resumed))
@@ -411,10 +421,31 @@ class JobService:
             self.sync_policies()
         while True:
             try:
-                return self.store.add_policy_version(name, parsed.model_dump(mode="json"), policy_digest(parsed),
-                                                     source, reason.strip())  # fmt: skip
+                version = self.store.add_policy_version(name, parsed.model_dump(mode="json"),
+                                                        policy_digest(parsed), source, reason.strip())  # fmt: skip
+                break
             except sa.exc.IntegrityError:
                 continue  # a concurrent version took the number: take the next
+        self.wake_waiting()  # the change may open a window: waiting jobs check again now
+        return version
+
+    def wake_waiting(self) -> int:
+        """Make every job of this project that waits check its policies again now, instead of at its
+        next timed check (up to ``MAX_SLEEP_S``): after a policy change and when a job ends (a place
+        under ``max_concurrent``). From any process: a message to each waiting round's workflow.
+        Returns how many were woken; never fails its caller (the timed check still comes)."""
+        try:
+            client = self._dbos()
+            waiting = client.list_workflows(
+                status="PENDING", name=WAIT_WORKFLOW, workflow_id_prefix=self.workflow_id(""),
+                load_input=False, load_output=False,
+            )  # fmt: skip
+            for wf in waiting:
+                client.send(wf.workflow_id, "wake", topic=WAKE_TOPIC)
+            return len(waiting)
+        except Exception:  # e.g. the durable engine's tables not made yet: nobody waits
+            log.warning("could not wake the waiting jobs; they check again within %gs", MAX_SLEEP_S, exc_info=True)
+            return 0
 
     def policy_versions(self, name: str) -> list[PolicyVersion]:
         if not self._synced:
@@ -696,6 +727,7 @@ class JobService:
         usage = {**usage, "exit_code": code}
         self.store.transition(job_id, RUNNING, "finished", {"state": state, **usage}, state=state, reason=reason,
                               exit_code=code, usage=usage, finished_at=time.time())  # fmt: skip
+        self.wake_waiting()  # its place under max_concurrent, its memory and CPUs are free again
 
     # -- team jobs --------------------------------------------------------------------------------------
 
@@ -819,9 +851,21 @@ async def _follow_run_step(job_id: str, run_id: str) -> str:
 
 @DBOS.workflow(name=WAIT_WORKFLOW)
 async def job_wait(job_id: str) -> dict[str, Any]:
-    """One round of waiting: up to ``CHECKS_PER_ROUND`` checks with durable sleeps between them. A long
-    wait is many rounds (child workflows), so a replay reads one recorded result per finished round
-    instead of every check and sleep of a day spent waiting."""
+    """One round of waiting: up to ``CHECKS_PER_ROUND`` checks with durable waits between them, each
+    ended early by a wake message (``JobService.wake_waiting``). A long wait is many rounds (child
+    workflows), so a replay reads one recorded result per finished round instead of every check and
+    wait of a day spent waiting."""
+    for _ in range(CHECKS_PER_ROUND):
+        verdict = await _check_step(job_id)
+        if verdict["action"] != "wait":
+            return verdict
+        await DBOS.recv_async(WAKE_TOPIC, timeout_seconds=float(verdict["sleep_s"]))
+    return {"action": "again"}
+
+
+@DBOS.workflow(name=WAIT_WORKFLOW_V1)
+async def job_wait_v1(job_id: str) -> dict[str, Any]:
+    """A round of version 1 (durable sleeps, not woken): for admissions recorded before version 2."""
     for _ in range(CHECKS_PER_ROUND):
         verdict = await _check_step(job_id)
         if verdict["action"] != "wait":
@@ -832,8 +876,18 @@ async def job_wait(job_id: str) -> dict[str, Any]:
 
 @DBOS.workflow(name=WORKFLOW)
 async def job_workflow(job_id: str) -> str:
-    """Admit one job: wait (rounds of checks and durable sleeps) while its policies say no, then start it once."""
-    while (verdict := await job_wait(job_id))["action"] == "again":
+    """Admit one job: wait (rounds of checks and durable waits) while its policies say no, then start it once."""
+    return await _admit(job_id, job_wait)
+
+
+@DBOS.workflow(name=WORKFLOW_V1)
+async def job_workflow_v1(job_id: str) -> str:
+    """Version 1 of ``job_workflow`` (rounds of ``job_wait_v1``), for admissions recorded with it."""
+    return await _admit(job_id, job_wait_v1)
+
+
+async def _admit(job_id: str, wait: Callable[[str], Awaitable[dict[str, Any]]]) -> str:
+    while (verdict := await wait(job_id))["action"] == "again":
         pass
     if verdict["action"] != "start":
         return "ended"

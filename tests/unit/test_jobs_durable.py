@@ -186,3 +186,18 @@ async def test_an_admission_recorded_by_version_1_still_runs(served: JobService)
         old.id,
     )
     assert (await _ended(served, old.id)).state == "succeeded"
+
+
+async def test_a_server_starting_with_changed_yaml_policies_wakes_the_waiting_jobs(
+    served: JobService, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waits resumed after a restart keep their recorded deadline; when edgecrew.yaml's policies changed
+    meanwhile, the starting server wakes them (a restart with the same policies wakes nobody)."""
+    woken: list[int] = []
+    monkeypatch.setattr(served, "wake_waiting", lambda: woken.append(1) or 0)
+    await served.start()  # the same policies as a moment ago
+    assert woken == []
+    write(project_dir / "edgecrew.yaml", PROJECT.replace("max_concurrent: 4", "max_concurrent: 2"))
+    served.rt.project = bootstrap().project  # the server's project, read again as a new process would
+    await served.start()
+    assert woken == [1]

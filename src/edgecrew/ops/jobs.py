@@ -163,7 +163,7 @@ class JobService:
         if not durable.launched(self.rt):
             return
         await DBOS.register_queue_async(self.queue, polling_interval_sec=self.rt.settings.jobs_queue_poll_s)
-        await asyncio.to_thread(self.sync_policies)
+        changed = await asyncio.to_thread(self.sync_policies)
         prefix = self.workflow_id("")
         resumed = []
         for name in (
@@ -178,6 +178,8 @@ class JobService:
         for job in await asyncio.to_thread(self.store.list_jobs, states=["queued"], limit=10_000):
             if job.workflow_id and await durable.workflow_status(job.workflow_id) is None:
                 await asyncio.to_thread(self._enqueue, job)
+        if changed:  # edgecrew.yaml's policies changed while no server ran: the resumed waits check now
+            await asyncio.to_thread(self.wake_waiting)
 
     async def stop(self) -> None:
         """Stop the commands this process runs: they end ``interrupted`` (never started again)."""

@@ -265,3 +265,18 @@ async def test_a_chat_turn_gets_the_teams_reply(project: Path) -> None:
         await until(pilot, lambda: log_text(log).count("echo: the answer is 42") == 2, "the second reply")
         [second, _] = app.services.runs.list_runs(team="echo")
         assert "user: what is the answer?" in second.task and "assistant: the answer is 42" in second.task
+
+
+def test_the_screens_show_control_characters_they_do_not_send_them() -> None:
+    """A reply or an event holding escape codes is shown with them made visible, never sent to the
+    terminal (Textual passes ESC through as it is)."""
+    from edgecrew.domain.events import EventRecord
+    from edgecrew.tui.services import Services, escape, short
+
+    assert escape("a\x1b]0;pwned\x07[b]\x1b[2J") == "a␛]0;pwned␇\\[b]␛[2J"
+    assert "\x1b" not in short({"text": "\x1b[31mred"})
+    services = Services.__new__(Services)
+    services._event_line = lambda event: f"[bold]{event.type}[/] \x1b[2J"
+    event = EventRecord(id=1, run_id="r", key="k", type="model_called", step_key=None, agent=None, data={},
+                        created_at=0.0, request_id=None)  # fmt: skip
+    assert services.event_line(event) == "[bold]model_called[/] ␛[2J"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -19,7 +18,7 @@ from textual.widgets import Footer, Header, Input, RichLog, Select
 
 from edgecrew.engine.chat import ChatMessage
 from edgecrew.errors import EdgecrewError
-from edgecrew.tui.services import Services
+from edgecrew.tui.services import Services, escape
 from edgecrew.tui.widgets import HelpLine
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -21,7 +20,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from edgecrew.errors import EdgecrewError
 from edgecrew.ops.routines import RoutineState
 from edgecrew.tui.runs import RunScreen
-from edgecrew.tui.services import Services, status_markup
+from edgecrew.tui.services import Services, escape, status_markup
 from edgecrew.tui.widgets import HelpLine, attempt
 
 ROUTINE_COLUMNS = ("routine", "team", "schedule", "state", "next firing", "last firing", "last run")

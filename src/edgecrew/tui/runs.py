@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import ClassVar
 
 import anyio
-from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -26,7 +25,7 @@ from edgecrew.domain.events import EventRecord
 from edgecrew.engine.service import TeamName
 from edgecrew.errors import EdgecrewError
 from edgecrew.store.repo import RunRecord
-from edgecrew.tui.services import Services, duration, short, status_markup
+from edgecrew.tui.services import Services, duration, escape, short, status_markup
 from edgecrew.tui.widgets import HelpLine, attempt
 
 RUN_COLUMNS = ("run", "status", "team", "task", "duration", "started")

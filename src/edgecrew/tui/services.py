@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rich.markup import escape
+from rich.markup import escape as rich_escape
 
 from edgecrew.domain.events import EventRecord
+from edgecrew.domain.text import terminal_text
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.chat import ChatService
 from edgecrew.engine.runtime import Runtime
@@ -31,11 +32,16 @@ class Services:
 
     def __init__(self, rt: Runtime, event_line: EventLine, *, poll_s: float = 1.0) -> None:
         self.rt = rt
-        self.event_line = event_line
+        self._event_line = event_line
         self.poll_s = poll_s  # how often lists (runs, approvals, routines) are read again
         self.runs = RunService(rt)
         self.approvals = ApprovalService(rt)
         self.routines: RoutineService = Ops.of(rt).routines
+
+    def event_line(self, event: EventRecord) -> str | None:
+        """The event's line, its control characters made visible (``terminal_text``)."""
+        line = self._event_line(event)
+        return None if line is None else terminal_text(line)
 
     def stream(self) -> RunService:
         """A RunService of its own, for one live stream (see the module docstring)."""
@@ -64,6 +70,11 @@ def duration(started: float, finished: float | None, now: float | None = None) -
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def escape(text: str) -> str:
+    """``text`` for Rich markup in a screen: escaped, its control characters made visible."""
+    return rich_escape(terminal_text(text))
 
 
 def short(value: Any, limit: int = 80) -> str:

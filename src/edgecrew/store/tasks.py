@@ -15,6 +15,8 @@ the way leaves neither a row, a file nor a used number behind.
 from __future__ import annotations
 
 import hashlib
+import math
+import statistics
 import time
 import uuid
 from collections.abc import Mapping
@@ -547,6 +549,7 @@ class TaskStore:
         with self.store.engine.connect() as conn:
             tasks = dict.fromkeys(TASK_STATUSES, 0) | by_status(t.tasks)
             avg_accuracy, avg_runtime = conn.execute(sa.select(sa.func.avg(r.accuracy), sa.func.avg(r.runtime_s))).one()
+            avg_accuracy, avg_runtime = _finite(conn, avg_accuracy, r.accuracy), _finite(conn, avg_runtime, r.runtime_s)
             return WorkspaceStats(
                 tasks_by_status=tasks,
                 code_versions=count(t.task_code),
@@ -639,3 +642,11 @@ def _check_text(*, title: str | None = None, description: str | None = None) -> 
         raise UserError(f"title: give 1 to {TITLE_MAX} characters (this one has {len(title.strip())})")
     if description is not None and len(description) > DESCRIPTION_MAX:
         raise UserError(f"description: at most {DESCRIPTION_MAX} characters (this one has {len(description)})")
+
+
+def _finite(conn: Connection, avg: float | None, column: Any) -> float | None:
+    """SQL's average of ``column``, or where its sum overflowed to infinity (values past ~1e308 in all;
+    JSON shows it as null) the exact mean (``statistics.mean`` sums the values as fractions)."""
+    if avg is None or math.isfinite(avg):
+        return avg
+    return float(statistics.mean(v for (v,) in conn.execute(sa.select(column).where(column.is_not(None)))))

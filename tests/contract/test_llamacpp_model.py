@@ -193,6 +193,13 @@ async def test_usage_counts_template_tokens_and_the_prompt_cache(smollm2: LlamaC
 
 
 @pytest.mark.real_model
+def test_a_loaded_model_reports_its_weights_for_the_pools_footprint(smollm2: LlamaCppModel) -> None:
+    smollm2.load()
+    # SmolLM2-135M's Q4_1 tensors as llama.cpp counts them (~92 MiB); the pool's floor for its footprint
+    assert 60 * 2**20 < smollm2.footprint_bytes() < 200 * 2**20
+
+
+@pytest.mark.real_model
 async def test_unset_threads_pin_generation_and_prompt_evaluation_alike(smollm2: LlamaCppModel) -> None:
     from edgecrew.models.llamacpp import default_threads, machine_cpus
 

@@ -256,6 +256,27 @@ async def test_unknown_footprint_is_measured_at_load() -> None:
     assert pool.state().used_bytes == 70 * MiB
 
 
+async def test_a_measured_footprint_is_at_least_what_the_model_reports() -> None:
+    """The RSS delta of a load reads ~0 when the allocator hands it memory an earlier model freed: the
+    model's own report (llama.cpp's weights) is the floor; a report that fails is ignored."""
+
+    class Reporting(ScriptedModel):
+        def footprint_bytes(self) -> int:
+            return 90 * MiB if self.name == "m" else int("broken")
+
+    class Quiet(Backend):
+        async def load(self, alias: str) -> ChatModel:
+            await super().load(alias)
+            return Reporting(["ok"], name=alias, cycle=True)
+
+    probe = FakeProbe()
+    pool, _ = make_pool([PoolModelSpec("m"), PoolModelSpec("n")], 500, backend=Quiet(probe, grows=0), probe=probe)
+    await touch(pool, "m")
+    await touch(pool, "n")
+    assert {m.alias: m.memory_bytes for m in pool.state().resident} == {"m": 90 * MiB, "n": 0}
+    await pool.aclose()
+
+
 async def test_default_unloader_closes_the_model() -> None:
     closed: list[str] = []
 

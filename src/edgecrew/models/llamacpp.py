@@ -155,6 +155,16 @@ class LlamaCppModel:
         with self._lock:
             self._load()
 
+    def footprint_bytes(self) -> int:
+        """The loaded weights' size as llama.cpp counts it (0 before a load): the pool's floor for the
+        footprint it measures at load (the KV cache and buffers come on top)."""
+        with self._lock:
+            if self._llm is None:
+                return 0
+            import llama_cpp
+
+            return int(llama_cpp.llama_model_size(self._llm.model))
+
     def close(self) -> None:
         """Free the model's memory; a later call loads it again."""
         with self._lock:

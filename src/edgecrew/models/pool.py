@@ -407,7 +407,9 @@ class ModelPool:
         with self._lock:
             if entry.measuring:
                 if entry.spec.memory_bytes is None:
-                    entry.memory_bytes = max(0, after[0] - before[0])
+                    # The RSS delta, at least what the model says it holds: the delta reads ~0 when the
+                    # allocator hands the load memory an earlier model freed (still counted in RSS).
+                    entry.memory_bytes = max(0, after[0] - before[0], _reported_bytes(model))
                 if entry.spec.gpu_bytes is None:
                     entry.gpu_bytes = max(0, after[1] - before[1])
                 entry.measuring = False
@@ -594,3 +596,15 @@ class ModelPool:
                     with self._lock:
                         more = self._drop_reservation(result.entry) if result.load else self._release(result.entry)
                     self._deliver(more)
+
+
+def _reported_bytes(model: ChatModel) -> int:
+    """The memory a loaded model reports holding (``footprint_bytes()``, e.g. llama.cpp's weights); 0
+    when it says nothing."""
+    report = getattr(model, "footprint_bytes", None)
+    if not callable(report):
+        return 0
+    try:
+        return max(0, int(report() or 0))
+    except Exception:  # a report is a floor, never a reason to fail a load
+        return 0

@@ -26,6 +26,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from edgecrew.api.problems import PROBLEM_JSON
 from edgecrew.settings import Settings
 from tests.api import conftest as fixtures
 from tests.conftest import write
@@ -245,3 +246,11 @@ def iter_sse(response: httpx.Response) -> Iterator[SseEvent]:
             event_type = value
         elif name == "id":
             event_id = value
+
+
+def assert_problem(response: httpx.Response, status: int, op: str, label: str) -> dict[str, Any]:
+    assert response.status_code == status, f"{op} with {label}: {response.status_code} {response.text[:300]}"
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), f"{op} with {label}"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["title"] and body.get("detail"), body
+    return body

@@ -328,6 +328,9 @@ def test_bad_values_name_their_field(client: TestClient, rw: dict[str, str], ro:
     assert problem_of(nan, 422)["errors"][0]["loc"] == ["body", "accuracy"]
     problem_of(client.post(f"/tasks/{tid}/results", json={"runtime_s": -1}, headers=rw), 422)
     problem_of(client.post(f"/tasks/{tid}/results", json={"metrics": {"bad name": 1}}, headers=rw), 422)
+    for empty in ({}, {"author": "x"}, {"accuracy": None, "metrics": {}, "logs": ""}):  # nothing to keep
+        said = problem_of(client.post(f"/tasks/{tid}/results", json=empty, headers=rw), 422)["detail"]
+        assert "a result holds at least one of accuracy, loss, runtime_s, metrics or logs" in said, said
     missing = client.post(f"/tasks/{tid}/results", json={"version": 4, "accuracy": 1}, headers=rw)
     assert "no code version 4" in problem_of(missing, 404)["detail"]
     problem_of(client.post(f"/tasks/{tid}/feedback", json={"verdict": "meh"}, headers=rw), 422)

@@ -184,7 +184,23 @@ class CodeOut(BaseModel):
         return cls(**r.__dict__, download=f"/tasks/{r.task_id}/code/{r.version}/file")
 
 
+_RESULT_CONTENT = {  # what makes a result worth keeping: one of these, as the schema's anyOf says
+    "accuracy": {"type": "number"},
+    "loss": {"type": "number"},
+    "runtime_s": {"type": "number"},
+    "metrics": {"type": "object", "minProperties": 1},
+    "logs": {"type": "string", "minLength": 1},
+}
+
+
+def _result_schema(schema: dict[str, Any]) -> None:
+    """Document what the validator enforces: a number, a metric or logs, not an empty result."""
+    schema["anyOf"] = [{"required": [name], "properties": {name: kind}} for name, kind in _RESULT_CONTENT.items()]
+
+
 class ResultIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_result_schema)
+
     version: Version | None = None
     accuracy: Finite | None = None
     loss: Finite | None = None
@@ -197,6 +213,12 @@ class ResultIn(BaseModel):
     )
     logs: str | None = Field(default=None, description="Raw logs; stored as a log file of the task.")
     author: Name | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> ResultIn:
+        if all(v is None for v in (self.accuracy, self.loss, self.runtime_s)) and not self.metrics and not self.logs:
+            raise ValueError("a result holds at least one of accuracy, loss, runtime_s, metrics or logs")
+        return self
 
 
 class ResultOut(Out):

@@ -64,6 +64,8 @@ WORKFLOW = "edgecrew.job.2"
 WAIT_WORKFLOW = "edgecrew.job_wait.2"
 WORKFLOW_V1, WAIT_WORKFLOW_V1 = "edgecrew.job", "edgecrew.job_wait"
 WAKE_TOPIC = "edgecrew.job.wake"
+# Resumed in this order after a dead process: a waiting round is a child, its parent awaits it.
+_ADMISSION_WORKFLOWS = (WAIT_WORKFLOW_V1, WORKFLOW_V1, WAIT_WORKFLOW, WORKFLOW)
 CHECKS_PER_ROUND = 200
 TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LAST_DEADLINE = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last moment a datetime shows
@@ -166,12 +168,7 @@ class JobService:
         changed = await asyncio.to_thread(self.sync_policies)
         prefix = self.workflow_id("")
         resumed = []
-        for name in (
-            WAIT_WORKFLOW_V1,
-            WORKFLOW_V1,
-            WAIT_WORKFLOW,
-            WORKFLOW,
-        ):  # a round is a child: its parent awaits it
+        for name in _ADMISSION_WORKFLOWS:
             resumed += await durable.resume_dead(name, lambda wf: wf.workflow_id.startswith(prefix))
         if resumed:
             log.info("resumed %d job admission workflow(s) left by a dead process", len(resumed))
@@ -857,22 +854,22 @@ async def job_wait(job_id: str) -> dict[str, Any]:
     ended early by a wake message (``JobService.wake_waiting``). A long wait is many rounds (child
     workflows), so a replay reads one recorded result per finished round instead of every check and
     wait of a day spent waiting."""
-    for _ in range(CHECKS_PER_ROUND):
-        verdict = await _check_step(job_id)
-        if verdict["action"] != "wait":
-            return verdict
-        await DBOS.recv_async(WAKE_TOPIC, timeout_seconds=float(verdict["sleep_s"]))
-    return {"action": "again"}
+    return await _round(job_id, lambda seconds: DBOS.recv_async(WAKE_TOPIC, timeout_seconds=seconds))
 
 
 @DBOS.workflow(name=WAIT_WORKFLOW_V1)
 async def job_wait_v1(job_id: str) -> dict[str, Any]:
     """A round of version 1 (durable sleeps, not woken): for admissions recorded before version 2."""
+    return await _round(job_id, DBOS.sleep_async)
+
+
+async def _round(job_id: str, pause: Callable[[float], Awaitable[Any]]) -> dict[str, Any]:
+    """Checks with a durable ``pause`` between them while the job waits, at most ``CHECKS_PER_ROUND``."""
     for _ in range(CHECKS_PER_ROUND):
         verdict = await _check_step(job_id)
         if verdict["action"] != "wait":
             return verdict
-        await DBOS.sleep_async(float(verdict["sleep_s"]))
+        await pause(float(verdict["sleep_s"]))
     return {"action": "again"}
 
 

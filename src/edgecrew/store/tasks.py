@@ -55,6 +55,8 @@ _EXECUTION_FIELDS = frozenset(
 )
 R = TypeVar("R")
 
+TITLE_MAX, DESCRIPTION_MAX = 200, 20_000  # the API's and the tools' schemas use these too
+
 
 @dataclass(frozen=True)
 class TaskRecord:
@@ -631,9 +633,6 @@ def _insert(conn: Connection, stmt: Any) -> int:
     if key is None:  # every workspace table but tasks has an autoincrement id
         raise RuntimeError("the insert returned no primary key")
     return int(key[0])
-
-
-TITLE_MAX, DESCRIPTION_MAX = 200, 20_000  # the API's TaskIn says the same
 
 
 def _check_text(*, title: str | None = None, description: str | None = None) -> None:

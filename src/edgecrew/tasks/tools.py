@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgecrew.errors import NotFoundError, ToolError, UserError
-from edgecrew.store.tasks import ExecutionRecord, TaskRecord, TaskStore
+from edgecrew.store.tasks import DESCRIPTION_MAX, TITLE_MAX, ExecutionRecord, TaskRecord, TaskStore
 from edgecrew.tasks.checks import TaskLimitsJson, parse_checks, parse_limits
 from edgecrew.tasks.executions import ExecutionService, author_of
 from edgecrew.tasks.versions import add_version
@@ -105,8 +105,10 @@ class _TaskTools:
 
     def create(
         self,
-        title: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")],
-        spec: Annotated[str, Field(max_length=20_000, description="What the code must do: inputs, outputs, rules.")],
+        title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX, pattern=r"\S")],
+        spec: Annotated[
+            str, Field(max_length=DESCRIPTION_MAX, description="What the code must do: inputs, outputs, rules.")
+        ],
         ctx: ToolContext,
         io: Annotated[
             list[IoCaseArg] | None, Field(description="Acceptance checks: stdin input and the exact expected stdout.")

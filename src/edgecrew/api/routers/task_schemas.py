@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgecrew.api.shapes import Out, Page
 from edgecrew.store.taskfiles import LogFile
-from edgecrew.store.tasks import CodeRecord
+from edgecrew.store.tasks import DESCRIPTION_MAX, TITLE_MAX, CodeRecord
 from edgecrew.tasks.checks import JSON_INT, MAX_IO_CASES, MAX_TEST_CHARS, MAX_TEXT_CHARS, TaskLimitsJson
 
 TaskStatus = Literal["open", "in_progress", "done", "failed", "cancelled"]
@@ -69,8 +69,8 @@ class TaskChecksBody(BaseModel):
 
 
 class TaskIn(BaseModel):
-    title: str = Field(min_length=1, max_length=200, pattern=r"\S", description="Not blank.")
-    description: str = Field(default="", max_length=20_000)
+    title: str = Field(min_length=1, max_length=TITLE_MAX, pattern=r"\S", description="Not blank.")
+    description: str = Field(default="", max_length=DESCRIPTION_MAX)
     team: str | None = Field(default=None, min_length=1, max_length=200, description="A team (GET /teams).")
     checks: TaskChecksBody | None = Field(default=None, description="What a code version must pass when it runs.")
     limits: TaskLimitsJson | None = None
@@ -93,8 +93,8 @@ def _patch_schema(schema: dict[str, Any]) -> None:
 class TaskPatch(BaseModel):
     model_config = ConfigDict(json_schema_extra=_patch_schema)
 
-    title: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"\S", description="Not blank.")
-    description: str | None = Field(default=None, max_length=20_000)
+    title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX, pattern=r"\S", description="Not blank.")
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
     team: str | None = Field(default=None, min_length=1, max_length=200, description="null clears it.")
     status: TaskStatus | None = None
     checks: TaskChecksBody | None = Field(default=None, description="Replaces the checks; null removes them.")

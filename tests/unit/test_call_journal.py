@@ -206,3 +206,22 @@ def test_a_bad_setting_is_a_clear_error_on_the_command_line(tmp_path: Any) -> No
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "invalid setting: EDGECREW_STORE_SYNCHRONOUS='sometimes'" in done.stderr
+
+
+async def test_a_fresh_run_makes_no_journal_lookup_before_its_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose workflow began here from QUEUED has nothing in the journal: its calls skip the lookup
+    (a resumed run reads it before each call: the crash tests). Its cancel check reads the status in the
+    transactions the run makes anyway (the test above)."""
+    from edgecrew.store.repo import RunStore
+
+    lookups: list[str] = []
+    real = RunStore.recorded_call
+
+    def counted(self: RunStore, run_id: str, key: str) -> Any:
+        lookups.append(key)
+        return real(self, run_id, key)
+
+    monkeypatch.setattr(RunStore, "recorded_call", counted)
+    run, rt = await run_team(CHAIN, ScriptedModel({"a": ["A"], "b": ["B"], "c": ["C"]}))
+    assert run.status == "succeeded" and lookups == []
+    assert len(rt.store.events(run.id)) > 0

@@ -6,7 +6,8 @@ be recorded as a durable step output and replayed byte for byte.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -36,7 +37,17 @@ class Message:
     name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # What dataclasses.asdict gives (tool calls as dicts, their arguments copied), written out: asdict
+        # walks every field recursively and runs on each model call and step of a run.
+        return {
+            "role": self.role,
+            "content": self.content,
+            "tool_calls": tuple(
+                {"id": c.id, "name": c.name, "arguments": copy.deepcopy(c.arguments)} for c in self.tool_calls
+            ),
+            "tool_call_id": self.tool_call_id,
+            "name": self.name,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Message:
@@ -125,7 +136,18 @@ class ModelResponse:
         return self.usage.completion_tokens / self.latency_s
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        usage = self.usage
+        return {
+            "message": self.message.to_dict(),
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "cached_tokens": usage.cached_tokens,
+            },
+            "model": self.model,
+            "latency_s": self.latency_s,
+            "time_to_first_token_s": self.time_to_first_token_s,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelResponse:

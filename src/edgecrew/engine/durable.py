@@ -282,6 +282,8 @@ async def team_run(run_id: str) -> dict[str, Any]:
         rt.store.set_status(run_id, RunStatus.RUNNING)
         rt.store.emit(run_id, "run_started", RunStarted(team=team.name, task=run.task, agents=tuple(team.agents)))
     runner = DurableTurnRunner(rt, run_id, team, steps=steps)
+    if run.status == RunStatus.QUEUED and not steps:
+        runner.fresh = Fresh()
     if run.trigger and run.trigger.get("kind") == "from_step":  # run on from a step of another run
         runner.seed = dict(run.trigger.get("seed") or {})
         runner.seeded_from = str(run.trigger.get("run") or "")
@@ -307,6 +309,16 @@ async def team_run(run_id: str) -> dict[str, Any]:
             rt.store.emit(run_id, "run_finished", finished)
         tracing.record_run(span, final.value, ok=final == RunStatus.SUCCEEDED)
     return {"status": final.value, "output": result.output, "error": result.error}
+
+
+@dataclass
+class Fresh:
+    """A run whose workflow began here from QUEUED: the call journal holds none of its calls (a call is
+    recorded only after the run's start, earlier in the same file), so its calls skip the lookup before
+    they run. Only the run's status is needed there (a cancel, from any process): it is read in the
+    transactions the run makes anyway, a step's start and each call's record, and kept here."""
+
+    status: RunStatus = RunStatus.RUNNING
 
 
 @DBOS.workflow(name="edgecrew.agent_turn")
@@ -357,10 +369,12 @@ async def _turn(
     steps: bool = False,
     before: Callable[[], None] | None = None,
     defer: Callable[[Callable[[], None]], None] | None = None,
+    fresh: Fresh | None = None,
 ) -> TurnResult:
     """One visit of an agent: its step row and events around the agent's turn. ``before`` writes rows
     that go into the same transaction as the step's start (the previous step's end); ``defer`` takes
-    the writes of this step's end to do the same (without it they are written at once)."""
+    the writes of this step's end to do the same (without it they are written at once). ``fresh``: the
+    run's calls skip the journal's lookup (see :class:`Fresh`)."""
     store = rt.store
     visit = int(key[1 : key.index(".")])
     with store.transaction(flush=False):  # a replay writes them again (so do all rows of a turn)
@@ -374,7 +388,9 @@ async def _turn(
             step_key=key,
             agent=agent.name,
         )
-    io = DurableIO(rt, run_id, approved_tools, steps=steps)
+        if fresh is not None:
+            fresh.status = store.run_status(run_id)
+    io = DurableIO(rt, run_id, approved_tools, steps=steps, fresh=fresh)
     with tracing.agent_span(run_id, team, agent.name, agent.model, key) as span:
         result = await run_agent(agent, turn, io, key, {"run": run_id, "team": team, "agent": agent.name})
         tracing.record_turn(span, result.outcome.value, result.prompt_tokens, result.completion_tokens)
@@ -423,6 +439,7 @@ class DurableTurnRunner:
         # transaction of the next step's start (or the run's end). A step ends and the next starts with
         # nothing but routing between them, so a watcher sees no difference; a replay writes them again.
         self._pending: list[Callable[[], None]] = []
+        self.fresh: Fresh | None = None  # set by team_run for a run that starts here from QUEUED
 
     async def run_turns(self, visits: Sequence[tuple[Visit, TurnInput]]) -> list[TurnResult]:
         if len(visits) != 1 or (self.seed and visits[0][0].key in self.seed):
@@ -446,6 +463,7 @@ class DurableTurnRunner:
                     steps=self.steps,
                     before=self._write_pending_here,
                     defer=self._pending.append,
+                    fresh=self.fresh,
                 )
             ]
         # Children are started in a fixed order, so their ids replay identically.
@@ -510,9 +528,15 @@ class DurableIO:
     """TurnIO whose calls are recorded: in the call journal, or as DBOS steps (``steps``)."""
 
     def __init__(
-        self, rt: Runtime, run_id: str, approved_tools: set[str] | None = None, *, steps: bool = False
+        self,
+        rt: Runtime,
+        run_id: str,
+        approved_tools: set[str] | None = None,
+        *,
+        steps: bool = False,
+        fresh: Fresh | None = None,
     ) -> None:
-        self.rt, self.run_id, self.steps = rt, run_id, steps
+        self.rt, self.run_id, self.steps, self.fresh = rt, run_id, steps, fresh
         # Tools a person approved in this run (the "once" policy); rebuilt identically on replay.
         self.approved_tools = approved_tools if approved_tools is not None else set()
 
@@ -529,6 +553,7 @@ class DurableIO:
                 key,
                 "model",
                 lambda record: _model_call(rt, run_id, key, agent.name, agent.model, request, timeout_s, record),
+                self.fresh,
             )
         response = ModelResponse.from_dict(data["response"]) if data.get("response") else None
         return CallResult(response=response, error=data.get("error"), kind=data.get("kind", ""))
@@ -550,6 +575,8 @@ class DurableIO:
                 self.rt, self.run_id, key, agent.name, spec.name, call.arguments, reason or "(no reason given)"
             )
             waited_s = time.monotonic() - asked
+            if self.fresh is not None:  # a person's wait: the run may have been cancelled meanwhile
+                self.fresh.status = self.rt.store.run_status(self.run_id)
             if not decision.approved:
                 note = f": {decision.note}" if decision.note else ""
                 denied = f"error: a person denied this call to '{spec.name}'{note}"
@@ -561,7 +588,9 @@ class DurableIO:
             data = await tool_call_step(*args)
         else:
             rt = self.rt
-            data = await _journaled(rt, self.run_id, key, "tool", lambda record: _tool_call(rt, record, *args))
+            data = await _journaled(
+                rt, self.run_id, key, "tool", lambda record: _tool_call(rt, record, *args), self.fresh
+            )
         return Observation(content=data["content"], is_error=data["is_error"], waited_s=waited_s)
 
     def tool_definitions(self, agent: AgentSpec) -> list[ToolDefinition]:
@@ -585,7 +614,7 @@ class DurableIO:
             return block
         rt = self.rt
         recalled: str | None = await _journaled(
-            rt, self.run_id, key, "memory", lambda record: _memory_recall(rt, record, *args)
+            rt, self.run_id, key, "memory", lambda record: _memory_recall(rt, record, *args), self.fresh
         )
         return recalled
 
@@ -604,12 +633,23 @@ def _events_only(output: Any, write_events: Callable[[], None]) -> None:
     write_events()
 
 
-async def _journaled(rt: Runtime, run_id: str, key: str, kind: str, body: Callable[[Record], Awaitable[Any]]) -> Any:
+async def _journaled(
+    rt: Runtime,
+    run_id: str,
+    key: str,
+    kind: str,
+    body: Callable[[Record], Awaitable[Any]],
+    fresh: Fresh | None = None,
+) -> Any:
     """The output of call ``key`` of the run: read from the call journal when it finished before (a
-    resumed run), else made by ``body`` and recorded with its events in one transaction."""
-    status, recorded = rt.store.recorded_call(run_id, key)
-    if recorded is not None:
-        return recorded[0]
+    resumed run), else made by ``body`` and recorded with its events in one transaction. A ``fresh``
+    run has nothing in the journal: its last read status stands for the lookup."""
+    if fresh is not None:
+        status = fresh.status
+    else:
+        status, recorded = rt.store.recorded_call(run_id, key)
+        if recorded is not None:
+            return recorded[0]
     if status == RunStatus.CANCELLED and DBOS.workflow_id == run_id:
         # A cancelled run stops at its next call, as DBOS stops one at its next step. (A parallel
         # branch's child workflow finishes its turn: DBOS does not cancel children either.) The store
@@ -625,6 +665,8 @@ async def _journaled(rt: Runtime, run_id: str, key: str, kind: str, body: Callab
             write_events()
             failpoint("call_recorded")  # crash tests: killed here, neither the output nor its event is stored
             rt.store.record_call(run_id, key, kind, output)
+            if fresh is not None:
+                fresh.status = rt.store.run_status(run_id)
 
     return await body(record)
 

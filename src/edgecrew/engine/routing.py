@@ -74,7 +74,8 @@ async def call_with_fallback(
             on_event(ModelChosen(requested=ref, alias=alias, attempt=len(result.attempts) + 1))
         try:
             # The time limit covers waiting for a slot and loading the model, not only generation.
-            result.response = await asyncio.wait_for(_attempt(source, alias, request, on_text), timeout=remaining)
+            async with asyncio.timeout(remaining):  # in this task: wait_for would start one a call
+                result.response = await _attempt(source, alias, request, on_text)
             result.alias = alias
             return result
         except InvalidOutputError as exc:

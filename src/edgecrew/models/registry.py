@@ -13,6 +13,7 @@ factory (:mod:`edgecrew.models.backends`), so it knows no backend by name.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -182,7 +183,7 @@ class ModelRegistry:
     def definition(self, alias: str) -> ModelDef:
         if alias not in self._defs:
             if alias in self._instances:
-                return ModelDef(alias, INSTANCE, source="registered in process")
+                return _instance_definition(alias)
             raise NotFoundError(f"unknown model alias '{alias}'; known: {', '.join(sorted(self.aliases()))}")
         return self._defs[alias]
 
@@ -254,3 +255,9 @@ class ModelRegistry:
         if not isinstance(definition.config, LlamaCppConfig):
             raise UserError(f"model '{definition.alias}' (backend {definition.backend}) has no GGUF file")
         return gguf_path(self.context(definition), definition.config)
+
+
+@functools.lru_cache(maxsize=256)
+def _instance_definition(alias: str) -> ModelDef:
+    """The definition of a model registered in process (asked before every call routed to it)."""
+    return ModelDef(alias, INSTANCE, source="registered in process")

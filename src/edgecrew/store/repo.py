@@ -231,6 +231,20 @@ class RunStore:
         row = self.row_by_id(t.runs, run_id, "run", "edgecrew runs list")
         return _run(row)
 
+    def run_status(self, run_id: str) -> RunStatus:
+        """A run's status, read in the caller's transaction when there is one (a run's engine reads it
+        in the transactions it makes anyway, to see a cancel from any process)."""
+        current = _current_conn.get()
+        with contextlib.nullcontext(current) if current is not None else self.engine.connect() as conn:
+            if self._dialect == "sqlite":
+                found = _driver(conn).execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+                status = found[0] if found else None
+            else:
+                status = conn.execute(sa.select(t.runs.c.status).where(t.runs.c.id == run_id)).scalar()
+        if status is None:
+            raise NotFoundError(f"no run '{run_id}'")
+        return RunStatus(status)
+
     def row_by_id(self, table: sa.Table, given: str, what: str, see: str) -> sa.RowMapping:
         """The row whose id is ``given`` or, like git's commits, starts with it when only one does."""
         with self.engine.connect() as conn:
@@ -339,15 +353,7 @@ class RunStore:
         """Move a run to ``status`` if the state machine allows it; False when it does not."""
         now = time.time()
         with self.transaction() as conn:
-            sqlite = self._dialect == "sqlite"
-            if sqlite:
-                found = _driver(conn).execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-                current = found[0] if found else None
-            else:
-                current = conn.execute(sa.select(t.runs.c.status).where(t.runs.c.id == run_id)).scalar()
-            if current is None:
-                raise NotFoundError(f"no run '{run_id}'")
-            if not can_transition(RunStatus(current), status):
+            if not can_transition(self.run_status(run_id), status):
                 return False
             values: dict[str, Any] = {"status": status.value, "updated_at": now}
             if output is not None:
@@ -356,7 +362,7 @@ class RunStore:
                 values["error"] = error
             if status.terminal:
                 values["finished_at"] = now
-            if sqlite:
+            if self._dialect == "sqlite":
                 assignments = ", ".join(f"{_quote(k)} = ?" for k in values)
                 params = [json.dumps(v) if k == "output" else v for k, v in values.items()]
                 _driver(conn).execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*params, run_id))

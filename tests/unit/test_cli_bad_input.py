@@ -114,11 +114,11 @@ def test_a_damaged_durable_engine_database_is_named(edgecrew_home: Path) -> None
 def test_text_that_is_not_utf8_is_refused_naming_where(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from edgecrew.cli import main
+    from edgecrew.cli import dispatch
 
     monkeypatch.setattr("sys.argv", ["edgecrew", "run", "trio", "bad\udcffbyte"])  # how Python keeps such bytes
     with pytest.raises(SystemExit) as stopped:
-        main()
+        dispatch()
     assert stopped.value.code == 2 and "argument 3 (bad\\xffbyte) is not valid UTF-8" in capsys.readouterr().err
     assert runner.invoke(app, ["projects", "create", "main"]).exit_code == 0
     piped = runner.invoke(app, ["projects", "case-file", "main", "--append", "-"], input=b"\xff\xfe")

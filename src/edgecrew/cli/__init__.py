@@ -576,8 +576,10 @@ def main() -> None:
     Python's own exit clears the ~900 modules a command imports one by one: ~200 ms on a 2-core VM
     after every command, more on a Pi, for a process that is ending anyway. So the command ends the
     way the interpreter would, minus that: non-daemon threads joined (DBOS's executor finishing what
-    it records), exit handlers run (logging flushed, temporary folders removed), the standard streams
-    flushed, then ``os._exit`` with the command's status. Nothing durable depends on the teardown: the
+    it records), exit handlers run (logging flushed, temporary folders removed, the store's connections
+    closed so SQLite folds its log back into the database file), the standard streams flushed (an
+    output that cannot be written is status 120, as Python's), then ``os._exit`` with the command's
+    status. Nothing durable depends on the teardown: the
     store and DBOS are built to survive a kill -9 at any point. (To run the CLI inside another
     program, call :func:`dispatch`: it raises SystemExit like any click app.)"""
     try:
@@ -602,9 +604,16 @@ def _leave(code: object) -> None:
         raise SystemExit(status)
     shutdown_threads()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a reader gone (a closed pipe) changes nothing now
-            stream.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader is gone: nothing to tell it; the status says so, as Python's
+        status = 120
+    except (OSError, ValueError) as exc:  # a full disk, a closed file: the output is lost, say so
+        with contextlib.suppress(Exception):
+            print(f"error: could not write the output: {exc}", file=sys.stderr)
+        status = 120
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
     os._exit(status)
 
 

@@ -16,12 +16,14 @@ duplicating them.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -126,6 +128,24 @@ def _use_wal(path: str) -> None:
     """Put DBOS's SQLite file in WAL mode (persistent in the file) so readers never block the writer."""
     with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
         db.execute("PRAGMA journal_mode=WAL")
+    if path not in _wal_files:
+        _wal_files.add(path)
+        if len(_wal_files) == 1:
+            atexit.register(_fold_logs)
+
+
+_wal_files: set[str] = set()
+
+
+def _fold_logs() -> None:
+    """At exit, copy what DBOS's files hold in their write-ahead logs into the files themselves (a
+    passive checkpoint: it waits for nobody), so a copy of a file alone is whole. The interpreter's
+    teardown did it when it closed DBOS's connections; the ``edgecrew`` command leaves without it."""
+    for path in _wal_files:
+        with contextlib.suppress(sqlite3.Error):  # gone (a test's temporary folder), locked, damaged
+            uri = Path(path).absolute().as_uri() + "?mode=rw"  # never creates a file that is not there
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=1)) as db:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def shutdown() -> None:

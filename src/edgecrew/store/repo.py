@@ -9,11 +9,13 @@ Listeners (``subscribe``) see every event as it is written, told whether it is n
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -812,4 +814,18 @@ def open_store(url: str) -> RunStore:
         sa.event.listen(unflushed, "connect", _unflushed_pragmas)
     store = RunStore(engine, unflushed)
     store.migrate()
+    _open_stores.add(store)
     return store
+
+
+_open_stores: weakref.WeakSet[RunStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    """At exit, close the stores still open: SQLite folds its write-ahead log back into the database
+    file when the file's last connection closes, so a copy of the file alone is whole. The interpreter's
+    teardown did it by collecting them; the ``edgecrew`` command leaves without that teardown."""
+    for store in list(_open_stores):
+        with contextlib.suppress(Exception):
+            store.close()

@@ -61,7 +61,8 @@ def wait_pending(env: dict[str, str]) -> dict[str, object]:
     raise AssertionError("no pending approval appeared")
 
 
-def test_waiting_run_survives_kill_and_finishes_after_cli_approval(project_dir: Path, edgecrew_home: Path) -> None:
+def killed_while_waiting(project_dir: Path, edgecrew_home: Path) -> tuple[dict[str, str], dict[str, object], Path]:
+    """A run of `ship` waiting for its deploy's approval, its process killed: (env, the approval, the deploy log)."""
     write(project_dir / "edgecrew.yaml", PROJECT)
     write(project_dir / "tools.py", TOOLS)
     write(project_dir / "teams" / "ship.yaml", TEAM)
@@ -83,6 +84,11 @@ def test_waiting_run_survives_kill_and_finishes_after_cli_approval(project_dir: 
     assert pending["tool"] == "deploy" and pending["reason"] == "the fix must ship"
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
+    return env, pending, log
+
+
+def test_waiting_run_survives_kill_and_finishes_after_cli_approval(project_dir: Path, edgecrew_home: Path) -> None:
+    env, pending, log = killed_while_waiting(project_dir, edgecrew_home)
 
     run_id = str(pending["run_id"])
     assert json.loads(cli(env, "runs", "list", "--json").stdout)[0]["status"] == "waiting_approval"
@@ -97,6 +103,7 @@ def test_waiting_run_survives_kill_and_finishes_after_cli_approval(project_dir: 
     assert resumed.poll() is None and not log.exists()
     approved = cli(env, "approvals", "approve", str(pending["id"]))
     assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert "no live edgecrew process" not in approved.stderr  # resume runs it
     again = cli(env, "approvals", "approve", str(pending["id"]))  # a second approval changes nothing
     assert again.returncode == 0 or "already succeeded" in again.stderr, again.stdout + again.stderr
     out, _ = resumed.communicate(timeout=60)
@@ -104,3 +111,16 @@ def test_waiting_run_survives_kill_and_finishes_after_cli_approval(project_dir: 
     assert log.read_text() == "prod\n"  # ran exactly once
     shown = json.loads(cli(env, "runs", "show", run_id, "--json").stdout)
     assert shown["status"] == "succeeded" and shown["output"] == {"text": "shipped"}
+
+
+def test_a_decision_on_a_run_nothing_runs_says_how_to_go_on(project_dir: Path, edgecrew_home: Path) -> None:
+    """Approved while no process runs the run: recorded, and the CLI says `edgecrew resume RUN` takes it up."""
+    env, pending, log = killed_while_waiting(project_dir, edgecrew_home)
+    run_id = str(pending["run_id"])
+    approved = cli(env, "approvals", "approve", str(pending["id"]))
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert f"run {run_id} has no live edgecrew process" in approved.stderr
+    assert f"edgecrew resume {run_id}" in approved.stderr
+    resumed = cli(env, "resume", run_id, timeout=90)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert log.read_text() == "prod\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -357,3 +358,27 @@ def test_following_a_run_no_live_process_runs_stops_and_says_how_to_go_on() -> N
     done = json.loads(runner.invoke(app, ["run", "trio", "x", "--json"]).output.strip().splitlines()[-1])
     finished = runner.invoke(app, ["runs", "events", done["run_id"], "--follow"])
     assert finished.exit_code == 0 and "no live edgecrew process" not in finished.output
+
+
+def test_teams_show_prints_the_yaml_as_it_is_so_a_copy_validates(project_dir: Path, tmp_path: Path) -> None:
+    """Redirected, `teams show` is the file byte for byte (its path on stderr): long lines are not wrapped."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EDGECREW_PROJECT": str(project_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "edgecrew", "teams", "show", "build-loop"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    from importlib import resources
+
+    assert done.stdout == (resources.files("edgecrew") / "teams" / "build-loop.yaml").read_text()
+    assert "build-loop.yaml" in done.stderr
+    copy = project_dir / "teams" / "my-loop.yaml"
+    copy.write_text(done.stdout.replace("name: build-loop", "name: my-loop", 1))
+    assert runner.invoke(app, ["validate", str(copy)]).exit_code == 0
+
+
+def test_runs_list_filtered_to_nothing_says_so(edgecrew_home: Path) -> None:
+    listed = runner.invoke(app, ["runs", "list", "--status", "waiting_approval"])
+    assert listed.exit_code == 0 and "no waiting_approval runs" in listed.output and "no runs yet" not in listed.output

@@ -239,6 +239,9 @@ def runs_list(
             )
         )
         return
+    if not runs and status is not None:
+        console.print(f"no {status.value} runs (every run: `edgecrew runs list`)")
+        return
     if not runs:
         console.print('no runs yet — try: edgecrew run plan-write-review "Write a haiku about edge AI"')
         return
@@ -450,11 +453,12 @@ def tools_list(project: ProjectOpt = None, as_json: Annotated[bool, typer.Option
 
 @teams_app.command("show")
 def teams_show(team: str, project: ProjectOpt = None) -> None:
-    """Print a team's YAML."""
+    """Print a team's YAML (its file named on stderr), as it is: `teams show T > my.yaml` copies it."""
     rt = guard(lambda: runtime(project))
     source = guard(lambda: rt.project.team_source(team))
-    console.print(f"[dim]{source.file}[/]")
-    console.print(escape(source.file.read_text()))
+    err.print(f"[dim]{escape(str(source.file))}[/]")
+    text = source.file.read_text()
+    sys.stdout.write(shown(text) if text.endswith("\n") else shown(text) + "\n")  # whole lines, never wrapped
 
 
 @app.command()

@@ -54,6 +54,7 @@ def approvals_approve(
     """Approve a call: it runs once, with its (possibly edited) arguments."""
     record = guard(lambda: _service().approve(approval, note))
     console.print(f"[green]approved[/] {record.id}: {record.tool} {escape(json.dumps(record.arguments))}")
+    _say_if_orphaned(record.run_id)
 
 
 @approvals_app.command("deny")
@@ -63,6 +64,20 @@ def approvals_deny(
     """Deny a call: the agent is told, and carries on without it."""
     record = guard(lambda: _service().deny(approval, reason))
     console.print(f"[yellow]denied[/] {record.id}: {record.tool}")
+    _say_if_orphaned(record.run_id)
+
+
+def _say_if_orphaned(run_id: str) -> None:
+    """The decision is recorded; a run whose process stopped only takes it up when something runs it."""
+    from edgecrew.engine.service import RunService
+
+    service = RunService(runtime())
+    run = guard(lambda: service.get(run_id))
+    if service.orphaned(run):
+        err.print(
+            f"[yellow]run {run.id} has no live edgecrew process[/] (the one that ran it has stopped): "
+            f"`edgecrew resume {run.id}` goes on with it here, or start `edgecrew serve`, which takes such runs over"
+        )
 
 
 @approvals_app.command("edit")

@@ -90,6 +90,6 @@ def arun(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     except KeyboardInterrupt:
         err.print(
             "[yellow]interrupted.[/] Unfinished runs are kept: the next `edgecrew run` resumes them, "
-            "or run `edgecrew resume RUN` (see `edgecrew runs list --status running`)."
+            "or run `edgecrew resume RUN` (see `edgecrew runs list`)."
         )
         raise typer.Exit(130) from None

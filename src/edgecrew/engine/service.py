@@ -328,8 +328,6 @@ class RunService:
 
     async def _workflow_gone(self, run: RunRecord, stop_when_orphaned: bool) -> bool:
         """Mark a run whose workflow ended without finishing it failed; True when waiting is pointless."""
-        from edgecrew.engine.executors import executor_alive
-
         status, executor = await self._workflow_state(run.id)
         if status in ("ERROR", "SUCCESS", "CANCELLED"):
             await asyncio.sleep(0.5)  # let a finishing workflow write its last rows first
@@ -337,7 +335,7 @@ class RunService:
                 reason = f"its workflow ended ({status.lower()}) without finishing the run"
                 await asyncio.to_thread(self._fail, run.id, reason)
             return False  # the end event follows: the stream reads it next round
-        return stop_when_orphaned and status in ("PENDING", None) and not executor_alive(executor or run.executor)
+        return stop_when_orphaned and _no_live_process(run, status, executor)
 
     def _fail(self, run_id: str, reason: str) -> None:
         self.rt.store.set_status(run_id, RunStatus.FAILED, error=reason)
@@ -352,6 +350,14 @@ class RunService:
             found = await durable.workflow_status(run_id)
             return (found.status, found.executor_id) if found is not None else (None, None)
         return await asyncio.to_thread(self.workflow_state, run_id)
+
+    def orphaned(self, run: RunRecord) -> bool:
+        """Whether an unfinished run has no live process running it (its process stopped: nothing goes
+        on with it until `edgecrew resume` or a server takes it over)."""
+        if run.status.terminal:
+            return False
+        status, executor = self.workflow_state(run.id)
+        return _no_live_process(run, status, executor)
 
     def workflow_state(self, run_id: str) -> tuple[str | None, str | None]:
         """(DBOS status, executor id) of a run's workflow, read through a DBOS client."""
@@ -581,3 +587,11 @@ async def _pause(seconds: float, stop: anyio.Event | None) -> None:
     else:
         with anyio.move_on_after(seconds):
             await stop.wait()
+
+
+def _no_live_process(run: RunRecord, workflow_status: str | None, executor: str | None) -> bool:
+    """Whether DBOS's view of an unfinished run's workflow (not started, or PENDING) is held by no live
+    process: the workflow's executor, or the run's recording process when it never started."""
+    from edgecrew.engine.executors import executor_alive
+
+    return workflow_status in ("PENDING", None) and not executor_alive(executor or run.executor)

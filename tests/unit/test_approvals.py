@@ -108,6 +108,21 @@ async def test_risky_call_waits_then_runs_once_after_approval(project_dir: Path)
         approvals.approve(pending.id)
 
 
+async def test_a_cancelled_run_s_waiting_approval_expires_and_leaves_the_inbox(project_dir: Path) -> None:
+    calls: list[str] = []
+    replies = [{"tool": "deploy", "args": {"target": "prod"}, "text": "ship"}, "done"]
+    rt, svc, run_id, _, _ = await start(project_dir, "", replies, calls)
+    approvals = ApprovalService(rt)
+    [pending] = await wait_for_pending(approvals)
+    svc.cancel(run_id)
+    assert approvals.list() == []  # the inbox holds what a person can still decide
+    [expired] = approvals.list(status="expired")
+    assert (expired.id, expired.decision_note) == (pending.id, "the run ended cancelled")
+    with pytest.raises(UserError, match="already cancelled"):
+        approvals.approve(pending.id)
+    assert calls == []
+
+
 async def test_waiting_for_a_person_does_not_count_toward_the_agent_time_limit(project_dir: Path) -> None:
     calls: list[str] = []
     # The reply after the tool takes half the agent's limit: its model call must be given the time

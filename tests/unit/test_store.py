@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.config import Config
@@ -33,16 +34,7 @@ def test_open_store_migrates_a_new_sqlite_file_in_wal_mode(tmp_path: Path) -> No
 def test_upgrading_an_older_store_keeps_every_row(tmp_path: Path) -> None:
     """Data written under the first release's schema survives every later migration (a table rebuild
     on SQLite must not cascade-delete child rows)."""
-    import sqlalchemy as sa
-    from alembic import command
-
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    sa.event.listen(engine, "connect", repo_module._sqlite_pragmas)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(repo_module.__file__).parent / "migrations"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0003")
+    engine = _migrated_to(tmp_path / "old.db", "0003")
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO runs (id, team, task, status, spec, created_at, updated_at) "
@@ -159,3 +151,38 @@ async def test_dbos_system_database_is_in_wal_mode(edgecrew_home: Path) -> None:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         durable.shutdown()
+
+
+def test_the_migration_expires_approvals_left_pending_by_ended_runs(tmp_path: Path) -> None:
+    """0018: a cancelled run's approval stayed pending in every inbox for ever; a running run's stays."""
+    engine = _migrated_to(tmp_path / "old.db", "0017")
+    with engine.begin() as conn:
+        for run, status in (("r1", "cancelled"), ("r2", "waiting_approval")):
+            conn.exec_driver_sql(
+                "INSERT INTO runs (id, team, task, status, spec, created_at, updated_at) "
+                f"VALUES ('{run}', 't', 'x', '{status}', '{{}}', 1, 1)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO approvals (id, run_id, call_key, workflow_id, agent, tool, arguments, reason, status,"
+                f" created_at) VALUES ('a-{run}', '{run}', 'k', '{run}', 'op', 'deploy', '{{}}', 'why', 'pending', 1)"
+            )
+    _migrated_to(tmp_path / "old.db", "0018", engine)
+    with engine.connect() as conn:
+        rows = dict(conn.exec_driver_sql("SELECT run_id, status FROM approvals").fetchall())
+    assert rows == {"r1": "expired", "r2": "pending"}
+
+
+def _migrated_to(path: Path, revision: str, engine: Any = None) -> Any:
+    """A SQLite store at ``path`` (or ``engine``) brought to ``revision`` by the migration scripts."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    if engine is None:
+        engine = sa.create_engine(f"sqlite:///{path}")
+        sa.event.listen(engine, "connect", repo_module._sqlite_pragmas)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(repo_module.__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return engine

@@ -370,6 +370,12 @@ class RunStore:
                 _driver(conn).execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*params, run_id))
             else:
                 conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
+            if status.terminal:  # a decision can no longer reach the run: its waiting approvals expire with it
+                conn.execute(
+                    t.approvals.update()
+                    .where(t.approvals.c.run_id == run_id, t.approvals.c.status == "pending")
+                    .values(status="expired", decision_note=f"the run ended {status.value}", decided_at=now)
+                )
             return True
 
     # -- steps and messages ----------------------------------------------------------------------

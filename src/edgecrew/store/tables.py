@@ -117,7 +117,7 @@ approvals = Table(
     Column("tool", String(200), nullable=False),
     Column("arguments", JSON, nullable=False),
     Column("reason", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # pending | approved | denied
+    Column("status", String(16), nullable=False),  # pending | approved | denied | expired (its run ended first)
     Column("decision_note", Text),
     Column("created_at", Float, nullable=False),
     Column("decided_at", Float),

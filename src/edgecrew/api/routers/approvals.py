@@ -22,7 +22,7 @@ class ApprovalOut(Out):
     tool: str
     arguments: dict[str, Any]
     reason: str = Field(description="Why the agent wants to make this call.")
-    status: Literal["pending", "approved", "denied"]
+    status: Literal["pending", "approved", "denied", "expired"]
     decision_note: str | None
     created_at: float
     decided_at: float | None
@@ -40,7 +40,7 @@ class EditIn(BaseModel):
 def list_approvals(
     svc: ApprovalsDep,
     _: Read,
-    status: Literal["pending", "approved", "denied", "all"] = "pending",
+    status: Literal["pending", "approved", "denied", "expired", "all"] = "pending",
     run: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[ApprovalOut]:
     """Approvals, oldest first (pending ones unless ``status`` says otherwise)."""

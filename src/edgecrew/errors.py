@@ -106,7 +106,12 @@ class ModelError(RunError):
 
 
 class InvalidOutputError(ModelError):
-    """The model answered, but its reply cannot be parsed (malformed JSON, no usable shape)."""
+    """The model answered, but its reply cannot be parsed (malformed JSON, no usable shape).
+
+    ``spent``: what the call cost all the same (a ``ModelResponse`` with the raw text, usage and timing),
+    when the adapter knows it: the run's accounting counts it (see ``models.replies.response_of``)."""
+
+    spent: Any = None
 
 
 class ModelAuthError(ModelError):

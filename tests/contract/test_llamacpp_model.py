@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from edgecrew.domain.messages import Message, ModelRequest, ToolCall, ToolDefinition
-from edgecrew.errors import ModelError, UserError
+from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition
+from edgecrew.errors import InvalidOutputError, ModelError, UserError
 from edgecrew.models.llamacpp import LlamaCppModel, SamplingOverride, grammar_for, parse_reply
 from edgecrew.models.resources import SMOLLM2_DISTRIBUTION, packaged_gguf
 
@@ -190,6 +190,18 @@ async def test_usage_counts_template_tokens_and_the_prompt_cache(smollm2: LlamaC
     assert first.time_to_first_token_s is not None
     assert 0 < first.time_to_first_token_s <= first.latency_s
     assert first.tokens_per_second > 0
+
+
+@pytest.mark.real_model
+async def test_a_reply_cut_off_at_max_tokens_still_reports_what_it_spent(smollm2: LlamaCppModel) -> None:
+    """The call is an error (its JSON is incomplete), but its tokens and time count in the run."""
+    req = request("Rate this film from 1 to 10 and explain at length.", output_schema=SCORE_SCHEMA, max_tokens=3)
+    with pytest.raises(InvalidOutputError, match="cut off at max_tokens=3") as raised:
+        await smollm2.request(req)
+    spent = raised.value.spent
+    assert isinstance(spent, ModelResponse)
+    assert spent.usage.completion_tokens == 3 and spent.usage.prompt_tokens > 10
+    assert spent.latency_s > 0 and spent.message.content  # the raw text it wrote
 
 
 @pytest.mark.real_model

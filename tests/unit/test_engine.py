@@ -187,6 +187,20 @@ async def test_invalid_structured_output_is_retried_with_the_schema_error() -> N
     assert "99 is greater than the maximum of 10" in model.calls[2].request.messages[-1].content
 
 
+async def test_an_unusable_reply_counts_its_tokens_in_the_event_and_the_step() -> None:
+    """A reply the checks refuse (cut off at max_tokens, say) still cost tokens and time: its event and
+    its step count them, beside the error."""
+    model = ScriptedModel([{"error": "invalid", "message": "cut off at max_tokens"}, {"json": {"score": 7}}])
+    run, rt = await run_team(STRUCTURED, model)
+    assert run.status == "succeeded" and run.output == {"score": 7}
+    refused, answered = [e.data for e in rt.store.events(run.id) if e.type == "model_called"]
+    assert "cut off at max_tokens" in refused["error"] and refused["completion_tokens"] == 1
+    assert refused["prompt_tokens"] > 0 and refused["latency_s"] >= 0
+    [step] = rt.store.steps(run.id)
+    assert step.prompt_tokens == refused["prompt_tokens"] + answered["prompt_tokens"]
+    assert step.completion_tokens == 1 + answered["completion_tokens"]
+
+
 async def test_output_never_valid_fails_with_invalid_output() -> None:
     model = ScriptedModel([{"json": {"score": "high"}}], cycle=True)
     run, rt = await run_team(STRUCTURED, model)

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import jsonschema
 
 from edgecrew.domain.events import ToolsSelected
-from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition
+from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition, Usage
 from edgecrew.domain.runs import Outcome
 from edgecrew.domain.specs import AgentSpec
 from edgecrew.tools.retrieval import rank_tools
@@ -33,11 +33,13 @@ LOOP_LIMIT = 3  # identical tool calls allowed before the loop guard stops the t
 
 @dataclass(frozen=True)
 class CallResult:
-    """A recorded model call: a response, or an error (kind: timeout | error)."""
+    """A recorded model call: a response, or an error (kind: timeout | invalid | error); ``usage``: what a
+    call without a usable response spent all the same (an invalid reply's tokens), when known."""
 
     response: ModelResponse | None = None
     error: str | None = None
     kind: str = ""
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,10 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
         call = await io.call_model(f"{key}.m{step}", agent, request, remaining)
         io.checkpoint("after_model_call")
         result.model_calls += 1
+        spent = call.response.usage if call.response is not None else call.usage
+        if spent is not None:
+            result.prompt_tokens += spent.prompt_tokens
+            result.completion_tokens += spent.completion_tokens
         if call.response is None:
             if call.kind == "timeout":
                 return _end(result, Outcome.TIMEOUT, call.error)
@@ -250,8 +256,6 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
                 continue
             return _end(result, Outcome.ERROR, call.error)
         reply = call.response.message
-        result.prompt_tokens += call.response.usage.prompt_tokens
-        result.completion_tokens += call.response.usage.completion_tokens
         messages.append(reply)
         if reply.tool_calls:
             for j, tool_call in enumerate(reply.tool_calls):

@@ -43,7 +43,7 @@ from edgecrew.domain.events import (
     ToolCalled,
     ToolsSelected,
 )
-from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition
+from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition, Usage
 from edgecrew.domain.runs import Outcome, RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import AgentSpec, Edge, TeamSpec
@@ -576,7 +576,8 @@ class DurableIO:
                 self.fresh,
             )
         response = ModelResponse.from_dict(data["response"]) if data.get("response") else None
-        return CallResult(response=response, error=data.get("error"), kind=data.get("kind", ""))
+        spent = Usage(**data["usage"]) if data.get("usage") else None
+        return CallResult(response=response, error=data.get("error"), kind=data.get("kind", ""), usage=spent)
 
     async def call_tool(self, key: str, agent: AgentSpec, call: ToolCall, timeout_s: float, reason: str) -> Observation:
         """Check permissions, wait for approval when the tool is risky, then run it as a step.
@@ -759,6 +760,8 @@ async def _model_call(
             if routed.response is not None
             else {"error": routed.error, "kind": routed.kind, "alias": routed.alias}
         )
+        if routed.spent is not None:  # an unusable reply still cost its tokens
+            data["usage"] = routed.spent.to_dict()["usage"]
         record(data, lambda: rt.store.emit(run_id, f"{key}.model", event, step_key=step_key, agent=agent))
     finally:
         live.end(run_id, key)  # after the recorded event, so a watcher never sees the text vanish first
@@ -776,24 +779,27 @@ def _definition(rt: Runtime, alias: str | None) -> ModelDef | None:
 def _model_event(rt: Runtime, ref: str, routed: RoutedCall) -> ModelCalled:
     """The ``model_called`` event of one call: what was asked, what answered, usage and timing."""
     alias = routed.alias or ref
-    if routed.response is None:
+    answered = routed.response or routed.spent  # a reply, usable or not, has usage and timing
+    if answered is None:
         event = ModelCalled(alias=alias, requested=ref, error=routed.error)
     else:
-        response, usage = routed.response, routed.response.usage
+        usage = answered.usage
         event = ModelCalled(
             alias=alias,
             requested=ref,
             backend=rt.models.definition(routed.alias).backend if routed.alias else "",
-            model=response.model,
+            model=answered.model,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens,
-            latency_s=round(response.latency_s, 4),
-            ttft_s=response.time_to_first_token_s,
-            tokens_per_s=round(response.tokens_per_second, 2),
-            tool_calls=tuple(c.name for c in response.message.tool_calls),
-            content=response.message.content[:500],
+            latency_s=round(answered.latency_s, 4),
+            ttft_s=answered.time_to_first_token_s,
+            tokens_per_s=round(answered.tokens_per_second, 2),
+            tool_calls=tuple(c.name for c in answered.message.tool_calls),
+            content=answered.message.content[:500],
         )
+        if routed.response is None:  # answered, but not usably: the error stands beside what it cost
+            event = event.model_copy(update={"error": routed.error})
     if not routed.attempts:
         return event  # no fallbacks: the stored event has no "fallbacks" key
     return event.model_copy(update={"fallbacks": tuple(routed.attempts)})

@@ -36,6 +36,7 @@ class RoutedCall:
     error: str | None = None
     kind: str = ""  # "" | "timeout" | "invalid" | "error"
     attempts: list[FallbackAttempt] = field(default_factory=list)
+    spent: ModelResponse | None = None  # an invalid reply's raw text, usage and timing, when known
 
 
 def needs(request: ModelRequest) -> set[str]:
@@ -80,6 +81,7 @@ async def call_with_fallback(
             return result
         except InvalidOutputError as exc:
             result.alias, result.error, result.kind = alias, str(exc), "invalid"
+            result.spent = exc.spent if isinstance(exc.spent, ModelResponse) else None
             return result
         except TimeoutError:
             reason, kind = f"model '{alias}' did not answer within {remaining:.0f}s", "timeout"

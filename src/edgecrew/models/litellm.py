@@ -43,7 +43,7 @@ from edgecrew.errors import (
     ModelUnavailableError,
     UserError,
 )
-from edgecrew.models.replies import ProposedCall, reply_message, validator
+from edgecrew.models.replies import ProposedCall, reply_message, response_of, validator
 
 _SHOWN = 300  # characters of a provider message quoted in an error message
 _MAX_BACKOFF_S = 8.0  # one backoff wait never exceeds this...
@@ -161,8 +161,9 @@ class LiteLLMModel:
         for index, call in enumerate(message.tool_calls or ()):
             fn = call.function
             reply.add_call(index, call.id, fn.name, fn.arguments)
-        return ModelResponse(
-            message=self._message(reply, req),
+        return response_of(
+            lambda: self._message(reply, req),
+            reply.text,
             usage=_usage(getattr(raw, "usage", None)),
             model=self.name,
             latency_s=latency,
@@ -206,8 +207,9 @@ class LiteLLMModel:
                 await close()
         latency = time.perf_counter() - started
         yield StreamDelta(
-            response=ModelResponse(
-                message=self._message(reply, req),
+            response=response_of(
+                lambda: self._message(reply, req),
+                reply.text,
                 usage=_usage(usage),
                 model=self.name,
                 latency_s=latency,

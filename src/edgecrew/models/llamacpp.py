@@ -56,7 +56,7 @@ from edgecrew.models.llamacpp_state import (
     lazy_grammar_llama,
     sampling_for,
 )
-from edgecrew.models.replies import validator
+from edgecrew.models.replies import response_of, validator
 
 __all__ = ["LlamaCppModel", "SamplingOverride", "grammar_for", "parse_reply", "response_schema"]
 
@@ -321,8 +321,9 @@ class LlamaCppModel:
             latency = time.perf_counter() - started
         text = "".join(parts)
         usage = Usage(prompt_tokens=len(prompt), completion_tokens=produced, cached_tokens=max(cached, 0))
-        return ModelResponse(
-            message=parse_reply(text, req, truncated=produced >= max_tokens, who=f"model '{self.name}'"),
+        return response_of(
+            lambda: parse_reply(text, req, truncated=produced >= max_tokens, who=f"model '{self.name}'"),
+            text,
             usage=usage,
             model=self.name,
             latency_s=latency,

@@ -11,15 +11,27 @@ agent loop, which hands that message back to the model for a retry, says the sam
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from edgecrew.domain.messages import Message, ModelRequest, ToolCall, ToolDefinition
+from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition
 from edgecrew.errors import InvalidOutputError, UserError
 
 SHOWN = 200  # characters of a bad reply (or schema) quoted in an error message
+
+
+def response_of(message: Callable[[], Message], text: str, **fields: Any) -> ModelResponse:
+    """The response of a call whose reply ``message()`` checks; when it raises InvalidOutputError, the
+    error carries what the call spent all the same (``spent``: the raw ``text``, usage and timing), so
+    a reply cut off at ``max_tokens`` still counts its tokens and time in the run."""
+    try:
+        checked = message()
+    except InvalidOutputError as exc:
+        exc.spent = ModelResponse(message=Message("assistant", text), **fields)
+        raise
+    return ModelResponse(message=checked, **fields)
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,18 @@ class ScriptedModel:
         return index, reply, delay
 
     def _respond(self, req: ModelRequest, index: int, reply: Reply, started: float) -> ModelResponse:
-        message = _to_message(reply, index)
+        try:
+            message = _to_message(reply, index)
+        except InvalidOutputError as exc:  # an unusable reply costs its tokens and time, as a real model's does
+            exc.spent = ModelResponse(
+                message=Message(
+                    role="assistant", content=str(reply.get("message", "")) if isinstance(reply, Mapping) else ""
+                ),
+                usage=Usage(prompt_tokens=sum(len(m.content.split()) for m in req.messages), completion_tokens=1),
+                model=self.name,
+                latency_s=time.perf_counter() - started,
+            )
+            raise
         self._record(req, index, "end")
         completion = max(1, len((message.content or json.dumps([c.arguments for c in message.tool_calls])).split()))
         prompt = sum(len(m.content.split()) for m in req.messages)

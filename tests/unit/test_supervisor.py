@@ -24,6 +24,7 @@ from edgecrew.ops.incidents import (
     Finding,
     RuleLimits,
     classify_job,
+    execution_findings,
     fingerprint,
     job_findings,
     load_regression,
@@ -121,6 +122,41 @@ def test_a_failed_run_names_its_failing_step_and_model_errors_and_a_jobs_run_is_
     assert rule_for(found.kind, found.diagnosis, 0, RuleLimits()) == Decision(
         "retry", "its model failed with a transient error (a timeout or an unreachable server)"
     )
+
+
+def test_a_run_failed_after_a_person_denied_an_approval_is_not_an_incident() -> None:
+    runs = [
+        {"id": "r1", "team": "crew", "task": "t", "error": "'k8s.deploy' failed: a person denied this call"},
+        {"id": "r2", "team": "crew", "task": "t", "error": "agent writer failed", "denied_approval": None},
+    ]
+    runs[0]["denied_approval"] = "a0123456789abcde"
+    assert [f.subject for f in run_findings(runs, {})] == ["r2"]
+
+
+def _execution(ident: int, status: str, checks_total: int | None, reason: str) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "task_id": "t1",
+        "version": 2,
+        "status": status,
+        "checks_total": checks_total,
+        "reason": reason,
+    }
+
+
+def test_only_an_execution_edgecrew_could_not_run_is_an_incident() -> None:
+    executions = [
+        _execution(1, "failed", 2, "io check 2 failed (input '2 2'): expected '5', got '4'"),
+        _execution(2, "failed", 1, "io check 1 failed: killed by the sandbox: wall (ran past its 4s limit)"),
+        _execution(3, "failed", 0, "the task's checks or limits are invalid: io: expected a list"),
+        _execution(4, "killed", None, "cancelled: the sandbox was killed"),
+        _execution(5, "interrupted", None, "interrupted: edgecrew stopped while it ran; run it again"),
+        _execution(6, "failed", None, "edgecrew could not run version 2: [Errno 28] No space left on device"),
+    ]
+    [found] = execution_findings(executions)
+    assert found.kind == "execution" and found.subject == "6" and "No space left" in found.error
+    case = regression_case(SimpleNamespace(id="ie", **vars(found)), "x")
+    assert case.command() == ["edgecrew", "tasks", "run", "t1", "2"]
 
 
 def test_model_failures_are_one_incident_per_model_per_window() -> None:
@@ -258,6 +294,53 @@ async def test_the_model_decides_a_novel_failure_and_a_bad_answer_escalates(rt: 
     assert sup.get(first.id).action == "cancel"
     bad = await sup.decide(second.id)
     assert bad.action == "escalate" and "did not fit the schema" in bad.reason
+
+
+def test_the_runs_watcher_leaves_out_a_run_a_person_denied_an_approval_in(rt: Runtime) -> None:
+    from edgecrew.domain.runs import RunStatus
+    from edgecrew.store.approvals import ApprovalStore
+
+    for run_id in ("r-denied", "r-broken"):
+        rt.store.create_run(run_id, "crew", "deploy it", {}, str(rt.project.dir))
+        rt.store.set_status(run_id, RunStatus.RUNNING)
+    approvals = ApprovalStore(rt.store)
+    asked = approvals.request("r-denied", "v001.deploy.m0.t0", "wf", "deploy", "k8s.deploy", {}, "tool agent deploy")
+    approvals.decide(asked.id, "denied", "not on Fridays")
+    for run_id in ("r-denied", "r-broken"):
+        rt.store.set_status(run_id, RunStatus.FAILED, error="'k8s.deploy' failed")
+    now = time.time()
+    assert [(f.subject_type, f.subject) for f in Ops.of(rt).supervisor.detect(now - 3600, now + 1)] == [
+        ("run", "r-broken")
+    ]
+
+
+async def test_the_executions_watcher_sees_only_what_edgecrew_could_not_run(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgecrew.tasks import executions as module
+    from edgecrew.tasks import parse_checks
+
+    executions = rt.executions
+    tasks = executions.tasks
+    checks = parse_checks({"io": [{"input": "1 2", "expected": "3"}]}).to_json()
+    task = tasks.create("adder", "add two numbers", checks=checks)
+    tasks.add_code(task.id, "solution.py", b"print(4)\n")
+    wrong = await executions.run(task.id, 1)  # a version that runs and fails its check
+    assert wrong.status == "failed" and wrong.checks_total == 1
+    queued = tasks.create_execution(task.id, 1, executor=executions.executor)
+    cancelled = await executions.cancel(queued.id)  # a person cancelled it
+    assert cancelled.status == "killed"
+
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "run_sandboxed", broken)
+    crashed = await executions.run(task.id, 1)  # edgecrew's own error
+    assert crashed.status == "failed" and crashed.checks_total is None
+    now = time.time()
+    found = Ops.of(rt).supervisor.detect(now - 3600, now + 1)
+    assert [(f.subject_type, f.subject) for f in found] == [("execution", str(crashed.id))]
+    assert "No space left on device" in found[0].error
 
 
 async def test_an_escalated_failure_writes_a_regression_case_and_its_twin_reuses_it(

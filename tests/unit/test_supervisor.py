@@ -29,6 +29,7 @@ from edgecrew.ops.incidents import (
     job_findings,
     load_regression,
     model_findings,
+    param_problem,
     parse_choice,
     regression_case,
     rule_for,
@@ -217,6 +218,24 @@ def test_no_rule_knows_a_strange_exit() -> None:
     assert rule_for("job_failed", {"job": {}}, 0, RuleLimits()) is None
 
 
+def test_the_models_parameters_must_be_the_ones_its_action_takes() -> None:
+    assert param_problem("retry", {}) is None
+    assert param_problem("retry_with_more_memory", {"memory_mb": 512}) is None
+    assert param_problem("fallback_model", {}) is None and param_problem("change_model", {"model": "good"}) is None
+    assert param_problem("escalate", {"anything": 1}) is None  # acts on nothing
+    assert param_problem("retry", {"memory_mb": None, "model": None}) is None  # null: not given
+    junk = {"memory_mb": 10000, "model": "k8s.deploy", "worker": "k8s.deploy"}
+    assert param_problem("retry", junk) == "retry takes no parameters (it was given memory_mb, model, worker)"
+    assert param_problem("change_model", {"model": "x", "worker": "w"}) == (
+        "change_model takes only params.model (it was given worker)"
+    )
+    for bad in (-5, 0, "lots", True, 1.5):
+        assert "params.memory_mb must be a positive whole number" in str(
+            param_problem("change_memory_budget", {"memory_mb": bad})
+        )
+    assert param_problem("restart_worker", {"worker": " "}) == "params.worker must name a worker (it was given ' ')"
+
+
 def test_the_models_answer_must_fit_the_schema() -> None:
     choice = parse_choice('{"action": "retry", "reason": "flaky", "params": {}}')
     assert choice.action == "retry"
@@ -294,6 +313,42 @@ async def test_the_model_decides_a_novel_failure_and_a_bad_answer_escalates(rt: 
     assert sup.get(first.id).action == "cancel"
     bad = await sup.decide(second.id)
     assert bad.action == "escalate" and "did not fit the schema" in bad.reason
+
+
+def _run_finding(subject: str) -> Finding:
+    diagnosis = {"run": {"id": subject, "team": "crew", "task": "t"}, "failing_step": None, "model_errors": []}
+    return Finding("run_failed", "run", subject, f"run {subject} of crew failed", "agent writer failed", diagnosis)
+
+
+async def test_parameters_the_models_action_does_not_take_are_refused_and_recorded(
+    project_dir: Path, edgecrew_home: Path
+) -> None:
+    write(
+        project_dir / "edgecrew.yaml",
+        """\
+        models:
+          local:
+            backend: scripted
+            replies:
+              - json:
+                  action: retry
+                  reason: "try again"
+                  params: {memory_mb: 10000, model: k8s.deploy, worker: k8s.deploy}
+              - json: {action: retry, reason: "try again", params: {}}
+        """,
+    )
+    sup = Ops.of(bootstrap()).supervisor
+    junk, plain = sup.record(_run_finding("r1")), sup.record(_run_finding("r2"))
+    assert junk is not None and plain is not None
+    refused = await sup.decide(junk.id)
+    assert (refused.action, refused.decided_by) == ("escalate", "model")
+    assert (
+        refused.reason == "the model chose retry, but retry takes no parameters (it was given memory_mb, model, worker)"
+    )
+    recorded = sup.get(junk.id)
+    assert recorded.action == "escalate" and recorded.reason == refused.reason
+    assert recorded.action_params == {"refused": {"memory_mb": 10000, "model": "k8s.deploy", "worker": "k8s.deploy"}}
+    assert (await sup.decide(plain.id)).action == "retry"  # the same action with what it takes is kept
 
 
 def test_the_runs_watcher_leaves_out_a_run_a_person_denied_an_approval_in(rt: Runtime) -> None:

@@ -7,9 +7,9 @@ and the rules are tested with fed-in rows in milliseconds, and the supervisor (`
 only reads rows, calls these and acts. Rules come first and the model second: a known case (a job
 that ran out of memory, a model that timed out) heals the same way every time, whatever a small
 model would have said; the model is asked only about failures no rule knows, and its answer is
-checked against :data:`ACTION_SCHEMA` (a bad answer escalates). What a person decided (a denied
-approval, a cancelled execution) and a code version its checks judged are not failures to heal:
-they are never findings.
+checked against :data:`ACTION_SCHEMA` and its parameters against :data:`ACTION_PARAMS` (a bad answer
+escalates). What a person decided (a denied approval, a cancelled execution) and a code version its
+checks judged are not failures to heal: they are never findings.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from edgecrew.errors import validation_problem
 
 __all__ = [
     "ACTIONS",
+    "ACTION_PARAMS",
     "ACTION_SCHEMA",
     "AWAIT_RECOVERY",
     "RISKY",
@@ -50,6 +51,7 @@ __all__ = [
     "load_regression",
     "model_findings",
     "normalize_error",
+    "param_problem",
     "parse_choice",
     "regression_case",
     "rule_for",
@@ -72,6 +74,16 @@ ACTIONS = (
 # The rules' own action for a lost worker (the model never chooses it): wait for the cluster's failover.
 AWAIT_RECOVERY = "await_recovery"
 SAFE = frozenset({"retry", "retry_with_more_memory", "fallback_model", AWAIT_RECOVERY})
+# The parameters each action the model may choose takes (escalate acts on nothing: its parameters are not read).
+ACTION_PARAMS: dict[str, tuple[str, ...]] = {
+    "retry": (),
+    "retry_with_more_memory": ("memory_mb",),
+    "restart_worker": ("worker",),
+    "change_model": ("model",),
+    "change_memory_budget": ("memory_mb",),
+    "fallback_model": ("model",),
+    "cancel": (),
+}
 RISKY = frozenset({"restart_worker", "change_model", "change_memory_budget", "cancel"})
 OOM_MARKERS = ("memoryerror", "cannot allocate memory", "out of memory", "std::bad_alloc", "oom-kill", "oom killer")
 TRANSIENT_MARKERS = (
@@ -542,6 +554,27 @@ def rule_for(kind: str, diagnosis: Mapping[str, Any], attempts: int, limits: Rul
 
 def _round_mib(value: float) -> int:
     return int(-(-value // 2**20)) * 2**20
+
+
+def param_problem(action: str, params: Mapping[str, Any]) -> str | None:
+    """What is wrong with the parameters the model gave ``action`` (None: it takes them all, each of
+    its kind); one given as null is not given, and ``escalate`` acts on nothing and is not checked."""
+    if action not in ACTION_PARAMS:
+        return None
+    takes = ACTION_PARAMS[action]
+    params = {name: value for name, value in params.items() if value is not None}
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        what = f"only params.{takes[0]}" if takes else "no parameters"
+        return f"{action} takes {what} (it was given {', '.join(unknown)})"
+    memory = params.get("memory_mb")
+    if "memory_mb" in params and (isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0):
+        return f"params.memory_mb must be a positive whole number of MiB (it was given {memory!r})"
+    for name in ("model", "worker"):
+        value = params.get(name)
+        if name in params and (not isinstance(value, str) or not value.strip()):
+            return f"params.{name} must name a {name} (it was given {value!r})"
+    return None
 
 
 def parse_choice(text: str) -> ActionChoice:

@@ -24,10 +24,12 @@ from edgecrew.ops.incidents import (
     Finding,
     RuleLimits,
     classify_job,
+    execution_findings,
     fingerprint,
     job_findings,
     load_regression,
     model_findings,
+    param_problem,
     parse_choice,
     regression_case,
     rule_for,
@@ -123,6 +125,41 @@ def test_a_failed_run_names_its_failing_step_and_model_errors_and_a_jobs_run_is_
     )
 
 
+def test_a_run_failed_after_a_person_denied_an_approval_is_not_an_incident() -> None:
+    runs = [
+        {"id": "r1", "team": "crew", "task": "t", "error": "'k8s.deploy' failed: a person denied this call"},
+        {"id": "r2", "team": "crew", "task": "t", "error": "agent writer failed", "denied_approval": None},
+    ]
+    runs[0]["denied_approval"] = "a0123456789abcde"
+    assert [f.subject for f in run_findings(runs, {})] == ["r2"]
+
+
+def _execution(ident: int, status: str, checks_total: int | None, reason: str) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "task_id": "t1",
+        "version": 2,
+        "status": status,
+        "checks_total": checks_total,
+        "reason": reason,
+    }
+
+
+def test_only_an_execution_edgecrew_could_not_run_is_an_incident() -> None:
+    executions = [
+        _execution(1, "failed", 2, "io check 2 failed (input '2 2'): expected '5', got '4'"),
+        _execution(2, "failed", 1, "io check 1 failed: killed by the sandbox: wall (ran past its 4s limit)"),
+        _execution(3, "failed", 0, "the task's checks or limits are invalid: io: expected a list"),
+        _execution(4, "killed", None, "cancelled: the sandbox was killed"),
+        _execution(5, "interrupted", None, "interrupted: edgecrew stopped while it ran; run it again"),
+        _execution(6, "failed", None, "edgecrew could not run version 2: [Errno 28] No space left on device"),
+    ]
+    [found] = execution_findings(executions)
+    assert found.kind == "execution" and found.subject == "6" and "No space left" in found.error
+    case = regression_case(SimpleNamespace(id="ie", **vars(found)), "x")
+    assert case.command() == ["edgecrew", "tasks", "run", "t1", "2"]
+
+
 def test_model_failures_are_one_incident_per_model_per_window() -> None:
     failed = {"alias": "big", "error": "could not load model big: out of memory"}
     calls = [_event("model_called", failed, run_id=f"r{i}", at=NOW + i) for i in range(3)]
@@ -179,6 +216,24 @@ def test_oom_doubles_the_memory_up_to_the_cap_and_then_escalates() -> None:
 
 def test_no_rule_knows_a_strange_exit() -> None:
     assert rule_for("job_failed", {"job": {}}, 0, RuleLimits()) is None
+
+
+def test_the_models_parameters_must_be_the_ones_its_action_takes() -> None:
+    assert param_problem("retry", {}) is None
+    assert param_problem("retry_with_more_memory", {"memory_mb": 512}) is None
+    assert param_problem("fallback_model", {}) is None and param_problem("change_model", {"model": "good"}) is None
+    assert param_problem("escalate", {"anything": 1}) is None  # acts on nothing
+    assert param_problem("retry", {"memory_mb": None, "model": None}) is None  # null: not given
+    junk = {"memory_mb": 10000, "model": "k8s.deploy", "worker": "k8s.deploy"}
+    assert param_problem("retry", junk) == "retry takes no parameters (it was given memory_mb, model, worker)"
+    assert param_problem("change_model", {"model": "x", "worker": "w"}) == (
+        "change_model takes only params.model (it was given worker)"
+    )
+    for bad in (-5, 0, "lots", True, 1.5):
+        assert "params.memory_mb must be a positive whole number" in str(
+            param_problem("change_memory_budget", {"memory_mb": bad})
+        )
+    assert param_problem("restart_worker", {"worker": " "}) == "params.worker must name a worker (it was given ' ')"
 
 
 def test_the_models_answer_must_fit_the_schema() -> None:
@@ -258,6 +313,89 @@ async def test_the_model_decides_a_novel_failure_and_a_bad_answer_escalates(rt: 
     assert sup.get(first.id).action == "cancel"
     bad = await sup.decide(second.id)
     assert bad.action == "escalate" and "did not fit the schema" in bad.reason
+
+
+def _run_finding(subject: str) -> Finding:
+    diagnosis = {"run": {"id": subject, "team": "crew", "task": "t"}, "failing_step": None, "model_errors": []}
+    return Finding("run_failed", "run", subject, f"run {subject} of crew failed", "agent writer failed", diagnosis)
+
+
+async def test_parameters_the_models_action_does_not_take_are_refused_and_recorded(
+    project_dir: Path, edgecrew_home: Path
+) -> None:
+    write(
+        project_dir / "edgecrew.yaml",
+        """\
+        models:
+          local:
+            backend: scripted
+            replies:
+              - json:
+                  action: retry
+                  reason: "try again"
+                  params: {memory_mb: 10000, model: k8s.deploy, worker: k8s.deploy}
+              - json: {action: retry, reason: "try again", params: {}}
+        """,
+    )
+    sup = Ops.of(bootstrap()).supervisor
+    junk, plain = sup.record(_run_finding("r1")), sup.record(_run_finding("r2"))
+    assert junk is not None and plain is not None
+    refused = await sup.decide(junk.id)
+    assert (refused.action, refused.decided_by) == ("escalate", "model")
+    assert (
+        refused.reason == "the model chose retry, but retry takes no parameters (it was given memory_mb, model, worker)"
+    )
+    recorded = sup.get(junk.id)
+    assert recorded.action == "escalate" and recorded.reason == refused.reason
+    assert recorded.action_params == {"refused": {"memory_mb": 10000, "model": "k8s.deploy", "worker": "k8s.deploy"}}
+    assert (await sup.decide(plain.id)).action == "retry"  # the same action with what it takes is kept
+
+
+def test_the_runs_watcher_leaves_out_a_run_a_person_denied_an_approval_in(rt: Runtime) -> None:
+    from edgecrew.domain.runs import RunStatus
+    from edgecrew.store.approvals import ApprovalStore
+
+    for run_id in ("r-denied", "r-broken"):
+        rt.store.create_run(run_id, "crew", "deploy it", {}, str(rt.project.dir))
+        rt.store.set_status(run_id, RunStatus.RUNNING)
+    approvals = ApprovalStore(rt.store)
+    asked = approvals.request("r-denied", "v001.deploy.m0.t0", "wf", "deploy", "k8s.deploy", {}, "tool agent deploy")
+    approvals.decide(asked.id, "denied", "not on Fridays")
+    for run_id in ("r-denied", "r-broken"):
+        rt.store.set_status(run_id, RunStatus.FAILED, error="'k8s.deploy' failed")
+    now = time.time()
+    assert [(f.subject_type, f.subject) for f in Ops.of(rt).supervisor.detect(now - 3600, now + 1)] == [
+        ("run", "r-broken")
+    ]
+
+
+async def test_the_executions_watcher_sees_only_what_edgecrew_could_not_run(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgecrew.tasks import executions as module
+    from edgecrew.tasks import parse_checks
+
+    executions = rt.executions
+    tasks = executions.tasks
+    checks = parse_checks({"io": [{"input": "1 2", "expected": "3"}]}).to_json()
+    task = tasks.create("adder", "add two numbers", checks=checks)
+    tasks.add_code(task.id, "solution.py", b"print(4)\n")
+    wrong = await executions.run(task.id, 1)  # a version that runs and fails its check
+    assert wrong.status == "failed" and wrong.checks_total == 1
+    queued = tasks.create_execution(task.id, 1, executor=executions.executor)
+    cancelled = await executions.cancel(queued.id)  # a person cancelled it
+    assert cancelled.status == "killed"
+
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "run_sandboxed", broken)
+    crashed = await executions.run(task.id, 1)  # edgecrew's own error
+    assert crashed.status == "failed" and crashed.checks_total is None
+    now = time.time()
+    found = Ops.of(rt).supervisor.detect(now - 3600, now + 1)
+    assert [(f.subject_type, f.subject) for f in found] == [("execution", str(crashed.id))]
+    assert "No space left on device" in found[0].error
 
 
 async def test_an_escalated_failure_writes_a_regression_case_and_its_twin_reuses_it(

@@ -7,7 +7,9 @@ and the rules are tested with fed-in rows in milliseconds, and the supervisor (`
 only reads rows, calls these and acts. Rules come first and the model second: a known case (a job
 that ran out of memory, a model that timed out) heals the same way every time, whatever a small
 model would have said; the model is asked only about failures no rule knows, and its answer is
-checked against :data:`ACTION_SCHEMA` (a bad answer escalates).
+checked against :data:`ACTION_SCHEMA` and its parameters against :data:`ACTION_PARAMS` (a bad answer
+escalates). What a person decided (a denied approval, a cancelled execution) and a code version its
+checks judged are not failures to heal: they are never findings.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from edgecrew.errors import validation_problem
 
 __all__ = [
     "ACTIONS",
+    "ACTION_PARAMS",
     "ACTION_SCHEMA",
     "AWAIT_RECOVERY",
     "RISKY",
@@ -48,6 +51,7 @@ __all__ = [
     "load_regression",
     "model_findings",
     "normalize_error",
+    "param_problem",
     "parse_choice",
     "regression_case",
     "rule_for",
@@ -70,6 +74,16 @@ ACTIONS = (
 # The rules' own action for a lost worker (the model never chooses it): wait for the cluster's failover.
 AWAIT_RECOVERY = "await_recovery"
 SAFE = frozenset({"retry", "retry_with_more_memory", "fallback_model", AWAIT_RECOVERY})
+# The parameters each action the model may choose takes (escalate acts on nothing: its parameters are not read).
+ACTION_PARAMS: dict[str, tuple[str, ...]] = {
+    "retry": (),
+    "retry_with_more_memory": ("memory_mb",),
+    "restart_worker": ("worker",),
+    "change_model": ("model",),
+    "change_memory_budget": ("memory_mb",),
+    "fallback_model": ("model",),
+    "cancel": (),
+}
 RISKY = frozenset({"restart_worker", "change_model", "change_memory_budget", "cancel"})
 OOM_MARKERS = ("memoryerror", "cannot allocate memory", "out of memory", "std::bad_alloc", "oom-kill", "oom killer")
 TRANSIENT_MARKERS = (
@@ -252,11 +266,17 @@ def job_findings(jobs: Iterable[Any], logs: Mapping[str, tuple[str, str]], defau
 
 
 def run_findings(runs: Iterable[Mapping[str, Any]], events: Mapping[str, list[EventRecord]]) -> list[Finding]:
-    """Failed runs as findings (a job's run is the job's incident; a supervisor's own runs are skipped)."""
+    """Failed runs as findings (a job's run is the job's incident; a supervisor's own runs are skipped).
+
+    A run in which a person denied an approval (``denied_approval``: the id of one) is not an incident:
+    the denial is a person's decision, not a failure to heal, and running the team again would only
+    put the same call back in the Approvals inbox."""
     out = []
     for run in runs:
         trigger = run.get("trigger") or {}
         if trigger.get("kind") in ("job", "supervisor") or str(run["team"]).startswith("supervisor"):
+            continue
+        if run.get("denied_approval"):
             continue
         error = str(run.get("error") or "failed without an error message")
         seen = events.get(str(run["id"]), [])
@@ -286,8 +306,18 @@ def failed_models(calls: Iterable[ModelCalled]) -> list[str]:
 
 
 def execution_findings(executions: Iterable[Mapping[str, Any]]) -> list[Finding]:
+    """Executions that failed with no outcome stored, as findings: edgecrew's own error while running a
+    version (the sandbox would not start, the disk filled), which ends the row with no checks counted.
+
+    A version whose outcome is stored (``checks_total`` set) was judged: its checks failed, its program
+    crashed or ran past a sandbox limit, it is not Python, or the task's checks do not parse. That is
+    the task's normal result, for whoever ran it (a person, or the build loop writing the next version),
+    not an incident. A ``killed`` execution was cancelled by a person, and an ``interrupted`` one
+    (edgecrew stopped while it ran) is run again by whoever was waiting for it."""
     out = []
     for ex in executions:
+        if ex.get("status") != "failed" or ex.get("checks_total") is not None:
+            continue
         reason = str(ex.get("reason") or ex["status"])
         diagnosis = {
             "execution": {k: ex.get(k) for k in ("id", "task_id", "version", "status", "exit_code", "run_id", "agent")},
@@ -526,6 +556,27 @@ def _round_mib(value: float) -> int:
     return int(-(-value // 2**20)) * 2**20
 
 
+def param_problem(action: str, params: Mapping[str, Any]) -> str | None:
+    """What is wrong with the parameters the model gave ``action`` (None: it takes them all, each of
+    its kind); one given as null is not given, and ``escalate`` acts on nothing and is not checked."""
+    if action not in ACTION_PARAMS:
+        return None
+    takes = ACTION_PARAMS[action]
+    params = {name: value for name, value in params.items() if value is not None}
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        what = f"only params.{takes[0]}" if takes else "no parameters"
+        return f"{action} takes {what} (it was given {', '.join(unknown)})"
+    memory = params.get("memory_mb")
+    if "memory_mb" in params and (isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0):
+        return f"params.memory_mb must be a positive whole number of MiB (it was given {memory!r})"
+    for name in ("model", "worker"):
+        value = params.get(name)
+        if name in params and (not isinstance(value, str) or not value.strip()):
+            return f"params.{name} must name a {name} (it was given {value!r})"
+    return None
+
+
 def parse_choice(text: str) -> ActionChoice:
     """The model's answer, checked against the schema (raises ValueError saying what is wrong)."""
     try:
@@ -568,6 +619,9 @@ class RegressionCase:
             return [*argv, "--", *[str(a) for a in what["command"]]]
         if what.get("team") and what.get("task"):
             return ["edgecrew", "run", str(what["team"]), str(what["task"])]
+        execution = what.get("execution") or {}
+        if what.get("kind") == "execution" and execution.get("task_id") and execution.get("version"):
+            return ["edgecrew", "tasks", "run", str(execution["task_id"]), str(execution["version"])]
         raise ValueError(f"regression case {self.incident} names no runnable reproduction (reproduce: {what})")
 
 

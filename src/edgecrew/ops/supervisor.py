@@ -53,6 +53,7 @@ from edgecrew.ops.incidents import (
     execution_findings,
     job_findings,
     model_findings,
+    param_problem,
     parse_choice,
     regression_case,
     rule_for,
@@ -330,8 +331,12 @@ class Supervisor:
         return Decision(choice.action, choice.reason, choice.params, "model")
 
     def _checked(self, incident: IncidentRecord, decision: Decision) -> Decision:
-        """A model's action, escalated when it cannot apply to this incident or passes the limits."""
+        """A model's action, escalated when it cannot apply to this incident, its parameters are not
+        the ones it takes (the ones refused are kept with the decision) or it passes the limits."""
         action, params = decision.action, dict(decision.params)
+        if problem := param_problem(action, params):
+            why = f"the model chose {action}, but {problem}"
+            return replace(decision, action="escalate", params={"refused": params}, reason=why)
         if action in ("retry", "retry_with_more_memory", "fallback_model") and incident.subject_type not in (
             "job",
             "run",

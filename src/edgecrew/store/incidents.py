@@ -206,9 +206,18 @@ class IncidentStore:
             return [_job(r) for r in conn.execute(query).mappings()]
 
     def failed_runs(self, since: float, limit: int = 200) -> list[dict[str, Any]]:
-        c = t.runs.c
+        """Failed runs, each with ``denied_approval``: the id of an approval a person denied in it (or None)."""
+        c, a = t.runs.c, t.approvals.c
+        denied = (
+            sa.select(sa.func.min(a.id))
+            .where(a.run_id == c.id, a.status == "denied")
+            .scalar_subquery()
+            .label("denied_approval")
+        )
         query = (
-            sa.select(c.id, c.team, c.task, c.status, c.error, c.trigger, c.project, c.finished_at, c.created_at)
+            sa.select(
+                c.id, c.team, c.task, c.status, c.error, c.trigger, c.project, c.finished_at, c.created_at, denied
+            )
             .where(c.status == "failed", c.updated_at >= since)
             .order_by(c.updated_at)
             .limit(limit)
@@ -217,10 +226,12 @@ class IncidentStore:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def failed_executions(self, since: float, limit: int = 200) -> list[dict[str, Any]]:
+        """Executions that failed with no outcome stored (``execution_findings`` says why only those): the
+        versions that failed their checks, many in a build loop, never fill the limit."""
         c = t.executions.c
         query = (
             sa.select(t.executions)
-            .where(c.status.in_(["failed", "killed"]), c.finished_at >= since)
+            .where(c.status == "failed", c.checks_total.is_(None), c.finished_at >= since)
             .order_by(c.finished_at)
             .limit(limit)
         )

@@ -50,6 +50,8 @@ def test_states_follow_the_steps_and_the_plan_becomes_sub_tasks() -> None:
     assert [(i.text, i.state) for i in now.items] == [("planner", "done"), ("writer", "running"), ("critic", "pending")]
     assert [c.text for c in now.items[0].children] == ["outline", "draft"]
     assert now.questions == ["approve writer's call to `files.write`? (save the draft)"]
+    assert now.meta["status"] == "waiting_approval"  # as the run's own status says
+    assert checklist(TEAM, "write a note", events[:4]).meta["status"] == "running"
     markdown = now.to_markdown()
     # the steps name no agent or tool: in progress while later agents work, done only if the run succeeds
     assert markdown.startswith("# write a note\n") and "- [x] planner\n  - [~] outline" in markdown

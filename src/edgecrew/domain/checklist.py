@@ -166,6 +166,8 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
             case RunCancelled():
                 meta["status"] = "cancelled"
                 notes.append(f"cancelled: {p.reason}" if p.reason else "cancelled")
+    if meta["status"] == "running" and questions:  # as the run's own status says while a person decides
+        meta["status"] = "waiting_approval"
     ended = meta["status"] in ("succeeded", "failed", "cancelled")
     if ended:
         for item in items.values():

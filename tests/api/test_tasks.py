@@ -146,6 +146,7 @@ def test_task_lifecycle_with_code_results_messages_and_feedback(
 
     done = client.patch(f"/tasks/{tid}", json={"status": "done", "title": "sorted"}, headers=rw).json()
     assert (done["status"], done["title"], done["team"]) == ("done", "sorted", "echo")
+    assert done["best_version"] == 2  # finished by a person naming none: the accepted version, as the finish tool
     cleared = client.patch(f"/tasks/{tid}", json={"team": None}, headers=rw).json()
     assert cleared["team"] is None and cleared["status"] == "done"
 

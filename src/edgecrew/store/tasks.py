@@ -250,6 +250,12 @@ class TaskStore:
             raise UserError(f"status {values['status']!r} is not one of {', '.join(TASK_STATUSES)}")
         if values.get("best_version") is not None:
             self._check_version(task_id, int(values["best_version"]))
+        elif (
+            values.get("status") in ("done", "failed")
+            and "best_version" not in values
+            and self.get(task_id).best_version is None
+        ):  # finished without naming its best version (a person's PATCH or CLI): the finish tool's rule names it
+            values["best_version"] = self.best_version(task_id)[0]
         with self.store.transaction() as conn:
             changed = conn.execute(
                 t.tasks.update().where(t.tasks.c.id == task_id).values(**values, updated_at=time.time())
@@ -257,6 +263,24 @@ class TaskStore:
         if not changed:
             self.get(task_id)  # raises the 404
         return self.get(task_id)
+
+    def best_version(self, task_id: str) -> tuple[int | None, str]:
+        """The version to keep and why: the latest accepted one, else the one whose execution passed the
+        most checks, else the latest written (None: no version was written)."""
+        accepted = [f for f in self.feedback(task_id) if f.verdict == "accepted" and f.version is not None]
+        if accepted:
+            return accepted[-1].version, f"accepted by {accepted[-1].author}"
+        known = {c.version for c in self.code_versions(task_id)}
+        ran = [e for e in self.executions(task_id) if e.version in known and e.checks_total is not None]
+        if ran:
+            best = max(ran, key=lambda e: (e.checks_passed or 0, e.status == "succeeded", e.id))
+            return (
+                best.version,
+                f"passed {best.checks_passed or 0} of {best.checks_total} checks in execution {best.id}",
+            )
+        if known:
+            return max(known), "no version was accepted or run; the latest"
+        return None, "no version was written"
 
     # -- code versions ----------------------------------------------------------------------------
     def add_code(self, task_id: str, filename: str, data: bytes, author: str | None = None) -> CodeRecord:

@@ -193,7 +193,7 @@ class _TaskTools:
         that passed the most checks)."""
         self._task(task_id)
         with as_tool_errors():
-            best, why = _best_version(self.tasks, task_id)
+            best, why = self.tasks.best_version(task_id)
             self.tasks.update(task_id, status=status, best_version=best)
             named = f"best version {best} ({why})" if best is not None else why
             self.tasks.add_message(task_id, _author(ctx), "agent", f"finished as {status}; {named}")
@@ -304,18 +304,3 @@ def _latest(tasks: TaskStore, task: TaskRecord) -> dict[str, Any]:
         for f in tasks.feedback(task.id, version=code.version)[-3:]
     ]
     return summary
-
-
-def _best_version(tasks: TaskStore, task_id: str) -> tuple[int | None, str]:
-    """The latest accepted version, else the one whose execution passed the most checks."""
-    accepted = [f for f in tasks.feedback(task_id) if f.verdict == "accepted" and f.version is not None]
-    if accepted:
-        return accepted[-1].version, f"accepted by {accepted[-1].author}"
-    known = {c.version for c in tasks.code_versions(task_id)}
-    ran = [e for e in tasks.executions(task_id) if e.version in known and e.checks_total is not None]
-    if ran:
-        best = max(ran, key=lambda e: (e.checks_passed or 0, e.status == "succeeded", e.id))
-        return best.version, f"passed {best.checks_passed or 0} of {best.checks_total} checks in execution {best.id}"
-    if known:
-        return max(known), "no version was accepted or run; the latest"
-    return None, "no version was written"

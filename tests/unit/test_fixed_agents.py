@@ -208,6 +208,15 @@ def test_rendering_is_sandboxed_and_strict() -> None:
         render_text("{{ task.__class__.__mro__ }}", scope)
 
 
+def test_a_rendering_failure_names_the_template_line_or_the_expression() -> None:
+    scope = {"task": "t", "outputs": {"plan": {}}}
+    with pytest.raises(TemplateProblem, match=r"no attribute 'title' \(template line 2: Title: \{\{ outputs") as raised:
+        render_text("# Report\nTitle: {{ outputs.plan.title | upper }}\nDone.", scope)
+    assert raised.value.line == 2
+    with pytest.raises(TemplateProblem, match=r"argument 'n': .*\(in \{\{ outputs.plan.n \+ 1 \}\}\)"):
+        render_arguments({"n": "{{ outputs.plan.n + 1 }}"}, scope)
+
+
 # -- few-shot examples and tool retrieval (model agents) ---------------------------------------------
 
 JUDGE = """\

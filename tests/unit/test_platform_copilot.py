@@ -133,7 +133,7 @@ async def test_a_durable_run_with_no_reachable_cluster_ends_with_its_checklist_d
         await asyncio.sleep(0.05)
     assert [a.tool for a in pending] == ["k8s.apply"]
     waiting = svc.checklist(started.run.id)
-    assert waiting.questions and waiting.meta["status"] == "running"
+    assert waiting.questions and waiting.meta["status"] == "waiting_approval"
     approvals.approve(pending[0].id)
     await started.handle.get_result()
     run = rt.store.get_run(started.run.id)

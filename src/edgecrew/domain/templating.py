@@ -135,9 +135,24 @@ def render_text(source: str, scope: Mapping[str, Any]) -> str:
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
     except (UndefinedError, SecurityError) as exc:
-        raise TemplateProblem(str(exc)) from None
+        raise _failed(str(exc), exc, source) from None
     except Exception as exc:  # a filter given the wrong kind of value, a division by zero...
-        raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
+        raise _failed(f"{type(exc).__name__}: {exc}", exc, source) from None
+
+
+def _failed(message: str, exc: BaseException, source: str) -> TemplateProblem:
+    """A rendering failure that names the template line it happened on (Jinja keeps it in the traceback)."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    lines = source.splitlines()
+    if line is None or not 0 < line <= len(lines):
+        return TemplateProblem(message)
+    shown = lines[line - 1].strip()
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    return TemplateProblem(f"{message} (template line {line}: {shown})", line)
 
 
 def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
@@ -150,9 +165,9 @@ def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
             except TemplateSyntaxError as exc:
                 raise TemplateProblem(f"template syntax error: {exc.message}") from None
             except (UndefinedError, SecurityError) as exc:
-                raise TemplateProblem(str(exc)) from None
+                raise TemplateProblem(f"{exc} (in {value.strip()})") from None
             except Exception as exc:
-                raise TemplateProblem(f"{type(exc).__name__}: {exc}") from None
+                raise TemplateProblem(f"{type(exc).__name__}: {exc} (in {value.strip()})") from None
             if isinstance(result, StrictUndefined):
                 raise TemplateProblem(f"{whole.group('expr').strip()} is undefined")
             return result

@@ -15,3 +15,8 @@ _CONTROLS |= dict.fromkeys(range(0x80, 0xA0), 0xFFFD)
 def terminal_text(text: str) -> str:
     """``text`` safe to write to a terminal: its control characters made visible."""
     return text.replace("\r\n", "\n").translate(_CONTROLS)  # a CRLF file's line ends are plain ends
+
+
+def with_article(noun: str) -> str:
+    """``noun`` after its indefinite article: "a run", "an execution"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"

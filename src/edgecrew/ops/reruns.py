@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgecrew.domain.events import ModelCalled, StepFinished
 from edgecrew.domain.snapshot import team_from_snapshot
+from edgecrew.domain.text import with_article
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import ToolError
 from edgecrew.ops.incidents import failed_models
@@ -246,7 +247,7 @@ class Reruns:
         else:
             job = incident.diagnosis.get("job") or {}
             if incident.subject_type != "job" or job.get("kind") != "team":
-                what = "a command" if incident.subject_type == "job" else f"a {incident.subject_type}"
+                what = "a command" if incident.subject_type == "job" else with_article(incident.subject_type)
                 raise Unfit(f"{incident.subject_type} {incident.subject} is {what}, not a team run: it has no model")
             if not job.get("run_id"):
                 return _Subject(dict(self.rt.load_named_team(str(job["team"])).raw), str(job["task"]), None, None)

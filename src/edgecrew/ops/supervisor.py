@@ -39,6 +39,7 @@ from dbos import DBOS
 from edgecrew.domain.messages import Message, ModelRequest
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.sizes import parse_size
+from edgecrew.domain.text import with_article
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import EdgecrewError, NotFoundError, ToolError
@@ -344,7 +345,10 @@ class Supervisor:
             return replace(
                 decision,
                 action="escalate",
-                reason=f"the model chose {action}, which a {incident.subject_type} does not allow ({decision.reason})",
+                reason=(
+                    f"the model chose {action}, which {with_article(incident.subject_type)} does not allow"
+                    f" ({decision.reason})"
+                ),
             )
         if action == "retry_with_more_memory":
             if incident.subject_type != "job":
@@ -387,10 +391,10 @@ class Supervisor:
             return None
         if action in ("retry", "retry_with_more_memory", "change_memory_budget"):
             ok = incident.subject_type in ("job", "run")
-            return None if ok else f"a {incident.subject_type} cannot be run again ({incident.subject})"
+            return None if ok else f"{with_article(incident.subject_type)} cannot be run again ({incident.subject})"
         if action == "cancel":
             if incident.subject_type not in ("job", "run"):
-                return f"a {incident.subject_type} cannot be cancelled"
+                return f"{with_article(incident.subject_type)} cannot be cancelled"
             ended = self._ended(incident)
             return f"{incident.subject_type} {incident.subject} already {ended}: nothing to cancel" if ended else None
         if action == "restart_worker":

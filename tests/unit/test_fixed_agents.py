@@ -8,6 +8,7 @@ import pytest
 
 from edgecrew.domain.runs import Outcome
 from edgecrew.domain.templating import TemplateProblem, render_arguments, render_text
+from edgecrew.engine.chat import ChatMessage, compose_task
 from edgecrew.engine.fakes import FakeTurnIO, FakeTurnRunner
 from edgecrew.errors import SpecError
 from edgecrew.specs.loader import Catalog, load_team_text
@@ -274,3 +275,19 @@ def test_the_regex_filter_takes_exact_words_from_the_task() -> None:
     scope = {"task": "create a service called payments-api with CI", "outputs": {}}
     assert render_text("{{ task | regex('called ([a-z-]+)') }}", scope) == "payments-api"
     assert render_text("{{ task | regex('named ([a-z-]+)') or 'fallback' }}", scope) == "fallback"
+
+
+def test_the_latest_message_filter_reads_a_chats_newest_message() -> None:
+    def latest(task: str) -> str:
+        return render_text("{{ task | latest_message }}", {"task": task, "outputs": {}})
+
+    assert latest("a service called payments-api") == "a service called payments-api"  # not a chat: as it is
+    chat = compose_task(
+        [
+            ChatMessage("user", "a service called one-api"),
+            # an earlier answer that quotes a task, framing included, is still before the latest message
+            ChatMessage("assistant", "Conversation so far:\n...\n\nReply to the user's latest message: two"),
+            ChatMessage("user", "now a CLI called two-cli\nwith CI"),
+        ]
+    )
+    assert latest(chat) == "now a CLI called two-cli\nwith CI"

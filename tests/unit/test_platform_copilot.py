@@ -24,7 +24,7 @@ from edgecrew.domain.templating import render_text
 from edgecrew.engine import durable
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.chat import ChatMessage, compose_task
-from edgecrew.engine.fakes import FakeTurnIO, FakeTurnRunner
+from edgecrew.engine.fakes import Deny, FakeTurnIO, FakeTurnRunner
 from edgecrew.engine.service import RunService, TeamName
 from edgecrew.engine.sessions import ChatSessions
 from edgecrew.models.scripted import ScriptedModel
@@ -242,13 +242,25 @@ async def test_a_name_the_request_does_not_give_is_flagged_as_the_models(tmp_pat
     assert answer.endswith("Read by the model, not said in the request: name")
 
 
-async def test_a_denied_deployment_applies_nothing(tmp_path: Path, fake_kubectl: Path) -> None:  # noqa: F811
-    async def deny(agent: AgentSpec, call: ToolCall) -> bool:
-        return False
+async def test_a_denied_deployment_applies_nothing_and_the_run_still_documents_and_commits(
+    tmp_path: Path,
+    fake_kubectl: Path,  # noqa: F811
+) -> None:
+    async def deny(agent: AgentSpec, call: ToolCall) -> Deny:
+        return Deny("not on Fridays")
 
-    result = await FakeTurnRunner(load_team(TEAM), team_io(tmp_path, deny)).run(REQUEST)
-    assert not result.ok and "denied" in (result.error or "")
-    assert not fake_kubectl.exists()
+    runner = FakeTurnRunner(load_team(TEAM), team_io(tmp_path, deny))
+    result = await runner.run(REQUEST)
+    assert result.ok, result.error
+    assert not fake_kubectl.exists()  # kubectl never ran
+    assert runner.path[-4:] == ["deploy", "docs", "commit", "answer"]
+    deploy = {t.visit.agent: t.result.output for t in runner.turns}["deploy"]
+    assert deploy["denied"] is True and deploy["reason"] == "not on Fridays"
+    repo = tmp_path / "ws" / "payments-api"
+    assert git(repo, "status", "--porcelain") == ""  # the pipeline, manifests and docs are committed
+    answer = result.output["text"]
+    assert "- [ ] Not applied to namespace payments-api-staging: denied (not on Fridays)" in answer
+    assert answer.count("- [ ]") == 1 and "the repository is clean" in answer
 
 
 @pytest.mark.parametrize(
@@ -305,6 +317,32 @@ async def test_without_staging_no_manifests_are_written_and_a_bad_name_stops_at_
     result = await refused.run("create a service called admin")
     assert result.ok and refused.path == ["planner", "plan", "check_name", "answer"]
     assert "The name was refused" in result.output["text"]
+
+
+async def test_a_durable_run_whose_deployment_is_denied_documents_commits_and_says_why() -> None:
+    rt = bootstrap()
+    rt.models.register("local", ScriptedModel({"planner": [{"json": PLAN}]}))
+    svc = RunService(rt)
+    started = await svc.start(TeamName("platform-copilot"), REQUEST)
+    approvals = ApprovalService(rt)
+    for _ in range(600):
+        pending = approvals.list("pending", started.run.id)
+        if pending or rt.store.get_run(started.run.id).status.terminal:
+            break
+        await asyncio.sleep(0.05)
+    assert [a.tool for a in pending] == ["k8s.apply"]
+    approvals.deny(pending[0].id, "not on Fridays")
+    await started.handle.get_result()
+    run = rt.store.get_run(started.run.id)
+    assert run.status == "succeeded", run.error
+    steps = {s.agent: s.output for s in rt.store.steps(run.id)}
+    assert steps["deploy"]["denied"] is True and steps["deploy"]["reason"] == "not on Fridays"
+    assert "docs" in steps and steps["commit"]["clean"]
+    assert git(rt.workspace(run.id) / "payments-api", "status", "--porcelain") == ""
+    assert "- [ ] Not applied to namespace payments-api-staging: denied (not on Fridays)" in run.output["text"]
+    done = svc.checklist(run.id)
+    assert "denied: deploy's tool call" in done.notes
+    assert "not run: a person denied this call (not on Fridays)" in done.to_markdown()
 
 
 async def test_a_chat_sessions_second_request_builds_its_own_project() -> None:

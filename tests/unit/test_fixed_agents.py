@@ -8,7 +8,8 @@ import pytest
 
 from edgecrew.domain.runs import Outcome
 from edgecrew.domain.templating import TemplateProblem, render_arguments, render_text
-from edgecrew.engine.fakes import FakeTurnIO, FakeTurnRunner
+from edgecrew.engine.chat import ChatMessage, compose_task
+from edgecrew.engine.fakes import Deny, FakeTurnIO, FakeTurnRunner
 from edgecrew.errors import SpecError
 from edgecrew.specs.loader import Catalog, load_team_text
 from edgecrew.tools.base import spec_from_function
@@ -283,3 +284,94 @@ def test_the_regex_filter_takes_exact_words_from_the_task() -> None:
     scope = {"task": "create a service called payments-api with CI", "outputs": {}}
     assert render_text("{{ task | regex('called ([a-z-]+)') }}", scope) == "payments-api"
     assert render_text("{{ task | regex('named ([a-z-]+)') or 'fallback' }}", scope) == "fallback"
+
+
+def test_the_latest_message_filter_reads_a_chats_newest_message() -> None:
+    def latest(task: str) -> str:
+        return render_text("{{ task | latest_message }}", {"task": task, "outputs": {}})
+
+    assert latest("a service called payments-api") == "a service called payments-api"  # not a chat: as it is
+    chat = compose_task(
+        [
+            ChatMessage("user", "a service called one-api"),
+            # an earlier answer that quotes a task, framing included, is still before the latest message
+            ChatMessage("assistant", "Conversation so far:\n...\n\nReply to the user's latest message: two"),
+            ChatMessage("user", "now a CLI called two-cli\nwith CI"),
+        ]
+    )
+    assert latest(chat) == "now a CLI called two-cli\nwith CI"
+
+
+# -- a person's denial of a tool agent's call --------------------------------------------------------
+
+
+def release(version: str) -> dict[str, Any]:
+    """Ships a release (risky)."""
+    return {"shipped": version}
+
+
+DENIABLE = """\
+name: ship
+agents:
+  ship:
+    tool: release
+    arguments: {{version: "{{{{ task }}}}"}}{on_denied}
+  answer:
+    template: "{{{{ 'denied: ' ~ outputs.ship.reason if outputs.ship.denied is defined else 'shipped' }}}}"
+graph:
+  start: ship
+  edges:
+    - {{from: ship, to: answer}}
+"""
+
+
+async def _ship(on_denied: str, decision: bool | Deny) -> tuple[Any, FakeTurnRunner]:
+    async def person(agent: Any, call: Any) -> bool | Deny:
+        return decision
+
+    tools = [spec_from_function(release, risk="risky")]
+    catalog = Catalog(tools=frozenset({"release"}), models=frozenset({"fake"}))
+    team = load_team_text(DENIABLE.format(on_denied=on_denied), catalog=catalog)
+    runner = FakeTurnRunner(team, FakeTurnIO([], tools, approve=person))
+    return await runner.run("1.2.0"), runner
+
+
+async def test_a_denied_call_fails_a_tool_agent_unless_it_says_on_denied_continue() -> None:
+    failed, runner = await _ship("", Deny("not on Fridays"))
+    assert not failed.ok and runner.path == ["ship"]
+    assert failed.error is not None and "a person denied this call to 'release': not on Fridays" in failed.error
+
+    went_on, runner = await _ship("\n    on_denied: continue", Deny("not on Fridays"))
+    assert went_on.ok, went_on.error
+    assert runner.path == ["ship", "answer"] and went_on.output == {"text": "denied: not on Fridays"}
+    ship = runner.turns[0].result
+    assert ship.outcome == Outcome.FINAL and ship.output == {
+        "denied": True,
+        "tool": "release",
+        "reason": "not on Fridays",
+        "note": "not run: a person denied this call (not on Fridays)",
+    }
+    bare, _ = await _ship("\n    on_denied: continue", False)  # no note from the person
+    assert bare.ok and bare.output == {"text": "denied:"}  # the template output is stripped
+
+    approved, runner = await _ship("\n    on_denied: continue", True)
+    assert approved.ok and approved.output == {"text": "shipped"}
+    assert runner.turns[0].result.output == {"shipped": "1.2.0"}
+
+
+def test_on_denied_is_a_tool_agents_field_with_two_values() -> None:
+    found = problems(
+        "name: t\n"  # 1
+        "agents:\n"  # 2
+        "  m:\n"  # 3
+        "    tool: free_memory\n"  # 4
+        "    on_denied: retry\n"  # 5
+        "  a:\n"  # 6
+        "    template: hi\n"  # 7
+        "    on_denied: continue\n"  # 8
+        "graph: {start: m, edges: [{from: m, to: a}]}\n"
+    )
+    assert found == [
+        "5: agents.m.on_denied: Input should be 'fail' or 'continue'",
+        "8: agent 'a' is a template agent and uses no model: 'on_denied' does not apply",
+    ]

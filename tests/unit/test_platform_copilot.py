@@ -23,8 +23,10 @@ from edgecrew.domain.specs import AgentSpec
 from edgecrew.domain.templating import render_text
 from edgecrew.engine import durable
 from edgecrew.engine.approvals import ApprovalService
-from edgecrew.engine.fakes import FakeTurnIO, FakeTurnRunner
+from edgecrew.engine.chat import ChatMessage, compose_task
+from edgecrew.engine.fakes import Deny, FakeTurnIO, FakeTurnRunner
 from edgecrew.engine.service import RunService, TeamName
+from edgecrew.engine.sessions import ChatSessions
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.platform import register_platform_tools
 from edgecrew.specs.loader import load_team
@@ -190,7 +192,8 @@ WRONG = {"name": "pays-api", "kind": "python-service", "ci": "gitlab", "staging"
             "a python service called pay-api without tests and deploy it to staging",
             ("pay-api", "python-service", "github", True, []),
         ),
-        ("a cli called x with no docs and a staging deploy", ("pays-api", "cli", "github", True, ["name"])),
+        # the name is the request's, even one the rules refuse (check_name says why)
+        ("a cli called x with no docs and a staging deploy", ("x", "cli", "github", True, [])),
         (
             "a Python service called pay-api without a staging deployment",
             ("pay-api", "python-service", "github", False, []),
@@ -199,6 +202,11 @@ WRONG = {"name": "pays-api", "kind": "python-service", "ci": "gitlab", "staging"
         ("a CLI called log-cat with CI; don't deploy it", ("log-cat", "cli", "github", False, [])),
         ("a CLI called log-cat, we will not deploy it yet", ("log-cat", "cli", "github", False, [])),
         ("a service called mail-bot, no need to deploy", ("mail-bot", "python-service", "github", False, [])),
+        # the whole token after "called"/"named", as written: never cut at '_' or an upper-case letter
+        ("create a CLI called payments_api with CI, no staging", ("payments_api", "cli", "github", False, [])),
+        ("a FastAPI app called Billing_Svc on GitLab, no staging", ("Billing_Svc", "fastapi-app", "gitlab", False, [])),
+        ("A Python service Called Payments-API.", ("Payments-API", "python-service", "github", True, ["staging"])),
+        ('a CLI named "log.tail", no staging', ("log.tail", "cli", "github", False, [])),
     ],
 )
 def test_the_plan_reads_kind_ci_and_staging_from_the_requests_words(request_: str, plan: tuple[Any, ...]) -> None:
@@ -234,13 +242,69 @@ async def test_a_name_the_request_does_not_give_is_flagged_as_the_models(tmp_pat
     assert answer.endswith("Read by the model, not said in the request: name")
 
 
-async def test_a_denied_deployment_applies_nothing(tmp_path: Path, fake_kubectl: Path) -> None:  # noqa: F811
-    async def deny(agent: AgentSpec, call: ToolCall) -> bool:
-        return False
+async def test_a_denied_deployment_applies_nothing_and_the_run_still_documents_and_commits(
+    tmp_path: Path,
+    fake_kubectl: Path,  # noqa: F811
+) -> None:
+    async def deny(agent: AgentSpec, call: ToolCall) -> Deny:
+        return Deny("not on Fridays")
 
-    result = await FakeTurnRunner(load_team(TEAM), team_io(tmp_path, deny)).run(REQUEST)
-    assert not result.ok and "denied" in (result.error or "")
-    assert not fake_kubectl.exists()
+    runner = FakeTurnRunner(load_team(TEAM), team_io(tmp_path, deny))
+    result = await runner.run(REQUEST)
+    assert result.ok, result.error
+    assert not fake_kubectl.exists()  # kubectl never ran
+    assert runner.path[-4:] == ["deploy", "docs", "commit", "answer"]
+    deploy = {t.visit.agent: t.result.output for t in runner.turns}["deploy"]
+    assert deploy["denied"] is True and deploy["reason"] == "not on Fridays"
+    repo = tmp_path / "ws" / "payments-api"
+    assert git(repo, "status", "--porcelain") == ""  # the pipeline, manifests and docs are committed
+    answer = result.output["text"]
+    assert "- [ ] Not applied to namespace payments-api-staging: denied (not on Fridays)" in answer
+    assert answer.count("- [ ]") == 1 and "the repository is clean" in answer
+
+
+@pytest.mark.parametrize(
+    ("request_", "refused"),
+    [
+        ("create a CLI called payments_api with CI, no staging", "'payments_api' is not lowercase-kebab"),
+        ("a FastAPI app called Billing_Svc with CI, no staging", "'Billing_Svc' is not lowercase-kebab"),
+        ("a CLI called api with CI, no staging", "'api' is reserved by the platform"),
+    ],
+)
+async def test_a_name_the_rules_refuse_is_refused_never_replaced(tmp_path: Path, request_: str, refused: str) -> None:
+    """The planner offers a valid name (the few-shot example's); the request's own name is the one checked."""
+    io = team_io(tmp_path, None, {**WRONG, "name": "billing-worker", "staging": False})
+    runner = FakeTurnRunner(load_team(TEAM), io)
+    result = await runner.run(request_)
+    assert result.ok, result.error
+    assert runner.path == ["planner", "plan", "check_name", "answer"]
+    answer = result.output["text"]
+    assert "- [ ] The name was refused: " + refused in answer, answer
+    assert "billing-worker" not in answer and not (tmp_path / "ws" / "billing-worker").exists()
+
+
+def test_in_a_chat_the_plan_reads_the_newest_request_only() -> None:
+    template = load_team(TEAM).agents["plan"].template
+    assert template is not None
+    task = compose_task(
+        [
+            ChatMessage("user", "create a FastAPI app called inventory-svc with CI on GitLab and a staging deploy"),
+            ChatMessage("assistant", "# inventory-svc (fastapi-app)\n- [x] Name and kind pass the platform's rules"),
+            ChatMessage("user", "now a CLI named stock-tool with CI, no staging"),
+        ]
+    )
+    out = json.loads(render_text(template, {"task": task, "outputs": {"planner": WRONG}}))
+    assert (out["name"], out["kind"], out["ci"], out["staging"], out["guessed"]) == (
+        "stock-tool",
+        "cli",
+        "github",
+        False,
+        [],
+    )
+    # no name in the newest request: the planner's reading, flagged, not the earlier request's name
+    task = compose_task([ChatMessage("user", "a service called inventory-svc"), ChatMessage("user", "now a CLI")])
+    out = json.loads(render_text(template, {"task": task, "outputs": {"planner": WRONG}}))
+    assert (out["name"], out["kind"], out["guessed"]) == ("pays-api", "cli", ["name", "staging"])
 
 
 async def test_without_staging_no_manifests_are_written_and_a_bad_name_stops_at_once(tmp_path: Path) -> None:
@@ -253,6 +317,49 @@ async def test_without_staging_no_manifests_are_written_and_a_bad_name_stops_at_
     result = await refused.run("create a service called admin")
     assert result.ok and refused.path == ["planner", "plan", "check_name", "answer"]
     assert "The name was refused" in result.output["text"]
+
+
+async def test_a_durable_run_whose_deployment_is_denied_documents_commits_and_says_why() -> None:
+    rt = bootstrap()
+    rt.models.register("local", ScriptedModel({"planner": [{"json": PLAN}]}))
+    svc = RunService(rt)
+    started = await svc.start(TeamName("platform-copilot"), REQUEST)
+    approvals = ApprovalService(rt)
+    for _ in range(600):
+        pending = approvals.list("pending", started.run.id)
+        if pending or rt.store.get_run(started.run.id).status.terminal:
+            break
+        await asyncio.sleep(0.05)
+    assert [a.tool for a in pending] == ["k8s.apply"]
+    approvals.deny(pending[0].id, "not on Fridays")
+    await started.handle.get_result()
+    run = rt.store.get_run(started.run.id)
+    assert run.status == "succeeded", run.error
+    steps = {s.agent: s.output for s in rt.store.steps(run.id)}
+    assert steps["deploy"]["denied"] is True and steps["deploy"]["reason"] == "not on Fridays"
+    assert "docs" in steps and steps["commit"]["clean"]
+    assert git(rt.workspace(run.id) / "payments-api", "status", "--porcelain") == ""
+    assert "- [ ] Not applied to namespace payments-api-staging: denied (not on Fridays)" in run.output["text"]
+    done = svc.checklist(run.id)
+    assert "denied: deploy's tool call" in done.notes
+    assert "not run: a person denied this call (not on Fridays)" in done.to_markdown()
+
+
+async def test_a_chat_sessions_second_request_builds_its_own_project() -> None:
+    rt = bootstrap()
+    plan = {**WRONG, "staging": False}  # the planner's reading: every field the words give is theirs
+    rt.models.register("local", ScriptedModel({"planner": [{"json": plan}, {"json": plan}]}))
+    chat = ChatSessions(RunService(rt))
+    session = chat.create("platform-copilot")
+    first = await chat.say(session.id, "create a python service called inventory-svc with CI, no staging")
+    second = await chat.say(session.id, "now a CLI named stock-tool with GitLab CI, no staging")
+    assert first.answer is not None and second.answer is not None, (first.error, second.error)
+    assert first.answer.content.startswith("# inventory-svc (python-service)")
+    assert second.answer.content.startswith("# stock-tool (cli)"), second.answer.content
+    assert "Reply to the user's latest message: now a CLI" in second.run.task  # the task is the transcript
+    plan_out = {s.agent: s.output for s in rt.store.steps(second.run.id)}["plan"]
+    assert (plan_out["ci"], plan_out["staging"], plan_out["guessed"]) == ("gitlab", False, [])
+    assert (rt.workspace(second.run.id) / "stock-tool" / ".gitlab-ci.yml").exists()
 
 
 def git(repo: Path, *args: str) -> str:

@@ -245,8 +245,8 @@ def test_mini_is_valid(tmp_path: Path) -> None:
             "    system: Write.\n    colour: red",
             5,
             "unknown field 'colour' in agents.writer",
-            "allowed fields: arguments, examples, files, input, limits, memory, model, output_schema, plan_first, "
-            "role, system, template, tool, tools, tools_per_step",
+            "allowed fields: arguments, examples, files, input, limits, memory, model, on_denied, output_schema, "
+            "plan_first, role, system, template, tool, tools, tools_per_step",
         ),
         # wrong types
         (

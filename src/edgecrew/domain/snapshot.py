@@ -69,6 +69,7 @@ def _agent(name: str, doc: Mapping[str, Any], preamble: str, approval: str) -> A
         kind=kind,
         tool=tool,
         arguments=doc.get("arguments") or {},
+        on_denied="continue" if doc.get("on_denied") == "continue" else "fail",
         template=doc.get("template") or "",
         input=doc.get("input") or "",
         examples=tuple(Example(e["input"], e["output"]) for e in doc.get("examples") or ()),

@@ -27,6 +27,7 @@ class Limits:
 
 
 AgentKind = Literal["model", "tool", "template"]
+OnDenied = Literal["fail", "continue"]  # what a tool agent does when a person denies its call
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class AgentSpec:
     kind: AgentKind = "model"
     tool: str = ""  # a tool agent's tool (also its only allowed tool)
     arguments: Mapping[str, Any] = field(default_factory=dict)  # a tool agent's arguments, as templates
+    on_denied: OnDenied = "fail"  # a tool agent whose call a person denied: fails the run, or continues
     template: str = ""  # a template agent's template
     input: str = ""  # a model agent's user message as a template ("": the task and every earlier output)
     examples: tuple[Example, ...] = ()  # solved examples, placed after the system prompt

@@ -8,7 +8,8 @@ run renders exactly what it rendered the first time and a typo fails loudly inst
 nothing. An argument that is one ``{{ expression }}`` and nothing else keeps the expression's type
 (a number stays a number); any other text renders to a string. Besides Jinja2's own filters there are
 ``human_bytes`` (``15032385536`` -> ``14.0 GiB``), ``size_mib`` (the first size a text mentions) and
-``regex(pattern, group=1)`` (a group of the first match, "" when none).
+``regex(pattern, group=1)`` (a group of the first match, "" when none) and ``latest_message`` (a chat's
+newest message, out of the transcript a chat run's task is; any other task as it is).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from edgecrew.domain.sizes import find_size, human_size
+from edgecrew.domain.transcript import latest_message
 from edgecrew.errors import UserError
 
 __all__ = [
@@ -42,6 +44,7 @@ _ENV.filters["human_bytes"] = lambda n: _human_bytes(n)
 _ENV.filters["size_mib"] = lambda text, default=None: _size_mib(text, default)
 _ENV.filters["regex"] = lambda text, pattern, group=1: _regex(text, pattern, group)
 _ENV.filters["figures"] = lambda text: figures(str(text))
+_ENV.filters["latest_message"] = lambda text: latest_message(str(text))
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 

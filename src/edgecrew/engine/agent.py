@@ -49,6 +49,7 @@ class Observation:
     content: str
     is_error: bool = False
     waited_s: float = 0.0  # time spent waiting for a person's decision: not the agent's time
+    denied: str | None = None  # a person denied the call, with this note ("" when none): it never ran
 
 
 class TurnClock:

@@ -17,6 +17,7 @@ from typing import Any
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
+from edgecrew.domain.transcript import transcript_task
 from edgecrew.engine.service import RunService
 from edgecrew.errors import ModelNotFound, SpecError, UserError
 from edgecrew.store.repo import RunRecord
@@ -154,10 +155,7 @@ def compose_task(messages: Sequence[ChatMessage]) -> str:
     if not messages or messages[-1].role != "user":
         raise UserError("the last message must come from the user: it is the task the team works on")
     *earlier, last = messages
-    if not earlier:
-        return last.content
-    transcript = "\n".join(f"{m.role}: {m.content}" for m in earlier)
-    return f"Conversation so far:\n{transcript}\n\nReply to the user's latest message: {last.content}"
+    return transcript_task([(m.role, m.content) for m in earlier], last.content)
 
 
 def answer_text(output: Any) -> str:

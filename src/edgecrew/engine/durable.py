@@ -601,7 +601,7 @@ class DurableIO:
             if not decision.approved:
                 note = f": {decision.note}" if decision.note else ""
                 denied = f"error: a person denied this call to '{spec.name}'{note}"
-                return Observation(denied, is_error=True, waited_s=waited_s)
+                return Observation(denied, is_error=True, waited_s=waited_s, denied=decision.note or "")
             self.approved_tools.add(spec.name)
             call = ToolCall(call.id, call.name, decision.arguments)
         args = (self.run_id, key, agent.name, list(agent.tools), call, timeout_s, agent.file_read, agent.file_write)

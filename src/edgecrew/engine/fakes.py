@@ -34,8 +34,17 @@ from edgecrew.models.scripted import Reply, ReplyFunction, ScriptedModel
 from edgecrew.tools.base import ToolContext, ToolFunction, ToolRegistry, ToolSpec, spec_from_function
 from edgecrew.tools.permissions import FilePolicy, needs_approval, refusal
 
-# Decides a risky tool call the way a person would: True approves it. It may take its time (await).
-Approver = Callable[[AgentSpec, ToolCall], Awaitable[bool]]
+
+@dataclass(frozen=True)
+class Deny:
+    """An approver's denial with the person's note (``False`` denies with none)."""
+
+    note: str
+
+
+# Decides a risky tool call the way a person would: True approves it, False or Deny(note) denies it.
+# It may take its time (await).
+Approver = Callable[[AgentSpec, ToolCall], Awaitable[bool | Deny]]
 
 
 @dataclass(frozen=True)
@@ -120,11 +129,14 @@ class FakeTurnIO:
         allowed = spec is not None and refusal(agent.name, agent.tools, spec, call.name) is None
         if spec is not None and allowed and needs_approval(spec, agent.approval, self.approved_tools):
             asked = time.monotonic()
-            approved = await self.approve(agent, call) if self.approve is not None else True
+            decided = await self.approve(agent, call) if self.approve is not None else True
             waited_s = time.monotonic() - asked
+            approved = decided is True
             self.approvals.append((agent.name, spec.name, approved))
             if not approved:
-                return Observation(f"error: a person denied this call to '{spec.name}'", True, waited_s)
+                note = decided.note if isinstance(decided, Deny) else ""
+                said = f"error: a person denied this call to '{spec.name}'" + (f": {note}" if note else "")
+                return Observation(said, True, waited_s, denied=note)
             self.approved_tools.add(spec.name)
         files = FilePolicy(agent.file_read, agent.file_write)
         if self.workspace is None:  # a folder of its own, made only when a tool is actually called

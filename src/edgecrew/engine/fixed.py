@@ -4,7 +4,11 @@ A model agent may also name its ``input``: its user message as a template over t
 small model reads only the outputs it needs instead of everything said before it.
 
 A ``tool`` agent calls its one tool with arguments rendered from the task and earlier outputs; a
-``template`` agent renders its template over them. The one design decision: both go through the
+``template`` agent renders its template over them. A tool agent whose call a person denies fails the
+run, unless it says ``on_denied: continue``: then its output is ``{"denied": true, "tool", "reason",
+"note"}`` (not checked against its ``output_schema``: the tool never ran) and the graph goes on, so a
+team finishes its other work and its answer says what was denied, as it would for a tool's own "not
+applied". The one design decision: both go through the
 same :class:`~edgecrew.engine.agent.TurnIO` as a model agent's turn, so the tool call is the same
 durable step (permissions, approval, sandbox, events) and a replay returns the recorded result,
 while rendering is a pure function of the recorded outputs and needs no step of its own. Exact
@@ -53,10 +57,20 @@ async def _tool_turn(agent: AgentSpec, turn: TurnInput, io: TurnIO, key: str) ->
     observation = await io.call_tool(f"{key}.m0.t0", agent, call, agent.limits.timeout_s, f"tool agent {agent.name}")
     result.tool_calls = 1
     result.messages.append(Message("tool", observation.content, tool_call_id=call.id, name=call.name))
+    if observation.denied is not None and agent.on_denied == "continue":
+        result.outcome, result.output = Outcome.FINAL, _denied_output(agent.tool, observation.denied)
+        return result
     if observation.is_error:
         result.outcome, result.error = Outcome.TOOL_ERRORS, f"'{agent.tool}' failed: {observation.content}"
         return result
     return _finish(agent, result, observation.content, _as_output(observation.content))
+
+
+def _denied_output(tool: str, note: str) -> dict[str, Any]:
+    """A tool agent's output when a person denied its call and the agent carries on (``on_denied:
+    continue``): the call never ran, and ``note`` (the checklist's detail) says so, with the person's words."""
+    why = f" ({note})" if note else ""
+    return {"denied": True, "tool": tool, "reason": note, "note": f"not run: a person denied this call{why}"}
 
 
 def _template_turn(agent: AgentSpec, turn: TurnInput) -> TurnResult:

@@ -81,6 +81,7 @@ class AgentDoc(_Strict):
     tools_per_step: int | None = Field(default=None, ge=1, le=64)
     tool: str | None = Field(default=None, min_length=1)  # a tool agent: the one tool it calls, no model
     arguments: dict[str, Any] = {}  # ...and its arguments; strings are templates over task and outputs
+    on_denied: Literal["fail", "continue"] = "fail"  # ...and what a person's denial of its call does
     template: str | None = Field(default=None, min_length=1)  # a template agent: its answer, rendered
     memory: MemoryDoc = MemoryDoc()  # long-term memories recalled into the prompt
 
@@ -333,6 +334,7 @@ _TEAM_REPAIRS = (
             "examples",
             "tools_per_step",
             "arguments",
+            "on_denied",
             "memory",
         )
     ),
@@ -540,7 +542,7 @@ def _check_agent(name: str, agent: AgentDoc, catalog: Catalog, issues: _Issues) 
 
 # Fields that only one kind of agent reads, and the fields each kind does not read.
 _ONLY_MODEL = ("system", "model", "tools", "plan_first", "input", "examples", "tools_per_step", "memory")
-_KIND_FIELDS = {"tool": ("tool", "arguments"), "template": ("template",)}
+_KIND_FIELDS = {"tool": ("tool", "arguments", "on_denied"), "template": ("template",)}
 
 
 def _check_kind(name: str, agent: AgentDoc, issues: _Issues) -> None:

@@ -467,3 +467,22 @@ def test_a_run_that_would_wait_says_so_on_every_way_in(client: TestClient, keys:
     plain = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=auth(keys["runs"]))
     assert plain.status_code == 201 and "X-Edgecrew-Warning" not in plain.headers
     assert len(asked) == 3  # the UI's run and the API's first two (a retry is asked too, before its key is read)
+
+
+def test_a_run_page_says_what_started_a_run_no_person_did(client: TestClient, keys: dict[str, str]) -> None:
+    """An automatic retry by the supervisor says so (with its incident), and so do a routine's and a job's runs."""
+    from tests.api.telemetry_project import run_to_end
+
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    spec = RunService(rt).get(run_to_end(client, keys, "echo")["id"]).spec
+    triggers = {
+        "rretry": {"kind": "supervisor", "incident": "i0123"},
+        "rfired": {"kind": "routine", "routine": "nightly", "firing": "2026-12-07T02:00:00+00:00"},
+    }
+    for run_id, trigger in triggers.items():
+        rt.store.create_run(run_id, "echo", "again", spec, "/tmp", trigger=trigger)
+    sign_in(client, keys["admin"])
+    retry = client.get("/ui/runs/rretry").text
+    assert "Started by the supervisor, automatically, for incident i0123: retry" in retry
+    assert 'href="/ui/incidents/i0123"' in retry
+    assert "Started by routine nightly (2026-12-07T02:00:00+00:00)" in client.get("/ui/runs/rfired").text

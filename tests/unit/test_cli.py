@@ -382,3 +382,14 @@ def test_teams_show_prints_the_yaml_as_it_is_so_a_copy_validates(project_dir: Pa
 def test_runs_list_filtered_to_nothing_says_so(edgecrew_home: Path) -> None:
     listed = runner.invoke(app, ["runs", "list", "--status", "waiting_approval"])
     assert listed.exit_code == 0 and "no waiting_approval runs" in listed.output and "no runs yet" not in listed.output
+
+
+def test_runs_show_says_what_started_a_run_no_person_did(edgecrew_home: Path) -> None:
+    from edgecrew.bootstrap import bootstrap
+
+    trigger = {"kind": "job", "job": "j42"}
+    bootstrap().store.create_run("rjob", "echo", "nightly export", {}, "/tmp", trigger=trigger)
+    shown = runner.invoke(app, ["runs", "show", "rjob"])
+    assert shown.exit_code == 0 and "started by: job j42" in shown.output
+    as_json = json.loads(runner.invoke(app, ["runs", "show", "rjob", "--json"]).output)
+    assert as_json["trigger"] == trigger

@@ -36,7 +36,7 @@ from edgecrew.cli.routines import routines_app
 from edgecrew.cli.server import keys_app, serve
 from edgecrew.cli.tasks import tasks_app
 from edgecrew.cli.tui import tui
-from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.runs import RunStatus, started_by
 from edgecrew.errors import EdgecrewError, SpecError
 
 if TYPE_CHECKING:
@@ -271,6 +271,8 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
                     "status": run.status.value,
                     "output": run.output,
                     "error": run.error,
+                    # what started it when no person did (a from-step run's copied outputs left out)
+                    "trigger": {k: v for k, v in run.trigger.items() if k != "seed"} if run.trigger else None,
                     "steps": [
                         {
                             "key": s.key,
@@ -291,6 +293,8 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
         return
     console.print(f"run [bold]{run.id}[/] · team {run.team} · {_status(run.status.value)} · {_when(run.created_at)}")
     console.print(f"task: {escape(run.task)}")
+    if (by := started_by(run.trigger)) is not None:
+        console.print(f"started by: {escape(by)}")
     if run.workspace:
         console.print(f"workspace: {run.workspace}")
     table = Table("step", "agent", "outcome", "calls", "tokens", "output")

@@ -6,7 +6,9 @@ terminal states never change again. Every state change is also an event row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class RunStatus(StrEnum):
@@ -72,3 +74,29 @@ class EventType(StrEnum):
     MODEL_SKIPPED = "model_skipped"
     MODEL_CHOSEN = "model_chosen"
     MODEL_FALLBACK = "model_fallback"
+
+
+def started_by(trigger: Mapping[str, Any] | None) -> str | None:
+    """Who started a run when no person did, in words (None: a person, through the CLI, API or UI)."""
+    if not trigger:
+        return None
+    kind = str(trigger.get("kind") or "")
+    match kind:
+        case "routine":
+            name = trigger.get("routine")
+            return (
+                f"routine {name}, fired by hand"
+                if trigger.get("manual")
+                else f"routine {name} ({trigger.get('firing')})"
+            )
+        case "job":
+            return f"job {trigger.get('job')}"
+        case "supervisor":
+            action = trigger.get("action")
+            what = f": {action}" + (f" ({trigger['change']})" if trigger.get("change") else "") if action else ": retry"
+            return f"the supervisor, automatically, for incident {trigger.get('incident')}{what}"
+        case "chat":
+            return f"chat session {trigger.get('session')} (turn {trigger.get('turn')})"
+        case "from_step":
+            return f"run {trigger.get('run')}, from its step {trigger.get('step')} on (the outputs before it copied)"
+    return kind or None

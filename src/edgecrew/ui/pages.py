@@ -38,6 +38,7 @@ from edgecrew.api.problems import status_of
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.checklist import checklist
 from edgecrew.domain.events import EventRecord, StepStarted
+from edgecrew.domain.runs import started_by
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.executors import executor_alive
@@ -59,6 +60,7 @@ templates.env.filters["pretty"] = views.pretty_json
 templates.env.globals["graph_svg"] = views.graph_svg
 templates.env.filters["domid"] = domid
 templates.env.filters["utc"] = utc
+templates.env.filters["started_by"] = started_by
 templates.env.tests["numbered"] = numbered
 router = APIRouter(include_in_schema=False)
 

@@ -186,3 +186,38 @@ def _migrated_to(path: Path, revision: str, engine: Any = None) -> Any:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
     return engine
+
+
+def test_a_failed_or_cancelled_run_ends_the_tasks_it_left_open(tmp_path: Path) -> None:
+    """Nothing works on them any more: failed or cancelled with the run, a line on each timeline; tasks of
+    other runs and of people, and tasks already finished, are left as they are."""
+    from edgecrew.store.tasks import TaskStore
+
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    tasks = TaskStore(store, tmp_path / "home")
+    for run_id in ("r_1", "rx1", "rok"):  # "r_1": a LIKE wildcard in an id matches only itself
+        store.create_run(run_id, "build-loop", "t", {}, "/tmp")
+        store.set_status(run_id, RunStatus.RUNNING)
+    mine = tasks.create("squares", "print n*n", "build-loop", created_by="generator@r_1")
+    started = tasks.create("cubes", "print n**3", "build-loop", created_by="generator@r_1")
+    tasks.update(started.id, status="in_progress")
+    done = tasks.create("done", "x", created_by="generator@r_1")
+    tasks.update(done.id, status="done")
+    other = tasks.create("other run", "x", created_by="generator@rx1")
+    person = tasks.create("a person's", "x")
+    kept = tasks.create("a good run's", "x", created_by="generator@rok")
+    store.set_status("rok", RunStatus.SUCCEEDED)
+    store.set_status("r_1", RunStatus.FAILED, error="the coder's reply was cut off")
+    status = {t.id: t.status for t in tasks.list_tasks(limit=50)}
+    assert [status[t.id] for t in (mine, started, done, other, person, kept)] == [
+        "failed",
+        "failed",
+        "done",
+        "open",
+        "open",
+        "open",
+    ]
+    [said] = tasks.messages(mine.id)
+    assert said.sender == "edgecrew" and "the run r_1 that created this task ended failed" in said.content
+    store.set_status("rx1", RunStatus.CANCELLED)
+    assert tasks.get(other.id).status == "cancelled"

@@ -252,7 +252,7 @@ class RunStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(table).where(table.c.id == given)).mappings().first()
             if row is None and given:
-                pattern = given.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                pattern = _escape_like(given) + "%"
                 query = sa.select(table).where(table.c.id.like(pattern, escape="\\")).limit(2)
                 rows = conn.execute(query).mappings().all()
                 if len(rows) > 1:
@@ -376,7 +376,34 @@ class RunStore:
                     .where(t.approvals.c.run_id == run_id, t.approvals.c.status == "pending")
                     .values(status="expired", decision_note=f"the run ended {status.value}", decided_at=now)
                 )
+            if status in (RunStatus.FAILED, RunStatus.CANCELLED):
+                self._end_tasks_left_open(conn, run_id, status, now)
             return True
+
+    def _end_tasks_left_open(self, conn: Connection, run_id: str, status: RunStatus, now: float) -> None:
+        """The tasks a failed or cancelled run created (its agents' ``tasks.create``: ``created_by`` is
+        ``agent@run``) and left open or in progress end with it, failed or cancelled, each with a line on
+        its timeline saying why: nothing will work on them any more (a person reopens one by its status)."""
+        tasks = t.tasks.c
+        left = (
+            conn.execute(
+                sa.select(tasks.id).where(
+                    tasks.created_by.like(f"%@{_escape_like(run_id)}", escape="\\"),
+                    tasks.status.in_(("open", "in_progress")),
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not left:
+            return
+        ended = "failed" if status == RunStatus.FAILED else "cancelled"
+        conn.execute(t.tasks.update().where(tasks.id.in_(left)).values(status=ended, updated_at=now))
+        said = f"the run {run_id} that created this task ended {status.value} before finishing it; marked {ended}"
+        conn.execute(
+            t.task_messages.insert(),
+            [{"task_id": i, "sender": "edgecrew", "role": "system", "content": said, "created_at": now} for i in left],
+        )
 
     # -- steps and messages ----------------------------------------------------------------------
     def upsert_step(self, run_id: str, key: str, **values: Any) -> None:
@@ -618,6 +645,11 @@ class RunStore:
             upsert = self._statements[cache_key] = _DriverUpsert.build(table, tuple(rows[0]), keys, exclude)
         with self.transaction() as conn:
             _driver(conn).executemany(upsert.sql, [upsert.params(row) for row in rows])
+
+
+def _escape_like(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern (with ``escape="\\"``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _quote(name: str) -> str:

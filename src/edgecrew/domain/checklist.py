@@ -146,6 +146,8 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
                 tool_agent = agent is not None and bool(agent.tool)
                 note = output.get("note") if item.state == "done" and tool_agent else None  # a tool's caveat
                 item.detail = _first_line(note) if isinstance(note, str) else ""
+                if tool_agent and item.state == "done" and output.get("denied") is True:
+                    item.state = "skipped"  # a person denied its call and the team went on (on_denied: continue)
                 steps = output.get("steps")
                 if isinstance(steps, list) and item.state == "done":
                     plans[e.agent] = _Plan(e.agent, [ChecklistItem(str(s), "pending") for s in steps], i)

@@ -122,7 +122,9 @@ def no_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return "the real kubectl"
 
 
-async def test_a_durable_run_with_no_reachable_cluster_ends_with_its_checklist_done(no_cluster: str) -> None:
+async def _waiting_for_the_deploy() -> tuple[Any, RunService, Any, ApprovalService, list[Any]]:
+    """A durable platform-copilot run on REQUEST, waiting for its `k8s.apply` approval:
+    (runtime, run service, the started run, approvals, the pending approvals)."""
     rt = bootstrap()
     rt.models.register("local", ScriptedModel({"planner": [{"json": PLAN}]}))
     svc = RunService(rt)
@@ -134,6 +136,11 @@ async def test_a_durable_run_with_no_reachable_cluster_ends_with_its_checklist_d
             break
         await asyncio.sleep(0.05)
     assert [a.tool for a in pending] == ["k8s.apply"]
+    return rt, svc, started, approvals, pending
+
+
+async def test_a_durable_run_with_no_reachable_cluster_ends_with_its_checklist_done(no_cluster: str) -> None:
+    rt, svc, started, approvals, pending = await _waiting_for_the_deploy()
     waiting = svc.checklist(started.run.id)
     assert waiting.questions and waiting.meta["status"] == "waiting_approval"
     approvals.approve(pending[0].id)
@@ -320,17 +327,7 @@ async def test_without_staging_no_manifests_are_written_and_a_bad_name_stops_at_
 
 
 async def test_a_durable_run_whose_deployment_is_denied_documents_commits_and_says_why() -> None:
-    rt = bootstrap()
-    rt.models.register("local", ScriptedModel({"planner": [{"json": PLAN}]}))
-    svc = RunService(rt)
-    started = await svc.start(TeamName("platform-copilot"), REQUEST)
-    approvals = ApprovalService(rt)
-    for _ in range(600):
-        pending = approvals.list("pending", started.run.id)
-        if pending or rt.store.get_run(started.run.id).status.terminal:
-            break
-        await asyncio.sleep(0.05)
-    assert [a.tool for a in pending] == ["k8s.apply"]
+    rt, svc, started, approvals, pending = await _waiting_for_the_deploy()
     approvals.deny(pending[0].id, "not on Fridays")
     await started.handle.get_result()
     run = rt.store.get_run(started.run.id)

@@ -251,20 +251,18 @@ def test_the_models_answer_must_fit_the_schema() -> None:
 # -- the service, on a real store --------------------------------------------------------------------
 
 
+def _answering(project_dir: Path, *replies: str) -> Runtime:
+    """A runtime whose `local` model (the supervisor's) gives these replies (YAML flow items) in turn."""
+    items = "".join(f"      - {reply}\n" for reply in replies)
+    write(project_dir / "edgecrew.yaml", f"models:\n  local:\n    backend: scripted\n    replies:\n{items}")
+    return bootstrap()
+
+
 @pytest.fixture
 def rt(project_dir: Path, edgecrew_home: Path) -> Runtime:
-    write(
-        project_dir / "edgecrew.yaml",
-        """\
-        models:
-          local:
-            backend: scripted
-            replies:
-              - json: {action: cancel, reason: "stop it", params: {}}
-              - text: "I think you should retry"
-        """,
+    return _answering(
+        project_dir, '{json: {action: cancel, reason: "stop it", params: {}}}', '{text: "I think you should retry"}'
     )
-    return bootstrap()
 
 
 def _finding(subject: str = "j1", kind: str = "job_failed") -> Finding:
@@ -323,21 +321,13 @@ def _run_finding(subject: str) -> Finding:
 async def test_parameters_the_models_action_does_not_take_are_refused_and_recorded(
     project_dir: Path, edgecrew_home: Path
 ) -> None:
-    write(
-        project_dir / "edgecrew.yaml",
-        """\
-        models:
-          local:
-            backend: scripted
-            replies:
-              - json:
-                  action: retry
-                  reason: "try again"
-                  params: {memory_mb: 10000, model: k8s.deploy, worker: k8s.deploy}
-              - json: {action: retry, reason: "try again", params: {}}
-        """,
+    runtime = _answering(
+        project_dir,
+        '{json: {action: retry, reason: "try again", params: {memory_mb: 10000, model: k8s.deploy, '
+        "worker: k8s.deploy}}}",
+        '{json: {action: retry, reason: "try again", params: {}}}',
     )
-    sup = Ops.of(bootstrap()).supervisor
+    sup = Ops.of(runtime).supervisor
     junk, plain = sup.record(_run_finding("r1")), sup.record(_run_finding("r2"))
     assert junk is not None and plain is not None
     refused = await sup.decide(junk.id)

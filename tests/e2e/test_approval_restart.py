@@ -119,7 +119,7 @@ def test_a_decision_on_a_run_nothing_runs_says_how_to_go_on(project_dir: Path, e
     run_id = str(pending["run_id"])
     approved = cli(env, "approvals", "approve", str(pending["id"]))
     assert approved.returncode == 0, approved.stdout + approved.stderr
-    assert f"run {run_id} has no live edgecrew process" in approved.stderr
+    assert f"run {run_id} is waiting_approval but no live edgecrew process runs it" in approved.stderr
     assert f"edgecrew resume {run_id}" in approved.stderr
     resumed = cli(env, "resume", run_id, timeout=90)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -21,7 +21,7 @@ from edgecrew.cli.alerts import alerts_app
 from edgecrew.cli.approvals import approvals_app
 from edgecrew.cli.chat import chat_app
 from edgecrew.cli.cluster import cluster_app, worker
-from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime, shown
+from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime, say_orphaned, shown
 from edgecrew.cli.feedback import feedback_app
 from edgecrew.cli.feedback import rate as rate_run
 from edgecrew.cli.incidents import incidents_app
@@ -392,11 +392,7 @@ def runs_events(
         # A run no live process runs would never end: stop following it and say how to go on.
         last = arun(lambda: svc.follow(run.id, show, stop_when_orphaned=True))
         if not last.status.terminal:
-            err.print(
-                f"[yellow]run {last.id} is {last.status.value} but no live edgecrew process runs it[/] (the one that"
-                f" did has stopped): `edgecrew resume {last.id}` goes on with it here, or start `edgecrew serve`,"
-                " which takes such runs over"
-            )
+            say_orphaned(last)
             raise typer.Exit(1)
     else:
         for e in svc.event_page(run.id):

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from edgecrew.cli.common import console, err, guard, runtime
+from edgecrew.cli.common import console, err, guard, runtime, say_orphaned
 
 if TYPE_CHECKING:
     from edgecrew.engine.approvals import ApprovalService
@@ -72,12 +72,12 @@ def _say_if_orphaned(run_id: str) -> None:
     from edgecrew.engine.service import RunService
 
     service = RunService(runtime())
-    run = guard(lambda: service.get(run_id))
-    if service.orphaned(run):
-        err.print(
-            f"[yellow]run {run.id} has no live edgecrew process[/] (the one that ran it has stopped): "
-            f"`edgecrew resume {run.id}` goes on with it here, or start `edgecrew serve`, which takes such runs over"
-        )
+    try:
+        run = guard(lambda: service.get(run_id))
+        if service.orphaned(run):
+            say_orphaned(run)
+    finally:
+        service.close()  # the DBOS client it opened to look
 
 
 @approvals_app.command("edit")

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.markup import escape
 
 from edgecrew.domain.text import terminal_text
 from edgecrew.errors import EdgecrewError, SpecError
+
+if TYPE_CHECKING:
+    from edgecrew.store.repo import RunRecord
 
 
 def shown(text: str) -> str:
@@ -70,6 +73,15 @@ def read_stdin() -> str:
         return sys.stdin.buffer.read().decode("utf-8")
     except UnicodeDecodeError:
         raise UserError("what came on stdin is not UTF-8 text; check its encoding") from None
+
+
+def say_orphaned(run: RunRecord) -> None:
+    """Tell that an unfinished run has no live process (the one that ran it stopped) and how to go on."""
+    err.print(
+        f"[yellow]run {run.id} is {run.status.value} but no live edgecrew process runs it[/] (the one that did"
+        f" has stopped): `edgecrew resume {run.id}` goes on with it here, or start `edgecrew serve`, which takes"
+        " such runs over"
+    )
 
 
 def guard(fn: Callable[[], T]) -> T:

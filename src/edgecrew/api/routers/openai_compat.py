@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.deps import RunsDep, StartRuns
-from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, problem
+from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, PROBLEM_SCHEMA, problem
 from edgecrew.api.routers.feedback import FeedbackOut, Rate, rate
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, ChatStart, pieces
@@ -234,9 +234,8 @@ async def list_models(chat: ChatDep, _: StartRuns) -> ModelList:
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
         502: {
-            "model": Problem,
             "description": "The run failed or was cancelled: the detail has its error, `run_id` names it.",
-            "content": {PROBLEM_JSON: {}},
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
         },
     },
 )

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from edgecrew.api.deps import MAX_ID, Read, RuntimeDep, StartRuns
-from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, Problem, problem_response
+from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, PROBLEM_SCHEMA, problem_response
 from edgecrew.api.routers import executions
 from edgecrew.api.routers.task_schemas import (
     CODE_UPLOAD_BODY,
@@ -166,9 +166,8 @@ def update_task(task_id: TaskId, body: TaskPatch, tasks: Tasks, rt: RuntimeDep, 
     openapi_extra={"requestBody": CODE_UPLOAD_BODY},
     responses={
         415: {
-            "model": Problem,
             "description": "The body is neither multipart/form-data nor application/json.",
-            "content": {PROBLEM_JSON: {}},
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
         }
     },
 )

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -162,7 +163,9 @@ def install(app: FastAPI) -> None:
     plain_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        doc = problems_as_problem_json(plain_openapi())
+        from edgecrew.api.auth import document_security
+
+        doc = document_security(problems_as_problem_json(plain_openapi()), iter_route_contexts(app.routes))
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         if "Problem" not in schemas:  # the routes refer to it (problem_response) without a model to collect
             schemas["Problem"] = Problem.model_json_schema(mode="serialization")
@@ -196,8 +199,6 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     the most specific ones (fewest parameters), so /teams/validate is the validate operation, not
     a team called "validate".
     """
-    from fastapi.routing import iter_route_contexts
-
     by_params: dict[int, set[str]] = {}
     for route in iter_route_contexts(app.routes):
         regex = getattr(route, "path_regex", None)

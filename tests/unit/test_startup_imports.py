@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-PROBE = """
+# Imported only by the runs that need them: numpy (voice, memory), the server, and jsonschema (a
+# tool or an agent with a JSON Schema; the built-in library's critic has one, so a run that loads
+# the agent library, as every team load does, still imports it there).
+NOT_ON_THE_RUN_PATH = ("numpy", "edgecrew.voice.stt", "edgecrew.app", "uvicorn", "jsonschema")
+
+PROBE = f"""
 import sys
 import edgecrew.cli
 from edgecrew.bootstrap import bootstrap
@@ -17,7 +22,7 @@ rt = bootstrap()
 rt.store.get_run  # the store is open (its SQLite connections load sqlite-vec when installed)
 with rt.store.engine.connect() as conn:
     conn.exec_driver_sql("SELECT 1")
-print(",".join(sorted(m for m in ("numpy", "edgecrew.voice.stt", "edgecrew.app", "uvicorn") if m in sys.modules)))
+print(",".join(sorted(m for m in {NOT_ON_THE_RUN_PATH!r} if m in sys.modules)))
 """
 
 

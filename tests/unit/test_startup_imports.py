@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Imported only by the runs that need them: numpy (voice, memory), the server, and jsonschema (a
-# tool or an agent with a JSON Schema; the built-in library's critic has one, so a run that loads
-# the agent library, as every team load does, still imports it there).
-NOT_ON_THE_RUN_PATH = ("numpy", "edgecrew.voice.stt", "edgecrew.app", "uvicorn", "jsonschema")
+# Imported only by the runs that need them: numpy (voice, memory), the server, httpx (alerts, the
+# Prometheus and A2A tools) and jsonschema (a tool or an agent with a JSON Schema; the probe stops
+# before a team load, which still imports it: the built-in library's critic has an output_schema).
+NOT_ON_THE_RUN_PATH = ("numpy", "edgecrew.voice.stt", "edgecrew.app", "uvicorn", "jsonschema", "httpx")
 
 PROBE = f"""
 import sys

@@ -9,10 +9,19 @@ import sys
 from pathlib import Path
 
 # Imported only by the runs that need them: numpy (voice, memory), the server, httpx (alerts, the
-# Prometheus and A2A tools), jinja2 (tool and template agents' templates) and jsonschema (a tool or
-# an agent with a JSON Schema; the probe stops before a team load, which still imports it: the
-# built-in library's critic has an output_schema).
-NOT_ON_THE_RUN_PATH = ("numpy", "edgecrew.voice.stt", "edgecrew.app", "uvicorn", "jsonschema", "httpx", "jinja2")
+# Prometheus and A2A tools), the alerts service, jinja2 (tool and template agents' templates) and
+# jsonschema (a tool or an agent with a JSON Schema; the probe stops before a team load, which still
+# imports it: the built-in library's critic has an output_schema).
+NOT_ON_THE_RUN_PATH = (
+    "numpy",
+    "edgecrew.voice.stt",
+    "edgecrew.app",
+    "uvicorn",
+    "jsonschema",
+    "httpx",
+    "jinja2",
+    "edgecrew.ops.alerts",
+)
 
 PROBE = f"""
 import sys

@@ -8,7 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-PROBE = """
+# Imported only by the runs that need them: numpy (voice, memory), the server, httpx (alerts, the
+# Prometheus and A2A tools), the alerts service, jinja2 (tool and template agents' templates) and
+# jsonschema (a tool or an agent with a JSON Schema; the probe stops before a team load, which still
+# imports it: the built-in library's critic has an output_schema).
+NOT_ON_THE_RUN_PATH = (
+    "numpy",
+    "edgecrew.voice.stt",
+    "edgecrew.app",
+    "uvicorn",
+    "jsonschema",
+    "httpx",
+    "jinja2",
+    "edgecrew.ops.alerts",
+)
+
+PROBE = f"""
 import sys
 import edgecrew.cli
 from edgecrew.bootstrap import bootstrap
@@ -17,7 +32,7 @@ rt = bootstrap()
 rt.store.get_run  # the store is open (its SQLite connections load sqlite-vec when installed)
 with rt.store.engine.connect() as conn:
     conn.exec_driver_sql("SELECT 1")
-print(",".join(sorted(m for m in ("numpy", "edgecrew.voice.stt", "edgecrew.app", "uvicorn") if m in sys.modules)))
+print(",".join(sorted(m for m in {NOT_ON_THE_RUN_PATH!r} if m in sys.modules)))
 """
 
 

@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecrew.cli.common import ProjectOpt, arun, console, guard, runtime
-from edgecrew.ops.alerts import shown
 
 alerts_app = typer.Typer(
     help="Usage alerts: rules on metrics and model calls (declared under alerts: in edgecrew.yaml).",
@@ -68,6 +67,8 @@ def _print_states(states: list[Any], as_json: bool) -> None:
     if not states:
         console.print(EXAMPLE)
         return
+    from edgecrew.ops.alerts import shown  # here: `edgecrew run` imports this module, not the alerts service
+
     table = Table("rule", "watches", "threshold", "severity", "state", "value", "since")
     for s in states:
         value = shown(s.value, s.rule.source) if s.error is None else f"[dim]{escape(s.error[:60])}[/]"
@@ -110,6 +111,8 @@ def alert_history(
         if not events:
             console.print("no alert has fired yet")
             return
+        from edgecrew.ops.alerts import shown
+
         table = Table("when", "rule", "event", "severity", "value", "threshold", "webhooks")
         for e in events:
             delivery = "; ".join(f"{url}: {how}" for url, how in (e.delivery or {}).items())

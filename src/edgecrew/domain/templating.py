@@ -14,18 +14,19 @@ newest message, out of the transcript a chat run's task is; any other task as it
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from edgecrew.domain.sizes import find_size, human_size
 from edgecrew.domain.transcript import latest_message
 from edgecrew.errors import UserError
+
+if TYPE_CHECKING:
+    from jinja2 import nodes
+    from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = [
     "NAMES",
@@ -39,12 +40,6 @@ __all__ = [
 ]
 
 NAMES = frozenset({"task", "outputs"})  # what a template may read
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-_ENV.filters["human_bytes"] = lambda n: _human_bytes(n)
-_ENV.filters["size_mib"] = lambda text, default=None: _size_mib(text, default)
-_ENV.filters["regex"] = lambda text, pattern, group=1: _regex(text, pattern, group)
-_ENV.filters["figures"] = lambda text: figures(str(text))
-_ENV.filters["latest_message"] = lambda text: latest_message(str(text))
 _WHOLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
@@ -54,6 +49,22 @@ class TemplateProblem(UserError, ValueError):
     def __init__(self, message: str, line: int | None = None) -> None:
         super().__init__(message)
         self.line = line  # 1-based line inside the template, when known
+
+
+@functools.cache
+def _env() -> SandboxedEnvironment:
+    """The one sandbox every template renders in, built (and Jinja2 imported) when a team first has a
+    template: a run of model agents only never needs it."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env.filters["human_bytes"] = lambda n: _human_bytes(n)
+    env.filters["size_mib"] = lambda text, default=None: _size_mib(text, default)
+    env.filters["regex"] = lambda text, pattern, group=1: _regex(text, pattern, group)
+    env.filters["figures"] = lambda text: figures(str(text))
+    env.filters["latest_message"] = lambda text: latest_message(str(text))
+    return env
 
 
 @dataclass(frozen=True)
@@ -93,8 +104,10 @@ def _regex(text: Any, pattern: str, group: int | str) -> str:
 
 
 def _parse(source: str) -> nodes.Template:
+    from jinja2 import TemplateSyntaxError
+
     try:
-        return _ENV.parse(source)
+        return _env().parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
 
@@ -104,6 +117,8 @@ def references(source: str) -> tuple[set[str], list[Reference]]:
 
     Raises :class:`TemplateProblem` when it does not parse.
     """
+    from jinja2 import meta, nodes
+
     tree = _parse(source)
 
     names = set(meta.find_undeclared_variables(tree))
@@ -124,6 +139,8 @@ def references(source: str) -> tuple[set[str], list[Reference]]:
 
 
 def _key(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    from jinja2 import nodes
+
     if isinstance(node, nodes.Getattr):
         return node.attr
     if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
@@ -133,8 +150,11 @@ def _key(node: nodes.Getattr | nodes.Getitem) -> str | None:
 
 def render_text(source: str, scope: Mapping[str, Any]) -> str:
     """``source`` rendered over ``scope`` (``task``, ``outputs``)."""
+    from jinja2 import TemplateSyntaxError, UndefinedError
+    from jinja2.exceptions import SecurityError
+
     try:
-        return _ENV.from_string(source).render(**scope)
+        return _env().from_string(source).render(**scope)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
     except (UndefinedError, SecurityError) as exc:
@@ -163,8 +183,11 @@ def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         whole = _WHOLE.match(value)
         if whole is not None and "{{" not in whole.group("expr") and "}}" not in whole.group("expr"):
+            from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+            from jinja2.exceptions import SecurityError
+
             try:
-                result = _ENV.compile_expression(whole.group("expr"), undefined_to_none=False)(**scope)
+                result = _env().compile_expression(whole.group("expr"), undefined_to_none=False)(**scope)
             except TemplateSyntaxError as exc:
                 raise TemplateProblem(f"template syntax error: {exc.message}") from None
             except (UndefinedError, SecurityError) as exc:

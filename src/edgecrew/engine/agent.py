@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import jsonschema
-
 from edgecrew.domain.events import ToolsSelected
 from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition, Usage
 from edgecrew.domain.runs import Outcome
@@ -310,6 +308,8 @@ def parse_output(agent: AgentSpec, text: str) -> tuple[dict[str, Any], str | Non
         data = json.loads(_strip_fences(text))
     except json.JSONDecodeError as exc:
         return {}, f"not JSON ({exc.msg})"
+    import jsonschema  # here, not at the top: only an agent with an output_schema needs it
+
     errors = sorted(jsonschema.Draft202012Validator(dict(agent.output_schema)).iter_errors(data), key=str)
     if errors:
         where = "/".join(str(p) for p in errors[0].absolute_path)

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import NotFoundError, ToolError
 from edgecrew.ops.periodic import Periodic
@@ -248,6 +246,8 @@ class AlertService:
 
     async def _post(self, url: str, payload: dict[str, Any]) -> str:
         """POST with retries and doubling backoff; what happened, in a few words."""
+        import httpx  # here, not at the top: every CLI command imports this module, few send alerts
+
         attempts = self.rt.settings.alert_webhook_attempts
         wait = self.rt.settings.alert_webhook_backoff_s
         problem = ""

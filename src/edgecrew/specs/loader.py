@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, model_validator
 from pydantic_core import ErrorDetails, InitErrorDetails
 
@@ -648,6 +647,8 @@ def _check_example(name: str, agent: AgentDoc, i: int, example: ExampleDoc, issu
             "write it as a mapping, e.g. output: {verdict: approve, notes: ...}",
         )
         return
+    import jsonschema  # here, not at the top: only a team with output schemas needs it
+
     try:
         validator = jsonschema.Draft202012Validator(agent.output_schema)
         errors = sorted(validator.iter_errors(example.output), key=str)
@@ -713,6 +714,8 @@ def model_ref(model: str | TagRefDoc) -> str:
 
 
 def _check_schema(schema: Mapping[str, Any], loc: Loc, agent: str, issues: _Issues) -> None:
+    import jsonschema
+
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:

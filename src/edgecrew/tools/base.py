@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints, overload
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, create_model
 
 from edgecrew.domain.messages import ToolDefinition
@@ -159,6 +158,8 @@ class ToolSpec:
             except ValidationError as exc:
                 problems = "; ".join(validation_problem(e, "arguments") for e in exc.errors())
                 raise ToolError(f"invalid arguments for {self.name}: {problems}") from None
+        import jsonschema  # here, not at the top: most runs never check a schema-only tool's arguments
+
         errors = sorted(jsonschema.Draft202012Validator(self.input_schema).iter_errors(arguments), key=str)
         if errors:
             raise ToolError(f"invalid arguments for {self.name}: " + "; ".join(e.message for e in errors))
@@ -180,6 +181,8 @@ class ToolSpec:
             raise ToolError(f"{self.name} timed out after {self.timeout_s:g}s") from None
         checked = self.result_schema
         if checked is not None:
+            import jsonschema
+
             errors = list(jsonschema.Draft202012Validator(checked).iter_errors(result))
             if errors:
                 raise ToolError(f"{self.name} returned invalid output: {errors[0].message}")

@@ -19,17 +19,17 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
-import httpx
 from pydantic import Field
 
 from edgecrew.errors import ToolError
 from edgecrew.tools.base import ToolRegistry, ToolSpec, spec_from_function
 
 if TYPE_CHECKING:
+    import httpx
     from a2a.client import Client
     from a2a.types import Message, StreamResponse, Task
 
@@ -58,17 +58,20 @@ def token_for(url: httpx.URL, tokens: dict[str, str]) -> str | None:
     return tokens.get(f"{named}:{port}") or tokens.get(named) or tokens.get(host)
 
 
-class HostTokens(httpx.Auth):
-    """Adds ``Authorization: Bearer`` to requests for the hosts that have a token, and to no other."""
+class HostTokens:
+    """Adds ``Authorization: Bearer`` to requests for the hosts that have a token, and to no other.
+
+    A callable, which httpx takes as ``auth`` as it takes an ``httpx.Auth``: subclassing that would
+    import httpx with this module, which every runtime imports to register the tool."""
 
     def __init__(self, tokens: dict[str, str]) -> None:
         self.tokens = tokens
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def __call__(self, request: httpx.Request) -> httpx.Request:
         token = token_for(request.url, self.tokens)
         if token is not None:
             request.headers["Authorization"] = f"Bearer {token}"
-        yield request
+        return request
 
 
 @dataclass
@@ -139,6 +142,8 @@ def _text(parts: Any) -> str:
 
 def _card_location(url: str) -> tuple[str, str | None]:
     """(base URL, card path) for an agent's base URL or the URL of its card (one that ends in .json)."""
+    import httpx
+
     parsed = httpx.URL(url)
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ToolError(f"'{url}' is not an http(s) URL; give the agent's base URL or its agent card's URL")
@@ -149,6 +154,7 @@ def _card_location(url: str) -> tuple[str, str | None]:
 
 async def send(url: str, message: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     """Send ``message`` to the A2A agent at ``url`` and follow its task to a final state."""
+    import httpx
     from a2a.client import A2ACardResolver, A2AClientError, ClientConfig, ClientFactory
     from a2a.types import Message, Part, Role, SendMessageRequest
 

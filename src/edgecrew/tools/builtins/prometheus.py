@@ -21,8 +21,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from edgecrew.errors import ToolError
 from edgecrew.tools.base import ToolRegistry, ToolSpec, spec_from_function
 
@@ -111,6 +109,8 @@ class _Client:
         self.timeout_s = timeout_s
 
     async def get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        import httpx  # here, not at the top: every runtime registers this tool, few runs call it
+
         params = {**params, "timeout": f"{self.timeout_s:g}s"}
         try:
             async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout_s + 2) as client:

@@ -348,7 +348,7 @@ def test_suggest_window_follows_the_policy_window_when_there_is_no_history(jobs:
     assert out.windows[0].start == opens.isoformat(timespec="minutes")
     assert datetime.fromisoformat(out.windows[-1].end) <= opens + timedelta(minutes=30)  # ends in the window
     assert out.summary.startswith(f"Next window starts {opens.isoformat(timespec='minutes')}")
-    assert "no metric history yet" in out.summary and "outside its time windows" in out.summary
+    assert "no metric history yet" in out.summary and "Not now: calm: outside its time windows" in out.summary
     assert out.policies == ["calm"]
 
 

@@ -409,6 +409,8 @@ def test_the_cli_submits_lists_shows_cancels_and_reads_policies(jobs: JobService
     assert team.exit_code == 0 and "submitted job" in team.output
     listed = runner.invoke(app, ["jobs", "list"])
     assert listed.exit_code == 0 and job["id"] in listed.output
+    none_running = runner.invoke(app, ["jobs", "list", "--state", "running"])  # there are jobs, none running
+    assert none_running.exit_code == 0 and "no running jobs; `edgecrew jobs list` shows" in none_running.output
     as_json = json.loads(runner.invoke(app, ["jobs", "list", "--json"]).output)
     assert [j["kind"] for j in as_json] == ["team", "command"] and as_json[0]["task"] == "write it"
     shown = runner.invoke(app, ["jobs", "show", job["id"]])

@@ -271,6 +271,15 @@ async def test_submit_refuses_bad_input_saying_where_and_why(
     assert jobs.list_jobs() == []
 
 
+async def test_a_job_needing_gpu_memory_is_refused_where_there_is_no_gpu(jobs: JobService) -> None:
+    jobs.rt.pool.gpu_budget_bytes = 0  # this machine: no GPU found
+    with pytest.raises(UserError, match=r"2\.0 GiB of GPU memory, but this machine has no GPU memory budget"):
+        await jobs.submit(argv=["true"], needs=JobNeeds(gpu_memory_bytes=2 * GiB))
+    assert jobs.list_jobs() == []  # it would have waited for ever
+    jobs.rt.pool.gpu_budget_bytes = 8 * GiB
+    assert (await jobs.submit(argv=["true"], needs=JobNeeds(gpu_memory_bytes=2 * GiB))).state == "queued"
+
+
 async def test_plain_commands_can_be_switched_off(jobs: JobService) -> None:
     jobs.rt.settings = jobs.rt.settings.model_copy(update={"jobs_plain_commands": False})
     with pytest.raises(UserError, match="plain commands are off"):

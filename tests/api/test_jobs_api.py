@@ -107,6 +107,7 @@ def test_a_waiting_job_says_which_policy_holds_it_and_is_cancelled(live: Live) -
         ({"argv": ["true"], "deadline": 1e308}, 422, "deadline"),  # past any date a page can show
         ({"argv": ["true"], "priority": 101}, 422, "priority"),
         ({"argv": []}, 422, "argv"),
+        ({"argv": ["true"], "needs": {"memory": "4GiB"}}, 422, "needs.memory"),  # a typo is not a job needing 0
     ],
 )
 def test_bad_jobs_are_refused_saying_where_and_why(live: Live, body: dict[str, Any], status: int, says: str) -> None:

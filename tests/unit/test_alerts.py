@@ -235,6 +235,24 @@ async def test_a_sampler_rule_goes_pending_firing_resolved(project_dir: Path) ->
     assert s.state == "resolved" and s.value is None and s.error and "no sample of cpu_percent" in s.error
 
 
+async def test_a_firing_rule_whose_source_cannot_be_read_stays_firing(project_dir: Path) -> None:
+    """A server restarted a few minutes later evaluates before its sampler's first sample: that says
+    nothing about the CPU, so it must not announce a resolution (and a firing again a moment later)."""
+    rt = _runtime(project_dir, "  busy:\n    metric: cpu_percent\n    above: 90\n")
+    alerts = Ops.of(rt).alerts
+    t0 = time.time()
+    _sample(rt, t0, cpu_percent=99)
+    [s] = await alerts.evaluate_now(now=t0)
+    assert s.state == "firing"
+    [s] = await alerts.evaluate_now(now=t0 + 600)  # the newest sample is 10 minutes old
+    assert (s.state, s.since, s.value) == ("firing", t0, None)
+    assert s.error and "no sample of cpu_percent in the last 60s" in s.error
+    _sample(rt, t0 + 615, cpu_percent=20)
+    [s] = await alerts.evaluate_now(now=t0 + 615)
+    assert (s.state, s.value, s.error) == ("resolved", 20, None)
+    assert [(e.kind, e.value) for e in alerts.history()] == [("resolved", 20), ("firing", 99)]
+
+
 async def test_two_processes_announce_one_firing(project_dir: Path) -> None:
     rt = _runtime(project_dir, "  hot:\n    metric: load1\n    above: 1\n")
     _sample(rt, time.time(), load1=5)

@@ -131,3 +131,52 @@ async def test_the_plan_executor_takes_sizes_from_the_question_and_never_runs_a_
     assert "512" in out["figures"]
     with pytest.raises(Exception, match="action"):
         await spec.call({"steps": [{"action": "reboot"}]}, ctx)
+
+
+async def _execute(question: str, *steps: dict[str, Any]) -> dict[str, Any]:
+    rt = bootstrap()
+    spec = rt.tools.find("pilot.execute")
+    assert spec is not None
+    ctx = ToolContext(run_id="r1", agent="executor", workspace=Path(rt.settings.home))
+    out: dict[str, Any] = await spec.call({"steps": list(steps), "question": question}, ctx)
+    return out
+
+
+async def test_the_executor_says_which_size_it_assumed_and_writes_big_sizes_whole() -> None:
+    # "4G" is not a size with a unit in prose: the answer must not pass 2048 MiB off as the asked size.
+    out = await _execute("Can I run a 4G job now?", {"action": "can_run", "memory_mb": 2048})
+    assert out["facts"][0]["statement"].startswith("A job needing 2048 MiB")
+    assert "names no size with a unit, e.g. 4 GB, so 2048 MiB is assumed" in out["summary"]
+    huge = await _execute("Can I run a 4 TB job now?", {"action": "can_run", "memory_mb": 1})
+    statement = huge["facts"][0]["statement"]
+    assert statement.startswith("A job needing 3814697 MiB does not fit now") and "e+" not in statement
+    assert "assumed" not in huge["summary"]
+
+
+async def test_a_negative_size_is_refused_and_nothing_is_asked_or_proposed() -> None:
+    out = await _execute(
+        "Start `./backup.sh`, it needs -4 GB",
+        {"action": "can_run", "memory_mb": 3815},
+        {"action": "suggest_window", "memory_mb": 3815},
+        {"action": "run_task", "memory_mb": 3815},
+    )
+    assert out["summary"] == (
+        "A job cannot need a negative amount of memory (-4 GB); ask again with the size it needs, e.g. 4 GB."
+    )
+    assert [f["tool"] for f in out["facts"]] == [None, None, None] and out["run_task"] is None
+    ranged = await _execute("Is there room for a 4-8 GB job?", {"action": "can_run", "memory_mb": 1})
+    assert ranged["facts"][0]["statement"].startswith("A job needing 7629 MiB")  # a range (its top), not a minus
+
+
+async def test_a_policy_that_holds_jobs_back_makes_can_run_say_not_now() -> None:
+    from edgecrew.ops import Ops
+
+    rt = bootstrap()
+    Ops.of(rt).jobs.apply_policy("tight", {"min_free_memory": "1000TiB"}, "test", "test")
+    spec = rt.tools.find("pilot.execute")
+    assert spec is not None
+    ctx = ToolContext(run_id="r1", agent="executor", workspace=Path(rt.settings.home))
+    out = await spec.call({"steps": [{"action": "can_run", "memory_mb": 1}], "question": "room for 1 MiB?"}, ctx)
+    [fact] = out["facts"]
+    assert fact["result"]["fits"] is False and fact["result"]["held_by_policies"][0].startswith("tight: free memory")
+    assert fact["statement"].startswith("A job needing 1 MiB does not fit now: policy tight: free memory is ")

@@ -271,6 +271,15 @@ async def test_submit_refuses_bad_input_saying_where_and_why(
     assert jobs.list_jobs() == []
 
 
+async def test_a_job_needing_gpu_memory_is_refused_where_there_is_no_gpu(jobs: JobService) -> None:
+    jobs.rt.pool.gpu_budget_bytes = 0  # this machine: no GPU found
+    with pytest.raises(UserError, match=r"2\.0 GiB of GPU memory, but this machine has no GPU memory budget"):
+        await jobs.submit(argv=["true"], needs=JobNeeds(gpu_memory_bytes=2 * GiB))
+    assert jobs.list_jobs() == []  # it would have waited for ever
+    jobs.rt.pool.gpu_budget_bytes = 8 * GiB
+    assert (await jobs.submit(argv=["true"], needs=JobNeeds(gpu_memory_bytes=2 * GiB))).state == "queued"
+
+
 async def test_plain_commands_can_be_switched_off(jobs: JobService) -> None:
     jobs.rt.settings = jobs.rt.settings.model_copy(update={"jobs_plain_commands": False})
     with pytest.raises(UserError, match="plain commands are off"):
@@ -348,7 +357,7 @@ def test_suggest_window_follows_the_policy_window_when_there_is_no_history(jobs:
     assert out.windows[0].start == opens.isoformat(timespec="minutes")
     assert datetime.fromisoformat(out.windows[-1].end) <= opens + timedelta(minutes=30)  # ends in the window
     assert out.summary.startswith(f"Next window starts {opens.isoformat(timespec='minutes')}")
-    assert "no metric history yet" in out.summary and "outside its time windows" in out.summary
+    assert "no metric history yet" in out.summary and "Not now: calm: outside its time windows" in out.summary
     assert out.policies == ["calm"]
 
 
@@ -409,6 +418,8 @@ def test_the_cli_submits_lists_shows_cancels_and_reads_policies(jobs: JobService
     assert team.exit_code == 0 and "submitted job" in team.output
     listed = runner.invoke(app, ["jobs", "list"])
     assert listed.exit_code == 0 and job["id"] in listed.output
+    none_running = runner.invoke(app, ["jobs", "list", "--state", "running"])  # there are jobs, none running
+    assert none_running.exit_code == 0 and "no running jobs; `edgecrew jobs list` shows" in none_running.output
     as_json = json.loads(runner.invoke(app, ["jobs", "list", "--json"]).output)
     assert [j["kind"] for j in as_json] == ["team", "command"] and as_json[0]["task"] == "write it"
     shown = runner.invoke(app, ["jobs", "show", job["id"]])

@@ -161,6 +161,9 @@ def jobs_list(
     if as_json:
         print(json.dumps([_plain(j) for j in jobs]))
         return
+    if not jobs and state is not None and guard(lambda: _service(project).list_jobs(limit=1)):
+        console.print(f"no {state} jobs; `edgecrew jobs list` shows the jobs in other states")
+        return
     if not jobs:
         console.print("no jobs yet; submit one with `edgecrew jobs submit -- CMD` or `--team T --task ...`")
         return

@@ -40,10 +40,13 @@ MIN_FRESH_S = 60.0  # a sampler value older than this (or three intervals) is no
 
 @dataclass(frozen=True)
 class Reading:
-    """What one evaluation saw: the value (None: no data) and why there is none."""
+    """What one evaluation saw: the value (None: no data) and why there is none. ``unread``: the source
+    could not be read at all (no fresh sample, Prometheus out of reach), so the rule keeps its state: a
+    firing alert is not resolved by a server restart or an outage of what it watches."""
 
     value: float | None
     error: str | None = None
+    unread: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,8 +150,11 @@ class AlertService:
         """Move the rule's stored state by compare-and-set; the event recorded when this process won a
         transition, None when nothing is to be announced (no change, or another process announced it)."""
         seen: AlertStateRecord = self.store.state(name, self.scope_of(rule), now)
-        breached = reading.value is not None and rule.breached(reading.value)
-        state, since, transition = next_state(seen.state, seen.since, breached, now, rule.for_s)
+        if reading.unread:  # nothing was learnt: a firing (or pending) rule stays so, and says why
+            state, since, transition = seen.state, seen.since, None
+        else:  # a value, or a source that answered with nothing (a PromQL filter that matched no series)
+            breached = reading.value is not None and rule.breached(reading.value)
+            state, since, transition = next_state(seen.state, seen.since, breached, now, rule.for_s)
         event = None
         if transition is not None:
             event = {
@@ -188,23 +194,24 @@ class AlertService:
             return await asyncio.to_thread(self._read_model_calls, rule, now)
         except Exception as exc:  # one broken rule must not stop the others
             log.exception("alert rule on %s could not be read", rule.source)
-            return Reading(None, f"{type(exc).__name__}: {exc}")
+            return Reading(None, f"{type(exc).__name__}: {exc}", unread=True)
 
     def _read_metric(self, metric: str, now: float) -> Reading:
         max_age = max(MIN_FRESH_S, 3 * self.rt.settings.sample_interval_s)
         found = self._sampler().latest_value(metric, max_age, now)
         if found is None:
-            return Reading(None, f"no sample of {metric} in the last {max_age:g}s (is the sampler running?)")
+            why = f"no sample of {metric} in the last {max_age:g}s (is the sampler running?)"
+            return Reading(None, why, unread=True)
         return Reading(found[1])
 
     async def _read_promql(self, expr: str, comparison: str, now: float) -> Reading:
         url = self.rt.settings.prometheus_url
         if not url:
-            return Reading(None, "no Prometheus URL: set EDGECREW_PROMETHEUS_URL for promql rules")
+            return Reading(None, "no Prometheus URL: set EDGECREW_PROMETHEUS_URL for promql rules", unread=True)
         try:
             data = await _Client(url, 10.0).get("/api/v1/query", {"query": expr, "time": f"{now:.3f}"})
         except ToolError as exc:
-            return Reading(None, str(exc))
+            return Reading(None, str(exc), unread=True)
         values = _promql_values(data)
         if not values:
             return Reading(None, "the query returned no series")

@@ -218,7 +218,8 @@ def _suggest(
     needs = JobNeeds(cpu_cores, int(memory_mb * MiB), int(gpu_mb * MiB), duration.total_seconds())
     room_now = jobs.room(needs)
     machine = jobs.facts()
-    refused_now = [r.reason for r in evaluate(mine, JobFacts("suggested", tags, priority), machine, now)]
+    judged = evaluate(mine, JobFacts("suggested", tags, priority), machine, now)
+    refused_now = [f"{r.policy}: {r.reason}" for r in judged]
     if room_now:
         refused_now.append(f"the machine: {room_now}")
     fits_now = not refused_now and all(p.open_throughout(now, now + duration) for p in mine.values())

@@ -283,6 +283,11 @@ class JobService:
                 f"needs: {needs.cpu_cores:g} CPU cores is more than this machine has ({cpus});"
                 " the job could never start here"
             )
+        if needs.gpu_memory_bytes and not self.rt.pool.gpu_budget_bytes:
+            raise UserError(
+                f"needs: {human_size(needs.gpu_memory_bytes)} of GPU memory, but this machine has no GPU memory"
+                " budget (no GPU found through NVML); the job could never start here"
+            )
         if needs.duration_s is not None and needs.duration_s <= 0:
             raise UserError("needs: the expected duration must be positive")
         if name is None:  # from the team or the command, made printable (a command may hold anything)

@@ -26,6 +26,8 @@ from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
 Action = Literal["report", "can_run", "suggest_window", "top_usage", "run_task"]
 Window = Literal["15m", "1h", "6h", "24h"]
 MiB = 2**20
+# A size written with a minus ("a -4 GB job"); "a 4-8 GB job" is a range, not a negative size.
+_NEGATIVE = re.compile(r"(?<![\w.])-\s*\d+(?:\.\d+)?\s*[kmgt]i?b\b", re.IGNORECASE)
 
 # The planner's output: the same shape the tool takes (kept small: a 135M model fills it).
 PLAN_SCHEMA: dict[str, Any] = {
@@ -71,11 +73,23 @@ class _Pilot:
         if self.rt is None:
             raise ToolError("pilot.execute is not bound to a runtime here")
         asked = find_size(question)
+        negative = _NEGATIVE.search(question)
+        unsized = bool(question.strip()) and asked is None  # say once that the size was assumed
         facts: list[dict[str, Any]] = []
         proposal: dict[str, Any] | None = None
         for given in steps:
             step = given if isinstance(given, PlanStep) else PlanStep.model_validate(given)
             memory_mb = round(asked / MiB) if asked is not None else step.memory_mb
+            if negative is not None and step.action in ("can_run", "suggest_window", "run_task"):
+                # Nothing is asked of the scheduler, and no job is proposed, for a negative size (said once).
+                statement = (
+                    f"A job cannot need a negative amount of memory ({negative.group(0).strip()}); "
+                    "ask again with the size it needs, e.g. 4 GB."
+                )
+                if any(f["statement"] == statement for f in facts):
+                    statement = ""
+                facts.append({"action": step.action, "tool": None, "result": None, "statement": statement})
+                continue
             if step.action == "run_task":
                 command = step.command or _quoted(question)
                 proposal = {
@@ -90,11 +104,35 @@ class _Pilot:
                 continue
             tool, arguments = _call_for(step, memory_mb)
             result = await self._call(ctx, tool, arguments)
+            if step.action == "can_run" and isinstance(result, dict) and "fits" in result:
+                result = self._with_policies(result)
             statement = _statement(step.action, arguments, result)
+            if unsized and "memory_mb" in arguments:
+                assumed = _mib(arguments["memory_mb"])
+                statement += f" (The question names no size with a unit, e.g. 4 GB, so {assumed} MiB is assumed.)"
+                unsized = False
             facts.append({"action": step.action, "tool": tool, "result": result, "statement": statement})
         statements = [f["statement"] for f in facts if f["statement"]]
         summary = " ".join(statements) or "no facts were gathered"
         return {"summary": summary, "facts": facts, "figures": sorted(set(figures(str(facts)))), "run_task": proposal}
+
+    def _with_policies(self, verdict: dict[str, Any]) -> dict[str, Any]:
+        """``scheduler.can_run``'s verdict (the machine's room) with the job policies' say: a job the
+        policies hold back does not start now, however much room there is."""
+        from datetime import UTC, datetime
+
+        from edgecrew.ops import Ops
+        from edgecrew.specs.jobs import JobFacts, evaluate
+
+        assert self.rt is not None
+        jobs = Ops.of(self.rt).jobs
+        policies = {name: p.doc for name, p in jobs.effective_policies().items()}
+        judged = evaluate(policies, JobFacts("asked"), jobs.facts(), datetime.now(UTC))
+        held = [f"{r.policy}: {r.reason}" for r in judged]
+        if not held:
+            return verdict
+        reasons = ([] if verdict["fits"] else [str(verdict.get("reason"))]) + [f"policy {h}" for h in held]
+        return {**verdict, "fits": False, "reason": "; ".join(reasons), "held_by_policies": held}
 
     async def _call(self, ctx: ToolContext, tool: str, arguments: dict[str, Any]) -> Any:
         assert self.rt is not None
@@ -105,6 +143,11 @@ class _Pilot:
             return await spec.call(arguments, ctx)
         except ToolError as exc:
             return {"summary": f"{tool} failed: {exc}", "error": True}
+
+
+def _mib(value: float) -> str:
+    """MiB as the facts write them: whole when whole ("3814697", never "3.8147e+06")."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
 def _quoted(question: str) -> str:
@@ -130,7 +173,7 @@ def _statement(action: str, arguments: dict[str, Any], result: Any) -> str:
         verdict = "fits now" if result["fits"] else "does not fit now"
         reason = "" if result["fits"] else f": {result.get('reason')}"
         return (
-            f"A job needing {arguments['memory_mb']:g} MiB {verdict}{reason} "
+            f"A job needing {_mib(arguments['memory_mb'])} MiB {verdict}{reason} "
             f"({result.get('free_memory_mb')} MiB of memory and {result.get('free_cpu_cores')} CPU cores free)."
         )
     summary = str(result.get("summary") or "")

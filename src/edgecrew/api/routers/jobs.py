@@ -35,6 +35,7 @@ MiB = 2**20
 
 
 class NeedsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt need ("memory") must not become a job needing nothing
     cpu_cores: float = Field(default=0, ge=0, le=4096, description="CPU cores it keeps busy.")
     memory_mb: float = Field(default=0, ge=0, le=2**30, description="Memory it needs (MB).")
     gpu_memory_mb: float = Field(default=0, ge=0, le=2**30, description="GPU memory it needs (MB).")

@@ -375,6 +375,23 @@ def test_suggest_window_reads_the_history_by_hour(jobs: JobService) -> None:
     assert later[0].expected_free_memory_mb == 12 * 1024
 
 
+def test_suggest_window_offers_no_window_a_memory_percent_limit_would_refuse(jobs: JobService) -> None:
+    """A window ahead is judged by every limit a prediction exists for: with 16 GiB in all, 12 GiB free
+    expected at night is 25% in use, above a 20% limit (it was offered, and the policy refused the job)."""
+    from edgecrew.ops.job_tools import _suggest
+
+    jobs.apply_policy("calm", {"max_memory_percent": 20}, "test", "test")
+    Ops.of(jobs.rt).__dict__["sampler"] = FakeSampler()
+    jobs.facts = lambda: MachineFacts(0.2, 4, 8 * GiB, 50.0, None, 16 * GiB)
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    out = _suggest(jobs, 512, 0, 0, 60, 24, (), 50, now=noon)
+    assert not out.fits_now and out.windows == []
+    assert "calm: memory use is 50%, above its limit 20%" in out.summary
+    jobs.apply_policy("calm", {"max_memory_percent": 30}, "test", "test")  # 25% at night is under it
+    later = _suggest(jobs, 512, 0, 0, 60, 24, (), 50, now=noon).windows
+    assert later and later[0].start == noon.replace(hour=18).isoformat(timespec="minutes")
+
+
 async def test_the_job_tools_are_declared_and_answer_with_a_summary_first(jobs: JobService) -> None:
     from edgecrew.tools.base import ToolContext
 

@@ -29,7 +29,7 @@ from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
 
 if TYPE_CHECKING:
     from edgecrew.ops.jobs import JobService
-    from edgecrew.specs.jobs import PolicyDoc
+    from edgecrew.specs.jobs import MachineFacts, PolicyDoc
     from edgecrew.store.jobs import JobRecord
 
 __all__ = ["JOB_TOOLS", "register"]
@@ -230,7 +230,7 @@ def _suggest(
         free, load, basis = _expected(start, now, by_hour, machine.available_memory_bytes, machine.load1)
         per_core = load / max(machine.cpu_count, 1)
         ok = all(p.open_throughout(start, start + duration) for p in mine.values())
-        ok = ok and (fits_now if start == now else _fits(mine, needs, free, per_core, machine.cpu_count))
+        ok = ok and (fits_now if start == now else _fits(mine, needs, free, per_core, machine))
         if ok and start != now and room_now and basis != "history":
             ok = False  # without history the room free now is all there is to go by
         if not ok:
@@ -328,14 +328,21 @@ def _expected(
     return float(free_now), load_now, "policies"
 
 
-def _fits(policies: dict[str, PolicyDoc], needs: Any, free: float, per_core: float, cpus: int) -> bool:
+def _fits(policies: dict[str, PolicyDoc], needs: Any, free: float, per_core: float, machine: MachineFacts) -> bool:
+    """Whether the job would be let in at a later start, where ``free`` memory and ``per_core`` load are
+    expected: every limit of the policies that a prediction exists for (the temperature has none)."""
     if needs.memory_bytes > free:
         return False
+    cpus = max(machine.cpu_count, 1)
+    total = machine.total_memory_bytes
+    used_percent = 100 * (1 - free / total) if total else machine.memory_percent
     for doc in policies.values():
         floor = doc.min_free_memory_bytes
         if floor is not None and free - needs.memory_bytes < floor:
             return False
-        if doc.max_load_per_core is not None and per_core + needs.cpu_cores / max(cpus, 1) > doc.max_load_per_core:
+        if doc.max_load_per_core is not None and per_core + needs.cpu_cores / cpus > doc.max_load_per_core:
+            return False
+        if doc.max_memory_percent is not None and used_percent > doc.max_memory_percent:
             return False
     return True
 

@@ -119,7 +119,9 @@ def machine_facts() -> MachineFacts:
     with contextlib.suppress(Exception):  # no sensors API on this platform
         readings = [s.current for group in psutil.sensors_temperatures().values() for s in group if s.current]
         hottest = max(readings) if readings else None
-    return MachineFacts(os.getloadavg()[0], psutil.cpu_count() or 1, memory.available, memory.percent, hottest)
+    return MachineFacts(
+        os.getloadavg()[0], psutil.cpu_count() or 1, memory.available, memory.percent, hottest, memory.total
+    )
 
 
 def _iso(ts: float) -> str:

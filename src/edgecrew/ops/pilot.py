@@ -174,13 +174,14 @@ def _statement(action: str, arguments: dict[str, Any], result: Any) -> str:
         reason = "" if result["fits"] else f": {result.get('reason')}"
         return (
             f"A job needing {_mib(arguments['memory_mb'])} MiB {verdict}{reason} "
-            f"({result.get('free_memory_mb')} MiB of memory and {result.get('free_cpu_cores')} CPU cores free)."
+            f"({result.get('free_memory_mb')} MiB of memory free for jobs within edgecrew's memory budget, "
+            f"{result.get('free_cpu_cores')} CPU cores free)."
         )
     summary = str(result.get("summary") or "")
     if action == "suggest_window":
         shown = [
             f"{_clock(w.get('start'))} to {_clock(w.get('end'))}"
-            + (f" (about {w['expected_free_memory_mb']} MiB free)" if "expected_free_memory_mb" in w else "")
+            + (f" (about {w['expected_free_memory_mb']} MiB available)" if "expected_free_memory_mb" in w else "")
             for w in (result.get("windows") or [])[:2]
             if isinstance(w, dict)
         ]

@@ -210,6 +210,7 @@ class MachineFacts:
     available_memory_bytes: int
     memory_percent: float
     temperature_c: float | None = None
+    total_memory_bytes: int | None = None  # None: not known (a window ahead then judges max_memory_percent by now)
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,8 @@ async def test_each_kind_of_question_gets_its_typed_plan(task: str, choice: str,
         proposal = output(runner, "executor")["run_task"]
         assert proposal["command"] == "./backup.sh" and proposal["argv"] == ["./backup.sh"]
         assert "submit" in runner.path, runner.path  # jobs.submit: risky, so behind the approval gate
-        assert "Submitted job j" in result.output["text"]
+        text = result.output["text"]  # what happened, not the proposal's "needs approval" before it
+        assert "Submitted job j" in text and "approval" not in text, text
 
 
 async def test_a_recommendation_with_a_figure_the_facts_lack_is_sent_back_then_set_aside() -> None:
@@ -126,7 +127,7 @@ async def test_the_plan_executor_takes_sizes_from_the_question_and_never_runs_a_
         "command": "rm -rf /",
         "argv": ["rm", "-rf", "/"],
         "memory_mb": 512,
-        "note": "submitting a job needs approval (jobs.submit)",
+        "note": "Submitting the job needs a person's approval (jobs.submit).",
     }
     assert "512" in out["figures"]
     with pytest.raises(Exception, match="action"):

@@ -96,9 +96,9 @@ class _Pilot:
                     "command": command,
                     "argv": _argv(command),
                     "memory_mb": memory_mb or 0,
-                    "note": "submitting a job needs approval (jobs.submit)"
+                    "note": "Submitting the job needs a person's approval (jobs.submit)."
                     if command
-                    else "no command to submit: write it in backticks, e.g. `./backup.sh`",
+                    else "No command to submit: write it in backticks, e.g. `./backup.sh`.",
                 }
                 facts.append({"action": "run_task", "tool": None, "result": proposal, "statement": proposal["note"]})
                 continue

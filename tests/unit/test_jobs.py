@@ -312,6 +312,21 @@ def test_yaml_versions_applied_versions_and_what_is_in_force(jobs: JobService, p
     assert [v.source for v in changed.policy_versions("calm")] == ["yaml", "optimizer", "yaml"]
 
 
+def test_a_policy_changed_in_the_yaml_wakes_the_waiting_jobs(
+    jobs: JobService, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As an applied change does: they would check again only at their next timed check (up to a minute)."""
+    woken: list[int] = []
+    monkeypatch.setattr(JobService, "wake_waiting", lambda self: woken.append(1) or 0)
+    declared = [v.reason for v in Ops.of(bootstrap()).jobs.sync_policies()]
+    assert declared == ["declared in edgecrew.yaml"] * 2 and woken == []  # a new policy lets nobody in
+    assert Ops.of(bootstrap()).jobs.sync_policies() == [] and woken == []  # unchanged
+    text = (project_dir / "edgecrew.yaml").read_text()
+    (project_dir / "edgecrew.yaml").write_text(text.replace("max_load_per_core: 0.5", "max_load_per_core: 0.9"))
+    assert [v.reason for v in Ops.of(bootstrap()).jobs.sync_policies()] == ["changed in edgecrew.yaml"]
+    assert woken == [1]
+
+
 def test_an_applied_policy_is_validated_like_the_yaml(jobs: JobService) -> None:
     with pytest.raises(UserError, match=r"policy 'calm' is not valid: max_load_per_core: Input should be greater"):
         jobs.apply_policy("calm", {"max_load_per_core": -1}, "why", "optimizer")

@@ -399,6 +399,8 @@ class JobService:
             if name not in declared and earlier.doc is not None:
                 added += self._add_version(name, None, None, "yaml", "removed from edgecrew.yaml")
         self._synced = True
+        if any(v.version > 1 for v in added):  # a changed or removed policy may let waiting jobs in now
+            self.wake_waiting()
         return added
 
     def _add_version(

@@ -456,6 +456,7 @@ def test_the_cli_submits_lists_shows_cancels_and_reads_policies(jobs: JobService
     assert [j["kind"] for j in as_json] == ["team", "command"] and as_json[0]["task"] == "write it"
     shown = runner.invoke(app, ["jobs", "show", job["id"]])
     assert shown.exit_code == 0 and "python train.py --epochs 3" in shown.output and "submitted" in shown.output
+    assert "needs:     1 CPU core, 1.0 GiB memory, about 30 min" in shown.output  # sizes, not bytes in JSON
     cancelled = runner.invoke(app, ["jobs", "cancel", job["id"]])
     assert cancelled.exit_code == 0 and "cancelled" in cancelled.output
     again = runner.invoke(app, ["jobs", "cancel", job["id"]])

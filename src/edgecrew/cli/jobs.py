@@ -192,9 +192,8 @@ def jobs_show(
     console.print(f"  job:       {escape(job.command)}" + ("  [dim](sandbox)[/]" if job.sandbox else ""))
     if job.tags:
         console.print(f"  tags:      {', '.join(job.tags)}")
-    declared = {k: v for k, v in job.needs.items() if v}
-    if declared:
-        console.print(f"  needs:     {escape(json.dumps(declared))}")
+    if needs := _needs(job.needs):
+        console.print(f"  needs:     {escape(needs)}")
     if job.deadline:
         console.print(f"  deadline:  {_when(job.deadline)}")
     for w in job.waiting_on or []:
@@ -210,6 +209,22 @@ def jobs_show(
     for e in events:
         detail = f"  {escape(json.dumps(e.detail))}" if e.detail else ""
         console.print(f"  {_when(e.at)}  {e.kind}{detail}", soft_wrap=True)
+
+
+def _needs(needs: dict[str, Any]) -> str:
+    """``{"memory_bytes": 2147483648, "cpu_cores": 1.0}`` -> ``1 CPU core, 2.0 GiB memory``."""
+    from edgecrew.domain.sizes import human_size
+
+    parts = []
+    if cores := needs.get("cpu_cores"):
+        parts.append(f"{cores:g} CPU core{'' if cores == 1 else 's'}")
+    if memory := needs.get("memory_bytes"):
+        parts.append(f"{human_size(memory)} memory")
+    if gpu := needs.get("gpu_memory_bytes"):
+        parts.append(f"{human_size(gpu)} GPU memory")
+    if duration := needs.get("duration_s"):
+        parts.append(f"about {duration / 60:g} min")
+    return ", ".join(parts)
 
 
 def _usage(usage: dict[str, Any]) -> str:

@@ -473,6 +473,7 @@ def test_the_cli_submits_lists_shows_cancels_and_reads_policies(jobs: JobService
     ("args", "says"),
     [
         (["--memory", "lots", "--", "true"], "--memory: cannot read size 'lots'"),
+        (["--memory", "4", "--", "true"], "--memory: '4' has no unit; write e.g. 4GiB or 4MiB"),
         (["--duration", "soon", "--", "true"], "--duration: cannot read 'soon'"),
         (["--deadline", "tomorrow", "--", "true"], "--deadline: cannot read 'tomorrow'"),
         (["--team", "solo"], "task: a team job needs a task"),

@@ -62,6 +62,8 @@ def _size(text: str | None, what: str) -> int:
 
     if text is None:
         return 0
+    if re.fullmatch(r"\s*\d+(\.\d+)?\s*", text):  # "4": four bytes is never what was meant
+        raise UserError(f"{what}: '{text.strip()}' has no unit; write e.g. {text.strip()}GiB or {text.strip()}MiB")
     try:
         return int(parse_size(text.strip()) or 0)
     except ValueError as exc:

@@ -91,11 +91,16 @@ async def test_a_running_command_is_cancelled_with_its_process_tree(served: JobS
 
 async def test_a_command_reports_its_exit_and_usage_and_a_sandboxed_one_runs(served: JobService) -> None:
     plain = await served.submit(
-        argv=["python3", "-c", "x = bytearray(64 * 2**20); import time; time.sleep(1); exit(3)"]
+        argv=["python3", "-c", "x = bytearray(64 * 2**20); import time, sys; time.sleep(1); sys.exit('no disk')"]
     )
     boxed = await served.submit(argv=["sh", "-c", "echo inside; exit 0"], sandbox=True)
+    missing = await served.submit(argv=["./backup.sh"], sandbox=True)  # the project's file: not in the sandbox
     failed, ok = await _ended(served, plain.id), await _ended(served, boxed.id)
-    assert failed.state == "failed" and failed.reason == "exited with code 3" and failed.exit_code == 3
+    # The failure says why in its last line of stderr (it said "exited with code 1" alone).
+    assert failed.state == "failed" and failed.reason == "exited with code 1: no disk" and failed.exit_code == 1
+    gone = await _ended(served, missing.id)
+    assert gone.state == "failed" and gone.reason is not None and gone.reason.startswith("exited with code 127: ")
+    assert "backup.sh" in gone.reason and "runs sandboxed in the job's own empty folder" in gone.reason, gone.reason
     assert failed.usage is not None and failed.usage["peak_rss_bytes"] >= 64 * 2**20 and failed.usage["wall_s"] >= 1
     assert ok.state == "succeeded", ok.reason
     assert (served.job_dir(ok.id) / "stdout.log").read_text() == "inside\n"

@@ -78,6 +78,9 @@ def test_a_job_that_ran_out_of_memory_is_an_oom_incident_with_its_figures() -> N
     assert found.diagnosis["resources"]["peak_rss_bytes"] == 190 * MiB
     assert found.diagnosis["stderr_tail"][-1] == "MemoryError"
     assert found.error == "exited with code 1: MemoryError"
+    # A job's reason already ends with its last line of stderr (JobService): not said twice.
+    [again] = job_findings([_job(reason="exited with code 1: MemoryError")], {"j1": ("", stderr)}, 512 * MiB)
+    assert again.error == "exited with code 1: MemoryError"
 
 
 def test_a_job_killed_at_its_memory_limit_is_oom_and_a_plain_failure_is_not() -> None:

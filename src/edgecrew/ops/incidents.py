@@ -233,8 +233,9 @@ def job_findings(jobs: Iterable[Any], logs: Mapping[str, tuple[str, str]], defau
         declared = int((job.needs or {}).get("memory_bytes") or 0)
         limit = declared or (default_limit if job.sandbox else 0)
         kind = classify_job(job.reason or "", stderr, usage.get("peak_rss_bytes"), limit or None)
-        last = [line for line in stderr.splitlines() if line.strip()]
-        error = (job.reason or "failed") + (f": {last[-1].strip()}" if last else "")
+        last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+        reason = job.reason or "failed"
+        error = f"{reason}: {last}" if last and last[:300] not in reason else reason  # the job's own reason has it
         title = ("ran out of memory: " if kind == "oom" else "failed: ") + f"job {job.id} ({job.name})"
         diagnosis = {
             "job": {

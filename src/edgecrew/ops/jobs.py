@@ -167,7 +167,7 @@ class JobService:
         if not durable.launched(self.rt):
             return
         await DBOS.register_queue_async(self.queue, polling_interval_sec=self.rt.settings.jobs_queue_poll_s)
-        changed = await asyncio.to_thread(self.sync_policies)
+        changed = await asyncio.to_thread(self.sync_policies, wake=False)  # woken below, once resumed
         prefix = self.workflow_id("")
         resumed = []
         for name in _ADMISSION_WORKFLOWS:
@@ -383,9 +383,10 @@ class JobService:
 
     # -- policies ---------------------------------------------------------------------------------------
 
-    def sync_policies(self) -> list[PolicyVersion]:
+    def sync_policies(self, *, wake: bool = True) -> list[PolicyVersion]:
         """Record each policy of edgecrew.yaml whose content differs from its last YAML version, and the
-        removal of one gone from the file; returns the versions recorded."""
+        removal of one gone from the file; returns the versions recorded. A changed or removed policy
+        wakes the waiting jobs (``wake``)."""
         declared = self.rt.project.policies
         last_yaml = {v.policy: v for v in self.store.policy_versions() if v.source == "yaml"}
         added: list[PolicyVersion] = []
@@ -399,7 +400,7 @@ class JobService:
             if name not in declared and earlier.doc is not None:
                 added += self._add_version(name, None, None, "yaml", "removed from edgecrew.yaml")
         self._synced = True
-        if any(v.version > 1 for v in added):  # a changed or removed policy may let waiting jobs in now
+        if wake and any(v.version > 1 for v in added):  # a changed or removed policy may let jobs in now
             self.wake_waiting()
         return added
 
@@ -659,7 +660,10 @@ class JobService:
         usage["wall_s"] = round(time.monotonic() - started, 3)
         code = os.waitstatus_to_exitcode(status)
         proc.returncode = code
-        self._finish(job.id, *_outcome(code), code, usage)
+        state, reason = _outcome(code)
+        if state == "failed":
+            reason = _with_last_error(reason, _tail(folder / "stderr.log"))
+        self._finish(job.id, state, reason, code, usage)
 
     def _sampler(self) -> Any:
         sampler = getattr(self._ops, "sampler", None)
@@ -727,6 +731,10 @@ class JobService:
         state, reason = _outcome(result.exit_code)
         if result.killed_reason:
             reason = f"the sandbox stopped it ({result.killed_reason})"
+        elif state == "failed":
+            reason = _with_last_error(reason, result.stderr)
+            if result.exit_code == 127:  # not found: the project's files are not in the sandbox
+                reason += "; an agent's command runs sandboxed in the job's own empty folder, not the project's"
         self._finish(job.id, state, reason, result.exit_code, {"wall_s": result.duration_s, "tier": result.tier})
 
     def _finish(self, job_id: str, state: str, reason: str, code: int | None, usage: dict[str, Any]) -> None:
@@ -799,6 +807,22 @@ def _outcome(code: int) -> tuple[str, str]:
         with contextlib.suppress(ValueError):
             return "failed", f"killed by {signal.Signals(-code).name}"
     return "failed", f"exited with code {code}"
+
+
+def _tail(path: Path, size: int = 4096) -> str:
+    """The end of a log file ("" when there is none)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _with_last_error(reason: str, stderr: str) -> str:
+    """``exited with code 127: sh: 1: ./backup.sh: not found``: the failure with its last line of stderr."""
+    last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    return f"{reason}: {last[:300]}" if last else reason
 
 
 def _command_of(job: JobRecord) -> tuple[int | None, float | None]:

@@ -97,8 +97,9 @@ def test_a_waiting_job_says_which_policy_holds_it_and_is_cancelled(live: Live) -
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
-        ({}, 422, "argv"),  # neither a command nor a team run: the schema says what each needs
-        ({"argv": ["true"], "team": "echo", "task": "x"}, 422, "team"),  # both
+        ({}, 422, "a job is a command (argv) or a team run (team and task)"),
+        ({"argv": ["true"], "team": "echo", "task": "x"}, 422, "team.argv: Extra inputs are not permitted"),  # both
+        ({"argv": ["true"], "prio": 3}, 422, "command.prio"),  # only the shape the body is: no "team" missing
         ({"team": "nope", "task": "x"}, 404, "no team 'nope'"),
         ({"team": "echo"}, 422, "task"),
         ({"argv": ["true"], "tags": ["Not OK"]}, 422, "tags"),
@@ -116,6 +117,7 @@ def test_bad_jobs_are_refused_saying_where_and_why(live: Live, body: dict[str, A
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert says in answer.text
+    assert "Field required" not in answer.text or body == {"team": "echo"}  # never the other shape's fields
 
 
 def test_a_plain_command_needs_the_admin_scope(live: Live) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from edgecrew.api.deps import Read, RuntimeDep, StartRuns
 from edgecrew.api.problems import PROBLEM_RESPONSES, problem
@@ -77,7 +77,23 @@ class TeamJobIn(_JobCommon):
     task: str = Field(min_length=1, max_length=20_000, pattern=TASK_PATTERN)
 
 
-JobIn = CommandJobIn | TeamJobIn
+def _job_kind(value: Any) -> str | None:
+    """Which shape a body is: a team run names its team or task, a command its argv (None: neither)."""
+    if isinstance(value, dict):
+        return "team" if "team" in value or "task" in value else "command" if "argv" in value else None
+    return "team" if isinstance(value, TeamJobIn) else "command" if isinstance(value, CommandJobIn) else None
+
+
+# Told apart by their fields, so a mistake is reported against the one shape the body is (a plain
+# union reported every field of both: a command with a typo also heard "team: Field required").
+JobIn = Annotated[
+    Annotated[CommandJobIn, Tag("command")] | Annotated[TeamJobIn, Tag("team")],
+    Discriminator(
+        _job_kind,
+        custom_error_type="job_kind",
+        custom_error_message="a job is a command (argv) or a team run (team and task)",
+    ),
+]
 
 
 class JobEventOut(Out):

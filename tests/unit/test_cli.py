@@ -195,6 +195,16 @@ def test_validate_project_dir_accepts_good_teams(project_dir: Path) -> None:
     assert "trio" in result.output and "3 agents" in result.output
 
 
+def test_validate_warns_of_a_policy_no_moment_on_this_machine_meets(project_dir: Path) -> None:
+    policies = "policies:\n  huge: {min_free_memory: 4 TB}\n  fine: {max_concurrent: 1}\n"
+    write(project_dir / "edgecrew.yaml", PROJECT + policies)
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 0, result.output  # a warning: the file may be meant for a bigger machine
+    out = " ".join(result.output.split())
+    assert "policy 'huge': min_free_memory 3.6 TiB is not below this machine's memory" in out
+    assert "every job it covers waits for ever here" in out and "'fine'" not in out
+
+
 def test_validate_a_folder_of_team_files_checks_each(tmp_path: Path) -> None:
     """A folder that is not a project (no edgecrew.yaml, no teams/): its YAML files are the teams."""
     import edgecrew
@@ -221,6 +231,7 @@ def test_validate_a_project_without_teams_of_its_own_checks_no_other_yaml(tmp_pa
     result = runner.invoke(app, ["validate", str(tmp_path / "bare")])
     assert result.exit_code == 0, result.output
     assert "no teams in" in result.output and "docker-compose" not in result.output
+    assert f"✓ {tmp_path / 'bare' / 'edgecrew.yaml'}: valid" in result.output  # its models, policies... were read
     (tmp_path / "empty").mkdir()  # not a project and no team files: a wrong path is not a pass
     empty = runner.invoke(app, ["validate", str(tmp_path / "empty")])
     assert empty.exit_code == 1 and "nothing to check in" in empty.output, empty.output

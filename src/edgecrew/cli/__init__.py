@@ -497,6 +497,8 @@ def validate(
         else:
             sources = [s for s in project.sources if not s.builtin]
         problems = [] if named or target.is_file() else list(project.duplicates)
+        if not (named or target.is_file()):
+            _warn_of_policies(project)
         library = [] if named or target.is_file() else [a for a in project.agents.values() if not a.builtin]
         for agent in library:
             try:
@@ -511,6 +513,7 @@ def validate(
                     " or *.yaml there; give a project directory, a team file or a team's name"
                 )
                 return 1
+            console.print(f"[green]✓[/] {project.config_file}: valid", soft_wrap=True)
             console.print(f"no teams in {target} (looked at edgecrew.yaml, teams/*.yaml and *.yaml)")
             return 0
         for source in sources:
@@ -530,6 +533,19 @@ def validate(
         return 2 if problems else 0
 
     raise typer.Exit(guard(body))
+
+
+def _warn_of_policies(project: Any) -> None:
+    """Policies this machine can never satisfy: a warning, not a problem (the file may be for another)."""
+    if not project.policies:
+        return
+    import psutil
+
+    from edgecrew.specs.jobs import never_met
+
+    where = project.config_file or "edgecrew.yaml"
+    for warning in never_met(project.policies, psutil.virtual_memory().total):
+        err.print(f"[yellow]![/] {escape(str(where))}: {escape(warning)}", soft_wrap=True)
 
 
 def _project_of(file: Path) -> Path:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edgecrew.domain.sizes import parse_size
+from edgecrew.domain.sizes import human_size, parse_size
 from edgecrew.specs.routines import known_zone
 
 __all__ = [
@@ -284,6 +284,20 @@ def _judge(name: str, doc: PolicyDoc, m: MachineFacts, now: datetime, running: i
         )
     if doc.max_concurrent is not None and running >= doc.max_concurrent:
         out.append(Refusal(name, f"{running} of its jobs run already (limit {doc.max_concurrent})", kind="concurrency"))
+    return out
+
+
+def never_met(policies: Mapping[str, PolicyDoc], total_memory_bytes: int) -> list[str]:
+    """Rules no moment on a machine with this much memory meets: every job the policy covers would wait
+    for ever there (a warning: the file may be meant for a bigger machine)."""
+    out = []
+    for name, doc in sorted(policies.items()):
+        floor = doc.min_free_memory_bytes
+        if floor is not None and floor >= total_memory_bytes:
+            out.append(
+                f"policy '{name}': min_free_memory {human_size(floor)} is not below this machine's memory "
+                f"({human_size(total_memory_bytes)}): every job it covers waits for ever here"
+            )
     return out
 
 

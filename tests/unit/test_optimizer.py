@@ -80,6 +80,7 @@ def test_a_load_limit_that_held_jobs_on_an_idle_cpu_becomes_a_candidate() -> Non
         "policy": "nightly",
         "version": 2,
         "jobs": 5,
+        "never_started": 0,
         "waited": 5,
         "median_wait_s": 0,
         "held_by": {"load": 4},
@@ -111,3 +112,14 @@ def test_jobs_outside_a_policy_do_not_count_for_it() -> None:
     jobs = [Job(f"j{i}", "x", 0, 100) for i in range(4)]  # no gpu tag: not covered
     found = evidence(Jobs({"gpu": policy}, jobs, {f"j{i}": refusal("concurrency", "gpu") for i in range(4)}))
     assert found["policies"][0]["jobs"] == 0 and found["candidates"] == []
+
+
+def test_a_job_that_ended_before_it_started_is_no_finished_job() -> None:
+    """A job cancelled while it waited counted as a finished one ("1 finished jobs" for none that ran);
+    the refusals that held it still count."""
+    jobs = [Job("j1", "nightly-a", created_at=0, started_at=None)]
+    out = evidence(Jobs({"nightly": PolicyDoc(max_load_per_core=0.5)}, jobs, {"j1": refusal("load")}))
+    assert out["summary"].startswith(
+        "nightly (v2): 0 finished jobs, 0 waited (median 0 s), 1 ended before they started, held by {'load': 1}"
+    )
+    assert out["policies"][0]["jobs"] == 0 and out["policies"][0]["never_started"] == 1

@@ -98,6 +98,7 @@ def evidence(jobs: Any, cpu_p90: float | None = None) -> dict[str, Any]:
     stats: dict[str, dict[str, Any]] = {
         name: {
             "jobs": 0,
+            "never_started": 0,  # ended (cancelled, past their deadline) while they waited
             "waited": 0,
             "wait_s": [],
             "held_by": Counter(),
@@ -121,7 +122,10 @@ def evidence(jobs: Any, cpu_p90: float | None = None) -> dict[str, Any]:
         declared = (job.needs or {}).get("memory_bytes") or 0
         for name in names:
             s = stats[name]
-            s["jobs"] += 1
+            if job.started_at is None:
+                s["never_started"] += 1
+            else:
+                s["jobs"] += 1
             if waited is not None and waited > 1:
                 s["waited"] += 1
                 s["wait_s"].append(waited)
@@ -139,13 +143,16 @@ def evidence(jobs: Any, cpu_p90: float | None = None) -> dict[str, Any]:
         wait = round(median(s["wait_s"])) if s["wait_s"] else 0
         summary_lines.append(
             f"{name} (v{policies[name].version.version}): {s['jobs']} finished jobs, {s['waited']} waited "
-            f"(median {wait} s)" + (f", held by {dict(s['held_by'])}" if s["held_by"] else "")
+            f"(median {wait} s)"
+            + (f", {s['never_started']} ended before they started" if s["never_started"] else "")
+            + (f", held by {dict(s['held_by'])}" if s["held_by"] else "")
         )
         table.append(
             {
                 "policy": name,
                 "version": policies[name].version.version,
                 "jobs": s["jobs"],
+                "never_started": s["never_started"],
                 "waited": s["waited"],
                 "median_wait_s": wait,
                 "held_by": dict(s["held_by"]),

@@ -590,7 +590,11 @@ class DurableIO:
         spec = self.rt.tools.find(call.name)
         refused = refusal(agent.name, agent.tools, spec, call.name)
         waited_s = 0.0
-        if refused is None and spec is not None and needs_approval(spec, agent.approval, self.approved_tools):
+        if (
+            refused is None
+            and spec is not None
+            and needs_approval(spec, agent.approval, self.approved_tools, call.arguments)
+        ):
             asked = time.monotonic()
             decision = await await_decision(
                 self.rt, self.run_id, key, agent.name, spec.name, call.arguments, reason or "(no reason given)"

@@ -341,7 +341,7 @@ def test_validate_takes_a_teams_name(project_dir: Path) -> None:
 
 def test_following_a_run_no_live_process_runs_stops_and_says_how_to_go_on() -> None:
     """`runs events --follow` of a run whose process died (never resumed) would wait forever: it prints
-    what there is, then says the run has no live process and how to resume it, exit 1."""
+    what there is, then says the run has no live process and how to resume it, exit 1; `runs show` says so too."""
     from edgecrew.cli.common import runtime
     from edgecrew.engine.service import RunService, TeamName
 
@@ -354,10 +354,13 @@ def test_following_a_run_no_live_process_runs_stops_and_says_how_to_go_on() -> N
     assert followed.exit_code == 1, followed.output
     assert f"run {run_id} is queued but no live edgecrew process runs it" in followed.output
     assert f"edgecrew resume {run_id}" in followed.output
+    shown = runner.invoke(app, ["runs", "show", run_id])  # its status alone would read as if it went on
+    assert shown.exit_code == 0 and f"run {run_id} is queued but no live edgecrew process runs it" in shown.output
 
     done = json.loads(runner.invoke(app, ["run", "trio", "x", "--json"]).output.strip().splitlines()[-1])
     finished = runner.invoke(app, ["runs", "events", done["run_id"], "--follow"])
     assert finished.exit_code == 0 and "no live edgecrew process" not in finished.output
+    assert "no live edgecrew process" not in runner.invoke(app, ["runs", "show", done["run_id"]]).output
 
 
 def test_teams_show_prints_the_yaml_as_it_is_so_a_copy_validates(project_dir: Path, tmp_path: Path) -> None:

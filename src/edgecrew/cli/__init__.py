@@ -292,6 +292,14 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
         )
         return
     console.print(f"run [bold]{run.id}[/] · team {run.team} · {_status(run.status.value)} · {_when(run.created_at)}")
+    try:
+        orphaned = svc.orphaned(run)  # "running" alone would read as if something still worked on it
+    except Exception:  # no DBOS system database to ask (no process ever ran one here): nothing to add
+        orphaned = False
+    finally:
+        svc.close()  # the DBOS client it opened to look
+    if orphaned:
+        say_orphaned(run)
     console.print(f"task: {escape(run.task)}")
     if (by := started_by(run.trigger)) is not None:
         console.print(f"started by: {escape(by)}")

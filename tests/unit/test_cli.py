@@ -39,6 +39,18 @@ def _project(project_dir: Path) -> Iterator[None]:
     durable.shutdown()
 
 
+def test_a_failed_run_prints_no_output_rather_than_empty_json(project_dir: Path) -> None:
+    write(
+        project_dir / "teams" / "lonely.yaml",  # the scripted model has no replies for it: the run fails
+        "name: lonely\nagents:\n  lonely: {model: fake, system: x}\ngraph: {start: lonely, edges: []}\n",
+    )
+    result = runner.invoke(app, ["run", "lonely", "go"])
+    assert result.exit_code == 1, result.output
+    shown = result.output[result.output.index("output") :]
+    assert "(no output)" in shown and "{}" not in shown and "null" not in shown
+    assert "ended with error" in shown  # the reason stays
+
+
 def test_run_json_prints_result_and_runs_commands_read_it_back() -> None:
     result = runner.invoke(app, ["run", "trio", "Explain durability", "--json"])
     assert result.exit_code == 0, result.output

@@ -162,7 +162,9 @@ def print_result(done: Any, as_json: bool, console: Console | None = None) -> No
         return
     console.rule("output")
     output = run.output
-    if isinstance(output, dict) and set(output) == {"text"}:
+    if output is None or (output == {} and not done.ok):  # ended before any answer: not `null` or `{}`
+        console.print("[dim](no output)[/]")
+    elif isinstance(output, dict) and set(output) == {"text"}:
         console.print(escape(output["text"]))
     else:
         console.print_json(json.dumps(output, ensure_ascii=False))

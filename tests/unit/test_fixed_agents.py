@@ -218,6 +218,18 @@ def test_a_rendering_failure_names_the_template_line_or_the_expression() -> None
         render_arguments({"n": "{{ outputs.plan.n + 1 }}"}, scope)
 
 
+def test_reading_an_agent_that_has_not_run_yet_says_so_not_dict_object() -> None:
+    scope = {"task": "t", "outputs": {"plan": {"n": 1}}}
+    expected = r"outputs.critic is undefined: agent 'critic' has not run yet in this run .*is defined"
+    with pytest.raises(TemplateProblem, match=expected + r".*\(template line 1: Verdict so far"):
+        render_text("Verdict so far: {{ outputs.critic.verdict }}", scope)
+    with pytest.raises(TemplateProblem, match=r"argument 'v': " + expected):
+        render_arguments({"v": "{{ outputs['critic'].verdict }}"}, scope)
+    # a missing field of an agent that did run keeps Jinja's own words, naming the field
+    with pytest.raises(TemplateProblem, match=r"has no attribute 'title'"):
+        render_text("{% if outputs.critic is defined %}{{ outputs.critic }}{% endif %}{{ outputs.plan.title }}", scope)
+
+
 # -- few-shot examples and tool retrieval (model agents) ---------------------------------------------
 
 JUDGE = """\

@@ -158,9 +158,28 @@ def render_text(source: str, scope: Mapping[str, Any]) -> str:
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
     except (UndefinedError, SecurityError) as exc:
-        raise _failed(str(exc), exc, source) from None
+        raise _failed(_undefined(str(exc), source, scope), exc, source) from None
     except Exception as exc:  # a filter given the wrong kind of value, a division by zero...
         raise _failed(f"{type(exc).__name__}: {exc}", exc, source) from None
+
+
+def _undefined(message: str, source: str, scope: Mapping[str, Any]) -> str:
+    """Jinja's "'dict object' has no attribute 'critic'" said as what it means when the template reads
+    the output of an agent that has not run yet in this run (``validate`` cannot know the path taken)."""
+    outputs = scope.get("outputs")
+    if not isinstance(outputs, Mapping):
+        return message
+    try:
+        _, read = references(source)
+    except TemplateProblem:
+        return message
+    for agent in dict.fromkeys(r.agent for r in read):
+        if agent not in outputs and f"'{agent}'" in message:
+            return (
+                f"outputs.{agent} is undefined: agent '{agent}' has not run yet in this run (read it where it"
+                f" has, or guard it: {{% if outputs.{agent} is defined %}}...{{% endif %}})"
+            )
+    return message
 
 
 def _failed(message: str, exc: BaseException, source: str) -> TemplateProblem:
@@ -191,7 +210,7 @@ def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
             except TemplateSyntaxError as exc:
                 raise TemplateProblem(f"template syntax error: {exc.message}") from None
             except (UndefinedError, SecurityError) as exc:
-                raise TemplateProblem(f"{exc} (in {value.strip()})") from None
+                raise TemplateProblem(f"{_undefined(str(exc), value, scope)} (in {value.strip()})") from None
             except Exception as exc:
                 raise TemplateProblem(f"{type(exc).__name__}: {exc} (in {value.strip()})") from None
             if isinstance(result, StrictUndefined):

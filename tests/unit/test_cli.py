@@ -349,6 +349,11 @@ def test_validate_takes_a_teams_name(project_dir: Path) -> None:
     assert "✓ machine-check" in result.output and "5 agents" in result.output
     missing = runner.invoke(app, ["validate", "no-such-team"])
     assert missing.exit_code == 2 and "neither a file, a directory nor a team" in missing.output
+    typo = runner.invoke(app, ["validate", "machine-chek"])  # as `run` says it: the closest name, every name
+    assert typo.exit_code == 2 and "did you mean 'machine-check'?" in typo.output
+    assert "known: build-loop," in typo.output and "trio" in typo.output
+    ran = runner.invoke(app, ["run", "machine-chek", "x"])
+    assert ran.exit_code == 1 and "no team 'machine-chek' (did you mean 'machine-check'? known:" in ran.output
 
 
 def test_following_a_run_no_live_process_runs_stops_and_says_how_to_go_on() -> None:

@@ -37,7 +37,7 @@ from edgecrew.cli.server import keys_app, serve
 from edgecrew.cli.tasks import tasks_app
 from edgecrew.cli.tui import tui
 from edgecrew.domain.runs import RunStatus, started_by
-from edgecrew.errors import EdgecrewError, SpecError
+from edgecrew.errors import EdgecrewError, NotFoundError, SpecError
 
 if TYPE_CHECKING:
     from edgecrew.specs.project import TeamSource
@@ -495,7 +495,10 @@ def validate(
         sources: list[TeamSource | Path]  # a file is read in the loop below, with the other problems
         if named:
             if str(path) not in project.teams:
-                err.print(f"[red]error:[/] {path} is neither a file, a directory nor a team of this project")
+                try:
+                    project.named_source(str(path))
+                except NotFoundError as exc:  # the teams there are, and the closest name
+                    err.print(f"[red]error:[/] {escape(str(path))} is neither a file, a directory nor a team: {exc}")
                 return 2
             sources = [project.named_source(str(path))]
         elif target.is_file():

@@ -73,6 +73,41 @@ def test_run_json_prints_result_and_runs_commands_read_it_back() -> None:
     assert types[:2] == ["run_created", "run_started"] and types[-1] == "run_finished" and "model_called" in types
 
 
+def test_run_json_says_on_stderr_that_the_run_waits_for_an_approval(project_dir: Path) -> None:
+    """stdout stays the one JSON result; without the notice a script would wait in silence."""
+    import threading
+    import time
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.engine.approvals import ApprovalService
+
+    write(
+        project_dir / "edgecrew.yaml",
+        PROJECT + "  ops: {backend: scripted, replies: [{tool: shell.run, args: {command: ls}}, done]}\n",
+    )
+    write(
+        project_dir / "teams" / "ops.yaml",
+        "name: ops\nagents:\n  ops: {model: ops, system: x, tools: [shell.run]}\ngraph: {start: ops, edges: []}\n",
+    )
+
+    def deny() -> None:
+        approvals = ApprovalService(bootstrap())
+        for _ in range(400):
+            if pending := approvals.list():
+                approvals.deny(pending[0].id, "not now")
+                return
+            time.sleep(0.05)
+
+    denier = threading.Thread(target=deny)
+    denier.start()
+    result = runner.invoke(app, ["run", "ops", "go", "--json"])
+    denier.join()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "succeeded"
+    assert "shell.run" in result.stderr and "waits for approval" in result.stderr
+    assert "edgecrew approvals approve a" in result.stderr
+
+
 def test_run_shows_live_progress_and_the_output() -> None:
     result = runner.invoke(app, ["run", "trio", "Explain durability"])
     assert result.exit_code == 0, result.output

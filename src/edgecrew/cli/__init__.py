@@ -30,6 +30,7 @@ from edgecrew.cli.mcp import mcp_app
 from edgecrew.cli.models import models_app
 from edgecrew.cli.projects import projects_app
 from edgecrew.cli.render import print_result as _print_result
+from edgecrew.cli.render import say_waits
 from edgecrew.cli.render import status_markup as _status
 from edgecrew.cli.render import when as _when
 from edgecrew.cli.routines import routines_app
@@ -107,7 +108,7 @@ def run(
         if started.warning:  # e.g. no live worker on the cluster's queue: the run waits for one
             typer.echo(f"warning: {started.warning}", err=True)
         if as_json:
-            done = await svc.finish(started)
+            done = await svc.finish(started, say_waits)
         else:
             console.print(f"run [bold]{started.run.id}[/]  (edgecrew runs show {started.run.id})")
             with LiveRenderer(console) as live:

@@ -94,6 +94,17 @@ def event_line(event: EventRecord) -> str | None:
     return None
 
 
+def say_waits(event: EventRecord) -> None:
+    """With ``--json`` nothing is shown while a run goes on: a run that waits for a person says so, on
+    stderr (stdout stays the one JSON result), so a script's caller is not left waiting in silence."""
+    from edgecrew.cli.common import err
+
+    if isinstance(event.payload, ApprovalRequested):
+        line = event_line(event)
+        if line:
+            err.print(line.strip(), highlight=False, soft_wrap=True)
+
+
 class LiveRenderer:
     """Prints event lines and keeps a one-line status (agent, step, tokens/s) up to date."""
 

@@ -36,6 +36,7 @@ __all__ = [
     "render_arguments",
     "render_text",
     "render_value",
+    "unguarded_outputs",
     "value_references",
 ]
 
@@ -233,6 +234,33 @@ def render_arguments(arguments: Mapping[str, Any], scope: Mapping[str, Any]) -> 
         except TemplateProblem as exc:
             raise TemplateProblem(f"argument '{name}': {exc}") from None
     return rendered
+
+
+def unguarded_outputs(value: Any) -> set[str]:
+    """The agents whose output a template (or every string inside an argument value) reads
+    unconditionally: outside ``{% if %}``, ``x if c else y``, tests (``is defined``) and ``default``.
+    Raises :class:`TemplateProblem` when a string does not parse."""
+    from jinja2 import nodes
+
+    if not isinstance(value, str):
+        items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else ()
+        return set().union(*(unguarded_outputs(item) for item in items))
+    found: set[str] = set()
+
+    def walk(node: nodes.Node) -> None:
+        if isinstance(node, (nodes.If, nodes.CondExpr, nodes.Test)):
+            return
+        if isinstance(node, nodes.Filter) and node.name == "default":
+            return
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)) and isinstance(node.node, nodes.Name):
+            agent = _key(node)
+            if node.node.name == "outputs" and agent is not None:
+                found.add(agent)
+        for child in node.iter_child_nodes():
+            walk(child)
+
+    walk(_parse(value))
+    return found
 
 
 def value_references(value: Any) -> tuple[set[str], list[Reference]]:

@@ -120,6 +120,14 @@ def test_agent_model_date_and_event_search_filters_are_kept_in_the_url(
     assert svc.count_runs(agent="planner", since=JAN_10 - DAY, until=JAN_10 + DAY) == 1
 
 
+def test_home_shows_each_runs_tokens_as_the_runs_list_does(seeded: TestClient, keys: dict[str, str]) -> None:
+    sign_in(seeded, keys["read"])
+    for path in ("/", "/ui/runs"):
+        page = seeded.get(path).text
+        row = page[page.index('<a href="/ui/runs/rboth">') :]
+        assert "<td>14</td>" in row[: row.index("</tr>")], path  # (5+2) + (5+2): prompt and completion
+
+
 def test_filters_to_nothing_offer_to_clear_and_bad_dates_are_a_page(seeded: TestClient, keys: dict[str, str]) -> None:
     client = seeded
     sign_in(client, keys["read"])

@@ -16,6 +16,7 @@ from edgecrew.bootstrap import bootstrap
 from edgecrew.cli.scaffold import create_project
 from edgecrew.engine import durable
 from edgecrew.engine.service import RunService, TeamName
+from tests.conftest import write
 
 pytest.importorskip("llama_cpp", reason="the embedded model needs the [local] extra (make test installs it)")
 pytestmark = pytest.mark.real_model
@@ -51,11 +52,39 @@ async def test_builtin_team_runs_on_smollm2_with_schema_valid_outputs() -> None:
     assert all(e.data["alias"] == "local" and e.data["tokens_per_s"] > 0 for e in calls)
 
 
+# A model agent that calls a tool itself (`edgecrew init`'s example saves its notes with a tool agent).
+TOOL_USING = """
+name: tool-using
+agents:
+  researcher:
+    model: local
+    system: List the key points needed to answer the task, at most 3, each one short sentence.
+    output_schema:
+      type: object
+      properties:
+        points: {type: array, items: {type: string, maxLength: 120}, minItems: 1, maxItems: 3}
+      required: [points]
+    limits: {max_steps: 2, max_tokens: 160}
+  summarizer:
+    model: local
+    tools: [files.write]
+    system: >
+      Write a short summary of the key points, save it with files.write to notes.md,
+      then give the summary as your final answer.
+    limits: {max_steps: 4, max_tokens: 200}
+graph:
+  start: researcher
+  edges:
+    - {from: researcher, to: summarizer}
+    - {from: summarizer, to: end}
+"""
+
+
 async def test_tool_using_agent_on_smollm2_makes_well_formed_calls(project_dir: Path) -> None:
-    create_project(project_dir)
+    write(project_dir / "teams" / "tool-using.yaml", TOOL_USING)
     rt = bootstrap()
     svc = RunService(rt)
-    started = await svc.start(TeamName("example"), "Summarize why edge AI matters.")
+    started = await svc.start(TeamName("tool-using"), "Summarize why edge AI matters.")
     run_id = started.run.id
     await started.handle.get_result()
     run = rt.store.get_run(run_id)
@@ -73,6 +102,18 @@ async def test_tool_using_agent_on_smollm2_makes_well_formed_calls(project_dir: 
     if run.status == "failed":  # a 135M model may loop; the engine must say so, not hang or crash
         assert run.error and any(o in run.error for o in ("loop_detected", "max_steps", "invalid_output"))
     json.dumps(run.output)
+
+
+async def test_the_init_example_team_succeeds_on_smollm2_and_saves_its_notes(project_dir: Path) -> None:
+    """The first run a new user makes (`edgecrew init`, then the command it prints) must not fail."""
+    create_project(project_dir)
+    rt = bootstrap()
+    started = await RunService(rt).start(TeamName("example"), "Summarize why edge AI matters")
+    await started.handle.get_result()
+    run = rt.store.get_run(started.run.id)
+    assert run.status == "succeeded", run.error
+    assert run.output["text"].strip()
+    assert (Path(run.workspace or "") / "notes.md").read_text() == run.output["text"]
 
 
 async def test_the_demo_team_answers_with_this_machines_real_figures_on_smollm2() -> None:

@@ -228,6 +228,20 @@ async def test_never_policy_does_not_ask_at_all(project_dir: Path) -> None:
     assert calls == ["a", "b"] and ApprovalService(rt).list(None, run_id) == []
 
 
+async def test_a_call_with_arguments_the_tool_refuses_fails_without_asking_a_person(project_dir: Path) -> None:
+    """Nobody is asked to approve a call that could never run: the agent reads why and tries again."""
+    calls: list[str] = []
+    replies = [{"tool": "deploy", "args": {"tgt": "prod"}}, {"tool": "deploy", "args": {"target": "prod"}}, "done"]
+    rt, _, run_id, handle, model = await start(project_dir, "", replies, calls)
+    approvals = ApprovalService(rt)
+    [pending] = await wait_for_pending(approvals)
+    assert pending.arguments == {"target": "prod"}  # the first, invalid call was never put to a person
+    assert "invalid arguments for deploy" in model.calls[1].request.messages[-1].content
+    approvals.approve(pending.id)
+    await handle.get_result()
+    assert calls == ["prod"] and len(approvals.list(None, run_id)) == 1
+
+
 async def test_forbidden_tools_and_file_policy_are_refused_as_observations(project_dir: Path) -> None:
     calls: list[str] = []
     replies = [

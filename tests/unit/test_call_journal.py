@@ -166,6 +166,39 @@ async def test_a_run_cancelled_in_the_store_alone_stops_before_its_next_call_and
     assert rt.store.get_run(run_id).status == RunStatus.CANCELLED
 
 
+async def test_a_run_cancelled_during_a_step_starts_no_other() -> None:
+    """The cancel lands while a's call is in flight: a finishes, b's step is never started (it would be
+    left "running" in `runs show` for good), and the workflow ends cancelled."""
+    import asyncio
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.engine.service import RunService, TeamFile
+
+    rt = bootstrap()
+    model = ScriptedModel({"a": [{"text": "A", "delay": 0.5}], "b": ["B"], "c": ["C"]})
+    rt.models.register("fake", model)
+    team = rt.settings.project_dir / "teams" / "t.yaml"
+    team.parent.mkdir(parents=True, exist_ok=True)
+    team.write_text(CHAIN)
+    svc = RunService(rt)
+    started = await svc.start(TeamFile(team), "go")
+    run_id = started.run.id
+    for _ in range(200):  # a's call is in flight
+        if model.calls:
+            break
+        await asyncio.sleep(0.01)
+    assert svc.cancel(run_id).status == RunStatus.CANCELLED
+    for _ in range(500):
+        workflow = await durable.workflow_status(run_id)
+        if workflow is not None and workflow.status == "CANCELLED":
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.6)  # past a's reply: a step started after the cancel would be there now
+    assert [(s.agent, s.status) for s in rt.store.steps(run_id)] == [("a", "finished")]
+    assert [e.agent for e in rt.store.events(run_id) if e.type == "step_started"] == ["a"]
+    assert rt.store.get_run(run_id).status == RunStatus.CANCELLED
+
+
 def test_store_synchronous_normal_makes_every_commit_unflushed(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """EDGECREW_STORE_SYNCHRONOUS=normal (slow disks): a recorded call's commit no longer waits for the disk."""
     from edgecrew.settings import reset_settings

@@ -39,6 +39,18 @@ def _project(project_dir: Path) -> Iterator[None]:
     durable.shutdown()
 
 
+def test_a_failed_run_prints_no_output_rather_than_empty_json(project_dir: Path) -> None:
+    write(
+        project_dir / "teams" / "lonely.yaml",  # the scripted model has no replies for it: the run fails
+        "name: lonely\nagents:\n  lonely: {model: fake, system: x}\ngraph: {start: lonely, edges: []}\n",
+    )
+    result = runner.invoke(app, ["run", "lonely", "go"])
+    assert result.exit_code == 1, result.output
+    shown = result.output[result.output.index("output") :]
+    assert "(no output)" in shown and "{}" not in shown and "null" not in shown
+    assert "ended with error" in shown  # the reason stays
+
+
 def test_run_json_prints_result_and_runs_commands_read_it_back() -> None:
     result = runner.invoke(app, ["run", "trio", "Explain durability", "--json"])
     assert result.exit_code == 0, result.output
@@ -59,6 +71,41 @@ def test_run_json_prints_result_and_runs_commands_read_it_back() -> None:
     events = runner.invoke(app, ["runs", "events", run_id, "--json"])
     types = [json.loads(line)["type"] for line in events.output.splitlines()]
     assert types[:2] == ["run_created", "run_started"] and types[-1] == "run_finished" and "model_called" in types
+
+
+def test_run_json_says_on_stderr_that_the_run_waits_for_an_approval(project_dir: Path) -> None:
+    """stdout stays the one JSON result; without the notice a script would wait in silence."""
+    import threading
+    import time
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.engine.approvals import ApprovalService
+
+    write(
+        project_dir / "edgecrew.yaml",
+        PROJECT + "  ops: {backend: scripted, replies: [{tool: shell.run, args: {command: ls}}, done]}\n",
+    )
+    write(
+        project_dir / "teams" / "ops.yaml",
+        "name: ops\nagents:\n  ops: {model: ops, system: x, tools: [shell.run]}\ngraph: {start: ops, edges: []}\n",
+    )
+
+    def deny() -> None:
+        approvals = ApprovalService(bootstrap())
+        for _ in range(400):
+            if pending := approvals.list():
+                approvals.deny(pending[0].id, "not now")
+                return
+            time.sleep(0.05)
+
+    denier = threading.Thread(target=deny)
+    denier.start()
+    result = runner.invoke(app, ["run", "ops", "go", "--json"])
+    denier.join()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "succeeded"
+    assert "shell.run" in result.stderr and "waits for approval" in result.stderr
+    assert "edgecrew approvals approve a" in result.stderr
 
 
 def test_run_shows_live_progress_and_the_output() -> None:
@@ -348,11 +395,16 @@ def test_validate_takes_a_teams_name(project_dir: Path) -> None:
     assert "✓ machine-check" in result.output and "5 agents" in result.output
     missing = runner.invoke(app, ["validate", "no-such-team"])
     assert missing.exit_code == 2 and "neither a file, a directory nor a team" in missing.output
+    typo = runner.invoke(app, ["validate", "machine-chek"])  # as `run` says it: the closest name, every name
+    assert typo.exit_code == 2 and "did you mean 'machine-check'?" in typo.output
+    assert "known: build-loop," in typo.output and "trio" in typo.output
+    ran = runner.invoke(app, ["run", "machine-chek", "x"])
+    assert ran.exit_code == 1 and "no team 'machine-chek' (did you mean 'machine-check'? known:" in ran.output
 
 
 def test_following_a_run_no_live_process_runs_stops_and_says_how_to_go_on() -> None:
     """`runs events --follow` of a run whose process died (never resumed) would wait forever: it prints
-    what there is, then says the run has no live process and how to resume it, exit 1."""
+    what there is, then says the run has no live process and how to resume it, exit 1; `runs show` says so too."""
     from edgecrew.cli.common import runtime
     from edgecrew.engine.service import RunService, TeamName
 
@@ -365,10 +417,13 @@ def test_following_a_run_no_live_process_runs_stops_and_says_how_to_go_on() -> N
     assert followed.exit_code == 1, followed.output
     assert f"run {run_id} is queued but no live edgecrew process runs it" in followed.output
     assert f"edgecrew resume {run_id}" in followed.output
+    shown = runner.invoke(app, ["runs", "show", run_id])  # its status alone would read as if it went on
+    assert shown.exit_code == 0 and f"run {run_id} is queued but no live edgecrew process runs it" in shown.output
 
     done = json.loads(runner.invoke(app, ["run", "trio", "x", "--json"]).output.strip().splitlines()[-1])
     finished = runner.invoke(app, ["runs", "events", done["run_id"], "--follow"])
     assert finished.exit_code == 0 and "no live edgecrew process" not in finished.output
+    assert "no live edgecrew process" not in runner.invoke(app, ["runs", "show", done["run_id"]]).output
 
 
 def test_teams_show_prints_the_yaml_as_it_is_so_a_copy_validates(project_dir: Path, tmp_path: Path) -> None:

@@ -188,6 +188,34 @@ def test_a_template_reading_a_field_its_agent_does_not_output_is_reported() -> N
     assert found == ["8: agent 'a' reads outputs.p.stpes, which agent 'p' does not output"]
 
 
+LOOP_BACK = """\
+name: t
+agents:
+  a:
+    model: fake
+    system: write
+    input: {input}
+  b:
+    model: fake
+    system: judge
+    output_schema: {{type: object, properties: {{verdict: {{type: string}}}}, required: [verdict]}}
+graph: {{start: a, edges: [{{from: a, to: b}}, {{from: b, to: a, when: "verdict == 'again'", max_loops: 1}}]}}
+"""
+
+
+def test_the_start_agent_reading_another_agents_output_unguarded_is_reported() -> None:
+    """Its first visit comes before every other agent's: the read always fails there."""
+    found = problems(LOOP_BACK.format(input="'Verdict so far: {{ outputs.b.verdict }}'"))
+    assert found == ["6: agent 'a' starts the run, so outputs.b is not there on its first visit"]
+    guarded = [
+        "'{% if outputs.b is defined %}{{ outputs.b.verdict }}{% else %}{{ task }}{% endif %}'",
+        "'{{ outputs.b.verdict if outputs.b is defined else task }}'",
+        "'{{ (outputs.b | default({})).verdict | default(task) }}'",
+    ]
+    for text in guarded:
+        assert load_team_text(LOOP_BACK.format(input=text), "team.yaml", CATALOG).graph.start == "a", text
+
+
 def test_an_agent_with_neither_system_nor_tool_nor_template_says_what_it_needs() -> None:
     found = problems("name: t\nagents:\n  a: {model: fake}\ngraph: {start: a}\n")
     assert found == ["3: missing required field 'system' in agents.a"]
@@ -216,6 +244,18 @@ def test_a_rendering_failure_names_the_template_line_or_the_expression() -> None
     assert raised.value.line == 2
     with pytest.raises(TemplateProblem, match=r"argument 'n': .*\(in \{\{ outputs.plan.n \+ 1 \}\}\)"):
         render_arguments({"n": "{{ outputs.plan.n + 1 }}"}, scope)
+
+
+def test_reading_an_agent_that_has_not_run_yet_says_so_not_dict_object() -> None:
+    scope = {"task": "t", "outputs": {"plan": {"n": 1}}}
+    expected = r"outputs.critic is undefined: agent 'critic' has not run yet in this run .*is defined"
+    with pytest.raises(TemplateProblem, match=expected + r".*\(template line 1: Verdict so far"):
+        render_text("Verdict so far: {{ outputs.critic.verdict }}", scope)
+    with pytest.raises(TemplateProblem, match=r"argument 'v': " + expected):
+        render_arguments({"v": "{{ outputs['critic'].verdict }}"}, scope)
+    # a missing field of an agent that did run keeps Jinja's own words, naming the field
+    with pytest.raises(TemplateProblem, match=r"has no attribute 'title'"):
+        render_text("{% if outputs.critic is defined %}{{ outputs.critic }}{% endif %}{{ outputs.plan.title }}", scope)
 
 
 # -- few-shot examples and tool retrieval (model agents) ---------------------------------------------

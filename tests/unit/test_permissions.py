@@ -38,6 +38,13 @@ def test_matrix(risk: str, listed: bool, policy: str, approved_before: bool) -> 
     assert waits is expected
 
 
+def test_a_risky_call_with_arguments_its_tool_refuses_waits_for_nobody() -> None:
+    spec = make("risky")
+    assert needs_approval(spec, "always", set(), {"x": 1}) is True
+    assert needs_approval(spec, "always", set(), {"y": 1}) is False  # fails its own checks, no person asked
+    assert needs_approval(spec, "always", set(), {"x": "many"}) is False
+
+
 def test_unknown_tool_is_refused_with_the_allowed_list() -> None:
     assert refusal("a", ["files.read"], None, "nope") == "there is no tool 'nope'; allowed: files.read"
 

@@ -30,6 +30,7 @@ from edgecrew.cli.mcp import mcp_app
 from edgecrew.cli.models import models_app
 from edgecrew.cli.projects import projects_app
 from edgecrew.cli.render import print_result as _print_result
+from edgecrew.cli.render import say_waits
 from edgecrew.cli.render import status_markup as _status
 from edgecrew.cli.render import when as _when
 from edgecrew.cli.routines import routines_app
@@ -37,7 +38,7 @@ from edgecrew.cli.server import keys_app, serve
 from edgecrew.cli.tasks import tasks_app
 from edgecrew.cli.tui import tui
 from edgecrew.domain.runs import RunStatus, started_by
-from edgecrew.errors import EdgecrewError, SpecError
+from edgecrew.errors import EdgecrewError, NotFoundError, SpecError
 
 if TYPE_CHECKING:
     from edgecrew.specs.project import TeamSource
@@ -107,7 +108,7 @@ def run(
         if started.warning:  # e.g. no live worker on the cluster's queue: the run waits for one
             typer.echo(f"warning: {started.warning}", err=True)
         if as_json:
-            done = await svc.finish(started)
+            done = await svc.finish(started, say_waits)
         else:
             console.print(f"run [bold]{started.run.id}[/]  (edgecrew runs show {started.run.id})")
             with LiveRenderer(console) as live:
@@ -292,6 +293,14 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
         )
         return
     console.print(f"run [bold]{run.id}[/] · team {run.team} · {_status(run.status.value)} · {_when(run.created_at)}")
+    try:
+        orphaned = svc.orphaned(run)  # "running" alone would read as if something still worked on it
+    except Exception:  # no DBOS system database to ask (no process ever ran one here): nothing to add
+        orphaned = False
+    finally:
+        svc.close()  # the DBOS client it opened to look
+    if orphaned:
+        say_orphaned(run)
     console.print(f"task: {escape(run.task)}")
     if (by := started_by(run.trigger)) is not None:
         console.print(f"started by: {escape(by)}")
@@ -487,7 +496,10 @@ def validate(
         sources: list[TeamSource | Path]  # a file is read in the loop below, with the other problems
         if named:
             if str(path) not in project.teams:
-                err.print(f"[red]error:[/] {path} is neither a file, a directory nor a team of this project")
+                try:
+                    project.named_source(str(path))
+                except NotFoundError as exc:  # the teams there are, and the closest name
+                    err.print(f"[red]error:[/] {escape(str(path))} is neither a file, a directory nor a team: {exc}")
                 return 2
             sources = [project.named_source(str(path))]
         elif target.is_file():

@@ -79,8 +79,8 @@ def say_orphaned(run: RunRecord) -> None:
     """Tell that an unfinished run has no live process (the one that ran it stopped) and how to go on."""
     err.print(
         f"[yellow]run {run.id} is {run.status.value} but no live edgecrew process runs it[/] (the one that did"
-        f" has stopped): `edgecrew resume {run.id}` goes on with it here, or start `edgecrew serve`, which takes"
-        " such runs over"
+        f" has stopped): `edgecrew resume {run.id}` goes on with it here; a server takes such runs over when it"
+        " starts (a running one: Resume on the run's page in mission control)"
     )
 
 

@@ -94,6 +94,17 @@ def event_line(event: EventRecord) -> str | None:
     return None
 
 
+def say_waits(event: EventRecord) -> None:
+    """With ``--json`` nothing is shown while a run goes on: a run that waits for a person says so, on
+    stderr (stdout stays the one JSON result), so a script's caller is not left waiting in silence."""
+    from edgecrew.cli.common import err
+
+    if isinstance(event.payload, ApprovalRequested):
+        line = event_line(event)
+        if line:
+            err.print(line.strip(), highlight=False, soft_wrap=True)
+
+
 class LiveRenderer:
     """Prints event lines and keeps a one-line status (agent, step, tokens/s) up to date."""
 
@@ -162,7 +173,9 @@ def print_result(done: Any, as_json: bool, console: Console | None = None) -> No
         return
     console.rule("output")
     output = run.output
-    if isinstance(output, dict) and set(output) == {"text"}:
+    if output is None or (output == {} and not done.ok):  # ended before any answer: not `null` or `{}`
+        console.print("[dim](no output)[/]")
+    elif isinstance(output, dict) and set(output) == {"text"}:
         console.print(escape(output["text"]))
     else:
         console.print_json(json.dumps(output, ensure_ascii=False))

@@ -27,11 +27,12 @@ routines:
 
 TEAM = """\
 name: example
-description: A researcher lists key points, a summarizer writes them up and saves notes.md.
+description: A researcher lists key points, a summarizer writes them up, and the summary is saved to notes.md.
+output: summarizer             # the run's answer
 agents:
   researcher:
     role: researcher
-    model: local
+    model: local               # the embedded SmolLM2-135M
     system: List the key points needed to answer the task, at most 3, each one short sentence.
     output_schema:
       type: object
@@ -42,16 +43,17 @@ agents:
   summarizer:
     role: summarizer
     model: local
-    tools: [files.write]
-    system: >
-      Write a short summary of the key points, save it with files.write to notes.md,
-      then give the summary as your final answer.
-    limits: {max_steps: 4, max_tokens: 200}
+    system: Write a short summary of the key points, in two or three sentences.
+    limits: {max_steps: 2, max_tokens: 200}
+  save:                        # a tool agent: one call, no model (a 135M model is unreliable at tool calls)
+    tool: files.write
+    arguments: {path: notes.md, content: "{{ outputs.summarizer.text }}"}
 graph:
   start: researcher
   edges:
     - {from: researcher, to: summarizer}
-    - {from: summarizer, to: end}
+    - {from: summarizer, to: save}
+    - {from: save, to: end}
 """
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "render_arguments",
     "render_text",
     "render_value",
+    "unguarded_outputs",
     "value_references",
 ]
 
@@ -158,9 +159,28 @@ def render_text(source: str, scope: Mapping[str, Any]) -> str:
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
     except (UndefinedError, SecurityError) as exc:
-        raise _failed(str(exc), exc, source) from None
+        raise _failed(_undefined(str(exc), source, scope), exc, source) from None
     except Exception as exc:  # a filter given the wrong kind of value, a division by zero...
         raise _failed(f"{type(exc).__name__}: {exc}", exc, source) from None
+
+
+def _undefined(message: str, source: str, scope: Mapping[str, Any]) -> str:
+    """Jinja's "'dict object' has no attribute 'critic'" said as what it means when the template reads
+    the output of an agent that has not run yet in this run (``validate`` cannot know the path taken)."""
+    outputs = scope.get("outputs")
+    if not isinstance(outputs, Mapping):
+        return message
+    try:
+        _, read = references(source)
+    except TemplateProblem:
+        return message
+    for agent in dict.fromkeys(r.agent for r in read):
+        if agent not in outputs and f"'{agent}'" in message:
+            return (
+                f"outputs.{agent} is undefined: agent '{agent}' has not run yet in this run (read it where it"
+                f" has, or guard it: {{% if outputs.{agent} is defined %}}...{{% endif %}})"
+            )
+    return message
 
 
 def _failed(message: str, exc: BaseException, source: str) -> TemplateProblem:
@@ -191,7 +211,7 @@ def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
             except TemplateSyntaxError as exc:
                 raise TemplateProblem(f"template syntax error: {exc.message}") from None
             except (UndefinedError, SecurityError) as exc:
-                raise TemplateProblem(f"{exc} (in {value.strip()})") from None
+                raise TemplateProblem(f"{_undefined(str(exc), value, scope)} (in {value.strip()})") from None
             except Exception as exc:
                 raise TemplateProblem(f"{type(exc).__name__}: {exc} (in {value.strip()})") from None
             if isinstance(result, StrictUndefined):
@@ -214,6 +234,33 @@ def render_arguments(arguments: Mapping[str, Any], scope: Mapping[str, Any]) -> 
         except TemplateProblem as exc:
             raise TemplateProblem(f"argument '{name}': {exc}") from None
     return rendered
+
+
+def unguarded_outputs(value: Any) -> set[str]:
+    """The agents whose output a template (or every string inside an argument value) reads
+    unconditionally: outside ``{% if %}``, ``x if c else y``, tests (``is defined``) and ``default``.
+    Raises :class:`TemplateProblem` when a string does not parse."""
+    from jinja2 import nodes
+
+    if not isinstance(value, str):
+        items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else ()
+        return set().union(*(unguarded_outputs(item) for item in items))
+    found: set[str] = set()
+
+    def walk(node: nodes.Node) -> None:
+        if isinstance(node, (nodes.If, nodes.CondExpr, nodes.Test)):
+            return
+        if isinstance(node, nodes.Filter) and node.name == "default":
+            return
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)) and isinstance(node.node, nodes.Name):
+            agent = _key(node)
+            if node.node.name == "outputs" and agent is not None:
+                found.add(agent)
+        for child in node.iter_child_nodes():
+            walk(child)
+
+    walk(_parse(value))
+    return found
 
 
 def value_references(value: Any) -> tuple[set[str], list[Reference]]:

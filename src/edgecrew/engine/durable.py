@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig
@@ -462,6 +462,10 @@ class DurableTurnRunner:
         self.fresh: Fresh | None = None  # set by team_run for a run that starts here from QUEUED
 
     async def run_turns(self, visits: Sequence[tuple[Visit, TurnInput]]) -> list[TurnResult]:
+        # A run cancelled during the last step starts no other: no step row is left "running" for good.
+        status = self.fresh.status if self.fresh is not None else self.rt.store.run_status(self.run_id)
+        if status == RunStatus.CANCELLED:
+            await _stop_cancelled(self.run_id, f"visit {visits[0][0].key}")
         if len(visits) != 1 or (self.seed and visits[0][0].key in self.seed):
             self.write_pending()  # a lone visit writes them with its start, below
         if self.seed and any(visit.key in self.seed for visit, _ in visits):
@@ -590,7 +594,11 @@ class DurableIO:
         spec = self.rt.tools.find(call.name)
         refused = refusal(agent.name, agent.tools, spec, call.name)
         waited_s = 0.0
-        if refused is None and spec is not None and needs_approval(spec, agent.approval, self.approved_tools):
+        if (
+            refused is None
+            and spec is not None
+            and needs_approval(spec, agent.approval, self.approved_tools, call.arguments)
+        ):
             asked = time.monotonic()
             decision = await await_decision(
                 self.rt, self.run_id, key, agent.name, spec.name, call.arguments, reason or "(no reason given)"
@@ -673,13 +681,8 @@ async def _journaled(
             return recorded[0]
     if status == RunStatus.CANCELLED and DBOS.workflow_id == run_id:
         # A cancelled run stops at its next call, as DBOS stops one at its next step. (A parallel
-        # branch's child workflow finishes its turn: DBOS does not cancel children either.) The store
-        # says so first (RunService.cancel), then DBOS: a canceller that died between the two would
-        # leave this workflow waiting for an outcome DBOS never records, so it is cancelled here too.
-        from dbos._dbos import _get_dbos_instance
-
-        await asyncio.to_thread(_get_dbos_instance()._sys_db.cancel_workflows, [run_id])
-        raise DBOSWorkflowCancelledError(f"Workflow {run_id} is cancelled: it stops before call {key}")
+        # branch's child workflow finishes its turn: DBOS does not cancel children either.)
+        await _stop_cancelled(run_id, f"call {key}")
 
     def record(output: Any, write_events: Callable[[], None]) -> None:
         with rt.store.transaction():
@@ -690,6 +693,16 @@ async def _journaled(
                 fresh.status = rt.store.run_status(run_id)
 
     return await body(record)
+
+
+async def _stop_cancelled(run_id: str, before: str) -> NoReturn:
+    """End a cancelled run's workflow here. The store says so first (RunService.cancel), then DBOS: a
+    canceller that died between the two would leave this workflow waiting for an outcome DBOS never
+    records, so it is cancelled here too."""
+    from dbos._dbos import _get_dbos_instance
+
+    await asyncio.to_thread(_get_dbos_instance()._sys_db.cancel_workflows, [run_id])
+    raise DBOSWorkflowCancelledError(f"Workflow {run_id} is cancelled: it stops before {before}")
 
 
 async def _memory_recall(

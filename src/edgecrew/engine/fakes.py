@@ -127,7 +127,7 @@ class FakeTurnIO:
         spec = self.tools.find(call.name)
         waited_s = 0.0
         allowed = spec is not None and refusal(agent.name, agent.tools, spec, call.name) is None
-        if spec is not None and allowed and needs_approval(spec, agent.approval, self.approved_tools):
+        if spec is not None and allowed and needs_approval(spec, agent.approval, self.approved_tools, call.arguments):
             asked = time.monotonic()
             decided = await self.approve(agent, call) if self.approve is not None else True
             waited_s = time.monotonic() - asked

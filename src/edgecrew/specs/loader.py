@@ -23,7 +23,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails
 from edgecrew.domain.conditions import ConditionSyntaxError, compile_condition
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
-from edgecrew.domain.templating import NAMES, Reference, TemplateProblem, value_references
+from edgecrew.domain.templating import NAMES, Reference, TemplateProblem, unguarded_outputs, value_references
 from edgecrew.errors import SpecError, SpecIssue, validation_message
 from edgecrew.specs.repair import ANY, DROP, Loc, Rule, repair
 from edgecrew.specs.yamlsrc import line_of, parse_yaml, read_yaml, to_plain
@@ -685,6 +685,13 @@ def _check_templates(team: TeamDoc, issues: _Issues) -> None:
             for ref in refs:
                 if ref.field is None or ref.agent in team.agents:  # an unknown agent is reported once
                     _check_reference(name, loc, ref, team.agents, issues)
+            if name == team.graph.start:  # its first visit comes before every other agent's
+                for read in sorted(unguarded_outputs(value) & set(team.agents)):
+                    issues.add(
+                        loc,
+                        f"agent '{name}' starts the run, so outputs.{read} is not there on its first visit",
+                        f"guard it: {{% if outputs.{read} is defined %}}...{{% endif %}}",
+                    )
 
 
 _TEMPLATE_HINT = "a template reads task and outputs.<agent>, e.g. {{ outputs.planner.steps }}"

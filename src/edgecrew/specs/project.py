@@ -158,8 +158,12 @@ class Project:
         """A team of this project (or built in) by name only: callers over the network use this, so
         that a team name can never make the server read a YAML file of its choosing."""
         if name not in self.teams:
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(self.teams), n=1)
+            meant = f"did you mean '{close[0]}'? " if close else ""
             known = ", ".join(sorted(self.teams)) or "none"
-            raise NotFoundError(f"no team '{name}' (known: {known}); see `edgecrew teams list`")
+            raise NotFoundError(f"no team '{name}' ({meant}known: {known}); see `edgecrew teams list`")
         if name in self._clashes:  # which of the files was meant is not for edgecrew to guess
             raise SpecError(self._clashes[name])
         return self.teams[name]

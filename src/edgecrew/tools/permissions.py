@@ -2,14 +2,17 @@
 
 Tools are denied unless the agent's allow-list names them; ``forbidden`` tools are refused always;
 ``risky`` tools wait for a person unless the team's approval policy says ``never`` (or ``once`` and
-this tool was already approved in the run). File tools also check the agent's read/write globs,
-relative to the run workspace (fnmatch-style: ``drafts/*`` covers everything under drafts/).
+this tool was already approved in the run), and never with arguments the tool would refuse. File
+tools also check the agent's read/write globs, relative to the run workspace (fnmatch-style:
+``drafts/*`` covers everything under drafts/).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
+from edgecrew.errors import ToolError
 from edgecrew.tools.base import ToolSpec
 from edgecrew.tools.filepolicy import FilePolicy
 
@@ -27,7 +30,18 @@ def refusal(agent: str, allowed: Sequence[str], spec: ToolSpec | None, requested
     return None
 
 
-def needs_approval(spec: ToolSpec, policy: str, approved_tools: Collection[str]) -> bool:
+def needs_approval(
+    spec: ToolSpec, policy: str, approved_tools: Collection[str], arguments: Mapping[str, Any] | None = None
+) -> bool:
+    """Whether this call waits for a person. A call whose ``arguments`` do not fit the tool's schema does
+    not: it could never run, so it fails at once as an observation instead of asking someone to approve it."""
     if spec.risk != "risky" or policy == "never":
         return False
-    return not (policy == "once" and spec.name in approved_tools)
+    if policy == "once" and spec.name in approved_tools:
+        return False
+    if arguments is not None:
+        try:
+            spec.validate_arguments(dict(arguments))
+        except ToolError:
+            return False
+    return True

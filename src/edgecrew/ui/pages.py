@@ -208,10 +208,21 @@ def home(request: Request, session: Viewer) -> HTMLResponse:
     runs = RunService(rt)
     active = [r for r in runs.list_runs(limit=200) if not r.status.terminal]
     recent = runs.list_runs(limit=10)
+    usage = runs.usage_by_run(list({r.id: None for r in [*active, *recent]}))  # the tables' tokens column
     pending = ApprovalService(rt).list("pending")
     pool = rt.pool.state()
     alerts = _alerts(rt, pool)
-    return page(request, "home.html", session, active=active, recent=recent, pending=pending, pool=pool, alerts=alerts)
+    return page(
+        request,
+        "home.html",
+        session,
+        active=active,
+        recent=recent,
+        usage=usage,
+        pending=pending,
+        pool=pool,
+        alerts=alerts,
+    )
 
 
 def _alerts(rt: Runtime, pool: Any) -> list[str]:

@@ -29,9 +29,10 @@ def test_a_worker_is_alive_until_its_lease_runs_out() -> None:
 
 
 def test_dead_and_stopping_workers() -> None:
-    dead, stopping = _w("d", 109.0, state="dead"), _w("s", 0.0, state="stopping")
+    dead, stopping = _w("d", 109.0, state="dead"), _w("s", 109.5, state="stopping")
     assert alive([dead, stopping], 110.0, LEASE) == []
-    assert expired([dead, stopping], 110.0, LEASE) == [stopping]  # a clean stop is recovered too, once
+    # A clean stop ends its lease at once (its last heartbeat is recent): recovered too, once.
+    assert expired([dead, stopping], 110.0, LEASE) == [stopping]
     assert dead.to_dict(110.0, LEASE)["state"] == "dead"
     assert _w("x", 50.0).to_dict(110.0, LEASE)["state"] == "silent"
 
@@ -63,9 +64,23 @@ def test_declaring_dead_is_won_once(tmp_path: Path) -> None:
     rows = {w.id: w for w in table.all()}
     assert rows["b"].state == "dead" and rows["b"].declared_by == "a" and rows["a"].running == 2
     assert table.heartbeat("b", 112.0, running=0) == "dead"  # a frozen worker learns it was declared dead
-    table.stopped("a")
-    assert table.declare_dead(116.0, LEASE, by="c") == ["a"]
+    table.stopped("a", 115.5)
+    assert table.declare_dead(116.0, LEASE, by="c") == ["a"]  # at once, not a lease after its last heartbeat
     assert {w.id: w.state for w in table.all()} == {"a": "stopped", "b": "dead"}
+    engine.dispose()
+
+
+def test_a_cleanly_stopped_worker_shows_its_last_heartbeat(tmp_path: Path) -> None:
+    """Status said "heartbeat 1796614448s ago" of a stopped worker: its stop wrote heartbeat_at = 0."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    t.workers.create(engine)
+    table = WorkerTable(engine)
+    table.register(_w("a", 100.0))
+    table.stopped("a", 103.0)
+    table.declare_dead(104.0, LEASE, by="b")
+    (row,) = table.all()
+    shown = row.to_dict(110.0, LEASE)
+    assert shown["state"] == "stopped" and shown["heartbeat_age_s"] == 7.0
     engine.dispose()
 
 

@@ -121,17 +121,18 @@ class ClusterWorker:
             log.error("worker %s was declared dead by another worker (its lease ran out); exiting", self.id)
             os._exit(75)  # its workflows run elsewhere now: going on would run their calls twice
         declared = await asyncio.to_thread(self.table.declare_dead, now, self.rt.settings.cluster_lease_s, self.id)
+        states = {w.id: w.state for w in await asyncio.to_thread(self.table.all)} if declared else {}
         for dead in declared:
             handles = await asyncio.to_thread(_recover, dead)
             await asyncio.to_thread(self.table.recovered, dead, len(handles))
             for handle in handles:
                 self._resumed(handle.workflow_id, dead)
-            log.warning(
-                "worker %s is dead (no heartbeat for %.0fs): %d workflow(s) recovered",
-                dead,
-                self.rt.settings.cluster_lease_s,
-                len(handles),
+            why = (
+                "stopped cleanly"
+                if states.get(dead) == "stopped"
+                else f"is dead (no heartbeat for {self.rt.settings.cluster_lease_s:.0f}s)"
             )
+            log.warning("worker %s %s: %d workflow(s) recovered", dead, why, len(handles))
         return declared
 
     def _resumed(self, workflow_id: str, dead: str) -> None:
@@ -146,7 +147,7 @@ class ClusterWorker:
             self._task.cancel()
             self._task = None
         # Its unfinished workflows stay PENDING: marked silent, the next live worker recovers them.
-        await asyncio.to_thread(self.table.stopped, self.id)
+        await asyncio.to_thread(self.table.stopped, self.id, time.time())
         durable.route_model_calls(None)
         durable.shutdown()
 

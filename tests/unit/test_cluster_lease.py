@@ -7,9 +7,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from edgecrew.cluster.calls import plan
+from edgecrew.cluster.calls import candidates, plan
 from edgecrew.cluster.lease import WorkerInfo, alive, expired, serving
 from edgecrew.cluster.table import WorkerTable
+from edgecrew.models.registry import ModelDef, ModelRegistry
 from edgecrew.store import tables as t
 
 LEASE = 10.0
@@ -50,6 +51,22 @@ def test_plan_runs_locally_remotely_or_falls_back_along_the_chain() -> None:
     # The expert's lease ran out: the call falls back to the next alias this worker serves.
     assert plan(chain, {"fast"}, [expert], 200.0, LEASE) == ("local", "fast", ["coder"])
     assert plan(["coder"], set(), [], 105.0, LEASE) == ("local", None, ["coder"])
+
+
+def test_an_alias_only_another_workers_project_declares_goes_to_that_worker() -> None:
+    """A worker whose project lacks `coder` failed the step ("unknown model alias 'coder'") although a live
+    worker served it: its call had no candidates at all, so it never went to the alias's queue."""
+    here = ModelRegistry({"fast": ModelDef("fast", "scripted")})  # this worker's project: no `coder`
+    expert = _w("e", 100, ("coder",))
+    assert candidates(here, "coder") == ["coder"]
+    assert plan(candidates(here, "coder"), {"fast"}, [expert], 105.0, LEASE) == ("remote", "coder", [])
+    # No live worker serves it: passed over, and the step reports the unknown alias as without a cluster.
+    assert plan(candidates(here, "coder"), {"fast"}, [], 105.0, LEASE) == ("local", None, ["coder"])
+    assert candidates(here, "tag:nothing") == []  # a tag is matched against this project's models only
+    full = ModelRegistry(
+        {"coder": ModelDef("coder", "scripted", fallbacks=("fast",)), "fast": ModelDef("fast", "scripted")}
+    )
+    assert candidates(full, "coder") == ["coder", "fast"]
 
 
 def test_declaring_dead_is_won_once(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from edgecrew.cluster.calls import candidates, plan
@@ -119,3 +120,17 @@ def test_a_run_queued_with_no_live_worker_is_told_so(tmp_path: Path) -> None:
     off = ClusterService(SimpleNamespace(settings=Settings(), store=SimpleNamespace(engine=engine)))  # type: ignore[arg-type]
     assert off.no_worker_warning(now=200.0) is None
     engine.dispose()
+
+
+def test_a_lease_shorter_than_two_heartbeats_is_refused() -> None:
+    """Lease 1 s, heartbeat 3 s: the second worker was declared dead by the first and exited (75)."""
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import ClusterWorker
+    from edgecrew.errors import UserError
+    from edgecrew.settings import Settings
+
+    url = "postgresql://db-host/edgecrew"
+    short = Settings(cluster=True, database_url=url, cluster_lease_s=1, cluster_heartbeat_s=3)
+    with pytest.raises(UserError, match=r"EDGECREW_CLUSTER_LEASE_S=1 is too short for EDGECREW_CLUSTER_HEARTBEAT_S=3"):
+        ClusterWorker(SimpleNamespace(settings=short))  # type: ignore[arg-type]

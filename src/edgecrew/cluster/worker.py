@@ -56,6 +56,13 @@ class ClusterWorker:
                 "edgecrew worker needs the cluster on a shared Postgres: set EDGECREW_CLUSTER=1 and "
                 "EDGECREW_DATABASE_URL=postgresql://..."
             )
+        beat, lease = rt.settings.cluster_heartbeat_s, rt.settings.cluster_lease_s
+        if lease < 2 * beat:  # live workers would declare each other dead between two heartbeats
+            raise UserError(
+                f"EDGECREW_CLUSTER_LEASE_S={lease:g} is too short for EDGECREW_CLUSTER_HEARTBEAT_S={beat:g}: a worker "
+                "heartbeats that often, so live workers would declare each other dead; make the lease at least "
+                f"twice the heartbeat ({2 * beat:g}s or more; the defaults are 10 and 2)"
+            )
         self.rt = rt
         self.id = executor_id()
         self.table = WorkerTable(rt.store.engine)

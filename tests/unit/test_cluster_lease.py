@@ -134,3 +134,18 @@ def test_a_lease_shorter_than_two_heartbeats_is_refused() -> None:
     short = Settings(cluster=True, database_url=url, cluster_lease_s=1, cluster_heartbeat_s=3)
     with pytest.raises(UserError, match=r"EDGECREW_CLUSTER_LEASE_S=1 is too short for EDGECREW_CLUSTER_HEARTBEAT_S=3"):
         ClusterWorker(SimpleNamespace(settings=short))  # type: ignore[arg-type]
+
+
+def test_an_unknown_worker_model_names_the_option_and_the_project(tmp_path: Path) -> None:
+    """`edgecrew worker --models nope` said only "EDGECREW_WORKER_MODELS names unknown model(s) nope"."""
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import served_aliases
+    from edgecrew.errors import UserError
+    from edgecrew.settings import Settings
+
+    settings = Settings(project=tmp_path, worker_models="nope,fast")
+    rt = SimpleNamespace(settings=settings, models=ModelRegistry({"fast": ModelDef("fast", "scripted")}))
+    with pytest.raises(UserError, match=r"^--models \(EDGECREW_WORKER_MODELS\) names unknown model\(s\) nope") as err:
+        served_aliases(rt)  # type: ignore[arg-type]
+    assert str(tmp_path) in str(err.value) and "known: fast, local" in str(err.value)

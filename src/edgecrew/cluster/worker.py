@@ -42,7 +42,8 @@ def served_aliases(rt: Runtime) -> tuple[str, ...]:
     unknown = [a for a in wanted if a not in known]
     if unknown:
         raise UserError(
-            f"EDGECREW_WORKER_MODELS names unknown model(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f"--models (EDGECREW_WORKER_MODELS) names unknown model(s) {', '.join(unknown)}: the project at "
+            f"{rt.settings.project_dir} declares none of that name; known: {', '.join(sorted(known))}"
         )
     return tuple(wanted) if wanted else tuple(sorted(known))
 

@@ -148,7 +148,7 @@ class ClusterWorker:
             self.rt.store.get_run(workflow_id)
         except NotFoundError:
             return  # a child workflow (a branch, a remote call): its run's own workflow says it
-        self.rt.store.emit(workflow_id, f"resumed.{dead}", RunResumed(executor=f"recovered from {dead}"))
+        self.rt.store.emit(workflow_id, f"resumed.{dead}", RunResumed(lost_worker=dead))
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
-from edgecrew.cluster.calls import plan
+from edgecrew.cluster.calls import candidates, plan
 from edgecrew.cluster.lease import WorkerInfo, alive, expired, serving
 from edgecrew.cluster.table import WorkerTable
+from edgecrew.models.registry import ModelDef, ModelRegistry
 from edgecrew.store import tables as t
 
 LEASE = 10.0
@@ -29,9 +31,10 @@ def test_a_worker_is_alive_until_its_lease_runs_out() -> None:
 
 
 def test_dead_and_stopping_workers() -> None:
-    dead, stopping = _w("d", 109.0, state="dead"), _w("s", 0.0, state="stopping")
+    dead, stopping = _w("d", 109.0, state="dead"), _w("s", 109.5, state="stopping")
     assert alive([dead, stopping], 110.0, LEASE) == []
-    assert expired([dead, stopping], 110.0, LEASE) == [stopping]  # a clean stop is recovered too, once
+    # A clean stop ends its lease at once (its last heartbeat is recent): recovered too, once.
+    assert expired([dead, stopping], 110.0, LEASE) == [stopping]
     assert dead.to_dict(110.0, LEASE)["state"] == "dead"
     assert _w("x", 50.0).to_dict(110.0, LEASE)["state"] == "silent"
 
@@ -51,6 +54,22 @@ def test_plan_runs_locally_remotely_or_falls_back_along_the_chain() -> None:
     assert plan(["coder"], set(), [], 105.0, LEASE) == ("local", None, ["coder"])
 
 
+def test_an_alias_only_another_workers_project_declares_goes_to_that_worker() -> None:
+    """A worker whose project lacks `coder` failed the step ("unknown model alias 'coder'") although a live
+    worker served it: its call had no candidates at all, so it never went to the alias's queue."""
+    here = ModelRegistry({"fast": ModelDef("fast", "scripted")})  # this worker's project: no `coder`
+    expert = _w("e", 100, ("coder",))
+    assert candidates(here, "coder") == ["coder"]
+    assert plan(candidates(here, "coder"), {"fast"}, [expert], 105.0, LEASE) == ("remote", "coder", [])
+    # No live worker serves it: passed over, and the step reports the unknown alias as without a cluster.
+    assert plan(candidates(here, "coder"), {"fast"}, [], 105.0, LEASE) == ("local", None, ["coder"])
+    assert candidates(here, "tag:nothing") == []  # a tag is matched against this project's models only
+    full = ModelRegistry(
+        {"coder": ModelDef("coder", "scripted", fallbacks=("fast",)), "fast": ModelDef("fast", "scripted")}
+    )
+    assert candidates(full, "coder") == ["coder", "fast"]
+
+
 def test_declaring_dead_is_won_once(tmp_path: Path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
     t.workers.create(engine)
@@ -63,9 +82,23 @@ def test_declaring_dead_is_won_once(tmp_path: Path) -> None:
     rows = {w.id: w for w in table.all()}
     assert rows["b"].state == "dead" and rows["b"].declared_by == "a" and rows["a"].running == 2
     assert table.heartbeat("b", 112.0, running=0) == "dead"  # a frozen worker learns it was declared dead
-    table.stopped("a")
-    assert table.declare_dead(116.0, LEASE, by="c") == ["a"]
+    table.stopped("a", 115.5)
+    assert table.declare_dead(116.0, LEASE, by="c") == ["a"]  # at once, not a lease after its last heartbeat
     assert {w.id: w.state for w in table.all()} == {"a": "stopped", "b": "dead"}
+    engine.dispose()
+
+
+def test_a_cleanly_stopped_worker_shows_its_last_heartbeat(tmp_path: Path) -> None:
+    """Status said "heartbeat 1796614448s ago" of a stopped worker: its stop wrote heartbeat_at = 0."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    t.workers.create(engine)
+    table = WorkerTable(engine)
+    table.register(_w("a", 100.0))
+    table.stopped("a", 103.0)
+    table.declare_dead(104.0, LEASE, by="b")
+    (row,) = table.all()
+    shown = row.to_dict(110.0, LEASE)
+    assert shown["state"] == "stopped" and shown["heartbeat_age_s"] == 7.0
     engine.dispose()
 
 
@@ -87,3 +120,32 @@ def test_a_run_queued_with_no_live_worker_is_told_so(tmp_path: Path) -> None:
     off = ClusterService(SimpleNamespace(settings=Settings(), store=SimpleNamespace(engine=engine)))  # type: ignore[arg-type]
     assert off.no_worker_warning(now=200.0) is None
     engine.dispose()
+
+
+def test_a_lease_shorter_than_two_heartbeats_is_refused() -> None:
+    """Lease 1 s, heartbeat 3 s: the second worker was declared dead by the first and exited (75)."""
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import ClusterWorker
+    from edgecrew.errors import UserError
+    from edgecrew.settings import Settings
+
+    url = "postgresql://db-host/edgecrew"
+    short = Settings(cluster=True, database_url=url, cluster_lease_s=1, cluster_heartbeat_s=3)
+    with pytest.raises(UserError, match=r"EDGECREW_CLUSTER_LEASE_S=1 is too short for EDGECREW_CLUSTER_HEARTBEAT_S=3"):
+        ClusterWorker(SimpleNamespace(settings=short))  # type: ignore[arg-type]
+
+
+def test_an_unknown_worker_model_names_the_option_and_the_project(tmp_path: Path) -> None:
+    """`edgecrew worker --models nope` said only "EDGECREW_WORKER_MODELS names unknown model(s) nope"."""
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import served_aliases
+    from edgecrew.errors import UserError
+    from edgecrew.settings import Settings
+
+    settings = Settings(project=tmp_path, worker_models="nope,fast")
+    rt = SimpleNamespace(settings=settings, models=ModelRegistry({"fast": ModelDef("fast", "scripted")}))
+    with pytest.raises(UserError, match=r"^--models \(EDGECREW_WORKER_MODELS\) names unknown model\(s\) nope") as err:
+        served_aliases(rt)  # type: ignore[arg-type]
+    assert str(tmp_path) in str(err.value) and "known: fast, local" in str(err.value)

@@ -53,6 +53,7 @@ EMITTED: list[tuple[Event, dict[str, Any]]] = [
     (RunCreated(team="t", task="go"), {"team": "t", "task": "go"}),
     (RunStarted(team="t", task="go", agents=("a", "b")), {"team": "t", "task": "go", "agents": ["a", "b"]}),
     (RunResumed(executor="host:1:2"), {"executor": "host:1:2"}),
+    (RunResumed(lost_worker="host:1:2"), {"lost_worker": "host:1:2"}),
     (StepStarted(visit=0, model="m", role=""), {"visit": 0, "model": "m", "role": ""}),
     (
         ModelCalled(

@@ -216,7 +216,9 @@ def progress_note(event: EventRecord) -> str | None:
     if isinstance(p, RunStarted):
         return f"run started (agents: {', '.join(p.agents)})" if p.agents else "run started"
     if isinstance(p, RunResumed):
-        return "run resumed after a restart"
+        return (
+            f"run resumed on another worker ({p.lost_worker} died)" if p.lost_worker else "run resumed after a restart"
+        )
     if isinstance(p, StepStarted):
         return f"{who} started" + (f" on {p.model}" if p.model else "")
     if isinstance(p, StepFinished):

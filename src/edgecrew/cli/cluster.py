@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from edgecrew.cli.common import ProjectOpt, arun, console, guard, runtime
+
+if TYPE_CHECKING:
+    from edgecrew.cluster import ClusterStatus
 
 cluster_app = typer.Typer(help="Workers on several machines sharing one Postgres.", no_args_is_help=True)
 
@@ -62,7 +65,20 @@ def status(project: ProjectOpt = None, as_json: Annotated[bool, typer.Option("--
     if not found.enabled:
         console.print("the cluster is off: set EDGECREW_CLUSTER=1 with a postgresql:// EDGECREW_DATABASE_URL")
         return
-    workers = Table("worker", "state", "models", "tags", "running", "heartbeat", title="workers")
+    console.print(workers_table(found))
+    if not found.workers:
+        console.print("no worker has joined yet: start `edgecrew worker` on a machine with this database")
+    queues = Table("queue", "waiting", "running", title="queues")
+    for q in found.queues:
+        queues.add_row(q["queue"], str(q["waiting"]), str(q["running"]))
+    console.print(queues)
+
+
+def workers_table(found: ClusterStatus) -> Table:
+    """One row a worker; its id folds rather than being cut short, since it is how a worker is named."""
+    workers = Table(
+        Column("worker", overflow="fold"), "state", "models", "tags", "running", "heartbeat", title="workers"
+    )
     for w in found.workers:
         workers.add_row(
             str(w["id"]),
@@ -72,8 +88,4 @@ def status(project: ProjectOpt = None, as_json: Annotated[bool, typer.Option("--
             f"{w['running']}/{w['concurrency']}",
             f"{w['heartbeat_age_s']}s ago",
         )
-    console.print(workers)
-    queues = Table("queue", "waiting", "running", title="queues")
-    for q in found.queues:
-        queues.add_row(q["queue"], str(q["waiting"]), str(q["running"]))
-    console.print(queues)
+    return workers

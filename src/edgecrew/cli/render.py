@@ -41,6 +41,8 @@ def event_line(event: EventRecord) -> str | None:
     match p := event.payload:
         case RunStarted():
             return f"[bold]▶ run started[/] team [bold]{escape(p.team)}[/]"
+        case RunResumed() if p.lost_worker:
+            return f"[yellow]↻ run resumed[/] from its last finished step (its worker {escape(p.lost_worker)} died)"
         case RunResumed():
             return "[yellow]↻ run resumed[/] from its last finished step"
         case StepStarted() if p.agent_kind == "tool":

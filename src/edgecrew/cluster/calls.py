@@ -26,8 +26,9 @@ from edgecrew.domain.specs import AgentSpec
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import EdgecrewError
+from edgecrew.models.registry import TAG_PREFIX, ModelRegistry
 
-__all__ = ["MODEL_QUEUE_PREFIX", "CallRouter", "model_queue", "plan"]
+__all__ = ["MODEL_QUEUE_PREFIX", "CallRouter", "candidates", "model_queue", "plan"]
 
 MODEL_QUEUE_PREFIX = "edgecrew.cluster.model."
 _WORKERS_CHECK_S = 1.0  # how often a waiting call asks whether its model still has a live worker
@@ -35,6 +36,16 @@ _WORKERS_CHECK_S = 1.0  # how often a waiting call asks whether its model still 
 
 def model_queue(alias: str) -> str:
     return MODEL_QUEUE_PREFIX + alias
+
+
+def candidates(models: ModelRegistry, ref: str) -> list[str]:
+    """The aliases to try for an agent's model reference: the registry's chain. An alias this worker's
+    project does not declare is still tried, by name: another worker may serve it (``plan`` sends the call
+    there, or passes it over and the step reports the unknown alias, as without a cluster)."""
+    try:
+        return models.candidates(ref)
+    except EdgecrewError:
+        return [] if ref.startswith(TAG_PREFIX) else [ref]
 
 
 def plan(
@@ -64,17 +75,14 @@ class CallRouter:
         self, rt: Runtime, run_id: str, key: str, agent: AgentSpec, request: ModelRequest, timeout_s: float
     ) -> dict[str, Any]:
         ref = agent.model
-        try:
-            candidates = rt.models.candidates(ref)
-        except EdgecrewError:  # the step reports it, as without a cluster
-            candidates = []
+        chain = candidates(rt.models, ref)
         gone: list[str] = []
         while True:
-            where, alias, _ = await route_step(run_id, key, agent.name, ref, candidates, gone)
+            where, alias, _ = await route_step(run_id, key, agent.name, ref, chain, gone)
             if where == "local":
                 # The first candidate keeps the reference (its fallback chain and events as without a
                 # cluster); a later one is asked for by name.
-                chosen = ref if alias is None or (candidates and alias == candidates[0]) else alias
+                chosen = ref if alias is None or (chain and alias == chain[0]) else alias
                 return await durable.model_call_step(run_id, key, agent.name, chosen, request, timeout_s)
             assert alias is not None
             handle = await DBOS.enqueue_workflow_async(
@@ -85,7 +93,7 @@ class CallRouter:
                 data: dict[str, Any] = outcome["data"]
                 return data
             gone.append(alias)
-            following = [c for c in candidates if c not in gone]
+            following = [c for c in chain if c not in gone]
             self.rt.store.emit(
                 run_id,
                 f"{key}.cluster.gone.{alias}",

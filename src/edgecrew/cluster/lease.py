@@ -62,9 +62,10 @@ def alive(workers: Iterable[WorkerInfo], now: float, lease_s: float) -> list[Wor
 
 
 def expired(workers: Iterable[WorkerInfo], now: float, lease_s: float) -> list[WorkerInfo]:
-    """The workers still holding a lease (alive, or stopping cleanly) that ran out at ``now``: the ones
-    to declare dead (a stopping one: stopped) and whose workflows to recover."""
-    return [w for w in workers if w.state in ("alive", "stopping") and now - w.heartbeat_at > lease_s]
+    """The workers whose lease is over at ``now``: a live one silent longer than the lease, and one that
+    stopped cleanly (at once): the ones to declare dead (a stopping one: stopped) and whose workflows to
+    recover."""
+    return [w for w in workers if w.state == "stopping" or (w.state == "alive" and now - w.heartbeat_at > lease_s)]
 
 
 def serving(workers: Iterable[WorkerInfo], alias: str, now: float, lease_s: float) -> list[WorkerInfo]:

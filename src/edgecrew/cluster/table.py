@@ -20,7 +20,12 @@ __all__ = ["RECOVERING", "WorkerTable"]
 
 RECOVERING = -1  # ``recovered`` of a worker declared dead whose workflows are being recovered
 
-_held = t.workers.c.state.in_(("alive", "stopping"))  # a lease someone must end (and recover)
+
+def _ended(cutoff: float) -> sa.ColumnElement[bool]:
+    """A held lease that is over: a clean stop ends it at once, silence once it is older than the lease."""
+    return sa.or_(
+        t.workers.c.state == "stopping", sa.and_(t.workers.c.state == "alive", t.workers.c.heartbeat_at < cutoff)
+    )
 
 
 class WorkerTable:
@@ -64,12 +69,12 @@ class WorkerTable:
             ).scalar_one_or_none()
         return state
 
-    def stopped(self, worker_id: str) -> None:
+    def stopped(self, worker_id: str, now: float) -> None:
         """A worker that shut down cleanly: its lease ends now, so the next live worker recovers its unfinished
-        workflows (they stay PENDING) and marks it stopped."""
+        workflows (they stay PENDING) and marks it stopped. ``now`` is its last heartbeat (what status shows)."""
         with self.engine.begin() as conn:
             conn.execute(
-                sa.update(t.workers).where(t.workers.c.id == worker_id).values(state="stopping", heartbeat_at=0.0)
+                sa.update(t.workers).where(t.workers.c.id == worker_id).values(state="stopping", heartbeat_at=now)
             )
 
     def declare_dead(self, now: float, lease_s: float, by: str) -> list[str]:
@@ -78,15 +83,11 @@ class WorkerTable:
         cutoff = now - lease_s
         won: list[str] = []
         with self.engine.begin() as conn:
-            stale = conn.execute(sa.select(t.workers.c.id).where(_held, t.workers.c.heartbeat_at < cutoff)).scalars()
+            stale = conn.execute(sa.select(t.workers.c.id).where(_ended(cutoff))).scalars()
             for worker_id in list(stale):
                 hit = conn.execute(
                     sa.update(t.workers)
-                    .where(
-                        t.workers.c.id == worker_id,
-                        _held,
-                        t.workers.c.heartbeat_at < cutoff,
-                    )
+                    .where(t.workers.c.id == worker_id, _ended(cutoff))
                     .values(
                         state=sa.case((t.workers.c.state == "stopping", "stopped"), else_="dead"),
                         dead_at=now,

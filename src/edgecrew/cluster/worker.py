@@ -42,7 +42,8 @@ def served_aliases(rt: Runtime) -> tuple[str, ...]:
     unknown = [a for a in wanted if a not in known]
     if unknown:
         raise UserError(
-            f"EDGECREW_WORKER_MODELS names unknown model(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f"--models (EDGECREW_WORKER_MODELS) names unknown model(s) {', '.join(unknown)}: the project at "
+            f"{rt.settings.project_dir} declares none of that name; known: {', '.join(sorted(known))}"
         )
     return tuple(wanted) if wanted else tuple(sorted(known))
 
@@ -55,6 +56,13 @@ class ClusterWorker:
             raise UserError(
                 "edgecrew worker needs the cluster on a shared Postgres: set EDGECREW_CLUSTER=1 and "
                 "EDGECREW_DATABASE_URL=postgresql://..."
+            )
+        beat, lease = rt.settings.cluster_heartbeat_s, rt.settings.cluster_lease_s
+        if lease < 2 * beat:  # live workers would declare each other dead between two heartbeats
+            raise UserError(
+                f"EDGECREW_CLUSTER_LEASE_S={lease:g} is too short for EDGECREW_CLUSTER_HEARTBEAT_S={beat:g}: a worker "
+                "heartbeats that often, so live workers would declare each other dead; make the lease at least "
+                f"twice the heartbeat ({2 * beat:g}s or more; the defaults are 10 and 2)"
             )
         self.rt = rt
         self.id = executor_id()
@@ -121,17 +129,18 @@ class ClusterWorker:
             log.error("worker %s was declared dead by another worker (its lease ran out); exiting", self.id)
             os._exit(75)  # its workflows run elsewhere now: going on would run their calls twice
         declared = await asyncio.to_thread(self.table.declare_dead, now, self.rt.settings.cluster_lease_s, self.id)
+        states = {w.id: w.state for w in await asyncio.to_thread(self.table.all)} if declared else {}
         for dead in declared:
             handles = await asyncio.to_thread(_recover, dead)
             await asyncio.to_thread(self.table.recovered, dead, len(handles))
             for handle in handles:
                 self._resumed(handle.workflow_id, dead)
-            log.warning(
-                "worker %s is dead (no heartbeat for %.0fs): %d workflow(s) recovered",
-                dead,
-                self.rt.settings.cluster_lease_s,
-                len(handles),
+            why = (
+                "stopped cleanly"
+                if states.get(dead) == "stopped"
+                else f"is dead (no heartbeat for {self.rt.settings.cluster_lease_s:.0f}s)"
             )
+            log.warning("worker %s %s: %d workflow(s) recovered", dead, why, len(handles))
         return declared
 
     def _resumed(self, workflow_id: str, dead: str) -> None:
@@ -139,14 +148,14 @@ class ClusterWorker:
             self.rt.store.get_run(workflow_id)
         except NotFoundError:
             return  # a child workflow (a branch, a remote call): its run's own workflow says it
-        self.rt.store.emit(workflow_id, f"resumed.{dead}", RunResumed(executor=f"recovered from {dead}"))
+        self.rt.store.emit(workflow_id, f"resumed.{dead}", RunResumed(lost_worker=dead))
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             self._task = None
         # Its unfinished workflows stay PENDING: marked silent, the next live worker recovers them.
-        await asyncio.to_thread(self.table.stopped, self.id)
+        await asyncio.to_thread(self.table.stopped, self.id, time.time())
         durable.route_model_calls(None)
         durable.shutdown()
 

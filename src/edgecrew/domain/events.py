@@ -51,7 +51,8 @@ class RunStarted(Event):
 
 class RunResumed(Event):
     kind = EventType.RUN_RESUMED
-    executor: str = ""
+    executor: str = ""  # the process that resumed it ("": the cluster's queue hands it to a live worker)
+    lost_worker: str = ""  # on a cluster: the worker that died running it
 
 
 class StepStarted(Event):

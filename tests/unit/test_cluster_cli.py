@@ -1,0 +1,38 @@
+"""What users read of the cluster, rendered without one: `edgecrew cluster status`'s table in a terminal of
+80 columns, and a failover's resume event in the CLI, the UI and A2A (the commands themselves run in e2e)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from edgecrew.cli.cluster import workers_table
+from edgecrew.cluster import ClusterStatus
+from edgecrew.cluster.lease import WorkerInfo
+
+
+def test_a_workers_id_is_shown_whole_in_a_narrow_terminal() -> None:
+    """The id was cut to "vm:19812:179…": the one name a user has for a worker (logs, incidents) was lost."""
+    wid = "edge-box-kitchen:19812:1796614362"
+    worker = WorkerInfo(wid, "edge-box-kitchen", 19812, ("coder", "fast", "local"), ("coding",), 100.0, 90.0)
+    found = ClusterStatus(True, 10.0, workers=[worker.to_dict(101.0, 10.0)])
+    console = Console(width=80, record=True)
+    console.print(workers_table(found))
+    shown = console.export_text()
+    assert "…" not in shown
+    assert wid in "".join(line.split("│")[1].strip() for line in shown.splitlines() if line.count("│") > 2)
+
+
+def test_a_run_resumed_after_its_worker_died_says_which_worker() -> None:
+    """A failover printed "↻ run resumed from its last finished step" (the UI: "run resumed by recovered
+    from vm:…"): nothing said the run had moved, nor which worker it lost."""
+    from edgecrew.api.a2a_agents import progress_note
+    from edgecrew.cli.render import event_line
+    from edgecrew.domain.events import EventRecord, RunResumed
+    from edgecrew.ui.pages import templates
+
+    data = RunResumed(lost_worker="vm:19812:1796614362").to_data()
+    event = EventRecord(1, "r1", "resumed.vm:19812:1796614362", "run_resumed", None, None, data, 1.0)
+    assert "(its worker vm:19812:1796614362 died)" in (event_line(event) or "")
+    assert progress_note(event) == "run resumed on another worker (vm:19812:1796614362 died)"
+    shown = templates.env.get_template("_event.html").render(e=event, t0=0.0)
+    assert "run resumed on a live worker: its worker vm:19812:1796614362 died" in shown

@@ -486,3 +486,23 @@ def test_a_run_page_says_what_started_a_run_no_person_did(client: TestClient, ke
     assert "Started by the supervisor, automatically, for incident i0123: retry" in retry
     assert 'href="/ui/incidents/i0123"' in retry
     assert "Started by routine nightly (2026-12-07T02:00:00+00:00)" in client.get("/ui/runs/rfired").text
+
+
+def test_home_alerts_count_the_runs_that_failed_in_the_last_day_only() -> None:
+    """A failure days ago no longer keeps Home's alert up (it counted every failed run ever)."""
+    from types import SimpleNamespace
+
+    import sqlalchemy as sa
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.store import tables as t
+    from edgecrew.ui.pages import _alerts
+
+    rt = bootstrap()
+    for run_id in ("r-old", "r-new"):
+        rt.store.create_run(run_id, "crew", "x", {}, str(rt.project.dir))
+        rt.store.set_status(run_id, RunStatus.FAILED, error="boom")
+    with rt.store.engine.begin() as conn:
+        conn.execute(sa.update(t.runs).where(t.runs.c.id == "r-old").values(created_at=time.time() - 3 * 86400))
+    alerts = _alerts(rt, SimpleNamespace(queue_depth=0, load_failures=0))
+    assert [a for a in alerts if "failed" in a] == ["1 run(s) failed in the last 24 h; see the runs list"]

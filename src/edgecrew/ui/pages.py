@@ -236,9 +236,10 @@ def _alerts(rt: Runtime, pool: Any) -> list[str]:
         alerts.append(f"{pool.queue_depth} model call(s) are waiting for a model slot")
     if pool.load_failures:
         alerts.append(f"{pool.load_failures} model load(s) failed since the server started")
-    failed = RunService(rt).count_runs(status="failed")
+    day_ago = time.time() - 86400  # every failure ever would keep the alert up for good after the first
+    failed = RunService(rt).count_runs(status="failed", since=day_ago)
     if failed:
-        alerts.append(f"{failed} run(s) failed; see the runs list")
+        alerts.append(f"{failed} run(s) failed in the last 24 h; see the runs list")
     from edgecrew.ops import Ops
 
     for firing in Ops.of(rt).alerts.firing():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgecrew.domain.text import with_article
+from edgecrew.domain.text import counted, with_article
 
 
 def test_a_noun_gets_its_indefinite_article() -> None:
@@ -27,3 +27,7 @@ def test_what_started_a_run_is_said_in_words() -> None:
         "the supervisor, automatically, for incident i1: fallback_model (local -> local-gemma)"
     )
     assert started_by({"kind": "from_step", "run": "r1", "step": "v002.writer"}).startswith("run r1, from its step")
+
+
+def test_a_count_names_its_noun_in_the_singular_only_for_one() -> None:
+    assert [counted(n, "edge") for n in (0, 1, 2, 1.5)] == ["0 edges", "1 edge", "2 edges", "1.5 edges"]

@@ -38,6 +38,7 @@ from edgecrew.cli.server import keys_app, serve
 from edgecrew.cli.tasks import tasks_app
 from edgecrew.cli.tui import tui
 from edgecrew.domain.runs import RunStatus, started_by
+from edgecrew.domain.text import counted
 from edgecrew.errors import EdgecrewError, NotFoundError, SpecError
 
 if TYPE_CHECKING:
@@ -535,7 +536,7 @@ def validate(
                 )
                 console.print(
                     f"[green]✓[/] {spec.name} ({spec.source}): "
-                    f"{len(spec.agents)} agents, {len(spec.graph.edges)} edges",
+                    f"{counted(len(spec.agents), 'agent')}, {counted(len(spec.graph.edges), 'edge')}",
                     soft_wrap=True,  # a path is one line however narrow the terminal
                 )
             except SpecError as exc:

@@ -216,10 +216,11 @@ def jobs_show(
 def _needs(needs: dict[str, Any]) -> str:
     """``{"memory_bytes": 2147483648, "cpu_cores": 1.0}`` -> ``1 CPU core, 2.0 GiB memory``."""
     from edgecrew.domain.sizes import human_size
+    from edgecrew.domain.text import counted
 
     parts = []
     if cores := needs.get("cpu_cores"):
-        parts.append(f"{cores:g} CPU core{'' if cores == 1 else 's'}")
+        parts.append(f"{counted(cores, 'CPU core')}")
     if memory := needs.get("memory_bytes"):
         parts.append(f"{human_size(memory)} memory")
     if gpu := needs.get("gpu_memory_bytes"):

@@ -20,3 +20,8 @@ def terminal_text(text: str) -> str:
 def with_article(noun: str) -> str:
     """``noun`` after its indefinite article: "a run", "an execution"."""
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def counted(n: float, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one: "1 agent", "3 edges", "0 runs"."""
+    return f"{n:g} {noun}" if n == 1 else f"{n:g} {noun}s"

@@ -170,8 +170,8 @@ class RunService:
         if not started.created:
             return started
         handle = await durable.start_workflow(started.run.id)
-        if warning:
-            log.warning("run %s: %s", started.run.id, warning, extra={"run": started.run.id})
+        if warning:  # info: each way in shows it to whoever started the run (the CLI printed it twice)
+            log.info("run %s: %s", started.run.id, warning, extra={"run": started.run.id})
         return Started(started.run, True, handle, warning)
 
     def record(

@@ -204,6 +204,18 @@ class Settings(BaseSettings):
         return self.cluster and self.system_database_url.startswith("postgres")
 
     @property
+    def cluster_off_because(self) -> str:
+        """Why the cluster is off ("" when it is on), naming what is set and what is missing."""
+        if self.cluster_enabled:
+            return ""
+        if not self.cluster:
+            return "EDGECREW_CLUSTER is not set: set EDGECREW_CLUSTER=1 with a postgresql:// EDGECREW_DATABASE_URL"
+        return (
+            "EDGECREW_CLUSTER=1 is set, but the database is SQLite on this machine, which no other machine "
+            "shares: set EDGECREW_DATABASE_URL to a postgresql:// URL (runs here run in this process)"
+        )
+
+    @property
     def project_dir(self) -> Path:
         return (self.project or Path.cwd()).resolve()
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from rich.console import Console
 
 from edgecrew.cli.cluster import workers_table
@@ -36,3 +37,19 @@ def test_a_run_resumed_after_its_worker_died_says_which_worker() -> None:
     assert progress_note(event) == "run resumed on another worker (vm:19812:1796614362 died)"
     shown = templates.env.get_template("_event.html").render(e=event, t0=0.0)
     assert "run resumed on a live worker: its worker vm:19812:1796614362 died" in shown
+
+
+def test_cluster_status_says_why_the_cluster_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With EDGECREW_CLUSTER=1 set on SQLite it said "set EDGECREW_CLUSTER=1", which was set."""
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+    from edgecrew.settings import get_settings
+
+    off = CliRunner().invoke(app, ["cluster", "status"])
+    assert off.exit_code == 0 and "EDGECREW_CLUSTER is not set" in " ".join(off.output.split())
+    monkeypatch.setenv("EDGECREW_CLUSTER", "1")
+    get_settings.cache_clear()
+    sqlite = CliRunner().invoke(app, ["cluster", "status"])
+    said = " ".join(sqlite.output.split())
+    assert sqlite.exit_code == 0 and "EDGECREW_CLUSTER=1 is set, but the database is SQLite" in said, said

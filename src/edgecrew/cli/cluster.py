@@ -63,7 +63,9 @@ def status(project: ProjectOpt = None, as_json: Annotated[bool, typer.Option("--
         print(json.dumps(found.to_dict()))
         return
     if not found.enabled:
-        console.print("the cluster is off: set EDGECREW_CLUSTER=1 with a postgresql:// EDGECREW_DATABASE_URL")
+        from edgecrew.settings import get_settings
+
+        console.print(f"the cluster is off: {guard(get_settings).cluster_off_because}")
         return
     console.print(workers_table(found))
     if not found.workers:

@@ -53,3 +53,10 @@ def test_cluster_status_says_why_the_cluster_is_off(monkeypatch: pytest.MonkeyPa
     sqlite = CliRunner().invoke(app, ["cluster", "status"])
     said = " ".join(sqlite.output.split())
     assert sqlite.exit_code == 0 and "EDGECREW_CLUSTER=1 is set, but the database is SQLite" in said, said
+
+
+def test_a_dead_worker_runs_nothing() -> None:
+    """It kept showing the load of its last heartbeat ("running 1/4") after its runs were recovered."""
+    dead = WorkerInfo("vm:1:1", "vm", 1, ("fast",), (), 100.0, 90.0, state="dead", running=1, concurrency=4)
+    live = WorkerInfo("vm:2:1", "vm", 2, ("fast",), (), 100.0, 100.0, running=1, concurrency=4)
+    assert [w.to_dict(101.0, 10.0)["running"] for w in (dead, live)] == [0, 1]

@@ -45,7 +45,7 @@ class WorkerInfo:
             "tags": list(self.tags),
             "memory_bytes": self.memory_bytes,
             "concurrency": self.concurrency,
-            "running": self.running,
+            "running": self.running if self.state == "alive" else 0,  # a dead worker's work went elsewhere
             "state": self.state if self.state != "alive" or self.is_alive(now, lease_s) else "silent",
             "started_at": self.started_at,
             "heartbeat_at": self.heartbeat_at,

@@ -252,6 +252,19 @@ def test_validate_warns_of_a_policy_no_moment_on_this_machine_meets(project_dir:
     assert "every job it covers waits for ever here" in out and "'fine'" not in out
 
 
+def test_validate_reports_a_built_in_team_the_projects_library_agent_breaks(project_dir: Path) -> None:
+    """agents/critic.yaml replaces the built-in critic in every team, the built-in crew too: validate said
+    nothing and crew (which routines run) failed when used; only `teams list` showed it."""
+    write(project_dir / "agents" / "critic.yaml", "name: critic\nmodel: fake\nsystem: be harsh\n")
+    result = runner.invoke(app, ["validate", str(project_dir)])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 2, out
+    assert "built-in team crew uses 'critic', which this project's agents/ replaces" in out
+    assert "crew.yaml" in out and "reads outputs.critic.verdict" in out
+    (project_dir / "agents" / "critic.yaml").unlink()  # no override: the built-in teams are not ours to check
+    assert runner.invoke(app, ["validate", str(project_dir)]).exit_code == 0
+
+
 def test_validate_a_folder_of_team_files_checks_each(tmp_path: Path) -> None:
     """A folder that is not a project (no edgecrew.yaml, no teams/): its YAML files are the teams."""
     import edgecrew

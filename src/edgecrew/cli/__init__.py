@@ -541,11 +541,30 @@ def validate(
                 )
             except SpecError as exc:
                 problems += exc.issues
+        if not (named or target.is_file()):
+            problems += _builtin_teams_broken(project, catalog)
         for issue in problems:
             err.print(f"[red]✗[/] {escape(str(issue))}")
         return 2 if problems else 0
 
     raise typer.Exit(guard(body))
+
+
+def _builtin_teams_broken(project: Any, catalog: Any) -> list[Any]:
+    """The problems of built-in teams that use a library agent this project replaces (its agents/NAME.yaml
+    wins in every team): the project broke them, so they are the project's problems."""
+    found = []
+    for name, agents in project.builtin_teams_overridden().items():
+        try:
+            project.load_source(project.teams[name], catalog)
+        except SpecError as exc:
+            replaced = ", ".join(f"'{a}'" for a in agents)
+            err.print(
+                f"[yellow]![/] built-in team {name} uses {replaced}, which this project's agents/ replaces:",
+                soft_wrap=True,
+            )
+            found += exc.issues
+    return found
 
 
 def _warn_of_policies(project: Any) -> None:

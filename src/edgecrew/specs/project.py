@@ -106,6 +106,20 @@ class Project:
             return
         self.teams[source.name] = source
 
+    def builtin_teams_overridden(self) -> dict[str, list[str]]:
+        """Built-in teams that ``use:`` a library agent this project's ``agents/`` replaces (a project agent
+        wins by name in every team, the built-in ones too): team name -> the replaced agents it uses."""
+        builtin = {_team_name(read_yaml(file), file) for file in _builtin_files("agents")}
+        replaced = {name for name, source in self.agents.items() if not source.builtin and name in builtin}
+        found: dict[str, list[str]] = {}
+        for name, source in self.teams.items():
+            doc = read_yaml(source.file) if source.builtin and replaced else None
+            agents = doc.get("agents") if isinstance(doc, dict) else None
+            uses = {e.get("use") for e in agents.values() if isinstance(e, dict)} if isinstance(agents, dict) else set()
+            if hits := sorted(replaced & uses):
+                found[name] = hits
+        return found
+
     def agent_docs(self) -> dict[str, dict[str, Any] | SpecError]:
         """The agent library's fields by name (what a team's ``use: NAME`` reads), or the SpecError of a
         file whose shape is broken (a team names it; ``edgecrew validate`` reports it in full). Built

@@ -99,6 +99,9 @@ def create_app(
         app.state.engine_ready = False
         app.state.ops = ops = Ops.of(rt)
         pages.setup(app, rt.keys)
+        if not settings.allow_keyless_localhost and not rt.keys.list(include_revoked=False):
+            log.warning("no API key yet: every request but /health needs one (mission control's sign-in too); "
+                        "create one with `edgecrew keys create me --scopes admin`")  # fmt: skip
         if start_engine:
             durable.launch(rt, queues=ops.queues())
             recovery = await durable.recover_orphans(rt)

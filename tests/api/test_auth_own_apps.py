@@ -4,9 +4,11 @@ middle of its tests would leave without one."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from edgecrew.app import create_app
@@ -71,3 +73,19 @@ def test_guessing_keys_is_rate_limited_by_address(tmp_path: Path) -> None:
         assert_problem(limited, 429, "GET /teams", "a fourth wrong key")
         assert int(limited.headers["retry-after"]) >= 1
         assert client.get("/teams", headers={"X-API-Key": good}).status_code == 200  # a real key has its own budget
+
+
+# -- a server without keys ----------------------------------------------------------------------
+
+
+def test_a_server_without_a_key_says_how_to_make_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every request but /health was refused and only the sign-in page explained why."""
+    write_project(tmp_path / "project")
+    advice = "no API key yet: every request but /health needs one"
+    with caplog.at_level(logging.WARNING, "edgecrew"), TestClient(create_app(server_settings(tmp_path))) as client:
+        ApiKeyStore(client.app.state.rt.store).create("me", ("admin",))  # type: ignore[attr-defined]
+    assert [r.getMessage() for r in caplog.records if advice in r.getMessage()] != []
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "edgecrew"), TestClient(create_app(server_settings(tmp_path))):
+        pass  # a key exists now: nothing to say
+    assert not [r for r in caplog.records if advice in r.getMessage()]

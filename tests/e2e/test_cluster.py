@@ -220,6 +220,10 @@ def test_kill_9_of_the_worker_running_a_run_resumes_it_elsewhere(
             ).scalar_one()
         engine.dispose()
         assert dead[0] == "dead" and dead[1] >= 1 and resumed == 1
+        # The survivor said so in its log, a line with its time and level (as `edgecrew serve` logs).
+        said = [json.loads(line) for line in logs.read_text().splitlines() if line.startswith("{")]
+        death = [e for e in said if f":{victim.pid}:" in e.get("message", "") and "is dead" in e["message"]]
+        assert death and death[0]["level"] == "warning" and death[0]["timestamp"], said[-5:]
 
         shown = subprocess.run(
             [sys.executable, "-m", "edgecrew", "cluster", "status", "--json"],

@@ -36,6 +36,11 @@ def worker(
         update["worker_models"] = models
     settings = get_settings().model_copy(update=update)
 
+    if settings.log_format != "off":  # as `edgecrew serve` logs: each line with its time and level
+        from edgecrew.telemetry.logging import configure_logging
+
+        configure_logging(level=settings.log_level, fmt=settings.log_format)
+
     async def serve() -> None:
         rt = guard(lambda: bootstrap(settings))
         node = guard(lambda: ClusterWorker(rt))

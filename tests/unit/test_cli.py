@@ -472,3 +472,22 @@ def test_runs_show_says_what_started_a_run_no_person_did(edgecrew_home: Path) ->
     assert shown.exit_code == 0 and "started by: job j42" in shown.output
     as_json = json.loads(runner.invoke(app, ["runs", "show", "rjob", "--json"]).output)
     assert as_json["trigger"] == trigger
+
+
+def test_approvals_list_is_readable_in_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Piped or in a narrow terminal the table cut the tool to "shel…" and the arguments to "ar…": each
+    approval is a short block there instead."""
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.store.approvals import ApprovalStore
+
+    monkeypatch.setenv("COLUMNS", "80")
+    rt = bootstrap()
+    rt.store.create_run("r-approve-me", "crew", "deploy it", {}, str(rt.project.dir))
+    long = {"command": "kubectl apply -f deploy.yaml " * 10}
+    ApprovalStore(rt.store).request("r-approve-me", "v001.ops.m0.t0", "wf", "operator", "shell.run", long, "why " * 50)
+    out = runner.invoke(app, ["approvals", "list"]).output
+    assert "operator → shell.run" in out and "pending" in out, out
+    assert '  arguments: {"command": "kubectl apply -f deploy.yaml kubectl' in out  # readable, not "ar…"
+    monkeypatch.setenv("COLUMNS", "160")  # wide enough: the table
+    wide = runner.invoke(app, ["approvals", "list"]).output
+    assert "┃ approval" in wide and "shell.run" in wide

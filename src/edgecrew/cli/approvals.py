@@ -37,6 +37,12 @@ def approvals_list(
     if not records:
         console.print("no approvals waiting" if not show_all else "no approvals yet")
         return
+    if console.width < 120:  # a table of seven columns cuts the arguments and reasons to "ar…" here
+        for r in records:
+            console.print(f"[bold]{r.id}[/]  {r.status}  run {r.run_id}  {escape(r.agent)} → {escape(r.tool)}")
+            console.print(f"  arguments: {escape(json.dumps(r.arguments)[:400])}", soft_wrap=True)
+            console.print(f"  reason:    {escape(r.reason[:400])}", soft_wrap=True)
+        return
     table = Table(
         Column("approval", no_wrap=True), Column("run", no_wrap=True), "agent", "tool", "arguments", "reason", "status"
     )

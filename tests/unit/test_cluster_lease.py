@@ -102,6 +102,24 @@ def test_a_cleanly_stopped_worker_shows_its_last_heartbeat(tmp_path: Path) -> No
     engine.dispose()
 
 
+def test_workers_that_ended_long_ago_are_forgotten(tmp_path: Path) -> None:
+    """Every process that ever joined kept its row, and `cluster status` listed them all for good."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    t.workers.create(engine)
+    table = WorkerTable(engine)
+    for wid in ("old", "recent", "live", "recovering"):
+        table.register(_w(wid, 100.0))
+    table.declare_dead(111.0, LEASE, by="x")  # all four dead at 111
+    for wid in ("old", "recent", "live"):
+        table.recovered(wid, 0)  # "recovering" never finished: kept, whatever its age
+    with engine.begin() as conn:
+        conn.execute(sa.update(t.workers).where(t.workers.c.id == "recent").values(dead_at=500.0))
+        conn.execute(sa.update(t.workers).where(t.workers.c.id == "live").values(state="alive", dead_at=None))
+    assert table.prune(before=200.0) == 1
+    assert sorted(w.id for w in table.all()) == ["live", "recent", "recovering"]
+    engine.dispose()
+
+
 def test_a_run_queued_with_no_live_worker_is_told_so(tmp_path: Path) -> None:
     from types import SimpleNamespace
 

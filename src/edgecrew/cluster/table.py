@@ -108,6 +108,19 @@ class WorkerTable:
             rows = conn.execute(sa.select(t.workers).order_by(t.workers.c.started_at)).mappings().all()
         return [_info(r) for r in rows]
 
+    def prune(self, before: float) -> int:
+        """Forget the workers that ended (dead or stopped, their workflows recovered) before ``before``:
+        each process that ever joined left a row, and status listed them all for good."""
+        with self.engine.begin() as conn:
+            gone = conn.execute(
+                sa.delete(t.workers).where(
+                    t.workers.c.state.in_(("dead", "stopped")),
+                    t.workers.c.recovered >= 0,
+                    t.workers.c.dead_at < before,
+                )
+            )
+        return int(gone.rowcount or 0)
+
     def forget(self, worker_ids: Sequence[str]) -> None:
         with self.engine.begin() as conn:
             conn.execute(sa.delete(t.workers).where(t.workers.c.id.in_(list(worker_ids))))

@@ -31,6 +31,8 @@ from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import NotFoundError, UserError
 
 log = logging.getLogger("edgecrew.cluster")
+FORGET_AFTER_S = 7 * 86400  # a worker that ended this long ago leaves `cluster status`
+PRUNE_EVERY = 300  # heartbeats between two looks for such workers (and at each death declared)
 
 __all__ = ["ClusterWorker", "served_aliases"]
 
@@ -70,6 +72,7 @@ class ClusterWorker:
         self.aliases = served_aliases(rt)
         self.exit_when_declared_dead = exit_when_declared_dead
         self._task: asyncio.Task[None] | None = None
+        self._ticks = 0
 
     def info(self, now: float) -> WorkerInfo:
         tags = sorted({tag for a in self.aliases for tag in self._tags(a)})
@@ -129,6 +132,9 @@ class ClusterWorker:
             log.error("worker %s was declared dead by another worker (its lease ran out); exiting", self.id)
             os._exit(75)  # its workflows run elsewhere now: going on would run their calls twice
         declared = await asyncio.to_thread(self.table.declare_dead, now, self.rt.settings.cluster_lease_s, self.id)
+        if declared or self._ticks % PRUNE_EVERY == 0:
+            await asyncio.to_thread(self.table.prune, now - FORGET_AFTER_S)
+        self._ticks += 1
         states = {w.id: w.state for w in await asyncio.to_thread(self.table.all)} if declared else {}
         for dead in declared:
             handles = await asyncio.to_thread(_recover, dead)

@@ -128,6 +128,14 @@ def test_home_shows_each_runs_tokens_as_the_runs_list_does(seeded: TestClient, k
         assert "<td>14</td>" in row[: row.index("</tr>")], path  # (5+2) + (5+2): prompt and completion
 
 
+def test_times_read_as_dates_without_javascript(seeded: TestClient, keys: dict[str, str]) -> None:
+    """The page's script shows each time in the reader's zone; without it they were epoch seconds."""
+    sign_in(seeded, keys["read"])
+    page = seeded.get("/ui/runs").text
+    shown = re.findall(r'<time data-ts="[0-9.]+">([^<]*)</time>', page)
+    assert shown and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in shown), shown
+
+
 def test_filters_to_nothing_offer_to_clear_and_bad_dates_are_a_page(seeded: TestClient, keys: dict[str, str]) -> None:
     client = seeded
     sign_in(client, keys["read"])

@@ -236,6 +236,16 @@ plugns: [tools.py]
     assert f"{config}:11: models.broken.replys" in out and f"{config}:12: plugns" in out
 
 
+def test_validate_reports_a_routine_naming_no_team_with_the_files_other_problems(project_dir: Path) -> None:
+    """It came only once every other problem of edgecrew.yaml was fixed: a second round for one file."""
+    routine = 'routines:\n  nightly: {cron: "0 2 * * *", team: nope, task: do it}\n'
+    config = write(project_dir / "edgecrew.yaml", PROJECT + "plugns: [tools.py]\n" + routine)
+    result = runner.invoke(app, ["validate"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 2 and "2 problems" in out, out
+    assert "plugns" in out and f"{config}:" in out and "routines.nightly.team: no team 'nope'" in out
+
+
 def test_validate_project_dir_accepts_good_teams(project_dir: Path) -> None:
     result = runner.invoke(app, ["validate", str(project_dir)])
     assert result.exit_code == 0, result.output

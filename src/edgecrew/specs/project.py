@@ -291,8 +291,9 @@ _CONFIG_REPAIRS = (
 )
 
 
-def _read_config(config: Path, directory: Path) -> tuple[ProjectDoc, dict[str, ModelDef]]:
-    """edgecrew.yaml's sections and models; every problem in it, of shape or meaning, raised at once."""
+def _read_config(config: Path, directory: Path) -> tuple[ProjectDoc, dict[str, ModelDef], list[SpecIssue]]:
+    """edgecrew.yaml's sections and models (repaired where broken) and every problem in it, of shape or
+    meaning; raised at once only when nothing can be repaired."""
     doc = read_yaml(config) or {}
     plain = to_plain(doc, str(config))
     issues: list[SpecIssue] = []
@@ -305,10 +306,7 @@ def _read_config(config: Path, directory: Path) -> tuple[ProjectDoc, dict[str, M
             raise SpecError(issues) from None
         parsed = repaired[0]
     models, model_issues = build_models(parsed.models, doc, str(config), directory)
-    issues += model_issues
-    if issues:
-        raise SpecError(sorted(issues, key=lambda i: i.line or 0))
-    return parsed, models
+    return parsed, models, issues + model_issues
 
 
 def load_project(directory: Path) -> Project:
@@ -323,9 +321,10 @@ def load_project(directory: Path) -> Project:
         project.teams[name] = TeamSource(name, file, (), builtin=True)
 
     config = directory / CONFIG_FILE
+    config_issues: list[SpecIssue] = []
     if config.exists():
         project.config_file = config
-        parsed, project.models = _read_config(config, directory)
+        parsed, project.models, config_issues = _read_config(config, directory)
         project.plugins = tuple(parsed.plugins)
         project.mcp_servers = dict(parsed.mcp_servers)
         project.routines = dict(parsed.routines)
@@ -356,6 +355,9 @@ def load_project(directory: Path) -> Project:
                         f"name one of: {', '.join(sorted(project.teams))}",
                     )
                 )
+    if config_issues:  # edgecrew.yaml's every problem at once, a routine naming no team among them
+        routines = [i for i in project.duplicates if i.file == str(project.config_file)]
+        raise SpecError(sorted(config_issues + routines, key=lambda i: i.line or 0))
     return project
 
 

@@ -49,7 +49,10 @@ def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.Comp
     )
 
 
-def wait_pending(env: dict[str, str]) -> dict[str, object]:
+def wait_pending(
+    env: dict[str, str], run: subprocess.Popen[str] | None = None, said: Path | None = None
+) -> dict[str, object]:
+    """The first pending approval; ``run`` (its output in ``said``) is the process that should ask."""
     deadline = time.monotonic() + 90  # each look starts the CLI: seconds apiece on a loaded box
     while time.monotonic() < deadline:
         done = cli(env, "approvals", "list", "--json")
@@ -57,8 +60,14 @@ def wait_pending(env: dict[str, str]) -> dict[str, object]:
         listed = json.loads(done.stdout)
         if listed:
             return dict(listed[0])
+        if run is not None and run.poll() is not None:
+            break
         time.sleep(0.2)
-    raise AssertionError("no pending approval appeared")
+    if run is not None and run.poll() is None:
+        run.kill()
+        run.wait(timeout=10)
+    output = said.read_text(errors="replace")[-4000:] if said is not None and said.exists() else ""
+    raise AssertionError(f"no pending approval appeared (run status {run and run.returncode}); it said:\n{output}")
 
 
 def killed_while_waiting(project_dir: Path, edgecrew_home: Path) -> tuple[dict[str, str], dict[str, object], Path]:
@@ -73,14 +82,16 @@ def killed_while_waiting(project_dir: Path, edgecrew_home: Path) -> tuple[dict[s
         "EDGECREW_PROJECT": str(project_dir),
         "DEPLOY_LOG": str(log),
     }
-    first = subprocess.Popen(
-        [sys.executable, "-m", "edgecrew", "run", "ship", "ship the fix"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    pending = wait_pending(env)
+    said = project_dir / "run.out"  # a file, not a pipe nobody reads until the end: a full pipe blocks the run
+    with said.open("w") as out:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "edgecrew", "run", "ship", "ship the fix"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    pending = wait_pending(env, first, said)
     assert pending["tool"] == "deploy" and pending["reason"] == "the fix must ship"
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)

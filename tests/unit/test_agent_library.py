@@ -21,8 +21,8 @@ system: You check an answer and say approve or revise.
 limits: {max_steps: 2, max_tokens: 64}
 output_schema:
   type: object
-  properties: {verdict: {enum: [approve, revise]}}
-  required: [verdict]
+  properties: {verdict: {enum: [approve, revise]}, notes: {type: string}}
+  required: [verdict, notes]
 """
 
 TEAM = """
@@ -80,7 +80,10 @@ def test_a_broken_library_agent_is_reported_in_its_own_file(project_dir: Path) -
     # the teams that use it name it once each, at their `use:`, instead of repeating its problems
     assert f"{team_file}:5: agent 'critic' uses 'critic', whose own file has 1 problem(s)" in result.output
     assert f"{team_file}:7: agent 'strict' uses 'critic'" in result.output
-    assert result.output.count("max_stpes") == 3  # the file's own report, and the first problem in each use
+    # the file's own report, and the first problem in each use: the project's two, and the built-in crew's
+    # (a project agent replaces the built-in one of its name in every team, crew included)
+    assert result.output.count("max_stpes") == 4
+    assert "built-in team crew uses 'critic', which this project's agents/ replaces" in result.output
     _project(project_dir, critic=CRITIC.replace("model: local", "model: nope"))
     result = CliRunner().invoke(app, ["validate"], env={"COLUMNS": "300"})
     assert f"{agent_file}:4: " in result.output and "'nope'" in result.output

@@ -138,29 +138,9 @@ def test_the_sqlite_driver_path_writes_what_sqlalchemy_would(tmp_path: Any) -> N
 async def test_a_run_cancelled_in_the_store_alone_stops_before_its_next_call_and_ends_cancelled() -> None:
     """The canceller died between writing the store and telling DBOS: the run still stops at its next
     call, and its workflow ends cancelled instead of waiting for an outcome nobody records."""
-    import asyncio
-
-    from edgecrew.bootstrap import bootstrap
-    from edgecrew.engine.service import RunService, TeamFile
-
-    rt = bootstrap()
-    model = ScriptedModel({"a": [{"text": "A", "delay": 0.5}], "b": ["B"], "c": ["C"]})
-    rt.models.register("fake", model)
-    team = rt.settings.project_dir / "teams" / "t.yaml"
-    team.parent.mkdir(parents=True, exist_ok=True)
-    team.write_text(CHAIN)
-    started = await RunService(rt).start(TeamFile(team), "go")
-    run_id = started.run.id
-    for _ in range(200):  # a's call is in flight
-        if model.calls:
-            break
-        await asyncio.sleep(0.01)
+    rt, model, run_id = await _chain_with_a_in_flight()
     assert rt.store.set_status(run_id, RunStatus.CANCELLED, error="cancelled by user")
-    for _ in range(500):
-        workflow = await durable.workflow_status(run_id)
-        if workflow is not None and workflow.status == "CANCELLED":
-            break
-        await asyncio.sleep(0.02)
+    workflow = await _workflow_cancelled(run_id)
     assert workflow is not None and workflow.status == "CANCELLED"
     assert [c.agent for c in model.calls] == ["a"]  # b's call never started
     assert rt.store.get_run(run_id).status == RunStatus.CANCELLED
@@ -171,28 +151,11 @@ async def test_a_run_cancelled_during_a_step_starts_no_other() -> None:
     left "running" in `runs show` for good), and the workflow ends cancelled."""
     import asyncio
 
-    from edgecrew.bootstrap import bootstrap
-    from edgecrew.engine.service import RunService, TeamFile
+    from edgecrew.engine.service import RunService
 
-    rt = bootstrap()
-    model = ScriptedModel({"a": [{"text": "A", "delay": 0.5}], "b": ["B"], "c": ["C"]})
-    rt.models.register("fake", model)
-    team = rt.settings.project_dir / "teams" / "t.yaml"
-    team.parent.mkdir(parents=True, exist_ok=True)
-    team.write_text(CHAIN)
-    svc = RunService(rt)
-    started = await svc.start(TeamFile(team), "go")
-    run_id = started.run.id
-    for _ in range(200):  # a's call is in flight
-        if model.calls:
-            break
-        await asyncio.sleep(0.01)
-    assert svc.cancel(run_id).status == RunStatus.CANCELLED
-    for _ in range(500):
-        workflow = await durable.workflow_status(run_id)
-        if workflow is not None and workflow.status == "CANCELLED":
-            break
-        await asyncio.sleep(0.02)
+    rt, _, run_id = await _chain_with_a_in_flight()
+    assert RunService(rt).cancel(run_id).status == RunStatus.CANCELLED
+    await _workflow_cancelled(run_id)
     await asyncio.sleep(0.6)  # past a's reply: a step started after the cancel would be there now
     assert [(s.agent, s.status) for s in rt.store.steps(run_id)] == [("a", "finished")]
     assert [e.agent for e in rt.store.events(run_id) if e.type == "step_started"] == ["a"]
@@ -258,3 +221,37 @@ async def test_a_fresh_run_makes_no_journal_lookup_before_its_calls(monkeypatch:
     run, rt = await run_team(CHAIN, ScriptedModel({"a": ["A"], "b": ["B"], "c": ["C"]}))
     assert run.status == "succeeded" and lookups == []
     assert len(rt.store.events(run.id)) > 0
+
+
+async def _chain_with_a_in_flight() -> tuple[Runtime, ScriptedModel, str]:
+    """A run of the a -> b -> c chain started here, its first call (half a second long) under way."""
+    import asyncio
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.engine.service import RunService, TeamFile
+
+    rt = bootstrap()
+    model = ScriptedModel({"a": [{"text": "A", "delay": 0.5}], "b": ["B"], "c": ["C"]})
+    rt.models.register("fake", model)
+    team = rt.settings.project_dir / "teams" / "t.yaml"
+    team.parent.mkdir(parents=True, exist_ok=True)
+    team.write_text(CHAIN)
+    run_id = (await RunService(rt).start(TeamFile(team), "go")).run.id
+    for _ in range(200):
+        if model.calls:
+            break
+        await asyncio.sleep(0.01)
+    return rt, model, run_id
+
+
+async def _workflow_cancelled(run_id: str) -> Any:
+    """DBOS's view of the run's workflow once it says CANCELLED (or after ten seconds)."""
+    import asyncio
+
+    workflow = None
+    for _ in range(500):
+        workflow = await durable.workflow_status(run_id)
+        if workflow is not None and workflow.status == "CANCELLED":
+            break
+        await asyncio.sleep(0.02)
+    return workflow

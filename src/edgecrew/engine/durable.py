@@ -239,21 +239,6 @@ async def recover_orphans(runtime: Runtime) -> Recovery:
     return recovery
 
 
-def preload_models(runtime: Runtime, spec: TeamSpec, agents: Sequence[str]) -> None:
-    """Start loading the models of ``agents`` (their first choice) in the background, so the load
-    overlaps the engine's work before their call; only into free room: a preload never evicts a
-    model to guess at the future. Call it from a coroutine."""
-    for agent in agents:
-        found = spec.agents.get(agent)
-        if found is None or found.kind != "model":
-            continue
-        try:
-            alias = runtime.models.candidates(found.model)[0]
-        except EdgecrewError:
-            continue
-        runtime.pool.preload(alias, evict=False)
-
-
 async def resume_dead(workflow_name: str, owned: Any = None) -> list[str]:
     """Resume the PENDING workflows named ``workflow_name`` whose process died (routine firings, jobs:
     DBOS recovers only its own executor's, and edgecrew's executor ids change with each process).
@@ -534,7 +519,16 @@ class DurableTurnRunner:
         return result
 
     def preload(self, agents: Sequence[str]) -> None:
-        preload_models(self.rt, self.spec, agents)
+        for agent in agents:
+            spec = self.spec.agents[agent]
+            if spec.kind != "model":  # a tool or template agent calls no model (its `model` is the default)
+                continue
+            try:
+                alias = self.rt.models.candidates(spec.model)[0]
+            except EdgecrewError:
+                continue
+            # Only into free room: a preload never evicts a model to guess at the future.
+            self.rt.pool.preload(alias, evict=False)
 
     def route_taken(self, visit: Visit, edge: Edge | None, targets: Sequence[str]) -> None:
         """Written with the next step's start or the run's end (see ``_pending``): routing is a pure

@@ -236,6 +236,8 @@ def test_kill_9_of_the_worker_running_a_run_resumes_it_elsewhere(
         states = Counter(w["state"] for w in status["workers"])
         assert states == {"alive": 2, "dead": 1}
         assert any(q["queue"] == "edgecrew.cluster.runs" for q in status["queues"])
+        # Every worker recorded its version and project configuration, and they agree.
+        assert all(w["version"] and w["config"] for w in status["workers"]) and status["warnings"] == []
     finally:
         stop_workers(workers)
 

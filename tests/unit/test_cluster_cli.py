@@ -60,3 +60,19 @@ def test_a_dead_worker_runs_nothing() -> None:
     dead = WorkerInfo("vm:1:1", "vm", 1, ("fast",), (), 100.0, 90.0, state="dead", running=1, concurrency=4)
     live = WorkerInfo("vm:2:1", "vm", 2, ("fast",), (), 100.0, 100.0, running=1, concurrency=4)
     assert [w.to_dict(101.0, 10.0)["running"] for w in (dead, live)] == [0, 1]
+
+
+def test_cluster_status_shows_what_live_workers_disagree_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+    from edgecrew.cluster import ClusterService
+    from edgecrew.ui.pages import templates
+
+    warning = "live workers run different edgecrew versions: 0.1.0 on a; 0.2.0 on b; ..."
+    found = ClusterStatus(True, 10.0, warnings=[warning])
+    monkeypatch.setattr(ClusterService, "status", lambda self, now=None: found)
+    shown = CliRunner().invoke(app, ["cluster", "status"])
+    assert shown.exit_code == 0 and f"warning: {warning}" in " ".join(shown.output.split())
+    page = templates.env.get_template("cluster.html").render(cluster=found, request=None)
+    assert warning in page

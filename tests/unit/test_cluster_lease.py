@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from edgecrew.cluster.calls import candidates, plan
-from edgecrew.cluster.lease import WorkerInfo, alive, expired, serving
+from edgecrew.cluster.lease import WorkerInfo, alive, disagreements, expired, serving
 from edgecrew.cluster.table import WorkerTable
 from edgecrew.models.registry import ModelDef, ModelRegistry
 from edgecrew.store import tables as t
@@ -167,3 +167,52 @@ def test_an_unknown_worker_model_names_the_option_and_the_project(tmp_path: Path
     with pytest.raises(UserError, match=r"^--models \(EDGECREW_WORKER_MODELS\) names unknown model\(s\) nope") as err:
         served_aliases(rt)  # type: ignore[arg-type]
     assert str(tmp_path) in str(err.value) and "known: fast, local" in str(err.value)
+
+
+def test_live_workers_that_disagree_on_version_or_configuration_are_named() -> None:
+    """A worker on another project ran a team with its own model of the same name, and nothing said the
+    workers differed: now status and each worker's start say which workers run what."""
+
+    def w(wid: str, version: str, config: str, beat: float = 100.0) -> WorkerInfo:
+        return WorkerInfo(wid, "h", 1, ("fast",), (), beat, 0.0, version=version, config=config)
+
+    same = [w("a", "0.1.0", "c1"), w("b", "0.1.0", "c1")]
+    assert disagreements(same, 105.0, LEASE) == []
+    mixed = [*same, w("c", "0.2.0", "c2")]
+    version, config = disagreements(mixed, 105.0, LEASE)
+    assert "different edgecrew versions: 0.1.0 on a, b; 0.2.0 on c" in version
+    assert "install one version on every machine" in version
+    assert "different project configurations (edgecrew.yaml): c1 on a, b; c2 on c" in config
+    # Only live workers count, and a worker from before the fields were recorded says nothing.
+    assert disagreements([*same, w("c", "0.2.0", "c2", beat=10.0)], 105.0, LEASE) == []
+    assert disagreements([*same, w("old", "", "")], 105.0, LEASE) == []
+
+
+def test_the_workers_table_keeps_a_workers_version_and_configuration(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    t.workers.create(engine)
+    table = WorkerTable(engine)
+    table.register(WorkerInfo("a", "h", 1, ("fast",), (), 100.0, 0.0, version="0.1.0", config="abc123"))
+    table.register(_w("b", 100.0))
+    kept = {w.id: (w.version, w.config) for w in table.all()}
+    assert kept == {"a": ("0.1.0", "abc123"), "b": ("", "")}
+    assert table.all()[0].to_dict(101.0, LEASE)["version"] == "0.1.0"
+
+
+def test_the_configuration_digest_ignores_layout_and_sees_a_changed_model(tmp_path: Path) -> None:
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.cluster.worker import config_digest
+    from edgecrew.settings import Settings
+
+    def digest(project: Path, text: str | None) -> str:
+        project.mkdir(exist_ok=True)
+        if text is not None:
+            (project / "edgecrew.yaml").write_text(text)
+        return config_digest(bootstrap(Settings(project=project)))
+
+    base = "models:\n  fast: {backend: scripted}\n"
+    one = digest(tmp_path / "one", base)
+    assert len(one) == 12
+    assert digest(tmp_path / "two", "# the same, laid out otherwise\nmodels:\n  fast:\n    backend: scripted\n") == one
+    assert digest(tmp_path / "three", "models:\n  fast: {backend: scripted, slots: 2}\n") != one
+    assert digest(tmp_path / "none", None) == ""

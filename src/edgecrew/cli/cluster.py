@@ -8,6 +8,7 @@ import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Column, Table
 
 from edgecrew.cli.common import ProjectOpt, arun, console, guard, runtime
@@ -73,6 +74,8 @@ def status(project: ProjectOpt = None, as_json: Annotated[bool, typer.Option("--
         console.print(f"the cluster is off: {guard(get_settings).cluster_off_because}")
         return
     console.print(workers_table(found))
+    for warning in found.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
     if not found.workers:
         console.print("no worker has joined yet: start `edgecrew worker` on a machine with this database")
     queues = Table("queue", "waiting", "running", title="queues")

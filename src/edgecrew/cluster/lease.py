@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["WorkerInfo", "alive", "expired", "serving"]
+__all__ = ["WorkerInfo", "alive", "disagreements", "expired", "serving"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class WorkerInfo:
     dead_at: float | None = None
     declared_by: str | None = None
     recovered: int = 0
+    version: str = ""  # its edgecrew version ("": a worker from before it was recorded)
+    config: str = ""  # a digest of its project's edgecrew.yaml (its models, tools, plugins); "" without one
     extra: dict[str, object] = field(default_factory=dict)
 
     def is_alive(self, now: float, lease_s: float) -> bool:
@@ -53,6 +55,8 @@ class WorkerInfo:
             "dead_at": self.dead_at,
             "declared_by": self.declared_by,
             "recovered": self.recovered if self.recovered >= 0 else None,  # None: recovery under way
+            "version": self.version or None,
+            "config": self.config or None,
         }
 
 
@@ -72,3 +76,26 @@ def serving(workers: Iterable[WorkerInfo], alias: str, now: float, lease_s: floa
     """The live workers that advertise ``alias``, least loaded first."""
     found = [w for w in alive(workers, now, lease_s) if alias in w.aliases]
     return sorted(found, key=lambda w: (w.running / max(w.concurrency, 1), w.id))
+
+
+def disagreements(workers: Iterable[WorkerInfo], now: float, lease_s: float) -> list[str]:
+    """What the live workers disagree on that makes a run depend on which worker takes it: the edgecrew
+    version (a run replayed on another version may take another path) and the project's edgecrew.yaml
+    (an alias names another model, a tool another plugin). Empty when they agree (or before a worker
+    recorded either: an older worker's empty field is left out)."""
+    live = alive(workers, now, lease_s)
+    found: list[str] = []
+    for what, fix, field_name in (
+        ("edgecrew versions", "install one version on every machine", "version"),
+        ("project configurations (edgecrew.yaml)", "give every worker the same project", "config"),
+    ):
+        groups: dict[str, list[str]] = {}
+        for w in live:
+            if value := str(getattr(w, field_name)):
+                groups.setdefault(value, []).append(w.id)
+        if len(groups) > 1:
+            each = "; ".join(f"{key} on {', '.join(ids)}" for key, ids in sorted(groups.items()))
+            found.append(
+                f"live workers run different {what}: {each}; a run's result depends on which worker takes it ({fix})"
+            )
+    return found

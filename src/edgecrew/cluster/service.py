@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from edgecrew.cluster.calls import MODEL_QUEUE_PREFIX
-from edgecrew.cluster.lease import alive
+from edgecrew.cluster.lease import alive, disagreements
 from edgecrew.cluster.table import WorkerTable
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
@@ -30,6 +30,7 @@ class ClusterStatus:
     workers: list[dict[str, Any]] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     queues: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what live workers disagree on (version, edgecrew.yaml)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +39,7 @@ class ClusterStatus:
             "workers": self.workers,
             "models": self.models,
             "queues": self.queues,
+            "warnings": self.warnings,
         }
 
 
@@ -73,6 +75,7 @@ class ClusterService:
             workers=[w.to_dict(now, lease) for w in workers],
             models=[models[a] for a in sorted(models)],
             queues=self.queue_depths(),
+            warnings=disagreements(workers, now, lease),
         )
 
     def no_worker_warning(self, now: float | None = None) -> str | None:

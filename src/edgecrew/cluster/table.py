@@ -50,6 +50,8 @@ class WorkerTable:
             "dead_at": None,
             "declared_by": None,
             "recovered": 0,
+            "version": info.version or None,
+            "config": info.config or None,
         }
         with self.engine.begin() as conn:
             conn.execute(sa.delete(t.workers).where(t.workers.c.id == info.id))
@@ -142,4 +144,6 @@ def _info(row: sa.RowMapping) -> WorkerInfo:
         dead_at=row["dead_at"],
         declared_by=row["declared_by"],
         recovered=row["recovered"],
+        version=row["version"] or "",
+        config=row["config"] or "",
     )

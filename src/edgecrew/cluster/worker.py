@@ -13,6 +13,8 @@ frozen past its lease) exits at once: its workflows already run elsewhere.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import socket
@@ -22,19 +24,21 @@ from typing import Any
 from dbos import DBOS
 
 from edgecrew.cluster.calls import CallRouter, model_queue
-from edgecrew.cluster.lease import WorkerInfo
+from edgecrew.cluster.lease import WorkerInfo, disagreements
 from edgecrew.cluster.table import WorkerTable
 from edgecrew.domain.events import RunResumed
 from edgecrew.engine import durable
 from edgecrew.engine.executors import executor_id
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import NotFoundError, UserError
+from edgecrew.specs.yamlsrc import read_yaml
+from edgecrew.version import __version__
 
 log = logging.getLogger("edgecrew.cluster")
 FORGET_AFTER_S = 7 * 86400  # a worker that ended this long ago leaves `cluster status`
 PRUNE_EVERY = 300  # heartbeats between two looks for such workers (and at each death declared)
 
-__all__ = ["ClusterWorker", "served_aliases"]
+__all__ = ["ClusterWorker", "config_digest", "served_aliases"]
 
 
 def served_aliases(rt: Runtime) -> tuple[str, ...]:
@@ -86,6 +90,8 @@ class ClusterWorker:
             started_at=now,
             memory_bytes=self.rt.settings.model_memory_bytes,
             concurrency=self.rt.settings.worker_runs,
+            version=__version__,
+            config=config_digest(self.rt),
         )
 
     def _tags(self, alias: str) -> tuple[str, ...]:
@@ -107,8 +113,11 @@ class ClusterWorker:
             await DBOS.register_queue_async(
                 model_queue(alias), worker_concurrency=settings.worker_calls, polling_interval_sec=poll
             )
-        await asyncio.to_thread(self.table.register, self.info(time.time()))
+        now = time.time()
+        await asyncio.to_thread(self.table.register, self.info(now))
         log.info("worker %s serving %s", self.id, ", ".join(self.aliases))
+        for problem in disagreements(await asyncio.to_thread(self.table.all), now, settings.cluster_lease_s):
+            log.warning("%s", problem)
         self._task = asyncio.create_task(self._beat(), name="edgecrew-cluster-heartbeat")
 
     async def _beat(self) -> None:
@@ -164,6 +173,16 @@ class ClusterWorker:
         await asyncio.to_thread(self.table.stopped, self.id, time.time())
         durable.route_model_calls(None)
         durable.shutdown()
+
+
+def config_digest(rt: Runtime) -> str:
+    """A short digest of the project's edgecrew.yaml as parsed (comments and layout aside): workers whose
+    digests differ declare different models, tools or plugins under the same names. "" without one."""
+    config = rt.project.config_file
+    if config is None:
+        return ""
+    plain = json.dumps(read_yaml(config), sort_keys=True, default=str)
+    return hashlib.sha256(plain.encode()).hexdigest()[:12]
 
 
 def _recover(dead: str) -> list[Any]:

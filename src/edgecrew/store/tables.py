@@ -557,6 +557,8 @@ workers = Table(
     Column("dead_at", Float),
     Column("declared_by", String(200)),  # the worker that declared it dead and recovered its workflows
     Column("recovered", Integer, nullable=False),  # how many of its workflows were recovered elsewhere
+    Column("version", String(64)),  # its edgecrew version (migration 0019)
+    Column("config", String(64)),  # a digest of its project's edgecrew.yaml (migration 0019)
     Index("ix_workers_state", "state"),
 )
 

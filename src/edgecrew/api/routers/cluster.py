@@ -21,6 +21,7 @@ class ClusterOut(BaseModel):
     workers: list[dict[str, Any]]
     models: list[dict[str, Any]]
     queues: list[dict[str, Any]]
+    warnings: list[str] = []  # what live workers disagree on: edgecrew version, project edgecrew.yaml
 
 
 @router.get("", response_model=ClusterOut)

@@ -238,6 +238,17 @@ def test_kill_9_of_the_worker_running_a_run_resumes_it_elsewhere(
         assert any(q["queue"] == "edgecrew.cluster.runs" for q in status["queues"])
         # Every worker recorded its version and project configuration, and they agree.
         assert all(w["version"] and w["config"] for w in status["workers"]) and status["warnings"] == []
+        # `runs show` names the worker that ran it last (not the process that queued it), and where its files are.
+        shown = subprocess.run(
+            [sys.executable, "-m", "edgecrew", "runs", "show", run_id],
+            env={**cluster_env, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "ran by: " in shown.stdout, shown.stdout
+        ran_by = shown.stdout.split("ran by: ")[1].split()[0]
+        assert ran_by in {w["id"] for w in status["workers"] if w["state"] == "alive"}, (ran_by, status["workers"])
     finally:
         stop_workers(workers)
 

@@ -484,6 +484,24 @@ def test_runs_show_says_what_started_a_run_no_person_did(edgecrew_home: Path) ->
     assert as_json["trigger"] == trigger
 
 
+def test_runs_show_names_the_process_that_ran_a_run_and_where_its_files_are(edgecrew_home: Path) -> None:
+    """On a cluster `runs show` printed the workspace of the process that recorded the run, a path on that
+    machine, while a worker on another one ran it and wrote its files there."""
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.domain.events import RunStarted
+
+    done = json.loads(runner.invoke(app, ["run", "trio", "x", "--json"]).output.strip().splitlines()[-1])
+    here = runner.invoke(app, ["runs", "show", done["run_id"]]).output
+    assert "workspace: " in here and "ran by:" not in here  # recorded and ran by one process
+    rt = bootstrap()
+    rt.store.create_run("rcluster", "trio", "far away", {}, "/home/me/.edgecrew/workspaces/rcluster", executor="me:1:1")
+    started = RunStarted(team="trio", executor="jetson-2:4242:17", workspace="/srv/edgecrew/workspaces/rcluster")
+    rt.store.emit("rcluster", "run_started", started)
+    far = " ".join(runner.invoke(app, ["runs", "show", "rcluster"]).output.split())
+    assert "ran by: jetson-2:4242:17 (its workspace there: /srv/edgecrew/workspaces/rcluster)" in far
+    assert "/home/me" not in far
+
+
 def test_approvals_list_is_readable_in_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     """Piped or in a narrow terminal the table cut the tool to "shel…" and the arguments to "ar…": each
     approval is a short block there instead."""

@@ -257,7 +257,7 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a run: status, output and each agent step with its tokens."""
-    from edgecrew.domain.events import ModelCalled
+    from edgecrew.domain.events import ModelCalled, RunStarted
     from edgecrew.engine.service import RunService
 
     svc = RunService(guard(runtime))
@@ -305,7 +305,12 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
     console.print(f"task: {escape(run.task)}")
     if (by := started_by(run.trigger)) is not None:
         console.print(f"started by: {escape(by)}")
-    if run.workspace:
+    events = svc.event_page(run.id)
+    started = next((p for e in reversed(events) if isinstance(p := e.payload, RunStarted)), None)
+    if started is not None and started.executor and started.executor != run.executor:
+        # Another process runs it (a cluster worker, or one that resumed it): its files are on that machine.
+        console.print(f"ran by: {escape(started.executor)} (its workspace there: {escape(started.workspace)})")
+    elif run.workspace:
         console.print(f"workspace: {run.workspace}")
     table = Table("step", "agent", "outcome", "calls", "tokens", "output")
     for s in steps:
@@ -318,7 +323,7 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
             escape(json.dumps(s.output)[:70]) if s.output else "",
         )
     console.print(table)
-    calls = [(e.key, p) for e in svc.event_page(run.id) if isinstance(p := e.payload, ModelCalled) and p.ok]
+    calls = [(e.key, p) for e in events if isinstance(p := e.payload, ModelCalled) and p.ok]
     if calls:
         usage = Table(
             "call",

@@ -47,6 +47,8 @@ class RunStarted(Event):
     team: str = ""
     task: str = ""
     agents: tuple[str, ...] = ()
+    executor: str = ""  # the process running it from here (a cluster worker's id), written again on a resume
+    workspace: str = ""  # where its files are, on that process's machine
 
 
 class RunResumed(Event):

@@ -300,7 +300,14 @@ async def team_run(run_id: str) -> dict[str, Any]:
     steps = await _calls_as_steps(rt, run_id, run_id, resumed=run.status != RunStatus.QUEUED)
     with rt.store.transaction(flush=False):  # a replay writes them again
         rt.store.set_status(run_id, RunStatus.RUNNING)
-        rt.store.emit(run_id, "run_started", RunStarted(team=team.name, task=run.task, agents=tuple(team.agents)))
+        started = RunStarted(
+            team=team.name,
+            task=run.task,
+            agents=tuple(team.agents),
+            executor=executor_id(),
+            workspace=str(rt.workspace(run_id)),
+        )
+        rt.store.emit(run_id, "run_started", started)
     runner = DurableTurnRunner(rt, run_id, team, steps=steps)
     if run.status == RunStatus.QUEUED and not steps:
         runner.fresh = Fresh()

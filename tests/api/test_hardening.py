@@ -116,3 +116,15 @@ def test_bomb_is_refused_in_the_ui_editor_too(client: TestClient, keys: dict[str
     csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', client.get("/").text).group(1)  # type: ignore[union-attr]
     r = client.post("/ui/teams/echo/validate", data={"csrf": csrf, "yaml": textwrap.dedent(BOMB)})
     assert r.status_code == 200 and "aliases of aliases" in r.text
+
+
+def test_a_path_no_operation_has_says_so(client: TestClient, keys: dict[str, str]) -> None:
+    """POST /feedback (the route is /runs/{id}/feedback) answered a bare "Not Found", as if a run were
+    missing; a route's own 404 keeps naming what it did not find."""
+    r = client.post("/feedback", json={"run_id": "r1", "rating": 1}, headers=auth(keys["admin"]))
+    assert r.status_code == 404
+    assert r.json()["detail"] == "no operation POST /feedback; GET /openapi.json (or /docs) lists them"
+    missing = client.get("/runs/rnothere", headers=auth(keys["read"]))
+    assert missing.status_code == 404 and "no operation" not in missing.json()["detail"]
+    wrong = client.delete("/teams", headers=auth(keys["admin"]))  # the path exists: 405, with what it allows
+    assert wrong.status_code == 405 and wrong.json()["detail"].startswith("DELETE is not allowed here; use GET")

@@ -119,6 +119,9 @@ def install(app: FastAPI) -> None:
             allowed = allowed_methods(app, request.url.path)
             headers["Allow"] = ", ".join(allowed)
             detail = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
+        elif exc.status_code == 404 and detail is None and request.scope.get("endpoint") is None:
+            # No route matched the path (a route's own 404 names what it did not find).
+            detail = f"no operation {request.method} {request.url.path}; GET /openapi.json (or /docs) lists them"
         return problem(exc.status_code, detail, instance=request.url.path, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)

@@ -24,6 +24,13 @@ from tests.unit.engine_helpers import run_team, teardown
 
 pytestmark = pytest.mark.integration
 
+SOLO = """\
+name: solo
+agents:
+  a: {model: fake, system: first}
+graph: {start: a, edges: [{from: a, to: end}]}
+"""
+
 
 @pytest.fixture(autouse=True)
 def _dbos() -> Iterator[None]:
@@ -162,6 +169,48 @@ async def test_a_run_cancelled_during_a_step_starts_no_other() -> None:
     assert rt.store.get_run(run_id).status == RunStatus.CANCELLED
 
 
+def _after_cancel(rt: Runtime, run_id: str) -> list[tuple[str, str]]:
+    """(key, type) of the run's events written after its run_cancelled."""
+    events = [(e.key, e.type) for e in rt.store.events(run_id)]
+    return events[events.index(("run_cancelled", "run_cancelled")) + 1 :]
+
+
+@pytest.mark.parametrize("team_yaml", [CHAIN, SOLO], ids=["a routes to b", "a routes to the end"])
+async def test_a_run_cancelled_during_a_step_routes_nowhere_after_the_cancel(team_yaml: str) -> None:
+    """The step in flight writes its end after run_cancelled, but not the route its output picked (to
+    the next agent, or to the end): a cancelled run goes nowhere."""
+    import asyncio
+
+    from edgecrew.engine.service import RunService
+
+    rt, _, run_id = await _chain_with_a_in_flight(team_yaml=team_yaml)
+    RunService(rt).cancel(run_id)
+    await _workflow_cancelled(run_id)
+    await asyncio.sleep(0.6)  # past a's reply: its end, and any route, are written by now
+    after = _after_cancel(rt, run_id)
+    assert ("v000.a.finished", "step_finished") in after
+    assert [kind for _, kind in after if kind == "route_taken"] == [], after
+
+
+async def test_a_step_its_runs_cancel_stops_at_its_next_call_ends_cancelled() -> None:
+    """a's reply asks for a tool: the turn stops at that call. Its end is still written (outcome and row
+    "cancelled"), so no step of the run is left open for a follower to wait on."""
+    import asyncio
+
+    from edgecrew.domain.runs import Outcome
+    from edgecrew.engine.service import RunService
+
+    rt, _, run_id = await _chain_with_a_in_flight([{"tool": "time.now", "args": {}, "delay": 0.5}, "A"])
+    RunService(rt).cancel(run_id)
+    await _workflow_cancelled(run_id)
+    await asyncio.sleep(0.6)
+    assert _after_cancel(rt, run_id) == [("v000.a.m0.model", "model_called"), ("v000.a.finished", "step_finished")]
+    [end] = [e for e in rt.store.events(run_id) if e.type == "step_finished"]
+    assert end.data["outcome"] == Outcome.CANCELLED.value
+    assert [(s.agent, s.status, s.outcome) for s in rt.store.steps(run_id)] == [("a", "cancelled", "cancelled")]
+    assert rt.store.call_count(run_id) == 1  # the tool call was never made
+
+
 def test_store_synchronous_normal_makes_every_commit_unflushed(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """EDGECREW_STORE_SYNCHRONOUS=normal (slow disks): a recorded call's commit no longer waits for the disk."""
     from edgecrew.settings import reset_settings
@@ -223,19 +272,22 @@ async def test_a_fresh_run_makes_no_journal_lookup_before_its_calls(monkeypatch:
     assert len(rt.store.events(run.id)) > 0
 
 
-async def _chain_with_a_in_flight() -> tuple[Runtime, ScriptedModel, str]:
-    """A run of the a -> b -> c chain started here, its first call (half a second long) under way."""
+async def _chain_with_a_in_flight(
+    a: list[Any] | None = None, team_yaml: str = CHAIN
+) -> tuple[Runtime, ScriptedModel, str]:
+    """A run of the a -> b -> c chain (or ``team_yaml``) started here, its first call (half a second long,
+    replying ``a``'s first reply) under way."""
     import asyncio
 
     from edgecrew.bootstrap import bootstrap
     from edgecrew.engine.service import RunService, TeamFile
 
     rt = bootstrap()
-    model = ScriptedModel({"a": [{"text": "A", "delay": 0.5}], "b": ["B"], "c": ["C"]})
+    model = ScriptedModel({"a": a or [{"text": "A", "delay": 0.5}], "b": ["B"], "c": ["C"]})
     rt.models.register("fake", model)
     team = rt.settings.project_dir / "teams" / "t.yaml"
     team.parent.mkdir(parents=True, exist_ok=True)
-    team.write_text(CHAIN)
+    team.write_text(team_yaml)
     run_id = (await RunService(rt).start(TeamFile(team), "go")).run.id
     for _ in range(200):
         if model.calls:

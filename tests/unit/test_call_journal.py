@@ -211,6 +211,68 @@ async def test_a_step_its_runs_cancel_stops_at_its_next_call_ends_cancelled() ->
     assert rt.store.call_count(run_id) == 1  # the tool call was never made
 
 
+async def test_following_a_run_cancelled_during_a_step_shows_that_step_end_then_ends() -> None:
+    """RunService.follow (what `edgecrew runs follow`, SSE, the UI and /v1 read) goes on past
+    run_cancelled to the end of the step the cancel caught in flight, and then stops."""
+    import asyncio
+
+    from edgecrew.domain.events import EventRecord
+    from edgecrew.engine.service import RunService
+
+    rt, _, run_id = await _chain_with_a_in_flight()
+    seen: list[EventRecord] = []
+    following = asyncio.create_task(RunService(rt).follow(run_id, seen.append, timeout_s=20))
+    await asyncio.sleep(0.1)
+    RunService(rt).cancel(run_id)
+    run = await asyncio.wait_for(following, 20)
+    assert run.status == RunStatus.CANCELLED
+    types = [(e.key, e.type) for e in seen]
+    assert types[types.index(("run_cancelled", "run_cancelled")) :] == [
+        ("run_cancelled", "run_cancelled"),
+        ("v000.a.m0.model", "model_called"),
+        ("v000.a.finished", "step_finished"),
+    ]
+    assert seen[-1].data["outcome"] == "final"  # a's call finished: the engine records a's end as it was
+
+
+async def test_a_stream_resumed_after_run_cancelled_still_waits_for_the_step_in_flight() -> None:
+    """A client that reconnects after run_cancelled (Last-Event-ID) gets a's end too, though a's call
+    outlasts the grace a stream gives a run found ended for its end event to land."""
+    from edgecrew.domain.events import EventRecord
+    from edgecrew.engine.service import RunService
+
+    rt, _, run_id = await _chain_with_a_in_flight([{"text": "A", "delay": 3.0}])
+    svc = RunService(rt)
+    svc.cancel(run_id)
+    seen: list[EventRecord] = []
+    await svc.follow(run_id, seen.append, after_id=svc.last_event_id(run_id), timeout_s=20)
+    assert [e.key for e in seen] == ["v000.a.m0.model", "v000.a.finished"]
+
+
+async def test_the_stream_of_a_run_cancelled_before_any_step_ends_at_once() -> None:
+    """Nothing was in flight (the run was recorded, its workflow never started): the stream ends with
+    run_cancelled, as it did before it learned to wait for steps in flight."""
+    import time
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.domain.events import EventRecord
+    from edgecrew.engine.service import RunService, TeamFile
+
+    rt = bootstrap()
+    rt.models.register("fake", ScriptedModel(["A"]))
+    team = rt.settings.project_dir / "teams" / "t.yaml"
+    team.parent.mkdir(parents=True, exist_ok=True)
+    team.write_text(CHAIN)
+    svc = RunService(rt)
+    run_id = svc.record(TeamFile(team), "go").run.id
+    svc.cancel(run_id)
+    seen: list[EventRecord] = []
+    began = time.monotonic()
+    await svc.follow(run_id, seen.append, timeout_s=20)
+    assert time.monotonic() - began < 2
+    assert [e.type for e in seen] == ["run_created", "run_cancelled"]
+
+
 def test_store_synchronous_normal_makes_every_commit_unflushed(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """EDGECREW_STORE_SYNCHRONOUS=normal (slow disks): a recorded call's commit no longer waits for the disk."""
     from edgecrew.settings import reset_settings

@@ -2,7 +2,8 @@
 
 The stream carries every event in order, each with its id, and ends after ``run_finished``;
 reconnecting with ``Last-Event-ID`` gives exactly the events after that id; a run waiting for an
-approval keeps its stream open, and the events after the decision come down the same stream.
+approval keeps its stream open, and the events after the decision come down the same stream; a run
+cancelled during a step streams that step's end (written after ``run_cancelled``) before it ends.
 """
 
 from __future__ import annotations
@@ -16,17 +17,29 @@ import httpx
 import pytest
 
 from edgecrew.app import create_app
+from edgecrew.models.scripted import ScriptedModel
 from edgecrew.store.keys import ApiKeyStore
 from tests.api.conftest import auth
 from tests.api.live import SseEvent, ThreadServer, iter_sse, serve_in_thread, server_settings, write_project
+from tests.conftest import write
 
 SSE = {"Accept": "text/event-stream"}
 TIMEOUT = httpx.Timeout(60.0)  # a read waits at most this long (the server pings every 15 s)
 
 
+# a's reply takes a second, on a model the test registers as "slow" (a cancel lands during it)
+RELAY = """
+name: relay
+agents:
+  a: {model: slow, system: x}
+  b: {model: slow, system: y}
+graph: {start: a, edges: [{from: a, to: b}]}
+"""
+
+
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[tuple[ThreadServer, httpx.Client]]:
-    write_project(tmp_path / "project")
+    write(write_project(tmp_path / "project") / "teams" / "relay.yaml", RELAY)
     with serve_in_thread(create_app(server_settings(tmp_path))) as server:
         key = ApiKeyStore(server.app.state.rt.store).create("sse", ("admin",))[1]
         with httpx.Client(base_url=server.url, headers=auth(key), timeout=TIMEOUT) as http:
@@ -173,3 +186,27 @@ def test_a_run_whose_workflow_ended_without_finishing_it_is_failed_and_its_strea
     assert end["status"] == "failed"
     assert "its workflow ended (success) without finishing the run" in end["error"]
     assert http.get(f"/runs/{run_id}").json()["status"] == "failed"
+
+
+def test_a_run_cancelled_during_a_step_streams_that_step_end_then_ends(live: tuple[ThreadServer, httpx.Client]) -> None:
+    """The cancel lands while a's model call is under way. run_cancelled is written first; a's call and
+    a's end come after it, down the same stream, and no route (the run goes nowhere); then it ends."""
+    server, http = live
+    model = ScriptedModel({"a": [{"text": "A", "delay": 1.0}], "b": ["B"]})
+    server.app.state.rt.models.register("slow", model)
+    run_id = _start(http, "relay")
+    seen: list[SseEvent] = []
+    with http.stream("GET", f"/runs/{run_id}/events", headers=SSE) as response:
+        for event in iter_sse(response):
+            seen.append(event)
+            if event.event == "step_started":
+                deadline = time.monotonic() + 30
+                while not model.calls and time.monotonic() < deadline:  # a's call is under way
+                    time.sleep(0.01)
+                cancelled = http.post(f"/runs/{run_id}/cancel")
+                assert cancelled.status_code == 200, cancelled.text
+    _assert_well_formed(seen, run_id)
+    types = [e.event for e in seen]
+    assert types[types.index("run_cancelled") :] == ["run_cancelled", "model_called", "step_finished"], types
+    assert seen[-1].json()["data"]["outcome"] == "final" and seen[-1].json()["agent"] == "a"
+    assert [c.agent for c in model.calls] == ["a"]

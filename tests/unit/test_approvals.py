@@ -123,6 +123,24 @@ async def test_a_cancelled_run_s_waiting_approval_expires_and_leaves_the_inbox(p
     assert calls == []
 
 
+async def test_the_stream_of_a_run_cancelled_while_waiting_for_a_person_ends_at_once(project_dir: Path) -> None:
+    """Its step waits for a decision the cancel does not deliver: the step does nothing more, so the
+    stream ends with run_cancelled instead of waiting for the step's end (as for a step in flight)."""
+    import time
+
+    from edgecrew.domain.events import EventRecord
+
+    replies = [{"tool": "deploy", "args": {"target": "prod"}, "text": "ship"}, "done"]
+    rt, svc, run_id, _, _ = await start(project_dir, "", replies, [])
+    await wait_for_pending(ApprovalService(rt))
+    svc.cancel(run_id)
+    seen: list[EventRecord] = []
+    began = time.monotonic()
+    await RunService(rt).follow(run_id, seen.append, timeout_s=20)
+    assert time.monotonic() - began < 5
+    assert [e.type for e in seen][-2:] == ["approval_requested", "run_cancelled"]
+
+
 async def test_waiting_for_a_person_does_not_count_toward_the_agent_time_limit(project_dir: Path) -> None:
     calls: list[str] = []
     # The reply after the tool takes half the agent's limit: its model call must be given the time

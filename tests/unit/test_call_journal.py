@@ -24,6 +24,13 @@ from tests.unit.engine_helpers import run_team, teardown
 
 pytestmark = pytest.mark.integration
 
+SOLO = """\
+name: solo
+agents:
+  a: {model: fake, system: first}
+graph: {start: a, edges: [{from: a, to: end}]}
+"""
+
 
 @pytest.fixture(autouse=True)
 def _dbos() -> Iterator[None]:
@@ -162,6 +169,110 @@ async def test_a_run_cancelled_during_a_step_starts_no_other() -> None:
     assert rt.store.get_run(run_id).status == RunStatus.CANCELLED
 
 
+def _after_cancel(rt: Runtime, run_id: str) -> list[tuple[str, str]]:
+    """(key, type) of the run's events written after its run_cancelled."""
+    events = [(e.key, e.type) for e in rt.store.events(run_id)]
+    return events[events.index(("run_cancelled", "run_cancelled")) + 1 :]
+
+
+@pytest.mark.parametrize("team_yaml", [CHAIN, SOLO], ids=["a routes to b", "a routes to the end"])
+async def test_a_run_cancelled_during_a_step_routes_nowhere_after_the_cancel(team_yaml: str) -> None:
+    """The step in flight writes its end after run_cancelled, but not the route its output picked (to
+    the next agent, or to the end): a cancelled run goes nowhere."""
+    import asyncio
+
+    from edgecrew.engine.service import RunService
+
+    rt, _, run_id = await _chain_with_a_in_flight(team_yaml=team_yaml)
+    RunService(rt).cancel(run_id)
+    await _workflow_cancelled(run_id)
+    await asyncio.sleep(0.6)  # past a's reply: its end, and any route, are written by now
+    after = _after_cancel(rt, run_id)
+    assert ("v000.a.finished", "step_finished") in after
+    assert [kind for _, kind in after if kind == "route_taken"] == [], after
+
+
+async def test_a_step_its_runs_cancel_stops_at_its_next_call_ends_cancelled() -> None:
+    """a's reply asks for a tool: the turn stops at that call. Its end is still written (outcome and row
+    "cancelled"), so no step of the run is left open for a follower to wait on."""
+    import asyncio
+
+    from edgecrew.domain.runs import Outcome
+    from edgecrew.engine.service import RunService
+
+    rt, _, run_id = await _chain_with_a_in_flight([{"tool": "time.now", "args": {}, "delay": 0.5}, "A"])
+    RunService(rt).cancel(run_id)
+    await _workflow_cancelled(run_id)
+    await asyncio.sleep(0.6)
+    assert _after_cancel(rt, run_id) == [("v000.a.m0.model", "model_called"), ("v000.a.finished", "step_finished")]
+    [end] = [e for e in rt.store.events(run_id) if e.type == "step_finished"]
+    assert end.data["outcome"] == Outcome.CANCELLED.value
+    assert [(s.agent, s.status, s.outcome) for s in rt.store.steps(run_id)] == [("a", "cancelled", "cancelled")]
+    assert rt.store.call_count(run_id) == 1  # the tool call was never made
+
+
+async def test_following_a_run_cancelled_during_a_step_shows_that_step_end_then_ends() -> None:
+    """RunService.follow (what `edgecrew runs follow`, SSE, the UI and /v1 read) goes on past
+    run_cancelled to the end of the step the cancel caught in flight, and then stops."""
+    import asyncio
+
+    from edgecrew.domain.events import EventRecord
+    from edgecrew.engine.service import RunService
+
+    rt, _, run_id = await _chain_with_a_in_flight()
+    seen: list[EventRecord] = []
+    following = asyncio.create_task(RunService(rt).follow(run_id, seen.append, timeout_s=20))
+    await asyncio.sleep(0.1)
+    RunService(rt).cancel(run_id)
+    run = await asyncio.wait_for(following, 20)
+    assert run.status == RunStatus.CANCELLED
+    types = [(e.key, e.type) for e in seen]
+    assert types[types.index(("run_cancelled", "run_cancelled")) :] == [
+        ("run_cancelled", "run_cancelled"),
+        ("v000.a.m0.model", "model_called"),
+        ("v000.a.finished", "step_finished"),
+    ]
+    assert seen[-1].data["outcome"] == "final"  # a's call finished: the engine records a's end as it was
+
+
+async def test_a_stream_resumed_after_run_cancelled_still_waits_for_the_step_in_flight() -> None:
+    """A client that reconnects after run_cancelled (Last-Event-ID) gets a's end too, though a's call
+    outlasts the grace a stream gives a run found ended for its end event to land."""
+    from edgecrew.domain.events import EventRecord
+    from edgecrew.engine.service import RunService
+
+    rt, _, run_id = await _chain_with_a_in_flight([{"text": "A", "delay": 3.0}])
+    svc = RunService(rt)
+    svc.cancel(run_id)
+    seen: list[EventRecord] = []
+    await svc.follow(run_id, seen.append, after_id=svc.last_event_id(run_id), timeout_s=20)
+    assert [e.key for e in seen] == ["v000.a.m0.model", "v000.a.finished"]
+
+
+async def test_the_stream_of_a_run_cancelled_before_any_step_ends_at_once() -> None:
+    """Nothing was in flight (the run was recorded, its workflow never started): the stream ends with
+    run_cancelled, as it did before it learned to wait for steps in flight."""
+    import time
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.domain.events import EventRecord
+    from edgecrew.engine.service import RunService, TeamFile
+
+    rt = bootstrap()
+    rt.models.register("fake", ScriptedModel(["A"]))
+    team = rt.settings.project_dir / "teams" / "t.yaml"
+    team.parent.mkdir(parents=True, exist_ok=True)
+    team.write_text(CHAIN)
+    svc = RunService(rt)
+    run_id = svc.record(TeamFile(team), "go").run.id
+    svc.cancel(run_id)
+    seen: list[EventRecord] = []
+    began = time.monotonic()
+    await svc.follow(run_id, seen.append, timeout_s=20)
+    assert time.monotonic() - began < 2
+    assert [e.type for e in seen] == ["run_created", "run_cancelled"]
+
+
 def test_store_synchronous_normal_makes_every_commit_unflushed(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """EDGECREW_STORE_SYNCHRONOUS=normal (slow disks): a recorded call's commit no longer waits for the disk."""
     from edgecrew.settings import reset_settings
@@ -223,19 +334,22 @@ async def test_a_fresh_run_makes_no_journal_lookup_before_its_calls(monkeypatch:
     assert len(rt.store.events(run.id)) > 0
 
 
-async def _chain_with_a_in_flight() -> tuple[Runtime, ScriptedModel, str]:
-    """A run of the a -> b -> c chain started here, its first call (half a second long) under way."""
+async def _chain_with_a_in_flight(
+    a: list[Any] | None = None, team_yaml: str = CHAIN
+) -> tuple[Runtime, ScriptedModel, str]:
+    """A run of the a -> b -> c chain (or ``team_yaml``) started here, its first call (half a second long,
+    replying ``a``'s first reply) under way."""
     import asyncio
 
     from edgecrew.bootstrap import bootstrap
     from edgecrew.engine.service import RunService, TeamFile
 
     rt = bootstrap()
-    model = ScriptedModel({"a": [{"text": "A", "delay": 0.5}], "b": ["B"], "c": ["C"]})
+    model = ScriptedModel({"a": a or [{"text": "A", "delay": 0.5}], "b": ["B"], "c": ["C"]})
     rt.models.register("fake", model)
     team = rt.settings.project_dir / "teams" / "t.yaml"
     team.parent.mkdir(parents=True, exist_ok=True)
-    team.write_text(CHAIN)
+    team.write_text(team_yaml)
     run_id = (await RunService(rt).start(TeamFile(team), "go")).run.id
     for _ in range(200):
         if model.calls:

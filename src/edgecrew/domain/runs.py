@@ -50,6 +50,7 @@ class Outcome(StrEnum):
     INVALID_OUTPUT = "invalid_output"  # kept returning output that fails its schema
     ERROR = "error"  # the model backend failed
     TOOL_ERRORS = "tool_errors"  # too many failed tool calls in one turn
+    CANCELLED = "cancelled"  # its run was cancelled during the turn, which stopped at its next call
 
 
 class EventType(StrEnum):

@@ -60,7 +60,7 @@ from edgecrew.engine.toolcall import execute_tool
 from edgecrew.errors import EdgecrewError, UserError
 from edgecrew.models.registry import ModelDef
 from edgecrew.projects import ProjectService
-from edgecrew.store.repo import RunRecord, database_problem
+from edgecrew.store.repo import RunRecord, RunStore, database_problem
 from edgecrew.telemetry import tracing
 from edgecrew.tools.base import ToolContext
 from edgecrew.tools.permissions import FilePolicy, needs_approval, refusal
@@ -319,18 +319,18 @@ async def team_run(run_id: str) -> dict[str, Any]:
             result = await run_graph(team, run.task, runner)
         except DBOSException as exc:
             if "cancel" in type(exc).__name__.lower():
-                runner.write_pending()
+                runner.write_pending(routed=False)
                 raise  # the run was cancelled: its status and event are already written
             result = GraphResult(False, error=f"internal error: {type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug or a broken plugin must end the run, not leave it hanging
             result = GraphResult(False, error=f"internal error: {type(exc).__name__}: {exc}")
         except BaseException:  # DBOS's own cancellation (a BaseException): the last step's end is still written
-            runner.write_pending()
+            runner.write_pending(routed=False)  # (a process that stops here: its replay writes the routes)
             raise
         status = RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED
         with rt.store.transaction():  # the last step's end, the run's status and its last event: one commit
-            runner.write_pending()
             moved = rt.store.set_status(run_id, status, output=result.output, error=result.error)
+            runner.write_pending(routed=moved)  # a run cancelled meanwhile routes nowhere, not even to its end
             final = status if moved else rt.store.get_run(run_id).status  # a cancel that won the race stays
             finished = RunFinished(status=final, output=result.output, error=result.error, visits=result.visits)
             rt.store.emit(run_id, "run_finished", finished)
@@ -419,7 +419,11 @@ async def _turn(
             fresh.status = store.run_status(run_id)
     io = DurableIO(rt, run_id, approved_tools, steps=steps, fresh=fresh)
     with tracing.agent_span(run_id, team, agent.name, agent.model, key) as span:
-        result = await run_agent(agent, turn, io, key, {"run": run_id, "team": team, "agent": agent.name})
+        try:
+            result = await run_agent(agent, turn, io, key, {"run": run_id, "team": team, "agent": agent.name})
+        except DBOSWorkflowCancelledError:
+            _write_cancelled_end(store, run_id, agent.name, key, visit)
+            raise
         tracing.record_turn(span, result.outcome.value, result.prompt_tokens, result.completion_tokens)
     finished = StepFinished(
         outcome=result.outcome,
@@ -446,6 +450,17 @@ async def _turn(
     return result
 
 
+def _write_cancelled_end(store: RunStore, run_id: str, agent: str, key: str, visit: int) -> None:
+    """The end of a turn that its run's cancel stopped at its next call: written, so no step is left open
+    for the run's followers (RunService.events) to wait for."""
+    stopped = StepFinished(outcome=Outcome.CANCELLED, error="its run was cancelled during this step")
+    with store.transaction(flush=False):
+        store.upsert_step(
+            run_id, key, agent=agent, visit=visit, status="cancelled", finished_at=time.time(), **stopped.to_data()
+        )
+        store.emit(run_id, f"{key}.finished", stopped, step_key=key, agent=agent)
+
+
 def _step_started(agent: AgentSpec, visit: int) -> StepStarted:
     if agent.kind == "model":  # stored as before tool and template agents existed
         return StepStarted(visit=visit, model=agent.model, role=agent.role)
@@ -466,12 +481,14 @@ class DurableTurnRunner:
         # transaction of the next step's start (or the run's end). A step ends and the next starts with
         # nothing but routing between them, so a watcher sees no difference; a replay writes them again.
         self._pending: list[Callable[[], None]] = []
+        self._routes: list[Callable[[], None]] = []  # likewise; never written once the run is cancelled
         self.fresh: Fresh | None = None  # set by team_run for a run that starts here from QUEUED
 
     async def run_turns(self, visits: Sequence[tuple[Visit, TurnInput]]) -> list[TurnResult]:
         # A run cancelled during the last step starts no other: no step row is left "running" for good.
         status = self.fresh.status if self.fresh is not None else self.rt.store.run_status(self.run_id)
         if status == RunStatus.CANCELLED:
+            self.write_pending(routed=False)  # the last step's end, but no route: the run goes nowhere
             await _stop_cancelled(self.run_id, f"visit {visits[0][0].key}")
         if len(visits) != 1 or (self.seed and visits[0][0].key in self.seed):
             self.write_pending()  # a lone visit writes them with its start, below
@@ -542,18 +559,20 @@ class DurableTurnRunner:
         function of the recorded calls, so a replay takes the same route again."""
         route = RouteTaken(from_=visit.agent, to=tuple(targets), edge=edge.label() if edge else None)
         run_id, store = self.run_id, self.rt.store
-        self._pending.append(
+        self._routes.append(
             lambda: store.emit(run_id, f"{visit.key}.route", route, step_key=visit.key, agent=visit.agent)
         )
 
-    def write_pending(self) -> None:
-        if self._pending:
+    def write_pending(self, *, routed: bool = True) -> None:
+        """Write the last step's end and, unless ``routed`` is False (a run that stops cancelled), its routes."""
+        if self._pending or self._routes:
             with self.rt.store.transaction(flush=False):
-                self._write_pending_here()
+                self._write_pending_here(routed)
 
-    def _write_pending_here(self) -> None:
-        """Make the pending writes in the transaction open now."""
-        writes, self._pending[:] = list(self._pending), []
+    def _write_pending_here(self, routed: bool = True) -> None:
+        """Make the pending writes in the transaction open now (the step ends before their routes)."""
+        writes = list(self._pending) + (list(self._routes) if routed else [])
+        self._pending[:], self._routes[:] = [], []
         for write in writes:
             write()
 

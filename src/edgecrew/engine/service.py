@@ -42,9 +42,9 @@ if TYPE_CHECKING:
     from edgecrew.engine.durable import Recovery
 
 EventCallback = Callable[[EventRecord], None]
-_END_EVENTS = {EventType.RUN_FINISHED.value, EventType.RUN_CANCELLED.value}
 _WORKFLOW_CHECK_S = 2.0  # how often a stream asks DBOS whether a live run's workflow still exists
 _END_GRACE_S = 2.0  # a run found ended gets this long for its end event to land
+_IN_FLIGHT_GRACE_S = 30.0  # after a cancel, the most a stream waits for the ends of the steps in flight
 
 
 @dataclass(frozen=True)
@@ -281,23 +281,47 @@ class RunService:
         finishing the run marks the run failed (so the stream ends); with ``stop_when_orphaned`` a
         workflow whose process died ends the stream instead of waiting for someone to resume it.
         It also ends when ``stop`` is set.
+
+        The end is ``run_finished``, or ``run_cancelled`` followed by the ends of the steps it caught
+        in flight: the cancel is written first, and a step's call under way finishes (or the step stops
+        at its next call) after it. The stream waits for those while the workflow's process lives, for
+        at most ``_IN_FLIGHT_GRACE_S``; a run cancelled with no step open ends at once.
         """
         last, waited, next_check, ended_at = after, 0.0, _WORKFLOW_CHECK_S, None
+        in_flight: set[str] | None = None  # once the run is cancelled: its steps still at work
+        give_up = float("inf")  # ... waited for until then at most
         try:
             while stop is None or not stop.is_set():
                 # Status first: an end event written after this read is picked up next round.
                 run = await asyncio.to_thread(self.rt.store.get_run, run_id)
                 events = await asyncio.to_thread(self.rt.store.events, run_id, after_id=last)
                 if events:
-                    end = next((i for i, e in enumerate(events) if e.type in _END_EVENTS), None)
+                    end = next((i for i, e in enumerate(events) if e.type == EventType.RUN_FINISHED), None)
                     last = events[-1].id
                     yield events if end is None else events[: end + 1]
                     if end is not None:
                         return
-                if run.status.terminal:
+                    if in_flight is not None:
+                        _track_steps(in_flight, events)
+                    elif any(e.type == EventType.RUN_CANCELLED for e in events):
+                        in_flight = await asyncio.to_thread(self._open_steps, run_id)
+                        give_up, next_check = waited + _IN_FLIGHT_GRACE_S, waited
+                if in_flight is not None:
+                    if not in_flight or waited >= give_up:
+                        return
+                    if waited >= next_check:
+                        next_check = waited + _WORKFLOW_CHECK_S
+                        if not await self._workflow_process_alive(run):
+                            return
+                elif run.status.terminal:
                     ended_at = waited if ended_at is None else ended_at
                     if waited - ended_at >= _END_GRACE_S:
-                        return
+                        if run.status != RunStatus.CANCELLED:
+                            return
+                        # Its run_cancelled came before ``after`` (a stream resumed after it): as above.
+                        in_flight = await asyncio.to_thread(self._open_steps, run_id)
+                        give_up, next_check = waited + _IN_FLIGHT_GRACE_S, waited
+                        continue
                 elif waited >= next_check:
                     next_check = waited + _WORKFLOW_CHECK_S
                     if await self._workflow_gone(run, stop_when_orphaned):
@@ -325,6 +349,17 @@ class RunService:
                     if on_event is not None:
                         on_event(event)
         return await asyncio.to_thread(self.rt.store.get_run, run_id)
+
+    def _open_steps(self, run_id: str) -> set[str]:
+        """The keys of the run's steps at work (started, not ended nor waiting for a person), as its events say."""
+        return _track_steps(set(), self.rt.store.events(run_id, limit=1_000_000))
+
+    async def _workflow_process_alive(self, run: RunRecord) -> bool:
+        """Whether the process that runs (or ran) the run's workflow still lives."""
+        from edgecrew.engine.executors import executor_alive
+
+        _status, executor = await self._workflow_state(run.id)
+        return executor_alive(executor or run.executor)
 
     async def _workflow_gone(self, run: RunRecord, stop_when_orphaned: bool) -> bool:
         """Mark a run whose workflow ended without finishing it failed; True when waiting is pointless."""
@@ -579,6 +614,20 @@ async def settle(handle: Any) -> None:
         return
     with contextlib.suppress(Exception):  # cancelled or failed workflows raise here; the store says why
         await asyncio.wait_for(handle.get_result(), timeout=30)
+
+
+def _track_steps(at_work: set[str], events: Sequence[EventRecord]) -> set[str]:
+    """``at_work`` with the steps that ``events`` start (or a person's decision resumes) added, and those
+    they end (or park waiting for a decision) removed. A parked step does nothing more once its run is
+    cancelled: the cancel does not wake it."""
+    for event in events:
+        if event.step_key is None:
+            continue
+        if event.type in (EventType.STEP_STARTED, EventType.APPROVAL_DECIDED):
+            at_work.add(event.step_key)
+        elif event.type in (EventType.STEP_FINISHED, EventType.APPROVAL_REQUESTED):
+            at_work.discard(event.step_key)
+    return at_work
 
 
 async def _pause(seconds: float, stop: anyio.Event | None) -> None:

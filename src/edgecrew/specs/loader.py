@@ -199,6 +199,7 @@ def build_team(doc: Any, file: str, catalog: Catalog | None, loc_prefix: Loc) ->
         )
         raise issues.error()
     plain, borrowed = _resolve_uses(to_plain(node, file), catalog or Catalog(), issues)
+    _check_name(plain, issues)  # before the shape: a team past repair still hears of its name
     team = _shape(plain, issues)
     if team is None:
         raise issues.error()
@@ -487,13 +488,18 @@ def _suggest(name: str, choices: Mapping[str, Any], *extra: str) -> str:
     return "known: " + ", ".join([*choices, *(f"'{e}'" for e in extra)])
 
 
-def _check_team(team: TeamDoc, catalog: Catalog, issues: _Issues) -> None:
-    if not _NAME.match(team.name):
+def _check_name(plain: Any, issues: _Issues) -> None:
+    """The team's name, when it is text (any other value is a shape error)."""
+    name = plain.get("name") if isinstance(plain, Mapping) else None
+    if isinstance(name, str) and not _NAME.match(name):
         issues.add(
             ("name",),
-            f"team name '{team.name}' is not a valid name",
+            f"team name '{name}' is not a valid name",
             "start with a letter; use letters, digits, '-' or '_' (at most 64)",
         )
+
+
+def _check_team(team: TeamDoc, catalog: Catalog, issues: _Issues) -> None:
     for name, agent in team.agents.items():
         _check_agent(name, agent, catalog, issues)
     _check_templates(team, issues)

@@ -5,6 +5,7 @@
     EdgecrewError
     ├── UserError            the user wrote a bad spec, setting or argument: say what and where
     │   ├── SpecError        an invalid agent/team/project YAML; carries every SpecIssue at once
+    │   │                    (its errors, and the warnings found beside them)
     │   ├── NotFoundError    a team, run or model alias that does not exist
     │   └── ConflictError    the thing is in a state that forbids this (a finished run, a decided approval)
     │       └── IdempotencyKeyReused   an idempotency key sent again for another team or task
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 class EdgecrewError(Exception):
@@ -72,14 +73,25 @@ class ForbiddenError(AccessError):
     """The caller is known but lacks the scope (or the CSRF token) this action needs."""
 
 
+Severity = Literal["error", "warning"]
+
+
 @dataclass(frozen=True)
 class SpecIssue:
-    """One problem in a spec file: where it is, what is wrong, and what to change."""
+    """One problem in a spec file: where it is, what is wrong, and what to change.
+
+    An ``error`` makes the spec invalid; a ``warning`` is something that may fail at run time (a run
+    still starts): validate and run show it, and the spec loads."""
 
     file: str
     line: int | None
     message: str
     hint: str = ""
+    severity: Severity = "error"
+
+    @property
+    def is_warning(self) -> bool:
+        return self.severity == "warning"
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -88,10 +100,12 @@ class SpecIssue:
 
 
 class SpecError(UserError):
-    """An invalid spec; ``issues`` lists every problem found, not just the first."""
+    """An invalid spec; ``issues`` lists every error found, not just the first, and ``warnings`` what was
+    found beside them that would not stop a run by itself."""
 
-    def __init__(self, issues: list[SpecIssue]) -> None:
+    def __init__(self, issues: list[SpecIssue], warnings: list[SpecIssue] | tuple[SpecIssue, ...] = ()) -> None:
         self.issues = list(issues)
+        self.warnings = list(warnings)
         lines = "\n".join(f"  - {issue}" for issue in self.issues)
         noun = "problem" if len(self.issues) == 1 else "problems"
         super().__init__(f"{len(self.issues)} {noun} in spec:\n{lines}")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from edgecrew.cli import app
 from edgecrew.engine import durable
 from tests.conftest import write
-from tests.teams import TRIO
+from tests.teams import PLANNER, TRIO
 
 runner = CliRunner()
 
@@ -260,6 +260,45 @@ def test_validate_warns_of_a_policy_no_moment_on_this_machine_meets(project_dir:
     out = " ".join(result.output.split())
     assert "policy 'huge': min_free_memory 3.6 TiB is not below this machine's memory" in out
     assert "every job it covers waits for ever here" in out and "'fine'" not in out
+    assert f"! warning: {project_dir / 'edgecrew.yaml'}:10: policy 'huge'" in result.stderr  # its line, marked
+
+
+# The planner's steps (two, from the scripted model) never number more than 5: the run dead-ends there.
+GAP = "name: gap\nagents:\n" + PLANNER + "graph:\n  start: planner\n  edges:\n"
+GAP += '    - {from: planner, to: end, when: "len(steps) > 5"}\n'
+
+
+def test_validate_warns_of_a_node_without_a_default_edge_and_passes(project_dir: Path) -> None:
+    write(project_dir / "teams" / "gap.yaml", GAP)
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 0, result.output  # warnings alone pass
+    assert "✓ gap" in result.stdout and "✓ trio" in result.stdout
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("! warning:")]
+    assert line.startswith(f"! warning: {project_dir / 'teams' / 'gap.yaml'}:10: agent 'planner' has no default edge")
+    assert "add an edge from 'planner' without 'when'" in line
+    write(
+        project_dir / "teams" / "broken.yaml", GAP.replace("name: gap", "name: broken").replace("to: end", "to: nope")
+    )
+    both = runner.invoke(app, ["validate"])
+    assert both.exit_code == 2, both.output  # an error fails, its warnings shown beside it
+    assert "✗" in both.stderr and "edge 1 goes to unknown agent 'nope'" in both.stderr
+    assert both.stderr.count("! warning:") == 2 and "broken.yaml:10: agent 'planner' has no default" in both.stderr
+
+
+def test_validate_a_file_shows_its_condition_type_warnings(project_dir: Path) -> None:
+    text = GAP.replace("len(steps) > 5", "steps == 'outline'") + "    - {from: planner, to: end}\n"
+    write(project_dir / "gap.yaml", text)
+    result = runner.invoke(app, ["validate", str(project_dir / "gap.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "! warning:" in result.stderr and "steps == 'outline' never holds: steps is an array" in result.stderr
+
+
+def test_run_warns_of_a_node_without_a_default_edge_and_starts_all_the_same(project_dir: Path) -> None:
+    write(project_dir / "teams" / "gap.yaml", GAP)
+    result = runner.invoke(app, ["run", "gap", "go"])
+    assert result.exit_code == 1, result.output  # it started, and failed where the warning said
+    assert f"warning: {project_dir / 'teams' / 'gap.yaml'}:10: agent 'planner' has no default edge" in result.stderr
+    assert "run r" in result.stdout and "no edge from 'planner' matched its output" in result.output
 
 
 def test_validate_reports_a_built_in_team_the_projects_library_agent_breaks(project_dir: Path) -> None:

@@ -551,6 +551,12 @@ def test_every_shape_error_is_reported_at_once(tmp_path: Path) -> None:
     ]
 
 
+def test_an_invalid_team_name_is_reported_with_problems_no_repair_gets_past(tmp_path: Path) -> None:
+    messages = [i.message for i in problems(tmp_path, 'name: "bad name!"\nagents: {}\n')]
+    assert messages[0] == "team name 'bad name!' is not a valid name", messages  # not in a second round
+    assert "the team has no agents" in messages and "missing required field 'graph' in team" in messages
+
+
 def test_every_meaning_error_is_reported_at_once(tmp_path: Path) -> None:
     path = write(tmp_path, BROKEN.replace("max_stepz", "max_steps"), "broken.yaml")
     with pytest.raises(SpecError) as info:

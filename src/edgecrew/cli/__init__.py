@@ -21,7 +21,7 @@ from edgecrew.cli.alerts import alerts_app
 from edgecrew.cli.approvals import approvals_app
 from edgecrew.cli.chat import chat_app
 from edgecrew.cli.cluster import cluster_app, worker
-from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime, say_orphaned, shown
+from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime, say_orphaned, say_warnings, shown
 from edgecrew.cli.feedback import feedback_app
 from edgecrew.cli.feedback import rate as rate_run
 from edgecrew.cli.incidents import incidents_app
@@ -39,7 +39,7 @@ from edgecrew.cli.tasks import tasks_app
 from edgecrew.cli.tui import tui
 from edgecrew.domain.runs import RunStatus, started_by
 from edgecrew.domain.text import counted
-from edgecrew.errors import EdgecrewError, NotFoundError, SpecError
+from edgecrew.errors import EdgecrewError, NotFoundError, SpecError, SpecIssue
 
 if TYPE_CHECKING:
     from edgecrew.specs.project import TeamSource
@@ -105,6 +105,7 @@ def run(
         recovery = await svc.recover()
         if not as_json:
             _report_recovery(recovery)
+        say_warnings(svc.load_team(ref).warnings)  # what may fail later; the run starts all the same
         started = await svc.start(ref, task, project=works_in)
         if started.warning:  # e.g. no live worker on the cluster's queue: the run waits for one
             typer.echo(f"warning: {started.warning}", err=True)
@@ -515,8 +516,7 @@ def validate(
         else:
             sources = [s for s in project.sources if not s.builtin]
         problems = [] if named or target.is_file() else list(project.duplicates)
-        if not (named or target.is_file()):
-            _warn_of_policies(project)
+        warnings = [] if named or target.is_file() else _policies_never_met(project)
         library = [] if named or target.is_file() else [a for a in project.agents.values() if not a.builtin]
         for agent in library:
             try:
@@ -524,6 +524,7 @@ def validate(
                 console.print(f"[green]✓[/] agent {agent.name} ({agent.file})", soft_wrap=True)
             except SpecError as exc:
                 problems += exc.issues
+                warnings += exc.warnings
         if not sources and not problems and not library:
             if project.config_file is None:  # nothing here is edgecrew's: a wrong path, not a valid project
                 err.print(
@@ -533,6 +534,7 @@ def validate(
                 return 1
             console.print(f"[green]✓[/] {project.config_file}: valid", soft_wrap=True)
             console.print(f"no teams in {target} (looked at edgecrew.yaml, teams/*.yaml and *.yaml)")
+            say_warnings(warnings)
             return 0
         for source in sources:
             try:
@@ -544,13 +546,16 @@ def validate(
                     f"{counted(len(spec.agents), 'agent')}, {counted(len(spec.graph.edges), 'edge')}",
                     soft_wrap=True,  # a path is one line however narrow the terminal
                 )
+                warnings += spec.warnings
             except SpecError as exc:
                 problems += exc.issues
+                warnings += exc.warnings
         if not (named or target.is_file()):
             problems += _builtin_teams_broken(project, catalog)
         for issue in problems:
             err.print(f"[red]✗[/] {escape(str(issue))}")
-        return 2 if problems else 0
+        say_warnings(warnings)  # after the errors: those are what to fix first
+        return 2 if problems else 0  # warnings alone pass: the team may well run
 
     raise typer.Exit(guard(body))
 
@@ -572,17 +577,22 @@ def _builtin_teams_broken(project: Any, catalog: Any) -> list[Any]:
     return found
 
 
-def _warn_of_policies(project: Any) -> None:
-    """Policies this machine can never satisfy: a warning, not a problem (the file may be for another)."""
-    if not project.policies:
-        return
+def _policies_never_met(project: Any) -> list[SpecIssue]:
+    """Policies this machine can never satisfy: warnings, not problems (the file may be for another)."""
+    if not project.policies or project.config_file is None:
+        return []
     import psutil
 
     from edgecrew.specs.jobs import never_met
+    from edgecrew.specs.yamlsrc import line_of, read_yaml
 
-    where = project.config_file or "edgecrew.yaml"
-    for warning in never_met(project.policies, psutil.virtual_memory().total):
-        err.print(f"[yellow]![/] {escape(str(where))}: {escape(warning)}", soft_wrap=True)
+    raw = read_yaml(project.config_file)
+    return [
+        SpecIssue(
+            str(project.config_file), line_of(raw, ("policies", name, "min_free_memory")), what, severity="warning"
+        )
+        for name, what in never_met(project.policies, psutil.virtual_memory().total)
+    ]
 
 
 def _project_of(file: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from edgecrew.domain.text import terminal_text
-from edgecrew.errors import EdgecrewError, SpecError
+from edgecrew.errors import EdgecrewError, SpecError, SpecIssue
 
 if TYPE_CHECKING:
     from edgecrew.store.repo import RunRecord
@@ -105,3 +105,9 @@ def arun(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
             "or run `edgecrew resume RUN` (see `edgecrew runs list`)."
         )
         raise typer.Exit(130) from None
+
+
+def say_warnings(warnings: Iterable[SpecIssue]) -> None:
+    """Spec warnings on stderr, one line each, marked apart from errors (a warning fails nothing)."""
+    for issue in warnings:
+        err.print(f"[yellow]! warning:[/] {escape(str(issue))}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from edgecrew.domain.conditions import Condition
+from edgecrew.errors import SpecIssue
 
 END = "end"
 
@@ -120,3 +121,5 @@ class TeamSpec:
     output: str | None = None  # the agent whose latest output is the run's answer
     source: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)  # the validated document, snapshotted per run
+    # What validation warned of (a node that may dead-end, a condition that cannot hold): the team runs.
+    warnings: tuple[SpecIssue, ...] = field(default=(), compare=False)

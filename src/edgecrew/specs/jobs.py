@@ -287,16 +287,19 @@ def _judge(name: str, doc: PolicyDoc, m: MachineFacts, now: datetime, running: i
     return out
 
 
-def never_met(policies: Mapping[str, PolicyDoc], total_memory_bytes: int) -> list[str]:
-    """Rules no moment on a machine with this much memory meets: every job the policy covers would wait
-    for ever there (a warning: the file may be meant for a bigger machine)."""
+def never_met(policies: Mapping[str, PolicyDoc], total_memory_bytes: int) -> list[tuple[str, str]]:
+    """Rules no moment on a machine with this much memory meets, as (policy, what): every job the policy
+    covers would wait for ever there (a warning: the file may be meant for a bigger machine)."""
     out = []
     for name, doc in sorted(policies.items()):
         floor = doc.min_free_memory_bytes
         if floor is not None and floor >= total_memory_bytes:
             out.append(
-                f"policy '{name}': min_free_memory {human_size(floor)} is not below this machine's memory "
-                f"({human_size(total_memory_bytes)}): every job it covers waits for ever here"
+                (
+                    name,
+                    f"policy '{name}': min_free_memory {human_size(floor)} is not below this machine's memory "
+                    f"({human_size(total_memory_bytes)}): every job it covers waits for ever here",
+                )
             )
     return out
 

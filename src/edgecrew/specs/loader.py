@@ -5,11 +5,14 @@ errors come from pydantic with their location path, which :func:`line_of` maps b
 Validation is strict: YAML already has types, so ``max_steps: "5"`` is a mistake, not a number.
 After shape errors the meaning checks still run, on a copy repaired by :data:`_TEAM_REPAIRS` (see
 :mod:`edgecrew.specs.repair`): a part that cannot be trusted is muted, never guessed at.
+What may fail only at run time (a node with no default edge, a condition that cannot hold: see
+:mod:`edgecrew.specs.edges`) is a warning: the team loads and carries it in ``TeamSpec.warnings``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import re
 from collections.abc import Callable, Mapping
@@ -25,6 +28,7 @@ from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
 from edgecrew.domain.templating import NAMES, Reference, TemplateProblem, unguarded_outputs, value_references
 from edgecrew.errors import SpecError, SpecIssue, validation_message
+from edgecrew.specs.edges import edge_findings
 from edgecrew.specs.repair import ANY, DROP, Loc, Rule, repair
 from edgecrew.specs.yamlsrc import line_of, parse_yaml, read_yaml, to_plain
 
@@ -164,16 +168,25 @@ class _Issues:
     prefix: Loc
     items: list[SpecIssue] = field(default_factory=list)
     muted: frozenset[Loc] = frozenset()  # parts a shape error made untrusted: no meaning issue under them
+    warnings: list[SpecIssue] = field(default_factory=list)  # what may fail at run time; the spec is valid
 
     def add(self, loc: Loc, message: str, hint: str = "") -> None:
         if self.trusts(loc):
             self.items.append(SpecIssue(self.file, line_of(self.doc, (*self.prefix, *loc)), message, hint))
 
+    def warn(self, loc: Loc, message: str, hint: str = "") -> None:
+        if self.trusts(loc):
+            line = line_of(self.doc, (*self.prefix, *loc))
+            self.warnings.append(SpecIssue(self.file, line, message, hint, severity="warning"))
+
     def trusts(self, loc: Loc) -> bool:
         return not any(loc[: len(part)] == part for part in self.muted)
 
+    def sorted_warnings(self) -> tuple[SpecIssue, ...]:
+        return tuple(sorted(self.warnings, key=lambda i: i.line or 0))
+
     def error(self) -> SpecError:
-        return SpecError(sorted(self.items, key=lambda i: i.line or 0))
+        return SpecError(sorted(self.items, key=lambda i: i.line or 0), self.sorted_warnings())
 
 
 def load_team(path: Path, catalog: Catalog | None = None) -> TeamSpec:
@@ -199,14 +212,18 @@ def build_team(doc: Any, file: str, catalog: Catalog | None, loc_prefix: Loc) ->
         )
         raise issues.error()
     plain, borrowed = _resolve_uses(to_plain(node, file), catalog or Catalog(), issues)
+    _check_name(plain, issues)  # before the shape: a team past repair still hears of its name
     team = _shape(plain, issues)
     if team is None:
         raise issues.error()
     issues.muted |= borrowed  # an agent whose library entry is unknown: only that is said of it
     _check_team(team, catalog or Catalog(), issues)
+    if issues.trusts(("graph",)):
+        for finding in edge_findings(team):
+            (issues.add if finding.severity == "error" else issues.warn)(finding.loc, finding.message, finding.hint)
     if issues.items:  # always so after shape errors: a repaired team never becomes a TeamSpec
         raise issues.error()
-    return _to_domain(team, file, catalog)
+    return dataclasses.replace(_to_domain(team, file, catalog), warnings=issues.sorted_warnings())
 
 
 # --- the agent library --------------------------------------------------------------------------------
@@ -487,13 +504,18 @@ def _suggest(name: str, choices: Mapping[str, Any], *extra: str) -> str:
     return "known: " + ", ".join([*choices, *(f"'{e}'" for e in extra)])
 
 
-def _check_team(team: TeamDoc, catalog: Catalog, issues: _Issues) -> None:
-    if not _NAME.match(team.name):
+def _check_name(plain: Any, issues: _Issues) -> None:
+    """The team's name, when it is text (any other value is a shape error)."""
+    name = plain.get("name") if isinstance(plain, Mapping) else None
+    if isinstance(name, str) and not _NAME.match(name):
         issues.add(
             ("name",),
-            f"team name '{team.name}' is not a valid name",
+            f"team name '{name}' is not a valid name",
             "start with a letter; use letters, digits, '-' or '_' (at most 64)",
         )
+
+
+def _check_team(team: TeamDoc, catalog: Catalog, issues: _Issues) -> None:
     for name, agent in team.agents.items():
         _check_agent(name, agent, catalog, issues)
     _check_templates(team, issues)

@@ -11,7 +11,7 @@ from edgecrew.api.deps import Read, RuntimeDep
 from edgecrew.api.problems import PROBLEM_RESPONSES
 from edgecrew.domain.specs import AgentSpec, TeamSpec
 from edgecrew.engine.runtime import Runtime
-from edgecrew.errors import SpecError, SpecIssue
+from edgecrew.errors import Severity, SpecError, SpecIssue
 from edgecrew.specs.loader import load_team_text
 
 router = APIRouter(tags=["teams"], responses=PROBLEM_RESPONSES)
@@ -22,10 +22,11 @@ class IssueOut(BaseModel):
     line: int | None
     message: str
     hint: str = ""
+    severity: Severity = Field(default="error", description="error: the spec is invalid; warning: it runs")
 
     @classmethod
     def of(cls, i: SpecIssue) -> IssueOut:
-        return cls(file=i.file, line=i.line, message=i.message, hint=i.hint)
+        return cls(file=i.file, line=i.line, message=i.message, hint=i.hint, severity=i.severity)
 
 
 class AgentOut(BaseModel):
@@ -88,6 +89,9 @@ class ValidateOut(BaseModel):
     valid: bool
     team: str | None = None
     issues: list[IssueOut]
+    warnings: list[IssueOut] = Field(
+        default=[], description="What may fail at run time (a team may dead-end...): the spec is valid all the same."
+    )
 
 
 def _team_out(rt: Runtime, name: str, spec: TeamSpec) -> TeamOut:
@@ -144,8 +148,9 @@ def validate_team(body: ValidateIn, rt: RuntimeDep, _: Read) -> ValidateOut:
     try:
         spec = load_team_text(body.yaml, "<posted>", rt.catalog())
     except SpecError as exc:
-        return ValidateOut(valid=False, issues=[IssueOut.of(i) for i in exc.issues])
-    return ValidateOut(valid=True, team=spec.name, issues=[])
+        warnings = [IssueOut.of(i) for i in exc.warnings]
+        return ValidateOut(valid=False, issues=[IssueOut.of(i) for i in exc.issues], warnings=warnings)
+    return ValidateOut(valid=True, team=spec.name, issues=[], warnings=[IssueOut.of(i) for i in spec.warnings])
 
 
 @router.get("/agents", response_model=list[AgentOut], tags=["teams"])

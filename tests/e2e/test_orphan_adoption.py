@@ -1,5 +1,6 @@
 """Orphans adopted once: an `edgecrew run` killed with SIGKILL leaves its run PENDING under a dead
-executor; two recoveries racing for it resume it once."""
+executor; two recoveries racing for it resume it once, and a server that was already running
+adopts it at its next sweep."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from edgecrew.bootstrap import bootstrap
 from edgecrew.domain.runs import RunStatus
 from edgecrew.engine import durable
 from edgecrew.engine.service import RunService
-from tests.api.live import cli_env
+from tests.api.live import ServerProcess, cli_env
 from tests.conftest import write
 from tests.e2e.test_crash_resume import _lines, _wait_for
 
@@ -101,6 +103,34 @@ async def test_two_recoveries_racing_for_one_orphan_resume_it_once(
         assert _model_calls(project_dir) == ["a", "b"]  # a's call is not made again, b's once
     finally:
         durable.shutdown()
+
+
+def test_a_server_adopts_a_run_orphaned_after_it_started(
+    env: dict[str, str], edgecrew_home: Path, project_dir: Path
+) -> None:
+    quiet = {"EDGECREW_SAMPLE_INTERVAL_S": "0", "EDGECREW_ALERT_INTERVAL_S": "0", "EDGECREW_SUPERVISOR_INTERVAL_S": "0"}
+    server = ServerProcess(project_dir, {**env, **quiet, "EDGECREW_ORPHAN_SWEEP_S": "0.5"}).start()
+    try:
+        run_id = _orphan(env, edgecrew_home)
+        deadline = time.monotonic() + 30
+        while _status(edgecrew_home, run_id) != "succeeded":
+            assert time.monotonic() < deadline, f"the server did not adopt {run_id}\n{server.output()}"
+            time.sleep(0.2)
+        assert server.proc is not None
+        with sqlite3.connect(edgecrew_home / "edgecrew.db") as db:
+            resumed = db.execute("SELECT data FROM events WHERE run_id = ? AND type = 'run_resumed'", (run_id,))
+            (data,) = resumed.fetchall()
+        assert f":{server.proc.pid}:" in data[0]  # by the server
+        assert _model_calls(project_dir) == ["a", "b"]
+        assert f"adopted 1 run(s) whose process died: {run_id}" in server.output()
+    finally:
+        server.kill()
+
+
+def _status(home: Path, run_id: str) -> str:
+    with sqlite3.connect(home / "edgecrew.db") as db:
+        (status,) = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return str(status)
 
 
 async def test_a_sweep_with_no_unfinished_run_of_this_project_reads_only_the_store(

@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 8 * 1024 * 1024
     # Requests per minute per API key (per client address without a key); bursts up to the same.
     rate_limit_per_minute: int = 600
+    # Seconds between two looks for this project's runs whose process died, which the server adopts
+    # (0: only when it starts).
+    orphan_sweep_s: float = Field(default=30.0, ge=0)
     # OTLP/HTTP endpoint for traces, e.g. "http://127.0.0.1:4318" (the standard
     # OTEL_EXPORTER_OTLP_ENDPOINT is read too); tracing is off when neither is set.
     otlp_endpoint: str | None = None

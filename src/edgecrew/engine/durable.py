@@ -7,10 +7,16 @@ calls through DBOS queues) and in runs recorded before the journal, calls are DB
 a run keeps the way it started with.
 
 A killed process leaves its workflows PENDING under its executor id (host:pid:start-time). When
-edgecrew starts again it resumes the PENDING workflows of executors that are no longer alive on
-this host, so a run continues from its last finished step and no finished call runs twice. Event
-rows are keyed by run and step, so a step that is executed again rewrites its events instead of
-duplicating them.
+edgecrew starts again (and every ``orphan_sweep_s`` in a server) it resumes the PENDING workflows of
+executors that are no longer alive on this host, so a run continues from its last finished step and
+no finished call runs twice. Event rows are keyed by run and step, so a step that is executed again
+rewrites its events instead of duplicating them.
+
+Several processes may see the same dead executor at once (a server's sweep, a new ``edgecrew run``,
+``edgecrew resume``, a cluster worker). Adoption is therefore one conditional update, ``adopt``: a
+workflow goes back on its queue only while it is still PENDING under the dead executor, so exactly
+one process's update matches and the others skip it (DBOS's own recovery uses the same predicate).
+A run whose process died before its workflow began is taken over the same way, on the run's row.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig
 from dbos._error import DBOSException, DBOSWorkflowCancelledError
+from dbos._utils import INTERNAL_QUEUE_NAME
 
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.events import (
@@ -197,11 +204,29 @@ async def recover_orphans(runtime: Runtime) -> Recovery:
     # Task executions left running by a dead process: interrupted (rerunnable), before runs resume
     # and start new ones.
     recovery.interrupted_executions = [e.id for e in await asyncio.to_thread(runtime.executions.recover)]
+    await _adopt_orphans(runtime, recovery, await asyncio.to_thread(_unfinished, runtime))
+    return recovery
+
+
+async def sweep_orphans(runtime: Runtime) -> Recovery:
+    """``recover_orphans`` for a process that goes on running (a server, every ``orphan_sweep_s``):
+    the same rules for runs, and one query of the store when no run of this project is unfinished.
+    Task executions are left to start-up: a person reruns them."""
+    recovery = Recovery()
+    unfinished = await asyncio.to_thread(_unfinished, runtime)
+    here = str(runtime.project.dir)
+    if any(run.project in (None, here) for run in unfinished.values()):
+        await _adopt_orphans(runtime, recovery, unfinished)
+    return recovery
+
+
+def _unfinished(runtime: Runtime) -> dict[str, RunRecord]:
+    wanted = [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_APPROVAL]
+    return {r.id: r for r in runtime.store.runs_with_status(wanted)}
+
+
+async def _adopt_orphans(runtime: Runtime, recovery: Recovery, unfinished: dict[str, RunRecord]) -> None:
     own, here = executor_id(), str(runtime.project.dir)
-    unfinished = {
-        r.id: r
-        for r in runtime.store.runs_with_status([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_APPROVAL])
-    }
 
     def owner(workflow_id: str) -> RunRecord | None:
         # Child workflows (parallel branches) carry their run's id as a prefix.
@@ -223,26 +248,49 @@ async def recover_orphans(runtime: Runtime) -> Recovery:
             if run.id not in dict(recovery.blocked):
                 recovery.blocked.append((run.id, missing))
             continue
-        await DBOS.resume_workflow_async(wf.workflow_id)
-        if wf.workflow_id == run.id:
-            recovery.adopted.append(run.id)
+        if await adopt(wf.workflow_id, wf.executor_id) and wf.workflow_id == run.id:
+            recovery.adopted.append(run.id)  # (another process got there first otherwise)
     for run in unfinished.values():
         if run.id in recovery.adopted or run.id in started or executor_alive(run.executor):
             continue
         if run.project not in (None, here) or run.id in dict(recovery.blocked):
             continue
-        if await workflow_status(run.id) is None:  # recorded, but its process died before starting it
+        if await workflow_status(run.id) is not None:
+            continue
+        # Recorded, but its process died before starting it: the one process that takes the run's
+        # row over starts it (DBOS would run it once anyway; this keeps the report and event single).
+        if await asyncio.to_thread(runtime.store.take_over, run.id, run.executor, own):
             await start_workflow(run.id)
             recovery.adopted.append(run.id)
     for run_id in recovery.adopted:
         runtime.store.emit(run_id, f"resumed.{own}", RunResumed(executor=own))
-    return recovery
+
+
+async def adopt(workflow_id: str, dead_executor: str | None) -> bool:
+    """Put a workflow that ``dead_executor`` left PENDING back on its queue (its own, else DBOS's
+    internal one) for a live process to run; True only for the caller whose update did it.
+
+    The update matches only while the workflow is PENDING under ``dead_executor``. Once one process
+    has put it back, it is ENQUEUED, and once a process dequeues it, that process is its executor:
+    every later caller's update matches nothing. (``DBOS.resume_workflow`` re-enqueues any
+    unfinished workflow, a running one included, so two adopters with it would run one workflow
+    twice at once.) This is the update DBOS's own recovery makes.
+    """
+    if not dead_executor:
+        return False
+    from dbos._dbos import _get_dbos_instance
+
+    sys_db = _get_dbos_instance()._sys_db
+    done: bool = await asyncio.to_thread(
+        sys_db.reenqueue_for_recovery, workflow_id, [dead_executor], INTERNAL_QUEUE_NAME
+    )
+    return done
 
 
 async def resume_dead(workflow_name: str, owned: Any = None) -> list[str]:
     """Resume the PENDING workflows named ``workflow_name`` whose process died (routine firings, jobs:
     DBOS recovers only its own executor's, and edgecrew's executor ids change with each process).
-    ``owned(workflow) -> bool`` picks the ones of this project."""
+    ``owned(workflow) -> bool`` picks the ones of this project. Returns those this process adopted."""
     pending = await DBOS.list_workflows_async(
         status="PENDING", name=workflow_name, load_input=owned is not None, load_output=False
     )
@@ -252,8 +300,8 @@ async def resume_dead(workflow_name: str, owned: Any = None) -> list[str]:
             continue
         if owned is not None and not owned(wf):
             continue
-        await DBOS.resume_workflow_async(wf.workflow_id)
-        resumed.append(wf.workflow_id)
+        if await adopt(wf.workflow_id, wf.executor_id):
+            resumed.append(wf.workflow_id)
     return resumed
 
 

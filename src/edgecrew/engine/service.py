@@ -442,7 +442,13 @@ class RunService:
             reason = f"its workflow ended ({status.status.lower()}) without finishing the run"
             self._fail(run.id, reason)
             raise ConflictError(f"run {run.id} cannot be resumed: {reason}")
-        await DBOS.resume_workflow_async(run.id)
+        if status.status == "PENDING":  # its process died after recovery looked: adopted as recovery does
+            if await durable.adopt(run.id, status.executor_id):
+                return run, "resumed", recovery
+            return run, "taken over by another process; following it", recovery
+        if status.status == "ENQUEUED":  # back on a queue: the next process to dequeue it runs it
+            return run, "waiting in a queue to be picked up; following it", recovery
+        await DBOS.resume_workflow_async(run.id)  # stopped by DBOS (too many recovery attempts): nobody runs it
         return run, "resumed", recovery
 
     async def start_from_step(

@@ -22,6 +22,7 @@ from edgecrew.engine.runtime import Runtime
 if TYPE_CHECKING:
     from edgecrew.ops.alerts import AlertService
     from edgecrew.ops.jobs import JobService
+    from edgecrew.ops.orphans import OrphanSweep
     from edgecrew.ops.routines import RoutineService
     from edgecrew.ops.sampler import MetricSampler
     from edgecrew.ops.supervisor import Supervisor
@@ -85,9 +86,15 @@ class Ops:
 
         return Supervisor(self.rt)
 
+    @cached_property
+    def orphans(self) -> OrphanSweep:
+        from edgecrew.ops.orphans import OrphanSweep
+
+        return OrphanSweep(self.rt)
+
     async def start(self) -> None:
         """Begin the background parts (after the durable engine is launched): the sampler, the
-        routines' schedules, alert evaluation and job admission."""
+        routines' schedules, alert evaluation, job admission, the supervisor and the orphan sweep."""
         if self._started:
             return
         self._started = True
@@ -96,11 +103,13 @@ class Ops:
         await self.alerts.start()
         await self.jobs.start()
         await self.supervisor.start()
+        await self.orphans.start()
 
     async def stop(self) -> None:
         if not self._started:
             return
         self._started = False
+        await self.orphans.stop()
         await self.supervisor.stop()
         await self.jobs.stop()
         await self.alerts.stop()

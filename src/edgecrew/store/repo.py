@@ -351,6 +351,14 @@ class RunStore:
         with self.engine.connect() as conn:
             return [_run(r) for r in conn.execute(query).mappings()]
 
+    def take_over(self, run_id: str, dead: str | None, executor: str) -> bool:
+        """Record ``executor`` as the process of a run whose recorded process ``dead`` died; True only
+        for the one caller whose update still found ``dead`` there (several may try at once)."""
+        was = t.runs.c.executor.is_(None) if dead is None else t.runs.c.executor == dead
+        with self.transaction() as conn:
+            taken = conn.execute(t.runs.update().where(t.runs.c.id == run_id, was).values(executor=executor))
+            return taken.rowcount == 1
+
     def set_status(self, run_id: str, status: RunStatus, *, output: Any = None, error: str | None = None) -> bool:
         """Move a run to ``status`` if the state machine allows it; False when it does not."""
         now = time.time()

@@ -19,6 +19,7 @@ from edgecrew.store.keys import ApiKeyStore
 from edgecrew.ui.pages import _safe_next
 from edgecrew.ui.session import COOKIE
 from edgecrew.ui.views import graph_state, graph_svg
+from tests.api.conftest import auth
 from tests.conftest import write
 from tests.teams import TRIO
 
@@ -402,6 +403,24 @@ def test_an_interrupted_run_offers_resume_and_resume_finishes_it(client: TestCli
         time.sleep(0.05)
     assert RunService(rt).get("rcrashed").status == RunStatus.SUCCEEDED
     assert ">Resume<" not in client.get("/ui/runs/rcrashed").text
+
+
+def test_a_run_a_live_process_took_over_offers_no_resume(client: TestClient, keys: dict[str, str]) -> None:
+    """The page judged a run by the process that recorded it: a run whose recording process died and
+    that this server adopted (or a cluster worker runs) offered Resume while it ran on."""
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    started = client.post("/runs", json={"team": "ship", "task": "ship it"}, headers=auth(keys["runs"]))
+    run_id = started.json()["id"]
+    for _ in range(200):  # it waits for a person's approval, its workflow held by this server
+        if RunService(rt).get(run_id).status == RunStatus.WAITING_APPROVAL:
+            break
+        time.sleep(0.05)
+    gone = f"{socket.gethostname()}:999999999:0"
+    with rt.store.engine.begin() as conn:  # as if another process had recorded it, then died
+        conn.exec_driver_sql("UPDATE runs SET executor = ? WHERE id = ?", (gone, run_id))
+    sign_in(client, keys["admin"])
+    page = client.get(f"/ui/runs/{run_id}").text
+    assert ">Cancel<" in page and ">Resume<" not in page
 
 
 @pytest.fixture

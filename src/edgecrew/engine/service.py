@@ -395,8 +395,16 @@ class RunService:
         return _no_live_process(run, status, executor)
 
     def workflow_state(self, run_id: str) -> tuple[str | None, str | None]:
-        """(DBOS status, executor id) of a run's workflow, read through a DBOS client."""
-        found = self._client().list_workflows(workflow_ids=[run_id], load_input=False, load_output=False)
+        """(DBOS status, executor id) of a run's workflow: from this process's DBOS when it runs here
+        (the server's pages), else through a DBOS client."""
+        from edgecrew.engine import durable
+
+        if durable.launched(self.rt):
+            from dbos import DBOS
+
+            found = DBOS.list_workflows(workflow_ids=[run_id], load_input=False, load_output=False)
+        else:
+            found = self._client().list_workflows(workflow_ids=[run_id], load_input=False, load_output=False)
         return (found[0].status, found[0].executor_id) if found else (None, None)
 
     # -- resume and cancel ---------------------------------------------------------------------------

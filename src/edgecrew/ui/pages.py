@@ -276,6 +276,17 @@ def _busy(built: trace.Trace, now: float) -> str:
     return f"{s.agent} {what} ({s.duration(now):.0f} s so far)"
 
 
+def _interrupted(svc: RunService, run: RunRecord) -> bool:
+    """Whether no live process runs an unfinished run, as DBOS sees its workflow: a run its recording
+    process left behind may run on in a server that adopted it, or on a cluster worker."""
+    if run.status.terminal:
+        return False
+    try:
+        return svc.orphaned(run)
+    except Exception:  # no DBOS system database to ask: the recording process is all there is
+        return not executor_alive(run.executor)
+
+
 def find_run(svc: RunService, run_id: str) -> RunRecord:
     """The run, or a not-found page worded for the site (the store's message sends you to the CLI)."""
     try:
@@ -318,7 +329,7 @@ def run_page(
         last_id=events[-1].id if events else 0,
         notice=notice,
         # Resume only what no live process is running (a running run would only be followed).
-        interrupted=not run.status.terminal and not executor_alive(run.executor),
+        interrupted=_interrupted(svc, run),
         checklist=checklist(spec, run.task, events),
         feedback=svc.feedback(run.id),
         writings=LiveText.of(rt).of_run(run.id),

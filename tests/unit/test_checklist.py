@@ -155,6 +155,9 @@ def test_a_cancelled_run_stops_the_running_task_and_skips_the_rest() -> None:
     ]
     assert done.meta["status"] == "cancelled" and done.items[0].detail == "stopped: the run cancelled"
     assert "cancelled: cancelled by user" in done.notes
+    # The step's own end, written after the cancel (stopped at its next call), says no more than that.
+    ended = checklist(TEAM, "write a note", [*events, record(4, StepFinished(outcome=Outcome.CANCELLED), "planner")])
+    assert ended.items == done.items and ended.notes == done.notes
 
 
 BRANCHES = load_team_text(

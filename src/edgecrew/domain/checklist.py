@@ -138,6 +138,8 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
                 if e.agent in calls and agent is not None and not agent.tool:  # a tool agent's call is its task
                     detail = _first_line(p.result) if p.is_error else ""
                     calls[e.agent].append(ChecklistItem(f"`{p.tool}`", "failed" if p.is_error else "done", detail))
+            case StepFinished() if e.agent in items and p.outcome == Outcome.CANCELLED:
+                pass  # its run's cancel stopped it: told below as any task the run's end stopped, not a failure
             case StepFinished() if e.agent in items:
                 item = items[e.agent]
                 item.state = "done" if p.outcome == Outcome.FINAL else "failed"

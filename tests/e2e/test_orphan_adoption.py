@@ -101,6 +101,13 @@ async def test_two_recoveries_racing_for_one_orphan_resume_it_once(
         resumed = [e for e in rt.store.events(run_id) if e.type == "run_resumed"]
         assert len(resumed) == 1, resumed
         assert _model_calls(project_dir) == ["a", "b"]  # a's call is not made again, b's once
+        # It waited on this project's queue, which only this project's processes run: DBOS's internal
+        # queue (where a plain resume puts it) is run by every process sharing the data dir, another
+        # project's `edgecrew run` included.
+        (workflow,) = await DBOS.list_workflows_async(workflow_ids=[run_id], load_input=False, load_output=False)
+        assert workflow.queue_name == durable.adopted_queue(rt) == f"edgecrew.adopted.{rt.project_key}"
+        other = bootstrap(rt.settings.model_copy(update={"project": edgecrew_home}))
+        assert durable.adopted_queue(other) != durable.adopted_queue(rt)
     finally:
         durable.shutdown()
 

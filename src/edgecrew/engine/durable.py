@@ -35,7 +35,6 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig
 from dbos._error import DBOSException, DBOSWorkflowCancelledError
-from dbos._utils import INTERNAL_QUEUE_NAME
 
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.events import (
@@ -82,8 +81,9 @@ _runtime: Runtime | None = None  # the runtime the steps of this process serve: 
 def launch(runtime: Runtime, *, queues: Sequence[str] = ()) -> None:
     """Start DBOS for this process (once per system database) and serve ``runtime``'s steps.
 
-    ``queues``: the DBOS queues whose workflows this process runs (a server: its project's routine
-    firings and jobs). Every other process (``edgecrew run``, a CLI command) runs none, so a queued
+    ``queues``: the DBOS queues whose workflows this process runs besides its project's adopted runs
+    (``adopted_queue``, which every process of the project runs): a server's are its project's routine
+    firings and jobs. Every other process (``edgecrew run``, a CLI command) runs no others, so a queued
     firing never lands in a short-lived process or in a server of another project sharing the data dir.
     The first launch in a process decides.
     """
@@ -110,13 +110,22 @@ def launch(runtime: Runtime, *, queues: Sequence[str] = ()) -> None:
         "notification_listener_polling_interval_sec": 0.1,
     }
     DBOS(config=config)
-    DBOS.listen_queues(list(queues))
+    adopted = adopted_queue(runtime)
+    DBOS.listen_queues([adopted, *queues])
     try:
         DBOS.launch()
     except (sa.exc.SQLAlchemyError, sqlite3.DatabaseError) as exc:  # unreachable, refused, damaged
         DBOS.destroy(destroy_registry=False)
         raise UserError(database_problem("the durable engine's database", url, exc)) from None
     _launched_url = url
+
+
+def adopted_queue(runtime: Runtime) -> str:
+    """The DBOS queue where the workflows this project's processes adopt from dead ones wait (see
+    ``adopt``): only processes of this project listen to it. DBOS's own internal queue, where a plain
+    resume puts them, is dequeued by every process sharing the system database, another project's
+    `edgecrew run` included, which lacks this project's models and tools."""
+    return f"edgecrew.adopted.{runtime.project_key}"
 
 
 def current_runtime() -> Runtime:
@@ -248,7 +257,7 @@ async def _adopt_orphans(runtime: Runtime, recovery: Recovery, unfinished: dict[
             if run.id not in dict(recovery.blocked):
                 recovery.blocked.append((run.id, missing))
             continue
-        if await adopt(wf.workflow_id, wf.executor_id) and wf.workflow_id == run.id:
+        if await adopt(wf.workflow_id, wf.executor_id, adopted_queue(runtime)) and wf.workflow_id == run.id:
             recovery.adopted.append(run.id)  # (another process got there first otherwise)
     for run in unfinished.values():
         if run.id in recovery.adopted or run.id in started or executor_alive(run.executor):
@@ -266,9 +275,10 @@ async def _adopt_orphans(runtime: Runtime, recovery: Recovery, unfinished: dict[
         runtime.store.emit(run_id, f"resumed.{own}", RunResumed(executor=own))
 
 
-async def adopt(workflow_id: str, dead_executor: str | None) -> bool:
-    """Put a workflow that ``dead_executor`` left PENDING back on its queue (its own, else DBOS's
-    internal one) for a live process to run; True only for the caller whose update did it.
+async def adopt(workflow_id: str, dead_executor: str | None, queue: str) -> bool:
+    """Put a workflow that ``dead_executor`` left PENDING back on its queue (its own, else ``queue``:
+    the project's ``adopted_queue``) for a live process to run; True only for the caller whose update
+    did it.
 
     The update matches only while the workflow is PENDING under ``dead_executor``. Once one process
     has put it back, it is ENQUEUED, and once a process dequeues it, that process is its executor:
@@ -280,14 +290,15 @@ async def adopt(workflow_id: str, dead_executor: str | None) -> bool:
         return False
     from dbos._dbos import _get_dbos_instance
 
+    # Declared in the database (again: a no-op), so each listening process starts its worker for it.
+    await DBOS.register_queue_async(queue)
+
     sys_db = _get_dbos_instance()._sys_db
-    done: bool = await asyncio.to_thread(
-        sys_db.reenqueue_for_recovery, workflow_id, [dead_executor], INTERNAL_QUEUE_NAME
-    )
+    done: bool = await asyncio.to_thread(sys_db.reenqueue_for_recovery, workflow_id, [dead_executor], queue)
     return done
 
 
-async def resume_dead(workflow_name: str, owned: Any = None) -> list[str]:
+async def resume_dead(runtime: Runtime, workflow_name: str, owned: Any = None) -> list[str]:
     """Resume the PENDING workflows named ``workflow_name`` whose process died (routine firings, jobs:
     DBOS recovers only its own executor's, and edgecrew's executor ids change with each process).
     ``owned(workflow) -> bool`` picks the ones of this project. Returns those this process adopted."""
@@ -300,7 +311,7 @@ async def resume_dead(workflow_name: str, owned: Any = None) -> list[str]:
             continue
         if owned is not None and not owned(wf):
             continue
-        if await adopt(wf.workflow_id, wf.executor_id):
+        if await adopt(wf.workflow_id, wf.executor_id, adopted_queue(runtime)):
             resumed.append(wf.workflow_id)
     return resumed
 

@@ -15,6 +15,7 @@ theirs on top (the server app adds telemetry, auth and routers).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -70,6 +71,12 @@ class Runtime:
         if not isinstance(found, cls):
             raise TypeError(f"the runtime's {cls.__name__} extension is a {type(found).__name__}")
         return found
+
+    @cached_property
+    def project_key(self) -> str:
+        """A short stable name of this runtime's project: several projects may share one data dir (and so
+        one DBOS system database), and each runs only its own queued work (its DBOS queues carry it)."""
+        return hashlib.sha256(str(self.project.dir).encode()).hexdigest()[:10]
 
     @cached_property
     def tasks(self) -> TaskStore:

@@ -451,7 +451,7 @@ class RunService:
             self._fail(run.id, reason)
             raise ConflictError(f"run {run.id} cannot be resumed: {reason}")
         if status.status == "PENDING":  # its process died after recovery looked: adopted as recovery does
-            if await durable.adopt(run.id, status.executor_id):
+            if await durable.adopt(run.id, status.executor_id, durable.adopted_queue(self.rt)):
                 return run, "resumed", recovery
             return run, "taken over by another process; following it", recovery
         if status.status == "ENQUEUED":  # back on a queue: the next process to dequeue it runs it

@@ -13,7 +13,6 @@ Register a queue after launch with ``DBOS.register_queue(Ops.of(rt).queue("jobs"
 
 from __future__ import annotations
 
-import hashlib
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -42,11 +41,11 @@ class Ops:
     def of(cls, rt: Runtime) -> Ops:
         return rt.extension(cls, cls)
 
-    @cached_property
+    @property
     def project_key(self) -> str:
-        """A short stable name of this runtime's project: several projects may share one data dir (and
-        so one DBOS system database), and each serves only its own routines and jobs."""
-        return hashlib.sha256(str(self.rt.project.dir).encode()).hexdigest()[:10]
+        """A short stable name of this runtime's project (``Runtime.project_key``): each project serves
+        only its own routines and jobs."""
+        return self.rt.project_key
 
     def queue(self, part: str) -> str:
         """The DBOS queue of one part of this project ("routines", "jobs")."""

@@ -171,7 +171,7 @@ class JobService:
         prefix = self.workflow_id("")
         resumed = []
         for name in _ADMISSION_WORKFLOWS:
-            resumed += await durable.resume_dead(name, lambda wf: wf.workflow_id.startswith(prefix))
+            resumed += await durable.resume_dead(self.rt, name, lambda wf: wf.workflow_id.startswith(prefix))
         if resumed:
             log.info("resumed %d job admission workflow(s) left by a dead process", len(resumed))
         for job in await asyncio.to_thread(self.store.list_jobs, states=["queued"], limit=10_000):

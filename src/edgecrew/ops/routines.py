@@ -95,7 +95,9 @@ class RoutineService:
             return
         await asyncio.to_thread(self.sync)
         prefix = f"sched-routine.{self._ops_key}."
-        resumed = await durable.resume_dead("edgecrew.routine_firing", lambda wf: wf.workflow_id.startswith(prefix))
+        resumed = await durable.resume_dead(
+            self.rt, "edgecrew.routine_firing", lambda wf: wf.workflow_id.startswith(prefix)
+        )
         if resumed:
             log.info("resumed %d routine firing(s) left by a dead process", len(resumed))
 

@@ -170,7 +170,7 @@ class Supervisor:
         if not durable.launched(self.rt) or self.rt.settings.supervisor_interval_s <= 0:
             return
         prefix = self.workflow_id("")
-        await durable.resume_dead(WORKFLOW, lambda wf: wf.workflow_id.startswith(prefix))
+        await durable.resume_dead(self.rt, WORKFLOW, lambda wf: wf.workflow_id.startswith(prefix))
         for incident in await asyncio.to_thread(self.store.list_incidents, states=["open", "healing"], limit=1000):
             if await durable.workflow_status(self.workflow_id(incident.id)) is None:
                 await self._start_workflow(incident.id)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import auth
+from tests.conftest import write
 
 GAP = """\
 name: gap
@@ -40,3 +44,27 @@ def test_validate_returns_warnings_beside_the_issues_of_an_invalid_team(
     assert body["valid"] is False and [i["severity"] for i in body["issues"]] == ["error"]
     assert "start node 'jduge'" in body["issues"][0]["message"]
     assert {w["severity"] for w in body["warnings"]} == {"warning"} and len(body["warnings"]) == 2
+
+
+@pytest.fixture
+def gap_team(server_project: Path) -> None:
+    write(server_project / "teams" / "gap.yaml", GAP)
+
+
+def test_a_teams_warnings_show_in_the_team_list_and_its_pages(
+    gap_team: None, client: TestClient, keys: dict[str, str]
+) -> None:
+    """The warnings came only from validate: the team list (API, UI) called the team "valid" and its page
+    showed no sign of the condition that can never hold."""
+    from tests.api.test_ui_pages import sign_in
+
+    listed = {t["name"]: t for t in client.get("/teams", headers=auth(keys["read"])).json()}
+    assert listed["gap"]["valid"] is True and len(listed["gap"]["warnings"]) == 2
+    assert listed["echo"]["warnings"] == []
+    csrf = sign_in(client, keys["admin"])
+    teams = client.get("/ui/teams").text
+    assert "2 warning(s)" in teams and teams.count("warning(s)") == 1
+    page = client.get("/ui/teams/gap").text
+    assert "2 warning(s)" in page and "agent &#39;judge&#39; has no default edge" in page
+    checked = client.post("/ui/teams/gap/validate", data={"csrf": csrf, "yaml": GAP}).text
+    assert "Valid: 1 agent(s)" in checked and "2 warning(s)" in checked and "did you mean &#39;approve&#39;?" in checked

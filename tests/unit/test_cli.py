@@ -283,6 +283,8 @@ def test_validate_warns_of_a_node_without_a_default_edge_and_passes(project_dir:
     assert both.exit_code == 2, both.output  # an error fails, its warnings shown beside it
     assert "✗" in both.stderr and "edge 1 goes to unknown agent 'nope'" in both.stderr
     assert both.stderr.count("! warning:") == 2 and "broken.yaml:10: agent 'planner' has no default" in both.stderr
+    listed = " ".join(runner.invoke(app, ["teams", "list"]).output.split())  # the list said "valid" alone
+    assert "valid, 1 warning" in listed and listed.count("warning") == 1
 
 
 def test_validate_a_file_shows_its_condition_type_warnings(project_dir: Path) -> None:

@@ -427,6 +427,8 @@ def teams_list(project: ProjectOpt = None) -> None:
         try:
             spec = rt.project.load_team(name, rt.catalog())
             agents, state = ", ".join(spec.agents), "[green]valid[/]"
+            if spec.warnings:  # `edgecrew validate` says what each is
+                state += f", [yellow]{counted(len(spec.warnings), 'warning')}[/]"
         except SpecError as exc:
             agents, state = "", f"[red]{len(exc.issues)} problem(s)[/]"
         table.add_row(name, "built-in" if source.builtin else str(source.file), agents, state)

@@ -584,9 +584,9 @@ def teams_page(request: Request, session: Viewer) -> HTMLResponse:
     for name, source in sorted(rt.project.teams.items()):
         try:
             spec = rt.project.load_source(source, catalog)
-            teams.append({"name": name, "source": source, "spec": spec, "issues": []})
+            teams.append({"name": name, "source": source, "spec": spec, "issues": [], "warnings": spec.warnings})
         except SpecError as exc:
-            teams.append({"name": name, "source": source, "spec": None, "issues": exc.issues})
+            teams.append({"name": name, "source": source, "spec": None, "issues": exc.issues, "warnings": exc.warnings})
     return page(request, "teams.html", session, teams=teams)
 
 
@@ -603,13 +603,23 @@ def team_page(request: Request, name: str, session: Viewer, notice: str = "") ->
     rt = _rt(request)
     source = find_team(rt, name)
     text = source.file.read_text(encoding="utf-8")
-    spec, issues = None, []
+    spec, issues, warnings = None, [], []
     try:
         spec = rt.project.load_source(source, rt.catalog())
+        warnings = list(spec.warnings)
     except SpecError as exc:
-        issues = exc.issues
+        issues, warnings = exc.issues, exc.warnings
     return page(
-        request, "team.html", session, name=name, source=source, text=text, spec=spec, issues=issues, notice=notice
+        request,
+        "team.html",
+        session,
+        name=name,
+        source=source,
+        text=text,
+        spec=spec,
+        issues=issues,
+        warnings=warnings,
+        notice=notice,
     )
 
 
@@ -620,15 +630,18 @@ async def validate_team(
     """Check an edited spec (not saved) and show its problems in place, by line."""
     rt = _rt(request)
     source = find_team(rt, name)
-    issues = []
+    issues, warnings = [], []
     spec = None
     try:
         spec = await asyncio.to_thread(load_team_text, yaml, str(source.file), rt.catalog())
+        warnings = list(spec.warnings)
     except SpecError as exc:
-        issues = exc.issues
+        issues, warnings = exc.issues, exc.warnings
     lines = yaml.splitlines()
     marked = {i.line for i in issues if i.line}
-    return page(request, "_validation.html", session, issues=issues, spec=spec, lines=lines, marked=marked)
+    return page(
+        request, "_validation.html", session, issues=issues, warnings=warnings, spec=spec, lines=lines, marked=marked
+    )
 
 
 @router.post("/ui/teams/{name}/run")

@@ -67,6 +67,7 @@ class TeamSummary(BaseModel):
     valid: bool
     agents: list[str]
     issues: list[IssueOut]
+    warnings: list[IssueOut] = []  # what may not work as meant (it still runs); see POST /teams/validate
 
 
 class TeamOut(BaseModel):
@@ -125,12 +126,19 @@ def list_teams(rt: RuntimeDep, _: Read) -> list[TeamSummary]:
     for name, source in sorted(rt.project.teams.items()):
         try:
             spec = rt.project.load_source(source, catalog)
-            agents, issues = list(spec.agents), []
+            agents, issues, warnings = list(spec.agents), [], [IssueOut.of(i) for i in spec.warnings]
         except SpecError as exc:
             agents, issues = [], [IssueOut.of(i) for i in exc.issues]
+            warnings = [IssueOut.of(i) for i in exc.warnings]
         out.append(
             TeamSummary(
-                name=name, builtin=source.builtin, file=str(source.file), valid=not issues, agents=agents, issues=issues
+                name=name,
+                builtin=source.builtin,
+                file=str(source.file),
+                valid=not issues,
+                agents=agents,
+                issues=issues,
+                warnings=warnings,
             )
         )
     return out

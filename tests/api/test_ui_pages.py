@@ -525,3 +525,11 @@ def test_home_alerts_count_the_runs_that_failed_in_the_last_day_only() -> None:
         conn.execute(sa.update(t.runs).where(t.runs.c.id == "r-old").values(created_at=time.time() - 3 * 86400))
     alerts = _alerts(rt, SimpleNamespace(queue_depth=0, load_failures=0))
     assert [a for a in alerts if "failed" in a] == ["1 run(s) failed in the last 24 h; see the runs list"]
+
+
+def test_a_failure_edge_is_drawn_apart_and_says_so() -> None:
+    from tests.unit.test_engine_logic import STRICT_WRITER
+
+    drawn = html.unescape(str(graph_svg(load_team_text(STRICT_WRITER))))
+    assert drawn.count('class="edge failure"') == 1 and ">on failure</text>" in drawn
+    assert "<title>on failure</title>" in drawn

@@ -361,3 +361,18 @@ async def test_tool_and_template_agents_run_durably_with_their_steps_and_events(
     assert sorted(tools, key=str) == [{"unit": "cm"}, {"unit": "mm"}]
     steps = {s.agent: s for s in rt.store.steps(run.id)}
     assert steps["m"].tool_calls == 1 and steps["m"].model_calls == 0 and steps["answer"].outcome == "final"
+
+
+async def test_a_failure_edge_routes_a_durable_runs_failed_step_and_the_run_goes_on() -> None:
+    """The run's snapshot keeps the edge's on_failure (a resumed run routes the same way), the failed
+    step is recorded as failed, and the route it took is an event like any other."""
+    from tests.unit.test_engine_logic import STRICT_WRITER
+
+    model = ScriptedModel({"writer": ["no json here"], "fixer": ["a plain title"]}, cycle=True)
+    run, rt = await run_team(STRICT_WRITER, model)
+    assert run.status == "succeeded" and run.output == {"text": "a plain title"}, run.error
+    assert run.spec["graph"]["edges"][1]["on_failure"] is True
+    outcomes = {s.agent: s.outcome for s in rt.store.steps(run.id)}
+    assert outcomes == {"writer": "invalid_output", "fixer": "final"}
+    routes = [e.data["edge"] for e in rt.store.events(run.id) if e.type == "route_taken"]
+    assert routes == ["writer -> fixer on failure", "fixer -> end"]

@@ -354,3 +354,69 @@ def test_fake_tools_accept_functions_and_specs() -> None:
     io = FakeTurnIO(["x"], [echo, RISKY])
     assert isinstance(io.tools.get("deploy"), ToolSpec) and io.canonical_tool("Echo") == "echo"
     assert [d.name for d in io.tool_definitions(deployer())] == ["deploy"]
+
+
+# -- failure edges: a failed turn handled by the graph instead of failing the run -------------------
+
+STRICT_WRITER = """\
+name: guarded
+agents:
+  writer:
+    system: write
+    model: fake
+    output_schema: {type: object, properties: {title: {type: string}}, required: [title]}
+  fixer: {model: fake, system: fix what the writer could not}
+graph:
+  start: writer
+  edges:
+    - {from: writer, to: end}
+    - {from: writer, to: fixer, on_failure: true}
+    - {from: fixer, to: end}
+"""
+
+
+async def test_a_failure_edge_hands_a_failed_turn_to_its_handler() -> None:
+    """A small model that never gets the schema right failed the whole run; with a failure edge its
+    failure goes to another agent, which reads what went wrong as the writer's output."""
+    model = ScriptedModel({"writer": ["no json here"], "fixer": ["a plain title"]}, cycle=True)
+    result, runner = await run(STRICT_WRITER, model)
+    assert result.ok and result.output == {"text": "a plain title"}, result
+    assert runner.path == ["writer", "fixer"]
+    assert [(r.agent, r.edge) for r in runner.routes] == [
+        ("writer", "writer -> fixer on failure"),
+        ("fixer", "fixer -> end"),
+    ]
+    shown = runner.context("v001.fixer")
+    assert 'Output of writer:\n{"outcome": "invalid_output", "error": ' in shown
+    assert runner.preloads[0] == []  # a failure edge's target is not loaded ahead of a failure
+
+
+async def test_a_bounded_failure_edge_retries_the_agent_then_the_run_fails() -> None:
+    retry = """\
+name: retry
+agents:
+  a: {model: fake, system: answer}
+graph:
+  start: a
+  edges:
+    - {from: a, to: end}
+    - {from: a, to: a, on_failure: true, max_loops: 1, when: "outcome == 'error'"}
+"""
+    flaky = ScriptedModel({"a": [{"error": "unavailable", "message": "server down"}, "ok now"]})
+    result, runner = await run(retry, flaky)
+    assert result.ok and result.output == {"text": "ok now"} and runner.path == ["a", "a"]
+    down = ScriptedModel({"a": [{"error": "unavailable", "message": "server down"}]}, cycle=True)
+    result, runner = await run(retry, down)
+    assert not result.ok and runner.path == ["a", "a"]  # one retry, then no failure edge holds
+    assert (result.error or "").startswith("agent 'a' (v001.a) ended with error: server down (no failure edge from 'a'")
+
+
+async def test_without_a_failure_edge_a_failed_turn_fails_the_run_as_before() -> None:
+    plain = (
+        STRICT_WRITER.replace("    - {from: writer, to: fixer, on_failure: true}\n", "")
+        .replace("  fixer: {model: fake, system: fix what the writer could not}\n", "")
+        .replace("    - {from: fixer, to: end}\n", "")
+    )
+    result, runner = await run(plain, ScriptedModel({"writer": ["no json here"]}, cycle=True))
+    assert not result.ok and runner.path == ["writer"]
+    assert (result.error or "").startswith("agent 'writer' (v000.writer) ended with invalid_output")

@@ -201,3 +201,41 @@ def test_builtin_teams_have_no_warnings(tmp_path: Path) -> None:
     catalog = Catalog(agents=project.agent_docs())  # the crew uses the agent library
     for name, source in project.teams.items():
         assert source.builtin and project.load_source(source, catalog).warnings == (), name
+
+
+# --- failure edges: checked as edges, left out of routing's warnings ------------------------------
+
+
+def test_a_failure_edge_is_no_default_and_its_condition_reads_the_failure(tmp_path: Path) -> None:
+    edges = """\
+    - {from: judge, to: end}
+    - {from: judge, to: writer, on_failure: true, when: "outcome == 'invalid_output'"}
+    - {from: writer, to: end}
+"""
+    assert warnings(tmp_path, team(edges)) == []  # neither "never taken" (after the default) nor a type warning
+    spec = load_team(tmp_path / "team.yaml")
+    (failure,) = [e for e in spec.graph.edges if e.on_failure]
+    assert failure.label() == "judge -> writer on failure when outcome == 'invalid_output'"
+
+
+@pytest.mark.parametrize(
+    ("edge", "said"),
+    [
+        ("{from: [judge, writer], to: end, on_failure: true}", "edge 1 is a failure edge from several agents"),
+        ("{from: judge, to: end, on_failure: true}", "edge 1 is a failure edge to 'end'"),
+        (
+            "{from: judge, to: writer, on_failure: true, when: \"verdict == 'revise'\"}",
+            "edge 1: condition \"verdict == 'revise'\" reads verdict, which agent 'judge' does not output",
+        ),
+    ],
+)
+def test_a_failure_edge_that_cannot_work_is_an_error(tmp_path: Path, edge: str, said: str) -> None:
+    text = team(f"    - {edge}\n    - {{from: judge, to: writer}}\n    - {{from: writer, to: end}}\n")
+    path = tmp_path / "team.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        load_team(path)
+    messages = [i.message for i in info.value.issues]
+    assert any(said in m for m in messages), messages
+    if "reads verdict" in said:
+        assert "a failure edge's condition reads the failure: error, outcome" in info.value.issues[0].hint

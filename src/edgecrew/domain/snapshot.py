@@ -31,6 +31,7 @@ def team_from_snapshot(raw: Mapping[str, Any], source: str = "<snapshot>") -> Te
             when=compile_condition(e["when"]) if e.get("when") is not None else None,
             max_loops=e.get("max_loops"),
             index=i,
+            on_failure=bool(e.get("on_failure", False)),
         )
         for i, e in enumerate(raw["graph"].get("edges", ()))
     )

@@ -81,13 +81,15 @@ class AgentSpec:
 
 @dataclass(frozen=True)
 class Edge:
-    """A transition between agents, taken when ``when`` holds on the source's output."""
+    """A transition between agents, taken when ``when`` holds on the source's output; a failure edge
+    (``on_failure``) instead when the source's turn fails, ``when`` reading ``outcome`` and ``error``."""
 
     sources: tuple[str, ...]
     targets: tuple[str, ...]
     when: Condition | None = None
     max_loops: int | None = None
     index: int = 0  # position in the spec: routing tries edges in this order
+    on_failure: bool = False
 
     @property
     def is_join(self) -> bool:
@@ -97,7 +99,7 @@ class Edge:
         src = self.sources[0] if len(self.sources) == 1 else "[" + ", ".join(self.sources) + "]"
         dst = self.targets[0] if len(self.targets) == 1 else "[" + ", ".join(self.targets) + "]"
         cond = f" when {self.when.source}" if self.when else ""
-        return f"{src} -> {dst}{cond}"
+        return f"{src} -> {dst}{' on failure' if self.on_failure else ''}{cond}"
 
 
 @dataclass(frozen=True)

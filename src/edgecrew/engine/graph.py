@@ -4,6 +4,11 @@ Routing is a pure function of the graph, the recorded outputs and the loop count
 run takes exactly the same path. A frontier of several agents (fan-out) runs in parallel; a join
 edge schedules its target once every source has arrived. Edges are tried in spec order and the
 first that matches wins; a bounded edge that has used up its ``max_loops`` no longer matches.
+
+A turn that fails (any outcome but final; a cancel excepted) fails the run, unless its agent has
+failure edges (``on_failure``): then the failure, ``{"outcome": ..., "error": ...}``, stands as the
+agent's output, which the failure edges route (and the next agent reads) as any output, so a small
+model's bad answer can go to a fixer, a simpler agent, or the same agent again under ``max_loops``.
 """
 
 from __future__ import annotations
@@ -58,10 +63,13 @@ class NoRouteError(RunError):
     """No edge leaves the agent for its output (the team's graph has a gap): the run fails."""
 
 
-def route(team: TeamSpec, agent: str, output: dict[str, Any], loops: Counter[int]) -> tuple[Edge | None, list[str]]:
-    """The edge taken from ``agent`` and its targets; a node without outgoing edges ends the run."""
-    edges = team.graph.outgoing(agent)
-    if not edges:
+def route(
+    team: TeamSpec, agent: str, output: dict[str, Any], loops: Counter[int], *, failed: bool = False
+) -> tuple[Edge | None, list[str]]:
+    """The edge taken from ``agent`` and its targets (of its failure edges when its turn ``failed``); a
+    node without outgoing edges ends the run."""
+    edges = [e for e in team.graph.outgoing(agent) if e.on_failure == failed]
+    if not edges and not failed:
         return None, [END]
     for edge in edges:
         if edge.when is not None and not edge.when.evaluate(output):
@@ -71,15 +79,21 @@ def route(team: TeamSpec, agent: str, output: dict[str, Any], loops: Counter[int
                 continue
             loops[edge.index] += 1
         return edge, list(edge.targets)
+    if failed:
+        raise NoRouteError(f"no failure edge from '{agent}' matched {json.dumps(output)[:200]}")
     raise NoRouteError(
         f"no edge from '{agent}' matched its output {json.dumps(output)[:200]}; "
         "add an edge without 'when' as the default"
     )
 
 
+def _handles_failure(team: TeamSpec, agent: str) -> bool:
+    return any(e.on_failure for e in team.graph.outgoing(agent))
+
+
 def successors(team: TeamSpec, agents: Sequence[str]) -> list[str]:
-    """Every agent an edge from ``agents`` may lead to, in edge order."""
-    found = [t for a in agents for e in team.graph.outgoing(a) for t in e.targets if t != END]
+    """Every agent an edge from ``agents`` may lead to, in edge order (a failure edge's only if it fails)."""
+    found = [t for a in agents for e in team.graph.outgoing(a) if not e.on_failure for t in e.targets if t != END]
     return list(dict.fromkeys(found))
 
 
@@ -113,23 +127,24 @@ async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResul
         results = await runner.run_turns([(visit, turn) for visit in batch])
         upcoming: list[str] = []
         for visit, result in zip(batch, results, strict=True):
-            if result.outcome != Outcome.FINAL:
-                return GraphResult(
-                    False,
-                    output=result.output,
-                    visits=visits,
-                    error=f"agent '{visit.agent}' ({visit.key}) ended with {result.outcome.value}: {result.error}",
-                )
+            output: dict[str, Any] = result.output
+            failed = result.outcome != Outcome.FINAL
+            if failed:
+                failure = f"agent '{visit.agent}' ({visit.key}) ended with {result.outcome.value}: {result.error}"
+                if result.outcome == Outcome.CANCELLED or not _handles_failure(team, visit.agent):
+                    return GraphResult(False, output=result.output, visits=visits, error=failure)
+                output = {"outcome": result.outcome.value, "error": result.error or ""}
             board.pop(visit.agent, None)  # re-insert so the board is ordered by recency
-            board[visit.agent] = (team.agents[visit.agent].role, result.output)
+            board[visit.agent] = (team.agents[visit.agent].role, output)
             try:
-                edge, targets = route(team, visit.agent, result.output, loops)
+                edge, targets = route(team, visit.agent, output, loops, failed=failed)
             except NoRouteError as exc:
-                return GraphResult(False, output=result.output, error=str(exc), visits=visits)
+                error = f"{failure} ({exc})" if failed else str(exc)
+                return GraphResult(False, output=result.output, error=error, visits=visits)
             runner.route_taken(visit, edge, targets)
             for target in targets:
                 if target == END:
-                    finals[visit.agent] = result.output
+                    finals[visit.agent] = output
                 elif edge is not None and edge.is_join:
                     arrived = arrivals.setdefault(edge.index, set())
                     arrived.add(visit.agent)
@@ -151,5 +166,5 @@ async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResul
         )
     if team.output is not None and team.output in board:
         return GraphResult(True, output=board[team.output][1], visits=visits)
-    output: Any = next(iter(finals.values())) if len(finals) == 1 else finals
-    return GraphResult(True, output=output, visits=visits)
+    answer: Any = next(iter(finals.values())) if len(finals) == 1 else finals
+    return GraphResult(True, output=answer, visits=visits)

@@ -42,6 +42,8 @@ class EdgeDoc(Protocol):
     def when(self) -> str | None: ...
     @property
     def max_loops(self) -> int | None: ...
+    @property
+    def on_failure(self) -> bool: ...
 
 
 class _Graph(Protocol):
@@ -84,6 +86,8 @@ def _sources(edge: EdgeDoc) -> list[str]:
 def _routing(team: TeamDoc) -> Iterator[Finding]:
     outgoing: dict[str, list[int]] = {}
     for i, edge in enumerate(team.graph.edges):
+        if edge.on_failure:  # taken only when the turn fails: no part of routing its output
+            continue
         for s in _sources(edge):
             if s in team.agents:
                 outgoing.setdefault(s, []).append(i)
@@ -221,7 +225,7 @@ def _output_schema(agent: AgentDoc | None) -> Mapping[str, Any] | None:
 
 
 def _condition_types(i: int, edge: EdgeDoc, agents: Mapping[str, AgentDoc]) -> list[Finding]:
-    if edge.when is None:
+    if edge.when is None or edge.on_failure:  # a failure edge reads the failure, not the agent's output
         return []
     try:
         tree = compile_condition(edge.when).tree.body

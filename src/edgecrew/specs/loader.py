@@ -124,6 +124,7 @@ class EdgeDoc(_Strict):
     to: str | list[str]
     when: str | None = None
     max_loops: int | None = Field(default=None, ge=1, le=100)
+    on_failure: bool = False  # taken when the source's turn fails, instead of failing the run
 
 
 class GraphDoc(_Strict):
@@ -787,6 +788,18 @@ def _check_edge(i: int, edge: EdgeDoc, agents: Mapping[str, AgentDoc], issues: _
             f"edge {i + 1} is both a join and a fan-out",
             "split it: a join edge into one agent, then a fan-out edge from that agent",
         )
+    if edge.on_failure and len(sources) > 1:
+        issues.add(
+            (*loc, "from"),
+            f"edge {i + 1} is a failure edge from several agents",
+            "a failure edge leaves the one agent whose failure it handles: give each agent its own",
+        )
+    if edge.on_failure and END in targets:
+        issues.add(
+            (*loc, "to"),
+            f"edge {i + 1} is a failure edge to '{END}'",
+            "lead it to an agent that handles the failure; without a failure edge the run fails there anyway",
+        )
     if edge.when is None:
         return
     try:
@@ -799,13 +812,15 @@ def _check_edge(i: int, edge: EdgeDoc, agents: Mapping[str, AgentDoc], issues: _
         )
         return
     for s in sources:
-        fields = _output_fields(agents.get(s))
+        fields = FAILURE_FIELDS if edge.on_failure else _output_fields(agents.get(s))
         unknown = sorted(n for n in cond.names if fields is not None and n not in fields)
         if not unknown or fields is None:
             continue
         have = ", ".join(sorted(fields))
         hint = (
-            f"agent '{s}' has no output_schema, so its output is only {{text}}; add an output_schema"
+            f"a failure edge's condition reads the failure: {have}"
+            if edge.on_failure
+            else f"agent '{s}' has no output_schema, so its output is only {{text}}; add an output_schema"
             if agents[s].output_schema is None
             else f"'{s}' outputs: {have}; fix the name or add the field"
         )
@@ -814,6 +829,9 @@ def _check_edge(i: int, edge: EdgeDoc, agents: Mapping[str, AgentDoc], issues: _
             f"edge {i + 1}: condition {edge.when!r} reads {', '.join(unknown)}, which agent '{s}' does not output",
             hint,
         )
+
+
+FAILURE_FIELDS = frozenset({"outcome", "error"})  # what a failure edge's `when` reads (see engine.graph)
 
 
 def _output_fields(agent: AgentDoc | None) -> set[str] | None:

@@ -143,7 +143,13 @@ def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
                     continue
                 (x1, y1), (x2, y2) = pos[s], pos[t]
                 back = x2 <= x1
-                label = html.escape(edge.when.source if edge.when else "")
+                label = html.escape(
+                    " ".join(
+                        part
+                        for part in ("on failure" if edge.on_failure else "", edge.when.source if edge.when else "")
+                        if part
+                    )
+                )
                 budget, budget_tip = loop_budget(edge, state)
                 tip = " · ".join(part for part in (label, budget_tip) if part)
                 if back:  # a loop back: an arc below the nodes, labelled with its condition and budget
@@ -161,6 +167,13 @@ def graph_svg(spec: TeamSpec, state: GraphState = GraphState()) -> Markup:
                     mid = (sx + tx) / 2
                     d = f"M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}"
                 cls = "edge back" if back else "edge"
+                if edge.on_failure:
+                    cls += " failure"
+                    if not back:  # a forward edge's label is its tooltip only: say on the line what it is
+                        parts.append(
+                            f'<text class="edge-label failure" x="{(sx + tx) / 2}" y="{(sy + ty) / 2 - 6}" '
+                            f'text-anchor="middle">on failure</text>'
+                        )
                 parts.append(f'<path class="{cls}" d="{d}" marker-end="url(#arrow)"><title>{tip}</title></path>')
     for name, (x, y) in pos.items():
         classes = ["node"]

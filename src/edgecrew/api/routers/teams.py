@@ -58,6 +58,7 @@ class EdgeOut(BaseModel):
     targets: list[str]
     when: str | None
     max_loops: int | None
+    on_failure: bool = False  # taken when the source's turn fails (``when`` reads its outcome and error)
 
 
 class TeamSummary(BaseModel):
@@ -111,6 +112,7 @@ def _team_out(rt: Runtime, name: str, spec: TeamSpec) -> TeamOut:
                 targets=list(e.targets),
                 when=e.when.source if e.when else None,
                 max_loops=e.max_loops,
+                on_failure=e.on_failure,
             )
             for e in spec.graph.edges
         ],

@@ -123,6 +123,28 @@ async def test_a_cancelled_run_s_waiting_approval_expires_and_leaves_the_inbox(p
     assert calls == []
 
 
+async def test_a_run_cancelled_while_waiting_for_a_person_ends_its_step_and_its_workflow(project_dir: Path) -> None:
+    """The cancel did not reach a workflow waiting for a decision: its step never ended and the workflow
+    waited in the process for good. Told, the step ends cancelled without calling the tool."""
+    from dbos import DBOS
+
+    calls: list[str] = []
+    replies = [{"tool": "deploy", "args": {"target": "prod"}, "text": "ship"}, "done"]
+    rt, svc, run_id, _, model = await start(project_dir, "", replies, calls)
+    await wait_for_pending(ApprovalService(rt))
+    svc.cancel(run_id)
+    for _ in range(200):
+        (workflow,) = await DBOS.list_workflows_async(workflow_ids=[run_id], load_input=False, load_output=False)
+        ended = [e for e in rt.store.events(run_id) if e.type == "step_finished"]
+        if ended and workflow.status != "PENDING":
+            break
+        await asyncio.sleep(0.05)
+    assert [e.data["outcome"] for e in ended] == ["cancelled"] and workflow.status == "CANCELLED"
+    assert calls == [] and len(model.calls) == 1  # neither the tool nor the model again
+    assert rt.store.get_run(run_id).status == "cancelled"
+    assert "approval_decided" not in [e.type for e in rt.store.events(run_id)]  # nobody decided
+
+
 async def test_the_stream_of_a_run_cancelled_while_waiting_for_a_person_ends_at_once(project_dir: Path) -> None:
     """Its step waits for a decision the cancel does not deliver: the step does nothing more, so the
     stream ends with run_cancelled instead of waiting for the step's end (as for a step in flight)."""

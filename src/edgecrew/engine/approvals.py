@@ -51,6 +51,8 @@ async def await_decision(
     message = None
     while message is None:
         message = await DBOS.recv_async(topic(record.id), timeout_seconds=WAIT_CHUNK_S)
+    if message.get("cancelled"):  # the run was cancelled while it waited (see RunService.cancel): no decision
+        return Decision(approved=False, arguments=arguments, note="the run was cancelled")
     decision = Decision(approved=message["approved"], arguments=message["arguments"], note=message.get("note"))
     rt.store.set_status(run_id, RunStatus.RUNNING)
     rt.store.emit(

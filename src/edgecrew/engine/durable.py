@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig
-from dbos._error import DBOSException, DBOSWorkflowCancelledError
+from dbos._error import DBOSException, DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError
 
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.events import (
@@ -688,9 +688,16 @@ class DurableIO:
             and needs_approval(spec, agent.approval, self.approved_tools, call.arguments)
         ):
             asked = time.monotonic()
-            decision = await await_decision(
-                self.rt, self.run_id, key, agent.name, spec.name, call.arguments, reason or "(no reason given)"
-            )
+            try:
+                decision = await await_decision(
+                    self.rt, self.run_id, key, agent.name, spec.name, call.arguments, reason or "(no reason given)"
+                )
+            except DBOSWorkflowConflictIDError:
+                # A cancel wakes the wait (RunService.cancel), and DBOS, which no longer runs the workflow
+                # here, refuses the wait's result: the turn stops as any its run's cancel stops.
+                if self.rt.store.run_status(self.run_id) != RunStatus.CANCELLED:
+                    raise
+                raise DBOSWorkflowCancelledError(f"Workflow {self.run_id} was cancelled while it waited") from None
             waited_s = time.monotonic() - asked
             if self.fresh is not None:  # a person's wait: the run may have been cancelled meanwhile
                 self.fresh.status = self.rt.store.run_status(self.run_id)

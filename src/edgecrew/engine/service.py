@@ -479,14 +479,22 @@ class RunService:
         """Cancel a run (it stops at its next step); works whether or not its process is alive."""
         from dbos._error import DBOSNonExistentWorkflowError
 
+        from edgecrew.engine.approvals import topic
+        from edgecrew.store.approvals import ApprovalStore
+
         run = self.rt.store.get_run(run_id)
         if run.status.terminal:
             raise ConflictError(f"run {run.id} already {run.status.value}; nothing to cancel")
+        waiting = ApprovalStore(self.rt.store).list("pending", run.id)  # they expire as the run ends
         self.rt.store.set_status(run.id, RunStatus.CANCELLED, error="cancelled by user")
         self.rt.store.close_open_steps(run.id, "cancelled")
         self.rt.store.emit(run.id, "run_cancelled", RunCancelled(reason="cancelled by user"))
         try:
             self._client().cancel_workflow(run.id)
+            # A workflow waiting for a person's decision waits on a message, which a cancel does not wake:
+            # told, its step stops at its next call (writing its end) and the workflow's task ends.
+            for approval in waiting:
+                self._client().send(approval.workflow_id, {"cancelled": True}, topic(approval.id))
         except DBOSNonExistentWorkflowError:
             pass  # no workflow yet: the store's status alone keeps it from starting
         finally:

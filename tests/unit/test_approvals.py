@@ -146,8 +146,8 @@ async def test_a_run_cancelled_while_waiting_for_a_person_ends_its_step_and_its_
 
 
 async def test_the_stream_of_a_run_cancelled_while_waiting_for_a_person_ends_at_once(project_dir: Path) -> None:
-    """Its step waits for a decision the cancel does not deliver: the step does nothing more, so the
-    stream ends with run_cancelled instead of waiting for the step's end (as for a step in flight)."""
+    """A step waiting for a person is not followed as a step in flight: the stream ends with run_cancelled
+    (and the step's end, when the woken wait wrote it in time), never waiting on the person."""
     import time
 
     from edgecrew.domain.events import EventRecord
@@ -160,7 +160,9 @@ async def test_the_stream_of_a_run_cancelled_while_waiting_for_a_person_ends_at_
     began = time.monotonic()
     await RunService(rt).follow(run_id, seen.append, timeout_s=20)
     assert time.monotonic() - began < 5
-    assert [e.type for e in seen][-2:] == ["approval_requested", "run_cancelled"]
+    after = [e.type for e in seen][[e.type for e in seen].index("approval_requested") :]
+    # The cancel wakes the wait, so the step's end may follow (written within moments, read if in time).
+    assert after in (["approval_requested", "run_cancelled"], ["approval_requested", "run_cancelled", "step_finished"])
 
 
 async def test_waiting_for_a_person_does_not_count_toward_the_agent_time_limit(project_dir: Path) -> None:

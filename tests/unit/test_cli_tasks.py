@@ -114,6 +114,18 @@ def test_a_test_file_and_no_checks(tmp_path: Path) -> None:
     assert ran.exit_code == 0 and "succeeded" in ran.output and "loss=0.5" in ran.output
 
 
+def test_the_executions_table_shows_the_whole_reason(tmp_path: Path) -> None:
+    task_id = create_task(tmp_path)
+    add_version(task_id, "import sys\nsys.exit('ValueError: the input has no second number here')\n")
+    assert invoke("tasks", "run", task_id, "1").exit_code == 1
+    # The program's own words come last in a reason: a table cut at 80 characters lost them.
+    end = "exitedwithcode1:ValueError:theinputhasnosecondnumberhere"
+    for args in (["tasks", "executions", task_id], ["tasks", "show", task_id]):
+        shown = invoke(*args)
+        squashed = "".join(c for c in shown.output if not c.isspace() and c not in "│┃")
+        assert shown.exit_code == 0 and end in squashed, shown.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -411,7 +411,9 @@ def tasks_executions(
 def _executions_table(records: list[ExecutionRecord], title: str | None = None) -> Table:
     table = Table("execution", "version", "status", "checks", "started", "reason", title=title)
     for r in records:
-        reason = escape((r.reason or "")[:80])
+        # Whole: the error the program died of comes last (after "2 problems; first: io check 1 ..."),
+        # and the service already bounds a reason's length.
+        reason = escape(r.reason or "")
         table.add_row(str(r.id), f"v{r.version}", _status(r.status), _checks_of(r), _when(r.started_at), reason)
     return table
 

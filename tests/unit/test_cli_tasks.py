@@ -126,6 +126,19 @@ def test_the_executions_table_shows_the_whole_reason(tmp_path: Path) -> None:
         assert shown.exit_code == 0 and end in squashed, shown.output
 
 
+def test_show_prints_the_tasks_timeline(tmp_path: Path) -> None:
+    task_id = create_task(tmp_path)
+    why = "the run r1 that created this task ended failed before finishing it; marked failed"
+    runtime().tasks.add_message(task_id, "edgecrew", "system", why)
+    # The one line that says why a run's task failed was only in GET /tasks/{id}/messages.
+    shown = invoke("tasks", "show", task_id)
+    squashed = "".join(c for c in shown.output if not c.isspace() and c not in "│┃")
+    assert shown.exit_code == 0 and "timeline" in shown.output, shown.output
+    assert "".join(why.split()) in squashed, shown.output
+    data = json.loads(invoke("tasks", "show", task_id, "--json").output)
+    assert [(m["sender"], m["role"], m["content"]) for m in data["messages"]] == [("edgecrew", "system", why)]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

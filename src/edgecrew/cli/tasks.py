@@ -102,12 +102,13 @@ def tasks_list(
 
 @tasks_app.command("show")
 def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show a task: its spec, checks, limits, code versions, executions, results and verdicts (with
-    the evaluator's notes)."""
+    """Show a task: its spec, checks, limits, code versions, executions, results, verdicts (with
+    the evaluator's notes) and its timeline (why a run's task ended, say)."""
     rt = _rt()
     record = guard(lambda: _task(rt, task))
     versions, executions = rt.tasks.code_versions(record.id), rt.executions.list(record.id)
     results, verdicts = rt.tasks.results(record.id), rt.tasks.feedback(record.id)
+    messages = rt.tasks.messages(record.id)
     if as_json:
         data = {
             **record.__dict__,
@@ -115,6 +116,7 @@ def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
             "executions": [e.__dict__ for e in executions],
             "results": [r.__dict__ for r in results],
             "feedback": [f.__dict__ for f in verdicts],
+            "messages": [m.__dict__ for m in messages],
         }
         print(json.dumps(data, ensure_ascii=False))
         return
@@ -144,6 +146,11 @@ def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         console.print(_results_table(results[-10:]))
     if verdicts:
         console.print(_verdicts_table(verdicts[-10:]))
+    if messages:
+        table = Table("sender", "role", "when", Column("message", ratio=1), title="timeline (latest 10)")
+        for m in messages[-10:]:
+            table.add_row(escape(m.sender), m.role, _when(m.created_at), escape(m.content))
+        console.print(table)
 
 
 def _results_table(results: list[ResultRecord]) -> Table:

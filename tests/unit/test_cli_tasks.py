@@ -139,6 +139,21 @@ def test_show_prints_the_tasks_timeline(tmp_path: Path) -> None:
     assert [(m["sender"], m["role"], m["content"]) for m in data["messages"]] == [("edgecrew", "system", why)]
 
 
+def test_code_prints_a_versions_file_the_best_by_default(tmp_path: Path) -> None:
+    task_id = create_task(tmp_path)
+    assert "no code version 1; its versions: none yet" in " ".join(invoke("tasks", "code", task_id).output.split())
+    add_version(task_id, ADD)
+    add_version(task_id, WRONG)
+    # What a build-loop run wrote could only be read through the API or in the data dir.
+    assert invoke("tasks", "code", task_id, "1").output == ADD
+    latest = invoke("tasks", "code", task_id)
+    assert latest.exit_code == 0 and latest.stdout == WRONG and f"task {task_id} v2 (latest)" in latest.stderr
+    runtime().tasks.update(task_id, best_version=1)
+    assert invoke("tasks", "code", task_id).stdout == ADD
+    missing = invoke("tasks", "code", task_id, "7")
+    assert missing.exit_code == 1 and "its versions: 1, 2" in missing.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -425,6 +425,25 @@ def _executions_table(records: list[ExecutionRecord], title: str | None = None) 
     return table
 
 
+BestOrLatest = Annotated[int | None, typer.Argument(min=1, help="Code version (default: the best, else the latest).")]
+
+
+@tasks_app.command("code")
+def tasks_code(
+    task: Annotated[str, typer.Argument(help="Task id (see `edgecrew tasks list`).")], version: BestOrLatest = None
+) -> None:
+    """Print a code version's file, as GET /tasks/{id}/code/{v}/file downloads it (e.g. what build-loop wrote)."""
+    rt = _rt()
+    record = guard(lambda: _task(rt, task))
+    versions = [v.version for v in rt.tasks.code_versions(record.id)]
+    chosen = version or record.best_version or (versions[-1] if versions else 1)
+    guard(lambda: _check_version(rt, record.id, chosen))
+    data = guard(lambda: rt.tasks.code_bytes(rt.tasks.code_version(record.id, chosen)))
+    if version is None:
+        err.print(f"task {record.id} v{chosen}" + (" (best)" if chosen == record.best_version else " (latest)"))
+    print(shown(data.decode("utf-8", errors="replace")), end="")
+
+
 @tasks_app.command("logs")
 def tasks_logs(
     execution: Annotated[int, typer.Argument(min=1, help="Execution id (see `edgecrew tasks executions TASK`).")],

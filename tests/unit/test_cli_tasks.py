@@ -154,6 +154,16 @@ def test_code_prints_a_versions_file_the_best_by_default(tmp_path: Path) -> None
     assert missing.exit_code == 1 and "its versions: 1, 2" in missing.output
 
 
+def test_list_refuses_an_unknown_status_and_says_when_none_has_it(tmp_path: Path) -> None:
+    create_task(tmp_path)
+    # A typo listed nothing and said "no tasks yet" although there were tasks.
+    typo = invoke("tasks", "list", "--status", "completed")
+    assert typo.exit_code == 1 and "--status 'completed' is not one of open, in_progress, done" in typo.output
+    none = invoke("tasks", "list", "--status", "done")
+    assert none.exit_code == 0 and "no done tasks" in none.output and "no tasks yet" not in none.output
+    assert "add" in invoke("tasks", "list", "--status", "open").output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

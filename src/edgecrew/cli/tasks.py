@@ -85,10 +85,18 @@ def tasks_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List tasks, newest first."""
+    from edgecrew.store.tasks import TASK_STATUSES
+
+    if status is not None and status not in TASK_STATUSES:  # else a typo listed nothing: "no tasks yet"
+        err.print(f"[red]error:[/] --status {escape(repr(status))} is not one of {', '.join(TASK_STATUSES)}")
+        raise typer.Exit(1)
     rt = _rt()
     tasks = guard(lambda: rt.tasks.list_tasks(status=status, limit=limit))
     if as_json:
         print(json.dumps([t.__dict__ for t in tasks], ensure_ascii=False))
+        return
+    if not tasks and status:
+        console.print(f"no {status} tasks")
         return
     if not tasks:
         console.print('no tasks yet — try: edgecrew tasks create --title "add two numbers" --spec "..."')

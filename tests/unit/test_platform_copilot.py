@@ -77,6 +77,8 @@ async def test_the_request_ends_with_a_valid_committed_repository_and_nothing_ap
     assert (repo / "docs" / "README.md").exists()
     answer = result.output["text"]
     assert answer.startswith("# payments-api (python-service)") and "- [ ]" not in answer
+    # Where it is: the run's workspace, which a chat or an API caller could not tell from `payments-api`.
+    assert f"- [x] Repository `payments-api` ({repo}) from template python-service" in answer
     assert "- [x] Client dry run for namespace payments-api-staging, nothing applied" in answer
     assert "the repository is clean" in answer
     assert runner.path[-4:] == ["deploy", "docs", "commit", "answer"]

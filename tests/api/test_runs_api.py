@@ -40,3 +40,14 @@ def test_event_pages_are_bounded_and_continue_after_the_last_id(client: TestClie
     assert len(first) == 3 and first + rest == everything
     too_many = client.get(f"/runs/{run_id}/events?limit=100000", headers=auth(keys["read"]))
     assert too_many.status_code == 422 and "limit" in too_many.json()["detail"]
+
+
+def test_a_run_says_where_its_files_are_as_the_cli_does(client: TestClient, keys: dict[str, str]) -> None:
+    run_id = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=auth(keys["runs"])).json()["id"]
+    wait_finished(client, run_id, keys["read"])
+    # An answer names files relative to the run's workspace (platform-copilot's "Repository `name`").
+    shown = client.get(f"/runs/{run_id}", headers=auth(keys["read"])).json()
+    stored = client.app.state.rt.store.get_run(run_id)  # type: ignore[attr-defined]
+    assert stored.workspace and shown["workspace"] == stored.workspace
+    listed = client.get("/runs", headers=auth(keys["read"])).json()["items"]
+    assert [r["workspace"] for r in listed if r["id"] == run_id] == [stored.workspace]

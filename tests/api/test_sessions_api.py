@@ -116,6 +116,11 @@ def test_problems_a_client_can_cause(http: tuple[TestClient, dict[str, str]]) ->
     assert again.json()["answer"]["content"] == "after a while"
     blank = client.post(url, json={"content": "   "}, headers=headers)
     assert blank.status_code == 422
+    # A field the body does not declare is named in a 422, not dropped (the message was lost).
+    extra = client.post("/sessions", json={"team": "slow", "message": "hi"}, headers=headers)
+    assert extra.status_code == 422 and extra.json()["errors"][0]["loc"] == ["body", "message"]
+    stray = client.post(url, json={"content": "hi", "role": "user"}, headers=headers)
+    assert stray.status_code == 422 and stray.json()["errors"][0]["loc"] == ["body", "role"]
 
 
 def test_a_v1_completion_bound_to_a_session_is_its_next_turn(http: tuple[TestClient, dict[str, str]]) -> None:

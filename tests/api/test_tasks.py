@@ -345,6 +345,27 @@ def test_bad_values_name_their_field(client: TestClient, rw: dict[str, str], ro:
     assert client.get(f"/tasks/{tid}/results", headers=ro).json() == []
 
 
+def test_a_field_a_body_does_not_declare_is_refused_not_dropped(
+    client: TestClient, rw: dict[str, str], ro: dict[str, str]
+) -> None:
+    tid = new_task(client, rw)["id"]
+    client.post(f"/tasks/{tid}/code", json={"filename": "a.py", "content": "print(1)"}, headers=rw)
+    # Each was accepted (201) and the named field silently lost: the spec, the metric, the notes.
+    for path, body, extra in [
+        ("/tasks", {"title": "adder", "spec": "add two numbers"}, "spec"),
+        (f"/tasks/{tid}/results", {"version": 1, "accuracy": 0.5, "f1": 0.3}, "f1"),
+        (f"/tasks/{tid}/feedback", {"verdict": "rejected", "version": 1, "comment": "wrong sum"}, "comment"),
+        (f"/tasks/{tid}/messages", {"sender": "coder", "content": "v1 up", "to": "evaluator"}, "to"),
+        (f"/tasks/{tid}/code", {"filename": "b.py", "content": "print(2)", "language": "python"}, "language"),
+    ]:
+        refused = problem_of(client.post(path, json=body, headers=rw), 422)
+        assert refused["errors"][0]["loc"] == ["body", extra], (path, refused)
+    patched = problem_of(client.patch(f"/tasks/{tid}", json={"spec": "new"}, headers=rw), 422)
+    assert patched["errors"][0]["loc"] == ["body", "spec"]
+    assert client.get(f"/tasks/{tid}/results", headers=ro).json() == []
+    assert [v["version"] for v in client.get(f"/tasks/{tid}/code", headers=ro).json()] == [1]
+
+
 def test_scopes_reads_need_read_and_writes_need_runs(client: TestClient, keys: dict[str, str]) -> None:
     tid = new_task(client, auth(keys["runs"]))["id"]
     assert client.get("/tasks").status_code == 401

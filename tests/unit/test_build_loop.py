@@ -77,6 +77,19 @@ async def test_a_coder_that_never_gets_it_right_ends_the_task_failed_after_the_b
     assert [f.verdict for f in tasks.feedback(task.id)] == ["needs_changes"] * 3
 
 
+async def test_a_check_with_a_key_tasks_create_does_not_take_is_sent_back_to_the_generator(tmp_path: Path) -> None:
+    tasks, io, replies = workspace(tmp_path)
+    noted = {**GENERATED, "io": [{**GENERATED["io"][0], "note": "the easy case"}]}  # type: ignore[dict-item]
+    replies["generator"] = [{"json": noted}, {"json": GENERATED}]
+    runner = FakeTurnRunner(load_team(TEAM), io)
+    result = await runner.run("a program that adds two numbers")
+    # It reached tasks.create, which refused the unknown field, and the run failed there.
+    assert result.ok, result.error
+    retry = [r for r in io.model_calls if r.agent == "generator"][1].request.messages[-1].content
+    assert "does not match the required schema" in retry and "note" in retry
+    assert tasks.get(result.output["task_id"]).status == "done"
+
+
 async def test_the_scoreboard_counts_the_teams_tasks(tmp_path: Path) -> None:
     tasks, io, _ = workspace(tmp_path)
     store = tasks.store

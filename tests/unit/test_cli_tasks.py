@@ -114,6 +114,56 @@ def test_a_test_file_and_no_checks(tmp_path: Path) -> None:
     assert ran.exit_code == 0 and "succeeded" in ran.output and "loss=0.5" in ran.output
 
 
+def test_the_executions_table_shows_the_whole_reason(tmp_path: Path) -> None:
+    task_id = create_task(tmp_path)
+    add_version(task_id, "import sys\nsys.exit('ValueError: the input has no second number here')\n")
+    assert invoke("tasks", "run", task_id, "1").exit_code == 1
+    # The program's own words come last in a reason: a table cut at 80 characters lost them.
+    end = "exitedwithcode1:ValueError:theinputhasnosecondnumberhere"
+    for args in (["tasks", "executions", task_id], ["tasks", "show", task_id]):
+        shown = invoke(*args)
+        squashed = "".join(c for c in shown.output if not c.isspace() and c not in "│┃")
+        assert shown.exit_code == 0 and end in squashed, shown.output
+
+
+def test_show_prints_the_tasks_timeline(tmp_path: Path) -> None:
+    task_id = create_task(tmp_path)
+    why = "the run r1 that created this task ended failed before finishing it; marked failed"
+    runtime().tasks.add_message(task_id, "edgecrew", "system", why)
+    # The one line that says why a run's task failed was only in GET /tasks/{id}/messages.
+    shown = invoke("tasks", "show", task_id)
+    squashed = "".join(c for c in shown.output if not c.isspace() and c not in "│┃")
+    assert shown.exit_code == 0 and "timeline" in shown.output, shown.output
+    assert "".join(why.split()) in squashed, shown.output
+    data = json.loads(invoke("tasks", "show", task_id, "--json").output)
+    assert [(m["sender"], m["role"], m["content"]) for m in data["messages"]] == [("edgecrew", "system", why)]
+
+
+def test_code_prints_a_versions_file_the_best_by_default(tmp_path: Path) -> None:
+    task_id = create_task(tmp_path)
+    assert "no code version 1; its versions: none yet" in " ".join(invoke("tasks", "code", task_id).output.split())
+    add_version(task_id, ADD)
+    add_version(task_id, WRONG)
+    # What a build-loop run wrote could only be read through the API or in the data dir.
+    assert invoke("tasks", "code", task_id, "1").output == ADD
+    latest = invoke("tasks", "code", task_id)
+    assert latest.exit_code == 0 and latest.stdout == WRONG and f"task {task_id} v2 (latest)" in latest.stderr
+    runtime().tasks.update(task_id, best_version=1)
+    assert invoke("tasks", "code", task_id).stdout == ADD
+    missing = invoke("tasks", "code", task_id, "7")
+    assert missing.exit_code == 1 and "its versions: 1, 2" in missing.output
+
+
+def test_list_refuses_an_unknown_status_and_says_when_none_has_it(tmp_path: Path) -> None:
+    create_task(tmp_path)
+    # A typo listed nothing and said "no tasks yet" although there were tasks.
+    typo = invoke("tasks", "list", "--status", "completed")
+    assert typo.exit_code == 1 and "--status 'completed' is not one of open, in_progress, done" in typo.output
+    none = invoke("tasks", "list", "--status", "done")
+    assert none.exit_code == 0 and "no done tasks" in none.output and "no tasks yet" not in none.output
+    assert "add" in invoke("tasks", "list", "--status", "open").output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

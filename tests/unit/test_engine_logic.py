@@ -270,7 +270,16 @@ async def test_invalid_structured_output_is_retried_with_the_schema_error() -> N
 async def test_output_never_valid_ends_with_invalid_output() -> None:
     result, _ = await turn(JUDGE, ScriptedModel([{"json": {"score": "high"}}], cycle=True))
     assert result.outcome == Outcome.INVALID_OUTPUT and result.output == {}
-    assert result.error == "no final output within 3 model calls"
+    # The error says why the last reply was refused, not only that no reply was usable.
+    last = "'high' is not of type 'integer' at score"
+    assert result.error == f"no final output within 3 model calls; the last reply: {last}"
+
+
+async def test_replies_never_usable_end_with_the_last_reason() -> None:
+    broken = {"error": "invalid", "message": "broken tool call JSON"}
+    result, _ = await turn(JUDGE, ScriptedModel(["not json", broken, broken]))
+    assert result.outcome == Outcome.INVALID_OUTPUT
+    assert result.error == "no final output within 3 model calls; the last reply: broken tool call JSON"
 
 
 async def test_a_malformed_reply_is_sent_back_for_another_try() -> None:

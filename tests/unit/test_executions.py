@@ -318,6 +318,23 @@ async def test_recover_marks_the_rows_of_a_dead_process_interrupted(
     assert rerun.status == "succeeded" and rerun.id > live.id
 
 
+def test_reading_an_execution_whose_process_is_gone_ends_it_as_interrupted(
+    tasks: TaskStore, service: ExecutionService
+) -> None:
+    task_id = version(tasks, "print(1)\n")
+    orphan = tasks.create_execution(task_id, 1, executor=DEAD)  # `edgecrew tasks run` killed mid-run
+    tasks.update_execution(orphan.id, status="running", started_at=time.time())
+    live = tasks.create_execution(task_id, 1, executor="other-host:5:5")
+    service.executor_alive = lambda ex: ex in (ME, "other-host:5:5")
+    # It read as running (CLI, GET /executions/{id}, the task's list) until the next server start.
+    listed = {r.id: r.status for r in service.list(task_id)}
+    assert listed == {orphan.id: "interrupted", live.id: "queued"}
+    again = service.get(orphan.id)
+    assert again.status == "interrupted" and again.reason is not None and "run version 1 again" in again.reason
+    other = tasks.create_execution(task_id, 1, executor=DEAD)
+    assert service.get(other.id).status == "interrupted"
+
+
 async def test_a_version_that_is_not_python_fails_with_a_clear_reason(
     tasks: TaskStore, service: ExecutionService
 ) -> None:

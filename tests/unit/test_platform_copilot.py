@@ -77,6 +77,8 @@ async def test_the_request_ends_with_a_valid_committed_repository_and_nothing_ap
     assert (repo / "docs" / "README.md").exists()
     answer = result.output["text"]
     assert answer.startswith("# payments-api (python-service)") and "- [ ]" not in answer
+    # Where it is: the run's workspace, which a chat or an API caller could not tell from `payments-api`.
+    assert f"- [x] Repository `payments-api` ({repo}) from template python-service" in answer
     assert "- [x] Client dry run for namespace payments-api-staging, nothing applied" in answer
     assert "the repository is clean" in answer
     assert runner.path[-4:] == ["deploy", "docs", "commit", "answer"]
@@ -324,6 +326,27 @@ async def test_without_staging_no_manifests_are_written_and_a_bad_name_stops_at_
     result = await refused.run("create a service called admin")
     assert result.ok and refused.path == ["planner", "plan", "check_name", "answer"]
     assert "The name was refused" in result.output["text"]
+
+
+@pytest.mark.parametrize(
+    ("request_", "staging"),
+    [
+        ("a CLI named csv-tool with CI and a staging deployment", True),  # asked for
+        ("set up a CLI named csv-tool with CI", True),  # the planner's guess
+    ],
+)
+async def test_a_cli_with_staging_is_built_and_documented_and_the_answer_says_why_it_is_not_deployed(
+    tmp_path: Path, request_: str, staging: bool
+) -> None:
+    plan = {"name": "csv-tool", "kind": "cli", "ci": "github", "staging": staging}
+    runner = FakeTurnRunner(load_team(TEAM), team_io(tmp_path, approve_all, plan))
+    result = await runner.run(request_)
+    # k8s.manifests refuses a cli project: the run failed there, leaving the repository uncommitted.
+    assert result.ok, result.error
+    assert "manifests" not in runner.path and runner.path[-3:] == ["docs", "commit", "answer"]
+    assert git(tmp_path / "ws" / "csv-tool", "status", "--porcelain") == ""
+    answer = result.output["text"]
+    assert "- [ ] No staging deployment: a cli project serves no HTTP" in answer and answer.count("- [ ]") == 1
 
 
 async def test_a_durable_run_whose_deployment_is_denied_documents_commits_and_says_why() -> None:

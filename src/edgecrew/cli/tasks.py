@@ -85,10 +85,18 @@ def tasks_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List tasks, newest first."""
+    from edgecrew.store.tasks import TASK_STATUSES
+
+    if status is not None and status not in TASK_STATUSES:  # else a typo listed nothing: "no tasks yet"
+        err.print(f"[red]error:[/] --status {escape(repr(status))} is not one of {', '.join(TASK_STATUSES)}")
+        raise typer.Exit(1)
     rt = _rt()
     tasks = guard(lambda: rt.tasks.list_tasks(status=status, limit=limit))
     if as_json:
         print(json.dumps([t.__dict__ for t in tasks], ensure_ascii=False))
+        return
+    if not tasks and status:
+        console.print(f"no {status} tasks")
         return
     if not tasks:
         console.print('no tasks yet — try: edgecrew tasks create --title "add two numbers" --spec "..."')
@@ -102,12 +110,13 @@ def tasks_list(
 
 @tasks_app.command("show")
 def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show a task: its spec, checks, limits, code versions, executions, results and verdicts (with
-    the evaluator's notes)."""
+    """Show a task: its spec, checks, limits, code versions, executions, results, verdicts (with
+    the evaluator's notes) and its timeline (why a run's task ended, say)."""
     rt = _rt()
     record = guard(lambda: _task(rt, task))
     versions, executions = rt.tasks.code_versions(record.id), rt.executions.list(record.id)
     results, verdicts = rt.tasks.results(record.id), rt.tasks.feedback(record.id)
+    messages = rt.tasks.messages(record.id)
     if as_json:
         data = {
             **record.__dict__,
@@ -115,6 +124,7 @@ def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
             "executions": [e.__dict__ for e in executions],
             "results": [r.__dict__ for r in results],
             "feedback": [f.__dict__ for f in verdicts],
+            "messages": [m.__dict__ for m in messages],
         }
         print(json.dumps(data, ensure_ascii=False))
         return
@@ -144,6 +154,11 @@ def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         console.print(_results_table(results[-10:]))
     if verdicts:
         console.print(_verdicts_table(verdicts[-10:]))
+    if messages:
+        table = Table("sender", "role", "when", Column("message", ratio=1), title="timeline (latest 10)")
+        for m in messages[-10:]:
+            table.add_row(escape(m.sender), m.role, _when(m.created_at), escape(m.content))
+        console.print(table)
 
 
 def _results_table(results: list[ResultRecord]) -> Table:
@@ -411,9 +426,30 @@ def tasks_executions(
 def _executions_table(records: list[ExecutionRecord], title: str | None = None) -> Table:
     table = Table("execution", "version", "status", "checks", "started", "reason", title=title)
     for r in records:
-        reason = escape((r.reason or "")[:80])
+        # Whole: the error the program died of comes last (after "2 problems; first: io check 1 ..."),
+        # and the service already bounds a reason's length.
+        reason = escape(r.reason or "")
         table.add_row(str(r.id), f"v{r.version}", _status(r.status), _checks_of(r), _when(r.started_at), reason)
     return table
+
+
+BestOrLatest = Annotated[int | None, typer.Argument(min=1, help="Code version (default: the best, else the latest).")]
+
+
+@tasks_app.command("code")
+def tasks_code(
+    task: Annotated[str, typer.Argument(help="Task id (see `edgecrew tasks list`).")], version: BestOrLatest = None
+) -> None:
+    """Print a code version's file, as GET /tasks/{id}/code/{v}/file downloads it (e.g. what build-loop wrote)."""
+    rt = _rt()
+    record = guard(lambda: _task(rt, task))
+    versions = [v.version for v in rt.tasks.code_versions(record.id)]
+    chosen = version or record.best_version or (versions[-1] if versions else 1)
+    guard(lambda: _check_version(rt, record.id, chosen))
+    data = guard(lambda: rt.tasks.code_bytes(rt.tasks.code_version(record.id, chosen)))
+    if version is None:
+        err.print(f"task {record.id} v{chosen}" + (" (best)" if chosen == record.best_version else " (latest)"))
+    print(shown(data.decode("utf-8", errors="replace")), end="")
 
 
 @tasks_app.command("logs")

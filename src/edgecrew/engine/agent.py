@@ -220,6 +220,7 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
     tool_errors = 0
     clock = TurnClock(agent.limits.timeout_s)
     last_text = ""
+    last_problem = ""  # why the latest reply was not usable, for the error when no reply ever is
     for step in range(agent.limits.max_steps):
         remaining = clock.remaining()
         if remaining <= 0:
@@ -251,12 +252,14 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
                 return _end(result, Outcome.TIMEOUT, call.error)
             if call.kind == "invalid":
                 # Malformed output is the model's mistake: tell it and let it try again.
+                last_problem = call.error or "malformed reply"
                 messages.append(Message("user", f"Your last reply was not usable: {call.error}. Try again."))
                 continue
             return _end(result, Outcome.ERROR, call.error)
         reply = call.response.message
         messages.append(reply)
         if reply.tool_calls:
+            last_problem = ""
             for j, tool_call in enumerate(reply.tool_calls):
                 signature = (
                     io.canonical_tool(tool_call.name),
@@ -287,6 +290,7 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
         if problem is None:
             result.output = output
             return _end(result, Outcome.FINAL, None)
+        last_problem = problem
         messages.append(
             Message(
                 "user",
@@ -297,7 +301,10 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
         result.outcome = Outcome.INVALID_OUTPUT
     outcome = result.outcome if result.outcome == Outcome.INVALID_OUTPUT else Outcome.MAX_STEPS
     result.output = {"text": last_text} if agent.output_schema is None else {}
-    return _end(result, outcome, f"no final output within {agent.limits.max_steps} model calls")
+    error = f"no final output within {agent.limits.max_steps} model calls"
+    if last_problem:
+        error += f"; the last reply: {last_problem}"
+    return _end(result, outcome, error)
 
 
 def parse_output(agent: AgentSpec, text: str) -> tuple[dict[str, Any], str | None]:

@@ -92,6 +92,7 @@ def create_repo(
     commit = _git(dest, "rev-parse", "--short", "HEAD").strip()
     return {
         "path": ws.rel(dest),
+        "location": str(dest),  # where a person finds it: the workspace is the run's, not the caller's folder
         "kind": kind,
         "template": template,
         "branch": branch,

@@ -208,11 +208,30 @@ class ExecutionService:
         return self.get(execution_id)
 
     def get(self, execution_id: int) -> ExecutionRecord:
-        return self.tasks.execution(execution_id)
+        """An execution; one left queued or running by a process that is gone reads as ``interrupted``."""
+        record = self.tasks.execution(execution_id)
+        if self._orphaned(record):
+            self.recover()
+            record = self.tasks.execution(execution_id)
+        return record
 
     def list(self, task_id: str, *, version: int | None = None) -> builtins.list[ExecutionRecord]:
-        """A task's executions, oldest first."""
-        return self.tasks.executions(task_id, version=version)
+        """A task's executions, oldest first (as ``get`` reads them)."""
+        records = self.tasks.executions(task_id, version=version)
+        if any(self._orphaned(r) for r in records):
+            self.recover()
+            records = self.tasks.executions(task_id, version=version)
+        return records
+
+    def _orphaned(self, record: ExecutionRecord) -> bool:
+        # Else an execution whose process was killed (`edgecrew tasks run` stopped with kill -9, a
+        # server that died) read as running until the next server start.
+        return (
+            not record.finished
+            and record.id not in self._running
+            and record.executor != self.executor
+            and not self.executor_alive(record.executor)
+        )
 
     def log_paths(self, execution_id: int) -> tuple[Path, Path]:
         """The stdout and stderr log files (appended to as the execution goes; absent before it starts)."""
@@ -222,7 +241,7 @@ class ExecutionService:
 
     async def cancel(self, execution_id: int) -> ExecutionRecord:
         """Stop an execution (the sandbox is killed): status ``killed``."""
-        record = self.get(execution_id)
+        record = self.tasks.execution(execution_id)  # one whose process is gone is killed, not interrupted
         if record.finished:
             raise ConflictError(f"execution {execution_id} has already ended ({record.status}); nothing to cancel")
         job = self._running.get(execution_id)

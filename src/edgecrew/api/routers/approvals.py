@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from edgecrew.api.deps import ApprovalsDep, Approve, Read
 from edgecrew.api.problems import PROBLEM_RESPONSES, problem_response
@@ -29,7 +29,16 @@ class ApprovalOut(Out):
 
 
 class DecisionIn(BaseModel):
-    note: str | None = Field(default=None, max_length=2000, description="Recorded with the decision.")
+    # `reason` too, as `edgecrew approvals deny --reason` names it; any other field is refused, not
+    # dropped: a denial's reason lost on the way shows as a bare "denied" in the run's answer.
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(
+        default=None,
+        max_length=2000,
+        validation_alias=AliasChoices("note", "reason"),
+        description="Recorded with the decision (also accepted as `reason`).",
+    )
 
 
 class EditIn(BaseModel):

@@ -59,6 +59,9 @@ class RunOut(Out):
     request_id: str | None = None
     # What started the run when no person did, e.g. {"kind": "routine", "routine": "nightly", "firing": "..."}
     trigger: dict[str, Any] | None = None
+    # Where the run's files are (a repository platform-copilot made, files.write's files), as
+    # `edgecrew runs show` and `run --json` say: answers name them relative to it.
+    workspace: str | None = None
 
 
 class StepOut(Out):

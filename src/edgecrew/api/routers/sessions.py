@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.deps import Read, RunsDep, StartRuns
@@ -42,6 +42,9 @@ def sessions_of(runs: RunsDep) -> ChatSessions:
 
 # -- shapes ---------------------------------------------------------------------------------------------
 class SessionIn(BaseModel):
+    # A first message sent here ({"team": "twin", "message": "hi"}) was dropped without a word.
+    model_config = ConfigDict(extra="forbid")
+
     team: str = Field(min_length=1, max_length=200, description="The team to talk to (see GET /teams), e.g. twin.")
     title: str | None = Field(default=None, max_length=200, description="Default: the first message.")
     project: str | None = Field(
@@ -75,6 +78,8 @@ class SessionDetail(SessionOut):
 
 
 class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     content: str = Field(
         min_length=1,
         max_length=MAX_MESSAGE,

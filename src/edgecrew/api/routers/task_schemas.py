@@ -1,7 +1,9 @@
 """Request and response bodies of the task workspace (see ``routers/tasks``).
 
 Numbers posted as metrics must be finite (JSON parsers here accept ``NaN``; an average over it
-would be NaN forever), and every free-text field has a bound, so a bad request fails on its field.
+would be NaN forever), and every free-text field has a bound, so a bad request fails on its field;
+a field a body does not declare is refused too (a task's "spec", a verdict's "comment", a result's
+"f1" were accepted and dropped).
 Numbers are JSON numbers: the document says ``number`` and ``integer``, so ``true`` or ``"0.5"`` is
 refused, not quietly turned into a number as pydantic would by default (``2.0`` is still an integer,
 as JSON Schema has it). A task's checks and limits are stated here with the bounds that
@@ -69,6 +71,8 @@ class TaskChecksBody(BaseModel):
 
 
 class TaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # "spec" (the CLI's and the tool's name) is refused, not dropped
+
     title: str = Field(min_length=1, max_length=TITLE_MAX, pattern=r"\S", description="Not blank.")
     description: str = Field(default="", max_length=DESCRIPTION_MAX)
     team: str | None = Field(default=None, min_length=1, max_length=200, description="A team (GET /teams).")
@@ -91,7 +95,7 @@ def _patch_schema(schema: dict[str, Any]) -> None:
 
 
 class TaskPatch(BaseModel):
-    model_config = ConfigDict(json_schema_extra=_patch_schema)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
 
     title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX, pattern=r"\S", description="Not blank.")
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
@@ -135,6 +139,8 @@ class TaskPage(Page[TaskOut]):
 
 
 class CodeTextIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     filename: str = Field(
         min_length=1, max_length=255, pattern=FILENAME_PATTERN, description="Sanitized to one safe file name."
     )
@@ -199,7 +205,7 @@ def _result_schema(schema: dict[str, Any]) -> None:
 
 
 class ResultIn(BaseModel):
-    model_config = ConfigDict(json_schema_extra=_result_schema)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_result_schema)  # "f1": 0.3 goes in metrics
 
     version: Version | None = None
     accuracy: Finite | None = None
@@ -235,6 +241,8 @@ class ResultOut(Out):
 
 
 class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     sender: Name = Field(description="Who speaks: an agent or a person.")
     role: str = Field(default="agent", pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="e.g. generator, coder.")
     content: str = Field(min_length=1, max_length=100_000)
@@ -250,6 +258,8 @@ class MessageOut(Out):
 
 
 class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # "comment" is refused: the field is notes
+
     verdict: Verdict
     version: Version | None = None
     score: Finite | None = None

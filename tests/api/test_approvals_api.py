@@ -1,0 +1,39 @@
+"""POST /approvals/{id}/deny and /approve: the decision's note is kept, under the name the CLI gives it
+(`--reason`) too, and a body field the route does not know is refused, never dropped."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import auth
+
+
+def pending_approval(client: TestClient, keys: dict[str, str]) -> str:
+    run_id = client.post("/runs", json={"team": "ship", "task": "ship it"}, headers=auth(keys["runs"])).json()["id"]
+    for _ in range(200):
+        waiting = client.get("/approvals", params={"run": run_id}, headers=auth(keys["read"])).json()
+        if waiting:
+            approval_id: str = waiting[0]["id"]
+            return approval_id
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} never asked for an approval")
+
+
+def test_a_denial_keeps_its_reason_under_either_name(client: TestClient, keys: dict[str, str]) -> None:
+    approval_id = pending_approval(client, keys)
+    # `{"reason": ...}`, as `edgecrew approvals deny --reason` says it, was accepted and dropped.
+    denied = client.post(
+        f"/approvals/{approval_id}/deny", json={"reason": "not on Fridays"}, headers=auth(keys["approve"])
+    )
+    assert denied.status_code == 200, denied.text
+    assert (denied.json()["status"], denied.json()["decision_note"]) == ("denied", "not on Fridays")
+
+    other = pending_approval(client, keys)
+    refused = client.post(f"/approvals/{other}/deny", json={"comment": "no"}, headers=auth(keys["approve"]))
+    assert refused.status_code == 422 and refused.json()["errors"][0]["loc"] == ["body", "comment"]
+    assert client.get(f"/approvals/{other}", headers=auth(keys["read"])).json()["status"] == "pending"
+    approved = client.post(f"/approvals/{other}/approve", json={"note": "ship it"}, headers=auth(keys["approve"]))
+    assert (approved.json()["status"], approved.json()["decision_note"]) == ("approved", "ship it")
+    assert client.post(f"/approvals/{pending_approval(client, keys)}/approve", headers=auth(keys["approve"])).is_success

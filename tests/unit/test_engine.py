@@ -376,3 +376,29 @@ async def test_a_failure_edge_routes_a_durable_runs_failed_step_and_the_run_goes
     assert outcomes == {"writer": "invalid_output", "fixer": "final"}
     routes = [e.data["edge"] for e in rt.store.events(run.id) if e.type == "route_taken"]
     assert routes == ["writer -> fixer on failure", "fixer -> end"]
+
+
+async def test_a_run_started_by_another_process_records_the_workspace_it_runs_in() -> None:
+    """On a cluster the run row kept the recording process's workspace, a path on another machine, while
+    a worker wrote the run's files in its own: the API and the UI pointed at the wrong place."""
+    import textwrap
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.engine import durable
+    from edgecrew.engine.service import RunService, TeamFile
+
+    rt = bootstrap()
+    rt.models.register("fake", ScriptedModel({"a": ["A"], "b": ["B"], "c": ["C"]}))
+    path = rt.settings.project_dir / "teams" / "chain.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(CHAIN))
+    svc = RunService(rt)
+    run_id = svc.record(TeamFile(path), "go").run.id
+    with rt.store.engine.begin() as conn:  # as recorded on another machine
+        conn.exec_driver_sql("UPDATE runs SET workspace = ? WHERE id = ?", ("/srv/recorder/workspaces/x", run_id))
+    handle = await durable.start_workflow(run_id)
+    await handle.get_result()
+    run = rt.store.get_run(run_id)
+    assert run.status == "succeeded" and run.workspace == str(rt.workspace(run_id))
+    started = next(e for e in rt.store.events(run_id) if e.type == "run_started")
+    assert started.data["workspace"] == run.workspace

@@ -357,14 +357,17 @@ async def team_run(run_id: str) -> dict[str, Any]:
     if run.status.terminal:
         return {"status": run.status.value}
     steps = await _calls_as_steps(rt, run_id, run_id, resumed=run.status != RunStatus.QUEUED)
+    workspace = str(rt.workspace(run_id))
     with rt.store.transaction(flush=False):  # a replay writes them again
         rt.store.set_status(run_id, RunStatus.RUNNING)
+        if run.workspace != workspace:  # run here (a cluster worker, another data dir): its files are here
+            rt.store.move_workspace(run_id, workspace)
         started = RunStarted(
             team=team.name,
             task=run.task,
             agents=tuple(team.agents),
             executor=executor_id(),
-            workspace=str(rt.workspace(run_id)),
+            workspace=workspace,
         )
         rt.store.emit(run_id, "run_started", started)
     runner = DurableTurnRunner(rt, run_id, team, steps=steps)

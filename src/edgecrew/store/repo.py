@@ -359,6 +359,11 @@ class RunStore:
             taken = conn.execute(t.runs.update().where(t.runs.c.id == run_id, was).values(executor=executor))
             return taken.rowcount == 1
 
+    def move_workspace(self, run_id: str, workspace: str) -> None:
+        """Record where a run's files are now: the process that runs it on (a cluster worker) writes there."""
+        with self.transaction() as conn:
+            conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(workspace=workspace))
+
     def set_status(self, run_id: str, status: RunStatus, *, output: Any = None, error: str | None = None) -> bool:
         """Move a run to ``status`` if the state machine allows it; False when it does not."""
         now = time.time()

@@ -191,6 +191,7 @@ def test_uploads_by_multipart_and_text_sanitize_names_and_keep_bytes(
 
     # names keep what they can: a leading underscore, plain letters for accented ones, the extension
     kept = {"__init__.py": "__init__.py", "über.py": "uber.py", "日本.py": "file.py", "-x.py": "x.py"}
+    kept["....py"] = "file.py"  # it was "py": no extension, so not runnable
     for given, stored in kept.items():
         made = client.post(f"/tasks/{tid}/code", json={"filename": given, "content": "x = 1\n"}, headers=rw).json()
         assert (made["filename"], made["language"]) == (stored, "python"), given
@@ -328,6 +329,8 @@ def test_bad_values_name_their_field(client: TestClient, rw: dict[str, str], ro:
     nan = client.post(f"/tasks/{tid}/results", content=nan_body, headers={**rw, "Content-Type": "application/json"})
     assert problem_of(nan, 422)["errors"][0]["loc"] == ["body", "accuracy"]
     problem_of(client.post(f"/tasks/{tid}/results", json={"runtime_s": -1}, headers=rw), 422)
+    percent = problem_of(client.post(f"/tasks/{tid}/results", json={"accuracy": 97}, headers=rw), 422)
+    assert percent["errors"][0]["loc"] == ["body", "accuracy"]  # a fraction: averaged with 0.97 otherwise
     problem_of(client.post(f"/tasks/{tid}/results", json={"metrics": {"bad name": 1}}, headers=rw), 422)
     for empty in ({}, {"author": "x"}, {"accuracy": None, "metrics": {}, "logs": ""}):  # nothing to keep
         said = problem_of(client.post(f"/tasks/{tid}/results", json=empty, headers=rw), 422)["detail"]
@@ -444,6 +447,6 @@ def test_stats_counts_and_averages(client: TestClient, rw: dict[str, str], ro: d
         ],
     }
     for _ in range(2):  # their sum is past the largest float: SQL's average is infinity, shown as null
-        client.post(f"/tasks/{b}/results", json={"accuracy": 1e308, "runtime_s": 1e308}, headers=rw)
-    huge = client.get("/stats", headers=ro).json()
-    assert huge["avg_accuracy"] == pytest.approx(5e307) and huge["avg_runtime_s"] == pytest.approx(5e307)
+        client.post(f"/tasks/{b}/results", json={"runtime_s": 1e308}, headers=rw)
+    huge = client.get("/stats", headers=ro).json()  # (an accuracy is a fraction: at most 1)
+    assert huge["avg_accuracy"] == pytest.approx(0.75) and huge["avg_runtime_s"] == pytest.approx(5e307)

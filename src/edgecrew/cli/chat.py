@@ -148,7 +148,9 @@ def sessions(
     def body() -> None:
         chats = _sessions(project)
         found = chats.list_sessions(limit=limit, team=team)
-        if not found:
+        if not found and team is not None:
+            console.print(f"no chat sessions with team '{team}'; start one: edgecrew chat {team}")
+        elif not found:
             console.print("no chat sessions yet; start one: edgecrew chat twin")
             return
         table = Table("session", "team", "title", "last active")

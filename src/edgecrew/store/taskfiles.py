@@ -79,8 +79,8 @@ def sanitize_filename(name: str) -> str:
     but not a leading ``.`` or ``-``, the extension kept when nothing of the name is (``日本.py`` →
     ``file.py``); UserError when nothing usable is left."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    stem, ext = os.path.splitext(base)
-    stem = _UNSAFE_CHARS.sub("_", _ascii(stem)).lstrip(".-")
+    stem, ext = os.path.splitext("_" + base)  # a name of leading dots keeps its extension: "....py" is .py
+    stem = _UNSAFE_CHARS.sub("_", _ascii(stem[1:])).lstrip(".-")
     ext = _UNSAFE_CHARS.sub("", _ascii(ext))
     if not stem.strip("_"):
         stem = "file" if len(ext) > 1 else ""

@@ -208,7 +208,8 @@ class ResultIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_result_schema)  # "f1": 0.3 goes in metrics
 
     version: Version | None = None
-    accuracy: Finite | None = None
+    # A fraction: 97 (a percentage) would be averaged with 0.97 in /stats.
+    accuracy: Finite | None = Field(default=None, ge=0, le=1, description="A fraction from 0 to 1 (0.97, not 97).")
     loss: Finite | None = None
     runtime_s: Finite | None = Field(default=None, ge=0)
     metrics: dict[MetricName, Finite] = Field(

@@ -161,7 +161,7 @@ def test_checks_and_limits_the_document_forbids_are_422_on_their_field(
 
 def test_checks_and_limits_are_replaced_and_cleared(client: TestClient, rw: dict[str, str]) -> None:
     task_id = task_with(client, rw, ADD, checks=CHECKS)
-    test = "import solution\n"
+    test = "import solution\nassert solution\n"
     changed = client.patch(f"/tasks/{task_id}", json={"checks": {"test": test}, "limits": {"wall_s": 2.5}}, headers=rw)
     assert changed.status_code == 200, changed.text
     assert changed.json()["checks"] == {"io": [], "test": test}

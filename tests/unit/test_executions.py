@@ -357,6 +357,30 @@ def test_checks_and_limits_are_validated_all_at_once() -> None:
     assert parse_checks({"io": []}).to_json() is None
 
 
+@pytest.mark.parametrize(
+    "test", ["import solution\nprint('ok')\n", "from solution import add\n\ndef helper():\n    return add(1, 2)\n"]
+)
+def test_a_test_check_that_can_never_fail_is_refused(test: str) -> None:
+    """Such a test passed every version, so a task 'done' on it proved nothing (a model writes one easily)."""
+    with pytest.raises(UserError, match="checks.test: it checks nothing"):
+        parse_checks({"test": test})
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        "from solution import add\nassert add(1, 2) == 3\n",
+        "def test_add():\n    pass\n",
+        "import unittest\nclass T(unittest.TestCase):\n    pass\n",
+        "import sys\nsys.exit(0 if True else 1)\n",
+        "if 1 != 1:\n    raise SystemExit('wrong')\n",
+        "def broken(:\n",  # does not parse: it fails when run, with the parser's message
+    ],
+)
+def test_a_test_check_that_can_fail_is_kept(test: str) -> None:
+    assert parse_checks({"test": test}).test == test
+
+
 async def test_the_task_tools_drive_the_loop_to_the_best_version(
     tasks: TaskStore, service: ExecutionService, tmp_path: Path
 ) -> None:

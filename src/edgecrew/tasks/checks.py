@@ -170,9 +170,37 @@ def parse_checks(data: Any) -> TaskChecks:
         test = None
     elif isinstance(test, str) and len(test) > MAX_TEST_CHARS:
         problems.append(f"checks.test: {len(test)} characters; at most {MAX_TEST_CHARS}")
+    elif isinstance(test, str) and test.strip() and _checks_nothing(test):
+        problems.append(
+            "checks.test: it checks nothing (no assert, no test function or Test class, no unittest.main or "
+            "sys.exit), so every version would pass it; assert what the program must do"
+        )
     if problems:
         raise UserError("; ".join(problems))
     return TaskChecks(tuple(cases), test if test and test.strip() else None)
+
+
+def _checks_nothing(source: str) -> bool:
+    """Whether a test's source can never fail: it parses, and has no assert, raise, test function, test
+    class or exit (a source that does not parse fails when it runs, with the parser's message)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert | ast.Raise):
+            return False
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test"):
+            return False
+        if isinstance(node, ast.ClassDef) and (node.name.startswith("Test") or node.bases):
+            return False
+        if isinstance(node, ast.Call):
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if called in ("exit", "main", "_exit", "fail"):
+                return False
+    return True
 
 
 def parse_limits(data: Any) -> TaskLimits:

@@ -362,7 +362,7 @@ def test_checks_and_limits_are_validated_all_at_once() -> None:
 )
 def test_a_test_check_that_can_never_fail_is_refused(test: str) -> None:
     """Such a test passed every version, so a task 'done' on it proved nothing (a model writes one easily)."""
-    with pytest.raises(UserError, match="checks.test: it checks nothing"):
+    with pytest.raises(UserError, match=r"checks\.test: it checks nothing"):
         parse_checks({"test": test})
 
 

@@ -234,3 +234,38 @@ async def test_platform_copilot_on_smollm2_builds_the_kind_and_ci_the_request_na
     assert (
         subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True).stdout == ""
     )
+
+
+# A failure edge on the real model: the agent's turn runs out of time inside llama.cpp (its time limit is
+# far below a prompt's evaluation on this CPU), and the failure goes to a handler instead of failing the run.
+FAILS_OVER = """
+name: fails-over
+agents:
+  hasty:
+    model: local
+    system: Answer the question in one sentence.
+    limits: {timeout_s: 0.05, max_tokens: 64}
+  handler:
+    template: "recovered from {{ outputs.hasty.outcome }}: {{ outputs.hasty.error }}"
+graph:
+  start: hasty
+  edges:
+    - {from: hasty, to: end}
+    - {from: hasty, to: handler, on_failure: true, when: "outcome == 'timeout'"}
+    - {from: handler, to: end}
+"""
+
+
+async def test_a_failure_edge_takes_a_real_models_failed_turn_to_its_handler(project_dir: Path) -> None:
+    write(project_dir / "teams" / "fails-over.yaml", FAILS_OVER)
+    rt = bootstrap()
+    svc = RunService(rt)
+    started = await svc.start(TeamName("fails-over"), "Why is the sky blue?")
+    await started.handle.get_result()
+    run = rt.store.get_run(started.run.id)
+    assert run.status == "succeeded", run.error
+    assert str(run.output["text"]).startswith("recovered from timeout: "), run.output
+    outcomes = {s.agent: s.outcome for s in rt.store.steps(run.id)}
+    assert outcomes == {"hasty": "timeout", "handler": "final"}
+    routes = [e.data["edge"] for e in rt.store.events(run.id) if e.type == "route_taken"]
+    assert routes[0] == "hasty -> handler on failure when outcome == 'timeout'"

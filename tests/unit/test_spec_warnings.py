@@ -239,3 +239,23 @@ def test_a_failure_edge_that_cannot_work_is_an_error(tmp_path: Path, edge: str, 
     assert any(said in m for m in messages), messages
     if "reads verdict" in said:
         assert "a failure edge's condition reads the failure: error, outcome" in info.value.issues[0].hint
+
+
+def test_a_failure_handler_may_read_the_failure_of_the_agent_it_handles(tmp_path: Path) -> None:
+    text = """\
+name: t
+agents:
+  a: {system: answer}
+  note: {template: "a failed: {{ outputs.a.outcome }} ({{ outputs.a.error }})"}
+graph:
+  start: a
+  edges:
+    - {from: a, to: end}
+    - {from: a, to: note, on_failure: true}
+    - {from: note, to: end}
+"""
+    assert warnings(tmp_path, text) == []  # loads: a may have output its failure
+    path = tmp_path / "team.yaml"
+    path.write_text(text.replace("    - {from: a, to: note, on_failure: true}\n", "    - {from: a, to: note}\n"))
+    with pytest.raises(SpecError, match=r"reads outputs\.a\.outcome, which agent 'a' does not output"):
+        load_team(path)  # without a failure edge, a outputs only its text

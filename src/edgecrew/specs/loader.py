@@ -689,7 +689,9 @@ def _check_example(name: str, agent: AgentDoc, i: int, example: ExampleDoc, issu
 
 def _check_templates(team: TeamDoc, issues: _Issues) -> None:
     """Tool agents' arguments and template agents' templates: they parse, and read only ``task`` and
-    the outputs of this team's agents (and fields those agents output)."""
+    the outputs of this team's agents (and fields those agents output: an agent with a failure edge may
+    also have output its failure, ``outcome`` and ``error``)."""
+    failing = {s for edge in team.graph.edges if edge.on_failure for s in _as_list(edge.source)}
     for name, agent in team.agents.items():
         sources: list[tuple[Loc, Any]] = [
             (("agents", name, key), text)
@@ -707,7 +709,7 @@ def _check_templates(team: TeamDoc, issues: _Issues) -> None:
                 issues.add(loc, f"agent '{name}' reads '{unknown}', which a template cannot see", _TEMPLATE_HINT)
             for ref in refs:
                 if ref.field is None or ref.agent in team.agents:  # an unknown agent is reported once
-                    _check_reference(name, loc, ref, team.agents, issues)
+                    _check_reference(name, loc, ref, team.agents, issues, failing)
             if name == team.graph.start:  # its first visit comes before every other agent's
                 for read in sorted(unguarded_outputs(value) & set(team.agents)):
                     issues.add(
@@ -720,7 +722,9 @@ def _check_templates(team: TeamDoc, issues: _Issues) -> None:
 _TEMPLATE_HINT = "a template reads task and outputs.<agent>, e.g. {{ outputs.planner.steps }}"
 
 
-def _check_reference(name: str, loc: Loc, ref: Reference, agents: Mapping[str, AgentDoc], issues: _Issues) -> None:
+def _check_reference(
+    name: str, loc: Loc, ref: Reference, agents: Mapping[str, AgentDoc], issues: _Issues, failing: set[str]
+) -> None:
     if ref.agent not in agents:
         issues.add(
             loc,
@@ -729,6 +733,8 @@ def _check_reference(name: str, loc: Loc, ref: Reference, agents: Mapping[str, A
         )
         return
     fields = _output_fields(agents[ref.agent])
+    if fields is not None and ref.agent in failing:
+        fields = fields | FAILURE_FIELDS
     if ref.field is not None and fields is not None and ref.field not in fields:
         have = ", ".join(sorted(fields))
         issues.add(

@@ -23,6 +23,33 @@ def test_head_constant_matches_the_newest_migration_script() -> None:
     assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD
 
 
+def test_opening_a_new_file_another_process_holds_waits_for_it(tmp_path: Path) -> None:
+    """Two processes starting together on a new data dir: the second switched the file to WAL before it
+    set its busy timeout, so it gave up after the driver's 5 s ("database is locked") while the first
+    migrated the file under load (seen in the suite: `edgecrew run` and a thread deciding its approval)."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "e.db"
+    hold = (  # a database in rollback-journal mode, as a new file is, locked as a migration locks it
+        "import sqlite3, sys, time\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('CREATE TABLE first (x)')\n"
+        "db.execute('BEGIN EXCLUSIVE'); db.execute('INSERT INTO first VALUES (1)')\n"
+        "print('held', flush=True); time.sleep(6); db.execute('COMMIT')\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    began = time.monotonic()
+    store = open_store(f"sqlite:///{path}")
+    assert time.monotonic() - began >= 4  # it waited for the holder (past the driver's default 5 s in all)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.close()
+    assert holder.wait(timeout=10) == 0
+
+
 def test_open_store_migrates_a_new_sqlite_file_in_wal_mode(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'sub' / 'e.db'}")
     with store.engine.connect() as conn:

@@ -90,10 +90,12 @@ def _engine_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # First: switching a new file to WAL waits for a lock, which another process migrating that file
+    # holds for as long as its migrations take (two processes starting together on a new data dir).
+    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")
     # FULL by default, not NORMAL: a recorded call (and its event) survives a power cut once recorded.
     cur.execute("PRAGMA synchronous=" + ("NORMAL" if get_settings().store_synchronous == "normal" else "FULL"))
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

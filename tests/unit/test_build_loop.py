@@ -70,7 +70,8 @@ async def test_a_coder_that_never_gets_it_right_ends_the_task_failed_after_the_b
     replies["evaluator"] = [{"json": {"notes": "still wrong"}}] * 3
     runner = FakeTurnRunner(load_team(TEAM), io)
     result = await runner.run("a program that adds two numbers")
-    assert result.ok, result.error
+    # Every agent finished, and the run fails as its task did (a script reads it from the exit code).
+    assert not result.ok and result.error == "the team's answer says its work failed (failed_when: status == 'failed')"
     assert runner.path.count("runner") == 3  # the first try and two more (max_loops: 2)
     task = tasks.get(result.output["task_id"])
     assert task.status == "failed" and task.best_version in (1, 2, 3)

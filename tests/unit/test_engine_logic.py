@@ -429,3 +429,22 @@ async def test_without_a_failure_edge_a_failed_turn_fails_the_run_as_before() ->
     result, runner = await run(plain, ScriptedModel({"writer": ["no json here"]}, cycle=True))
     assert not result.ok and runner.path == ["writer"]
     assert (result.error or "").startswith("agent 'writer' (v000.writer) ended with invalid_output")
+
+
+async def test_a_team_whose_answer_says_it_failed_fails_the_run() -> None:
+    checked = """\
+name: checked
+output: judge
+failed_when: "verdict == 'reject'"
+agents:
+  judge:
+    model: fake
+    system: judge
+    output_schema: {type: object, properties: {verdict: {enum: [ok, reject]}}, required: [verdict]}
+graph: {start: judge, edges: [{from: judge, to: end}]}
+"""
+    result, _ = await run(checked, {"judge": [{"json": {"verdict": "reject"}}]})
+    assert not result.ok and result.output == {"verdict": "reject"}
+    assert result.error == "the team's answer says its work failed (failed_when: verdict == 'reject')"
+    result, _ = await run(checked, {"judge": [{"json": {"verdict": "ok"}}]})
+    assert result.ok and result.output == {"verdict": "ok"}

@@ -259,3 +259,20 @@ graph:
     path.write_text(text.replace("    - {from: a, to: note, on_failure: true}\n", "    - {from: a, to: note}\n"))
     with pytest.raises(SpecError, match=r"reads outputs\.a\.outcome, which agent 'a' does not output"):
         load_team(path)  # without a failure edge, a outputs only its text
+
+
+@pytest.mark.parametrize(
+    ("failed_when", "said"),
+    [
+        ("verdict ==", "failed_when: "),
+        ("verdit == 'revise'", "failed_when reads verdit, which the answer (agent 'judge') does not have"),
+    ],
+)
+def test_a_failed_when_that_cannot_be_read_is_an_error(tmp_path: Path, failed_when: str, said: str) -> None:
+    text = team("    - {from: judge, to: writer}\n    - {from: writer, to: end}\n")
+    path = tmp_path / "team.yaml"
+    path.write_text(text.replace("graph:", f'output: judge\nfailed_when: "{failed_when}"\ngraph:', 1))
+    with pytest.raises(SpecError) as info:
+        load_team(path)
+    (issue,) = info.value.issues
+    assert issue.message.startswith(said) and issue.line == 16, (issue.message, issue.line)

@@ -137,6 +137,17 @@ def test_a_run_failed_after_a_person_denied_an_approval_is_not_an_incident() -> 
     assert [f.subject for f in run_findings(runs, {})] == ["r2"]
 
 
+def test_a_run_whose_answer_says_its_work_failed_is_not_an_incident() -> None:
+    """build-loop's run fails with its task (failed_when): the task failed its checks, a result for whoever
+    asked, as a failed execution is, not something for the supervisor to heal."""
+    answered = "the team's answer says its work failed (failed_when: status == 'failed')"
+    runs = [
+        {"id": "r1", "team": "build-loop", "task": "t", "error": answered},
+        {"id": "r2", "team": "crew", "task": "t", "error": "agent writer failed"},
+    ]
+    assert [f.subject for f in run_findings(runs, {})] == ["r2"]
+
+
 def _execution(ident: int, status: str, checks_total: int | None, reason: str) -> dict[str, Any]:
     return {
         "id": ident,

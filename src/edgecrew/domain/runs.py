@@ -40,6 +40,11 @@ def can_transition(current: RunStatus, new: RunStatus) -> bool:
     return current == new or new in _ALLOWED.get(current, frozenset())
 
 
+# A run's error when every agent finished and the team's ``failed_when`` held on the answer (a task that
+# failed its checks): the work's own result, told to whoever started the run, not a failure to heal.
+ANSWER_SAYS_FAILED = "the team's answer says its work failed"
+
+
 class Outcome(StrEnum):
     """How one agent turn ended."""
 

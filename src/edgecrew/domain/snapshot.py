@@ -43,6 +43,7 @@ def team_from_snapshot(raw: Mapping[str, Any], source: str = "<snapshot>") -> Te
         description=raw.get("description", ""),
         max_visits=team_limits.get("max_visits", TeamSpec.max_visits),
         output=raw.get("output"),
+        failed_when=compile_condition(raw["failed_when"]) if raw.get("failed_when") is not None else None,
         source=source,
         raw=raw,
     )

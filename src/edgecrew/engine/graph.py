@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edgecrew.domain.runs import Outcome
+from edgecrew.domain.runs import ANSWER_SAYS_FAILED, Outcome
 from edgecrew.domain.specs import END, Edge, TeamSpec
 from edgecrew.engine.agent import TurnInput, TurnResult
 from edgecrew.errors import RunError
@@ -165,6 +165,11 @@ async def run_graph(team: TeamSpec, task: str, runner: TurnRunner) -> GraphResul
             visits=visits,
         )
     if team.output is not None and team.output in board:
-        return GraphResult(True, output=board[team.output][1], visits=visits)
-    answer: Any = next(iter(finals.values())) if len(finals) == 1 else finals
+        answer: Any = board[team.output][1]
+    else:
+        answer = next(iter(finals.values())) if len(finals) == 1 else finals
+    if team.failed_when is not None and isinstance(answer, dict) and team.failed_when.evaluate(answer):
+        # Every agent finished, and the answer says the work did not succeed (a task that failed its checks).
+        error = f"{ANSWER_SAYS_FAILED} (failed_when: {team.failed_when.source})"
+        return GraphResult(False, output=answer, error=error, visits=visits)
     return GraphResult(True, output=answer, visits=visits)

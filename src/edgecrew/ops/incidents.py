@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgecrew.domain.events import EventRecord, ModelCalled, StepFinished, ToolCalled
+from edgecrew.domain.runs import ANSWER_SAYS_FAILED
 from edgecrew.errors import validation_problem
 
 __all__ = [
@@ -271,7 +272,8 @@ def run_findings(runs: Iterable[Mapping[str, Any]], events: Mapping[str, list[Ev
 
     A run in which a person denied an approval (``denied_approval``: the id of one) is not an incident:
     the denial is a person's decision, not a failure to heal, and running the team again would only
-    put the same call back in the Approvals inbox."""
+    put the same call back in the Approvals inbox. Nor is a run whose team's answer said its work failed
+    (``failed_when``: a task that failed its checks): that is the work's result, as an execution's is."""
     out = []
     for run in runs:
         trigger = run.get("trigger") or {}
@@ -280,6 +282,8 @@ def run_findings(runs: Iterable[Mapping[str, Any]], events: Mapping[str, list[Ev
         if run.get("denied_approval"):
             continue
         error = str(run.get("error") or "failed without an error message")
+        if error.startswith(ANSWER_SAYS_FAILED):
+            continue
         seen = events.get(str(run["id"]), [])
         failing = next((e for e in reversed(seen) if isinstance(e.payload, StepFinished) and e.payload.error), None)
         models = [e.payload for e in seen if isinstance(e.payload, ModelCalled)]

@@ -143,6 +143,7 @@ class TeamDoc(_Strict):
     graph: GraphDoc
     limits: TeamLimitsDoc = TeamLimitsDoc()
     output: str | None = None  # whose latest output is the run's answer (default: the agent that ends)
+    failed_when: str | None = None  # a condition on the answer that makes the run fail (its work did not succeed)
     preamble: str = ""  # shared text at the start of every agent's system prompt (its KV state is reused)
     approval: Literal["always", "once", "never"] = "always"  # for risky tools: ask each call, once per tool, never
 
@@ -526,6 +527,8 @@ def _check_team(team: TeamDoc, catalog: Catalog, issues: _Issues) -> None:
             f"output agent '{team.output}' is not an agent of this team",
             _suggest(team.output, team.agents),
         )
+    if team.failed_when is not None:
+        _check_failed_when(team, team.failed_when, issues)
     if not issues.trusts(("graph",)):
         return  # its checks would report what a shape error already explains (e.g. "unreachable")
     if team.graph.start not in team.agents:
@@ -538,6 +541,27 @@ def _check_team(team: TeamDoc, catalog: Catalog, issues: _Issues) -> None:
         _check_edge(i, edge, team.agents, issues)
     _check_reachable(team, issues)
     _check_cycles(team, issues)
+
+
+def _check_failed_when(team: TeamDoc, when: str, issues: _Issues) -> None:
+    """``failed_when`` reads the run's answer: the ``output`` agent's fields when the team names one."""
+    try:
+        cond = compile_condition(when)
+    except ConditionSyntaxError as exc:
+        issues.add(
+            ("failed_when",),
+            f"failed_when: {exc}",
+            "write a comparison of the answer's fields, e.g. status == 'failed'",
+        )
+        return
+    fields = _output_fields(team.agents.get(team.output)) if team.output is not None else None
+    unknown = sorted(n for n in cond.names if fields is not None and n not in fields)
+    if unknown:
+        issues.add(
+            ("failed_when",),
+            f"failed_when reads {', '.join(unknown)}, which the answer (agent '{team.output}') does not have",
+            f"'{team.output}' outputs: {', '.join(sorted(fields or ()))}",
+        )
 
 
 def _check_agent(name: str, agent: AgentDoc, catalog: Catalog, issues: _Issues) -> None:

@@ -25,6 +25,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from edgecrew.api.deps import RunsDep, StartRuns
 from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, PROBLEM_SCHEMA, problem
 from edgecrew.api.routers.feedback import FeedbackOut, Rate, rate
+from edgecrew.api.shapes import sse_stream
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, ChatStart, pieces
 from edgecrew.engine.sessions import ChatSessions
@@ -232,7 +233,7 @@ async def list_models(chat: ChatDep, _: StartRuns) -> ModelList:
     "/chat/completions",
     response_model=ChatCompletion,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        200: {"content": sse_stream((), "JSON: a chat.completion.chunk, then [DONE]")},
         502: {
             "description": "The run failed or was cancelled: the detail has its error, `run_id` names it.",
             "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},

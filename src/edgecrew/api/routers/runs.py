@@ -18,9 +18,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.deps import MAX_ID, Read, RunsDep, StartRuns, resume_point
 from edgecrew.api.problems import PROBLEM_RESPONSES, problem, problem_response
-from edgecrew.api.shapes import Limit, Offset, Out, Page
+from edgecrew.api.shapes import Limit, Offset, Out, Page, sse_stream
 from edgecrew.context import request_id as current_request_id
-from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.runs import EventType, RunStatus
 from edgecrew.engine.service import TASK_PATTERN, RunService, TeamName
 from edgecrew.errors import IdempotencyKeyReused
 
@@ -209,7 +209,7 @@ async def resume_run(run_id: str, runs: RunsDep, _: StartRuns) -> RunOut:
 @router.get(
     "/{run_id}/events",
     response_model=list[EventOut],
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    responses={200: {"content": sse_stream([t.value for t in EventType], "JSON: the event, as the list answers it")}},
 )
 async def run_events(
     run_id: str,

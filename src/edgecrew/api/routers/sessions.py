@@ -24,7 +24,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.deps import Read, RunsDep, StartRuns
 from edgecrew.api.problems import PROBLEM_RESPONSES
-from edgecrew.api.shapes import Limit, Offset, Out, Page
+from edgecrew.api.shapes import Limit, Offset, Out, Page, sse_stream
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.service import TASK_PATTERN
 from edgecrew.engine.sessions import MAX_MESSAGE, ChatSessions, Exchange, Replied, Said, Writing
@@ -145,7 +145,12 @@ async def get_session(session_id: SessionId, runs: RunsDep, _: Read) -> SessionD
     "/{session_id}/messages",
     response_model=ExchangeOut,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        200: {
+            "content": sse_stream(
+                ("turn", "delta", "answer", "done"),
+                "JSON: the question's turn (turn), a piece of the reply (delta), the exchange (answer); [DONE]",
+            )
+        },
         202: {"model": ExchangeOut, "description": "Not answered yet: the run waits for an approval, or runs on."},
     },
 )

@@ -118,9 +118,9 @@ KNOWN: dict[str, str] = {
 # Refusals of schema-valid requests, known by a phrase of their answer and reported like KNOWN: a
 # failure that is only such a refusal is set aside too, whatever the operation.
 KNOWN_REFUSALS: dict[str, str] = {
-    "is more than this machine has": (
-        "a job needing more memory or CPU cores than the machine has could never start and is refused; "
-        "the schema's bounds cannot know the machine's size"
+    "the job could never start here": (
+        "a job needing more memory or CPU cores than the machine has, or GPU memory on a machine without a "
+        "GPU, could never start and is refused; the schema's bounds cannot know the machine"
     ),
     "is ambiguous; give more characters": (
         "an id prefix that names several runs or approvals (e.g. 'R': the LIKE is case-insensitive) is a "

@@ -50,6 +50,36 @@ def test_opening_a_new_file_another_process_holds_waits_for_it(tmp_path: Path) -
     assert holder.wait(timeout=10) == 0
 
 
+def test_two_threads_setting_up_a_new_data_dir_together_both_get_a_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One switched the new file to WAL while the other set the file up, and one of them gave up at
+    once with "database is locked" (`edgecrew run` and a thread deciding its approval, in the suite)."""
+    import threading
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.settings import reset_settings
+
+    for attempt in range(30):
+        (tmp_path / f"home{attempt}").mkdir()
+        monkeypatch.setenv("EDGECREW_HOME", str(tmp_path / f"home{attempt}"))
+        reset_settings()
+        errors: list[BaseException] = []
+
+        def set_up(errors: list[BaseException]) -> None:
+            try:
+                bootstrap()
+            except BaseException as exc:  # collected for the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=set_up, args=(errors,)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], f"attempt {attempt}: {errors}"
+
+
 def test_open_store_migrates_a_new_sqlite_file_in_wal_mode(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'sub' / 'e.db'}")
     with store.engine.connect() as conn:

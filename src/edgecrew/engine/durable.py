@@ -66,7 +66,7 @@ from edgecrew.engine.toolcall import execute_tool
 from edgecrew.errors import EdgecrewError, UserError
 from edgecrew.models.registry import ModelDef
 from edgecrew.projects import ProjectService
-from edgecrew.store.repo import RunRecord, RunStore, database_problem
+from edgecrew.store.repo import RunRecord, RunStore, database_problem, sqlite_file_lock
 from edgecrew.telemetry import tracing
 from edgecrew.tools.base import ToolContext
 from edgecrew.tools.permissions import FilePolicy, needs_approval, refusal
@@ -142,8 +142,9 @@ def launched(runtime: Runtime) -> bool:
 
 def _use_wal(path: str) -> None:
     """Put DBOS's SQLite file in WAL mode (persistent in the file) so readers never block the writer."""
-    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
-        db.execute("PRAGMA journal_mode=WAL")
+    with sqlite_file_lock(path), contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":  # one switch, in turn
+            db.execute("PRAGMA journal_mode=WAL")
     if path not in _wal_files:
         _wal_files.add(path)
         if len(_wal_files) == 1:

@@ -90,10 +90,7 @@ def _engine_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    # First: switching a new file to WAL waits for a lock, which another process migrating that file
-    # holds for as long as its migrations take (two processes starting together on a new data dir).
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")  # the file is in WAL mode already (``use_wal``)
     # FULL by default, not NORMAL: a recorded call (and its event) survives a power cut once recorded.
     cur.execute("PRAGMA synchronous=" + ("NORMAL" if get_settings().store_synchronous == "normal" else "FULL"))
     cur.execute("PRAGMA foreign_keys=ON")
@@ -176,14 +173,8 @@ class RunStore:
         if self._dialect != "sqlite" or not database:
             yield
             return
-        import fcntl
-
-        with open(f"{database}.migrate.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with sqlite_file_lock(database):
+            yield
 
     # -- runs -------------------------------------------------------------------------------------
     def create_run(
@@ -849,6 +840,35 @@ def database_problem(what: str, url: str, exc: BaseException) -> str:
     )
 
 
+@contextmanager
+def sqlite_file_lock(database: str) -> Iterator[None]:
+    """Take turns on a SQLite file's set-up (its switch to WAL, its migrations) with every other
+    process and thread doing the same: an exclusive lock on ``<file>.migrate.lock``."""
+    import fcntl
+
+    with open(f"{database}.migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def use_wal(engine: Engine) -> None:
+    """Put the SQLite file of ``engine`` in WAL mode (persistent in the file: readers never block the
+    writer), once, before the store reads or writes it.
+
+    Taking turns matters: two connections switching a new file at once, or one switching it while
+    another migrates it, can wait on each other until one gives up with "database is locked" (a
+    command and a thread of the same process starting together on a new data dir did)."""
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return
+    with sqlite_file_lock(database), engine.connect() as conn:
+        if str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() != "wal":
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
 def open_store(url: str) -> RunStore:
     """Open (and migrate) the store at ``url``; a SQLite file's folder is created when missing."""
     if url.startswith("sqlite:///"):
@@ -866,6 +886,8 @@ def open_store(url: str) -> RunStore:
         sa.event.listen(unflushed, "connect", _sqlite_pragmas)
         sa.event.listen(unflushed, "connect", _unflushed_pragmas)
     store = RunStore(engine, unflushed)
+    if engine.dialect.name == "sqlite":
+        use_wal(engine)
     store.migrate()
     _open_stores.add(store)
     return store

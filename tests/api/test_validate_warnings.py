@@ -68,3 +68,24 @@ def test_a_teams_warnings_show_in_the_team_list_and_its_pages(
     assert "2 warning(s)" in page and "agent &#39;judge&#39; has no default edge" in page
     checked = client.post("/ui/teams/gap/validate", data={"csrf": csrf, "yaml": GAP}).text
     assert "Valid: 1 agent(s)" in checked and "2 warning(s)" in checked and "did you mean &#39;approve&#39;?" in checked
+
+
+def test_starting_a_run_says_the_teams_warnings_and_the_run_goes_on(
+    gap_team: None, client: TestClient, keys: dict[str, str]
+) -> None:
+    """The CLI printed them; POST /runs and the UI's run form said nothing, and the run then failed
+    where the warning had said it could."""
+    from tests.api.test_ui_pages import sign_in
+
+    r = client.post("/runs", json={"team": "gap", "task": "go"}, headers=auth(keys["runs"]))
+    assert r.status_code == 201, r.text
+    said = r.headers.get_list("X-Edgecrew-Warning")
+    assert len(said) == 2 and all("gap.yaml:9:" in w for w in said)
+    assert any("agent 'judge' has no default edge" in w for w in said)
+    assert any("never holds" in w and "did you mean 'approve'?" in w for w in said)
+    plain = client.post("/runs", json={"team": "echo", "task": "go"}, headers=auth(keys["runs"]))
+    assert plain.status_code == 201 and "X-Edgecrew-Warning" not in plain.headers
+
+    csrf = sign_in(client, keys["admin"])
+    page = client.post("/ui/teams/gap/run", data={"csrf": csrf, "task": "go"})
+    assert page.status_code == 200 and "agent &#39;judge&#39; has no default edge" in page.text

@@ -105,8 +105,8 @@ def run(
         recovery = await svc.recover()
         if not as_json:
             _report_recovery(recovery)
-        say_warnings(svc.load_team(ref).warnings)  # what may fail later; the run starts all the same
         started = await svc.start(ref, task, project=works_in)
+        say_warnings(started.spec_warnings)  # what may fail later; the run goes on all the same
         if started.warning:  # e.g. no live worker on the cluster's queue: the run waits for one
             typer.echo(f"warning: {started.warning}", err=True)
         if as_json:

@@ -31,7 +31,7 @@ from edgecrew.domain.runs import EventType, Outcome, RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
-from edgecrew.errors import ConflictError, IdempotencyKeyReused, NotFoundError, UserError
+from edgecrew.errors import ConflictError, IdempotencyKeyReused, NotFoundError, SpecIssue, UserError
 from edgecrew.projects import ProjectService
 from edgecrew.store.feedback import FeedbackRecord, FeedbackStore
 from edgecrew.store.repo import EventListener, RunRecord, StepRecord
@@ -93,6 +93,13 @@ class Started:
     created: bool  # False: a retry with the same key; ``run`` is the first one
     handle: Any = None  # the workflow's handle when this process started it
     warning: str | None = None  # why the run may wait (no live worker on a cluster's queue), for the person
+    # What the team's spec may fail at later (`edgecrew validate`'s warnings): each way in shows them.
+    spec_warnings: tuple[SpecIssue, ...] = ()
+
+    @property
+    def notices(self) -> list[str]:
+        """Every warning for whoever started the run, one line each: the queue's, then the spec's."""
+        return ([self.warning] if self.warning else []) + [" ".join(str(i).split()) for i in self.spec_warnings]
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,7 @@ class RunService:
         handle = await durable.start_workflow(started.run.id)
         if warning:  # info: each way in shows it to whoever started the run (the CLI printed it twice)
             log.info("run %s: %s", started.run.id, warning, extra={"run": started.run.id})
-        return Started(started.run, True, handle, warning)
+        return Started(started.run, True, handle, warning, started.spec_warnings)
 
     def record(
         self,
@@ -238,7 +245,7 @@ class RunService:
             return _retry(earlier, spec.name, task)
         if works_in is not None:  # its files at workspace/project, its id on the run (project_runs)
             ProjectService.of(self.rt).attach_run(run_id, works_in.id, workspace)
-        return Started(run, True)
+        return Started(run, True, spec_warnings=spec.warnings)
 
     async def run(
         self,

@@ -380,7 +380,7 @@ async def run_from_step(
     need(session, "runs")
     svc = RunService(_rt(request))
     started = await svc.start_from_step(run_id, step_key, task, request_id=current_request_id.get())
-    return back(f"/ui/runs/{started.run.id}", started.warning or "")
+    return back(f"/ui/runs/{started.run.id}", "; ".join(started.notices))
 
 
 @router.get("/ui/runs/{run_id}/stream")
@@ -653,7 +653,8 @@ async def start_run(
         started = await RunService(_rt(request)).start(TeamName(name), task, request_id=current_request_id.get())
     except EdgecrewError as exc:
         return back(f"/ui/teams/{name}", str(exc))
-    return back(f"/ui/runs/{started.run.id}", started.warning or "")  # e.g. no live worker: it waits for one
+    # e.g. no live worker (the run waits for one), what the team's spec warns of (the run goes on)
+    return back(f"/ui/runs/{started.run.id}", "; ".join(started.notices))
 
 
 # -- models and metrics -----------------------------------------------------------------------------

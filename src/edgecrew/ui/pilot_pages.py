@@ -42,7 +42,7 @@ async def ask(request: Request, session: Checked, question: Annotated[str, Form(
         )
     except EdgecrewError as exc:
         return back("/ui/pilot", str(exc))
-    return back(f"/ui/pilot/{started.run.id}", started.warning or "")
+    return back(f"/ui/pilot/{started.run.id}", "; ".join(started.notices))
 
 
 @router.get("/ui/pilot/{run_id}")

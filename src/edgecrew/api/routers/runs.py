@@ -120,8 +120,9 @@ async def start_run(
         ),
     ] = None,
 ) -> Any:
-    """Start a team run. The answer comes at once; follow the run with GET /runs/{id}/events. On a
-    cluster with no live worker, the header X-Edgecrew-Warning says the run waits for one."""
+    """Start a team run. The answer comes at once; follow the run with GET /runs/{id}/events. A header
+    X-Edgecrew-Warning (one a warning) says what may go wrong: on a cluster with no live worker, that
+    the run waits for one; what `edgecrew validate` warns of in the team's spec."""
     try:
         # A name, never a path; a retry with the same key answers with its run before the team is loaded.
         started = await runs.start(
@@ -137,10 +138,12 @@ async def start_run(
     out = RunOut.of(started.run).model_dump(mode="json")
     if not started.created:
         return JSONResponse(out, status_code=200)
-    headers = {"Location": f"/runs/{started.run.id}"}
-    if started.warning:  # e.g. no live worker on the cluster's queue: the run waits for one
-        headers[WARNING_HEADER] = started.warning
-    return JSONResponse(out, status_code=201, headers=headers)
+    response = JSONResponse(out, status_code=201, headers={"Location": f"/runs/{started.run.id}"})
+    # No live worker on the cluster's queue (the run waits for one), what `edgecrew validate` warns of
+    # in the team's spec (the run goes on all the same): one header each, in Latin-1 as headers must be.
+    for notice in started.notices:
+        response.headers.append(WARNING_HEADER, notice.encode("latin-1", "replace").decode("latin-1"))
+    return response
 
 
 WARNING_HEADER = "X-Edgecrew-Warning"

@@ -158,6 +158,29 @@ def test_terminal_runs_never_change_status(tmp_path: Path) -> None:
     assert run.status == RunStatus.CANCELLED and run.output is None and run.finished_at is not None
 
 
+def test_a_status_change_that_lost_a_race_to_an_end_does_not_overwrite_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel read "running", another process then finished the run, and the cancel wrote "cancelled"
+    over "succeeded" (a move the state machine forbids): the write now holds only where the read did."""
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    store, other = open_store(url), open_store(url)
+    store.create_run("r1", "team", "task", {}, str(tmp_path))
+    assert store.set_status("r1", RunStatus.RUNNING)
+    read = store.run_status
+
+    def read_then_lose_the_race(run_id: str) -> RunStatus:
+        seen = read(run_id)
+        if seen == RunStatus.RUNNING:  # between this read and the write, the run ends elsewhere
+            assert other.set_status(run_id, RunStatus.SUCCEEDED, output={"x": 1})
+        return seen
+
+    monkeypatch.setattr(store, "run_status", read_then_lose_the_race)
+    assert not store.set_status("r1", RunStatus.CANCELLED, error="by user")
+    run = other.get_run("r1")
+    assert run.status == RunStatus.SUCCEEDED and run.output == {"x": 1} and run.error is None
+
+
 def test_state_machine() -> None:
     assert can_transition(RunStatus.QUEUED, RunStatus.RUNNING)
     assert can_transition(RunStatus.RUNNING, RunStatus.WAITING_APPROVAL)

@@ -358,24 +358,35 @@ class RunStore:
             conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(workspace=workspace))
 
     def set_status(self, run_id: str, status: RunStatus, *, output: Any = None, error: str | None = None) -> bool:
-        """Move a run to ``status`` if the state machine allows it; False when it does not."""
+        """Move a run to ``status`` if the state machine allows it; False when it does not.
+
+        A compare-and-set: the write holds only while the run is still in the status read, so a change
+        racing another process's (a cancel and the run's own end) never overwrites an end already made."""
         now = time.time()
         with self.transaction() as conn:
-            if not can_transition(self.run_status(run_id), status):
-                return False
-            values: dict[str, Any] = {"status": status.value, "updated_at": now}
-            if output is not None:
-                values["output"] = output
-            if error is not None:
-                values["error"] = error
-            if status.terminal:
-                values["finished_at"] = now
-            if self._dialect == "sqlite":
-                assignments = ", ".join(f"{_quote(k)} = ?" for k in values)
-                params = [json.dumps(v) if k == "output" else v for k, v in values.items()]
-                _driver(conn).execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*params, run_id))
-            else:
-                conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
+            while True:
+                current = self.run_status(run_id)
+                if not can_transition(current, status):
+                    return False
+                values: dict[str, Any] = {"status": status.value, "updated_at": now}
+                if output is not None:
+                    values["output"] = output
+                if error is not None:
+                    values["error"] = error
+                if status.terminal:
+                    values["finished_at"] = now
+                if self._dialect == "sqlite":
+                    assignments = ", ".join(f"{_quote(k)} = ?" for k in values)
+                    params = [json.dumps(v) if k == "output" else v for k, v in values.items()]
+                    changed = _driver(conn).execute(
+                        f"UPDATE runs SET {assignments} WHERE id = ? AND status = ?", (*params, run_id, current.value)
+                    )
+                else:
+                    changed = conn.execute(
+                        t.runs.update().where(t.runs.c.id == run_id, t.runs.c.status == current.value).values(**values)
+                    )
+                if changed.rowcount == 1:
+                    break  # else another process moved the run meanwhile: judge the move again from there
             if status.terminal:  # a decision can no longer reach the run: its waiting approvals expire with it
                 conn.execute(
                     t.approvals.update()

@@ -301,3 +301,24 @@ def test_a_failed_or_cancelled_run_ends_the_tasks_it_left_open(tmp_path: Path) -
     assert said.sender == "edgecrew" and "the run r_1 that created this task ended failed" in said.content
     store.set_status("rx1", RunStatus.CANCELLED)
     assert tasks.get(other.id).status == "cancelled"
+
+
+def test_cancelling_a_run_that_ended_since_it_was_read_says_so_and_writes_nothing() -> None:
+    """The cancel read the run running, the run then succeeded: the cancel closed its steps and wrote
+    run_cancelled into a succeeded run's events (its status now kept by the compare-and-set)."""
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.engine.service import RunService
+    from edgecrew.errors import ConflictError
+
+    rt = bootstrap()
+    rt.store.create_run("r1", "team", "task", {}, "")
+    assert rt.store.set_status("r1", RunStatus.RUNNING)
+    stale = rt.store.get_run("r1")
+    assert rt.store.set_status("r1", RunStatus.SUCCEEDED, output={"x": 1})
+    reads = iter([stale])
+    real_get = rt.store.get_run
+    rt.store.get_run = lambda run_id: next(reads, None) or real_get(run_id)  # type: ignore[method-assign]
+    with pytest.raises(ConflictError, match="already succeeded"):
+        RunService(rt).cancel("r1")
+    assert rt.store.get_run("r1").status == RunStatus.SUCCEEDED
+    assert [e.type for e in rt.store.events("r1")] == []

@@ -493,7 +493,9 @@ class RunService:
         if run.status.terminal:
             raise ConflictError(f"run {run.id} already {run.status.value}; nothing to cancel")
         waiting = ApprovalStore(self.rt.store).list("pending", run.id)  # they expire as the run ends
-        self.rt.store.set_status(run.id, RunStatus.CANCELLED, error="cancelled by user")
+        if not self.rt.store.set_status(run.id, RunStatus.CANCELLED, error="cancelled by user"):
+            ended = self.rt.store.get_run(run.id)  # it ended since it was read: its end stands
+            raise ConflictError(f"run {run.id} already {ended.status.value}; nothing to cancel")
         self.rt.store.close_open_steps(run.id, "cancelled")
         self.rt.store.emit(run.id, "run_cancelled", RunCancelled(reason="cancelled by user"))
         try:

@@ -163,6 +163,17 @@ async def test_metrics_come_from_the_last_json_line(tasks: TaskStore, service: E
     assert read_metrics("x\n[1, 2]\n") == {} and read_metrics('{"a": NaN, "b": true, "c": 2}') == {"c": 2.0}
 
 
+async def test_a_number_too_large_for_a_float_in_the_metrics_is_ignored(
+    tasks: TaskStore, service: ExecutionService
+) -> None:
+    # Python prints 10**400 as digits, valid JSON; float() of it overflows (the execution failed with
+    # "edgecrew could not run version 1: int too large to convert to float").
+    assert read_metrics(f'{{"a": {10**400}, "b": 1e999, "c": 2}}') == {"c": 2.0}
+    task_id = version(tasks, "import json\nprint(json.dumps({'big': 10**400, 'accuracy': 0.5}))\n")
+    record = await service.run(task_id, 1)
+    assert (record.status, record.reason, record.metrics) == ("succeeded", None, {"accuracy": 0.5, "runtime_s": ANY})
+
+
 @pytest.mark.parametrize(
     ("attack", "evidence"),
     [

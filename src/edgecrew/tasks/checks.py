@@ -249,11 +249,19 @@ def read_metrics(stdout: str) -> dict[str, float]:
     data = _json_object(lines[-1]) if lines else None
     if data is None:
         return {}
-    return {
-        str(k): float(v)
-        for k, v in data.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    }
+    numbers = {str(k): _finite(v) for k, v in data.items()}
+    return {k: v for k, v in numbers.items() if v is not None}
+
+
+def _finite(value: object) -> float | None:
+    """A JSON number as a float, or None: not a number, or one no float holds (NaN, 1e999, 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float: JSON has no bound on integers
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _json_object(line: str) -> dict[str, Any] | None:

@@ -174,6 +174,20 @@ async def test_a_number_too_large_for_a_float_in_the_metrics_is_ignored(
     assert (record.status, record.reason, record.metrics) == ("succeeded", None, {"accuracy": 0.5, "runtime_s": ANY})
 
 
+async def test_an_accuracy_that_is_no_fraction_is_kept_as_another_metric(
+    tasks: TaskStore, service: ExecutionService
+) -> None:
+    # The API refuses an accuracy of 97 (a percentage); from a program it went into the accuracy
+    # column and /stats averaged it with fractions (avg_accuracy 48.985 for 97 and 0.97).
+    task_id = version(tasks, 'print(\'{"accuracy": 97, "runtime_s": -1, "loss": -2}\')\n')
+    record = await service.run(task_id, 1)
+    assert record.status == "succeeded" and record.metrics == {"accuracy": 97.0, "runtime_s": -1.0, "loss": -2.0}
+    result = tasks.latest_result(task_id)
+    assert (result.accuracy, result.runtime_s, result.loss) == (None, None, -2.0)
+    assert result.metrics == {"accuracy": 97.0, "runtime_s": -1.0, "checks_passed": 0.0, "checks_total": 0.0}
+    assert tasks.stats().avg_accuracy is None
+
+
 @pytest.mark.parametrize(
     ("attack", "evidence"),
     [

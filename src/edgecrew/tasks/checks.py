@@ -36,8 +36,10 @@ LIMIT_BOUNDS: dict[str, tuple[type, float]] = {
     "memory_mb": (int, 64 * 1024),
     "processes": (int, 1024),
 }
-# Metric names that have a column of their own on a task result.
+# Metric names that have a column of their own on a task result, and the values those columns take
+# (the API's: an accuracy is a fraction, a runtime is not negative).
 RESULT_COLUMNS = {"accuracy": "accuracy", "loss": "loss", "runtime": "runtime_s", "runtime_s": "runtime_s"}
+COLUMN_RANGES = {"accuracy": (0.0, 1.0), "loss": (-math.inf, math.inf), "runtime_s": (0.0, math.inf)}
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,21 @@ def read_metrics(stdout: str) -> dict[str, float]:
         return {}
     numbers = {str(k): _finite(v) for k, v in data.items()}
     return {k: v for k, v in numbers.items() if v is not None}
+
+
+def result_columns(metrics: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """A program's metrics as its result keeps them: the numbers for a column of their own, and the
+    others. A number its column does not take (an accuracy of 97, a percentage) stays among the others
+    under its own name, so /stats does not average it with fractions."""
+    columns: dict[str, float] = {}
+    others: dict[str, float] = {}
+    for name, value in metrics.items():
+        column = RESULT_COLUMNS.get(name)
+        if column is not None and COLUMN_RANGES[column][0] <= value <= COLUMN_RANGES[column][1]:
+            columns[column] = value
+        else:
+            others[name] = value
+    return columns, others
 
 
 def _finite(value: object) -> float | None:

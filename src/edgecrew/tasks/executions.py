@@ -27,7 +27,6 @@ from typing import ParamSpec, TextIO, TypeVar
 from edgecrew.errors import ConflictError, UserError
 from edgecrew.store.tasks import UNFINISHED, ExecutionRecord, TaskStore
 from edgecrew.tasks.checks import (
-    RESULT_COLUMNS,
     TaskChecks,
     clip,
     normalize_output,
@@ -35,6 +34,7 @@ from edgecrew.tasks.checks import (
     parse_checks,
     parse_limits,
     read_metrics,
+    result_columns,
 )
 from edgecrew.tools.sandbox import SandboxLimits, SandboxResult, fresh_workdir, run_sandboxed
 from edgecrew.tools.sandbox_host import TierName
@@ -395,8 +395,7 @@ class ExecutionService:
         metrics = dict(outcome.metrics)
         if "runtime" not in metrics and "runtime_s" not in metrics:
             metrics["runtime_s"] = round(outcome.runtime_s, 3)
-        columns = {RESULT_COLUMNS[k]: v for k, v in metrics.items() if k in RESULT_COLUMNS}
-        others = {k: v for k, v in metrics.items() if k not in RESULT_COLUMNS}
+        columns, others = result_columns(metrics)
         others |= {"checks_passed": float(outcome.passed), "checks_total": float(outcome.total)}
         result_id = None
         if outcome.ran:

@@ -486,3 +486,21 @@ async def test_finish_without_an_accepted_version_names_the_one_with_most_checks
         await service.run(task_id, v)
     done = await registry.get("tasks.finish").call({"task_id": task_id, "status": "failed"}, ctx)
     assert (done["best_version"], done["why"]) == (1, "passed 1 of 2 checks in execution 1")
+
+
+async def test_finish_never_names_a_deleted_version_best(
+    tasks: TaskStore, service: ExecutionService, tmp_path: Path
+) -> None:
+    # An accepted version that was deleted since was named best: the task ended done with a best
+    # version that GET .../code/{v} and `edgecrew tasks code` answer 404 for.
+    registry = ToolRegistry()
+    register_task_tools(registry, tasks, service)
+    ctx = ToolContext(run_id="run1", agent="evaluator", workspace=tmp_path)
+    task_id = version(tasks, ADD, checks=ADD_CHECKS)
+    tasks.add_code(task_id, "solution.py", b"print(3)\n")
+    tasks.add_feedback(task_id, author="evaluator", verdict="accepted", version=2)
+    await service.run(task_id, 1)
+    tasks.delete_code(task_id, 2)
+    assert tasks.best_version(task_id) == (1, "passed 2 of 2 checks in execution 1")
+    done = await registry.get("tasks.finish").call({"task_id": task_id, "status": "done"}, ctx)
+    assert done["best_version"] == 1 and tasks.get(task_id).best_version == 1

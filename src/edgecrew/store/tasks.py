@@ -267,10 +267,10 @@ class TaskStore:
     def best_version(self, task_id: str) -> tuple[int | None, str]:
         """The version to keep and why: the latest accepted one, else the one whose execution passed the
         most checks, else the latest written (None: no version was written)."""
-        accepted = [f for f in self.feedback(task_id) if f.verdict == "accepted" and f.version is not None]
+        known = {c.version for c in self.code_versions(task_id)}  # a deleted version is no candidate
+        accepted = [f for f in self.feedback(task_id) if f.verdict == "accepted" and f.version in known]
         if accepted:
             return accepted[-1].version, f"accepted by {accepted[-1].author}"
-        known = {c.version for c in self.code_versions(task_id)}
         ran = [e for e in self.executions(task_id) if e.version in known and e.checks_total is not None]
         if ran:
             best = max(ran, key=lambda e: (e.checks_passed or 0, e.status == "succeeded", e.id))

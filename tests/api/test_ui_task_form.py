@@ -96,3 +96,14 @@ def test_the_form_needs_the_runs_scope_and_the_csrf_token(client: TestClient, ke
     forged = client.post("/ui/tasks", data={"csrf": "not-the-token", "title": "x"})
     assert forged.status_code == 403
     assert client.app.state.rt.tasks.list_tasks() == []  # type: ignore[attr-defined]
+
+
+def test_the_task_page_shows_the_end_of_a_long_timeline(client: TestClient) -> None:
+    # The page showed the first 500 messages: a newer one (an agent's last word) never appeared.
+    sign_in(client, operator(client))
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    task = tasks.create("chatty", "")
+    for i in range(501):
+        tasks.add_message(task.id, "coder", "agent", f"note {i}")
+    page = client.get(f"/ui/tasks/{task.id}").text
+    assert "note 500" in page and "note 0<" not in page

@@ -139,6 +139,20 @@ def test_show_prints_the_tasks_timeline(tmp_path: Path) -> None:
     assert [(m["sender"], m["role"], m["content"]) for m in data["messages"]] == [("edgecrew", "system", why)]
 
 
+def test_show_prints_the_end_of_a_long_timeline(tmp_path: Path) -> None:
+    # "timeline (latest 10)" was the 10 before the 501st message: the store's first 500, so the line
+    # saying why a run ended the task never showed on a busy task.
+    task_id = create_task(tmp_path)
+    tasks = runtime().tasks
+    for i in range(505):
+        tasks.add_message(task_id, "coder", "agent", f"note {i}")
+    tasks.add_message(task_id, "edgecrew", "system", "marked failed")
+    squashed = "".join(c for c in invoke("tasks", "show", task_id).output if not c.isspace() and c not in "│┃")
+    assert "markedfailed" in squashed and "note504" in squashed and "note495" not in squashed, squashed
+    assert [m.content for m in tasks.messages(task_id, limit=2, latest=True)] == ["note 504", "marked failed"]
+    assert [m.content for m in tasks.messages(task_id, limit=2)] == ["note 0", "note 1"]
+
+
 def test_code_prints_a_versions_file_the_best_by_default(tmp_path: Path) -> None:
     task_id = create_task(tmp_path)
     assert "no code version 1; its versions: none yet" in " ".join(invoke("tasks", "code", task_id).output.split())

@@ -116,7 +116,7 @@ def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     record = guard(lambda: _task(rt, task))
     versions, executions = rt.tasks.code_versions(record.id), rt.executions.list(record.id)
     results, verdicts = rt.tasks.results(record.id), rt.tasks.feedback(record.id)
-    messages = rt.tasks.messages(record.id)
+    messages = rt.tasks.messages(record.id, latest=True)  # the timeline's end: why a run ended the task
     if as_json:
         data = {
             **record.__dict__,

@@ -442,13 +442,16 @@ class TaskStore:
             )
         return self._one(t.task_messages, MessageRecord, message_id)
 
-    def messages(self, task_id: str, *, after: int = 0, limit: int = 500) -> list[MessageRecord]:
-        """The timeline, oldest first; ``after`` an id to poll for newer ones."""
+    def messages(self, task_id: str, *, after: int = 0, limit: int = 500, latest: bool = False) -> list[MessageRecord]:
+        """The timeline, oldest first; ``after`` an id to poll for newer ones. ``limit`` keeps the
+        first messages, or with ``latest`` the last ones (what a page or `tasks show` shows)."""
         self.get(task_id)
         c = t.task_messages.c
-        query = sa.select(t.task_messages).where(c.task_id == task_id, c.id > after).order_by(c.id).limit(limit)
+        query = sa.select(t.task_messages).where(c.task_id == task_id, c.id > after)
+        query = query.order_by(c.id.desc() if latest else c.id).limit(limit)
         with self.store.engine.connect() as conn:
-            return [MessageRecord(**dict(r)) for r in conn.execute(query).mappings()]
+            records = [MessageRecord(**dict(r)) for r in conn.execute(query).mappings()]
+        return sorted(records, key=lambda m: m.id) if latest else records
 
     def add_feedback(
         self,

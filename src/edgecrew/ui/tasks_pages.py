@@ -127,7 +127,7 @@ def _read_task(rt: Runtime, task_id: str) -> _TaskView:
         versions=store.code_versions(task_id),
         results=store.results(task_id),
         feedback=store.feedback(task_id),
-        messages=store.messages(task_id),
+        messages=store.messages(task_id, latest=True),  # a busy timeline: its end, not its first 500
         logs=store.log_files(task_id),
         executions=rt.executions.list(task_id),
     )

@@ -166,6 +166,11 @@ def test_code_prints_a_versions_file_the_best_by_default(tmp_path: Path) -> None
     assert invoke("tasks", "code", task_id).stdout == ADD
     missing = invoke("tasks", "code", task_id, "7")
     assert missing.exit_code == 1 and "its versions: 1, 2" in missing.output
+    # To a pipe, the file byte for byte, as the API downloads it: bytes that are not UTF-8 were each
+    # turned into U+FFFD, so `tasks code T 3 > copy` was not the stored file.
+    latin1 = "# -*- coding: latin-1 -*-\nprint('café')\n".encode("latin-1") + bytes(range(256))
+    version = runtime().tasks.add_code(task_id, "legacy.py", latin1).version
+    assert invoke("tasks", "code", task_id, str(version)).stdout_bytes == latin1
 
 
 def test_list_refuses_an_unknown_status_and_says_when_none_has_it(tmp_path: Path) -> None:

@@ -25,6 +25,17 @@ def shown(text: str) -> str:
     return terminal_text(text) if sys.stdout.isatty() else text
 
 
+def print_file(data: bytes) -> None:
+    """A stored file's bytes on stdout: as they are to a pipe or a file (``> copy.py`` is the file, a
+    binary or Latin-1 one too), as safe UTF-8 text to a terminal."""
+    if sys.stdout.isatty():
+        print(terminal_text(data.decode("utf-8", errors="replace")), end="")
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
 class SafeConsole(Console):
     """A rich Console that makes the control characters of every string it renders visible: strings
     reach the terminal through ``render_str`` (``print``'s arguments, table cells, panels)."""

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from edgecrew.cli.common import ProjectOpt, console, err, guard, read_text, runtime, shown
+from edgecrew.cli.common import ProjectOpt, console, err, guard, print_file, read_text, runtime, shown
 from edgecrew.errors import NotFoundError, UserError
 
 if TYPE_CHECKING:
@@ -449,7 +449,7 @@ def tasks_code(
     data = guard(lambda: rt.tasks.code_bytes(rt.tasks.code_version(record.id, chosen)))
     if version is None:
         err.print(f"task {record.id} v{chosen}" + (" (best)" if chosen == record.best_version else " (latest)"))
-    print(shown(data.decode("utf-8", errors="replace")), end="")
+    print_file(data)
 
 
 @tasks_app.command("logs")

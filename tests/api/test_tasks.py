@@ -150,6 +150,16 @@ def test_task_lifecycle_with_code_results_messages_and_feedback(
     cleared = client.patch(f"/tasks/{tid}", json={"team": None}, headers=rw).json()
     assert cleared["team"] is None and cleared["status"] == "done"
 
+    # Reopened, the task drops the best version of its last finish: finishing it again named the
+    # version rejected since, not the one accepted after it.
+    reopened = client.patch(f"/tasks/{tid}", json={"status": "in_progress"}, headers=rw).json()
+    assert (reopened["status"], reopened["best_version"]) == ("in_progress", None)
+    for verdict, version in (("rejected", 2), ("accepted", 3)):
+        assert client.post(
+            f"/tasks/{tid}/feedback", json={"verdict": verdict, "version": version}, headers=rw
+        ).is_success
+    assert client.patch(f"/tasks/{tid}", json={"status": "done"}, headers=rw).json()["best_version"] == 3
+
 
 def test_uploads_by_multipart_and_text_sanitize_names_and_keep_bytes(
     client: TestClient, rw: dict[str, str], ro: dict[str, str], edgecrew_home: Path

@@ -250,6 +250,11 @@ class TaskStore:
             raise UserError(f"status {values['status']!r} is not one of {', '.join(TASK_STATUSES)}")
         if values.get("best_version") is not None:
             self._check_version(task_id, int(values["best_version"]))
+        elif "best_version" not in values and values.get("status") in ("open", "in_progress"):
+            if self.get(task_id).status in ("done", "failed", "cancelled"):
+                # Reopened: the best of the last finish is stale (finishing again kept a version
+                # rejected since, over the one accepted after it); the next finish names one again.
+                values["best_version"] = None
         elif (
             values.get("status") in ("done", "failed")
             and "best_version" not in values

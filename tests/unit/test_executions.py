@@ -504,3 +504,21 @@ async def test_finish_never_names_a_deleted_version_best(
     assert tasks.best_version(task_id) == (1, "passed 2 of 2 checks in execution 1")
     done = await registry.get("tasks.finish").call({"task_id": task_id, "status": "done"}, ctx)
     assert done["best_version"] == 1 and tasks.get(task_id).best_version == 1
+
+
+async def test_an_agents_execution_stops_when_its_run_is_cancelled(tasks: TaskStore, service: ExecutionService) -> None:
+    """The run was cancelled while its agent waited for a long program: the program ran on to its end
+    and stored a result on the task the cancel had ended."""
+    from edgecrew.domain.runs import RunStatus
+
+    tasks.store.create_run("r1", "build-loop", "t", {}, "")
+    assert tasks.store.set_status("r1", RunStatus.RUNNING)
+    task_id = version(tasks, "import time\nprint('started', flush=True)\ntime.sleep(30)\n", limits={"wall_s": 30})
+    waiting = asyncio.create_task(service.run(task_id, 1, run_id="r1", agent="runner"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(e.status == "running" for e in service.list(task_id)):
+        await asyncio.sleep(0.05)
+    assert tasks.store.set_status("r1", RunStatus.CANCELLED, error="cancelled by user")
+    ended = await asyncio.wait_for(waiting, timeout=25)  # the program alone sleeps 30 s
+    assert ended.status == "killed" and ended.reason == "cancelled: the sandbox was killed"
+    assert ended.result_id is None and tasks.results(task_id) == []

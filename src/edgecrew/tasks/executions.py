@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ParamSpec, TextIO, TypeVar
 
-from edgecrew.errors import ConflictError, UserError
+from edgecrew.domain.runs import RunStatus
+from edgecrew.errors import ConflictError, NotFoundError, UserError
 from edgecrew.store.tasks import UNFINISHED, ExecutionRecord, TaskStore
 from edgecrew.tasks.checks import (
     TaskChecks,
@@ -44,6 +45,7 @@ __all__ = ["ExecutionService", "author_of"]
 P = ParamSpec("P")
 R = TypeVar("R")
 TEST_FILE = "edgecrew_check_test.py"
+RUN_CHECK_S = 1.0  # how often an agent's execution looks whether its run was cancelled meanwhile
 _UTF8 = codecs.getincrementaldecoder("utf-8")
 # The live log is written at most this often, or once this much output is gathered: a reader sees a
 # line within a tenth of a second, and a program printing many short lines costs a write per tenth.
@@ -196,9 +198,23 @@ class ExecutionService:
     async def run(
         self, task_id: str, version: int, *, run_id: str | None = None, agent: str | None = None
     ) -> ExecutionRecord:
-        """Start an execution and wait for its end."""
+        """Start an execution and wait for its end. One a run's agent started stops (killed) when the
+        run is cancelled meanwhile, from any process: nothing would read its result any more."""
         record = await self.start(task_id, version, run_id=run_id, agent=agent)
+        job = self._running.get(record.id)
+        while run_id is not None and job is not None and not job.done():
+            await asyncio.wait({job}, timeout=RUN_CHECK_S)
+            if not job.done() and await _off(self._cancelled, run_id):
+                with contextlib.suppress(ConflictError):  # it ended meanwhile
+                    await self.cancel(record.id)
+                break
         return await self.wait(record.id)
+
+    def _cancelled(self, run_id: str) -> bool:
+        try:
+            return self.tasks.store.run_status(run_id) is RunStatus.CANCELLED
+        except NotFoundError:  # no such run (a tool called outside one): nothing to stop it
+            return False
 
     async def wait(self, execution_id: int) -> ExecutionRecord:
         """The execution once it has ended here; a waiter that is cancelled leaves it running."""

@@ -506,6 +506,23 @@ async def test_finish_never_names_a_deleted_version_best(
     assert done["best_version"] == 1 and tasks.get(task_id).best_version == 1
 
 
+async def test_a_version_accepted_then_rejected_is_not_best(tasks: TaskStore, service: ExecutionService) -> None:
+    # A version's latest verdict is its standing: accepted then rejected, it was still named
+    # "accepted by ..." best, and one rejected outright could still win on its passed checks.
+    task_id = version(tasks, ADD, checks=ADD_CHECKS)
+    tasks.add_code(task_id, "solution.py", b"print(3)\n")
+    await service.run(task_id, 1)  # passes both checks
+    await service.run(task_id, 2)  # passes none
+    tasks.add_feedback(task_id, author="critic", verdict="accepted", version=1)
+    tasks.add_feedback(task_id, author="critic", verdict="accepted", version=2)
+    tasks.add_feedback(task_id, author="person", verdict="rejected", version=2)
+    assert tasks.best_version(task_id) == (1, "accepted by critic")
+    tasks.add_feedback(task_id, author="person", verdict="rejected", version=1)
+    assert tasks.best_version(task_id) == (2, "every version was rejected; the latest")
+    tasks.add_feedback(task_id, author="person", verdict="accepted", version=1)
+    assert tasks.best_version(task_id) == (1, "accepted by person")
+
+
 async def test_an_agents_execution_stops_when_its_run_is_cancelled(tasks: TaskStore, service: ExecutionService) -> None:
     """The run was cancelled while its agent waited for a long program: the program ran on to its end
     and stored a result on the task the cancel had ended."""

@@ -107,3 +107,16 @@ def test_the_task_page_shows_the_end_of_a_long_timeline(client: TestClient) -> N
         tasks.add_message(task.id, "coder", "agent", f"note {i}")
     page = client.get(f"/ui/tasks/{task.id}").text
     assert "note 500" in page and "note 0<" not in page
+
+
+def test_a_failed_tasks_best_version_is_not_shown_as_a_success(client: TestClient) -> None:
+    # Its best attempt wore the green badge of a succeeded run, as a done task's does.
+    sign_in(client, operator(client))
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    for status in ("done", "failed"):
+        task = tasks.create(f"ended {status}", "")
+        tasks.add_code(task.id, "solution.py", b"print(1)\n")
+        tasks.update(task.id, status=status)
+        page = client.get(f"/ui/tasks/{task.id}").text
+        badge = next(line for line in page.splitlines() if "best: v1" in line)
+        assert ("status-succeeded" in badge) == (status == "done"), badge

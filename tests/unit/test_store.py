@@ -322,3 +322,49 @@ def test_cancelling_a_run_that_ended_since_it_was_read_says_so_and_writes_nothin
         RunService(rt).cancel("r1")
     assert rt.store.get_run("r1").status == RunStatus.SUCCEEDED
     assert [e.type for e in rt.store.events("r1")] == []
+
+
+def test_time_per_finished_task_runs_to_its_end_not_its_last_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scoreboard measured a finished task to its last change: a typo fixed on it later moved its
+    team's time per task (25 s to 181 s)."""
+    import edgecrew.store.tasks as tasks_module
+    from edgecrew.store.tasks import TaskStore
+
+    now = [1000.0]
+    monkeypatch.setattr(tasks_module.time, "time", lambda: now[0])
+    tasks = TaskStore(open_store(f"sqlite:///{tmp_path / 'e.db'}"), tmp_path / "home")
+    task = tasks.create("t", "spec", team="build-loop")
+    now[0] = 1010.0
+    assert tasks.update(task.id, status="done").finished_at == 1010.0
+    now[0] = 2000.0
+    edited = tasks.update(task.id, description="typo fixed")
+    assert edited.finished_at == 1010.0 and edited.updated_at == 2000.0
+    assert tasks.update(task.id, status="failed").finished_at == 1010.0  # still ended when it first did
+    assert tasks.stats().teams[0].seconds_per_task == 10.0
+    now[0] = 3000.0
+    assert tasks.update(task.id, status="in_progress").finished_at is None  # reopened
+    now[0] = 3005.0
+    assert tasks.update(task.id, status="done").finished_at == 3005.0
+
+
+def test_the_migration_dates_the_end_of_tasks_that_ended_before_it(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(repo_module.__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0019")
+        for task_id, status in (("t1", "done"), ("t2", "open"), ("t3", "cancelled")):
+            conn.exec_driver_sql(
+                "INSERT INTO tasks (id, title, description, status, code_seq, created_at, updated_at) "
+                f"VALUES ('{task_id}', 'x', '', '{status}', 0, 1, 7)"
+            )
+        command.upgrade(cfg, "0020")
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, finished_at FROM tasks ORDER BY id").all()
+    assert [tuple(r) for r in rows] == [("t1", 7.0), ("t2", None), ("t3", 7.0)]

@@ -415,7 +415,7 @@ class RunStore:
         if not left:
             return
         ended = "failed" if status == RunStatus.FAILED else "cancelled"
-        conn.execute(t.tasks.update().where(tasks.id.in_(left)).values(status=ended, updated_at=now))
+        conn.execute(t.tasks.update().where(tasks.id.in_(left)).values(status=ended, updated_at=now, finished_at=now))
         said = f"the run {run_id} that created this task ended {status.value} before finishing it; marked {ended}"
         conn.execute(
             t.task_messages.insert(),

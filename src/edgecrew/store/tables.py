@@ -157,6 +157,7 @@ tasks = Table(
     Column("limits", JSON(none_as_null=True)),
     Column("created_by", String(200)),  # "agent@run" of the tool call that created it; NULL for people
     Column("best_version", Integer),  # named when the task is finished
+    Column("finished_at", Float),  # when it ended (done, failed, cancelled); NULL while open or reopened
     Index("ix_tasks_status", "status"),
     Index("ix_tasks_created_at", "created_at"),
 )

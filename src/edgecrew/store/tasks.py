@@ -33,6 +33,7 @@ from edgecrew.store.repo import RunStore
 from edgecrew.store.taskfiles import LogFile, TaskFiles, language_of, media_type_of, sanitize_filename
 
 TASK_STATUSES = ("open", "in_progress", "done", "failed", "cancelled")
+ENDED = ("done", "failed", "cancelled")  # a task's ends; open and in_progress reopen it
 VERDICTS = ("accepted", "needs_changes", "rejected")
 EXECUTION_STATUSES = ("queued", "running", "succeeded", "failed", "killed", "interrupted")
 UNFINISHED = ("queued", "running")
@@ -71,6 +72,7 @@ class TaskRecord:
     limits: dict[str, Any] | None = None  # {cpu_s, wall_s, memory_mb, processes}
     created_by: str | None = None  # "agent@run" when an agent created it
     best_version: int | None = None  # named when it was finished
+    finished_at: float | None = None  # when it ended (done, failed, cancelled); None while open
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,7 @@ class TaskStore:
         if values.get("best_version") is not None:
             self._check_version(task_id, int(values["best_version"]))
         elif "best_version" not in values and values.get("status") in ("open", "in_progress"):
-            if self.get(task_id).status in ("done", "failed", "cancelled"):
+            if self.get(task_id).status in ENDED:
                 # Reopened: the best of the last finish is stale (finishing again kept a version
                 # rejected since, over the one accepted after it); the next finish names one again.
                 values["best_version"] = None
@@ -261,9 +263,13 @@ class TaskStore:
             and self.get(task_id).best_version is None
         ):  # finished without naming its best version (a person's PATCH or CLI): the finish tool's rule names it
             values["best_version"] = self.best_version(task_id)[0]
+        now = time.time()
+        if "status" in values:  # its end is when it first reached one (a reopened task ends again later)
+            ended = values["status"] in ENDED
+            values["finished_at"] = (self.get(task_id).finished_at or now) if ended else None
         with self.store.transaction() as conn:
             changed = conn.execute(
-                t.tasks.update().where(t.tasks.c.id == task_id).values(**values, updated_at=time.time())
+                t.tasks.update().where(t.tasks.c.id == task_id).values(**values, updated_at=now)
             ).rowcount
         if not changed:
             self.get(task_id)  # raises the 404
@@ -609,7 +615,7 @@ class TaskStore:
     def _scores(conn: Connection) -> list[TeamScore]:
         """Per team (tasks without one are left out): counts, versions per done task, time per finished task."""
         k = t.tasks.c
-        finished = k.status.in_(("done", "failed"))
+        finished = k.status.in_(("done", "failed")) & k.finished_at.is_not(None)
         rows = conn.execute(
             sa.select(
                 k.team,
@@ -617,7 +623,7 @@ class TaskStore:
                 sa.func.sum(sa.case((k.status == "done", 1), else_=0)),
                 sa.func.sum(sa.case((k.status == "failed", 1), else_=0)),
                 sa.func.avg(sa.case((k.status == "done", k.code_seq))),
-                sa.func.avg(sa.case((finished, k.updated_at - k.created_at))),
+                sa.func.avg(sa.case((finished, k.finished_at - k.created_at))),
             )
             .where(k.team.is_not(None))
             .group_by(k.team)

@@ -132,6 +132,7 @@ class TaskOut(Out):
     limits: TaskLimitsJson | None = Field(description="Sandbox limits of its executions; null: the defaults.")
     created_by: str | None = Field(description="Who created it (an API key's name, or agent@run).")
     best_version: int | None = Field(description="The version named best when the task was finished.")
+    finished_at: float | None = Field(None, description="When it ended (done, failed, cancelled); null while open.")
 
 
 class TaskPage(Page[TaskOut]):

@@ -145,6 +145,7 @@ def test_unknown_tasks_versions_and_executions_are_404(
         ({"limits": {"wall_s": 0}}, ["body", "limits", "wall_s"]),
         ({"limits": {"cpu_s": True}}, ["body", "limits", "cpu_s"]),
         ({"limits": {"memory_mb": 2.5}}, ["body", "limits", "memory_mb"]),
+        ({"limits": {"memory_mb": 16}}, ["body", "limits", "memory_mb"]),  # too small to start Python
         ({"limits": {"processes": 5000}}, ["body", "limits", "processes"]),
         ({"limits": {"disk_mb": 5}}, ["body", "limits", "disk_mb"]),
     ],

@@ -379,6 +379,9 @@ def test_checks_and_limits_are_validated_all_at_once() -> None:
     with pytest.raises(UserError, match=r"limits.wall_s: 0 is out of range.*unknown field .cpu."):
         parse_limits({"wall_s": 0, "cpu": 1})
     assert parse_limits({"memory_mb": 64}).apply(LIMITS).memory_bytes == 64 * 1024 * 1024
+    # Less than the interpreter maps to start ended an execution with the loader's "failed to map segment".
+    with pytest.raises(UserError, match=r"limits.memory_mb: 16 is too small for a Python program to start"):
+        parse_limits({"memory_mb": 16})
     assert parse_checks({"io": []}).to_json() is None
 
 

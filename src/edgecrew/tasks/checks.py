@@ -36,6 +36,9 @@ LIMIT_BOUNDS: dict[str, tuple[type, float]] = {
     "memory_mb": (int, 64 * 1024),
     "processes": (int, 1024),
 }
+# Lower bounds where less cannot work: the interpreter alone maps ~16 MiB before the program's first
+# line (less ended an execution with the dynamic loader's "failed to map segment", not a memory error).
+LIMIT_LEAST = {"memory_mb": 32}
 # Metric names that have a column of their own on a task result, and the values those columns take
 # (the API's: an accuracy is a fraction, a runtime is not negative).
 RESULT_COLUMNS = {"accuracy": "accuracy", "loss": "loss", "runtime": "runtime_s", "runtime_s": "runtime_s"}
@@ -99,8 +102,8 @@ class TaskLimitsJson(BaseModel):
     wall_s: Annotated[float, Field(gt=0, le=_most("wall_s"), allow_inf_nan=False, strict=True)] | None = Field(
         None, description="Wall-clock seconds per process."
     )
-    memory_mb: Annotated[int, Field(gt=0, le=_most("memory_mb")), JSON_INT] | None = Field(
-        None, description="Address space per process, in MiB."
+    memory_mb: Annotated[int, Field(ge=LIMIT_LEAST["memory_mb"], le=_most("memory_mb")), JSON_INT] | None = Field(
+        None, description="Address space per process, in MiB (a Python program needs 32 to start)."
     )
     processes: Annotated[int, Field(gt=0, le=_most("processes")), JSON_INT] | None = Field(
         None, description="Processes at once."
@@ -223,6 +226,10 @@ def parse_limits(data: Any) -> TaskLimits:
             problems.append(f"limits.{key}: expected {'a whole number' if kind is int else 'a number'}, got {value!r}")
         elif not 0 < value <= most:
             problems.append(f"limits.{key}: {value!r} is out of range; use more than 0 and at most {most:g}")
+        elif value < LIMIT_LEAST.get(key, 0):
+            problems.append(
+                f"limits.{key}: {value!r} is too small for a Python program to start; use at least {LIMIT_LEAST[key]}"
+            )
         else:
             values[key] = kind(value)
     if problems:

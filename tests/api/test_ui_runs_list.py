@@ -147,6 +147,8 @@ def test_filters_to_nothing_offer_to_clear_and_bad_dates_are_a_page(seeded: Test
     assert bad.status_code == 400 and "<html" in bad.text and "2025-01-31" in bad.text
     backwards = client.get("/ui/runs?from=2025-02-01&to=2025-01-01")
     assert backwards.status_code == 400 and "before it starts" in backwards.text
+    unknown = client.get("/ui/runs?status=bogus")  # it listed "no runs", as though the status existed
+    assert unknown.status_code == 400 and "no run status &#39;bogus&#39;; one of queued, running" in unknown.text
     # an empty date (a cleared date input) filters nothing
     assert rows(client.get("/ui/runs?from=&to=&agent=").text) == ["rboth", "rwrite", "rplan"]
 

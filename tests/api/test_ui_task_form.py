@@ -120,3 +120,12 @@ def test_a_failed_tasks_best_version_is_not_shown_as_a_success(client: TestClien
         page = client.get(f"/ui/tasks/{task.id}").text
         badge = next(line for line in page.splitlines() if "best: v1" in line)
         assert ("status-succeeded" in badge) == (status == "done"), badge
+
+
+def test_an_unknown_status_in_the_tasks_address_is_said(client: TestClient) -> None:
+    # It listed "No bogus tasks", as though the status existed and had none.
+    sign_in(client, operator(client))
+    client.app.state.rt.tasks.create("kept", "")  # type: ignore[attr-defined]
+    page = html.unescape(client.get("/ui/tasks?status=bogus").text)
+    assert "no task status 'bogus'; one of open, in_progress, done, failed, cancelled" in page
+    assert "kept" in page and "No bogus tasks" not in page

@@ -72,6 +72,8 @@ def runs_page(
     first, last = _day(since, "from"), _day(until, "to")
     if first and last and last < first:
         raise UserError(f"the date range ends ({last}) before it starts ({first})")
+    if status and status not in STATUSES:  # a hand-edited address: it listed "no bogus runs"
+        raise UserError(f"no run status {status!r}; one of {', '.join(STATUSES)}")
     chosen = {
         "q": (q or "").strip(),
         "status": status or "",

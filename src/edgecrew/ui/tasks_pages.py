@@ -62,9 +62,21 @@ def tasks_page(
     request: Request, session: Viewer, status: Annotated[str | None, Query(max_length=32)] = None
 ) -> HTMLResponse:
     store = _tasks(request)
+    notice = ""
+    if status and status not in TASK_STATUSES:  # a hand-edited address: say so, not "No bogus tasks"
+        notice, status = f"no task status {status!r}; one of {', '.join(TASK_STATUSES)}", None
     tasks = store.list_tasks(status=status or None, limit=200)
     scores = store.stats().teams
-    return page(request, "tasks.html", session, tasks=tasks, status=status or "", statuses=TASK_STATUSES, scores=scores)
+    return page(
+        request,
+        "tasks.html",
+        session,
+        tasks=tasks,
+        status=status or "",
+        statuses=TASK_STATUSES,
+        scores=scores,
+        notice=notice,
+    )
 
 
 @dataclass(frozen=True)

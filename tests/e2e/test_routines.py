@@ -201,6 +201,25 @@ def test_each_firing_runs_once_with_three_servers_up(project_dir: Path, edgecrew
     assert fired_by, "no server logged a firing"
 
 
+def test_a_routine_declared_off_is_listed_paused_before_any_server_schedules_it(project_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+
+    _project(project_dir)
+    try:
+        listed = CliRunner().invoke(app, ["routines", "list"], env={"COLUMNS": "200"})
+        assert listed.exit_code == 0, listed.output
+        row = next(line for line in listed.output.splitlines() if " off " in line)
+        assert "paused" in row and "not scheduled" not in row, listed.output
+        assert "off: fires once" not in listed.output  # it will not fire: the first server schedules it paused
+        assert "daily: fires once `edgecrew serve` is up" in listed.output
+        state = Ops.of(bootstrap()).routines.state("off")
+        assert state.status == "paused" and state.next_firing is None
+    finally:
+        durable.shutdown()
+
+
 def test_the_cli_lists_pauses_and_triggers_routines(project_dir: Path) -> None:
     from typer.testing import CliRunner
 

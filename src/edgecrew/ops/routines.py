@@ -45,7 +45,7 @@ class RoutineState:
 
     name: str
     doc: RoutineDoc
-    status: str  # active | paused | not scheduled (no server has synced it yet) | invalid
+    status: str  # active | paused (or declared off) | not scheduled (no server has synced it yet) | invalid
     next_firing: datetime | None
     last_firing: datetime | None
     last_run: RunRecord | None
@@ -194,8 +194,8 @@ class RoutineService:
             problem = str(exc)
         if problem is not None:
             status = "invalid"
-        elif schedule is None:
-            status = "not scheduled"
+        elif schedule is None:  # the first server will schedule it, paused when declared off
+            status = "not scheduled" if doc.enabled else "paused"
         else:
             status = "active" if schedule["status"] == "ACTIVE" else "paused"
         last_run = self.rt.store.latest_run_by_key_prefix(f"routine:{name}:")

@@ -100,6 +100,22 @@ async def test_a_pause_outlives_a_restart_until_the_yaml_changes_the_declared_st
     assert Ops.of(fresh).routines.state("off").status == "active"
 
 
+async def test_a_routine_changed_in_the_yaml_says_the_servers_fire_the_old_schedule_until_restarted(
+    rt: Runtime,
+) -> None:
+    _project(rt.project.dir, PROJECT.replace('cron: "0 3 * * *"', 'cron: "0 9 * * 6"'))
+    fresh = Ops.of(bootstrap(rt.settings)).routines  # a CLI reading the edited YAML; no server restarted
+    now = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # a Monday, 01:00 UTC
+    state = fresh.state("daily", now)
+    assert state.status == "active" and state.doc.cron == "0 9 * * 6"
+    assert state.problem is not None and "edgecrew.yaml changed" in state.problem and "0 0 3 * * *" in state.problem
+    assert state.next_firing == datetime(2026, 12, 7, 3, 0, tzinfo=UTC)  # the schedule in force, not Saturday's
+    assert fresh.state("off", now).problem is None  # unchanged
+    await asyncio.to_thread(fresh.sync)  # a server starting applies it
+    state = fresh.state("daily", now)
+    assert state.problem is None and state.next_firing == datetime(2026, 12, 12, 9, 0, tzinfo=UTC)
+
+
 async def test_trigger_runs_the_routine_now_and_records_its_trigger(rt: Runtime) -> None:
     routines = Ops.of(rt).routines
     started = await routines.trigger("daily")

@@ -49,7 +49,7 @@ class RoutineState:
     next_firing: datetime | None
     last_firing: datetime | None
     last_run: RunRecord | None
-    problem: str | None = None  # why it is not scheduled (e.g. its team does not exist)
+    problem: str | None = None  # why it is not scheduled (its team does not exist), or not as declared
 
 
 def firing_key(name: str, at: datetime) -> str:
@@ -123,13 +123,7 @@ class RoutineService:
                 if sched_name in existing:
                     DBOS.delete_schedule(sched_name)
                 continue
-            context = {
-                "routine": name,
-                "team": doc.team,
-                "task": doc.task,
-                "enabled": doc.enabled,
-                "project": doc.project,
-            }
+            context = _context(name, doc)
             found = existing.get(sched_name)
             if found is not None and _same(found, doc, context):
                 outcome[name] = "unchanged"
@@ -205,6 +199,15 @@ class RoutineService:
             run_firing = datetime.fromisoformat(str(last_run.trigger.get("firing")))
             last_firing = max(last_firing, run_firing) if last_firing else run_firing
         upcoming = next_firing(doc, now) if status in ("active", "not scheduled") else None
+        if schedule is not None and status != "invalid" and not _same(schedule, doc, _context(name, doc)):
+            # The servers read edgecrew.yaml when they start: until then they fire the schedule they synced.
+            zone = schedule.get("cron_timezone") or "UTC"
+            problem = (
+                f"edgecrew.yaml changed since the servers scheduled it; they fire it as before "
+                f"({schedule['schedule']} in {zone}, seconds first) until `edgecrew serve` restarts"
+            )
+            if upcoming is not None:
+                upcoming = _next(schedule["schedule"], zone, now)
         return RoutineState(name, doc, status, upcoming, last_firing, last_run, problem)
 
     def runs(self, name: str, limit: int = 20) -> list[RunRecord]:
@@ -253,8 +256,12 @@ class RoutineService:
 
 
 def next_firing(doc: RoutineDoc, now: datetime) -> datetime:
-    zone = ZoneInfo(doc.timezone)
-    found: datetime = croniter(doc.seconds_cron, now.astimezone(zone), second_at_beginning=True).get_next(datetime)
+    return _next(doc.seconds_cron, doc.timezone, now)
+
+
+def _next(seconds_cron: str, timezone: str, now: datetime) -> datetime:
+    zone = ZoneInfo(timezone)
+    found: datetime = croniter(seconds_cron, now.astimezone(zone), second_at_beginning=True).get_next(datetime)
     return found
 
 
@@ -262,6 +269,11 @@ def previous_firing(doc: RoutineDoc, now: datetime) -> datetime | None:
     zone = ZoneInfo(doc.timezone)
     found: datetime = croniter(doc.seconds_cron, now.astimezone(zone), second_at_beginning=True).get_prev(datetime)
     return found
+
+
+def _context(name: str, doc: RoutineDoc) -> dict[str, Any]:
+    """What a schedule carries to its firings (and how a changed declaration is noticed)."""
+    return {"routine": name, "team": doc.team, "task": doc.task, "enabled": doc.enabled, "project": doc.project}
 
 
 def _same(schedule: dict[str, Any], doc: RoutineDoc, context: dict[str, Any]) -> bool:

@@ -255,6 +255,9 @@ def test_the_cli_lists_pauses_and_triggers_routines(project_dir: Path) -> None:
         ran = runner.invoke(app, ["routines", "trigger", "daily"])
         assert ran.exit_code == 0, ran.output
         assert "the answer is 42" in ran.output and "succeeded" in ran.output
+        left = runner.invoke(app, ["routines", "trigger", "daily", "--no-wait"], env={"COLUMNS": "200"})
+        assert left.exit_code == 0 and "not followed here" in left.output, left.output
+        assert "`edgecrew resume r" in left.output  # no server runs it: how to run it
         history = runner.invoke(app, ["routines", "runs", "daily"], env={"COLUMNS": "200"})
         assert "(manual)" in history.output and "succeeded" in history.output
         unknown = runner.invoke(app, ["routines", "pause", "nope"])

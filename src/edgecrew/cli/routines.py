@@ -102,7 +102,11 @@ def trigger(
         started = await routines.trigger(name)
         console.print(f"routine {name}: run [bold]{started.run.id}[/]  (edgecrew runs show {started.run.id})")
         svc = RunService(routines.rt)
-        if not wait:
+        if not wait:  # this process ends now: the run goes on only in a server (it adopts the run) or a resume
+            console.print(
+                f"not followed here: a running `edgecrew serve` takes the run over within 30 s; "
+                f"with none up, `edgecrew resume {started.run.id}` runs it"
+            )
             return 0
         with LiveRenderer(console) as live:
             done = await svc.finish(started, live)

@@ -29,7 +29,7 @@ from dbos import DBOS
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, Started, TeamName
-from edgecrew.errors import EdgecrewError, NotFoundError
+from edgecrew.errors import ConflictError, NotFoundError
 from edgecrew.projects import ProjectService
 from edgecrew.specs.routines import RoutineDoc
 from edgecrew.store.repo import RunRecord
@@ -239,7 +239,7 @@ class RoutineService:
             self.sync()
             if self._schedule(name) is None:
                 state = self.state(name)
-                raise EdgecrewError(f"routine '{name}' cannot be scheduled: {state.problem or doc.team}")
+                raise ConflictError(f"routine '{name}' cannot be scheduled: {state.problem or doc.team}")
 
     async def trigger(self, name: str, *, request_id: str | None = None) -> Started:
         """Run the routine now (a manual firing), through the one run use case."""

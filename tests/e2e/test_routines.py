@@ -217,6 +217,21 @@ def test_each_firing_runs_once_with_three_servers_up(project_dir: Path, edgecrew
     assert fired_by, "no server logged a firing"
 
 
+def test_a_routine_whose_team_has_spec_problems_is_listed_invalid_with_the_first(project_dir: Path) -> None:
+    routine = '  flawed: {team: flawed, task: x, cron: "0 6 * * *"}\n'
+    _project(project_dir, PROJECT + routine)
+    write(
+        project_dir / "teams" / "flawed.yaml",
+        ECHO.replace("name: echo", "name: flawed").replace("to: end", "to: nobody"),
+    )
+    try:
+        state = Ops.of(bootstrap()).routines.state("flawed")
+        assert state.status == "invalid" and state.next_firing is None
+        assert state.problem is not None and "team 'flawed' is invalid" in state.problem and "nobody" in state.problem
+    finally:
+        durable.shutdown()
+
+
 def test_a_routine_declared_off_is_listed_paused_before_any_server_schedules_it(project_dir: Path) -> None:
     from typer.testing import CliRunner
 

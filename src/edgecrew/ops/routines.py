@@ -29,7 +29,7 @@ from dbos import DBOS
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, Started, TeamName
-from edgecrew.errors import ConflictError, NotFoundError
+from edgecrew.errors import ConflictError, NotFoundError, SpecError
 from edgecrew.projects import ProjectService
 from edgecrew.specs.routines import RoutineDoc
 from edgecrew.store.repo import RunRecord
@@ -181,11 +181,14 @@ class RoutineService:
         schedule = self._schedule(name)
         problem = None
         try:
-            self.rt.project.named_source(doc.team)
+            self.rt.load_named_team(doc.team)  # validated: a team with spec problems fails every firing
             if doc.project:
                 ProjectService.of(self.rt).get(doc.project)
         except NotFoundError as exc:
             problem = str(exc)
+        except SpecError as exc:
+            first = exc.issues[0] if exc.issues else exc
+            problem = f"team '{doc.team}' is invalid, so each firing fails: {first} (`edgecrew validate` lists all)"
         if problem is not None:
             status = "invalid"
         elif schedule is None:  # the first server will schedule it, paused when declared off

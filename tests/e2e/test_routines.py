@@ -228,6 +228,12 @@ def test_a_routine_whose_team_has_spec_problems_is_listed_invalid_with_the_first
         state = Ops.of(bootstrap()).routines.state("flawed")
         assert state.status == "invalid" and state.next_firing is None
         assert state.problem is not None and "team 'flawed' is invalid" in state.problem and "nobody" in state.problem
+        from typer.testing import CliRunner
+
+        from edgecrew.cli import app
+
+        resumed = CliRunner().invoke(app, ["routines", "resume", "flawed"], env={"COLUMNS": "200"})
+        assert "routine flawed: invalid" in resumed.output and "team 'flawed' is invalid" in resumed.output
     finally:
         durable.shutdown()
 

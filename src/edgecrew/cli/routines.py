@@ -86,6 +86,8 @@ def resume(name: NameArg, project: ProjectOpt = None) -> None:
     """Let a paused routine fire again (from its next firing on)."""
     state = guard(lambda: _routines(project).resume(name))
     console.print(f"routine {name}: {_status(state.status)}; next firing {_at(state.next_firing)}")
+    if state.problem:  # resumed, but its firings fail (or follow an older schedule) until this is fixed
+        console.print(f"[red]{name}:[/] {escape(state.problem)}")
 
 
 @routines_app.command()

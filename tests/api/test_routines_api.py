@@ -56,6 +56,23 @@ def test_routines_are_listed_paused_resumed_and_run_now(
     assert client.get("/routines/nightly", headers=auth(keys["read"])).json()["last_run"]["id"] == run["id"]
 
 
+@pytest.fixture
+def with_broken_routine(server_project: Path) -> Path:
+    """The server project with a routine naming no team (asked for before ``client``)."""
+    broken = '\nroutines:\n  broken: {team: nosuchteam, task: x, cron: "0 5 * * *"}\n'
+    return write(server_project / "edgecrew.yaml", PROJECT + broken)
+
+
+def test_pausing_or_resuming_a_routine_whose_team_does_not_exist_is_a_409_naming_it(
+    with_broken_routine: Path, client: TestClient, keys: dict[str, str]
+) -> None:
+    assert client.get("/routines/broken", headers=auth(keys["read"])).json()["status"] == "invalid"
+    for action in ("pause", "resume"):
+        answer = client.post(f"/routines/broken/{action}", headers=auth(keys["runs"]))
+        assert answer.status_code == 409, answer.text  # was a 500
+        assert "cannot be scheduled: no team 'nosuchteam'" in answer.json()["detail"]
+
+
 def test_an_unknown_routine_is_a_404_naming_the_known_ones(client: TestClient, keys: dict[str, str]) -> None:
     answer = client.post("/routines/nope/trigger", headers=auth(keys["runs"]))
     assert answer.status_code == 404

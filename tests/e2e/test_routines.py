@@ -100,6 +100,22 @@ async def test_a_pause_outlives_a_restart_until_the_yaml_changes_the_declared_st
     assert Ops.of(fresh).routines.state("off").status == "active"
 
 
+async def test_a_routine_changed_in_the_yaml_says_the_servers_fire_the_old_schedule_until_restarted(
+    rt: Runtime,
+) -> None:
+    _project(rt.project.dir, PROJECT.replace('cron: "0 3 * * *"', 'cron: "0 9 * * 6"'))
+    fresh = Ops.of(bootstrap(rt.settings)).routines  # a CLI reading the edited YAML; no server restarted
+    now = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # a Monday, 01:00 UTC
+    state = fresh.state("daily", now)
+    assert state.status == "active" and state.doc.cron == "0 9 * * 6"
+    assert state.problem is not None and "edgecrew.yaml changed" in state.problem and "0 0 3 * * *" in state.problem
+    assert state.next_firing == datetime(2026, 12, 7, 3, 0, tzinfo=UTC)  # the schedule in force, not Saturday's
+    assert fresh.state("off", now).problem is None  # unchanged
+    await asyncio.to_thread(fresh.sync)  # a server starting applies it
+    state = fresh.state("daily", now)
+    assert state.problem is None and state.next_firing == datetime(2026, 12, 12, 9, 0, tzinfo=UTC)
+
+
 async def test_trigger_runs_the_routine_now_and_records_its_trigger(rt: Runtime) -> None:
     routines = Ops.of(rt).routines
     started = await routines.trigger("daily")
@@ -201,6 +217,46 @@ def test_each_firing_runs_once_with_three_servers_up(project_dir: Path, edgecrew
     assert fired_by, "no server logged a firing"
 
 
+def test_a_routine_whose_team_has_spec_problems_is_listed_invalid_with_the_first(project_dir: Path) -> None:
+    routine = '  flawed: {team: flawed, task: x, cron: "0 6 * * *"}\n'
+    _project(project_dir, PROJECT + routine)
+    write(
+        project_dir / "teams" / "flawed.yaml",
+        ECHO.replace("name: echo", "name: flawed").replace("to: end", "to: nobody"),
+    )
+    try:
+        state = Ops.of(bootstrap()).routines.state("flawed")
+        assert state.status == "invalid" and state.next_firing is None
+        assert state.problem is not None and "team 'flawed' is invalid" in state.problem and "nobody" in state.problem
+        from typer.testing import CliRunner
+
+        from edgecrew.cli import app
+
+        resumed = CliRunner().invoke(app, ["routines", "resume", "flawed"], env={"COLUMNS": "200"})
+        assert "routine flawed: invalid" in resumed.output and "team 'flawed' is invalid" in resumed.output
+    finally:
+        durable.shutdown()
+
+
+def test_a_routine_declared_off_is_listed_paused_before_any_server_schedules_it(project_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+
+    _project(project_dir)
+    try:
+        listed = CliRunner().invoke(app, ["routines", "list"], env={"COLUMNS": "200"})
+        assert listed.exit_code == 0, listed.output
+        row = next(line for line in listed.output.splitlines() if " off " in line)
+        assert "paused" in row and "not scheduled" not in row, listed.output
+        assert "off: fires once" not in listed.output  # it will not fire: the first server schedules it paused
+        assert "daily: fires once `edgecrew serve` is up" in listed.output
+        state = Ops.of(bootstrap()).routines.state("off")
+        assert state.status == "paused" and state.next_firing is None
+    finally:
+        durable.shutdown()
+
+
 def test_the_cli_lists_pauses_and_triggers_routines(project_dir: Path) -> None:
     from typer.testing import CliRunner
 
@@ -220,6 +276,9 @@ def test_the_cli_lists_pauses_and_triggers_routines(project_dir: Path) -> None:
         ran = runner.invoke(app, ["routines", "trigger", "daily"])
         assert ran.exit_code == 0, ran.output
         assert "the answer is 42" in ran.output and "succeeded" in ran.output
+        left = runner.invoke(app, ["routines", "trigger", "daily", "--no-wait"], env={"COLUMNS": "200"})
+        assert left.exit_code == 0 and "not followed here" in left.output, left.output
+        assert "`edgecrew resume r" in left.output  # no server runs it: how to run it
         history = runner.invoke(app, ["routines", "runs", "daily"], env={"COLUMNS": "200"})
         assert "(manual)" in history.output and "succeeded" in history.output
         unknown = runner.invoke(app, ["routines", "pause", "nope"])

@@ -171,6 +171,16 @@ def test_inline_team_reports_lines_of_the_enclosing_file() -> None:
     assert info.value.issues[0].hint == "known: a"
 
 
+def test_inline_teams_keyed_by_name_are_refused_with_how_to_write_the_list(tmp_path: Path) -> None:
+    from edgecrew.specs.project import load_project
+
+    (tmp_path / "edgecrew.yaml").write_text("models: {}\nteams:\n  mine:\n    agents: {a: {system: hi}}\n")
+    with pytest.raises(SpecError) as info:
+        load_project(tmp_path)
+    [issue] = info.value.issues
+    assert issue.line == 2 and "teams is a list" in issue.message and "- name: my-team" in issue.message
+
+
 # --- one error at a time -----------------------------------------------------------------------------
 
 MINI = """\

@@ -86,6 +86,8 @@ def resume(name: NameArg, project: ProjectOpt = None) -> None:
     """Let a paused routine fire again (from its next firing on)."""
     state = guard(lambda: _routines(project).resume(name))
     console.print(f"routine {name}: {_status(state.status)}; next firing {_at(state.next_firing)}")
+    if state.problem:  # resumed, but its firings fail (or follow an older schedule) until this is fixed
+        console.print(f"[red]{name}:[/] {escape(state.problem)}")
 
 
 @routines_app.command()
@@ -102,7 +104,11 @@ def trigger(
         started = await routines.trigger(name)
         console.print(f"routine {name}: run [bold]{started.run.id}[/]  (edgecrew runs show {started.run.id})")
         svc = RunService(routines.rt)
-        if not wait:
+        if not wait:  # this process ends now: the run goes on only in a server (it adopts the run) or a resume
+            console.print(
+                f"not followed here: a running `edgecrew serve` takes the run over within 30 s; "
+                f"with none up, `edgecrew resume {started.run.id}` runs it"
+            )
             return 0
         with LiveRenderer(console) as live:
             done = await svc.finish(started, live)

@@ -29,7 +29,7 @@ from dbos import DBOS
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, Started, TeamName
-from edgecrew.errors import EdgecrewError, NotFoundError
+from edgecrew.errors import ConflictError, NotFoundError, SpecError
 from edgecrew.projects import ProjectService
 from edgecrew.specs.routines import RoutineDoc
 from edgecrew.store.repo import RunRecord
@@ -45,11 +45,11 @@ class RoutineState:
 
     name: str
     doc: RoutineDoc
-    status: str  # active | paused | not scheduled (no server has synced it yet) | invalid
+    status: str  # active | paused (or declared off) | not scheduled (no server has synced it yet) | invalid
     next_firing: datetime | None
     last_firing: datetime | None
     last_run: RunRecord | None
-    problem: str | None = None  # why it is not scheduled (e.g. its team does not exist)
+    problem: str | None = None  # why it is not scheduled (its team does not exist), or not as declared
 
 
 def firing_key(name: str, at: datetime) -> str:
@@ -123,13 +123,7 @@ class RoutineService:
                 if sched_name in existing:
                     DBOS.delete_schedule(sched_name)
                 continue
-            context = {
-                "routine": name,
-                "team": doc.team,
-                "task": doc.task,
-                "enabled": doc.enabled,
-                "project": doc.project,
-            }
+            context = _context(name, doc)
             found = existing.get(sched_name)
             if found is not None and _same(found, doc, context):
                 outcome[name] = "unchanged"
@@ -187,15 +181,18 @@ class RoutineService:
         schedule = self._schedule(name)
         problem = None
         try:
-            self.rt.project.named_source(doc.team)
+            self.rt.load_named_team(doc.team)  # validated: a team with spec problems fails every firing
             if doc.project:
                 ProjectService.of(self.rt).get(doc.project)
         except NotFoundError as exc:
             problem = str(exc)
+        except SpecError as exc:
+            first = exc.issues[0] if exc.issues else exc
+            problem = f"team '{doc.team}' is invalid, so each firing fails: {first} (`edgecrew validate` lists all)"
         if problem is not None:
             status = "invalid"
-        elif schedule is None:
-            status = "not scheduled"
+        elif schedule is None:  # the first server will schedule it, paused when declared off
+            status = "not scheduled" if doc.enabled else "paused"
         else:
             status = "active" if schedule["status"] == "ACTIVE" else "paused"
         last_run = self.rt.store.latest_run_by_key_prefix(f"routine:{name}:")
@@ -205,6 +202,15 @@ class RoutineService:
             run_firing = datetime.fromisoformat(str(last_run.trigger.get("firing")))
             last_firing = max(last_firing, run_firing) if last_firing else run_firing
         upcoming = next_firing(doc, now) if status in ("active", "not scheduled") else None
+        if schedule is not None and status != "invalid" and not _same(schedule, doc, _context(name, doc)):
+            # The servers read edgecrew.yaml when they start: until then they fire the schedule they synced.
+            zone = schedule.get("cron_timezone") or "UTC"
+            problem = (
+                f"edgecrew.yaml changed since the servers scheduled it; they fire it as before "
+                f"({schedule['schedule']} in {zone}, seconds first) until `edgecrew serve` restarts"
+            )
+            if upcoming is not None:
+                upcoming = _next(schedule["schedule"], zone, now)
         return RoutineState(name, doc, status, upcoming, last_firing, last_run, problem)
 
     def runs(self, name: str, limit: int = 20) -> list[RunRecord]:
@@ -236,7 +242,7 @@ class RoutineService:
             self.sync()
             if self._schedule(name) is None:
                 state = self.state(name)
-                raise EdgecrewError(f"routine '{name}' cannot be scheduled: {state.problem or doc.team}")
+                raise ConflictError(f"routine '{name}' cannot be scheduled: {state.problem or doc.team}")
 
     async def trigger(self, name: str, *, request_id: str | None = None) -> Started:
         """Run the routine now (a manual firing), through the one run use case."""
@@ -253,8 +259,12 @@ class RoutineService:
 
 
 def next_firing(doc: RoutineDoc, now: datetime) -> datetime:
-    zone = ZoneInfo(doc.timezone)
-    found: datetime = croniter(doc.seconds_cron, now.astimezone(zone), second_at_beginning=True).get_next(datetime)
+    return _next(doc.seconds_cron, doc.timezone, now)
+
+
+def _next(seconds_cron: str, timezone: str, now: datetime) -> datetime:
+    zone = ZoneInfo(timezone)
+    found: datetime = croniter(seconds_cron, now.astimezone(zone), second_at_beginning=True).get_next(datetime)
     return found
 
 
@@ -262,6 +272,11 @@ def previous_firing(doc: RoutineDoc, now: datetime) -> datetime | None:
     zone = ZoneInfo(doc.timezone)
     found: datetime = croniter(doc.seconds_cron, now.astimezone(zone), second_at_beginning=True).get_prev(datetime)
     return found
+
+
+def _context(name: str, doc: RoutineDoc) -> dict[str, Any]:
+    """What a schedule carries to its firings (and how a changed declaration is noticed)."""
+    return {"routine": name, "team": doc.team, "task": doc.task, "enabled": doc.enabled, "project": doc.project}
 
 
 def _same(schedule: dict[str, Any], doc: RoutineDoc, context: dict[str, Any]) -> bool:

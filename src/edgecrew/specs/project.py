@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
 
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.errors import NotFoundError, SpecError, SpecIssue, UserError, validation_problem
@@ -44,6 +44,16 @@ class ProjectDoc(BaseModel):
     routines: dict[Annotated[str, StringConstraints(pattern=ROUTINE_NAME)], RoutineDoc] = {}
     policies: dict[Annotated[str, StringConstraints(pattern=ROUTINE_NAME)], PolicyDoc] = {}
     alerts: dict[Annotated[str, StringConstraints(pattern=ROUTINE_NAME)], AlertDoc] = {}
+
+    @field_validator("teams", mode="before")
+    @classmethod
+    def _teams_are_a_list(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # routines, policies and alerts are keyed by name; teams are not
+            raise ValueError(
+                "teams is a list, one team per item: write `- name: my-team` then its agents and graph "
+                "(or put each team in teams/NAME.yaml)"
+            )
+        return value
 
 
 @dataclass(frozen=True)

@@ -128,3 +128,17 @@ def test_the_pilot_page_asks_edgepilot_and_shows_plan_facts_and_answer(
     assert "how busy the machine is" in shown and "<code>report</code>" in shown
     assert "metrics.summary" in shown and "keep watching" in shown and "Confidence: high." in shown
     assert "How busy is this box?" in client.get("/ui/pilot").text  # listed among recent questions
+
+
+def test_a_trigger_retried_with_its_idempotency_key_starts_one_run(
+    with_routines: Path, client: TestClient, keys: dict[str, str]
+) -> None:
+    """The key was ignored: a client retrying after a lost answer started the routine's team twice."""
+    headers = {**auth(keys["runs"]), "Idempotency-Key": "retry-1"}
+    first = client.post("/routines/nightly/trigger", headers=headers)
+    again = client.post("/routines/nightly/trigger", headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200), (first.text, again.text)
+    assert again.json()["id"] == first.json()["id"] and "location" not in again.headers
+    other = client.post("/routines/nightly/trigger", headers={**auth(keys["runs"]), "Idempotency-Key": "retry-2"})
+    assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
+    assert other.json()["trigger"]["routine"] == "nightly"

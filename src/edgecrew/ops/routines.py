@@ -244,15 +244,17 @@ class RoutineService:
                 state = self.state(name)
                 raise ConflictError(f"routine '{name}' cannot be scheduled: {state.problem or doc.team}")
 
-    async def trigger(self, name: str, *, request_id: str | None = None) -> Started:
-        """Run the routine now (a manual firing), through the one run use case."""
+    async def trigger(self, name: str, *, request_id: str | None = None, idempotency_key: str | None = None) -> Started:
+        """Run the routine now (a manual firing), through the one run use case; a retry with the same
+        ``idempotency_key`` finds the run the first one started."""
         doc = self.doc(name)
         at = datetime.now(UTC)
+        key = f"routine:{name}:key:{idempotency_key}" if idempotency_key else firing_key(name, at) + ":manual"
         return await RunService(self.rt).start(
             TeamName(doc.team),
             doc.task,
             request_id=request_id,
-            idempotency_key=firing_key(name, at) + ":manual",
+            idempotency_key=key,
             trigger={"kind": "routine", "routine": name, "firing": at.isoformat(), "manual": True},
             project=doc.project,
         )

@@ -8,12 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Path
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from edgecrew.api.deps import OpsDep, Read, StartRuns
 from edgecrew.api.problems import PROBLEM_RESPONSES
-from edgecrew.api.routers.runs import RunOut
+from edgecrew.api.routers.runs import IdempotencyKey, RunOut, started_response
 from edgecrew.context import request_id as current_request_id
 from edgecrew.ops.routines import RoutineState
 from edgecrew.specs.routines import ROUTINE_NAME
@@ -83,9 +82,16 @@ async def resume_routine(ops: OpsDep, _: StartRuns, name: str = RoutineName) -> 
     return RoutineOut.of(await asyncio.to_thread(ops.routines.resume, name))
 
 
-@router.post("/{name}/trigger", status_code=201, response_model=RunOut)
-async def trigger_routine(ops: OpsDep, _: StartRuns, name: str = RoutineName) -> Any:
-    """Run the routine now; the answer is the run it started (follow it with GET /runs/{id}/events)."""
-    started = await ops.routines.trigger(name, request_id=current_request_id.get())
-    out = RunOut.of(started.run).model_dump(mode="json")
-    return JSONResponse(out, status_code=201, headers={"Location": f"/runs/{started.run.id}"})
+@router.post(
+    "/{name}/trigger",
+    status_code=201,
+    response_model=RunOut,
+    responses={200: {"model": RunOut, "description": "A retry: the run this Idempotency-Key started before."}},
+)
+async def trigger_routine(
+    ops: OpsDep, _: StartRuns, name: str = RoutineName, idempotency_key: IdempotencyKey = None
+) -> Any:
+    """Run the routine now; the answer is the run it started (follow it with GET /runs/{id}/events),
+    with X-Edgecrew-Warning headers as POST /runs gives them."""
+    started = await ops.routines.trigger(name, request_id=current_request_id.get(), idempotency_key=idempotency_key)
+    return started_response(started)

@@ -21,7 +21,7 @@ from edgecrew.api.problems import PROBLEM_RESPONSES, problem, problem_response
 from edgecrew.api.shapes import Limit, Offset, Out, Page, sse_stream
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.runs import EventType, RunStatus
-from edgecrew.engine.service import TASK_PATTERN, RunService, TeamName
+from edgecrew.engine.service import TASK_PATTERN, RunService, Started, TeamName
 from edgecrew.errors import IdempotencyKeyReused
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=PROBLEM_RESPONSES)
@@ -112,13 +112,7 @@ async def start_run(
     body: StartRun,
     runs: RunsDep,
     _: StartRuns,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            max_length=256,
-            description="Start the run at most once: a retry with the same key returns the first run (200).",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Start a team run. The answer comes at once; follow the run with GET /runs/{id}/events. A header
     X-Edgecrew-Warning (one a warning) says what may go wrong: on a cluster with no live worker, that
@@ -135,18 +129,30 @@ async def start_run(
     except IdempotencyKeyReused as exc:
         # 409, not 422: the body is valid; it conflicts with what the key already stands for.
         return problem(409, str(exc), title="Idempotency key reused", instance="/runs")
+    return started_response(started)
+
+
+WARNING_HEADER = "X-Edgecrew-Warning"
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        max_length=256,
+        description="Start the run at most once: a retry with the same key returns the first run (200).",
+    ),
+]
+
+
+def started_response(started: Started) -> JSONResponse:
+    """The answer to a request that started a run: 201 with its Location and a warning header for each
+    of its notices (no live worker on the cluster's queue, what `edgecrew validate` warns of in the
+    team's spec: the run goes on all the same), or 200 for a retry that found the run already started."""
     out = RunOut.of(started.run).model_dump(mode="json")
     if not started.created:
         return JSONResponse(out, status_code=200)
     response = JSONResponse(out, status_code=201, headers={"Location": f"/runs/{started.run.id}"})
-    # No live worker on the cluster's queue (the run waits for one), what `edgecrew validate` warns of
-    # in the team's spec (the run goes on all the same): one header each, in Latin-1 as headers must be.
-    for notice in started.notices:
+    for notice in started.notices:  # one header each, in Latin-1 as headers must be
         response.headers.append(WARNING_HEADER, notice.encode("latin-1", "replace").decode("latin-1"))
     return response
-
-
-WARNING_HEADER = "X-Edgecrew-Warning"
 
 
 @router.get("", response_model=RunPage)

@@ -129,3 +129,18 @@ def test_an_unknown_status_in_the_tasks_address_is_said(client: TestClient) -> N
     page = html.unescape(client.get("/ui/tasks?status=bogus").text)
     assert "no task status 'bogus'; one of open, in_progress, done, failed, cancelled" in page
     assert "kept" in page and "No bogus tasks" not in page
+
+
+def test_the_tasks_page_pages_through_every_task(client: TestClient) -> None:
+    # It listed the newest 200 with no way to the older ones.
+    sign_in(client, operator(client))
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    for i in range(55):
+        tasks.create(f"task number {i}", "")
+    first = client.get("/ui/tasks").text
+    assert "55 task(s)." in first and 'href="?offset=50">Older</a>' in first and "Newer" not in first
+    assert first.count('href="/ui/tasks/t') == 50
+    older = client.get("/ui/tasks?offset=50").text
+    assert older.count('href="/ui/tasks/t') == 5 and 'href="?offset=0">Newer</a>' in older and "Older" not in older
+    done = client.get("/ui/tasks?status=open&offset=50").text
+    assert 'href="?status=open&amp;offset=0">Newer</a>' in done

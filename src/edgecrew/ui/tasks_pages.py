@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -57,15 +57,23 @@ def _tasks(request: Request) -> TaskStore:
     return rt.tasks
 
 
+TASKS_PER_PAGE = 50
+
+
 @router.get("/ui/tasks")
 def tasks_page(
-    request: Request, session: Viewer, status: Annotated[str | None, Query(max_length=32)] = None
+    request: Request,
+    session: Viewer,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> HTMLResponse:
+    """Tasks, newest first, a page of ``TASKS_PER_PAGE`` at a time, optionally of one status."""
     store = _tasks(request)
     notice = ""
     if status and status not in TASK_STATUSES:  # a hand-edited address: say so, not "No bogus tasks"
         notice, status = f"no task status {status!r}; one of {', '.join(TASK_STATUSES)}", None
-    tasks = store.list_tasks(status=status or None, limit=200)
+    tasks = store.list_tasks(status=status or None, limit=TASKS_PER_PAGE, offset=offset)
+    total = store.count_tasks(status=status or None)
     scores = store.stats().teams
     return page(
         request,
@@ -76,6 +84,10 @@ def tasks_page(
         statuses=TASK_STATUSES,
         scores=scores,
         notice=notice,
+        offset=offset,
+        total=total,
+        per_page=TASKS_PER_PAGE,
+        query=urlencode({"status": status} if status else {}),
     )
 
 

@@ -509,6 +509,24 @@ def test_the_cli_lists_and_shows_incidents(rt: Runtime) -> None:
     assert runner.invoke(app, ["incidents", "show", "izzzz"]).exit_code == 1
 
 
+def test_the_cli_refuses_an_unknown_kind_and_says_what_a_filter_left_out(rt: Runtime) -> None:
+    """`--kind bogus` listed "no incidents: the supervisor has seen no failure" (exit 0), and so did a
+    filter that matched none while incidents of other kinds or states were there."""
+    import typer
+
+    from edgecrew.cli.incidents import incidents_app
+
+    assert Ops.of(rt).supervisor.record(_finding()) is not None  # one open job_failed incident
+    app = typer.Typer()
+    app.add_typer(incidents_app, name="incidents")
+    runner = CliRunner()
+    bogus = runner.invoke(app, ["incidents", "list", "--kind", "bogus"])
+    assert bogus.exit_code == 1 and "not an incident kind" in bogus.output and "worker_lost" in bogus.output
+    none = runner.invoke(app, ["incidents", "list", "--kind", "oom", "--state", "healed"])
+    assert none.exit_code == 0 and "no incidents in state healed and of kind oom" in none.output, none.output
+    assert "seen no failure" not in none.output
+
+
 def test_the_supervisor_is_one_per_runtime(rt: Runtime) -> None:
     assert isinstance(Ops.of(rt).supervisor, Supervisor) and Ops.of(rt).supervisor is Ops.of(rt).supervisor
     assert time.time() > NOW

@@ -261,6 +261,9 @@ def test_the_machine_room_is_a_refusal(jobs: JobService) -> None:
             "9999.0 TiB of memory is more than this machine",
         ),
         ({"argv": ["x"], "needs": JobNeeds(cpu_cores=100_000)}, "100000 CPU cores is more than this machine has"),
+        # POST /jobs's bound, for every way in: a sandboxed one failed "Python int too large to convert to C long"
+        ({"argv": ["x"], "needs": JobNeeds(duration_s=8.64e18)}, "duration of 8.64e+18 s is more than a year"),
+        ({"argv": ["x"], "needs": JobNeeds(duration_s=float("nan"))}, "duration of nan s is more than a year"),
     ],
 )
 async def test_submit_refuses_bad_input_saying_where_and_why(

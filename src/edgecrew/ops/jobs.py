@@ -69,6 +69,7 @@ _ADMISSION_WORKFLOWS = (WAIT_WORKFLOW_V1, WORKFLOW_V1, WAIT_WORKFLOW, WORKFLOW)
 CHECKS_PER_ROUND = 200
 TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LAST_DEADLINE = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last moment a datetime shows
+MAX_DURATION_S = 365 * 86400.0  # POST /jobs's bound; a sandboxed job's CPU limit is twice it (a C long)
 MAX_SLEEP_S = 60.0  # a waiting job is re-checked at least this often (besides being woken)
 WATCH_S = 0.2  # how often a running command is sampled and its cancel flag read
 KILL_GRACE_S = 5.0
@@ -292,6 +293,8 @@ class JobService:
             )
         if needs.duration_s is not None and needs.duration_s <= 0:
             raise UserError("needs: the expected duration must be positive")
+        if needs.duration_s is not None and not needs.duration_s <= MAX_DURATION_S:  # NaN too
+            raise UserError(f"needs: an expected duration of {needs.duration_s:g} s is more than a year")
         if name is None:  # from the team or the command, made printable (a command may hold anything)
             default = str(team) if argv is None else Path(argv[0]).name
             name = re.sub(r"[\x00-\x1f\x7f]", "", default).strip()[:200] or "job"

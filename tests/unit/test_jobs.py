@@ -472,6 +472,22 @@ def test_the_cli_submits_lists_shows_cancels_and_reads_policies(jobs: JobService
     assert unknown.exit_code == 1 and "no policy 'nope'" in unknown.output
 
 
+def test_a_job_is_named_by_an_id_prefix_as_runs_approvals_and_incidents_are(jobs: JobService) -> None:
+    """`jobs show j3b77` said "no job 'j3b77'" where `runs show`, `approvals approve` and `incidents show`
+    take the start of an id."""
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+
+    job = _create(jobs)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["jobs", "show", job[:-2]])
+    assert shown.exit_code == 0 and job in shown.output and "submitted" in shown.output, shown.output
+    cancelled = runner.invoke(app, ["jobs", "cancel", job[:-2]])
+    assert cancelled.exit_code == 0 and "cancelled" in cancelled.output, cancelled.output
+    assert jobs.get(job).state == "cancelled" and [e.kind for e in jobs.events(job[:-2])][-1] == "cancelled"
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

@@ -337,7 +337,8 @@ class JobService:
 
     def cancel(self, job_id: str, by: str | None = None) -> JobRecord:
         """Cancel a job: a waiting one never starts; a running one is stopped (SIGTERM, then SIGKILL)."""
-        job = self.store.get(job_id)
+        job = self.store.find(job_id)
+        job_id = job.id
         who = by or "user"
         if job.finished:
             raise ConflictError(f"job {job.id} already {job.state}; nothing to cancel")
@@ -362,7 +363,8 @@ class JobService:
         return self.store.get(job_id)
 
     def get(self, job_id: str) -> JobRecord:
-        return self.store.get(job_id)
+        """A job by its id or an id prefix (the CLI, API and pages name jobs through this)."""
+        return self.store.find(job_id)
 
     def list_jobs(self, *, state: str | None = None, limit: int = 50, offset: int = 0) -> list[JobRecord]:
         """Jobs, newest first, optionally in one state."""
@@ -372,8 +374,7 @@ class JobService:
         return self.store.count(states=_states(state))
 
     def events(self, job_id: str) -> list[JobEvent]:
-        self.store.get(job_id)
-        return self.store.events(job_id)
+        return self.store.events(self.store.find(job_id).id)
 
     def history(self, *, name: str | None = None, limit: int = 100) -> list[JobRecord]:
         """Finished jobs, newest first, with their measured usage (``name``: a glob on the job's name)."""

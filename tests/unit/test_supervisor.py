@@ -128,6 +128,16 @@ def test_a_failed_run_names_its_failing_step_and_model_errors_and_a_jobs_run_is_
     )
 
 
+def test_only_the_supervisor_s_own_team_is_skipped_not_every_team_named_supervisor_something() -> None:
+    """A failed run of a user's team "supervisor-digest" was no incident: every team whose name began with
+    "supervisor" was taken for the supervisor's own."""
+    runs = [
+        {"id": "r1", "team": "supervisor-digest", "task": "t", "error": "agent writer failed"},
+        {"id": "r2", "team": "supervisor-action", "task": "t", "error": "'supervisor.apply' failed"},
+    ]
+    assert [f.subject for f in run_findings(runs, {})] == ["r1"]
+
+
 def test_a_run_failed_after_a_person_denied_an_approval_is_not_an_incident() -> None:
     runs = [
         {"id": "r1", "team": "crew", "task": "t", "error": "'k8s.deploy' failed: a person denied this call"},

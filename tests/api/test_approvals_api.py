@@ -37,3 +37,27 @@ def test_a_denial_keeps_its_reason_under_either_name(client: TestClient, keys: d
     approved = client.post(f"/approvals/{other}/approve", json={"note": "ship it"}, headers=auth(keys["approve"]))
     assert (approved.json()["status"], approved.json()["decision_note"]) == ("approved", "ship it")
     assert client.post(f"/approvals/{pending_approval(client, keys)}/approve", headers=auth(keys["approve"])).is_success
+
+
+def test_the_run_filter_takes_a_run_id_prefix_and_names_an_unknown_run(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """`?run=` (and `approvals list --run`) matched the whole id only: a prefix, which every other way of
+    naming a run takes, listed nothing, as an unknown run did, with no word that the run was not found."""
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+
+    approval_id = pending_approval(client, keys)
+    run_id = client.get(f"/approvals/{approval_id}", headers=auth(keys["read"])).json()["run_id"]
+    by_prefix = client.get("/approvals", params={"run": run_id[:8]}, headers=auth(keys["read"]))
+    assert [a["id"] for a in by_prefix.json()] == [approval_id]
+    unknown = client.get("/approvals", params={"run": "rnope"}, headers=auth(keys["read"]))
+    assert unknown.status_code == 404 and "no run 'rnope'" in unknown.json()["detail"]
+    runner = CliRunner()
+    listed = runner.invoke(app, ["approvals", "list", "--json", "--run", run_id[:8]])
+    assert listed.exit_code == 0 and approval_id in listed.output, listed.output
+    assert runner.invoke(app, ["approvals", "list", "--run", "rnope"]).exit_code == 1
+    client.post(f"/approvals/{approval_id}/deny", headers=auth(keys["approve"]))
+    none = runner.invoke(app, ["approvals", "list", "--run", run_id])
+    assert none.exit_code == 0 and f"no approvals waiting in run {run_id}" in none.output, none.output

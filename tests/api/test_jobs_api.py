@@ -173,3 +173,7 @@ def test_the_jobs_pages_list_submit_and_say_why_a_job_waits(live: Live) -> None:
         assert "job cancelled" in cancelled.text and "cancelled by ui:jobs-rw before it started" in cancelled.text
         forged = browser.post(f"{job_url}/cancel", data={"csrf": "forged"}, follow_redirects=False)
         assert forged.status_code == 403
+        for size in ({"memory_mb": "inf"}, {"memory_mb": "1e300"}, {"cpu_cores": "inf"}):  # inf was a 500
+            huge = browser.post("/ui/jobs", data={"csrf": csrf, "kind": "command", "command": "true", "sandbox": "1",
+                                                  **size}, follow_redirects=False)  # fmt: skip
+            assert huge.status_code == 400 and "less than or equal to" in huge.text, (size, huge.status_code)

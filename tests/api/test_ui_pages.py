@@ -533,3 +533,15 @@ def test_a_failure_edge_is_drawn_apart_and_says_so() -> None:
     drawn = html.unescape(str(graph_svg(load_team_text(STRICT_WRITER))))
     assert drawn.count('class="edge failure"') == 1 and ">on failure</text>" in drawn
     assert "<title>on failure</title>" in drawn
+
+
+def test_the_incidents_page_refuses_an_unknown_state_and_names_an_empty_filter(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """`?state=bogus` answered 200 with "No incidents in state bogus: the supervisor has seen no failure"."""
+    sign_in(client, keys["read"])
+    bogus = client.get("/ui/incidents?state=bogus")
+    assert bogus.status_code == 400 and "no incident state 'bogus'" in html.unescape(bogus.text)
+    healed = client.get("/ui/incidents?state=healed")
+    assert healed.status_code == 200 and "No incidents in state healed." in healed.text
+    assert "No incidents: the supervisor has seen no failure." in client.get("/ui/incidents").text

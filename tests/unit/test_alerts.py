@@ -95,6 +95,30 @@ def test_every_bad_rule_is_reported_with_its_line(project_dir: Path) -> None:
     assert "alerts.Bad_Name" in text  # the name itself breaks the naming rule
 
 
+def test_a_threshold_that_is_no_finite_number_is_refused(project_dir: Path) -> None:
+    """`above: .nan` was valid and never fired (every comparison with NaN is false); `below: .inf`
+    and `above: "-inf"` always fired: none is a threshold anyone means."""
+    write(
+        project_dir / "edgecrew.yaml",
+        """        alerts:
+          never:
+            metric: cpu_percent
+            above: .nan
+          always:
+            metric: cpu_percent
+            below: .inf
+          written:
+            metric: cpu_percent
+            above: "-inf"
+        """,
+    )
+    with pytest.raises(SpecError) as info:
+        load_project(project_dir)
+    found = {(i.line, i.message.split(":")[0]) for i in info.value.issues}
+    assert found == {(4, "alerts.never.above"), (7, "alerts.always.below"), (10, "alerts.written.above")}, found
+    assert "finite number" in str(info.value)
+
+
 def test_model_rules_are_checked_too(project_dir: Path) -> None:
     write(
         project_dir / "edgecrew.yaml",

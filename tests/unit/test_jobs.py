@@ -261,6 +261,9 @@ def test_the_machine_room_is_a_refusal(jobs: JobService) -> None:
             "9999.0 TiB of memory is more than this machine",
         ),
         ({"argv": ["x"], "needs": JobNeeds(cpu_cores=100_000)}, "100000 CPU cores is more than this machine has"),
+        # POST /jobs's bound, for every way in: a sandboxed one failed "Python int too large to convert to C long"
+        ({"argv": ["x"], "needs": JobNeeds(duration_s=8.64e18)}, "duration of 8.64e+18 s is more than a year"),
+        ({"argv": ["x"], "needs": JobNeeds(duration_s=float("nan"))}, "duration of nan s is more than a year"),
     ],
 )
 async def test_submit_refuses_bad_input_saying_where_and_why(
@@ -467,6 +470,22 @@ def test_the_cli_submits_lists_shows_cancels_and_reads_policies(jobs: JobService
     assert versions.exit_code == 0 and json.loads(versions.output)[0]["reason"] == "declared in edgecrew.yaml"
     unknown = runner.invoke(app, ["jobs", "policies", "nope"])
     assert unknown.exit_code == 1 and "no policy 'nope'" in unknown.output
+
+
+def test_a_job_is_named_by_an_id_prefix_as_runs_approvals_and_incidents_are(jobs: JobService) -> None:
+    """`jobs show j3b77` said "no job 'j3b77'" where `runs show`, `approvals approve` and `incidents show`
+    take the start of an id."""
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+
+    job = _create(jobs)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["jobs", "show", job[:-2]])
+    assert shown.exit_code == 0 and job in shown.output and "submitted" in shown.output, shown.output
+    cancelled = runner.invoke(app, ["jobs", "cancel", job[:-2]])
+    assert cancelled.exit_code == 0 and "cancelled" in cancelled.output, cancelled.output
+    assert jobs.get(job).state == "cancelled" and [e.kind for e in jobs.events(job[:-2])][-1] == "cancelled"
 
 
 @pytest.mark.parametrize(

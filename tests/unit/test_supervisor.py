@@ -128,6 +128,16 @@ def test_a_failed_run_names_its_failing_step_and_model_errors_and_a_jobs_run_is_
     )
 
 
+def test_only_the_supervisor_s_own_team_is_skipped_not_every_team_named_supervisor_something() -> None:
+    """A failed run of a user's team "supervisor-digest" was no incident: every team whose name began with
+    "supervisor" was taken for the supervisor's own."""
+    runs = [
+        {"id": "r1", "team": "supervisor-digest", "task": "t", "error": "agent writer failed"},
+        {"id": "r2", "team": "supervisor-action", "task": "t", "error": "'supervisor.apply' failed"},
+    ]
+    assert [f.subject for f in run_findings(runs, {})] == ["r1"]
+
+
 def test_a_run_failed_after_a_person_denied_an_approval_is_not_an_incident() -> None:
     runs = [
         {"id": "r1", "team": "crew", "task": "t", "error": "'k8s.deploy' failed: a person denied this call"},
@@ -507,6 +517,24 @@ def test_the_cli_lists_and_shows_incidents(rt: Runtime) -> None:
     assert shown.exit_code == 0 and "flux" in shown.output and "detected" in shown.output
     assert runner.invoke(app, ["incidents", "list", "--state", "nope"]).exit_code == 1
     assert runner.invoke(app, ["incidents", "show", "izzzz"]).exit_code == 1
+
+
+def test_the_cli_refuses_an_unknown_kind_and_says_what_a_filter_left_out(rt: Runtime) -> None:
+    """`--kind bogus` listed "no incidents: the supervisor has seen no failure" (exit 0), and so did a
+    filter that matched none while incidents of other kinds or states were there."""
+    import typer
+
+    from edgecrew.cli.incidents import incidents_app
+
+    assert Ops.of(rt).supervisor.record(_finding()) is not None  # one open job_failed incident
+    app = typer.Typer()
+    app.add_typer(incidents_app, name="incidents")
+    runner = CliRunner()
+    bogus = runner.invoke(app, ["incidents", "list", "--kind", "bogus"])
+    assert bogus.exit_code == 1 and "not an incident kind" in bogus.output and "worker_lost" in bogus.output
+    none = runner.invoke(app, ["incidents", "list", "--kind", "oom", "--state", "healed"])
+    assert none.exit_code == 0 and "no incidents in state healed and of kind oom" in none.output, none.output
+    assert "seen no failure" not in none.output
 
 
 def test_the_supervisor_is_one_per_runtime(rt: Runtime) -> None:

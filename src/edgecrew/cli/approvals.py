@@ -35,7 +35,10 @@ def approvals_list(
         print(json.dumps([r.__dict__ for r in records]))
         return
     if not records:
-        console.print("no approvals waiting" if not show_all else "no approvals yet")
+        if run:
+            console.print(f"no approvals {'waiting ' if not show_all else ''}in run {escape(run)}")
+        else:
+            console.print("no approvals waiting" if not show_all else "no approvals yet")
         return
     if console.width < 120:  # a table of seven columns cuts the arguments and reasons to "ar…" here
         for r in records:

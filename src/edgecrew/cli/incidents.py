@@ -53,19 +53,24 @@ def list_incidents(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Incidents, newest first: what failed, the action taken and how it ended."""
-    from edgecrew.store.incidents import INCIDENT_STATES
+    from edgecrew.store.incidents import INCIDENT_KINDS, INCIDENT_STATES
 
     def body() -> None:
         if state is not None and state not in INCIDENT_STATES:
             raise UserError(
                 f"--state: '{state[:40]}' is not an incident state; use one of {', '.join(INCIDENT_STATES)}"
             )
+        if kind is not None and kind not in INCIDENT_KINDS:  # it listed "the supervisor has seen no failure"
+            raise UserError(f"--kind: '{kind[:40]}' is not an incident kind; use one of {', '.join(INCIDENT_KINDS)}")
         found = _supervisor(project).list_incidents(state=state, kind=kind, limit=limit)
         if as_json:
             print(json.dumps([asdict(i) for i in found], ensure_ascii=False, default=str))
             return
         if not found:
-            console.print("no incidents: the supervisor has seen no failure")
+            filters = " and ".join(
+                f for f in (f"in state {state}" if state else "", f"of kind {kind}" if kind else "") if f
+            )
+            console.print(f"no incidents {filters}" if filters else "no incidents: the supervisor has seen no failure")
             return
         table = Table("id", "when", "kind", "what", "state", "action", "by")
         for i in found:

@@ -75,6 +75,10 @@ class ApprovalService:
         self.approvals = ApprovalStore(rt.store)
 
     def list(self, status: str | None = "pending", run_id: str | None = None) -> list[ApprovalRecord]:
+        """Approvals in ``status`` (None: all), of one run when given: its id or a prefix, as everywhere
+        (an unknown one is NotFoundError: it listed nothing, as if that run had no approvals)."""
+        if run_id:
+            run_id = self.rt.store.get_run(run_id).id
         return self.approvals.list(status, run_id)
 
     def edit(self, approval_id: str, arguments: dict[str, Any]) -> ApprovalRecord:

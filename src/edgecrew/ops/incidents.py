@@ -35,6 +35,7 @@ __all__ = [
     "ACTIONS",
     "ACTION_PARAMS",
     "ACTION_SCHEMA",
+    "ACTION_TEAM",
     "AWAIT_RECOVERY",
     "RISKY",
     "SAFE",
@@ -100,6 +101,7 @@ TRANSIENT_MARKERS = (
     "rate limit",
 )
 LOG_LINES = 20
+ACTION_TEAM = "supervisor-action"  # the built-in team whose run holds a risky action for approval
 
 
 class ActionChoice(BaseModel):
@@ -277,7 +279,9 @@ def run_findings(runs: Iterable[Mapping[str, Any]], events: Mapping[str, list[Ev
     out = []
     for run in runs:
         trigger = run.get("trigger") or {}
-        if trigger.get("kind") in ("job", "supervisor") or str(run["team"]).startswith("supervisor"):
+        # the supervisor's own team by its name: a team of the user's called "supervisor-digest" is no
+        # supervisor's run, and its failures are incidents like any other team's
+        if trigger.get("kind") in ("job", "supervisor") or run["team"] == ACTION_TEAM:
             continue
         if run.get("denied_approval"):
             continue

@@ -69,6 +69,7 @@ _ADMISSION_WORKFLOWS = (WAIT_WORKFLOW_V1, WORKFLOW_V1, WAIT_WORKFLOW, WORKFLOW)
 CHECKS_PER_ROUND = 200
 TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LAST_DEADLINE = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last moment a datetime shows
+MAX_DURATION_S = 365 * 86400.0  # POST /jobs's bound; a sandboxed job's CPU limit is twice it (a C long)
 MAX_SLEEP_S = 60.0  # a waiting job is re-checked at least this often (besides being woken)
 WATCH_S = 0.2  # how often a running command is sampled and its cancel flag read
 KILL_GRACE_S = 5.0
@@ -292,6 +293,8 @@ class JobService:
             )
         if needs.duration_s is not None and needs.duration_s <= 0:
             raise UserError("needs: the expected duration must be positive")
+        if needs.duration_s is not None and not needs.duration_s <= MAX_DURATION_S:  # NaN too
+            raise UserError(f"needs: an expected duration of {needs.duration_s:g} s is more than a year")
         if name is None:  # from the team or the command, made printable (a command may hold anything)
             default = str(team) if argv is None else Path(argv[0]).name
             name = re.sub(r"[\x00-\x1f\x7f]", "", default).strip()[:200] or "job"
@@ -334,7 +337,8 @@ class JobService:
 
     def cancel(self, job_id: str, by: str | None = None) -> JobRecord:
         """Cancel a job: a waiting one never starts; a running one is stopped (SIGTERM, then SIGKILL)."""
-        job = self.store.get(job_id)
+        job = self.store.find(job_id)
+        job_id = job.id
         who = by or "user"
         if job.finished:
             raise ConflictError(f"job {job.id} already {job.state}; nothing to cancel")
@@ -359,7 +363,8 @@ class JobService:
         return self.store.get(job_id)
 
     def get(self, job_id: str) -> JobRecord:
-        return self.store.get(job_id)
+        """A job by its id or an id prefix (the CLI, API and pages name jobs through this)."""
+        return self.store.find(job_id)
 
     def list_jobs(self, *, state: str | None = None, limit: int = 50, offset: int = 0) -> list[JobRecord]:
         """Jobs, newest first, optionally in one state."""
@@ -369,8 +374,7 @@ class JobService:
         return self.store.count(states=_states(state))
 
     def events(self, job_id: str) -> list[JobEvent]:
-        self.store.get(job_id)
-        return self.store.events(job_id)
+        return self.store.events(self.store.find(job_id).id)
 
     def history(self, *, name: str | None = None, limit: int = 100) -> list[JobRecord]:
         """Finished jobs, newest first, with their measured usage (``name``: a glob on the job's name)."""

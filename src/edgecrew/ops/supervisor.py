@@ -46,6 +46,7 @@ from edgecrew.errors import EdgecrewError, NotFoundError, ToolError
 from edgecrew.models.probe import mib
 from edgecrew.ops.incidents import (
     ACTION_SCHEMA,
+    ACTION_TEAM,
     AWAIT_RECOVERY,
     Decision,
     Finding,
@@ -77,7 +78,6 @@ __all__ = ["WORKFLOW", "Supervisor", "register_action", "register_watcher"]
 
 log = logging.getLogger("edgecrew.supervisor")
 WORKFLOW = "edgecrew.incident"
-ACTION_TEAM = "supervisor-action"
 FOLLOW_POLL_S = 0.5
 MODEL_BUCKET_S = 600.0
 SYSTEM = (

@@ -78,10 +78,13 @@ class AlertDoc(BaseModel):
     model: str | None = Field(default=None, min_length=1, description="model_calls: only calls of this model alias.")
     window: float = Field(default=900.0, description="model_calls: the window looked at, e.g. 15m.")
     min_calls: int = Field(default=5, ge=1, description="model_calls: fewer calls in the window is no data.")
+    # A finite number: `above: .nan` never fired and said nothing; `below: .inf` always fired
     above: float | None = Field(
-        default=None, description='Fire when the value is above this (a number, or a size like "2GiB").'
+        default=None,
+        allow_inf_nan=False,
+        description='Fire when the value is above this (a number, or a size like "2GiB").',
     )
-    below: float | None = Field(default=None, description="Fire when the value is below this.")
+    below: float | None = Field(default=None, allow_inf_nan=False, description="Fire when the value is below this.")
     for_s: float = Field(default=0.0, alias="for", description="How long the condition must hold, e.g. 2m.")
     severity: Literal["info", "warning", "critical"] = "warning"
     description: str = ""

@@ -19,9 +19,10 @@ from edgecrew.domain.events import EventRecord
 from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore
 
-__all__ = ["INCIDENT_STATES", "IncidentEvent", "IncidentRecord", "IncidentStore"]
+__all__ = ["INCIDENT_KINDS", "INCIDENT_STATES", "IncidentEvent", "IncidentRecord", "IncidentStore"]
 
 INCIDENT_STATES = ("open", "healing", "healed", "escalated", "failed")
+INCIDENT_KINDS = ("oom", "job_failed", "run_failed", "model", "execution", "tool_errors", "worker_lost")
 ENDED = ("healed", "escalated", "failed")
 
 

@@ -123,6 +123,10 @@ class JobStore:
             raise NotFoundError(f"no job '{job_id[:80]}'; `edgecrew jobs list` shows them")
         return _job(row)
 
+    def find(self, given: str) -> JobRecord:
+        """The job a person named: by its id, or the only one whose id starts with it (as runs are)."""
+        return _job(self.store.row_by_id(t.jobs, given, "job", "edgecrew jobs list"))
+
     def list_jobs(
         self, *, states: Iterable[str] | None = None, limit: int = 50, offset: int = 0, newest_first: bool = True
     ) -> list[JobRecord]:

@@ -12,7 +12,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from edgecrew.errors import UserError
 from edgecrew.ops import Ops
+from edgecrew.store.incidents import INCIDENT_STATES
 from edgecrew.ui.pages import Viewer, page
 
 router = APIRouter(include_in_schema=False)
@@ -30,6 +32,8 @@ def _pretty(value: Any) -> str:
 
 @router.get("/ui/incidents")
 async def incidents_page(request: Request, session: Viewer, state: str = "") -> HTMLResponse:
+    if state and state not in INCIDENT_STATES:  # a hand-edited address: it said "no incidents in state bogus"
+        raise UserError(f"no incident state {state[:40]!r}; one of {', '.join(INCIDENT_STATES)}")
     sup = Ops.of(request.app.state.rt).supervisor
     found = await asyncio.to_thread(sup.list_incidents, state=state or None, limit=SHOWN)
     found.sort(key=lambda i: (_ORDER.get(i.state, 9), -i.created_at))

@@ -83,8 +83,9 @@ async def submit_job(
     task: Annotated[str, Form(max_length=20_000)] = "",
     name: Annotated[str, Form(max_length=200)] = "",
     sandbox: Annotated[str, Form(max_length=8)] = "",
-    memory_mb: Annotated[float, Form(ge=0)] = 0,
-    cpu_cores: Annotated[float, Form(ge=0)] = 0,
+    # POST /jobs's bounds: an infinite size (memory_mb=inf) made a 500 (no int is infinite)
+    memory_mb: Annotated[float, Form(ge=0, le=2**30)] = 0,
+    cpu_cores: Annotated[float, Form(ge=0, le=4096)] = 0,
     priority: Annotated[int, Form(ge=0, le=100)] = 50,
     deadline_min: Annotated[float, Form(ge=0)] = 0,
     tags: Annotated[str, Form(max_length=2000)] = "",

@@ -16,10 +16,9 @@ from pydantic import BaseModel, Field
 from edgecrew.api.deps import OpsDep, Read
 from edgecrew.api.problems import PROBLEM_RESPONSES
 from edgecrew.api.shapes import Limit, Offset, Page
-from edgecrew.store.incidents import INCIDENT_STATES, IncidentEvent, IncidentRecord
+from edgecrew.store.incidents import INCIDENT_KINDS, INCIDENT_STATES, IncidentEvent, IncidentRecord
 
 router = APIRouter(prefix="/incidents", tags=["incidents"], responses=PROBLEM_RESPONSES)
-KINDS = ("oom", "job_failed", "run_failed", "model", "execution", "tool_errors", "worker_lost")
 
 
 class IncidentOut(BaseModel):
@@ -87,7 +86,9 @@ async def list_incidents(
     state: Annotated[
         str | None, Query(pattern="^(" + "|".join(INCIDENT_STATES) + ")$", description="Only this state.")
     ] = None,
-    kind: Annotated[str | None, Query(pattern="^(" + "|".join(KINDS) + ")$", description="Only this kind.")] = None,
+    kind: Annotated[
+        str | None, Query(pattern="^(" + "|".join(INCIDENT_KINDS) + ")$", description="Only this kind.")
+    ] = None,
 ) -> Page[IncidentOut]:
     """Incidents, newest first."""
     sup = ops.supervisor

@@ -22,7 +22,7 @@ from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.service import TASK_PATTERN
 from edgecrew.errors import ConflictError
 from edgecrew.ops import Ops
-from edgecrew.ops.jobs import LAST_DEADLINE, JobNeeds, JobService
+from edgecrew.ops.jobs import LAST_DEADLINE, MAX_DURATION_S, JobNeeds, JobService
 from edgecrew.store.jobs import JOB_STATES, JobEvent, JobRecord, PolicyVersion
 
 JobState = Literal["queued", "waiting", "running", "cancelling", "succeeded", "failed", "cancelled", "interrupted"]
@@ -39,7 +39,9 @@ class NeedsIn(BaseModel):
     cpu_cores: float = Field(default=0, ge=0, le=4096, description="CPU cores it keeps busy.")
     memory_mb: float = Field(default=0, ge=0, le=2**30, description="Memory it needs (MB).")
     gpu_memory_mb: float = Field(default=0, ge=0, le=2**30, description="GPU memory it needs (MB).")
-    duration_min: float | None = Field(default=None, gt=0, le=525_600, description="How long it should run.")
+    duration_min: float | None = Field(
+        default=None, gt=0, le=MAX_DURATION_S / 60, description="How long it should run."
+    )
 
 
 _ARG = r"^[^\x00]*\S[^\x00]*$"  # no NUL byte, something visible (the command may not be blank)

@@ -264,6 +264,11 @@ def test_the_machine_room_is_a_refusal(jobs: JobService) -> None:
         # POST /jobs's bound, for every way in: a sandboxed one failed "Python int too large to convert to C long"
         ({"argv": ["x"], "needs": JobNeeds(duration_s=8.64e18)}, "duration of 8.64e+18 s is more than a year"),
         ({"argv": ["x"], "needs": JobNeeds(duration_s=float("nan"))}, "duration of nan s is more than a year"),
+        # a sandboxed command's memory is its address-space limit: 104 bytes ended it "signal SIGSEGV"
+        (
+            {"argv": ["x"], "sandbox": True, "needs": JobNeeds(memory_bytes=104)},
+            "too little to start a process; give at least 32.0 MiB",
+        ),
     ],
 )
 async def test_submit_refuses_bad_input_saying_where_and_why(

@@ -69,6 +69,9 @@ _ADMISSION_WORKFLOWS = (WAIT_WORKFLOW_V1, WORKFLOW_V1, WAIT_WORKFLOW, WORKFLOW)
 CHECKS_PER_ROUND = 200
 TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LAST_DEADLINE = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last moment a datetime shows
+# A sandboxed command's memory need is its address-space limit: less than an interpreter maps to start
+# ended the job "stopped (signal SIGSEGV)", an incident (tasks' memory_mb has the same floor).
+SANDBOX_LEAST_MEMORY = 32 * 2**20
 MAX_DURATION_S = 365 * 86400.0  # POST /jobs's bound; a sandboxed job's CPU limit is twice it (a C long)
 MAX_SLEEP_S = 60.0  # a waiting job is re-checked at least this often (besides being woken)
 WATCH_S = 0.2  # how often a running command is sampled and its cancel flag read
@@ -290,6 +293,11 @@ class JobService:
             raise UserError(
                 f"needs: {human_size(needs.gpu_memory_bytes)} of GPU memory, but this machine has no GPU memory"
                 " budget (no GPU found through NVML); the job could never start here"
+            )
+        if sandbox and 0 < needs.memory_bytes < SANDBOX_LEAST_MEMORY:  # the job's memory is its sandbox's limit
+            raise UserError(
+                f"needs: {human_size(needs.memory_bytes)} of memory is the sandboxed command's whole address"
+                f" space, too little to start a process; give at least {human_size(SANDBOX_LEAST_MEMORY)}"
             )
         if needs.duration_s is not None and needs.duration_s <= 0:
             raise UserError("needs: the expected duration must be positive")

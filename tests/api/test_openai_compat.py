@@ -364,6 +364,11 @@ def test_a_bad_key_is_refused_and_both_key_headers_work(live: Live) -> None:
             "last message must come from the user",
         ),
         ({"model": ""}, "model", "at least 1"),
+        (
+            {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": " \n\t"}]},
+            "body",
+            "last message is empty",
+        ),
     ],
 )
 def test_a_malformed_request_is_422_naming_the_field(live: Live, body: dict[str, Any], field: str, words: str) -> None:
@@ -385,6 +390,8 @@ def test_compose_task_puts_earlier_messages_in_front_and_needs_a_user_last() -> 
     assert task == "Conversation so far:\nsystem: S\nuser: U1\n\nReply to the user's latest message: U2"
     with pytest.raises(UserError, match="last message must come from the user"):
         compose_task([ChatMessage("user", "q"), ChatMessage("assistant", "a")])
+    with pytest.raises(UserError, match="last message is empty"):
+        compose_task([ChatMessage("user", "q"), ChatMessage("assistant", "a"), ChatMessage("user", "\u00a0\n")])
 
 
 def test_answer_text_takes_a_lone_text_field_and_writes_anything_else_as_json() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,7 @@ from edgecrew.api.routers.feedback import FeedbackOut, Rate, rate
 from edgecrew.api.shapes import sse_stream
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, ChatStart, pieces
+from edgecrew.engine.service import TASK_PATTERN
 from edgecrew.engine.sessions import ChatSessions
 from edgecrew.errors import IdempotencyKeyReused, ModelNotFound
 
@@ -160,6 +162,9 @@ class ChatRequest(BaseModel):
                 f"the last message must come from the user (it is the task the team works on), "
                 f"not from the {self.messages[-1].role}"
             )
+        if re.search(TASK_PATTERN, self.messages[-1].content) is None:
+            # Earlier messages made the task look non-empty, and the team ran on an empty request.
+            raise ValueError("the last message is empty: it is the task the team works on, so say what it should do")
         return self
 
     def conversation(self) -> list[ChatMessage]:

@@ -146,6 +146,21 @@ def test_an_invalid_team_is_left_out_of_the_models(live: Live, server_project: P
     bad = "name: bad\nagents: {a: {model: nope, system: x}}\ngraph: {start: a}\n"
     write(server_project / "teams" / "bad.yaml", bad)
     assert "bad" not in {m.id for m in live.client.models.list()}
+    with pytest.raises(openai.NotFoundError):  # nor retrieved on its own
+        live.client.models.retrieve("bad")
+
+
+def test_a_model_is_retrieved_by_its_id_as_the_openai_client_asks(live: Live) -> None:
+    listed = {m.id: m for m in live.client.models.list()}
+    for model_id in ("echo", "judge/grader"):  # a team/agent id keeps its slash in the path
+        model = live.client.models.retrieve(model_id)
+        assert model.id == model_id and model.object == "model" and model.created == listed[model_id].created
+    with pytest.raises(openai.NotFoundError) as caught:
+        live.client.models.retrieve("gpt-4o")
+    error = caught.value.response.json()["error"]
+    assert error["code"] == "model_not_found" and "teams: " in error["message"]
+    with pytest.raises(openai.NotFoundError, match="has no agent 'nobody'"):
+        live.client.models.retrieve("echo/nobody")
 
 
 # -- chat completions ---------------------------------------------------------------------------------

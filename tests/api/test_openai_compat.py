@@ -23,7 +23,7 @@ from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine import durable
 from edgecrew.engine.chat import ChatMessage, answer_text, compose_task, pieces, single_agent_team
 from edgecrew.errors import UserError
-from edgecrew.settings import reset_settings
+from edgecrew.settings import get_settings, reset_settings
 from edgecrew.specs.loader import load_team_text
 from edgecrew.store.keys import SCOPES, ApiKeyStore
 from tests.conftest import write
@@ -148,6 +148,15 @@ def test_an_invalid_team_is_left_out_of_the_models(live: Live, server_project: P
     assert "bad" not in {m.id for m in live.client.models.list()}
     with pytest.raises(openai.NotFoundError):  # nor retrieved on its own
         live.client.models.retrieve("bad")
+
+
+def test_a_body_over_the_limit_is_413_with_the_openai_error(live: Live) -> None:
+    too_long = "x" * (get_settings().max_body_bytes + 1)  # the openai client sends its Content-Length
+    with pytest.raises(openai.APIStatusError) as caught:
+        live.client.chat.completions.create(model="echo", messages=[{"role": "user", "content": too_long}])
+    assert caught.value.status_code == 413
+    assert caught.value.response.json()["error"]["code"] == "request_too_large"
+    assert live.runs() == []
 
 
 def test_a_model_is_retrieved_by_its_id_as_the_openai_client_asks(live: Live) -> None:

@@ -123,6 +123,8 @@ ROUTE_SCOPES: dict[str, str] = {
     "GET /policies": "read",
     "GET /policies/{name}/versions": "read",
     "GET /v1/models": "runs",
+    "GET /v1/models/{team}": "runs",
+    "GET /v1/models/{team}/{agent}": "runs",
     "POST /v1/chat/completions": "runs",
     "POST /sessions": "runs",
     "GET /sessions": "read",

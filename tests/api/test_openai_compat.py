@@ -23,7 +23,7 @@ from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine import durable
 from edgecrew.engine.chat import ChatMessage, answer_text, compose_task, pieces, single_agent_team
 from edgecrew.errors import UserError
-from edgecrew.settings import reset_settings
+from edgecrew.settings import get_settings, reset_settings
 from edgecrew.specs.loader import load_team_text
 from edgecrew.store.keys import SCOPES, ApiKeyStore
 from tests.conftest import write
@@ -146,6 +146,30 @@ def test_an_invalid_team_is_left_out_of_the_models(live: Live, server_project: P
     bad = "name: bad\nagents: {a: {model: nope, system: x}}\ngraph: {start: a}\n"
     write(server_project / "teams" / "bad.yaml", bad)
     assert "bad" not in {m.id for m in live.client.models.list()}
+    with pytest.raises(openai.NotFoundError):  # nor retrieved on its own
+        live.client.models.retrieve("bad")
+
+
+def test_a_body_over_the_limit_is_413_with_the_openai_error(live: Live) -> None:
+    too_long = "x" * (get_settings().max_body_bytes + 1)  # the openai client sends its Content-Length
+    with pytest.raises(openai.APIStatusError) as caught:
+        live.client.chat.completions.create(model="echo", messages=[{"role": "user", "content": too_long}])
+    assert caught.value.status_code == 413
+    assert caught.value.response.json()["error"]["code"] == "request_too_large"
+    assert live.runs() == []
+
+
+def test_a_model_is_retrieved_by_its_id_as_the_openai_client_asks(live: Live) -> None:
+    listed = {m.id: m for m in live.client.models.list()}
+    for model_id in ("echo", "judge/grader"):  # a team/agent id keeps its slash in the path
+        model = live.client.models.retrieve(model_id)
+        assert model.id == model_id and model.object == "model" and model.created == listed[model_id].created
+    with pytest.raises(openai.NotFoundError) as caught:
+        live.client.models.retrieve("gpt-4o")
+    error = caught.value.response.json()["error"]
+    assert error["code"] == "model_not_found" and "teams: " in error["message"]
+    with pytest.raises(openai.NotFoundError, match="has no agent 'nobody'"):
+        live.client.models.retrieve("echo/nobody")
 
 
 # -- chat completions ---------------------------------------------------------------------------------
@@ -364,6 +388,11 @@ def test_a_bad_key_is_refused_and_both_key_headers_work(live: Live) -> None:
             "last message must come from the user",
         ),
         ({"model": ""}, "model", "at least 1"),
+        (
+            {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": " \n\t"}]},
+            "body",
+            "last message is empty",
+        ),
     ],
 )
 def test_a_malformed_request_is_422_naming_the_field(live: Live, body: dict[str, Any], field: str, words: str) -> None:
@@ -385,6 +414,8 @@ def test_compose_task_puts_earlier_messages_in_front_and_needs_a_user_last() -> 
     assert task == "Conversation so far:\nsystem: S\nuser: U1\n\nReply to the user's latest message: U2"
     with pytest.raises(UserError, match="last message must come from the user"):
         compose_task([ChatMessage("user", "q"), ChatMessage("assistant", "a")])
+    with pytest.raises(UserError, match="last message is empty"):
+        compose_task([ChatMessage("user", "q"), ChatMessage("assistant", "a"), ChatMessage("user", "\u00a0\n")])
 
 
 def test_answer_text_takes_a_lone_text_field_and_writes_anything_else_as_json() -> None:

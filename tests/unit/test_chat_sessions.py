@@ -20,7 +20,7 @@ from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService
 from edgecrew.engine.sessions import ChatSessions, Replied, Said, Writing
-from edgecrew.errors import ConflictError, NotFoundError
+from edgecrew.errors import ConflictError, IdempotencyKeyReused, NotFoundError
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.store import repo
 from edgecrew.store.repo import RunStore
@@ -165,6 +165,10 @@ async def test_a_retry_is_the_same_turn_and_run_and_another_message_waits_its_tu
     keyed = await chat.begin(session.id, "with a key", idempotency_key="client-key-1")
     assert (await chat.begin(session.id, "with a key", idempotency_key="client-key-1")).run_id == keyed.run_id
     await chat.wait(keyed)
+    # The key again with another message is refused: answering it from the first run dropped the message.
+    with pytest.raises(IdempotencyKeyReused, match=keyed.run_id):
+        await chat.begin(session.id, "another message", idempotency_key="client-key-1")
+    assert [t.content for t in chat.turns(session.id)][-2:] == ["with a key", "twin heard: with a key"]
 
 
 async def test_an_answer_nobody_waited_for_is_stored_on_the_next_read() -> None:

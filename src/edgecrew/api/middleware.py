@@ -65,7 +65,7 @@ class BodyLimitMiddleware:
             return
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         seen = 0
         started = False
@@ -88,16 +88,24 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = {
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        detail = f"the request body is larger than the server's limit of {self.max_bytes} bytes"
+        body: dict[str, Any] = {
             "type": "about:blank",
             "title": "Content Too Large",
             "status": 413,
-            "detail": f"the request body is larger than the server's limit of {self.max_bytes} bytes",
+            "detail": detail,
             "request_id": current_request_id.get(),
         }
+        if str(scope.get("path", "")).startswith("/v1/"):  # as the /v1 routes' own errors: OpenAI clients read it
+            body["error"] = {
+                "message": detail,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "request_too_large",
+            }
         data = json.dumps(body).encode()
         await send(
             {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
 from edgecrew.domain.transcript import transcript_task
-from edgecrew.engine.service import RunService
+from edgecrew.engine.service import TASK_PATTERN, RunService
 from edgecrew.errors import ModelNotFound, SpecError, UserError
 from edgecrew.store.repo import RunRecord
 
@@ -154,6 +155,8 @@ def compose_task(messages: Sequence[ChatMessage]) -> str:
     """
     if not messages or messages[-1].role != "user":
         raise UserError("the last message must come from the user: it is the task the team works on")
+    if re.search(TASK_PATTERN, messages[-1].content) is None:
+        raise UserError("the last message is empty: it is the task the team works on, so say what it should do")
     *earlier, last = messages
     return transcript_task([(m.role, m.content) for m in earlier], last.content)
 

@@ -27,7 +27,7 @@ from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.chat import ChatMessage, ChatService, answer_text, compose_task
 from edgecrew.engine.live import LiveText
 from edgecrew.engine.service import RunService, Started, TeamName, settle
-from edgecrew.errors import ConflictError, EdgecrewError, NotFoundError, UserError
+from edgecrew.errors import ConflictError, EdgecrewError, IdempotencyKeyReused, NotFoundError, UserError
 from edgecrew.projects import ProjectService
 from edgecrew.store.repo import RunRecord
 from edgecrew.store.sessions import ChatSessionRecord, ChatStore, ChatTurnRecord
@@ -205,7 +205,7 @@ class ChatSessions:
         session = await asyncio.to_thread(self.store.get, session_id)
         await asyncio.to_thread(self.settle, session.id)
         if idempotency_key is not None:
-            again = await asyncio.to_thread(self._by_key, session, idempotency_key)
+            again = await asyncio.to_thread(self._by_key, session, idempotency_key, text, team)
             if again is not None:
                 return again
         question, key, added = await asyncio.to_thread(self._question, session, text)
@@ -254,12 +254,18 @@ class ChatSessions:
         question = self.store.add_question(session.id, text)
         return question, f"chat-{session.id}-{question.seq}", True
 
-    def _by_key(self, session: ChatSessionRecord, key: str) -> Pending | None:
+    def _by_key(self, session: ChatSessionRecord, key: str, text: str, team: TeamSpec | None) -> Pending | None:
+        """The message this session's ``key`` already started a run for; IdempotencyKeyReused when it said
+        something else (or to another agent): answering it with the first message's answer dropped it."""
         run = self.rt.store.run_by_idempotency_key(key)
         if run is None or (run.trigger or {}).get("session") != session.id:
             return None
         question = self.store.turn_of_run(session.id, run.id)
-        return Pending(session, question, Started(run, False)) if question is not None else None
+        if question is None:
+            return None
+        if question.content != text or run.team != (team.name if team is not None else session.team):
+            raise IdempotencyKeyReused(run.id)
+        return Pending(session, question, Started(run, False))
 
     def _run_or_none(self, run_id: str | None) -> RunRecord | None:
         if run_id is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, Literal
 
@@ -28,8 +29,9 @@ from edgecrew.api.routers.feedback import FeedbackOut, Rate, rate
 from edgecrew.api.shapes import sse_stream
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, ChatStart, pieces
+from edgecrew.engine.service import TASK_PATTERN
 from edgecrew.engine.sessions import ChatSessions
-from edgecrew.errors import IdempotencyKeyReused, ModelNotFound
+from edgecrew.errors import IdempotencyKeyReused, ModelNotFound, SpecError
 
 KEEPALIVE_S = 10  # an SSE comment this often while the run works, so proxies keep the stream open
 SEP = "\n"  # lines end as OpenAI's own streams end them (some clients split on a blank line only)
@@ -160,6 +162,9 @@ class ChatRequest(BaseModel):
                 f"the last message must come from the user (it is the task the team works on), "
                 f"not from the {self.messages[-1].role}"
             )
+        if re.search(TASK_PATTERN, self.messages[-1].content) is None:
+            # Earlier messages made the task look non-empty, and the team ran on an empty request.
+            raise ValueError("the last message is empty: it is the task the team works on, so say what it should do")
         return self
 
     def conversation(self) -> list[ChatMessage]:
@@ -227,6 +232,31 @@ async def list_models(chat: ChatDep, _: StartRuns) -> ModelList:
     """Every valid team (``id`` = its name) and each of its agents (``id`` = ``team/agent``)."""
     found = await asyncio.to_thread(chat.models)
     return ModelList(data=[ModelOut(id=m.id, created=m.created) for m in found])
+
+
+@router.get("/models/{team}", response_model=ModelOut)
+async def get_model(team: str, chat: ChatDep, _: StartRuns) -> ModelOut:
+    """One model of GET /v1/models, as OpenAI's ``models.retrieve`` reads it: a team."""
+    return await _model(chat, team)
+
+
+@router.get("/models/{team}/{agent}", response_model=ModelOut)
+async def get_agent_model(team: str, agent: str, chat: ChatDep, _: StartRuns) -> ModelOut:
+    """One model of GET /v1/models: an agent of a team (``team/agent``)."""
+    return await _model(chat, f"{team}/{agent}")
+
+
+async def _model(chat: ChatService, model_id: str) -> ModelOut:
+    found = await asyncio.to_thread(chat.models)
+    for m in found:
+        if m.id == model_id:
+            return ModelOut(id=m.id, created=m.created)
+    # An unknown team or agent says which ones exist; an invalid team is left out of the list, so here too.
+    try:
+        await asyncio.to_thread(chat.team_for, model_id)
+    except SpecError as exc:
+        raise ModelNotFound(f"no model '{model_id}': its team is not valid: {exc}") from exc
+    raise ModelNotFound(f"no model '{model_id}'; see GET /v1/models")
 
 
 @router.post(

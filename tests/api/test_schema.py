@@ -122,6 +122,18 @@ KNOWN_REFUSALS: dict[str, str] = {
         "a job needing more memory or CPU cores than the machine has, or GPU memory on a machine without a "
         "GPU, could never start and is refused; the schema's bounds cannot know the machine"
     ),
+    "it checks nothing": (
+        "a task's test check with nothing that can fail (no assert, test function or exit: '9') is refused, as "
+        "every version would pass it; a schema cannot say what Python source can fail"
+    ),
+    "the last message is empty": (
+        "a /v1 request whose last message has no visible character is refused (it is the team's task); the "
+        "schema's content pattern cannot single out the last item of the list"
+    ),
+    "too little to start a process": (
+        "a sandboxed command job whose memory need (its address-space limit) is under 32 MiB is refused; the "
+        "bound depends on the body's sandbox flag, which the schema's bounds on needs cannot see"
+    ),
     "is ambiguous; give more characters": (
         "an id prefix that names several runs or approvals (e.g. 'R': the LIKE is case-insensitive) is a "
         "400; store.repo.row_by_id raises a plain UserError where a ConflictError would be the declared 409"
@@ -152,7 +164,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     # The built-in teams' model is scripted here: the fuzzer starts sessions and runs of every team, and
     # real inference under a loaded machine outlasted its requests (a read timing out is no finding).
     config = project / "edgecrew.yaml"
-    scripted_local = 'models:\n  local: {backend: scripted, replies: ["ok"]}\n'
+    # Its tags as the built-in `local` has them: without `coding`, build-loop (which asks for that tag) was
+    # invalid, and GET /teams/build-loop answered 422 when a stateful chain reached it.
+    scripted_local = 'models:\n  local: {backend: scripted, replies: ["ok"], tags: [general, small, coding]}\n'
     config.write_text(config.read_text().replace("models:\n", scripted_local, 1))
     # No plain-process jobs: the fuzzer holds an admin key and must not run commands as the server's user.
     env = cli_env(
@@ -171,6 +185,9 @@ def _seed(url: str, key: str) -> str:
     (its id is returned)."""
     headers = fixtures.auth(key)
     with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+        # A chain that reaches an invalid team reads its 422 as a valid request refused: none may be.
+        invalid = [t["name"] for t in http.get("/teams").json() if not t["valid"]]
+        assert not invalid, f"teams invalid on the fuzzer's server: {invalid}"
         done = http.post("/runs", json={"team": "echo", "task": "seed"}).json()["id"]
         http.post("/runs", json={"team": "ship", "task": "seed"}).raise_for_status()
         task_id: str = http.post("/tasks", json={"title": "seed", "team": "echo"}).json()["id"]
@@ -343,7 +360,8 @@ def _unknown_failures(recorder: ScenarioRecorder) -> Iterator[str]:
             if check.name == "positive_data_acceptance" and any(p.encode() in answer for p in KNOWN_REFUSALS):
                 continue
             failure = check.failure_info.failure
-            yield f"{_label(case)}: {failure.title}\n{failure.message}\n{check.failure_info.code_sample}"
+            said = answer[:600].decode("utf-8", "replace")  # the server's reason, beside the request
+            yield f"{_label(case)}: {failure.title}\n{failure.message}\n{check.failure_info.code_sample}\n{said}"
 
 
 def _stateful_config(live: Live) -> SchemathesisConfig:

@@ -39,10 +39,15 @@ llama: $(VENV)/.installed-base
 	@echo "==> llama.cpp for this CPU"
 	@$(BIN)/python scripts/build_llama.py
 
+# edgecrew's own modules are compiled to bytecode on every install (only stale files are rewritten): an
+# editable install leaves them as source, and where PYTHONDONTWRITEBYTECODE is set every command would
+# compile ~1000 modules at each start.
 install: llama
 	@$(MAKE) --no-print-directory $(VENV)/.installed
+	@$(BIN)/python -m compileall -q -j 0 src/edgecrew
 install-dev: llama
 	@$(MAKE) --no-print-directory $(VENV)/.installed-dev
+	@$(BIN)/python -m compileall -q -j 0 src/edgecrew
 
 demo: install
 	@echo "==> edgecrew doctor"

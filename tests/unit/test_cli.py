@@ -560,3 +560,27 @@ def test_approvals_list_is_readable_in_80_columns(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("COLUMNS", "160")  # wide enough: the table
     wide = runner.invoke(app, ["approvals", "list"]).output
     assert "┃ approval" in wide and "shell.run" in wide
+
+
+def test_doctor_says_when_modules_are_compiled_at_every_start(tmp_path: Path) -> None:
+    """Fed-in facts: a package with a stale compiled file and one without any, with and without bytecode writes."""
+    import py_compile
+
+    from edgecrew.cli.doctor import bytecode_check
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    fresh, missing = package / "fresh.py", package / "missing.py"
+    fresh.write_text("x = 1\n")
+    missing.write_text("y = 2\n")
+    py_compile.compile(str(fresh))
+    refused = bytecode_check(package, writes=False)
+    assert not refused.ok and not refused.required
+    assert "1 of 2 modules not compiled (e.g. pkg/missing.py)" in refused.detail
+    assert "PYTHONDONTWRITEBYTECODE" in refused.detail and f"compileall -q {package}" in refused.fix
+    written = bytecode_check(package, writes=True)
+    assert written.ok and "compiles them on first use" in written.detail
+    py_compile.compile(str(missing))
+    assert bytecode_check(package, writes=False).ok
+    os.utime(fresh, (fresh.stat().st_atime, fresh.stat().st_mtime + 10))  # edited since it was compiled
+    assert not bytecode_check(package, writes=False).ok

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from edgecrew.engine.service import TASK_MAX_CHARS
 from edgecrew.errors import EdgecrewError
 from edgecrew.ops import Ops
 from edgecrew.ops.jobs import JobNeeds, JobService
@@ -80,7 +81,7 @@ async def submit_job(
     kind: Annotated[str, Form(max_length=16)] = "command",
     command: Annotated[str, Form(max_length=20_000)] = "",
     team: Annotated[str, Form(max_length=200)] = "",
-    task: Annotated[str, Form(max_length=20_000)] = "",
+    task: Annotated[str, Form(max_length=TASK_MAX_CHARS)] = "",
     name: Annotated[str, Form(max_length=200)] = "",
     sandbox: Annotated[str, Form(max_length=8)] = "",
     # POST /jobs's bounds: an infinite size (memory_mb=inf) made a 500 (no int is infinite)

@@ -19,7 +19,7 @@ from edgecrew.api.deps import Read, RuntimeDep, StartRuns
 from edgecrew.api.problems import PROBLEM_RESPONSES, problem
 from edgecrew.api.shapes import Limit, Offset, Out, Page
 from edgecrew.context import request_id as current_request_id
-from edgecrew.engine.service import TASK_PATTERN
+from edgecrew.engine.service import TASK_MAX_CHARS, TASK_PATTERN
 from edgecrew.errors import ConflictError
 from edgecrew.ops import Ops
 from edgecrew.ops.jobs import LAST_DEADLINE, MAX_DURATION_S, JobNeeds, JobService
@@ -76,7 +76,7 @@ class TeamJobIn(_JobCommon):
     """A team run: the team (GET /teams) and what it should do."""
 
     team: str = Field(min_length=1, max_length=200)
-    task: str = Field(min_length=1, max_length=20_000, pattern=TASK_PATTERN)
+    task: str = Field(min_length=1, max_length=TASK_MAX_CHARS, pattern=TASK_PATTERN)
 
 
 def _job_kind(value: Any) -> str | None:

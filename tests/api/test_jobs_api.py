@@ -177,3 +177,27 @@ def test_the_jobs_pages_list_submit_and_say_why_a_job_waits(live: Live) -> None:
             huge = browser.post("/ui/jobs", data={"csrf": csrf, "kind": "command", "command": "true", "sandbox": "1",
                                                   **size}, follow_redirects=False)  # fmt: skip
             assert huge.status_code == 400 and "less than or equal to" in huge.text, (size, huge.status_code)
+
+
+def test_a_team_job_whose_run_waits_for_approval_says_so_in_the_api_and_pages(live: Live) -> None:
+    from tests.api.test_ui_pages import sign_in
+
+    with live.client("admin") as admin:
+        made = admin.post("/jobs", json={"team": "ship", "task": "ship the fix"})
+        assert made.status_code == 201, made.text
+        job_id = made.json()["id"]
+        deadline = time.monotonic() + 60
+        while (job := admin.get(f"/jobs/{job_id}").json())["run_status"] != "waiting_approval":
+            assert time.monotonic() < deadline and job["state"] in ("queued", "waiting", "running"), job
+            time.sleep(0.1)
+        assert job["state"] == "running" and "waits for a person's approval" in job["reason"], job
+        [listed] = [j for j in admin.get("/jobs", params={"limit": 200}).json()["items"] if j["id"] == job_id]
+        assert listed["run_status"] == "waiting_approval" and "approval" in listed["reason"]
+        with httpx.Client(base_url=live.url, timeout=30) as browser:
+            sign_in(browser, live.keys["rw"])  # type: ignore[arg-type]
+            assert "waiting for approval" in browser.get("/ui/jobs").text
+            assert "waiting for approval" in browser.get(f"/ui/jobs/{job_id}").text
+        [approval] = admin.get("/approvals", params={"run": job["run_id"]}).json()
+        assert admin.post(f"/approvals/{approval['id']}/approve").is_success
+        done = _ended(admin, job_id)
+    assert done["state"] == "succeeded" and done["run_status"] is None, done

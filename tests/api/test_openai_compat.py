@@ -17,15 +17,18 @@ import openai
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from edgecrew.app import create_app
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine import durable
 from edgecrew.engine.chat import ChatMessage, answer_text, compose_task, pieces, single_agent_team
+from edgecrew.engine.service import TASK_MAX_CHARS
 from edgecrew.errors import UserError
 from edgecrew.settings import get_settings, reset_settings
 from edgecrew.specs.loader import load_team_text
 from edgecrew.store.keys import SCOPES, ApiKeyStore
+from tests.api.conftest import auth
 from tests.conftest import write
 
 # Two more scripted models: one whose provider refuses every call (the run fails at once, no
@@ -403,6 +406,53 @@ def test_a_malformed_request_is_422_naming_the_field(live: Live, body: dict[str,
     assert problem["status"] == 422 and problem["error"]["type"] == "invalid_request_error"
     assert any(field in e["loc"] for e in problem["errors"]) and words in problem["detail"]
     assert live.runs() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"n": True}, "n", "n must be the integer 1"),
+        ({"n": "1"}, "n", "n must be the integer 1"),
+        ({"n": 1.0}, "n", "n must be the integer 1"),
+        ({"stream": "yes"}, "stream", "stream must be true or false"),
+        ({"stream": 1}, "stream", "stream must be true or false"),
+        ({"stream": True, "stream_options": {"include_usage": "no"}}, "stream_options.include_usage", "true or false"),
+    ],
+)
+def test_booleans_and_integers_are_strict(
+    client: TestClient, keys: dict[str, str], body: dict[str, Any], param: str, words: str
+) -> None:
+    """``n: true`` was read as 1 and ``stream: "yes"`` as true (pydantic's lax coercion): a client that
+    sent them meant something else, and is told which field is wrong instead."""
+    request = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], **body}
+    answer = client.post("/v1/chat/completions", json=request, headers={"X-API-Key": keys["runs"]})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param, error
+    assert words in error["message"] and param in error["message"]
+    assert client.get("/runs", headers={"X-API-Key": keys["read"]}).json()["items"] == []
+
+
+def test_a_message_longer_than_a_task_is_refused_naming_it(client: TestClient, keys: dict[str, str]) -> None:
+    """A message is at most as long as a task of POST /runs (it was up to 1,000,000 characters)."""
+    limit = TASK_MAX_CHARS
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x" * (limit + 1)}]
+    answer = client.post(
+        "/v1/chat/completions", json={"model": "echo", "messages": messages}, headers={"X-API-Key": keys["runs"]}
+    )
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "messages[1].content" and error["code"] == "invalid_request"
+    assert f"at most {limit} characters" in error["message"] and "messages[1].content" in error["message"]
+    runs = client.post("/runs", json={"team": "echo", "task": "x" * (limit + 1)}, headers={"X-API-Key": keys["runs"]})
+    assert runs.status_code == 422 and f"at most {limit} characters" in runs.text  # the same limit
+    assert client.get("/runs", headers={"X-API-Key": keys["read"]}).json()["items"] == []
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["Message"]["properties"]["content"]["maxLength"] == limit
+    assert schema["StartRun"]["properties"]["task"]["maxLength"] == limit
+    fits = [{"role": "user", "content": "y" * limit}]
+    answer = client.post("/v1/chat/completions", json={"model": "echo", "messages": fits}, headers=auth(keys["runs"]))
+    assert answer.status_code == 200, answer.text
 
 
 # -- the parts, without a server ----------------------------------------------------------------------

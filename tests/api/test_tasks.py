@@ -358,6 +358,28 @@ def test_bad_values_name_their_field(client: TestClient, rw: dict[str, str], ro:
     assert client.get(f"/tasks/{tid}/results", headers=ro).json() == []
 
 
+@pytest.mark.parametrize("checks", [{}, {"io": []}, {"test": " \n"}, {"io": [], "test": ""}])
+def test_checks_that_hold_no_check_are_refused_not_kept_as_none(
+    client: TestClient, rw: dict[str, str], ro: dict[str, str], checks: dict[str, Any]
+) -> None:
+    """They were stored as "no checks" without a word: a client that sent them meant some, or none (left out)."""
+    said = problem_of(client.post("/tasks", json={"title": "x", "checks": checks}, headers=rw), 422)
+    assert said["errors"][0]["loc"] == ["body", "checks"], said
+    assert (
+        "checks is empty: give at least one io case {input, expected} or a test, or leave checks out"
+        in (said["detail"])
+    )
+    assert client.get("/tasks", headers=ro).json()["items"] == []  # nothing kept
+    kept = {"io": [{"input": "1", "expected": "1"}]}
+    tid = new_task(client, rw, checks=kept)["id"]
+    patched = problem_of(client.patch(f"/tasks/{tid}", json={"checks": checks}, headers=rw), 422)
+    assert "checks is empty" in patched["detail"] and "null removes a task's checks" in patched["detail"]
+    assert client.get(f"/tasks/{tid}", headers=ro).json()["checks"]["io"] == kept["io"]  # unchanged
+    assert client.patch(f"/tasks/{tid}", json={"checks": None}, headers=rw).json()["checks"] is None
+    with_test = {"io": [], "test": "assert True is not False"}  # an empty table beside a test: a check
+    assert new_task(client, rw, checks=with_test)["checks"]["test"] == with_test["test"]
+
+
 def test_a_field_a_body_does_not_declare_is_refused_not_dropped(
     client: TestClient, rw: dict[str, str], ro: dict[str, str]
 ) -> None:

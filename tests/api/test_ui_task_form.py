@@ -87,6 +87,14 @@ def test_yaml_syntax_errors_and_a_blank_title_are_reported(client: TestClient) -
     assert "acceptance checks: line 1: YAML syntax error" in text
 
 
+def test_checks_that_hold_no_check_are_reported_not_dropped(client: TestClient) -> None:
+    csrf = sign_in(client, operator(client))
+    r = client.post("/ui/tasks", data={"csrf": csrf, "title": "t", "checks": "io: []"})
+    assert r.status_code == 400
+    assert "acceptance checks: checks is empty: give at least one io case" in html.unescape(r.text)
+    assert client.app.state.rt.tasks.list_tasks() == []  # type: ignore[attr-defined]
+
+
 def test_the_form_needs_the_runs_scope_and_the_csrf_token(client: TestClient, keys: dict[str, str]) -> None:
     csrf = sign_in(client, keys["read"])
     assert 'href="/ui/tasks/new"' not in client.get("/ui/tasks").text  # not offered to a read-only key

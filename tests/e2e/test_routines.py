@@ -285,3 +285,26 @@ def test_the_cli_lists_pauses_and_triggers_routines(project_dir: Path) -> None:
         assert unknown.exit_code == 1 and "no routine 'nope'" in unknown.output
     finally:
         durable.shutdown()
+
+
+async def test_a_routine_whose_project_does_not_exist_is_not_scheduled_until_it_does(project_dir: Path) -> None:
+    routine = '  away: {team: echo, task: x, cron: "0 6 * * *", project: nosuchproject}\n'
+    _project(project_dir, PROJECT + routine)
+    runtime = bootstrap()
+    ops = Ops.of(runtime)
+    durable.launch(runtime, queues=ops.queues())
+    try:
+        await ops.routines.start()
+        assert DBOS.get_schedule(ops.routines.schedule_name("away")) is None  # it would fail every firing
+        state = ops.routines.state("away")
+        assert state.status == "invalid" and "nosuchproject" in (state.problem or "")
+        outcome = await asyncio.to_thread(ops.routines.sync)
+        assert outcome["away"].startswith("invalid: ") and "nosuchproject" in outcome["away"]
+        from edgecrew.projects import ProjectService
+
+        ProjectService.of(runtime).create("nosuchproject")
+        resumed = await asyncio.to_thread(ops.routines.resume, "away")
+        assert resumed.status == "active"  # scheduled once its project exists
+        assert DBOS.get_schedule(ops.routines.schedule_name("away")) is not None
+    finally:
+        durable.shutdown()

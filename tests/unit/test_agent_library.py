@@ -70,6 +70,29 @@ def test_an_unknown_library_agent_is_named_with_its_line_and_the_known_ones(proj
     assert len(caught.value.issues) == 1  # nothing else is said of an agent whose definition is unknown
 
 
+def test_a_library_agent_named_by_its_file_not_its_name_says_which_file_declares_which_name(
+    project_dir: Path,
+) -> None:
+    """agents/reviewer.yaml says `name: gatekeeper`: a team's `use: reviewer` was "not in the agent
+    library" with a guess at another agent, and nothing pointed at the file whose name differs."""
+    write(project_dir / "agents" / "reviewer.yaml", CRITIC.replace("name: critic", "name: gatekeeper"))
+    write(project_dir / "teams" / "reviewed.yaml", TEAM.replace("{use: critic}", "{use: reviewer}"))
+    agent_file = project_dir / "agents" / "reviewer.yaml"
+    with pytest.raises(SpecError) as caught:
+        bootstrap().load_named_team("reviewed")
+    [issue] = [i for i in caught.value.issues if "'reviewer'" in i.message]
+    assert issue.message == "agent 'critic' uses 'reviewer', which is not in the agent library"
+    assert issue.hint == (
+        f"{agent_file} declares the name 'gatekeeper': use 'gatekeeper', or set its name: to 'reviewer'"
+    )
+    shown = CliRunner().invoke(app, ["agents", "show", "reviewer"], env={"COLUMNS": "300"})
+    said = " ".join(shown.output.split())
+    assert shown.exit_code == 1 and f"{agent_file} declares the name 'gatekeeper'" in said, said
+    fixed = TEAM.replace("{use: critic}", "{use: gatekeeper}").replace("use: critic", "use: gatekeeper")
+    write(project_dir / "teams" / "reviewed.yaml", fixed)
+    assert bootstrap().load_named_team("reviewed").agents["critic"].role == "critic"  # by its name: found
+
+
 def test_a_broken_library_agent_is_reported_in_its_own_file(project_dir: Path) -> None:
     _project(project_dir, critic=CRITIC.replace("max_steps: 2", "max_stpes: 2"))
     result = CliRunner().invoke(app, ["validate"], env={"COLUMNS": "300"})

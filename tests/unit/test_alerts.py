@@ -369,6 +369,37 @@ async def test_the_webhook_is_retried_until_it_answers(project_dir: Path) -> Non
         assert [p["status"] for p in hook.delivered] == ["firing", "resolved"]
 
 
+async def test_a_rule_removed_while_firing_is_resolved_when_a_server_starts(project_dir: Path, tmp_path: Path) -> None:
+    """Its webhooks were told it fires: they are told it is over, and why; another project's alerts in
+    the same data dir (whose rules this project does not have) are left as they are."""
+    other = tmp_path / "other"
+    write(other / "edgecrew.yaml", "alerts:\n  theirs:\n    metric: load1\n    above: 1\n")
+    with webhook_receiver() as hook:
+        rt = _runtime(project_dir, f"  hot:\n    metric: load1\n    above: 1\n    webhook: {hook.url}\n")
+        theirs = bootstrap(rt.settings.model_copy(update={"project": other}))
+        t0 = time.time()
+        _sample(rt, t0, load1=3)
+        await Ops.of(rt).alerts.evaluate_now(now=t0)
+        await Ops.of(theirs).alerts.evaluate_now(now=t0)
+        assert [p["status"] for p in hook.delivered] == ["firing"]
+        write(project_dir / "edgecrew.yaml", "alerts:\n  cool:\n    metric: load1\n    below: 0\n")
+        alerts = Ops.of(bootstrap(rt.settings)).alerts  # the server restarted on the edited YAML
+        await alerts.start()
+        await alerts.stop()
+        assert [(p["rule"], p["status"]) for p in hook.delivered] == [("hot", "firing"), ("hot", "resolved")]
+        reason = f"the rule 'hot' is no longer in {project_dir.resolve() / 'edgecrew.yaml'}"
+        assert reason in hook.delivered[1]["reason"] and reason in hook.delivered[1]["text"]
+        [resolved] = alerts.history(rule="hot", limit=1)
+        assert resolved.kind == "resolved" and resolved.reason and reason in resolved.reason
+        assert resolved.delivery == {hook.url: "delivered (HTTP 200) on attempt 1"}
+        assert {(s.rule, s.state) for s in alerts.store.states()} >= {("hot", "resolved"), ("theirs", "firing")}
+        await alerts.start()  # another start: nothing more to resolve
+        await alerts.stop()
+        assert len(hook.delivered) == 2 and alerts.count_history("hot") == 2
+    table = runner.invoke(cli, ["alerts", "history"], env={"COLUMNS": "300"})
+    assert table.exit_code == 0 and "no longer in" in table.output, table.output
+
+
 async def test_a_webhook_that_keeps_failing_is_recorded_as_failed(project_dir: Path) -> None:
     with webhook_receiver(fail_first=100) as broken, webhook_receiver(status_after=404) as missing:
         rt = _runtime(project_dir, f"  hot:\n    metric: load1\n    above: 1\n    webhook: {missing.url}\n")

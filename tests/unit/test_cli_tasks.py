@@ -315,3 +315,12 @@ def test_a_tasks_title_and_description_have_the_apis_bounds_here_too(args: list[
     made = invoke("tasks", "create", *args)
     assert made.exit_code == 1 and says in " ".join(made.output.split()), made.output
     assert runtime().tasks.count_tasks() == 0  # nothing stored
+
+
+@pytest.mark.parametrize("text", ["{}\n", "io: []\n", "checks: {}\nlimits: {wall_s: 5}\n"])
+def test_a_checks_file_that_holds_no_check_is_refused(tmp_path: Path, text: str) -> None:
+    empty = write(tmp_path / "empty.yaml", text)
+    refused = invoke("tasks", "create", "--title", "t", "--checks", str(empty))
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 1 and f"{empty}: checks is empty: give at least one io case" in said, said
+    assert runtime().tasks.list_tasks() == []

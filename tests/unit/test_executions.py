@@ -382,7 +382,15 @@ def test_checks_and_limits_are_validated_all_at_once() -> None:
     # Less than the interpreter maps to start ended an execution with the loader's "failed to map segment".
     with pytest.raises(UserError, match=r"limits.memory_mb: 16 is too small for a Python program to start"):
         parse_limits({"memory_mb": 16})
-    assert parse_checks({"io": []}).to_json() is None
+    assert parse_checks({"io": []}).to_json() is None  # as stored: read as it is
+
+
+@pytest.mark.parametrize("empty", [{}, {"io": []}, {"test": "  "}, {"io": [], "test": None}])
+def test_checks_someone_gives_that_hold_no_check_are_refused(empty: dict[str, object]) -> None:
+    with pytest.raises(UserError, match=r"^checks is empty: give at least one io case \{input, expected\} or a test"):
+        parse_checks(empty, written=True)
+    assert parse_checks(None, written=True).total == 0  # none given: none
+    assert parse_checks({"io": [], "test": "assert 1 + 1 == 2"}, written=True).total == 1
 
 
 @pytest.mark.parametrize(

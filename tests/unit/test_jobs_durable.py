@@ -206,3 +206,48 @@ async def test_a_server_starting_with_changed_yaml_policies_wakes_the_waiting_jo
     served.rt.project = bootstrap().project  # the server's project, read again as a new process would
     await served.start()
     assert woken == [1]
+
+
+async def test_a_team_job_whose_run_waits_for_approval_says_so(project_dir: Path) -> None:
+    """The job stays running (its run is not over), but list and show say what it waits for: a person's
+    approval of its run (it said only "running", and nobody knew to look at the approvals)."""
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+    from edgecrew.domain.runs import RunStatus
+    from edgecrew.engine.approvals import ApprovalService
+    from edgecrew.ops.jobs import awaiting_approval
+    from tests.api import conftest as fixtures
+
+    write(project_dir / "edgecrew.yaml", fixtures.PROJECT)
+    write(project_dir / "tools.py", fixtures.TOOLS)
+    write(project_dir / "teams" / "ship.yaml", fixtures.SHIP)
+    rt = bootstrap()
+    ops = Ops.of(rt)
+    durable.launch(rt, queues=ops.queues())
+    await ops.jobs.start()
+    try:
+        job = await ops.jobs.submit(team="ship", task="ship the fix", name="ship-it")
+        deadline = time.monotonic() + 60
+        while (job := ops.jobs.get(job.id)).run_id is None or rt.store.run_status(
+            job.run_id
+        ) != RunStatus.WAITING_APPROVAL:
+            assert time.monotonic() < deadline, job
+            await asyncio.sleep(0.1)
+        assert job.state == "running"  # no second state machine: the run's status says the rest
+        why = awaiting_approval(job, ops.jobs.run_statuses([job]).get(job.id))
+        assert why is not None and job.run_id in why and "approval" in why
+        runner = CliRunner()
+        listed = runner.invoke(app, ["jobs", "list"], env={"COLUMNS": "250"})
+        assert listed.exit_code == 0 and "waiting for approval" in listed.output, listed.output
+        shown = runner.invoke(app, ["jobs", "show", job.id], env={"COLUMNS": "250"})
+        assert "waiting for approval" in shown.output and "edgecrew approvals" in shown.output, shown.output
+        as_json = runner.invoke(app, ["jobs", "show", job.id, "--json"])
+        assert '"run_status": "waiting_approval"' in as_json.output
+        [pending] = ApprovalService(rt).list(run_id=job.run_id)
+        await asyncio.to_thread(ApprovalService(rt).approve, pending.id, "ship it")
+        done = await _ended(ops.jobs, job.id)
+        assert done.state == "succeeded" and awaiting_approval(done, ops.jobs.run_statuses([done]).get(done.id)) is None
+    finally:
+        await ops.jobs.stop()
+        durable.shutdown()

@@ -501,7 +501,7 @@ def validate(
         project_dir = get_settings().project_dir if named else target if target.is_dir() else _project_of(target)
         settings = get_settings().model_copy(update={"project": project_dir})
         project, models, tools = load_catalog(settings, mcp=True)
-        catalog = catalog_of(models, tools, project.agent_docs())
+        catalog = catalog_of(models, tools, project.agent_docs(), project.agent_files())
         sources: list[TeamSource | Path]  # a file is read in the loop below, with the other problems
         if named:
             if str(path) not in project.teams:

@@ -28,7 +28,7 @@ def _catalog(project: Any) -> tuple[Any, Any]:
     if project is not None:
         settings = settings.model_copy(update={"project": project})
     found, models, tools = load_catalog(settings)
-    return found, catalog_of(models, tools, found.agent_docs())
+    return found, catalog_of(models, tools, found.agent_docs(), found.agent_files())
 
 
 @agents_app.command("list")

@@ -119,7 +119,7 @@ def alert_history(
             table.add_row(
                 _at(e.at),
                 e.rule,
-                _state(e.kind),
+                _state(e.kind) + (f"\n{escape(e.reason)}" if e.reason else ""),
                 e.severity,
                 shown(e.value, e.source),
                 f"{e.comparison} {shown(e.threshold, e.source)}",

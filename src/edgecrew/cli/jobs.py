@@ -78,10 +78,15 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
 
 
-def _plain(job: JobRecord) -> dict[str, Any]:
+def _plain(job: JobRecord, run_status: str | None = None) -> dict[str, Any]:
     from dataclasses import asdict
 
-    return asdict(job)
+    return asdict(job) | {"run_status": run_status}
+
+
+def _shown_state(job: JobRecord, waits: str | None) -> str:
+    """The job's state, and what its run waits for when that is a person (derived from the run)."""
+    return _state(job.state) + (" [yellow]waiting for approval[/]" if waits else "")
 
 
 @jobs_app.command("submit")
@@ -159,9 +164,13 @@ def jobs_list(
     project: ProjectOpt = None,
 ) -> None:
     """Jobs, newest first: state, priority, what they run and why they wait."""
-    jobs = guard(lambda: _service(project).list_jobs(state=state, limit=limit))
+    from edgecrew.ops.jobs import awaiting_approval
+
+    service = _service(project)
+    jobs = guard(lambda: service.list_jobs(state=state, limit=limit))
+    statuses = service.run_statuses(jobs)
     if as_json:
-        print(json.dumps([_plain(j) for j in jobs]))
+        print(json.dumps([_plain(j, statuses.get(j.id)) for j in jobs]))
         return
     if not jobs and state is not None and guard(lambda: _service(project).list_jobs(limit=1)):
         console.print(f"no {state} jobs; `edgecrew jobs list` shows the jobs in other states")
@@ -172,8 +181,9 @@ def jobs_list(
     table = Table(Column("id", no_wrap=True), "name", Column("state", no_wrap=True), "prio",
                   Column("job", overflow="fold"), "submitted", Column("why", overflow="fold"))  # fmt: skip
     for j in jobs:
-        table.add_row(j.id, escape(j.name), _state(j.state), str(j.priority), escape(j.command)[:80],
-                      _when(j.created_at), escape(j.reason or ""))  # fmt: skip
+        waits = awaiting_approval(j, statuses.get(j.id))
+        table.add_row(j.id, escape(j.name), _shown_state(j, waits), str(j.priority), escape(j.command)[:80],
+                      _when(j.created_at), escape(waits or j.reason or ""))  # fmt: skip
     console.print(table)
 
 
@@ -184,13 +194,19 @@ def jobs_show(
     project: ProjectOpt = None,
 ) -> None:
     """A job: its state, why it waits (each policy that says no), its usage and its history."""
+    from edgecrew.ops.jobs import awaiting_approval
+
     service = _service(project)
     job = guard(lambda: service.get(job_id))
     events = service.events(job_id)
+    run_status = service.run_statuses([job]).get(job.id)
     if as_json:
-        print(json.dumps({**_plain(job), "events": [e.__dict__ for e in events]}))
+        print(json.dumps({**_plain(job, run_status), "events": [e.__dict__ for e in events]}))
         return
-    console.print(f"[bold]{job.id}[/] {escape(job.name)}: {_state(job.state)}  (priority {job.priority})")
+    waits = awaiting_approval(job, run_status)
+    console.print(f"[bold]{job.id}[/] {escape(job.name)}: {_shown_state(job, waits)}  (priority {job.priority})")
+    if waits:
+        console.print(f"  waits on:  [yellow]{escape(waits)}[/]")
     console.print(f"  job:       {escape(job.command)}" + ("  [dim](sandbox)[/]" if job.sandbox else ""))
     if job.tags:
         console.print(f"  tags:      {', '.join(job.tags)}")

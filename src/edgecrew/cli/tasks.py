@@ -217,7 +217,7 @@ def tasks_create(
             raise NotFoundError(f"no team '{team}'; `edgecrew teams list` shows them")
         where = f"{checks}: " if checks else ""
         try:
-            valid_checks = parse_checks(check_data).to_json()
+            valid_checks = parse_checks(check_data, written=checks is not None or test is not None).to_json()
         except UserError as exc:
             raise UserError(f"{where}{exc}") from None
         valid_limits = parse_limits(limit_data).to_json()

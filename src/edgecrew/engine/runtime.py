@@ -128,7 +128,7 @@ class Runtime:
             self._pool = None
 
     def catalog(self) -> Catalog:
-        return catalog_of(self.models, self.tools, self.project.agent_docs())
+        return catalog_of(self.models, self.tools, self.project.agent_docs(), self.project.agent_files())
 
     def load_team(self, name_or_path: str) -> TeamSpec:
         """A team by name or YAML path (the CLI's way; network callers use ``load_named_team``)."""
@@ -160,14 +160,19 @@ def published_pool_states(home: Path) -> list[dict[str, Any]]:
 
 
 def catalog_of(
-    models: ModelRegistry, tools: ToolRegistry, agents: Mapping[str, Mapping[str, Any] | SpecError] | None = None
+    models: ModelRegistry,
+    tools: ToolRegistry,
+    agents: Mapping[str, Mapping[str, Any] | SpecError] | None = None,
+    agent_files: Mapping[str, str] | None = None,
 ) -> Catalog:
-    """What specs may refer to: these models (aliases and tags), tools (normalized names) and library agents."""
+    """What specs may refer to: these models (aliases and tags), tools (normalized names) and library
+    agents (with the file that declares each, by name)."""
     return Catalog(
         tools=tools.names(),
         models=models.references(),
         normalize_tool=tools.canonical,
         agents=agents,
+        agent_files=agent_files,
         tool_schema=lambda name: tools.get(name).input_schema,
     )
 

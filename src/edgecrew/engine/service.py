@@ -140,6 +140,9 @@ def new_run_id() -> str:
 # A task needs one visible character: neither whitespace (in Python's, Unicode's or ECMAScript's
 # sense, which differ) nor a control character. The API's schema carries the same pattern.
 TASK_PATTERN = r"[^\s\x00-\x1f\x7f-\x9f\ufeff]"
+# Characters of a task a person gives (POST /runs, a job's team task, a chat or /v1 message): the one
+# limit every way in declares. A chat's run task adds earlier turns in front, so it may be longer.
+TASK_MAX_CHARS = 20_000
 
 
 def _check_task(task: str) -> None:

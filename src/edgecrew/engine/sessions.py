@@ -26,7 +26,7 @@ from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.chat import ChatMessage, ChatService, answer_text, compose_task
 from edgecrew.engine.live import LiveText
-from edgecrew.engine.service import RunService, Started, TeamName, settle
+from edgecrew.engine.service import TASK_MAX_CHARS, RunService, Started, TeamName, settle
 from edgecrew.errors import ConflictError, EdgecrewError, IdempotencyKeyReused, NotFoundError, UserError
 from edgecrew.projects import ProjectService
 from edgecrew.store.repo import RunRecord
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 RECENT_TURNS = 6  # turns put in a run's task (short-term memory); EDGECREW_CHAT_RECENT_TURNS changes it
-MAX_MESSAGE = 20_000  # characters of one message (a run's task is at most this long at the API too)
+MAX_MESSAGE = TASK_MAX_CHARS  # characters of one message: as long as a task of POST /runs
 TURN_CHARS = 1_500  # of each earlier turn, in the task: small models have small contexts
 MEMORY_CHARS = 1_500  # of the question and of the answer, in the exchange remembered
 TITLE_CHARS = 60

@@ -7,7 +7,9 @@ ok → pending → firing → resolved (→ pending or firing again). The one de
 lives in the store and moves only by compare-and-set (``AlertStore.compare_and_set``), so however
 many edgecrew processes evaluate the rules, one firing is recorded and announced once, by the
 process whose update won. Webhooks are delivered after the transition is stored, with retries and
-backoff; how the delivery went is written onto the event row.
+backoff; how the delivery went is written onto the event row. A state records the project whose rule
+it is: a server starting resolves the firing alerts of rules its edgecrew.yaml no longer has (with the
+reason, to the webhooks the firing went to), and leaves other projects' alerts in the data dir alone.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ class AlertService:
     def _apply(self, name: str, rule: AlertDoc, reading: Reading, now: float) -> AlertEventRecord | None:
         """Move the rule's stored state by compare-and-set; the event recorded when this process won a
         transition, None when nothing is to be announced (no change, or another process announced it)."""
-        seen: AlertStateRecord = self.store.state(name, self.scope_of(rule), now)
+        seen: AlertStateRecord = self.store.state(name, self.scope_of(rule), now, project=self._project)
         if reading.unread:  # nothing was learnt: a firing (or pending) rule stays so, and says why
             state, since, transition = seen.state, seen.since, None
         else:  # a value, or a source that answered with nothing (a PromQL filter that matched no series)
@@ -166,7 +168,14 @@ class AlertService:
                 "description": rule.description,
             }
         won, event_id = self.store.compare_and_set(
-            seen, state=state, since=since, value=reading.value, error=reading.error, now=now, event=event
+            seen,
+            state=state,
+            since=since,
+            value=reading.value,
+            error=reading.error,
+            now=now,
+            event=event,
+            project=self._project,
         )
         if not won or event_id is None:
             return None
@@ -184,6 +193,45 @@ class AlertService:
             extra={"alert": name, "transition": transition, "severity": rule.severity, "value": reading.value},
         )
         return record
+
+    @property
+    def _project(self) -> str:
+        return str(self.rt.project.dir)
+
+    async def resolve_removed(self, now: float | None = None) -> list[AlertEventRecord]:
+        """Close the alerts of this project's rules that edgecrew.yaml no longer has: a firing one is
+        resolved, with the reason, and announced to the webhooks its firing went to (and the shared one);
+        a pending one goes back to ok. The resolutions this process recorded."""
+        now = time.time() if now is None else now
+        rules, states = self.rules(), await asyncio.to_thread(self.store.states)
+        gone = [s for s in states if s.project == self._project and s.rule not in rules]
+        resolved: list[AlertEventRecord] = []
+        for seen in (s for s in gone if s.state in ("firing", "pending")):
+            record = await asyncio.to_thread(self._close, seen, now)
+            if record is not None:
+                resolved.append(record)
+                fired = self.store.last_event(seen.rule, seen.scope, "firing")
+                urls = [self.rt.settings.alert_webhook_url, *((fired.delivery or {}) if fired else {})]
+                await self._deliver(record, list(dict.fromkeys(u for u in urls if u)))
+        return resolved
+
+    def _close(self, seen: AlertStateRecord, now: float) -> AlertEventRecord | None:
+        if seen.state == "pending":
+            self.store.compare_and_set(seen, state="ok", since=now, value=seen.value, error=None, now=now)
+            return None
+        reason = f"the rule '{seen.rule}' is no longer in {self.rt.project.dir / 'edgecrew.yaml'}"
+        fired = self.store.last_event(seen.rule, seen.scope, "firing")
+        event = None
+        if fired is not None:  # what the firing said the rule was: the rule itself is gone
+            keep = ("severity", "threshold", "comparison", "source", "description")
+            event = {"kind": "resolved", "reason": reason, **{k: getattr(fired, k) for k in keep}}
+        won, event_id = self.store.compare_and_set(
+            seen, state="resolved", since=now, value=seen.value, error=reason, now=now, event=event
+        )
+        if not won or event_id is None:
+            return None
+        log.info("alert %s resolved: %s", seen.rule, reason, extra={"alert": seen.rule, "transition": "resolved"})
+        return self.store.event(event_id)
 
     async def _read(self, rule: AlertDoc, now: float) -> Reading:
         try:
@@ -243,7 +291,9 @@ class AlertService:
         return list(dict.fromkeys(u for u in urls if u))
 
     async def _announce(self, name: str, rule: AlertDoc, event: AlertEventRecord) -> None:
-        urls = self.webhooks(rule)
+        await self._deliver(event, self.webhooks(rule))
+
+    async def _deliver(self, event: AlertEventRecord, urls: list[str]) -> None:
         if not urls:
             return
         payload = webhook_payload(event)
@@ -277,7 +327,12 @@ class AlertService:
 
     # -- background loop --------------------------------------------------------------------------
     async def start(self) -> None:
-        """Evaluate every rule every ``alert_interval_s`` (0, or no rules: never)."""
+        """Resolve the alerts of removed rules, then evaluate every rule every ``alert_interval_s`` (0, or
+        no rules: never)."""
+        try:
+            await self.resolve_removed()
+        except Exception:  # the server starts all the same; the next start tries again
+            log.exception("resolving the alerts of removed rules failed")
         if self.rules():
             self._loop.start(self.rt.settings.alert_interval_s)
 
@@ -294,6 +349,8 @@ def webhook_payload(event: AlertEventRecord) -> dict[str, Any]:
     text = f"[{event.severity}] alert {event.rule} {event.kind}: {what}"
     if event.description:
         text += f" - {event.description}"
+    if event.reason:
+        text += f" ({event.reason})"
     return {
         "text": text,
         "rule": event.rule,
@@ -304,6 +361,7 @@ def webhook_payload(event: AlertEventRecord) -> dict[str, Any]:
         "comparison": event.comparison,
         "source": event.source,
         "description": event.description,
+        "reason": event.reason,
         "host": event.scope or None,
         "at": datetime.fromtimestamp(event.at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "event_id": event.id,

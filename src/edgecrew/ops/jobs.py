@@ -54,7 +54,15 @@ from edgecrew.store.jobs import JOB_STATES, JobEvent, JobRecord, JobStore, Polic
 if TYPE_CHECKING:
     from edgecrew.ops import Ops
 
-__all__ = ["WORKFLOW", "EffectivePolicy", "JobNeeds", "JobService", "job_workflow", "machine_facts"]
+__all__ = [
+    "WORKFLOW",
+    "EffectivePolicy",
+    "JobNeeds",
+    "JobService",
+    "awaiting_approval",
+    "job_workflow",
+    "machine_facts",
+]
 
 log = logging.getLogger("edgecrew.jobs")
 # Admission workflows. Version 2 waits with DBOS.recv (woken at once by a policy change or a job's
@@ -383,6 +391,17 @@ class JobService:
 
     def events(self, job_id: str) -> list[JobEvent]:
         return self.store.events(self.store.find(job_id).id)
+
+    def run_statuses(self, jobs: Sequence[JobRecord]) -> dict[str, RunStatus]:
+        """The status of each unfinished team job's run, by job id. A job keeps no state of its own for
+        what its run does: a run waiting for a person's approval leaves its job ``running``, and the
+        entry points show the wait from here (:func:`awaiting_approval`)."""
+        statuses = {}
+        for job in jobs:
+            if job.run_id and not job.finished:
+                with contextlib.suppress(NotFoundError):
+                    statuses[job.id] = self.rt.store.run_status(job.run_id)
+        return statuses
 
     def history(self, *, name: str | None = None, limit: int = 100) -> list[JobRecord]:
         """Finished jobs, newest first, with their measured usage (``name``: a glob on the job's name)."""
@@ -798,6 +817,14 @@ class JobService:
         }
         self._finish(job_id, state, reason, None, usage)
         return state
+
+
+def awaiting_approval(job: JobRecord, run_status: RunStatus | None) -> str | None:
+    """Why a running team job does not move on by itself, when its run waits for a person's approval
+    (``run_status`` from :meth:`JobService.run_statuses`); None otherwise."""
+    if job.state != "running" or run_status != RunStatus.WAITING_APPROVAL:
+        return None
+    return f"its run {job.run_id} waits for a person's approval (`edgecrew approvals list --run {job.run_id}`)"
 
 
 def _states(state: str | None) -> list[str] | None:

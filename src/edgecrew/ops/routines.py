@@ -11,7 +11,9 @@ which routine and firing started it.
 Pausing is the schedule's state in DBOS (so every process sees it); ``enabled:`` in the YAML is the
 declared state, applied when it changes, so a pause survives restarts until the YAML says otherwise.
 A firing missed while no server was up runs once at the next start (``catch_up: once``, through
-DBOS's backfill of that one firing) or not at all (``catch_up: skip``).
+DBOS's backfill of that one firing) or not at all (``catch_up: skip``). A routine whose team or
+project does not exist is not scheduled (it is listed invalid); ``routines resume`` schedules it once
+it does.
 """
 
 from __future__ import annotations
@@ -115,8 +117,10 @@ class RoutineService:
         outcome: dict[str, str] = {}
         for name, doc in self.rt.project.routines.items():
             sched_name = self.schedule_name(name)
-            try:
+            try:  # a name that resolves to nothing fails every firing: it is not scheduled
                 self.rt.project.named_source(doc.team)
+                if doc.project:
+                    ProjectService.of(self.rt).get(doc.project)
             except NotFoundError as exc:
                 log.error("routine '%s' is not scheduled: %s", name, exc)
                 outcome[name] = f"invalid: {exc}"

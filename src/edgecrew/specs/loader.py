@@ -158,6 +158,9 @@ class Catalog:
     # The agent library: name -> the agent's fields, for team agents that say `use: NAME`; a library
     # agent whose own file is broken maps to a SpecError instead (reported there, named here).
     agents: Mapping[str, Mapping[str, Any] | SpecError] | None = None
+    # The file that declares each library agent (by name): a `use:` of a file's stem whose `name:`
+    # differs is told which file declares which name.
+    agent_files: Mapping[str, str] | None = None
     tool_schema: Callable[[str], Mapping[str, Any]] | None = None  # registered name -> its arguments' JSON Schema
 
 
@@ -250,7 +253,9 @@ def _resolve_uses(plain: Any, catalog: Catalog, issues: _Issues) -> tuple[Any, f
             issues.add(
                 ("agents", name, "use"),
                 f"agent '{name}' uses '{ref}', which is not in the agent library",
-                _suggest(str(ref), library) or f"library agents: {known} (see `edgecrew agents list`)",
+                declared_elsewhere(str(ref), catalog.agent_files or {})
+                or _suggest(str(ref), library)
+                or f"library agents: {known} (see `edgecrew agents list`)",
             )
             agents[name] = {"system": "-", **overrides}
             unknown.add(("agents", name))
@@ -275,6 +280,15 @@ def _resolve_uses(plain: Any, catalog: Catalog, issues: _Issues) -> tuple[Any, f
                 merged[key] = value
         agents[name] = merged
     return plain, frozenset(unknown)
+
+
+def declared_elsewhere(ref: str, files: Mapping[str, str]) -> str | None:
+    """When ``ref`` is the stem of a library agent's file whose ``name:`` differs (agents/reviewer.yaml
+    saying ``name: gatekeeper``), which file declares which name, and the two ways to agree."""
+    for name, file in sorted(files.items()):
+        if Path(file).stem == ref and name != ref:
+            return f"{file} declares the name '{name}': use '{name}', or set its name: to '{ref}'"
+    return None
 
 
 @dataclass

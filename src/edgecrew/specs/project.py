@@ -24,7 +24,7 @@ from edgecrew.errors import NotFoundError, SpecError, SpecIssue, UserError, vali
 from edgecrew.models.registry import ModelDef
 from edgecrew.specs.alerts import AlertDoc
 from edgecrew.specs.jobs import PolicyDoc
-from edgecrew.specs.loader import AgentDoc, Catalog, build_agent, build_team
+from edgecrew.specs.loader import AgentDoc, Catalog, build_agent, build_team, declared_elsewhere
 from edgecrew.specs.models import ModelDoc, build_models
 from edgecrew.specs.repair import ANY, DROP, Rule, repair
 from edgecrew.specs.routines import ROUTINE_NAME, RoutineDoc
@@ -149,11 +149,20 @@ class Project:
         self._agent_docs = (key, docs)
         return docs
 
+    def agent_files(self) -> dict[str, str]:
+        """The file that declares each library agent, by its name."""
+        return {name: str(source.file) for name, source in self.agents.items()}
+
     def load_agent(self, name: str, catalog: Catalog | None = None) -> AgentDoc:
         """A library agent, validated (SpecError with file:line when it is not valid)."""
         if name not in self.agents:
             known = ", ".join(sorted(self.agents)) or "none"
-            raise NotFoundError(f"no library agent '{name}' (known: {known}); see `edgecrew agents list`")
+            elsewhere = declared_elsewhere(name, self.agent_files())
+            raise NotFoundError(
+                f"no library agent '{name}'"
+                + (f": {elsewhere}" if elsewhere else f" (known: {known})")
+                + "; see `edgecrew agents list`"
+            )
         source = self.agents[name]
         return build_agent(read_yaml(source.file), str(source.file), catalog)[1]
 

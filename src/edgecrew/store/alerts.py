@@ -32,6 +32,7 @@ class AlertStateRecord:
     updated_at: float
     error: str | None
     version: int
+    project: str | None = None  # the project dir whose rule it is (None: recorded before it was kept)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class AlertEventRecord:
     description: str
     at: float
     delivery: dict[str, str] | None
+    reason: str | None = None  # why, when it is not the value (a rule removed while it fired)
 
 
 class AlertStore:
@@ -57,8 +59,8 @@ class AlertStore:
         self.store = store
 
     # -- states -----------------------------------------------------------------------------------
-    def state(self, rule: str, scope: str, now: float | None = None) -> AlertStateRecord:
-        """The rule's state, created as ``ok`` the first time it is asked for."""
+    def state(self, rule: str, scope: str, now: float | None = None, project: str | None = None) -> AlertStateRecord:
+        """The rule's state, created as ``ok`` (of ``project``) the first time it is asked for."""
         c = t.alert_states.c
         query = sa.select(t.alert_states).where(c.rule == rule, c.scope == scope)
         with self.store.transaction() as conn:
@@ -66,6 +68,7 @@ class AlertStore:
             if row is None:
                 at = time.time() if now is None else now
                 fresh = {"rule": rule, "scope": scope, "state": "ok", "since": at, "updated_at": at, "version": 0}
+                fresh["project"] = project
                 self._insert_missing(conn, fresh)
                 row = conn.execute(query).mappings().one()
         return AlertStateRecord(**dict(row))
@@ -91,17 +94,22 @@ class AlertStore:
         error: str | None,
         now: float,
         event: dict[str, Any] | None = None,
+        project: str | None = None,
     ) -> tuple[bool, int | None]:
-        """Move the rule from ``seen`` to ``state``; (False, None) when another process moved it first.
-        With ``event`` (kind, severity, threshold, comparison, source, description), the event row is
-        written in the same transaction and its id returned."""
+        """Move the rule from ``seen`` to ``state`` (recording ``project`` as the rule's, when given);
+        (False, None) when another process moved it first. With ``event`` (kind, severity, threshold,
+        comparison, source, description, optionally reason), the event row is written in the same
+        transaction and its id returned."""
         if state not in ALERT_STATES:
             raise ValueError(f"unknown alert state {state!r}")
         c = t.alert_states.c
+        values: dict[str, Any] = {"state": state, "since": since, "value": value, "error": error, "updated_at": now}
+        if project is not None:
+            values["project"] = project
         update = (
             t.alert_states.update()
             .where(c.rule == seen.rule, c.scope == seen.scope, c.version == seen.version)
-            .values(state=state, since=since, value=value, error=error, updated_at=now, version=seen.version + 1)
+            .values(**values, version=seen.version + 1)
         )
         with self.store.transaction() as conn:
             if conn.execute(update).rowcount != 1:
@@ -130,6 +138,19 @@ class AlertStore:
             query = query.where(c.rule == rule)
         with self.store.engine.connect() as conn:
             return [AlertEventRecord(**dict(r)) for r in conn.execute(query).mappings()]
+
+    def last_event(self, rule: str, scope: str, kind: str) -> AlertEventRecord | None:
+        """The newest event of this kind of the rule in this scope."""
+        c = t.alert_events.c
+        query = (
+            sa.select(t.alert_events)
+            .where(c.rule == rule, c.scope == scope, c.kind == kind)
+            .order_by(c.at.desc(), c.id.desc())
+            .limit(1)
+        )
+        with self.store.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else AlertEventRecord(**dict(row))
 
     def count(self, *, rule: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(t.alert_events)

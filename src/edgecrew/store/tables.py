@@ -305,6 +305,7 @@ alert_states = Table(
     Column("updated_at", Float, nullable=False),
     Column("error", Text),  # why the last evaluation had no value (Prometheus unreachable...)
     Column("version", Integer, nullable=False),
+    Column("project", Text),  # the project dir whose rule it is (migration 0021; NULL: written before)
 )
 
 # Each firing and resolution, with the value that caused it and how its webhooks went.
@@ -323,6 +324,7 @@ alert_events = Table(
     Column("description", Text, nullable=False),
     Column("at", Float, nullable=False),
     Column("delivery", JSON(none_as_null=True)),  # {url: "delivered (HTTP 200) on attempt 2" or "failed: ..."}
+    Column("reason", Text),  # why, when it is not the value (a rule removed while firing; migration 0021)
     Index("ix_alert_events_at", "at"),
     Index("ix_alert_events_rule", "rule", "at"),
 )

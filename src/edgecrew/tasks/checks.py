@@ -137,8 +137,14 @@ class TaskLimits:
         return data or None
 
 
-def parse_checks(data: Any) -> TaskChecks:
-    """Checks from JSON (None or {} means none); a UserError lists every problem."""
+EMPTY_CHECKS = "checks is empty: give at least one io case {input, expected} or a test, or leave checks out"
+
+
+def parse_checks(data: Any, *, written: bool = False) -> TaskChecks:
+    """Checks from JSON (None means none); a UserError lists every problem. ``written``: someone gives
+    them now (the API, the CLI, the form, an agent's tool), so checks that hold no check (``{}``, an empty
+    io table and no test, a blank test) are refused as a blank title is, not kept as none; checks read
+    back from the store are taken as they are."""
     if data is None:
         return TaskChecks()
     if not isinstance(data, Mapping):
@@ -182,7 +188,10 @@ def parse_checks(data: Any) -> TaskChecks:
         )
     if problems:
         raise UserError("; ".join(problems))
-    return TaskChecks(tuple(cases), test if test and test.strip() else None)
+    checks = TaskChecks(tuple(cases), test if test and test.strip() else None)
+    if written and not checks.total:
+        raise UserError(EMPTY_CHECKS)
+    return checks
 
 
 def _checks_nothing(source: str) -> bool:

@@ -126,7 +126,9 @@ class _TaskTools:
     ) -> dict[str, Any]:
         """Create a task with its spec, acceptance checks and sandbox limits; returns its task_id."""
         with as_tool_errors():
-            checks = parse_checks({"io": [dict(c) for c in io or []], "test": test})
+            given = {"io": [dict(c) for c in io] if io is not None else None, "test": test}
+            given = {k: v for k, v in given.items() if v is not None}
+            checks = parse_checks(given or None, written=True)  # none given: none; given empty: refused
             valid_limits = parse_limits(dict(limits) if limits else None).to_json()  # a dict by now: the call dumps it
             team = self._team_of(ctx.run_id)  # the scoreboard counts tasks per team
             task = self.tasks.create(

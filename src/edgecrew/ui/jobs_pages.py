@@ -15,9 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from edgecrew.engine.service import TASK_MAX_CHARS
 from edgecrew.errors import EdgecrewError
 from edgecrew.ops import Ops
-from edgecrew.ops.jobs import JobNeeds, JobService
+from edgecrew.ops.jobs import JobNeeds, JobService, awaiting_approval
 from edgecrew.store.jobs import JOB_STATES
 from edgecrew.ui.pages import Viewer, back, checked, need, page
 from edgecrew.ui.session import Session
@@ -64,12 +65,15 @@ async def jobs_page(
 ) -> HTMLResponse:
     jobs = _jobs(request)
 
-    def read() -> tuple[list[Any], dict[str, Any]]:
-        return jobs.list_jobs(state=state or None, limit=200), jobs.effective_policies()
+    def read() -> tuple[list[Any], dict[str, Any], dict[str, str]]:
+        listed = jobs.list_jobs(state=state or None, limit=200)
+        statuses = jobs.run_statuses(listed)
+        waits = {j.id: why for j in listed if (why := awaiting_approval(j, statuses.get(j.id)))}
+        return listed, jobs.effective_policies(), waits
 
-    listed, policies = await asyncio.to_thread(read)
+    listed, policies, waits = await asyncio.to_thread(read)
     teams = sorted(request.app.state.rt.project.teams)
-    return page(request, "jobs.html", session, jobs=listed, policies=policies, states=JOB_STATES,
+    return page(request, "jobs.html", session, jobs=listed, policies=policies, states=JOB_STATES, waits=waits,
                 state=state or "", teams=teams, when=_when, notice=notice, dumps=json.dumps)  # fmt: skip
 
 
@@ -80,7 +84,7 @@ async def submit_job(
     kind: Annotated[str, Form(max_length=16)] = "command",
     command: Annotated[str, Form(max_length=20_000)] = "",
     team: Annotated[str, Form(max_length=200)] = "",
-    task: Annotated[str, Form(max_length=20_000)] = "",
+    task: Annotated[str, Form(max_length=TASK_MAX_CHARS)] = "",
     name: Annotated[str, Form(max_length=200)] = "",
     sandbox: Annotated[str, Form(max_length=8)] = "",
     # POST /jobs's bounds: an infinite size (memory_mb=inf) made a 500 (no int is infinite)
@@ -122,13 +126,14 @@ async def submit_job(
 async def job_page(request: Request, job_id: str, session: Viewer, notice: str = "") -> HTMLResponse:
     jobs = _jobs(request)
 
-    def read() -> tuple[Any, list[Any]]:
-        return jobs.get(job_id), jobs.events(job_id)
+    def read() -> tuple[Any, list[Any], str | None]:
+        job = jobs.get(job_id)
+        return job, jobs.events(job_id), awaiting_approval(job, jobs.run_statuses([job]).get(job.id))
 
-    job, events = await asyncio.to_thread(read)
+    job, events, waits = await asyncio.to_thread(read)
     logs = jobs.job_dir(job.id) if job.kind == "command" and job.started_at else None
     return page(request, "job.html", session, job=job, events=events, usage=_usage(job.usage), when=_when,
-                logs=logs, notice=notice, dumps=json.dumps)  # fmt: skip
+                logs=logs, notice=notice, dumps=json.dumps, waits=waits)  # fmt: skip
 
 
 @router.post("/ui/jobs/{job_id}/cancel")

@@ -44,7 +44,7 @@ from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.executors import executor_alive
 from edgecrew.engine.live import LiveText
 from edgecrew.engine.runtime import Runtime
-from edgecrew.engine.service import RunService, TeamName
+from edgecrew.engine.service import TASK_MAX_CHARS, RunService, TeamName
 from edgecrew.errors import EdgecrewError, ForbiddenError, NotFoundError, SignInRequiredError, SpecError, UserError
 from edgecrew.specs.loader import load_team_text
 from edgecrew.specs.project import TeamSource
@@ -374,7 +374,7 @@ async def run_from_step(
     run_id: str,
     step_key: Annotated[str, PathParam(max_length=160)],
     session: Checked,
-    task: Annotated[str, Form(max_length=20000)],
+    task: Annotated[str, Form(max_length=TASK_MAX_CHARS)],
 ) -> Response:
     """A new run that copies the outputs before ``step_key`` and runs on from there."""
     need(session, "runs")
@@ -646,7 +646,7 @@ async def validate_team(
 
 @router.post("/ui/teams/{name}/run")
 async def start_run(
-    request: Request, name: str, session: Checked, task: Annotated[str, Form(max_length=20000)] = ""
+    request: Request, name: str, session: Checked, task: Annotated[str, Form(max_length=TASK_MAX_CHARS)] = ""
 ) -> Response:
     need(session, "runs")
     try:

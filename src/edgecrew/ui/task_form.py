@@ -71,7 +71,7 @@ def checks_from_text(text: str) -> dict[str, Any] | None:
             (f"line {i.line}: " if i.line else "") + i.message + (f" ({i.hint})" if i.hint else "") for i in exc.issues
         ]
         raise UserError("; ".join(where)) from None
-    return parse_checks(data).to_json()
+    return parse_checks(data, written=True).to_json()
 
 
 @router.post("/ui/tasks")

@@ -77,6 +77,9 @@ class AlertEventOut(BaseModel):
     host: str | None
     at: datetime
     delivery: dict[str, str] | None = Field(description="Per webhook URL: delivered, or why it failed.")
+    reason: str | None = Field(
+        default=None, description="Why, when it is not the value: e.g. the rule was removed while it fired."
+    )
 
     @classmethod
     def of(cls, e: AlertEventRecord) -> AlertEventOut:
@@ -93,6 +96,7 @@ class AlertEventOut(BaseModel):
             host=e.scope or None,
             at=datetime.fromtimestamp(e.at, UTC),
             delivery=e.delivery,
+            reason=e.reason,
         )
 
 

@@ -19,10 +19,11 @@ from edgecrew.api.deps import Read, RuntimeDep, StartRuns
 from edgecrew.api.problems import PROBLEM_RESPONSES, problem
 from edgecrew.api.shapes import Limit, Offset, Out, Page
 from edgecrew.context import request_id as current_request_id
-from edgecrew.engine.service import TASK_PATTERN
+from edgecrew.domain.runs import RunStatus
+from edgecrew.engine.service import TASK_MAX_CHARS, TASK_PATTERN
 from edgecrew.errors import ConflictError
 from edgecrew.ops import Ops
-from edgecrew.ops.jobs import LAST_DEADLINE, MAX_DURATION_S, JobNeeds, JobService
+from edgecrew.ops.jobs import LAST_DEADLINE, MAX_DURATION_S, JobNeeds, JobService, awaiting_approval
 from edgecrew.store.jobs import JOB_STATES, JobEvent, JobRecord, PolicyVersion
 
 JobState = Literal["queued", "waiting", "running", "cancelling", "succeeded", "failed", "cancelled", "interrupted"]
@@ -76,7 +77,7 @@ class TeamJobIn(_JobCommon):
     """A team run: the team (GET /teams) and what it should do."""
 
     team: str = Field(min_length=1, max_length=200)
-    task: str = Field(min_length=1, max_length=20_000, pattern=TASK_PATTERN)
+    task: str = Field(min_length=1, max_length=TASK_MAX_CHARS, pattern=TASK_PATTERN)
 
 
 def _job_kind(value: Any) -> str | None:
@@ -121,6 +122,11 @@ class JobOut(Out):
     waiting_on: list[dict[str, Any]] | None = Field(default=None, description="Each policy that says no now, and why.")
     submitted_by: str | None = None
     run_id: str | None = None
+    run_status: str | None = Field(
+        default=None,
+        description="The status of an unfinished team job's run, read from the run: waiting_approval while "
+        "a person's approval holds it (the job stays running, and reason says so); null otherwise.",
+    )
     exit_code: int | None = None
     usage: dict[str, Any] | None = Field(default=None, description="peak_rss_bytes, cpu_s, wall_s (measured).")
     created_at: float
@@ -157,8 +163,17 @@ def _jobs(rt: Any) -> JobService:
     return Ops.of(rt).jobs
 
 
-def _detail(job: JobRecord, events: list[JobEvent]) -> JobDetail:
-    return JobDetail.model_validate({**JobOut.of(job).model_dump(), "events": [JobEventOut.of(e) for e in events]})
+def _out(job: JobRecord, run_status: RunStatus | None = None) -> JobOut:
+    """The job, with its run's status (a wait for approval is the run's, and said in ``reason``)."""
+    out = JobOut.of(job)
+    waits = awaiting_approval(job, run_status)
+    return out.model_copy(update={"run_status": run_status, "reason": waits or out.reason})
+
+
+def _detail(job: JobRecord, events: list[JobEvent], run_status: RunStatus | None = None) -> JobDetail:
+    return JobDetail.model_validate(
+        {**_out(job, run_status).model_dump(), "events": [JobEventOut.of(e) for e in events]}
+    )
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut)
@@ -217,7 +232,8 @@ async def list_jobs(
     jobs = _jobs(rt)
     items = await asyncio.to_thread(jobs.list_jobs, state=state, limit=limit, offset=offset)
     total = await asyncio.to_thread(jobs.count, state=state)
-    return JobPage.of([JobOut.of(j) for j in items], total, limit, offset)
+    statuses = await asyncio.to_thread(jobs.run_statuses, items)
+    return JobPage.of([_out(j, statuses.get(j.id)) for j in items], total, limit, offset)
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail)
@@ -225,7 +241,8 @@ async def get_job(job_id: JobId, rt: RuntimeDep, _: Read) -> JobDetail:
     """A job: its state, why it waits (each policy that says no), its usage and what happened to it."""
     jobs = _jobs(rt)
     job = await asyncio.to_thread(jobs.get, job_id)
-    return _detail(job, await asyncio.to_thread(jobs.events, job_id))
+    statuses = await asyncio.to_thread(jobs.run_statuses, [job])
+    return _detail(job, await asyncio.to_thread(jobs.events, job_id), statuses.get(job.id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.deps import RunsDep, StartRuns
@@ -29,7 +29,7 @@ from edgecrew.api.routers.feedback import FeedbackOut, Rate, rate
 from edgecrew.api.shapes import sse_stream
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, ChatStart, pieces
-from edgecrew.engine.service import TASK_PATTERN
+from edgecrew.engine.service import TASK_MAX_CHARS, TASK_PATTERN
 from edgecrew.engine.sessions import ChatSessions
 from edgecrew.errors import IdempotencyKeyReused, ModelNotFound, SpecError
 
@@ -55,19 +55,40 @@ _ERROR_CODES = {
 }
 
 
-def openai_error(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+def openai_error(status: int, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
     kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"message": message, "type": kind, "param": None, "code": code or _ERROR_CODES.get(status)}
+    return {"message": message, "type": kind, "param": param, "code": code or _ERROR_CODES.get(status)}
 
 
 def with_openai_error(response: Response, code: str | None = None, **extra: Any) -> Response:
-    """The same problem response, with ``error: {message, type, param, code}`` and ``extra`` members added."""
+    """The same problem response, with ``error: {message, type, param, code}`` and ``extra`` members added;
+    a refused request names its first field at fault as OpenAI does (``param``: ``messages[1].content``),
+    and the message says it in those words too."""
     if response.media_type != PROBLEM_JSON and response.headers.get("content-type") != PROBLEM_JSON:
         return response
     body = json.loads(bytes(response.body)) | extra
-    body["error"] = openai_error(response.status_code, body.get("detail") or body.get("title", ""), code) | extra
+    message, param = body.get("detail") or body.get("title", ""), None
+    if body.get("errors"):
+        fields = [p for e in body["errors"] if (p := _param(e["loc"]))]
+        param = fields[0] if fields else None
+        if fields:
+            message = "invalid request: " + "; ".join(
+                f"{_param(e['loc']) or 'body'}: {e['msg']}" for e in body["errors"][:5]
+            )
+    body["error"] = openai_error(response.status_code, message, code, param) | extra
     headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
     return JSONResponse(body, status_code=response.status_code, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _param(loc: list[str]) -> str | None:
+    """A validation error's place as OpenAI names a parameter: ``["body", "messages", "1", "content"]``
+    is ``messages[1].content``; None for the body as a whole."""
+    if not loc or loc[0] != "body":
+        return None
+    out = ""
+    for part in loc[1:]:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or None
 
 
 class OpenAIErrorRoute(APIRoute):
@@ -102,7 +123,8 @@ class Message(BaseModel):
     """A chat message; content is text, or a list of text parts (joined with newlines)."""
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str = Field(max_length=1_000_000)
+    # As long as a task of POST /runs (the runs use case's one limit), whichever message it is.
+    content: str = Field(max_length=TASK_MAX_CHARS)
     name: str | None = None
 
     @field_validator("content", mode="before")
@@ -121,8 +143,21 @@ class Message(BaseModel):
         return "\n".join(texts)
 
 
+def _strict_bool(name: str) -> Any:
+    """A ``mode="before"`` check that ``name`` is a JSON boolean (pydantic reads "yes" and 1 as true)."""
+
+    def check(cls: type[BaseModel], value: Any) -> Any:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false (a JSON boolean), not {json.dumps(value)[:40]}")
+        return value
+
+    return field_validator(name, mode="before")(classmethod(check))
+
+
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: StrictBool = False
+
+    _include_usage = _strict_bool("include_usage")
 
 
 class ChatRequest(BaseModel):
@@ -133,20 +168,25 @@ class ChatRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=200, description="A team name, or team/agent (see GET /v1/models).")
     messages: list[Message] = Field(min_length=1, max_length=1000)
-    stream: bool | None = False
+    # Strict, as OpenAI's own API is: "yes" or 1 for stream, true or "1" for n, are refused by name.
+    stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     # Declared with the only values they may take, so the schema says what the server accepts;
     # the validators run first to say why in words.
-    n: int | None = Field(default=None, ge=1, le=1, description="One choice only.")
+    n: StrictInt | None = Field(default=None, ge=1, le=1, description="One choice only.")
     tools: list[Any] | None = Field(default=None, max_length=0, description="Not supported: agents have their own.")
     functions: list[Any] | None = Field(default=None, max_length=0, description="Not supported (see tools).")
 
     @field_validator("n", mode="before")
     @classmethod
     def _one_choice(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool) and value != 1:
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ValueError(f"n must be the integer 1 or left out, not {json.dumps(value)[:40]}")
+        if value is not None and value != 1:
             raise ValueError("edgecrew answers with one choice: n must be 1 or left out")
         return value
+
+    _stream = _strict_bool("stream")
 
     @field_validator("tools", "functions", mode="before")
     @classmethod

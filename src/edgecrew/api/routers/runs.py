@@ -21,7 +21,7 @@ from edgecrew.api.problems import PROBLEM_RESPONSES, problem, problem_response
 from edgecrew.api.shapes import Limit, Offset, Out, Page, sse_stream
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.runs import EventType, RunStatus
-from edgecrew.engine.service import TASK_PATTERN, RunService, Started, TeamName
+from edgecrew.engine.service import TASK_MAX_CHARS, TASK_PATTERN, RunService, Started, TeamName
 from edgecrew.errors import IdempotencyKeyReused
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=PROBLEM_RESPONSES)
@@ -34,7 +34,7 @@ class StartRun(BaseModel):
     team: str = Field(min_length=1, max_length=200, description="A team name (see GET /teams).")
     task: str = Field(
         min_length=1,
-        max_length=20000,
+        max_length=TASK_MAX_CHARS,
         pattern=TASK_PATTERN,  # a visible character: the run use case refuses the same tasks
         description="What the team should do (not only whitespace or control characters).",
     )

@@ -56,10 +56,20 @@ class IoCase(BaseModel):
     )
 
 
-class TaskChecksBody(BaseModel):
-    """A task's acceptance checks: an input/expected-output table and/or a stdlib Python test."""
+# At least one check: an io case or a test with a visible character ({} and {io: []} are refused).
+_SOME_CHECK: dict[str, Any] = {
+    "anyOf": [
+        {"required": ["io"], "properties": {"io": {"minItems": 1}}},
+        {"required": ["test"], "properties": {"test": {"type": "string", "pattern": r"\S"}}},
+    ]
+}
 
-    model_config = ConfigDict(extra="forbid")
+
+class TaskChecksBody(BaseModel):
+    """A task's acceptance checks: an input/expected-output table and/or a stdlib Python test (at least one
+    check: checks that hold none are refused, not kept as none)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SOME_CHECK)
 
     io: list[IoCase] = Field(default_factory=list, max_length=MAX_IO_CASES)
     test: str | None = Field(

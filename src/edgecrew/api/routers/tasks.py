@@ -50,7 +50,7 @@ from edgecrew.api.routers.task_schemas import (
 from edgecrew.api.shapes import Limit, Offset, Page
 from edgecrew.errors import NotFoundError, UserError
 from edgecrew.store.tasks import TaskStore
-from edgecrew.tasks.checks import TaskLimitsJson, parse_checks
+from edgecrew.tasks.checks import EMPTY_CHECKS, TaskLimitsJson, parse_checks
 from edgecrew.tasks.versions import add_version
 
 router = APIRouter(tags=["tasks"], responses=PROBLEM_RESPONSES)
@@ -93,14 +93,15 @@ def _check_team(rt: RuntimeDep, team: str | None) -> None:
         raise NotFoundError(f"team: there is no team named {team!r}; GET /teams lists them")
 
 
-def _checks(body: TaskChecksBody | None) -> dict[str, Any] | None:
+def _checks(body: TaskChecksBody | None, *, patch: bool = False) -> dict[str, Any] | None:
     """The checks as the task keeps them, validated where every writer validates them (a 422 on ``checks``)."""
     if body is None:
         return None
     try:
-        return parse_checks(body.model_dump(exclude_none=True)).to_json()
+        return parse_checks(body.model_dump(exclude_none=True), written=True).to_json()
     except UserError as exc:
-        raise _invalid("checks", str(exc)) from None
+        hint = " (null removes a task's checks)" if patch and str(exc) == EMPTY_CHECKS else ""
+        raise _invalid("checks", f"{exc}{hint}") from None
 
 
 def _limits(body: TaskLimitsJson | None) -> dict[str, Any] | None:
@@ -152,7 +153,7 @@ def update_task(task_id: TaskId, body: TaskPatch, tasks: Tasks, rt: RuntimeDep, 
     changes = body.changes()
     _check_team(rt, changes.get("team"))
     if "checks" in changes:
-        changes["checks"] = _checks(changes["checks"])
+        changes["checks"] = _checks(changes["checks"], patch=True)
     if "limits" in changes:
         changes["limits"] = _limits(changes["limits"])
     return TaskOut.of(tasks.update(task_id, **changes))

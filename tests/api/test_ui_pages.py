@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from edgecrew.domain.events import EventRecord, RouteTaken, StepFinished, StepStarted
 from edgecrew.domain.runs import Outcome, RunStatus
-from edgecrew.engine.service import RunService
+from edgecrew.engine.service import TASK_MAX_CHARS, RunService
 from edgecrew.specs.loader import load_team_text
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.ui.pages import _safe_next
@@ -87,6 +87,13 @@ def test_every_page_renders_its_empty_state(client: TestClient, keys: dict[str, 
         assert "<nav" in r.text
         if path in expected:
             assert expected[path] in r.text, path
+
+
+def test_task_fields_hold_the_runs_use_case_limit(client: TestClient, keys: dict[str, str]) -> None:
+    """A task typed into a form is held to the one limit the runs use case enforces."""
+    sign_in(client, keys["admin"])
+    assert f'name="task" rows="4" required maxlength="{TASK_MAX_CHARS}"' in client.get("/ui/teams/echo").text
+    assert f'name="task" rows="2" maxlength="{TASK_MAX_CHARS}"' in client.get("/ui/jobs").text
 
 
 def test_unknown_things_are_html_error_pages_not_json(client: TestClient, keys: dict[str, str]) -> None:

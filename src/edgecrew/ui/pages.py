@@ -58,6 +58,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["pretty"] = views.pretty_json
 templates.env.globals["graph_svg"] = views.graph_svg
+templates.env.globals["task_max_chars"] = TASK_MAX_CHARS  # the runs use case's one limit on a task
 templates.env.filters["domid"] = domid
 templates.env.filters["utc"] = utc
 templates.env.filters["started_by"] = started_by

@@ -93,6 +93,21 @@ def test_a_library_agent_named_by_its_file_not_its_name_says_which_file_declares
     assert bootstrap().load_named_team("reviewed").agents["critic"].role == "critic"  # by its name: found
 
 
+def test_two_library_files_declaring_one_name_are_a_problem_naming_both(project_dir: Path) -> None:
+    _project(project_dir)
+    second = project_dir / "agents" / "strict-critic.yaml"
+    write(second, CRITIC.replace("say approve or revise.", "are strict."))
+    result = CliRunner().invoke(app, ["validate"], env={"COLUMNS": "300"})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert f"{second}: agent name 'critic' is also used by {project_dir / 'agents' / 'critic.yaml'}" in said, said
+    with pytest.raises(SpecError) as caught:  # which file was meant is not for edgecrew to guess
+        bootstrap().load_named_team("reviewed")
+    assert "agent name 'critic' is also used by" in str(caught.value)
+    second.unlink()
+    assert bootstrap().load_named_team("reviewed").agents["critic"].system.endswith("say approve or revise.")
+
+
 def test_a_broken_library_agent_is_reported_in_its_own_file(project_dir: Path) -> None:
     _project(project_dir, critic=CRITIC.replace("max_steps: 2", "max_stpes: 2"))
     result = CliRunner().invoke(app, ["validate"], env={"COLUMNS": "300"})

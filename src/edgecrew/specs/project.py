@@ -99,6 +99,9 @@ class Project:
     _built: dict[tuple[Any, ...], tuple[Any, Any, TeamSpec]] = field(default_factory=dict, repr=False, compare=False)
     # Team names two project files both use, with the problem of each second file (``duplicates``' own)
     _clashes: dict[str, list[SpecIssue]] = field(default_factory=dict, repr=False, compare=False)
+    # Library agent names two project files both declare (the first file's is kept, but not used: which
+    # was meant is not for edgecrew to guess), with the problem of each later file
+    _agent_clashes: dict[str, list[SpecIssue]] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, source: TeamSource) -> None:
         """Register a project team; a second project team with the same name is a spec problem."""
@@ -139,6 +142,9 @@ class Project:
             return self._agent_docs[1]
         docs: dict[str, dict[str, Any] | SpecError] = {}
         for name, source in self.agents.items():
+            if name in self._agent_clashes:
+                docs[name] = SpecError(self._agent_clashes[name])
+                continue
             try:
                 build_agent(read_yaml(source.file), str(source.file))  # its shape; meaning: with the team
                 doc = to_plain(read_yaml(source.file), str(source.file))
@@ -163,6 +169,8 @@ class Project:
                 + (f": {elsewhere}" if elsewhere else f" (known: {known})")
                 + "; see `edgecrew agents list`"
             )
+        if name in self._agent_clashes:
+            raise SpecError(self._agent_clashes[name])
         source = self.agents[name]
         return build_agent(read_yaml(source.file), str(source.file), catalog)[1]
 
@@ -266,12 +274,14 @@ def _builtin_files(folder_name: str) -> Iterable[Path]:
             yield Path(str(entry))
 
 
-def _library(directory: Path) -> dict[str, AgentSource]:
-    """Built-in library agents, then the project's ``agents/*.yaml`` (a project agent wins by name)."""
+def _library(directory: Path) -> tuple[dict[str, AgentSource], dict[str, list[SpecIssue]]]:
+    """Built-in library agents, then the project's ``agents/*.yaml`` (a project agent wins by name); and
+    the names two project files both declare, with the problem of each later file."""
     found: dict[str, AgentSource] = {}
     for file in _builtin_files("agents"):
         name = _team_name(read_yaml(file), file)
         found[name] = AgentSource(name, file, builtin=True)
+    clashes: dict[str, list[SpecIssue]] = {}
     folder = directory / "agents"
     if folder.is_dir():
         for file in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
@@ -279,8 +289,14 @@ def _library(directory: Path) -> dict[str, AgentSource]:
                 name = _team_name(read_yaml(file), file)
             except SpecError:
                 name = file.stem  # reported in full when the agent is validated
+            earlier = found.get(name)
+            if earlier is not None and not earlier.builtin:
+                said = f"agent name '{name}' is also used by {earlier.file}"
+                issue = SpecIssue(str(file), None, said, "give each agent its own name")
+                clashes.setdefault(name, []).append(issue)
+                continue
             found[name] = AgentSource(name, file)
-    return found
+    return found, clashes
 
 
 def _catalog_key(catalog: Catalog | None) -> tuple[Any, ...] | None:
@@ -353,7 +369,8 @@ def load_project(directory: Path) -> Project:
             name = str(team.get("name") or f"team-{i + 1}")
             project.add(TeamSource(name, config, ("teams", i)))
 
-    project.agents = _library(directory)
+    project.agents, project._agent_clashes = _library(directory)
+    project.duplicates.extend(issue for issues in project._agent_clashes.values() for issue in issues)
     teams_dir = directory / "teams"
     if teams_dir.is_dir():
         for file in sorted([*teams_dir.glob("*.yaml"), *teams_dir.glob("*.yml")]):

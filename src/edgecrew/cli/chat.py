@@ -106,6 +106,9 @@ def start(
             shown = ""
             async for update in chats.stream(current.id, text):
                 if isinstance(update, Said):
+                    # e.g. a cluster with no live worker: the run waits on its queue, and so does this chat
+                    for notice in update.pending.started.notices:
+                        err.print(f"[yellow]warning:[/] {escape(notice)}")
                     console.print(f"[bold green]{escape(current.team)}:[/] ", end="")
                 elif isinstance(update, Writing):
                     shown = update.text

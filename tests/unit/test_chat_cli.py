@@ -66,6 +66,7 @@ def test_a_chat_goes_on_in_a_later_command_with_its_turns_as_context(cli: typer.
     assert listed.exit_code == 0 and session.group(1) in listed.output and "The key is under" in listed.output
     other = runner.invoke(cli, ["chat", "sessions", "--team", "nope"])  # it said "no chat sessions yet"
     assert other.exit_code == 0 and "no chat sessions with team 'nope'" in other.output
+    assert "session" not in other.output.replace("chat sessions", "")  # no empty table under it
     shown = runner.invoke(cli, ["chat", "show", session.group(1)])
     assert shown.exit_code == 0
     assert [line.split(":")[0] for line in shown.output.splitlines()[1:]] == ["you", "pal", "you", "pal"]

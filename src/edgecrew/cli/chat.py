@@ -151,10 +151,10 @@ def sessions(
     def body() -> None:
         chats = _sessions(project)
         found = chats.list_sessions(limit=limit, team=team)
-        if not found and team is not None:
-            console.print(f"no chat sessions with team '{team}'; start one: edgecrew chat {team}")
-        elif not found:
-            console.print("no chat sessions yet; start one: edgecrew chat twin")
+        if not found:  # an empty table under the sentence said nothing more
+            start = team if team is not None else "twin"
+            first = f"no chat sessions with team '{team}'" if team is not None else "no chat sessions yet"
+            console.print(escape(f"{first}; start one: edgecrew chat {start}"))
             return
         table = Table("session", "team", "title", "last active")
         for s in found:

@@ -55,6 +55,22 @@ def test_cluster_status_says_why_the_cluster_is_off(monkeypatch: pytest.MonkeyPa
     assert sqlite.exit_code == 0 and "EDGECREW_CLUSTER=1 is set, but the database is SQLite" in said, said
 
 
+def test_a_worker_says_why_the_cluster_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgecrew worker` with EDGECREW_CLUSTER=1 on SQLite said "set EDGECREW_CLUSTER=1 and ...", which was set."""
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+    from edgecrew.settings import get_settings
+
+    off = CliRunner().invoke(app, ["worker"])
+    assert off.exit_code == 1 and "EDGECREW_CLUSTER is not set" in " ".join(off.output.split()), off.output
+    monkeypatch.setenv("EDGECREW_CLUSTER", "1")
+    get_settings.cache_clear()
+    sqlite = CliRunner().invoke(app, ["worker"])
+    said = " ".join(sqlite.output.split())
+    assert sqlite.exit_code == 1 and "EDGECREW_CLUSTER=1 is set, but the database is SQLite" in said, said
+
+
 def test_a_dead_worker_runs_nothing() -> None:
     """It kept showing the load of its last heartbeat ("running 1/4") after its runs were recovered."""
     dead = WorkerInfo("vm:1:1", "vm", 1, ("fast",), (), 100.0, 90.0, state="dead", running=1, concurrency=4)

@@ -59,10 +59,9 @@ class ClusterWorker:
 
     def __init__(self, rt: Runtime, *, exit_when_declared_dead: bool = True) -> None:
         if not rt.settings.cluster_enabled:
-            raise UserError(
-                "edgecrew worker needs the cluster on a shared Postgres: set EDGECREW_CLUSTER=1 and "
-                "EDGECREW_DATABASE_URL=postgresql://..."
-            )
+            # What is set and what is missing: "set EDGECREW_CLUSTER=1" to someone who had set it misled.
+            why = rt.settings.cluster_off_because
+            raise UserError(f"edgecrew worker needs the cluster on a shared Postgres: {why}")
         beat, lease = rt.settings.cluster_heartbeat_s, rt.settings.cluster_lease_s
         if lease < 2 * beat:  # live workers would declare each other dead between two heartbeats
             raise UserError(

@@ -169,6 +169,18 @@ def test_an_unknown_worker_model_names_the_option_and_the_project(tmp_path: Path
     assert str(tmp_path) in str(err.value) and "known: fast, local" in str(err.value)
 
 
+def test_a_worker_model_named_twice_is_served_once(tmp_path: Path) -> None:
+    """`edgecrew worker --models fast,fast` said "serving fast, fast" and counted twice among the live workers."""
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import served_aliases
+    from edgecrew.settings import Settings
+
+    models = ModelRegistry({"fast": ModelDef("fast", "scripted"), "coder": ModelDef("coder", "scripted")})
+    rt = SimpleNamespace(settings=Settings(project=tmp_path, worker_models=" coder, fast,coder,fast "), models=models)
+    assert served_aliases(rt) == ("coder", "fast")  # type: ignore[arg-type]
+
+
 def test_live_workers_that_disagree_on_version_or_configuration_are_named() -> None:
     """A worker on another project ran a team with its own model of the same name, and nothing said the
     workers differed: now status and each worker's start say which workers run what."""

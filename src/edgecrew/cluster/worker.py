@@ -43,7 +43,8 @@ __all__ = ["ClusterWorker", "config_digest", "served_aliases"]
 
 def served_aliases(rt: Runtime) -> tuple[str, ...]:
     """The aliases this worker advertises: ``worker_models`` (checked against the registry), else all."""
-    wanted = [a.strip() for a in rt.settings.worker_models.split(",") if a.strip()]
+    # Once each: "fast,fast" advertised the alias twice, so status counted this worker twice among its live ones.
+    wanted = list(dict.fromkeys(a.strip() for a in rt.settings.worker_models.split(",") if a.strip()))
     known = rt.models.aliases()
     unknown = [a for a in wanted if a not in known]
     if unknown:

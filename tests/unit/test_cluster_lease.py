@@ -228,3 +228,48 @@ def test_the_configuration_digest_ignores_layout_and_sees_a_changed_model(tmp_pa
     assert digest(tmp_path / "two", "# the same, laid out otherwise\nmodels:\n  fast:\n    backend: scripted\n") == one
     assert digest(tmp_path / "three", "models:\n  fast: {backend: scripted, slots: 2}\n") != one
     assert digest(tmp_path / "none", None) == ""
+
+
+async def test_workers_back_from_a_database_outage_do_not_declare_each_other_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postgres stopped for 16 s (lease 10): no worker could heartbeat; the first one back declared the
+    other dead before it had renewed its lease, and that one exited (75). A worker that was itself cut off
+    for longer than a lease now gives the others a lease to heartbeat again; a worker that stays silent
+    after that is declared dead as before."""
+    from types import SimpleNamespace
+
+    from dbos import DBOS
+
+    from edgecrew.cluster import ClusterWorker
+    from edgecrew.settings import Settings
+
+    async def no_workflows(**_: object) -> list[object]:
+        return []  # DBOS's own table of this worker's running workflows: none (it runs nothing here)
+
+    monkeypatch.setattr(DBOS, "list_workflows_async", no_workflows)
+    monkeypatch.setattr(DBOS, "_recover_pending_workflows", lambda executors: [])
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    t.workers.create(engine)
+    settings = Settings(
+        cluster=True, database_url="postgresql://db-host/edgecrew", project=tmp_path, cluster_lease_s=LEASE
+    )
+    rt = SimpleNamespace(
+        settings=settings,
+        store=SimpleNamespace(engine=engine),
+        models=ModelRegistry({"fast": ModelDef("fast", "scripted")}),
+        project=SimpleNamespace(config_file=None),
+    )
+    me = ClusterWorker(rt, exit_when_declared_dead=False)  # type: ignore[arg-type]
+    table = WorkerTable(engine)
+    table.register(me.info(100.0))
+    table.register(_w("other", 100.0))
+    assert await me.tick(100.0) == []
+    # The database is out of reach from 101 to 116: neither worker heartbeats. This one is back first.
+    assert await me.tick(117.0) == []
+    assert {w.id: w.state for w in table.all()}["other"] == "alive"
+    table.heartbeat("other", 118.0, running=0)  # the other is back too
+    assert await me.tick(119.0) == [] and await me.tick(125.0) == []
+    # Then the other falls silent for good: declared dead once its lease ran out, as before.
+    assert await me.tick(118.0 + LEASE + 1) == ["other"]
+    engine.dispose()

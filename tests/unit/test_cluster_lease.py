@@ -273,3 +273,27 @@ async def test_workers_back_from_a_database_outage_do_not_declare_each_other_dea
     # Then the other falls silent for good: declared dead once its lease ran out, as before.
     assert await me.tick(118.0 + LEASE + 1) == ["other"]
     engine.dispose()
+
+
+def test_a_model_no_worker_serves_nor_this_workers_project_declares_is_named_with_that_project(
+    tmp_path: Path,
+) -> None:
+    """A worker started on another project took a run whose model its own project lacks: the run failed
+    with "unknown model alias 'fast'; known: local, local-gemma", though the project that started it
+    declares `fast`. The failure now says which project this worker has, and what to do."""
+    from types import SimpleNamespace
+
+    from edgecrew.cluster.calls import CallRouter
+    from edgecrew.settings import Settings
+
+    models = ModelRegistry({"local": ModelDef("local", "scripted")})
+    rt = SimpleNamespace(settings=Settings(project=tmp_path), models=models, store=SimpleNamespace(engine=None))
+    router = CallRouter(rt, {"local"})  # type: ignore[arg-type]
+    said = router.unserved(["fast"])
+    assert said is not None and "no live worker in the cluster serves model 'fast'" in said
+    assert f"its project ({tmp_path}) declares local" in said and "start every worker with the project" in said
+    # A model this project declares but this worker does not serve (`--models`): named with what it serves.
+    both = ModelRegistry({"fast": ModelDef("fast", "scripted"), "local": ModelDef("local", "scripted")})
+    declared = CallRouter(SimpleNamespace(settings=rt.settings, models=both, store=rt.store), {"local"})  # type: ignore[arg-type]
+    assert "this worker serves local: `edgecrew worker --models`" in (declared.unserved(["fast"]) or "")
+    assert router.unserved([]) is None  # no candidate at all (a tag this project lacks): said by the step

@@ -106,14 +106,21 @@ class CallRouter:
             )
 
     def unserved(self, passed: list[str]) -> str | None:
-        """Why a call whose every candidate was passed over fails (None: none is declared here, so the
-        call reports the unknown alias as without a cluster). Run here, it would load a model this worker
-        was told not to serve (``--models``: a small box kept from a large model) while its events said
-        the model was skipped."""
-        declared = [a for a in passed if a in self.rt.models.aliases()]
-        if not declared:
+        """Why a call whose every candidate was passed over fails (None: there were none). Run here, it
+        would load a model this worker was told not to serve (``--models``: a small box kept from a large
+        model) while its events said the model was skipped; or it failed with "unknown model alias" when
+        this worker's project does not declare it, which the project that started the run does."""
+        if not passed:
             return None
-        names = ", ".join(f"'{a}'" for a in declared)
+        known = self.rt.models.aliases()
+        declared = [a for a in passed if a in known]
+        names = ", ".join(f"'{a}'" for a in declared or passed)
+        if not declared:
+            return (
+                f"no live worker in the cluster serves model {names}, and this worker does not know it: its "
+                f"project ({self.rt.settings.project_dir}) declares {', '.join(sorted(known)) or 'no models'}; "
+                "start every worker with the project that started the run (see `edgecrew cluster status`)"
+            )
         return (
             f"no live worker in the cluster serves model {names} (this worker serves "
             f"{', '.join(sorted(self.local)) or 'none'}: `edgecrew worker --models`); start a worker that "

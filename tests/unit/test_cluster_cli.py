@@ -92,3 +92,32 @@ def test_cluster_status_shows_what_live_workers_disagree_on(monkeypatch: pytest.
     assert shown.exit_code == 0 and f"warning: {warning}" in " ".join(shown.output.split())
     page = templates.env.get_template("cluster.html").render(cluster=found, request=None)
     assert warning in page
+
+
+def test_an_interrupted_command_on_a_cluster_says_its_runs_go_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C of `edgecrew run` on a cluster said "Unfinished runs are kept: the next `edgecrew run`
+    resumes them", while a worker ran the run on to its end: only the following stopped."""
+    import typer
+
+    from edgecrew.cli.common import arun
+    from edgecrew.settings import get_settings
+
+    async def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("EDGECREW_CLUSTER", "1")
+    monkeypatch.setenv("EDGECREW_DATABASE_URL", "postgresql://db-host/edgecrew")
+    get_settings.cache_clear()
+    with pytest.raises(typer.Exit) as ended:
+        arun(interrupted)
+    said = " ".join(capsys.readouterr().err.split())
+    assert ended.value.exit_code == 130
+    assert "go on on the cluster's workers" in said and "`edgecrew cancel RUN`" in said, said
+    assert "the next `edgecrew run` resumes them" not in said
+    monkeypatch.delenv("EDGECREW_CLUSTER")
+    get_settings.cache_clear()
+    with pytest.raises(typer.Exit):
+        arun(interrupted)  # alone, as before: the next run (or `edgecrew resume`) picks them up
+    assert "the next `edgecrew run` resumes them" in " ".join(capsys.readouterr().err.split())

@@ -226,3 +226,27 @@ def test_the_chat_pages_stream_is_refused_for_a_run_of_no_message_of_its_session
         assert refused.status_code == 404 and "answers no message" in refused.text, run
     with client.stream("GET", f"/ui/chat/{session}/stream", params={"run": said["run_id"]}) as ok:
         assert ok.status_code == 200 and "event: done" in "".join(ok.iter_text())
+
+
+def test_a_message_that_waits_for_a_cluster_worker_says_so(http: tuple[TestClient, dict[str, str]]) -> None:
+    """On a cluster with no live worker a message's run waits on the queue: POST /runs said so, a chat
+    message answered 202 after two minutes (or streamed nothing) without a word, and the chat page too."""
+    from tests.api.test_ui_pages import sign_in
+
+    client, headers = http
+    said = "no live cluster worker: the run waits on queue edgecrew.cluster.runs until an `edgecrew worker` starts"
+    client.app.state.rt.queue_check = lambda: said  # type: ignore[attr-defined]
+    session = client.post("/sessions", json={"team": "slow"}, headers=headers).json()
+    url = f"/sessions/{session['id']}/messages"
+    pending = client.post(url, params={"wait": 0}, json={"content": "anyone there?"}, headers=headers)
+    assert pending.status_code == 202 and pending.headers["X-Edgecrew-Warning"] == said
+    client.post(url, json={"content": "anyone there?"}, headers=headers)  # its answer, so the next may go
+    with client.stream("POST", url, params={"stream": "true"}, json={"content": "and now?"}, headers=headers) as r:
+        assert r.status_code == 200 and r.headers["X-Edgecrew-Warning"] == said
+        r.read()
+    csrf = sign_in(client, headers["Authorization"].removeprefix("Bearer "))
+    form = client.post(
+        f"/ui/chat/{session['id']}", data={"content": "and on the page?", "csrf": csrf}, follow_redirects=False
+    )
+    assert form.status_code == 303 and "notice=" in form.headers["location"]
+    assert "no live cluster worker" in client.get(form.headers["location"]).text

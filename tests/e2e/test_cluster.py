@@ -53,9 +53,21 @@ models:
     fallbacks: [fast]
     replies_by_agent:
       x: [{text: "expert answer", delay: 0.3}]
+  lone:
+    backend: scripted
+    record: calls.jsonl
+    replies_by_agent:
+      y: [{text: "lone answer"}]
 """
 
 CHAIN = TEAM_CHAIN.replace("model: fake", "model: fast")  # tests/teams.py's chain on this file's model
+
+LONE = """
+name: lone
+agents:
+  y: {model: lone, system: answer}
+graph: {start: y, edges: [{from: y, to: end}]}
+"""
 
 PAL = """
 name: pal
@@ -87,6 +99,7 @@ def cluster_env(pg_url: str, project_dir: Path, edgecrew_home: Path) -> Iterator
     write(project_dir / "teams" / "chain.yaml", CHAIN)
     write(project_dir / "teams" / "expert.yaml", EXPERT)
     write(project_dir / "teams" / "pal.yaml", PAL)
+    write(project_dir / "teams" / "lone.yaml", LONE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(
         EDGECREW_HOME=str(edgecrew_home),
@@ -285,6 +298,18 @@ def test_a_tag_only_one_worker_serves_runs_there_and_falls_back_when_it_dies(
         assert _run_state(pg_url, run_id)[1] == {"text": "fallback answer"}
         late = [c for c in _lines(calls) if c["run"] == run_id]
         assert late and {c["pid"] for c in late} <= {w.pid for w in plain}
+
+        # A model no live worker serves (and no fallback): the call fails, naming it; the worker that ran
+        # the step loaded it itself instead (told `--models fast`) while its events said it was skipped.
+        run_id = _submit(cluster_env, "lone", "answer alone")
+        _wait(lambda: _run_state(pg_url, run_id)[0] in ("succeeded", "failed"), "the run to end", 60, logs)
+        assert not [c for c in _lines(calls) if c["run"] == run_id]
+        engine = _engine(pg_url)
+        with engine.connect() as conn:
+            status, error = conn.execute(sa.text("SELECT status, error FROM runs WHERE id = :i"), {"i": run_id}).one()
+        engine.dispose()
+        assert status == "failed" and "no live worker in the cluster serves model 'lone'" in error, (status, error)
+        assert "this worker serves fast" in error
     finally:
         stop_workers(workers)
 

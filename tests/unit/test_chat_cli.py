@@ -66,6 +66,7 @@ def test_a_chat_goes_on_in_a_later_command_with_its_turns_as_context(cli: typer.
     assert listed.exit_code == 0 and session.group(1) in listed.output and "The key is under" in listed.output
     other = runner.invoke(cli, ["chat", "sessions", "--team", "nope"])  # it said "no chat sessions yet"
     assert other.exit_code == 0 and "no chat sessions with team 'nope'" in other.output
+    assert "session" not in other.output.replace("chat sessions", "")  # no empty table under it
     shown = runner.invoke(cli, ["chat", "show", session.group(1)])
     assert shown.exit_code == 0
     assert [line.split(":")[0] for line in shown.output.splitlines()[1:]] == ["you", "pal", "you", "pal"]
@@ -82,3 +83,22 @@ def test_chat_problems_exit_non_zero(cli: typer.Typer) -> None:
     assert runner.invoke(cli, ["chat", "no-such-team", "-m", "hi"]).exit_code == 1
     assert runner.invoke(cli, ["chat", "--session", "s0000", "-m", "hi"]).exit_code == 1
     assert runner.invoke(cli, ["chat", "start"]).exit_code == 2
+
+
+def test_a_chat_says_when_its_run_waits_for_a_cluster_worker(cli: typer.Typer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgecrew run` says a run waits on a cluster's queue with no live worker; `edgecrew chat` printed
+    its prompt and sat silent until a worker came."""
+    from edgecrew.cli import chat
+
+    said = "no live cluster worker: the run waits on queue edgecrew.cluster.runs"
+    bare = chat.runtime
+
+    def clustered(*args: object, **kwargs: object) -> object:
+        rt = bare(*args, **kwargs)  # type: ignore[arg-type]
+        rt.queue_check = lambda: said
+        return rt
+
+    monkeypatch.setattr(chat, "runtime", clustered)
+    result = CliRunner().invoke(cli, ["chat", "pal", "-m", "anyone there?"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {said}" in result.output and "pal: noted" in result.output

@@ -55,6 +55,22 @@ def test_cluster_status_says_why_the_cluster_is_off(monkeypatch: pytest.MonkeyPa
     assert sqlite.exit_code == 0 and "EDGECREW_CLUSTER=1 is set, but the database is SQLite" in said, said
 
 
+def test_a_worker_says_why_the_cluster_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgecrew worker` with EDGECREW_CLUSTER=1 on SQLite said "set EDGECREW_CLUSTER=1 and ...", which was set."""
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+    from edgecrew.settings import get_settings
+
+    off = CliRunner().invoke(app, ["worker"])
+    assert off.exit_code == 1 and "EDGECREW_CLUSTER is not set" in " ".join(off.output.split()), off.output
+    monkeypatch.setenv("EDGECREW_CLUSTER", "1")
+    get_settings.cache_clear()
+    sqlite = CliRunner().invoke(app, ["worker"])
+    said = " ".join(sqlite.output.split())
+    assert sqlite.exit_code == 1 and "EDGECREW_CLUSTER=1 is set, but the database is SQLite" in said, said
+
+
 def test_a_dead_worker_runs_nothing() -> None:
     """It kept showing the load of its last heartbeat ("running 1/4") after its runs were recovered."""
     dead = WorkerInfo("vm:1:1", "vm", 1, ("fast",), (), 100.0, 90.0, state="dead", running=1, concurrency=4)
@@ -76,3 +92,32 @@ def test_cluster_status_shows_what_live_workers_disagree_on(monkeypatch: pytest.
     assert shown.exit_code == 0 and f"warning: {warning}" in " ".join(shown.output.split())
     page = templates.env.get_template("cluster.html").render(cluster=found, request=None)
     assert warning in page
+
+
+def test_an_interrupted_command_on_a_cluster_says_its_runs_go_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C of `edgecrew run` on a cluster said "Unfinished runs are kept: the next `edgecrew run`
+    resumes them", while a worker ran the run on to its end: only the following stopped."""
+    import typer
+
+    from edgecrew.cli.common import arun
+    from edgecrew.settings import get_settings
+
+    async def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("EDGECREW_CLUSTER", "1")
+    monkeypatch.setenv("EDGECREW_DATABASE_URL", "postgresql://db-host/edgecrew")
+    get_settings.cache_clear()
+    with pytest.raises(typer.Exit) as ended:
+        arun(interrupted)
+    said = " ".join(capsys.readouterr().err.split())
+    assert ended.value.exit_code == 130
+    assert "go on on the cluster's workers" in said and "`edgecrew cancel RUN`" in said, said
+    assert "the next `edgecrew run` resumes them" not in said
+    monkeypatch.delenv("EDGECREW_CLUSTER")
+    get_settings.cache_clear()
+    with pytest.raises(typer.Exit):
+        arun(interrupted)  # alone, as before: the next run (or `edgecrew resume`) picks them up
+    assert "the next `edgecrew run` resumes them" in " ".join(capsys.readouterr().err.split())

@@ -169,6 +169,18 @@ def test_an_unknown_worker_model_names_the_option_and_the_project(tmp_path: Path
     assert str(tmp_path) in str(err.value) and "known: fast, local" in str(err.value)
 
 
+def test_a_worker_model_named_twice_is_served_once(tmp_path: Path) -> None:
+    """`edgecrew worker --models fast,fast` said "serving fast, fast" and counted twice among the live workers."""
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import served_aliases
+    from edgecrew.settings import Settings
+
+    models = ModelRegistry({"fast": ModelDef("fast", "scripted"), "coder": ModelDef("coder", "scripted")})
+    rt = SimpleNamespace(settings=Settings(project=tmp_path, worker_models=" coder, fast,coder,fast "), models=models)
+    assert served_aliases(rt) == ("coder", "fast")  # type: ignore[arg-type]
+
+
 def test_live_workers_that_disagree_on_version_or_configuration_are_named() -> None:
     """A worker on another project ran a team with its own model of the same name, and nothing said the
     workers differed: now status and each worker's start say which workers run what."""
@@ -216,3 +228,72 @@ def test_the_configuration_digest_ignores_layout_and_sees_a_changed_model(tmp_pa
     assert digest(tmp_path / "two", "# the same, laid out otherwise\nmodels:\n  fast:\n    backend: scripted\n") == one
     assert digest(tmp_path / "three", "models:\n  fast: {backend: scripted, slots: 2}\n") != one
     assert digest(tmp_path / "none", None) == ""
+
+
+async def test_workers_back_from_a_database_outage_do_not_declare_each_other_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postgres stopped for 16 s (lease 10): no worker could heartbeat; the first one back declared the
+    other dead before it had renewed its lease, and that one exited (75). A worker that was itself cut off
+    for longer than a lease now gives the others a lease to heartbeat again; a worker that stays silent
+    after that is declared dead as before."""
+    from types import SimpleNamespace
+
+    from dbos import DBOS
+
+    from edgecrew.cluster import ClusterWorker
+    from edgecrew.settings import Settings
+
+    async def no_workflows(**_: object) -> list[object]:
+        return []  # DBOS's own table of this worker's running workflows: none (it runs nothing here)
+
+    monkeypatch.setattr(DBOS, "list_workflows_async", no_workflows)
+    monkeypatch.setattr(DBOS, "_recover_pending_workflows", lambda executors: [])
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    t.workers.create(engine)
+    settings = Settings(
+        cluster=True, database_url="postgresql://db-host/edgecrew", project=tmp_path, cluster_lease_s=LEASE
+    )
+    rt = SimpleNamespace(
+        settings=settings,
+        store=SimpleNamespace(engine=engine),
+        models=ModelRegistry({"fast": ModelDef("fast", "scripted")}),
+        project=SimpleNamespace(config_file=None),
+    )
+    me = ClusterWorker(rt, exit_when_declared_dead=False)  # type: ignore[arg-type]
+    table = WorkerTable(engine)
+    table.register(me.info(100.0))
+    table.register(_w("other", 100.0))
+    assert await me.tick(100.0) == []
+    # The database is out of reach from 101 to 116: neither worker heartbeats. This one is back first.
+    assert await me.tick(117.0) == []
+    assert {w.id: w.state for w in table.all()}["other"] == "alive"
+    table.heartbeat("other", 118.0, running=0)  # the other is back too
+    assert await me.tick(119.0) == [] and await me.tick(125.0) == []
+    # Then the other falls silent for good: declared dead once its lease ran out, as before.
+    assert await me.tick(118.0 + LEASE + 1) == ["other"]
+    engine.dispose()
+
+
+def test_a_model_no_worker_serves_nor_this_workers_project_declares_is_named_with_that_project(
+    tmp_path: Path,
+) -> None:
+    """A worker started on another project took a run whose model its own project lacks: the run failed
+    with "unknown model alias 'fast'; known: local, local-gemma", though the project that started it
+    declares `fast`. The failure now says which project this worker has, and what to do."""
+    from types import SimpleNamespace
+
+    from edgecrew.cluster.calls import CallRouter
+    from edgecrew.settings import Settings
+
+    models = ModelRegistry({"local": ModelDef("local", "scripted")})
+    rt = SimpleNamespace(settings=Settings(project=tmp_path), models=models, store=SimpleNamespace(engine=None))
+    router = CallRouter(rt, {"local"})  # type: ignore[arg-type]
+    said = router.unserved(["fast"])
+    assert said is not None and "no live worker in the cluster serves model 'fast'" in said
+    assert f"its project ({tmp_path}) declares local" in said and "start every worker with the project" in said
+    # A model this project declares but this worker does not serve (`--models`): named with what it serves.
+    both = ModelRegistry({"fast": ModelDef("fast", "scripted"), "local": ModelDef("local", "scripted")})
+    declared = CallRouter(SimpleNamespace(settings=rt.settings, models=both, store=rt.store), {"local"})  # type: ignore[arg-type]
+    assert "this worker serves local: `edgecrew worker --models`" in (declared.unserved(["fast"]) or "")
+    assert router.unserved([]) is None  # no candidate at all (a tag this project lacks): said by the step

@@ -106,6 +106,9 @@ def start(
             shown = ""
             async for update in chats.stream(current.id, text):
                 if isinstance(update, Said):
+                    # e.g. a cluster with no live worker: the run waits on its queue, and so does this chat
+                    for notice in update.pending.started.notices:
+                        err.print(f"[yellow]warning:[/] {escape(notice)}")
                     console.print(f"[bold green]{escape(current.team)}:[/] ", end="")
                 elif isinstance(update, Writing):
                     shown = update.text
@@ -148,10 +151,10 @@ def sessions(
     def body() -> None:
         chats = _sessions(project)
         found = chats.list_sessions(limit=limit, team=team)
-        if not found and team is not None:
-            console.print(f"no chat sessions with team '{team}'; start one: edgecrew chat {team}")
-        elif not found:
-            console.print("no chat sessions yet; start one: edgecrew chat twin")
+        if not found:  # an empty table under the sentence said nothing more
+            start = team if team is not None else "twin"
+            first = f"no chat sessions with team '{team}'" if team is not None else "no chat sessions yet"
+            console.print(escape(f"{first}; start one: edgecrew chat {start}"))
             return
         table = Table("session", "team", "title", "last active")
         for s in found:

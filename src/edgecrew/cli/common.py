@@ -111,11 +111,28 @@ def arun(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return guard(lambda: asyncio.run(coro_fn()))
     except KeyboardInterrupt:
-        err.print(
-            "[yellow]interrupted.[/] Unfinished runs are kept: the next `edgecrew run` resumes them, "
-            "or run `edgecrew resume RUN` (see `edgecrew runs list`)."
-        )
+        err.print(f"[yellow]interrupted.[/] {_interrupted_runs()}")
         raise typer.Exit(130) from None
+
+
+def _interrupted_runs() -> str:
+    """What became of the runs a Ctrl-C left: on a cluster a worker runs them, so they go on (being told
+    that "the next `edgecrew run` resumes them" of a run that finished on its worker meanwhile misled)."""
+    from edgecrew.settings import get_settings
+
+    try:
+        clustered = get_settings().cluster_enabled
+    except Exception:  # settings that do not read are said elsewhere; the usual advice stands
+        clustered = False
+    if clustered:
+        return (
+            "Runs started here go on on the cluster's workers (this process only followed them): "
+            "`edgecrew runs list` shows them, `edgecrew cancel RUN` stops one."
+        )
+    return (
+        "Unfinished runs are kept: the next `edgecrew run` resumes them, "
+        "or run `edgecrew resume RUN` (see `edgecrew runs list`)."
+    )
 
 
 def say_warnings(warnings: Iterable[SpecIssue]) -> None:

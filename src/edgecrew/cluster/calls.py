@@ -6,7 +6,8 @@ does not serve becomes a child workflow enqueued on that model's queue (``edgecr
 which only workers advertising the alias listen to; DBOS records the child's result once, so a
 replay reads it instead of calling again. While the call waits, a worker dying is DBOS's to recover
 (the child goes back on its queue); when no live worker serves the alias any more, the child is
-cancelled and the call falls back along the alias's chain.
+cancelled and the call falls back along the alias's chain. A call that no worker serves at all (this
+one included: ``--models``) fails, naming the model, rather than loading it here.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ class CallRouter:
         chain = candidates(rt.models, ref)
         gone: list[str] = []
         while True:
-            where, alias, _ = await route_step(run_id, key, agent.name, ref, chain, gone)
+            where, alias, passed = await route_step(run_id, key, agent.name, ref, chain, gone)
+            if where == "local" and alias is None and (unserved := self.unserved(passed)):
+                return {"error": unserved, "kind": "error", "alias": None}
             if where == "local":
                 # The first candidate keeps the reference (its fallback chain and events as without a
                 # cluster); a later one is asked for by name.
@@ -101,6 +104,28 @@ class CallRouter:
                 step_key=key.split(".m")[0],
                 agent=agent.name,
             )
+
+    def unserved(self, passed: list[str]) -> str | None:
+        """Why a call whose every candidate was passed over fails (None: there were none). Run here, it
+        would load a model this worker was told not to serve (``--models``: a small box kept from a large
+        model) while its events said the model was skipped; or it failed with "unknown model alias" when
+        this worker's project does not declare it, which the project that started the run does."""
+        if not passed:
+            return None
+        known = self.rt.models.aliases()
+        declared = [a for a in passed if a in known]
+        names = ", ".join(f"'{a}'" for a in declared or passed)
+        if not declared:
+            return (
+                f"no live worker in the cluster serves model {names}, and this worker does not know it: its "
+                f"project ({self.rt.settings.project_dir}) declares {', '.join(sorted(known)) or 'no models'}; "
+                "start every worker with the project that started the run (see `edgecrew cluster status`)"
+            )
+        return (
+            f"no live worker in the cluster serves model {names} (this worker serves "
+            f"{', '.join(sorted(self.local)) or 'none'}: `edgecrew worker --models`); start a worker that "
+            "serves it, or give the alias `fallbacks:` that a live worker serves (see `edgecrew cluster status`)"
+        )
 
 
 def _router() -> CallRouter:

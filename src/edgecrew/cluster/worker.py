@@ -43,7 +43,8 @@ __all__ = ["ClusterWorker", "config_digest", "served_aliases"]
 
 def served_aliases(rt: Runtime) -> tuple[str, ...]:
     """The aliases this worker advertises: ``worker_models`` (checked against the registry), else all."""
-    wanted = [a.strip() for a in rt.settings.worker_models.split(",") if a.strip()]
+    # Once each: "fast,fast" advertised the alias twice, so status counted this worker twice among its live ones.
+    wanted = list(dict.fromkeys(a.strip() for a in rt.settings.worker_models.split(",") if a.strip()))
     known = rt.models.aliases()
     unknown = [a for a in wanted if a not in known]
     if unknown:
@@ -59,10 +60,9 @@ class ClusterWorker:
 
     def __init__(self, rt: Runtime, *, exit_when_declared_dead: bool = True) -> None:
         if not rt.settings.cluster_enabled:
-            raise UserError(
-                "edgecrew worker needs the cluster on a shared Postgres: set EDGECREW_CLUSTER=1 and "
-                "EDGECREW_DATABASE_URL=postgresql://..."
-            )
+            # What is set and what is missing: "set EDGECREW_CLUSTER=1" to someone who had set it misled.
+            why = rt.settings.cluster_off_because
+            raise UserError(f"edgecrew worker needs the cluster on a shared Postgres: {why}")
         beat, lease = rt.settings.cluster_heartbeat_s, rt.settings.cluster_lease_s
         if lease < 2 * beat:  # live workers would declare each other dead between two heartbeats
             raise UserError(
@@ -77,6 +77,8 @@ class ClusterWorker:
         self.exit_when_declared_dead = exit_when_declared_dead
         self._task: asyncio.Task[None] | None = None
         self._ticks = 0
+        self._last_beat: float | None = None  # when this worker last renewed its lease
+        self._patient_until = 0.0  # no one is declared dead before then (see tick)
 
     def info(self, now: float) -> WorkerInfo:
         tags = sorted({tag for a in self.aliases for tag in self._tags(a)})
@@ -140,7 +142,23 @@ class ClusterWorker:
         elif state == "dead" and self.exit_when_declared_dead:
             log.error("worker %s was declared dead by another worker (its lease ran out); exiting", self.id)
             os._exit(75)  # its workflows run elsewhere now: going on would run their calls twice
-        declared = await asyncio.to_thread(self.table.declare_dead, now, self.rt.settings.cluster_lease_s, self.id)
+        lease = self.rt.settings.cluster_lease_s
+        if self._last_beat is not None and now - self._last_beat > lease:
+            # This worker could not renew its own lease for longer than a lease (the database was out of
+            # reach, say): the others most likely could not either, and the first worker back declared
+            # every other one dead, which then exited. They get a lease to heartbeat again first.
+            self._patient_until = now + lease
+            log.warning(
+                "worker %s could not renew its lease for %.0fs (was the database out of reach?); it declares "
+                "no worker dead for the next %.0fs, so the others can renew theirs",
+                self.id,
+                now - self._last_beat,
+                lease,
+            )
+        self._last_beat = now
+        declared = (
+            [] if now < self._patient_until else await asyncio.to_thread(self.table.declare_dead, now, lease, self.id)
+        )
         if declared or self._ticks % PRUNE_EVERY == 0:
             await asyncio.to_thread(self.table.prune, now - FORGET_AFTER_S)
         self._ticks += 1

@@ -91,10 +91,11 @@ async def say(
     need(session, "runs")
     text = content.replace("\r\n", "\n").replace("\r", "\n")  # a form sends its lines with CRLF; the API, LF
     try:
-        await _chats(request).begin(session_id, text, request_id=current_request_id.get())
+        pending = await _chats(request).begin(session_id, text, request_id=current_request_id.get())
     except EdgecrewError as exc:
         return back(f"/ui/chat/{session_id}", str(exc))
-    return RedirectResponse(f"/ui/chat/{session_id}", status_code=303)
+    # e.g. a cluster with no live worker: the answer waits until one takes the run
+    return back(f"/ui/chat/{session_id}", "; ".join(pending.started.notices))
 
 
 @router.get("/ui/chat/{session_id}/stream")

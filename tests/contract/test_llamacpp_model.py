@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 
 from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition
 from edgecrew.errors import InvalidOutputError, ModelError, UserError
-from edgecrew.models.llamacpp import LlamaCppModel, SamplingOverride, grammar_for, parse_reply
+from edgecrew.models.llamacpp import LlamaCppModel, SamplingOverride, grammar_for, parse_reply, response_schema
 from edgecrew.models.resources import SMOLLM2_DISTRIBUTION, packaged_gguf
 
 ADD = ToolDefinition(
@@ -115,6 +115,42 @@ def test_final_envelope_becomes_content() -> None:
     assert parse_reply('{"final": "Hello!"}', req).content == "Hello!"
     structured = request("rate", tools=(ADD,), output_schema=SCORE_SCHEMA)
     assert json.loads(parse_reply('{"final": {"score": 2}}', structured).content) == {"score": 2}
+
+
+# A last step: the tools were offered before, not now, and the conversation shows the calls made.
+AFTER_CALLS = (
+    Message("system", "You are a friendly assistant. Answer the user's latest message briefly."),
+    user("What is 2 + 3?"),
+    Message("assistant", tool_calls=(ToolCall(id="call_1_0", name="add", arguments={"a": 2, "b": 3}),)),
+    Message("tool", "5", tool_call_id="call_1_0", name="add"),
+    user("This is your last step: no more tool calls. Answer now with what you have found."),
+)
+
+
+def test_an_answer_after_tool_calls_is_held_to_the_final_envelope() -> None:
+    req = ModelRequest(messages=AFTER_CALLS)
+    assert response_schema(req) == {
+        "type": "object",
+        "properties": {"final": {"type": "string"}},
+        "required": ["final"],
+        "additionalProperties": False,
+    }
+    assert parse_reply('{"final": "2 + 3 is 5."}', req).content == "2 + 3 is 5."
+    with pytest.raises(InvalidOutputError, match="not a final answer"):  # one more call, written as text
+        parse_reply('{"tool": "add", "arguments": {"a": 2, "b": 3}}', req)
+    structured = ModelRequest(messages=AFTER_CALLS, output_schema=SCORE_SCHEMA)
+    assert response_schema(structured)["properties"]["final"] == SCORE_SCHEMA  # type: ignore[index]
+    assert json.loads(parse_reply('{"final": {"score": 3}}', structured).content) == {"score": 3}
+    # cut off at max_tokens inside the answer: kept, as a plain reply cut off is (an escape split by the cut dropped)
+    assert (
+        parse_reply('{"final": "2 + 3 is 5, and caf\\u00e9 \\u00', req, truncated=True).content
+        == "2 + 3 is 5, and café "
+    )
+    assert parse_reply('{"final": "line\\', req, truncated=True).content == "line"
+    with pytest.raises(InvalidOutputError, match="cut off at max_tokens"):
+        parse_reply('{"final": {"score": ', structured, truncated=True)
+    # no call in the conversation: a plain reply stays plain text
+    assert response_schema(request("hi")) is None and parse_reply("Hello!", request("hi")).content == "Hello!"
 
 
 @pytest.mark.parametrize(
@@ -366,6 +402,17 @@ WEATHER = ToolDefinition(
     "Get the current weather for a city.",
     {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"]},
 )
+
+
+@pytest.mark.real_model
+async def test_the_answer_after_tool_calls_is_text_not_another_call(smollm2: LlamaCppModel) -> None:
+    """SmolLM2, shown its earlier call as JSON and offered no tool, wrote one more call as its answer."""
+    streamed = [d async for d in smollm2.stream(ModelRequest(messages=AFTER_CALLS, max_tokens=48))]
+    response = streamed[-1].response
+    assert response is not None and not response.message.tool_calls
+    answer = response.message.content
+    assert answer.strip() and not answer.lstrip().startswith("{"), answer
+    assert "".join(d.text for d in streamed if d.text) == answer  # the answer, not its envelope
 
 
 @pytest.mark.real_model

@@ -233,6 +233,24 @@ async def test_the_twin_routes_coding_and_math_to_experts(message: str, agent: s
     assert [s.agent for s in rt.store.steps(done.run.id)] == ["route", agent]
 
 
+@pytest.mark.parametrize(
+    "message",
+    ["How much free memory and disk does this machine have?", "what's the CPU load?", "Is there enough RAM?"],
+)
+async def test_the_twin_answers_machine_questions_from_the_real_figures_without_a_model(message: str) -> None:
+    rt = _runtime()
+    chat = _chat(rt)
+    done = await chat.say(chat.create("twin").id, message)
+    assert done.status == "answered" and done.answer is not None, done.error
+    assert [s.agent for s in rt.store.steps(done.run.id)] == ["route", "machine", "figures"]
+    assert not [e for e in rt.store.events(done.run.id) if e.type == "model_called"]
+    answer = done.answer.content
+    assert answer.startswith("This machine: CPU ") and "GiB free of" in answer and "Disk (where runs work):" in answer
+    # a word that only contains one of the keywords stays with the twin
+    other = await chat.say(chat.create("twin").id, "Share a ramen recipe with a discount")
+    assert [s.agent for s in rt.store.steps(other.run.id)] == ["route", "twin"]
+
+
 def test_unknown_team_or_session_is_not_found() -> None:
     chat = _chat(_runtime())
     with pytest.raises(NotFoundError):

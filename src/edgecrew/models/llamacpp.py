@@ -35,6 +35,7 @@ from edgecrew.errors import ModelError, UserError
 from edgecrew.models.llamabuild import ensure_safe_build
 from edgecrew.models.llamacpp_grammar import (
     TextStops,
+    answers_after_calls,
     grammar_for,
     grammar_schema,
     parse_reply,
@@ -141,7 +142,10 @@ class LlamaCppModel:
         """How the reply to ``req`` is sampled (the model must be loaded: its family decides the rest)."""
         if self._defaults is None:
             raise ModelError(f"model '{self.name}' is not loaded; its family's defaults are not known yet")
-        constrained = response_schema(req) is not None
+        # An answer after tool calls is held to {"final": ...} only to keep it from being one more call:
+        # a plain one is text all the same, sampled as text (its family's temperature and repeat penalty).
+        plain = answers_after_calls(req) and req.output_schema is None
+        constrained = response_schema(req) is not None and not plain
         sampling = sampling_for(self._defaults, self.sampling, req.requested_temperature, constrained=constrained)
         if constrained and self.sampling.repeat_penalty is None:
             # A tool call copies values from the request, and llama.cpp's repeat penalty looks back 64
@@ -185,7 +189,8 @@ class LlamaCppModel:
         """Yield text as it is generated, then the full response.
 
         Plain and structured replies stream token by token. A reply to a request with tools is only
-        known to be a tool call or a final answer once complete, so its content comes as one delta.
+        known to be a tool call or a final answer once complete, so its content comes as one delta, as
+        does a final answer held to its envelope after tool calls (``answers_after_calls``).
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -194,7 +199,8 @@ class LlamaCppModel:
         def on_text(text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
-        emit = None if req.tools else on_text
+        enveloped = bool(req.tools) or answers_after_calls(req)
+        emit = None if enveloped else on_text
         worker = asyncio.ensure_future(asyncio.to_thread(self._generate, req, emit, cancel))
         # Scheduled after every on_text callback of the thread, so the end marker comes last.
         worker.add_done_callback(lambda _: queue.put_nowait(None))
@@ -202,7 +208,7 @@ class LlamaCppModel:
             while (text := await queue.get()) is not None:
                 yield StreamDelta(text=text)
             response = await worker
-            if req.tools and response.message.content:
+            if enveloped and response.message.content:
                 yield StreamDelta(text=response.message.content)
             yield StreamDelta(response=response)
         finally:

@@ -6,7 +6,8 @@ Structured output and tool calls are both JSON constrained by a grammar built fr
 even a 135M model can only emit a well-formed answer: with tools, the model must produce one call
 ``{"tool": <one of the allowed names>, "arguments": {...}}``, several calls in one reply
 ``{"tool_calls": [{"tool": ..., "arguments": {...}}, ...]}`` (run in order), or ``{"final": ...}``
-(not offered with ``tool_choice="required"``). The one design decision: the grammar is a help,
+(not offered with ``tool_choice="required"``; the only choice of a request that offers no tools after
+earlier calls, whose turns show the envelope). The one design decision: the grammar is a help,
 never the check. It cannot enforce every keyword (``minimum``, ``uniqueItems``...) and generation
 can stop at ``max_tokens`` mid-object, so every constrained reply is parsed and validated by the
 reply validator all adapters share (:mod:`edgecrew.models.replies`):
@@ -16,6 +17,7 @@ a reply that does not satisfy its schema raises :class:`InvalidOutputError`, nev
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -28,9 +30,25 @@ from edgecrew.models.replies import SHOWN, ProposedCall, arguments_schema, check
 MAX_CALLS_PER_REPLY = 8
 
 
+def answers_after_calls(req: ModelRequest) -> bool:
+    """A request offering no tools whose conversation holds tool calls (an agent's last step, told to
+    answer with what its tools returned): the earlier turns show calls as JSON envelopes, and a small
+    model writes one more as its answer (SmolLM2 answered a chat with ``{"tool": "memory.remember", ...}``
+    in text). Its reply is held to the envelope's ``{"final": answer}`` instead."""
+    return not req.tools and any(m.tool_calls for m in req.messages)
+
+
+def _final_envelope(req: ModelRequest) -> dict[str, Any]:
+    final = dict(req.output_schema) if req.output_schema is not None else {"type": "string"}
+    return {"type": "object", "properties": {"final": final}, "required": ["final"], "additionalProperties": False}
+
+
 def response_schema(req: ModelRequest) -> dict[str, Any] | None:
-    """The JSON Schema the reply must satisfy: the output schema, or the tool-call envelope."""
+    """The JSON Schema the reply must satisfy: the output schema, or the tool-call envelope (only its
+    final answer when the request offers no tools after earlier calls: ``answers_after_calls``)."""
     if not req.tools:
+        if answers_after_calls(req):
+            return _final_envelope(req)
         return dict(req.output_schema) if req.output_schema is not None else None
     calls: list[dict[str, Any]] = [
         {
@@ -57,15 +75,7 @@ def response_schema(req: ModelRequest) -> dict[str, Any] | None:
     options = [*calls, several]
     if req.tool_choice == "required":
         return {"anyOf": options}
-    final = dict(req.output_schema) if req.output_schema is not None else {"type": "string"}
-    options.append(
-        {
-            "type": "object",
-            "properties": {"final": final},
-            "required": ["final"],
-            "additionalProperties": False,
-        }
-    )
+    options.append(_final_envelope(req))
     return {"anyOf": options}
 
 
@@ -97,9 +107,16 @@ def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False, who: s
     Raises InvalidOutputError (a ModelError the agent loop answers with a retry) when a constrained
     reply does not parse or does not satisfy its schema.
     """
-    if not req.tools:
+    after_calls = answers_after_calls(req)
+    if not req.tools and not after_calls:
         return reply_message(req, text=text, truncated=truncated, who=who)
+    if after_calls and truncated and req.output_schema is None and (cut := _cut_final(text)) is not None:
+        return Message(role="assistant", content=cut)  # as a plain reply cut off at max_tokens is kept
     data = load_json(text, req.max_tokens if truncated else None, who=who)
+    if after_calls:
+        if isinstance(data, dict) and "final" in data:
+            return _final_message(data["final"], req, text, who=who)
+        raise InvalidOutputError(f'{who}: its reply is not a final answer {{"final": ...}}: {text[:SHOWN]!r}')
     if isinstance(data, dict) and "tool" in data:
         return reply_message(req, calls=(proposed(data, who=who),), who=who)
     if isinstance(data, dict) and "tool_calls" in data:
@@ -108,12 +125,33 @@ def parse_reply(text: str, req: ModelRequest, *, truncated: bool = False, who: s
             raise InvalidOutputError(f"{who}: its tool_calls are not a non-empty list of calls: {text[:SHOWN]!r}")
         return reply_message(req, calls=[proposed(call, who=who) for call in listed], who=who)
     if isinstance(data, dict) and "final" in data:
-        final = data["final"]
-        if req.output_schema is not None:
-            check_output(final, req, text, who=who)
-            return Message(role="assistant", content=json.dumps(final))
-        return Message(role="assistant", content=final if isinstance(final, str) else json.dumps(final))
+        return _final_message(data["final"], req, text, who=who)
     raise InvalidOutputError(f"{who}: its reply is neither a tool call nor a final answer: {text[:SHOWN]!r}")
+
+
+_FINAL_OPENING = re.compile(r'\s*\{\s*"final"\s*:\s*"')
+
+
+def _cut_final(text: str) -> str | None:
+    """The text of a ``{"final": "...`` answer cut off inside its string (None when it is not one)."""
+    opening = _FINAL_OPENING.match(text)
+    if opening is None:
+        return None
+    rest = text[opening.end() :]
+    for trim in range(min(len(rest), 6) + 1):  # a cut may split an escape (\ or \u00e9): drop its start
+        try:
+            value = json.loads('"' + rest[: len(rest) - trim] + '"')
+        except json.JSONDecodeError:
+            continue
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _final_message(final: Any, req: ModelRequest, text: str, *, who: str) -> Message:
+    if req.output_schema is not None:
+        check_output(final, req, text, who=who)
+        return Message(role="assistant", content=json.dumps(final))
+    return Message(role="assistant", content=final if isinstance(final, str) else json.dumps(final))
 
 
 def proposed(call: Any, *, who: str) -> ProposedCall:

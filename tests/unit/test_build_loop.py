@@ -51,7 +51,7 @@ async def test_the_loop_goes_round_twice_and_ends_with_the_task_done(tmp_path: P
     result = await runner.run("a program that adds two numbers")
     assert result.ok, result.error
     assert runner.path == [
-        "generator", "create", "coder", "save", "runner", "evaluator", "feedback",
+        "intake", "generator", "create", "coder", "save", "runner", "evaluator", "feedback",
         "coder", "save", "runner", "feedback", "finish", "report",
     ]  # fmt: skip
     task = tasks.get(result.output["task_id"])
@@ -111,7 +111,7 @@ async def test_a_coder_that_writes_a_version_again_ends_the_loop_there(tmp_path:
     assert "version 2 is version 1 again, so the loop stopped; the last run: " in result.output["summary"]
 
 
-async def test_the_checks_a_request_writes_are_the_tasks_exactly_and_the_generator_reads_the_rest(
+async def test_the_checks_a_request_writes_are_the_tasks_exactly_and_no_model_writes_the_task(
     tmp_path: Path,
 ) -> None:
     tasks, io, _ = workspace(tmp_path)
@@ -122,8 +122,9 @@ async def test_the_checks_a_request_writes_are_the_tasks_exactly_and_the_generat
     task = tasks.get(result.output["task_id"])
     # the generator's own checks ("2 3" -> "5", ...) are not used: the request's are, exactly
     assert task.checks == {"io": [{"input": "1 1", "expected": "2"}, {"input": "7 8", "expected": "15"}]}
-    generator = next(r for r in io.model_calls if r.agent == "generator").request.messages[-1].content
-    assert generator == "Request: a program that adds two numbers."
+    assert runner.path[:2] == ["intake", "create"]  # no model wrote the task: the request did
+    assert task.title == task.description == "a program that adds two numbers."
+    assert not [r for r in io.model_calls if r.agent == "generator"]
     coder = next(r for r in io.model_calls if r.agent == "coder").request.messages[-1].content
     assert 'Checks (stdin -> expected stdout): "1 1" -> "2"; "7 8" -> "15"' in coder
     assert result.output["summary"].startswith("Done: version 2 passes all 2 checks, the request's; 2 version(s)")
@@ -134,7 +135,9 @@ async def test_a_check_the_request_writes_wrong_fails_the_run_naming_it(tmp_path
     runner = FakeTurnRunner(load_team(TEAM), io)
     result = await runner.run("a program that adds two numbers. Checks: 1 1 -> 2; 7 8 = 15")
     assert not result.ok and "check 2 ('7 8 = 15') has no '->'" in (result.error or "")
-    assert "create" in (result.error or "") and tasks.count_tasks() == 0  # nothing was filed with made-up checks
+    assert (
+        "agent 'intake'" in (result.error or "") and tasks.count_tasks() == 0
+    )  # nothing was filed with made-up checks
 
 
 async def test_a_check_with_a_key_tasks_create_does_not_take_is_sent_back_to_the_generator(tmp_path: Path) -> None:
@@ -159,6 +162,22 @@ async def test_the_same_check_twice_is_sent_back_to_the_generator(tmp_path: Path
     retry = [r for r in io.model_calls if r.agent == "generator"][1].request.messages[-1].content
     assert "non-unique elements" in retry
     assert tasks.get(result.output["task_id"]).checks == {"io": GENERATED["io"]}
+
+
+async def test_a_generator_that_writes_no_usable_task_ends_in_an_answer_saying_how_to_give_checks(
+    tmp_path: Path,
+) -> None:
+    tasks, io, replies = workspace(tmp_path)
+    twice = {**GENERATED, "io": [{"input": "10 10", "expected": "10"}] * 2}
+    replies["generator"] = [{"json": twice}, {"json": twice}]
+    runner = FakeTurnRunner(load_team(TEAM), io)
+    result = await runner.run("a program that prints the largest of two numbers")
+    assert not result.ok and runner.path == ["intake", "generator", "report"]
+    assert (result.output["status"], result.output["task_id"], result.output["versions"]) == ("failed", None, 0)
+    summary = result.output["summary"]
+    assert summary.startswith("Failed before any code: the generator (a model) wrote no usable task (")
+    assert "non-unique elements" in summary and "Checks: 2 3 -> 5; 10 -4 -> 6" in summary
+    assert tasks.count_tasks() == 0
 
 
 async def test_the_scoreboard_counts_the_teams_tasks(tmp_path: Path) -> None:

@@ -14,6 +14,11 @@ def test_the_program_is_the_first_fenced_block_with_its_indentation() -> None:
     assert code_block(reply) == "n = int(input())\nif n:\n    print(n)\n"
 
 
+def test_a_fence_that_closes_at_the_end_of_a_line_of_code_ends_the_program() -> None:
+    reply = '```python\nif n:\n    print("No")```\nIt failed: the checks say so.'
+    assert code_block(reply) == 'if n:\n    print("No")\n'
+
+
 def test_an_unclosed_block_runs_to_the_end_and_a_reply_without_one_is_the_program() -> None:
     assert code_block("```py\nprint(1)\n") == "print(1)\n"  # cut off at max_tokens before its fence
     assert code_block("print(2)") == "print(2)\n"

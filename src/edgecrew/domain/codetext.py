@@ -14,8 +14,9 @@ import re
 
 __all__ = ["CHECKS_MARK", "code_block", "given_checks", "without_checks"]
 
-# ```python ... ``` (any language tag, or none); an unclosed fence runs to the end of the text.
-_FENCE = re.compile(r"```[ \t]*[\w+.-]*[ \t]*\r?\n(?P<body>.*?)(?:^[ \t]*```|\Z)", re.DOTALL | re.MULTILINE)
+# ```python ... ``` (any language tag, or none); the closing fence may end a line of code (Gemma-3-270M
+# wrote `print("No")``` then prose), and an unclosed fence runs to the end of the text.
+_FENCE = re.compile(r"```[ \t]*[\w+.-]*[ \t]*\r?\n(?P<body>.*?)(?:```|\Z)", re.DOTALL)
 CHECKS_MARK = re.compile(r"(?:^|[\s.;,])checks?\s*:", re.IGNORECASE)
 _ARROW = "->"
 

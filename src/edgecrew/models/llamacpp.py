@@ -413,7 +413,7 @@ def _silence_llama_logs(llama_cpp: Any) -> None:
     for name in ("llama_cpp.llama", "llama_cpp._internals", "llama_cpp.llama_chat_format"):
         module = sys.modules.get(name)
         if module is not None and hasattr(module, "suppress_stdout_stderr"):
-            module.suppress_stdout_stderr = _KeepOutput
+            setattr(module, "suppress_stdout_stderr", _KeepOutput)  # noqa: B010 (a module mypy cannot see)
 
 
 class _KeepOutput:

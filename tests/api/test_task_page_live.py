@@ -35,8 +35,9 @@ SECOND_CODER_DELAY_S = 4.0  # and the first verdict arrives while the coder "thi
 
 def loop_project(first_delay: float = 0.0, second_delay: float = 0.0) -> str:
     """edgecrew.yaml with build-loop's models scripted (JSON is YAML); the coder's replies may wait."""
-    first: dict[str, Any] = {"json": {"code": WRONG}, "delay": first_delay}
-    second: dict[str, Any] = {"json": {"code": RIGHT}, "delay": second_delay}
+    # The coder writes its program as models do, in a fenced block (build-loop's `code_block` takes it out).
+    first: dict[str, Any] = {"text": f"```python\n{WRONG}```", "delay": first_delay}
+    second: dict[str, Any] = {"text": f"```python\n{RIGHT}```", "delay": second_delay}
     replies = {
         "generator": [{"json": GENERATED}],
         "coder": [first, second],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -238,6 +239,28 @@ async def test_a_reply_cut_off_at_max_tokens_still_reports_what_it_spent(smollm2
     assert isinstance(spent, ModelResponse)
     assert spent.usage.completion_tokens == 3 and spent.usage.prompt_tokens > 10
     assert spent.latency_s > 0 and spent.message.content  # the raw text it wrote
+
+
+@pytest.mark.real_model
+def test_loading_a_model_leaves_the_processs_output_alone(
+    smollm2: LlamaCppModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama-cpp-python pointed stdout and stderr at /dev/null while a model loaded: what other threads
+    printed then was lost (`edgecrew run` dropped its "create" and "coder started" lines)."""
+    moved: list[int] = []
+    real_dup2 = os.dup2
+
+    def dup2(fd: int, fd2: int, inheritable: bool = True) -> int:
+        moved.append(fd2)
+        return real_dup2(fd, fd2, inheritable)
+
+    monkeypatch.setattr(os, "dup2", dup2)
+    fresh = LlamaCppModel(smollm2.path, name="fresh", n_ctx=512, n_threads=1)
+    try:
+        fresh.load()
+    finally:
+        fresh.close()
+    assert fresh.loaded is False and not [fd for fd in moved if fd in (1, 2)]
 
 
 @pytest.mark.real_model

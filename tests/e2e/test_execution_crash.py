@@ -30,7 +30,7 @@ models:
     replies_by_agent:
       generator:
         - json: {{title: add, spec: "print the sum of two integers", io: [{{input: "2 3", expected: "5"}}]}}
-      coder: [{{json: {{code: "{CODE}"}}}}]
+      coder: [{{text: "```python\\n{CODE}```"}}]
 """
 RECORDED = PROJECT.replace("backend: scripted", "backend: scripted\n    record: calls.jsonl")
 

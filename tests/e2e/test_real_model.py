@@ -145,20 +145,38 @@ async def test_the_demo_team_answers_with_this_machines_real_figures_on_smollm2(
 async def test_the_build_loop_runs_to_its_bound_on_smollm2_and_every_version_was_run() -> None:
     rt = bootstrap()
     svc = RunService(rt)
-    started = await svc.start(TeamName("build-loop"), "a program that prints the square of a number read from stdin")
+    request = "a program that prints the square of a number read from stdin. Checks: 3 -> 9; -4 -> 16"
+    started = await svc.start(TeamName("build-loop"), request)
     await started.handle.get_result()
     run = rt.store.get_run(started.run.id)
-    task = rt.tasks.get(run.output["task_id"])  # the run ends; the task itself may be done or failed
+    # The loop always reaches its end (no coder reply cut off in a JSON string fails the run any more),
+    # and the answer is the report: the task done or failed, with its best version named.
+    assert run.output is not None, run.error
+    task = rt.tasks.get(run.output["task_id"])
     assert task.status in ("done", "failed") and task.best_version is not None
+    assert run.output["status"] == task.status and run.output["best_version"] == task.best_version
     # ... and the run's status says which (`failed_when: status == 'failed'`): a script reads it as `run`'s exit code
     assert (run.status, task.status) in (("succeeded", "done"), ("failed", "failed")), run.error
     assert run.status == "succeeded" or "its work failed (failed_when: status == 'failed')" in (run.error or "")
+    # the request's checks, exactly, not the generator's
+    assert task.checks == {"io": [{"input": "3", "expected": "9"}, {"input": "-4", "expected": "16"}]}
     versions = [v.version for v in rt.tasks.code_versions(task.id)]
-    assert 1 <= len(versions) <= 3
-    executed = [e.version for e in rt.tasks.executions(task.id)]
-    assert sorted(executed) == versions  # every version the coder wrote ran in the sandbox, once
+    assert 1 <= len(versions) <= 3 and run.output["versions"] == len(versions)
+    # each version is the program out of the coder's reply, without its fences
+    replies = [s.output["text"] for s in rt.store.steps(run.id) if s.agent == "coder"]
+    saved = [rt.tasks.code_bytes(v).decode() for v in rt.tasks.code_versions(task.id)]
+    assert len(replies) == len(saved) and all("```" not in code and code.strip() for code in saved)
+    assert all(code.strip() in reply for code, reply in zip(saved, replies, strict=True))
+    # every version the coder wrote ran in the sandbox, once; but one that repeats an earlier version
+    # (a small model sampled alike often does) ends the loop unrun, and the answer says so
+    repeated = [s.output["same_as"] for s in rt.store.steps(run.id) if s.agent == "save"][-1]
+    ran = versions if repeated is None else versions[:-1]
+    assert sorted(e.version for e in rt.tasks.executions(task.id)) == ran
     assert all(e.status in ("succeeded", "failed") for e in rt.tasks.executions(task.id))
-    assert len(rt.tasks.feedback(task.id)) == len(versions)
+    assert len(rt.tasks.feedback(task.id)) == len(ran)
+    assert repeated is None or f"version {versions[-1]} is version {repeated} again" in run.output["summary"]
+    summary = run.output["summary"]
+    assert summary.startswith("Done: " if task.status == "done" else f"Failed: {len(versions)} version(s) written")
 
 
 async def test_platform_copilot_on_smollm2_builds_a_valid_repository_and_waits_for_approval(

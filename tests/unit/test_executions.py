@@ -417,6 +417,25 @@ def test_a_test_check_that_can_fail_is_kept(test: str) -> None:
     assert parse_checks({"test": test}).test == test
 
 
+async def test_add_version_names_the_earlier_version_it_repeats(tasks: TaskStore, service: ExecutionService) -> None:
+    registry = ToolRegistry()
+    register_task_tools(registry, tasks, service)
+
+    async def add(task_id: str, filename: str, code: str) -> Any:
+        ctx = ToolContext(run_id="run1", agent="coder", workspace=Path("."))
+        return await registry.get("tasks.add_version").call(
+            {"task_id": task_id, "filename": filename, "code": code}, ctx
+        )
+
+    task_id = tasks.create("add", "Print a+b.", None).id
+    assert (await add(task_id, "add.py", ADD))["same_as"] is None
+    assert (await add(task_id, "add.py", ADD.replace("+", "-")))["same_as"] is None  # another program
+    assert (await add(task_id, "other.py", ADD))["same_as"] is None  # the same bytes under another name
+    again = await add(task_id, "add.py", ADD)
+    assert (again["version"], again["same_as"]) == (4, 1)  # version 1's file and bytes again
+    assert [v.version for v in tasks.code_versions(task_id)] == [1, 2, 3, 4]  # stored all the same
+
+
 async def test_the_task_tools_drive_the_loop_to_the_best_version(
     tasks: TaskStore, service: ExecutionService, tmp_path: Path
 ) -> None:
@@ -439,12 +458,13 @@ async def test_the_task_tools_drive_the_loop_to_the_best_version(
     assert created["checks"] == 2 and tasks.get(task_id).created_by == "generator@run1"
     assert created["limits"] == tasks.get(task_id).limits == limits
     first = await call("tasks.add_version", "coder", task_id=task_id, filename="add.py", code=ADD.replace("+", "-"))
-    assert first["version"] == 1 and tasks.get(task_id).status == "in_progress"
+    assert first["version"] == 1 and tasks.get(task_id).status == "in_progress" and first["same_as"] is None
     ran = await call("tasks.run_version", "runner", task_id=task_id, version=1)
     assert ran["status"] == "failed" and (ran["checks_passed"], ran["checks_total"]) == (0, 2)
     assert ran["reason"].startswith("2 problems; first: io check 1 failed (input '1 2'): expected '3', got '-1'")
     await call("tasks.post_feedback", "evaluator", task_id=task_id, version=1, verdict="needs_changes", notes="add")
     second = await call("tasks.add_version", "coder", task_id=task_id, filename="add.py", code=ADD)
+    assert second["same_as"] is None  # another program
     ran = await call("tasks.run_version", "runner", task_id=task_id, version=second["version"])
     assert ran["status"] == "succeeded" and ran["checks_passed"] == 2 and ran["stderr_tail"].startswith("[edgecrew]")
     latest = await call("tasks.latest", "evaluator", task_id=task_id)

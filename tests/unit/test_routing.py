@@ -129,7 +129,7 @@ async def test_every_candidate_failing_fails_the_turn_with_each_reason(project_d
     assert [a["alias"] for a in called.data["fallbacks"]] == ["flaky", "worse"]
 
 
-def test_tag_prefers_resident_models_then_declaration_order() -> None:
+def test_tag_prefers_the_projects_models_then_resident_ones_then_declaration_order() -> None:
     registry = ModelRegistry(
         {
             "a": ModelDef("a", "scripted", tags=("coding",)),
@@ -138,7 +138,10 @@ def test_tag_prefers_resident_models_then_declaration_order() -> None:
     )
     assert registry.candidates("tag:coding") == ["a", "b", "local"]  # the built-in `local` codes too, last
     assert registry.candidates("tag:coding", frozenset({"b"})) == ["b", "a", "local"]
-    assert registry.candidates("tag:coding", frozenset({"local"})) == ["local", "a", "b"]
+    # a resident built-in does not take the call from the project's own models (it did: build-loop's
+    # generator left `local` resident and the coder's first version came from it, not the project's model)
+    assert registry.candidates("tag:coding", frozenset({"local"})) == ["a", "b", "local"]
+    assert registry.candidates("tag:coding", frozenset({"local", "b"})) == ["b", "a", "local"]
 
 
 def test_a_projects_own_model_with_a_tag_comes_before_the_built_in_one() -> None:

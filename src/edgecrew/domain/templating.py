@@ -8,8 +8,10 @@ run renders exactly what it rendered the first time and a typo fails loudly inst
 nothing. An argument that is one ``{{ expression }}`` and nothing else keeps the expression's type
 (a number stays a number); any other text renders to a string. Besides Jinja2's own filters there are
 ``human_bytes`` (``15032385536`` -> ``14.0 GiB``), ``size_mib`` (the first size a text mentions) and
-``regex(pattern, group=1)`` (a group of the first match, "" when none) and ``latest_message`` (a chat's
-newest message, out of the transcript a chat run's task is; any other task as it is).
+``regex(pattern, group=1)`` (a group of the first match, "" when none), ``latest_message`` (a chat's
+newest message, out of the transcript a chat run's task is; any other task as it is), ``code_block``
+(the program in a model's reply), ``given_checks`` and ``without_checks`` (the ``Checks:`` a request
+writes, and the request without them; see :mod:`edgecrew.domain.codetext`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from edgecrew.domain.codetext import code_block, given_checks, without_checks
 from edgecrew.domain.sizes import find_size, human_size
 from edgecrew.domain.transcript import latest_message
 from edgecrew.errors import UserError
@@ -65,6 +68,9 @@ def _env() -> SandboxedEnvironment:
     env.filters["regex"] = lambda text, pattern, group=1: _regex(text, pattern, group)
     env.filters["figures"] = lambda text: figures(str(text))
     env.filters["latest_message"] = lambda text: latest_message(str(text))
+    env.filters["code_block"] = lambda text: code_block(str(text))
+    env.filters["given_checks"] = lambda text: given_checks(str(text))
+    env.filters["without_checks"] = lambda text: without_checks(str(text))
     return env
 
 

@@ -22,6 +22,7 @@ import ctypes
 import json
 import math
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -405,11 +406,33 @@ _LOG_CALLBACK: Any = None
 
 
 def _silence_llama_logs(llama_cpp: Any) -> None:
-    """llama.cpp writes notes (cache layouts, warnings) straight to stderr; errors reach us as exceptions."""
+    """llama.cpp writes notes (cache layouts, warnings) straight to stderr; errors reach us as exceptions.
+
+    The log callback keeps it quiet, so llama-cpp-python's own silencing is switched off: with
+    ``verbose=False`` it points the whole process's stdout and stderr at /dev/null while a model loads,
+    and every other thread's output in that window was lost (`edgecrew run` printed no "create" or
+    "coder started" line when the coder's model loaded as the task was filed)."""
     global _LOG_CALLBACK
     if _LOG_CALLBACK is None:
         _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+    for name in ("llama_cpp.llama", "llama_cpp._internals", "llama_cpp.llama_chat_format"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "suppress_stdout_stderr"):
+            setattr(module, "suppress_stdout_stderr", _KeepOutput)  # noqa: B010 (a module mypy cannot see)
+
+
+class _KeepOutput:
+    """Stands in for llama-cpp-python's ``suppress_stdout_stderr``: leaves the process's output alone."""
+
+    def __init__(self, disable: bool = True) -> None:
+        self.disable = disable
+
+    def __enter__(self) -> _KeepOutput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _consume_result(task: asyncio.Future[Any]) -> None:

@@ -189,14 +189,16 @@ class ModelRegistry:
 
     def candidates(self, ref: str, resident: frozenset[str] = frozenset()) -> list[str]:
         """Aliases to try for an agent's model reference, in order: the alias (or every alias with the
-        tag: those already ``resident`` first, then the project's before the built-in ones), each followed
-        by its fallbacks; duplicates and cycles are dropped."""
+        tag: the project's before the built-in ones, those already ``resident`` first within each), each
+        followed by its fallbacks; duplicates and cycles are dropped."""
         if ref.startswith(TAG_PREFIX):
             tag = ref[len(TAG_PREFIX) :]
             tagged = [d for d in self._defs.values() if tag in d.tags]
-            # Resident first, then the project's own models before the built-ins (a project that adds a
-            # bigger `coding` model means it to serve), declaration order otherwise (a stable sort).
-            tagged.sort(key=lambda d: (d.alias not in resident, d is BUILTIN_MODELS.get(d.alias)))
+            # The project's own models before the built-ins, even a resident one (a project that adds a
+            # bigger `coding` model means it to serve: build-loop's generator left `local` resident, and
+            # its coder's first version came from SmolLM2, not the project's model), then resident first
+            # (fewer swaps), declaration order otherwise (a stable sort).
+            tagged.sort(key=lambda d: (d is BUILTIN_MODELS.get(d.alias), d.alias not in resident))
             first = [d.alias for d in tagged]
             if not first:
                 raise NotFoundError(f"no model has tag '{tag}'; tags: {', '.join(sorted(self.tags())) or 'none'}")

@@ -143,11 +143,20 @@ class _TaskTools:
         code: Annotated[str, Field(min_length=1, max_length=1_000_000)],
         ctx: ToolContext,
     ) -> dict[str, Any]:
-        """Add a new code version of a task (the next number); returns the version."""
+        """Add a new code version of a task (the next number); returns the version, and ``same_as``: the
+        earlier version with the same file and bytes, if any (a coder that repeats itself makes no progress)."""
         self._task(task_id)
         with as_tool_errors():
+            earlier = self.tasks.code_versions(task_id)
             record = add_version(self.tasks, task_id, filename, code.encode("utf-8"), _author(ctx))
-        return {"task_id": task_id, "version": record.version, "filename": record.filename, "size": record.size}
+        same = [v.version for v in earlier if (v.sha256, v.filename) == (record.sha256, record.filename)]
+        return {
+            "task_id": task_id,
+            "version": record.version,
+            "filename": record.filename,
+            "size": record.size,
+            "same_as": same[-1] if same else None,
+        }
 
     async def run_version(self, task_id: TaskId, version: Version, ctx: ToolContext) -> dict[str, Any]:
         """Run a code version in the sandbox against the task's checks; returns the status, checks passed,

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,11 +84,14 @@ class Project:
     models: dict[str, ModelDef] = field(default_factory=dict)
     plugins: tuple[str, ...] = ()
     mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
-    teams: dict[str, TeamSource] = field(default_factory=dict)
+    # The teams by name (``teams``) and the agent library (``agents``: agents/*.yaml, built-in): read
+    # again when a file was added, removed or renamed in teams/ or agents/, or edgecrew.yaml changed
+    # (``rescan``), so a running server runs a team file written after it started.
+    _teams: dict[str, TeamSource] = field(default_factory=dict, repr=False)
     sources: list[TeamSource] = field(default_factory=list)  # every project team, duplicates included
     # Problems across files, reported by `edgecrew validate`: duplicate team names, routines naming no team.
     duplicates: list[SpecIssue] = field(default_factory=list)
-    agents: dict[str, AgentSource] = field(default_factory=dict)  # the agent library (agents/*.yaml, built-in)
+    _agents: dict[str, AgentSource] = field(default_factory=dict, repr=False)
     routines: dict[str, RoutineDoc] = field(default_factory=dict)  # edgecrew.yaml's routines:, by name
     policies: dict[str, PolicyDoc] = field(default_factory=dict)  # policies: (when jobs may start)
     alerts: dict[str, AlertDoc] = field(default_factory=dict)  # alerts: (usage alert rules)
@@ -102,6 +107,37 @@ class Project:
     # Library agent names two project files both declare (the first file's is kept, but not used: which
     # was meant is not for edgecrew to guess), with the problem of each later file
     _agent_clashes: dict[str, list[SpecIssue]] = field(default_factory=dict, repr=False, compare=False)
+    # What the team and agent files looked like when last read (None: not read from a directory yet)
+    _scanned: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def teams(self) -> dict[str, TeamSource]:
+        self.rescan()
+        return self._teams
+
+    @property
+    def agents(self) -> dict[str, AgentSource]:
+        self.rescan()
+        return self._agents
+
+    def rescan(self) -> None:
+        """Read the teams and the agent library again when their folders or edgecrew.yaml changed since
+        they were read (three ``stat`` calls when nothing did; a file's content is read again anyway
+        whenever it changes). The models, tools, routines, policies and alerts of
+        edgecrew.yaml stay as they were read: a server takes those at its start. A project whose files
+        no longer load keeps what it had (``edgecrew validate`` says what is wrong)."""
+        if self._scanned is None:
+            return
+        now = _files_stamp(self.dir)
+        if now == self._scanned:
+            return
+        self._scanned = now
+        try:
+            fresh = load_project(self.dir)
+        except (SpecError, UserError):
+            return
+        self._teams, self.sources, self.duplicates = fresh._teams, fresh.sources, fresh.duplicates
+        self._agents, self._clashes, self._agent_clashes = fresh._agents, fresh._clashes, fresh._agent_clashes
 
     def add(self, source: TeamSource) -> None:
         """Register a project team; a second project team with the same name is a spec problem."""
@@ -117,7 +153,7 @@ class Project:
             self.duplicates.append(issue)
             self._clashes.setdefault(source.name, []).append(issue)
             return
-        self.teams[source.name] = source
+        self._teams[source.name] = source
 
     def builtin_teams_overridden(self) -> dict[str, list[str]]:
         """Built-in teams that ``use:`` a library agent this project's ``agents/`` replaces (a project agent
@@ -353,7 +389,7 @@ def load_project(directory: Path) -> Project:
     project = Project(dir=directory, config_file=None)
     for file in builtin_team_files():
         name = file.stem
-        project.teams[name] = TeamSource(name, file, (), builtin=True)
+        project._teams[name] = TeamSource(name, file, (), builtin=True)
 
     config = directory / CONFIG_FILE
     config_issues: list[SpecIssue] = []
@@ -369,7 +405,7 @@ def load_project(directory: Path) -> Project:
             name = str(team.get("name") or f"team-{i + 1}")
             project.add(TeamSource(name, config, ("teams", i)))
 
-    project.agents, project._agent_clashes = _library(directory)
+    project._agents, project._agent_clashes = _library(directory)
     project.duplicates.extend(issue for issues in project._agent_clashes.values() for issue in issues)
     teams_dir = directory / "teams"
     if teams_dir.is_dir():
@@ -394,7 +430,27 @@ def load_project(directory: Path) -> Project:
     if config_issues:  # edgecrew.yaml's every problem at once, a routine naming no team among them
         routines = [i for i in project.duplicates if i.file == str(project.config_file)]
         raise SpecError(sorted(config_issues + routines, key=lambda i: i.line or 0))
+    project._scanned = _files_stamp(directory)
     return project
+
+
+def _files_stamp(directory: Path) -> tuple[Any, ...]:
+    """What ``Project.rescan`` compares: the stamps of teams/ and agents/ (a file added, removed or renamed
+    there, as editors save by renaming, changes its folder's) and of edgecrew.yaml. Three ``stat`` calls:
+    a run's start reads the teams and the library several times."""
+    stamps: list[tuple[int, int]] = []
+    for path in _watched(directory):
+        try:
+            stat = os.stat(path)
+            stamps.append((stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            stamps.append((0, 0))
+    return tuple(stamps)
+
+
+@lru_cache(maxsize=64)
+def _watched(directory: Path) -> tuple[str, str, str]:
+    return (str(directory / "teams"), str(directory / "agents"), str(directory / CONFIG_FILE))
 
 
 def _stamp(path: Path) -> tuple[str, int, int]:

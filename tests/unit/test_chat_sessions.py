@@ -148,6 +148,11 @@ async def test_an_earlier_sessions_fact_is_recalled_from_long_term_memory() -> N
     assert recalled and recalled[0].data["ids"] == [before.memory_id]
     prompt = _last_user_message(model.calls[-1].request)
     assert "The staging server is called heron-7." in prompt and "Memories from earlier runs" in prompt
+    # a later turn searches with its own message, not the conversation that leads to it
+    again = await chat.say(later.id, "And the production one?")
+    assert "Which staging server do we use?" in again.run.task
+    [search] = [e for e in rt.store.events(again.run.id) if e.type == "memory_recalled"]
+    assert search.data["query"] == "And the production one?"
 
 
 async def test_a_retry_is_the_same_turn_and_run_and_another_message_waits_its_turn() -> None:

@@ -24,6 +24,7 @@ from edgecrew.domain.events import ToolsSelected
 from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition, Usage
 from edgecrew.domain.runs import Outcome
 from edgecrew.domain.specs import AgentSpec
+from edgecrew.domain.transcript import latest_message
 from edgecrew.tools.retrieval import rank_tools
 
 LOOP_LIMIT = 3  # identical tool calls allowed before the loop guard stops the turn
@@ -210,7 +211,9 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
     """Run one agent turn; ``key`` names the turn, and every call key is derived from it."""
     if agent.memory.recall > 0:
         # Recalled memories open the user message: the system prompt and examples stay a shared prefix.
-        block = await io.recall_memory(f"{key}.mem", agent, context)
+        # A chat's input is the conversation so far, then the latest message: memories close to that
+        # message are wanted (the whole conversation diluted the search after the first turn).
+        block = await io.recall_memory(f"{key}.mem", agent, latest_message(context))
         if block:
             context = f"{block}\n\n{context}"
     messages = [Message("system", system_prompt(agent)), *example_messages(agent), Message("user", context)]

@@ -126,6 +126,10 @@ KNOWN_REFUSALS: dict[str, str] = {
         "a task's test check with nothing that can fail (no assert, test function or exit: '9') is refused, as "
         "every version would pass it; a schema cannot say what Python source can fail"
     ),
+    "checks is empty": (
+        "a task's checks with no io case and a test with no visible character are refused; the schema says a "
+        "test is required where no io case is given, and leaves the blank test to the server"
+    ),
     "the last message is empty": (
         "a /v1 request whose last message has no visible character is refused (it is the team's task); the "
         "schema's content pattern cannot single out the last item of the list"

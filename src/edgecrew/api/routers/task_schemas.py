@@ -56,12 +56,11 @@ class IoCase(BaseModel):
     )
 
 
-# At least one check: an io case or a test with a visible character ({} and {io: []} are refused).
+# At least one check: an io case or a test ({} and {io: []} are refused; so is a test with no visible
+# character, which the schema leaves to the server: a string sub-schema here made a schema fuzzer's
+# negative cases ask for strings longer than its generator supports).
 _SOME_CHECK: dict[str, Any] = {
-    "anyOf": [
-        {"required": ["io"], "properties": {"io": {"minItems": 1}}},
-        {"required": ["test"], "properties": {"test": {"type": "string", "pattern": r"\S"}}},
-    ]
+    "anyOf": [{"required": ["io"], "properties": {"io": {"minItems": 1}}}, {"required": ["test"]}]
 }
 
 

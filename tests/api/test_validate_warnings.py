@@ -85,6 +85,10 @@ def test_starting_a_run_says_the_teams_warnings_and_the_run_goes_on(
     assert any("never holds" in w and "did you mean 'approve'?" in w for w in said)
     plain = client.post("/runs", json={"team": "echo", "task": "go"}, headers=auth(keys["runs"]))
     assert plain.status_code == 201 and "X-Edgecrew-Warning" not in plain.headers
+    # /v1 says them too, answered or not (this run ends where the warning said it could)
+    chat = {"model": "gap", "messages": [{"role": "user", "content": "go"}]}
+    v1 = client.post("/v1/chat/completions", json=chat, headers=auth(keys["runs"]))
+    assert v1.headers.get_list("X-Edgecrew-Warning") == said, (v1.status_code, v1.text)
 
     csrf = sign_in(client, keys["admin"])
     page = client.post("/ui/teams/gap/run", data={"csrf": csrf, "task": "go"})

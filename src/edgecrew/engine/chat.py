@@ -47,6 +47,7 @@ class ChatStart:
     run_id: str
     model: str
     created: int
+    notices: tuple[str, ...] = ()  # what its start said (spec warnings; no live cluster worker to run it)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class ChatService:
         started = await self.runs.start(
             spec, compose_task(messages), request_id=request_id, idempotency_key=idempotency_key
         )
-        return ChatStart(started.run.id, model, int(started.run.created_at))
+        return ChatStart(started.run.id, model, int(started.run.created_at), tuple(started.notices))
 
     async def answer(self, run_id: str) -> ChatAnswer:
         """Wait for the run to end (through approvals, if it asks for any) and read its answer."""

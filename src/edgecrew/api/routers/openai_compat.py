@@ -26,6 +26,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from edgecrew.api.deps import RunsDep, StartRuns
 from edgecrew.api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, PROBLEM_SCHEMA, problem
 from edgecrew.api.routers.feedback import FeedbackOut, Rate, rate
+from edgecrew.api.routers.runs import with_warnings
 from edgecrew.api.shapes import sse_stream
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, ChatStart, pieces
@@ -341,7 +342,9 @@ async def chat_completions(
                 x_edgecrew_session, body.model, body.conversation(),
                 request_id=current_request_id.get(), idempotency_key=idempotency_key,
             )  # fmt: skip
-            started = ChatStart(pending.run_id, body.model, int(pending.started.run.created_at))
+            started = ChatStart(
+                pending.run_id, body.model, int(pending.started.run.created_at), tuple(pending.started.notices)
+            )
         else:
             started = await chat.start(
                 body.model, body.conversation(), request_id=current_request_id.get(), idempotency_key=idempotency_key
@@ -360,14 +363,16 @@ async def chat_completions(
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         chunks = _chunks(chat, started.run_id, completion_id, started.created, body.model, include_usage)
-        return EventSourceResponse(
+        # As POST /runs says it: a spec warning, or no live cluster worker (the answer waits on its queue).
+        streamed = EventSourceResponse(
             chunks, ping=KEEPALIVE_S, send_timeout=30, headers={"X-Run-ID": started.run_id}, sep=SEP
         )
+        return with_warnings(streamed, started.notices)
     answer = await _unless_gone(request, chat.answer(started.run_id))
     if answer is None:  # nobody is listening any more; the run is recorded and goes on
         return Response(status_code=499, headers={"X-Run-ID": started.run_id})
     if not answer.ok:
-        return _run_failed(answer)
+        return with_warnings(_run_failed(answer), started.notices)
     if x_edgecrew_session is not None:  # the answer as the session's turn now (a later read would store it too)
         await asyncio.to_thread(ChatSessions(chat.runs).settle, x_edgecrew_session)
     completion = ChatCompletion(
@@ -377,7 +382,8 @@ async def chat_completions(
         choices=[Choice(message=AssistantMessage(content=answer.text))],
         usage=Usage.of(answer),
     )
-    return JSONResponse(completion.model_dump(mode="json"), headers={"X-Run-ID": started.run_id})
+    answered = JSONResponse(completion.model_dump(mode="json"), headers={"X-Run-ID": started.run_id})
+    return with_warnings(answered, started.notices)
 
 
 async def _unless_gone(request: Request, waiting: Coroutine[Any, Any, ChatAnswer]) -> ChatAnswer | None:

@@ -7,8 +7,8 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator, Iterable
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -133,6 +133,7 @@ async def start_run(
 
 
 WARNING_HEADER = "X-Edgecrew-Warning"
+_R = TypeVar("_R", bound=Response)
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -150,7 +151,12 @@ def started_response(started: Started) -> JSONResponse:
     if not started.created:
         return JSONResponse(out, status_code=200)
     response = JSONResponse(out, status_code=201, headers={"Location": f"/runs/{started.run.id}"})
-    for notice in started.notices:  # one header each, in Latin-1 as headers must be
+    return with_warnings(response, started.notices)
+
+
+def with_warnings(response: _R, notices: Iterable[str]) -> _R:
+    """``response`` with one ``X-Edgecrew-Warning`` header a notice (in Latin-1, as headers must be)."""
+    for notice in notices:
         response.headers.append(WARNING_HEADER, notice.encode("latin-1", "replace").decode("latin-1"))
     return response
 

@@ -24,7 +24,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.deps import Read, RunsDep, StartRuns
 from edgecrew.api.problems import PROBLEM_RESPONSES
-from edgecrew.api.routers.runs import WARNING_HEADER
+from edgecrew.api.routers.runs import with_warnings
 from edgecrew.api.shapes import Limit, Offset, Out, Page, sse_stream
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.service import TASK_PATTERN
@@ -182,9 +182,7 @@ async def post_message(
         status = 202 if out.status == "pending" else 200
         response = JSONResponse(out.model_dump(mode="json"), status_code=status, headers={"X-Run-ID": pending.run_id})
     # As POST /runs says it: on a cluster with no live worker the run (and so the answer) waits on its queue.
-    for notice in pending.started.notices:
-        response.headers.append(WARNING_HEADER, notice.encode("latin-1", "replace").decode("latin-1"))
-    return response
+    return with_warnings(response, pending.started.notices)
 
 
 async def _events(chats: ChatSessions, said: Said, wait: float) -> AsyncIterator[ServerSentEvent]:

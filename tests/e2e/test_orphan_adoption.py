@@ -1,6 +1,7 @@
 """Orphans adopted once: an `edgecrew run` killed with SIGKILL leaves its run PENDING under a dead
-executor; two recoveries racing for it resume it once, and a server that was already running
-adopts it at its next sweep."""
+executor; two recoveries racing for it resume it once (on SQLite and on Postgres, where several
+machines' processes recover at once), and a server that was already running adopts it at its next
+sweep."""
 
 from __future__ import annotations
 
@@ -20,9 +21,13 @@ from edgecrew.bootstrap import bootstrap
 from edgecrew.domain.runs import RunStatus
 from edgecrew.engine import durable
 from edgecrew.engine.service import RunService
+from edgecrew.settings import reset_settings
 from tests.api.live import ServerProcess, cli_env
 from tests.conftest import write
+from tests.e2e.databases import database, pg_server, rows, url_of
 from tests.e2e.test_crash_resume import _lines, _wait_for
+
+__all__ = ["database", "pg_server"]  # fixtures
 
 PROJECT = """
 models:
@@ -51,7 +56,8 @@ def env(project_dir: Path, edgecrew_home: Path) -> dict[str, str]:
 
 
 def _orphan(env: dict[str, str], home: Path) -> str:
-    """The id of a run whose `edgecrew run` was killed with SIGKILL right after a's model call."""
+    """The id of a run whose `edgecrew run` was killed with SIGKILL right after a's model call (in the
+    store ``env`` names: the home's SQLite file, or ``EDGECREW_DATABASE_URL``)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgecrew", "run", "pair", "go"],
         env={**env, "EDGECREW_FAILPOINTS": "after_model_call:1"},
@@ -63,9 +69,8 @@ def _orphan(env: dict[str, str], home: Path) -> str:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)  # reaped: its executor id is dead, not a zombie
     (home / "failpoint.hit").unlink()
-    with sqlite3.connect(home / "edgecrew.db") as db:
-        (run_id,) = db.execute("SELECT id FROM runs").fetchone()
-    return str(run_id)
+    (run,) = rows(url_of(env, home), "SELECT id FROM runs")
+    return str(run["id"])
 
 
 def _model_calls(project: Path) -> list[object]:
@@ -73,10 +78,19 @@ def _model_calls(project: Path) -> list[object]:
 
 
 async def test_two_recoveries_racing_for_one_orphan_resume_it_once(
-    env: dict[str, str], edgecrew_home: Path, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+    env: dict[str, str],
+    database: dict[str, str],
+    edgecrew_home: Path,
+    project_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Both recoveries list the orphan before either acts on it (a server's sweep and a new `edgecrew
-    run` at the same moment): exactly one resumes it, and the run goes on once."""
+    run` at the same moment; on Postgres, two machines' processes): exactly one resumes it, and the run
+    goes on once."""
+    env = {**env, **database}
+    for name, value in database.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
     run_id = _orphan(env, edgecrew_home)
     rt = bootstrap()
     durable.launch(rt)

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from edgecrew.cli import app
 from edgecrew.engine import durable
+from edgecrew.settings import get_settings
 from tests.conftest import write
 from tests.teams import PLANNER, TRIO
 
@@ -113,6 +114,28 @@ def test_run_shows_live_progress_and_the_output() -> None:
     assert result.exit_code == 0, result.output
     assert "planner started" in result.output and "critic final" in result.output
     assert "run succeeded" in result.output and '"verdict": "approve"' in result.output
+
+
+def test_run_says_where_the_files_it_wrote_are(project_dir: Path) -> None:
+    """A tool wrote notes.md relative to the run's workspace, not the project: the closing lines say where."""
+    write(
+        project_dir / "teams" / "saver.yaml",
+        """
+        name: saver
+        agents:
+          save: {tool: files.write, arguments: {path: notes.md, content: "{{ task }}"}}
+        graph: {start: save, edges: [{from: save, to: end}]}
+        """,
+    )
+    result = runner.invoke(app, ["run", "saver", "remember the milk"])
+    assert result.exit_code == 0, result.output
+    run_id = json.loads(runner.invoke(app, ["runs", "list", "--json"]).stdout)[0]["id"]
+    workspace = str(get_settings().workspaces_dir / run_id)
+    assert (Path(workspace) / "notes.md").read_text() == "remember the milk"
+    flat = "".join(result.output.split())  # rich wraps a long line anywhere
+    assert "".join(f"files in {workspace}: notes.md".split()) in flat
+    quiet = runner.invoke(app, ["run", "trio", "Explain durability"])  # wrote nothing: no such line
+    assert quiet.exit_code == 0 and "files in" not in quiet.output
 
 
 def test_finished_runs_cannot_be_cancelled_or_resumed() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -188,3 +189,20 @@ def print_result(done: Any, as_json: bool, console: Console | None = None) -> No
     )
     if run.error:
         console.print(f"[red]{escape(run.error)}[/]")
+    files = workspace_listing(run.workspace)
+    if files:  # a tool wrote them relative to the run's workspace: say where that is
+        console.print(f"files in {escape(run.workspace)}: {escape(files)}")
+
+
+def workspace_listing(workspace: str | None, limit: int = 6) -> str | None:
+    """What a run left in its workspace, by name (a folder with a trailing ``/``), at most ``limit`` and how
+    many more; None when it left nothing or the workspace is not on this machine (a cluster worker's)."""
+    try:
+        entries = sorted(Path(workspace).iterdir(), key=lambda p: p.name) if workspace else []
+    except OSError:
+        return None
+    names = [e.name + ("/" if e.is_dir() else "") for e in entries]
+    if not names:
+        return None
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

@@ -4,6 +4,7 @@ where a model call goes; and the atomic "declare dead" on a real (SQLite) worker
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +16,31 @@ from edgecrew.models.registry import ModelDef, ModelRegistry
 from edgecrew.store import tables as t
 
 LEASE = 10.0
+
+
+def _tables(tmp_path: Path) -> sa.Engine:
+    """A SQLite workers table with DBOS's workflow table beside it (attached as schema ``dbos``, as on the
+    cluster's Postgres), which a worker reads its running workflows from."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+
+    @sa.event.listens_for(engine, "connect")
+    def attach(dbapi_conn: Any, _: object) -> None:
+        dbapi_conn.execute(f"ATTACH DATABASE '{tmp_path / 'dbos.db'}' AS dbos")
+
+    t.workers.create(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("CREATE TABLE dbos.workflow_status (workflow_uuid TEXT PRIMARY KEY, executor_id TEXT, status TEXT)")
+        )
+    return engine
+
+
+def _workflow(engine: sa.Engine, workflow_id: str, executor: str, status: str = "PENDING") -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO dbos.workflow_status VALUES (:i, :e, :s)"),
+            {"i": workflow_id, "e": executor, "s": status},
+        )
 
 
 def _w(
@@ -244,13 +270,8 @@ async def test_workers_back_from_a_database_outage_do_not_declare_each_other_dea
     from edgecrew.cluster import ClusterWorker
     from edgecrew.settings import Settings
 
-    async def no_workflows(**_: object) -> list[object]:
-        return []  # DBOS's own table of this worker's running workflows: none (it runs nothing here)
-
-    monkeypatch.setattr(DBOS, "list_workflows_async", no_workflows)
-    monkeypatch.setattr(DBOS, "_recover_pending_workflows", lambda executors: [])
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    t.workers.create(engine)
+    monkeypatch.setattr(DBOS, "_recover_pending_workflows", lambda executors: [])  # DBOS does not run here
+    engine = _tables(tmp_path)
     settings = Settings(
         cluster=True, database_url="postgresql://db-host/edgecrew", project=tmp_path, cluster_lease_s=LEASE
     )
@@ -272,6 +293,88 @@ async def test_workers_back_from_a_database_outage_do_not_declare_each_other_dea
     assert await me.tick(119.0) == [] and await me.tick(125.0) == []
     # Then the other falls silent for good: declared dead once its lease ran out, as before.
     assert await me.tick(118.0 + LEASE + 1) == ["other"]
+    engine.dispose()
+
+
+def _worker(tmp_path: Path, engine: sa.Engine, heartbeat_s: float = 2.0) -> Any:
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import ClusterWorker
+    from edgecrew.settings import Settings
+
+    settings = Settings(
+        cluster=True,
+        database_url="postgresql://db-host/edgecrew",
+        project=tmp_path,
+        cluster_lease_s=LEASE,
+        cluster_heartbeat_s=heartbeat_s,
+    )
+    rt = SimpleNamespace(
+        settings=settings,
+        store=SimpleNamespace(engine=engine),
+        models=ModelRegistry({"fast": ModelDef("fast", "scripted")}),
+        project=SimpleNamespace(config_file=None),
+    )
+    return ClusterWorker(rt, exit_when_declared_dead=False)  # type: ignore[arg-type]
+
+
+async def test_a_heartbeat_counts_the_workers_running_workflows_from_dbos_table(tmp_path: Path) -> None:
+    """Through the workers table's engine, not DBOS's calls: those retry a lost connection with a growing
+    backoff, so the heartbeat hung through a database outage (and logged nothing) and renewed the lease
+    seconds after the database was back, when the other worker had already declared it dead."""
+    engine = _tables(tmp_path)
+    me = _worker(tmp_path, engine)
+    WorkerTable(engine).register(me.info(100.0))
+    _workflow(engine, "run-1", me.id)
+    _workflow(engine, "run-2", me.id, "SUCCESS")
+    _workflow(engine, "run-3", "another")
+    assert await me.tick(101.0) == []
+    assert {w.id: w.running for w in WorkerTable(engine).all()}[me.id] == 1
+    engine.dispose()
+
+
+async def test_a_worker_says_once_that_it_lost_the_database_and_once_that_it_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker logged nothing while the database was out of reach, so whoever watched it could not tell
+    why it sat idle. Now one line when it loses the database (with the error), one when it is back,
+    none for each retry between."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from sqlalchemy.pool import NullPool
+
+    folder = tmp_path / "db"
+    folder.mkdir()
+    _tables(folder).dispose()
+    engine = sa.create_engine(f"sqlite:///{folder / 'w.db'}", poolclass=NullPool)  # every look opens the file
+
+    @sa.event.listens_for(engine, "connect")
+    def attach(dbapi_conn: Any, _: object) -> None:
+        dbapi_conn.execute(f"ATTACH DATABASE '{folder / 'dbos.db'}' AS dbos")
+
+    me = _worker(tmp_path, engine, heartbeat_s=0.02)
+    WorkerTable(engine).register(me.info(100.0))
+    caplog.set_level(logging.INFO, logger="edgecrew.cluster")
+    beat = asyncio.create_task(me._beat())
+    try:
+        await asyncio.sleep(0.2)
+        folder.rename(tmp_path / "away")  # the database is out of reach: every retry fails
+        await asyncio.sleep(0.5)
+        (tmp_path / "away").rename(folder)
+        await asyncio.sleep(0.3)
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    said = [r.getMessage() for r in caplog.records if r.name == "edgecrew.cluster"]
+    lost = [m for m in said if "lost the database" in m]
+    back = [m for m in said if "reached the database again" in m]
+    assert len(lost) == 1 and len(back) == 1, said
+    assert "unable to open database file" in lost[0] and "tries again every 0.02s" in lost[0]
+    assert not [m for m in said if "heartbeat failed" in m]
+    assert said.index(lost[0]) < said.index(back[0])
     engine.dispose()
 
 

@@ -19,6 +19,8 @@ from edgecrew.store import tables as t
 __all__ = ["RECOVERING", "WorkerTable"]
 
 RECOVERING = -1  # ``recovered`` of a worker declared dead whose workflows are being recovered
+# The workflows an executor runs, in DBOS's table (on the same Postgres database as the workers table).
+_PENDING = sa.text("SELECT COUNT(*) FROM dbos.workflow_status WHERE executor_id = :id AND status = 'PENDING'")
 
 
 def _ended(cutoff: float) -> sa.ColumnElement[bool]:
@@ -70,6 +72,14 @@ class WorkerTable:
                 sa.select(t.workers.c.state).where(t.workers.c.id == worker_id)
             ).scalar_one_or_none()
         return state
+
+    def pending(self, worker_id: str) -> int:
+        """How many workflows the worker runs (PENDING under its executor id in DBOS's table), read through
+        this engine: DBOS's own calls retry a lost connection for as long as it takes, with a growing backoff,
+        so a heartbeat that asked DBOS was silent through a database outage and renewed the lease seconds
+        after the database was back, past the others' grace."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(_PENDING, {"id": worker_id}).scalar_one())
 
     def stopped(self, worker_id: str, now: float) -> None:
         """A worker that shut down cleanly: its lease ends now, so the next live worker recovers its unfinished

@@ -97,8 +97,7 @@ def test_an_alias_only_another_workers_project_declares_goes_to_that_worker() ->
 
 
 def test_declaring_dead_is_won_once(tmp_path: Path) -> None:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    t.workers.create(engine)
+    engine = _tables(tmp_path)
     table = WorkerTable(engine)
     for wid, beat in (("a", 100.0), ("b", 100.0)):
         table.register(_w(wid, beat))
@@ -108,16 +107,17 @@ def test_declaring_dead_is_won_once(tmp_path: Path) -> None:
     rows = {w.id: w for w in table.all()}
     assert rows["b"].state == "dead" and rows["b"].declared_by == "a" and rows["a"].running == 2
     assert table.heartbeat("b", 112.0, running=0) == "dead"  # a frozen worker learns it was declared dead
-    table.stopped("a", 115.5)
-    assert table.declare_dead(116.0, LEASE, by="c") == ["a"]  # at once, not a lease after its last heartbeat
+    _workflow(engine, "run-1", "a")
+    assert table.stopped("a", 115.5) == 1  # it left a workflow: a live worker recovers it...
+    assert table.declare_dead(116.0, LEASE, by="c") == ["a"]  # ...at once, not a lease after its last heartbeat
+    assert table.declare_dead(116.5, LEASE, by="d") == []  # once
     assert {w.id: w.state for w in table.all()} == {"a": "stopped", "b": "dead"}
     engine.dispose()
 
 
 def test_a_cleanly_stopped_worker_shows_its_last_heartbeat(tmp_path: Path) -> None:
     """Status said "heartbeat 1796614448s ago" of a stopped worker: its stop wrote heartbeat_at = 0."""
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    t.workers.create(engine)
+    engine = _tables(tmp_path)
     table = WorkerTable(engine)
     table.register(_w("a", 100.0))
     table.stopped("a", 103.0)
@@ -316,6 +316,40 @@ def _worker(tmp_path: Path, engine: sa.Engine, heartbeat_s: float = 2.0) -> Any:
         project=SimpleNamespace(config_file=None),
     )
     return ClusterWorker(rt, exit_when_declared_dead=False)  # type: ignore[arg-type]
+
+
+def test_a_cleanly_stopped_worker_records_its_own_stop(tmp_path: Path) -> None:
+    """A worker stopped with Ctrl-C showed `stopping` until another live worker marked it, and for good when
+    it was the last one. It now records `stopped` itself; what it left unfinished is recovered by a live
+    worker (at once, or once one starts), which takes the recovery over exactly once."""
+    engine = _tables(tmp_path)
+    table = WorkerTable(engine)
+    for wid in ("idle", "busy", "gone"):
+        table.register(_w(wid, 100.0))
+    _workflow(engine, "done", "idle", "SUCCESS")
+    assert table.stopped("idle", 101.0) == 0
+    idle = {w.id: w for w in table.all()}["idle"]
+    shown = idle.to_dict(101.5, LEASE)
+    assert (shown["state"], shown["recovered"], shown["declared_by"], shown["dead_at"]) == ("stopped", 0, None, 101.0)
+    assert expired(table.all(), 101.5, LEASE) == []  # nothing to recover: no one touches it
+    assert table.declare_dead(101.5, LEASE, by="busy") == []
+    assert table.prune(before=102.0) == 1  # and it leaves the list like any ended worker
+    # Stopped mid-run: its workflow waits, still PENDING, for a live worker to recover it.
+    _workflow(engine, "run-1", "busy")
+    _workflow(engine, "step-1", "busy")
+    assert table.stopped("busy", 102.0) == 2
+    busy = {w.id: w for w in table.all()}["busy"]
+    assert busy.to_dict(102.5, LEASE)["state"] == "stopped" and busy.to_dict(102.5, LEASE)["recovered"] is None
+    assert [w.id for w in expired(table.all(), 102.5, LEASE)] == ["busy"]
+    assert table.declare_dead(102.5, LEASE, by="later") == ["busy"]
+    assert table.declare_dead(102.6, LEASE, by="other") == []
+    busy = {w.id: w for w in table.all()}["busy"]
+    assert (busy.state, busy.declared_by, busy.dead_at) == ("stopped", "later", 102.0)
+    # A worker declared dead meanwhile (frozen past its lease) stays dead: its workflows run elsewhere.
+    assert table.declare_dead(111.0, LEASE, by="later") == ["gone"]
+    assert table.stopped("gone", 112.0) == 0
+    assert {w.id: w.state for w in table.all()}["gone"] == "dead"
+    engine.dispose()
 
 
 async def test_a_heartbeat_counts_the_workers_running_workflows_from_dbos_table(tmp_path: Path) -> None:

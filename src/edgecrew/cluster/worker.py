@@ -209,13 +209,34 @@ class ClusterWorker:
         self.rt.store.emit(workflow_id, f"resumed.{dead}", RunResumed(lost_worker=dead))
 
     async def stop(self) -> None:
+        """Stop taking work, then record the stop (``stopped``): status shows it at once, also when this was
+        the last worker. Its unfinished workflows stay PENDING and a live worker recovers them (at once, or
+        once one starts)."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        # Its unfinished workflows stay PENDING: marked silent, the next live worker recovers them.
-        await asyncio.to_thread(self.table.stopped, self.id, time.time())
-        durable.route_model_calls(None)
-        durable.shutdown()
+        try:
+            durable.route_model_calls(None)
+            durable.shutdown()  # first: no workflow still runs here once a live worker may recover it
+        finally:
+            try:
+                # In the loop's thread: DBOS's shutdown also shut the executor asyncio.to_thread runs on.
+                left = self.table.stopped(self.id, time.time())
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                log.warning(
+                    "worker %s could not record its stop (%s): live workers declare it dead once its lease runs "
+                    "out and recover its workflows",
+                    self.id,
+                    _said(exc),
+                )
+            else:
+                if left:
+                    log.warning(
+                        "worker %s stopped leaving %d unfinished workflow(s): a live worker recovers them (at "
+                        "once, or when one starts)",
+                        self.id,
+                        left,
+                    )
 
 
 def _said(error: BaseException) -> str:

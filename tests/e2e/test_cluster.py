@@ -458,3 +458,53 @@ def test_a_cleanly_stopped_worker_records_its_stop_even_the_last_one(
         }
     finally:
         stop_workers(workers)
+
+
+def test_a_database_outage_longer_than_a_lease_loses_no_worker(
+    project_dir: Path, edgecrew_home: Path, tmp_path: Path
+) -> None:
+    """Postgres stopped for longer than a lease and the failover's grace: serve's supervisor, back first,
+    called every worker lost and escalated them ("no live worker is left"), a worker still waiting out
+    DBOS's growing retry backoff was declared dead by the other and exited, and neither worker's log said
+    a word about the database. Now every process gives the others a lease to renew theirs, and each
+    worker says once that it lost the database and once that it is back."""
+    with pg.pausable_postgres_server() as database:
+        env = {
+            **_cluster_env(database.url, project_dir, edgecrew_home),
+            "EDGECREW_SUPERVISOR_INTERVAL_S": "0.5",
+            "EDGECREW_MEMORY_EMBEDDER": "hashing",
+            "EDGECREW_SAMPLE_INTERVAL_S": "0",
+        }
+        key = create_key(env, "admin", "admin")
+        server = ServerProcess(project_dir, env).start()
+        logs = [tmp_path / "first.log", tmp_path / "second.log"]
+        workers = [start_worker(env, log) for log in logs]
+
+        def cluster(http: httpx.Client) -> dict[str, Any] | None:
+            try:
+                answer = http.get("/cluster")
+            except httpx.HTTPError:
+                return None
+            return answer.json() if answer.status_code == 200 else None
+
+        try:
+            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+                _wait(lambda: _alive(cluster(http) or {"workers": []}, 2), "two live workers", 90, logs[0])
+                database.stop()
+                time.sleep(2 * LEASE_S + 3)  # past a lease and the failover's grace
+                database.start()
+                _wait(lambda: _alive(cluster(http) or {"workers": []}, 2), "both workers back", 60, logs[1])
+                time.sleep(2 * LEASE_S)  # past every grace: a worker still silent would be lost by now
+                lost = http.get("/incidents", params={"kind": "worker_lost"}).json()["items"]
+                assert lost == [], lost
+                assert [w.poll() for w in workers] == [None, None]
+                assert _alive(cluster(http) or {"workers": []}, 2), cluster(http)
+        finally:
+            stop_workers(workers)
+            server.stop()
+        for log in logs:
+            said = [json.loads(line)["message"] for line in log.read_text().splitlines() if line.startswith("{")]
+            gone = [m for m in said if "lost the database" in m]
+            back = [m for m in said if "reached the database again" in m]
+            assert len(gone) == 1 and len(back) == 1, said
+            assert "connection" in gone[0].lower() and said.index(gone[0]) < said.index(back[0])

@@ -374,6 +374,7 @@ def test_serve_with_two_workers_runs_chats_and_heals_a_lost_worker(
             assert "warning: no live cluster worker: the run waits on queue" in err, err
             page = http.get("/ui/cluster")
             assert page.status_code == 200 and all(str(w["id"]) in page.text for w in status["workers"])
+            assert "<td>2 live</td>" in page.text  # each model's live workers, said as such
 
             session = http.post("/sessions", json={"team": "pal"}).json()["id"]
             said = http.post(f"/sessions/{session}/messages", json={"content": "hello"})
@@ -415,7 +416,7 @@ def test_a_cleanly_stopped_worker_records_its_stop_even_the_last_one(
     """SIGTERM of the only worker, mid-run: it showed `stopping` until another live worker marked it, for
     good while none was left. It now records `stopped` as it exits, and the run it left waits, PENDING,
     for the next worker, which recovers it and runs it to its end; that worker's own stop, with nothing
-    left to run, is final at once."""
+    left to run, is final at once. GET /cluster's models then count no worker: none is live."""
     logs = tmp_path / "workers.log"
     first = start_worker(cluster_env, logs)
     workers = [first]
@@ -456,6 +457,7 @@ def test_a_cleanly_stopped_worker_records_its_stop_even_the_last_one(
             first.pid: ("stopped", 1),
             second.pid: ("stopped", 0),
         }
+        assert status["models"] and all((m["workers"], m["live_workers"]) == ([], 0) for m in status["models"])
     finally:
         stop_workers(workers)
 

@@ -166,6 +166,32 @@ def test_a_run_queued_with_no_live_worker_is_told_so(tmp_path: Path) -> None:
     engine.dispose()
 
 
+def test_a_models_workers_are_its_live_workers(tmp_path: Path) -> None:
+    """GET /cluster's models[].workers listed every worker of the last week that had served the alias, the
+    stopped and dead ones too, so the page said "1 of 9" of a model one live worker serves."""
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import ClusterService
+    from edgecrew.settings import Settings
+
+    engine = _tables(tmp_path)
+    table = WorkerTable(engine)
+    table.register(_w("live", 100.0, ("fast", "coder")))
+    table.register(_w("silent", 50.0, ("fast",)))  # its lease ran out at 60
+    table.register(_w("stopped", 100.0, ("fast",)))
+    table.stopped("stopped", 100.0)
+    table.register(_w("dead", 90.0, ("coder", "lone")))
+    table.declare_dead(100.5, LEASE, by="live")  # "silent" and "dead"
+    on = Settings(cluster=True, database_url="postgresql://db-host/edgecrew", cluster_lease_s=LEASE)
+    models = ModelRegistry({"fast": ModelDef("fast", "scripted")})
+    rt = SimpleNamespace(settings=on, store=SimpleNamespace(engine=engine), models=models)
+    found = ClusterService(rt).status(now=101.0)  # type: ignore[arg-type]
+    by_alias = {m["alias"]: (m["workers"], m["live_workers"]) for m in found.models}
+    assert by_alias == {"coder": (["live"], 1), "fast": (["live"], 1), "lone": ([], 0)}
+    assert len(found.workers) == 4  # every worker is still listed, with its state
+    engine.dispose()
+
+
 def test_a_lease_shorter_than_two_heartbeats_is_refused() -> None:
     """Lease 1 s, heartbeat 3 s: the second worker was declared dead by the first and exited (75)."""
     from types import SimpleNamespace

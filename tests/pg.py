@@ -33,9 +33,46 @@ def available() -> bool:
     return _bin("initdb") is not None and _bin("pg_ctl") is not None
 
 
+class PostgresServer:
+    """A running throwaway server: its URL, and an outage on demand (``stop`` then ``start`` again, same
+    port and data: what a database restart or a network cut looks like to the processes using it)."""
+
+    def __init__(self, data: Path, log: Path, port: int, prefix: list[str], options: str) -> None:
+        self.data, self.log, self.port, self.prefix, self.options = data, log, port, prefix, options
+        self.url = f"postgresql://edgecrew@127.0.0.1:{port}/postgres"
+
+    def start(self) -> None:
+        pg_ctl = _bin("pg_ctl")
+        assert pg_ctl
+        start = [*self.prefix, pg_ctl, "-D", str(self.data), "-l", str(self.log), "-w", "-o", self.options, "start"]
+        subprocess.run(start, check=True, capture_output=True)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop it at once (``-m immediate``: open connections break, new ones are refused)."""
+        pg_ctl = _bin("pg_ctl")
+        assert pg_ctl
+        subprocess.run([*self.prefix, pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"], capture_output=True)
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Start a fresh cluster; yields a postgresql:// URL to an empty database."""
+    with pausable_postgres_server() as server:
+        yield server.url
+
+
+@contextmanager
+def pausable_postgres_server() -> Iterator[PostgresServer]:
+    """Start a fresh cluster; yields it (its ``url`` is to an empty database; ``stop``/``start`` make an outage)."""
     initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
     assert initdb and pg_ctl, "PostgreSQL server binaries are missing: run `make test` (it installs postgresql)"
     root = Path(tempfile.mkdtemp(prefix="edgecrew-pg-"))
@@ -52,36 +89,13 @@ def postgres_server() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    subprocess.run(
-        [
-            *prefix,
-            pg_ctl,
-            "-D",
-            str(data),
-            "-l",
-            str(root / "log"),
-            "-w",
-            "-o",
-            f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+    server = PostgresServer(data, root / "log", port, prefix, options)
     try:
-        url = f"postgresql://edgecrew@127.0.0.1:{port}/postgres"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield url
+        server.start()
+        yield server
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

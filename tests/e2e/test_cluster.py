@@ -93,8 +93,8 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def cluster_env(pg_url: str, project_dir: Path, edgecrew_home: Path) -> Iterator[dict[str, str]]:
+def _cluster_env(url: str, project_dir: Path, home: Path) -> dict[str, str]:
+    """This file's project in ``project_dir``, and the environment of a cluster process on ``url``."""
     write(project_dir / "edgecrew.yaml", PROJECT)
     write(project_dir / "teams" / "chain.yaml", CHAIN)
     write(project_dir / "teams" / "expert.yaml", EXPERT)
@@ -102,15 +102,20 @@ def cluster_env(pg_url: str, project_dir: Path, edgecrew_home: Path) -> Iterator
     write(project_dir / "teams" / "lone.yaml", LONE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(
-        EDGECREW_HOME=str(edgecrew_home),
+        EDGECREW_HOME=str(home),
         EDGECREW_PROJECT=str(project_dir),
-        EDGECREW_DATABASE_URL=pg_url,
+        EDGECREW_DATABASE_URL=url,
         EDGECREW_CLUSTER="1",
         EDGECREW_CLUSTER_LEASE_S=str(LEASE_S),
         EDGECREW_CLUSTER_HEARTBEAT_S="0.5",
         PYTHONUNBUFFERED="1",
     )
-    yield env
+    return env
+
+
+@pytest.fixture
+def cluster_env(pg_url: str, project_dir: Path, edgecrew_home: Path) -> Iterator[dict[str, str]]:
+    yield _cluster_env(pg_url, project_dir, edgecrew_home)
     engine = _engine(pg_url)
     with engine.begin() as conn:  # the next test starts with an empty cluster and no queued work
         conn.execute(sa.text("DELETE FROM workers"))
@@ -369,6 +374,7 @@ def test_serve_with_two_workers_runs_chats_and_heals_a_lost_worker(
             assert "warning: no live cluster worker: the run waits on queue" in err, err
             page = http.get("/ui/cluster")
             assert page.status_code == 200 and all(str(w["id"]) in page.text for w in status["workers"])
+            assert "<td>2 live</td>" in page.text  # each model's live workers, said as such
 
             session = http.post("/sessions", json={"team": "pal"}).json()["id"]
             said = http.post(f"/sessions/{session}/messages", json={"content": "hello"})
@@ -393,3 +399,114 @@ def test_serve_with_two_workers_runs_chats_and_heals_a_lost_worker(
     finally:
         stop_workers(workers)
         server.stop()
+
+
+def _worker_rows(url: str) -> dict[int, tuple[str, int, str | None, str]]:
+    """Each worker's (state, recovered, declared_by, id) by pid."""
+    engine = _engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT pid, state, recovered, declared_by, id FROM workers")).all()
+    engine.dispose()
+    return {int(r[0]): (str(r[1]), int(r[2]), r[3], str(r[4])) for r in rows}
+
+
+def test_a_cleanly_stopped_worker_records_its_stop_even_the_last_one(
+    cluster_env: dict[str, str], project_dir: Path, tmp_path: Path, pg_url: str
+) -> None:
+    """SIGTERM of the only worker, mid-run: it showed `stopping` until another live worker marked it, for
+    good while none was left. It now records `stopped` as it exits, and the run it left waits, PENDING,
+    for the next worker, which recovers it and runs it to its end; that worker's own stop, with nothing
+    left to run, is final at once. GET /cluster's models then count no worker: none is live."""
+    logs = tmp_path / "workers.log"
+    first = start_worker(cluster_env, logs)
+    workers = [first]
+    try:
+        _wait(lambda: _live_workers(pg_url) == 1, "a live worker", 90, logs)
+        run_id = _submit(cluster_env, "chain", "stop mid-run")
+        calls = project_dir / "calls.jsonl"
+        _wait(
+            lambda: [c for c in _lines(calls) if c["run"] == run_id and c["agent"] == "b" and c["phase"] == "start"],
+            "agent b's call",
+            60,
+            logs,
+        )
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+        state, recovered, declared_by, first_id = _worker_rows(pg_url)[first.pid]
+        assert (state, recovered, declared_by) == ("stopped", -1, None)  # its run waits for a live worker
+        said = logs.read_text()
+        assert f"worker {first_id} stopped leaving 1 unfinished workflow(s)" in said, said[-2000:]
+        assert _run_state(pg_url, run_id)[0] == "running"
+
+        second = start_worker(cluster_env, logs)
+        workers.append(second)
+        _wait(lambda: _run_state(pg_url, run_id)[0] == "succeeded", "the run to end on the next worker", 90, logs)
+        rows = _worker_rows(pg_url)
+        assert rows[first.pid][:3] == ("stopped", 1, rows[second.pid][3])  # recovered once, by the next worker
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+        shown = subprocess.run(
+            [sys.executable, "-m", "edgecrew", "cluster", "status", "--json"],
+            env=cluster_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        status = json.loads(shown.stdout)
+        assert {w["pid"]: (w["state"], w["recovered"]) for w in status["workers"]} == {
+            first.pid: ("stopped", 1),
+            second.pid: ("stopped", 0),
+        }
+        assert status["models"] and all((m["workers"], m["live_workers"]) == ([], 0) for m in status["models"])
+    finally:
+        stop_workers(workers)
+
+
+def test_a_database_outage_longer_than_a_lease_loses_no_worker(
+    project_dir: Path, edgecrew_home: Path, tmp_path: Path
+) -> None:
+    """Postgres stopped for longer than a lease and the failover's grace: serve's supervisor, back first,
+    called every worker lost and escalated them ("no live worker is left"), a worker still waiting out
+    DBOS's growing retry backoff was declared dead by the other and exited, and neither worker's log said
+    a word about the database. Now every process gives the others a lease to renew theirs, and each
+    worker says once that it lost the database and once that it is back."""
+    with pg.pausable_postgres_server() as database:
+        env = {
+            **_cluster_env(database.url, project_dir, edgecrew_home),
+            "EDGECREW_SUPERVISOR_INTERVAL_S": "0.5",
+            "EDGECREW_MEMORY_EMBEDDER": "hashing",
+            "EDGECREW_SAMPLE_INTERVAL_S": "0",
+        }
+        key = create_key(env, "admin", "admin")
+        server = ServerProcess(project_dir, env).start()
+        logs = [tmp_path / "first.log", tmp_path / "second.log"]
+        workers = [start_worker(env, log) for log in logs]
+
+        def cluster(http: httpx.Client) -> dict[str, Any] | None:
+            try:
+                answer = http.get("/cluster")
+            except httpx.HTTPError:
+                return None
+            return answer.json() if answer.status_code == 200 else None
+
+        try:
+            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+                _wait(lambda: _alive(cluster(http) or {"workers": []}, 2), "two live workers", 90, logs[0])
+                database.stop()
+                time.sleep(2 * LEASE_S + 3)  # past a lease and the failover's grace
+                database.start()
+                _wait(lambda: _alive(cluster(http) or {"workers": []}, 2), "both workers back", 60, logs[1])
+                time.sleep(2 * LEASE_S)  # past every grace: a worker still silent would be lost by now
+                lost = http.get("/incidents", params={"kind": "worker_lost"}).json()["items"]
+                assert lost == [], lost
+                assert [w.poll() for w in workers] == [None, None]
+                assert _alive(cluster(http) or {"workers": []}, 2), cluster(http)
+        finally:
+            stop_workers(workers)
+            server.stop()
+        for log in logs:
+            said = [json.loads(line)["message"] for line in log.read_text().splitlines() if line.startswith("{")]
+            gone = [m for m in said if "lost the database" in m]
+            back = [m for m in said if "reached the database again" in m]
+            assert len(gone) == 1 and len(back) == 1, said
+            assert "connection" in gone[0].lower() and said.index(gone[0]) < said.index(back[0])

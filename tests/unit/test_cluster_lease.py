@@ -4,6 +4,7 @@ where a model call goes; and the atomic "declare dead" on a real (SQLite) worker
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +16,31 @@ from edgecrew.models.registry import ModelDef, ModelRegistry
 from edgecrew.store import tables as t
 
 LEASE = 10.0
+
+
+def _tables(tmp_path: Path) -> sa.Engine:
+    """A SQLite workers table with DBOS's workflow table beside it (attached as schema ``dbos``, as on the
+    cluster's Postgres), which a worker reads its running workflows from."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+
+    @sa.event.listens_for(engine, "connect")
+    def attach(dbapi_conn: Any, _: object) -> None:
+        dbapi_conn.execute(f"ATTACH DATABASE '{tmp_path / 'dbos.db'}' AS dbos")
+
+    t.workers.create(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("CREATE TABLE dbos.workflow_status (workflow_uuid TEXT PRIMARY KEY, executor_id TEXT, status TEXT)")
+        )
+    return engine
+
+
+def _workflow(engine: sa.Engine, workflow_id: str, executor: str, status: str = "PENDING") -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO dbos.workflow_status VALUES (:i, :e, :s)"),
+            {"i": workflow_id, "e": executor, "s": status},
+        )
 
 
 def _w(
@@ -71,8 +97,7 @@ def test_an_alias_only_another_workers_project_declares_goes_to_that_worker() ->
 
 
 def test_declaring_dead_is_won_once(tmp_path: Path) -> None:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    t.workers.create(engine)
+    engine = _tables(tmp_path)
     table = WorkerTable(engine)
     for wid, beat in (("a", 100.0), ("b", 100.0)):
         table.register(_w(wid, beat))
@@ -82,16 +107,17 @@ def test_declaring_dead_is_won_once(tmp_path: Path) -> None:
     rows = {w.id: w for w in table.all()}
     assert rows["b"].state == "dead" and rows["b"].declared_by == "a" and rows["a"].running == 2
     assert table.heartbeat("b", 112.0, running=0) == "dead"  # a frozen worker learns it was declared dead
-    table.stopped("a", 115.5)
-    assert table.declare_dead(116.0, LEASE, by="c") == ["a"]  # at once, not a lease after its last heartbeat
+    _workflow(engine, "run-1", "a")
+    assert table.stopped("a", 115.5) == 1  # it left a workflow: a live worker recovers it...
+    assert table.declare_dead(116.0, LEASE, by="c") == ["a"]  # ...at once, not a lease after its last heartbeat
+    assert table.declare_dead(116.5, LEASE, by="d") == []  # once
     assert {w.id: w.state for w in table.all()} == {"a": "stopped", "b": "dead"}
     engine.dispose()
 
 
 def test_a_cleanly_stopped_worker_shows_its_last_heartbeat(tmp_path: Path) -> None:
     """Status said "heartbeat 1796614448s ago" of a stopped worker: its stop wrote heartbeat_at = 0."""
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    t.workers.create(engine)
+    engine = _tables(tmp_path)
     table = WorkerTable(engine)
     table.register(_w("a", 100.0))
     table.stopped("a", 103.0)
@@ -137,6 +163,32 @@ def test_a_run_queued_with_no_live_worker_is_told_so(tmp_path: Path) -> None:
     assert service.no_worker_warning(now=95.0 + LEASE + 1) is not None  # its lease ran out
     off = ClusterService(SimpleNamespace(settings=Settings(), store=SimpleNamespace(engine=engine)))  # type: ignore[arg-type]
     assert off.no_worker_warning(now=200.0) is None
+    engine.dispose()
+
+
+def test_a_models_workers_are_its_live_workers(tmp_path: Path) -> None:
+    """GET /cluster's models[].workers listed every worker of the last week that had served the alias, the
+    stopped and dead ones too, so the page said "1 of 9" of a model one live worker serves."""
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import ClusterService
+    from edgecrew.settings import Settings
+
+    engine = _tables(tmp_path)
+    table = WorkerTable(engine)
+    table.register(_w("live", 100.0, ("fast", "coder")))
+    table.register(_w("silent", 50.0, ("fast",)))  # its lease ran out at 60
+    table.register(_w("stopped", 100.0, ("fast",)))
+    table.stopped("stopped", 100.0)
+    table.register(_w("dead", 90.0, ("coder", "lone")))
+    table.declare_dead(100.5, LEASE, by="live")  # "silent" and "dead"
+    on = Settings(cluster=True, database_url="postgresql://db-host/edgecrew", cluster_lease_s=LEASE)
+    models = ModelRegistry({"fast": ModelDef("fast", "scripted")})
+    rt = SimpleNamespace(settings=on, store=SimpleNamespace(engine=engine), models=models)
+    found = ClusterService(rt).status(now=101.0)  # type: ignore[arg-type]
+    by_alias = {m["alias"]: (m["workers"], m["live_workers"]) for m in found.models}
+    assert by_alias == {"coder": (["live"], 1), "fast": (["live"], 1), "lone": ([], 0)}
+    assert len(found.workers) == 4  # every worker is still listed, with its state
     engine.dispose()
 
 
@@ -244,13 +296,8 @@ async def test_workers_back_from_a_database_outage_do_not_declare_each_other_dea
     from edgecrew.cluster import ClusterWorker
     from edgecrew.settings import Settings
 
-    async def no_workflows(**_: object) -> list[object]:
-        return []  # DBOS's own table of this worker's running workflows: none (it runs nothing here)
-
-    monkeypatch.setattr(DBOS, "list_workflows_async", no_workflows)
-    monkeypatch.setattr(DBOS, "_recover_pending_workflows", lambda executors: [])
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    t.workers.create(engine)
+    monkeypatch.setattr(DBOS, "_recover_pending_workflows", lambda executors: [])  # DBOS does not run here
+    engine = _tables(tmp_path)
     settings = Settings(
         cluster=True, database_url="postgresql://db-host/edgecrew", project=tmp_path, cluster_lease_s=LEASE
     )
@@ -272,6 +319,122 @@ async def test_workers_back_from_a_database_outage_do_not_declare_each_other_dea
     assert await me.tick(119.0) == [] and await me.tick(125.0) == []
     # Then the other falls silent for good: declared dead once its lease ran out, as before.
     assert await me.tick(118.0 + LEASE + 1) == ["other"]
+    engine.dispose()
+
+
+def _worker(tmp_path: Path, engine: sa.Engine, heartbeat_s: float = 2.0) -> Any:
+    from types import SimpleNamespace
+
+    from edgecrew.cluster import ClusterWorker
+    from edgecrew.settings import Settings
+
+    settings = Settings(
+        cluster=True,
+        database_url="postgresql://db-host/edgecrew",
+        project=tmp_path,
+        cluster_lease_s=LEASE,
+        cluster_heartbeat_s=heartbeat_s,
+    )
+    rt = SimpleNamespace(
+        settings=settings,
+        store=SimpleNamespace(engine=engine),
+        models=ModelRegistry({"fast": ModelDef("fast", "scripted")}),
+        project=SimpleNamespace(config_file=None),
+    )
+    return ClusterWorker(rt, exit_when_declared_dead=False)  # type: ignore[arg-type]
+
+
+def test_a_cleanly_stopped_worker_records_its_own_stop(tmp_path: Path) -> None:
+    """A worker stopped with Ctrl-C showed `stopping` until another live worker marked it, and for good when
+    it was the last one. It now records `stopped` itself; what it left unfinished is recovered by a live
+    worker (at once, or once one starts), which takes the recovery over exactly once."""
+    engine = _tables(tmp_path)
+    table = WorkerTable(engine)
+    for wid in ("idle", "busy", "gone"):
+        table.register(_w(wid, 100.0))
+    _workflow(engine, "done", "idle", "SUCCESS")
+    assert table.stopped("idle", 101.0) == 0
+    idle = {w.id: w for w in table.all()}["idle"]
+    shown = idle.to_dict(101.5, LEASE)
+    assert (shown["state"], shown["recovered"], shown["declared_by"], shown["dead_at"]) == ("stopped", 0, None, 101.0)
+    assert expired(table.all(), 101.5, LEASE) == []  # nothing to recover: no one touches it
+    assert table.declare_dead(101.5, LEASE, by="busy") == []
+    assert table.prune(before=102.0) == 1  # and it leaves the list like any ended worker
+    # Stopped mid-run: its workflow waits, still PENDING, for a live worker to recover it.
+    _workflow(engine, "run-1", "busy")
+    _workflow(engine, "step-1", "busy")
+    assert table.stopped("busy", 102.0) == 2
+    busy = {w.id: w for w in table.all()}["busy"]
+    assert busy.to_dict(102.5, LEASE)["state"] == "stopped" and busy.to_dict(102.5, LEASE)["recovered"] is None
+    assert [w.id for w in expired(table.all(), 102.5, LEASE)] == ["busy"]
+    assert table.declare_dead(102.5, LEASE, by="later") == ["busy"]
+    assert table.declare_dead(102.6, LEASE, by="other") == []
+    busy = {w.id: w for w in table.all()}["busy"]
+    assert (busy.state, busy.declared_by, busy.dead_at) == ("stopped", "later", 102.0)
+    # A worker declared dead meanwhile (frozen past its lease) stays dead: its workflows run elsewhere.
+    assert table.declare_dead(111.0, LEASE, by="later") == ["gone"]
+    assert table.stopped("gone", 112.0) == 0
+    assert {w.id: w.state for w in table.all()}["gone"] == "dead"
+    engine.dispose()
+
+
+async def test_a_heartbeat_counts_the_workers_running_workflows_from_dbos_table(tmp_path: Path) -> None:
+    """Through the workers table's engine, not DBOS's calls: those retry a lost connection with a growing
+    backoff, so the heartbeat hung through a database outage (and logged nothing) and renewed the lease
+    seconds after the database was back, when the other worker had already declared it dead."""
+    engine = _tables(tmp_path)
+    me = _worker(tmp_path, engine)
+    WorkerTable(engine).register(me.info(100.0))
+    _workflow(engine, "run-1", me.id)
+    _workflow(engine, "run-2", me.id, "SUCCESS")
+    _workflow(engine, "run-3", "another")
+    assert await me.tick(101.0) == []
+    assert {w.id: w.running for w in WorkerTable(engine).all()}[me.id] == 1
+    engine.dispose()
+
+
+async def test_a_worker_says_once_that_it_lost_the_database_and_once_that_it_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker logged nothing while the database was out of reach, so whoever watched it could not tell
+    why it sat idle. Now one line when it loses the database (with the error), one when it is back,
+    none for each retry between."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from sqlalchemy.pool import NullPool
+
+    folder = tmp_path / "db"
+    folder.mkdir()
+    _tables(folder).dispose()
+    engine = sa.create_engine(f"sqlite:///{folder / 'w.db'}", poolclass=NullPool)  # every look opens the file
+
+    @sa.event.listens_for(engine, "connect")
+    def attach(dbapi_conn: Any, _: object) -> None:
+        dbapi_conn.execute(f"ATTACH DATABASE '{folder / 'dbos.db'}' AS dbos")
+
+    me = _worker(tmp_path, engine, heartbeat_s=0.02)
+    WorkerTable(engine).register(me.info(100.0))
+    caplog.set_level(logging.INFO, logger="edgecrew.cluster")
+    beat = asyncio.create_task(me._beat())
+    try:
+        await asyncio.sleep(0.2)
+        folder.rename(tmp_path / "away")  # the database is out of reach: every retry fails
+        await asyncio.sleep(0.5)
+        (tmp_path / "away").rename(folder)
+        await asyncio.sleep(0.3)
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    said = [r.getMessage() for r in caplog.records if r.name == "edgecrew.cluster"]
+    lost = [m for m in said if "lost the database" in m]
+    back = [m for m in said if "reached the database again" in m]
+    assert len(lost) == 1 and len(back) == 1, said
+    assert "unable to open database file" in lost[0] and "tries again every 0.02s" in lost[0]
+    assert not [m for m in said if "heartbeat failed" in m]
+    assert said.index(lost[0]) < said.index(back[0])
     engine.dispose()
 
 

@@ -6,6 +6,7 @@ pretended: edgecrew cannot restart a remote process, so it escalates and says so
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,59 @@ def test_restart_worker_is_not_pretended(rt: Runtime) -> None:
     checked = sup._checked(incident, Decision("restart_worker", "bounce it", {"worker": "w1"}, "model"))
     assert checked.action == "escalate" and "cannot restart a worker process" in checked.reason
     assert sup._checked(incident, Decision("change_model", "swap", {"model": "x"}, "model")).action == "escalate"
+
+
+async def test_workers_silent_through_a_database_outage_are_given_a_lease_before_they_are_lost(
+    rt: Runtime,
+) -> None:
+    """Postgres stopped past a lease: serve's supervisor, back first, recorded every worker as lost (silent
+    past its lease) and escalated them ("no live worker is left to recover its workflows") while they were
+    renewing their leases. It could not see the database either: like a worker back from an outage, it
+    now gives them a lease to renew before it calls one lost, and the failover's grace counts from then."""
+    sup = Ops.of(rt).supervisor
+    sup.clock = Clock(T0)
+    interval = rt.settings.supervisor_interval_s
+    table = WorkerTable(rt.store.engine)
+    for wid in ("w1", "w2", "w3"):
+        table.register(_w(wid, T0))
+    assert sup.detect(T0 - 3600, T0) == []
+    # The database is out of reach for 30 s: the supervisor's next good read of the table comes late.
+    back = T0 + LEASE + interval + 10
+    assert [f.subject for f in sup.detect(T0 - 3600, back) if f.kind == "worker_lost"] == []
+    table.heartbeat("w1", back + 1, running=0)  # w1 renews its lease within the grace, then w3
+    table.heartbeat("w3", back + 2, running=0)
+    assert sup.detect(T0 - 3600, back + 3) == []
+    # A worker declared dead by a live one (it was really gone) is lost, grace or not.
+    assert table.declare_dead(back + 4, LEASE, by="w1") == ["w2"]
+    [dead] = sup.detect(T0 - 3600, back + 4)
+    assert dead.diagnosis["worker"]["id"] == "w2"
+
+
+async def test_a_worker_still_silent_after_the_supervisors_grace_waits_for_the_live_workers_grace(
+    rt: Runtime,
+) -> None:
+    """A worker that died during the outage: the supervisor calls it lost once its own grace is over, and
+    gives the live workers (back from the same outage, just as patient) their grace to declare it from
+    then, instead of escalating at once because its lease ran out long before."""
+    sup = Ops.of(rt).supervisor
+    sup.clock = clock = Clock(T0)
+    interval = rt.settings.supervisor_interval_s
+    table = WorkerTable(rt.store.engine)
+    table.register(_w("w1", T0))
+    table.register(_w("w2", T0, ("coder",)))
+    assert sup.detect(T0 - 3600, T0) == []
+    back = T0 + LEASE + interval + 10
+    assert sup.detect(T0 - 3600, back) == []  # the outage: both silent, both given a lease
+    table.heartbeat("w1", back + 1, running=0)
+    clock.now = after = back + LEASE + 1  # w2 stays silent past the supervisor's grace
+    table.heartbeat("w1", after, running=0)
+    incident_id = await _lost(sup, after)
+    follow = asyncio.create_task(sup.follow(incident_id))
+    await asyncio.sleep(0.1)
+    assert not follow.done()  # w1 has not declared it yet: it too gives it a lease first
+    clock.now = after + 2
+    table.heartbeat("w1", after + 2, running=0)
+    assert table.declare_dead(after + 2, LEASE, by="w1") == ["w2"]
+    table.recovered("w2", 1)
+    done = await asyncio.wait_for(follow, 5)
+    assert done.ok and done.reason == "its 1 workflow(s) were recovered by worker w1 and run on live workers (w1)"

@@ -24,7 +24,7 @@ class WorkerInfo:
     tags: tuple[str, ...]
     heartbeat_at: float
     started_at: float
-    state: str = "alive"  # alive | dead | stopped
+    state: str = "alive"  # alive | dead | stopped (stopping: a worker from before workers recorded their own stop)
     memory_bytes: int | None = None
     concurrency: int = 1
     running: int = 0
@@ -67,9 +67,15 @@ def alive(workers: Iterable[WorkerInfo], now: float, lease_s: float) -> list[Wor
 
 def expired(workers: Iterable[WorkerInfo], now: float, lease_s: float) -> list[WorkerInfo]:
     """The workers whose lease is over at ``now``: a live one silent longer than the lease, and one that
-    stopped cleanly (at once): the ones to declare dead (a stopping one: stopped) and whose workflows to
-    recover."""
-    return [w for w in workers if w.state == "stopping" or (w.state == "alive" and now - w.heartbeat_at > lease_s)]
+    stopped cleanly leaving unfinished workflows (at once): the ones to declare dead (a stopped one stays
+    stopped) and whose workflows to recover."""
+    return [
+        w
+        for w in workers
+        if w.state == "stopping"
+        or (w.state == "stopped" and w.recovered < 0 and w.declared_by is None)
+        or (w.state == "alive" and now - w.heartbeat_at > lease_s)
+    ]
 
 
 def serving(workers: Iterable[WorkerInfo], alias: str, now: float, lease_s: float) -> list[WorkerInfo]:

@@ -23,7 +23,8 @@ __all__ = ["ClusterService", "ClusterStatus"]
 
 @dataclass(frozen=True)
 class ClusterStatus:
-    """Workers (with their state), each alias's live workers, and each cluster queue's depth."""
+    """Workers (with their state), each alias's live workers (``models[].workers``: their ids), and each
+    cluster queue's depth."""
 
     enabled: bool
     lease_s: float
@@ -63,12 +64,13 @@ class ClusterService:
         workers = self.table.all()
         live = alive(workers, now, lease)
         models: dict[str, dict[str, Any]] = {}
-        for w in workers:
+        for w in workers:  # every alias a listed worker served, each with the live workers serving it now
             for alias in w.aliases:
                 entry = models.setdefault(alias, {"alias": alias, "tags": [], "workers": [], "live_workers": 0})
                 entry["tags"] = sorted(set(entry["tags"]) | set(self._tags(alias)))
-                entry["workers"].append(w.id)
-                entry["live_workers"] += w in live
+                if w in live:  # a stopped or dead worker of the last week serves nothing ("1 of 9" said otherwise)
+                    entry["workers"].append(w.id)
+                    entry["live_workers"] += 1
         return ClusterStatus(
             True,
             lease,

@@ -19,12 +19,26 @@ from edgecrew.store import tables as t
 __all__ = ["RECOVERING", "WorkerTable"]
 
 RECOVERING = -1  # ``recovered`` of a worker declared dead whose workflows are being recovered
+# The workflows an executor runs, in DBOS's table (on the same Postgres database as the workers table).
+_PENDING = sa.text("SELECT COUNT(*) FROM dbos.workflow_status WHERE executor_id = :id AND status = 'PENDING'")
 
 
 def _ended(cutoff: float) -> sa.ColumnElement[bool]:
-    """A held lease that is over: a clean stop ends it at once, silence once it is older than the lease."""
+    """A held lease that is over: a clean stop ends it at once (a worker that stopped with unfinished
+    workflows, or one from before workers recorded their own stop: ``stopping``), silence once it is older
+    than the lease."""
     return sa.or_(
-        t.workers.c.state == "stopping", sa.and_(t.workers.c.state == "alive", t.workers.c.heartbeat_at < cutoff)
+        t.workers.c.state == "stopping",
+        _handed_off(),
+        sa.and_(t.workers.c.state == "alive", t.workers.c.heartbeat_at < cutoff),
+    )
+
+
+def _handed_off() -> sa.ColumnElement[bool]:
+    """A worker that stopped cleanly leaving unfinished workflows: stopped, recovery not done, and no one
+    declared it (a worker cannot recover its own workflows as it exits: a live one does)."""
+    return sa.and_(
+        t.workers.c.state == "stopped", t.workers.c.recovered == RECOVERING, t.workers.c.declared_by.is_(None)
     )
 
 
@@ -71,17 +85,38 @@ class WorkerTable:
             ).scalar_one_or_none()
         return state
 
-    def stopped(self, worker_id: str, now: float) -> None:
-        """A worker that shut down cleanly: its lease ends now, so the next live worker recovers its unfinished
-        workflows (they stay PENDING) and marks it stopped. ``now`` is its last heartbeat (what status shows)."""
+    def pending(self, worker_id: str) -> int:
+        """How many workflows the worker runs (PENDING under its executor id in DBOS's table), read through
+        this engine: DBOS's own calls retry a lost connection for as long as it takes, with a growing backoff,
+        so a heartbeat that asked DBOS was silent through a database outage and renewed the lease seconds
+        after the database was back, past the others' grace."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(_PENDING, {"id": worker_id}).scalar_one())
+
+    def stopped(self, worker_id: str, now: float) -> int:
+        """A worker that shut down cleanly records its end itself: ``stopped`` at ``now`` (its last heartbeat,
+        what status shows), so status says so at once, also of the last worker. Its unfinished workflows
+        (still PENDING) are left to a live worker, which recovers them as it would a dead worker's (now, or
+        once one starts); returns how many it left."""
         with self.engine.begin() as conn:
-            conn.execute(
-                sa.update(t.workers).where(t.workers.c.id == worker_id).values(state="stopping", heartbeat_at=now)
+            left = int(conn.execute(_PENDING, {"id": worker_id}).scalar_one())
+            hit = conn.execute(
+                sa.update(t.workers)
+                .where(t.workers.c.id == worker_id, t.workers.c.state == "alive")  # not one declared dead meanwhile
+                .values(
+                    state="stopped",
+                    heartbeat_at=now,
+                    running=0,
+                    dead_at=now,
+                    declared_by=None,
+                    recovered=RECOVERING if left else 0,
+                )
             )
+        return left if hit.rowcount else 0
 
     def declare_dead(self, now: float, lease_s: float, by: str) -> list[str]:
-        """Mark every live-marked worker whose lease ran out dead (a stopping one stopped); returns the ones
-        this call won."""
+        """Mark every live-marked worker whose lease ran out dead (a stopping one stopped, and take over the
+        recovery a stopped one left); returns the ones this call won."""
         cutoff = now - lease_s
         won: list[str] = []
         with self.engine.begin() as conn:
@@ -91,8 +126,8 @@ class WorkerTable:
                     sa.update(t.workers)
                     .where(t.workers.c.id == worker_id, _ended(cutoff))
                     .values(
-                        state=sa.case((t.workers.c.state == "stopping", "stopped"), else_="dead"),
-                        dead_at=now,
+                        state=sa.case((t.workers.c.state.in_(("stopping", "stopped")), "stopped"), else_="dead"),
+                        dead_at=sa.case((t.workers.c.state == "stopped", t.workers.c.dead_at), else_=now),
                         declared_by=by,
                         recovered=RECOVERING,
                     )

@@ -21,6 +21,7 @@ import socket
 import time
 from typing import Any
 
+import sqlalchemy as sa
 from dbos import DBOS
 
 from edgecrew.cluster.calls import CallRouter, model_queue
@@ -79,6 +80,7 @@ class ClusterWorker:
         self._ticks = 0
         self._last_beat: float | None = None  # when this worker last renewed its lease
         self._patient_until = 0.0  # no one is declared dead before then (see tick)
+        self._lost_at: float | None = None  # since when the heartbeat cannot reach the database (None: it can)
 
     def info(self, now: float) -> WorkerInfo:
         tags = sorted({tag for a in self.aliases for tag in self._tags(a)})
@@ -124,19 +126,42 @@ class ClusterWorker:
 
     async def _beat(self) -> None:
         while True:
+            now = time.time()
             try:
-                await self.tick(time.time())
-            except Exception:  # a database hiccup must not stop the heartbeat for good
+                await self.tick(now)
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:  # the database is out of reach
+                self.lost_database(now, exc)
+            except Exception:  # a hiccup must not stop the heartbeat for good
                 log.exception("cluster heartbeat failed")
+            else:
+                self.found_database(now)
             await asyncio.sleep(self.rt.settings.cluster_heartbeat_s)
+
+    def lost_database(self, now: float, error: BaseException) -> None:
+        """Say once that the heartbeat cannot reach the database (and why), not once a retry."""
+        if self._lost_at is not None:
+            return
+        self._lost_at = now
+        log.warning(
+            "worker %s lost the database (%s): it cannot renew its lease nor take work until it is back; it "
+            "tries again every %gs and says when it is back",
+            self.id,
+            _said(error),
+            self.rt.settings.cluster_heartbeat_s,
+        )
+
+    def found_database(self, now: float) -> None:
+        """Say once that the heartbeat reaches the database again, after how long."""
+        if self._lost_at is None:
+            return
+        log.warning("worker %s reached the database again after %.0fs", self.id, now - self._lost_at)
+        self._lost_at = None
 
     async def tick(self, now: float) -> list[str]:
         """Renew this worker's lease, declare the workers whose lease ran out dead and recover their
         workflows here (DBOS re-enqueues them for any live worker); returns the workers declared."""
-        running = await DBOS.list_workflows_async(
-            status="PENDING", executor_id=self.id, load_input=False, load_output=False
-        )
-        state = await asyncio.to_thread(self.table.heartbeat, self.id, now, len(running))
+        running = await asyncio.to_thread(self.table.pending, self.id)
+        state = await asyncio.to_thread(self.table.heartbeat, self.id, now, running)
         if state is None:  # its row was removed (an operator forgot it): advertise again
             await asyncio.to_thread(self.table.register, self.info(now))
         elif state == "dead" and self.exit_when_declared_dead:
@@ -184,13 +209,39 @@ class ClusterWorker:
         self.rt.store.emit(workflow_id, f"resumed.{dead}", RunResumed(lost_worker=dead))
 
     async def stop(self) -> None:
+        """Stop taking work, then record the stop (``stopped``): status shows it at once, also when this was
+        the last worker. Its unfinished workflows stay PENDING and a live worker recovers them (at once, or
+        once one starts)."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        # Its unfinished workflows stay PENDING: marked silent, the next live worker recovers them.
-        await asyncio.to_thread(self.table.stopped, self.id, time.time())
-        durable.route_model_calls(None)
-        durable.shutdown()
+        try:
+            durable.route_model_calls(None)
+            durable.shutdown()  # first: no workflow still runs here once a live worker may recover it
+        finally:
+            try:
+                # In the loop's thread: DBOS's shutdown also shut the executor asyncio.to_thread runs on.
+                left = self.table.stopped(self.id, time.time())
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                log.warning(
+                    "worker %s could not record its stop (%s): live workers declare it dead once its lease runs "
+                    "out and recover its workflows",
+                    self.id,
+                    _said(exc),
+                )
+            else:
+                if left:
+                    log.warning(
+                        "worker %s stopped leaving %d unfinished workflow(s): a live worker recovers them (at "
+                        "once, or when one starts)",
+                        self.id,
+                        left,
+                    )
+
+
+def _said(error: BaseException) -> str:
+    """The database driver's error on one line (SQLAlchemy's own text adds its SQL and a help link)."""
+    return " ".join(str(getattr(error, "orig", None) or error).split())[:300]
 
 
 def config_digest(rt: Runtime) -> str:

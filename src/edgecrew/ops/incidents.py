@@ -45,6 +45,7 @@ __all__ = [
     "RegressionCase",
     "RuleLimits",
     "WorkerOutcome",
+    "WorkersSight",
     "classify_job",
     "execution_findings",
     "failed_models",
@@ -437,6 +438,34 @@ def worker_findings(
     return out
 
 
+@dataclass
+class WorkersSight:
+    """When the supervisor last read the workers table, and until when it calls no silent worker lost.
+
+    A supervisor that could not read the table for longer than a lease (the database was out of reach)
+    comes back to find every worker silent past its lease: they could not renew their leases either. As a
+    worker back from an outage does, it gives them a lease to renew theirs first; a worker declared dead
+    by a live one is lost all the same."""
+
+    seen_at: float | None = None
+    failed: bool = False  # a read failed since ``seen_at``
+    patient_until: float = 0.0
+
+    def looked(self, now: float, lease_s: float, interval_s: float) -> float | None:
+        """Record a read at ``now``; how long the supervisor could not see when that begins a grace (None: it
+        does not). Blind: a read failed and the last good one is older than a lease, or the last good one is
+        older than a lease past the interval between two scans (a read that hung)."""
+        blind = None if self.seen_at is None else now - self.seen_at
+        self.seen_at, failed, self.failed = now, self.failed, False
+        if blind is None or not ((failed and blind > lease_s) or blind > lease_s + interval_s):
+            return None
+        self.patient_until = now + lease_s
+        return blind
+
+    def patient(self, now: float) -> bool:
+        return now < self.patient_until
+
+
 @dataclass(frozen=True)
 class WorkerOutcome:
     """How a lost worker's failover ended: its workflows recovered on live workers (healed) or not."""
@@ -447,7 +476,12 @@ class WorkerOutcome:
 
 
 def worker_recovery(
-    worker_id: str, workers: Iterable[Mapping[str, Any]], now: float, lease_s: float, grace_s: float
+    worker_id: str,
+    workers: Iterable[Mapping[str, Any]],
+    now: float,
+    lease_s: float,
+    grace_s: float,
+    seen_from: float = 0.0,
 ) -> WorkerOutcome | None:
     """Judge a lost worker's failover from the workers table at ``now`` (None: not over yet, look again).
 
@@ -456,7 +490,9 @@ def worker_recovery(
     stopped cleanly, or it heartbeats again) and a live worker is left to run what was recovered.
     Escalated: ``grace_s`` after its lease ran out nobody recovered it, its recovery never finished,
     or no live worker is left. edgecrew cannot restart a process on another machine, so the reason
-    says what a person must restart."""
+    says what a person must restart. ``seen_from``: when the supervisor's grace after it could not see
+    the table ended (:class:`WorkersSight`); the live workers, back from the same outage, get ``grace_s``
+    from then to declare it."""
     rows = {str(w["id"]): w for w in workers}
     worker = rows.get(worker_id)
     live = sorted(
@@ -493,6 +529,7 @@ def worker_recovery(
             "recovering its workflows (did it die too?)"
         )
         return WorkerOutcome(False, f"{why}; {restart}", recovery)
+    waited = min(waited, now - seen_from)
     if waited <= grace_s:
         return None  # a live worker declares it on its next heartbeat (one may start meanwhile)
     why = (

@@ -51,6 +51,7 @@ from edgecrew.ops.incidents import (
     Decision,
     Finding,
     RuleLimits,
+    WorkersSight,
     classify_job,
     execution_findings,
     job_findings,
@@ -122,6 +123,7 @@ class Supervisor:
         self.store = IncidentStore(rt.store)
         self.reruns = Reruns(rt, self.store)
         self.clock: Callable[[], float] = time.time  # tests feed their own
+        self.workers_sight = WorkersSight()
         self._loop = Periodic("edgecrew-supervisor", self.scan, "the supervisor's scan failed")
 
     @property
@@ -523,7 +525,8 @@ class Supervisor:
         grace = max(s.cluster_lease_s, 3 * s.cluster_heartbeat_s)
         while True:
             rows = await asyncio.to_thread(self.store.workers) or []
-            outcome = worker_recovery(worker_id, rows, self.clock(), s.cluster_lease_s, grace)
+            seen_from = self.workers_sight.patient_until
+            outcome = worker_recovery(worker_id, rows, self.clock(), s.cluster_lease_s, grace, seen_from)
             if outcome is not None:
                 break
             await asyncio.sleep(FOLLOW_POLL_S)
@@ -685,10 +688,26 @@ def _watch_tools(sup: Supervisor, since: float, now: float) -> list[Finding]:
 
 
 def _watch_workers(sup: Supervisor, since: float, now: float) -> list[Finding]:
-    workers = sup.store.workers()
+    try:
+        workers = sup.store.workers()
+    except Exception:
+        sup.workers_sight.failed = True
+        raise
     if workers is None:  # no cluster table: nothing to watch
         return []
-    return worker_findings(workers, now, sup.rt.settings.cluster_lease_s, since)
+    s = sup.rt.settings
+    lease = s.cluster_lease_s
+    if (blind := sup.workers_sight.looked(now, lease, s.supervisor_interval_s)) is not None:
+        log.warning(
+            "the supervisor could not read the workers table for %.0fs (was the database out of reach?); it "
+            "calls no silent worker lost for the next %.0fs, so the workers can renew their leases",
+            blind,
+            lease,
+        )
+    found = worker_findings(workers, now, lease, since)
+    if sup.workers_sight.patient(now):  # only a worker a live one declared dead is lost meanwhile
+        found = [f for f in found if f.diagnosis["worker"]["state"] == "dead"]
+    return found
 
 
 BUILTIN_WATCHERS: dict[str, Watcher] = {

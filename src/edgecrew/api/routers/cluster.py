@@ -19,7 +19,7 @@ class ClusterOut(BaseModel):
     enabled: bool  # false: EDGECREW_CLUSTER is off or the database is not Postgres
     lease_s: float
     workers: list[dict[str, Any]]
-    models: list[dict[str, Any]]
+    models: list[dict[str, Any]]  # each alias a listed worker served: its tags, live workers (ids) and their count
     queues: list[dict[str, Any]]
     warnings: list[str] = []  # what live workers disagree on: edgecrew version, project edgecrew.yaml
 

@@ -166,13 +166,13 @@ def proposed(call: Any, *, who: str) -> ProposedCall:
 def with_tool_instructions(req: ModelRequest) -> list[Message]:
     if not req.tools:
         return list(req.messages)
-    # The grammar enforces the full schemas; the prompt only needs names, purposes and argument names,
-    # and a short prompt is both faster and easier for a small model to follow.
+    # The grammar enforces the full schemas; the prompt only needs names, purposes and arguments, and a
+    # short prompt is both faster and easier for a small model to follow.
     lines = ["You have these tools:"]
-    lines += [
-        f"- {t.name}: {t.description} Arguments: {json.dumps(arguments_schema(t).get('properties', {}))}"
-        for t in req.tools
-    ]
+    for t in req.tools:
+        arguments = argument_lines(arguments_schema(t))
+        lines.append(f"- {t.name}: {t.description} Arguments:" + ("" if arguments else " none."))
+        lines += arguments
     # The envelope's shape with bare names where the values go: a quoted placeholder ("<tool name>",
     # "<your answer>") is a string a small model copies as a value; a bare name is not JSON, so the
     # grammar makes it write a real value. Worked examples were copied too, and plain words without
@@ -191,6 +191,60 @@ def with_tool_instructions(req: ModelRequest) -> list[Message]:
     else:
         messages.insert(0, Message(role="system", content=instructions))
     return messages
+
+
+def argument_lines(schema: dict[str, Any]) -> list[str]:
+    """One line of words per argument: ``  name (type, required): description``.
+
+    Not JSON: shown as ``{"text": "The fact or note, self-contained."}``, a description reads as the value
+    to write, and small models wrote it as the value.
+    """
+    required = set(schema.get("required") or ())
+    lines = []
+    for name, prop in (schema.get("properties") or {}).items():
+        prop = prop if isinstance(prop, dict) else {}
+        facts = [_kind(prop), *_bounds(prop), "required" if name in required else "optional"]
+        default = prop.get("default")
+        if name not in required and default not in (None, [], {}, ""):
+            facts.append(f"default {_plain(default)}")
+        line = f"  {name} ({', '.join(f for f in facts if f)})"
+        description = str(prop.get("description") or "").strip()
+        lines.append(f"{line}: {description}" if description else line)
+    return lines
+
+
+def _kind(prop: dict[str, Any]) -> str:
+    """What an argument holds, in words: ``string``, ``list of string``, ``agent or team``."""
+    if "enum" in prop:
+        return " or ".join(_plain(v) for v in prop["enum"])
+    if "const" in prop:
+        return _plain(prop["const"])
+    for key in ("anyOf", "oneOf"):
+        if key in prop:  # a null branch only makes it optional, which the line says anyway
+            kinds = [_kind(p) for p in prop[key] if isinstance(p, dict) and p.get("type") != "null"]
+            return " or ".join(dict.fromkeys(k for k in kinds if k)) or "value"
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        return " or ".join(str(k) for k in kind if k != "null") or "value"
+    if kind == "array":
+        items = prop.get("items")
+        return f"list of {_kind(items)}" if isinstance(items, dict) and items else "list"
+    return str(kind) if kind else "value"
+
+
+def _bounds(prop: dict[str, Any]) -> list[str]:
+    low, high = prop.get("minimum"), prop.get("maximum")
+    if low is not None and high is not None:
+        return [f"{_plain(low)} to {_plain(high)}"]
+    if low is not None:
+        return [f"at least {_plain(low)}"]
+    if high is not None:
+        return [f"at most {_plain(high)}"]
+    return []
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def with_system_in_user_turn(chat: list[dict[str, str]]) -> list[dict[str, str]]:

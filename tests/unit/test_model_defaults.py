@@ -207,14 +207,13 @@ def test_tool_instructions_show_the_shape_with_no_placeholder_to_copy() -> None:
     assert "<" not in system.content and ">" not in system.content
     assert '{"tool": tool_name, "arguments": {argument_name: value}}' in system.content
     assert '{"final": answer}' in system.content
-    assert "  city (string, required)\n" in system.content  # each tool's argument names and types
-    assert "  units (celsius or fahrenheit, required)\n" in system.content
-    assert "  minutes (number, at least 5, required)\n" in system.content
+    assert '"city": {"type": "string"}' in system.content  # each tool's argument names and types
 
 
 def test_argument_descriptions_read_as_descriptions_not_as_values_to_copy() -> None:
-    """Shown as JSON ({"text": "The fact or note, self-contained."}), a description looks like the value
-    to write, and small models wrote it as the value: each argument is a line of words instead."""
+    """Shown inside the JSON ({"text": {"description": "The fact or note, self-contained."}}), a
+    description reads as the value to write, and SmolLM2 wrote it as the value (6 of 8 memory.remember
+    calls): the JSON keeps the types, each description is a sentence of its own."""
     note = ToolDefinition(
         "memory.remember",
         "Remember a fact.",
@@ -222,13 +221,8 @@ def test_argument_descriptions_read_as_descriptions_not_as_values_to_copy() -> N
             "type": "object",
             "properties": {
                 "text": {"type": "string", "minLength": 1, "description": "The fact or note, self-contained."},
-                "scope": {
-                    "anyOf": [{"enum": ["agent", "team"], "type": "string"}, {"type": "null"}],
-                    "default": None,
-                    "description": "Who may recall it.",
-                },
-                "tags": {"type": "array", "items": {"type": "string"}, "default": [], "description": "Labels."},
-                "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
+                "date": {"type": "string", "description": "YYYY-MM-DD"},
+                "k": {"type": "integer", "maximum": 20},
             },
             "required": ["text"],
         },
@@ -236,15 +230,16 @@ def test_argument_descriptions_read_as_descriptions_not_as_values_to_copy() -> N
     clock = ToolDefinition("clock.now", "The time.", {"type": "object", "properties": {}})
     [system, _] = with_tool_instructions(ask("Remember that I like tea.", tools=(note, clock)))
     lines = system.content.splitlines()
-    start = lines.index("- memory.remember: Remember a fact. Arguments:")
-    assert lines[start + 1 : start + 6] == [
-        "  text (string, required): The fact or note, self-contained.",
-        "  scope (agent or team, optional): Who may recall it.",
-        "  tags (list of string, optional): Labels.",
-        "  k (integer, 1 to 20, optional, default 5)",
-        "- clock.now: The time. Arguments: none.",
+    start = lines.index(
+        '- memory.remember: Remember a fact. Arguments: {"text": {"type": "string", "minLength": 1}, '
+        '"date": {"type": "string"}, "k": {"type": "integer", "maximum": 20}}'
+    )
+    assert lines[start + 1 : start + 4] == [
+        "  text is the fact or note, self-contained.",
+        "  date is YYYY-MM-DD",
+        "- clock.now: The time. Arguments: {}",
     ]
-    assert '"description"' not in system.content and '{"text"' not in system.content
+    assert '"description"' not in system.content
 
 
 def test_a_template_without_system_role_gets_the_system_prompt_in_the_first_user_turn() -> None:

@@ -170,9 +170,9 @@ def with_tool_instructions(req: ModelRequest) -> list[Message]:
     # short prompt is both faster and easier for a small model to follow.
     lines = ["You have these tools:"]
     for t in req.tools:
-        arguments = argument_lines(arguments_schema(t))
-        lines.append(f"- {t.name}: {t.description} Arguments:" + ("" if arguments else " none."))
-        lines += arguments
+        schema = arguments_schema(t)
+        lines.append(f"- {t.name}: {t.description} Arguments: {json.dumps(argument_types(schema))}")
+        lines += argument_descriptions(schema)
     # The envelope's shape with bare names where the values go: a quoted placeholder ("<tool name>",
     # "<your answer>") is a string a small model copies as a value; a bare name is not JSON, so the
     # grammar makes it write a real value. Worked examples were copied too, and plain words without
@@ -193,58 +193,29 @@ def with_tool_instructions(req: ModelRequest) -> list[Message]:
     return messages
 
 
-def argument_lines(schema: dict[str, Any]) -> list[str]:
-    """One line of words per argument: ``  name (type, required): description``.
+def argument_types(schema: dict[str, Any]) -> dict[str, Any]:
+    """Each argument's schema without its description: a schema is an object, which no string argument
+    can copy, and small models follow its types (bench/tool_calls.py measured it so)."""
+    return {
+        name: {k: v for k, v in prop.items() if k != "description"} if isinstance(prop, dict) else prop
+        for name, prop in (schema.get("properties") or {}).items()
+    }
 
-    Not JSON: shown as ``{"text": "The fact or note, self-contained."}``, a description reads as the value
-    to write, and small models wrote it as the value.
+
+def argument_descriptions(schema: dict[str, Any]) -> list[str]:
+    """The arguments' descriptions as sentences (``  text is the fact or note, self-contained.``).
+
+    Not inside the JSON: there, ``"text": {"description": "The fact or note, self-contained."}`` reads as
+    the value to write, and SmolLM2 wrote it as the value.
     """
-    required = set(schema.get("required") or ())
     lines = []
     for name, prop in (schema.get("properties") or {}).items():
-        prop = prop if isinstance(prop, dict) else {}
-        facts = [_kind(prop), *_bounds(prop), "required" if name in required else "optional"]
-        default = prop.get("default")
-        if name not in required and default not in (None, [], {}, ""):
-            facts.append(f"default {_plain(default)}")
-        line = f"  {name} ({', '.join(f for f in facts if f)})"
-        description = str(prop.get("description") or "").strip()
-        lines.append(f"{line}: {description}" if description else line)
+        text = str(prop.get("description") or "").strip() if isinstance(prop, dict) else ""
+        if text:
+            if text[:1].isupper() and text[1:2].islower():  # "The fact" -> "the fact"; "YYYY-MM-DD" stays
+                text = text[0].lower() + text[1:]
+            lines.append(f"  {name} is {text}")
     return lines
-
-
-def _kind(prop: dict[str, Any]) -> str:
-    """What an argument holds, in words: ``string``, ``list of string``, ``agent or team``."""
-    if "enum" in prop:
-        return " or ".join(_plain(v) for v in prop["enum"])
-    if "const" in prop:
-        return _plain(prop["const"])
-    for key in ("anyOf", "oneOf"):
-        if key in prop:  # a null branch only makes it optional, which the line says anyway
-            kinds = [_kind(p) for p in prop[key] if isinstance(p, dict) and p.get("type") != "null"]
-            return " or ".join(dict.fromkeys(k for k in kinds if k)) or "value"
-    kind = prop.get("type")
-    if isinstance(kind, list):
-        return " or ".join(str(k) for k in kind if k != "null") or "value"
-    if kind == "array":
-        items = prop.get("items")
-        return f"list of {_kind(items)}" if isinstance(items, dict) and items else "list"
-    return str(kind) if kind else "value"
-
-
-def _bounds(prop: dict[str, Any]) -> list[str]:
-    low, high = prop.get("minimum"), prop.get("maximum")
-    if low is not None and high is not None:
-        return [f"{_plain(low)} to {_plain(high)}"]
-    if low is not None:
-        return [f"at least {_plain(low)}"]
-    if high is not None:
-        return [f"at most {_plain(high)}"]
-    return []
-
-
-def _plain(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def with_system_in_user_turn(chat: list[dict[str, str]]) -> list[dict[str, str]]:

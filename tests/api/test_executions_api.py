@@ -148,6 +148,8 @@ def test_unknown_tasks_versions_and_executions_are_404(
         ({"limits": {"memory_mb": 16}}, ["body", "limits", "memory_mb"]),  # too small to start Python
         ({"limits": {"processes": 5000}}, ["body", "limits", "processes"]),
         ({"limits": {"disk_mb": 5}}, ["body", "limits", "disk_mb"]),
+        ({"limits": {}}, ["body", "limits"]),  # empty, as `checks: {}` is: leave it out for the defaults
+        ({"limits": {"wall_s": None}}, ["body", "limits"]),
     ],
 )
 def test_checks_and_limits_the_document_forbids_are_422_on_their_field(
@@ -160,14 +162,18 @@ def test_checks_and_limits_the_document_forbids_are_422_on_their_field(
     assert problem(changed, 422)["errors"][0]["loc"][: len(loc)] == loc
 
 
-def test_checks_and_limits_are_replaced_and_cleared(client: TestClient, rw: dict[str, str]) -> None:
+def test_checks_and_limits_are_replaced_and_cleared(client: TestClient, rw: dict[str, str], ro: dict[str, str]) -> None:
     task_id = task_with(client, rw, ADD, checks=CHECKS)
     test = "import solution\nassert solution\n"
     changed = client.patch(f"/tasks/{task_id}", json={"checks": {"test": test}, "limits": {"wall_s": 2.5}}, headers=rw)
     assert changed.status_code == 200, changed.text
     assert changed.json()["checks"] == {"io": [], "test": test}
     assert {k: v for k, v in changed.json()["limits"].items() if v is not None} == {"wall_s": 2.5}
-    cleared = client.patch(f"/tasks/{task_id}", json={"checks": None, "limits": {}}, headers=rw).json()
+    empty = problem(client.patch(f"/tasks/{task_id}", json={"limits": {}}, headers=rw), 422)
+    assert empty["errors"][0]["loc"] == ["body", "limits"], empty
+    assert "limits is empty" in empty["detail"] and "null removes a task's limits" in empty["detail"]
+    assert client.get(f"/tasks/{task_id}", headers=ro).json()["limits"]["wall_s"] == 2.5  # unchanged
+    cleared = client.patch(f"/tasks/{task_id}", json={"checks": None, "limits": None}, headers=rw).json()
     assert (cleared["checks"], cleared["limits"]) == (None, None)
     assert (
         "no code version 9"

@@ -130,6 +130,10 @@ KNOWN_REFUSALS: dict[str, str] = {
         "a task's checks with no io case and a test with no visible character are refused; the schema says a "
         "test is required where no io case is given, and leaves the blank test to the server"
     ),
+    "limits is empty": (
+        "a task's limits whose every field is null are refused as empty (as `{}` is, which the schema's "
+        "minProperties forbids); the schema lets each limit be null and cannot say that one must not be"
+    ),
     "the last message is empty": (
         "a /v1 request whose last message has no visible character is refused (it is the team's task); the "
         "schema's content pattern cannot single out the last item of the list"

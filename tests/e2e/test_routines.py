@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -306,5 +307,46 @@ async def test_a_routine_whose_project_does_not_exist_is_not_scheduled_until_it_
         resumed = await asyncio.to_thread(ops.routines.resume, "away")
         assert resumed.status == "active"  # scheduled once its project exists
         assert DBOS.get_schedule(ops.routines.schedule_name("away")) is not None
+    finally:
+        durable.shutdown()
+
+
+async def test_a_firing_whose_team_has_spec_problems_is_skipped_and_runs_once_the_file_is_fixed(
+    project_dir: Path,
+) -> None:
+    """The team file can be broken or fixed while the server runs: each firing checks it, skips (no run,
+    no failed workflow) while it is invalid, and runs again once it is fixed, without a restart."""
+    routine = '  flawed: {team: flawed, task: x, cron: "* * * * * *"}\n'
+    _project(project_dir, PROJECT + routine)
+    flawed = project_dir / "teams" / "flawed.yaml"
+    write(flawed, ECHO.replace("name: echo", "name: flawed").replace("to: end", "to: nobody"))
+    runtime = bootstrap()
+    ops = Ops.of(runtime)
+    durable.launch(runtime, queues=ops.queues())
+    try:
+        await ops.routines.start()
+        assert DBOS.get_schedule(ops.routines.schedule_name("flawed")) is not None
+        deadline = time.monotonic() + 60
+        ended = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+        firings: list[Any] = []
+        while time.monotonic() < deadline and len(firings) < 2:
+            await asyncio.sleep(0.5)
+            listed = await DBOS.list_workflows_async(name="edgecrew.routine_firing")
+            firings = [f for f in listed if f.status in ended]
+        assert len(firings) >= 2, firings
+        assert {f.status for f in firings} == {"SUCCESS"}, [(f.status, f.error) for f in firings]
+        for firing in firings:  # each says why it was skipped, in its recorded step
+            steps = await DBOS.list_workflow_steps_async(firing.workflow_id)
+            assert "team 'flawed' is invalid" in str(steps[0]["output"]["skipped"]), steps
+        assert ops.routines.runs("flawed") == []  # nothing recorded that would only fail
+        state = ops.routines.state("flawed")
+        assert state.status == "invalid" and "skipped until" in (state.problem or "")
+        write(flawed, ECHO.replace("name: echo", "name: flawed"))  # fixed while the server runs
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(r.status.terminal for r in ops.routines.runs("flawed")):
+            await asyncio.sleep(0.5)
+        runs = ops.routines.runs("flawed")
+        assert runs and any(r.status.value == "succeeded" for r in runs), runs
+        assert ops.routines.state("flawed").status == "active"
     finally:
         durable.shutdown()

@@ -206,7 +206,7 @@ def test_state_transitions(state: str, breached: bool, for_s: float, now: float,
 def test_a_transition_is_a_compare_and_set(project_dir: Path) -> None:
     """Two processes that saw the same state both decide the rule fires: only the first records it."""
     store = AlertStore(bootstrap().store)
-    seen = store.state("hot", "box", now=1)
+    seen = store.state("hot", "box", now=1, project="p")
     assert (seen.state, seen.version) == ("ok", 0)
     event = {"kind": "firing", "severity": "critical", "threshold": 1, "comparison": "above", "source": "s"}
     event |= {"description": ""}
@@ -214,7 +214,7 @@ def test_a_transition_is_a_compare_and_set(project_dir: Path) -> None:
     second = store.compare_and_set(seen, state="firing", since=2, value=5, error=None, now=2, event=event)
     assert first[0] and first[1] is not None and second == (False, None)
     assert [(e.rule, e.kind, e.value) for e in store.history()] == [("hot", "firing", 5.0)]
-    assert store.state("hot", "box").version == 1 and store.count() == 1
+    assert store.state("hot", "box", project="p").version == 1 and store.count() == 1
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -398,6 +398,61 @@ async def test_a_rule_removed_while_firing_is_resolved_when_a_server_starts(proj
         assert len(hook.delivered) == 2 and alerts.count_history("hot") == 2
     table = runner.invoke(cli, ["alerts", "history"], env={"COLUMNS": "300"})
     assert table.exit_code == 0 and "no longer in" in table.output, table.output
+
+
+async def test_two_projects_with_a_rule_of_the_same_name_keep_their_own_states(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    """Two projects share the data dir and both have a rule 'hot': one firing does not resolve, announce
+    or show up in the other's, and the other removing its 'hot' resolves nothing of the first's."""
+    other = tmp_path / "other"
+    with webhook_receiver() as mine_hook, webhook_receiver() as their_hook:
+        rt = _runtime(project_dir, f"  hot:\n    metric: load1\n    above: 1\n    webhook: {mine_hook.url}\n")
+        write(
+            other / "edgecrew.yaml",
+            f"alerts:\n  hot:\n    metric: load1\n    above: 10\n    webhook: {their_hook.url}\n",
+        )
+        theirs = bootstrap(rt.settings.model_copy(update={"project": other}))
+        mine, their = Ops.of(rt).alerts, Ops.of(theirs).alerts
+        t0 = time.time()
+        _sample(rt, t0, load1=3)  # above my 1, below their 10
+        await mine.evaluate_now(now=t0)
+        await their.evaluate_now(now=t0 + 1)
+        await mine.evaluate_now(now=t0 + 2)
+        assert [(s.name, s.state) for s in mine.states()] == [("hot", "firing")]
+        assert [(s.name, s.state) for s in their.states()] == [("hot", "ok")]
+        assert [p["status"] for p in mine_hook.delivered] == ["firing"] and their_hook.delivered == []
+        assert [e.kind for e in mine.history()] == ["firing"] and their.history() == []
+        assert their.count_history("hot") == 0 and mine.count_history("hot") == 1
+        write(other / "edgecrew.yaml", "alerts:\n  cool:\n    metric: load1\n    below: 0\n")
+        their = Ops.of(bootstrap(theirs.settings)).alerts  # their server restarts without 'hot'
+        await their.start()
+        await their.stop()
+        assert [(s.name, s.state) for s in mine.states()] == [("hot", "firing")]
+        assert [p["status"] for p in mine_hook.delivered] == ["firing"]
+
+
+async def test_resolving_removed_rules_reads_the_store_off_the_event_loop(project_dir: Path) -> None:
+    """A server starting resolves the alerts of removed rules without blocking its event loop on the store
+    (each firing's last event was read in the loop's own thread)."""
+    import threading
+
+    rt = _runtime(project_dir, "  hot:\n    metric: load1\n    above: 1\n")
+    t0 = time.time()
+    _sample(rt, t0, load1=3)
+    await Ops.of(rt).alerts.evaluate_now(now=t0)
+    write(project_dir / "edgecrew.yaml", "alerts:\n  cool:\n    metric: load1\n    below: 0\n")
+    alerts = Ops.of(bootstrap(rt.settings)).alerts
+    loop_thread, readers = threading.get_ident(), []
+    read = alerts.store.last_event
+
+    def last_event(*args: object, **kwargs: object) -> object:
+        readers.append(threading.get_ident())
+        return read(*args, **kwargs)  # type: ignore[arg-type]
+
+    alerts.store.last_event = last_event  # type: ignore[method-assign]
+    [resolved] = await alerts.resolve_removed()
+    assert resolved.rule == "hot" and readers and loop_thread not in readers
 
 
 async def test_a_webhook_that_keeps_failing_is_recorded_as_failed(project_dir: Path) -> None:

@@ -324,3 +324,11 @@ def test_a_checks_file_that_holds_no_check_is_refused(tmp_path: Path, text: str)
     said = " ".join(refused.output.split())
     assert refused.exit_code == 1 and f"{empty}: checks is empty: give at least one io case" in said, said
     assert runtime().tasks.list_tasks() == []
+
+
+def test_a_checks_file_whose_limits_hold_no_limit_is_refused(tmp_path: Path) -> None:
+    given = write(tmp_path / "given.yaml", "checks: {io: [{input: '1', expected: '1'}]}\nlimits: {}\n")
+    refused = invoke("tasks", "create", "--title", "t", "--checks", str(given))
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 1 and f"{given}: limits is empty: give at least one of cpu_s" in said, said
+    assert runtime().tasks.list_tasks() == []

@@ -402,3 +402,16 @@ async def test_a_run_started_by_another_process_records_the_workspace_it_runs_in
     assert run.status == "succeeded" and run.workspace == str(rt.workspace(run_id))
     started = next(e for e in rt.store.events(run_id) if e.type == "run_started")
     assert started.data["workspace"] == run.workspace
+
+
+async def test_an_agents_temperature_goes_with_each_of_its_model_calls() -> None:
+    """`temperature:` on an agent is the request's; an agent without one leaves it to the model alias."""
+    spec = CHAIN.replace("a: {model: fake, system: first}", "a: {model: fake, system: first, temperature: 0.9}")
+    model = ScriptedModel({"a": ["A"], "b": ["B"], "c": ["C"]})
+    run, _ = await run_team(spec, model)
+    assert run.status == "succeeded"
+    assert [(c.request.metadata["agent"], c.request.requested_temperature) for c in model.calls] == [
+        ("a", 0.9),
+        ("b", None),
+        ("c", None),
+    ]

@@ -393,6 +393,15 @@ def test_checks_someone_gives_that_hold_no_check_are_refused(empty: dict[str, ob
     assert parse_checks({"io": [], "test": "assert 1 + 1 == 2"}, written=True).total == 1
 
 
+@pytest.mark.parametrize("empty", [{}, {"wall_s": None}, {"cpu_s": None, "memory_mb": None}])
+def test_limits_someone_gives_that_hold_no_limit_are_refused_as_empty_checks_are(empty: dict[str, object]) -> None:
+    """They silently meant the defaults (and on PATCH removed a task's limits), where `checks: {}` is refused."""
+    with pytest.raises(UserError, match=r"^limits is empty: give at least one of cpu_s, wall_s, memory_mb, processes"):
+        parse_limits(empty, written=True)
+    assert parse_limits(None, written=True).to_json() is None  # none given: the defaults
+    assert parse_limits(empty).to_json() is None  # as stored: read as it is
+
+
 @pytest.mark.parametrize(
     "test", ["import solution\nprint('ok')\n", "from solution import add\n\ndef helper():\n    return add(1, 2)\n"]
 )
@@ -498,6 +507,8 @@ async def test_the_task_tools_drive_the_loop_to_the_best_version(
         await call("tasks.create", "generator", title="t", spec="s", limits={"wall_s": 0})
     with pytest.raises(ToolError, match="disk_mb"):
         await call("tasks.create", "generator", title="t", spec="s", limits={"disk_mb": 5})
+    with pytest.raises(ToolError, match="limits is empty"):
+        await call("tasks.create", "generator", title="t", spec="s", limits={})
     for bad in ({"cpu_s": True}, {"memory_mb": "64"}, {"wall_s": float("inf")}, {"wall_s": float("nan")}):
         with pytest.raises(ToolError, match=next(iter(bad))):  # the API's guards: one model for both
             await call("tasks.create", "generator", title="t", spec="s", limits=bad)

@@ -210,6 +210,38 @@ def test_tool_instructions_show_the_shape_with_no_placeholder_to_copy() -> None:
     assert '"city": {"type": "string"}' in system.content  # each tool's argument names and types
 
 
+def test_argument_descriptions_read_as_descriptions_not_as_values_to_copy() -> None:
+    """Shown inside the JSON ({"text": {"description": "The fact or note, self-contained."}}), a
+    description reads as the value to write, and SmolLM2 wrote it as the value (6 of 8 memory.remember
+    calls): the JSON keeps the types, each description is a sentence of its own."""
+    note = ToolDefinition(
+        "memory.remember",
+        "Remember a fact.",
+        {
+            "type": "object",
+            "properties": {
+                "text": {"type": "string", "minLength": 1, "description": "The fact or note, self-contained."},
+                "date": {"type": "string", "description": "YYYY-MM-DD"},
+                "k": {"type": "integer", "maximum": 20},
+            },
+            "required": ["text"],
+        },
+    )
+    clock = ToolDefinition("clock.now", "The time.", {"type": "object", "properties": {}})
+    [system, _] = with_tool_instructions(ask("Remember that I like tea.", tools=(note, clock)))
+    lines = system.content.splitlines()
+    start = lines.index(
+        '- memory.remember: Remember a fact. Arguments: {"text": {"type": "string", "minLength": 1}, '
+        '"date": {"type": "string"}, "k": {"type": "integer", "maximum": 20}}'
+    )
+    assert lines[start + 1 : start + 4] == [
+        "  text is the fact or note, self-contained.",
+        "  date is YYYY-MM-DD",
+        "- clock.now: The time. Arguments: {}",
+    ]
+    assert '"description"' not in system.content
+
+
 def test_a_template_without_system_role_gets_the_system_prompt_in_the_first_user_turn() -> None:
     chat = [
         {"role": "system", "content": "Tools."},

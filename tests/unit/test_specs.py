@@ -256,7 +256,7 @@ def test_mini_is_valid(tmp_path: Path) -> None:
             5,
             "unknown field 'colour' in agents.writer",
             "allowed fields: arguments, examples, files, input, limits, memory, model, on_denied, output_schema, "
-            "plan_first, role, system, template, tool, tools, tools_per_step",
+            "plan_first, role, system, temperature, template, tool, tools, tools_per_step",
         ),
         # wrong types
         (
@@ -307,6 +307,20 @@ def test_mini_is_valid(tmp_path: Path) -> None:
             5,
             "agents.writer.limits.max_steps: Input should be greater than or equal to 1",
             "change 'max_steps'",
+        ),
+        (
+            "    system: Write.",
+            "    system: Write.\n    temperature: 2.5",
+            5,
+            "agents.writer.temperature: Input should be less than or equal to 2",
+            "change 'temperature'",
+        ),
+        (
+            "    system: Write.",
+            "    system: Write.\n    temperature: warm",
+            5,
+            "agents.writer.temperature: expected a number, got str 'warm'",
+            None,
         ),
         (
             "max_loops: 2",
@@ -726,3 +740,17 @@ def test_a_snapshot_from_an_older_version_reads_with_the_domain_defaults() -> No
     assert agent.model == "tag:coding" and agent.tools == ("files.read",)
     assert (agent.approval, agent.preamble, agent.file_write, agent.limits.max_steps) == ("always", "", ("**",), 6)
     assert team.max_visits == 50 and team.graph.edges[0].targets == ("end",)
+
+
+def test_an_agent_sets_its_own_temperature_and_a_tool_agent_may_not(tmp_path: Path) -> None:
+    text = MINI.replace("    system: Write.", "    system: Write.\n    temperature: 0.7", 1)
+    text = text.replace("    system: Judge.", "    system: Judge.\n    temperature: 0", 1)
+    spec = load_team(write(tmp_path, text), CATALOG)
+    assert spec.agents["writer"].temperature == 0.7 and spec.agents["critic"].temperature == 0.0
+    again = team_from_snapshot(json.loads(json.dumps(spec.raw)))  # a run resumed from its snapshot
+    assert again.agents["writer"].temperature == 0.7
+    assert load_team(write(tmp_path, MINI), CATALOG).agents["writer"].temperature is None  # the model decides
+    reads = "    tool: files.read\n    arguments: {path: a}\n    temperature: 1"
+    tool_agent = MINI.replace("    system: Write.", reads)
+    found = [str(i) for i in problems(tmp_path, tool_agent)]
+    assert any("agent 'writer' is a tool agent and uses no model: 'temperature' does not apply" in f for f in found)

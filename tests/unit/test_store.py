@@ -15,6 +15,7 @@ from edgecrew.domain.runs import Outcome, RunStatus, can_transition
 from edgecrew.errors import NotFoundError, UserError
 from edgecrew.store import open_store
 from edgecrew.store.migrations import HEAD
+from tests import pg
 
 
 def test_head_constant_matches_the_newest_migration_script() -> None:
@@ -368,3 +369,62 @@ def test_the_migration_dates_the_end_of_tasks_that_ended_before_it(tmp_path: Pat
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT id, finished_at FROM tasks ORDER BY id").all()
     assert [tuple(r) for r in rows] == [("t1", 7.0), ("t2", None), ("t3", 7.0)]
+
+
+def _alert_rows_at_0021(conn: Any) -> None:
+    state = "INSERT INTO alert_states (rule, scope, state, since, updated_at, version, project) VALUES "
+    conn.exec_driver_sql(state + "('hot', '', 'firing', 1, 2, 3, '/p/a')")
+    conn.exec_driver_sql(state + "('old', 'box', 'firing', 1, 2, 1, NULL)")  # before 0021 kept the project
+    event = "INSERT INTO alert_events (rule, scope, kind, severity, threshold, comparison, source, description, at)"
+    conn.exec_driver_sql(event + " VALUES ('hot', '', 'firing', 'warning', 1, 'above', 'metric:load1', '', 2)")
+    conn.exec_driver_sql(event + " VALUES ('old', 'box', 'firing', 'warning', 1, 'above', 'metric:load1', '', 2)")
+
+
+def _check_alert_rows_after_0022(store: Any) -> None:
+    from edgecrew.store.alerts import AlertStore
+
+    alerts = AlertStore(store)
+    states = {(s.project, s.rule): (s.state, s.version) for s in alerts.states()}
+    assert states == {("/p/a", "hot"): ("firing", 3), ("", "old"): ("firing", 1)}
+    assert {(e.rule, e.project) for e in alerts.history()} == {("hot", "/p/a"), ("old", None)}
+    # Another project's rule 'hot' has a state of its own; the first to ask for 'old' claims the old one.
+    assert alerts.state("hot", "", project="/p/b").state == "ok"
+    claimed = alerts.state("old", "box", project="/p/b")
+    assert (claimed.state, claimed.version, claimed.project) == ("firing", 1, "/p/b")
+    assert [e.project for e in alerts.history(rule="old")] == ["/p/b"]
+    assert alerts.state("old", "box", project="/p/c").state == "ok"
+    assert alerts.count(project="/p/c") == 0 and alerts.count(project="/p/a") == 1
+
+
+def test_the_migration_keys_alert_states_by_project_and_keeps_every_row(tmp_path: Path) -> None:
+    """0022: two projects with a rule of one name shared one state; every state and event is kept."""
+    engine = _migrated_to(tmp_path / "old.db", "0021")
+    with engine.begin() as conn:
+        _alert_rows_at_0021(conn)
+    store = repo_module.RunStore(engine)
+    store.migrate()
+    _check_alert_rows_after_0022(store)
+
+
+@pytest.mark.skipif(not pg.available(), reason="PostgreSQL server binaries are missing (make test installs them)")
+def test_the_alert_states_migration_on_postgres() -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    with pg.postgres_server() as url:
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(repo_module.__file__).parent / "migrations"))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0021")
+            _alert_rows_at_0021(conn)
+        store = repo_module.RunStore(engine)
+        store.migrate()
+        _check_alert_rows_after_0022(store)
+        with engine.begin() as conn:  # and back: one state per rule and scope, the latest
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0021")
+            rows = conn.exec_driver_sql("SELECT rule, project, state FROM alert_states ORDER BY rule").fetchall()
+        assert [tuple(r) for r in rows] == [("hot", "/p/b", "ok"), ("old", "/p/c", "ok")]
+        engine.dispose()

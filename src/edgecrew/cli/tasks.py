@@ -220,7 +220,10 @@ def tasks_create(
             valid_checks = parse_checks(check_data, written=checks is not None or test is not None).to_json()
         except UserError as exc:
             raise UserError(f"{where}{exc}") from None
-        valid_limits = parse_limits(limit_data).to_json()
+        try:
+            valid_limits = parse_limits(limit_data, written=limit_data is not None).to_json()
+        except UserError as exc:
+            raise UserError(f"{where if checks and not limit else ''}{exc}") from None
         return rt.tasks.create(
             title, spec, team, checks=valid_checks, limits=valid_limits, created_by=f"cli:{getpass.getuser()}"
         )

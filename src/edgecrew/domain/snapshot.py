@@ -59,6 +59,7 @@ def _agent(name: str, doc: Mapping[str, Any], preamble: str, approval: str) -> A
         name=name,
         system=doc.get("system") or "",
         model=f"tag:{model['tag']}" if isinstance(model, Mapping) else model,
+        temperature=float(doc["temperature"]) if doc.get("temperature") is not None else None,
         role=doc.get("role", ""),
         tools=(tool,) if tool else tuple(doc.get("tools", ())),
         output_schema=doc.get("output_schema"),

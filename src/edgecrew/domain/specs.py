@@ -59,6 +59,7 @@ class AgentSpec:
     name: str
     system: str
     model: str = "local"
+    temperature: float | None = None  # its model calls' sampling temperature (None: the model alias decides)
     role: str = ""
     tools: tuple[str, ...] = ()
     output_schema: Mapping[str, Any] | None = None

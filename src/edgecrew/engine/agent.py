@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edgecrew.domain.events import ToolsSelected
-from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition, Usage
+from edgecrew.domain.messages import (
+    MODEL_DEFAULT,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    ToolDefinition,
+    Usage,
+)
 from edgecrew.domain.runs import Outcome
 from edgecrew.domain.specs import AgentSpec
 from edgecrew.domain.transcript import latest_message
@@ -240,6 +248,7 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
             tools=tools,
             output_schema=dict(agent.output_schema) if agent.output_schema is not None else None,
             max_tokens=agent.limits.max_tokens,
+            temperature=MODEL_DEFAULT if agent.temperature is None else agent.temperature,
             metadata={**metadata, "step": f"{key}.m{step}"},
         )
         io.checkpoint("before_model_call")

@@ -166,13 +166,13 @@ def proposed(call: Any, *, who: str) -> ProposedCall:
 def with_tool_instructions(req: ModelRequest) -> list[Message]:
     if not req.tools:
         return list(req.messages)
-    # The grammar enforces the full schemas; the prompt only needs names, purposes and argument names,
-    # and a short prompt is both faster and easier for a small model to follow.
+    # The grammar enforces the full schemas; the prompt only needs names, purposes and arguments, and a
+    # short prompt is both faster and easier for a small model to follow.
     lines = ["You have these tools:"]
-    lines += [
-        f"- {t.name}: {t.description} Arguments: {json.dumps(arguments_schema(t).get('properties', {}))}"
-        for t in req.tools
-    ]
+    for t in req.tools:
+        schema = arguments_schema(t)
+        lines.append(f"- {t.name}: {t.description} Arguments: {json.dumps(argument_types(schema))}")
+        lines += argument_descriptions(schema)
     # The envelope's shape with bare names where the values go: a quoted placeholder ("<tool name>",
     # "<your answer>") is a string a small model copies as a value; a bare name is not JSON, so the
     # grammar makes it write a real value. Worked examples were copied too, and plain words without
@@ -191,6 +191,31 @@ def with_tool_instructions(req: ModelRequest) -> list[Message]:
     else:
         messages.insert(0, Message(role="system", content=instructions))
     return messages
+
+
+def argument_types(schema: dict[str, Any]) -> dict[str, Any]:
+    """Each argument's schema without its description: a schema is an object, which no string argument
+    can copy, and small models follow its types (bench/tool_calls.py measured it so)."""
+    return {
+        name: {k: v for k, v in prop.items() if k != "description"} if isinstance(prop, dict) else prop
+        for name, prop in (schema.get("properties") or {}).items()
+    }
+
+
+def argument_descriptions(schema: dict[str, Any]) -> list[str]:
+    """The arguments' descriptions as sentences (``  text is the fact or note, self-contained.``).
+
+    Not inside the JSON: there, ``"text": {"description": "The fact or note, self-contained."}`` reads as
+    the value to write, and SmolLM2 wrote it as the value.
+    """
+    lines = []
+    for name, prop in (schema.get("properties") or {}).items():
+        text = str(prop.get("description") or "").strip() if isinstance(prop, dict) else ""
+        if text:
+            if text[:1].isupper() and text[1:2].islower():  # "The fact" -> "the fact"; "YYYY-MM-DD" stays
+                text = text[0].lower() + text[1:]
+            lines.append(f"  {name} is {text}")
+    return lines
 
 
 def with_system_in_user_turn(chat: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -10,6 +10,7 @@ process whose update won. Webhooks are delivered after the transition is stored,
 backoff; how the delivery went is written onto the event row. A state records the project whose rule
 it is: a server starting resolves the firing alerts of rules its edgecrew.yaml no longer has (with the
 reason, to the webhooks the firing went to), and leaves other projects' alerts in the data dir alone.
+States and history are the project's own: another project's rule of the same name has its own state.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class AlertService:
 
     def states(self) -> list[AlertStatus]:
         """Every rule with its current state, value and since (rules never evaluated are ``ok``)."""
-        stored = {(s.rule, s.scope): s for s in self.store.states()}
+        stored = {(s.rule, s.scope): s for s in self.store.states(self._project)}
         out = []
         for name, rule in sorted(self.rules().items()):
             scope = self.scope_of(rule)
@@ -129,10 +130,10 @@ class AlertService:
 
     def history(self, limit: int = 50, offset: int = 0, rule: str | None = None) -> list[AlertEventRecord]:
         """Firings and resolutions, newest first."""
-        return self.store.history(limit=limit, offset=offset, rule=rule)
+        return self.store.history(limit=limit, offset=offset, rule=rule, project=self._project)
 
     def count_history(self, rule: str | None = None) -> int:
-        return self.store.count(rule=rule)
+        return self.store.count(rule=rule, project=self._project)
 
     # -- evaluation -------------------------------------------------------------------------------
     async def evaluate_now(self, now: float | None = None) -> list[AlertStatus]:
@@ -151,7 +152,7 @@ class AlertService:
     def _apply(self, name: str, rule: AlertDoc, reading: Reading, now: float) -> AlertEventRecord | None:
         """Move the rule's stored state by compare-and-set; the event recorded when this process won a
         transition, None when nothing is to be announced (no change, or another process announced it)."""
-        seen: AlertStateRecord = self.store.state(name, self.scope_of(rule), now, project=self._project)
+        seen = self.store.state(name, self.scope_of(rule), now, project=self._project)
         if reading.unread:  # nothing was learnt: a firing (or pending) rule stays so, and says why
             state, since, transition = seen.state, seen.since, None
         else:  # a value, or a source that answered with nothing (a PromQL filter that matched no series)
@@ -175,7 +176,6 @@ class AlertService:
             error=reading.error,
             now=now,
             event=event,
-            project=self._project,
         )
         if not won or event_id is None:
             return None
@@ -203,14 +203,16 @@ class AlertService:
         resolved, with the reason, and announced to the webhooks its firing went to (and the shared one);
         a pending one goes back to ok. The resolutions this process recorded."""
         now = time.time() if now is None else now
-        rules, states = self.rules(), await asyncio.to_thread(self.store.states)
-        gone = [s for s in states if s.project == self._project and s.rule not in rules]
+        rules, states = self.rules(), await asyncio.to_thread(self.store.states, self._project)
+        gone = [s for s in states if s.rule not in rules]
         resolved: list[AlertEventRecord] = []
         for seen in (s for s in gone if s.state in ("firing", "pending")):
             record = await asyncio.to_thread(self._close, seen, now)
             if record is not None:
                 resolved.append(record)
-                fired = self.store.last_event(seen.rule, seen.scope, "firing")
+                fired = await asyncio.to_thread(
+                    self.store.last_event, seen.rule, seen.scope, "firing", project=self._project
+                )
                 urls = [self.rt.settings.alert_webhook_url, *((fired.delivery or {}) if fired else {})]
                 await self._deliver(record, list(dict.fromkeys(u for u in urls if u)))
         return resolved
@@ -220,7 +222,7 @@ class AlertService:
             self.store.compare_and_set(seen, state="ok", since=now, value=seen.value, error=None, now=now)
             return None
         reason = f"the rule '{seen.rule}' is no longer in {self.rt.project.dir / 'edgecrew.yaml'}"
-        fired = self.store.last_event(seen.rule, seen.scope, "firing")
+        fired = self.store.last_event(seen.rule, seen.scope, "firing", project=self._project)
         event = None
         if fired is not None:  # what the firing said the rule was: the rule itself is gone
             keep = ("severity", "threshold", "comparison", "source", "description")

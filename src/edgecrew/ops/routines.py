@@ -13,7 +13,8 @@ declared state, applied when it changes, so a pause survives restarts until the 
 A firing missed while no server was up runs once at the next start (``catch_up: once``, through
 DBOS's backfill of that one firing) or not at all (``catch_up: skip``). A routine whose team or
 project does not exist is not scheduled (it is listed invalid); ``routines resume`` schedules it once
-it does.
+it does. One whose team has spec problems stays scheduled, since its file can be fixed while the servers
+run: each firing loads the team as it is then and, when it cannot, records no run and ends as skipped.
 """
 
 from __future__ import annotations
@@ -185,14 +186,17 @@ class RoutineService:
         schedule = self._schedule(name)
         problem = None
         try:
-            self.rt.load_named_team(doc.team)  # validated: a team with spec problems fails every firing
+            self.rt.load_named_team(doc.team)  # validated: a team with spec problems skips its firings
             if doc.project:
                 ProjectService.of(self.rt).get(doc.project)
         except NotFoundError as exc:
             problem = str(exc)
         except SpecError as exc:
             first = exc.issues[0] if exc.issues else exc
-            problem = f"team '{doc.team}' is invalid, so each firing fails: {first} (`edgecrew validate` lists all)"
+            problem = (
+                f"team '{doc.team}' is invalid, so its firings are skipped until the file is fixed (no restart "
+                f"needed): {first} (`edgecrew validate` lists all)"
+            )
         if problem is not None:
             status = "invalid"
         elif schedule is None:  # the first server will schedule it, paused when declared off
@@ -297,22 +301,36 @@ def _same(schedule: dict[str, Any], doc: RoutineDoc, context: dict[str, Any]) ->
 
 
 @DBOS.step(name="edgecrew.routine_record")
-async def _record_firing(name: str, team: str, task: str, at: datetime, project: str | None = None) -> str:
+async def _record_firing(name: str, team: str, task: str, at: datetime, project: str | None = None) -> dict[str, str]:
+    """The firing's run id, or why it is skipped: the team (or project) the routine names is invalid or
+    gone now. Team files are read again when they change, so a fixed file runs at the next firing."""
     rt = durable.current_runtime()
-    started = RunService(rt).record(
-        TeamName(team),
-        task,
-        idempotency_key=firing_key(name, at),
-        trigger={"kind": "routine", "routine": name, "firing": at.astimezone(UTC).isoformat()},
-        project=project,
-    )
-    return started.run.id
+    try:
+        started = RunService(rt).record(
+            TeamName(team),
+            task,
+            idempotency_key=firing_key(name, at),
+            trigger={"kind": "routine", "routine": name, "firing": at.astimezone(UTC).isoformat()},
+            project=project,
+        )
+    except SpecError as exc:
+        first = exc.issues[0] if exc.issues else exc
+        return {"skipped": f"team '{team}' is invalid: {first} (`edgecrew validate` lists all)"}
+    except NotFoundError as exc:
+        return {"skipped": str(exc)}
+    return {"run": started.run.id}
 
 
 @DBOS.workflow(name="edgecrew.routine_firing")
 async def routine_firing(scheduled_at: datetime, context: dict[str, Any]) -> None:
-    """One firing of a routine: record its run (once, by key) and start the run's workflow."""
+    """One firing of a routine: record its run (once, by key) and start the run's workflow; a firing
+    whose team cannot be loaded now records no run and says why (its step's output, a warning)."""
     at = scheduled_at.astimezone(UTC)
-    run_id = await _record_firing(context["routine"], context["team"], context["task"], at, context.get("project"))
+    name = context["routine"]
+    recorded = await _record_firing(name, context["team"], context["task"], at, context.get("project"))
+    if "skipped" in recorded:
+        log.warning("routine '%s' firing for %s skipped: %s", name, at, recorded["skipped"])
+        return
+    run_id = recorded["run"]
     await durable.start_workflow(run_id)
-    log.info("routine '%s' fired for %s: run %s", context["routine"], at, run_id)
+    log.info("routine '%s' fired for %s: run %s", name, at, run_id)

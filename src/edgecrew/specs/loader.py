@@ -74,6 +74,7 @@ class AgentDoc(_Strict):
     system: str | None = Field(default=None, min_length=1)
     role: str = ""
     model: str | TagRefDoc = "local"  # an alias, or {tag: coding} for any model with that tag
+    temperature: float | None = Field(default=None, ge=0, le=2)  # its model calls' (None: the alias's)
     tools: list[str] = []
     output_schema: dict[str, Any] | None = None
     limits: LimitsDoc = LimitsDoc()
@@ -365,6 +366,7 @@ _TEAM_REPAIRS = (
             "input",
             "examples",
             "tools_per_step",
+            "temperature",
             "arguments",
             "on_denied",
             "memory",
@@ -601,7 +603,17 @@ def _check_agent(name: str, agent: AgentDoc, catalog: Catalog, issues: _Issues) 
 
 
 # Fields that only one kind of agent reads, and the fields each kind does not read.
-_ONLY_MODEL = ("system", "model", "tools", "plan_first", "input", "examples", "tools_per_step", "memory")
+_ONLY_MODEL = (
+    "system",
+    "model",
+    "temperature",
+    "tools",
+    "plan_first",
+    "input",
+    "examples",
+    "tools_per_step",
+    "memory",
+)
 _KIND_FIELDS = {"tool": ("tool", "arguments", "on_denied"), "template": ("template",)}
 
 

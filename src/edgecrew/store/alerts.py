@@ -3,7 +3,9 @@
 The one design decision: a state row carries a ``version``, and every change is a compare-and-set on
 it (``UPDATE ... WHERE version = seen``), with the event row written in the same transaction. Two
 edgecrew processes that evaluate one rule at once may both decide it fires; only the one whose update
-matched records the event and announces it, the other learns it lost and stays quiet.
+matched records the event and announces it, the other learns it lost and stays quiet. A state is
+keyed by the project whose rule it is, its rule and its scope, and an event records its project: two
+projects sharing the data dir may both have a rule of one name, and each has its own.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class AlertStateRecord:
     updated_at: float
     error: str | None
     version: int
-    project: str | None = None  # the project dir whose rule it is (None: recorded before it was kept)
+    project: str  # the project dir whose rule it is
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class AlertEventRecord:
     at: float
     delivery: dict[str, str] | None
     reason: str | None = None  # why, when it is not the value (a rule removed while it fired)
+    project: str | None = None  # the project dir whose rule it is (None: recorded before it was kept)
 
 
 class AlertStore:
@@ -59,17 +62,30 @@ class AlertStore:
         self.store = store
 
     # -- states -----------------------------------------------------------------------------------
-    def state(self, rule: str, scope: str, now: float | None = None, project: str | None = None) -> AlertStateRecord:
-        """The rule's state, created as ``ok`` (of ``project``) the first time it is asked for."""
+    def state(self, rule: str, scope: str, now: float | None = None, *, project: str) -> AlertStateRecord:
+        """``project``'s state of the rule, created as ``ok`` the first time it is asked for; a state
+        recorded before states had a project (project ``''``) is claimed, with its events, instead."""
         c = t.alert_states.c
-        query = sa.select(t.alert_states).where(c.rule == rule, c.scope == scope)
+        query = sa.select(t.alert_states).where(c.project == project, c.rule == rule, c.scope == scope)
         with self.store.transaction() as conn:
             row = conn.execute(query).mappings().first()
             if row is None:
-                at = time.time() if now is None else now
-                fresh = {"rule": rule, "scope": scope, "state": "ok", "since": at, "updated_at": at, "version": 0}
-                fresh["project"] = project
-                self._insert_missing(conn, fresh)
+                claim = (
+                    t.alert_states.update()
+                    .where(c.project == "", c.rule == rule, c.scope == scope)
+                    .values(project=project)
+                )
+                if conn.execute(claim).rowcount == 1:
+                    e = t.alert_events.c
+                    conn.execute(
+                        t.alert_events.update()
+                        .where(e.project.is_(None), e.rule == rule, e.scope == scope)
+                        .values(project=project)
+                    )
+                else:
+                    at = time.time() if now is None else now
+                    fresh = {"rule": rule, "scope": scope, "state": "ok", "since": at, "updated_at": at, "version": 0}
+                    self._insert_missing(conn, {**fresh, "project": project})
                 row = conn.execute(query).mappings().one()
         return AlertStateRecord(**dict(row))
 
@@ -77,12 +93,18 @@ class AlertStore:
         from sqlalchemy.dialects import postgresql, sqlite
 
         insert: Any = postgresql.insert if self.store.engine.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(insert(t.alert_states).values(**row).on_conflict_do_nothing(index_elements=["rule", "scope"]))
+        conn.execute(
+            insert(t.alert_states).values(**row).on_conflict_do_nothing(index_elements=["project", "rule", "scope"])
+        )
 
-    def states(self) -> list[AlertStateRecord]:
+    def states(self, project: str | None = None) -> list[AlertStateRecord]:
+        """The states of ``project``'s rules (None: of every project)."""
+        c = t.alert_states.c
+        query = sa.select(t.alert_states).order_by(c.rule, c.scope, c.project)
+        if project is not None:
+            query = query.where(c.project == project)
         with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.alert_states).order_by(t.alert_states.c.rule, t.alert_states.c.scope))
-            return [AlertStateRecord(**dict(r)) for r in rows.mappings()]
+            return [AlertStateRecord(**dict(r)) for r in conn.execute(query).mappings()]
 
     def compare_and_set(
         self,
@@ -94,21 +116,17 @@ class AlertStore:
         error: str | None,
         now: float,
         event: dict[str, Any] | None = None,
-        project: str | None = None,
     ) -> tuple[bool, int | None]:
-        """Move the rule from ``seen`` to ``state`` (recording ``project`` as the rule's, when given);
-        (False, None) when another process moved it first. With ``event`` (kind, severity, threshold,
-        comparison, source, description, optionally reason), the event row is written in the same
-        transaction and its id returned."""
+        """Move the rule from ``seen`` to ``state``; (False, None) when another process moved it first.
+        With ``event`` (kind, severity, threshold, comparison, source, description, optionally reason),
+        the event row (of ``seen``'s project) is written in the same transaction and its id returned."""
         if state not in ALERT_STATES:
             raise ValueError(f"unknown alert state {state!r}")
         c = t.alert_states.c
         values: dict[str, Any] = {"state": state, "since": since, "value": value, "error": error, "updated_at": now}
-        if project is not None:
-            values["project"] = project
         update = (
             t.alert_states.update()
-            .where(c.rule == seen.rule, c.scope == seen.scope, c.version == seen.version)
+            .where(c.project == seen.project, c.rule == seen.rule, c.scope == seen.scope, c.version == seen.version)
             .values(**values, version=seen.version + 1)
         )
         with self.store.transaction() as conn:
@@ -116,7 +134,7 @@ class AlertStore:
                 return False, None
             if event is None:
                 return True, None
-            row = {**event, "rule": seen.rule, "scope": seen.scope, "value": value, "at": now}
+            row = {**event, "project": seen.project, "rule": seen.rule, "scope": seen.scope, "value": value, "at": now}
             inserted = conn.execute(t.alert_events.insert().values(**row).returning(t.alert_events.c.id))
             return True, int(inserted.scalar_one())
 
@@ -130,32 +148,26 @@ class AlertStore:
             row = conn.execute(sa.select(t.alert_events).where(t.alert_events.c.id == event_id)).mappings().one()
         return AlertEventRecord(**dict(row))
 
-    def history(self, *, limit: int = 50, offset: int = 0, rule: str | None = None) -> list[AlertEventRecord]:
-        """Firings and resolutions, newest first."""
+    def history(
+        self, *, limit: int = 50, offset: int = 0, rule: str | None = None, project: str | None = None
+    ) -> list[AlertEventRecord]:
+        """Firings and resolutions (of ``project``'s rules, and those of no known project), newest first."""
         c = t.alert_events.c
         query = sa.select(t.alert_events).order_by(c.at.desc(), c.id.desc()).limit(limit).offset(offset)
-        if rule is not None:
-            query = query.where(c.rule == rule)
         with self.store.engine.connect() as conn:
-            return [AlertEventRecord(**dict(r)) for r in conn.execute(query).mappings()]
+            return [AlertEventRecord(**dict(r)) for r in conn.execute(_events_of(query, rule, project)).mappings()]
 
-    def last_event(self, rule: str, scope: str, kind: str) -> AlertEventRecord | None:
-        """The newest event of this kind of the rule in this scope."""
+    def last_event(self, rule: str, scope: str, kind: str, *, project: str) -> AlertEventRecord | None:
+        """The newest event of this kind of ``project``'s rule in this scope."""
         c = t.alert_events.c
-        query = (
-            sa.select(t.alert_events)
-            .where(c.rule == rule, c.scope == scope, c.kind == kind)
-            .order_by(c.at.desc(), c.id.desc())
-            .limit(1)
-        )
+        query = sa.select(t.alert_events).where(c.scope == scope, c.kind == kind)
+        query = _events_of(query, rule, project).order_by(c.at.desc(), c.id.desc()).limit(1)
         with self.store.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return None if row is None else AlertEventRecord(**dict(row))
 
-    def count(self, *, rule: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(t.alert_events)
-        if rule is not None:
-            query = query.where(t.alert_events.c.rule == rule)
+    def count(self, *, rule: str | None = None, project: str | None = None) -> int:
+        query = _events_of(sa.select(sa.func.count()).select_from(t.alert_events), rule, project)
         with self.store.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -171,3 +183,14 @@ class AlertStore:
                 parse_event(EventType.MODEL_CALLED.value, data) for (data,) in conn.execute(query.order_by(c.id))
             ]
         return [p for p in payloads if isinstance(p, ModelCalled)]
+
+
+def _events_of(query: Any, rule: str | None, project: str | None) -> Any:
+    """``query`` narrowed to the events of ``rule`` (None: any) of ``project`` (None: any project), those
+    recorded before events had a project included."""
+    c = t.alert_events.c
+    if rule is not None:
+        query = query.where(c.rule == rule)
+    if project is not None:
+        query = query.where(sa.or_(c.project == project, c.project.is_(None)))
+    return query

@@ -297,6 +297,8 @@ process_samples = Table(
 alert_states = Table(
     "alert_states",
     metadata,
+    # the project dir whose rule it is ('': recorded before it was kept, claimed by the first to ask)
+    Column("project", Text, primary_key=True),  # in the key since migration 0022
     Column("rule", String(64), primary_key=True),
     Column("scope", String(255), primary_key=True),  # the host for sampler rules, "" for shared ones
     Column("state", String(16), nullable=False),  # ok | pending | firing | resolved
@@ -305,7 +307,6 @@ alert_states = Table(
     Column("updated_at", Float, nullable=False),
     Column("error", Text),  # why the last evaluation had no value (Prometheus unreachable...)
     Column("version", Integer, nullable=False),
-    Column("project", Text),  # the project dir whose rule it is (migration 0021; NULL: written before)
 )
 
 # Each firing and resolution, with the value that caused it and how its webhooks went.
@@ -325,8 +326,10 @@ alert_events = Table(
     Column("at", Float, nullable=False),
     Column("delivery", JSON(none_as_null=True)),  # {url: "delivered (HTTP 200) on attempt 2" or "failed: ..."}
     Column("reason", Text),  # why, when it is not the value (a rule removed while firing; migration 0021)
+    Column("project", Text),  # the project dir whose rule it is (migration 0022; NULL: not known)
     Index("ix_alert_events_at", "at"),
     Index("ix_alert_events_rule", "rule", "at"),
+    Index("ix_alert_events_project_rule", "project", "rule", "at"),
 )
 
 

@@ -92,9 +92,10 @@ def _most(key: str) -> float:
 
 class TaskLimitsJson(BaseModel):
     """A task's sandbox limits as the API and the agents' tools take them, each optional (the defaults
-    otherwise): numbers within the bounds; true, text, infinity and NaN are refused."""
+    otherwise) but one at least (limits that hold none are refused, as empty checks are): numbers within
+    the bounds; true, text, infinity and NaN are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     cpu_s: Annotated[int, Field(gt=0, le=_most("cpu_s")), JSON_INT] | None = Field(
         None, description="CPU seconds per process."
@@ -110,8 +111,9 @@ class TaskLimitsJson(BaseModel):
     )
 
     def parsed(self) -> TaskLimits:
-        """The limits as the task keeps them, checked as every writer checks them (a UserError)."""
-        return parse_limits(self.model_dump(exclude_none=True))
+        """The limits as the task keeps them, checked as every writer checks them (a UserError; limits
+        that hold no limit are refused as empty checks are)."""
+        return parse_limits(self.model_dump(exclude_none=True), written=True)
 
 
 @dataclass(frozen=True)
@@ -217,8 +219,13 @@ def _checks_nothing(source: str) -> bool:
     return True
 
 
-def parse_limits(data: Any) -> TaskLimits:
-    """Limits from JSON (None or {} means the defaults); a UserError lists every problem."""
+EMPTY_LIMITS = f"limits is empty: give at least one of {', '.join(LIMIT_BOUNDS)}, or leave limits out for the defaults"
+
+
+def parse_limits(data: Any, *, written: bool = False) -> TaskLimits:
+    """Limits from JSON (None means the defaults); a UserError lists every problem. ``written``: someone
+    gives them now, so limits that hold no limit (``{}``, only nulls) are refused as empty checks are
+    (:func:`parse_checks`), not taken as the defaults; limits read back from the store are taken as they are."""
     if data is None:
         return TaskLimits()
     if not isinstance(data, Mapping):
@@ -243,6 +250,8 @@ def parse_limits(data: Any) -> TaskLimits:
             values[key] = kind(value)
     if problems:
         raise UserError("; ".join(problems))
+    if written and not values:
+        raise UserError(EMPTY_LIMITS)
     return TaskLimits(**values)
 
 

@@ -129,7 +129,8 @@ class _TaskTools:
             given = {"io": [dict(c) for c in io] if io is not None else None, "test": test}
             given = {k: v for k, v in given.items() if v is not None}
             checks = parse_checks(given or None, written=True)  # none given: none; given empty: refused
-            valid_limits = parse_limits(dict(limits) if limits else None).to_json()  # a dict by now: the call dumps it
+            # A dict by now (the call dumps it); given empty: refused, as empty checks are.
+            valid_limits = parse_limits(dict(limits) if limits is not None else None, written=True).to_json()
             team = self._team_of(ctx.run_id)  # the scoreboard counts tasks per team
             task = self.tasks.create(
                 title, spec, team, checks=checks.to_json(), limits=valid_limits, created_by=_author(ctx)

@@ -50,7 +50,7 @@ from edgecrew.api.routers.task_schemas import (
 from edgecrew.api.shapes import Limit, Offset, Page
 from edgecrew.errors import NotFoundError, UserError
 from edgecrew.store.tasks import TaskStore
-from edgecrew.tasks.checks import EMPTY_CHECKS, TaskLimitsJson, parse_checks
+from edgecrew.tasks.checks import EMPTY_CHECKS, EMPTY_LIMITS, TaskLimitsJson, parse_checks
 from edgecrew.tasks.versions import add_version
 
 router = APIRouter(tags=["tasks"], responses=PROBLEM_RESPONSES)
@@ -104,13 +104,15 @@ def _checks(body: TaskChecksBody | None, *, patch: bool = False) -> dict[str, An
         raise _invalid("checks", f"{exc}{hint}") from None
 
 
-def _limits(body: TaskLimitsJson | None) -> dict[str, Any] | None:
+def _limits(body: TaskLimitsJson | None, *, patch: bool = False) -> dict[str, Any] | None:
+    """The limits as the task keeps them (a 422 on ``limits``: ``{}`` too, as ``checks: {}`` is)."""
     if body is None:
         return None
     try:
         return body.parsed().to_json()
     except UserError as exc:
-        raise _invalid("limits", str(exc)) from None
+        hint = " (null removes a task's limits)" if patch and str(exc) == EMPTY_LIMITS else ""
+        raise _invalid("limits", f"{exc}{hint}") from None
 
 
 # -- tasks ----------------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def update_task(task_id: TaskId, body: TaskPatch, tasks: Tasks, rt: RuntimeDep, 
     if "checks" in changes:
         changes["checks"] = _checks(changes["checks"], patch=True)
     if "limits" in changes:
-        changes["limits"] = _limits(changes["limits"])
+        changes["limits"] = _limits(changes["limits"], patch=True)
     return TaskOut.of(tasks.update(task_id, **changes))
 
 

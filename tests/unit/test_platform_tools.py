@@ -124,6 +124,20 @@ async def test_a_workspace_platform_yaml_replaces_sections_of_the_rules(ws: Work
         await ws("platform.validate_name", name="payments-api", kind="cli")
 
 
+async def test_a_kind_whose_template_does_not_exist_is_refused_naming_the_rules_file(ws: Workspace) -> None:
+    """Before, validate_name called such a kind valid and repo.create said "unknown template 'go-service'",
+    as if the caller had named it, not the rules file."""
+    ws.write("platform.yaml", "kinds:\n  go-service:\n    template: go-service\n")
+    for tool in ("platform.validate_name", "repo.create"):
+        with pytest.raises(ToolError) as caught:
+            await ws(tool, name="payments-api", kind="go-service")
+        assert str(caught.value) == (
+            f"the platform rules ({ws.root / 'platform.yaml'}) are invalid: kinds.go-service.template: "
+            "no template 'go-service'; the templates: cli, fastapi-app, python-service"
+        )
+    assert not (ws.root / "payments-api").exists()
+
+
 async def test_a_configured_rules_file_is_read(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text("name:\n  pattern: '^[a-z]+$'\n  min_length: 3\n  max_length: 10\n", encoding="utf-8")

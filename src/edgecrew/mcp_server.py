@@ -79,10 +79,12 @@ class EdgecrewMcp:
 
     # -- what is served --
 
-    def tools(self) -> list[ToolSpec]:
+    def served(self, spec: ToolSpec) -> bool:
         # MCP clients call tools directly, past the approval gate: risky tools only when asked for.
-        served = ("safe", "risky") if self.allow_risky else ("safe",)
-        return [spec for spec in self.rt.tools.specs() if spec.risk in served]
+        return spec.risk == "safe" or (spec.risk == "risky" and self.allow_risky)
+
+    def tools(self) -> list[ToolSpec]:
+        return [spec for spec in self.rt.tools.specs() if self.served(spec)]
 
     def teams(self) -> dict[str, str]:
         """Tool name -> team name, for every team of the project (built-in ones included)."""
@@ -142,6 +144,12 @@ class EdgecrewMcp:
         spec = None if team is not None else self.find(name)
         if team is None and (spec is None or spec.risk == "forbidden"):
             raise MCPError(INVALID_PARAMS, f"unknown tool '{name}'; see tools/list")
+        if spec is not None and not self.served(spec):  # not listed, so not called either
+            raise MCPError(
+                INVALID_PARAMS,
+                f"tool '{name}' is risky (in a run it waits for a person's approval), and this server does not "
+                "serve risky tools; start it with `edgecrew mcp serve --allow-risky` to call them directly",
+            )
         try:
             if team is not None:
                 result = await self.run_team(team, arguments)

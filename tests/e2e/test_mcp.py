@@ -331,3 +331,45 @@ async def test_a_team_tool_whose_run_waits_for_an_approval_answers_at_once_with_
         except BaseException:
             print(log.read_text())
             raise
+
+
+async def test_a_risky_tool_is_not_called_over_mcp_without_allow_risky(
+    project_dir: Path, edgecrew_home: Path, tmp_path: Path
+) -> None:
+    """tools/list leaves risky tools out unless --allow-risky; tools/call ran them all the same (an MCP
+    client could run k8s.apply, past every approval, by its name)."""
+    from mcp import MCPError
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.mcp_server import EdgecrewMcp
+
+    ran = tmp_path / "deployed.txt"
+    write(
+        project_dir / "tools.py",
+        f"""
+        from pathlib import Path
+        from edgecrew import tool
+
+        @tool(risk="risky")
+        def deploy(target: str) -> str:
+            \"\"\"Deploy to a target.\"\"\"
+            Path({str(ran)!r}).write_text(target)
+            return "deployed " + target
+        """,
+    )
+    write(project_dir / "edgecrew.yaml", "plugins: [tools.py]\n")
+    rt = bootstrap()
+    guarded = EdgecrewMcp(rt)
+    assert "deploy" not in {t.name for t in await guarded.list_tools()}
+    with pytest.raises(MCPError) as refused:
+        await guarded.call("deploy", {"target": "prod"})
+    assert str(refused.value) == (
+        "tool 'deploy' is risky (in a run it waits for a person's approval), and this server does not serve "
+        "risky tools; start it with `edgecrew mcp serve --allow-risky` to call them directly"
+    )
+    assert not ran.exists()
+
+    allowed = EdgecrewMcp(rt, allow_risky=True)
+    assert "deploy" in {t.name for t in await allowed.list_tools()}
+    result = await allowed.call("deploy", {"target": "prod"})
+    assert not result.is_error and ran.read_text() == "prod"

@@ -624,6 +624,27 @@ async def test_docs_search_says_when_nothing_matches(tmp_path: Path) -> None:
     assert found["results"] == [] and "security.md" in found["note"]
 
 
+async def test_docs_search_says_what_is_wrong_with_the_guidelines_setting(tmp_path: Path) -> None:
+    """Before: a file was called a folder that "does not exist", and an empty folder answered no results
+    without a word (as if nothing matched)."""
+    (tmp_path / "ws").mkdir()
+    a_file = tmp_path / "guide.md"
+    a_file.write_text("# Guide\n\n## Names\n\nkebab-case\n", encoding="utf-8")
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("not markdown", encoding="utf-8")
+    cases = {
+        tmp_path / "missing": f"the guidelines folder {tmp_path / 'missing'} does not exist",
+        a_file: f"the guidelines folder {a_file} is a file, not a folder",
+        empty: f"the guidelines folder {empty} has no *.md file",
+    }
+    for guidelines, said in cases.items():
+        ws = Workspace(tmp_path / "ws", PlatformConfig(guidelines=guidelines))
+        with pytest.raises(ToolError) as caught:
+            await ws("docs.search", query="names")
+        assert str(caught.value) == said + "; set EDGECREW_PLATFORM_GUIDELINES to a folder of *.md"
+
+
 async def test_docs_generate_writes_a_readme_from_the_project_files(ws: Workspace) -> None:
     await ws("repo.create", name="payments-api", kind="python-service", description="Takes payments.")
     await ws("ci.write", project="payments-api")

@@ -117,6 +117,18 @@ def test_unknown_things_are_html_error_pages_not_json(client: TestClient, keys: 
     assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("application/problem+json")
 
 
+def test_the_pilot_page_of_another_teams_run_sends_to_the_runs_own_page(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """Before: /ui/pilot/<a platform-copilot run> showed it as an EdgePilot answer ("Kind of answer:
+    python-service", facts "gathering…" for a run that had ended)."""
+    sign_in(client, keys["read"])
+    started = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=auth(keys["runs"]))
+    run_id = started.json()["id"]
+    shown = client.get(f"/ui/pilot/{run_id[:8]}", follow_redirects=False)
+    assert shown.status_code == 303 and shown.headers["location"] == f"/ui/runs/{run_id}"
+
+
 def test_a_bug_behind_a_page_is_an_html_page_with_its_request_id(
     client: TestClient, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -367,7 +367,7 @@ async def test_a_durable_run_whose_deployment_is_denied_documents_commits_and_sa
     assert git(rt.workspace(run.id) / "payments-api", "status", "--porcelain") == ""
     assert "- [ ] Not applied to namespace payments-api-staging: denied (not on Fridays)" in run.output["text"]
     done = svc.checklist(run.id)
-    assert "denied: deploy's tool call" in done.notes
+    assert "denied: deploy's call to `k8s.apply` (not on Fridays)" in done.notes
     [denied] = [line for line in done.to_markdown().splitlines() if "not run: a person denied" in line]
     assert denied.startswith("- [-] ") and denied.endswith("not run: a person denied this call (not on Fridays)")
 

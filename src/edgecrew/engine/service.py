@@ -277,7 +277,7 @@ class RunService:
         """Follow a started run to its end (or, with ``stop_when_waiting``, until it waits for an
         approval), let its workflow record completion, and sum its usage."""
         final = await self.follow(started.run.id, on_event, after_id=after_id, stop_when_waiting=stop_when_waiting)
-        if final.status.terminal:
+        if final.status != RunStatus.WAITING_APPROVAL or not stop_when_waiting:  # a waiting one goes on
             await settle(started.handle)
         return await self.summary(final.id)
 

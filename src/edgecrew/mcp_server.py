@@ -3,7 +3,9 @@
 Built on the SDK's low-level ``Server`` rather than ``MCPServer``, because edgecrew's tools already carry
 their JSON Schemas and validate their own arguments: the server only lists them and forwards calls. A
 team tool starts a durable run through ``RunService`` and answers when the run ends, with its output and
-run id (the run is in the store like any other: ``edgecrew runs show RUN``).
+run id (the run is in the store like any other: ``edgecrew runs show RUN``), or as soon as it waits for a
+person's approval (an MCP client cannot give one): then with the pending calls and the commands that decide
+them, and the run goes on in this process once they are decided.
 
 Tools called over MCP have no run of their own, so they all act in one workspace per server process,
 ``$EDGECREW_HOME/workspaces/mcp-<id>`` unless ``--workspace`` names one. Forbidden tools are not served.
@@ -18,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgecrew.domain.runs import RunStatus
 from edgecrew.errors import EdgecrewError, SpecError, ToolError
 from edgecrew.tools.base import ToolContext, ToolSpec
 
@@ -43,6 +46,20 @@ TEAM_OUTPUT_SCHEMA: dict[str, Any] = {
         "output": {},
         "error": {"type": ["string", "null"]},
         "workspace": {"type": ["string", "null"]},
+        # While the run waits for a person (status waiting_approval): the calls waiting, and how to decide.
+        "approvals": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "agent": {"type": "string"},
+                    "tool": {"type": "string"},
+                    "arguments": {"type": "object"},
+                },
+            },
+        },
+        "message": {"type": "string"},
     },
     "required": ["run_id", "team", "status", "output"],
 }
@@ -62,10 +79,12 @@ class EdgecrewMcp:
 
     # -- what is served --
 
-    def tools(self) -> list[ToolSpec]:
+    def served(self, spec: ToolSpec) -> bool:
         # MCP clients call tools directly, past the approval gate: risky tools only when asked for.
-        served = ("safe", "risky") if self.allow_risky else ("safe",)
-        return [spec for spec in self.rt.tools.specs() if spec.risk in served]
+        return spec.risk == "safe" or (spec.risk == "risky" and self.allow_risky)
+
+    def tools(self) -> list[ToolSpec]:
+        return [spec for spec in self.rt.tools.specs() if self.served(spec)]
 
     def teams(self) -> dict[str, str]:
         """Tool name -> team name, for every team of the project (built-in ones included)."""
@@ -101,7 +120,8 @@ class EdgecrewMcp:
                     name=tool_name,
                     description=(spec.description + " " if spec.description else "")
                     + f"Runs the edgecrew team '{team}' (agents: {agents}) on a task until it ends; "
-                    "returns its output and run id.",
+                    "returns its output and run id. A run that waits for a person's approval of a risky "
+                    "call is answered at once (status waiting_approval), with the approvals and how to decide them.",
                     input_schema=TEAM_INPUT_SCHEMA,
                     output_schema=TEAM_OUTPUT_SCHEMA,
                     annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
@@ -124,10 +144,17 @@ class EdgecrewMcp:
         spec = None if team is not None else self.find(name)
         if team is None and (spec is None or spec.risk == "forbidden"):
             raise MCPError(INVALID_PARAMS, f"unknown tool '{name}'; see tools/list")
+        if spec is not None and not self.served(spec):  # not listed, so not called either
+            raise MCPError(
+                INVALID_PARAMS,
+                f"tool '{name}' is risky (in a run it waits for a person's approval), and this server does not "
+                "serve risky tools; start it with `edgecrew mcp serve --allow-risky` to call them directly",
+            )
         try:
             if team is not None:
                 result = await self.run_team(team, arguments)
-                return _result(result, is_error=result["status"] != "succeeded")
+                # Waiting for a person is no failure: the answer says how to decide (see _waiting).
+                return _result(result, is_error=result["status"] not in ("succeeded", "waiting_approval"))
             assert spec is not None
             return _result(await self.call_tool(spec, arguments))
         except EdgecrewError as exc:
@@ -147,15 +174,40 @@ class EdgecrewMcp:
         task = arguments.get("task")
         if not isinstance(task, str) or set(arguments) - {"task"}:
             raise ToolError(f"team.{team} takes one argument, task (a string): what the team should do")
-        done = await RunService(self.rt).run(TeamName(team), task)
+        # An MCP client has no way to approve: a run that waits for a person is answered at once.
+        done = await RunService(self.rt).run(TeamName(team), task, stop_when_waiting=True)
         final = done.run
-        return {
+        result: dict[str, Any] = {
             "run_id": final.id,
             "team": final.team,
             "status": final.status.value,
             "output": final.output,
             "error": final.error,
             "workspace": final.workspace,
+        }
+        if final.status == RunStatus.WAITING_APPROVAL:
+            result |= self._waiting(final.id)
+        return result
+
+    def _waiting(self, run_id: str) -> dict[str, Any]:
+        """What a client is told of a run waiting for a person: the calls, and how to decide them."""
+        from edgecrew.engine.approvals import ApprovalService
+
+        pending = ApprovalService(self.rt).list("pending", run_id)
+        calls = "; ".join(
+            f"{a.tool} {json.dumps(a.arguments, ensure_ascii=False)} (agent {a.agent}): "
+            f"edgecrew approvals approve {a.id} (or deny {a.id} --reason ...)"
+            for a in pending
+        )
+        message = (
+            f"run {run_id} waits for a person's approval of {calls or 'a risky tool call'}. "
+            "Decide it from the CLI as shown, or in mission control's Approvals (edgecrew serve); "
+            "this MCP server goes on with the run once it is decided (if it has stopped: "
+            f"edgecrew resume {run_id}). Its result: edgecrew runs show {run_id}"
+        )
+        return {
+            "approvals": [{"id": a.id, "agent": a.agent, "tool": a.tool, "arguments": a.arguments} for a in pending],
+            "message": message,
         }
 
 

@@ -109,6 +109,7 @@ def test_problems_a_client_can_cause(http: tuple[TestClient, dict[str, str]]) ->
     url = f"/sessions/{session['id']}/messages"
     pending = client.post(url, params={"wait": 0}, json={"content": "take your time"}, headers=headers)
     assert pending.status_code == 202 and pending.json()["status"] == "pending", pending.text
+    assert pending.json()["run_status"] in ("queued", "running")  # working on it, not waiting for a person
     busy = client.post(url, params={"wait": 0}, json={"content": "something else"}, headers=headers)
     assert busy.status_code == 409 and "still answering" in busy.json()["detail"]
     again = client.post(url, json={"content": "take your time"}, headers=headers)  # a retry: the same run
@@ -121,6 +122,19 @@ def test_problems_a_client_can_cause(http: tuple[TestClient, dict[str, str]]) ->
     assert extra.status_code == 422 and extra.json()["errors"][0]["loc"] == ["body", "message"]
     stray = client.post(url, json={"content": "hi", "role": "user"}, headers=headers)
     assert stray.status_code == 422 and stray.json()["errors"][0]["loc"] == ["body", "role"]
+
+
+def test_a_message_whose_run_waits_for_an_approval_says_so(http: tuple[TestClient, dict[str, str]]) -> None:
+    """Before: 202 with status "pending" and nothing else, the same as a run still working: a client could
+    not tell that a person had to decide."""
+    client, headers = http
+    session = client.post("/sessions", json={"team": "ship"}, headers=headers).json()
+    waiting = client.post(f"/sessions/{session['id']}/messages", json={"content": "ship it"}, headers=headers)
+    assert waiting.status_code == 202, waiting.text
+    body = waiting.json()
+    assert body["status"] == "pending" and body["run_status"] == "waiting_approval"
+    [approval] = client.get("/approvals", params={"run": body["run_id"]}, headers=headers).json()
+    assert approval["tool"] == "deploy"
 
 
 def test_a_v1_completion_bound_to_a_session_is_its_next_turn(http: tuple[TestClient, dict[str, str]]) -> None:

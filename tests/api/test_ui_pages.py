@@ -117,6 +117,31 @@ def test_unknown_things_are_html_error_pages_not_json(client: TestClient, keys: 
     assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("application/problem+json")
 
 
+def test_the_pilot_page_of_another_teams_run_sends_to_the_runs_own_page(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """Before: /ui/pilot/<a platform-copilot run> showed it as an EdgePilot answer ("Kind of answer:
+    python-service", facts "gathering…" for a run that had ended)."""
+    sign_in(client, keys["read"])
+    started = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=auth(keys["runs"]))
+    run_id = started.json()["id"]
+    shown = client.get(f"/ui/pilot/{run_id[:8]}", follow_redirects=False)
+    assert shown.status_code == 303 and shown.headers["location"] == f"/ui/runs/{run_id}"
+
+
+def test_a_step_the_run_does_not_have_is_said_not_replaced_silently(client: TestClient, keys: dict[str, str]) -> None:
+    """Before: /ui/runs/RUN?step=nope (where /ui/runs/RUN/steps/nope sends a browser) opened the inspector
+    on the last step without a word, as if it were the one asked for."""
+    sign_in(client, keys["read"])
+    run_id = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=auth(keys["runs"])).json()["id"]
+    followed = client.get(f"/ui/runs/{run_id}/steps/v9.nope")
+    assert followed.status_code == 200
+    assert f"run {run_id} has no step 'v9.nope'; the inspector shows the last one" in html.unescape(followed.text)
+    plain = html.unescape(client.get(f"/ui/runs/{run_id}").text)
+    assert "has no step" not in plain
+    assert "<b>x</b>" not in client.get(f"/ui/runs/{run_id}", params={"step": "<b>x</b>"}).text  # shown as text
+
+
 def test_a_bug_behind_a_page_is_an_html_page_with_its_request_id(
     client: TestClient, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -264,3 +264,112 @@ async def test_edgecrew_mcp_serve_exposes_tools_and_teams(
     assert (workspace / "notes" / "a.md").read_text() == "hello"
     run = bootstrap().store.get_run(result["run_id"])  # an ordinary run, in the store like any other
     assert run.status.value == "succeeded" and run.task == "Explain durability"
+
+
+async def test_a_team_tool_whose_run_waits_for_an_approval_answers_at_once_with_how_to_approve(
+    project_dir: Path, edgecrew_home: Path, tmp_path: Path
+) -> None:
+    """An MCP client cannot approve: team.X answers as the run starts waiting (its id, the approval, the
+    commands that decide it) instead of blocking until a person decides, and the run goes on in the server."""
+    import anyio
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.engine.approvals import ApprovalService
+
+    write(
+        project_dir / "tools.py",
+        """
+        from edgecrew import tool
+
+        @tool(risk="risky")
+        def deploy(target: str) -> str:
+            \"\"\"Deploy to a target.\"\"\"
+            return "deployed " + target
+        """,
+    )
+    write(project_dir / "edgecrew.yaml", "plugins: [tools.py]\n")
+    write(
+        project_dir / "teams" / "ship.yaml",
+        """
+        name: ship
+        agents:
+          deploy: {tool: deploy, arguments: {target: staging}}
+        graph: {start: deploy, edges: [{from: deploy, to: end}]}
+        """,
+    )
+    env = {"EDGECREW_HOME": str(edgecrew_home)} | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "edgecrew", "mcp", "serve", "-p", str(project_dir)], env=env
+    )
+    log = tmp_path / "serve.log"
+    async with AsyncExitStack() as stack:
+        errlog = stack.enter_context(log.open("w"))
+        client = await stack.enter_async_context(Client(stdio_client(params, errlog=errlog), read_timeout_seconds=60))
+        try:
+            with anyio.fail_after(40):  # before: no answer until a person decided
+                ran = await client.call_tool("team.ship", {"task": "ship it"})
+            assert not ran.is_error, ran.content
+            result: dict[str, Any] = ran.structured_content
+            run_id = result["run_id"]
+            assert result["status"] == "waiting_approval" and result["output"] is None
+            [approval] = result["approvals"]
+            assert approval["tool"] == "deploy" and approval["arguments"] == {"target": "staging"}
+            text = _text(ran)
+            for said in (run_id, f"edgecrew approvals approve {approval['id']}", f"edgecrew runs show {run_id}"):
+                assert said in text and said in result["message"], (said, text)
+
+            # A person decides elsewhere; the run goes on in the MCP server's process.
+            ApprovalService(bootstrap()).approve(approval["id"])
+            store = bootstrap().store
+            with anyio.fail_after(45):
+                while (run := store.get_run(run_id)).status.value != "succeeded":
+                    assert not run.status.terminal, run
+                    await anyio.sleep(0.2)
+            assert run.output == {"text": "deployed staging"}
+        except BaseException:
+            print(log.read_text())
+            raise
+
+
+async def test_a_risky_tool_is_not_called_over_mcp_without_allow_risky(
+    project_dir: Path, edgecrew_home: Path, tmp_path: Path
+) -> None:
+    """tools/list leaves risky tools out unless --allow-risky; tools/call ran them all the same (an MCP
+    client could run k8s.apply, past every approval, by its name)."""
+    from mcp import MCPError
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.mcp_server import EdgecrewMcp
+
+    ran = tmp_path / "deployed.txt"
+    write(
+        project_dir / "tools.py",
+        f"""
+        from pathlib import Path
+        from edgecrew import tool
+
+        @tool(risk="risky")
+        def deploy(target: str) -> str:
+            \"\"\"Deploy to a target.\"\"\"
+            Path({str(ran)!r}).write_text(target)
+            return "deployed " + target
+        """,
+    )
+    write(project_dir / "edgecrew.yaml", "plugins: [tools.py]\n")
+    rt = bootstrap()
+    guarded = EdgecrewMcp(rt)
+    assert "deploy" not in {t.name for t in await guarded.list_tools()}
+    with pytest.raises(MCPError) as refused:
+        await guarded.call("deploy", {"target": "prod"})
+    assert str(refused.value) == (
+        "tool 'deploy' is risky (in a run it waits for a person's approval), and this server does not serve "
+        "risky tools; start it with `edgecrew mcp serve --allow-risky` to call them directly"
+    )
+    assert not ran.exists()
+
+    allowed = EdgecrewMcp(rt, allow_risky=True)
+    assert "deploy" in {t.name for t in await allowed.list_tools()}
+    result = await allowed.call("deploy", {"target": "prod"})
+    assert not result.is_error and ran.read_text() == "prod"

@@ -102,3 +102,55 @@ def test_a_chat_says_when_its_run_waits_for_a_cluster_worker(cli: typer.Typer, m
     result = CliRunner().invoke(cli, ["chat", "pal", "-m", "anyone there?"])
     assert result.exit_code == 0, result.output
     assert f"warning: {said}" in result.output and "pal: noted" in result.output
+
+
+def test_an_unknown_command_is_said_not_sent_to_the_team(cli: typer.Typer) -> None:
+    """Before: "/help" (or a mistyped "/qiut") was a message: the team ran on it (platform-copilot
+    would build a project under a name the model made up)."""
+    from edgecrew.bootstrap import bootstrap
+
+    result = CliRunner().invoke(cli, ["chat", "pal"], input="/help\n/qiut\nhello\n/quit\n")
+    assert result.exit_code == 0, result.output
+    for typed in ("/help", "/qiut"):
+        assert f"unknown command {typed}: /new starts a new session with the same team, /quit leaves" in (
+            " ".join(result.output.split())
+        )
+    assert [run.task for run in bootstrap().store.list_runs(limit=10)] == ["hello"]
+
+
+GATED = """
+  gated:
+    backend: scripted
+    replies: [{tool: deploy, args: {target: prod}, text: "ship"}, "shipped"]
+plugins: [tools.py]
+"""
+SHIP = """
+name: ship
+agents:
+  op: {model: gated, system: ship it, tools: [deploy]}
+graph: {start: op, edges: [{from: op, to: end}]}
+"""
+DEPLOY = """
+from edgecrew import tool
+
+@tool(risk="risky")
+def deploy(target: str) -> str:
+    \"\"\"Deploy to a target.\"\"\"
+    return "deployed " + target
+"""
+
+
+def test_a_message_refused_while_a_run_waits_for_approval_keeps_the_chat_open(
+    cli: typer.Typer, project_dir: Path
+) -> None:
+    """Before: the refusal ("still answering ... waiting_approval") ended the chat, and /new or /quit
+    after it were never read."""
+    write(project_dir / "edgecrew.yaml", PROJECT.rstrip("\n") + GATED)
+    write(project_dir / "tools.py", DEPLOY)
+    write(project_dir / "teams" / "ship.yaml", SHIP)
+    reset_settings()
+    result = CliRunner().invoke(cli, ["chat", "ship"], input="ship it\nand again\n/new\n/quit\n")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "waits for an approval" in said and "is still answering its last message" in said
+    assert "new session s" in said  # the lines after the refusal were read

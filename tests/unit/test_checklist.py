@@ -70,7 +70,28 @@ def test_states_follow_the_steps_and_the_plan_becomes_sub_tasks() -> None:
     ]
     assert ended.questions == [] and ended.meta["status"] == "failed"
     assert [c.state for c in ended.items[0].children] == ["pending", "pending"]  # never claimed done
-    assert "denied: writer's tool call" in ended.notes and any("writer failed" in n for n in ended.notes)
+    assert "denied: writer's call to `files.write`" in ended.notes and any("writer failed" in n for n in ended.notes)
+
+
+def test_a_decision_note_names_the_tool_the_persons_note_and_edited_arguments() -> None:
+    """Before: "approved: writer's tool call" whatever was approved: an edited call looked like the one
+    the agent asked for, and a denial's reason was not told."""
+    asked = {"path": "draft.md", "content": "x"}
+    events = [
+        record(1, RunStarted(team="pwr", task="t", agents=("planner", "writer", "critic"))),
+        record(2, StepStarted(visit=1), "writer"),
+        record(3, ApprovalRequested(approval="a1", tool="files.write", arguments=asked, reason="save"), "writer"),
+        record(4, ApprovalDecided(approval="a1", approved=True, arguments={**asked, "path": "final.md"}), "writer"),
+        record(5, ApprovalRequested(approval="a2", tool="files.write", arguments=asked, reason="again"), "writer"),
+        record(6, ApprovalDecided(approval="a2", approved=True, arguments=asked, note="fine"), "writer"),
+        record(7, ApprovalRequested(approval="a3", tool="files.write", arguments=asked, reason="once more"), "writer"),
+        record(8, ApprovalDecided(approval="a3", approved=False, arguments=asked, note="not on Fridays"), "writer"),
+    ]
+    assert checklist(TEAM, "write a note", events).notes == [
+        'approved: writer\'s call to `files.write`, its arguments edited to {"path": "final.md", "content": "x"}',
+        "approved: writer's call to `files.write` (fine)",
+        "denied: writer's call to `files.write` (not on Fridays)",
+    ]
 
 
 ONE = "graph: {{start: {0}, edges: [{{from: {0}, to: end}}]}}\n"

@@ -216,6 +216,11 @@ WRONG = {"name": "pays-api", "kind": "python-service", "ci": "gitlab", "staging"
         ("a FastAPI app called Billing_Svc on GitLab, no staging", ("Billing_Svc", "fastapi-app", "gitlab", False, [])),
         ("A Python service Called Payments-API.", ("Payments-API", "python-service", "github", True, ["staging"])),
         ('a CLI named "log.tail", no staging', ("log.tail", "cli", "github", False, [])),
+        # a quoted name is the whole of it, spaces included (before: its first word, 'payments', was built)
+        ("a service called 'payments api' with CI", ("payments api", "python-service", "github", True, ["staging"])),
+        ('a FastAPI app named "Orders Web", no staging', ("Orders Web", "fastapi-app", "github", False, [])),
+        ("a CLI called `log tail` with CI, no staging", ("log tail", "cli", "github", False, [])),
+        ("a service called 'pay-api' and don't deploy", ("pay-api", "python-service", "github", False, [])),
     ],
 )
 def test_the_plan_reads_kind_ci_and_staging_from_the_requests_words(request_: str, plan: tuple[Any, ...]) -> None:
@@ -278,6 +283,7 @@ async def test_a_denied_deployment_applies_nothing_and_the_run_still_documents_a
         ("create a CLI called payments_api with CI, no staging", "'payments_api' is not lowercase-kebab"),
         ("a FastAPI app called Billing_Svc with CI, no staging", "'Billing_Svc' is not lowercase-kebab"),
         ("a CLI called api with CI, no staging", "'api' is reserved by the platform"),
+        ("a CLI called 'payments api' with CI, no staging", "'payments api' is not lowercase-kebab"),
     ],
 )
 async def test_a_name_the_rules_refuse_is_refused_never_replaced(tmp_path: Path, request_: str, refused: str) -> None:
@@ -361,7 +367,7 @@ async def test_a_durable_run_whose_deployment_is_denied_documents_commits_and_sa
     assert git(rt.workspace(run.id) / "payments-api", "status", "--porcelain") == ""
     assert "- [ ] Not applied to namespace payments-api-staging: denied (not on Fridays)" in run.output["text"]
     done = svc.checklist(run.id)
-    assert "denied: deploy's tool call" in done.notes
+    assert "denied: deploy's call to `k8s.apply` (not on Fridays)" in done.notes
     [denied] = [line for line in done.to_markdown().splitlines() if "not run: a person denied" in line]
     assert denied.startswith("- [-] ") and denied.endswith("not run: a person denied this call (not on Fridays)")
 

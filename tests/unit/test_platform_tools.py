@@ -124,6 +124,20 @@ async def test_a_workspace_platform_yaml_replaces_sections_of_the_rules(ws: Work
         await ws("platform.validate_name", name="payments-api", kind="cli")
 
 
+async def test_a_kind_whose_template_does_not_exist_is_refused_naming_the_rules_file(ws: Workspace) -> None:
+    """Before, validate_name called such a kind valid and repo.create said "unknown template 'go-service'",
+    as if the caller had named it, not the rules file."""
+    ws.write("platform.yaml", "kinds:\n  go-service:\n    template: go-service\n")
+    for tool in ("platform.validate_name", "repo.create"):
+        with pytest.raises(ToolError) as caught:
+            await ws(tool, name="payments-api", kind="go-service")
+        assert str(caught.value) == (
+            f"the platform rules ({ws.root / 'platform.yaml'}) are invalid: kinds.go-service.template: "
+            "no template 'go-service'; the templates: cli, fastapi-app, python-service"
+        )
+    assert not (ws.root / "payments-api").exists()
+
+
 async def test_a_configured_rules_file_is_read(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text("name:\n  pattern: '^[a-z]+$'\n  min_length: 3\n  max_length: 10\n", encoding="utf-8")
@@ -608,6 +622,27 @@ async def test_docs_search_says_when_nothing_matches(tmp_path: Path) -> None:
     assert (await ws("docs.search", query="vault secrets"))["results"][0]["section"] == "Secrets"
     found = await ws("docs.search", query="zebra")
     assert found["results"] == [] and "security.md" in found["note"]
+
+
+async def test_docs_search_says_what_is_wrong_with_the_guidelines_setting(tmp_path: Path) -> None:
+    """Before: a file was called a folder that "does not exist", and an empty folder answered no results
+    without a word (as if nothing matched)."""
+    (tmp_path / "ws").mkdir()
+    a_file = tmp_path / "guide.md"
+    a_file.write_text("# Guide\n\n## Names\n\nkebab-case\n", encoding="utf-8")
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("not markdown", encoding="utf-8")
+    cases = {
+        tmp_path / "missing": f"the guidelines folder {tmp_path / 'missing'} does not exist",
+        a_file: f"the guidelines folder {a_file} is a file, not a folder",
+        empty: f"the guidelines folder {empty} has no *.md file",
+    }
+    for guidelines, said in cases.items():
+        ws = Workspace(tmp_path / "ws", PlatformConfig(guidelines=guidelines))
+        with pytest.raises(ToolError) as caught:
+            await ws("docs.search", query="names")
+        assert str(caught.value) == said + "; set EDGECREW_PLATFORM_GUIDELINES to a folder of *.md"
 
 
 async def test_docs_generate_writes_a_readme_from_the_project_files(ws: Workspace) -> None:

@@ -9,6 +9,7 @@ twin` and `edgecrew chat sessions` both read naturally (a team named like a subc
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,7 +19,9 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
+from edgecrew.errors import ConflictError, UserError
 
+COMMANDS = "/new starts a new session with the same team, /quit leaves"
 HELP = "In a chat: /new starts a new session with the same team, /quit (or Ctrl-D) leaves."
 
 
@@ -103,18 +106,25 @@ def start(
                 current = chats.create(current.team, project=current.project)
                 console.print(f"[dim]new session {current.id}[/]")
                 continue
+            if re.fullmatch(r"/\S*", text.strip()):  # a mistyped command is no message for the team
+                err.print(f"[yellow]unknown command {escape(text.strip())}:[/] {COMMANDS}")
+                continue
             shown = ""
-            async for update in chats.stream(current.id, text):
-                if isinstance(update, Said):
-                    # e.g. a cluster with no live worker: the run waits on its queue, and so does this chat
-                    for notice in update.pending.started.notices:
-                        err.print(f"[yellow]warning:[/] {escape(notice)}")
-                    console.print(f"[bold green]{escape(current.team)}:[/] ", end="")
-                elif isinstance(update, Writing):
-                    shown = update.text
-                    console.print(escape(update.delta), end="", soft_wrap=True)
-                elif isinstance(update, Replied):
-                    failed += _print_reply(update.exchange, shown)
+            try:
+                async for update in chats.stream(current.id, text):
+                    if isinstance(update, Said):
+                        # e.g. a cluster with no live worker: the run waits on its queue, and so does this chat
+                        for notice in update.pending.started.notices:
+                            err.print(f"[yellow]warning:[/] {escape(notice)}")
+                        console.print(f"[bold green]{escape(current.team)}:[/] ", end="")
+                    elif isinstance(update, Writing):
+                        shown = update.text
+                        console.print(escape(update.delta), end="", soft_wrap=True)
+                    elif isinstance(update, Replied):
+                        failed += _print_reply(update.exchange, shown)
+            except (ConflictError, UserError) as exc:  # this message refused (e.g. the last one still waits)
+                err.print(f"[red]error:[/] {escape(str(exc))}")
+                failed += 1
 
     raise typer.Exit(arun(body))
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from edgecrew.cli.common import ProjectOpt, arun, err, runtime
+from edgecrew.cli.common import ProjectOpt, arun, err, guard, runtime
+from edgecrew.cli.server import check_free
 
 # One above `edgecrew serve`'s 8765, so both can run side by side with their defaults.
 MCP_HTTP_PORT = 8766
@@ -34,13 +35,22 @@ def serve(
     """Serve the project's tools, and each team as a tool team.<name>, to MCP clients.
 
     With stdio (the default) an MCP client starts this command itself, e.g. command
-    `edgecrew mcp serve -p /path/to/project`. Team tools run the team to its end and return its output.
+    `edgecrew mcp serve -p /path/to/project`. Team tools run the team to its end and return its output
+    (a run that waits for a person's approval answers at once, with how to decide it).
     """
     from edgecrew.mcp_server import EdgecrewMcp, serve_http, serve_stdio
 
     if not 0 < port < 65536:
         err.print(f"[red]error:[/] --port {port} is not a port number (1-65535)")
         raise typer.Exit(2)
+    if workspace is not None and workspace.exists() and not workspace.is_dir():
+        # Every tool call would fail on it ("File exists"): say so once, before serving.
+        err.print(
+            f"[red]error:[/] --workspace {workspace} is a file, not a folder; name a folder (it is made if missing)"
+        )
+        raise typer.Exit(2)
+    if http:  # before the banner: uvicorn would say "[Errno 98]" after it and exit 3
+        guard(lambda: check_free(host, port))
 
     async def body() -> int:
         app = EdgecrewMcp(

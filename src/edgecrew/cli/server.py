@@ -41,7 +41,7 @@ def serve(
     if allow_keyless_localhost:
         update["allow_keyless_localhost"] = True
     settings = get_settings().model_copy(update=update)
-    guard(lambda: _check_free(settings.host, settings.port))  # before the engine and its supervisor start
+    guard(lambda: check_free(settings.host, settings.port))  # before the engine and its supervisor start
     app = guard(lambda: create_app(settings))
     if settings.host not in ("127.0.0.1", "::1", "localhost"):
         err.print(f"[yellow]note:[/] listening on {settings.host}: other machines can reach this server (keys apply)")
@@ -56,7 +56,7 @@ def serve(
     )
 
 
-def _check_free(host: str, port: int) -> None:
+def check_free(host: str, port: int) -> None:
     """UserError when ``host:port`` cannot be listened on (another server has it, say)."""
     import socket
 

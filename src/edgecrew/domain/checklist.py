@@ -22,6 +22,7 @@ Sub-tasks change only on a signal the events carry, never on a guess:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -121,6 +122,7 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
     tool_log: list[tuple[int, str, bool]] = []  # (position, tool, failed) of every tool call
     started: list[tuple[int, str]] = []  # (position, agent) of every step that started
     questions: dict[str, str] = {}
+    requested: dict[str, ApprovalRequested] = {}  # by approval id: what a decision was asked about
     notes: list[str] = []
     failures: list[str] = []  # the errors of the steps that failed
     meta = {"team": team.name, "status": "queued"}
@@ -159,9 +161,10 @@ def checklist(team: TeamSpec, task: str, events: Iterable[EventRecord]) -> Check
                     failures.append(p.error or "")
             case ApprovalRequested():
                 questions[p.approval] = f"approve {e.agent}'s call to `{p.tool}`? ({p.reason})"
+                requested[p.approval] = p
             case ApprovalDecided():
                 questions.pop(p.approval, None)
-                notes.append(f"{'approved' if p.approved else 'denied'}: {e.agent}'s tool call")
+                notes.append(_decision(e.agent, p, requested.get(p.approval)))
             case RunFinished():
                 meta["status"] = p.status.value
                 # the run's error usually repeats a failed step's ("agent 'x' (k) ended with ...: <error>")
@@ -216,6 +219,17 @@ def _step_state(
 def _names(text: str, name: str) -> bool:
     """Whether ``text`` (lowercased) names ``name`` as a whole word (``repo`` is not in ``repo.create``)."""
     return re.search(rf"(?<![\w.-]){re.escape(name.lower())}(?![\w-]|\.\w)", text) is not None
+
+
+def _decision(agent: str | None, decided: ApprovalDecided, asked: ApprovalRequested | None) -> str:
+    """A person's decision as a note: the call, the arguments it ran with when a person edited them, and
+    the person's note (a denial's reason)."""
+    what = f"{agent}'s call to `{asked.tool}`" if asked is not None else f"{agent}'s tool call"
+    note = f"{'approved' if decided.approved else 'denied'}: {what}"
+    if asked is not None and decided.approved and decided.arguments != asked.arguments:
+        edited = json.dumps(decided.arguments, ensure_ascii=False)
+        note += f", its arguments edited to {edited if len(edited) <= 300 else edited[:297] + '...'}"
+    return note + (f" ({_first_line(decided.note)})" if decided.note and decided.note.strip() else "")
 
 
 def _first_line(text: str) -> str:

@@ -258,14 +258,27 @@ class RunService:
         *,
         request_id: str | None = None,
         project: str | None = None,
+        stop_when_waiting: bool = False,
     ) -> RunSummary:
-        """Start a run and follow it to its end: its final state, output and usage."""
-        return await self.finish(await self.start(team, task, request_id=request_id, project=project), on_event)
+        """Start a run and follow it to its end: its final state, output and usage. With
+        ``stop_when_waiting`` it answers as soon as the run waits for an approval (status
+        ``waiting_approval``; its workflow goes on in this process once a person decides)."""
+        started = await self.start(team, task, request_id=request_id, project=project)
+        return await self.finish(started, on_event, stop_when_waiting=stop_when_waiting)
 
-    async def finish(self, started: Started, on_event: EventCallback | None = None, *, after_id: int = 0) -> RunSummary:
-        """Follow a started run to its end, let its workflow record completion, and sum its usage."""
-        final = await self.follow(started.run.id, on_event, after_id=after_id)
-        await settle(started.handle)
+    async def finish(
+        self,
+        started: Started,
+        on_event: EventCallback | None = None,
+        *,
+        after_id: int = 0,
+        stop_when_waiting: bool = False,
+    ) -> RunSummary:
+        """Follow a started run to its end (or, with ``stop_when_waiting``, until it waits for an
+        approval), let its workflow record completion, and sum its usage."""
+        final = await self.follow(started.run.id, on_event, after_id=after_id, stop_when_waiting=stop_when_waiting)
+        if final.status != RunStatus.WAITING_APPROVAL or not stop_when_waiting:  # a waiting one goes on
+            await settle(started.handle)
         return await self.summary(final.id)
 
     async def summary(self, run_id: str) -> RunSummary:
@@ -283,6 +296,7 @@ class RunService:
         stop: anyio.Event | None = None,
         poll_s: float = 0.25,
         stop_when_orphaned: bool = False,
+        stop_when_waiting: bool = False,
     ) -> AsyncIterator[list[EventRecord]]:
         """Batches of a run's new events (ids above ``after``) as they land, up to and including its end.
 
@@ -290,7 +304,8 @@ class RunService:
         couple of seconds it also asks DBOS about the run's workflow: one that ended without
         finishing the run marks the run failed (so the stream ends); with ``stop_when_orphaned`` a
         workflow whose process died ends the stream instead of waiting for someone to resume it.
-        It also ends when ``stop`` is set.
+        It also ends when ``stop`` is set, and with ``stop_when_waiting`` once the run waits for an
+        approval (after the batch that holds its ``approval_requested``).
 
         The end is ``run_finished``, or ``run_cancelled`` followed by the ends of the steps it caught
         in flight: the cancel is written first, and a step's call under way finishes (or the step stops
@@ -332,6 +347,8 @@ class RunService:
                         in_flight = await asyncio.to_thread(self._open_steps, run_id)
                         give_up, next_check = waited + _IN_FLIGHT_GRACE_S, waited
                         continue
+                elif stop_when_waiting and run.status == RunStatus.WAITING_APPROVAL:
+                    return  # read before this round's events, so they hold its approval_requested
                 elif waited >= next_check:
                     next_check = waited + _WORKFLOW_CHECK_S
                     if await self._workflow_gone(run, stop_when_orphaned):
@@ -349,12 +366,19 @@ class RunService:
         after_id: int = 0,
         poll_s: float = 0.1,
         stop_when_orphaned: bool = False,
+        stop_when_waiting: bool = False,
         timeout_s: float | None = None,
     ) -> RunRecord:
         """Read the run's events until it ends (see :meth:`events`), or for at most ``timeout_s``;
         returns the run as it is then."""
         with anyio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
-            async for batch in self.events(run_id, after_id, poll_s=poll_s, stop_when_orphaned=stop_when_orphaned):
+            async for batch in self.events(
+                run_id,
+                after_id,
+                poll_s=poll_s,
+                stop_when_orphaned=stop_when_orphaned,
+                stop_when_waiting=stop_when_waiting,
+            ):
                 for event in batch:
                     if on_event is not None:
                         on_event(event)

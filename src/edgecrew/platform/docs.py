@@ -47,12 +47,18 @@ class Section:
 
 
 def sections(folder: Path) -> list[Section]:
-    if not folder.is_dir():
-        raise ToolError(
-            f"the guidelines folder {folder} does not exist; set EDGECREW_PLATFORM_GUIDELINES to a folder of *.md"
+    files = sorted(folder.rglob("*.md")) if folder.is_dir() else []
+    if not files:  # nothing to search: say why, rather than answer "no results" as if nothing matched
+        why = (
+            "has no *.md file"
+            if folder.is_dir()
+            else "is a file, not a folder"
+            if folder.exists()
+            else "does not exist"
         )
+        raise ToolError(f"the guidelines folder {folder} {why}; set EDGECREW_PLATFORM_GUIDELINES to a folder of *.md")
     found: list[Section] = []
-    for path in sorted(folder.rglob("*.md")):
+    for path in files:
         text = path.read_text(encoding="utf-8", errors="replace")
         heading = re.search(r"^# (.+)$", text, re.MULTILINE)
         document = heading.group(1).strip() if heading else path.stem

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edgecrew.errors import ToolError, validation_problem
 from edgecrew.platform.config import DEFAULT_RULES, WORKSPACE_RULES
+from edgecrew.platform.templates import available
 
 __all__ = ["BranchProtection", "Rules", "check_name", "load_rules", "package_name"]
 
@@ -111,13 +112,22 @@ def load_rules(workspace: Path | None = None, configured: Path | None = None) ->
             raise ToolError(f"the platform rules {path} have unknown sections {', '.join(unknown)}; known: {known}")
         data.update(override)
         sources.append(str(path))
+    where = ", ".join(sources[1:]) or sources[0]
     try:
-        return Rules.model_validate({**data, "sources": sources})
+        rules = Rules.model_validate({**data, "sources": sources})
     except ValidationError as exc:
         problems = "; ".join(validation_problem(e) for e in exc.errors())
-        raise ToolError(
-            f"the platform rules ({', '.join(sources[1:]) or sources[0]}) are invalid: {problems}"
-        ) from None
+        raise ToolError(f"the platform rules ({where}) are invalid: {problems}") from None
+    # A kind names a template: one that does not exist would pass validate_name and fail repo.create,
+    # whose "unknown template" would not say that the rules named it.
+    templates = available()
+    for kind, rule in rules.kinds.items():
+        if rule.template not in templates:
+            raise ToolError(
+                f"the platform rules ({where}) are invalid: kinds.{kind}.template: no template "
+                f"'{rule.template}'; the templates: {', '.join(templates)}"
+            )
+    return rules
 
 
 def package_name(name: str) -> str:

@@ -318,6 +318,10 @@ def run_page(
     chosen = built.step(step) if step else None
     if chosen is None and built.steps:
         chosen = next((s for s in reversed(built.steps) if s.state == "running"), built.steps[-1])
+        if step:  # an address with a step this run does not have: say so, never show another as it
+            shown = "running" if chosen.state == "running" else "last"
+            missing = f"run {run.id} has no step '{step}'; the inspector shows the {shown} one"
+            notice = f"{notice}; {missing}" if notice else missing
     return page(
         request,
         "run.html",

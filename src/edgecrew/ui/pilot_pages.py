@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from edgecrew.context import request_id as current_request_id
 from edgecrew.engine.service import RunService, TeamName
@@ -46,9 +46,11 @@ async def ask(request: Request, session: Checked, question: Annotated[str, Form(
 
 
 @router.get("/ui/pilot/{run_id}")
-def pilot_run(request: Request, run_id: str, session: Viewer, notice: str = "") -> HTMLResponse:
+def pilot_run(request: Request, run_id: str, session: Viewer, notice: str = "") -> Response:
     svc = RunService(request.app.state.rt)
     run = find_run(svc, run_id)
+    if run.team != TEAM:  # this page reads edgepilot's agents: another team's run has its own page
+        return RedirectResponse(f"/ui/runs/{run.id}", status_code=303)
     latest = {s.agent: s for s in svc.steps(run.id)}  # each agent's latest step
     out = {agent: step.output for agent, step in latest.items()}
     return page(

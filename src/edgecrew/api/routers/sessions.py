@@ -27,6 +27,7 @@ from edgecrew.api.problems import PROBLEM_RESPONSES
 from edgecrew.api.routers.runs import with_warnings
 from edgecrew.api.shapes import Limit, Offset, Out, Page, sse_stream
 from edgecrew.context import request_id as current_request_id
+from edgecrew.domain.runs import RunStatus
 from edgecrew.engine.service import TASK_PATTERN
 from edgecrew.engine.sessions import MAX_MESSAGE, ChatSessions, Exchange, Replied, Said, Writing
 
@@ -96,12 +97,17 @@ class ExchangeOut(BaseModel):
     question: TurnOut
     answer: TurnOut | None = None
     error: str | None = Field(default=None, description="Why the run failed, when it did.")
+    run_status: RunStatus = Field(
+        description="The answering run's status: `waiting_approval` while a person decides one of its calls "
+        "(GET /approvals?run=RUN lists them), `queued` or `running` while it works."
+    )
 
     @classmethod
     def of(cls, exchange: Exchange) -> ExchangeOut:
         return cls(
             session_id=exchange.session_id,
             run_id=exchange.run.id,
+            run_status=exchange.run.status,
             status=exchange.status,  # type: ignore[arg-type]
             question=TurnOut.of(exchange.question),
             answer=TurnOut.of(exchange.answer) if exchange.answer is not None else None,

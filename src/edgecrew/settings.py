@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # Store URL. Default: SQLite file in the data dir. A postgresql:// URL puts both the store and
     # the DBOS system database (schema "dbos") on that server.
     database_url: str | None = Field(default=None, pattern=r"^(sqlite|postgres(ql)?)(\+\w+)?://")
+    # Seconds a Postgres connection may take to open before it fails (libpq's minimum is 2): a database
+    # cut off by the network is then "lost" in seconds, not when the OS gives up minutes later.
+    database_connect_timeout_s: int = Field(default=5, ge=2)
     # Project directory holding edgecrew.yaml and teams/*.yaml (default: the current directory).
     project: Path | None = None
     # Comma-separated failpoints for crash tests, e.g. "before_model_call:2": the process writes

@@ -469,7 +469,7 @@ def test_a_database_outage_longer_than_a_lease_loses_no_worker(
     called every worker lost and escalated them ("no live worker is left"), a worker still waiting out
     DBOS's growing retry backoff was declared dead by the other and exited, and neither worker's log said
     a word about the database. Now every process gives the others a lease to renew theirs, and each
-    worker says once that it lost the database and once that it is back."""
+    worker, and serve's supervisor, says once that it lost the database and once that it is back."""
     with pg.pausable_postgres_server() as database:
         env = {
             **_cluster_env(database.url, project_dir, edgecrew_home),
@@ -504,9 +504,18 @@ def test_a_database_outage_longer_than_a_lease_loses_no_worker(
         finally:
             stop_workers(workers)
             server.stop()
+        served = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
         for log in logs:
             said = [json.loads(line)["message"] for line in log.read_text().splitlines() if line.startswith("{")]
             gone = [m for m in said if "lost the database" in m]
             back = [m for m in said if "reached the database again" in m]
             assert len(gone) == 1 and len(back) == 1, said
             assert "connection" in gone[0].lower() and said.index(gone[0]) < said.index(back[0])
+        # serve's supervisor says it too, once each, instead of six watcher tracebacks a scan.
+        failed = [r["message"] for r in served if "exception" in r or r["level"] == "error"]
+        assert failed == [], failed[:6]
+        said = [r["message"] for r in served]
+        gone = [m for m in said if m.startswith("the supervisor lost the database (")]
+        back = [m for m in said if m.startswith("the supervisor reached the database again after")]
+        assert len(gone) == 1 and len(back) == 1, said
+        assert "connection" in gone[0].lower() and "\n" not in gone[0] and said.index(gone[0]) < said.index(back[0])

@@ -147,6 +147,7 @@ async def test_a_worker_lost_with_no_live_worker_escalates_and_says_who_must_res
     sup.clock = clock = Clock(T0)
     table = WorkerTable(rt.store.engine)
     table.register(_w("w1", T0 - 30, ("coder",), host="old-box"))  # the only worker, silent
+    assert sup.detect(T0 - 3600, T0 - LEASE) == []  # serve's first look: a lease for workers to declare it
     incident_id = await _lost(sup, T0)
     clock.now = T0 + 60  # past the grace: nobody declared it, nobody recovered anything
     done = await sup.follow(incident_id)
@@ -163,6 +164,7 @@ async def test_a_worker_lost_with_no_live_worker_escalates_and_says_who_must_res
 def test_restart_worker_is_not_pretended(rt: Runtime) -> None:
     sup = Ops.of(rt).supervisor
     WorkerTable(rt.store.engine).register(_w("w1", T0 - 30))
+    assert sup.detect(T0 - 3600, T0 - LEASE) == []  # serve's first look: a lease for workers to declare it
     [finding] = [f for f in sup.detect(T0 - 3600, T0) if f.kind == "worker_lost"]
     incident = sup.record(finding)
     assert incident is not None and "restart_worker" not in module._ACTIONS
@@ -225,3 +227,44 @@ async def test_a_worker_still_silent_after_the_supervisors_grace_waits_for_the_l
     table.recovered("w2", 1)
     done = await asyncio.wait_for(follow, 5)
     assert done.ok and done.reason == "its 1 workflow(s) were recovered by worker w1 and run on live workers (w1)"
+
+
+async def test_a_just_started_supervisor_gives_silent_workers_a_lease_before_it_calls_one_lost(
+    rt: Runtime,
+) -> None:
+    """A cluster brought up again (serve and the workers started together, after a power cut): serve's
+    first scan found the workers of before silent past their lease, nobody having declared them yet, and
+    escalated each at once ("no live worker is left to recover its workflows"), while the workers starting
+    with it declared them dead on their first heartbeat and recovered their workflows. A just-started
+    supervisor now gives them the lease it gives them after an outage; one still undeclared after it is
+    lost, and the failover's grace counts from then."""
+    sup = Ops.of(rt).supervisor
+    sup.clock = clock = Clock(T0)
+    table = WorkerTable(rt.store.engine)
+    table.register(_w("old", T0 - 300, ("coder",)))  # a worker of before, still marked alive
+    assert sup.detect(T0 - 3600, T0) == []  # serve's first look
+    table.register(_w("new", T0 + 2))  # a worker starting with serve declares it on its first heartbeat...
+    assert table.declare_dead(T0 + 2, LEASE, by="new") == ["old"]
+    clock.now = T0 + 3
+    incident_id = await _lost(sup, T0 + 3)  # ...which is a loss at once (a live worker declared it)
+    table.recovered("old", 2)
+    done = await asyncio.wait_for(sup.follow(incident_id), 5)
+    assert done.ok and done.reason == "its 2 workflow(s) were recovered by worker new and run on live workers (new)"
+
+
+async def test_a_worker_nobody_declares_after_serves_start_is_lost_after_its_lease_then_the_grace(
+    rt: Runtime,
+) -> None:
+    sup = Ops.of(rt).supervisor
+    sup.clock = clock = Clock(T0)
+    WorkerTable(rt.store.engine).register(_w("old", T0 - 300, ("coder",), host="old-box"))
+    assert sup.detect(T0 - 3600, T0) == []  # serve's first look: its lease for the workers
+    assert sup.detect(T0 - 3600, T0 + LEASE - 1) == []
+    clock.now = T0 + LEASE
+    incident_id = await _lost(sup, T0 + LEASE)  # nobody declared it: lost once the lease is over
+    follow = asyncio.create_task(sup.follow(incident_id))
+    await asyncio.sleep(0.1)
+    assert not follow.done()  # the failover's grace counts from the end of that lease, not its silence
+    clock.now = T0 + 2 * LEASE + 1
+    done = await asyncio.wait_for(follow, 5)
+    assert not done.ok and done.reason.startswith("no live worker is left to recover its workflows")

@@ -21,7 +21,6 @@ import socket
 import time
 from typing import Any
 
-import sqlalchemy as sa
 from dbos import DBOS
 
 from edgecrew.cluster.calls import CallRouter, model_queue
@@ -33,6 +32,7 @@ from edgecrew.engine.executors import executor_id
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import NotFoundError, UserError
 from edgecrew.specs.yamlsrc import read_yaml
+from edgecrew.store.reach import OUT_OF_REACH, Reach, said
 from edgecrew.version import __version__
 
 log = logging.getLogger("edgecrew.cluster")
@@ -80,7 +80,13 @@ class ClusterWorker:
         self._ticks = 0
         self._last_beat: float | None = None  # when this worker last renewed its lease
         self._patient_until = 0.0  # no one is declared dead before then (see tick)
-        self._lost_at: float | None = None  # since when the heartbeat cannot reach the database (None: it can)
+        # Whether the heartbeat reaches the database: its loss and its return are said once each.
+        self.reach = Reach(
+            log,
+            f"worker {self.id}",
+            beat,
+            "it cannot renew its lease nor take work until it is back",
+        )
 
     def info(self, now: float) -> WorkerInfo:
         tags = sorted({tag for a in self.aliases for tag in self._tags(a)})
@@ -129,33 +135,13 @@ class ClusterWorker:
             now = time.time()
             try:
                 await self.tick(now)
-            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:  # the database is out of reach
-                self.lost_database(now, exc)
+            except OUT_OF_REACH as exc:  # said once, not once a heartbeat
+                self.reach.lost(now, exc)
             except Exception:  # a hiccup must not stop the heartbeat for good
                 log.exception("cluster heartbeat failed")
             else:
-                self.found_database(now)
+                self.reach.found(now)
             await asyncio.sleep(self.rt.settings.cluster_heartbeat_s)
-
-    def lost_database(self, now: float, error: BaseException) -> None:
-        """Say once that the heartbeat cannot reach the database (and why), not once a retry."""
-        if self._lost_at is not None:
-            return
-        self._lost_at = now
-        log.warning(
-            "worker %s lost the database (%s): it cannot renew its lease nor take work until it is back; it "
-            "tries again every %gs and says when it is back",
-            self.id,
-            _said(error),
-            self.rt.settings.cluster_heartbeat_s,
-        )
-
-    def found_database(self, now: float) -> None:
-        """Say once that the heartbeat reaches the database again, after how long."""
-        if self._lost_at is None:
-            return
-        log.warning("worker %s reached the database again after %.0fs", self.id, now - self._lost_at)
-        self._lost_at = None
 
     async def tick(self, now: float) -> list[str]:
         """Renew this worker's lease, declare the workers whose lease ran out dead and recover their
@@ -222,12 +208,12 @@ class ClusterWorker:
             try:
                 # In the loop's thread: DBOS's shutdown also shut the executor asyncio.to_thread runs on.
                 left = self.table.stopped(self.id, time.time())
-            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            except OUT_OF_REACH as exc:
                 log.warning(
                     "worker %s could not record its stop (%s): live workers declare it dead once its lease runs "
                     "out and recover its workflows",
                     self.id,
-                    _said(exc),
+                    said(exc),
                 )
             else:
                 if left:
@@ -237,11 +223,6 @@ class ClusterWorker:
                         self.id,
                         left,
                     )
-
-
-def _said(error: BaseException) -> str:
-    """The database driver's error on one line (SQLAlchemy's own text adds its SQL and a help link)."""
-    return " ".join(str(getattr(error, "orig", None) or error).split())[:300]
 
 
 def config_digest(rt: Runtime) -> str:

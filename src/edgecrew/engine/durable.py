@@ -66,7 +66,7 @@ from edgecrew.engine.toolcall import execute_tool
 from edgecrew.errors import EdgecrewError, UserError
 from edgecrew.models.registry import ModelDef
 from edgecrew.projects import ProjectService
-from edgecrew.store.repo import RunRecord, RunStore, database_problem, sqlite_file_lock
+from edgecrew.store.repo import RunRecord, RunStore, connect_args, database_problem, sqlite_file_lock
 from edgecrew.telemetry import tracing
 from edgecrew.tools.base import ToolContext
 from edgecrew.tools.permissions import FilePolicy, needs_approval, refusal
@@ -109,6 +109,9 @@ def launch(runtime: Runtime, *, queues: Sequence[str] = ()) -> None:
         "log_level": runtime.settings.dbos_log_level,
         "notification_listener_polling_interval_sec": 0.1,
     }
+    if timeout := connect_args(url, runtime.settings.database_connect_timeout_s):
+        # DBOS's engine waits 10 s by default; these arguments replace its own (its application name kept).
+        config["db_engine_kwargs"] = {"connect_args": {"application_name": "dbos_transact", **timeout}}
     DBOS(config=config)
     adopted = adopted_queue(runtime)
     DBOS.listen_queues([adopted, *queues])

@@ -89,7 +89,9 @@ class AlertService:
         self.rt = rt
         self.store = AlertStore(rt.store)
         self._reader: MetricSampler | None = None
-        self._loop = Periodic("edgecrew-alerts", self.evaluate_now, "evaluating the alert rules failed")
+        self._loop = Periodic(
+            "edgecrew-alerts", self.evaluate_now, "evaluating the alert rules failed", "the alert evaluation"
+        )
 
     # -- what the entry points read ---------------------------------------------------------------
     def rules(self) -> dict[str, AlertDoc]:

@@ -445,7 +445,10 @@ class WorkersSight:
     A supervisor that could not read the table for longer than a lease (the database was out of reach)
     comes back to find every worker silent past its lease: they could not renew their leases either. As a
     worker back from an outage does, it gives them a lease to renew theirs first; a worker declared dead
-    by a live one is lost all the same."""
+    by a live one is lost all the same. A supervisor that just started (its first read) gives them the
+    same lease: it cannot tell how long a worker silent then has been left undeclared, nor whether live
+    workers are starting with it (a whole cluster brought up again), which declare it on their first
+    heartbeat and recover its workflows."""
 
     seen_at: float | None = None
     failed: bool = False  # a read failed since ``seen_at``
@@ -454,10 +457,14 @@ class WorkersSight:
     def looked(self, now: float, lease_s: float, interval_s: float) -> float | None:
         """Record a read at ``now``; how long the supervisor could not see when that begins a grace (None: it
         does not). Blind: a read failed and the last good one is older than a lease, or the last good one is
-        older than a lease past the interval between two scans (a read that hung)."""
+        older than a lease past the interval between two scans (a read that hung). The first read begins a
+        grace too, and returns None: nothing was missed."""
         blind = None if self.seen_at is None else now - self.seen_at
         self.seen_at, failed, self.failed = now, self.failed, False
-        if blind is None or not ((failed and blind > lease_s) or blind > lease_s + interval_s):
+        if blind is None:
+            self.patient_until = now + lease_s
+            return None
+        if not ((failed and blind > lease_s) or blind > lease_s + interval_s):
             return None
         self.patient_until = now + lease_s
         return blind

@@ -27,7 +27,9 @@ class OrphanSweep:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._blocked: set[str] = set()  # runs already reported as unable to go on here (said once)
-        self._loop = Periodic("edgecrew-orphan-sweep", self.sweep, "sweeping for orphaned runs failed")
+        self._loop = Periodic(
+            "edgecrew-orphan-sweep", self.sweep, "sweeping for orphaned runs failed", "the orphan sweep"
+        )
 
     async def start(self) -> None:
         # In a cluster the runs are the workers', and a dead worker's are recovered by the live ones

@@ -48,7 +48,10 @@ class MetricSampler:
         self._tracked: dict[str, int] = {}
         self._lock = threading.Lock()
         self._loop = Periodic(
-            "edgecrew-metric-sampler", self._tick, "the metric sampler could not take or store a sample"
+            "edgecrew-metric-sampler",
+            self._tick,
+            "the metric sampler could not take or store a sample",
+            "the metric sampler",
         )
 
     # -- tracking ---------------------------------------------------------------------------------

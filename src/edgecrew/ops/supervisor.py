@@ -70,6 +70,7 @@ from edgecrew.ops.periodic import Periodic
 from edgecrew.ops.remedies import Unfit
 from edgecrew.ops.reruns import Reruns, changes_team
 from edgecrew.store.incidents import IncidentEvent, IncidentRecord, IncidentStore
+from edgecrew.store.reach import OUT_OF_REACH
 
 if TYPE_CHECKING:
     from edgecrew.ops import Ops
@@ -124,7 +125,7 @@ class Supervisor:
         self.reruns = Reruns(rt, self.store)
         self.clock: Callable[[], float] = time.time  # tests feed their own
         self.workers_sight = WorkersSight()
-        self._loop = Periodic("edgecrew-supervisor", self.scan, "the supervisor's scan failed")
+        self._loop = Periodic("edgecrew-supervisor", self.scan, "the supervisor's scan failed", "the supervisor")
 
     @property
     def _ops(self) -> Ops:
@@ -198,13 +199,19 @@ class Supervisor:
         return made
 
     def detect(self, since: float, now: float) -> list[Finding]:
-        """What every watcher sees, less the failures already recorded."""
+        """What every watcher sees, less the failures already recorded. Raises the first watcher's error
+        that says the database is out of reach (the scan's loop says that once, not a traceback each)."""
         findings: list[Finding] = []
+        unreached: Exception | None = None
         for name, watcher in {**BUILTIN_WATCHERS, **_WATCHERS}.items():
             try:
                 findings += watcher(self, since, now)
+            except OUT_OF_REACH as exc:
+                unreached = unreached or exc
             except Exception:  # one broken watcher must not blind the others
                 log.exception("supervisor watcher %s failed", name)
+        if unreached is not None:
+            raise unreached
         fresh = []
         by_type: dict[str, list[Finding]] = {}
         for f in findings:

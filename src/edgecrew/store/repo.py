@@ -88,6 +88,18 @@ def _engine_url(url: str) -> str:
     return url
 
 
+def connect_args(url: str, timeout_s: int) -> dict[str, Any]:
+    """What the driver is given to connect to ``url``: on Postgres, a connect timeout of ``timeout_s`` (unless
+    the URL sets its own ``connect_timeout``). Without one, a connection to a database cut off by the network
+    (the TCP handshake completes, or its packets vanish) waited for the OS to give up, minutes, so a worker's
+    heartbeat or the supervisor's scan hung, said nothing, and the worker's lease ran out meanwhile."""
+    if not url.startswith("postgres"):
+        return {}
+    if "connect_timeout" in sa.engine.make_url(_engine_url(url)).query:
+        return {}
+    return {"connect_timeout": timeout_s}
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=10000")  # the file is in WAL mode already (``use_wal``)
@@ -886,7 +898,10 @@ def open_store(url: str) -> RunStore:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     module = sqlite_module() if url.startswith("sqlite") else None
     engine = sa.create_engine(
-        _engine_url(url), pool_pre_ping=not url.startswith("sqlite"), **({"module": module} if module else {})
+        _engine_url(url),
+        pool_pre_ping=not url.startswith("sqlite"),
+        connect_args=connect_args(url, get_settings().database_connect_timeout_s),
+        **({"module": module} if module else {}),
     )
     unflushed = None
     if engine.dialect.name == "sqlite":

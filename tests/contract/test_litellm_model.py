@@ -421,6 +421,24 @@ async def test_structured_output_is_requested_as_json_schema_and_validated(canne
     }
 
 
+async def test_a_requests_stop_strings_go_out_after_the_aliass_own_for_plain_replies_only(
+    canned: CannedServer,
+) -> None:
+    base = canned.route(completion("Ana."))
+    stops = ("\nuser:", "\nassistant:")
+    await model_at(base).request(ask("What is my name?", stop=stops))
+    await model_at(base, extra={"stop": "###"}).request(ask("What is my name?", stop=stops))
+    await model_at(base, extra={"stop": ["###"]}).request(ask("What is my name?"))
+    plain, merged, alias_only = (r.body for r in canned.received(base))
+    assert plain["stop"] == ["\nuser:", "\nassistant:"]
+    assert merged["stop"] == ["###", "\nuser:", "\nassistant:"]
+    assert alias_only["stop"] == ["###"]
+    json_base = canned.route(completion('{"verdict": "approve", "reason": "ok"}'))
+    await model_at(json_base).request(ask("The sky is blue?", output_schema=VERDICT, stop=stops))
+    [structured] = canned.received(json_base)
+    assert "stop" not in structured.body  # a stop string inside JSON would cut it in two
+
+
 async def test_provider_rejecting_json_schema_gets_json_object_from_then_on(canned: CannedServer) -> None:
     good = '{"verdict": "approve", "reason": "ok"}'
     rejection = failure(400, "response_format.type 'json_schema' is not supported by this server")

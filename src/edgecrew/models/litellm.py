@@ -248,6 +248,8 @@ class LiteLLMModel:
         }
         if stream:
             kwargs["stream_options"] = {"include_usage": True}
+        if req.stop and req.output_schema is None:  # as the embedded model: stops end plain replies only
+            kwargs["stop"] = _stops(self.extra.get("stop"), req.stop)
         if self.api_base:
             kwargs["api_base"] = self.api_base
         if self.__api_key:
@@ -458,6 +460,12 @@ class _Reply:
             call.arguments += arguments
         elif arguments is not None:  # some providers hand back a parsed object
             call.arguments += json.dumps(arguments)
+
+
+def _stops(alias: Any, request: tuple[str, ...]) -> list[str]:
+    """The alias's own stop strings (``extra: {stop: ...}``, a string or a list), then the request's."""
+    own = [alias] if isinstance(alias, str) else list(alias or ())
+    return list(dict.fromkeys([*own, *request]))
 
 
 def _to_openai(message: Message) -> dict[str, Any]:

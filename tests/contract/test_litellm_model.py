@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +43,7 @@ from edgecrew.errors import (
 )
 from edgecrew.models.base import ChatModel
 from edgecrew.models.litellm import LiteLLMModel
+from edgecrew.models.registry import ModelDef, ModelRegistry
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("litellm") is None, reason="pip install 'edgecrew[litellm]'")
 
@@ -267,6 +269,8 @@ def test_is_a_chat_model_whose_repr_hides_the_key() -> None:
         ({"timeout_s": 0}, r"timeout_s must be positive"),
         ({"max_retries": -1}, r"max_retries must be 0 or more"),
         ({"extra": {"num_retries": 3, "top_p": 0.9}}, r"extra may not set num_retries"),
+        ({"temperature": 2.5}, r"model 'remote': temperature must be between 0 and 2, got 2.5"),
+        ({"temperature": -0.1}, r"model 'remote': temperature must be between 0 and 2, got -0.1"),
     ],
 )
 def test_bad_settings_are_user_errors(options: dict[str, Any], error: str) -> None:
@@ -419,6 +423,45 @@ async def test_structured_output_is_requested_as_json_schema_and_validated(canne
         "type": "json_schema",
         "json_schema": {"name": "output", "schema": VERDICT, "strict": False},
     }
+
+
+async def test_a_request_that_leaves_the_temperature_to_the_model_gets_the_aliass(
+    canned: CannedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = canned.route(completion("ok"))
+    monkeypatch.setenv("CANNED_KEY", SECRET)
+    remote = {"model": "openai/canned", "api_base": base, "api_key_env": "CANNED_KEY"}
+    registry = ModelRegistry(
+        {
+            "warm": ModelDef("warm", "litellm", temperature=0.7, **remote),
+            "plain": ModelDef("plain", "litellm", **remote),
+        },
+        data_dir=tmp_path,
+    )
+    warm, plain = registry.get("warm"), registry.get("plain")
+    await warm.request(ask("hi"))  # an agent without its own temperature: the alias decides
+    await warm.request(ask("hi", temperature=0.2))  # an agent's own temperature wins...
+    await warm.request(ask("hi", temperature=0.0))  # ...greedy included
+    await plain.request(ask("hi"))  # an alias without one: greedy, as before
+    assert [r.body["temperature"] for r in canned.received(base)] == [0.7, 0.2, 0.0, 0.0]
+
+
+async def test_a_requests_stop_strings_go_out_after_the_aliass_own_for_plain_replies_only(
+    canned: CannedServer,
+) -> None:
+    base = canned.route(completion("Ana."))
+    stops = ("\nuser:", "\nassistant:")
+    await model_at(base).request(ask("What is my name?", stop=stops))
+    await model_at(base, extra={"stop": "###"}).request(ask("What is my name?", stop=stops))
+    await model_at(base, extra={"stop": ["###"]}).request(ask("What is my name?"))
+    plain, merged, alias_only = (r.body for r in canned.received(base))
+    assert plain["stop"] == ["\nuser:", "\nassistant:"]
+    assert merged["stop"] == ["###", "\nuser:", "\nassistant:"]
+    assert alias_only["stop"] == ["###"]
+    json_base = canned.route(completion('{"verdict": "approve", "reason": "ok"}'))
+    await model_at(json_base).request(ask("The sky is blue?", output_schema=VERDICT, stop=stops))
+    [structured] = canned.received(json_base)
+    assert "stop" not in structured.body  # a stop string inside JSON would cut it in two
 
 
 async def test_provider_rejecting_json_schema_gets_json_object_from_then_on(canned: CannedServer) -> None:

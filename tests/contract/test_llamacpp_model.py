@@ -18,7 +18,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, ToolCall, ToolDefinition
+from edgecrew.domain.transcript import reply_stops, transcript_task
 from edgecrew.errors import InvalidOutputError, ModelError, UserError
+from edgecrew.memory.recall import HEADER
 from edgecrew.models.llamacpp import LlamaCppModel, SamplingOverride, grammar_for, parse_reply, response_schema
 from edgecrew.models.resources import SMOLLM2_DISTRIBUTION, packaged_gguf
 
@@ -282,6 +284,45 @@ async def test_unset_threads_pin_generation_and_prompt_evaluation_alike(smollm2:
         assert (model._llm.n_threads, model._llm.n_threads_batch) == (expected, expected)
     finally:
         model.close()
+
+
+# The third message of `edgecrew chat twin` in a fresh home, as SmolLM2 got it: its answer ran on into
+# the transcript's next turns ("...might have.\nUser: My name is Ana...\nassistant: I'm glad...").
+TWIN_SYSTEM = (
+    "You are the user's twin: a friendly assistant who talks with them and remembers what they said. Use the "
+    "conversation so far and the memories you are given. Answer the user's latest message briefly and directly."
+)
+ANA_HELLO = (
+    "I'm glad to have you here. I'll just make a quick note of your name and address, and I'll be happy to "
+    "assist you with any questions or problems you might have.\n\nHow can I help you today?"
+)
+ANA_FIGURES = (
+    "This machine: CPU 52% of 2 cores (load 1.36); RAM 0.9/23.5 GiB used; workspace disk 26% used; GPUs: none."
+    "\nMemory: 22.7 GiB free of 23.5 GiB.\nDisk (where runs work): 75.3 GiB free of 252.0 GiB."
+)
+
+
+def _remembered(question: str, answer: str) -> str:
+    text = " ".join(f"In a chat with twin on 2026-12-07, the user said: {question}\nThe answer was: {answer}".split())
+    return f"- [team twin, 2026-12-07] {text if len(text) <= 300 else text[:299] + '…'}"
+
+
+@pytest.mark.real_model
+async def test_a_chats_answer_ends_where_the_model_starts_the_transcripts_next_turn(smollm2: LlamaCppModel) -> None:
+    asked, memory = "My name is Ana and I run a Jetson.", "How much free memory does this machine have?"
+    task = transcript_task(
+        [("user", asked), ("assistant", ANA_HELLO), ("user", memory), ("assistant", ANA_FIGURES)], "What is my name?"
+    )
+    memories = "\n".join([HEADER, _remembered(asked, ANA_HELLO), _remembered(memory, ANA_FIGURES)])
+    messages = (Message("system", TWIN_SYSTEM), user(f"{memories}\n\n{task}"))
+    req = ModelRequest(messages=messages, max_tokens=32, stop=reply_stops(task))
+    deltas = [d async for d in smollm2.stream(req)]
+    final = deltas[-1].response
+    assert final is not None
+    # Unstopped, this reply is 18 tokens of answer, then "\nUser: My name is Ana..." up to max_tokens.
+    assert final.message.content == "You're here today to help with any questions or problems you might have."
+    assert final.usage.completion_tokens < 32  # it stopped there, not at max_tokens
+    assert "".join(d.text for d in deltas) == final.message.content  # nothing of the stop was streamed
 
 
 @pytest.mark.real_model

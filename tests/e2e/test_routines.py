@@ -74,9 +74,10 @@ async def test_routines_become_schedules_with_their_declared_state(rt: Runtime) 
     assert states["daily"].status == "active" and states["daily"].next_firing is not None
     assert states["off"].status == "paused" and states["off"].next_firing is None
     assert states["broken"].status == "invalid" and "no team 'nosuchteam'" in (states["broken"].problem or "")
+    assert "skipped until it exists" in (states["broken"].problem or "") and states["broken"].next_firing is None
     outcome = await asyncio.to_thread(routines.sync)  # a second server starting: nothing to change
     assert outcome["daily"] == outcome["off"] == "unchanged"
-    assert outcome["broken"].startswith("invalid: no team 'nosuchteam'")
+    assert outcome["broken"].startswith("unchanged (invalid: no team 'nosuchteam'")  # scheduled, firings skipped
 
 
 async def test_a_pause_outlives_a_restart_until_the_yaml_changes_the_declared_state(rt: Runtime) -> None:
@@ -288,25 +289,57 @@ def test_the_cli_lists_pauses_and_triggers_routines(project_dir: Path) -> None:
         durable.shutdown()
 
 
-async def test_a_routine_whose_project_does_not_exist_is_not_scheduled_until_it_does(project_dir: Path) -> None:
-    routine = '  away: {team: echo, task: x, cron: "0 6 * * *", project: nosuchproject}\n'
-    _project(project_dir, PROJECT + routine)
+async def _ended_firings(count: int, timeout_s: float = 60) -> list[Any]:
+    """The routine firings that have ended, once there are ``count`` (or ``timeout_s`` has passed)."""
+    deadline = time.monotonic() + timeout_s
+    ended = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+    firings: list[Any] = []
+    while time.monotonic() < deadline and len(firings) < count:
+        await asyncio.sleep(0.5)
+        listed = await DBOS.list_workflows_async(name="edgecrew.routine_firing")
+        firings = [f for f in listed if f.status in ended]
+    return firings
+
+
+async def test_a_routine_whose_team_or_project_is_missing_is_skipped_until_they_exist_then_fires(
+    project_dir: Path,
+) -> None:
+    """Scheduled all the same: each firing is skipped (no run, a warning, the reason in its step) while its
+    team or project is missing, and the first firing after a team file is added or the project is created
+    runs, without a restart or `routines resume`."""
+    routines = (
+        '  later: {team: later, task: x, cron: "* * * * * *"}\n'
+        '  away: {team: echo, task: x, cron: "* * * * * *", project: nosuchproject}\n'
+    )
+    _project(project_dir, PROJECT + routines)
     runtime = bootstrap()
     ops = Ops.of(runtime)
     durable.launch(runtime, queues=ops.queues())
     try:
         await ops.routines.start()
-        assert DBOS.get_schedule(ops.routines.schedule_name("away")) is None  # it would fail every firing
-        state = ops.routines.state("away")
-        assert state.status == "invalid" and "nosuchproject" in (state.problem or "")
-        outcome = await asyncio.to_thread(ops.routines.sync)
-        assert outcome["away"].startswith("invalid: ") and "nosuchproject" in outcome["away"]
+        for name, missing in (("later", "no team 'later'"), ("away", "nosuchproject")):
+            assert DBOS.get_schedule(ops.routines.schedule_name(name)) is not None
+            state = ops.routines.state(name)
+            assert state.status == "invalid" and missing in (state.problem or ""), state
+            assert "skipped until it exists" in (state.problem or "") and state.next_firing is None
+        firings = await _ended_firings(4)
+        assert len(firings) >= 4 and {f.status for f in firings} == {"SUCCESS"}, [(f.status, f.error) for f in firings]
+        reasons = [str((await DBOS.list_workflow_steps_async(f.workflow_id))[0]["output"]["skipped"]) for f in firings]
+        assert any("no team 'later'" in r for r in reasons) and any("nosuchproject" in r for r in reasons), reasons
+        assert ops.routines.runs("later") == ops.routines.runs("away") == []  # nothing recorded that would fail
+        write(project_dir / "teams" / "later.yaml", ECHO.replace("name: echo", "name: later"))  # while it runs
         from edgecrew.projects import ProjectService
 
         ProjectService.of(runtime).create("nosuchproject")
-        resumed = await asyncio.to_thread(ops.routines.resume, "away")
-        assert resumed.status == "active"  # scheduled once its project exists
-        assert DBOS.get_schedule(ops.routines.schedule_name("away")) is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(
+            any(r.status.terminal for r in ops.routines.runs(name)) for name in ("later", "away")
+        ):
+            await asyncio.sleep(0.5)
+        for name in ("later", "away"):
+            runs = ops.routines.runs(name)
+            assert any(r.status.value == "succeeded" for r in runs), (name, runs)
+            assert ops.routines.state(name).status == "active"
     finally:
         durable.shutdown()
 

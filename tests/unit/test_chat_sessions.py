@@ -16,6 +16,7 @@ from alembic.config import Config
 import edgecrew.store.repo as repo_module
 from edgecrew.bootstrap import bootstrap
 from edgecrew.domain.messages import ModelRequest
+from edgecrew.domain.transcript import TURN_STOPS, reply_stops, transcript_task
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService
@@ -277,3 +278,27 @@ async def test_a_message_whose_run_cannot_start_is_not_kept() -> None:
         with pytest.raises(NotFoundError, match="no project"):
             await chat.say(session.id, text)
     assert chat.turns(session.id) == []
+
+
+async def test_an_answer_ends_where_the_model_starts_writing_the_transcripts_next_turn() -> None:
+    def runs_on(req: ModelRequest, index: int) -> str:
+        return "Your name is Ana.\nuser: How much free memory?\nassistant: 2 GiB.\nUser: Thanks"
+
+    model = ScriptedModel(runs_on)
+    chat = _chat(_runtime(model))
+    session = chat.create("twin")
+    first = await chat.say(session.id, "My name is Ana.")
+    assert model.calls[-1].request.stop == ()  # no transcript yet: nothing to stop at
+    assert first.answer is not None and first.answer.content == runs_on(model.calls[-1].request, 0)
+    second = await chat.say(session.id, "What is my name?")
+    assert model.calls[-1].request.stop == TURN_STOPS
+    assert second.answer is not None and second.answer.content == "Your name is Ana."
+    assert [t.content for t in chat.turns(session.id)][-1] == "Your name is Ana."
+
+
+def test_a_reply_stops_at_a_new_turn_only_where_its_input_holds_a_transcript() -> None:
+    task = transcript_task([("user", "hi"), ("assistant", "hello")], "What is my name?")
+    assert reply_stops(task) == reply_stops(f"Memories: ...\n\nAnswer this chat.\n{task}") == TURN_STOPS
+    assert TURN_STOPS == ("\nuser:", "\nassistant:", "\nUser:", "\nAssistant:")
+    assert reply_stops("What is my name?") == reply_stops(transcript_task([], "What is my name?")) == ()
+    assert reply_stops("Conversation so far:\nuser: hi") == ()  # no latest message after it

@@ -99,7 +99,7 @@ def test_field_errors_name_file_line_and_which_backend_a_field_belongs_to(projec
         (
             5,
             "models.remote.n_ctx: a field of backend 'llamacpp', not of 'litellm' "
-            "(its own fields: api_base, api_key_env, max_retries, model, timeout_s)",
+            "(its own fields: api_base, api_key_env, max_retries, model, temperature, timeout_s)",
             "",
         ),
         (8, "models.shout.volume: Input should be a valid integer, unable to parse string as an integer", ""),
@@ -107,6 +107,22 @@ def test_field_errors_name_file_line_and_which_backend_a_field_belongs_to(projec
         (10, "model 'quiet' (echo) is too loud", "volume: 1"),
     ], found
     assert f"{config}:5: models.remote.n_ctx" in str(info.value)
+
+
+def test_a_litellm_aliass_temperature_is_read_and_held_to_0_to_2_at_its_line(project_dir: Path) -> None:
+    write(project_dir / "edgecrew.yaml", "models:\n  remote: {backend: litellm, model: openai/x, temperature: 0.7}\n")
+    remote = load_project(project_dir).models["remote"]
+    assert remote.config.temperature == 0.7 and remote.to_dict()["temperature"] == 0.7  # type: ignore[attr-defined]
+    config = write(
+        project_dir / "edgecrew.yaml",
+        "models:\n  remote:\n    backend: litellm\n    model: openai/x\n    temperature: 2.5\n",
+    )
+    with pytest.raises(SpecError) as info:
+        load_project(project_dir)
+    assert [(i.line, i.message) for i in info.value.issues] == [
+        (5, "models.remote.temperature: Input should be less than or equal to 2")
+    ]
+    assert f"{config}:5: models.remote.temperature" in str(info.value)
 
 
 def test_a_backend_that_fails_to_load_is_reported_at_its_alias(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

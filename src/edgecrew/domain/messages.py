@@ -110,6 +110,9 @@ class ModelRequest:
     temperature: float = MODEL_DEFAULT
     # "auto": the model may call a tool or answer; "required": it must call one of ``tools``.
     tool_choice: Literal["auto", "required"] = "auto"
+    # A plain-text reply ends before the first of these strings, which it leaves out (a chat's reply stops
+    # where the model starts writing the transcript's next turn); a structured reply or tool call ignores them.
+    stop: tuple[str, ...] = ()
     # Free-form labels (agent, run id, step key) that models may record but must not act on.
     metadata: dict[str, str] = field(default_factory=dict)
 

@@ -32,7 +32,7 @@ from edgecrew.domain.messages import (
 )
 from edgecrew.domain.runs import Outcome
 from edgecrew.domain.specs import AgentSpec
-from edgecrew.domain.transcript import latest_message
+from edgecrew.domain.transcript import latest_message, reply_stops
 from edgecrew.tools.retrieval import rank_tools
 
 LOOP_LIMIT = 3  # identical tool calls allowed before the loop guard stops the turn
@@ -217,6 +217,7 @@ FINAL_NUDGE = "This is your last step: no more tool calls. Answer now with what 
 
 async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]) -> TurnResult:
     """Run one agent turn; ``key`` names the turn, and every call key is derived from it."""
+    stop = reply_stops(context)  # a chat's transcript: the reply ends where a new turn would start
     if agent.memory.recall > 0:
         # Recalled memories open the user message: the system prompt and examples stay a shared prefix.
         # A chat's input is the conversation so far, then the latest message: memories close to that
@@ -249,6 +250,7 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
             output_schema=dict(agent.output_schema) if agent.output_schema is not None else None,
             max_tokens=agent.limits.max_tokens,
             temperature=MODEL_DEFAULT if agent.temperature is None else agent.temperature,
+            stop=stop,
             metadata={**metadata, "step": f"{key}.m{step}"},
         )
         io.checkpoint("before_model_call")

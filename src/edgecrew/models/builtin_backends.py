@@ -101,6 +101,8 @@ class LiteLLMConfig(BackendConfig):
     api_key_env: str | None = None  # the environment variable holding the key
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
+    # Replies of requests that leave the temperature to the model (an agent without its own); None: 0, greedy.
+    temperature: float | None = Field(None, ge=0, le=2)
 
     def describe(self) -> str:
         return f"{self.model}" + (f" at {self.api_base}" if self.api_base else "")
@@ -124,6 +126,7 @@ def _build_litellm(context: BuildContext, config: LiteLLMConfig) -> ChatModel:
         api_key=key,
         timeout_s=config.timeout_s,
         max_retries=config.max_retries,
+        temperature=config.temperature,
     )
 
 

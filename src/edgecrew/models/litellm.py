@@ -72,8 +72,9 @@ _RESERVED = frozenset(
 class LiteLLMModel:
     """A model reached through LiteLLM: ``model`` is a LiteLLM id such as ``"ollama/llama3"``.
 
-    ``timeout_s`` bounds each attempt (and, when streaming, each wait for the next chunk); ``extra`` is
-    passed to ``litellm.acompletion`` as is (``tool_choice``, ``top_p``, ``drop_params``...).
+    ``timeout_s`` bounds each attempt (and, when streaming, each wait for the next chunk); ``temperature``
+    samples the replies of requests that leave it to the model (None: 0, greedy); ``extra`` is passed to
+    ``litellm.acompletion`` as is (``tool_choice``, ``top_p``, ``drop_params``...).
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class LiteLLMModel:
         max_retries: int = 2,
         backoff_s: float = 0.5,
         extra: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
     ) -> None:
         label = name or model or "?"
         if not model or not model.strip():
@@ -95,6 +97,8 @@ class LiteLLMModel:
             raise UserError(f"model '{label}': timeout_s must be positive, got {timeout_s}")
         if max_retries < 0:
             raise UserError(f"model '{label}': max_retries must be 0 or more, got {max_retries}")
+        if temperature is not None and not 0 <= temperature <= 2:
+            raise UserError(f"model '{label}': temperature must be between 0 and 2, got {temperature}")
         clash = sorted(set(extra or {}) & _RESERVED)
         if clash:
             raise UserError(
@@ -108,6 +112,7 @@ class LiteLLMModel:
         self.max_retries = int(max_retries)
         self.backoff_s = float(backoff_s)
         self.extra: dict[str, Any] = dict(extra or {})
+        self.temperature = temperature
         self.__api_key = api_key or None
         # Flipped once a provider rejects response_format json_schema; later calls ask for json_object.
         self._json_schema_ok = True
@@ -240,7 +245,7 @@ class LiteLLMModel:
             "model": self.model,
             "messages": messages,
             "max_tokens": req.max_tokens,
-            "temperature": req.temperature,
+            "temperature": self._temperature(req),
             "timeout": self.timeout_s,
             "num_retries": 0,  # our retries, not LiteLLM's...
             "max_retries": 0,  # ...nor the provider SDK's
@@ -248,6 +253,8 @@ class LiteLLMModel:
         }
         if stream:
             kwargs["stream_options"] = {"include_usage": True}
+        if req.stop and req.output_schema is None:  # as the embedded model: stops end plain replies only
+            kwargs["stop"] = _stops(self.extra.get("stop"), req.stop)
         if self.api_base:
             kwargs["api_base"] = self.api_base
         if self.__api_key:
@@ -283,6 +290,13 @@ class LiteLLMModel:
                 else:
                     messages.insert(0, {"role": "system", "content": hint})
         return kwargs
+
+    def _temperature(self, req: ModelRequest) -> float:
+        """The request's own temperature, else the alias's, else 0 (greedy)."""
+        chosen = req.requested_temperature
+        if chosen is None:
+            chosen = self.temperature if self.temperature is not None else 0.0
+        return float(chosen)
 
     # -- replies ---------------------------------------------------------------------------------------
 
@@ -458,6 +472,12 @@ class _Reply:
             call.arguments += arguments
         elif arguments is not None:  # some providers hand back a parsed object
             call.arguments += json.dumps(arguments)
+
+
+def _stops(alias: Any, request: tuple[str, ...]) -> list[str]:
+    """The alias's own stop strings (``extra: {stop: ...}``, a string or a list), then the request's."""
+    own = [alias] if isinstance(alias, str) else list(alias or ())
+    return list(dict.fromkeys([*own, *request]))
 
 
 def _to_openai(message: Message) -> dict[str, Any]:

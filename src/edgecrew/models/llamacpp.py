@@ -281,8 +281,9 @@ class LlamaCppModel:
                 )
             max_tokens = min(req.max_tokens, room)
             sampling = self.sampling_of(req)
-            # Text stops only end plain replies: cutting a constrained one would leave broken JSON.
-            stops = TextStops(self._text_stops if schema is None else ())
+            # Text stops (the alias's, then the request's) only end plain replies: cutting a constrained
+            # one would leave broken JSON.
+            stops = TextStops((*self._text_stops, *req.stop) if schema is None else ())
             started = time.perf_counter()  # restoring a saved prefix counts towards time to first token
             cached = self._reuse_prefix(llm, prompt)
             first: float | None = None

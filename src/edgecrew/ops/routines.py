@@ -11,10 +11,10 @@ which routine and firing started it.
 Pausing is the schedule's state in DBOS (so every process sees it); ``enabled:`` in the YAML is the
 declared state, applied when it changes, so a pause survives restarts until the YAML says otherwise.
 A firing missed while no server was up runs once at the next start (``catch_up: once``, through
-DBOS's backfill of that one firing) or not at all (``catch_up: skip``). A routine whose team or
-project does not exist is not scheduled (it is listed invalid); ``routines resume`` schedules it once
-it does. One whose team has spec problems stays scheduled, since its file can be fixed while the servers
-run: each firing loads the team as it is then and, when it cannot, records no run and ends as skipped.
+DBOS's backfill of that one firing) or not at all (``catch_up: skip``). A routine whose team or project
+does not exist, or whose team has spec problems, is listed invalid but stays scheduled, since a team file
+can be added or fixed, and a project created, while the servers run: each firing loads the team (and finds
+the project) as they are then and, when it cannot, records no run and ends as skipped, saying why.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class RoutineState:
     next_firing: datetime | None
     last_firing: datetime | None
     last_run: RunRecord | None
-    problem: str | None = None  # why it is not scheduled (its team does not exist), or not as declared
+    problem: str | None = None  # why its firings are skipped (its team is missing or invalid), or not as declared
 
 
 def firing_key(name: str, at: datetime) -> str:
@@ -118,16 +118,9 @@ class RoutineService:
         outcome: dict[str, str] = {}
         for name, doc in self.rt.project.routines.items():
             sched_name = self.schedule_name(name)
-            try:  # a name that resolves to nothing fails every firing: it is not scheduled
-                self.rt.project.named_source(doc.team)
-                if doc.project:
-                    ProjectService.of(self.rt).get(doc.project)
-            except NotFoundError as exc:
-                log.error("routine '%s' is not scheduled: %s", name, exc)
-                outcome[name] = f"invalid: {exc}"
-                if sched_name in existing:
-                    DBOS.delete_schedule(sched_name)
-                continue
+            missing = self._missing(doc)
+            if missing is not None:  # scheduled all the same: its firings are skipped until it exists
+                log.warning("routine '%s': %s", name, missing)
             context = _context(name, doc)
             found = existing.get(sched_name)
             if found is not None and _same(found, doc, context):
@@ -156,11 +149,23 @@ class RoutineService:
                 outcome[name] = "created" if found is None else "updated"
             if doc.catch_up == "once" and found is not None:
                 self._catch_up(name, doc, found, now)
+            if missing is not None:
+                outcome[name] += f" (invalid: {missing})"
         for sched_name in existing:
             if sched_name.removeprefix(prefix) not in self.rt.project.routines:
                 DBOS.delete_schedule(sched_name)
                 outcome[sched_name.removeprefix(prefix)] = "removed"
         return outcome
+
+    def _missing(self, doc: RoutineDoc) -> str | None:
+        """Why the routine's firings are skipped for now: its team or project does not exist (None: both do)."""
+        try:
+            self.rt.project.named_source(doc.team)
+            if doc.project:
+                ProjectService.of(self.rt).get(doc.project)
+        except NotFoundError as exc:
+            return f"{exc}; its firings are skipped until it exists (no restart needed)"
+        return None
 
     def _catch_up(self, name: str, doc: RoutineDoc, schedule: dict[str, Any], now: datetime) -> None:
         """Enqueue the latest firing that passed while no process fired it (once, not every missed one)."""
@@ -184,19 +189,18 @@ class RoutineService:
         doc = self.doc(name)
         now = now or datetime.now(UTC)
         schedule = self._schedule(name)
-        problem = None
-        try:
-            self.rt.load_named_team(doc.team)  # validated: a team with spec problems skips its firings
-            if doc.project:
-                ProjectService.of(self.rt).get(doc.project)
-        except NotFoundError as exc:
-            problem = str(exc)
-        except SpecError as exc:
-            first = exc.issues[0] if exc.issues else exc
-            problem = (
-                f"team '{doc.team}' is invalid, so its firings are skipped until the file is fixed (no restart "
-                f"needed): {first} (`edgecrew validate` lists all)"
-            )
+        problem = self._missing(doc)
+        if problem is None:
+            try:
+                self.rt.load_named_team(doc.team)  # validated: a team with spec problems skips its firings
+            except NotFoundError as exc:  # gone since _missing looked
+                problem = str(exc)
+            except SpecError as exc:
+                first = exc.issues[0] if exc.issues else exc
+                problem = (
+                    f"team '{doc.team}' is invalid, so its firings are skipped until the file is fixed (no "
+                    f"restart needed): {first} (`edgecrew validate` lists all)"
+                )
         if problem is not None:
             status = "invalid"
         elif schedule is None:  # the first server will schedule it, paused when declared off

@@ -39,7 +39,7 @@ graph: {start: finder, edges: [{from: finder, to: end}]}
 BROKEN = """
 name: broken
 agents:
-  solo: {model: broken, system: answer}
+  solo: {model: broken, system: answer, temperature: 0.3}  # the request sets it: its spans say so
 graph: {start: solo, edges: [{from: solo, to: end}]}
 """
 

@@ -119,6 +119,8 @@ def test_spans_of_a_run_with_a_tool_call(client: TestClient, keys: dict[str, str
             }.items()
         )
         assert attrs(chat)["gen_ai.usage.input_tokens"] > 0 and attrs(chat)["gen_ai.usage.output_tokens"] > 0
+        # finder sets no temperature: the model's alias decides, so the span claims none (not the request's 0.0)
+        assert "gen_ai.request.temperature" not in attrs(chat)
     assert sorted(attrs(c)["gen_ai.response.finish_reasons"][0] for c in chats) == ["stop", "tool_calls"]
 
     # The tool span names the call by the id the model gave it (the one in the stored messages).
@@ -161,6 +163,7 @@ def test_a_failing_run_marks_its_spans(client: TestClient, keys: dict[str, str],
         assert chat.status.status_code == StatusCode.ERROR and attrs(chat)["error.type"] == "model_error"
         assert not chat.status.description  # the kind of failure only, never the message
         assert "gen_ai.usage.input_tokens" not in attrs(chat)
+        assert attrs(chat)["gen_ai.request.temperature"] == 0.3  # the agent's own
 
 
 def test_tracing_is_off_without_an_endpoint(client: TestClient, keys: dict[str, str]) -> None:

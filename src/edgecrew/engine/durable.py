@@ -858,7 +858,7 @@ async def _model_call(
     on_text = live.begin(run_id, key, step_key, agent, ref)
     try:
         chat = tracing.chat_span(
-            run_id, agent, ref, step_key, max_tokens=request.max_tokens, temperature=request.temperature
+            run_id, agent, ref, step_key, max_tokens=request.max_tokens, temperature=request.requested_temperature
         )
         with chat as span:
             try:

@@ -161,8 +161,10 @@ def agent_span(
 
 
 def chat_span(
-    run_id: str, agent: str, model: str, step: str, *, max_tokens: int, temperature: float
+    run_id: str, agent: str, model: str, step: str, *, max_tokens: int, temperature: float | None
 ) -> contextlib.AbstractContextManager[Span | None]:
+    """A model call's span; ``temperature`` is the one the request sets, None (left out) where the request
+    leaves it to the model (its alias's sampling decides: the request's 0.0 placeholder is not what runs)."""
     return span(
         f"chat {model}",
         {

@@ -207,6 +207,16 @@ async def test_templates_apply_refuses_bad_names_taken_dirs_and_the_file_policy(
         await ws("templates.apply", template="cli", name="tool-x", dest="../elsewhere")
 
 
+async def test_a_path_outside_the_workspace_is_refused_with_the_calls_own_name_as_the_example(ws: Workspace) -> None:
+    with pytest.raises(ToolError) as refused:
+        await ws("templates.apply", template="cli", name="log-tail", dest="/tmp")
+    assert str(refused.value) == "path '/tmp' is outside the workspace; use a path relative to it, like 'log-tail'"
+    # A path of no project's own suggests no project's name either.
+    with pytest.raises(ToolError) as refused:
+        await ws("ci.validate", path="/etc")
+    assert str(refused.value) == "path '/etc' is outside the workspace; use a path relative to it"
+
+
 # -- repo.create -----------------------------------------------------------------------------------
 
 

@@ -103,7 +103,7 @@ class _PlatformTools:
         problems = check_name(self._rules(ws), name)
         if problems:
             raise ToolError("; ".join(f"{p['rule']}: {p['message']}" for p in problems))
-        target = ws.directory(dest or name, None)  # apply_template checks every file it writes
+        target = ws.directory(dest or name, None, example=name)  # apply_template checks every file it writes
         data = {"project_name": name, **({"description": description} if description.strip() else {})}
         files = apply_template(ws, template, target, data)
         return {"path": ws.rel(target), "template": template, "files": files}

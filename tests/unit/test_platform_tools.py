@@ -244,6 +244,22 @@ async def test_repo_create_makes_a_repository_with_a_commit_on_main_and_the_poli
         await ws("repo.create", name="platform", kind="cli")
 
 
+async def test_repo_create_refuses_a_template_that_is_not_the_kinds_naming_the_kinds_template(ws: Workspace) -> None:
+    with pytest.raises(ToolError) as refused:
+        await ws("repo.create", name="svc-c", kind="cli", template="fastapi-app")
+    assert str(refused.value) == (
+        "template 'fastapi-app' (the template of kind fastapi-app) does not match kind 'cli': the platform rules "
+        "create a cli from template 'cli' (kinds.cli.template); leave the template out, or ask for kind fastapi-app"
+    )
+    assert not (ws.root / "svc-c").exists()  # nothing half-made
+    # The workspace's rules decide: a kind whose template they change accepts that one, and only that one.
+    ws.write("platform.yaml", "kinds:\n  cli: {template: python-service}\n")
+    with pytest.raises(ToolError, match=r"does not match kind 'cli': .* from template 'python-service' .*out$"):
+        await ws("repo.create", name="svc-c", kind="cli", template="cli")
+    made = await ws("repo.create", name="svc-c", kind="cli", template="python-service")
+    assert made["template"] == "python-service"
+
+
 async def test_repo_commit_commits_what_the_tools_wrote_in_the_projects_own_repository(ws: Workspace) -> None:
     await ws("repo.create", name="payments-api", kind="python-service")
     repo = ws.root / "payments-api"

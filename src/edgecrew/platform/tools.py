@@ -114,7 +114,8 @@ class _PlatformTools:
         kind: Kind,
         ctx: ToolContext,
         template: Annotated[
-            str | None, Field(max_length=100, description="A template from templates.list; the kind's by default.")
+            str | None,
+            Field(max_length=100, description="The kind's template (the platform rules give each kind one)."),
         ] = None,
         description: Description = "",
     ) -> dict[str, Any]:

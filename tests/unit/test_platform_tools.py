@@ -462,6 +462,27 @@ async def test_k8s_apply_uses_the_configured_context(tmp_path: Path, fake_kubect
     assert result["mode"] == "applied" and result["context"] == "staging"
 
 
+async def test_k8s_apply_refuses_a_namespace_other_than_the_manifests_naming_the_file_and_both(
+    ws: Workspace, unreachable_kubectl: Path
+) -> None:
+    """kubectl apply refuses it too: with no cluster to ask, the tool must not answer 'validated offline'."""
+    await ws("repo.create", name="svc-a", kind="python-service")
+    await ws("k8s.manifests", project="svc-a", image=IMAGE, namespace="svc-a-staging")
+    with pytest.raises(ToolError) as refused:
+        await ws("k8s.apply", path="svc-a/deploy/k8s", namespace="other-ns")
+    assert str(refused.value) == (
+        "namespace 'other-ns' does not match the manifests: svc-a/deploy/k8s/deployment.yaml puts "
+        "Deployment/svc-a in namespace 'svc-a-staging'; svc-a/deploy/k8s/service.yaml puts Service/svc-a in "
+        "namespace 'svc-a-staging' (kubectl apply refuses a namespace that differs from the manifest's); give "
+        "namespace 'svc-a-staging' or leave it out, or write the manifests for 'other-ns' with k8s.manifests"
+    )
+    assert not unreachable_kubectl.exists()  # kubectl was never asked
+    # The manifests' own namespace passes, and so does one for resources that name none (kubectl gives it them).
+    assert (await ws("k8s.apply", path="svc-a/deploy/k8s", namespace="svc-a-staging"))["mode"] == "offline"
+    ws.write("bare/deploy/k8s/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n")
+    assert (await ws("k8s.apply", path="bare", namespace="other-ns"))["mode"] == "offline"
+
+
 def test_the_context_comes_from_the_environment_until_a_setting_exists() -> None:
     config = PlatformConfig.from_env({"EDGECREW_K8S_CONTEXT": " staging ", "EDGECREW_PLATFORM_RULES": ""})
     assert config == PlatformConfig(k8s_context="staging")

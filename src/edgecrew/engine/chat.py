@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.runs import ANSWER_SAYS_FAILED, RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
 from edgecrew.domain.transcript import transcript_task
@@ -65,9 +65,7 @@ class ChatAnswer:
 
     @property
     def error(self) -> str:
-        if self.run.status == RunStatus.CANCELLED:
-            return f"run {self.run.id} was cancelled" + (f": {self.run.error}" if self.run.error else "")
-        return f"run {self.run.id} {self.run.status.value}: {self.run.error or 'no error was recorded'}"
+        return run_failure(self.run)
 
 
 class ChatService:
@@ -160,6 +158,26 @@ def compose_task(messages: Sequence[ChatMessage]) -> str:
         raise UserError("the last message is empty: it is the task the team works on, so say what it should do")
     *earlier, last = messages
     return transcript_task([(m.role, m.content) for m in earlier], last.content)
+
+
+def has_answer(run: RunRecord) -> bool:
+    """Whether a run ended with an answer for whoever asked: it succeeded, or every agent finished and
+    its answer says the work failed (the team's ``failed_when``: a name the rules refuse), which is that
+    answer's to tell, with what to do."""
+    if run.status == RunStatus.SUCCEEDED:
+        return True
+    said_failed = (run.error or "").startswith(ANSWER_SAYS_FAILED)
+    return run.status == RunStatus.FAILED and said_failed and run.output is not None
+
+
+def run_failure(run: RunRecord) -> str:
+    """Why a run that did not succeed gave no answer, in one message for every entry point (the answer
+    itself when it says why its work failed)."""
+    if run.status == RunStatus.CANCELLED:
+        return f"run {run.id} was cancelled" + (f": {run.error}" if run.error else "")
+    if has_answer(run):
+        return f"run {run.id} failed, and its answer says why:\n\n{answer_text(run.output)}"
+    return f"run {run.id} {run.status.value}: {run.error or 'no error was recorded'}"
 
 
 def answer_text(output: Any) -> str:

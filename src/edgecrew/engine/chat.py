@@ -19,6 +19,7 @@ from edgecrew.domain.runs import ANSWER_SAYS_FAILED, RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
 from edgecrew.domain.transcript import transcript_task
+from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.service import TASK_PATTERN, RunService
 from edgecrew.errors import ModelNotFound, SpecError, UserError
 from edgecrew.store.repo import RunRecord
@@ -30,6 +31,9 @@ class ChatMessage:
 
     role: str
     content: str
+
+
+DECIDED_GRACE_S = 10.0  # how long an answer waits for a run whose approvals are decided to go on
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,11 @@ class ChatAnswer:
     @property
     def ok(self) -> bool:
         return self.run.status == RunStatus.SUCCEEDED
+
+    @property
+    def waiting(self) -> bool:
+        """Followed with ``stop_when_waiting``, the run waits for a person: no answer yet, no failure."""
+        return self.run.status == RunStatus.WAITING_APPROVAL
 
     @property
     def error(self) -> str:
@@ -124,12 +133,25 @@ class ChatService:
         )
         return ChatStart(started.run.id, model, int(started.run.created_at), tuple(started.notices))
 
-    async def answer(self, run_id: str) -> ChatAnswer:
-        """Wait for the run to end (through approvals, if it asks for any) and read its answer."""
-        await self.runs.follow(run_id)
+    async def answer(self, run_id: str, *, stop_when_waiting: bool = False) -> ChatAnswer:
+        """Wait for the run to end (through approvals, if it asks for any, unless ``stop_when_waiting``:
+        then also until it waits for one, its workflow going on in this process once a person decides)
+        and read its answer."""
+        await self.runs.follow(run_id, stop_when_waiting=stop_when_waiting)
         done = await self.runs.summary(run_id)
+        for _ in range(int(DECIDED_GRACE_S / 0.1)):
+            # Its approvals decided (just now: a client asking again once it approved) and the workflow
+            # not yet back from its wait: the run goes on at once, so its answer is worth the wait.
+            if done.run.status != RunStatus.WAITING_APPROVAL or await asyncio.to_thread(self._pending, run_id):
+                break
+            await asyncio.sleep(0.1)
+            await self.runs.follow(run_id, stop_when_waiting=stop_when_waiting)
+            done = await self.runs.summary(run_id)
         text = answer_text(done.run.output) if done.ok else ""
         return ChatAnswer(done.run, text, done.usage.prompt_tokens, done.usage.completion_tokens)
+
+    def _pending(self, run_id: str) -> bool:
+        return bool(ApprovalService(self.rt).list("pending", run_id))
 
 
 def single_agent_team(spec: TeamSpec, agent: str) -> TeamSpec:

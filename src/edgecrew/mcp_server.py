@@ -193,22 +193,11 @@ class EdgecrewMcp:
         """What a client is told of a run waiting for a person: the calls, and how to decide them."""
         from edgecrew.engine.approvals import ApprovalService
 
-        pending = ApprovalService(self.rt).list("pending", run_id)
-        calls = "; ".join(
-            f"{a.tool} {json.dumps(a.arguments, ensure_ascii=False)} (agent {a.agent}): "
-            f"edgecrew approvals approve {a.id} (or deny {a.id} --reason ...)"
-            for a in pending
+        waiting = ApprovalService(self.rt).waiting(run_id)
+        goes_on = (
+            f"this MCP server goes on with the run once it is decided (if it has stopped: edgecrew resume {run_id})"
         )
-        message = (
-            f"run {run_id} waits for a person's approval of {calls or 'a risky tool call'}. "
-            "Decide it from the CLI as shown, or in mission control's Approvals (edgecrew serve); "
-            "this MCP server goes on with the run once it is decided (if it has stopped: "
-            f"edgecrew resume {run_id}). Its result: edgecrew runs show {run_id}"
-        )
-        return {
-            "approvals": [{"id": a.id, "agent": a.agent, "tool": a.tool, "arguments": a.arguments} for a in pending],
-            "message": message,
-        }
+        return {"approvals": waiting.calls(), "message": waiting.message(goes_on)}
 
 
 def _is_object_schema(schema: dict[str, Any] | None) -> bool:

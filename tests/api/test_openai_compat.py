@@ -4,6 +4,7 @@ server on 127.0.0.1, over the scripted-model teams of conftest (and one test on 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -269,31 +270,60 @@ def test_a_team_of_several_agents_answers_with_its_final_output(live: Live) -> N
     assert completion.usage.prompt_tokens == sum(s["prompt_tokens"] for s in run["steps"])
 
 
-def test_a_run_that_waits_for_approval_answers_once_a_person_approves(live: Live) -> None:
-    decided: list[str] = []
+def _approve(live: Live, approval_id: str) -> None:
+    url = f"{live.url}/approvals/{approval_id}/approve"
+    httpx.post(url, headers={"X-API-Key": live.keys["approve"]}, timeout=30).raise_for_status()
 
-    def approve_when_asked() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not decided:
-            for approval in live.get("/approvals", status="pending"):
-                httpx.post(
-                    f"{live.url}/approvals/{approval['id']}/approve",
-                    headers={"X-API-Key": live.keys["approve"]},
-                    timeout=30,
-                ).raise_for_status()
-                decided.append(approval["id"])
-            time.sleep(0.1)
 
-    approver = threading.Thread(target=approve_when_asked)
-    approver.start()
-    try:
-        stream = live.client.chat.completions.create(
-            model="ship", messages=[{"role": "user", "content": "ship the fix"}], stream=True
-        )
-        content = "".join(c.choices[0].delta.content or "" for c in stream)
-    finally:
-        approver.join(timeout=90)
-    assert decided and content == "shipped"
+def _ended(live: Live, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while (run := live.get(f"/runs/{run_id}"))["status"] not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+    return run
+
+
+def test_a_run_that_waits_for_approval_is_answered_at_once_and_the_same_key_reads_its_answer(live: Live) -> None:
+    """Before: the call blocked until a person decided, so a client timed out (and retried: a new run each
+    time without a key). Now it answers at once, as MCP's team tools do, and says how to decide."""
+    ask: dict[str, Any] = {
+        "model": "ship",
+        "messages": [{"role": "user", "content": "ship the fix"}],
+        "extra_headers": {"Idempotency-Key": "ship-once"},
+    }
+    raw = live.client.chat.completions.with_raw_response.create(**ask)
+    [approval] = live.get("/approvals", status="pending")
+    run_id = approval["run_id"]
+    assert raw.headers["X-Edgecrew-Run-Status"] == "waiting_approval" and raw.headers["X-Run-ID"] == run_id
+    assert raw.headers["X-Edgecrew-Approvals"] == approval["id"]
+    said = raw.parse().choices[0].message.content
+    assert said == (
+        f"run {run_id} waits for a person's approval of deploy {json.dumps(approval['arguments'])} (agent op): "
+        f"edgecrew approvals approve {approval['id']} (or deny {approval['id']} --reason ...). Decide it from "
+        "the CLI as shown, or in mission control's Approvals (edgecrew serve); this server goes on with the run "
+        "once it is decided; send this request again with the same Idempotency-Key for its answer. "
+        f"Its result: edgecrew runs show {run_id}"
+    )
+    _approve(live, approval["id"])
+    again = live.client.chat.completions.with_raw_response.create(**ask)
+    assert again.parse().choices[0].message.content == "shipped" and "X-Edgecrew-Run-Status" not in again.headers
+    assert [r["id"] for r in live.runs(team="ship")] == [run_id]  # one run, answered twice
+
+
+def test_a_stream_of_a_run_that_waits_for_approval_says_so_then_ends(live: Live) -> None:
+    stream = live.client.chat.completions.create(
+        model="ship", messages=[{"role": "user", "content": "ship the fix"}], stream=True
+    )
+    chunks = list(stream)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    [approval] = live.get("/approvals", status="pending")
+    run_id = approval["run_id"]
+    assert content.startswith(f"run {run_id} waits for a person's approval of deploy ")
+    assert f"edgecrew approvals approve {approval['id']}" in content and f"its answer: GET /runs/{run_id}" in content
+    _approve(live, approval["id"])  # the run goes on in the server
+    run = _ended(live, run_id)
+    assert run["status"] == "succeeded" and run["output"] == {"text": "shipped"}
 
 
 def test_the_same_idempotency_key_answers_from_the_first_run(live: Live) -> None:

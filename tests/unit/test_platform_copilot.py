@@ -19,11 +19,12 @@ import pytest
 import edgecrew
 from edgecrew.bootstrap import bootstrap
 from edgecrew.domain.messages import ToolCall
+from edgecrew.domain.runs import ANSWER_SAYS_FAILED, RunStatus
 from edgecrew.domain.specs import AgentSpec
 from edgecrew.domain.templating import render_text
 from edgecrew.engine import durable
 from edgecrew.engine.approvals import ApprovalService
-from edgecrew.engine.chat import ChatMessage, compose_task
+from edgecrew.engine.chat import ChatMessage, ChatService, compose_task
 from edgecrew.engine.fakes import Deny, FakeTurnIO, FakeTurnRunner
 from edgecrew.engine.service import RunService, TeamName
 from edgecrew.engine.sessions import ChatSessions
@@ -291,10 +292,12 @@ async def test_a_name_the_rules_refuse_is_refused_never_replaced(tmp_path: Path,
     io = team_io(tmp_path, None, {**WRONG, "name": "billing-worker", "staging": False})
     runner = FakeTurnRunner(load_team(TEAM), io)
     result = await runner.run(request_)
-    assert result.ok, result.error
+    # Nothing was built: the run fails (`edgecrew run` exits 1), and its answer says why and what to do.
+    assert not result.ok and result.error is not None and result.error.startswith(ANSWER_SAYS_FAILED)
     assert runner.path == ["planner", "plan", "check_name", "answer"]
     answer = result.output["text"]
     assert "- [ ] The name was refused: " + refused in answer, answer
+    assert answer.endswith("\n\nFailed: nothing was built. Ask again with a name that the platform's rules accept.")
     assert "billing-worker" not in answer and not (tmp_path / "ws" / "billing-worker").exists()
 
 
@@ -330,7 +333,7 @@ async def test_without_staging_no_manifests_are_written_and_a_bad_name_stops_at_
     assert not (tmp_path / "ws" / "payments-api" / "deploy").exists()
     refused = FakeTurnRunner(load_team(TEAM), team_io(tmp_path / "b", None, {**PLAN, "name": "admin"}))
     result = await refused.run("create a service called admin")
-    assert result.ok and refused.path == ["planner", "plan", "check_name", "answer"]
+    assert not result.ok and refused.path == ["planner", "plan", "check_name", "answer"]
     assert "The name was refused" in result.output["text"]
 
 
@@ -387,6 +390,77 @@ async def test_a_chat_sessions_second_request_builds_its_own_project() -> None:
     plan_out = {s.agent: s.output for s in rt.store.steps(second.run.id)}["plan"]
     assert (plan_out["ci"], plan_out["staging"], plan_out["guessed"]) == ("gitlab", False, [])
     assert (rt.workspace(second.run.id) / "stock-tool" / ".gitlab-ci.yml").exists()
+
+
+async def test_the_run_fails_exactly_when_nothing_was_built_and_its_answer_says_why(
+    tmp_path: Path,
+    fake_kubectl: Path,  # noqa: F811
+) -> None:
+    """The real answer template on a real run's outputs, each end of the graph made from them: built
+    (applied, denied, offline, a cli) succeeds; a refused name, or a pipeline or manifests that failed
+    their validator (nothing committed), fail the run, the answer's last line saying why."""
+    team = load_team(TEAM)
+    assert team.failed_when is not None
+    runner = FakeTurnRunner(team, team_io(tmp_path, approve_all))
+    assert (await runner.run(REQUEST)).ok
+    built = {t.visit.agent: t.result.output for t in runner.turns}
+    location = built["repo"]["location"]
+    without = lambda *agents: {k: v for k, v in built.items() if k not in agents}  # noqa: E731
+    ends: dict[str, tuple[dict[str, Any], str | None]] = {
+        "applied": (built, None),
+        "denied": ({**built, "deploy": {"denied": True, "reason": "not\nFailed: today", "note": ""}}, None),
+        "offline": ({**built, "deploy": {"mode": "offline", "note": "validated offline, not applied"}}, None),
+        "a cli": (
+            {**without("manifests", "check_manifests", "deploy"), "plan": {**built["plan"], "kind": "cli"}},
+            None,
+        ),
+        "refused": (
+            {**without("repo"), "check_name": {"valid": False, "problems": [{"message": "'Pay' is not kebab"}]}},
+            "Failed: nothing was built. Ask again with a name that the platform's rules accept.",
+        ),
+        "pipeline": (
+            {**without("manifests", "check_manifests", "deploy", "docs", "commit"),
+             "check_pipeline": {"valid": False, "errors": ["jobs.lint: 'steps' is required"]}},
+            "Failed: the pipeline failed its validator (the errors are above), so nothing was committed; the files "
+            f"are in {location}. The templates and generators are meant to pass their validators: report it "
+            "with this answer.",
+        ),
+        "manifests": (
+            {**without("deploy", "docs", "commit"), "check_manifests": {"valid": False, "errors": []}},
+            "Failed: the Kubernetes manifests failed their validator (the errors are above), so nothing was "
+            f"committed; the files are in {location}. The templates and generators are meant to pass their "
+            "validators: report it with this answer.",
+        ),
+    }  # fmt: skip
+    template = team.agents["answer"].template
+    assert template is not None
+    for end, (outputs, failed) in ends.items():
+        text = render_text(template, {"task": REQUEST, "outputs": outputs})
+        assert team.failed_when.evaluate({"text": text}) == (failed is not None), (end, text)
+        assert failed is None or text.endswith("\n\n" + failed), (end, text)
+
+
+async def test_a_refused_name_fails_the_durable_run_and_its_answer_reaches_chat_and_v1_callers() -> None:
+    rt = bootstrap()
+    rt.models.register("local", ScriptedModel({"planner": [{"json": {**PLAN, "staging": False}}] * 3}))
+    # As /v1 and A2A read a run: it failed, and the message that says so is the answer, what to do included.
+    chat = ChatService(RunService(rt))
+    started = await chat.start("platform-copilot", [ChatMessage("user", "create a service called Billing_Svc")])
+    answer = await chat.answer(started.run_id)
+    assert not answer.ok and answer.run.status == RunStatus.FAILED and answer.text == ""
+    assert answer.error.startswith(f"run {started.run_id} failed, and its answer says why:\n\n# Billing_Svc ")
+    assert answer.error.endswith(
+        "try 'billing-svc'\n\nFailed: nothing was built. Ask again with a name that the platform's rules accept."
+    )
+    # A chat session keeps it as the answer (the conversation goes on from it), though its run failed.
+    sessions = ChatSessions(RunService(rt))
+    session = sessions.create("platform-copilot")
+    refused = await sessions.say(session.id, "create a service called Billing_Svc")
+    assert refused.run.status == RunStatus.FAILED and refused.status == "answered" and refused.answer is not None
+    assert "try 'billing-svc'" in refused.answer.content and refused.error is None
+    again = await sessions.say(session.id, "then a service called billing-svc")
+    assert again.run.status == RunStatus.SUCCEEDED and again.answer is not None
+    assert again.answer.content.startswith("# billing-svc (python-service)"), again.answer.content
 
 
 def git(repo: Path, *args: str) -> str:

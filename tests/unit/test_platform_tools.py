@@ -207,6 +207,16 @@ async def test_templates_apply_refuses_bad_names_taken_dirs_and_the_file_policy(
         await ws("templates.apply", template="cli", name="tool-x", dest="../elsewhere")
 
 
+async def test_a_path_outside_the_workspace_is_refused_with_the_calls_own_name_as_the_example(ws: Workspace) -> None:
+    with pytest.raises(ToolError) as refused:
+        await ws("templates.apply", template="cli", name="log-tail", dest="/tmp")
+    assert str(refused.value) == "path '/tmp' is outside the workspace; use a path relative to it, like 'log-tail'"
+    # A path of no project's own suggests no project's name either.
+    with pytest.raises(ToolError) as refused:
+        await ws("ci.validate", path="/etc")
+    assert str(refused.value) == "path '/etc' is outside the workspace; use a path relative to it"
+
+
 # -- repo.create -----------------------------------------------------------------------------------
 
 
@@ -232,6 +242,22 @@ async def test_repo_create_makes_a_repository_with_a_commit_on_main_and_the_poli
         await ws("repo.create", name="payments-api", kind="python-service")
     with pytest.raises(ToolError, match=r"name\.reserved: 'platform' is reserved"):
         await ws("repo.create", name="platform", kind="cli")
+
+
+async def test_repo_create_refuses_a_template_that_is_not_the_kinds_naming_the_kinds_template(ws: Workspace) -> None:
+    with pytest.raises(ToolError) as refused:
+        await ws("repo.create", name="svc-c", kind="cli", template="fastapi-app")
+    assert str(refused.value) == (
+        "template 'fastapi-app' (the template of kind fastapi-app) does not match kind 'cli': the platform rules "
+        "create a cli from template 'cli' (kinds.cli.template); leave the template out, or ask for kind fastapi-app"
+    )
+    assert not (ws.root / "svc-c").exists()  # nothing half-made
+    # The workspace's rules decide: a kind whose template they change accepts that one, and only that one.
+    ws.write("platform.yaml", "kinds:\n  cli: {template: python-service}\n")
+    with pytest.raises(ToolError, match=r"does not match kind 'cli': .* from template 'python-service' .*out$"):
+        await ws("repo.create", name="svc-c", kind="cli", template="cli")
+    made = await ws("repo.create", name="svc-c", kind="cli", template="python-service")
+    assert made["template"] == "python-service"
 
 
 async def test_repo_commit_commits_what_the_tools_wrote_in_the_projects_own_repository(ws: Workspace) -> None:
@@ -434,6 +460,27 @@ async def test_k8s_apply_uses_the_configured_context(tmp_path: Path, fake_kubect
         "staging",
     ]
     assert result["mode"] == "applied" and result["context"] == "staging"
+
+
+async def test_k8s_apply_refuses_a_namespace_other_than_the_manifests_naming_the_file_and_both(
+    ws: Workspace, unreachable_kubectl: Path
+) -> None:
+    """kubectl apply refuses it too: with no cluster to ask, the tool must not answer 'validated offline'."""
+    await ws("repo.create", name="svc-a", kind="python-service")
+    await ws("k8s.manifests", project="svc-a", image=IMAGE, namespace="svc-a-staging")
+    with pytest.raises(ToolError) as refused:
+        await ws("k8s.apply", path="svc-a/deploy/k8s", namespace="other-ns")
+    assert str(refused.value) == (
+        "namespace 'other-ns' does not match the manifests: svc-a/deploy/k8s/deployment.yaml puts "
+        "Deployment/svc-a in namespace 'svc-a-staging'; svc-a/deploy/k8s/service.yaml puts Service/svc-a in "
+        "namespace 'svc-a-staging' (kubectl apply refuses a namespace that differs from the manifest's); give "
+        "namespace 'svc-a-staging' or leave it out, or write the manifests for 'other-ns' with k8s.manifests"
+    )
+    assert not unreachable_kubectl.exists()  # kubectl was never asked
+    # The manifests' own namespace passes, and so does one for resources that name none (kubectl gives it them).
+    assert (await ws("k8s.apply", path="svc-a/deploy/k8s", namespace="svc-a-staging"))["mode"] == "offline"
+    ws.write("bare/deploy/k8s/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n")
+    assert (await ws("k8s.apply", path="bare", namespace="other-ns"))["mode"] == "offline"
 
 
 def test_the_context_comes_from_the_environment_until_a_setting_exists() -> None:

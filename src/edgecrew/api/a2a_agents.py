@@ -83,7 +83,7 @@ from edgecrew.domain.events import (
 )
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import TeamSpec
-from edgecrew.engine.chat import answer_text
+from edgecrew.engine.chat import answer_text, run_failure
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, TeamName
 from edgecrew.errors import ConflictError, IdempotencyKeyReused, UserError
@@ -190,9 +190,7 @@ def _agent_message(task_id: str, context_id: str, text: str, metadata: dict[str,
 
 
 def run_error(run: RunRecord) -> str:
-    if run.status == RunStatus.CANCELLED:
-        return f"run {run.id} was cancelled" + (f": {run.error}" if run.error else "")
-    return f"run {run.id} {run.status.value}: {run.error or 'no error was recorded'}"
+    return run_failure(run)
 
 
 def task_of_run(run: RunRecord) -> Task:

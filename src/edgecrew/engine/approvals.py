@@ -9,6 +9,7 @@ many times, or from however many places, a call is approved, it runs exactly onc
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,31 @@ async def await_decision(
     return decision
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A run waiting for a person, as told to a caller that cannot decide (MCP's team tools, /v1): the
+    calls waiting, and how to decide them. One wording for every such caller; each says how it goes on."""
+
+    run_id: str
+    approvals: tuple[ApprovalRecord, ...]
+
+    def message(self, goes_on: str) -> str:
+        """The calls, the commands that decide them, ``goes_on`` (what the caller does next), where the result is."""
+        calls = "; ".join(
+            f"{a.tool} {json.dumps(a.arguments, ensure_ascii=False)} (agent {a.agent}): "
+            f"edgecrew approvals approve {a.id} (or deny {a.id} --reason ...)"
+            for a in self.approvals
+        )
+        return (
+            f"run {self.run_id} waits for a person's approval of {calls or 'a risky tool call'}. "
+            f"Decide it from the CLI as shown, or in mission control's Approvals (edgecrew serve); {goes_on}. "
+            f"Its result: edgecrew runs show {self.run_id}"
+        )
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [{"id": a.id, "agent": a.agent, "tool": a.tool, "arguments": a.arguments} for a in self.approvals]
+
+
 class ApprovalService:
     """List, approve, deny and edit pending approvals (the CLI, API and UI all call this)."""
 
@@ -80,6 +106,10 @@ class ApprovalService:
         if run_id:
             run_id = self.rt.store.get_run(run_id).id
         return self.approvals.list(status, run_id)
+
+    def waiting(self, run_id: str) -> Waiting:
+        """What a run waits for: its pending approvals (none once they are decided)."""
+        return Waiting(self.rt.store.get_run(run_id).id, tuple(self.list("pending", run_id)))
 
     def edit(self, approval_id: str, arguments: dict[str, Any]) -> ApprovalRecord:
         """Change a pending call's arguments; they are validated against the tool's schema first."""

@@ -15,10 +15,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgecrew.domain.runs import RunStatus
+from edgecrew.domain.runs import ANSWER_SAYS_FAILED, RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
 from edgecrew.domain.transcript import transcript_task
+from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.service import TASK_PATTERN, RunService
 from edgecrew.errors import ModelNotFound, SpecError, UserError
 from edgecrew.store.repo import RunRecord
@@ -30,6 +31,9 @@ class ChatMessage:
 
     role: str
     content: str
+
+
+DECIDED_GRACE_S = 10.0  # how long an answer waits for a run whose approvals are decided to go on
 
 
 @dataclass(frozen=True)
@@ -64,10 +68,13 @@ class ChatAnswer:
         return self.run.status == RunStatus.SUCCEEDED
 
     @property
+    def waiting(self) -> bool:
+        """Followed with ``stop_when_waiting``, the run waits for a person: no answer yet, no failure."""
+        return self.run.status == RunStatus.WAITING_APPROVAL
+
+    @property
     def error(self) -> str:
-        if self.run.status == RunStatus.CANCELLED:
-            return f"run {self.run.id} was cancelled" + (f": {self.run.error}" if self.run.error else "")
-        return f"run {self.run.id} {self.run.status.value}: {self.run.error or 'no error was recorded'}"
+        return run_failure(self.run)
 
 
 class ChatService:
@@ -126,12 +133,25 @@ class ChatService:
         )
         return ChatStart(started.run.id, model, int(started.run.created_at), tuple(started.notices))
 
-    async def answer(self, run_id: str) -> ChatAnswer:
-        """Wait for the run to end (through approvals, if it asks for any) and read its answer."""
-        await self.runs.follow(run_id)
+    async def answer(self, run_id: str, *, stop_when_waiting: bool = False) -> ChatAnswer:
+        """Wait for the run to end (through approvals, if it asks for any, unless ``stop_when_waiting``:
+        then also until it waits for one, its workflow going on in this process once a person decides)
+        and read its answer."""
+        await self.runs.follow(run_id, stop_when_waiting=stop_when_waiting)
         done = await self.runs.summary(run_id)
+        for _ in range(int(DECIDED_GRACE_S / 0.1)):
+            # Its approvals decided (just now: a client asking again once it approved) and the workflow
+            # not yet back from its wait: the run goes on at once, so its answer is worth the wait.
+            if done.run.status != RunStatus.WAITING_APPROVAL or await asyncio.to_thread(self._pending, run_id):
+                break
+            await asyncio.sleep(0.1)
+            await self.runs.follow(run_id, stop_when_waiting=stop_when_waiting)
+            done = await self.runs.summary(run_id)
         text = answer_text(done.run.output) if done.ok else ""
         return ChatAnswer(done.run, text, done.usage.prompt_tokens, done.usage.completion_tokens)
+
+    def _pending(self, run_id: str) -> bool:
+        return bool(ApprovalService(self.rt).list("pending", run_id))
 
 
 def single_agent_team(spec: TeamSpec, agent: str) -> TeamSpec:
@@ -160,6 +180,26 @@ def compose_task(messages: Sequence[ChatMessage]) -> str:
         raise UserError("the last message is empty: it is the task the team works on, so say what it should do")
     *earlier, last = messages
     return transcript_task([(m.role, m.content) for m in earlier], last.content)
+
+
+def has_answer(run: RunRecord) -> bool:
+    """Whether a run ended with an answer for whoever asked: it succeeded, or every agent finished and
+    its answer says the work failed (the team's ``failed_when``: a name the rules refuse), which is that
+    answer's to tell, with what to do."""
+    if run.status == RunStatus.SUCCEEDED:
+        return True
+    said_failed = (run.error or "").startswith(ANSWER_SAYS_FAILED)
+    return run.status == RunStatus.FAILED and said_failed and run.output is not None
+
+
+def run_failure(run: RunRecord) -> str:
+    """Why a run that did not succeed gave no answer, in one message for every entry point (the answer
+    itself when it says why its work failed)."""
+    if run.status == RunStatus.CANCELLED:
+        return f"run {run.id} was cancelled" + (f": {run.error}" if run.error else "")
+    if has_answer(run):
+        return f"run {run.id} failed, and its answer says why:\n\n{answer_text(run.output)}"
+    return f"run {run.id} {run.status.value}: {run.error or 'no error was recorded'}"
 
 
 def answer_text(output: Any) -> str:

@@ -24,7 +24,7 @@ import anyio
 from edgecrew.domain.events import EventRecord
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import TeamSpec
-from edgecrew.engine.chat import ChatMessage, ChatService, answer_text, compose_task
+from edgecrew.engine.chat import ChatMessage, ChatService, answer_text, compose_task, has_answer, run_failure
 from edgecrew.engine.live import LiveText
 from edgecrew.engine.service import TASK_MAX_CHARS, RunService, Started, TeamName, settle
 from edgecrew.errors import ConflictError, EdgecrewError, IdempotencyKeyReused, NotFoundError, UserError
@@ -85,7 +85,7 @@ class Exchange:
     def error(self) -> str | None:
         if self.status != "failed":
             return None
-        return f"run {self.run.id} {self.run.status.value}: {self.run.error or 'no error was recorded'}"
+        return run_failure(self.run)
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class ChatSessions:
         return self.store.turns(session_id)
 
     def settle(self, session_id: str) -> list[ChatTurnRecord]:
-        """Store the answer of every run of the session that succeeded while nobody waited; returns them."""
+        """Store the answer of every run of the session that ended with one while nobody waited; returns them."""
         session = self.store.get(session_id)
         turns = self.store.turns(session.id)
         answered = {t.seq - 1 for t in turns if t.role == "assistant"}
@@ -163,7 +163,7 @@ class ChatSessions:
                 run = self.rt.store.get_run(question.run_id)
             except NotFoundError:
                 continue
-            if run.status == RunStatus.SUCCEEDED:
+            if has_answer(run):
                 answer, _ = self._answer(session, question, run)
                 stored.append(answer)
         return stored
@@ -401,7 +401,7 @@ class ChatSessions:
         return await asyncio.to_thread(self.rt.store.get_run, run_id)
 
     def _exchange(self, session: ChatSessionRecord, question: ChatTurnRecord, run: RunRecord) -> Exchange:
-        if run.status != RunStatus.SUCCEEDED:
+        if not has_answer(run):  # a run whose answer says its work failed still answers: it says what to do
             return Exchange(session.id, question, None, run)
         answer, memory_id = self._answer(session, question, run)
         return Exchange(session.id, question, answer, run, memory_id)

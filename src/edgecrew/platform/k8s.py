@@ -217,6 +217,8 @@ def apply_manifests(
         raise ToolError(f"refusing to apply manifests that fail k8s.validate: {first}")
     if namespace is not None and not DNS_LABEL.fullmatch(namespace):
         raise ToolError(f"namespace '{namespace}' is not a Kubernetes name (lowercase letters, digits and '-')")
+    if namespace:
+        _check_namespace(ws, target, namespace)
     args = ["apply", "-f", ws.rel(target)]
     args += ["--recursive"] if target.is_dir() else []
     args += ["--namespace", namespace] if namespace else []
@@ -261,6 +263,31 @@ def apply_manifests(
         "applied": context is not None,
         "output": proc.stdout.strip()[-4000:],
     }
+
+
+def _check_namespace(ws: Workspace, target: Path, namespace: str) -> None:
+    """Refuse ``--namespace`` when a manifest names another one: kubectl apply refuses that too ("the
+    namespace from the provided object ... does not match"), so offline it must not pass as validated.
+    A resource without a namespace takes the given one, as kubectl gives it."""
+    import yaml
+
+    others: list[tuple[str, str]] = []  # (where, the manifest's namespace)
+    for file in _manifest_files(target):  # validate_manifests has read each one already
+        for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
+            meta = doc.get("metadata") if isinstance(doc, dict) else None
+            if not isinstance(meta, dict) or not meta.get("namespace") or meta["namespace"] == namespace:
+                continue
+            others.append((f"{ws.rel(file)} puts {doc['kind']}/{meta.get('name', '?')} in", str(meta["namespace"])))
+    if not others:
+        return
+    said = {theirs for _, theirs in others}
+    instead = f"give namespace '{next(iter(said))}' or leave it out" if len(said) == 1 else "leave the namespace out"
+    raise ToolError(
+        f"namespace '{namespace}' does not match the manifests: "
+        + "; ".join(f"{where} namespace '{theirs}'" for where, theirs in others[:5])
+        + f" (kubectl apply refuses a namespace that differs from the manifest's); {instead}, or write the "
+        f"manifests for '{namespace}' with k8s.manifests"
+    )
 
 
 # kubectl's own words when it cannot reach the API server: a dial error or a timeout (as opposed to a

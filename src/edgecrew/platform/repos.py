@@ -73,7 +73,7 @@ def create_repo(
     problems = check_name(rules, name, kind)
     if problems:
         raise ToolError("; ".join(f"{p['rule']}: {p['message']}" for p in problems))
-    template = template or rules.kinds[kind].template
+    template = _kind_template(rules, kind, template)
     dest = ws.directory(name, None)  # every file written is checked
     data = {"project_name": name, **({"description": description} if description.strip() else {})}
     files = apply_template(ws, template, dest, data)
@@ -100,6 +100,21 @@ def create_repo(
         "policy": f"{ws.rel(dest)}/{POLICY_FILE}",
         "files": sorted(files),
     }
+
+
+def _kind_template(rules: Rules, kind: str, template: str | None) -> str:
+    """The kind's template: the rules give each kind one, and another would build a project of another
+    kind under this one's name (a FastAPI app whose project file says ``cli``)."""
+    own = rules.kinds[kind].template
+    if template is None or template == own:
+        return own
+    kinds = [k for k, rule in rules.kinds.items() if rule.template == template]
+    whose = f" (the template of kind {', '.join(kinds)})" if kinds else ""
+    other = f", or ask for kind {kinds[0]}" if kinds else ""
+    raise ToolError(
+        f"template '{template}'{whose} does not match kind '{kind}': the platform rules create a {kind} "
+        f"from template '{own}' (kinds.{kind}.template); leave the template out{other}"
+    )
 
 
 def commit_repo(ws: Workspace, project: Path, message: str) -> dict[str, Any]:

@@ -103,7 +103,7 @@ class _PlatformTools:
         problems = check_name(self._rules(ws), name)
         if problems:
             raise ToolError("; ".join(f"{p['rule']}: {p['message']}" for p in problems))
-        target = ws.directory(dest or name, None)  # apply_template checks every file it writes
+        target = ws.directory(dest or name, None, example=name)  # apply_template checks every file it writes
         data = {"project_name": name, **({"description": description} if description.strip() else {})}
         files = apply_template(ws, template, target, data)
         return {"path": ws.rel(target), "template": template, "files": files}
@@ -114,7 +114,8 @@ class _PlatformTools:
         kind: Kind,
         ctx: ToolContext,
         template: Annotated[
-            str | None, Field(max_length=100, description="A template from templates.list; the kind's by default.")
+            str | None,
+            Field(max_length=100, description="The kind's template (the platform rules give each kind one)."),
         ] = None,
         description: Description = "",
     ) -> dict[str, Any]:

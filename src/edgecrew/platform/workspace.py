@@ -37,29 +37,30 @@ class Workspace:
     def path(self, relative: str, mode: Mode = "read") -> Path:
         """``relative`` resolved inside the workspace, once the policy allows ``mode`` on it (on the
         directory or what is inside it, when it is an existing directory)."""
-        target = self._resolve(relative)
+        target = self._resolve(relative, None)
         if target.is_dir():
             self.check_dir(target, mode)
         else:
             self.check(target, mode)
         return target
 
-    def directory(self, relative: str, mode: Mode | None = "read") -> Path:
+    def directory(self, relative: str, mode: Mode | None = "read", *, example: str | None = None) -> Path:
         """Like :meth:`path` for a directory that may not exist yet; ``mode`` None checks only that it
-        is inside the workspace (for a new project, whose files are checked one by one)."""
-        target = self._resolve(relative)
+        is inside the workspace (for a new project, whose files are checked one by one). ``example``
+        (the call's project name) is the relative path a refusal suggests."""
+        target = self._resolve(relative, example)
         if mode is not None:
             self.check_dir(target, mode)
         return target
 
-    def _resolve(self, relative: str) -> Path:
+    def _resolve(self, relative: str, example: str | None) -> Path:
+        # An example only from the call itself: a fixed one ('payments-api') misleads about any other project.
+        like = f", like '{example}'" if example else ""
         if not relative.strip():
-            raise ToolError("the path is empty; give a path relative to the workspace, like 'payments-api'")
+            raise ToolError(f"the path is empty; give a path relative to the workspace{like}")
         target = (self.root / relative.strip()).resolve()
         if target != self.root and self.root not in target.parents:
-            raise ToolError(
-                f"path '{relative}' is outside the workspace; use a path relative to it, like 'payments-api'"
-            )
+            raise ToolError(f"path '{relative}' is outside the workspace; use a path relative to it{like}")
         return target
 
     def check(self, target: Path, mode: Mode) -> None:

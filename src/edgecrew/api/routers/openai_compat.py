@@ -7,6 +7,12 @@ added so OpenAI clients show a useful message. Streaming sends the role at once,
 the run works, then the answer in pieces once the run has ended: the answer is the run's output,
 not a model's token stream. A client that disconnects does not stop the run: it goes on, and its
 answer stays readable under /runs/{id}.
+
+A run that waits for a person's approval is answered at once, as MCP's team tools answer it: an
+OpenAI client cannot decide it, and one that waited would time out and retry (each retry a new run
+without an ``Idempotency-Key``). The message says so in the words MCP uses (:class:`Waiting`), with
+``X-Edgecrew-Run-Status: waiting_approval``; the run goes on in this server once a person decides, and
+the same request with the same ``Idempotency-Key`` then answers from it.
 """
 
 from __future__ import annotations
@@ -29,11 +35,14 @@ from edgecrew.api.routers.feedback import FeedbackOut, Rate, rate
 from edgecrew.api.routers.runs import with_warnings
 from edgecrew.api.shapes import sse_stream
 from edgecrew.context import request_id as current_request_id
+from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.chat import ChatAnswer, ChatMessage, ChatService, ChatStart, pieces
 from edgecrew.engine.service import TASK_MAX_CHARS, TASK_PATTERN
 from edgecrew.engine.sessions import ChatSessions
 from edgecrew.errors import IdempotencyKeyReused, ModelNotFound, SpecError
 
+STATUS_HEADER = "X-Edgecrew-Run-Status"  # waiting_approval: the message is no answer, it says how to decide
+APPROVALS_HEADER = "X-Edgecrew-Approvals"  # the ids of the approvals the run waits for, comma-separated
 KEEPALIVE_S = 10  # an SSE comment this often while the run works, so proxies keep the stream open
 SEP = "\n"  # lines end as OpenAI's own streams end them (some clients split on a blank line only)
 
@@ -333,8 +342,12 @@ async def chat_completions(
     """Run the team (or agent) named by ``model`` on the conversation and answer with its output.
 
     The run goes on if the client goes away (the handler stops waiting for it); a failed run answers
-    502 with its error and run id. Clients that retry on timeout (the openai client does, twice)
-    should send an ``Idempotency-Key`` for slow teams, or each retry starts another run.
+    502 with its error and run id. A run that waits for a person's approval is answered at once: the
+    message says which calls wait and how to decide them, ``X-Edgecrew-Run-Status: waiting_approval``
+    and ``X-Edgecrew-Approvals`` (their ids) say it is no answer; the same request with the same
+    ``Idempotency-Key`` answers from the run once it has ended. Clients that retry on timeout (the
+    openai client does, twice) should send an ``Idempotency-Key`` for slow teams, or each retry starts
+    another run.
     """
     try:
         if x_edgecrew_session is not None:  # the turn is stored in the session; its turns are the context
@@ -362,28 +375,49 @@ async def chat_completions(
     completion_id = f"chatcmpl-{started.run_id}"
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        chunks = _chunks(chat, started.run_id, completion_id, started.created, body.model, include_usage)
+        chunks = _chunks(
+            chat, started.run_id, completion_id, started.created, body.model, include_usage, idempotency_key
+        )
         # As POST /runs says it: a spec warning, or no live cluster worker (the answer waits on its queue).
         streamed = EventSourceResponse(
             chunks, ping=KEEPALIVE_S, send_timeout=30, headers={"X-Run-ID": started.run_id}, sep=SEP
         )
         return with_warnings(streamed, started.notices)
-    answer = await _unless_gone(request, chat.answer(started.run_id))
+    answer = await _unless_gone(request, chat.answer(started.run_id, stop_when_waiting=True))
     if answer is None:  # nobody is listening any more; the run is recorded and goes on
         return Response(status_code=499, headers={"X-Run-ID": started.run_id})
-    if not answer.ok:
+    headers = {"X-Run-ID": started.run_id}
+    if answer.waiting:
+        text, approvals = await asyncio.to_thread(_waiting, chat, started.run_id, idempotency_key)
+        headers |= {STATUS_HEADER: answer.run.status.value, APPROVALS_HEADER: ",".join(approvals)}
+    elif not answer.ok:
         return with_warnings(_run_failed(answer), started.notices)
-    if x_edgecrew_session is not None:  # the answer as the session's turn now (a later read would store it too)
-        await asyncio.to_thread(ChatSessions(chat.runs).settle, x_edgecrew_session)
+    else:
+        text = answer.text
+        if x_edgecrew_session is not None:  # the answer as the session's turn now (a later read would store it too)
+            await asyncio.to_thread(ChatSessions(chat.runs).settle, x_edgecrew_session)
     completion = ChatCompletion(
         id=completion_id,
         created=started.created,
         model=body.model,
-        choices=[Choice(message=AssistantMessage(content=answer.text))],
+        choices=[Choice(message=AssistantMessage(content=text))],
         usage=Usage.of(answer),
     )
-    answered = JSONResponse(completion.model_dump(mode="json"), headers={"X-Run-ID": started.run_id})
+    answered = JSONResponse(completion.model_dump(mode="json"), headers=headers)
     return with_warnings(answered, started.notices)
+
+
+def _waiting(chat: ChatService, run_id: str, idempotency_key: str | None) -> tuple[str, list[str]]:
+    """What a client is told of a run waiting for a person (MCP's words, then how /v1 goes on), and
+    the ids of the approvals it waits for."""
+    waiting = ApprovalService(chat.rt).waiting(run_id)
+    again = (
+        "send this request again with the same Idempotency-Key for its answer"
+        if idempotency_key
+        else f"its answer: GET /runs/{run_id}"
+    )
+    goes_on = f"this server goes on with the run once it is decided; {again}"
+    return waiting.message(goes_on), [a.id for a in waiting.approvals]
 
 
 async def _unless_gone(request: Request, waiting: Coroutine[Any, Any, ChatAnswer]) -> ChatAnswer | None:
@@ -413,7 +447,13 @@ def _run_failed(answer: ChatAnswer) -> Response:
 
 
 async def _chunks(
-    chat: ChatService, run_id: str, completion_id: str, created: int, model: str, include_usage: bool
+    chat: ChatService,
+    run_id: str,
+    completion_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    idempotency_key: str | None,
 ) -> AsyncIterator[ServerSentEvent]:
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> ServerSentEvent:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
@@ -430,12 +470,17 @@ async def _chunks(
 
     yield chunk({"role": "assistant", "content": ""})
     yield ServerSentEvent(comment=f"run {run_id} started; follow it at /runs/{run_id}/events", sep=SEP)
-    answer = await chat.answer(run_id)
-    if not answer.ok:
+    answer = await chat.answer(run_id, stop_when_waiting=True)
+    if answer.waiting:  # the same message as a non-streamed answer, and the comment says what it is
+        text, _ = await asyncio.to_thread(_waiting, chat, run_id, idempotency_key)
+        yield ServerSentEvent(comment=f"run {run_id} waits for a person's approval", sep=SEP)
+    elif not answer.ok:
         error = openai_error(502, answer.error) | {"run_id": run_id}
         yield ServerSentEvent(data=json.dumps({"error": error}, ensure_ascii=False), sep=SEP)
         return
-    for piece in pieces(answer.text):
+    else:
+        text = answer.text
+    for piece in pieces(text):
         yield chunk({"content": piece})
     yield chunk({}, "stop")
     if include_usage:

@@ -105,6 +105,10 @@ async def test_the_morning_routine_fires_on_schedule_and_leaves_priorities_in_th
         ("Midday triage", "planner", {"next": ["fix the alert"], "blockers": "none"}, "Next: fix the alert"),
         ("Afternoon review", "critic", {"verdict": "revise", "notes": "alerts untested"}, "Review (revise)"),
         ("Evening knowledge sync", "synthesizer", {"summary": "alerts work"}, "Summary: alerts work"),
+        # the seed's own names of its blocks: "review" in them is not the afternoon's
+        ("Midday Review / Triage", "planner", {"next": ["fix the alert"], "blockers": "none"}, "Next: fix the alert"),
+        ("Daily Alignment Review", "strategist", PRIORITIES, "Priorities: send alerts to the phone"),
+        ("Postmortem and Risk Review", "critic", {"verdict": "approve", "notes": "done"}, "Review (approve)"),
     ],
 )
 async def test_each_block_takes_its_own_path(

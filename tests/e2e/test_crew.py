@@ -140,3 +140,39 @@ async def test_a_morning_alignment_on_smollm2_writes_priorities_into_the_project
     assert steps["strategist"].completion_tokens > 0 and 1 <= len(steps["strategist"].output["priorities"]) <= 3
     written = (projects.files("launch") / "morning.md").read_text()
     assert written.startswith("# Priorities (morning)") and steps["strategist"].output["priorities"][0] in written
+
+
+@pytest.mark.parametrize(
+    ("okr", "says"),
+    [
+        (
+            '{"objectives": [\n  {"objective": "Ship", "key_results": ["alerts",]}\n',
+            "project/okr.json is not valid JSON (line 2, column",
+        ),
+        (None, "No OKRs: project/okr.json is missing or empty"),
+    ],
+)
+async def test_an_okr_file_the_strategist_cannot_read_is_told_not_remembered(
+    rt: Runtime, okr: str | None, says: str
+) -> None:
+    okr_file = ProjectService.of(rt).files("launch") / "okr.json"
+    if okr is None:
+        okr_file.unlink()
+    else:
+        okr_file.write_text(okr)
+    done = await RunService(rt).run(TeamName("crew"), "Morning alignment", project="launch")
+    assert done.ok, done.run.error
+    assert says in done.run.output["text"]
+    written = (ProjectService.of(rt).files("launch") / "morning.md").read_text()
+    assert says in written and "Priorities: send alerts to the phone" in written
+    if okr is not None:
+        assert okr_file.read_text() == okr  # the person's file is left as it is
+    launch = ProjectService.of(rt).get("launch")
+    recalled = MemoryService.of(rt).recall("today's priorities", [ScopeRef("project", launch.id)], 5)
+    assert recalled.hits and not [h for h in recalled.hits if "okr.json" in h.text]
+
+
+async def test_readable_okrs_give_no_warning(rt: Runtime) -> None:
+    done = await RunService(rt).run(TeamName("crew"), "Morning alignment", project="launch")
+    assert done.ok, done.run.error
+    assert done.run.output["text"].endswith("remembered for the next runs)")

@@ -115,7 +115,7 @@ async def test_each_block_takes_its_own_path(
     rt: Runtime, task: str, agent: str, reply: dict[str, object], says: str
 ) -> None:
     rt.models.register("local", ScriptedModel([{"json": reply}]))
-    done = await RunService(rt).run(TeamName("crew"), task)
+    done = await RunService(rt).run(TeamName("crew"), task, project="launch")
     assert done.ok, done.run.error
     agents = {s.agent for s in RunService(rt).steps(done.run.id)}
     assert agent in agents and not ({"strategist", "planner", "critic", "synthesizer"} - {agent}) & agents
@@ -175,4 +175,12 @@ async def test_an_okr_file_the_strategist_cannot_read_is_told_not_remembered(
 async def test_readable_okrs_give_no_warning(rt: Runtime) -> None:
     done = await RunService(rt).run(TeamName("crew"), "Morning alignment", project="launch")
     assert done.ok, done.run.error
-    assert done.run.output["text"].endswith("remembered for the next runs)")
+    assert done.run.output["text"].endswith("of project launch and remembered for the next runs)")
+
+
+async def test_the_crew_without_a_project_fails_at_once_saying_how_to_give_one(rt: Runtime) -> None:
+    done = await RunService(rt).run(TeamName("crew"), "Morning alignment")
+    assert not done.ok
+    assert "this run works in no project: start it in one (`edgecrew run TEAM TASK --in NAME`" in (done.run.error or "")
+    steps = [s.agent for s in RunService(rt).steps(done.run.id)]
+    assert steps == ["project"]  # nothing written in a workspace no later run reads, nothing remembered

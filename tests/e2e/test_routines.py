@@ -350,3 +350,17 @@ async def test_a_firing_whose_team_has_spec_problems_is_skipped_and_runs_once_th
         assert ops.routines.state("flawed").status == "active"
     finally:
         durable.shutdown()
+
+
+def test_the_cli_lists_the_project_a_routine_works_in(project_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+
+    _project(project_dir, PROJECT + '  morning: {team: echo, task: x, cron: "30 7 * * 1-5", project: main}\n')
+    try:
+        listed = CliRunner().invoke(app, ["routines", "list"], env={"COLUMNS": "200"})
+        assert listed.exit_code == 0, listed.output
+        assert "in main" in listed.output and "morning: no project 'main'" in listed.output
+    finally:
+        durable.shutdown()

@@ -57,7 +57,7 @@ def list_routines(project: ProjectOpt = None) -> None:
             last = f"{s.last_run.id} {status_markup(s.last_run.status.value)}" if s.last_run else "—"
             table.add_row(
                 s.name,
-                s.doc.team,
+                s.doc.team + (f"\nin {s.doc.project}" if s.doc.project else ""),
                 f"{s.doc.cron} ({s.doc.timezone})",
                 _status(s.status),
                 _at(s.next_firing),

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,3 +207,24 @@ async def test_a_strategist_that_copies_its_example_is_said_to_not_written_as_th
     launch = ProjectService.of(rt).get("launch")
     recalled = MemoryService.of(rt).recall("today's priorities", [ScopeRef("project", launch.id)], 5)
     assert recalled.hits and not [h for h in recalled.hits if copied in h.text]
+
+
+async def test_the_judges_read_the_newest_notes_with_their_dates(rt: Runtime) -> None:
+    launch = ProjectService.of(rt).get("launch")
+    memory = MemoryService.of(rt)
+    for day in range(1, 9):  # older notes, each closer in meaning to the morning's query than today's
+        memory.remember(f"Morning alignment progress notes and priorities of day {day}", "project", launch.id)
+    memory.remember("Evening: Summary: alerts reach the phone", "project", launch.id)
+    seen: list[str] = []
+
+    def strategist(req: Any, index: int) -> dict[str, Any]:
+        seen.append(req.messages[-1].content)
+        return {"json": PRIORITIES}
+
+    rt.models.register("local", ScriptedModel(strategist))
+    done = await RunService(rt).run(TeamName("crew"), "Morning alignment", project="launch")
+    assert done.ok, done.run.error
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    notes = seen[0].split("Notes from earlier runs, newest first:\n", 1)[1].splitlines()
+    assert notes[0] == f"- {today}: Evening: Summary: alerts reach the phone"
+    assert len(notes) == 5 and "day 8" in notes[1] and "day 5" in notes[4]

@@ -76,6 +76,27 @@ def test_a_routine_whose_team_does_not_exist_is_paused_and_resumed_and_says_why_
         )
 
 
+@pytest.fixture
+def with_project_routine(server_project: Path) -> Path:
+    """The server project with a routine that works in a project not created yet (as `edgecrew init`'s)."""
+    routine = '\nroutines:\n  morning: {team: echo, task: x, cron: "30 7 * * 1-5", project: main}\n'
+    return write(server_project / "edgecrew.yaml", PROJECT + routine)
+
+
+def test_a_routine_says_which_project_it_works_in(
+    with_project_routine: Path, client: TestClient, keys: dict[str, str]
+) -> None:
+    from tests.api.test_ui_pages import sign_in
+
+    shown = client.get("/routines/morning", headers=auth(keys["read"])).json()
+    assert (shown["project"], shown["status"]) == ("main", "invalid")
+    assert "no project 'main'" in shown["problem"]
+    assert [r["project"] for r in client.get("/routines", headers=auth(keys["read"])).json()] == ["main"]
+    sign_in(client, keys["read"])
+    page = client.get("/ui/routines").text
+    assert 'in project <a href="/ui/projects/main">main</a>' in page
+
+
 def test_an_unknown_routine_is_a_404_naming_the_known_ones(client: TestClient, keys: dict[str, str]) -> None:
     answer = client.post("/routines/nope/trigger", headers=auth(keys["runs"]))
     assert answer.status_code == 404

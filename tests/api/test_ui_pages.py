@@ -190,6 +190,26 @@ def test_forms_need_the_csrf_token(client: TestClient, keys: dict[str, str]) -> 
     assert header.status_code == 200  # followed the redirect to the new run's page
 
 
+def test_a_run_started_on_a_team_page_may_work_in_a_project(client: TestClient, keys: dict[str, str]) -> None:
+    from edgecrew.projects import ProjectService
+
+    projects = ProjectService.of(client.app.state.rt)  # type: ignore[attr-defined]
+    launch = projects.create("launch")
+    csrf = sign_in(client, keys["admin"])
+    team_page = client.get("/ui/teams/echo").text
+    assert f'<option value="{launch.id}">launch</option>' in team_page
+    ok = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": csrf, "project": launch.id})
+    assert ok.status_code == 200, ok.text
+    [run_id] = projects.runs(launch.id)
+    assert f"/ui/runs/{run_id}" in str(ok.url)
+    unknown = client.post(
+        "/ui/teams/echo/run", data={"task": "hi", "csrf": csrf, "project": "nope"}, follow_redirects=False
+    )
+    assert unknown.status_code == 303 and unknown.headers["location"].startswith("/ui/teams/echo?notice=")
+    assert "no project 'nope'" in client.get(unknown.headers["location"]).text.replace("&#39;", "'")
+    assert projects.runs(launch.id) == [run_id]
+
+
 def test_actions_need_their_scope(client: TestClient, keys: dict[str, str]) -> None:
     csrf = sign_in(client, keys["read"])
     r = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": csrf}, follow_redirects=False)

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,13 +106,17 @@ async def test_the_morning_routine_fires_on_schedule_and_leaves_priorities_in_th
         ("Midday triage", "planner", {"next": ["fix the alert"], "blockers": "none"}, "Next: fix the alert"),
         ("Afternoon review", "critic", {"verdict": "revise", "notes": "alerts untested"}, "Review (revise)"),
         ("Evening knowledge sync", "synthesizer", {"summary": "alerts work"}, "Summary: alerts work"),
+        # the seed's own names of its blocks: "review" in them is not the afternoon's
+        ("Midday Review / Triage", "planner", {"next": ["fix the alert"], "blockers": "none"}, "Next: fix the alert"),
+        ("Daily Alignment Review", "strategist", PRIORITIES, "Priorities: send alerts to the phone"),
+        ("Postmortem and Risk Review", "critic", {"verdict": "approve", "notes": "done"}, "Review (approve)"),
     ],
 )
 async def test_each_block_takes_its_own_path(
     rt: Runtime, task: str, agent: str, reply: dict[str, object], says: str
 ) -> None:
     rt.models.register("local", ScriptedModel([{"json": reply}]))
-    done = await RunService(rt).run(TeamName("crew"), task)
+    done = await RunService(rt).run(TeamName("crew"), task, project="launch")
     assert done.ok, done.run.error
     agents = {s.agent for s in RunService(rt).steps(done.run.id)}
     assert agent in agents and not ({"strategist", "planner", "critic", "synthesizer"} - {agent}) & agents
@@ -136,3 +141,90 @@ async def test_a_morning_alignment_on_smollm2_writes_priorities_into_the_project
     assert steps["strategist"].completion_tokens > 0 and 1 <= len(steps["strategist"].output["priorities"]) <= 3
     written = (projects.files("launch") / "morning.md").read_text()
     assert written.startswith("# Priorities (morning)") and steps["strategist"].output["priorities"][0] in written
+
+
+@pytest.mark.parametrize(
+    ("okr", "says"),
+    [
+        (
+            '{"objectives": [\n  {"objective": "Ship", "key_results": ["alerts",]}\n',
+            "project/okr.json is not valid JSON (line 2, column",
+        ),
+        (None, "No OKRs: project/okr.json is missing or empty"),
+    ],
+)
+async def test_an_okr_file_the_strategist_cannot_read_is_told_not_remembered(
+    rt: Runtime, okr: str | None, says: str
+) -> None:
+    okr_file = ProjectService.of(rt).files("launch") / "okr.json"
+    if okr is None:
+        okr_file.unlink()
+    else:
+        okr_file.write_text(okr)
+    done = await RunService(rt).run(TeamName("crew"), "Morning alignment", project="launch")
+    assert done.ok, done.run.error
+    assert says in done.run.output["text"]
+    written = (ProjectService.of(rt).files("launch") / "morning.md").read_text()
+    assert says in written and "Priorities: send alerts to the phone" in written
+    if okr is not None:
+        assert okr_file.read_text() == okr  # the person's file is left as it is
+    launch = ProjectService.of(rt).get("launch")
+    recalled = MemoryService.of(rt).recall("today's priorities", [ScopeRef("project", launch.id)], 5)
+    assert recalled.hits and not [h for h in recalled.hits if "okr.json" in h.text]
+
+
+async def test_readable_okrs_give_no_warning(rt: Runtime) -> None:
+    done = await RunService(rt).run(TeamName("crew"), "Morning alignment", project="launch")
+    assert done.ok, done.run.error
+    assert done.run.output["text"].endswith("of project launch and remembered for the next runs)")
+
+
+async def test_the_crew_without_a_project_fails_at_once_saying_how_to_give_one(rt: Runtime) -> None:
+    done = await RunService(rt).run(TeamName("crew"), "Morning alignment")
+    assert not done.ok
+    assert "this run works in no project: start it in one (`edgecrew run TEAM TASK --in NAME`" in (done.run.error or "")
+    steps = [s.agent for s in RunService(rt).steps(done.run.id)]
+    assert steps == ["project"]  # nothing written in a workspace no later run reads, nothing remembered
+
+
+async def test_a_strategist_that_copies_its_example_is_said_to_not_written_as_the_days_priorities(
+    rt: Runtime,
+) -> None:
+    import yaml
+
+    import edgecrew
+
+    spec = yaml.safe_load((Path(edgecrew.__file__).parent / "teams" / "crew.yaml").read_text())
+    [example] = spec["agents"]["strategist"]["examples"]
+    rt.models.register("local", ScriptedModel([{"json": example["output"]}]))  # SmolLM2 did, for a bakery's OKRs
+    done = await RunService(rt).run(TeamName("crew"), "Morning alignment", project="launch")
+    assert done.ok, done.run.error
+    text = done.run.output["text"]
+    assert "Priorities: none set (the strategist repeated its worked example" in text
+    assert "give the strategist a larger model" in text
+    copied = example["output"]["priorities"][0]
+    assert copied not in (ProjectService.of(rt).files("launch") / "morning.md").read_text()
+    launch = ProjectService.of(rt).get("launch")
+    recalled = MemoryService.of(rt).recall("today's priorities", [ScopeRef("project", launch.id)], 5)
+    assert recalled.hits and not [h for h in recalled.hits if copied in h.text]
+
+
+async def test_the_judges_read_the_newest_notes_with_their_dates(rt: Runtime) -> None:
+    launch = ProjectService.of(rt).get("launch")
+    memory = MemoryService.of(rt)
+    for day in range(1, 9):  # older notes, each closer in meaning to the morning's query than today's
+        memory.remember(f"Morning alignment progress notes and priorities of day {day}", "project", launch.id)
+    memory.remember("Evening: Summary: alerts reach the phone", "project", launch.id)
+    seen: list[str] = []
+
+    def strategist(req: Any, index: int) -> dict[str, Any]:
+        seen.append(req.messages[-1].content)
+        return {"json": PRIORITIES}
+
+    rt.models.register("local", ScriptedModel(strategist))
+    done = await RunService(rt).run(TeamName("crew"), "Morning alignment", project="launch")
+    assert done.ok, done.run.error
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    notes = seen[0].split("Notes from earlier runs, newest first:\n", 1)[1].splitlines()
+    assert notes[0] == f"- {today}: Evening: Summary: alerts reach the phone"
+    assert len(notes) == 5 and "day 8" in notes[1] and "day 5" in notes[4]

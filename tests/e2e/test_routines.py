@@ -383,3 +383,31 @@ async def test_a_firing_whose_team_has_spec_problems_is_skipped_and_runs_once_th
         assert ops.routines.state("flawed").status == "active"
     finally:
         durable.shutdown()
+
+
+def test_the_cli_lists_the_project_a_routine_works_in(project_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+
+    _project(project_dir, PROJECT + '  morning: {team: echo, task: x, cron: "30 7 * * 1-5", project: main}\n')
+    try:
+        listed = CliRunner().invoke(app, ["routines", "list"], env={"COLUMNS": "200"})
+        assert listed.exit_code == 0, listed.output
+        assert "in main" in listed.output and "morning: no project 'main'" in listed.output
+    finally:
+        durable.shutdown()
+
+
+def test_a_narrow_terminal_lists_each_routine_by_its_whole_name(project_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgecrew.cli import app
+
+    _project(project_dir, PROJECT + '  crew-afternoon: {team: echo, task: x, cron: "30 15 * * 1-5"}\n')
+    try:
+        listed = CliRunner().invoke(app, ["routines", "list"], env={"COLUMNS": "80"})
+        assert listed.exit_code == 0, listed.output
+        assert "│ crew-afternoon " in listed.output  # was "crew-afte…", not a name `routines resume` takes
+    finally:
+        durable.shutdown()

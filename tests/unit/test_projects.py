@@ -51,6 +51,19 @@ def test_project_errors_say_what_to_change(service: ProjectService) -> None:
         service.get("nope")
 
 
+def test_a_name_with_a_slash_is_refused_as_it_would_be_another_address(service: ProjectService) -> None:
+    """GET /projects/clients%2Facme is GET /projects/clients/acme: no route; the same for an artifact."""
+    with pytest.raises(UserError, match="project name 'clients/acme' has a '/': it addresses the project in URLs"):
+        service.create("clients/acme")
+    kept = service.create("acme")
+    with pytest.raises(UserError, match="has a '/'"):
+        service.update("acme", name="clients/acme")
+    with pytest.raises(UserError, match="artifact name 'notes/today' has a '/'"):
+        service.create_artifact("acme", "notes/today", "cognitive", owner="ana")
+    assert service.get(kept.id).name == "acme" and service.artifacts(kept.id) == []
+    assert service.create("clients - acme").name == "clients - acme"
+
+
 def test_a_name_never_hides_another_projects_id(service: ProjectService) -> None:
     """Projects are found by id or name: a name shaped like an id is refused, on create and on rename."""
     victim = service.create("victim")

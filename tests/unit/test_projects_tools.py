@@ -116,7 +116,10 @@ async def test_the_case_file_is_read_and_appended(setup: Any) -> None:
 async def test_a_run_without_a_project_names_one_or_is_told_to(setup: Any, tmp_path: Path) -> None:
     _, registry, _ = setup
     loose = ToolContext(run_id="r-none", agent="planner", workspace=tmp_path)
-    with pytest.raises(ToolError, match="this run works in no project; name one with the 'project' argument"):
+    with pytest.raises(
+        ToolError,
+        match=r"no project: start it in one \(`edgecrew run TEAM TASK --in NAME`.*or name one with the 'project' arg",
+    ):
         await registry.get("artifacts.list").call({}, loose)
     listed = await call(registry, "artifacts.list", loose, project="Launch")
     assert listed["project"] == "Launch"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,12 +68,29 @@ def test_every_mistake_in_a_routine_is_named_with_its_line(project_dir: Path) ->
         load_project(project_dir)
     text = str(caught.value)
     config = project_dir / "edgecrew.yaml"
-    assert f"{config}:6: routines.nightly.cron" in text and "five fields" in text
+    assert f"{config}:6: routines.nightly.cron: '0 25 * * *': its hour field '25' is not valid; write 0-23" in text
     assert f"{config}:7: routines.nightly.timezone" in text and "Mars/Olympus" in text
     assert f"{config}:8: routines.nightly.catch_up" in text
     assert "routines.Bad Name" in text
     assert "routines.quiet.task" in text and "routines.quiet.tsk" in text
     assert f"{config}:20: routines.never.cron" in text and "'0 8 31 2 *' never fires" in text  # 31 February
+
+
+@pytest.mark.parametrize(
+    ("cron", "says"),
+    [
+        ("61 8 * * *", "its minute field '61' is not valid; write 0-59"),
+        ("0 8 32 * *", "its day of the month field '32' is not valid; write 1-31"),
+        ("0 8 * 13 *", "its month field '13' is not valid; write 1-12 or jan-dec"),
+        ("0 8 * * 8", "its weekday field '8' is not valid; write 0-6 (0 is Sunday) or sun-sat"),
+        ("0 8 * * mon-fry", "its weekday field 'mon-fry' is not valid"),
+        ("75 0 8 * * *", "its second field '75' is not valid; write 0-59"),
+        ("0 8 * *", "is not a cron expression; write five fields"),
+    ],
+)
+def test_a_wrong_cron_field_is_named_with_what_it_may_be(cron: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        RoutineDoc(team="t", task="x", cron=cron)
 
 
 def test_next_and_previous_firings_follow_the_time_zone() -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from edgecrew.cli.common import ProjectOpt, arun, console, guard, runtime
 from edgecrew.cli.render import LiveRenderer, print_result, status_markup
@@ -52,12 +52,20 @@ def list_routines(project: ProjectOpt = None) -> None:
                 '    cron: "0 8 * * 1-5"\n    timezone: Europe/Berlin'
             )
             return
-        table = Table("routine", "team", "schedule", "state", "next firing", "last firing", "last run")
+        table = Table(
+            Column("routine", no_wrap=True),  # whole: the name the other commands take
+            "team",
+            "schedule",
+            "state",
+            "next firing",
+            "last firing",
+            "last run",
+        )
         for s in states:
             last = f"{s.last_run.id} {status_markup(s.last_run.status.value)}" if s.last_run else "—"
             table.add_row(
                 s.name,
-                s.doc.team,
+                s.doc.team + (f"\nin {s.doc.project}" if s.doc.project else ""),
                 f"{s.doc.cron} ({s.doc.timezone})",
                 _status(s.status),
                 _at(s.next_firing),

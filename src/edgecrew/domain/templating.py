@@ -11,12 +11,14 @@ nothing. An argument that is one ``{{ expression }}`` and nothing else keeps the
 ``regex(pattern, group=1)`` (a group of the first match, "" when none), ``latest_message`` (a chat's
 newest message, out of the transcript a chat run's task is; any other task as it is), ``code_block``
 (the program in a model's reply), ``given_checks`` and ``without_checks`` (the ``Checks:`` a request
-writes, and the request without them; see :mod:`edgecrew.domain.codetext`).
+writes, and the request without them; see :mod:`edgecrew.domain.codetext`), and ``json_problem`` (why a
+text is not JSON, with its line and column; "" when it is).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,6 +73,7 @@ def _env() -> SandboxedEnvironment:
     env.filters["code_block"] = lambda text: code_block(str(text))
     env.filters["given_checks"] = lambda text: given_checks(str(text))
     env.filters["without_checks"] = lambda text: without_checks(str(text))
+    env.filters["json_problem"] = lambda text: json_problem(str(text))
     return env
 
 
@@ -101,6 +104,18 @@ def figures(text: str) -> list[str]:
     """The numbers written in ``text`` ("4", "12.5"; a decimal comma becomes a point): a template can
     check that every figure of a model's answer is one of the facts' (``answer | figures``)."""
     return [m.group(0).replace(",", ".") for m in _NUMBER.finditer(text)]
+
+
+def json_problem(text: str) -> str:
+    """Why ``text`` is not JSON, where (``line 2, column 41: Expecting value``); "" when it is: a file a
+    tool agent read that was meant to be JSON (a project's okr.json) reaches the answer as its problem."""
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            return f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        return str(exc)
+    return ""
 
 
 def _regex(text: Any, pattern: str, group: int | str) -> str:

@@ -90,6 +90,14 @@ def _name(value: str, what: str) -> str:
     return clean
 
 
+def _addressable(name: str, what: str) -> str:
+    """A project's or an artifact's name, which addresses it in the API and the pages (``/projects/NAME``):
+    a '/' there would make it another address, found by nothing."""
+    if "/" in name:
+        raise UserError(f"{what} {name[:120]!r} has a '/': it addresses the {what.split()[0]} in URLs; use '-' or ' '")
+    return name
+
+
 def _versioned(write: Callable[[], T]) -> T:
     """Run a write that takes the next version number, again if a concurrent writer took it first."""
     for attempt in range(5):
@@ -123,7 +131,7 @@ class ProjectService:
         self, name: str, description: str = "", *, manager: str | None = None, created_by: str | None = None
     ) -> Project:
         """A new project, with version 1 of its case file and its (empty) files folder."""
-        name = _name(name, "project name")
+        name = _addressable(_name(name, "project name"), "project name")
         description = _text(description, "the description", limit=20_000)
         manager = check_agent_ref(manager, "manager") if manager else None
         project_id = "p" + uuid.uuid4().hex[:11]
@@ -186,7 +194,7 @@ class ProjectService:
         project = self.get(ref)
         values: dict[str, Any] = {"updated_at": time.time()}
         if name is not None:
-            values["name"] = _name(name, "project name")
+            values["name"] = _addressable(_name(name, "project name"), "project name")
         if description is not None:
             values["description"] = _text(description, "the description", limit=20_000)
         if manager is not None:
@@ -323,7 +331,7 @@ class ProjectService:
     ) -> Artifact:
         """A new artifact of the project (and its version 1 when ``content`` is given)."""
         project = self.get(ref)
-        name = _name(name, "artifact name")
+        name = _addressable(_name(name, "artifact name"), "artifact name")
         if kind not in ARTIFACT_KINDS:
             raise UserError(
                 f"artifact kind {kind!r}: use one of {', '.join(ARTIFACT_KINDS)} (cognitive: notes, lists, forms; "

@@ -163,7 +163,10 @@ class _ProjectTools:
             return self.service.get(given)
         found = self.service.project_of_run(ctx.run_id)
         if found is None:
-            raise ToolError("this run works in no project; name one with the 'project' argument (a name or id)")
+            raise ToolError(
+                "this run works in no project: start it in one (`edgecrew run TEAM TASK --in NAME`, `project` in "
+                "POST /runs, a routine's `project:`), or name one with the 'project' argument (a name or id)"
+            )
         return found
 
     def _scope(self, ctx: ToolContext, scope: str, scope_id: str | None) -> tuple[str, str, str]:

@@ -25,6 +25,33 @@ def known_zone(value: str) -> str:
     return value
 
 
+_FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of the month", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("weekday", "0-6 (0 is Sunday) or sun-sat"),
+)
+
+
+def _cron_problem(value: str, fields: list[str]) -> str:
+    """Why ``value`` is not a cron expression: the field that is wrong, what it may be, when one field is
+    (each is tried alone among stars); else how to write one."""
+    if len(fields) in (5, 6):
+        six = len(fields) == 6
+        for i, (name, allowed) in enumerate(((("second", "0-59"),) if six else ()) + _FIELDS):
+            alone = " ".join(field if j == i else "*" for j, field in enumerate(fields))
+            if not croniter.is_valid(alone, second_at_beginning=six):
+                return (
+                    f"'{value}': its {name} field '{fields[i]}' is not valid; write {allowed}, a range (1-5), "
+                    "a list (1,3) or a step (*/15)"
+                )
+    return (
+        f"'{value}' is not a cron expression; write five fields (minute hour day month weekday), "
+        "e.g. '0 8 * * 1-5' for 08:00 on weekdays"
+    )
+
+
 class RoutineDoc(BaseModel):
     """One routine: ``cron`` has five fields (minute hour day month weekday), or six with seconds first."""
 
@@ -44,10 +71,7 @@ class RoutineDoc(BaseModel):
     def _valid_cron(cls, value: str) -> str:
         fields = value.split()
         if len(fields) not in (5, 6) or not croniter.is_valid(value, second_at_beginning=len(fields) == 6):
-            raise ValueError(
-                f"'{value}' is not a cron expression; write five fields (minute hour day month weekday), "
-                "e.g. '0 8 * * 1-5' for 08:00 on weekdays"
-            )
+            raise ValueError(_cron_problem(value, fields))
         seconds = value if len(fields) == 6 else f"0 {value}"
         try:  # a date that never comes (31 February) is valid syntax: the scheduler would fail on it
             croniter(seconds, datetime(2000, 1, 1, tzinfo=UTC), second_at_beginning=True).get_next(datetime)

@@ -614,10 +614,13 @@ def team_page(request: Request, name: str, session: Viewer, notice: str = "") ->
         warnings = list(spec.warnings)
     except SpecError as exc:
         issues, warnings = exc.issues, exc.warnings
+    from edgecrew.projects import ProjectService
+
     return page(
         request,
         "team.html",
         session,
+        projects=ProjectService.of(rt).list_projects(limit=200),  # a run may work in one (crew needs one)
         name=name,
         source=source,
         text=text,
@@ -651,11 +654,17 @@ async def validate_team(
 
 @router.post("/ui/teams/{name}/run")
 async def start_run(
-    request: Request, name: str, session: Checked, task: Annotated[str, Form(max_length=TASK_MAX_CHARS)] = ""
+    request: Request,
+    name: str,
+    session: Checked,
+    task: Annotated[str, Form(max_length=TASK_MAX_CHARS)] = "",
+    project: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     need(session, "runs")
     try:
-        started = await RunService(_rt(request)).start(TeamName(name), task, request_id=current_request_id.get())
+        started = await RunService(_rt(request)).start(
+            TeamName(name), task, request_id=current_request_id.get(), project=project.strip() or None
+        )
     except EdgecrewError as exc:
         return back(f"/ui/teams/{name}", str(exc))
     # e.g. no live worker (the run waits for one), what the team's spec warns of (the run goes on)

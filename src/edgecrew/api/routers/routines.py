@@ -29,6 +29,7 @@ class RoutineOut(BaseModel):
     timezone: str
     enabled: bool  # as declared in edgecrew.yaml
     catch_up: str
+    project: str | None = None  # the project its runs work in (their files at project/, their memory)
     status: str  # active | paused | not scheduled | invalid
     problem: str | None = None
     next_firing: datetime | None = None
@@ -46,6 +47,7 @@ class RoutineOut(BaseModel):
             timezone=d.timezone,
             enabled=d.enabled,
             catch_up=d.catch_up,
+            project=d.project,
             status=s.status,
             problem=s.problem,
             next_firing=s.next_firing,

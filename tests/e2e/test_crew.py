@@ -187,28 +187,6 @@ async def test_the_crew_without_a_project_fails_at_once_saying_how_to_give_one(r
     assert steps == ["project"]  # nothing written in a workspace no later run reads, nothing remembered
 
 
-async def test_a_strategist_that_copies_its_example_is_said_to_not_written_as_the_days_priorities(
-    rt: Runtime,
-) -> None:
-    import yaml
-
-    import edgecrew
-
-    spec = yaml.safe_load((Path(edgecrew.__file__).parent / "teams" / "crew.yaml").read_text())
-    [example] = spec["agents"]["strategist"]["examples"]
-    rt.models.register("local", ScriptedModel([{"json": example["output"]}]))  # SmolLM2 did, for a bakery's OKRs
-    done = await RunService(rt).run(TeamName("crew"), "Morning alignment", project="launch")
-    assert done.ok, done.run.error
-    text = done.run.output["text"]
-    assert "Priorities: none set (the strategist repeated its worked example" in text
-    assert "give the strategist a larger model" in text
-    copied = example["output"]["priorities"][0]
-    assert copied not in (ProjectService.of(rt).files("launch") / "morning.md").read_text()
-    launch = ProjectService.of(rt).get("launch")
-    recalled = MemoryService.of(rt).recall("today's priorities", [ScopeRef("project", launch.id)], 5)
-    assert recalled.hits and not [h for h in recalled.hits if copied in h.text]
-
-
 async def test_the_judges_read_the_newest_notes_with_their_dates(rt: Runtime) -> None:
     launch = ProjectService.of(rt).get("launch")
     memory = MemoryService.of(rt)

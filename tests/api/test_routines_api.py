@@ -67,10 +67,11 @@ def test_a_routine_whose_team_does_not_exist_is_paused_and_resumed_and_says_why_
     with_broken_routine: Path, client: TestClient, keys: dict[str, str]
 ) -> None:
     assert client.get("/routines/broken", headers=auth(keys["read"])).json()["status"] == "invalid"
-    for action in ("pause", "resume"):  # it is scheduled (its firings skipped until the team exists): was a 500
+    for action, schedule in (("pause", "paused"), ("resume", "active")):  # scheduled, firings skipped: was a 500
         answer = client.post(f"/routines/broken/{action}", headers=auth(keys["runs"]))
         assert answer.status_code == 200, answer.text
         assert answer.json()["status"] == "invalid"
+        assert answer.json()["schedule"] == schedule  # what the pause did shows (status says only invalid)
         assert (
             "no team 'nosuchteam'" in answer.json()["problem"] and "skipped until it exists" in answer.json()["problem"]
         )
@@ -166,3 +167,21 @@ def test_a_trigger_retried_with_its_idempotency_key_starts_one_run(
     other = client.post("/routines/nightly/trigger", headers={**auth(keys["runs"]), "Idempotency-Key": "retry-2"})
     assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
     assert other.json()["trigger"]["routine"] == "nightly"
+
+
+def test_the_routines_page_pauses_and_resumes_an_invalid_routine(
+    with_broken_routine: Path, client: TestClient, keys: dict[str, str]
+) -> None:
+    """An invalid routine stays scheduled (each firing skipped): the page offers Pause and Resume as for any
+    routine, and says it is paused (it showed only 'invalid', with no button)."""
+    from edgecrew.store.keys import ApiKeyStore
+    from tests.api.test_ui_pages import sign_in
+
+    operator = ApiKeyStore(client.app.state.rt.store).create("operator", ("read", "runs"))[1]  # type: ignore[attr-defined]
+    csrf = sign_in(client, operator)
+    assert client.post("/routines/broken/resume", headers=auth(keys["runs"])).json()["schedule"] == "active"
+    assert 'action="/ui/routines/broken/pause"' in client.get("/ui/routines").text
+    paused = client.post("/ui/routines/broken/pause", data={"csrf": csrf}, follow_redirects=False)
+    assert paused.status_code == 303
+    page = client.get("/ui/routines").text
+    assert 'action="/ui/routines/broken/resume"' in page and "invalid (paused)" in page

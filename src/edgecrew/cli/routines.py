@@ -67,7 +67,7 @@ def list_routines(project: ProjectOpt = None) -> None:
                 s.name,
                 s.doc.team + (f"\nin {s.doc.project}" if s.doc.project else ""),
                 f"{s.doc.cron} ({s.doc.timezone})",
-                _status(s.status),
+                _status(s.status) + (f" ({s.schedule})" if s.status == "invalid" and s.schedule == "paused" else ""),
                 _at(s.next_firing),
                 _at(s.last_firing),
                 last,

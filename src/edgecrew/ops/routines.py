@@ -53,6 +53,9 @@ class RoutineState:
     last_firing: datetime | None
     last_run: RunRecord | None
     problem: str | None = None  # why its firings are skipped (its team is missing or invalid), or not as declared
+    # Its schedule's own state (active | paused | not scheduled), also while it is invalid: an invalid routine
+    # stays scheduled (each firing skipped), so it can be paused and resumed like any other.
+    schedule: str = "not scheduled"
 
 
 def firing_key(name: str, at: datetime) -> str:
@@ -201,12 +204,11 @@ class RoutineService:
                     f"team '{doc.team}' is invalid, so its firings are skipped until the file is fixed (no "
                     f"restart needed): {first} (`edgecrew validate` lists all)"
                 )
-        if problem is not None:
-            status = "invalid"
-        elif schedule is None:  # the first server will schedule it, paused when declared off
-            status = "not scheduled" if doc.enabled else "paused"
+        if schedule is None:  # the first server will schedule it, paused when declared off
+            scheduled = "not scheduled" if doc.enabled else "paused"
         else:
-            status = "active" if schedule["status"] == "ACTIVE" else "paused"
+            scheduled = "active" if schedule["status"] == "ACTIVE" else "paused"
+        status = "invalid" if problem is not None else scheduled
         last_run = self.rt.store.latest_run_by_key_prefix(f"routine:{name}:")
         last_fired = schedule.get("last_fired_at") if schedule else None
         last_firing = datetime.fromisoformat(last_fired) if last_fired else None
@@ -223,7 +225,7 @@ class RoutineService:
             )
             if upcoming is not None:
                 upcoming = _next(schedule["schedule"], zone, now)
-        return RoutineState(name, doc, status, upcoming, last_firing, last_run, problem)
+        return RoutineState(name, doc, status, upcoming, last_firing, last_run, problem, scheduled)
 
     def runs(self, name: str, limit: int = 20) -> list[RunRecord]:
         """The routine's latest runs, newest first."""

@@ -31,6 +31,7 @@ class RoutineOut(BaseModel):
     catch_up: str
     project: str | None = None  # the project its runs work in (their files at project/, their memory)
     status: str  # active | paused | not scheduled | invalid
+    schedule: str  # its schedule's own state (active | paused | not scheduled), an invalid routine's too
     problem: str | None = None
     next_firing: datetime | None = None
     last_firing: datetime | None = None
@@ -49,6 +50,7 @@ class RoutineOut(BaseModel):
             catch_up=d.catch_up,
             project=d.project,
             status=s.status,
+            schedule=s.schedule,
             problem=s.problem,
             next_firing=s.next_firing,
             last_firing=s.last_firing,

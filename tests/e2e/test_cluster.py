@@ -153,6 +153,19 @@ def _live_workers(url: str) -> int:
         engine.dispose()
 
 
+def _cluster_status(env: dict[str, str]) -> dict[str, Any]:
+    """What `edgecrew cluster status --json` says."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "edgecrew", "cluster", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    status: dict[str, Any] = json.loads(shown.stdout)
+    return status
+
+
 def _run_state(url: str, run_id: str) -> tuple[str, object]:
     engine = _engine(url)
     with engine.connect() as conn:
@@ -243,14 +256,7 @@ def test_kill_9_of_the_worker_running_a_run_resumes_it_elsewhere(
         death = [e for e in said if f":{victim.pid}:" in e.get("message", "") and "is dead" in e["message"]]
         assert death and death[0]["level"] == "warning" and death[0]["timestamp"], said[-5:]
 
-        shown = subprocess.run(
-            [sys.executable, "-m", "edgecrew", "cluster", "status", "--json"],
-            env=cluster_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        status = json.loads(shown.stdout)
+        status = _cluster_status(cluster_env)
         states = Counter(w["state"] for w in status["workers"])
         assert states == {"alive": 2, "dead": 1}
         assert any(q["queue"] == "edgecrew.cluster.runs" for q in status["queues"])
@@ -445,14 +451,7 @@ def test_a_cleanly_stopped_worker_records_its_stop_even_the_last_one(
         assert rows[first.pid][:3] == ("stopped", 1, rows[second.pid][3])  # recovered once, by the next worker
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0
-        shown = subprocess.run(
-            [sys.executable, "-m", "edgecrew", "cluster", "status", "--json"],
-            env=cluster_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        status = json.loads(shown.stdout)
+        status = _cluster_status(cluster_env)
         assert {w["pid"]: (w["state"], w["recovered"]) for w in status["workers"]} == {
             first.pid: ("stopped", 1),
             second.pid: ("stopped", 0),

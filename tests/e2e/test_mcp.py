@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,29 @@ from tests.conftest import write
 from tests.teams import TRIO
 
 pytest.importorskip("mcp")
+
+
+@asynccontextmanager
+async def served_over_stdio(project_dir: Path, edgecrew_home: Path, tmp_path: Path) -> AsyncIterator[Any]:
+    """An MCP client session with `edgecrew mcp serve -p PROJECT` over stdio; the server's log is printed
+    when the body fails."""
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    env = {"EDGECREW_HOME": str(edgecrew_home)} | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "edgecrew", "mcp", "serve", "-p", str(project_dir)], env=env
+    )
+    log = tmp_path / "serve.log"
+    async with AsyncExitStack() as stack:
+        errlog = stack.enter_context(log.open("w"))
+        client = await stack.enter_async_context(Client(stdio_client(params, errlog=errlog), read_timeout_seconds=60))
+        try:
+            yield client
+        except BaseException:
+            print(log.read_text())
+            raise
+
 
 SERVER = """
 import os
@@ -209,8 +232,7 @@ def test_an_agent_calls_an_mcp_tool_in_a_durable_run(project_dir: Path) -> None:
 async def test_edgecrew_mcp_serve_exposes_tools_and_teams(
     project_dir: Path, edgecrew_home: Path, tmp_path: Path
 ) -> None:
-    from mcp import Client, MCPError, StdioServerParameters
-    from mcp.client.stdio import stdio_client
+    from mcp import MCPError
 
     from edgecrew.bootstrap import bootstrap
 
@@ -227,38 +249,27 @@ async def test_edgecrew_mcp_serve_exposes_tools_and_teams(
         """,
     )
     write(project_dir / "teams" / "trio.yaml", TRIO)
-    env = {"EDGECREW_HOME": str(edgecrew_home)} | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "edgecrew", "mcp", "serve", "-p", str(project_dir)], env=env
-    )
-    log = tmp_path / "serve.log"
-    async with AsyncExitStack() as stack:
-        errlog = stack.enter_context(log.open("w"))
-        client = await stack.enter_async_context(Client(stdio_client(params, errlog=errlog), read_timeout_seconds=60))
-        try:
-            listed = {t.name: t for t in (await client.list_tools()).tools}
-            assert {"files.read", "files.write", "files.list", "team.trio", "team.plan-write-review"} <= set(listed)
-            assert listed["team.trio"].input_schema["required"] == ["task"]
+    async with served_over_stdio(project_dir, edgecrew_home, tmp_path) as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        assert {"files.read", "files.write", "files.list", "team.trio", "team.plan-write-review"} <= set(listed)
+        assert listed["team.trio"].input_schema["required"] == ["task"]
 
-            wrote = await client.call_tool("files.write", {"path": "notes/a.md", "content": "hello"})
-            assert not wrote.is_error, wrote.content
-            read = await client.call_tool("files.read", {"path": "notes/a.md"})
-            assert not read.is_error and _text(read) == "hello"
-            missing = await client.call_tool("files.read", {"path": "nope.md"})
-            assert missing.is_error and "no such file" in _text(missing)
-            escape = await client.call_tool("files.read", {"path": "../../secret"})
-            assert escape.is_error and "outside the workspace" in _text(escape)
-            with pytest.raises(MCPError, match="unknown tool"):
-                await client.call_tool("nope.nothing", {})
+        wrote = await client.call_tool("files.write", {"path": "notes/a.md", "content": "hello"})
+        assert not wrote.is_error, wrote.content
+        read = await client.call_tool("files.read", {"path": "notes/a.md"})
+        assert not read.is_error and _text(read) == "hello"
+        missing = await client.call_tool("files.read", {"path": "nope.md"})
+        assert missing.is_error and "no such file" in _text(missing)
+        escape = await client.call_tool("files.read", {"path": "../../secret"})
+        assert escape.is_error and "outside the workspace" in _text(escape)
+        with pytest.raises(MCPError, match="unknown tool"):
+            await client.call_tool("nope.nothing", {})
 
-            ran = await client.call_tool("team.trio", {"task": "Explain durability"})
-            assert not ran.is_error, ran.content
-            result: dict[str, Any] = ran.structured_content
-            assert result["status"] == "succeeded" and result["team"] == "trio"
-            assert result["output"] == {"verdict": "approve", "notes": "fine"}
-        except BaseException:
-            print(log.read_text())
-            raise
+        ran = await client.call_tool("team.trio", {"task": "Explain durability"})
+        assert not ran.is_error, ran.content
+        result: dict[str, Any] = ran.structured_content
+        assert result["status"] == "succeeded" and result["team"] == "trio"
+        assert result["output"] == {"verdict": "approve", "notes": "fine"}
 
     [workspace] = (edgecrew_home / "workspaces").glob("mcp-*")
     assert (workspace / "notes" / "a.md").read_text() == "hello"
@@ -272,8 +283,6 @@ async def test_a_team_tool_whose_run_waits_for_an_approval_answers_at_once_with_
     """An MCP client cannot approve: team.X answers as the run starts waiting (its id, the approval, the
     commands that decide it) instead of blocking until a person decides, and the run goes on in the server."""
     import anyio
-    from mcp import Client, StdioServerParameters
-    from mcp.client.stdio import stdio_client
 
     from edgecrew.bootstrap import bootstrap
     from edgecrew.engine.approvals import ApprovalService
@@ -299,38 +308,27 @@ async def test_a_team_tool_whose_run_waits_for_an_approval_answers_at_once_with_
         graph: {start: deploy, edges: [{from: deploy, to: end}]}
         """,
     )
-    env = {"EDGECREW_HOME": str(edgecrew_home)} | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "edgecrew", "mcp", "serve", "-p", str(project_dir)], env=env
-    )
-    log = tmp_path / "serve.log"
-    async with AsyncExitStack() as stack:
-        errlog = stack.enter_context(log.open("w"))
-        client = await stack.enter_async_context(Client(stdio_client(params, errlog=errlog), read_timeout_seconds=60))
-        try:
-            with anyio.fail_after(40):  # before: no answer until a person decided
-                ran = await client.call_tool("team.ship", {"task": "ship it"})
-            assert not ran.is_error, ran.content
-            result: dict[str, Any] = ran.structured_content
-            run_id = result["run_id"]
-            assert result["status"] == "waiting_approval" and result["output"] is None
-            [approval] = result["approvals"]
-            assert approval["tool"] == "deploy" and approval["arguments"] == {"target": "staging"}
-            text = _text(ran)
-            for said in (run_id, f"edgecrew approvals approve {approval['id']}", f"edgecrew runs show {run_id}"):
-                assert said in text and said in result["message"], (said, text)
+    async with served_over_stdio(project_dir, edgecrew_home, tmp_path) as client:
+        with anyio.fail_after(40):  # before: no answer until a person decided
+            ran = await client.call_tool("team.ship", {"task": "ship it"})
+        assert not ran.is_error, ran.content
+        result: dict[str, Any] = ran.structured_content
+        run_id = result["run_id"]
+        assert result["status"] == "waiting_approval" and result["output"] is None
+        [approval] = result["approvals"]
+        assert approval["tool"] == "deploy" and approval["arguments"] == {"target": "staging"}
+        text = _text(ran)
+        for said in (run_id, f"edgecrew approvals approve {approval['id']}", f"edgecrew runs show {run_id}"):
+            assert said in text and said in result["message"], (said, text)
 
-            # A person decides elsewhere; the run goes on in the MCP server's process.
-            ApprovalService(bootstrap()).approve(approval["id"])
-            store = bootstrap().store
-            with anyio.fail_after(45):
-                while (run := store.get_run(run_id)).status.value != "succeeded":
-                    assert not run.status.terminal, run
-                    await anyio.sleep(0.2)
-            assert run.output == {"text": "deployed staging"}
-        except BaseException:
-            print(log.read_text())
-            raise
+        # A person decides elsewhere; the run goes on in the MCP server's process.
+        ApprovalService(bootstrap()).approve(approval["id"])
+        store = bootstrap().store
+        with anyio.fail_after(45):
+            while (run := store.get_run(run_id)).status.value != "succeeded":
+                assert not run.status.terminal, run
+                await anyio.sleep(0.2)
+        assert run.output == {"text": "deployed staging"}
 
 
 async def test_a_risky_tool_is_not_called_over_mcp_without_allow_risky(

@@ -5,6 +5,7 @@ Postgres handshake never does. psycopg waited 130 s for it, DBOS's engine 10 s."
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from edgecrew.engine import durable
 from edgecrew.errors import UserError
 from edgecrew.settings import Settings
 from edgecrew.store.repo import connect_args, open_store
+from tests import pg
 
 
 @pytest.fixture
@@ -48,11 +50,64 @@ def test_the_store_gives_up_on_a_database_that_never_answers(
     assert time.monotonic() - started < 30
 
 
-def test_the_urls_own_connect_timeout_wins_and_sqlite_gets_none() -> None:
-    assert connect_args("postgresql://u@h/db", 5) == {"connect_timeout": 5}
-    assert connect_args("postgresql+psycopg://u@h/db", 7) == {"connect_timeout": 7}
-    assert connect_args("postgresql://u@h/db?connect_timeout=30", 5) == {}
+def test_postgres_gets_a_connect_timeout_and_keepalives_the_urls_own_settings_win_and_sqlite_gets_none() -> None:
+    assert connect_args("postgresql://u@h/db", 5) == {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 2,
+        "tcp_user_timeout": 10000,
+    }
+    assert connect_args("postgresql+psycopg://u@h/db", 7)["keepalives_interval"] == 3
+    assert connect_args("postgresql+psycopg://u@h/db", 2)["keepalives_interval"] == 1
+    own = connect_args("postgresql://u@h/db?connect_timeout=30&keepalives_idle=60", 5)
+    assert "connect_timeout" not in own and "keepalives_idle" not in own
+    assert own["tcp_user_timeout"] == 10000
     assert connect_args("sqlite:////tmp/x.db", 5) == {}
+
+
+def _tcp_options(fileno: int) -> tuple[int, int, int, int, int]:
+    sock = socket.socket(fileno=os.dup(fileno))
+    try:
+        return (
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+        )
+    finally:
+        sock.detach()
+
+
+@pytest.mark.skipif(not pg.available(), reason="PostgreSQL server binaries are missing (make test installs them)")
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's")
+def test_open_connections_of_the_store_and_of_dbos_find_a_cut_network_within_seconds(
+    edgecrew_home: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection already open when the network is cut is only found dead by TCP: the sockets of a real
+    Postgres connection (the store's engine and DBOS's) carry the keepalives and user timeout asked for (the
+    OS's defaults are keepalives off and retransmissions for ~15 minutes)."""
+    monkeypatch.setenv("EDGECREW_DATABASE_CONNECT_TIMEOUT_S", "4")
+    with pg.postgres_server() as url:
+        store = open_store(url)
+        try:
+            with store.engine.connect() as conn:
+                fileno = conn.connection.dbapi_connection.pgconn.socket  # type: ignore[union-attr]
+                assert _tcp_options(fileno) == (1, 4, 2, 2, 8000)
+        finally:
+            store.engine.dispose()
+        runtime = SimpleNamespace(settings=Settings(database_url=url, database_connect_timeout_s=4), project_key="p")
+        durable.launch(runtime)  # type: ignore[arg-type]
+        try:
+            from dbos._dbos import _get_dbos_instance
+
+            with _get_dbos_instance()._sys_db.engine.connect() as conn:
+                fileno = conn.connection.dbapi_connection.pgconn.socket  # type: ignore[union-attr]
+                assert _tcp_options(fileno) == (1, 4, 2, 2, 8000)
+        finally:
+            durable.shutdown()
 
 
 def test_a_connect_timeout_under_libpqs_minimum_is_refused_naming_the_variable(

@@ -109,9 +109,10 @@ def launch(runtime: Runtime, *, queues: Sequence[str] = ()) -> None:
         "log_level": runtime.settings.dbos_log_level,
         "notification_listener_polling_interval_sec": 0.1,
     }
-    if timeout := connect_args(url, runtime.settings.database_connect_timeout_s):
-        # DBOS's engine waits 10 s by default; these arguments replace its own (its application name kept).
-        config["db_engine_kwargs"] = {"connect_args": {"application_name": "dbos_transact", **timeout}}
+    if args := connect_args(url, runtime.settings.database_connect_timeout_s):
+        # DBOS's engine waits 10 s by default and keeps no keepalives; these arguments replace its own (its
+        # application name kept).
+        config["db_engine_kwargs"] = {"connect_args": {"application_name": "dbos_transact", **args}}
     DBOS(config=config)
     adopted = adopted_queue(runtime)
     DBOS.listen_queues([adopted, *queues])

@@ -210,3 +210,70 @@ def test_the_project_pages_draw_the_graph_and_change_things(api: dict[str, Any])
     assert "Launch" in c.get("/ui/projects").text
     without = c.post(f"{here}/facts", data={"subject": "a", "relation": "b", "object": "c"})
     assert without.status_code == 403  # no CSRF token
+
+
+def test_the_project_folders_files_are_listed_and_downloaded_never_a_path_out_of_it(
+    api: dict[str, Any], tmp_path: Any
+) -> None:
+    c, w, r = api["c"], api["runs"], api["read"]
+    pid = c.post("/projects", json={"name": "Launch"}, headers=w).json()["id"]
+    folder = projects.ProjectService.of(c.app.state.rt).files(pid)  # type: ignore[attr-defined]
+    (folder / "daily").mkdir()
+    (folder / "daily" / "2026-12-07 plan.md").write_text("# Plan\n- ship\n")
+    (folder / "okr.json").write_bytes(b'{"o": 1}')
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the project's")
+    (folder / "leak.txt").symlink_to(secret)  # a link out of the folder is neither listed nor read
+    listed = c.get("/projects/Launch/files", headers=r)
+    assert listed.status_code == 200, listed.text
+    assert [(f["path"], f["size"]) for f in listed.json()] == [("daily/2026-12-07 plan.md", 14), ("okr.json", 8)]
+    got = c.get(f"/projects/{pid}/files/daily/2026-12-07%20plan.md", headers=r)
+    assert got.status_code == 200 and got.content == b"# Plan\n- ship\n"
+    assert got.headers["content-type"] == "text/markdown; charset=utf-8"
+    assert got.headers["content-disposition"].startswith("attachment;")
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert c.get("/projects/Launch/files/okr.json", headers=r).json() == {"o": 1}
+    for path, status, said in [
+        ("..%2F..%2F..%2Fedgecrew.db", 400, "is outside project 'Launch's files"),
+        ("leak.txt", 400, "is outside project 'Launch's files"),
+        ("daily", 400, "'daily' is a folder in project 'Launch's files"),
+        ("nope.md", 404, "no file 'nope.md' in project 'Launch's files"),
+    ]:
+        refused = c.get(f"/projects/{pid}/files/{path}", headers=r)
+        assert refused.status_code == status and said in refused.json()["detail"], (path, refused.text)
+    assert c.get("/projects/Nope/files", headers=r).status_code == 404
+    assert c.get("/projects/Launch/files", params={"limit": 1}, headers=r).json()[0]["path"].startswith("daily/")
+    assert c.get("/projects/Launch/files").status_code == 401
+
+
+def test_a_project_file_has_a_page_of_its_own(api: dict[str, Any]) -> None:
+    from edgecrew.ui import projects_pages
+    from tests.api.test_ui_pages import sign_in
+
+    c = api["c"]
+    if not any(getattr(r, "path", "") == "/ui/projects" for r in c.app.routes):  # until app.py includes it
+        c.app.include_router(projects_pages.router)
+    sign_in(c, c.app.state.rt.keys.create("ui-read", ("read",))[1])
+    svc = projects_pages.ProjectService.of(c.app.state.rt)
+    pid = svc.create("Launch", "").id
+    folder = svc.files(pid)
+    (folder / "notes").mkdir()
+    (folder / "notes" / "plan <b>.py").write_text("def ship():\n    return '<script>'\n")
+    (folder / "blob.bin").write_bytes(b"\x00\x01\x02")
+    (folder / "big.txt").write_text("x" * (projects_pages.FILE_SHOWN + 10))
+    project_page = c.get(f"/ui/projects/{pid}").text
+    assert f'href="/ui/projects/{pid}/files/notes/plan%20%3Cb%3E.py"' in project_page
+    shown = c.get(f"/ui/projects/{pid}/files/notes/plan%20%3Cb%3E.py")
+    assert shown.status_code == 200, shown.text
+    assert "return &#39;&lt;script&gt;&#39;" in shown.text and "'<script>'" not in shown.text  # the hidden copy
+    assert 'class="highlight"' in shown.text and "project/notes/plan &lt;b&gt;.py" in shown.text
+    assert "A binary file" in c.get(f"/ui/projects/{pid}/files/blob.bin").text
+    big = c.get(f"/ui/projects/{pid}/files/big.txt").text
+    assert "The first 256 KB are shown" in big
+    raw = c.get(f"/ui/projects/{pid}/raw/blob.bin")
+    assert raw.status_code == 200 and raw.content == b"\x00\x01\x02"
+    assert "attachment" in raw.headers["content-disposition"]
+    out = c.get(f"/ui/projects/{pid}/files/..%2F..%2Fedgecrew.db")
+    assert out.status_code == 400 and "outside project" in out.text and "<html" in out.text.lower()
+    missing = c.get(f"/ui/projects/{pid}/files/gone.md")
+    assert missing.status_code == 404 and "no file" in missing.text

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from edgecrew.app import create_app
+from edgecrew.projects import ProjectService
 from edgecrew.settings import reset_settings
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.store.tasks import TaskStore
@@ -98,12 +99,15 @@ def site(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         task = tasks.create("Add two numbers", "Read two integers, print their sum.", team="echo", checks=checks)
         tasks.add_code(task.id, "add.py", CODE.encode(), author="coder")
         tasks.add_result(task.id, version=1, accuracy=0.91, loss=0.3, runtime_s=12.0, logs="epoch 1\n")
+        projects = ProjectService.of(rt)
+        launch = projects.create("Launch", "Ship the box.").id
+        (projects.files(launch) / "priorities.md").write_text("# Today\n\n" + "- a long priority line " * 20 + "\n")
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
             finished = _start(api, "echo", "Plan the release notes")
             waiting = _start(api, "release", "Ship the hotfix")
             _wait(api, finished, lambda run: run["status"] == "succeeded")
             _wait(api, waiting, lambda run: run["status"] == "waiting_approval")
-        yield {"url": server.url, "key": key, "task": task.id, "run": waiting, "finished": finished}
+        yield {"url": server.url, "key": key, "task": task.id, "run": waiting, "finished": finished, "project": launch}
 
 
 def _start(api: httpx.Client, team: str, task: str) -> str:
@@ -176,6 +180,8 @@ def test_every_page_fits_a_phone_with_finger_sized_targets(browser: Any, site: d
         "/ui/jobs",
         "/ui/alerts",
         "/ui/projects",
+        f"/ui/projects/{site['project']}",
+        f"/ui/projects/{site['project']}/files/priorities.md",
         "/ui/pilot",
         "/ui/chat",
         "/ui/cluster",

@@ -79,3 +79,20 @@ def test_graph_from_the_cli() -> None:
     invoke("graph", "add", "I", "like", "tea", "--agent", "crew/planner")
     assert "I --like--> tea" in invoke("graph", "show", "--agent", "crew/planner").output
     assert "name one graph" in invoke("graph", "show", code=1).output
+
+
+def test_project_files_listed_and_printed_from_the_cli() -> None:
+    invoke("create", "Launch")
+    assert "no files yet in " in invoke("files", "Launch").output
+    folder = Path(json.loads(invoke("show", "Launch", "--json").output)["files"])
+    (folder / "daily").mkdir()
+    (folder / "daily" / "plan.md").write_text("# Plan\n- ship\n")
+    listed = invoke("files", "Launch").output
+    assert "daily/plan.md" in listed and "edgecrew projects files Launch PATH" in listed
+    assert json.loads(invoke("files", "Launch", "--json").output)[0] | {"modified": 0} == {
+        "path": "daily/plan.md", "size": 14, "modified": 0,
+    }  # fmt: skip
+    assert invoke("files", "Launch", "daily/plan.md").output == "# Plan\n- ship\n"
+    assert "is outside project 'Launch's files" in invoke("files", "Launch", "../../edgecrew.db", code=1).output
+    assert "no file 'nope.md' in project 'Launch's files" in invoke("files", "Launch", "nope.md", code=1).output
+    assert "no project 'Nope'" in invoke("files", "Nope", code=1).output

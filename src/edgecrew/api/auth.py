@@ -183,7 +183,11 @@ def document_security(doc: dict[str, Any], routes: Iterable[object]) -> dict[str
     }
     secured = False
     for route in routes:
-        path, methods = getattr(route, "path", None), getattr(route, "methods", None) or ()
+        # ``path_format``: the path as the document writes it ('{path}' for a route's '{path:path}')
+        path, methods = (
+            getattr(route, "path_format", getattr(route, "path", None)),
+            getattr(route, "methods", None) or (),
+        )
         item = doc.get("paths", {}).get(path)
         if item is None or required_scope(route) is None:
             continue

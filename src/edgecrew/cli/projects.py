@@ -1,4 +1,4 @@
-"""`edgecrew projects list|create|show|delete|add-member|case-file`, `edgecrew projects artifacts ...`
+"""`edgecrew projects list|create|show|files|delete|add-member|case-file`, `edgecrew projects artifacts ...`
 and `edgecrew projects graph ...`: projects, their artifacts and knowledge graphs from a terminal.
 
 Every command goes through ``ProjectService.of(rt)``, the service the server and the agents' tools
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -120,6 +121,39 @@ def projects_show(project: ProjectArg, as_json: AsJson = False) -> None:
     console.print(f"latest runs: {', '.join(shown['runs']) or '–'}")
     console.print(f"[dim]case file, version {shown['case_file']['version']}:[/]")
     console.print(escape(shown["case_file"]["content"]))
+
+
+@projects_app.command("files")
+def projects_files(
+    project: ProjectArg,
+    path: Annotated[
+        str | None, typer.Argument(help="A file's path in the folder: print it (binary: to a pipe).")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List the files in the project's folder (what its runs wrote at project/), or print one of them."""
+    svc = _svc()
+    if path is not None:
+        _, on_disk = guard(lambda: svc.file(project, path))
+        data = on_disk.read_bytes()
+        if b"\0" in data[:8192] and sys.stdout.isatty():
+            binary = f"'{path}' is a binary file ({len(data)} bytes); send it to a file: ... > {on_disk.name}"
+            guard(lambda: _refuse(binary))
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    found = guard(lambda: svc.list_files(project))
+    if as_json:
+        _json([f.__dict__ for f in found])
+        return
+    if not found:
+        console.print(f"no files yet in {svc.files(project)}")
+        return
+    table = Table("path", "bytes", "changed")
+    for f in found:
+        table.add_row(escape(f.path), str(f.size), when(f.modified))
+    console.print(table)
+    console.print(f"[dim]in {svc.files(project)}; print one with: edgecrew projects files {escape(project)} PATH[/]")
 
 
 @projects_app.command("delete")

@@ -9,7 +9,7 @@ the project's folder (:meth:`ProjectService.mounts`); entry points reach the ser
 ``ProjectService.of(rt)``, never through the store.
 """
 
-from edgecrew.projects.files import MOUNT, link_project_files, project_dir, project_files
+from edgecrew.projects.files import MOUNT, ProjectFile, link_project_files, project_dir, project_files
 from edgecrew.projects.graph import MAX_DEPTH, KnowledgeGraph
 from edgecrew.projects.records import (
     ARTIFACT_KINDS,
@@ -43,6 +43,7 @@ __all__ = [
     "Member",
     "Node",
     "Project",
+    "ProjectFile",
     "ProjectService",
     "link_project_files",
     "project_dir",

@@ -12,11 +12,12 @@ policy against the workspace-relative path (``project/okr.json``), so per-agent 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from edgecrew.errors import ConflictError, UserError
+from edgecrew.errors import ConflictError, NotFoundError, UserError
 
-__all__ = ["MOUNT", "link_project_files", "project_dir", "project_files"]
+__all__ = ["MOUNT", "ProjectFile", "file_in", "files_in", "link_project_files", "project_dir", "project_files"]
 
 MOUNT = "project"  # the name of the project's folder inside a run's workspace
 _ID = re.compile(r"p[0-9a-f]{11}")
@@ -52,3 +53,46 @@ def link_project_files(workspace: Path, home: Path, project_id: str) -> Path:
         raise ConflictError(f"{link} already exists in the run's workspace; a project's run needs that name free")
     link.symlink_to(folder.resolve(), target_is_directory=True)
     return link
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """A file in a project's folder: its path relative to the folder (``/`` between folders), size, mtime."""
+
+    path: str
+    size: int
+    modified: float
+
+
+def _described(folder: Path, target: Path) -> ProjectFile:
+    info = target.stat()
+    return ProjectFile(target.relative_to(folder).as_posix(), info.st_size, info.st_mtime)
+
+
+def files_in(folder: Path, limit: int) -> list[ProjectFile]:
+    """The files under ``folder`` (sorted by path, at most ``limit``); links leading out of it are left out."""
+    root = folder.resolve()
+    found = []
+    for path in sorted(root.rglob("*")):
+        target = path.resolve()
+        if path.is_file() and (root in target.parents):
+            found.append(_described(root, path))
+            if len(found) >= limit:
+                break
+    return found
+
+
+def file_in(folder: Path, relative: str, owner: str) -> tuple[ProjectFile, Path]:
+    """The file at ``relative`` under ``folder`` (``owner`` names the folder in errors): a path that leaves
+    the folder (``..``, an absolute path, a link out of it), a folder or a missing file is refused."""
+    if not relative.strip():
+        raise UserError(f"give a file's path in {owner}, like 'notes.md'")
+    root = folder.resolve()
+    target = (root / relative).resolve()
+    if root not in target.parents:
+        raise UserError(f"path '{relative}' is outside {owner}; give a path relative to it, like 'notes.md'")
+    if target.is_dir():
+        raise UserError(f"'{relative}' is a folder in {owner}, not a file; its files are listed with the project")
+    if not target.is_file():
+        raise NotFoundError(f"no file '{relative}' in {owner}")
+    return _described(root, target), target

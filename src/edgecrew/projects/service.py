@@ -23,7 +23,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from edgecrew.errors import ConflictError, NotFoundError, UserError
-from edgecrew.projects.files import MOUNT, link_project_files, project_dir, project_files
+from edgecrew.projects.files import (
+    MOUNT,
+    ProjectFile,
+    file_in,
+    files_in,
+    link_project_files,
+    project_dir,
+    project_files,
+)
 from edgecrew.projects.graph import KnowledgeGraph, check_scope
 from edgecrew.projects.records import (
     ARTIFACT_KINDS,
@@ -508,6 +516,16 @@ class ProjectService:
     def files(self, ref: str) -> Path:
         """The project's persistent files folder."""
         return project_files(self.home, self.get(ref).id)
+
+    def list_files(self, ref: str, *, limit: int = 500) -> list[ProjectFile]:
+        """The files in the project's folder (what its runs wrote at ``project/``), by path, at most ``limit``."""
+        return files_in(self.files(ref), limit)
+
+    def file(self, ref: str, path: str) -> tuple[ProjectFile, Path]:
+        """One file of the project's folder and where it is on disk; a path out of the folder, a folder or a
+        missing file is refused naming the project."""
+        project = self.get(ref)
+        return file_in(project_files(self.home, project.id), path, f"project '{project.name}'s files")
 
     def attach_run(self, run_id: str, ref: str, workspace: Path) -> Project:
         """Make a run work in the project: record it and link ``workspace/project`` to the files folder.

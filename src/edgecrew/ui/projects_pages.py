@@ -1,7 +1,8 @@
 """Mission control's projects pages: the list with a create form (/ui/projects), and one project
 (/ui/projects/{project}): its manager and members, case file (with an append form), artifacts with
-lock, unlock and publish buttons, the files in its folder, and its knowledge graph drawn like a team
-graph (``views.graph_svg`` over the graph's facts, so the two pictures look and lay out alike).
+lock, unlock and publish buttons, the files in its folder (each shown on a page of its own, coloured like a
+task's code, or downloaded), and its knowledge graph drawn like a team graph (``views.graph_svg`` over the
+graph's facts, so the two pictures look and lay out alike).
 Changes are plain form posts answered with a redirect, as elsewhere; they need the ``runs`` scope.
 """
 
@@ -10,11 +11,10 @@ from __future__ import annotations
 import ast
 import asyncio
 from collections import defaultdict
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from edgecrew.domain.conditions import Condition
@@ -30,6 +30,7 @@ __all__ = ["knowledge_graph_svg", "router"]
 router = APIRouter(include_in_schema=False)
 DRAWN = 60  # nodes drawn at most (the newest facts first); the list below the picture has them all
 FILES_SHOWN = 200
+FILE_SHOWN = 256 * 1024  # bytes of a file its page shows (the download has it all)
 Field = Annotated[str, Form(max_length=200)]
 LongText = Annotated[str, Form(max_length=100_000)]
 
@@ -75,16 +76,6 @@ def _label(relation: str) -> Condition:
     return Condition(source=relation, tree=ast.Expression(body=ast.Constant(value=True)))
 
 
-def _files(folder: Path) -> list[tuple[str, int]]:
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            found.append((str(path.relative_to(folder)), path.stat().st_size))
-            if len(found) >= FILES_SHOWN:
-                break
-    return found
-
-
 @router.get("/ui/projects")
 async def projects_page(request: Request, session: Viewer, notice: str = "") -> HTMLResponse:
     svc = _svc(request)
@@ -123,7 +114,7 @@ async def project_page(request: Request, project: str, session: Viewer, notice: 
             "members": svc.members(p.id),
             "case_file": svc.case_file(p.id),
             "artifacts": svc.artifacts(p.id),
-            "files": _files(svc.files(p.id)),
+            "files": svc.list_files(p.id, limit=FILES_SHOWN),
             "folder": svc.files(p.id),
             "runs": svc.runs(p.id, limit=10),
             "facts": facts,
@@ -134,6 +125,33 @@ async def project_page(request: Request, project: str, session: Viewer, notice: 
     return page(
         request, "project.html", session, **shown, when=when, kinds=ARTIFACT_KINDS, behaviours=BEHAVIOURS,
         notice=notice,
+    )  # fmt: skip
+
+
+@router.get("/ui/projects/{project}/files/{path:path}")
+async def file_page(request: Request, project: str, path: str, session: Viewer) -> HTMLResponse:
+    svc = _svc(request)
+
+    def read() -> dict[str, Any]:
+        p = svc.get(project)
+        found, on_disk = svc.file(p.id, path)
+        with on_disk.open("rb") as f:
+            head = f.read(FILE_SHOWN)
+        text = None if b"\0" in head else head.decode("utf-8", errors="replace")
+        shown, styles = views.highlighted(found.path, text) if text is not None else (None, None)
+        return {"project": p, "file": found, "text": text, "highlighted": shown, "styles": styles,
+                "cut": found.size > FILE_SHOWN}  # fmt: skip
+
+    shown = await asyncio.to_thread(read)
+    return page(request, "project_file.html", session, **shown, when=when, shown_bytes=FILE_SHOWN)
+
+
+@router.get("/ui/projects/{project}/raw/{path:path}")
+async def file_raw(request: Request, project: str, path: str, session: Viewer) -> Response:
+    _, on_disk = await asyncio.to_thread(_svc(request).file, project, path)
+    return FileResponse(
+        on_disk, media_type="application/octet-stream", filename=on_disk.name,
+        headers={"X-Content-Type-Options": "nosniff"},
     )  # fmt: skip
 
 

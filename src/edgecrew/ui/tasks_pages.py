@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from markupsafe import Markup, escape
+from markupsafe import escape
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.api.deps import MAX_ID
@@ -218,19 +218,10 @@ async def _task_fragments(rt: Runtime, task_id: str, since: str, session: Sessio
 
 @router.get("/ui/tasks/{task_id}/code/{version}")
 def code_page(request: Request, task_id: str, version: VersionNo, session: Viewer) -> HTMLResponse:
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import TextLexer, get_lexer_for_filename
-    from pygments.util import ClassNotFound
-
     store = _tasks(request)
     record = store.code_version(task_id, version)
     text = store.code_bytes(record).decode("utf-8", errors="replace")
-    try:
-        lexer = get_lexer_for_filename(record.filename, stripnl=False)
-    except ClassNotFound:
-        lexer = TextLexer(stripnl=False)
-    formatter = HtmlFormatter(cssclass="highlight", linenos="table", wrapcode=True)
+    shown, styles = views.highlighted(record.filename, text)
     return page(
         request,
         "code.html",
@@ -238,8 +229,8 @@ def code_page(request: Request, task_id: str, version: VersionNo, session: Viewe
         task=store.get(task_id),
         record=record,
         code=text,
-        highlighted=Markup(highlight(text, lexer, formatter)),
-        styles=Markup(formatter.get_style_defs(".highlight")),
+        highlighted=shown,
+        styles=styles,
         versions=store.code_versions(task_id),
     )
 

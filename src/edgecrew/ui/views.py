@@ -370,3 +370,19 @@ def stacked_bars(days: Sequence[tuple[str, Mapping[str, int]]], *, title: str = 
         for k in OUTCOMES
     )
     return Markup(f'<figure class="stacked">{"".join(parts)}<ul class="legend">{legend}</ul></figure>')
+
+
+def highlighted(filename: str, text: str) -> tuple[Markup, Markup]:
+    """``text`` as HTML with line numbers, coloured by the language its file name suggests (plain text
+    otherwise), and the stylesheet it needs: a task's code version and a project's file look alike."""
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import TextLexer, get_lexer_for_filename
+    from pygments.util import ClassNotFound
+
+    try:
+        lexer = get_lexer_for_filename(filename, stripnl=False)
+    except ClassNotFound:
+        lexer = TextLexer(stripnl=False)
+    formatter = HtmlFormatter(cssclass="highlight", linenos="table", wrapcode=True)
+    return Markup(highlight(text, lexer, formatter)), Markup(formatter.get_style_defs(".highlight"))

@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgecrew.api.deps import Read, RuntimeDep, StartRuns
 from edgecrew.api.problems import PROBLEM_RESPONSES
 from edgecrew.api.shapes import Limit, Offset, Out, Page
-from edgecrew.projects import MAX_DEPTH, Artifact, Fact, Node, Project, ProjectService
+from edgecrew.projects import MAX_DEPTH, Artifact, Fact, Node, Project, ProjectFile, ProjectService
 from edgecrew.projects.graph import Direction
 from edgecrew.projects.service import AGENT_PATTERN, NAME_PATTERN, RELATION_PATTERN
 
@@ -413,6 +413,57 @@ def publish_artifact(
     """Publish a version (the newest by default); 404 when the artifact has no such version."""
     version = body.version if body is not None else None
     return _artifact(_projects(rt).publish_artifact(project, artifact, by=principal.name, version=version))
+
+
+# -- files ----------------------------------------------------------------------------------------------
+class FileOut(Out):
+    path: str = Field(description="Relative to the project's folder ('/' between folders); runs see it at project/.")
+    size: int
+    modified: float
+
+
+FilePath = Annotated[
+    str, Path(min_length=1, max_length=1000, description="A path from GET /projects/{project}/files, like 'notes.md'.")
+]
+FILE_DOWNLOAD: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file, byte for byte, as an attachment.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.get("/projects/{project}/files", response_model=list[FileOut])
+def list_files(
+    project: ProjectRef,
+    rt: RuntimeDep,
+    _: Read,
+    limit: Annotated[int, Query(ge=1, le=5000, description="At most this many, by path.")] = 500,
+) -> list[FileOut]:
+    """The files in the project's folder: what its runs wrote at ``project/``, by path."""
+    return [FileOut.of(f) for f in _projects(rt).list_files(project, limit=limit)]
+
+
+@router.get("/projects/{project}/files/{path:path}", response_class=FileResponse, responses=FILE_DOWNLOAD)
+def download_file(project: ProjectRef, path: FilePath, rt: RuntimeDep, _: Read) -> FileResponse:
+    """One file of the project's folder as an attachment (a path out of the folder is refused with 400, a
+    folder too; a missing file is 404)."""
+    found, on_disk = _projects(rt).file(project, path)
+    return FileResponse(
+        on_disk,
+        media_type=_media_type(found),
+        filename=on_disk.name,
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+def _media_type(found: ProjectFile) -> str:
+    import mimetypes
+
+    guessed, _ = mimetypes.guess_type(found.path)
+    if guessed is None:
+        return "application/octet-stream"
+    return f"{guessed}; charset=utf-8" if guessed.startswith("text/") else guessed
 
 
 # -- knowledge graphs -----------------------------------------------------------------------------------

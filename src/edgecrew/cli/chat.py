@@ -136,12 +136,16 @@ async def _ask() -> str:
 
 
 def _print_reply(exchange: Any, shown: str) -> int:
-    """The rest of the answer after what streamed (or all of it); returns 1 when there is none."""
+    """The rest of the answer after what streamed (or all of it); returns 1 when there is none, or when
+    its run failed (an answer that says why the work failed: the team's ``failed_when``)."""
     if exchange.answer is not None:
         text = exchange.answer.content
         rest = text[len(shown) :] if shown and text.startswith(shown) else ("\n" + text if shown else text)
         console.print(escape(rest), soft_wrap=True)
-        return 0
+        if exchange.status != "failed":
+            return 0
+        err.print(f"[red]run {exchange.run.id} failed[/]: its answer above says why")
+        return 1
     console.print()
     if exchange.status == "pending":
         err.print(f"[yellow]run {exchange.run.id} waits for an approval[/] (edgecrew approvals list)")

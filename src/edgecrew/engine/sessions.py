@@ -67,7 +67,9 @@ class Pending:
 @dataclass(frozen=True)
 class Exchange:
     """A message and what became of it: answered, still pending (waiting for an approval, or not waited
-    for long enough) or failed (the run's error)."""
+    for long enough) or failed (the run's error). A failed run whose answer says why (the team's
+    ``failed_when``) is failed with that answer: the conversation goes on from it, and nobody reads it as
+    work done."""
 
     session_id: str
     question: ChatTurnRecord
@@ -77,14 +79,16 @@ class Exchange:
 
     @property
     def status(self) -> str:
-        if self.answer is not None:
-            return "answered"
-        return "failed" if self.run.status.terminal else "pending"
+        if self.run.status.terminal and self.run.status != RunStatus.SUCCEEDED:
+            return "failed"
+        return "answered" if self.answer is not None else "pending"
 
     @property
     def error(self) -> str | None:
         if self.status != "failed":
             return None
+        if self.answer is not None:  # the answer says why: this says only that the run failed, and on what
+            return f"run {self.run.id} {self.run.status.value}: {self.run.error or 'no error was recorded'}"
         return run_failure(self.run)
 
 

@@ -92,6 +92,10 @@ def test_a_message_whose_run_failed_shows_its_answer_and_says_the_run_failed(cli
     assert run is not None, result.output
     assert result.output.index("Failed: the request names no project.") < run.start()
     assert "failed_when" not in result.output  # the answer says why; the run's generic error is not repeated
+    session = re.search(r"session (s[0-9a-f]+)", result.output)
+    assert session is not None
+    shown = CliRunner().invoke(cli, ["chat", "show", session.group(1)])
+    assert shown.exit_code == 0 and f"Failed: the request names no project. (run {run.group(1)} failed)" in shown.output
 
 
 def test_the_interactive_loop_reads_lines_until_quit(cli: typer.Typer) -> None:

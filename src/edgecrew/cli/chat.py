@@ -19,7 +19,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from edgecrew.cli.common import ProjectOpt, arun, console, err, guard, runtime
-from edgecrew.errors import ConflictError, NotFoundError, UserError
+from edgecrew.errors import ConflictError, UserError
 
 COMMANDS = "/new starts a new session with the same team, /quit leaves"
 HELP = "In a chat: /new starts a new session with the same team, /quit (or Ctrl-D) leaves."
@@ -179,15 +179,6 @@ def sessions(
     guard(body)
 
 
-def _run_failed(chats: Any, run_id: str | None) -> bool:
-    from edgecrew.domain.runs import RunStatus
-
-    try:
-        return run_id is not None and chats.rt.store.run_status(run_id) == RunStatus.FAILED
-    except NotFoundError:  # a run deleted since: its answer stands as it was
-        return False
-
-
 @chat_app.command("show")
 def show(
     session: Annotated[str, typer.Argument(help="A session's id (see `edgecrew chat sessions`).")],
@@ -199,10 +190,12 @@ def show(
         chats = _sessions(project)
         current = chats.get(session)
         console.print(f"[bold]{current.team}[/] · session {current.id} · {escape(current.title or '—')}")
-        for turn in chats.turns(current.id):
+        turns = chats.turns(current.id)
+        failed = chats.failed_answers(turns)
+        for turn in turns:
             who = "you" if turn.role == "user" else current.team
             run = f" [dim]({turn.run_id})[/]" if turn.role == "assistant" and turn.run_id else ""
-            if run and _run_failed(chats, turn.run_id):  # an answer that says why its run failed (failed_when)
+            if turn.run_id in failed:  # an answer that says why its run failed (failed_when)
                 run = f" [red](run {turn.run_id} failed)[/]"
             console.print(f"[bold]{who}:[/] {escape(turn.content)}{run}")
 

@@ -154,6 +154,19 @@ class ChatSessions:
         self.settle(session_id)
         return self.store.turns(session_id)
 
+    def failed_answers(self, turns: Sequence[ChatTurnRecord]) -> set[str]:
+        """The runs of ``turns``' answers that failed: each such answer says why (the team's ``failed_when``)."""
+        failed = set()
+        for turn in turns:
+            if turn.role != "assistant" or turn.run_id is None:
+                continue
+            try:
+                if self.rt.store.run_status(turn.run_id) == RunStatus.FAILED:
+                    failed.add(turn.run_id)
+            except NotFoundError:  # a run deleted since: its answer stands as it was
+                continue
+        return failed
+
     def settle(self, session_id: str) -> list[ChatTurnRecord]:
         """Store the answer of every run of the session that ended with one while nobody waited; returns them."""
         session = self.store.get(session_id)

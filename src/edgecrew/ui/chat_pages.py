@@ -11,7 +11,6 @@ approval is not streamed (the page says where to give it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from html import escape
 from typing import Annotated
@@ -25,7 +24,7 @@ from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.runs import RunStatus
 from edgecrew.engine.service import RunService
 from edgecrew.engine.sessions import MAX_MESSAGE, ChatSessions, Replied, Writing
-from edgecrew.errors import EdgecrewError, NotFoundError
+from edgecrew.errors import EdgecrewError
 from edgecrew.ui.pages import Checked, Viewer, back, need, page
 
 router = APIRouter(include_in_schema=False)
@@ -64,7 +63,7 @@ async def chat_session(request: Request, session_id: SessionId, session: Viewer,
     answered = {t.seq - 1 for t in turns if t.role == "assistant"}
     waiting = next((t for t in reversed(turns) if t.role == "user" and t.seq not in answered and t.run_id), None)
     run = await asyncio.to_thread(RunService(chats.rt).get, waiting.run_id) if waiting and waiting.run_id else None
-    failed_answers = await asyncio.to_thread(_failed_runs, chats, [t.run_id for t in turns if t.role == "assistant"])
+    failed_answers = await asyncio.to_thread(chats.failed_answers, turns)
     # A run that waits for an approval is not streamed: its stream would end at once (nothing is being
     # written) and the page, reloading when a stream ends, would reload itself without end.
     approval = run is not None and run.status == RunStatus.WAITING_APPROVAL
@@ -82,16 +81,6 @@ async def chat_session(request: Request, session_id: SessionId, session: Viewer,
         max_message=MAX_MESSAGE,
         notice=notice,
     )
-
-
-def _failed_runs(chats: ChatSessions, run_ids: list[str | None]) -> set[str]:
-    """Which of the answers' runs failed (an answer that says why the work failed: ``failed_when``)."""
-    failed = set()
-    for run_id in filter(None, run_ids):
-        with contextlib.suppress(NotFoundError):  # a run deleted since: its answer stands as it was
-            if chats.rt.store.run_status(run_id) == RunStatus.FAILED:
-                failed.add(run_id)
-    return failed
 
 
 @router.post("/ui/chat/{session_id}")

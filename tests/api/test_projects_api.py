@@ -156,6 +156,51 @@ def test_request_errors_are_clear_problems(api: dict[str, Any]) -> None:
     assert blank.status_code == 422 and blank.json()["errors"][0]["loc"][-1] == "relation"
 
 
+def test_a_field_a_body_does_not_declare_is_refused_by_name(api: dict[str, Any]) -> None:
+    """Before: a typo'd field ("objct") was dropped, and the fact stored without what it meant to say."""
+    c, w = api["c"], api["runs"]
+    pid = c.post("/projects", json={"name": "Launch"}, headers=w).json()["id"]
+    fact = {"subject": "Ana", "relation": "works_on", "object": "GPU"}
+    artifact = f"/projects/{pid}/artifacts/notes"
+    sent = [
+        (f"/projects/{pid}/graph/facts", {**fact, "subject_knd": "person"}, "subject_knd"),
+        ("/graph/facts", {**fact, "agnet": "crew/planner"}, "agnet"),
+        ("/projects", {"name": "Other", "descripton": "x"}, "descripton"),
+        (f"/projects/{pid}/members", {"kind": "ai", "name": "crew/planner", "behavior": "semi"}, "behavior"),
+        (f"/projects/{pid}/case-file/append", {"text": "a line", "notes": "x"}, "notes"),
+        (f"/projects/{pid}/artifacts", {"name": "notes", "kind": "info", "contents": "x"}, "contents"),
+    ]
+    for url, body, field in sent:
+        refused = c.post(url, json=body, headers=w)
+        assert refused.status_code == 422, (url, refused.text)
+        [error] = refused.json()["errors"]
+        assert error["loc"][0] == "body" and error["loc"][-1] == field, (url, refused.text)  # a member: body.ai.field
+        assert field in refused.json()["detail"], refused.text
+    assert c.post(f"/projects/{pid}/artifacts", json={"name": "notes", "kind": "info"}, headers=w).status_code == 201
+    others = [
+        ("patch", f"/projects/{pid}", {"nmae": "Launch 2"}, "nmae"),
+        ("put", f"/projects/{pid}/case-file", {"content": "x", "autor": "me"}, "autor"),
+        ("post", f"{artifact}/versions", {"content": "x", "nte": ""}, "nte"),
+        ("post", f"{artifact}/unlock", {"forced": True}, "forced"),
+        ("post", f"{artifact}/publish", {"verison": 1}, "verison"),
+    ]
+    for method, url, body, field in others:
+        refused = c.request(method, url, json=body, headers=w)
+        assert refused.status_code == 422, (url, refused.text)
+        assert [e["loc"] for e in refused.json()["errors"]] == [["body", field]], (url, refused.text)
+    assert c.get(f"/projects/{pid}/graph", headers=api["read"]).json()["facts"] == []  # nothing half-stored
+
+
+def test_a_graph_error_names_the_project_as_the_user_knows_it(api: dict[str, Any]) -> None:
+    c, w, r = api["c"], api["runs"], api["read"]
+    pid = c.post("/projects", json={"name": "Launch"}, headers=w).json()["id"]
+    missing = c.get("/projects/Launch/graph/neighbours", params={"node": "Ana"}, headers=r)
+    assert missing.status_code == 404
+    assert f"no node 'Ana' in the graph of project 'Launch' ({pid}); " in missing.json()["detail"]
+    gone = c.delete("/projects/Launch/graph/facts/7", headers=w)
+    assert gone.status_code == 404 and f"no fact 7 in the graph of project 'Launch' ({pid})" in gone.json()["detail"]
+
+
 def test_scopes_reads_need_read_and_writes_need_runs(api: dict[str, Any]) -> None:
     c = api["c"]
     assert c.get("/projects").status_code == 401

@@ -33,6 +33,17 @@ SLOW_MODEL = """
   sleepy:
     backend: scripted
     replies: [{text: "after a while", delay: 3}]
+  refuser:
+    backend: scripted
+    replies: ["Nothing was done.\\nFailed: the request names no project."]
+"""
+# Its run fails (the answer matches failed_when), and the answer says why.
+STRICT = """
+name: strict
+failed_when: "'Failed: ' in text"
+agents:
+  clerk: {model: refuser, system: chat}
+graph: {start: clerk, edges: [{from: clerk, to: end}]}
 """
 
 
@@ -43,6 +54,7 @@ def http(server_project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
     config = server_project / "edgecrew.yaml"
     config.write_text(config.read_text().replace("models:\n", "models:" + SLOW_MODEL, 1))
     write(server_project / "teams" / "slow.yaml", SLOW)
+    write(server_project / "teams" / "strict.yaml", STRICT)
     reset_settings()
     with TestClient(create_app(), raise_server_exceptions=False) as client:
         store = ApiKeyStore(client.app.state.rt.store)  # type: ignore[attr-defined]
@@ -97,6 +109,31 @@ def test_a_reply_streams_as_server_sent_events(http: tuple[TestClient, dict[str,
     assert kinds[0] == "turn" and kinds[-2:] == ["answer", "done"]
     answer = json.loads(events[-2][1])
     assert answer["status"] == "answered" and answer["answer"]["content"] == "the answer is 42"
+
+
+def test_a_message_whose_run_failed_says_so_with_the_answer_that_says_why(
+    http: tuple[TestClient, dict[str, str]],
+) -> None:
+    """Before: status "answered" (and no error) for a run that failed, its answer kept as the turn's."""
+    client, headers = http
+    session = client.post("/sessions", json={"team": "strict"}, headers=headers).json()
+    said = client.post(f"/sessions/{session['id']}/messages", json={"content": "make it so"}, headers=headers)
+    assert said.status_code == 200, said.text
+    body = said.json()
+    assert body["status"] == "failed" and body["run_status"] == "failed"
+    assert body["answer"]["content"] == "Nothing was done.\nFailed: the request names no project."
+    said_failed = "the team's answer says its work failed (failed_when: 'Failed: ' in text)"
+    assert body["error"] == f"run {body['run_id']} failed: {said_failed}"
+    # The answer stays the turn's answer: the conversation goes on from it.
+    turns = client.get(f"/sessions/{session['id']}", headers=headers).json()["turns"]
+    assert [t["role"] for t in turns] == ["user", "assistant"] and turns[1]["content"] == body["answer"]["content"]
+    # The chat page says so under the answer, where an answer of a run that succeeded says "Answered by".
+    from tests.api.test_ui_pages import sign_in
+
+    sign_in(client, headers["Authorization"].removeprefix("Bearer "))
+    shown = client.get(f"/ui/chat/{session['id']}").text
+    assert "Failed: the request names no project." in shown and "Answered by" not in shown
+    assert f"{body['run_id']}</a> failed; its answer says why." in shown
 
 
 def test_problems_a_client_can_cause(http: tuple[TestClient, dict[str, str]]) -> None:

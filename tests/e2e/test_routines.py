@@ -310,8 +310,10 @@ async def test_a_routine_whose_team_or_project_is_missing_is_skipped_until_they_
     routines = (
         '  later: {team: later, task: x, cron: "* * * * * *"}\n'
         '  away: {team: echo, task: x, cron: "* * * * * *", project: nosuchproject}\n'
+        '  homeless: {team: needy, task: x, cron: "* * * * * *"}\n'  # its team needs a project: it names none
     )
     _project(project_dir, PROJECT + routines)
+    write(project_dir / "teams" / "needy.yaml", ECHO.replace("name: echo", "name: needy\nneeds_project: true"))
     runtime = bootstrap()
     ops = Ops.of(runtime)
     durable.launch(runtime, queues=ops.queues())
@@ -322,11 +324,15 @@ async def test_a_routine_whose_team_or_project_is_missing_is_skipped_until_they_
             state = ops.routines.state(name)
             assert state.status == "invalid" and missing in (state.problem or ""), state
             assert "skipped until it exists" in (state.problem or "") and state.next_firing is None
-        firings = await _ended_firings(4)
-        assert len(firings) >= 4 and {f.status for f in firings} == {"SUCCESS"}, [(f.status, f.error) for f in firings]
+        state = ops.routines.state("homeless")
+        assert state.status == "invalid" and "team 'needy' needs a project" in (state.problem or ""), state
+        firings = await _ended_firings(6)
+        assert len(firings) >= 6 and {f.status for f in firings} == {"SUCCESS"}, [(f.status, f.error) for f in firings]
         reasons = [str((await DBOS.list_workflow_steps_async(f.workflow_id))[0]["output"]["skipped"]) for f in firings]
         assert any("no team 'later'" in r for r in reasons) and any("nosuchproject" in r for r in reasons), reasons
-        assert ops.routines.runs("later") == ops.routines.runs("away") == []  # nothing recorded that would fail
+        assert any("team 'needy' needs a project (needs_project: true)" in r for r in reasons), reasons
+        # Nothing recorded that would fail (a run of needy in no project failed at its first step).
+        assert ops.routines.runs("later") == ops.routines.runs("away") == ops.routines.runs("homeless") == []
         write(project_dir / "teams" / "later.yaml", ECHO.replace("name: echo", "name: later"))  # while it runs
         from edgecrew.projects import ProjectService
 
@@ -340,6 +346,7 @@ async def test_a_routine_whose_team_or_project_is_missing_is_skipped_until_they_
             runs = ops.routines.runs(name)
             assert any(r.status.value == "succeeded" for r in runs), (name, runs)
             assert ops.routines.state(name).status == "active"
+        assert ops.routines.runs("homeless") == [] and ops.routines.state("homeless").status == "invalid"
     finally:
         durable.shutdown()
 

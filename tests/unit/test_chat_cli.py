@@ -22,12 +22,23 @@ models:
   pal-model:
     backend: scripted
     replies: ["noted"]
+  refuser:
+    backend: scripted
+    replies: ["Nothing was done.\\nFailed: the request names no project."]
 """
 PAL = """
 name: pal
 agents:
   buddy: {model: pal-model, system: chat, memory: {recall: 2}}
 graph: {start: buddy, edges: [{from: buddy, to: end}]}
+"""
+# Its run fails (the answer matches failed_when), and the answer says why.
+STRICT = """
+name: strict
+failed_when: "'Failed: ' in text"
+agents:
+  clerk: {model: refuser, system: chat}
+graph: {start: clerk, edges: [{from: clerk, to: end}]}
 """
 
 
@@ -36,6 +47,7 @@ def cli(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Ty
     monkeypatch.setenv("EDGECREW_MEMORY_EMBEDDER", "hashing")
     write(project_dir / "edgecrew.yaml", PROJECT)
     write(project_dir / "teams" / "pal.yaml", PAL)
+    write(project_dir / "teams" / "strict.yaml", STRICT)
     reset_settings()
     registered = any(getattr(g, "name", None) == "chat" for g in edgecrew_app.registered_groups)
     if registered:
@@ -70,6 +82,20 @@ def test_a_chat_goes_on_in_a_later_command_with_its_turns_as_context(cli: typer.
     shown = runner.invoke(cli, ["chat", "show", session.group(1)])
     assert shown.exit_code == 0
     assert [line.split(":")[0] for line in shown.output.splitlines()[1:]] == ["you", "pal", "you", "pal"]
+
+
+def test_a_message_whose_run_failed_shows_its_answer_and_says_the_run_failed(cli: typer.Typer) -> None:
+    """Before: a run that failed with an answer that says why (failed_when) read as answered, exit 0."""
+    result = CliRunner().invoke(cli, ["chat", "strict", "-m", "make it so"])
+    assert result.exit_code == 1, result.output
+    run = re.search(r"run (r[0-9a-f]+) failed: its answer above says why", result.output)
+    assert run is not None, result.output
+    assert result.output.index("Failed: the request names no project.") < run.start()
+    assert "failed_when" not in result.output  # the answer says why; the run's generic error is not repeated
+    session = re.search(r"session (s[0-9a-f]+)", result.output)
+    assert session is not None
+    shown = CliRunner().invoke(cli, ["chat", "show", session.group(1)])
+    assert shown.exit_code == 0 and f"Failed: the request names no project. (run {run.group(1)} failed)" in shown.output
 
 
 def test_the_interactive_loop_reads_lines_until_quit(cli: typer.Typer) -> None:

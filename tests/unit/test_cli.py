@@ -52,6 +52,27 @@ def test_a_failed_run_prints_no_output_rather_than_empty_json(project_dir: Path)
     assert "ended with error" in shown  # the reason stays
 
 
+def test_a_run_failed_by_failed_when_prints_its_answer_and_names_the_condition_once(project_dir: Path) -> None:
+    """Before: the engine's generic line ("the team's answer says its work failed (failed_when: ...)") was
+    printed again under the answer, whose own last line already said why."""
+    config = (project_dir / "edgecrew.yaml").read_text()
+    write(project_dir / "edgecrew.yaml", config + '  refuser: {backend: scripted, replies: ["Done.\\nFailed: no."]}\n')
+    write(
+        project_dir / "teams" / "strict.yaml",
+        "name: strict\nfailed_when: \"'Failed: ' in text\"\n"
+        "agents:\n  clerk: {model: refuser, system: x}\ngraph: {start: clerk, edges: []}\n",
+    )
+    result = runner.invoke(app, ["run", "strict", "go"])
+    assert result.exit_code == 1, result.output
+    shown = result.output[result.output.index("output") :]
+    assert "Done.\nFailed: no.\nfailed · " in shown, shown
+    words = " ".join(result.output.split())  # the progress lines wrap at the terminal's width
+    assert words.count("says its work failed (failed_when: 'Failed: ' in text)") == 1, result.output
+    assert "failed_when" not in shown  # named once, in the progress, not under the answer
+    data = json.loads(runner.invoke(app, ["run", "strict", "go", "--json"]).output.strip().splitlines()[-1])
+    assert data["error"] == "the team's answer says its work failed (failed_when: 'Failed: ' in text)"
+
+
 def test_run_json_prints_result_and_runs_commands_read_it_back() -> None:
     result = runner.invoke(app, ["run", "trio", "Explain durability", "--json"])
     assert result.exit_code == 0, result.output

@@ -17,12 +17,12 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from edgecrew.domain.messages import MODEL_DEFAULT, Message, ModelRequest, ToolDefinition
+from edgecrew.domain.stops import TextStops
 from edgecrew.errors import InvalidOutputError, SpecError
 from edgecrew.models.builtin_backends import LlamaCppConfig
 from edgecrew.models.llamacpp import LlamaCppModel
 from edgecrew.models.llamacpp_grammar import (
     GEMMA3_CHAT_TEMPLATE,
-    TextStops,
     with_system_in_user_turn,
     with_tool_instructions,
 )

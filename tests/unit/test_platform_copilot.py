@@ -452,12 +452,14 @@ async def test_a_refused_name_fails_the_durable_run_and_its_answer_reaches_chat_
     assert answer.error.endswith(
         "try 'billing-svc'\n\nFailed: nothing was built. Ask again with a name that the platform's rules accept."
     )
-    # A chat session keeps it as the answer (the conversation goes on from it), though its run failed.
+    # A chat session keeps it as the answer (the conversation goes on from it), and says its run failed.
     sessions = ChatSessions(RunService(rt))
     session = sessions.create("platform-copilot")
     refused = await sessions.say(session.id, "create a service called Billing_Svc")
-    assert refused.run.status == RunStatus.FAILED and refused.status == "answered" and refused.answer is not None
-    assert "try 'billing-svc'" in refused.answer.content and refused.error is None
+    assert refused.run.status == RunStatus.FAILED and refused.status == "failed" and refused.answer is not None
+    assert "try 'billing-svc'" in refused.answer.content
+    assert refused.error == f"run {refused.run.id} failed: {refused.run.error}"
+    assert refused.run.error is not None and refused.run.error.startswith(ANSWER_SAYS_FAILED)
     again = await sessions.say(session.id, "then a service called billing-svc")
     assert again.run.status == RunStatus.SUCCEEDED and again.answer is not None
     assert again.answer.content.startswith("# billing-svc (python-service)"), again.answer.content

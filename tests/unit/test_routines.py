@@ -132,3 +132,55 @@ def test_validate_names_a_routine_whose_team_does_not_exist(project_dir: Path) -
     assert result.exit_code == 2
     assert f"{project_dir / 'edgecrew.yaml'}:4: routines.nightly.team: no team 'nosuch'" in result.output
     assert "machine-check" in result.output  # the known teams are listed
+
+
+def test_a_routine_of_a_team_that_needs_a_project_and_names_none_is_listed_invalid(project_dir: Path) -> None:
+    """Before: listed as if healthy ("fires once `edgecrew serve` is up") while each firing's run failed at
+    its first step; now invalid with the reason, as a routine whose project is missing is."""
+    from typer.testing import CliRunner
+
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.cli import app
+    from edgecrew.engine import durable
+    from edgecrew.ops.routines import RoutineService
+    from edgecrew.projects import ProjectService
+
+    write(
+        project_dir / "edgecrew.yaml",
+        """
+        models:
+          fake: {backend: scripted, replies: ["done"]}
+        routines:
+          homeless: {team: needy, task: x, cron: "0 2 * * *"}
+          housed: {team: needy, task: x, cron: "0 3 * * *", project: main}
+          seeds: {team: crew, task: Morning alignment, cron: "30 7 * * 1-5"}
+        """,
+    )
+    write(
+        project_dir / "teams" / "needy.yaml",
+        """
+        name: needy
+        needs_project: true
+        agents:
+          solo: {model: fake, system: x}
+        graph: {start: solo, edges: [{from: solo, to: end}]}
+        """,
+    )
+    try:
+        rt = bootstrap()
+        ProjectService.of(rt).create("main")
+        routines = RoutineService(rt)
+        for name, team in (("homeless", "needy"), ("seeds", "crew")):  # the built-in crew says it needs one
+            state = routines.state(name)
+            assert state.status == "invalid" and state.next_firing is None, state
+            assert state.problem is not None and f"team '{team}' needs a project (needs_project: true)" in state.problem
+            assert "add `project: NAME`" in state.problem and "skipped until then" in state.problem
+        housed = routines.state("housed")
+        assert housed.status == "not scheduled" and housed.problem is None, housed
+        listed = CliRunner().invoke(app, ["routines", "list"])
+        assert listed.exit_code == 0, listed.output
+        words = " ".join(listed.output.split())
+        assert "homeless: team 'needy' needs a project (needs_project: true) and the routine names none" in words
+        assert "housed: team" not in words
+    finally:
+        durable.shutdown()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from edgecrew.bootstrap import bootstrap
+from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, StreamDelta
 from edgecrew.engine import durable
+from edgecrew.engine.routing import call_with_fallback
 from edgecrew.errors import NotFoundError, SpecError
+from edgecrew.models.base import ChatModel
 from edgecrew.models.registry import ModelDef, ModelRegistry
 from edgecrew.specs.project import load_project
 from tests.conftest import write
@@ -147,3 +152,55 @@ def test_tag_prefers_the_projects_models_then_resident_ones_then_declaration_ord
 def test_a_projects_own_model_with_a_tag_comes_before_the_built_in_one() -> None:
     registry = ModelRegistry({"big": ModelDef("big", "scripted", tags=("coding",))})
     assert registry.candidates("tag:coding")[:2] == ["big", "local"]  # `local` is tagged coding too
+
+
+class _IgnoresStop:
+    """A model that writes ``text`` whole, in ``pieces`` when streamed, whatever the request's ``stop``."""
+
+    name = "ignores-stop"
+
+    def __init__(self, *pieces: str) -> None:
+        self.pieces = pieces
+
+    async def request(self, req: ModelRequest) -> ModelResponse:
+        return ModelResponse(message=Message(role="assistant", content="".join(self.pieces)), model=self.name)
+
+    async def stream(self, req: ModelRequest) -> AsyncIterator[StreamDelta]:
+        for piece in self.pieces:
+            yield StreamDelta(text=piece)
+        yield StreamDelta(response=await self.request(req))
+
+
+class _Instances:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    @contextlib.asynccontextmanager
+    async def use(self, alias: str) -> AsyncIterator[ChatModel]:
+        yield self.registry.get(alias)
+
+
+async def _routed(model: _IgnoresStop, request: ModelRequest, streamed: bool) -> tuple[str, list[str]]:
+    registry, shown = ModelRegistry({}), []
+    registry.register("m", model)
+    on_text = shown.append if streamed else None
+    routed = await call_with_fallback(registry, _Instances(registry), "m", request, 5, lambda event: None, on_text)
+    assert routed.response is not None, routed.error
+    return routed.response.message.content, shown
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_reply_is_cut_at_its_first_stop_string_when_the_model_ignores_stop(streamed: bool) -> None:
+    model = _IgnoresStop("Ana.", "\nUs", "er: and me?", "\nuser: ...")
+    ask = ModelRequest(messages=(Message("user", "Who?"),), stop=("\nuser:", "\nUser:"))
+    answer, shown = await _routed(model, ask, streamed)
+    assert answer == "Ana."
+    assert shown == (["Ana."] if streamed else [])  # the held-back "\nUs" never shows
+    # Text that only looks like the start of a stop string shows once the next piece says it is not one.
+    answer, shown = await _routed(_IgnoresStop("Ana.\nU", "s too"), ask, streamed)
+    assert answer == "Ana.\nUs too" and "".join(shown) == (answer if streamed else "")
+    # Without stop strings, or with a structured reply (JSON a stop string would cut in two), nothing is cut.
+    whole = "Ana.\nuser: and me?"
+    for request in (replace(ask, stop=()), replace(ask, output_schema={"type": "string"})):
+        answer, shown = await _routed(_IgnoresStop(whole), request, streamed)
+        assert answer == whole and "".join(shown) == (whole if streamed else "")

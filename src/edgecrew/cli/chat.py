@@ -136,12 +136,16 @@ async def _ask() -> str:
 
 
 def _print_reply(exchange: Any, shown: str) -> int:
-    """The rest of the answer after what streamed (or all of it); returns 1 when there is none."""
+    """The rest of the answer after what streamed (or all of it); returns 1 when there is none, or when
+    its run failed (an answer that says why the work failed: the team's ``failed_when``)."""
     if exchange.answer is not None:
         text = exchange.answer.content
         rest = text[len(shown) :] if shown and text.startswith(shown) else ("\n" + text if shown else text)
         console.print(escape(rest), soft_wrap=True)
-        return 0
+        if exchange.status != "failed":
+            return 0
+        err.print(f"[red]run {exchange.run.id} failed[/]: its answer above says why")
+        return 1
     console.print()
     if exchange.status == "pending":
         err.print(f"[yellow]run {exchange.run.id} waits for an approval[/] (edgecrew approvals list)")
@@ -186,9 +190,13 @@ def show(
         chats = _sessions(project)
         current = chats.get(session)
         console.print(f"[bold]{current.team}[/] · session {current.id} · {escape(current.title or '—')}")
-        for turn in chats.turns(current.id):
+        turns = chats.turns(current.id)
+        failed = chats.failed_answers(turns)
+        for turn in turns:
             who = "you" if turn.role == "user" else current.team
             run = f" [dim]({turn.run_id})[/]" if turn.role == "assistant" and turn.run_id else ""
+            if turn.run_id in failed:  # an answer that says why its run failed (failed_when)
+                run = f" [red](run {turn.run_id} failed)[/]"
             console.print(f"[bold]{who}:[/] {escape(turn.content)}{run}")
 
     guard(body)

@@ -27,7 +27,7 @@ from edgecrew.domain.events import (
     ToolCalled,
     ToolsSelected,
 )
-from edgecrew.domain.runs import Outcome, RunStatus
+from edgecrew.domain.runs import ANSWER_SAYS_FAILED, Outcome, RunStatus
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -176,7 +176,8 @@ def print_result(done: Any, as_json: bool, console: Console | None = None) -> No
         return
     console.rule("output")
     output = run.output
-    if output is None or (output == {} and not done.ok):  # ended before any answer: not `null` or `{}`
+    shown = not (output is None or (output == {} and not done.ok))
+    if not shown:  # ended before any answer: not `null` or `{}`
         console.print("[dim](no output)[/]")
     elif isinstance(output, dict) and set(output) == {"text"}:
         console.print(escape(output["text"]))
@@ -187,7 +188,9 @@ def print_result(done: Any, as_json: bool, console: Console | None = None) -> No
         f"[{colour}]{run.status.value}[/] · {usage.model_calls} model calls · "
         f"{usage.tool_calls} tool calls · {usage.prompt_tokens}+{usage.completion_tokens} tokens"
     )
-    if run.error:
+    # A run failed by its team's failed_when failed on the answer just shown, which says why: the engine's
+    # generic line (the progress above named the condition) would only repeat that it failed.
+    if run.error and not (shown and run.error.startswith(ANSWER_SAYS_FAILED)):
         console.print(f"[red]{escape(run.error)}[/]")
     files = workspace_listing(run.workspace)
     if files:  # a tool wrote them relative to the run's workspace: say where that is

@@ -17,12 +17,19 @@ CONFIG = """\
 # The edge agent team's day (the built-in team `crew`), off until you turn it on: create the project
 # (`edgecrew projects create main`, then put your OKRs in its files as okr.json), then
 # `edgecrew routines resume crew-morning` (and the others); `edgecrew serve` fires them.
+# Cron times are read in each routine's `timezone` (an IANA name; UTC when left out): 7:30 below is 7:30
+# UTC. Put your own zone there, e.g. Europe/Berlin, for 7:30 on your clock (summer time included).
 routines:
-  crew-morning:   {team: crew, task: Morning alignment, cron: "30 7 * * 1-5", project: main, enabled: false}
-  crew-midday:    {team: crew, task: Midday triage, cron: "0 12 * * 1-5", project: main, enabled: false}
-  crew-afternoon: {team: crew, task: Afternoon review, cron: "30 15 * * 1-5", project: main, enabled: false}
-  crew-evening:   {team: crew, task: Evening knowledge sync, cron: "0 20 * * 1-5", project: main, enabled: false}
-  crew-weekly:    {team: crew, task: Weekly OKR review, cron: "0 8 * * 1", project: main, enabled: false}
+  crew-morning:   {team: crew, task: Morning alignment, cron: "30 7 * * 1-5", timezone: UTC,
+                   project: main, enabled: false}
+  crew-midday:    {team: crew, task: Midday triage, cron: "0 12 * * 1-5", timezone: UTC,
+                   project: main, enabled: false}
+  crew-afternoon: {team: crew, task: Afternoon review, cron: "30 15 * * 1-5", timezone: UTC,
+                   project: main, enabled: false}
+  crew-evening:   {team: crew, task: Evening knowledge sync, cron: "0 20 * * 1-5", timezone: UTC,
+                   project: main, enabled: false}
+  crew-weekly:    {team: crew, task: Weekly OKR review, cron: "0 8 * * 1", timezone: UTC,
+                   project: main, enabled: false}
 """
 
 TEAM = """\

@@ -44,6 +44,7 @@ def team_from_snapshot(raw: Mapping[str, Any], source: str = "<snapshot>") -> Te
         max_visits=team_limits.get("max_visits", TeamSpec.max_visits),
         output=raw.get("output"),
         failed_when=compile_condition(raw["failed_when"]) if raw.get("failed_when") is not None else None,
+        needs_project=bool(raw.get("needs_project", False)),
         source=source,
         raw=raw,
     )

@@ -4,7 +4,8 @@ An agent's model reference is an alias or ``tag:<tag>``; :meth:`ModelRegistry.ca
 into the aliases to try. A candidate that lacks a capability the request needs (tools, JSON schema)
 is skipped; one that fails with a model error, a timeout or a context overflow hands over to the
 next. A malformed reply is not a reason to switch models: it goes back to the agent, which retries.
-Every skip and fallback is reported through ``on_event`` so it lands in the run's events.
+Every skip and fallback is reported through ``on_event`` so it lands in the run's events. Every reply
+is cut at the request's first stop string here, the same for a provider that ignores ``stop``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from edgecrew.domain.events import FallbackAttempt, ModelChosen, ModelFallback, ModelSkipped, RoutingEvent
 from edgecrew.domain.messages import ModelRequest, ModelResponse
+from edgecrew.domain.stops import TextStops, stopped_message
 from edgecrew.errors import EdgecrewError, InvalidOutputError, ModelError
 from edgecrew.models.registry import ModelRegistry
 
@@ -100,18 +102,32 @@ async def call_with_fallback(
 async def _attempt(
     source: ModelSource, alias: str, request: ModelRequest, on_text: Callable[[str], None] | None
 ) -> ModelResponse:
-    """One model's answer; with ``on_text``, streamed, each piece of text handed over as it comes."""
+    """One model's answer; with ``on_text``, streamed, each piece of text handed over as it comes.
+
+    Every provider's reply passes here, so here it is cut at the request's first stop string (and the
+    stream ends there), whether or not the provider honoured ``stop``.
+    """
     async with source.use(alias) as model:
         if on_text is None:
             response: ModelResponse = await model.request(request)
-            return response
+            return _stopped(response, request)
         final: ModelResponse | None = None
+        # A stop string only ends a plain reply: a structured one's text streams whole.
+        stops = TextStops(request.stop if request.output_schema is None else ())
         async with contextlib.aclosing(model.stream(request)) as deltas:
             async for delta in deltas:
-                if delta.text:
-                    on_text(delta.text)
+                shown = stops.feed(delta.text) if delta.text else ""
+                if shown:
+                    on_text(shown)
                 if delta.response is not None:
                     final = delta.response
         if final is None:
             raise ModelError(f"model '{alias}' ended its stream without a response")
-        return final
+        if not stops.stopped and not final.message.tool_calls and (held := stops.flush()):
+            on_text(held)
+        return _stopped(final, request)
+
+
+def _stopped(response: ModelResponse, request: ModelRequest) -> ModelResponse:
+    message = stopped_message(response.message, request)
+    return response if message is response.message else replace(response, message=message)

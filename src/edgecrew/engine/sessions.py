@@ -67,7 +67,9 @@ class Pending:
 @dataclass(frozen=True)
 class Exchange:
     """A message and what became of it: answered, still pending (waiting for an approval, or not waited
-    for long enough) or failed (the run's error)."""
+    for long enough) or failed (the run's error). A failed run whose answer says why (the team's
+    ``failed_when``) is failed with that answer: the conversation goes on from it, and nobody reads it as
+    work done."""
 
     session_id: str
     question: ChatTurnRecord
@@ -77,14 +79,16 @@ class Exchange:
 
     @property
     def status(self) -> str:
-        if self.answer is not None:
-            return "answered"
-        return "failed" if self.run.status.terminal else "pending"
+        if self.run.status.terminal and self.run.status != RunStatus.SUCCEEDED:
+            return "failed"
+        return "answered" if self.answer is not None else "pending"
 
     @property
     def error(self) -> str | None:
         if self.status != "failed":
             return None
+        if self.answer is not None:  # the answer says why: this says only that the run failed, and on what
+            return f"run {self.run.id} {self.run.status.value}: {self.run.error or 'no error was recorded'}"
         return run_failure(self.run)
 
 
@@ -149,6 +153,19 @@ class ChatSessions:
         """The session's turns in order, with the answers of runs that ended since stored first."""
         self.settle(session_id)
         return self.store.turns(session_id)
+
+    def failed_answers(self, turns: Sequence[ChatTurnRecord]) -> set[str]:
+        """The runs of ``turns``' answers that failed: each such answer says why (the team's ``failed_when``)."""
+        failed = set()
+        for turn in turns:
+            if turn.role != "assistant" or turn.run_id is None:
+                continue
+            try:
+                if self.rt.store.run_status(turn.run_id) == RunStatus.FAILED:
+                    failed.add(turn.run_id)
+            except NotFoundError:  # a run deleted since: its answer stands as it was
+                continue
+        return failed
 
     def settle(self, session_id: str) -> list[ChatTurnRecord]:
         """Store the answer of every run of the session that ended with one while nobody waited; returns them."""

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from edgecrew.domain.messages import ModelRequest, ModelResponse, StreamDelta, Usage
+from edgecrew.domain.stops import TextStops
 from edgecrew.errors import ModelError, UserError
 from edgecrew.models.llamabuild import ensure_safe_build
 from edgecrew.models.llamacpp_grammar import (
-    TextStops,
     answers_after_calls,
     grammar_for,
     grammar_schema,

@@ -1,6 +1,6 @@
 """What the embedded model is asked and how its answer is read: request → JSON Schema → grammar,
 tool instructions in the prompt, the turns of a chat template without a system role (Gemma 3's),
-stop strings, and reply → message.
+and reply → message (stop strings: :mod:`edgecrew.domain.stops`).
 
 Structured output and tool calls are both JSON constrained by a grammar built from a JSON Schema, so
 even a 135M model can only emit a well-formed answer: with tools, the model must produce one call
@@ -265,36 +265,6 @@ def to_chat(message: Message) -> dict[str, str]:
     if message.role == "tool":
         return {"role": "user", "content": f"Result of tool {message.name}: {message.content}"}
     return {"role": message.role, "content": message.content}
-
-
-class TextStops:
-    """Ends a streamed reply at the first of its stop strings, which it leaves out.
-
-    Text that may be the start of a stop string is held back until the next piece says whether it is.
-    """
-
-    def __init__(self, stops: tuple[str, ...]) -> None:
-        self.stops = tuple(s for s in stops if s)
-        self.stopped = False
-        self._held = ""
-
-    def feed(self, piece: str) -> str:
-        """The text of ``piece`` (and of what was held back) that can be shown now."""
-        if not self.stops:
-            return piece
-        text = self._held + piece
-        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self.stopped, self._held = True, ""
-            return text[:cut]
-        keep = max((n for s in self.stops for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
-        self._held = text[len(text) - keep :]
-        return text[: len(text) - keep]
-
-    def flush(self) -> str:
-        """What is still held back once the reply ended without a stop string."""
-        held, self._held = self._held, ""
-        return held
 
 
 def grammar_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, StreamDelta, ToolCall, Usage
+from edgecrew.domain.stops import stopped_message
 from edgecrew.errors import (
     ContextOverflowError,
     InvalidOutputError,
@@ -138,7 +139,7 @@ class ScriptedModel:
 
     def _respond(self, req: ModelRequest, index: int, reply: Reply, started: float) -> ModelResponse:
         try:
-            message = _stopped(_to_message(reply, index), req)
+            message = stopped_message(_to_message(reply, index), req)
         except InvalidOutputError as exc:  # an unusable reply costs its tokens and time, as a real model's does
             exc.spent = ModelResponse(
                 message=Message(
@@ -173,7 +174,7 @@ class ScriptedModel:
         started = time.perf_counter()
         index, reply, delay = self._take(req)
         try:
-            text = "" if req.tools else (_stopped(_to_message(reply, index), req).content or "")
+            text = "" if req.tools else (stopped_message(_to_message(reply, index), req).content or "")
         except ModelError:
             text = ""
         words = text.split(" ")
@@ -201,14 +202,6 @@ _ERRORS: dict[str, type[ModelError]] = {
     "invalid": InvalidOutputError,
     "error": ModelError,
 }
-
-
-def _stopped(message: Message, req: ModelRequest) -> Message:
-    """``message`` ended before the first of the request's stop strings, when it is plain text."""
-    if not req.stop or req.output_schema is not None or message.tool_calls:
-        return message
-    cut = min((i for i in (message.content.find(s) for s in req.stop if s) if i >= 0), default=-1)
-    return message if cut < 0 else Message(role=message.role, content=message.content[:cut])
 
 
 def _to_message(reply: Reply, index: int) -> Message:

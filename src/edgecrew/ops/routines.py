@@ -12,9 +12,10 @@ Pausing is the schedule's state in DBOS (so every process sees it); ``enabled:``
 declared state, applied when it changes, so a pause survives restarts until the YAML says otherwise.
 A firing missed while no server was up runs once at the next start (``catch_up: once``, through
 DBOS's backfill of that one firing) or not at all (``catch_up: skip``). A routine whose team or project
-does not exist, or whose team has spec problems, is listed invalid but stays scheduled, since a team file
-can be added or fixed, and a project created, while the servers run: each firing loads the team (and finds
-the project) as they are then and, when it cannot, records no run and ends as skipped, saying why.
+does not exist, whose team has spec problems, or whose team ``needs_project`` while it names none, is
+listed invalid but stays scheduled, since a team file can be added or fixed, and a project created, while
+the servers run: each firing loads the team (and finds the project) as they are then and, when it cannot,
+records no run and ends as skipped, saying why.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from dbos import DBOS
 
+from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, Started, TeamName
@@ -195,7 +197,8 @@ class RoutineService:
         problem = self._missing(doc)
         if problem is None:
             try:
-                self.rt.load_named_team(doc.team)  # validated: a team with spec problems skips its firings
+                team = self.rt.load_named_team(doc.team)  # validated: a team with spec problems skips its firings
+                problem = _no_project(team, doc.project)
             except NotFoundError as exc:  # gone since _missing looked
                 problem = str(exc)
             except SpecError as exc:
@@ -303,6 +306,16 @@ def _same(schedule: dict[str, Any], doc: RoutineDoc, context: dict[str, Any]) ->
     )
 
 
+def _no_project(team: TeamSpec, project: str | None) -> str | None:
+    """Why a routine of ``team`` cannot run: the team needs a project and the routine names none."""
+    if not team.needs_project or project:
+        return None
+    return (
+        f"team '{team.name}' needs a project (needs_project: true) and the routine names none: add `project: "
+        f"NAME` to it (`edgecrew projects list`); its firings are skipped until then (no restart needed)"
+    )
+
+
 # -- the workflow DBOS fires ---------------------------------------------------------------------------
 
 
@@ -312,6 +325,9 @@ async def _record_firing(name: str, team: str, task: str, at: datetime, project:
     gone now. Team files are read again when they change, so a fixed file runs at the next firing."""
     rt = durable.current_runtime()
     try:
+        missing = _no_project(rt.load_named_team(team), project)
+        if missing is not None:  # its run would fail at its first step: skipped, as for a missing project
+            return {"skipped": missing}
         started = RunService(rt).record(
             TeamName(team),
             task,

@@ -136,8 +136,8 @@ class KnowledgeGraph:
             gone = conn.execute(
                 t.kg_edges.delete().where(t.kg_edges.c.id == fact_id, t.kg_edges.c.source_id.in_(ids))
             ).rowcount
-        if not gone:
-            raise NotFoundError(f"no fact {fact_id} in the {_graph_name(scope, scope_id)}")
+            if not gone:
+                raise NotFoundError(f"no fact {fact_id} in the {_graph_name(conn, scope, scope_id)}")
 
     def delete_scope(self, scope: str, scope_id: str) -> None:
         """Remove a whole graph (a deleted project's)."""
@@ -169,9 +169,10 @@ class KnowledgeGraph:
                 .scalars()
                 .all()
             )
+            graph = _graph_name(conn, scope, scope_id)
         close = difflib.get_close_matches(name, list(keys), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "add a fact about it first"
-        raise NotFoundError(f"no node {name[:120]!r} in the {_graph_name(scope, scope_id)}; {hint}")
+        raise NotFoundError(f"no node {name[:120]!r} in the {graph}; {hint}")
 
     def nodes(self, scope: str, scope_id: str, *, limit: int = 500) -> list[Node]:
         with self.engine.connect() as conn:
@@ -339,5 +340,12 @@ def _with_distance(node: Node, distance: int) -> Node:
     return Node(node.id, node.scope, node.scope_id, node.name, node.kind, distance)
 
 
-def _graph_name(scope: str, scope_id: str) -> str:
-    return "workspace graph" if scope == "workspace" else f"graph of {scope} {scope_id}"
+def _graph_name(conn: Connection, scope: str, scope_id: str) -> str:
+    """The graph as the user knows it: a project by its name (and id), read only when an error says it."""
+    if scope == "workspace":
+        return "workspace graph"
+    if scope == "project":
+        name = conn.execute(sa.select(t.projects.c.name).where(t.projects.c.id == scope_id)).scalar()
+        if name is not None:
+            return f"graph of project {name!r} ({scope_id})"
+    return f"graph of {scope} {scope_id}"

@@ -145,6 +145,8 @@ class TeamDoc(_Strict):
     limits: TeamLimitsDoc = TeamLimitsDoc()
     output: str | None = None  # whose latest output is the run's answer (default: the agent that ends)
     failed_when: str | None = None  # a condition on the answer that makes the run fail (its work did not succeed)
+    # Its runs must work in a project (`--in NAME`, a routine's `project:`): a routine naming none is invalid.
+    needs_project: bool = False
     preamble: str = ""  # shared text at the start of every agent's system prompt (its KV state is reused)
     approval: Literal["always", "once", "never"] = "always"  # for risky tools: ask each call, once per tool, never
 
@@ -350,7 +352,7 @@ _ANY_OUTPUT = {"type": "object"}  # a valid schema whose outputs a condition may
 # without making agents look unreachable), but not the agents' own checks.
 _TEAM_REPAIRS = (
     Rule(("name",), "team", mute=True),
-    *(Rule((key,), DROP) for key in ("description", "limits", "output", "preamble", "approval")),
+    *(Rule((key,), DROP) for key in ("description", "limits", "output", "preamble", "approval", "needs_project")),
     Rule(("agents", ANY), {"system": "-", "output_schema": _ANY_OUTPUT}, mute=True),
     Rule(("agents", ANY, "system"), "-"),
     Rule(("agents", ANY, "model"), DROP, mute=True),

@@ -63,6 +63,7 @@ async def chat_session(request: Request, session_id: SessionId, session: Viewer,
     answered = {t.seq - 1 for t in turns if t.role == "assistant"}
     waiting = next((t for t in reversed(turns) if t.role == "user" and t.seq not in answered and t.run_id), None)
     run = await asyncio.to_thread(RunService(chats.rt).get, waiting.run_id) if waiting and waiting.run_id else None
+    failed_answers = await asyncio.to_thread(chats.failed_answers, turns)
     # A run that waits for an approval is not streamed: its stream would end at once (nothing is being
     # written) and the page, reloading when a stream ends, would reload itself without end.
     approval = run is not None and run.status == RunStatus.WAITING_APPROVAL
@@ -76,6 +77,7 @@ async def chat_session(request: Request, session_id: SessionId, session: Viewer,
         approval=waiting if approval else None,
         failed=waiting if run is not None and run.status.terminal else None,
         failed_run=run,
+        failed_answers=failed_answers,
         max_message=MAX_MESSAGE,
         notice=notice,
     )

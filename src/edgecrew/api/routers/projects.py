@@ -39,12 +39,16 @@ def _projects(rt: RuntimeDep) -> ProjectService:
 
 # -- shapes ---------------------------------------------------------------------------------------------
 class ProjectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: Name
     description: str = Field(default="", max_length=20_000)
     manager: Agent | None = Field(default=None, description="The manager agent: 'team/agent'.")
 
 
 class ProjectPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: Name | None = None
     description: str | None = Field(default=None, max_length=20_000)
     manager: str | None = Field(
@@ -75,6 +79,8 @@ class HumanIn(BaseModel):
 
 
 class AgentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     kind: Literal["ai"]
     name: Agent = Field(description="An agent: 'team/agent' or a library agent's name.")
     behaviour: Literal["autonomous", "semi", "reactive", "scheduled"] = "reactive"
@@ -100,12 +106,16 @@ class ProjectDetail(ProjectOut):
 
 
 class CaseFileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     content: Text
     note: str = Field(default="", max_length=2000)
     author: str | None = Field(default=None, max_length=200)
 
 
 class AppendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     text: Annotated[str, Field(min_length=1, max_length=100_000, pattern=NAME_PATTERN)]
     note: str = Field(default="", max_length=2000)
     author: str | None = Field(default=None, max_length=200)
@@ -120,6 +130,8 @@ class CaseFileOut(Out):
 
 
 class ArtifactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: Name
     kind: Literal["cognitive", "intellectual", "info"]
     owner: str | None = Field(
@@ -145,6 +157,8 @@ class ArtifactOut(Out):
 
 
 class VersionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     content: Text
     note: str = Field(default="", max_length=2000)
     author: str | None = Field(default=None, max_length=200)
@@ -159,14 +173,20 @@ class VersionOut(Out):
 
 
 class UnlockIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     force: bool = Field(default=False, description="Unlock a lock someone else holds.")
 
 
 class PublishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     version: int | None = Field(default=None, ge=1, le=2**31, description="Default: the newest.")
 
 
 class FactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo'd field ("objct") is refused by name, not dropped
+
     subject: Name
     relation: Annotated[str, Field(min_length=1, max_length=100, pattern=RELATION_PATTERN, examples=["works_on"])]
     object: Name

@@ -93,7 +93,10 @@ class MessageIn(BaseModel):
 class ExchangeOut(BaseModel):
     session_id: str
     run_id: str
-    status: Literal["answered", "pending", "failed"]
+    status: Literal["answered", "pending", "failed"] = Field(
+        description="`failed` whenever the answering run failed, also when it left an answer that says why "
+        "(the team's `failed_when`): that answer is in `answer` and kept as the turn's."
+    )
     question: TurnOut
     answer: TurnOut | None = None
     error: str | None = Field(default=None, description="Why the run failed, when it did.")

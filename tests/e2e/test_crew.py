@@ -18,6 +18,7 @@ from edgecrew.bootstrap import bootstrap
 from edgecrew.engine import durable
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, TeamName
+from edgecrew.errors import UserError
 from edgecrew.memory import MemoryService, ScopeRef
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.ops import Ops
@@ -179,12 +180,13 @@ async def test_readable_okrs_give_no_warning(rt: Runtime) -> None:
     assert done.run.output["text"].endswith("of project launch and remembered for the next runs)")
 
 
-async def test_the_crew_without_a_project_fails_at_once_saying_how_to_give_one(rt: Runtime) -> None:
-    done = await RunService(rt).run(TeamName("crew"), "Morning alignment")
-    assert not done.ok
-    assert "this run works in no project: start it in one (`edgecrew run TEAM TASK --in NAME`" in (done.run.error or "")
-    steps = [s.agent for s in RunService(rt).steps(done.run.id)]
-    assert steps == ["project"]  # nothing written in a workspace no later run reads, nothing remembered
+async def test_the_crew_without_a_project_is_refused_saying_how_to_give_one(rt: Runtime) -> None:
+    """The crew says ``needs_project: true``: started in no project, the run use case refuses it before
+    anything is recorded (every entry point: CLI, POST /runs, /v1, jobs), naming how to give one."""
+    before = rt.store.list_runs(limit=100)
+    with pytest.raises(UserError, match=r"team 'crew' works in a project \(needs_project: true\) and none was given"):
+        await RunService(rt).run(TeamName("crew"), "Morning alignment")
+    assert rt.store.list_runs(limit=100) == before  # no run recorded, nothing written or remembered
 
 
 async def test_the_judges_read_the_newest_notes_with_their_dates(rt: Runtime) -> None:

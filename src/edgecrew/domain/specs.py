@@ -123,7 +123,7 @@ class TeamSpec:
     max_visits: int = 50  # safety net on total agent turns per run
     output: str | None = None  # the agent whose latest output is the run's answer
     failed_when: Condition | None = None  # on the answer: the run fails though every agent finished
-    needs_project: bool = False  # its runs must work in a project (a routine that names none is invalid)
+    needs_project: bool = False  # its runs must work in a project (refused without; a routine naming none: invalid)
     source: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)  # the validated document, snapshotted per run
     # What validation warned of (a node that may dead-end, a condition that cannot hold): the team runs.

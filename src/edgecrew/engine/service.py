@@ -218,6 +218,12 @@ class RunService:
         spec = self.load_team(team)
         # A project (name or id) the run works in: checked before anything is written (NotFoundError).
         works_in = ProjectService.of(self.rt).get(project) if project else None
+        if works_in is None and spec.needs_project:
+            raise UserError(
+                f"team '{spec.name}' works in a project (needs_project: true) and none was given: start it in one"
+                f" (`edgecrew run {spec.name} TASK --in NAME`, `project` in POST /runs, a routine's `project:`);"
+                " `edgecrew projects list` shows them, `edgecrew projects create NAME` makes one"
+            )
         if idempotency_key is not None:
             earlier = self.rt.store.run_by_idempotency_key(idempotency_key)
             if earlier is not None:

@@ -145,7 +145,8 @@ class TeamDoc(_Strict):
     limits: TeamLimitsDoc = TeamLimitsDoc()
     output: str | None = None  # whose latest output is the run's answer (default: the agent that ends)
     failed_when: str | None = None  # a condition on the answer that makes the run fail (its work did not succeed)
-    # Its runs must work in a project (`--in NAME`, a routine's `project:`): a routine naming none is invalid.
+    # Its runs must work in a project (`--in NAME`, a routine's `project:`): a run in none is refused, a
+    # routine naming none is invalid.
     needs_project: bool = False
     preamble: str = ""  # shared text at the start of every agent's system prompt (its KV state is reused)
     approval: Literal["always", "once", "never"] = "always"  # for risky tools: ask each call, once per tool, never

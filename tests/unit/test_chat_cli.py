@@ -25,12 +25,29 @@ models:
   refuser:
     backend: scripted
     replies: ["Nothing was done.\\nFailed: the request names no project."]
+  planner-model:
+    backend: scripted
+    replies: [{json: {steps: [look it up, answer]}, delay: 0.6}]
+  writer-model:
+    backend: scripted
+    replies: ["The key is under the mat."]
 """
 PAL = """
 name: pal
 agents:
   buddy: {model: pal-model, system: chat, memory: {recall: 2}}
 graph: {start: buddy, edges: [{from: buddy, to: end}]}
+"""
+# A planner answering in JSON, then a writer answering in words: the chat shows the words only.
+PLANNED = """
+name: planned
+agents:
+  planner:
+    model: planner-model
+    system: plan
+    output_schema: {type: object, properties: {steps: {type: array, items: {type: string}}}, required: [steps]}
+  writer: {model: writer-model, system: answer}
+graph: {start: planner, edges: [{from: planner, to: writer}, {from: writer, to: end}]}
 """
 # Its run fails (the answer matches failed_when), and the answer says why.
 STRICT = """
@@ -48,6 +65,7 @@ def cli(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[typer.Ty
     write(project_dir / "edgecrew.yaml", PROJECT)
     write(project_dir / "teams" / "pal.yaml", PAL)
     write(project_dir / "teams" / "strict.yaml", STRICT)
+    write(project_dir / "teams" / "planned.yaml", PLANNED)
     reset_settings()
     registered = any(getattr(g, "name", None) == "chat" for g in edgecrew_app.registered_groups)
     if registered:
@@ -180,3 +198,12 @@ def test_a_message_refused_while_a_run_waits_for_approval_keeps_the_chat_open(
     said = " ".join(result.output.split())
     assert "waits for an approval" in said and "is still answering its last message" in said
     assert "new session s" in said  # the lines after the refusal were read
+
+
+def test_a_chat_shows_the_answer_not_a_planners_json(cli: typer.Typer) -> None:
+    """Before: every model call's live text streamed into the chat, so a planner's JSON came first
+    (`platform-copilot: {"name": "payments-api", ...` and then the answer)."""
+    result = CliRunner().invoke(cli, ["chat", "planned", "-m", "Where is the key?"])
+    assert result.exit_code == 0, result.output
+    assert "planned: The key is under the mat." in result.output
+    assert "steps" not in result.output and "look it up" not in result.output

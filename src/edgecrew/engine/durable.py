@@ -856,7 +856,8 @@ async def _model_call(
         rt.store.emit(run_id, f"{key}.{event.kind.value}.{next(counter)}", event, step_key=step_key, agent=agent)
 
     live = LiveText.of(rt)  # the reply streams there as it is written: the run page shows it
-    on_text = live.begin(run_id, key, step_key, agent, ref)
+    # A chat shows words, not a planner's JSON (a tool call streams no text: its answer does)
+    on_text = live.begin(run_id, key, step_key, agent, ref, plain=request.output_schema is None)
     try:
         chat = tracing.chat_span(
             run_id, agent, ref, step_key, max_tokens=request.max_tokens, temperature=request.requested_temperature

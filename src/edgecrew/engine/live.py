@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edgecrew.engine.runtime import Runtime
 
@@ -30,6 +30,7 @@ class Writing:
     text: str
     started: float  # time.time() of the call's start
     version: int  # grows with every change, so a reader knows whether to send it again
+    plain: bool = True  # a reply in words (False: JSON for a schema), what a chat shows
 
 
 class LiveText:
@@ -45,12 +46,15 @@ class LiveText:
         """The runtime's one hub (the process's engine writes to it, its pages read it)."""
         return rt.extension(LiveText, lambda _rt: LiveText())
 
-    def begin(self, run_id: str, call_key: str, step_key: str, agent: str, model: str) -> Callable[[str], None]:
-        """Start showing a call; returns the function that appends each piece of text it writes."""
+    def begin(
+        self, run_id: str, call_key: str, step_key: str, agent: str, model: str, *, plain: bool = True
+    ) -> Callable[[str], None]:
+        """Start showing a call; returns the function that appends each piece of text it writes.
+        ``plain``: the call answers in words (not JSON for a schema)."""
         with self._lock:
             self._version += 1
             self._calls[(run_id, call_key)] = Writing(
-                run_id, call_key, step_key, agent, model, "", time.time(), self._version
+                run_id, call_key, step_key, agent, model, "", time.time(), self._version, plain
             )
 
         def append(text: str) -> None:
@@ -62,9 +66,7 @@ class LiveText:
                     return
                 self._version += 1
                 joined = (current.text + text)[-MAX_LIVE_CHARS:]
-                self._calls[(run_id, call_key)] = Writing(
-                    run_id, call_key, step_key, agent, current.model, joined, current.started, self._version
-                )
+                self._calls[(run_id, call_key)] = replace(current, text=joined, version=self._version)
 
         return append
 

@@ -354,6 +354,8 @@ class ChatSessions:
             while True:
                 ended = following.done()
                 for call in live.of_run(run_id):
+                    if not call.plain:  # JSON for a schema (a planner's, a router's): the answer comes later
+                        continue
                     start = sent.get(call.call_key, 0)
                     start = 0 if start > len(call.text) else start  # the live buffer keeps the tail only
                     if len(call.text) > start:

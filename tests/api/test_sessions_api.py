@@ -127,6 +127,7 @@ def test_a_message_whose_run_failed_says_so_with_the_answer_that_says_why(
     # The answer stays the turn's answer: the conversation goes on from it.
     turns = client.get(f"/sessions/{session['id']}", headers=headers).json()["turns"]
     assert [t["role"] for t in turns] == ["user", "assistant"] and turns[1]["content"] == body["answer"]["content"]
+    assert [t["run_failed"] for t in turns] == [False, True]  # a client reading the history sees which failed
     # The chat page says so under the answer, where an answer of a run that succeeded says "Answered by".
     from tests.api.test_ui_pages import sign_in
 

@@ -73,6 +73,10 @@ class TurnOut(Out):
     content: str
     run_id: str | None = None
     created_at: float
+    run_failed: bool = Field(
+        default=False,
+        description="An answer whose run failed: it says why (the team's `failed_when`), the work was not done.",
+    )
 
 
 class SessionDetail(SessionOut):
@@ -148,7 +152,11 @@ async def get_session(session_id: SessionId, runs: RunsDep, _: Read) -> SessionD
     chats = sessions_of(runs)
     turns = await asyncio.to_thread(chats.turns, session_id)
     session = await asyncio.to_thread(chats.get, session_id)
-    return SessionDetail(**SessionOut.of(session).model_dump(), turns=[TurnOut.of(t) for t in turns])
+    failed = await asyncio.to_thread(chats.failed_answers, turns)
+    shown = [
+        TurnOut.of(t).model_copy(update={"run_failed": t.role == "assistant" and t.run_id in failed}) for t in turns
+    ]
+    return SessionDetail(**SessionOut.of(session).model_dump(), turns=shown)
 
 
 @router.post(

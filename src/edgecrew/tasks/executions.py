@@ -64,9 +64,37 @@ exec(_code, {{"__name__": "__main__", "__file__": {name!r}, "__builtins__": __bu
 # are run here, and so are its pytest-style tests (test* functions, test* methods of a plain Test*
 # class: no fixtures, pytest is not there), each reported as its own test; a failure ends with one line
 # that names the first failed test and its error (a bare assert's with its source line).
+#
+# A module of the work dir (the version as solution.py and under its own name) that ends the process
+# while the test imports it (sys.exit at its top level) is an ImportError naming it: the exit ended the
+# test's process with 0 before any assert ran, so every test passed.
 TEST = """\
-import inspect, sys, types, unittest
+import importlib.machinery, importlib.util, inspect, os, sys, types, unittest
 sys.argv = [{test!r}]
+
+
+class _ExitAtImport(importlib.machinery.SourceFileLoader):
+    def exec_module(self, module):
+        try:
+            super().exec_module(module)
+        except SystemExit as _exit:
+            raise ImportError(
+                f"{{os.path.basename(self.path)}} ended the process while it was imported "
+                f"(SystemExit({{_exit.code!r}}) at its top level), so the test could not run: put the "
+                "program's own run under if __name__ == '__main__':"
+            ) from None
+
+
+class _WorkDirModules:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        file = os.path.abspath(name + ".py")
+        if path is not None or "." in name or not os.path.isfile(file):
+            return None
+        return importlib.util.spec_from_file_location(name, file, loader=_ExitAtImport(name, file))
+
+
+sys.meta_path.insert(0, _WorkDirModules)
 sys.path.insert(0, "")
 _module = types.ModuleType("__main__")
 _module.__file__, _module.SOLUTION_FILE = {test!r}, {name!r}

@@ -183,6 +183,21 @@ def test_list_refuses_an_unknown_status_and_says_when_none_has_it(tmp_path: Path
     assert "add" in invoke("tasks", "list", "--status", "open").output
 
 
+def test_list_says_when_it_shows_only_the_newest_tasks() -> None:
+    # It showed the newest 50 of 59 as if they were all: the build-loop tasks made first were not there.
+    tasks = runtime().tasks
+    for n in range(4):
+        tasks.create(f"task {n}", "", "build-loop" if n % 2 else None)
+    cut = invoke("tasks", "list", "--limit", "3")
+    assert cut.exit_code == 0 and "task 3" in cut.stdout and "task 0" not in cut.stdout
+    assert "the newest 3 of 4 tasks; --limit 4 lists them all" in " ".join(cut.stderr.split())
+    whole = invoke("tasks", "list", "--limit", "4")
+    assert "task 0" in whole.stdout and "newest" not in whole.output
+    done = invoke("tasks", "list", "--status", "open", "--limit", "1")
+    assert "the newest 1 of 4 open tasks; --limit 4 lists them all" in " ".join(done.stderr.split())
+    assert json.loads(invoke("tasks", "list", "--limit", "3", "--json").stdout)[0]["title"] == "task 3"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -78,10 +78,13 @@ def _checks_of(record: ExecutionRecord) -> str:
 # -- tasks ----------------------------------------------------------------------------------------
 
 
+LIST_MAX = 1000
+
+
 @tasks_app.command("list")
 def tasks_list(
     status: Annotated[str | None, typer.Option(help="Only tasks with this status.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=LIST_MAX, help="How many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List tasks, newest first."""
@@ -106,6 +109,12 @@ def tasks_list(
         best = f"v{t.best_version}" if t.best_version else ""
         table.add_row(t.id, escape(t.title[:60]), _status(t.status), t.team or "", best, _when(t.updated_at))
     console.print(table)
+    if len(tasks) == limit:  # else the newest looked like all of them
+        total = guard(lambda: rt.tasks.count_tasks(status=status))
+        if total > limit:
+            which = f"{status} tasks" if status else "tasks"
+            more = f"--limit {total} lists them all" if total <= LIST_MAX else f"--limit {LIST_MAX} lists more"
+            err.print(f"the newest {limit} of {total} {which}; {more}")
 
 
 @tasks_app.command("show")

@@ -482,3 +482,11 @@ def test_stats_counts_and_averages(client: TestClient, rw: dict[str, str], ro: d
         client.post(f"/tasks/{b}/results", json={"runtime_s": 1e308}, headers=rw)
     huge = client.get("/stats", headers=ro).json()  # (an accuracy is a fraction: at most 1)
     assert huge["avg_accuracy"] == pytest.approx(0.75) and huge["avg_runtime_s"] == pytest.approx(5e307)
+
+
+def test_a_log_name_too_long_is_said_to_be_too_long(client: TestClient, rw: dict[str, str], ro: dict[str, str]) -> None:
+    # It was called "not a plain file name (letters, digits, '.', '_', '-')", which it was.
+    tid = new_task(client, rw)["id"]
+    detail = problem_of(client.get(f"/tasks/{tid}/logs/{'a' * 300}.log", headers=ro), 400)["detail"]
+    assert "is 304 characters long; a log file name has at most 200" in detail and "plain file name" not in detail
+    assert "no log file" in problem_of(client.get(f"/tasks/{tid}/logs/{'a' * 196}.log", headers=ro), 404)["detail"]

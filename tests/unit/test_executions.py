@@ -602,3 +602,8 @@ async def test_a_version_that_exits_while_a_test_imports_it_fails_the_test(
     tasks.add_code(task_id, "adder.py", b"import sys\nsys.exit(0)\n")
     record = await service.run(task_id, 3)
     assert record.status == "failed" and record.reason is not None and "adder.py ended the process" in record.reason
+    # a module built into the interpreter stays the built-in one, as before, whatever the work dir holds
+    tasks.add_code(task_id, "errno.py", b"def add(a, b):\n    return a + b\n")
+    uses = "import errno\nimport solution\nassert errno.ENOENT == 2 and solution.add(1, 1) == 2\n"
+    tasks.update(task_id, checks=parse_checks({"test": uses}).to_json())
+    assert (await service.run(task_id, 4)).status == "succeeded"

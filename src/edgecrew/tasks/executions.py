@@ -94,7 +94,7 @@ class _WorkDirModules:
         return importlib.util.spec_from_file_location(name, file, loader=_ExitAtImport(name, file))
 
 
-sys.meta_path.insert(0, _WorkDirModules)
+sys.meta_path.insert(sys.meta_path.index(importlib.machinery.PathFinder), _WorkDirModules)  # after built-ins
 sys.path.insert(0, "")
 _module = types.ModuleType("__main__")
 _module.__file__, _module.SOLUTION_FILE = {test!r}, {name!r}

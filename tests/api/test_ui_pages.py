@@ -621,3 +621,23 @@ def test_a_large_code_version_shows_its_beginning_and_offers_the_download(
     small = client.get(f"/ui/tasks/{task.id}/code/2")
     assert 'data-copy="raw-code"' in small.text and "KiB of" not in small.text
     assert client.get(f"/ui/tasks/{task.id}/code/1/raw").content == big  # the download is whole
+
+
+def test_a_task_pages_log_beyond_its_preview_can_be_read_whole(client: TestClient, keys: dict[str, str]) -> None:
+    # The page showed a log's first 50 lines and "…", with no way to the rest: the API's download needs
+    # a key, which the browser does not hold.
+    sign_in(client, keys["read"])
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    task = tasks.create("logs", "")
+    raw = "".join(f"epoch {n}: loss 0.{n:03d}\n" for n in range(200))
+    result = tasks.add_result(task.id, logs=raw, accuracy=0.5)
+    page = client.get(f"/ui/tasks/{task.id}")
+    link = f'href="/ui/tasks/{task.id}/logs/{result.log_file}"'
+    assert link in page.text and "epoch 199" not in page.text  # the preview, and where the rest is
+    whole = client.get(f"/ui/tasks/{task.id}/logs/{result.log_file}")
+    assert whole.status_code == 200 and whole.text == raw
+    assert whole.headers["content-type"].startswith("text/plain")
+    assert whole.headers["x-content-type-options"] == "nosniff"
+    assert client.get(f"/ui/tasks/{task.id}/logs/nope.log").status_code == 404
+    assert client.get(f"/ui/tasks/{task.id}/logs/..%2F..%2Fsecret").status_code == 404
+    assert client.get(f"/ui/tasks/{task.id}/logs/.hidden").status_code == 400

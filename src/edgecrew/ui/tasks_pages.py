@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup, escape
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -265,6 +265,19 @@ def code_raw(request: Request, task_id: str, version: VersionNo, session: Viewer
             "Content-Disposition": f'attachment; filename="{record.filename}"',
             "X-Content-Type-Options": "nosniff",
         },
+    )
+
+
+@router.get("/ui/tasks/{task_id}/logs/{filename}")
+def task_log(request: Request, task_id: str, filename: str, session: Viewer) -> Response:
+    """A log file whole (the page shows its first lines), as GET /tasks/{id}/logs/{filename} gives it."""
+    path = _tasks(request).log_path(task_id, filename)
+    return FileResponse(
+        path,
+        media_type="text/plain; charset=utf-8",
+        filename=path.name,
+        content_disposition_type="inline",
+        headers={"X-Content-Type-Options": "nosniff"},
     )
 
 

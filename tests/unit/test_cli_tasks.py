@@ -232,7 +232,11 @@ def test_an_unknown_version_and_bad_checks_say_what_exists(tmp_path: Path) -> No
     assert refused.exit_code == 1 and f"{bad}: checks.io[1]: 'expected' is missing" in text
     assert "checks.io[2].expected: expected text, got int" in text
     broken = write(tmp_path / "broken.yaml", "io: [\n")
-    assert invoke("tasks", "create", "--title", "t", "--checks", str(broken)).exit_code == 2  # YAML error, file:line
+    # A YAML error, with file:line, exits as the file's other problems do; it said "1 problem in spec",
+    # which reads as the task's --spec.
+    unread = invoke("tasks", "create", "--title", "t", "--checks", str(broken))
+    said = " ".join(unread.output.split())
+    assert unread.exit_code == 1 and f"error: {broken}:2: YAML syntax error" in said and "spec" not in said
 
 
 def test_cancel_ends_an_execution_whose_process_is_gone(tmp_path: Path) -> None:

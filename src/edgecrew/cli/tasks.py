@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from edgecrew.cli.common import ProjectOpt, console, err, guard, print_file, read_text, runtime, shown
-from edgecrew.errors import NotFoundError, UserError
+from edgecrew.errors import NotFoundError, SpecError, UserError
 
 if TYPE_CHECKING:
     from edgecrew.engine.runtime import Runtime
@@ -286,7 +286,10 @@ def _read_checks(path: Path) -> tuple[Any, Any]:
     """The checks (and limits) a YAML file holds: the checks themselves, or {checks, limits}."""
     from edgecrew.specs.yamlsrc import parse_yaml, to_plain
 
-    data = to_plain(parse_yaml(read_text(path), str(path)))
+    try:
+        data = to_plain(parse_yaml(read_text(path), str(path)))
+    except SpecError as exc:  # not a team spec: "1 problem in spec" read as the task's --spec
+        raise UserError("; ".join(str(issue) for issue in exc.issues)) from None
     if isinstance(data, dict) and data and set(data) <= {"checks", "limits"}:
         return data.get("checks"), data.get("limits")
     return data, None

@@ -641,3 +641,17 @@ def test_a_task_pages_log_beyond_its_preview_can_be_read_whole(client: TestClien
     assert client.get(f"/ui/tasks/{task.id}/logs/nope.log").status_code == 404
     assert client.get(f"/ui/tasks/{task.id}/logs/..%2F..%2Fsecret").status_code == 404
     assert client.get(f"/ui/tasks/{task.id}/logs/.hidden").status_code == 400
+
+
+def test_a_tasks_page_past_the_last_task_says_so_not_no_tasks_yet(client: TestClient, keys: dict[str, str]) -> None:
+    # An old "Older" link, or a hand-edited offset, read "No tasks yet" while tasks were there.
+    sign_in(client, keys["read"])
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    for n in range(3):
+        tasks.create(f"task {n}", "")
+    past = client.get("/ui/tasks?offset=50")
+    assert past.status_code == 200 and "No tasks yet" not in past.text
+    assert "No tasks past the first 50; there are 3: see" in past.text
+    assert 'href="/ui/tasks">the newest</a>' in past.text
+    done = client.get("/ui/tasks?status=done&offset=50")
+    assert "No done tasks" in done.text  # none has that status: said as before

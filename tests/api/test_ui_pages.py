@@ -655,3 +655,19 @@ def test_a_tasks_page_past_the_last_task_says_so_not_no_tasks_yet(client: TestCl
     assert 'href="/ui/tasks">the newest</a>' in past.text
     done = client.get("/ui/tasks?status=done&offset=50")
     assert "No done tasks" in done.text  # none has that status: said as before
+
+
+def test_a_task_page_says_when_it_shows_only_the_latest_executions(client: TestClient, keys: dict[str, str]) -> None:
+    # It showed the latest 50 of 53 as if they were all.
+    sign_in(client, keys["read"])
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    task = rt.tasks.create("many runs", "")
+    rt.tasks.add_code(task.id, "solution.py", b"print(1)\n")
+    for _ in range(53):
+        ended = rt.tasks.create_execution(task.id, 1, executor=rt.executions.executor)
+        rt.tasks.update_execution(ended.id, status="succeeded", finished_at=time.time())
+    page = client.get(f"/ui/tasks/{task.id}").text
+    assert "The latest 50 of 53 executions" in page and f"GET /tasks/{task.id}/executions" in page
+    assert f'href="/ui/executions/{ended.id}"' in page and f'href="/ui/executions/{ended.id - 50}"' not in page
+    few = rt.tasks.create("few runs", "")
+    assert "The latest" not in client.get(f"/ui/tasks/{few.id}").text

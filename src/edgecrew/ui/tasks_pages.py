@@ -135,11 +135,13 @@ class _TaskView:
             "feedback": self.feedback,
             "messages": self.messages,
             "logs": self.logs,
-            "executions": list(reversed(self.executions))[:50],  # the latest
+            "executions": list(reversed(self.executions))[:EXECUTIONS_SHOWN],  # the latest
+            "executions_total": len(self.executions),
         }
 
 
 SETTLED = ("done", "failed", "cancelled")
+EXECUTIONS_SHOWN = 50
 LIVE_SECTIONS = ("status", "versions", "executions", "results", "feedback", "messages", "logs")
 LIVE_POLL_S = 1.0
 

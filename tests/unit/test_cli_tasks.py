@@ -183,6 +183,21 @@ def test_list_refuses_an_unknown_status_and_says_when_none_has_it(tmp_path: Path
     assert "add" in invoke("tasks", "list", "--status", "open").output
 
 
+def test_show_prints_the_checks_themselves(tmp_path: Path) -> None:
+    # build-loop's answer and the README say "read them with edgecrew tasks show T" of a generator's
+    # checks, but it printed only "checks: 2 input/output case(s)".
+    task_id = create_task(tmp_path)
+    test = "from solution import add\n" + "".join(f"assert add({n}, 1) == {n + 1}\n" for n in range(30))
+    runtime().tasks.update(task_id, checks={**runtime().tasks.get(task_id).checks, "test": test})
+    shown = invoke("tasks", "show", task_id)
+    assert shown.exit_code == 0, shown.output
+    text = shown.output
+    assert "checks: 2 input/output case(s) and a Python test (31 lines)" in text
+    assert "1. input '1 2' → expected '3'" in text and "2. input '10 -4\\n' → expected '6'" in text
+    assert "from solution import add" in text and "assert add(18, 1) == 19" in text
+    assert "assert add(19, 1) == 20" not in text and "… 11 more line(s): edgecrew tasks show" in text
+
+
 def test_list_says_when_it_shows_only_the_newest_tasks() -> None:
     # It showed the newest 50 of 59 as if they were all: the build-loop tasks made first were not there.
     tasks = runtime().tasks

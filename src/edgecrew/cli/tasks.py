@@ -148,6 +148,7 @@ def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     what = [f"{len(io)} input/output case(s)"] if io else []
     what += [f"a Python test ({len(str(test).splitlines())} lines)"] if test else []
     console.print("checks: " + (" and ".join(what) if what else "none (a version passes when it exits 0)"))
+    _print_checks(record.id, io, str(test) if test else None)
     if record.limits:
         console.print("limits: " + ", ".join(f"{k}={v}" for k, v in record.limits.items()))
     if versions:
@@ -191,6 +192,26 @@ def _verdicts_table(verdicts: list[FeedbackRecord]) -> Table:
 
 def _numbers(metrics: dict[str, float] | None) -> str:
     return " ".join(f"{k}={v:g}" for k, v in (metrics or {}).items())
+
+
+CHECKS_SHOWN = 20  # io cases, and lines of a test
+
+
+def _print_checks(task_id: str, io: list[dict[str, Any]], test: str | None) -> None:
+    """The checks themselves (whoever wrote them, a generator's model say, they are worth reading)."""
+    from edgecrew.tasks.checks import clip
+
+    more = f"edgecrew tasks show {task_id} --json has them all"
+    for n, case in enumerate(io[:CHECKS_SHOWN], 1):
+        said = f"input {clip(str(case.get('input', '')))} → expected {clip(str(case.get('expected', '')))}"
+        console.print(f"  {n}. {escape(said)}", highlight=False)
+    if len(io) > CHECKS_SHOWN:
+        console.print(f"  … {len(io) - CHECKS_SHOWN} more case(s): {more}", highlight=False)
+    lines = test.splitlines() if test else []
+    for line in lines[:CHECKS_SHOWN]:
+        console.print(f"  │ {escape(line)}", highlight=False)
+    if len(lines) > CHECKS_SHOWN:
+        console.print(f"  … {len(lines) - CHECKS_SHOWN} more line(s): {more}", highlight=False)
 
 
 @tasks_app.command("create")

@@ -607,3 +607,26 @@ async def test_a_version_that_exits_while_a_test_imports_it_fails_the_test(
     uses = "import errno\nimport solution\nassert errno.ENOENT == 2 and solution.add(1, 1) == 2\n"
     tasks.update(task_id, checks=parse_checks({"test": uses}).to_json())
     assert (await service.run(task_id, 4)).status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["import os\nos._exit(0)\n", "def add(a, b):\n    import os\n    os._exit(0)\n"],
+    ids=["at-import", "in-a-test"],
+)
+async def test_a_version_that_ends_the_test_process_with_0_before_the_test_ends_fails_it(
+    tasks: TaskStore, service: ExecutionService, code: str
+) -> None:
+    # os._exit(0) skips everything: the process ended with 0 before an assert ran, and the test passed.
+    test = "from solution import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    task_id = version(tasks, code, checks={"test": test})
+    record = await service.run(task_id, 1)
+    assert (record.status, record.checks_passed) == ("failed", 0)
+    assert record.reason is not None and "ended before the test ran to its end" in record.reason
+    # a test that exits by itself, or has only plain asserts, still passes
+    tasks.add_code(task_id, "solution.py", b"def add(a, b):\n    return a + b\n")
+    for passing in ("import unittest\nfrom solution import add\nclass T(unittest.TestCase):\n"
+                    "    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\nunittest.main()\n",
+                    "import os\nos.chdir('/tmp')\nfrom solution import add\nassert add(2, 3) == 5\n"):  # fmt: skip
+        tasks.update(task_id, checks=parse_checks({"test": passing}).to_json())
+        assert (await service.run(task_id, 2)).status == "succeeded"

@@ -18,6 +18,7 @@ import codecs
 import contextlib
 import shutil
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,7 +68,8 @@ exec(_code, {{"__name__": "__main__", "__file__": {name!r}, "__builtins__": __bu
 #
 # A module of the work dir (the version as solution.py and under its own name) that ends the process
 # while the test imports it (sys.exit at its top level) is an ImportError naming it: the exit ended the
-# test's process with 0 before any assert ran, so every test passed.
+# test's process with 0 before any assert ran, so every test passed. The file ``done`` is made once the
+# test ran to its end (or exited by itself); without it an exit 0 (os._exit, which nothing can catch) fails.
 TEST = """\
 import importlib.machinery, importlib.util, inspect, os, sys, types, unittest
 sys.argv = [{test!r}]
@@ -99,8 +101,21 @@ sys.path.insert(0, "")
 _module = types.ModuleType("__main__")
 _module.__file__, _module.SOLUTION_FILE = {test!r}, {name!r}
 sys.modules["__main__"] = _module
-with open({test!r}, "rb") as _source:
-    exec(compile(_source.read(), {test!r}, "exec"), _module.__dict__)
+
+
+_DONE = os.path.abspath({done!r})  # the work dir's, wherever the test moves to
+
+
+def _ran_to_its_end():
+    open(_DONE, "w").close()
+
+
+try:
+    with open({test!r}, "rb") as _source:
+        exec(compile(_source.read(), {test!r}, "exec"), _module.__dict__)
+except SystemExit:
+    _ran_to_its_end()  # the test's own exit decides (unittest.main(), sys.exit(code))
+    raise
 __unittest = True  # unittest leaves this launcher's frames out of a failure's traceback
 
 
@@ -145,7 +160,9 @@ if _suite.countTestCases():
             _last += f" ({{_lines[-2]}})"
         _count = f"{{len(_bad)}} of {{_result.testsRun}} tests failed"
         sys.stderr.write(f"edgecrew: {{_count}}; first: {{_case.id()}}: {{_last}}\\n")
+    _ran_to_its_end()
     sys.exit(0 if _result.wasSuccessful() else 1)
+_ran_to_its_end()
 """
 
 
@@ -420,7 +437,8 @@ class ExecutionService:
             outcome.metrics = read_metrics(last.stdout)
         if checks.test:
             await logs.header("test check")
-            launcher = TEST.format(test=TEST_FILE, name=name)
+            done = f".edgecrew-test-done-{uuid.uuid4().hex}"
+            launcher = TEST.format(test=TEST_FILE, name=name, done=done)
             result = await run_sandboxed(
                 "python", launcher, workdir=workdir, limits=limits, tier=self.tier, on_output=logs.live
             )
@@ -428,6 +446,11 @@ class ExecutionService:
             if last is None:  # the test alone ran the program
                 outcome.metrics, outcome.runtime_s = read_metrics(result.stdout), result.duration_s
             problem = _problem(result, limits, test=True)
+            if problem is None and not await _off((workdir / done).exists):
+                problem = (
+                    "the test's process ended before the test ran to its end, with exit code 0 (the version "
+                    "called os._exit, say): no assert can have held"
+                )
             if problem is None:
                 outcome.passed += 1
             else:

@@ -266,6 +266,21 @@ def test_cancel_ends_an_execution_whose_process_is_gone(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "already ended (killed)" in again.output
 
 
+def test_cancel_of_an_execution_another_live_process_runs_says_how_to_stop_it(tmp_path: Path) -> None:
+    # It said "cancel it there", not where nor how.
+    task_id = create_task(tmp_path)
+    add_version(task_id, ADD)
+    tasks = runtime().tasks
+    elsewhere = tasks.create_execution(task_id, 1, executor="another-host:4242:1")  # alive: another machine's
+    tasks.update_execution(elsewhere.id, status="running")
+    refused = invoke("tasks", "cancel", str(elsewhere.id))
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 1 and "runs in another process (another-host:4242:1, pid 4242)" in said
+    assert f"POST /executions/{elsewhere.id}/cancel" in said and f"/ui/executions/{elsewhere.id}" in said
+    assert "Ctrl-C the `edgecrew tasks run` running it" in said
+    assert tasks.execution(elsewhere.id).status == "running"  # left to the process that runs it
+
+
 def test_follow_prints_the_running_process_output_as_it_comes_and_each_edgecrew_line_once() -> None:
     from edgecrew.cli.tasks import _Interleaved
 

@@ -308,8 +308,12 @@ class ExecutionService:
         job = self._running.get(execution_id)
         if job is None:
             if record.executor != self.executor and self.executor_alive(record.executor):
+                pid = str(record.executor).split(":")[1:2]
                 raise ConflictError(
-                    f"execution {execution_id} runs in another process ({record.executor}); cancel it there"
+                    f"execution {execution_id} runs in another process ({record.executor}"
+                    f"{', pid ' + pid[0] if pid else ''}); stop it there: on the server that started it, POST "
+                    f"/executions/{execution_id}/cancel or Cancel on /ui/executions/{execution_id}; or Ctrl-C the "
+                    "`edgecrew tasks run` running it"
                 )
             await _off(
                 self.tasks.update_execution,

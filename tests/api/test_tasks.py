@@ -482,3 +482,26 @@ def test_stats_counts_and_averages(client: TestClient, rw: dict[str, str], ro: d
         client.post(f"/tasks/{b}/results", json={"runtime_s": 1e308}, headers=rw)
     huge = client.get("/stats", headers=ro).json()  # (an accuracy is a fraction: at most 1)
     assert huge["avg_accuracy"] == pytest.approx(0.75) and huge["avg_runtime_s"] == pytest.approx(5e307)
+
+
+def test_a_log_name_too_long_is_said_to_be_too_long(client: TestClient, rw: dict[str, str], ro: dict[str, str]) -> None:
+    # It was called "not a plain file name (letters, digits, '.', '_', '-')", which it was.
+    tid = new_task(client, rw)["id"]
+    detail = problem_of(client.get(f"/tasks/{tid}/logs/{'a' * 300}.log", headers=ro), 400)["detail"]
+    assert "is 304 characters long; a log file name has at most 200" in detail and "plain file name" not in detail
+    assert "no log file" in problem_of(client.get(f"/tasks/{tid}/logs/{'a' * 196}.log", headers=ro), 404)["detail"]
+
+
+def test_logs_with_a_character_utf8_cannot_hold_are_a_422_naming_them(
+    client: TestClient, rw: dict[str, str], ro: dict[str, str]
+) -> None:
+    # A lone surrogate (JSON "\ud800") in a result's logs was a 500: the log file could not be written.
+    tid = new_task(client, rw)["id"]
+    body = b'{"accuracy": 0.5, "logs": "epoch 1 \\ud800 done"}'
+    refused = client.post(f"/tasks/{tid}/results", content=body, headers={**rw, "Content-Type": "application/json"})
+    problem = problem_of(refused, 422)
+    assert problem["errors"][0]["loc"] == ["body", "logs"]
+    assert "U+D800" in problem["detail"] and "UTF-8" in problem["detail"]
+    assert client.get(f"/tasks/{tid}/results", headers=ro).json() == []  # nothing kept
+    kept = client.post(f"/tasks/{tid}/results", json={"logs": "epoch 1 \U0001f600 done"}, headers=rw)
+    assert kept.status_code == 201, kept.text  # a pair (an emoji) is one character, and fine

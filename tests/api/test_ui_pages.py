@@ -597,3 +597,77 @@ def test_the_incidents_page_refuses_an_unknown_state_and_names_an_empty_filter(
     healed = client.get("/ui/incidents?state=healed")
     assert healed.status_code == 200 and "No incidents in state healed." in healed.text
     assert "No incidents: the supervisor has seen no failure." in client.get("/ui/incidents").text
+
+
+def test_a_large_code_version_shows_its_beginning_and_offers_the_download(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    # A 4 MB version took 25 s to highlight and came as a 34 MB page, the whole file in it twice.
+    from edgecrew.ui.tasks_pages import CODE_SHOWN_BYTES
+
+    sign_in(client, keys["read"])
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    task = tasks.create("big", "")
+    line = "x = [1, 'abc', {'k': 2}]  # a comment\n"
+    big = (line * (3 * CODE_SHOWN_BYTES // len(line))).encode()
+    tasks.add_code(task.id, "big.py", big)
+    tasks.add_code(task.id, "small.py", line.encode())
+    page = client.get(f"/ui/tasks/{task.id}/code/1")
+    assert page.status_code == 200
+    assert len(page.content) < 12 * CODE_SHOWN_BYTES  # the highlighted beginning, not the whole file
+    assert f"the first {CODE_SHOWN_BYTES // 1024} KiB of {len(big):,} bytes" in page.text
+    assert f'href="/ui/tasks/{task.id}/code/1/raw">Download</a>' in page.text
+    assert 'data-copy="raw-code"' not in page.text  # a copy of part of a file is not offered as the file
+    small = client.get(f"/ui/tasks/{task.id}/code/2")
+    assert 'data-copy="raw-code"' in small.text and "KiB of" not in small.text
+    assert client.get(f"/ui/tasks/{task.id}/code/1/raw").content == big  # the download is whole
+
+
+def test_a_task_pages_log_beyond_its_preview_can_be_read_whole(client: TestClient, keys: dict[str, str]) -> None:
+    # The page showed a log's first 50 lines and "…", with no way to the rest: the API's download needs
+    # a key, which the browser does not hold.
+    sign_in(client, keys["read"])
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    task = tasks.create("logs", "")
+    raw = "".join(f"epoch {n}: loss 0.{n:03d}\n" for n in range(200))
+    result = tasks.add_result(task.id, logs=raw, accuracy=0.5)
+    page = client.get(f"/ui/tasks/{task.id}")
+    link = f'href="/ui/tasks/{task.id}/logs/{result.log_file}"'
+    assert link in page.text and "epoch 199" not in page.text  # the preview, and where the rest is
+    whole = client.get(f"/ui/tasks/{task.id}/logs/{result.log_file}")
+    assert whole.status_code == 200 and whole.text == raw
+    assert whole.headers["content-type"].startswith("text/plain")
+    assert whole.headers["x-content-type-options"] == "nosniff"
+    assert client.get(f"/ui/tasks/{task.id}/logs/nope.log").status_code == 404
+    assert client.get(f"/ui/tasks/{task.id}/logs/..%2F..%2Fsecret").status_code == 404
+    assert client.get(f"/ui/tasks/{task.id}/logs/.hidden").status_code == 400
+
+
+def test_a_tasks_page_past_the_last_task_says_so_not_no_tasks_yet(client: TestClient, keys: dict[str, str]) -> None:
+    # An old "Older" link, or a hand-edited offset, read "No tasks yet" while tasks were there.
+    sign_in(client, keys["read"])
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    for n in range(3):
+        tasks.create(f"task {n}", "")
+    past = client.get("/ui/tasks?offset=50")
+    assert past.status_code == 200 and "No tasks yet" not in past.text
+    assert "No tasks past the first 50; there are 3: see" in past.text
+    assert 'href="/ui/tasks">the newest</a>' in past.text
+    done = client.get("/ui/tasks?status=done&offset=50")
+    assert "No done tasks" in done.text  # none has that status: said as before
+
+
+def test_a_task_page_says_when_it_shows_only_the_latest_executions(client: TestClient, keys: dict[str, str]) -> None:
+    # It showed the latest 50 of 53 as if they were all.
+    sign_in(client, keys["read"])
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    task = rt.tasks.create("many runs", "")
+    rt.tasks.add_code(task.id, "solution.py", b"print(1)\n")
+    for _ in range(53):
+        ended = rt.tasks.create_execution(task.id, 1, executor=rt.executions.executor)
+        rt.tasks.update_execution(ended.id, status="succeeded", finished_at=time.time())
+    page = client.get(f"/ui/tasks/{task.id}").text
+    assert "The latest 50 of 53 executions" in page and f"GET /tasks/{task.id}/executions" in page
+    assert f'href="/ui/executions/{ended.id}"' in page and f'href="/ui/executions/{ended.id - 50}"' not in page
+    few = rt.tasks.create("few runs", "")
+    assert "The latest" not in client.get(f"/ui/tasks/{few.id}").text

@@ -191,3 +191,24 @@ async def test_the_scoreboard_counts_the_teams_tasks(tmp_path: Path) -> None:
     [score] = tasks.stats().teams
     assert (score.team, score.tasks, score.done, score.failed, score.versions_per_done) == ("build-loop", 1, 1, 0, 2.0)
     assert score.seconds_per_task is not None and score.seconds_per_task >= 0
+
+
+async def test_an_evaluator_that_gives_no_usable_notes_leaves_the_loop_going(tmp_path: Path) -> None:
+    # Its notes are advice (the verdict is the checks'): notes past the schema's 200 characters, twice,
+    # failed the run mid-loop with no answer, and the task with it.
+    tasks, io, replies = workspace(tmp_path)
+    replies["evaluator"] = [{"json": {"notes": "x" * 300}}] * 2
+    runner = FakeTurnRunner(load_team(TEAM), io)
+    result = await runner.run("a program that adds two numbers")
+    assert result.ok, result.error
+    assert runner.path[5:] == [
+        "runner", "evaluator", "feedback", "coder", "save", "runner", "feedback", "finish", "report",
+    ]  # fmt: skip
+    task = tasks.get(result.output["task_id"])
+    assert (task.status, task.best_version) == ("done", 2)
+    first = tasks.feedback(task.id)[0]
+    assert first.verdict == "needs_changes" and first.notes.startswith("2 problems; first: io check 1 failed")
+    assert "x" * 300 not in first.notes
+    # the coder read what failed, without notes
+    second = [r for r in io.model_calls if r.agent == "coder"][1].request.messages[-1].content
+    assert "print(a - b)" in second and "It failed: 2 problems; first: io check 1 failed" in second

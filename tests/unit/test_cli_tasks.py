@@ -183,6 +183,36 @@ def test_list_refuses_an_unknown_status_and_says_when_none_has_it(tmp_path: Path
     assert "add" in invoke("tasks", "list", "--status", "open").output
 
 
+def test_show_prints_the_checks_themselves(tmp_path: Path) -> None:
+    # build-loop's answer and the README say "read them with edgecrew tasks show T" of a generator's
+    # checks, but it printed only "checks: 2 input/output case(s)".
+    task_id = create_task(tmp_path)
+    test = "from solution import add\n" + "".join(f"assert add({n}, 1) == {n + 1}\n" for n in range(30))
+    runtime().tasks.update(task_id, checks={**runtime().tasks.get(task_id).checks, "test": test})
+    shown = invoke("tasks", "show", task_id)
+    assert shown.exit_code == 0, shown.output
+    text = shown.output
+    assert "checks: 2 input/output case(s) and a Python test (31 lines)" in text
+    assert "1. input '1 2' → expected '3'" in text and "2. input '10 -4\\n' → expected '6'" in text
+    assert "from solution import add" in text and "assert add(18, 1) == 19" in text
+    assert "assert add(19, 1) == 20" not in text and "… 11 more line(s): edgecrew tasks show" in text
+
+
+def test_list_says_when_it_shows_only_the_newest_tasks() -> None:
+    # It showed the newest 50 of 59 as if they were all: the build-loop tasks made first were not there.
+    tasks = runtime().tasks
+    for n in range(4):
+        tasks.create(f"task {n}", "", "build-loop" if n % 2 else None)
+    cut = invoke("tasks", "list", "--limit", "3")
+    assert cut.exit_code == 0 and "task 3" in cut.stdout and "task 0" not in cut.stdout
+    assert "the newest 3 of 4 tasks; --limit 4 lists them all" in " ".join(cut.stderr.split())
+    whole = invoke("tasks", "list", "--limit", "4")
+    assert "task 0" in whole.stdout and "newest" not in whole.output
+    done = invoke("tasks", "list", "--status", "open", "--limit", "1")
+    assert "the newest 1 of 4 open tasks; --limit 4 lists them all" in " ".join(done.stderr.split())
+    assert json.loads(invoke("tasks", "list", "--limit", "3", "--json").stdout)[0]["title"] == "task 3"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -217,7 +247,11 @@ def test_an_unknown_version_and_bad_checks_say_what_exists(tmp_path: Path) -> No
     assert refused.exit_code == 1 and f"{bad}: checks.io[1]: 'expected' is missing" in text
     assert "checks.io[2].expected: expected text, got int" in text
     broken = write(tmp_path / "broken.yaml", "io: [\n")
-    assert invoke("tasks", "create", "--title", "t", "--checks", str(broken)).exit_code == 2  # YAML error, file:line
+    # A YAML error, with file:line, exits as the file's other problems do; it said "1 problem in spec",
+    # which reads as the task's --spec.
+    unread = invoke("tasks", "create", "--title", "t", "--checks", str(broken))
+    said = " ".join(unread.output.split())
+    assert unread.exit_code == 1 and f"error: {broken}:2: YAML syntax error" in said and "spec" not in said
 
 
 def test_cancel_ends_an_execution_whose_process_is_gone(tmp_path: Path) -> None:
@@ -230,6 +264,21 @@ def test_cancel_ends_an_execution_whose_process_is_gone(tmp_path: Path) -> None:
     assert cancelled.exit_code == 0 and "killed" in cancelled.output, cancelled.output
     again = invoke("tasks", "cancel", str(stale.id))
     assert again.exit_code == 1 and "already ended (killed)" in again.output
+
+
+def test_cancel_of_an_execution_another_live_process_runs_says_how_to_stop_it(tmp_path: Path) -> None:
+    # It said "cancel it there", not where nor how.
+    task_id = create_task(tmp_path)
+    add_version(task_id, ADD)
+    tasks = runtime().tasks
+    elsewhere = tasks.create_execution(task_id, 1, executor="another-host:4242:1")  # alive: another machine's
+    tasks.update_execution(elsewhere.id, status="running")
+    refused = invoke("tasks", "cancel", str(elsewhere.id))
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 1 and "runs in another process (another-host:4242:1, pid 4242)" in said
+    assert f"POST /executions/{elsewhere.id}/cancel" in said and f"/ui/executions/{elsewhere.id}" in said
+    assert "Ctrl-C the `edgecrew tasks run` running it" in said
+    assert tasks.execution(elsewhere.id).status == "running"  # left to the process that runs it
 
 
 def test_follow_prints_the_running_process_output_as_it_comes_and_each_edgecrew_line_once() -> None:

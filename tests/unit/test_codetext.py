@@ -57,3 +57,14 @@ def test_templates_read_them_as_filters() -> None:
     assert render_value("{{ task | given_checks }}", scope) == [{"input": "2 3", "expected": "5"}]
     assert render_value("{{ outputs.coder.text | code_block }}", scope) == "print(5)\n"
     assert render_value("{{ task | without_checks }}", scope) == "add."
+
+
+def test_a_request_that_says_check_colon_in_passing_is_told_why_its_words_were_read_as_checks() -> None:
+    # "a program that checks: whether ..." failed with "check 1 (...) has no '->'", not saying why its
+    # words were taken for checks, nor how to say it otherwise.
+    with pytest.raises(ValueError) as caught:
+        given_checks("a program that checks: whether a number is prime")
+    said = str(caught.value)
+    assert "check 1 ('whether a number is prime') has no '->'" in said
+    assert "what follows 'checks:' in the request is read as its checks" in said
+    assert "or word the request without 'checks:'" in said

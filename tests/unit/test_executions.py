@@ -581,3 +581,52 @@ async def test_an_agents_execution_stops_when_its_run_is_cancelled(tasks: TaskSt
     ended = await asyncio.wait_for(waiting, timeout=25)  # the program alone sleeps 30 s
     assert ended.status == "killed" and ended.reason == "cancelled: the sandbox was killed"
     assert ended.result_id is None and tasks.results(task_id) == []
+
+
+@pytest.mark.parametrize("ending", ["sys.exit(0)", "sys.exit()", "raise SystemExit(0)"])
+async def test_a_version_that_exits_while_a_test_imports_it_fails_the_test(
+    tasks: TaskStore, service: ExecutionService, ending: str
+) -> None:
+    # Its exit at import ended the test's process with 0 before a single assert ran: every test passed.
+    test = "from solution import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    task_id = version(tasks, f"import sys\n{ending}\n", checks={"test": test}, name="adder.py")
+    record = await service.run(task_id, 1)
+    assert (record.status, record.checks_passed) == ("failed", 0)
+    assert record.reason is not None and "solution.py ended the process while it was imported" in record.reason
+    assert "if __name__ == '__main__':" in record.reason
+    # a test's own exit still decides, and the version's name imports alike
+    tasks.add_code(task_id, "adder.py", b"def add(a, b):\n    return a + b\n")
+    own = "import sys\nimport adder\nsys.exit(0 if adder.add(2, 3) == 5 else 1)\n"
+    tasks.update(task_id, checks=parse_checks({"test": own}).to_json())
+    assert (await service.run(task_id, 2)).status == "succeeded"
+    tasks.add_code(task_id, "adder.py", b"import sys\nsys.exit(0)\n")
+    record = await service.run(task_id, 3)
+    assert record.status == "failed" and record.reason is not None and "adder.py ended the process" in record.reason
+    # a module built into the interpreter stays the built-in one, as before, whatever the work dir holds
+    tasks.add_code(task_id, "errno.py", b"def add(a, b):\n    return a + b\n")
+    uses = "import errno\nimport solution\nassert errno.ENOENT == 2 and solution.add(1, 1) == 2\n"
+    tasks.update(task_id, checks=parse_checks({"test": uses}).to_json())
+    assert (await service.run(task_id, 4)).status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["import os\nos._exit(0)\n", "def add(a, b):\n    import os\n    os._exit(0)\n"],
+    ids=["at-import", "in-a-test"],
+)
+async def test_a_version_that_ends_the_test_process_with_0_before_the_test_ends_fails_it(
+    tasks: TaskStore, service: ExecutionService, code: str
+) -> None:
+    # os._exit(0) skips everything: the process ended with 0 before an assert ran, and the test passed.
+    test = "from solution import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    task_id = version(tasks, code, checks={"test": test})
+    record = await service.run(task_id, 1)
+    assert (record.status, record.checks_passed) == ("failed", 0)
+    assert record.reason is not None and "ended before the test ran to its end" in record.reason
+    # a test that exits by itself, or has only plain asserts, still passes
+    tasks.add_code(task_id, "solution.py", b"def add(a, b):\n    return a + b\n")
+    for passing in ("import unittest\nfrom solution import add\nclass T(unittest.TestCase):\n"
+                    "    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\nunittest.main()\n",
+                    "import os\nos.chdir('/tmp')\nfrom solution import add\nassert add(2, 3) == 5\n"):  # fmt: skip
+        tasks.update(task_id, checks=parse_checks({"test": passing}).to_json())
+        assert (await service.run(task_id, 2)).status == "succeeded"

@@ -304,6 +304,32 @@ def test_a_failed_or_cancelled_run_ends_the_tasks_it_left_open(tmp_path: Path) -
     assert tasks.get(other.id).status == "cancelled"
 
 
+def test_a_task_a_failed_run_ends_names_its_best_version_as_every_finish_does(tmp_path: Path) -> None:
+    """Its versions stay the work done: ended by its failed run (a coder's model that timed out on its
+    second try), it had no best version, where tasks.finish or a person's PATCH failed names one."""
+    from edgecrew.store.tasks import TaskStore
+
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    tasks = TaskStore(store, tmp_path / "home")
+    for run_id in ("rfail", "rcancel"):
+        store.create_run(run_id, "build-loop", "t", {}, "/tmp")
+        store.set_status(run_id, RunStatus.RUNNING)
+    worked = tasks.create("squares", "print n*n", "build-loop", created_by="create@rfail")
+    for code in (b"print(1)\n", b"print(2)\n"):
+        tasks.add_code(worked.id, "solution.py", code)
+    tasks.add_feedback(worked.id, author="feedback@rfail", verdict="needs_changes", notes="", version=2)
+    empty = tasks.create("cubes", "print n**3", "build-loop", created_by="create@rfail")
+    stopped = tasks.create("halves", "print n/2", "build-loop", created_by="create@rcancel")
+    tasks.add_code(stopped.id, "solution.py", b"print(3)\n")
+    store.set_status("rfail", RunStatus.FAILED, error="the coder's model timed out")
+    store.set_status("rcancel", RunStatus.CANCELLED)
+    assert (tasks.get(worked.id).status, tasks.get(worked.id).best_version) == ("failed", 2)
+    assert tasks.best_version(worked.id) == (2, "no version was accepted or run; the latest")
+    assert (tasks.get(empty.id).status, tasks.get(empty.id).best_version) == ("failed", None)
+    # a cancelled one is left as a person's cancel leaves it
+    assert (tasks.get(stopped.id).status, tasks.get(stopped.id).best_version) == ("cancelled", None)
+
+
 def test_cancelling_a_run_that_ended_since_it_was_read_says_so_and_writes_nothing() -> None:
     """The cancel read the run running, the run then succeeded: the cancel closed its steps and wrote
     run_cancelled into a succeeded run's events (its status now kept by the compare-and-set)."""

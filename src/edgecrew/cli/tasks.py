@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from edgecrew.cli.common import ProjectOpt, console, err, guard, print_file, read_text, runtime, shown
-from edgecrew.errors import NotFoundError, UserError
+from edgecrew.errors import NotFoundError, SpecError, UserError
 
 if TYPE_CHECKING:
     from edgecrew.engine.runtime import Runtime
@@ -78,10 +78,13 @@ def _checks_of(record: ExecutionRecord) -> str:
 # -- tasks ----------------------------------------------------------------------------------------
 
 
+LIST_MAX = 1000
+
+
 @tasks_app.command("list")
 def tasks_list(
     status: Annotated[str | None, typer.Option(help="Only tasks with this status.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=LIST_MAX, help="How many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List tasks, newest first."""
@@ -106,6 +109,12 @@ def tasks_list(
         best = f"v{t.best_version}" if t.best_version else ""
         table.add_row(t.id, escape(t.title[:60]), _status(t.status), t.team or "", best, _when(t.updated_at))
     console.print(table)
+    if len(tasks) == limit:  # else the newest looked like all of them
+        total = guard(lambda: rt.tasks.count_tasks(status=status))
+        if total > limit:
+            which = f"{status} tasks" if status else "tasks"
+            more = f"--limit {total} lists them all" if total <= LIST_MAX else f"--limit {LIST_MAX} lists more"
+            err.print(f"the newest {limit} of {total} {which}; {more}")
 
 
 @tasks_app.command("show")
@@ -139,6 +148,7 @@ def tasks_show(task: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     what = [f"{len(io)} input/output case(s)"] if io else []
     what += [f"a Python test ({len(str(test).splitlines())} lines)"] if test else []
     console.print("checks: " + (" and ".join(what) if what else "none (a version passes when it exits 0)"))
+    _print_checks(record.id, io, str(test) if test else None)
     if record.limits:
         console.print("limits: " + ", ".join(f"{k}={v}" for k, v in record.limits.items()))
     if versions:
@@ -182,6 +192,26 @@ def _verdicts_table(verdicts: list[FeedbackRecord]) -> Table:
 
 def _numbers(metrics: dict[str, float] | None) -> str:
     return " ".join(f"{k}={v:g}" for k, v in (metrics or {}).items())
+
+
+CHECKS_SHOWN = 20  # io cases, and lines of a test
+
+
+def _print_checks(task_id: str, io: list[dict[str, Any]], test: str | None) -> None:
+    """The checks themselves (whoever wrote them, a generator's model say, they are worth reading)."""
+    from edgecrew.tasks.checks import clip
+
+    more = f"edgecrew tasks show {task_id} --json has them all"
+    for n, case in enumerate(io[:CHECKS_SHOWN], 1):
+        said = f"input {clip(str(case.get('input', '')))} → expected {clip(str(case.get('expected', '')))}"
+        console.print(f"  {n}. {escape(said)}", highlight=False)
+    if len(io) > CHECKS_SHOWN:
+        console.print(f"  … {len(io) - CHECKS_SHOWN} more case(s): {more}", highlight=False)
+    lines = test.splitlines() if test else []
+    for line in lines[:CHECKS_SHOWN]:
+        console.print(f"  │ {escape(line)}", highlight=False)
+    if len(lines) > CHECKS_SHOWN:
+        console.print(f"  … {len(lines) - CHECKS_SHOWN} more line(s): {more}", highlight=False)
 
 
 @tasks_app.command("create")
@@ -277,7 +307,10 @@ def _read_checks(path: Path) -> tuple[Any, Any]:
     """The checks (and limits) a YAML file holds: the checks themselves, or {checks, limits}."""
     from edgecrew.specs.yamlsrc import parse_yaml, to_plain
 
-    data = to_plain(parse_yaml(read_text(path), str(path)))
+    try:
+        data = to_plain(parse_yaml(read_text(path), str(path)))
+    except SpecError as exc:  # not a team spec: "1 problem in spec" read as the task's --spec
+        raise UserError("; ".join(str(issue) for issue in exc.issues)) from None
     if isinstance(data, dict) and data and set(data) <= {"checks", "limits"}:
         return data.get("checks"), data.get("limits")
     return data, None

@@ -45,9 +45,13 @@ def given_checks(text: str) -> list[dict[str, str]]:
     if match is None:
         return []
     cases: list[dict[str, str]] = []
+    mark = text[match.start() : match.end()].lstrip(" \t\r\n.;,")  # "Checks:" as the request writes it
     for number, raw in enumerate(_split_cases(text[match.end() :]), start=1):
         if _ARROW not in raw:
-            raise ValueError(f"check {number} ({raw!r}) has no '->': write each check as INPUT -> EXPECTED")
+            raise ValueError(
+                f"check {number} ({raw!r}) has no '->': what follows {mark!r} in the request is read as its "
+                f"checks; write each as INPUT -> EXPECTED, or word the request without {mark!r}"
+            )
         left, right = _sides(raw)
         try:
             case = {"input": _side(left), "expected": _side(right)}

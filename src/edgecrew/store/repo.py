@@ -34,6 +34,7 @@ from edgecrew.errors import NotFoundError, UserError
 from edgecrew.settings import get_settings
 from edgecrew.store import tables as t
 from edgecrew.store.migrations import HEAD
+from edgecrew.store.taskbest import best_version
 
 # The connection of the transaction open in this context (see RunStore.transaction).
 _current_conn: ContextVar[Connection | None] = ContextVar("edgecrew_store_conn", default=None)
@@ -440,6 +441,15 @@ class RunStore:
             return
         ended = "failed" if status == RunStatus.FAILED else "cancelled"
         conn.execute(t.tasks.update().where(tasks.id.in_(left)).values(status=ended, updated_at=now, finished_at=now))
+        if ended == "failed":  # named as every finish names it (tasks.finish, a person's failed): one rule
+            for task_id in left:
+                best = best_version(conn, task_id)[0]
+                if best is not None:
+                    conn.execute(
+                        t.tasks.update()
+                        .where(tasks.id == task_id, tasks.best_version.is_(None))
+                        .values(best_version=best)
+                    )
         said = f"the run {run_id} that created this task ended {status.value} before finishing it; marked {ended}"
         conn.execute(
             t.task_messages.insert(),

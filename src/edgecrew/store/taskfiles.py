@@ -22,7 +22,8 @@ from edgecrew.errors import NotFoundError, UserError
 
 PREVIEW_LINES = 50
 PREVIEW_MAX_CHARS = 16_000
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+NAME_MAX = 200
+_SAFE_NAME = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9._-]{{0,{NAME_MAX - 1}}}$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 # Text types a browser would run or render are served as plain text instead.
 _ACTIVE_TYPES = frozenset({"text/html", "text/xml", "application/xml", "image/svg+xml", "application/xhtml+xml"})
@@ -161,6 +162,11 @@ class TaskFiles:
     def log_path(self, task_id: str, filename: str) -> Path:
         """The path of an existing log file; UserError for a name that is not one safe component,
         NotFoundError when there is no such regular file inside the task's logs folder."""
+        if len(filename) > NAME_MAX:
+            raise UserError(
+                f"log filename {filename[:80]!r}... is {len(filename)} characters long; a log file name has at "
+                f"most {NAME_MAX} (GET /tasks/{task_id}/logs lists them)"
+            )
         if not _SAFE_NAME.match(filename) or ".." in filename:
             raise UserError(
                 f"log filename {filename[:80]!r} is not a plain file name (letters, digits, '.', '_', '-'; no folders)"

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from edgecrew.errors import ConflictError, NotFoundError, UserError
 from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore
+from edgecrew.store.taskbest import best_version
 from edgecrew.store.taskfiles import LogFile, TaskFiles, language_of, media_type_of, sanitize_filename
 
 TASK_STATUSES = ("open", "in_progress", "done", "failed", "cancelled")
@@ -276,31 +277,10 @@ class TaskStore:
         return self.get(task_id)
 
     def best_version(self, task_id: str) -> tuple[int | None, str]:
-        """The version to keep and why: the latest accepted one, else the one whose execution passed the
-        most checks and no one rejected, else the latest written (None: no version was written). A
-        version's latest verdict is its standing: accepted, then rejected, it is rejected."""
-        known = {c.version for c in self.code_versions(task_id)}  # a deleted version is no candidate
-        standing = {f.version: f for f in self.feedback(task_id) if f.version in known}  # oldest first
-        accepted = sorted((f for f in standing.values() if f.verdict == "accepted"), key=lambda f: f.id)
-        if accepted:
-            return accepted[-1].version, f"accepted by {accepted[-1].author}"
-        rejected = {v for v, f in standing.items() if f.verdict == "rejected"}
-        ran = [
-            e
-            for e in self.executions(task_id)
-            if e.version in known and e.version not in rejected and e.checks_total is not None
-        ]
-        if ran:
-            best = max(ran, key=lambda e: (e.checks_passed or 0, e.status == "succeeded", e.id))
-            return (
-                best.version,
-                f"passed {best.checks_passed or 0} of {best.checks_total} checks in execution {best.id}",
-            )
-        if known - rejected:
-            return max(known - rejected), "no version was accepted or run; the latest"
-        if known:
-            return max(known), "every version was rejected; the latest"
-        return None, "no version was written"
+        """The version to keep and why (the rule: ``edgecrew.store.taskbest``)."""
+        self.get(task_id)
+        with self.store.engine.connect() as conn:
+            return best_version(conn, task_id)
 
     # -- code versions ----------------------------------------------------------------------------
     def add_code(self, task_id: str, filename: str, data: bytes, author: str | None = None) -> CodeRecord:

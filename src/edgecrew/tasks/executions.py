@@ -18,6 +18,7 @@ import codecs
 import contextlib
 import shutil
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,15 +65,57 @@ exec(_code, {{"__name__": "__main__", "__file__": {name!r}, "__builtins__": __bu
 # are run here, and so are its pytest-style tests (test* functions, test* methods of a plain Test*
 # class: no fixtures, pytest is not there), each reported as its own test; a failure ends with one line
 # that names the first failed test and its error (a bare assert's with its source line).
+#
+# A module of the work dir (the version as solution.py and under its own name) that ends the process
+# while the test imports it (sys.exit at its top level) is an ImportError naming it: the exit ended the
+# test's process with 0 before any assert ran, so every test passed. The file ``done`` is made once the
+# test ran to its end (or exited by itself); without it an exit 0 (os._exit, which nothing can catch) fails.
 TEST = """\
-import inspect, sys, types, unittest
+import importlib.machinery, importlib.util, inspect, os, sys, types, unittest
 sys.argv = [{test!r}]
+
+
+class _ExitAtImport(importlib.machinery.SourceFileLoader):
+    def exec_module(self, module):
+        try:
+            super().exec_module(module)
+        except SystemExit as _exit:
+            raise ImportError(
+                f"{{os.path.basename(self.path)}} ended the process while it was imported "
+                f"(SystemExit({{_exit.code!r}}) at its top level), so the test could not run: put the "
+                "program's own run under if __name__ == '__main__':"
+            ) from None
+
+
+class _WorkDirModules:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        file = os.path.abspath(name + ".py")
+        if path is not None or "." in name or not os.path.isfile(file):
+            return None
+        return importlib.util.spec_from_file_location(name, file, loader=_ExitAtImport(name, file))
+
+
+sys.meta_path.insert(sys.meta_path.index(importlib.machinery.PathFinder), _WorkDirModules)  # after built-ins
 sys.path.insert(0, "")
 _module = types.ModuleType("__main__")
 _module.__file__, _module.SOLUTION_FILE = {test!r}, {name!r}
 sys.modules["__main__"] = _module
-with open({test!r}, "rb") as _source:
-    exec(compile(_source.read(), {test!r}, "exec"), _module.__dict__)
+
+
+_DONE = os.path.abspath({done!r})  # the work dir's, wherever the test moves to
+
+
+def _ran_to_its_end():
+    open(_DONE, "w").close()
+
+
+try:
+    with open({test!r}, "rb") as _source:
+        exec(compile(_source.read(), {test!r}, "exec"), _module.__dict__)
+except SystemExit:
+    _ran_to_its_end()  # the test's own exit decides (unittest.main(), sys.exit(code))
+    raise
 __unittest = True  # unittest leaves this launcher's frames out of a failure's traceback
 
 
@@ -117,7 +160,9 @@ if _suite.countTestCases():
             _last += f" ({{_lines[-2]}})"
         _count = f"{{len(_bad)}} of {{_result.testsRun}} tests failed"
         sys.stderr.write(f"edgecrew: {{_count}}; first: {{_case.id()}}: {{_last}}\\n")
+    _ran_to_its_end()
     sys.exit(0 if _result.wasSuccessful() else 1)
+_ran_to_its_end()
 """
 
 
@@ -263,8 +308,12 @@ class ExecutionService:
         job = self._running.get(execution_id)
         if job is None:
             if record.executor != self.executor and self.executor_alive(record.executor):
+                pid = str(record.executor).split(":")[1:2]
                 raise ConflictError(
-                    f"execution {execution_id} runs in another process ({record.executor}); cancel it there"
+                    f"execution {execution_id} runs in another process ({record.executor}"
+                    f"{', pid ' + pid[0] if pid else ''}); stop it there: on the server that started it, POST "
+                    f"/executions/{execution_id}/cancel or Cancel on /ui/executions/{execution_id}; or Ctrl-C the "
+                    "`edgecrew tasks run` running it"
                 )
             await _off(
                 self.tasks.update_execution,
@@ -392,7 +441,8 @@ class ExecutionService:
             outcome.metrics = read_metrics(last.stdout)
         if checks.test:
             await logs.header("test check")
-            launcher = TEST.format(test=TEST_FILE, name=name)
+            done = f".edgecrew-test-done-{uuid.uuid4().hex}"
+            launcher = TEST.format(test=TEST_FILE, name=name, done=done)
             result = await run_sandboxed(
                 "python", launcher, workdir=workdir, limits=limits, tier=self.tier, on_output=logs.live
             )
@@ -400,6 +450,11 @@ class ExecutionService:
             if last is None:  # the test alone ran the program
                 outcome.metrics, outcome.runtime_s = read_metrics(result.stdout), result.duration_s
             problem = _problem(result, limits, test=True)
+            if problem is None and not await _off((workdir / done).exists):
+                problem = (
+                    "the test's process ended before the test ran to its end, with exit code 0 (the version "
+                    "called os._exit, say): no assert can have held"
+                )
             if problem is None:
                 outcome.passed += 1
             else:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from markupsafe import escape
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -135,11 +135,13 @@ class _TaskView:
             "feedback": self.feedback,
             "messages": self.messages,
             "logs": self.logs,
-            "executions": list(reversed(self.executions))[:50],  # the latest
+            "executions": list(reversed(self.executions))[:EXECUTIONS_SHOWN],  # the latest
+            "executions_total": len(self.executions),
         }
 
 
 SETTLED = ("done", "failed", "cancelled")
+EXECUTIONS_SHOWN = 50
 LIVE_SECTIONS = ("status", "versions", "executions", "results", "feedback", "messages", "logs")
 LIVE_POLL_S = 1.0
 
@@ -216,11 +218,19 @@ async def _task_fragments(rt: Runtime, task_id: str, since: str, session: Sessio
         await asyncio.sleep(LIVE_POLL_S)
 
 
+# A version's page highlights at most this much of its file (pygments took 25 s and 34 MB of HTML
+# for a 4 MB file); the download has all of it.
+CODE_SHOWN_BYTES = 256 * 1024
+
+
 @router.get("/ui/tasks/{task_id}/code/{version}")
 def code_page(request: Request, task_id: str, version: VersionNo, session: Viewer) -> HTMLResponse:
     store = _tasks(request)
     record = store.code_version(task_id, version)
-    text = store.code_bytes(record).decode("utf-8", errors="replace")
+    data = store.code_bytes(record)
+    cut = len(data) > CODE_SHOWN_BYTES
+    # A character cut at the end is dropped, not shown as U+FFFD.
+    text = data[:CODE_SHOWN_BYTES].decode("utf-8", errors="ignore" if cut else "replace")
     shown, styles = views.highlighted(record.filename, text)
     return page(
         request,
@@ -229,6 +239,8 @@ def code_page(request: Request, task_id: str, version: VersionNo, session: Viewe
         task=store.get(task_id),
         record=record,
         code=text,
+        cut=cut,
+        shown_kib=CODE_SHOWN_BYTES // 1024,
         highlighted=shown,
         styles=styles,
         versions=store.code_versions(task_id),
@@ -246,6 +258,19 @@ def code_raw(request: Request, task_id: str, version: VersionNo, session: Viewer
             "Content-Disposition": f'attachment; filename="{record.filename}"',
             "X-Content-Type-Options": "nosniff",
         },
+    )
+
+
+@router.get("/ui/tasks/{task_id}/logs/{filename}")
+def task_log(request: Request, task_id: str, filename: str, session: Viewer) -> Response:
+    """A log file whole (the page shows its first lines), as GET /tasks/{id}/logs/{filename} gives it."""
+    path = _tasks(request).log_path(task_id, filename)
+    return FileResponse(
+        path,
+        media_type="text/plain; charset=utf-8",
+        filename=path.name,
+        content_disposition_type="inline",
+        headers={"X-Content-Type-Options": "nosniff"},
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgecrew.api.shapes import Out, Page
 from edgecrew.store.taskfiles import LogFile
@@ -230,6 +230,18 @@ class ResultIn(BaseModel):
     )
     logs: str | None = Field(default=None, description="Raw logs; stored as a log file of the task.")
     author: Name | None = None
+
+    @field_validator("logs")
+    @classmethod
+    def _utf8(cls, logs: str | None) -> str | None:
+        # Stored as a UTF-8 file: a lone surrogate ("\ud800" in JSON) could not be written (a 500).
+        if logs is not None:
+            try:
+                logs.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                lone = f"U+{ord(logs[exc.start]):04X}"
+                raise ValueError(f"character {exc.start} is {lone}, half of a pair, which UTF-8 cannot hold") from None
+        return logs
 
     @model_validator(mode="after")
     def _says_something(self) -> ResultIn:

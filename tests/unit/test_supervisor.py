@@ -428,6 +428,28 @@ async def test_an_escalated_failure_writes_a_regression_case_and_its_twin_reuses
     assert await sup.escalate(twin.id, decision.reason) == path
 
 
+async def test_a_failure_escalated_because_no_model_answered_is_asked_about_again(
+    project_dir: Path, edgecrew_home: Path
+) -> None:
+    # The reflection model was down for the first incident: nobody judged that failure, so the same
+    # failure later is put to the model (back now), not escalated as "the same failure, escalated before".
+    runtime = _answering(
+        project_dir, '{error: unavailable, message: "sup model down"}', '{json: {action: retry, reason: "flaky"}}'
+    )
+    sup = Ops.of(runtime).supervisor
+    first = sup.record(_finding("j1"))
+    assert first is not None
+    unanswered = await sup.decide(first.id)
+    assert (unanswered.action, unanswered.decided_by) == ("escalate", "supervisor")
+    assert unanswered.reason.startswith("no model could decide (model 'local': sup model down")
+    await sup.escalate(first.id, unanswered.reason)
+    assert sup.get(first.id).state == "escalated" and sup.get(first.id).decided_by == "supervisor"
+    again = sup.record(_finding("j2"))
+    assert again is not None
+    decision = await sup.decide(again.id)
+    assert (decision.action, decision.decided_by, decision.reason) == ("retry", "model", "flaky")
+
+
 def test_a_regression_case_parses_and_names_its_reproduction(tmp_path: Path) -> None:
     incident = SimpleNamespace(
         id="iabc",

@@ -164,7 +164,7 @@ class Decision:
     action: str
     reason: str
     params: dict[str, Any] = field(default_factory=dict)
-    decided_by: str = "rule"  # rule | model | duplicate
+    decided_by: str = "rule"  # rule | model | duplicate | supervisor (no model answered)
 
     @property
     def risky(self) -> bool:

@@ -78,6 +78,8 @@ if TYPE_CHECKING:
 
 __all__ = ["WORKFLOW", "Supervisor", "register_action", "register_watcher"]
 
+UNANSWERED = "supervisor"  # decided_by of an escalation because no model could answer (nobody judged it)
+
 log = logging.getLogger("edgecrew.supervisor")
 WORKFLOW = "edgecrew.incident"
 FOLLOW_POLL_S = 0.5
@@ -275,7 +277,12 @@ class Supervisor:
         if decision is None and incident.attempts > 0:
             decision = Decision("escalate", incident.reason or "its healing action did not heal it")
         if decision is None:
-            earlier = [i for i in self.store.same_failure(incident.fingerprint, incident.id) if i.state == "escalated"]
+            # An escalation because no model answered judged nothing: the same failure is asked about again.
+            earlier = [
+                i
+                for i in self.store.same_failure(incident.fingerprint, incident.id)
+                if i.state == "escalated" and i.decided_by != UNANSWERED
+            ]
             if earlier:
                 decision = Decision(
                     "escalate",
@@ -325,9 +332,9 @@ class Supervisor:
                 lambda _e: None,
             )
         except EdgecrewError as exc:
-            return Decision("escalate", f"no model could decide (model '{alias}': {exc})", {}, "model")
+            return Decision("escalate", f"no model could decide (model '{alias}': {exc})", {}, UNANSWERED)
         if routed.response is None:
-            return Decision("escalate", f"no model could decide (model '{alias}': {routed.error})", {}, "model")
+            return Decision("escalate", f"no model could decide (model '{alias}': {routed.error})", {}, UNANSWERED)
         answer = routed.response.message.content
         try:
             choice = parse_choice(answer)

@@ -272,6 +272,20 @@ def test_the_models_answer_must_fit_the_schema() -> None:
             parse_choice(bad)
 
 
+def test_an_answer_in_a_code_fence_or_with_null_params_is_read_as_the_json_it_holds() -> None:
+    # A LiteLLM model (Ollama, a cloud one) often wraps JSON in a fence even when asked for a schema,
+    # as agents' answers are read (their fence is stripped): the action is not lost to "not JSON".
+    for fenced in (
+        '```json\n{"action": "retry", "reason": "flaky", "params": {}}\n```',
+        '```\n{"action": "retry", "reason": "flaky"}\n```\n',
+        '  {"action": "retry", "reason": "flaky", "params": null}  ',
+    ):
+        choice = parse_choice(fenced)
+        assert (choice.action, choice.reason, choice.params) == ("retry", "flaky", {}), fenced
+    with pytest.raises(ValueError, match="not JSON"):  # a fence around prose is still no answer
+        parse_choice("```\nI would retry it\n```")
+
+
 # -- the service, on a real store --------------------------------------------------------------------
 
 

@@ -630,12 +630,21 @@ def param_problem(action: str, params: Mapping[str, Any]) -> str | None:
     return None
 
 
+_FENCED = re.compile(r"^```[\w-]*[ \t]*\n(.*?)\n?```$", re.S)
+
+
 def parse_choice(text: str) -> ActionChoice:
-    """The model's answer, checked against the schema (raises ValueError saying what is wrong)."""
+    """The model's answer, checked against the schema (raises ValueError saying what is wrong). JSON in
+    a Markdown code fence is read as the JSON (a LiteLLM model may fence it though a schema was asked
+    for, as agents' answers are read), and ``params: null`` as no parameters."""
+    stripped = text.strip()
+    fenced = _FENCED.match(stripped)
     try:
-        data = json.loads(text)
+        data = json.loads(fenced.group(1) if fenced else stripped)
     except ValueError as exc:
         raise ValueError(f"not JSON: {exc}") from None
+    if isinstance(data, dict) and "params" in data and data["params"] is None:
+        data = {**data, "params": {}}
     try:
         return ActionChoice.model_validate(data)
     except ValidationError as exc:

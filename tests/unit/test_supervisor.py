@@ -464,6 +464,24 @@ async def test_a_failure_escalated_because_no_model_answered_is_asked_about_agai
     assert (decision.action, decision.decided_by, decision.reason) == ("retry", "model", "flaky")
 
 
+async def test_a_model_change_for_a_model_incident_names_the_model_not_its_time_bucket(
+    project_dir: Path, edgecrew_home: Path
+) -> None:
+    # A twin whose model is down: the model's own incident (subject 'local@<bucket>') has no team run.
+    runtime = _answering(project_dir, '{json: {action: change_model, reason: "down", params: {model: local}}}')
+    sup = Ops.of(runtime).supervisor
+    [finding] = model_findings([_event("model_called", {"alias": "broken", "error": "backend down"})], 300)
+    incident = sup.record(finding)
+    assert incident is not None and incident.subject.startswith("broken@")
+    decision = await sup.decide(incident.id)
+    assert decision.action == "escalate"
+    assert decision.reason == (
+        "the model chose change_model, but this incident is about model 'broken' itself (model broken failed"
+        " 1 call(s)), not a team run: there is no agent whose model to change (a run that failed on it is an"
+        " incident of its own)"
+    )
+
+
 def test_a_regression_case_parses_and_names_its_reproduction(tmp_path: Path) -> None:
     incident = SimpleNamespace(
         id="iabc",

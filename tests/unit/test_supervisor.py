@@ -5,6 +5,7 @@ parse and name their reproduction, and the API, CLI and page reading incidents."
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from edgecrew.app import create_app
 from edgecrew.bootstrap import bootstrap
 from edgecrew.domain.events import EventRecord
 from edgecrew.engine.runtime import Runtime
@@ -39,6 +41,7 @@ from edgecrew.ops.incidents import (
     write_regression,
 )
 from edgecrew.ops.supervisor import Supervisor, register_watcher
+from edgecrew.settings import reset_settings
 from tests.conftest import write
 
 MiB = 2**20
@@ -480,6 +483,29 @@ async def test_a_model_change_for_a_model_incident_names_the_model_not_its_time_
         " 1 call(s)), not a team run: there is no agent whose model to change (a run that failed on it is an"
         " incident of its own)"
     )
+
+
+def test_a_supervisor_model_that_is_no_alias_is_said_when_the_server_starts(
+    project_dir: Path, edgecrew_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A misspelt reflection model was only found at the first novel failure, escalated unasked.
+    assert Ops.of(_answering(project_dir, '"unused"')).supervisor.model_problem() is None
+    monkeypatch.setenv("EDGECREW_SUPERVISOR_MODEL", "big-reflector")
+    reset_settings()
+    problem = Ops.of(bootstrap()).supervisor.model_problem()
+    assert problem == (
+        "EDGECREW_SUPERVISOR_MODEL names no model here (unknown model alias 'big-reflector'; known: local,"
+        " local-gemma): every failure no rule knows will be escalated without asking a model; set it to one"
+        " of this project's aliases"
+    )
+    monkeypatch.setenv("EDGECREW_SUPERVISOR_MODEL", "tag:small")  # a tag some model has is a model
+    reset_settings()
+    assert Ops.of(bootstrap()).supervisor.model_problem() is None
+    monkeypatch.setenv("EDGECREW_SUPERVISOR_MODEL", "big-reflector")
+    reset_settings()
+    with caplog.at_level(logging.WARNING, logger="edgecrew.supervisor"), TestClient(create_app()):
+        pass
+    assert problem in caplog.messages
 
 
 def test_a_regression_case_parses_and_names_its_reproduction(tmp_path: Path) -> None:

@@ -174,6 +174,8 @@ class Supervisor:
         """Resume incident workflows a dead process left, then scan every ``supervisor_interval_s``."""
         if not durable.launched(self.rt) or self.rt.settings.supervisor_interval_s <= 0:
             return
+        if problem := self.model_problem():
+            log.warning("%s", problem)
         prefix = self.workflow_id("")
         await durable.resume_dead(self.rt, WORKFLOW, lambda wf: wf.workflow_id.startswith(prefix))
         for incident in await asyncio.to_thread(self.store.list_incidents, states=["open", "healing"], limit=1000):
@@ -183,6 +185,19 @@ class Supervisor:
 
     async def stop(self) -> None:
         await self._loop.stop()
+
+    def model_problem(self) -> str | None:
+        """Why the model asked about failures no rule knows cannot be called here (None: it can), said
+        when the server starts rather than first at an incident, which would escalate unasked."""
+        alias = self.rt.settings.supervisor_model
+        try:
+            self.rt.models.candidates(alias)
+        except EdgecrewError as exc:
+            return (
+                f"EDGECREW_SUPERVISOR_MODEL names no model here ({exc}): every failure no rule knows will be"
+                " escalated without asking a model; set it to one of this project's aliases"
+            )
+        return None
 
     # -- detection --------------------------------------------------------------------------------------
 

@@ -862,6 +862,14 @@ def register_tools(registry: ToolRegistry, rt: Runtime | None = None) -> None:
         incident = await asyncio.to_thread(sup.get, found.group(1))
         if incident.action is None or incident.ended:
             raise ToolError(f"incident {incident.id} is {incident.state} with no action to apply")
+        if incident.approval_run:  # what a person approved is what was asked, or nothing is applied
+            asked = (await asyncio.to_thread(rt.store.get_run, incident.approval_run)).task
+            if request.strip() != asked.strip():
+                raise ToolError(
+                    f"incident {incident.id}: its request was edited, but the supervisor applies only the action"
+                    f" it planned, as it asked ({asked.splitlines()[-1]!r}); nothing was applied: do what you"
+                    " meant by hand"
+                )
         decision = Decision(
             incident.action, incident.reason or "", dict(incident.action_params or {}), incident.decided_by or "rule"
         )

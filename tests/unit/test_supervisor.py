@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 from edgecrew.app import create_app
 from edgecrew.bootstrap import bootstrap
 from edgecrew.domain.events import EventRecord
+from edgecrew.domain.messages import ToolCall
 from edgecrew.engine.runtime import Runtime
+from edgecrew.engine.toolcall import execute_tool
 from edgecrew.ops import Ops
 from edgecrew.ops.incidents import (
     Decision,
@@ -42,6 +44,7 @@ from edgecrew.ops.incidents import (
 )
 from edgecrew.ops.supervisor import Supervisor, register_watcher
 from edgecrew.settings import reset_settings
+from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
 from tests.conftest import write
 
 MiB = 2**20
@@ -205,6 +208,36 @@ def test_a_tool_failing_past_the_threshold_over_the_window_is_an_incident() -> N
     [found] = tool_findings(calls, NOW, window_s=600, threshold=0.5, min_calls=5)
     assert found.kind == "tool_errors" and found.diagnosis["error_rate"] == 0.8
     assert tool_findings(calls, NOW, window_s=600, threshold=0.9, min_calls=5) == []
+
+
+async def test_calls_the_tool_refused_before_running_are_the_models_mistakes_not_the_tools_failures() -> None:
+    # The engine's own words for a call that never ran (bad arguments, no such tool, not allowed).
+    registry = ToolRegistry()
+    registry.register(spec_from_function(_add, name="calc.add"))
+    ctx = ToolContext(run_id="r1", agent="maths", workspace=Path("."))
+    refused = [
+        (await execute_tool(registry, ToolCall("c", name, args), allowed, ctx, 5))[0]
+        for name, args, allowed in (
+            ("calc.add", {"a": "x"}, ["calc.add"]),  # a small model's bad argument
+            ("calc.nope", {}, ["calc.add"]),
+            ("calc.add", {"a": 1, "b": 2}, []),
+        )
+    ]
+
+    def call(result: str, ok: bool = False) -> EventRecord:
+        return _event("tool_called", {"tool": "calc.add", "is_error": not ok, "result": result}, at=NOW - 10)
+
+    misused = [call(text) for text in refused * 2] + [call("3", ok=True)]
+    assert tool_findings(misused, NOW, window_s=600, threshold=0.5, min_calls=5) == []
+    broken = misused + [call("error: tool 'calc.add' failed: OSError: disk full") for _ in range(5)]
+    [found] = tool_findings(broken, NOW, window_s=600, threshold=0.5, min_calls=5)
+    assert (found.diagnosis["calls"], found.diagnosis["failed"]) == (6, 5)
+    assert found.title == "tool calc.add failed 83% of 6 calls"
+
+
+def _add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
 
 
 def test_a_worker_silent_past_its_lease_is_lost() -> None:

@@ -512,9 +512,12 @@ class Supervisor:
             from edgecrew.engine.service import RunService
 
             run = await RunService(self.rt).follow(ident)
+            # A model or budget change reruns the team changed: say so, a retry changes nothing.
+            change = (incident.action_params or {}).get("plan", {}).get("change")
+            rerun = f"its rerun with {change}" if change else "its retry"
             if run.status == RunStatus.SUCCEEDED:
-                return Followed(True, f"its retry, run {ident}, succeeded")
-            reason = f"its retry, run {ident}, {run.status.value}: {run.error or ''}".strip(": ")
+                return Followed(True, f"{rerun}, run {ident}, succeeded")
+            reason = f"{rerun}, run {ident}, {run.status.value}: {run.error or ''}".strip(": ")
             restored = await asyncio.to_thread(self.reruns.restore, incident)
             return Followed(False, f"{reason} ({restored})" if restored else reason)
         jobs = self._ops.jobs

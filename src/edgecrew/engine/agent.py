@@ -216,10 +216,17 @@ def offered_tools(
 FINAL_NUDGE = "This is your last step: no more tool calls. Answer now with what you have found."
 
 
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z]+", text.lower()))
+
+
+_NUDGE_WORDS = f" {_words(FINAL_NUDGE)} "
+
+
 def _repeats_nudge(text: str) -> bool:
-    """Whether ``text`` is :data:`FINAL_NUDGE`, or a run of at least four of its words in order."""
-    words = " ".join(re.findall(r"[a-z]+", text.lower()))
-    return len(words.split()) >= 4 and f" {words} " in f" {' '.join(re.findall(r'[a-z]+', FINAL_NUDGE.lower()))} "
+    """Whether ``text`` is :data:`FINAL_NUDGE`, or four or more of its words in a row and nothing else."""
+    words = _words(text)
+    return len(words.split()) >= 4 and f" {words} " in _NUDGE_WORDS
 
 
 async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]) -> TurnResult:

@@ -541,6 +541,25 @@ def test_a_supervisor_model_that_is_no_alias_is_said_when_the_server_starts(
     assert problem in caplog.messages
 
 
+async def test_a_regression_case_that_cannot_be_written_still_escalates_the_incident(
+    project_dir: Path, edgecrew_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A project folder the server may not write to (or a file where the folder should be): the
+    # incident was left open for ever, never escalated nor announced.
+    write(project_dir / "not-a-folder", "x")
+    monkeypatch.setenv("EDGECREW_SUPERVISOR_REGRESSIONS_DIR", str(project_dir / "not-a-folder"))
+    reset_settings()
+    sup = Ops.of(_answering(project_dir, '"unused"')).supervisor
+    incident = sup.record(_finding("j1"))
+    assert incident is not None
+    assert await sup.escalate(incident.id, "nobody knows") is None
+    ended = sup.get(incident.id)
+    assert ended.state == "escalated" and ended.regression_path is None
+    assert ended.reason is not None
+    assert ended.reason.startswith("nobody knows (its regression case could not be written")
+    assert str(project_dir / "not-a-folder") in ended.reason
+
+
 def test_a_regression_case_parses_and_names_its_reproduction(tmp_path: Path) -> None:
     incident = SimpleNamespace(
         id="iabc",

@@ -587,7 +587,14 @@ class Supervisor:
             path = (await asyncio.to_thread(self.store.get, str(duplicate))).regression_path
         if path is None:
             case = regression_case(incident, reason)
-            path = str(await asyncio.to_thread(write_regression, case, self.regressions_dir(), incident.created_at))
+            folder = self.regressions_dir()
+            try:
+                path = str(await asyncio.to_thread(write_regression, case, folder, incident.created_at))
+            except OSError as exc:  # a project the server may not write to: escalate all the same
+                reason += (
+                    f" (its regression case could not be written in {folder}: {exc.strerror or exc};"
+                    " set EDGECREW_SUPERVISOR_REGRESSIONS_DIR to a folder it may write)"
+                )
         await asyncio.to_thread(
             self.store.update,
             incident_id,

@@ -433,6 +433,27 @@ def test_the_runs_watcher_leaves_out_a_run_a_person_denied_an_approval_in(rt: Ru
     ]
 
 
+def test_a_new_failed_run_is_seen_past_the_failures_already_known_and_those_never_incidents(rt: Runtime) -> None:
+    # Each scan read the oldest 200 failed runs of the last hour: once 200 were incidents already (a
+    # client retrying against a model that is down) or never would be (a job's runs), no new failure
+    # was seen until they aged out of the lookback.
+    from edgecrew.domain.runs import RunStatus
+
+    sup = Ops.of(rt).supervisor
+    for i in range(205):
+        run_id = f"r-old{i}"
+        rt.store.create_run(run_id, "crew", "x", {}, str(rt.project.dir), trigger=(
+            {"kind": "job", "job": f"j{i}"} if i % 2 else None
+        ))  # fmt: skip
+        rt.store.set_status(run_id, RunStatus.FAILED, error="model down")
+        if not i % 2:
+            sup.record(Finding("run_failed", "run", run_id, f"run {run_id} failed", "model down", {}))
+    rt.store.create_run("r-new", "crew", "x", {}, str(rt.project.dir))
+    rt.store.set_status("r-new", RunStatus.FAILED, error="model down")
+    now = time.time()
+    assert [(f.subject_type, f.subject) for f in sup.detect(now - 3600, now + 1)] == [("run", "r-new")]
+
+
 async def test_the_executions_watcher_sees_only_what_edgecrew_could_not_run(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -163,6 +163,30 @@ def test_a_body_over_the_limit_is_413_with_the_openai_error(live: Live) -> None:
     assert live.runs() == []
 
 
+def test_an_agent_that_reads_another_agents_output_is_no_model_of_its_own(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    # The twin's `figures` renders outputs.machine: alone it fails on its first step, every time.
+    ids = {m["id"] for m in client.get("/v1/models", headers=auth(keys["runs"])).json()["data"]}
+    assert {"twin", "twin/route", "twin/machine", "twin/twin", "twin/coder"} <= ids
+    assert "twin/figures" not in ids
+    retrieved = client.get("/v1/models/twin/figures", headers=auth(keys["runs"]))
+    assert retrieved.status_code == 404 and "reads outputs.machine" in retrieved.json()["error"]["message"]
+    asked = client.post(
+        "/v1/chat/completions",
+        headers=auth(keys["runs"]),
+        json={"model": "twin/figures", "messages": [{"role": "user", "content": "how much ram?"}]},
+    )
+    assert asked.status_code == 404, asked.text
+    error = asked.json()["error"]
+    assert error["code"] == "model_not_found"
+    assert error["message"] == (
+        "no model 'twin/figures': agent 'figures' of team 'twin' reads outputs.machine, which only its team's"
+        " run has, so it cannot answer alone; ask model 'twin'"
+    )
+    assert client.get("/runs", headers=auth(keys["read"])).json()["items"] == []  # no run that had to fail
+
+
 def test_a_model_is_retrieved_by_its_id_as_the_openai_client_asks(live: Live) -> None:
     listed = {m.id: m for m in live.client.models.list()}
     for model_id in ("echo", "judge/grader"):  # a team/agent id keeps its slash in the path

@@ -7,12 +7,14 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
 from edgecrew.cli import app
 from edgecrew.engine import durable
+from edgecrew.ops.incidents import regression_case
 from edgecrew.settings import get_settings
 from tests.conftest import write
 from tests.teams import PLANNER, TRIO
@@ -172,6 +174,25 @@ def test_unknown_team_and_unknown_run_say_what_exists() -> None:
     assert result.exit_code == 1 and "no team 'nope'" in result.output and "trio" in result.output
     shown = runner.invoke(app, ["runs", "show", "rdoesnotexist"])
     assert shown.exit_code == 1 and "no run 'rdoesnotexist'" in shown.output
+
+
+def test_run_takes_an_agent_of_a_team_alone_as_v1_names_it() -> None:
+    # A failed `trio/writer` run (from /v1) escalates with a regression case whose command is this one;
+    # it said "no team 'trio/writer'".
+    incident = SimpleNamespace(
+        id="i1", kind="run_failed", subject_type="run", title="run r1 of trio/writer failed", error="boom",
+        diagnosis={"run": {"id": "r1", "team": "trio/writer", "task": "Explain durability"}},
+    )  # fmt: skip
+    command = regression_case(incident, "no model could decide").command()
+    assert command == ["edgecrew", "run", "trio/writer", "Explain durability"]
+    result = runner.invoke(app, [*command[1:], "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output.strip().splitlines()[-1])
+    assert data["status"] == "succeeded" and data["output"] == {"text": "A short answer."}
+    shown = json.loads(runner.invoke(app, ["runs", "show", data["run_id"], "--json"]).output)
+    assert shown["team"] == "trio/writer" and [s["agent"] for s in shown["steps"]] == ["writer"]
+    wrong = runner.invoke(app, ["run", "trio/nobody", "x"])
+    assert wrong.exit_code == 1 and "team 'trio' has no agent 'nobody'" in wrong.output, wrong.output
 
 
 def test_empty_task_is_refused() -> None:

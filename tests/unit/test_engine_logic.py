@@ -250,6 +250,29 @@ async def test_a_model_that_keeps_calling_tools_runs_out_of_steps() -> None:
     assert io.requests[-1].tools == () and io.requests[-1].messages[-1].content == FINAL_NUDGE
 
 
+async def test_a_last_answer_that_repeats_the_last_step_instruction_is_no_answer() -> None:
+    # SmolLM2 as the twin's math expert, asked "what is 17*23": two python.run calls that printed
+    # nothing, then the engine's own instruction written back as the answer the user would read.
+    def reply(request: Any, index: int) -> Any:
+        if request.tools:
+            return {"tool": "echo", "args": {"text": str(index)}}
+        return "No more tool calls. Answer now with what you have found."
+
+    result, io = await turn(replace(WORKER, limits=Limits(max_steps=3)), reply)
+    assert io.requests[-1].messages[-1].content == FINAL_NUDGE and len(io.tool_calls) == 2
+    assert result.outcome == Outcome.MAX_STEPS and result.output == {"text": ""}
+    assert result.error == (
+        "no final output within 3 model calls; the last reply: it repeated the last-step instruction"
+        " instead of answering"
+    )
+    # An answer that only shares a few of its words is an answer.
+    kept, _ = await turn(
+        replace(WORKER, limits=Limits(max_steps=3)),
+        lambda request, index: {"tool": "echo", "args": {"text": str(index)}} if request.tools else "Now: 42.",
+    )
+    assert kept.outcome == Outcome.FINAL and kept.output == {"text": "Now: 42."}
+
+
 async def test_the_last_step_offers_no_tools_so_a_tool_happy_model_answers() -> None:
     def reply(request: Any, index: int) -> Any:
         return {"tool": "echo", "args": {"text": str(index)}} if request.tools else "summary"

@@ -5,6 +5,7 @@ parse and name their reproduction, and the API, CLI and page reading incidents."
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,9 +16,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from edgecrew.app import create_app
 from edgecrew.bootstrap import bootstrap
 from edgecrew.domain.events import EventRecord
+from edgecrew.domain.messages import ToolCall
 from edgecrew.engine.runtime import Runtime
+from edgecrew.engine.toolcall import execute_tool
 from edgecrew.ops import Ops
 from edgecrew.ops.incidents import (
     Decision,
@@ -39,6 +43,8 @@ from edgecrew.ops.incidents import (
     write_regression,
 )
 from edgecrew.ops.supervisor import Supervisor, register_watcher
+from edgecrew.settings import reset_settings
+from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
 from tests.conftest import write
 
 MiB = 2**20
@@ -204,6 +210,36 @@ def test_a_tool_failing_past_the_threshold_over_the_window_is_an_incident() -> N
     assert tool_findings(calls, NOW, window_s=600, threshold=0.9, min_calls=5) == []
 
 
+async def test_calls_the_tool_refused_before_running_are_the_models_mistakes_not_the_tools_failures() -> None:
+    # The engine's own words for a call that never ran (bad arguments, no such tool, not allowed).
+    registry = ToolRegistry()
+    registry.register(spec_from_function(_add, name="calc.add"))
+    ctx = ToolContext(run_id="r1", agent="maths", workspace=Path("."))
+    refused = [
+        (await execute_tool(registry, ToolCall("c", name, args), allowed, ctx, 5))[0]
+        for name, args, allowed in (
+            ("calc.add", {"a": "x"}, ["calc.add"]),  # a small model's bad argument
+            ("calc.nope", {}, ["calc.add"]),
+            ("calc.add", {"a": 1, "b": 2}, []),
+        )
+    ]
+
+    def call(result: str, ok: bool = False) -> EventRecord:
+        return _event("tool_called", {"tool": "calc.add", "is_error": not ok, "result": result}, at=NOW - 10)
+
+    misused = [call(text) for text in refused * 2] + [call("3", ok=True)]
+    assert tool_findings(misused, NOW, window_s=600, threshold=0.5, min_calls=5) == []
+    broken = misused + [call("error: tool 'calc.add' failed: OSError: disk full") for _ in range(5)]
+    [found] = tool_findings(broken, NOW, window_s=600, threshold=0.5, min_calls=5)
+    assert (found.diagnosis["calls"], found.diagnosis["failed"]) == (6, 5)
+    assert found.title == "tool calc.add failed 83% of 6 calls"
+
+
+def _add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
 def test_a_worker_silent_past_its_lease_is_lost() -> None:
     workers = [
         {"id": "h1:1:1", "host": "h1", "state": "alive", "heartbeat_at": NOW - 30},
@@ -270,6 +306,20 @@ def test_the_models_answer_must_fit_the_schema() -> None:
     ):
         with pytest.raises(ValueError, match=says):
             parse_choice(bad)
+
+
+def test_an_answer_in_a_code_fence_or_with_null_params_is_read_as_the_json_it_holds() -> None:
+    # A LiteLLM model (Ollama, a cloud one) often wraps JSON in a fence even when asked for a schema,
+    # as agents' answers are read (their fence is stripped): the action is not lost to "not JSON".
+    for fenced in (
+        '```json\n{"action": "retry", "reason": "flaky", "params": {}}\n```',
+        '```\n{"action": "retry", "reason": "flaky"}\n```\n',
+        '  {"action": "retry", "reason": "flaky", "params": null}  ',
+    ):
+        choice = parse_choice(fenced)
+        assert (choice.action, choice.reason, choice.params) == ("retry", "flaky", {}), fenced
+    with pytest.raises(ValueError, match="not JSON"):  # a fence around prose is still no answer
+        parse_choice("```\nI would retry it\n```")
 
 
 # -- the service, on a real store --------------------------------------------------------------------
@@ -383,6 +433,27 @@ def test_the_runs_watcher_leaves_out_a_run_a_person_denied_an_approval_in(rt: Ru
     ]
 
 
+def test_a_new_failed_run_is_seen_past_the_failures_already_known_and_those_never_incidents(rt: Runtime) -> None:
+    # Each scan read the oldest 200 failed runs of the last hour: once 200 were incidents already (a
+    # client retrying against a model that is down) or never would be (a job's runs), no new failure
+    # was seen until they aged out of the lookback.
+    from edgecrew.domain.runs import RunStatus
+
+    sup = Ops.of(rt).supervisor
+    for i in range(205):
+        run_id = f"r-old{i}"
+        rt.store.create_run(run_id, "crew", "x", {}, str(rt.project.dir), trigger=(
+            {"kind": "job", "job": f"j{i}"} if i % 2 else None
+        ))  # fmt: skip
+        rt.store.set_status(run_id, RunStatus.FAILED, error="model down")
+        if not i % 2:
+            sup.record(Finding("run_failed", "run", run_id, f"run {run_id} failed", "model down", {}))
+    rt.store.create_run("r-new", "crew", "x", {}, str(rt.project.dir))
+    rt.store.set_status("r-new", RunStatus.FAILED, error="model down")
+    now = time.time()
+    assert [(f.subject_type, f.subject) for f in sup.detect(now - 3600, now + 1)] == [("run", "r-new")]
+
+
 async def test_the_executions_watcher_sees_only_what_edgecrew_could_not_run(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -426,6 +497,88 @@ async def test_an_escalated_failure_writes_a_regression_case_and_its_twin_reuses
     decision = await sup.decide(twin.id)  # same fingerprint: no model call, the earlier case
     assert decision.decided_by == "duplicate" and decision.params == {"duplicate_of": first.id}
     assert await sup.escalate(twin.id, decision.reason) == path
+
+
+async def test_a_failure_escalated_because_no_model_answered_is_asked_about_again(
+    project_dir: Path, edgecrew_home: Path
+) -> None:
+    # The reflection model was down for the first incident: nobody judged that failure, so the same
+    # failure later is put to the model (back now), not escalated as "the same failure, escalated before".
+    runtime = _answering(
+        project_dir, '{error: unavailable, message: "sup model down"}', '{json: {action: retry, reason: "flaky"}}'
+    )
+    sup = Ops.of(runtime).supervisor
+    first = sup.record(_finding("j1"))
+    assert first is not None
+    unanswered = await sup.decide(first.id)
+    assert (unanswered.action, unanswered.decided_by) == ("escalate", "supervisor")
+    assert unanswered.reason.startswith("no model could decide (model 'local': sup model down")
+    await sup.escalate(first.id, unanswered.reason)
+    assert sup.get(first.id).state == "escalated" and sup.get(first.id).decided_by == "supervisor"
+    again = sup.record(_finding("j2"))
+    assert again is not None
+    decision = await sup.decide(again.id)
+    assert (decision.action, decision.decided_by, decision.reason) == ("retry", "model", "flaky")
+
+
+async def test_a_model_change_for_a_model_incident_names_the_model_not_its_time_bucket(
+    project_dir: Path, edgecrew_home: Path
+) -> None:
+    # A twin whose model is down: the model's own incident (subject 'local@<bucket>') has no team run.
+    runtime = _answering(project_dir, '{json: {action: change_model, reason: "down", params: {model: local}}}')
+    sup = Ops.of(runtime).supervisor
+    [finding] = model_findings([_event("model_called", {"alias": "broken", "error": "backend down"})], 300)
+    incident = sup.record(finding)
+    assert incident is not None and incident.subject.startswith("broken@")
+    decision = await sup.decide(incident.id)
+    assert decision.action == "escalate"
+    assert decision.reason == (
+        "the model chose change_model, but this incident is about model 'broken' itself (model broken failed"
+        " 1 call(s)), not a team run: there is no agent whose model to change (a run that failed on it is an"
+        " incident of its own)"
+    )
+
+
+def test_a_supervisor_model_that_is_no_alias_is_said_when_the_server_starts(
+    project_dir: Path, edgecrew_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A misspelt reflection model was only found at the first novel failure, escalated unasked.
+    assert Ops.of(_answering(project_dir, '"unused"')).supervisor.model_problem() is None
+    monkeypatch.setenv("EDGECREW_SUPERVISOR_MODEL", "big-reflector")
+    reset_settings()
+    problem = Ops.of(bootstrap()).supervisor.model_problem()
+    assert problem == (
+        "EDGECREW_SUPERVISOR_MODEL names no model here (unknown model alias 'big-reflector'; known: local,"
+        " local-gemma): every failure no rule knows will be escalated without asking a model; set it to one"
+        " of this project's aliases"
+    )
+    monkeypatch.setenv("EDGECREW_SUPERVISOR_MODEL", "tag:small")  # a tag some model has is a model
+    reset_settings()
+    assert Ops.of(bootstrap()).supervisor.model_problem() is None
+    monkeypatch.setenv("EDGECREW_SUPERVISOR_MODEL", "big-reflector")
+    reset_settings()
+    with caplog.at_level(logging.WARNING, logger="edgecrew.supervisor"), TestClient(create_app()):
+        pass
+    assert problem in caplog.messages
+
+
+async def test_a_regression_case_that_cannot_be_written_still_escalates_the_incident(
+    project_dir: Path, edgecrew_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A project folder the server may not write to (or a file where the folder should be): the
+    # incident was left open for ever, never escalated nor announced.
+    write(project_dir / "not-a-folder", "x")
+    monkeypatch.setenv("EDGECREW_SUPERVISOR_REGRESSIONS_DIR", str(project_dir / "not-a-folder"))
+    reset_settings()
+    sup = Ops.of(_answering(project_dir, '"unused"')).supervisor
+    incident = sup.record(_finding("j1"))
+    assert incident is not None
+    assert await sup.escalate(incident.id, "nobody knows") is None
+    ended = sup.get(incident.id)
+    assert ended.state == "escalated" and ended.regression_path is None
+    assert ended.reason is not None
+    assert ended.reason.startswith("nobody knows (its regression case could not be written")
+    assert str(project_dir / "not-a-folder") in ended.reason
 
 
 def test_a_regression_case_parses_and_names_its_reproduction(tmp_path: Path) -> None:

@@ -159,6 +159,22 @@ async def test_a_denied_risky_action_is_not_applied_and_the_incident_escalates(r
     assert "applied" not in [e.kind for e in sup.events(incident.id)]
 
 
+async def test_an_edited_risky_action_is_not_applied_as_if_it_had_not_been_edited(rt: Runtime) -> None:
+    # The inbox lets a person edit a call's arguments; supervisor.apply applied the planned action
+    # whatever the request said, so "4096 MiB" approved ran the job again with the planned 128 MiB.
+    await _failed_job(rt)
+    sup = Ops.of(rt).supervisor
+    incident, approval = await _incident_waiting_for_approval(rt)
+    asked = approval.arguments["request"]
+    assert asked.endswith("\nChange: run it again with 128 MiB of memory")
+    ApprovalService(rt).edit(approval.id, {"request": asked.replace("128 MiB", "4096 MiB")})
+    ApprovalService(rt).approve(approval.id)
+    ended = await _until(lambda: sup.get(incident.id).ended and sup.get(incident.id), "the incident to end")
+    assert ended.state == "escalated", ended
+    assert "its request was edited" in str(ended.reason) and "Change: run it again with 128 MiB" in str(ended.reason)
+    assert _retries(rt, incident.id) == [] and "applied" not in [e.kind for e in sup.events(incident.id)]
+
+
 async def test_an_approved_cancel_stops_a_stuck_job_a_watcher_reported(
     project_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

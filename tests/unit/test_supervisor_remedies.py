@@ -265,6 +265,9 @@ async def test_fallback_model_reruns_the_run_with_the_named_model_and_heals_it(
         assert RunService(rt).get(failed).spec["agents"]["writer"]["model"] == "broken"  # left as it was
         kinds = [e.kind for e in Ops.of(rt).supervisor.events(incident.id)]
         assert kinds == ["detected", "decided", "changed", "applied", "healed"], kinds
+        # It says what healed it: a rerun with the change, not a retry (which changes nothing).
+        healed = Ops.of(rt).supervisor.get(incident.id)
+        assert healed.reason == f"its rerun with agent writer: broken -> good, run {rerun.id}, succeeded"
 
 
 CHANGE_TO_GOOD = '{action: change_model, reason: "use the good one", params: {model: good}}'

@@ -81,7 +81,13 @@ app.command()(worker)
 
 @app.command()
 def run(
-    team: Annotated[str, typer.Argument(help="Team name (see `edgecrew teams list`) or a team YAML file.")],
+    team: Annotated[
+        str,
+        typer.Argument(
+            help="Team name (see `edgecrew teams list`), TEAM/AGENT for one of its agents alone (as /v1 names"
+            " it), or a team YAML file."
+        ),
+    ],
     task: Annotated[str, typer.Argument(help="What the team should do.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print only the result, as JSON.")] = False,
     works_in: Annotated[
@@ -105,7 +111,13 @@ def run(
         recovery = await svc.recover()
         if not as_json:
             _report_recovery(recovery)
-        started = await svc.start(ref, task, project=works_in)
+        alone = not is_file and "/" in team and team.partition("/")[0] in svc.rt.project.teams
+        if alone:  # `team/agent`: the agent on its own, as /v1 runs it (and a regression case names it)
+            from edgecrew.engine.chat import ChatService
+
+            started = await svc.start(ChatService(svc).team_for(team), task, project=works_in)
+        else:
+            started = await svc.start(ref, task, project=works_in)
         say_warnings(started.spec_warnings)  # what may fail later; the run goes on all the same
         if started.warning:  # e.g. no live worker on the cluster's queue: the run waits for one
             typer.echo(f"warning: {started.warning}", err=True)

@@ -14,6 +14,7 @@ reports how long it waited (:attr:`Observation.waited_s`), and the turn's clock 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -215,6 +216,19 @@ def offered_tools(
 FINAL_NUDGE = "This is your last step: no more tool calls. Answer now with what you have found."
 
 
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z]+", text.lower()))
+
+
+_NUDGE_WORDS = f" {_words(FINAL_NUDGE)} "
+
+
+def _repeats_nudge(text: str) -> bool:
+    """Whether ``text`` is :data:`FINAL_NUDGE`, or four or more of its words in a row and nothing else."""
+    words = _words(text)
+    return len(words.split()) >= 4 and f" {words} " in _NUDGE_WORDS
+
+
 async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadata: dict[str, str]) -> TurnResult:
     """Run one agent turn; ``key`` names the turn, and every call key is derived from it."""
     stop = reply_stops(context)  # a chat's transcript: the reply ends where a new turn would start
@@ -299,6 +313,11 @@ async def run_turn(agent: AgentSpec, context: str, io: TurnIO, key: str, metadat
                             result, Outcome.TOOL_ERRORS, f"{tool_errors} failed tool calls; last: {observation.content}"
                         )
             continue
+        if messages[-2].content == FINAL_NUDGE and _repeats_nudge(reply.content):
+            # A small model may write the instruction back (SmolLM2: "No more tool calls. Answer now
+            # with what you have found."): that is the engine's text, never an answer to show.
+            last_problem = "it repeated the last-step instruction instead of answering"
+            break
         last_text = reply.content
         output, problem = parse_output(agent, reply.content)
         if problem is None:

@@ -18,6 +18,7 @@ from typing import Any
 from edgecrew.domain.runs import ANSWER_SAYS_FAILED, RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import END, TeamSpec
+from edgecrew.domain.templating import TemplateProblem, unguarded_outputs
 from edgecrew.domain.transcript import transcript_task
 from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.service import TASK_PATTERN, RunService
@@ -85,7 +86,8 @@ class ChatService:
         self.rt = runs.rt
 
     def models(self) -> list[ChatTarget]:
-        """Every valid team, then each of its agents as ``team/agent``; invalid teams are left out."""
+        """Every valid team, then each of its agents that can answer alone as ``team/agent``; invalid
+        teams are left out, and so are agents that read another agent's output (:func:`needs_others`)."""
         catalog = self.rt.catalog()
         out: list[ChatTarget] = []
         for name, source in sorted(self.rt.project.teams.items()):
@@ -98,7 +100,7 @@ class ChatService:
             except OSError:
                 created = 0
             out.append(ChatTarget(name, created))
-            out += [ChatTarget(f"{name}/{agent}", created) for agent in spec.agents]
+            out += [ChatTarget(f"{name}/{agent}", created) for agent in spec.agents if not needs_others(spec, agent)]
         return out
 
     def team_for(self, model: str) -> TeamSpec:
@@ -115,6 +117,12 @@ class ChatService:
         if agent not in spec.agents:
             raise ModelNotFound(
                 f"no model '{model}': team '{team}' has no agent '{agent}' (it has: {', '.join(spec.agents)})"
+            )
+        if others := needs_others(spec, agent):
+            reads = ", ".join(f"outputs.{other}" for other in others)
+            raise ModelNotFound(
+                f"no model '{model}': agent '{agent}' of team '{team}' reads {reads}, which only its team's"
+                f" run has, so it cannot answer alone; ask model '{team}'"
             )
         return single_agent_team(spec, agent)
 
@@ -152,6 +160,19 @@ class ChatService:
 
     def _pending(self, run_id: str) -> bool:
         return bool(ApprovalService(self.rt).list("pending", run_id))
+
+
+def needs_others(spec: TeamSpec, agent: str) -> list[str]:
+    """The other agents of ``spec`` whose output ``agent`` reads unguarded (in its template, input or
+    arguments): alone, as a one-agent team, it would fail on its first step, since none of them ran."""
+    doc = spec.agents[agent]
+    read: set[str] = set()
+    for value in (doc.template, doc.input, dict(doc.arguments)):
+        try:
+            read |= unguarded_outputs(value)
+        except TemplateProblem:  # a valid spec's templates parse; validation reports one that does not
+            continue
+    return sorted(read & (set(spec.agents) - {agent}))
 
 
 def single_agent_team(spec: TeamSpec, agent: str) -> TeamSpec:

@@ -164,7 +164,7 @@ class Decision:
     action: str
     reason: str
     params: dict[str, Any] = field(default_factory=dict)
-    decided_by: str = "rule"  # rule | model | duplicate
+    decided_by: str = "rule"  # rule | model | duplicate | supervisor (no model answered)
 
     @property
     def risky(self) -> bool:
@@ -362,15 +362,26 @@ def model_findings(calls: Iterable[EventRecord], bucket_s: float) -> list[Findin
     return out
 
 
+# A call the tool never ran, as the engine words it (ToolSpec.validate_arguments, permissions.refusal):
+# the model's mistake (bad arguments, a tool it does not have), not the tool failing.
+NEVER_RAN = re.compile(
+    r"^error: (invalid arguments for |there is no tool '"
+    r"|tool '[^']*' is not allowed for agent |tool '[^']*' is forbidden)"
+)
+
+
 def tool_findings(
     calls: Iterable[EventRecord], now: float, window_s: float, threshold: float, min_calls: int
 ) -> list[Finding]:
     """Tools whose share of failed calls over the window is at or above ``threshold`` (with at least
-    ``min_calls`` calls), one finding per tool per window."""
+    ``min_calls`` calls), one finding per tool per window. Calls refused before the tool ran
+    (:data:`NEVER_RAN`) are left out: a model misusing a tool that works is no failing tool."""
     by_tool: dict[str, list[tuple[EventRecord, ToolCalled]]] = defaultdict(list)
     for call in calls:
         event = call.payload
         if isinstance(event, ToolCalled) and call.created_at >= now - window_s:
+            if event.is_error and NEVER_RAN.match(event.result):
+                continue
             by_tool[event.tool or "?"].append((call, event))
     out = []
     for tool, seen in sorted(by_tool.items()):
@@ -630,12 +641,21 @@ def param_problem(action: str, params: Mapping[str, Any]) -> str | None:
     return None
 
 
+_FENCED = re.compile(r"^```[\w-]*[ \t]*\n(.*?)\n?```$", re.S)
+
+
 def parse_choice(text: str) -> ActionChoice:
-    """The model's answer, checked against the schema (raises ValueError saying what is wrong)."""
+    """The model's answer, checked against the schema (raises ValueError saying what is wrong). JSON in
+    a Markdown code fence is read as the JSON (a LiteLLM model may fence it though a schema was asked
+    for, as agents' answers are read), and ``params: null`` as no parameters."""
+    stripped = text.strip()
+    fenced = _FENCED.match(stripped)
     try:
-        data = json.loads(text)
+        data = json.loads(fenced.group(1) if fenced else stripped)
     except ValueError as exc:
         raise ValueError(f"not JSON: {exc}") from None
+    if isinstance(data, dict) and "params" in data and data["params"] is None:
+        data = {**data, "params": {}}
     try:
         return ActionChoice.model_validate(data)
     except ValidationError as exc:

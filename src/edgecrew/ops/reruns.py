@@ -51,6 +51,18 @@ def changes_team(incident: IncidentRecord, action: str) -> bool:
     return action == "change_memory_budget" and (incident.subject_type == "run" or team_job)
 
 
+def _not_a_team_run(incident: IncidentRecord) -> str:
+    """Why a model action cannot apply to an incident whose subject is no team run."""
+    if incident.subject_type == "model":  # its subject is 'alias@time bucket': name the alias
+        alias = incident.diagnosis.get("model") or incident.subject.rpartition("@")[0]
+        return (
+            f"this incident is about model '{alias}' itself ({incident.title}), not a team run: there is no"
+            " agent whose model to change (a run that failed on it is an incident of its own)"
+        )
+    what = "a command" if incident.subject_type == "job" else with_article(incident.subject_type)
+    return f"{incident.subject_type} {incident.subject} is {what}, not a team run: it has no model"
+
+
 def _reruns_team(incident: IncidentRecord) -> bool:
     return incident.subject_type == "run" or (incident.diagnosis.get("job") or {}).get("kind") == "team"
 
@@ -247,8 +259,7 @@ class Reruns:
         else:
             job = incident.diagnosis.get("job") or {}
             if incident.subject_type != "job" or job.get("kind") != "team":
-                what = "a command" if incident.subject_type == "job" else with_article(incident.subject_type)
-                raise Unfit(f"{incident.subject_type} {incident.subject} is {what}, not a team run: it has no model")
+                raise Unfit(_not_a_team_run(incident))
             if not job.get("run_id"):
                 return _Subject(dict(self.rt.load_named_team(str(job["team"])).raw), str(job["task"]), None, None)
             run_id = str(job["run_id"])

@@ -78,6 +78,8 @@ if TYPE_CHECKING:
 
 __all__ = ["WORKFLOW", "Supervisor", "register_action", "register_watcher"]
 
+UNANSWERED = "supervisor"  # decided_by of an escalation because no model could answer (nobody judged it)
+
 log = logging.getLogger("edgecrew.supervisor")
 WORKFLOW = "edgecrew.incident"
 FOLLOW_POLL_S = 0.5
@@ -172,6 +174,8 @@ class Supervisor:
         """Resume incident workflows a dead process left, then scan every ``supervisor_interval_s``."""
         if not durable.launched(self.rt) or self.rt.settings.supervisor_interval_s <= 0:
             return
+        if problem := self.model_problem():
+            log.warning("%s", problem)
         prefix = self.workflow_id("")
         await durable.resume_dead(self.rt, WORKFLOW, lambda wf: wf.workflow_id.startswith(prefix))
         for incident in await asyncio.to_thread(self.store.list_incidents, states=["open", "healing"], limit=1000):
@@ -181,6 +185,19 @@ class Supervisor:
 
     async def stop(self) -> None:
         await self._loop.stop()
+
+    def model_problem(self) -> str | None:
+        """Why the model asked about failures no rule knows cannot be called here (None: it can), said
+        when the server starts rather than first at an incident, which would escalate unasked."""
+        alias = self.rt.settings.supervisor_model
+        try:
+            self.rt.models.candidates(alias)
+        except EdgecrewError as exc:
+            return (
+                f"EDGECREW_SUPERVISOR_MODEL names no model here ({exc}): every failure no rule knows will be"
+                " escalated without asking a model; set it to one of this project's aliases"
+            )
+        return None
 
     # -- detection --------------------------------------------------------------------------------------
 
@@ -275,7 +292,12 @@ class Supervisor:
         if decision is None and incident.attempts > 0:
             decision = Decision("escalate", incident.reason or "its healing action did not heal it")
         if decision is None:
-            earlier = [i for i in self.store.same_failure(incident.fingerprint, incident.id) if i.state == "escalated"]
+            # An escalation because no model answered judged nothing: the same failure is asked about again.
+            earlier = [
+                i
+                for i in self.store.same_failure(incident.fingerprint, incident.id)
+                if i.state == "escalated" and i.decided_by != UNANSWERED
+            ]
             if earlier:
                 decision = Decision(
                     "escalate",
@@ -325,9 +347,9 @@ class Supervisor:
                 lambda _e: None,
             )
         except EdgecrewError as exc:
-            return Decision("escalate", f"no model could decide (model '{alias}': {exc})", {}, "model")
+            return Decision("escalate", f"no model could decide (model '{alias}': {exc})", {}, UNANSWERED)
         if routed.response is None:
-            return Decision("escalate", f"no model could decide (model '{alias}': {routed.error})", {}, "model")
+            return Decision("escalate", f"no model could decide (model '{alias}': {routed.error})", {}, UNANSWERED)
         answer = routed.response.message.content
         try:
             choice = parse_choice(answer)
@@ -490,9 +512,12 @@ class Supervisor:
             from edgecrew.engine.service import RunService
 
             run = await RunService(self.rt).follow(ident)
+            # A model or budget change reruns the team changed: say so, a retry changes nothing.
+            change = (incident.action_params or {}).get("plan", {}).get("change")
+            rerun = f"its rerun with {change}" if change else "its retry"
             if run.status == RunStatus.SUCCEEDED:
-                return Followed(True, f"its retry, run {ident}, succeeded")
-            reason = f"its retry, run {ident}, {run.status.value}: {run.error or ''}".strip(": ")
+                return Followed(True, f"{rerun}, run {ident}, succeeded")
+            reason = f"{rerun}, run {ident}, {run.status.value}: {run.error or ''}".strip(": ")
             restored = await asyncio.to_thread(self.reruns.restore, incident)
             return Followed(False, f"{reason} ({restored})" if restored else reason)
         jobs = self._ops.jobs
@@ -562,7 +587,14 @@ class Supervisor:
             path = (await asyncio.to_thread(self.store.get, str(duplicate))).regression_path
         if path is None:
             case = regression_case(incident, reason)
-            path = str(await asyncio.to_thread(write_regression, case, self.regressions_dir(), incident.created_at))
+            folder = self.regressions_dir()
+            try:
+                path = str(await asyncio.to_thread(write_regression, case, folder, incident.created_at))
+            except OSError as exc:  # a project the server may not write to: escalate all the same
+                reason += (
+                    f" (its regression case could not be written in {folder}: {exc.strerror or exc};"
+                    " set EDGECREW_SUPERVISOR_REGRESSIONS_DIR to a folder it may write)"
+                )
         await asyncio.to_thread(
             self.store.update,
             incident_id,
@@ -840,6 +872,14 @@ def register_tools(registry: ToolRegistry, rt: Runtime | None = None) -> None:
         incident = await asyncio.to_thread(sup.get, found.group(1))
         if incident.action is None or incident.ended:
             raise ToolError(f"incident {incident.id} is {incident.state} with no action to apply")
+        if incident.approval_run:  # what a person approved is what was asked, or nothing is applied
+            asked = (await asyncio.to_thread(rt.store.get_run, incident.approval_run)).task
+            if request.strip() != asked.strip():
+                raise ToolError(
+                    f"incident {incident.id}: its request was edited, but the supervisor applies only the action"
+                    f" it planned, as it asked ({asked.splitlines()[-1]!r}); nothing was applied: do what you"
+                    " meant by hand"
+                )
         decision = Decision(
             incident.action, incident.reason or "", dict(incident.action_params or {}), incident.decided_by or "rule"
         )

@@ -197,9 +197,13 @@ class IncidentStore:
     # -- what the watchers read -------------------------------------------------------------------------
 
     def failed_jobs(self, since: float, limit: int = 200) -> list[Any]:
+        """Failed jobs that are no incident yet, newest first (see :func:`_not_known`)."""
         c = t.jobs.c
         query = (
-            sa.select(t.jobs).where(c.state == "failed", c.finished_at >= since).order_by(c.finished_at).limit(limit)
+            sa.select(t.jobs)
+            .where(c.state == "failed", c.finished_at >= since, _not_known("job", c.id))
+            .order_by(c.finished_at.desc())
+            .limit(limit)
         )
         from edgecrew.store.jobs import _job
 
@@ -207,7 +211,8 @@ class IncidentStore:
             return [_job(r) for r in conn.execute(query).mappings()]
 
     def failed_runs(self, since: float, limit: int = 200) -> list[dict[str, Any]]:
-        """Failed runs, each with ``denied_approval``: the id of an approval a person denied in it (or None)."""
+        """Failed runs that are no incident yet, newest first (see :func:`_not_known`), each with
+        ``denied_approval``: the id of an approval a person denied in it (or None)."""
         c, a = t.runs.c, t.approvals.c
         denied = (
             sa.select(sa.func.min(a.id))
@@ -219,8 +224,8 @@ class IncidentStore:
             sa.select(
                 c.id, c.team, c.task, c.status, c.error, c.trigger, c.project, c.finished_at, c.created_at, denied
             )
-            .where(c.status == "failed", c.updated_at >= since)
-            .order_by(c.updated_at)
+            .where(c.status == "failed", c.updated_at >= since, _not_known("run", c.id))
+            .order_by(c.updated_at.desc())
             .limit(limit)
         )
         with self.engine.connect() as conn:
@@ -232,8 +237,13 @@ class IncidentStore:
         c = t.executions.c
         query = (
             sa.select(t.executions)
-            .where(c.status == "failed", c.checks_total.is_(None), c.finished_at >= since)
-            .order_by(c.finished_at)
+            .where(
+                c.status == "failed",
+                c.checks_total.is_(None),
+                c.finished_at >= since,
+                _not_known("execution", sa.cast(c.id, sa.String)),
+            )
+            .order_by(c.finished_at.desc())
             .limit(limit)
         )
         with self.engine.connect() as conn:
@@ -257,3 +267,11 @@ class IncidentStore:
             return None
         with self.engine.connect() as conn:  # through the table, so its JSON columns are decoded
             return [dict(r) for r in conn.execute(sa.select(t.workers)).mappings()]
+
+
+def _not_known(subject_type: str, subject: Any) -> Any:
+    """No incident has this subject yet. A watcher reads at most ``limit`` failures of the lookback: the
+    ones already incidents left in (the oldest first) filled it, and a new failure went unseen for as long
+    as the lookback, once a client retrying against a model that was down had failed 200 runs."""
+    i = t.incidents.c
+    return ~sa.exists().where(i.subject_type == subject_type, i.subject == subject)

@@ -622,7 +622,7 @@ incidents = Table(
     Column("state", String(16), nullable=False),  # open | healing | healed | escalated | failed
     Column("action", String(32)),  # the action decided (retry, ..., escalate)
     Column("action_params", JSON),
-    Column("decided_by", String(16)),  # rule | model | duplicate
+    Column("decided_by", String(16)),  # rule | model | duplicate | supervisor
     Column("reason", Text),  # why that action (or why it escalated)
     Column("attempts", Integer, nullable=False),  # healing attempts so far
     Column("follow_up", String(200)),  # what the action started: job:<id> or run:<id>

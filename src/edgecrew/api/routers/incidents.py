@@ -33,7 +33,7 @@ class IncidentOut(BaseModel):
     state: str = Field(description="open, healing, healed, escalated or failed.")
     action: str | None = Field(description="The action decided (retry, retry_with_more_memory, ..., escalate).")
     action_params: dict[str, Any] | None
-    decided_by: str | None = Field(description="rule, model or duplicate.")
+    decided_by: str | None = Field(description="rule, model, duplicate, or supervisor (no model answered: escalated).")
     reason: str | None
     attempts: int
     follow_up: str | None = Field(description="What the action started: job:<id> or run:<id>.")

@@ -67,7 +67,13 @@ def _events(home: Path, job_id: str) -> list[tuple[str, str | None]]:
         return db.execute("SELECT kind, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
 
 
-def _wait(predicate: Callable[[], bool], what: str, server: ServerProcess | None, timeout: float = 90) -> None:
+def _wait(
+    predicate: Callable[[], bool],
+    what: str,
+    server: ServerProcess | None,
+    timeout: float = 90,
+    home: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -75,7 +81,21 @@ def _wait(predicate: Callable[[], bool], what: str, server: ServerProcess | None
         if server is not None and server.proc is not None and server.proc.poll() is not None:
             pytest.fail(f"the server exited before {what}:\n{server.output()}")
         time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}" + (f"\n{server.output()}" if server else ""))
+    said = f"\n{server.output()}" if server else ""
+    pytest.fail(f"timed out waiting for {what}{said}" + (f"\n{_durable_state(home)}" if home else ""))
+
+
+def _durable_state(home: Path) -> str:
+    """The job, its events and the durable engine's rows, for a failure to say where the admission stood."""
+    lines = [f"job: {_job(home)}", f"events: {_events(home, _job(home)['id'])}"]
+    with sqlite3.connect(home / "dbos.sqlite") as db:
+        for table, columns in [
+            ("workflow_status", "workflow_uuid, status, name, queue_name, executor_id, recovery_attempts, updated_at"),
+            ("operation_outputs", "workflow_uuid, function_id, function_name, output, child_workflow_id"),
+            ("notifications", "*"),
+        ]:
+            lines += [f"{table}:", *(f"  {row}" for row in db.execute(f"SELECT {columns} FROM {table}"))]
+    return "\n".join(lines)
 
 
 def _kill(server: ServerProcess) -> int:
@@ -107,7 +127,7 @@ def test_a_waiting_job_survives_kill_9_and_runs_once_when_its_window_opens(
         # The first server's last check put the job to sleep for up to MAX_SLEEP_S, recorded: the second
         # server's replay sleeps to the same moment before it checks the moved window again.
         _wait(lambda: _job(edgecrew_home)["state"] in ("succeeded", "failed"), "the job to end", second,
-              timeout=MAX_SLEEP_S + 60)  # fmt: skip
+              timeout=MAX_SLEEP_S + 60, home=edgecrew_home)  # fmt: skip
     finally:
         second.stop()
     job = _job(edgecrew_home)

@@ -207,3 +207,17 @@ def test_a_chat_shows_the_answer_not_a_planners_json(cli: typer.Typer) -> None:
     assert result.exit_code == 0, result.output
     assert "planned: The key is under the mat." in result.output
     assert "steps" not in result.output and "look it up" not in result.output
+
+
+def test_a_message_no_run_can_take_makes_no_session(cli: typer.Typer, project_dir: Path) -> None:
+    """Before: the session was made, then the message refused, and an empty session stayed listed."""
+    from edgecrew.engine.sessions import MAX_MESSAGE
+
+    too_long = CliRunner().invoke(cli, ["chat", "pal", "-m", "x" * (MAX_MESSAGE + 1)])
+    assert too_long.exit_code == 1 and f"a message is at most {MAX_MESSAGE} characters" in too_long.output
+    write(project_dir / "teams" / "desk.yaml", PAL.replace("name: pal", "name: desk\nneeds_project: true"))
+    no_project = CliRunner().invoke(cli, ["chat", "desk", "-m", "hello"])
+    assert no_project.exit_code == 1
+    assert "team 'desk' works in a project (needs_project: true) and none was given" in no_project.output
+    listed = CliRunner().invoke(cli, ["chat", "sessions"])
+    assert listed.exit_code == 0 and "no chat sessions yet" in listed.output, listed.output

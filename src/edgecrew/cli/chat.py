@@ -74,6 +74,11 @@ def start(
         raise typer.Exit(2)
 
     async def body() -> int:
+        from edgecrew.engine.sessions import check_message
+
+        for said in message or []:  # a message no run can take makes no session either (blank ones are skipped)
+            if said.strip():
+                check_message(said)
         chats = _sessions(project, mcp=True)
         await chats.runs.recover()  # runs of earlier chats that a dead process left behind go on here
         current = chats.get(session) if session else chats.create(str(team), project=works_in)

@@ -150,6 +150,17 @@ def _check_task(task: str) -> None:
         raise UserError("the task is empty; say what the team should do (e.g. 'summarise the README')")
 
 
+def require_project(spec: TeamSpec, project: object | None) -> None:
+    """Refuse a team that says ``needs_project: true`` where no project is given (a run, a chat session)."""
+    if project is None and spec.needs_project:
+        raise UserError(
+            f"team '{spec.name}' works in a project (needs_project: true) and none was given: start it in one"
+            f" (`edgecrew run {spec.name} TASK --in NAME`, `--in` of `edgecrew chat`, `project` in POST /runs or"
+            " POST /sessions, a routine's `project:`); `edgecrew projects list` shows them, `edgecrew projects"
+            " create NAME` makes one"
+        )
+
+
 class RunService:
     """Start, follow, run to the end, resume, cancel and read team runs."""
 
@@ -218,12 +229,7 @@ class RunService:
         spec = self.load_team(team)
         # A project (name or id) the run works in: checked before anything is written (NotFoundError).
         works_in = ProjectService.of(self.rt).get(project) if project else None
-        if works_in is None and spec.needs_project:
-            raise UserError(
-                f"team '{spec.name}' works in a project (needs_project: true) and none was given: start it in one"
-                f" (`edgecrew run {spec.name} TASK --in NAME`, `project` in POST /runs, a routine's `project:`);"
-                " `edgecrew projects list` shows them, `edgecrew projects create NAME` makes one"
-            )
+        require_project(spec, works_in)
         if idempotency_key is not None:
             earlier = self.rt.store.run_by_idempotency_key(idempotency_key)
             if earlier is not None:

@@ -26,7 +26,7 @@ from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.chat import ChatMessage, ChatService, answer_text, compose_task, has_answer, run_failure
 from edgecrew.engine.live import LiveText
-from edgecrew.engine.service import TASK_MAX_CHARS, RunService, Started, TeamName, settle
+from edgecrew.engine.service import TASK_MAX_CHARS, RunService, Started, TeamName, require_project, settle
 from edgecrew.errors import ConflictError, EdgecrewError, IdempotencyKeyReused, NotFoundError, UserError
 from edgecrew.projects import ProjectService
 from edgecrew.store.repo import RunRecord
@@ -42,6 +42,7 @@ __all__ = [
     "Replied",
     "Said",
     "Writing",
+    "check_message",
 ]
 
 RECENT_TURNS = 6  # turns put in a run's task (short-term memory); EDGECREW_CHAT_RECENT_TURNS changes it
@@ -120,6 +121,14 @@ class Replied:
 ChatUpdate = Said | Writing | Replied
 
 
+def check_message(text: str) -> None:
+    """Refuse a message no run can answer (empty, or longer than a task may be)."""
+    if not text.strip():
+        raise UserError("the message is empty; say something")
+    if len(text) > MAX_MESSAGE:
+        raise UserError(f"a message is at most {MAX_MESSAGE} characters ({len(text)} given)")
+
+
 class ChatSessions:
     """Create, list and read chat sessions, and answer their messages with runs of their team."""
 
@@ -137,6 +146,7 @@ class ChatSessions:
         spec = self.runs.load_team(TeamName(team))
         if project:
             project = ProjectService.of(self.rt).get(project).id
+        require_project(spec, project or None)  # every message's run would be refused
         return self.store.create(spec.name, " ".join((title or "").split())[:200], project or None)
 
     def get(self, session_id: str) -> ChatSessionRecord:
@@ -215,10 +225,7 @@ class ChatSessions:
         followed, or started again after a failure); ``idempotency_key`` names a run this session started
         before. Another message while a run still works is a ConflictError.
         """
-        if not text.strip():
-            raise UserError("the message is empty; say something")
-        if len(text) > MAX_MESSAGE:
-            raise UserError(f"a message is at most {MAX_MESSAGE} characters ({len(text)} given)")
+        check_message(text)
         session = await asyncio.to_thread(self.store.get, session_id)
         await asyncio.to_thread(self.settle, session.id)
         if idempotency_key is not None:

@@ -288,6 +288,36 @@ async def test_a_job_needing_gpu_memory_is_refused_where_there_is_no_gpu(jobs: J
     assert (await jobs.submit(argv=["true"], needs=JobNeeds(gpu_memory_bytes=2 * GiB))).state == "queued"
 
 
+async def test_a_deadline_before_a_covering_policy_opens_is_refused(jobs: JobService, project_dir: Path) -> None:
+    """A job whose deadline passes before its policy's window opens can never start: it was queued
+    all the same, and failed at its deadline ('waited past its deadline')."""
+    now = datetime.now(UTC)
+    opens = (now + timedelta(hours=3)).replace(second=0, microsecond=0)
+    closes = opens + timedelta(hours=1)
+    day = opens.strftime("%a").lower()
+    config = project_dir / "edgecrew.yaml"
+    config.write_text(
+        config.read_text()
+        + f"""  nightly:
+    covers: {{tags: [night]}}
+    windows: [{{days: [{day}], start: "{opens:%H:%M}", end: "{closes:%H:%M}"}}]
+""",
+        encoding="utf-8",
+    )
+    jobs.rt.project = load_project(project_dir)
+    jobs.sync_policies()
+    soon = time.time() + 3600
+    with pytest.raises(UserError) as info:
+        await jobs.submit(argv=["true"], tags=["night"], deadline=soon)
+    said = str(info.value)
+    assert said.startswith("deadline: ") and "before policy 'nightly' lets the job start (its next time" in said
+    assert f"{opens:%H:%M}" in said and "give a later deadline" in said, said
+    assert jobs.list_jobs() == []
+    later = await jobs.submit(argv=["true"], tags=["night"], deadline=opens.timestamp() + 600)
+    untagged = await jobs.submit(argv=["true"], deadline=soon)  # not covered: its deadline is no concern
+    assert later.state == untagged.state == "queued"
+
+
 async def test_plain_commands_can_be_switched_off(jobs: JobService) -> None:
     jobs.rt.settings = jobs.rt.settings.model_copy(update={"jobs_plain_commands": False})
     with pytest.raises(UserError, match="plain commands are off"):

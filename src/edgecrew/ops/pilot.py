@@ -24,7 +24,7 @@ from edgecrew.errors import ToolError
 from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
 
 Action = Literal["report", "can_run", "suggest_window", "top_usage", "run_task"]
-Window = Literal["15m", "1h", "6h", "24h"]
+Window = Literal["15m", "1h", "6h", "24h", "7d"]
 MiB = 2**20
 # A size written with a minus ("a -4 GB job"); "a 4-8 GB job" is a range, not a negative size.
 _NEGATIVE = re.compile(r"(?<![\w.])-\s*\d+(?:\.\d+)?\s*[kmgt]i?b\b", re.IGNORECASE)
@@ -42,7 +42,7 @@ PLAN_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "action": {"enum": ["report", "can_run", "suggest_window", "top_usage", "run_task"]},
                     "memory_mb": {"type": "number", "minimum": 0},
-                    "window": {"enum": ["15m", "1h", "6h", "24h"]},
+                    "window": {"enum": ["15m", "1h", "6h", "24h", "7d"]},
                     "resource": {"enum": ["memory", "cpu"]},
                 },
                 "required": ["action"],

@@ -445,6 +445,25 @@ def test_suggest_window_offers_no_window_a_memory_percent_limit_would_refuse(job
     assert later and later[0].start == noon.replace(hour=18).isoformat(timespec="minutes")
 
 
+def test_suggest_window_says_a_job_bigger_than_the_machine_never_fits_here(jobs: JobService) -> None:
+    """EdgePilot's "Can I run a 100 TB job?" said "No window in the next 24 h", as if a later day might
+    do, where jobs submit says such a job could never start here."""
+    from edgecrew.ops.job_tools import _suggest
+
+    Ops.of(jobs.rt).__dict__["sampler"] = FakeSampler()
+    jobs.facts = lambda: MachineFacts(0.2, 4, 8 * GiB, 40.0, None, 16 * GiB)
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    out = _suggest(jobs, 32 * 1024, 1, 0, 30, 24, (), 50, now=noon)
+    assert not out.fits_now and out.windows == []
+    assert out.summary == (
+        "It can never run here: it needs 32768 MiB of memory, more than this machine has (16384 MiB)."
+    ), out.summary
+    cores = _suggest(jobs, 512, 8, 0, 30, 24, (), 50, now=noon)
+    assert not cores.fits_now and cores.windows == []
+    assert cores.summary == "It can never run here: it needs 8 CPU cores, more than this machine has (4).", cores
+    assert _suggest(jobs, 512, 1, 0, 30, 24, (), 50, now=noon).windows  # one that fits the machine gets windows
+
+
 async def test_the_job_tools_are_declared_and_answer_with_a_summary_first(jobs: JobService) -> None:
     from edgecrew.tools.base import ToolContext
 

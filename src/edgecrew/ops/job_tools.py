@@ -216,8 +216,12 @@ def _suggest(
     mine = {n: policies[n] for n in names}
     notes: list[str] = []
     needs = JobNeeds(cpu_cores, int(memory_mb * MiB), int(gpu_mb * MiB), duration.total_seconds())
-    room_now = jobs.room(needs)
     machine = jobs.facts()
+    never = _bigger_than(needs, machine)
+    if never:  # no window would ever open: not "none in the next 24 h"
+        return SuggestOut(summary=f"It can never run here: {never}.", fits_now=False, windows=[], policies=names,
+                          history=False, notes=notes)  # fmt: skip
+    room_now = jobs.room(needs)
     judged = evaluate(mine, JobFacts("suggested", tags, priority), machine, now)
     refused_now = [f"{r.policy}: {r.reason}" for r in judged]
     if room_now:
@@ -254,6 +258,17 @@ def _suggest(
         history=bool(by_hour),
         notes=notes,
     )
+
+
+def _bigger_than(needs: Any, machine: MachineFacts) -> str:
+    """Why a job needs more than this whole machine has ("" when it does not)."""
+    total = machine.total_memory_bytes
+    if total and needs.memory_bytes > total:
+        return (f"it needs {round(needs.memory_bytes / MiB)} MiB of memory, more than this machine has "
+                f"({round(total / MiB)} MiB)")  # fmt: skip
+    if needs.cpu_cores > max(machine.cpu_count, 1):
+        return f"it needs {needs.cpu_cores:g} CPU cores, more than this machine has ({machine.cpu_count})"
+    return ""
 
 
 def _candidates(now: datetime, policies: dict[str, PolicyDoc], within_hours: float) -> list[datetime]:

@@ -198,3 +198,26 @@ async def test_a_policy_that_holds_jobs_back_makes_can_run_say_not_now() -> None
     # (the machine's own room comes first when it has none: a busy box has no CPU core free)
     assert fact["statement"].startswith("A job needing 1 MiB does not fit now: ")
     assert "policy tight: free memory is " in fact["statement"]
+
+
+async def test_in_a_chat_the_plan_and_the_facts_read_the_newest_message() -> None:
+    """`edgecrew chat edgepilot`: "And a 12 GB one?" after "Can I run a 4 GB job now?" was answered for
+    3815 MiB, the first size in the transcript (the earlier question's), and a span or a command of an
+    earlier message won over the newest one's the same way."""
+    from edgecrew.engine.chat import ChatMessage, compose_task
+
+    earlier = [
+        ChatMessage("user", "Can I run a 4 GB job now? And what ran `./old.sh` in the last 2 hours?"),
+        ChatMessage("assistant", "A job needing 3815 MiB fits now (9000 MiB of memory free for jobs)."),
+    ]
+    task = compose_task([*earlier, ChatMessage("user", "And a 12 GB one?")])
+    result, runner = await run_with(task, kind("whether a job fits now and when"), advice("wait"))
+    assert result.ok, result.error
+    assert output(runner, "plan")["steps"][0] == {"action": "can_run", "memory_mb": 11444}
+    assert "A job needing 11444 MiB" in result.output["text"]
+    busy = compose_task([*earlier, ChatMessage("user", "How busy was it in the last 30 minutes?")])
+    result, runner = await run_with(busy, kind("how busy the machine is"), advice("wait"))
+    assert output(runner, "plan")["steps"] == [{"action": "report", "window": "1h"}]
+    start = compose_task([*earlier, ChatMessage("user", "Start `./backup.sh` (needs 1 GB)")])
+    result, runner = await run_with(start, kind("start a job"), advice("wait"))
+    assert output(runner, "executor")["run_task"]["argv"] == ["./backup.sh"]

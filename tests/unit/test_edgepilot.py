@@ -180,6 +180,10 @@ async def test_a_negative_size_is_refused_and_nothing_is_asked_or_proposed() -> 
         "A job cannot need a negative amount of memory (-4 GB); ask again with the size it needs, e.g. 4 GB."
     )
     assert [f["tool"] for f in out["facts"]] == [None, None, None] and out["run_task"] is None
+    comma = await _execute("Can I run a job of -1,5 GB?", {"action": "can_run", "memory_mb": 1})
+    assert comma["summary"].startswith("A job cannot need a negative amount of memory (-1,5 GB)"), comma
+    decimal = await _execute("Can I run a 1,5 GB job?", {"action": "can_run", "memory_mb": 1})
+    assert decimal["facts"][0]["statement"].startswith("A job needing 1431 MiB")  # 1.5 GB (it read 5 GB)
     ranged = await _execute("Is there room for a 4-8 GB job?", {"action": "can_run", "memory_mb": 1})
     assert ranged["facts"][0]["statement"].startswith("A job needing 7629 MiB")  # a range (its top), not a minus
 

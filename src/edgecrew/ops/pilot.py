@@ -27,7 +27,7 @@ Action = Literal["report", "can_run", "suggest_window", "top_usage", "run_task"]
 Window = Literal["15m", "1h", "6h", "24h", "7d"]
 MiB = 2**20
 # A size written with a minus ("a -4 GB job"); "a 4-8 GB job" is a range, not a negative size.
-_NEGATIVE = re.compile(r"(?<![\w.])-\s*\d+(?:\.\d+)?\s*[kmgt]i?b\b", re.IGNORECASE)
+_NEGATIVE = re.compile(r"(?<![\w.])-\s*\d+(?:[.,]\d+)*\s*[kmgt]i?b\b", re.IGNORECASE)
 
 # The planner's output: the same shape the tool takes (kept small: a 135M model fills it).
 PLAN_SCHEMA: dict[str, Any] = {

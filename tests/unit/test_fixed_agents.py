@@ -334,6 +334,7 @@ def test_the_regex_filter_takes_exact_words_from_the_task() -> None:
         ("since 6h ago", "21600.0"),
         ("the last 3 days", "259200.0"),
         ("in 1.5 hrs", "5400.0"),
+        ("in the last 1,5 hours", "5400.0"),  # a decimal comma, not 5 hours
         ("a 4 GB job in 512 MiB", "none"),  # sizes are no spans
         ("this week", "none"),
     ],

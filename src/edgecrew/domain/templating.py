@@ -100,7 +100,7 @@ def _size_mib(text: Any, default: Any) -> Any:
 
 
 _SPAN = re.compile(
-    r"(?<![\w.])(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w)\b",
+    r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w)\b",
     re.IGNORECASE,
 )
 _SPAN_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -113,7 +113,7 @@ def _duration_s(text: Any, default: Any) -> Any:
     if match is None:
         return default
     unit = match.group(2).lower()
-    return float(match.group(1)) * _SPAN_S["m" if unit.startswith("mi") else unit[0]]
+    return float(match.group(1).replace(",", ".")) * _SPAN_S["m" if unit.startswith("mi") else unit[0]]
 
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")

@@ -158,6 +158,19 @@ async def _execute(question: str, *steps: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def test_a_command_that_cannot_be_read_is_said_not_proposed() -> None:
+    """An unclosed quote left no argv, so the team submitted nothing, while the answer said "Submitting
+    the job needs a person's approval", with no approval anywhere."""
+    out = await _execute("Start `python -c 'print(1)` now (1 GB)", {"action": "run_task", "memory_mb": 954})
+    proposal = out["run_task"]
+    assert proposal["argv"] == [] and "approval" not in proposal["note"], proposal
+    assert proposal["note"] == (
+        "Nothing was submitted: the command `python -c 'print(1)` cannot be read (No closing quotation); "
+        "write it whole in backticks, e.g. `./backup.sh`."
+    )
+    assert out["summary"] == proposal["note"]
+
+
 async def test_the_executor_says_which_size_it_assumed_and_writes_big_sizes_whole() -> None:
     # "4G" is not a size with a unit in prose: the answer must not pass 2048 MiB off as the asked size.
     out = await _execute("Can I run a 4G job now?", {"action": "can_run", "memory_mb": 2048})

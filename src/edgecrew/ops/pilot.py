@@ -92,14 +92,15 @@ class _Pilot:
                 continue
             if step.action == "run_task":
                 command = step.command or _quoted(question)
-                proposal = {
-                    "command": command,
-                    "argv": _argv(command),
-                    "memory_mb": memory_mb or 0,
-                    "note": "Submitting the job needs a person's approval (jobs.submit)."
-                    if command
-                    else "No command to submit: write it in backticks, e.g. `./backup.sh`.",
-                }
+                argv, unreadable = _argv(command)
+                if unreadable:  # nothing goes to jobs.submit: the answer must not speak of an approval
+                    note = (f"Nothing was submitted: the command `{command}` cannot be read ({unreadable}); "
+                            "write it whole in backticks, e.g. `./backup.sh`.")  # fmt: skip
+                elif command:
+                    note = "Submitting the job needs a person's approval (jobs.submit)."
+                else:
+                    note = "No command to submit: write it in backticks, e.g. `./backup.sh`."
+                proposal = {"command": command, "argv": argv, "memory_mb": memory_mb or 0, "note": note}
                 facts.append({"action": "run_task", "tool": None, "result": proposal, "statement": proposal["note"]})
                 continue
             tool, arguments = _call_for(step, memory_mb)
@@ -156,13 +157,14 @@ def _quoted(question: str) -> str:
     return match.group(1) if match else ""
 
 
-def _argv(command: str) -> list[str]:
+def _argv(command: str) -> tuple[list[str], str]:
+    """The command's words, and why it cannot be split into them ("" when it can)."""
     import shlex
 
     try:
-        return shlex.split(command)
-    except ValueError:  # an unclosed quote: no command a person meant
-        return []
+        return shlex.split(command), ""
+    except ValueError as exc:  # an unclosed quote: no command a person meant
+        return [], str(exc)
 
 
 def _statement(action: str, arguments: dict[str, Any], result: Any) -> str:

@@ -110,6 +110,8 @@ async def test_each_kind_of_question_gets_its_typed_plan(task: str, choice: str,
         assert "submit" in runner.path, runner.path  # jobs.submit: risky, so behind the approval gate
         text = result.output["text"]  # what happened, not the proposal's "needs approval" before it
         assert "Submitted job j" in text and "approval" not in text, text
+        # `edgecrew run` starts no job: the answer says who does (it waited on nothing that would come)
+        assert "a server (`edgecrew serve`) starts it when its policies allow" in text, text
 
 
 async def test_a_recommendation_with_a_figure_the_facts_lack_is_sent_back_then_set_aside() -> None:

@@ -159,7 +159,8 @@ class _JobTools:
             )
         except EdgecrewError as exc:
             raise ToolError(str(exc)) from None
-        summary = f"Submitted job {job.id} ({job.name}); it starts when its policies allow (jobs.status tells)."
+        summary = (f"Submitted job {job.id} ({job.name}); a server (`edgecrew serve`) starts it when its policies "
+                   f"allow (jobs.status, or `edgecrew jobs show {job.id}`, tells).")  # fmt: skip
         return SubmitOut(summary=summary, job_id=job.id, state=job.state, sandbox=job.sandbox).model_dump()
 
     async def status(

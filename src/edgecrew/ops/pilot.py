@@ -180,6 +180,8 @@ def _statement(action: str, arguments: dict[str, Any], result: Any) -> str:
             f"{result.get('free_cpu_cores')} CPU cores free)."
         )
     summary = str(result.get("summary") or "")
+    if result.get("source") == "sampler" and result.get("note"):  # asked of Prometheus, answered by the sampler
+        summary = f"{summary} ({str(result['note']).rstrip('.')}.)"
     if action == "suggest_window":
         shown = [
             f"{_clock(w.get('start'))} to {_clock(w.get('end'))}"

@@ -27,6 +27,8 @@ Action = Literal["report", "can_run", "suggest_window", "top_usage", "run_task"]
 Window = Literal["15m", "1h", "6h", "24h", "7d"]
 MiB = 2**20
 # A size written with a minus ("a -4 GB job"); "a 4-8 GB job" is a range, not a negative size.
+# CPU cores a question names ("on 2 cores", "4 CPUs", "0.5 CPU cores"); none named: 1 is assumed, and said.
+_CORES = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*(?:cpu\s*cores?|v?cpus?|cores?)\b", re.IGNORECASE)
 _NEGATIVE = re.compile(r"(?<![\w.])-\s*\d+(?:[.,]\d+)*\s*[kmgt]i?b\b", re.IGNORECASE)
 
 # The planner's output: the same shape the tool takes (kept small: a 135M model fills it).
@@ -75,6 +77,8 @@ class _Pilot:
         asked = find_size(question)
         negative = _NEGATIVE.search(question)
         unsized = bool(question.strip()) and asked is None  # say once that the size was assumed
+        named_cores = _CORES.search(question)
+        cores = float(named_cores.group(1).replace(",", ".")) if named_cores else 1.0
         facts: list[dict[str, Any]] = []
         proposal: dict[str, Any] | None = None
         for given in steps:
@@ -100,10 +104,11 @@ class _Pilot:
                     note = "Submitting the job needs a person's approval (jobs.submit)."
                 else:
                     note = "No command to submit: write it in backticks, e.g. `./backup.sh`."
-                proposal = {"command": command, "argv": argv, "memory_mb": memory_mb or 0, "note": note}
+                proposal = {"command": command, "argv": argv, "memory_mb": memory_mb or 0, "cpu_cores": cores,
+                            "note": note}  # fmt: skip
                 facts.append({"action": "run_task", "tool": None, "result": proposal, "statement": proposal["note"]})
                 continue
-            tool, arguments = _call_for(step, memory_mb)
+            tool, arguments = _call_for(step, memory_mb, cores)
             result = await self._call(ctx, tool, arguments)
             if step.action == "can_run" and isinstance(result, dict) and "fits" in result:
                 result = self._with_policies(result)
@@ -112,6 +117,8 @@ class _Pilot:
                 assumed = _mib(arguments["memory_mb"])
                 statement += f" (The question names no size with a unit, e.g. 4 GB, so {assumed} MiB is assumed.)"
                 unsized = False
+            if named_cores is None and "CPU cores," in str(result.get("reason") if isinstance(result, dict) else ""):
+                statement += " (The question names no CPU cores, so 1 is assumed.)"  # the core held it back
             facts.append({"action": step.action, "tool": tool, "result": result, "statement": statement})
         statements = [f["statement"] for f in facts if f["statement"]]
         summary = " ".join(statements) or "no facts were gathered"
@@ -204,12 +211,13 @@ def _clock(value: Any) -> str:
         return str(value)
 
 
-def _call_for(step: PlanStep, memory_mb: float | None) -> tuple[str, dict[str, Any]]:
+def _call_for(step: PlanStep, memory_mb: float | None, cores: float) -> tuple[str, dict[str, Any]]:
     window = step.window or "1h"
     if step.action == "can_run":
-        return "scheduler.can_run", {"memory_mb": memory_mb if memory_mb is not None else 2048}
+        return "scheduler.can_run", {"memory_mb": memory_mb if memory_mb is not None else 2048, "cpu_cores": cores}
     if step.action == "suggest_window":
-        return "scheduler.suggest_window", {"memory_mb": memory_mb if memory_mb is not None else 2048}
+        return "scheduler.suggest_window", {"memory_mb": memory_mb if memory_mb is not None else 2048,
+                                            "cpu_cores": cores}  # fmt: skip
     if step.action == "top_usage":
         return "metrics.top", {"resource": step.resource or "memory", "window": window}
     return "metrics.summary", {"window": window}

@@ -271,3 +271,26 @@ async def test_in_a_chat_the_plan_and_the_facts_read_the_newest_message() -> Non
     start = compose_task([*earlier, ChatMessage("user", "Start `./backup.sh` (needs 1 GB)")])
     result, runner = await run_with(start, kind("start a job"), advice("wait"))
     assert output(runner, "executor")["run_task"]["argv"] == ["./backup.sh"]
+
+
+def test_a_window_of_one_start_time_is_said_as_one_time() -> None:
+    """A window whose latest start is its first read "2026-12-07 18:30 to 2026-12-07 18:30"."""
+    from edgecrew.ops.pilot import _statement
+
+    result = {
+        "summary": "Next window starts 2026-12-07T18:30+00:00 (until 2026-12-07T18:30+00:00).",
+        "windows": [
+            {"start": "2026-12-07T18:30+00:00", "end": "2026-12-07T18:30+00:00", "expected_free_memory_mb": 900},
+            {"start": "2026-12-08T18:00+00:00", "end": "2026-12-08T18:30+00:00", "expected_free_memory_mb": 800},
+        ],
+    }
+    said = _statement("suggest_window", {"memory_mb": 512}, result)
+    one, two = (_clock(t) for t in ("2026-12-07T18:30+00:00", "2026-12-08T18:00+00:00"))
+    assert f"Windows: at {one} (about 900 MiB available); {two} to " in said, said
+    assert f"{one} to {one}" not in said
+
+
+def _clock(value: str) -> str:
+    from edgecrew.ops.pilot import _clock as clock
+
+    return clock(value)

@@ -191,7 +191,11 @@ def _statement(action: str, arguments: dict[str, Any], result: Any) -> str:
         summary = f"{summary} ({str(result['note']).rstrip('.')}.)"
     if action == "suggest_window":
         shown = [
-            f"{_clock(w.get('start'))} to {_clock(w.get('end'))}"
+            (
+                f"at {_clock(w.get('start'))}"
+                if w.get("start") == w.get("end")  # one start time, not a span
+                else f"{_clock(w.get('start'))} to {_clock(w.get('end'))}"
+            )
             + (f" (about {w['expected_free_memory_mb']} MiB available)" if "expected_free_memory_mb" in w else "")
             for w in (result.get("windows") or [])[:2]
             if isinstance(w, dict)

@@ -204,6 +204,21 @@ async def test_the_cpu_cores_come_from_the_question_or_are_said_to_be_assumed() 
     assert assumed["run_task"]["cpu_cores"] == 1.0
 
 
+async def test_a_job_bigger_than_the_machine_is_not_proposed() -> None:
+    """ "Start `./train.sh` (64 cores)" on a smaller box asked a person to approve jobs.submit, which then
+    refused the job ("could never start here") and failed the run."""
+    import psutil
+
+    cores = (psutil.cpu_count() or 1) * 4
+    out = await _execute(f"Start `./train.sh` (1 GB, {cores} cores)", {"action": "run_task"})
+    proposal = out["run_task"]
+    assert proposal["argv"] == [] and "approval" not in proposal["note"], proposal
+    assert proposal["note"].startswith("Nothing was submitted: it can never run here: it needs "), proposal
+    assert f"{cores} CPU cores, more than this machine has" in proposal["note"]
+    huge = await _execute("Start `./train.sh` (100 TB)", {"action": "run_task"})
+    assert huge["run_task"]["argv"] == [] and "MiB of memory, more than this machine has" in huge["summary"]
+
+
 async def test_the_executor_says_which_size_it_assumed_and_writes_big_sizes_whole() -> None:
     # "4G" is not a size with a unit in prose: the answer must not pass 2048 MiB off as the asked size.
     out = await _execute("Can I run a 4G job now?", {"action": "can_run", "memory_mb": 2048})

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from edgecrew.specs.jobs import MachineFacts, PolicyDoc
     from edgecrew.store.jobs import JobRecord
 
-__all__ = ["JOB_TOOLS", "register"]
+__all__ = ["JOB_TOOLS", "bigger_than_machine", "register"]
 
 JOB_TOOLS = ("scheduler.suggest_window", "jobs.submit", "jobs.status")
 MiB = 2**20
@@ -218,7 +218,7 @@ def _suggest(
     notes: list[str] = []
     needs = JobNeeds(cpu_cores, int(memory_mb * MiB), int(gpu_mb * MiB), duration.total_seconds())
     machine = jobs.facts()
-    never = _bigger_than(needs, machine)
+    never = bigger_than_machine(needs, machine)
     if never:  # no window would ever open: not "none in the next 24 h"
         return SuggestOut(summary=f"It can never run here: {never}.", fits_now=False, windows=[], policies=names,
                           history=False, notes=notes)  # fmt: skip
@@ -261,7 +261,7 @@ def _suggest(
     )
 
 
-def _bigger_than(needs: Any, machine: MachineFacts) -> str:
+def bigger_than_machine(needs: Any, machine: MachineFacts) -> str:
     """Why a job needs more than this whole machine has ("" when it does not)."""
     total = machine.total_memory_bytes
     if total and needs.memory_bytes > total:

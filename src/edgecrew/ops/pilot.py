@@ -97,9 +97,12 @@ class _Pilot:
             if step.action == "run_task":
                 command = step.command or _quoted(question)
                 argv, unreadable = _argv(command)
+                never = self._never_here(memory_mb or 0, cores) if argv else ""
                 if unreadable:  # nothing goes to jobs.submit: the answer must not speak of an approval
                     note = (f"Nothing was submitted: the command `{command}` cannot be read ({unreadable}); "
                             "write it whole in backticks, e.g. `./backup.sh`.")  # fmt: skip
+                elif never:  # jobs.submit would refuse it after a person approved it
+                    argv, note = [], f"Nothing was submitted: it can never run here: {never}."
                 elif command:
                     note = "Submitting the job needs a person's approval (jobs.submit)."
                 else:
@@ -123,6 +126,15 @@ class _Pilot:
         statements = [f["statement"] for f in facts if f["statement"]]
         summary = " ".join(statements) or "no facts were gathered"
         return {"summary": summary, "facts": facts, "figures": sorted(set(figures(str(facts)))), "run_task": proposal}
+
+    def _never_here(self, memory_mb: float, cores: float) -> str:
+        """Why a job of this size could never start on this machine ("" when it could)."""
+        from edgecrew.ops import Ops
+        from edgecrew.ops.job_tools import bigger_than_machine
+        from edgecrew.ops.jobs import JobNeeds
+
+        assert self.rt is not None
+        return bigger_than_machine(JobNeeds(cores, int(memory_mb * MiB)), Ops.of(self.rt).jobs.facts())
 
     def _with_policies(self, verdict: dict[str, Any]) -> dict[str, Any]:
         """``scheduler.can_run``'s verdict (the machine's room) with the job policies' say: a job the

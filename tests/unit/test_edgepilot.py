@@ -293,7 +293,7 @@ def test_a_window_of_one_start_time_is_said_as_one_time() -> None:
     from edgecrew.ops.pilot import _statement
 
     result = {
-        "summary": "Next window starts 2026-12-07T18:30+00:00 (until 2026-12-07T18:30+00:00).",
+        "summary": "Next window: a job may start at 2026-12-07T18:30+00:00 only.",
         "windows": [
             {"start": "2026-12-07T18:30+00:00", "end": "2026-12-07T18:30+00:00", "expected_free_memory_mb": 900},
             {"start": "2026-12-08T18:00+00:00", "end": "2026-12-08T18:30+00:00", "expected_free_memory_mb": 800},

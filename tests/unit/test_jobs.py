@@ -409,9 +409,26 @@ def test_suggest_window_follows_the_policy_window_when_there_is_no_history(jobs:
     assert not out.fits_now and out.windows and not out.history
     assert out.windows[0].start == opens.isoformat(timespec="minutes")
     assert datetime.fromisoformat(out.windows[-1].end) <= opens + timedelta(minutes=30)  # ends in the window
-    assert out.summary.startswith(f"Next window starts {opens.isoformat(timespec='minutes')}")
+    assert out.summary.startswith(f"Next window: a job may start from {opens.isoformat(timespec='minutes')} until ")
     assert "no metric history yet" in out.summary and "Not now: calm: outside its time windows" in out.summary
     assert out.policies == ["calm"]
+
+
+def test_a_window_with_one_start_time_is_said_so(jobs: JobService) -> None:
+    """A 30-minute window for a 30-minute job read "Next window starts 18:30 (until 18:30)", as if it
+    were no time at all: its one start time is said as that."""
+    from edgecrew.ops.job_tools import _suggest
+
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    opens = now + timedelta(hours=2)
+    jobs.apply_policy("calm", {"windows": [{"start": opens.strftime("%H:%M"),
+                                            "end": (opens + timedelta(minutes=30)).strftime("%H:%M")}]},
+                      "test", "test")  # fmt: skip
+    Ops.of(jobs.rt).__dict__["sampler"] = object()  # a sampler without history
+    out = _suggest(jobs, 512, 0, 0, 30, 24, (), 50, now=now)
+    at = opens.isoformat(timespec="minutes")
+    assert [(w.start, w.end) for w in out.windows] == [(at, at)]
+    assert out.summary.startswith(f"Next window: a job may start at {at} only."), out
 
 
 def test_suggest_window_reads_the_history_by_hour(jobs: JobService) -> None:

@@ -372,4 +372,8 @@ def _summary(fits_now: bool, windows: list[Window], refused_now: list[str], with
         return f"No window in the next {within_hours:g} h: {why}{basis}."
     first = windows[0]
     now_why = f" Not now: {'; '.join(refused_now)}." if refused_now else ""
-    return f"Next window starts {first.start} (until {first.end}).{now_why}{basis}".replace("..", ".")
+    # A window's end is the latest start that still ends in it: "(until 18:30)" after "starts 18:30" read
+    # as no time at all.
+    when = (f"at {first.start} only" if first.start == first.end
+            else f"from {first.start} until {first.end}")  # fmt: skip
+    return f"Next window: a job may start {when}.{now_why}{basis}".replace("..", ".")

@@ -309,3 +309,23 @@ def _clock(value: str) -> str:
     from edgecrew.ops.pilot import _clock as clock
 
     return clock(value)
+
+
+async def test_a_denied_job_is_an_answer_not_a_failed_run() -> None:
+    """A person denying the proposed job failed the whole run ("agent 'submit' ended with tool_errors"),
+    with no answer: the facts it had gathered were lost. A person's decision is not a failure."""
+    from edgecrew.engine.fakes import Deny
+
+    async def person(agent: Any, call: Any) -> Deny:
+        return Deny("not on Fridays")
+
+    answers = iter([kind("start a job"), advice("wait for Monday")])
+    rt = bootstrap()
+    io = FakeTurnIO(lambda request, call: next(answers), rt.tools, approve=person)
+    runner = FakeTurnRunner(load_team(TEAM, catalog=rt.catalog()), io)
+    result = await runner.run("Start `./backup.sh` (needs 1 GB)")
+    assert result.ok, result.error
+    text = result.output["text"]
+    assert text.startswith("A job needing 954 MiB"), text  # the facts are still the answer
+    assert "Not submitted: a person denied it (not on Fridays)." in text, text
+    assert "Submitted job" not in text and "needs a person's approval" not in text, text

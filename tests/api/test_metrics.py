@@ -218,7 +218,7 @@ alerts:
     severity: critical
   never:
     metric: cpu_percent
-    above: 1000
+    above: 100  # a percent: never above 100
 """
     )
     return server_project

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -153,6 +155,69 @@ def test_the_pilot_page_asks_edgepilot_and_shows_plan_facts_and_answer(
     assert "how busy the machine is" in shown and "<code>report</code>" in shown
     assert "metrics.summary" in shown and "keep watching" in shown and "Confidence: high." in shown
     assert "How busy is this box?" in client.get("/ui/pilot").text  # listed among recent questions
+
+
+def _pilot_page_until(client: TestClient, url: str, done: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        shown = client.get(url).text
+        if done in shown:
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"{done!r} never shown on {url}:\n{shown}")
+
+
+def test_the_pilot_page_offers_the_approval_a_proposed_job_waits_for(client: TestClient, keys: dict[str, str]) -> None:
+    """Before: a run_task answer waiting for jobs.submit's approval showed 'waiting_approval · working…'
+    and 'waiting for the facts…' beside its facts, with no word of the approval nor a way to give it."""
+    from edgecrew.models.scripted import ScriptedModel
+    from edgecrew.store.keys import ApiKeyStore
+    from tests.api.test_ui_pages import sign_in
+
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    replies = [{"json": {"kind": "start a job"}}, {"json": {"actions": ["watch the job"], "confidence": "high"}}]
+    rt.models.register("local-gemma", ScriptedModel(replies))
+    operator = ApiKeyStore(rt.store).create("operator", ("read", "runs", "approve"))[1]
+    csrf = sign_in(client, operator)
+    asked = client.post("/ui/pilot", data={"csrf": csrf, "question": "Start `./backup.sh` (needs 1 GB)"},
+                        follow_redirects=False)  # fmt: skip
+    url = asked.headers["location"].split("?")[0]
+    run_id = url.rsplit("/", 1)[1]
+    shown = html.unescape(_pilot_page_until(client, url, "waiting_approval"))
+    [approval] = _pending(rt, run_id)
+    assert "working…" not in shown and "waiting for the facts" not in shown, shown
+    assert "Waiting for your approval" in shown and "jobs.submit" in shown and '"./backup.sh"' in shown
+    assert f'action="/ui/approvals/{approval.id}/approve"' in shown
+    assert f'name="back_to" value="/ui/pilot/{run_id}"' in shown
+    approved = client.post(f"/ui/approvals/{approval.id}/approve",
+                           data={"csrf": csrf, "back_to": f"/ui/pilot/{run_id}"}, follow_redirects=False)  # fmt: skip
+    assert approved.status_code == 303 and approved.headers["location"].startswith(f"/ui/pilot/{run_id}")
+    answered = html.unescape(_pilot_page_until(client, url, "Confidence: high."))
+    assert "Submitted job j" in answered and "Waiting for your approval" not in answered
+
+
+def _pending(rt: Any, run_id: str) -> list[Any]:
+    from edgecrew.engine.approvals import ApprovalService
+
+    return list(ApprovalService(rt).list("pending", run_id=run_id))
+
+
+def test_the_pilot_page_of_a_failed_run_says_what_was_not_reached(client: TestClient, keys: dict[str, str]) -> None:
+    """Before: a run that failed at its planner kept 'planning…', 'gathering…' and 'waiting for the
+    facts…' on its page for good, as if it were still working."""
+    from edgecrew.models.scripted import ScriptedModel
+    from edgecrew.store.keys import ApiKeyStore
+    from tests.api.test_ui_pages import sign_in
+
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    rt.models.register("local-gemma", ScriptedModel([{"error": "auth"}], cycle=True))
+    operator = ApiKeyStore(rt.store).create("operator", ("read", "runs"))[1]
+    csrf = sign_in(client, operator)
+    asked = client.post("/ui/pilot", data={"csrf": csrf, "question": "How busy is this box?"}, follow_redirects=False)
+    url = asked.headers["location"].split("?")[0]
+    shown = html.unescape(_pilot_page_until(client, url, "status-failed"))
+    assert "planning…" not in shown and "gathering…" not in shown and "waiting for the facts" not in shown, shown
+    assert shown.count("not reached: the run failed") == 3, shown
 
 
 def test_a_trigger_retried_with_its_idempotency_key_starts_one_run(

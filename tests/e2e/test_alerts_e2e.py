@@ -236,6 +236,23 @@ async def test_without_container_series_the_sampler_answers(prometheus_url: str)
 
 
 @needs_prometheus
+async def test_edgepilot_says_when_the_sampler_answered_in_prometheus_stead(prometheus_url: str) -> None:
+    """With EDGECREW_PROMETHEUS_URL set, an answer from the sampler (Prometheus had no such series) read
+    as Prometheus's: the note saying so stayed in the tool's result, out of the answer."""
+    rt = _on_prometheus(prometheus_url)
+    steps = [{"action": "top_usage", "resource": "cpu", "window": "1h"}]
+    out = await _tool(rt, "pilot.execute", steps=steps, question="What used the most CPU?")
+    [fact] = out["facts"]
+    assert fact["result"]["source"] == "sampler"
+    assert fact["statement"].endswith(
+        f"(Prometheus at {prometheus_url} has no cAdvisor container series; answered from this machine's sampler.)"
+    ), fact["statement"]
+    by_promql = await _tool(rt, "pilot.execute", steps=[{"action": "report", "window": "15m"}], question="busy?")
+    assert by_promql["facts"][0]["result"]["source"] == "prometheus"
+    assert "answered from" not in by_promql["summary"]  # a missing GPU series is no news in an answer
+
+
+@needs_prometheus
 async def test_a_promql_rule_fires_and_resolves(prometheus_url: str, exporter: Exporter, project_dir: Path) -> None:
     rule = "alerts:\n  busy-node:\n    promql: max(edgecrew_test_queue_depth)\n    above: 4\n"
     write(project_dir / "edgecrew.yaml", rule)

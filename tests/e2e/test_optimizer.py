@@ -84,5 +84,9 @@ async def test_a_denied_proposal_leaves_the_policy_alone(rt: Runtime) -> None:
     approval_id = await _waiting_approval(rt, started.run.id)
     await asyncio.to_thread(ApprovalService(rt).deny, approval_id, "not tonight")
     done = await svc.finish(started)
-    assert done.run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+    # A person's decision is the answer, not a failure (the run failed: "agent 'apply' ended with tool_errors")
+    assert done.run.status == RunStatus.SUCCEEDED, done.run.error
+    assert done.run.output["text"] == (
+        "Not applied: a person denied nightly: max_load_per_core 0.8 -> 1.0 (not tonight)."
+    ), done.run.output
     assert [v.version for v in Ops.of(rt).jobs.policy_versions("nightly")] == [1]

@@ -145,6 +145,112 @@ def test_model_rules_are_checked_too(project_dir: Path) -> None:
     assert ":9: alerts.c: 'model' and 'window' belong to model_calls rules only" in text
 
 
+def test_a_threshold_in_the_wrong_unit_is_refused(project_dir: Path) -> None:
+    """`memory_used_percent` `below: 2GiB` compared a percent with 2,147,483,648 and fired at once;
+    `cpu_percent` `above: 150` could never fire: both were valid, and said nothing."""
+    config = write(
+        project_dir / "edgecrew.yaml",
+        """\
+        alerts:
+          sized-percent:
+            metric: memory_used_percent
+            below: 2GiB
+          sized-load:
+            metric: load1
+            above: 4GB
+          sized-seconds:
+            model_calls: latency_p95_s
+            above: 10MiB
+          over-percent:
+            metric: cpu_percent
+            above: 150
+          under-percent:
+            model_calls: error_percent
+            below: -5
+        """,
+    )
+    with pytest.raises(SpecError) as info:
+        load_project(project_dir)
+    found = {(i.line, i.message.split(":")[0]) for i in info.value.issues}
+    assert found == {
+        (4, "alerts.sized-percent.below"),
+        (7, "alerts.sized-load.above"),
+        (10, "alerts.sized-seconds.above"),
+        (13, "alerts.over-percent.above"),
+        (16, "alerts.under-percent.below"),
+    }, found
+    text = str(info.value)
+    assert (
+        f"{config}:4: alerts.sized-percent.below: '2GiB' is a size, but memory_used_percent is a percent"
+        " (0 to 100); write a plain number" in text
+    )
+    assert "'4GB' is a size, but load1 is a plain number" in text
+    assert "'10MiB' is a size, but latency_p95_s is seconds" in text
+    assert "150 is no percent, and cpu_percent is one (0 to 100); write a number from 0 to 100" in text
+    assert "-5 is no percent, and error_percent is one (0 to 100)" in text
+
+
+def test_sizes_and_reachable_thresholds_stay_valid(project_dir: Path) -> None:
+    write(
+        project_dir / "edgecrew.yaml",
+        """\
+        alerts:
+          busy:
+            metric: cpu_percent
+            above: 99.5
+          bytes:
+            metric: gpu_memory_used_bytes
+            above: 6GiB
+          by-prometheus:
+            promql: node_memory_MemAvailable_bytes
+            below: 512MiB
+          errors:
+            model_calls: error_percent
+            above: 0
+          always:
+            metric: load1
+            above: -1
+        """,
+    )
+    rules = load_project(project_dir).alerts
+    assert {n: r.threshold for n, r in rules.items()} == {
+        "busy": 99.5,
+        "bytes": 6 * GiB,
+        "by-prometheus": 512 * 2**20,
+        "errors": 0.0,
+        "always": -1.0,  # fires at once, as when trying a webhook out
+    }
+
+
+def test_a_model_rule_naming_no_model_is_reported(project_dir: Path) -> None:
+    """A `model:` alias nobody has matched no call: the rule said '0 model call(s)' for ever."""
+    config = write(
+        project_dir / "edgecrew.yaml",
+        """\
+        models:
+          fake: {backend: scripted, replies: ["hi"]}
+        alerts:
+          slow-typo:
+            model_calls: latency_p95_s
+            model: lcoal
+            above: 10
+          slow-fake:
+            model_calls: latency_p95_s
+            model: fake
+            above: 10
+          slow-builtin:
+            model_calls: ttft_p95_s
+            model: local
+            above: 2
+        """,
+    )
+    issues = [i for i in load_project(project_dir).duplicates if "alerts." in i.message]
+    assert [(i.file, i.line, i.message) for i in issues] == [
+        (str(config), 6, "alerts.slow-typo.model: no model alias 'lcoal'")
+    ]
+    assert "local" in (issues[0].hint or "") and "fake" in (issues[0].hint or "")
+
+
 def test_a_good_rule_reads_sizes_durations_and_defaults(project_dir: Path) -> None:
     write(
         project_dir / "edgecrew.yaml",

@@ -326,6 +326,23 @@ def test_the_regex_filter_takes_exact_words_from_the_task() -> None:
     assert render_text("{{ task | regex('named ([a-z-]+)') or 'fallback' }}", scope) == "fallback"
 
 
+@pytest.mark.parametrize(
+    ("task", "seconds"),
+    [
+        ("in the last 2 hours", "7200.0"),
+        ("over the last 30 minutes", "1800.0"),
+        ("since 6h ago", "21600.0"),
+        ("the last 3 days", "259200.0"),
+        ("in 1.5 hrs", "5400.0"),
+        ("in the last 1,5 hours", "5400.0"),  # a decimal comma, not 5 hours
+        ("a 4 GB job in 512 MiB", "none"),  # sizes are no spans
+        ("this week", "none"),
+    ],
+)
+def test_the_duration_filter_reads_the_first_time_span(task: str, seconds: str) -> None:
+    assert render_text("{{ task | duration_s('none') }}", {"task": task, "outputs": {}}) == seconds
+
+
 def test_the_latest_message_filter_reads_a_chats_newest_message() -> None:
     def latest(task: str) -> str:
         return render_text("{{ task | latest_message }}", {"task": task, "outputs": {}})

@@ -288,6 +288,36 @@ async def test_a_job_needing_gpu_memory_is_refused_where_there_is_no_gpu(jobs: J
     assert (await jobs.submit(argv=["true"], needs=JobNeeds(gpu_memory_bytes=2 * GiB))).state == "queued"
 
 
+async def test_a_deadline_before_a_covering_policy_opens_is_refused(jobs: JobService, project_dir: Path) -> None:
+    """A job whose deadline passes before its policy's window opens can never start: it was queued
+    all the same, and failed at its deadline ('waited past its deadline')."""
+    now = datetime.now(UTC)
+    opens = (now + timedelta(hours=3)).replace(second=0, microsecond=0)
+    closes = opens + timedelta(hours=1)
+    day = opens.strftime("%a").lower()
+    config = project_dir / "edgecrew.yaml"
+    config.write_text(
+        config.read_text()
+        + f"""  nightly:
+    covers: {{tags: [night]}}
+    windows: [{{days: [{day}], start: "{opens:%H:%M}", end: "{closes:%H:%M}"}}]
+""",
+        encoding="utf-8",
+    )
+    jobs.rt.project = load_project(project_dir)
+    jobs.sync_policies()
+    soon = time.time() + 3600
+    with pytest.raises(UserError) as info:
+        await jobs.submit(argv=["true"], tags=["night"], deadline=soon)
+    said = str(info.value)
+    assert said.startswith("deadline: ") and "before policy 'nightly' lets the job start (its next time" in said
+    assert f"{opens:%H:%M}" in said and "give a later deadline" in said, said
+    assert jobs.list_jobs() == []
+    later = await jobs.submit(argv=["true"], tags=["night"], deadline=opens.timestamp() + 600)
+    untagged = await jobs.submit(argv=["true"], deadline=soon)  # not covered: its deadline is no concern
+    assert later.state == untagged.state == "queued"
+
+
 async def test_plain_commands_can_be_switched_off(jobs: JobService) -> None:
     jobs.rt.settings = jobs.rt.settings.model_copy(update={"jobs_plain_commands": False})
     with pytest.raises(UserError, match="plain commands are off"):
@@ -379,9 +409,26 @@ def test_suggest_window_follows_the_policy_window_when_there_is_no_history(jobs:
     assert not out.fits_now and out.windows and not out.history
     assert out.windows[0].start == opens.isoformat(timespec="minutes")
     assert datetime.fromisoformat(out.windows[-1].end) <= opens + timedelta(minutes=30)  # ends in the window
-    assert out.summary.startswith(f"Next window starts {opens.isoformat(timespec='minutes')}")
+    assert out.summary.startswith(f"Next window: a job may start from {opens.isoformat(timespec='minutes')} until ")
     assert "no metric history yet" in out.summary and "Not now: calm: outside its time windows" in out.summary
     assert out.policies == ["calm"]
+
+
+def test_a_window_with_one_start_time_is_said_so(jobs: JobService) -> None:
+    """A 30-minute window for a 30-minute job read "Next window starts 18:30 (until 18:30)", as if it
+    were no time at all: its one start time is said as that."""
+    from edgecrew.ops.job_tools import _suggest
+
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    opens = now + timedelta(hours=2)
+    jobs.apply_policy("calm", {"windows": [{"start": opens.strftime("%H:%M"),
+                                            "end": (opens + timedelta(minutes=30)).strftime("%H:%M")}]},
+                      "test", "test")  # fmt: skip
+    Ops.of(jobs.rt).__dict__["sampler"] = object()  # a sampler without history
+    out = _suggest(jobs, 512, 0, 0, 30, 24, (), 50, now=now)
+    at = opens.isoformat(timespec="minutes")
+    assert [(w.start, w.end) for w in out.windows] == [(at, at)]
+    assert out.summary.startswith(f"Next window: a job may start at {at} only."), out
 
 
 def test_suggest_window_reads_the_history_by_hour(jobs: JobService) -> None:
@@ -413,6 +460,25 @@ def test_suggest_window_offers_no_window_a_memory_percent_limit_would_refuse(job
     jobs.apply_policy("calm", {"max_memory_percent": 30}, "test", "test")  # 25% at night is under it
     later = _suggest(jobs, 512, 0, 0, 60, 24, (), 50, now=noon).windows
     assert later and later[0].start == noon.replace(hour=18).isoformat(timespec="minutes")
+
+
+def test_suggest_window_says_a_job_bigger_than_the_machine_never_fits_here(jobs: JobService) -> None:
+    """EdgePilot's "Can I run a 100 TB job?" said "No window in the next 24 h", as if a later day might
+    do, where jobs submit says such a job could never start here."""
+    from edgecrew.ops.job_tools import _suggest
+
+    Ops.of(jobs.rt).__dict__["sampler"] = FakeSampler()
+    jobs.facts = lambda: MachineFacts(0.2, 4, 8 * GiB, 40.0, None, 16 * GiB)
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    out = _suggest(jobs, 32 * 1024, 1, 0, 30, 24, (), 50, now=noon)
+    assert not out.fits_now and out.windows == []
+    assert out.summary == (
+        "It can never run here: it needs 32768 MiB of memory, more than this machine has (16384 MiB)."
+    ), out.summary
+    cores = _suggest(jobs, 512, 8, 0, 30, 24, (), 50, now=noon)
+    assert not cores.fits_now and cores.windows == []
+    assert cores.summary == "It can never run here: it needs 8 CPU cores, more than this machine has (4).", cores
+    assert _suggest(jobs, 512, 1, 0, 30, 24, (), 50, now=noon).windows  # one that fits the machine gets windows
 
 
 async def test_the_job_tools_are_declared_and_answer_with_a_summary_first(jobs: JobService) -> None:

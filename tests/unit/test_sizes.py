@@ -43,3 +43,19 @@ def test_sizes_in_a_sentence_and_back_to_text() -> None:
         and human_size(512) == "512 B"
         and human_size(9999 * 2**40) == "9999.0 TiB"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("a 1,5 GB job", 1_500_000_000),  # a decimal comma: it was read as 5 GB
+        ("a .5 GB job", 500_000_000),  # it was read as 5 GB
+        ("needs 12,25 GiB", int(12.25 * 2**30)),
+        ("a 1,500 GB disk", 1_500 * 10**9),  # a thousands separator
+        ("a 0.5 GB job", 500_000_000),
+        ("a 4GB job", 4 * 10**9),
+        ("(4 GB)", 4 * 10**9),
+    ],
+)
+def test_a_size_in_prose_is_read_whole(text: str, size: int) -> None:
+    assert find_size(text) == size

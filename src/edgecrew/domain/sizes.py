@@ -22,13 +22,19 @@ def parse_size(value: str | int | None) -> int | None:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower() if match.group(2) else None])
 
 
-_MENTION = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b)\b", re.IGNORECASE)
+# The whole number: thousands separated by commas ("1,500 GB"), or a decimal point or comma ("1.5 GB",
+# "1,5 GB", ".5 GB"); never its tail ("1,5 GB" was read as 5 GB).
+_MENTION = re.compile(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+|\d*[.,]?\d+)\s*([kmgt]i?b)\b", re.IGNORECASE)
 
 
 def find_size(text: str) -> int | None:
     """Bytes of the first size written with a unit in ``text`` ("does a 2 GB job fit?" -> 2000000000)."""
     match = _MENTION.search(text)
-    return None if match is None else int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if match is None:
+        return None
+    number = match.group(1)
+    number = number.replace(",", "") if re.search(r",\d{3}(?:,|$)", number) else number.replace(",", ".")
+    return int(float(number) * _UNITS[match.group(2).lower()])
 
 
 def human_size(size: float) -> str:

@@ -5,14 +5,15 @@ answer with one. A template sees two names: ``task`` (the run's task) and ``outp
 latest output, e.g. ``outputs.facts.memory.available_bytes``). The one design decision: rendering
 is a pure function of recorded outputs, sandboxed, with every undefined name an error, so a replayed
 run renders exactly what it rendered the first time and a typo fails loudly instead of printing
-nothing. An argument that is one ``{{ expression }}`` and nothing else keeps the expression's type
-(a number stays a number); any other text renders to a string. Besides Jinja2's own filters there are
-``human_bytes`` (``15032385536`` -> ``14.0 GiB``), ``size_mib`` (the first size a text mentions) and
-``regex(pattern, group=1)`` (a group of the first match, "" when none), ``latest_message`` (a chat's
-newest message, out of the transcript a chat run's task is; any other task as it is), ``code_block``
-(the program in a model's reply), ``given_checks`` and ``without_checks`` (the ``Checks:`` a request
-writes, and the request without them; see :mod:`edgecrew.domain.codetext`), and ``json_problem`` (why a
-text is not JSON, with its line and column; "" when it is).
+nothing. An argument that is one ``{{ expression }}`` and nothing else keeps the expression's type (a
+number stays a number); any other text renders to a string. Besides Jinja2's own filters there are
+``human_bytes`` (``15032385536`` -> ``14.0 GiB``), ``size_mib`` (the first size a text mentions),
+``duration_s`` (the first time span it mentions, in seconds) and ``regex(pattern, group=1)`` (a group of
+the first match, "" when none), ``latest_message`` (a chat's newest message, out of the transcript a
+chat run's task is; any other task as it is), ``code_block`` (the program in a model's reply),
+``given_checks`` and ``without_checks`` (the ``Checks:`` a request writes, and the request without them;
+see :mod:`edgecrew.domain.codetext`), and ``json_problem`` (why a text is not JSON, with its line and
+column; "" when it is).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def _env() -> SandboxedEnvironment:
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters["human_bytes"] = lambda n: _human_bytes(n)
     env.filters["size_mib"] = lambda text, default=None: _size_mib(text, default)
+    env.filters["duration_s"] = lambda text, default=None: _duration_s(text, default)
     env.filters["regex"] = lambda text, pattern, group=1: _regex(text, pattern, group)
     env.filters["figures"] = lambda text: figures(str(text))
     env.filters["latest_message"] = lambda text: latest_message(str(text))
@@ -95,6 +97,23 @@ def _size_mib(text: Any, default: Any) -> Any:
     ``default`` when there is none."""
     found = find_size(str(text))
     return default if found is None else round(found / 2**20)
+
+
+_SPAN = re.compile(
+    r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w)\b",
+    re.IGNORECASE,
+)
+_SPAN_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration_s(text: Any, default: Any) -> Any:
+    """Seconds of the first time span written with a number and a unit in ``text`` (``"in the last 2
+    hours" | duration_s`` -> 7200; "30 minutes", "6h", "3 days" too); ``default`` when there is none."""
+    match = _SPAN.search(str(text))
+    if match is None:
+        return default
+    unit = match.group(2).lower()
+    return float(match.group(1).replace(",", ".")) * _SPAN_S["m" if unit.startswith("mi") else unit[0]]
 
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from edgecrew.specs.jobs import MachineFacts, PolicyDoc
     from edgecrew.store.jobs import JobRecord
 
-__all__ = ["JOB_TOOLS", "register"]
+__all__ = ["JOB_TOOLS", "bigger_than_machine", "register"]
 
 JOB_TOOLS = ("scheduler.suggest_window", "jobs.submit", "jobs.status")
 MiB = 2**20
@@ -159,7 +159,8 @@ class _JobTools:
             )
         except EdgecrewError as exc:
             raise ToolError(str(exc)) from None
-        summary = f"Submitted job {job.id} ({job.name}); it starts when its policies allow (jobs.status tells)."
+        summary = (f"Submitted job {job.id} ({job.name}); a server (`edgecrew serve`) starts it when its policies "
+                   f"allow (jobs.status, or `edgecrew jobs show {job.id}`, tells).")  # fmt: skip
         return SubmitOut(summary=summary, job_id=job.id, state=job.state, sandbox=job.sandbox).model_dump()
 
     async def status(
@@ -216,8 +217,12 @@ def _suggest(
     mine = {n: policies[n] for n in names}
     notes: list[str] = []
     needs = JobNeeds(cpu_cores, int(memory_mb * MiB), int(gpu_mb * MiB), duration.total_seconds())
-    room_now = jobs.room(needs)
     machine = jobs.facts()
+    never = bigger_than_machine(needs, machine)
+    if never:  # no window would ever open: not "none in the next 24 h"
+        return SuggestOut(summary=f"It can never run here: {never}.", fits_now=False, windows=[], policies=names,
+                          history=False, notes=notes)  # fmt: skip
+    room_now = jobs.room(needs)
     judged = evaluate(mine, JobFacts("suggested", tags, priority), machine, now)
     refused_now = [f"{r.policy}: {r.reason}" for r in judged]
     if room_now:
@@ -254,6 +259,17 @@ def _suggest(
         history=bool(by_hour),
         notes=notes,
     )
+
+
+def bigger_than_machine(needs: Any, machine: MachineFacts) -> str:
+    """Why a job needs more than this whole machine has ("" when it does not)."""
+    total = machine.total_memory_bytes
+    if total and needs.memory_bytes > total:
+        return (f"it needs {round(needs.memory_bytes / MiB)} MiB of memory, more than this machine has "
+                f"({round(total / MiB)} MiB)")  # fmt: skip
+    if needs.cpu_cores > max(machine.cpu_count, 1):
+        return f"it needs {needs.cpu_cores:g} CPU cores, more than this machine has ({machine.cpu_count})"
+    return ""
 
 
 def _candidates(now: datetime, policies: dict[str, PolicyDoc], within_hours: float) -> list[datetime]:
@@ -356,4 +372,8 @@ def _summary(fits_now: bool, windows: list[Window], refused_now: list[str], with
         return f"No window in the next {within_hours:g} h: {why}{basis}."
     first = windows[0]
     now_why = f" Not now: {'; '.join(refused_now)}." if refused_now else ""
-    return f"Next window starts {first.start} (until {first.end}).{now_why}{basis}".replace("..", ".")
+    # A window's end is the latest start that still ends in it: "(until 18:30)" after "starts 18:30" read
+    # as no time at all.
+    when = (f"at {first.start} only" if first.start == first.end
+            else f"from {first.start} until {first.end}")  # fmt: skip
+    return f"Next window: a job may start {when}.{now_why}{basis}".replace("..", ".")

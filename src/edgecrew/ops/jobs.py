@@ -317,6 +317,8 @@ class JobService:
         name = name.strip()
         if not name or len(name) > 200 or re.search(r"[\x00-\x1f\x7f]", name):
             raise UserError("name: give 1 to 200 printable characters")
+        if deadline is not None:
+            self._deadline_reachable(deadline, JobFacts(name, tuple(tags), priority))
         return {
             "name": name,
             "kind": "command" if argv is not None else "team",
@@ -329,6 +331,21 @@ class JobService:
             "deadline": deadline,
             "tags": sorted(set(tags)),
         }
+
+    def _deadline_reachable(self, deadline: float, job: JobFacts) -> None:
+        """Refuse a deadline that passes before a covering policy's time window next opens: the job could
+        never start, and would only fail at its deadline."""
+        policies = {name: p.doc for name, p in self.effective_policies().items()}
+        now = datetime.now(UTC)
+        for name in covering(policies, job):
+            opens = policies[name].next_opening(now)
+            if opens is not None and opens.timestamp() > deadline:
+                doc = policies[name]
+                raise UserError(
+                    f"deadline: {_iso(deadline)} is before policy '{name}' lets the job start (its next time "
+                    f"window opens {opens.astimezone(doc.zone).strftime('%a %Y-%m-%d %H:%M %Z')}): the job could "
+                    "never start; give a later deadline, or none, or change the policy first"
+                )
 
     def _enqueue(self, job: JobRecord) -> None:
         options: dict[str, Any] = {

@@ -24,10 +24,12 @@ from edgecrew.errors import ToolError
 from edgecrew.tools.base import ToolContext, ToolRegistry, spec_from_function
 
 Action = Literal["report", "can_run", "suggest_window", "top_usage", "run_task"]
-Window = Literal["15m", "1h", "6h", "24h"]
+Window = Literal["15m", "1h", "6h", "24h", "7d"]
 MiB = 2**20
 # A size written with a minus ("a -4 GB job"); "a 4-8 GB job" is a range, not a negative size.
-_NEGATIVE = re.compile(r"(?<![\w.])-\s*\d+(?:\.\d+)?\s*[kmgt]i?b\b", re.IGNORECASE)
+# CPU cores a question names ("on 2 cores", "4 CPUs", "0.5 CPU cores"); none named: 1 is assumed, and said.
+_CORES = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*(?:cpu\s*cores?|v?cpus?|cores?)\b", re.IGNORECASE)
+_NEGATIVE = re.compile(r"(?<![\w.])-\s*\d+(?:[.,]\d+)*\s*[kmgt]i?b\b", re.IGNORECASE)
 
 # The planner's output: the same shape the tool takes (kept small: a 135M model fills it).
 PLAN_SCHEMA: dict[str, Any] = {
@@ -42,7 +44,7 @@ PLAN_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "action": {"enum": ["report", "can_run", "suggest_window", "top_usage", "run_task"]},
                     "memory_mb": {"type": "number", "minimum": 0},
-                    "window": {"enum": ["15m", "1h", "6h", "24h"]},
+                    "window": {"enum": ["15m", "1h", "6h", "24h", "7d"]},
                     "resource": {"enum": ["memory", "cpu"]},
                 },
                 "required": ["action"],
@@ -75,6 +77,8 @@ class _Pilot:
         asked = find_size(question)
         negative = _NEGATIVE.search(question)
         unsized = bool(question.strip()) and asked is None  # say once that the size was assumed
+        named_cores = _CORES.search(question)
+        cores = float(named_cores.group(1).replace(",", ".")) if named_cores else 1.0
         facts: list[dict[str, Any]] = []
         proposal: dict[str, Any] | None = None
         for given in steps:
@@ -92,17 +96,22 @@ class _Pilot:
                 continue
             if step.action == "run_task":
                 command = step.command or _quoted(question)
-                proposal = {
-                    "command": command,
-                    "argv": _argv(command),
-                    "memory_mb": memory_mb or 0,
-                    "note": "Submitting the job needs a person's approval (jobs.submit)."
-                    if command
-                    else "No command to submit: write it in backticks, e.g. `./backup.sh`.",
-                }
+                argv, unreadable = _argv(command)
+                never = self._never_here(memory_mb or 0, cores) if argv else ""
+                if unreadable:  # nothing goes to jobs.submit: the answer must not speak of an approval
+                    note = (f"Nothing was submitted: the command `{command}` cannot be read ({unreadable}); "
+                            "write it whole in backticks, e.g. `./backup.sh`.")  # fmt: skip
+                elif never:  # jobs.submit would refuse it after a person approved it
+                    argv, note = [], f"Nothing was submitted: it can never run here: {never}."
+                elif command:
+                    note = "Submitting the job needs a person's approval (jobs.submit)."
+                else:
+                    note = "No command to submit: write it in backticks, e.g. `./backup.sh`."
+                proposal = {"command": command, "argv": argv, "memory_mb": memory_mb or 0, "cpu_cores": cores,
+                            "note": note}  # fmt: skip
                 facts.append({"action": "run_task", "tool": None, "result": proposal, "statement": proposal["note"]})
                 continue
-            tool, arguments = _call_for(step, memory_mb)
+            tool, arguments = _call_for(step, memory_mb, cores)
             result = await self._call(ctx, tool, arguments)
             if step.action == "can_run" and isinstance(result, dict) and "fits" in result:
                 result = self._with_policies(result)
@@ -111,10 +120,21 @@ class _Pilot:
                 assumed = _mib(arguments["memory_mb"])
                 statement += f" (The question names no size with a unit, e.g. 4 GB, so {assumed} MiB is assumed.)"
                 unsized = False
+            if named_cores is None and "CPU cores," in str(result.get("reason") if isinstance(result, dict) else ""):
+                statement += " (The question names no CPU cores, so 1 is assumed.)"  # the core held it back
             facts.append({"action": step.action, "tool": tool, "result": result, "statement": statement})
         statements = [f["statement"] for f in facts if f["statement"]]
         summary = " ".join(statements) or "no facts were gathered"
         return {"summary": summary, "facts": facts, "figures": sorted(set(figures(str(facts)))), "run_task": proposal}
+
+    def _never_here(self, memory_mb: float, cores: float) -> str:
+        """Why a job of this size could never start on this machine ("" when it could)."""
+        from edgecrew.ops import Ops
+        from edgecrew.ops.job_tools import bigger_than_machine
+        from edgecrew.ops.jobs import JobNeeds
+
+        assert self.rt is not None
+        return bigger_than_machine(JobNeeds(cores, int(memory_mb * MiB)), Ops.of(self.rt).jobs.facts())
 
     def _with_policies(self, verdict: dict[str, Any]) -> dict[str, Any]:
         """``scheduler.can_run``'s verdict (the machine's room) with the job policies' say: a job the
@@ -156,13 +176,14 @@ def _quoted(question: str) -> str:
     return match.group(1) if match else ""
 
 
-def _argv(command: str) -> list[str]:
+def _argv(command: str) -> tuple[list[str], str]:
+    """The command's words, and why it cannot be split into them ("" when it can)."""
     import shlex
 
     try:
-        return shlex.split(command)
-    except ValueError:  # an unclosed quote: no command a person meant
-        return []
+        return shlex.split(command), ""
+    except ValueError as exc:  # an unclosed quote: no command a person meant
+        return [], str(exc)
 
 
 def _statement(action: str, arguments: dict[str, Any], result: Any) -> str:
@@ -178,9 +199,15 @@ def _statement(action: str, arguments: dict[str, Any], result: Any) -> str:
             f"{result.get('free_cpu_cores')} CPU cores free)."
         )
     summary = str(result.get("summary") or "")
+    if result.get("source") == "sampler" and result.get("note"):  # asked of Prometheus, answered by the sampler
+        summary = f"{summary} ({str(result['note']).rstrip('.')}.)"
     if action == "suggest_window":
         shown = [
-            f"{_clock(w.get('start'))} to {_clock(w.get('end'))}"
+            (
+                f"at {_clock(w.get('start'))}"
+                if w.get("start") == w.get("end")  # one start time, not a span
+                else f"{_clock(w.get('start'))} to {_clock(w.get('end'))}"
+            )
             + (f" (about {w['expected_free_memory_mb']} MiB available)" if "expected_free_memory_mb" in w else "")
             for w in (result.get("windows") or [])[:2]
             if isinstance(w, dict)
@@ -200,12 +227,13 @@ def _clock(value: Any) -> str:
         return str(value)
 
 
-def _call_for(step: PlanStep, memory_mb: float | None) -> tuple[str, dict[str, Any]]:
+def _call_for(step: PlanStep, memory_mb: float | None, cores: float) -> tuple[str, dict[str, Any]]:
     window = step.window or "1h"
     if step.action == "can_run":
-        return "scheduler.can_run", {"memory_mb": memory_mb if memory_mb is not None else 2048}
+        return "scheduler.can_run", {"memory_mb": memory_mb if memory_mb is not None else 2048, "cpu_cores": cores}
     if step.action == "suggest_window":
-        return "scheduler.suggest_window", {"memory_mb": memory_mb if memory_mb is not None else 2048}
+        return "scheduler.suggest_window", {"memory_mb": memory_mb if memory_mb is not None else 2048,
+                                            "cpu_cores": cores}  # fmt: skip
     if step.action == "top_usage":
         return "metrics.top", {"resource": step.resource or "memory", "window": window}
     return "metrics.summary", {"window": window}

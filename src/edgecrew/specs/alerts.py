@@ -14,7 +14,7 @@ import math
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from edgecrew.domain.sizes import parse_size
 
@@ -67,6 +67,18 @@ def parse_duration(value: str | float, *, allow_zero: bool = True) -> float:
     return seconds
 
 
+def _in_unit(watched: str, threshold: float, size: object) -> None:
+    """Refuse a threshold in another unit than the figure's (a size for a percent, a load or seconds),
+    or a percent out of 0 to 100: the rule would fire at once, or never, and say nothing of why.
+    (A threshold a figure passes always or never on purpose, as to try a webhook, stays valid.)"""
+    percent = watched.endswith("_percent")
+    if size is not None and not watched.endswith("_bytes"):
+        unit = "a percent (0 to 100)" if percent else "seconds" if watched.endswith("_s") else "a plain number"
+        raise ValueError(f"{size!r} is a size, but {watched} is {unit}; write a plain number")
+    if percent and not 0 <= threshold <= 100:
+        raise ValueError(f"{threshold:g} is no percent, and {watched} is one (0 to 100); write a number from 0 to 100")
+
+
 class AlertDoc(BaseModel):
     """One alert rule: what to watch (exactly one of ``metric``, ``promql``, ``model_calls``), the
     threshold (exactly one of ``above``, ``below``), how long it must hold, and who hears of it."""
@@ -116,17 +128,24 @@ class AlertDoc(BaseModel):
 
     @field_validator("above", "below", mode="before")
     @classmethod
-    def _threshold(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value  # a number, or pydantic's own error for anything else
-        try:
-            return float(value)
-        except ValueError:
-            pass
-        try:
-            return float(parse_size(value) or 0)
-        except ValueError:
-            raise ValueError(f"cannot read threshold {value!r}; write a number, or a size like 2GiB or 500MB") from None
+    def _threshold(cls, value: object, info: ValidationInfo) -> object:
+        sized = False
+        if isinstance(value, str):
+            try:
+                number: object = float(value)
+            except ValueError:
+                try:
+                    number, sized = float(parse_size(value) or 0), True
+                except ValueError:
+                    raise ValueError(
+                        f"cannot read threshold {value!r}; write a number, or a size like 2GiB or 500MB"
+                    ) from None
+        else:
+            number = value  # a number, or pydantic's own error for anything else
+        watched = info.data.get("metric") or info.data.get("model_calls")  # validated before the thresholds
+        if watched and isinstance(number, int | float) and not isinstance(number, bool) and math.isfinite(number):
+            _in_unit(str(watched), float(number), value if sized else None)
+        return number
 
     @field_validator("webhook")
     @classmethod

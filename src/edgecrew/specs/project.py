@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, 
 
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.errors import NotFoundError, SpecError, SpecIssue, UserError, validation_problem
-from edgecrew.models.registry import ModelDef
+from edgecrew.models.registry import BUILTIN_MODELS, ModelDef
 from edgecrew.specs.alerts import AlertDoc
 from edgecrew.specs.jobs import PolicyDoc
 from edgecrew.specs.loader import AgentDoc, Catalog, build_agent, build_team, declared_elsewhere
@@ -427,11 +427,31 @@ def load_project(directory: Path) -> Project:
                         f"name one of: {', '.join(sorted(project.teams))}",
                     )
                 )
+    if project.config_file is not None and project.alerts:
+        project.duplicates += _alerts_naming_no_model(project)
     if config_issues:  # edgecrew.yaml's every problem at once, a routine naming no team among them
         routines = [i for i in project.duplicates if i.file == str(project.config_file)]
         raise SpecError(sorted(config_issues + routines, key=lambda i: i.line or 0))
     project._scanned = _files_stamp(directory)
     return project
+
+
+def _alerts_naming_no_model(project: Project) -> list[SpecIssue]:
+    """A model_calls rule's ``model:`` that is no alias here: no call would ever match, and the rule
+    would say "0 model call(s)" for ever."""
+    assert project.config_file is not None
+    known = set(BUILTIN_MODELS) | set(project.models)
+    raw = read_yaml(project.config_file)
+    return [
+        SpecIssue(
+            str(project.config_file),
+            line_of(raw, ("alerts", name, "model")),
+            f"alerts.{name}.model: no model alias '{rule.model}'",
+            f"name one of: {', '.join(sorted(known))}",
+        )
+        for name, rule in project.alerts.items()
+        if rule.model is not None and rule.model not in known
+    ]
 
 
 def _files_stamp(directory: Path) -> tuple[Any, ...]:

@@ -13,6 +13,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from edgecrew.context import request_id as current_request_id
+from edgecrew.domain.runs import RunStatus
+from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.service import RunService, TeamName
 from edgecrew.errors import EdgecrewError
 from edgecrew.ui.pages import Checked, Viewer, back, find_run, need, page
@@ -53,6 +55,12 @@ def pilot_run(request: Request, run_id: str, session: Viewer, notice: str = "") 
         return RedirectResponse(f"/ui/runs/{run.id}", status_code=303)
     latest = {s.agent: s for s in svc.steps(run.id)}  # each agent's latest step
     out = {agent: step.output for agent, step in latest.items()}
+    # A proposed job waits for jobs.submit's approval: the page offers it (there is nothing else to wait for)
+    waiting = (
+        ApprovalService(request.app.state.rt).list("pending", run_id=run.id)
+        if run.status == RunStatus.WAITING_APPROVAL
+        else []
+    )
     return page(
         request,
         "pilot.html",
@@ -63,6 +71,7 @@ def pilot_run(request: Request, run_id: str, session: Viewer, notice: str = "") 
         executor=out.get("executor"),
         summarizer=out.get("summarizer"),
         answer=(run.output or {}).get("text") if isinstance(run.output, dict) else None,
+        approvals=waiting,
         recent=[],
         examples=EXAMPLES,
         notice=notice,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -233,6 +234,22 @@ async def test_without_container_series_the_sampler_answers(prometheus_url: str)
         top["note"]
         == f"Prometheus at {prometheus_url} has no cAdvisor container series; answered from this machine's sampler"
     )
+
+
+async def test_with_prometheus_down_the_sampler_answers_and_says_why() -> None:
+    """Before: with EDGECREW_PROMETHEUS_URL set and Prometheus down, metrics.summary and metrics.top failed
+    ('Prometheus is unreachable'), and EdgePilot had no figures though this machine's sampler had them."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there once closed
+    rt = _on_prometheus(down)
+    summary = await _tool(rt, "metrics.summary", window="15m")
+    top = await _tool(rt, "metrics.top", resource="memory")
+    for answer in (summary, top):
+        assert answer["source"] == "sampler"
+        assert answer["note"].startswith(f"Prometheus is unreachable at {down} (")
+        assert answer["note"].endswith("; answered from this machine's sampler")
+    assert summary["now"]["memory_available_bytes"] > 0 and top["items"]
 
 
 @needs_prometheus

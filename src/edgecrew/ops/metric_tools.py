@@ -122,6 +122,11 @@ def register(registry: ToolRegistry, rt: Runtime | None = None) -> None:
         registry.register(dataclasses.replace(spec, output_schema=schema))
 
 
+def _unasked(exc: ToolError) -> str:
+    """Why Prometheus gave no figures (down, slow, refusing), as an answer from the sampler says it."""
+    return f"{str(exc).split(';')[0]}; answered from this machine's sampler"
+
+
 class _MetricTools:
     """The tools' functions over one runtime (their docstrings are the descriptions)."""
 
@@ -146,14 +151,17 @@ class _MetricTools:
         url = self.rt.settings.prometheus_url
         note = ""
         if url:
-            found = await _prometheus_summary(_Client(url, 10.0), seconds)
+            try:
+                found = await _prometheus_summary(_Client(url, 10.0), seconds)
+            except ToolError as exc:  # down or unreachable: this machine's own figures still answer
+                found, note = None, _unasked(exc)
             if found is not None:
                 now, stats, samples = found
                 missing = [m for m in SUMMARY_METRICS if m not in now]
                 if missing:
                     note = f"Prometheus has no series for: {', '.join(missing)}"
                 return _summary_answer("prometheus", window, seconds, None, samples, now, stats, note)
-            note = f"Prometheus at {url} has no node_exporter series; answered from this machine's sampler"
+            note = note or f"Prometheus at {url} has no node_exporter series; answered from this machine's sampler"
         return await asyncio.to_thread(self._sampler_summary, window, seconds, note)
 
     def _sampler_summary(self, window: str, seconds: float, note: str) -> dict[str, Any]:
@@ -179,10 +187,13 @@ class _MetricTools:
         url = self.rt.settings.prometheus_url
         note = ""
         if url:
-            items = await _prometheus_top(_Client(url, 10.0), resource, seconds, limit)
+            try:
+                items = await _prometheus_top(_Client(url, 10.0), resource, seconds, limit)
+            except ToolError as exc:  # down or unreachable: this machine's own figures still answer
+                items, note = [], _unasked(exc)
             if items:
                 return _top_answer("prometheus", resource, window, seconds, items, "")
-            note = f"Prometheus at {url} has no cAdvisor container series; answered from this machine's sampler"
+            note = note or f"Prometheus at {url} has no cAdvisor container series; answered from this machine's sampler"
         return await asyncio.to_thread(self._sampler_top, resource, window, seconds, limit, note)
 
     def _sampler_top(

@@ -90,6 +90,12 @@ async def test_a_job_question_is_answered_with_the_schedulers_figures() -> None:
         ("How busy was it over the last 6h?", "how busy the machine is", [{"action": "report", "window": "6h"}]),
         ("How busy was the box in the last 3 days?", "how busy the machine is", [{"action": "report", "window": "7d"}]),
         ("How busy was it this week?", "how busy the machine is", [{"action": "report", "window": "7d"}]),
+        # the README's morning routine asks about the night: it was answered over the last hour
+        (
+            "What used the most memory overnight?",
+            "what used the most memory",
+            [{"action": "top_usage", "resource": "memory", "window": "24h"}],
+        ),
         (
             "Start `./backup.sh` (needs 1 GB)",
             "start a job",

@@ -151,6 +151,11 @@ def test_filters_to_nothing_offer_to_clear_and_bad_dates_are_a_page(seeded: Test
     assert unknown.status_code == 400 and "no run status &#39;bogus&#39;; one of queued, running" in unknown.text
     # an empty date (a cleared date input) filters nothing
     assert rows(client.get("/ui/runs?from=&to=&agent=").text) == ["rboth", "rwrite", "rplan"]
+    # past the last run (an old Older link, an edited offset) is no "No runs yet" while there are runs
+    past = client.get("/ui/runs?offset=99999").text
+    assert "No runs yet" not in past and 'No runs past the first 3. <a href="?">Show the newest</a>.' in past
+    filtered = client.get("/ui/runs?agent=writer&offset=500").text
+    assert 'No runs past the first 2. <a href="?agent=writer">Show the newest</a>.' in filtered
 
 
 def test_the_list_picks_two_runs_to_compare(seeded: TestClient, keys: dict[str, str]) -> None:

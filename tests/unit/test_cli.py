@@ -513,6 +513,19 @@ def test_tools_and_models_commands_list_what_exists() -> None:
     assert status.exit_code == 0 and json.loads(status.output) == []
 
 
+def test_runs_list_says_when_it_shows_only_the_newest(edgecrew_home: Path) -> None:
+    """Before: the newest 20 of any number of runs read as every run."""
+    from edgecrew.bootstrap import bootstrap
+
+    rt = bootstrap()
+    for i in range(3):
+        rt.store.create_run(f"r-list-{i}", "crew", f"task {i}", {}, str(rt.project.dir))
+    some = runner.invoke(app, ["runs", "list", "--limit", "2"])
+    assert some.exit_code == 0 and "the newest 2 of 3; more with --limit N" in some.output
+    every = runner.invoke(app, ["runs", "list", "--limit", "3"])
+    assert every.exit_code == 0 and "the newest" not in every.output
+
+
 def test_runs_list_validates_status() -> None:
     result = runner.invoke(app, ["runs", "list", "--status", "bogus"])
     assert result.exit_code == 2 and "bogus" in result.output

@@ -237,7 +237,8 @@ def runs_list(
         raise typer.Exit(2)
     from edgecrew.engine.service import RunService
 
-    runs = guard(lambda: RunService(runtime()).list_runs(limit=limit, status=status.value if status else None))
+    svc = RunService(guard(runtime))
+    runs = guard(lambda: svc.list_runs(limit=limit, status=status.value if status else None))
     if as_json:
         print(
             json.dumps(
@@ -265,6 +266,8 @@ def runs_list(
     for r in runs:
         table.add_row(r.id, r.team, _status(r.status.value), _when(r.created_at), escape(r.task[:60]))
     console.print(table)
+    if len(runs) == limit and (total := svc.count_runs(status=status.value if status else None)) > limit:
+        console.print(f"[dim]the newest {limit} of {total}; more with --limit N[/]")
 
 
 @runs_app.command("show")

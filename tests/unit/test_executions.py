@@ -548,6 +548,21 @@ async def test_finish_never_names_a_deleted_version_best(
     assert done["best_version"] == 1 and tasks.get(task_id).best_version == 1
 
 
+async def test_finish_leaves_a_task_a_person_cancelled_cancelled(
+    tasks: TaskStore, service: ExecutionService, tmp_path: Path
+) -> None:
+    """Before: a person cancelled the task while a build-loop run worked on it, and the run's finish
+    marked it done (or failed), as if nobody had stopped it."""
+    registry = ToolRegistry()
+    register_task_tools(registry, tasks, service)
+    ctx = ToolContext(run_id="run1", agent="evaluator", workspace=tmp_path)
+    task_id = version(tasks, ADD, checks=ADD_CHECKS)
+    tasks.update(task_id, status="cancelled")
+    with pytest.raises(ToolError, match=f"task {task_id} was cancelled while you worked on it; it stays cancelled"):
+        await registry.get("tasks.finish").call({"task_id": task_id, "status": "done"}, ctx)
+    assert tasks.get(task_id).status == "cancelled"
+
+
 async def test_a_version_accepted_then_rejected_is_not_best(tasks: TaskStore, service: ExecutionService) -> None:
     # A version's latest verdict is its standing: accepted then rejected, it was still named
     # "accepted by ..." best, and one rejected outright could still win on its passed checks.

@@ -203,7 +203,8 @@ class _TaskTools:
     def finish(self, task_id: TaskId, status: Literal["done", "failed"], ctx: ToolContext) -> dict[str, Any]:
         """Mark the task done or failed and name its best version (the latest accepted, else the one
         that passed the most checks)."""
-        self._task(task_id)
+        if self._task(task_id).status == "cancelled":  # a person stopped it while the team worked on it
+            raise ToolError(f"task {task_id} was cancelled while you worked on it; it stays cancelled, stop here")
         with as_tool_errors():
             best, why = self.tasks.best_version(task_id)
             self.tasks.update(task_id, status=status, best_version=best)

@@ -152,3 +152,24 @@ def test_the_tasks_page_pages_through_every_task(client: TestClient) -> None:
     assert older.count('href="/ui/tasks/t') == 5 and 'href="?offset=0">Newer</a>' in older and "Older" not in older
     done = client.get("/ui/tasks?status=open&offset=50").text
     assert 'href="?status=open&amp;offset=0">Newer</a>' in done
+
+
+def test_a_description_within_the_browsers_maxlength_is_taken_whole(client: TestClient) -> None:
+    """A browser counts a line break as one character against maxlength and sends two (CRLF): a
+    description of many lines under the limit was refused with a bare error page and the text lost."""
+    from edgecrew.ui.task_form import MAX_DESCRIPTION_CHARS
+
+    csrf = sign_in(client, operator(client))
+    lines = "step\r\n" * (MAX_DESCRIPTION_CHARS // 5)  # 6 characters sent, 5 counted, per line
+    assert len(lines) > MAX_DESCRIPTION_CHARS >= len(lines.replace("\r\n", "\n"))
+    made = client.post("/ui/tasks", data={"csrf": csrf, "title": "Long", "description": lines}, follow_redirects=False)
+    assert made.status_code == 303, made.text[:500]
+    task_id = made.headers["location"].split("?")[0].rsplit("/", 1)[1]
+    assert client.app.state.rt.tasks.get(task_id).description == lines.replace("\r\n", "\n")  # type: ignore[attr-defined]
+    over = "x" * (MAX_DESCRIPTION_CHARS + 1)
+    refused = client.post("/ui/tasks", data={"csrf": csrf, "title": "Longer", "description": over})
+    assert refused.status_code == 400
+    assert (
+        f"description: at most {MAX_DESCRIPTION_CHARS} characters ({MAX_DESCRIPTION_CHARS + 1} given)" in refused.text
+    )
+    assert over in refused.text  # the typed text is kept in the form

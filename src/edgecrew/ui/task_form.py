@@ -24,6 +24,10 @@ from edgecrew.ui.session import Session
 router = APIRouter(include_in_schema=False)
 
 MAX_CHECKS_CHARS = 400_000  # an io table of long cases plus a test fit; the checks module bounds each part
+MAX_DESCRIPTION_CHARS = 20_000
+# A browser counts a line break in a textarea's maxlength as one character and sends it as two (CRLF): the
+# form takes twice as many and counts them after folding CRLF to LF, as the browser did.
+TEXTAREA = 2
 EXAMPLE_CHECKS = """io:
   - {input: "2 3", expected: "5"}
   - {input: "10 -4", expected: "6"}
@@ -51,6 +55,7 @@ def _form(
         teams=teams,
         problems=problems,
         example=EXAMPLE_CHECKS,
+        max_description=MAX_DESCRIPTION_CHARS,
         **fields,
     )
 
@@ -79,13 +84,20 @@ async def create_task(
     request: Request,
     session: Checked,
     title: Annotated[str, Form(max_length=200)] = "",
-    description: Annotated[str, Form(max_length=20_000)] = "",
-    checks: Annotated[str, Form(max_length=MAX_CHECKS_CHARS)] = "",
+    description: Annotated[str, Form(max_length=TEXTAREA * MAX_DESCRIPTION_CHARS)] = "",
+    checks: Annotated[str, Form(max_length=TEXTAREA * MAX_CHECKS_CHARS)] = "",
     team: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     need(session, "runs")  # the API's POST /tasks asks for the same scope
     rt = _rt(request)
+    description, checks = description.replace("\r\n", "\n"), checks.replace("\r\n", "\n")
     problems = []
+    for field, text, most in (
+        ("description", description, MAX_DESCRIPTION_CHARS),
+        ("acceptance checks", checks, MAX_CHECKS_CHARS),
+    ):
+        if len(text) > most:
+            problems.append(f"{field}: at most {most} characters ({len(text)} given)")
     if not title.strip():
         problems.append("title: give the task a short title")
     if team and team not in rt.project.teams:

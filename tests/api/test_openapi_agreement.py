@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edgecrew.api.problems import PROBLEM_JSON
+from edgecrew.api.routers.task_schemas import LOG_FILENAME_MAX
 from edgecrew.engine.service import TASK_PATTERN
 from tests.api.conftest import auth
 
@@ -80,7 +81,9 @@ def test_a_log_name_is_refused_exactly_when_the_document_says_it_is_invalid(
         if valid.is_valid(name):
             assert resp.status_code == 404, (name[:20], len(name), resp.text)  # allowed, just not there
         else:
-            assert "plain file name" in _problem(resp, 400)["detail"], (name[:20], len(name))
+            detail = _problem(resp, 400)["detail"]
+            said = "a log file name has at most" if len(name) > LOG_FILENAME_MAX else "plain file name"
+            assert said in detail, (name[:20], len(name), detail)
 
 
 # -- (b) a reused Idempotency-Key -----------------------------------------------------------------

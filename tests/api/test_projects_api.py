@@ -201,6 +201,19 @@ def test_a_graph_error_names_the_project_as_the_user_knows_it(api: dict[str, Any
     assert gone.status_code == 404 and f"no fact 7 in the graph of project 'Launch' ({pid})" in gone.json()["detail"]
 
 
+def test_a_name_with_a_slash_is_refused_as_the_document_says(api: dict[str, Any]) -> None:
+    """A project's or an artifact's name addresses it in URLs: the document's pattern says it has no '/'
+    (the service refused it with 400 while the document allowed it)."""
+    c, w = api["c"], api["runs"]
+    refused = c.post("/projects", json={"name": "clients/acme"}, headers=w)
+    assert refused.status_code == 422 and "body.name" in refused.json()["detail"], refused.text
+    pid = c.post("/projects", json={"name": "clients-acme"}, headers=w).json()["id"]
+    assert c.patch(f"/projects/{pid}", json={"name": "a/b"}, headers=w).status_code == 422
+    art = c.post(f"/projects/{pid}/artifacts", json={"name": "notes/today", "kind": "info", "content": "x"}, headers=w)
+    assert art.status_code == 422 and "body.name" in art.json()["detail"], art.text
+    assert "/" in projects.ProjectIn.model_json_schema()["properties"]["name"]["description"]
+
+
 def test_scopes_reads_need_read_and_writes_need_runs(api: dict[str, Any]) -> None:
     c = api["c"]
     assert c.get("/projects").status_code == 401

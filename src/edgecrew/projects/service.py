@@ -48,11 +48,21 @@ from edgecrew.settings import Settings
 from edgecrew.store import tables as t
 from edgecrew.store.repo import RunStore
 
-__all__ = ["AGENT_PATTERN", "NAME_PATTERN", "RELATION_PATTERN", "HasStore", "ProjectService", "check_agent_ref"]
+__all__ = [
+    "ADDRESS_PATTERN",
+    "AGENT_PATTERN",
+    "NAME_PATTERN",
+    "RELATION_PATTERN",
+    "HasStore",
+    "ProjectService",
+    "check_agent_ref",
+]
 
 # The rules as patterns too, so the API's document states exactly what the service accepts.
 AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,79})?$"
 NAME_PATTERN = r"[^\s\x1c-\x1f]"  # at least one character that is not white space (Python's or Unicode's)
+# A project's or an artifact's name addresses it in URLs (``_addressable``): the same, with no '/' anywhere.
+ADDRESS_PATTERN = r"^[^/]*[^\s\x1c-\x1f/][^/]*$"
 RELATION_PATTERN = r"[^\s\x1c-\x1f_-]"  # ...and not only '_' and '-' either
 AGENT_REF = re.compile(AGENT_PATTERN)
 MAX_TEXT = 1_000_000  # characters of one case file or artifact version

@@ -20,7 +20,7 @@ from edgecrew.api.problems import PROBLEM_RESPONSES
 from edgecrew.api.shapes import Limit, Offset, Out, Page
 from edgecrew.projects import MAX_DEPTH, Artifact, Fact, Node, Project, ProjectFile, ProjectService
 from edgecrew.projects.graph import Direction
-from edgecrew.projects.service import AGENT_PATTERN, NAME_PATTERN, RELATION_PATTERN
+from edgecrew.projects.service import ADDRESS_PATTERN, AGENT_PATTERN, NAME_PATTERN, RELATION_PATTERN
 
 router = APIRouter(tags=["projects"], responses=PROBLEM_RESPONSES)
 
@@ -30,6 +30,10 @@ VersionNo = Annotated[int, Path(ge=1, le=2**31, description="A version number.")
 NodeQ = Annotated[str, Query(min_length=1, max_length=200, description="A node's name (any case).")]
 Text = Annotated[str, Field(max_length=1_000_000)]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+# A project's or an artifact's name: it addresses it in URLs, so it has no '/'.
+AddressName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=ADDRESS_PATTERN, description="No '/': it addresses it in URLs.")
+]
 Agent = Annotated[str, Field(max_length=161, pattern=AGENT_PATTERN, description="'team/agent' or a library agent.")]
 
 
@@ -41,7 +45,7 @@ def _projects(rt: RuntimeDep) -> ProjectService:
 class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name
+    name: AddressName
     description: str = Field(default="", max_length=20_000)
     manager: Agent | None = Field(default=None, description="The manager agent: 'team/agent'.")
 
@@ -49,7 +53,7 @@ class ProjectIn(BaseModel):
 class ProjectPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
+    name: AddressName | None = None
     description: str | None = Field(default=None, max_length=20_000)
     manager: str | None = Field(
         default=None, max_length=161, pattern=f"^$|{AGENT_PATTERN}", description="The manager agent; '' removes it."
@@ -132,7 +136,7 @@ class CaseFileOut(Out):
 class ArtifactIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name
+    name: AddressName
     kind: Literal["cognitive", "intellectual", "info"]
     owner: str | None = Field(
         default=None, max_length=200, pattern=NAME_PATTERN, description="Default: the API key's name."

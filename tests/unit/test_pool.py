@@ -515,6 +515,9 @@ async def test_can_run_checks_pool_room_machine_memory_and_cpu() -> None:
     assert not pool.can_run(300 * MiB).fits
     no_cpu = pool.can_run(10 * MiB, 4)
     assert not no_cpu.fits and "needs 4 CPU cores, 2.0 free" in no_cpu.reason
+    probe.cpu = 0.98  # rounded down: it said "needs 1 CPU cores, 1.0 free" (make demo did)
+    almost = pool.can_run(10 * MiB, 1)
+    assert not almost.fits and "needs 1 CPU cores, 0.9 free" in almost.reason
 
 
 async def test_state_reports_residents_queue_and_counters_as_json() -> None:

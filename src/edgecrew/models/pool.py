@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -271,7 +272,8 @@ class ModelPool:
         if gpu_bytes > free_gpu:
             problems.append(f"needs {mib(gpu_bytes)} of GPU memory, {mib(free_gpu)} free")
         if cpu_cores > free_cpu:
-            problems.append(f"needs {cpu_cores:g} CPU cores, {free_cpu:.1f} free")
+            # rounded down: 0.98 free is "0.9 free", never "1.0 free" beside a need of 1
+            problems.append(f"needs {cpu_cores:g} CPU cores, {math.floor(free_cpu * 10) / 10:.1f} free")
         reason = "; ".join(problems) or "fits"
         return CanRun(not problems, reason, free, free_cpu, free_gpu)
 

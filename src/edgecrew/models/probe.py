@@ -49,8 +49,11 @@ class PsutilProbe:
     ``psutil.cpu_percent(None)`` measures since whoever called it last (the sampler, system.snapshot),
     so two questions a few ms apart (EdgePilot's can_run, then suggest_window) got 2.0 and 0.0 cores.
     Asked again within the window, it answers the last full window's figure; before the first, the
-    load average's. The ``cpu_times``, ``clock``, ``cpu_count`` and ``load_average`` arguments are
-    for tests.
+    load average's. The CPU time of edgecrew's own process (its model calls: llama.cpp's threads) is
+    not counted as busy: it comes and goes with its runs, and right after EdgePilot's planner had kept
+    both cores of a small box busy, a job "did not fit now" on an idle machine. Jobs and sandboxed
+    code are child processes: theirs counts. The ``cpu_times``, ``clock``, ``cpu_count``,
+    ``load_average`` and ``own_cpu_time`` arguments are for tests.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class PsutilProbe:
         clock: Callable[[], float] | None = None,
         cpu_count: Callable[[], int | None] | None = None,
         load_average: Callable[[], float] | None = None,
+        own_cpu_time: Callable[[], float] | None = None,
     ) -> None:
         import psutil
 
@@ -71,8 +75,9 @@ class PsutilProbe:
         self._clock = clock or time.monotonic
         self._cpu_count = cpu_count or psutil.cpu_count
         self._load_average = load_average or (lambda: psutil.getloadavg()[0])
+        self._own_cpu_time = own_cpu_time or self._process_cpu_time
         self._cpu_lock = threading.Lock()
-        self._cpu_mark = (self._clock(), self._cpu_times())
+        self._cpu_mark = (self._clock(), self._cpu_times(), self._own_cpu_time())
         self._cpu_busy: float | None = None  # the share of CPU time busy over the last full window
 
     def total_memory(self) -> int:
@@ -87,17 +92,21 @@ class PsutilProbe:
     def free_cpu(self) -> float:
         cores = self._cpu_count() or 1
         with self._cpu_lock:
-            now, times = self._clock(), self._cpu_times()
-            since, before = self._cpu_mark
+            now, times, own = self._clock(), self._cpu_times(), self._own_cpu_time()
+            since, before, own_before = self._cpu_mark
             if now - since >= CPU_WINDOW_S:
-                busy = _busy_share(before, times)
+                busy = _busy_share(before, times, own - own_before)
                 if busy is not None:
                     self._cpu_busy = busy
-                self._cpu_mark = (now, times)
+                self._cpu_mark = (now, times, own)
             busy = self._cpu_busy
         if busy is None:  # no full window yet: the load average says how busy the cores are
             busy = min(1.0, max(0.0, self._load_average() / cores))
         return round(max(0.0, cores * (1.0 - busy)), 2)
+
+    def _process_cpu_time(self) -> float:
+        times = self._process.cpu_times()  # this process's threads only: not its children (jobs)
+        return float(times.user + times.system)
 
     def gpus(self) -> list[GpuInfo]:
         if self._nvml_missing:
@@ -122,9 +131,10 @@ class PsutilProbe:
             return []
 
 
-def _busy_share(before: Any, after: Any) -> float | None:
+def _busy_share(before: Any, after: Any, own_s: float = 0.0) -> float | None:
     """The share of CPU time spent working between two ``psutil.cpu_times()`` readings (as psutil's
-    own cpu_percent counts it: idle and iowait are not busy; guest time is already in user)."""
+    own cpu_percent counts it: idle and iowait are not busy; guest time is already in user), less
+    ``own_s`` CPU seconds of edgecrew's own process."""
 
     def total(t: Any) -> float:
         return float(sum(t)) - float(getattr(t, "guest", 0.0)) - float(getattr(t, "guest_nice", 0.0))
@@ -135,7 +145,7 @@ def _busy_share(before: Any, after: Any) -> float | None:
     elapsed = total(after) - total(before)
     if elapsed <= 0:
         return None
-    return min(1.0, max(0.0, (busy(after) - busy(before)) / elapsed))
+    return min(1.0, max(0.0, (busy(after) - busy(before) - max(0.0, own_s)) / elapsed))
 
 
 def default_budgets(probe: SystemProbe) -> tuple[int, int]:

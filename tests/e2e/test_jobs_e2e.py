@@ -88,6 +88,9 @@ def _wait(
 def _durable_state(home: Path) -> str:
     """The job, its events and the durable engine's rows, for a failure to say where the admission stood."""
     lines = [f"job: {_job(home)}", f"events: {_events(home, _job(home)['id'])}"]
+    with sqlite3.connect(home / "edgecrew.db") as db:
+        versions = db.execute("SELECT policy, version, source, reason, doc, created_at FROM policy_versions")
+        lines += ["policy_versions:", *(f"  {row}" for row in versions)]
     with sqlite3.connect(home / "dbos.sqlite") as db:
         for table, columns in [
             ("workflow_status", "workflow_uuid, status, name, queue_name, executor_id, recovery_attempts, updated_at"),

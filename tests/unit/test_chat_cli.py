@@ -15,6 +15,7 @@ from edgecrew.cli import app as edgecrew_app
 from edgecrew.cli.chat import chat_app
 from edgecrew.engine import durable
 from edgecrew.settings import reset_settings
+from tests.api.test_sessions_api import STRICT  # its run fails (failed_when), its answer says why
 from tests.conftest import write
 
 PROJECT = """
@@ -48,14 +49,6 @@ agents:
     output_schema: {type: object, properties: {steps: {type: array, items: {type: string}}}, required: [steps]}
   writer: {model: writer-model, system: answer}
 graph: {start: planner, edges: [{from: planner, to: writer}, {from: writer, to: end}]}
-"""
-# Its run fails (the answer matches failed_when), and the answer says why.
-STRICT = """
-name: strict
-failed_when: "'Failed: ' in text"
-agents:
-  clerk: {model: refuser, system: chat}
-graph: {start: clerk, edges: [{from: clerk, to: end}]}
 """
 
 

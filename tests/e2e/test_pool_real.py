@@ -27,6 +27,9 @@ async def test_alternating_models_swap_within_a_budget_that_fits_one(edgecrew_ho
         async with pool.use(alias) as model:
             response = await model.request(request)
             assert response.usage.completion_tokens > 0
+            # A call holds its llama.cpp threads' cores: a job is not let in beside it on them.
+            threads = model.cpu_threads  # type: ignore[attr-defined]
+            assert threads >= 1 and f"({threads} by model '{alias}', generating now)" in pool.can_run(0, 999).reason
     measured = {m.alias: m.memory_bytes for m in pool.state().resident}
     assert all(size > 20 * MiB for size in measured.values()), measured
     await pool.aclose()

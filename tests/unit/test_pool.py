@@ -520,6 +520,27 @@ async def test_can_run_checks_pool_room_machine_memory_and_cpu() -> None:
     assert not almost.fits and "needs 1 CPU cores, 0.9 free" in almost.reason
 
 
+async def test_can_run_counts_the_cores_of_an_in_process_model_while_it_generates() -> None:
+    # The probe leaves edgecrew's own process out (a model call a moment ago is no load now), so the
+    # pool counts a model generating now: a job must not start beside it on its cores.
+    class Threaded(Backend):
+        async def load(self, alias: str) -> ChatModel:
+            model = await super().load(alias)
+            model.cpu_threads = 2  # type: ignore[attr-defined]  # as a loaded llama.cpp model says
+            return model
+
+    pool, _ = make_pool([spec("local"), spec("remote")], 1000, Threaded(), probe=FakeProbe(cpu=3.0))
+    await touch(pool, "local")
+    assert pool.can_run(0, 3).fits  # loaded, not generating: its threads are idle
+    holder = Holder(pool, "local")
+    await holder.entered.wait()
+    busy = pool.can_run(0, 3)
+    assert not busy.fits and busy.free_cpu == 1.0
+    assert "needs 3 CPU cores, 1.0 free (2 by model 'local', generating now)" in busy.reason
+    await holder.release()
+    assert pool.can_run(0, 3).fits
+
+
 async def test_state_reports_residents_queue_and_counters_as_json() -> None:
     clock = Clock()
     gpu = GpuInfo(0, "Fake GPU", 8192 * MiB, 1024 * MiB, 7168 * MiB)

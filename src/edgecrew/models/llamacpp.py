@@ -109,6 +109,7 @@ class LlamaCppModel:
         # evaluation alike: llama.cpp's threads spin while they wait, so using every core of a small
         # shared board makes latency collapse when anything else runs.
         self.n_threads = n_threads
+        self.cpu_threads = 0  # the threads a call keeps busy, known once loaded
         self.seed = seed
         self._llm: Any = None
         self._formatter: Any = None
@@ -257,6 +258,7 @@ class LlamaCppModel:
         self._is_end = lambda token: token in stop_tokens or bool(llama_cpp.llama_vocab_is_eog(vocab, token))
         self._defaults = defaults
         self._llm = llm
+        self.cpu_threads = threads  # the pool counts their cores as busy while a call runs
         return llm
 
     def _generate(self, req: ModelRequest, on_text: OnText | None, cancel: threading.Event) -> ModelResponse:

@@ -259,10 +259,14 @@ class ModelPool:
         """Whether a job needing this much memory and CPU fits now, within the pool and on the machine."""
         with self._lock:
             used, gpu_used = self._used()
+            models = [(a, e.model) for a, e in self._entries.items() if e.active and e.model is not None]
+        generating = {a: n for a, m in models if (n := _cpu_threads(m))}
         pool_free = self.budget_bytes - used
         free = max(0, min(pool_free, self._probe.available_memory()))
         free_gpu = max(0, self.gpu_budget_bytes - gpu_used)
-        free_cpu = self._probe.free_cpu()
+        # The probe leaves this process's CPU out (a model call a moment ago is no load now); a model
+        # generating now holds its threads' cores for as long as the call lasts.
+        free_cpu = round(max(0.0, self._probe.free_cpu() - sum(generating.values())), 2)
         problems = []
         if memory_bytes > free:
             problems.append(
@@ -273,7 +277,11 @@ class ModelPool:
             problems.append(f"needs {mib(gpu_bytes)} of GPU memory, {mib(free_gpu)} free")
         if cpu_cores > free_cpu:
             # rounded down: 0.98 free is "0.9 free", never "1.0 free" beside a need of 1
-            problems.append(f"needs {cpu_cores:g} CPU cores, {math.floor(free_cpu * 10) / 10:.1f} free")
+            held = ", ".join(f"{n} by model '{a}'" for a, n in sorted(generating.items()))
+            problems.append(
+                f"needs {cpu_cores:g} CPU cores, {math.floor(free_cpu * 10) / 10:.1f} free"
+                + (f" ({held}, generating now)" if held else "")
+            )
         reason = "; ".join(problems) or "fits"
         return CanRun(not problems, reason, free, free_cpu, free_gpu)
 
@@ -610,3 +618,10 @@ def _reported_bytes(model: ChatModel) -> int:
         return max(0, int(report() or 0))
     except Exception:  # a report is a floor, never a reason to fail a load
         return 0
+
+
+def _cpu_threads(model: ChatModel) -> int:
+    """The cores an in-process model keeps busy while it generates (its llama.cpp threads); 0 for a
+    model served elsewhere."""
+    threads = getattr(model, "cpu_threads", 0)
+    return threads if isinstance(threads, int) and threads > 0 else 0

@@ -96,6 +96,32 @@ def test_task_fields_hold_the_runs_use_case_limit(client: TestClient, keys: dict
     assert f'name="task" rows="2" maxlength="{TASK_MAX_CHARS}"' in client.get("/ui/jobs").text
 
 
+def test_the_jobs_forms_errors_name_its_fields_not_the_clis_flags(client: TestClient, keys: dict[str, str]) -> None:
+    """The Submit a job form answered `deadline_min=1e300` with 'deadline: 6e+301 is not a time before the
+    year 9999 (epoch seconds)' and an unknown kind with '... give argv (`edgecrew jobs submit -- CMD ARGS`)
+    or a team and a task (`--team T --task "..."`)': the CLI's words, naming no field of the form."""
+    csrf = sign_in(client, keys["admin"])
+    sandboxed = {"kind": "command", "command": "true", "sandbox": "1"}
+    cases = [
+        ({**sandboxed, "deadline_min": "1e300"}, "Must start within (minutes): 1e+300 minutes is after the year 9999"),
+        ({**sandboxed, "deadline_min": "inf"}, "Must start within (minutes): inf minutes is after the year 9999"),
+        ({"kind": "bogus", "command": "true"}, "What it runs: 'bogus' is neither a command nor a team run"),
+        ({"kind": "team", "team": "", "task": "hi"}, "Team: choose the team that runs the job"),
+        ({"kind": "team", "team": "nope", "task": "hi"}, "Team: there is no team 'nope' (known: "),
+        ({"kind": "team", "team": "echo", "task": " "}, "Task: say what the team should do"),
+        ({"kind": "command", "command": "  "}, "Command: it is empty; write the command to run, e.g. python train.py"),
+        ({"kind": "command", "command": "'open", "sandbox": "1"}, "Command: No closing quotation"),
+    ]
+    for form, expected in cases:
+        r = client.post("/ui/jobs", data={"csrf": csrf, **form}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/ui/jobs?notice="), (form, r.status_code)
+        shown = html.unescape(client.get(r.headers["location"]).text)
+        notice = re.search(r'role="status"[^>]*>(.*?)<', shown, re.S)
+        text = notice.group(1).strip() if notice else shown
+        assert expected in text and "--" not in text and "edgecrew " not in text and "epoch" not in text, (form, text)
+    assert client.get("/jobs", headers=auth(keys["read"])).json()["items"] == []  # none was submitted
+
+
 def test_unknown_things_are_html_error_pages_not_json(client: TestClient, keys: dict[str, str]) -> None:
     sign_in(client, keys["read"])
     for path in ["/ui/runs/rnope", "/ui/teams/nope", "/ui/tasks/tnope", "/ui/tasks/tnope/code/1", "/ui/nothing/here"]:

@@ -629,24 +629,44 @@ def test_a_large_code_version_shows_its_beginning_and_offers_the_download(
     client: TestClient, keys: dict[str, str]
 ) -> None:
     # A 4 MB version took 25 s to highlight and came as a 34 MB page, the whole file in it twice.
-    from edgecrew.ui.tasks_pages import CODE_SHOWN_BYTES
+    from edgecrew.ui.views import SHOWN_BYTES
 
     sign_in(client, keys["read"])
     tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
     task = tasks.create("big", "")
     line = "x = [1, 'abc', {'k': 2}]  # a comment\n"
-    big = (line * (3 * CODE_SHOWN_BYTES // len(line))).encode()
+    big = (line * (3 * SHOWN_BYTES // len(line))).encode()
     tasks.add_code(task.id, "big.py", big)
     tasks.add_code(task.id, "small.py", line.encode())
     page = client.get(f"/ui/tasks/{task.id}/code/1")
     assert page.status_code == 200
-    assert len(page.content) < 12 * CODE_SHOWN_BYTES  # the highlighted beginning, not the whole file
-    assert f"the first {CODE_SHOWN_BYTES // 1024} KiB of {len(big):,} bytes" in page.text
+    assert len(page.content) < 12 * SHOWN_BYTES  # the highlighted beginning, not the whole file
+    assert f"the first {SHOWN_BYTES // 1024} KiB of {len(big):,} bytes" in page.text
     assert f'href="/ui/tasks/{task.id}/code/1/raw">Download</a>' in page.text
     assert 'data-copy="raw-code"' not in page.text  # a copy of part of a file is not offered as the file
     small = client.get(f"/ui/tasks/{task.id}/code/2")
     assert 'data-copy="raw-code"' in small.text and "KiB of" not in small.text
     assert client.get(f"/ui/tasks/{task.id}/code/1/raw").content == big  # the download is whole
+
+
+def test_a_long_code_version_is_cut_at_a_character_not_into_one(client: TestClient, keys: dict[str, str]) -> None:
+    """The code page cut a long file at SHOWN_BYTES and decoded it with errors='ignore': the character
+    split by the cut was dropped (good), but so was every byte that is no UTF-8 anywhere before it,
+    which an uncut file shows as U+FFFD. The project file page did the other thing: one helper now."""
+    from edgecrew.ui.views import SHOWN_BYTES
+
+    sign_in(client, keys["read"])
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    task = tasks.create("split", "")
+    for n, head in enumerate((1, 2, 3), start=1):  # the cut falls 1, 2 or 3 bytes into a 4-byte character
+        top = b"# \xff bad\n"
+        data = top + b"x" * (SHOWN_BYTES - head - len(top)) + "😀".encode() + b"tailmark\n" * 10
+        tasks.add_code(task.id, "split.py", data)
+        page = html.unescape(client.get(f"/ui/tasks/{task.id}/code/{n}").text)
+        assert "This is the first 256 KiB" in page and "😀" not in page and "tailmark" not in page, head
+        assert page.count("\ufffd") == 1, head  # the bad byte at the top, and no mark where the cut is
+        assert re.search("x(<[^>]*>)*\ufffd", page) is None, head
+        assert "x" * 50 in page
 
 
 def test_a_task_pages_log_beyond_its_preview_can_be_read_whole(client: TestClient, keys: dict[str, str]) -> None:

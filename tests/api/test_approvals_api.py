@@ -61,3 +61,25 @@ def test_the_run_filter_takes_a_run_id_prefix_and_names_an_unknown_run(
     client.post(f"/approvals/{approval_id}/deny", headers=auth(keys["approve"]))
     none = runner.invoke(app, ["approvals", "list", "--run", run_id])
     assert none.exit_code == 0 and f"no approvals waiting in run {run_id}" in none.output, none.output
+
+
+def test_an_edit_refuses_a_field_it_does_not_declare(client: TestClient, keys: dict[str, str]) -> None:
+    """POST /approvals/{id}/edit took `{"arguments": ..., "note": ...}`, changed the arguments and dropped
+    the note unread (an edit keeps none): any field it does not declare is refused, naming it."""
+    approval_id = pending_approval(client, keys)
+    before = client.get(f"/approvals/{approval_id}", headers=auth(keys["read"])).json()
+    for body, field in (
+        ({"arguments": {"target": "staging"}, "note": "staging first"}, "note"),
+        ({"arguments": {}, "args": {"target": "staging"}}, "args"),
+    ):
+        refused = client.post(f"/approvals/{approval_id}/edit", json=body, headers=auth(keys["approve"]))
+        assert refused.status_code == 422, refused.text
+        assert [e["loc"] for e in refused.json()["errors"]] == [["body", field]], refused.json()
+    after = client.get(f"/approvals/{approval_id}", headers=auth(keys["read"])).json()
+    assert (after["status"], after["arguments"]) == ("pending", before["arguments"])  # nothing was changed
+    edited = client.post(
+        f"/approvals/{approval_id}/edit", json={"arguments": {"target": "staging"}}, headers=auth(keys["approve"])
+    )
+    assert edited.status_code == 200 and edited.json()["arguments"] == {"target": "staging"}, edited.text
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["EditIn"]
+    assert schema["additionalProperties"] is False  # the document says so too

@@ -4,6 +4,8 @@ when), unlock and publish, graph facts, neighbours and paths, scopes and clear r
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ from edgecrew.app import create_app
 from edgecrew.settings import reset_settings
 from edgecrew.store import repo
 from edgecrew.store.keys import SCOPES, ApiKeyStore
+from edgecrew.ui.views import SHOWN_BYTES
 
 REVISION = "0013"
 
@@ -318,7 +321,7 @@ def test_a_project_file_has_a_page_of_its_own(api: dict[str, Any]) -> None:
     (folder / "notes").mkdir()
     (folder / "notes" / "plan <b>.py").write_text("def ship():\n    return '<script>'\n")
     (folder / "blob.bin").write_bytes(b"\x00\x01\x02")
-    (folder / "big.txt").write_text("x" * (projects_pages.FILE_SHOWN + 10))
+    (folder / "big.txt").write_text("x" * (SHOWN_BYTES + 10))
     project_page = c.get(f"/ui/projects/{pid}").text
     assert f'href="/ui/projects/{pid}/files/notes/plan%20%3Cb%3E.py"' in project_page
     shown = c.get(f"/ui/projects/{pid}/files/notes/plan%20%3Cb%3E.py")
@@ -327,7 +330,13 @@ def test_a_project_file_has_a_page_of_its_own(api: dict[str, Any]) -> None:
     assert 'class="highlight"' in shown.text and "project/notes/plan &lt;b&gt;.py" in shown.text
     assert "A binary file" in c.get(f"/ui/projects/{pid}/files/blob.bin").text
     big = c.get(f"/ui/projects/{pid}/files/big.txt").text
-    assert "The first 256 KB are shown" in big
+    assert "The first 256 KiB are shown" in big
+    # A character the cut splits is left out, not shown as U+FFFD (a byte that is no UTF-8 still is).
+    (folder / "split.txt").write_bytes(b"\xff\n" + b"y" * (SHOWN_BYTES - 3) + "é".encode() + b"tailmark")
+    split = html.unescape(c.get(f"/ui/projects/{pid}/files/split.txt").text)
+    assert "The first 256 KiB are shown" in split and "y" * 50 in split and "é" not in split and "tailmark" not in split
+    assert "\ufffd\n" in split  # the \xff at the top (in the highlighted file and in its copy)...
+    assert re.search("y(<[^>]*>)*\ufffd", split) is None  # ...and none where the cut is
     raw = c.get(f"/ui/projects/{pid}/raw/blob.bin")
     assert raw.status_code == 200 and raw.content == b"\x00\x01\x02"
     assert "attachment" in raw.headers["content-disposition"]

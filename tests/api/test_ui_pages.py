@@ -96,6 +96,32 @@ def test_task_fields_hold_the_runs_use_case_limit(client: TestClient, keys: dict
     assert f'name="task" rows="2" maxlength="{TASK_MAX_CHARS}"' in client.get("/ui/jobs").text
 
 
+def test_the_jobs_forms_errors_name_its_fields_not_the_clis_flags(client: TestClient, keys: dict[str, str]) -> None:
+    """The Submit a job form answered `deadline_min=1e300` with 'deadline: 6e+301 is not a time before the
+    year 9999 (epoch seconds)' and an unknown kind with '... give argv (`edgecrew jobs submit -- CMD ARGS`)
+    or a team and a task (`--team T --task "..."`)': the CLI's words, naming no field of the form."""
+    csrf = sign_in(client, keys["admin"])
+    sandboxed = {"kind": "command", "command": "true", "sandbox": "1"}
+    cases = [
+        ({**sandboxed, "deadline_min": "1e300"}, "Must start within (minutes): 1e+300 minutes is after the year 9999"),
+        ({**sandboxed, "deadline_min": "inf"}, "Must start within (minutes): inf minutes is after the year 9999"),
+        ({"kind": "bogus", "command": "true"}, "What it runs: 'bogus' is neither a command nor a team run"),
+        ({"kind": "team", "team": "", "task": "hi"}, "Team: choose the team that runs the job"),
+        ({"kind": "team", "team": "nope", "task": "hi"}, "Team: there is no team 'nope' (known: "),
+        ({"kind": "team", "team": "echo", "task": " "}, "Task: say what the team should do"),
+        ({"kind": "command", "command": "  "}, "Command: it is empty; write the command to run, e.g. python train.py"),
+        ({"kind": "command", "command": "'open", "sandbox": "1"}, "Command: No closing quotation"),
+    ]
+    for form, expected in cases:
+        r = client.post("/ui/jobs", data={"csrf": csrf, **form}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/ui/jobs?notice="), (form, r.status_code)
+        shown = html.unescape(client.get(r.headers["location"]).text)
+        notice = re.search(r'role="status"[^>]*>(.*?)<', shown, re.S)
+        text = notice.group(1).strip() if notice else shown
+        assert expected in text and "--" not in text and "edgecrew " not in text and "epoch" not in text, (form, text)
+    assert client.get("/jobs", headers=auth(keys["read"])).json()["items"] == []  # none was submitted
+
+
 def test_unknown_things_are_html_error_pages_not_json(client: TestClient, keys: dict[str, str]) -> None:
     sign_in(client, keys["read"])
     for path in ["/ui/runs/rnope", "/ui/teams/nope", "/ui/tasks/tnope", "/ui/tasks/tnope/code/1", "/ui/nothing/here"]:
@@ -603,24 +629,44 @@ def test_a_large_code_version_shows_its_beginning_and_offers_the_download(
     client: TestClient, keys: dict[str, str]
 ) -> None:
     # A 4 MB version took 25 s to highlight and came as a 34 MB page, the whole file in it twice.
-    from edgecrew.ui.tasks_pages import CODE_SHOWN_BYTES
+    from edgecrew.ui.views import SHOWN_BYTES
 
     sign_in(client, keys["read"])
     tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
     task = tasks.create("big", "")
     line = "x = [1, 'abc', {'k': 2}]  # a comment\n"
-    big = (line * (3 * CODE_SHOWN_BYTES // len(line))).encode()
+    big = (line * (3 * SHOWN_BYTES // len(line))).encode()
     tasks.add_code(task.id, "big.py", big)
     tasks.add_code(task.id, "small.py", line.encode())
     page = client.get(f"/ui/tasks/{task.id}/code/1")
     assert page.status_code == 200
-    assert len(page.content) < 12 * CODE_SHOWN_BYTES  # the highlighted beginning, not the whole file
-    assert f"the first {CODE_SHOWN_BYTES // 1024} KiB of {len(big):,} bytes" in page.text
+    assert len(page.content) < 12 * SHOWN_BYTES  # the highlighted beginning, not the whole file
+    assert f"the first {SHOWN_BYTES // 1024} KiB of {len(big):,} bytes" in page.text
     assert f'href="/ui/tasks/{task.id}/code/1/raw">Download</a>' in page.text
     assert 'data-copy="raw-code"' not in page.text  # a copy of part of a file is not offered as the file
     small = client.get(f"/ui/tasks/{task.id}/code/2")
     assert 'data-copy="raw-code"' in small.text and "KiB of" not in small.text
     assert client.get(f"/ui/tasks/{task.id}/code/1/raw").content == big  # the download is whole
+
+
+def test_a_long_code_version_is_cut_at_a_character_not_into_one(client: TestClient, keys: dict[str, str]) -> None:
+    """The code page cut a long file at SHOWN_BYTES and decoded it with errors='ignore': the character
+    split by the cut was dropped (good), but so was every byte that is no UTF-8 anywhere before it,
+    which an uncut file shows as U+FFFD. The project file page did the other thing: one helper now."""
+    from edgecrew.ui.views import SHOWN_BYTES
+
+    sign_in(client, keys["read"])
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    task = tasks.create("split", "")
+    for n, head in enumerate((1, 2, 3), start=1):  # the cut falls 1, 2 or 3 bytes into a 4-byte character
+        top = b"# \xff bad\n"
+        data = top + b"x" * (SHOWN_BYTES - head - len(top)) + "😀".encode() + b"tailmark\n" * 10
+        tasks.add_code(task.id, "split.py", data)
+        page = html.unescape(client.get(f"/ui/tasks/{task.id}/code/{n}").text)
+        assert "This is the first 256 KiB" in page and "😀" not in page and "tailmark" not in page, head
+        assert page.count("\ufffd") == 1, head  # the bad byte at the top, and no mark where the cut is
+        assert re.search("x(<[^>]*>)*\ufffd", page) is None, head
+        assert "x" * 50 in page
 
 
 def test_a_task_pages_log_beyond_its_preview_can_be_read_whole(client: TestClient, keys: dict[str, str]) -> None:

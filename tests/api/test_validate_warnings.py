@@ -93,3 +93,12 @@ def test_starting_a_run_says_the_teams_warnings_and_the_run_goes_on(
     csrf = sign_in(client, keys["admin"])
     page = client.post("/ui/teams/gap/run", data={"csrf": csrf, "task": "go"})
     assert page.status_code == 200 and "agent &#39;judge&#39; has no default edge" in page.text
+
+
+def test_validate_refuses_a_field_it_does_not_declare(client: TestClient, keys: dict[str, str]) -> None:
+    """`{"yaml": ..., "name": "other"}` was answered for the YAML alone, the name dropped unread."""
+    r = client.post("/teams/validate", json={"yaml": GAP, "name": "other"}, headers=auth(keys["read"]))
+    assert r.status_code == 422, r.text
+    assert [e["loc"] for e in r.json()["errors"]] == [["body", "name"]], r.json()
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ValidateIn"]
+    assert schema["additionalProperties"] is False  # the document says so too

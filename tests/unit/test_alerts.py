@@ -222,6 +222,68 @@ def test_sizes_and_reachable_thresholds_stay_valid(project_dir: Path) -> None:
     }
 
 
+def test_malformed_promql_is_reported_when_the_rule_is_loaded(project_dir: Path) -> None:
+    """A PromQL rule with a syntax error was found only when the rule ran (`edgecrew alerts list`, and
+    then only as a Prometheus error or 'no data'); `edgecrew validate` called the project valid."""
+    config = write(
+        project_dir / "edgecrew.yaml",
+        """\
+        alerts:
+          cpu:
+            promql: "rate(node_cpu_seconds_total[5m"
+            above: 1
+          labels:
+            promql: 'up{job="node"'
+            below: 1
+          typo:
+            promql: sum(rat(node_cpu_seconds_total[5m]))
+            above: 1
+          dangling:
+            promql: up ==
+            above: 0
+          fine:
+            promql: sum by (job) (rate(node_cpu_seconds_total{mode!="idle"}[5m])) > 0.5
+            above: 0
+        """,
+    )
+    with pytest.raises(SpecError) as info:
+        load_project(project_dir)
+    found = {(i.line, i.message) for i in info.value.issues}
+    assert found == {
+        (3, "alerts.cpu.promql: invalid PromQL: unexpected end of input inside brackets"),
+        (6, "alerts.labels.promql: invalid PromQL: unexpected end of input inside braces"),
+        (9, "alerts.typo.promql: invalid PromQL: unknown function with name 'rat'"),
+        (12, "alerts.dangling.promql: invalid PromQL: invalid promql query"),
+    }, found
+    result = runner.invoke(cli, ["validate", str(project_dir)], env={"COLUMNS": "300"})
+    assert result.exit_code != 0, result.output
+    assert f"{config}:3" in result.output and "alerts.cpu.promql: invalid PromQL" in result.output
+
+
+def test_valid_promql_of_prometheus_2_and_3_stays_valid() -> None:
+    for expr in (
+        "up == 0",
+        "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
+        "predict_linear(node_filesystem_avail_bytes[1h], 4 * 3600) < 0",
+        "rate(up[5m:1m] offset 1h)",
+        "holt_winters(node_load1[10m], 0.5, 0.5)",  # Prometheus 2 (Debian 12 ships 2.42)
+        "double_exponential_smoothing(node_load1[10m], 0.5, 0.5)",  # its name in Prometheus 3
+        '{"my.dotted.metric", job="x"}',  # Prometheus 3's quoted UTF-8 names
+    ):
+        assert AlertDoc.model_validate({"promql": expr, "above": 0}).promql == expr
+
+
+def test_promql_too_deep_for_the_parser_is_refused_before_it_is_parsed() -> None:
+    """The parser overflows its stack (a segfault) on an expression some thousands of levels deep: the
+    check is refused past PROMQL_MAX_CHARS characters outside quoted strings, never parsed."""
+    deep = "(" * 20000 + "up" + ")" * 20000
+    with pytest.raises(ValueError, match="PromQL of 40002 characters outside its quoted strings is longer than"):
+        AlertDoc.model_validate({"promql": deep, "above": 0})
+    long_regex = 'up{job=~"' + "|".join(f"job-{i}" for i in range(1000)) + '"} == 0'
+    assert AlertDoc.model_validate({"promql": long_regex, "above": 0}).promql == long_regex
+    assert AlertDoc.model_validate({"promql": "-" * 1990 + "up", "above": 0}).promql.endswith("up")
+
+
 def test_a_model_rule_naming_no_model_is_reported(project_dir: Path) -> None:
     """A `model:` alias nobody has matched no call: the rule said '0 model call(s)' for ever."""
     config = write(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgecrew.bootstrap import bootstrap
-from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, StreamDelta
+from edgecrew.domain.messages import Message, ModelRequest, ModelResponse, StreamDelta, Usage
 from edgecrew.engine import durable
 from edgecrew.engine.routing import call_with_fallback
 from edgecrew.errors import NotFoundError, SpecError
@@ -159,11 +159,12 @@ class _IgnoresStop:
 
     name = "ignores-stop"
 
-    def __init__(self, *pieces: str) -> None:
-        self.pieces = pieces
+    def __init__(self, *pieces: str, usage: Usage | None = None) -> None:
+        self.pieces, self.usage = pieces, usage or Usage()
 
     async def request(self, req: ModelRequest) -> ModelResponse:
-        return ModelResponse(message=Message(role="assistant", content="".join(self.pieces)), model=self.name)
+        text = "".join(self.pieces)
+        return ModelResponse(Message(role="assistant", content=text), self.usage, self.name, latency_s=2.0)
 
     async def stream(self, req: ModelRequest) -> AsyncIterator[StreamDelta]:
         for piece in self.pieces:
@@ -180,13 +181,18 @@ class _Instances:
         yield self.registry.get(alias)
 
 
-async def _routed(model: _IgnoresStop, request: ModelRequest, streamed: bool) -> tuple[str, list[str]]:
+async def _response(model: _IgnoresStop, request: ModelRequest, streamed: bool) -> tuple[ModelResponse, list[str]]:
     registry, shown = ModelRegistry({}), []
     registry.register("m", model)
     on_text = shown.append if streamed else None
     routed = await call_with_fallback(registry, _Instances(registry), "m", request, 5, lambda event: None, on_text)
     assert routed.response is not None, routed.error
-    return routed.response.message.content, shown
+    return routed.response, shown
+
+
+async def _routed(model: _IgnoresStop, request: ModelRequest, streamed: bool) -> tuple[str, list[str]]:
+    response, shown = await _response(model, request, streamed)
+    return response.message.content, shown
 
 
 @pytest.mark.parametrize("streamed", [False, True])
@@ -204,3 +210,16 @@ async def test_a_reply_is_cut_at_its_first_stop_string_when_the_model_ignores_st
     for request in (replace(ask, stop=()), replace(ask, output_schema={"type": "string"})):
         answer, shown = await _routed(_IgnoresStop(whole), request, streamed)
         assert answer == whole and "".join(shown) == (whole if streamed else "")
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_cut_reply_keeps_the_usage_the_provider_reported(streamed: bool) -> None:
+    """A provider that ignores `stop` generated (and bills) every token of the uncut text: the cut keeps
+    its usage and latency, so tokens spent and tokens per second stay true, and no token count is made
+    up from the shorter text shown."""
+    spent = Usage(prompt_tokens=12, completion_tokens=40, cached_tokens=3)
+    model = _IgnoresStop("Ana.", "\nuser: and me?\nassistant: " + "more " * 30, usage=spent)
+    ask = ModelRequest(messages=(Message("user", "Who?"),), stop=("\nuser:",))
+    response, _ = await _response(model, ask, streamed)
+    assert response.message.content == "Ana."
+    assert (response.usage, response.latency_s, response.tokens_per_second) == (spent, 2.0, 20.0)

@@ -129,5 +129,8 @@ async def _attempt(
 
 
 def _stopped(response: ModelResponse, request: ModelRequest) -> ModelResponse:
+    # Only the text is cut: the usage stays the provider's. A provider that ignored `stop` generated,
+    # and bills, every token of the uncut text, in the latency it reported; counting the shown text
+    # instead would understate tokens spent and overstate tokens per second.
     message = stopped_message(response.message, request)
     return response if message is response.message else replace(response, message=message)

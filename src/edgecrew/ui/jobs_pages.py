@@ -1,12 +1,15 @@
 """Mission control's jobs pages: the list with a submit form and the policies in force (/ui/jobs), and
 one job (/ui/jobs/{id}): its state, why it waits (which policy says no, and why), its measured usage
 and what happened to it. Submitting and cancelling are plain form posts answered with a redirect; a
-plain (unsandboxed) command needs the admin scope, as in the API."""
+plain (unsandboxed) command needs the admin scope, as in the API. What the form itself can get wrong
+(the kind, an empty command, team or task, a deadline past the year 9999) is checked here and named
+by the form's own labels: the jobs service words those for the CLI's flags."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shlex
 import time
 from datetime import UTC, datetime
@@ -15,10 +18,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from edgecrew.engine.service import TASK_MAX_CHARS
+from edgecrew.engine.service import TASK_MAX_CHARS, TASK_PATTERN
 from edgecrew.errors import EdgecrewError
 from edgecrew.ops import Ops
-from edgecrew.ops.jobs import JobNeeds, JobService, awaiting_approval
+from edgecrew.ops.jobs import LAST_DEADLINE, JobNeeds, JobService, awaiting_approval
 from edgecrew.store.jobs import JOB_STATES
 from edgecrew.ui.pages import Viewer, back, checked, need, page
 from edgecrew.ui.session import Session
@@ -99,7 +102,11 @@ async def submit_job(
     try:
         argv = shlex.split(command) if kind == "command" else None
     except ValueError as exc:
-        return back("/ui/jobs", f"command: {exc}")
+        return back("/ui/jobs", f"Command: {exc}")
+    deadline = time.time() + deadline_min * 60 if deadline_min else None
+    problem = _form_problem(request, kind, argv, team, task, deadline_min, deadline)
+    if problem:
+        return back("/ui/jobs", problem)
     if argv is not None and not boxed and not session.allows("admin"):
         return back(
             "/ui/jobs", "a plain command runs as the server's own user: it needs the admin scope (tick sandbox)"
@@ -113,13 +120,37 @@ async def submit_job(
             sandbox=boxed and argv is not None,
             needs=JobNeeds(cpu_cores=cpu_cores, memory_bytes=int(memory_mb * MiB)),
             priority=priority,
-            deadline=time.time() + deadline_min * 60 if deadline_min else None,
+            deadline=deadline,
             tags=[t for t in tags.replace(",", " ").split() if t],
             submitted_by=f"ui:{session.name}",
         )
     except EdgecrewError as exc:
         return back("/ui/jobs", str(exc))
     return RedirectResponse(f"/ui/jobs/{job.id}", status_code=303)
+
+
+def _form_problem(
+    request: Request, kind: str, argv: list[str] | None, team: str, task: str, minutes: float, deadline: float | None
+) -> str | None:
+    """What is wrong in the form, named by its labels; None where the jobs service is to judge."""
+    if kind not in ("command", "team"):
+        return f"What it runs: {kind!r} is neither a command nor a team run; choose one"
+    if argv is not None and not (argv and argv[0].strip()):
+        return "Command: it is empty; write the command to run, e.g. python train.py"
+    if kind == "team":
+        known = sorted(request.app.state.rt.project.teams)
+        if not team:
+            return "Team: choose the team that runs the job"
+        if team not in known:
+            return f"Team: there is no team {team!r} (known: {', '.join(known) or 'none'})"
+        if re.search(TASK_PATTERN, task) is None:
+            return "Task: say what the team should do"
+    if deadline is not None and not deadline < LAST_DEADLINE:
+        return (
+            f"Must start within (minutes): {minutes:g} minutes is after the year 9999; "
+            "give fewer minutes, or 0 for no deadline"
+        )
+    return None
 
 
 @router.get("/ui/jobs/{job_id}")

@@ -30,7 +30,6 @@ __all__ = ["knowledge_graph_svg", "router"]
 router = APIRouter(include_in_schema=False)
 DRAWN = 60  # nodes drawn at most (the newest facts first); the list below the picture has them all
 FILES_SHOWN = 200
-FILE_SHOWN = 256 * 1024  # bytes of a file its page shows (the download has it all)
 Field = Annotated[str, Form(max_length=200)]
 LongText = Annotated[str, Form(max_length=100_000)]
 
@@ -136,14 +135,13 @@ async def file_page(request: Request, project: str, path: str, session: Viewer) 
         p = svc.get(project)
         found, on_disk = svc.file(p.id, path)
         with on_disk.open("rb") as f:
-            head = f.read(FILE_SHOWN)
-        text = None if b"\0" in head else head.decode("utf-8", errors="replace")
+            head = f.read(views.SHOWN_BYTES)
+        text, cut = (None, False) if b"\0" in head else views.shown_text(head, found.size)
         shown, styles = views.highlighted(found.path, text) if text is not None else (None, None)
-        return {"project": p, "file": found, "text": text, "highlighted": shown, "styles": styles,
-                "cut": found.size > FILE_SHOWN}  # fmt: skip
+        return {"project": p, "file": found, "text": text, "highlighted": shown, "styles": styles, "cut": cut}
 
     shown = await asyncio.to_thread(read)
-    return page(request, "project_file.html", session, **shown, when=when, shown_bytes=FILE_SHOWN)
+    return page(request, "project_file.html", session, **shown, when=when, shown_kib=views.SHOWN_BYTES // 1024)
 
 
 @router.get("/ui/projects/{project}/raw/{path:path}")

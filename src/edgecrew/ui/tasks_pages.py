@@ -218,19 +218,12 @@ async def _task_fragments(rt: Runtime, task_id: str, since: str, session: Sessio
         await asyncio.sleep(LIVE_POLL_S)
 
 
-# A version's page highlights at most this much of its file (pygments took 25 s and 34 MB of HTML
-# for a 4 MB file); the download has all of it.
-CODE_SHOWN_BYTES = 256 * 1024
-
-
 @router.get("/ui/tasks/{task_id}/code/{version}")
 def code_page(request: Request, task_id: str, version: VersionNo, session: Viewer) -> HTMLResponse:
     store = _tasks(request)
     record = store.code_version(task_id, version)
     data = store.code_bytes(record)
-    cut = len(data) > CODE_SHOWN_BYTES
-    # A character cut at the end is dropped, not shown as U+FFFD.
-    text = data[:CODE_SHOWN_BYTES].decode("utf-8", errors="ignore" if cut else "replace")
+    text, cut = views.shown_text(data, len(data))  # at most views.SHOWN_BYTES of it
     shown, styles = views.highlighted(record.filename, text)
     return page(
         request,
@@ -240,7 +233,7 @@ def code_page(request: Request, task_id: str, version: VersionNo, session: Viewe
         record=record,
         code=text,
         cut=cut,
-        shown_kib=CODE_SHOWN_BYTES // 1024,
+        shown_kib=views.SHOWN_BYTES // 1024,
         highlighted=shown,
         styles=styles,
         versions=store.code_versions(task_id),

@@ -6,6 +6,7 @@ to break offline) and lets the live stream swap in a freshly drawn graph as the 
 
 from __future__ import annotations
 
+import codecs
 import html
 import json
 import time
@@ -370,6 +371,22 @@ def stacked_bars(days: Sequence[tuple[str, Mapping[str, int]]], *, title: str = 
         for k in OUTCOMES
     )
     return Markup(f'<figure class="stacked">{"".join(parts)}<ul class="legend">{legend}</ul></figure>')
+
+
+# A page highlights at most this much of a file (pygments took 25 s and 34 MB of HTML for a 4 MB file);
+# the download has all of it. A task's code version and a project's file are cut alike.
+SHOWN_BYTES = 256 * 1024
+
+
+def shown_text(head: bytes, size: int) -> tuple[str, bool]:
+    """(the text a page shows of a file of ``size`` bytes that begins with ``head``, whether it is cut).
+
+    A file longer than SHOWN_BYTES is cut there, at a character: one the cut splits is left out, not
+    shown as U+FFFD, while a byte that is no UTF-8 anywhere before it shows as U+FFFD, as in a file
+    shown whole."""
+    cut = size > SHOWN_BYTES
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return decoder.decode(head[:SHOWN_BYTES], final=not cut), cut
 
 
 def highlighted(filename: str, text: str) -> tuple[Markup, Markup]:

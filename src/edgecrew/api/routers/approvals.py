@@ -42,6 +42,8 @@ class DecisionIn(BaseModel):
 
 
 class EditIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a field it does not declare is refused by name, not dropped
+
     arguments: dict[str, Any] = Field(description="The new arguments; checked against the tool's schema.")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgecrew.api.deps import Read, RuntimeDep
 from edgecrew.api.problems import PROBLEM_RESPONSES
@@ -84,6 +84,8 @@ class TeamOut(BaseModel):
 
 
 class ValidateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a field it does not declare is refused by name, not dropped
+
     yaml: str = Field(max_length=1_000_000, description="A team spec in YAML.")
 
 

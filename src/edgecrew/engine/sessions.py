@@ -195,6 +195,27 @@ class ChatSessions:
                 stored.append(answer)
         return stored
 
+    def answer_with(self, failed: RunRecord, rerun: RunRecord) -> ChatTurnRecord | None:
+        """Let ``rerun`` (the supervisor's run of ``failed`` again) answer the message ``failed`` was started
+        for: its turn names the rerun, so the session follows it and stores its answer like any other.
+        Only while the message has no answer and the run its turn names has ended with none (a retry of
+        the person's own that still runs, or has answered, stands); returns the turn, or None. The failed
+        run stays as it was: the rerun's trigger names the incident, and the incident that run."""
+        trigger = failed.trigger or {}
+        session_id, seq = trigger.get("session"), trigger.get("turn")
+        if trigger.get("kind") != "chat" or not isinstance(session_id, str) or not isinstance(seq, int):
+            return None
+        question = self.store.turn(session_id, seq)
+        if question is None or question.role != "user" or self.store.turn(session_id, seq + 1) is not None:
+            return None
+        current = self._run_or_none(question.run_id)
+        if current is not None and (current.id == rerun.id or not current.status.terminal or has_answer(current)):
+            return None
+        if not self.store.replace_run(session_id, seq, question.run_id, rerun.id):
+            return None  # a retry of the person's named another run meanwhile
+        self.store.update(session_id)
+        return replace(question, run_id=rerun.id)
+
     # -- messages ---------------------------------------------------------------------------------
     async def say(
         self,
@@ -272,6 +293,8 @@ class ChatSessions:
                     f"{run.status.value}); wait for it, or cancel the run, before saying something else"
                 )
             if last.content == text:  # a retry: the same turn, its run found again or started anew
+                if run is not None and not run.status.terminal and run.idempotency_key:
+                    return last, run.idempotency_key, False  # its own key: a supervisor's rerun has another
                 if run is None or not run.status.terminal:
                     return last, f"chat-{session.id}-{last.seq}", False
                 return last, f"chat-{session.id}-{last.seq}-after-{run.id}", False

@@ -24,7 +24,15 @@ import anyio
 from edgecrew.domain.events import EventRecord
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import TeamSpec
-from edgecrew.engine.chat import ChatMessage, ChatService, answer_text, compose_task, has_answer, run_failure
+from edgecrew.engine.chat import (
+    ChatMessage,
+    ChatService,
+    answer_text,
+    compose_task,
+    has_answer,
+    internal_team,
+    run_failure,
+)
 from edgecrew.engine.live import LiveText
 from edgecrew.engine.service import TASK_MAX_CHARS, RunService, Started, TeamName, require_project, settle
 from edgecrew.errors import ConflictError, EdgecrewError, IdempotencyKeyReused, NotFoundError, UserError
@@ -144,6 +152,8 @@ class ChatSessions:
     def create(self, team: str, title: str | None = None, project: str | None = None) -> ChatSessionRecord:
         """A new session with ``team`` (a project or built-in team: NotFoundError / SpecError say why not)."""
         spec = self.runs.load_team(TeamName(team))
+        if why := internal_team(spec):
+            raise UserError(f"{why}; start a session with one of: {', '.join(ChatService(self.runs).teams())}")
         if project:
             project = ProjectService.of(self.rt).get(project).id
         require_project(spec, project or None)  # every message's run would be refused

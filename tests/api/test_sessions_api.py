@@ -162,6 +162,40 @@ def test_problems_a_client_can_cause(http: tuple[TestClient, dict[str, str]]) ->
     assert stray.status_code == 422 and stray.json()["errors"][0]["loc"] == ["body", "role"]
 
 
+def test_an_internal_team_is_not_offered_for_chat_nor_taken_when_named(http: tuple[TestClient, dict[str, str]]) -> None:
+    """Before: the supervisor's own team was in the chat page's list and /v1/models, and a session with it
+    was made. A project team that says `internal: true` is left out the same way."""
+    from tests.api.test_ui_pages import sign_in
+
+    client, headers = http
+    project = client.app.state.rt.project.dir  # type: ignore[attr-defined]
+    write(project / "teams" / "backstage.yaml", SLOW.replace("name: slow", "name: backstage\ninternal: true"))
+    for team in ("supervisor-action", "backstage"):
+        made = client.post("/sessions", json={"team": team}, headers=headers)
+        assert made.status_code == 400, made.text
+        assert made.json()["detail"].startswith(f"team '{team}' is internal (its YAML says internal: true")
+        assert "start a session with one of: " in made.json()["detail"] and "slow" in made.json()["detail"]
+        for model in (team, f"{team}/{'apply' if team == 'supervisor-action' else 'solo'}"):
+            asked = client.post(
+                "/v1/chat/completions",
+                headers=headers,
+                json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert asked.status_code == 404 and asked.json()["error"]["code"] == "model_not_found", asked.text
+            assert f"team '{team}' is internal" in asked.json()["error"]["message"]
+            retrieved = client.get(f"/v1/models/{model}", headers=headers)
+            assert retrieved.status_code == 404 and f"team '{team}' is internal" in retrieved.text
+    assert client.get("/sessions", headers=headers).json()["items"] == []
+    assert client.get("/runs", headers=headers).json()["items"] == []
+    listed = {m["id"] for m in client.get("/v1/models", headers=headers).json()["data"]}
+    assert {"slow", "slow/solo", "twin"} <= listed
+    assert not {m for m in listed if m.partition("/")[0] in ("supervisor-action", "backstage")}
+    sign_in(client, headers["Authorization"].removeprefix("Bearer "))
+    page = client.get("/ui/chat").text
+    assert "<option>slow</option>" in page and "<option>supervisor-action</option>" not in page
+    assert "<option>backstage</option>" not in page
+
+
 def test_a_message_whose_run_waits_for_an_approval_says_so(http: tuple[TestClient, dict[str, str]]) -> None:
     """Before: 202 with status "pending" and nothing else, the same as a run still working: a client could
     not tell that a person had to decide."""

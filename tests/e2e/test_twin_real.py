@@ -4,6 +4,8 @@ exchange (short-term memory) and its agent recalled the first exchange from long
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -41,3 +43,20 @@ async def test_the_twin_chats_on_smollm2_and_remembers_the_first_turn() -> None:
     assert recalled and first.memory_id in recalled[0].data["ids"]
     calls = [e for e in rt.store.events(second.run.id) if e.type == "model_called"]
     assert calls and all(e.data["alias"] == "local" for e in calls)
+
+
+async def test_the_math_expert_sees_the_value_of_the_code_smollm2_writes() -> None:
+    # SmolLM2 writes `17 * 23` with no print(): python.run shows the value as a REPL would, so the
+    # expert's tool results hold the product instead of nothing (what it answers is up to the model).
+    rt = bootstrap()
+    chats = ChatSessions(RunService(rt))
+    session = chats.create("twin")
+    turn = await chats.say(session.id, "What is 17 * 23?")
+    assert [s.agent for s in rt.store.steps(turn.run.id)] == ["route", "mathematician"]
+    calls = [e.data for e in rt.store.events(turn.run.id) if e.type == "tool_called"]
+    assert calls and all(call["tool"] == "python.run" for call in calls)
+    # The event keeps the first 500 characters of a result: exit_code and stdout come first.
+    ran = [re.match(r'\{"exit_code": (-?\d+), "stdout": "((?:[^"\\]|\\.)*)"', call["result"]) for call in calls]
+    results = [(int(m[1]), json.loads(f'"{m[2]}"')) for m in ran if m is not None]
+    assert results and all(stdout.strip() for code, stdout in results if code == 0), calls
+    assert any("391" in stdout for _, stdout in results), calls

@@ -205,6 +205,41 @@ async def test_a_failed_run_leaves_the_question_unanswered_and_saying_it_again_r
     assert [t.content for t in chat.turns(session.id)] == ["hi", "fine now"]
 
 
+async def test_a_supervisors_rerun_of_a_failed_message_answers_it_in_the_session() -> None:
+    from edgecrew.engine.service import TeamName
+
+    calls = {"n": 0}
+
+    def flaky(req: ModelRequest, index: int) -> str | dict[str, str]:  # a scripted list answers each run alike
+        calls["n"] += 1
+        return {"error": "auth"} if calls["n"] == 1 else "fine now"
+
+    rt = _runtime(ScriptedModel(flaky))
+    chat = _chat(rt)
+    session = chat.create("twin")
+    failed = await chat.say(session.id, "hi")
+    assert failed.status == "failed"
+    # Recorded as the supervisor records a rerun (queued; its incident's workflow starts it).
+    trigger = {"kind": "supervisor", "incident": "i1"}
+    rerun = RunService(rt).record(TeamName("twin"), failed.run.task, idempotency_key="incident:i1#1", trigger=trigger)
+    turn = chat.answer_with(failed.run, rerun.run)
+    assert turn is not None and (turn.seq, turn.run_id) == (0, rerun.run.id)
+    assert chat.answer_with(failed.run, rerun.run) is None  # once
+    # The message again while the rerun works follows the rerun; another message waits its turn.
+    again = await chat.begin(session.id, "hi")
+    assert (again.run_id, again.started.created) == (rerun.run.id, False)
+    with pytest.raises(ConflictError, match=f"run {rerun.run.id} is queued"):
+        await chat.begin(session.id, "something else")
+    await durable.start_workflow(rerun.run.id)
+    done = await chat.wait(again)
+    assert done.status == "answered" and done.run.id == rerun.run.id
+    assert [(t.content, t.run_id) for t in chat.turns(session.id)] == [("hi", rerun.run.id), ("fine now", rerun.run.id)]
+    # An answered message is not taken over by another rerun.
+    later = RunService(rt).record(TeamName("twin"), failed.run.task, idempotency_key="incident:i1#2", trigger=trigger)
+    assert chat.answer_with(failed.run, later.run) is None
+    assert chat.answer_with(done.run, later.run) is None  # a run that is no chat message's
+
+
 async def test_a_stream_shows_the_text_as_it_is_written_then_the_stored_turn() -> None:
     rt = _runtime(ScriptedModel(["one two three four five six"], delay=0.6))
     chat = _chat(rt)

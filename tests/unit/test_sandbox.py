@@ -155,6 +155,45 @@ async def test_the_code_tools_take_their_limits_from_the_settings(
     assert result["timed_out"] and result["killed"] == "wall" and result["stdout"] == "started\n"
 
 
+@pytest.mark.parametrize(
+    ("code", "echoed"),
+    [
+        ("17*23", '__import__("sys").displayhook((17*23))'),
+        ("x = 2; x * 3  # tripled\n", 'x = 2; __import__("sys").displayhook((x * 3))  # tripled\n'),
+        ("1, 2", '__import__("sys").displayhook((1, 2))'),
+        ("(1 +\r\n 2)", '__import__("sys").displayhook(((1 +\r\n 2)))'),
+        ("s = 'é'\ns  + 'ü'", "s = 'é'\n__import__(\"sys\").displayhook((s  + 'ü'))"),
+        ("x = 17*23", "x = 17*23"),  # not an expression
+        ("for i in range(2):\n    i", "for i in range(2):\n    i"),  # only the top level's last statement
+        ("17*", "17*"),  # does not parse: the sandbox reports it as written
+        ("", ""),
+    ],
+)
+def test_python_run_echoes_only_a_last_bare_expression(code: str, echoed: str) -> None:
+    from edgecrew.tools.builtins.code import echo_last_expression
+
+    assert echo_last_expression(code) == echoed
+
+
+async def test_python_run_prints_a_last_expression_like_a_repl_in_the_sandbox(tmp_path: Path) -> None:
+    from edgecrew.tools.base import ToolContext, ToolRegistry
+    from edgecrew.tools.builtins import code as code_tools
+
+    ctx = ToolContext(run_id="r", agent="a", workspace=tmp_path)
+    # SmolLM2 as the twin's math expert wrote this, saw no output and made up an answer.
+    result = await code_tools.python_run("17*23", ctx)
+    assert (result["stdout"], result["exit_code"], result["sandbox"]) == ("391\n", 0, BEST.name)
+    # print() returns None: shown once, as a REPL shows it; a traceback keeps the model's line numbers
+    code = "print('a')\n\nprint(1 // 0)"
+    result = await code_tools.python_run(code, ctx)
+    assert result["stdout"] == "a\n" and result["exit_code"] == 1
+    assert "line 3" in result["stderr"] and "ZeroDivisionError" in result["stderr"]
+    registry = ToolRegistry()
+    code_tools.register(registry)
+    spec = registry.find("python.run")
+    assert spec is not None and "17*23" in spec.description  # the tool's description tells the model
+
+
 def test_a_sandbox_size_setting_that_cannot_be_read_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 

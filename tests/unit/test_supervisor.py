@@ -454,6 +454,29 @@ def test_a_new_failed_run_is_seen_past_the_failures_already_known_and_those_neve
     assert [(f.subject_type, f.subject) for f in sup.detect(now - 3600, now + 1)] == [("run", "r-new")]
 
 
+def test_the_model_and_tool_watchers_read_the_newest_calls_of_their_window(rt: Runtime) -> None:
+    # Each watcher reads at most 5000 calls of its window: it read the oldest, so on a busy box the
+    # newest failures (after 5000 calls that went well) went unseen until the window moved past them.
+    from edgecrew.domain.events import ModelCalled, ToolCalled
+
+    rt.store.create_run("r-busy", "crew", "x", {}, str(rt.project.dir))
+    with rt.store.transaction():
+        for i in range(5000):
+            rt.store.emit("r-busy", f"m{i}", ModelCalled(alias="good", requested="good"))
+            rt.store.emit("r-busy", f"t{i}", ToolCalled(tool="files.read", result="ok"))
+        for i in range(5):
+            rt.store.emit("r-busy", f"bad-m{i}", ModelCalled(alias="broken", requested="broken", error="down"))
+            rt.store.emit("r-busy", f"bad-t{i}", ToolCalled(tool="http.get", is_error=True, result="error: down"))
+    now = time.time()
+    found = {(f.kind, f.subject.partition("@")[0]): f for f in Ops.of(rt).supervisor.detect(now - 600, now + 1)}
+    assert set(found) == {("model", "broken"), ("tool_errors", "http.get")}
+    assert found[("model", "broken")].diagnosis["failed_calls"] == 5
+    assert found[("tool_errors", "http.get")].diagnosis["calls"] == 5
+    # What a watcher reads is the newest of the window, in the order it happened.
+    newest = Ops.of(rt).supervisor.store.run_events(["tool_called"], now - 600, limit=3)
+    assert [e.key for e in newest] == ["bad-t2", "bad-t3", "bad-t4"]
+
+
 async def test_the_executions_watcher_sees_only_what_edgecrew_could_not_run(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

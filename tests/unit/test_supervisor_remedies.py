@@ -428,3 +428,29 @@ async def test_a_model_change_for_a_command_job_escalates_it_has_no_model(
         assert ended.reason == (
             f"the model chose fallback_model, but job {job.id} is a command, not a team run: it has no model"
         )
+
+
+async def test_a_rerun_of_a_chat_run_answers_the_sessions_message(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgecrew.engine.sessions import ChatSessions
+
+    async with _supervised(project_dir, monkeypatch, '{action: escalate, reason: "not asked", params: {}}') as rt:
+        late = ScriptedModel(lambda _req, index: {"error": "timeout"} if index == 0 else "late")
+        rt.models.register("broken", late)
+        chats = ChatSessions(RunService(rt), remember=False)
+        session = chats.create("solo")
+        said = await chats.say(session.id, "write it")
+        assert said.status == "failed" and said.answer is None
+        failed = said.run.id
+        rerun = await _healed_by_a_rerun(rt, await _incident(rt, failed))
+        # The session shows the rerun's answer to the message, not the failure it replaced.
+        question, answer = chats.turns(session.id)
+        assert (question.content, question.run_id) == ("write it", rerun.id)
+        assert (answer.role, answer.content, answer.run_id) == ("assistant", "late", rerun.id)
+        assert chats.failed_answers([question, answer]) == set()
+        assert RunService(rt).get(failed).status.value == "failed"  # the failed run is kept as it was
+        # The conversation goes on from the answer.
+        rt.models.register("broken", ScriptedModel(["next"]))
+        after = await chats.say(session.id, "and again")
+        assert after.status == "answered" and "assistant: late" in after.run.task

@@ -45,6 +45,7 @@ def team_from_snapshot(raw: Mapping[str, Any], source: str = "<snapshot>") -> Te
         output=raw.get("output"),
         failed_when=compile_condition(raw["failed_when"]) if raw.get("failed_when") is not None else None,
         needs_project=bool(raw.get("needs_project", False)),
+        internal=bool(raw.get("internal", False)),
         source=source,
         raw=raw,
     )

@@ -124,6 +124,7 @@ class TeamSpec:
     output: str | None = None  # the agent whose latest output is the run's answer
     failed_when: Condition | None = None  # on the answer: the run fails though every agent finished
     needs_project: bool = False  # its runs must work in a project (refused without; a routine naming none: invalid)
+    internal: bool = False  # started by edgecrew itself (the supervisor), never offered for chat
     source: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)  # the validated document, snapshotted per run
     # What validation warned of (a node that may dead-end, a condition that cannot hold): the team runs.

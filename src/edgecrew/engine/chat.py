@@ -78,6 +78,14 @@ class ChatAnswer:
         return run_failure(self.run)
 
 
+def internal_team(spec: TeamSpec) -> str | None:
+    """Why a person cannot chat with ``spec`` (a team edgecrew starts itself: ``internal: true``), or None."""
+    if not spec.internal:
+        return None
+    why = "its YAML says internal: true: edgecrew starts it itself"
+    return f"team '{spec.name}' is internal ({why}), not one to chat with"
+
+
 class ChatService:
     """Lists chat models, starts a chat's run and waits for its answer."""
 
@@ -85,15 +93,32 @@ class ChatService:
         self.runs = runs
         self.rt = runs.rt
 
+    def teams(self) -> list[str]:
+        """The teams a person may chat with: every team but the internal ones (one whose spec does not load
+        stays listed: starting a chat with it says what is wrong)."""
+        catalog = self.rt.catalog()
+        out = []
+        for name, source in sorted(self.rt.project.teams.items()):
+            try:
+                if self.rt.project.load_source(source, catalog).internal:
+                    continue
+            except SpecError:
+                pass
+            out.append(name)
+        return out
+
     def models(self) -> list[ChatTarget]:
         """Every valid team, then each of its agents that can answer alone as ``team/agent``; invalid
-        teams are left out, and so are agents that read another agent's output (:func:`needs_others`)."""
+        and internal teams are left out, and so are agents that read another agent's output
+        (:func:`needs_others`)."""
         catalog = self.rt.catalog()
         out: list[ChatTarget] = []
         for name, source in sorted(self.rt.project.teams.items()):
             try:
                 spec = self.rt.project.load_source(source, catalog)
             except SpecError:
+                continue
+            if spec.internal:
                 continue
             try:
                 created = int(source.file.stat().st_mtime)
@@ -107,11 +132,13 @@ class ChatService:
         """The team a model id names (404 for an unknown team or agent, 422 for an invalid spec)."""
         team, slash, agent = model.partition("/")
         if team not in self.rt.project.teams:  # by name only: a model id is never a path to a file
-            known = ", ".join(sorted(self.rt.project.teams)) or "none"
+            known = ", ".join(self.teams()) or "none"
             raise ModelNotFound(
                 f"no model '{model}': models are team names or team/agent (teams: {known}); see GET /v1/models"
             )
         spec = self.rt.project.load_source(self.rt.project.teams[team], self.rt.catalog())
+        if why := internal_team(spec):
+            raise ModelNotFound(f"no model '{model}': {why}; GET /v1/models lists the teams to talk to")
         if not slash:
             return spec
         if agent not in spec.agents:

@@ -24,7 +24,15 @@ import anyio
 from edgecrew.domain.events import EventRecord
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import TeamSpec
-from edgecrew.engine.chat import ChatMessage, ChatService, answer_text, compose_task, has_answer, run_failure
+from edgecrew.engine.chat import (
+    ChatMessage,
+    ChatService,
+    answer_text,
+    compose_task,
+    has_answer,
+    internal_team,
+    run_failure,
+)
 from edgecrew.engine.live import LiveText
 from edgecrew.engine.service import TASK_MAX_CHARS, RunService, Started, TeamName, require_project, settle
 from edgecrew.errors import ConflictError, EdgecrewError, IdempotencyKeyReused, NotFoundError, UserError
@@ -144,6 +152,8 @@ class ChatSessions:
     def create(self, team: str, title: str | None = None, project: str | None = None) -> ChatSessionRecord:
         """A new session with ``team`` (a project or built-in team: NotFoundError / SpecError say why not)."""
         spec = self.runs.load_team(TeamName(team))
+        if why := internal_team(spec):
+            raise UserError(f"{why}; start a session with one of: {', '.join(ChatService(self.runs).teams())}")
         if project:
             project = ProjectService.of(self.rt).get(project).id
         require_project(spec, project or None)  # every message's run would be refused
@@ -194,6 +204,27 @@ class ChatSessions:
                 answer, _ = self._answer(session, question, run)
                 stored.append(answer)
         return stored
+
+    def answer_with(self, failed: RunRecord, rerun: RunRecord) -> ChatTurnRecord | None:
+        """Let ``rerun`` (the supervisor's run of ``failed`` again) answer the message ``failed`` was started
+        for: its turn names the rerun, so the session follows it and stores its answer like any other.
+        Only while the message has no answer and the run its turn names has ended with none (a retry of
+        the person's own that still runs, or has answered, stands); returns the turn, or None. The failed
+        run stays as it was: the rerun's trigger names the incident, and the incident that run."""
+        trigger = failed.trigger or {}
+        session_id, seq = trigger.get("session"), trigger.get("turn")
+        if trigger.get("kind") != "chat" or not isinstance(session_id, str) or not isinstance(seq, int):
+            return None
+        question = self.store.turn(session_id, seq)
+        if question is None or question.role != "user" or self.store.turn(session_id, seq + 1) is not None:
+            return None
+        current = self._run_or_none(question.run_id)
+        if current is not None and (current.id == rerun.id or not current.status.terminal or has_answer(current)):
+            return None
+        if not self.store.replace_run(session_id, seq, question.run_id, rerun.id):
+            return None  # a retry of the person's named another run meanwhile
+        self.store.update(session_id)
+        return replace(question, run_id=rerun.id)
 
     # -- messages ---------------------------------------------------------------------------------
     async def say(
@@ -272,6 +303,8 @@ class ChatSessions:
                     f"{run.status.value}); wait for it, or cancel the run, before saying something else"
                 )
             if last.content == text:  # a retry: the same turn, its run found again or started anew
+                if run is not None and not run.status.terminal and run.idempotency_key:
+                    return last, run.idempotency_key, False  # its own key: a supervisor's rerun has another
                 if run is None or not run.status.terminal:
                     return last, f"chat-{session.id}-{last.seq}", False
                 return last, f"chat-{session.id}-{last.seq}-after-{run.id}", False

@@ -183,16 +183,22 @@ class Reruns:
         snapshot: dict[str, Any],
         trigger: dict[str, Any],
     ) -> str:
-        """Record the team's rerun (queued: the incident's workflow starts it): ``run:<id>``."""
+        """Record the team's rerun (queued: the incident's workflow starts it): ``run:<id>``. A chat
+        message's run is rerun for that message: the session's turn names the rerun (see
+        :meth:`ChatSessions.answer_with`), so its answer comes back to the chat."""
         from edgecrew.engine.service import RunService
+        from edgecrew.engine.sessions import ChatSessions
 
-        started = RunService(self.rt).record(
+        runs = RunService(self.rt)
+        started = runs.record(
             team_from_snapshot(snapshot, source=f"incident {incident.id}"),
             subject.task,
             idempotency_key=f"incident:{self.key(incident, attempt)}",
             trigger=trigger,
             project=subject.project,
         )
+        if subject.run_id is not None:
+            ChatSessions(runs).answer_with(self.rt.store.get_run(subject.run_id), started.run)
         return f"run:{started.run.id}"
 
     def _as_planned(

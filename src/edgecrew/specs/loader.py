@@ -148,6 +148,9 @@ class TeamDoc(_Strict):
     # Its runs must work in a project (`--in NAME`, a routine's `project:`): a run in none is refused, a
     # routine naming none is invalid.
     needs_project: bool = False
+    # Started by edgecrew itself (the supervisor's actions), never chatted with: left out of the chat page's
+    # teams and /v1/models, and refused by POST /sessions and /v1/chat/completions.
+    internal: bool = False
     preamble: str = ""  # shared text at the start of every agent's system prompt (its KV state is reused)
     approval: Literal["always", "once", "never"] = "always"  # for risky tools: ask each call, once per tool, never
 
@@ -353,7 +356,10 @@ _ANY_OUTPUT = {"type": "object"}  # a valid schema whose outputs a condition may
 # without making agents look unreachable), but not the agents' own checks.
 _TEAM_REPAIRS = (
     Rule(("name",), "team", mute=True),
-    *(Rule((key,), DROP) for key in ("description", "limits", "output", "preamble", "approval", "needs_project")),
+    *(
+        Rule((key,), DROP)
+        for key in ("description", "limits", "output", "preamble", "approval", "needs_project", "internal")
+    ),
     Rule(("agents", ANY), {"system": "-", "output_schema": _ANY_OUTPUT}, mute=True),
     Rule(("agents", ANY, "system"), "-"),
     Rule(("agents", ANY, "model"), DROP, mute=True),

@@ -250,16 +250,17 @@ class IncidentStore:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def run_events(self, types: Sequence[str], since: float, limit: int = 5000) -> list[EventRecord]:
-        """Events of every run, of these types, since ``since`` (oldest first)."""
+        """The newest ``limit`` events of every run, of these types, since ``since`` (oldest first). The
+        newest: on a busy box the oldest filled the limit, and a watcher missed the latest failures."""
         c = t.events.c
         query = (
             sa.select(c.id, c.run_id, c.key, c.type, c.step_key, c.agent, c.data, c.created_at)
             .where(c.type.in_(list(types)), c.created_at >= since)
-            .order_by(c.id)
+            .order_by(c.id.desc())
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return [EventRecord(**r) for r in conn.execute(query).mappings()]
+            return [EventRecord(**r) for r in reversed(conn.execute(query).mappings().all())]
 
     def workers(self) -> list[dict[str, Any]] | None:
         """The cluster's workers table (None when this database has none: no cluster)."""

@@ -157,6 +157,18 @@ class ChatStore:
             return existing, False
         return record, True
 
+    def replace_run(self, session_id: str, seq: int, old: str | None, new: str) -> bool:
+        """Name ``new`` as the run that answers the user turn ``seq`` if it still names ``old``; whether it did."""
+        c = t.chat_turns.c
+        with self.store.transaction() as conn:
+            named = c.run_id.is_(None) if old is None else c.run_id == old
+            done = conn.execute(
+                t.chat_turns.update()
+                .where(c.session_id == session_id, c.seq == seq, c.role == "user", named)
+                .values(run_id=new)
+            )
+        return bool(done.rowcount)
+
     def set_run(self, session_id: str, seq: int, run_id: str) -> None:
         """Name the run that answers the user turn ``seq``."""
         with self.store.transaction() as conn:

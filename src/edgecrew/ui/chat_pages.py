@@ -22,6 +22,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edgecrew.context import request_id as current_request_id
 from edgecrew.domain.runs import RunStatus
+from edgecrew.engine.chat import ChatService
 from edgecrew.engine.service import RunService
 from edgecrew.engine.sessions import MAX_MESSAGE, ChatSessions, Replied, Writing
 from edgecrew.errors import EdgecrewError
@@ -39,7 +40,7 @@ def _chats(request: Request) -> ChatSessions:
 async def chat_home(request: Request, session: Viewer, notice: str = "") -> HTMLResponse:
     chats = _chats(request)
     found = await asyncio.to_thread(chats.list_sessions, limit=100)
-    teams = sorted(chats.rt.project.teams)
+    teams = await asyncio.to_thread(ChatService(chats.runs).teams)  # internal teams are not offered
     return page(request, "chat.html", session, sessions=found, teams=teams, notice=notice)
 
 

@@ -279,7 +279,8 @@ ChatDep = Annotated[ChatService, Depends(get_chat)]
 
 @router.get("/models", response_model=ModelList)
 async def list_models(chat: ChatDep, _: StartRuns) -> ModelList:
-    """Every valid team (``id`` = its name) and each of its agents (``id`` = ``team/agent``)."""
+    """Every valid team (``id`` = its name) and each of its agents (``id`` = ``team/agent``); not the internal
+    teams edgecrew starts itself (``internal: true``)."""
     found = await asyncio.to_thread(chat.models)
     return ModelList(data=[ModelOut(id=m.id, created=m.created) for m in found])
 

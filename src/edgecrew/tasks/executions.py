@@ -70,6 +70,8 @@ exec(_code, {{"__name__": "__main__", "__file__": {name!r}, "__builtins__": __bu
 # while the test imports it (sys.exit at its top level) is an ImportError naming it: the exit ended the
 # test's process with 0 before any assert ran, so every test passed. The file ``done`` is made once the
 # test ran to its end (or exited by itself); without it an exit 0 (os._exit, which nothing can catch) fails.
+# An exit that reaches the test's top level is the test's own only when the innermost work dir frame that
+# raised it is the test's: one a version's function raised (the test called solution.main()) fails it.
 TEST = """\
 import importlib.machinery, importlib.util, inspect, os, sys, types, unittest
 sys.argv = [{test!r}]
@@ -103,17 +105,36 @@ _module.__file__, _module.SOLUTION_FILE = {test!r}, {name!r}
 sys.modules["__main__"] = _module
 
 
-_DONE = os.path.abspath({done!r})  # the work dir's, wherever the test moves to
+_WORK = os.getcwd()
+_DONE = os.path.join(_WORK, {done!r})  # the work dir's, wherever the test moves to
 
 
 def _ran_to_its_end():
     open(_DONE, "w").close()
 
 
+def _raised_in(trace):  # the work dir file and line whose code raised: its innermost frame of one
+    where = None
+    while trace is not None:
+        file = trace.tb_frame.f_code.co_filename
+        if not file.startswith("<") and os.path.dirname(os.path.join(_WORK, file)) == _WORK:
+            where = (os.path.basename(file), trace.tb_lineno)
+        trace = trace.tb_next
+    return where
+
+
 try:
     with open({test!r}, "rb") as _source:
         exec(compile(_source.read(), {test!r}, "exec"), _module.__dict__)
-except SystemExit:
+except SystemExit as _exit:
+    _where = _raised_in(_exit.__traceback__)
+    if _where is not None and _where[0] != {test!r}:
+        sys.stderr.write(
+            f"edgecrew: {{_where[0]}} ended the test's process (SystemExit({{_exit.code!r}}) at "
+            f"{{_where[0]}}:{{_where[1]}}) before the test ran to its end, so what followed in the test never "
+            "ran: a test that checks an exit catches SystemExit\\n"
+        )
+        sys.exit(1)
     _ran_to_its_end()  # the test's own exit decides (unittest.main(), sys.exit(code))
     raise
 __unittest = True  # unittest leaves this launcher's frames out of a failure's traceback

@@ -671,3 +671,21 @@ async def test_a_version_whose_exit_ends_the_tests_top_level_fails_the_test(
         tasks.update(task_id, checks=parse_checks({"test": own}).to_json())
         record = await service.run(task_id, 2)
         assert (record.status, record.reason) == ("succeeded", None), own
+
+
+async def test_each_io_case_and_the_test_start_from_a_clean_work_dir(
+    tasks: TaskStore, service: ExecutionService
+) -> None:
+    # They shared one work dir: a file one case wrote was there for the next, which then answered otherwise.
+    code = (
+        "import os\nfrom pathlib import Path\n"
+        "seen = sorted(p.name for p in Path('.').iterdir() if not p.name.startswith('.edgecrew-test-done'))\n"
+        "Path('state').write_text('x')\nPath('solution.py').write_text('broken(')\nprint(' '.join(seen))\n"
+    )
+    test = "import os\nassert not os.path.exists('state'), 'state left by the program'\nimport solution\n"
+    files = "edgecrew_check_test.py prog.py solution.py"
+    checks = {"io": [{"input": "", "expected": files}, {"input": "", "expected": files}], "test": test}
+    task_id = version(tasks, code, checks=checks, name="prog.py")
+    record = await service.run(task_id, 1)
+    assert (record.status, record.reason, record.checks_passed) == ("succeeded", None, 3)
+    assert not (tasks.files.root / task_id / "work" / str(record.id)).exists()  # every work dir is removed

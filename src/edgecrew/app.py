@@ -99,7 +99,7 @@ def create_app(
         )
         app.state.engine_ready = False
         app.state.ops = ops = Ops.of(rt)
-        pages.setup(app, rt.keys)
+        pages.setup(app, rt.keys, rt.settings.home)
         if not settings.allow_keyless_localhost and not rt.keys.list(include_revoked=False):
             log.warning("no API key yet: every request but /health needs one (mission control's sign-in too); "
                         "create one with `edgecrew keys create me --scopes admin`")  # fmt: skip

@@ -789,6 +789,9 @@ def _is_page(request: Request) -> bool:
     return request.url.path == "/" or request.url.path.startswith("/ui/")
 
 
-def setup(app: FastAPI, keys: ApiKeyStore) -> None:
-    """Per-app state the pages need (called from the app's start-up)."""
-    app.state.sessions = SessionStore(keys)
+SESSIONS_FILE = "ui-sessions.json"  # under the home: a restart keeps people signed in
+
+
+def setup(app: FastAPI, keys: ApiKeyStore, home: Path | None = None) -> None:
+    """Per-app state the pages need (called from the app's start-up); ``home``: where the sessions are kept."""
+    app.state.sessions = SessionStore(keys, None if home is None else home / SESSIONS_FILE)

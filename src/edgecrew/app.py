@@ -55,6 +55,7 @@ from edgecrew.ui import (
     routines_pages,
     runs_pages,
     task_form,
+    task_posts,
     tasks_pages,
 )
 from edgecrew.version import __version__
@@ -98,7 +99,7 @@ def create_app(
         )
         app.state.engine_ready = False
         app.state.ops = ops = Ops.of(rt)
-        pages.setup(app, rt.keys)
+        pages.setup(app, rt.keys, rt.settings.home)
         if not settings.allow_keyless_localhost and not rt.keys.list(include_revoked=False):
             log.warning("no API key yet: every request but /health needs one (mission control's sign-in too); "
                         "create one with `edgecrew keys create me --scopes admin`")  # fmt: skip
@@ -135,7 +136,7 @@ def create_app(
     pages.mount(app)  # mission control at / (pages, static files, sign-in)
     # Pages of their own modules, built on pages' helpers.
     pages_of_their_own = (runs_pages, task_form, tasks_pages, routines_pages, alerts_pages, jobs_pages, pilot_pages)
-    for extra in (*pages_of_their_own, projects_pages, cluster_pages, incidents_pages, chat_pages):
+    for extra in (*pages_of_their_own, task_posts, projects_pages, cluster_pages, incidents_pages, chat_pages):
         app.include_router(extra.router)
     for router in (
         health.router,

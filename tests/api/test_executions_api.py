@@ -5,6 +5,7 @@ their checks, limits, creator and best version."""
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -275,3 +276,23 @@ def test_the_task_page_runs_a_version_and_the_execution_page_follows_it(
     assert cancelled.status_code == 200 and "cancelled" in cancelled.text and "status-killed" in cancelled.text
     missing = client.get("/ui/executions/999")
     assert missing.status_code == 404 and "Not found" in missing.text
+
+
+def test_stats_count_the_executions_running_now(client: TestClient, rw: dict[str, str], ro: dict[str, str]) -> None:
+    # /stats counted tasks, versions and runs, but said nothing of the code running in the sandbox.
+    idle = client.get("/stats", headers=ro).json()
+    assert idle["executions_running"] == 0 and set(idle["executions_by_status"].values()) == {0}
+    assert list(idle["executions_by_status"]) == ["queued", "running", "succeeded", "failed", "killed", "interrupted"]
+    task_id = task_with(client, rw, SLEEPER)
+    execution = start(client, rw, task_id, 1)
+    wait_for(client, ro, execution["id"], "running")
+    # a row a process that is gone left running is not running: it reads interrupted
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    orphan = tasks.create_execution(task_id, 1, executor=f"{socket.gethostname()}:999999:1")
+    tasks.update_execution(orphan.id, status="running")
+    busy = client.get("/stats", headers=ro).json()
+    assert busy["executions_running"] == 1, busy
+    assert busy["executions_by_status"] | {"running": 1, "interrupted": 1} == busy["executions_by_status"]
+    client.post(f"/executions/{execution['id']}/cancel", headers=rw)
+    done = client.get("/stats", headers=ro).json()
+    assert done["executions_running"] == 0 and done["executions_by_status"]["killed"] == 1

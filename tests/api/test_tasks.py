@@ -467,6 +467,8 @@ def test_stats_counts_and_averages(client: TestClient, rw: dict[str, str], ro: d
         "avg_accuracy": pytest.approx(0.75),
         "avg_runtime_s": pytest.approx(4.0),
         "runs_by_status": {"queued": 1},
+        "executions_by_status": dict.fromkeys(("queued", "running", "succeeded", "failed", "killed", "interrupted"), 0),
+        "executions_running": 0,
         "teams": [  # the scoreboard: b (done with one version) and c (cancelled) were echo's; a had no team
             {
                 "team": "echo",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 import socket
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from edgecrew.app import create_app
 from edgecrew.domain.events import EventRecord, RouteTaken, StepFinished, StepStarted
 from edgecrew.domain.runs import Outcome, RunStatus
 from edgecrew.engine.service import TASK_MAX_CHARS, RunService
@@ -259,6 +261,30 @@ def test_sign_out_forgets_the_session(client: TestClient, keys: dict[str, str]) 
     r = client.post("/ui/logout", data={"csrf": csrf}, follow_redirects=False)
     assert r.status_code == 303
     assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_restart_keeps_people_signed_in_and_signed_out(client: TestClient, keys: dict[str, str]) -> None:
+    # Sessions lived in the server's memory only: a restart signed everyone out.
+    csrf = sign_in(client, keys["read"])
+    cookie = client.cookies[COOKIE]
+    home = client.app.state.rt.settings.home  # type: ignore[attr-defined]
+    kept = home / "ui-sessions.json"
+    assert kept.stat().st_mode & 0o777 == 0o600 and cookie not in kept.read_text()  # only the id's digest
+    with TestClient(create_app(), raise_server_exceptions=False) as restarted:
+        restarted.cookies.set(COOKIE, cookie)
+        page = restarted.get("/ui/runs", follow_redirects=False)
+        assert page.status_code == 200 and f'"X-CSRF-Token": "{csrf}"' in page.text  # the same session
+        assert restarted.post("/ui/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    with TestClient(create_app(), raise_server_exceptions=False) as again:
+        again.cookies.set(COOKIE, cookie)
+        assert again.get("/ui/runs", follow_redirects=False).status_code == 303  # signed out stays signed out
+    kept.write_text("{not json")  # a file that cannot be read: its people sign in again, the server starts
+    with TestClient(create_app(), raise_server_exceptions=False) as damaged:
+        damaged.cookies.set(COOKIE, cookie)
+        assert damaged.get("/ui/runs", follow_redirects=False).status_code == 303
+        sign_in(damaged, keys["read"])
+        assert damaged.get("/ui/runs", follow_redirects=False).status_code == 200
+    assert kept.stat().st_mode & 0o777 == 0o600 and json.loads(kept.read_text())["sessions"]
 
 
 def test_run_page_approve_and_edit_through_forms(client: TestClient, keys: dict[str, str]) -> None:

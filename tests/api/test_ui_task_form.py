@@ -173,3 +173,18 @@ def test_a_description_within_the_browsers_maxlength_is_taken_whole(client: Test
         f"description: at most {MAX_DESCRIPTION_CHARS} characters ({MAX_DESCRIPTION_CHARS + 1} given)" in refused.text
     )
     assert over in refused.text  # the typed text is kept in the form
+
+
+def test_counts_among_the_metrics_read_as_counts(client: TestClient) -> None:
+    # The results table showed checks_passed=2.0 (stored metrics are floats, counts among them).
+    sign_in(client, operator(client))
+    tasks = client.app.state.rt.tasks  # type: ignore[attr-defined]
+    task = tasks.create("counted", "")
+    tasks.add_code(task.id, "solution.py", b"print(1)\n")
+    tasks.add_result(task.id, version=1, metrics={"checks_passed": 2.0, "checks_total": 3.0, "ratio": 0.25})
+    page = html.unescape(client.get(f"/ui/tasks/{task.id}").text)
+    assert "checks_passed=2 checks_total=3 ratio=0.25" in page and "=2.0" not in page
+    execution = tasks.create_execution(task.id, 1)
+    tasks.update_execution(execution.id, status="succeeded", metrics={"items": 7.0, "accuracy": 0.5})
+    shown = client.get(f"/ui/executions/{execution.id}").text
+    assert "<td>7</td>" in shown and "<td>0.5</td>" in shown and "7.0" not in shown

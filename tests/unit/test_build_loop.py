@@ -212,3 +212,12 @@ async def test_an_evaluator_that_gives_no_usable_notes_leaves_the_loop_going(tmp
     # the coder read what failed, without notes
     second = [r for r in io.model_calls if r.agent == "coder"][1].request.messages[-1].content
     assert "print(a - b)" in second and "It failed: 2 problems; first: io check 1 failed" in second
+
+
+async def test_one_check_is_said_in_the_singular(tmp_path: Path) -> None:
+    # "passes all 1 checks", and the verdict's "all 1 checks pass"
+    tasks, io, _ = workspace(tmp_path)
+    result = await FakeTurnRunner(load_team(TEAM), io).run("a program that adds two numbers. Checks: 1 1 -> 2")
+    assert result.ok, result.error
+    assert result.output["summary"].startswith("Done: version 2 passes its one check, the request's; ")
+    assert tasks.feedback(result.output["task_id"])[-1].notes == "its one check passes"

@@ -381,3 +381,23 @@ def test_a_checks_file_whose_limits_hold_no_limit_is_refused(tmp_path: Path) -> 
     said = " ".join(refused.output.split())
     assert refused.exit_code == 1 and f"{given}: limits is empty: give at least one of cpu_s" in said, said
     assert runtime().tasks.list_tasks() == []
+
+
+def test_a_test_file_adds_to_the_checks_files_io_and_never_replaces_its_test(tmp_path: Path) -> None:
+    test = write(tmp_path / "test_add.py", "from add import add\nassert add(2, 2) == 4\n")
+    # --test adds a test to the file's io cases
+    task_id = create_task(tmp_path, "--test", str(test))
+    shown = json.loads(invoke("tasks", "show", task_id, "--json").output)["checks"]
+    assert len(shown["io"]) == 2 and shown["test"] == test.read_text()
+    # a file with a test of its own: its test was silently replaced by --test's
+    own = write(tmp_path / "own.yaml", CHECKS + "test: |\n  assert 1 + 1 == 2\n")
+    refused = invoke("tasks", "create", "--title", "t", "--checks", str(own), "--test", str(test))
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 1, refused.output
+    assert f"{own} holds a test and --test {test} gives another" in said and "a task has one test" in said
+    # a file of another shape is refused for its own shape (it was a traceback)
+    listed = write(tmp_path / "list.yaml", "- {input: '1 2', expected: '3'}\n")
+    wrong = invoke("tasks", "create", "--title", "t", "--checks", str(listed), "--test", str(test))
+    assert wrong.exit_code == 1 and f"{listed}: " in " ".join(wrong.output.split()), wrong.output
+    assert wrong.exception is None or isinstance(wrong.exception, SystemExit)
+    assert len(json.loads(invoke("tasks", "list", "--json").output)) == 1  # nothing else was stored

@@ -645,3 +645,47 @@ async def test_a_version_that_ends_the_test_process_with_0_before_the_test_ends_
                     "import os\nos.chdir('/tmp')\nfrom solution import add\nassert add(2, 3) == 5\n"):  # fmt: skip
         tasks.update(task_id, checks=parse_checks({"test": passing}).to_json())
         assert (await service.run(task_id, 2)).status == "succeeded"
+
+
+@pytest.mark.parametrize("ending", ["sys.exit(0)", "sys.exit()", "raise SystemExit(0)", "sys.exit(3)"])
+async def test_a_version_whose_exit_ends_the_tests_top_level_fails_the_test(
+    tasks: TaskStore, service: ExecutionService, ending: str
+) -> None:
+    # The test calls the version's main() at its own top level and main() exits: the exit ended the
+    # test's process before its assert ran, and read as the test's own exit it passed.
+    code = f"import sys\n\ndef add(a, b):\n    return a - b\n\ndef main():\n    {ending}\n"
+    test = "import solution\nsolution.main()\nassert solution.add(2, 3) == 5\n"
+    task_id = version(tasks, code, checks={"test": test}, name="adder.py")
+    record = await service.run(task_id, 1)
+    assert (record.status, record.checks_passed) == ("failed", 0)
+    assert record.reason is not None and "solution.py ended the test's process" in record.reason
+    assert "solution.py:7" in record.reason and "before the test ran to its end" in record.reason
+    # the test's own exit still decides, from its top level or from a function of its own
+    tasks.add_code(task_id, "adder.py", code.replace("a - b", "a + b").encode())
+    owns = [
+        "import sys\nimport adder\nsys.exit(0 if adder.add(2, 3) == 5 else 1)\n",
+        "import sys\nimport adder\ndef stop(code):\n    sys.exit(code)\nstop(0 if adder.add(2, 3) == 5 else 1)\n",
+        "import adder\ntry:\n    adder.main()\nexcept SystemExit:\n    pass\nassert adder.add(2, 3) == 5\n",
+    ]
+    for own in owns:
+        tasks.update(task_id, checks=parse_checks({"test": own}).to_json())
+        record = await service.run(task_id, 2)
+        assert (record.status, record.reason) == ("succeeded", None), own
+
+
+async def test_each_io_case_and_the_test_start_from_a_clean_work_dir(
+    tasks: TaskStore, service: ExecutionService
+) -> None:
+    # They shared one work dir: a file one case wrote was there for the next, which then answered otherwise.
+    code = (
+        "import os\nfrom pathlib import Path\n"
+        "seen = sorted(p.name for p in Path('.').iterdir() if not p.name.startswith('.edgecrew-test-done'))\n"
+        "Path('state').write_text('x')\nPath('solution.py').write_text('broken(')\nprint(' '.join(seen))\n"
+    )
+    test = "import os\nassert not os.path.exists('state'), 'state left by the program'\nimport solution\n"
+    files = "edgecrew_check_test.py prog.py solution.py"
+    checks = {"io": [{"input": "", "expected": files}, {"input": "", "expected": files}], "test": test}
+    task_id = version(tasks, code, checks=checks, name="prog.py")
+    record = await service.run(task_id, 1)
+    assert (record.status, record.reason, record.checks_passed) == ("succeeded", None, 3)
+    assert not (tasks.files.root / task_id / "work" / str(record.id)).exists()  # every work dir is removed

@@ -224,7 +224,10 @@ def tasks_create(
     ] = None,
     test: Annotated[
         Path | None,
-        typer.Option(help="A Python test file: asserts, unittest, or pytest-style test_ functions (no fixtures)."),
+        typer.Option(
+            help="A Python test file: asserts, unittest, or pytest-style test_ functions (no fixtures); with "
+            "--checks it joins the file's io cases (a file with a test of its own is refused: a task has one test)."
+        ),
     ] = None,
     limit: Annotated[
         list[str] | None, typer.Option(help="A sandbox limit, e.g. --limit wall_s=5 (cpu_s, memory_mb, processes).")
@@ -240,7 +243,7 @@ def tasks_create(
     def create() -> TaskRecord:
         check_data, limit_data = _read_checks(checks) if checks else (None, None)
         if test is not None:
-            check_data = {**(check_data or {}), "test": read_text(test)}
+            check_data = _with_test(check_data, checks, test)
         if limit:
             limit_data = {**(limit_data or {}), **_parse_limit_options(limit)}
         if team is not None and team not in rt.project.teams:
@@ -314,6 +317,22 @@ def _read_checks(path: Path) -> tuple[Any, Any]:
     if isinstance(data, dict) and data and set(data) <= {"checks", "limits"}:
         return data.get("checks"), data.get("limits")
     return data, None
+
+
+def _with_test(check_data: Any, checks: Path | None, test: Path) -> Any:
+    """The file's checks with the --test file's test added to its io cases; a file that holds a test
+    of its own is refused (a task has one test, and which one the user meant is theirs to say)."""
+    text = read_text(test)
+    if check_data is None:
+        return {"test": text}
+    if not isinstance(check_data, dict):
+        return check_data  # refused for its own shape, naming the file
+    if check_data.get("test") not in (None, ""):
+        raise UserError(
+            f"{checks} holds a test and --test {test} gives another; a task has one test: leave `test` out "
+            "of the file (--test adds its test to the file's io cases) or leave out --test"
+        )
+    return {**check_data, "test": text}
 
 
 def _parse_limit_options(options: list[str]) -> dict[str, float]:

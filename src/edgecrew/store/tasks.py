@@ -177,10 +177,15 @@ class WorkspaceStats:
     avg_runtime_s: float | None
     runs_by_status: dict[str, int] = field(default_factory=dict)
     teams: list[TeamScore] = field(default_factory=list)
+    executions_by_status: dict[str, int] = field(default_factory=dict)
 
     @property
     def tasks(self) -> int:
         return sum(self.tasks_by_status.values())
+
+    @property
+    def executions_running(self) -> int:
+        return self.executions_by_status.get("running", 0)
 
 
 class TaskStore:
@@ -589,6 +594,7 @@ class TaskStore:
                 avg_runtime_s=None if avg_runtime is None else float(avg_runtime),
                 runs_by_status=by_status(t.runs),
                 teams=self._scores(conn),
+                executions_by_status=dict.fromkeys(EXECUTION_STATUSES, 0) | by_status(t.executions),
             )
 
     @staticmethod

@@ -6,8 +6,9 @@ so after a crash ``recover()`` finds the rows whose process is gone and marks th
 (they are rerun as new executions, never resumed), and whoever waits for one (``run``, a tool
 call) may stop waiting without stopping it. Each program run (one per io case; one plain run when
 the task has no checks; none when it has only a test, which runs the program itself) and the test
-check are separate sandboxed processes in one fresh work dir; their output is appended to the
-execution's two log files as they print it, so a reader tailing them sees the progress.
+check are separate sandboxed processes, each in a fresh work dir of its own that holds only the
+version and the test (a file one case writes is not there for the next); their output is appended to
+the execution's two log files as they print it, so a reader tailing them sees the progress.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import shutil
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ParamSpec, TextIO, TypeVar
@@ -70,6 +71,8 @@ exec(_code, {{"__name__": "__main__", "__file__": {name!r}, "__builtins__": __bu
 # while the test imports it (sys.exit at its top level) is an ImportError naming it: the exit ended the
 # test's process with 0 before any assert ran, so every test passed. The file ``done`` is made once the
 # test ran to its end (or exited by itself); without it an exit 0 (os._exit, which nothing can catch) fails.
+# An exit that reaches the test's top level is the test's own only when the innermost work dir frame that
+# raised it is the test's: one a version's function raised (the test called solution.main()) fails it.
 TEST = """\
 import importlib.machinery, importlib.util, inspect, os, sys, types, unittest
 sys.argv = [{test!r}]
@@ -103,17 +106,36 @@ _module.__file__, _module.SOLUTION_FILE = {test!r}, {name!r}
 sys.modules["__main__"] = _module
 
 
-_DONE = os.path.abspath({done!r})  # the work dir's, wherever the test moves to
+_WORK = os.getcwd()
+_DONE = os.path.join(_WORK, {done!r})  # the work dir's, wherever the test moves to
 
 
 def _ran_to_its_end():
     open(_DONE, "w").close()
 
 
+def _raised_in(trace):  # the work dir file and line whose code raised: its innermost frame of one
+    where = None
+    while trace is not None:
+        file = trace.tb_frame.f_code.co_filename
+        if not file.startswith("<") and os.path.dirname(os.path.join(_WORK, file)) == _WORK:
+            where = (os.path.basename(file), trace.tb_lineno)
+        trace = trace.tb_next
+    return where
+
+
 try:
     with open({test!r}, "rb") as _source:
         exec(compile(_source.read(), {test!r}, "exec"), _module.__dict__)
-except SystemExit:
+except SystemExit as _exit:
+    _where = _raised_in(_exit.__traceback__)
+    if _where is not None and _where[0] != {test!r}:
+        sys.stderr.write(
+            f"edgecrew: {{_where[0]}} ended the test's process (SystemExit({{_exit.code!r}}) at "
+            f"{{_where[0]}}:{{_where[1]}}) before the test ran to its end, so what followed in the test never "
+            "ran: a test that checks an exit catches SystemExit\\n"
+        )
+        sys.exit(1)
     _ran_to_its_end()  # the test's own exit decides (unittest.main(), sys.exit(code))
     raise
 __unittest = True  # unittest leaves this launcher's frames out of a failure's traceback
@@ -402,16 +424,25 @@ class ExecutionService:
         data = await _off(self.tasks.code_bytes, code)
         logs = _Logs(self.tasks.files.logs_dir(record.task_id), str(record.stdout_log), str(record.stderr_log))
         work_root = self._work_root(record)
-        workdir = await _off(fresh_workdir, work_root)
+
+        async def workdir() -> Path:  # each sandboxed process starts from the same clean state
+            path = await _off(fresh_workdir, work_root)
+            await _off(_place_files, path, code.filename, data, checks)
+            return path
+
         try:
-            await _off(_place_files, workdir, code.filename, data, checks)
             return await self._run_checks(code.filename, checks, limits, workdir, logs)
         finally:
             logs.close()  # a cancel or an error between a header and its output leaves them open
             await _off(shutil.rmtree, work_root, True)
 
     async def _run_checks(
-        self, name: str, checks: TaskChecks, limits: SandboxLimits, workdir: Path, logs: _Logs
+        self,
+        name: str,
+        checks: TaskChecks,
+        limits: SandboxLimits,
+        workdir: Callable[[], Awaitable[Path]],
+        logs: _Logs,
     ) -> _Outcome:
         outcome = _Outcome(checks.total)
         program = PROGRAM.format(name=name)
@@ -424,10 +455,12 @@ class ExecutionService:
         for label, stdin, expected in cases:
             shown = f" (input {clip(stdin)})" if stdin is not None else ""
             await logs.header(f"{label}{shown}")
+            folder = await workdir()
             last = await run_sandboxed(
-                "python", program, workdir=workdir, limits=limits, stdin=stdin, tier=self.tier, on_output=logs.live
+                "python", program, workdir=folder, limits=limits, stdin=stdin, tier=self.tier, on_output=logs.live
             )
             await logs.output(last)
+            await _off(shutil.rmtree, folder, True)
             outcome.runtime_s += last.duration_s
             problem = _problem(last, limits)
             if problem is None and expected is not None and not output_matches(last.stdout, expected):
@@ -443,14 +476,15 @@ class ExecutionService:
             await logs.header("test check")
             done = f".edgecrew-test-done-{uuid.uuid4().hex}"
             launcher = TEST.format(test=TEST_FILE, name=name, done=done)
+            folder = await workdir()
             result = await run_sandboxed(
-                "python", launcher, workdir=workdir, limits=limits, tier=self.tier, on_output=logs.live
+                "python", launcher, workdir=folder, limits=limits, tier=self.tier, on_output=logs.live
             )
             await logs.output(result)
             if last is None:  # the test alone ran the program
                 outcome.metrics, outcome.runtime_s = read_metrics(result.stdout), result.duration_s
             problem = _problem(result, limits, test=True)
-            if problem is None and not await _off((workdir / done).exists):
+            if problem is None and not await _off((folder / done).exists):
                 problem = (
                     "the test's process ended before the test ran to its end, with exit code 0 (the version "
                     "called os._exit, say): no assert can have held"

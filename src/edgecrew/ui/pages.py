@@ -51,7 +51,7 @@ from edgecrew.specs.project import TeamSource
 from edgecrew.store.keys import ApiKeyStore
 from edgecrew.store.repo import RunRecord
 from edgecrew.ui import trace, views
-from edgecrew.ui.filters import domid, numbered, utc
+from edgecrew.ui.filters import domid, number, numbered, utc
 from edgecrew.ui.session import COOKIE, LOGIN_COOKIE, MAX_AGE_S, Session, SessionStore, tokens_match
 
 HERE = Path(__file__).parent
@@ -61,6 +61,7 @@ templates.env.globals["graph_svg"] = views.graph_svg
 templates.env.globals["task_max_chars"] = TASK_MAX_CHARS  # the runs use case's one limit on a task
 templates.env.filters["domid"] = domid
 templates.env.filters["utc"] = utc
+templates.env.filters["number"] = number
 templates.env.filters["started_by"] = started_by
 templates.env.tests["numbered"] = numbered
 router = APIRouter(include_in_schema=False)
@@ -788,6 +789,9 @@ def _is_page(request: Request) -> bool:
     return request.url.path == "/" or request.url.path.startswith("/ui/")
 
 
-def setup(app: FastAPI, keys: ApiKeyStore) -> None:
-    """Per-app state the pages need (called from the app's start-up)."""
-    app.state.sessions = SessionStore(keys)
+SESSIONS_FILE = "ui-sessions.json"  # under the home: a restart keeps people signed in
+
+
+def setup(app: FastAPI, keys: ApiKeyStore, home: Path | None = None) -> None:
+    """Per-app state the pages need (called from the app's start-up); ``home``: where the sessions are kept."""
+    app.state.sessions = SessionStore(keys, None if home is None else home / SESSIONS_FILE)

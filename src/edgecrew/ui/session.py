@@ -1,18 +1,27 @@
 """Sign-in for the UI: an API key buys an HttpOnly session cookie; forms carry a CSRF token.
 
-Sessions live in the server's memory (a restart signs everyone out, which is fine for a box on a
-desk) and point at the key, not a copy of it: a revoked key ends its sessions at the next request.
+Sessions live in the server's memory and, so that a restart keeps people signed in, in a file
+under the home (``ui-sessions.json``, mode 0600) that holds each session's id only as its SHA-256:
+reading the file does not give anyone a cookie. A session points at the key, not a copy of it: a
+revoked key ends its sessions at the next request.
 The CSRF token is per session and must come back with every state-changing request, as a form
 field or an ``X-CSRF-Token`` header (htmx sends it from the page's ``hx-headers``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import hmac
+import json
+import os
 import secrets
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from edgecrew.api.auth import Principal
 from edgecrew.store.keys import ApiKeyStore
@@ -39,10 +48,13 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, keys: ApiKeyStore) -> None:
+    """The signed-in sessions, by the SHA-256 of their ids; kept in ``path`` too when one is given."""
+
+    def __init__(self, keys: ApiKeyStore, path: Path | None = None) -> None:
         self.keys = keys
-        self._sessions: dict[str, Session] = {}
+        self.path = path
         self._lock = threading.Lock()
+        self._sessions: dict[str, Session] = self._load()
 
     def open(self, principal: Principal) -> Session:
         session = Session(
@@ -55,9 +67,10 @@ class SessionStore:
         )
         with self._lock:
             now = time.time()
-            for sid in [sid for sid, old in self._sessions.items() if old.expires_at < now]:
-                del self._sessions[sid]  # expired sessions go when new ones come: memory stays bounded
-            self._sessions[session.id] = session
+            for digest in [digest for digest, old in self._sessions.items() if old.expires_at < now]:
+                del self._sessions[digest]  # expired sessions go when new ones come: memory stays bounded
+            self._sessions[_digest(session.id)] = session
+            self._save()
         return session
 
     def get(self, session_id: str | None) -> Session | None:
@@ -65,17 +78,59 @@ class SessionStore:
         if not session_id:
             return None
         with self._lock:
-            session = self._sessions.get(session_id)
+            session = self._sessions.get(_digest(session_id))
         if session is None:
             return None
         if session.expires_at < time.time() or not self._key_active(session.key_id):
             self.close(session_id)
             return None
-        return session
+        return dataclasses.replace(session, id=session_id)  # one read back from the file knows no id
 
     def close(self, session_id: str) -> None:
         with self._lock:
-            self._sessions.pop(session_id, None)
+            if self._sessions.pop(_digest(session_id), None) is not None:
+                self._save()
+
+    def _load(self) -> dict[str, Session]:
+        """The sessions the file holds that have not expired; none when it is missing or unreadable
+        (its people sign in again: nothing else is lost)."""
+        if self.path is None:
+            return {}
+        try:
+            rows = json.loads(self.path.read_text(encoding="utf-8"))["sessions"]
+            now = time.time()
+            return {
+                str(row["digest"]): Session(
+                    id="",
+                    csrf=str(row["csrf"]),
+                    key_id=None if row["key_id"] is None else str(row["key_id"]),
+                    name=str(row["name"]),
+                    scopes=tuple(str(scope) for scope in row["scopes"]),
+                    expires_at=float(row["expires_at"]),
+                )
+                for row in rows
+                if float(row["expires_at"]) > now
+            }
+        except (OSError, ValueError, TypeError, KeyError):
+            return {}
+
+    def _save(self) -> None:
+        """The sessions into the file (under the lock): written whole to a private file, then renamed
+        over the old one, so a reader never sees half of it. A failure to write leaves sessions in memory."""
+        if self.path is None:
+            return
+        rows: list[dict[str, Any]] = [
+            {"digest": digest, **{k: v for k, v in dataclasses.asdict(s).items() if k != "id"}}
+            for digest, s in self._sessions.items()
+        ]
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                json.dump({"sessions": rows}, file)
+            os.chmod(temporary, 0o600)  # one left by an earlier try keeps the mode it had
+            os.replace(temporary, self.path)
 
     def _key_active(self, key_id: str | None) -> bool:
         if key_id is None:
@@ -84,6 +139,10 @@ class SessionStore:
             return self.keys.get(key_id).active
         except Exception:  # a deleted key or an unreadable store: the session is over
             return False
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 def tokens_match(expected: str | None, given: str | None) -> bool:

@@ -165,6 +165,21 @@ def _digest(fingerprints: dict[str, Hashable]) -> str:
 
 @router.get("/ui/tasks/{task_id}")
 def task_page(request: Request, task_id: str, session: Viewer, notice: str = "") -> HTMLResponse:
+    return task_page_response(request, task_id, session, notice=notice)
+
+
+def task_page_response(
+    request: Request,
+    task_id: str,
+    session: Session,
+    *,
+    notice: str = "",
+    status_code: int = 200,
+    problems: dict[str, list[str]] | None = None,
+    typed: dict[str, dict[str, str]] | None = None,
+) -> HTMLResponse:
+    """The task's page; ``problems`` and ``typed``: per form of the page (``message``, ``feedback``,
+    ``code``), what was wrong with what was sent and what was typed, shown in that form again."""
     view = _read_task(_rt(request), task_id)
     checks: TaskChecks | None
     try:
@@ -175,11 +190,14 @@ def task_page(request: Request, task_id: str, session: Viewer, notice: str = "")
         request,
         "task.html",
         session,
+        status_code=status_code,
         **view.context(),
         checks=checks,
         live=not view.settled,
         digest=_digest(view.fingerprints()),
         notice=notice,
+        problems=problems or {},
+        typed=typed or {},
     )
 
 

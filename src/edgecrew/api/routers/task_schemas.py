@@ -334,3 +334,8 @@ class StatsOut(BaseModel):
     avg_runtime_s: float | None
     runs_by_status: dict[str, int]
     teams: list[TeamScoreOut] = Field(description="The scoreboard: per team that worked tasks.")
+    executions_by_status: dict[str, int] = Field(
+        description="Executions of code versions by status, every status named (one whose process is gone "
+        "reads interrupted)."
+    )
+    executions_running: int = Field(ge=0, description="Executions running in the sandbox now.")

@@ -342,13 +342,14 @@ def download_log(task_id: TaskId, filename: LogName, tasks: Tasks, _: Read) -> F
 
 
 @router.get("/stats", response_model=StatsOut)
-def stats(tasks: Tasks, _: Read) -> StatsOut:
+def stats(tasks: Tasks, runner: executions.Executions, _: Read) -> StatsOut:
     """Counts across the workspace (tasks by status, versions, results, messages, feedback), average
-    accuracy and runtime over results, runs by status, and a scoreboard per team (tasks done and failed,
-    versions per accepted task, time per finished task)."""
+    accuracy and runtime over results, runs by status, executions by status and how many run now, and
+    a scoreboard per team (tasks done and failed, versions per accepted task, time per finished task)."""
+    runner.recover()  # a row whose process is gone reads interrupted, as the executions' own reads do
     s = tasks.stats()
     teams = [TeamScoreOut(**score.__dict__) for score in s.teams]
-    return StatsOut(tasks=s.tasks, **{**s.__dict__, "teams": teams})
+    return StatsOut(tasks=s.tasks, executions_running=s.executions_running, **{**s.__dict__, "teams": teams})
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:

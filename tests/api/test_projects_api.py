@@ -328,9 +328,12 @@ def test_a_project_file_has_a_page_of_its_own(api: dict[str, Any]) -> None:
     assert shown.status_code == 200, shown.text
     assert "return &#39;&lt;script&gt;&#39;" in shown.text and "'<script>'" not in shown.text  # the hidden copy
     assert 'class="highlight"' in shown.text and "project/notes/plan &lt;b&gt;.py" in shown.text
+    assert 'data-copy="raw-file"' in shown.text and 'id="raw-file"' in shown.text
     assert "A binary file" in c.get(f"/ui/projects/{pid}/files/blob.bin").text
     big = c.get(f"/ui/projects/{pid}/files/big.txt").text
     assert "The first 256 KiB are shown" in big
+    # A copy of a cut file would be a part taken for the whole (the code page offers none either).
+    assert "data-copy" not in big and 'id="raw-file"' not in big
     # A character the cut splits is left out, not shown as U+FFFD (a byte that is no UTF-8 still is).
     (folder / "split.txt").write_bytes(b"\xff\n" + b"y" * (SHOWN_BYTES - 3) + "é".encode() + b"tailmark")
     split = html.unescape(c.get(f"/ui/projects/{pid}/files/split.txt").text)

@@ -14,6 +14,7 @@ import pytest
 
 from edgecrew.bootstrap import bootstrap
 from edgecrew.cli.scaffold import create_project
+from edgecrew.domain.text import counted
 from edgecrew.engine import durable
 from edgecrew.engine.service import RunService, TeamName
 from tests.conftest import write
@@ -176,7 +177,9 @@ async def test_the_build_loop_runs_to_its_bound_on_smollm2_and_every_version_was
     assert len(rt.tasks.feedback(task.id)) == len(ran)
     assert repeated is None or f"version {versions[-1]} is version {repeated} again" in run.output["summary"]
     summary = run.output["summary"]
-    assert summary.startswith("Done: " if task.status == "done" else f"Failed: {len(versions)} version(s) written")
+    assert summary.startswith(
+        "Done: " if task.status == "done" else f"Failed: {counted(len(versions), 'version')} written"
+    )
 
 
 async def test_platform_copilot_on_smollm2_builds_a_valid_repository_and_waits_for_approval(

@@ -61,7 +61,7 @@ async def test_the_loop_goes_round_twice_and_ends_with_the_task_done(tmp_path: P
     assert tasks.code_bytes(tasks.code_version(task.id, 1)).decode() == WRONG
     assert result.output["summary"] == (
         "Done: version 2 passes all 2 checks, the generator's (a model wrote them: read them with edgecrew tasks"
-        f" show {task.id}, or write your own after 'Checks:'); 2 version(s) written. Its code: edgecrew tasks code"
+        f" show {task.id}, or write your own after 'Checks:'); 2 versions written. Its code: edgecrew tasks code"
         f" {task.id} 2."
     )
     assert [r.version for r in tasks.results(task.id)] == [1, 2]
@@ -91,7 +91,7 @@ async def test_a_coder_that_never_gets_it_right_ends_the_task_failed_after_the_b
     # the answer says what was tried, which version is best and where to read it, and what to do next
     summary = result.output["summary"]
     assert summary.startswith(
-        "Failed: 3 version(s) written, none passes every check; the last run: 2 problems; first: io check 1 failed"
+        "Failed: 3 versions written, none passes every check; the last run: 2 problems; first: io check 1 failed"
     )
     assert f"edgecrew tasks code {task.id} {task.best_version}" in summary and "tag `coding`" in summary
     assert result.output["versions"] == 3
@@ -127,7 +127,7 @@ async def test_the_checks_a_request_writes_are_the_tasks_exactly_and_no_model_wr
     assert not [r for r in io.model_calls if r.agent == "generator"]
     coder = next(r for r in io.model_calls if r.agent == "coder").request.messages[-1].content
     assert 'Checks (stdin -> expected stdout): "1 1" -> "2"; "7 8" -> "15"' in coder
-    assert result.output["summary"].startswith("Done: version 2 passes all 2 checks, the request's; 2 version(s)")
+    assert result.output["summary"].startswith("Done: version 2 passes all 2 checks, the request's; 2 versions")
 
 
 async def test_a_check_the_request_writes_wrong_fails_the_run_naming_it(tmp_path: Path) -> None:
@@ -221,3 +221,12 @@ async def test_one_check_is_said_in_the_singular(tmp_path: Path) -> None:
     assert result.ok, result.error
     assert result.output["summary"].startswith("Done: version 2 passes its one check, the request's; ")
     assert tasks.feedback(result.output["task_id"])[-1].notes == "its one check passes"
+
+
+async def test_one_version_is_said_in_the_singular(tmp_path: Path) -> None:
+    # not "1 version(s) written": the coder gets it right the first time
+    _, io, replies = workspace(tmp_path)
+    replies["coder"] = [fenced(RIGHT)]
+    result = await FakeTurnRunner(load_team(TEAM), io).run("a program that adds two numbers. Checks: 1 1 -> 2")
+    assert result.ok, result.error
+    assert "; 1 version written. Its code: " in result.output["summary"], result.output["summary"]

@@ -530,6 +530,18 @@ async def test_finish_without_an_accepted_version_names_the_one_with_most_checks
     assert (done["best_version"], done["why"]) == (1, "passed 1 of 2 checks in execution 1")
 
 
+async def test_finish_says_one_check_in_the_singular(
+    tasks: TaskStore, service: ExecutionService, tmp_path: Path
+) -> None:
+    registry = ToolRegistry()
+    register_task_tools(registry, tasks, service)
+    ctx = ToolContext(run_id="run1", agent="evaluator", workspace=tmp_path)
+    task_id = version(tasks, ADD, checks={"io": [{"input": "1 2", "expected": "3"}]})
+    await service.run(task_id, 1)
+    done = await registry.get("tasks.finish").call({"task_id": task_id, "status": "failed"}, ctx)
+    assert (done["best_version"], done["why"]) == (1, "passed 1 of 1 check in execution 1")  # not "1 checks"
+
+
 async def test_finish_never_names_a_deleted_version_best(
     tasks: TaskStore, service: ExecutionService, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from edgecrew.domain.text import counted
 from edgecrew.store import tables as t
 
 __all__ = ["best_version"]
@@ -37,7 +38,10 @@ def best_version(conn: Connection, task_id: str) -> tuple[int | None, str]:
     ran = [r for r in runs if r.version in known and r.version not in rejected and r.checks_total is not None]
     if ran:
         best = max(ran, key=lambda r: (r.checks_passed or 0, r.status == "succeeded", r.id))
-        return best.version, f"passed {best.checks_passed or 0} of {best.checks_total} checks in execution {best.id}"
+        return (
+            best.version,
+            f"passed {best.checks_passed or 0} of {counted(best.checks_total, 'check')} in execution {best.id}",
+        )
     if known - rejected:
         return max(known - rejected), "no version was accepted or run; the latest"
     if known:

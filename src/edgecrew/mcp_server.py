@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecrew.domain.runs import RunStatus
-from edgecrew.errors import EdgecrewError, SpecError, ToolError
+from edgecrew.errors import EdgecrewError, SpecError, ToolError, UserError
 from edgecrew.tools.base import ToolContext, ToolSpec
 
 if TYPE_CHECKING:
@@ -87,7 +87,8 @@ class EdgecrewMcp:
         return [spec for spec in self.rt.tools.specs() if self.served(spec)]
 
     def teams(self) -> dict[str, str]:
-        """Tool name -> team name, for every team of the project (built-in ones included)."""
+        """Tool name -> team name, for every team of the project (built-in ones included); the internal ones
+        are not listed, and calling one is refused by name (:meth:`run_team`)."""
         teams: dict[str, str] = {}
         for name in sorted(self.rt.project.teams):
             teams[TEAM_PREFIX + (_NAME_CHARS.sub("-", name) or "team")] = name
@@ -113,6 +114,8 @@ class EdgecrewMcp:
                 if team not in self._unserved:
                     self._unserved.add(team)
                     logger.warning("team '%s' is not served over MCP: %s", team, exc)
+                continue
+            if spec.internal:  # edgecrew starts it itself (the supervisor's): not a tool for a client
                 continue
             agents = ", ".join(spec.agents)
             listed.append(
@@ -169,8 +172,11 @@ class EdgecrewMcp:
 
     async def run_team(self, team: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """Start a run of ``team`` on the task and wait for it to end."""
+        from edgecrew.engine.chat import internal_team
         from edgecrew.engine.service import RunService, TeamName
 
+        if why := internal_team(self.rt.load_team(team), "run over MCP"):
+            raise UserError(f"{why}; tools/list lists the teams to run")
         task = arguments.get("task")
         if not isinstance(task, str) or set(arguments) - {"task"}:
             raise ToolError(f"team.{team} takes one argument, task (a string): what the team should do")

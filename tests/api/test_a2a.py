@@ -161,6 +161,21 @@ async def test_each_team_has_an_agent_card_behind_the_read_scope(edgecrew: Edgec
         assert missing.status_code == 404 and "no team 'nope'" in missing.json()["detail"]
 
 
+async def test_an_internal_team_has_no_agent_card_and_takes_no_message(edgecrew: Edgecrew) -> None:
+    # Before: the supervisor's own team (internal: true) had a card, and a message started it.
+    async with edgecrew.http("read") as http:
+        index = (await http.get(f"{edgecrew.url}/a2a/")).json()
+        card = await http.get(f"{edgecrew.url}/a2a/supervisor-action/.well-known/agent-card.json")
+    assert "supervisor-action" not in {c["name"] for c in index["agents"]} and "echo" in str(index)
+    assert card.status_code == 404 and card.json()["detail"].startswith("team 'supervisor-action' is internal")
+    async with edgecrew.http("peer") as http:
+        sent = await http.post(
+            f"{edgecrew.url}/a2a/supervisor-action/",
+            json={"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {}},
+        )
+    assert sent.status_code == 404 and "team 'supervisor-action' is internal" in sent.text
+
+
 async def test_a_message_is_a_run_whose_id_is_the_task_id_and_whose_answer_is_the_artifact(edgecrew: Edgecrew) -> None:
     async with edgecrew.http("peer") as http:
         client = await edgecrew.client(http, "echo")

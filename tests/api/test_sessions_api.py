@@ -196,6 +196,42 @@ def test_an_internal_team_is_not_offered_for_chat_nor_taken_when_named(http: tup
     assert "<option>backstage</option>" not in page
 
 
+def test_an_internal_team_is_listed_as_such_but_not_offered_where_a_person_starts_a_run(
+    http: tuple[TestClient, dict[str, str]],
+) -> None:
+    """Before: the chat hid the supervisor's own team, but GET /teams did not say what it was, and the UI
+    offered a Run button, a run form and the task and job pickers for it."""
+    from tests.api.test_ui_pages import sign_in
+
+    client, headers = http
+    project = client.app.state.rt.project.dir  # type: ignore[attr-defined]
+    write(project / "teams" / "backstage.yaml", SLOW.replace("name: slow", "name: backstage\ninternal: true"))
+    listed = {t["name"]: t for t in client.get("/teams", headers=headers).json()}
+    assert listed["supervisor-action"]["internal"] and listed["backstage"]["internal"]  # listed, marked
+    assert not listed["slow"]["internal"]
+    csrf = sign_in(client, headers["Authorization"].removeprefix("Bearer "))
+    teams_page = client.get("/ui/teams").text
+    assert 'href="/ui/teams/slow#run"' in teams_page and 'href="/ui/teams/backstage#run"' not in teams_page
+    assert 'href="/ui/teams/supervisor-action#run"' not in teams_page and ">internal</span>" in teams_page
+    own = client.get("/ui/teams/backstage").text
+    assert 'action="/ui/teams/backstage/run"' not in own and "This team is internal" in own
+    assert 'action="/ui/teams/slow/run"' in client.get("/ui/teams/slow").text
+    posted = client.post("/ui/teams/backstage/run", data={"csrf": csrf, "task": "hi"}, follow_redirects=False)
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/ui/teams/backstage?")
+    assert "team &#39;backstage&#39; is internal" in client.get(posted.headers["location"]).text
+    assert client.get("/runs", headers=headers).json()["items"] == []  # no run was started
+    for form in ("/ui/tasks/new", "/ui/jobs"):
+        picker = client.get(form).text
+        assert ">slow</option>" in picker and ">backstage</option>" not in picker, form
+        assert ">supervisor-action</option>" not in picker, form
+    task = client.post("/ui/tasks", data={"csrf": csrf, "title": "t", "team": "backstage"})
+    assert task.status_code == 400 and "&#39;backstage&#39; is internal" in task.text
+    job = client.post(
+        "/ui/jobs", data={"csrf": csrf, "kind": "team", "team": "backstage", "task": "hi"}, follow_redirects=False
+    )
+    assert "is+internal" in job.headers["location"] or "is%20internal" in job.headers["location"], job.headers
+
+
 def test_a_message_whose_run_waits_for_an_approval_says_so(http: tuple[TestClient, dict[str, str]]) -> None:
     """Before: 202 with status "pending" and nothing else, the same as a run still working: a client could
     not tell that a person had to decide."""

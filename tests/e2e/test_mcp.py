@@ -277,6 +277,20 @@ async def test_edgecrew_mcp_serve_exposes_tools_and_teams(
     assert run.status.value == "succeeded" and run.task == "Explain durability"
 
 
+async def test_an_internal_team_is_no_tool_and_calling_it_is_refused_by_name(project_dir: Path) -> None:
+    # Before: the supervisor's own team (internal: true) was listed as team.supervisor-action, and a call ran it.
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.mcp_server import EdgecrewMcp
+
+    app = EdgecrewMcp(bootstrap())
+    teams = {t.name for t in await app.list_tools() if t.name.startswith("team.")}
+    assert "team.plan-write-review" in teams and "team.supervisor-action" not in teams, teams
+    refused = await app.call("team.supervisor-action", {"task": "restart the worker"})
+    assert refused.is_error and _text(refused).startswith("team 'supervisor-action' is internal"), refused.content
+    assert "tools/list" in _text(refused)
+    assert bootstrap().store.list_runs() == []  # nothing was started
+
+
 async def test_a_team_tool_whose_run_waits_for_an_approval_answers_at_once_with_how_to_approve(
     project_dir: Path, edgecrew_home: Path, tmp_path: Path
 ) -> None:

@@ -207,6 +207,10 @@ def test_teams_list_shows_builtin_and_project_teams_with_validity(project_dir: P
     assert "plan-write-review" in result.output and "built-in" in result.output
     assert "trio" in result.output and "valid" in result.output
     assert "broken" in result.output and "problem" in result.output
+    # An internal team is listed (an operator sees what exists), marked so: chat, MCP and A2A do not offer it.
+    [internal] = [line for line in result.output.splitlines() if "supervisor-action" in line]
+    assert "valid, internal" in internal, result.output
+    assert [line for line in result.output.splitlines() if "internal" in line] == [internal]
 
 
 def test_validate_reports_every_problem_with_file_and_line(project_dir: Path) -> None:

@@ -1,4 +1,5 @@
-"""A2A: every team is an A2A agent at ``/a2a/{team}/``, on the protocol of the official a2a-sdk (1.0).
+"""A2A: every team but the internal ones is an A2A agent at ``/a2a/{team}/``, on the protocol of the
+official a2a-sdk (1.0).
 
 The routes: the agent cards (``/a2a/`` and ``/a2a/{team}/.well-known/agent-card.json``) and each
 team's JSON-RPC endpoint ``/a2a/{team}/``. The agents behind them, and the SDK they are built on, are in
@@ -22,9 +23,10 @@ from fastapi.responses import JSONResponse
 from edgecrew.api.auth import authorize
 from edgecrew.api.deps import Read, get_runtime
 from edgecrew.domain.specs import TeamSpec
+from edgecrew.engine.chat import internal_team
 from edgecrew.engine.runtime import Runtime
 from edgecrew.engine.service import RunService, TeamName
-from edgecrew.errors import SpecError
+from edgecrew.errors import NotFoundError, SpecError
 
 if TYPE_CHECKING:
     from edgecrew.api.a2a_agents import A2AAgents
@@ -73,13 +75,17 @@ def _endpoint(request: Request, team: str) -> str:
 
 
 def _load(rt: Runtime, team: str) -> TeamSpec:
-    return RunService(rt).load_team(TeamName(team))  # 404 for an unknown team, 422 for an invalid spec
+    """The team an A2A path names: 404 for an unknown or an internal team, 422 for an invalid spec."""
+    spec = RunService(rt).load_team(TeamName(team))
+    if why := internal_team(spec, "serve over A2A"):
+        raise NotFoundError(f"{why}; GET /a2a/ lists the teams served")
+    return spec
 
 
 def _valid_teams(rt: Runtime) -> list[TeamSpec]:
     specs = []
     for name in sorted(rt.project.teams):
-        with contextlib.suppress(SpecError):
+        with contextlib.suppress(SpecError, NotFoundError):  # an invalid or an internal team is not served
             specs.append(_load(rt, name))
     return specs
 
@@ -96,7 +102,7 @@ async def _method(request: Request) -> str | None:
 
 @router.get("/")
 async def list_agent_cards(request: Request, _: Read) -> JSONResponse:
-    """The agent card of every valid team."""
+    """The agent card of every valid team but the internal ones (edgecrew starts those itself)."""
     from edgecrew.api.a2a_agents import card_json
 
     specs = await asyncio.to_thread(_valid_teams, get_runtime(request))

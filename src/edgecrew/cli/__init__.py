@@ -444,6 +444,8 @@ def teams_list(project: ProjectOpt = None) -> None:
             agents, state = ", ".join(spec.agents), "[green]valid[/]"
             if spec.warnings:  # `edgecrew validate` says what each is
                 state += f", [yellow]{counted(len(spec.warnings), 'warning')}[/]"
+            if spec.internal:  # edgecrew starts it itself: chat, MCP, A2A and the UI's run forms do not offer it
+                state += ", [cyan]internal[/]"
         except SpecError as exc:
             agents, state = "", f"[red]{len(exc.issues)} problem(s)[/]"
         table.add_row(name, "built-in" if source.builtin else str(source.file), agents, state)

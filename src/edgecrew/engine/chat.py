@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgecrew.domain.runs import ANSWER_SAYS_FAILED, RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
@@ -24,6 +24,9 @@ from edgecrew.engine.approvals import ApprovalService
 from edgecrew.engine.service import TASK_PATTERN, RunService
 from edgecrew.errors import ModelNotFound, SpecError, UserError
 from edgecrew.store.repo import RunRecord
+
+if TYPE_CHECKING:
+    from edgecrew.engine.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,27 @@ class ChatAnswer:
         return run_failure(self.run)
 
 
-def internal_team(spec: TeamSpec) -> str | None:
-    """Why a person cannot chat with ``spec`` (a team edgecrew starts itself: ``internal: true``), or None."""
+def internal_team(spec: TeamSpec, use: str = "chat with") -> str | None:
+    """Why a person cannot ``use`` ``spec`` (a team edgecrew starts itself: ``internal: true``), or None."""
     if not spec.internal:
         return None
     why = "its YAML says internal: true: edgecrew starts it itself"
-    return f"team '{spec.name}' is internal ({why}), not one to chat with"
+    return f"team '{spec.name}' is internal ({why}), not one to {use}"
+
+
+def public_teams(rt: Runtime) -> list[str]:
+    """The teams offered to people (chat, the UI's run forms, MCP, A2A): every team but the internal ones
+    (one whose spec does not load stays listed: starting it says what is wrong)."""
+    catalog = rt.catalog()
+    out = []
+    for name, source in sorted(rt.project.teams.items()):
+        try:
+            if rt.project.load_source(source, catalog).internal:
+                continue
+        except SpecError:
+            pass
+        out.append(name)
+    return out
 
 
 class ChatService:
@@ -94,18 +112,8 @@ class ChatService:
         self.rt = runs.rt
 
     def teams(self) -> list[str]:
-        """The teams a person may chat with: every team but the internal ones (one whose spec does not load
-        stays listed: starting a chat with it says what is wrong)."""
-        catalog = self.rt.catalog()
-        out = []
-        for name, source in sorted(self.rt.project.teams.items()):
-            try:
-                if self.rt.project.load_source(source, catalog).internal:
-                    continue
-            except SpecError:
-                pass
-            out.append(name)
-        return out
+        """The teams a person may chat with: :func:`public_teams`."""
+        return public_teams(self.rt)
 
     def models(self) -> list[ChatTarget]:
         """Every valid team, then each of its agents that can answer alone as ``team/agent``; invalid

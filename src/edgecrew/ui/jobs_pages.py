@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from edgecrew.engine.chat import public_teams
 from edgecrew.engine.service import TASK_MAX_CHARS, TASK_PATTERN
 from edgecrew.errors import EdgecrewError
 from edgecrew.ops import Ops
@@ -75,7 +76,7 @@ async def jobs_page(
         return listed, jobs.effective_policies(), waits
 
     listed, policies, waits = await asyncio.to_thread(read)
-    teams = sorted(request.app.state.rt.project.teams)
+    teams = await asyncio.to_thread(public_teams, request.app.state.rt)  # not the internal ones
     return page(request, "jobs.html", session, jobs=listed, policies=policies, states=JOB_STATES, waits=waits,
                 state=state or "", teams=teams, when=_when, notice=notice, dumps=json.dumps)  # fmt: skip
 
@@ -143,6 +144,8 @@ def _form_problem(
             return "Team: choose the team that runs the job"
         if team not in known:
             return f"Team: there is no team {team!r} (known: {', '.join(known) or 'none'})"
+        if team not in public_teams(request.app.state.rt):
+            return f"Team: {team!r} is internal (edgecrew starts it itself); choose another"
         if re.search(TASK_PATTERN, task) is None:
             return "Task: say what the team should do"
     if deadline is not None and not deadline < LAST_DEADLINE:

@@ -41,6 +41,7 @@ from edgecrew.domain.events import EventRecord, StepStarted
 from edgecrew.domain.runs import started_by
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.engine.approvals import ApprovalService
+from edgecrew.engine.chat import internal_team
 from edgecrew.engine.executors import executor_alive
 from edgecrew.engine.live import LiveText
 from edgecrew.engine.runtime import Runtime
@@ -662,8 +663,12 @@ async def start_run(
     project: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     need(session, "runs")
+    runs = RunService(_rt(request))
     try:
-        started = await RunService(_rt(request)).start(
+        spec = await asyncio.to_thread(runs.load_team, TeamName(name))
+        if why := internal_team(spec, "start from this page"):  # its page offers no form: a hand-made post
+            raise UserError(why)
+        started = await runs.start(
             TeamName(name), task, request_id=current_request_id.get(), project=project.strip() or None
         )
     except EdgecrewError as exc:

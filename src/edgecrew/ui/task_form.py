@@ -14,6 +14,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from edgecrew.engine.chat import public_teams
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import SpecError, UserError
 from edgecrew.specs.yamlsrc import parse_yaml, to_plain
@@ -45,7 +46,7 @@ def _rt(request: Request) -> Runtime:
 def _form(
     request: Request, session: Session, *, status_code: int = 200, problems: list[str], **values: str
 ) -> HTMLResponse:
-    teams = sorted(_rt(request).project.teams)
+    teams = public_teams(_rt(request))  # not the internal ones: edgecrew starts those itself
     fields = {"title": "", "description": "", "checks": "", "team": ""} | values
     return page(
         request,
@@ -102,6 +103,8 @@ async def create_task(
         problems.append("title: give the task a short title")
     if team and team not in rt.project.teams:
         problems.append(f"team: there is no team named {team!r}; pick one from the list")
+    elif team and team not in await asyncio.to_thread(public_teams, rt):
+        problems.append(f"team: {team!r} is internal (edgecrew starts it itself); pick one from the list")
     parsed = None
     try:
         parsed = checks_from_text(checks)

@@ -69,6 +69,11 @@ class TeamSummary(BaseModel):
     agents: list[str]
     issues: list[IssueOut]
     warnings: list[IssueOut] = []  # what may not work as meant (it still runs); see POST /teams/validate
+    internal: bool = Field(
+        default=False,
+        description="Its YAML says internal: true: edgecrew starts it itself (the supervisor's), so chat, MCP and"
+        " A2A do not offer it. False for an invalid spec.",
+    )
 
 
 class TeamOut(BaseModel):
@@ -131,9 +136,11 @@ def list_teams(rt: RuntimeDep, _: Read) -> list[TeamSummary]:
         try:
             spec = rt.project.load_source(source, catalog)
             agents, issues, warnings = list(spec.agents), [], [IssueOut.of(i) for i in spec.warnings]
+            internal = spec.internal
         except SpecError as exc:
             agents, issues = [], [IssueOut.of(i) for i in exc.issues]
             warnings = [IssueOut.of(i) for i in exc.warnings]
+            internal = False
         out.append(
             TeamSummary(
                 name=name,
@@ -143,6 +150,7 @@ def list_teams(rt: RuntimeDep, _: Read) -> list[TeamSummary]:
                 agents=agents,
                 issues=issues,
                 warnings=warnings,
+                internal=internal,
             )
         )
     return out

@@ -3,7 +3,9 @@
 Sessions live in the server's memory and, so that a restart keeps people signed in, in a file
 under the home (``ui-sessions.json``, mode 0600) that holds each session's id only as its SHA-256:
 reading the file does not give anyone a cookie. A session points at the key, not a copy of it: a
-revoked key ends its sessions at the next request.
+revoked key ends its sessions at the next request. Two servers on one home share the file: a save
+merges this process's sign-ins and sign-outs since its last save into what the file holds, under a
+lock (``ui-sessions.json.lock``), so neither drops the other's sessions nor brings back a closed one.
 The CSRF token is per session and must come back with every state-changing request, as a form
 field or an ``X-CSRF-Token`` header (htmx sends it from the page's ``hx-headers``).
 """
@@ -19,6 +21,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +57,11 @@ class SessionStore:
         self.keys = keys
         self.path = path
         self._lock = threading.Lock()
-        self._sessions: dict[str, Session] = self._load()
+        self._sessions: dict[str, Session] = self._load() or {}
+        # Since the last save that reached the file: what opened here, and what closed here (a close
+        # must stay one when the file still holds it).
+        self._opened: dict[str, Session] = {}
+        self._closed: set[str] = set()
 
     def open(self, principal: Principal) -> Session:
         session = Session(
@@ -69,7 +76,9 @@ class SessionStore:
             now = time.time()
             for digest in [digest for digest, old in self._sessions.items() if old.expires_at < now]:
                 del self._sessions[digest]  # expired sessions go when new ones come: memory stays bounded
-            self._sessions[_digest(session.id)] = session
+            digest = _digest(session.id)
+            self._sessions[digest] = self._opened[digest] = session
+            self._closed.discard(digest)
             self._save()
         return session
 
@@ -87,15 +96,18 @@ class SessionStore:
         return dataclasses.replace(session, id=session_id)  # one read back from the file knows no id
 
     def close(self, session_id: str) -> None:
+        digest = _digest(session_id)
         with self._lock:
-            if self._sessions.pop(_digest(session_id), None) is not None:
+            if self._sessions.pop(digest, None) is not None:
+                self._opened.pop(digest, None)
+                self._closed.add(digest)
                 self._save()
 
-    def _load(self) -> dict[str, Session]:
-        """The sessions the file holds that have not expired; none when it is missing or unreadable
+    def _load(self) -> dict[str, Session] | None:
+        """The sessions the file holds that have not expired; None when it is missing or unreadable
         (its people sign in again: nothing else is lost)."""
         if self.path is None:
-            return {}
+            return None
         try:
             rows = json.loads(self.path.read_text(encoding="utf-8"))["sessions"]
             now = time.time()
@@ -112,25 +124,38 @@ class SessionStore:
                 if float(row["expires_at"]) > now
             }
         except (OSError, ValueError, TypeError, KeyError):
-            return {}
+            return None
 
     def _save(self) -> None:
-        """The sessions into the file (under the lock): written whole to a private file, then renamed
-        over the old one, so a reader never sees half of it. A failure to write leaves sessions in memory."""
+        """The sessions into the file (under ``self._lock``): what the file holds now (another server's
+        sign-ins and sign-outs included), less what closed here, plus what opened here, since the last
+        save. Read and written under a file lock that other processes take too; written whole to a
+        private file, then renamed over the old one, so a reader never sees half of it. A failure to
+        write leaves sessions in memory, and the next save tries again."""
         if self.path is None:
             return
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with _file_lock(self.path.with_name(self.path.name + ".lock")):
+                held = self._load()
+                if held is not None:  # a missing or unreadable file: this process's sessions are all there is
+                    now = time.time()
+                    merged = {d: s for d, s in held.items() if d not in self._closed} | self._opened
+                    self._sessions = {d: s for d, s in merged.items() if s.expires_at > now}
+                self._write(self.path)
+                self._opened, self._closed = {}, set()
+
+    def _write(self, path: Path) -> None:
         rows: list[dict[str, Any]] = [
             {"digest": digest, **{k: v for k, v in dataclasses.asdict(s).items() if k != "id"}}
             for digest, s in self._sessions.items()
         ]
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                json.dump({"sessions": rows}, file)
-            os.chmod(temporary, 0o600)  # one left by an earlier try keeps the mode it had
-            os.replace(temporary, self.path)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump({"sessions": rows}, file)
+        os.chmod(temporary, 0o600)  # one left by an earlier try keeps the mode it had
+        os.replace(temporary, path)
 
     def _key_active(self, key_id: str | None) -> bool:
         if key_id is None:
@@ -139,6 +164,19 @@ class SessionStore:
             return self.keys.get(key_id).active
         except Exception:  # a deleted key or an unreadable store: the session is over
             return False
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (made 0600 if missing), held by one process (and thread) at a time."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing it lets the lock go
 
 
 def _digest(session_id: str) -> str:

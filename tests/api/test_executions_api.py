@@ -83,6 +83,9 @@ def test_a_version_runs_to_a_result_with_logs_and_a_wrong_one_fails_with_the_rea
     assert done["metrics"]["accuracy"] == 1 and done["started_at"] <= done["finished_at"]
     results = client.get(f"/tasks/{task_id}/results?version=1", headers=ro).json()
     assert [r["id"] for r in results] == [done["result_id"]] and results[0]["accuracy"] == 1
+    # Counts read as counts: "checks_passed": 2, not 2.0 (the store keeps every metric a float).
+    counts = {name: results[0]["metrics"][name] for name in ("checks_passed", "checks_total")}
+    assert counts == {"checks_passed": 2, "checks_total": 2} and {type(v) for v in counts.values()} == {int}
 
     out = client.get(done["stdout"], headers=ro)
     assert out.status_code == 200 and out.headers["content-type"] == "text/plain; charset=utf-8"

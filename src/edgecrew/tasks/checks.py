@@ -43,6 +43,8 @@ LIMIT_LEAST = {"memory_mb": 32}
 # (the API's: an accuracy is a fraction, a runtime is not negative).
 RESULT_COLUMNS = {"accuracy": "accuracy", "loss": "loss", "runtime": "runtime_s", "runtime_s": "runtime_s"}
 COLUMN_RANGES = {"accuracy": (0.0, 1.0), "loss": (-math.inf, math.inf), "runtime_s": (0.0, math.inf)}
+# Metrics that count (an execution's result holds them): whole numbers, though the store keeps floats.
+COUNT_METRICS = frozenset({"checks_passed", "checks_total"})
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,19 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_serializer, field_validator, model_validator
 
 from edgecrew.api.shapes import Out, Page
 from edgecrew.store.taskfiles import LogFile
 from edgecrew.store.tasks import DESCRIPTION_MAX, TITLE_MAX, CodeRecord
-from edgecrew.tasks.checks import JSON_INT, MAX_IO_CASES, MAX_TEST_CHARS, MAX_TEXT_CHARS, TaskLimitsJson
+from edgecrew.tasks.checks import (
+    COUNT_METRICS,
+    JSON_INT,
+    MAX_IO_CASES,
+    MAX_TEST_CHARS,
+    MAX_TEXT_CHARS,
+    TaskLimitsJson,
+)
 
 TaskStatus = Literal["open", "in_progress", "done", "failed", "cancelled"]
 Verdict = Literal["accepted", "needs_changes", "rejected"]
@@ -250,6 +257,10 @@ class ResultIn(BaseModel):
         return self
 
 
+# Documented as numbers (a count among them is one): a client's float field takes 2 as well as 2.0.
+_NUMBERS = WithJsonSchema({"type": "object", "additionalProperties": {"type": "number"}}, mode="serialization")
+
+
 class ResultOut(Out):
     id: int
     task_id: str
@@ -257,10 +268,18 @@ class ResultOut(Out):
     accuracy: float | None
     loss: float | None
     runtime_s: float | None
-    metrics: dict[str, float]
+    metrics: Annotated[dict[str, float], _NUMBERS] = Field(
+        description="Other numbers, by name; the counts an execution writes (checks_passed, checks_total) are"
+        " whole numbers (2, not 2.0)."
+    )
     log_file: str | None = Field(description="Under GET /tasks/{task_id}/logs/{log_file}.")
     author: str | None
     created_at: float
+
+    @field_serializer("metrics")
+    def _counts_whole(self, metrics: dict[str, float]) -> dict[str, int | float]:
+        # The store keeps every metric a float: "checks_passed": 2.0 read as a measure, not a count.
+        return {k: int(v) if k in COUNT_METRICS and v.is_integer() else v for k, v in metrics.items()}
 
 
 class MessageIn(BaseModel):

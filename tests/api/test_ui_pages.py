@@ -473,6 +473,27 @@ def test_runs_are_filtered_by_status_team_and_text_with_the_filters_in_the_url(
     assert len(svc.list_runs(text="done: find")) == 1  # the output is searched too
 
 
+def test_a_long_tool_result_shows_as_a_preview_that_says_where_it_is_whole(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    from edgecrew.domain.events import ToolCalled
+    from tests.api.telemetry_project import run_to_end
+
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    sign_in(client, keys["read"])
+    run_id = run_to_end(client, keys, "echo")["id"]
+    [started] = [e for e in rt.store.events(run_id) if e.type == "step_started"]
+    whole = json.dumps({"files": [{"path": f"src/f{i}.py", "text": "x" * 300} for i in range(8)], "total": 8})
+    called = ToolCalled.of_result(whole, tool="files.list")
+    rt.store.emit(run_id, f"{started.step_key}.m0.t0.tool", called, step_key=started.step_key, agent=started.agent)
+    page = html.unescape(client.get(f"/ui/runs/{run_id}").text)
+    assert '"path": "src/f0.py"' in page and "x" * 301 not in page
+    link = f'<a href="/ui/runs/{run_id}/steps/{started.step_key}">the step\'s conversation</a>'
+    assert f"a preview of a result of {len(whole)} characters: whole in {link}" in page
+    step = html.unescape(client.get(f"/ui/runs/{run_id}/steps/{started.step_key}").text)
+    assert f"a preview of a result of {len(whole)} characters: whole in the conversation below" in step
+
+
 def test_a_finished_run_offers_to_run_again_with_its_task(client: TestClient, keys: dict[str, str]) -> None:
     from edgecrew.store.keys import ApiKeyStore
     from tests.api.telemetry_project import run_to_end

@@ -4,7 +4,9 @@ the steps and events each leaves in the store (the same logic without DBOS: test
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -122,6 +124,29 @@ async def test_tool_results_are_fed_back_to_the_model() -> None:
     assert tool_msg.role == "tool" and tool_msg.content == "echo:hi"
     events = [e for e in rt.store.events(run.id) if e.type == "tool_called"]
     assert events[0].data["tool"] == "echo" and events[0].data["is_error"] is False
+
+
+async def test_a_long_tool_result_is_an_event_preview_that_parses_and_whole_where_its_docstring_says() -> None:
+    registry = _registry([])
+
+    def listing() -> dict[str, Any]:
+        """List the files."""
+        return {"files": [{"path": f"src/f{i}.py", "text": "x" * 300} for i in range(8)], "total": 8}
+
+    registry.register(spec_from_function(listing))
+    model = ScriptedModel([{"tool": "listing", "args": {}}, "done"])
+    run, rt = await run_team(TOOLED.replace("tools: [echo]", "tools: [echo, listing]"), model, tools=registry)
+    assert run.status == "succeeded"
+    whole = model.calls[1].request.messages[-1].content  # what the agent read
+    assert len(whole) > 500 and json.loads(whole)["total"] == 8
+    [called] = [e for e in rt.store.events(run.id) if e.type == "tool_called"]
+    preview = json.loads(called.data["result"])
+    assert len(called.data["result"]) <= 500 and preview["total"] == 8 and preview["files"][0]["path"] == "src/f0.py"
+    assert called.data["result_truncated"] is True and called.data["result_chars"] == len(whole)
+    # The whole result: in the call journal (the event's key without ".tool") and the step's conversation.
+    _, recorded = rt.store.recorded_call(run.id, called.key.removesuffix(".tool"))
+    assert recorded is not None and recorded[0]["content"] == whole
+    assert [m["content"] for m in rt.store.messages(run.id, called.step_key) if m["role"] == "tool"] == [whole]
 
 
 async def test_repeated_identical_tool_call_ends_with_loop_detected() -> None:

@@ -3,6 +3,7 @@ and no reader picks an event's data apart by key."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from edgecrew.domain.events import (
     ToolsSelected,
     UnknownEvent,
     parse_event,
+    preview_result,
 )
 from edgecrew.domain.runs import EventType, Outcome, RunStatus
 from edgecrew.store import tables as t
@@ -218,6 +220,58 @@ def test_unknown_kinds_and_rows_that_fail_their_model_read_as_unknown_events(sto
     assert isinstance(broken, UnknownEvent) and broken.kind == "run_finished" and broken.problem
     missing = parse_event("step_finished", {"model_calls": 1})
     assert isinstance(missing, UnknownEvent) and "outcome" in (missing.problem or "")
+
+
+def test_a_long_json_tool_result_is_stored_as_a_json_preview_marked_cut(store: RunStore) -> None:
+    """The event kept a result's first 500 characters: a tool's JSON result became a string cut mid-value
+    that no reader could parse back."""
+    listing = {"files": [{"path": f"src/f{i}.py", "size": i, "text": "x" * 300} for i in range(30)], "total": 30}
+    whole = json.dumps(listing)
+    store.emit("r1", "k.tool", ToolCalled.of_result(whole, tool="files.list", is_error=False), step_key="v0.a")
+    [row] = store.events("r1")
+    preview = json.loads(row.data["result"])  # valid JSON, of the result's shape
+    assert len(row.data["result"]) <= 500
+    assert preview["total"] == 30 and preview["files"][0]["path"] == "src/f0.py" and preview["files"][0]["size"] == 0
+    *shown, rest = preview["files"]
+    assert shown[0]["text"].endswith("…") and rest == f"… {30 - len(shown)} more"
+    assert (row.data["result_truncated"], row.data["result_chars"]) == (True, len(whole))
+    payload = row.payload
+    assert isinstance(payload, ToolCalled) and payload.result_truncated and payload.result_chars == len(whole)
+
+
+@pytest.mark.parametrize(
+    "whole",
+    [
+        "error: tool 'http.get' failed: " + "y" * 900,  # text: its first characters
+        '{"text": "' + "x" * 3990 + " [... 2000 more chars]",  # JSON the observation limit already cut
+        "[" + "NaN, " * 200 + "1]",  # Python reads it, no JSON reader does
+    ],
+)
+def test_a_long_text_tool_result_keeps_its_first_characters_marked_cut(whole: str) -> None:
+    event = ToolCalled.of_result(whole, tool="t")
+    assert event.result == whole[:500] and event.result_truncated and event.result_chars == len(whole)
+
+
+def test_a_short_tool_result_is_stored_whole_in_the_shape_it_always_had() -> None:
+    assert ToolCalled.of_result('{"ok": true}', tool="t").to_data() == {"tool": "t", "result": '{"ok": true}'}
+    assert preview_result("x" * 500) == "x" * 500
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        list(range(400)),
+        {f"key-{i}-" + "k" * 200: i for i in range(40)},
+        [[[[[[[[[["deep " * 50] * 3] * 3] * 3] * 3]]]]]],
+        {"n": 10**300, "s": "é" * 600, "f": 0.1, "b": True, "none": None},
+        "a JSON string " * 60,
+    ],
+)
+def test_a_json_preview_fits_the_limit_and_parses_whatever_the_shape(value: Any) -> None:
+    whole = json.dumps(value, ensure_ascii=False)
+    preview = preview_result(whole)
+    assert len(whole) > 500 >= len(preview)
+    assert type(json.loads(preview)) is type(value)
 
 
 @pytest.mark.parametrize("reader", READERS)

@@ -10,6 +10,7 @@ or one that no longer validates, reads as :class:`UnknownEvent` instead of faili
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -98,13 +99,95 @@ class ModelCalled(Event):
         return self.error is None
 
 
+RESULT_PREVIEW_CHARS = 500
+"""The most characters of a tool's result a ``tool_called`` event keeps."""
+
+
 class ToolCalled(Event):
+    """One tool call: the tool, its arguments, and its result, or a preview of it when it is long.
+
+    ``result`` is the observation the agent read when it has at most :data:`RESULT_PREVIEW_CHARS`
+    characters. A longer one is cut so it stays what it was (:func:`preview_result`): a JSON result stays
+    valid JSON, text stays text (its first characters); ``result_truncated`` says so and ``result_chars``
+    is the whole result's length (both only on a cut result: a short one's event keeps its shape).
+
+    The whole result, as the agent read it, is in the call journal: the ``calls`` row of the run and the
+    event's key without its ``.tool`` suffix, ``output["content"]`` (``RunStore.recorded_call``; in a
+    cluster, whose calls are DBOS steps, in DBOS's output of that step); and, once the step has ended, in
+    its conversation (``RunStore.messages(run, step_key)``: the ``tool`` message of the call). A tool's
+    result over ``MAX_OBSERVATION_CHARS`` (engine/toolcall.py) was cut before the agent read it."""
+
     kind = EventType.TOOL_CALLED
     tool: str = ""
     arguments: dict[str, Any] = Field(default_factory=dict)
     is_error: bool = False
     result: str = ""
+    result_truncated: bool = False
+    result_chars: int | None = None
     duration_s: float | None = None
+
+    @classmethod
+    def of_result(cls, content: str, **fields: Any) -> ToolCalled:
+        """The event of a call whose observation is ``content``: the preview of a long one, marked cut."""
+        preview = preview_result(content)
+        if preview == content:
+            return cls(result=content, **fields)
+        return cls(result=preview, result_truncated=True, result_chars=len(content), **fields)
+
+
+# How a JSON result is shrunk, step by step until it fits: (longest string, most items of a list or
+# object, deepest container shown; a deeper one reads as a count of its items).
+_PREVIEW_STEPS = (
+    (200, 20, 8), (120, 12, 6), (80, 8, 5), (50, 5, 4), (30, 4, 3), (20, 3, 3), (10, 2, 2), (5, 1, 1)
+)  # fmt: skip
+_LONGEST_NUMBER = 40  # an integer of more digits reads as a string of its first ones
+
+
+def preview_result(content: str, limit: int = RESULT_PREVIEW_CHARS) -> str:
+    """``content`` itself when it has at most ``limit`` characters; else a cut of it in ``limit``.
+
+    Of a JSON value (what a tool returns that is not text), a JSON text of the same shape: long strings
+    cut (ending in "…"), long lists and objects cut to their first items (the rest counted: a last item
+    "… N more" in a list, a key "…" with "N more keys" in an object), containers deeper than a few levels
+    counted. Of anything else (text, an error, a JSON text already cut), its first ``limit`` characters."""
+    if len(content) <= limit:
+        return content
+    try:
+        value = json.loads(content, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return content[:limit]
+    for longest, items, depth in _PREVIEW_STEPS:
+        text = json.dumps(_shrunk(value, longest, items, depth), ensure_ascii=False)
+        if len(text) <= limit:
+            return text
+    return content[:limit]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python reads them, a JSON reader does not
+
+
+def _shrunk(value: Any, longest: int, items: int, depth: int) -> Any:
+    """``value`` with its strings cut to ``longest``, its containers to ``items`` and ``depth`` levels."""
+    if isinstance(value, str):
+        return value if len(value) <= longest else value[:longest] + "…"
+    if isinstance(value, int) and not isinstance(value, bool) and len(digits := str(value)) > _LONGEST_NUMBER:
+        return digits[:_LONGEST_NUMBER] + "…"
+    if isinstance(value, list):
+        if depth <= 0:
+            return f"[{len(value)} items]"
+        out = [_shrunk(v, longest, items, depth - 1) for v in value[:items]]
+        return out + ([f"… {len(value) - items} more"] if len(value) > items else [])
+    if isinstance(value, dict):
+        if depth <= 0:
+            return f"{{{len(value)} keys}}"
+        shown: dict[str, Any] = {}
+        for key, v in list(value.items())[:items]:
+            shown.setdefault(_shrunk(key, longest, items, depth), _shrunk(v, longest, items, depth - 1))
+        if len(value) > items:
+            shown["…"] = f"{len(value) - items} more keys"
+        return shown
+    return value
 
 
 class ApprovalRequested(Event):

@@ -964,11 +964,11 @@ async def _tool_call(
     with tracing.tool_span(run_id, agent, canonical, call.id, step_key) as span:
         content, is_error = await execute_tool(rt.tools, call, allowed, ctx, timeout_s)
         tracing.record_tool(span, is_error)
-    event = ToolCalled(
+    event = ToolCalled.of_result(  # a long result: a preview that stays valid JSON (the whole one: `data`)
+        content,
         tool=canonical,
         arguments=call.arguments,
         is_error=is_error,
-        result=content[:500],
         duration_s=round(time.perf_counter() - started, 4),
     )
     data = {"content": content, "is_error": is_error}

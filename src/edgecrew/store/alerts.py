@@ -180,7 +180,8 @@ class AlertStore:
             query = query.where(c.created_at <= until)
         with self.store.engine.connect() as conn:
             payloads = [
-                parse_event(EventType.MODEL_CALLED.value, data) for (data,) in conn.execute(query.order_by(c.id))
+                parse_event(EventType.MODEL_CALLED.value, data)
+                for (data,) in conn.execute(query.order_by(c.created_at, c.id))  # along ix_events_type_created_at
             ]
         return [p for p in payloads if isinstance(p, ModelCalled)]
 

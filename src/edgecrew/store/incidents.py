@@ -251,12 +251,14 @@ class IncidentStore:
 
     def run_events(self, types: Sequence[str], since: float, limit: int = 5000) -> list[EventRecord]:
         """The newest ``limit`` events of every run, of these types, since ``since`` (oldest first). The
-        newest: on a busy box the oldest filled the limit, and a watcher missed the latest failures."""
+        newest: on a busy box the oldest filled the limit, and a watcher missed the latest failures.
+        Newest by time, then id: one type's window is read backwards along ``ix_events_type_created_at``
+        and stops at ``limit``, where ordering by id alone sorted every event of the window first."""
         c = t.events.c
         query = (
             sa.select(c.id, c.run_id, c.key, c.type, c.step_key, c.agent, c.data, c.created_at)
             .where(c.type.in_(list(types)), c.created_at >= since)
-            .order_by(c.id.desc())
+            .order_by(c.created_at.desc(), c.id.desc())
             .limit(limit)
         )
         with self.engine.connect() as conn:

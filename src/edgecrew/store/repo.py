@@ -324,7 +324,7 @@ class RunStore:
         calls = (
             sa.select(t.events.c.data["alias"].as_string().label("alias"))
             .where(t.events.c.type == "model_called")
-            .order_by(t.events.c.id.desc())
+            .order_by(t.events.c.created_at.desc(), t.events.c.id.desc())  # along ix_events_type_created_at
             .limit(2000)
             .subquery()
         )
@@ -630,8 +630,10 @@ class RunStore:
             return int(conn.execute(query).scalar() or 0)
 
     def events_of_type(self, type_: str, *, limit: int = 1000) -> list[EventRecord]:
-        """The newest ``limit`` events of one type across runs, oldest first."""
-        query = sa.select(t.events).where(t.events.c.type == type_).order_by(t.events.c.id.desc()).limit(limit)
+        """The newest ``limit`` events of one type across runs, oldest first (newest by time, then id: read
+        backwards along ``ix_events_type_created_at``, where id order sorted every event of the type)."""
+        c = t.events.c
+        query = sa.select(t.events).where(c.type == type_).order_by(c.created_at.desc(), c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [EventRecord(**dict(r)) for r in reversed(conn.execute(query).mappings().all())]
 

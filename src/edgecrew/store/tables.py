@@ -104,6 +104,7 @@ events = Table(
     Column("request_id", String(128)),  # the run's correlation id
     UniqueConstraint("run_id", "key", name="uq_events_run_key"),
     Index("ix_events_run_id_id", "run_id", "id"),
+    Index("ix_events_type_created_at", "type", "created_at"),  # readers by type and time window (0023)
 )
 
 approvals = Table(

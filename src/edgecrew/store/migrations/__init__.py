@@ -1,3 +1,3 @@
 """Alembic migrations of the store; ``HEAD`` names the newest (a test checks it against the scripts)."""
 
-HEAD = "0022"
+HEAD = "0023"

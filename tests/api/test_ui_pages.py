@@ -492,6 +492,12 @@ def test_a_long_tool_result_shows_as_a_preview_that_says_where_it_is_whole(
     assert f"a preview of a result of {len(whole)} characters: whole in {link}" in page
     step = html.unescape(client.get(f"/ui/runs/{run_id}/steps/{started.step_key}").text)
     assert f"a preview of a result of {len(whole)} characters: whole in the conversation below" in step
+    # A model's long reply too: the row says it holds a preview (it said "raw reply (500 characters)").
+    from edgecrew.domain.events import ModelCalled, previewed
+
+    reply = ModelCalled(alias="local", **previewed("word " * 300, "content"))
+    rt.store.emit(run_id, f"{started.step_key}.m9", reply, step_key=started.step_key, agent=started.agent)
+    assert "raw reply (a preview of 1500 characters)" in client.get(f"/ui/runs/{run_id}").text
 
 
 def test_a_finished_run_offers_to_run_again_with_its_task(client: TestClient, keys: dict[str, str]) -> None:

@@ -149,6 +149,17 @@ async def test_a_long_tool_result_is_an_event_preview_that_parses_and_whole_wher
     assert [m["content"] for m in rt.store.messages(run.id, called.step_key) if m["role"] == "tool"] == [whole]
 
 
+async def test_a_long_model_reply_is_an_event_preview_marked_cut_and_a_short_one_is_kept_as_it_was() -> None:
+    reply = "word " * 300  # 1500 characters: the event kept its first 500, unmarked ("raw reply (500 characters)")
+    model = ScriptedModel([{"tool": "echo", "args": {"text": "hi"}}, reply])
+    run, rt = await run_team(TOOLED, model, tools=_registry([]))
+    assert run.status == "succeeded"
+    short, long = [e.data for e in rt.store.events(run.id) if e.type == "model_called"]
+    assert "content_truncated" not in short and "content_chars" not in short
+    assert long["content"] == reply[:500] and long["content_truncated"] is True
+    assert long["content_chars"] == len(reply)
+
+
 async def test_repeated_identical_tool_call_ends_with_loop_detected() -> None:
     calls: list[str] = []
     model = ScriptedModel([{"tool": "echo", "args": {"text": "same"}}], cycle=True)

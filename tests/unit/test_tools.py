@@ -142,3 +142,34 @@ def test_a_function_tools_schema_is_built_on_first_use_and_rewrites_apply_then()
     assert params.schema["description"] == "two numbers" and params.schema["required"] == ["a"]
     assert params.model is not None and params.model.model_validate({"a": "3"}).model_dump() == {"a": 3, "b": 2}
     assert ToolParameters({"type": "object"}).rewritten(lambda s: {**s, "x": 1}).schema == {"type": "object", "x": 1}
+
+
+async def test_a_long_json_result_reaches_the_model_as_valid_json_of_its_shape_and_long_text_says_what_is_cut(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from edgecrew.domain.messages import ToolCall
+    from edgecrew.engine.toolcall import MAX_OBSERVATION_CHARS, execute_tool
+
+    registry = ToolRegistry()
+
+    def listing(n: int) -> dict[str, object]:
+        """A listing with one long text per file."""
+        return {"total": n, "files": [{"path": f"f{i}.py", "text": "x" * 300} for i in range(n)]}
+
+    def log(n: int) -> str:
+        """A long text."""
+        return "line\n" * n
+
+    registry.register(spec_from_function(listing, name="t.listing"))
+    registry.register(spec_from_function(log, name="t.log"))
+    ctx = ToolContext("r", "a", tmp_path)
+    seen, is_error = await execute_tool(registry, ToolCall("c", "t.listing", {"n": 40}), ["t.listing", "t.log"], ctx, 5)
+    shown = json.loads(seen)  # half a JSON text was all a model got: it read it as broken
+    assert not is_error and len(seen) <= MAX_OBSERVATION_CHARS
+    assert shown["total"] == 40 and shown["files"][0]["path"] == "f0.py" and shown["files"][-1].endswith("more")
+    small, _ = await execute_tool(registry, ToolCall("c", "t.listing", {"n": 2}), ["t.listing", "t.log"], ctx, 5)
+    assert json.loads(small) == listing(2)  # under the limit: whole
+    text, _ = await execute_tool(registry, ToolCall("c", "t.log", {"n": 1000}), ["t.listing", "t.log"], ctx, 5)
+    assert text == "line\n" * 800 + " [... 1000 more chars]"

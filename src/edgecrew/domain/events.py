@@ -90,7 +90,9 @@ class ModelCalled(Event):
     ttft_s: float | None = None
     tokens_per_s: float = 0.0
     tool_calls: tuple[str, ...] = ()
-    content: str = ""
+    content: str = ""  # the reply, or a preview of a long one (:func:`previewed`)
+    content_truncated: bool = False
+    content_chars: int | None = None
     error: str | None = None
     fallbacks: tuple[FallbackAttempt, ...] = ()
 
@@ -100,7 +102,7 @@ class ModelCalled(Event):
 
 
 RESULT_PREVIEW_CHARS = 500
-"""The most characters of a tool's result a ``tool_called`` event keeps."""
+"""The most characters of a tool's result (a model's reply) a ``tool_called`` (``model_called``) event keeps."""
 
 
 class ToolCalled(Event):
@@ -129,10 +131,16 @@ class ToolCalled(Event):
     @classmethod
     def of_result(cls, content: str, **fields: Any) -> ToolCalled:
         """The event of a call whose observation is ``content``: the preview of a long one, marked cut."""
-        preview = preview_result(content)
-        if preview == content:
-            return cls(result=content, **fields)
-        return cls(result=preview, result_truncated=True, result_chars=len(content), **fields)
+        return cls(**previewed(content, "result"), **fields)
+
+
+def previewed(content: str, name: str) -> dict[str, Any]:
+    """The fields an event keeps of ``content`` under ``name``: all of it when it is short; else its
+    :func:`preview_result`, with ``<name>_truncated`` and ``<name>_chars`` (the whole length) set."""
+    preview = preview_result(content)
+    if preview == content:
+        return {name: content}
+    return {name: preview, f"{name}_truncated": True, f"{name}_chars": len(content)}
 
 
 # How a JSON result is shrunk, step by step until it fits: (longest string, most items of a list or

@@ -48,6 +48,7 @@ from edgecrew.domain.events import (
     StepStarted,
     ToolCalled,
     ToolsSelected,
+    previewed,
 )
 from edgecrew.domain.messages import ModelRequest, ModelResponse, ToolCall, ToolDefinition, Usage
 from edgecrew.domain.runs import Outcome, RunStatus
@@ -913,7 +914,7 @@ def _model_event(rt: Runtime, ref: str, routed: RoutedCall) -> ModelCalled:
             ttft_s=answered.time_to_first_token_s,
             tokens_per_s=round(answered.tokens_per_second, 2),
             tool_calls=tuple(c.name for c in answered.message.tool_calls),
-            content=answered.message.content[:500],
+            **previewed(answered.message.content, "content"),  # a long reply: a preview, marked cut
         )
         if routed.response is None:  # answered, but not usably: the error stands beside what it cost
             event = event.model_copy(update={"error": routed.error})

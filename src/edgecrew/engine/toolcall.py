@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from edgecrew.domain.events import preview_result
 from edgecrew.domain.messages import ToolCall
 from edgecrew.errors import EdgecrewError, ToolError
 from edgecrew.tools.base import ToolContext, ToolRegistry
@@ -34,6 +35,17 @@ async def execute_tool(
         content, is_error = f"error: {exc}", True
     except Exception as exc:  # a tool's own bug must not end the turn: the model sees it
         content, is_error = f"error: tool '{call.name}' failed: {type(exc).__name__}: {exc}", True
-    if len(content) > MAX_OBSERVATION_CHARS:
-        content = content[:MAX_OBSERVATION_CHARS] + f" [... {len(content) - MAX_OBSERVATION_CHARS} more chars]"
-    return content, is_error
+    return observation(content), is_error
+
+
+def observation(content: str) -> str:
+    """What the model reads of a tool's result: all of it up to MAX_OBSERVATION_CHARS; a longer JSON
+    result as JSON of the same shape, its long strings and lists cut and counted (a model handed half a
+    JSON text reads it as broken); longer text as its first characters and how many more there were."""
+    if len(content) <= MAX_OBSERVATION_CHARS:
+        return content
+    head = content[:MAX_OBSERVATION_CHARS]
+    shown = preview_result(content, MAX_OBSERVATION_CHARS)
+    if shown != head:  # a JSON value, shrunk to fit
+        return shown
+    return head + f" [... {len(content) - MAX_OBSERVATION_CHARS} more chars]"

@@ -88,9 +88,7 @@ def _wait(
 def _durable_state(home: Path) -> str:
     """The job, its events and the durable engine's rows, for a failure to say where the admission stood."""
     lines = [f"job: {_job(home)}", f"events: {_events(home, _job(home)['id'])}"]
-    with sqlite3.connect(home / "edgecrew.db") as db:
-        versions = db.execute("SELECT policy, version, source, reason, doc, created_at FROM policy_versions")
-        lines += ["policy_versions:", *(f"  {row}" for row in versions)]
+    lines += ["policy_versions:", *(f"  {row}" for row in _versions(home))]
     with sqlite3.connect(home / "dbos.sqlite") as db:
         for table, columns in [
             ("workflow_status", "workflow_uuid, status, name, queue_name, executor_id, recovery_attempts, updated_at"),
@@ -99,6 +97,14 @@ def _durable_state(home: Path) -> str:
         ]:
             lines += [f"{table}:", *(f"  {row}" for row in db.execute(f"SELECT {columns} FROM {table}"))]
     return "\n".join(lines)
+
+
+def _versions(home: Path) -> list[tuple[Any, ...]]:
+    """The policy versions on disk, oldest first (policy, version, source, reason, doc, created_at)."""
+    with sqlite3.connect(home / "edgecrew.db") as db:
+        return db.execute(
+            "SELECT policy, version, source, reason, doc, created_at FROM policy_versions ORDER BY policy, version"
+        ).fetchall()
 
 
 def _kill(server: ServerProcess) -> int:
@@ -125,10 +131,13 @@ def test_a_waiting_job_survives_kill_9_and_runs_once_when_its_window_opens(
     jobs = Ops.of(bootstrap(settings)).jobs
     jobs.apply_policy("window", {"windows": [{"start": _hms(opens), "end": _hms(opens + timedelta(hours=1))}]},
                       "open it soon", "test")  # fmt: skip
+    assert _versions(edgecrew_home)[-1][:3] == ("window", 2, "test"), _versions(edgecrew_home)  # newest, on disk
     second = ServerProcess(project_dir, env).start()
     try:
         # The first server's last check put the job to sleep for up to MAX_SLEEP_S, recorded: the second
         # server's replay sleeps to the same moment before it checks the moved window again.
+        assert first.proc is not None and second.proc is not None
+        print(f"servers: first pid {first.proc.pid} (killed), second pid {second.proc.pid}")  # in a failure's report
         _wait(lambda: _job(edgecrew_home)["state"] in ("succeeded", "failed"), "the job to end", second,
               timeout=MAX_SLEEP_S + 60, home=edgecrew_home)  # fmt: skip
     finally:

@@ -500,6 +500,26 @@ def test_a_long_tool_result_shows_as_a_preview_that_says_where_it_is_whole(
     assert "raw reply (a preview of 1500 characters)" in client.get(f"/ui/runs/{run_id}").text
 
 
+def test_a_tool_call_row_shows_its_duration_only_when_it_has_one(client: TestClient, keys: dict[str, str]) -> None:
+    # The row said "· None s" for an event without duration_s.
+    from edgecrew.domain.events import ToolCalled
+    from tests.api.telemetry_project import run_to_end
+
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    sign_in(client, keys["read"])
+    run_id = run_to_end(client, keys, "echo")["id"]
+    [started] = [e for e in rt.store.events(run_id) if e.type == "step_started"]
+    for n, called in enumerate((ToolCalled(tool="files.list"), ToolCalled(tool="files.read", duration_s=0.25))):
+        key = f"{started.step_key}.m0.t{n}.tool"
+        rt.store.emit(run_id, key, called, step_key=started.step_key, agent=started.agent)
+    page = html.unescape(client.get(f"/ui/runs/{run_id}").text)
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"tool <code>(files\.\w+)</code>\(\{\}\)[^<]*</span>", page)}
+    assert rows == {
+        "files.list": "tool <code>files.list</code>({})</span>",
+        "files.read": "tool <code>files.read</code>({}) · 0.25 s</span>",
+    }
+
+
 def test_a_finished_run_offers_to_run_again_with_its_task(client: TestClient, keys: dict[str, str]) -> None:
     from edgecrew.store.keys import ApiKeyStore
     from tests.api.telemetry_project import run_to_end

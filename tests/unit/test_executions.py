@@ -701,3 +701,22 @@ async def test_each_io_case_and_the_test_start_from_a_clean_work_dir(
     record = await service.run(task_id, 1)
     assert (record.status, record.reason, record.checks_passed) == ("succeeded", None, 3)
     assert not (tasks.files.root / task_id / "work" / str(record.id)).exists()  # every work dir is removed
+
+
+async def test_latest_gives_agents_the_counts_of_a_result_as_whole_numbers(
+    tasks: TaskStore, service: ExecutionService, tmp_path: Path
+) -> None:
+    # The store keeps every metric a float: tasks.latest said "checks_passed": 2.0 where the API says 2.
+    registry = ToolRegistry()
+    register_task_tools(registry, tasks, service)
+    task_id = version(tasks, ADD, checks=ADD_CHECKS)
+    tasks.add_result(task_id, version=1, metrics={"checks_passed": 2.0, "checks_total": 3.0, "epochs": 3.0, "f1": 0.5})
+    ctx = ToolContext(run_id="run1", agent="evaluator", workspace=tmp_path)
+    metrics = (await registry.get("tasks.latest").call({"task_id": task_id}, ctx))["result"]["metrics"]
+    assert metrics == {"checks_passed": 2, "checks_total": 3, "epochs": 3.0, "f1": 0.5}
+    assert {k: type(v) for k, v in metrics.items()} == {
+        "checks_passed": int,
+        "checks_total": int,
+        "epochs": float,  # not a count: a measure stays one
+        "f1": float,
+    }

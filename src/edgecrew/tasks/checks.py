@@ -47,6 +47,12 @@ COLUMN_RANGES = {"accuracy": (0.0, 1.0), "loss": (-math.inf, math.inf), "runtime
 COUNT_METRICS = frozenset({"checks_passed", "checks_total"})
 
 
+def whole_counts(metrics: Mapping[str, float]) -> dict[str, int | float]:
+    """A result's metrics as the API and the agents' tools give them: a count whole (``"checks_passed": 2``,
+    not ``2.0``, which reads as a measure), every other metric as stored."""
+    return {k: int(v) if k in COUNT_METRICS and float(v).is_integer() else v for k, v in metrics.items()}
+
+
 @dataclass(frozen=True)
 class IoCase:
     """One row of the input/expected-output table."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgecrew.errors import NotFoundError, ToolError, UserError
 from edgecrew.store.tasks import DESCRIPTION_MAX, TITLE_MAX, ExecutionRecord, TaskRecord, TaskStore
-from edgecrew.tasks.checks import TaskLimitsJson, parse_checks, parse_limits
+from edgecrew.tasks.checks import TaskLimitsJson, parse_checks, parse_limits, whole_counts
 from edgecrew.tasks.executions import ExecutionService, author_of
 from edgecrew.tasks.versions import add_version
 from edgecrew.tools.base import ToolContext, ToolRegistry, as_tool_errors, spec_from_function
@@ -309,7 +309,7 @@ def _latest(tasks: TaskStore, task: TaskRecord) -> dict[str, Any]:
             "accuracy": r.accuracy,
             "loss": r.loss,
             "runtime_s": r.runtime_s,
-            "metrics": r.metrics,
+            "metrics": whole_counts(r.metrics),  # the API's rule: "checks_passed": 2, not 2.0
             "author": r.author,
         }
     summary["feedback"] = [

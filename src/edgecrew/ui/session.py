@@ -5,7 +5,10 @@ under the home (``ui-sessions.json``, mode 0600) that holds each session's id on
 reading the file does not give anyone a cookie. A session points at the key, not a copy of it: a
 revoked key ends its sessions at the next request. Two servers on one home share the file: a save
 merges this process's sign-ins and sign-outs since its last save into what the file holds, under a
-lock (``ui-sessions.json.lock``), so neither drops the other's sessions nor brings back a closed one.
+lock (``ui-sessions.json.lock``), so neither drops the other's sessions nor brings back a closed one;
+and a request reads the file again when it changed since this process last read or wrote it (one
+``stat`` a request), so a sign-out in one server ends the session in the other at once, and a sign-in
+there is known here.
 The CSRF token is per session and must come back with every state-changing request, as a form
 field or an ``X-CSRF-Token`` header (htmx sends it from the page's ``hx-headers``).
 """
@@ -57,6 +60,8 @@ class SessionStore:
         self.keys = keys
         self.path = path
         self._lock = threading.Lock()
+        # The file as this process last read or wrote it (inode, mtime_ns, size): another one differs.
+        self._seen: tuple[int, int, int] | None = None
         self._sessions: dict[str, Session] = self._load() or {}
         # Since the last save that reached the file: what opened here, and what closed here (a close
         # must stay one when the file still holds it).
@@ -87,6 +92,7 @@ class SessionStore:
         if not session_id:
             return None
         with self._lock:
+            self._reload_if_changed()
             session = self._sessions.get(_digest(session_id))
         if session is None:
             return None
@@ -98,18 +104,46 @@ class SessionStore:
     def close(self, session_id: str) -> None:
         digest = _digest(session_id)
         with self._lock:
+            self._reload_if_changed()  # a session another server opened closes here too
             if self._sessions.pop(digest, None) is not None:
                 self._opened.pop(digest, None)
                 self._closed.add(digest)
                 self._save()
 
+    def _reload_if_changed(self) -> None:
+        """Read the file again (under ``self._lock``) when another process wrote it since this one last
+        read or wrote it, merged as a save merges: what opened or closed here and is not saved yet wins."""
+        if self.path is None:
+            return
+        try:
+            if _signature(os.stat(self.path)) == self._seen:
+                return
+        except OSError:  # missing: the sessions in memory are all there are, as when a save finds none
+            return
+        held = self._load()
+        if held is not None:
+            self._merge(held)
+
+    def _merge(self, held: dict[str, Session]) -> None:
+        """The sessions the file holds, less what closed here, plus what opened here, since the last save."""
+        now = time.time()
+        merged = {d: s for d, s in held.items() if d not in self._closed} | self._opened
+        self._sessions = {d: s for d, s in merged.items() if s.expires_at > now}
+
     def _load(self) -> dict[str, Session] | None:
         """The sessions the file holds that have not expired; None when it is missing or unreadable
-        (its people sign in again: nothing else is lost)."""
+        (its people sign in again: nothing else is lost). What it read is ``self._seen`` then, an
+        unreadable file too (it is read again once it changes, not at every request)."""
         if self.path is None:
             return None
         try:
-            rows = json.loads(self.path.read_text(encoding="utf-8"))["sessions"]
+            with self.path.open(encoding="utf-8") as file:
+                self._seen = _signature(os.fstat(file.fileno()))
+                text = file.read()
+        except (OSError, ValueError):  # ValueError: not UTF-8
+            return None
+        try:
+            rows = json.loads(text)["sessions"]
             now = time.time()
             return {
                 str(row["digest"]): Session(
@@ -123,7 +157,7 @@ class SessionStore:
                 for row in rows
                 if float(row["expires_at"]) > now
             }
-        except (OSError, ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError):
             return None
 
     def _save(self) -> None:
@@ -139,9 +173,7 @@ class SessionStore:
             with _file_lock(self.path.with_name(self.path.name + ".lock")):
                 held = self._load()
                 if held is not None:  # a missing or unreadable file: this process's sessions are all there is
-                    now = time.time()
-                    merged = {d: s for d, s in held.items() if d not in self._closed} | self._opened
-                    self._sessions = {d: s for d, s in merged.items() if s.expires_at > now}
+                    self._merge(held)
                 self._write(self.path)
                 self._opened, self._closed = {}, set()
 
@@ -154,8 +186,11 @@ class SessionStore:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             json.dump({"sessions": rows}, file)
+            file.flush()
+            written = _signature(os.fstat(file.fileno()))  # a rename keeps the inode, mtime and size
         os.chmod(temporary, 0o600)  # one left by an earlier try keeps the mode it had
         os.replace(temporary, path)
+        self._seen = written
 
     def _key_active(self, key_id: str | None) -> bool:
         if key_id is None:
@@ -177,6 +212,11 @@ def _file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing it lets the lock go
+
+
+def _signature(stat: os.stat_result) -> tuple[int, int, int]:
+    """What tells one version of the file from another: every save writes a new file, renamed into place."""
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 def _digest(session_id: str) -> str:

@@ -21,12 +21,12 @@ from edgecrew.api.shapes import Out, Page
 from edgecrew.store.taskfiles import LogFile
 from edgecrew.store.tasks import DESCRIPTION_MAX, TITLE_MAX, CodeRecord
 from edgecrew.tasks.checks import (
-    COUNT_METRICS,
     JSON_INT,
     MAX_IO_CASES,
     MAX_TEST_CHARS,
     MAX_TEXT_CHARS,
     TaskLimitsJson,
+    whole_counts,
 )
 
 TaskStatus = Literal["open", "in_progress", "done", "failed", "cancelled"]
@@ -279,7 +279,7 @@ class ResultOut(Out):
     @field_serializer("metrics")
     def _counts_whole(self, metrics: dict[str, float]) -> dict[str, int | float]:
         # The store keeps every metric a float: "checks_passed": 2.0 read as a measure, not a count.
-        return {k: int(v) if k in COUNT_METRICS and v.is_integer() else v for k, v in metrics.items()}
+        return whole_counts(metrics)
 
 
 class MessageIn(BaseModel):

@@ -51,7 +51,7 @@ async def test_the_math_expert_sees_the_value_of_the_code_smollm2_writes() -> No
     rt = bootstrap()
     chats = ChatSessions(RunService(rt))
     session = chats.create("twin")
-    turn = await chats.say(session.id, "What is 17 * 23?")
+    turn = await chats.say(session.id, "Compute 17 * 23 for me")  # words around it: "17 * 23" alone is computed
     assert [s.agent for s in rt.store.steps(turn.run.id)] == ["route", "mathematician"]
     calls = [e.data for e in rt.store.events(turn.run.id) if e.type == "tool_called"]
     assert calls and all(call["tool"] == "python.run" for call in calls)

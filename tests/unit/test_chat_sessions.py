@@ -259,7 +259,7 @@ async def test_a_stream_shows_the_text_as_it_is_written_then_the_stored_turn() -
     ("message", "agent"),
     [
         ("Write a python function that reverses a list", "coder"),
-        ("What is 17 * 23?", "mathematician"),
+        ("Compute 17 * 23 for me", "mathematician"),  # words around it (a bare sum is computed, no model)
         ("How are you today?", "twin"),
     ],
 )

@@ -1,11 +1,10 @@
 """A project's runs on the real engine (DBOS, ScriptedModel): Monday's run writes project/okr.json, an
 artifact and a fact through the agents' tools; after a restart (the engine shut down, a new runtime)
 Tuesday's run of another team reads them back, while Monday's scratch files stay in Monday's
-workspace. Runs once the engine wire-up (RunService.start's ``project``, ToolContext.mounts) lands."""
+workspace."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import textwrap
 from collections.abc import Iterator
@@ -20,11 +19,8 @@ from edgecrew.errors import NotFoundError
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.projects import ProjectService
 from edgecrew.store import repo
-from edgecrew.tools.base import ToolContext
 
 REVISION = "0013"
-WIRED = "project" in inspect.signature(RunService.start).parameters and "mounts" in ToolContext.__dataclass_fields__
-pytestmark = pytest.mark.skipif(not WIRED, reason="RunService.start(project=...) and ToolContext.mounts not wired yet")
 
 MONDAY = """
 name: monday
@@ -63,7 +59,7 @@ async def _run(team: str, yaml_text: str, model: ScriptedModel, project: str) ->
     spec_file.parent.mkdir(parents=True, exist_ok=True)
     spec_file.write_text(textwrap.dedent(yaml_text))
     svc = RunService(rt)
-    started = await svc.start(TeamFile(spec_file), "go", project=project)  # type: ignore[call-arg]
+    started = await svc.start(TeamFile(spec_file), "go", project=project)
     run = await svc.follow(started.run.id, timeout_s=60)
     await started.handle.get_result()
     assert run.status.value == "succeeded", run.error
@@ -117,5 +113,35 @@ async def test_an_unknown_project_is_refused_before_the_run_is_recorded() -> Non
     spec_file.parent.mkdir(parents=True, exist_ok=True)
     spec_file.write_text(textwrap.dedent(MONDAY))
     with pytest.raises(NotFoundError, match="no project 'Nope'"):
-        await RunService(rt).start(TeamFile(spec_file), "go", project="Nope")  # type: ignore[call-arg]
+        await RunService(rt).start(TeamFile(spec_file), "go", project="Nope")
     assert rt.store.list_runs() == []
+
+
+READER = """
+name: reader
+needs_project: true
+agents:
+  first:
+    model: fake
+    system: say something
+  okrs:
+    role: reads the project's OKRs
+    tool: files.read
+    arguments: {path: project/okr.json}
+graph: {start: first, edges: [{from: first, to: okrs}, {from: okrs, to: end}]}
+"""
+
+
+async def test_a_run_from_a_step_works_in_the_project_its_first_run_worked_in() -> None:
+    rt = bootstrap()
+    launch = ProjectService.of(rt).create("Launch")
+    (ProjectService.of(rt).files(launch.id) / "okr.json").write_text('{"objective": "ship the box"}')
+    first, _calls = await _run("reader", READER, ScriptedModel(["first answer"]), "Launch")
+    svc = RunService(rt)
+    # The team needs a project: without the first run's, the run from its step would be refused.
+    started = await svc.start_from_step(first, "v001.okrs")
+    again = await svc.follow(started.run.id, timeout_s=60)
+    await started.handle.get_result()
+    assert again.status.value == "succeeded", again.error
+    assert ProjectService.of(rt).project_id_of_run(again.id) == launch.id
+    assert "ship the box" in json.dumps(again.output)

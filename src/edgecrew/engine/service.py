@@ -519,7 +519,16 @@ class RunService:
         seed = {s.key: s.output for s in steps.values() if s.visit < chosen.visit and s.outcome == Outcome.FINAL}
         spec = team_from_snapshot(source.spec, source=f"run {source.id}")
         trigger = {"kind": "from_step", "run": source.id, "step": step_key, "seed": seed}
-        return await self.start(spec, task if task is not None else source.task, request_id=request_id, trigger=trigger)
+        # In the project the first worked in (its files at project/, its memory): the copied outputs
+        # were read there, and a team that needs one (crew) is refused without it.
+        project = ProjectService.of(self.rt).project_id_of_run(source.id)
+        return await self.start(
+            spec,
+            task if task is not None else source.task,
+            request_id=request_id,
+            trigger=trigger,
+            project=project,
+        )
 
     def cancel(self, run_id: str) -> RunRecord:
         """Cancel a run (it stops at its next step); works whether or not its process is alive."""

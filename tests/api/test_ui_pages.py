@@ -238,6 +238,29 @@ def test_a_run_started_on_a_team_page_may_work_in_a_project(client: TestClient, 
     assert projects.runs(launch.id) == [run_id]
 
 
+def test_run_again_on_a_project_runs_page_starts_the_new_run_in_that_project(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    from edgecrew.projects import ProjectService
+
+    projects = ProjectService.of(client.app.state.rt)  # type: ignore[attr-defined]
+    launch = projects.create("launch day")
+    csrf = sign_in(client, keys["admin"])
+    client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": csrf, "project": launch.id})
+    [first] = projects.runs(launch.id)
+    page = client.get(f"/ui/runs/{first}").text
+    assert 'in project <a href="/ui/projects/launch%20day">launch day</a>' in page
+    # The page's Run again form, as a browser sends it: every field it has, the task edited.
+    form = page[page.index('<details class="rerun">') :]
+    form = form[: form.index("</form>")]
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+    assert fields.get("project") == launch.id
+    again = client.post("/ui/teams/echo/run", data={**fields, "task": "once more"}, follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"].startswith("/ui/runs/r")
+    second = again.headers["location"].removeprefix("/ui/runs/").split("?")[0]
+    assert projects.runs(launch.id) == [second, first]
+
+
 def test_actions_need_their_scope(client: TestClient, keys: dict[str, str]) -> None:
     csrf = sign_in(client, keys["read"])
     r = client.post("/ui/teams/echo/run", data={"task": "hi", "csrf": csrf}, follow_redirects=False)

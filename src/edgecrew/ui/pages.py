@@ -308,11 +308,14 @@ def run_page(
     notice: str = "",
     step: Annotated[str | None, Query(max_length=160)] = None,
 ) -> HTMLResponse:
+    from edgecrew.projects import ProjectService
+
     rt = _rt(request)
     svc = RunService(rt)
     run = find_run(svc, run_id)
     events = svc.event_page(run.id, limit=5000)
     spec = team_from_snapshot(run.spec)
+    works_in = ProjectService.of(rt).project_of_run(run.id)  # Run again starts the new run there too
     now = time.time()
     view = _run_view(rt, run, events, now)
     built: trace.Trace = view["trace"]
@@ -330,6 +333,7 @@ def run_page(
         session,
         run=run,
         spec=spec,
+        works_in=works_in,
         state=views.graph_state(events),
         timeline=trace.timeline(events, built),
         approvals={a.id: a for a in ApprovalService(rt).list(None, run.id)},

@@ -50,3 +50,15 @@ def test_a_run_says_where_its_files_are_as_the_cli_does(client: TestClient, keys
     assert stored.workspace and shown["workspace"] == stored.workspace
     listed = client.get("/runs", headers=auth(keys["read"])).json()["items"]
     assert [r["workspace"] for r in listed if r["id"] == run_id] == [stored.workspace]
+
+
+def test_a_run_says_which_project_it_works_in(client: TestClient, keys: dict[str, str]) -> None:
+    from edgecrew.projects import ProjectService
+
+    launch = ProjectService.of(client.app.state.rt).create("launch")  # type: ignore[attr-defined]
+    body = {"team": "echo", "task": "hi", "project": "launch"}
+    in_it = client.post("/runs", json=body, headers=auth(keys["runs"])).json()["id"]
+    alone = client.post("/runs", json={"team": "echo", "task": "hi"}, headers=auth(keys["runs"])).json()["id"]
+    shown = client.get(f"/runs/{in_it}", headers=auth(keys["read"])).json()
+    assert shown["project"] == {"id": launch.id, "name": "launch"}
+    assert client.get(f"/runs/{alone}", headers=auth(keys["read"])).json()["project"] is None

@@ -607,6 +607,25 @@ def test_runs_show_says_what_started_a_run_no_person_did(edgecrew_home: Path) ->
     assert as_json["trigger"] == trigger
 
 
+def test_runs_show_names_the_project_a_run_works_in(edgecrew_home: Path, tmp_path: Path) -> None:
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.projects import ProjectService
+
+    rt = bootstrap()
+    launch = ProjectService.of(rt).create("launch")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    rt.store.create_run("rinproject", "echo", "morning", {}, str(workspace))
+    ProjectService.of(rt).attach_run("rinproject", "launch", workspace)
+    rt.store.create_run("ralone", "echo", "morning", {}, str(tmp_path / "alone"))
+    shown = " ".join(runner.invoke(app, ["runs", "show", "rinproject"]).output.split())
+    assert f"project: launch ({launch.id}; its files: edgecrew projects files {launch.id})" in shown
+    assert "project:" not in runner.invoke(app, ["runs", "show", "ralone"]).output
+    as_json = json.loads(runner.invoke(app, ["runs", "show", "rinproject", "--json"]).output)
+    assert as_json["project"] == {"id": launch.id, "name": "launch"}
+    assert json.loads(runner.invoke(app, ["runs", "show", "ralone", "--json"]).output)["project"] is None
+
+
 def test_runs_show_names_the_process_that_ran_a_run_and_where_its_files_are(edgecrew_home: Path) -> None:
     """On a cluster `runs show` printed the workspace of the process that recorded the run, a path on that
     machine, while a worker on another one ran it and wrote its files there."""

@@ -275,10 +275,12 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
     """Show a run: status, output and each agent step with its tokens."""
     from edgecrew.domain.events import ModelCalled, RunStarted
     from edgecrew.engine.service import RunService
+    from edgecrew.projects import ProjectService
 
     svc = RunService(guard(runtime))
     run = guard(lambda: svc.get(run_id))
     steps = svc.steps(run.id)
+    works_in = ProjectService.of(svc.rt).project_of_run(run.id)  # its files at project/, its memory
     if as_json:
         print(
             json.dumps(
@@ -291,6 +293,7 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
                     "error": run.error,
                     # what started it when no person did (a from-step run's copied outputs left out)
                     "trigger": {k: v for k, v in run.trigger.items() if k != "seed"} if run.trigger else None,
+                    "project": {"id": works_in.id, "name": works_in.name} if works_in else None,
                     "steps": [
                         {
                             "key": s.key,
@@ -319,6 +322,9 @@ def runs_show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
     if orphaned:
         say_orphaned(run)
     console.print(f"task: {escape(run.task)}")
+    if works_in is not None:
+        files = f"edgecrew projects files {works_in.id}"
+        console.print(f"project: {escape(works_in.name)} ({works_in.id}; its files: {files})")
     if (by := started_by(run.trigger)) is not None:
         console.print(f"started by: {escape(by)}")
     events = svc.event_page(run.id)

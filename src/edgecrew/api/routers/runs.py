@@ -80,8 +80,15 @@ class StepOut(Out):
     finished_at: float | None
 
 
+class RunProjectOut(BaseModel):
+    id: str
+    name: str
+
+
 class RunDetail(RunOut):
     steps: list[StepOut]
+    # The project the run works in (its files at project/, its memory), as POST /runs's `project` gave it
+    project: RunProjectOut | None = None
 
 
 class RunPage(Page[RunOut]):
@@ -179,8 +186,15 @@ def list_runs(
 @router.get("/{run_id}", response_model=RunDetail)
 def get_run(run_id: str, runs: RunsDep, _: Read) -> RunDetail:
     """A run with its agent steps (a unique id prefix is enough)."""
+    from edgecrew.projects import ProjectService
+
     run = runs.get(run_id)
-    return RunDetail(**RunOut.of(run).model_dump(), steps=[StepOut.of(s) for s in runs.steps(run.id)])
+    works_in = ProjectService.of(runs.rt).project_of_run(run.id)
+    return RunDetail(
+        **RunOut.of(run).model_dump(),
+        steps=[StepOut.of(s) for s in runs.steps(run.id)],
+        project=RunProjectOut(id=works_in.id, name=works_in.name) if works_in else None,
+    )
 
 
 class ChecklistItemOut(BaseModel):

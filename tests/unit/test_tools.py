@@ -98,6 +98,18 @@ async def test_files_round_trip_inside_the_workspace(tmp_path: Path) -> None:
     assert await registry.get("files.list").call({}, ctx) == ["notes/a.md"]
 
 
+@pytest.mark.parametrize("missing_ok", [False, True])
+async def test_reading_a_folder_says_it_is_a_folder(tmp_path: Path, missing_ok: bool) -> None:
+    """A folder where a file was expected (project/okr.json made a folder) was 'no such file'."""
+    registry = ToolRegistry()
+    register_builtins(registry)
+    (tmp_path / "okr.json").mkdir()
+    with pytest.raises(ToolError, match=r"'okr.json' is a folder, not a file; files.list lists what is in it"):
+        await registry.get("files.read").call(
+            {"path": "okr.json", "missing_ok": missing_ok}, ToolContext("r", "a", tmp_path)
+        )
+
+
 async def test_scheduler_can_run_asks_the_pool_and_the_machine(tmp_path: Path) -> None:
     from edgecrew.models.pool import ModelPool, PoolModelSpec
 

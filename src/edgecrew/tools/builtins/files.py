@@ -46,6 +46,8 @@ def files_read(path: str, ctx: ToolContext, missing_ok: bool = False) -> str:
     """Read a text file from the workspace (``missing_ok``: a missing file reads as empty text)."""
     target = _inside(ctx, path)
     if not target.is_file():
+        if target.is_dir():  # not missing: missing_ok would read it as empty and hide it
+            raise ToolError(f"'{path}' is a folder, not a file; files.list lists what is in it")
         if missing_ok and not target.exists():
             return ""
         raise ToolError(f"no such file '{path}' in the workspace")

@@ -238,6 +238,23 @@ def test_a_run_started_on_a_team_page_may_work_in_a_project(client: TestClient, 
     assert projects.runs(launch.id) == [run_id]
 
 
+def test_a_team_that_needs_a_project_asks_for_one_on_its_page(client: TestClient, keys: dict[str, str]) -> None:
+    """The crew's page offered 'Project (optional)' with 'none' chosen: a run started so was refused."""
+    from edgecrew.projects import ProjectService
+
+    sign_in(client, keys["admin"])
+    empty = client.get("/ui/teams/crew").text
+    assert "Project (required: this team works in one)" in empty
+    assert 'There is no project yet: create one on the <a href="/ui/projects">Projects</a> page first.' in empty
+    assert '<option value="">none</option>' not in empty
+    launch = ProjectService.of(client.app.state.rt).create("launch")  # type: ignore[attr-defined]
+    page = client.get("/ui/teams/crew").text
+    assert '<select id="project" name="project" required' in page
+    assert f'<option value="{launch.id}">launch</option>' in page and "There is no project yet" not in page
+    echo = client.get("/ui/teams/echo").text  # a team that needs none: still optional
+    assert "Project (optional)" in echo and '<option value="">none</option>' in echo
+
+
 def test_run_again_on_a_project_runs_page_starts_the_new_run_in_that_project(
     client: TestClient, keys: dict[str, str]
 ) -> None:

@@ -299,6 +299,7 @@ def test_the_project_folders_files_are_listed_and_downloaded_never_a_path_out_of
         ("leak.txt", 400, "is outside project 'Launch's files"),
         ("daily", 400, "'daily' is a folder in project 'Launch's files"),
         ("nope.md", 404, "no file 'nope.md' in project 'Launch's files"),
+        ("a%00b.md", 400, "path 'a\\x00b.md' has a NUL character; no file in project 'Launch's files has one"),
     ]:
         refused = c.get(f"/projects/{pid}/files/{path}", headers=r)
         assert refused.status_code == status and said in refused.json()["detail"], (path, refused.text)
@@ -345,5 +346,7 @@ def test_a_project_file_has_a_page_of_its_own(api: dict[str, Any]) -> None:
     assert "attachment" in raw.headers["content-disposition"]
     out = c.get(f"/ui/projects/{pid}/files/..%2F..%2Fedgecrew.db")
     assert out.status_code == 400 and "outside project" in out.text and "<html" in out.text.lower()
+    nul = c.get(f"/ui/projects/{pid}/files/a%00b.md")  # was a 500
+    assert nul.status_code == 400 and "has a NUL character" in nul.text and "<html" in nul.text.lower()
     missing = c.get(f"/ui/projects/{pid}/files/gone.md")
     assert missing.status_code == 404 and "no file" in missing.text

@@ -87,6 +87,9 @@ def file_in(folder: Path, relative: str, owner: str) -> tuple[ProjectFile, Path]
     the folder (``..``, an absolute path, a link out of it), a folder or a missing file is refused."""
     if not relative.strip():
         raise UserError(f"give a file's path in {owner}, like 'notes.md'")
+    if "\0" in relative:  # the OS refuses it (ValueError): a bad path, not a server error
+        shown = relative.replace("\0", "\\x00")
+        raise UserError(f"path '{shown}' has a NUL character; no file in {owner} has one")
     root = folder.resolve()
     target = (root / relative).resolve()
     if root not in target.parents:

@@ -98,6 +98,25 @@ async def test_files_round_trip_inside_the_workspace(tmp_path: Path) -> None:
     assert await registry.get("files.list").call({}, ctx) == ["notes/a.md"]
 
 
+async def test_reading_a_file_past_the_limit_says_it_is_cut(tmp_path: Path) -> None:
+    """files.read returned the first 64,000 bytes of a bigger file as if they were all of it."""
+    from edgecrew.tools.builtins.files import MAX_READ_BYTES
+
+    registry = ToolRegistry()
+    register_builtins(registry)
+    ctx = ToolContext("r", "a", tmp_path)
+    (tmp_path / "whole.txt").write_text("a" * MAX_READ_BYTES)
+    assert await registry.get("files.read").call({"path": "whole.txt"}, ctx) == "a" * MAX_READ_BYTES
+    big = "a" * (MAX_READ_BYTES - 1) + "é" + "tail" * 100
+    (tmp_path / "big.txt").write_text(big)
+    read = await registry.get("files.read").call({"path": "big.txt"}, ctx)
+    size = len(big.encode())
+    assert (
+        read
+        == "a" * (MAX_READ_BYTES - 1) + f"\n[cut: 'big.txt' has {size} bytes; these are the first {MAX_READ_BYTES}]"
+    )
+
+
 @pytest.mark.parametrize("missing_ok", [False, True])
 async def test_reading_a_folder_says_it_is_a_folder(tmp_path: Path, missing_ok: bool) -> None:
     """A folder where a file was expected (project/okr.json made a folder) was 'no such file'."""

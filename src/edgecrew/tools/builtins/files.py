@@ -51,7 +51,16 @@ def files_read(path: str, ctx: ToolContext, missing_ok: bool = False) -> str:
         if missing_ok and not target.exists():
             return ""
         raise ToolError(f"no such file '{path}' in the workspace")
-    return target.read_bytes()[:MAX_READ_BYTES].decode("utf-8", errors="replace")
+    with target.open("rb") as f:
+        data = f.read(MAX_READ_BYTES + 1)
+    if len(data) <= MAX_READ_BYTES:
+        return data.decode("utf-8", errors="replace")
+    # Cut: said at the end, or the agent would take the first part for the whole file. A character
+    # the cut splits is left out ("ignore" on the last bytes), never shown as U+FFFD.
+    size = target.stat().st_size
+    head = data[: MAX_READ_BYTES - 3].decode("utf-8", errors="replace")
+    head += data[MAX_READ_BYTES - 3 : MAX_READ_BYTES].decode("utf-8", errors="ignore")
+    return f"{head}\n[cut: '{path}' has {size} bytes; these are the first {MAX_READ_BYTES}]"
 
 
 def files_write(path: str, content: str, ctx: ToolContext) -> str:

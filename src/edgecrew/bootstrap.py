@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import UserError
-from edgecrew.memory import MemoryService, register_memory_tools
+from edgecrew.memory import MemoryService, ScopeRef, register_memory_tools
 from edgecrew.models.registry import ModelRegistry
 from edgecrew.ops.tools import register_ops_tools
 from edgecrew.platform import PlatformConfig, register_platform_tools
@@ -49,7 +49,9 @@ def bootstrap(settings: Settings | None = None, *, tools: ToolRegistry | None = 
     register_ops_tools(registry, runtime)  # bound to this runtime's sampler and jobs
     register_project_tools(registry, ProjectService.of(runtime))  # bound to this runtime's projects
     memory = MemoryService.of(runtime)
-    memory.project_of = ProjectService.of(runtime).project_id_of_run
+    projects = ProjectService.of(runtime)
+    memory.project_of = projects.project_id_of_run
+    projects.forget_memories = lambda project_id: memory.forget(scopes=[ScopeRef("project", project_id)])
     register_memory_tools(registry, memory)  # this runtime's memory; the model loads on first use
     # docs.search ranks the guidelines with the same model (BM25 when it cannot load)
     register_platform_tools(registry, _platform_config(settings), embedder=memory.embedder)

@@ -187,3 +187,25 @@ def test_deleting_a_project_removes_its_rows_graph_and_files(service: ProjectSer
         service.get(p.id)
     assert service.graph.counts("project", p.id) == (0, 0)
     assert not (tmp_path / "home" / "projects" / p.id).exists()
+
+
+def test_deleting_a_project_forgets_its_long_term_memories_and_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The crew remembers every block in its project's memory: a deleted project's memories stayed in the
+    # database, found by no project again.
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.memory import MemoryService
+
+    monkeypatch.setenv("EDGECREW_MEMORY_EMBEDDER", "hashing")  # the e5 model has its own tests
+    from edgecrew.settings import reset_settings
+
+    reset_settings()
+    rt = bootstrap()
+    projects, memory = ProjectService.of(rt), MemoryService.of(rt)
+    gone, kept = projects.create("Launch"), projects.create("Other")
+    memory.remember("the launch slipped a week", "project", gone.id)
+    memory.remember("a note of the launch's agent", "agent", "crew/planner")
+    other = memory.remember("the other project's note", "project", kept.id)
+    projects.delete(gone.id)
+    assert memory.store.find([("project", gone.id)]) == []
+    assert [r.id for r in memory.store.find([("project", kept.id)])] == [other]
+    assert len(memory.store.find([("agent", "crew/planner")])) == 1

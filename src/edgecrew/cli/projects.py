@@ -160,10 +160,10 @@ def projects_files(
 def projects_delete(
     project: ProjectArg, yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False
 ) -> None:
-    """Delete a project with its artifacts, case file, knowledge graph and files folder."""
+    """Delete a project with its artifacts, case file, knowledge graph, long-term memories and files folder."""
     svc = _svc()
     p = guard(lambda: svc.get(project))
-    if not yes and not typer.confirm(f"delete project {p.name} and its files folder {svc.files(p.id)}?"):
+    if not yes and not typer.confirm(f"delete project {p.name}, its memories and its files folder {svc.files(p.id)}?"):
         raise typer.Exit(1)
     guard(lambda: svc.delete(p.id))
     console.print(f"deleted project {escape(p.name)} ({p.id})")

@@ -135,6 +135,9 @@ class ProjectService:
         self._store = store
         self.home = Path(home)
         self.graph = KnowledgeGraph(self.engine)
+        # Forgets a project's long-term memories when it is deleted, as the composition root wires it (the
+        # memory capability); None: nothing to forget.
+        self.forget_memories: Callable[[str], object] | None = None
         # run id -> its project's id: a run's project is recorded before its workflow starts and never
         # changes, so every tool call of a project's run (its mounts, its memory scope) reads it once.
         self._run_project: dict[str, str] = {}
@@ -225,11 +228,13 @@ class ProjectService:
         return self.get(project.id)
 
     def delete(self, ref: str) -> Project:
-        """Remove a project: its rows, its knowledge graph and its files folder."""
+        """Remove a project: its rows, its knowledge graph, its long-term memories and its files folder."""
         project = self.get(ref)
         with self.engine.begin() as conn:
             conn.execute(t.projects.delete().where(t.projects.c.id == project.id))
         self.graph.delete_scope("project", project.id)
+        if self.forget_memories is not None:  # they were left behind, found by no project again
+            self.forget_memories(project.id)
         shutil.rmtree(project_dir(self.home, project.id), ignore_errors=True)
         self._run_project = {run: p for run, p in self._run_project.items() if p != project.id}
         return project

@@ -159,10 +159,30 @@ class ToolError(RunError):
     """A tool failed; the agent loop turns this into an observation for the model."""
 
 
+_PATTERN_WORDS: dict[str, str] = {}
+
+
+def worded(pattern: str, words: str) -> str:
+    """Register what the regular expression ``pattern`` of a field asks for, in words ("not blank, and no
+    '/'"), and return it: a value that does not match is refused with the words, not with the expression
+    ("String should match pattern '^[^/]*[^\\s\\x1c-\\x1f/][^/]*$'" told nobody what was wrong)."""
+    _PATTERN_WORDS[pattern] = words
+    return pattern
+
+
+def pattern_words(error: Mapping[str, Any]) -> str | None:
+    """A pattern error's message in the words its pattern was registered with (:func:`worded`), or None."""
+    if error.get("type") != "string_pattern_mismatch":
+        return None
+    words = _PATTERN_WORDS.get(str((error.get("ctx") or {}).get("pattern", "")))
+    return f"should be {words}" if words else None
+
+
 def validation_message(error: Mapping[str, Any]) -> str:
     """One pydantic error's message as people read it: "unknown field" for a field the model does not
-    take, and a validator's own words without pydantic's "Value error, " in front."""
-    message = str(error.get("msg", ""))
+    take, a pattern's words (:func:`worded`), and a validator's own words without pydantic's "Value
+    error, " in front."""
+    message = pattern_words(error) or str(error.get("msg", ""))
     if error.get("type") == "extra_forbidden" and message == "Extra inputs are not permitted":
         return "unknown field"
     for prefix in ("Value error, ", "Assertion failed, "):

@@ -210,6 +210,9 @@ def test_a_name_with_a_slash_is_refused_as_the_document_says(api: dict[str, Any]
     c, w = api["c"], api["runs"]
     refused = c.post("/projects", json={"name": "clients/acme"}, headers=w)
     assert refused.status_code == 422 and "body.name" in refused.json()["detail"], refused.text
+    # in words, not the pattern ("String should match pattern '^[^/]*[^\\s\\x1c-\\x1f/][^/]*$'")
+    assert "body.name: should be not blank, and without '/' (it names it in URLs)" in refused.json()["detail"]
+    assert refused.json()["errors"][0]["msg"] == "should be not blank, and without '/' (it names it in URLs)"
     pid = c.post("/projects", json={"name": "clients-acme"}, headers=w).json()["id"]
     assert c.patch(f"/projects/{pid}", json={"name": "a/b"}, headers=w).status_code == 422
     art = c.post(f"/projects/{pid}/artifacts", json={"name": "notes/today", "kind": "info", "content": "x"}, headers=w)

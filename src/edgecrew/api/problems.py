@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgecrew.context import request_id as current_request_id
-from edgecrew.errors import ConflictError, NotFoundError, SpecError, UserError
+from edgecrew.errors import ConflictError, NotFoundError, SpecError, UserError, pattern_words
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("edgecrew.api")
@@ -130,7 +130,11 @@ def install(app: FastAPI) -> None:
         if refused is not None:
             return await http_error(request, refused)
         errors = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": pattern_words(e) or e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
             for e in exc.errors()
         ]
         where = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])

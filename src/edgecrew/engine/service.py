@@ -31,7 +31,7 @@ from edgecrew.domain.runs import EventType, Outcome, RunStatus
 from edgecrew.domain.snapshot import team_from_snapshot
 from edgecrew.domain.specs import TeamSpec
 from edgecrew.engine.runtime import Runtime
-from edgecrew.errors import ConflictError, IdempotencyKeyReused, NotFoundError, SpecIssue, UserError
+from edgecrew.errors import ConflictError, IdempotencyKeyReused, NotFoundError, SpecIssue, UserError, worded
 from edgecrew.projects import ProjectService
 from edgecrew.store.feedback import FeedbackRecord, FeedbackStore
 from edgecrew.store.repo import EventListener, RunRecord, StepRecord
@@ -139,7 +139,7 @@ def new_run_id() -> str:
 
 # A task needs one visible character: neither whitespace (in Python's, Unicode's or ECMAScript's
 # sense, which differ) nor a control character. The API's schema carries the same pattern.
-TASK_PATTERN = r"[^\s\x00-\x1f\x7f-\x9f\ufeff]"
+TASK_PATTERN = worded(r"[^\s\x00-\x1f\x7f-\x9f\ufeff]", "text that says something (not blank)")
 # Characters of a task a person gives (POST /runs, a job's team task, a chat or /v1 message): the one
 # limit every way in declares. A chat's run task adds earlier turns in front, so it may be longer.
 TASK_MAX_CHARS = 20_000

@@ -22,7 +22,7 @@ from typing import Any, Protocol, Self, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from edgecrew.errors import ConflictError, NotFoundError, UserError
+from edgecrew.errors import ConflictError, NotFoundError, UserError, worded
 from edgecrew.projects.files import (
     MOUNT,
     ProjectFile,
@@ -59,11 +59,15 @@ __all__ = [
 ]
 
 # The rules as patterns too, so the API's document states exactly what the service accepts.
-AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,79})?$"
-NAME_PATTERN = r"[^\s\x1c-\x1f]"  # at least one character that is not white space (Python's or Unicode's)
+AGENT_PATTERN = worded(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,79})?$",
+    "an agent: 'team/agent' or a library agent's name (letters, digits, '_', '.', '-'; 80 at most each)",
+)
+# at least one character that is not white space (Python's or Unicode's)
+NAME_PATTERN = worded(r"[^\s\x1c-\x1f]", "not blank")
 # A project's or an artifact's name addresses it in URLs (``_addressable``): the same, with no '/' anywhere.
-ADDRESS_PATTERN = r"^[^/]*[^\s\x1c-\x1f/][^/]*$"
-RELATION_PATTERN = r"[^\s\x1c-\x1f_-]"  # ...and not only '_' and '-' either
+ADDRESS_PATTERN = worded(r"^[^/]*[^\s\x1c-\x1f/][^/]*$", "not blank, and without '/' (it names it in URLs)")
+RELATION_PATTERN = worded(r"[^\s\x1c-\x1f_-]", "not blank, and not only '_' and '-'")
 AGENT_REF = re.compile(AGENT_PATTERN)
 MAX_TEXT = 1_000_000  # characters of one case file or artifact version
 T = TypeVar("T")

@@ -91,6 +91,15 @@ def test_every_page_renders_its_empty_state(client: TestClient, keys: dict[str, 
             assert expected[path] in r.text, path
 
 
+def test_a_teams_run_form_shows_the_example_its_yaml_gives(client: TestClient, keys: dict[str, str]) -> None:
+    """The crew's form said "Summarise why last night's build failed", which runs its morning block."""
+    sign_in(client, keys["admin"])
+    crew = html.unescape(client.get("/ui/teams/crew").text)
+    assert "For example: <i>Daily Alignment Review</i>" in crew and 'placeholder="e.g. Daily Alignment Review"' in crew
+    assert "last night's build" not in crew
+    assert "last night's build failed" in html.unescape(client.get("/ui/teams/echo").text)  # none given: the default
+
+
 def test_task_fields_hold_the_runs_use_case_limit(client: TestClient, keys: dict[str, str]) -> None:
     """A task typed into a form is held to the one limit the runs use case enforces."""
     sign_in(client, keys["admin"])

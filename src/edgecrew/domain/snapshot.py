@@ -41,6 +41,7 @@ def team_from_snapshot(raw: Mapping[str, Any], source: str = "<snapshot>") -> Te
         agents=agents,
         graph=Graph(start=raw["graph"]["start"], edges=edges),
         description=raw.get("description", ""),
+        example=str(raw.get("example", "")),
         max_visits=team_limits.get("max_visits", TeamSpec.max_visits),
         output=raw.get("output"),
         failed_when=compile_condition(raw["failed_when"]) if raw.get("failed_when") is not None else None,

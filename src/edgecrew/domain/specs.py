@@ -120,6 +120,7 @@ class TeamSpec:
     agents: Mapping[str, AgentSpec]
     graph: Graph
     description: str = ""
+    example: str = ""  # a task as people give it one (the run form shows it)
     max_visits: int = 50  # safety net on total agent turns per run
     output: str | None = None  # the agent whose latest output is the run's answer
     failed_when: Condition | None = None  # on the answer: the run fails though every agent finished

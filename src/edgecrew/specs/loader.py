@@ -140,6 +140,7 @@ class TeamLimitsDoc(_Strict):
 class TeamDoc(_Strict):
     name: str
     description: str = ""
+    example: str = ""  # a task as people give this team one: the run form's example and placeholder
     agents: dict[str, AgentDoc] = Field(min_length=1)
     graph: GraphDoc
     limits: TeamLimitsDoc = TeamLimitsDoc()
@@ -358,7 +359,7 @@ _TEAM_REPAIRS = (
     Rule(("name",), "team", mute=True),
     *(
         Rule((key,), DROP)
-        for key in ("description", "limits", "output", "preamble", "approval", "needs_project", "internal")
+        for key in ("description", "example", "limits", "output", "preamble", "approval", "needs_project", "internal")
     ),
     Rule(("agents", ANY), {"system": "-", "output_schema": _ANY_OUTPUT}, mute=True),
     Rule(("agents", ANY, "system"), "-"),

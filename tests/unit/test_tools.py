@@ -117,6 +117,21 @@ async def test_reading_a_file_past_the_limit_says_it_is_cut(tmp_path: Path) -> N
     )
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+async def test_a_file_with_a_unicode_byte_order_mark_is_read_in_its_encoding(tmp_path: Path, encoding: str) -> None:
+    # Notepad's "Unicode" okr.json is UTF-16: read as UTF-8 it was noise the crew called "not valid JSON".
+    import codecs
+    import json
+
+    registry = ToolRegistry()
+    register_builtins(registry)
+    boms = {"utf-16-be": codecs.BOM_UTF16_BE}  # Python writes the others' marks itself
+    text = '{"objectives": ["Ship the dashboard — v2"]}'
+    (tmp_path / "okr.json").write_bytes(boms.get(encoding, b"") + text.encode(encoding))
+    read = await registry.get("files.read").call({"path": "okr.json"}, ToolContext("r", "a", tmp_path))
+    assert read == text and json.loads(read)["objectives"] == ["Ship the dashboard — v2"]
+
+
 @pytest.mark.parametrize("missing_ok", [False, True])
 async def test_reading_a_folder_says_it_is_a_folder(tmp_path: Path, missing_ok: bool) -> None:
     """A folder where a file was expected (project/okr.json made a folder) was 'no such file'."""

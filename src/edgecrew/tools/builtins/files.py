@@ -6,6 +6,7 @@ Per-agent path policies arrive with the permissions work; this module is the one
 
 from __future__ import annotations
 
+import codecs
 import os
 from pathlib import Path, PurePosixPath
 
@@ -53,14 +54,25 @@ def files_read(path: str, ctx: ToolContext, missing_ok: bool = False) -> str:
         raise ToolError(f"no such file '{path}' in the workspace")
     with target.open("rb") as f:
         data = f.read(MAX_READ_BYTES + 1)
-    if len(data) <= MAX_READ_BYTES:
-        return data.decode("utf-8", errors="replace")
-    # Cut: said at the end, or the agent would take the first part for the whole file. A character
-    # the cut splits is left out ("ignore" on the last bytes), never shown as U+FFFD.
+    cut = len(data) > MAX_READ_BYTES
+    # A character the cut splits is left out (the decoder is not told the text ended), never shown as U+FFFD.
+    head = codecs.getincrementaldecoder(_encoding(data))(errors="replace").decode(data[:MAX_READ_BYTES], final=not cut)
+    if not cut:
+        return head
+    # Cut: said at the end, or the agent would take the first part for the whole file.
     size = target.stat().st_size
-    head = data[: MAX_READ_BYTES - 3].decode("utf-8", errors="replace")
-    head += data[MAX_READ_BYTES - 3 : MAX_READ_BYTES].decode("utf-8", errors="ignore")
     return f"{head}\n[cut: '{path}' has {size} bytes; these are the first {MAX_READ_BYTES}]"
+
+
+def _encoding(data: bytes) -> str:
+    """UTF-8, unless the file opens with another Unicode encoding's byte order mark (an okr.json that
+    Windows' Notepad saved as "Unicode" is UTF-16: read as UTF-8 it was noise, "not valid JSON"); a UTF-8
+    one is dropped (JSON readers refuse it)."""
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16's: FF FE 00 00 opens both
+        return "utf-32"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return "utf-8-sig"
 
 
 def files_write(path: str, content: str, ctx: ToolContext) -> str:

@@ -359,6 +359,26 @@ async def test_k8s_manifests_output_passes_k8s_validate(ws: Workspace) -> None:
     assert (await ws("k8s.manifests", project="payments-api", image="payments-api"))["warnings"]
 
 
+async def test_a_project_without_manifests_is_said_so_not_validated_as_its_own_files(ws: Workspace) -> None:
+    """A project dir means its deploy/k8s/; before k8s.manifests (or for a cli, which has none) its
+    .platform/*.yaml and pipeline were checked as Kubernetes resources ('a resource needs apiVersion')."""
+    await ws("repo.create", name="log-tail", kind="cli")
+    await ws("ci.write", project="log-tail")
+    await ws("repo.create", name="payments-api", kind="python-service")
+    for tool in ("k8s.validate", "k8s.apply"):
+        with pytest.raises(ToolError) as cli:
+            await ws(tool, path="log-tail")
+        assert str(cli.value) == (
+            "no manifests in project 'log-tail': a cli project serves no HTTP, so it has none to validate or apply"
+        )
+        with pytest.raises(ToolError) as service:
+            await ws(tool, path="payments-api/")
+        assert str(service.value) == (
+            "no manifests in project 'payments-api' (payments-api/deploy/k8s/ does not exist); "
+            "k8s.manifests writes them"
+        )
+
+
 async def test_a_broken_manifest_fails_naming_the_field(ws: Workspace) -> None:
     await ws("repo.create", name="payments-api", kind="fastapi-app")
     await ws("k8s.manifests", project="payments-api", image=IMAGE, namespace="payments-staging")

@@ -153,6 +153,12 @@ async def test_a_durable_run_with_no_reachable_cluster_ends_with_its_checklist_d
     deploy = {s.agent: s.output for s in rt.store.steps(run.id)}["deploy"]
     assert deploy["mode"] == "offline" and "connection refused" in deploy["reason"], no_cluster
     assert git(rt.workspace(run.id) / "payments-api", "status", "--porcelain") == ""
+    # each event is filed under its own step: the 'manifests' agent's tool call was under 'v007' (its
+    # call key 'v007.manifests.m0.t0' was cut at '.m'), so the run page showed no k8s.manifests call
+    steps = {s.key for s in rt.store.steps(run.id)}
+    events = rt.store.events(run.id)
+    assert [(e.type, e.step_key) for e in events if e.step_key is not None and e.step_key not in steps] == []
+    assert ("tool_called", "v007.manifests") in {(e.type, e.step_key) for e in events}
     done = svc.checklist(started.run.id)
     assert done.meta["status"] == "succeeded" and not done.questions
     assert [(i.text, i.state) for i in done.items if i.state != "done"] == []  # the path covers every agent

@@ -147,6 +147,31 @@ async def test_a_configured_rules_file_is_read(tmp_path: Path) -> None:
     assert [p["rule"] for p in result["problems"]] == ["name.length", "name.pattern"]
 
 
+async def test_the_projects_platform_yaml_is_read_by_every_run(
+    project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README said 'platform.yaml in the workspace', but a run's workspace is made when it starts:
+    a person's platform.yaml beside edgecrew.yaml was never read. It is now, unless the setting names one."""
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.settings import reset_settings
+
+    (project_dir / "platform.yaml").write_text(
+        "name:\n  pattern: '^[a-z]+$'\n  min_length: 3\n  max_length: 10\n", encoding="utf-8"
+    )
+    spec = bootstrap().tools.find("platform.validate_name")
+    assert spec is not None
+    ctx = ToolContext("run-1", "copilot", tmp_path)
+    result = await spec.call({"name": "payments-api", "kind": "cli"}, ctx)
+    assert [p["rule"] for p in result["problems"]] == ["name.length", "name.pattern"]
+    named = tmp_path / "rules.yaml"
+    named.write_text("kubernetes:\n  version: '1.30'\n", encoding="utf-8")
+    monkeypatch.setenv("EDGECREW_PLATFORM_RULES", str(named))
+    reset_settings()  # the conftest fixture resets them again afterwards
+    spec = bootstrap().tools.find("platform.validate_name")
+    assert spec is not None
+    assert (await spec.call({"name": "payments-api", "kind": "cli"}, ctx))["valid"]  # the setting wins
+
+
 # -- templates -------------------------------------------------------------------------------------
 
 

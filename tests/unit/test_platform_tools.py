@@ -539,6 +539,19 @@ async def test_k8s_apply_refuses_invalid_manifests_without_running_kubectl(ws: W
     with pytest.raises(ToolError, match=r"refusing to apply .*'port' was unexpected"):
         await ws("k8s.apply", path="app")
     assert not fake_kubectl.exists()
+    # each error reads 'file, resource, field: message' without empty parts, and the count left out is said
+    ws.write("app/deploy/k8s/broken.yaml", "kind: [unclosed\n")
+    ws.write("app/deploy/k8s/empty.yaml", "name: x\n")
+    ws.write("app/deploy/k8s/more.yaml", "name: y\n")
+    with pytest.raises(ToolError) as refused:
+        await ws("k8s.apply", path="app/deploy/k8s")
+    message = str(refused.value)
+    assert message.startswith(
+        "refusing to apply manifests that fail k8s.validate (4 errors): app/deploy/k8s/broken.yaml: not valid YAML"
+    ), message
+    assert "; app/deploy/k8s/empty.yaml, document 1: a resource needs apiVersion and kind;" in message
+    assert message.endswith("; and 1 more (k8s.validate lists them all)")
+    assert "  " not in message and " :" not in message
 
 
 async def test_k8s_apply_without_kubectl_says_so(

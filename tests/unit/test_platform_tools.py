@@ -302,8 +302,11 @@ async def test_repo_commit_commits_what_the_tools_wrote_in_the_projects_own_repo
     again = await ws("repo.commit", project="payments-api", message="Nothing new")
     assert not again["committed"] and again["commit"] == result["commit"] and again["files"] == []
 
-    with pytest.raises(ToolError, match=r"'payments-api/docs' is not a git repository yet; repo\.create makes"):
+    with pytest.raises(ToolError, match=r"'payments-api/docs' is not a project: .* like 'payments-api'"):
         await ws("repo.commit", project="payments-api/docs", message="x")
+    await ws("templates.apply", template="cli", name="plain-cli")  # a project, without a repository
+    with pytest.raises(ToolError, match=r"'plain-cli' is not a git repository yet; repo\.create makes"):
+        await ws("repo.commit", project="plain-cli", message="x")
     git(repo, "config", "core.sshCommand", "touch /tmp/pwned")  # an agent may write .git/config
     with pytest.raises(ToolError, match=r"refusing: \.git/config sets core\.sshcommand"):
         await ws("repo.commit", project="payments-api", message="x")
@@ -382,6 +385,29 @@ async def test_k8s_manifests_output_passes_k8s_validate(ws: Workspace) -> None:
         "Service/payments-api",
     ]
     assert (await ws("k8s.manifests", project="payments-api", image="payments-api"))["warnings"]
+
+
+async def test_a_directory_that_is_not_a_project_is_refused_before_anything_is_written(ws: Workspace) -> None:
+    """ci.write and docs.generate wrote a pipeline and docs into the workspace's root ('.') or a project's
+    src/, and k8s.manifests named a Deployment after the run's id: none of them is a project."""
+    await ws("repo.create", name="log-tail", kind="cli")
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("ci.write", {}),
+        ("docs.generate", {}),
+        ("k8s.manifests", {"image": "x:1"}),
+        ("repo.commit", {"message": "m"}),
+    ]
+    for project, hint in ((".", "the workspace itself"), ("log-tail/src", "'log-tail/src'")):
+        for tool, arguments in calls:
+            with pytest.raises(ToolError) as refused:
+                await ws(tool, project=project, **arguments)
+            assert str(refused.value) == (
+                f"{hint} is not a project: it has no pyproject.toml or .platform/project.yaml; "
+                "give a project's directory, like 'log-tail' (repo.create makes one)"
+            ), tool
+    assert not (ws.root / ".github").exists() and not (ws.root / "docs").exists()
+    assert not (ws.root / "log-tail" / "src" / "docs").exists()
+    assert (await ws("docs.generate", project="log-tail"))["path"] == "log-tail/docs/README.md"
 
 
 async def test_a_project_without_manifests_is_said_so_not_validated_as_its_own_files(ws: Workspace) -> None:

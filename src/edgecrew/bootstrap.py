@@ -19,6 +19,7 @@ from edgecrew.memory import MemoryService, ScopeRef, register_memory_tools
 from edgecrew.models.registry import ModelRegistry
 from edgecrew.ops.tools import register_ops_tools
 from edgecrew.platform import PlatformConfig, register_platform_tools
+from edgecrew.platform.config import WORKSPACE_RULES
 from edgecrew.projects import ProjectService, register_project_tools
 from edgecrew.settings import Settings, get_settings
 from edgecrew.specs.project import Project, load_project
@@ -95,6 +96,8 @@ def load_catalog(
 
 
 def _platform_config(settings: Settings) -> PlatformConfig:
-    return PlatformConfig(
-        k8s_context=settings.k8s_context, rules=settings.platform_rules, guidelines=settings.platform_guidelines
-    )
+    # The project's platform.yaml (beside edgecrew.yaml) when the setting names no rules file: a run's
+    # workspace, whose platform.yaml the tools also read, is made only when the run starts.
+    project_rules = settings.project_dir / WORKSPACE_RULES
+    rules = settings.platform_rules or (project_rules if project_rules.is_file() else None)
+    return PlatformConfig(k8s_context=settings.k8s_context, rules=rules, guidelines=settings.platform_guidelines)

@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     # -- platform tools (edgecrew.platform) --
     # The kubectl context k8s.apply deploys to; unset: `kubectl apply --dry-run=client` only.
     k8s_context: str | None = None
-    # A rules file whose sections replace the shipped rules.yaml's (a workspace's platform.yaml wins over it).
+    # A rules file whose sections replace the shipped rules.yaml's (unset: the project's platform.yaml,
+    # if any; a run workspace's platform.yaml wins over either).
     platform_rules: Path | None = None
     # A folder of *.md guidelines for docs.search (default: the shipped ones).
     platform_guidelines: Path | None = None

@@ -517,6 +517,20 @@ def test_tools_and_models_commands_list_what_exists() -> None:
     assert status.exit_code == 0 and json.loads(status.output) == []
 
 
+def test_tools_list_shows_an_optional_arguments_type_and_marks_risky_tools() -> None:
+    """An argument that may be null was shown as 'any' (k8s.apply's namespace?: any), a choice as its
+    type alone, and nothing said that k8s.apply waits for a person's approval."""
+    listed = runner.invoke(app, ["tools", "list"], env={"COLUMNS": "400"})
+    assert listed.exit_code == 0, listed.output
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in listed.output.splitlines() if "│" in line]
+    rows = {row[0]: row[1:] for row in cells if len(row) == 3}
+    assert rows["k8s.apply"][0] == "path: string, namespace?: string"
+    assert rows["ci.write"][0] == "project: string, provider?: github|gitlab"
+    assert rows["k8s.apply"][1].endswith("(risky: runs only once a person approves it)")
+    assert "risky" not in rows["k8s.validate"][1]
+    assert rows["templates.apply"][0].startswith("template: string, name: string, dest?: string,")
+
+
 def test_runs_list_says_when_it_shows_only_the_newest(edgecrew_home: Path) -> None:
     """Before: the newest 20 of any number of runs read as every run."""
     from edgecrew.bootstrap import bootstrap

@@ -153,6 +153,12 @@ async def test_a_durable_run_with_no_reachable_cluster_ends_with_its_checklist_d
     deploy = {s.agent: s.output for s in rt.store.steps(run.id)}["deploy"]
     assert deploy["mode"] == "offline" and "connection refused" in deploy["reason"], no_cluster
     assert git(rt.workspace(run.id) / "payments-api", "status", "--porcelain") == ""
+    # each event is filed under its own step: the 'manifests' agent's tool call was under 'v007' (its
+    # call key 'v007.manifests.m0.t0' was cut at '.m'), so the run page showed no k8s.manifests call
+    steps = {s.key for s in rt.store.steps(run.id)}
+    events = rt.store.events(run.id)
+    assert [(e.type, e.step_key) for e in events if e.step_key is not None and e.step_key not in steps] == []
+    assert ("tool_called", "v007.manifests") in {(e.type, e.step_key) for e in events}
     done = svc.checklist(started.run.id)
     assert done.meta["status"] == "succeeded" and not done.questions
     assert [(i.text, i.state) for i in done.items if i.state != "done"] == []  # the path covers every agent
@@ -356,6 +362,30 @@ async def test_a_cli_with_staging_is_built_and_documented_and_the_answer_says_wh
     assert git(tmp_path / "ws" / "csv-tool", "status", "--porcelain") == ""
     answer = result.output["text"]
     assert "- [ ] No staging deployment: a cli project serves no HTTP" in answer and answer.count("- [ ]") == 1
+
+
+async def test_run_from_the_deploy_step_works_in_a_copy_of_the_runs_files(no_cluster: str) -> None:
+    """'Run from here' copied the steps' outputs but not their files: run from deploy, it asked for an
+    approval to apply payments-api/deploy/k8s, which its new, empty workspace did not have, and failed."""
+    rt, svc, started, approvals, pending = await _waiting_for_the_deploy()
+    approvals.deny(pending[0].id, "not on Fridays")
+    await started.handle.get_result()
+    deploy = next(s.key for s in rt.store.steps(started.run.id) if s.agent == "deploy")
+    again = await svc.start_from_step(started.run.id, deploy)
+    for _ in range(600):
+        waiting = approvals.list("pending", again.run.id)
+        if waiting or rt.store.get_run(again.run.id).status.terminal:
+            break
+        await asyncio.sleep(0.05)
+    assert [a.arguments["path"] for a in waiting] == ["payments-api/deploy/k8s"]
+    approvals.approve(waiting[0].id)
+    await again.handle.get_result()
+    run = rt.store.get_run(again.run.id)
+    assert run.status == "succeeded", run.error
+    assert {s.agent: s.output for s in rt.store.steps(run.id)}["deploy"]["mode"] == "offline"
+    copy, first = rt.workspace(run.id) / "payments-api", rt.workspace(started.run.id) / "payments-api"
+    assert (copy / "deploy" / "k8s" / "deployment.yaml").is_file() and git(copy, "status", "--porcelain") == ""
+    assert git(first, "log", "--format=%H") == git(copy, "log", "--format=%H")  # the first run's are kept
 
 
 async def test_a_durable_run_whose_deployment_is_denied_documents_commits_and_says_why() -> None:

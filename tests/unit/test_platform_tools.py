@@ -147,6 +147,31 @@ async def test_a_configured_rules_file_is_read(tmp_path: Path) -> None:
     assert [p["rule"] for p in result["problems"]] == ["name.length", "name.pattern"]
 
 
+async def test_the_projects_platform_yaml_is_read_by_every_run(
+    project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README said 'platform.yaml in the workspace', but a run's workspace is made when it starts:
+    a person's platform.yaml beside edgecrew.yaml was never read. It is now, unless the setting names one."""
+    from edgecrew.bootstrap import bootstrap
+    from edgecrew.settings import reset_settings
+
+    (project_dir / "platform.yaml").write_text(
+        "name:\n  pattern: '^[a-z]+$'\n  min_length: 3\n  max_length: 10\n", encoding="utf-8"
+    )
+    spec = bootstrap().tools.find("platform.validate_name")
+    assert spec is not None
+    ctx = ToolContext("run-1", "copilot", tmp_path)
+    result = await spec.call({"name": "payments-api", "kind": "cli"}, ctx)
+    assert [p["rule"] for p in result["problems"]] == ["name.length", "name.pattern"]
+    named = tmp_path / "rules.yaml"
+    named.write_text("kubernetes:\n  version: '1.30'\n", encoding="utf-8")
+    monkeypatch.setenv("EDGECREW_PLATFORM_RULES", str(named))
+    reset_settings()  # the conftest fixture resets them again afterwards
+    spec = bootstrap().tools.find("platform.validate_name")
+    assert spec is not None
+    assert (await spec.call({"name": "payments-api", "kind": "cli"}, ctx))["valid"]  # the setting wins
+
+
 # -- templates -------------------------------------------------------------------------------------
 
 
@@ -277,8 +302,11 @@ async def test_repo_commit_commits_what_the_tools_wrote_in_the_projects_own_repo
     again = await ws("repo.commit", project="payments-api", message="Nothing new")
     assert not again["committed"] and again["commit"] == result["commit"] and again["files"] == []
 
-    with pytest.raises(ToolError, match=r"'payments-api/docs' is not a git repository yet; repo\.create makes"):
+    with pytest.raises(ToolError, match=r"'payments-api/docs' is not a project: .* like 'payments-api'"):
         await ws("repo.commit", project="payments-api/docs", message="x")
+    await ws("templates.apply", template="cli", name="plain-cli")  # a project, without a repository
+    with pytest.raises(ToolError, match=r"'plain-cli' is not a git repository yet; repo\.create makes"):
+        await ws("repo.commit", project="plain-cli", message="x")
     git(repo, "config", "core.sshCommand", "touch /tmp/pwned")  # an agent may write .git/config
     with pytest.raises(ToolError, match=r"refusing: \.git/config sets core\.sshcommand"):
         await ws("repo.commit", project="payments-api", message="x")
@@ -357,6 +385,49 @@ async def test_k8s_manifests_output_passes_k8s_validate(ws: Workspace) -> None:
         "Service/payments-api",
     ]
     assert (await ws("k8s.manifests", project="payments-api", image="payments-api"))["warnings"]
+
+
+async def test_a_directory_that_is_not_a_project_is_refused_before_anything_is_written(ws: Workspace) -> None:
+    """ci.write and docs.generate wrote a pipeline and docs into the workspace's root ('.') or a project's
+    src/, and k8s.manifests named a Deployment after the run's id: none of them is a project."""
+    await ws("repo.create", name="log-tail", kind="cli")
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("ci.write", {}),
+        ("docs.generate", {}),
+        ("k8s.manifests", {"image": "x:1"}),
+        ("repo.commit", {"message": "m"}),
+    ]
+    for project, hint in ((".", "the workspace itself"), ("log-tail/src", "'log-tail/src'")):
+        for tool, arguments in calls:
+            with pytest.raises(ToolError) as refused:
+                await ws(tool, project=project, **arguments)
+            assert str(refused.value) == (
+                f"{hint} is not a project: it has no pyproject.toml or .platform/project.yaml; "
+                "give a project's directory, like 'log-tail' (repo.create makes one)"
+            ), tool
+    assert not (ws.root / ".github").exists() and not (ws.root / "docs").exists()
+    assert not (ws.root / "log-tail" / "src" / "docs").exists()
+    assert (await ws("docs.generate", project="log-tail"))["path"] == "log-tail/docs/README.md"
+
+
+async def test_a_project_without_manifests_is_said_so_not_validated_as_its_own_files(ws: Workspace) -> None:
+    """A project dir means its deploy/k8s/; before k8s.manifests (or for a cli, which has none) its
+    .platform/*.yaml and pipeline were checked as Kubernetes resources ('a resource needs apiVersion')."""
+    await ws("repo.create", name="log-tail", kind="cli")
+    await ws("ci.write", project="log-tail")
+    await ws("repo.create", name="payments-api", kind="python-service")
+    for tool in ("k8s.validate", "k8s.apply"):
+        with pytest.raises(ToolError) as cli:
+            await ws(tool, path="log-tail")
+        assert str(cli.value) == (
+            "no manifests in project 'log-tail': a cli project serves no HTTP, so it has none to validate or apply"
+        )
+        with pytest.raises(ToolError) as service:
+            await ws(tool, path="payments-api/")
+        assert str(service.value) == (
+            "no manifests in project 'payments-api' (payments-api/deploy/k8s/ does not exist); "
+            "k8s.manifests writes them"
+        )
 
 
 async def test_a_broken_manifest_fails_naming_the_field(ws: Workspace) -> None:
@@ -494,6 +565,19 @@ async def test_k8s_apply_refuses_invalid_manifests_without_running_kubectl(ws: W
     with pytest.raises(ToolError, match=r"refusing to apply .*'port' was unexpected"):
         await ws("k8s.apply", path="app")
     assert not fake_kubectl.exists()
+    # each error reads 'file, resource, field: message' without empty parts, and the count left out is said
+    ws.write("app/deploy/k8s/broken.yaml", "kind: [unclosed\n")
+    ws.write("app/deploy/k8s/empty.yaml", "name: x\n")
+    ws.write("app/deploy/k8s/more.yaml", "name: y\n")
+    with pytest.raises(ToolError) as refused:
+        await ws("k8s.apply", path="app/deploy/k8s")
+    message = str(refused.value)
+    assert message.startswith(
+        "refusing to apply manifests that fail k8s.validate (4 errors): app/deploy/k8s/broken.yaml: not valid YAML"
+    ), message
+    assert "; app/deploy/k8s/empty.yaml, document 1: a resource needs apiVersion and kind;" in message
+    assert message.endswith("; and 1 more (k8s.validate lists them all)")
+    assert "  " not in message and " :" not in message
 
 
 async def test_k8s_apply_without_kubectl_says_so(

@@ -487,9 +487,24 @@ def tools_list(project: ProjectOpt = None, as_json: Annotated[bool, typer.Option
     for t in specs:
         props = t.input_schema.get("properties", {})
         required = set(t.input_schema.get("required", []))
-        args = ", ".join(f"{n}{'' if n in required else '?'}: {p.get('type', 'any')}" for n, p in props.items())
-        table.add_row(t.name, args, t.description)
+        args = ", ".join(f"{n}{'' if n in required else '?'}: {_arg_type(p)}" for n, p in props.items())
+        risky = " (risky: runs only once a person approves it)" if t.risk == "risky" else ""
+        table.add_row(t.name, args, t.description + risky)
     console.print(table)
+
+
+def _arg_type(schema: dict[str, Any]) -> str:
+    """An argument's type as `tools list` shows it: a choice's values ('github|gitlab'), and an optional
+    one's own type ('string' for string-or-null, which read as 'any')."""
+    if "enum" in schema:
+        return "|".join(str(v) for v in schema["enum"] if v is not None)
+    kinds = schema.get("type")
+    if isinstance(kinds, str):
+        return kinds
+    if isinstance(kinds, list):
+        return "|".join(k for k in kinds if k != "null") or "null"
+    options = [_arg_type(o) for o in schema.get("anyOf", schema.get("oneOf", [])) if o.get("type") != "null"]
+    return "|".join(dict.fromkeys(options)) or "any"
 
 
 @teams_app.command("show")

@@ -25,6 +25,7 @@ from edgecrew.domain.events import ModelFallback, ModelSkipped
 from edgecrew.domain.messages import ModelRequest
 from edgecrew.domain.specs import AgentSpec
 from edgecrew.engine import durable
+from edgecrew.engine.graph import step_key_of
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import EdgecrewError
 from edgecrew.models.registry import TAG_PREFIX, ModelRegistry
@@ -101,7 +102,7 @@ class CallRouter:
                 run_id,
                 f"{key}.cluster.gone.{alias}",
                 ModelFallback(from_=alias, to=following[0] if following else "", error=str(outcome["gone"])),
-                step_key=key.split(".m")[0],
+                step_key=step_key_of(key),
                 agent=agent.name,
             )
 
@@ -151,7 +152,7 @@ async def route_step(
             run_id,
             f"{key}.cluster.skip.{skipped}",
             ModelSkipped(alias=skipped, reason="no live worker in the cluster serves it"),
-            step_key=key.split(".m")[0],
+            step_key=step_key_of(key),
             agent=agent,
         )
     return where, alias, passed

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgecrew.domain.events import ApprovalDecided, ApprovalRequested
 from edgecrew.domain.runs import RunStatus
+from edgecrew.engine.graph import step_key_of
 from edgecrew.engine.runtime import Runtime
 from edgecrew.errors import ConflictError, ToolError, UserError
 from edgecrew.store.approvals import ApprovalRecord, ApprovalStore
@@ -46,7 +47,7 @@ async def await_decision(
         run_id,
         f"{call_key}.approval",
         ApprovalRequested(approval=record.id, tool=tool, arguments=arguments, reason=reason),
-        step_key=call_key.split(".m")[0],
+        step_key=step_key_of(call_key),
         agent=agent,
     )
     message = None
@@ -62,7 +63,7 @@ async def await_decision(
         ApprovalDecided(
             approval=record.id, approved=decision.approved, arguments=decision.arguments, note=decision.note
         ),
-        step_key=call_key.split(".m")[0],
+        step_key=step_key_of(call_key),
         agent=agent,
     )
     return decision

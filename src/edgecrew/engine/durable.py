@@ -59,7 +59,7 @@ from edgecrew.engine.approvals import await_decision
 from edgecrew.engine.executors import executor_alive, executor_id
 from edgecrew.engine.failpoints import failpoint
 from edgecrew.engine.fixed import run_agent
-from edgecrew.engine.graph import GraphResult, Visit, run_graph
+from edgecrew.engine.graph import GraphResult, Visit, run_graph, step_key_of
 from edgecrew.engine.live import LiveText
 from edgecrew.engine.routing import RoutedCall, call_with_fallback
 from edgecrew.engine.runtime import Runtime
@@ -738,7 +738,7 @@ class DurableIO:
 
     def tools_selected(self, key: str, agent: AgentSpec, selected: ToolsSelected) -> None:
         # Retrieval is a pure function of the recorded messages: a replay writes the same row again.
-        self.rt.store.emit(self.run_id, f"{key}.tools", selected, step_key=key.split(".m")[0], agent=agent.name)
+        self.rt.store.emit(self.run_id, f"{key}.tools", selected, step_key=step_key_of(key), agent=agent.name)
 
     async def recall_memory(self, key: str, agent: AgentSpec, query: str) -> str | None:
         args = (self.run_id, key, agent.name, list(agent.memory.scopes), agent.memory.recall, query)
@@ -850,7 +850,7 @@ async def _model_call(
     record: Record,
 ) -> dict[str, Any]:
     """One model call: route ``ref`` to a model (falling back along its chain), record the result."""
-    step_key = key.split(".m")[0]
+    step_key = step_key_of(key)
     counter = iter(range(1000))
 
     def on_event(event: RoutingEvent) -> None:
@@ -953,7 +953,7 @@ async def _tool_call(
     """One tool call under the agent's permissions and file policy; its result and a ``tool_called`` event."""
     started = time.perf_counter()
     canonical = rt.tools.canonical(call.name)
-    step_key = key.split(".m")[0]
+    step_key = step_key_of(key)
     ctx = ToolContext(
         run_id=run_id,
         agent=agent,

@@ -39,6 +39,12 @@ class Visit:
         return f"v{self.index:03d}.{self.agent}"
 
 
+def step_key_of(call_key: str) -> str:
+    """The key of the visit a call key belongs to: 'v007.manifests' for 'v007.manifests.m0.t0' (agent
+    names hold no '.'; cutting at '.m' cut an agent named 'manifests' or 'mailer' to 'v007')."""
+    return ".".join(call_key.split(".", 2)[:2])
+
+
 class TurnRunner(Protocol):
     async def run_turns(self, visits: Sequence[tuple[Visit, TurnInput]]) -> list[TurnResult]:
         """Run the visits (in parallel when several) and return their results in order."""

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -237,6 +238,8 @@ class RunService:
         run_id = new_run_id()
         workspace = self.rt.workspace(run_id)
         workspace.mkdir(parents=True, exist_ok=True)
+        if trigger is not None and trigger.get("kind") == "from_step":  # the copied steps' files too
+            self._copy_workspace(str(trigger["run"]), workspace)
         durable.launch(self.rt)
         try:
             with self.rt.store.transaction():  # the run and its first event: one commit
@@ -261,6 +264,13 @@ class RunService:
         if works_in is not None:  # its files at workspace/project, its id on the run (project_runs)
             ProjectService.of(self.rt).attach_run(run_id, works_in.id, workspace)
         return Started(run, True, spec_warnings=spec.warnings)
+
+    def _copy_workspace(self, run_id: str, workspace: Path) -> None:
+        """Copy run ``run_id``'s files, as they are now, into a new run's ``workspace``: a run from one of
+        its steps works on what the steps before it wrote (platform-copilot's deploy, its manifests)."""
+        source = self.rt.store.get_run(run_id).workspace
+        if source and Path(source).is_dir():
+            shutil.copytree(source, workspace, symlinks=True, dirs_exist_ok=True)
 
     async def run(
         self,

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_GUIDELINES",
     "DEFAULT_RULES",
     "TEMPLATES_DIR",
+    "WORKSPACE_RULES",
     "PlatformConfig",
     "install_command",
     "require",

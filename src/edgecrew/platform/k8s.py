@@ -213,8 +213,13 @@ def apply_manifests(
         )
     checked = validate_manifests(ws, target, version)
     if not checked["valid"]:
-        first = "; ".join(f"{e['file']} {e['resource']} {e['field']}: {e['message']}" for e in checked["errors"][:3])
-        raise ToolError(f"refusing to apply manifests that fail k8s.validate: {first}")
+        errors = checked["errors"]
+        first = "; ".join(
+            f"{', '.join(p for p in (e['file'], e['resource'], e['field']) if p)}: {e['message']}" for e in errors[:3]
+        )
+        more = f"; and {len(errors) - 3} more (k8s.validate lists them all)" if len(errors) > 3 else ""
+        count = f" ({len(errors)} errors)" if len(errors) > 1 else ""
+        raise ToolError(f"refusing to apply manifests that fail k8s.validate{count}: {first}{more}")
     if namespace is not None and not DNS_LABEL.fullmatch(namespace):
         raise ToolError(f"namespace '{namespace}' is not a Kubernetes name (lowercase letters, digits and '-')")
     if namespace:

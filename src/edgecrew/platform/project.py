@@ -11,13 +11,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecrew.platform.workspace import read_pyproject
+from edgecrew.platform.workspace import PROJECT_MARKER, read_pyproject
 
 __all__ = ["DEFAULT_PYTHON", "POLICY_FILE", "PROJECT_FILE", "ProjectFacts", "project_facts"]
 
 DEFAULT_PYTHON = "3.12"
 POLICY_FILE = ".platform/branch-protection.yaml"  # written by repo.create
-PROJECT_FILE = ".platform/project.yaml"  # the name, kind and template repo.create used
+PROJECT_FILE = PROJECT_MARKER  # the name, kind and template repo.create used
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from edgecrew.platform.ci import Provider, validate_pipelines, write_pipeline
 from edgecrew.platform.config import PlatformConfig
 from edgecrew.platform.docs import GuidelineIndex, PassageEmbedder, generate_docs
 from edgecrew.platform.k8s import MANIFEST_DIR, apply_manifests, validate_manifests, write_manifests
+from edgecrew.platform.project import PROJECT_FILE, project_facts
 from edgecrew.platform.repos import commit_repo, create_repo
 from edgecrew.platform.rules import Rules, check_name, load_rules, package_name
 from edgecrew.platform.templates import apply_template, available, describe
@@ -202,10 +203,17 @@ class _PlatformTools:
 
     @staticmethod
     def _target(ws: Workspace, path: str) -> Path:
-        """``path``, or its deploy/k8s/ when it names a project directory that has one."""
+        """``path``, or its deploy/k8s/ when it names a project directory; a project (made by
+        repo.create) without one is refused, so its own YAML files are never read as manifests."""
         target = ws.path(path, "read")
         manifests = target / MANIFEST_DIR
-        return manifests if target.is_dir() and manifests.is_dir() else target
+        if not target.is_dir() or manifests.is_dir() or not (target / PROJECT_FILE).is_file():
+            return manifests if manifests.is_dir() else target
+        facts = project_facts(target)
+        where = f"no manifests in project '{ws.rel(target)}'"
+        if facts.kind == "cli":
+            raise ToolError(f"{where}: a cli project serves no HTTP, so it has none to validate or apply")
+        raise ToolError(f"{where} ({ws.rel(manifests)}/ does not exist); k8s.manifests writes them")
 
 
 def register_platform_tools(

@@ -77,11 +77,21 @@ class Workspace:
         return target.relative_to(self.root).as_posix() or "."
 
     def project(self, relative: str) -> Path:
-        """A project directory that exists in the workspace."""
+        """A project directory that exists in the workspace: one with a pyproject.toml or the
+        .platform/project.yaml that repo.create writes (not the workspace itself, nor a project's src/)."""
         target = self.directory(relative, "read")
         if not target.is_dir():
             hint = "repo.create makes one" if not target.exists() else "give the project's directory, not a file"
             raise ToolError(f"no project directory '{relative}' in the workspace ({hint})")
+        if not _is_project(target):
+            around = [p for p in target.parents if self.root in p.parents and _is_project(p)]
+            found = around or sorted(p for p in self.root.iterdir() if p.is_dir() and _is_project(p))
+            like = f", like '{self.rel(found[0])}'" if found else ""
+            what = "the workspace itself" if target == self.root else f"'{self.rel(target)}'"
+            raise ToolError(
+                f"{what} is not a project: it has no pyproject.toml or {PROJECT_MARKER}; "
+                f"give a project's directory{like} (repo.create makes one)"
+            )
         return target
 
     def write_text(self, target: Path, text: str) -> str:
@@ -90,6 +100,13 @@ class Workspace:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         return self.rel(target)
+
+
+PROJECT_MARKER = ".platform/project.yaml"  # project.PROJECT_FILE, which repo.create writes
+
+
+def _is_project(directory: Path) -> bool:
+    return (directory / "pyproject.toml").is_file() or (directory / PROJECT_MARKER).is_file()
 
 
 def read_pyproject(project: Path) -> dict[str, Any]:

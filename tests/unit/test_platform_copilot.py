@@ -98,7 +98,7 @@ async def test_with_no_reachable_cluster_the_run_validates_offline_and_finishes(
     assert deploy["mode"] == "offline" and deploy["applied"] is False
     answer = result.output["text"]
     assert (
-        "- [ ] Not applied to namespace payments-api-staging: validated offline, not applied: no cluster "
+        "- [ ] Not applied to namespace payments-api-staging: validated offline, no cluster "  # said once
         "reachable (context 'kind-staging': dial tcp 127.0.0.1:1: connect: connection refused)"
     ) in answer
     assert answer.count("- [ ]") == 1 and "the repository is clean" in answer

@@ -585,6 +585,28 @@ def test_a_finished_run_offers_to_run_again_with_its_task(client: TestClient, ke
     assert "A tool marked risky" in client.get("/ui/approvals").text
 
 
+def test_a_run_that_failed_with_an_empty_answer_shows_its_error_not_an_empty_result(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    from tests.api.telemetry_project import run_to_end
+
+    rt = client.app.state.rt  # type: ignore[attr-defined]
+    run_id = run_to_end(client, keys, "echo")["id"]
+    import sqlalchemy as sa
+
+    from edgecrew.store import tables as t
+
+    with rt.store.engine.begin() as conn:  # as a run whose last agent failed ends: {} and its error
+        conn.execute(
+            sa.update(t.runs)
+            .where(t.runs.c.id == run_id)
+            .values(status="failed", output={}, error="agent 'echo' failed: boom")
+        )
+    sign_in(client, keys["read"])
+    page = html.unescape(client.get(f"/ui/runs/{run_id}").text)
+    assert "<h2>Error</h2>" in page and "agent 'echo' failed: boom" in page and "<h2>Result</h2>" not in page
+
+
 def test_an_interrupted_run_offers_resume_and_resume_finishes_it(client: TestClient, keys: dict[str, str]) -> None:
     """A run left unfinished by a process that is gone (a crash, a restart) offers Resume beside Cancel."""
     from tests.api.telemetry_project import run_to_end

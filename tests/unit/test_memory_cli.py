@@ -113,7 +113,7 @@ def test_show_prints_the_whole_text_and_metadata() -> None:
     data = json.loads(invoke("show", str(slip), "--json").output)
     assert data["tags"] == ["block", "evening"] and data["model"]
     assert "no memory 999" in invoke("show", "999", code=1).output
-    assert "ID" in invoke("show", "abc", code=2).output
+    assert "Invalid value for 'ID'" in invoke("show", "abc", code=2).output
 
 
 def test_forget_asks_first_and_deletes_one_memory_only() -> None:

@@ -353,3 +353,43 @@ def test_a_project_file_has_a_page_of_its_own(api: dict[str, Any]) -> None:
     assert nul.status_code == 400 and "has a NUL character" in nul.text and "<html" in nul.text.lower()
     missing = c.get(f"/ui/projects/{pid}/files/gone.md")
     assert missing.status_code == 404 and "no file" in missing.text
+
+
+@pytest.fixture
+def hashing_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGECREW_MEMORY_EMBEDDER", "hashing")  # the e5 model has its own tests
+
+
+def test_the_project_page_shows_its_newest_memories_read_only(hashing_memory: None, api: dict[str, Any]) -> None:
+    from edgecrew.memory import MemoryService
+    from edgecrew.ui import projects_pages
+    from tests.api.test_ui_pages import sign_in
+
+    c = api["c"]
+    if not any(getattr(r, "path", "") == "/ui/projects" for r in c.app.routes):  # until app.py includes it
+        c.app.include_router(projects_pages.router)
+    sign_in(c, c.app.state.rt.keys.create("ui-read", ("read",))[1])
+    svc = projects_pages.ProjectService.of(c.app.state.rt)
+    launch, other = svc.create("Launch"), svc.create("Other")
+    assert "No memories yet" in c.get(f"/ui/projects/{launch.id}").text
+    memory = MemoryService.of(c.app.state.rt)
+    memory.remember("the other project's secret budget", "project", other.id)
+    first = memory.remember(
+        "the first note <b>bold</b>\nsecond line " + "x" * 300, "project", launch.id, tags=["block"]
+    )
+    for i in range(24):
+        memory.remember(f"launch note number {i:02d}", "project", launch.id, agent="crew/planner")
+    text = c.get(f"/ui/projects/{launch.id}").text
+    section = text.split('id="memories"', 1)[1].split("</section>", 1)[0]
+    assert "the 20 newest of 25" in section
+    assert "launch note number 23" in section and "launch note number 04" in section
+    assert "launch note number 03" not in section and f"#{first} " not in section  # older than the 20 newest
+    assert "secret budget" not in text and "crew/planner" in section
+    for r in memory.store.find([("project", launch.id)])[1:-1]:  # keep the newest and the first
+        memory.forget(r.id)
+    section = c.get(f"/ui/projects/{launch.id}").text.split('id="memories"', 1)[1].split("</section>", 1)[0]
+    assert "the 2 newest of 2" in section
+    assert "the first note &lt;b&gt;bold&lt;/b&gt; second line xxx" in section and "…" in section  # one line, cut
+    assert "x" * 300 not in section and "<b>bold" not in section
+    assert "<form" not in section and "<button" not in section  # read-only
+    assert len(memory.store.find([("project", launch.id)])) == 2  # showing changed nothing

@@ -27,6 +27,7 @@ from edgecrew.cli.feedback import rate as rate_run
 from edgecrew.cli.incidents import incidents_app
 from edgecrew.cli.jobs import jobs_app
 from edgecrew.cli.mcp import mcp_app
+from edgecrew.cli.memory import memory_app
 from edgecrew.cli.models import models_app
 from edgecrew.cli.projects import projects_app
 from edgecrew.cli.render import print_result as _print_result
@@ -71,6 +72,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(chat_app, name="chat")
+app.add_typer(memory_app, name="memory")
 runs_app.command("rate")(rate_run)
 app.command()(serve)
 app.command()(tui)

@@ -207,6 +207,23 @@ class MemoryService:
     def get(self, memory_id: int) -> MemoryRecord:
         return self.store.get(memory_id)
 
+    def latest(
+        self, scopes: Sequence[ScopeRef] | None = None, *, tags: Sequence[str] = (), limit: int = 50
+    ) -> list[MemoryRecord]:
+        """The newest memories of these scopes (``None``: of every scope) carrying all ``tags``, newest first."""
+        for ref in scopes or ():
+            _check_scope(ref.scope, ref.id)
+        keys = None if scopes is None else [(r.scope, r.id) for r in scopes]
+        return self.store.newest(keys, tags=tags, limit=limit)
+
+    def count(self, scopes: Sequence[ScopeRef] | None = None) -> int:
+        """How many memories these scopes (``None``: every scope) hold."""
+        return self.store.count_in(None if scopes is None else [(r.scope, r.id) for r in scopes])
+
+    def known_scopes(self) -> list[ScopeRef]:
+        """Every scope that holds a memory (what a person's search looks in when it names none)."""
+        return [ScopeRef(s, i) for s, i in self.store.scopes() if s in SCOPES]
+
     # -- scopes of a run --------------------------------------------------------------------------
     def scope_ids(self, run_id: str | None, agent: str | None) -> dict[Scope, str | None]:
         """The agent, team and project a call in this run belongs to (None where the run names none)."""

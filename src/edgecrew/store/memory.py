@@ -195,6 +195,44 @@ class MemoryStore:
             rows = [_record(r) for r in conn.execute(query).mappings()]
         return [r for r in rows if set(tags) <= set(r.tags)][:limit]
 
+    def newest(
+        self, scopes: Sequence[tuple[str, str]] | None = None, *, tags: Sequence[str] = (), limit: int = 50
+    ) -> list[MemoryRecord]:
+        """The newest ``limit`` memories (any model) of these scopes, or of every scope (``None``), that
+        carry every tag in ``tags``, newest first; unlike :meth:`find` it reads no more rows than it shows."""
+        if scopes is not None and not scopes:
+            return []
+        query = sa.select(*_RECORD_COLS).order_by(m.c.id.desc())
+        if scopes is not None:
+            query = query.where(sa.or_(*[(m.c.scope == s) & (m.c.scope_id == i) for s, i in scopes]))
+        if not tags:
+            query = query.limit(limit)
+        found: list[MemoryRecord] = []
+        with self.store.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                record = _record(row)
+                if set(tags) <= set(record.tags):
+                    found.append(record)
+                    if len(found) >= limit:
+                        break
+        return found
+
+    def count_in(self, scopes: Sequence[tuple[str, str]] | None = None) -> int:
+        """How many memories (any model) these scopes hold, or every scope (``None``)."""
+        if scopes is not None and not scopes:
+            return 0
+        query = sa.select(sa.func.count()).select_from(m)
+        if scopes is not None:
+            query = query.where(sa.or_(*[(m.c.scope == s) & (m.c.scope_id == i) for s, i in scopes]))
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def scopes(self) -> list[tuple[str, str]]:
+        """Every (scope, scope id) that holds a memory."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(m.c.scope, m.c.scope_id).distinct().order_by(m.c.scope, m.c.scope_id))
+            return [(str(s), str(i)) for s, i in rows]
+
     def count(self) -> int:
         with self.store.engine.connect() as conn:
             return int(

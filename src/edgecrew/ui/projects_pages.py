@@ -2,7 +2,7 @@
 (/ui/projects/{project}): its manager and members, case file (with an append form), artifacts with
 lock, unlock and publish buttons, the files in its folder (each shown on a page of its own, coloured like a
 task's code, or downloaded), and its knowledge graph drawn like a team graph (``views.graph_svg`` over the
-graph's facts, so the two pictures look and lay out alike).
+graph's facts, so the two pictures look and lay out alike), and its 20 newest long-term memories (read-only).
 Changes are plain form posts answered with a redirect, as elsewhere; they need the ``runs`` scope.
 """
 
@@ -20,6 +20,7 @@ from markupsafe import Markup
 from edgecrew.domain.conditions import Condition
 from edgecrew.domain.specs import AgentSpec, Edge, Graph, TeamSpec
 from edgecrew.errors import EdgecrewError
+from edgecrew.memory import MemoryService, ScopeRef
 from edgecrew.projects import ARTIFACT_KINDS, BEHAVIOURS, Fact, Node, ProjectService
 from edgecrew.projects.records import when
 from edgecrew.ui import views
@@ -30,6 +31,8 @@ __all__ = ["knowledge_graph_svg", "router"]
 router = APIRouter(include_in_schema=False)
 DRAWN = 60  # nodes drawn at most (the newest facts first); the list below the picture has them all
 FILES_SHOWN = 200
+MEMORIES_SHOWN = 20  # the newest of the project's long-term memories; `edgecrew memory list` has them all
+MEMORY_CHARS = 240  # of a memory's text on the page, on one line
 Field = Annotated[str, Form(max_length=200)]
 LongText = Annotated[str, Form(max_length=100_000)]
 
@@ -118,6 +121,7 @@ async def project_page(request: Request, project: str, session: Viewer, notice: 
             "runs": svc.runs(p.id, limit=10),
             "facts": facts,
             "graph": knowledge_graph_svg(p.name, nodes, facts),
+            **_memories(request, p.id),
         }
 
     shown = await asyncio.to_thread(read)
@@ -125,6 +129,19 @@ async def project_page(request: Request, project: str, session: Viewer, notice: 
         request, "project.html", session, **shown, when=when, kinds=ARTIFACT_KINDS, behaviours=BEHAVIOURS,
         notice=notice,
     )  # fmt: skip
+
+
+def _memories(request: Request, project_id: str) -> dict[str, Any]:
+    """The project's newest long-term memories, each text on one line and cut, and how many it holds."""
+    memory = MemoryService.of(request.app.state.rt)
+    scope = [ScopeRef("project", project_id)]
+    shown = [{"record": r, "line": _one_line(r.text, MEMORY_CHARS)} for r in memory.latest(scope, limit=MEMORIES_SHOWN)]
+    return {"memories": shown, "memory_count": memory.count(scope) if shown else 0}
+
+
+def _one_line(text: str, width: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 @router.get("/ui/projects/{project}/files/{path:path}")

@@ -243,6 +243,8 @@ def test_a_message_whose_run_waits_for_an_approval_says_so(http: tuple[TestClien
     assert body["status"] == "pending" and body["run_status"] == "waiting_approval"
     [approval] = client.get("/approvals", params={"run": body["run_id"]}, headers=headers).json()
     assert approval["tool"] == "deploy"
+    # ...and which call waits, to decide it (the reply named none: a client had to list the approvals)
+    assert [(a["id"], a["tool"]) for a in body["approvals"]] == [(approval["id"], "deploy")]
 
 
 def test_a_v1_completion_bound_to_a_session_is_its_next_turn(http: tuple[TestClient, dict[str, str]]) -> None:

@@ -189,8 +189,23 @@ def test_a_message_refused_while_a_run_waits_for_approval_keeps_the_chat_open(
     result = CliRunner().invoke(cli, ["chat", "ship"], input="ship it\nand again\n/new\n/quit\n")
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert "waits for an approval" in said and "is still answering its last message" in said
+    assert "waits for a person's approval of deploy" in said and "is still answering its last message" in said
     assert "new session s" in said  # the lines after the refusal were read
+
+
+def test_a_message_whose_run_waits_for_approval_names_the_call_and_how_to_decide_it(
+    cli: typer.Typer, project_dir: Path
+) -> None:
+    """Before: "run R waits for an approval (edgecrew approvals list)", naming neither the call nor its id."""
+    write(project_dir / "edgecrew.yaml", PROJECT.rstrip("\n") + GATED)
+    write(project_dir / "tools.py", DEPLOY)
+    write(project_dir / "teams" / "ship.yaml", SHIP)
+    reset_settings()
+    result = CliRunner().invoke(cli, ["chat", "ship", "-m", "ship it"])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert 'deploy {"target": "prod"} (agent op): edgecrew approvals approve a' in said, said
+    assert "the answer comes to this session once they are decided" in said
 
 
 def test_a_chat_shows_the_answer_not_a_planners_json(cli: typer.Typer) -> None:

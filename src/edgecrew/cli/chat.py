@@ -152,7 +152,10 @@ def _print_reply(exchange: Any, shown: str) -> int:
         err.print(f"[red]run {exchange.run.id} failed[/]: its answer above says why")
         return 1
     console.print()
-    if exchange.status == "pending":
+    if exchange.status == "pending" and exchange.waiting is not None:
+        goes_on = "the answer comes to this session once they are decided (edgecrew chat show)"
+        err.print(f"[yellow]{escape(exchange.waiting.message(goes_on))}[/]")
+    elif exchange.status == "pending":
         err.print(f"[yellow]run {exchange.run.id} waits for an approval[/] (edgecrew approvals list)")
     else:
         err.print(f"[red]error:[/] {escape(exchange.error or '')}; say it again to retry")

@@ -24,6 +24,7 @@ import anyio
 from edgecrew.domain.events import EventRecord
 from edgecrew.domain.runs import RunStatus
 from edgecrew.domain.specs import TeamSpec
+from edgecrew.engine.approvals import ApprovalService, Waiting
 from edgecrew.engine.chat import (
     ChatMessage,
     ChatService,
@@ -85,6 +86,7 @@ class Exchange:
     answer: ChatTurnRecord | None
     run: RunRecord
     memory_id: int | None = None  # the memory this exchange was remembered as (None: not now)
+    waiting: Waiting | None = None  # the calls a person decides before the run goes on (waiting_approval)
 
     @property
     def status(self) -> str:
@@ -461,7 +463,10 @@ class ChatSessions:
 
     def _exchange(self, session: ChatSessionRecord, question: ChatTurnRecord, run: RunRecord) -> Exchange:
         if not has_answer(run):  # a run whose answer says its work failed still answers: it says what to do
-            return Exchange(session.id, question, None, run)
+            waiting = None
+            if run.status == RunStatus.WAITING_APPROVAL:  # which calls, and how to decide them
+                waiting = ApprovalService(self.rt).waiting(run.id)
+            return Exchange(session.id, question, None, run, waiting=waiting)
         answer, memory_id = self._answer(session, question, run)
         return Exchange(session.id, question, answer, run, memory_id)
 

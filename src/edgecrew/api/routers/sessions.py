@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse, Response
@@ -94,6 +94,13 @@ class MessageIn(BaseModel):
     )
 
 
+class WaitingCallOut(BaseModel):
+    id: str = Field(description="The approval's id.")
+    tool: str
+    agent: str
+    arguments: dict[str, Any]
+
+
 class ExchangeOut(BaseModel):
     session_id: str
     run_id: str
@@ -106,7 +113,12 @@ class ExchangeOut(BaseModel):
     error: str | None = Field(default=None, description="Why the run failed, when it did.")
     run_status: RunStatus = Field(
         description="The answering run's status: `waiting_approval` while a person decides one of its calls "
-        "(GET /approvals?run=RUN lists them), `queued` or `running` while it works."
+        "(`approvals` names them), `queued` or `running` while it works."
+    )
+    approvals: list[WaitingCallOut] = Field(
+        default=[],
+        description="While the run waits for a person: each call waiting, to decide with "
+        "POST /approvals/{id}/approve or /deny; then say nothing new: the answer comes to this session.",
     )
 
     @classmethod
@@ -119,6 +131,10 @@ class ExchangeOut(BaseModel):
             question=TurnOut.of(exchange.question),
             answer=TurnOut.of(exchange.answer) if exchange.answer is not None else None,
             error=exchange.error,
+            approvals=[
+                WaitingCallOut(id=a.id, tool=a.tool, agent=a.agent, arguments=a.arguments)
+                for a in (exchange.waiting.approvals if exchange.waiting is not None else ())
+            ],
         )
 
 

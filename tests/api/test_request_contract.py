@@ -183,6 +183,21 @@ def test_a_single_valued_query_parameter_given_twice_is_refused(live: tuple[Thre
         assert refused.status_code == 401  # the key is still checked first
 
 
+def test_a_query_parameter_an_operation_does_not_take_is_refused_by_name(live: tuple[ThreadServer, str]) -> None:
+    """GET /approvals?run_id=R listed every run's pending approvals, as if unfiltered (it takes `run`)."""
+    server, key = live
+    with httpx.Client(base_url=server.url, headers=auth(key), timeout=30) as http:
+        response = http.get("/approvals", params={"run_id": "r1"})
+        assert response.status_code == 422 and response.headers["content-type"].startswith(PROBLEM_JSON)
+        assert response.json()["errors"] == [
+            {"loc": ["query", "run_id"], "msg": "not a parameter of this operation (it takes: run, status)",
+             "type": "unknown"}
+        ]  # fmt: skip
+        assert http.get("/runs", params={"limit": "5", "offset": "0", "status": "succeeded"}).status_code == 200
+        assert http.get("/health", params={"probe": "1"}).status_code == 200  # takes none: nothing to mistype
+        assert httpx.get(f"{server.url}/approvals", params={"run_id": "r1"}, timeout=30).status_code == 401
+
+
 # -- Idempotency-Key ---------------------------------------------------------------------------------
 
 

@@ -59,10 +59,28 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 
 async def single_query_values(request: Request) -> None:
     """Refuse a query parameter that takes one value but came several times (``?run=a&run=b``):
-    FastAPI would keep the last one silently, so the caller would not learn the others were dropped."""
-    dependant = getattr(request.scope.get("route"), "dependant", None)
+    FastAPI would keep the last one silently, so the caller would not learn the others were dropped.
+    An operation of the API (one its document lists) that takes query parameters refuses one it does not
+    take too: ``GET /approvals?run_id=R`` listed every run's pending approvals, as if unfiltered."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
     if dependant is None or not request.query_params:
         return
+    if getattr(route, "include_in_schema", False):
+        known = _query_names(dependant)
+        unknown = sorted({name for name in request.query_params if name not in known})
+        if unknown and known:  # one that takes none (a health probe with a cache buster) reads nothing of it
+            takes = ", ".join(sorted(known)) or "none"
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", name),
+                        "msg": f"not a parameter of this operation (it takes: {takes})",
+                        "type": "unknown",
+                    }
+                    for name in unknown
+                ]
+            )
     counts = {name: len(request.query_params.getlist(name)) for name in _single_valued_query(dependant)}
     repeated = {name: n for name, n in counts.items() if n > 1}
     if repeated:
@@ -72,6 +90,17 @@ async def single_query_values(request: Request) -> None:
                 for name, n in sorted(repeated.items())
             ]
         )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """Every query parameter an operation takes, its dependencies' included."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names |= {f.alias for f in current.query_params}
+        stack.extend(current.dependencies)
+    return names
 
 
 def _single_valued_query(dependant: Any) -> set[str]:

@@ -6,6 +6,8 @@ tier: the engine's logic runs there on its in-memory fakes (``edgecrew.engine.fa
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from edgecrew.settings import reset_settings
+from edgecrew.store.repo import sqlite_module
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +37,19 @@ def edgecrew_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 @pytest.fixture
 def project_dir(tmp_path: Path) -> Path:
     return tmp_path / "project"
+
+
+# The SQLite library the store opens its file with (sqlean when installed, else the standard library's). A
+# test that reads a store's file directly uses it too: two copies of SQLite in one process do not see each
+# other's POSIX locks, so a standard-library connection closed beside an open store took itself for the last
+# one and deleted the write-ahead log under the store, whose next writes no other process ever saw (the jobs
+# kill -9 test's applied policy, in full runs only). See tests/unit/test_store_one_sqlite.py.
+STORE_SQLITE: Any = sqlite_module() or sqlite3
+
+
+def read_store(path: Path) -> contextlib.closing[Any]:
+    """A connection to a store's SQLite file through :data:`STORE_SQLITE`, closed at the end of the block."""
+    return contextlib.closing(STORE_SQLITE.connect(path, timeout=30))
 
 
 def write(path: Path, text: str) -> Path:

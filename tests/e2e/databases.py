@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests import pg
+from tests.conftest import STORE_SQLITE
 
 BACKENDS = [
     "sqlite",
@@ -48,7 +49,8 @@ def url_of(env: dict[str, str], home: Path) -> str:
 
 def rows(url: str, query: str, **params: Any) -> list[dict[str, Any]]:
     """The rows of ``query`` (named ``:params``) as dicts; [] while the table does not exist yet."""
-    engine = sa.create_engine(url)
+    # A SQLite store's file through the store's own library (tests/conftest.py: STORE_SQLITE says why).
+    engine = sa.create_engine(url, **({"module": STORE_SQLITE} if url.startswith("sqlite") else {}))
     try:
         with engine.connect() as conn:
             return [dict(r) for r in conn.execute(sa.text(query), params).mappings()]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write
+from tests.conftest import STORE_SQLITE, read_store, write
 
 PROJECT = """
 models:
@@ -129,9 +129,8 @@ def _wait_for(predicate, proc: subprocess.Popen[str], what: str, timeout: float 
 
 
 def _run_id(home: Path) -> str:
-    import sqlite3
 
-    with sqlite3.connect(home / "edgecrew.db") as db:
+    with read_store(home / "edgecrew.db") as db:
         rows = db.execute("SELECT id FROM runs ORDER BY created_at").fetchall()
     assert len(rows) == 1
     return str(rows[0][0])
@@ -174,9 +173,8 @@ def _check_no_finished_call_repeated(calls: list[dict[str, object]], killed_pid:
 
 
 def _assert_finished(home: Path, run_id: str) -> None:
-    import sqlite3
 
-    with sqlite3.connect(home / "edgecrew.db") as db:
+    with read_store(home / "edgecrew.db") as db:
         status, output = db.execute("SELECT status, output FROM runs WHERE id = ?", (run_id,)).fetchone()
         finished = db.execute(
             "SELECT COUNT(*) FROM events WHERE run_id = ? AND type = 'step_finished'", (run_id,)
@@ -245,9 +243,8 @@ def test_kill_inside_the_combined_write_of_a_call_repeats_only_that_call(
     repeated = [s for s in set(steps) if steps.count(s) > 1]
     assert repeated == [steps[1]] and starts[1]["agent"] == "b" and steps[1].endswith(".m0"), starts
     assert [c["step"] for c in calls if c["pid"] == killed and c["phase"] == "end"] == steps[:2]  # it had ended
-    import sqlite3
 
-    with sqlite3.connect(edgecrew_home / "edgecrew.db") as db:
+    with read_store(edgecrew_home / "edgecrew.db") as db:
         model_events = db.execute(
             "SELECT key FROM events WHERE run_id = ? AND type = 'model_called' ORDER BY id", (run_id,)
         ).fetchall()
@@ -345,14 +342,13 @@ def test_a_run_answers_at_once_though_the_run_it_adopted_waits_for_an_approval(
 
 
 def _status(home: Path) -> str | None:
-    import sqlite3
 
     if not (home / "edgecrew.db").exists():
         return None
     try:
-        with sqlite3.connect(home / "edgecrew.db") as db:
+        with read_store(home / "edgecrew.db") as db:
             row = db.execute("SELECT status FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
-    except sqlite3.OperationalError:  # not migrated yet
+    except STORE_SQLITE.OperationalError:  # not migrated yet
         return None
     return row[0] if row else None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from tests.api.live import ServerProcess, cli_env, create_key
-from tests.conftest import write
+from tests.conftest import STORE_SQLITE, read_store, write
 
 CODE = "import sys, time\\ntime.sleep(4)\\na, b = map(int, sys.stdin.read().split())\\nprint(a + b)\\n"
 PROJECT = f"""
@@ -38,10 +37,10 @@ RECORDED = PROJECT.replace("backend: scripted", "backend: scripted\n    record: 
 def _executions(db: Path) -> list[tuple[int, str]]:
     if not db.exists():
         return []
-    with sqlite3.connect(db) as conn:
+    with read_store(db) as conn:
         try:
             return conn.execute("SELECT id, status FROM executions ORDER BY id").fetchall()
-        except sqlite3.OperationalError:  # the table is not there yet
+        except STORE_SQLITE.OperationalError:  # the table is not there yet
             return []
 
 
@@ -63,12 +62,12 @@ def test_an_execution_killed_with_its_process_is_interrupted_and_the_loop_resume
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    with sqlite3.connect(db) as conn:
+    with read_store(db) as conn:
         run_id = conn.execute("SELECT id FROM runs").fetchone()[0]
 
     resumed = subprocess.run([*command, "resume", run_id], env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    with sqlite3.connect(db) as conn:
+    with read_store(db) as conn:
         rows = conn.execute("SELECT version, status, reason FROM executions ORDER BY id").fetchall()
         task = conn.execute("SELECT status, best_version FROM tasks").fetchone()
         run = conn.execute("SELECT status FROM runs").fetchone()[0]

@@ -27,7 +27,7 @@ from edgecrew.ops import Ops
 from edgecrew.ops.jobs import MAX_SLEEP_S
 from edgecrew.settings import Settings
 from tests.api.live import ServerProcess, cli_env
-from tests.conftest import write
+from tests.conftest import read_store, write
 
 
 def _hms(at: datetime) -> str:
@@ -56,14 +56,14 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 def _job(home: Path) -> dict[str, Any]:
-    with sqlite3.connect(home / "edgecrew.db") as db:
-        db.row_factory = sqlite3.Row
-        [row] = db.execute("SELECT * FROM jobs").fetchall()
-        return dict(row)
+    with read_store(home / "edgecrew.db") as db:
+        cursor = db.execute("SELECT * FROM jobs")
+        [row] = cursor.fetchall()
+        return dict(zip([c[0] for c in cursor.description], row, strict=True))
 
 
 def _events(home: Path, job_id: str) -> list[tuple[str, str | None]]:
-    with sqlite3.connect(home / "edgecrew.db") as db:
+    with read_store(home / "edgecrew.db") as db:
         return db.execute("SELECT kind, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
 
 
@@ -101,7 +101,7 @@ def _durable_state(home: Path) -> str:
 
 def _versions(home: Path) -> list[tuple[Any, ...]]:
     """The policy versions on disk, oldest first (policy, version, source, reason, doc, created_at)."""
-    with sqlite3.connect(home / "edgecrew.db") as db:
+    with read_store(home / "edgecrew.db") as db:
         return db.execute(
             "SELECT policy, version, source, reason, doc, created_at FROM policy_versions ORDER BY policy, version"
         ).fetchall()

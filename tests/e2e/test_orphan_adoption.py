@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from edgecrew.engine import durable
 from edgecrew.engine.service import RunService
 from edgecrew.settings import reset_settings
 from tests.api.live import ServerProcess, cli_env
-from tests.conftest import write
+from tests.conftest import read_store, write
 from tests.e2e.databases import database, pg_server, rows, url_of
 from tests.e2e.test_crash_resume import _lines, _wait_for
 
@@ -138,7 +137,7 @@ def test_a_server_adopts_a_run_orphaned_after_it_started(
             assert time.monotonic() < deadline, f"the server did not adopt {run_id}\n{server.output()}"
             time.sleep(0.2)
         assert server.proc is not None
-        with sqlite3.connect(edgecrew_home / "edgecrew.db") as db:
+        with read_store(edgecrew_home / "edgecrew.db") as db:
             resumed = db.execute("SELECT data FROM events WHERE run_id = ? AND type = 'run_resumed'", (run_id,))
             (data,) = resumed.fetchall()
         assert f":{server.proc.pid}:" in data[0]  # by the server
@@ -149,7 +148,7 @@ def test_a_server_adopts_a_run_orphaned_after_it_started(
 
 
 def _status(home: Path, run_id: str) -> str:
-    with sqlite3.connect(home / "edgecrew.db") as db:
+    with read_store(home / "edgecrew.db") as db:
         (status,) = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
     return str(status)
 

@@ -25,7 +25,7 @@ from edgecrew.errors import ConflictError, IdempotencyKeyReused, NotFoundError
 from edgecrew.models.scripted import ScriptedModel
 from edgecrew.store import repo
 from edgecrew.store.repo import RunStore
-from edgecrew.store.sessions import ChatStore
+from edgecrew.store.sessions import ChatSessionRecord, ChatStore
 
 
 @pytest.fixture(autouse=True)
@@ -188,7 +188,8 @@ async def test_an_answer_nobody_waited_for_is_stored_on_the_next_read() -> None:
     assert len(chat.settle(session.id)) == 0  # once only
 
 
-async def test_a_failed_run_leaves_the_question_unanswered_and_saying_it_again_retries() -> None:
+def _flaky_twin() -> tuple[Runtime, ChatSessions, ChatSessionRecord]:
+    """A twin session whose model fails its first call only (a scripted list answers each run alike)."""
     calls = {"n": 0}
 
     def flaky(req: ModelRequest, index: int) -> str | dict[str, str]:
@@ -197,7 +198,11 @@ async def test_a_failed_run_leaves_the_question_unanswered_and_saying_it_again_r
 
     rt = _runtime(ScriptedModel(flaky))
     chat = _chat(rt)
-    session = chat.create("twin")
+    return rt, chat, chat.create("twin")
+
+
+async def test_a_failed_run_leaves_the_question_unanswered_and_saying_it_again_retries() -> None:
+    _, chat, session = _flaky_twin()
     failed = await chat.say(session.id, "hi")
     assert failed.status == "failed" and failed.answer is None and failed.error and failed.run.id in failed.error
     retried = await chat.say(session.id, "hi")
@@ -208,15 +213,7 @@ async def test_a_failed_run_leaves_the_question_unanswered_and_saying_it_again_r
 async def test_a_supervisors_rerun_of_a_failed_message_answers_it_in_the_session() -> None:
     from edgecrew.engine.service import TeamName
 
-    calls = {"n": 0}
-
-    def flaky(req: ModelRequest, index: int) -> str | dict[str, str]:  # a scripted list answers each run alike
-        calls["n"] += 1
-        return {"error": "auth"} if calls["n"] == 1 else "fine now"
-
-    rt = _runtime(ScriptedModel(flaky))
-    chat = _chat(rt)
-    session = chat.create("twin")
+    rt, chat, session = _flaky_twin()
     failed = await chat.say(session.id, "hi")
     assert failed.status == "failed"
     # Recorded as the supervisor records a rerun (queued; its incident's workflow starts it).
